@@ -1,0 +1,156 @@
+"""What the training function of a space accepts and reports.
+
+An entrypoint is written ``package.module:function`` and names a function
+
+    fn(config: dict, report: Callable[[dict], None], checkpoint_dir: str | None) -> dict
+
+It may carry two attributes that let a space be checked before any trial runs:
+
+- ``fn.settings``: a dict of the flat config keys it accepts, with their defaults;
+- ``fn.metrics``: the names of the metrics it reports.
+
+When an attribute is absent, anything is accepted for it. The shared training core (``trials:run``) is described
+from ``trials.config`` without importing it: importing it pulls in torch, and validation must stay light.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import inspect
+import os
+import re
+import sys
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from trials.config import EPOCH_METRICS, FINAL_METRICS, ConfigError, TrainConfig, coerce, unknown_key_message
+
+DEFAULT_ENTRYPOINT = "trials:run"
+_TARGET = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
+KNOWN_DIRECTIONS: dict[str, str] = {**EPOCH_METRICS, **FINAL_METRICS}
+
+
+class EntrypointError(ValueError):
+    """The entrypoint cannot be found, imported or called as a training function."""
+
+
+@dataclass(frozen=True)
+class EntrypointInfo:
+    """What validation knows about an entrypoint; plain data (no function object) so a Spec stays picklable."""
+
+    target: str
+    settings: dict[str, Any] | None  # accepted flat keys -> defaults; None: anything is accepted
+    metrics: tuple[str, ...] | None  # reported metric names; None: any name is accepted
+    epoch_metrics: tuple[str, ...] | None  # metrics reported every epoch (usable as objective); None: unknown
+
+    @property
+    def is_core(self) -> bool:
+        return self.target == DEFAULT_ENTRYPOINT
+
+    def unknown_setting(self, key: str) -> str | None:
+        """A message when ``key`` is not accepted, else None."""
+        if self.settings is None or key in self.settings:
+            return None
+        return unknown_key_message(key, list(self.settings))
+
+    def coerce(self, key: str, value: Any) -> Any:
+        """The value in the setting's type (from its default); raises ConfigError."""
+        if self.settings is None or key not in self.settings:
+            return value
+        default = self.settings[key]
+        if isinstance(default, bool | int | float | str):
+            return coerce(key, value, type(default))
+        return value
+
+    def check(self, config: Mapping[str, Any]) -> str | None:
+        """A message when the whole flat config would be refused by the entrypoint, else None."""
+        try:
+            if self.is_core:
+                TrainConfig.from_flat(config)
+                return None
+            for key, value in config.items():
+                problem = self.unknown_setting(key)
+                if problem:
+                    return problem
+                self.coerce(key, value)
+        except ConfigError as exc:
+            return str(exc)
+        return None
+
+
+def split_target(target: str) -> tuple[str, str]:
+    if not _TARGET.match(target):
+        raise EntrypointError(f"must look like package.module:function (got {target!r})")
+    module, function = target.split(":")
+    return module, function
+
+
+@contextlib.contextmanager
+def _on_sys_path(folders: Iterable[Path]) -> Iterator[None]:
+    added = []
+    for folder in folders:
+        text = str(folder)
+        if text not in sys.path:
+            sys.path.insert(0, text)
+            added.append(text)
+    try:
+        yield
+    finally:
+        for text in added:
+            with contextlib.suppress(ValueError):
+                sys.path.remove(text)
+
+
+def search_path(base_dir: str | Path | None) -> list[Path]:
+    """Where user entrypoint modules are looked for: the space file's folder, then the working directory."""
+    folders = [Path(base_dir).resolve()] if base_dir is not None else []
+    folders.append(Path(os.getcwd()).resolve())
+    return folders
+
+
+def import_target(target: str, base_dir: str | Path | None = None) -> Callable[..., Any]:
+    """Import and return the entrypoint function; the space's folder and the cwd are on sys.path meanwhile."""
+    module_name, function = split_target(target)
+    with _on_sys_path(search_path(base_dir)):
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as exc:  # any failure while importing user code is a validation error
+            raise EntrypointError(f"cannot import module {module_name!r}: {type(exc).__name__}: {exc}") from exc
+    fn = getattr(module, function, None)
+    if fn is None:
+        raise EntrypointError(f"module {module_name!r} has no attribute {function!r}")
+    if not callable(fn):
+        raise EntrypointError(f"{target} is not callable")
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):  # builtins without a signature are given the benefit of the doubt
+        return fn
+    try:
+        signature.bind(None, None, None)
+    except TypeError as exc:
+        raise EntrypointError(f"{target} must accept (config, report, checkpoint_dir): {exc}") from None
+    return fn
+
+
+def describe(target: str, base_dir: str | Path | None = None) -> EntrypointInfo:
+    """Describe an entrypoint; raises EntrypointError. ``trials:run`` is described without importing it."""
+    split_target(target)
+    if target == DEFAULT_ENTRYPOINT:
+        return EntrypointInfo(target=target, settings=TrainConfig.defaults(),
+                              metrics=tuple(EPOCH_METRICS) + tuple(FINAL_METRICS),
+                              epoch_metrics=tuple(m for m, d in EPOCH_METRICS.items() if d))
+    fn = import_target(target, base_dir)
+    settings = getattr(fn, "settings", None)
+    if settings is not None:
+        if not isinstance(settings, Mapping) or not all(isinstance(k, str) for k in settings):
+            raise EntrypointError(f"{target}.settings must be a dict of setting name -> default")
+        settings = dict(settings)
+    metrics = getattr(fn, "metrics", None)
+    if metrics is not None:
+        if isinstance(metrics, str) or not all(isinstance(m, str) for m in metrics):
+            raise EntrypointError(f"{target}.metrics must be a list of metric names")
+        metrics = tuple(metrics)
+    return EntrypointInfo(target=target, settings=settings, metrics=metrics, epoch_metrics=None)

@@ -1,0 +1,72 @@
+"""The names under which a sweep's facts live in the study, so the driver, reports and exports agree.
+
+Optuna keeps free-form JSON "user attrs" on studies and trials. The study in the database is the source of truth
+(Ray's results folder may be gone), so everything a report needs is written here under these keys and nowhere
+else. Values must be JSON-serialisable (plain dicts, lists, strings, numbers, booleans, None).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, TypedDict
+
+# --- study user attrs -------------------------------------------------------------------------------------------
+SPEC = "spec"  # the resolved spec as a plain dict (after overrides), what the sweep actually ran
+SPACE_FILE = "space_file"  # path of the YAML the spec came from, as the user gave it
+TARGETS = "targets"  # {metric: value} the sweep is trying to reach, e.g. {"test_top1": 0.62}
+BASELINE = "baseline"  # {"source": str, "metrics": {metric: value}}: what we compare against
+OBJECTIVE = "objective"  # {"metric": "val_top3", "direction": "maximize"}: what the sampler optimises
+ENVIRONMENT = "environment"  # storage.environment.record_environment(): versions and git commit
+
+STUDY_ATTRS = (SPEC, SPACE_FILE, TARGETS, BASELINE, OBJECTIVE, ENVIRONMENT)
+
+# --- trial user attrs -------------------------------------------------------------------------------------------
+# Final metrics are stored under their own names (the training core's result keys), one attr each, so a report
+# can read trial.user_attrs["test_top1"] without knowing who wrote it.
+FINAL_METRICS = ("test_loss", "test_top1", "test_top3", "test_top5", "val_loss", "val_top1", "val_top3", "val_top5")
+BEST_EPOCH = "best_epoch"  # epoch whose weights were tested
+EPOCHS_RUN = "epochs_run"  # epochs actually trained (fewer than planned when stopped early)
+WALL_SECONDS = "wall_seconds"  # the trial's own run time, not counting queueing
+DEVICE = "device"  # "cpu", "cuda:0", ...
+PARAMETERS = "parameters"  # model parameter count
+ERROR = "error"  # why a FAIL trial failed: one line, e.g. "RuntimeError: CUDA out of memory"
+STOP_REASON = "stop_reason"  # why training ended: one of STOP_REASONS
+RAY_TRIAL_ID = "ray_trial_id"  # joins the study to Ray's results folder while it exists
+
+TRIAL_ATTRS = (*FINAL_METRICS, BEST_EPOCH, EPOCHS_RUN, WALL_SECONDS, DEVICE, PARAMETERS, ERROR, STOP_REASON,
+               RAY_TRIAL_ID)
+
+# --- stop reasons -----------------------------------------------------------------------------------------------
+# "completed" and "early_stopping" are what trials/train.py returns; the driver adds the other two.
+STOP_COMPLETED = "completed"  # ran every planned epoch
+STOP_EARLY_STOPPING = "early_stopping"  # the core stopped: no improvement for `early_stopping` epochs
+STOP_PRUNED = "pruned"  # the scheduler (ASHA, median...) stopped it as unpromising
+STOP_NAN = "nan"  # a loss or metric became NaN/inf; the trial is recorded as FAIL
+STOP_REASONS = (STOP_COMPLETED, STOP_EARLY_STOPPING, STOP_PRUNED, STOP_NAN)
+
+Direction = Literal["maximize", "minimize"]
+
+
+class Objective(TypedDict):
+    """Shape of the study attr ``objective``."""
+
+    metric: str
+    direction: Direction
+
+
+class Baseline(TypedDict):
+    """Shape of the study attr ``baseline``."""
+
+    source: str
+    metrics: dict[str, float]
+
+
+def objective_attr(metric: str, direction: Direction) -> Objective:
+    """The ``objective`` study attr, checked, so a typo in the direction fails here rather than in a report."""
+    if direction not in ("maximize", "minimize"):
+        raise ValueError(f"direction must be 'maximize' or 'minimize', not {direction!r}")
+    return {"metric": metric, "direction": direction}
+
+
+def baseline_attr(source: str, metrics: dict[str, Any]) -> Baseline:
+    """The ``baseline`` study attr: where the numbers come from (a paper, a previous study) and the numbers."""
+    return {"source": source, "metrics": {name: float(value) for name, value in metrics.items()}}

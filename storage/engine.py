@@ -1,0 +1,189 @@
+"""Open an Optuna RDB storage that survives real use: a dashboard reading while a sweep writes, a server that is
+down, a password that is wrong.
+
+SQLite is tuned per connection (WAL journal, 60 s busy timeout, ``synchronous=NORMAL``) so a concurrent reader
+such as optuna-dashboard never makes the sweep's writes fail. PostgreSQL gets ``pool_pre_ping`` so a connection
+dropped during a long trial is replaced instead of failing the next write. Every failure to open becomes one
+:class:`StorageError` with the URL masked.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import warnings
+from typing import Any
+
+import optuna
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+from storage.errors import StorageError
+from storage.urls import is_sqlite, mask_in_text, mask_url, sqlite_path, validate_storage_url
+
+SQLITE_BUSY_TIMEOUT_S = 60
+POSTGRES_CONNECT_TIMEOUT_S = 10
+
+_logger = logging.getLogger(__name__)
+
+
+def open_storage(
+    url: str,
+    *,
+    heartbeat_interval: int | None = None,
+    grace_period: int | None = None,
+    create: bool = True,
+) -> optuna.storages.RDBStorage:
+    """Connect to the storage at ``url`` (validated first), creating Optuna's tables if they are missing.
+
+    No study is written: listing, reporting and the dashboard can open a storage without side effects beyond the
+    schema (and, for SQLite, the file). With ``create=False`` a SQLite file that does not exist is an error
+    instead of a new empty database, which is what read-only commands (report, best, export) want.
+
+    ``heartbeat_interval`` / ``grace_period`` (seconds) are passed to Optuna. In Optuna 5 heartbeats are written
+    only by ``Study.optimize``; a driver using ask/tell (Ray Tune's ``OptunaSearch``) must call
+    ``storage.record_heartbeat(trial_id)`` itself and ``optuna.storages.fail_stale_trials(study)`` to fail
+    trials whose last heartbeat is older than ``grace_period`` (default ``2 * heartbeat_interval``); trials that
+    never recorded a heartbeat are never failed.
+    """
+    url = validate_storage_url(url)
+    _check_positive("heartbeat_interval", heartbeat_interval)
+    _check_positive("grace_period", grace_period)
+    if grace_period is not None and heartbeat_interval is None:
+        raise StorageError("grace_period only has an effect together with heartbeat_interval.")
+    path = sqlite_path(url)
+    if not create and path is not None and not path.is_file():
+        raise StorageError(f"There is no SQLite database at {str(path.absolute())!r} ({mask_url(url)}).")
+    try:
+        with warnings.catch_warnings():
+            # heartbeat_interval is "experimental" in Optuna 5; the warning tells the user nothing they can act on.
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(
+                url,
+                engine_kwargs=_engine_kwargs(url),
+                heartbeat_interval=heartbeat_interval,
+                grace_period=grace_period,
+            )
+    except ImportError:
+        raise StorageError(
+            f"Cannot open {mask_url(url)}: the PostgreSQL driver psycopg 3 is not installed; "
+            "install it with pip install 'sweeper[postgres]' (or psycopg[binary])."
+        ) from None
+    except (SQLAlchemyError, optuna.exceptions.StorageInternalError, RuntimeError, sqlite3.Error) as exc:
+        raise as_storage_error(exc, url) from None
+
+
+def close_storage(storage: optuna.storages.RDBStorage) -> None:
+    """Return this thread's session and close pooled connections (PostgreSQL servers count them)."""
+    storage.remove_session()
+    storage.engine.dispose()
+
+
+def as_storage_error(exc: BaseException, url: str, action: str = "open") -> StorageError:
+    """One clear, password-free :class:`StorageError` for a failure to talk to the database at ``url``.
+
+    Public so the driver can wrap errors that happen later the same way, e.g. a server that goes away mid-sweep:
+    ``as_storage_error(exc, url, "write to")`` gives "Cannot write to storage ...: <reason> (driver said: ...)".
+    Optuna wraps driver errors in ``StorageInternalError`` with a misleading message ("invalid data in the
+    commit"); the real cause is dug out of the exception chain.
+    """
+    cause = exc
+    while cause.__cause__ is not None and not hasattr(cause, "orig"):  # StorageInternalError wraps SQLAlchemy's
+        cause = cause.__cause__
+    driver = getattr(cause, "orig", None) or cause
+    detail = mask_in_text(" ".join(str(driver).split()), url)
+    reason = _reason(detail.lower(), url)
+    message = f"Cannot {action} storage {mask_url(url)}"
+    if reason:
+        message = f"{message}: {reason}"
+    return StorageError(f"{message} (driver said: {detail})")
+
+
+def _reason(detail: str, url: str) -> str:
+    """What the driver's message means for the user, in words they can act on; '' when we do not know."""
+    where = _where(url)
+    if "password authentication failed" in detail or "authentication failed" in detail:
+        return f"authentication failed at {where}: check the user name and password."
+    if "no password supplied" in detail:
+        return f"the server at {where} wants a password and the URL has none."
+    if "does not exist" in detail and "database" in detail:
+        database = getattr(_parse(url), "database", None) or "?"
+        return f"the database {database!r} does not exist at {where}: create it first (createdb {database})."
+    if "role" in detail and "does not exist" in detail:
+        return f"the user {getattr(_parse(url), 'username', None)!r} does not exist at {where}."
+    unreachable = (
+        "connection refused", "could not connect", "timeout expired", "timed out", "failed to resolve host",
+        "could not translate host name", "no route to host", "network is unreachable", "name or service not known",
+        "no such file or directory",
+    )
+    if any(text in detail for text in unreachable) and not is_sqlite(url):
+        return f"cannot reach a PostgreSQL server at {where}: is it running, and are the host and port right?"
+    if "unable to open database file" in detail:
+        return "SQLite cannot open or create the file: check that the folder exists and is writable."
+    if "database is locked" in detail:
+        return f"the SQLite file stayed locked by another process for more than {SQLITE_BUSY_TIMEOUT_S} s."
+    if "not a database" in detail:
+        return "the file exists but is not a SQLite database."
+    if "no longer compatible with the table schema" in detail:
+        return f"the database was written by another Optuna version; upgrade it with optuna storage upgrade " \
+               f"--storage '{mask_url(url)}' (after a backup), or use the matching optuna version."
+    return ""
+
+
+def _where(url: str) -> str:
+    """host:port of a PostgreSQL URL, for messages (never the user or password)."""
+    parsed = _parse(url)
+    if parsed is None:
+        return "the server"
+    return f"{parsed.host}:{parsed.port or 5432}" if parsed.host else "the local socket"
+
+
+def _parse(url: str) -> URL | None:
+    try:
+        return make_url(url)
+    except (ArgumentError, ValueError):
+        return None
+
+
+def _engine_kwargs(url: str) -> dict[str, Any]:
+    """SQLAlchemy ``create_engine`` arguments for ``url``.
+
+    They must be picklable: Ray pickles ``OptunaSearch`` (storage included) into its experiment checkpoints,
+    and ``RDBStorage.__setstate__`` rebuilds the engine from these kwargs. That is why the SQLite tuning is a
+    module-level function given as ``pool_events`` (attached before the first connection, which Optuna opens
+    inside ``RDBStorage.__init__``) rather than a listener added to the engine afterwards.
+    """
+    if is_sqlite(url):
+        return {
+            "connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S},
+            "pool_events": [(tune_sqlite_connection, "connect")],
+        }
+    return {
+        "pool_pre_ping": True,
+        "connect_args": {"connect_timeout": POSTGRES_CONNECT_TIMEOUT_S, "application_name": "sweeper"},
+    }
+
+
+def tune_sqlite_connection(dbapi_connection: sqlite3.Connection, _connection_record: object) -> None:
+    """SQLAlchemy ``connect`` listener: settings that let a reader and a writer share one SQLite file.
+
+    WAL lets readers keep reading while the sweep commits, instead of a reader's shared lock making the writer's
+    commit fail with "database is locked"; it is stored in the file, so setting it again is a no-op.
+    ``busy_timeout`` makes two writers (the sweep and a dashboard note) wait for each other instead of failing.
+    ``synchronous=NORMAL`` is WAL's recommended durability: a power cut may lose the last commits, never corrupt.
+    """
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_S * 1000}")
+        mode = cursor.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        cursor.execute("PRAGMA synchronous = NORMAL")
+    finally:
+        cursor.close()
+    if str(mode).lower() not in ("wal", "memory"):
+        # Network filesystems (NFS, SMB) cannot share WAL's memory map; the sweep still works, with rollback locks.
+        _logger.warning("SQLite kept journal_mode=%s instead of WAL; readers may delay writes.", mode)
+
+
+def _check_positive(name: str, value: int | None) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+        raise StorageError(f"{name} must be a whole number of seconds > 0, not {value!r}.")

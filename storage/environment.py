@@ -1,0 +1,47 @@
+"""What produced a study's numbers: package versions and the code's git commit, kept in the study's user attrs.
+
+Months later, "why did the same space give 3 points less?" is often answered by a torch upgrade or an
+uncommitted change. Versions are read from installed metadata, never by importing torch or ray (seconds each).
+"""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+PACKAGES = ("torch", "optuna", "ray", "numpy", "sqlalchemy", "sweeper")
+
+
+def record_environment(cwd: str | Path | None = None) -> dict[str, Any]:
+    """``{"python": "3.11.7", "packages": {name: version or None}, "git_commit": sha or None}``.
+
+    ``git_commit`` is the HEAD of the repository containing ``cwd`` (default: the current directory), or None
+    when git is missing or this is not a repository. Only ``git rev-parse`` runs: it reads, never writes.
+    """
+    return {
+        "python": platform.python_version(),
+        "packages": {name: _version(name) for name in PACKAGES},
+        "git_commit": _git_commit(Path(cwd) if cwd is not None else Path.cwd()),
+    }
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _git_commit(cwd: Path) -> str | None:
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "--verify", "--quiet", "HEAD"],
+            cwd=cwd, capture_output=True, text=True, timeout=10, check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = done.stdout.strip()
+    return commit if done.returncode == 0 and commit else None

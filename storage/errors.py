@@ -1,0 +1,11 @@
+"""The one error the storage layer raises for problems the user can fix (bad URL, server down, wrong password).
+
+It subclasses ``ValueError`` so the CLI can treat it like any other bad input: print the message, exit 2.
+Messages never contain a password: build them with :func:`storage.urls.mask_url` / ``mask_in_text``.
+"""
+
+from __future__ import annotations
+
+
+class StorageError(ValueError):
+    """A storage URL that is wrong, or a database that cannot be opened; the message says what to change."""

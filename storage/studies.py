@@ -1,0 +1,167 @@
+"""Studies in a storage: create or resume one, pick a fresh name, and summarise them all for ``sweeper studies``.
+
+A study is created once and then resumed by name, so its user attrs (spec, targets, ...; see :mod:`storage.attrs`)
+describe the first run and are only filled in where missing, never overwritten by a later, different command.
+Nothing here deletes a study: a fresh start gets a fresh name.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import optuna
+from optuna.storages import BaseStorage
+from optuna.study import StudyDirection
+from optuna.trial import TrialState
+
+from storage.attrs import TARGETS
+from storage.errors import StorageError
+
+MAX_STUDY_NAME_LENGTH = 512  # Optuna's studies.study_name column
+
+
+@dataclass(frozen=True)
+class StudySummary:
+    """One line of ``sweeper studies``: enough to recognise a study and see how far it got."""
+
+    name: str
+    direction: str  # "maximize" or "minimize"; comma-joined for a multi-objective study
+    trials_by_state: dict[str, int]  # TrialState names present, e.g. {"COMPLETE": 12, "PRUNED": 30, "RUNNING": 2}
+    best_value: float | None  # best COMPLETE objective value; None when none completed or multi-objective
+    best_trial_number: int | None
+    first_trial_at: datetime | None  # earliest trial start
+    last_trial_at: datetime | None  # latest trial completion (or start, for trials still running)
+    targets: dict[str, Any] = field(default_factory=dict)  # the study attr "targets", {} when unset
+
+    @property
+    def n_trials(self) -> int:
+        """All trials, whatever their state."""
+        return sum(self.trials_by_state.values())
+
+
+def create_or_load_study(
+    storage: BaseStorage,
+    name: str,
+    direction: str | StudyDirection,
+    sampler: optuna.samplers.BaseSampler | None = None,
+    *,
+    study_attrs: Mapping[str, Any] | None = None,
+    pruner: optuna.pruners.BasePruner | None = None,
+) -> tuple[optuna.Study, bool]:
+    """The study called ``name``, created if it does not exist; returns ``(study, created)``.
+
+    ``study_attrs`` are written on creation; on resume only keys the study lacks are added (a study created by an
+    older sweeper gains ``environment``, but its ``spec`` stays the one it ran with). Resuming with the opposite
+    ``direction`` raises :class:`StorageError`: Ray's ``OptunaSearch`` would silently load the study and then
+    optimise it the wrong way round. Two processes racing to create the same name both succeed; one creates.
+    """
+    wanted = _direction(direction)
+    _check_name(name)
+    attrs = dict(study_attrs or {})
+    for key, value in attrs.items():
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError) as exc:
+            raise StorageError(f"Study attr {key!r} cannot be stored (it must be plain JSON data): {exc}") from None
+    created = True
+    try:
+        study = optuna.create_study(storage=storage, study_name=name, direction=wanted, sampler=sampler,
+                                    pruner=pruner)
+    except optuna.exceptions.DuplicatedStudyError:
+        created = False
+        study = optuna.load_study(storage=storage, study_name=name, sampler=sampler, pruner=pruner)
+        if study.directions != [wanted]:
+            found = ",".join(d.name.lower() for d in study.directions)
+            raise StorageError(
+                f"Study {name!r} already exists and optimises {found}, but this sweep asks to {wanted.name.lower()}: "
+                "choose another study name, or fix the objective's direction."
+            ) from None
+    existing = {} if created else study.user_attrs
+    for key, value in attrs.items():
+        if key not in existing:
+            study.set_user_attr(key, value)
+    return study, created
+
+
+def study_exists(storage: BaseStorage, name: str) -> bool:
+    """Whether a study called ``name`` is in ``storage``."""
+    try:
+        storage.get_study_id_from_name(name)
+    except KeyError:
+        return False
+    return True
+
+
+def fresh_study_name(storage: BaseStorage, name: str) -> str:
+    """``name`` if unused, else ``name-N`` with N one more than the highest taken (from 2): never a reused name.
+
+    Used for "start over" so the old study stays for comparison; nothing is deleted.
+    """
+    _check_name(name)
+    names = {study.study_name for study in storage.get_all_studies()}
+    if name not in names:
+        return name
+    numbered = re.compile(re.escape(name) + r"-(\d+)")
+    taken = [int(match[1]) for other in names if (match := numbered.fullmatch(other))]
+    fresh = f"{name}-{max([1, *taken]) + 1}"
+    _check_name(fresh)
+    return fresh
+
+
+def study_summaries(storage: BaseStorage) -> list[StudySummary]:
+    """Every study in ``storage``, oldest first."""
+    return [_summarise(storage, study) for study in storage.get_all_studies()]
+
+
+def _summarise(storage: BaseStorage, study: optuna.study.FrozenStudy) -> StudySummary:
+    trials = storage.get_all_trials(storage.get_study_id_from_name(study.study_name), deepcopy=False)
+    states = Counter(trial.state.name for trial in trials)
+    best = _best_trial(trials, study.directions)
+    starts = [t.datetime_start for t in trials if t.datetime_start is not None]
+    ends = [t.datetime_complete or t.datetime_start for t in trials if t.datetime_complete or t.datetime_start]
+    targets = study.user_attrs.get(TARGETS)
+    return StudySummary(
+        name=study.study_name,
+        direction=",".join(d.name.lower() for d in study.directions),
+        trials_by_state=dict(states),
+        best_value=best.value if best is not None else None,
+        best_trial_number=best.number if best is not None else None,
+        first_trial_at=min(starts, default=None),
+        last_trial_at=max(ends, default=None),
+        targets=dict(targets) if isinstance(targets, dict) else {},
+    )
+
+
+def _best_trial(
+    trials: list[optuna.trial.FrozenTrial], directions: list[StudyDirection]
+) -> optuna.trial.FrozenTrial | None:
+    if len(directions) != 1:
+        return None
+    complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+    if not complete:
+        return None
+    pick = max if directions[0] == StudyDirection.MAXIMIZE else min
+    return pick(complete, key=lambda t: t.value)
+
+
+def _direction(direction: str | StudyDirection) -> StudyDirection:
+    if isinstance(direction, StudyDirection) and direction != StudyDirection.NOT_SET:
+        return direction
+    text = str(direction).lower()
+    aliases = {"maximize": "MAXIMIZE", "max": "MAXIMIZE", "minimize": "MINIMIZE", "min": "MINIMIZE"}
+    if text not in aliases:
+        raise StorageError(f"A study's direction is 'maximize' or 'minimize', not {direction!r}.")
+    return StudyDirection[aliases[text]]
+
+
+def _check_name(name: str) -> None:
+    if not name or not name.strip():
+        raise StorageError("A study needs a name.")
+    if len(name) > MAX_STUDY_NAME_LENGTH:
+        raise StorageError(f"Study names are at most {MAX_STUDY_NAME_LENGTH} characters; {name[:40]!r}... is longer.")

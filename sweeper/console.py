@@ -1,0 +1,39 @@
+"""How metrics look on the terminal: one place, so ``train``, ``run`` and ``best`` print them alike."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+
+console = Console(highlight=False, soft_wrap=True)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+PERCENT_METRICS = ("top1", "top3", "top5")
+
+
+def format_value(name: str, value: Any) -> str:
+    """Accuracies as percentages, losses with 4 digits, learning rates in scientific notation."""
+    if isinstance(value, float):
+        if name.endswith(PERCENT_METRICS):
+            return f"{100 * value:.2f}%"
+        if name in ("lr",) or name.endswith("_lr") or (value != 0 and abs(value) < 1e-3):
+            return f"{value:.2e}"
+        return f"{value:.4g}"
+    return str(value)
+
+
+def epoch_line(metrics: dict[str, Any], epochs: int) -> str:
+    """``epoch  3/30  train_loss 2.981  val_loss 2.870  val_top1 12.30%  ...  1.21s  5400 samples/s``."""
+    width = len(str(epochs))
+    parts = [f"epoch {metrics['epoch']:>{width}}/{epochs}"]
+    for key in ("train_loss", "val_loss", "val_top1", "val_top3", "val_top5", "lr"):
+        if key in metrics:
+            parts.append(f"{key} {format_value(key, metrics[key])}")
+    parts.append(f"{metrics['epoch_seconds']:.2f}s")
+    parts.append(f"{metrics['samples_per_second']:.0f} samples/s")
+    return "  ".join(parts)
+
+
+def format_params(params: dict[str, Any]) -> str:
+    return " ".join(f"{k}={format_value(k, v)}" for k, v in params.items())

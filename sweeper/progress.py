@@ -1,0 +1,72 @@
+"""What the user sees during and after a sweep: a line per finished trial, then a table against targets."""
+
+from __future__ import annotations
+
+import optuna
+from rich.table import Table
+
+from search_spaces import Spec
+from sweeper.console import console, format_params, format_value
+
+TS = optuna.trial.TrialState
+
+
+class SweepPrinter:
+    def __init__(self, spec: Spec) -> None:
+        self.spec = spec
+        self.metric = spec.objective.metric
+        self.maximize = spec.direction == "maximize"
+        self.best: float | None = None
+
+    def trial_finished(self, trial: optuna.trial.FrozenTrial) -> None:
+        """``#3 COMPLETE val_top3 71.20%  best 74.02%  test_top3 70.1% (target 80.00%, gap -9.90)  lr=...``."""
+        parts = [f"#{trial.number:<3} {trial.state.name:<8}"]
+        if trial.state == TS.COMPLETE and trial.value is not None:
+            if self.best is None or ((trial.value > self.best) == self.maximize and trial.value != self.best):
+                self.best = trial.value
+            parts.append(f"{self.metric} {format_value(self.metric, trial.value)}")
+        elif trial.state == TS.PRUNED:
+            parts.append(f"stopped at epoch {trial.user_attrs.get('epochs_run', '?')}")
+        elif trial.state == TS.FAIL:
+            parts.append(f"error: {trial.user_attrs.get('error', '?')}")
+        if self.best is not None:
+            parts.append(f"best {format_value(self.metric, self.best)}")
+        for metric, target in self.spec.targets.items():
+            value = trial.user_attrs.get(metric)
+            if isinstance(value, (int, float)):
+                parts.append(f"{metric} {format_value(metric, value)} (target {format_value(metric, target)}, "
+                             f"gap {100 * (value - target):+.2f} pts)")
+        parts.append(format_params(trial.params))
+        console.print("  ".join(parts))
+
+    def final_table(self, study: optuna.Study, top: int = 5) -> None:
+        trials = study.get_trials(deepcopy=False)
+        counts = {s.name: sum(t.state == s for t in trials) for s in TS if any(t.state == s for t in trials)}
+        console.print("trials: " + ", ".join(f"{n} {name}" for name, n in counts.items()))
+        complete = sorted((t for t in trials if t.state == TS.COMPLETE and t.value is not None),
+                          key=lambda t: t.value, reverse=self.maximize)[:top]
+        metrics = list(dict.fromkeys([self.metric, *self.spec.targets, *(self.spec.baseline.metrics
+                                                                          if self.spec.baseline else {})]))
+        table = Table(title=f"best trials of {study.study_name} against targets and baseline")
+        table.add_column("trial")
+        for metric in metrics:
+            table.add_column(metric, justify="right")
+        table.add_column("params")
+        if self.spec.targets:
+            table.add_row("target", *[_fmt(m, self.spec.targets.get(m)) for m in metrics], "")
+        if self.spec.baseline:
+            table.add_row("baseline", *[_fmt(m, self.spec.baseline.metrics.get(m)) for m in metrics],
+                          self.spec.baseline.source)
+        for t in complete:
+            values = {**t.user_attrs, self.metric: t.value}
+            met = self.spec.targets and self.spec.targets_met(values)
+            table.add_row(f"#{t.number}{' (target met)' if met else ''}",
+                          *[_fmt(m, values.get(m)) for m in metrics], format_params(t.params))
+        console.print(table)
+        if self.spec.targets:
+            reached = [t for t in complete if self.spec.targets_met({**t.user_attrs, self.metric: t.value})]
+            console.print(f"targets {'reached by #' + str(reached[0].number) if reached else 'not reached'}")
+
+
+def _fmt(metric: str, value: object) -> str:
+    return format_value(metric, value) if isinstance(value, (int, float)) else "-"

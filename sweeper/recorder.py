@@ -1,0 +1,88 @@
+"""The one place where a Ray Tune result becomes an Optuna study record.
+
+The stock integration tells the study COMPLETE with whatever the last epoch said, even when the scheduler
+stopped the trial after two epochs. Here a trial is COMPLETE only when the training function returned (its
+last report carries the final flag); stopped earlier by the scheduler it is PRUNED; failed it is FAIL with the
+error in a user attr. Every epoch's objective becomes an intermediate value (learning curves in the dashboard).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import optuna
+from ray.tune import Callback
+
+from search_spaces import Spec
+from storage import attrs
+from sweeper.searcher import StudySearcher
+from sweeper.trainable import FAILED_KEY, FINAL_FLAG
+
+RECORDED_RESULT_KEYS = (
+    "test_top1", "test_top3", "test_top5", "test_loss", "val_top1", "val_top3", "val_top5", "val_loss",
+    "train_loss", "best_epoch", "epochs_run", "wall_seconds", "device", "parameters", "stop_reason",
+)
+
+
+class StudyRecorder(Callback):
+    def __init__(self, searcher: StudySearcher, spec: Spec, on_finished: Callable[[optuna.trial.FrozenTrial], None]
+                 ) -> None:
+        self.searcher = searcher
+        self.study = searcher.study
+        self.spec = spec
+        self.metric = spec.objective.metric
+        self.on_finished = on_finished
+        self.target_reached = False
+
+    def _trial(self, ray_trial: Any) -> optuna.Trial | None:
+        return self.searcher.trials.get(ray_trial.trial_id)
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        optuna_trial = self._trial(trial)
+        if optuna_trial is None or result.get(FINAL_FLAG) or result.get(FAILED_KEY):
+            return
+        value, epoch = result.get(self.metric), result.get("epoch")
+        if isinstance(value, (int, float)) and math.isfinite(value) and isinstance(epoch, int) and epoch > 0:
+            optuna_trial.report(float(value), step=epoch)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        optuna_trial = self._trial(trial)
+        if optuna_trial is None:
+            return
+        result = trial.last_result or {}
+        if result.get(FAILED_KEY):
+            optuna_trial.set_user_attr(attrs.STOP_REASON, attrs.STOP_NAN)
+            self._fail(optuna_trial, str(result[FAILED_KEY]))
+            self.searcher.trials.pop(trial.trial_id, None)
+            return
+        for key in RECORDED_RESULT_KEYS:
+            if key in result:
+                optuna_trial.set_user_attr(key, result[key])
+        if result.get(FINAL_FLAG):
+            value = result.get("best_" + self.metric, result.get(self.metric))
+            frozen = self.study.tell(optuna_trial, float(value))
+            if self.spec.targets and self.spec.targets_met(result):
+                self.target_reached = True
+        else:
+            optuna_trial.set_user_attr(attrs.STOP_REASON, "sweep_stopped" if self.searcher.stopped
+                                       else attrs.STOP_PRUNED)
+            optuna_trial.set_user_attr(attrs.EPOCHS_RUN, int(result.get("epoch", 0) or 0))
+            frozen = self.study.tell(optuna_trial, state=optuna.trial.TrialState.PRUNED)
+        self.searcher.trials.pop(trial.trial_id, None)
+        self.on_finished(frozen)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        optuna_trial = self._trial(trial)
+        if optuna_trial is None:
+            return
+        error = trial.get_error()
+        message = str(error).strip().splitlines()[-1] if error else "unknown error"
+        self._fail(optuna_trial, message)
+        self.searcher.trials.pop(trial.trial_id, None)
+
+    def _fail(self, optuna_trial: optuna.Trial, message: str) -> None:
+        optuna_trial.set_user_attr(attrs.ERROR, message[:2000])
+        frozen = self.study.tell(optuna_trial, state=optuna.trial.TrialState.FAIL)
+        self.on_finished(frozen)

@@ -1,0 +1,59 @@
+"""Ray Tune searcher that asks the Optuna study for every trial.
+
+Asking the study (rather than keeping a private Optuna study as the stock ``OptunaSearch`` does) makes each
+in-flight trial a RUNNING trial in storage from its first second: TPE's constant liar sees it, the dashboard
+shows it, and a resumed sweep knows it existed. Results go back to the study through ``StudyRecorder``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+from ray.tune.search import Searcher
+
+from search_spaces import Spec
+from storage import attrs
+from sweeper.trainable import META_KEY, worst_value
+
+TS = optuna.trial.TrialState
+COUNTED = (TS.COMPLETE, TS.PRUNED, TS.FAIL, TS.RUNNING)  # enqueued (WAITING) trials are not started yet
+
+
+class StudySearcher(Searcher):
+    def __init__(self, study: optuna.Study, spec: Spec, *, checkpoint_root: str, budget: int) -> None:
+        super().__init__(metric=spec.objective.metric, mode="max" if spec.direction == "maximize" else "min")
+        self.study = study
+        self.spec = spec
+        self.checkpoint_root = checkpoint_root
+        self.budget = budget
+        self.distributions = spec.distributions()
+        self.trials: dict[str, optuna.Trial] = {}  # Ray trial id -> Optuna trial
+        self.stopped = False
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        if self.stopped or len(self.study.get_trials(deepcopy=False, states=COUNTED)) >= self.budget:
+            return Searcher.FINISHED
+        trial = self.study.ask(self.distributions)
+        trial.set_user_attr(attrs.RAY_TRIAL_ID, trial_id)
+        self.trials[trial_id] = trial
+        config = self.spec.trial_config(trial.params)
+        config[META_KEY] = {
+            "number": trial.number,
+            "study": self.study.study_name,
+            "entrypoint": self.spec.entrypoint,
+            "base_dir": self.spec.base_dir,
+            "checkpoint_root": self.checkpoint_root,
+            "metric": self.spec.objective.metric,
+            "worst": worst_value(self.spec.direction),
+        }
+        return config
+
+    def save(self, checkpoint_path: str) -> None:
+        """The study is the searcher's state; nothing to write next to Ray's results."""
+
+    def restore(self, checkpoint_path: str) -> None:
+        """See ``save``: a resumed sweep reads the study."""
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        """Bookkeeping happens in ``StudyRecorder``, which also sees the error text; nothing to do here."""

@@ -1,0 +1,50 @@
+"""What runs inside each Ray trial worker: the user's (or the shared) training function, unchanged.
+
+The searcher puts a ``_sweeper`` entry in every trial config with the Optuna trial number, the entrypoint and
+the checkpoint folder. The checkpoint folder is keyed by study and trial number, not by Ray's trial id, so a
+retried or resumed trial finds its epochs again even when Ray's results folder is gone.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from ray import tune
+
+META_KEY = "_sweeper"
+FINAL_FLAG = "sweeper_final"
+FAILED_KEY = "sweeper_failed"
+
+
+def trial_checkpoint_dir(root: str, study: str, number: int) -> Path:
+    return Path(root) / study / f"trial-{number:05d}"
+
+
+def run_trial(config: dict[str, Any]) -> None:
+    """Tune function trainable: report every epoch, then once more with the final metrics and a final flag."""
+    from search_spaces.entrypoint import import_target
+
+    meta = config[META_KEY]
+    train = import_target(meta["entrypoint"], meta.get("base_dir"))
+    trial_config = {k: v for k, v in config.items() if k != META_KEY}
+    checkpoint_dir = trial_checkpoint_dir(meta["checkpoint_root"], meta["study"], meta["number"])
+    last: dict[str, Any] = {"epoch": 0, meta["metric"]: meta["worst"]}
+
+    def report(metrics: dict[str, Any]) -> None:
+        last.update(metrics)
+        tune.report(dict(metrics))
+
+    try:
+        result = train(trial_config, report, str(checkpoint_dir))
+    except Exception as exc:  # non-finite loss: retrying cannot help, so fail now without Ray's retries
+        if type(exc).__name__ != "NonFiniteLossError":
+            raise
+        tune.report({**last, FAILED_KEY: f"{type(exc).__name__}: {exc}"})
+        return
+    tune.report({**last, **(result or {}), FINAL_FLAG: True})
+
+
+def worst_value(direction: str) -> float:
+    return -math.inf if direction == "maximize" else math.inf

@@ -1,0 +1,39 @@
+"""Fixtures shared by the suite: the storages every storage-touching test runs on."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from storage.engine import close_storage, open_storage
+from storage.errors import StorageError
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """SWEEPER_TEST_POSTGRES_URL if it points at a reachable server; skip with the reason otherwise.
+
+    CI sets SWEEPER_REQUIRE_POSTGRES=1: there an unreachable server fails the run instead of skipping.
+    """
+    url = os.environ.get("SWEEPER_TEST_POSTGRES_URL", "").strip()
+    if not url:
+        if os.environ.get("SWEEPER_REQUIRE_POSTGRES") == "1":
+            pytest.fail("SWEEPER_REQUIRE_POSTGRES=1 but SWEEPER_TEST_POSTGRES_URL is not set")
+        pytest.skip("SWEEPER_TEST_POSTGRES_URL not set")
+    try:
+        close_storage(open_storage(url))
+    except StorageError as exc:
+        if os.environ.get("SWEEPER_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"SWEEPER_REQUIRE_POSTGRES=1 but PostgreSQL is not usable: {exc}")
+        pytest.skip(f"PostgreSQL from SWEEPER_TEST_POSTGRES_URL is not usable: {exc}")
+    return url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The same test on a fresh SQLite file and on the test PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'sweeps.db'}"
+    return request.getfixturevalue("postgres_url")

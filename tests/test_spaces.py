@@ -1,0 +1,477 @@
+"""search_spaces: YAML search spaces, their validation messages (file:line: field: message) and Optuna objects."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import uuid
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+import search_spaces.sections as sections
+from search_spaces import (
+    BUILTIN_DIR,
+    SpecError,
+    apply_quick,
+    import_entrypoint,
+    list_builtin_spaces,
+    load_spec,
+    render_spec,
+    resolve_space_path,
+    spec_from_dict,
+)
+from search_spaces.sections import duration_seconds, fraction
+
+BUILTINS = ["asl20", "asl50", "asl100", "nslt1000"]
+MINIMAL = """\
+params:
+  lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}
+"""
+
+
+def space(extra: str) -> str:
+    return MINIMAL + textwrap.dedent(extra)
+
+
+def write(tmp_path: Path, text: str, name: str = "space.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+def errors(path: Path, **kwargs) -> SpecError:
+    with pytest.raises(SpecError) as info:
+        load_spec(path, **kwargs)
+    return info.value
+
+
+def find(err: SpecError, field: str) -> str:
+    """The rendered issue for ``field`` (fails with every issue shown when there is none)."""
+    for issue in err.issues:
+        if issue.field == field:
+            return str(issue)
+    raise AssertionError(f"no issue for {field!r} in:\n{err}")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Built-in spaces
+# ----------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("quick", [False, True])
+@pytest.mark.parametrize("name", BUILTINS)
+def test_builtin_space_loads_and_builds(name: str, quick: bool) -> None:
+    spec = load_spec(name, quick=quick)
+    assert spec.name == (f"{name}-quick" if quick else name)
+    distributions = spec.distributions()
+    for key in ("label_smoothing", "warmup_epochs", "weight_decay", "dropout", "mixup_alpha", "lr"):
+        assert key in distributions
+    assert distributions["lr"] == optuna.distributions.FloatDistribution(1e-4, 3e-3, log=True)
+    assert isinstance(spec.build_sampler(), optuna.samplers.TPESampler)
+    assert spec.objective.metric == "val_top3" and spec.direction == "maximize"
+    assert spec.scheduler.type == "asha"
+    assert spec.enqueue, "the seeds' default config is enqueued first"
+    for row in spec.enqueue:
+        config = spec.trial_config(row)
+        assert config["objective"] == "val_top3"
+        assert all(spec.params[key].admit(value) == value for key, value in row.items())
+    if quick:
+        assert spec.quick_applied and spec.training["epochs"] == 3 and spec.budget.trials == 6
+        assert spec.training["dataset.samples_per_class"] <= 12
+    else:
+        assert spec.budget.trials == 40 and spec.budget.max_concurrent == 2 and spec.resources.cpu == 1
+
+
+def test_builtin_figures_from_the_seeds() -> None:
+    asl20, asl50, asl100, nslt = (load_spec(n) for n in BUILTINS)
+    assert asl20.targets == {"test_top3": 0.8}
+    assert asl20.baseline is not None and asl20.baseline.metrics == {"test_top1": 0.4247, "test_top3": 0.7529}
+    assert asl50.baseline is not None and asl50.baseline.metrics == {"test_top1": 0.4727, "test_top3": 0.5091}
+    assert asl50.training["dataset.classes"] == 50 and "model.size" in asl50.distributions()
+    assert asl100.baseline is None and asl100.training["model.size"] == "medium"
+    assert nslt.training["dataset.classes"] == 1000 and nslt.training["class_weights"] is True
+    assert nslt.training["model.hidden"] == 512 and nslt.enqueue[0]["warmup_epochs"] == 10.0
+    assert nslt.enqueue[0]["dropout"] == 0.5
+    assert [n for n, _ in list_builtin_spaces()] == sorted(BUILTINS)
+    assert all(description for _, description in list_builtin_spaces())
+
+
+def test_resolve_space_path_builtins_from_another_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    expected = (BUILTIN_DIR / "asl50.yaml").resolve()
+    for arg in ("spaces/asl50.yaml", "asl50.yaml", "asl50"):
+        assert resolve_space_path(arg).resolve() == expected
+    assert load_spec("spaces/asl50.yaml").name == "asl50"
+
+
+def test_local_file_wins_over_builtin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "spaces").mkdir()
+    write(tmp_path / "spaces", "description: mine\n" + MINIMAL, "asl50.yaml")
+    assert resolve_space_path("spaces/asl50.yaml") == Path("spaces/asl50.yaml")
+    spec = load_spec("spaces/asl50.yaml")
+    assert spec.description == "mine" and spec.name == "asl50"
+    assert resolve_space_path("asl20").resolve() == (BUILTIN_DIR / "asl20.yaml").resolve()
+
+
+def test_unknown_space_lists_builtins() -> None:
+    with pytest.raises(SpecError) as info:
+        resolve_space_path("asl5O")
+    assert "asl20, asl50" in str(info.value) and "did you mean 'asl50'" in str(info.value)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Validation messages: file:line: field: message
+# ----------------------------------------------------------------------------------------------------------------
+def test_low_must_be_below_high(tmp_path: Path) -> None:
+    path = write(tmp_path, """\
+        params:
+          lr: {type: float, low: 1.0e-4, high: 1.0e-2}
+          dropout:
+            type: float
+            low: 0.5
+            high: 0.1
+        """)
+    err = errors(path)
+    assert str(err) == f"{path}:5: params.dropout.low: must be < high (got low=0.5, high=0.1)"
+    assert (err.file, err.line, err.field) == (str(path), 5, "params.dropout.low")
+    assert err.message == "must be < high (got low=0.5, high=0.1)"
+
+
+@pytest.mark.parametrize(("param", "field", "line", "text"), [
+    ("{type: float, low: 0, high: 1, log: true}", "params.x.low", 3, "must be > 0 when log: true"),
+    ("{type: float, low: 0.1, high: 1, log: true, step: 0.1}", "params.x.step", 3, "cannot be combined with log"),
+    ("{type: float, low: 0, high: 1, step: 0.3}", "params.x.step", 3, "multiple of step"),
+    ("{type: int, low: 1.5, high: 4}", "params.x.low", 3, "expected an integer"),
+    ("{type: categorical, choices: []}", "params.x.choices", 3, "must be a non-empty list"),
+    ("{type: categorical, choices: [a, a]}", "params.x.choices.1", 3, "duplicate choice 'a'"),
+    ("{type: fixed}", "params.x.value", 3, "is required for a fixed param"),
+    ("{type: float, high: 1}", "params.x.low", 3, "is required for a float param"),
+    ("{type: categorical, choices: [a], low: 1}", "params.x.low", 3, "only float and int params take 'low'"),
+    ("{type: flaot, low: 0, high: 1}", "params.x.type", 3, "did you mean 'float'"),
+    ("{typ: float, low: 0, high: 1}", "params.x.typ", 3, "unknown key 'typ' (did you mean 'type'?)"),
+])
+def test_param_rules(tmp_path: Path, param: str, field: str, line: int, text: str) -> None:
+    path = write(tmp_path, "params:\n  lr: {type: float, low: 0.001, high: 0.01}\n  x: " + param + "\n")
+    assert f"{path}:{line}: {field}: " in find(errors(path), field)
+    assert text in find(errors(path), field)
+
+
+def test_params_must_be_settings_of_the_core(tmp_path: Path) -> None:
+    path = write(tmp_path, """\
+        params:
+          label_smothing: {type: float, low: 0.0, high: 0.3}
+        """)
+    message = find(errors(path), "params.label_smothing")
+    assert message.startswith(f"{path}:2: params.label_smothing: unknown setting 'label_smothing'")
+    assert "did you mean 'label_smoothing'" in message
+
+
+def test_unknown_keys_everywhere_with_hints(tmp_path: Path) -> None:
+    path = write(tmp_path, """\
+        objectve: {metric: val_top3}
+        training:
+          dataset:
+            clases: 50
+        params:
+          lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}
+        sampler:
+          type: tpe
+          n_startup_trails: 5
+        scheduler: {type: asha, grace_periods: 2}
+        budget: {trails: 4}
+        """)
+    err = errors(path)
+    assert "did you mean 'objective'" in find(err, "objectve") and f"{path}:1:" in find(err, "objectve")
+    assert find(err, "training.dataset.clases").startswith(f"{path}:4: training.dataset.clases: unknown setting")
+    assert "did you mean 'dataset.classes'" in find(err, "training.dataset.clases")
+    assert f"{path}:9:" in find(err, "sampler.n_startup_trails")
+    assert "did you mean 'n_startup_trials'" in find(err, "sampler.n_startup_trails")
+    assert "did you mean 'grace_period'" in find(err, "scheduler.grace_periods")
+    assert f"{path}:11:" in find(err, "budget.trails") and "did you mean 'trials'" in find(err, "budget.trails")
+    assert len(str(err).splitlines()) == len(err.issues) == 5  # every problem, one per line, in file order
+    assert [i.line for i in err.issues] == sorted(i.line for i in err.issues)
+
+
+def test_sampler_and_scheduler_options(tmp_path: Path) -> None:
+    path = write(tmp_path, space("""\
+        sampler: {type: tpe, gamma: 3, constant_liar: 3}
+        scheduler: {type: median, brackets: 2, grace_period: 0}
+        """))
+    err = errors(path)
+    assert "takes a Python object" in find(err, "sampler.gamma")
+    assert "must be bool (got 3)" in find(err, "sampler.constant_liar")
+    assert "unknown median scheduler option 'brackets'" in find(err, "scheduler.brackets")
+    assert "must be >= 1" in find(err, "scheduler.grace_period")
+    path = write(tmp_path, MINIMAL + "scheduler: {type: asha, grace_period: 10, max_t: 5}\n")
+    assert "must be <= max_t" in find(errors(path), "scheduler.grace_period")
+
+
+def test_metrics_must_be_reported(tmp_path: Path) -> None:
+    path = write(tmp_path, space("""\
+        objective: {metric: val_top4}
+        targets: {test_top9: 80%}
+        baseline: {source: paper, test_acc: 50%}
+        """))
+    err = errors(path)
+    assert "unknown metric 'val_top4'" in find(err, "objective.metric")
+    assert f"{path}:4: targets.test_top9: unknown metric" in find(err, "targets.test_top9")
+    assert f"{path}:5: baseline.test_acc: unknown metric" in find(err, "baseline.test_acc")
+    path = write(tmp_path, MINIMAL + "objective: {metric: test_top3}\n")
+    assert "not reported every epoch" in find(errors(path), "objective.metric")
+    path = write(tmp_path, MINIMAL + "objective: {metric: val_loss, direction: maximize}\n")
+    assert "direction should be minimize" in find(errors(path), "objective.direction")
+    assert load_spec(write(tmp_path, MINIMAL + "objective: {metric: val_loss}\n")).direction == "minimize"
+
+
+def test_training_values_are_type_checked(tmp_path: Path) -> None:
+    path = write(tmp_path, space("""\
+        training:
+          epochs: many
+          model: {size: huge}
+        """))
+    err = errors(path)
+    assert find(err, "training.epochs") == f"{path}:4: training.epochs: epochs='many' is not allowed: expected int"
+    path = write(tmp_path, MINIMAL + "training:\n  model: {hidden: 100}\n")
+    assert "multiple of the number of heads" in find(errors(path), "training.model.hidden")
+    path = write(tmp_path, MINIMAL + "training:\n  lr: 1e-3\n  epochs: 5\n")
+    assert load_spec(path).training == {"lr": 1e-3, "epochs": 5}  # YAML text 1e-3 becomes a float
+
+
+def test_param_range_checked_against_the_core(tmp_path: Path) -> None:
+    path = write(tmp_path, """\
+        training: {epochs: 4}
+        params:
+          warmup_epochs: {type: float, low: 0.0, high: 6.0}
+          model.size: {type: categorical, choices: [small, huge]}
+        """)
+    err = errors(path)
+    assert "refused by trials:run: warmup_epochs=6.0" in find(err, "params.warmup_epochs.high")
+    assert f"{path}:4: params.model.size.choices.1: refused by trials:run" in find(err, "params.model.size.choices.1")
+
+
+def test_enqueue_rules(tmp_path: Path) -> None:
+    path = write(tmp_path, """\
+        params:
+          lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}
+          model.size: {type: categorical, choices: [small, medium]}
+          seed: {type: fixed, value: 1}
+        enqueue:
+          - {lr: 0.1, model.size: smal}
+          - {seed: 2, dropot: 0.1}
+        """)
+    err = errors(path)
+    assert find(err, "enqueue.0.lr") == f"{path}:6: enqueue.0.lr: 0.1 is outside [0.0001, 0.01]"
+    assert "did you mean 'small'" in find(err, "enqueue.0.model.size")
+    assert "fixed param" in find(err, "enqueue.1.seed") and f"{path}:7:" in find(err, "enqueue.1.seed")
+    assert "unknown param 'dropot'" in find(err, "enqueue.1.dropot")
+
+
+def test_grid_sampler(tmp_path: Path) -> None:
+    path = write(tmp_path, """\
+        params:
+          lr: {type: float, low: 0.001, high: 0.003, step: 0.001}
+          batch_size: {type: int, low: 16, high: 64, step: 16}
+          model.layers: {type: int, low: 2, high: 4}
+          model.size: {type: categorical, choices: [small, medium]}
+          seed: {type: fixed, value: 7}
+        sampler: {type: grid, seed: 1}
+        """)
+    spec = load_spec(path)
+    assert spec.grid_search_space() == {"lr": [0.001, 0.002, 0.003], "batch_size": [16, 32, 48, 64],
+                                        "model.layers": [2, 3, 4], "model.size": ["small", "medium"]}
+    assert spec.grid_size() == 72
+    assert isinstance(spec.build_sampler(), optuna.samplers.GridSampler)
+    path = write(tmp_path, MINIMAL + "  dropout: {type: float, low: 0.0, high: 0.5}\nsampler: {type: grid}\n")
+    message = str(errors(path))
+    assert f"{path}:4: sampler: the grid sampler needs a finite set of values, but params.lr is a log range" in message
+    assert "params.dropout is a float range without a step" in message
+
+
+def test_budget_resources_and_durations(tmp_path: Path) -> None:
+    assert [duration_seconds(t) for t in ("90s", "30m", "2h", "1h30m", 45)] == [90, 1800, 7200, 5400, 45]
+    spec = load_spec(write(tmp_path, MINIMAL + "budget: {time: 1h30m}\nresources: {cpu: 0.5, gpu: 0.25}\n"))
+    assert spec.budget.time_seconds == 5400 and spec.resources.gpu == 0.25
+    err = errors(write(tmp_path, MINIMAL + "budget: {time: 5 minutes, trials: 0}\nresources: {cpu: 0}\n"))
+    assert "expected a duration such as 90s" in find(err, "budget.time")
+    assert ":3: budget.trials: Input should be greater than or equal to 1" in find(err, "budget.trials")
+    assert "greater than 0" in find(err, "resources.cpu")
+
+
+def test_yaml_problems(tmp_path: Path) -> None:
+    err = errors(write(tmp_path, "params:\n  lr: [1, 2\n  x: 3\n"))
+    assert err.line == 3 and "invalid YAML" in str(err)
+    assert "the file is empty" in str(errors(write(tmp_path, "# nothing\n")))
+    err = errors(write(tmp_path, "- a\n- b\n"))
+    assert err.line == 1 and "must be a mapping" in err.message
+    err = errors(write(tmp_path, MINIMAL + "budget: {trials: 3}\nparams: {}\n"))
+    assert str(err) == f"{tmp_path / 'space.yaml'}:4: params: duplicate key (first at line 1)"
+    only_fixed = write(tmp_path, "params:\n  seed: {type: fixed, value: 1}\n")
+    assert "needs at least one param to tune" in str(errors(only_fixed))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Percentages, --set, --quick
+# ----------------------------------------------------------------------------------------------------------------
+def test_percentages(tmp_path: Path) -> None:
+    assert fraction("80%") == 0.8 and fraction("42.47%") == 0.4247 and fraction(0.8) == 0.8 and fraction("0.5") == 0.5
+    spec = load_spec(write(tmp_path, space("""\
+        targets: {test_top3: 80%, test_top1: 0.5}
+        baseline: {source: paper, test_top3: "75.29%"}
+        """)))
+    assert spec.targets == {"test_top3": 0.8, "test_top1": 0.5}
+    assert spec.baseline is not None and spec.baseline.metrics == {"test_top3": 0.7529}
+    assert spec.targets_met({"test_top3": 0.81, "test_top1": 0.5}) and not spec.targets_met({"test_top3": 0.9})
+    err = errors(write(tmp_path, MINIMAL + "targets: {test_top3: 80, test_top1: lots}\n"))
+    assert "looks like a percentage; write '80%' or 0.8" in find(err, "targets.test_top3")
+    assert "expected a number or a percentage" in find(err, "targets.test_top1")
+
+
+def test_set_overrides(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL + "  dropout: {type: float, low: 0.0, high: 0.5}\nenqueue:\n  - {lr: 1.0e-3}\n")
+    spec = load_spec(path, overrides=["budget.trials=4", "training.dataset.classes=50", "params.dropout.high=0.4",
+                                      "enqueue.0.lr=2e-3", "targets.test_top3=80%", "params.lr.log=false"])
+    assert spec.budget.trials == 4 and spec.training["dataset.classes"] == 50
+    assert spec.params["dropout"].high == 0.4 and spec.enqueue == [{"lr": 2e-3}] and spec.targets["test_top3"] == 0.8
+    assert not spec.params["lr"].log and spec.overrides[0] == "budget.trials=4"
+    assert "# with --set budget.trials=4" in render_spec(spec)
+
+    err = errors(path, overrides=["budget.trials=x"])
+    assert str(err).startswith(f"{path}: --set budget.trials=x: budget.trials: Input should be a valid integer")
+    assert err.line is None and err.source == "--set budget.trials=x"
+    assert "expected dotted.key=value" in str(errors(path, overrides=["budget.trials"]))
+    assert "has no item '3'" in str(errors(path, overrides=["enqueue.3.lr=1"]))
+    err = errors(path, overrides=["params.dropout.high=-0.1", "budget.trails=3"])
+    assert "did you mean 'trials'" in find(err, "budget.trails") and "--set budget.trails=3" in str(err)
+    assert find(err, "params.dropout.low") == f"{path}:3: params.dropout.low: must be < high (got low=0.0, high=-0.1)"
+
+
+def test_quick_profile_from_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, space("""\
+        training: {epochs: 30}
+        budget: {trials: 50}
+        quick:
+          training.epochs: 2
+          budget.trials: 4
+        """))
+    spec = load_spec(path, quick=True)
+    assert spec.name == "space-quick" and spec.training["epochs"] == 2 and spec.budget.trials == 4
+    assert load_spec(path, quick=True, overrides=["budget.trials=5"]).budget.trials == 5  # --set wins
+    assert load_spec(path).training["epochs"] == 30
+    bad = write(tmp_path, MINIMAL + "quick:\n  budget.trials: 0\n  trainig.epochs: 2\n")
+    err = errors(bad, quick=True)
+    assert find(err, "budget.trials").startswith(f"{bad}:4: --quick: budget.trials: Input should be greater")
+    assert "did you mean 'training'" in find(err, "quick.trainig.epochs")
+
+
+def test_default_quick_profile(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL + "name: study\nscheduler: {type: asha, grace_period: 5}\n")
+    spec = load_spec(path, quick=True)
+    assert spec.name == "study-quick" and spec.scheduler.type == "asha" and spec.scheduler.options["grace_period"] == 1
+    assert spec.training["epochs"] == 3 and spec.training["dataset.samples_per_class"] == 8
+    assert spec.budget.trials == 6 and spec.budget.max_concurrent == 2
+    raw = {"name": "x", "params": {}, "budget": {"trials": 100}}
+    assert apply_quick(raw)["budget"] == {"trials": 6, "max_concurrent": 2} and raw["budget"] == {"trials": 100}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# User entrypoints
+# ----------------------------------------------------------------------------------------------------------------
+def test_user_entrypoint_settings_and_metrics(tmp_path: Path) -> None:
+    module = f"user_train_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{module}.py").write_text(textwrap.dedent("""\
+        def run(config, report, checkpoint_dir=None):
+            return {"score": 1.0}
+        run.settings = {"lr": 0.1, "width": 32}
+        run.metrics = ["score", "loss"]
+        """), encoding="utf-8")
+    path = write(tmp_path, f"""\
+        entrypoint: {module}:run
+        objective: {{metric: score, direction: maximize}}
+        targets: {{los: 0.1}}
+        training: {{width: 64}}
+        params:
+          lr: {{type: float, low: 0.01, high: 1.0, log: true}}
+          dropout: {{type: float, low: 0.0, high: 0.5}}
+        """)
+    err = errors(path)
+    assert find(err, "params.dropout").startswith(f"{path}:7: params.dropout: unknown setting 'dropout'")
+    assert "did you mean 'loss'" in find(err, "targets.los")
+    good = write(tmp_path, f"entrypoint: {module}:run\nobjective: {{metric: score, direction: maximize}}\n"
+                           "params:\n  lr: {type: float, low: 0.01, high: 1.0, log: true}\n", "good.yaml")
+    spec = load_spec(good, quick=True)
+    assert spec.trial_config({"lr": 0.1}) == {"lr": 0.1}  # default quick leaves training alone off the core
+    assert import_entrypoint(spec)({}, print, None) == {"score": 1.0}
+
+
+def test_user_entrypoint_without_attributes_accepts_anything(tmp_path: Path) -> None:
+    module = f"user_free_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{module}.py").write_text("def run(config, report, checkpoint_dir):\n    return {}\n"
+                                           "def wrong(config):\n    return {}\n", encoding="utf-8")
+    path = write(tmp_path, f"""\
+        entrypoint: {module}:run
+        objective: {{metric: anything, direction: minimize}}
+        training: {{whatever: {{nested: 1}}}}
+        params:
+          knob: {{type: int, low: 1, high: 4}}
+        """)
+    spec = load_spec(path)
+    assert spec.trial_config({"knob": 2}) == {"whatever.nested": 1, "knob": 2} and spec.direction == "minimize"
+    err = errors(write(tmp_path, f"entrypoint: {module}:wrong\n" + MINIMAL))
+    assert err.line == 1 and err.field == "entrypoint" and "must accept (config, report, checkpoint_dir)" in str(err)
+    err = errors(write(tmp_path, "entrypoint: no_such_module_here:run\n" + MINIMAL))
+    assert "cannot import module 'no_such_module_here'" in str(err)
+    assert "package.module:function" in str(errors(write(tmp_path, "entrypoint: not a target\n" + MINIMAL)))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Optuna objects and the resolved spec
+# ----------------------------------------------------------------------------------------------------------------
+def test_tpe_defaults_and_options() -> None:
+    spec = load_spec("asl20", quick=True)
+    assert spec.default_sampler_options() == {"multivariate": True, "constant_liar": True, "n_startup_trials": 5}
+    assert load_spec("asl20").default_sampler_options()["n_startup_trials"] == 10
+    spec = load_spec("asl20", overrides=["sampler.n_startup_trials=3", "sampler.constant_liar=false"])
+    assert spec.default_sampler_options() == {"multivariate": True, "constant_liar": False, "n_startup_trials": 3}
+    random = load_spec("asl20", overrides=["sampler.type=random", "sampler.seed=5"]).build_sampler()
+    assert isinstance(random, optuna.samplers.RandomSampler)
+
+
+def test_sampler_needs_its_optional_packages(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sections, "find_spec", lambda name: None)
+    err = errors(BUILTIN_DIR / "asl20.yaml", overrides=["sampler.type=cmaes"])
+    assert "needs the Python package(s) cmaes" in find(err, "sampler.type")
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+@pytest.mark.parametrize(("kind", "package"), [("cmaes", "cmaes"), ("qmc", "scipy"), ("gp", "scipy")])
+def test_optional_samplers_build_when_installed(kind: str, package: str) -> None:
+    pytest.importorskip(package)
+    sampler = load_spec("asl20", overrides=[f"sampler.type={kind}"]).build_sampler()
+    assert type(sampler).__name__ == sections.SAMPLER_CLASSES[kind]
+
+
+def test_resolved_spec_round_trips() -> None:
+    for name in BUILTINS:
+        spec = load_spec(name)
+        data = yaml.safe_load(render_spec(spec))
+        assert data == spec.to_yaml_dict()
+        again = spec_from_dict(data)
+        assert again.to_yaml_dict() == spec.to_yaml_dict() and again.distributions() == spec.distributions()
+    assert "resolved from" in render_spec(load_spec("asl20"))
+
+
+def test_trial_config_is_training_plus_fixed_plus_sampled(tmp_path: Path) -> None:
+    spec = load_spec(write(tmp_path, MINIMAL + "  seed: {type: fixed, value: 3}\ntraining: {epochs: 5, lr: 1.0e-4}\n"))
+    assert spec.fixed_params() == {"seed": 3} and list(spec.distributions()) == ["lr"]
+    assert spec.trial_config({"lr": 0.002}) == {"epochs": 5, "lr": 0.002, "objective": "val_top3", "seed": 3}
+
+
+def test_no_ray_storage_or_sweeper_imports() -> None:
+    code = ("import sys, search_spaces; search_spaces.load_spec('asl50').build_sampler(); "
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('ray', 'storage', 'sweeper', 'torch')]; "
+            "print(bad); sys.exit(1 if bad else 0)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[1])
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -1,0 +1,601 @@
+"""The storage layer: URL precedence, validation and masking; SQLite tuned for a reader beside a writer; clear
+connection errors; studies created, resumed, renamed and summarised, on SQLite and (when available) PostgreSQL.
+
+PostgreSQL tests read SWEEPER_TEST_POSTGRES_URL. Unset: they skip. Set but unreachable: they skip, unless
+SWEEPER_REQUIRE_POSTGRES=1 (CI), where they fail. Each uses its own study-name prefix and deletes its studies.
+"""
+
+from __future__ import annotations
+
+import pickle
+import re
+import shutil
+import socket
+import sqlite3
+import struct
+import subprocess
+import sys
+import threading
+import time
+import uuid
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import quote
+
+import optuna
+import pytest
+from sqlalchemy.engine import make_url
+
+from storage import attrs
+from storage.engine import as_storage_error, close_storage, open_storage
+from storage.environment import record_environment
+from storage.errors import StorageError
+from storage.studies import create_or_load_study, fresh_study_name, study_exists, study_summaries
+from storage.urls import DEFAULT_STORAGE, mask_in_text, mask_url, resolve_storage_url, validate_storage_url
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+# --------------------------------------------------------------------------------------------------------------
+# fixtures
+
+
+@pytest.fixture
+def prefix() -> str:
+    """A study-name prefix no other test (or concurrent CI job on the shared database) uses."""
+    return f"test-storage-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def storage(storage_url: str, prefix: str) -> Iterator[optuna.storages.RDBStorage]:
+    opened = open_storage(storage_url)
+    yield opened
+    for study in opened.get_all_studies():
+        if study.study_name.startswith(prefix):
+            optuna.delete_study(study_name=study.study_name, storage=opened)
+    close_storage(opened)
+
+
+def finished_trial(study: optuna.Study, value: float | None, state: optuna.trial.TrialState) -> int:
+    trial = study.ask()
+    trial.suggest_float("lr", 1e-4, 1e-1, log=True)
+    study.tell(trial, value if state == optuna.trial.TrialState.COMPLETE else None, state=state)
+    return trial.number
+
+
+# --------------------------------------------------------------------------------------------------------------
+# masking
+
+
+@pytest.mark.parametrize(
+    ("url", "masked"),
+    [
+        ("postgresql+psycopg://user:secret@host/db", "postgresql+psycopg://user:***@host/db"),
+        ("postgresql+psycopg://user:secret@host:5433/db?sslmode=require",
+         "postgresql+psycopg://user:***@host:5433/db?sslmode=require"),
+        ("postgresql://user:p%40ss%3Aw%2Frd@db.example.com/sweeps", "postgresql://user:***@db.example.com/sweeps"),
+        ("postgresql+psycopg://user:p@ss@host/db", "postgresql+psycopg://user:***@host/db"),  # unescaped '@'
+        ("postgresql+psycopg://user:pa/ss?#x@host/db", "postgresql+psycopg://user:***@host/db"),
+        ("postgresql+psycopg://user:with space@host/db", "postgresql+psycopg://user:***@host/db"),
+        ("postgresql+psycopg://:secret@host/db", "postgresql+psycopg://:***@host/db"),
+        ("postgresql+psycopg://user:secret@[::1]:5432/db", "postgresql+psycopg://user:***@[::1]:5432/db"),
+        ("postgresql+psycopg://user:@host/db", "postgresql+psycopg://user:***@host/db"),
+        ("postgresql+psycopg://user@host/db?password=secret&sslmode=require",
+         "postgresql+psycopg://user@host/db?password=***&sslmode=require"),
+        ("postgresql+psycopg://user@host:5432/db", "postgresql+psycopg://user@host:5432/db"),
+        ("postgresql+psycopg://host:5432/db", "postgresql+psycopg://host:5432/db"),
+        ("sqlite:///sweeps.db", "sqlite:///sweeps.db"),
+        ("sqlite:////tmp/a:b/sweeps.db", "sqlite:////tmp/a:b/sweeps.db"),
+        ("not a url at all", "not a url at all"),
+        ("", ""),
+        ("host=db.example.com password=secret dbname=x", "host=db.example.com password=*** dbname=x"),
+        ("cannot open postgresql://u:secret@h/db: refused; retry postgresql://v:other@k/db",
+         "cannot open postgresql://u:***@h/db: refused; retry postgresql://v:***@k/db"),
+    ],
+)
+def test_mask_url(url: str, masked: str) -> None:
+    assert mask_url(url) == masked
+
+
+def test_mask_in_text_hides_the_literal_password_in_any_spelling() -> None:
+    url = "postgresql+psycopg://alice:p%40ss%3Aword!@host/db"
+    text = f"driver: auth failed for alice with p@ss:word! while opening {url}; raw p%40ss%3Aword!"
+    masked = mask_in_text(text, url)
+    assert "p@ss:word!" not in masked and "p%40ss%3Aword!" not in masked
+    assert "postgresql+psycopg://alice:***@host/db" in masked
+    assert mask_in_text("nothing secret here", None) == "nothing secret here"
+
+
+def test_mask_in_text_leaves_short_passwords_alone_outside_urls() -> None:
+    """A 2-letter password replaced everywhere would garble the message; inside the URL it is still masked."""
+    url = "postgresql+psycopg://u:on@host/db"
+    assert mask_in_text(f"connection refused on {url}", url) == "connection refused on postgresql+psycopg://u:***@host/db"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# resolution and validation
+
+
+@pytest.mark.parametrize(
+    ("spec_url", "cli_url", "env", "expected"),
+    [
+        (None, None, {}, DEFAULT_STORAGE),
+        ("sqlite:///yaml.db", None, {}, "sqlite:///yaml.db"),
+        ("sqlite:///yaml.db", None, {"SWEEPER_STORAGE": "sqlite:///env.db"}, "sqlite:///env.db"),
+        ("sqlite:///yaml.db", "sqlite:///cli.db", {"SWEEPER_STORAGE": "sqlite:///env.db"}, "sqlite:///cli.db"),
+        (None, "sqlite:///cli.db", {}, "sqlite:///cli.db"),
+        (None, None, {"SWEEPER_STORAGE": "sqlite:///env.db"}, "sqlite:///env.db"),
+        ("sqlite:///yaml.db", None, {"SWEEPER_STORAGE": "  "}, "sqlite:///yaml.db"),  # blank env counts as unset
+        ("", "", {"SWEEPER_STORAGE": ""}, DEFAULT_STORAGE),
+        (" sqlite:///yaml.db\n", None, {}, "sqlite:///yaml.db"),
+    ],
+)
+def test_resolve_precedence_cli_then_env_then_yaml_then_default(
+    spec_url: str | None, cli_url: str | None, env: dict[str, str], expected: str
+) -> None:
+    assert resolve_storage_url(spec_url, cli_url, env=env) == expected
+
+
+def test_resolve_reads_the_process_environment_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SWEEPER_STORAGE", "sqlite:///from-env.db")
+    assert resolve_storage_url("sqlite:///yaml.db", None) == "sqlite:///from-env.db"
+
+
+@pytest.mark.parametrize(
+    ("url", "normalised"),
+    [
+        ("postgresql://u:p@h/db", "postgresql+psycopg://u:p@h/db"),
+        ("postgres://u:p@h:5433/db", "postgresql+psycopg://u:p@h:5433/db"),
+        ("postgresql+psycopg://u:p%40x@h/db", "postgresql+psycopg://u:p%40x@h/db"),
+        ("postgresql+psycopg:///db", "postgresql+psycopg:///db"),
+        ("sqlite+pysqlite:///sweeps.db", "sqlite:///sweeps.db"),
+        ("sqlite:///sweeps.db", "sqlite:///sweeps.db"),
+        ("sqlite://", "sqlite://"),
+        ("sqlite:///:memory:", "sqlite:///:memory:"),
+    ],
+)
+def test_validate_normalises_the_driver(url: str, normalised: str, monkeypatch: pytest.MonkeyPatch,
+                                        tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert validate_storage_url(url) == normalised
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("", "empty"),
+        ("   ", "empty"),
+        ("sweeps.db", "Cannot parse"),
+        ("postgresql+psycopg://u:hunter22@h:notaport/db", "Cannot parse"),
+        ("mysql://u:hunter22@h/db", "Unsupported storage 'mysql'"),
+        ("postgresql+psycopg2://u:hunter22@h/db", "Unsupported storage 'postgresql+psycopg2'"),
+        ("redis://localhost", "Unsupported storage 'redis'"),
+        ("sqlite:////no/such/folder/sweeps.db", "'/no/such/folder' for the SQLite database"),
+        ("sqlite://sweeps.db", "two slashes"),
+        ("sqlite:///~/sweeps.db", "'~'"),
+        ("postgresql+psycopg://u:hun@ter22@h/db", "%40"),
+    ],
+)
+def test_validate_rejects_with_a_clear_message_and_no_password(url: str, message: str) -> None:
+    with pytest.raises(StorageError, match=re.escape(message)) as caught:
+        validate_storage_url(url)
+    assert "hunter22" not in str(caught.value) and "ter22" not in str(caught.value)
+    assert isinstance(caught.value, ValueError)
+
+
+def test_validate_rejects_a_folder_as_sqlite_file(tmp_path: Path) -> None:
+    with pytest.raises(StorageError, match="is a folder"):
+        validate_storage_url(f"sqlite:///{tmp_path}")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# SQLite engine
+
+
+def pragma(storage: optuna.storages.RDBStorage, name: str) -> object:
+    with storage.engine.connect() as connection:
+        return connection.exec_driver_sql(f"PRAGMA {name}").scalar()
+
+
+def test_sqlite_is_tuned_and_opening_writes_no_study(tmp_path: Path) -> None:
+    path = tmp_path / "sweeps.db"
+    storage = open_storage(f"sqlite:///{path}")
+    try:
+        assert pragma(storage, "journal_mode") == "wal"
+        assert pragma(storage, "busy_timeout") == 60_000
+        assert pragma(storage, "synchronous") == 1  # NORMAL
+        assert storage.get_all_studies() == []
+    finally:
+        close_storage(storage)
+    with sqlite3.connect(path) as plain:  # WAL is a property of the file: the dashboard's connections get it too
+        assert plain.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert plain.execute("SELECT count(*) FROM studies").fetchone()[0] == 0
+
+
+def test_sqlite_tuning_survives_pickling(tmp_path: Path) -> None:
+    """Ray pickles OptunaSearch, storage included, into experiment checkpoints; the copy must be tuned too."""
+    storage = open_storage(f"sqlite:///{tmp_path / 'sweeps.db'}")
+    copy = pickle.loads(pickle.dumps(storage))
+    try:
+        assert pragma(copy, "busy_timeout") == 60_000
+        assert pragma(copy, "synchronous") == 1
+    finally:
+        close_storage(copy)
+        close_storage(storage)
+
+
+def test_open_without_create_refuses_a_missing_sqlite_file(tmp_path: Path) -> None:
+    path = tmp_path / "typo.db"
+    with pytest.raises(StorageError, match="no SQLite database"):
+        open_storage(f"sqlite:///{path}", create=False)
+    assert not path.exists()
+
+
+def test_open_rejects_a_missing_folder(tmp_path: Path) -> None:
+    with pytest.raises(StorageError, match="does not exist"):
+        open_storage(f"sqlite:///{tmp_path / 'missing' / 'sweeps.db'}")
+
+
+def test_open_rejects_a_file_that_is_not_a_database(tmp_path: Path) -> None:
+    path = tmp_path / "notes.db"
+    path.write_text("these are my notes, not a database" * 100)
+    with pytest.raises(StorageError, match="not a SQLite database"):
+        open_storage(f"sqlite:///{path}")
+
+
+@pytest.mark.parametrize(("interval", "grace"), [(0, None), (-5, None), (None, 10), (10, 0), (1.5, None)])
+def test_open_rejects_bad_heartbeat_settings(interval: object, grace: object, tmp_path: Path) -> None:
+    with pytest.raises(StorageError):
+        open_storage(f"sqlite:///{tmp_path / 'sweeps.db'}", heartbeat_interval=interval, grace_period=grace)
+
+
+READER = """
+import sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=0.1)
+conn.execute("BEGIN")
+before = conn.execute("SELECT count(*) FROM trials").fetchone()[0]
+print("reading", flush=True)
+sys.stdin.readline()  # hold the read transaction (and its lock) until the test says stop
+during = conn.execute("SELECT count(*) FROM trials").fetchone()[0]
+conn.execute("COMMIT")
+after = conn.execute("SELECT count(*) FROM trials").fetchone()[0]
+print(before, during, after, flush=True)
+"""
+
+
+class Reader:
+    """Another process, like optuna-dashboard, inside a read transaction on the database file."""
+
+    def __init__(self, path: Path) -> None:
+        self.process = subprocess.Popen([sys.executable, "-c", READER, str(path)], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, text=True)
+        assert self.process.stdout is not None and self.process.stdout.readline().strip() == "reading"
+
+    def finish(self) -> list[int]:
+        out, _ = self.process.communicate("stop\n", timeout=30)
+        assert self.process.returncode == 0
+        return [int(n) for n in out.split()]
+
+
+def test_a_reader_in_a_transaction_does_not_make_the_writer_fail(tmp_path: Path, prefix: str) -> None:
+    path = tmp_path / "sweeps.db"
+    storage = open_storage(f"sqlite:///{path}")
+    reader = Reader(path)
+    try:
+        started = time.perf_counter()
+        study, created = create_or_load_study(storage, prefix, "maximize", study_attrs={attrs.TARGETS: {"a": 1}})
+        for i in range(20):
+            trial = study.ask()
+            trial.suggest_int("width", 8, 64)
+            trial.report(0.1 * i, step=1)
+            trial.set_user_attr(attrs.EPOCHS_RUN, 1)
+            study.tell(trial, float(i))
+        elapsed = time.perf_counter() - started
+    finally:
+        counts = reader.finish()
+    assert created and len(study.trials) == 20
+    assert elapsed < 30, "the writer waited for the reader instead of writing past it"
+    # The reader saw a consistent snapshot for its whole transaction, then the new rows: it really was reading.
+    assert counts == [0, 0, 20]
+    close_storage(storage)
+
+
+def test_without_wal_the_same_reader_does_make_the_writer_fail(tmp_path: Path, prefix: str) -> None:
+    """Control for the test above: proves that the reader process really holds a lock that matters."""
+    path = tmp_path / "plain.db"
+    plain = optuna.storages.RDBStorage(f"sqlite:///{path}", engine_kwargs={"connect_args": {"timeout": 0.2}})
+    with plain.engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "delete"
+    reader = Reader(path)
+    try:
+        with pytest.raises(optuna.exceptions.StorageInternalError) as caught:
+            study = optuna.create_study(storage=plain, study_name=prefix)
+            for _ in range(5):
+                study.tell(study.ask(), 1.0)
+    finally:
+        reader.finish()
+        close_storage(plain)
+    # Optuna's own message hides the cause ("invalid data in the commit"); ours names it.
+    assert "database is locked" in str(caught.value.__cause__)
+    assert "locked by another process" in str(as_storage_error(caught.value, f"sqlite:///{path}"))
+
+
+WRITER = """
+import sys
+from storage.engine import open_storage
+from storage.studies import create_or_load_study
+storage = open_storage(sys.argv[1])
+study, _ = create_or_load_study(storage, sys.argv[2], "minimize")
+for i in range(int(sys.argv[3])):
+    trial = study.ask()
+    trial.suggest_float("x", 0, 1)
+    study.tell(trial, float(i))
+"""
+
+
+def test_two_writer_processes_wait_for_each_other_instead_of_failing(tmp_path: Path, prefix: str) -> None:
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    close_storage(open_storage(url))
+    writers = [subprocess.Popen([sys.executable, "-c", WRITER, url, prefix, "40"], stderr=subprocess.PIPE, text=True)
+               for _ in range(3)]
+    for writer in writers:
+        _, err = writer.communicate(timeout=240)
+        assert writer.returncode == 0, err
+    storage = open_storage(url)
+    assert len(optuna.load_study(study_name=prefix, storage=storage).trials) == 120
+    close_storage(storage)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# connection failures: one clear message, password masked
+
+
+def test_unreachable_server(tmp_path: Path) -> None:
+    with pytest.raises(StorageError) as caught:
+        open_storage("postgresql+psycopg://sweeper:T0p%23Secret@127.0.0.1:1/sweeps")
+    message = str(caught.value)
+    assert "cannot reach a PostgreSQL server at 127.0.0.1:1" in message
+    assert "postgresql+psycopg://sweeper:***@127.0.0.1:1/sweeps" in message
+    assert "T0p" not in message and "Secret" not in message
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__  # no chained driver text
+
+
+def test_missing_database(postgres_url: str) -> None:
+    database = f"sweeper_missing_{uuid.uuid4().hex[:8]}"
+    url = make_url(postgres_url).set(database=database, password="Sup3r:s3cret@!").render_as_string(False)
+    with pytest.raises(StorageError) as caught:
+        open_storage(url)
+    message = str(caught.value)
+    assert f"the database '{database}' does not exist" in message and f"createdb {database}" in message
+    assert "Sup3r" not in message and "s3cret" not in message and "***" in message
+
+
+class FakePostgres:
+    """Just enough of the PostgreSQL protocol to ask for a password and reject it, as a real server would.
+
+    The test server trusts every local connection, so a wrong password cannot be provoked there.
+    """
+
+    def __init__(self) -> None:
+        self.passwords: list[str] = []
+        self.socket = socket.create_server(("127.0.0.1", 0))
+        self.port = self.socket.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                connection, _ = self.socket.accept()
+            except OSError:
+                return
+            with connection, connection.makefile("rb") as incoming:
+                while True:  # SSL / GSS encryption requests: answer "no", then the startup message follows
+                    length, code = struct.unpack("!ii", incoming.read(8))
+                    incoming.read(length - 8)
+                    if code not in (80877103, 80877104):
+                        break
+                    connection.sendall(b"N")
+                connection.sendall(b"R" + struct.pack("!ii", 8, 3))  # AuthenticationCleartextPassword
+                incoming.read(1)
+                (length,) = struct.unpack("!i", incoming.read(4))
+                self.passwords.append(incoming.read(length - 4).rstrip(b"\0").decode())
+                fields = b'SFATAL\0VFATAL\0C28P01\0Mpassword authentication failed for user "alice"\0\0'
+                connection.sendall(b"E" + struct.pack("!i", 4 + len(fields)) + fields)
+
+    def close(self) -> None:
+        self.socket.close()
+
+
+def test_wrong_password() -> None:
+    password = "p@ss:w/rd?#%& x"
+    server = FakePostgres()
+    try:
+        with pytest.raises(StorageError) as caught:
+            open_storage(f"postgresql://alice:{quote(password, safe='')}@127.0.0.1:{server.port}/sweeps")
+    finally:
+        server.close()
+    assert server.passwords and server.passwords[0] == password  # special characters reach the server intact
+    message = str(caught.value)
+    assert "authentication failed" in message and "check the user name and password" in message
+    assert f"postgresql+psycopg://alice:***@127.0.0.1:{server.port}/sweeps" in message
+    assert "p@ss" not in message and quote(password, safe="") not in message and "w/rd" not in message
+
+
+# --------------------------------------------------------------------------------------------------------------
+# studies, on SQLite and PostgreSQL
+
+
+def test_create_then_resume_keeps_the_first_attrs(storage: optuna.storages.RDBStorage, prefix: str) -> None:
+    first = {attrs.SPEC: {"epochs": 30}, attrs.TARGETS: {"test_top1": 0.6}}
+    study, created = create_or_load_study(storage, prefix, "maximize", optuna.samplers.RandomSampler(seed=0),
+                                          study_attrs=first)
+    assert created and study.user_attrs == first and study_exists(storage, prefix)
+
+    later = {attrs.SPEC: {"epochs": 99}, attrs.ENVIRONMENT: {"python": "3.x"}}
+    again, created = create_or_load_study(storage, prefix, "max", None, study_attrs=later)
+    assert not created and again.study_name == prefix
+    assert again.user_attrs == {**first, attrs.ENVIRONMENT: {"python": "3.x"}}
+    assert isinstance(again.sampler, optuna.samplers.TPESampler)  # sampler None: Optuna's default
+
+
+def test_resume_with_the_opposite_direction_is_refused(storage: optuna.storages.RDBStorage, prefix: str) -> None:
+    create_or_load_study(storage, prefix, "maximize")
+    with pytest.raises(StorageError, match="optimises maximize, but this sweep asks to minimize"):
+        create_or_load_study(storage, prefix, "minimize")
+
+
+def test_attrs_that_are_not_json_create_nothing(storage: optuna.storages.RDBStorage, prefix: str) -> None:
+    with pytest.raises(StorageError, match="'spec' cannot be stored"):
+        create_or_load_study(storage, prefix, "maximize", study_attrs={attrs.SPEC: {"path": Path("x")}})
+    assert not study_exists(storage, prefix)
+
+
+@pytest.mark.parametrize("direction", ["sideways", "", None])
+def test_bad_direction(storage: optuna.storages.RDBStorage, prefix: str, direction: object) -> None:
+    with pytest.raises(StorageError, match="direction"):
+        create_or_load_study(storage, prefix, direction)
+
+
+def test_racing_creators_create_once(storage_url: str, storage: optuna.storages.RDBStorage, prefix: str) -> None:
+    results: list[bool] = []
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(4)
+
+    def create() -> None:
+        own = open_storage(storage_url)
+        try:
+            barrier.wait()
+            results.append(create_or_load_study(own, prefix, "minimize", study_attrs={"k": 1})[1])
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            close_storage(own)
+
+    threads = [threading.Thread(target=create) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not errors and sorted(results) == [False, False, False, True]
+
+
+def test_fresh_study_name_never_reuses_a_name(storage: optuna.storages.RDBStorage, prefix: str) -> None:
+    assert fresh_study_name(storage, prefix) == prefix
+    create_or_load_study(storage, prefix, "maximize")
+    assert fresh_study_name(storage, prefix) == f"{prefix}-2"
+    create_or_load_study(storage, f"{prefix}-2", "maximize")
+    assert fresh_study_name(storage, prefix) == f"{prefix}-3"
+    create_or_load_study(storage, f"{prefix}-7", "maximize")  # a gap: go past the highest, not into the gap
+    create_or_load_study(storage, f"{prefix}-x", "maximize")
+    create_or_load_study(storage, f"{prefix}-20b", "maximize")
+    assert fresh_study_name(storage, prefix) == f"{prefix}-8"
+    assert fresh_study_name(storage, f"{prefix}-2") == f"{prefix}-2-2"
+    assert study_exists(storage, prefix) and not study_exists(storage, f"{prefix}-3")
+
+
+def test_study_summaries(storage: optuna.storages.RDBStorage, prefix: str) -> None:
+    state = optuna.trial.TrialState
+    study, _ = create_or_load_study(storage, f"{prefix}-a", "maximize",
+                                    study_attrs={attrs.TARGETS: {"test_top1": 0.62}, attrs.SPACE_FILE: "x.yaml"})
+    finished_trial(study, 0.4, state.COMPLETE)
+    best = finished_trial(study, 0.7, state.COMPLETE)
+    finished_trial(study, 0.5, state.COMPLETE)
+    finished_trial(study, None, state.PRUNED)
+    finished_trial(study, None, state.FAIL)
+    study.ask()  # still running
+    low, _ = create_or_load_study(storage, f"{prefix}-b", "minimize")
+    finished_trial(low, 3.0, state.COMPLETE)
+    smallest = finished_trial(low, 1.5, state.COMPLETE)
+    create_or_load_study(storage, f"{prefix}-empty", "minimize")
+    optuna.create_study(storage=storage, study_name=f"{prefix}-multi", directions=["maximize", "minimize"])
+
+    summaries = {s.name: s for s in study_summaries(storage) if s.name.startswith(prefix)}
+    assert list(summaries) == [f"{prefix}-a", f"{prefix}-b", f"{prefix}-empty", f"{prefix}-multi"]  # oldest first
+
+    a = summaries[f"{prefix}-a"]
+    assert a.direction == "maximize" and a.n_trials == 6
+    assert a.trials_by_state == {"COMPLETE": 3, "PRUNED": 1, "FAIL": 1, "RUNNING": 1}
+    assert a.best_value == pytest.approx(0.7) and a.best_trial_number == best
+    assert a.targets == {"test_top1": 0.62}
+    assert a.first_trial_at is not None and a.last_trial_at is not None and a.first_trial_at <= a.last_trial_at
+
+    b = summaries[f"{prefix}-b"]
+    assert b.direction == "minimize" and b.best_value == pytest.approx(1.5) and b.best_trial_number == smallest
+    assert b.targets == {}
+
+    empty = summaries[f"{prefix}-empty"]
+    assert empty.n_trials == 0 and empty.best_value is None and empty.first_trial_at is None
+    assert empty.last_trial_at is None
+    assert summaries[f"{prefix}-multi"].direction == "maximize,minimize"
+    assert summaries[f"{prefix}-multi"].best_value is None
+
+
+def test_heartbeat_fails_only_trials_that_recorded_a_heartbeat(storage_url: str, prefix: str) -> None:
+    """Optuna 5 behaviour the driver relies on: with ask/tell nobody records heartbeats for you, and
+    fail_stale_trials only fails RUNNING trials whose last heartbeat is older than grace_period."""
+    storage = open_storage(storage_url, heartbeat_interval=1, grace_period=1)
+    try:
+        study, _ = create_or_load_study(storage, prefix, "maximize")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "Heartbeat ... supposed to be used with Study.optimize" / experimental
+            beating = study.ask()
+            silent = study.ask()
+            storage.record_heartbeat(beating._trial_id)
+            time.sleep(2.5)
+            optuna.storages.fail_stale_trials(study)
+        states = {t.number: t.state for t in study.get_trials(deepcopy=False)}
+        assert states == {beating.number: optuna.trial.TrialState.FAIL, silent.number: optuna.trial.TrialState.RUNNING}
+    finally:
+        optuna.delete_study(study_name=prefix, storage=storage)
+        close_storage(storage)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# attrs, environment, imports
+
+
+def test_attr_names_are_distinct() -> None:
+    names = [*attrs.STUDY_ATTRS, *attrs.TRIAL_ATTRS]
+    assert len(names) == len(set(names))
+    assert len(set(attrs.STOP_REASONS)) == 4
+
+
+def test_attr_builders() -> None:
+    assert attrs.objective_attr("val_top3", "maximize") == {"metric": "val_top3", "direction": "maximize"}
+    with pytest.raises(ValueError, match="direction"):
+        attrs.objective_attr("val_top3", "max")  # type: ignore[arg-type]
+    assert attrs.baseline_attr("paper", {"test_top1": 1}) == {"source": "paper", "metrics": {"test_top1": 1.0}}
+
+
+def test_record_environment_outside_a_repository(tmp_path: Path) -> None:
+    environment = record_environment(tmp_path)
+    assert environment["python"] == ".".join(map(str, sys.version_info[:3]))
+    assert environment["packages"]["optuna"] == optuna.__version__
+    assert environment["git_commit"] is None
+    assert set(environment) == {"python", "packages", "git_commit"}
+    assert pickle.loads(pickle.dumps(environment)) == environment
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
+def test_record_environment_in_a_repository(tmp_path: Path) -> None:
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "-c",
+                               "commit.gpgsign=false", *args], cwd=tmp_path, check=True, capture_output=True,
+                              text=True).stdout.strip()
+
+    git("init", "-q")
+    git("commit", "-q", "--allow-empty", "-m", "first")
+    assert record_environment(tmp_path)["git_commit"] == git("rev-parse", "HEAD")
+
+
+def test_storage_imports_neither_ray_nor_torch_nor_sibling_packages() -> None:
+    """storage/ receives plain dicts; importing it (and recording versions) must stay cheap and independent."""
+    code = (
+        "import sys\n"
+        "import storage.engine, storage.studies, storage.attrs, storage.urls, storage.errors, storage.environment\n"
+        "storage.environment.record_environment()\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in {'ray', 'torch', 'sweeper', 'search_spaces'})\n"
+        "print(bad)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

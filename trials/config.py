@@ -1,0 +1,217 @@
+"""The flat configuration of one training run.
+
+A trial is described by a flat ``dict`` whose keys are dotted names (``dataset.classes``, ``model.size``,
+``label_smoothing``). Flat keys are what Optuna parameters, Ray Tune configs and ``--set key=value`` all speak,
+so one dict travels unchanged from the YAML to the training loop. This module owns the list of accepted keys,
+their defaults (taken from the seed pipelines, see README) and their coercion from strings.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+MODEL_PRESETS: dict[str, tuple[int, int, int]] = {
+    # name: (hidden, layers, heads); seeds 001/000: small 64/3/8, large 256/6/16; medium 128/4 from seed 000.
+    "small": (64, 3, 8),
+    "medium": (128, 4, 8),
+    "large": (256, 6, 16),
+}
+
+
+class ConfigError(ValueError):
+    """A configuration key or value that the training core does not accept."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every knob of the training core, with the seeds' defaults.
+
+    Field names use ``_`` where the flat key uses ``.``: ``dataset_classes`` is ``dataset.classes``.
+    """
+
+    # --- data ---------------------------------------------------------------------------------------
+    dataset_name: str = "synthetic"  # synthetic | npz | wlasl
+    dataset_path: str = ""  # .npz file, or the WLASL root (landmarks/ + nslt_*.json)
+    dataset_split_file: str = "nslt_100.json"  # WLASL split file name, relative to dataset.path
+    dataset_landmarks_dir: str = "landmarks"  # WLASL: folder of <video_id>.npy, relative to dataset.path
+    dataset_classes: int = 20  # synthetic: number of classes; real data: must match the labels
+    dataset_samples_per_class: int = 24  # synthetic: samples per class before imbalance
+    dataset_signers: int = 10  # synthetic: signers; split train/val/test by signer
+    dataset_imbalance: float = 0.0  # synthetic: 0 = balanced; >0 = long tail (Zipf exponent)
+    dataset_noise: float = 1.0  # synthetic: multiplier on all per-sample noise
+    dataset_seed: int = 0  # synthetic: data seed, independent from the training seed
+    dataset_seq_len: int = 32  # frames after resampling
+    # --- model --------------------------------------------------------------------------------------
+    model_size: str = "small"  # small | medium | large
+    model_hidden: int = 0  # 0 = preset
+    model_layers: int = 0  # 0 = preset
+    model_heads: int = 0  # 0 = preset
+    dropout: float = 0.1
+    # --- optimisation -------------------------------------------------------------------------------
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 1e-4
+    min_lr: float = 1e-6
+    weight_decay: float = 1e-3
+    label_smoothing: float = 0.1
+    warmup_epochs: float = -1.0  # -1 = 10% of epochs; may be fractional (stepped per optimizer step)
+    grad_clip: float = 1.0  # 0 disables
+    mixup_alpha: float = 0.0  # 0 disables
+    class_weights: bool = False
+    early_stopping: int = 0  # patience in epochs on the objective; 0 disables
+    # --- run ----------------------------------------------------------------------------------------
+    seed: int = 42
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    threads: int = 0  # torch intra-op threads; 0 = leave torch's default (the driver sets it from resources)
+    objective: str = "val_top3"  # metric that picks the best checkpoint and drives early stopping
+    checkpoint_every: int = 1  # epochs between checkpoints (only when a checkpoint dir is given)
+
+    _extra: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    # ------------------------------------------------------------------------------------------------
+    @classmethod
+    def keys(cls) -> list[str]:
+        """The flat keys the core accepts, in declaration order."""
+        return [_flat_key(f.name) for f in fields(cls) if not f.name.startswith("_")]
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        """The flat default configuration."""
+        default = cls()
+        return {_flat_key(f.name): getattr(default, f.name) for f in fields(cls) if not f.name.startswith("_")}
+
+    @classmethod
+    def from_flat(cls, config: Mapping[str, Any], *, allow_unknown: bool = False) -> TrainConfig:
+        """Build and validate a config from a flat dict; unknown keys are errors with a suggestion."""
+        known = {_flat_key(f.name): f for f in fields(cls) if not f.name.startswith("_")}
+        values: dict[str, Any] = {}
+        extra: dict[str, Any] = {}
+        for key, raw in config.items():
+            if key not in known:
+                if allow_unknown:
+                    extra[key] = raw
+                    continue
+                raise ConfigError(unknown_key_message(key, list(known)))
+            values[known[key].name] = coerce(key, raw, known[key].type)
+        cfg = cls(**values, _extra=extra)
+        cfg.validate()
+        return cfg
+
+    def to_flat(self) -> dict[str, Any]:
+        return {_flat_key(f.name): getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
+
+    # ------------------------------------------------------------------------------------------------
+    @property
+    def architecture(self) -> tuple[int, int, int]:
+        """(hidden, layers, heads) after applying explicit overrides to the preset."""
+        hidden, layers, heads = MODEL_PRESETS[self.model_size]
+        return (self.model_hidden or hidden, self.model_layers or layers, self.model_heads or heads)
+
+    @property
+    def resolved_warmup_epochs(self) -> float:
+        """Seed 000: warmup defaults to 10% of the epochs."""
+        return 0.1 * self.epochs if self.warmup_epochs < 0 else self.warmup_epochs
+
+    def validate(self) -> None:
+        def need(ok: bool, key: str, allowed: str) -> None:
+            if not ok:
+                raise ConfigError(f"{key}={self.to_flat()[key]!r} is not allowed: {allowed}")
+
+        need(self.dataset_name in ("synthetic", "npz", "wlasl"), "dataset.name", "one of synthetic, npz, wlasl")
+        need(self.dataset_name == "synthetic" or bool(self.dataset_path), "dataset.path",
+             "a file or folder is required for npz and wlasl datasets")
+        need(self.dataset_classes >= 2, "dataset.classes", "an integer >= 2")
+        need(self.dataset_samples_per_class >= 3, "dataset.samples_per_class", "an integer >= 3")
+        need(self.dataset_signers >= 3, "dataset.signers", "an integer >= 3 (train/val/test split by signer)")
+        need(self.dataset_imbalance >= 0, "dataset.imbalance", "a number >= 0")
+        need(self.dataset_noise >= 0, "dataset.noise", "a number >= 0")
+        need(self.dataset_seq_len >= 4, "dataset.seq_len", "an integer >= 4")
+        need(self.model_size in MODEL_PRESETS, "model.size", "one of " + ", ".join(MODEL_PRESETS))
+        need(self.model_hidden >= 0, "model.hidden", "0 (preset) or a positive integer")
+        need(self.model_layers >= 0, "model.layers", "0 (preset) or a positive integer")
+        need(self.model_heads >= 0, "model.heads", "0 (preset) or a positive integer")
+        hidden, _, heads = self.architecture
+        need(hidden % heads == 0, "model.hidden", f"a multiple of the number of heads ({heads})")
+        need(0 <= self.dropout < 1, "dropout", "a number in [0, 1)")
+        need(self.epochs >= 1, "epochs", "an integer >= 1")
+        need(self.batch_size >= 1, "batch_size", "an integer >= 1")
+        need(self.lr > 0 and math.isfinite(self.lr), "lr", "a positive number")
+        need(0 <= self.min_lr <= self.lr, "min_lr", "a number in [0, lr]")
+        need(self.weight_decay >= 0, "weight_decay", "a number >= 0")
+        need(0 <= self.label_smoothing < 1, "label_smoothing", "a number in [0, 1)")
+        need(self.warmup_epochs == -1 or 0 <= self.warmup_epochs <= self.epochs, "warmup_epochs",
+             "-1 (10% of epochs) or a number in [0, epochs]")
+        need(self.grad_clip >= 0, "grad_clip", "a number >= 0 (0 disables clipping)")
+        need(self.mixup_alpha >= 0, "mixup_alpha", "a number >= 0 (0 disables mixup)")
+        need(self.early_stopping >= 0, "early_stopping", "an integer >= 0 (0 disables)")
+        need(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"), "device",
+             "auto, cpu, cuda or cuda:N")
+        need(self.objective in OBJECTIVE_METRICS, "objective", "one of " + ", ".join(OBJECTIVE_METRICS))
+        need(self.threads >= 0, "threads", "an integer >= 0 (0 = torch default)")
+        need(self.checkpoint_every >= 1, "checkpoint_every", "an integer >= 1")
+
+
+# Metrics reported every epoch, and whether larger is better. The driver and the YAML validation read this.
+EPOCH_METRICS: dict[str, str] = {
+    "train_loss": "min",
+    "val_loss": "min",
+    "val_top1": "max",
+    "val_top3": "max",
+    "val_top5": "max",
+    "lr": "",
+    "epoch_seconds": "",
+    "samples_per_second": "",
+}
+FINAL_METRICS: dict[str, str] = {"test_loss": "min", "test_top1": "max", "test_top3": "max", "test_top5": "max"}
+OBJECTIVE_METRICS = [m for m, d in EPOCH_METRICS.items() if d]
+
+
+def _flat_key(field_name: str) -> str:
+    for prefix in ("dataset_", "model_"):
+        if field_name.startswith(prefix):
+            return prefix[:-1] + "." + field_name[len(prefix):]
+    return field_name
+
+
+def unknown_key_message(key: str, known: list[str]) -> str:
+    hint = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
+    return f"unknown setting {key!r}{suggestion}; allowed: {', '.join(known)}"
+
+
+def coerce(key: str, raw: Any, kind: Any) -> Any:
+    """Turn a YAML/CLI value into the field's type; strings from ``--set`` are parsed here."""
+    kind = {"int": int, "float": float, "bool": bool, "str": str}.get(kind, kind) if isinstance(kind, str) else kind
+    try:
+        if kind is bool:
+            if isinstance(raw, bool):
+                return raw
+            if isinstance(raw, str) and raw.lower() in ("true", "yes", "on", "1", "false", "no", "off", "0"):
+                return raw.lower() in ("true", "yes", "on", "1")
+            if isinstance(raw, int) and raw in (0, 1):
+                return bool(raw)
+            raise ValueError
+        if kind is int:
+            if isinstance(raw, bool):
+                raise ValueError
+            value = float(raw) if isinstance(raw, str) else raw
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(value)
+        if kind is float:
+            if isinstance(raw, bool):
+                raise ValueError
+            return float(raw)
+        if kind is str:
+            if not isinstance(raw, (str, int, float)) or isinstance(raw, bool):
+                raise ValueError
+            return str(raw)
+    except (TypeError, ValueError):
+        pass
+    else:
+        return raw
+    raise ConfigError(f"{key}={raw!r} is not allowed: expected {kind.__name__}")

@@ -1,0 +1,223 @@
+"""One training run of the landmark transformer: the function every sweep trial calls.
+
+``run(config, report, checkpoint_dir)`` takes a flat config dict (see ``trials.config``), calls ``report``
+once per epoch with that epoch's metrics, and returns the final metrics, with the test split evaluated on
+the best checkpoint. With a ``checkpoint_dir`` it writes ``state.pt`` after each epoch and resumes from it,
+so a run stopped between any two epochs finishes exactly as an uninterrupted one would (CPU, same seed).
+
+Read it top to bottom: set-up, then the epoch loop, then the final evaluation.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from trials.config import EPOCH_METRICS, FINAL_METRICS, TrainConfig
+from trials.data import Splits, load_splits
+from trials.losses import inverse_frequency_weights, mixup, smoothed_targets, soft_cross_entropy
+from trials.model import LandmarkTransformer, count_parameters
+from trials.schedule import lr_at, warmup_steps_for
+
+log = logging.getLogger("trials")
+
+STATE_FILE = "state.pt"
+EVAL_BATCH = 1024
+
+Report = Callable[[dict[str, Any]], Any]
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or inf; the trial cannot recover and must fail with this reason."""
+
+
+def run(config: Mapping[str, Any], report: Report | None = None, checkpoint_dir: str | os.PathLike | None = None
+        ) -> dict[str, Any]:
+    """Train one model from a flat config; see the module docstring for the contract."""
+    cfg = TrainConfig.from_flat(config)
+    report = report or (lambda metrics: None)
+    started = time.perf_counter()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+
+    # --- data and model -------------------------------------------------------------------------------
+    data = load_splits(cfg).to(device)
+    hidden, layers, heads = cfg.architecture
+    model = LandmarkTransformer(data.feature_dim, data.num_classes, hidden, layers, heads, cfg.dropout).to(device)
+    log.info("model %s: %d parameters (hidden %d, layers %d, heads %d, input %d, classes %d)",
+             cfg.model_size, count_parameters(model), hidden, layers, heads, data.feature_dim, data.num_classes)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999), weight_decay=cfg.weight_decay)
+    class_weights = inverse_frequency_weights(data.y_train, data.num_classes).to(device) if cfg.class_weights else None
+
+    steps_per_epoch = math.ceil(len(data.y_train) / cfg.batch_size)
+    total_steps = cfg.epochs * steps_per_epoch
+    warmup_steps = warmup_steps_for(cfg.resolved_warmup_epochs, steps_per_epoch)
+    schedule = functools.partial(lr_at, base_lr=cfg.lr, min_lr=cfg.min_lr, warmup_steps=warmup_steps,
+                                 total_steps=total_steps)
+    sign = 1.0 if EPOCH_METRICS[cfg.objective] == "max" else -1.0
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+    # --- resume -----------------------------------------------------------------------------------------
+    progress = {"epoch": 0, "step": 0, "best_score": -math.inf, "best_epoch": 0, "history": []}
+    best_state = copy.deepcopy(model.state_dict())
+    state_path = Path(checkpoint_dir) / STATE_FILE if checkpoint_dir is not None else None
+    if state_path is not None and state_path.exists():
+        progress, best_state = load_state(state_path, model, optimizer, device)
+        log.info("resumed from %s at epoch %d", state_path, progress["epoch"])
+
+    # --- epochs -----------------------------------------------------------------------------------------
+    stop_reason = "completed"
+    for epoch in range(progress["epoch"] + 1, cfg.epochs + 1):
+        if epoch - progress["best_epoch"] > cfg.early_stopping > 0:
+            stop_reason = "early_stopping"
+            break
+        epoch_start = time.perf_counter()
+        train_loss, lr = train_epoch(model, optimizer, data, cfg, progress, schedule, class_weights, autocast)
+        train_seconds = time.perf_counter() - epoch_start
+        val = evaluate(model, data.x_val, data.y_val, autocast)
+        seconds = time.perf_counter() - epoch_start
+        metrics = {
+            "epoch": epoch,
+            "train_loss": train_loss,
+            "val_loss": val["loss"], "val_top1": val["top1"], "val_top3": val["top3"], "val_top5": val["top5"],
+            "lr": lr,
+            "epoch_seconds": seconds,
+            "samples_per_second": len(data.y_train) / train_seconds,
+        }
+        score = sign * metrics[cfg.objective]
+        if score > progress["best_score"]:
+            progress.update(best_score=score, best_epoch=epoch)
+            best_state = copy.deepcopy(model.state_dict())
+        metrics["best_" + cfg.objective] = sign * progress["best_score"]
+        progress["epoch"] = epoch
+        progress["history"].append(metrics)
+        if state_path is not None and (epoch % cfg.checkpoint_every == 0 or epoch == cfg.epochs):
+            save_state(state_path, model, optimizer, progress, best_state)
+        report(metrics)
+
+    # --- final: test split on the best checkpoint ---------------------------------------------------
+    model.load_state_dict(best_state)
+    test = evaluate(model, data.x_test, data.y_test, autocast)
+    best = progress["history"][progress["best_epoch"] - 1] if progress["best_epoch"] else {}
+    return {
+        **{k: v for k, v in best.items() if k.startswith("val_")},
+        **{f"test_{k}": v for k, v in test.items()},
+        "best_epoch": progress["best_epoch"],
+        "epochs_run": progress["epoch"],
+        "stop_reason": stop_reason,
+        "parameters": count_parameters(model),
+        "device": str(device),
+        "wall_seconds": time.perf_counter() - started,
+        "data": data.description,
+    }
+
+
+# Declared so that drivers can check a search space against this entrypoint without running it.
+run.settings = TrainConfig.defaults()  # type: ignore[attr-defined]
+run.metrics = [*EPOCH_METRICS, *FINAL_METRICS]  # type: ignore[attr-defined]
+
+
+def train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, data: Splits, cfg: TrainConfig,
+                progress: dict[str, Any], schedule: Callable[[int], float], class_weights: torch.Tensor | None,
+                autocast: torch.autocast) -> tuple[float, float]:
+    """One pass over the training split in shuffled batches taken by index from device-resident tensors.
+
+    Returns the mean training loss and the last learning rate. ``progress["step"]`` counts optimizer steps
+    across epochs: it is the schedule's position and is saved in checkpoints.
+    """
+    model.train()
+    loss_sum = torch.zeros((), device=data.x_train.device)
+    order = torch.randperm(len(data.y_train), device=data.x_train.device)
+    lr = schedule(progress["step"])
+    for first in range(0, len(order), cfg.batch_size):
+        index = order[first:first + cfg.batch_size]
+        inputs = data.x_train[index]
+        targets = smoothed_targets(data.y_train[index], data.num_classes, cfg.label_smoothing)
+        if cfg.mixup_alpha > 0:
+            inputs, targets = mixup(inputs, targets, cfg.mixup_alpha)
+        lr = schedule(progress["step"])
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        with autocast:
+            loss = soft_cross_entropy(model(inputs), targets, class_weights)
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"non-finite loss ({loss.item()}) at step {progress['step']}: "
+                f"lr={cfg.lr:g} is likely too high for this model, or the data holds extreme values")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=cfg.grad_clip)
+        optimizer.step()
+        loss_sum += loss.detach() * len(index)
+        progress["step"] += 1
+    return float(loss_sum) / len(data.y_train), lr
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, inputs: torch.Tensor, labels: torch.Tensor, autocast: torch.autocast
+             ) -> dict[str, float]:
+    """Plain (unsmoothed, unweighted) loss and top-1/3/5 accuracy as fractions."""
+    model.eval()
+    loss = torch.zeros((), device=inputs.device)
+    hits = {k: torch.zeros((), device=inputs.device) for k in (1, 3, 5)}
+    for first in range(0, len(labels), EVAL_BATCH):
+        x, y = inputs[first:first + EVAL_BATCH], labels[first:first + EVAL_BATCH]
+        with autocast:
+            logits = model(x).float()
+        loss += torch.nn.functional.cross_entropy(logits, y, reduction="sum")
+        top = logits.topk(min(5, logits.shape[1]), dim=1).indices
+        for k in hits:
+            hits[k] += (top[:, :k] == y.unsqueeze(1)).any(dim=1).sum()
+    n = len(labels)
+    return {"loss": float(loss) / n, **{f"top{k}": float(h) / n for k, h in hits.items()}}
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device={name!r} was asked for but CUDA is not available on this machine")
+    return torch.device(name)
+
+
+def save_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, progress: dict,
+               best_state: dict) -> None:
+    """Everything needed to continue bit-for-bit, written atomically (a crash mid-write keeps the old file)."""
+    state = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "best_model": best_state,
+        "progress": progress,
+        "rng_cpu": torch.get_rng_state(),
+        "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, device: torch.device
+               ) -> tuple[dict, dict]:
+    state = torch.load(path, map_location=device, weights_only=True)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["rng_cpu"])
+    if state["rng_cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["rng_cuda"])
+    return state["progress"], state["best_model"]
+
+
+__all__ = ["NonFiniteLossError", "Splits", "run"]
