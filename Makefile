@@ -1,5 +1,6 @@
 # Two entry points, each creating or updating its own virtualenv (.venv):
-#   make run    -- the main job: a quick sweep of the built-in 20-class space, stored in ./sweeps.db (SQLite)
+#   make run    -- the main job: a sweep of the built-in 20-class space, stored in ./sweeps.db (SQLite)
+#                  (make run ARGS=--quick for the 3-minute smoke profile; SPACE=spaces/asl50.yaml for another)
 #   make test   -- lint and the whole test suite (CI runs this)
 PYTHON ?= python3
 VENV ?= .venv
@@ -16,8 +17,11 @@ $(STAMP): setup.cfg constraints.txt pyproject.toml
 
 venv: $(STAMP)
 
+SPACE ?= spaces/asl20.yaml
+ARGS ?=
+
 run: $(STAMP)
-	$(BIN)/sweeper train --set dataset.classes=20 --set epochs=10
+	$(BIN)/sweeper run $(SPACE) $(ARGS)
 
 test: $(STAMP)
 	$(BIN)/ruff check .

@@ -466,6 +466,10 @@ class Spec(_Model):
         cls = getattr(optuna.samplers, SAMPLER_CLASSES[self.sampler.type])
         if self.sampler.type == "grid":
             return cls(self.grid_search_space(), seed=self.sampler.seed)
+        if self.sampler.type == "tpe":
+            from search_spaces.samplers import ParallelTPESampler
+
+            return ParallelTPESampler(seed=self.sampler.seed, **self.default_sampler_options())
         return cls(seed=self.sampler.seed, **self.default_sampler_options())
 
     def to_yaml_dict(self) -> dict[str, Any]:

@@ -68,16 +68,25 @@ def study_attrs(spec: Spec, space: str) -> dict[str, Any]:
     }
 
 
-def run_sweep(options: SweepOptions) -> optuna.Study:
-    started = time.perf_counter()
-    spec, url = prepare(options)
+def start_ray(address: str | None = None) -> None:
+    """Start (or join, with ``address``/``RAY_ADDRESS``) Ray once per process, with the environment Tune needs."""
     os.environ.update({k: v for k, v in RAY_ENV.items() if k not in os.environ})
-    import ray
-    from ray import tune
-
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False,
+             runtime_env={"env_vars": {k: os.environ[k] for k in RAY_ENV}} if address else None)
+
+
+def run_sweep(options: SweepOptions) -> optuna.Study:
+    started = time.perf_counter()
+    spec, url = prepare(options)
+    from ray import tune
 
     from sweeper.recorder import StudyRecorder
     from sweeper.schedulers import SweepStopper, build_scheduler
@@ -108,10 +117,7 @@ def run_sweep(options: SweepOptions) -> optuna.Study:
             searcher.stopped = True  # no new trials; running ones finish
         return spec.budget.stop_on_target and recorder.target_reached
 
-    if not ray.is_initialized():
-        ray.init(address=options.address or os.environ.get("RAY_ADDRESS") or None, include_dashboard=False,
-                 log_to_driver=False, configure_logging=False,
-                 runtime_env={"env_vars": {k: os.environ[k] for k in RAY_ENV}} if options.address else None)
+    start_ray(options.address)
     resources = {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
     tuner = tune.Tuner(
         tune.with_resources(run_trial, resources),

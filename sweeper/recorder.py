@@ -9,22 +9,22 @@ error in a user attr. Every epoch's objective becomes an intermediate value (lea
 from __future__ import annotations
 
 import math
+import os
+import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import optuna
+from ray import cloudpickle
 from ray.tune import Callback
 
 from search_spaces import Spec
 from storage import attrs
 from sweeper.searcher import StudySearcher
-from sweeper.trainable import FAILED_KEY, FINAL_FLAG
+from sweeper.trainable import FAILED_KEY, FINAL_FLAG, RESULT_KEYS
 
-RECORDED_RESULT_KEYS = (
-    "test_top1", "test_top3", "test_top5", "test_loss", "val_top1", "val_top3", "val_top5", "val_loss",
-    "train_loss", "best_epoch", "epochs_run", "wall_seconds", "device", "parameters", "stop_reason",
-)
-
+RECORDED_EPOCH_KEYS = ("epoch", "train_loss", "val_loss", "val_top1", "val_top3", "val_top5")
 
 class StudyRecorder(Callback):
     def __init__(self, searcher: StudySearcher, spec: Spec, on_finished: Callable[[optuna.trial.FrozenTrial], None]
@@ -57,8 +57,9 @@ class StudyRecorder(Callback):
             self._fail(optuna_trial, str(result[FAILED_KEY]))
             self.searcher.trials.pop(trial.trial_id, None)
             return
-        for key in RECORDED_RESULT_KEYS:
-            if key in result:
+        # COMPLETE: everything the training function returned; otherwise the last epoch's metrics
+        for key in result.get(RESULT_KEYS) or [k for k in RECORDED_EPOCH_KEYS if k in result]:
+            if isinstance(result.get(key), (str, int, float, bool)):
                 optuna_trial.set_user_attr(key, result[key])
         if result.get(FINAL_FLAG):
             value = result.get("best_" + self.metric, result.get(self.metric))
@@ -77,12 +78,29 @@ class StudyRecorder(Callback):
         optuna_trial = self._trial(trial)
         if optuna_trial is None:
             return
-        error = trial.get_error()
-        message = str(error).strip().splitlines()[-1] if error else "unknown error"
-        self._fail(optuna_trial, message)
+        self._fail(optuna_trial, error_message(trial))
         self.searcher.trials.pop(trial.trial_id, None)
 
     def _fail(self, optuna_trial: optuna.Trial, message: str) -> None:
         optuna_trial.set_user_attr(attrs.ERROR, message[:2000])
         frozen = self.study.tell(optuna_trial, state=optuna.trial.TrialState.FAIL)
         self.on_finished(frozen)
+
+
+def error_message(trial: Any) -> str:
+    """``ValueError: x must be positive``: the user's exception, not Ray's wrapper and traceback."""
+    path = trial.pickled_error_file
+    if path and os.path.exists(path):
+        try:
+            with open(path, "rb") as f:
+                error = cloudpickle.load(f)
+            cause = getattr(error, "cause", None) or error
+            return f"{type(cause).__name__}: {cause}".strip()
+        except Exception:  # an unpicklable error: fall back to the text file
+            pass
+    path = trial.error_file
+    if path and os.path.exists(path):
+        lines = [line for line in Path(path).read_text().splitlines() if line.strip()]
+        exception_lines = [line for line in lines if re.match(r"^[\w.]+(Error|Exception|Interrupt)\b", line)]
+        return (exception_lines or lines or ["unknown error"])[-1].strip()
+    return "unknown error (Ray kept no error file)"

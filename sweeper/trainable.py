@@ -16,6 +16,7 @@ from ray import tune
 META_KEY = "_sweeper"
 FINAL_FLAG = "sweeper_final"
 FAILED_KEY = "sweeper_failed"
+RESULT_KEYS = "sweeper_result_keys"  # names of what the training function returned, recorded as trial user attrs
 
 
 def trial_checkpoint_dir(root: str, study: str, number: int) -> Path:
@@ -43,7 +44,8 @@ def run_trial(config: dict[str, Any]) -> None:
             raise
         tune.report({**last, FAILED_KEY: f"{type(exc).__name__}: {exc}"})
         return
-    tune.report({**last, **(result or {}), FINAL_FLAG: True})
+    result = dict(result or {})
+    tune.report({**last, **result, FINAL_FLAG: True, RESULT_KEYS: sorted(result)})
 
 
 def worst_value(direction: str) -> float:

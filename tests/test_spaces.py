@@ -9,6 +9,8 @@ import uuid
 from pathlib import Path
 
 import optuna
+
+from search_spaces.samplers import ParallelTPESampler
 import pytest
 import yaml
 
@@ -69,7 +71,7 @@ def test_builtin_space_loads_and_builds(name: str, quick: bool) -> None:
     for key in ("label_smoothing", "warmup_epochs", "weight_decay", "dropout", "mixup_alpha", "lr"):
         assert key in distributions
     assert distributions["lr"] == optuna.distributions.FloatDistribution(1e-4, 3e-3, log=True)
-    assert isinstance(spec.build_sampler(), optuna.samplers.TPESampler)
+    assert isinstance(spec.build_sampler(), ParallelTPESampler)
     assert spec.objective.metric == "val_top3" and spec.direction == "maximize"
     assert spec.scheduler.type == "asha"
     assert spec.enqueue, "the seeds' default config is enqueued first"

@@ -1,0 +1,170 @@
+"""``sweeper run`` end to end: real Ray (one instance for the session), real Optuna storage, real training."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import uuid
+from pathlib import Path
+
+import optuna
+import pytest
+
+from sweeper.driver import SweepOptions, run_sweep, start_ray
+
+FIXTURES = Path(__file__).parent / "fixtures"
+TS = optuna.trial.TrialState
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    import ray
+
+    start_ray()
+    yield
+    ray.shutdown()
+
+
+def scripted_space(tmp_path: Path, *, trials=8, extra="") -> Path:
+    path = tmp_path / "scripted.yaml"
+    path.write_text(textwrap.dedent(f"""\
+        name: scripted-{uuid.uuid4().hex[:8]}
+        entrypoint: scripted_train:train
+        objective: {{metric: score, direction: maximize}}
+        targets: {{final_score: 0.99}}
+        training: {{epochs: 6, sleep: 0.05}}
+        params:
+          x: {{type: float, low: 0.0, high: 1.0}}
+        sampler: {{type: tpe, seed: 1, n_startup_trials: 4}}
+        scheduler: {{type: asha, grace_period: 1, reduction_factor: 2}}
+        budget: {{trials: {trials}, max_concurrent: 2}}
+        resources: {{cpu: 1}}
+        """) + extra)
+    (tmp_path / "scripted_train.py").write_text((FIXTURES / "scripted_train.py").read_text())
+    return path
+
+
+def load(url: str, name: str) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=url)
+
+
+@pytest.mark.slow
+def test_user_entrypoint_sweep_records_complete_pruned_and_failed_trials(ray_session, tmp_path, monkeypatch,
+                                                                         storage_url):
+    monkeypatch.chdir(tmp_path)
+    space = scripted_space(tmp_path, trials=10, extra="enqueue:\n  - {x: 0.0}\n  - {x: 1.0}\n")
+    study = run_sweep(SweepOptions(space=str(space), storage=storage_url, max_failures=0))
+    trials = load(storage_url, study.study_name).get_trials()
+    assert len(trials) == 10
+    assert all(t.state in (TS.COMPLETE, TS.PRUNED, TS.FAIL) for t in trials)
+    failed = [t for t in trials if t.state == TS.FAIL]
+    assert [t.params["x"] for t in failed] == [0.0]
+    assert "x must be positive" in failed[0].user_attrs["error"]
+    complete = [t for t in trials if t.state == TS.COMPLETE]
+    pruned = [t for t in trials if t.state == TS.PRUNED]
+    assert complete and pruned, [(t.state, t.params) for t in trials]
+    for t in complete:  # every epoch is an intermediate value; the value is the last epoch's objective
+        assert sorted(t.intermediate_values) == list(range(1, 7))
+        assert t.value == pytest.approx(t.params["x"])
+        assert t.user_attrs["ray_trial_id"]
+    for t in pruned:  # stopped by ASHA: fewer epochs, recorded as such, never COMPLETE with an early value
+        assert 1 <= len(t.intermediate_values) < 6
+        assert t.user_attrs["stop_reason"] == "pruned"
+        assert t.user_attrs["epochs_run"] == max(t.intermediate_values)
+    best = max(complete, key=lambda t: t.value)
+    assert best.params["x"] == 1.0  # the enqueued best point ran first and survived
+    attrs = load(storage_url, study.study_name).user_attrs
+    assert attrs["targets"] == {"final_score": 0.99}
+    assert attrs["objective"] == {"metric": "score", "direction": "maximize"}
+    assert attrs["spec"]["params"]["x"]["high"] == 1.0
+    assert "optuna" in attrs["environment"]["packages"]
+    if storage_url.startswith("postgresql"):
+        optuna.delete_study(study_name=study.study_name, storage=storage_url)
+
+
+@pytest.mark.slow
+def test_stop_on_target_ends_the_sweep_early(ray_session, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    space = scripted_space(tmp_path, trials=20, extra="enqueue:\n  - {x: 1.0}\n")
+    study = run_sweep(SweepOptions(space=str(space), storage=url,
+                                   overrides=("budget.stop_on_target=true", "scheduler={type: none}")))
+    trials = load(url, study.study_name).get_trials()
+    assert len(trials) < 20
+    assert trials[0].state == TS.COMPLETE and trials[0].user_attrs["final_score"] == 1.0
+
+
+@pytest.mark.slow
+def test_nan_loss_fails_the_trial_fast_and_the_sweep_goes_on(ray_session, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    study = run_sweep(SweepOptions(space="spaces/asl20.yaml", storage=url, quick=True, overrides=(
+        "budget.trials=2", "params.lr.high=1e31", "enqueue.0.lr=1e30", "enqueue.1.lr=1e-3", "training.grad_clip=0",
+        "scheduler={type: none}")))
+    trials = load(url, study.study_name).get_trials()
+    assert [t.state for t in trials] == [TS.FAIL, TS.COMPLETE]
+    assert "non-finite loss" in trials[0].user_attrs["error"]
+    assert trials[0].user_attrs["stop_reason"] == "nan"
+
+
+@pytest.mark.slow
+def test_quick_asl20_sweep_records_everything(ray_session, tmp_path, monkeypatch, storage_url):
+    """The acceptance run: built-in asl20 --quick, real training, on SQLite and PostgreSQL."""
+    monkeypatch.chdir(tmp_path)
+    name = f"asl20-quick-{uuid.uuid4().hex[:8]}"
+    study = run_sweep(SweepOptions(space="spaces/asl20.yaml", quick=True, storage=storage_url,
+                                   overrides=(f"name={name}",)))
+    study = load(storage_url, name)
+    trials = study.get_trials()
+    assert len(trials) == 6 and all(t.state in (TS.COMPLETE, TS.PRUNED) for t in trials)
+    for t in trials:
+        assert set(t.params) >= {"label_smoothing", "warmup_epochs", "weight_decay", "dropout", "mixup_alpha", "lr"}
+        assert t.intermediate_values, t.number
+        if t.state == TS.COMPLETE:
+            assert sorted(t.intermediate_values) == [1, 2, 3]
+            for key in ("test_top1", "test_top3", "test_top5", "val_top3", "epochs_run", "wall_seconds", "device"):
+                assert key in t.user_attrs, key
+        else:
+            assert t.user_attrs["epochs_run"] < 3
+    # the seeds' default config was enqueued and ran first
+    assert trials[0].params["lr"] == pytest.approx(1e-4) and trials[0].params["label_smoothing"] == 0.1
+    assert study.user_attrs["baseline"]["metrics"]["test_top3"] == pytest.approx(0.7529)
+    if storage_url.startswith("postgresql"):
+        optuna.delete_study(study_name=name, storage=storage_url)
+
+
+BROKEN = {
+    "unknown key": ("budgett: {trials: 3}\n", "budgett", "did you mean 'budget'"),
+    "low >= high": ("params:\n  dropout: {type: float, low: 0.5, high: 0.1}\n", ":2:", "must be < high"),
+    "log needs low > 0": ("params:\n  lr: {type: float, low: 0.0, high: 0.1, log: true}\n", ":2:", "log"),
+    "empty choices": ("params:\n  model.size: {type: categorical, choices: []}\n", ":2:", "choices"),
+    "param not a setting": ("params:\n  learning_rate: {type: float, low: 0.1, high: 0.2}\n", ":2:",
+                            "learning_rate"),
+    "target not a metric": ("targets: {test_top7: 0.8}\nparams:\n  lr: {type: fixed, value: 0.001}\n", ":1:",
+                            "test_top7"),
+}
+
+
+@pytest.mark.parametrize("case", list(BROKEN))
+def test_broken_space_exits_2_with_file_line_and_writes_nothing(tmp_path, case):
+    text, where, what = BROKEN[case]
+    space = tmp_path / "broken.yaml"
+    space.write_text(text if "params" in text else text + "params:\n  lr: {type: fixed, value: 0.001}\n")
+    db = tmp_path / "sweeps.db"
+    proc = subprocess.run([sys.executable, "-m", "sweeper.cli", "run", str(space), "--storage", f"sqlite:///{db}"],
+                          capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "COLUMNS": "200"},
+                          timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "broken.yaml" in proc.stderr and where in proc.stderr and what in proc.stderr, proc.stderr
+    assert not db.exists()
+    assert "Traceback" not in proc.stderr
+
+
+def test_bad_storage_url_exits_2_and_masks_the_password(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "sweeper.cli", "run", "spaces/asl20.yaml", "--quick", "--storage",
+                           "mysql://bob:hunter22@127.0.0.1/x"], capture_output=True, text=True, cwd=tmp_path,
+                          timeout=120)
+    assert proc.returncode == 2
+    assert "hunter22" not in proc.stderr and "mysql" in proc.stderr
