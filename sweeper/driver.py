@@ -6,9 +6,11 @@ study is created or Ray is started.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,6 +88,12 @@ def start_ray(address: str | None = None) -> None:
 def run_sweep(options: SweepOptions) -> optuna.Study:
     started = time.perf_counter()
     spec, url = prepare(options)
+    # Ray's start-up (seconds) overlaps opening the storage and importing Tune; both come after validation,
+    # so bad input still starts nothing and writes nothing.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        opened = pool.submit(open_study, spec, url, options.space)
+        start_ray(options.address)
+        study, created = opened.result()
     from ray import tune
 
     from sweeper.recorder import StudyRecorder
@@ -93,13 +101,6 @@ def run_sweep(options: SweepOptions) -> optuna.Study:
     from sweeper.searcher import StudySearcher
     from sweeper.trainable import META_KEY, run_trial
 
-    storage = open_storage(url)
-    study, created = create_or_load_study(storage, spec.name, spec.direction, spec.build_sampler(),
-                                          study_attrs={k: v for k, v in study_attrs(spec, options.space).items()
-                                                       if v is not None})
-    if created:
-        for point in spec.enqueue:
-            study.enqueue_trial(point, skip_if_exists=True)
     budget = min(spec.budget.trials, spec.grid_size()) if spec.sampler.type == "grid" else spec.budget.trials
     console.print(f"study [bold]{study.study_name}[/] in {mask_url(url)} ({'new' if created else 'resumed'}), "
                   f"{budget} trials, {spec.budget.max_concurrent} at a time")
@@ -110,14 +111,11 @@ def run_sweep(options: SweepOptions) -> optuna.Study:
     recorder = StudyRecorder(searcher, spec, printer.trial_finished)
 
     def stop_all() -> bool:
-        if spec.budget.stop_on_target and recorder.target_reached:
-            searcher.stopped = True
         timed_out = spec.budget.time_seconds is not None and time.perf_counter() - started > spec.budget.time_seconds
-        if timed_out:
-            searcher.stopped = True  # no new trials; running ones finish
+        if timed_out or (spec.budget.stop_on_target and recorder.target_reached):
+            searcher.stopped = True  # no new trials; on a reached target the running ones stop too
         return spec.budget.stop_on_target and recorder.target_reached
 
-    start_ray(options.address)
     resources = {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
     tuner = tune.Tuner(
         tune.with_resources(run_trial, resources),
@@ -137,3 +135,42 @@ def run_sweep(options: SweepOptions) -> optuna.Study:
     tuner.fit()
     printer.final_table(study)
     return study
+
+
+def open_study(spec: Spec, url: str, space: str) -> tuple[optuna.Study, bool]:
+    """Create the study (with the seeds' enqueued points) or load it to continue."""
+    storage = open_storage(url)
+    attributes = {k: v for k, v in study_attrs(spec, space).items() if v is not None}
+    study, created = create_or_load_study(storage, spec.name, spec.direction, spec.build_sampler(),
+                                          study_attrs=attributes)
+    if created:
+        for point in spec.enqueue:
+            study.enqueue_trial(point, skip_if_exists=True)
+    return study, created
+
+
+def kill_local_ray_before_exit() -> None:
+    """Kill the Ray processes this process started, for a process about to ``os._exit``.
+
+    Only for the end of a finished sweep, when every result is already committed to the study. The graceful
+    ``ray.shutdown()`` costs seconds (a fixed sleep, then waiting on each process); a joined cluster is left alone.
+    Nothing of Ray may be used afterwards: the driver's own connection is not closed, the process exits.
+    """
+    from ray._private import worker
+
+    node = getattr(worker, "_global_node", None)
+    if node is None or not node.is_head():
+        return
+    import psutil  # a Ray dependency
+
+    processes = []
+    for infos in node.all_processes.values():
+        for info in infos:
+            try:
+                parent = psutil.Process(info.process.pid)
+                processes += [*parent.children(recursive=True), parent]  # agents and workers the raylet started
+            except psutil.Error:
+                continue
+    for process in processes:
+        with contextlib.suppress(psutil.Error):
+            process.kill()

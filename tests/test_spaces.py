@@ -9,8 +9,6 @@ import uuid
 from pathlib import Path
 
 import optuna
-
-from search_spaces.samplers import ParallelTPESampler
 import pytest
 import yaml
 
@@ -26,6 +24,7 @@ from search_spaces import (
     resolve_space_path,
     spec_from_dict,
 )
+from search_spaces.samplers import ParallelTPESampler
 from search_spaces.sections import duration_seconds, fraction
 
 BUILTINS = ["asl20", "asl50", "asl100", "nslt1000"]

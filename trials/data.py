@@ -210,9 +210,11 @@ def make_synthetic(
     ys: list[np.ndarray] = []
     who: list[np.ndarray] = []
     for c, n in enumerate(counts):
-        signer = np.concatenate([[train_signers[c % len(train_signers)]], signer_order[(c + np.arange(n - 1)) % signers]])
+        first = train_signers[c % len(train_signers)]
+        signer = np.concatenate([[first], signer_order[(c + np.arange(n - 1)) % signers]])
         prototype, backwards = _class_prototype(c, seed, knobs)
-        xs.extend(_render_class(prototype, backwards, signer, traits, noise, np.random.default_rng([seed, _STREAM_SAMPLES, c]), knobs))
+        rng = np.random.default_rng([seed, _STREAM_SAMPLES, c])
+        xs.extend(_render_class(prototype, backwards, signer, traits, noise, rng, knobs))
         ys.append(np.full(n, c, dtype=np.int64))
         who.append(signer.astype(np.int64))
     return xs, np.concatenate(ys), np.concatenate(who)
@@ -287,12 +289,13 @@ def _render_class(
     harmonic = np.pi * np.arange(1, knobs.harmonics + 1)
     phase = u[..., None] * harmonic  # [n, T, H]
     basis = np.stack([np.sin(phase), np.cos(phase)], axis=-1)  # [n, T, H, 2]
-    motion = np.einsum("nthk,nmhk->ntm", basis, coef)  # [n, T, channels]
+    motion = basis.reshape(n, -1, 2 * knobs.harmonics) @ coef.reshape(n, MOTION_CHANNELS, -1).transpose(0, 2, 1)
 
     hand = hand_pose(REST_CURL + motion[..., 6:11])  # [n, T, 21, 3]
     hand = (hand + traits.shape[signer][:, None]) * traits.scale[signer][:, None, None, None]
-    hand = np.einsum("nij,ntlj->ntli", traits.rotation[signer], hand)
-    hand = np.einsum("ntij,ntlj->ntli", rotation_matrix(motion[..., 3:6]), hand)
+    # Row-vector points: p @ R.T rotates by R. Signer orientation first, then the sign's own rotation.
+    hand = hand @ traits.rotation[signer].transpose(0, 2, 1)[:, None]
+    hand = hand @ np.swapaxes(rotation_matrix(motion[..., 3:6]), -1, -2)
     hand = hand + motion[..., None, 0:3]
     camera_scale = np.exp(knobs.camera_scale * noise * rng.standard_normal(n))[:, None, None, None]
     camera_shift = knobs.camera_shift * noise * rng.standard_normal((n, 1, 1, 3))
@@ -328,9 +331,9 @@ def hand_pose(curl: np.ndarray) -> np.ndarray:
         np.cos(angles)[..., None] * direction[:, None, :] + np.sin(angles)[..., None] * palm
     )  # [..., 5, 3, 3]
     joints = FINGER_KNUCKLES[:, None, :] + np.cumsum(segments, axis=-2)
-    knuckles = np.broadcast_to(FINGER_KNUCKLES[:, None, :], joints.shape[:-2] + (1, 3))
-    fingers = np.concatenate([knuckles, joints], axis=-2).reshape(curl.shape[:-1] + (20, 3))
-    wrist = np.zeros(curl.shape[:-1] + (1, 3))
+    knuckles = np.broadcast_to(FINGER_KNUCKLES[:, None, :], (*joints.shape[:-2], 1, 3))
+    fingers = np.concatenate([knuckles, joints], axis=-2).reshape((*curl.shape[:-1], 20, 3))
+    wrist = np.zeros((*curl.shape[:-1], 1, 3))
     return np.concatenate([wrist, fingers], axis=-2)
 
 
