@@ -61,7 +61,7 @@ def run(
     max_failures: Annotated[int, typer.Option(help="Retries of a trial whose worker crashed.")] = 2,
 ) -> None:
     """Run a sweep: sample with Optuna, train with Ray Tune, record every trial in the study."""
-    from sweeper.driver import SweepOptions, run_sweep, kill_local_ray_before_exit
+    from sweeper.driver import SweepOptions, kill_local_ray_before_exit, run_sweep
 
     run_sweep(SweepOptions(space=space, overrides=tuple(set_), quick=quick, storage=storage, address=address,
                            results_dir=results_dir, max_failures=max_failures))

@@ -168,3 +168,26 @@ def test_bad_storage_url_exits_2_and_masks_the_password(tmp_path):
                           timeout=120)
     assert proc.returncode == 2
     assert "hunter22" not in proc.stderr and "mysql" in proc.stderr
+
+
+@pytest.mark.slow
+def test_ctrl_c_exits_130_and_keeps_finished_trials(tmp_path):
+    import signal
+    import time
+
+    space = scripted_space(tmp_path, trials=20)
+    text = space.read_text().replace("sleep: 0.05", "sleep: 0.3").replace("type: asha", "type: none")
+    text = text.replace(", grace_period: 1, reduction_factor: 2", "")
+    space.write_text(text)
+    db = tmp_path / "sweeps.db"
+    proc = subprocess.Popen([sys.executable, "-m", "sweeper.cli", "run", str(space), "--storage", f"sqlite:///{db}"],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    for line in proc.stdout:  # wait for the first finished trial
+        if "COMPLETE" in line or time.time() > deadline:
+            break
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=60) == 130
+    study = optuna.load_study(study_name=text.split("name: ")[1].split()[0], storage=f"sqlite:///{db}")
+    states = [t.state for t in study.get_trials()]
+    assert TS.COMPLETE in states and len(states) < 20

@@ -1,0 +1,48 @@
+"""The command line as a user types it: real subprocesses, exit codes and messages."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+def sweeper(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "sweeper.cli", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=300, env={**os.environ, "COLUMNS": "200"})
+
+
+def test_train_prints_a_line_per_epoch_and_final_metrics(tmp_path):
+    proc = sweeper("train", "--set", "dataset.classes=20", "--set", "epochs=3", "--set",
+                   "dataset.samples_per_class=6", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert [line.split()[1] for line in lines if line.startswith("epoch")] == ["1/3", "2/3", "3/3"]
+    assert "val_top3" in lines[0] and "samples/s" in lines[0]
+    assert any(line.startswith("final:") and "test_top3" in line for line in lines)
+
+
+def test_train_reads_a_space_training_block(tmp_path):
+    proc = sweeper("train", "spaces/asl20.yaml", "--set", "epochs=1", "--set", "dataset.samples_per_class=4",
+                   cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "epoch 1/1" in proc.stdout and "20 classes" in proc.stdout
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--set", "epochs"], "expected KEY=VALUE"),
+    (["--set", "epocs=3"], "did you mean 'epochs'"),
+    (["--set", "dropout=2"], "dropout=2"),
+    (["--set", "dataset.name=npz", "--set", "dataset.path=missing.npz"], "missing.npz"),
+])
+def test_bad_train_input_is_one_message_and_exit_2(tmp_path, args, message):
+    proc = sweeper("train", *args, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_validate_and_spaces(tmp_path):
+    proc = sweeper("validate", "spaces/asl50.yaml", "--quick", cwd=tmp_path)
+    assert proc.returncode == 0 and "name: asl50-quick" in proc.stdout
+    listing = sweeper("spaces", cwd=tmp_path).stdout
+    assert all(f"spaces/{n}.yaml" in listing for n in ("asl20", "asl50", "asl100", "nslt1000"))
