@@ -1,45 +1,27 @@
 """Declarative YAML search spaces: load, validate (file:line errors) and turn into Optuna objects.
 
 No Ray and no storage here: the driver (``sweeper``) maps a :class:`Spec` onto Ray Tune and the study.
+Names are imported lazily: a trial worker needs only ``search_spaces.entrypoint`` and should not pay for
+pydantic and Optuna at every start.
 """
 
-from search_spaces.entrypoint import DEFAULT_ENTRYPOINT, EntrypointInfo
-from search_spaces.errors import SpecError, SpecIssue
-from search_spaces.loader import (
-    BUILTIN_DIR,
-    DEFAULT_QUICK,
-    apply_quick,
-    import_entrypoint,
-    list_builtin_spaces,
-    load_spec,
-    parse_override,
-    render_spec,
-    resolve_space_path,
-    spec_from_dict,
-)
-from search_spaces.schema import Baseline, Budget, Objective, Param, Resources, Sampler, Scheduler, Spec
+import importlib
+from typing import Any
 
-__all__ = [
-    "BUILTIN_DIR",
-    "DEFAULT_ENTRYPOINT",
-    "DEFAULT_QUICK",
-    "Baseline",
-    "Budget",
-    "EntrypointInfo",
-    "Objective",
-    "Param",
-    "Resources",
-    "Sampler",
-    "Scheduler",
-    "Spec",
-    "SpecError",
-    "SpecIssue",
-    "apply_quick",
-    "import_entrypoint",
-    "list_builtin_spaces",
-    "load_spec",
-    "parse_override",
-    "render_spec",
-    "resolve_space_path",
-    "spec_from_dict",
-]
+_HOMES = {
+    "DEFAULT_ENTRYPOINT": "entrypoint", "EntrypointInfo": "entrypoint",
+    "SpecError": "errors", "SpecIssue": "errors",
+    "BUILTIN_DIR": "loader", "DEFAULT_QUICK": "loader", "apply_quick": "loader", "import_entrypoint": "loader",
+    "list_builtin_spaces": "loader", "load_spec": "loader", "parse_override": "loader", "render_spec": "loader",
+    "resolve_space_path": "loader", "spec_from_dict": "loader",
+    "Baseline": "schema", "Budget": "schema", "Objective": "schema", "Param": "schema", "Resources": "schema",
+    "Sampler": "schema", "Scheduler": "schema", "Spec": "schema",
+}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module 'search_spaces' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"search_spaces.{_HOMES[name]}"), name)

@@ -13,6 +13,7 @@ import optuna
 from ray.tune.search import Searcher
 
 from search_spaces import Spec
+from search_spaces.entrypoint import DEFAULT_ENTRYPOINT
 from storage import attrs
 from sweeper.trainable import META_KEY, worst_value
 
@@ -38,6 +39,9 @@ class StudySearcher(Searcher):
         trial.set_user_attr(attrs.RAY_TRIAL_ID, trial_id)
         self.trials[trial_id] = trial
         config = self.spec.trial_config(trial.params)
+        if self.spec.entrypoint == DEFAULT_ENTRYPOINT and "threads" not in config:
+            # torch would start a thread per core in every trial: oversubscribed cores spin and crawl
+            config["threads"] = max(1, int(self.spec.resources.cpu))
         config[META_KEY] = {
             "number": trial.number,
             "study": self.study.study_name,

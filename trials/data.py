@@ -144,17 +144,17 @@ class SyntheticKnobs:
     harmonics: int = 3  # low-frequency components per motion channel; more = faster, more intricate motion
     family_size: int = 5  # classes per family; a family shares the family motion
     family_scale: float = 1.0  # amplitude of the motion shared by a family (a shared motion of 1 is common to all)
-    class_scale: float = 0.5  # amplitude of the class's own deviation: smaller = families more confusable
+    class_scale: float = 0.35  # amplitude of the class's own deviation: smaller = families more confusable
     reversed_pairs: bool = True  # odd members of a family replay the previous member backwards: order matters
-    sample_motion: float = 0.25  # per-sample perturbation of the motion coefficients (how sloppily signed)
+    sample_motion: float = 0.4  # per-sample perturbation of the motion coefficients (how sloppily signed)
     time_warp: float = 0.3  # strength of the smooth monotone time warp (tempo changes within a sign)
     crop: float = 0.1  # up to this fraction of the sign is cut at each end (start/end detection error)
     frame_jitter: float = 0.3  # std of per-frame timing jitter, in frames
-    landmark_noise: float = 0.03  # std of gaussian noise on every coordinate (tracker noise)
+    landmark_noise: float = 0.05  # std of gaussian noise on every coordinate (tracker noise)
     signer_shape: float = 0.06  # std of the signer's per-landmark hand-shape offset
     signer_scale: float = 0.1  # std of the signer's log hand size
     signer_rotation: float = 0.2  # std of the signer's hand orientation, per axis
-    signer_motion: float = 0.2  # std of the signer's log gain on each motion channel (big vs small signing)
+    signer_motion: float = 0.3  # std of the signer's log gain on each motion channel (big vs small signing)
     camera_shift: float = 0.5  # std of the per-sample position in the frame (undone by centring)
     camera_scale: float = 0.2  # std of the per-sample log distance to the camera (undone by scale normalisation)
     min_samples: int = 3  # smallest class under imbalance, like the rarest nslt_1000 glosses
