@@ -431,7 +431,7 @@ def load_npz(path: str | Path, seq_len: int, *, classes: int | None = None, seed
     """
     name = str(path)
     arrays = _read_npz(Path(path), name)
-    x = _check_x(arrays.get("X"), name)
+    x = _check_x(_need(arrays, "X", name), name)
     n = x.shape[0]
     y = _check_labels(_need(arrays, "y", name), name, n)
     num_classes = _check_label_range(y, name, classes)
@@ -469,10 +469,8 @@ def _need(arrays: dict[str, np.ndarray], key: str, name: str) -> np.ndarray:
     return arrays[key]
 
 
-def _check_x(x: np.ndarray | None, name: str) -> np.ndarray:
+def _check_x(x: np.ndarray, name: str) -> np.ndarray:
     """X must be a finite numeric [N, T, L, D] array with no empty dimension."""
-    if x is None:
-        raise DataError(f"{name}: has no array 'X'; expected X [N, T, L, D] landmarks")
     if x.ndim != 4:
         raise DataError(f"{name}: X has shape {x.shape} but must be [N, T, L, D] (4 dimensions)")
     if min(x.shape) == 0:
@@ -582,9 +580,9 @@ def load_wlasl(
     for video, entry in entries.items():
         subset, label, start, end = _check_entry(video, entry, json_name)
         if bound is not None and label >= bound:
-            origin = "dataset.classes" if classes is not None else "the file name"
+            origin = f"classes={classes}" if classes is not None else "the file name"
             raise DataError(
-                f"{json_name}: video {video!r} has class {label} but {origin} implies {bound} classes (0..{bound - 1})"
+                f"{json_name}: video {video!r} has class {label} but {origin} means {bound} classes (0..{bound - 1})"
             )
         npy_name = str(landmarks / f"{video}.npy")
         seq = _read_sequence(landmarks / f"{video}.npy", npy_name, video, json_name)
