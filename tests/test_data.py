@@ -1,146 +1,513 @@
-"""Data: synthetic determinism and difficulty knobs, preprocessing by hand, both real layouts, every bad-data error."""
+"""trials.data: synthetic generation, preprocessing, splits, the npz and WLASL layouts, and every DataError.
+
+Real files are written to tmp_path; each error test checks that the message names the file and the item.
+"""
+
+from __future__ import annotations
 
 import json
+import math
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from trials.data import DataError, load_npz, load_wlasl, make_synthetic, preprocess, synthetic_splits
+from trials import data
+from trials.config import TrainConfig
+from trials.data import DataError
 
 
-def test_synthetic_is_deterministic_from_its_seed():
-    a = make_synthetic(5, 6, 6, seed=3)
-    b = make_synthetic(5, 6, 6, seed=3)
-    c = make_synthetic(5, 6, 6, seed=4)
-    assert all(np.array_equal(x, y) for x, y in zip(a[0], b[0], strict=True))
-    assert not np.array_equal(a[0][0], c[0][0])
-    lengths = {x.shape[0] for x in a[0]}
-    assert all(x.shape[1:] == (21, 3) for x in a[0]) and min(lengths) >= 32 and max(lengths) <= 128
+# ------------------------------------------------------------------------------------------------
+# helpers
+# ------------------------------------------------------------------------------------------------
+def landmarks(rng: np.random.Generator, frames: int = 10, points: int = 21, coords: int = 3) -> np.ndarray:
+    return rng.standard_normal((frames, points, coords)).astype(np.float32)
 
 
-def test_synthetic_imbalance_gives_a_long_tail():
-    _, y, _ = make_synthetic(20, 40, 6, imbalance=1.0, seed=0)
-    counts = np.bincount(y, minlength=20)
-    assert counts[0] > 5 * counts[-1] and counts.min() >= 3
-
-
-def test_synthetic_splits_by_signer():
-    splits = synthetic_splits(10, 12, 10, seed=0)
-    assert splits.x_train.shape[1:] == (32, 63)
-    assert len(splits.y_train) > len(splits.y_val) > 0 and len(splits.y_test) > 0
-    assert set(splits.y_train.tolist()) == set(range(10))
-    assert "split by signer" in splits.description
-
-
-def test_preprocess_centres_scales_and_resamples():
-    seq = np.zeros((3, 2, 1), dtype=np.float32)
-    seq[:, 0, 0] = [0.0, 2.0, 4.0]
-    seq[:, 1, 0] = [2.0, 4.0, 6.0]  # mean 3, deviations -3..3
-    out = preprocess(seq, 5)
-    assert out.shape == (5, 2)
-    centred = seq[:, :, 0] - 3.0
-    rms = np.sqrt(np.mean(centred ** 2))
-    assert out[0] == pytest.approx(centred[0] / rms, rel=1e-5)
-    assert out[-1] == pytest.approx(centred[-1] / rms, rel=1e-5)
-    assert out[1] == pytest.approx((0.5 * centred[0] + 0.5 * centred[1]) / rms, rel=1e-5)  # linear in time
-
-
-def npz(tmp_path, name="data.npz", **arrays):
-    path = tmp_path / name
-    np.savez(path, **arrays)
+def write_npz(path: Path, *, n_classes: int = 3, per_class: int = 6, **override: object) -> Path:
+    """A valid small npz (X [N, 8, 5, 2], y balanced) with any array replaced or added through ``override``."""
+    rng = np.random.default_rng(0)
+    n = n_classes * per_class
+    arrays: dict[str, object] = {
+        "X": rng.standard_normal((n, 8, 5, 2)).astype(np.float32),
+        "y": np.repeat(np.arange(n_classes), per_class),
+    }
+    arrays.update(override)
+    np.savez(path, **{k: v for k, v in arrays.items() if v is not None})
     return path
 
 
-def good_arrays(n=30, classes=3):
-    rng = np.random.default_rng(0)
-    return {"X": rng.normal(size=(n, 10, 4, 2)).astype(np.float32), "y": np.arange(n) % classes}
+def write_wlasl(root: Path, entries: dict[str, object], videos: dict[str, np.ndarray],
+                split_file: str = "nslt_100.json") -> Path:
+    (root / "landmarks").mkdir(parents=True, exist_ok=True)
+    (root / split_file).write_text(json.dumps(entries))
+    for video, seq in videos.items():
+        np.save(root / "landmarks" / f"{video}.npy", seq)
+    return root
 
 
-def test_npz_with_split_signer_and_neither(tmp_path):
-    arrays = good_arrays()
-    split = np.array(["train"] * 18 + ["val"] * 6 + ["test"] * 6)
-    s = load_npz(npz(tmp_path, **arrays, split=split), 8)
-    assert (len(s.y_train), len(s.y_val), len(s.y_test)) == (18, 6, 6)
-    assert s.x_train.shape == (18, 8, 8) and s.x_train.dtype == torch.float32 and s.num_classes == 3
-    by_signer = load_npz(npz(tmp_path, "s.npz", **arrays, signer=np.arange(30) % 5), 8)
-    assert len(by_signer.y_train) + len(by_signer.y_val) + len(by_signer.y_test) == 30
-    plain = load_npz(npz(tmp_path, "p.npz", **arrays), 8)
-    assert len(plain.y_train) > len(plain.y_val) > 0
+def small_wlasl(root: Path, split_file: str = "nslt_3.json") -> tuple[dict[str, dict], dict[str, np.ndarray]]:
+    """3 classes x (train, train, val, test), 12 frames each; returns the entries and the videos written."""
+    rng = np.random.default_rng(1)
+    entries: dict[str, dict] = {}
+    videos: dict[str, np.ndarray] = {}
+    for c in range(3):
+        for k, subset in enumerate(["train", "train", "val", "test"]):
+            video = f"v{c}{k}"
+            entries[video] = {"subset": subset, "action": [c, 1, -1]}
+            videos[video] = landmarks(rng, frames=12, points=4, coords=2)
+    write_wlasl(root, entries, videos, split_file)
+    return entries, videos
 
 
-def wlasl(tmp_path, entries, frames=12):
-    (tmp_path / "landmarks").mkdir()
-    for video in entries:
-        np.save(tmp_path / "landmarks" / f"{video}.npy", np.random.default_rng(1).normal(size=(frames, 5, 3)))
-    (tmp_path / "nslt_100.json").write_text(json.dumps(entries))
-    return tmp_path
-
-
-def test_wlasl_layout_with_frame_ranges(tmp_path):
-    entries = {f"v{i}": {"subset": ["train", "train", "val", "test"][i % 4], "action": [i % 2, 1, -1 if i % 3 else 6]}
-               for i in range(12)}
-    root = wlasl(tmp_path, entries)
-    s = load_wlasl(root, "nslt_100.json", seq_len=6, classes=2)
-    assert len(s.y_train) == 6 and len(s.y_val) == 3 and len(s.y_test) == 3
-    assert s.num_classes == 2 and s.x_train.shape == (6, 6, 15)
-    # without dataset.classes, nslt_100 means 100 classes, and 98 of them would have no training sample
-    with pytest.raises(DataError, match="class 2 has no training samples"):
-        load_wlasl(root, "nslt_100.json", seq_len=6)
-
-
-@pytest.mark.parametrize(("change", "expected"), [
-    (lambda a: a.update(X=a["X"][..., 0]), "must be [N, T, L, D]"),
-    (lambda a: a["X"].__setitem__((4, 3, 1, 0), np.nan), "X[4] contains NaN at frame 3"),
-    (lambda a: a.update(y=a["y"][:-1]), "y has 29 entries but X has 30"),
-    (lambda a: a.update(y=a["y"] + 0.5), "is not an integer class id"),
-    (lambda a: a.update(split=np.array(["train"] * 29 + ["dev"])), "split"),
-    (lambda a: a.update(signer=np.arange(31)), "signer has 31 entries"),
-    (lambda a: a.pop("y"), "has no array 'y'"),
-])
-def test_every_npz_error_names_the_file_and_the_item(tmp_path, change, expected):
-    arrays = good_arrays()
-    change(arrays)
+def error_of(fn, *args, **kwargs) -> str:
     with pytest.raises(DataError) as info:
-        load_npz(npz(tmp_path, **arrays), 8)
-    assert "data.npz" in str(info.value) and expected in str(info.value)
+        fn(*args, **kwargs)
+    return str(info.value)
 
 
-def test_npz_label_out_of_range_and_empty_class(tmp_path):
-    arrays = good_arrays()
-    with pytest.raises(DataError, match=r"data\.npz: y\[\d+\]=2 is out of range \[0, 2\)"):
-        load_npz(npz(tmp_path, **arrays), 8, classes=2)
-    with pytest.raises(DataError, match="class 3"):
-        load_npz(npz(tmp_path, "e.npz", **arrays), 8, classes=4)  # class 3 has no samples
-    with pytest.raises(DataError, match="file not found"):
-        load_npz(tmp_path / "missing.npz", 8)
+# ------------------------------------------------------------------------------------------------
+# preprocessing
+# ------------------------------------------------------------------------------------------------
+def test_preprocess_centres_scales_and_resamples_by_hand() -> None:
+    # Two frames, two landmarks, one coordinate: values 0, 2 then 4, 6. Mean 3; centred -3, -1, 1, 3;
+    # RMS distance sqrt((9 + 1 + 1 + 9) / 4) = sqrt(5). Three output frames: first, midpoint, last.
+    seq = np.array([[[0.0], [2.0]], [[4.0], [6.0]]])
+    out = data.preprocess(seq, 3)
+    expected = np.array([[-3.0, -1.0], [-1.0, 1.0], [1.0, 3.0]]) / math.sqrt(5)
+    assert out.dtype == np.float32 and out.shape == (3, 2)
+    np.testing.assert_allclose(out, expected, rtol=1e-6)
 
 
-def test_every_wlasl_error_names_the_file_and_the_item(tmp_path):
-    entries = {"a": {"subset": "train", "action": [0, 1, -1]}, "b": {"subset": "val", "action": [1, 1, -1]},
-               "c": {"subset": "test", "action": [1, 1, -1]}}
-    root = wlasl(tmp_path, entries)
-    (root / "landmarks" / "b.npy").unlink()
-    with pytest.raises(DataError, match=r"b\.npy: file not found \(video 'b'"):
-        load_wlasl(root, "nslt_100.json")
-    np.save(root / "landmarks" / "b.npy", np.full((4, 5, 3), np.inf))
-    with pytest.raises(DataError, match=r"b\.npy: contains inf at frame 0"):
-        load_wlasl(root, "nslt_100.json")
-    np.save(root / "landmarks" / "b.npy", np.zeros((4, 5)))
-    with pytest.raises(DataError, match=r"b\.npy: has shape \(4, 5\)"):
-        load_wlasl(root, "nslt_100.json")
-    (root / "nslt_100.json").write_text(json.dumps({**entries, "a": {"subset": "train", "action": [140, 1, -1]}}))
-    with pytest.raises(DataError, match="video 'a' has class 140"):
-        load_wlasl(root, "nslt_100.json")
-    (root / "nslt_100.json").write_text("{not json")
-    with pytest.raises(DataError, match=r"nslt_100\.json"):
-        load_wlasl(root, "nslt_100.json")
-    with pytest.raises(DataError, match="not found"):
-        load_wlasl(tmp_path / "nowhere", "nslt_100.json")
+def test_preprocess_centres_per_coordinate_and_scales_by_euclidean_distance() -> None:
+    # One frame, points (0, 0) and (2, 4): centre (1, 2), both at distance sqrt(5) from it.
+    seq = np.array([[[0.0, 0.0], [2.0, 4.0]]])
+    out = data.preprocess(seq, 4)
+    row = np.array([-1.0, -2.0, 1.0, 2.0]) / math.sqrt(5)
+    np.testing.assert_allclose(out, np.tile(row, (4, 1)), rtol=1e-6)
 
 
-def test_wlasl_frame_range_beyond_the_video_is_an_error(tmp_path):
-    entries = {"a": {"subset": "train", "action": [0, 5, 40]}, "b": {"subset": "val", "action": [0, 1, -1]},
-               "c": {"subset": "test", "action": [0, 1, -1]}}
-    with pytest.raises(DataError, match="'a'"):
-        load_wlasl(wlasl(tmp_path, entries), "nslt_100.json")
+def test_resample_interpolates_linearly_between_frames() -> None:
+    seq = np.array([0.0, 10.0, 40.0])
+    np.testing.assert_allclose(data.resample(seq, 5), [0.0, 5.0, 10.0, 25.0, 40.0])
+
+
+def test_preprocess_guards_a_zero_spread_sequence() -> None:
+    out = data.preprocess(np.full((5, 3, 2), 7.0), 4)
+    assert np.all(np.isfinite(out)) and np.all(out == 0)
+
+
+def test_preprocess_rejects_a_sequence_with_the_wrong_dimensions() -> None:
+    assert "(10, 63)" in error_of(data.preprocess, np.zeros((10, 63)), 8)
+
+
+# ------------------------------------------------------------------------------------------------
+# synthetic
+# ------------------------------------------------------------------------------------------------
+def test_synthetic_is_deterministic_from_the_seed() -> None:
+    x1, y1, s1 = data.make_synthetic(5, 6, 4, seed=3)
+    x2, y2, s2 = data.make_synthetic(5, 6, 4, seed=3)
+    x3, _, _ = data.make_synthetic(5, 6, 4, seed=4)
+    assert all(np.array_equal(a, b) for a, b in zip(x1, x2, strict=True))
+    assert np.array_equal(y1, y2) and np.array_equal(s1, s2)
+    assert any(a.shape != b.shape or not np.array_equal(a, b) for a, b in zip(x1, x3, strict=True))
+
+
+def test_synthetic_class_does_not_depend_on_the_number_of_classes() -> None:
+    few, y_few, _ = data.make_synthetic(3, 4, 5, seed=1)
+    many, y_many, _ = data.make_synthetic(8, 4, 5, seed=1)
+    assert all(np.array_equal(a, b) for a, b in zip(few, many[: len(few)], strict=True))
+
+
+def test_synthetic_shapes_and_types() -> None:
+    xs, y, signer = data.make_synthetic(4, 7, 5, seed=0)
+    assert len(xs) == len(y) == len(signer) == 28
+    assert y.dtype == np.int64 and signer.dtype == np.int64
+    assert np.array_equal(np.bincount(y), [7, 7, 7, 7])
+    for x in xs:
+        assert x.dtype == np.float32 and x.shape[1:] == (21, 3) and 32 <= x.shape[0] <= 128
+        assert np.all(np.isfinite(x))
+
+
+def test_synthetic_50_by_24_is_fast() -> None:
+    best = math.inf
+    for _ in range(2):
+        start = time.perf_counter()
+        data.make_synthetic(50, 24, 10, seed=0)
+        best = min(best, time.perf_counter() - start)
+    assert best < 1.0
+
+
+def test_synthetic_noise_zero_leaves_only_the_class() -> None:
+    xs, y, _ = data.make_synthetic(2, 4, 3, noise=0.0, seed=0)
+    seqs = [data.preprocess(x, 32) for x in xs]
+    within = max(np.abs(seqs[i] - seqs[0]).max() for i in range(1, 4))
+    between = np.abs(seqs[4] - seqs[0]).max()
+    assert within < 0.05 < 1.0 < between  # same class: equal up to resampling; other class: different
+
+
+def test_synthetic_reversed_pair_is_the_same_motion_backwards() -> None:
+    xs, _, _ = data.make_synthetic(2, 1, 3, noise=0.0, seed=0)
+    forward, backward = (data.preprocess(x, 40) for x in xs)
+    assert np.abs(forward[::-1] - backward).max() < 0.05
+    assert np.abs(forward - backward).max() > 0.5
+
+
+def test_imbalance_gives_a_long_tail_with_a_floor_of_three() -> None:
+    _, y, _ = data.make_synthetic(20, 24, 10, imbalance=1.0, seed=0)
+    counts = np.bincount(y)
+    assert counts[0] == 24 and counts[1] == 12 and counts[2] == 8
+    assert np.all(np.diff(counts) <= 0) and counts.min() == 3
+    assert np.array_equal(data.class_counts(3, 24, 0.0), [24, 24, 24])
+
+
+def test_synthetic_signer_split_is_disjoint_and_60_20_20() -> None:
+    _, _, signer = data.make_synthetic(10, 24, 10, seed=5)
+    train, val, test = data.signer_partition(np.arange(10), 5)
+    assert (len(train), len(val), len(test)) == (6, 2, 2)
+    assert set(train) | set(val) | set(test) == set(range(10))
+    assert not (set(train) & set(val) or set(train) & set(test) or set(val) & set(test))
+    assert set(signer) == set(range(10))
+
+
+def test_signer_partition_keeps_one_signer_per_split() -> None:
+    assert [len(p) for p in data.signer_partition(np.array(["a", "b", "c"]), 0)] == [1, 1, 1]
+
+
+def test_every_synthetic_class_has_a_training_signer_even_in_the_tail() -> None:
+    splits = data.synthetic_splits(30, 12, 10, imbalance=2.0, seed=2, seq_len=8)
+    assert set(splits.y_train.tolist()) == set(range(30))
+
+
+def test_load_splits_synthetic_shapes_cache_and_device() -> None:
+    cfg = TrainConfig(dataset_classes=6, dataset_samples_per_class=9, dataset_signers=5, dataset_seq_len=16)
+    splits = data.load_splits(cfg)
+    assert splits.num_classes == 6 and splits.feature_dim == 63
+    for x, y in [(splits.x_train, splits.y_train), (splits.x_val, splits.y_val), (splits.x_test, splits.y_test)]:
+        assert x.dtype == torch.float32 and y.dtype == torch.int64
+        assert x.shape[1:] == (16, 63) and len(x) == len(y) > 0
+    assert "synthetic" in splits.description and "6 classes" in splits.description
+    again = data.load_splits(cfg)
+    assert torch.equal(again.x_train, splits.x_train) and again.x_train is not splits.x_train
+    splits.x_train.zero_()  # a trial that modifies its tensors must not spoil the cache
+    assert not torch.equal(data.load_splits(cfg).x_train, splits.x_train)
+    moved = splits.to("cpu")
+    assert moved.x_val.device.type == "cpu" and moved.num_classes == 6
+
+
+def test_make_synthetic_rejects_too_few_signers() -> None:
+    assert "signers >= 3" in error_of(data.make_synthetic, 3, 4, 2)
+
+
+# ------------------------------------------------------------------------------------------------
+# npz
+# ------------------------------------------------------------------------------------------------
+def test_npz_without_signer_or_split_is_stratified(tmp_path: Path) -> None:
+    path = write_npz(tmp_path / "data.npz", n_classes=3, per_class=20)
+    splits = data.load_npz(path, 6, seed=1)
+    assert splits.num_classes == 3 and splits.feature_dim == 10
+    assert splits.x_train.shape[1:] == (6, 10)
+    for y, per_class in [(splits.y_train, 14), (splits.y_val, 3), (splits.y_test, 3)]:
+        assert torch.bincount(y, minlength=3).tolist() == [per_class] * 3
+    same = data.load_npz(path, 6, seed=1)
+    assert torch.equal(same.x_val, splits.x_val)
+
+
+def test_npz_with_signer_splits_by_signer(tmp_path: Path) -> None:
+    signer = np.tile(np.array(["ann", "bob", "cy", "dee", "eve"]), 6)  # 30 samples
+    path = write_npz(tmp_path / "data.npz", n_classes=3, per_class=10, signer=signer)
+    splits = data.load_npz(path, 8)
+    assert (len(splits.y_train), len(splits.y_val), len(splits.y_test)) == (18, 6, 6)
+    assert "split by signer 3/1/1" in splits.description
+
+
+def test_npz_split_array_wins_over_signer(tmp_path: Path) -> None:
+    split = np.array(["train"] * 4 + ["val", "test"])
+    path = write_npz(tmp_path / "data.npz", n_classes=2, per_class=3, y=np.array([0, 1, 0, 1, 0, 1]),
+                     split=split, signer=np.zeros(6, dtype=int))
+    splits = data.load_npz(path, 8)
+    assert splits.y_train.tolist() == [0, 1, 0, 1] and splits.y_val.tolist() == [0] and splits.y_test.tolist() == [1]
+    codes = write_npz(tmp_path / "codes.npz", n_classes=2, per_class=3, y=np.array([0, 1, 0, 1, 0, 1]),
+                      split=np.array([0, 0, 0, 0, 1, 2]))
+    assert data.load_npz(codes, 8).y_test.tolist() == [1]
+
+
+def test_npz_through_load_splits(tmp_path: Path) -> None:
+    path = write_npz(tmp_path / "data.npz", n_classes=3, per_class=10)
+    cfg = TrainConfig(dataset_name="npz", dataset_path=str(path), dataset_seq_len=5)
+    splits = data.load_splits(cfg)
+    assert splits.x_test.shape[1:] == (5, 10) and str(path) in splits.description
+
+
+# ---- npz errors -----------------------------------------------------------------------------------
+def test_npz_missing_file(tmp_path: Path) -> None:
+    assert "data.npz: file not found" in error_of(data.load_npz, tmp_path / "data.npz", 8)
+
+
+def test_npz_unreadable(tmp_path: Path) -> None:
+    (tmp_path / "data.npz").write_bytes(b"not a zip")
+    assert "data.npz: cannot be read as .npz" in error_of(data.load_npz, tmp_path / "data.npz", 8)
+
+
+def test_npz_object_array(tmp_path: Path) -> None:
+    ragged = np.empty(2, dtype=object)
+    ragged[0], ragged[1] = np.zeros((3, 2, 2)), np.zeros((4, 2, 2))
+    path = write_npz(tmp_path / "data.npz", X=ragged)
+    assert "data.npz: holds object arrays" in error_of(data.load_npz, path, 8)
+
+
+@pytest.mark.parametrize("key", ["X", "y"])
+def test_npz_missing_array(tmp_path: Path, key: str) -> None:
+    path = write_npz(tmp_path / "data.npz", **{key: None})
+    assert f"data.npz: has no array {key!r}" in error_of(data.load_npz, path, 8)
+
+
+def test_npz_x_wrong_dimensions(tmp_path: Path) -> None:
+    path = write_npz(tmp_path / "data.npz", X=np.zeros((10, 32, 21)))
+    assert "data.npz: X has shape (10, 32, 21) but must be [N, T, L, D] (4 dimensions)" in error_of(
+        data.load_npz, path, 8)
+
+
+def test_npz_x_empty_dimension(tmp_path: Path) -> None:
+    path = write_npz(tmp_path / "data.npz", X=np.zeros((18, 0, 5, 2)))
+    assert "data.npz: X has shape (18, 0, 5, 2)" in error_of(data.load_npz, path, 8)
+
+
+def test_npz_x_not_numeric(tmp_path: Path) -> None:
+    path = write_npz(tmp_path / "data.npz", X=np.full((18, 2, 2, 2), "a"))
+    assert "data.npz: X has dtype <U1" in error_of(data.load_npz, path, 8)
+
+
+@pytest.mark.parametrize(("value", "word"), [(np.nan, "NaN"), (np.inf, "inf")])
+def test_npz_x_not_finite(tmp_path: Path, value: float, word: str) -> None:
+    x = np.zeros((18, 8, 5, 2))
+    x[2, 7, 1, 0] = value
+    path = write_npz(tmp_path / "data.npz", X=x)
+    assert f"data.npz: X[2] contains {word} at frame 7" in error_of(data.load_npz, path, 8)
+
+
+@pytest.mark.parametrize("key", ["y", "signer", "split"])
+def test_npz_length_mismatch(tmp_path: Path, key: str) -> None:
+    values = {"y": np.zeros(17, dtype=int), "signer": np.zeros(17, dtype=int), "split": np.array(["train"] * 17)}
+    path = write_npz(tmp_path / "data.npz", **{key: values[key]})
+    assert f"data.npz: {key} has 17 entries but X has 18 samples" in error_of(data.load_npz, path, 8)
+
+
+def test_npz_labels_wrong_dimensions(tmp_path: Path) -> None:
+    path = write_npz(tmp_path / "data.npz", y=np.zeros((18, 1), dtype=int))
+    assert "data.npz: y has shape (18, 1) but must be [N]" in error_of(data.load_npz, path, 8)
+
+
+def test_npz_labels_not_integer(tmp_path: Path) -> None:
+    y = np.repeat(np.arange(3.0), 6)
+    y[3] = 2.5
+    path = write_npz(tmp_path / "data.npz", y=y)
+    assert "data.npz: y[3]=2.5 is not an integer class id" in error_of(data.load_npz, path, 8)
+
+
+def test_npz_labels_integral_floats_are_accepted(tmp_path: Path) -> None:
+    path = write_npz(tmp_path / "data.npz", y=np.repeat(np.arange(3.0), 6))
+    assert data.load_npz(path, 8).num_classes == 3
+
+
+def test_npz_labels_strings(tmp_path: Path) -> None:
+    path = write_npz(tmp_path / "data.npz", y=np.array(["hello"] * 18))
+    assert "data.npz: y has dtype <U5 but must hold integer class ids" in error_of(data.load_npz, path, 8)
+
+
+def test_npz_label_out_of_range_of_explicit_classes(tmp_path: Path) -> None:
+    y = np.arange(30) % 20
+    y[17] = 25
+    path = write_npz(tmp_path / "data.npz", X=np.zeros((30, 4, 2, 2)), y=y)
+    assert "data.npz: y[17]=25 is out of range [0, 20)" in error_of(data.load_npz, path, 8, classes=20)
+
+
+def test_npz_negative_label(tmp_path: Path) -> None:
+    y = np.repeat(np.arange(3), 6)
+    y[4] = -1
+    path = write_npz(tmp_path / "data.npz", y=y)
+    assert "data.npz: y[4]=-1 is out of range [0, 3)" in error_of(data.load_npz, path, 8)
+
+
+def test_npz_class_without_training_samples(tmp_path: Path) -> None:
+    y = np.repeat(np.array([0, 1, 2, 4]), 6)  # class 3 never appears
+    path = write_npz(tmp_path / "data.npz", X=np.random.default_rng(0).standard_normal((24, 4, 2, 2)), y=y)
+    assert "data.npz: class 3 has no training samples" in error_of(data.load_npz, path, 8)
+
+
+def test_npz_class_only_outside_train(tmp_path: Path) -> None:
+    split = np.array(["train", "train", "val", "test", "val", "test"])
+    path = write_npz(tmp_path / "data.npz", X=np.ones((6, 3, 2, 2)), y=np.array([0, 0, 1, 1, 0, 0]), split=split)
+    assert "data.npz: class 1 has no training samples" in error_of(data.load_npz, path, 8)
+
+
+@pytest.mark.parametrize(("split", "shown"), [(np.array(["train"] * 17 + ["dev"]), "'dev'"),
+                                               (np.array([0] * 17 + [3]), "3")])
+def test_npz_bad_split_value(tmp_path: Path, split: np.ndarray, shown: str) -> None:
+    path = write_npz(tmp_path / "data.npz", split=split)
+    assert f"data.npz: split[17]={shown} is not one of 'train', 'val', 'test'" in error_of(data.load_npz, path, 8)
+
+
+def test_npz_bad_split_dtype(tmp_path: Path) -> None:
+    path = write_npz(tmp_path / "data.npz", split=np.zeros(18))
+    assert "data.npz: split has dtype float64" in error_of(data.load_npz, path, 8)
+
+
+def test_npz_empty_split(tmp_path: Path) -> None:
+    path = write_npz(tmp_path / "data.npz", split=np.array(["train"] * 12 + ["val"] * 6))
+    assert "data.npz: the test split is empty" in error_of(data.load_npz, path, 8)
+
+
+def test_npz_too_few_signers(tmp_path: Path) -> None:
+    path = write_npz(tmp_path / "data.npz", signer=np.array(["a", "b"] * 9))
+    assert "data.npz: signer: need at least 3 signers" in error_of(data.load_npz, path, 8)
+
+
+# ------------------------------------------------------------------------------------------------
+# WLASL
+# ------------------------------------------------------------------------------------------------
+def test_wlasl_loads_with_frame_ranges(tmp_path: Path) -> None:
+    _, videos = small_wlasl(tmp_path)
+    entries = json.loads((tmp_path / "nslt_3.json").read_text())
+    entries["v00"]["action"] = [0, 3, 9]  # frames 3..9, 1-based inclusive -> indices 2..8
+    entries["v11"]["action"] = [1, 5, -1]  # frame 5 to the end
+    (tmp_path / "nslt_3.json").write_text(json.dumps(entries))
+    cfg = TrainConfig(dataset_name="wlasl", dataset_path=str(tmp_path), dataset_split_file="nslt_3.json",
+                      dataset_seq_len=7)
+    splits = data.load_splits(cfg)
+    assert splits.num_classes == 3 and splits.feature_dim == 8
+    assert (len(splits.y_train), len(splits.y_val), len(splits.y_test)) == (6, 3, 3)
+    assert splits.y_train.tolist() == [0, 0, 1, 1, 2, 2]
+    np.testing.assert_allclose(splits.x_train[0], data.preprocess(videos["v00"][2:9], 7), rtol=1e-6)
+    np.testing.assert_allclose(splits.x_train[3], data.preprocess(videos["v11"][4:], 7), rtol=1e-6)
+    np.testing.assert_allclose(splits.x_val[0], data.preprocess(videos["v02"], 7), rtol=1e-6)
+
+
+def test_wlasl_classes_from_file_name_or_labels(tmp_path: Path) -> None:
+    small_wlasl(tmp_path, "mini.json")
+    assert data.load_wlasl(tmp_path, "mini.json", seq_len=4).num_classes == 3
+    msg = error_of(data.load_wlasl, tmp_path, "mini.json", seq_len=4, classes=5)
+    assert "mini.json: class 3 has no training samples" in msg
+
+
+# ---- WLASL errors ---------------------------------------------------------------------------------
+def test_wlasl_missing_root(tmp_path: Path) -> None:
+    assert "nowhere: WLASL root folder not found" in error_of(data.load_wlasl, tmp_path / "nowhere")
+
+
+def test_wlasl_missing_split_file(tmp_path: Path) -> None:
+    assert "nslt_100.json: split file not found" in error_of(data.load_wlasl, tmp_path, "nslt_100.json")
+
+
+def test_wlasl_invalid_json(tmp_path: Path) -> None:
+    (tmp_path / "nslt_100.json").write_text('{"a": {"subset": "train",\n "action": [1, 2 3]}}')
+    assert "nslt_100.json: invalid JSON (line 2" in error_of(data.load_wlasl, tmp_path)
+
+
+def test_wlasl_json_not_an_object(tmp_path: Path) -> None:
+    (tmp_path / "nslt_100.json").write_text("[1, 2]")
+    assert "nslt_100.json: must be a JSON object" in error_of(data.load_wlasl, tmp_path)
+
+
+def test_wlasl_json_without_videos(tmp_path: Path) -> None:
+    (tmp_path / "nslt_100.json").write_text("{}")
+    assert "nslt_100.json: lists no videos" in error_of(data.load_wlasl, tmp_path)
+
+
+def test_wlasl_missing_landmarks_folder(tmp_path: Path) -> None:
+    (tmp_path / "nslt_100.json").write_text(json.dumps({"a": {"subset": "train", "action": [0, 1, -1]}}))
+    assert "landmarks: landmarks folder not found" in error_of(data.load_wlasl, tmp_path)
+
+
+@pytest.mark.parametrize(("entry", "words"), [
+    ("oops", "video 'x': entry must be an object"),
+    ({"subset": "dev", "action": [0, 1, -1]}, "video 'x' has subset 'dev'"),
+    ({"subset": "train", "action": [0, 1]}, "video 'x' has action [0, 1]"),
+    ({"subset": "train", "action": [0, "1", 5]}, "video 'x' has action [0, '1', 5]"),
+    ({"subset": "train", "action": [-2, 1, 5]}, "video 'x' has class -2"),
+])
+def test_wlasl_bad_entry(tmp_path: Path, entry: object, words: str) -> None:
+    write_wlasl(tmp_path, {"x": entry}, {"x": np.zeros((5, 2, 2))})
+    assert f"nslt_100.json: {words}" in error_of(data.load_wlasl, tmp_path)
+
+
+def test_wlasl_class_beyond_the_file_name(tmp_path: Path) -> None:
+    write_wlasl(tmp_path, {"x": {"subset": "train", "action": [140, 1, -1]}}, {"x": np.zeros((5, 2, 2))})
+    msg = error_of(data.load_wlasl, tmp_path)
+    assert "nslt_100.json: video 'x' has class 140 but the file name means 100 classes" in msg
+
+
+def test_wlasl_class_beyond_explicit_classes(tmp_path: Path) -> None:
+    small_wlasl(tmp_path, "mini.json")
+    msg = error_of(data.load_wlasl, tmp_path, "mini.json", classes=2)
+    assert "mini.json: video 'v20' has class 2 but classes=2 means 2 classes" in msg
+
+
+def test_wlasl_missing_npy(tmp_path: Path) -> None:
+    write_wlasl(tmp_path, {"abc123": {"subset": "train", "action": [0, 1, -1]}}, {})
+    msg = error_of(data.load_wlasl, tmp_path)
+    assert "landmarks/abc123.npy: file not found (video 'abc123' listed in" in msg
+
+
+def test_wlasl_unreadable_npy(tmp_path: Path) -> None:
+    write_wlasl(tmp_path, {"abc123": {"subset": "train", "action": [0, 1, -1]}}, {})
+    (tmp_path / "landmarks" / "abc123.npy").write_bytes(b"garbage")
+    assert "landmarks/abc123.npy: cannot be read as .npy" in error_of(data.load_wlasl, tmp_path)
+
+
+def test_wlasl_npy_wrong_dimensions(tmp_path: Path) -> None:
+    write_wlasl(tmp_path, {"abc123": {"subset": "train", "action": [0, 1, -1]}}, {"abc123": np.zeros((10, 63))})
+    msg = error_of(data.load_wlasl, tmp_path)
+    assert "landmarks/abc123.npy: has shape (10, 63) but must be [T, L, D] (3 dimensions)" in msg
+
+
+def test_wlasl_npy_empty(tmp_path: Path) -> None:
+    write_wlasl(tmp_path, {"abc123": {"subset": "train", "action": [0, 1, -1]}}, {"abc123": np.zeros((0, 21, 3))})
+    assert "landmarks/abc123.npy: has shape (0, 21, 3)" in error_of(data.load_wlasl, tmp_path)
+
+
+def test_wlasl_npy_not_numeric(tmp_path: Path) -> None:
+    write_wlasl(tmp_path, {"abc123": {"subset": "train", "action": [0, 1, -1]}},
+                {"abc123": np.full((3, 2, 2), "a")})
+    assert "landmarks/abc123.npy: has dtype <U1" in error_of(data.load_wlasl, tmp_path)
+
+
+def test_wlasl_npy_with_nan(tmp_path: Path) -> None:
+    seq = np.zeros((10, 21, 3))
+    seq[7, 4, 1] = np.nan
+    write_wlasl(tmp_path, {"abc123": {"subset": "train", "action": [0, 1, -1]}}, {"abc123": seq})
+    assert "landmarks/abc123.npy: contains NaN at frame 7" in error_of(data.load_wlasl, tmp_path)
+
+
+def test_wlasl_landmark_count_differs_between_videos(tmp_path: Path) -> None:
+    entries = {v: {"subset": "train", "action": [0, 1, -1]} for v in ("a", "b")}
+    write_wlasl(tmp_path, entries, {"a": np.zeros((5, 21, 3)), "b": np.zeros((5, 42, 3))})
+    msg = error_of(data.load_wlasl, tmp_path)
+    assert "landmarks/b.npy: has 42 landmarks x 3 coordinates but" in msg and "landmarks/a.npy" in msg
+
+
+@pytest.mark.parametrize("action", [[0, 0, 5], [0, 8, 12], [0, 6, 4], [0, 11, -1]])
+def test_wlasl_frames_out_of_bounds(tmp_path: Path, action: list[int]) -> None:
+    write_wlasl(tmp_path, {"abc123": {"subset": "train", "action": action}}, {"abc123": np.zeros((10, 2, 2))})
+    msg = error_of(data.load_wlasl, tmp_path)
+    assert f"nslt_100.json: video 'abc123' has frames {action[1]}..{action[2]} but" in msg
+    assert "landmarks/abc123.npy has 10 frames" in msg
+
+
+def test_wlasl_class_without_training_samples(tmp_path: Path) -> None:
+    entries, _ = small_wlasl(tmp_path)
+    for video in ("v10", "v11"):
+        entries[video]["subset"] = "val"
+    (tmp_path / "nslt_3.json").write_text(json.dumps(entries))
+    assert "nslt_3.json: class 1 has no training samples" in error_of(data.load_wlasl, tmp_path, "nslt_3.json")
+
+
+def test_wlasl_empty_split(tmp_path: Path) -> None:
+    entries, _ = small_wlasl(tmp_path)
+    for entry in entries.values():
+        if entry["subset"] == "test":
+            entry["subset"] = "val"
+    (tmp_path / "nslt_3.json").write_text(json.dumps(entries))
+    assert "nslt_3.json: the test split is empty" in error_of(data.load_wlasl, tmp_path, "nslt_3.json")

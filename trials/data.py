@@ -291,17 +291,23 @@ def _render_class(
     basis = np.stack([np.sin(phase), np.cos(phase)], axis=-1)  # [n, T, H, 2]
     motion = basis.reshape(n, -1, 2 * knobs.harmonics) @ coef.reshape(n, MOTION_CHANNELS, -1).transpose(0, 2, 1)
 
-    hand = hand_pose(REST_CURL + motion[..., 6:11])  # [n, T, 21, 3]
-    hand = (hand + traits.shape[signer][:, None]) * traits.scale[signer][:, None, None, None]
-    # Row-vector points: p @ R.T rotates by R. Signer orientation first, then the sign's own rotation.
-    hand = hand @ traits.rotation[signer].transpose(0, 2, 1)[:, None]
-    hand = hand @ np.swapaxes(rotation_matrix(motion[..., 3:6]), -1, -2)
-    hand = hand + motion[..., None, 0:3]
-    camera_scale = np.exp(knobs.camera_scale * noise * rng.standard_normal(n))[:, None, None, None]
-    camera_shift = knobs.camera_shift * noise * rng.standard_normal((n, 1, 1, 3))
-    hand = hand * camera_scale + camera_shift
-    hand = hand + knobs.landmark_noise * noise * rng.standard_normal(hand.shape)
-    return [hand[i, :length].astype(np.float32) for i, length in enumerate(lengths)]
+    hand = hand_pose(REST_CURL + motion[..., 6:11]) + traits.shape[signer][:, None]  # [n, T, 21, 3]
+    # One linear map and one offset per frame: signer orientation, then the sign's rotation, scaled by hand
+    # size and camera distance; then the wrist path, scaled by the camera, and the position in the frame.
+    camera_scale = np.exp(knobs.camera_scale * noise * rng.standard_normal(n))
+    camera_shift = knobs.camera_shift * noise * rng.standard_normal((n, 1, 3))
+    linear = rotation_matrix(motion[..., 3:6]) @ traits.rotation[signer][:, None]  # [n, T, 3, 3]
+    linear = linear * (traits.scale[signer] * camera_scale)[:, None, None, None]
+    offset = motion[..., 0:3] * camera_scale[:, None, None] + camera_shift  # [n, T, 3]
+    hand = _transform(linear, hand) + offset[:, :, None, :]
+    hand = hand.astype(np.float32)
+    hand += np.float32(knobs.landmark_noise * noise) * rng.standard_normal(hand.shape, dtype=np.float32)
+    return [hand[i, :length].copy() for i, length in enumerate(lengths)]
+
+
+def _transform(linear: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """[..., 3, 3] maps applied to [..., L, 3] points; written out because batched 3x3 matmuls are slow."""
+    return sum(points[..., j, None] * linear[..., None, :, j] for j in range(3))
 
 
 def _sample_times(lengths: np.ndarray, noise: float, rng: np.random.Generator, knobs: SyntheticKnobs) -> np.ndarray:
