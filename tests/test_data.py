@@ -116,8 +116,8 @@ def test_synthetic_is_deterministic_from_the_seed() -> None:
 
 
 def test_synthetic_class_does_not_depend_on_the_number_of_classes() -> None:
-    few, y_few, _ = data.make_synthetic(3, 4, 5, seed=1)
-    many, y_many, _ = data.make_synthetic(8, 4, 5, seed=1)
+    few, _, _ = data.make_synthetic(3, 4, 5, seed=1)
+    many, _, _ = data.make_synthetic(8, 4, 5, seed=1)
     assert all(np.array_equal(a, b) for a, b in zip(few, many[: len(few)], strict=True))
 
 
@@ -141,7 +141,7 @@ def test_synthetic_50_by_24_is_fast() -> None:
 
 
 def test_synthetic_noise_zero_leaves_only_the_class() -> None:
-    xs, y, _ = data.make_synthetic(2, 4, 3, noise=0.0, seed=0)
+    xs, _, _ = data.make_synthetic(2, 4, 3, noise=0.0, seed=0)
     seqs = [data.preprocess(x, 32) for x in xs]
     within = max(np.abs(seqs[i] - seqs[0]).max() for i in range(1, 4))
     between = np.abs(seqs[4] - seqs[0]).max()

@@ -20,6 +20,7 @@ import functools
 import json
 import math
 import re
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -33,6 +34,7 @@ TRAIN, VAL, TEST = 0, 1, 2
 SPLIT_NAMES = ("train", "val", "test")
 SIGNER_FRACTIONS = (0.6, 0.2, 0.2)  # train/val/test share of signers when splitting by signer
 STRATIFIED_FRACTIONS = (0.7, 0.15, 0.15)  # train/val/test share of each class without signer or split
+PREPROCESS_CHUNK = 1024  # npz samples preprocessed at a time
 MIN_SCALE = 1e-8  # below this RMS spread a sequence is a single point: leave it unscaled instead of dividing by 0
 
 
@@ -173,6 +175,7 @@ FINGER_ANGLES = np.radians([50.0, 8.0, 0.0, -8.0, -16.0])  # splay from +y towar
 FINGER_SEGMENTS = np.array(
     [[0.35, 0.30, 0.25], [0.45, 0.28, 0.22], [0.50, 0.30, 0.24], [0.45, 0.28, 0.22], [0.35, 0.22, 0.20]]
 )
+FINGER_DIRECTIONS = np.stack([-np.sin(FINGER_ANGLES), np.cos(FINGER_ANGLES)], axis=-1)  # in the palm plane
 REST_CURL = 0.25  # radians of flexion at each finger joint in the rest pose
 # Motion channels: wrist translation x/y/z, hand rotation about x/y/z, curl of the 5 fingers.
 CHANNEL_AMPLITUDE = np.array([0.5, 0.5, 0.3, 0.4, 0.4, 0.4, 0.5, 0.5, 0.5, 0.5, 0.5])
@@ -328,19 +331,20 @@ def _sample_times(lengths: np.ndarray, noise: float, rng: np.random.Generator, k
 def hand_pose(curl: np.ndarray) -> np.ndarray:
     """[..., 5] finger curl (radians per joint) -> [..., 21, 3] landmarks in the hand frame.
 
-    Each finger bends towards the palm (-z) by ``curl`` at each of its three joints, cumulatively.
+    Each finger bends towards the palm (-z) by ``curl`` at each of its three joints, cumulatively. Written per
+    joint and coordinate because numpy is slow on many tiny trailing axes.
     """
-    angles = curl[..., None] * np.arange(1, 4)  # [..., 5, 3]
-    direction = np.stack([-np.sin(FINGER_ANGLES), np.cos(FINGER_ANGLES), np.zeros(5)], axis=-1)  # [5, 3]
-    palm = np.array([0.0, 0.0, -1.0])
-    segments = FINGER_SEGMENTS[..., None] * (
-        np.cos(angles)[..., None] * direction[:, None, :] + np.sin(angles)[..., None] * palm
-    )  # [..., 5, 3, 3]
-    joints = FINGER_KNUCKLES[:, None, :] + np.cumsum(segments, axis=-2)
-    knuckles = np.broadcast_to(FINGER_KNUCKLES[:, None, :], (*joints.shape[:-2], 1, 3))
-    fingers = np.concatenate([knuckles, joints], axis=-2).reshape((*curl.shape[:-1], 20, 3))
-    wrist = np.zeros((*curl.shape[:-1], 1, 3))
-    return np.concatenate([wrist, fingers], axis=-2)
+    angles = curl[..., None] * np.arange(1, 4)  # [..., 5 fingers, 3 joints]
+    along = FINGER_SEGMENTS * np.cos(angles)  # segment length along the finger's rest direction
+    towards_palm = FINGER_SEGMENTS * np.sin(angles)
+    pose = np.zeros((*curl.shape[:-1], HAND_LANDMARKS, 3))
+    pose[..., 1::4, :] = FINGER_KNUCKLES
+    for k in range(3):  # joint k+1 of every finger (landmarks 2+k, 6+k, ...) from joint k
+        joint, previous = pose[..., 2 + k::4, :], pose[..., 1 + k::4, :]
+        joint[..., 0] = previous[..., 0] + along[..., k] * FINGER_DIRECTIONS[:, 0]
+        joint[..., 1] = previous[..., 1] + along[..., k] * FINGER_DIRECTIONS[:, 1]
+        joint[..., 2] = previous[..., 2] - towards_palm[..., k]
+    return pose
 
 
 def rotation_matrix(angles: np.ndarray) -> np.ndarray:
@@ -458,6 +462,8 @@ def load_npz(path: str | Path, seq_len: int, *, classes: int | None = None, seed
 def _read_npz(path: Path, name: str) -> dict[str, np.ndarray]:
     if not path.is_file():
         raise DataError(f"{name}: file not found" + (" (it is a folder)" if path.is_dir() else ""))
+    if not zipfile.is_zipfile(path):  # np.load would try other formats, pickle included, and say something odd
+        raise DataError(f"{name}: cannot be read as .npz (not a zip archive; write it with numpy.savez)")
     try:
         with np.load(path, allow_pickle=False) as archive:
             return {key: archive[key] for key in archive.files}
@@ -698,8 +704,9 @@ def _finish(
     if len(missing):
         others = f" (nor do {len(missing) - 1} other classes)" if len(missing) > 1 else ""
         raise DataError(f"{name}: class {missing[0]} has no training samples{others}")
-    if isinstance(sequences, np.ndarray):
-        x = _preprocess_batch(sequences, seq_len)
+    if isinstance(sequences, np.ndarray):  # chunks bound the float64 temporaries on a large npz
+        x = np.concatenate([_preprocess_batch(sequences[i:i + PREPROCESS_CHUNK], seq_len)
+                            for i in range(0, len(sequences), PREPROCESS_CHUNK)])
     else:
         x = np.stack([preprocess(seq, seq_len) for seq in sequences])
     tensors = {}
