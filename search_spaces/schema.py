@@ -462,15 +462,24 @@ class Spec(_Model):
             options.setdefault("n_startup_trials", max(5, min(10, self.budget.trials // 4)))
         return options
 
-    def build_sampler(self) -> optuna.samplers.BaseSampler:
+    def build_sampler(self, resumed_after: int = 0) -> optuna.samplers.BaseSampler:
+        """The spec's sampler; ``resumed_after``: how many trials the study already holds when resuming it.
+
+        A resumed sweep must not replay the random numbers the first run already used (with a fixed seed, the
+        start-up trials would be sampled again, exactly), so its seed moves on by the trials already there.
+        QMC keeps its seed: its scrambled sequence is indexed by the study and must stay the same sequence.
+        """
+        seed = self.sampler.seed
+        if seed is not None and resumed_after and self.sampler.type != "qmc":
+            seed += resumed_after
         cls = getattr(optuna.samplers, SAMPLER_CLASSES[self.sampler.type])
         if self.sampler.type == "grid":
-            return cls(self.grid_search_space(), seed=self.sampler.seed)
+            return cls(self.grid_search_space(), seed=seed)
         if self.sampler.type == "tpe":
             from search_spaces.samplers import ParallelTPESampler
 
-            return ParallelTPESampler(seed=self.sampler.seed, **self.default_sampler_options())
-        return cls(seed=self.sampler.seed, **self.default_sampler_options())
+            return ParallelTPESampler(seed=seed, **self.default_sampler_options())
+        return cls(seed=seed, **self.default_sampler_options())
 
     def to_yaml_dict(self) -> dict[str, Any]:
         """The resolved spec as plain YAML/JSON data, in the file's layout; loading it gives the same spec."""

@@ -6,7 +6,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.markup import escape
@@ -14,6 +14,9 @@ from rich.markup import escape
 from sweeper.console import console, epoch_line, err_console, format_value
 from sweeper.errors import INTERRUPTED_EXIT_CODE, USAGE_EXIT_CODE, bad_input_types
 from sweeper.overrides import parse_set_flags
+
+if TYPE_CHECKING:
+    from sweeper.driver import SweepOptions
 
 app = typer.Typer(
     add_completion=False,
@@ -50,26 +53,75 @@ def train(
                   f"{result['data']}")
 
 
+RunStorage = Annotated[Optional[str], typer.Option("--storage", help="Optuna storage URL (beats SWEEPER_STORAGE and the YAML).")]  # noqa: UP045, E501
+Address = Annotated[Optional[str], typer.Option(help="Join this Ray cluster (default: RAY_ADDRESS or local).")]  # noqa: UP045
+ResultsDir = Annotated[str, typer.Option(help="Checkpoints and Ray's results (a path all nodes see).")]
+MaxFailures = Annotated[int, typer.Option(help="Retries of a trial whose worker crashed (from its checkpoint).")]
+
+
 @app.command()
 def run(
     space: Annotated[str, typer.Argument(help="Space YAML, or a built-in: spaces/asl50.yaml, asl50.")],
     set_: SetFlags = [],  # noqa: B006
     quick: Annotated[bool, typer.Option("--quick", help="Smoke profile: tiny data, few epochs, few trials.")] = False,
-    storage: Annotated[Optional[str], typer.Option(help="Optuna storage URL (beats SWEEPER_STORAGE and the YAML).")] = None,  # noqa: UP045, E501
-    address: Annotated[Optional[str], typer.Option(help="Join this Ray cluster (default: RAY_ADDRESS or local).")] = None,  # noqa: UP045, E501
-    results_dir: Annotated[str, typer.Option(help="Checkpoints and Ray's results (a path all nodes see).")] = "sweeper_runs",  # noqa: E501
-    max_failures: Annotated[int, typer.Option(help="Retries of a trial whose worker crashed.")] = 2,
+    fresh: Annotated[bool, typer.Option("--fresh", help="Start a new study (NAME-2, ...) even if NAME exists; "
+                                                         "the old one is kept.")] = False,
+    storage: RunStorage = None,
+    address: Address = None,
+    results_dir: ResultsDir = "sweeper_runs",
+    max_failures: MaxFailures = 2,
 ) -> None:
-    """Run a sweep: sample with Optuna, train with Ray Tune, record every trial in the study."""
-    from sweeper.driver import SweepOptions, kill_local_ray_before_exit, run_sweep
+    """Run a sweep: sample with Optuna, train with Ray Tune, record every trial. An existing study is resumed."""
+    from sweeper.driver import SweepOptions
 
-    run_sweep(SweepOptions(space=space, overrides=tuple(set_), quick=quick, storage=storage, address=address,
-                           results_dir=results_dir, max_failures=max_failures))
+    _sweep(SweepOptions(space=space, overrides=tuple(set_), quick=quick, fresh=fresh, storage=storage,
+                        address=address, results_dir=results_dir, max_failures=max_failures))
+
+
+@app.command()
+def resume(
+    name: Annotated[str, typer.Argument(help="Study name (sweeper status lists them).")],
+    set_: SetFlags = [],  # noqa: B006
+    storage: Annotated[Optional[str], typer.Option(help="Optuna storage URL (beats SWEEPER_STORAGE).")] = None,  # noqa: UP045
+    address: Address = None,
+    results_dir: ResultsDir = "sweeper_runs",
+    max_failures: MaxFailures = 2,
+) -> None:
+    """Continue a study from the spec stored in it: finished trials are kept, interrupted ones carried on."""
+    from sweeper.driver import SweepOptions
+
+    _sweep(SweepOptions(study=name, overrides=tuple(set_), storage=storage, address=address,
+                        results_dir=results_dir, max_failures=max_failures))
+
+
+def _sweep(options: SweepOptions) -> None:
+    from sweeper.driver import kill_local_ray_before_exit, run_sweep
+
+    run_sweep(options)
     # Every trial is committed to the study: leave now instead of waiting seconds on graceful teardowns.
     kill_local_ray_before_exit()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
+
+
+@app.command()
+def dashboard(
+    space: Annotated[Optional[str], typer.Argument(help="A space YAML whose storage to show (else --storage).")] = None,  # noqa: UP045
+    storage: Annotated[Optional[str], typer.Option(help="Optuna storage URL (beats SWEEPER_STORAGE and the YAML).")] = None,  # noqa: UP045, E501
+    host: Annotated[str, typer.Option(help="Address to listen on; other than 127.0.0.1 exposes it.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on (0: any free port).")] = 8080,
+) -> None:
+    """Start optuna-dashboard on a sweep's storage: live learning curves, params, pruned trials."""
+    from storage.urls import resolve_storage_url, validate_storage_url
+    from sweeper.dashboard import serve_dashboard
+
+    spec_storage = None
+    if space is not None:
+        from search_spaces import load_spec, resolve_space_path
+
+        spec_storage = load_spec(resolve_space_path(space)).storage
+    serve_dashboard(validate_storage_url(resolve_storage_url(spec_storage, storage)), host=host, port=port)
 
 
 @app.command()
@@ -91,6 +143,61 @@ def spaces() -> None:
 
     for name, description in list_builtin_spaces():
         console.print(f"spaces/{name}.yaml  {description}", markup=False)
+
+
+StorageFlag = Annotated[Optional[str], typer.Option(  # noqa: UP045
+    "--storage", help="Optuna storage URL (beats SWEEPER_STORAGE; default sqlite:///sweeps.db).")]
+StudyName = Annotated[str, typer.Argument(help="Study name, as `sweeper status` lists it.")]
+
+
+@app.command()
+def status(
+    name: Annotated[Optional[str], typer.Argument(help="One study (default: every study in the storage).")] = None,  # noqa: UP045
+    storage: StorageFlag = None,
+) -> None:
+    """Every study in storage: trials by state, best value against targets, time running."""
+    from sweeper import inspection
+
+    with inspection.reading(storage) as (opened, url):
+        inspection.status(opened, url, name)
+
+
+@app.command()
+def report(
+    name: StudyName,
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="HTML file (default: NAME-report.html).")] = None,  # noqa: UP045, E501
+    top: Annotated[int, typer.Option(help="Trials in the learning curves and the table.")] = 10,
+    storage: StorageFlag = None,
+) -> None:
+    """Write one self-contained HTML report: history, parallel coordinates, importances, curves, slices, table."""
+    from sweeper import inspection
+
+    with inspection.reading(storage) as (opened, url):
+        inspection.report(opened, url, name, output, top)
+
+
+@app.command()
+def export(
+    name: StudyName,
+    format_: Annotated[Optional[str], typer.Option("--format", help="csv or json (default: from -o, else csv).")] = None,  # noqa: UP045, E501
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="File (default: stdout).")] = None,  # noqa: UP045
+    storage: StorageFlag = None,
+) -> None:
+    """One row per trial: params, state, metrics, durations, as CSV or JSON."""
+    from sweeper import inspection
+
+    with inspection.reading(storage) as (opened, url):
+        inspection.export(opened, url, name, format_, output)
+
+
+@app.command()
+def best(name: StudyName, storage: StorageFlag = None) -> None:
+    """The best trial's params and metrics, and the sweeper train command that reproduces it."""
+    from sweeper import inspection
+    from sweeper.best import show_best
+
+    with inspection.reading(storage) as (opened, url):
+        show_best(inspection.load_view(opened, name, url))
 
 
 def main() -> None:

@@ -9,7 +9,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import threading
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,12 +19,22 @@ from typing import Any
 
 import optuna
 
-from search_spaces import Spec, load_spec, resolve_space_path
+from search_spaces import Spec, load_spec, resolve_space_path, spec_from_dict
 from storage import attrs
 from storage.engine import open_storage
 from storage.environment import record_environment
-from storage.studies import create_or_load_study
-from storage.urls import mask_url, resolve_storage_url, validate_storage_url
+from storage.errors import StorageError
+from storage.resume import (
+    GRACE_PERIOD_S,
+    HEARTBEAT_INTERVAL_S,
+    Driver,
+    last_epoch,
+    orphaned_trials,
+    record_heartbeat,
+    spec_changes,
+)
+from storage.studies import create_or_load_study, fresh_study_name, load_existing_study, study_exists
+from storage.urls import mask_url, resolve_storage_url, sqlite_path, validate_storage_url
 from sweeper.console import console
 from sweeper.progress import SweepPrinter
 
@@ -42,9 +54,13 @@ QUIET_LOGGERS = ("ray.tune.analysis.experiment_analysis", "ray.tune.search.searc
 
 @dataclass(frozen=True)
 class SweepOptions:
-    space: str
+    """What ``sweeper run`` (a space file) or ``sweeper resume`` (a study name) was asked to do."""
+
+    space: str | None = None  # a space file, or a built-in name
+    study: str | None = None  # instead of a space: resume this study from the spec stored in it
     overrides: tuple[str, ...] = ()
     quick: bool = False
+    fresh: bool = False  # a new study under a fresh name (name-2, name-3, ...) even if the name is taken
     storage: str | None = None
     address: str | None = None
     results_dir: str = "sweeper_runs"
@@ -52,16 +68,54 @@ class SweepOptions:
 
 
 def prepare(options: SweepOptions) -> tuple[Spec, str]:
-    """Validate everything the user gave; raises SpecError/StorageError before anything is written."""
+    """Validate everything the user gave; raises SpecError/StorageError before anything is written.
+
+    A study that exists is resumed, which is only right if it was made from the same space: a changed training
+    block or search space would mix two experiments in one study, so that is an error (``--fresh`` or another
+    name is the way out). Budget, resources, storage and description may change between runs.
+    """
+    if options.study is not None:
+        url = validate_storage_url(resolve_storage_url(None, options.storage))
+        return stored_spec(url, options.study, options.overrides), url
+    assert options.space is not None
     spec = load_spec(resolve_space_path(options.space), options.overrides, quick=options.quick)
     url = validate_storage_url(resolve_storage_url(spec.storage, options.storage))
+    path = sqlite_path(url)
+    if path is not None and not path.exists():
+        return spec, url  # a new SQLite file holds no study yet: don't create it before the sweep starts
+    storage = open_storage(url)
+    if options.fresh:
+        fresh = fresh_study_name(storage, spec.name)
+        if fresh != spec.name:
+            spec = load_spec(resolve_space_path(options.space), (*options.overrides, f"name={fresh}"),
+                             quick=options.quick)
+    elif study_exists(storage, spec.name):
+        stored = optuna.load_study(study_name=spec.name, storage=storage).user_attrs.get(attrs.SPEC)
+        changes = spec_changes(stored, spec.to_yaml_dict()) if isinstance(stored, dict) else []
+        if changes:
+            raise StorageError(
+                f"Study {spec.name!r} in {mask_url(url)} was made from a different space ({'; '.join(changes)}); "
+                f"resuming it would mix two experiments. Start a new study with --fresh (nothing is deleted), "
+                f"give this space another name, or continue the study as it was: sweeper resume {spec.name}")
     return spec, url
 
 
-def study_attrs(spec: Spec, space: str) -> dict[str, Any]:
+def stored_spec(url: str, name: str, overrides: tuple[str, ...] = ()) -> Spec:
+    """The spec a study was run with, read back from the study (``sweeper resume``); ``--set`` applies on top."""
+    study = load_existing_study(open_storage(url, create=False), name, url)
+    data = study.user_attrs.get(attrs.SPEC)
+    if not isinstance(data, dict):
+        raise StorageError(f"Study {name!r} in {mask_url(url)} holds no sweeper spec (was it made by sweeper?); "
+                           "run its space file with sweeper run instead.")
+    return spec_from_dict(data, file=f"the spec stored in study {name!r}", base_dir=study.user_attrs.get(
+        attrs.SPACE_DIR), overrides=overrides)
+
+
+def study_attrs(spec: Spec, space: str | None) -> dict[str, Any]:
     return {
         attrs.SPEC: spec.to_yaml_dict(),
         attrs.SPACE_FILE: space,
+        attrs.SPACE_DIR: spec.base_dir,
         attrs.TARGETS: dict(spec.targets),
         attrs.BASELINE: attrs.baseline_attr(spec.baseline.source, dict(spec.baseline.metrics))
         if spec.baseline else None,
@@ -76,6 +130,9 @@ def start_ray(address: str | None = None) -> None:
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # A retried or carried-on trial reports its checkpointed epochs again; the first report of an epoch stands.
+    warnings.filterwarnings("ignore", message="The reported value is ignored because")
+    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
     import ray
 
     if ray.is_initialized():
@@ -94,6 +151,13 @@ def run_sweep(options: SweepOptions) -> optuna.Study:
         opened = pool.submit(open_study, spec, url, options.space)
         start_ray(options.address)
         study, created = opened.result()
+    orphans = [] if created else orphaned_trials(study)
+    budget = min(spec.budget.trials, spec.grid_size()) if spec.sampler.type == "grid" else spec.budget.trials
+    console.print(f"study [bold]{study.study_name}[/] in {mask_url(url)} ({'new' if created else 'resumed'}), "
+                  f"{budget} trials, {spec.budget.max_concurrent} at a time")
+    if not created:
+        print_resume_summary(study, orphans)
+
     from ray import tune
 
     from sweeper.recorder import StudyRecorder
@@ -101,12 +165,9 @@ def run_sweep(options: SweepOptions) -> optuna.Study:
     from sweeper.searcher import StudySearcher
     from sweeper.trainable import META_KEY, run_trial
 
-    budget = min(spec.budget.trials, spec.grid_size()) if spec.sampler.type == "grid" else spec.budget.trials
-    console.print(f"study [bold]{study.study_name}[/] in {mask_url(url)} ({'new' if created else 'resumed'}), "
-                  f"{budget} trials, {spec.budget.max_concurrent} at a time")
-
     results_root = Path(options.results_dir).resolve()
-    searcher = StudySearcher(study, spec, checkpoint_root=str(results_root / "checkpoints"), budget=budget)
+    searcher = StudySearcher(study, spec, checkpoint_root=str(results_root / "checkpoints"), budget=budget,
+                             driver=Driver.current(), orphans=orphans)
     printer = SweepPrinter(spec)
     recorder = StudyRecorder(searcher, spec, printer.trial_finished)
 
@@ -132,21 +193,69 @@ def run_sweep(options: SweepOptions) -> optuna.Study:
             checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False),
         ),
     )
-    tuner.fit()
+    with heartbeats(searcher):
+        tuner.fit()
     printer.final_table(study)
     return study
 
 
-def open_study(spec: Spec, url: str, space: str) -> tuple[optuna.Study, bool]:
-    """Create the study (with the seeds' enqueued points) or load it to continue."""
-    storage = open_storage(url)
+def open_study(spec: Spec, url: str, space: str | None) -> tuple[optuna.Study, bool]:
+    """Create the study (with the seeds' enqueued points) or load it to continue.
+
+    The storage records heartbeats, so a driver on another machine can tell our trials from a dead driver's.
+    On resume the stored spec is brought up to date (a larger budget is how a finished sweep is extended, and
+    ``sweeper resume`` must then see it); ``prepare`` already refused any change to what is being searched.
+    """
+    storage = open_storage(url, heartbeat_interval=HEARTBEAT_INTERVAL_S, grace_period=GRACE_PERIOD_S)
     attributes = {k: v for k, v in study_attrs(spec, space).items() if v is not None}
     study, created = create_or_load_study(storage, spec.name, spec.direction, spec.build_sampler(),
                                           study_attrs=attributes)
     if created:
         for point in spec.enqueue:
             study.enqueue_trial(point, skip_if_exists=True)
+    else:
+        study.sampler = spec.build_sampler(resumed_after=len(study.get_trials(deepcopy=False)))
+        if study.user_attrs.get(attrs.SPEC) != attributes[attrs.SPEC]:
+            study.set_user_attr(attrs.SPEC, attributes[attrs.SPEC])
     return study, created
+
+
+def print_resume_summary(study: optuna.Study, orphans: list[optuna.trial.FrozenTrial]) -> None:
+    """What a resumed sweep keeps, carries on and leaves to another live driver."""
+    trials = study.get_trials(deepcopy=False)
+    finished = [t for t in trials if t.state.is_finished()]
+    states = {s: sum(t.state.name == s for t in finished) for s in ("COMPLETE", "PRUNED", "FAIL")}
+    kept = ", ".join(f"{n} {state}" for state, n in states.items() if n)
+    console.print(f"kept {len(finished)} finished trials ({kept})" if finished else "no finished trials yet")
+    if orphans:
+        console.print(f"carrying on {len(orphans)} trials whose driver is gone, from their last checkpoints: "
+                      + ", ".join(f"#{t.number} (after epoch {last_epoch(t)})" for t in orphans))
+    carried = {t.number for t in orphans}
+    others = [t for t in trials if t.state == optuna.trial.TrialState.RUNNING and t.number not in carried]
+    if others:
+        console.print(f"{len(others)} trials are running in another live driver and count against the budget: "
+                      + ", ".join(f"#{t.number}" for t in others))
+
+
+@contextlib.contextmanager
+def heartbeats(searcher: Any):
+    """Refresh the heartbeat of every trial this driver runs, so no other driver mistakes them for orphans."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(HEARTBEAT_INTERVAL_S):
+            for trial in list(searcher.trials.values()):
+                try:
+                    record_heartbeat(searcher.study, trial._trial_id)
+                except Exception as exc:  # a database hiccup must not end the sweep; the next beat retries
+                    logging.getLogger(__name__).warning("heartbeat of trial %d failed: %s", trial.number, exc)
+
+    thread = threading.Thread(target=beat, name="sweeper-heartbeats", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
 
 
 def kill_local_ray_before_exit() -> None:

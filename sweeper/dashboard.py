@@ -1,0 +1,57 @@
+"""``sweeper dashboard``: optuna-dashboard on a sweep's storage, on 127.0.0.1 unless told otherwise.
+
+optuna-dashboard's own ``run_server`` serves one request at a time and opens the storage with default engine
+settings; here it gets the storage from ``storage.engine.open_storage`` (SQLite in WAL mode with a busy timeout,
+so reading while a sweep writes never makes a trial fail) and a threaded WSGI server, since the page fetches
+several API routes at once.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import socketserver
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from storage.engine import open_storage
+from storage.urls import mask_url
+from sweeper.console import console
+from sweeper.errors import BadInput
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8080
+
+
+class _ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        """One line per request would bury the URL the user needs; errors still reach stderr."""
+
+
+def serve_dashboard(url: str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
+    """Serve until Ctrl-C. A SQLite file that does not exist is an error, not a new empty database."""
+    from optuna_dashboard import wsgi
+
+    storage = open_storage(url, create=False)
+    try:
+        server = make_server(host, port, wsgi(storage), server_class=_ThreadingWSGIServer,
+                             handler_class=_QuietHandler)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise BadInput(f"Port {port} on {host} is in use: choose another with --port.") from None
+        if isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL:
+            raise BadInput(f"Cannot listen on {host!r}: not an address of this machine.") from None
+        raise
+    shown = f"[{host}]" if ":" in host else host
+    console.print(f"optuna-dashboard for {mask_url(url)} on http://{shown}:{server.server_port}/dashboard/ "
+                  "(Ctrl-C stops it)", markup=False)
+    if host not in (DEFAULT_HOST, "localhost", "::1"):
+        console.print(f"note: listening on {host}, not only this machine; the dashboard has no login.",
+                      markup=False)
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()

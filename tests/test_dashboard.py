@@ -1,0 +1,197 @@
+"""``sweeper dashboard``: the real optuna-dashboard server, checked over HTTP and in a real headless browser."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import optuna
+import pytest
+
+from storage.engine import open_storage
+from storage.studies import create_or_load_study
+from storage.urls import is_sqlite
+
+TS = optuna.trial.TrialState
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def make_study(url: str, name: str, trials: int = 4, epochs: int = 3) -> None:
+    storage = open_storage(url)
+    study, _ = create_or_load_study(storage, name, "maximize")
+    for number in range(trials):
+        trial = study.ask({"lr": optuna.distributions.FloatDistribution(1e-5, 1e-1, log=True)})
+        for epoch in range(1, epochs + 1):
+            trial.report(0.1 * number + 0.01 * epoch, step=epoch)
+        study.tell(trial, 0.1 * number + 0.01 * epochs)
+
+
+@contextmanager
+def dashboard(*args: str, cwd: Path) -> Iterator[tuple[str, str]]:
+    """``sweeper dashboard ARGS --port 0``; yields its base URL and the line it printed."""
+    proc = subprocess.Popen([sys.executable, "-m", "sweeper.cli", "dashboard", *args, "--port", "0"], cwd=cwd,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "COLUMNS": "300"})
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        match = re.search(r"http://([\d.]+):(\d+)/dashboard/", line)
+        assert match, line + proc.stdout.read() if proc.poll() is not None else line
+        yield f"http://{match[1]}:{match[2]}", line
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def get_json(url: str) -> object:
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def study_id(base: str, name: str) -> int:
+    studies = get_json(f"{base}/api/studies")["study_summaries"]
+    return next(s["study_id"] for s in studies if s["study_name"] == name)
+
+
+def test_dashboard_serves_studies_trials_and_learning_curves(tmp_path, storage_url):
+    name = f"dash-{uuid.uuid4().hex[:8]}"
+    make_study(storage_url, name)
+    with dashboard("--storage", storage_url, cwd=tmp_path) as (base, _):
+        assert base.startswith("http://127.0.0.1:")
+        detail = get_json(f"{base}/api/studies/{study_id(base, name)}")
+        trials = detail["trials"]
+        assert len(trials) == 4 and {t["state"] for t in trials} == {"Complete"}
+        curve = sorted((v["step"], v["value"]) for v in trials[3]["intermediate_values"])
+        assert curve == [(1, pytest.approx(0.31)), (2, pytest.approx(0.32)), (3, pytest.approx(0.33))]
+        with urllib.request.urlopen(f"{base}/dashboard/", timeout=30) as page:
+            assert page.status == 200 and b"<html" in page.read().lower()
+    if not is_sqlite(storage_url):
+        optuna.delete_study(study_name=name, storage=storage_url)
+
+
+def test_dashboard_listens_on_loopback_only_and_masks_the_password(tmp_path, postgres_url):
+    with_password = postgres_url.replace("postgres@", "postgres:s3cretpass@", 1)  # trust auth ignores it
+    with dashboard("--storage", with_password, cwd=tmp_path) as (base, line):
+        assert "s3cretpass" not in line and "postgres:***@" in line
+        port = int(base.rsplit(":", 1)[1])
+        outside = [ip for ip in socket.gethostbyname_ex(socket.gethostname())[2] if not ip.startswith("127.")]
+        for ip in outside:
+            with pytest.raises(OSError), socket.create_connection((ip, port), timeout=5):
+                pass
+        assert get_json(f"{base}/api/meta")
+
+
+def test_dashboard_of_a_space_file_uses_its_storage(tmp_path):
+    space = tmp_path / "mine.yaml"
+    space.write_text((Path(__file__).parents[1] / "search_spaces" / "spaces" / "asl20.yaml").read_text()
+                     + "\nstorage: sqlite:///team.db\n")
+    make_study(f"sqlite:///{tmp_path / 'team.db'}", "asl20")
+    with dashboard(str(space), cwd=tmp_path) as (base, line):
+        assert "team.db" in line
+        assert study_id(base, "asl20") >= 0
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--storage", "sqlite:///missing.db"], "There is no SQLite database"),
+    (["--storage", "mysql://u:hunter22@127.0.0.1/x"], "Unsupported storage"),
+])
+def test_dashboard_bad_input_is_one_message_and_exit_2(tmp_path, args, message):
+    proc = subprocess.run([sys.executable, "-m", "sweeper.cli", "dashboard", *args], capture_output=True,
+                          text=True, cwd=tmp_path, timeout=60, env={**os.environ, "COLUMNS": "300"})
+    assert proc.returncode == 2 and message in proc.stderr and "hunter22" not in proc.stderr, proc.stderr
+    assert not (tmp_path / "missing.db").exists()
+
+
+def test_dashboard_port_in_use_is_one_message(tmp_path):
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    make_study(url, "a")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = subprocess.run([sys.executable, "-m", "sweeper.cli", "dashboard", "--storage", url, "--port",
+                               str(port)], capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert proc.returncode == 2 and f"Port {port}" in proc.stderr, proc.stderr
+
+
+@pytest.mark.slow
+def test_dashboard_reading_during_a_sweep_fails_no_trial(ray_session, tmp_path, monkeypatch):
+    """The dashboard polls the SQLite file the whole time a real sweep writes to it."""
+    from sweeper.driver import SweepOptions, run_sweep
+
+    monkeypatch.chdir(tmp_path)
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    name = f"live-{uuid.uuid4().hex[:8]}"
+    make_study(url, "other")  # the file exists before the dashboard starts
+    (tmp_path / "scripted_train.py").write_text((FIXTURES / "scripted_train.py").read_text())
+    space = tmp_path / "live.yaml"
+    space.write_text(f"""name: {name}
+entrypoint: scripted_train:train
+objective: {{metric: score, direction: maximize}}
+training: {{epochs: 4, sleep: 0.05}}
+params:
+  x: {{type: float, low: 0.1, high: 1.0}}
+budget: {{trials: 10, max_concurrent: 2}}
+resources: {{cpu: 1}}
+""")
+    with dashboard("--storage", url, cwd=tmp_path) as (base, _):
+        polls: list[int] = []
+        done = threading.Event()
+
+        def poll() -> None:
+            deadline = time.time() + 300
+            while not done.is_set() and time.time() < deadline:
+                for path in ("/api/studies", "/api/studies/1", "/api/studies/2"):
+                    try:
+                        with urllib.request.urlopen(base + path, timeout=30) as response:
+                            polls.append(response.status)
+                    except urllib.error.HTTPError as exc:  # study 2 exists only once the sweep created it
+                        polls.append(exc.code)
+
+        reader = threading.Thread(target=poll)
+        reader.start()
+        try:
+            study = run_sweep(SweepOptions(space=str(space), storage=url))
+        finally:
+            done.set()
+            reader.join()
+    trials = study.get_trials()
+    assert len(trials) == 10 and all(t.state == TS.COMPLETE for t in trials), [t.state for t in trials]
+    assert len(polls) > 20 and set(polls) <= {200, 404}, polls[-10:]
+
+
+def chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+@pytest.mark.slow
+def test_dashboard_page_renders_the_study_in_headless_chromium(tmp_path):
+    browser = chromium()
+    if browser is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must have Debian's chromium (.ci/run installs it)")
+        pytest.skip("no chromium on this machine: apt-get install chromium")
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    name = f"rendered-{uuid.uuid4().hex[:8]}"
+    make_study(url, name, trials=7)
+    with dashboard("--storage", url, cwd=tmp_path) as (base, _):
+        page = f"{base}/dashboard/studies/{study_id(base, name)}"
+        dom = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                              f"--user-data-dir={tmp_path / 'chromium'}", "--virtual-time-budget=20000",
+                              "--dump-dom", page], capture_output=True, text=True, timeout=120).stdout
+    text = re.sub(r"<[^>]+>", " ", dom)
+    assert name in text, text[:2000]
+    assert re.search(r"\b7\b", text), text[:2000]
