@@ -16,8 +16,9 @@ TARGETS = "targets"  # {metric: value} the sweep is trying to reach, e.g. {"test
 BASELINE = "baseline"  # {"source": str, "metrics": {metric: value}}: what we compare against
 OBJECTIVE = "objective"  # {"metric": "val_top3", "direction": "maximize"}: what the sampler optimises
 ENVIRONMENT = "environment"  # storage.environment.record_environment(): versions and git commit
+SPACE_DIR = "space_dir"  # absolute folder of the space file: where `sweeper resume` finds a user's entrypoint
 
-STUDY_ATTRS = (SPEC, SPACE_FILE, TARGETS, BASELINE, OBJECTIVE, ENVIRONMENT)
+STUDY_ATTRS = (SPEC, SPACE_FILE, TARGETS, BASELINE, OBJECTIVE, ENVIRONMENT, SPACE_DIR)
 
 # --- trial user attrs -------------------------------------------------------------------------------------------
 # Final metrics are stored under their own names (the training core's result keys), one attr each, so a report
@@ -31,9 +32,11 @@ PARAMETERS = "parameters"  # model parameter count
 ERROR = "error"  # why a FAIL trial failed: one line, e.g. "RuntimeError: CUDA out of memory"
 STOP_REASON = "stop_reason"  # why training ended: one of STOP_REASONS
 RAY_TRIAL_ID = "ray_trial_id"  # joins the study to Ray's results folder while it exists
+DRIVER = "driver"  # {"host", "pid", "started"} of the `sweeper run` process that owns a RUNNING trial
+RESUMED = "resumed"  # how many times the trial was carried on by a later driver after its own driver died
 
 TRIAL_ATTRS = (*FINAL_METRICS, BEST_EPOCH, EPOCHS_RUN, WALL_SECONDS, DEVICE, PARAMETERS, ERROR, STOP_REASON,
-               RAY_TRIAL_ID)
+               RAY_TRIAL_ID, DRIVER, RESUMED)
 
 # --- stop reasons -----------------------------------------------------------------------------------------------
 # "completed" and "early_stopping" are what trials/train.py returns; the driver adds the other two.

@@ -7,6 +7,7 @@ Nothing here deletes a study: a fresh start gets a fresh name.
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from collections import Counter
@@ -22,6 +23,7 @@ from optuna.trial import TrialState
 
 from storage.attrs import TARGETS
 from storage.errors import StorageError
+from storage.urls import mask_url
 
 MAX_STUDY_NAME_LENGTH = 512  # Optuna's studies.study_name column
 
@@ -165,3 +167,26 @@ def _check_name(name: str) -> None:
         raise StorageError("A study needs a name.")
     if len(name) > MAX_STUDY_NAME_LENGTH:
         raise StorageError(f"Study names are at most {MAX_STUDY_NAME_LENGTH} characters; {name[:40]!r}... is longer.")
+
+
+MAX_NAMES_LISTED = 20  # "Studies there: ..." stays one readable line on a server shared by a whole team
+
+
+def load_existing_study(storage: BaseStorage, name: str, url: str) -> optuna.Study:
+    """The study called ``name``, which must already exist: read-only commands must never create one.
+
+    ``optuna.load_study`` on a missing name raises a bare ``KeyError``; this says where it looked (``url``,
+    masked), the closest name, and what is there, so a typo is fixed in one go. Raises :class:`StorageError`.
+    """
+    if study_exists(storage, name):
+        return optuna.load_study(study_name=name, storage=storage)
+    names = [study.study_name for study in storage.get_all_studies()]
+    where = mask_url(url)
+    if not names:
+        raise StorageError(f"There are no studies in {where} yet: run a sweep first (sweeper run SPACE).")
+    close = difflib.get_close_matches(name, names, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else "."
+    listed = ", ".join(names[:MAX_NAMES_LISTED])
+    if len(names) > MAX_NAMES_LISTED:
+        listed += f" (and {len(names) - MAX_NAMES_LISTED} more)"
+    raise StorageError(f"No study named {name!r} in {where}{hint} Studies there: {listed}")

@@ -62,8 +62,12 @@ class StudyRecorder(Callback):
             if isinstance(result.get(key), (str, int, float, bool)):
                 optuna_trial.set_user_attr(key, result[key])
         if result.get(FINAL_FLAG):
-            value = result.get("best_" + self.metric, result.get(self.metric))
-            frozen = self.study.tell(optuna_trial, float(value))
+            value = final_value(result, self.metric, optuna_trial)
+            if value is None:
+                self._fail(optuna_trial, f"the training function returned without reporting {self.metric!r}")
+                self.searcher.trials.pop(trial.trial_id, None)
+                return
+            frozen = self.study.tell(optuna_trial, value)
             if self.spec.targets and self.spec.targets_met(result):
                 self.target_reached = True
         else:
@@ -85,6 +89,19 @@ class StudyRecorder(Callback):
         optuna_trial.set_user_attr(attrs.ERROR, message[:2000])
         frozen = self.study.tell(optuna_trial, state=optuna.trial.TrialState.FAIL)
         self.on_finished(frozen)
+
+
+def final_value(result: dict, metric: str, optuna_trial: optuna.Trial) -> float | None:
+    """The objective of a finished trial: its best epoch if it says so, else its last reported epoch.
+
+    A trial carried on after its driver died may have checkpointed its last epoch without that report reaching
+    the study; it then returns without reporting again, and its last recorded epoch is the value.
+    """
+    value = result.get("best_" + metric, result.get(metric))
+    if isinstance(value, (int, float)) and math.isfinite(value):
+        return float(value)
+    recorded = optuna_trial.study._storage.get_trial(optuna_trial._trial_id).intermediate_values
+    return recorded[max(recorded)] if recorded else None
 
 
 def error_message(trial: Any) -> str:

@@ -15,6 +15,7 @@ from ray.tune.search import Searcher
 from search_spaces import Spec
 from search_spaces.entrypoint import DEFAULT_ENTRYPOINT
 from storage import attrs
+from storage.resume import Driver, claim, own
 from sweeper.trainable import META_KEY, worst_value
 
 TS = optuna.trial.TrialState
@@ -22,23 +23,34 @@ COUNTED = (TS.COMPLETE, TS.PRUNED, TS.FAIL, TS.RUNNING)  # enqueued (WAITING) tr
 
 
 class StudySearcher(Searcher):
-    def __init__(self, study: optuna.Study, spec: Spec, *, checkpoint_root: str, budget: int) -> None:
+    def __init__(self, study: optuna.Study, spec: Spec, *, checkpoint_root: str, budget: int, driver: Driver,
+                 orphans: list[optuna.trial.FrozenTrial] = ()) -> None:
         super().__init__(metric=spec.objective.metric, mode="max" if spec.direction == "maximize" else "min")
         self.study = study
         self.spec = spec
         self.checkpoint_root = checkpoint_root
         self.budget = budget
+        self.driver = driver
+        self.orphans = list(orphans)  # RUNNING trials of a dead driver: carried on before anything new is asked
         self.distributions = spec.distributions()
         self.trials: dict[str, optuna.Trial] = {}  # Ray trial id -> Optuna trial
         self.stopped = False
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
-        if self.stopped or len(self.study.get_trials(deepcopy=False, states=COUNTED)) >= self.budget:
+        if self.stopped:
             return Searcher.FINISHED
-        trial = self.study.ask(self.distributions)
+        if self.orphans:  # already counted against the budget: they were RUNNING when the last driver died
+            orphan = self.orphans.pop(0)
+            trial, params = claim(self.study, orphan, self.driver), orphan.params
+        elif len(self.study.get_trials(deepcopy=False, states=COUNTED)) >= self.budget:
+            return Searcher.FINISHED
+        else:
+            trial = self.study.ask(self.distributions)
+            own(trial, self.driver)
+            params = trial.params
         trial.set_user_attr(attrs.RAY_TRIAL_ID, trial_id)
         self.trials[trial_id] = trial
-        config = self.spec.trial_config(trial.params)
+        config = self.spec.trial_config(params)
         if self.spec.entrypoint == DEFAULT_ENTRYPOINT and "threads" not in config:
             # torch would start a thread per core in every trial: oversubscribed cores spin and crawl
             config["threads"] = max(1, int(self.spec.resources.cpu))

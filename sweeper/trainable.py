@@ -8,6 +8,9 @@ retried or resumed trial finds its epochs again even when Ray's results folder i
 from __future__ import annotations
 
 import math
+import os
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +29,8 @@ def trial_checkpoint_dir(root: str, study: str, number: int) -> Path:
 def run_trial(config: dict[str, Any]) -> None:
     """Tune function trainable: report every epoch, then once more with the final metrics and a final flag."""
     from search_spaces.entrypoint import import_target
+
+    exit_when_orphaned()
 
     meta = config[META_KEY]
     train = import_target(meta["entrypoint"], meta.get("base_dir"))
@@ -46,6 +51,31 @@ def run_trial(config: dict[str, Any]) -> None:
         return
     result = dict(result or {})
     tune.report({**last, **result, FINAL_FLAG: True, RESULT_KEYS: sorted(result)})
+
+
+_watching = threading.Lock()
+ORPHAN_POLL_S = 2.0
+
+
+def exit_when_orphaned() -> None:
+    """End this worker process as soon as the raylet that started it is gone.
+
+    Ray starts each worker in a process group of its own, so ``kill -9`` of a driver's process group takes the
+    local raylet with it but not the workers: they train on, holding a GPU, until they block on a report nobody
+    reads. A worker whose parent changed has lost its raylet and can never report again; it exits within
+    :data:`ORPHAN_POLL_S`. Its epochs are checkpointed, so the resumed sweep carries the trial on. One watcher
+    per process (Tune reuses actors across trials).
+    """
+    if not _watching.acquire(blocking=False):
+        return
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(ORPHAN_POLL_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="sweeper-orphan-watch", daemon=True).start()
 
 
 def worst_value(direction: str) -> float:

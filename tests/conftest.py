@@ -37,3 +37,15 @@ def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'sweeps.db'}"
     return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One local Ray instance for every in-process sweep of the session (starting Ray costs seconds)."""
+    import ray
+
+    from sweeper.driver import start_ray
+
+    start_ray()
+    yield
+    ray.shutdown()

@@ -12,19 +12,10 @@ from pathlib import Path
 import optuna
 import pytest
 
-from sweeper.driver import SweepOptions, run_sweep, start_ray
+from sweeper.driver import SweepOptions, run_sweep
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TS = optuna.trial.TrialState
-
-
-@pytest.fixture(scope="session")
-def ray_session():
-    import ray
-
-    start_ray()
-    yield
-    ray.shutdown()
 
 
 def scripted_space(tmp_path: Path, *, trials=8, extra="") -> Path:

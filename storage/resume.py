@@ -1,0 +1,165 @@
+"""Who owns a RUNNING trial, and which RUNNING trials belong to a driver that is gone.
+
+A ``sweeper run`` stopped by Ctrl-C, ``kill -9`` or a lost machine leaves its in-flight trials RUNNING in the
+study: Optuna records no owner for them, so the stock integration keeps them as ghosts forever (or, with
+``fail_stale_trials``, fails them and throws their epochs away). Here every trial a driver runs carries its owner
+(the ``driver`` attr: host, pid, process start time) and a heartbeat the driver refreshes every
+:data:`HEARTBEAT_INTERVAL_S`. A RUNNING trial is orphaned when
+
+- its owner ran on this host and that process is gone (or its pid now belongs to another process), or
+- its owner ran on another host, which we cannot ask, and its heartbeat is older than :data:`GRACE_PERIOD_S`.
+
+A trial whose owner is alive elsewhere (two drivers sharing one PostgreSQL study) is never taken. Orphans are
+carried on, not re-sampled: the next driver claims them with the same number and params, so the training
+function finds its epoch checkpoints again (they are keyed by study and trial number).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.storages._heartbeat import BaseHeartbeat
+from optuna.trial import FrozenTrial, TrialState
+
+from storage import attrs
+
+HEARTBEAT_INTERVAL_S = 10
+GRACE_PERIOD_S = 60  # six missed heartbeats: a busy database or a long GC pause is not a dead driver
+
+
+@dataclass(frozen=True)
+class Driver:
+    """A driver process, as recorded on the trials it owns."""
+
+    host: str
+    pid: int
+    started: int | None  # the process's start time in clock ticks since boot (Linux), to tell a reused pid apart
+
+    @classmethod
+    def current(cls) -> Driver:
+        return cls(socket.gethostname(), os.getpid(), process_start_ticks(os.getpid()))
+
+    @classmethod
+    def from_attr(cls, value: Any) -> Driver | None:
+        if not isinstance(value, dict) or not isinstance(value.get("pid"), int):
+            return None
+        return cls(str(value.get("host", "")), value["pid"], value.get("started"))
+
+    def as_attr(self) -> dict[str, Any]:
+        return {"host": self.host, "pid": self.pid, "started": self.started}
+
+    def alive(self) -> bool | None:
+        """True or False for a driver on this host; None when it ran elsewhere and only a heartbeat can tell."""
+        if self.host != socket.gethostname():
+            return None
+        if self == Driver.current():
+            return True
+        if not pid_exists(self.pid):
+            return False
+        return self.started is None or process_start_ticks(self.pid) in (None, self.started)
+
+
+def pid_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: it exists
+        return True
+    return True
+
+
+def process_start_ticks(pid: int) -> int | None:
+    """Field 22 of ``/proc/PID/stat``; None where there is no procfs (then a live pid counts as the owner)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[19])  # fields after "(comm)" start at field 3
+
+
+def orphaned_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """The study's RUNNING trials whose driver is gone, oldest first (see the module docstring)."""
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    if not running:
+        return []
+    storage = study._storage  # Optuna's cache wrapper forwards the heartbeat API of the RDB storage
+    stale: set[int] = set()
+    if isinstance(storage, BaseHeartbeat) and storage.get_heartbeat_interval():
+        stale = set(storage._get_stale_trial_ids(study._study_id))
+    orphans = []
+    for trial in running:
+        owner = Driver.from_attr(trial.user_attrs.get(attrs.DRIVER))
+        alive = owner.alive() if owner is not None else False
+        if alive is False or (alive is None and trial._trial_id in stale):
+            orphans.append(trial)
+    return sorted(orphans, key=lambda t: t.number)
+
+
+def claim(study: optuna.Study, trial: FrozenTrial, driver: Driver) -> optuna.Trial:
+    """Make ``driver`` the owner of an orphaned RUNNING trial and return it as a live ``optuna.Trial``."""
+    live = optuna.Trial(study, trial._trial_id)
+    live.set_user_attr(attrs.DRIVER, driver.as_attr())
+    live.set_user_attr(attrs.RESUMED, int(trial.user_attrs.get(attrs.RESUMED, 0)) + 1)
+    record_heartbeat(study, trial._trial_id)
+    return live
+
+
+def own(trial: optuna.Trial, driver: Driver) -> None:
+    """Mark a newly asked trial as ``driver``'s, with a first heartbeat, so no other driver takes it."""
+    trial.set_user_attr(attrs.DRIVER, driver.as_attr())
+    record_heartbeat(trial.study, trial._trial_id)
+
+
+def record_heartbeat(study: optuna.Study, trial_id: int) -> None:
+    storage = study._storage
+    if isinstance(storage, BaseHeartbeat):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            storage.record_heartbeat(trial_id)
+
+
+# Sections of a spec that may change when a study is resumed: how much to run and where, not what is searched.
+RESUMABLE_SECTIONS = frozenset({"budget", "resources", "storage", "description", "enqueue", "quick"})
+
+
+def spec_changes(stored: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """What differs between a study's stored spec and a new one, outside :data:`RESUMABLE_SECTIONS`.
+
+    ``["training.epochs: 30 -> 40", "params.lr: added"]``; empty when resuming is safe. Both are the plain
+    ``Spec.to_yaml_dict()`` form; the stored one went through JSON, so tuples became lists.
+    """
+    changes: list[str] = []
+    _diff(_jsonish({k: v for k, v in stored.items() if k not in RESUMABLE_SECTIONS}),
+          _jsonish({k: v for k, v in new.items() if k not in RESUMABLE_SECTIONS}), "", changes)
+    return changes
+
+
+def _diff(old: Any, new: Any, where: str, out: list[str]) -> None:
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in sorted(set(old) | set(new), key=str):
+            path = f"{where}.{key}" if where else str(key)
+            if key not in new:
+                out.append(f"{path}: removed")
+            elif key not in old:
+                out.append(f"{path}: added")
+            else:
+                _diff(old[key], new[key], path, out)
+    elif old != new:
+        out.append(f"{where}: {old!r} -> {new!r}")
+
+
+def _jsonish(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+def last_epoch(trial: FrozenTrial) -> int:
+    """The last epoch the trial reported: where an orphan continues from, if its checkpoint survived."""
+    return max(trial.intermediate_values, default=0)
