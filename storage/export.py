@@ -1,0 +1,115 @@
+"""A study's trials as a table: one row per trial, for a spreadsheet, pandas or a script (``sweeper export``).
+
+The study is the source of truth, so the export is built from it alone: params, state, objective value, every
+user attr the driver stored (metrics, epochs, stop reason, error...), start/end times and durations. Columns are
+the same for every row (missing values are empty in CSV, ``null`` in JSON) so the file loads as one table.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any, TextIO
+
+import optuna
+
+from storage import attrs
+
+FORMATS = ("csv", "json")
+
+FIXED_COLUMNS = ("number", "state", "value", "datetime_start", "datetime_complete", "duration_seconds",
+                 "n_intermediate_values", "last_step")
+PARAM_PREFIX = "params_"
+# Metrics first, in the order a reader looks for them; other user attrs follow sorted by name.
+_KNOWN_ATTRS = (*attrs.FINAL_METRICS, *(a for a in attrs.TRIAL_ATTRS if a not in attrs.FINAL_METRICS))
+
+
+def trial_rows(trials: Sequence[optuna.trial.FrozenTrial]) -> list[dict[str, Any]]:
+    """One dict per trial, every dict with the same keys in the same order (see :func:`columns`)."""
+    names = columns(trials)
+    return [{name: row.get(name) for name in names} for row in map(_row, trials)]
+
+
+def columns(trials: Sequence[optuna.trial.FrozenTrial]) -> list[str]:
+    """number, state, value, ``params_*`` (in the order trials first used them), user attrs, then times.
+
+    A user attr whose name collides with a fixed column (an entrypoint reporting ``state``) is exported as
+    ``user_attrs_<name>`` instead of silently replacing it.
+    """
+    params = _first_seen(t.params for t in trials)
+    user = _first_seen(t.user_attrs for t in trials)
+    ordered = [a for a in _KNOWN_ATTRS if a in user] + sorted(a for a in user if a not in _KNOWN_ATTRS)
+    head, tail = FIXED_COLUMNS[:3], FIXED_COLUMNS[3:]
+    return [*head, *(PARAM_PREFIX + p for p in params), *(_attr_column(a) for a in ordered), *tail]
+
+
+def write_rows(rows: list[dict[str, Any]], fmt: str, out: TextIO) -> None:
+    """Write ``rows`` to the text stream ``out`` as CSV (header + one line per trial) or a JSON list of objects.
+
+    JSON has no NaN or infinity, so non-finite numbers become ``null`` there (and ``nan``/``inf`` in CSV, which
+    spreadsheets and pandas read back); nested values (a dict attr) are JSON text in a CSV cell.
+    """
+    if fmt == "json":
+        json.dump([{k: _json_safe(v) for k, v in row.items()} for row in rows], out, indent=2, allow_nan=False)
+        out.write("\n")
+        return
+    if fmt != "csv":
+        raise ValueError(f"format must be one of {FORMATS}, not {fmt!r}")
+    names = list(rows[0]) if rows else list(FIXED_COLUMNS)
+    writer = csv.DictWriter(out, fieldnames=names, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _csv_cell(v) for k, v in row.items()})
+
+
+def _row(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
+    start, end = trial.datetime_start, trial.datetime_complete
+    row: dict[str, Any] = {
+        "number": trial.number,
+        "state": trial.state.name,
+        "value": trial.value if len(trial.values or ()) <= 1 else None,
+        "datetime_start": _iso(start),
+        "datetime_complete": _iso(end),
+        "duration_seconds": (end - start).total_seconds() if start and end else None,
+        "n_intermediate_values": len(trial.intermediate_values),
+        "last_step": max(trial.intermediate_values, default=None),
+    }
+    row.update({PARAM_PREFIX + name: value for name, value in trial.params.items()})
+    row.update({_attr_column(name): value for name, value in trial.user_attrs.items()})
+    return row
+
+
+def _attr_column(name: str) -> str:
+    return f"user_attrs_{name}" if name in FIXED_COLUMNS or name.startswith(PARAM_PREFIX) else name
+
+
+def _first_seen(dicts: Iterable[dict[str, Any]]) -> list[str]:
+    seen: dict[str, None] = {}
+    for d in dicts:
+        seen.update(dict.fromkeys(d))
+    return list(seen)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def _csv_cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, (dict, list)):
+        return json.dumps(_json_safe(value))
+    return value

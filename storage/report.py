@@ -1,0 +1,416 @@
+"""One self-contained HTML report of a study (``sweeper report``): a file to mail, archive or open offline.
+
+Built from the study alone (the source of truth), with plotly.js inlined once, so it needs no network and no
+Ray results folder. Sections, each a ``<section id=...>`` a reader (or a test) can find:
+
+- ``summary``: objective, targets, baseline, trials by state, best trial, time span, environment;
+- ``history``: the objective and every target metric by trial, best so far, target and baseline as lines;
+- ``parallel-coordinates``, ``importances``, ``slices``: Optuna's own plots (a short note where they cannot be
+  drawn, e.g. too few COMPLETE trials for importances);
+- ``learning-curves``: the objective per epoch (intermediate values) of the top trials;
+- ``top-trials``: a table of the top trials against the targets and the baseline, with their params.
+
+Each figure's data is embedded as JSON (``<script type="application/json" data-figure=...>``) and drawn by one
+small script, so the numbers are in the file in plain form. Every text put into the HTML is escaped.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import cached_property
+from typing import Any
+
+import optuna
+from optuna.study import StudyDirection
+from optuna.trial import FrozenTrial, TrialState
+
+from storage import attrs
+from storage.errors import StorageError
+from storage.urls import mask_url
+
+ValueFormatter = Callable[[str, Any], str]  # (metric or param name, value) -> text, e.g. 0.8 -> "80.00%"
+DirectionOf = Callable[[str], str]  # metric -> "maximize" | "minimize"
+
+SECTIONS = {
+    "summary": "Summary",
+    "history": "Optimization history",
+    "parallel-coordinates": "Parallel coordinates",
+    "importances": "Parameter importances",
+    "learning-curves": "Learning curves of the top trials",
+    "slices": "Slice plots",
+    "top-trials": "Top trials against targets and baseline",
+}
+MIN_IMPORTANCE_TRIALS = 3  # below this PED-ANOVA's answer is noise (at 1 Optuna returns equal importances)
+
+
+@dataclass(frozen=True)
+class StudyView:
+    """What every section reads: the study, its trials and its sweep attrs, parsed once."""
+
+    study: optuna.Study
+    trials: list[FrozenTrial]
+    metric: str  # the objective's name, e.g. "val_top3" ("value" for a study without the attr)
+    maximize: bool
+    targets: dict[str, float]
+    baseline_source: str
+    baseline: dict[str, float]
+    fmt: ValueFormatter
+    direction_of: DirectionOf
+
+    @cached_property
+    def complete(self) -> list[FrozenTrial]:
+        """COMPLETE trials, best first (PRUNED trials carry an early epoch's value and never rank)."""
+        done = [t for t in self.trials if t.state == TrialState.COMPLETE and t.value is not None]
+        return sorted(done, key=lambda t: t.value, reverse=self.maximize)  # type: ignore[arg-type, return-value]
+
+    def values(self, trial: FrozenTrial) -> dict[str, float]:
+        """The trial's numeric metrics by name, the objective under its metric name."""
+        out = {k: float(v) for k, v in trial.user_attrs.items()
+               if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        if trial.value is not None:
+            out[self.metric] = trial.value
+        return out
+
+    def direction(self, metric: str) -> str:
+        """The objective follows the study's direction; other metrics the caller's ``direction_of``."""
+        if metric == self.metric:
+            return "maximize" if self.maximize else "minimize"
+        return self.direction_of(metric)
+
+    def met(self, trial: FrozenTrial) -> bool:
+        return targets_met(self.values(trial), self.targets, self.direction)
+
+    def met_target(self, metric: str, value: float) -> bool:
+        """Whether ``value`` reaches the target of ``metric`` (False when it has none)."""
+        return metric in self.targets and targets_met({metric: value}, {metric: self.targets[metric]}, self.direction)
+
+    def reached(self) -> FrozenTrial | None:
+        """The best COMPLETE trial that meets every target, if any."""
+        return next((t for t in self.complete if self.met(t)), None)
+
+    def states(self) -> dict[str, int]:
+        """Trials by state name, only the states present, in Optuna's order (RUNNING, COMPLETE, PRUNED, ...)."""
+        counts = {s.name: sum(t.state == s for t in self.trials) for s in TrialState}
+        return {name: n for name, n in counts.items() if n}
+
+    def time_span(self) -> tuple[datetime, datetime] | None:
+        """First trial start, last trial end (or start, for one still running); None before any trial started."""
+        starts = [t.datetime_start for t in self.trials if t.datetime_start]
+        ends = [t.datetime_complete or t.datetime_start for t in self.trials if t.datetime_start]
+        return (min(starts), max(ends)) if starts else None  # type: ignore[type-var]
+
+
+def targets_met(values: Mapping[str, float], targets: Mapping[str, float], direction_of: DirectionOf) -> bool:
+    """Whether ``values`` reach every target (False without targets): a maximised metric at or above its target,
+    a minimised one at or below. ``direction_of`` comes from the caller, which knows the entrypoint's metrics."""
+    if not targets:
+        return False
+    for metric, target in targets.items():
+        value = values.get(metric)
+        if value is None:
+            return False
+        if (value < target) if direction_of(metric) == "maximize" else (value > target):
+            return False
+    return True
+
+
+def study_view(study: optuna.Study, fmt: ValueFormatter, direction_of: DirectionOf) -> StudyView:
+    """Parse the sweep's study attrs (see :mod:`storage.attrs`); a study without them still gets a view."""
+    if len(study.directions) != 1:
+        raise StorageError(f"Study {study.study_name!r} has {len(study.directions)} objectives; sweeper reads "
+                           "single-objective studies only.")
+    user = study.user_attrs
+    objective = user.get(attrs.OBJECTIVE) if isinstance(user.get(attrs.OBJECTIVE), dict) else {}
+    baseline = user.get(attrs.BASELINE) if isinstance(user.get(attrs.BASELINE), dict) else {}
+    return StudyView(
+        study=study,
+        trials=study.get_trials(deepcopy=False),
+        metric=str(objective.get("metric") or "value"),
+        maximize=study.direction == StudyDirection.MAXIMIZE,
+        targets=_numbers(user.get(attrs.TARGETS)),
+        baseline_source=str(baseline.get("source") or ""),
+        baseline=_numbers(baseline.get("metrics")),
+        fmt=fmt,
+        direction_of=direction_of,
+    )
+
+
+def build_report(view: StudyView, *, url: str, top: int = 10, generated_at: datetime | None = None) -> str:
+    """The whole report as one HTML string; ``url`` is shown masked, ``top`` trials get curves and table rows."""
+    from plotly.offline import get_plotlyjs
+
+    figures: list[tuple[str, str]] = []  # (div id, figure JSON)
+    body = [
+        _summary(view, url, generated_at or datetime.now()),
+        _history(view, figures),
+        _optuna_plot(view, "parallel-coordinates", figures),
+        _importances(view, figures),
+        _learning_curves(view, top, figures),
+        _optuna_plot(view, "slices", figures),
+        _top_table(view, top),
+    ]
+    data = "\n".join(f'<script type="application/json" data-figure="{div}">{_script_safe(js)}</script>'
+                     for div, js in figures)
+    name = html.escape(view.study.study_name)
+    nav = " · ".join(f'<a href="#{key}">{html.escape(title)}</a>' for key, title in SECTIONS.items())
+    plotly_js = get_plotlyjs().replace("</script", "<\\/script")
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>sweeper report: {name}</title>
+<style>{_CSS}</style>
+<script>{plotly_js}</script>
+</head>
+<body>
+<h1>Study {name}</h1>
+<nav>{nav}</nav>
+{"".join(body)}
+{data}
+<script>{_DRAW}</script>
+</body>
+</html>
+"""
+
+
+# --- sections ---------------------------------------------------------------------------------------------------
+def _section(key: str, *parts: str) -> str:
+    return f'<section id="{key}">\n<h2>{html.escape(SECTIONS[key])}</h2>\n{"".join(parts)}</section>\n'
+
+
+def _note(text: str) -> str:
+    return f'<p class="note">{html.escape(text)}</p>\n'
+
+
+def _summary(view: StudyView, url: str, now: datetime) -> str:
+    user = view.study.user_attrs
+    complete = view.complete
+    reached = view.reached()
+    span = view.time_span()
+    env = user.get(attrs.ENVIRONMENT) if isinstance(user.get(attrs.ENVIRONMENT), dict) else {}
+    packages = env.get("packages") if isinstance(env.get("packages"), dict) else {}
+    environment = {"python": env.get("python"), **packages, "git": env.get("git_commit")}
+    rows = [
+        ("storage", mask_url(url)),
+        ("space file", str(user.get(attrs.SPACE_FILE, "-"))),
+        ("objective", f"{view.metric} ({'maximize' if view.maximize else 'minimize'})"),
+        ("trials", ", ".join(f"{n} {state}" for state, n in view.states().items()) or "none yet"),
+        ("best trial", f"#{complete[0].number}: {view.metric} {view.fmt(view.metric, complete[0].value)}"
+                       if complete else "no COMPLETE trial yet"),
+        ("targets", ", ".join(f"{m} {view.fmt(m, v)}" for m, v in view.targets.items()) or "none"),
+        ("targets reached", (f"yes, by #{reached.number}" if reached else "no") if view.targets else "-"),
+        ("baseline", ", ".join(f"{m} {view.fmt(m, v)}" for m, v in view.baseline.items())
+                     + (f" ({view.baseline_source})" if view.baseline_source else "") or "none"),
+        ("time", f"{_when(span[0])} to {_when(span[1])} ({duration(span[1] - span[0])})" if span else "-"),
+        ("environment", ", ".join(f"{k} {v}" for k, v in environment.items() if v) or "-"),
+        ("generated", _when(now)),
+    ]
+    table = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>\n" for k, v in rows)
+    return _section("summary", f'<table class="summary">\n{table}</table>\n')
+
+
+def _history(view: StudyView, figures: list[tuple[str, str]]) -> str:
+    """One figure per metric: the objective, then each target metric the trials carry as a user attr."""
+    import plotly.graph_objects as go
+
+    complete = sorted(view.complete, key=lambda t: t.number)
+    if not complete:
+        return _section("history", _note("No COMPLETE trial yet: nothing to plot."))
+    numbers = [t.number for t in view.trials]
+    span = [min(numbers), max(max(numbers), min(numbers) + 1)]
+    parts = []
+    metrics = [view.metric, *(m for m in view.targets if m != view.metric)]
+    for metric in metrics:
+        points = [(t.number, v) for t in complete if (v := view.values(t).get(metric)) is not None]
+        if not points:
+            parts.append(_note(f"No COMPLETE trial reports {metric}."))
+            continue
+        better = max if view.direction(metric) == "maximize" else min
+        best, running = [], None
+        for _, value in points:
+            running = value if running is None else better(running, value)
+            best.append(running)
+        fig = go.Figure()
+        fig.add_scatter(x=[n for n, _ in points], y=[v for _, v in points], mode="markers", name=metric,
+                        text=[f"#{n} {view.fmt(metric, v)}" for n, v in points], hoverinfo="text")
+        fig.add_scatter(x=[n for n, _ in points], y=best, mode="lines", line_shape="hv", name="best so far")
+        _reference_lines(fig, view, metric, span)
+        _axes(fig, view, f"{metric} by trial (COMPLETE trials)", "trial", metric)
+        div = f"fig-history-{_slug(metric)}"
+        figures.append((div, fig.to_json()))
+        parts.append(f'<div class="plot" id="{div}" data-metric="{html.escape(metric)}"></div>\n')
+    return _section("history", *parts)
+
+
+def _learning_curves(view: StudyView, top: int, figures: list[tuple[str, str]]) -> str:
+    import plotly.graph_objects as go
+
+    best = [t for t in view.complete[:top] if t.intermediate_values]
+    if not best:
+        return _section("learning-curves", _note("No COMPLETE trial reported per-epoch values yet."))
+    fig = go.Figure()
+    for trial in best:
+        steps = sorted(trial.intermediate_values)
+        fig.add_scatter(x=steps, y=[trial.intermediate_values[s] for s in steps], mode="lines+markers",
+                        name=f"#{trial.number} ({view.fmt(view.metric, trial.value)})")
+    steps = [s for t in best for s in t.intermediate_values]
+    _reference_lines(fig, view, view.metric, [min(steps), max(max(steps), min(steps) + 1)])
+    _axes(fig, view, f"{view.metric} per epoch, top {len(best)} COMPLETE trials", "epoch", view.metric)
+    figures.append(("fig-learning-curves", fig.to_json()))
+    return _section("learning-curves", '<div class="plot" id="fig-learning-curves"></div>\n')
+
+
+def _optuna_plot(view: StudyView, key: str, figures: list[tuple[str, str]]) -> str:
+    if not view.complete:
+        return _section(key, _note("No COMPLETE trial yet: nothing to plot."))
+    if not _params(view):
+        return _section(key, _note("The COMPLETE trials have no params: nothing to plot."))
+    from optuna.visualization import plot_parallel_coordinate, plot_slice
+
+    plot = plot_parallel_coordinate if key == "parallel-coordinates" else plot_slice
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fig = plot(view.study, target_name=view.metric)
+    figures.append((f"fig-{key}", fig.to_json()))
+    return _section(key, f'<div class="plot" id="fig-{key}"></div>\n')
+
+
+def _importances(view: StudyView, figures: list[tuple[str, str]]) -> str:
+    params = _params(view)
+    if len(view.complete) < MIN_IMPORTANCE_TRIALS:
+        return _section("importances", _note(
+            f"Importances need at least {MIN_IMPORTANCE_TRIALS} COMPLETE trials; this study has "
+            f"{len(view.complete)}."))
+    if len(params) < 2:
+        only = f" ({params[0]})" if params else ""
+        return _section("importances", _note(f"Only one parameter varies{only}: importances compare two or more."))
+    from optuna.visualization import plot_param_importances
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fig = plot_param_importances(view.study, params=params, target_name=view.metric)
+    except (ValueError, RuntimeError, ZeroDivisionError) as exc:  # Optuna's evaluator on degenerate data
+        return _section("importances", _note(f"Importances could not be computed: {exc}"))
+    figures.append(("fig-importances", fig.to_json()))
+    return _section("importances", '<div class="plot" id="fig-importances"></div>\n')
+
+
+def _top_table(view: StudyView, top: int) -> str:
+    best = view.complete[:top]
+    if not best:
+        return _section("top-trials", _note("No COMPLETE trial yet."))
+    metrics = list(dict.fromkeys([view.metric, *view.targets, *view.baseline]))
+    params = list(dict.fromkeys(p for t in best for p in t.params))
+    head = ["", "trial", *metrics, "targets met", "stop reason", "epochs", *params]
+    rows = ["<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"]
+    if view.targets:
+        rows.append(_row("target", "", [view.targets.get(m) for m in metrics], metrics, view, "reference"))
+    if view.baseline:
+        rows.append(_row("baseline", view.baseline_source, [view.baseline.get(m) for m in metrics], metrics, view,
+                         "reference"))
+    for rank, trial in enumerate(best, 1):
+        values = view.values(trial)
+        cells = [_cell(m, values.get(m), view) for m in metrics]
+        met = ("yes" if view.met(trial) else "no") if view.targets else "-"
+        extra = [met, str(trial.user_attrs.get(attrs.STOP_REASON, "-")),
+                 str(trial.user_attrs.get(attrs.EPOCHS_RUN, "-"))]
+        param_cells = [
+            f'<td title="{html.escape(repr(trial.params[p]))}">{html.escape(view.fmt(p, trial.params[p]))}</td>'
+            if p in trial.params else "<td>-</td>" for p in params]
+        rows.append(f'<tr data-trial="{trial.number}"><td>{rank}</td><td>#{trial.number}</td>{"".join(cells)}'
+                    + "".join(f"<td>{html.escape(x)}</td>" for x in extra) + "".join(param_cells) + "</tr>")
+    table = '<table class="trials">\n' + "\n".join(rows) + "\n</table>\n"
+    return _section("top-trials", table)
+
+
+def _row(label: str, source: str, values: Sequence[float | None], metrics: list[str], view: StudyView,
+         cls: str) -> str:
+    cells = "".join(f"<td>{html.escape(view.fmt(m, v)) if v is not None else '-'}</td>"
+                    for m, v in zip(metrics, values, strict=True))
+    return (f'<tr class="{cls}" data-row="{html.escape(label)}"><td></td><td>{html.escape(label)}</td>{cells}'
+            f'<td colspan="3">{html.escape(source)}</td></tr>')
+
+
+def _cell(metric: str, value: float | None, view: StudyView) -> str:
+    if value is None:
+        return "<td>-</td>"
+    text = html.escape(view.fmt(metric, value))
+    if metric not in view.targets:
+        return f"<td>{text}</td>"
+    return f'<td class="{"met" if view.met_target(metric, value) else "missed"}">{text}</td>'
+
+
+# --- helpers ----------------------------------------------------------------------------------------------------
+def _reference_lines(fig: Any, view: StudyView, metric: str, span: list[int]) -> None:
+    """Horizontal target and baseline lines as traces (in the legend and the figure data, unlike shapes)."""
+    for label, value, dash in (("target", view.targets.get(metric), "dash"),
+                               ("baseline", view.baseline.get(metric), "dot")):
+        if value is not None:
+            fig.add_scatter(x=span, y=[value, value], mode="lines", line={"dash": dash},
+                            name=f"{label} {view.fmt(metric, value)}", meta={"reference": label, "metric": metric})
+
+
+def _axes(fig: Any, view: StudyView, title: str, x: str, metric: str) -> None:
+    percent = view.fmt(metric, 0.5).endswith("%")
+    fig.update_layout(title=title, xaxis_title=x, yaxis_title=metric, yaxis_tickformat=".0%" if percent else None,
+                      legend={"orientation": "h"}, margin={"t": 60})
+
+
+def _params(view: StudyView) -> list[str]:
+    """Params of the COMPLETE trials that take more than one value (fixed ones explain nothing)."""
+    seen: dict[str, set[str]] = {}
+    for trial in view.complete:
+        for name, value in trial.params.items():
+            seen.setdefault(name, set()).add(repr(value))
+    return [name for name, values in seen.items() if len(values) > 1]
+
+
+def _numbers(data: Any) -> dict[str, float]:
+    if not isinstance(data, dict):
+        return {}
+    return {str(k): float(v) for k, v in data.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", text)
+
+
+def _when(moment: datetime) -> str:
+    return moment.isoformat(sep=" ", timespec="seconds")
+
+
+def duration(span: timedelta) -> str:
+    """``1:02:03`` or ``2 days, 1:02:03``: whole seconds, because microseconds of a sweep's length are noise."""
+    return str(timedelta(seconds=round(span.total_seconds())))
+
+
+def _script_safe(text: str) -> str:
+    """JSON that cannot end its ``<script>`` early: ``<``, ``>`` and ``&`` only occur inside JSON strings."""
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+_CSS = """
+body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
+nav { margin-bottom: 1.5em; } nav a { margin-right: .3em; }
+section { margin-bottom: 2.5em; }
+table { border-collapse: collapse; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: .25em .6em; text-align: right; }
+table.summary th, table.summary td { text-align: left; }
+tr.reference { background: #f4f4f4; font-style: italic; }
+td.met { color: #126b12; font-weight: bold; } td.missed { color: #a33; }
+.plot { width: 100%; min-height: 420px; }
+.note { color: #666; font-style: italic; }
+"""
+
+_DRAW = """
+document.querySelectorAll('script[data-figure]').forEach(function (el) {
+  var fig = JSON.parse(el.textContent);
+  Plotly.newPlot(el.dataset.figure, fig.data, fig.layout, {responsive: true, displaylogo: false});
+});
+"""

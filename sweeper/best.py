@@ -1,0 +1,166 @@
+"""``sweeper best``: the best trial's params and metrics against the targets, and how to train it again.
+
+The reproduce command is ``sweeper train --set KEY=VALUE ...`` over the trial's whole flat config (the space's
+training block, fixed params, the trial's sampled params), not just its params: the space file may have changed
+or be gone since, and the study's stored spec is what the trial actually ran. Values are written so they parse
+back exactly (floats with every digit, YAML scalars that keep their type, shell-quoted).
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import optuna
+import yaml
+from rich.table import Table
+
+from search_spaces.entrypoint import DEFAULT_ENTRYPOINT
+from storage import attrs
+from storage.report import StudyView
+from sweeper.console import console, format_value
+from sweeper.errors import BadInput
+
+
+def best_trial(view: StudyView) -> optuna.trial.FrozenTrial:
+    """The best COMPLETE trial; PRUNED trials carry an early-epoch value and are never "best"."""
+    if not view.complete:
+        states = ", ".join(f"{n} {state}" for state, n in view.states().items()) or "no trials"
+        raise BadInput(f"Study {view.study.study_name!r} has no COMPLETE trial yet ({states}).")
+    return view.complete[0]
+
+
+def trial_config(view: StudyView, trial: optuna.trial.FrozenTrial) -> tuple[dict[str, Any], str, str | None]:
+    """``(config, entrypoint, note)``: the flat config the trial's training function was called with.
+
+    Built by the spec itself when the stored spec still validates (the one code path the driver used); else, e.g.
+    for a user entrypoint whose module is not importable here, assembled from the stored spec as written, with a
+    note saying so.
+    """
+    from search_spaces import SpecError, spec_from_dict
+
+    data = view.study.user_attrs.get(attrs.SPEC)
+    if not isinstance(data, dict):
+        return dict(trial.params), "?", "the study has no stored spec: only the trial's params are known"
+    entrypoint = str(data.get("entrypoint") or DEFAULT_ENTRYPOINT)
+    space_file = view.study.user_attrs.get(attrs.SPACE_FILE)
+    base_dir = Path(space_file).parent if isinstance(space_file, str) and Path(space_file).parent.is_dir() else None
+    try:
+        spec = spec_from_dict(data, base_dir=base_dir)
+    except SpecError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return _raw_config(data, trial.params), entrypoint, f"the stored spec does not validate here ({first})"
+    return spec.trial_config(trial.params), entrypoint, None
+
+
+def reproduce_command(config: Mapping[str, Any]) -> str:
+    """``sweeper train --set k=v ...`` whose ``--set`` flags parse back (``parse_set_flags``) to ``config``."""
+    return " ".join(["sweeper", "train", *(f"--set {shlex.quote(f'{k}={yaml_scalar(v)}')}"
+                                            for k, v in config.items())])
+
+
+def yaml_scalar(value: Any) -> str:
+    """``value`` as the YAML scalar ``--set`` reads back to the same value and type.
+
+    PyYAML writes floats with ``repr``'s digits and adds the ``.0`` YAML 1.1 needs (``1e-05`` -> ``1.0e-05``,
+    which would otherwise read back as a string), and quotes strings that look like numbers or booleans.
+    """
+    text = yaml.safe_dump(value, default_flow_style=True, width=float("inf"), allow_unicode=True)
+    text = text.removesuffix("\n").removesuffix("\n...").strip()
+    back = yaml.safe_load(text) if text else ""
+    same = back == value or (isinstance(value, float) and value != value and back != back)
+    if not same or type(back) is not type(value):
+        raise BadInput(f"{value!r} cannot be written as a --set value that reads back the same.")
+    return text
+
+
+def show_best(view: StudyView) -> None:
+    """Params (exact values), metrics against targets and baseline, and the reproduce command."""
+    trial = best_trial(view)
+    console.print(f"best trial of {view.study.study_name}: #{trial.number}, {view.metric} "
+                  f"{format_value(view.metric, trial.value)} (of {len(view.complete)} COMPLETE)", markup=False)
+    params = Table(title="params", title_justify="left")
+    params.add_column("param")
+    params.add_column("value", justify="right")
+    params.add_column("exact")
+    for name, value in trial.params.items():
+        params.add_row(name, format_value(name, value), repr(value))
+    console.print(params)
+    console.print(_metrics_table(view, trial))
+    extras = {k: trial.user_attrs[k] for k in (attrs.BEST_EPOCH, attrs.EPOCHS_RUN, attrs.STOP_REASON, attrs.DEVICE,
+                                               attrs.PARAMETERS) if k in trial.user_attrs}
+    if attrs.WALL_SECONDS in trial.user_attrs:
+        extras[attrs.WALL_SECONDS] = f"{trial.user_attrs[attrs.WALL_SECONDS]:.1f}"
+    if extras:
+        console.print("  ".join(f"{k} {v}" for k, v in extras.items()), markup=False)
+    config, entrypoint, note = trial_config(view, trial)
+    if note:
+        console.print(f"note: {note}", markup=False)
+    if entrypoint == DEFAULT_ENTRYPOINT:
+        console.print("reproduce it:", markup=False)
+        console.print(reproduce_command(config), markup=False)
+        return
+    console.print(f"{entrypoint} is not the built-in core, and sweeper train runs only {DEFAULT_ENTRYPOINT}; the trial "
+                  f"called {entrypoint}(config, report, checkpoint_dir) with this config:", markup=False)
+    for key, value in config.items():
+        console.print(f"  {key}: {_config_text(value)}", markup=False)
+
+
+def _metrics_table(view: StudyView, trial: optuna.trial.FrozenTrial) -> Table:
+    values = view.values(trial)
+    shown = list(dict.fromkeys([view.metric, *view.targets, *view.baseline,
+                                *(m for m in attrs.FINAL_METRICS if m in values)]))
+    table = Table(title="metrics", title_justify="left")
+    for column in ("metric", "value", "target", "", "baseline", "vs baseline"):
+        table.add_column(column, justify="left" if column in ("metric", "") else "right")
+    for metric in shown:
+        value = values.get(metric)
+        target, base = view.targets.get(metric), view.baseline.get(metric)
+        met = "" if target is None or value is None else (
+            "met" if view.met_target(metric, value) else "not met")
+        table.add_row(metric, _fmt(metric, value), _fmt(metric, target), met, _fmt(metric, base),
+                      _gap(metric, value, base))
+    return table
+
+
+def _fmt(metric: str, value: float | None) -> str:
+    return "-" if value is None else format_value(metric, value)
+
+
+def _gap(metric: str, value: float | None, other: float | None) -> str:
+    """``+3.20 pts`` for percentages (fractions), a plain difference otherwise."""
+    if value is None or other is None:
+        return "-"
+    if format_value(metric, 0.5).endswith("%"):
+        return f"{100 * (value - other):+.2f} pts"
+    return f"{value - other:+.4g}"
+
+
+def _config_text(value: Any) -> str:
+    try:
+        return yaml_scalar(value)
+    except BadInput:
+        return repr(value)
+
+
+def _raw_config(data: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
+    """Training keys (nested ones joined with dots) + fixed params + sampled params, as the spec would merge them."""
+    config: dict[str, Any] = {}
+
+    def flatten(node: Mapping[str, Any], prefix: str) -> None:
+        for key, value in node.items():
+            if isinstance(value, Mapping):
+                flatten(value, f"{prefix}{key}.")
+            else:
+                config[f"{prefix}{key}"] = value
+
+    training = data.get("training")
+    flatten(training if isinstance(training, Mapping) else {}, "")
+    space = data.get("params")
+    for name, param in (space.items() if isinstance(space, Mapping) else ()):
+        if isinstance(param, Mapping) and param.get("type") == "fixed":
+            config[name] = param.get("value")
+    config.update(params)
+    return config

@@ -1,0 +1,447 @@
+"""The inspection commands as a user types them: ``sweeper status``, ``report``, ``export`` and ``best`` read a
+study the way the driver writes it, on SQLite and PostgreSQL; bad names and storages are one message and exit 2.
+
+Studies are built with Optuna's ask/tell and the driver's study and trial attrs (no Ray), then each backend's
+commands run as real subprocesses side by side (each pays ~3 s of imports; the machine has 2 cores). Every test
+below checks one part of their output. PostgreSQL studies get uuid names and are deleted afterwards.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import shlex
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+from sqlalchemy.engine import make_url
+
+from search_spaces import load_spec, resolve_space_path, spec_from_dict
+from storage import attrs
+from storage.engine import close_storage, open_storage
+from storage.report import build_report, study_view
+from sweeper.best import reproduce_command, show_best, yaml_scalar
+from sweeper.console import format_value
+from sweeper.inspection import view_of
+from sweeper.overrides import parse_set_flags
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+TS = optuna.trial.TrialState
+
+# The best trial's params: exact floats that only survive a round trip when written with every digit.
+BEST_PARAMS = {"label_smoothing": 0.1 + 0.07, "warmup_epochs": 1.0, "weight_decay": 0.00012345678901234567,
+               "dropout": 0.1, "mixup_alpha": 0.0, "lr": 0.0029999999999999996}
+COMPLETE = 6  # trials 0..5; trial BEST is the best and the only one meeting test_top3 >= 80%
+BEST = 4
+
+
+# --------------------------------------------------------------------------------------------------------------
+# a study as the driver leaves it
+def make_study(url: str, name: str, *, complete: int = COMPLETE, extra_states: bool = True) -> None:
+    """``complete`` COMPLETE trials (value 0.50, 0.53, ...; trial ``BEST`` 0.90 with test_top3 85%), then one each
+    of PRUNED (after 1 epoch), FAIL, RUNNING and WAITING (enqueued), with the driver's study and trial attrs."""
+    spec = load_spec(resolve_space_path("spaces/asl20.yaml"), (f"name={name}",), quick=True)
+    storage = open_storage(url)
+    study = optuna.create_study(storage=storage, study_name=name, direction="maximize",
+                                sampler=optuna.samplers.RandomSampler(seed=3))
+    for key, value in {
+        attrs.SPEC: spec.to_yaml_dict(),
+        attrs.SPACE_FILE: "spaces/asl20.yaml",
+        attrs.TARGETS: dict(spec.targets),
+        attrs.BASELINE: attrs.baseline_attr(spec.baseline.source, dict(spec.baseline.metrics)),
+        attrs.OBJECTIVE: attrs.objective_attr(spec.objective.metric, spec.direction),
+        attrs.ENVIRONMENT: {"python": "3.11", "packages": {"optuna": optuna.__version__}, "git_commit": None},
+    }.items():
+        study.set_user_attr(key, value)
+    distributions = spec.distributions()
+    for i in range(complete):
+        if i == BEST:
+            study.enqueue_trial(BEST_PARAMS)
+        trial = study.ask(distributions)
+        value = 0.9 if i == BEST else 0.5 + 0.03 * i
+        for epoch in (1, 2, 3):
+            trial.report(value * epoch / 3, epoch)
+        metrics = {"test_top1": value - 0.3, "test_top3": 0.85 if i == BEST else value - 0.1, "test_top5": value,
+                   "test_loss": 2.5 - value, "val_top1": value - 0.2, "val_top3": value, "val_top5": value + 0.05,
+                   "val_loss": 2.4 - value}
+        for key, metric in {**metrics, attrs.BEST_EPOCH: 3, attrs.EPOCHS_RUN: 3, attrs.WALL_SECONDS: 1.5 + i,
+                            attrs.DEVICE: "cpu", attrs.PARAMETERS: 159636, attrs.STOP_REASON: attrs.STOP_COMPLETED,
+                            attrs.RAY_TRIAL_ID: f"ray{i:04d}"}.items():
+            trial.set_user_attr(key, metric)
+        study.tell(trial, value)
+    if extra_states:
+        pruned = study.ask(distributions)
+        pruned.report(0.2, 1)
+        pruned.set_user_attr(attrs.STOP_REASON, attrs.STOP_PRUNED)
+        pruned.set_user_attr(attrs.EPOCHS_RUN, 1)
+        study.tell(pruned, state=TS.PRUNED)
+        failed = study.ask(distributions)
+        failed.set_user_attr(attrs.ERROR, "RuntimeError: <boom> & \"quotes\"")
+        failed.set_user_attr(attrs.STOP_REASON, attrs.STOP_NAN)
+        study.tell(failed, state=TS.FAIL)
+        study.ask(distributions)  # RUNNING
+        study.enqueue_trial({"lr": 1.0e-3})  # WAITING
+    close_storage(storage)
+
+
+def delete_studies(url: str, names: Sequence[str]) -> None:
+    storage = open_storage(url)
+    for name in names:
+        optuna.delete_study(study_name=name, storage=storage)
+    close_storage(storage)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# the command line
+def env(**extra: str) -> dict[str, str]:
+    base = {k: v for k, v in os.environ.items() if k != "SWEEPER_STORAGE"}
+    return {**base, "COLUMNS": "200", **extra}
+
+
+def run_all(commands: dict[str, list[str]], cwd: Path) -> dict[str, subprocess.CompletedProcess[str]]:
+    """Start every ``sweeper`` command at once, wait for all: read-only commands do not disturb each other."""
+    procs = {key: subprocess.Popen([sys.executable, "-m", "sweeper.cli", *args], cwd=cwd, env=env(), text=True,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for key, args in commands.items()}
+    done = {}
+    for key, proc in procs.items():
+        out, err = proc.communicate(timeout=240)
+        done[key] = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    return done
+
+
+@dataclass
+class Backend:
+    url: str
+    name: str  # the full study
+    small: str  # a second study: 2 COMPLETE trials, nothing else
+    folder: Path
+    out: dict[str, subprocess.CompletedProcess[str]] = field(default_factory=dict)
+
+    def ok(self, key: str) -> subprocess.CompletedProcess[str]:
+        proc = self.out[key]
+        assert proc.returncode == 0, f"{key}: exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+        return proc
+
+
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
+    """Both studies on one backend (like conftest's ``storage_url``, once per module) and every command's result."""
+    folder = tmp_path_factory.mktemp(request.param)
+    url = f"sqlite:///{folder / 'sweeps.db'}" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+    tag = uuid.uuid4().hex[:10]
+    found = Backend(url, f"inspect-{tag}", f"inspect-small-{tag}", folder)
+    make_study(url, found.name)
+    make_study(url, found.small, complete=2, extra_states=False)
+    try:
+        storage = ["--storage", url]
+        found.out = run_all({
+            "status": ["status", *storage],
+            "status_one": ["status", found.name, *storage],
+            "report": ["report", found.name, "-o", str(folder / "report.html"), *storage],
+            "report_small": ["report", found.small, "-o", str(folder / "small.html"), *storage],
+            "csv": ["export", found.name, "--format", "csv", *storage],
+            "json": ["export", found.name, "-o", str(folder / "trials.json"), *storage],
+            "best": ["best", found.name, *storage],
+            "typo": ["best", found.name[:-2], *storage],
+        }, folder)
+        yield found
+    finally:
+        delete_studies(url, [found.name, found.small])
+
+
+def rows_of(table: str) -> list[str]:
+    """A rich table's rows, each row's wrapped lines joined (continuation lines have an empty first cell)."""
+    rows: list[list[list[str]]] = []
+    for line in table.splitlines():
+        if not line.startswith("│"):
+            continue
+        cells = [c.strip() for c in line.strip("│").split("│")]
+        if cells[0] or not rows:
+            rows.append([[c] for c in cells])
+        else:
+            for parts, cell in zip(rows[-1], cells, strict=False):
+                parts.append(cell)
+    return [" | ".join(" ".join(p for p in parts if p) for parts in row) for row in rows]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# status
+def test_status_lists_every_study_with_states_best_and_target(backend: Backend) -> None:
+    rows = rows_of(backend.ok("status").stdout)
+    full = next(r for r in rows if r.startswith(backend.name + " "))
+    small = next(r for r in rows if r.startswith(backend.small + " "))
+    for count in (f"{COMPLETE} COMPLETE", "1 PRUNED", "1 FAIL", "1 RUNNING", "1 WAITING"):
+        assert count in full
+    assert f"90.00% (#{BEST})" in full  # the best value, as a percentage, and its trial
+    assert "test_top3 80.00% (85.00%)" in full and "| yes (#4) |" in full  # target, best reached, met by #4
+    assert "2 COMPLETE" in small and "53.00% (#1)" in small and "| no |" in small
+
+
+def test_status_of_one_study_adds_its_details(backend: Backend) -> None:
+    out = backend.ok("status_one").stdout
+    assert backend.name in out and backend.small not in out
+    assert "objective: val_top3 (maximize)" in out
+    assert "baseline: test_top1 42.47%, test_top3 75.29%" in out
+    assert f"best trial #{BEST}: label_smoothing=0.17" in out
+
+
+# --------------------------------------------------------------------------------------------------------------
+# report
+class Page(HTMLParser):
+    """Sections, figure divs, embedded figure data, script sources and table rows of the report."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.sections: dict[str, str] = {}
+        self.divs: list[str] = []
+        self.figures: dict[str, dict[str, Any]] = {}
+        self.script_srcs: list[str] = []
+        self.inline_scripts = 0
+        self.trial_rows: list[int] = []
+        self._section: str | None = None
+        self._script: dict[str, str | None] | None = None
+        self._text: list[str] = []
+        self.feed(text)
+
+    def handle_starttag(self, tag: str, attributes: list[tuple[str, str | None]]) -> None:
+        found = dict(attributes)
+        if tag == "section":
+            self._section = found["id"]
+            self.sections[self._section or ""] = ""
+        elif tag == "div" and found.get("class") == "plot":
+            self.divs.append(found["id"] or "")
+        elif tag == "script":
+            if found.get("src"):
+                self.script_srcs.append(found["src"] or "")
+            self._script, self._text = found, []
+        elif tag == "tr" and found.get("data-trial"):
+            self.trial_rows.append(int(found["data-trial"] or -1))
+
+    def handle_data(self, data: str) -> None:
+        if self._script is not None:
+            self._text.append(data)
+        elif self._section is not None:
+            self.sections[self._section] += data
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "section":
+            self._section = None
+        elif tag == "script" and self._script is not None:
+            if self._script.get("data-figure"):
+                self.figures[self._script["data-figure"] or ""] = json.loads("".join(self._text))
+            elif self._script.get("type") is None:
+                self.inline_scripts += 1
+            self._script = None
+
+
+@pytest.fixture(scope="module")
+def page(backend: Backend) -> Page:
+    assert "report.html" in backend.ok("report").stdout
+    return Page((backend.folder / "report.html").read_text(encoding="utf-8"))
+
+
+def test_report_is_self_contained_with_every_section(page: Page) -> None:
+    assert page.script_srcs == []  # plotly.js is inline: the file works offline
+    assert page.inline_scripts == 2  # plotly.js once, then the script that draws the figures
+    assert list(page.sections) == ["summary", "history", "parallel-coordinates", "importances", "learning-curves",
+                                   "slices", "top-trials"]
+    assert set(page.divs) == set(page.figures)  # every figure has its data, every data its div
+    assert "RUNNING" in page.sections["summary"] and "yes, by #4" in page.sections["summary"]
+
+
+def test_report_history_draws_target_and_baseline_lines(page: Page) -> None:
+    figure = page.figures["fig-history-test_top3"]
+    lines = {trace["name"]: trace["y"] for trace in figure["data"] if trace.get("meta")}
+    assert lines == {"target 80.00%": [0.8, 0.8], "baseline 75.29%": [0.7529, 0.7529]}
+    points = next(t for t in figure["data"] if t["name"] == "test_top3")
+    assert points["x"] == list(range(COMPLETE)) and 0.85 in points["y"]
+    objective = page.figures["fig-history-val_top3"]
+    best_so_far = next(t for t in objective["data"] if t["name"] == "best so far")["y"]
+    assert best_so_far[BEST:] == [0.9] * (COMPLETE - BEST)
+
+
+def test_report_has_optuna_plots_and_learning_curves(page: Page) -> None:
+    assert "label_smoothing" in json.dumps(page.figures["fig-parallel-coordinates"])
+    importances = page.figures["fig-importances"]["data"][0]
+    assert importances["type"] == "bar" and set(importances["y"]) == set(BEST_PARAMS)
+    assert len(page.figures["fig-slices"]["data"]) >= len(BEST_PARAMS)
+    curves = [t for t in page.figures["fig-learning-curves"]["data"] if not t.get("meta")]
+    assert len(curves) == COMPLETE and curves[0]["name"].startswith(f"#{BEST} ")
+    assert curves[0]["x"] == [1, 2, 3] and curves[0]["y"][-1] == pytest.approx(0.9)
+
+
+def test_report_table_ranks_top_trials_against_targets(page: Page) -> None:
+    assert page.trial_rows == [BEST, 5, 3, 2, 1, 0]  # COMPLETE trials, best first
+    table = page.sections["top-trials"]
+    assert "target" in table and "80.00%" in table and "baseline" in table and "75.29%" in table
+    assert "85.00%" in table and "seeds/000" in table
+
+
+def test_report_of_a_small_study_explains_missing_importances(backend: Backend) -> None:
+    backend.ok("report_small")
+    small = Page((backend.folder / "small.html").read_text(encoding="utf-8"))
+    assert "fig-importances" not in small.figures
+    assert "at least 3 COMPLETE trials" in small.sections["importances"]
+    assert small.trial_rows == [1, 0]
+
+
+def test_report_escapes_text_and_notes_single_params() -> None:
+    study = optuna.create_study(direction="minimize", study_name="<b>x</b>")
+    study.set_user_attr(attrs.OBJECTIVE, {"metric": "loss", "direction": "minimize"})
+    for x in (0.1, 0.2, 0.3, 0.4):
+        study.enqueue_trial({"x": x})
+        study.optimize(lambda t: t.suggest_float("x", 0, 1) ** 2, n_trials=1)
+    page = build_report(study_view(study, format_value, lambda m: "minimize"), url="sqlite:///:memory:")
+    assert "<b>x</b>" not in page and "&lt;b&gt;x&lt;/b&gt;" in page
+    assert "Only one parameter varies (x)" in Page(page).sections["importances"]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# export
+EXPECTED_COLUMNS = {"number", "state", "value", "datetime_start", "datetime_complete", "duration_seconds",
+                    "n_intermediate_values", *(f"params_{p}" for p in BEST_PARAMS), *attrs.FINAL_METRICS,
+                    "best_epoch", "epochs_run", "wall_seconds", "stop_reason", "error"}
+
+
+def test_export_csv_has_one_row_per_trial(backend: Backend) -> None:
+    rows = list(csv.DictReader(io.StringIO(backend.ok("csv").stdout)))
+    assert [int(r["number"]) for r in rows] == list(range(COMPLETE + 4))
+    assert set(rows[0]) >= EXPECTED_COLUMNS
+    assert [r["state"] for r in rows[COMPLETE:]] == ["PRUNED", "FAIL", "RUNNING", "WAITING"]
+    best = rows[BEST]
+    assert float(best["value"]) == 0.9 and float(best["test_top3"]) == 0.85
+    assert {p: float(best[f"params_{p}"]) for p in BEST_PARAMS} == BEST_PARAMS  # every digit survives
+    assert float(best["duration_seconds"]) >= 0 and best["n_intermediate_values"] == "3"
+    assert rows[COMPLETE]["epochs_run"] == "1" and rows[COMPLETE + 1]["error"].startswith("RuntimeError: <boom>")
+    assert rows[COMPLETE + 2]["datetime_complete"] == "" and rows[COMPLETE + 2]["duration_seconds"] == ""
+
+
+def test_export_json_is_a_list_of_objects(backend: Backend) -> None:
+    assert "wrote" in backend.ok("json").stdout  # -o trials.json: the format follows the suffix
+    rows = json.loads((backend.folder / "trials.json").read_text(encoding="utf-8"))
+    assert len(rows) == COMPLETE + 4 and all(set(r) == set(rows[0]) for r in rows)
+    assert set(rows[0]) >= EXPECTED_COLUMNS
+    assert rows[BEST]["value"] == 0.9 and rows[BEST]["params_lr"] == BEST_PARAMS["lr"]
+    assert rows[BEST]["wall_seconds"] == 1.5 + BEST and rows[BEST]["state"] == "COMPLETE"
+    assert rows[-1]["state"] == "WAITING" and rows[-1]["value"] is None
+
+
+# --------------------------------------------------------------------------------------------------------------
+# best
+def test_best_prints_params_metrics_and_a_command_that_reproduces_the_config(backend: Backend) -> None:
+    out = backend.ok("best").stdout
+    assert f"best trial of {backend.name}: #{BEST}, val_top3 90.00%" in out
+    assert repr(BEST_PARAMS["weight_decay"]) in out  # exact params
+    metrics = rows_of(out.split("metrics", 1)[1])
+    assert any(r.startswith("test_top3 | 85.00% | 80.00% | met | 75.29% | +9.71 pts") for r in metrics)
+    command = next(line for line in out.splitlines() if line.startswith("sweeper train "))
+    words = shlex.split(command)
+    flags = [words[i + 1] for i, word in enumerate(words) if word == "--set"]
+    assert len(flags) * 2 + 2 == len(words)
+    storage = open_storage(backend.url, create=False)
+    try:
+        study = optuna.load_study(study_name=backend.name, storage=storage)
+        expected = spec_from_dict(study.user_attrs[attrs.SPEC]).trial_config(study.trials[BEST].params)
+    finally:
+        close_storage(storage)
+    parsed = parse_set_flags(flags)
+    assert parsed == expected and list(parsed) == list(expected)
+    assert {k: type(v) for k, v in parsed.items()} == {k: type(v) for k, v in expected.items()}
+    assert parsed["epochs"] == 3 and parsed["dataset.samples_per_class"] == 8  # the quick profile it ran with
+
+
+def test_best_of_a_user_entrypoint_prints_its_config(capsys: pytest.CaptureFixture[str]) -> None:
+    spec = load_spec(resolve_space_path("spaces/asl20.yaml"), quick=True).to_yaml_dict()
+    spec["entrypoint"] = "nosuchpkg.train:fit"  # not importable here: the stored spec cannot be validated
+    study = optuna.create_study(direction="maximize")
+    study.set_user_attr(attrs.SPEC, spec)
+    study.set_user_attr(attrs.OBJECTIVE, {"metric": "val_top3", "direction": "maximize"})
+    study.enqueue_trial(BEST_PARAMS)
+    study.optimize(lambda t: sum(t.suggest_float(p, 0, 1) for p in BEST_PARAMS) / 10, n_trials=1)
+    show_best(view_of(study))
+    out = capsys.readouterr().out
+    assert not any(line.startswith("sweeper train") for line in out.splitlines())  # no command that would lie
+    assert "sweeper train runs only trials:run" in out
+    assert "note: the stored spec does not validate here" in out and "nosuchpkg" in out
+    assert "  dataset.samples_per_class: 8" in out and f"  lr: {BEST_PARAMS['lr']!r}" in out
+
+
+@pytest.mark.parametrize("value", [1e-05, 1e20, 0.1 + 0.2, 5e-324, -0.0, 3, True, False, None, "true", "1.0",
+                                   "", "a b", "it's", "null", "~", "x: y", "#", "01", "1e-5"])
+def test_set_values_parse_back_exactly(value: Any) -> None:
+    words = shlex.split(reproduce_command({"key": value}))
+    parsed = parse_set_flags([words[-1]])["key"]
+    assert parsed == value and type(parsed) is type(value)
+    if isinstance(value, float):
+        assert math.copysign(1, parsed) == math.copysign(1, value)  # -0.0 stays negative
+    assert words[-1] == f"key={yaml_scalar(value)}"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# bad names and storages: one message, exit 2, no password
+def test_unknown_study_suggests_the_closest_name(backend: Backend) -> None:
+    proc = backend.out["typo"]
+    assert proc.returncode == 2, proc.stderr
+    assert f"No study named {backend.name[:-2]!r}" in proc.stderr
+    assert "did you mean" in proc.stderr and backend.name in proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+
+
+@pytest.fixture(scope="module")
+def failures(tmp_path_factory: pytest.TempPathFactory) -> dict[str, subprocess.CompletedProcess[str]]:
+    """Commands against storages that are missing, empty or unreachable, all at once, in the folder FOLDER."""
+    folder = tmp_path_factory.mktemp("failures")
+    open_storage(f"sqlite:///{folder / 'empty.db'}").engine.dispose()
+    unreachable = "postgresql+psycopg://postgres:s3cretpw@127.0.0.1:1/test"
+    commands = {
+        "missing": ["status"],  # the default sqlite:///sweeps.db, which is not in this folder
+        "empty": ["best", "asl20", "--storage", f"sqlite:///{folder / 'empty.db'}"],
+        "unreachable": ["export", "asl20", "--storage", unreachable],
+    }
+    postgres = os.environ.get("SWEEPER_TEST_POSTGRES_URL", "").strip()
+    if postgres:
+        base = make_url(postgres)
+        commands["no_role"] = ["status", "--storage", base.set(username="nosuchrole_sweeper").render_as_string(False)]
+        commands["no_db"] = ["report", "x", "--storage", base.set(database="nosuchdb_sweeper").render_as_string(False)]
+    return {**run_all(commands, folder), "folder": folder}  # type: ignore[dict-item]
+
+
+def failed(proc: subprocess.CompletedProcess[str]) -> str:
+    assert proc.returncode == 2, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    assert "Traceback" not in proc.stderr and proc.stderr.count("error:") == 1
+    return " ".join(proc.stderr.split())
+
+
+def test_missing_sqlite_file_is_not_created(failures: dict[str, subprocess.CompletedProcess[str]]) -> None:
+    assert "There is no SQLite database at" in failed(failures["missing"])
+    assert not (failures["folder"] / "sweeps.db").exists()  # type: ignore[operator]  # nothing was created
+
+
+def test_empty_storage_says_so(failures: dict[str, subprocess.CompletedProcess[str]]) -> None:
+    assert "There are no studies in sqlite:///" in failed(failures["empty"])
+
+
+def test_unreachable_server_masks_the_password(failures: dict[str, subprocess.CompletedProcess[str]]) -> None:
+    message = failed(failures["unreachable"])
+    assert "cannot reach a PostgreSQL server at 127.0.0.1:1" in message
+    assert "postgres:***@127.0.0.1:1" in message
+    assert "s3cretpw" not in failures["unreachable"].stderr + failures["unreachable"].stdout
+
+
+@pytest.mark.postgres
+def test_unknown_role_and_database_on_a_real_server(postgres_url: str,
+                                                    failures: dict[str, subprocess.CompletedProcess[str]]) -> None:
+    assert "the user 'nosuchrole_sweeper' does not exist" in failed(failures["no_role"])
+    assert "the database 'nosuchdb_sweeper' does not exist" in failed(failures["no_db"])
