@@ -17,6 +17,7 @@ small script, so the numbers are in the file in plain form. Every text put into 
 from __future__ import annotations
 
 import html
+import math
 import re
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -240,7 +241,7 @@ def _history(view: StudyView, figures: list[tuple[str, str]]) -> str:
                         text=[f"#{n} {view.fmt(metric, v)}" for n, v in points], hoverinfo="text")
         fig.add_scatter(x=[n for n, _ in points], y=best, mode="lines", line_shape="hv", name="best so far")
         _reference_lines(fig, view, metric, span)
-        _axes(fig, view, f"{metric} by trial (COMPLETE trials)", "trial", metric)
+        _axes(fig, view, f"{metric} by trial (COMPLETE trials)", "trial", metric, span)
         div = f"fig-history-{_slug(metric)}"
         figures.append((div, fig.to_json()))
         parts.append(f'<div class="plot" id="{div}" data-metric="{html.escape(metric)}"></div>\n')
@@ -259,8 +260,9 @@ def _learning_curves(view: StudyView, top: int, figures: list[tuple[str, str]]) 
         fig.add_scatter(x=steps, y=[trial.intermediate_values[s] for s in steps], mode="lines+markers",
                         name=f"#{trial.number} ({view.fmt(view.metric, trial.value)})")
     steps = [s for t in best for s in t.intermediate_values]
-    _reference_lines(fig, view, view.metric, [min(steps), max(max(steps), min(steps) + 1)])
-    _axes(fig, view, f"{view.metric} per epoch, top {len(best)} COMPLETE trials", "epoch", view.metric)
+    span = [min(steps), max(max(steps), min(steps) + 1)]
+    _reference_lines(fig, view, view.metric, span)
+    _axes(fig, view, f"{view.metric} per epoch, top {len(best)} COMPLETE trials", "epoch", view.metric, span)
     figures.append(("fig-learning-curves", fig.to_json()))
     return _section("learning-curves", '<div class="plot" id="fig-learning-curves"></div>\n')
 
@@ -356,10 +358,12 @@ def _reference_lines(fig: Any, view: StudyView, metric: str, span: list[int]) ->
                             name=f"{label} {view.fmt(metric, value)}", meta={"reference": label, "metric": metric})
 
 
-def _axes(fig: Any, view: StudyView, title: str, x: str, metric: str) -> None:
+def _axes(fig: Any, view: StudyView, title: str, x: str, metric: str, span: list[int]) -> None:
+    """Percent ticks for accuracies; whole-number ticks (about ten) for trial numbers and epochs."""
     percent = view.fmt(metric, 0.5).endswith("%")
     fig.update_layout(title=title, xaxis_title=x, yaxis_title=metric, yaxis_tickformat=".0%" if percent else None,
-                      legend={"orientation": "h"}, margin={"t": 60})
+                      xaxis_dtick=max(1, math.ceil((span[1] - span[0]) / 10)), legend={"orientation": "h"},
+                      margin={"t": 60})
 
 
 def _params(view: StudyView) -> list[str]:
@@ -404,7 +408,7 @@ th, td { border: 1px solid #ccc; padding: .25em .6em; text-align: right; }
 table.summary th, table.summary td { text-align: left; }
 tr.reference { background: #f4f4f4; font-style: italic; }
 td.met { color: #126b12; font-weight: bold; } td.missed { color: #a33; }
-.plot { width: 100%; min-height: 420px; }
+.plot { width: 100%; min-height: 420px; overflow-x: auto; }
 .note { color: #666; font-style: italic; }
 """
 
