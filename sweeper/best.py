@@ -45,8 +45,14 @@ def trial_config(view: StudyView, trial: optuna.trial.FrozenTrial) -> tuple[dict
     if not isinstance(data, dict):
         return dict(trial.params), "?", "the study has no stored spec: only the trial's params are known"
     entrypoint = str(data.get("entrypoint") or DEFAULT_ENTRYPOINT)
+    space_dir = view.study.user_attrs.get(attrs.SPACE_DIR)  # absolute; older studies only have the file as typed
     space_file = view.study.user_attrs.get(attrs.SPACE_FILE)
-    base_dir = Path(space_file).parent if isinstance(space_file, str) and Path(space_file).parent.is_dir() else None
+    if isinstance(space_dir, str) and Path(space_dir).is_dir():
+        base_dir: Path | None = Path(space_dir)
+    elif isinstance(space_file, str) and Path(space_file).parent.is_dir():
+        base_dir = Path(space_file).parent
+    else:
+        base_dir = None
     try:
         spec = spec_from_dict(data, base_dir=base_dir)
     except SpecError as exc:

@@ -205,6 +205,8 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         app()
+    except SystemExit:  # typer's normal exit: re-raise before bad_input_types() imports torch (seconds)
+        raise
     except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(INTERRUPTED_EXIT_CODE)
