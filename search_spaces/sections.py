@@ -480,7 +480,25 @@ class Budget(_Model):
 
 
 class Resources(_Model):
-    """Per trial; fractions share a device (gpu: 0.5 runs two trials per GPU)."""
+    """Per trial; fractions share a device (gpu: 0.5 runs two trials per GPU).
+
+    ``custom`` asks for Ray custom resources that nodes declare with ``ray start --resources``, e.g.
+    ``{big_gpu: 1}`` to keep trials on the nodes that have one (or ``{"accelerator_type:A100": 0.01}``).
+    """
 
     cpu: Float = Field(1.0, gt=0)
     gpu: Float = Field(0.0, ge=0)
+    custom: dict[str, Annotated[float, BeforeValidator(_not_bool), Field(gt=0)]] = Field(default_factory=dict)
+
+    @field_validator("custom")
+    @classmethod
+    def _check_custom(cls, value: dict[str, float]) -> dict[str, float]:
+        reserved = {"cpu", "gpu", "CPU", "GPU", "memory", "object_store_memory"} & set(value)
+        if reserved:
+            fail([((name,), "is a built-in resource: set resources.cpu / resources.gpu instead")
+                  for name in sorted(reserved)])
+        return value
+
+    def ray_resources(self) -> dict[str, float]:
+        """What one trial asks Ray for."""
+        return {"cpu": self.cpu, "gpu": self.gpu, **self.custom}

@@ -28,6 +28,7 @@ BEST_EPOCH = "best_epoch"  # epoch whose weights were tested
 EPOCHS_RUN = "epochs_run"  # epochs actually trained (fewer than planned when stopped early)
 WALL_SECONDS = "wall_seconds"  # the trial's own run time, not counting queueing
 DEVICE = "device"  # "cpu", "cuda:0", ...
+NODE = "node"  # "IP/node-id-prefix" of the Ray node the trial last ran on (which machine, on a cluster)
 PARAMETERS = "parameters"  # model parameter count
 ERROR = "error"  # why a FAIL trial failed: one line, e.g. "RuntimeError: CUDA out of memory"
 STOP_REASON = "stop_reason"  # why training ended: one of STOP_REASONS
@@ -35,7 +36,7 @@ RAY_TRIAL_ID = "ray_trial_id"  # joins the study to Ray's results folder while i
 DRIVER = "driver"  # {"host", "pid", "started"} of the `sweeper run` process that owns a RUNNING trial
 RESUMED = "resumed"  # how many times the trial was carried on by a later driver after its own driver died
 
-TRIAL_ATTRS = (*FINAL_METRICS, BEST_EPOCH, EPOCHS_RUN, WALL_SECONDS, DEVICE, PARAMETERS, ERROR, STOP_REASON,
+TRIAL_ATTRS = (*FINAL_METRICS, BEST_EPOCH, EPOCHS_RUN, WALL_SECONDS, DEVICE, NODE, PARAMETERS, ERROR, STOP_REASON,
                RAY_TRIAL_ID, DRIVER, RESUMED)
 
 # --- stop reasons -----------------------------------------------------------------------------------------------

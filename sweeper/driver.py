@@ -177,9 +177,8 @@ def run_sweep(options: SweepOptions) -> optuna.Study:
             searcher.stopped = True  # no new trials; on a reached target the running ones stop too
         return spec.budget.stop_on_target and recorder.target_reached
 
-    resources = {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
     tuner = tune.Tuner(
-        tune.with_resources(run_trial, resources),
+        tune.with_resources(run_trial, spec.resources.ray_resources()),
         tune_config=tune.TuneConfig(
             search_alg=searcher, scheduler=build_scheduler(spec), num_samples=-1,
             max_concurrent_trials=spec.budget.max_concurrent, reuse_actors=True,

@@ -22,7 +22,7 @@ from ray.tune import Callback
 from search_spaces import Spec
 from storage import attrs
 from sweeper.searcher import StudySearcher
-from sweeper.trainable import FAILED_KEY, FINAL_FLAG, RESULT_KEYS
+from sweeper.trainable import FAILED_KEY, FINAL_FLAG, NODE_KEY, RESULT_KEYS
 
 RECORDED_EPOCH_KEYS = ("epoch", "train_loss", "val_loss", "val_top1", "val_top3", "val_top5")
 
@@ -52,6 +52,7 @@ class StudyRecorder(Callback):
         if optuna_trial is None:
             return
         result = trial.last_result or {}
+        record_node(optuna_trial, result)
         if result.get(FAILED_KEY):
             optuna_trial.set_user_attr(attrs.STOP_REASON, attrs.STOP_NAN)
             self._fail(optuna_trial, str(result[FAILED_KEY]))
@@ -82,6 +83,7 @@ class StudyRecorder(Callback):
         optuna_trial = self._trial(trial)
         if optuna_trial is None:
             return
+        record_node(optuna_trial, trial.last_result or {})
         self._fail(optuna_trial, error_message(trial))
         self.searcher.trials.pop(trial.trial_id, None)
 
@@ -89,6 +91,11 @@ class StudyRecorder(Callback):
         optuna_trial.set_user_attr(attrs.ERROR, message[:2000])
         frozen = self.study.tell(optuna_trial, state=optuna.trial.TrialState.FAIL)
         self.on_finished(frozen)
+
+
+def record_node(optuna_trial: optuna.Trial, result: dict) -> None:
+    if isinstance(result.get(NODE_KEY), str):
+        optuna_trial.set_user_attr(attrs.NODE, result[NODE_KEY])
 
 
 def final_value(result: dict, metric: str, optuna_trial: optuna.Trial) -> float | None:

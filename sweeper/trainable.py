@@ -19,6 +19,7 @@ from ray import tune
 META_KEY = "_sweeper"
 FINAL_FLAG = "sweeper_final"
 FAILED_KEY = "sweeper_failed"
+NODE_KEY = "sweeper_node"  # which Ray node ran the trial, recorded as the trial's `node` attr
 RESULT_KEYS = "sweeper_result_keys"  # names of what the training function returned, recorded as trial user attrs
 
 
@@ -37,20 +38,28 @@ def run_trial(config: dict[str, Any]) -> None:
     trial_config = {k: v for k, v in config.items() if k != META_KEY}
     checkpoint_dir = trial_checkpoint_dir(meta["checkpoint_root"], meta["study"], meta["number"])
     last: dict[str, Any] = {"epoch": 0, meta["metric"]: meta["worst"]}
+    node = current_node()
 
     def report(metrics: dict[str, Any]) -> None:
         last.update(metrics)
-        tune.report(dict(metrics))
+        tune.report({**metrics, NODE_KEY: node})
 
     try:
         result = train(trial_config, report, str(checkpoint_dir))
     except Exception as exc:  # non-finite loss: retrying cannot help, so fail now without Ray's retries
         if type(exc).__name__ != "NonFiniteLossError":
             raise
-        tune.report({**last, FAILED_KEY: f"{type(exc).__name__}: {exc}"})
+        tune.report({**last, NODE_KEY: node, FAILED_KEY: f"{type(exc).__name__}: {exc}"})
         return
     result = dict(result or {})
-    tune.report({**last, **result, FINAL_FLAG: True, RESULT_KEYS: sorted(result)})
+    tune.report({**last, **result, NODE_KEY: node, FINAL_FLAG: True, RESULT_KEYS: sorted(result)})
+
+
+def current_node() -> str:
+    """``10.0.0.7/3f2a9c1b``: the node's IP and the start of its Ray node id (two nodes may share an IP)."""
+    import ray
+
+    return f"{ray.util.get_node_ip_address()}/{ray.get_runtime_context().get_node_id()[:8]}"
 
 
 _watching = threading.Lock()

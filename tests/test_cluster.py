@@ -1,0 +1,165 @@
+"""A real two-node Ray cluster on this machine: ``ray start --head`` and ``ray start --address``, each node with
+its own custom resources, a sweep driven against it with ``--address`` into PostgreSQL, and one node lost
+mid-sweep. No mocks: real raylets, real GCS, real worker processes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+import pytest
+
+FIXTURES = Path(__file__).parent / "fixtures"
+RAY = str(Path(sys.executable).parent / "ray")
+TS = optuna.trial.TrialState
+EPOCHS = 6
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Cluster:
+    address: str
+    env: dict[str, str]
+    nodes: dict[str, subprocess.Popen]  # "a" (head), "b" -> the blocking `ray start` of that node
+
+    def node_ids(self) -> dict[str, str]:
+        """Our node name -> the first 8 hex digits of its Ray node id (what the trial's ``node`` attr ends with)."""
+        code = (f"import ray, json; ray.init(address='{self.address}', log_to_driver=False); "
+                "print(json.dumps({r: n['NodeID'][:8] for n in ray.nodes() if n['Alive'] "
+                "for r in ('node_a', 'node_b') if r in n['Resources']}))")
+        out = subprocess.run([sys.executable, "-c", code], env=self.env, capture_output=True, text=True,
+                             timeout=120, check=True).stdout
+        return {name[-1]: node for name, node in json.loads(out.strip().splitlines()[-1]).items()}
+
+    def stop(self, name: str) -> None:
+        """Lose a node the hard way: SIGKILL its raylet and everything started with it."""
+        process = self.nodes[name]
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
+
+
+def start_node(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    return subprocess.Popen([RAY, "start", *args, "--num-cpus=1", "--disable-usage-stats", "--block"], env=env,
+                            stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    """Two nodes, one CPU and one ``sweeper_slot`` each, plus a marker resource naming the node."""
+    port = free_port()  # not 6379: a Redis may listen there, as on this machine
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token",
+           "RAY_AUTH_TOKEN": secrets.token_hex(32)}  # a cluster's shared secret, as README tells users to set
+    nodes = {"a": start_node(["--head", f"--port={port}", "--include-dashboard=false",
+                              '--resources={"sweeper_slot": 1, "node_a": 1}'], env, tmp_path / "head.log")}
+    address = f"127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while subprocess.run([RAY, "health-check", f"--address={address}"], env=env, capture_output=True).returncode:
+        assert time.time() < deadline and nodes["a"].poll() is None, (tmp_path / "head.log").read_text()
+        time.sleep(1)
+    nodes["b"] = start_node([f"--address={address}", '--resources={"sweeper_slot": 1, "node_b": 1}'], env,
+                            tmp_path / "worker.log")
+    cluster = Cluster(address, env, nodes)
+    try:
+        while len(cluster.node_ids()) < 2:
+            assert time.time() < deadline, (tmp_path / "worker.log").read_text()
+            time.sleep(1)
+        yield cluster
+    finally:
+        for name in nodes:
+            cluster.stop(name)
+        kill_leftover_workers(port)
+
+
+def kill_leftover_workers(port: int) -> None:
+    """Ray workers run in process groups of their own; end those that belonged to this cluster."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if f":{port} " in cmdline + " " and ("ray" in cmdline):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(proc.name), signal.SIGKILL)
+
+
+def checkpointed(folder: Path, name: str, number: int) -> int:
+    state = folder / "shared" / "checkpoints" / name / f"trial-{number:05d}" / "state.json"
+    try:
+        return json.loads(state.read_text())["epoch"]
+    except (OSError, ValueError):
+        return 0
+
+
+@pytest.mark.slow
+def test_sweep_runs_on_both_nodes_and_survives_losing_one(cluster, tmp_path, postgres_url):
+    name = f"cluster-{uuid.uuid4().hex[:8]}"
+    (tmp_path / "resumable_train.py").write_text((FIXTURES / "resumable_train.py").read_text())
+    space = tmp_path / "cluster.yaml"
+    space.write_text(textwrap.dedent(f"""\
+        name: {name}
+        entrypoint: resumable_train:train
+        objective: {{metric: score, direction: maximize}}
+        training: {{epochs: {EPOCHS}, sleep: 0.5}}
+        params:
+          x: {{type: float, low: 0.0, high: 1.0}}
+        budget: {{trials: 8, max_concurrent: 2}}
+        resources: {{cpu: 1, custom: {{sweeper_slot: 1}}}}
+        """))
+    ids = cluster.node_ids()
+    driver = subprocess.Popen([sys.executable, "-m", "sweeper.cli", "run", str(space), "--address", cluster.address,
+                               "--storage", postgres_url, "--results-dir", str(tmp_path / "shared"),
+                               "--max-failures", "3"],
+                              cwd=tmp_path, env={**cluster.env, "COLUMNS": "200"}, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    assert driver.stdout is not None
+    lines = []
+    for line in driver.stdout:  # lose node b once trials have finished and others are in flight
+        lines.append(line)
+        if sum("COMPLETE" in seen for seen in lines) >= 3:
+            break
+    study = optuna.load_study(study_name=name, storage=postgres_url)
+    deadline = time.time() + 120
+    while time.time() < deadline:  # both trials in flight are past a checkpoint, so the lost one can resume
+        running = study.get_trials(states=(TS.RUNNING,))
+        if len(running) == 2 and all(checkpointed(tmp_path, name, t.number) >= 1 for t in running):
+            break
+        time.sleep(0.1)
+    before = {t.number: t for t in study.get_trials() if t.state.is_finished()}
+    cluster.stop("b")
+    rest, _ = driver.communicate(timeout=400)
+    output = "".join(lines) + rest
+    assert driver.returncode == 0, output
+
+    trials = {t.number: t for t in optuna.load_study(study_name=name, storage=postgres_url).get_trials()}
+    assert len(trials) == 8 and all(t.state == TS.COMPLETE for t in trials.values()), output
+    nodes = {t.user_attrs["node"].rsplit("/", 1)[1] for t in before.values()}
+    assert nodes == {ids["a"], ids["b"]}, (nodes, ids)  # trials ran on both nodes
+    for number, trial in before.items():  # nothing finished was lost or re-run
+        assert trials[number].datetime_complete == trial.datetime_complete
+    after = [t for n, t in trials.items() if n not in before]
+    assert all(t.user_attrs["node"].endswith(ids["a"]) for t in after), [t.user_attrs for t in after]
+    retried = [t for t in after if t.user_attrs["resumed_from_epoch"] > 0]
+    assert retried, "the trial in flight on the lost node should have continued from its checkpoint on node a"
+    optuna.delete_study(study_name=name, storage=postgres_url)
