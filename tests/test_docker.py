@@ -150,6 +150,14 @@ def test_sweeper_runs_only_when_asked_after_its_dependencies(services: dict[str,
     assert "sweeper run" in command_text(sweeper)
 
 
+def test_every_ray_process_shares_the_cluster_token(services: dict[str, dict[str, Any]]) -> None:
+    """Ray 2.60 refuses a node or driver without the cluster's token ("InvalidAuthToken"): all must carry it."""
+    for name in ("ray-head", "ray-worker", "sweeper"):
+        env = environment(services[name])
+        assert env.get("RAY_AUTH_MODE") == "token", name
+        assert env.get("RAY_AUTH_TOKEN", "").startswith("${RAY_AUTH_TOKEN:?"), name
+
+
 def test_results_volume_is_mounted_at_the_same_path_on_every_node(compose: dict[str, Any]) -> None:
     """Trial checkpoints are written by whichever worker runs the trial and read back by the one that resumes
     it, and the driver names their path: all of them must see one volume at one path."""
