@@ -11,7 +11,6 @@ import logging
 import os
 import threading
 import time
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,16 +129,15 @@ def start_ray(address: str | None = None) -> None:
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    # A retried or carried-on trial reports its checkpointed epochs again; the first report of an epoch stands.
-    warnings.filterwarnings("ignore", message="The reported value is ignored because")
-    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
     import ray
 
     if ray.is_initialized():
         return
-    address = address or os.environ.get("RAY_ADDRESS") or None
+    # "local": always a fresh instance of our own. Without it ray.init() joins whatever `ray start` left on this
+    # machine (/tmp/ray/ray_current_cluster), and waits forever on a cluster that has since been stopped.
+    address = address or os.environ.get("RAY_ADDRESS") or "local"
     ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False,
-             runtime_env={"env_vars": {k: os.environ[k] for k in RAY_ENV}} if address else None)
+             runtime_env={"env_vars": {k: os.environ[k] for k in RAY_ENV}} if address != "local" else None)
 
 
 def run_sweep(options: SweepOptions) -> optuna.Study:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,9 @@ class StudyRecorder(Callback):
             return
         value, epoch = result.get(self.metric), result.get("epoch")
         if isinstance(value, (int, float)) and math.isfinite(value) and isinstance(epoch, int) and epoch > 0:
-            optuna_trial.report(float(value), step=epoch)
+            with warnings.catch_warnings():  # a retried or carried-on trial reports its checkpointed epoch again
+                warnings.filterwarnings("ignore", message="The reported value is ignored because")
+                optuna_trial.report(float(value), step=epoch)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         optuna_trial = self._trial(trial)

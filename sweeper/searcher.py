@@ -7,6 +7,7 @@ shows it, and a resumed sweep knows it existed. Results go back to the study thr
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import optuna
@@ -45,7 +46,9 @@ class StudySearcher(Searcher):
         elif len(self.study.get_trials(deepcopy=False, states=COUNTED)) >= self.budget:
             return Searcher.FINISHED
         else:
-            trial = self.study.ask(self.distributions)
+            with warnings.catch_warnings():  # heartbeats are ours to record, not only Study.optimize's
+                warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+                trial = self.study.ask(self.distributions)
             own(trial, self.driver)
             params = trial.params
         trial.set_user_attr(attrs.RAY_TRIAL_ID, trial_id)

@@ -122,6 +122,16 @@ def test_quick_asl20_sweep_records_everything(ray_session, tmp_path, monkeypatch
     # the seeds' default config was enqueued and ran first
     assert trials[0].params["lr"] == pytest.approx(1e-4) and trials[0].params["label_smoothing"] == 0.1
     assert study.user_attrs["baseline"]["metrics"]["test_top3"] == pytest.approx(0.7529)
+    # and the inspection commands work on what the sweep wrote
+    best = max((t for t in trials if t.state == TS.COMPLETE), key=lambda t: t.value)
+    for args, expected in ((["status"], name), (["best", name], f"#{best.number}"),
+                           (["export", name, "--format", "json"], '"number": 5'),
+                           (["report", name, "-o", "report.html"], "report.html")):
+        proc = subprocess.run([sys.executable, "-m", "sweeper.cli", *args, "--storage", storage_url],
+                              capture_output=True, text=True, cwd=tmp_path, timeout=120,
+                              env={**os.environ, "COLUMNS": "300"})
+        assert proc.returncode == 0 and expected in proc.stdout, (args, proc.stdout, proc.stderr)
+    assert name in (tmp_path / "report.html").read_text()
     if storage_url.startswith("postgresql"):
         optuna.delete_study(study_name=name, storage=storage_url)
 
