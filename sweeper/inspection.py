@@ -22,6 +22,7 @@ from search_spaces.entrypoint import KNOWN_DIRECTIONS
 from storage.engine import as_storage_error, close_storage, open_storage
 from storage.export import FORMATS, trial_rows, write_rows
 from storage.report import StudyView, build_report, duration, study_view
+from storage.resume import orphaned_trials
 from storage.studies import load_existing_study
 from storage.urls import mask_url, resolve_storage_url
 from sweeper.console import console, format_value
@@ -97,9 +98,11 @@ def _status_row(view: StudyView) -> list[str]:
     best = view.complete[0] if view.complete else None
     span = view.time_span()
     running = "-"
+    live = states.get("RUNNING", 0) - len(orphaned_trials(view.study))
     if span is not None:
-        end = datetime.now() if states.get("RUNNING") else span[1]
-        running = duration(end - span[0]) + (" (running)" if states.get("RUNNING") else "")
+        end = datetime.now() if live else span[1]
+        running = duration(end - span[0]) + (" (running)" if live else " (interrupted)" if states.get("RUNNING")
+                                             else "")
     reached = view.reached()
     met = "-" if not view.targets else (f"yes (#{reached.number})" if reached else "no")
     return [
@@ -133,6 +136,11 @@ def _details(view: StudyView) -> None:
     if span is not None:
         console.print(f"trials from {span[0].isoformat(sep=' ', timespec='seconds')} to "
                       f"{span[1].isoformat(sep=' ', timespec='seconds')}", markup=False)
+    orphans = orphaned_trials(view.study)
+    if orphans:
+        console.print(f"interrupted: {', '.join(f'#{t.number}' for t in orphans)} were running when their driver "
+                      f"died; sweeper resume {view.study.study_name} carries them on from their checkpoints",
+                      markup=False)
     if view.complete:
         best = view.complete[0]
         console.print(f"best trial #{best.number}: " + " ".join(f"{k}={format_value(k, v)}"

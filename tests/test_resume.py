@@ -133,6 +133,11 @@ def test_interrupted_sweep_resumes_without_losing_or_repeating_trials(tmp_path, 
     assert len(finished) >= 2 and interrupted, before
     assert max(interrupted.values()) >= 1
 
+    shown = subprocess.run([sys.executable, "-m", "sweeper.cli", "status", name, "--storage", storage_url],
+                           capture_output=True, text=True, cwd=tmp_path, timeout=120,
+                           env={**os.environ, "COLUMNS": "300"}).stdout
+    assert "interrupted: " + ", ".join(f"#{n}" for n in sorted(interrupted)) in shown, shown
+
     if not is_sqlite(storage_url):  # works from the database alone: Ray's results folder is only a cache
         import shutil
 
