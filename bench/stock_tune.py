@@ -17,7 +17,9 @@ def work(config):
 
 if __name__ == "__main__":
     import optuna
+    import ray
 
+    ray.init(address="local")  # a Ray of its own, as sweeper starts: never a cluster a `ray start` left behind
     storage = optuna.storages.RDBStorage(storage_url)
     search = OptunaSearch({"x": optuna.distributions.FloatDistribution(0, 1)}, metric="score", mode="max",
                           storage=storage, study_name="stock")

@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 import uuid
@@ -88,6 +89,16 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
         for name in nodes:
             cluster.stop(name)
         kill_leftover_workers(port)
+        forget_address(port)
+
+
+def forget_address(port: int) -> None:
+    """A killed head leaves its address in /tmp/ray/ray_current_cluster, where a later bare ``ray.init()`` finds
+    it and hangs on a dead cluster; a clean ``ray stop`` would remove it, but would stop every Ray here."""
+    address_file = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"
+    with contextlib.suppress(OSError):
+        if address_file.read_text().strip().endswith(f":{port}"):
+            address_file.unlink()
 
 
 def kill_leftover_workers(port: int) -> None:
