@@ -79,6 +79,25 @@ def close_storage(storage: optuna.storages.RDBStorage) -> None:
     storage.engine.dispose()
 
 
+def fold_sqlite_wal(url: str) -> None:
+    """Move the committed trials of a SQLite study from its write-ahead log into the database file itself.
+
+    Under WAL, commits sit in ``NAME.db-wal`` until a checkpoint, and a driver that leaves with ``os._exit`` never
+    runs SQLite's last-connection checkpoint: a user who then copies or uploads only ``sweeps.db`` would carry
+    an empty study. A reader still holding the file (a dashboard) may keep part of the log; nothing is lost then.
+    """
+    path = sqlite_path(url)
+    if path is None or not path.exists():
+        return
+    connection = sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT_S)
+    try:
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    except sqlite3.Error as exc:
+        _logger.warning("Could not fold %s-wal into %s: %s (the trials are safe in the log)", path, path, exc)
+    finally:
+        connection.close()
+
+
 def as_storage_error(exc: BaseException, url: str, action: str = "open") -> StorageError:
     """One clear, password-free :class:`StorageError` for a failure to talk to the database at ``url``.
 

@@ -20,7 +20,7 @@ import optuna
 
 from search_spaces import Spec, load_spec, resolve_space_path, spec_from_dict
 from storage import attrs
-from storage.engine import open_storage
+from storage.engine import fold_sqlite_wal, open_storage
 from storage.environment import record_environment
 from storage.errors import StorageError
 from storage.resume import (
@@ -212,8 +212,11 @@ def run_sweep(options: SweepOptions) -> optuna.Study:
             checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False),
         ),
     )
-    with heartbeats(searcher):
-        tuner.fit()
+    try:
+        with heartbeats(searcher):
+            tuner.fit()
+    finally:  # the CLI leaves with os._exit, which skips SQLite's own checkpoint at the last close
+        fold_sqlite_wal(url)
     printer.final_table(study)
     return study
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -142,8 +143,6 @@ def test_interrupted_sweep_resumes_without_losing_or_repeating_trials(tmp_path, 
     assert "interrupted: " + ", ".join(f"#{n}" for n in sorted(interrupted)) in shown, shown
 
     if not is_sqlite(storage_url):  # works from the database alone: Ray's results folder is only a cache
-        import shutil
-
         shutil.rmtree(tmp_path / "runs" / "ray")
         again = sweeper_cli("resume", name, "--storage", storage_url, "--results-dir", "runs", cwd=tmp_path)
     else:
@@ -164,7 +163,13 @@ def test_interrupted_sweep_resumes_without_losing_or_repeating_trials(tmp_path, 
         assert trial.user_attrs[attrs.RESUMED] == 1
         assert sorted(trial.intermediate_values) == list(range(1, EPOCHS + 1))
     assert len({t.params["x"] for t in after.values()}) == 6  # no trial sampled twice
-    if not is_sqlite(storage_url):
+    if is_sqlite(storage_url):  # the .db file alone holds the study: copying just it loses nothing
+        copy = tmp_path / "copy" / "sweeps.db"
+        copy.parent.mkdir()
+        shutil.copyfile(tmp_path / "sweeps.db", copy)
+        copied = optuna.load_study(study_name=name, storage=f"sqlite:///{copy}").get_trials()
+        assert [t.state for t in copied] == [TS.COMPLETE] * 6
+    else:
         optuna.delete_study(study_name=name, storage=storage_url)
 
 
