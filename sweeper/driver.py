@@ -20,7 +20,7 @@ import optuna
 
 from search_spaces import Spec, load_spec, resolve_space_path, spec_from_dict
 from storage import attrs
-from storage.engine import fold_sqlite_wal, open_storage
+from storage.engine import close_storage, fold_sqlite_wal, open_storage
 from storage.environment import record_environment
 from storage.errors import StorageError
 from storage.resume import (
@@ -86,31 +86,39 @@ def prepare(options: SweepOptions) -> tuple[Spec, str]:
     if path is not None and not path.exists():
         return spec, url  # a new SQLite file holds no study yet: don't create it before the sweep starts
     storage = open_storage(url)
-    if options.fresh:
-        fresh = fresh_study_name(storage, spec.name)
-        if fresh != spec.name:
-            spec = load_spec(resolve_space_path(options.space), (*options.overrides, f"name={fresh}"),
-                             quick=options.quick)
-    elif study_exists(storage, spec.name):
-        stored = optuna.load_study(study_name=spec.name, storage=storage).user_attrs.get(attrs.SPEC)
-        changes = spec_changes(stored, spec.to_yaml_dict()) if isinstance(stored, dict) else []
-        if changes:
-            raise StorageError(
-                f"Study {spec.name!r} in {mask_url(url)} was made from a different space ({'; '.join(changes)}); "
-                f"resuming it would mix two experiments. Start a new study with --fresh (nothing is deleted), "
-                f"give this space another name, or continue the study as it was: sweeper resume {spec.name}")
+    try:
+        if options.fresh:
+            fresh = fresh_study_name(storage, spec.name)
+            if fresh != spec.name:
+                spec = load_spec(resolve_space_path(options.space), (*options.overrides, f"name={fresh}"),
+                                 quick=options.quick)
+        elif study_exists(storage, spec.name):
+            stored = optuna.load_study(study_name=spec.name, storage=storage).user_attrs.get(attrs.SPEC)
+            changes = spec_changes(stored, spec.to_yaml_dict()) if isinstance(stored, dict) else []
+            if changes:
+                raise StorageError(
+                    f"Study {spec.name!r} in {mask_url(url)} was made from a different space "
+                    f"({'; '.join(changes)}); resuming it would mix two experiments. Start a new study with "
+                    f"--fresh (nothing is deleted), give this space another name, or continue the study as it "
+                    f"was: sweeper resume {spec.name}")
+    finally:  # the sweep opens its own, heartbeating storage; a PostgreSQL server counts idle connections
+        close_storage(storage)
     return spec, url
 
 
 def stored_spec(url: str, name: str, overrides: tuple[str, ...] = ()) -> Spec:
     """The spec a study was run with, read back from the study (``sweeper resume``); ``--set`` applies on top."""
-    study = load_existing_study(open_storage(url, create=False), name, url)
-    data = study.user_attrs.get(attrs.SPEC)
+    storage = open_storage(url, create=False)
+    try:
+        user_attrs = load_existing_study(storage, name, url).user_attrs
+    finally:
+        close_storage(storage)
+    data = user_attrs.get(attrs.SPEC)
     if not isinstance(data, dict):
         raise StorageError(f"Study {name!r} in {mask_url(url)} holds no sweeper spec (was it made by sweeper?); "
                            "run its space file with sweeper run instead.")
-    return spec_from_dict(data, file=f"the spec stored in study {name!r}", base_dir=study.user_attrs.get(
-        attrs.SPACE_DIR), overrides=overrides)
+    return spec_from_dict(data, file=f"the spec stored in study {name!r}", base_dir=user_attrs.get(attrs.SPACE_DIR),
+                          overrides=overrides)
 
 
 def study_attrs(spec: Spec, space: str | None) -> dict[str, Any]:
