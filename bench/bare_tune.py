@@ -1,6 +1,7 @@
-"""Ray Tune's own floor: the same sleep work through a bare ``Tuner`` that reuses its actors, with no searcher,
-no storage and no callbacks. Nothing built on Ray Tune can start, run and end these trials faster, so the gap
-between this and ``sweeper`` is what sweeper itself costs (Optuna, the study, the recorder)."""
+"""Plain Ray Tune, tuned the obvious way: the same sleep work through a bare ``Tuner`` that reuses its actors,
+with no searcher, no storage and no callbacks, on a local Ray whose workers preload Tune. It shows what Ray Tune
+costs out of the box, so the gap to ``sweeper`` is what sweeper adds or saves (sweeper also drops Tune's per-actor
+runtime env and Ray's 1 s connect retry, see sweeper/ray_runtime.py)."""
 
 import os
 import sys

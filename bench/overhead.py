@@ -3,8 +3,8 @@
 Each case runs N trials of T seconds of sleep at concurrency C through each runner, side by side in one run,
 each as a fresh command (Ray start-up and shutdown included), and prints efficiency = ideal wall time / actual
 wall time, ideal = N * T / C. The bound: sweeper >= 90% for 20 trials of 5 s at concurrency 2 on a 2-core
-machine. The third runner, a bare Ray Tune with nothing on top (bare_tune.py), is the floor: Ray's own start-up,
-actor start and shutdown, which no tool built on Ray Tune avoids.
+machine. The third runner, a bare Ray Tune with nothing on top (bare_tune.py), is what Ray Tune costs out of the
+box: Ray's start-up, actor start and shutdown.
 
     python bench/overhead.py                 # both cases, 1 repeat
     python bench/overhead.py --repeats 3     # medians of 3
@@ -87,8 +87,8 @@ def main() -> None:
         if (trials, seconds, concurrency) == CASES[0]:
             efficiency = ideal / medians["sweeper"]
             verdict = (f"bound: sweeper >= 90% efficiency for {trials} x {seconds:g}s @ {concurrency}: "
-                       f"{efficiency:.1%}, {'met' if efficiency >= 0.9 else 'NOT met'} (bare Tune, the floor for "
-                       f"anything on Ray Tune: {ideal / medians['bare Tune']:.1%})")
+                       f"{efficiency:.1%}, {'met' if efficiency >= 0.9 else 'NOT met'} (bare Tune: "
+                       f"{ideal / medians['bare Tune']:.1%})")
     print(verdict)
 
 

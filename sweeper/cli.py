@@ -95,7 +95,8 @@ def resume(
 
 
 def _sweep(options: SweepOptions) -> None:
-    from sweeper.driver import kill_local_ray_before_exit, run_sweep
+    from sweeper.driver import run_sweep
+    from sweeper.ray_runtime import kill_local_ray_before_exit
 
     run_sweep(options)
     # Every trial is committed to the study: leave now instead of waiting seconds on graceful teardowns.

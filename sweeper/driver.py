@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -36,22 +35,7 @@ from storage.studies import create_or_load_study, fresh_study_name, load_existin
 from storage.urls import mask_url, resolve_storage_url, sqlite_path, validate_storage_url
 from sweeper.console import console
 from sweeper.progress import SweepPrinter
-
-# Tune must not chdir trials into its results folder (relative data paths would break), nor take over
-# Ctrl-C (we want KeyboardInterrupt, exit 130 and a resumable study), nor write its own loggers per trial.
-RAY_ENV = {
-    "RAY_CHDIR_TO_TRIAL_DIR": "0",
-    "TUNE_DISABLE_SIGINT_HANDLER": "1",
-    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
-    "TUNE_DISABLE_STRICT_METRIC_CHECKING": "1",
-    "RAY_USAGE_STATS_ENABLED": "0",
-    "RAY_DEDUP_LOGS": "0",
-    "RAY_AIR_NEW_OUTPUT": "0",  # with verbose=0 the legacy reporter prints nothing; our own lines say it all
-}
-QUIET_LOGGERS = ("ray.tune.analysis.experiment_analysis", "ray.tune.search.searcher", "ray.tune.tune")
-# Imported by the workers that a local Ray starts ahead of time (one per CPU), so the first trial of a sweep
-# does not wait a second for Tune's import: what every trial actor imports anyway (about 110 MB per worker).
-WORKER_PRELOAD = ("ray.tune", "sweeper.trainable")
+from sweeper.ray_runtime import start_ray, trial_actors_on_prestarted_workers
 
 
 @dataclass(frozen=True)
@@ -134,27 +118,6 @@ def study_attrs(spec: Spec, space: str | None) -> dict[str, Any]:
     }
 
 
-def start_ray(address: str | None = None) -> None:
-    """Start (or join, with ``address``/``RAY_ADDRESS``) Ray once per process, with the environment Tune needs."""
-    os.environ.update({k: v for k, v in RAY_ENV.items() if k not in os.environ})
-    for name in QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(logging.ERROR)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    import ray
-
-    if ray.is_initialized():
-        return
-    # "local": always a fresh instance of our own. Without it ray.init() joins whatever `ray start` left on this
-    # machine (/tmp/ray/ray_current_cluster), and waits forever on a cluster that has since been stopped.
-    address = address or os.environ.get("RAY_ADDRESS") or "local"
-    if address == "local":  # our own instance: its workers already have our environment
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False,
-                 _system_config={"preload_python_modules": list(WORKER_PRELOAD)})
-    else:  # a cluster's nodes were started by `ray start`, with their own environment and settings
-        ray.init(address=address, log_to_driver=False, configure_logging=False,
-                 runtime_env={"env_vars": {k: os.environ[k] for k in RAY_ENV}})
-
-
 def import_tune_side() -> None:
     """Import what the sweep needs once Ray is up (Tune alone takes a second), while ``ray.init`` waits."""
     from ray import tune  # noqa: F401
@@ -179,6 +142,7 @@ def run_sweep(options: SweepOptions) -> optuna.Study:
         start_ray(options.address)
         study, created = opened.result()
         imported.result()
+    trial_actors_on_prestarted_workers()
     orphans = [] if created else orphaned_trials(study)
     budget = min(spec.budget.trials, spec.grid_size()) if spec.sampler.type == "grid" else spec.budget.trials
     console.print(f"study [bold]{study.study_name}[/] in {mask_url(url)} ({'new' if created else 'resumed'}), "
@@ -286,30 +250,3 @@ def heartbeats(searcher: Any):
         yield
     finally:
         stop.set()
-
-
-def kill_local_ray_before_exit() -> None:
-    """Kill the Ray processes this process started, for a process about to ``os._exit``.
-
-    Only for the end of a finished sweep, when every result is already committed to the study. The graceful
-    ``ray.shutdown()`` costs seconds (a fixed sleep, then waiting on each process); a joined cluster is left alone.
-    Nothing of Ray may be used afterwards: the driver's own connection is not closed, the process exits.
-    """
-    from ray._private import worker
-
-    node = getattr(worker, "_global_node", None)
-    if node is None or not node.is_head():
-        return
-    import psutil  # a Ray dependency
-
-    processes = []
-    for infos in node.all_processes.values():
-        for info in infos:
-            try:
-                parent = psutil.Process(info.process.pid)
-                processes += [*parent.children(recursive=True), parent]  # agents and workers the raylet started
-            except psutil.Error:
-                continue
-    for process in processes:
-        with contextlib.suppress(psutil.Error):
-            process.kill()

@@ -44,7 +44,7 @@ def ray_session():
     """One local Ray instance for every in-process sweep of the session (starting Ray costs seconds)."""
     import ray
 
-    from sweeper.driver import start_ray
+    from sweeper.ray_runtime import start_ray
 
     start_ray()
     yield

@@ -100,6 +100,29 @@ def test_nan_loss_fails_the_trial_fast_and_the_sweep_goes_on(ray_session, tmp_pa
     assert trials[0].user_attrs["stop_reason"] == "nan"
 
 
+def test_local_trials_run_without_tunes_runtime_env_but_with_its_variables(ray_session, tmp_path, monkeypatch):
+    """A local Ray's pre-started workers serve trial actors only if Tune's per-actor runtime env is gone; the
+    variables it would set must still reach the trial (they come from the driver's environment instead)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "worker_env_train.py").write_text((FIXTURES / "worker_env_train.py").read_text())
+    (tmp_path / "env.yaml").write_text(textwrap.dedent(f"""\
+        name: env-{uuid.uuid4().hex[:8]}
+        entrypoint: worker_env_train:train
+        objective: {{metric: score, direction: maximize}}
+        params:
+          x: {{type: float, low: 0.0, high: 1.0}}
+        budget: {{trials: 2, max_concurrent: 2}}
+        resources: {{cpu: 1}}
+        """))
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    study = run_sweep(SweepOptions(space="env.yaml", storage=url))
+    trials = load(url, study.study_name).get_trials()
+    assert [t.state for t in trials] == [TS.COMPLETE, TS.COMPLETE]
+    for t in trials:
+        assert t.user_attrs["runtime_env"] == "{}"
+        assert (t.user_attrs["PL_DISABLE_FORK"], t.user_attrs["RAY_CHDIR_TO_TRIAL_DIR"]) == ("1", "0")
+
+
 @pytest.mark.slow
 def test_quick_asl20_sweep_records_everything(ray_session, tmp_path, monkeypatch, storage_url):
     """The acceptance run: built-in asl20 --quick, real training, on SQLite and PostgreSQL."""
