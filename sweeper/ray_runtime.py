@@ -103,15 +103,13 @@ def kill_local_ray_before_exit() -> None:
     ``ray.shutdown()`` costs seconds (a fixed sleep, then waiting on each process); a joined cluster is left alone.
     Nothing of Ray may be used afterwards: the driver's own connection is not closed, the process exits.
     """
-    from ray._private import worker
-
-    node = getattr(worker, "_global_node", None)
-    if node is None or not node.is_head():
+    if not is_local_ray():
         return
     import psutil  # vendored by Ray, on sys.path once ray is imported
+    from ray._private import worker
 
     processes = []
-    for infos in node.all_processes.values():
+    for infos in worker._global_node.all_processes.values():
         for info in infos:
             try:
                 parent = psutil.Process(info.process.pid)
