@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -32,7 +33,7 @@ from storage.resume import (
     spec_changes,
 )
 from storage.studies import create_or_load_study, fresh_study_name, load_existing_study, study_exists
-from storage.urls import mask_url, resolve_storage_url, sqlite_path, validate_storage_url
+from storage.urls import ENV_VAR, mask_url, resolve_storage_url, sqlite_path, validate_storage_url
 from sweeper.console import console
 from sweeper.progress import SweepPrinter
 from sweeper.ray_runtime import start_ray, trial_actors_on_prestarted_workers
@@ -78,7 +79,7 @@ def prepare(options: SweepOptions) -> tuple[Spec, str]:
                                  quick=options.quick)
         elif study_exists(storage, spec.name):
             stored = optuna.load_study(study_name=spec.name, storage=storage).user_attrs.get(attrs.SPEC)
-            changes = spec_changes(stored, spec.to_yaml_dict()) if isinstance(stored, dict) else []
+            changes = spec_changes(stored, spec_attr(spec)) if isinstance(stored, dict) else []
             if changes:
                 raise StorageError(
                     f"Study {spec.name!r} in {mask_url(url)} was made from a different space "
@@ -105,9 +106,18 @@ def stored_spec(url: str, name: str, overrides: tuple[str, ...] = ()) -> Spec:
                           overrides=overrides)
 
 
+def spec_attr(spec: Spec) -> dict[str, Any]:
+    """The spec as the study keeps it: without ``storage``, whose URL may hold a password.
+
+    Every reader of the database (and of optuna-dashboard) sees study attrs; the study lives in that storage anyway,
+    and ``sweeper resume`` takes the URL it is given.
+    """
+    return {key: value for key, value in spec.to_yaml_dict().items() if key != "storage"}
+
+
 def study_attrs(spec: Spec, space: str | None) -> dict[str, Any]:
     return {
-        attrs.SPEC: spec.to_yaml_dict(),
+        attrs.SPEC: spec_attr(spec),
         attrs.SPACE_FILE: space,
         attrs.SPACE_DIR: spec.base_dir,
         attrs.TARGETS: dict(spec.targets),
@@ -139,7 +149,8 @@ def run_sweep(options: SweepOptions) -> optuna.Study:
     with ThreadPoolExecutor(max_workers=2) as pool:
         opened = pool.submit(open_study, spec, url, options.space)
         imported = pool.submit(import_tune_side)
-        start_ray(options.address)
+        with environment_without(ENV_VAR):  # a local Ray's processes inherit our environment; they never need it
+            start_ray(options.address)
         study, created = opened.result()
         imported.result()
     trial_actors_on_prestarted_workers()
@@ -158,6 +169,7 @@ def run_sweep(options: SweepOptions) -> optuna.Study:
     from sweeper.trainable import META_KEY, run_trial
 
     results_root = Path(options.results_dir).resolve()
+    private_folder(results_root / "ray")  # Tune's pickles of trial configs and results: the owner's alone
     searcher = StudySearcher(study, spec, checkpoint_root=str(results_root / "checkpoints"), budget=budget,
                              driver=Driver.current(), orphans=orphans)
     printer = SweepPrinter(spec)
@@ -169,16 +181,17 @@ def run_sweep(options: SweepOptions) -> optuna.Study:
             searcher.stopped = True  # no new trials; on a reached target the running ones stop too
         return spec.budget.stop_on_target and recorder.target_reached
 
+    name = study.study_name  # what Tune pickles (these lambdas, the run config) must not hold the study
     tuner = tune.Tuner(
         tune.with_resources(run_trial, spec.resources.ray_resources()),
         tune_config=tune.TuneConfig(
             search_alg=searcher, scheduler=build_scheduler(spec), num_samples=-1,
             max_concurrent_trials=spec.budget.max_concurrent, reuse_actors=True,
             trial_dirname_creator=lambda trial: f"trial-{trial.config[META_KEY]['number']:05d}",
-            trial_name_creator=lambda trial: f"{study.study_name}#{trial.config[META_KEY]['number']}",
+            trial_name_creator=lambda trial: f"{name}#{trial.config[META_KEY]['number']}",
         ),
         run_config=tune.RunConfig(
-            name=study.study_name, storage_path=str(results_root / "ray"), verbose=0,
+            name=name, storage_path=str(results_root / "ray"), verbose=0,
             stop=SweepStopper(stop_all), callbacks=[recorder],
             failure_config=tune.FailureConfig(max_failures=options.max_failures),
             checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False),
@@ -229,6 +242,23 @@ def print_resume_summary(study: optuna.Study, orphans: list[optuna.trial.FrozenT
     if others:
         console.print(f"{len(others)} trials are running in another live driver and count against the budget: "
                       + ", ".join(f"#{t.number}" for t in others))
+
+
+def private_folder(path: Path) -> None:
+    """Create ``path`` (and its parents) readable by its owner only; tighten it if it exists."""
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(0o700)
+
+
+@contextlib.contextmanager
+def environment_without(name: str):
+    """``os.environ`` without ``name`` for the duration: processes started meanwhile never see it."""
+    value = os.environ.pop(name, None)
+    try:
+        yield
+    finally:
+        if value is not None:
+            os.environ[name] = value
 
 
 @contextlib.contextmanager

@@ -22,12 +22,14 @@ from ray.tune import Callback
 
 from search_spaces import Spec
 from storage import attrs
+from sweeper.driver_only import DriverOnly
 from sweeper.searcher import StudySearcher
 from sweeper.trainable import FAILED_KEY, FINAL_FLAG, NODE_KEY, RESULT_KEYS
 
 RECORDED_EPOCH_KEYS = ("epoch", "train_loss", "val_loss", "val_top1", "val_top3", "val_top5")
 
-class StudyRecorder(Callback):
+
+class StudyRecorder(DriverOnly, Callback):
     def __init__(self, searcher: StudySearcher, spec: Spec, on_finished: Callable[[optuna.trial.FrozenTrial], None]
                  ) -> None:
         self.searcher = searcher

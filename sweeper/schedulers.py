@@ -8,6 +8,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler
 from ray.tune.stopper import Stopper
 
 from search_spaces import Spec
+from sweeper.driver_only import DriverOnly
 
 TIME_ATTR = "epoch"  # the core reports it every epoch; the final report repeats the last epoch
 
@@ -32,7 +33,7 @@ def build_scheduler(spec: Spec) -> TrialScheduler:
     return FIFOScheduler()
 
 
-class SweepStopper(Stopper):
+class SweepStopper(DriverOnly, Stopper):
     """Stops the whole sweep when ``stop_all`` says so (a target reached); never a single trial."""
 
     def __init__(self, stop_all: Callable[[], bool]) -> None:

@@ -17,13 +17,14 @@ from search_spaces import Spec
 from search_spaces.entrypoint import DEFAULT_ENTRYPOINT
 from storage import attrs
 from storage.resume import Driver, claim, own
+from sweeper.driver_only import DriverOnly
 from sweeper.trainable import META_KEY, worst_value
 
 TS = optuna.trial.TrialState
 COUNTED = (TS.COMPLETE, TS.PRUNED, TS.FAIL, TS.RUNNING)  # enqueued (WAITING) trials are not started yet
 
 
-class StudySearcher(Searcher):
+class StudySearcher(DriverOnly, Searcher):
     def __init__(self, study: optuna.Study, spec: Spec, *, checkpoint_root: str, budget: int, driver: Driver,
                  orphans: list[optuna.trial.FrozenTrial] = ()) -> None:
         super().__init__(metric=spec.objective.metric, mode="max" if spec.direction == "maximize" else "min")

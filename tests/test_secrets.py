@@ -1,0 +1,163 @@
+"""A storage password never leaves the driver's memory: not into the study, Ray's results folder or Ray's session.
+
+Real PostgreSQL with a real role that has a password (the local server trusts 127.0.0.1, so the password is only
+carried, never checked: exactly what a leak needs). Each sweep is a real ``sweeper`` command with its own Ray temp
+folder, so the session folders searched are the ones that sweep started. The password is searched for as typed,
+percent-encoded, and hex-encoded (Tune writes cloudpickled objects into its JSON files as hex).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from sqlalchemy.engine import make_url
+
+from search_spaces import resolve_space_path
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+
+
+@dataclass(frozen=True)
+class Role:
+    url: str  # postgresql+psycopg://ROLE:PASSWORD@127.0.0.1:5432/DB
+    password: str
+    admin_dsn: str  # the test server's superuser, to read the database back
+
+    def spellings(self) -> list[bytes]:
+        raw = self.password.encode()
+        return [raw, quote(self.password, safe="").encode(), raw.hex().encode()]
+
+
+@pytest.fixture
+def role(postgres_url: str) -> Iterator[Role]:
+    """A login role with a password and a database of its own; both dropped afterwards."""
+    import psycopg
+
+    tag = uuid.uuid4().hex[:10]
+    name, password, database = f"pw_{tag}", f"Zq7secret{tag}", f"secrets_{tag}"
+    base = make_url(postgres_url)
+    admin_dsn = base.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {name} LOGIN PASSWORD '{password}'")
+        conn.execute(f"CREATE DATABASE {database} OWNER {name}")
+    url = base.set(username=name, password=password, database=database).render_as_string(hide_password=False)
+    yield Role(url=url, password=password, admin_dsn=base.set(drivername="postgresql", database=database)
+               .render_as_string(hide_password=False))
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+        conn.execute(f"DROP ROLE IF EXISTS {name}")
+
+
+@pytest.fixture
+def ray_tmp() -> Iterator[Path]:
+    """Ray's temp folder for the sweeps of one test (short: Ray's socket paths must stay under 107 bytes)."""
+    folder = Path(tempfile.mkdtemp(prefix="rs", dir="/tmp"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def sweeper(*args: str, cwd: Path, ray_tmp: Path, env: dict[str, str] | None = None) -> str:
+    """Run ``sweeper ARGS``; its output (stdout and stderr) after checking it exited 0."""
+    environment = {k: v for k, v in os.environ.items() if k != "SWEEPER_STORAGE"}
+    environment.update({"RAY_TMPDIR": str(ray_tmp), "COLUMNS": "200", **(env or {})})
+    done = subprocess.run([sys.executable, "-m", "sweeper.cli", *args], cwd=cwd, env=environment,
+                          capture_output=True, text=True, timeout=300)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    return output
+
+
+def database_text(role: Role) -> str:
+    """Every row of every table in the role's database, as text: studies, trials, params, all attrs."""
+    import psycopg
+
+    with psycopg.connect(role.admin_dsn) as conn:
+        tables = [row[0] for row in conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'")]
+        assert "trial_user_attributes" in tables and "study_user_attributes" in tables
+        rows = [str(row) for table in tables for row in conn.execute(f'SELECT t::text FROM "{table}" t')]
+    assert rows
+    return "\n".join(rows)
+
+
+def files_holding(role: Role, folder: Path) -> list[str]:
+    """Files under ``folder`` whose name or bytes hold the password in any spelling."""
+    found = []
+    for path in folder.rglob("*"):
+        if any(s.decode() in str(path) for s in role.spellings()):
+            found.append(str(path))
+        elif path.is_file() and not path.is_symlink():
+            data = path.read_bytes()
+            if any(s in data for s in role.spellings()):
+                found.append(str(path))
+    return found
+
+
+def assert_nowhere(role: Role, *, texts: list[str], folders: list[Path]) -> None:
+    for text in texts:
+        assert not any(s.decode() in text for s in role.spellings()), text
+    assert role.password not in database_text(role)
+    for folder in folders:
+        assert folder.is_dir() and any(folder.rglob("*")), f"{folder} is empty: nothing was checked"
+        assert files_holding(role, folder) == []
+
+
+def inspect_all(name: str, *, cwd: Path, ray_tmp: Path, storage: list[str], env: dict[str, str] | None = None
+                ) -> list[str]:
+    """status, report, export (csv and json) and best on the study; their outputs and written files."""
+    outputs = [sweeper("status", *storage, cwd=cwd, ray_tmp=ray_tmp, env=env),
+               sweeper("status", name, *storage, cwd=cwd, ray_tmp=ray_tmp, env=env),
+               sweeper("best", name, *storage, cwd=cwd, ray_tmp=ray_tmp, env=env),
+               sweeper("export", name, "--format", "csv", *storage, cwd=cwd, ray_tmp=ray_tmp, env=env),
+               sweeper("export", name, "--format", "json", *storage, cwd=cwd, ray_tmp=ray_tmp, env=env)]
+    report = cwd / f"{name}.html"
+    outputs.append(sweeper("report", name, "-o", str(report), *storage, cwd=cwd, ray_tmp=ray_tmp, env=env))
+    outputs.append(report.read_text())
+    return outputs
+
+
+def quick_space(folder: Path, name: str, storage: str | None = None) -> Path:
+    """The built-in asl20 space under another name, 2 quick trials, with ``storage`` in the file if given."""
+    text = resolve_space_path("spaces/asl20.yaml").read_text()
+    text += f"\nname: {name}\n" + (f"storage: {storage}\n" if storage else "")
+    path = folder / f"{name}.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_a_password_in_the_space_file_is_stored_and_written_nowhere(tmp_path, role, ray_tmp):
+    name = f"secret-file-{uuid.uuid4().hex[:6]}"
+    space = quick_space(tmp_path, name, storage=role.url)
+    results = tmp_path / "results"
+    out = sweeper("run", str(space), "--quick", "--set", "budget.trials=2", "--results-dir", str(results),
+                  cwd=tmp_path, ray_tmp=ray_tmp)
+    assert "***@127.0.0.1" in out and "2 trials" in out
+    outputs = inspect_all(f"{name}-quick", cwd=tmp_path, ray_tmp=ray_tmp, storage=["--storage", role.url])
+    assert_nowhere(role, texts=[out, *outputs], folders=[results, ray_tmp])
+    assert (results / "ray").stat().st_mode & 0o077 == 0  # Ray's pickles: the owner's alone
+
+
+def test_a_password_given_by_flag_or_environment_is_written_nowhere_also_on_resume(tmp_path, role, ray_tmp):
+    name = f"secret-env-{uuid.uuid4().hex[:6]}"
+    space = quick_space(tmp_path, name)
+    results = tmp_path / "results"
+    env = {"SWEEPER_STORAGE": role.url}
+    out = sweeper("run", str(space), "--quick", "--set", "budget.trials=2", "--results-dir", str(results),
+                  cwd=tmp_path, ray_tmp=ray_tmp, env=env)
+    assert "2 trials" in out
+    resumed = sweeper("resume", f"{name}-quick", "--storage", role.url, "--set", "budget.trials=3",
+                      "--results-dir", str(results), cwd=tmp_path, ray_tmp=ray_tmp)
+    assert "resumed" in resumed and "3 trials" in resumed
+    outputs = inspect_all(f"{name}-quick", cwd=tmp_path, ray_tmp=ray_tmp, storage=[], env=env)
+    assert "COMPLETE" in outputs[3] or "PRUNED" in outputs[3]  # the csv export holds the trials
+    assert_nowhere(role, texts=[out, resumed, *outputs], folders=[results, ray_tmp])
