@@ -1,7 +1,7 @@
 """Open an Optuna RDB storage that survives real use: a dashboard reading while a sweep writes, a server that is
 down, a password that is wrong.
 
-SQLite is tuned per connection (WAL journal, 60 s busy timeout, ``synchronous=NORMAL``) so a concurrent reader
+SQLite is tuned per connection (WAL journal, 10 s busy timeout, ``synchronous=NORMAL``) so a concurrent reader
 such as optuna-dashboard never makes the sweep's writes fail. PostgreSQL gets ``pool_pre_ping`` so a connection
 dropped during a long trial is replaced instead of failing the next write. Every failure to open becomes one
 :class:`StorageError` with the URL masked.
@@ -21,7 +21,7 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from storage.errors import StorageError
 from storage.urls import is_sqlite, mask_in_text, mask_url, sqlite_path, validate_storage_url
 
-SQLITE_BUSY_TIMEOUT_S = 60
+SQLITE_BUSY_TIMEOUT_S = 10  # then the sweep's storage.retry policy waits on, with a console line
 POSTGRES_CONNECT_TIMEOUT_S = 10
 
 _logger = logging.getLogger(__name__)
@@ -178,8 +178,11 @@ def _engine_kwargs(url: str) -> dict[str, Any]:
             "pool_events": [(tune_sqlite_connection, "connect")],
         }
     return {
-        "pool_pre_ping": True,
-        "connect_args": {"connect_timeout": POSTGRES_CONNECT_TIMEOUT_S, "application_name": "sweeper"},
+        "pool_pre_ping": True,  # a connection a server restart killed is replaced before use, not failed
+        "pool_recycle": 1800,  # before firewalls and proxies drop idle connections silently
+        "connect_args": {"connect_timeout": POSTGRES_CONNECT_TIMEOUT_S, "application_name": "sweeper",
+                         # a half-open connection (a cut network) fails within a minute instead of hanging
+                         "keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3},
     }
 
 

@@ -12,7 +12,7 @@ import typer
 from rich.markup import escape
 
 from sweeper.console import console, epoch_line, err_console, format_value
-from sweeper.errors import INTERRUPTED_EXIT_CODE, USAGE_EXIT_CODE, bad_input_types
+from sweeper.errors import INTERRUPTED_EXIT_CODE, STORAGE_UNAVAILABLE_EXIT_CODE, USAGE_EXIT_CODE, bad_input_types
 from sweeper.overrides import parse_set_flags
 
 if TYPE_CHECKING:
@@ -57,6 +57,8 @@ RunStorage = Annotated[Optional[str], typer.Option("--storage", help="Optuna sto
 Address = Annotated[Optional[str], typer.Option(help="Join this Ray cluster (default: RAY_ADDRESS or local).")]  # noqa: UP045
 ResultsDir = Annotated[str, typer.Option(help="Checkpoints and Ray's results (a path all nodes see).")]
 MaxFailures = Annotated[int, typer.Option(help="Retries of a trial whose worker crashed (from its checkpoint).")]
+StorageTimeout = Annotated[Optional[str], typer.Option(  # noqa: UP045
+    help="How long a storage outage may last before the sweep stops, resumable (90s, 10m, 1h; default 10m).")]
 
 
 @app.command()
@@ -70,12 +72,14 @@ def run(
     address: Address = None,
     results_dir: ResultsDir = "sweeper_runs",
     max_failures: MaxFailures = 2,
+    storage_timeout: StorageTimeout = None,
 ) -> None:
     """Run a sweep: sample with Optuna, train with Ray Tune, record every trial. An existing study is resumed."""
     from sweeper.driver import SweepOptions
 
     _sweep(SweepOptions(space=space, overrides=tuple(set_), quick=quick, fresh=fresh, storage=storage,
-                        address=address, results_dir=results_dir, max_failures=max_failures))
+                        address=address, results_dir=results_dir, max_failures=max_failures,
+                        storage_timeout=_seconds("--storage-timeout", storage_timeout)))
 
 
 @app.command()
@@ -86,19 +90,44 @@ def resume(
     address: Address = None,
     results_dir: ResultsDir = "sweeper_runs",
     max_failures: MaxFailures = 2,
+    storage_timeout: StorageTimeout = None,
 ) -> None:
     """Continue a study from the spec stored in it: finished trials are kept, interrupted ones carried on."""
     from sweeper.driver import SweepOptions
 
     _sweep(SweepOptions(study=name, overrides=tuple(set_), storage=storage, address=address,
-                        results_dir=results_dir, max_failures=max_failures))
+                        results_dir=results_dir, max_failures=max_failures,
+                        storage_timeout=_seconds("--storage-timeout", storage_timeout)))
+
+
+def _seconds(flag: str, text: str | None) -> float | None:
+    """A duration flag (``90s``, ``10m``, ``1h30m``, or plain seconds) in seconds; bad input is exit 2."""
+    if text is None:
+        return None
+    from search_spaces.sections import duration_seconds
+    from sweeper.errors import BadInput
+
+    try:
+        seconds = float(text) if text.replace(".", "", 1).isdigit() else duration_seconds(text)
+    except ValueError as exc:
+        raise BadInput(f"{flag} {text!r}: {exc}") from None
+    if seconds <= 0:
+        raise BadInput(f"{flag} must be longer than 0 s, not {text!r}.")
+    return seconds
 
 
 def _sweep(options: SweepOptions) -> None:
+    from storage.retry import StorageUnavailable
     from sweeper.driver import run_sweep
     from sweeper.ray_runtime import kill_local_ray_before_exit
 
-    run_sweep(options)
+    try:
+        run_sweep(options)
+    except StorageUnavailable as exc:  # the study is consistent and resumable; the workers go with Ray
+        kill_local_ray_before_exit()
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
+        sys.stderr.flush()
+        os._exit(STORAGE_UNAVAILABLE_EXIT_CODE)
     # Every trial is committed to the study: leave now instead of waiting seconds on graceful teardowns.
     kill_local_ray_before_exit()
     sys.stdout.flush()

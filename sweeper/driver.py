@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from rich.markup import escape
 
 from search_spaces import Spec, load_spec, resolve_space_path, spec_from_dict
 from storage import attrs
-from storage.engine import close_storage, fold_sqlite_wal, open_storage
+from storage.engine import as_storage_error, close_storage, fold_sqlite_wal, open_storage
 from storage.environment import record_environment
 from storage.errors import StorageError
 from storage.resume import (
@@ -32,11 +33,16 @@ from storage.resume import (
     record_heartbeat,
     spec_changes,
 )
+from storage.retry import OutagePolicy, StorageUnavailable, Unreachable
 from storage.studies import create_or_load_study, fresh_study_name, load_existing_study, study_exists
 from storage.urls import ENV_VAR, mask_url, resolve_storage_url, sqlite_path, validate_storage_url
 from sweeper.console import console
 from sweeper.progress import SweepPrinter
 from sweeper.ray_runtime import start_ray, trial_actors_on_prestarted_workers
+from sweeper.study_writer import StudyWriter
+
+DEFAULT_STORAGE_TIMEOUT_S = 600.0
+STARTUP_RETRY_S = 15.0  # the validation before a sweep rides out a restart, not a wrong address
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,7 @@ class SweepOptions:
     address: str | None = None
     results_dir: str = "sweeper_runs"
     max_failures: int = 2
+    storage_timeout: float | None = None  # seconds a storage outage may last before the sweep stops (resumable)
 
 
 def prepare(options: SweepOptions) -> tuple[Spec, str]:
@@ -70,7 +77,7 @@ def prepare(options: SweepOptions) -> tuple[Spec, str]:
     path = sqlite_path(url)
     if path is not None and not path.exists():
         return spec, url  # a new SQLite file holds no study yet: don't create it before the sweep starts
-    storage = open_storage(url)
+    storage = OutagePolicy(STARTUP_RETRY_S).call(lambda: open_storage(url))  # a typo'd host fails in seconds
     try:
         if options.fresh:
             fresh = fresh_study_name(storage, spec.name)
@@ -146,20 +153,29 @@ def run_sweep(options: SweepOptions) -> optuna.Study:
     # first, so the threads never import the same Ray modules at once.
     import ray  # noqa: F401
 
+    searcher: Any = None  # the outage lines count its running trials
+    policy = OutagePolicy(
+        options.storage_timeout or DEFAULT_STORAGE_TIMEOUT_S,
+        describe=lambda exc: str(as_storage_error(exc, url, "reach")),
+        on_outage=lambda since, reason: console.print(
+            f"[yellow]storage unreachable[/] since {since:%H:%M:%S}; "
+            f"{len(searcher.trials) if searcher else 0} trials still training, their results wait: {escape(reason)}"),
+        on_recovered=lambda seconds: console.print(f"[green]storage back[/] after {seconds:.1f} s"),
+    )
     with ThreadPoolExecutor(max_workers=2) as pool:
-        opened = pool.submit(open_study, spec, url, options.space)
+        opened = pool.submit(policy.call, lambda: open_study(spec, url, options.space))
         imported = pool.submit(import_tune_side)
         with environment_without(ENV_VAR):  # a local Ray's processes inherit our environment; they never need it
             start_ray(options.address)
         study, created = opened.result()
         imported.result()
     trial_actors_on_prestarted_workers()
-    orphans = [] if created else orphaned_trials(study)
+    orphans = [] if created else policy.call(lambda: orphaned_trials(study))
     budget = min(spec.budget.trials, spec.grid_size()) if spec.sampler.type == "grid" else spec.budget.trials
     console.print(f"study [bold]{study.study_name}[/] in {mask_url(url)} ({'new' if created else 'resumed'}), "
                   f"{budget} trials, {spec.budget.max_concurrent} at a time")
     if not created:
-        print_resume_summary(study, orphans)
+        policy.call(lambda: print_resume_summary(study, orphans))
 
     from ray import tune
 
@@ -170,15 +186,21 @@ def run_sweep(options: SweepOptions) -> optuna.Study:
 
     results_root = Path(options.results_dir).resolve()
     private_folder(results_root / "ray")  # Tune's pickles of trial configs and results: the owner's alone
+    writer = StudyWriter(policy)
     searcher = StudySearcher(study, spec, checkpoint_root=str(results_root / "checkpoints"), budget=budget,
-                             driver=Driver.current(), orphans=orphans)
+                             driver=Driver.current(), policy=policy, writer=writer, orphans=orphans)
     printer = SweepPrinter(spec)
-    recorder = StudyRecorder(searcher, spec, printer.trial_finished)
+    recorder = StudyRecorder(searcher, spec, printer.trial_finished, writer)
 
     def stop_all() -> bool:
         timed_out = spec.budget.time_seconds is not None and time.perf_counter() - started > spec.budget.time_seconds
         if timed_out or (spec.budget.stop_on_target and recorder.target_reached):
             searcher.stopped = True  # no new trials; on a reached target the running ones stop too
+        if policy.overdue() and writer.error is None:  # running trials stay RUNNING: a resume carries them on
+            writer.fail(StorageUnavailable(f"{len(searcher.trials)} trials unfinished"))
+        if writer.error is not None:
+            searcher.stopped = True
+            return True
         return spec.budget.stop_on_target and recorder.target_reached
 
     name = study.study_name  # what Tune pickles (these lambdas, the run config) must not hold the study
@@ -198,12 +220,21 @@ def run_sweep(options: SweepOptions) -> optuna.Study:
         ),
     )
     try:
-        with heartbeats(searcher):
+        with heartbeats(searcher, policy):
             tuner.fit()
+        writer.flush()  # the backlog of an outage that ended late; raises StorageUnavailable past the budget
+    except StorageUnavailable:
+        raise StorageUnavailable(outage_message(policy, url)) from None
     finally:  # the CLI leaves with os._exit, which skips SQLite's own checkpoint at the last close
         fold_sqlite_wal(url)
-    printer.final_table(study)
+    policy.call(lambda: printer.final_table(study))
     return study
+
+
+def outage_message(policy: OutagePolicy, url: str) -> str:
+    return (f"The storage {mask_url(url)} stayed unreachable for more than {policy.timeout_s:g} s "
+            "(--storage-timeout), so the sweep stopped; nothing it recorded is lost. Run the same command again "
+            "once the storage is back: finished trials are kept, unfinished ones carried on from their checkpoints.")
 
 
 def open_study(spec: Spec, url: str, space: str | None) -> tuple[optuna.Study, bool]:
@@ -262,7 +293,7 @@ def environment_without(name: str):
 
 
 @contextlib.contextmanager
-def heartbeats(searcher: Any):
+def heartbeats(searcher: Any, policy: OutagePolicy):
     """Refresh the heartbeat of every trial this driver runs, so no other driver mistakes them for orphans."""
     stop = threading.Event()
 
@@ -270,8 +301,10 @@ def heartbeats(searcher: Any):
         while not stop.wait(HEARTBEAT_INTERVAL_S):
             for trial in list(searcher.trials.values()):
                 try:
-                    record_heartbeat(searcher.study, trial._trial_id)
-                except Exception as exc:  # a database hiccup must not end the sweep; the next beat retries
+                    policy.attempt(lambda trial=trial: record_heartbeat(searcher.study, trial._trial_id))
+                except (Unreachable, StorageUnavailable):  # missed beats during an outage: the next one counts
+                    break
+                except Exception as exc:  # a trial finished meanwhile, or a bug: a missed beat ends nothing
                     logging.getLogger(__name__).warning("heartbeat of trial %d failed: %s", trial.number, exc)
 
     thread = threading.Thread(target=beat, name="sweeper-heartbeats", daemon=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 USAGE_EXIT_CODE = 2
 INTERRUPTED_EXIT_CODE = 130
+STORAGE_UNAVAILABLE_EXIT_CODE = 75  # sysexits' EX_TEMPFAIL: the storage was away too long; run again to resume
 
 
 class BadInput(ValueError):

@@ -24,19 +24,27 @@ from search_spaces import Spec
 from storage import attrs
 from sweeper.driver_only import DriverOnly
 from sweeper.searcher import StudySearcher
+from sweeper.study_writer import StudyWriter
 from sweeper.trainable import FAILED_KEY, FINAL_FLAG, NODE_KEY, RESULT_KEYS
 
 RECORDED_EPOCH_KEYS = ("epoch", "train_loss", "val_loss", "val_top1", "val_top3", "val_top5")
 
 
 class StudyRecorder(DriverOnly, Callback):
-    def __init__(self, searcher: StudySearcher, spec: Spec, on_finished: Callable[[optuna.trial.FrozenTrial], None]
-                 ) -> None:
+    """Turns Tune's events into study writes, queued on ``writer`` so a slow or absent database never blocks Tune.
+
+    Every write is safe to repeat: reports and attrs overwrite, and a retried tell skips a trial that its lost
+    first attempt already finished.
+    """
+
+    def __init__(self, searcher: StudySearcher, spec: Spec, on_finished: Callable[[optuna.trial.FrozenTrial], None],
+                 writer: StudyWriter) -> None:
         self.searcher = searcher
         self.study = searcher.study
         self.spec = spec
         self.metric = spec.objective.metric
         self.on_finished = on_finished
+        self.writer = writer
         self.target_reached = False
 
     def _trial(self, ray_trial: Any) -> optuna.Trial | None:
@@ -48,59 +56,63 @@ class StudyRecorder(DriverOnly, Callback):
             return
         value, epoch = result.get(self.metric), result.get("epoch")
         if isinstance(value, (int, float)) and math.isfinite(value) and isinstance(epoch, int) and epoch > 0:
-            with warnings.catch_warnings():  # a retried or carried-on trial reports its checkpointed epoch again
-                warnings.filterwarnings("ignore", message="The reported value is ignored because")
-                optuna_trial.report(float(value), step=epoch)
+            self.writer.submit(lambda: report(optuna_trial, float(value), epoch))
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        optuna_trial = self._trial(trial)
+        optuna_trial = self.searcher.trials.pop(trial.trial_id, None)
         if optuna_trial is None:
             return
-        result = trial.last_result or {}
-        record_node(optuna_trial, result)
+        result = dict(trial.last_result or {})
         if result.get(FAILED_KEY):
-            optuna_trial.set_user_attr(attrs.STOP_REASON, attrs.STOP_NAN)
-            self._fail(optuna_trial, str(result[FAILED_KEY]))
-            self.searcher.trials.pop(trial.trial_id, None)
+            self._fail(optuna_trial, str(result[FAILED_KEY]), result, reason=attrs.STOP_NAN)
             return
         # COMPLETE: everything the training function returned; otherwise the last epoch's metrics
-        for key in result.get(RESULT_KEYS) or [k for k in RECORDED_EPOCH_KEYS if k in result]:
-            if isinstance(result.get(key), (str, int, float, bool)):
-                optuna_trial.set_user_attr(key, result[key])
+        keys = result.get(RESULT_KEYS) or [k for k in RECORDED_EPOCH_KEYS if k in result]
+        user_attrs = {k: result[k] for k in keys if isinstance(result.get(k), (str, int, float, bool))}
         if result.get(FINAL_FLAG):
-            value = final_value(result, self.metric, optuna_trial)
-            if value is None:
-                self._fail(optuna_trial, f"the training function returned without reporting {self.metric!r}")
-                self.searcher.trials.pop(trial.trial_id, None)
-                return
-            frozen = self.study.tell(optuna_trial, value)
             if self.spec.targets and self.spec.targets_met(result):
                 self.target_reached = True
+            self.writer.submit(lambda: self._complete(optuna_trial, result, user_attrs))
         else:
-            optuna_trial.set_user_attr(attrs.STOP_REASON, "sweep_stopped" if self.searcher.stopped
-                                       else attrs.STOP_PRUNED)
-            optuna_trial.set_user_attr(attrs.EPOCHS_RUN, int(result.get("epoch", 0) or 0))
-            frozen = self.study.tell(optuna_trial, state=optuna.trial.TrialState.PRUNED)
-        self.searcher.trials.pop(trial.trial_id, None)
-        self.on_finished(frozen)
+            user_attrs[attrs.STOP_REASON] = "sweep_stopped" if self.searcher.stopped else attrs.STOP_PRUNED
+            user_attrs[attrs.EPOCHS_RUN] = int(result.get("epoch", 0) or 0)
+            self.writer.submit(lambda: self._finish(optuna_trial, result, user_attrs,
+                                                    state=optuna.trial.TrialState.PRUNED))
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        optuna_trial = self._trial(trial)
-        if optuna_trial is None:
-            return
-        record_node(optuna_trial, trial.last_result or {})
-        self._fail(optuna_trial, error_message(trial))
-        self.searcher.trials.pop(trial.trial_id, None)
+        optuna_trial = self.searcher.trials.pop(trial.trial_id, None)
+        if optuna_trial is not None:
+            self._fail(optuna_trial, error_message(trial), dict(trial.last_result or {}))
 
-    def _fail(self, optuna_trial: optuna.Trial, message: str) -> None:
-        optuna_trial.set_user_attr(attrs.ERROR, message[:2000])
-        frozen = self.study.tell(optuna_trial, state=optuna.trial.TrialState.FAIL)
+    def _complete(self, optuna_trial: optuna.Trial, result: dict, user_attrs: dict[str, Any]) -> None:
+        value = final_value(result, self.metric, optuna_trial)
+        if value is None:
+            message = f"the training function returned without reporting {self.metric!r}"
+            self._finish(optuna_trial, result, {**user_attrs, attrs.ERROR: message}, state=optuna.trial.TrialState.FAIL)
+        else:
+            self._finish(optuna_trial, result, user_attrs, value=value)
+
+    def _fail(self, optuna_trial: optuna.Trial, message: str, result: dict, reason: str | None = None) -> None:
+        user_attrs = {attrs.ERROR: message[:2000], **({attrs.STOP_REASON: reason} if reason else {})}
+        self.writer.submit(lambda: self._finish(optuna_trial, result, user_attrs,
+                                                state=optuna.trial.TrialState.FAIL))
+
+    def _finish(self, optuna_trial: optuna.Trial, result: dict, user_attrs: dict[str, Any], *,
+                value: float | None = None, state: optuna.trial.TrialState | None = None) -> None:
+        """Attrs, then the tell; run again after a lost answer, it finds the trial finished and leaves it so."""
+        if isinstance(result.get(NODE_KEY), str):
+            user_attrs = {attrs.NODE: result[NODE_KEY], **user_attrs}
+        for key, item in user_attrs.items():
+            optuna_trial.set_user_attr(key, item)
+        frozen = self.study.tell(optuna_trial, value, state=state, skip_if_finished=True)
         self.on_finished(frozen)
 
 
-def record_node(optuna_trial: optuna.Trial, result: dict) -> None:
-    if isinstance(result.get(NODE_KEY), str):
-        optuna_trial.set_user_attr(attrs.NODE, result[NODE_KEY])
+def report(optuna_trial: optuna.Trial, value: float, epoch: int) -> None:
+    """An epoch's objective as an intermediate value (a retried or carried-on trial repeats its last epoch)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The reported value is ignored because")
+        optuna_trial.report(value, step=epoch)
 
 
 def final_value(result: dict, metric: str, optuna_trial: optuna.Trial) -> float | None:

@@ -7,7 +7,8 @@ shows it, and a resumed sweep knows it existed. Results go back to the study thr
 
 from __future__ import annotations
 
-import warnings
+import uuid
+from datetime import datetime
 from typing import Any
 
 import optuna
@@ -17,44 +18,49 @@ from search_spaces import Spec
 from search_spaces.entrypoint import DEFAULT_ENTRYPOINT
 from storage import attrs
 from storage.resume import Driver, claim, own
+from storage.retry import OutagePolicy, Unreachable
 from sweeper.driver_only import DriverOnly
+from sweeper.study_writer import StudyWriter
 from sweeper.trainable import META_KEY, worst_value
 
 TS = optuna.trial.TrialState
 COUNTED = (TS.COMPLETE, TS.PRUNED, TS.FAIL, TS.RUNNING)  # enqueued (WAITING) trials are not started yet
+ASK_TOKEN = "sweeper:ask"  # system attr of a trial this driver created, until its creation is confirmed
 
 
 class StudySearcher(DriverOnly, Searcher):
     def __init__(self, study: optuna.Study, spec: Spec, *, checkpoint_root: str, budget: int, driver: Driver,
-                 orphans: list[optuna.trial.FrozenTrial] = ()) -> None:
+                 policy: OutagePolicy, writer: StudyWriter, orphans: list[optuna.trial.FrozenTrial] = ()) -> None:
         super().__init__(metric=spec.objective.metric, mode="max" if spec.direction == "maximize" else "min")
         self.study = study
         self.spec = spec
         self.checkpoint_root = checkpoint_root
         self.budget = budget
         self.driver = driver
+        self.policy = policy
+        self.writer = writer
         self.orphans = list(orphans)  # RUNNING trials of a dead driver: carried on before anything new is asked
         self.distributions = spec.distributions()
         self.trials: dict[str, optuna.Trial] = {}  # Ray trial id -> Optuna trial
         self.stopped = False
+        # An ask cut short by the storage resumes where it stopped (see _next_trial).
+        self._pending: optuna.Trial | None = None
+        self._unconfirmed_id: int | None = None
+        self._ask_token: str | None = None
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
-        if self.stopped:
+        """The next trial's config; ``None`` ("not now") while the storage is away, so Tune's loop goes on."""
+        if self.stopped or self.policy.overdue():
             return Searcher.FINISHED
-        if self.orphans:  # already counted against the budget: they were RUNNING when the last driver died
-            orphan = self.orphans.pop(0)
-            trial, params = claim(self.study, orphan, self.driver), orphan.params
-        elif len(self.study.get_trials(deepcopy=False, states=COUNTED)) >= self.budget:
+        try:
+            trial = self.policy.attempt(self._next_trial)
+        except Unreachable:
+            return None
+        if trial is None:
             return Searcher.FINISHED
-        else:
-            with warnings.catch_warnings():  # heartbeats are ours to record, not only Study.optimize's
-                warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
-                trial = self.study.ask(self.distributions)
-            own(trial, self.driver)
-            params = trial.params
-        trial.set_user_attr(attrs.RAY_TRIAL_ID, trial_id)
+        self.writer.submit(lambda: trial.set_user_attr(attrs.RAY_TRIAL_ID, trial_id))
         self.trials[trial_id] = trial
-        config = self.spec.trial_config(params)
+        config = self.spec.trial_config(trial.params)
         if self.spec.entrypoint == DEFAULT_ENTRYPOINT and "threads" not in config:
             # torch would start a thread per core in every trial: oversubscribed cores spin and crawl
             config["threads"] = max(1, int(self.spec.resources.cpu))
@@ -68,6 +74,47 @@ class StudySearcher(DriverOnly, Searcher):
             "worst": worst_value(self.spec.direction),
         }
         return config
+
+    def _next_trial(self) -> optuna.Trial | None:
+        """A dead driver's trial to carry on, else a new one; None when the budget is spent.
+
+        Safe to repeat after a failure at any step: the trial claimed or created so far is kept and finished,
+        never left behind as a RUNNING trial nobody runs.
+        """
+        if self._pending is None:
+            if self.orphans:  # already counted against the budget: they were RUNNING when the last driver died
+                self._pending = claim(self.study, self.orphans[0], self.driver)
+                self.orphans.pop(0)
+            elif self._unconfirmed_id is None and self._ask_token is None and \
+                    len(self.study.get_trials(deepcopy=False, states=COUNTED)) >= self.budget:
+                return None
+            else:
+                trial = optuna.Trial(self.study, self._new_trial_id())
+                own(trial, self.driver)
+                self._pending = trial
+        trial = self._pending
+        for name, distribution in self.distributions.items():  # a no-op for params the trial already has
+            trial._suggest(name, distribution)
+        self._pending = self._unconfirmed_id = self._ask_token = None
+        return trial
+
+    def _new_trial_id(self) -> int:
+        """An enqueued trial, else a new one created with a token, so that when the answer to its commit is lost
+        the retry finds it instead of creating a second."""
+        if self._unconfirmed_id is None and self._ask_token is not None:
+            for trial in self.study.get_trials(deepcopy=False, states=(TS.RUNNING,)):
+                if trial.system_attrs.get(ASK_TOKEN) == self._ask_token:
+                    self._unconfirmed_id = trial._trial_id
+        if self._unconfirmed_id is None:
+            self._unconfirmed_id = self.study._pop_waiting_trial_id()
+        if self._unconfirmed_id is None:
+            self._ask_token = uuid.uuid4().hex
+            template = optuna.trial.FrozenTrial(
+                number=-1, state=TS.RUNNING, value=None, datetime_start=datetime.now(), datetime_complete=None,
+                params={}, distributions={}, user_attrs={attrs.DRIVER: self.driver.as_attr()},
+                system_attrs={ASK_TOKEN: self._ask_token}, intermediate_values={}, trial_id=-1)
+            self._unconfirmed_id = self.study._storage.create_new_trial(self.study._study_id, template_trial=template)
+        return self._unconfirmed_id
 
     def save(self, checkpoint_path: str) -> None:
         """The study is the searcher's state; nothing to write next to Ray's results."""

@@ -202,7 +202,7 @@ def test_sqlite_is_tuned_and_opening_writes_no_study(tmp_path: Path) -> None:
     storage = open_storage(f"sqlite:///{path}")
     try:
         assert pragma(storage, "journal_mode") == "wal"
-        assert pragma(storage, "busy_timeout") == 60_000
+        assert pragma(storage, "busy_timeout") == 10_000
         assert pragma(storage, "synchronous") == 1  # NORMAL
         assert storage.get_all_studies() == []
     finally:
@@ -217,7 +217,7 @@ def test_sqlite_tuning_survives_pickling(tmp_path: Path) -> None:
     storage = open_storage(f"sqlite:///{tmp_path / 'sweeps.db'}")
     copy = pickle.loads(pickle.dumps(storage))
     try:
-        assert pragma(copy, "busy_timeout") == 60_000
+        assert pragma(copy, "busy_timeout") == 10_000
         assert pragma(copy, "synchronous") == 1
     finally:
         close_storage(copy)

@@ -1,0 +1,177 @@
+"""One retry policy for every storage operation of a sweep, so a database restart or a dropped connection costs
+a pause, never a crashed run.
+
+Transient failures (connection refused or reset, the server shutting down or starting up, an admin shutdown,
+a serialization failure, a deadlock, SQLite's "database is locked") are retried with exponential backoff and
+jitter until the outage budget runs out; anything else (bad input, a real bug) is raised at once. SQLAlchemy's
+``pool_pre_ping`` (see :mod:`storage.engine`) replaces the connections a restart killed, so a retry is simply
+the same call again. Optuna's RDBStorage retries only trial creation (5 tries, random sleeps of up to 2 s, for
+deadlocks); to this policy that is one slow attempt.
+
+An outage is shared by every thread that meets it: one line when it starts, one when it ends, and one deadline
+counted from its first failure.
+"""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import TypeVar
+
+from storage.errors import StorageError
+
+T = TypeVar("T")
+
+# PostgreSQL error codes worth waiting out: serialization_failure, deadlock_detected, admin_shutdown,
+# crash_shutdown, cannot_connect_now, too_many_connections, and the connection_exception class (08...).
+TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "57P01", "57P02", "57P03", "53300"})
+# Connection-time refusals that no wait will fix (psycopg gives them no SQLSTATE, only text).
+PERMANENT_CONNECT_ERRORS = ("does not exist", "authentication failed", "no password supplied", "pg_hba.conf",
+                            "password is required", "permission denied")
+
+
+class StorageUnavailable(StorageError):
+    """The storage stayed unreachable for longer than the outage budget (``--storage-timeout``)."""
+
+
+class Unreachable(Exception):
+    """The storage is in an outage: :meth:`OutagePolicy.attempt` did not (or could not) do the operation now."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether ``exc`` (an Optuna, SQLAlchemy or driver error) means "try again later" rather than "wrong".
+
+    Every error in the chain that has a view must agree: a wrapped unique violation stays a bug even though
+    SQLAlchemy wraps it like a dropped connection.
+    """
+    verdicts = [v for v in map(_verdict, _chain(exc)) if v is not None]
+    return bool(verdicts) and all(verdicts)
+
+
+def _verdict(error: BaseException) -> bool | None:
+    import sqlalchemy.exc
+
+    sqlstate = getattr(error, "sqlstate", None)
+    if isinstance(sqlstate, str):
+        return sqlstate in TRANSIENT_SQLSTATES or sqlstate.startswith("08")
+    if isinstance(error, sqlalchemy.exc.DBAPIError) and error.connection_invalidated:
+        return True
+    if isinstance(error, sqlalchemy.exc.TimeoutError):  # no pooled connection came free in time
+        return True
+    if isinstance(error, sqlite3.OperationalError):
+        return "locked" in str(error) or "busy" in str(error)
+    if isinstance(error, ConnectionError):
+        return True
+    if type(error).__module__.startswith("psycopg") and type(error).__name__ in ("OperationalError",
+                                                                                   "InterfaceError"):
+        return not any(marker in str(error).lower() for marker in PERMANENT_CONNECT_ERRORS)
+    return None
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and everything it wraps (causes, contexts, SQLAlchemy's ``orig``)."""
+    seen: list[BaseException] = []
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        error = todo.pop()
+        if error is not None and not any(error is s for s in seen):
+            seen.append(error)
+            todo += [error.__cause__, error.__context__, getattr(error, "orig", None)]
+    return seen
+
+
+class OutagePolicy:
+    """Retries transient storage failures for up to ``timeout_s`` seconds per outage.
+
+    ``call`` blocks until the operation succeeds (for threads that may wait: the study writer, start-up);
+    ``attempt`` tries at most once and raises :class:`Unreachable` instead of waiting (for Ray Tune's event loop,
+    which must keep collecting results so trials train on). Past the budget both raise
+    :class:`StorageUnavailable`. ``on_outage(since, reason)`` and ``on_recovered(seconds)`` are called once per
+    outage, from whichever thread saw it begin or end.
+    """
+
+    def __init__(self, timeout_s: float, *, describe: Callable[[BaseException], str] = str,
+                 on_outage: Callable[[datetime, str], None] | None = None,
+                 on_recovered: Callable[[float], None] | None = None,
+                 first_delay_s: float = 0.25, max_delay_s: float = 5.0) -> None:
+        self.timeout_s = timeout_s
+        self.describe = describe
+        self.on_outage = on_outage
+        self.on_recovered = on_recovered
+        self.first_delay_s = first_delay_s
+        self.max_delay_s = max_delay_s
+        self._lock = threading.Lock()
+        self._since: float | None = None  # time.monotonic() of the outage's first failure
+        self._failures = 0
+        self._next_probe = 0.0
+        self._last_reason = ""
+
+    def call(self, operation: Callable[[], T]) -> T:
+        while True:
+            try:
+                return self._try(operation)
+            except Unreachable:
+                time.sleep(self._delay())
+
+    def attempt(self, operation: Callable[[], T]) -> T:
+        with self._lock:
+            waiting = self._since is not None and time.monotonic() < self._next_probe
+        if waiting:
+            self._check_deadline()
+            raise Unreachable(self._last_reason)
+        return self._try(operation)
+
+    def overdue(self) -> bool:
+        """Whether the current outage has outlasted the budget (the sweep should stop)."""
+        with self._lock:
+            return self._since is not None and time.monotonic() - self._since > self.timeout_s
+
+    @property
+    def in_outage(self) -> bool:
+        return self._since is not None
+
+    def _try(self, operation: Callable[[], T]) -> T:
+        self._check_deadline()
+        try:
+            result = operation()
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            self._failed(exc)
+            raise Unreachable(self._last_reason) from exc
+        self._succeeded()
+        return result
+
+    def _failed(self, exc: BaseException) -> None:
+        started = False
+        with self._lock:
+            self._last_reason = self.describe(exc)
+            if self._since is None:
+                self._since, self._failures, started = time.monotonic(), 0, True
+            self._failures += 1
+            self._next_probe = time.monotonic() + self._backoff(self._failures)
+        if started and self.on_outage is not None:
+            self.on_outage(datetime.now(), self._last_reason)
+        self._check_deadline()
+
+    def _succeeded(self) -> None:
+        with self._lock:
+            since, self._since = self._since, None
+        if since is not None and self.on_recovered is not None:
+            self.on_recovered(time.monotonic() - since)
+
+    def _check_deadline(self) -> None:
+        if self.overdue():
+            raise StorageUnavailable(f"The storage stayed unreachable for more than {self.timeout_s:g} s "
+                                     f"({self._last_reason}).")
+
+    def _backoff(self, failures: int) -> float:
+        return min(self.max_delay_s, self.first_delay_s * 2 ** (failures - 1)) * random.uniform(0.5, 1.5)
+
+    def _delay(self) -> float:
+        with self._lock:
+            return max(0.0, self._next_probe - time.monotonic())

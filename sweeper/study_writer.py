@@ -1,0 +1,60 @@
+"""Writes a sweep's records to the study on a thread of their own, in the order they happened.
+
+Ray Tune's event loop calls the recorder; if the recorder waited on a database that is restarting, Tune would
+stop collecting results and every trial would block at its next report. Instead each write (an epoch's value, a
+trial's attrs, its tell) is queued here and written through the sweep's :class:`~storage.retry.OutagePolicy`:
+during an outage the queue simply grows, trials train on, and the backlog is written in order once the
+storage answers. Each write must be safe to repeat (a commit whose answer was lost is retried).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from storage.retry import OutagePolicy, StorageUnavailable
+
+_logger = logging.getLogger(__name__)
+
+
+class StudyWriter:
+    def __init__(self, policy: OutagePolicy) -> None:
+        self.policy = policy
+        self.error: BaseException | None = None  # the first write that failed for good; later writes are dropped
+        self._queue: queue.Queue[Callable[[], Any] | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="sweeper-study-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, write: Callable[[], Any]) -> None:
+        self._queue.put(write)
+
+    @property
+    def backlog(self) -> int:
+        return self._queue.unfinished_tasks
+
+    def fail(self, error: BaseException) -> None:
+        """Stop writing: the sweep is ending on ``error``, and what is still queued stays unrecorded."""
+        self.error = self.error or error
+
+    def flush(self) -> None:
+        """Wait until everything submitted is written (or the outage budget ran out); re-raise a failed write."""
+        self._queue.join()
+        if self.error is not None:
+            raise self.error
+
+    def _run(self) -> None:
+        while True:
+            write = self._queue.get()
+            try:
+                if self.error is None and write is not None:
+                    self.policy.call(write)
+            except StorageUnavailable as exc:
+                self.error = exc
+            except Exception as exc:  # a real bug: the sweep stops and flush() raises it in the driver
+                _logger.debug("study write failed", exc_info=True)
+                self.error = exc
+            finally:
+                self._queue.task_done()

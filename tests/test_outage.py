@@ -1,0 +1,232 @@
+"""A storage outage never ends a sweep: real servers restarted, real connections cut, a real SQLite lock.
+
+The sweeps are real ``sweeper run`` commands over tests/fixtures/resumable_train.py (no torch: each epoch sleeps),
+against a throwaway PostgreSQL server (tests/pg_server.py) that the test stops and starts, or reaches through
+a TCP proxy that the test cuts. Afterwards every trial must be in the study exactly once, finished, with an
+intermediate value for every epoch it trained.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+
+import optuna
+import pytest
+import sqlalchemy
+from pg_server import CuttableProxy, PostgresServer, postgres_bin
+from test_resume import EPOCHS, alive, resumable_space, study_name, sweeper_cli, worker_pids
+
+from storage.engine import close_storage, open_storage
+from storage.retry import OutagePolicy, StorageUnavailable, Unreachable, is_transient
+from sweeper.errors import STORAGE_UNAVAILABLE_EXIT_CODE
+
+TS = optuna.trial.TrialState
+TRIALS = 6
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[PostgresServer]:
+    bin_dir = postgres_bin()
+    if bin_dir is None:
+        if os.environ.get("SWEEPER_REQUIRE_POSTGRES") == "1":
+            pytest.fail("SWEEPER_REQUIRE_POSTGRES=1 but PostgreSQL's initdb/pg_ctl are not installed")
+        pytest.skip("PostgreSQL's initdb/pg_ctl are not installed")
+    pg = PostgresServer(bin_dir)
+    yield pg
+    pg.close()
+
+
+def fresh_database(server: PostgresServer, name: str) -> str:
+    import psycopg
+
+    with psycopg.connect(f"postgresql://postgres@127.0.0.1:{server.port}/postgres", autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return server.url.rsplit("/", 1)[0] + f"/{name}"
+
+
+def reported_epochs(url: str) -> int:
+    """Intermediate values written so far; 0 while the storage is away or has no tables yet (creates none)."""
+    engine = sqlalchemy.create_engine(url)
+    try:
+        with engine.connect() as connection:
+            return connection.execute(sqlalchemy.text("SELECT count(*) FROM trial_intermediate_values")).scalar()
+    except sqlalchemy.exc.SQLAlchemyError:
+        return 0
+    finally:
+        engine.dispose()
+
+
+def wait_for(condition, timeout: float = 120, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def wait_for_epochs(url: str, driver: subprocess.Popen, epochs: int = 3) -> None:
+    """Until the sweep has recorded ``epochs`` epochs; the driver's output if it never does."""
+    try:
+        wait_for(lambda: driver.poll() is None and reported_epochs(url) >= epochs, what=f"{epochs} epochs")
+    except AssertionError:
+        driver.kill()
+        raise AssertionError(f"the sweep recorded no {epochs} epochs: {driver.communicate()[0]}") from None
+
+
+def finish(driver: subprocess.Popen, timeout: float = 240) -> tuple[int, str]:
+    out, _ = driver.communicate(timeout=timeout)
+    return driver.returncode, out
+
+
+def assert_recorded_once(url: str, name: str, trials: int = TRIALS, *, whole_curves: bool = True) -> None:
+    """Exactly ``trials`` trials, all finished, no RUNNING ghost, no duplicate, and (``whole_curves``) every
+    trained epoch's value: a sweep that gave up on its storage drops the reports it still held."""
+    storage = open_storage(url)
+    try:
+        study = optuna.load_study(study_name=name, storage=storage)
+        recorded = study.get_trials(deepcopy=False)
+        assert len(recorded) == trials, [(t.number, t.state.name) for t in recorded]
+        assert [t.number for t in recorded] == list(range(trials))
+        assert all(t.state in (TS.COMPLETE, TS.PRUNED) for t in recorded), [t.state.name for t in recorded]
+        for trial in recorded if whole_curves else []:
+            last = EPOCHS if trial.state == TS.COMPLETE else int(trial.user_attrs["epochs_run"])
+            assert sorted(trial.intermediate_values) == list(range(1, last + 1)), trial
+        assert len({tuple(sorted(t.params.items())) for t in recorded}) == trials  # no trial told or asked twice
+    finally:
+        close_storage(storage)
+
+
+def test_transient_failures_are_told_from_bad_input_by_real_errors(tmp_path, postgres_url):
+    def error_of(operation) -> BaseException:
+        try:
+            operation()
+        except Exception as exc:
+            return exc
+        raise AssertionError("no error")
+
+    refused = error_of(lambda: open_storage("postgresql+psycopg://postgres@127.0.0.1:1/test"))
+    no_role = error_of(lambda: open_storage(postgres_url.replace("postgres@", "no_such_role_x@")))
+    path = tmp_path / "locked.db"
+    close_storage(open_storage(f"sqlite:///{path}"))
+    holder = sqlite3.connect(path)
+    holder.execute("BEGIN EXCLUSIVE")
+    contender = sqlite3.connect(path, timeout=0.1)
+    locked = error_of(lambda: contender.execute("INSERT INTO version_info VALUES (2, 'x', 'y')"))
+    holder.rollback()
+    storage = open_storage(f"sqlite:///{path}")
+    duplicate = error_of(lambda: [storage.create_new_study([optuna.study.StudyDirection.MAXIMIZE], "same")
+                                  for _ in range(2)])
+    close_storage(storage)
+    assert is_transient(refused) and is_transient(locked)
+    assert not is_transient(no_role) and not is_transient(duplicate) and not is_transient(ValueError("bug"))
+
+
+def test_the_policy_waits_out_an_outage_once_and_gives_up_past_its_budget():
+    events: list[str] = []
+    failures = iter([True, True, True, False])
+
+    def flaky() -> str:
+        if next(failures):
+            raise ConnectionResetError("connection reset by peer")
+        return "written"
+
+    policy = OutagePolicy(30, on_outage=lambda since, reason: events.append(f"away: {reason}"),
+                          on_recovered=lambda seconds: events.append("back"), first_delay_s=0.01)
+    assert policy.call(flaky) == "written"
+    assert events == ["away: connection reset by peer", "back"] and not policy.in_outage
+
+    short = OutagePolicy(0.3, first_delay_s=0.05, max_delay_s=0.05)
+    with pytest.raises(Unreachable):
+        short.attempt(lambda: (_ for _ in ()).throw(ConnectionRefusedError("refused")))
+    with pytest.raises(Unreachable):  # not due yet: no second try, no wait
+        short.attempt(lambda: "never called")
+    with pytest.raises(StorageUnavailable):
+        short.call(lambda: (_ for _ in ()).throw(ConnectionRefusedError("refused")))
+    with pytest.raises(ValueError):  # bad input or a bug: at once, no retry
+        OutagePolicy(30).call(lambda: (_ for _ in ()).throw(ValueError("bug")))
+
+
+@pytest.mark.slow
+def test_a_postgres_restart_mid_sweep_loses_and_duplicates_nothing(tmp_path, server):
+    url = fresh_database(server, "restart")
+    space = resumable_space(tmp_path, trials=TRIALS, sleep=0.4)
+    driver = sweeper_cli("run", str(space), "--storage", url, "--results-dir", str(tmp_path / "runs"), cwd=tmp_path)
+    wait_for_epochs(url, driver)
+    server.stop()
+    time.sleep(3)  # trials train on; their reports wait
+    server.start()
+    code, out = finish(driver)
+    assert code == 0, out
+    assert "storage unreachable" in out and "storage back after" in out and "Traceback" not in out, out
+    assert_recorded_once(url, study_name(space))
+
+
+@pytest.mark.slow
+def test_connections_cut_mid_sweep_lose_and_duplicate_nothing(tmp_path, server):
+    url = fresh_database(server, "cut")
+    proxy = CuttableProxy(server.port)
+    via_proxy = url.replace(f":{server.port}/", f":{proxy.port}/")
+    space = resumable_space(tmp_path, trials=TRIALS, sleep=0.4)
+    driver = sweeper_cli("run", str(space), "--storage", via_proxy, "--results-dir", str(tmp_path / "runs"),
+                         cwd=tmp_path)
+    try:
+        wait_for_epochs(url, driver)
+        proxy.cut(4)
+        code, out = finish(driver)
+    finally:
+        proxy.close()
+    assert code == 0, out
+    assert "storage unreachable" in out and "storage back after" in out and "Traceback" not in out, out
+    assert_recorded_once(url, study_name(space))
+
+
+@pytest.mark.slow
+def test_an_outage_past_the_storage_timeout_stops_cleanly_and_resumes(tmp_path, server):
+    url = fresh_database(server, "timeout")
+    space = resumable_space(tmp_path, trials=TRIALS, sleep=0.4)
+    name = study_name(space)
+    args = ("run", str(space), "--storage", url, "--results-dir", str(tmp_path / "runs"))
+    driver = sweeper_cli(*args, "--storage-timeout", "3s", cwd=tmp_path)
+    wait_for_epochs(url, driver)
+    server.stop()
+    try:
+        code, out = finish(driver, timeout=120)
+    finally:
+        server.start()
+    assert code == STORAGE_UNAVAILABLE_EXIT_CODE, out
+    assert "Traceback" not in out and out.count("error:") == 1, out
+    assert "stayed unreachable for more than 3 s" in out and "Run the same command again" in out, out
+    workers = worker_pids(tmp_path, name)
+    assert workers
+    wait_for(lambda: not alive(workers), timeout=30, what="the workers to exit")
+
+    code, out = finish(sweeper_cli(*args, cwd=tmp_path))
+    assert code == 0 and "resumed" in out, out
+    assert_recorded_once(url, name, whole_curves=False)
+
+
+@pytest.mark.slow
+def test_a_sqlite_lock_held_past_the_busy_timeout_is_waited_out(tmp_path):
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    space = resumable_space(tmp_path, trials=TRIALS, sleep=0.4)
+    driver = sweeper_cli("run", str(space), "--storage", url, "--results-dir", str(tmp_path / "runs"), cwd=tmp_path)
+    wait_for_epochs(url, driver)
+
+    def hold_lock(seconds: float) -> None:  # another process's writer, e.g. a backup tool or a stuck script
+        holder = sqlite3.connect(tmp_path / "sweeps.db", timeout=30)
+        holder.execute("BEGIN EXCLUSIVE")
+        time.sleep(seconds)
+        holder.rollback()
+        holder.close()
+
+    locker = threading.Thread(target=hold_lock, args=(14,))  # past the 10 s busy timeout
+    locker.start()
+    code, out = finish(driver)
+    locker.join()
+    assert code == 0, out
+    assert "storage unreachable" in out and "storage back after" in out and "Traceback" not in out, out
+    assert_recorded_once(url, study_name(space))
