@@ -226,9 +226,20 @@ def test_npz_split_array_wins_over_signer(tmp_path: Path) -> None:
 
 def test_npz_through_load_splits(tmp_path: Path) -> None:
     path = write_npz(tmp_path / "data.npz", n_classes=3, per_class=10)
-    cfg = TrainConfig(dataset_name="npz", dataset_path=str(path), dataset_seq_len=5)
+    cfg = TrainConfig(dataset_name="npz", dataset_path=str(path), dataset_classes=3, dataset_seq_len=5)
     splits = data.load_splits(cfg)
     assert splits.x_test.shape[1:] == (5, 10) and str(path) in splits.description
+    assert splits.num_classes == 3
+
+
+@pytest.mark.parametrize(("classes", "words"), [
+    (20, "class 3 has no training samples: the labels run 0..2 but dataset.classes=20 (set it to 3)"),
+    (2, "y[12]=2 is out of range [0, 2) (dataset.classes=2)"),
+])
+def test_npz_labels_must_match_dataset_classes(tmp_path: Path, classes: int, words: str) -> None:
+    path = write_npz(tmp_path / "data.npz", n_classes=3, per_class=6)
+    cfg = TrainConfig(dataset_name="npz", dataset_path=str(path), dataset_classes=classes, dataset_seq_len=5)
+    assert f"{path}: {words}" in error_of(data.load_splits, cfg)
 
 
 # ---- npz errors -----------------------------------------------------------------------------------
@@ -311,7 +322,8 @@ def test_npz_label_out_of_range_of_explicit_classes(tmp_path: Path) -> None:
     y = np.arange(30) % 20
     y[17] = 25
     path = write_npz(tmp_path / "data.npz", X=np.zeros((30, 4, 2, 2)), y=y)
-    assert "data.npz: y[17]=25 is out of range [0, 20)" in error_of(data.load_npz, path, 8, classes=20)
+    msg = error_of(data.load_npz, path, 8, classes=20)
+    assert "data.npz: y[17]=25 is out of range [0, 20) (dataset.classes=20)" in msg
 
 
 def test_npz_negative_label(tmp_path: Path) -> None:
@@ -365,7 +377,7 @@ def test_wlasl_loads_with_frame_ranges(tmp_path: Path) -> None:
     entries["v11"]["action"] = [1, 5, -1]  # frame 5 to the end
     (tmp_path / "nslt_3.json").write_text(json.dumps(entries))
     cfg = TrainConfig(dataset_name="wlasl", dataset_path=str(tmp_path), dataset_split_file="nslt_3.json",
-                      dataset_seq_len=7)
+                      dataset_classes=3, dataset_seq_len=7)
     splits = data.load_splits(cfg)
     assert splits.num_classes == 3 and splits.feature_dim == 8
     assert (len(splits.y_train), len(splits.y_val), len(splits.y_test)) == (6, 3, 3)
@@ -379,7 +391,22 @@ def test_wlasl_classes_from_file_name_or_labels(tmp_path: Path) -> None:
     small_wlasl(tmp_path, "mini.json")
     assert data.load_wlasl(tmp_path, "mini.json", seq_len=4).num_classes == 3
     msg = error_of(data.load_wlasl, tmp_path, "mini.json", seq_len=4, classes=5)
-    assert "mini.json: class 3 has no training samples" in msg
+    assert "mini.json: class 3 has no training samples: the labels run 0..2 but dataset.classes=5 (set it to 3)" in msg
+
+
+@pytest.mark.parametrize(("classes", "words"), [
+    (3, None),
+    (4, "class 3 has no training samples: the labels run 0..2 but dataset.classes=4 (set it to 3)"),
+    (2, "video 'v20' has class 2 but dataset.classes=2 means 2 classes (0..1)"),
+])
+def test_wlasl_labels_must_match_dataset_classes(tmp_path: Path, classes: int, words: str | None) -> None:
+    small_wlasl(tmp_path)
+    cfg = TrainConfig(dataset_name="wlasl", dataset_path=str(tmp_path), dataset_split_file="nslt_3.json",
+                      dataset_classes=classes, dataset_seq_len=4)
+    if words is None:
+        assert data.load_splits(cfg).num_classes == 3
+    else:
+        assert f"{tmp_path / 'nslt_3.json'}: {words}" == error_of(data.load_splits, cfg)
 
 
 # ---- WLASL errors ---------------------------------------------------------------------------------
@@ -432,7 +459,7 @@ def test_wlasl_class_beyond_the_file_name(tmp_path: Path) -> None:
 def test_wlasl_class_beyond_explicit_classes(tmp_path: Path) -> None:
     small_wlasl(tmp_path, "mini.json")
     msg = error_of(data.load_wlasl, tmp_path, "mini.json", classes=2)
-    assert "mini.json: video 'v20' has class 2 but classes=2 means 2 classes" in msg
+    assert "mini.json: video 'v20' has class 2 but dataset.classes=2 means 2 classes (0..1)" in msg
 
 
 def test_wlasl_missing_npy(tmp_path: Path) -> None:

@@ -54,8 +54,8 @@ def _tensor_fields() -> list[str]:
 def load_splits(cfg: TrainConfig) -> Splits:
     """Load ``cfg.dataset_name`` with the ``dataset.*`` settings; CPU tensors, every split non-empty.
 
-    For real data ``num_classes`` comes from the data (npz: ``max(y) + 1``; WLASL: the number in the split
-    file's name); ``dataset.classes`` is not enforced here, the caller decides what a mismatch means.
+    ``dataset.classes`` is the number of classes for every source: real data whose labels do not run
+    ``0..classes-1`` is a :class:`DataError` naming the file.
     """
     if cfg.dataset_name == "synthetic":
         return _synthetic_splits_cached(
@@ -63,9 +63,10 @@ def load_splits(cfg: TrainConfig) -> Splits:
             cfg.dataset_noise, cfg.dataset_seed, cfg.dataset_seq_len, SYNTHETIC_KNOBS,
         ).clone()
     if cfg.dataset_name == "npz":
-        return load_npz(cfg.dataset_path, cfg.dataset_seq_len, seed=cfg.dataset_seed)
+        return load_npz(cfg.dataset_path, cfg.dataset_seq_len, classes=cfg.dataset_classes, seed=cfg.dataset_seed)
     if cfg.dataset_name == "wlasl":
-        return load_wlasl(cfg.dataset_path, cfg.dataset_split_file, cfg.dataset_landmarks_dir, cfg.dataset_seq_len)
+        return load_wlasl(cfg.dataset_path, cfg.dataset_split_file, cfg.dataset_landmarks_dir, cfg.dataset_seq_len,
+                          classes=cfg.dataset_classes)
     raise DataError(f"dataset.name={cfg.dataset_name!r}: unknown dataset; use synthetic, npz or wlasl")
 
 

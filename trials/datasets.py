@@ -53,7 +53,9 @@ def read_npz(path: str | Path, *, classes: int | None = None, seed: int = 0) -> 
     num_classes = classes if classes is not None else int(y.max()) + 1
     bad = np.flatnonzero((y < 0) | (y >= num_classes))
     if len(bad):
-        raise DataError(f"{name}: y[{bad[0]}]={y[bad[0]]} is out of range [0, {num_classes})")
+        origin = f" (dataset.classes={classes})" if classes is not None else ""
+        raise DataError(f"{name}: y[{bad[0]}]={y[bad[0]]} is out of range [0, {num_classes}){origin}")
+    _check_classes_used(y, name, classes)
     if "split" in arrays:
         part = _check_split(arrays["split"], name, n)
         how = "split by the 'split' array"
@@ -165,7 +167,7 @@ def read_wlasl(
     for video, entry in entries.items():
         subset, label, start, end = _check_entry(video, entry, json_name)
         if bound is not None and label >= bound:
-            origin = f"classes={classes}" if classes is not None else "the file name"
+            origin = f"dataset.classes={classes}" if classes is not None else "the file name"
             raise DataError(
                 f"{json_name}: video {video!r} has class {label} but {origin} means {bound} classes (0..{bound - 1})"
             )
@@ -182,6 +184,7 @@ def read_wlasl(
         labels.append(label)
         parts.append(SPLIT_NAMES.index(subset))
     y = np.array(labels, dtype=np.int64)
+    _check_classes_used(y, json_name, classes)
     num_classes = bound if bound is not None else int(y.max()) + 1
     return Labelled(json_name, f"wlasl {json_name}", sequences, y, np.array(parts), num_classes, "split by subset")
 
@@ -250,8 +253,16 @@ def _cut_frames(seq: np.ndarray, start: int, end: int, name: str, video: str, js
 
 
 # ================================================================================================
-# Shared check
+# Shared checks
 # ================================================================================================
+def _check_classes_used(y: np.ndarray, name: str, classes: int | None) -> None:
+    """``dataset.classes`` must match the labels: a class past the last label would never be seen in training."""
+    top = int(y.max())
+    if classes is not None and top < classes - 1:
+        raise DataError(f"{name}: class {top + 1} has no training samples: the labels run 0..{top} but "
+                        f"dataset.classes={classes} (set it to {top + 1})")
+
+
 def check_landmarks(values: np.ndarray, what: str, axes: str) -> np.ndarray:
     """Landmarks shaped ``[axes]`` (ending in T, L, D): numeric, finite, no empty dimension.
 
