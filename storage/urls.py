@@ -100,7 +100,7 @@ def sqlite_path(url: str) -> Path | None:
 
 def is_sqlite(url: str) -> bool:
     """Whether ``url`` names a SQLite database (after normalisation or not)."""
-    return (parsed := _parse(url)) is not None and parsed.get_backend_name() == "sqlite"
+    return (parsed := _parse(url)) is not None and parsed.get_backend_name().lower() == "sqlite"
 
 
 def _parse(url: str) -> URL | None:
