@@ -34,8 +34,8 @@ def create_or_load_study(
 ) -> tuple[optuna.Study, bool]:
     """The study called ``name``, created if it does not exist; returns ``(study, created)``.
 
-    ``study_attrs`` are written on creation; on resume only keys the study lacks are added (a study created by an
-    older sweeper gains ``environment``, but its ``spec`` stays the one it ran with). Resuming with the opposite
+    ``study_attrs`` are written on creation; on resume only keys the study lacks are added (it may gain
+    ``environment``, but its ``spec`` stays the one it ran with). Resuming with the opposite
     ``direction`` raises :class:`StorageError`: Ray's ``OptunaSearch`` would silently load the study and then
     optimise it the wrong way round. Two processes racing to create the same name both succeed; one creates.
     """

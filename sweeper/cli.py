@@ -27,7 +27,7 @@ app = typer.Typer(
 
 @app.callback()
 def _group() -> None:
-    """Keeps ``sweeper`` a group of commands even while it has only one."""
+    """Makes ``sweeper`` a group of commands (typer would run a lone command without its name)."""
 
 
 SetFlags = Annotated[list[str], typer.Option("--set", help="Override a setting: KEY=VALUE (repeatable).")]

@@ -188,7 +188,7 @@ def test_load_splits_synthetic_shapes_cache_and_device() -> None:
 
 
 def test_make_synthetic_rejects_too_few_signers() -> None:
-    assert "signers >= 3" in error_of(data.make_synthetic, 3, 4, 2)
+    assert "signers >= 3" in error_of(synthetic.make_synthetic, 3, 4, 2)
 
 
 # ------------------------------------------------------------------------------------------------

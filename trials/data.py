@@ -58,7 +58,7 @@ def load_splits(cfg: TrainConfig) -> Splits:
     ``0..classes-1`` is a :class:`DataError` naming the file.
     """
     if cfg.dataset_name == "synthetic":
-        return _synthetic_splits_cached(
+        return synthetic_splits(
             cfg.dataset_classes, cfg.dataset_samples_per_class, cfg.dataset_signers, cfg.dataset_imbalance,
             cfg.dataset_noise, cfg.dataset_seed, cfg.dataset_seq_len, SYNTHETIC_KNOBS,
         ).clone()
@@ -113,32 +113,22 @@ def resample(seq: np.ndarray, seq_len: int, axis: int = 0) -> np.ndarray:
 # ================================================================================================
 # Sources
 # ================================================================================================
+@functools.lru_cache(maxsize=8)
 def synthetic_splits(
-    classes: int,
-    samples_per_class: int,
-    signers: int,
-    imbalance: float = 0.0,
-    noise: float = 1.0,
-    seed: int = 0,
-    seq_len: int = 32,
-    knobs: SyntheticKnobs = SYNTHETIC_KNOBS,
+    classes: int, samples_per_class: int, signers: int, imbalance: float = 0.0, noise: float = 1.0, seed: int = 0,
+    seq_len: int = 32, knobs: SyntheticKnobs = SYNTHETIC_KNOBS,
 ) -> Splits:
-    """Synthetic data, split by signer (:func:`signer_partition`), preprocessed."""
+    """Synthetic data, split by signer (:func:`signer_partition`), preprocessed.
+
+    Cached, one generation per parameter set per process, because a sweep worker runs many trials on the same
+    data: the result is shared, so :meth:`Splits.clone` it before changing a tensor (``load_splits`` does).
+    """
     xs, y, signer = make_synthetic(classes, samples_per_class, signers, imbalance, noise, seed, knobs)
     train, val, test = signer_partition(np.arange(signers), seed % 2**32)
     part = part_from_signers(signer, train, val, test)
     source = f"synthetic (seed {seed}, noise {noise:g}, imbalance {imbalance:g})"
     how = f"split by signer {len(train)}/{len(val)}/{len(test)}"
     return _finish(Labelled("synthetic", source, xs, y, part, classes, how), seq_len)
-
-
-@functools.lru_cache(maxsize=8)
-def _synthetic_splits_cached(
-    classes: int, samples_per_class: int, signers: int, imbalance: float, noise: float, seed: int, seq_len: int,
-    knobs: SyntheticKnobs,
-) -> Splits:
-    """One generation per parameter set per process: a sweep worker runs many trials on the same data."""
-    return synthetic_splits(classes, samples_per_class, signers, imbalance, noise, seed, seq_len, knobs)
 
 
 def load_npz(path: str | Path, seq_len: int, *, classes: int | None = None, seed: int = 0) -> Splits:
