@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 from rich.markup import escape
 
+from storage.retry import StorageUnavailable
 from sweeper.console import console, epoch_line, err_console, format_value
-from sweeper.errors import INTERRUPTED_EXIT_CODE, STORAGE_UNAVAILABLE_EXIT_CODE, USAGE_EXIT_CODE, bad_input_types
+from sweeper.errors import BAD_INPUT, INTERRUPTED_EXIT_CODE, STORAGE_UNAVAILABLE_EXIT_CODE, USAGE_EXIT_CODE
 from sweeper.overrides import parse_set_flags
 
 if TYPE_CHECKING:
@@ -27,7 +28,7 @@ app = typer.Typer(
 
 @app.callback()
 def _group() -> None:
-    """Keeps ``sweeper`` a group of commands even while it has only one."""
+    """Makes ``sweeper`` a group of commands (typer would run a lone command without its name)."""
 
 
 SetFlags = Annotated[list[str], typer.Option("--set", help="Override a setting: KEY=VALUE (repeatable).")]
@@ -117,7 +118,6 @@ def _seconds(flag: str, text: str | None) -> float | None:
 
 
 def _sweep(options: SweepOptions) -> None:
-    from storage.retry import StorageUnavailable
     from sweeper.driver import run_sweep
     from sweeper.ray_runtime import kill_local_ray_before_exit
 
@@ -231,16 +231,17 @@ def best(name: StudyName, storage: StorageFlag = None) -> None:
 
 
 def main() -> None:
-    """Console-script entry: bad input is one message and exit 2, Ctrl-C is exit 130."""
+    """Console-script entry: bad input is one message and exit 2, a storage that stayed away exit 75, Ctrl-C 130."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         app()
-    except SystemExit:  # typer's normal exit: re-raise before bad_input_types() imports torch (seconds)
-        raise
     except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(INTERRUPTED_EXIT_CODE)
-    except bad_input_types() as exc:
+    except StorageUnavailable as exc:
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
+        sys.exit(STORAGE_UNAVAILABLE_EXIT_CODE)
+    except BAD_INPUT as exc:
         err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
         sys.exit(USAGE_EXIT_CODE)
 
