@@ -5,16 +5,23 @@ SQLite is tuned per connection (WAL journal, 10 s busy timeout, ``synchronous=NO
 such as optuna-dashboard never makes the sweep's writes fail. PostgreSQL gets ``pool_pre_ping`` so a connection
 dropped during a long trial is replaced instead of failing the next write. Every failure to open becomes one
 :class:`StorageError` with the URL masked.
+
+Only the sweep creates Optuna's tables. Everything else opens an existing study database (``create=False``): a
+database without Optuna's tables is refused before Optuna's constructor could create them, and a read-only open
+(``read_only=True``: status, best, report, export) connects so that the server or SQLite itself refuses writes.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import sqlite3
 import warnings
+from pathlib import Path
 from typing import Any
 
 import optuna
+import sqlalchemy
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
@@ -23,6 +30,8 @@ from storage.urls import is_sqlite, mask_in_text, mask_url, sqlite_path, validat
 
 SQLITE_BUSY_TIMEOUT_S = 10  # then the sweep's storage.retry policy waits on, with a console line
 POSTGRES_CONNECT_TIMEOUT_S = 10
+# A database holding these is one Optuna wrote (alembic_version included: without it Optuna would stamp it).
+OPTUNA_TABLES = ("studies", "trials", "version_info", "alembic_version")
 
 _logger = logging.getLogger(__name__)
 
@@ -33,12 +42,17 @@ def open_storage(
     heartbeat_interval: int | None = None,
     grace_period: int | None = None,
     create: bool = True,
+    read_only: bool = False,
 ) -> optuna.storages.RDBStorage:
     """Connect to the storage at ``url`` (validated first), creating Optuna's tables if they are missing.
 
-    No study is written: listing, reporting and the dashboard can open a storage without side effects beyond the
-    schema (and, for SQLite, the file). With ``create=False`` a SQLite file that does not exist is an error
-    instead of a new empty database, which is what read-only commands (report, best, export) want.
+    No study is written: the sweep opens its storage this way before it knows whether the study exists.
+
+    ``create=False`` opens an existing Optuna database and nothing else: a SQLite file that does not exist, a
+    database with no tables ("no studies") and one holding only other tables ("not an Optuna study database")
+    are errors, and nothing is created, stamped or switched to WAL. ``read_only=True`` (implies ``create=False``)
+    also makes every connection read-only: SQLite opens the file with ``mode=ro``, PostgreSQL sessions default to
+    read-only transactions, so not a byte can change whatever Optuna tries.
 
     ``heartbeat_interval`` / ``grace_period`` (seconds) are passed to Optuna. In Optuna 5 heartbeats are written
     only by ``Study.optimize``; a driver using ask/tell (Ray Tune's ``OptunaSearch``) must call
@@ -51,18 +65,23 @@ def open_storage(
     _check_positive("grace_period", grace_period)
     if grace_period is not None and heartbeat_interval is None:
         raise StorageError("grace_period only has an effect together with heartbeat_interval.")
+    create = create and not read_only
     path = sqlite_path(url)
     if not create and path is not None and not path.is_file():
         raise StorageError(f"There is no SQLite database at {str(path.absolute())!r} ({mask_url(url)}).")
+    engine_kwargs = _engine_kwargs(url, tune=create, read_only=read_only)
     try:
+        if not create:
+            _check_optuna_tables(url, engine_kwargs)
         with warnings.catch_warnings():
             # heartbeat_interval is "experimental" in Optuna 5; the warning tells the user nothing they can act on.
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return optuna.storages.RDBStorage(
                 url,
-                engine_kwargs=_engine_kwargs(url),
+                engine_kwargs=engine_kwargs,
                 heartbeat_interval=heartbeat_interval,
                 grace_period=grace_period,
+                skip_table_creation=not create,
             )
     except ImportError:
         raise StorageError(
@@ -71,6 +90,27 @@ def open_storage(
         ) from None
     except (SQLAlchemyError, optuna.exceptions.StorageInternalError, RuntimeError, sqlite3.Error) as exc:
         raise as_storage_error(exc, url) from None
+
+
+def _check_optuna_tables(url: str, engine_kwargs: dict[str, Any]) -> None:
+    """Refuse a database Optuna did not write, by its table names alone (reading them writes nothing)."""
+    engine = sqlalchemy.create_engine(url, **engine_kwargs)
+    try:
+        tables = set(sqlalchemy.inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+    if not tables:
+        raise StorageError(f"There are no studies in {mask_url(url)}: the database is empty (no tables at all). "
+                           "Run a sweep first (sweeper run SPACE), or check the storage URL.")
+    missing = [table for table in OPTUNA_TABLES if table not in tables]
+    if len(missing) == len(OPTUNA_TABLES):
+        shown = ", ".join(sorted(tables)[:10]) + (f" (and {len(tables) - 10} more)" if len(tables) > 10 else "")
+        raise StorageError(f"{mask_url(url)} is not an Optuna study database: it holds the tables {shown} and none "
+                           f"of Optuna's ({', '.join(OPTUNA_TABLES)}). Check the storage URL; nothing was changed.")
+    if missing:
+        raise StorageError(f"{mask_url(url)} is not a complete Optuna study database: the tables "
+                           f"{', '.join(missing)} are missing. Nothing was changed; open it with the Optuna version "
+                           "that wrote it (optuna storage upgrade --storage URL brings it up to date).")
 
 
 def close_storage(storage: optuna.storages.RDBStorage) -> None:
@@ -164,26 +204,43 @@ def _parse(url: str) -> URL | None:
         return None
 
 
-def _engine_kwargs(url: str) -> dict[str, Any]:
+def _engine_kwargs(url: str, *, tune: bool = True, read_only: bool = False) -> dict[str, Any]:
     """SQLAlchemy ``create_engine`` arguments for ``url``.
 
     They must be picklable: Ray pickles ``OptunaSearch`` (storage included) into its experiment checkpoints,
     and ``RDBStorage.__setstate__`` rebuilds the engine from these kwargs. That is why the SQLite tuning is a
     module-level function given as ``pool_events`` (attached before the first connection, which Optuna opens
     inside ``RDBStorage.__init__``) rather than a listener added to the engine afterwards.
+
+    ``tune=False`` leaves SQLite's journal mode alone: switching to WAL rewrites the file's header, which only
+    the sweep that writes the file may do (a file sweeper made is in WAL mode already).
     """
     if is_sqlite(url):
+        path = sqlite_path(url)
+        if read_only and path is not None:
+            return {"creator": functools.partial(connect_sqlite_read_only, path)}
+        if not tune:
+            return {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}
         return {
             "connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S},
             "pool_events": [(tune_sqlite_connection, "connect")],
         }
-    return {
-        "pool_pre_ping": True,  # a connection a server restart killed is replaced before use, not failed
-        "pool_recycle": 1800,  # before firewalls and proxies drop idle connections silently
-        "connect_args": {"connect_timeout": POSTGRES_CONNECT_TIMEOUT_S, "application_name": "sweeper",
-                         # a half-open connection (a cut network) fails within a minute instead of hanging
-                         "keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3},
+    connect_args: dict[str, Any] = {
+        "connect_timeout": POSTGRES_CONNECT_TIMEOUT_S, "application_name": "sweeper",
+        # a half-open connection (a cut network) fails within a minute instead of hanging
+        "keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3,
     }
+    if read_only:
+        connect_args["options"] = "-c default_transaction_read_only=on"
+    # pool_pre_ping: a connection a server restart killed is replaced before use, not failed;
+    # pool_recycle: renewed before firewalls and proxies drop idle connections silently.
+    return {"pool_pre_ping": True, "pool_recycle": 1800, "connect_args": connect_args}
+
+
+def connect_sqlite_read_only(path: Path) -> sqlite3.Connection:
+    """A connection SQLite itself keeps from writing the file (``mode=ro``); it still sees a live sweep's WAL."""
+    return sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, timeout=SQLITE_BUSY_TIMEOUT_S,
+                           check_same_thread=False)
 
 
 def tune_sqlite_connection(dbapi_connection: sqlite3.Connection, _connection_record: object) -> None:

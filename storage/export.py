@@ -53,7 +53,7 @@ def write_rows(rows: list[dict[str, Any]], fmt: str, out: TextIO) -> None:
     spreadsheets and pandas read back); nested values (a dict attr) are JSON text in a CSV cell.
     """
     if fmt == "json":
-        json.dump([{k: _json_safe(v) for k, v in row.items()} for row in rows], out, indent=2, allow_nan=False)
+        json.dump([{k: json_safe(v) for k, v in row.items()} for row in rows], out, indent=2, allow_nan=False)
         out.write("\n")
         return
     if fmt != "csv":
@@ -97,13 +97,14 @@ def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment is not None else None
 
 
-def _json_safe(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
+    """``value`` with non-finite floats as None, nested dicts and lists included (JSON has no NaN)."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
 
 
@@ -111,5 +112,5 @@ def _csv_cell(value: Any) -> Any:
     if value is None:
         return ""
     if isinstance(value, (dict, list)):
-        return json.dumps(_json_safe(value))
+        return json.dumps(json_safe(value))
     return value

@@ -34,12 +34,24 @@ PERMANENT_CONNECT_ERRORS = ("does not exist", "authentication failed", "no passw
                             "password is required", "permission denied")
 
 
+BRIEF_RETRY_S = 5.0  # what a one-shot command (status, report, the checks before a sweep) waits for a restart
+
+
 class StorageUnavailable(StorageError):
     """The storage stayed unreachable for longer than the outage budget (``--storage-timeout``)."""
 
 
 class Unreachable(Exception):
     """The storage is in an outage: :meth:`OutagePolicy.attempt` did not (or could not) do the operation now."""
+
+
+def retry_briefly(operation: Callable[[], T], seconds: float = BRIEF_RETRY_S) -> T:
+    """``operation()``, riding out a storage restart of up to ``seconds``; then its own error (a wrong host is
+    still "cannot reach a PostgreSQL server at ..." and exit 2, not a wait of minutes)."""
+    try:
+        return OutagePolicy(seconds).call(operation)
+    except StorageUnavailable as exc:
+        raise (exc.__cause__ or exc) from None
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -109,6 +121,7 @@ class OutagePolicy:
         self._failures = 0
         self._next_probe = 0.0
         self._last_reason = ""
+        self._last_error: BaseException | None = None
 
     def call(self, operation: Callable[[], T]) -> T:
         while True:
@@ -149,7 +162,7 @@ class OutagePolicy:
     def _failed(self, exc: BaseException) -> None:
         started = False
         with self._lock:
-            self._last_reason = self.describe(exc)
+            self._last_reason, self._last_error = self.describe(exc), exc
             if self._since is None:
                 self._since, self._failures, started = time.monotonic(), 0, True
             self._failures += 1
@@ -167,7 +180,7 @@ class OutagePolicy:
     def _check_deadline(self) -> None:
         if self.overdue():
             raise StorageUnavailable(f"The storage stayed unreachable for more than {self.timeout_s:g} s "
-                                     f"({self._last_reason}).")
+                                     f"({self._last_reason}).") from self._last_error
 
     def _backoff(self, failures: int) -> float:
         return min(self.max_delay_s, self.first_delay_s * 2 ** (failures - 1)) * random.uniform(0.5, 1.5)

@@ -1,6 +1,7 @@
 """``sweeper best``: the best trial's params and metrics against the targets, and how to train it again.
 
-The reproduce command is ``sweeper train --set KEY=VALUE ...`` over the trial's whole flat config (the space's
+The reproduce command is ``sweeper train [SPACE] --set KEY=VALUE ...`` (the space file only for a user
+entrypoint, which ``train`` finds through it) over the trial's whole flat config (the space's
 training block, fixed params, the trial's sampled params), not just its params: the space file may have changed
 or be gone since, and the study's stored spec is what the trial actually ran. Values are written so they parse
 back exactly (floats with every digit, YAML scalars that keep their type, shell-quoted).
@@ -61,10 +62,24 @@ def trial_config(view: StudyView, trial: optuna.trial.FrozenTrial) -> tuple[dict
     return spec.trial_config(trial.params), entrypoint, None
 
 
-def reproduce_command(config: Mapping[str, Any]) -> str:
-    """``sweeper train --set k=v ...`` whose ``--set`` flags parse back (``parse_set_flags``) to ``config``."""
-    return " ".join(["sweeper", "train", *(f"--set {shlex.quote(f'{k}={yaml_scalar(v)}')}"
-                                            for k, v in config.items())])
+def reproduce_command(config: Mapping[str, Any], space: Path | None = None) -> str:
+    """``sweeper train [SPACE] --set k=v ...`` whose ``--set`` flags parse back (``parse_set_flags``) to ``config``.
+
+    The built-in core needs no space; a user entrypoint is found through its space file, whose training block the
+    flags then override key by key.
+    """
+    head = ["sweeper", "train", *([shlex.quote(str(space))] if space is not None else [])]
+    return " ".join([*head, *(f"--set {shlex.quote(f'{k}={yaml_scalar(v)}')}" for k, v in config.items())])
+
+
+def _space_file(view: StudyView) -> Path | None:
+    """The space file a user entrypoint's study was run from, if it is still where it was."""
+    user = view.study.user_attrs
+    space_dir, space_file = user.get(attrs.SPACE_DIR), user.get(attrs.SPACE_FILE)
+    if not isinstance(space_file, str):
+        return None
+    path = Path(space_dir) / Path(space_file).name if isinstance(space_dir, str) else Path(space_file)
+    return path if path.is_file() else None
 
 
 def yaml_scalar(value: Any) -> str:
@@ -82,8 +97,48 @@ def yaml_scalar(value: Any) -> str:
     return text
 
 
-def show_best(view: StudyView) -> None:
+def best_summary(view: StudyView) -> dict[str, Any]:
+    """What ``best --format json`` prints. Keys are stable (README, "Inspecting studies")."""
+    trial = best_trial(view)
+    values = view.values(trial)
+    config, entrypoint, note = trial_config(view, trial)
+    return {
+        "study": view.study.study_name,
+        "number": trial.number,
+        "objective": {"metric": view.metric, "direction": "maximize" if view.maximize else "minimize"},
+        "value": trial.value,
+        "params": trial.params,
+        "metrics": values,
+        "targets": {m: {"target": t, "value": values.get(m),
+                        "met": None if values.get(m) is None else view.met_target(m, values[m])}
+                    for m, t in view.targets.items()},
+        "baseline": dict(view.baseline),
+        "attrs": {k: trial.user_attrs[k] for k in _EXTRA_ATTRS if k in trial.user_attrs},
+        "entrypoint": entrypoint,
+        "config": config,
+        "reproduce": _reproduce_or_none(config, entrypoint, view, note),
+        "note": note,
+    }
+
+
+def _reproduce_or_none(config: dict[str, Any], entrypoint: str, view: StudyView, note: str | None) -> str | None:
+    if entrypoint == DEFAULT_ENTRYPOINT:
+        return reproduce_command(config)
+    space = _space_file(view) if note is None else None
+    return reproduce_command(config, space) if space is not None else None
+
+
+_EXTRA_ATTRS = (attrs.BEST_EPOCH, attrs.EPOCHS_RUN, attrs.STOP_REASON, attrs.DEVICE, attrs.PARAMETERS,
+                attrs.WALL_SECONDS)
+
+
+def show_best(view: StudyView, fmt: str = "table") -> None:
     """Params (exact values), metrics against targets and baseline, and the reproduce command."""
+    if fmt == "json":
+        from sweeper.inspection import print_json
+
+        print_json(best_summary(view))
+        return
     trial = best_trial(view)
     console.print(f"best trial of {view.study.study_name}: #{trial.number}, {view.metric} "
                   f"{format_value(view.metric, trial.value)} (of {len(view.complete)} COMPLETE)", markup=False)
@@ -95,8 +150,7 @@ def show_best(view: StudyView) -> None:
         params.add_row(name, format_value(name, value), repr(value))
     console.print(params)
     console.print(_metrics_table(view, trial))
-    extras = {k: trial.user_attrs[k] for k in (attrs.BEST_EPOCH, attrs.EPOCHS_RUN, attrs.STOP_REASON, attrs.DEVICE,
-                                               attrs.PARAMETERS) if k in trial.user_attrs}
+    extras = {k: trial.user_attrs[k] for k in _EXTRA_ATTRS[:-1] if k in trial.user_attrs}
     if attrs.WALL_SECONDS in trial.user_attrs:
         extras[attrs.WALL_SECONDS] = f"{trial.user_attrs[attrs.WALL_SECONDS]:.1f}"
     if extras:
@@ -104,12 +158,15 @@ def show_best(view: StudyView) -> None:
     config, entrypoint, note = trial_config(view, trial)
     if note:
         console.print(f"note: {note}", markup=False)
-    if entrypoint == DEFAULT_ENTRYPOINT:
-        console.print("reproduce it:", markup=False)
-        console.print(reproduce_command(config), markup=False)
+    command = _reproduce_or_none(config, entrypoint, view, note)
+    if command is not None:
+        console.print("reproduce it:" if entrypoint == DEFAULT_ENTRYPOINT else
+                      f"reproduce it (sweeper train finds {entrypoint} through its space file):", markup=False)
+        console.print(command, markup=False)
         return
-    console.print(f"{entrypoint} is not the built-in core, and sweeper train runs only {DEFAULT_ENTRYPOINT}; the trial "
-                  f"called {entrypoint}(config, report, checkpoint_dir) with this config:", markup=False)
+    console.print(f"{entrypoint} is not the built-in core, and sweeper train runs it only from its space file, "
+                  f"which is not here; the trial called {entrypoint}(config, report, checkpoint_dir) with this "
+                  "config:", markup=False)
     for key, value in config.items():
         console.print(f"  {key}: {_config_text(value)}", markup=False)
 

@@ -12,9 +12,8 @@ import typer
 from rich.markup import escape
 
 from storage.retry import StorageUnavailable
-from sweeper.console import console, epoch_line, err_console, format_value
+from sweeper.console import console, err_console
 from sweeper.errors import BAD_INPUT, INTERRUPTED_EXIT_CODE, STORAGE_UNAVAILABLE_EXIT_CODE, USAGE_EXIT_CODE
-from sweeper.overrides import parse_set_flags
 
 if TYPE_CHECKING:
     from sweeper.driver import SweepOptions
@@ -26,8 +25,22 @@ app = typer.Typer(
     help="Hyperparameter sweeps for PyTorch training: Ray Tune drives, Optuna samples, every trial is recorded.",
 )
 
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            console.print(f"sweeper {version('sweeper')}", markup=False)
+        except PackageNotFoundError:  # run from a checkout that was never installed
+            console.print("sweeper (not installed: pip install -e . in the checkout)", markup=False)
+        raise typer.Exit()
+
+
 @app.callback()
-def _group() -> None:
+def _group(
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
     """Makes ``sweeper`` a group of commands (typer would run a lone command without its name)."""
 
 
@@ -36,22 +49,15 @@ SetFlags = Annotated[list[str], typer.Option("--set", help="Override a setting: 
 
 @app.command()
 def train(
-    space: Annotated[Optional[Path], typer.Argument(help="Space YAML whose training block to use.")] = None,  # noqa: UP045
+    space: Annotated[Optional[Path], typer.Argument(help="Space YAML: its entrypoint and training block.")] = None,  # noqa: UP045
     set_: SetFlags = [],  # noqa: B006
     checkpoint_dir: Annotated[Optional[Path], typer.Option(help="Write/resume epoch checkpoints here.")] = None,  # noqa: UP045
 ) -> None:
-    """Run one training standalone, printing a line per epoch."""
-    from sweeper.standalone import standalone_config
+    """Run one training standalone, printing a line per epoch: the space's own entrypoint (default: the core)."""
+    from sweeper import standalone
 
-    config = standalone_config(space, parse_set_flags(set_))
-    from trials.train import run
-
-    epochs = int(config.get("epochs", 0)) or run.settings["epochs"]  # type: ignore[attr-defined]
-    result = run(config, lambda metrics: console.print(epoch_line(metrics, epochs)), checkpoint_dir)
-    console.print("final: " + "  ".join(
-        f"{k} {format_value(k, v)}" for k, v in result.items() if k.startswith(("test_", "val_", "best_epoch"))))
-    console.print(f"{result['parameters']} parameters on {result['device']}, {result['wall_seconds']:.1f}s; "
-                  f"{result['data']}")
+    run, base_dir = standalone.prepare(space, set_)
+    standalone.train(run, base_dir, checkpoint_dir)
 
 
 RunStorage = Annotated[Optional[str], typer.Option("--storage", help="Optuna storage URL (beats SWEEPER_STORAGE and the YAML).")]  # noqa: UP045, E501
@@ -178,18 +184,21 @@ def spaces() -> None:
 StorageFlag = Annotated[Optional[str], typer.Option(  # noqa: UP045
     "--storage", help="Optuna storage URL (beats SWEEPER_STORAGE; default sqlite:///sweeps.db).")]
 StudyName = Annotated[str, typer.Argument(help="Study name, as `sweeper status` lists it.")]
+OutputFormat = Annotated[str, typer.Option("--format", help="table, or json for scripts (keys: see README).")]
 
 
 @app.command()
 def status(
     name: Annotated[Optional[str], typer.Argument(help="One study (default: every study in the storage).")] = None,  # noqa: UP045
     storage: StorageFlag = None,
+    format_: OutputFormat = "table",
 ) -> None:
-    """Every study in storage: trials by state, best value against targets, time running."""
+    """Every study in storage: trials by state, best value against targets, how long its trials took."""
     from sweeper import inspection
 
+    inspection.check_output_format(format_)
     with inspection.reading(storage) as (opened, url):
-        inspection.status(opened, url, name)
+        inspection.status(opened, url, name, format_)
 
 
 @app.command()
@@ -221,13 +230,14 @@ def export(
 
 
 @app.command()
-def best(name: StudyName, storage: StorageFlag = None) -> None:
+def best(name: StudyName, storage: StorageFlag = None, format_: OutputFormat = "table") -> None:
     """The best trial's params and metrics, and the sweeper train command that reproduces it."""
     from sweeper import inspection
     from sweeper.best import show_best
 
+    inspection.check_output_format(format_)
     with inspection.reading(storage) as (opened, url):
-        show_best(inspection.load_view(opened, name, url))
+        show_best(inspection.load_view(opened, name, url), format_)
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ import socketserver
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from storage.engine import open_storage
+from storage.retry import retry_briefly
 from storage.urls import mask_url
 from sweeper.console import console
 from sweeper.errors import BadInput
@@ -35,7 +36,7 @@ def serve_dashboard(url: str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT
     """Serve until Ctrl-C. A SQLite file that does not exist is an error, not a new empty database."""
     from optuna_dashboard import wsgi
 
-    storage = open_storage(url, create=False)
+    storage = retry_briefly(lambda: open_storage(url, create=False))
     try:
         server = make_server(host, port, wsgi(storage), server_class=_ThreadingWSGIServer,
                              handler_class=_QuietHandler)

@@ -33,7 +33,7 @@ from storage.resume import (
     record_heartbeat,
     spec_changes,
 )
-from storage.retry import OutagePolicy, StorageUnavailable, Unreachable
+from storage.retry import OutagePolicy, StorageUnavailable, Unreachable, retry_briefly
 from storage.studies import create_or_load_study, fresh_study_name, load_existing_study, study_exists
 from storage.urls import ENV_VAR, mask_url, resolve_storage_url, sqlite_path, validate_storage_url
 from sweeper.console import console
@@ -42,7 +42,6 @@ from sweeper.ray_runtime import start_ray, trial_actors_on_prestarted_workers
 from sweeper.study_writer import StudyWriter
 
 DEFAULT_STORAGE_TIMEOUT_S = 600.0
-STARTUP_RETRY_S = 15.0  # the validation before a sweep rides out a restart, not a wrong address
 
 
 @dataclass(frozen=True)
@@ -77,7 +76,7 @@ def prepare(options: SweepOptions) -> tuple[Spec, str]:
     path = sqlite_path(url)
     if path is not None and not path.exists():
         return spec, url  # a new SQLite file holds no study yet: don't create it before the sweep starts
-    storage = OutagePolicy(STARTUP_RETRY_S).call(lambda: open_storage(url))  # a typo'd host fails in seconds
+    storage = retry_briefly(lambda: open_storage(url))
     try:
         if options.fresh:
             fresh = fresh_study_name(storage, spec.name)
@@ -100,7 +99,7 @@ def prepare(options: SweepOptions) -> tuple[Spec, str]:
 
 def stored_spec(url: str, name: str, overrides: tuple[str, ...] = ()) -> Spec:
     """The spec a study was run with, read back from the study (``sweeper resume``); ``--set`` applies on top."""
-    storage = open_storage(url, create=False)
+    storage = retry_briefly(lambda: open_storage(url, create=False))
     try:
         user_attrs = load_existing_study(storage, name, url).user_attrs
     finally:

@@ -1,18 +1,21 @@
 """``sweeper status``, ``report`` and ``export``: read studies, never write them.
 
-Every command opens the storage with ``create=False`` (a mistyped SQLite path is an error, not a new empty
-database) and loads studies by exact name (a typo gets "did you mean"). Failures to read are one
-:class:`StorageError` with the URL masked, which the CLI prints with exit code 2.
+Every command opens the storage read-only (``read_only=True``: a mistyped SQLite path is an error, not a new
+empty database; a database Optuna did not write is refused, and not a byte of it changes) and loads studies by
+exact name (a typo gets "did you mean"). Failures to read are one :class:`StorageError` with the URL masked,
+which the CLI prints with exit code 2.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import optuna
 from rich.table import Table
@@ -20,12 +23,14 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from search_spaces.entrypoint import KNOWN_DIRECTIONS
 from storage.engine import as_storage_error, close_storage, open_storage
-from storage.export import FORMATS, trial_rows, write_rows
+from storage.errors import StorageError
+from storage.export import FORMATS, json_safe, trial_rows, write_rows
 from storage.report import StudyView, build_report, duration, study_view
 from storage.resume import orphaned_trials
+from storage.retry import retry_briefly
 from storage.studies import load_existing_study
 from storage.urls import mask_url, resolve_storage_url
-from sweeper.console import console, format_value
+from sweeper.console import console, err_console, format_value
 from sweeper.errors import BadInput
 
 
@@ -36,7 +41,7 @@ def reading(storage_flag: str | None) -> Iterator[tuple[optuna.storages.RDBStora
     A server that drops the connection halfway through becomes the same one-line error as one that is down.
     """
     url = resolve_storage_url(None, storage_flag)
-    storage = open_storage(url, create=False)
+    storage = retry_briefly(lambda: open_storage(url, read_only=True))
     try:
         yield storage, url
     except (SQLAlchemyError, optuna.exceptions.StorageInternalError) as exc:
@@ -60,23 +65,20 @@ def load_view(storage: optuna.storages.BaseStorage, name: str, url: str) -> Stud
 
 
 # --- status -----------------------------------------------------------------------------------------------------
-def status(storage: optuna.storages.BaseStorage, url: str, name: str | None) -> None:
+OUTPUT_FORMATS = ("table", "json")
+
+
+def status(storage: optuna.storages.BaseStorage, url: str, name: str | None, fmt: str = "table") -> None:
     """A table of every study (or the one named): trials by state, best value, targets and whether they are met,
-    and how long it has been running; with a name, also the best trial's params and where the spec came from."""
-    if name is not None:
-        views = [load_view(storage, name, url)]
-    else:
-        views = []
-        for frozen in storage.get_all_studies():
-            try:
-                views.append(view_of(optuna.load_study(study_name=frozen.study_name, storage=storage)))
-            except KeyError:  # deleted while we listed (a shared server)
-                continue
-            except ValueError as exc:  # e.g. a multi-objective study someone else keeps here
-                console.print(f"{frozen.study_name}: {exc}", markup=False)
-        if not views:
-            console.print(f"There are no studies in {mask_url(url)} yet.", markup=False)
-            return
+    and how long its trials took; with a name, also the best trial's params and where the spec came from.
+
+    ``fmt="json"`` prints :func:`study_summary` of each study instead, for scripts.
+    """
+    check_output_format(fmt)
+    views = [load_view(storage, name, url)] if name is not None else _all_views(storage, url)
+    if fmt == "json":
+        print_json({"storage": mask_url(url), "studies": [study_summary(view) for view in views]})
+        return
     table = Table(title=f"studies in {mask_url(url)}", title_justify="left")
     widest = max(len(view.study.study_name) for view in views)
     table.add_column("study", min_width=min(widest, 40), overflow="fold")
@@ -85,7 +87,7 @@ def status(storage: optuna.storages.BaseStorage, url: str, name: str | None) -> 
     table.add_column("target (best reached)", overflow="fold")
     table.add_column("met")
     table.add_column("first trial", min_width=len("2026-01-01"))
-    table.add_column("running")
+    table.add_column("duration")
     for view in views:
         table.add_row(*_status_row(view))
     console.print(table)
@@ -93,16 +95,78 @@ def status(storage: optuna.storages.BaseStorage, url: str, name: str | None) -> 
         _details(views[0])
 
 
+def _all_views(storage: optuna.storages.BaseStorage, url: str) -> list[StudyView]:
+    views = []
+    for frozen in storage.get_all_studies():
+        try:
+            views.append(view_of(optuna.load_study(study_name=frozen.study_name, storage=storage)))
+        except KeyError:  # deleted while we listed (a shared server)
+            continue
+        except ValueError as exc:  # e.g. a multi-objective study someone else keeps here
+            err_console.print(f"{frozen.study_name}: {exc}", markup=False)
+    if not views:
+        raise StorageError(f"There are no studies in {mask_url(url)} yet: run a sweep first (sweeper run SPACE).")
+    return views
+
+
+def check_output_format(fmt: str) -> None:
+    if fmt not in OUTPUT_FORMATS:
+        raise BadInput(f"--format must be one of {', '.join(OUTPUT_FORMATS)}, not {fmt!r}.")
+
+
+def print_json(data: object) -> None:
+    """Plain JSON on stdout (no rich wrapping or colour); NaN and infinity become null, as JSON has neither."""
+    sys.stdout.write(json.dumps(json_safe(data), indent=2, allow_nan=False) + "\n")
+
+
+def activity(view: StudyView) -> str:
+    """``running`` (a live driver's trials run), ``interrupted`` (RUNNING trials whose driver died), ``finished``
+    (nothing runs now; running it again may still add trials) or ``empty`` (no trial started yet)."""
+    running = view.states().get("RUNNING", 0)
+    orphans = len(orphaned_trials(view.study)) if running else 0
+    if running > orphans:
+        return "running"
+    if running:
+        return "interrupted"
+    return "finished" if view.time_span() is not None else "empty"
+
+
+def study_summary(view: StudyView) -> dict[str, Any]:
+    """What ``status --format json`` prints for one study. Keys are stable (README, "Inspecting studies")."""
+    best = view.complete[0] if view.complete else None
+    span = view.time_span()
+    now = activity(view)
+    elapsed = None if span is None else ((datetime.now() if now == "running" else span[1]) - span[0]).total_seconds()
+    reached = view.reached()
+    user = view.study.user_attrs
+    return {
+        "name": view.study.study_name,
+        "state": now,
+        "trials": view.states(),
+        "n_trials": len(view.trials),
+        "objective": {"metric": view.metric, "direction": "maximize" if view.maximize else "minimize"},
+        "best": None if best is None else {"number": best.number, "value": best.value, "params": best.params},
+        "targets": {m: {"target": target, "best": _best_value(view, m)} for m, target in view.targets.items()},
+        "target_met": None if not view.targets else reached is not None,
+        "target_met_by": reached.number if reached else None,
+        "baseline": dict(view.baseline),
+        "first_trial_start": span[0].isoformat() if span else None,
+        "last_trial_end": span[1].isoformat() if span else None,
+        "duration_seconds": elapsed,
+        "interrupted_trials": [t.number for t in orphaned_trials(view.study)] if now == "interrupted" else [],
+        "space_file": user.get("space_file"),
+    }
+
+
 def _status_row(view: StudyView) -> list[str]:
     states = view.states()
     best = view.complete[0] if view.complete else None
     span = view.time_span()
-    running = "-"
-    live = states.get("RUNNING", 0) - len(orphaned_trials(view.study))
-    if span is not None:
-        end = datetime.now() if live else span[1]
-        running = duration(end - span[0]) + (" (running)" if live else " (interrupted)" if states.get("RUNNING")
-                                             else "")
+    taken = "-"
+    now = activity(view)
+    if span is not None:  # first trial's start to the last one's end; to now while trials run
+        end = datetime.now() if now == "running" else span[1]
+        taken = duration(end - span[0]) + (f" ({now})" if now in ("running", "interrupted") else "")
     reached = view.reached()
     met = "-" if not view.targets else (f"yes (#{reached.number})" if reached else "no")
     return [
@@ -113,15 +177,20 @@ def _status_row(view: StudyView) -> list[str]:
         or "-",
         met,
         _time(span[0]) if span else "-",
-        running,
+        taken,
     ]
 
 
-def _best_of(view: StudyView, metric: str) -> str:
+def _best_value(view: StudyView, metric: str) -> float | None:
     values = [v for t in view.complete if (v := view.values(t).get(metric)) is not None]
     if not values:
-        return "-"
-    return format_value(metric, max(values) if view.direction(metric) == "maximize" else min(values))
+        return None
+    return max(values) if view.direction(metric) == "maximize" else min(values)
+
+
+def _best_of(view: StudyView, metric: str) -> str:
+    value = _best_value(view, metric)
+    return "-" if value is None else format_value(metric, value)
 
 
 def _details(view: StudyView) -> None:
@@ -170,18 +239,31 @@ def report(storage: optuna.storages.BaseStorage, url: str, name: str, output: Pa
     return path
 
 
+def export_format(fmt: str | None, output: Path | None) -> str:
+    """The format to write: ``--format`` if given, else the suffix of ``-o``, else csv; they must agree."""
+    if fmt is not None and fmt.lower() not in FORMATS:
+        raise BadInput(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}.")
+    suffix = output.suffix.lower().removeprefix(".") if output is not None else ""
+    if suffix and suffix not in FORMATS:
+        raise BadInput(f"Cannot export to {str(output)!r}: sweeper export writes {' or '.join(FORMATS)}, not "
+                       f"{suffix!r}; name the file .csv or .json.")
+    if fmt is not None and suffix and fmt.lower() != suffix:
+        raise BadInput(f"--format {fmt} does not match the file {str(output)!r}; name it .{fmt.lower()} or drop "
+                       "--format.")
+    return fmt.lower() if fmt is not None else suffix or "csv"
+
+
 def _file_safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "study"
 
 
 # --- export -----------------------------------------------------------------------------------------------------
 def export(storage: optuna.storages.BaseStorage, url: str, name: str, fmt: str | None, output: Path | None) -> None:
-    """One row per trial as CSV or JSON, to ``output`` or stdout; the format defaults to the file's suffix."""
-    if fmt is None:
-        fmt = "json" if output is not None and output.suffix.lower() == ".json" else "csv"
-    fmt = fmt.lower()
-    if fmt not in FORMATS:
-        raise BadInput(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}.")
+    """One row per trial as CSV or JSON, to ``output`` or stdout; the format defaults to the file's suffix.
+
+    A file named for another format (``t.xlsx``) is refused rather than filled with CSV a spreadsheet misreads.
+    """
+    fmt = export_format(fmt, output)
     if output is not None and not output.parent.is_dir():
         raise BadInput(f"Cannot write to {str(output)!r}: the folder {str(output.parent)!r} does not exist.")
     study = load_existing_study(storage, name, url)

@@ -1,21 +1,119 @@
-"""The config of a standalone ``sweeper train``: a space's fixed training block, then ``--set`` on top."""
+"""``sweeper train``: one training run outside any sweep, of the built-in core or of a space's own entrypoint.
+
+The smoke test before a sweep must train what the sweep would train: the function named by the space's
+``entrypoint``, called as a trial calls it (``spec.trial_config``: the training block and fixed params, no
+sampled params) with ``--set`` on top, with a ``report`` that prints a line per epoch and an optional
+checkpoint folder. No Ray, no study. Without a space it is the built-in core over its defaults.
+"""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trials.config import TrainConfig
+from search_spaces.entrypoint import DEFAULT_ENTRYPOINT
+from sweeper.console import console, epoch_line, format_value
+from sweeper.errors import BadInput
+from sweeper.overrides import parse_set_flags
 
 
-def standalone_config(space: Path | None, overrides: dict[str, Any]) -> dict[str, Any]:
-    """Without a space, ``--set`` keys are the core's flat keys over its defaults."""
-    config: dict[str, Any] = {}
-    if space is not None:
-        from search_spaces.loader import load_spec, resolve_space_path
+@dataclass(frozen=True)
+class Standalone:
+    """What ``sweeper train`` runs: ``fn(config, report, checkpoint_dir)``."""
 
-        spec = load_spec(resolve_space_path(str(space)))
-        config.update(spec.trial_config({}))
-    config.update(overrides)
-    TrainConfig.from_flat(config)  # bad keys and values fail here, before any work
-    return config
+    entrypoint: str
+    config: dict[str, Any]
+    epochs: int | None  # planned epochs, for "epoch 3/10"; None when the function does not say
+
+    @property
+    def is_core(self) -> bool:
+        return self.entrypoint == DEFAULT_ENTRYPOINT
+
+    def function(self, base_dir: str | None) -> Callable[..., Any]:
+        if self.is_core:
+            from trials.train import run
+
+            return run
+        from search_spaces.entrypoint import import_target
+
+        return import_target(self.entrypoint, base_dir)
+
+
+def prepare(space: Path | None, set_flags: Iterable[str]) -> tuple[Standalone, str | None]:
+    """``(run, base_dir)``; bad flags, keys and values fail here, before any work. The one ``--set`` parse."""
+    overrides = parse_set_flags(set_flags)
+    if space is None:
+        return _core({}, overrides), None
+    from search_spaces.loader import load_spec, resolve_space_path
+
+    spec = load_spec(resolve_space_path(str(space)))
+    base = spec.trial_config({})
+    if spec.entrypoint == DEFAULT_ENTRYPOINT:
+        return _core(base, overrides), spec.base_dir
+    from search_spaces.entrypoint import describe
+
+    info = describe(spec.entrypoint, spec.base_dir)
+    typed = {}
+    for key, value in overrides.items():
+        problem = info.unknown_setting(key)
+        if problem:
+            raise BadInput(f"--set {key}: {spec.entrypoint} does not accept it ({problem})")
+        typed[key] = info.coerce(key, value)
+    config = {**base, **typed}
+    epochs = config.get("epochs", (info.settings or {}).get("epochs"))
+    return Standalone(spec.entrypoint, config, epochs if isinstance(epochs, int) else None), spec.base_dir
+
+
+def _core(base: dict[str, Any], overrides: dict[str, Any]) -> Standalone:
+    from trials.config import TrainConfig
+
+    config = {**base, **overrides}
+    epochs = TrainConfig.from_flat(config).epochs  # bad keys and values fail here
+    return Standalone(DEFAULT_ENTRYPOINT, config, epochs)
+
+
+def train(run: Standalone, base_dir: str | None, checkpoint_dir: Path | None) -> dict[str, Any]:
+    """Train once, printing each report as one line and the returned metrics at the end."""
+    fn = run.function(base_dir)
+    started = time.perf_counter()
+    if run.is_core:
+        result = fn(run.config, lambda metrics: console.print(epoch_line(metrics, run.epochs or 0), markup=False),
+                    checkpoint_dir)
+        _print_core_result(result)
+        return result
+    last = [started]
+
+    def report(metrics: dict[str, Any]) -> None:
+        now = time.perf_counter()
+        console.print(metrics_line(metrics, run.epochs, now - last[0]), markup=False)
+        last[0] = now
+
+    result = dict(fn(run.config, report, str(checkpoint_dir) if checkpoint_dir is not None else None) or {})
+    console.print("final: " + ("  ".join(f"{k} {format_value(k, v)}" for k, v in result.items()
+                                         if isinstance(v, (int, float, str, bool))) or "(nothing returned)"),
+                  markup=False)
+    console.print(f"{run.entrypoint}, {time.perf_counter() - started:.1f}s", markup=False)
+    return result
+
+
+def metrics_line(metrics: dict[str, Any], epochs: int | None, seconds: float) -> str:
+    """``epoch 3/10  train_loss 0.3121  val_acc 0.9417  0.42s``: a user function's report, in its own names."""
+    parts = []
+    epoch = metrics.get("epoch")
+    if epoch is not None:
+        parts.append(f"epoch {epoch:>{len(str(epochs))}}/{epochs}" if epochs else f"epoch {epoch}")
+    parts += [f"{k} {format_value(k, v)}" for k, v in metrics.items()
+              if k != "epoch" and isinstance(v, (int, float, str, bool))]
+    parts.append(f"{seconds:.2f}s")
+    return "  ".join(parts)
+
+
+def _print_core_result(result: dict[str, Any]) -> None:
+    console.print("final: " + "  ".join(
+        f"{k} {format_value(k, v)}" for k, v in result.items() if k.startswith(("test_", "val_", "best_epoch"))),
+        markup=False)
+    console.print(f"{result['parameters']} parameters on {result['device']}, {result['wall_seconds']:.1f}s; "
+                  f"{result['data']}", markup=False)

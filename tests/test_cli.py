@@ -46,3 +46,11 @@ def test_validate_and_spaces(tmp_path):
     assert proc.returncode == 0 and "name: asl50-quick" in proc.stdout
     listing = sweeper("spaces", cwd=tmp_path).stdout
     assert all(f"spaces/{n}.yaml" in listing for n in ("asl20", "asl50", "asl100", "nslt1000"))
+
+
+def test_version_is_the_installed_package_version(tmp_path):
+    from importlib.metadata import version
+
+    proc = sweeper("--version", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == f"sweeper {version('sweeper')}"

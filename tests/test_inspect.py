@@ -9,11 +9,14 @@ below checks one part of their output. PostgreSQL studies get uuid names and are
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import math
 import os
+import re
 import shlex
+import sqlite3
 import subprocess
 import sys
 import uuid
@@ -128,6 +131,7 @@ class Backend:
     small: str  # a second study: 2 COMPLETE trials, nothing else
     folder: Path
     out: dict[str, subprocess.CompletedProcess[str]] = field(default_factory=dict)
+    unchanged: bool = False  # the SQLite file is byte for byte what it was before the commands ran
 
     def ok(self, key: str) -> subprocess.CompletedProcess[str]:
         proc = self.out[key]
@@ -146,6 +150,7 @@ def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     make_study(url, found.small, complete=2, extra_states=False)
     try:
         storage = ["--storage", url]
+        before = digest(folder) if request.param == "sqlite" else None
         found.out = run_all({
             "status": ["status", *storage],
             "status_one": ["status", found.name, *storage],
@@ -155,10 +160,20 @@ def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
             "json": ["export", found.name, "-o", str(folder / "trials.json"), *storage],
             "best": ["best", found.name, *storage],
             "typo": ["best", found.name[:-2], *storage],
+            "status_json": ["status", "--format", "json", *storage],
+            "status_one_json": ["status", found.name, "--format", "json", *storage],
+            "best_json": ["best", found.name, "--format", "json", *storage],
+            "xlsx": ["export", found.name, "-o", str(folder / "trials.xlsx"), *storage],
         }, folder)
+        found.unchanged = before is None or digest(folder) == before
         yield found
     finally:
         delete_studies(url, [found.name, found.small])
+
+
+def digest(folder: Path) -> str:
+    """The SHA-256 of the study database (the read-only open may add empty -shm/-wal files, never change it)."""
+    return hashlib.sha256((folder / "sweeps.db").read_bytes()).hexdigest()
 
 
 def rows_of(table: str) -> list[str]:
@@ -187,6 +202,42 @@ def test_status_lists_every_study_with_states_best_and_target(backend: Backend) 
     assert f"90.00% (#{BEST})" in full  # the best value, as a percentage, and its trial
     assert "test_top3 80.00% (85.00%)" in full and "| yes (#4) |" in full  # target, best reached, met by #4
     assert "2 COMPLETE" in small and "53.00% (#1)" in small and "| no |" in small
+
+
+def test_status_shows_a_duration_and_what_the_study_is_doing(backend: Backend) -> None:
+    rows = rows_of(backend.ok("status").stdout)
+    full = next(r for r in rows if r.startswith(backend.name + " "))
+    small = next(r for r in rows if r.startswith(backend.small + " "))
+    header = backend.ok("status").stdout
+    assert re.search(r"┃\s*duration\s*┃", header) and not re.search(r"┃\s*running\s*┃", header)
+    assert full.endswith("(interrupted)")  # its RUNNING trial has no live driver
+    last = small.rsplit("|", 1)[1].strip()  # a finished study: how long its trials took, and nothing else
+    assert last.count(":") == 2 and "(" not in last, small
+
+
+def test_status_json_has_stable_keys(backend: Backend) -> None:
+    data = json.loads(backend.ok("status_json").stdout)
+    assert data["storage"] == backend.url or data["storage"].startswith("postgresql")
+    studies = {s["name"]: s for s in data["studies"]}
+    full, small = studies[backend.name], studies[backend.small]
+    for study in (full, small):
+        assert set(study) == STATUS_KEYS
+    assert full["state"] == "interrupted" and small["state"] == "finished"
+    assert full["trials"] == {"RUNNING": 1, "WAITING": 1, "COMPLETE": COMPLETE, "PRUNED": 1, "FAIL": 1}
+    assert full["n_trials"] == COMPLETE + 4 and full["interrupted_trials"] == [COMPLETE + 2]
+    assert full["best"] == {"number": BEST, "value": 0.9, "params": BEST_PARAMS}
+    assert full["objective"] == {"metric": "val_top3", "direction": "maximize"}
+    assert full["targets"] == {"test_top3": {"target": 0.8, "best": 0.85}}
+    assert full["target_met"] is True and full["target_met_by"] == BEST and small["target_met"] is False
+    assert small["duration_seconds"] >= 0 and small["first_trial_start"] <= small["last_trial_end"]
+    one = json.loads(backend.ok("status_one_json").stdout)
+    assert [s["name"] for s in one["studies"]] == [backend.name] and one["studies"][0] == full | {
+        "duration_seconds": one["studies"][0]["duration_seconds"]}
+
+
+STATUS_KEYS = {"name", "state", "trials", "n_trials", "objective", "best", "targets", "target_met", "target_met_by",
+               "baseline", "first_trial_start", "last_trial_end", "duration_seconds", "interrupted_trials",
+               "space_file"}
 
 
 def test_status_of_one_study_adds_its_details(backend: Backend) -> None:
@@ -328,6 +379,14 @@ def test_export_csv_has_one_row_per_trial(backend: Backend) -> None:
     assert rows[COMPLETE + 2]["datetime_complete"] == "" and rows[COMPLETE + 2]["duration_seconds"] == ""
 
 
+def test_export_refuses_a_file_named_for_another_format(backend: Backend) -> None:
+    proc = backend.out["xlsx"]
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    message = " ".join(proc.stderr.split())
+    assert "trials.xlsx" in message and "writes csv or json, not 'xlsx'" in message
+    assert not (backend.folder / "trials.xlsx").exists()
+
+
 def test_export_json_is_a_list_of_objects(backend: Backend) -> None:
     assert "wrote" in backend.ok("json").stdout  # -o trials.json: the format follows the suffix
     rows = json.loads((backend.folder / "trials.json").read_text(encoding="utf-8"))
@@ -362,6 +421,20 @@ def test_best_prints_params_metrics_and_a_command_that_reproduces_the_config(bac
     assert parsed["epochs"] == 3 and parsed["dataset.samples_per_class"] == 8  # the quick profile it ran with
 
 
+def test_best_json_has_stable_keys(backend: Backend) -> None:
+    data = json.loads(backend.ok("best_json").stdout)
+    assert set(data) == {"study", "number", "objective", "value", "params", "metrics", "targets", "baseline", "attrs",
+                         "entrypoint", "config", "reproduce", "note"}
+    assert data["study"] == backend.name and data["number"] == BEST and data["value"] == 0.9
+    assert data["params"] == BEST_PARAMS and data["metrics"]["test_top3"] == 0.85
+    assert data["targets"] == {"test_top3": {"target": 0.8, "value": 0.85, "met": True}}
+    assert data["baseline"] == pytest.approx({"test_top1": 0.4247, "test_top3": 0.7529})
+    assert data["attrs"]["best_epoch"] == 3 and data["attrs"]["wall_seconds"] == 1.5 + BEST
+    assert data["entrypoint"] == "trials:run" and data["note"] is None
+    assert parse_set_flags(shlex.split(data["reproduce"])[3::2]) == data["config"]
+    assert data["reproduce"] in backend.ok("best").stdout  # the same command as the table prints
+
+
 def test_best_of_a_user_entrypoint_prints_its_config(capsys: pytest.CaptureFixture[str]) -> None:
     spec = load_spec(resolve_space_path("spaces/asl20.yaml"), quick=True).to_yaml_dict()
     spec["entrypoint"] = "nosuchpkg.train:fit"  # not importable here: the stored spec cannot be validated
@@ -373,7 +446,7 @@ def test_best_of_a_user_entrypoint_prints_its_config(capsys: pytest.CaptureFixtu
     show_best(view_of(study))
     out = capsys.readouterr().out
     assert not any(line.startswith("sweeper train") for line in out.splitlines())  # no command that would lie
-    assert "sweeper train runs only trials:run" in out
+    assert "sweeper train runs it only from its space file, which is not here" in out
     assert "note: the stored spec does not validate here" in out and "nosuchpkg" in out
     assert "  dataset.samples_per_class: 8" in out and f"  lr: {BEST_PARAMS['lr']!r}" in out
 
@@ -445,3 +518,67 @@ def test_unknown_role_and_database_on_a_real_server(postgres_url: str,
                                                     failures: dict[str, subprocess.CompletedProcess[str]]) -> None:
     assert "the user 'nosuchrole_sweeper' does not exist" in failed(failures["no_role"])
     assert "the database 'nosuchdb_sweeper' does not exist" in failed(failures["no_db"])
+
+
+# --------------------------------------------------------------------------------------------------------------
+# read-only commands never write: not a table, not a byte
+READ_ONLY = {
+    "status": ["status"],
+    "best": ["best", "app"],
+    "report": ["report", "app", "-o", "report.html"],
+    "export": ["export", "app", "-o", "trials.csv"],
+    "dashboard": ["dashboard", "--port", "0"],
+}
+
+
+def test_read_only_commands_leave_the_study_file_byte_for_byte(backend: Backend) -> None:
+    if not backend.url.startswith("sqlite"):
+        pytest.skip("bytes of a file: SQLite only (the PostgreSQL tests below count tables)")
+    assert backend.unchanged  # status, report, export, best (twelve commands) ran on it
+
+
+def test_read_only_commands_refuse_a_foreign_sqlite_file_and_leave_it_unchanged(tmp_path: Path) -> None:
+    app = tmp_path / "app.db"
+    with sqlite3.connect(app) as connection:
+        connection.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)")
+        connection.execute("INSERT INTO users (name) VALUES ('ada')")
+    (tmp_path / "empty.db").touch()
+    before = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+    procs = run_all({**{f"app-{k}": [*args, "--storage", f"sqlite:///{app}"] for k, args in READ_ONLY.items()},
+                     **{f"empty-{k}": [*args, "--storage", "sqlite:///empty.db"] for k, args in READ_ONLY.items()}},
+                    tmp_path)
+    for key, proc in procs.items():
+        message = failed(proc)
+        if key.startswith("app-"):
+            assert f"sqlite:///{app} is not an Optuna study database: it holds the tables users" in message, key
+        else:
+            assert "There are no studies in sqlite:///empty.db: the database is empty" in message, key
+    assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == before  # no new file, not a byte
+
+
+@pytest.mark.postgres
+def test_read_only_commands_create_no_tables_in_an_empty_postgres_database(postgres_url: str, tmp_path: Path) -> None:
+    import sqlalchemy
+
+    name = f"sweeper_empty_{uuid.uuid4().hex[:10]}"
+    admin = sqlalchemy.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f"CREATE DATABASE {name}")
+    url = make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
+    database = sqlalchemy.create_engine(url)
+    try:
+        empty = run_all({k: [*args, "--storage", url] for k, args in READ_ONLY.items()}, tmp_path)
+        assert sqlalchemy.inspect(database).get_table_names() == []
+        with database.begin() as connection:
+            connection.exec_driver_sql("CREATE TABLE accounts (id integer)")
+        foreign = run_all({k: [*READ_ONLY[k], "--storage", url] for k in ("status", "export")}, tmp_path)
+        assert sqlalchemy.inspect(database).get_table_names() == ["accounts"]
+    finally:
+        database.dispose()
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.dispose()
+    for key, proc in empty.items():
+        assert "There are no studies in postgresql" in failed(proc) and "the database is empty" in failed(proc), key
+    for key, proc in foreign.items():
+        assert "is not an Optuna study database: it holds the tables accounts" in failed(proc), key

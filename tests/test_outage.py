@@ -230,3 +230,38 @@ def test_a_sqlite_lock_held_past_the_busy_timeout_is_waited_out(tmp_path):
     assert code == 0, out
     assert "storage unreachable" in out and "storage back after" in out and "Traceback" not in out, out
     assert_recorded_once(url, study_name(space))
+
+
+@pytest.mark.slow
+def test_read_only_commands_ride_out_a_restart_then_fail_in_one_line(tmp_path, server):
+    import subprocess as sp
+    import sys
+
+    url = fresh_database(server, "inspect")
+    storage = open_storage(url)
+    study = optuna.create_study(study_name="kept", storage=storage)
+    study.tell(study.ask(), 1.0)
+    close_storage(storage)
+
+    def status() -> sp.Popen:
+        return sp.Popen([sys.executable, "-m", "sweeper.cli", "status", "--storage", url], cwd=tmp_path,
+                        stdout=sp.PIPE, stderr=sp.STDOUT, text=True)
+
+    server.stop()
+    try:
+        waiting = status()
+        time.sleep(1.5)
+    finally:
+        server.start()
+    code, out = finish(waiting, timeout=60)
+    assert code == 0 and "kept" in out, out
+
+    server.stop()
+    try:
+        started = time.monotonic()
+        code, out = finish(status(), timeout=60)
+        waited = time.monotonic() - started
+    finally:
+        server.start()
+    assert code == 2 and "cannot reach a PostgreSQL server" in out and "Traceback" not in out, out
+    assert len(out.strip().splitlines()) == 1 and waited < 30, (waited, out)
