@@ -109,7 +109,7 @@ class OutagePolicy:
     def __init__(self, timeout_s: float, *, describe: Callable[[BaseException], str] = str,
                  on_outage: Callable[[datetime, str], None] | None = None,
                  on_recovered: Callable[[float], None] | None = None,
-                 first_delay_s: float = 0.25, max_delay_s: float = 5.0) -> None:
+                 first_delay_s: float = 0.25, max_delay_s: float = 2.0) -> None:
         self.timeout_s = timeout_s
         self.describe = describe
         self.on_outage = on_outage
