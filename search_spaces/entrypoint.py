@@ -26,11 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trials.config import EPOCH_METRICS, FINAL_METRICS, ConfigError, TrainConfig, coerce, unknown_key_message
+from trials.config import EPOCH_METRICS, FINAL_METRICS, ConfigError, Direction, TrainConfig, coerce, unknown_key
 
 DEFAULT_ENTRYPOINT = "trials:run"
 _TARGET = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
-KNOWN_DIRECTIONS: dict[str, str] = {**EPOCH_METRICS, **FINAL_METRICS}
+KNOWN_DIRECTIONS: dict[str, Direction | None] = {**EPOCH_METRICS, **FINAL_METRICS}
 
 
 class EntrypointError(ValueError):
@@ -50,34 +50,25 @@ class EntrypointInfo:
     def is_core(self) -> bool:
         return self.target == DEFAULT_ENTRYPOINT
 
-    def unknown_setting(self, key: str) -> str | None:
-        """A message when ``key`` is not accepted, else None."""
-        if self.settings is None or key in self.settings:
-            return None
-        return unknown_key_message(key, list(self.settings))
-
-    def coerce(self, key: str, value: Any) -> Any:
-        """The value in the setting's type (from its default); raises ConfigError."""
-        if self.settings is None or key not in self.settings:
+    def setting(self, key: str, value: Any) -> Any:
+        """The value in the setting's type (that of its default); raises ConfigError for an unknown key."""
+        if self.settings is None:
             return value
+        if key not in self.settings:
+            raise ConfigError(unknown_key(key, list(self.settings), "setting"), key)
         default = self.settings[key]
-        if isinstance(default, bool | int | float | str):
-            return coerce(key, value, type(default))
-        return value
+        return coerce(key, value, type(default)) if isinstance(default, bool | int | float | str) else value
 
-    def check(self, config: Mapping[str, Any]) -> str | None:
-        """A message when the whole flat config would be refused by the entrypoint, else None."""
+    def check(self, config: Mapping[str, Any]) -> ConfigError | None:
+        """Why the entrypoint would refuse the whole flat config, or None."""
         try:
             if self.is_core:
                 TrainConfig.from_flat(config)
-                return None
-            for key, value in config.items():
-                problem = self.unknown_setting(key)
-                if problem:
-                    return problem
-                self.coerce(key, value)
+            else:
+                for key, value in config.items():
+                    self.setting(key, value)
         except ConfigError as exc:
-            return str(exc)
+            return exc
         return None
 
 

@@ -23,7 +23,7 @@ class SpecIssue:
 
     def __str__(self) -> str:
         where = self.file if self.line is None else f"{self.file}:{self.line}"
-        parts = [where]
+        parts = [where] if where else []
         if self.source:
             parts.append(self.source)
         if self.field:

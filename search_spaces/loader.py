@@ -2,9 +2,9 @@
 
     spec = load_spec("spaces/asl50.yaml", overrides=["budget.trials=4"], quick=False)
 
-Order of work: read and compose the YAML (every node keeps its line) -> default ``name`` to the file's stem ->
-apply the quick profile (``--quick``) -> apply ``--set`` overrides -> validate with pydantic -> map each error's
-path back to the YAML line, or to the ``--set``/``--quick`` that produced the value.
+Order of work: read the YAML (keeping the line of every key) -> default ``name`` to the file's stem -> apply the
+quick profile (``--quick``) -> apply ``--set`` overrides -> validate with pydantic -> map each error's location to
+its YAML line, or to the ``--set``/``--quick`` that produced the value.
 """
 
 from __future__ import annotations
@@ -12,17 +12,18 @@ from __future__ import annotations
 import copy
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, get_args, get_origin
+from typing import Any, NamedTuple
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from search_spaces.entrypoint import DEFAULT_ENTRYPOINT, import_target
+from search_spaces.entrypoint import DEFAULT_ENTRYPOINT, EntrypointError, EntrypointInfo, describe
 from search_spaces.errors import SpecError, SpecIssue
-from search_spaces.schema import Spec
-from search_spaces.sections import did_you_mean, unknown_key
+from search_spaces.schema import Spec, resolve_key
+from search_spaces.sections import KINDS, SAMPLER_CLASSES, sampler_options
+from trials.config import did_you_mean, unknown_key
 
 BUILTIN_DIR = Path(__file__).resolve().with_name("spaces")
 
@@ -36,11 +37,9 @@ DEFAULT_QUICK: dict[str, Any] = {
 }
 QUICK_SUFFIX = "-quick"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+Atoms = tuple[str, ...]
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# Built-in spaces
-# ----------------------------------------------------------------------------------------------------------------
 def list_builtin_spaces() -> list[tuple[str, str]]:
     """``(name, description)`` of every built-in space, sorted by name."""
     found = []
@@ -62,172 +61,130 @@ def resolve_space_path(arg: str | os.PathLike[str]) -> Path:
     if path.is_dir():
         raise SpecError.single(str(arg), "is a folder, not a search-space file")
     name = path.stem if path.suffix in (".yaml", ".yml") else path.name
-    if path.parent.as_posix() in (".", "spaces", "search_spaces/spaces"):
-        candidate = BUILTIN_DIR / f"{name}.yaml"
-        if candidate.is_file():
-            return candidate
+    if path.parent.as_posix() in (".", "spaces", "search_spaces/spaces") and (BUILTIN_DIR / f"{name}.yaml").is_file():
+        return BUILTIN_DIR / f"{name}.yaml"
     names = [n for n, _ in list_builtin_spaces()]
     raise SpecError.single(str(arg), f"no such file, and not a built-in space{did_you_mean(name, names)}; "
                                      f"built-in spaces: {', '.join(names)} (name one as spaces/NAME.yaml or NAME)")
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# YAML with line numbers
-# ----------------------------------------------------------------------------------------------------------------
-def _atoms(path: Iterable[Any]) -> list[str]:
-    """A path as dotted atoms: ``("training", "dataset.classes")`` -> ``["training", "dataset", "classes"]``."""
-    out: list[str] = []
-    for part in path:
-        out.extend(str(part).split(".") if isinstance(part, str) else [str(part)])
-    return out
+# -- dotted paths: one spelling for YAML lines, --set keys and error locations ------------------------------------
+def atoms(path: Sequence[Any]) -> Atoms:
+    """``("training", "dataset.classes", 0)`` -> ``("training", "dataset", "classes", "0")``."""
+    return tuple(a for part in path for a in (part.split(".") if isinstance(part, str) else [str(part)]))
 
 
-class YamlDoc:
-    """A composed YAML document: the plain data and the line of every key and item."""
-
-    def __init__(self, text: str, file: str) -> None:
-        self.file = file
-        try:
-            self.root = yaml.compose(text, Loader=yaml.SafeLoader)
-            self._check_duplicates(self.root)
-            self.data = None if self.root is None else yaml.SafeLoader("").construct_document(self.root)
-        except yaml.MarkedYAMLError as exc:
-            mark = exc.problem_mark or exc.context_mark
-            message = " ".join(str(p) for p in (exc.context, exc.problem) if p) or str(exc)
-            raise SpecError.single(file, f"invalid YAML: {message}",
-                                   line=mark.line + 1 if mark is not None else None) from None
-        except yaml.YAMLError as exc:
-            raise SpecError.single(file, f"invalid YAML: {exc}") from None
-
-    def _check_duplicates(self, node: yaml.Node | None) -> None:
-        issues = []
-        stack = [node] if node is not None else []
-        visited: set[int] = set()
-        while stack:
-            current = stack.pop()
-            if id(current) in visited:
-                continue
-            visited.add(id(current))
-            if isinstance(current, yaml.MappingNode):
-                seen: dict[str, int] = {}
-                for key, value in current.value:
-                    if isinstance(key, yaml.ScalarNode) and key.tag != _MERGE_TAG:
-                        line = key.start_mark.line + 1
-                        if key.value in seen:
-                            issues.append(SpecIssue(self.file, line, key.value,
+def _read_yaml(text: str, file: str) -> tuple[Any, dict[Atoms, int]]:
+    """The data and the line of every key and list item, by its atoms; duplicate keys are errors."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = None if root is None else yaml.SafeLoader("").construct_document(root)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        message = " ".join(str(p) for p in (exc.context, exc.problem) if p) or str(exc)
+        raise SpecError.single(file, f"invalid YAML: {message}", line=mark.line + 1 if mark else None) from None
+    except yaml.YAMLError as exc:
+        raise SpecError.single(file, f"invalid YAML: {exc}") from None
+    lines: dict[Atoms, int] = {(): root.start_mark.line + 1} if root is not None else {}
+    duplicates: list[SpecIssue] = []
+    stack: list[tuple[yaml.Node, Atoms]] = [(root, ())] if root is not None else []
+    while stack:
+        node, where = stack.pop()
+        if len(where) > 64:  # an alias that contains itself
+            continue
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[str, int] = {}
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode) and key.tag != _MERGE_TAG:
+                    line = key.start_mark.line + 1
+                    if key.value in seen:
+                        duplicates.append(SpecIssue(file, line, ".".join((*where, key.value)),
                                                     f"duplicate key (first at line {seen[key.value]})"))
-                        seen.setdefault(key.value, line)
-                    stack.append(value)
-            elif isinstance(current, yaml.SequenceNode):
-                stack.extend(current.value)
-        if issues:
-            raise SpecError(sorted(issues, key=lambda i: i.line or 0))
-
-    def line(self, path: Iterable[Any]) -> int | None:
-        """The line of the deepest key or item on ``path`` that exists in the file (None: not even the first)."""
-        return self.find(path)[0]
-
-    def has(self, path: Iterable[Any]) -> bool:
-        return self.find(path)[1]
-
-    def find(self, path: Iterable[Any]) -> tuple[int | None, bool]:
-        """(line of the deepest key or item found on ``path``, whether the whole path was found)."""
-        atoms = _atoms(path)
-        node, line, i = self.root, None, 0
-        while i < len(atoms) and node is not None:
-            if isinstance(node, yaml.MappingNode):
-                best = None
-                for key, value in node.value:  # the last match wins, as in YAML
-                    if not isinstance(key, yaml.ScalarNode):
-                        continue
-                    parts = str(key.value).split(".")
-                    if atoms[i:i + len(parts)] == parts and (best is None or len(parts) >= len(best[0])):
-                        best = (parts, key, value)
-                if best is None:
-                    break
-                parts, key, node = best
-                line, i = key.start_mark.line + 1, i + len(parts)
-            elif isinstance(node, yaml.SequenceNode):
-                if not atoms[i].isdigit() or int(atoms[i]) >= len(node.value):
-                    break
-                node = node.value[int(atoms[i])]
-                line, i = node.start_mark.line + 1, i + 1
-            else:
-                break
-        return line, i >= len(atoms)
+                    seen.setdefault(key.value, line)
+                    lines.setdefault(path := (*where, *atoms([key.value])), line)
+                    stack.append((value, path))
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                lines.setdefault((*where, str(i)), item.start_mark.line + 1)
+                stack.append((item, (*where, str(i))))
+    if duplicates:
+        raise SpecError(sorted(duplicates, key=lambda i: i.line or 0))
+    return data, lines
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# Overrides and the quick profile
-# ----------------------------------------------------------------------------------------------------------------
-class _OverrideError(ValueError):
-    pass
+def set_path(data: dict[str, Any], key: str, value: Any) -> tuple[dict[str, Any] | list[Any], Any]:
+    """Set a dotted ``key`` in raw spec data (an existing dotted key such as ``model.size`` matches whole).
 
-
-def set_path(data: dict[str, Any], key: str, value: Any) -> None:
-    """Set a dotted ``key`` in raw spec data; an existing dotted key (``model.size``) is matched whole."""
-    atoms = key.split(".")
-    if not key or any(not a for a in atoms):
-        raise _OverrideError(f"{key!r} is not a dotted key such as budget.trials")
+    Returns the mapping or list that now holds the value, and the value it replaced (None if there was none).
+    """
+    parts = key.split(".")
+    if not all(parts):
+        raise ValueError(f"{key!r} is not a dotted key such as budget.trials")
     node: Any = data
     i = 0
     while True:
         if isinstance(node, list):
-            if not atoms[i].isdigit() or int(atoms[i]) >= len(node):
-                raise _OverrideError(f"{'.'.join(atoms[:i]) or 'the spec'} has no item {atoms[i]!r} "
-                                     f"(it has {len(node)} items)")
-            index = int(atoms[i])
-            if i == len(atoms) - 1:
-                node[index] = value
-                return
-            if node[index] is None:
-                node[index] = {}
-            node, i = node[index], i + 1
-            continue
-        if not isinstance(node, dict):
-            raise _OverrideError(f"{'.'.join(atoms[:i])} is {node!r}, not a mapping, so {key} cannot be set")
-        flat_section = i == 1 and atoms[0] == "quick"  # quick keys are themselves dotted paths
-        match = None
-        for j in range(len(atoms), i, -1):
-            if ".".join(atoms[i:j]) in node:
-                match = j
-                break
-        if match is None:
-            if flat_section or i == len(atoms) - 1:
-                node[".".join(atoms[i:])] = value
-                return
-            nested: Any = value
-            for atom in reversed(atoms[i + 1:]):
-                nested = {atom: nested}
-            node[atoms[i]] = nested
-            return
-        name = ".".join(atoms[i:match])
-        if match == len(atoms):
+            if not parts[i].isdigit() or int(parts[i]) >= len(node):
+                raise ValueError(f"{'.'.join(parts[:i])} has no item {parts[i]!r} (it has {len(node)} items)")
+            name: Any = int(parts[i])
+            j = i + 1
+        elif isinstance(node, dict):
+            j = next((j for j in range(len(parts), i, -1) if ".".join(parts[i:j]) in node), None)
+            if j is None:  # a new key: the quick section's keys stay dotted, others nest
+                j = len(parts) if parts[0] == "quick" or i == len(parts) - 1 else i + 1
+            name = ".".join(parts[i:j])
+        else:
+            raise ValueError(f"{'.'.join(parts[:i])} is {node!r}, not a mapping, so {key} cannot be set")
+        old = node.get(name) if isinstance(node, dict) else node[name]
+        if j == len(parts):
             node[name] = value
-            return
-        if node[name] is None:
+            return node, old
+        if old is None:
             node[name] = {}
-        node, i = node[name], match
+        node, i = node[name], j
+
+
+def _kept_on_type_change(section: str, kind: Any) -> set[str] | None:
+    """The keys a section of this ``type`` accepts (None: not a typed section, or an unknown type)."""
+    if section == "sampler" and kind in SAMPLER_CLASSES:
+        return {"type", "seed", *sampler_options(kind)}
+    model = KINDS.get("params" if section.startswith("params.") else section, {}).get(kind)
+    return set(model.model_fields) if model else None
+
+
+def apply_override(data: dict[str, Any], key: str, value: Any) -> None:
+    """Set ``key``; a changed ``type`` drops the options the new type does not take (the old type's)."""
+    section, _, last = key.rpartition(".")
+    node, old = set_path(data, key, value)
+    kept = _kept_on_type_change(section, value) if last == "type" and old != value else None
+    if kept is not None and isinstance(node, dict):
+        for name in [n for n in node if n not in kept]:
+            del node[name]
 
 
 def parse_override(expr: str) -> tuple[str, Any]:
-    """``"budget.trials=4"`` -> ``("budget.trials", 4)``; the value is read as YAML (``[a, b]``, ``1e-4``, ``80%``)."""
+    """``"budget.trials=4"`` -> ``("budget.trials", 4)``: the value is read as YAML, as in a space file (``[a, b]``,
+    ``1e-4``, ``80%``; an empty value is null, like ``key:`` in YAML). Raises ValueError."""
     key, sep, text = expr.partition("=")
-    key = key.strip()
-    if not sep or not key:
-        raise _OverrideError("expected dotted.key=value, e.g. budget.trials=4")
+    if not sep or not key.strip():
+        raise ValueError("expected KEY=VALUE, e.g. epochs=3 or budget.trials=4")
     try:
-        value = yaml.safe_load(text) if text.strip() else None
+        return key.strip(), yaml.safe_load(text) if text.strip() else None
     except yaml.YAMLError as exc:
-        raise _OverrideError(f"cannot read the value {text!r}: {exc}") from None
-    return key, value
+        raise ValueError(f"cannot read the value {text!r}: {exc}") from None
+
+
+def _entry_of(data: Mapping[str, Any], base_dir: Path | None) -> EntrypointInfo | None:
+    try:
+        return describe(str(data.get("entrypoint") or DEFAULT_ENTRYPOINT), base_dir)
+    except EntrypointError:
+        return None  # the spec's validation reports it
 
 
 def quick_profile(data: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
     """The overrides ``--quick`` applies, and whether they come from the file's ``quick:`` section."""
-    section = data.get("quick")
-    if isinstance(section, Mapping):
-        return dict(section), True
+    if isinstance(data.get("quick"), Mapping):
+        return dict(data["quick"]), True
     profile = dict(DEFAULT_QUICK)
     if data.get("entrypoint", DEFAULT_ENTRYPOINT) != DEFAULT_ENTRYPOINT:
         profile = {k: v for k, v in profile.items() if not k.startswith("training.")}
@@ -240,117 +197,100 @@ def quick_profile(data: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
     return profile, False
 
 
-def apply_quick(data: Mapping[str, Any]) -> dict[str, Any]:
+def apply_quick(data: Mapping[str, Any], base_dir: Path | None = None) -> dict[str, Any]:
     """Raw spec data with the quick profile applied: the file's ``quick:`` section, else :data:`DEFAULT_QUICK`.
 
     The study name gets a ``-quick`` suffix (unless the profile sets ``name``) so smoke runs never mix their trials
-    into the real study.
+    into the real study. A key that means nothing is left to the spec's check of the ``quick:`` section.
     """
     out = copy.deepcopy(dict(data))
     profile, _ = quick_profile(out)
+    entry = _entry_of(out, base_dir)
     for key, value in profile.items():
-        set_path(out, str(key), copy.deepcopy(value))
+        try:
+            apply_override(out, resolve_key(str(key), entry, out.get("params") or {}), copy.deepcopy(value))
+        except ValueError:
+            continue
     if "name" not in profile and isinstance(out.get("name"), str) and not out["name"].endswith(QUICK_SUFFIX):
         out["name"] = out["name"] + QUICK_SUFFIX
     return out
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# Validation errors -> file:line issues
-# ----------------------------------------------------------------------------------------------------------------
-def _unwrap(annotation: Any) -> Any:
-    """The model class (or dict/list element type) under Optional/Annotated wrappers."""
-    while True:
-        origin = get_origin(annotation)
-        if origin is None or origin in (dict, list):
-            return annotation
-        if str(origin) == "typing.Annotated" or hasattr(annotation, "__metadata__"):
-            annotation = get_args(annotation)[0]
-            continue
-        members = [a for a in get_args(annotation) if a is not type(None)]
-        if len(members) != 1:
-            return annotation
-        annotation = members[0]
+# -- pydantic's errors -> file:line issues --------------------------------------------------------------------------
+def _model_holding(loc: Sequence[Any]) -> tuple[type[BaseModel], str]:
+    """The model whose field list an unknown key at ``loc`` is measured against, and a name for it."""
+    for part in reversed(loc[:-1]):  # a typed section's location holds its type, e.g. scheduler.asha.brackets
+        for section, kinds in KINDS.items():
+            if part in kinds:
+                return kinds[part], f" for a {part} {section.removesuffix('s')}"
+    section = Spec.model_fields.get(str(loc[0])) if len(loc) > 1 else None
+    model = section.annotation if section is not None else Spec
+    return (model, "") if isinstance(model, type) and issubclass(model, BaseModel) else (Spec, "")
 
 
-def _model_at(loc: Sequence[Any]) -> type[BaseModel] | None:
-    current: Any = Spec
+def _strip_tags(loc: Sequence[Any], data: Any) -> tuple[Any, ...]:
+    """A pydantic location without the tags of discriminated unions (``params.lr.float.low`` -> ``params.lr.low``)."""
+    out, node = [], data
     for part in loc:
-        current = _unwrap(current)
-        if isinstance(current, type) and issubclass(current, BaseModel):
-            field = current.model_fields.get(str(part))
-            if field is None:
-                return None
-            current = field.annotation
-        elif get_origin(current) is dict:
-            current = get_args(current)[1]
-        elif get_origin(current) is list:
-            current = get_args(current)[0]
-        else:
-            return None
-    current = _unwrap(current)
-    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+        if isinstance(node, Mapping) and part not in node and node.get("type") == part:
+            continue
+        out.append(part)
+        ok = isinstance(node, Mapping) or (isinstance(node, list) and isinstance(part, int) and part < len(node))
+        node = node[part] if ok and (not isinstance(node, Mapping) or part in node) else None
+    return tuple(out)
 
 
-def _describe(error: Mapping[str, Any]) -> list[tuple[tuple[Any, ...], str]]:
-    """One pydantic error -> ``(path, message)`` pairs (a "spec" error carries several)."""
-    loc = tuple(p for p in error["loc"] if p != "[key]")
-    kind = error["type"]
-    given = error.get("input")
-    if loc[:2] in (("sampler", "options"), ("scheduler", "options"), ("baseline", "metrics")):
-        loc = loc[:1] + loc[2:]  # these are written flat in the file, beside type/source
-    if kind == "spec":
-        return [(loc + tuple(sub), message) for sub, message in error["ctx"]["issues"]]
+def _messages(error: Mapping[str, Any], data: Any) -> list[tuple[tuple[Any, ...], str]]:
+    """One pydantic error -> ``(path, message)`` pairs, the path as the user wrote it."""
+    raw = tuple(p for p in error["loc"] if p != "[key]")
+    loc, kind, given, ctx = _strip_tags(raw, data), error["type"], error.get("input"), error.get("ctx") or {}
+    if kind == "value_error":
+        return [(loc, str(ctx["error"]))]
     if kind == "extra_forbidden":
-        model = _model_at(loc[:-1])
-        allowed = [n for n in (model.model_fields if model else {})]
-        return [(loc, unknown_key(loc[-1], allowed))]
+        model, owner = _model_holding(raw)
+        return [(loc, f"{unknown_key(loc[-1], list(model.model_fields))}".replace(";", owner + ";", 1))]
     if kind == "missing":
-        model = _model_at(loc[:-1])
-        field = model.model_fields.get(str(loc[-1])) if model else None
-        options = get_args(_unwrap(field.annotation)) if field is not None else ()
-        hint = f" (one of: {', '.join(map(str, options))})" if options and all(isinstance(o, str) for o in options) \
-            else ""
-        return [(loc, f"is required{hint}")]
-    if kind == "literal_error":
-        options = re.findall(r"'([^']*)'", str(error.get("ctx", {}).get("expected", "")))
-        hint = did_you_mean(given, options).strip(" ()")
-        return [(loc, f"must be one of {', '.join(options)} (got {given!r}{'; ' + hint if hint else ''})")]
-    message = error["msg"]
-    if isinstance(given, str | int | float | bool) or given is None:
-        message += f" (got {given!r})"
-    return [(loc, message)]
+        return [(loc, "is required")]
+    if kind in ("literal_error", "union_tag_invalid", "union_tag_not_found"):
+        options = re.findall(r"'([^']*)'", str(ctx.get("expected") or ctx.get("expected_tags") or ""))
+        if kind == "literal_error":
+            hint = did_you_mean(given, options).strip(" ()")
+            return [(loc, f"must be one of {', '.join(options)} (got {given!r}{'; ' + hint if hint else ''})")]
+        kinds = KINDS.get(str(loc[0]), {})
+        if kind == "union_tag_invalid":
+            hint = did_you_mean(ctx.get("tag"), list(kinds)).strip(" ()")
+            return [((*loc, "type"), f"must be one of {', '.join(kinds)} (got {ctx.get('tag')!r}"
+                                     f"{'; ' + hint if hint else ''})")]
+        fields = sorted({f for model in kinds.values() for f in model.model_fields})
+        unknown = [k for k in (given if isinstance(given, Mapping) else {}) if k not in fields]
+        return [((*loc, k), unknown_key(k, fields)) for k in unknown] or [((*loc, "type"), f"is required (one of: "
+                                                                                            f"{', '.join(kinds)})")]
+    if kind == "spec":
+        return [(loc, error["msg"])]
+    scalar = isinstance(given, str | int | float | bool) or given is None
+    return [(loc, error["msg"] + (f" (got {given!r})" if scalar else ""))]
 
 
 class _Origins:
-    """Where values came from: the file's lines, the quick profile, ``--set`` overrides (applied in that order)."""
+    """Where values came from: the file's lines, then the quick profile and ``--set`` overrides, in that order."""
 
-    def __init__(self, file: str, doc: YamlDoc | None) -> None:
-        self.file = file
-        self.doc = doc
-        self.overrides: list[tuple[list[str], str, int | None]] = []  # (atoms, label, line)
-        self.quick = False
+    def __init__(self, file: str, lines: dict[Atoms, int]) -> None:
+        self.file, self.lines = file, lines
+        self.overrides: list[tuple[Atoms, str, int | None]] = []  # (atoms of the key, label, line)
+
+    def line(self, path: Atoms) -> int | None:
+        return next((self.lines[path[:n]] for n in range(len(path), 0, -1) if path[:n] in self.lines), None)
 
     def issue(self, path: Sequence[Any], message: str) -> SpecIssue:
-        atoms = _atoms(path)
-        field = ".".join(str(p) for p in path)
-        line = self.doc.line(path) if self.doc is not None else None
+        at, field = atoms(path), ".".join(str(p) for p in path)
         for over, label, over_line in reversed(self.overrides):
-            if atoms[:len(over)] == over:  # the override set this value, or a section holding it
+            if at[:len(over)] == over:  # the override set this value, or a section holding it
                 return SpecIssue(self.file, over_line, field, message, label)
-            if atoms and over[:len(atoms)] == atoms:  # the override changed a part of this value
-                return SpecIssue(self.file, line, field, message, label)
-            parent = atoms[:-1]
-            if parent and over[:len(parent)] == parent and not (self.doc is not None and self.doc.has(parent)):
-                return SpecIssue(self.file, line, field, message, label)  # the override created this section
-        if self.quick and "refuse" in message:  # a range or config that only fails with the quick values
-            message += " (with --quick)"
-        return SpecIssue(self.file, line, field, message)
+            if over[:len(at)] == at or (at[:-1] and over[:len(at) - 1] == at[:-1] and at[:-1] not in self.lines):
+                return SpecIssue(self.file, self.line(at), field, message, label)  # it changed or made a part of it
+        return SpecIssue(self.file, self.line(at), field, message)
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# Loading
-# ----------------------------------------------------------------------------------------------------------------
 def _display(path: Path) -> str:
     try:
         relative = os.path.relpath(path)
@@ -367,14 +307,14 @@ def load_spec(path: str | os.PathLike[str], overrides: Sequence[str] = (), quick
         text = resolved.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError.single(file, f"cannot read the file: {exc}") from None
-    doc = YamlDoc(text, file)
-    if doc.data is None:
+    data, lines = _read_yaml(text, file)
+    if data is None:
         raise SpecError.single(file, "the file is empty; a search space needs at least a params: section")
-    if not isinstance(doc.data, dict):
-        kind = "a list" if isinstance(doc.data, list) else f"a {type(doc.data).__name__}"
+    if not isinstance(data, dict):
+        kind = "a list" if isinstance(data, list) else f"a {type(data).__name__}"
         raise SpecError.single(file, f"the top level must be a mapping of sections (name, training, params, ...), "
-                                     f"not {kind}", line=doc.root.start_mark.line + 1)
-    return _build(doc.data, file, doc, resolved.parent, resolved.stem, overrides, quick)
+                                     f"not {kind}", line=lines.get(()))
+    return _build(data, file, lines, resolved.parent, resolved.stem, overrides, quick)
 
 
 def spec_from_dict(data: Mapping[str, Any], *, file: str = "<spec>", base_dir: str | os.PathLike[str] | None = None,
@@ -382,39 +322,50 @@ def spec_from_dict(data: Mapping[str, Any], *, file: str = "<spec>", base_dir: s
     """Validate raw spec data that did not come from a file (e.g. a stored ``to_yaml_dict()``); no line numbers."""
     if not isinstance(data, Mapping):
         raise SpecError.single(file, "the spec must be a mapping of sections")
-    return _build(dict(data), file, None, Path(base_dir) if base_dir is not None else None, None, overrides, quick)
+    return _build(dict(data), file, {}, Path(base_dir) if base_dir is not None else None, None, overrides, quick)
 
 
-def _build(data: dict[str, Any], file: str, doc: YamlDoc | None, base_dir: Path | None, stem: str | None,
+def _build(data: dict[str, Any], file: str, lines: dict[Atoms, int], base_dir: Path | None, stem: str | None,
            overrides: Sequence[str], quick: bool) -> Spec:
-    origins = _Origins(file, doc)
+    original = data
+    origins = _Origins(file, lines)
     data = copy.deepcopy(data)
     if stem is not None and "name" not in data:
         data["name"] = stem
     if quick:
         profile, from_file = quick_profile(data)
-        origins.quick = True
+        entry = _entry_of(data, base_dir)
         for key in profile:
-            line = doc.line(("quick", key)) if (from_file and doc is not None) else None
-            origins.overrides.append((_atoms([key]), "--quick", line))
+            with_line = lines.get(("quick", *atoms([key]))) if from_file else None
+            try:
+                origins.overrides.append((atoms([resolve_key(str(key), entry, data.get("params") or {})]), "--quick",
+                                          with_line))
+            except ValueError:
+                continue
         try:
-            data = apply_quick(data)
-        except _OverrideError as exc:
+            data = apply_quick(data, base_dir)
+        except ValueError as exc:
             raise SpecError.single(file, str(exc), source="--quick") from None
     for expr in overrides:
         label = f"--set {expr}"
         try:
             key, value = parse_override(expr)
-            set_path(data, key, value)
-        except _OverrideError as exc:
+            key = resolve_key(key, _entry_of(data, base_dir), data.get("params") or {})
+            apply_override(data, key, value)
+        except ValueError as exc:
             raise SpecError.single(file, str(exc), source=label) from None
-        origins.overrides.append((_atoms([key]), label, None))
+        origins.overrides.append((atoms([key]), label, None))
     try:
         spec = Spec.model_validate(data, context={"base_dir": base_dir})
     except ValidationError as exc:
-        issues = [origins.issue(path, message) for error in exc.errors() for path, message in _describe(error)]
-        unique = list(dict.fromkeys(issues))
-        raise SpecError(sorted(unique, key=lambda i: (i.line is None, i.line or 0))) from None
+        issues = [origins.issue(path, message) for error in exc.errors() for path, message in _messages(error, data)]
+        raise SpecError(sorted(dict.fromkeys(issues), key=lambda i: (i.line is None, i.line or 0))) from None
+    if not quick and isinstance(data.get("quick"), Mapping):  # the quick: section is checked whether used or not
+        try:
+            _build(original, file, lines, base_dir, stem, overrides, quick=True)
+        except SpecError as exc:
+            raise SpecError([SpecIssue(i.file, i.line, i.field, i.message, i.source or "--quick")
+                             for i in exc.issues]) from None
     spec._source = file
     spec._quick_applied = quick
     spec._overrides = tuple(overrides)
@@ -422,19 +373,46 @@ def _build(data: dict[str, Any], file: str, doc: YamlDoc | None, base_dir: Path 
     return spec
 
 
+class Standalone(NamedTuple):
+    """What ``sweeper train`` runs: ``import_target(entrypoint, base_dir)(config, report, checkpoint_dir)``."""
+
+    entrypoint: str
+    base_dir: str | None
+    config: dict[str, Any]
+
+
+def standalone(space: str | os.PathLike[str] | None, overrides: Sequence[str] = ()) -> Standalone:
+    """One training run outside a sweep: the space's training block and fixed params (or the core's defaults
+    without a space), then ``--set KEY=VALUE`` on top, checked by the entrypoint before anything runs.
+
+    The keys are the flat training settings, as in the trial config (``epochs``, ``model.size``; ``training.epochs``
+    means the same). A sampled param is a plain setting here: nothing samples it.
+    """
+    spec = load_spec(space) if space is not None else None
+    entry = spec._entrypoint if spec is not None else describe(DEFAULT_ENTRYPOINT)
+    assert entry is not None
+    file = str(space) if space is not None else ""
+    config = spec.base_config() if spec is not None else {}
+    for expr in overrides:
+        try:
+            key, value = parse_override(expr)
+            key = key.removeprefix("training.")
+            if key.split(".")[0] in Spec.model_fields and (entry.settings is None or key not in entry.settings):
+                raise ValueError(f"{key} is part of a sweep, not of one training run; sweeper train takes the "
+                                 f"training settings (e.g. epochs=3)")
+            config[key] = entry.setting(key, value)
+        except ValueError as exc:
+            raise SpecError.single(file, str(exc), source=f"--set {expr}") from None
+    if problem := entry.check(config):
+        raise SpecError.single(file, f"{entry.target} refuses the training config: {problem}")
+    return Standalone(entry.target, spec.base_dir if spec is not None else None, config)
+
+
 def render_spec(spec: Spec) -> str:
     """The resolved spec as YAML text (what ``sweeper validate`` prints)."""
-    notes = []
-    if spec.source_path:
-        notes.append(f"# resolved from {spec.source_path}")
-    if spec.quick_applied:
-        notes.append("# with --quick")
+    notes = [f"# resolved from {spec.source_path}"] if spec.source_path else []
+    notes += ["# with --quick"] if spec.quick_applied else []
     notes += [f"# with --set {expr}" for expr in spec.overrides]
     body = yaml.safe_dump(spec.to_yaml_dict(), sort_keys=False, default_flow_style=False, allow_unicode=True,
                           width=110)
-    return "\n".join([*notes, body]) if notes else body
-
-
-def import_entrypoint(spec: Spec) -> Callable[..., Any]:
-    """Import the spec's training function (the space's folder and the cwd on sys.path while importing)."""
-    return import_target(spec.entrypoint, spec.base_dir)
+    return "\n".join([*notes, body])

@@ -22,6 +22,7 @@ from ray.tune import Callback
 
 from search_spaces import Spec
 from storage import attrs
+from storage.report import targets_met
 from sweeper.searcher import StudySearcher
 from sweeper.trainable import FAILED_KEY, FINAL_FLAG, NODE_KEY, RESULT_KEYS
 
@@ -72,7 +73,7 @@ class StudyRecorder(Callback):
                 self.searcher.trials.pop(trial.trial_id, None)
                 return
             frozen = self.study.tell(optuna_trial, value)
-            if self.spec.targets and self.spec.targets_met(result):
+            if targets_met(result, self.spec.targets, self.spec.metric_direction):
                 self.target_reached = True
         else:
             optuna_trial.set_user_attr(attrs.STOP_REASON, "sweep_stopped" if self.searcher.stopped

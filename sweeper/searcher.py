@@ -17,6 +17,7 @@ from search_spaces import Spec
 from search_spaces.entrypoint import DEFAULT_ENTRYPOINT
 from storage import attrs
 from storage.resume import Driver, claim, own
+from sweeper.schedulers import ray_mode
 from sweeper.trainable import META_KEY, worst_value
 
 TS = optuna.trial.TrialState
@@ -26,7 +27,7 @@ COUNTED = (TS.COMPLETE, TS.PRUNED, TS.FAIL, TS.RUNNING)  # enqueued (WAITING) tr
 class StudySearcher(Searcher):
     def __init__(self, study: optuna.Study, spec: Spec, *, checkpoint_root: str, budget: int, driver: Driver,
                  orphans: list[optuna.trial.FrozenTrial] = ()) -> None:
-        super().__init__(metric=spec.objective.metric, mode="max" if spec.direction == "maximize" else "min")
+        super().__init__(metric=spec.objective.metric, mode=ray_mode(spec))
         self.study = study
         self.spec = spec
         self.checkpoint_root = checkpoint_root

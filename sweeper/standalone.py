@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from trials.config import TrainConfig
 
-
-def standalone_config(space: Path | None, overrides: dict[str, Any]) -> dict[str, Any]:
+def standalone_config(space: Path | None, overrides: Sequence[str]) -> dict[str, Any]:
     """Without a space, ``--set`` keys are the core's flat keys over its defaults."""
-    config: dict[str, Any] = {}
-    if space is not None:
-        from search_spaces.loader import load_spec, resolve_space_path
+    from search_spaces import standalone
 
-        spec = load_spec(resolve_space_path(str(space)))
-        config.update(spec.trial_config({}))
-    config.update(overrides)
-    TrainConfig.from_flat(config)  # bad keys and values fail here, before any work
-    return config
+    return standalone(space, overrides).config

@@ -17,15 +17,16 @@ from search_spaces import (
     BUILTIN_DIR,
     SpecError,
     apply_quick,
-    import_entrypoint,
     list_builtin_spaces,
     load_spec,
     render_spec,
     resolve_space_path,
     spec_from_dict,
 )
+from search_spaces.entrypoint import import_target
 from search_spaces.samplers import ParallelTPESampler
 from search_spaces.sections import duration_seconds, fraction
+from storage.report import targets_met
 
 BUILTINS = ["asl20", "asl50", "asl100", "nslt1000"]
 MINIMAL = """\
@@ -145,12 +146,13 @@ def test_low_must_be_below_high(tmp_path: Path) -> None:
     ("{type: float, low: 0, high: 1, log: true}", "params.x.low", 3, "must be > 0 when log: true"),
     ("{type: float, low: 0.1, high: 1, log: true, step: 0.1}", "params.x.step", 3, "cannot be combined with log"),
     ("{type: float, low: 0, high: 1, step: 0.3}", "params.x.step", 3, "multiple of step"),
-    ("{type: int, low: 1.5, high: 4}", "params.x.low", 3, "expected an integer"),
-    ("{type: categorical, choices: []}", "params.x.choices", 3, "must be a non-empty list"),
+    ("{type: int, low: 1.5, high: 4}", "params.x.low", 3, "should be a valid integer, got a number with a fractional"),
+    ("{type: categorical, choices: []}", "params.x.choices", 3, "List should have at least 1 item"),
     ("{type: categorical, choices: [a, a]}", "params.x.choices.1", 3, "duplicate choice 'a'"),
-    ("{type: fixed}", "params.x.value", 3, "is required for a fixed param"),
-    ("{type: float, high: 1}", "params.x.low", 3, "is required for a float param"),
-    ("{type: categorical, choices: [a], low: 1}", "params.x.low", 3, "only float and int params take 'low'"),
+    ("{type: fixed}", "params.x.value", 3, "params.x.value: is required"),
+    ("{type: float, high: 1}", "params.x.low", 3, "params.x.low: is required"),
+    ("{type: categorical, choices: [a], low: 1}", "params.x.low", 3,
+     "unknown key 'low' for a categorical param; allowed: type, choices"),
     ("{type: flaot, low: 0, high: 1}", "params.x.type", 3, "did you mean 'float'"),
     ("{typ: float, low: 0, high: 1}", "params.x.typ", 3, "unknown key 'typ' (did you mean 'type'?)"),
 ])
@@ -203,9 +205,10 @@ def test_sampler_and_scheduler_options(tmp_path: Path) -> None:
         """))
     err = errors(path)
     assert "takes a Python object" in find(err, "sampler.gamma")
-    assert "must be bool (got 3)" in find(err, "sampler.constant_liar")
-    assert "unknown median scheduler option 'brackets'" in find(err, "scheduler.brackets")
-    assert "must be >= 1" in find(err, "scheduler.grace_period")
+    assert "constant_liar=3 is not allowed: expected bool" in find(err, "sampler.constant_liar")
+    assert "unknown key 'brackets' for a median scheduler; allowed: type, grace_period, min_samples_required" in \
+        find(err, "scheduler.brackets")
+    assert "Input should be greater than or equal to 1 (got 0)" in find(err, "scheduler.grace_period")
     path = write(tmp_path, MINIMAL + "scheduler: {type: asha, grace_period: 10, max_t: 5}\n")
     assert "must be <= max_t" in find(errors(path), "scheduler.grace_period")
 
@@ -324,7 +327,8 @@ def test_percentages(tmp_path: Path) -> None:
         """)))
     assert spec.targets == {"test_top3": 0.8, "test_top1": 0.5}
     assert spec.baseline is not None and spec.baseline.metrics == {"test_top3": 0.7529}
-    assert spec.targets_met({"test_top3": 0.81, "test_top1": 0.5}) and not spec.targets_met({"test_top3": 0.9})
+    assert targets_met({"test_top3": 0.81, "test_top1": 0.5}, spec.targets, spec.metric_direction)
+    assert not targets_met({"test_top3": 0.9}, spec.targets, spec.metric_direction)
     err = errors(write(tmp_path, MINIMAL + "targets: {test_top3: 80, test_top1: lots}\n"))
     assert "looks like a percentage; write '80%' or 0.8" in find(err, "targets.test_top3")
     assert "expected a number or a percentage" in find(err, "targets.test_top1")
@@ -342,7 +346,7 @@ def test_set_overrides(tmp_path: Path) -> None:
     err = errors(path, overrides=["budget.trials=x"])
     assert str(err).startswith(f"{path}: --set budget.trials=x: budget.trials: Input should be a valid integer")
     assert err.line is None and err.source == "--set budget.trials=x"
-    assert "expected dotted.key=value" in str(errors(path, overrides=["budget.trials"]))
+    assert "expected KEY=VALUE" in str(errors(path, overrides=["budget.trials"]))
     assert "has no item '3'" in str(errors(path, overrides=["enqueue.3.lr=1"]))
     err = errors(path, overrides=["params.dropout.high=-0.1", "budget.trails=3"])
     assert "did you mean 'trials'" in find(err, "budget.trails") and "--set budget.trails=3" in str(err)
@@ -404,7 +408,7 @@ def test_user_entrypoint_settings_and_metrics(tmp_path: Path) -> None:
                            "params:\n  lr: {type: float, low: 0.01, high: 1.0, log: true}\n", "good.yaml")
     spec = load_spec(good, quick=True)
     assert spec.trial_config({"lr": 0.1}) == {"lr": 0.1}  # default quick leaves training alone off the core
-    assert import_entrypoint(spec)({}, print, None) == {"score": 1.0}
+    assert import_target(spec.entrypoint, spec.base_dir)({}, print, None) == {"score": 1.0}
 
 
 def test_user_entrypoint_without_attributes_accepts_anything(tmp_path: Path) -> None:
