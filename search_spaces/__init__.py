@@ -11,7 +11,7 @@ from typing import Any
 _HOMES = {
     "DEFAULT_ENTRYPOINT": "entrypoint", "EntrypointInfo": "entrypoint",
     "SpecError": "errors", "SpecIssue": "errors",
-    "BUILTIN_DIR": "loader", "DEFAULT_QUICK": "loader", "Standalone": "loader", "apply_quick": "loader",
+    "BUILTIN_DIR": "loader", "DEFAULT_QUICK": "loader", "Standalone": "loader",
     "list_builtin_spaces": "loader", "load_spec": "loader", "parse_override": "loader", "render_spec": "loader",
     "resolve_space_path": "loader", "spec_from_dict": "loader", "standalone": "loader",
     "Baseline": "schema", "Budget": "schema", "Objective": "schema", "Param": "schema", "Resources": "schema",

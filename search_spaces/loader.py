@@ -2,9 +2,9 @@
 
     spec = load_spec("spaces/asl50.yaml", overrides=["budget.trials=4"], quick=False)
 
-Order of work: read the YAML (keeping the line of every key) -> default ``name`` to the file's stem -> apply the
-quick profile (``--quick``) -> apply ``--set`` overrides -> validate with pydantic -> map each error's location to
-its YAML line, or to the ``--set``/``--quick`` that produced the value.
+Read the YAML, keeping the line of every key -> default ``name`` to the file's stem -> apply the quick profile
+(``--quick``), then the ``--set`` overrides -> validate -> map each error's location to its YAML line, or to the
+``--set``/``--quick`` that produced the value.
 """
 
 from __future__ import annotations
@@ -26,17 +26,10 @@ from search_spaces.sections import KINDS, SAMPLER_CLASSES, sampler_options
 from trials.config import did_you_mean, unknown_key
 
 BUILTIN_DIR = Path(__file__).resolve().with_name("spaces")
-
-# Applied by --quick when a space has no ``quick:`` section: tiny data, few epochs, few trials. Training keys only
-# apply to the shared core (other entrypoints may not accept them).
-DEFAULT_QUICK: dict[str, Any] = {
-    "training.dataset.samples_per_class": 8,
-    "training.epochs": 3,
-    "budget.trials": 6,
-    "budget.max_concurrent": 2,
-}
+# --quick on a space without a quick: section; training keys only for the core (others may not take them).
+DEFAULT_QUICK = {"training.dataset.samples_per_class": 8, "training.epochs": 3, "budget.trials": 6,
+                 "budget.max_concurrent": 2}
 QUICK_SUFFIX = "-quick"
-_MERGE_TAG = "tag:yaml.org,2002:merge"
 Atoms = tuple[str, ...]
 
 
@@ -48,8 +41,7 @@ def list_builtin_spaces() -> list[tuple[str, str]]:
             data = yaml.safe_load(path.read_text(encoding="utf-8"))
         except (OSError, yaml.YAMLError):
             data = None
-        description = data.get("description", "") if isinstance(data, dict) else ""
-        found.append((path.stem, " ".join(str(description).split())))
+        found.append((path.stem, " ".join(str(data.get("description", "") if isinstance(data, dict) else "").split())))
     return found
 
 
@@ -68,14 +60,14 @@ def resolve_space_path(arg: str | os.PathLike[str]) -> Path:
                                      f"built-in spaces: {', '.join(names)} (name one as spaces/NAME.yaml or NAME)")
 
 
-# -- dotted paths: one spelling for YAML lines, --set keys and error locations ------------------------------------
 def atoms(path: Sequence[Any]) -> Atoms:
-    """``("training", "dataset.classes", 0)`` -> ``("training", "dataset", "classes", "0")``."""
+    """The one spelling of a place for YAML lines, ``--set`` keys and errors: ``("training", "model.size", 0)`` ->
+    ``("training", "model", "size", "0")``."""
     return tuple(a for part in path for a in (part.split(".") if isinstance(part, str) else [str(part)]))
 
 
 def _read_yaml(text: str, file: str) -> tuple[Any, dict[Atoms, int]]:
-    """The data and the line of every key and list item, by its atoms; duplicate keys are errors."""
+    """The data and the line of every key and list item; a key written twice is an error."""
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         data = None if root is None else yaml.SafeLoader("").construct_document(root)
@@ -85,30 +77,30 @@ def _read_yaml(text: str, file: str) -> tuple[Any, dict[Atoms, int]]:
         raise SpecError.single(file, f"invalid YAML: {message}", line=mark.line + 1 if mark else None) from None
     except yaml.YAMLError as exc:
         raise SpecError.single(file, f"invalid YAML: {exc}") from None
-    lines: dict[Atoms, int] = {(): root.start_mark.line + 1} if root is not None else {}
-    duplicates: list[SpecIssue] = []
-    stack: list[tuple[yaml.Node, Atoms]] = [(root, ())] if root is not None else []
-    while stack:
-        node, where = stack.pop()
-        if len(where) > 64:  # an alias that contains itself
-            continue
-        if isinstance(node, yaml.MappingNode):
+    lines: dict[Atoms, int] = {}
+    twice: list[SpecIssue] = []
+
+    def walk(node: yaml.Node, where: Atoms) -> None:
+        lines.setdefault(where, node.start_mark.line + 1)
+        if isinstance(node, yaml.SequenceNode) and len(where) < 64:  # 64: an alias that contains itself
+            for i, item in enumerate(node.value):
+                walk(item, (*where, str(i)))
+        elif isinstance(node, yaml.MappingNode) and len(where) < 64:
             seen: dict[str, int] = {}
             for key, value in node.value:
-                if isinstance(key, yaml.ScalarNode) and key.tag != _MERGE_TAG:
+                if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
                     line = key.start_mark.line + 1
                     if key.value in seen:
-                        duplicates.append(SpecIssue(file, line, ".".join((*where, key.value)),
-                                                    f"duplicate key (first at line {seen[key.value]})"))
+                        twice.append(SpecIssue(file, line, ".".join((*where, key.value)),
+                                               f"duplicate key (first at line {seen[key.value]})"))
                     seen.setdefault(key.value, line)
-                    lines.setdefault(path := (*where, *atoms([key.value])), line)
-                    stack.append((value, path))
-        elif isinstance(node, yaml.SequenceNode):
-            for i, item in enumerate(node.value):
-                lines.setdefault((*where, str(i)), item.start_mark.line + 1)
-                stack.append((item, (*where, str(i))))
-    if duplicates:
-        raise SpecError(sorted(duplicates, key=lambda i: i.line or 0))
+                    lines.setdefault(here := (*where, *atoms([key.value])), line)
+                    walk(value, here)
+
+    if root is not None:
+        walk(root, ())
+    if twice:
+        raise SpecError(sorted(twice, key=lambda i: i.line or 0))
     return data, lines
 
 
@@ -117,25 +109,21 @@ def set_path(data: dict[str, Any], key: str, value: Any) -> tuple[dict[str, Any]
 
     Returns the mapping or list that now holds the value, and the value it replaced (None if there was none).
     """
-    parts = key.split(".")
+    parts, node, i = key.split("."), data, 0
     if not all(parts):
         raise ValueError(f"{key!r} is not a dotted key such as budget.trials")
-    node: Any = data
-    i = 0
     while True:
         if isinstance(node, list):
             if not parts[i].isdigit() or int(parts[i]) >= len(node):
                 raise ValueError(f"{'.'.join(parts[:i])} has no item {parts[i]!r} (it has {len(node)} items)")
-            name: Any = int(parts[i])
-            j = i + 1
-        elif isinstance(node, dict):
-            j = next((j for j in range(len(parts), i, -1) if ".".join(parts[i:j]) in node), None)
-            if j is None:  # a new key: the quick section's keys stay dotted, others nest
-                j = len(parts) if parts[0] == "quick" or i == len(parts) - 1 else i + 1
+            name, j, old = int(parts[i]), i + 1, node[int(parts[i])]
+        elif isinstance(node, dict):  # the longest key that exists; a new key in quick: stays dotted, others nest
+            j = next((j for j in range(len(parts), i, -1) if ".".join(parts[i:j]) in node),
+                     len(parts) if parts[0] == "quick" else i + 1)
             name = ".".join(parts[i:j])
+            old = node.get(name)
         else:
             raise ValueError(f"{'.'.join(parts[:i])} is {node!r}, not a mapping, so {key} cannot be set")
-        old = node.get(name) if isinstance(node, dict) else node[name]
         if j == len(parts):
             node[name] = value
             return node, old
@@ -144,22 +132,20 @@ def set_path(data: dict[str, Any], key: str, value: Any) -> tuple[dict[str, Any]
         node, i = node[name], j
 
 
-def _kept_on_type_change(section: str, kind: Any) -> set[str] | None:
-    """The keys a section of this ``type`` accepts (None: not a typed section, or an unknown type)."""
-    if section == "sampler" and kind in SAMPLER_CLASSES:
-        return {"type", "seed", *sampler_options(kind)}
-    model = KINDS.get("params" if section.startswith("params.") else section, {}).get(kind)
-    return set(model.model_fields) if model else None
-
-
 def apply_override(data: dict[str, Any], key: str, value: Any) -> None:
-    """Set ``key``; a changed ``type`` drops the options the new type does not take (the old type's)."""
+    """Set ``key``; a changed ``type`` drops the options that the new type does not take (the old type's)."""
     section, _, last = key.rpartition(".")
     node, old = set_path(data, key, value)
-    kept = _kept_on_type_change(section, value) if last == "type" and old != value else None
-    if kept is not None and isinstance(node, dict):
-        for name in [n for n in node if n not in kept]:
-            del node[name]
+    if last != "type" or old == value or not isinstance(node, dict):
+        return
+    if section == "sampler" and value in SAMPLER_CLASSES:
+        kept = {"type", "seed", *sampler_options(value)}
+    elif model := KINDS.get("params" if section.startswith("params.") else section, {}).get(value):
+        kept = set(model.model_fields)
+    else:
+        return
+    for name in [n for n in node if n not in kept]:
+        del node[name]
 
 
 def parse_override(expr: str) -> tuple[str, Any]:
@@ -174,20 +160,12 @@ def parse_override(expr: str) -> tuple[str, Any]:
         raise ValueError(f"cannot read the value {text!r}: {exc}") from None
 
 
-def _entry_of(data: Mapping[str, Any], base_dir: Path | None) -> EntrypointInfo | None:
-    try:
-        return describe(str(data.get("entrypoint") or DEFAULT_ENTRYPOINT), base_dir)
-    except EntrypointError:
-        return None  # the spec's validation reports it
-
-
 def quick_profile(data: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
     """The overrides ``--quick`` applies, and whether they come from the file's ``quick:`` section."""
     if isinstance(data.get("quick"), Mapping):
         return dict(data["quick"]), True
-    profile = dict(DEFAULT_QUICK)
-    if data.get("entrypoint", DEFAULT_ENTRYPOINT) != DEFAULT_ENTRYPOINT:
-        profile = {k: v for k, v in profile.items() if not k.startswith("training.")}
+    core = data.get("entrypoint", DEFAULT_ENTRYPOINT) == DEFAULT_ENTRYPOINT
+    profile = {k: v for k, v in DEFAULT_QUICK.items() if core or not k.startswith("training.")}
     scheduler = data.get("scheduler")
     if isinstance(scheduler, Mapping):  # the scheduler keeps its type; its periods shrink to the quick run
         if "grace_period" in scheduler:
@@ -197,124 +175,70 @@ def quick_profile(data: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
     return profile, False
 
 
-def apply_quick(data: Mapping[str, Any], base_dir: Path | None = None) -> dict[str, Any]:
-    """Raw spec data with the quick profile applied: the file's ``quick:`` section, else :data:`DEFAULT_QUICK`.
-
-    The study name gets a ``-quick`` suffix (unless the profile sets ``name``) so smoke runs never mix their trials
-    into the real study. A key that means nothing is left to the spec's check of the ``quick:`` section.
-    """
-    out = copy.deepcopy(dict(data))
-    profile, _ = quick_profile(out)
-    entry = _entry_of(out, base_dir)
-    for key, value in profile.items():
-        try:
-            apply_override(out, resolve_key(str(key), entry, out.get("params") or {}), copy.deepcopy(value))
-        except ValueError:
-            continue
-    if "name" not in profile and isinstance(out.get("name"), str) and not out["name"].endswith(QUICK_SUFFIX):
-        out["name"] = out["name"] + QUICK_SUFFIX
-    return out
-
-
-# -- pydantic's errors -> file:line issues --------------------------------------------------------------------------
 def _model_holding(loc: Sequence[Any]) -> tuple[type[BaseModel], str]:
-    """The model whose field list an unknown key at ``loc`` is measured against, and a name for it."""
-    for part in reversed(loc[:-1]):  # a typed section's location holds its type, e.g. scheduler.asha.brackets
-        for section, kinds in KINDS.items():
-            if part in kinds:
-                return kinds[part], f" for a {part} {section.removesuffix('s')}"
-    section = Spec.model_fields.get(str(loc[0])) if len(loc) > 1 else None
-    model = section.annotation if section is not None else Spec
-    return (model, "") if isinstance(model, type) and issubclass(model, BaseModel) else (Spec, "")
+    """The model that refused an unknown key at pydantic's ``loc`` (where a typed section's type still stands)."""
+    tag = {"params": 2, "scheduler": 1}.get(loc[0])
+    if tag is not None and len(loc) > tag + 1 and loc[tag] in KINDS[loc[0]]:
+        return KINDS[loc[0]][loc[tag]], f" for a {loc[tag]} {loc[0].removesuffix('s')}"
+    model = Spec.model_fields[loc[0]].annotation if len(loc) > 1 else Spec
+    return (model if isinstance(model, type) and issubclass(model, BaseModel) else Spec), ""
 
 
-def _strip_tags(loc: Sequence[Any], data: Any) -> tuple[Any, ...]:
-    """A pydantic location without the tags of discriminated unions (``params.lr.float.low`` -> ``params.lr.low``)."""
-    out, node = [], data
-    for part in loc:
-        if isinstance(node, Mapping) and part not in node and node.get("type") == part:
-            continue
-        out.append(part)
-        ok = isinstance(node, Mapping) or (isinstance(node, list) and isinstance(part, int) and part < len(node))
-        node = node[part] if ok and (not isinstance(node, Mapping) or part in node) else None
-    return tuple(out)
-
-
-def _messages(error: Mapping[str, Any], data: Any) -> list[tuple[tuple[Any, ...], str]]:
-    """One pydantic error -> ``(path, message)`` pairs, the path as the user wrote it."""
+def _messages(error: Mapping[str, Any]) -> list[tuple[tuple[Any, ...], str]]:
+    """One pydantic error -> ``(path, message)`` pairs, the path as written in the file."""
     raw = tuple(p for p in error["loc"] if p != "[key]")
-    loc, kind, given, ctx = _strip_tags(raw, data), error["type"], error.get("input"), error.get("ctx") or {}
+    tag = {"params": 2, "scheduler": 1}.get(raw[0]) if raw else None  # where a typed section's type stands
+    loc = raw[:tag] + raw[tag + 1:] if tag and len(raw) > tag and raw[tag] in KINDS[raw[0]] else raw
+    kind, given, ctx = error["type"], error.get("input"), error.get("ctx") or {}
     if kind == "value_error":
         return [(loc, str(ctx["error"]))]
     if kind == "extra_forbidden":
         model, owner = _model_holding(raw)
-        return [(loc, f"{unknown_key(loc[-1], list(model.model_fields))}".replace(";", owner + ";", 1))]
+        return [(loc, unknown_key(loc[-1], list(model.model_fields)).replace(";", owner + ";", 1))]
+    if kind == "union_tag_not_found":
+        fields = sorted({f for model in KINDS[loc[0]].values() for f in model.model_fields})
+        return [((*loc, k), unknown_key(k, fields)) for k in given if k not in fields] or \
+            [((*loc, "type"), f"is required (one of: {', '.join(KINDS[loc[0]])})")]
+    if kind in ("literal_error", "union_tag_invalid"):
+        options = re.findall(r"'([^']*)'", str(ctx.get("expected") or ctx.get("expected_tags")))
+        loc, given = ((*loc, "type"), ctx["tag"]) if kind == "union_tag_invalid" else (loc, given)
+        hint = did_you_mean(given, options).strip(" ()")
+        return [(loc, f"must be one of {', '.join(options)} (got {given!r}{'; ' + hint if hint else ''})")]
     if kind == "missing":
         return [(loc, "is required")]
-    if kind in ("literal_error", "union_tag_invalid", "union_tag_not_found"):
-        options = re.findall(r"'([^']*)'", str(ctx.get("expected") or ctx.get("expected_tags") or ""))
-        if kind == "literal_error":
-            hint = did_you_mean(given, options).strip(" ()")
-            return [(loc, f"must be one of {', '.join(options)} (got {given!r}{'; ' + hint if hint else ''})")]
-        kinds = KINDS.get(str(loc[0]), {})
-        if kind == "union_tag_invalid":
-            hint = did_you_mean(ctx.get("tag"), list(kinds)).strip(" ()")
-            return [((*loc, "type"), f"must be one of {', '.join(kinds)} (got {ctx.get('tag')!r}"
-                                     f"{'; ' + hint if hint else ''})")]
-        fields = sorted({f for model in kinds.values() for f in model.model_fields})
-        unknown = [k for k in (given if isinstance(given, Mapping) else {}) if k not in fields]
-        return [((*loc, k), unknown_key(k, fields)) for k in unknown] or [((*loc, "type"), f"is required (one of: "
-                                                                                            f"{', '.join(kinds)})")]
-    if kind == "spec":
-        return [(loc, error["msg"])]
-    scalar = isinstance(given, str | int | float | bool) or given is None
+    scalar = kind != "spec" and (isinstance(given, str | int | float | bool) or given is None)
     return [(loc, error["msg"] + (f" (got {given!r})" if scalar else ""))]
 
 
-class _Origins:
-    """Where values came from: the file's lines, then the quick profile and ``--set`` overrides, in that order."""
-
-    def __init__(self, file: str, lines: dict[Atoms, int]) -> None:
-        self.file, self.lines = file, lines
-        self.overrides: list[tuple[Atoms, str, int | None]] = []  # (atoms of the key, label, line)
-
-    def line(self, path: Atoms) -> int | None:
-        return next((self.lines[path[:n]] for n in range(len(path), 0, -1) if path[:n] in self.lines), None)
-
-    def issue(self, path: Sequence[Any], message: str) -> SpecIssue:
-        at, field = atoms(path), ".".join(str(p) for p in path)
-        for over, label, over_line in reversed(self.overrides):
-            if at[:len(over)] == over:  # the override set this value, or a section holding it
-                return SpecIssue(self.file, over_line, field, message, label)
-            if over[:len(at)] == at or (at[:-1] and over[:len(at) - 1] == at[:-1] and at[:-1] not in self.lines):
-                return SpecIssue(self.file, self.line(at), field, message, label)  # it changed or made a part of it
-        return SpecIssue(self.file, self.line(at), field, message)
-
-
-def _display(path: Path) -> str:
-    try:
-        relative = os.path.relpath(path)
-    except ValueError:
-        return str(path)
-    return str(path) if relative.startswith("..") else relative
+def _issue(file: str, lines: dict[Atoms, int], origins: list[tuple[Atoms, str, int | None]], path: Sequence[Any],
+           message: str) -> SpecIssue:
+    """Where a problem's value came from: the last override that set it or a part of it, else the file."""
+    at, field = atoms(path), ".".join(map(str, path))
+    line = next((lines[at[:n]] for n in range(len(at), 0, -1) if at[:n] in lines), None)
+    for over, label, over_line in reversed(origins):
+        if at[:len(over)] == over:  # it set this value, or a section holding it
+            return SpecIssue(file, over_line, field, message, label)
+        if over[:len(at)] == at or (at[:-1] and over[:len(at) - 1] == at[:-1] and at[:-1] not in lines):
+            return SpecIssue(file, line, field, message, label)  # it changed or made a part of this value
+    return SpecIssue(file, line, field, message)
 
 
 def load_spec(path: str | os.PathLike[str], overrides: Sequence[str] = (), quick: bool = False) -> Spec:
     """Read, override and validate a search-space file (a path, or a built-in name); raises SpecError."""
     resolved = resolve_space_path(path)
-    file = str(path) if Path(path).expanduser().is_file() else _display(resolved)
+    relative = os.path.relpath(resolved)  # a built-in space is named from here when it can be
+    file = str(path) if resolved == Path(path).expanduser() else relative if not relative.startswith("..") else \
+        str(resolved)
     try:
-        text = resolved.read_text(encoding="utf-8")
+        data, lines = _read_yaml(resolved.read_text(encoding="utf-8"), file)
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError.single(file, f"cannot read the file: {exc}") from None
-    data, lines = _read_yaml(text, file)
     if data is None:
         raise SpecError.single(file, "the file is empty; a search space needs at least a params: section")
     if not isinstance(data, dict):
-        kind = "a list" if isinstance(data, list) else f"a {type(data).__name__}"
         raise SpecError.single(file, f"the top level must be a mapping of sections (name, training, params, ...), "
-                                     f"not {kind}", line=lines.get(()))
-    return _build(data, file, lines, resolved.parent, resolved.stem, overrides, quick)
+                                     f"not {'a list' if isinstance(data, list) else type(data).__name__}", line=1)
+    return _build(data, file, lines, resolved.parent, overrides, quick, stem=resolved.stem)
 
 
 def spec_from_dict(data: Mapping[str, Any], *, file: str = "<spec>", base_dir: str | os.PathLike[str] | None = None,
@@ -322,53 +246,59 @@ def spec_from_dict(data: Mapping[str, Any], *, file: str = "<spec>", base_dir: s
     """Validate raw spec data that did not come from a file (e.g. a stored ``to_yaml_dict()``); no line numbers."""
     if not isinstance(data, Mapping):
         raise SpecError.single(file, "the spec must be a mapping of sections")
-    return _build(dict(data), file, {}, Path(base_dir) if base_dir is not None else None, None, overrides, quick)
+    return _build(dict(data), file, {}, Path(base_dir) if base_dir is not None else None, overrides, quick)
 
 
-def _build(data: dict[str, Any], file: str, lines: dict[Atoms, int], base_dir: Path | None, stem: str | None,
-           overrides: Sequence[str], quick: bool) -> Spec:
-    original = data
-    origins = _Origins(file, lines)
-    data = copy.deepcopy(data)
-    if stem is not None and "name" not in data:
+def _entry_of(data: Mapping[str, Any], base_dir: Path | None) -> EntrypointInfo | None:
+    try:
+        return describe(str(data.get("entrypoint") or DEFAULT_ENTRYPOINT), base_dir)
+    except EntrypointError:
+        return None  # the spec's validation says why
+
+
+def _build(original: dict[str, Any], file: str, lines: dict[Atoms, int], base_dir: Path | None,
+           overrides: Sequence[str], quick: bool, stem: str | None = None) -> Spec:
+    data = copy.deepcopy(original)
+    if stem and "name" not in data:
         data["name"] = stem
+    steps: list[tuple[str, Any, str, int | None]] = []  # (key, value, where it comes from, its line)
     if quick:
         profile, from_file = quick_profile(data)
-        entry = _entry_of(data, base_dir)
-        for key in profile:
-            with_line = lines.get(("quick", *atoms([key]))) if from_file else None
-            try:
-                origins.overrides.append((atoms([resolve_key(str(key), entry, data.get("params") or {})]), "--quick",
-                                          with_line))
-            except ValueError:
-                continue
-        try:
-            data = apply_quick(data, base_dir)
-        except ValueError as exc:
-            raise SpecError.single(file, str(exc), source="--quick") from None
+        steps = [(str(k), v, "--quick", lines.get(("quick", *atoms([k]))) if from_file else None)
+                 for k, v in profile.items()]
+        if "name" not in profile and isinstance(data.get("name"), str) and not data["name"].endswith(QUICK_SUFFIX):
+            data["name"] += QUICK_SUFFIX  # a smoke run never mixes its trials into the real study
     for expr in overrides:
-        label = f"--set {expr}"
         try:
-            key, value = parse_override(expr)
-            key = resolve_key(key, _entry_of(data, base_dir), data.get("params") or {})
-            apply_override(data, key, value)
+            steps.append((*parse_override(expr), f"--set {expr}", None))
+        except ValueError as exc:
+            raise SpecError.single(file, str(exc), source=f"--set {expr}") from None
+    origins: list[tuple[Atoms, str, int | None]] = []
+    for key, value, label, line in steps:
+        try:
+            path = resolve_key(key, _entry_of(data, base_dir), data.get("params") or {})
+        except ValueError as exc:
+            if label == "--quick":
+                continue  # the spec's check of its quick: section says why
+            raise SpecError.single(file, str(exc), source=label) from None
+        try:
+            apply_override(data, path, copy.deepcopy(value))
         except ValueError as exc:
             raise SpecError.single(file, str(exc), source=label) from None
-        origins.overrides.append((atoms([key]), label, None))
+        origins.append((atoms([path]), label, line))
     try:
         spec = Spec.model_validate(data, context={"base_dir": base_dir})
     except ValidationError as exc:
-        issues = [origins.issue(path, message) for error in exc.errors() for path, message in _messages(error, data)]
+        issues = [_issue(file, lines, origins, path, message) for error in exc.errors()
+                  for path, message in _messages(error)]
         raise SpecError(sorted(dict.fromkeys(issues), key=lambda i: (i.line is None, i.line or 0))) from None
     if not quick and isinstance(data.get("quick"), Mapping):  # the quick: section is checked whether used or not
         try:
-            _build(original, file, lines, base_dir, stem, overrides, quick=True)
+            _build(original, file, lines, base_dir, overrides, True, stem)
         except SpecError as exc:
-            raise SpecError([SpecIssue(i.file, i.line, i.field, i.message, i.source or "--quick")
+            raise SpecError([i if i.source else SpecIssue(i.file, i.line, i.field, i.message, "--quick")
                              for i in exc.issues]) from None
-    spec._source = file
-    spec._quick_applied = quick
-    spec._overrides = tuple(overrides)
+    spec._source, spec._quick_applied, spec._overrides = file, quick, tuple(overrides)
     spec._base_dir = str(base_dir.resolve()) if base_dir is not None else None
     return spec
 
@@ -382,37 +312,34 @@ class Standalone(NamedTuple):
 
 
 def standalone(space: str | os.PathLike[str] | None, overrides: Sequence[str] = ()) -> Standalone:
-    """One training run outside a sweep: the space's training block and fixed params (or the core's defaults
-    without a space), then ``--set KEY=VALUE`` on top, checked by the entrypoint before anything runs.
+    """One training run outside a sweep: the space's training block and fixed params (without a space, the core's
+    defaults), then ``--set`` on top, checked by the entrypoint before anything runs.
 
-    The keys are the flat training settings, as in the trial config (``epochs``, ``model.size``; ``training.epochs``
-    means the same). A sampled param is a plain setting here: nothing samples it.
+    The keys are the flat settings of the trial config (``epochs``, ``model.size``; ``training.epochs`` means the
+    same). A sampled param is a plain setting here: nothing samples it.
     """
     spec = load_spec(space) if space is not None else None
     entry = spec._entrypoint if spec is not None else describe(DEFAULT_ENTRYPOINT)
     assert entry is not None
-    file = str(space) if space is not None else ""
     config = spec.base_config() if spec is not None else {}
     for expr in overrides:
         try:
             key, value = parse_override(expr)
             key = key.removeprefix("training.")
-            if key.split(".")[0] in Spec.model_fields and (entry.settings is None or key not in entry.settings):
-                raise ValueError(f"{key} is part of a sweep, not of one training run; sweeper train takes the "
-                                 f"training settings (e.g. epochs=3)")
+            if key.split(".")[0] in Spec.model_fields and key not in (entry.settings or {}):
+                raise ValueError(f"{key} belongs to a sweep, not to one training run; sweeper train takes the "
+                                 f"settings of {entry.target} (e.g. epochs=3)")
             config[key] = entry.setting(key, value)
         except ValueError as exc:
-            raise SpecError.single(file, str(exc), source=f"--set {expr}") from None
+            raise SpecError.single(str(space or ""), str(exc), source=f"--set {expr}") from None
     if problem := entry.check(config):
-        raise SpecError.single(file, f"{entry.target} refuses the training config: {problem}")
+        raise SpecError.single(str(space or ""), f"{entry.target} refuses the training config: {problem}")
     return Standalone(entry.target, spec.base_dir if spec is not None else None, config)
 
 
 def render_spec(spec: Spec) -> str:
     """The resolved spec as YAML text (what ``sweeper validate`` prints)."""
-    notes = [f"# resolved from {spec.source_path}"] if spec.source_path else []
-    notes += ["# with --quick"] if spec.quick_applied else []
-    notes += [f"# with --set {expr}" for expr in spec.overrides]
+    notes = [f"# resolved from {spec.source_path}"] * bool(spec.source_path) + ["# with --quick"] * spec.quick_applied
     body = yaml.safe_dump(spec.to_yaml_dict(), sort_keys=False, default_flow_style=False, allow_unicode=True,
                           width=110)
-    return "\n".join([*notes, body])
+    return "\n".join([*notes, *(f"# with --set {expr}" for expr in spec.overrides), body])

@@ -1,7 +1,6 @@
 """The sections of a space file as pydantic models; each checks its own values, :class:`Spec` checks across them.
 
-A validator reports one problem with a plain ``ValueError``, or several at their own places below it with
-:func:`fail`; the loader turns every error location into ``file:line: field``.
+A validator reports one problem with a plain ``ValueError``, or several, each at its own place, with :func:`fail`.
 """
 
 from __future__ import annotations
@@ -21,28 +20,25 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
-    ValidationInfo,
     field_validator,
     model_validator,
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from search_spaces.entrypoint import KNOWN_DIRECTIONS
 from trials.config import ConfigError, coerce, did_you_mean, unknown_key
 
 Path = tuple[str | int, ...]
-
-SAMPLER_CLASSES: dict[str, str] = {
-    "tpe": "TPESampler", "random": "RandomSampler", "grid": "GridSampler", "cmaes": "CmaEsSampler",
-    "qmc": "QMCSampler", "gp": "GPSampler",
-}
+SAMPLER_CLASSES = {"tpe": "TPESampler", "random": "RandomSampler", "grid": "GridSampler", "cmaes": "CmaEsSampler",
+                   "qmc": "QMCSampler", "gp": "GPSampler"}
 # Optional packages some Optuna samplers import only when they first sample: check them before a sweep starts.
-SAMPLER_PACKAGES: dict[str, tuple[str, ...]] = {"cmaes": ("cmaes",), "qmc": ("scipy",), "gp": ("scipy", "torch")}
+SAMPLER_PACKAGES = {"cmaes": ("cmaes",), "qmc": ("scipy",), "gp": ("scipy", "torch")}
 
 
 def fail(issues: Sequence[tuple[Path, str]]) -> NoReturn:
-    """Raise several problems at once; pydantic prefixes each location with that of the value being validated."""
-    raise ValidationError.from_exception_data("spec", [
-        InitErrorDetails(type=PydanticCustomError("spec", "{message}", {"message": message}), loc=path, input=None)
+    """Raise several problems at once; pydantic prefixes each path with the place of the value being validated."""
+    raise ValidationError.from_exception_data("spec", [InitErrorDetails(
+        type=PydanticCustomError("spec", "{message}", {"message": message}), loc=path, input=None)
         for path, message in issues])
 
 
@@ -56,20 +52,18 @@ def fraction(value: Any) -> Any:
     """``0.8``, ``"0.8"`` or ``"80%"`` -> 0.8."""
     if not isinstance(value, str):
         return _not_bool(value)
-    text = value.strip()
     try:
-        return round(float(text[:-1]) / 100, 12) if text.endswith("%") else float(text)
+        return round(float(value.strip()[:-1]) / 100, 12) if value.strip().endswith("%") else float(value)
     except ValueError:
         raise ValueError(f"expected a number or a percentage such as '80%', got {value!r}") from None
 
 
 Int = Annotated[int, BeforeValidator(_not_bool)]
 Float = Annotated[float, BeforeValidator(_not_bool), Field(allow_inf_nan=False)]
-Fraction = Annotated[float, BeforeValidator(fraction), Field(allow_inf_nan=False)]
 
 
 def metric_values(raw: Any) -> Any:
-    """Targets and baseline figures as fractions; an accuracy above 1 is a percentage written without its ``%``."""
+    """Targets and baseline figures as fractions; an accuracy above 1 is a percentage, or one above 100%."""
     if not isinstance(raw, Mapping):
         return raw
     out, issues = {}, []
@@ -80,9 +74,8 @@ def metric_values(raw: Any) -> Any:
             issues.append(((metric,), str(exc)))
             continue
         if re.search(r"top\d|acc", str(metric)) and number > 1:
-            issues.append(((metric,), f"{value} is above 100%, which {metric} cannot reach"
-                           if str(value).strip().endswith("%") else
-                           f"{value!r} looks like a percentage; write '{value}%' or {number / 100}"))
+            issues.append(((metric,), f"{value} is above 100%, which {metric} cannot reach" if str(value).endswith("%")
+                           else f"{value!r} looks like a percentage; write '{value}%' or {number / 100}"))
     if issues:
         fail(issues)
     return out
@@ -94,16 +87,13 @@ _DURATION = re.compile(r"(?:(\d+(?:\.\d*)?)d)?(?:(\d+(?:\.\d*)?)h)?(?:(\d+(?:\.\
 def duration_seconds(value: Any) -> float:
     """``90``, ``"90s"``, ``"30m"``, ``"2h"``, ``"1h30m"``, ``"1d"`` -> seconds."""
     match = _DURATION.fullmatch(value.replace(" ", "").lower()) if isinstance(value, str) else None
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        seconds = float(value)
-    elif match and any(match.groups()):
-        days, hours, minutes, secs = (float(g) if g else 0.0 for g in match.groups())
-        seconds = days * 86400 + hours * 3600 + minutes * 60 + secs
-    else:
+    if match and any(match.groups()):
+        value = sum(float(g or 0) * s for g, s in zip(match.groups(), (86400, 3600, 60, 1), strict=True))
+    elif not isinstance(value, int | float) or isinstance(value, bool):
         raise ValueError(f"expected a duration such as 90s, 30m, 2h or 1h30m, got {value!r}")
-    if seconds <= 0:
+    if value <= 0:
         raise ValueError(f"must be a positive duration (got {value!r})")
-    return seconds
+    return float(value)
 
 
 def _on_grid(value: float, low: float, step: float) -> bool:
@@ -119,7 +109,21 @@ class Objective(_Model):
     """The metric each trial is judged on; ``direction`` defaults from the metric (``val_top3`` -> maximize)."""
 
     metric: str = "val_top3"
-    direction: Literal["maximize", "minimize"] | None = None
+    direction: Literal["maximize", "minimize"]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _direction(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        metric = data.get("metric", "val_top3")
+        known, given = KNOWN_DIRECTIONS.get(str(metric)), data.get("direction")
+        if given is None and known is None:
+            fail([(("direction",), f"is required: {metric!r} has no known direction (write maximize or minimize)")])
+        if known is not None and given not in (None, known):
+            fail([(("direction",), f"{metric} is better when {'larger' if known == 'maximize' else 'smaller'}, "
+                                   f"so direction should be {known} (got {given})")])
+        return {**data, "direction": given or known}
 
 
 class Baseline(_Model):
@@ -132,43 +136,34 @@ class Baseline(_Model):
     @model_validator(mode="before")
     @classmethod
     def _figures(cls, data: Any) -> Any:
-        if not isinstance(data, Mapping):
-            return data
-        figures = {k: v for k, v in data.items() if k != "source"}
-        if not figures:
+        figures = {k: v for k, v in data.items() if k != "source"} if isinstance(data, Mapping) else None
+        if figures == {}:
             raise ValueError("needs at least one metric value, e.g. test_top3: 75.29%")
-        return {**data, **metric_values(figures)}
+        return data if figures is None else {**data, **metric_values(figures)}
 
     @property
     def metrics(self) -> dict[str, float]:
         return dict(self.model_extra or {})
 
 
-# -- params: one class per kind, as Optuna's distributions ------------------------------------------------------
 class _Range(_Model):
-    """``high`` is declared before ``low`` so that low's check (pydantic validates in field order) sees it."""
+    """Float and int params: a range, sampled on a log scale or on a grid of ``step``."""
 
-    log: bool = False
-
-    @field_validator("low", check_fields=False)
-    @classmethod
-    def _check_low(cls, low: float, info: ValidationInfo) -> float:
-        if info.data.get("log") and low <= 0:
-            raise ValueError(f"must be > 0 when log: true (got low={low})")
-        high = info.data.get("high")
-        if high is not None and not low < high:
-            raise ValueError(f"must be < high (got low={low}, high={high})")
-        return low
-
-    @field_validator("step", check_fields=False)
-    @classmethod
-    def _check_step(cls, step: float | None, info: ValidationInfo) -> float | None:
-        low, high = info.data.get("low"), info.data.get("high")
-        if step is not None and info.data.get("log"):
-            raise ValueError("cannot be combined with log: true (Optuna samples log ranges continuously)")
-        if step is not None and low is not None and high is not None and not _on_grid(high, low, step):
-            raise ValueError(f"high - low must be a multiple of step (got low={low}, high={high}, step={step})")
-        return step
+    @model_validator(mode="after")
+    def _check(self) -> _Range:
+        issues: list[tuple[Path, str]] = []
+        if self.log and self.low <= 0:
+            issues.append((("low",), f"must be > 0 when log: true (got low={self.low})"))
+        if not self.low < self.high:
+            issues.append((("low",), f"must be < high (got low={self.low}, high={self.high})"))
+        if self.step is not None and self.log:
+            issues.append((("step",), "cannot be combined with log: true (Optuna samples log ranges continuously)"))
+        elif self.step is not None and not _on_grid(self.high, self.low, self.step):
+            issues.append((("step",), f"high - low must be a multiple of step (got low={self.low}, high={self.high},"
+                                      f" step={self.step})"))
+        if issues:
+            fail(issues)
+        return self
 
     def distribution(self) -> optuna.distributions.BaseDistribution:
         if isinstance(self, IntParam):
@@ -184,7 +179,7 @@ class _Range(_Model):
         return values if isinstance(self, IntParam) else [float(f"{v:.12g}") for v in values]
 
     def admit(self, value: Any, name: str = "value") -> Any:
-        """The value in this param's type when it lies in its range (and on its step); raises ValueError."""
+        """The value in this param's type when it lies in its range and on its step; raises ValueError."""
         v = coerce(name, value, int if isinstance(self, IntParam) else float)
         if not self.low <= v <= self.high:
             raise ValueError(f"{v} is outside [{self.low}, {self.high}]")
@@ -195,22 +190,20 @@ class _Range(_Model):
     def extremes(self) -> list[tuple[Path, Any]]:
         return [(("low",), self.low), (("high",), self.high)]
 
-    def to_yaml_dict(self) -> dict[str, Any]:
-        return {"type": self.type, "low": self.low, "high": self.high, **({"log": True} if self.log else {}),
-                **({"step": self.step} if self.step is not None else {})}
-
 
 class FloatParam(_Range):
     type: Literal["float"]
-    high: Float
     low: Float
+    high: Float
+    log: bool = False
     step: Float | None = Field(None, gt=0)
 
 
 class IntParam(_Range):
     type: Literal["int"]
-    high: Int
     low: Int
+    high: Int
+    log: bool = False
     step: Int | None = Field(None, gt=0)
 
 
@@ -231,45 +224,36 @@ class CategoricalParam(_Model):
     @field_validator("choices")
     @classmethod
     def _distinct(cls, choices: list[Any]) -> list[Any]:
-        duplicates = [((i,), f"duplicate choice {c!r}") for i, c in enumerate(choices)
-                      if any(_same(c, other) for other in choices[:i])]
-        if duplicates:
-            fail(duplicates)
+        if twice := [((i,), f"duplicate choice {c!r}") for i, c in enumerate(choices) if any(
+                _same(c, other) for other in choices[:i])]:
+            fail(twice)
         return choices
 
     def distribution(self) -> optuna.distributions.BaseDistribution:
-        return optuna.distributions.CategoricalDistribution(list(self.choices))
+        return optuna.distributions.CategoricalDistribution(self.choices)
 
     def grid_values(self) -> list[Any]:
         return list(self.choices)
 
     def admit(self, value: Any, name: str = "value") -> Any:
-        for choice in self.choices:
-            if _same(value, choice):
-                return choice
+        if found := [c for c in self.choices if _same(value, c)]:
+            return found[0]
         raise ValueError(f"{value!r} is not one of the choices {self.choices}"
                          f"{did_you_mean(value, [str(c) for c in self.choices])}")
 
     def extremes(self) -> list[tuple[Path, Any]]:
         return [(("choices", i), c) for i, c in enumerate(self.choices)]
 
-    def to_yaml_dict(self) -> dict[str, Any]:
-        return {"type": self.type, "choices": list(self.choices)}
-
 
 class FixedParam(_Model):
     type: Literal["fixed"]
     value: Any
-
-    def to_yaml_dict(self) -> dict[str, Any]:
-        return {"type": self.type, "value": self.value}
 
 
 Param = Annotated[FloatParam | IntParam | CategoricalParam | FixedParam, Field(discriminator="type")]
 SampledParam = FloatParam | IntParam | CategoricalParam
 
 
-# -- sampler and scheduler ---------------------------------------------------------------------------------------
 class Sampler(BaseModel):
     """An Optuna sampler; the keys beside ``type`` and ``seed`` are its constructor's options, written flat."""
 
@@ -283,14 +267,12 @@ class Sampler(BaseModel):
 
     @model_validator(mode="after")
     def _check_options(self) -> Sampler:
-        name = SAMPLER_CLASSES[self.type]
-        settable = sampler_options(self.type)
-        issues: list[tuple[Path, str]] = []
+        name, settable, issues = SAMPLER_CLASSES[self.type], sampler_options(self.type), []
         for key, value in self.options.items():
             option = settable.get(key)
             if key == "search_space":
-                issues.append(((key,), "is derived from params (categorical choices, int ranges, float ranges "
-                                       "with a step)"))
+                issues.append(((key,), "is derived from params (categorical choices, int ranges, float ranges with "
+                                       "a step)"))
             elif option is None:
                 issues.append(((key,), unknown_key(key, ["type", "seed", *settable], f"{name} option")))
             elif any(word in str(option.annotation) for word in ("Callable", "BaseSampler", "FrozenTrial")):
@@ -300,8 +282,7 @@ class Sampler(BaseModel):
                     coerce(key, value, type(option.default))
                 except ConfigError as exc:
                     issues.append(((key,), str(exc)))
-        missing = [p for p in SAMPLER_PACKAGES.get(self.type, ()) if find_spec(p) is None]
-        if missing:
+        if missing := [p for p in SAMPLER_PACKAGES.get(self.type, ()) if find_spec(p) is None]:
             issues.append((("type",), f"the {self.type} sampler needs the Python package(s) {', '.join(missing)}, "
                                       f"which are not installed (pip install {' '.join(missing)})"))
         if not issues and self.type != "grid":
@@ -317,25 +298,25 @@ class Sampler(BaseModel):
 
 
 def sampler_options(kind: str) -> dict[str, inspect.Parameter]:
-    """The constructor parameters of an Optuna sampler a space may name (``seed`` has its own key)."""
+    """The constructor parameters of an Optuna sampler that a space may name (``seed`` has its own key)."""
     signature = inspect.signature(getattr(optuna.samplers, SAMPLER_CLASSES[kind]).__init__)
     return {name: p for name, p in signature.parameters.items()
             if name not in ("self", "seed") and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
 
 
 class _Scheduler(_Model):
+    """A Ray Tune trial scheduler; ``options`` is what the driver passes beside metric and mode."""
+
     @property
     def options(self) -> dict[str, Any]:
-        """What the driver passes to Ray Tune's scheduler beside metric and mode."""
         return self.model_dump(exclude={"type"}, exclude_none=True)
 
-    @field_validator("grace_period", check_fields=False)
-    @classmethod
-    def _within_max_t(cls, grace: int | None, info: ValidationInfo) -> int | None:
-        max_t = info.data.get("max_t")  # declared before grace_period
+    @model_validator(mode="after")
+    def _grace_within_max_t(self) -> _Scheduler:
+        grace, max_t = getattr(self, "grace_period", None), getattr(self, "max_t", None)
         if grace is not None and max_t is not None and grace > max_t:
-            raise ValueError(f"must be <= max_t (got grace_period={grace}, max_t={max_t})")
-        return grace
+            fail([(("grace_period",), f"must be <= max_t (got grace_period={grace}, max_t={max_t})")])
+        return self
 
 
 class NoScheduler(_Scheduler):
@@ -344,10 +325,10 @@ class NoScheduler(_Scheduler):
 
 class AshaScheduler(_Scheduler):
     type: Literal["asha"]
-    max_t: Int | None = Field(None, ge=1)
     grace_period: Int | None = Field(None, ge=1)
     reduction_factor: Float | None = Field(None, gt=1)
     brackets: Int | None = Field(None, ge=1)
+    max_t: Int | None = Field(None, ge=1)
 
 
 class HyperbandScheduler(_Scheduler):
@@ -363,12 +344,11 @@ class MedianScheduler(_Scheduler):
 
 
 Scheduler = Annotated[NoScheduler | AshaScheduler | HyperbandScheduler | MedianScheduler, Field(discriminator="type")]
-# Every kind of a typed section by its ``type``, for the messages and for switching a type from the command line.
+# The kinds of each typed section by ``type``: for the messages, and to switch a type from the command line.
 KINDS: dict[str, dict[str, type[BaseModel]]] = {
     "params": {"float": FloatParam, "int": IntParam, "categorical": CategoricalParam, "fixed": FixedParam},
     "scheduler": {"none": NoScheduler, "asha": AshaScheduler, "hyperband": HyperbandScheduler,
-                  "median": MedianScheduler},
-}
+                  "median": MedianScheduler}}
 
 
 class Budget(_Model):
@@ -380,10 +360,9 @@ class Budget(_Model):
     @field_validator("time", mode="before")
     @classmethod
     def _check_time(cls, value: Any) -> Any:
-        if value is None:
-            return None
-        duration_seconds(value)
-        return f"{value}s" if isinstance(value, int | float) else str(value)
+        if value is not None:
+            duration_seconds(value)
+        return f"{value}s" if isinstance(value, int | float) else value
 
     @property
     def time_seconds(self) -> float | None:
@@ -404,8 +383,7 @@ class Resources(_Model):
     @field_validator("custom")
     @classmethod
     def _not_builtin(cls, value: dict[str, float]) -> dict[str, float]:
-        reserved = sorted({"cpu", "gpu", "CPU", "GPU", "memory", "object_store_memory"} & set(value))
-        if reserved:
+        if reserved := sorted({"cpu", "gpu", "CPU", "GPU", "memory", "object_store_memory"} & set(value)):
             fail([((name,), "is a built-in resource: set resources.cpu / resources.gpu instead") for name in reserved])
         return value
 

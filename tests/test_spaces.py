@@ -16,12 +16,12 @@ import search_spaces.sections as sections
 from search_spaces import (
     BUILTIN_DIR,
     SpecError,
-    apply_quick,
     list_builtin_spaces,
     load_spec,
     render_spec,
     resolve_space_path,
     spec_from_dict,
+    standalone,
 )
 from search_spaces.entrypoint import import_target
 from search_spaces.samplers import ParallelTPESampler
@@ -377,8 +377,9 @@ def test_default_quick_profile(tmp_path: Path) -> None:
     assert spec.name == "study-quick" and spec.scheduler.type == "asha" and spec.scheduler.options["grace_period"] == 1
     assert spec.training["epochs"] == 3 and spec.training["dataset.samples_per_class"] == 8
     assert spec.budget.trials == 6 and spec.budget.max_concurrent == 2
-    raw = {"name": "x", "params": {}, "budget": {"trials": 100}}
-    assert apply_quick(raw)["budget"] == {"trials": 6, "max_concurrent": 2} and raw["budget"] == {"trials": 100}
+    raw = {"name": "x", "params": {"lr": {"type": "float", "low": 0.1, "high": 1}}, "budget": {"trials": 100}}
+    assert spec_from_dict(raw, quick=True).budget.model_dump(include={"trials", "max_concurrent"}) == \
+        {"trials": 6, "max_concurrent": 2} and raw["budget"] == {"trials": 100}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -480,3 +481,92 @@ def test_no_ray_storage_or_sweeper_imports() -> None:
             "print(bad); sys.exit(1 if bad else 0)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[1])
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# One --set vocabulary, switching a type, the quick: section, messages that say what to write
+# ----------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", BUILTINS)
+def test_set_switches_a_type_and_drops_the_old_types_options(name: str) -> None:
+    spec = load_spec(name, quick=True, overrides=["scheduler.type=none"])
+    assert spec.scheduler.type == "none" and spec.scheduler.options == {}
+    assert spec.to_yaml_dict()["scheduler"] == {"type": "none"}
+    median = load_spec(name, overrides=["scheduler.type=median", "scheduler.min_samples_required=2"])
+    assert median.scheduler.options == {"grace_period": 3, "min_samples_required": 2}  # median takes grace_period
+    choices = [0.1, 0.2, 0.3, 0.35, 0.4, 0.5]  # the enqueued rows' values among them
+    spec = load_spec(name, overrides=["params.dropout.type=categorical", f"params.dropout.choices={choices}"])
+    assert spec.params["dropout"].choices == choices
+    spec = load_spec(name, overrides=["sampler.type=random"])
+    assert spec.sampler.options == {} and spec.sampler.seed == 0  # seed belongs to every sampler
+    err = errors(BUILTIN_DIR / f"{name}.yaml", overrides=["scheduler.type=asha", "scheduler.grace_periods=1"])
+    assert "did you mean 'grace_period'" in find(err, "scheduler.grace_periods")  # a same-type --set drops nothing
+
+
+def test_set_takes_training_keys_where_unambiguous(tmp_path: Path) -> None:
+    spec = load_spec("asl20", overrides=["epochs=10", "model.size=large", "training.batch_size=16"])
+    assert spec.training["epochs"] == 10 and spec.training["model.size"] == "large"
+    assert spec.training["batch_size"] == 16 and "# with --set epochs=10" in render_spec(spec)
+    err = errors(BUILTIN_DIR / "asl50.yaml", overrides=["model.size=large"])  # a param there: it would win
+    assert err.source == "--set model.size=large" and len(err.issues) == 1
+    assert "model.size is a param of this space (params.model.size)" in str(err)
+    assert "'params.model.size={type: fixed, value: ...}'" in str(err)
+    pinned = load_spec("asl50", overrides=["params.model.size={type: fixed, value: large}", "enqueue="])
+    assert pinned.fixed_params() == {"model.size": "large"}
+    err = errors(BUILTIN_DIR / "asl20.yaml", overrides=["epocs=3"])
+    assert "'epocs' is neither a section of the space (name, description" in str(err)
+    assert "nor a setting of trials:run (did you mean 'epochs'?)" in str(err)
+    assert "did you mean 'budget'" in str(errors(BUILTIN_DIR / "asl20.yaml", overrides=["bugdet.trials=3"]))
+    quick = load_spec(write(tmp_path, MINIMAL + "quick: {epochs: 2}\n"), quick=True)
+    assert quick.training["epochs"] == 2  # quick: keys follow the same rule
+    module = f"user_open_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{module}.py").write_text("def run(config, report, checkpoint_dir):\n    return {}\n")
+    user = write(tmp_path, f"entrypoint: {module}:run\nobjective: {{metric: m, direction: maximize}}\n"
+                           "params:\n  knob: {type: int, low: 1, high: 4}\n", "user.yaml")
+    assert "a setting of " + module + ":run is written training.width" in str(errors(user, overrides=["width=3"]))
+    assert load_spec(user, overrides=["training.width=3"]).trial_config({}) == {"width": 3}
+
+
+def test_empty_set_value_is_null_as_in_yaml() -> None:
+    spec = load_spec("asl20", overrides=["storage=sqlite:///x.db", "storage=", "sampler.seed="])
+    assert spec.storage is None and spec.sampler.seed is None
+
+
+def test_standalone_config_speaks_the_same_keys(tmp_path: Path) -> None:
+    run = standalone("asl20", ["training.epochs=2", "dataset.samples_per_class=4", "lr=0.01"])
+    assert run.entrypoint == "trials:run" and run.base_dir == str(BUILTIN_DIR)
+    assert run.config["epochs"] == 2 and run.config["lr"] == 0.01 and run.config["dataset.classes"] == 20
+    assert standalone(None, ["epochs=3", "class_weights=true"]).config == {"epochs": 3, "class_weights": True}
+    with pytest.raises(SpecError, match=r"--set budget.trials=3: budget.trials belongs to a sweep, not to one"):
+        standalone(None, ["budget.trials=3"])
+    refused = r"^asl20: trials:run refuses the training config: dropout=2.0 is not allowed: a number in \[0, 1\)"
+    with pytest.raises(SpecError, match=refused):
+        standalone("asl20", ["dropout=2"])
+    with pytest.raises(SpecError, match=r"^--set epochs: expected KEY=VALUE"):
+        standalone(None, ["epochs"])
+    module = f"user_fit_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{module}.py").write_text("def fit(config, report, checkpoint_dir):\n    return {}\n"
+                                           "fit.settings = {'width': 8, 'lr': 0.1}\nfit.metrics = ['score']\n")
+    space_file = write(tmp_path, f"entrypoint: {module}:fit\nobjective: {{metric: score, direction: maximize}}\n"
+                                 "training: {width: 16}\nparams:\n  lr: {type: float, low: 0.01, high: 1.0}\n")
+    run = standalone(space_file, ["width=32"])
+    assert run == (f"{module}:fit", str(tmp_path.resolve()), {"width": 32})
+    with pytest.raises(SpecError, match="did you mean 'width'"):
+        standalone(space_file, ["widht=3"])
+
+
+def test_quick_section_is_checked_without_quick(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL + "training: {epochs: 10}\nquick:\n  training.epochs: 0\n  budget.trials: 2\n")
+    err = errors(path)
+    assert str(err) == f"{path}:5: --quick: training.epochs: trials:run refuses the training config: epochs=0 is not " \
+                       f"allowed: an integer >= 1"
+    path = write(tmp_path, MINIMAL + "  warmup_epochs: {type: float, low: 0.0, high: 5.0}\nquick: {epochs: 2}\n")
+    err = errors(path)  # a range that fits the file's epochs but not the quick ones
+    assert find(err, "params.warmup_epochs.high").startswith(f"{path}:3: --quick: params.warmup_epochs.high: refused")
+
+
+def test_messages_say_what_to_write(tmp_path: Path) -> None:
+    err = errors(write(tmp_path, MINIMAL + "targets: {test_top3: 197%}\n"))
+    assert find(err, "targets.test_top3").endswith(": 197% is above 100%, which test_top3 cannot reach")
+    path = write(tmp_path, MINIMAL + "sampler: {type: grid}\n")
+    assert "params.lr is a log range; drop log: true and give it a step, or list the values as categorical choices" \
+        in str(errors(path))
