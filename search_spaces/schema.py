@@ -171,14 +171,13 @@ class Spec(_Model):
     @classmethod
     def _objective_metric(cls, value: Any, info: ValidationInfo) -> Any:
         """Before the direction's check: an unknown metric's direction is no second problem."""
-        if not isinstance(value, Mapping) or (entry := _entry(info)) is None:
-            return value
-        metric = str(value.get("metric", "val_top3"))
-        if problem := _unknown_metric(metric, entry):
+        entry = _entry(info)
+        metric = str(value.get("metric", "val_top3")) if isinstance(value, Mapping) and entry else None
+        if metric is not None and (problem := _unknown_metric(metric, entry)):
             fail([(("metric",), problem)])
-        if entry.epoch_metrics is not None and metric not in entry.epoch_metrics:
-            fail([(("metric",), f"{metric!r} is not reported every epoch with a direction; the objective must be "
-                                f"one of: {', '.join(entry.epoch_metrics)}")])
+        if metric is not None and entry.epoch_metrics is not None and metric not in entry.epoch_metrics:
+            fail([(("metric",), f"{metric!r} is not reported every epoch with a direction; the objective must be one "
+                                f"of: {', '.join(entry.epoch_metrics)}")])
         return value
 
     @field_validator("targets", "baseline")

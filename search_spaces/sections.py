@@ -149,6 +149,12 @@ class Baseline(_Model):
 class _Range(_Model):
     """Float and int params: a range, sampled on a log scale or on a grid of ``step``."""
 
+    type: str
+    low: Float
+    high: Float
+    log: bool = False
+    step: Float | None = Field(None, gt=0)
+
     @model_validator(mode="after")
     def _check(self) -> _Range:
         issues: list[tuple[Path, str]] = []
@@ -193,17 +199,12 @@ class _Range(_Model):
 
 class FloatParam(_Range):
     type: Literal["float"]
-    low: Float
-    high: Float
-    log: bool = False
-    step: Float | None = Field(None, gt=0)
 
 
 class IntParam(_Range):
     type: Literal["int"]
     low: Int
     high: Int
-    log: bool = False
     step: Int | None = Field(None, gt=0)
 
 

@@ -52,7 +52,8 @@ def test_validate_takes_training_keys_and_always_checks_the_quick_section(tmp_pa
     proc = sweeper("validate", "spaces/asl20.yaml", "--set", "epochs=10", "--set", "model.size=large", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "\n  epochs: 10\n" in proc.stdout and "\n    size: large\n" in proc.stdout
-    (tmp_path / "bad.yaml").write_text("params:\n  lr: {type: float, low: 0.001, high: 0.01}\nquick:\n  budget.trials: 0\n")
+    (tmp_path / "bad.yaml").write_text("params:\n  lr: {type: float, low: 0.001, high: 0.01}\n"
+                                       "quick:\n  budget.trials: 0\n")
     proc = sweeper("validate", "bad.yaml", cwd=tmp_path)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "bad.yaml:4: --quick: budget.trials: Input should be greater than or equal to 1" in proc.stderr
