@@ -14,8 +14,8 @@ _HOMES = {
     "BUILTIN_DIR": "loader", "DEFAULT_QUICK": "loader", "Standalone": "loader",
     "list_builtin_spaces": "loader", "load_spec": "loader", "parse_override": "loader", "render_spec": "loader",
     "resolve_space_path": "loader", "spec_from_dict": "loader", "standalone": "loader",
-    "Baseline": "schema", "Budget": "schema", "Objective": "schema", "Param": "schema", "Resources": "schema",
-    "Sampler": "schema", "Scheduler": "schema", "Spec": "schema",
+    "Baseline": "sections", "Budget": "sections", "Objective": "sections", "Param": "sections",
+    "Resources": "sections", "Sampler": "sections", "Scheduler": "sections", "Spec": "schema",
 }
 
 __all__ = sorted(_HOMES)

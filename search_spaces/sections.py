@@ -88,12 +88,14 @@ def duration_seconds(value: Any) -> float:
     """``90``, ``"90s"``, ``"30m"``, ``"2h"``, ``"1h30m"``, ``"1d"`` -> seconds."""
     match = _DURATION.fullmatch(value.replace(" ", "").lower()) if isinstance(value, str) else None
     if match and any(match.groups()):
-        value = sum(float(g or 0) * s for g, s in zip(match.groups(), (86400, 3600, 60, 1), strict=True))
-    elif not isinstance(value, int | float) or isinstance(value, bool):
+        seconds = sum(float(g or 0) * unit for g, unit in zip(match.groups(), (86400, 3600, 60, 1), strict=True))
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
         raise ValueError(f"expected a duration such as 90s, 30m, 2h or 1h30m, got {value!r}")
-    if value <= 0:
+    if seconds <= 0:
         raise ValueError(f"must be a positive duration (got {value!r})")
-    return float(value)
+    return seconds
 
 
 def _on_grid(value: float, low: float, step: float) -> bool:
