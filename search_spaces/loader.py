@@ -21,7 +21,7 @@ from pydantic import BaseModel, ValidationError
 
 from search_spaces.entrypoint import DEFAULT_ENTRYPOINT, EntrypointError, EntrypointInfo, describe
 from search_spaces.errors import SpecError, SpecIssue
-from search_spaces.schema import Spec, resolve_key
+from search_spaces.schema import Atoms, Spec, atoms, resolve_key
 from search_spaces.sections import KINDS, SAMPLER_CLASSES, sampler_options
 from trials.config import did_you_mean, unknown_key
 
@@ -30,7 +30,6 @@ BUILTIN_DIR = Path(__file__).resolve().with_name("spaces")
 DEFAULT_QUICK = {"training.dataset.samples_per_class": 8, "training.epochs": 3, "budget.trials": 6,
                  "budget.max_concurrent": 2}
 QUICK_SUFFIX = "-quick"
-Atoms = tuple[str, ...]
 
 
 def list_builtin_spaces() -> list[tuple[str, str]]:
@@ -58,12 +57,6 @@ def resolve_space_path(arg: str | os.PathLike[str]) -> Path:
     names = [n for n, _ in list_builtin_spaces()]
     raise SpecError.single(str(arg), f"no such file, and not a built-in space{did_you_mean(name, names)}; "
                                      f"built-in spaces: {', '.join(names)} (name one as spaces/NAME.yaml or NAME)")
-
-
-def atoms(path: Sequence[Any]) -> Atoms:
-    """The one spelling of a place for YAML lines, ``--set`` keys and errors: ``("training", "model.size", 0)`` ->
-    ``("training", "model", "size", "0")``."""
-    return tuple(a for part in path for a in (part.split(".") if isinstance(part, str) else [str(part)]))
 
 
 def _read_yaml(text: str, file: str) -> tuple[Any, dict[Atoms, int]]:

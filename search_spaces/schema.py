@@ -8,7 +8,7 @@ The entrypoint's description travels in the validation context; checks of the wh
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any
 
 import optuna
@@ -33,6 +33,14 @@ from search_spaces.sections import (
     metric_values,
 )
 from trials.config import ConfigError, did_you_mean, unknown_key
+
+Atoms = tuple[str, ...]
+
+
+def atoms(path: Sequence[Any]) -> Atoms:
+    """One spelling of a place, for YAML lines, ``--set`` keys and errors: ``("training", "model.size", 0)`` ->
+    ``("training", "model", "size", "0")``."""
+    return tuple(a for part in path for a in (part.split(".") if isinstance(part, str) else [str(part)]))
 
 
 def flatten(nested: Mapping[str, Any], leaves: set[str]) -> tuple[dict[str, Any], list[tuple[Path, str]]]:
