@@ -13,7 +13,7 @@ _HOMES = {
     "SpecError": "errors", "SpecIssue": "errors",
     "BUILTIN_DIR": "loader", "DEFAULT_QUICK": "loader", "Standalone": "loader",
     "list_builtin_spaces": "loader", "load_spec": "loader", "parse_override": "loader", "render_spec": "loader",
-    "resolve_space_path": "loader", "spec_from_dict": "loader", "standalone": "loader",
+    "resolve_space_path": "loader", "spec_from_dict": "loader", "standalone": "loader", "training_overrides": "loader",
     "Baseline": "sections", "Budget": "sections", "Objective": "sections", "Param": "sections",
     "Resources": "sections", "Sampler": "sections", "Scheduler": "sections", "Spec": "schema",
 }

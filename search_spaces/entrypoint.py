@@ -45,13 +45,17 @@ class EntrypointInfo:
     metrics: tuple[str, ...] | None  # reported metric names; None: any name is accepted
     epoch_metrics: tuple[str, ...] | None  # metrics reported every epoch (usable as objective); None: unknown
 
-    def setting(self, key: str, value: Any) -> Any:
-        """The value in the setting's type (that of its default); raises ConfigError for an unknown key."""
-        if self.settings is None:
-            return value
-        if key not in self.settings:
-            raise ConfigError(unknown_key(key, list(self.settings), "setting"), key)
-        default = self.settings[key]
+    def unknown_setting(self, key: str) -> str | None:
+        """Why ``key`` is refused, or None."""
+        if self.settings is None or key in self.settings:
+            return None
+        return unknown_key(key, list(self.settings), "setting")
+
+    def coerce(self, key: str, value: Any) -> Any:
+        """The value in the setting's type (that of its default); raises ConfigError, also for an unknown key."""
+        if problem := self.unknown_setting(key):
+            raise ConfigError(problem, key)
+        default = (self.settings or {}).get(key)
         return coerce(key, value, type(default)) if isinstance(default, bool | int | float | str) else value
 
     def check(self, config: Mapping[str, Any]) -> ConfigError | None:
@@ -61,7 +65,7 @@ class EntrypointInfo:
                 TrainConfig.from_flat(config)
             else:
                 for key, value in config.items():
-                    self.setting(key, value)
+                    self.coerce(key, value)
         except ConfigError as exc:
             return exc
         return None

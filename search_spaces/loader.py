@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -296,6 +296,18 @@ def _build(original: dict[str, Any], file: str, lines: dict[Atoms, int], base_di
     return spec
 
 
+def training_overrides(exprs: Iterable[str]) -> dict[str, Any]:
+    """``sweeper train --set KEY=VALUE``: the flat settings of one training run; ``training.epochs`` is ``epochs``."""
+    out = {}
+    for expr in exprs:
+        try:
+            key, value = parse_override(expr)
+        except ValueError as exc:
+            raise SpecError.single("", str(exc), source=f"--set {expr}") from None
+        out[key.removeprefix("training.")] = value
+    return out
+
+
 class Standalone(NamedTuple):
     """What ``sweeper train`` runs: ``import_target(entrypoint, base_dir)(config, report, checkpoint_dir)``."""
 
@@ -304,29 +316,24 @@ class Standalone(NamedTuple):
     config: dict[str, Any]
 
 
-def standalone(space: str | os.PathLike[str] | None, overrides: Sequence[str] = ()) -> Standalone:
+def standalone(space: str | os.PathLike[str] | None, overrides: Mapping[str, Any]) -> Standalone:
     """One training run outside a sweep: the space's training block and fixed params (without a space, the core's
-    defaults), then ``--set`` on top, checked by the entrypoint before anything runs.
-
-    The keys are the flat settings of the trial config (``epochs``, ``model.size``; ``training.epochs`` means the
-    same). A sampled param is a plain setting here: nothing samples it.
-    """
+    defaults), then ``overrides`` (:func:`training_overrides`) on top, checked by the entrypoint before anything
+    runs. A param the space samples is a plain setting here: nothing samples it."""
     spec = load_spec(space) if space is not None else None
     entry = spec._entrypoint if spec is not None else describe(DEFAULT_ENTRYPOINT)
     assert entry is not None
-    config = spec.base_config() if spec is not None else {}
-    for expr in overrides:
+    file, config = str(space or ""), spec.base_config() if spec is not None else {}
+    for key, value in overrides.items():
+        if key.split(".")[0] in Spec.model_fields and key not in (entry.settings or {}):
+            raise SpecError.single(file, f"{key} belongs to a sweep, not to one training run; sweeper train takes "
+                                         f"the settings of {entry.target} (e.g. epochs=3)", source=f"--set {key}")
         try:
-            key, value = parse_override(expr)
-            key = key.removeprefix("training.")
-            if key.split(".")[0] in Spec.model_fields and key not in (entry.settings or {}):
-                raise ValueError(f"{key} belongs to a sweep, not to one training run; sweeper train takes the "
-                                 f"settings of {entry.target} (e.g. epochs=3)")
-            config[key] = entry.setting(key, value)
+            config[key] = entry.coerce(key, value)
         except ValueError as exc:
-            raise SpecError.single(str(space or ""), str(exc), source=f"--set {expr}") from None
+            raise SpecError.single(file, str(exc), source=f"--set {key}") from None
     if problem := entry.check(config):
-        raise SpecError.single(str(space or ""), f"{entry.target} refuses the training config: {problem}")
+        raise SpecError.single(file, f"{entry.target} refuses the training config: {problem}")
     return Standalone(entry.target, spec.base_dir if spec is not None else None, config)
 
 

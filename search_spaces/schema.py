@@ -101,9 +101,9 @@ def resolve_key(key: str, entry: EntrypointInfo | None, params: Mapping[str, Any
         raise ValueError(f"{key!r} is not a section of the space ({', '.join(sections)}){did_you_mean(head, sections)};"
                          f" a setting of {entry.target} is written training.{key}")
     if key in entry.settings and key in params:
-        raise ValueError(f"{key} is a param of this space (params.{key}), which wins over training.{key}: change its "
-                         f"range or choices (params.{key}.high=...), or pin it: 'params.{key}={{type: fixed, "
-                         f"value: ...}}'")
+        change = "choices=[...]" if dict(params[key] or {}).get("type") == "categorical" else "high=..."
+        raise ValueError(f"{key} is a param of this space (params.{key}), which wins over training.{key}: change it "
+                         f"(params.{key}.{change}) or pin it: 'params.{key}={{type: fixed, value: ...}}'")
     if key not in entry.settings:
         raise ValueError(f"{key!r} is neither a section of the space ({', '.join(sections)}) nor a setting of "
                          f"{entry.target}{did_you_mean(head, sections) or did_you_mean(key, list(entry.settings))}")
@@ -168,7 +168,7 @@ class Spec(_Model):
         flat, issues = flatten(value, {k for k, v in (entry.settings or {}).items() if isinstance(v, Mapping)})
         for key, raw in flat.items():
             try:
-                flat[key] = entry.setting(key, raw)
+                flat[key] = entry.coerce(key, raw)
             except ConfigError as exc:
                 issues.append(((key,), str(exc)))
         if issues:
@@ -199,9 +199,8 @@ class Spec(_Model):
     @field_validator("params")
     @classmethod
     def _check_params(cls, value: dict[str, Param], info: ValidationInfo) -> dict[str, Param]:
-        settings = entry.settings if (entry := _entry(info)) else None
-        issues: list[tuple[Path, str]] = [((n,), unknown_key(n, list(settings), "setting")) for n in value
-                                          if settings is not None and n not in settings]
+        entry = _entry(info)
+        issues: list[tuple[Path, str]] = [((n,), p) for n in value if entry and (p := entry.unknown_setting(n))]
         if all(isinstance(p, FixedParam) for p in value.values()):
             issues.append(((), "needs at least one param to tune (float, int or categorical)"))
         if issues:

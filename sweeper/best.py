@@ -62,7 +62,7 @@ def trial_config(view: StudyView, trial: optuna.trial.FrozenTrial) -> tuple[dict
 
 
 def reproduce_command(config: Mapping[str, Any]) -> str:
-    """``sweeper train --set k=v ...`` whose ``--set`` flags parse back (``parse_override``) to ``config``."""
+    """``sweeper train --set k=v ...`` whose ``--set`` flags parse back (``parse_set_flags``) to ``config``."""
     return " ".join(["sweeper", "train", *(f"--set {shlex.quote(f'{k}={yaml_scalar(v)}')}"
                                             for k, v in config.items())])
 

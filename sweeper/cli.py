@@ -13,6 +13,7 @@ from rich.markup import escape
 
 from sweeper.console import console, epoch_line, err_console, format_value
 from sweeper.errors import INTERRUPTED_EXIT_CODE, USAGE_EXIT_CODE, bad_input_types
+from sweeper.overrides import parse_set_flags
 
 if TYPE_CHECKING:
     from sweeper.driver import SweepOptions
@@ -41,7 +42,7 @@ def train(
     """Run one training standalone, printing a line per epoch."""
     from sweeper.standalone import standalone_config
 
-    config = standalone_config(space, set_)
+    config = standalone_config(space, parse_set_flags(set_))
     from trials.train import run
 
     epochs = int(config.get("epochs", 0)) or run.settings["epochs"]  # type: ignore[attr-defined]

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 
-def standalone_config(space: Path | None, overrides: Sequence[str]) -> dict[str, Any]:
+def standalone_config(space: Path | None, overrides: dict[str, Any]) -> dict[str, Any]:
     """Without a space, ``--set`` keys are the core's flat keys over its defaults."""
     from search_spaces import standalone
 

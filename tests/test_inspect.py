@@ -27,13 +27,14 @@ import optuna
 import pytest
 from sqlalchemy.engine import make_url
 
-from search_spaces import load_spec, parse_override, resolve_space_path, spec_from_dict
+from search_spaces import load_spec, resolve_space_path, spec_from_dict
 from storage import attrs
 from storage.engine import close_storage, open_storage
 from storage.report import build_report, study_view
 from sweeper.best import reproduce_command, show_best, yaml_scalar
 from sweeper.console import format_value
 from sweeper.inspection import view_of
+from sweeper.overrides import parse_set_flags
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 TS = optuna.trial.TrialState
@@ -355,7 +356,7 @@ def test_best_prints_params_metrics_and_a_command_that_reproduces_the_config(bac
         expected = spec_from_dict(study.user_attrs[attrs.SPEC]).trial_config(study.trials[BEST].params)
     finally:
         close_storage(storage)
-    parsed = dict(parse_override(flag) for flag in flags)
+    parsed = parse_set_flags(flags)
     assert parsed == expected and list(parsed) == list(expected)
     assert {k: type(v) for k, v in parsed.items()} == {k: type(v) for k, v in expected.items()}
     assert parsed["epochs"] == 3 and parsed["dataset.samples_per_class"] == 8  # the quick profile it ran with
@@ -381,7 +382,7 @@ def test_best_of_a_user_entrypoint_prints_its_config(capsys: pytest.CaptureFixtu
                                    "", "a b", "it's", "null", "~", "x: y", "#", "01", "1e-5"])
 def test_set_values_parse_back_exactly(value: Any) -> None:
     words = shlex.split(reproduce_command({"key": value}))
-    parsed = parse_override(words[-1])[1]
+    parsed = parse_set_flags([words[-1]])["key"]
     assert parsed == value and type(parsed) is type(value)
     if isinstance(value, float):
         assert math.copysign(1, parsed) == math.copysign(1, value)  # -0.0 stays negative

@@ -16,12 +16,14 @@ import search_spaces.sections as sections
 from search_spaces import (
     BUILTIN_DIR,
     SpecError,
+    Standalone,
     list_builtin_spaces,
     load_spec,
     render_spec,
     resolve_space_path,
     spec_from_dict,
     standalone,
+    training_overrides,
 )
 from search_spaces.entrypoint import import_target
 from search_spaces.samplers import ParallelTPESampler
@@ -532,26 +534,28 @@ def test_empty_set_value_is_null_as_in_yaml() -> None:
 
 
 def test_standalone_config_speaks_the_same_keys(tmp_path: Path) -> None:
-    run = standalone("asl20", ["training.epochs=2", "dataset.samples_per_class=4", "lr=0.01"])
-    assert run.entrypoint == "trials:run" and run.base_dir == str(BUILTIN_DIR)
-    assert run.config["epochs"] == 2 and run.config["lr"] == 0.01 and run.config["dataset.classes"] == 20
-    assert standalone(None, ["epochs=3", "class_weights=true"]).config == {"epochs": 3, "class_weights": True}
-    with pytest.raises(SpecError, match=r"--set budget.trials=3: budget.trials belongs to a sweep, not to one"):
-        standalone(None, ["budget.trials=3"])
+    def run(space: str | Path | None, *flags: str) -> Standalone:
+        return standalone(space, training_overrides(flags))
+
+    one = run("asl20", "training.epochs=2", "dataset.samples_per_class=4", "lr=0.01")
+    assert one.entrypoint == "trials:run" and one.base_dir == str(BUILTIN_DIR)
+    assert one.config["epochs"] == 2 and one.config["lr"] == 0.01 and one.config["dataset.classes"] == 20
+    assert run(None, "epochs=3", "class_weights=true").config == {"epochs": 3, "class_weights": True}
+    with pytest.raises(SpecError, match=r"^--set budget.trials: budget.trials belongs to a sweep, not to one"):
+        run(None, "budget.trials=3")
     refused = r"^asl20: trials:run refuses the training config: dropout=2.0 is not allowed: a number in \[0, 1\)"
     with pytest.raises(SpecError, match=refused):
-        standalone("asl20", ["dropout=2"])
+        run("asl20", "dropout=2")
     with pytest.raises(SpecError, match=r"^--set epochs: expected KEY=VALUE"):
-        standalone(None, ["epochs"])
+        run(None, "epochs")
     module = f"user_fit_{uuid.uuid4().hex[:8]}"
     (tmp_path / f"{module}.py").write_text("def fit(config, report, checkpoint_dir):\n    return {}\n"
                                            "fit.settings = {'width': 8, 'lr': 0.1}\nfit.metrics = ['score']\n")
     space_file = write(tmp_path, f"entrypoint: {module}:fit\nobjective: {{metric: score, direction: maximize}}\n"
                                  "training: {width: 16}\nparams:\n  lr: {type: float, low: 0.01, high: 1.0}\n")
-    run = standalone(space_file, ["width=32"])
-    assert run == (f"{module}:fit", str(tmp_path.resolve()), {"width": 32})
+    assert run(space_file, "width=32") == (f"{module}:fit", str(tmp_path.resolve()), {"width": 32})
     with pytest.raises(SpecError, match="did you mean 'width'"):
-        standalone(space_file, ["widht=3"])
+        run(space_file, "widht=3")
 
 
 def test_quick_section_is_checked_without_quick(tmp_path: Path) -> None:
