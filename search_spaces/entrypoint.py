@@ -25,11 +25,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trials.config import EPOCH_METRICS, FINAL_METRICS, ConfigError, Direction, TrainConfig, coerce, unknown_key
+from trials.config import EPOCH_METRICS, FINAL_METRICS, ConfigError, TrainConfig, coerce, unknown_key
 
 DEFAULT_ENTRYPOINT = "trials:run"
 _TARGET = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
-KNOWN_DIRECTIONS: dict[str, Direction | None] = {**EPOCH_METRICS, **FINAL_METRICS}
+# The one translation of the core's metric table (max/min: trials knows no Optuna) into a study's direction.
+KNOWN_DIRECTIONS: dict[str, str | None] = {metric: {"max": "maximize", "min": "minimize"}.get(better)
+                                           for metric, better in {**EPOCH_METRICS, **FINAL_METRICS}.items()}
 
 
 class EntrypointError(ValueError):

@@ -12,7 +12,7 @@ import difflib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any, Literal
+from typing import Any
 
 MODEL_PRESETS: dict[str, tuple[int, int, int]] = {
     # name: (hidden, layers, heads); seeds 001/000: small 64/3/8, large 256/6/16; medium 128/4 from seed 000.
@@ -152,20 +152,18 @@ class TrainConfig:
         need(self.checkpoint_every >= 1, "checkpoint_every", "an integer >= 1")
 
 
-# Metrics and their direction, in Optuna's words (a study's direction), from here to the CLI; None: not a score.
-Direction = Literal["maximize", "minimize"]
-EPOCH_METRICS: dict[str, Direction | None] = {
-    "train_loss": "minimize",
-    "val_loss": "minimize",
-    "val_top1": "maximize",
-    "val_top3": "maximize",
-    "val_top5": "maximize",
-    "lr": None,
-    "epoch_seconds": None,
-    "samples_per_second": None,
+# Metrics reported every epoch, and whether larger is better. The driver and the YAML validation read this.
+EPOCH_METRICS: dict[str, str] = {
+    "train_loss": "min",
+    "val_loss": "min",
+    "val_top1": "max",
+    "val_top3": "max",
+    "val_top5": "max",
+    "lr": "",
+    "epoch_seconds": "",
+    "samples_per_second": "",
 }
-FINAL_METRICS: dict[str, Direction | None] = {
-    "test_loss": "minimize", "test_top1": "maximize", "test_top3": "maximize", "test_top5": "maximize"}
+FINAL_METRICS: dict[str, str] = {"test_loss": "min", "test_top1": "max", "test_top3": "max", "test_top5": "max"}
 OBJECTIVE_METRICS = [m for m, d in EPOCH_METRICS.items() if d]
 
 

@@ -67,7 +67,7 @@ def run(config: Mapping[str, Any], report: Report | None = None, checkpoint_dir:
     warmup_steps = warmup_steps_for(cfg.resolved_warmup_epochs, steps_per_epoch)
     schedule = functools.partial(lr_at, base_lr=cfg.lr, min_lr=cfg.min_lr, warmup_steps=warmup_steps,
                                  total_steps=total_steps)
-    sign = 1.0 if EPOCH_METRICS[cfg.objective] == "maximize" else -1.0
+    sign = 1.0 if EPOCH_METRICS[cfg.objective] == "max" else -1.0
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
     # --- resume -----------------------------------------------------------------------------------------
