@@ -11,11 +11,11 @@ from typing import Any
 _HOMES = {
     "DEFAULT_ENTRYPOINT": "entrypoint", "EntrypointInfo": "entrypoint",
     "SpecError": "errors", "SpecIssue": "errors",
-    "BUILTIN_DIR": "loader", "DEFAULT_QUICK": "loader", "apply_quick": "loader", "import_entrypoint": "loader",
+    "BUILTIN_DIR": "loader", "DEFAULT_QUICK": "loader", "Standalone": "loader",
     "list_builtin_spaces": "loader", "load_spec": "loader", "parse_override": "loader", "render_spec": "loader",
-    "resolve_space_path": "loader", "spec_from_dict": "loader",
-    "Baseline": "schema", "Budget": "schema", "Objective": "schema", "Param": "schema", "Resources": "schema",
-    "Sampler": "schema", "Scheduler": "schema", "Spec": "schema",
+    "resolve_space_path": "loader", "spec_from_dict": "loader", "standalone": "loader", "training_overrides": "loader",
+    "Baseline": "sections", "Budget": "sections", "Objective": "sections", "Param": "sections",
+    "Resources": "sections", "Sampler": "sections", "Scheduler": "sections", "Spec": "schema",
 }
 
 __all__ = sorted(_HOMES)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import importlib
 import inspect
-import os
 import re
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -26,11 +25,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trials.config import EPOCH_METRICS, FINAL_METRICS, ConfigError, TrainConfig, coerce, unknown_key_message
+from trials.config import EPOCH_METRICS, FINAL_METRICS, ConfigError, TrainConfig, coerce, unknown_key
 
 DEFAULT_ENTRYPOINT = "trials:run"
 _TARGET = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
-KNOWN_DIRECTIONS: dict[str, str] = {**EPOCH_METRICS, **FINAL_METRICS}
+# The one translation of the core's metric table (max/min: trials knows no Optuna) into a study's direction.
+KNOWN_DIRECTIONS: dict[str, str | None] = {metric: {"max": "maximize", "min": "minimize"}.get(better)
+                                           for metric, better in {**EPOCH_METRICS, **FINAL_METRICS}.items()}
 
 
 class EntrypointError(ValueError):
@@ -46,56 +47,36 @@ class EntrypointInfo:
     metrics: tuple[str, ...] | None  # reported metric names; None: any name is accepted
     epoch_metrics: tuple[str, ...] | None  # metrics reported every epoch (usable as objective); None: unknown
 
-    @property
-    def is_core(self) -> bool:
-        return self.target == DEFAULT_ENTRYPOINT
-
     def unknown_setting(self, key: str) -> str | None:
-        """A message when ``key`` is not accepted, else None."""
+        """Why ``key`` is refused, or None."""
         if self.settings is None or key in self.settings:
             return None
-        return unknown_key_message(key, list(self.settings))
+        return unknown_key(key, list(self.settings), "setting")
 
     def coerce(self, key: str, value: Any) -> Any:
-        """The value in the setting's type (from its default); raises ConfigError."""
-        if self.settings is None or key not in self.settings:
-            return value
-        default = self.settings[key]
-        if isinstance(default, bool | int | float | str):
-            return coerce(key, value, type(default))
-        return value
+        """The value in the setting's type (that of its default); raises ConfigError, also for an unknown key."""
+        if problem := self.unknown_setting(key):
+            raise ConfigError(problem, key)
+        default = (self.settings or {}).get(key)
+        return coerce(key, value, type(default)) if isinstance(default, bool | int | float | str) else value
 
-    def check(self, config: Mapping[str, Any]) -> str | None:
-        """A message when the whole flat config would be refused by the entrypoint, else None."""
+    def check(self, config: Mapping[str, Any]) -> ConfigError | None:
+        """Why the entrypoint would refuse the whole flat config, or None."""
         try:
-            if self.is_core:
+            if self.target == DEFAULT_ENTRYPOINT:
                 TrainConfig.from_flat(config)
-                return None
-            for key, value in config.items():
-                problem = self.unknown_setting(key)
-                if problem:
-                    return problem
-                self.coerce(key, value)
+            else:
+                for key, value in config.items():
+                    self.coerce(key, value)
         except ConfigError as exc:
-            return str(exc)
+            return exc
         return None
-
-
-def split_target(target: str) -> tuple[str, str]:
-    if not _TARGET.match(target):
-        raise EntrypointError(f"must look like package.module:function (got {target!r})")
-    module, function = target.split(":")
-    return module, function
 
 
 @contextlib.contextmanager
 def _on_sys_path(folders: Iterable[Path]) -> Iterator[None]:
-    added = []
-    for folder in folders:
-        text = str(folder)
-        if text not in sys.path:
-            sys.path.insert(0, text)
-            added.append(text)
+    added = [text for text in dict.fromkeys(map(str, folders)) if text not in sys.path]
+    sys.path[:0] = added
     try:
         yield
     finally:
@@ -104,17 +85,12 @@ def _on_sys_path(folders: Iterable[Path]) -> Iterator[None]:
                 sys.path.remove(text)
 
 
-def search_path(base_dir: str | Path | None) -> list[Path]:
-    """Where user entrypoint modules are looked for: the space file's folder, then the working directory."""
-    folders = [Path(base_dir).resolve()] if base_dir is not None else []
-    folders.append(Path(os.getcwd()).resolve())
-    return folders
-
-
 def import_target(target: str, base_dir: str | Path | None = None) -> Callable[..., Any]:
-    """Import and return the entrypoint function; the space's folder and the cwd are on sys.path meanwhile."""
-    module_name, function = split_target(target)
-    with _on_sys_path(search_path(base_dir)):
+    """Import the entrypoint function, with the space file's folder, then the working directory, on sys.path."""
+    if not _TARGET.match(target):
+        raise EntrypointError(f"must look like package.module:function (got {target!r})")
+    module_name, function = target.split(":")
+    with _on_sys_path([*([Path(base_dir).resolve()] if base_dir is not None else []), Path.cwd().resolve()]):
         try:
             module = importlib.import_module(module_name)
         except Exception as exc:  # any failure while importing user code is a validation error
@@ -137,7 +113,6 @@ def import_target(target: str, base_dir: str | Path | None = None) -> Callable[.
 
 def describe(target: str, base_dir: str | Path | None = None) -> EntrypointInfo:
     """Describe an entrypoint; raises EntrypointError. ``trials:run`` is described without importing it."""
-    split_target(target)
     if target == DEFAULT_ENTRYPOINT:
         return EntrypointInfo(target=target, settings=TrainConfig.defaults(),
                               metrics=tuple(EPOCH_METRICS) + tuple(FINAL_METRICS),

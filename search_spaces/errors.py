@@ -8,12 +8,8 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class SpecIssue:
-    """One problem in a search-space file.
-
-    ``line`` is 1-based and ``None`` when the value did not come from a line of the file (a missing section, a
-    default). ``source`` names where the value came from when it was not the file itself: ``--set budget.trials=x``
-    or ``--quick``.
-    """
+    """One problem in a space file. ``line`` is None when the value came from no line of the file (a default, a
+    missing section); ``source`` names the ``--set budget.trials=x`` or ``--quick`` that produced the value."""
 
     file: str
     line: int | None
@@ -23,33 +19,18 @@ class SpecIssue:
 
     def __str__(self) -> str:
         where = self.file if self.line is None else f"{self.file}:{self.line}"
-        parts = [where]
-        if self.source:
-            parts.append(self.source)
-        if self.field:
-            parts.append(self.field)
-        parts.append(self.message)
-        return ": ".join(parts)
+        return ": ".join(part for part in (where, self.source, self.field, self.message) if part)
 
 
 class SpecError(ValueError):
-    """A search-space file that cannot be used; ``str()`` lists every problem, one per line.
+    """A space file that cannot be used: ``str()`` lists every problem, one per line; the attributes are the first's."""
 
-    ``file``, ``line``, ``field`` and ``message`` describe the first problem; ``issues`` holds them all.
-    """
-
-    def __init__(self, issues: Iterable[SpecIssue] | SpecIssue) -> None:
-        found = [issues] if isinstance(issues, SpecIssue) else list(issues)
-        if not found:
-            raise ValueError("SpecError needs at least one issue")
-        self.issues: list[SpecIssue] = found
-        first = found[0]
-        self.file = first.file
-        self.line = first.line
-        self.field = first.field
-        self.message = first.message
-        self.source = first.source
-        super().__init__("\n".join(str(issue) for issue in found))
+    def __init__(self, issues: Iterable[SpecIssue]) -> None:
+        self.issues: list[SpecIssue] = list(issues)
+        first = self.issues[0]
+        self.file, self.line, self.field, self.message, self.source = (first.file, first.line, first.field,
+                                                                       first.message, first.source)
+        super().__init__("\n".join(map(str, self.issues)))
 
     def __reduce__(self) -> tuple[type[SpecError], tuple[list[SpecIssue]]]:
         return (type(self), (self.issues,))
@@ -57,4 +38,4 @@ class SpecError(ValueError):
     @classmethod
     def single(cls, file: str, message: str, *, line: int | None = None, field: str = "",
                source: str | None = None) -> SpecError:
-        return cls(SpecIssue(file=file, line=line, field=field, message=message, source=source))
+        return cls([SpecIssue(file, line, field, message, source)])

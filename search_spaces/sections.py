@@ -1,103 +1,84 @@
-"""The sections of a search space (params, sampler, scheduler, budget, ...) and the helpers they validate with.
+"""The sections of a space file as pydantic models; each checks its own values, :class:`Spec` checks across them.
 
-Every validator reports problems as ``(path, message)`` pairs relative to the value it validates, through
-:func:`fail`; the loader turns the paths into ``file:line: field: message`` (see ``loader.py``).
+A validator reports one problem with a plain ``ValueError``, or several, each at its own place, with :func:`fail`.
 """
 
 from __future__ import annotations
 
-import difflib
 import inspect
-import math
 import re
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from importlib.util import find_spec
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NoReturn
 
 import optuna
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator, model_validator
-from pydantic_core import PydanticCustomError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from search_spaces.entrypoint import KNOWN_DIRECTIONS
+from trials.config import ConfigError, coerce, did_you_mean, unknown_key
 
 Path = tuple[str | int, ...]
-Issue = tuple[Path, str]
-
-SAMPLER_CLASSES: dict[str, str] = {
-    "tpe": "TPESampler",
-    "random": "RandomSampler",
-    "grid": "GridSampler",
-    "cmaes": "CmaEsSampler",
-    "qmc": "QMCSampler",
-    "gp": "GPSampler",
-}
+SAMPLER_CLASSES = {"tpe": "TPESampler", "random": "RandomSampler", "grid": "GridSampler", "cmaes": "CmaEsSampler",
+                   "qmc": "QMCSampler", "gp": "GPSampler"}
 # Optional packages some Optuna samplers import only when they first sample: check them before a sweep starts.
-SAMPLER_PACKAGES: dict[str, tuple[str, ...]] = {"cmaes": ("cmaes",), "qmc": ("scipy",), "gp": ("scipy", "torch")}
-
-# Scheduler options the driver maps onto Ray Tune; each is (kind, lower bound, bound is inclusive).
-_OPTION_RULES: dict[str, tuple[type, float, bool]] = {
-    "grace_period": (int, 1, True),
-    "reduction_factor": (float, 1, False),
-    "brackets": (int, 1, True),
-    "max_t": (int, 1, True),
-    "min_samples_required": (int, 1, True),
-}
-SCHEDULER_OPTIONS: dict[str, tuple[str, ...]] = {
-    "none": (),
-    "asha": ("grace_period", "reduction_factor", "brackets", "max_t"),
-    "hyperband": ("max_t", "reduction_factor"),
-    "median": ("grace_period", "min_samples_required"),
-}
+SAMPLER_PACKAGES = {"cmaes": ("cmaes",), "qmc": ("scipy",), "gp": ("scipy", "torch")}
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# Small helpers
-# ----------------------------------------------------------------------------------------------------------------
-def fail(issues: list[Issue]) -> None:
-    """Raise every issue at once; the loader expands them back into separate lines."""
-    raise PydanticCustomError("spec", "{summary}", {"summary": "; ".join(m for _, m in issues), "issues": issues})
+def fail(issues: Sequence[tuple[Path, str]]) -> NoReturn:
+    """Raise several problems at once; pydantic prefixes each path with the place of the value being validated."""
+    raise ValidationError.from_exception_data("spec", [InitErrorDetails(
+        type=PydanticCustomError("spec", "{message}", {"message": message}), loc=path, input=None)
+        for path, message in issues])
 
 
-def did_you_mean(word: Any, options: list[str]) -> str:
-    hint = difflib.get_close_matches(str(word), [str(o) for o in options], n=1, cutoff=0.6)
-    return f" (did you mean {hint[0]!r}?)" if hint else ""
-
-
-def unknown_key(key: Any, allowed: list[str], what: str = "key") -> str:
-    return f"unknown {what} {key!r}{did_you_mean(key, allowed)}; allowed: {', '.join(allowed) or '(none)'}"
-
-
-def number(value: Any, *, integer: bool = False) -> float | int:
-    """A finite int/float from a YAML value; numeric strings such as ``1e-4`` (PyYAML reads them as str) pass."""
-    if isinstance(value, bool):
+def _not_bool(value: Any) -> Any:
+    if isinstance(value, bool):  # pydantic would read true as 1
         raise ValueError(f"expected a number, got {value!r}")
-    if isinstance(value, str):
-        try:
-            value = float(value.strip())
-        except ValueError:
-            raise ValueError(f"expected a number, got {value!r}") from None
-    if not isinstance(value, int | float):
-        raise ValueError(f"expected a number, got {value!r}")
-    if not math.isfinite(value):
-        raise ValueError(f"must be finite (got {value!r})")
-    if integer:
-        if not float(value).is_integer():
-            raise ValueError(f"expected an integer, got {value!r}")
-        return int(value)
-    return float(value)
+    return value
 
 
-def fraction(value: Any) -> float:
+def fraction(value: Any) -> Any:
     """``0.8``, ``"0.8"`` or ``"80%"`` -> 0.8."""
-    if isinstance(value, str) and value.strip().endswith("%"):
-        text = value.strip()[:-1]
-        try:
-            return round(float(text) / 100.0, 12)
-        except ValueError:
-            raise ValueError(f"expected a number or a percentage such as '80%', got {value!r}") from None
+    if not isinstance(value, str):
+        return _not_bool(value)
     try:
-        return number(value)
+        return round(float(value.strip()[:-1]) / 100, 12) if value.strip().endswith("%") else float(value)
     except ValueError:
         raise ValueError(f"expected a number or a percentage such as '80%', got {value!r}") from None
+
+
+Int = Annotated[int, BeforeValidator(_not_bool)]
+Float = Annotated[float, BeforeValidator(_not_bool), Field(allow_inf_nan=False)]
+
+
+def metric_values(raw: Any) -> Any:
+    """Targets and baseline figures as fractions; an accuracy above 1 is a percentage, or one above 100%."""
+    if not isinstance(raw, Mapping):
+        return raw
+    out, issues = {}, []
+    for metric, value in raw.items():
+        try:
+            out[metric] = number = fraction(value)
+        except ValueError as exc:
+            issues.append(((metric,), str(exc)))
+            continue
+        if re.search(r"top\d|acc", str(metric)) and number > 1:
+            issues.append(((metric,), f"{value} is above 100%, which {metric} cannot reach" if str(value).endswith("%")
+                           else f"{value!r} looks like a percentage; write '{value}%' or {number / 100}"))
+    if issues:
+        fail(issues)
+    return out
 
 
 _DURATION = re.compile(r"(?:(\d+(?:\.\d*)?)d)?(?:(\d+(?:\.\d*)?)h)?(?:(\d+(?:\.\d*)?)m)?(?:(\d+(?:\.\d*)?)s)?")
@@ -105,15 +86,11 @@ _DURATION = re.compile(r"(?:(\d+(?:\.\d*)?)d)?(?:(\d+(?:\.\d*)?)h)?(?:(\d+(?:\.\
 
 def duration_seconds(value: Any) -> float:
     """``90``, ``"90s"``, ``"30m"``, ``"2h"``, ``"1h30m"``, ``"1d"`` -> seconds."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
+    match = _DURATION.fullmatch(value.replace(" ", "").lower()) if isinstance(value, str) else None
+    if match and any(match.groups()):
+        seconds = sum(float(g or 0) * unit for g, unit in zip(match.groups(), (86400, 3600, 60, 1), strict=True))
+    elif isinstance(value, int | float) and not isinstance(value, bool):
         seconds = float(value)
-    elif isinstance(value, str):
-        text = value.replace(" ", "").lower()
-        match = _DURATION.fullmatch(text)
-        if not text or not match or not any(match.groups()):
-            raise ValueError(f"expected a duration such as 90s, 30m, 2h or 1h30m, got {value!r}")
-        days, hours, minutes, secs = (float(g) if g else 0.0 for g in match.groups())
-        seconds = days * 86400 + hours * 3600 + minutes * 60 + secs
     else:
         raise ValueError(f"expected a duration such as 90s, 30m, 2h or 1h30m, got {value!r}")
     if seconds <= 0:
@@ -121,340 +98,260 @@ def duration_seconds(value: Any) -> float:
     return seconds
 
 
-def _looks_like_accuracy(metric: str) -> bool:
-    return bool(re.search(r"top\d|acc", metric))
-
-
-def _tidy(x: float) -> float:
-    return float(f"{x:.12g}")
-
-
-def _same_choice(a: Any, b: Any) -> bool:
-    return a == b and isinstance(a, bool) == isinstance(b, bool)
-
-
-def _not_bool(value: Any) -> Any:
-    if isinstance(value, bool):
-        raise PydanticCustomError("spec", "{summary}", {"summary": f"expected a number, got {value!r}",
-                                                        "issues": [((), f"expected a number, got {value!r}")]})
-    return value
-
-
-Int = Annotated[int, BeforeValidator(_not_bool)]
-Float = Annotated[float, BeforeValidator(_not_bool)]
-
-
-def _gather_options(data: Any, fields: tuple[str, ...], bucket: str) -> Any:
-    """Move every key that is not a field into ``bucket``: options are written flat beside ``type``."""
-    if not isinstance(data, Mapping):
-        return data
-    out = {k: v for k, v in data.items() if k in fields}
-    extra = out.get(bucket) if isinstance(out.get(bucket), Mapping) else {}
-    out[bucket] = {**extra, **{k: v for k, v in data.items() if k not in fields}}
-    return out
+def _on_grid(value: float, low: float, step: float) -> bool:
+    k = (value - low) / step
+    return abs(k - round(k)) <= 1e-9 * max(1.0, abs(k))
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# Sections
-# ----------------------------------------------------------------------------------------------------------------
 class Objective(_Model):
     """The metric each trial is judged on; ``direction`` defaults from the metric (``val_top3`` -> maximize)."""
 
     metric: str = "val_top3"
-    direction: Literal["maximize", "minimize"] | None = None
+    direction: Literal["maximize", "minimize"]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _direction(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        metric = data.get("metric", "val_top3")
+        known, given = KNOWN_DIRECTIONS.get(str(metric)), data.get("direction")
+        if given is None and known is None:
+            fail([(("direction",), f"is required: {metric!r} has no known direction (write maximize or minimize)")])
+        if known is not None and given not in (None, known):
+            fail([(("direction",), f"{metric} is better when {'larger' if known == 'maximize' else 'smaller'}, "
+                                   f"so direction should be {known} (got {given})")])
+        return {**data, "direction": given or known}
 
 
 class Baseline(_Model):
     """Reference results a sweep is compared with, written flat: ``{source: ..., test_top1: 42.47%}``."""
 
+    model_config = ConfigDict(frozen=True, extra="allow")
+    __pydantic_extra__: dict[str, float]
     source: str
-    metrics: dict[str, float] = Field(default_factory=dict)
 
     @model_validator(mode="before")
     @classmethod
-    def _flat_metrics(cls, data: Any) -> Any:
-        data = _gather_options(data, ("source", "metrics"), "metrics")
-        if not isinstance(data, dict):
-            return data
-        issues: list[Issue] = []
-        metrics = {}
-        for name, raw in data["metrics"].items():
-            try:
-                metrics[name] = fraction(raw)
-            except ValueError as exc:
-                issues.append(((name,), str(exc)))
-        if not metrics and not issues:
-            issues.append(((), "needs at least one metric value, e.g. test_top3: 75.29%"))
-        if issues:
-            fail(issues)
-        return {**data, "metrics": metrics}
+    def _figures(cls, data: Any) -> Any:
+        figures = {k: v for k, v in data.items() if k != "source"} if isinstance(data, Mapping) else None
+        if figures == {}:
+            raise ValueError("needs at least one metric value, e.g. test_top3: 75.29%")
+        return data if figures is None else {**data, **metric_values(figures)}
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        return dict(self.model_extra or {})
 
 
-class Param(_Model):
-    """One tuned (or pinned) setting: float/int ranges, categorical choices, or a fixed value."""
+class _Range(_Model):
+    """Float and int params: a range, sampled on a log scale or on a grid of ``step``."""
 
-    type: Literal["float", "int", "categorical", "fixed"]
-    low: Any = None
-    high: Any = None
+    type: str
+    low: Float
+    high: Float
     log: bool = False
-    step: Any = None
-    choices: list[Any] | None = None
-    value: Any = None
-
-    @field_validator("low", "high", "step")
-    @classmethod
-    def _numbers(cls, value: Any, info: ValidationInfo) -> Any:
-        """Bounds and steps as numbers of the param's type (``1e-4`` written in YAML arrives as text)."""
-        kind = info.data.get("type")
-        if value is None or kind not in ("float", "int"):
-            return value
-        try:
-            return number(value, integer=kind == "int")
-        except ValueError as exc:
-            fail([((), str(exc))])
+    step: Float | None = Field(None, gt=0)
 
     @model_validator(mode="after")
-    def _check(self) -> Param:
-        issues: list[Issue] = []
-        allowed = {"float": {"low", "high", "log", "step"}, "int": {"low", "high", "log", "step"},
-                   "categorical": {"choices"}, "fixed": {"value"}}[self.type]
-        for name in ("low", "high", "log", "step", "choices", "value"):
-            if name in self.model_fields_set and name not in allowed:
-                owner = {"low": "float and int", "high": "float and int", "log": "float and int",
-                         "step": "float and int", "choices": "categorical", "value": "fixed"}[name]
-                issues.append(((name,), f"only {owner} params take {name!r} (this param is {self.type})"))
-        if self.type in ("float", "int"):
-            low, high, step = self.low, self.high, self.step
-            issues += [((name,), f"is required for a {self.type} param")
-                       for name in ("low", "high") if getattr(self, name) is None]
-            if low is not None and high is not None and not low < high:
-                issues.append((("low",), f"must be < high (got low={low}, high={high})"))
-            if self.log and low is not None and low <= 0:
-                issues.append((("low",), f"must be > 0 when log: true (got low={low})"))
-            if self.log and step is not None:
-                issues.append((("step",), "cannot be combined with log: true (Optuna samples log ranges continuously)"))
-            elif step is not None and step <= 0:
-                issues.append((("step",), f"must be > 0 (got {step})"))
-            elif step is not None and low is not None and high is not None and low < high:
-                k = (high - low) / step
-                if abs(k - round(k)) > 1e-9 * max(1.0, abs(k)):
-                    issues.append((("step",), f"high - low must be a multiple of step "
-                                              f"(got low={low}, high={high}, step={step})"))
-        elif self.type == "categorical":
-            if not self.choices:
-                issues.append((("choices",), "must be a non-empty list"))
-            else:
-                for i, choice in enumerate(self.choices):
-                    if not (choice is None or isinstance(choice, bool | int | float | str)):
-                        issues.append((("choices", i), f"choices must be str, number, bool or null (got {choice!r})"))
-                    elif any(_same_choice(choice, other) for other in self.choices[:i]):
-                        issues.append((("choices", i), f"duplicate choice {choice!r}"))
-        elif "value" not in self.model_fields_set:
-            issues.append((("value",), "is required for a fixed param"))
+    def _check(self) -> _Range:
+        issues: list[tuple[Path, str]] = []
+        if self.log and self.low <= 0:
+            issues.append((("low",), f"must be > 0 when log: true (got low={self.low})"))
+        if not self.low < self.high:
+            issues.append((("low",), f"must be < high (got low={self.low}, high={self.high})"))
+        if self.step is not None and self.log:
+            issues.append((("step",), "cannot be combined with log: true (Optuna samples log ranges continuously)"))
+        elif self.step is not None and not _on_grid(self.high, self.low, self.step):
+            issues.append((("step",), f"high - low must be a multiple of step (got low={self.low}, high={self.high},"
+                                      f" step={self.step})"))
         if issues:
             fail(issues)
         return self
 
-    # --------------------------------------------------------------------------------------------------------
-    @property
-    def is_fixed(self) -> bool:
-        return self.type == "fixed"
-
     def distribution(self) -> optuna.distributions.BaseDistribution:
-        """The Optuna distribution of a sampled param (not for fixed ones)."""
-        if self.type == "float":
-            return optuna.distributions.FloatDistribution(self.low, self.high, log=self.log, step=self.step)
-        if self.type == "int":
+        if isinstance(self, IntParam):
             return optuna.distributions.IntDistribution(self.low, self.high, log=self.log, step=self.step or 1)
-        if self.type == "categorical":
-            return optuna.distributions.CategoricalDistribution(list(self.choices or []))
-        raise ValueError("a fixed param has no distribution")
+        return optuna.distributions.FloatDistribution(self.low, self.high, log=self.log, step=self.step)
 
     def grid_values(self) -> list[Any] | None:
-        """Every value a grid search visits, or None when the param is continuous."""
-        if self.type == "categorical":
-            return list(self.choices or [])
-        if self.type == "fixed" or self.log or (self.type == "float" and self.step is None):
+        """Every value a grid search visits, or None when the range is continuous."""
+        step = self.step or (1 if isinstance(self, IntParam) else None)
+        if self.log or step is None:
             return None
-        step = self.step or 1
-        count = round((self.high - self.low) / step)
-        if self.type == "int":
-            return [self.low + i * step for i in range(count + 1)]
-        return [_tidy(self.low + i * step) for i in range(count + 1)]
+        values = [self.low + i * step for i in range(round((self.high - self.low) / step) + 1)]
+        return values if isinstance(self, IntParam) else [float(f"{v:.12g}") for v in values]
 
-    def admit(self, value: Any) -> Any:
-        """The value in this param's type when it lies in its range or choices; raises ValueError."""
-        if self.type == "fixed":
-            raise ValueError("is a fixed param; only sampled params can be enqueued")
-        if self.type == "categorical":
-            for choice in self.choices or []:
-                if _same_choice(value, choice):
-                    return choice
-            strings = [str(c) for c in self.choices or []]
-            raise ValueError(f"{value!r} is not one of the choices {self.choices}{did_you_mean(value, strings)}")
-        v = number(value, integer=self.type == "int")
+    def admit(self, value: Any, name: str = "value") -> Any:
+        """The value in this param's type when it lies in its range and on its step; raises ValueError."""
+        v = coerce(name, value, int if isinstance(self, IntParam) else float)
         if not self.low <= v <= self.high:
             raise ValueError(f"{v} is outside [{self.low}, {self.high}]")
-        if self.step is not None:
-            k = (v - self.low) / self.step
-            if abs(k - round(k)) > 1e-9 * max(1.0, abs(k)):
-                raise ValueError(f"{v} is not on the grid low + k * step (low={self.low}, step={self.step})")
+        if self.step is not None and not _on_grid(v, self.low, self.step):
+            raise ValueError(f"{v} is not on the grid low + k * step (low={self.low}, step={self.step})")
         return v
 
     def extremes(self) -> list[tuple[Path, Any]]:
-        """The values to try against the entrypoint: both bounds, or every choice, or the fixed value."""
-        if self.type == "categorical":
-            return [(("choices", i), c) for i, c in enumerate(self.choices or [])]
-        if self.type == "fixed":
-            return [(("value",), self.value)]
         return [(("low",), self.low), (("high",), self.high)]
 
-    def to_yaml_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"type": self.type}
-        if self.type in ("float", "int"):
-            out.update(low=self.low, high=self.high)
-            if self.log:
-                out["log"] = True
-            if self.step is not None:
-                out["step"] = self.step
-        elif self.type == "categorical":
-            out["choices"] = list(self.choices or [])
-        else:
-            out["value"] = self.value
-        return out
+
+class FloatParam(_Range):
+    type: Literal["float"]
 
 
-def sampler_options(kind: str) -> tuple[dict[str, inspect.Parameter], dict[str, str]]:
-    """The constructor options of an Optuna sampler: (settable from YAML, not settable -> why)."""
-    cls = getattr(optuna.samplers, SAMPLER_CLASSES[kind])
-    settable: dict[str, inspect.Parameter] = {}
-    blocked: dict[str, str] = {}
-    for name, param in inspect.signature(cls.__init__).parameters.items():
-        if name in ("self", "seed") or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
-            continue
-        annotation = param.annotation if isinstance(param.annotation, str) else getattr(
-            param.annotation, "__name__", str(param.annotation))
-        if name == "search_space":
-            blocked[name] = "is derived from params (categorical choices, int ranges, float ranges with a step)"
-        elif any(word in annotation for word in ("Callable", "BaseSampler", "FrozenTrial")):
-            blocked[name] = "takes a Python object and cannot be written in YAML"
-        else:
-            settable[name] = param
-    return settable, blocked
+class IntParam(_Range):
+    type: Literal["int"]
+    low: Int
+    high: Int
+    step: Int | None = Field(None, gt=0)
 
 
-def _check_option_type(value: Any, annotation: Any) -> str | None:
-    text = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", "")
-    members, depth, current = [], 0, ""
-    for ch in text:
-        depth += ch == "["
-        depth -= ch == "]"
-        if ch == "|" and depth == 0:
-            members.append(current.strip())
-            current = ""
-        else:
-            current += ch
-    members.append(current.strip())
-    checks = {"bool": lambda v: isinstance(v, bool),
-              "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
-              "float": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
-              "str": lambda v: isinstance(v, str),
-              "dict": lambda v: isinstance(v, dict), "Mapping": lambda v: isinstance(v, dict),
-              "list": lambda v: isinstance(v, list), "Sequence": lambda v: isinstance(v, list),
-              "None": lambda v: v is None}
-    names = [m.split("[")[0].strip().strip("'\"") for m in members]
-    if not names or any(n not in checks for n in names):
-        return None  # an annotation we do not understand: let Optuna judge
-    if any(checks[n](value) for n in names):
-        return None
-    return f"must be {' or '.join(names)} (got {value!r})"
+def _scalar(choice: Any) -> Any:
+    if not (choice is None or isinstance(choice, bool | int | float | str)):
+        raise ValueError(f"choices must be str, number, bool or null (got {choice!r})")
+    return choice
 
 
-class Sampler(_Model):
-    """Optuna sampler; extra keys beside ``type`` and ``seed`` are constructor options of the sampler class."""
+def _same(a: Any, b: Any) -> bool:
+    return a == b and isinstance(a, bool) == isinstance(b, bool)  # True == 1 in Python, not in a space
 
+
+class CategoricalParam(_Model):
+    type: Literal["categorical"]
+    choices: list[Annotated[Any, AfterValidator(_scalar)]] = Field(min_length=1)
+
+    @field_validator("choices")
+    @classmethod
+    def _distinct(cls, choices: list[Any]) -> list[Any]:
+        if twice := [((i,), f"duplicate choice {c!r}") for i, c in enumerate(choices) if any(
+                _same(c, other) for other in choices[:i])]:
+            fail(twice)
+        return choices
+
+    def distribution(self) -> optuna.distributions.BaseDistribution:
+        return optuna.distributions.CategoricalDistribution(self.choices)
+
+    def grid_values(self) -> list[Any]:
+        return list(self.choices)
+
+    def admit(self, value: Any, name: str = "value") -> Any:
+        if found := [c for c in self.choices if _same(value, c)]:
+            return found[0]
+        raise ValueError(f"{value!r} is not one of the choices {self.choices}"
+                         f"{did_you_mean(value, [str(c) for c in self.choices])}")
+
+    def extremes(self) -> list[tuple[Path, Any]]:
+        return [(("choices", i), c) for i, c in enumerate(self.choices)]
+
+
+class FixedParam(_Model):
+    type: Literal["fixed"]
+    value: Any
+
+
+Param = Annotated[FloatParam | IntParam | CategoricalParam | FixedParam, Field(discriminator="type")]
+SampledParam = FloatParam | IntParam | CategoricalParam
+
+
+class Sampler(BaseModel):
+    """An Optuna sampler; the keys beside ``type`` and ``seed`` are its constructor's options, written flat."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
     type: Literal["tpe", "random", "grid", "cmaes", "qmc", "gp"] = "tpe"
     seed: Int | None = None
-    options: dict[str, Any] = Field(default_factory=dict)
 
-    @model_validator(mode="before")
-    @classmethod
-    def _flat_options(cls, data: Any) -> Any:
-        return _gather_options(data, ("type", "seed", "options"), "options")
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
 
     @model_validator(mode="after")
-    def _check(self) -> Sampler:
-        issues: list[Issue] = []
-        settable, blocked = sampler_options(self.type)
-        cls_name = SAMPLER_CLASSES[self.type]
+    def _check_options(self) -> Sampler:
+        name, settable, issues = SAMPLER_CLASSES[self.type], sampler_options(self.type), []
         for key, value in self.options.items():
-            if key in blocked:
-                issues.append(((key,), f"{cls_name} option {key!r} {blocked[key]}"))
-            elif key not in settable:
-                allowed = ["type", "seed", *settable]
-                issues.append(((key,), unknown_key(key, allowed, f"{cls_name} option")))
-            else:
-                problem = _check_option_type(value, settable[key].annotation)
-                if problem:
-                    issues.append(((key,), problem))
-        missing = [p for p in SAMPLER_PACKAGES.get(self.type, ()) if find_spec(p) is None]
-        if missing:
+            option = settable.get(key)
+            if key == "search_space":
+                issues.append(((key,), "is derived from params (categorical choices, int ranges, float ranges with "
+                                       "a step)"))
+            elif option is None:
+                issues.append(((key,), unknown_key(key, ["type", "seed", *settable], f"{name} option")))
+            elif any(word in str(option.annotation) for word in ("Callable", "BaseSampler", "FrozenTrial")):
+                issues.append(((key,), f"{name} option {key!r} takes a Python object and cannot be written in YAML"))
+            elif isinstance(option.default, bool | int | float | str):
+                try:
+                    coerce(key, value, type(option.default))
+                except ConfigError as exc:
+                    issues.append(((key,), str(exc)))
+        if missing := [p for p in SAMPLER_PACKAGES.get(self.type, ()) if find_spec(p) is None]:
             issues.append((("type",), f"the {self.type} sampler needs the Python package(s) {', '.join(missing)}, "
                                       f"which are not installed (pip install {' '.join(missing)})"))
         if not issues and self.type != "grid":
-            try:  # let Optuna judge values we only type-checked (e.g. qmc_type: halton)
+            try:  # Optuna judges the values themselves (e.g. qmc_type: halton)
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    getattr(optuna.samplers, cls_name)(seed=self.seed, **self.options)
+                    getattr(optuna.samplers, name)(seed=self.seed, **self.options)
             except Exception as exc:
-                issues.append(((), f"{cls_name} rejects these options: {exc}"))
+                issues.append(((), f"{name} rejects these options: {exc}"))
         if issues:
             fail(issues)
         return self
 
 
-class Scheduler(_Model):
-    """Trial scheduler (early stopping of poor trials); the driver maps it onto Ray Tune."""
+def sampler_options(kind: str) -> dict[str, inspect.Parameter]:
+    """The constructor parameters of an Optuna sampler that a space may name (``seed`` has its own key)."""
+    signature = inspect.signature(getattr(optuna.samplers, SAMPLER_CLASSES[kind]).__init__)
+    return {name: p for name, p in signature.parameters.items()
+            if name not in ("self", "seed") and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
 
-    type: Literal["none", "asha", "hyperband", "median"] = "none"
-    options: dict[str, Any] = Field(default_factory=dict)
 
-    @model_validator(mode="before")
-    @classmethod
-    def _flat_options(cls, data: Any) -> Any:
-        return _gather_options(data, ("type", "options"), "options")
+class _Scheduler(_Model):
+    """A Ray Tune trial scheduler; ``options`` is what the driver passes beside metric and mode."""
 
-    @field_validator("options")
-    @classmethod
-    def _check_options(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
-        kind = info.data.get("type")
-        if kind is None:
-            return value
-        issues: list[Issue] = []
-        allowed = SCHEDULER_OPTIONS[kind]
-        clean: dict[str, Any] = {}
-        for key, raw in value.items():
-            if key not in allowed:
-                issues.append(((key,), unknown_key(key, ["type", *allowed], f"{kind} scheduler option")))
-                continue
-            integer, bound, inclusive = _OPTION_RULES[key]
-            try:
-                clean[key] = number(raw, integer=integer is int)
-            except ValueError as exc:
-                issues.append(((key,), str(exc)))
-                continue
-            if clean[key] < bound or (not inclusive and clean[key] == bound):
-                issues.append(((key,), f"must be {'>=' if inclusive else '>'} {bound} (got {raw!r})"))
-        if "grace_period" in clean and "max_t" in clean and clean["grace_period"] > clean["max_t"]:
-            issues.append((("grace_period",), f"must be <= max_t (got grace_period={clean['grace_period']}, "
-                                              f"max_t={clean['max_t']})"))
-        if issues:
-            fail(issues)
-        return clean
+    @property
+    def options(self) -> dict[str, Any]:
+        return self.model_dump(exclude={"type"}, exclude_none=True)
+
+    @model_validator(mode="after")
+    def _grace_within_max_t(self) -> _Scheduler:
+        grace, max_t = getattr(self, "grace_period", None), getattr(self, "max_t", None)
+        if grace is not None and max_t is not None and grace > max_t:
+            fail([(("grace_period",), f"must be <= max_t (got grace_period={grace}, max_t={max_t})")])
+        return self
+
+
+class NoScheduler(_Scheduler):
+    type: Literal["none"] = "none"
+
+
+class AshaScheduler(_Scheduler):
+    type: Literal["asha"]
+    grace_period: Int | None = Field(None, ge=1)
+    reduction_factor: Float | None = Field(None, gt=1)
+    brackets: Int | None = Field(None, ge=1)
+    max_t: Int | None = Field(None, ge=1)
+
+
+class HyperbandScheduler(_Scheduler):
+    type: Literal["hyperband"]
+    max_t: Int | None = Field(None, ge=1)
+    reduction_factor: Float | None = Field(None, gt=1)
+
+
+class MedianScheduler(_Scheduler):
+    type: Literal["median"]
+    grace_period: Int | None = Field(None, ge=1)
+    min_samples_required: Int | None = Field(None, ge=1)
+
+
+Scheduler = Annotated[NoScheduler | AshaScheduler | HyperbandScheduler | MedianScheduler, Field(discriminator="type")]
+# The kinds of each typed section by ``type``: for the messages, and to switch a type from the command line.
+KINDS: dict[str, dict[str, type[BaseModel]]] = {
+    "params": {"float": FloatParam, "int": IntParam, "categorical": CategoricalParam, "fixed": FixedParam},
+    "scheduler": {"none": NoScheduler, "asha": AshaScheduler, "hyperband": HyperbandScheduler,
+                  "median": MedianScheduler}}
 
 
 class Budget(_Model):
@@ -466,13 +363,9 @@ class Budget(_Model):
     @field_validator("time", mode="before")
     @classmethod
     def _check_time(cls, value: Any) -> Any:
-        if value is None:
-            return None
-        try:
+        if value is not None:
             duration_seconds(value)
-        except ValueError as exc:
-            fail([((), str(exc))])
-        return f"{value}s" if isinstance(value, int | float) else str(value)
+        return f"{value}s" if isinstance(value, int | float) else value
 
     @property
     def time_seconds(self) -> float | None:
@@ -488,15 +381,13 @@ class Resources(_Model):
 
     cpu: Float = Field(1.0, gt=0)
     gpu: Float = Field(0.0, ge=0)
-    custom: dict[str, Annotated[float, BeforeValidator(_not_bool), Field(gt=0)]] = Field(default_factory=dict)
+    custom: dict[str, Annotated[Float, Field(gt=0)]] = Field(default_factory=dict)
 
     @field_validator("custom")
     @classmethod
-    def _check_custom(cls, value: dict[str, float]) -> dict[str, float]:
-        reserved = {"cpu", "gpu", "CPU", "GPU", "memory", "object_store_memory"} & set(value)
-        if reserved:
-            fail([((name,), "is a built-in resource: set resources.cpu / resources.gpu instead")
-                  for name in sorted(reserved)])
+    def _not_builtin(cls, value: dict[str, float]) -> dict[str, float]:
+        if reserved := sorted({"cpu", "gpu", "CPU", "GPU", "memory", "object_store_memory"} & set(value)):
+            fail([((name,), "is a built-in resource: set resources.cpu / resources.gpu instead") for name in reserved])
         return value
 
     def ray_resources(self) -> dict[str, float]:

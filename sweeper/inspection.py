@@ -52,10 +52,10 @@ def reading(storage_flag: str | None) -> Iterator[tuple[optuna.storages.RDBStora
 
 def view_of(study: optuna.Study) -> StudyView:
     """The study as the report and the commands read it, with sweeper's formatting and metric directions."""
-    fallback = "maximize" if study.direction == optuna.study.StudyDirection.MAXIMIZE else "minimize"
+    fallback = study.direction.name.lower()  # a StudyDirection's name is the direction's word: MAXIMIZE
 
     def direction_of(metric: str) -> str:
-        return {"max": "maximize", "min": "minimize"}.get(KNOWN_DIRECTIONS.get(metric, ""), fallback)
+        return KNOWN_DIRECTIONS.get(metric) or fallback
 
     return study_view(study, format_value, direction_of)
 

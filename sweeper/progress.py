@@ -6,6 +6,7 @@ import optuna
 from rich.table import Table
 
 from search_spaces import Spec
+from storage.report import targets_met
 from sweeper.console import console, format_params, format_value
 
 TS = optuna.trial.TrialState
@@ -59,12 +60,13 @@ class SweepPrinter:
                           self.spec.baseline.source)
         for t in complete:
             values = {**t.user_attrs, self.metric: t.value}
-            met = self.spec.targets and self.spec.targets_met(values)
+            met = targets_met(values, self.spec.targets, self.spec.metric_direction)
             table.add_row(f"#{t.number}{' (target met)' if met else ''}",
                           *[_fmt(m, values.get(m)) for m in metrics], format_params(t.params))
         console.print(table)
         if self.spec.targets:
-            reached = [t for t in complete if self.spec.targets_met({**t.user_attrs, self.metric: t.value})]
+            reached = [t for t in complete if targets_met({**t.user_attrs, self.metric: t.value}, self.spec.targets,
+                                                          self.spec.metric_direction)]
             console.print(f"targets {'reached by #' + str(reached[0].number) if reached else 'not reached'}")
 
 

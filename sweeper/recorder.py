@@ -22,6 +22,7 @@ from ray.tune import Callback
 
 from search_spaces import Spec
 from storage import attrs
+from storage.report import targets_met
 from sweeper.driver_only import DriverOnly
 from sweeper.searcher import StudySearcher
 from sweeper.study_writer import StudyWriter
@@ -70,7 +71,7 @@ class StudyRecorder(DriverOnly, Callback):
         keys = result.get(RESULT_KEYS) or [k for k in RECORDED_EPOCH_KEYS if k in result]
         user_attrs = {k: result[k] for k in keys if isinstance(result.get(k), (str, int, float, bool))}
         if result.get(FINAL_FLAG):
-            if self.spec.targets and self.spec.targets_met(result):
+            if targets_met(result, self.spec.targets, self.spec.metric_direction):
                 self.target_reached = True
             self.writer.submit(lambda: self._complete(optuna_trial, result, user_attrs))
         else:

@@ -13,11 +13,15 @@ from sweeper.driver_only import DriverOnly
 TIME_ATTR = "epoch"  # the core reports it every epoch; the final report repeats the last epoch
 
 
+def ray_mode(spec: Spec) -> str:
+    """The study's direction in Ray Tune's words."""
+    return {"maximize": "max", "minimize": "min"}[spec.direction]
+
+
 def build_scheduler(spec: Spec) -> TrialScheduler:
     """Periods are in epochs; ``max_t`` defaults to the planned epochs."""
     options = dict(spec.scheduler.options)
-    mode = "max" if spec.direction == "maximize" else "min"
-    common = {"time_attr": TIME_ATTR, "metric": spec.objective.metric, "mode": mode}
+    common = {"time_attr": TIME_ATTR, "metric": spec.objective.metric, "mode": ray_mode(spec)}
     epochs = int(spec.base_config().get("epochs", 0) or 0)
     kind = spec.scheduler.type
     if kind == "asha":

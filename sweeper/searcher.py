@@ -20,6 +20,7 @@ from storage import attrs
 from storage.resume import Driver, claim, own
 from storage.retry import OutagePolicy, Unreachable
 from sweeper.driver_only import DriverOnly
+from sweeper.schedulers import ray_mode
 from sweeper.study_writer import StudyWriter
 from sweeper.trainable import META_KEY, worst_value
 
@@ -31,7 +32,7 @@ ASK_TOKEN = "sweeper:ask"  # system attr of a trial this driver created, until i
 class StudySearcher(DriverOnly, Searcher):
     def __init__(self, study: optuna.Study, spec: Spec, *, checkpoint_root: str, budget: int, driver: Driver,
                  policy: OutagePolicy, writer: StudyWriter, orphans: list[optuna.trial.FrozenTrial] = ()) -> None:
-        super().__init__(metric=spec.objective.metric, mode="max" if spec.direction == "maximize" else "min")
+        super().__init__(metric=spec.objective.metric, mode=ray_mode(spec))
         self.study = study
         self.spec = spec
         self.checkpoint_root = checkpoint_root

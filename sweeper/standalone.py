@@ -16,7 +16,6 @@ from typing import Any
 
 from search_spaces.entrypoint import DEFAULT_ENTRYPOINT
 from sweeper.console import console, epoch_line, format_value
-from sweeper.errors import BadInput
 from sweeper.overrides import parse_set_flags
 
 
@@ -44,35 +43,19 @@ class Standalone:
 
 def prepare(space: Path | None, set_flags: Iterable[str]) -> tuple[Standalone, str | None]:
     """``(run, base_dir)``; bad flags, keys and values fail here, before any work. The one ``--set`` parse."""
-    overrides = parse_set_flags(set_flags)
-    if space is None:
-        return _core({}, overrides), None
-    from search_spaces.loader import load_spec, resolve_space_path
+    from search_spaces import resolve_space_path, standalone
 
-    spec = load_spec(resolve_space_path(str(space)))
-    base = spec.trial_config({})
-    if spec.entrypoint == DEFAULT_ENTRYPOINT:
-        return _core(base, overrides), spec.base_dir
-    from search_spaces.entrypoint import describe
+    chosen = standalone(resolve_space_path(str(space)) if space is not None else None, parse_set_flags(set_flags))
+    if chosen.entrypoint == DEFAULT_ENTRYPOINT:
+        from trials.config import TrainConfig
 
-    info = describe(spec.entrypoint, spec.base_dir)
-    typed = {}
-    for key, value in overrides.items():
-        problem = info.unknown_setting(key)
-        if problem:
-            raise BadInput(f"--set {key}: {spec.entrypoint} does not accept it ({problem})")
-        typed[key] = info.coerce(key, value)
-    config = {**base, **typed}
-    epochs = config.get("epochs", (info.settings or {}).get("epochs"))
-    return Standalone(spec.entrypoint, config, epochs if isinstance(epochs, int) else None), spec.base_dir
+        epochs = TrainConfig.from_flat(chosen.config).epochs
+    else:
+        from search_spaces.entrypoint import describe
 
-
-def _core(base: dict[str, Any], overrides: dict[str, Any]) -> Standalone:
-    from trials.config import TrainConfig
-
-    config = {**base, **overrides}
-    epochs = TrainConfig.from_flat(config).epochs  # bad keys and values fail here
-    return Standalone(DEFAULT_ENTRYPOINT, config, epochs)
+        settings = describe(chosen.entrypoint, chosen.base_dir).settings or {}
+        epochs = chosen.config.get("epochs", settings.get("epochs"))
+    return Standalone(chosen.entrypoint, chosen.config, epochs if isinstance(epochs, int) else None), chosen.base_dir
 
 
 def train(run: Standalone, base_dir: str | None, checkpoint_dir: Path | None) -> dict[str, Any]:

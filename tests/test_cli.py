@@ -23,7 +23,7 @@ def test_train_prints_a_line_per_epoch_and_final_metrics(tmp_path):
 
 
 def test_train_reads_a_space_training_block(tmp_path):
-    proc = sweeper("train", "spaces/asl20.yaml", "--set", "epochs=1", "--set", "dataset.samples_per_class=4",
+    proc = sweeper("train", "spaces/asl20.yaml", "--set", "training.epochs=1", "--set", "dataset.samples_per_class=4",
                    cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "epoch 1/1" in proc.stdout and "20 classes" in proc.stdout
@@ -54,3 +54,14 @@ def test_version_is_the_installed_package_version(tmp_path):
     proc = sweeper("--version", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == f"sweeper {version('sweeper')}"
+
+
+def test_validate_takes_training_keys_and_always_checks_the_quick_section(tmp_path):
+    proc = sweeper("validate", "spaces/asl20.yaml", "--set", "epochs=10", "--set", "model.size=large", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "\n  epochs: 10\n" in proc.stdout and "\n    size: large\n" in proc.stdout
+    (tmp_path / "bad.yaml").write_text("params:\n  lr: {type: float, low: 0.001, high: 0.01}\n"
+                                       "quick:\n  budget.trials: 0\n")
+    proc = sweeper("validate", "bad.yaml", cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "bad.yaml:4: --quick: budget.trials: Input should be greater than or equal to 1" in proc.stderr

@@ -77,7 +77,7 @@ def test_sweeper_train_runs_the_examples_own_function(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("flag", "message"), [
     ("epocs=3", "did you mean 'epochs'"),
     ("hidden=wide", "hidden"),
-    ("dataset.classes=20", "spirals_fit:fit does not accept it"),
+    ("dataset.classes=20", "--set dataset.classes: unknown setting 'dataset.classes'; allowed: epochs, lr"),
 ])
 def test_train_refuses_what_the_examples_function_does_not_accept(tmp_path: Path, flag: str, message: str) -> None:
     proc = sweeper("train", str(SPACE), "--set", flag, cwd=tmp_path)

@@ -16,16 +16,19 @@ import search_spaces.sections as sections
 from search_spaces import (
     BUILTIN_DIR,
     SpecError,
-    apply_quick,
-    import_entrypoint,
+    Standalone,
     list_builtin_spaces,
     load_spec,
     render_spec,
     resolve_space_path,
     spec_from_dict,
+    standalone,
+    training_overrides,
 )
+from search_spaces.entrypoint import import_target
 from search_spaces.samplers import ParallelTPESampler
 from search_spaces.sections import duration_seconds, fraction
+from storage.report import targets_met
 
 BUILTINS = ["asl20", "asl50", "asl100", "nslt1000"]
 MINIMAL = """\
@@ -145,12 +148,13 @@ def test_low_must_be_below_high(tmp_path: Path) -> None:
     ("{type: float, low: 0, high: 1, log: true}", "params.x.low", 3, "must be > 0 when log: true"),
     ("{type: float, low: 0.1, high: 1, log: true, step: 0.1}", "params.x.step", 3, "cannot be combined with log"),
     ("{type: float, low: 0, high: 1, step: 0.3}", "params.x.step", 3, "multiple of step"),
-    ("{type: int, low: 1.5, high: 4}", "params.x.low", 3, "expected an integer"),
-    ("{type: categorical, choices: []}", "params.x.choices", 3, "must be a non-empty list"),
+    ("{type: int, low: 1.5, high: 4}", "params.x.low", 3, "should be a valid integer, got a number with a fractional"),
+    ("{type: categorical, choices: []}", "params.x.choices", 3, "List should have at least 1 item"),
     ("{type: categorical, choices: [a, a]}", "params.x.choices.1", 3, "duplicate choice 'a'"),
-    ("{type: fixed}", "params.x.value", 3, "is required for a fixed param"),
-    ("{type: float, high: 1}", "params.x.low", 3, "is required for a float param"),
-    ("{type: categorical, choices: [a], low: 1}", "params.x.low", 3, "only float and int params take 'low'"),
+    ("{type: fixed}", "params.x.value", 3, "params.x.value: is required"),
+    ("{type: float, high: 1}", "params.x.low", 3, "params.x.low: is required"),
+    ("{type: categorical, choices: [a], low: 1}", "params.x.low", 3,
+     "unknown key 'low' for a categorical param; allowed: type, choices"),
     ("{type: flaot, low: 0, high: 1}", "params.x.type", 3, "did you mean 'float'"),
     ("{typ: float, low: 0, high: 1}", "params.x.typ", 3, "unknown key 'typ' (did you mean 'type'?)"),
 ])
@@ -203,9 +207,10 @@ def test_sampler_and_scheduler_options(tmp_path: Path) -> None:
         """))
     err = errors(path)
     assert "takes a Python object" in find(err, "sampler.gamma")
-    assert "must be bool (got 3)" in find(err, "sampler.constant_liar")
-    assert "unknown median scheduler option 'brackets'" in find(err, "scheduler.brackets")
-    assert "must be >= 1" in find(err, "scheduler.grace_period")
+    assert "constant_liar=3 is not allowed: expected bool" in find(err, "sampler.constant_liar")
+    assert "unknown key 'brackets' for a median scheduler; allowed: type, grace_period, min_samples_required" in \
+        find(err, "scheduler.brackets")
+    assert "Input should be greater than or equal to 1 (got 0)" in find(err, "scheduler.grace_period")
     path = write(tmp_path, MINIMAL + "scheduler: {type: asha, grace_period: 10, max_t: 5}\n")
     assert "must be <= max_t" in find(errors(path), "scheduler.grace_period")
 
@@ -324,7 +329,8 @@ def test_percentages(tmp_path: Path) -> None:
         """)))
     assert spec.targets == {"test_top3": 0.8, "test_top1": 0.5}
     assert spec.baseline is not None and spec.baseline.metrics == {"test_top3": 0.7529}
-    assert spec.targets_met({"test_top3": 0.81, "test_top1": 0.5}) and not spec.targets_met({"test_top3": 0.9})
+    assert targets_met({"test_top3": 0.81, "test_top1": 0.5}, spec.targets, spec.metric_direction)
+    assert not targets_met({"test_top3": 0.9}, spec.targets, spec.metric_direction)
     err = errors(write(tmp_path, MINIMAL + "targets: {test_top3: 80, test_top1: lots}\n"))
     assert "looks like a percentage; write '80%' or 0.8" in find(err, "targets.test_top3")
     assert "expected a number or a percentage" in find(err, "targets.test_top1")
@@ -342,7 +348,7 @@ def test_set_overrides(tmp_path: Path) -> None:
     err = errors(path, overrides=["budget.trials=x"])
     assert str(err).startswith(f"{path}: --set budget.trials=x: budget.trials: Input should be a valid integer")
     assert err.line is None and err.source == "--set budget.trials=x"
-    assert "expected dotted.key=value" in str(errors(path, overrides=["budget.trials"]))
+    assert "expected KEY=VALUE" in str(errors(path, overrides=["budget.trials"]))
     assert "has no item '3'" in str(errors(path, overrides=["enqueue.3.lr=1"]))
     err = errors(path, overrides=["params.dropout.high=-0.1", "budget.trails=3"])
     assert "did you mean 'trials'" in find(err, "budget.trails") and "--set budget.trails=3" in str(err)
@@ -373,8 +379,9 @@ def test_default_quick_profile(tmp_path: Path) -> None:
     assert spec.name == "study-quick" and spec.scheduler.type == "asha" and spec.scheduler.options["grace_period"] == 1
     assert spec.training["epochs"] == 3 and spec.training["dataset.samples_per_class"] == 8
     assert spec.budget.trials == 6 and spec.budget.max_concurrent == 2
-    raw = {"name": "x", "params": {}, "budget": {"trials": 100}}
-    assert apply_quick(raw)["budget"] == {"trials": 6, "max_concurrent": 2} and raw["budget"] == {"trials": 100}
+    raw = {"name": "x", "params": {"lr": {"type": "float", "low": 0.1, "high": 1}}, "budget": {"trials": 100}}
+    assert spec_from_dict(raw, quick=True).budget.model_dump(include={"trials", "max_concurrent"}) == \
+        {"trials": 6, "max_concurrent": 2} and raw["budget"] == {"trials": 100}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -404,7 +411,7 @@ def test_user_entrypoint_settings_and_metrics(tmp_path: Path) -> None:
                            "params:\n  lr: {type: float, low: 0.01, high: 1.0, log: true}\n", "good.yaml")
     spec = load_spec(good, quick=True)
     assert spec.trial_config({"lr": 0.1}) == {"lr": 0.1}  # default quick leaves training alone off the core
-    assert import_entrypoint(spec)({}, print, None) == {"score": 1.0}
+    assert import_target(spec.entrypoint, spec.base_dir)({}, print, None) == {"score": 1.0}
 
 
 def test_user_entrypoint_without_attributes_accepts_anything(tmp_path: Path) -> None:
@@ -476,3 +483,94 @@ def test_no_ray_storage_or_sweeper_imports() -> None:
             "print(bad); sys.exit(1 if bad else 0)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[1])
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# One --set vocabulary, switching a type, the quick: section, messages that say what to write
+# ----------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", BUILTINS)
+def test_set_switches_a_type_and_drops_the_old_types_options(name: str) -> None:
+    spec = load_spec(name, quick=True, overrides=["scheduler.type=none"])
+    assert spec.scheduler.type == "none" and spec.scheduler.options == {}
+    assert spec.to_yaml_dict()["scheduler"] == {"type": "none"}
+    median = load_spec(name, overrides=["scheduler.type=median", "scheduler.min_samples_required=2"])
+    assert median.scheduler.options == {"grace_period": 3, "min_samples_required": 2}  # median takes grace_period
+    choices = [0.1, 0.2, 0.3, 0.35, 0.4, 0.5]  # the enqueued rows' values among them
+    spec = load_spec(name, overrides=["params.dropout.type=categorical", f"params.dropout.choices={choices}"])
+    assert spec.params["dropout"].choices == choices
+    spec = load_spec(name, overrides=["sampler.type=random"])
+    assert spec.sampler.options == {} and spec.sampler.seed == 0  # seed belongs to every sampler
+    err = errors(BUILTIN_DIR / f"{name}.yaml", overrides=["scheduler.type=asha", "scheduler.grace_periods=1"])
+    assert "did you mean 'grace_period'" in find(err, "scheduler.grace_periods")  # a same-type --set drops nothing
+
+
+def test_set_takes_training_keys_where_unambiguous(tmp_path: Path) -> None:
+    spec = load_spec("asl20", overrides=["epochs=10", "model.size=large", "training.batch_size=16"])
+    assert spec.training["epochs"] == 10 and spec.training["model.size"] == "large"
+    assert spec.training["batch_size"] == 16 and "# with --set epochs=10" in render_spec(spec)
+    err = errors(BUILTIN_DIR / "asl50.yaml", overrides=["model.size=large"])  # a param there: it would win
+    assert err.source == "--set model.size=large" and len(err.issues) == 1
+    assert "model.size is a param of this space (params.model.size)" in str(err)
+    assert "'params.model.size={type: fixed, value: ...}'" in str(err)
+    pinned = load_spec("asl50", overrides=["params.model.size={type: fixed, value: large}", "enqueue="])
+    assert pinned.fixed_params() == {"model.size": "large"}
+    err = errors(BUILTIN_DIR / "asl20.yaml", overrides=["epocs=3"])
+    assert "'epocs' is neither a section of the space (name, description" in str(err)
+    assert "nor a setting of trials:run (did you mean 'epochs'?)" in str(err)
+    assert "did you mean 'budget'" in str(errors(BUILTIN_DIR / "asl20.yaml", overrides=["bugdet.trials=3"]))
+    quick = load_spec(write(tmp_path, MINIMAL + "quick: {epochs: 2}\n"), quick=True)
+    assert quick.training["epochs"] == 2  # quick: keys follow the same rule
+    module = f"user_open_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{module}.py").write_text("def run(config, report, checkpoint_dir):\n    return {}\n")
+    user = write(tmp_path, f"entrypoint: {module}:run\nobjective: {{metric: m, direction: maximize}}\n"
+                           "params:\n  knob: {type: int, low: 1, high: 4}\n", "user.yaml")
+    assert "a setting of " + module + ":run is written training.width" in str(errors(user, overrides=["width=3"]))
+    assert load_spec(user, overrides=["training.width=3"]).trial_config({}) == {"width": 3}
+
+
+def test_empty_set_value_is_null_as_in_yaml() -> None:
+    spec = load_spec("asl20", overrides=["storage=sqlite:///x.db", "storage=", "sampler.seed="])
+    assert spec.storage is None and spec.sampler.seed is None
+
+
+def test_standalone_config_speaks_the_same_keys(tmp_path: Path) -> None:
+    def run(space: str | Path | None, *flags: str) -> Standalone:
+        return standalone(space, training_overrides(flags))
+
+    one = run("asl20", "training.epochs=2", "dataset.samples_per_class=4", "lr=0.01")
+    assert one.entrypoint == "trials:run" and one.base_dir == str(BUILTIN_DIR)
+    assert one.config["epochs"] == 2 and one.config["lr"] == 0.01 and one.config["dataset.classes"] == 20
+    assert run(None, "epochs=3", "class_weights=true").config == {"epochs": 3, "class_weights": True}
+    with pytest.raises(SpecError, match=r"^--set budget.trials: budget.trials belongs to a sweep, not to one"):
+        run(None, "budget.trials=3")
+    refused = r"^asl20: trials:run refuses the training config: dropout=2.0 is not allowed: a number in \[0, 1\)"
+    with pytest.raises(SpecError, match=refused):
+        run("asl20", "dropout=2")
+    with pytest.raises(SpecError, match=r"^--set epochs: expected KEY=VALUE"):
+        run(None, "epochs")
+    module = f"user_fit_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{module}.py").write_text("def fit(config, report, checkpoint_dir):\n    return {}\n"
+                                           "fit.settings = {'width': 8, 'lr': 0.1}\nfit.metrics = ['score']\n")
+    space_file = write(tmp_path, f"entrypoint: {module}:fit\nobjective: {{metric: score, direction: maximize}}\n"
+                                 "training: {width: 16}\nparams:\n  lr: {type: float, low: 0.01, high: 1.0}\n")
+    assert run(space_file, "width=32") == (f"{module}:fit", str(tmp_path.resolve()), {"width": 32})
+    with pytest.raises(SpecError, match="did you mean 'width'"):
+        run(space_file, "widht=3")
+
+
+def test_quick_section_is_checked_without_quick(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL + "training: {epochs: 10}\nquick:\n  training.epochs: 0\n  budget.trials: 2\n")
+    err = errors(path)
+    assert str(err) == f"{path}:5: --quick: training.epochs: trials:run refuses the training config: epochs=0 is not " \
+                       f"allowed: an integer >= 1"
+    path = write(tmp_path, MINIMAL + "  warmup_epochs: {type: float, low: 0.0, high: 5.0}\nquick: {epochs: 2}\n")
+    err = errors(path)  # a range that fits the file's epochs but not the quick ones
+    assert find(err, "params.warmup_epochs.high").startswith(f"{path}:3: --quick: params.warmup_epochs.high: refused")
+
+
+def test_messages_say_what_to_write(tmp_path: Path) -> None:
+    err = errors(write(tmp_path, MINIMAL + "targets: {test_top3: 197%}\n"))
+    assert find(err, "targets.test_top3").endswith(": 197% is above 100%, which test_top3 cannot reach")
+    path = write(tmp_path, MINIMAL + "sampler: {type: grid}\n")
+    assert "params.lr is a log range; drop log: true and give it a step, or list the values as categorical choices" \
+        in str(errors(path))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 MODEL_PRESETS: dict[str, tuple[int, int, int]] = {
@@ -23,7 +23,11 @@ MODEL_PRESETS: dict[str, tuple[int, int, int]] = {
 
 
 class ConfigError(ValueError):
-    """A configuration key or value that the training core does not accept."""
+    """A configuration key or value that the training core does not accept; ``key`` names the setting at fault."""
+
+    def __init__(self, message: str, key: str = "") -> None:
+        super().__init__(message)
+        self.key = key
 
 
 @dataclass(frozen=True)
@@ -70,39 +74,32 @@ class TrainConfig:
     objective: str = "val_top3"  # metric that picks the best checkpoint and drives early stopping
     checkpoint_every: int = 1  # epochs between checkpoints (only when a checkpoint dir is given)
 
-    _extra: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
-
     # ------------------------------------------------------------------------------------------------
     @classmethod
     def keys(cls) -> list[str]:
         """The flat keys the core accepts, in declaration order."""
-        return [_flat_key(f.name) for f in fields(cls) if not f.name.startswith("_")]
+        return [_flat_key(f.name) for f in fields(cls)]
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:
         """The flat default configuration."""
-        default = cls()
-        return {_flat_key(f.name): getattr(default, f.name) for f in fields(cls) if not f.name.startswith("_")}
+        return cls().to_flat()
 
     @classmethod
-    def from_flat(cls, config: Mapping[str, Any], *, allow_unknown: bool = False) -> TrainConfig:
+    def from_flat(cls, config: Mapping[str, Any]) -> TrainConfig:
         """Build and validate a config from a flat dict; unknown keys are errors with a suggestion."""
-        known = {_flat_key(f.name): f for f in fields(cls) if not f.name.startswith("_")}
+        known = {_flat_key(f.name): f for f in fields(cls)}
         values: dict[str, Any] = {}
-        extra: dict[str, Any] = {}
         for key, raw in config.items():
             if key not in known:
-                if allow_unknown:
-                    extra[key] = raw
-                    continue
-                raise ConfigError(unknown_key_message(key, list(known)))
+                raise ConfigError(unknown_key(key, list(known), "setting"), key)
             values[known[key].name] = coerce(key, raw, known[key].type)
-        cfg = cls(**values, _extra=extra)
+        cfg = cls(**values)
         cfg.validate()
         return cfg
 
     def to_flat(self) -> dict[str, Any]:
-        return {_flat_key(f.name): getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
+        return {_flat_key(f.name): getattr(self, f.name) for f in fields(self)}
 
     # ------------------------------------------------------------------------------------------------
     @property
@@ -119,7 +116,7 @@ class TrainConfig:
     def validate(self) -> None:
         def need(ok: bool, key: str, allowed: str) -> None:
             if not ok:
-                raise ConfigError(f"{key}={self.to_flat()[key]!r} is not allowed: {allowed}")
+                raise ConfigError(f"{key}={self.to_flat()[key]!r} is not allowed: {allowed}", key)
 
         need(self.dataset_name in ("synthetic", "npz", "wlasl"), "dataset.name", "one of synthetic, npz, wlasl")
         need(self.dataset_name == "synthetic" or bool(self.dataset_path), "dataset.path",
@@ -177,10 +174,13 @@ def _flat_key(field_name: str) -> str:
     return field_name
 
 
-def unknown_key_message(key: str, known: list[str]) -> str:
-    hint = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-    suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
-    return f"unknown setting {key!r}{suggestion}; allowed: {', '.join(known)}"
+def did_you_mean(word: Any, options: list[str]) -> str:
+    hint = difflib.get_close_matches(str(word), [str(o) for o in options], n=1, cutoff=0.6)
+    return f" (did you mean {hint[0]!r}?)" if hint else ""
+
+
+def unknown_key(key: Any, allowed: list[str], what: str = "key") -> str:
+    return f"unknown {what} {key!r}{did_you_mean(key, allowed)}; allowed: {', '.join(allowed) or '(none)'}"
 
 
 def coerce(key: str, raw: Any, kind: Any) -> Any:
@@ -214,4 +214,4 @@ def coerce(key: str, raw: Any, kind: Any) -> Any:
         pass
     else:
         return raw
-    raise ConfigError(f"{key}={raw!r} is not allowed: expected {kind.__name__}")
+    raise ConfigError(f"{key}={raw!r} is not allowed: expected {kind.__name__}", key)
