@@ -359,10 +359,11 @@ class Budget(_Model):
     max_concurrent: Int = Field(2, ge=1)
     time: str | None = None  # wall-clock limit of the whole sweep: 90s, 30m, 2h, 1h30m
     stop_on_target: bool = False  # stop the sweep once a trial meets every target
+    storage_timeout: str = "10m"  # how long a storage outage may last before the sweep stops, resumable
 
-    @field_validator("time", mode="before")
+    @field_validator("time", "storage_timeout", mode="before")
     @classmethod
-    def _check_time(cls, value: Any) -> Any:
+    def _check_duration(cls, value: Any) -> Any:
         if value is not None:
             duration_seconds(value)
         return f"{value}s" if isinstance(value, int | float) else value
@@ -370,6 +371,10 @@ class Budget(_Model):
     @property
     def time_seconds(self) -> float | None:
         return None if self.time is None else duration_seconds(self.time)
+
+    @property
+    def storage_timeout_seconds(self) -> float:
+        return duration_seconds(self.storage_timeout)
 
 
 class Resources(_Model):

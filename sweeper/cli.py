@@ -65,7 +65,8 @@ Address = Annotated[Optional[str], typer.Option(help="Join this Ray cluster (def
 ResultsDir = Annotated[str, typer.Option(help="Checkpoints and Ray's results (a path all nodes see).")]
 MaxFailures = Annotated[int, typer.Option(help="Retries of a trial whose worker crashed (from its checkpoint).")]
 StorageTimeout = Annotated[Optional[str], typer.Option(  # noqa: UP045
-    help="How long a storage outage may last before the sweep stops, resumable (90s, 10m, 1h; default 10m).")]
+    help="How long a storage outage may last before the sweep stops, resumable (90s, 10m, 1h; default: the "
+         "space's budget.storage_timeout, 10m).")]
 
 
 @app.command()

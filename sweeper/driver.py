@@ -41,8 +41,6 @@ from sweeper.progress import SweepPrinter
 from sweeper.ray_runtime import start_ray, trial_actors_on_prestarted_workers
 from sweeper.study_writer import StudyWriter
 
-DEFAULT_STORAGE_TIMEOUT_S = 600.0
-
 
 @dataclass(frozen=True)
 class SweepOptions:
@@ -154,7 +152,7 @@ def run_sweep(options: SweepOptions) -> optuna.Study:
 
     searcher: Any = None  # the outage lines count its running trials
     policy = OutagePolicy(
-        options.storage_timeout or DEFAULT_STORAGE_TIMEOUT_S,
+        options.storage_timeout or spec.budget.storage_timeout_seconds,  # --storage-timeout beats the space
         describe=lambda exc: str(as_storage_error(exc, url, "reach")),
         on_outage=lambda since, reason: console.print(
             f"[yellow]storage unreachable[/] since {since:%H:%M:%S}; "

@@ -265,3 +265,19 @@ def test_read_only_commands_ride_out_a_restart_then_fail_in_one_line(tmp_path, s
         server.start()
     assert code == 2 and "cannot reach a PostgreSQL server" in out and "Traceback" not in out, out
     assert len(out.strip().splitlines()) == 1 and waited < 30, (waited, out)
+
+
+def test_the_outage_budget_is_a_space_key_and_a_flag_and_bad_values_are_bad_input(tmp_path):
+    import subprocess as sp
+    import sys
+
+    from search_spaces import load_spec, resolve_space_path
+
+    space = resolve_space_path("spaces/asl20.yaml")
+    assert load_spec(space).budget.storage_timeout_seconds == 600
+    assert load_spec(space, ("budget.storage_timeout=90s",)).budget.storage_timeout_seconds == 90
+    for flag in ("soon", "0"):
+        done = sp.run([sys.executable, "-m", "sweeper.cli", "run", "spaces/asl20.yaml", "--quick",
+                       "--storage-timeout", flag], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 2 and "--storage-timeout" in done.stderr and "Traceback" not in done.stderr
+        assert not list(tmp_path.iterdir())  # nothing written: no sweeps.db, no results folder
