@@ -20,12 +20,11 @@ import uuid
 from pathlib import Path
 
 import optuna
-import sqlalchemy
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from pg_server import PostgresServer, postgres_bin  # noqa: E402
+from pg_server import PostgresServer, postgres_bin, recorded_epochs  # noqa: E402
 
 TRIALS = 8
 SPACE = """\
@@ -39,17 +38,6 @@ sampler: {{type: random, seed: 3}}
 budget: {{trials: {trials}, max_concurrent: 2}}
 resources: {{cpu: 1}}
 """
-
-
-def epochs_recorded(url: str) -> int:
-    engine = sqlalchemy.create_engine(url)
-    try:
-        with engine.connect() as connection:
-            return connection.execute(sqlalchemy.text("SELECT count(*) FROM trial_intermediate_values")).scalar()
-    except sqlalchemy.exc.SQLAlchemyError:
-        return 0
-    finally:
-        engine.dispose()
 
 
 def sweep(server: PostgresServer, folder: Path, down: float | None) -> dict[str, float]:
@@ -66,7 +54,7 @@ def sweep(server: PostgresServer, folder: Path, down: float | None) -> dict[str,
                               stderr=subprocess.STDOUT, text=True)
     outage = 0.0
     if down is not None:
-        while epochs_recorded(url) < 3:
+        while recorded_epochs(url) < 3:
             time.sleep(0.1)
         stopped = time.monotonic()
         server.stop()

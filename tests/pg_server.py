@@ -1,4 +1,5 @@
-"""A throwaway PostgreSQL server for tests that stop, restart or cut it (never the shared one on 5432).
+"""A throwaway PostgreSQL server for tests and bench/outage.py that stop, restart or cut it (never the shared one
+on 5432).
 
 It lives in a temporary folder, listens on a free port of 127.0.0.1 only, and trusts local connections. As
 root, initdb and pg_ctl run as the ``postgres`` OS user (PostgreSQL refuses to run as root).
@@ -16,6 +17,20 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+
+
+def recorded_epochs(url: str) -> int:
+    """Intermediate values a study database holds; 0 while it is away or has no tables yet (creates none)."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(url)
+    try:
+        with engine.connect() as connection:
+            return connection.execute(sqlalchemy.text("SELECT count(*) FROM trial_intermediate_values")).scalar()
+    except sqlalchemy.exc.SQLAlchemyError:
+        return 0
+    finally:
+        engine.dispose()
 
 
 def free_port() -> int:

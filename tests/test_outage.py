@@ -17,8 +17,7 @@ from collections.abc import Iterator
 
 import optuna
 import pytest
-import sqlalchemy
-from pg_server import CuttableProxy, PostgresServer, postgres_bin
+from pg_server import CuttableProxy, PostgresServer, postgres_bin, recorded_epochs
 from test_resume import EPOCHS, alive, resumable_space, study_name, sweeper_cli, worker_pids
 
 from storage.engine import close_storage, open_storage
@@ -49,18 +48,6 @@ def fresh_database(server: PostgresServer, name: str) -> str:
     return server.url.rsplit("/", 1)[0] + f"/{name}"
 
 
-def reported_epochs(url: str) -> int:
-    """Intermediate values written so far; 0 while the storage is away or has no tables yet (creates none)."""
-    engine = sqlalchemy.create_engine(url)
-    try:
-        with engine.connect() as connection:
-            return connection.execute(sqlalchemy.text("SELECT count(*) FROM trial_intermediate_values")).scalar()
-    except sqlalchemy.exc.SQLAlchemyError:
-        return 0
-    finally:
-        engine.dispose()
-
-
 def wait_for(condition, timeout: float = 120, what: str = "") -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -71,7 +58,7 @@ def wait_for(condition, timeout: float = 120, what: str = "") -> None:
 def wait_for_epochs(url: str, driver: subprocess.Popen, epochs: int = 3) -> None:
     """Until the sweep has recorded ``epochs`` epochs; the driver's output if it never does."""
     try:
-        wait_for(lambda: driver.poll() is None and reported_epochs(url) >= epochs, what=f"{epochs} epochs")
+        wait_for(lambda: driver.poll() is None and recorded_epochs(url) >= epochs, what=f"{epochs} epochs")
     except AssertionError:
         driver.kill()
         raise AssertionError(f"the sweep recorded no {epochs} epochs: {driver.communicate()[0]}") from None
