@@ -7,6 +7,10 @@ Real training on tiny synthetic data, CPU. "Alone" is always ``trials.run`` itse
 from __future__ import annotations
 
 import copy
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -163,6 +167,17 @@ def test_a_member_checkpoint_resumes_alone_and_a_single_checkpoint_resumes_in_a_
     assert single["optimizer"]["state"][0].keys() == member["optimizer"]["state"][0].keys()
 
 
+def test_group_drawn_dropout_keeps_every_other_stream_of_the_member():
+    # exact_rng=False (the CUDA default) draws dropout masks for the whole group at once: a member without dropout
+    # still matches its run alone exactly, a member with dropout trains on other masks
+    reports = [[], []]
+    run_group(MEMBERS[:2], [r.append for r in reports], exact_rng=False)
+    assert_same_run(alone(MEMBERS[1])[0], reports[1])
+    with_dropout = alone(MEMBERS[0])[0]
+    assert [m["epoch"] for m in reports[0]] == [m["epoch"] for m in with_dropout]
+    assert reports[0][0]["train_loss"] != pytest.approx(with_dropout[0]["train_loss"], rel=1e-5)
+
+
 def test_configs_that_change_tensor_shapes_cannot_share_a_group():
     assert group_key(MEMBERS[0]) == group_key(MEMBERS[3])
     assert group_key(BASE) != group_key({**BASE, "model.size": "medium"})
@@ -172,3 +187,29 @@ def test_configs_that_change_tensor_shapes_cannot_share_a_group():
         run_group([BASE, {**BASE, "batch_size": 16}])
     with pytest.raises(ConfigError, match=r"must share dataset\.classes: member 0 has 6, member 1 has 7"):
         run_group([BASE, {**BASE, "dataset.classes": 7}])
+
+
+FORBIDDEN_ON_THE_GPU_IMAGE = ("ray", "optuna", "sqlalchemy", "pydantic")
+
+
+def test_bench_gpu_runs_on_cpu_importing_only_torch_numpy_and_trials(tmp_path):
+    # the GPU image lacks these: stand-ins that fail on import, for the bench and every process it starts
+    for name in FORBIDDEN_ON_THE_GPU_IMAGE:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "__init__.py").write_text(f"raise ImportError('bench/gpu.py imported {name}')\n")
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, str(root / "bench" / "gpu.py"), "--device", "cpu", "--sizes", "small", "--packing", "1",
+         "2", "--fuse", "1", "2", "--epochs", "2", "--samples-per-class", "4", "--seconds", "0.2"],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    for heading in ("1. one trial", "2. packing", "3. torch.compile: skipped", "4. fused groups"):
+        assert heading in out
+    rows = {line.split()[0]: line.split() for line in out.splitlines() if line[:4].strip().isdigit()}
+    assert {"1", "2"} <= rows.keys()  # packing N and fused K rows
+    small = next(line.split() for line in out.splitlines() if line.startswith("small"))
+    assert float(small[1]) > 0 and float(small[2]) > 0  # samples/s and step ms
+    assert "CPU run: GPU rows not measured, no device lent" in out
+    assert "best: " in out

@@ -303,9 +303,9 @@ class Group:
 
     def _dropout(self, x: torch.Tensor, frames_first: bool) -> torch.Tensor:
         """Each member's ``nn.Dropout`` at one site of the model (see ``trials.stacked.Dropout``)."""
-        if not self.exact_rng:
-            keep = self.keep_prob.view(-1, *[1] * (x.dim() - 1)).to(x.dtype)
-            return x * ((torch.rand_like(x) < keep).to(x.dtype) / keep)
+        if not self.exact_rng:  # one draw for the whole group; the scale is computed in float32, as F.dropout's
+            keep = self.keep_prob.view(-1, *[1] * (x.dim() - 1))
+            return x * ((torch.rand(x.shape, device=x.device) < keep) / keep).to(x.dtype)
         noises = []
         shape = list(x.shape[1:])
         if frames_first:
