@@ -131,6 +131,10 @@ def import_tune_side() -> None:
 def run_sweep(options: SweepOptions) -> optuna.Study:
     started = time.perf_counter()
     spec, url = prepare(options)
+    if spec.resources.fuse > 1:  # fused trial groups (sweeper/fused.py): refuse what they cannot do, write nothing
+        from sweeper.fused import check_spec
+
+        check_spec(spec)
     # Ray's start-up (seconds, mostly waiting on its processes) overlaps opening the storage and importing Tune;
     # both come after validation, so bad input still starts nothing and writes nothing. Ray itself is imported
     # first, so the threads never import the same Ray modules at once.
@@ -169,10 +173,15 @@ def run_sweep(options: SweepOptions) -> optuna.Study:
             searcher.stopped = True  # no new trials; on a reached target the running ones stop too
         return spec.budget.stop_on_target and recorder.target_reached
 
+    scheduler, trainable = build_scheduler(spec), run_trial
+    if spec.resources.fuse > 1:  # up to resources.fuse trials of one shape train as one Ray trial
+        from sweeper.fused import fuse
+
+        searcher, scheduler, recorder, trainable = fuse(searcher, scheduler, recorder)
     tuner = tune.Tuner(
-        tune.with_resources(run_trial, spec.resources.ray_resources()),
+        tune.with_resources(trainable, spec.resources.ray_resources()),
         tune_config=tune.TuneConfig(
-            search_alg=searcher, scheduler=build_scheduler(spec), num_samples=-1,
+            search_alg=searcher, scheduler=scheduler, num_samples=-1,
             max_concurrent_trials=spec.budget.max_concurrent, reuse_actors=True,
             trial_dirname_creator=lambda trial: f"trial-{trial.config[META_KEY]['number']:05d}",
             trial_name_creator=lambda trial: f"{study.study_name}#{trial.config[META_KEY]['number']}",

@@ -8,16 +8,24 @@ from __future__ import annotations
 
 import copy
 import os
+import signal
 import subprocess
 import sys
+import time
+import uuid
 from pathlib import Path
 
+import optuna
 import pytest
 import torch
 
+from search_spaces import load_spec
+from sweeper.driver import SweepOptions, run_sweep
 from trials.config import ConfigError
 from trials.fused import group_key, run_group
 from trials.train import NonFiniteLossError, run
+
+TS = optuna.trial.TrialState
 
 # enough data and lr that the members learn (their metrics move apart), small enough for a fast test
 BASE = {"dataset.classes": 6, "dataset.samples_per_class": 10, "dataset.seq_len": 8, "epochs": 4,
@@ -98,7 +106,11 @@ def test_a_member_with_a_nan_loss_fails_alone_and_the_others_go_on():
     exploding = {**BASE, "lr": 1e30, "grad_clip": 0.0, "label_smoothing": 0.0, "seed": 1}
     members = [MEMBERS[0], exploding, MEMBERS[2]]
     reports = [[] for _ in members]
-    outcomes = run_group(members, [r.append for r in reports])
+    left = []  # (member, epochs the others had reported then): the failed one is out while the others train
+    outcomes = run_group(members, [r.append for r in reports],
+                         finished=lambda k, outcome: left.append((k, len(reports[0]), outcome)))
+    assert [k for k, _, _ in left] == [1, 0, 2] and left[0][1] <= 1
+    assert [outcome for _, _, outcome in sorted(left)] == outcomes
     assert isinstance(outcomes[1], NonFiniteLossError)
     assert "non-finite loss" in str(outcomes[1]) and "lr=1e+30" in str(outcomes[1])
     with pytest.raises(NonFiniteLossError, match="non-finite loss") as alone_error:  # and so it fails alone
@@ -213,3 +225,129 @@ def test_bench_gpu_runs_on_cpu_importing_only_torch_numpy_and_trials(tmp_path):
     assert float(small[1]) > 0 and float(small[2]) > 0  # samples/s and step ms
     assert "CPU run: GPU rows not measured, no device lent" in out
     assert "best: " in out
+
+
+# --- fused sweeps: resources.fuse, real Ray and real storage ---------------------------------------------------
+def quick_fused(name: str, *overrides: str) -> tuple[str, ...]:
+    return (f"name={name}", *overrides)
+
+
+def alone_values(spec, trial) -> dict[int, float]:
+    """The intermediate values the trial's config reaches through ``trials.run`` alone (the driver adds threads)."""
+    reports, _ = alone({**spec.trial_config(trial.params), "threads": max(1, int(spec.resources.cpu))})
+    return {m["epoch"]: m[spec.objective.metric] for m in reports}
+
+
+def group_of(trial) -> str:
+    return trial.user_attrs["ray_trial_id"].split("/")[0]
+
+
+@pytest.mark.slow
+def test_quick_fused_sweep_records_each_member_as_its_own_trial(ray_session, tmp_path, monkeypatch, storage_url):
+    """The acceptance run: asl20 --quick with resources.fuse=4 records 6 separate trials, each as if alone."""
+    monkeypatch.chdir(tmp_path)
+    name = f"asl20-fused-{uuid.uuid4().hex[:8]}"
+    overrides = quick_fused(name, "resources.fuse=4")
+    run_sweep(SweepOptions(space="spaces/asl20.yaml", quick=True, storage=storage_url, overrides=overrides))
+    trials = optuna.load_study(study_name=name, storage=storage_url).get_trials()
+    assert len(trials) == 6 and all(t.state in (TS.COMPLETE, TS.PRUNED) for t in trials)
+    groups = sorted({group_of(t) for t in trials}, key=lambda g: min(t.number for t in trials if group_of(t) == g))
+    assert [sorted(t.number for t in trials if group_of(t) == g) for g in groups] == [[0, 1, 2, 3], [4, 5]]
+    spec = load_spec("spaces/asl20.yaml", overrides, quick=True)
+    for t in trials:
+        assert t.intermediate_values, t.number
+        if t.state == TS.COMPLETE:
+            assert sorted(t.intermediate_values) == [1, 2, 3]
+            for key in ("test_top1", "test_top3", "test_top5", "val_top3", "epochs_run", "wall_seconds", "device",
+                        "node"):
+                assert key in t.user_attrs, key
+        else:
+            assert t.user_attrs["epochs_run"] < 3 and t.user_attrs["stop_reason"] == "pruned"
+        # the study cannot tell: every value is the one the member's config reaches alone
+        want = alone_values(spec, t)
+        assert t.intermediate_values == {e: pytest.approx(want[e], abs=1e-6) for e in t.intermediate_values}
+    if storage_url.startswith("postgresql"):
+        optuna.delete_study(study_name=name, storage=storage_url)
+
+
+@pytest.mark.slow
+def test_fused_members_fail_and_are_pruned_alone(ray_session, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    # one group: #0 explodes (NaN), #1 learns, #2 cannot learn (lr 1e-9) and is behind #1 at ASHA's first rung
+    name = f"asl20-fused-{uuid.uuid4().hex[:8]}"
+    run_sweep(SweepOptions(space="spaces/asl20.yaml", quick=True, storage=url, results_dir="runs", overrides=(
+        f"name={name}", "resources.fuse=3", "budget.trials=3", "objective.metric=val_loss", "training.grad_clip=0",
+        "training.min_lr=0", "params.lr.low=1e-9", "params.lr.high=1e31",
+        "scheduler={type: asha, grace_period: 1, reduction_factor: 2}",
+        "enqueue=[" + ", ".join("{label_smoothing: 0.1, warmup_epochs: 0.0, weight_decay: 1.0e-3, dropout: 0.1, "
+                                f"mixup_alpha: 0.0, lr: {lr}}}" for lr in ("1.0e30", "3.0e-3", "1.0e-9")) + "]")))
+    trials = optuna.load_study(study_name=name, storage=url).get_trials()
+    assert [t.state for t in trials] == [TS.FAIL, TS.COMPLETE, TS.PRUNED]
+    assert len({group_of(t) for t in trials}) == 1
+    assert "non-finite loss" in trials[0].user_attrs["error"] and trials[0].user_attrs["stop_reason"] == "nan"
+    assert sorted(trials[1].intermediate_values) == [1, 2, 3]
+    assert sorted(trials[2].intermediate_values) == [1] and trials[2].user_attrs["stop_reason"] == "pruned"
+    # the pruned member left its group at once: its checkpoint stops at the rung
+    state = tmp_path / "runs" / "checkpoints" / name / "trial-00002" / "state.pt"
+    assert torch.load(state, weights_only=True)["progress"]["epoch"] == 1
+
+
+def test_fused_sweep_refuses_what_it_cannot_fuse(tmp_path):
+    space = tmp_path / "median.yaml"
+    space.write_text((Path(__file__).resolve().parents[1] / "search_spaces" / "spaces" / "asl20.yaml").read_text())
+    done = subprocess.run([sys.executable, "-m", "sweeper.cli", "run", str(space), "--quick", "--set",
+                           "resources.fuse=4", "--set", "scheduler={type: median}", "--storage",
+                           f"sqlite:///{tmp_path / 'sweeps.db'}"], capture_output=True, text=True, cwd=tmp_path,
+                          timeout=120)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "resources.fuse" in done.stdout + done.stderr
+    assert "fused groups work with scheduler asha or none, not median" in done.stdout + done.stderr
+    assert not (tmp_path / "sweeps.db").exists()
+
+
+def checkpointed_epoch(folder: Path, name: str, number: int) -> int:
+    state = folder / "runs" / "checkpoints" / name / f"trial-{number:05d}" / "state.pt"
+    try:
+        return torch.load(state, weights_only=True)["progress"]["epoch"]
+    except (FileNotFoundError, RuntimeError, EOFError):  # not written yet
+        return 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("storage_url", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)],
+                         indirect=True)
+def test_kill_9_of_a_fused_sweep_resumes_each_member_from_its_own_checkpoint(tmp_path, storage_url):
+    name = f"asl20-fused-{uuid.uuid4().hex[:8]}"
+    overrides = [f"name={name}", "resources.fuse=3", "budget.max_concurrent=1", "training.epochs=6",
+                 "scheduler={type: none}", "training.dataset.samples_per_class=16"]
+    command = [sys.executable, "-m", "sweeper.cli", "run", "spaces/asl20.yaml", "--quick",
+               *(arg for o in overrides for arg in ("--set", o)), "--storage", storage_url, "--results-dir", "runs"]
+    proc = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    deadline = time.time() + 180
+    while time.time() < deadline and not all(checkpointed_epoch(tmp_path, name, n) >= 1 for n in (0, 1, 2)):
+        assert proc.poll() is None, proc.stdout.read()
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.wait(timeout=60) == -signal.SIGKILL
+    before = optuna.load_study(study_name=name, storage=storage_url).get_trials()
+    interrupted = {t.number: checkpointed_epoch(tmp_path, name, t.number) for t in before if t.state == TS.RUNNING}
+    assert set(interrupted) == {0, 1, 2} and min(interrupted.values()) >= 1, before
+    assert max(interrupted.values()) < 6
+    time.sleep(3)  # the orphaned group's worker notices its raylet is gone (ORPHAN_POLL_S) and exits
+
+    again = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "carrying on 3 trials" in again.stdout, again.stdout
+    spec = load_spec("spaces/asl20.yaml", overrides, quick=True)
+    trials = optuna.load_study(study_name=name, storage=storage_url).get_trials()
+    assert len(trials) == 6 and all(t.state == TS.COMPLETE for t in trials), trials
+    for t in trials:
+        assert sorted(t.intermediate_values) == list(range(1, 7))
+        assert t.user_attrs.get("resumed", 0) == (1 if t.number in interrupted else 0)
+        # carried on from its own checkpoint, every epoch is what the config reaches in one uninterrupted run
+        want = alone_values(spec, t)
+        assert t.intermediate_values == {e: pytest.approx(want[e], abs=1e-6) for e in t.intermediate_values}
+    if storage_url.startswith("postgresql"):
+        optuna.delete_study(study_name=name, storage=storage_url)

@@ -127,11 +127,15 @@ class Member:
     lr: float = 0.0
 
 
+Outcome = dict[str, Any] | Exception
+
+
 def run_group(configs: Sequence[Mapping[str, Any]], reports: Sequence[Report | None] | None = None,
-              checkpoint_dirs: Sequence[str | os.PathLike | None] | None = None, *, exact_rng: bool | None = None
-              ) -> list[dict[str, Any] | Exception]:
+              checkpoint_dirs: Sequence[str | os.PathLike | None] | None = None, *, exact_rng: bool | None = None,
+              finished: Callable[[int, Outcome], Any] | None = None) -> list[Outcome]:
     """Train every config as one group; one outcome per config, in order: ``run``'s final metrics or the
-    exception that ended that member (see the module docstring)."""
+    exception that ended that member (see the module docstring). ``finished(index, outcome)`` is called as
+    each member leaves, while the others still train (a driver records it then, not when the group ends)."""
     cfgs = [TrainConfig.from_flat(c) for c in configs]
     check_compatible(cfgs)
     reports = list(reports or [None] * len(cfgs))
@@ -142,7 +146,7 @@ def run_group(configs: Sequence[Mapping[str, Any]], reports: Sequence[Report | N
     device = resolve_device(cfgs[0].device)
     data = load_splits(cfgs[0]).to(device)
     exact = device.type == "cpu" if exact_rng is None else exact_rng
-    group = Group(cfgs, reports, dirs, data, device, started, exact_rng=exact)
+    group = Group(cfgs, reports, dirs, data, device, started, exact_rng=exact, finished=finished)
     group.train()
     return [group.outcomes[i] for i in range(len(cfgs))]
 
@@ -162,13 +166,15 @@ class Group:
     """The members still training, their stacked weights and AdamW moments; members leave, none join."""
 
     def __init__(self, cfgs: list[TrainConfig], reports: list[Report | None], dirs: list, data: Splits,
-                 device: torch.device, started: float, *, exact_rng: bool) -> None:
+                 device: torch.device, started: float, *, exact_rng: bool,
+                 finished: Callable[[int, Outcome], Any] | None = None) -> None:
         self.data, self.device, self.started, self.exact_rng = data, device, started, exact_rng
+        self.finished = finished or (lambda index, outcome: None)
         torch.manual_seed(cfgs[0].seed)  # the group's own stream: dropout masks when they are not drawn per member
         self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
         self.steps_per_epoch = math.ceil(len(data.y_train) / cfgs[0].batch_size)
         self.class_weights = inverse_frequency_weights(data.y_train, data.num_classes).to(device)
-        self.outcomes: dict[int, dict[str, Any] | Exception] = {}
+        self.outcomes: dict[int, Outcome] = {}
         self.members = [self._member(i, cfg, report, d) for i, (cfg, report, d) in enumerate(zip(
             cfgs, reports, dirs, strict=True))]
         self.stack = StackedTransformer([m.model for m in self.members], device)
@@ -276,8 +282,9 @@ class Group:
                 keep = [k for k in range(len(self.members)) if k not in failed]
                 for k in failed:
                     m = self.members[k]
-                    self.outcomes[m.index] = non_finite_loss(losses[k].item(), m.progress["step"], m.cfg)
-                    log.warning("member %d failed: %s", m.index, self.outcomes[m.index])
+                    error = non_finite_loss(losses[k].item(), m.progress["step"], m.cfg)
+                    log.warning("member %d failed: %s", m.index, error)
+                    self._outcome(m, error)
                 grad, loss_sum, losses, order = grad[keep], loss_sum[keep], losses[keep], order[keep]
                 self._keep(keep)
                 if not self.members:
@@ -369,7 +376,7 @@ class Group:
             try:
                 m.report(metrics)
             except Exception as exc:  # the caller decides what its own exception means
-                self.outcomes[m.index] = exc
+                self._outcome(m, exc)
                 stopped.append(m)
         if stopped:
             self._keep([k for k, m in enumerate(self.members) if m not in stopped])
@@ -380,10 +387,14 @@ class Group:
             model = copy.deepcopy(m.model).to(self.device)
             model.load_state_dict(m.best_state)
             test = evaluate(model, self.data.x_test, self.data.y_test, self.autocast)
-            self.outcomes[m.index] = final_result(m.progress, test, stop_reason, model, self.device,
-                                                  time.perf_counter() - self.started, self.data)
+            self._outcome(m, final_result(m.progress, test, stop_reason, model, self.device,
+                                          time.perf_counter() - self.started, self.data))
         if finished:
             self._keep([k for k, m in enumerate(self.members) if m not in finished])
+
+    def _outcome(self, m: Member, outcome: Outcome) -> None:
+        self.outcomes[m.index] = outcome
+        self.finished(m.index, outcome)
 
     def _keep(self, keep: list[int]) -> None:
         self.members = [self.members[k] for k in keep]
