@@ -25,6 +25,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+import optuna
 import ray
 from ray import tune
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
@@ -91,6 +92,8 @@ class FusedSearcher(StudySearcher):
         from trials.fused import group_key
 
         members: list[dict[str, Any]] = []
+        if self.stopped and self.waiting is not None:  # asked for a group that will never start
+            self._never_started(self.waiting[0])
         if self.waiting is not None:
             members.append(self._rekey(*self.waiting, f"{trial_id}/0"))
             self.waiting = None
@@ -106,6 +109,15 @@ class FusedSearcher(StudySearcher):
         if not members:
             return StudySearcher.FINISHED
         return {META_KEY: {**members[0][META_KEY], MEMBERS: members, "decisions": self.decisions.name}}
+
+    def _never_started(self, key: str) -> None:
+        from storage import attrs
+
+        self.waiting = None
+        trial = self.trials.pop(key)
+        trial.set_user_attr(attrs.STOP_REASON, "sweep_stopped")
+        trial.set_user_attr(attrs.EPOCHS_RUN, 0)
+        self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
 
     def _rekey(self, old: str, config: dict[str, Any], new: str) -> dict[str, Any]:
         """A waiting trial joins the next Ray trial: its stand-in id follows."""

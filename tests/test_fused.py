@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 import uuid
 from pathlib import Path
@@ -351,3 +352,40 @@ def test_kill_9_of_a_fused_sweep_resumes_each_member_from_its_own_checkpoint(tmp
         assert t.intermediate_values == {e: pytest.approx(want[e], abs=1e-6) for e in t.intermediate_values}
     if storage_url.startswith("postgresql"):
         optuna.delete_study(study_name=name, storage=storage_url)
+
+
+def test_fused_searcher_groups_only_trials_of_one_shape(ray_session, tmp_path):
+    from storage.resume import Driver
+    from sweeper.fused import MEMBERS, FusedSearcher
+    from sweeper.trainable import META_KEY
+    from trials.fused import group_key
+
+    space = tmp_path / "shapes.yaml"
+    space.write_text(textwrap.dedent(f"""\
+        name: shapes-{uuid.uuid4().hex[:8]}
+        training: {{dataset: {{classes: 5, samples_per_class: 4}}, epochs: 2}}
+        params:
+          model.size: {{type: categorical, choices: [small, medium]}}
+          lr: {{type: float, low: 1.0e-4, high: 1.0e-2, log: true}}
+        sampler: {{type: random, seed: 3}}
+        scheduler: {{type: none}}
+        budget: {{trials: 11}}
+        resources: {{fuse: 3}}
+        """))
+    spec = load_spec(str(space))
+    study = optuna.create_study(study_name=spec.name, storage=f"sqlite:///{tmp_path / 'sweeps.db'}")
+    searcher = FusedSearcher(study, spec, checkpoint_root=str(tmp_path), budget=11, driver=Driver.current())
+    groups = []
+    while (config := searcher.suggest(f"ray{len(groups)}")) != FusedSearcher.FINISHED:
+        groups.append((f"ray{len(groups)}", config[META_KEY][MEMBERS]))
+    numbers = [m[META_KEY]["number"] for _, members in groups for m in members]
+    assert sorted(numbers) == list(range(11))  # every trial asked once, none lost while waiting for its shape
+    sizes = []
+    for ray_id, members in groups:
+        assert 1 <= len(members) <= 3
+        assert len({group_key({k: v for k, v in m.items() if k != META_KEY}) for m in members}) == 1
+        sizes.append(members[0]["model.size"])
+        for k, m in enumerate(members):  # the study knows each member by its group's Ray trial
+            trial = study.get_trials()[m[META_KEY]["number"]]
+            assert trial.user_attrs["ray_trial_id"] == f"{ray_id}/{k}" and trial.state == TS.RUNNING
+    assert {"small", "medium"} <= set(sizes) and len(groups) < 11  # both shapes came up, and groups were fused
