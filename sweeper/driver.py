@@ -161,11 +161,16 @@ def run_sweep(options: SweepOptions) -> optuna.Study:
     from sweeper.searcher import StudySearcher
     from sweeper.trainable import META_KEY, run_trial
 
+    searcher_type, recorder_type = StudySearcher, StudyRecorder
+    if spec.resources.fuse > 1:  # up to resources.fuse trials of one shape train as one Ray trial
+        from sweeper import fused
+
+        searcher_type, recorder_type = fused.FusedSearcher, fused.FusedRecorder
     results_root = Path(options.results_dir).resolve()
-    searcher = StudySearcher(study, spec, checkpoint_root=str(results_root / "checkpoints"), budget=budget,
+    searcher = searcher_type(study, spec, checkpoint_root=str(results_root / "checkpoints"), budget=budget,
                              driver=Driver.current(), orphans=orphans)
     printer = SweepPrinter(spec)
-    recorder = StudyRecorder(searcher, spec, printer.trial_finished)
+    recorder = recorder_type(searcher, spec, printer.trial_finished)
 
     def stop_all() -> bool:
         timed_out = spec.budget.time_seconds is not None and time.perf_counter() - started > spec.budget.time_seconds
@@ -173,11 +178,9 @@ def run_sweep(options: SweepOptions) -> optuna.Study:
             searcher.stopped = True  # no new trials; on a reached target the running ones stop too
         return spec.budget.stop_on_target and recorder.target_reached
 
-    scheduler, trainable = build_scheduler(spec), run_trial
-    if spec.resources.fuse > 1:  # up to resources.fuse trials of one shape train as one Ray trial
-        from sweeper.fused import fuse
-
-        searcher, scheduler, recorder, trainable = fuse(searcher, scheduler, recorder)
+    trainable, scheduler = run_trial, build_scheduler(spec)
+    if spec.resources.fuse > 1:  # the scheduler judges each member; a group runs until its function returns
+        trainable, scheduler = fused.run_fused_trial, fused.MemberScheduler(scheduler, searcher)
     tuner = tune.Tuner(
         tune.with_resources(trainable, spec.resources.ray_resources()),
         tune_config=tune.TuneConfig(

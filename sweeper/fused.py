@@ -33,6 +33,7 @@ from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from search_spaces import Spec
 from search_spaces.entrypoint import DEFAULT_ENTRYPOINT
 from search_spaces.errors import SpecError
+from storage import attrs
 from sweeper.recorder import StudyRecorder
 from sweeper.searcher import StudySearcher
 from sweeper.trainable import (
@@ -55,16 +56,6 @@ DECISION_POLL_S = 0.01
 FUSABLE_SCHEDULERS = ("asha", "none")  # these judge a trial by its own results alone; others pause and compare
 
 
-def fuse(searcher: StudySearcher, scheduler: TrialScheduler, recorder: StudyRecorder
-         ) -> tuple[FusedSearcher, MemberScheduler, FusedRecorder, Any]:
-    """The driver's searcher, scheduler, recorder and trainable, made to run fused groups."""
-    fused_searcher = FusedSearcher(searcher.study, searcher.spec, checkpoint_root=searcher.checkpoint_root,
-                                   budget=searcher.budget, driver=searcher.driver, orphans=searcher.orphans)
-    members = MemberScheduler(scheduler, fused_searcher)
-    return (fused_searcher, members, FusedRecorder(fused_searcher, recorder.spec, recorder.on_finished, members),
-            run_fused_trial)
-
-
 def check_spec(spec: Spec) -> None:
     """What a fused sweep cannot do, as bad input (exit 2) before anything is written."""
     problems = []
@@ -80,12 +71,17 @@ def check_spec(spec: Spec) -> None:
 
 # --- the searcher -------------------------------------------------------------------------------------------
 class FusedSearcher(StudySearcher):
-    """``StudySearcher`` whose every Ray trial is a group of up to ``resources.fuse`` Optuna trials."""
+    """``StudySearcher`` whose every Ray trial is a group of up to ``resources.fuse`` Optuna trials.
+
+    It also holds what the scheduler and the recorder share: the members the scheduler stopped, and the board
+    that tells workers.
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fuse = self.spec.resources.fuse
         self.waiting: tuple[str, dict[str, Any]] | None = None  # asked, but of another shape than its group
+        self.stopped_members: set[str] = set()  # stand-in ids (see Member) the sweep's scheduler stopped
         self.decisions = Decisions.create()
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
@@ -100,29 +96,25 @@ class FusedSearcher(StudySearcher):
         while len(members) < self.fuse:
             key = f"{trial_id}/{len(members)}"
             config = super().suggest(key)
-            if not isinstance(config, dict):
+            if not isinstance(config, dict):  # FINISHED, or None: "not now" (the storage is away)
+                if not members:
+                    return config
                 break
             if members and group_key(member_config(config)) != group_key(member_config(members[0])):
                 self.waiting = (key, config)
                 break
             members.append(config)
-        if not members:
-            return StudySearcher.FINISHED
         return {META_KEY: {**members[0][META_KEY], MEMBERS: members, "decisions": self.decisions.name}}
 
     def _never_started(self, key: str) -> None:
-        from storage import attrs
-
         self.waiting = None
         trial = self.trials.pop(key)
-        trial.set_user_attr(attrs.STOP_REASON, "sweep_stopped")
+        trial.set_user_attr(attrs.STOP_REASON, "sweep_stopped")  # as the recorder says it
         trial.set_user_attr(attrs.EPOCHS_RUN, 0)
         self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
 
     def _rekey(self, old: str, config: dict[str, Any], new: str) -> dict[str, Any]:
         """A waiting trial joins the next Ray trial: its stand-in id follows."""
-        from storage import attrs
-
         trial = self.trials.pop(old)
         trial.set_user_attr(attrs.RAY_TRIAL_ID, new)
         self.trials[new] = trial
@@ -246,10 +238,10 @@ def member_id(searcher: StudySearcher, ray_trial_id: str, number: int) -> str | 
 class MemberScheduler(TrialScheduler):
     """The sweep's scheduler, shown members instead of groups; a group runs until its function returns."""
 
-    def __init__(self, inner: TrialScheduler, searcher: StudySearcher) -> None:
+    def __init__(self, inner: TrialScheduler, searcher: FusedSearcher) -> None:
         super().__init__()
         self.inner, self.searcher = inner, searcher
-        self.stopped: set[str] = set()  # members the inner scheduler stopped; the recorder reads this
+        self.stopped = searcher.stopped_members
         self.added: set[str] = set()
 
     def set_search_properties(self, metric: str | None, mode: str | None, **spec: Any) -> bool:
@@ -310,10 +302,9 @@ class MemberScheduler(TrialScheduler):
 class FusedRecorder(StudyRecorder):
     """``StudyRecorder`` for members: each member's results are recorded as its own trial's, by the same code."""
 
-    def __init__(self, searcher: FusedSearcher, spec: Spec, on_finished: Any, scheduler: MemberScheduler) -> None:
-        super().__init__(searcher, spec, on_finished)
-        self.scheduler = scheduler
-        self.decisions = searcher.decisions
+    def __init__(self, searcher: FusedSearcher, *args: Any, **kwargs: Any) -> None:
+        super().__init__(searcher, *args, **kwargs)
+        self.stopped, self.decisions = searcher.stopped_members, searcher.decisions
         self.last: dict[str, dict[str, Any]] = {}  # each running member's last result
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
@@ -327,7 +318,7 @@ class FusedRecorder(StudyRecorder):
             super().on_trial_complete(iteration, trials, member)
             return
         super().on_trial_result(iteration, trials, member, result, **info)
-        stop = key in self.scheduler.stopped
+        stop = key in self.stopped
         if stop:  # PRUNED now, with this epoch's metrics, exactly as a single trial the scheduler stops
             super().on_trial_complete(iteration, trials, member)
         self.decisions.judge(number, int(result.get("epoch", 0) or 0), stop)

@@ -213,15 +213,15 @@ def test_bench_gpu_runs_on_cpu_importing_only_torch_numpy_and_trials(tmp_path):
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
     done = subprocess.run(
-        [sys.executable, str(root / "bench" / "gpu.py"), "--device", "cpu", "--sizes", "small", "--packing", "1",
-         "2", "--fuse", "1", "2", "--epochs", "2", "--samples-per-class", "4", "--seconds", "0.2"],
+        [sys.executable, str(root / "bench" / "gpu.py"), "--device", "cpu", "--sizes", "small", "--packing", "2",
+         "--fuse", "1", "2", "--epochs", "2", "--samples-per-class", "4", "--seconds", "0.2"],
         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
     assert done.returncode == 0, done.stderr
     out = done.stdout
     for heading in ("1. one trial", "2. packing", "3. torch.compile: skipped", "4. fused groups"):
         assert heading in out
     rows = {line.split()[0]: line.split() for line in out.splitlines() if line[:4].strip().isdigit()}
-    assert {"1", "2"} <= rows.keys()  # packing N and fused K rows
+    assert {"1", "2"} <= rows.keys()  # packing N=2, fused K=1 and K=2 rows
     small = next(line.split() for line in out.splitlines() if line.startswith("small"))
     assert float(small[1]) > 0 and float(small[2]) > 0  # samples/s and step ms
     assert "CPU run: GPU rows not measured, no device lent" in out
