@@ -75,7 +75,7 @@ class StudyRecorder(Callback):
             if self.spec.targets and self.spec.targets_met(result):
                 self.target_reached = True
         else:
-            optuna_trial.set_user_attr(attrs.STOP_REASON, "sweep_stopped" if self.searcher.stopped
+            optuna_trial.set_user_attr(attrs.STOP_REASON, attrs.STOP_SWEEP_STOPPED if self.searcher.stopped
                                        else attrs.STOP_PRUNED)
             optuna_trial.set_user_attr(attrs.EPOCHS_RUN, int(result.get("epoch", 0) or 0))
             frozen = self.study.tell(optuna_trial, state=optuna.trial.TrialState.PRUNED)
