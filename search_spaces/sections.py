@@ -382,10 +382,13 @@ class Resources(_Model):
 
     ``custom`` asks for Ray custom resources that nodes declare with ``ray start --resources``, e.g.
     ``{big_gpu: 1}`` to keep trials on the nodes that have one (or ``{"accelerator_type:A100": 0.01}``).
+    ``fuse: K`` trains up to K trials of one architecture as one stacked model on these resources
+    (``sweeper/fused.py``); each is still its own Optuna trial.
     """
 
     cpu: Float = Field(1.0, gt=0)
     gpu: Float = Field(0.0, ge=0)
+    fuse: Int = Field(1, ge=1)
     custom: dict[str, Annotated[Float, Field(gt=0)]] = Field(default_factory=dict)
 
     @field_validator("custom")

@@ -145,6 +145,10 @@ def import_tune_side() -> None:
 def run_sweep(options: SweepOptions) -> optuna.Study:
     started = time.perf_counter()
     spec, url = prepare(options)
+    if spec.resources.fuse > 1:  # fused trial groups (sweeper/fused.py): refuse what they cannot do, write nothing
+        from sweeper.fused import check_spec
+
+        check_spec(spec)
     # Ray's start-up (seconds, mostly waiting on its processes) overlaps opening the storage and importing Tune;
     # both come after validation, so bad input still starts nothing and writes nothing. Ray itself is imported
     # first, so the threads never import the same Ray modules at once.
@@ -181,13 +185,18 @@ def run_sweep(options: SweepOptions) -> optuna.Study:
     from sweeper.searcher import StudySearcher
     from sweeper.trainable import META_KEY, run_trial
 
+    searcher_type, recorder_type = StudySearcher, StudyRecorder
+    if spec.resources.fuse > 1:  # up to resources.fuse trials of one shape train as one Ray trial
+        from sweeper import fused
+
+        searcher_type, recorder_type = fused.FusedSearcher, fused.FusedRecorder
     results_root = Path(options.results_dir).resolve()
     private_folder(results_root / "ray")  # Tune's pickles of trial configs and results: the owner's alone
     writer = StudyWriter(policy)
-    searcher = StudySearcher(study, spec, checkpoint_root=str(results_root / "checkpoints"), budget=budget,
+    searcher = searcher_type(study, spec, checkpoint_root=str(results_root / "checkpoints"), budget=budget,
                              driver=Driver.current(), policy=policy, writer=writer, orphans=orphans)
     printer = SweepPrinter(spec)
-    recorder = StudyRecorder(searcher, spec, printer.trial_finished, writer)
+    recorder = recorder_type(searcher, spec, printer.trial_finished, writer)
 
     def stop_all() -> bool:
         timed_out = spec.budget.time_seconds is not None and time.perf_counter() - started > spec.budget.time_seconds
@@ -201,10 +210,13 @@ def run_sweep(options: SweepOptions) -> optuna.Study:
         return spec.budget.stop_on_target and recorder.target_reached
 
     name = study.study_name  # what Tune pickles (these lambdas, the run config) must not hold the study
+    trainable, scheduler = run_trial, build_scheduler(spec)
+    if spec.resources.fuse > 1:  # the scheduler judges each member; a group runs until its function returns
+        trainable, scheduler = fused.run_fused_trial, fused.MemberScheduler(scheduler, searcher)
     tuner = tune.Tuner(
-        tune.with_resources(run_trial, spec.resources.ray_resources()),
+        tune.with_resources(trainable, spec.resources.ray_resources()),
         tune_config=tune.TuneConfig(
-            search_alg=searcher, scheduler=build_scheduler(spec), num_samples=-1,
+            search_alg=searcher, scheduler=scheduler, num_samples=-1,
             max_concurrent_trials=spec.budget.max_concurrent, reuse_actors=True,
             trial_dirname_creator=lambda trial: f"trial-{trial.config[META_KEY]['number']:05d}",
             trial_name_creator=lambda trial: f"{name}#{trial.config[META_KEY]['number']}",

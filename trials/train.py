@@ -34,6 +34,7 @@ log = logging.getLogger("trials")
 
 STATE_FILE = "state.pt"
 EVAL_BATCH = 1024
+ADAM_BETAS = (0.9, 0.999)
 
 Report = Callable[[dict[str, Any]], Any]
 
@@ -55,23 +56,14 @@ def run(config: Mapping[str, Any], report: Report | None = None, checkpoint_dir:
 
     # --- data and model -------------------------------------------------------------------------------
     data = load_splits(cfg).to(device)
-    hidden, layers, heads = cfg.architecture
-    model = LandmarkTransformer(data.feature_dim, data.num_classes, hidden, layers, heads, cfg.dropout).to(device)
-    log.info("model %s: %d parameters (hidden %d, layers %d, heads %d, input %d, classes %d)",
-             cfg.model_size, count_parameters(model), hidden, layers, heads, data.feature_dim, data.num_classes)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999), weight_decay=cfg.weight_decay)
+    model = new_model(cfg, data).to(device)
+    optimizer = new_optimizer(cfg, model)
     class_weights = inverse_frequency_weights(data.y_train, data.num_classes).to(device) if cfg.class_weights else None
-
-    steps_per_epoch = math.ceil(len(data.y_train) / cfg.batch_size)
-    total_steps = cfg.epochs * steps_per_epoch
-    warmup_steps = warmup_steps_for(cfg.resolved_warmup_epochs, steps_per_epoch)
-    schedule = functools.partial(lr_at, base_lr=cfg.lr, min_lr=cfg.min_lr, warmup_steps=warmup_steps,
-                                 total_steps=total_steps)
-    sign = 1.0 if EPOCH_METRICS[cfg.objective] == "max" else -1.0
+    schedule = lr_schedule(cfg, math.ceil(len(data.y_train) / cfg.batch_size))
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
     # --- resume -----------------------------------------------------------------------------------------
-    progress = {"epoch": 0, "step": 0, "best_score": -math.inf, "best_epoch": 0, "history": []}
+    progress = new_progress()
     best_state = copy.deepcopy(model.state_dict())
     state_path = Path(checkpoint_dir) / STATE_FILE if checkpoint_dir is not None else None
     if state_path is not None and state_path.exists():
@@ -90,22 +82,10 @@ def run(config: Mapping[str, Any], report: Report | None = None, checkpoint_dir:
         train_loss, lr = train_epoch(model, optimizer, data, cfg, progress, schedule, class_weights, autocast)
         train_seconds = time.perf_counter() - epoch_start
         val = evaluate(model, data.x_val, data.y_val, autocast)
-        seconds = time.perf_counter() - epoch_start
-        metrics = {
-            "epoch": epoch,
-            "train_loss": train_loss,
-            "val_loss": val["loss"], "val_top1": val["top1"], "val_top3": val["top3"], "val_top5": val["top5"],
-            "lr": lr,
-            "epoch_seconds": seconds,
-            "samples_per_second": len(data.y_train) / train_seconds,
-        }
-        score = sign * metrics[cfg.objective]
-        if score > progress["best_score"]:
-            progress.update(best_score=score, best_epoch=epoch)
+        metrics = epoch_metrics(epoch, train_loss, val, lr, time.perf_counter() - epoch_start,
+                                len(data.y_train) / train_seconds)
+        if track_best(progress, metrics, cfg):
             best_state = copy.deepcopy(model.state_dict())
-        metrics["best_" + cfg.objective] = sign * progress["best_score"]
-        progress["epoch"] = epoch
-        progress["history"].append(metrics)
         if state_path is not None and (epoch % cfg.checkpoint_every == 0 or epoch == cfg.epochs):
             save_state(state_path, model, optimizer, progress, best_state)
         report(metrics)
@@ -113,18 +93,7 @@ def run(config: Mapping[str, Any], report: Report | None = None, checkpoint_dir:
     # --- final: test split on the best checkpoint ---------------------------------------------------
     model.load_state_dict(best_state)
     test = evaluate(model, data.x_test, data.y_test, autocast)
-    best = progress["history"][progress["best_epoch"] - 1] if progress["best_epoch"] else {}
-    return {
-        **{k: v for k, v in best.items() if k.startswith("val_")},
-        **{f"test_{k}": v for k, v in test.items()},
-        "best_epoch": progress["best_epoch"],
-        "epochs_run": progress["epoch"],
-        "stop_reason": stop_reason,
-        "parameters": count_parameters(model),
-        "device": str(device),
-        "wall_seconds": time.perf_counter() - started,
-        "data": data.description,
-    }
+    return final_result(progress, test, stop_reason, model, device, time.perf_counter() - started, data)
 
 
 # Declared so that drivers can check a search space against this entrypoint without running it.
@@ -156,9 +125,7 @@ def train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, data: 
         with autocast:
             loss = soft_cross_entropy(model(inputs), targets, class_weights)
         if not torch.isfinite(loss):
-            raise NonFiniteLossError(
-                f"non-finite loss ({loss.item()}) at step {progress['step']}: "
-                f"lr={cfg.lr:g} is likely too high for this model, or the data holds extreme values")
+            raise non_finite_loss(loss.item(), progress["step"], cfg)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip > 0:
@@ -222,6 +189,79 @@ def load_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimi
     if state["rng_cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["rng_cuda"])
     return state["progress"], state["best_model"]
+
+
+# --- pieces shared with the fused loop (trials.fused) --------------------------------------------------
+def new_model(cfg: TrainConfig, data: Splits) -> LandmarkTransformer:
+    """The model of ``cfg``, initialised (on the CPU) from the global random stream."""
+    hidden, layers, heads = cfg.architecture
+    model = LandmarkTransformer(data.feature_dim, data.num_classes, hidden, layers, heads, cfg.dropout)
+    log.info("model %s: %d parameters (hidden %d, layers %d, heads %d, input %d, classes %d)",
+             cfg.model_size, count_parameters(model), hidden, layers, heads, data.feature_dim, data.num_classes)
+    return model
+
+
+def new_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.AdamW:
+    return torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=ADAM_BETAS, weight_decay=cfg.weight_decay)
+
+
+def lr_schedule(cfg: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]:
+    """The learning rate of each optimizer step: warmup then cosine over the whole run (``trials.schedule``)."""
+    return functools.partial(lr_at, base_lr=cfg.lr, min_lr=cfg.min_lr,
+                             warmup_steps=warmup_steps_for(cfg.resolved_warmup_epochs, steps_per_epoch),
+                             total_steps=cfg.epochs * steps_per_epoch)
+
+
+def new_progress() -> dict[str, Any]:
+    """Where a run stands: saved in every checkpoint (``step`` is the schedule's position)."""
+    return {"epoch": 0, "step": 0, "best_score": -math.inf, "best_epoch": 0, "history": []}
+
+
+def non_finite_loss(loss: float, step: int, cfg: TrainConfig) -> NonFiniteLossError:
+    return NonFiniteLossError(f"non-finite loss ({loss}) at step {step}: "
+                              f"lr={cfg.lr:g} is likely too high for this model, or the data holds extreme values")
+
+
+def epoch_metrics(epoch: int, train_loss: float, val: dict[str, float], lr: float, seconds: float,
+                  samples_per_second: float) -> dict[str, Any]:
+    return {
+        "epoch": epoch,
+        "train_loss": train_loss,
+        "val_loss": val["loss"], "val_top1": val["top1"], "val_top3": val["top3"], "val_top5": val["top5"],
+        "lr": lr,
+        "epoch_seconds": seconds,
+        "samples_per_second": samples_per_second,
+    }
+
+
+def track_best(progress: dict[str, Any], metrics: dict[str, Any], cfg: TrainConfig) -> bool:
+    """Record an epoch's metrics in ``progress``; True when the objective improved (keep this epoch's weights)."""
+    sign = 1.0 if EPOCH_METRICS[cfg.objective] == "max" else -1.0
+    score = sign * metrics[cfg.objective]
+    improved = score > progress["best_score"]
+    if improved:
+        progress.update(best_score=score, best_epoch=metrics["epoch"])
+    metrics["best_" + cfg.objective] = sign * progress["best_score"]
+    progress["epoch"] = metrics["epoch"]
+    progress["history"].append(metrics)
+    return improved
+
+
+def final_result(progress: dict[str, Any], test: dict[str, float], stop_reason: str, model: torch.nn.Module,
+                 device: torch.device, wall_seconds: float, data: Splits) -> dict[str, Any]:
+    """What ``run`` returns: the best epoch's validation metrics, the test split on the best weights, and facts."""
+    best = progress["history"][progress["best_epoch"] - 1] if progress["best_epoch"] else {}
+    return {
+        **{k: v for k, v in best.items() if k.startswith("val_")},
+        **{f"test_{k}": v for k, v in test.items()},
+        "best_epoch": progress["best_epoch"],
+        "epochs_run": progress["epoch"],
+        "stop_reason": stop_reason,
+        "parameters": count_parameters(model),
+        "device": str(device),
+        "wall_seconds": wall_seconds,
+        "data": data.description,
+    }
 
 
 __all__ = ["NonFiniteLossError", "Splits", "run"]

@@ -1,0 +1,391 @@
+"""trials.fused: a member of a fused group reports what the same config reports alone, fails and leaves alone,
+and checkpoints in the single trial's format (a member resumes alone, a single trial's checkpoint joins a group).
+
+Real training on tiny synthetic data, CPU. "Alone" is always ``trials.run`` itself.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+
+from search_spaces import load_spec
+from sweeper.driver import SweepOptions, run_sweep
+from trials.config import ConfigError
+from trials.fused import group_key, run_group
+from trials.train import NonFiniteLossError, run
+
+TS = optuna.trial.TrialState
+
+# enough data and lr that the members learn (their metrics move apart), small enough for a fast test
+BASE = {"dataset.classes": 6, "dataset.samples_per_class": 10, "dataset.seq_len": 8, "epochs": 4,
+        "batch_size": 8, "lr": 3e-3, "seed": 7}
+# members that differ in every per-member hyperparameter, and in the length of their run
+MEMBERS = [
+    {**BASE, "mixup_alpha": 0.2, "class_weights": True},
+    {**BASE, "lr": 1e-2, "weight_decay": 0.05, "warmup_epochs": 1, "label_smoothing": 0.0, "dropout": 0.0,
+     "seed": 3},
+    {**BASE, "lr": 1e-3, "weight_decay": 0.0, "warmup_epochs": 0, "label_smoothing": 0.3, "dropout": 0.3,
+     "mixup_alpha": 1.0, "seed": 11, "grad_clip": 0.0, "min_lr": 1e-4},
+    {**BASE, "lr": 5e-3, "warmup_epochs": 2.5, "label_smoothing": 0.05, "dropout": 0.2, "mixup_alpha": 0.4,
+     "seed": 5, "grad_clip": 0.05, "epochs": 3, "objective": "val_loss"},
+    {**BASE, "lr": 1e-9, "min_lr": 0.0, "early_stopping": 1, "seed": 9},  # never improves: stops early alone
+]
+LOSSES = ("train_loss", "val_loss", "best_val_loss", "test_loss")
+TIMINGS = ("epoch_seconds", "samples_per_second", "wall_seconds")
+
+
+class Pruned(Exception):
+    pass
+
+
+def alone(config, checkpoint_dir=None):
+    """``trials.run`` of the config by itself: its reports and its result (uncheckpointed runs are remembered)."""
+    if checkpoint_dir is None:
+        key = tuple(sorted(config.items()))
+        if key not in _ALONE:
+            _ALONE[key] = alone(config, False)
+        reports, result = _ALONE[key]
+        return copy.deepcopy(reports), dict(result)
+    reports = []
+    return reports, run(config, reports.append, checkpoint_dir or None)
+
+
+_ALONE: dict = {}
+
+
+def assert_same_run(expected, got):
+    """Equal metrics, epoch for epoch; losses within float tolerance (batched kernels round differently)."""
+    assert [m["epoch"] for m in got] == [m["epoch"] for m in expected]
+    for want, have in zip(expected, got, strict=True):
+        assert_same_metrics(want, have, f"epoch {want['epoch']}")
+
+
+def assert_same_result(expected, got):
+    assert_same_metrics(expected, got, "final")
+
+
+def assert_same_metrics(want, have, where):
+    assert want.keys() == have.keys(), where
+    for key in want:
+        if key in TIMINGS:
+            continue
+        if key in LOSSES:
+            assert have[key] == pytest.approx(want[key], rel=1e-5, abs=1e-6), (where, key)
+        else:
+            assert have[key] == want[key], (where, key)
+
+
+def test_each_member_reports_exactly_what_it_reports_alone():
+    reports = [[] for _ in MEMBERS]
+    outcomes = run_group(MEMBERS, [r.append for r in reports])
+    finals = []
+    for config, got, outcome in zip(MEMBERS, reports, outcomes, strict=True):
+        want, result = alone(config)
+        assert_same_run(want, got)
+        assert_same_result(result, outcome)
+        finals.append(outcome)
+    # the group is not trivially equal: members learned different things and ran for different lengths
+    assert len({round(r[0]["train_loss"], 4) for r in reports}) == len(MEMBERS)
+    assert [f["epochs_run"] for f in finals] == [4, 4, 4, 3, 2]
+    assert finals[4]["stop_reason"] == "early_stopping" and finals[0]["stop_reason"] == "completed"
+    assert max(f["val_top1"] for f in finals) > 1 / 6  # someone learned above chance
+
+
+def test_a_member_with_a_nan_loss_fails_alone_and_the_others_go_on():
+    exploding = {**BASE, "lr": 1e30, "grad_clip": 0.0, "label_smoothing": 0.0, "seed": 1}
+    members = [MEMBERS[0], exploding, MEMBERS[2]]
+    reports = [[] for _ in members]
+    left = []  # (member, epochs the others had reported then): the failed one is out while the others train
+    outcomes = run_group(members, [r.append for r in reports],
+                         finished=lambda k, outcome: left.append((k, len(reports[0]), outcome)))
+    assert [k for k, _, _ in left] == [1, 0, 2] and left[0][1] <= 1
+    assert [outcome for _, _, outcome in sorted(left)] == outcomes
+    assert isinstance(outcomes[1], NonFiniteLossError)
+    assert "non-finite loss" in str(outcomes[1]) and "lr=1e+30" in str(outcomes[1])
+    with pytest.raises(NonFiniteLossError, match="non-finite loss") as alone_error:  # and so it fails alone
+        run(exploding)
+    assert str(outcomes[1]).split(" at step ")[1] == str(alone_error.value).split(" at step ")[1]
+    assert len(reports[1]) <= 1
+    for k in (0, 2):
+        want, result = alone(members[k])
+        assert_same_run(want, reports[k])
+        assert_same_result(result, outcomes[k])
+
+
+def test_a_pruned_member_leaves_and_the_others_go_on(tmp_path):
+    def prune_at_2(metrics):
+        reports[1].append(metrics)
+        if metrics["epoch"] == 2:
+            raise Pruned("asha rung 2")
+
+    members = MEMBERS[:3]
+    reports = [[] for _ in members]
+    outcomes = run_group(members, [reports[0].append, prune_at_2, reports[2].append],
+                         [tmp_path / f"m{k}" for k in range(3)])
+    assert isinstance(outcomes[1], Pruned) and str(outcomes[1]) == "asha rung 2"
+    assert [m["epoch"] for m in reports[1]] == [1, 2]
+    assert torch.load(tmp_path / "m1" / "state.pt", weights_only=True)["progress"]["epoch"] == 2
+    for k in (0, 2):
+        want, result = alone(members[k])
+        assert_same_run(want, reports[k])
+        assert_same_result(result, outcomes[k])
+    want, _ = alone(members[1])
+    assert_same_run(want[:2], reports[1])
+
+
+def test_a_member_checkpoint_resumes_alone_and_a_single_checkpoint_resumes_in_a_group(tmp_path):
+    straight = [alone(config) for config in MEMBERS[:2]]
+
+    # member 0 stops after epoch 2 inside a group; it finishes alone from its own checkpoint
+    def stop_at_2(metrics):
+        if metrics["epoch"] == 2:
+            raise Pruned
+
+    run_group(MEMBERS[:2], [stop_at_2, None], [tmp_path / "a", tmp_path / "b-group"])
+    resumed, result = alone(MEMBERS[0], tmp_path / "a")
+    assert_same_run(straight[0][0][1:], resumed)  # epoch 2 reported again first, as a resumed run does
+    assert_same_result(straight[0][1], result)
+
+    # a single trial stopped after epoch 1 carries on inside a group beside a fresh member
+    def stop_at_1(metrics):
+        if metrics["epoch"] == 1:
+            raise Pruned
+
+    with pytest.raises(Pruned):
+        run(MEMBERS[1], stop_at_1, tmp_path / "b")
+    reports = [[], []]
+    outcomes = run_group([MEMBERS[1], MEMBERS[0]], [r.append for r in reports], [tmp_path / "b", tmp_path / "c"])
+    assert_same_run(straight[1][0], reports[0])  # epoch 1 again, then 2..4
+    assert_same_result(straight[1][1], outcomes[0])
+    assert_same_run(straight[0][0], reports[1])
+
+    # the files are the single trial's format, key for key
+    single = torch.load(tmp_path / "b" / "state.pt", weights_only=True)
+    member = torch.load(tmp_path / "b-group" / "state.pt", weights_only=True)
+    assert single.keys() == member.keys()
+    assert single["model"].keys() == member["model"].keys()
+    assert single["optimizer"]["state"].keys() == member["optimizer"]["state"].keys()
+    assert single["optimizer"]["state"][0].keys() == member["optimizer"]["state"][0].keys()
+
+
+def test_group_drawn_dropout_keeps_every_other_stream_of_the_member():
+    # exact_rng=False (the CUDA default) draws dropout masks for the whole group at once: a member without dropout
+    # still matches its run alone exactly, a member with dropout trains on other masks
+    reports = [[], []]
+    run_group(MEMBERS[:2], [r.append for r in reports], exact_rng=False)
+    assert_same_run(alone(MEMBERS[1])[0], reports[1])
+    with_dropout = alone(MEMBERS[0])[0]
+    assert [m["epoch"] for m in reports[0]] == [m["epoch"] for m in with_dropout]
+    assert reports[0][0]["train_loss"] != pytest.approx(with_dropout[0]["train_loss"], rel=1e-5)
+
+
+def test_configs_that_change_tensor_shapes_cannot_share_a_group():
+    assert group_key(MEMBERS[0]) == group_key(MEMBERS[3])
+    assert group_key(BASE) != group_key({**BASE, "model.size": "medium"})
+    with pytest.raises(ConfigError, match=r"must share model architecture .* member 1 has \(128, 4, 8\)"):
+        run_group([BASE, {**BASE, "model.size": "medium"}])
+    with pytest.raises(ConfigError, match="must share batch_size: member 0 has 8, member 1 has 16"):
+        run_group([BASE, {**BASE, "batch_size": 16}])
+    with pytest.raises(ConfigError, match=r"must share dataset\.classes: member 0 has 6, member 1 has 7"):
+        run_group([BASE, {**BASE, "dataset.classes": 7}])
+
+
+FORBIDDEN_ON_THE_GPU_IMAGE = ("ray", "optuna", "sqlalchemy", "pydantic")
+
+
+def test_bench_gpu_runs_on_cpu_importing_only_torch_numpy_and_trials(tmp_path):
+    # the GPU image lacks these: stand-ins that fail on import, for the bench and every process it starts
+    for name in FORBIDDEN_ON_THE_GPU_IMAGE:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "__init__.py").write_text(f"raise ImportError('bench/gpu.py imported {name}')\n")
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, str(root / "bench" / "gpu.py"), "--device", "cpu", "--sizes", "small", "--packing", "2",
+         "--fuse", "1", "2", "--epochs", "2", "--samples-per-class", "4", "--seconds", "0.2"],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    for heading in ("1. one trial", "2. packing", "3. torch.compile: skipped", "4. fused groups"):
+        assert heading in out
+    rows = {line.split()[0]: line.split() for line in out.splitlines() if line[:4].strip().isdigit()}
+    assert {"1", "2"} <= rows.keys()  # packing N=2, fused K=1 and K=2 rows
+    small = next(line.split() for line in out.splitlines() if line.startswith("small"))
+    assert float(small[1]) > 0 and float(small[2]) > 0  # samples/s and step ms
+    assert "CPU run: GPU rows not measured, no device lent" in out
+    assert "best: " in out
+
+
+# --- fused sweeps: resources.fuse, real Ray and real storage ---------------------------------------------------
+def quick_fused(name: str, *overrides: str) -> tuple[str, ...]:
+    return (f"name={name}", *overrides)
+
+
+def alone_values(spec, trial) -> dict[int, float]:
+    """The intermediate values the trial's config reaches through ``trials.run`` alone (the driver adds threads)."""
+    reports, _ = alone({**spec.trial_config(trial.params), "threads": max(1, int(spec.resources.cpu))})
+    return {m["epoch"]: m[spec.objective.metric] for m in reports}
+
+
+def group_of(trial) -> str:
+    return trial.user_attrs["ray_trial_id"].split("/")[0]
+
+
+@pytest.mark.slow
+def test_quick_fused_sweep_records_each_member_as_its_own_trial(ray_session, tmp_path, monkeypatch, storage_url):
+    """The acceptance run: asl20 --quick with resources.fuse=4 records 6 separate trials, each as if alone."""
+    monkeypatch.chdir(tmp_path)
+    name = f"asl20-fused-{uuid.uuid4().hex[:8]}"
+    overrides = quick_fused(name, "resources.fuse=4")
+    run_sweep(SweepOptions(space="spaces/asl20.yaml", quick=True, storage=storage_url, overrides=overrides))
+    trials = optuna.load_study(study_name=name, storage=storage_url).get_trials()
+    assert len(trials) == 6 and all(t.state in (TS.COMPLETE, TS.PRUNED) for t in trials)
+    groups = sorted({group_of(t) for t in trials}, key=lambda g: min(t.number for t in trials if group_of(t) == g))
+    assert [sorted(t.number for t in trials if group_of(t) == g) for g in groups] == [[0, 1, 2, 3], [4, 5]]
+    spec = load_spec("spaces/asl20.yaml", overrides, quick=True)
+    for t in trials:
+        assert t.intermediate_values, t.number
+        if t.state == TS.COMPLETE:
+            assert sorted(t.intermediate_values) == [1, 2, 3]
+            for key in ("test_top1", "test_top3", "test_top5", "val_top3", "epochs_run", "wall_seconds", "device",
+                        "node"):
+                assert key in t.user_attrs, key
+        else:
+            assert t.user_attrs["epochs_run"] < 3 and t.user_attrs["stop_reason"] == "pruned"
+        # the study cannot tell: every value is the one the member's config reaches alone
+        want = alone_values(spec, t)
+        assert t.intermediate_values == {e: pytest.approx(want[e], abs=1e-6) for e in t.intermediate_values}
+    if storage_url.startswith("postgresql"):
+        optuna.delete_study(study_name=name, storage=storage_url)
+
+
+@pytest.mark.slow
+def test_fused_members_fail_and_are_pruned_alone(ray_session, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    # one group: #0 explodes (NaN), #1 learns, #2 cannot learn (lr 1e-9) and is behind #1 at ASHA's first rung
+    name = f"asl20-fused-{uuid.uuid4().hex[:8]}"
+    run_sweep(SweepOptions(space="spaces/asl20.yaml", quick=True, storage=url, results_dir="runs", overrides=(
+        f"name={name}", "resources.fuse=3", "budget.trials=3", "objective.metric=val_loss", "training.grad_clip=0",
+        "training.min_lr=0", "params.lr.low=1e-9", "params.lr.high=1e31",
+        "scheduler={type: asha, grace_period: 1, reduction_factor: 2}",
+        "enqueue=[" + ", ".join("{label_smoothing: 0.1, warmup_epochs: 0.0, weight_decay: 1.0e-3, dropout: 0.1, "
+                                f"mixup_alpha: 0.0, lr: {lr}}}" for lr in ("1.0e30", "3.0e-3", "1.0e-9")) + "]")))
+    trials = optuna.load_study(study_name=name, storage=url).get_trials()
+    assert [t.state for t in trials] == [TS.FAIL, TS.COMPLETE, TS.PRUNED]
+    assert len({group_of(t) for t in trials}) == 1
+    assert "non-finite loss" in trials[0].user_attrs["error"] and trials[0].user_attrs["stop_reason"] == "nan"
+    assert sorted(trials[1].intermediate_values) == [1, 2, 3]
+    assert sorted(trials[2].intermediate_values) == [1] and trials[2].user_attrs["stop_reason"] == "pruned"
+    # the pruned member left its group at once: its checkpoint stops at the rung
+    state = tmp_path / "runs" / "checkpoints" / name / "trial-00002" / "state.pt"
+    assert torch.load(state, weights_only=True)["progress"]["epoch"] == 1
+
+
+def test_fused_sweep_refuses_what_it_cannot_fuse(tmp_path):
+    space = tmp_path / "median.yaml"
+    space.write_text((Path(__file__).resolve().parents[1] / "search_spaces" / "spaces" / "asl20.yaml").read_text())
+    done = subprocess.run([sys.executable, "-m", "sweeper.cli", "run", str(space), "--quick", "--set",
+                           "resources.fuse=4", "--set", "scheduler={type: median}", "--storage",
+                           f"sqlite:///{tmp_path / 'sweeps.db'}"], capture_output=True, text=True, cwd=tmp_path,
+                          timeout=120)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "resources.fuse" in done.stdout + done.stderr
+    assert "fused groups work with scheduler asha or none, not median" in done.stdout + done.stderr
+    assert not (tmp_path / "sweeps.db").exists()
+
+
+def checkpointed_epoch(folder: Path, name: str, number: int) -> int:
+    state = folder / "runs" / "checkpoints" / name / f"trial-{number:05d}" / "state.pt"
+    try:
+        return torch.load(state, weights_only=True)["progress"]["epoch"]
+    except (FileNotFoundError, RuntimeError, EOFError):  # not written yet
+        return 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("storage_url", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)],
+                         indirect=True)
+def test_kill_9_of_a_fused_sweep_resumes_each_member_from_its_own_checkpoint(tmp_path, storage_url):
+    name = f"asl20-fused-{uuid.uuid4().hex[:8]}"
+    overrides = [f"name={name}", "resources.fuse=3", "budget.max_concurrent=1", "training.epochs=6",
+                 "scheduler={type: none}", "training.dataset.samples_per_class=16"]
+    command = [sys.executable, "-m", "sweeper.cli", "run", "spaces/asl20.yaml", "--quick",
+               *(arg for o in overrides for arg in ("--set", o)), "--storage", storage_url, "--results-dir", "runs"]
+    proc = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    deadline = time.time() + 180
+    while time.time() < deadline and not all(checkpointed_epoch(tmp_path, name, n) >= 1 for n in (0, 1, 2)):
+        assert proc.poll() is None, proc.stdout.read()
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.wait(timeout=60) == -signal.SIGKILL
+    before = optuna.load_study(study_name=name, storage=storage_url).get_trials()
+    interrupted = {t.number: checkpointed_epoch(tmp_path, name, t.number) for t in before if t.state == TS.RUNNING}
+    assert set(interrupted) == {0, 1, 2} and min(interrupted.values()) >= 1, before
+    assert max(interrupted.values()) < 6
+    time.sleep(3)  # the orphaned group's worker notices its raylet is gone (ORPHAN_POLL_S) and exits
+
+    again = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "carrying on 3 trials" in again.stdout, again.stdout
+    spec = load_spec("spaces/asl20.yaml", overrides, quick=True)
+    trials = optuna.load_study(study_name=name, storage=storage_url).get_trials()
+    assert len(trials) == 6 and all(t.state == TS.COMPLETE for t in trials), trials
+    for t in trials:
+        assert sorted(t.intermediate_values) == list(range(1, 7))
+        assert t.user_attrs.get("resumed", 0) == (1 if t.number in interrupted else 0)
+        # carried on from its own checkpoint, every epoch is what the config reaches in one uninterrupted run
+        want = alone_values(spec, t)
+        assert t.intermediate_values == {e: pytest.approx(want[e], abs=1e-6) for e in t.intermediate_values}
+    if storage_url.startswith("postgresql"):
+        optuna.delete_study(study_name=name, storage=storage_url)
+
+
+def test_fused_searcher_groups_only_trials_of_one_shape(ray_session, tmp_path):
+    from storage.resume import Driver
+    from sweeper.fused import MEMBERS, FusedSearcher
+    from sweeper.trainable import META_KEY
+    from trials.fused import group_key
+
+    space = tmp_path / "shapes.yaml"
+    space.write_text(textwrap.dedent(f"""\
+        name: shapes-{uuid.uuid4().hex[:8]}
+        training: {{dataset: {{classes: 5, samples_per_class: 4}}, epochs: 2}}
+        params:
+          model.size: {{type: categorical, choices: [small, medium]}}
+          lr: {{type: float, low: 1.0e-4, high: 1.0e-2, log: true}}
+        sampler: {{type: random, seed: 3}}
+        scheduler: {{type: none}}
+        budget: {{trials: 11}}
+        resources: {{fuse: 3}}
+        """))
+    spec = load_spec(str(space))
+    study = optuna.create_study(study_name=spec.name, storage=f"sqlite:///{tmp_path / 'sweeps.db'}")
+    searcher = FusedSearcher(study, spec, checkpoint_root=str(tmp_path), budget=11, driver=Driver.current())
+    groups = []
+    while (config := searcher.suggest(f"ray{len(groups)}")) != FusedSearcher.FINISHED:
+        groups.append((f"ray{len(groups)}", config[META_KEY][MEMBERS]))
+    numbers = [m[META_KEY]["number"] for _, members in groups for m in members]
+    assert sorted(numbers) == list(range(11))  # every trial asked once, none lost while waiting for its shape
+    sizes = []
+    for ray_id, members in groups:
+        assert 1 <= len(members) <= 3
+        assert len({group_key({k: v for k, v in m.items() if k != META_KEY}) for m in members}) == 1
+        sizes.append(members[0]["model.size"])
+        for k, m in enumerate(members):  # the study knows each member by its group's Ray trial
+            trial = study.get_trials()[m[META_KEY]["number"]]
+            assert trial.user_attrs["ray_trial_id"] == f"{ray_id}/{k}" and trial.state == TS.RUNNING
+    assert {"small", "medium"} <= set(sizes) and len(groups) < 11  # both shapes came up, and groups were fused
