@@ -25,7 +25,10 @@ class ParallelTPESampler(BaseSampler):
         self.n_startup_trials = n_startup_trials
         self._random = RandomSampler(seed=seed)
         tpe_options.setdefault("constant_liar", True)
-        self._tpe = TPESampler(seed=seed, n_startup_trials=min(MIN_FINISHED_FOR_TPE, n_startup_trials),
+        # Another seed for TPE: while fewer than MIN_FINISHED_FOR_TPE trials have finished it samples at random
+        # too, and with the random sampler's seed it would repeat the first random trials' params exactly.
+        tpe_seed = None if seed is None else seed + 1
+        self._tpe = TPESampler(seed=tpe_seed, n_startup_trials=min(MIN_FINISHED_FOR_TPE, n_startup_trials),
                                **tpe_options)
 
     def _pick(self, trial: FrozenTrial) -> BaseSampler:

@@ -46,3 +46,11 @@ def test_parallel_tpe_models_from_the_first_trial_after_startup_it_can(tmp_path)
 
 def test_constant_liar_is_on_so_running_trials_repel_new_ones():
     assert ParallelTPESampler()._tpe._constant_liar
+
+
+def test_trials_asked_before_tpe_has_results_never_repeat_the_startup_trials(tmp_path):
+    """With many trials in flight TPE samples at random too; it must not replay the random sampler's draws."""
+    sampler = ParallelTPESampler(n_startup_trials=3, seed=0)
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'study.db'}", sampler=sampler)
+    asked = [study.ask(SPACE) for _ in range(8)]  # none finished: trials 3..7 are TPE's random fallback
+    assert len({tuple(sorted(t.params.items())) for t in asked}) == 8
