@@ -356,7 +356,9 @@ def test_kill_9_of_a_fused_sweep_resumes_each_member_from_its_own_checkpoint(tmp
 
 def test_fused_searcher_groups_only_trials_of_one_shape(ray_session, tmp_path):
     from storage.resume import Driver
+    from storage.retry import OutagePolicy
     from sweeper.fused import MEMBERS, FusedSearcher
+    from sweeper.study_writer import StudyWriter
     from sweeper.trainable import META_KEY
     from trials.fused import group_key
 
@@ -374,10 +376,13 @@ def test_fused_searcher_groups_only_trials_of_one_shape(ray_session, tmp_path):
         """))
     spec = load_spec(str(space))
     study = optuna.create_study(study_name=spec.name, storage=f"sqlite:///{tmp_path / 'sweeps.db'}")
-    searcher = FusedSearcher(study, spec, checkpoint_root=str(tmp_path), budget=11, driver=Driver.current())
+    policy = OutagePolicy(60)
+    searcher = FusedSearcher(study, spec, checkpoint_root=str(tmp_path), budget=11, driver=Driver.current(),
+                             policy=policy, writer=StudyWriter(policy))
     groups = []
     while (config := searcher.suggest(f"ray{len(groups)}")) != FusedSearcher.FINISHED:
         groups.append((f"ray{len(groups)}", config[META_KEY][MEMBERS]))
+    searcher.writer.flush()  # the ray_trial_id attrs are written on the study writer's thread
     numbers = [m[META_KEY]["number"] for _, members in groups for m in members]
     assert sorted(numbers) == list(range(11))  # every trial asked once, none lost while waiting for its shape
     sizes = []

@@ -43,6 +43,7 @@ from trials.config import ConfigError, TrainConfig
 from trials.data import Splits, load_splits
 from trials.losses import inverse_frequency_weights, mixup
 from trials.model import LandmarkTransformer
+from trials.random_stream import RandomStream
 from trials.stacked import StackedTransformer, no_dropout
 from trials.train import (
     ADAM_BETAS,
@@ -79,35 +80,6 @@ def group_key(config: Mapping[str, Any]) -> tuple:
     flat = cfg.to_flat()
     return (*((k, v) for k, v in flat.items() if k.startswith("dataset.")),
             ("model architecture (hidden, layers, heads)", cfg.architecture), *((k, flat[k]) for k in RUN_KEYS))
-
-
-class RandomStream:
-    """One member's own random numbers: the global generators' states, swapped in while the member draws.
-
-    Swapping the global state (rather than passing ``torch.Generator`` objects) lets the member's draws go through
-    the very calls its own run makes (``torch.randperm``, ``losses.mixup``, ``bernoulli_``), so they cannot drift.
-    """
-
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-        self.cpu = torch.get_rng_state()
-        self.cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
-
-    def __enter__(self) -> RandomStream:
-        self._outside = (torch.get_rng_state(), torch.cuda.get_rng_state(self.device) if self.cuda is not None
-                         else None)
-        self._set(self.cpu, self.cuda)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.cpu = torch.get_rng_state()
-        self.cuda = torch.cuda.get_rng_state(self.device) if self.cuda is not None else None
-        self._set(*self._outside)
-
-    def _set(self, cpu: torch.Tensor, cuda: torch.Tensor | None) -> None:
-        torch.set_rng_state(cpu)
-        if cuda is not None:
-            torch.cuda.set_rng_state(cuda, self.device)
 
 
 @dataclass
