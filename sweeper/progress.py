@@ -6,6 +6,7 @@ import optuna
 from rich.table import Table
 
 from search_spaces import Spec
+from storage.target import describe, target_met
 from sweeper.console import console, format_params, format_value
 
 TS = optuna.trial.TrialState
@@ -66,6 +67,9 @@ class SweepPrinter:
         if self.spec.targets:
             reached = [t for t in complete if self.spec.targets_met({**t.user_attrs, self.metric: t.value})]
             console.print(f"targets {'reached by #' + str(reached[0].number) if reached else 'not reached'}")
+            record = target_met(study.user_attrs)
+            if record:
+                console.print(f"time to target: first met by {describe(record)}")
 
 
 def _fmt(metric: str, value: object) -> str:

@@ -22,6 +22,7 @@ from ray.tune import Callback
 
 from search_spaces import Spec
 from storage import attrs
+from storage.target import record_target_met
 from sweeper.searcher import StudySearcher
 from sweeper.trainable import FAILED_KEY, FINAL_FLAG, NODE_KEY, RESULT_KEYS
 
@@ -74,6 +75,7 @@ class StudyRecorder(Callback):
             frozen = self.study.tell(optuna_trial, value)
             if self.spec.targets and self.spec.targets_met(result):
                 self.target_reached = True
+                record_target_met(self.study, frozen)  # once per study: the first trial to meet them
         else:
             optuna_trial.set_user_attr(attrs.STOP_REASON, "sweep_stopped" if self.searcher.stopped
                                        else attrs.STOP_PRUNED)
