@@ -5,7 +5,7 @@ Modules, one job each (import them directly; this package imports nothing so ``s
 - ``storage.errors``: :class:`StorageError`, the one exception for problems the user can fix.
 - ``storage.urls``: which URL wins (``--storage`` > ``SWEEPER_STORAGE`` > YAML > default), validation, masking.
 - ``storage.engine``: ``open_storage`` with SQLite/PostgreSQL tuning and clear connection errors.
-- ``storage.studies``: create or resume a study, fresh names, summaries.
+- ``storage.studies``: create or resume a study, fresh names, load one that must exist.
 - ``storage.attrs``: the user-attr names every package writes and reads.
 - ``storage.environment``: package versions and git commit for a study's ``environment`` attr.
 

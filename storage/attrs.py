@@ -18,8 +18,6 @@ OBJECTIVE = "objective"  # {"metric": "val_top3", "direction": "maximize"}: what
 ENVIRONMENT = "environment"  # storage.environment.record_environment(): versions and git commit
 SPACE_DIR = "space_dir"  # absolute folder of the space file: where `sweeper resume` finds a user's entrypoint
 
-STUDY_ATTRS = (SPEC, SPACE_FILE, TARGETS, BASELINE, OBJECTIVE, ENVIRONMENT, SPACE_DIR)
-
 # --- trial user attrs -------------------------------------------------------------------------------------------
 # Final metrics are stored under their own names (the training core's result keys), one attr each, so a report
 # can read trial.user_attrs["test_top1"] without knowing who wrote it.
@@ -31,7 +29,7 @@ DEVICE = "device"  # "cpu", "cuda:0", ...
 NODE = "node"  # "IP/node-id-prefix" of the Ray node the trial last ran on (which machine, on a cluster)
 PARAMETERS = "parameters"  # model parameter count
 ERROR = "error"  # why a FAIL trial failed: one line, e.g. "RuntimeError: CUDA out of memory"
-STOP_REASON = "stop_reason"  # why training ended: one of STOP_REASONS
+STOP_REASON = "stop_reason"  # why training ended: see the stop reasons below
 RAY_TRIAL_ID = "ray_trial_id"  # joins the study to Ray's results folder while it exists
 DRIVER = "driver"  # {"host", "pid", "started"} of the `sweeper run` process that owns a RUNNING trial
 RESUMED = "resumed"  # how many times the trial was carried on by a later driver after its own driver died
@@ -40,12 +38,11 @@ TRIAL_ATTRS = (*FINAL_METRICS, BEST_EPOCH, EPOCHS_RUN, WALL_SECONDS, DEVICE, NOD
                RAY_TRIAL_ID, DRIVER, RESUMED)
 
 # --- stop reasons -----------------------------------------------------------------------------------------------
-# "completed" and "early_stopping" are what trials/train.py returns; the driver adds the other two.
-STOP_COMPLETED = "completed"  # ran every planned epoch
-STOP_EARLY_STOPPING = "early_stopping"  # the core stopped: no improvement for `early_stopping` epochs
+# The training core returns its own ("completed", "early_stopping"; trials/ knows nothing of storage); the driver
+# records these when it, not the core, ended the trial.
 STOP_PRUNED = "pruned"  # the scheduler (ASHA, median...) stopped it as unpromising
 STOP_NAN = "nan"  # a loss or metric became NaN/inf; the trial is recorded as FAIL
-STOP_REASONS = (STOP_COMPLETED, STOP_EARLY_STOPPING, STOP_PRUNED, STOP_NAN)
+STOP_SWEEP_STOPPED = "sweep_stopped"  # the sweep stopped it (time budget spent, target reached)
 
 Direction = Literal["maximize", "minimize"]
 

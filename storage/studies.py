@@ -1,4 +1,4 @@
-"""Studies in a storage: create or resume one, pick a fresh name, and summarise them all for ``sweeper studies``.
+"""Studies in a storage: create or resume one, pick a fresh name, load one that must exist.
 
 A study is created once and then resumed by name, so its user attrs (spec, targets, ...; see :mod:`storage.attrs`)
 describe the first run and are only filled in where missing, never overwritten by a later, different command.
@@ -10,41 +10,17 @@ from __future__ import annotations
 import difflib
 import json
 import re
-from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 import optuna
 from optuna.storages import BaseStorage
 from optuna.study import StudyDirection
-from optuna.trial import TrialState
 
-from storage.attrs import TARGETS
 from storage.errors import StorageError
 from storage.urls import mask_url
 
 MAX_STUDY_NAME_LENGTH = 512  # Optuna's studies.study_name column
-
-
-@dataclass(frozen=True)
-class StudySummary:
-    """One line of ``sweeper studies``: enough to recognise a study and see how far it got."""
-
-    name: str
-    direction: str  # "maximize" or "minimize"; comma-joined for a multi-objective study
-    trials_by_state: dict[str, int]  # TrialState names present, e.g. {"COMPLETE": 12, "PRUNED": 30, "RUNNING": 2}
-    best_value: float | None  # best COMPLETE objective value; None when none completed or multi-objective
-    best_trial_number: int | None
-    first_trial_at: datetime | None  # earliest trial start
-    last_trial_at: datetime | None  # latest trial completion (or start, for trials still running)
-    targets: dict[str, Any] = field(default_factory=dict)  # the study attr "targets", {} when unset
-
-    @property
-    def n_trials(self) -> int:
-        """All trials, whatever their state."""
-        return sum(self.trials_by_state.values())
 
 
 def create_or_load_study(
@@ -58,8 +34,8 @@ def create_or_load_study(
 ) -> tuple[optuna.Study, bool]:
     """The study called ``name``, created if it does not exist; returns ``(study, created)``.
 
-    ``study_attrs`` are written on creation; on resume only keys the study lacks are added (a study created by an
-    older sweeper gains ``environment``, but its ``spec`` stays the one it ran with). Resuming with the opposite
+    ``study_attrs`` are written on creation; on resume only keys the study lacks are added (it may gain
+    ``environment``, but its ``spec`` stays the one it ran with). Resuming with the opposite
     ``direction`` raises :class:`StorageError`: Ray's ``OptunaSearch`` would silently load the study and then
     optimise it the wrong way round. Two processes racing to create the same name both succeed; one creates.
     """
@@ -114,42 +90,6 @@ def fresh_study_name(storage: BaseStorage, name: str) -> str:
     fresh = f"{name}-{max([1, *taken]) + 1}"
     _check_name(fresh)
     return fresh
-
-
-def study_summaries(storage: BaseStorage) -> list[StudySummary]:
-    """Every study in ``storage``, oldest first."""
-    return [_summarise(storage, study) for study in storage.get_all_studies()]
-
-
-def _summarise(storage: BaseStorage, study: optuna.study.FrozenStudy) -> StudySummary:
-    trials = storage.get_all_trials(storage.get_study_id_from_name(study.study_name), deepcopy=False)
-    states = Counter(trial.state.name for trial in trials)
-    best = _best_trial(trials, study.directions)
-    starts = [t.datetime_start for t in trials if t.datetime_start is not None]
-    ends = [t.datetime_complete or t.datetime_start for t in trials if t.datetime_complete or t.datetime_start]
-    targets = study.user_attrs.get(TARGETS)
-    return StudySummary(
-        name=study.study_name,
-        direction=",".join(d.name.lower() for d in study.directions),
-        trials_by_state=dict(states),
-        best_value=best.value if best is not None else None,
-        best_trial_number=best.number if best is not None else None,
-        first_trial_at=min(starts, default=None),
-        last_trial_at=max(ends, default=None),
-        targets=dict(targets) if isinstance(targets, dict) else {},
-    )
-
-
-def _best_trial(
-    trials: list[optuna.trial.FrozenTrial], directions: list[StudyDirection]
-) -> optuna.trial.FrozenTrial | None:
-    if len(directions) != 1:
-        return None
-    complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
-    if not complete:
-        return None
-    pick = max if directions[0] == StudyDirection.MAXIMIZE else min
-    return pick(complete, key=lambda t: t.value)
 
 
 def _direction(direction: str | StudyDirection) -> StudyDirection:

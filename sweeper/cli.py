@@ -12,7 +12,7 @@ import typer
 from rich.markup import escape
 
 from sweeper.console import console, epoch_line, err_console, format_value
-from sweeper.errors import INTERRUPTED_EXIT_CODE, USAGE_EXIT_CODE, bad_input_types
+from sweeper.errors import BAD_INPUT, INTERRUPTED_EXIT_CODE, USAGE_EXIT_CODE
 from sweeper.overrides import parse_set_flags
 
 if TYPE_CHECKING:
@@ -27,7 +27,7 @@ app = typer.Typer(
 
 @app.callback()
 def _group() -> None:
-    """Keeps ``sweeper`` a group of commands even while it has only one."""
+    """Makes ``sweeper`` a group of commands (typer would run a lone command without its name)."""
 
 
 SetFlags = Annotated[list[str], typer.Option("--set", help="Override a setting: KEY=VALUE (repeatable).")]
@@ -206,12 +206,10 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         app()
-    except SystemExit:  # typer's normal exit: re-raise before bad_input_types() imports torch (seconds)
-        raise
     except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(INTERRUPTED_EXIT_CODE)
-    except bad_input_types() as exc:
+    except BAD_INPUT as exc:
         err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
         sys.exit(USAGE_EXIT_CODE)
 

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from search_spaces.errors import SpecError
+from storage.errors import StorageError
+from trials.config import ConfigError
+from trials.errors import DataError
+
 USAGE_EXIT_CODE = 2
 INTERRUPTED_EXIT_CODE = 130
 
@@ -10,11 +15,4 @@ class BadInput(ValueError):
     """A flag, file or value that the user gave and must correct."""
 
 
-def bad_input_types() -> tuple[type[BaseException], ...]:
-    """Every exception class that means "the user's input is wrong", gathered from the packages that raise them."""
-    from search_spaces.errors import SpecError
-    from storage.errors import StorageError
-    from trials.config import ConfigError
-    from trials.data import DataError
-
-    return (BadInput, ConfigError, DataError, SpecError, StorageError)
+BAD_INPUT = (BadInput, ConfigError, DataError, SpecError, StorageError)  # every "the user's input is wrong"

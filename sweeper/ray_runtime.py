@@ -26,6 +26,9 @@ RAY_ENV = {
     "PL_DISABLE_FORK": "1",
 }
 QUIET_LOGGERS = ("ray.tune.analysis.experiment_analysis", "ray.tune.search.searcher", "ray.tune.tune")
+# Says "Token authentication is enabled for this Ray cluster" on every new local Ray: news for someone who runs a
+# cluster, noise for the Ray a sweep starts for itself. Token authentication itself stays on.
+LOCAL_QUIET_LOGGERS = ("ray._private.authentication.authentication_token_setup",)
 # Imported by the workers that a local Ray starts ahead of time (one per CPU), so the first trial of a sweep
 # does not wait a second for Tune's import: what every trial actor imports anyway (about 110 MB per worker).
 WORKER_PRELOAD = ("ray.tune", "sweeper.trainable")
@@ -53,6 +56,8 @@ def start_ray(address: str | None = None) -> None:
     # machine (/tmp/ray/ray_current_cluster), and waits forever on a cluster that has since been stopped.
     address = address or os.environ.get("RAY_ADDRESS") or "local"
     if address == "local":  # our own instance: its workers already have our environment
+        for name in LOCAL_QUIET_LOGGERS:
+            logging.getLogger(name).setLevel(logging.ERROR)
         ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False,
                  _system_config=LOCAL_SYSTEM_CONFIG)
     else:  # a cluster's nodes were started by `ray start`, with their own environment and settings

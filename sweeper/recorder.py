@@ -77,7 +77,7 @@ class StudyRecorder(Callback):
                 self.target_reached = True
                 record_target_met(self.study, frozen)  # once per study: the first trial to meet them
         else:
-            optuna_trial.set_user_attr(attrs.STOP_REASON, "sweep_stopped" if self.searcher.stopped
+            optuna_trial.set_user_attr(attrs.STOP_REASON, attrs.STOP_SWEEP_STOPPED if self.searcher.stopped
                                        else attrs.STOP_PRUNED)
             optuna_trial.set_user_attr(attrs.EPOCHS_RUN, int(result.get("epoch", 0) or 0))
             frozen = self.study.tell(optuna_trial, state=optuna.trial.TrialState.PRUNED)

@@ -1,4 +1,4 @@
-"""trials.data: synthetic generation, preprocessing, splits, the npz and WLASL layouts, and every DataError.
+"""trials.data, .synthetic, .datasets: generation, preprocessing, splits, the npz and WLASL layouts, every DataError.
 
 Real files are written to tmp_path; each error test checks that the message names the file and the item.
 """
@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from trials import data
+from trials import data, splitting, synthetic
 from trials.config import TrainConfig
-from trials.data import DataError
+from trials.errors import DataError
 
 
 # ------------------------------------------------------------------------------------------------
@@ -106,22 +106,22 @@ def test_preprocess_rejects_a_sequence_with_the_wrong_dimensions() -> None:
 # synthetic
 # ------------------------------------------------------------------------------------------------
 def test_synthetic_is_deterministic_from_the_seed() -> None:
-    x1, y1, s1 = data.make_synthetic(5, 6, 4, seed=3)
-    x2, y2, s2 = data.make_synthetic(5, 6, 4, seed=3)
-    x3, _, _ = data.make_synthetic(5, 6, 4, seed=4)
+    x1, y1, s1 = synthetic.make_synthetic(5, 6, 4, seed=3)
+    x2, y2, s2 = synthetic.make_synthetic(5, 6, 4, seed=3)
+    x3, _, _ = synthetic.make_synthetic(5, 6, 4, seed=4)
     assert all(np.array_equal(a, b) for a, b in zip(x1, x2, strict=True))
     assert np.array_equal(y1, y2) and np.array_equal(s1, s2)
     assert any(a.shape != b.shape or not np.array_equal(a, b) for a, b in zip(x1, x3, strict=True))
 
 
 def test_synthetic_class_does_not_depend_on_the_number_of_classes() -> None:
-    few, _, _ = data.make_synthetic(3, 4, 5, seed=1)
-    many, _, _ = data.make_synthetic(8, 4, 5, seed=1)
+    few, _, _ = synthetic.make_synthetic(3, 4, 5, seed=1)
+    many, _, _ = synthetic.make_synthetic(8, 4, 5, seed=1)
     assert all(np.array_equal(a, b) for a, b in zip(few, many[: len(few)], strict=True))
 
 
 def test_synthetic_shapes_and_types() -> None:
-    xs, y, signer = data.make_synthetic(4, 7, 5, seed=0)
+    xs, y, signer = synthetic.make_synthetic(4, 7, 5, seed=0)
     assert len(xs) == len(y) == len(signer) == 28
     assert y.dtype == np.int64 and signer.dtype == np.int64
     assert np.array_equal(np.bincount(y), [7, 7, 7, 7])
@@ -131,7 +131,7 @@ def test_synthetic_shapes_and_types() -> None:
 
 
 def test_synthetic_noise_zero_leaves_only_the_class() -> None:
-    xs, _, _ = data.make_synthetic(2, 4, 3, noise=0.0, seed=0)
+    xs, _, _ = synthetic.make_synthetic(2, 4, 3, noise=0.0, seed=0)
     seqs = [data.preprocess(x, 32) for x in xs]
     within = max(np.abs(seqs[i] - seqs[0]).max() for i in range(1, 4))
     between = np.abs(seqs[4] - seqs[0]).max()
@@ -139,23 +139,23 @@ def test_synthetic_noise_zero_leaves_only_the_class() -> None:
 
 
 def test_synthetic_reversed_pair_is_the_same_motion_backwards() -> None:
-    xs, _, _ = data.make_synthetic(2, 1, 3, noise=0.0, seed=0)
+    xs, _, _ = synthetic.make_synthetic(2, 1, 3, noise=0.0, seed=0)
     forward, backward = (data.preprocess(x, 40) for x in xs)
     assert np.abs(forward[::-1] - backward).max() < 0.05
     assert np.abs(forward - backward).max() > 0.5
 
 
 def test_imbalance_gives_a_long_tail_with_a_floor_of_three() -> None:
-    _, y, _ = data.make_synthetic(20, 24, 10, imbalance=1.0, seed=0)
+    _, y, _ = synthetic.make_synthetic(20, 24, 10, imbalance=1.0, seed=0)
     counts = np.bincount(y)
     assert counts[0] == 24 and counts[1] == 12 and counts[2] == 8
     assert np.all(np.diff(counts) <= 0) and counts.min() == 3
-    assert np.array_equal(data.class_counts(3, 24, 0.0), [24, 24, 24])
+    assert np.array_equal(synthetic.class_counts(3, 24, 0.0), [24, 24, 24])
 
 
 def test_synthetic_signer_split_is_disjoint_and_60_20_20() -> None:
-    _, _, signer = data.make_synthetic(10, 24, 10, seed=5)
-    train, val, test = data.signer_partition(np.arange(10), 5)
+    _, _, signer = synthetic.make_synthetic(10, 24, 10, seed=5)
+    train, val, test = splitting.signer_partition(np.arange(10), 5)
     assert (len(train), len(val), len(test)) == (6, 2, 2)
     assert set(train) | set(val) | set(test) == set(range(10))
     assert not (set(train) & set(val) or set(train) & set(test) or set(val) & set(test))
@@ -163,7 +163,7 @@ def test_synthetic_signer_split_is_disjoint_and_60_20_20() -> None:
 
 
 def test_signer_partition_keeps_one_signer_per_split() -> None:
-    assert [len(p) for p in data.signer_partition(np.array(["a", "b", "c"]), 0)] == [1, 1, 1]
+    assert [len(p) for p in splitting.signer_partition(np.array(["a", "b", "c"]), 0)] == [1, 1, 1]
 
 
 def test_every_synthetic_class_has_a_training_signer_even_in_the_tail() -> None:
@@ -188,7 +188,7 @@ def test_load_splits_synthetic_shapes_cache_and_device() -> None:
 
 
 def test_make_synthetic_rejects_too_few_signers() -> None:
-    assert "signers >= 3" in error_of(data.make_synthetic, 3, 4, 2)
+    assert "signers >= 3" in error_of(synthetic.make_synthetic, 3, 4, 2)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -226,9 +226,20 @@ def test_npz_split_array_wins_over_signer(tmp_path: Path) -> None:
 
 def test_npz_through_load_splits(tmp_path: Path) -> None:
     path = write_npz(tmp_path / "data.npz", n_classes=3, per_class=10)
-    cfg = TrainConfig(dataset_name="npz", dataset_path=str(path), dataset_seq_len=5)
+    cfg = TrainConfig(dataset_name="npz", dataset_path=str(path), dataset_classes=3, dataset_seq_len=5)
     splits = data.load_splits(cfg)
     assert splits.x_test.shape[1:] == (5, 10) and str(path) in splits.description
+    assert splits.num_classes == 3
+
+
+@pytest.mark.parametrize(("classes", "words"), [
+    (20, "class 3 has no training samples: the labels run 0..2 but dataset.classes=20 (set it to 3)"),
+    (2, "y[12]=2 is out of range [0, 2) (dataset.classes=2)"),
+])
+def test_npz_labels_must_match_dataset_classes(tmp_path: Path, classes: int, words: str) -> None:
+    path = write_npz(tmp_path / "data.npz", n_classes=3, per_class=6)
+    cfg = TrainConfig(dataset_name="npz", dataset_path=str(path), dataset_classes=classes, dataset_seq_len=5)
+    assert f"{path}: {words}" in error_of(data.load_splits, cfg)
 
 
 # ---- npz errors -----------------------------------------------------------------------------------
@@ -311,7 +322,8 @@ def test_npz_label_out_of_range_of_explicit_classes(tmp_path: Path) -> None:
     y = np.arange(30) % 20
     y[17] = 25
     path = write_npz(tmp_path / "data.npz", X=np.zeros((30, 4, 2, 2)), y=y)
-    assert "data.npz: y[17]=25 is out of range [0, 20)" in error_of(data.load_npz, path, 8, classes=20)
+    msg = error_of(data.load_npz, path, 8, classes=20)
+    assert "data.npz: y[17]=25 is out of range [0, 20) (dataset.classes=20)" in msg
 
 
 def test_npz_negative_label(tmp_path: Path) -> None:
@@ -365,7 +377,7 @@ def test_wlasl_loads_with_frame_ranges(tmp_path: Path) -> None:
     entries["v11"]["action"] = [1, 5, -1]  # frame 5 to the end
     (tmp_path / "nslt_3.json").write_text(json.dumps(entries))
     cfg = TrainConfig(dataset_name="wlasl", dataset_path=str(tmp_path), dataset_split_file="nslt_3.json",
-                      dataset_seq_len=7)
+                      dataset_classes=3, dataset_seq_len=7)
     splits = data.load_splits(cfg)
     assert splits.num_classes == 3 and splits.feature_dim == 8
     assert (len(splits.y_train), len(splits.y_val), len(splits.y_test)) == (6, 3, 3)
@@ -379,7 +391,22 @@ def test_wlasl_classes_from_file_name_or_labels(tmp_path: Path) -> None:
     small_wlasl(tmp_path, "mini.json")
     assert data.load_wlasl(tmp_path, "mini.json", seq_len=4).num_classes == 3
     msg = error_of(data.load_wlasl, tmp_path, "mini.json", seq_len=4, classes=5)
-    assert "mini.json: class 3 has no training samples" in msg
+    assert "mini.json: class 3 has no training samples: the labels run 0..2 but dataset.classes=5 (set it to 3)" in msg
+
+
+@pytest.mark.parametrize(("classes", "words"), [
+    (3, None),
+    (4, "class 3 has no training samples: the labels run 0..2 but dataset.classes=4 (set it to 3)"),
+    (2, "video 'v20' has class 2 but dataset.classes=2 means 2 classes (0..1)"),
+])
+def test_wlasl_labels_must_match_dataset_classes(tmp_path: Path, classes: int, words: str | None) -> None:
+    small_wlasl(tmp_path)
+    cfg = TrainConfig(dataset_name="wlasl", dataset_path=str(tmp_path), dataset_split_file="nslt_3.json",
+                      dataset_classes=classes, dataset_seq_len=4)
+    if words is None:
+        assert data.load_splits(cfg).num_classes == 3
+    else:
+        assert f"{tmp_path / 'nslt_3.json'}: {words}" == error_of(data.load_splits, cfg)
 
 
 # ---- WLASL errors ---------------------------------------------------------------------------------
@@ -432,7 +459,7 @@ def test_wlasl_class_beyond_the_file_name(tmp_path: Path) -> None:
 def test_wlasl_class_beyond_explicit_classes(tmp_path: Path) -> None:
     small_wlasl(tmp_path, "mini.json")
     msg = error_of(data.load_wlasl, tmp_path, "mini.json", classes=2)
-    assert "mini.json: video 'v20' has class 2 but classes=2 means 2 classes" in msg
+    assert "mini.json: video 'v20' has class 2 but dataset.classes=2 means 2 classes (0..1)" in msg
 
 
 def test_wlasl_missing_npy(tmp_path: Path) -> None:

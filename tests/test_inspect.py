@@ -76,7 +76,7 @@ def make_study(url: str, name: str, *, complete: int = COMPLETE, extra_states: b
                    "test_loss": 2.5 - value, "val_top1": value - 0.2, "val_top3": value, "val_top5": value + 0.05,
                    "val_loss": 2.4 - value}
         for key, metric in {**metrics, attrs.BEST_EPOCH: 3, attrs.EPOCHS_RUN: 3, attrs.WALL_SECONDS: 1.5 + i,
-                            attrs.DEVICE: "cpu", attrs.PARAMETERS: 159636, attrs.STOP_REASON: attrs.STOP_COMPLETED,
+                            attrs.DEVICE: "cpu", attrs.PARAMETERS: 159636, attrs.STOP_REASON: "completed",
                             attrs.RAY_TRIAL_ID: f"ray{i:04d}"}.items():
             trial.set_user_attr(key, metric)
         study.tell(trial, value)

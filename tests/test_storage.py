@@ -31,7 +31,7 @@ from storage import attrs
 from storage.engine import as_storage_error, close_storage, open_storage
 from storage.environment import record_environment
 from storage.errors import StorageError
-from storage.studies import create_or_load_study, fresh_study_name, study_exists, study_summaries
+from storage.studies import create_or_load_study, fresh_study_name, study_exists
 from storage.urls import DEFAULT_STORAGE, mask_in_text, mask_url, resolve_storage_url, validate_storage_url
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -493,43 +493,6 @@ def test_fresh_study_name_never_reuses_a_name(storage: optuna.storages.RDBStorag
     assert study_exists(storage, prefix) and not study_exists(storage, f"{prefix}-3")
 
 
-def test_study_summaries(storage: optuna.storages.RDBStorage, prefix: str) -> None:
-    state = optuna.trial.TrialState
-    study, _ = create_or_load_study(storage, f"{prefix}-a", "maximize",
-                                    study_attrs={attrs.TARGETS: {"test_top1": 0.62}, attrs.SPACE_FILE: "x.yaml"})
-    finished_trial(study, 0.4, state.COMPLETE)
-    best = finished_trial(study, 0.7, state.COMPLETE)
-    finished_trial(study, 0.5, state.COMPLETE)
-    finished_trial(study, None, state.PRUNED)
-    finished_trial(study, None, state.FAIL)
-    study.ask()  # still running
-    low, _ = create_or_load_study(storage, f"{prefix}-b", "minimize")
-    finished_trial(low, 3.0, state.COMPLETE)
-    smallest = finished_trial(low, 1.5, state.COMPLETE)
-    create_or_load_study(storage, f"{prefix}-empty", "minimize")
-    optuna.create_study(storage=storage, study_name=f"{prefix}-multi", directions=["maximize", "minimize"])
-
-    summaries = {s.name: s for s in study_summaries(storage) if s.name.startswith(prefix)}
-    assert list(summaries) == [f"{prefix}-a", f"{prefix}-b", f"{prefix}-empty", f"{prefix}-multi"]  # oldest first
-
-    a = summaries[f"{prefix}-a"]
-    assert a.direction == "maximize" and a.n_trials == 6
-    assert a.trials_by_state == {"COMPLETE": 3, "PRUNED": 1, "FAIL": 1, "RUNNING": 1}
-    assert a.best_value == pytest.approx(0.7) and a.best_trial_number == best
-    assert a.targets == {"test_top1": 0.62}
-    assert a.first_trial_at is not None and a.last_trial_at is not None and a.first_trial_at <= a.last_trial_at
-
-    b = summaries[f"{prefix}-b"]
-    assert b.direction == "minimize" and b.best_value == pytest.approx(1.5) and b.best_trial_number == smallest
-    assert b.targets == {}
-
-    empty = summaries[f"{prefix}-empty"]
-    assert empty.n_trials == 0 and empty.best_value is None and empty.first_trial_at is None
-    assert empty.last_trial_at is None
-    assert summaries[f"{prefix}-multi"].direction == "maximize,minimize"
-    assert summaries[f"{prefix}-multi"].best_value is None
-
-
 def test_heartbeat_fails_only_trials_that_recorded_a_heartbeat(storage_url: str, prefix: str) -> None:
     """Optuna 5 behaviour the driver relies on: with ask/tell nobody records heartbeats for you, and
     fail_stale_trials only fails RUNNING trials whose last heartbeat is older than grace_period."""
@@ -555,9 +518,11 @@ def test_heartbeat_fails_only_trials_that_recorded_a_heartbeat(storage_url: str,
 
 
 def test_attr_names_are_distinct() -> None:
-    names = [*attrs.STUDY_ATTRS, *attrs.TRIAL_ATTRS]
+    study_attrs = [attrs.SPEC, attrs.SPACE_FILE, attrs.TARGETS, attrs.BASELINE, attrs.OBJECTIVE, attrs.ENVIRONMENT,
+                   attrs.SPACE_DIR]
+    names = [*study_attrs, *attrs.TRIAL_ATTRS]
     assert len(names) == len(set(names))
-    assert len(set(attrs.STOP_REASONS)) == 4
+    assert len({"completed", "early_stopping", attrs.STOP_PRUNED, attrs.STOP_NAN, attrs.STOP_SWEEP_STOPPED}) == 5
 
 
 def test_attr_builders() -> None:

@@ -1,0 +1,286 @@
+"""The two on-disk layouts, read and checked: every problem is one :class:`DataError` naming the file and the item.
+
+* ``npz``: one ``.npz`` with ``X`` [N, T, L, D], ``y`` [N] and optional ``signer`` [N] and ``split`` [N].
+* ``wlasl``: a WLASL root with ``landmarks/<video_id>.npy`` ([T, L, D] each) and an ``nslt_*.json`` split file.
+
+A sweep worker that dies with a bare ``IndexError`` hours into a sweep tells nobody anything, so everything is
+checked here, before any training starts.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from trials.errors import DataError
+from trials.splitting import SPLIT_NAMES, TEST, TRAIN, VAL, part_from_signers, signer_partition, stratified_part
+
+
+@dataclass(frozen=True)
+class Labelled:
+    """Raw landmark sequences with class ids and split codes, before preprocessing."""
+
+    name: str  # the file that errors name
+    source: str  # start of the one-line description
+    sequences: np.ndarray | Sequence[np.ndarray]  # [N, T, L, D], or N sequences of [T_i, L, D]
+    y: np.ndarray  # [N] int64 class ids in [0, num_classes)
+    part: np.ndarray  # [N] split codes (TRAIN, VAL, TEST)
+    num_classes: int
+    how: str  # how the split was made, for the description and errors
+
+
+# ================================================================================================
+# npz
+# ================================================================================================
+def read_npz(path: str | Path, *, classes: int | None = None, seed: int = 0) -> Labelled:
+    """``X`` [N, T, L, D], ``y`` [N], optional ``signer`` [N] and ``split`` [N] ('train'/'val'/'test' or 0/1/2).
+
+    The split comes from ``split`` if present, else by signer, else stratified 70/15/15 by ``seed``. Labels must
+    lie in ``[0, classes)``; without ``classes`` the number of classes is ``max(y) + 1``.
+    """
+    name = str(path)
+    arrays = _read_npz(Path(path), name)
+    x = check_landmarks(_need(arrays, "X", name), f"{name}: X", "N, T, L, D")
+    n = x.shape[0]
+    y = _check_labels(_need(arrays, "y", name), name, n)
+    num_classes = classes if classes is not None else int(y.max()) + 1
+    bad = np.flatnonzero((y < 0) | (y >= num_classes))
+    if len(bad):
+        origin = f" (dataset.classes={classes})" if classes is not None else ""
+        raise DataError(f"{name}: y[{bad[0]}]={y[bad[0]]} is out of range [0, {num_classes}){origin}")
+    _check_classes_used(y, name, classes)
+    if "split" in arrays:
+        part = _check_split(arrays["split"], name, n)
+        how = "split by the 'split' array"
+    elif "signer" in arrays:
+        signer = _check_vector(arrays["signer"], "signer", name, n)
+        try:
+            train, val, test = signer_partition(signer, seed)
+        except DataError as exc:
+            raise DataError(f"{name}: signer: {exc}") from None
+        part = part_from_signers(signer, train, val, test)
+        how = f"split by signer {len(train)}/{len(val)}/{len(test)}"
+    else:
+        part = stratified_part(y, seed)
+        how = f"stratified split (seed {seed})"
+    return Labelled(name, f"npz {name}", x, y, part, num_classes, how)
+
+
+def _read_npz(path: Path, name: str) -> dict[str, np.ndarray]:
+    if not path.is_file():
+        raise DataError(f"{name}: file not found" + (" (it is a folder)" if path.is_dir() else ""))
+    if not zipfile.is_zipfile(path):  # np.load would try other formats, pickle included, and say something odd
+        raise DataError(f"{name}: cannot be read as .npz (not a zip archive; write it with numpy.savez)")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return {key: archive[key] for key in archive.files}
+    except ValueError as exc:
+        if "pickle" in str(exc):
+            raise DataError(f"{name}: holds object arrays; store numbers and fixed-width strings only") from exc
+        raise DataError(f"{name}: cannot be read as .npz ({exc})") from exc
+    except (OSError, EOFError) as exc:
+        raise DataError(f"{name}: cannot be read as .npz ({exc})") from exc
+
+
+def _need(arrays: dict[str, np.ndarray], key: str, name: str) -> np.ndarray:
+    if key not in arrays:
+        raise DataError(f"{name}: has no array {key!r} (found: {', '.join(sorted(arrays)) or 'none'})")
+    return arrays[key]
+
+
+def _check_vector(values: np.ndarray, key: str, name: str, n: int) -> np.ndarray:
+    """A per-sample array: one dimension, one entry per sample of X."""
+    if values.ndim != 1:
+        raise DataError(f"{name}: {key} has shape {values.shape} but must be [N] (1 dimension)")
+    if len(values) != n:
+        raise DataError(f"{name}: {key} has {len(values)} entries but X has {n} samples")
+    return values
+
+
+def _check_labels(y: np.ndarray, name: str, n: int) -> np.ndarray:
+    """Labels must be whole numbers (integer dtype, or floats with integral values)."""
+    y = _check_vector(y, "y", name, n)
+    if y.dtype.kind in "iu":
+        return y.astype(np.int64)
+    if y.dtype.kind == "f":
+        bad = np.flatnonzero(~np.isfinite(y) | (y != np.round(y)))
+        if len(bad):
+            raise DataError(f"{name}: y[{bad[0]}]={y[bad[0]]} is not an integer class id")
+        return y.astype(np.int64)
+    raise DataError(f"{name}: y has dtype {y.dtype} but must hold integer class ids")
+
+
+def _check_split(split: np.ndarray, name: str, n: int) -> np.ndarray:
+    """'train'/'val'/'test' strings (or bytes) or 0/1/2 integers -> split codes."""
+    split = _check_vector(split, "split", name, n)
+    if split.dtype.kind in "US":
+        text = split.astype(str)
+        allowed = np.isin(text, SPLIT_NAMES)
+        codes = np.select([text == s for s in SPLIT_NAMES], [TRAIN, VAL, TEST], default=-1)
+    elif split.dtype.kind in "iu":
+        allowed = np.isin(split, (TRAIN, VAL, TEST))
+        codes = split.astype(np.int64)
+    else:
+        raise DataError(f"{name}: split has dtype {split.dtype} but must hold 'train'/'val'/'test' or 0/1/2")
+    bad = np.flatnonzero(~allowed)
+    if len(bad):
+        raise DataError(f"{name}: split[{bad[0]}]={split[bad[0]].item()!r} is not one of 'train', 'val', 'test' "
+                        "(or 0, 1, 2)")
+    return codes
+
+
+# ================================================================================================
+# WLASL
+# ================================================================================================
+def read_wlasl(
+    root: str | Path, split_file: str = "nslt_100.json", landmarks_dir: str = "landmarks", *,
+    classes: int | None = None,
+) -> Labelled:
+    """A WLASL root: ``<split_file>`` maps video id -> {"subset", "action": [class, start, end]}.
+
+    Frames are 1-based and inclusive; ``end = -1`` means to the last frame. Class ids are kept as they are and
+    must be below ``classes``, or else below the number in the file name (nslt_100 -> 100), or else the number
+    of classes is ``max + 1``.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: WLASL root folder not found")
+    json_path = root / split_file
+    json_name = str(json_path)
+    entries = _read_split_json(json_path, json_name)
+    bound = classes if classes is not None else _classes_from_name(split_file)
+    landmarks = root / landmarks_dir
+    if not landmarks.is_dir():
+        raise DataError(f"{landmarks}: landmarks folder not found (dataset.landmarks_dir={landmarks_dir!r})")
+
+    sequences: list[np.ndarray] = []
+    labels: list[int] = []
+    parts: list[int] = []
+    shape: tuple[str, tuple[int, int]] | None = None
+    for video, entry in entries.items():
+        subset, label, start, end = _check_entry(video, entry, json_name)
+        if bound is not None and label >= bound:
+            origin = f"dataset.classes={classes}" if classes is not None else "the file name"
+            raise DataError(
+                f"{json_name}: video {video!r} has class {label} but {origin} means {bound} classes (0..{bound - 1})"
+            )
+        npy_name = str(landmarks / f"{video}.npy")
+        seq = _read_sequence(landmarks / f"{video}.npy", npy_name, video, json_name)
+        if shape is None:
+            shape = (npy_name, seq.shape[1:])
+        elif seq.shape[1:] != shape[1]:
+            raise DataError(
+                f"{npy_name}: has {seq.shape[1]} landmarks x {seq.shape[2]} coordinates but {shape[0]} has "
+                f"{shape[1][0]} x {shape[1][1]}; all videos must match"
+            )
+        sequences.append(_cut_frames(seq, start, end, npy_name, video, json_name))
+        labels.append(label)
+        parts.append(SPLIT_NAMES.index(subset))
+    y = np.array(labels, dtype=np.int64)
+    _check_classes_used(y, json_name, classes)
+    num_classes = bound if bound is not None else int(y.max()) + 1
+    return Labelled(json_name, f"wlasl {json_name}", sequences, y, np.array(parts), num_classes, "split by subset")
+
+
+def _read_split_json(path: Path, name: str) -> dict[str, object]:
+    if not path.is_file():
+        raise DataError(f"{name}: split file not found (dataset.split_file)")
+    try:
+        entries = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{name}: invalid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{name}: cannot be read ({exc})") from None
+    if not isinstance(entries, dict):
+        raise DataError(f"{name}: must be a JSON object mapping video id -> entry, not {type(entries).__name__}")
+    if not entries:
+        raise DataError(f"{name}: lists no videos")
+    return entries
+
+
+def _classes_from_name(split_file: str) -> int | None:
+    """nslt_100.json -> 100; a name without a number implies nothing."""
+    numbers = re.findall(r"\d+", Path(split_file).stem)
+    return int(numbers[-1]) if numbers else None
+
+
+def _check_entry(video: str, entry: object, name: str) -> tuple[str, int, int, int]:
+    """One split-file entry -> (subset, class, start frame, end frame), every field checked."""
+    if not isinstance(entry, dict):
+        raise DataError(f"{name}: video {video!r}: entry must be an object with 'subset' and 'action'")
+    subset = entry.get("subset")
+    if subset not in SPLIT_NAMES:
+        raise DataError(f"{name}: video {video!r} has subset {subset!r}; must be 'train', 'val' or 'test'")
+    action = entry.get("action")
+    if (not isinstance(action, list) or len(action) != 3
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in action)):
+        raise DataError(f"{name}: video {video!r} has action {action!r}; must be [class, start_frame, end_frame] "
+                        "integers")
+    label, start, end = action
+    if label < 0:
+        raise DataError(f"{name}: video {video!r} has class {label}; class ids must be >= 0")
+    return subset, label, start, end
+
+
+def _read_sequence(path: Path, name: str, video: str, json_name: str) -> np.ndarray:
+    """One video's [T, L, D] landmarks, finite and non-empty."""
+    if not path.is_file():
+        raise DataError(f"{name}: file not found (video {video!r} listed in {json_name})")
+    try:
+        seq = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise DataError(f"{name}: cannot be read as .npy ({exc})") from None
+    return check_landmarks(seq, f"{name}:", "T, L, D")
+
+
+def _cut_frames(seq: np.ndarray, start: int, end: int, name: str, video: str, json_name: str) -> np.ndarray:
+    """WLASL frames ``start..end`` (1-based, inclusive; end -1 = last frame) of a [T, L, D] sequence."""
+    frames = seq.shape[0]
+    last = frames if end == -1 else end
+    if not 1 <= start <= last <= frames:
+        raise DataError(
+            f"{json_name}: video {video!r} has frames {start}..{end} but {name} has {frames} frames "
+            "(frames are 1-based, inclusive, end -1 = last)"
+        )
+    return seq[start - 1:last]
+
+
+# ================================================================================================
+# Shared checks
+# ================================================================================================
+def _check_classes_used(y: np.ndarray, name: str, classes: int | None) -> None:
+    """``dataset.classes`` must match the labels: a class past the last label would never be seen in training."""
+    top = int(y.max())
+    if classes is not None and top < classes - 1:
+        raise DataError(f"{name}: class {top + 1} has no training samples: the labels run 0..{top} but "
+                        f"dataset.classes={classes} (set it to {top + 1})")
+
+
+def check_landmarks(values: np.ndarray, what: str, axes: str) -> np.ndarray:
+    """Landmarks shaped ``[axes]`` (ending in T, L, D): numeric, finite, no empty dimension.
+
+    ``what`` starts every message (``data.npz: X``); a non-finite value is placed by sample (if there is an N
+    axis), frame, landmark and coordinate.
+    """
+    dims = axes.count(",") + 1
+    if values.ndim != dims:
+        raise DataError(f"{what} has shape {values.shape} but must be [{axes}] ({dims} dimensions)")
+    if min(values.shape) == 0:
+        raise DataError(f"{what} has shape {values.shape}; no dimension of [{axes}] may be empty")
+    if values.dtype.kind not in "fiu":
+        raise DataError(f"{what} has dtype {values.dtype} but must be numeric landmark coordinates")
+    bad = ~np.isfinite(values)
+    if bad.any():
+        first = tuple(np.argwhere(bad)[0])
+        *sample, t, landmark, coord = first
+        kind = "NaN" if math.isnan(values[first]) else "inf"
+        where = f"[{sample[0]}]" if sample else ""
+        raise DataError(f"{what}{where} contains {kind} at frame {t} (landmark {landmark}, coordinate {coord})")
+    return values
