@@ -8,7 +8,7 @@ are compared on these numbers (bench/search.py), and status, report and the fina
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypedDict
 
@@ -17,6 +17,7 @@ from optuna.trial import FrozenTrial
 
 from storage import attrs
 
+STOP_SWEEP_STOPPED = "sweep_stopped"  # stop_reason of a trial the sweep stopped on reaching its target
 TARGET_MET = "target_met"  # study user attr: a TargetMet, written once, by the first trial meeting the targets
 
 
@@ -63,6 +64,24 @@ def record_target_met(study: optuna.Study, met: FrozenTrial) -> TargetMet | None
     record = time_to_target(study.get_trials(deepcopy=False), met)
     study.set_user_attr(TARGET_MET, dict(record))
     return record
+
+
+def prune_stopped(study: optuna.Study, unfinished: Iterable[optuna.Trial]) -> list[int]:
+    """Record trials still running when the sweep stopped at its target as PRUNED, ``stop_reason`` sweep_stopped.
+
+    Tune ends such trials without a last result, so nothing else tells the study; left RUNNING they would look
+    like a dead driver's trials to the next ``sweeper run``, which would carry them on. Returns their numbers.
+    """
+    numbers = []
+    for trial in unfinished:
+        frozen = study._storage.get_trial(trial._trial_id)
+        if frozen.state != optuna.trial.TrialState.RUNNING:
+            continue
+        trial.set_user_attr(attrs.STOP_REASON, STOP_SWEEP_STOPPED)
+        trial.set_user_attr(attrs.EPOCHS_RUN, epochs_trained(frozen))
+        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        numbers.append(frozen.number)
+    return numbers
 
 
 def target_met(user_attrs: Mapping[str, Any]) -> TargetMet | None:

@@ -32,6 +32,7 @@ from storage.resume import (
     spec_changes,
 )
 from storage.studies import create_or_load_study, fresh_study_name, load_existing_study, study_exists
+from storage.target import prune_stopped
 from storage.urls import mask_url, resolve_storage_url, sqlite_path, validate_storage_url
 from sweeper.console import console
 from sweeper.progress import SweepPrinter
@@ -187,6 +188,8 @@ def run_sweep(options: SweepOptions) -> optuna.Study:
     try:
         with heartbeats(searcher):
             tuner.fit()
+        if spec.budget.stop_on_target and recorder.target_reached:
+            prune_stopped(study, list(searcher.trials.values()))  # Tune ends them without telling anyone
     finally:  # the CLI leaves with os._exit, which skips SQLite's own checkpoint at the last close
         fold_sqlite_wal(url)
     printer.final_table(study)

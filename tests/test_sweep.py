@@ -80,11 +80,10 @@ def test_stop_on_target_ends_the_sweep_early(ray_session, tmp_path, monkeypatch,
     """#0 meets the target at once while #1 (slow) still runs: the sweep stops, #1 is PRUNED as sweep_stopped,
     and the study records when and after how much compute the target was met."""
     monkeypatch.chdir(tmp_path)
-    space = scripted_space(tmp_path, trials=20, extra=(
-        "  sleep: {type: categorical, choices: [0.05, 2.0]}\n"
-        "enqueue:\n  - {x: 1.0, sleep: 0.05}\n  - {x: 0.5, sleep: 2.0}\n"))
-    study = run_sweep(SweepOptions(space=str(space), storage=storage_url,
-                                   overrides=("budget.stop_on_target=true", "scheduler={type: none}")))
+    space = scripted_space(tmp_path, trials=20, extra="enqueue:\n  - {x: 1.0, sleep: 0.05}\n  - {x: 0.5, sleep: 2.0}\n")
+    slow_or_fast = "params.sleep={type: categorical, choices: [0.05, 2.0]}"
+    study = run_sweep(SweepOptions(space=str(space), storage=storage_url, overrides=(
+        "budget.stop_on_target=true", "scheduler={type: none}", slow_or_fast)))
     loaded = load(storage_url, study.study_name)
     trials = loaded.get_trials()
     assert len(trials) < 20

@@ -12,7 +12,16 @@ import pytest
 
 from storage import attrs
 from storage.engine import close_storage, open_storage
-from storage.target import TARGET_MET, clock, describe, epochs_trained, record_target_met, target_met, time_to_target
+from storage.target import (
+    TARGET_MET,
+    clock,
+    describe,
+    epochs_trained,
+    prune_stopped,
+    record_target_met,
+    target_met,
+    time_to_target,
+)
 
 TS = optuna.trial.TrialState
 X = optuna.distributions.FloatDistribution(0.0, 1.0)
@@ -83,6 +92,23 @@ def _started(trial: optuna.trial.FrozenTrial, when: datetime) -> optuna.trial.Fr
         number=trial.number, state=trial.state, value=None, datetime_start=when, datetime_complete=None,
         params=trial.params, distributions=trial.distributions, user_attrs=trial.user_attrs,
         system_attrs=trial.system_attrs, intermediate_values=trial.intermediate_values, trial_id=trial._trial_id)
+
+
+def test_trials_running_when_the_sweep_stops_at_its_target_become_pruned(storage_url: str) -> None:
+    study, _ = sweep_like_study(storage_url)
+    running = study.ask({"x": X})  # a live handle, as the searcher holds them
+    running.report(0.4, 1)
+    running.report(0.5, 2)
+    finished = study.ask({"x": X})
+    study.tell(finished, 0.1)
+    assert prune_stopped(study, [running, finished]) == [running.number]  # a finished trial is left as it is
+    stored = optuna.load_study(study_name=study.study_name, storage=storage_url).trials
+    assert stored[running.number].state == TS.PRUNED
+    assert stored[running.number].user_attrs == {"stop_reason": "sweep_stopped", "epochs_run": 2}
+    assert stored[finished.number].state == TS.COMPLETE and "stop_reason" not in stored[finished.number].user_attrs
+    assert [t.number for t in stored if t.state == TS.RUNNING] == [2]  # sweep_like_study's own, not handed over
+    if storage_url.startswith("postgresql"):
+        optuna.delete_study(study_name=study.study_name, storage=storage_url)
 
 
 def test_epochs_trained_reads_the_last_report_or_epochs_run() -> None:
