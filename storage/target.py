@@ -17,7 +17,6 @@ from optuna.trial import FrozenTrial
 
 from storage import attrs
 
-STOP_SWEEP_STOPPED = "sweep_stopped"  # stop_reason of a trial the sweep stopped on reaching its target
 TARGET_MET = "target_met"  # study user attr: a TargetMet, written once, by the first trial meeting the targets
 
 
@@ -77,7 +76,7 @@ def prune_stopped(study: optuna.Study, unfinished: Iterable[optuna.Trial]) -> li
         frozen = study._storage.get_trial(trial._trial_id)
         if frozen.state != optuna.trial.TrialState.RUNNING:
             continue
-        trial.set_user_attr(attrs.STOP_REASON, STOP_SWEEP_STOPPED)
+        trial.set_user_attr(attrs.STOP_REASON, attrs.STOP_SWEEP_STOPPED)
         trial.set_user_attr(attrs.EPOCHS_RUN, epochs_trained(frozen))
         study.tell(trial, state=optuna.trial.TrialState.PRUNED)
         numbers.append(frozen.number)
