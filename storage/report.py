@@ -32,6 +32,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from storage import attrs
 from storage.errors import StorageError
+from storage.target import describe, target_met
 from storage.urls import mask_url
 
 ValueFormatter = Callable[[str, Any], str]  # (metric or param name, value) -> text, e.g. 0.8 -> "80.00%"
@@ -205,6 +206,7 @@ def _summary(view: StudyView, url: str, now: datetime) -> str:
                        if complete else "no COMPLETE trial yet"),
         ("targets", ", ".join(f"{m} {view.fmt(m, v)}" for m, v in view.targets.items()) or "none"),
         ("targets reached", (f"yes, by #{reached.number}" if reached else "no") if view.targets else "-"),
+        ("time to target", describe(record) if (record := target_met(user)) else "-"),
         ("baseline", ", ".join(f"{m} {view.fmt(m, v)}" for m, v in view.baseline.items())
                      + (f" ({view.baseline_source})" if view.baseline_source else "") or "none"),
         ("time", f"{_when(span[0])} to {_when(span[1])} ({duration(span[1] - span[0])})" if span else "-"),
@@ -216,7 +218,12 @@ def _summary(view: StudyView, url: str, now: datetime) -> str:
 
 
 def _history(view: StudyView, figures: list[tuple[str, str]]) -> str:
-    """One figure per metric: the objective, then each target metric the trials carry as a user attr."""
+    """One figure per metric: the objective, then each target metric the trials carry as a user attr.
+
+    Every figure spans the same x axis, trial number across all trials, so they line up. PRUNED trials are
+    drawn faded at their last rung value (the objective at the epoch the scheduler stopped them); they never
+    count as best so far, since an early epoch's value is no final result.
+    """
     import plotly.graph_objects as go
 
     complete = sorted(view.complete, key=lambda t: t.number)
@@ -224,6 +231,7 @@ def _history(view: StudyView, figures: list[tuple[str, str]]) -> str:
         return _section("history", _note("No COMPLETE trial yet: nothing to plot."))
     numbers = [t.number for t in view.trials]
     span = [min(numbers), max(max(numbers), min(numbers) + 1)]
+    pruned = [t for t in view.trials if t.state == TrialState.PRUNED]
     parts = []
     metrics = [view.metric, *(m for m in view.targets if m != view.metric)]
     for metric in metrics:
@@ -239,13 +247,32 @@ def _history(view: StudyView, figures: list[tuple[str, str]]) -> str:
         fig = go.Figure()
         fig.add_scatter(x=[n for n, _ in points], y=[v for _, v in points], mode="markers", name=metric,
                         text=[f"#{n} {view.fmt(metric, v)}" for n, v in points], hoverinfo="text")
+        stopped = [(t.number, v, e) for t in pruned if (last := _last_rung(t, view, metric)) for v, e in [last]]
+        if stopped:
+            fig.add_scatter(x=[n for n, _, _ in stopped], y=[v for _, v, _ in stopped], mode="markers",
+                            name="PRUNED (last rung)", opacity=0.35, marker={"symbol": "x"},
+                            text=[f"#{n} PRUNED at epoch {e}: {view.fmt(metric, v)}" for n, v, e in stopped],
+                            hoverinfo="text")
         fig.add_scatter(x=[n for n, _ in points], y=best, mode="lines", line_shape="hv", name="best so far")
         _reference_lines(fig, view, metric, span)
-        _axes(fig, view, f"{metric} by trial (COMPLETE trials)", "trial", metric, span)
+        _axes(fig, view, f"{metric} by trial (PRUNED faded)" if stopped else f"{metric} by trial", "trial",
+              metric, span)
+        fig.update_layout(xaxis_range=[span[0] - 0.5, span[1] + 0.5])
         div = f"fig-history-{_slug(metric)}"
         figures.append((div, fig.to_json()))
         parts.append(f'<div class="plot" id="{div}" data-metric="{html.escape(metric)}"></div>\n')
     return _section("history", *parts)
+
+
+def _last_rung(trial: FrozenTrial, view: StudyView, metric: str) -> tuple[float, int] | None:
+    """(value, epoch) of a PRUNED trial's last report of ``metric``: the objective's last intermediate value, or
+    the metric as its last epoch recorded it; None when it has neither."""
+    if metric == view.metric and trial.intermediate_values:
+        epoch = max(trial.intermediate_values)
+        return trial.intermediate_values[epoch], int(epoch)
+    value = view.values(trial).get(metric)
+    epoch = trial.user_attrs.get(attrs.EPOCHS_RUN, 0)
+    return (value, int(epoch)) if value is not None else None
 
 
 def _learning_curves(view: StudyView, top: int, figures: list[tuple[str, str]]) -> str:

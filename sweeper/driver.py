@@ -35,6 +35,7 @@ from storage.resume import (
 )
 from storage.retry import OutagePolicy, StorageUnavailable, Unreachable, retry_briefly
 from storage.studies import create_or_load_study, fresh_study_name, load_existing_study, study_exists
+from storage.target import prune_stopped
 from storage.urls import ENV_VAR, mask_url, resolve_storage_url, sqlite_path, validate_storage_url
 from sweeper.console import console
 from sweeper.progress import SweepPrinter
@@ -232,6 +233,8 @@ def run_sweep(options: SweepOptions) -> optuna.Study:
         with heartbeats(searcher, policy):
             tuner.fit()
         writer.flush()  # the backlog of an outage that ended late; raises StorageUnavailable past the budget
+        if spec.budget.stop_on_target and recorder.target_reached:  # Tune ends them without telling anyone
+            policy.call(lambda: prune_stopped(study, list(searcher.trials.values())))
     except StorageUnavailable:
         raise StorageUnavailable(outage_message(policy, url)) from None
     finally:  # the CLI leaves with os._exit, which skips SQLite's own checkpoint at the last close

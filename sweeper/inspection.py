@@ -29,6 +29,7 @@ from storage.report import StudyView, build_report, duration, study_view
 from storage.resume import orphaned_trials
 from storage.retry import retry_briefly
 from storage.studies import load_existing_study
+from storage.target import describe, target_met
 from storage.urls import mask_url, resolve_storage_url
 from sweeper.console import console, err_console, format_value
 from sweeper.errors import BadInput
@@ -91,6 +92,9 @@ def status(storage: optuna.storages.BaseStorage, url: str, name: str | None, fmt
     for view in views:
         table.add_row(*_status_row(view))
     console.print(table)
+    for view in views:
+        if (record := target_met(view.study.user_attrs)) is not None:
+            console.print(f"time to target, {view.study.study_name}: first met by {describe(record)}", markup=False)
     if name is not None:
         _details(views[0])
 

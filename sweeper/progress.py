@@ -7,6 +7,7 @@ from rich.table import Table
 
 from search_spaces import Spec
 from storage.report import targets_met
+from storage.target import describe, target_met
 from sweeper.console import console, format_params, format_value
 
 TS = optuna.trial.TrialState
@@ -68,6 +69,9 @@ class SweepPrinter:
             reached = [t for t in complete if targets_met({**t.user_attrs, self.metric: t.value}, self.spec.targets,
                                                           self.spec.metric_direction)]
             console.print(f"targets {'reached by #' + str(reached[0].number) if reached else 'not reached'}")
+            record = target_met(study.user_attrs)
+            if record:
+                console.print(f"time to target: first met by {describe(record)}")
 
 
 def _fmt(metric: str, value: object) -> str:

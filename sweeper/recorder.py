@@ -23,6 +23,7 @@ from ray.tune import Callback
 from search_spaces import Spec
 from storage import attrs
 from storage.report import targets_met
+from storage.target import record_target_met
 from sweeper.driver_only import DriverOnly
 from sweeper.searcher import StudySearcher
 from sweeper.study_writer import StudyWriter
@@ -91,7 +92,9 @@ class StudyRecorder(DriverOnly, Callback):
             message = f"the training function returned without reporting {self.metric!r}"
             self._finish(optuna_trial, result, {**user_attrs, attrs.ERROR: message}, state=optuna.trial.TrialState.FAIL)
         else:
-            self._finish(optuna_trial, result, user_attrs, value=value)
+            frozen = self._finish(optuna_trial, result, user_attrs, value=value)
+            if targets_met(result, self.spec.targets, self.spec.metric_direction):  # once per study: the first
+                self.writer.submit(lambda: record_target_met(self.study, frozen))  # a write of its own, after
 
     def _fail(self, optuna_trial: optuna.Trial, message: str, result: dict, reason: str | None = None) -> None:
         user_attrs = {attrs.ERROR: message[:2000], **({attrs.STOP_REASON: reason} if reason else {})}
@@ -99,7 +102,8 @@ class StudyRecorder(DriverOnly, Callback):
                                                 state=optuna.trial.TrialState.FAIL))
 
     def _finish(self, optuna_trial: optuna.Trial, result: dict, user_attrs: dict[str, Any], *,
-                value: float | None = None, state: optuna.trial.TrialState | None = None) -> None:
+                value: float | None = None, state: optuna.trial.TrialState | None = None
+                ) -> optuna.trial.FrozenTrial:
         """Attrs, then the tell; run again after a lost answer, it finds the trial finished and leaves it so."""
         if isinstance(result.get(NODE_KEY), str):
             user_attrs = {attrs.NODE: result[NODE_KEY], **user_attrs}
@@ -107,6 +111,7 @@ class StudyRecorder(DriverOnly, Callback):
             optuna_trial.set_user_attr(key, item)
         frozen = self.study.tell(optuna_trial, value, state=state, skip_if_finished=True)
         self.on_finished(frozen)
+        return frozen
 
 
 def report(optuna_trial: optuna.Trial, value: float, epoch: int) -> None:

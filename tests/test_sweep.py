@@ -76,15 +76,26 @@ def test_user_entrypoint_sweep_records_complete_pruned_and_failed_trials(ray_ses
 
 
 @pytest.mark.slow
-def test_stop_on_target_ends_the_sweep_early(ray_session, tmp_path, monkeypatch):
+def test_stop_on_target_ends_the_sweep_early(ray_session, tmp_path, monkeypatch, storage_url):
+    """#0 meets the target at once while #1 (slow) still runs: the sweep stops, #1 is PRUNED as sweep_stopped,
+    and the study records when and after how much compute the target was met."""
     monkeypatch.chdir(tmp_path)
-    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
-    space = scripted_space(tmp_path, trials=20, extra="enqueue:\n  - {x: 1.0}\n")
-    study = run_sweep(SweepOptions(space=str(space), storage=url,
-                                   overrides=("budget.stop_on_target=true", "scheduler={type: none}")))
-    trials = load(url, study.study_name).get_trials()
+    space = scripted_space(tmp_path, trials=20, extra="enqueue:\n  - {x: 1.0, sleep: 0.05}\n  - {x: 0.5, sleep: 2.0}\n")
+    slow_or_fast = "params.sleep={type: categorical, choices: [0.05, 2.0]}"
+    study = run_sweep(SweepOptions(space=str(space), storage=storage_url, overrides=(
+        "budget.stop_on_target=true", "scheduler={type: none}", slow_or_fast)))
+    loaded = load(storage_url, study.study_name)
+    trials = loaded.get_trials()
     assert len(trials) < 20
     assert trials[0].state == TS.COMPLETE and trials[0].user_attrs["final_score"] == 1.0
+    assert trials[1].state == TS.PRUNED and trials[1].user_attrs["stop_reason"] == "sweep_stopped"
+    assert 0 <= trials[1].user_attrs["epochs_run"] < 6
+    assert not [t.number for t in trials if t.state == TS.RUNNING]
+    record = loaded.user_attrs["target_met"]
+    assert record["trial"] == 0 and record["trials"] >= 2
+    assert record["trial_epochs"] >= 6 and 0 < record["wall_seconds"] < 60
+    if storage_url.startswith("postgresql"):
+        optuna.delete_study(study_name=study.study_name, storage=storage_url)
 
 
 @pytest.mark.slow

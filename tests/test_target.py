@@ -1,0 +1,192 @@
+"""Time to target: the record of the first trial meeting every target, on SQLite and PostgreSQL, and where it shows."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from datetime import datetime, timedelta
+
+import optuna
+import pytest
+
+from storage import attrs
+from storage.engine import close_storage, open_storage
+from storage.target import (
+    TARGET_MET,
+    clock,
+    describe,
+    epochs_trained,
+    prune_stopped,
+    record_target_met,
+    target_met,
+    time_to_target,
+)
+
+TS = optuna.trial.TrialState
+X = optuna.distributions.FloatDistribution(0.0, 1.0)
+
+
+def sweep_like_study(url: str) -> tuple[optuna.Study, optuna.trial.FrozenTrial]:
+    """#0 COMPLETE after 3 epochs, #1 PRUNED after 1, #2 RUNNING with 2 reported, #3 COMPLETE meeting the target."""
+    study = optuna.create_study(storage=open_storage(url), study_name=f"target-{uuid.uuid4().hex[:8]}",
+                                direction="maximize")
+    study.set_user_attr(attrs.TARGETS, {"test_top3": 0.8})
+    study.set_user_attr(attrs.OBJECTIVE, attrs.objective_attr("val_top3", "maximize"))
+
+    def trial(epochs: int, value: float, state: TS | None, test_top3: float | None = None) -> optuna.Trial:
+        t = study.ask({"x": X})
+        for epoch in range(1, epochs + 1):
+            t.report(value * epoch / epochs, epoch)
+        if test_top3 is not None:
+            t.set_user_attr("test_top3", test_top3)
+        if state == TS.PRUNED:
+            t.set_user_attr(attrs.EPOCHS_RUN, epochs)
+            study.tell(t, state=TS.PRUNED)
+        elif state == TS.COMPLETE:
+            study.tell(t, value)
+        return t
+
+    trial(3, 0.6, TS.COMPLETE, test_top3=0.7)
+    trial(1, 0.3, TS.PRUNED)
+    trial(2, 0.5, None)  # still running when #3 finishes
+    met = trial(3, 0.9, TS.COMPLETE, test_top3=0.85)
+    return study, study.trials[met.number]
+
+
+def test_the_first_trial_to_meet_the_targets_is_recorded_with_the_compute_until_then(storage_url: str) -> None:
+    study, met = sweep_like_study(storage_url)
+    record = record_target_met(study, met)
+    assert record is not None
+    assert (record["trial"], record["trial_epochs"], record["trials"]) == (3, 3 + 1 + 2 + 3, 4)
+    assert 0 <= record["wall_seconds"] < 60
+    stored = optuna.load_study(study_name=study.study_name, storage=storage_url).user_attrs
+    assert target_met(stored) == record
+    assert stored[TARGET_MET] == dict(record)  # plain JSON in the study, readable without sweeper
+
+    again = study.trials[0]  # a later trial, or a resumed run, never overwrites the first record
+    assert record_target_met(study, again) is None
+    assert target_met(optuna.load_study(study_name=study.study_name, storage=storage_url).user_attrs) == record
+    if storage_url.startswith("postgresql"):
+        optuna.delete_study(study_name=study.study_name, storage=storage_url)
+
+
+def test_trials_started_after_the_target_was_met_do_not_count(storage_url: str) -> None:
+    study, met = sweep_like_study(storage_url)
+    later = study.ask({"x": X})
+    later.report(0.1, 1)
+    trials = study.get_trials(deepcopy=False)
+    assert met.datetime_complete is not None
+    at_the_time = time_to_target(trials, met)
+    moved = [t if t.number != later.number else _started(t, met.datetime_complete + timedelta(seconds=1))
+             for t in trials]
+    assert time_to_target(moved, met) == {**at_the_time, "trials": 4, "trial_epochs": 9}
+    first = min(t.datetime_start for t in trials if t.datetime_start)
+    assert at_the_time["wall_seconds"] == pytest.approx((met.datetime_complete - first).total_seconds(), abs=1e-3)
+    if storage_url.startswith("postgresql"):
+        optuna.delete_study(study_name=study.study_name, storage=storage_url)
+
+
+def _started(trial: optuna.trial.FrozenTrial, when: datetime) -> optuna.trial.FrozenTrial:
+    return optuna.trial.FrozenTrial(
+        number=trial.number, state=trial.state, value=None, datetime_start=when, datetime_complete=None,
+        params=trial.params, distributions=trial.distributions, user_attrs=trial.user_attrs,
+        system_attrs=trial.system_attrs, intermediate_values=trial.intermediate_values, trial_id=trial._trial_id)
+
+
+def test_trials_running_when_the_sweep_stops_at_its_target_become_pruned(storage_url: str) -> None:
+    study, _ = sweep_like_study(storage_url)
+    running = study.ask({"x": X})  # a live handle, as the searcher holds them
+    running.report(0.4, 1)
+    running.report(0.5, 2)
+    finished = study.ask({"x": X})
+    study.tell(finished, 0.1)
+    assert prune_stopped(study, [running, finished]) == [running.number]  # a finished trial is left as it is
+    stored = optuna.load_study(study_name=study.study_name, storage=storage_url).trials
+    assert stored[running.number].state == TS.PRUNED
+    assert stored[running.number].user_attrs == {"stop_reason": "sweep_stopped", "epochs_run": 2}
+    assert stored[finished.number].state == TS.COMPLETE and "stop_reason" not in stored[finished.number].user_attrs
+    assert [t.number for t in stored if t.state == TS.RUNNING] == [2]  # sweep_like_study's own, not handed over
+    if storage_url.startswith("postgresql"):
+        optuna.delete_study(study_name=study.study_name, storage=storage_url)
+
+
+def test_epochs_trained_reads_the_last_report_or_epochs_run() -> None:
+    study = optuna.create_study()
+    reported = study.ask({"x": X})
+    for epoch in (1, 2, 5):
+        reported.report(0.1, epoch)
+    study.tell(reported, state=TS.PRUNED)
+    silent = study.ask({"x": X})
+    silent.set_user_attr(attrs.EPOCHS_RUN, 4)
+    study.tell(silent, state=TS.PRUNED)
+    nothing = study.ask({"x": X})
+    study.tell(nothing, state=TS.FAIL)
+    assert [epochs_trained(t) for t in study.trials] == [5, 4, 0]
+
+
+def test_the_record_reads_back_and_prints_in_one_line() -> None:
+    record = {"trial": 7, "trial_epochs": 212, "wall_seconds": 185.4, "trials": 9}
+    assert target_met({TARGET_MET: record}) == record
+    assert target_met({}) is None and target_met({TARGET_MET: {"trial": 7}}) is None
+    assert target_met({TARGET_MET: "yesterday"}) is None
+    assert describe(record) == "#7 after 212 trial-epochs, 3m05s wall, 9 trials"
+    assert [clock(s) for s in (4.4, 59.6, 185, 3725)] == ["4s", "1m00s", "3m05s", "1h02m"]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# where it shows: the final table, sweeper status, the report
+def test_final_table_status_and_report_say_when_the_target_was_met(storage_url: str, capsys) -> None:
+    from search_spaces import load_spec, resolve_space_path
+    from storage.report import build_report
+    from sweeper import inspection
+    from sweeper.progress import SweepPrinter
+
+    study, met = sweep_like_study(storage_url)
+    record = record_target_met(study, met)
+    assert record is not None
+    line = f"first met by {describe(record)}"
+    spec = load_spec(resolve_space_path("spaces/asl20.yaml"), (f"name={study.study_name}",))
+    SweepPrinter(spec).final_table(study)
+    assert f"time to target: {line}" in capsys.readouterr().out
+
+    storage = open_storage(storage_url, create=False)
+    try:
+        inspection.status(storage, storage_url, study.study_name)
+        assert f"time to target, {study.study_name}: {line}" in capsys.readouterr().out
+        view = inspection.load_view(storage, study.study_name, storage_url)
+        page = build_report(view, url=storage_url)
+    finally:
+        close_storage(storage)
+    summary = page[page.index('id="summary"'):page.index('id="history"')]
+    assert re.search(r"<th>time to target</th><td>#3 after 9 trial-epochs, \d+s wall, 4 trials</td>", summary)
+    if storage_url.startswith("postgresql"):
+        optuna.delete_study(study_name=study.study_name, storage=storage_url)
+
+
+def test_report_history_shares_one_trial_axis_and_fades_pruned_trials(storage_url: str) -> None:
+    from storage.report import build_report
+    from sweeper import inspection
+
+    study, _ = sweep_like_study(storage_url)
+    storage = open_storage(storage_url, create=False)
+    try:
+        page = build_report(inspection.load_view(storage, study.study_name, storage_url), url=storage_url)
+    finally:
+        close_storage(storage)
+    figures = _figures(page)
+    objective, target = figures["fig-history-val_top3"], figures["fig-history-test_top3"]
+    assert objective["layout"]["xaxis"]["range"] == target["layout"]["xaxis"]["range"] == [-0.5, 3.5]
+    pruned = next(t for t in objective["data"] if t["name"] == "PRUNED (last rung)")
+    assert pruned["x"] == [1] and pruned["y"] == [pytest.approx(0.3)] and pruned["opacity"] < 1
+    assert "PRUNED at epoch 1" in pruned["text"][0]
+    best = next(t for t in objective["data"] if t["name"] == "best so far")
+    assert best["x"] == [0, 3] and best["y"] == [pytest.approx(0.6), pytest.approx(0.9)]  # PRUNED never "best"
+    if storage_url.startswith("postgresql"):
+        optuna.delete_study(study_name=study.study_name, storage=storage_url)
+
+
+def _figures(page: str) -> dict[str, dict]:
+    """The report's embedded figures: ``<script type="application/json" data-figure="DIV">JSON</script>``."""
+    found = re.findall(r'<script type="application/json" data-figure="([^"]+)">(.*?)</script>', page, re.S)
+    return {div: json.loads(text) for div, text in found}
