@@ -31,10 +31,6 @@ class StudyWriter:
     def submit(self, write: Callable[[], Any]) -> None:
         self._queue.put(write)
 
-    @property
-    def backlog(self) -> int:
-        return self._queue.unfinished_tasks
-
     def fail(self, error: BaseException) -> None:
         """Stop writing: the sweep is ending on ``error``, and what is still queued stays unrecorded."""
         self.error = self.error or error
