@@ -54,11 +54,8 @@ def open_storage(
     also makes every connection read-only: SQLite opens the file with ``mode=ro``, PostgreSQL sessions default to
     read-only transactions, so not a byte can change whatever Optuna tries.
 
-    ``heartbeat_interval`` / ``grace_period`` (seconds) are passed to Optuna. In Optuna 5 heartbeats are written
-    only by ``Study.optimize``; a driver using ask/tell (Ray Tune's ``OptunaSearch``) must call
-    ``storage.record_heartbeat(trial_id)`` itself and ``optuna.storages.fail_stale_trials(study)`` to fail
-    trials whose last heartbeat is older than ``grace_period`` (default ``2 * heartbeat_interval``); trials that
-    never recorded a heartbeat are never failed.
+    ``heartbeat_interval`` / ``grace_period`` (seconds) go to Optuna; an ask/tell driver records heartbeats and
+    fails stale trials itself (https://optuna.readthedocs.io/en/stable/reference/generated/optuna.storages.RDBStorage.html).
     """
     url = validate_storage_url(url)
     _check_positive("heartbeat_interval", heartbeat_interval)
