@@ -80,19 +80,19 @@ def resolve_key(key: str, entry: EntrypointInfo | None, params: Mapping[str, Any
     ``epochs`` means ``training.epochs`` when the entrypoint has that setting and no param samples it (the param
     would win over the training value, so that spelling would change nothing); anything else is an error.
     """
-    head, sections = key.split(".")[0], list(Spec.model_fields)
-    if head in sections or entry is None:
+    head, names = key.split(".")[0], list(Spec.model_fields)
+    if head in names or entry is None:
         return key
     if entry.settings is None:
-        raise ValueError(f"{key!r} is not a section of the space ({', '.join(sections)}){did_you_mean(head, sections)};"
+        raise ValueError(f"{key!r} is not a section of the space ({', '.join(names)}){did_you_mean(head, names)};"
                          f" a setting of {entry.target} is written training.{key}")
     if key in entry.settings and key in params:
         change = "choices=[...]" if dict(params[key] or {}).get("type") == "categorical" else "high=..."
         raise ValueError(f"{key} is a param of this space (params.{key}), which wins over training.{key}: change it "
                          f"(params.{key}.{change}) or pin it: 'params.{key}={{type: fixed, value: ...}}'")
     if key not in entry.settings:
-        raise ValueError(f"{key!r} is neither a section of the space ({', '.join(sections)}) nor a setting of "
-                         f"{entry.target}{did_you_mean(head, sections) or did_you_mean(key, list(entry.settings))}")
+        raise ValueError(f"{key!r} is neither a section of the space ({', '.join(names)}) nor a setting of "
+                         f"{entry.target}{did_you_mean(head, names) or did_you_mean(key, list(entry.settings))}")
     return f"training.{key}"
 
 
