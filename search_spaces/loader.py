@@ -95,10 +95,8 @@ def _read_yaml(text: str, file: str) -> tuple[Any, dict[Atoms, int]]:
 
 
 def set_path(data: dict[str, Any], key: str, value: Any) -> tuple[dict[str, Any] | list[Any], Any]:
-    """Set a dotted ``key`` in raw spec data (an existing dotted key such as ``model.size`` matches whole).
-
-    Returns the mapping or list that now holds the value, and the value it replaced (None if there was none).
-    """
+    """Set a dotted ``key`` in raw spec data (an existing dotted key such as ``model.size`` matches whole); returns
+    the mapping or list that now holds the value, and the value it replaced (None if there was none)."""
     parts, node, i = key.split("."), data, 0
     if not all(parts):
         raise ValueError(f"{key!r} is not a dotted key such as budget.trials")
