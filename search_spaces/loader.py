@@ -234,7 +234,7 @@ def spec_from_dict(data: Mapping[str, Any], *, file: str = "<spec>", base_dir: s
 def _build(original: dict[str, Any], file: str, lines: dict[Atoms, int], base_dir: Path | None,
            overrides: Sequence[str], quick: bool, stem: str | None = None) -> Spec:
     data = copy.deepcopy(original)
-    if stem and "name" not in data:
+    if stem and data.get("name") is None:
         data["name"] = stem
     steps: list[tuple[str, Any, str, int | None]] = []  # (key, value, where it comes from, its line)
     if quick:

@@ -108,7 +108,7 @@ class Spec(BaseModel):
     objective: sections.Objective = Field(default_factory=sections.Objective)
     targets: sections.Targets = Field(default_factory=dict)
     baseline: sections.Baseline | None = None
-    params: dict[str, sections.Param]
+    params: sections.Params
     sampler: sections.Sampler = Field(default_factory=sections.Sampler)
     scheduler: sections.Scheduler = Field(default_factory=sections.NoScheduler)
     budget: sections.Budget = Field(default_factory=sections.Budget)
@@ -132,7 +132,8 @@ class Spec(BaseModel):
         """An empty section (``sampler:`` with nothing under it) means its defaults; a scheduler's type is none."""
         if not isinstance(data, Mapping):
             return data
-        data = {k: v for k, v in data.items() if v is not None}
+        fields = cls.model_fields  # a misspelt or required one stays, to be refused
+        data = {k: v for k, v in data.items() if v is not None or k not in fields or fields[k].is_required()}
         if isinstance(data.get("scheduler"), Mapping) and "type" not in data["scheduler"]:
             data["scheduler"] = {**data["scheduler"], "type": "none"}
         return data

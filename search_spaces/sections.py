@@ -252,6 +252,7 @@ class FixedParam(_Model):
 
 Param = Annotated[FloatParam | IntParam | CategoricalParam | FixedParam, Field(discriminator="type")]
 SampledParam = FloatParam | IntParam | CategoricalParam
+Params = Annotated[dict[str, Param], BeforeValidator(lambda value: {} if value is None else value)]  # none to tune
 
 
 class Sampler(BaseModel):

@@ -314,6 +314,12 @@ def test_yaml_problems(tmp_path: Path) -> None:
     assert str(err) == f"{tmp_path / 'space.yaml'}:4: params: duplicate key (first at line 1)"
     only_fixed = write(tmp_path, "params:\n  seed: {type: fixed, value: 1}\n")
     assert "needs at least one param to tune" in str(errors(only_fixed))
+    assert str(errors(write(tmp_path, "params:\n"))) == \
+        f"{tmp_path / 'space.yaml'}:1: params: needs at least one param to tune (float, int or categorical)"
+    empty = load_spec(write(tmp_path, MINIMAL + "name:\nscheduler:\ndescription:\nsampler:\n"))  # empty: defaults
+    assert (empty.name, empty.scheduler.type, empty.description, empty.sampler.type) == ("space", "none", "", "tpe")
+    err = errors(write(tmp_path, MINIMAL + "objectve:\n"))  # a misspelt section fails even when empty
+    assert len(err.issues) == 1 and "did you mean 'objective'" in find(err, "objectve")
 
 
 # ----------------------------------------------------------------------------------------------------------------
