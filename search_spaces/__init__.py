@@ -11,9 +11,8 @@ from typing import Any
 _HOMES = {
     "DEFAULT_ENTRYPOINT": "entrypoint", "EntrypointInfo": "entrypoint",
     "SpecError": "errors", "SpecIssue": "errors",
-    "BUILTIN_DIR": "loader", "DEFAULT_QUICK": "loader", "Standalone": "loader",
-    "list_builtin_spaces": "loader", "load_spec": "loader", "parse_override": "loader", "render_spec": "loader",
-    "resolve_space_path": "loader", "spec_from_dict": "loader", "standalone": "loader", "training_overrides": "loader",
+    "BUILTIN_DIR": "loader", "DEFAULT_QUICK": "loader", "list_builtin_spaces": "loader", "load_spec": "loader",
+    "parse_override": "loader", "render_spec": "loader", "resolve_space_path": "loader", "spec_from_dict": "loader",
     "Baseline": "sections", "Budget": "sections", "Objective": "sections", "Param": "sections",
     "Resources": "sections", "Sampler": "sections", "Scheduler": "sections", "Spec": "schema",
 }

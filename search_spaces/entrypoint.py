@@ -1,26 +1,19 @@
 """What the training function of a space accepts and reports.
 
-An entrypoint is written ``package.module:function`` and names a function
-
-    fn(config: dict, report: Callable[[dict], None], checkpoint_dir: str | None) -> dict
-
-It may carry two attributes that let a space be checked before any trial runs:
-
-- ``fn.settings``: a dict of the flat config keys it accepts, with their defaults;
-- ``fn.metrics``: the names of the metrics it reports.
-
-When an attribute is absent, anything is accepted for it. The shared training core (``trials:run``) is described
-from ``trials.config`` without importing it: importing it pulls in torch, and validation must stay light.
+An entrypoint ``package.module:function`` names ``fn(config: dict, report: Callable[[dict], None],
+checkpoint_dir: str | None) -> dict``. Two optional attributes let a space be checked before any trial runs:
+``fn.settings`` (the flat config keys it accepts, with their defaults) and ``fn.metrics`` (the names it reports);
+without one, anything is accepted for it. ``trials:run`` is described from ``trials.config`` without importing it:
+that pulls in torch, and validation must stay light.
 """
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import inspect
 import re
 import sys
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,9 +42,8 @@ class EntrypointInfo:
 
     def unknown_setting(self, key: str) -> str | None:
         """Why ``key`` is refused, or None."""
-        if self.settings is None or key in self.settings:
-            return None
-        return unknown_key(key, list(self.settings), "setting")
+        known = self.settings is None or key in self.settings
+        return None if known else unknown_key(key, list(self.settings or ()), "setting")
 
     def coerce(self, key: str, value: Any) -> Any:
         """The value in the setting's type (that of its default); raises ConfigError, also for an unknown key."""
@@ -73,41 +65,30 @@ class EntrypointInfo:
         return None
 
 
-@contextlib.contextmanager
-def _on_sys_path(folders: Iterable[Path]) -> Iterator[None]:
-    added = [text for text in dict.fromkeys(map(str, folders)) if text not in sys.path]
-    sys.path[:0] = added
-    try:
-        yield
-    finally:
-        for text in added:
-            with contextlib.suppress(ValueError):
-                sys.path.remove(text)
-
-
 def import_target(target: str, base_dir: str | Path | None = None) -> Callable[..., Any]:
     """Import the entrypoint function, with the space file's folder, then the working directory, on sys.path."""
     if not _TARGET.match(target):
         raise EntrypointError(f"must look like package.module:function (got {target!r})")
     module_name, function = target.split(":")
-    with _on_sys_path([*([Path(base_dir).resolve()] if base_dir is not None else []), Path.cwd().resolve()]):
-        try:
-            module = importlib.import_module(module_name)
-        except Exception as exc:  # any failure while importing user code is a validation error
-            raise EntrypointError(f"cannot import module {module_name!r}: {type(exc).__name__}: {exc}") from exc
+    folders = [*([Path(base_dir).resolve()] if base_dir is not None else []), Path.cwd().resolve()]
+    added = [text for text in dict.fromkeys(map(str, folders)) if text not in sys.path]
+    sys.path[:0] = added
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # any failure while importing user code is a validation error
+        raise EntrypointError(f"cannot import module {module_name!r}: {type(exc).__name__}: {exc}") from exc
+    finally:
+        sys.path[:] = [text for text in sys.path if text not in added]
     fn = getattr(module, function, None)
-    if fn is None:
-        raise EntrypointError(f"module {module_name!r} has no attribute {function!r}")
     if not callable(fn):
-        raise EntrypointError(f"{target} is not callable")
+        raise EntrypointError(f"module {module_name!r} has no attribute {function!r}" if fn is None else
+                              f"{target} is not callable")
     try:
-        signature = inspect.signature(fn)
-    except (TypeError, ValueError):  # builtins without a signature are given the benefit of the doubt
-        return fn
-    try:
-        signature.bind(None, None, None)
+        inspect.signature(fn).bind(None, None, None)
     except TypeError as exc:
         raise EntrypointError(f"{target} must accept (config, report, checkpoint_dir): {exc}") from None
+    except ValueError:  # builtins without a signature are given the benefit of the doubt
+        pass
     return fn
 
 
@@ -118,14 +99,10 @@ def describe(target: str, base_dir: str | Path | None = None) -> EntrypointInfo:
                               metrics=tuple(EPOCH_METRICS) + tuple(FINAL_METRICS),
                               epoch_metrics=tuple(m for m, d in EPOCH_METRICS.items() if d))
     fn = import_target(target, base_dir)
-    settings = getattr(fn, "settings", None)
-    if settings is not None:
-        if not isinstance(settings, Mapping) or not all(isinstance(k, str) for k in settings):
-            raise EntrypointError(f"{target}.settings must be a dict of setting name -> default")
-        settings = dict(settings)
-    metrics = getattr(fn, "metrics", None)
-    if metrics is not None:
-        if isinstance(metrics, str) or not all(isinstance(m, str) for m in metrics):
-            raise EntrypointError(f"{target}.metrics must be a list of metric names")
-        metrics = tuple(metrics)
-    return EntrypointInfo(target=target, settings=settings, metrics=metrics, epoch_metrics=None)
+    settings, metrics = getattr(fn, "settings", None), getattr(fn, "metrics", None)
+    if settings is not None and not (isinstance(settings, Mapping) and all(isinstance(k, str) for k in settings)):
+        raise EntrypointError(f"{target}.settings must be a dict of setting name -> default")
+    if metrics is not None and (isinstance(metrics, str) or not all(isinstance(m, str) for m in metrics)):
+        raise EntrypointError(f"{target}.metrics must be a list of metric names")
+    return EntrypointInfo(target, None if settings is None else dict(settings),
+                          None if metrics is None else tuple(metrics), epoch_metrics=None)

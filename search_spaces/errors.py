@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class SpecIssue:
+class SpecIssue(NamedTuple):
     """One problem in a space file. ``line`` is None when the value came from no line of the file (a default, a
     missing section); ``source`` names the ``--set budget.trials=x`` or ``--quick`` that produced the value."""
 
@@ -27,9 +26,7 @@ class SpecError(ValueError):
 
     def __init__(self, issues: Iterable[SpecIssue]) -> None:
         self.issues: list[SpecIssue] = list(issues)
-        first = self.issues[0]
-        self.file, self.line, self.field, self.message, self.source = (first.file, first.line, first.field,
-                                                                       first.message, first.source)
+        self.file, self.line, self.field, self.message, self.source = self.issues[0]
         super().__init__("\n".join(map(str, self.issues)))
 
     def __reduce__(self) -> tuple[type[SpecError], tuple[list[SpecIssue]]]:

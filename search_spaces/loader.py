@@ -1,10 +1,7 @@
 """Load a search-space YAML file into a :class:`Spec`, with errors that name the file and line.
 
-    spec = load_spec("spaces/asl50.yaml", overrides=["budget.trials=4"], quick=False)
-
-Read the YAML, keeping the line of every key -> default ``name`` to the file's stem -> apply the quick profile
-(``--quick``), then the ``--set`` overrides -> validate -> map each error's location to its YAML line, or to the
-``--set``/``--quick`` that produced the value.
+Read the YAML with the line of every key, apply ``--quick`` and then ``--set``, validate, and map each error's
+location to its line, or to the ``--set``/``--quick`` that produced the value.
 """
 
 from __future__ import annotations
@@ -12,14 +9,14 @@ from __future__ import annotations
 import copy
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
-from search_spaces.entrypoint import DEFAULT_ENTRYPOINT, EntrypointError, EntrypointInfo, describe
+from search_spaces.entrypoint import DEFAULT_ENTRYPOINT, EntrypointError, describe
 from search_spaces.errors import SpecError, SpecIssue
 from search_spaces.schema import Atoms, Spec, atoms, resolve_key
 from search_spaces.sections import KINDS, SAMPLER_CLASSES, sampler_options
@@ -75,20 +72,20 @@ def _read_yaml(text: str, file: str) -> tuple[Any, dict[Atoms, int]]:
 
     def walk(node: yaml.Node, where: Atoms) -> None:
         lines.setdefault(where, node.start_mark.line + 1)
-        if isinstance(node, yaml.SequenceNode) and len(where) < 64:  # 64: an alias that contains itself
+        if len(where) > 64:  # an alias that contains itself
+            return
+        if isinstance(node, yaml.SequenceNode):
             for i, item in enumerate(node.value):
                 walk(item, (*where, str(i)))
-        elif isinstance(node, yaml.MappingNode) and len(where) < 64:
-            seen: dict[str, int] = {}
-            for key, value in node.value:
-                if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
-                    line = key.start_mark.line + 1
-                    if key.value in seen:
-                        twice.append(SpecIssue(file, line, ".".join((*where, key.value)),
-                                               f"duplicate key (first at line {seen[key.value]})"))
-                    seen.setdefault(key.value, line)
-                    lines.setdefault(here := (*where, *atoms([key.value])), line)
-                    walk(value, here)
+        seen: dict[str, int] = {}
+        for key, value in node.value if isinstance(node, yaml.MappingNode) else ():
+            if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+                line = seen.setdefault(key.value, key.start_mark.line + 1)
+                if line != key.start_mark.line + 1:
+                    twice.append(SpecIssue(file, key.start_mark.line + 1, ".".join((*where, key.value)),
+                                           f"duplicate key (first at line {line})"))
+                lines.setdefault(here := (*where, *atoms([key.value])), key.start_mark.line + 1)
+                walk(value, here)
 
     if root is not None:
         walk(root, ())
@@ -98,10 +95,8 @@ def _read_yaml(text: str, file: str) -> tuple[Any, dict[Atoms, int]]:
 
 
 def set_path(data: dict[str, Any], key: str, value: Any) -> tuple[dict[str, Any] | list[Any], Any]:
-    """Set a dotted ``key`` in raw spec data (an existing dotted key such as ``model.size`` matches whole).
-
-    Returns the mapping or list that now holds the value, and the value it replaced (None if there was none).
-    """
+    """Set a dotted ``key`` in raw spec data (an existing dotted key such as ``model.size`` matches whole); returns
+    the mapping or list that now holds the value, and the value it replaced (None if there was none)."""
     parts, node, i = key.split("."), data, 0
     if not all(parts):
         raise ValueError(f"{key!r} is not a dotted key such as budget.trials")
@@ -168,26 +163,20 @@ def quick_profile(data: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
     return profile, False
 
 
-def _model_holding(loc: Sequence[Any]) -> tuple[type[BaseModel], str]:
-    """The model that refused an unknown key at pydantic's ``loc`` (where a typed section's type still stands)."""
-    tag = {"params": 2, "scheduler": 1}.get(loc[0])
-    if tag is not None and len(loc) > tag + 1 and loc[tag] in KINDS[loc[0]]:
-        return KINDS[loc[0]][loc[tag]], f" for a {loc[tag]} {loc[0].removesuffix('s')}"
-    model = Spec.model_fields[loc[0]].annotation if len(loc) > 1 else Spec
-    return (model if isinstance(model, type) and issubclass(model, BaseModel) else Spec), ""
-
-
 def _messages(error: Mapping[str, Any]) -> list[tuple[tuple[Any, ...], str]]:
     """One pydantic error -> ``(path, message)`` pairs, the path as written in the file."""
     raw = tuple(p for p in error["loc"] if p != "[key]")
     tag = {"params": 2, "scheduler": 1}.get(raw[0]) if raw else None  # where a typed section's type stands
-    loc = raw[:tag] + raw[tag + 1:] if tag and len(raw) > tag and raw[tag] in KINDS[raw[0]] else raw
+    typed = KINDS[raw[0]].get(raw[tag]) if tag and len(raw) > tag else None
+    loc = raw[:tag] + raw[tag + 1:] if typed else raw
     kind, given, ctx = error["type"], error.get("input"), error.get("ctx") or {}
     if kind == "value_error":
         return [(loc, str(ctx["error"]))]
     if kind == "extra_forbidden":
-        model, owner = _model_holding(raw)
-        return [(loc, unknown_key(loc[-1], list(model.model_fields)).replace(";", owner + ";", 1))]
+        model = typed or (Spec.model_fields[loc[0]].annotation if len(loc) > 1 else Spec)
+        fields = list(getattr(model, "model_fields", Spec.model_fields))  # the model that refused the key
+        owner = f" for a {raw[tag]} {raw[0].removesuffix('s')}" if typed else ""
+        return [(loc, unknown_key(loc[-1], fields).replace(";", owner + ";", 1))]
     if kind == "union_tag_not_found":
         fields = sorted({f for model in KINDS[loc[0]].values() for f in model.model_fields})
         return [((*loc, k), unknown_key(k, fields)) for k in given if k not in fields] or \
@@ -242,17 +231,10 @@ def spec_from_dict(data: Mapping[str, Any], *, file: str = "<spec>", base_dir: s
     return _build(dict(data), file, {}, Path(base_dir) if base_dir is not None else None, overrides, quick)
 
 
-def _entry_of(data: Mapping[str, Any], base_dir: Path | None) -> EntrypointInfo | None:
-    try:
-        return describe(str(data.get("entrypoint") or DEFAULT_ENTRYPOINT), base_dir)
-    except EntrypointError:
-        return None  # the spec's validation says why
-
-
 def _build(original: dict[str, Any], file: str, lines: dict[Atoms, int], base_dir: Path | None,
            overrides: Sequence[str], quick: bool, stem: str | None = None) -> Spec:
     data = copy.deepcopy(original)
-    if stem and "name" not in data:
+    if stem and data.get("name") is None:
         data["name"] = stem
     steps: list[tuple[str, Any, str, int | None]] = []  # (key, value, where it comes from, its line)
     if quick:
@@ -269,7 +251,11 @@ def _build(original: dict[str, Any], file: str, lines: dict[Atoms, int], base_di
     origins: list[tuple[Atoms, str, int | None]] = []
     for key, value, label, line in steps:
         try:
-            path = resolve_key(key, _entry_of(data, base_dir), data.get("params") or {})
+            entry = describe(str(data.get("entrypoint") or DEFAULT_ENTRYPOINT), base_dir)
+        except EntrypointError:
+            entry = None  # the spec's validation says why
+        try:
+            path = resolve_key(key, entry, data.get("params") or {})
         except ValueError as exc:
             if label == "--quick":
                 continue  # the spec's check of its quick: section says why
@@ -289,52 +275,10 @@ def _build(original: dict[str, Any], file: str, lines: dict[Atoms, int], base_di
         try:
             _build(original, file, lines, base_dir, overrides, True, stem)
         except SpecError as exc:
-            raise SpecError([i if i.source else SpecIssue(i.file, i.line, i.field, i.message, "--quick")
-                             for i in exc.issues]) from None
+            raise SpecError([i._replace(source=i.source or "--quick") for i in exc.issues]) from None
     spec._source, spec._quick_applied, spec._overrides = file, quick, tuple(overrides)
     spec._base_dir = str(base_dir.resolve()) if base_dir is not None else None
     return spec
-
-
-def training_overrides(exprs: Iterable[str]) -> dict[str, Any]:
-    """``sweeper train --set KEY=VALUE``: the flat settings of one training run; ``training.epochs`` is ``epochs``."""
-    out = {}
-    for expr in exprs:
-        try:
-            key, value = parse_override(expr)
-        except ValueError as exc:
-            raise SpecError.single("", str(exc), source=f"--set {expr}") from None
-        out[key.removeprefix("training.")] = value
-    return out
-
-
-class Standalone(NamedTuple):
-    """What ``sweeper train`` runs: ``import_target(entrypoint, base_dir)(config, report, checkpoint_dir)``."""
-
-    entrypoint: str
-    base_dir: str | None
-    config: dict[str, Any]
-
-
-def standalone(space: str | os.PathLike[str] | None, overrides: Mapping[str, Any]) -> Standalone:
-    """One training run outside a sweep: the space's training block and fixed params (without a space, the core's
-    defaults), then ``overrides`` (:func:`training_overrides`) on top, checked by the entrypoint before anything
-    runs. A param the space samples is a plain setting here: nothing samples it."""
-    spec = load_spec(space) if space is not None else None
-    entry = spec._entrypoint if spec is not None else describe(DEFAULT_ENTRYPOINT)
-    assert entry is not None
-    file, config = str(space or ""), spec.base_config() if spec is not None else {}
-    for key, value in overrides.items():
-        if key.split(".")[0] in Spec.model_fields and key not in (entry.settings or {}):
-            raise SpecError.single(file, f"{key} belongs to a sweep, not to one training run; sweeper train takes "
-                                         f"the settings of {entry.target} (e.g. epochs=3)", source=f"--set {key}")
-        try:
-            config[key] = entry.coerce(key, value)
-        except ValueError as exc:
-            raise SpecError.single(file, str(exc), source=f"--set {key}") from None
-    if problem := entry.check(config):
-        raise SpecError.single(file, f"{entry.target} refuses the training config: {problem}")
-    return Standalone(entry.target, spec.base_dir if spec is not None else None, config)
 
 
 def render_spec(spec: Spec) -> str:

@@ -1,10 +1,9 @@
 """TPE for parallel trials: start-up counted in trials started, not trials finished.
 
-Optuna's TPE samples at random until ``n_startup_trials`` trials have *finished*. With ``k`` trials running at
-once, every trial asked while the first ones are still running is random too: ``n_startup + k - 1`` random
-trials, and with short budgets most of the sweep. Here the first ``n_startup`` trials *asked* are random and
-every later one uses TPE, whose constant liar counts the still-running trials as bad results so that it does
-not propose near-copies of them.
+Optuna's TPE samples at random until ``n_startup_trials`` trials have *finished*: with ``k`` trials running at
+once that is ``n_startup + k - 1`` random trials, most of a short sweep. Here the first ``n_startup`` trials
+*asked* are random and every later one uses TPE, whose constant liar counts the still-running trials as bad
+results so that it does not propose near-copies of them.
 """
 
 from __future__ import annotations

@@ -9,29 +9,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Any
+from typing import Any
 
 import optuna
-from pydantic import Field, PrivateAttr, StringConstraints, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
+from search_spaces import sections
 from search_spaces.entrypoint import DEFAULT_ENTRYPOINT, KNOWN_DIRECTIONS, EntrypointError, EntrypointInfo, describe
-from search_spaces.sections import (
-    SAMPLER_CLASSES,
-    Baseline,
-    Budget,
-    FixedParam,
-    NoScheduler,
-    Objective,
-    Param,
-    Path,
-    Resources,
-    SampledParam,
-    Sampler,
-    Scheduler,
-    _Model,
-    fail,
-    metric_values,
-)
+from search_spaces.samplers import ParallelTPESampler
+from search_spaces.sections import Path, fail
 from trials.config import ConfigError, did_you_mean, unknown_key
 
 Atoms = tuple[str, ...]
@@ -94,38 +80,39 @@ def resolve_key(key: str, entry: EntrypointInfo | None, params: Mapping[str, Any
     ``epochs`` means ``training.epochs`` when the entrypoint has that setting and no param samples it (the param
     would win over the training value, so that spelling would change nothing); anything else is an error.
     """
-    head, sections = key.split(".")[0], list(Spec.model_fields)
-    if head in sections or entry is None:
+    head, names = key.split(".")[0], list(Spec.model_fields)
+    if head in names or entry is None:
         return key
     if entry.settings is None:
-        raise ValueError(f"{key!r} is not a section of the space ({', '.join(sections)}){did_you_mean(head, sections)};"
+        raise ValueError(f"{key!r} is not a section of the space ({', '.join(names)}){did_you_mean(head, names)};"
                          f" a setting of {entry.target} is written training.{key}")
     if key in entry.settings and key in params:
         change = "choices=[...]" if dict(params[key] or {}).get("type") == "categorical" else "high=..."
         raise ValueError(f"{key} is a param of this space (params.{key}), which wins over training.{key}: change it "
                          f"(params.{key}.{change}) or pin it: 'params.{key}={{type: fixed, value: ...}}'")
     if key not in entry.settings:
-        raise ValueError(f"{key!r} is neither a section of the space ({', '.join(sections)}) nor a setting of "
-                         f"{entry.target}{did_you_mean(head, sections) or did_you_mean(key, list(entry.settings))}")
+        raise ValueError(f"{key!r} is neither a section of the space ({', '.join(names)}) nor a setting of "
+                         f"{entry.target}{did_you_mean(head, names) or did_you_mean(key, list(entry.settings))}")
     return f"training.{key}"
 
 
-class Spec(_Model):
+class Spec(BaseModel):
     """One sweep: what to train, what to tune, how to sample and schedule, and what counts as success."""
 
-    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]  # the study; default: file stem
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+    name: str = Field(min_length=1)  # the study; default: the file's stem
     description: str = ""
     storage: str | None = None  # Optuna storage URL; the driver may override it (--storage, environment)
     entrypoint: str = Field(DEFAULT_ENTRYPOINT, validate_default=True)
     training: dict[str, Any] = Field(default_factory=dict)  # flat dotted keys
-    objective: Objective = Field(default_factory=Objective)
-    targets: dict[str, float] = Field(default_factory=dict)
-    baseline: Baseline | None = None
-    params: dict[str, Param]
-    sampler: Sampler = Field(default_factory=Sampler)
-    scheduler: Scheduler = Field(default_factory=NoScheduler)
-    budget: Budget = Field(default_factory=Budget)
-    resources: Resources = Field(default_factory=Resources)
+    objective: sections.Objective = Field(default_factory=sections.Objective)
+    targets: sections.Targets = Field(default_factory=dict)
+    baseline: sections.Baseline | None = None
+    params: sections.Params
+    sampler: sections.Sampler = Field(default_factory=sections.Sampler)
+    scheduler: sections.Scheduler = Field(default_factory=sections.NoScheduler)
+    budget: sections.Budget = Field(default_factory=sections.Budget)
+    resources: sections.Resources = Field(default_factory=sections.Resources)
     enqueue: list[dict[str, Any]] = Field(default_factory=list)
     quick: dict[str, Any] = Field(default_factory=dict)
 
@@ -139,17 +126,17 @@ class Spec(_Model):
     quick_applied = property(lambda self: self._quick_applied)
     overrides = property(lambda self: self._overrides, doc="The ``--set`` expressions applied when loading.")
 
-    @field_validator("training", "targets", "params", "quick", "objective", "sampler", "scheduler", "budget",
-                     "resources", "enqueue", mode="before")
+    @model_validator(mode="before")
     @classmethod
-    def _defaults(cls, value: Any, info: ValidationInfo) -> Any:
-        """An empty section (``sampler:`` with nothing under it) means its defaults, a scheduler's type is none, and
-        targets written as percentages are fractions."""
-        if value is None:
-            return [] if info.field_name == "enqueue" else {}
-        if info.field_name == "scheduler" and isinstance(value, Mapping) and "type" not in value:
-            return {**value, "type": "none"}
-        return metric_values(value) if info.field_name == "targets" else value
+    def _empty_sections(cls, data: Any) -> Any:
+        """An empty section (``sampler:`` with nothing under it) means its defaults; a scheduler's type is none."""
+        if not isinstance(data, Mapping):
+            return data
+        fields = cls.model_fields  # a misspelt or required one stays, to be refused
+        data = {k: v for k, v in data.items() if v is not None or k not in fields or fields[k].is_required()}
+        if isinstance(data.get("scheduler"), Mapping) and "type" not in data["scheduler"]:
+            data["scheduler"] = {**data["scheduler"], "type": "none"}
+        return data
 
     @field_validator("entrypoint")
     @classmethod
@@ -191,17 +178,17 @@ class Spec(_Model):
     @field_validator("targets", "baseline")
     @classmethod
     def _reported(cls, value: Any, info: ValidationInfo) -> Any:
-        metrics = value.metrics if isinstance(value, Baseline) else value or {}
+        metrics = value.metrics if isinstance(value, sections.Baseline) else value or {}
         if (entry := _entry(info)) and (issues := [((m,), p) for m in metrics if (p := _unknown_metric(m, entry))]):
             fail(issues)
         return value
 
     @field_validator("params")
     @classmethod
-    def _check_params(cls, value: dict[str, Param], info: ValidationInfo) -> dict[str, Param]:
+    def _check_params(cls, value: dict[str, sections.Param], info: ValidationInfo) -> dict[str, sections.Param]:
         entry = _entry(info)
         issues: list[tuple[Path, str]] = [((n,), p) for n in value if entry and (p := entry.unknown_setting(n))]
-        if all(isinstance(p, FixedParam) for p in value.values()):
+        if all(isinstance(p, sections.FixedParam) for p in value.values()):
             issues.append(((), "needs at least one param to tune (float, int or categorical)"))
         if issues:
             fail(issues)
@@ -209,9 +196,9 @@ class Spec(_Model):
 
     @field_validator("sampler")
     @classmethod
-    def _check_grid(cls, value: Sampler, info: ValidationInfo) -> Sampler:
+    def _check_grid(cls, value: sections.Sampler, info: ValidationInfo) -> sections.Sampler:
         continuous = [(n, p) for n, p in (info.data.get("params") or {}).items()
-                      if isinstance(p, SampledParam) and p.grid_values() is None]
+                      if isinstance(p, sections.SampledParam) and p.grid_values() is None]
         if value.type == "grid" and continuous:
             fail([((), f"the grid sampler needs a finite set of values, but params.{n} is " + (
                 "a log range; drop log: true and give it a step, or list the values as categorical choices" if p.log
@@ -224,7 +211,7 @@ class Spec(_Model):
     def _check_enqueue(cls, rows: list[dict[str, Any]], info: ValidationInfo) -> list[dict[str, Any]]:
         if (params := info.data.get("params")) is None:
             return rows
-        sampled = [n for n, p in params.items() if isinstance(p, SampledParam)]
+        sampled = [n for n, p in params.items() if isinstance(p, sections.SampledParam)]
         issues: list[tuple[Path, str]] = [((i,), "is empty; give values for some params") for i, r in enumerate(rows)
                                           if not r]
         out: list[dict[str, Any]] = []
@@ -288,15 +275,15 @@ class Spec(_Model):
         """``maximize`` or ``minimize`` for a reported metric (unknown metrics follow the objective)."""
         return self.direction if metric == self.objective.metric else KNOWN_DIRECTIONS.get(metric) or self.direction
 
-    def sampled_params(self) -> dict[str, SampledParam]:
-        return {n: p for n, p in self.params.items() if isinstance(p, SampledParam)}
+    def sampled_params(self) -> dict[str, sections.SampledParam]:
+        return {n: p for n, p in self.params.items() if isinstance(p, sections.SampledParam)}
 
     def distributions(self) -> dict[str, optuna.distributions.BaseDistribution]:
         """Optuna distributions of the sampled (non-fixed) params, by flat key."""
         return {n: p.distribution() for n, p in self.sampled_params().items()}
 
     def fixed_params(self) -> dict[str, Any]:
-        return {n: p.value for n, p in self.params.items() if isinstance(p, FixedParam)}
+        return {n: p.value for n, p in self.params.items() if isinstance(p, sections.FixedParam)}
 
     def base_config(self) -> dict[str, Any]:
         """Training values + the objective (when the entrypoint takes one) + fixed params: every trial's start."""
@@ -336,11 +323,9 @@ class Spec(_Model):
             seed += resumed_after
         if self.sampler.type == "grid":
             return optuna.samplers.GridSampler(self.grid_search_space(), seed=seed)
-        if self.sampler.type == "tpe":
-            from search_spaces.samplers import ParallelTPESampler
-
-            return ParallelTPESampler(seed=seed, **self.default_sampler_options())
-        return getattr(optuna.samplers, SAMPLER_CLASSES[self.sampler.type])(seed=seed, **self.default_sampler_options())
+        kind = ParallelTPESampler if self.sampler.type == "tpe" else \
+            getattr(optuna.samplers, sections.SAMPLER_CLASSES[self.sampler.type])
+        return kind(seed=seed, **self.default_sampler_options())
 
     def to_yaml_dict(self) -> dict[str, Any]:
         """The resolved spec as plain YAML/JSON data, in the file's layout; loading it gives the same spec."""

@@ -1,7 +1,4 @@
-"""The sections of a space file as pydantic models; each checks its own values, :class:`Spec` checks across them.
-
-A validator reports one problem with a plain ``ValueError``, or several, each at its own place, with :func:`fail`.
-"""
+"""The sections of a space file as pydantic models; each checks its own values, :class:`Spec` checks across them."""
 
 from __future__ import annotations
 
@@ -13,16 +10,7 @@ from importlib.util import find_spec
 from typing import Annotated, Any, Literal, NoReturn
 
 import optuna
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from search_spaces.entrypoint import KNOWN_DIRECTIONS
@@ -36,7 +24,7 @@ SAMPLER_PACKAGES = {"cmaes": ("cmaes",), "qmc": ("scipy",), "gp": ("scipy", "tor
 
 
 def fail(issues: Sequence[tuple[Path, str]]) -> NoReturn:
-    """Raise several problems at once; pydantic prefixes each path with the place of the value being validated."""
+    """Several problems at once; pydantic prefixes each path with the place of the value being validated."""
     raise ValidationError.from_exception_data("spec", [InitErrorDetails(
         type=PydanticCustomError("spec", "{message}", {"message": message}), loc=path, input=None)
         for path, message in issues])
@@ -48,6 +36,10 @@ def _not_bool(value: Any) -> Any:
     return value
 
 
+Int = Annotated[int, BeforeValidator(_not_bool)]
+Float = Annotated[float, BeforeValidator(_not_bool), Field(allow_inf_nan=False)]
+
+
 def fraction(value: Any) -> Any:
     """``0.8``, ``"0.8"`` or ``"80%"`` -> 0.8."""
     if not isinstance(value, str):
@@ -56,10 +48,6 @@ def fraction(value: Any) -> Any:
         return round(float(value.strip()[:-1]) / 100, 12) if value.strip().endswith("%") else float(value)
     except ValueError:
         raise ValueError(f"expected a number or a percentage such as '80%', got {value!r}") from None
-
-
-Int = Annotated[int, BeforeValidator(_not_bool)]
-Float = Annotated[float, BeforeValidator(_not_bool), Field(allow_inf_nan=False)]
 
 
 def metric_values(raw: Any) -> Any:
@@ -81,6 +69,7 @@ def metric_values(raw: Any) -> Any:
     return out
 
 
+Targets = Annotated[dict[str, float], BeforeValidator(metric_values)]
 _DURATION = re.compile(r"(?:(\d+(?:\.\d*)?)d)?(?:(\d+(?:\.\d*)?)h)?(?:(\d+(?:\.\d*)?)m)?(?:(\d+(?:\.\d*)?)s)?")
 
 
@@ -96,6 +85,14 @@ def duration_seconds(value: Any) -> float:
     if seconds <= 0:
         raise ValueError(f"must be a positive duration (got {value!r})")
     return seconds
+
+
+def _duration(value: Any) -> Any:
+    duration_seconds(value)
+    return f"{value}s" if isinstance(value, int | float) else value
+
+
+Duration = Annotated[str, BeforeValidator(_duration)]
 
 
 def _on_grid(value: float, low: float, step: float) -> bool:
@@ -224,13 +221,13 @@ class CategoricalParam(_Model):
     type: Literal["categorical"]
     choices: list[Annotated[Any, AfterValidator(_scalar)]] = Field(min_length=1)
 
-    @field_validator("choices")
-    @classmethod
-    def _distinct(cls, choices: list[Any]) -> list[Any]:
-        if twice := [((i,), f"duplicate choice {c!r}") for i, c in enumerate(choices) if any(
-                _same(c, other) for other in choices[:i])]:
+    @model_validator(mode="after")
+    def _distinct(self) -> CategoricalParam:
+        choices = self.choices
+        if twice := [(("choices", i), f"duplicate choice {c!r}") for i, c in enumerate(choices)
+                     if any(_same(c, other) for other in choices[:i])]:
             fail(twice)
-        return choices
+        return self
 
     def distribution(self) -> optuna.distributions.BaseDistribution:
         return optuna.distributions.CategoricalDistribution(self.choices)
@@ -255,6 +252,7 @@ class FixedParam(_Model):
 
 Param = Annotated[FloatParam | IntParam | CategoricalParam | FixedParam, Field(discriminator="type")]
 SampledParam = FloatParam | IntParam | CategoricalParam
+Params = Annotated[dict[str, Param], BeforeValidator(lambda value: {} if value is None else value)]  # none to tune
 
 
 class Sampler(BaseModel):
@@ -302,9 +300,8 @@ class Sampler(BaseModel):
 
 def sampler_options(kind: str) -> dict[str, inspect.Parameter]:
     """The constructor parameters of an Optuna sampler that a space may name (``seed`` has its own key)."""
-    signature = inspect.signature(getattr(optuna.samplers, SAMPLER_CLASSES[kind]).__init__)
-    return {name: p for name, p in signature.parameters.items()
-            if name not in ("self", "seed") and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+    signature = inspect.signature(getattr(optuna.samplers, SAMPLER_CLASSES[kind]))
+    return {name: p for name, p in signature.parameters.items() if name != "seed" and p.kind is not p.VAR_KEYWORD}
 
 
 class _Scheduler(_Model):
@@ -313,13 +310,6 @@ class _Scheduler(_Model):
     @property
     def options(self) -> dict[str, Any]:
         return self.model_dump(exclude={"type"}, exclude_none=True)
-
-    @model_validator(mode="after")
-    def _grace_within_max_t(self) -> _Scheduler:
-        grace, max_t = getattr(self, "grace_period", None), getattr(self, "max_t", None)
-        if grace is not None and max_t is not None and grace > max_t:
-            fail([(("grace_period",), f"must be <= max_t (got grace_period={grace}, max_t={max_t})")])
-        return self
 
 
 class NoScheduler(_Scheduler):
@@ -332,6 +322,12 @@ class AshaScheduler(_Scheduler):
     reduction_factor: Float | None = Field(None, gt=1)
     brackets: Int | None = Field(None, ge=1)
     max_t: Int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _grace_within_max_t(self) -> AshaScheduler:
+        if self.grace_period is not None and self.max_t is not None and self.grace_period > self.max_t:
+            fail([(("grace_period",), f"must be <= max_t (got grace_period={self.grace_period}, max_t={self.max_t})")])
+        return self
 
 
 class HyperbandScheduler(_Scheduler):
@@ -357,16 +353,9 @@ KINDS: dict[str, dict[str, type[BaseModel]]] = {
 class Budget(_Model):
     trials: Int = Field(20, ge=1)
     max_concurrent: Int = Field(2, ge=1)
-    time: str | None = None  # wall-clock limit of the whole sweep: 90s, 30m, 2h, 1h30m
+    time: Duration | None = None  # wall-clock limit of the whole sweep: 90s, 30m, 2h, 1h30m
     stop_on_target: bool = False  # stop the sweep once a trial meets every target
-    storage_timeout: str = "10m"  # how long a storage outage may last before the sweep stops, resumable
-
-    @field_validator("time", "storage_timeout", mode="before")
-    @classmethod
-    def _check_duration(cls, value: Any) -> Any:
-        if value is not None:
-            duration_seconds(value)
-        return f"{value}s" if isinstance(value, int | float) else value
+    storage_timeout: Duration = "10m"  # how long a storage outage may last before the sweep stops, resumable
 
     @property
     def time_seconds(self) -> float | None:
@@ -380,10 +369,9 @@ class Budget(_Model):
 class Resources(_Model):
     """Per trial; fractions share a device (gpu: 0.5 runs two trials per GPU).
 
-    ``custom`` asks for Ray custom resources that nodes declare with ``ray start --resources``, e.g.
-    ``{big_gpu: 1}`` to keep trials on the nodes that have one (or ``{"accelerator_type:A100": 0.01}``).
-    ``fuse: K`` trains up to K trials of one architecture as one stacked model on these resources
-    (``sweeper/fused.py``); each is still its own Optuna trial.
+    ``custom`` asks for Ray custom resources that nodes declare with ``ray start --resources``, e.g. ``{big_gpu: 1}``
+    (or ``{"accelerator_type:A100": 0.01}``). ``fuse: K`` trains up to K trials of one architecture as one stacked
+    model on these resources (``sweeper/fused.py``); each is still its own Optuna trial.
     """
 
     cpu: Float = Field(1.0, gt=0)
@@ -391,12 +379,12 @@ class Resources(_Model):
     fuse: Int = Field(1, ge=1)
     custom: dict[str, Annotated[Float, Field(gt=0)]] = Field(default_factory=dict)
 
-    @field_validator("custom")
-    @classmethod
-    def _not_builtin(cls, value: dict[str, float]) -> dict[str, float]:
-        if reserved := sorted({"cpu", "gpu", "CPU", "GPU", "memory", "object_store_memory"} & set(value)):
-            fail([((name,), "is a built-in resource: set resources.cpu / resources.gpu instead") for name in reserved])
-        return value
+    @model_validator(mode="after")
+    def _not_builtin(self) -> Resources:
+        if reserved := sorted({"cpu", "gpu", "CPU", "GPU", "memory", "object_store_memory"} & set(self.custom)):
+            fail([(("custom", name), "is a built-in resource: set resources.cpu / resources.gpu instead")
+                  for name in reserved])
+        return self
 
     def ray_resources(self) -> dict[str, float]:
         """What one trial asks Ray for."""

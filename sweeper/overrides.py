@@ -8,6 +8,13 @@ from typing import Any
 
 def parse_set_flags(pairs: Iterable[str]) -> dict[str, Any]:
     """``["epochs=3", "training.model.size=large"]`` -> ``{"epochs": 3, "model.size": "large"}``."""
-    from search_spaces.loader import training_overrides  # here: the CLI starts without pydantic and Optuna
+    from search_spaces import SpecError, parse_override  # here: the CLI starts without pydantic and Optuna
 
-    return training_overrides(pairs)
+    out = {}
+    for expr in pairs:
+        try:
+            key, value = parse_override(expr)
+        except ValueError as exc:
+            raise SpecError.single("", str(exc), source=f"--set {expr}") from None
+        out[key.removeprefix("training.")] = value
+    return out

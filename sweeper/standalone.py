@@ -42,20 +42,33 @@ class Standalone:
 
 
 def prepare(space: Path | None, set_flags: Iterable[str]) -> tuple[Standalone, str | None]:
-    """``(run, base_dir)``; bad flags, keys and values fail here, before any work. The one ``--set`` parse."""
-    from search_spaces import resolve_space_path, standalone
+    """``(run, base_dir)``: the space's training block and fixed params (without a space, the core's defaults), then
+    ``--set`` on top, checked by the entrypoint before any work. A param the space samples is a plain setting here."""
+    from search_spaces import Spec, SpecError, load_spec, resolve_space_path
+    from search_spaces.entrypoint import describe
 
-    chosen = standalone(resolve_space_path(str(space)) if space is not None else None, parse_set_flags(set_flags))
-    if chosen.entrypoint == DEFAULT_ENTRYPOINT:
+    spec = load_spec(resolve_space_path(str(space))) if space is not None else None
+    entry = spec._entrypoint if spec is not None else describe(DEFAULT_ENTRYPOINT)
+    assert entry is not None
+    file, config = str(space or ""), spec.base_config() if spec is not None else {}
+    for key, value in parse_set_flags(set_flags).items():
+        if key.split(".")[0] in Spec.model_fields and key not in (entry.settings or {}):
+            raise SpecError.single(file, f"{key} belongs to a sweep, not to one training run; sweeper train takes "
+                                         f"the settings of {entry.target} (e.g. epochs=3)", source=f"--set {key}")
+        try:
+            config[key] = entry.coerce(key, value)
+        except ValueError as exc:
+            raise SpecError.single(file, str(exc), source=f"--set {key}") from None
+    if problem := entry.check(config):
+        raise SpecError.single(file, f"{entry.target} refuses the training config: {problem}")
+    if entry.target == DEFAULT_ENTRYPOINT:
         from trials.config import TrainConfig
 
-        epochs = TrainConfig.from_flat(chosen.config).epochs
+        epochs = TrainConfig.from_flat(config).epochs
     else:
-        from search_spaces.entrypoint import describe
-
-        settings = describe(chosen.entrypoint, chosen.base_dir).settings or {}
-        epochs = chosen.config.get("epochs", settings.get("epochs"))
-    return Standalone(chosen.entrypoint, chosen.config, epochs if isinstance(epochs, int) else None), chosen.base_dir
+        epochs = config.get("epochs", (entry.settings or {}).get("epochs"))
+    run = Standalone(entry.target, config, epochs if isinstance(epochs, int) else None)
+    return run, spec.base_dir if spec is not None else None
 
 
 def train(run: Standalone, base_dir: str | None, checkpoint_dir: Path | None) -> dict[str, Any]:

@@ -16,19 +16,17 @@ import search_spaces.sections as sections
 from search_spaces import (
     BUILTIN_DIR,
     SpecError,
-    Standalone,
     list_builtin_spaces,
     load_spec,
     render_spec,
     resolve_space_path,
     spec_from_dict,
-    standalone,
-    training_overrides,
 )
 from search_spaces.entrypoint import import_target
 from search_spaces.samplers import ParallelTPESampler
 from search_spaces.sections import duration_seconds, fraction
 from storage.report import targets_met
+from sweeper.standalone import prepare
 
 BUILTINS = ["asl20", "asl50", "asl100", "nslt1000"]
 MINIMAL = """\
@@ -316,6 +314,12 @@ def test_yaml_problems(tmp_path: Path) -> None:
     assert str(err) == f"{tmp_path / 'space.yaml'}:4: params: duplicate key (first at line 1)"
     only_fixed = write(tmp_path, "params:\n  seed: {type: fixed, value: 1}\n")
     assert "needs at least one param to tune" in str(errors(only_fixed))
+    assert str(errors(write(tmp_path, "params:\n"))) == \
+        f"{tmp_path / 'space.yaml'}:1: params: needs at least one param to tune (float, int or categorical)"
+    empty = load_spec(write(tmp_path, MINIMAL + "name:\nscheduler:\ndescription:\nsampler:\n"))  # empty: defaults
+    assert (empty.name, empty.scheduler.type, empty.description, empty.sampler.type) == ("space", "none", "", "tpe")
+    err = errors(write(tmp_path, MINIMAL + "objectve:\n"))  # a misspelt section fails even when empty
+    assert len(err.issues) == 1 and "did you mean 'objective'" in find(err, "objectve")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -534,13 +538,15 @@ def test_empty_set_value_is_null_as_in_yaml() -> None:
 
 
 def test_standalone_config_speaks_the_same_keys(tmp_path: Path) -> None:
-    def run(space: str | Path | None, *flags: str) -> Standalone:
-        return standalone(space, training_overrides(flags))
+    def run(space: str | Path | None, *flags: str) -> tuple[str, str | None, dict]:
+        """``sweeper train``'s (entrypoint, base_dir, config)."""
+        chosen, base_dir = prepare(space, flags)
+        return chosen.entrypoint, base_dir, chosen.config
 
-    one = run("asl20", "training.epochs=2", "dataset.samples_per_class=4", "lr=0.01")
-    assert one.entrypoint == "trials:run" and one.base_dir == str(BUILTIN_DIR)
-    assert one.config["epochs"] == 2 and one.config["lr"] == 0.01 and one.config["dataset.classes"] == 20
-    assert run(None, "epochs=3", "class_weights=true").config == {"epochs": 3, "class_weights": True}
+    entrypoint, base_dir, config = run("asl20", "training.epochs=2", "dataset.samples_per_class=4", "lr=0.01")
+    assert entrypoint == "trials:run" and base_dir == str(BUILTIN_DIR)
+    assert config["epochs"] == 2 and config["lr"] == 0.01 and config["dataset.classes"] == 20
+    assert run(None, "epochs=3", "class_weights=true")[2] == {"epochs": 3, "class_weights": True}
     with pytest.raises(SpecError, match=r"^--set budget.trials: budget.trials belongs to a sweep, not to one"):
         run(None, "budget.trials=3")
     refused = r"^asl20: trials:run refuses the training config: dropout=2.0 is not allowed: a number in \[0, 1\)"
