@@ -187,6 +187,20 @@ def test_load_splits_synthetic_shapes_cache_and_device() -> None:
     assert moved.x_val.device.type == "cpu" and moved.num_classes == 6
 
 
+def test_signer_style_and_family_pose_default_to_the_generators_knobs_and_change_the_data() -> None:
+    """A space tunes its data's difficulty with these two keys; left out, the data is the generator's default."""
+    defaults = TrainConfig()
+    assert defaults.dataset_signer_style == synthetic.SYNTHETIC_KNOBS.signer_style
+    assert defaults.dataset_family_pose == synthetic.SYNTHETIC_KNOBS.family_pose
+    small = {"dataset_classes": 6, "dataset_samples_per_class": 6, "dataset_signers": 5, "dataset_seq_len": 8}
+    plain = data.load_splits(TrainConfig(**small)).x_train
+    assert torch.equal(plain, data.synthetic_splits(6, 6, 5, seq_len=8).x_train)
+    for knob in ({"dataset_signer_style": 1.2}, {"dataset_family_pose": 0.9}):
+        assert not torch.equal(data.load_splits(TrainConfig(**small, **knob)).x_train, plain)
+    with pytest.raises(ValueError, match=r"dataset\.signer_style"):
+        TrainConfig.from_flat({"dataset.signer_style": -0.1})
+
+
 def test_make_synthetic_rejects_too_few_signers() -> None:
     assert "signers >= 3" in error_of(synthetic.make_synthetic, 3, 4, 2)
 

@@ -47,6 +47,8 @@ class TrainConfig:
     dataset_signers: int = 10  # synthetic: signers; split train/val/test by signer
     dataset_imbalance: float = 0.0  # synthetic: 0 = balanced; >0 = long tail (Zipf exponent)
     dataset_noise: float = 1.0  # synthetic: multiplier on all per-sample noise
+    dataset_signer_style: float = 0.6  # synthetic: each signer's own version of each sign (SyntheticKnobs)
+    dataset_family_pose: float = 0.5  # synthetic: std of a family's handshape, radians (SyntheticKnobs)
     dataset_seed: int = 0  # synthetic: data seed, independent from the training seed
     dataset_seq_len: int = 32  # frames after resampling
     # --- model --------------------------------------------------------------------------------------
@@ -126,6 +128,8 @@ class TrainConfig:
         need(self.dataset_signers >= 3, "dataset.signers", "an integer >= 3 (train/val/test split by signer)")
         need(self.dataset_imbalance >= 0, "dataset.imbalance", "a number >= 0")
         need(self.dataset_noise >= 0, "dataset.noise", "a number >= 0")
+        need(self.dataset_signer_style >= 0, "dataset.signer_style", "a number >= 0")
+        need(self.dataset_family_pose >= 0, "dataset.family_pose", "a number >= 0")
         need(self.dataset_seq_len >= 4, "dataset.seq_len", "an integer >= 4")
         need(self.model_size in MODEL_PRESETS, "model.size", "one of " + ", ".join(MODEL_PRESETS))
         need(self.model_hidden >= 0, "model.hidden", "0 (preset) or a positive integer")

@@ -58,9 +58,10 @@ def load_splits(cfg: TrainConfig) -> Splits:
     ``0..classes-1`` is a :class:`DataError` naming the file.
     """
     if cfg.dataset_name == "synthetic":
+        knobs = replace(SYNTHETIC_KNOBS, signer_style=cfg.dataset_signer_style, family_pose=cfg.dataset_family_pose)
         return synthetic_splits(
             cfg.dataset_classes, cfg.dataset_samples_per_class, cfg.dataset_signers, cfg.dataset_imbalance,
-            cfg.dataset_noise, cfg.dataset_seed, cfg.dataset_seq_len, SYNTHETIC_KNOBS,
+            cfg.dataset_noise, cfg.dataset_seed, cfg.dataset_seq_len, knobs,
         ).clone()
     if cfg.dataset_name == "npz":
         return load_npz(cfg.dataset_path, cfg.dataset_seq_len, classes=cfg.dataset_classes, seed=cfg.dataset_seed)
