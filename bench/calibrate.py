@@ -65,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from search_spaces import load_spec
+    from storage.report import targets_met
 
     specs = {name: load_spec(name if name.endswith((".yaml", ".yml")) else f"spaces/{name}.yaml")
              for name in args.spaces}
@@ -100,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"| {name} | seeds' setup with 10x its lr, " + ", ".join(spec.targets) + " | | "
                   + ", ".join(percent(faster.get(m)) for m in spec.targets) + " |")
         randoms = [(c, r) for label, c, r in results[name] if label.startswith("random")]
-        reached = sum(spec.targets_met(r) for _, r in randoms)
+        reached = sum(targets_met(r, spec.targets, spec.metric_direction) for _, r in randoms)
         share = reached / len(randoms) if randoms else 0.0
         target = ", ".join(f"{m} >= {percent(v)}" for m, v in spec.targets.items())
         print(f"| {name} | random configs reaching {target} | 3% - 20% | "
