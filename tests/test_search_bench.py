@@ -1,0 +1,73 @@
+"""bench/search.py's table and verdict, on the sweep records of a real run (tests/fixtures/search_bench.json).
+
+No sweep runs here: the records are what ``python bench/search.py --json`` wrote. What is checked is the
+arithmetic the verdict rests on: medians with sweeps that never reached the target ranked last, the ratio to
+random search, and ``met`` only when the default's median is at most 0.20 of random search's.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import re
+import statistics
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("bench_search", ROOT / "bench" / "search.py")
+search = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(search)
+
+RECORDS = json.loads((ROOT / "tests" / "fixtures" / "search_bench.json").read_text())["records"]
+
+
+def epochs_to_target(method: str) -> list[int]:
+    return [r["target_met"]["trial_epochs"] for r in RECORDS if r["method"] == method and r["target_met"]]
+
+
+def verdict(records: list[dict]) -> str:
+    return search.table(records)[-1]
+
+
+def test_the_verdict_is_the_ratio_of_the_medians_of_the_recorded_sweeps():
+    default, reference = epochs_to_target(search.DEFAULT), epochs_to_target(search.REFERENCE)
+    assert len(default) == len(reference) == 5, "the fixture is a 5-seed run where every sweep reached the target"
+    expected = statistics.median(default) / statistics.median(reference)
+    line = verdict(RECORDS)
+    assert re.search(rf": {expected:.2f}, (not )?met$", line), line
+    assert line.endswith(", met") == (round(expected, 2) <= search.BOUND)
+
+
+def test_a_default_search_slower_than_the_bound_is_not_met():
+    records = copy.deepcopy(RECORDS)
+    ref = statistics.median(epochs_to_target(search.REFERENCE))
+    for r in records:
+        if r["method"] == search.DEFAULT:
+            r["target_met"]["trial_epochs"] = round(0.21 * ref)  # just over the bound: 0.21 x random's median
+    assert verdict(records).endswith(", not met")
+    for r in records:
+        if r["method"] == search.DEFAULT:
+            r["target_met"]["trial_epochs"] = round(0.19 * ref)
+    assert verdict(records).endswith(", met")
+
+
+def test_sweeps_that_never_reach_the_target_rank_last_and_print_as_more_than_their_budget():
+    records = copy.deepcopy([r for r in RECORDS if r["method"] in (search.REFERENCE, search.DEFAULT)])
+    reference = [r for r in records if r["method"] == search.REFERENCE]
+    for r in reference[:3]:  # 3 of 5 never met it: the median is censored at the smallest budget among them
+        r["target_met"] = None
+    summary = search.summarize(records)[search.REFERENCE]["trial_epochs"]
+    assert summary["censored"] and summary["median"] == min(r["trial_epochs"] for r in reference[:3])
+    row = next(line for line in search.table(records) if line.startswith(f"| {search.REFERENCE} "))
+    assert f">{summary['median']:.0f} (" in row
+    # random search's true median is larger still, so the ratio printed is an upper bound
+    assert re.search(r": <\d\.\d\d, (not )?met$", verdict(records))
+
+
+@pytest.mark.parametrize("values, expected", [([3, 1, 2], (2, False)), ([3, None, 1], (3, False)),
+                                              ([None, None, 1], (40, True)), ([4, 2], (3, False))])
+def test_median_of_ranks_censored_values_last(values, expected):
+    assert search.median_of(values, [40.0, 50.0]) == expected
