@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+from trials.synthetic import SYNTHETIC_KNOBS  # numpy only: the defaults of the generator's difficulty knobs
+
 MODEL_PRESETS: dict[str, tuple[int, int, int]] = {
     # name: (hidden, layers, heads); seeds 001/000: small 64/3/8, large 256/6/16; medium 128/4 from seed 000.
     "small": (64, 3, 8),
@@ -47,8 +49,8 @@ class TrainConfig:
     dataset_signers: int = 10  # synthetic: signers; split train/val/test by signer
     dataset_imbalance: float = 0.0  # synthetic: 0 = balanced; >0 = long tail (Zipf exponent)
     dataset_noise: float = 1.0  # synthetic: multiplier on all per-sample noise
-    dataset_signer_style: float = 0.6  # synthetic: each signer's own version of each sign (SyntheticKnobs)
-    dataset_family_pose: float = 0.5  # synthetic: std of a family's handshape, radians (SyntheticKnobs)
+    dataset_signer_style: float = SYNTHETIC_KNOBS.signer_style  # synthetic: each signer's own version of each sign
+    dataset_family_pose: float = SYNTHETIC_KNOBS.family_pose  # synthetic: std of a family's handshape, radians
     dataset_seed: int = 0  # synthetic: data seed, independent from the training seed
     dataset_seq_len: int = 32  # frames after resampling
     # --- model --------------------------------------------------------------------------------------
