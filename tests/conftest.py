@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
 
 from storage.engine import close_storage, open_storage
 from storage.errors import StorageError
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A suite started in the background (``nohup make test &``) inherits SIGINT ignored, and every driver it starts
+    would too (Python keeps an inherited SIG_IGN), so the Ctrl-C tests' SIGINT would be lost. They stand for
+    a Ctrl-C at a terminal: the suite takes SIGINT back, and the drivers it starts get the default."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
