@@ -201,8 +201,8 @@ def main(argv: list[str] | None = None) -> int:
                           f"{met['wall_seconds']:.0f} s, {met['trials']} trials" if met else
                           f"no target in {record['trials']} trials ({record['trial_epochs']} trial-epochs)")
                           + f"; sweep {record['sweep_seconds']:.0f} s", file=sys.stderr, flush=True)
-        if args.json:
-            Path(args.json).write_text(json.dumps({"space": args.space, "records": records}, indent=1))
+                    if args.json:  # after every sweep: a run that dies later keeps what it measured
+                        Path(args.json).write_text(json.dumps({"space": args.space, "records": records}, indent=1))
         print(f"# {len(records)} sweeps in {time.perf_counter() - started:.0f} s")
     from search_spaces import load_spec
 
