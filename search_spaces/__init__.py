@@ -1,15 +1,14 @@
 """Declarative YAML search spaces: load, validate (file:line errors) and turn into Optuna objects.
 
-No Ray and no storage here: the driver (``sweeper``) maps a :class:`Spec` onto Ray Tune and the study.
-Names are imported lazily: a trial worker needs only ``search_spaces.entrypoint`` and should not pay for
-pydantic and Optuna at every start.
+No Ray and no storage here: the driver (``sweeper``) maps a :class:`Spec` onto Ray Tune, the study and its
+sampler (``sweeper.samplers``). What a training function accepts and reports is ``trials.entrypoint``'s.
+Names are imported lazily, so importing one module does not pay for pydantic and Optuna in the others.
 """
 
 import importlib
 from typing import Any
 
 _HOMES = {
-    "DEFAULT_ENTRYPOINT": "entrypoint", "EntrypointInfo": "entrypoint",
     "SpecError": "errors", "SpecIssue": "errors",
     "BUILTIN_DIR": "loader", "DEFAULT_QUICK": "loader", "list_builtin_spaces": "loader", "load_spec": "loader",
     "parse_override": "loader", "render_spec": "loader", "resolve_space_path": "loader", "spec_from_dict": "loader",

@@ -16,11 +16,11 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from search_spaces.entrypoint import DEFAULT_ENTRYPOINT, EntrypointError, describe
 from search_spaces.errors import SpecError, SpecIssue
 from search_spaces.schema import Atoms, Spec, atoms, resolve_key
 from search_spaces.sections import KINDS, SAMPLER_CLASSES, sampler_options
 from trials.config import did_you_mean, unknown_key
+from trials.entrypoint import DEFAULT_ENTRYPOINT, EntrypointError, describe
 
 BUILTIN_DIR = Path(__file__).resolve().with_name("spaces")
 # --quick on a space without a quick: section; training keys only for the core (others may not take them).

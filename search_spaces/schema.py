@@ -15,10 +15,9 @@ import optuna
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
 from search_spaces import sections
-from search_spaces.entrypoint import DEFAULT_ENTRYPOINT, KNOWN_DIRECTIONS, EntrypointError, EntrypointInfo, describe
-from search_spaces.samplers import ParallelTPESampler
 from search_spaces.sections import Path, fail
 from trials.config import ConfigError, did_you_mean, unknown_key
+from trials.entrypoint import DEFAULT_ENTRYPOINT, KNOWN_DIRECTIONS, EntrypointError, EntrypointInfo, describe
 
 Atoms = tuple[str, ...]
 
@@ -302,30 +301,6 @@ class Spec(BaseModel):
 
     def grid_size(self) -> int:
         return math.prod(len(v) for v in self.grid_search_space().values())
-
-    def default_sampler_options(self) -> dict[str, Any]:
-        """The constructor options ``build_sampler`` passes (the spec's options over sweeper's defaults)."""
-        if self.sampler.type != "tpe":
-            return self.sampler.options
-        # constant_liar: parallel trials count the pending ones as bad, which spreads the work
-        return {"multivariate": True, "constant_liar": True,
-                "n_startup_trials": max(5, min(10, self.budget.trials // 4)), **self.sampler.options}
-
-    def build_sampler(self, resumed_after: int = 0) -> optuna.samplers.BaseSampler:
-        """The spec's sampler; ``resumed_after``: how many trials the study already holds when resuming it.
-
-        A resumed sweep must not replay the random numbers the first run used (with a fixed seed, the start-up
-        trials would be sampled again, exactly), so its seed moves on by the trials already there. QMC keeps its
-        seed: its scrambled sequence is indexed by the study and must stay the same sequence.
-        """
-        seed = self.sampler.seed
-        if seed is not None and resumed_after and self.sampler.type != "qmc":
-            seed += resumed_after
-        if self.sampler.type == "grid":
-            return optuna.samplers.GridSampler(self.grid_search_space(), seed=seed)
-        kind = ParallelTPESampler if self.sampler.type == "tpe" else \
-            getattr(optuna.samplers, sections.SAMPLER_CLASSES[self.sampler.type])
-        return kind(seed=seed, **self.default_sampler_options())
 
     def to_yaml_dict(self) -> dict[str, Any]:
         """The resolved spec as plain YAML/JSON data, in the file's layout; loading it gives the same spec."""

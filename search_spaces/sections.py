@@ -13,8 +13,8 @@ import optuna
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from search_spaces.entrypoint import KNOWN_DIRECTIONS
 from trials.config import ConfigError, coerce, did_you_mean, unknown_key
+from trials.entrypoint import KNOWN_DIRECTIONS
 
 Path = tuple[str | int, ...]
 SAMPLER_CLASSES = {"tpe": "TPESampler", "random": "RandomSampler", "grid": "GridSampler", "cmaes": "CmaEsSampler",

@@ -18,11 +18,11 @@ import optuna
 import yaml
 from rich.table import Table
 
-from search_spaces.entrypoint import DEFAULT_ENTRYPOINT
 from storage import attrs
 from storage.report import StudyView
 from sweeper.console import console, format_value
 from sweeper.errors import BadInput
+from trials.entrypoint import DEFAULT_ENTRYPOINT
 
 
 def best_trial(view: StudyView) -> optuna.trial.FrozenTrial:

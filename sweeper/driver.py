@@ -40,6 +40,7 @@ from storage.urls import ENV_VAR, mask_url, resolve_storage_url, sqlite_path, va
 from sweeper.console import console
 from sweeper.progress import SweepPrinter
 from sweeper.ray_runtime import start_ray, trial_actors_on_prestarted_workers
+from sweeper.samplers import build_sampler
 from sweeper.study_writer import StudyWriter
 
 
@@ -258,13 +259,13 @@ def open_study(spec: Spec, url: str, space: str | None) -> tuple[optuna.Study, b
     """
     storage = open_storage(url, heartbeat_interval=HEARTBEAT_INTERVAL_S, grace_period=GRACE_PERIOD_S)
     attributes = {k: v for k, v in study_attrs(spec, space).items() if v is not None}
-    study, created = create_or_load_study(storage, spec.name, spec.direction, spec.build_sampler(),
+    study, created = create_or_load_study(storage, spec.name, spec.direction, build_sampler(spec),
                                           study_attrs=attributes)
     if created:
         for point in spec.enqueue:
             study.enqueue_trial(point, skip_if_exists=True)
     else:
-        study.sampler = spec.build_sampler(resumed_after=len(study.get_trials(deepcopy=False)))
+        study.sampler = build_sampler(spec, resumed_after=len(study.get_trials(deepcopy=False)))
         if study.user_attrs.get(attrs.SPEC) != attributes[attrs.SPEC]:
             study.set_user_attr(attrs.SPEC, attributes[attrs.SPEC])
     return study, created

@@ -31,7 +31,6 @@ from ray import tune
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from search_spaces import Spec
-from search_spaces.entrypoint import DEFAULT_ENTRYPOINT
 from search_spaces.errors import SpecError
 from storage import attrs
 from sweeper.recorder import StudyRecorder
@@ -46,6 +45,7 @@ from sweeper.trainable import (
     exit_when_orphaned,
     trial_checkpoint_dir,
 )
+from trials.entrypoint import DEFAULT_ENTRYPOINT
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,6 @@ import optuna
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
-from search_spaces.entrypoint import KNOWN_DIRECTIONS
 from storage.engine import as_storage_error, close_storage, open_storage
 from storage.errors import StorageError
 from storage.export import FORMATS, json_safe, trial_rows, write_rows
@@ -33,6 +32,7 @@ from storage.target import describe, target_met
 from storage.urls import mask_url, resolve_storage_url
 from sweeper.console import console, err_console, format_value
 from sweeper.errors import BadInput
+from trials.entrypoint import KNOWN_DIRECTIONS
 
 
 @contextmanager

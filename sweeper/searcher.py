@@ -15,7 +15,6 @@ import optuna
 from ray.tune.search import Searcher
 
 from search_spaces import Spec
-from search_spaces.entrypoint import DEFAULT_ENTRYPOINT
 from storage import attrs
 from storage.resume import Driver, claim, own
 from storage.retry import OutagePolicy, Unreachable
@@ -23,6 +22,7 @@ from sweeper.driver_only import DriverOnly
 from sweeper.schedulers import ray_mode
 from sweeper.study_writer import StudyWriter
 from sweeper.trainable import META_KEY, worst_value
+from trials.entrypoint import DEFAULT_ENTRYPOINT
 
 TS = optuna.trial.TrialState
 COUNTED = (TS.COMPLETE, TS.PRUNED, TS.FAIL, TS.RUNNING)  # enqueued (WAITING) trials are not started yet

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from search_spaces.entrypoint import DEFAULT_ENTRYPOINT
 from sweeper.console import console, epoch_line, format_value
 from sweeper.overrides import parse_set_flags
+from trials.entrypoint import DEFAULT_ENTRYPOINT
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class Standalone:
             from trials.train import run
 
             return run
-        from search_spaces.entrypoint import import_target
+        from trials.entrypoint import import_target
 
         return import_target(self.entrypoint, base_dir)
 
@@ -45,7 +45,7 @@ def prepare(space: Path | None, set_flags: Iterable[str]) -> tuple[Standalone, s
     """``(run, base_dir)``: the space's training block and fixed params (without a space, the core's defaults), then
     ``--set`` on top, checked by the entrypoint before any work. A param the space samples is a plain setting here."""
     from search_spaces import Spec, SpecError, load_spec, resolve_space_path
-    from search_spaces.entrypoint import describe
+    from trials.entrypoint import describe
 
     spec = load_spec(resolve_space_path(str(space))) if space is not None else None
     entry = spec._entrypoint if spec is not None else describe(DEFAULT_ENTRYPOINT)

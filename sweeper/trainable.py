@@ -29,7 +29,7 @@ def trial_checkpoint_dir(root: str, study: str, number: int) -> Path:
 
 def run_trial(config: dict[str, Any]) -> None:
     """Tune function trainable: report every epoch, then once more with the final metrics and a final flag."""
-    from search_spaces.entrypoint import import_target
+    from trials.entrypoint import import_target
 
     exit_when_orphaned()
 

@@ -3,7 +3,7 @@
 import optuna
 from optuna.distributions import FloatDistribution
 
-from search_spaces.samplers import ParallelTPESampler
+from sweeper.samplers import ParallelTPESampler
 
 SPACE = {"x": FloatDistribution(0.0, 1.0), "y": FloatDistribution(0.0, 1.0)}
 CONCURRENCY, STARTUP, TRIALS = 8, 5, 40

@@ -22,11 +22,11 @@ from search_spaces import (
     resolve_space_path,
     spec_from_dict,
 )
-from search_spaces.entrypoint import import_target
-from search_spaces.samplers import ParallelTPESampler
 from search_spaces.sections import duration_seconds, fraction
 from storage.report import targets_met
+from sweeper.samplers import ParallelTPESampler, build_sampler, default_sampler_options
 from sweeper.standalone import prepare
+from trials.entrypoint import import_target
 
 BUILTINS = ["asl20", "asl50", "asl100", "nslt1000"]
 MINIMAL = """\
@@ -72,7 +72,7 @@ def test_builtin_space_loads_and_builds(name: str, quick: bool) -> None:
         assert key in distributions
     low, high = (1e-5, 1e-2) if name == "asl50" else (1e-4, 3e-3)  # asl50: wider, calibrated (README)
     assert distributions["lr"] == optuna.distributions.FloatDistribution(low, high, log=True)
-    assert isinstance(spec.build_sampler(), ParallelTPESampler)
+    assert isinstance(build_sampler(spec), ParallelTPESampler)
     assert spec.objective.metric == "val_top3" and spec.direction == "maximize"
     assert spec.scheduler.type == "asha"
     assert spec.enqueue, "the seeds' default config is enqueued first"
@@ -288,7 +288,7 @@ def test_grid_sampler(tmp_path: Path) -> None:
     assert spec.grid_search_space() == {"lr": [0.001, 0.002, 0.003], "batch_size": [16, 32, 48, 64],
                                         "model.layers": [2, 3, 4], "model.size": ["small", "medium"]}
     assert spec.grid_size() == 72
-    assert isinstance(spec.build_sampler(), optuna.samplers.GridSampler)
+    assert isinstance(build_sampler(spec), optuna.samplers.GridSampler)
     path = write(tmp_path, MINIMAL + "  dropout: {type: float, low: 0.0, high: 0.5}\nsampler: {type: grid}\n")
     message = str(errors(path))
     assert f"{path}:4: sampler: the grid sampler needs a finite set of values, but params.lr is a log range" in message
@@ -444,11 +444,11 @@ def test_user_entrypoint_without_attributes_accepts_anything(tmp_path: Path) -> 
 # ----------------------------------------------------------------------------------------------------------------
 def test_tpe_defaults_and_options() -> None:
     spec = load_spec("asl20", quick=True)
-    assert spec.default_sampler_options() == {"multivariate": True, "constant_liar": True, "n_startup_trials": 5}
-    assert load_spec("asl20").default_sampler_options()["n_startup_trials"] == 10
+    assert default_sampler_options(spec) == {"multivariate": True, "constant_liar": True, "n_startup_trials": 5}
+    assert default_sampler_options(load_spec("asl20"))["n_startup_trials"] == 10
     spec = load_spec("asl20", overrides=["sampler.n_startup_trials=3", "sampler.constant_liar=false"])
-    assert spec.default_sampler_options() == {"multivariate": True, "constant_liar": False, "n_startup_trials": 3}
-    random = load_spec("asl20", overrides=["sampler.type=random", "sampler.seed=5"]).build_sampler()
+    assert default_sampler_options(spec) == {"multivariate": True, "constant_liar": False, "n_startup_trials": 3}
+    random = build_sampler(load_spec("asl20", overrides=["sampler.type=random", "sampler.seed=5"]))
     assert isinstance(random, optuna.samplers.RandomSampler)
 
 
@@ -462,7 +462,7 @@ def test_sampler_needs_its_optional_packages(monkeypatch: pytest.MonkeyPatch) ->
 @pytest.mark.parametrize(("kind", "package"), [("cmaes", "cmaes"), ("qmc", "scipy"), ("gp", "scipy")])
 def test_optional_samplers_build_when_installed(kind: str, package: str) -> None:
     pytest.importorskip(package)
-    sampler = load_spec("asl20", overrides=[f"sampler.type={kind}"]).build_sampler()
+    sampler = build_sampler(load_spec("asl20", overrides=[f"sampler.type={kind}"]))
     assert type(sampler).__name__ == sections.SAMPLER_CLASSES[kind]
 
 
@@ -483,7 +483,7 @@ def test_trial_config_is_training_plus_fixed_plus_sampled(tmp_path: Path) -> Non
 
 
 def test_no_ray_storage_or_sweeper_imports() -> None:
-    code = ("import sys, search_spaces; search_spaces.load_spec('asl50').build_sampler(); "
+    code = ("import sys, search_spaces; search_spaces.load_spec('asl50').distributions(); "
             "bad = [m for m in sys.modules if m.split('.')[0] in ('ray', 'storage', 'sweeper', 'torch')]; "
             "print(bad); sys.exit(1 if bad else 0)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[1])

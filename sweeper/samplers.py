@@ -1,9 +1,13 @@
-"""TPE for parallel trials: start-up counted in trials started, not trials finished.
+"""The Optuna sampler a sweep runs, built from a :class:`Spec`, and TPE for parallel trials.
 
-Optuna's TPE samples at random until ``n_startup_trials`` trials have *finished*: with ``k`` trials running at
-once that is ``n_startup + k - 1`` random trials, most of a short sweep. Here the first ``n_startup`` trials
-*asked* are random and every later one uses TPE, whose constant liar counts the still-running trials as bad
-results so that it does not propose near-copies of them.
+Choosing the sampler's defaults and seeding it on resume is the driver's policy, not the schema's:
+``search_spaces`` only says what the space file asks for.
+
+``ParallelTPESampler`` counts TPE's start-up in trials started, not trials finished. Optuna's TPE samples at
+random until ``n_startup_trials`` trials have *finished*: with ``k`` trials running at once that is
+``n_startup + k - 1`` random trials, most of a short sweep. Here the first ``n_startup`` trials *asked* are
+random and every later one uses TPE, whose constant liar counts the still-running trials as bad results so that
+it does not propose near-copies of them.
 """
 
 from __future__ import annotations
@@ -15,6 +19,9 @@ import optuna
 from optuna.distributions import BaseDistribution
 from optuna.samplers import BaseSampler, RandomSampler, TPESampler
 from optuna.trial import FrozenTrial, TrialState
+
+from search_spaces import sections
+from search_spaces.schema import Spec
 
 MIN_FINISHED_FOR_TPE = 2  # TPE's model needs at least a couple of results; until then it keeps sampling at random
 
@@ -54,3 +61,29 @@ class ParallelTPESampler(BaseSampler):
     def reseed_rng(self) -> None:
         self._random.reseed_rng()
         self._tpe.reseed_rng()
+
+
+def default_sampler_options(spec: Spec) -> dict[str, Any]:
+    """The constructor options ``build_sampler`` passes (the spec's options over sweeper's defaults)."""
+    if spec.sampler.type != "tpe":
+        return spec.sampler.options
+    # constant_liar: parallel trials count the pending ones as bad, which spreads the work
+    return {"multivariate": True, "constant_liar": True,
+            "n_startup_trials": max(5, min(10, spec.budget.trials // 4)), **spec.sampler.options}
+
+
+def build_sampler(spec: Spec, resumed_after: int = 0) -> optuna.samplers.BaseSampler:
+    """The spec's sampler; ``resumed_after``: how many trials the study already holds when resuming it.
+
+    A resumed sweep must not replay the random numbers the first run used (with a fixed seed, the start-up
+    trials would be sampled again, exactly), so its seed moves on by the trials already there. QMC keeps its
+    seed: its scrambled sequence is indexed by the study and must stay the same sequence.
+    """
+    seed = spec.sampler.seed
+    if seed is not None and resumed_after and spec.sampler.type != "qmc":
+        seed += resumed_after
+    if spec.sampler.type == "grid":
+        return optuna.samplers.GridSampler(spec.grid_search_space(), seed=seed)
+    kind = ParallelTPESampler if spec.sampler.type == "tpe" else \
+        getattr(optuna.samplers, sections.SAMPLER_CLASSES[spec.sampler.type])
+    return kind(seed=seed, **default_sampler_options(spec))
