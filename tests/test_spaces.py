@@ -488,6 +488,13 @@ def test_no_ray_storage_or_sweeper_imports() -> None:
             "print(bad); sys.exit(1 if bad else 0)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[1])
     assert result.returncode == 0, result.stdout + result.stderr
+    # the driver's sampler is as light: building it pulls in no Ray, storage or torch either
+    code = ("import sys, search_spaces; from sweeper.samplers import build_sampler; "
+            "build_sampler(search_spaces.load_spec('asl50')); "
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('ray', 'storage', 'torch')]; "
+            "print(bad); sys.exit(1 if bad else 0)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[1])
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 # ----------------------------------------------------------------------------------------------------------------
