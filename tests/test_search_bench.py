@@ -71,3 +71,14 @@ def test_sweeps_that_never_reach_the_target_rank_last_and_print_as_more_than_the
                                               ([None, None, 1], (40, True)), ([4, 2], (3, False))])
 def test_median_of_ranks_censored_values_last(values, expected):
     assert search.median_of(values, [40.0, 50.0]) == expected
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "bench" / "spaces").glob("*.yaml")), ids=lambda p: p.stem)
+def test_benchmark_spaces_load_with_every_method(path: Path) -> None:
+    """A benchmark space is only useful while it loads, as written and with each method's overrides."""
+    from search_spaces import load_spec
+
+    for method, overrides in {**search.METHODS, **search.VARIANTS}.items():
+        spec = load_spec(path, overrides)
+        assert spec.budget.stop_on_target and spec.targets, method
+        assert search.search_label(str(path), overrides).startswith(spec.sampler.type)
