@@ -53,6 +53,8 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "tpe+asha-g1-rf4": ("sampler={type: tpe}", "scheduler={type: asha, grace_period: 1, reduction_factor: 4}"),
     "tpe+asha-g1-rf4-s5": ("sampler={type: tpe, n_startup_trials: 5}",
                            "scheduler={type: asha, grace_period: 1, reduction_factor: 4}"),
+    # a later first rung: regularised trials start slower, and a rung at epoch 3 prunes them (asl20-signers)
+    "tpe+asha-g6": ("sampler={type: tpe}", "scheduler={type: asha, grace_period: 6, reduction_factor: 3}"),
 }
 
 
