@@ -45,8 +45,16 @@ class SweepPrinter:
         trials = study.get_trials(deepcopy=False)
         counts = {s.name: sum(t.state == s for t in trials) for s in TS if any(t.state == s for t in trials)}
         console.print("trials: " + ", ".join(f"{n} {name}" for name, n in counts.items()))
-        complete = sorted((t for t in trials if t.state == TS.COMPLETE and t.value is not None),
-                          key=lambda t: t.value, reverse=self.maximize)[:top]
+        ranked = sorted((t for t in trials if t.state == TS.COMPLETE and t.value is not None),
+                        key=lambda t: t.value, reverse=self.maximize)
+
+        def met(t: optuna.trial.FrozenTrial) -> bool:
+            return targets_met({**t.user_attrs, self.metric: t.value}, self.spec.targets, self.spec.metric_direction)
+
+        # The best validation scores need not be the ones that meet a test target: the best trial that does is
+        # always shown, below the top ones if it is not among them.
+        reached = next((t for t in ranked if met(t)), None) if self.spec.targets else None
+        complete = ranked[:top] + ([reached] if reached is not None and reached not in ranked[:top] else [])
         metrics = list(dict.fromkeys([self.metric, *self.spec.targets, *(self.spec.baseline.metrics
                                                                           if self.spec.baseline else {})]))
         table = Table(title=f"best trials of {study.study_name} against targets and baseline")
@@ -61,14 +69,11 @@ class SweepPrinter:
                           self.spec.baseline.source)
         for t in complete:
             values = {**t.user_attrs, self.metric: t.value}
-            met = targets_met(values, self.spec.targets, self.spec.metric_direction)
-            table.add_row(f"#{t.number}{' (target met)' if met else ''}",
+            table.add_row(f"#{t.number}{' (target met)' if met(t) else ''}",
                           *[_fmt(m, values.get(m)) for m in metrics], format_params(t.params))
         console.print(table)
         if self.spec.targets:
-            reached = [t for t in complete if targets_met({**t.user_attrs, self.metric: t.value}, self.spec.targets,
-                                                          self.spec.metric_direction)]
-            console.print(f"targets {'reached by #' + str(reached[0].number) if reached else 'not reached'}")
+            console.print(f"targets {'reached by #' + str(reached.number) if reached else 'not reached'}")
             record = target_met(study.user_attrs)
             if record:
                 console.print(f"time to target: first met by {describe(record)}")
