@@ -6,7 +6,7 @@ import optuna
 from rich.table import Table
 
 from search_spaces import Spec
-from storage.report import targets_met
+from storage.report import StudyView
 from storage.target import describe, target_met
 from sweeper.console import console, format_params, format_value
 
@@ -45,16 +45,15 @@ class SweepPrinter:
         trials = study.get_trials(deepcopy=False)
         counts = {s.name: sum(t.state == s for t in trials) for s in TS if any(t.state == s for t in trials)}
         console.print("trials: " + ", ".join(f"{n} {name}" for name, n in counts.items()))
-        ranked = sorted((t for t in trials if t.state == TS.COMPLETE and t.value is not None),
-                        key=lambda t: t.value, reverse=self.maximize)
-
-        def met(t: optuna.trial.FrozenTrial) -> bool:
-            return targets_met({**t.user_attrs, self.metric: t.value}, self.spec.targets, self.spec.metric_direction)
-
+        baseline = self.spec.baseline
+        view = StudyView(study, trials, self.metric, self.maximize, dict(self.spec.targets),
+                         baseline.source if baseline else "", baseline.metrics if baseline else {}, format_value,
+                         self.spec.metric_direction)
         # The best validation scores need not be the ones that meet a test target: the best trial that does is
         # always shown, below the top ones if it is not among them.
-        reached = next((t for t in ranked if met(t)), None) if self.spec.targets else None
-        complete = ranked[:top] + ([reached] if reached is not None and reached not in ranked[:top] else [])
+        reached = view.reached() if self.spec.targets else None
+        best = view.complete[:top]
+        complete = [*best, reached] if reached is not None and reached not in best else best
         metrics = list(dict.fromkeys([self.metric, *self.spec.targets, *(self.spec.baseline.metrics
                                                                           if self.spec.baseline else {})]))
         table = Table(title=f"best trials of {study.study_name} against targets and baseline")
@@ -69,7 +68,7 @@ class SweepPrinter:
                           self.spec.baseline.source)
         for t in complete:
             values = {**t.user_attrs, self.metric: t.value}
-            table.add_row(f"#{t.number}{' (target met)' if met(t) else ''}",
+            table.add_row(f"#{t.number}{' (target met)' if view.met(t) else ''}",
                           *[_fmt(m, values.get(m)) for m in metrics], format_params(t.params))
         console.print(table)
         if self.spec.targets:
