@@ -152,11 +152,14 @@ def test_sweep_runs_on_both_nodes_and_survives_losing_one(cluster, tmp_path, pos
             break
     study = optuna.load_study(study_name=name, storage=postgres_url)
     deadline = time.time() + 120
-    while time.time() < deadline:  # both trials in flight are past a checkpoint, so the lost one can resume
+    # Both trials in flight are past a checkpoint, so the lost one can resume, and two epochs (1 s) short of their
+    # end, so the one on node b cannot finish between the snapshot of finished trials and the loss of its node.
+    while True:
+        assert time.time() < deadline, "never saw two trials in flight between a checkpoint and their last epochs"
         running = study.get_trials(states=(TS.RUNNING,))
-        if len(running) == 2 and all(checkpointed(tmp_path, name, t.number) >= 1 for t in running):
+        if len(running) == 2 and all(1 <= checkpointed(tmp_path, name, t.number) <= EPOCHS - 2 for t in running):
             break
-        time.sleep(0.1)
+        time.sleep(0.05)
     before = {t.number: t for t in study.get_trials() if t.state.is_finished()}
     cluster.stop("b")
     rest, _ = driver.communicate(timeout=400)
