@@ -24,6 +24,7 @@ import argparse
 import contextlib
 import json
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -162,6 +163,18 @@ def table(records: list[dict[str, Any]], labels: dict[str, str] | None = None) -
     return lines
 
 
+def revision(folder: Path = Path(__file__).resolve().parent) -> str:
+    """The commit ``folder`` is at, ``+dirty`` with uncommitted changes: a record is reproducible only from it."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=folder, capture_output=True, text=True, check=True).stdout.strip()
+
+    try:
+        commit, changes = git("rev-parse", "--short", "HEAD"), git("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    return commit + ("+dirty" if changes else "")
+
+
 def search_label(space: str, overrides: tuple[str, ...] = ()) -> str:
     """What a method searches with, from the space as it resolves: ``tpe + asha grace_period=1``."""
     from search_spaces import load_spec
@@ -190,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         from sweeper.ray_runtime import start_ray
 
         start_ray()  # one local Ray for every sweep of the run
-        records = []
+        records, commit = [], revision()
         started = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="sweeper-search-") as tmp:
             workdir = Path(args.workdir or tmp)
@@ -204,8 +217,9 @@ def main(argv: list[str] | None = None) -> int:
                           f"no target in {record['trials']} trials ({record['trial_epochs']} trial-epochs)")
                           + f"; sweep {record['sweep_seconds']:.0f} s", file=sys.stderr, flush=True)
                     if args.json:  # after every sweep: a run that dies later keeps what it measured
-                        Path(args.json).write_text(json.dumps({"space": args.space, "records": records}, indent=1))
-        print(f"# {len(records)} sweeps in {time.perf_counter() - started:.0f} s")
+                        Path(args.json).write_text(json.dumps({"space": args.space, "revision": commit,
+                                                            "records": records}, indent=1))
+        print(f"# {len(records)} sweeps in {time.perf_counter() - started:.0f} s at {commit}")
     from search_spaces import load_spec
 
     spec = load_spec(args.space)

@@ -155,7 +155,7 @@ def test_a_member_checkpoint_resumes_alone_and_a_single_checkpoint_resumes_in_a_
 
     run_group(MEMBERS[:2], [stop_at_2, None], [tmp_path / "a", tmp_path / "b-group"])
     resumed, result = alone(MEMBERS[0], tmp_path / "a")
-    assert_same_run(straight[0][0][1:], resumed)  # epoch 2 reported again first, as a resumed run does
+    assert_same_run(straight[0][0], resumed)  # epochs 1 and 2 reported again first, as a resumed run does
     assert_same_result(straight[0][1], result)
 
     # a single trial stopped after epoch 1 carries on inside a group beside a fresh member

@@ -12,6 +12,7 @@ import importlib.util
 import json
 import re
 import statistics
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -82,3 +83,22 @@ def test_benchmark_spaces_load_with_every_method(path: Path) -> None:
         spec = load_spec(path, overrides)
         assert spec.budget.stop_on_target and spec.targets, method
         assert search.search_label(str(path), overrides).startswith(spec.sampler.type)
+
+
+def test_a_record_names_the_commit_it_ran_at_and_says_when_the_tree_differed(tmp_path):
+    assert search.revision(tmp_path) == "unknown (not a git checkout)"
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True,
+                              capture_output=True, text=True).stdout.strip()
+
+    git("init", "-q")
+    (tmp_path / "space.yaml").write_text("epochs: 30\n")
+    git("add", "space.yaml")
+    git("commit", "-qm", "a space")
+    commit = git("rev-parse", "--short", "HEAD")
+    assert search.revision(tmp_path) == commit
+    (tmp_path / "scratch.txt").write_text("untracked files change no record\n")
+    assert search.revision(tmp_path) == commit
+    (tmp_path / "space.yaml").write_text("epochs: 60\n")  # an edited space does
+    assert search.revision(tmp_path) == f"{commit}+dirty"

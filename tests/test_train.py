@@ -45,13 +45,13 @@ def test_resume_between_epochs_is_identical_to_an_uninterrupted_run(tmp_path, st
         run(TINY, interrupting, tmp_path / "resumed")
     resumed_reports = []
     resumed = run(TINY, resumed_reports.append, tmp_path / "resumed")
-    # the checkpointed epoch is reported again first (its report may never have reached a killed driver)
-    assert [m["epoch"] for m in resumed_reports] == list(range(stop_after, 5))
+    # every checkpointed epoch is reported again first (a killed driver may have recorded none of the last few)
+    assert [m["epoch"] for m in resumed_reports] == list(range(1, 5))
 
     def strip(d):  # timings differ between runs; everything else must be bit-identical
         return {k: v for k, v in d.items() if k not in ("epoch_seconds", "samples_per_second", "wall_seconds")}
 
-    assert [strip(m) for m in straight_reports[stop_after - 1:]] == [strip(m) for m in resumed_reports]
+    assert [strip(m) for m in straight_reports] == [strip(m) for m in resumed_reports]
     assert strip(straight) == strip(resumed)
     a = torch.load(tmp_path / "straight" / "state.pt", weights_only=True)
     b = torch.load(tmp_path / "resumed" / "state.pt", weights_only=True)

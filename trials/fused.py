@@ -153,8 +153,8 @@ class Group:
         self.exp_avg = torch.stack([self._moment(m, "exp_avg") for m in self.members]).to(device)
         self.exp_avg_sq = torch.stack([self._moment(m, "exp_avg_sq") for m in self.members]).to(device)
         self._columns()
-        # again: a driver killed between checkpoint and report never recorded it
-        self._report_all([(m, dict(m.progress["history"][-1])) for m in self.members if m.progress["history"]])
+        for e in range(max((len(m.progress["history"]) for m in self.members), default=0)):  # as train.run does
+            self._report_all([(m, dict(h[e])) for m in self.members if e < len(h := m.progress["history"])])
         self._leave([m for m in self.members if m.progress["epoch"] >= m.cfg.epochs], "completed")
 
     def _member(self, index: int, cfg: TrainConfig, report: Report | None, checkpoint_dir: Any) -> Member:

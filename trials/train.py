@@ -4,8 +4,9 @@
 once per epoch with that epoch's metrics, and returns the final metrics, with the test split evaluated on
 the best checkpoint. With a ``checkpoint_dir`` it writes ``state.pt`` after each epoch and resumes from it,
 so a run stopped between any two epochs finishes exactly as an uninterrupted one would (CPU, same seed). A
-resumed run first reports its last checkpointed epoch again (the checkpoint is written before the report, so
-that report may never have reached a driver that died in between); a recorder keeps the first report of an epoch.
+resumed run first reports every checkpointed epoch again (reports travel to the driver after the checkpoint
+is written, so a driver killed with a few of them in flight never recorded them); a recorder keeps the first
+report of an epoch.
 
 Read it top to bottom: set-up, then the epoch loop, then the final evaluation.
 """
@@ -69,8 +70,8 @@ def run(config: Mapping[str, Any], report: Report | None = None, checkpoint_dir:
     if state_path is not None and state_path.exists():
         progress, best_state = load_state(state_path, model, optimizer, device)
         log.info("resumed from %s at epoch %d", state_path, progress["epoch"])
-        if progress["history"]:  # again: a driver killed between checkpoint and report never recorded it
-            report(dict(progress["history"][-1]))
+        for metrics in progress["history"]:  # again: a killed driver may have recorded none of the last few
+            report(dict(metrics))
 
     # --- epochs -----------------------------------------------------------------------------------------
     stop_reason = "completed"
