@@ -46,7 +46,7 @@ METHODS: dict[str, tuple[str, ...]] = {
     DEFAULT: (),
     "tpe+asha-g1": ("sampler={type: tpe}", "scheduler={type: asha, grace_period: 1, reduction_factor: 3}"),
 }
-# Tried on the way (the README's log): run only when named with --methods.
+# Tried on the way (docs/time-to-target.md): run only when named with --methods.
 VARIANTS: dict[str, tuple[str, ...]] = {
     "tpe+asha": ("sampler={type: tpe}", "scheduler={type: asha, grace_period: 3}"),  # the default, spelled out
     "tpe+asha-g1-s5": ("sampler={type: tpe, n_startup_trials: 5}",
