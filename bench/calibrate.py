@@ -15,7 +15,8 @@ For each built-in space it trains, at the space's full epochs:
 It also prints how well the validation split ranks the test split (Spearman correlation of the random
 configurations' best validation objective with their test Top-3): a search sees validation only, so where that
 correlation is low, no search method can find the configurations that reach a test target any faster than luck.
-``--json`` keeps every run (params, validation objective per epoch, final metrics), rewritten after each run.
+``--json`` keeps every run (params, validation objective per epoch, final metrics), rewritten after each run, with
+the commit it ran at (``revision``, as ``bench/search.py --json`` writes it).
 
 Training runs are independent processes of one torch thread each (``--jobs`` at a time), like sweep trials.
 """
@@ -83,8 +84,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", help="write every run (params, objective per epoch, final metrics) to this file")
     args = parser.parse_args(argv)
 
-    from search_spaces import load_spec
+    from search import revision  # bench/search.py, beside this script
+
+    from search_spaces.loader import load_spec
     from storage.report import targets_met
+    from trials.config import TrainConfig
+
+    commit = revision()
 
     specs = {name: load_spec(name if name.endswith((".yaml", ".yml")) else f"spaces/{name}.yaml")
              for name in args.spaces}
@@ -92,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, spec in specs.items():
         if not args.skip:  # the seeds' setup, and the same with 10x its learning rate: a larger lr alone is no answer
             jobs.append((name, "seeds' setup", spec.base_config()))
-            jobs.append((name, "seeds' setup, lr x10", {**spec.base_config(), "lr": 10 * spec.base_config()["lr"]}))
+            lr = spec.base_config().get("lr", TrainConfig().lr)  # a training block may leave lr to the default
+            jobs.append((name, "seeds' setup, lr x10", {**spec.base_config(), "lr": 10 * lr}))
         drawn = random_configs(spec, args.skip + args.configs, args.seed)
         jobs += [(name, f"random {i}", spec.trial_config(drawn[i])) for i in range(args.skip, len(drawn))]
     results: dict[str, list[tuple[str, dict[str, Any], dict[str, Any]]]] = {name: [] for name in specs}
@@ -101,9 +108,9 @@ def main(argv: list[str] | None = None) -> int:
         for space, label, config, result, seconds in pool.imap_unordered(train, jobs):
             results[space].append((label, config, result))
             if args.json:
-                Path(args.json).write_text(json.dumps([
+                Path(args.json).write_text(json.dumps({"revision": commit, "seed": args.seed, "runs": [
                     {"space": name, "label": label, "params": {k: c.get(k) for k in specs[name].distributions()},
-                     "result": r} for name, rows in results.items() for label, c, r in rows], indent=1))
+                     "result": r} for name, rows in results.items() for label, c, r in rows]}, indent=1))
             if args.verbose:
                 params = {k: config.get(k) for k in specs[space].distributions()}
                 print(f"{space} {label}: test_top1 {percent(result['test_top1'])} test_top3 "

@@ -177,7 +177,7 @@ def revision(folder: Path = Path(__file__).resolve().parent) -> str:
 
 def search_label(space: str, overrides: tuple[str, ...] = ()) -> str:
     """What a method searches with, from the space as it resolves: ``tpe + asha grace_period=1``."""
-    from search_spaces import load_spec
+    from search_spaces.loader import load_spec
 
     spec = load_spec(space, overrides)
     sampler = " ".join([spec.sampler.type, *(f"{k}={v}" for k, v in spec.sampler.options.items())])
@@ -220,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
                         Path(args.json).write_text(json.dumps({"space": args.space, "revision": commit,
                                                             "records": records}, indent=1))
         print(f"# {len(records)} sweeps in {time.perf_counter() - started:.0f} s at {commit}")
-    from search_spaces import load_spec
+    from search_spaces.loader import load_spec
 
     spec = load_spec(args.space)
     methods = {**METHODS, **VARIANTS}

@@ -95,11 +95,9 @@ def fresh_study_name(storage: BaseStorage, name: str) -> str:
 def _direction(direction: str | StudyDirection) -> StudyDirection:
     if isinstance(direction, StudyDirection) and direction != StudyDirection.NOT_SET:
         return direction
-    text = str(direction).lower()
-    aliases = {"maximize": "MAXIMIZE", "max": "MAXIMIZE", "minimize": "MINIMIZE", "min": "MINIMIZE"}
-    if text not in aliases:
+    if direction not in ("maximize", "minimize"):
         raise StorageError(f"A study's direction is 'maximize' or 'minimize', not {direction!r}.")
-    return StudyDirection[aliases[text]]
+    return StudyDirection[str(direction).upper()]
 
 
 def _check_name(name: str) -> None:

@@ -40,7 +40,8 @@ def trial_config(view: StudyView, trial: optuna.trial.FrozenTrial) -> tuple[dict
     for a user entrypoint whose module is not importable here, assembled from the stored spec as written, with a
     note saying so.
     """
-    from search_spaces import SpecError, spec_from_dict
+    from search_spaces.errors import SpecError
+    from search_spaces.loader import spec_from_dict
 
     data = view.study.user_attrs.get(attrs.SPEC)
     if not isinstance(data, dict):

@@ -155,7 +155,7 @@ def dashboard(
 
     spec_storage = None
     if space is not None:
-        from search_spaces import load_spec, resolve_space_path
+        from search_spaces.loader import load_spec, resolve_space_path
 
         spec_storage = load_spec(resolve_space_path(space)).storage
     serve_dashboard(validate_storage_url(resolve_storage_url(spec_storage, storage)), host=host, port=port)
@@ -168,7 +168,7 @@ def validate(
     quick: Annotated[bool, typer.Option("--quick")] = False,
 ) -> None:
     """Check a space file and print the resolved spec."""
-    from search_spaces import load_spec, render_spec, resolve_space_path
+    from search_spaces.loader import load_spec, render_spec, resolve_space_path
 
     console.print(render_spec(load_spec(resolve_space_path(space), tuple(set_), quick=quick)), markup=False)
 
@@ -176,7 +176,7 @@ def validate(
 @app.command()
 def spaces() -> None:
     """List the built-in spaces (a local spaces/NAME.yaml wins over a built-in of that name)."""
-    from search_spaces import list_builtin_spaces
+    from search_spaces.loader import list_builtin_spaces
 
     for name, description in list_builtin_spaces():
         console.print(f"spaces/{name}.yaml  {description}", markup=False)

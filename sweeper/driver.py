@@ -19,7 +19,8 @@ from typing import Any
 import optuna
 from rich.markup import escape
 
-from search_spaces import Spec, load_spec, resolve_space_path, spec_from_dict
+from search_spaces.loader import load_spec, resolve_space_path, spec_from_dict
+from search_spaces.schema import Spec
 from storage import attrs
 from storage.engine import as_storage_error, close_storage, fold_sqlite_wal, open_storage
 from storage.environment import record_environment

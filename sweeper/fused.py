@@ -30,8 +30,8 @@ import ray
 from ray import tune
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
-from search_spaces import Spec
 from search_spaces.errors import SpecError
+from search_spaces.schema import Spec
 from storage import attrs
 from sweeper.recorder import StudyRecorder
 from sweeper.searcher import StudySearcher

@@ -1,4 +1,4 @@
-"""``sweeper train``'s ``--set KEY=VALUE`` flags, read as every ``--set`` is (``search_spaces.parse_override``)."""
+"""``sweeper train``'s ``--set KEY=VALUE`` flags, read as every ``--set`` is (``loader.parse_override``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from typing import Any
 
 def parse_set_flags(pairs: Iterable[str]) -> dict[str, Any]:
     """``["epochs=3", "training.model.size=large"]`` -> ``{"epochs": 3, "model.size": "large"}``."""
-    from search_spaces import SpecError, parse_override  # here: the CLI starts without pydantic and Optuna
+    from search_spaces.errors import SpecError
+    from search_spaces.loader import parse_override  # here: the CLI starts without pydantic and Optuna
 
     out = {}
     for expr in pairs:

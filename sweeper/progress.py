@@ -5,7 +5,7 @@ from __future__ import annotations
 import optuna
 from rich.table import Table
 
-from search_spaces import Spec
+from search_spaces.schema import Spec
 from storage.report import StudyView
 from storage.target import describe, target_met
 from sweeper.console import console, format_params, format_value

@@ -20,7 +20,7 @@ import optuna
 from ray import cloudpickle
 from ray.tune import Callback
 
-from search_spaces import Spec
+from search_spaces.schema import Spec
 from storage import attrs
 from storage.report import targets_met
 from storage.target import record_target_met

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler, MedianStoppingRule, TrialScheduler
 from ray.tune.stopper import Stopper
 
-from search_spaces import Spec
+from search_spaces.schema import Spec
 from sweeper.driver_only import DriverOnly
 
 TIME_ATTR = "epoch"  # the core reports it every epoch; the final report repeats the last epoch

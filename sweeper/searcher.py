@@ -14,7 +14,7 @@ from typing import Any
 import optuna
 from ray.tune.search import Searcher
 
-from search_spaces import Spec
+from search_spaces.schema import Spec
 from storage import attrs
 from storage.resume import Driver, claim, own
 from storage.retry import OutagePolicy, Unreachable

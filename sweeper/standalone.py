@@ -44,7 +44,9 @@ class Standalone:
 def prepare(space: Path | None, set_flags: Iterable[str]) -> tuple[Standalone, str | None]:
     """``(run, base_dir)``: the space's training block and fixed params (without a space, the core's defaults), then
     ``--set`` on top, checked by the entrypoint before any work. A param the space samples is a plain setting here."""
-    from search_spaces import Spec, SpecError, load_spec, resolve_space_path
+    from search_spaces.errors import SpecError
+    from search_spaces.loader import load_spec, resolve_space_path
+    from search_spaces.schema import Spec
     from trials.entrypoint import describe
 
     spec = load_spec(resolve_space_path(str(space))) if space is not None else None

@@ -20,7 +20,7 @@ import optuna
 import pytest
 import torch
 
-from search_spaces import load_spec
+from search_spaces.loader import load_spec
 from sweeper.driver import SweepOptions, run_sweep
 from trials.config import ConfigError
 from trials.fused import group_key, run_group

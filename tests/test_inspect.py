@@ -30,7 +30,7 @@ import optuna
 import pytest
 from sqlalchemy.engine import make_url
 
-from search_spaces import load_spec, resolve_space_path, spec_from_dict
+from search_spaces.loader import load_spec, resolve_space_path, spec_from_dict
 from storage import attrs
 from storage.engine import close_storage, open_storage
 from storage.report import build_report, study_view

@@ -258,7 +258,7 @@ def test_the_outage_budget_is_a_space_key_and_a_flag_and_bad_values_are_bad_inpu
     import subprocess as sp
     import sys
 
-    from search_spaces import load_spec, resolve_space_path
+    from search_spaces.loader import load_spec, resolve_space_path
 
     space = resolve_space_path("spaces/asl20.yaml")
     assert load_spec(space).budget.storage_timeout_seconds == 600

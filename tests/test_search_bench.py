@@ -13,6 +13,7 @@ import json
 import re
 import statistics
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -77,7 +78,7 @@ def test_median_of_ranks_censored_values_last(values, expected):
 @pytest.mark.parametrize("path", sorted((ROOT / "bench" / "spaces").glob("*.yaml")), ids=lambda p: p.stem)
 def test_benchmark_spaces_load_with_every_method(path: Path) -> None:
     """A benchmark space is only useful while it loads, as written and with each method's overrides."""
-    from search_spaces import load_spec
+    from search_spaces.loader import load_spec
 
     for method, overrides in {**search.METHODS, **search.VARIANTS}.items():
         spec = load_spec(path, overrides)
@@ -102,3 +103,24 @@ def test_a_record_names_the_commit_it_ran_at_and_says_when_the_tree_differed(tmp
     assert search.revision(tmp_path) == commit
     (tmp_path / "space.yaml").write_text("epochs: 60\n")  # an edited space does
     assert search.revision(tmp_path) == f"{commit}+dirty"
+
+
+def test_calibration_trains_the_setup_and_random_configs_and_records_them_with_the_commit(tmp_path):
+    """bench/calibrate.py end to end on a tiny space whose training block leaves lr to the core's default."""
+    space = tmp_path / "tiny.yaml"
+    space.write_text("name: tiny\ntargets: {test_top3: 50%}\n"
+                     "training: {dataset: {classes: 4, samples_per_class: 4, signers: 3}, epochs: 1}\n"
+                     "params:\n  lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}\n")
+    record = tmp_path / "runs.json"
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "calibrate.py"), "--spaces", str(space),
+                             "--configs", "2", "--jobs", "1", "--json", str(record)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert f"| {space} | random configs reaching test_top3 >= 50.00% | 3% - 20% |" in result.stdout
+    data = json.loads(record.read_text())
+    assert data["revision"] == search.revision() and data["seed"] == 0
+    assert sorted(r["label"] for r in data["runs"]) == ["random 0", "random 1", "seeds' setup", "seeds' setup, lr x10"]
+    setup, faster = (next(r for r in data["runs"] if r["label"] == label) for label in ("seeds' setup",
+                                                                                      "seeds' setup, lr x10"))
+    assert len(setup["result"]["curve"]) == 1 and 0 <= setup["result"]["test_top3"] <= 1
+    assert setup["params"] == {"lr": None} and faster["result"] != setup["result"]

@@ -22,7 +22,7 @@ from urllib.parse import quote
 import pytest
 from sqlalchemy.engine import make_url
 
-from search_spaces import resolve_space_path
+from search_spaces.loader import resolve_space_path
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 

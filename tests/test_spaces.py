@@ -13,9 +13,9 @@ import pytest
 import yaml
 
 import search_spaces.sections as sections
-from search_spaces import (
+from search_spaces.errors import SpecError
+from search_spaces.loader import (
     BUILTIN_DIR,
-    SpecError,
     list_builtin_spaces,
     load_spec,
     render_spec,
@@ -483,14 +483,20 @@ def test_trial_config_is_training_plus_fixed_plus_sampled(tmp_path: Path) -> Non
 
 
 def test_no_ray_storage_or_sweeper_imports() -> None:
-    code = ("import sys, search_spaces; search_spaces.load_spec('asl50').distributions(); "
+    code = ("import sys; from search_spaces.loader import load_spec; load_spec('asl50').distributions(); "
             "bad = [m for m in sys.modules if m.split('.')[0] in ('ray', 'storage', 'sweeper', 'torch')]; "
             "print(bad); sys.exit(1 if bad else 0)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[1])
     assert result.returncode == 0, result.stdout + result.stderr
+    # the CLI's error handling names SpecError before any space is read: that import is lighter still
+    code = ("import sys, sweeper.errors, sweeper.cli; "
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('pydantic', 'optuna', 'torch', 'ray', 'yaml')]; "
+            "print(bad); sys.exit(1 if bad else 0)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[1])
+    assert result.returncode == 0, result.stdout + result.stderr
     # the driver's sampler is as light: building it pulls in no Ray, storage or torch either
-    code = ("import sys, search_spaces; from sweeper.samplers import build_sampler; "
-            "build_sampler(search_spaces.load_spec('asl50')); "
+    code = ("import sys; from search_spaces.loader import load_spec; from sweeper.samplers import build_sampler; "
+            "build_sampler(load_spec('asl50')); "
             "bad = [m for m in sys.modules if m.split('.')[0] in ('ray', 'storage', 'torch')]; "
             "print(bad); sys.exit(1 if bad else 0)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[1])

@@ -432,7 +432,7 @@ def test_create_then_resume_keeps_the_first_attrs(storage: optuna.storages.RDBSt
     assert created and study.user_attrs == first and study_exists(storage, prefix)
 
     later = {attrs.SPEC: {"epochs": 99}, attrs.ENVIRONMENT: {"python": "3.x"}}
-    again, created = create_or_load_study(storage, prefix, "max", None, study_attrs=later)
+    again, created = create_or_load_study(storage, prefix, "maximize", None, study_attrs=later)
     assert not created and again.study_name == prefix
     assert again.user_attrs == {**first, attrs.ENVIRONMENT: {"python": "3.x"}}
     assert isinstance(again.sampler, optuna.samplers.TPESampler)  # sampler None: Optuna's default
@@ -450,7 +450,7 @@ def test_attrs_that_are_not_json_create_nothing(storage: optuna.storages.RDBStor
     assert not study_exists(storage, prefix)
 
 
-@pytest.mark.parametrize("direction", ["sideways", "", None])
+@pytest.mark.parametrize("direction", ["sideways", "max", "", None])
 def test_bad_direction(storage: optuna.storages.RDBStorage, prefix: str, direction: object) -> None:
     with pytest.raises(StorageError, match="direction"):
         create_or_load_study(storage, prefix, direction)

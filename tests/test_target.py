@@ -137,7 +137,7 @@ def test_the_record_reads_back_and_prints_in_one_line() -> None:
 # --------------------------------------------------------------------------------------------------------------
 # where it shows: the final table, sweeper status, the report
 def test_final_table_status_and_report_say_when_the_target_was_met(storage_url: str, capsys) -> None:
-    from search_spaces import load_spec, resolve_space_path
+    from search_spaces.loader import load_spec, resolve_space_path
     from storage.report import build_report
     from sweeper import inspection
     from sweeper.progress import SweepPrinter
@@ -166,7 +166,7 @@ def test_final_table_status_and_report_say_when_the_target_was_met(storage_url: 
 
 def test_final_table_names_a_trial_that_met_the_target_below_the_best_validation_scores(capsys) -> None:
     """The best validation Top-3 is not always the trial that met the test target (make run, 2026-12-01)."""
-    from search_spaces import load_spec
+    from search_spaces.loader import load_spec
     from sweeper.progress import SweepPrinter
 
     spec = load_spec("spaces/asl20.yaml")

@@ -158,18 +158,20 @@ class TrainConfig:
         need(self.checkpoint_every >= 1, "checkpoint_every", "an integer >= 1")
 
 
-# Metrics reported every epoch, and whether larger is better. The driver and the YAML validation read this.
+# Metrics reported every epoch, and their study direction ("" for those no study should optimise), in Optuna's
+# words: the driver, the YAML validation and the CLI all speak them. Final metrics are reported once, at the end.
 EPOCH_METRICS: dict[str, str] = {
-    "train_loss": "min",
-    "val_loss": "min",
-    "val_top1": "max",
-    "val_top3": "max",
-    "val_top5": "max",
+    "train_loss": "minimize",
+    "val_loss": "minimize",
+    "val_top1": "maximize",
+    "val_top3": "maximize",
+    "val_top5": "maximize",
     "lr": "",
     "epoch_seconds": "",
     "samples_per_second": "",
 }
-FINAL_METRICS: dict[str, str] = {"test_loss": "min", "test_top1": "max", "test_top3": "max", "test_top5": "max"}
+FINAL_METRICS: dict[str, str] = {"test_loss": "minimize", "test_top1": "maximize", "test_top3": "maximize",
+                                 "test_top5": "maximize"}
 OBJECTIVE_METRICS = [m for m, d in EPOCH_METRICS.items() if d]
 
 

@@ -22,9 +22,8 @@ from trials.config import EPOCH_METRICS, FINAL_METRICS, ConfigError, TrainConfig
 
 DEFAULT_ENTRYPOINT = "trials:run"
 _TARGET = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
-# The one translation of the core's metric table (max/min: trials knows no Optuna) into a study's direction.
-KNOWN_DIRECTIONS: dict[str, str | None] = {metric: {"max": "maximize", "min": "minimize"}.get(better)
-                                           for metric, better in {**EPOCH_METRICS, **FINAL_METRICS}.items()}
+# The core's metrics whose direction is known: a space that names one needs no ``direction``.
+KNOWN_DIRECTIONS: dict[str, str | None] = {m: d or None for m, d in {**EPOCH_METRICS, **FINAL_METRICS}.items()}
 
 
 class EntrypointError(ValueError):

@@ -237,7 +237,7 @@ def epoch_metrics(epoch: int, train_loss: float, val: dict[str, float], lr: floa
 
 def track_best(progress: dict[str, Any], metrics: dict[str, Any], cfg: TrainConfig) -> bool:
     """Record an epoch's metrics in ``progress``; True when the objective improved (keep this epoch's weights)."""
-    sign = 1.0 if EPOCH_METRICS[cfg.objective] == "max" else -1.0
+    sign = 1.0 if EPOCH_METRICS[cfg.objective] == "maximize" else -1.0
     score = sign * metrics[cfg.objective]
     improved = score > progress["best_score"]
     if improved:
