@@ -97,9 +97,10 @@ def main(argv: list[str] | None = None) -> int:
     jobs = []
     for name, spec in specs.items():
         if not args.skip:  # the seeds' setup, and the same with 10x its learning rate: a larger lr alone is no answer
-            jobs.append((name, "seeds' setup", spec.base_config()))
-            lr = spec.base_config().get("lr", TrainConfig().lr)  # a training block may leave lr to the default
-            jobs.append((name, "seeds' setup, lr x10", {**spec.base_config(), "lr": 10 * lr}))
+            setup = spec.base_config()
+            jobs.append((name, "seeds' setup", setup))
+            lr = setup.get("lr", TrainConfig().lr)  # a training block may leave lr to the default
+            jobs.append((name, "seeds' setup, lr x10", {**setup, "lr": 10 * lr}))
         drawn = random_configs(spec, args.skip + args.configs, args.seed)
         jobs += [(name, f"random {i}", spec.trial_config(drawn[i])) for i in range(args.skip, len(drawn))]
     results: dict[str, list[tuple[str, dict[str, Any], dict[str, Any]]]] = {name: [] for name in specs}

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from search_spaces.errors import SpecError
+
 
 def parse_set_flags(pairs: Iterable[str]) -> dict[str, Any]:
     """``["epochs=3", "training.model.size=large"]`` -> ``{"epochs": 3, "model.size": "large"}``."""
-    from search_spaces.errors import SpecError
     from search_spaces.loader import parse_override  # here: the CLI starts without pydantic and Optuna
 
     out = {}

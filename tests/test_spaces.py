@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 import textwrap
@@ -482,25 +483,23 @@ def test_trial_config_is_training_plus_fixed_plus_sampled(tmp_path: Path) -> Non
     assert spec.trial_config({"lr": 0.002}) == {"epochs": 5, "lr": 0.002, "objective": "val_top3", "seed": 3}
 
 
+def modules_loaded_by(code: str, roots: tuple[str, ...]) -> list[str]:
+    """The modules under ``roots`` that ``code`` imports, run in a fresh interpreter from the repository root."""
+    probe = f"import sys; {code}; print(sorted({{m for m in sys.modules if m.split('.')[0] in {roots!r}}}))"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            cwd=Path(__file__).parents[1])
+    assert result.returncode == 0, result.stderr
+    return ast.literal_eval(result.stdout.strip().splitlines()[-1])
+
+
 def test_no_ray_storage_or_sweeper_imports() -> None:
-    code = ("import sys; from search_spaces.loader import load_spec; load_spec('asl50').distributions(); "
-            "bad = [m for m in sys.modules if m.split('.')[0] in ('ray', 'storage', 'sweeper', 'torch')]; "
-            "print(bad); sys.exit(1 if bad else 0)")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[1])
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert modules_loaded_by("from search_spaces.loader import load_spec; load_spec('asl50').distributions()",
+                             ("ray", "storage", "sweeper", "torch")) == []
     # the CLI's error handling names SpecError before any space is read: that import is lighter still
-    code = ("import sys, sweeper.errors, sweeper.cli; "
-            "bad = [m for m in sys.modules if m.split('.')[0] in ('pydantic', 'optuna', 'torch', 'ray', 'yaml')]; "
-            "print(bad); sys.exit(1 if bad else 0)")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[1])
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert modules_loaded_by("import sweeper.errors, sweeper.cli", ("pydantic", "optuna", "torch", "ray", "yaml")) == []
     # the driver's sampler is as light: building it pulls in no Ray, storage or torch either
-    code = ("import sys; from search_spaces.loader import load_spec; from sweeper.samplers import build_sampler; "
-            "build_sampler(load_spec('asl50')); "
-            "bad = [m for m in sys.modules if m.split('.')[0] in ('ray', 'storage', 'torch')]; "
-            "print(bad); sys.exit(1 if bad else 0)")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[1])
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert modules_loaded_by("from search_spaces.loader import load_spec; from sweeper.samplers import build_sampler; "
+                             "build_sampler(load_spec('asl50'))", ("ray", "storage", "torch")) == []
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -18,7 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trials.config import EPOCH_METRICS, FINAL_METRICS, ConfigError, TrainConfig, coerce, unknown_key
+from trials.config import (
+    EPOCH_METRICS,
+    FINAL_METRICS,
+    OBJECTIVE_METRICS,
+    ConfigError,
+    TrainConfig,
+    coerce,
+    unknown_key,
+)
 
 DEFAULT_ENTRYPOINT = "trials:run"
 _TARGET = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
@@ -96,7 +104,7 @@ def describe(target: str, base_dir: str | Path | None = None) -> EntrypointInfo:
     if target == DEFAULT_ENTRYPOINT:
         return EntrypointInfo(target=target, settings=TrainConfig.defaults(),
                               metrics=tuple(EPOCH_METRICS) + tuple(FINAL_METRICS),
-                              epoch_metrics=tuple(m for m, d in EPOCH_METRICS.items() if d))
+                              epoch_metrics=tuple(OBJECTIVE_METRICS))
     fn = import_target(target, base_dir)
     settings, metrics = getattr(fn, "settings", None), getattr(fn, "metrics", None)
     if settings is not None and not (isinstance(settings, Mapping) and all(isinstance(k, str) for k in settings)):
