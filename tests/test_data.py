@@ -201,6 +201,23 @@ def test_signer_style_and_family_pose_default_to_the_generators_knobs_and_change
         TrainConfig.from_flat({"dataset.signer_style": -0.1})
 
 
+def test_held_out_factor_multiplies_the_val_and_test_signers_and_leaves_training_and_the_first_samples_alone() -> None:
+    """A steadier held-out measure for benchmarks: more val/test signers, the same training data."""
+    small = {"dataset_classes": 6, "dataset_samples_per_class": 10, "dataset_signers": 5, "dataset_seq_len": 8}
+    plain, steady = (data.load_splits(TrainConfig(**small, dataset_held_out_factor=k)) for k in (1, 3))
+    assert torch.equal(steady.x_train, plain.x_train) and torch.equal(steady.y_train, plain.y_train)
+    assert "split by signer 3/1/1" in plain.description and "split by signer 3/3/3" in steady.description
+    for split in ("val", "test"):
+        x, y = getattr(plain, f"x_{split}"), getattr(plain, f"y_{split}")
+        assert len(getattr(steady, f"y_{split}")) == 3 * len(y)
+        same = [getattr(steady, f"x_{split}")[getattr(steady, f"y_{split}") == c][:int((y == c).sum())]
+                for c in range(6)]
+        assert torch.equal(torch.cat(same), torch.cat([x[y == c] for c in range(6)]))  # the originals come first
+        assert torch.bincount(getattr(steady, f"y_{split}")).tolist() == (3 * torch.bincount(y)).tolist()
+    with pytest.raises(ValueError, match=r"dataset\.held_out_factor"):
+        TrainConfig.from_flat({"dataset.held_out_factor": 0})
+
+
 def test_make_synthetic_rejects_too_few_signers() -> None:
     assert "signers >= 3" in error_of(synthetic.make_synthetic, 3, 4, 2)
 

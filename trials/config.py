@@ -51,6 +51,7 @@ class TrainConfig:
     dataset_noise: float = 1.0  # synthetic: multiplier on all per-sample noise
     dataset_signer_style: float = SYNTHETIC_KNOBS.signer_style  # synthetic: each signer's own version of each sign
     dataset_family_pose: float = SYNTHETIC_KNOBS.family_pose  # synthetic: std of a family's handshape, radians
+    dataset_held_out_factor: int = 1  # synthetic: val/test get this many times as many signers, training the same
     dataset_seed: int = 0  # synthetic: data seed, independent from the training seed
     dataset_seq_len: int = 32  # frames after resampling
     # --- model --------------------------------------------------------------------------------------
@@ -132,6 +133,7 @@ class TrainConfig:
         need(self.dataset_noise >= 0, "dataset.noise", "a number >= 0")
         need(self.dataset_signer_style >= 0, "dataset.signer_style", "a number >= 0")
         need(self.dataset_family_pose >= 0, "dataset.family_pose", "a number >= 0")
+        need(self.dataset_held_out_factor >= 1, "dataset.held_out_factor", "an integer >= 1")
         need(self.dataset_seq_len >= 4, "dataset.seq_len", "an integer >= 4")
         need(self.model_size in MODEL_PRESETS, "model.size", "one of " + ", ".join(MODEL_PRESETS))
         need(self.model_hidden >= 0, "model.hidden", "0 (preset) or a positive integer")

@@ -58,7 +58,8 @@ def load_splits(cfg: TrainConfig) -> Splits:
     ``0..classes-1`` is a :class:`DataError` naming the file.
     """
     if cfg.dataset_name == "synthetic":
-        knobs = replace(SYNTHETIC_KNOBS, signer_style=cfg.dataset_signer_style, family_pose=cfg.dataset_family_pose)
+        knobs = replace(SYNTHETIC_KNOBS, signer_style=cfg.dataset_signer_style, family_pose=cfg.dataset_family_pose,
+                        held_out_factor=cfg.dataset_held_out_factor)
         return synthetic_splits(
             cfg.dataset_classes, cfg.dataset_samples_per_class, cfg.dataset_signers, cfg.dataset_imbalance,
             cfg.dataset_noise, cfg.dataset_seed, cfg.dataset_seq_len, knobs,
@@ -126,6 +127,7 @@ def synthetic_splits(
     """
     xs, y, signer = make_synthetic(classes, samples_per_class, signers, imbalance, noise, seed, knobs)
     train, val, test = signer_partition(np.arange(signers), seed % 2**32)
+    val, test = (np.concatenate([ids + k * signers for k in range(knobs.held_out_factor)]) for ids in (val, test))
     part = part_from_signers(signer, train, val, test)
     source = f"synthetic (seed {seed}, noise {noise:g}, imbalance {imbalance:g})"
     how = f"split by signer {len(train)}/{len(val)}/{len(test)}"
