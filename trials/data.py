@@ -18,7 +18,7 @@ from trials.config import TrainConfig
 from trials.datasets import Labelled, read_npz, read_wlasl
 from trials.errors import DataError
 from trials.splitting import SPLIT_NAMES, TRAIN, part_from_signers, signer_partition
-from trials.synthetic import SYNTHETIC_KNOBS, SyntheticKnobs, make_synthetic
+from trials.synthetic import SYNTHETIC_KNOBS, SyntheticKnobs, held_out_companions, make_synthetic
 
 PREPROCESS_CHUNK = 1024  # npz samples preprocessed at a time
 MIN_SCALE = 1e-8  # below this RMS spread a sequence is a single point: leave it unscaled instead of dividing by 0
@@ -127,7 +127,7 @@ def synthetic_splits(
     """
     xs, y, signer = make_synthetic(classes, samples_per_class, signers, imbalance, noise, seed, knobs)
     train, val, test = signer_partition(np.arange(signers), seed % 2**32)
-    val, test = (np.concatenate([ids + k * signers for k in range(knobs.held_out_factor)]) for ids in (val, test))
+    val, test = (np.concatenate([ids, held_out_companions(ids, signers, knobs.held_out_factor)]) for ids in (val, test))
     part = part_from_signers(signer, train, val, test)
     source = f"synthetic (seed {seed}, noise {noise:g}, imbalance {imbalance:g})"
     how = f"split by signer {len(train)}/{len(val)}/{len(test)}"

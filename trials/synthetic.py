@@ -115,8 +115,7 @@ def make_synthetic(
         rng = np.random.default_rng([seed, _STREAM_SAMPLES, c])
         xs.extend(_render_class(prototypes, prototype.std(), pose, backwards, signer, traits, noise, rng, knobs))
         if knobs.held_out_factor > 1:  # from a stream of its own, so the samples above stay the same
-            held_out = signer[~np.isin(signer, train_signers)]
-            held_out = np.concatenate([held_out + k * signers for k in range(1, knobs.held_out_factor)])
+            held_out = held_out_companions(signer[~np.isin(signer, train_signers)], signers, knobs.held_out_factor)
             prototypes = prototype[None] + _signer_styles(c, held_out, noise, seed, knobs)
             rng = np.random.default_rng([seed, _STREAM_HELD_OUT, c])
             xs.extend(_render_class(prototypes, prototype.std(), pose, backwards, held_out, traits, noise, rng, knobs))
@@ -124,6 +123,14 @@ def make_synthetic(
         ys.append(np.full(len(signer), c, dtype=np.int64))
         who.append(signer.astype(np.int64))
     return xs, np.concatenate(ys), np.concatenate(who)
+
+
+def held_out_companions(held_out: np.ndarray, signers: int, factor: int) -> np.ndarray:
+    """The ``factor - 1`` new signers that join each held-out signer's split: ids ``s + k * signers``, k >= 1.
+
+    The one place that numbers them, for the generator that renders them and the split that assigns them.
+    """
+    return (held_out[None, :] + signers * np.arange(1, factor)[:, None]).ravel()  # k-major; empty for factor 1
 
 
 def class_counts(classes: int, samples_per_class: int, imbalance: float, min_samples: int = 3) -> np.ndarray:
