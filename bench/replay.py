@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import statistics
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -36,13 +35,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+
 class Asha:
     """Ray's ASHA rule for one bracket (``ray.tune.schedulers.async_hyperband._Bracket``), on plain numbers."""
 
     def __init__(self, grace: int, rf: float, max_t: int) -> None:
         self.rf = rf
-        self.rungs: dict[int, list[float]] = {int(grace * rf**k): [] for k in range(int(np.log(max_t / grace) /
-                                                                                        np.log(rf) + 1))}
+        count = int(np.log(max_t / grace) / np.log(rf) + 1)
+        # Ray acts on the first report at or past a rung's milestone: with a report every epoch, its ceiling
+        self.rungs: dict[int, list[float]] = {math.ceil(grace * rf**k): [] for k in range(count)}
 
     def stops(self, epoch: int, value: float) -> bool:
         """Whether a trial reporting ``value`` after ``epoch`` epochs stops here; records the value at a rung."""
@@ -86,12 +87,6 @@ def load_runs(paths: Sequence[str]) -> list[dict[str, Any]]:
     return [run for run in runs if run["label"].startswith("random")]
 
 
-def median_and_share(results: list[float | None], cap: float) -> tuple[float, float]:
-    """Median trial-epochs (a sweep that never met the target counts as ``cap``) and the share that met it."""
-    return statistics.median(cap if r is None else r for r in results), sum(r is not None for r in results) / len(
-        results)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--space", required=True, help="the benchmark space: targets, epochs, concurrency, start-up")
@@ -106,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
-    from search import BOUND  # bench/search.py, beside this script
+    from search import BOUND, fmt, median_of  # bench/search.py, beside this script
 
     from search_spaces.loader import load_spec
     from storage.report import targets_met
@@ -142,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for name, draw, asha in methods:
         results = [sweep(curves, met, draw, slots, args.trials, asha) for _ in range(args.sweeps)]
-        rows.append((name, *median_and_share(results, cap), results))
+        rows.append((name, *median_of(results, [cap]), results))
     reference = rows[0][1]
     print(f"# replay of {len(runs)} calibrated configurations ({sum(met)} meet "
           f"{', '.join(f'{m} >= {v:.1%}' for m, v in spec.targets.items())}), {args.sweeps} sweeps per method, "
@@ -150,10 +145,11 @@ def main(argv: list[str] | None = None) -> int:
     print("| method | trial-epochs to target: median | x random | p10 - p90 | met within "
           f"{args.trials} trials |")
     print("| --- | --- | --- | --- | --- |")
-    for name, median, share, results in rows:
+    for name, median, censored, results in rows:
         p10, p90 = np.percentile([cap if r is None else r for r in results], [10, 90])
-        more = ">" if median >= cap else ""  # half the sweeps or more never met the target
-        print(f"| {name} | {more}{median:.0f} | {more}{median / reference:.2f} | {p10:.0f} - {p90:.0f} | {share:.0%} |")
+        share = sum(r is not None for r in results) / len(results)
+        print(f"| {name} | {fmt(median, censored)} | {fmt(median / reference, censored, 2)} | {p10:.0f} - {p90:.0f} "
+              f"| {share:.0%} |")
     floor = min(r for *_, results in rows for r in results if r is not None)
     print(f"# the floor (fastest replayed sweep of any method): {floor:.0f} trial-epochs; {BOUND:.2f} x random "
           f"search's median is {BOUND * reference:.0f}")
