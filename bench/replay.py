@@ -19,6 +19,7 @@ proposes a configuration outside the best tenth of the space. Real TPE is measur
     python bench/replay.py --space bench/spaces/asl20-rare.yaml \
         --records bench/records/asl20-steady-calibration-*.json
     python bench/replay.py --space bench/spaces/asl20-rare.yaml --records ... --asha 2:3 3:4 --oracle 0.5 0.2
+    python bench/replay.py --space bench/spaces/asl20-rare.yaml --records ... --slots 1 --startup 3
 """
 
 from __future__ import annotations
@@ -98,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sweeps", type=int, default=2000, help="replayed sweeps per method")
     parser.add_argument("--trials", type=int, default=400, help="trials per replayed sweep at most")
     parser.add_argument("--startup", type=int, help="the oracles' random start-up trials (default: the space's TPE's)")
+    parser.add_argument("--slots", type=int, help="trials at a time (default: the space's budget.max_concurrent)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
@@ -114,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     met = [targets_met(run["result"], spec.targets, spec.metric_direction) for run in runs]
     if not any(met) or len({len(c) for c in curves}) != 1:
         sys.exit(f"{args.space}: the records need curves of one length and at least one run that meets the targets")
-    slots, epochs = spec.budget.max_concurrent, len(curves[0])
+    slots, epochs = args.slots or spec.budget.max_concurrent, len(curves[0])
     startup = args.startup if args.startup is not None else \
         default_sampler_options(spec).get("n_startup_trials", 10) if spec.sampler.type == "tpe" else 0
     own = (spec.scheduler.options.get("grace_period") or 1, spec.scheduler.options.get("reduction_factor") or 4.0)

@@ -72,12 +72,14 @@ def test_the_command_prints_random_search_as_the_reference_and_an_oracle_that_on
     space = tmp_path / "space.yaml"
     space.write_text((ROOT / "bench" / "spaces" / "asl20-rare.yaml").read_text().replace("test_top3: 75%",
                                                                                           "test_top3: 55%"))
-    out = subprocess.run([sys.executable, str(ROOT / "bench" / "replay.py"), "--space", str(space), "--records",
-                          str(records), "--sweeps", "50", "--startup", "0", "--oracle", "0.1", "--asha"],
-                         capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    command = [sys.executable, str(ROOT / "bench" / "replay.py"), "--space", str(space), "--records", str(records),
+               "--sweeps", "50", "--startup", "0", "--oracle", "0.1", "--asha"]
+    out = subprocess.run(command, capture_output=True, text=True, check=True, cwd=ROOT).stdout
     assert "(1 meet test_top3 >= 55.0%)" in out
     rows = {line.split(" | ")[0].strip("| "): line.split(" | ")[1:] for line in out.splitlines()
             if line.startswith("| ") and "---" not in line}
     assert rows["random"][1] == "1.00"
     # the best 10% by validation is config 9, the one that meets the target: both slots draw it at once
     assert rows["oracle-10%+asha g3 rf4"][0] == "60"
+    one = subprocess.run([*command, "--slots", "1"], capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    assert ", 1 at a time, " in one and "| oracle-10%+asha g3 rf4 | 30 |" in one  # alone, the winner's 30 epochs
