@@ -6,6 +6,7 @@ location to its line, or to the ``--set``/``--quick`` that produced the value.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import re
@@ -60,7 +61,8 @@ def _read_yaml(text: str, file: str) -> tuple[Any, dict[Atoms, int]]:
     """The data and the line of every key and list item; a key written twice is an error."""
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = None if root is None else yaml.SafeLoader("").construct_document(root)
+        # a copy: constructing writes merged (<<) keys into the nodes, which the walk below would see as typed twice
+        data = None if root is None else yaml.SafeLoader("").construct_document(copy.deepcopy(root))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         message = " ".join(str(p) for p in (exc.context, exc.problem) if p) or str(exc)
@@ -121,9 +123,15 @@ def set_path(data: dict[str, Any], key: str, value: Any) -> tuple[dict[str, Any]
 
 
 def apply_override(data: dict[str, Any], key: str, value: Any) -> None:
-    """Set ``key``; a changed ``type`` drops the options that the new type does not take (the old type's)."""
+    """Set ``key``; a changed ``type`` drops the options that the new type does not take (the old type's), and a
+    param pinned (``type: fixed``) leaves the enqueued rows, where its pinned value wins."""
     section, _, last = key.rpartition(".")
     node, old = set_path(data, key, value)
+    name = key.removeprefix("params.").removesuffix(".type")
+    if key.startswith("params.") and isinstance(param := (data.get("params") or {}).get(name), dict) and \
+            param.get("type") == "fixed" and isinstance(data.get("enqueue"), list):
+        rows = [{k: v for k, v in r.items() if k != name} if isinstance(r, dict) else r for r in data["enqueue"]]
+        data["enqueue"] = [row for row in rows if row != {}]
     if last != "type" or old == value or not isinstance(node, dict):
         return
     if section == "sampler" and value in SAMPLER_CLASSES:
@@ -236,20 +244,26 @@ def _build(original: dict[str, Any], file: str, lines: dict[Atoms, int], base_di
     data = copy.deepcopy(original)
     if stem and data.get("name") is None:
         data["name"] = stem
-    steps: list[tuple[str, Any, str, int | None]] = []  # (key, value, where it comes from, its line)
+    sets: list[tuple[str, Any, str, int | None]] = []  # (key, value, where it comes from, its line)
+    for expr in overrides:
+        try:
+            sets.append((*parse_override(expr), f"--set {expr}", None))
+        except ValueError as exc:
+            raise SpecError.single(file, str(exc), source=f"--set {expr}") from None
+    steps: list[tuple[str, Any, str, int | None]] = []
     if quick:
+        set_quick = {key.removeprefix("quick."): label for key, _, label, _ in sets if key.startswith("quick.")}
+        for key, value, _, _ in (s for s in sets if s[0].startswith("quick.")):  # --quick applies the section as set
+            with contextlib.suppress(ValueError):  # the same override below says why
+                apply_override(data, key, copy.deepcopy(value))
         profile, from_file = quick_profile(data)
-        steps = [(str(k), v, "--quick", lines.get(("quick", *atoms([k]))) if from_file else None)
+        steps = [(str(k), v, set_quick[k], None) if k in set_quick else
+                 (str(k), v, "--quick", lines.get(("quick", *atoms([k]))) if from_file else None)
                  for k, v in profile.items()]
         if "name" not in profile and isinstance(data.get("name"), str) and not data["name"].endswith(QUICK_SUFFIX):
             data["name"] += QUICK_SUFFIX  # a smoke run never mixes its trials into the real study
-    for expr in overrides:
-        try:
-            steps.append((*parse_override(expr), f"--set {expr}", None))
-        except ValueError as exc:
-            raise SpecError.single(file, str(exc), source=f"--set {expr}") from None
     origins: list[tuple[Atoms, str, int | None]] = []
-    for key, value, label, line in steps:
+    for key, value, label, line in steps + sets:
         try:
             entry = describe(str(data.get("entrypoint") or DEFAULT_ENTRYPOINT), base_dir)
         except EntrypointError:

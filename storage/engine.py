@@ -222,13 +222,14 @@ def _engine_kwargs(url: str, *, tune: bool = True, read_only: bool = False) -> d
             "connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S},
             "pool_events": [(tune_sqlite_connection, "connect")],
         }
-    connect_args: dict[str, Any] = {
+    query = make_url(url).query  # what the URL sets wins: connect_args would silently replace it
+    connect_args: dict[str, Any] = {key: value for key, value in {
         "connect_timeout": POSTGRES_CONNECT_TIMEOUT_S, "application_name": "sweeper",
         # a half-open connection (a cut network) fails within a minute instead of hanging
         "keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3,
-    }
-    if read_only:
-        connect_args["options"] = "-c default_transaction_read_only=on"
+    }.items() if key not in query}
+    if read_only:  # added to the URL's own options (e.g. -csearch_path=...), never instead of them
+        connect_args["options"] = " ".join(filter(None, (query.get("options"), "-c default_transaction_read_only=on")))
     # pool_pre_ping: a connection a server restart killed is replaced before use, not failed;
     # pool_recycle: renewed before firewalls and proxies drop idle connections silently.
     return {"pool_pre_ping": True, "pool_recycle": 1800, "connect_args": connect_args}

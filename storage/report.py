@@ -114,7 +114,7 @@ def targets_met(values: Mapping[str, float], targets: Mapping[str, float], direc
         return False
     for metric, target in targets.items():
         value = values.get(metric)
-        if value is None:
+        if value is None or not math.isfinite(value):  # NaN compares false both ways: it would pass
             return False
         if (value < target) if direction_of(metric) == "maximize" else (value > target):
             return False

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
+from sqlalchemy.util import asbool
 
 from storage.errors import StorageError
 
@@ -68,7 +69,7 @@ def validate_storage_url(url: str) -> str:
     if (driver := _DRIVERS.get(parsed.drivername.lower())) is None:
         raise StorageError(f"Unsupported storage {parsed.drivername!r} in {shown}: sweeper stores studies in SQLite "
                            "(sqlite:///...) or PostgreSQL through psycopg 3 (postgresql+psycopg://...).")
-    if driver != "sqlite" and "@" in (parsed.host or ""):
+    if driver != "sqlite" and (userinfo := _URL_USERINFO.match(text)) and "@" in userinfo["secret"]:
         raise StorageError(f"The storage URL {shown} has more than one '@': a password containing '@' must be "
                            "percent-encoded as %40 (likewise ':' as %3A, '/' as %2F).")
     if driver == "sqlite" and parsed.host:  # sqlite://x.db: SQLAlchemy reads x.db as a host, opens an in-memory db
@@ -80,21 +81,20 @@ def validate_storage_url(url: str) -> str:
         raise StorageError(f"SQLite path {str(path)!r} in {shown} starts with '~', which is not expanded: write the "
                            f"full path, e.g. sqlite:///{path.expanduser()}.")
     if path is not None and not path.parent.is_dir():
-        raise StorageError(f"The folder {str(path.parent.absolute())!r} for the SQLite database in {shown} does not "
-                           "exist: create it first, or choose another path (sqlite:///relative.db or "
-                           "sqlite:////absolute/path.db).")
+        raise StorageError(f"The folder {str(path.parent.absolute())!r} for the SQLite database in {shown} is missing:"
+                           " create it, or choose another path (sqlite:///relative.db or sqlite:////absolute/path.db).")
     if path is not None and path.is_dir():
         raise StorageError(f"{str(path.absolute())!r} in {shown} is a folder, not a SQLite file.")
     return normalised
 
 
 def sqlite_path(url: str) -> Path | None:
-    """The database file of a SQLite URL, or None for in-memory databases and non-SQLite URLs."""
+    """The database file of a SQLite URL, or None for in-memory ones (``mode=memory`` needs ``uri=true``) and others."""
     parsed = _parse(url)
     if parsed is None or parsed.get_backend_name() != "sqlite":
         return None
-    database = (parsed.database or "").removeprefix("file:")  # sqlite:///file:path?uri=true
-    in_memory = database in ("", ":memory:") or parsed.query.get("mode") == "memory"
+    database, query = (parsed.database or "").removeprefix("file:"), parsed.query  # sqlite:///file:path?uri=true
+    in_memory = database in ("", ":memory:") or (query.get("mode") == "memory" and asbool(query.get("uri")))
     return None if in_memory else Path(database)
 
 

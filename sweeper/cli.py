@@ -47,11 +47,24 @@ def _group(
 SetFlags = Annotated[list[str], typer.Option("--set", help="Override a setting: KEY=VALUE (repeatable).")]
 
 
+def _folder(value: str | Path | None) -> str | Path | None:
+    """A folder flag, checked before anything is trained or written: a folder, or one that can be made."""
+    if value is not None:
+        existing = Path(value).absolute()
+        while not existing.exists():
+            existing = existing.parent
+        if not existing.is_dir():
+            raise typer.BadParameter(f"{existing} is a file, not a folder")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise typer.BadParameter(f"{existing} is not writable")
+    return value
+
+
 @app.command()
 def train(
     space: Annotated[Optional[Path], typer.Argument(help="Space YAML: its entrypoint and training block.")] = None,  # noqa: UP045
     set_: SetFlags = [],  # noqa: B006
-    checkpoint_dir: Annotated[Optional[Path], typer.Option(help="Write/resume epoch checkpoints here.")] = None,  # noqa: UP045
+    checkpoint_dir: Annotated[Optional[Path], typer.Option(help="Write/resume epoch checkpoints here.", callback=_folder)] = None,  # noqa: UP045, E501
 ) -> None:
     """Run one training standalone, printing a line per epoch: the space's own entrypoint (default: the core)."""
     from sweeper import standalone
@@ -62,7 +75,8 @@ def train(
 
 RunStorage = Annotated[Optional[str], typer.Option("--storage", help="Optuna storage URL (beats SWEEPER_STORAGE and the YAML).")]  # noqa: UP045, E501
 Address = Annotated[Optional[str], typer.Option(help="Join this Ray cluster (default: RAY_ADDRESS or local).")]  # noqa: UP045
-ResultsDir = Annotated[str, typer.Option(help="Checkpoints and Ray's results (a path all nodes see).")]
+ResultsDir = Annotated[str, typer.Option(help="Checkpoints and Ray's results (a path all nodes see).",
+                                         callback=_folder)]
 MaxFailures = Annotated[int, typer.Option(help="Retries of a trial whose worker crashed (from its checkpoint).")]
 StorageTimeout = Annotated[Optional[str], typer.Option(  # noqa: UP045
     help="How long a storage outage may last before the sweep stops, resumable (90s, 10m, 1h; default: the "
@@ -132,7 +146,7 @@ def _sweep(options: SweepOptions) -> None:
         run_sweep(options)
     except StorageUnavailable as exc:  # the study is consistent and resumable; the workers go with Ray
         kill_local_ray_before_exit()
-        err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True)
         sys.stderr.flush()
         os._exit(STORAGE_UNAVAILABLE_EXIT_CODE)
     # Every trial is committed to the study: leave now instead of waiting seconds on graceful teardowns.
@@ -147,7 +161,7 @@ def dashboard(
     space: Annotated[Optional[str], typer.Argument(help="A space YAML whose storage to show (else --storage).")] = None,  # noqa: UP045
     storage: Annotated[Optional[str], typer.Option(help="Optuna storage URL (beats SWEEPER_STORAGE and the YAML).")] = None,  # noqa: UP045, E501
     host: Annotated[str, typer.Option(help="Address to listen on; other than 127.0.0.1 exposes it.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on (0: any free port).")] = 8080,
+    port: Annotated[int, typer.Option(help="Port to listen on (0: any free port).", min=0, max=65535)] = 8080,
 ) -> None:
     """Start optuna-dashboard on a sweep's storage: live learning curves, params, pruned trials."""
     from storage.urls import resolve_storage_url, validate_storage_url
@@ -167,10 +181,12 @@ def validate(
     set_: SetFlags = [],  # noqa: B006
     quick: Annotated[bool, typer.Option("--quick")] = False,
 ) -> None:
-    """Check a space file and print the resolved spec."""
+    """Check a space file and print the resolved spec (a storage password masked, as everywhere)."""
     from search_spaces.loader import load_spec, render_spec, resolve_space_path
+    from storage.urls import mask_in_text
 
-    console.print(render_spec(load_spec(resolve_space_path(space), tuple(set_), quick=quick)), markup=False)
+    spec = load_spec(resolve_space_path(space), tuple(set_), quick=quick)
+    console.print(mask_in_text(render_spec(spec), spec.storage), markup=False)
 
 
 @app.command()
@@ -250,10 +266,12 @@ def main() -> None:
         err_console.print("interrupted")
         sys.exit(INTERRUPTED_EXIT_CODE)
     except StorageUnavailable as exc:
-        err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True)
         sys.exit(STORAGE_UNAVAILABLE_EXIT_CODE)
     except BAD_INPUT as exc:
-        err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
+        from storage.urls import mask_url  # a --set storage=... that fails to load is quoted in the message
+
+        err_console.print(f"[bold red]error:[/] {escape(mask_url(str(exc)))}", markup=True)
         sys.exit(USAGE_EXIT_CODE)
 
 

@@ -6,8 +6,10 @@ from typing import Any
 
 from rich.console import Console
 
-console = Console(highlight=False, soft_wrap=True)
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+# markup off: study names, params and messages are the user's text ("exp[v2]" must print as typed); the few styled
+# lines say markup=True and escape what they interpolate
+console = Console(highlight=False, soft_wrap=True, markup=False)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
 
 PERCENT_METRICS = ("top1", "top3", "top5")
 

@@ -28,6 +28,7 @@ from storage.errors import StorageError
 from storage.resume import (
     GRACE_PERIOD_S,
     HEARTBEAT_INTERVAL_S,
+    RESUMABLE_SECTIONS,
     Driver,
     last_epoch,
     orphaned_trials,
@@ -37,7 +38,7 @@ from storage.resume import (
 from storage.retry import OutagePolicy, StorageUnavailable, Unreachable, retry_briefly
 from storage.studies import create_or_load_study, fresh_study_name, load_existing_study, study_exists
 from storage.target import prune_stopped
-from storage.urls import ENV_VAR, mask_url, resolve_storage_url, sqlite_path, validate_storage_url
+from storage.urls import ENV_VAR, is_sqlite, mask_url, resolve_storage_url, sqlite_path, validate_storage_url
 from sweeper.console import console
 from sweeper.progress import SweepPrinter
 from sweeper.ray_runtime import start_ray, trial_actors_on_prestarted_workers
@@ -61,6 +62,15 @@ class SweepOptions:
     storage_timeout: float | None = None  # seconds a storage outage may last before the sweep stops (resumable)
 
 
+def sweep_storage_url(url: str) -> str:
+    """:func:`validate_storage_url`, and a database the sweep's threads, workers and later commands can all open."""
+    url = validate_storage_url(url)
+    if is_sqlite(url) and sqlite_path(url) is None:
+        raise StorageError(f"{mask_url(url)!r} is an in-memory SQLite database: each connection gets its own, empty "
+                           "one, and it is gone when the sweep ends. Name a file, e.g. sqlite:///sweeps.db.")
+    return url
+
+
 def prepare(options: SweepOptions) -> tuple[Spec, str]:
     """Validate everything the user gave; raises SpecError/StorageError before anything is written.
 
@@ -69,11 +79,11 @@ def prepare(options: SweepOptions) -> tuple[Spec, str]:
     name is the way out). Budget, resources, storage and description may change between runs.
     """
     if options.study is not None:
-        url = validate_storage_url(resolve_storage_url(None, options.storage))
+        url = sweep_storage_url(resolve_storage_url(None, options.storage))
         return stored_spec(url, options.study, options.overrides), url
     assert options.space is not None
     spec = load_spec(resolve_space_path(options.space), options.overrides, quick=options.quick)
-    url = validate_storage_url(resolve_storage_url(spec.storage, options.storage))
+    url = sweep_storage_url(resolve_storage_url(spec.storage, options.storage))
     path = sqlite_path(url)
     if path is not None and not path.exists():
         return spec, url  # a new SQLite file holds no study yet: don't create it before the sweep starts
@@ -109,8 +119,13 @@ def stored_spec(url: str, name: str, overrides: tuple[str, ...] = ()) -> Spec:
     if not isinstance(data, dict):
         raise StorageError(f"Study {name!r} in {mask_url(url)} holds no sweeper spec (was it made by sweeper?); "
                            "run its space file with sweeper run instead.")
-    return spec_from_dict(data, file=f"the spec stored in study {name!r}", base_dir=user_attrs.get(attrs.SPACE_DIR),
+    spec = spec_from_dict(data, file=f"the spec stored in study {name!r}", base_dir=user_attrs.get(attrs.SPACE_DIR),
                           overrides=overrides)
+    if changes := spec_changes(data, spec_attr(spec)):  # --set may change how much runs, never what is searched
+        raise StorageError(f"--set would change what study {name!r} searches ({'; '.join(changes)}); resuming it so "
+                           f"would mix two experiments. Only {', '.join(sorted(RESUMABLE_SECTIONS))} may change on "
+                           "resume: run the changed space as a new study (sweeper run FILE --fresh, or another name).")
+    return spec
 
 
 def spec_attr(spec: Spec) -> dict[str, Any]:
@@ -163,8 +178,9 @@ def run_sweep(options: SweepOptions) -> optuna.Study:
         describe=lambda exc: str(as_storage_error(exc, url, "reach")),
         on_outage=lambda since, reason: console.print(
             f"[yellow]storage unreachable[/] since {since:%H:%M:%S}; "
-            f"{len(searcher.trials) if searcher else 0} trials still training, their results wait: {escape(reason)}"),
-        on_recovered=lambda seconds: console.print(f"[green]storage back[/] after {seconds:.1f} s"),
+            f"{len(searcher.trials) if searcher else 0} trials still training, their results wait: {escape(reason)}",
+            markup=True),
+        on_recovered=lambda seconds: console.print(f"[green]storage back[/] after {seconds:.1f} s", markup=True),
     )
     with ThreadPoolExecutor(max_workers=2) as pool:
         opened = pool.submit(policy.call, lambda: open_study(spec, url, options.space))
@@ -176,8 +192,9 @@ def run_sweep(options: SweepOptions) -> optuna.Study:
     trial_actors_on_prestarted_workers()
     orphans = [] if created else policy.call(lambda: orphaned_trials(study))
     budget = min(spec.budget.trials, spec.grid_size()) if spec.sampler.type == "grid" else spec.budget.trials
-    console.print(f"study [bold]{study.study_name}[/] in {mask_url(url)} ({'new' if created else 'resumed'}), "
-                  f"{budget} trials, {spec.budget.max_concurrent} at a time")
+    console.print(f"study [bold]{escape(study.study_name)}[/] in {escape(mask_url(url))} "
+                  f"({'new' if created else 'resumed'}), "
+                  f"{budget} trials, {spec.budget.max_concurrent} at a time", markup=True)
     if not created:
         policy.call(lambda: print_resume_summary(study, orphans))
 
@@ -185,9 +202,15 @@ def run_sweep(options: SweepOptions) -> optuna.Study:
 
     from sweeper.recorder import StudyRecorder
     from sweeper.schedulers import SweepStopper, build_scheduler
-    from sweeper.searcher import StudySearcher
+    from sweeper.searcher import COUNTED, StudySearcher
     from sweeper.trainable import META_KEY, run_trial
 
+    printer = SweepPrinter(spec)
+    if not orphans and policy.call(lambda: len(study.get_trials(deepcopy=False, states=COUNTED))) >= budget:
+        # a finished sweep run again: Tune would have no trial to run, and would read the last run's results
+        console.print(f"nothing left to run: the study has its {budget} trials (raise budget.trials for more)")
+        policy.call(lambda: printer.final_table(study))
+        return study
     searcher_type, recorder_type = StudySearcher, StudyRecorder
     if spec.resources.fuse > 1:  # up to resources.fuse trials of one shape train as one Ray trial
         from sweeper import fused
@@ -198,7 +221,6 @@ def run_sweep(options: SweepOptions) -> optuna.Study:
     writer = StudyWriter(policy)
     searcher = searcher_type(study, spec, checkpoint_root=str(results_root / "checkpoints"), budget=budget,
                              driver=Driver.current(), policy=policy, writer=writer, orphans=orphans)
-    printer = SweepPrinter(spec)
     recorder = recorder_type(searcher, spec, printer.trial_finished, writer)
 
     def stop_all() -> bool:

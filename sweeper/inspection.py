@@ -9,6 +9,7 @@ which the CLI prints with exit code 2.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from collections.abc import Iterator
@@ -25,7 +26,7 @@ from storage.engine import as_storage_error, close_storage, open_storage
 from storage.errors import StorageError
 from storage.export import FORMATS, json_safe, trial_rows, write_rows
 from storage.report import StudyView, build_report, duration, study_view
-from storage.resume import orphaned_trials
+from storage.resume import GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S, orphaned_trials
 from storage.retry import retry_briefly
 from storage.studies import load_existing_study
 from storage.target import describe, target_met
@@ -42,7 +43,9 @@ def reading(storage_flag: str | None) -> Iterator[tuple[optuna.storages.RDBStora
     A server that drops the connection halfway through becomes the same one-line error as one that is down.
     """
     url = resolve_storage_url(None, storage_flag)
-    storage = retry_briefly(lambda: open_storage(url, read_only=True))
+    # the heartbeat settings only read: they let orphaned_trials tell a dead driver on another host from a live one
+    storage = retry_briefly(lambda: open_storage(url, read_only=True, heartbeat_interval=HEARTBEAT_INTERVAL_S,
+                                                 grace_period=GRACE_PERIOD_S))
     try:
         yield storage, url
     except (SQLAlchemyError, optuna.exceptions.StorageInternalError) as exc:
@@ -186,7 +189,7 @@ def _status_row(view: StudyView) -> list[str]:
 
 
 def _best_value(view: StudyView, metric: str) -> float | None:
-    values = [v for t in view.complete if (v := view.values(t).get(metric)) is not None]
+    values = [v for t in view.complete if (v := view.values(t).get(metric)) is not None and math.isfinite(v)]
     if not values:
         return None
     return max(values) if view.direction(metric) == "maximize" else min(values)

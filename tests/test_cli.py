@@ -48,6 +48,57 @@ def test_validate_and_spaces(tmp_path):
     assert all(f"spaces/{n}.yaml" in listing for n in ("asl20", "asl50", "asl100", "nslt1000"))
 
 
+def test_validate_prints_a_storage_password_masked(tmp_path):
+    url = "postgresql+psycopg://team:hunter2secret@db.example.com/sweeps"
+    (tmp_path / "team.yaml").write_text(f"storage: {url}\nparams:\n  lr: {{type: float, low: 0.001, high: 0.01}}\n")
+    for args in (["team.yaml"], ["spaces/asl20.yaml", "--set", f"storage={url}"]):
+        proc = sweeper("validate", *args, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        assert "hunter2secret" not in proc.stdout and "storage: postgresql+psycopg://team:***@db.example.com/sweeps" \
+            in proc.stdout
+    refused = sweeper("validate", "spaces/asl20.yaml", "--set", f"storage=[{url}]", cwd=tmp_path)  # not a string
+    assert refused.returncode == 2 and "storage: Input should be a valid string" in refused.stderr
+    assert "hunter2secret" not in refused.stderr and "team:***@db.example.com" in refused.stderr
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:", "sqlite:///file:x.db?mode=memory&uri=true"])
+def test_run_refuses_an_in_memory_sqlite_database(tmp_path, url):
+    """Each connection would get its own empty database: the study writer's thread could not see the study."""
+    proc = sweeper("run", "spaces/asl20.yaml", "--quick", "--storage", url, cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "is an in-memory SQLite database" in proc.stderr and "sqlite:///sweeps.db" in proc.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("args", [["run", "spaces/asl20.yaml", "--quick", "--results-dir", "taken/sub"],
+                                  ["train", "--set", "epochs=1", "--checkpoint-dir", "taken"]])
+def test_a_folder_flag_naming_a_file_is_refused_before_anything_runs(tmp_path, args):
+    (tmp_path / "taken").write_text("a file")
+    proc = sweeper(*args, "--storage", "sqlite:///sweeps.db", cwd=tmp_path) if args[0] == "run" else \
+        sweeper(*args, cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert "taken is a file, not a folder" in proc.stderr and "epoch" not in proc.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
+
+
+def test_study_names_print_as_typed_not_as_rich_markup(tmp_path):
+    import optuna
+
+    names = ["asl20[v2]", "exp[/b]", "a[red]x"]
+    for name in names:
+        optuna.create_study(study_name=name, storage=f"sqlite:///{tmp_path / 'sweeps.db'}")
+    for args in (["status"], ["status", "exp[/b]"]):
+        proc = sweeper(*args, "--storage", "sqlite:///sweeps.db", cwd=tmp_path)
+        assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+        assert all(name in proc.stdout for name in (names if len(args) == 1 else ["exp[/b]"])), proc.stdout
+
+
+@pytest.mark.parametrize("port", ["70000", "-5"])
+def test_dashboard_refuses_a_port_outside_0_to_65535(tmp_path, port):
+    proc = sweeper("dashboard", "--port", port, cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "--port" in proc.stderr, proc.stderr
+
+
 def test_version_is_the_installed_package_version(tmp_path):
     from importlib.metadata import version
 

@@ -283,6 +283,18 @@ def test_npz_unreadable(tmp_path: Path) -> None:
     assert "data.npz: cannot be read as .npz" in error_of(data.load_npz, tmp_path / "data.npz", 8)
 
 
+@pytest.mark.parametrize("compressed", [False, True])
+def test_npz_corrupted_inside_the_archive(tmp_path: Path, compressed: bool) -> None:
+    """A zip whose member is damaged on disk (a bad CRC, a broken deflate stream), not only a file that is no zip."""
+    path = tmp_path / "data.npz"
+    rng = np.random.default_rng(0)
+    (np.savez_compressed if compressed else np.savez)(path, X=rng.standard_normal((12, 8, 5, 2)), y=np.arange(12) % 3)
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 3] ^= 0xFF  # inside X's data, well before the central directory
+    path.write_bytes(bytes(raw))
+    assert "data.npz: cannot be read as .npz" in error_of(data.load_npz, path, 8)
+
+
 def test_npz_object_array(tmp_path: Path) -> None:
     ragged = np.empty(2, dtype=object)
     ragged[0], ragged[1] = np.zeros((3, 2, 2)), np.zeros((4, 2, 2))
@@ -391,6 +403,13 @@ def test_npz_bad_split_dtype(tmp_path: Path) -> None:
 def test_npz_empty_split(tmp_path: Path) -> None:
     path = write_npz(tmp_path / "data.npz", split=np.array(["train"] * 12 + ["val"] * 6))
     assert "data.npz: the test split is empty" in error_of(data.load_npz, path, 8)
+
+
+def test_npz_signer_ids_must_be_finite(tmp_path: Path) -> None:
+    signer = np.repeat(np.arange(6.0), 3)
+    signer[4] = np.nan  # NaN is no signer: np.isin never matches it, so it would slip into training unseen
+    path = write_npz(tmp_path / "data.npz", signer=signer)
+    assert "data.npz: signer[4]=nan is not a signer id" in error_of(data.load_npz, path, 8)
 
 
 def test_npz_too_few_signers(tmp_path: Path) -> None:
@@ -503,6 +522,13 @@ def test_wlasl_unreadable_npy(tmp_path: Path) -> None:
     write_wlasl(tmp_path, {"abc123": {"subset": "train", "action": [0, 1, -1]}}, {})
     (tmp_path / "landmarks" / "abc123.npy").write_bytes(b"garbage")
     assert "landmarks/abc123.npy: cannot be read as .npy" in error_of(data.load_wlasl, tmp_path)
+
+
+def test_wlasl_npy_that_is_an_npz_archive(tmp_path: Path) -> None:
+    write_wlasl(tmp_path, {"abc123": {"subset": "train", "action": [0, 1, -1]}}, {})
+    with (tmp_path / "landmarks" / "abc123.npy").open("wb") as file:
+        np.savez(file, seq=np.zeros((5, 2, 2)))
+    assert "landmarks/abc123.npy: is an .npz archive, not one .npy array" in error_of(data.load_wlasl, tmp_path)
 
 
 def test_wlasl_npy_wrong_dimensions(tmp_path: Path) -> None:

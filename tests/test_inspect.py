@@ -22,6 +22,7 @@ import sys
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -238,6 +239,37 @@ def test_status_json_has_stable_keys(backend: Backend) -> None:
 STATUS_KEYS = {"name", "state", "trials", "n_trials", "objective", "best", "targets", "target_met", "target_met_by",
                "baseline", "first_trial_start", "last_trial_end", "duration_seconds", "interrupted_trials",
                "space_file"}
+
+
+def test_status_tells_a_dead_driver_on_another_host_from_a_live_one(storage_url: str, tmp_path: Path) -> None:
+    """Another host's process cannot be asked: only its heartbeat says whether it still runs its trials."""
+    import sqlalchemy
+    from optuna.storages._rdb.models import TrialHeartbeatModel as Beat
+
+    from storage.resume import GRACE_PERIOD_S, Driver, own
+
+    name = f"remote-{uuid.uuid4().hex[:8]}"
+    storage = open_storage(storage_url, heartbeat_interval=10, grace_period=GRACE_PERIOD_S)
+    study = optuna.create_study(storage=storage, study_name=name)
+    for _ in range(2):
+        own(study.ask({"x": optuna.distributions.FloatDistribution(0, 1)}), Driver("another-host", 4242, None))
+
+    def status() -> dict[str, Any]:
+        proc = subprocess.run([sys.executable, "-m", "sweeper.cli", "status", name, "--format", "json", "--storage",
+                               storage_url], capture_output=True, text=True, cwd=tmp_path, env=env(), timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout)["studies"][0]
+
+    try:
+        assert status()["state"] == "running"  # heartbeats just recorded: its driver is alive
+        with storage.engine.begin() as connection:  # the driver's last heartbeat: an hour ago, by the database's clock
+            now = connection.execute(sqlalchemy.select(sqlalchemy.func.now())).scalar()
+            connection.execute(sqlalchemy.update(Beat).values(heartbeat=now - timedelta(hours=1)))
+        gone = status()
+        assert gone["state"] == "interrupted" and gone["interrupted_trials"] == [0, 1], gone
+    finally:
+        close_storage(storage)
+        delete_studies(storage_url, [name])
 
 
 def test_status_of_one_study_adds_its_details(backend: Backend) -> None:

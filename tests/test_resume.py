@@ -220,6 +220,23 @@ def test_a_changed_space_is_refused_and_fresh_starts_a_new_study(tmp_path):
     assert [s.study_name for s in optuna.get_all_study_summaries(url)] == [spec.name]  # nothing written yet
 
 
+def test_resume_takes_a_bigger_budget_but_refuses_a_changed_search(tmp_path):
+    space = resumable_space(tmp_path, trials=4, sleep=0.0)
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    spec, _ = prepare(SweepOptions(space=str(space), storage=url))
+    open_study(spec, url, str(space))
+    more, _ = prepare(SweepOptions(study=spec.name, storage=url, overrides=("budget.trials=9",)))
+    assert more.budget.trials == 9
+    proc = subprocess.run([sys.executable, "-m", "sweeper.cli", "resume", spec.name, "--storage", url,
+                           "--set", "params.x.high=2"], capture_output=True, text=True, cwd=tmp_path,
+                          env={**os.environ, "COLUMNS": "300"}, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    message = " ".join(proc.stderr.split())
+    assert "params.x.high: 1.0 -> 2" in message and "--fresh" in message, message
+    study = optuna.load_study(study_name=spec.name, storage=url)
+    assert study.user_attrs["spec"]["params"]["x"]["high"] == 1.0 and not study.trials
+
+
 def test_resume_of_an_unknown_study_is_one_message(tmp_path):
     url = f"sqlite:///{tmp_path / 'sweeps.db'}"
     create_or_load_study(open_storage(url), "asl20-quick", "maximize")

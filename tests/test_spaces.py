@@ -314,6 +314,12 @@ def test_yaml_problems(tmp_path: Path) -> None:
     assert err.line == 1 and "must be a mapping" in err.message
     err = errors(write(tmp_path, MINIMAL + "budget: {trials: 3}\nparams: {}\n"))
     assert str(err) == f"{tmp_path / 'space.yaml'}:4: params: duplicate key (first at line 1)"
+    merged = load_spec(write(tmp_path, "params:\n  lr: &range\n    type: float\n    low: 0.001\n    high: 0.01\n"
+                                       "  weight_decay:\n    <<: *range\n    high: 0.2\n"))  # a merge key is no repeat
+    assert (merged.params["weight_decay"].low, merged.params["weight_decay"].high) == (0.001, 0.2)
+    err = errors(write(tmp_path, "params:\n  lr: &r {type: float, low: 0.001, high: 0.01}\n"
+                                 "  wd:\n    <<: *r\n    high: 0.2\n    high: 0.3\n"))
+    assert str(err) == f"{tmp_path / 'space.yaml'}:6: params.wd.high: duplicate key (first at line 5)"
     only_fixed = write(tmp_path, "params:\n  seed: {type: fixed, value: 1}\n")
     assert "needs at least one param to tune" in str(errors(only_fixed))
     assert str(errors(write(tmp_path, "params:\n"))) == \
@@ -337,6 +343,7 @@ def test_percentages(tmp_path: Path) -> None:
     assert spec.baseline is not None and spec.baseline.metrics == {"test_top3": 0.7529}
     assert targets_met({"test_top3": 0.81, "test_top1": 0.5}, spec.targets, spec.metric_direction)
     assert not targets_met({"test_top3": 0.9}, spec.targets, spec.metric_direction)
+    assert not targets_met({"test_top3": float("nan"), "test_top1": 0.5}, spec.targets, spec.metric_direction)
     err = errors(write(tmp_path, MINIMAL + "targets: {test_top3: 80, test_top1: lots}\n"))
     assert "looks like a percentage; write '80%' or 0.8" in find(err, "targets.test_top3")
     assert "expected a number or a percentage" in find(err, "targets.test_top1")
@@ -373,6 +380,10 @@ def test_quick_profile_from_the_file(tmp_path: Path) -> None:
     assert spec.name == "space-quick" and spec.training["epochs"] == 2 and spec.budget.trials == 4
     assert load_spec(path, quick=True, overrides=["budget.trials=5"]).budget.trials == 5  # --set wins
     assert load_spec(path).training["epochs"] == 30
+    edited = load_spec(path, quick=True, overrides=["quick.budget.trials=3"])  # the section as --set left it
+    assert edited.budget.trials == 3 and edited.quick["budget.trials"] == 3 and edited.training["epochs"] == 2
+    err = errors(path, quick=True, overrides=["quick.budget.trials=0"])
+    assert find(err, "budget.trials").startswith(f"{path}: --set quick.budget.trials=0: budget.trials: Input should")
     bad = write(tmp_path, MINIMAL + "quick:\n  budget.trials: 0\n  trainig.epochs: 2\n")
     err = errors(bad, quick=True)
     assert find(err, "budget.trials").startswith(f"{bad}:4: --quick: budget.trials: Input should be greater")
@@ -530,7 +541,12 @@ def test_set_takes_training_keys_where_unambiguous(tmp_path: Path) -> None:
     assert "model.size is a param of this space (params.model.size)" in str(err)
     assert "'params.model.size={type: fixed, value: ...}'" in str(err)
     pinned = load_spec("asl50", overrides=["params.model.size={type: fixed, value: large}", "enqueue="])
-    assert pinned.fixed_params() == {"model.size": "large"}
+    assert pinned.fixed_params() == {"model.size": "large"} and pinned.enqueue == []
+    pinned = load_spec("asl50", overrides=["params.model.size={type: fixed, value: large}"])  # as the error says
+    assert pinned.fixed_params() == {"model.size": "large"} and len(pinned.enqueue) == 2
+    assert all("model.size" not in row and "lr" in row for row in pinned.enqueue)  # the pinned value wins there
+    assert load_spec("asl20", overrides=["params.lr.type=fixed", "params.lr.value=0.002"]).fixed_params() == \
+        {"lr": 0.002}
     err = errors(BUILTIN_DIR / "asl20.yaml", overrides=["epocs=3"])
     assert "'epocs' is neither a section of the space (name, description" in str(err)
     assert "nor a setting of trials:run (did you mean 'epochs'?)" in str(err)

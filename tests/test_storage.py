@@ -32,7 +32,7 @@ from storage.engine import as_storage_error, close_storage, open_storage
 from storage.environment import record_environment
 from storage.errors import StorageError
 from storage.studies import create_or_load_study, fresh_study_name, study_exists
-from storage.urls import DEFAULT_STORAGE, mask_in_text, mask_url, resolve_storage_url, validate_storage_url
+from storage.urls import DEFAULT_STORAGE, mask_in_text, mask_url, resolve_storage_url, sqlite_path, validate_storage_url
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -174,6 +174,9 @@ def test_validate_normalises_the_driver(url: str, normalised: str, monkeypatch: 
         ("sqlite://sweeps.db", "two slashes"),
         ("sqlite:///~/sweeps.db", "'~'"),
         ("postgresql+psycopg://u:hun@ter22@h/db", "%40"),
+        # a '/' or '?' after the stray '@' makes SQLAlchemy read the rest of the password as a host and a database
+        ("postgresql+psycopg://u:hun@ter22/2024@h/db", "%40"),
+        ("postgresql+psycopg://u:hun@ter22?x@h/db", "%40"),
     ],
 )
 def test_validate_rejects_with_a_clear_message_and_no_password(url: str, message: str) -> None:
@@ -181,6 +184,18 @@ def test_validate_rejects_with_a_clear_message_and_no_password(url: str, message
         validate_storage_url(url)
     assert "hunter22" not in str(caught.value) and "ter22" not in str(caught.value)
     assert isinstance(caught.value, ValueError)
+
+
+@pytest.mark.parametrize(("url", "path"), [
+    ("sqlite:///sweeps.db", Path("sweeps.db")),
+    ("sqlite:///sweeps.db?mode=memory", Path("sweeps.db")),  # without uri=true SQLite opens the file and ignores mode
+    ("sqlite:///file:sweeps.db?mode=memory&uri=true", None),
+    ("sqlite:///:memory:", None),
+    ("sqlite://", None),
+    ("postgresql+psycopg://u@h/db", None),
+])
+def test_sqlite_path_is_the_file_sqlite_opens(url: str, path: Path | None) -> None:
+    assert sqlite_path(url) == path
 
 
 def test_validate_rejects_a_folder_as_sqlite_file(tmp_path: Path) -> None:
@@ -358,6 +373,25 @@ def test_unreachable_server(tmp_path: Path) -> None:
     assert "postgresql+psycopg://sweeper:***@127.0.0.1:1/sweeps" in message
     assert "T0p" not in message and "Secret" not in message
     assert caught.value.__cause__ is None and caught.value.__suppress_context__  # no chained driver text
+
+
+def test_read_only_connections_keep_the_urls_own_connection_options(postgres_url: str) -> None:
+    """A team's schema given as ``?options=-csearch_path=...`` holds for ``status`` and ``report`` too."""
+    import sqlalchemy
+
+    from storage.engine import _engine_kwargs
+
+    schema = f"sweeper_test_{uuid.uuid4().hex[:8]}"
+    url = make_url(postgres_url).update_query_dict({"options": f"-csearch_path={schema}", "application_name": "team"})
+    url = url.render_as_string(hide_password=False)
+    engine = sqlalchemy.create_engine(url, **_engine_kwargs(url, read_only=True))
+    try:
+        with engine.connect() as connection:
+            shown = [connection.exec_driver_sql(f"SHOW {name}").scalar()
+                     for name in ("search_path", "default_transaction_read_only", "application_name")]
+    finally:
+        engine.dispose()
+    assert shown == [schema, "on", "team"]
 
 
 def test_missing_database(postgres_url: str) -> None:

@@ -71,6 +71,11 @@ def test_user_entrypoint_sweep_records_complete_pruned_and_failed_trials(ray_ses
     assert attrs["objective"] == {"metric": "score", "direction": "maximize"}
     assert attrs["spec"]["params"]["x"]["high"] == 1.0
     assert "optuna" in attrs["environment"]["packages"]
+    # the same command again: the budget is spent, so it prints the table and leaves, with nothing added
+    again = run_sweep(SweepOptions(space=str(space), storage=storage_url, max_failures=0))
+    assert again.study_name == study.study_name
+    assert [(t.number, t.state) for t in load(storage_url, study.study_name).get_trials()] == \
+        [(t.number, t.state) for t in trials]
     if storage_url.startswith("postgresql"):
         optuna.delete_study(study_name=study.study_name, storage=storage_url)
 

@@ -13,6 +13,7 @@ import json
 import math
 import re
 import zipfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +62,8 @@ def read_npz(path: str | Path, *, classes: int | None = None, seed: int = 0) -> 
         how = "split by the 'split' array"
     elif "signer" in arrays:
         signer = _check_vector(arrays["signer"], "signer", name, n)
+        if signer.dtype.kind == "f" and len(bad := np.flatnonzero(~np.isfinite(signer))):
+            raise DataError(f"{name}: signer[{bad[0]}]={signer[bad[0]]} is not a signer id")  # NaN != NaN: no split
         try:
             train, val, test = signer_partition(signer, seed)
         except DataError as exc:
@@ -85,7 +88,7 @@ def _read_npz(path: Path, name: str) -> dict[str, np.ndarray]:
         if "pickle" in str(exc):
             raise DataError(f"{name}: holds object arrays; store numbers and fixed-width strings only") from exc
         raise DataError(f"{name}: cannot be read as .npz ({exc})") from exc
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:  # truncated or corrupted on disk
         raise DataError(f"{name}: cannot be read as .npz ({exc})") from exc
 
 
@@ -237,6 +240,9 @@ def _read_sequence(path: Path, name: str, video: str, json_name: str) -> np.ndar
         seq = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
         raise DataError(f"{name}: cannot be read as .npy ({exc})") from None
+    if not isinstance(seq, np.ndarray):  # np.load opens an .npz archive too, whatever the file's name
+        seq.close()
+        raise DataError(f"{name}: is an .npz archive, not one .npy array (write it with numpy.save)")
     return check_landmarks(seq, f"{name}:", "T, L, D")
 
 

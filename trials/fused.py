@@ -167,7 +167,7 @@ class Group:
             state_path = Path(checkpoint_dir) / STATE_FILE if checkpoint_dir is not None else None
             progress, best_state = new_progress(), copy.deepcopy(model.state_dict())
             if state_path is not None and state_path.exists():
-                progress, best_state = load_state(state_path, model, optimizer, torch.device("cpu"))
+                progress, best_state = load_state(state_path, model, optimizer)
                 log.info("member %d resumed from %s at epoch %d", index, state_path, progress["epoch"])
             rng = RandomStream(self.device)
         return Member(index, cfg, report or (lambda metrics: None), state_path, model, optimizer, rng,

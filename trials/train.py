@@ -68,7 +68,7 @@ def run(config: Mapping[str, Any], report: Report | None = None, checkpoint_dir:
     best_state = copy.deepcopy(model.state_dict())
     state_path = Path(checkpoint_dir) / STATE_FILE if checkpoint_dir is not None else None
     if state_path is not None and state_path.exists():
-        progress, best_state = load_state(state_path, model, optimizer, device)
+        progress, best_state = load_state(state_path, model, optimizer)
         log.info("resumed from %s at epoch %d", state_path, progress["epoch"])
         for metrics in progress["history"]:  # again: a killed driver may have recorded none of the last few
             report(dict(metrics))
@@ -181,9 +181,9 @@ def save_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimi
     os.replace(tmp, path)
 
 
-def load_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, device: torch.device
-               ) -> tuple[dict, dict]:
-    state = torch.load(path, map_location=device, weights_only=True)
+def load_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:
+    # on the CPU: the RNG states must stay CPU byte tensors; load_state_dict copies the rest onto the model's device
+    state = torch.load(path, map_location="cpu", weights_only=True)
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     torch.set_rng_state(state["rng_cpu"])
