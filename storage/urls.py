@@ -81,8 +81,8 @@ def validate_storage_url(url: str) -> str:
         raise StorageError(f"SQLite path {str(path)!r} in {shown} starts with '~', which is not expanded: write the "
                            f"full path, e.g. sqlite:///{path.expanduser()}.")
     if path is not None and not path.parent.is_dir():
-        raise StorageError(f"The folder {str(path.parent.absolute())!r} for the SQLite database in {shown} is missing:"
-                           " create it, or choose another path (sqlite:///relative.db or sqlite:////absolute/path.db).")
+        raise StorageError(f"The folder '{path.parent.absolute()}' for the SQLite database in {shown} does not "
+                           "exist: create it or pick another path (sqlite:///relative.db, sqlite:////absolute/path.db).")
     if path is not None and path.is_dir():
         raise StorageError(f"{str(path.absolute())!r} in {shown} is a folder, not a SQLite file.")
     return normalised

@@ -37,13 +37,15 @@ from storage.resume import (
 )
 from storage.retry import OutagePolicy, StorageUnavailable, Unreachable, retry_briefly
 from storage.studies import create_or_load_study, fresh_study_name, load_existing_study, study_exists
-from storage.target import prune_stopped
+from storage.target import prune_stopped, target_met
 from storage.urls import ENV_VAR, is_sqlite, mask_url, resolve_storage_url, sqlite_path, validate_storage_url
 from sweeper.console import console
 from sweeper.progress import SweepPrinter
 from sweeper.ray_runtime import start_ray, trial_actors_on_prestarted_workers
 from sweeper.samplers import build_sampler
 from sweeper.study_writer import StudyWriter
+
+INTERRUPT_DRAIN_S = 10.0  # Ctrl-C waits this long at most for queued writes; what is left runs again on resume
 
 
 @dataclass(frozen=True)
@@ -206,6 +208,13 @@ def run_sweep(options: SweepOptions) -> optuna.Study:
     from sweeper.trainable import META_KEY, run_trial
 
     printer = SweepPrinter(spec)
+    if spec.budget.stop_on_target and not created and target_met(policy.call(lambda: study.user_attrs)):
+        # the last run stopped at its target, maybe before it could record its running trials as stopped
+        policy.call(lambda: prune_stopped(study, [optuna.Trial(study, t._trial_id) for t in orphans]))
+        console.print("nothing left to run: the study met its targets and budget.stop_on_target is true "
+                      "(--set budget.stop_on_target=false runs on)")
+        policy.call(lambda: printer.final_table(study))
+        return study
     if not orphans and policy.call(lambda: len(study.get_trials(deepcopy=False, states=COUNTED))) >= budget:
         # a finished sweep run again: Tune would have no trial to run, and would read the last run's results
         console.print(f"nothing left to run: the study has its {budget} trials (raise budget.trials for more)")
@@ -261,6 +270,9 @@ def run_sweep(options: SweepOptions) -> optuna.Study:
             policy.call(lambda: prune_stopped(study, list(searcher.trials.values())))
     except StorageUnavailable:
         raise StorageUnavailable(outage_message(policy, url)) from None
+    except KeyboardInterrupt:  # write the epochs and tells queued at Ctrl-C; an unreachable storage is not awaited
+        writer.drain(INTERRUPT_DRAIN_S)
+        raise
     finally:  # the CLI leaves with os._exit, which skips SQLite's own checkpoint at the last close
         fold_sqlite_wal(url)
     policy.call(lambda: printer.final_table(study))

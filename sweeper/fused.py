@@ -101,7 +101,8 @@ class FusedSearcher(StudySearcher):
                     return config
                 break
             if members and group_key(member_config(config)) != group_key(member_config(members[0])):
-                self.waiting = (key, config)
+                self.trials["waiting"] = self.trials.pop(key)  # under no group's prefix: it is in none yet
+                self.waiting = ("waiting", config)
                 break
             members.append(config)
         return {META_KEY: {**members[0][META_KEY], MEMBERS: members, "decisions": self.decisions.name}}

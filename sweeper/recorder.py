@@ -76,7 +76,9 @@ class StudyRecorder(DriverOnly, Callback):
                 self.target_reached = True
             self.writer.submit(lambda: self._complete(optuna_trial, result, user_attrs))
         else:
-            user_attrs[attrs.STOP_REASON] = attrs.STOP_SWEEP_STOPPED if self.searcher.stopped else attrs.STOP_PRUNED
+            # only a reached target stops running trials; after budget.time they run on, and a rung may stop them
+            ended = self.spec.budget.stop_on_target and self.target_reached
+            user_attrs[attrs.STOP_REASON] = attrs.STOP_SWEEP_STOPPED if ended else attrs.STOP_PRUNED
             user_attrs[attrs.EPOCHS_RUN] = int(result.get("epoch", 0) or 0)
             self.writer.submit(lambda: self._finish(optuna_trial, result, user_attrs,
                                                     state=optuna.trial.TrialState.PRUNED))

@@ -63,6 +63,15 @@ class ParallelTPESampler(BaseSampler):
         self._tpe.reseed_rng()
 
 
+class BudgetedGridSampler(optuna.samplers.GridSampler):
+    """Optuna's grid, without its ``study.stop()`` after the last point: outside ``Study.optimize`` that raises,
+    on the tell of the last grid trial. The driver's budget (at most the grid's size) ends the sweep instead."""
+
+    def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState,
+                    values: Sequence[float] | None) -> None:
+        pass
+
+
 def default_sampler_options(spec: Spec) -> dict[str, Any]:
     """The constructor options ``build_sampler`` passes (the spec's options over sweeper's defaults)."""
     if spec.sampler.type != "tpe":
@@ -83,7 +92,7 @@ def build_sampler(spec: Spec, resumed_after: int = 0) -> optuna.samplers.BaseSam
     if seed is not None and resumed_after and spec.sampler.type != "qmc":
         seed += resumed_after
     if spec.sampler.type == "grid":
-        return optuna.samplers.GridSampler(spec.grid_search_space(), seed=seed)
+        return BudgetedGridSampler(spec.grid_search_space(), seed=seed)
     kind = ParallelTPESampler if spec.sampler.type == "tpe" else \
         getattr(optuna.samplers, sections.SAMPLER_CLASSES[spec.sampler.type])
     return kind(seed=seed, **default_sampler_options(spec))

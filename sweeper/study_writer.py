@@ -41,6 +41,12 @@ class StudyWriter:
         if self.error is not None:
             raise self.error
 
+    def drain(self, timeout_s: float) -> None:
+        """:meth:`flush` for a driver that is leaving anyway: wait at most ``timeout_s``, raise nothing."""
+        waiter = threading.Thread(target=self._queue.join, daemon=True)
+        waiter.start()
+        waiter.join(timeout_s)
+
     def _run(self) -> None:
         while True:
             write = self._queue.get()

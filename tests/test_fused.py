@@ -357,6 +357,47 @@ def test_kill_9_of_a_fused_sweep_resumes_each_member_from_its_own_checkpoint(tmp
         optuna.delete_study(study_name=name, storage=storage_url)
 
 
+def test_a_trial_set_aside_for_another_shape_outlives_the_group_that_asked_it(ray_session, tmp_path):
+    """With one group at a time, the group that set a trial aside ends before the next group takes it."""
+    from storage.resume import Driver
+    from storage.retry import OutagePolicy
+    from sweeper.fused import MEMBERS, FusedRecorder, FusedSearcher, Member
+    from sweeper.samplers import build_sampler
+    from sweeper.study_writer import StudyWriter
+    from sweeper.trainable import META_KEY
+
+    space = tmp_path / "shapes.yaml"
+    space.write_text(textwrap.dedent(f"""\
+        name: shapes-{uuid.uuid4().hex[:8]}
+        training: {{dataset: {{classes: 5, samples_per_class: 4}}, epochs: 2}}
+        params:
+          model.size: {{type: categorical, choices: [small, medium]}}
+          lr: {{type: float, low: 1.0e-4, high: 1.0e-2, log: true}}
+        sampler: {{type: random, seed: 0}}
+        scheduler: {{type: none}}
+        budget: {{trials: 11, max_concurrent: 1}}
+        resources: {{fuse: 3}}
+        """))
+    spec = load_spec(str(space))
+    study = optuna.create_study(study_name=spec.name, storage=f"sqlite:///{tmp_path / 'sweeps.db'}",
+                                sampler=build_sampler(spec))
+    policy = OutagePolicy(60)
+    searcher = FusedSearcher(study, spec, checkpoint_root=str(tmp_path), budget=11, driver=Driver.current(),
+                             policy=policy, writer=StudyWriter(policy))
+    recorder = FusedRecorder(searcher, spec, lambda trial: None, searcher.writer)
+    first = searcher.suggest("ray1")[META_KEY][MEMBERS]
+    assert searcher.waiting is not None, "seed 0 draws medium, then small"
+    aside = searcher.waiting[1][META_KEY]["number"]
+    recorder.on_trial_complete(0, [], Member("ray1"))  # the group ends: its running members end with it
+    searcher.writer.flush()
+    states = {t.number: t.state for t in study.get_trials()}
+    assert all(states[m[META_KEY]["number"]] == TS.PRUNED for m in first) and states[aside] == TS.RUNNING
+    second = searcher.suggest("ray2")[META_KEY][MEMBERS]  # it opens the next group, under that group's id
+    assert second[0][META_KEY]["number"] == aside
+    searcher.writer.flush()
+    assert study.get_trials()[aside].user_attrs["ray_trial_id"] == "ray2/0"
+
+
 def test_fused_searcher_groups_only_trials_of_one_shape(ray_session, tmp_path):
     from storage.resume import Driver
     from storage.retry import OutagePolicy

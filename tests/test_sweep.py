@@ -81,6 +81,35 @@ def test_user_entrypoint_sweep_records_complete_pruned_and_failed_trials(ray_ses
 
 
 @pytest.mark.slow
+def test_budget_time_starts_no_new_trial_and_lets_the_scheduler_judge_the_running_ones(ray_session, tmp_path,
+                                                                                       monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    space = scripted_space(tmp_path, trials=8, extra=(  # the slow, poor third trial reaches each rung last
+        "enqueue:\n  - {x: 1.0, sleep: 0.05}\n  - {x: 0.8, sleep: 0.05}\n  - {x: 0.05, sleep: 0.4}\n"))
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    study = run_sweep(SweepOptions(space=str(space), storage=url, overrides=(
+        "budget.time=0.5s", "budget.max_concurrent=3", "params.sleep={type: categorical, choices: [0.05, 0.4]}")))
+    trials = load(url, study.study_name).get_trials()
+    assert [t.params["x"] for t in trials] == [1.0, 0.8, 0.05]  # the three running when the time ran out
+    assert trials[0].state == TS.COMPLETE and trials[2].state == TS.PRUNED  # #1 may lose rung 1 to #0 by a hair
+    assert all(t.user_attrs["stop_reason"] == "pruned" for t in trials if t.state == TS.PRUNED)  # by ASHA
+
+
+@pytest.mark.slow
+def test_a_grid_sweep_visits_every_point_once_and_ends_cleanly(ray_session, tmp_path, monkeypatch):
+    """Optuna's GridSampler stops the study after its last point, which raises outside Study.optimize."""
+    monkeypatch.chdir(tmp_path)
+    space = scripted_space(tmp_path, trials=10)
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    study = run_sweep(SweepOptions(space=str(space), storage=url, overrides=(
+        "sampler={type: grid}", "scheduler={type: none}", "params.x={type: float, low: 0.5, high: 1.0, step: 0.25}",
+        "training.epochs=2", "training.sleep=0")))
+    trials = load(url, study.study_name).get_trials()
+    assert sorted(t.params["x"] for t in trials) == [0.5, 0.75, 1.0]  # the budget of 10 capped at the grid's 3
+    assert all(t.state == TS.COMPLETE for t in trials)
+
+
+@pytest.mark.slow
 def test_stop_on_target_ends_the_sweep_early(ray_session, tmp_path, monkeypatch, storage_url):
     """#0 meets the target at once while #1 (slow) still runs: the sweep stops, #1 is PRUNED as sweep_stopped,
     and the study records when and after how much compute the target was met."""
@@ -99,6 +128,20 @@ def test_stop_on_target_ends_the_sweep_early(ray_session, tmp_path, monkeypatch,
     record = loaded.user_attrs["target_met"]
     assert record["trial"] == 0 and record["trials"] >= 2
     assert record["trial_epochs"] >= 6 and 0 < record["wall_seconds"] < 60
+    # a driver killed after the target, before it recorded a running trial as stopped: run again, and the sweep
+    # records that trial as stopped and starts nothing, whatever budget is left
+    from storage import attrs
+    from storage.resume import Driver
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    ghost = loaded.ask()
+    ghost.set_user_attr(attrs.DRIVER, Driver(Driver.current().host, dead.pid, None).as_attr())
+    run_sweep(SweepOptions(space=str(space), storage=storage_url, overrides=(
+        "budget.stop_on_target=true", "scheduler={type: none}", slow_or_fast)))
+    again = load(storage_url, study.study_name).get_trials()
+    assert len(again) == len(trials) + 1 and again[-1].state == TS.PRUNED
+    assert again[-1].user_attrs["stop_reason"] == "sweep_stopped"
     if storage_url.startswith("postgresql"):
         optuna.delete_study(study_name=study.study_name, storage=storage_url)
 
