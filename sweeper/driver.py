@@ -85,7 +85,12 @@ def prepare(options: SweepOptions) -> tuple[Spec, str]:
         return stored_spec(url, options.study, options.overrides), url
     assert options.space is not None
     spec = load_spec(resolve_space_path(options.space), options.overrides, quick=options.quick)
-    url = sweep_storage_url(resolve_storage_url(spec.storage, options.storage))
+    try:
+        url = sweep_storage_url(resolve_storage_url(spec.storage, options.storage))
+    except StorageError as exc:  # say where the URL came from when it is not the flag the user just typed
+        origin = None if options.storage else ENV_VAR if os.environ.get(ENV_VAR, "").strip() else \
+            f"{spec.source_path}: storage" if spec.storage else None
+        raise StorageError(f"{origin}: {exc}" if origin else str(exc)) from None
     path = sqlite_path(url)
     if path is not None and not path.exists():
         return spec, url  # a new SQLite file holds no study yet: don't create it before the sweep starts

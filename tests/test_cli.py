@@ -61,6 +61,17 @@ def test_validate_prints_a_storage_password_masked(tmp_path):
     assert "hunter2secret" not in refused.stderr and "team:***@db.example.com" in refused.stderr
 
 
+def test_a_bad_storage_url_names_where_it_came_from(tmp_path):
+    (tmp_path / "team.yaml").write_text("storage: foo://bar\nparams:\n  lr: {type: float, low: 0.001, high: 0.01}\n")
+    base = {k: v for k, v in os.environ.items() if k != "SWEEPER_STORAGE"}
+    for extra, shown in (({}, "team.yaml: storage: Unsupported storage 'foo'"),
+                         ({"SWEEPER_STORAGE": "bar://x"}, "SWEEPER_STORAGE: Unsupported storage 'bar'")):
+        proc = subprocess.run([sys.executable, "-m", "sweeper.cli", "run", "team.yaml", "--quick"], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=300, env={**base, "COLUMNS": "200", **extra})
+        assert proc.returncode == 2 and shown in proc.stderr, proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["team.yaml"]
+
+
 @pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:", "sqlite:///file:x.db?mode=memory&uri=true"])
 def test_run_refuses_an_in_memory_sqlite_database(tmp_path, url):
     """Each connection would get its own empty database: the study writer's thread could not see the study."""
