@@ -15,6 +15,7 @@ import textwrap
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
@@ -357,14 +358,13 @@ def test_kill_9_of_a_fused_sweep_resumes_each_member_from_its_own_checkpoint(tmp
         optuna.delete_study(study_name=name, storage=storage_url)
 
 
-def test_a_trial_set_aside_for_another_shape_outlives_the_group_that_asked_it(ray_session, tmp_path):
-    """With one group at a time, the group that set a trial aside ends before the next group takes it."""
+def shapes_searcher(tmp_path: Path, max_concurrent: int) -> tuple[Any, optuna.Study, Any]:
+    """A FusedSearcher over two model sizes (random draws, seed 0: medium, small, medium, medium, ...), no Tune."""
     from storage.resume import Driver
     from storage.retry import OutagePolicy
-    from sweeper.fused import MEMBERS, FusedRecorder, FusedSearcher, Member
+    from sweeper.fused import FusedSearcher
     from sweeper.samplers import build_sampler
     from sweeper.study_writer import StudyWriter
-    from sweeper.trainable import META_KEY
 
     space = tmp_path / "shapes.yaml"
     space.write_text(textwrap.dedent(f"""\
@@ -375,7 +375,7 @@ def test_a_trial_set_aside_for_another_shape_outlives_the_group_that_asked_it(ra
           lr: {{type: float, low: 1.0e-4, high: 1.0e-2, log: true}}
         sampler: {{type: random, seed: 0}}
         scheduler: {{type: none}}
-        budget: {{trials: 11, max_concurrent: 1}}
+        budget: {{trials: 11, max_concurrent: {max_concurrent}}}
         resources: {{fuse: 3}}
         """))
     spec = load_spec(str(space))
@@ -384,6 +384,15 @@ def test_a_trial_set_aside_for_another_shape_outlives_the_group_that_asked_it(ra
     policy = OutagePolicy(60)
     searcher = FusedSearcher(study, spec, checkpoint_root=str(tmp_path), budget=11, driver=Driver.current(),
                              policy=policy, writer=StudyWriter(policy))
+    return spec, study, searcher
+
+
+def test_a_trial_set_aside_for_another_shape_outlives_the_group_that_asked_it(ray_session, tmp_path):
+    """With one group at a time, the group that set a trial aside ends before the next group takes it."""
+    from sweeper.fused import MEMBERS, FusedRecorder, Member
+    from sweeper.trainable import META_KEY
+
+    spec, study, searcher = shapes_searcher(tmp_path, max_concurrent=1)
     recorder = FusedRecorder(searcher, spec, lambda trial: None, searcher.writer)
     first = searcher.suggest("ray1")[META_KEY][MEMBERS]
     assert searcher.waiting is not None, "seed 0 draws medium, then small"
@@ -399,30 +408,11 @@ def test_a_trial_set_aside_for_another_shape_outlives_the_group_that_asked_it(ra
 
 
 def test_fused_searcher_groups_only_trials_of_one_shape(ray_session, tmp_path):
-    from storage.resume import Driver
-    from storage.retry import OutagePolicy
     from sweeper.fused import MEMBERS, FusedSearcher
-    from sweeper.study_writer import StudyWriter
     from sweeper.trainable import META_KEY
     from trials.fused import group_key
 
-    space = tmp_path / "shapes.yaml"
-    space.write_text(textwrap.dedent(f"""\
-        name: shapes-{uuid.uuid4().hex[:8]}
-        training: {{dataset: {{classes: 5, samples_per_class: 4}}, epochs: 2}}
-        params:
-          model.size: {{type: categorical, choices: [small, medium]}}
-          lr: {{type: float, low: 1.0e-4, high: 1.0e-2, log: true}}
-        sampler: {{type: random, seed: 3}}
-        scheduler: {{type: none}}
-        budget: {{trials: 11}}
-        resources: {{fuse: 3}}
-        """))
-    spec = load_spec(str(space))
-    study = optuna.create_study(study_name=spec.name, storage=f"sqlite:///{tmp_path / 'sweeps.db'}")
-    policy = OutagePolicy(60)
-    searcher = FusedSearcher(study, spec, checkpoint_root=str(tmp_path), budget=11, driver=Driver.current(),
-                             policy=policy, writer=StudyWriter(policy))
+    _, study, searcher = shapes_searcher(tmp_path, max_concurrent=2)
     groups = []
     while (config := searcher.suggest(f"ray{len(groups)}")) != FusedSearcher.FINISHED:
         groups.append((f"ray{len(groups)}", config[META_KEY][MEMBERS]))
