@@ -18,6 +18,7 @@ import optuna
 import yaml
 from rich.table import Table
 
+from search_spaces.schema import flatten
 from storage import attrs
 from storage.report import StudyView
 from sweeper.console import console, format_value
@@ -211,17 +212,8 @@ def _config_text(value: Any) -> str:
 
 def _raw_config(data: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
     """Training keys (nested ones joined with dots) + fixed params + sampled params, as the spec would merge them."""
-    config: dict[str, Any] = {}
-
-    def flatten(node: Mapping[str, Any], prefix: str) -> None:
-        for key, value in node.items():
-            if isinstance(value, Mapping):
-                flatten(value, f"{prefix}{key}.")
-            else:
-                config[f"{prefix}{key}"] = value
-
     training = data.get("training")
-    flatten(training if isinstance(training, Mapping) else {}, "")
+    config = flatten(training if isinstance(training, Mapping) else {}, set())[0]
     space = data.get("params")
     for name, param in (space.items() if isinstance(space, Mapping) else ()):
         if isinstance(param, Mapping) and param.get("type") == "fixed":

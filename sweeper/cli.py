@@ -181,11 +181,14 @@ def validate(
     set_: SetFlags = [],  # noqa: B006
     quick: Annotated[bool, typer.Option("--quick")] = False,
 ) -> None:
-    """Check a space file and print the resolved spec (a storage password masked, as everywhere)."""
+    """Check a space file and the storage URL a run would use (no connecting); print the resolved spec (a storage
+    password masked, as everywhere)."""
     from search_spaces.loader import load_spec, render_spec, resolve_space_path
     from storage.urls import mask_in_text
+    from sweeper.driver import spec_storage_url
 
     spec = load_spec(resolve_space_path(space), tuple(set_), quick=quick)
+    spec_storage_url(spec, None)
     console.print(mask_in_text(render_spec(spec), spec.storage), markup=False)
 
 

@@ -73,6 +73,16 @@ def sweep_storage_url(url: str) -> str:
     return url
 
 
+def spec_storage_url(spec: Spec, cli_url: str | None) -> str:
+    """The checked URL a sweep of ``spec`` uses; a bad one names where it came from unless the user just typed it."""
+    try:
+        return sweep_storage_url(resolve_storage_url(spec.storage, cli_url))
+    except StorageError as exc:
+        origin = None if cli_url else ENV_VAR if os.environ.get(ENV_VAR, "").strip() else \
+            f"{spec.source_path}: storage" if spec.storage else None
+        raise StorageError(f"{origin}: {exc}" if origin else str(exc)) from None
+
+
 def prepare(options: SweepOptions) -> tuple[Spec, str]:
     """Validate everything the user gave; raises SpecError/StorageError before anything is written.
 
@@ -85,12 +95,7 @@ def prepare(options: SweepOptions) -> tuple[Spec, str]:
         return stored_spec(url, options.study, options.overrides), url
     assert options.space is not None
     spec = load_spec(resolve_space_path(options.space), options.overrides, quick=options.quick)
-    try:
-        url = sweep_storage_url(resolve_storage_url(spec.storage, options.storage))
-    except StorageError as exc:  # say where the URL came from when it is not the flag the user just typed
-        origin = None if options.storage else ENV_VAR if os.environ.get(ENV_VAR, "").strip() else \
-            f"{spec.source_path}: storage" if spec.storage else None
-        raise StorageError(f"{origin}: {exc}" if origin else str(exc)) from None
+    url = spec_storage_url(spec, options.storage)
     path = sqlite_path(url)
     if path is not None and not path.exists():
         return spec, url  # a new SQLite file holds no study yet: don't create it before the sweep starts

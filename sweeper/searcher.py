@@ -100,22 +100,35 @@ class StudySearcher(DriverOnly, Searcher):
         return trial
 
     def _new_trial_id(self) -> int:
-        """An enqueued trial, else a new one created with a token, so that when the answer to its commit is lost
-        the retry finds it instead of creating a second."""
+        """An enqueued trial, else a new one; either is marked with this ask's token first, so that when the answer
+        to its commit is lost the retry finds it instead of leaving it RUNNING with nobody to run it."""
         if self._unconfirmed_id is None and self._ask_token is not None:
             for trial in self.study.get_trials(deepcopy=False, states=(TS.RUNNING,)):
-                if trial.system_attrs.get(ASK_TOKEN) == self._ask_token:
+                owner = Driver.from_attr(trial.user_attrs.get(attrs.DRIVER))  # None: popped, not owned yet
+                if trial.system_attrs.get(ASK_TOKEN) == self._ask_token and owner in (None, self.driver):
                     self._unconfirmed_id = trial._trial_id
+        self._ask_token = self._ask_token or uuid.uuid4().hex
         if self._unconfirmed_id is None:
-            self._unconfirmed_id = self.study._pop_waiting_trial_id()
+            self._unconfirmed_id = self._pop_waiting_trial_id()
         if self._unconfirmed_id is None:
-            self._ask_token = uuid.uuid4().hex
             template = optuna.trial.FrozenTrial(
                 number=-1, state=TS.RUNNING, value=None, datetime_start=datetime.now(), datetime_complete=None,
                 params={}, distributions={}, user_attrs={attrs.DRIVER: self.driver.as_attr()},
                 system_attrs={ASK_TOKEN: self._ask_token}, intermediate_values={}, trial_id=-1)
             self._unconfirmed_id = self.study._storage.create_new_trial(self.study._study_id, template_trial=template)
         return self._unconfirmed_id
+
+    def _pop_waiting_trial_id(self) -> int | None:
+        """``Study._pop_waiting_trial_id`` with the token set while the trial is still WAITING."""
+        storage = self.study._storage
+        for trial in self.study.get_trials(deepcopy=False, states=(TS.WAITING,)):
+            try:
+                storage.set_trial_system_attr(trial._trial_id, ASK_TOKEN, self._ask_token)
+                if storage.set_trial_state_values(trial._trial_id, TS.RUNNING):  # False: another driver took it
+                    return trial._trial_id
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue
+        return None
 
     def save(self, checkpoint_path: str) -> None:
         """The study is the searcher's state; nothing to write next to Ray's results."""

@@ -61,12 +61,15 @@ def test_validate_prints_a_storage_password_masked(tmp_path):
     assert "hunter2secret" not in refused.stderr and "team:***@db.example.com" in refused.stderr
 
 
-def test_a_bad_storage_url_names_where_it_came_from(tmp_path):
+@pytest.mark.parametrize("command", [["run", "team.yaml", "--quick"], ["validate", "team.yaml"]])
+def test_a_bad_storage_url_names_where_it_came_from(tmp_path, command):
+    """``validate`` checks the URL that ``run`` would use, so a space that validates does not fail at ``run``."""
     (tmp_path / "team.yaml").write_text("storage: foo://bar\nparams:\n  lr: {type: float, low: 0.001, high: 0.01}\n")
     base = {k: v for k, v in os.environ.items() if k != "SWEEPER_STORAGE"}
     for extra, shown in (({}, "team.yaml: storage: Unsupported storage 'foo'"),
-                         ({"SWEEPER_STORAGE": "bar://x"}, "SWEEPER_STORAGE: Unsupported storage 'bar'")):
-        proc = subprocess.run([sys.executable, "-m", "sweeper.cli", "run", "team.yaml", "--quick"], cwd=tmp_path,
+                         ({"SWEEPER_STORAGE": "bar://x"}, "SWEEPER_STORAGE: Unsupported storage 'bar'"),
+                         ({"SWEEPER_STORAGE": "sqlite://"}, "SWEEPER_STORAGE: 'sqlite://' is an in-memory SQLite")):
+        proc = subprocess.run([sys.executable, "-m", "sweeper.cli", *command], cwd=tmp_path,
                               capture_output=True, text=True, timeout=300, env={**base, "COLUMNS": "200", **extra})
         assert proc.returncode == 2 and shown in proc.stderr, proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["team.yaml"]

@@ -98,6 +98,13 @@ def test_preprocess_guards_a_zero_spread_sequence() -> None:
     assert np.all(np.isfinite(out)) and np.all(out == 0)
 
 
+def test_preprocess_keeps_the_shape_of_huge_coordinates() -> None:
+    # Squaring 1e200 overflows float64: the spread must be measured without squaring the raw values.
+    seq = np.random.default_rng(0).standard_normal((6, 4, 3))
+    np.testing.assert_allclose(data.preprocess(seq * 1e200, 5), data.preprocess(seq, 5), rtol=1e-5, atol=1e-6)
+    assert np.abs(data.preprocess(seq * 1e200, 5)).max() > 0.5
+
+
 def test_preprocess_rejects_a_sequence_with_the_wrong_dimensions() -> None:
     assert "(10, 63)" in error_of(data.preprocess, np.zeros((10, 63)), 8)
 

@@ -268,3 +268,70 @@ def test_the_outage_budget_is_a_space_key_and_a_flag_and_bad_values_are_bad_inpu
                        "--storage-timeout", flag], cwd=tmp_path, capture_output=True, text=True, timeout=60)
         assert done.returncode == 2 and "--storage-timeout" in done.stderr and "Traceback" not in done.stderr
         assert not list(tmp_path.iterdir())  # nothing written: no sweeps.db, no results folder
+
+
+def test_ctrl_c_writes_what_is_queued_but_does_not_wait_for_a_storage_that_is_away(tmp_path):
+    """``StudyWriter.drain``, what the driver calls on Ctrl-C: the backlog lands; a locked database is not awaited."""
+    from sweeper.study_writer import StudyWriter
+
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    storage = open_storage(url)
+    study = optuna.create_study(study_name="drain", storage=storage)
+    writer = StudyWriter(OutagePolicy(60))
+    for i in range(20):
+        writer.submit(lambda i=i: study.set_user_attr(f"epoch{i}", i))
+    writer.drain(30)
+    reader = open_storage(url)
+    assert optuna.load_study(study_name="drain", storage=reader).user_attrs == {f"epoch{i}": i for i in range(20)}
+    close_storage(reader)
+
+    holder = sqlite3.connect(tmp_path / "sweeps.db")  # another writer holds the database past the busy timeout
+    holder.execute("BEGIN EXCLUSIVE")
+    writer.submit(lambda: study.set_user_attr("late", 1))
+    started = time.monotonic()
+    writer.drain(0.5)
+    assert time.monotonic() - started < 5
+    holder.rollback()
+    holder.close()
+    writer.flush()  # once the lock is gone the write goes through: drain gave up waiting, not the write
+    assert study.user_attrs["late"] == 1
+    close_storage(storage)
+
+
+def test_an_answer_lost_while_taking_an_enqueued_trial_leaves_no_ghost(tmp_path, storage_url, monkeypatch):
+    """The commit that makes an enqueued trial RUNNING lands but its answer is lost: the retry must take that same
+    trial, not the next one, which would leave the first RUNNING with nobody to run it (and counted in the budget)."""
+    import sqlalchemy.exc
+
+    from search_spaces.loader import load_spec
+    from storage.resume import Driver
+    from sweeper.searcher import StudySearcher
+    from sweeper.study_writer import StudyWriter
+    from sweeper.trainable import META_KEY
+
+    spec = load_spec("spaces/asl20.yaml", quick=True)
+    storage = open_storage(storage_url)
+    study = optuna.create_study(study_name=f"lost-pop-{time.time_ns()}", storage=storage)
+    for row in spec.enqueue:
+        study.enqueue_trial(row)
+    policy = OutagePolicy(60, first_delay_s=0.05)
+    searcher = StudySearcher(study, spec, checkpoint_root=str(tmp_path), budget=5, driver=Driver.current(),
+                             policy=policy, writer=StudyWriter(policy))
+    take, lost = study._storage.set_trial_state_values, []
+
+    def answer_lost(trial_id, state, values=None):
+        done = take(trial_id, state, values)
+        if state == TS.RUNNING and not lost:
+            lost.append(trial_id)
+            raise sqlalchemy.exc.OperationalError("UPDATE trials", {}, ConnectionResetError("answer lost"))
+        return done
+
+    monkeypatch.setattr(study._storage, "set_trial_state_values", answer_lost)
+    assert searcher.suggest("ray-1") is None  # the storage looks away: Tune is told "not now"
+    deadline = time.monotonic() + 10
+    while (config := searcher.suggest("ray-1")) is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert config[META_KEY]["number"] == 0 and config["dropout"] == spec.enqueue[0]["dropout"]
+    assert [t.state for t in study.get_trials(deepcopy=False)] == [TS.RUNNING, TS.WAITING]
+    close_storage(storage)

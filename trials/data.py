@@ -93,8 +93,10 @@ def _preprocess_batch(batch: np.ndarray, seq_len: int) -> np.ndarray:
     batch = np.asarray(batch, dtype=np.float64)
     centre = batch.mean(axis=(1, 2), keepdims=True)  # mean landmark position over the sequence, per coordinate
     centred = batch - centre
-    rms = np.sqrt(np.mean(np.sum(centred**2, axis=-1), axis=(1, 2)))  # RMS distance from the centre
-    scale = np.where(rms > MIN_SCALE, rms, 1.0)[:, None, None, None]
+    peak = np.abs(centred).max(axis=(1, 2, 3), keepdims=True)  # squared as a ratio to it: 1e200**2 would overflow
+    unit = centred / np.where(peak > 0, peak, 1.0)
+    rms = peak * np.sqrt(np.mean(np.sum(unit**2, axis=-1, keepdims=True), axis=(1, 2), keepdims=True))
+    scale = np.where(rms > MIN_SCALE, rms, 1.0)  # RMS distance from the centre
     resampled = resample(centred / scale, seq_len, axis=1)
     return resampled.reshape(batch.shape[0], seq_len, -1).astype(np.float32)
 
