@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 import re
 import warnings
 from collections.abc import Mapping, Sequence
@@ -40,14 +41,16 @@ Int = Annotated[int, BeforeValidator(_not_bool)]
 Float = Annotated[float, BeforeValidator(_not_bool), Field(allow_inf_nan=False)]
 
 
-def fraction(value: Any) -> Any:
-    """``0.8``, ``"0.8"`` or ``"80%"`` -> 0.8."""
-    if not isinstance(value, str):
-        return _not_bool(value)
+def fraction(value: Any) -> float:
+    """``0.8``, ``"0.8"`` or ``"80%"`` -> 0.8; anything else (a list, an empty value, NaN) is refused."""
+    text = value.strip() if isinstance(value, str) else None
     try:
-        return round(float(value.strip()[:-1]) / 100, 12) if value.strip().endswith("%") else float(value)
-    except ValueError:
-        raise ValueError(f"expected a number or a percentage such as '80%', got {value!r}") from None
+        number = round(float(text[:-1]) / 100, 12) if text and text.endswith("%") else float(text or _not_bool(value))
+    except (TypeError, ValueError):
+        number = math.nan
+    if not math.isfinite(number):
+        raise ValueError(f"expected a number or a percentage such as '80%', got {value!r}")
+    return number
 
 
 def metric_values(raw: Any) -> Any:
@@ -61,9 +64,10 @@ def metric_values(raw: Any) -> Any:
         except ValueError as exc:
             issues.append(((metric,), str(exc)))
             continue
-        if re.search(r"top\d|acc", str(metric)) and number > 1:
-            issues.append(((metric,), f"{value} is above 100%, which {metric} cannot reach" if str(value).endswith("%")
-                           else f"{value!r} looks like a percentage; write '{value}%' or {number / 100}"))
+        if re.search(r"top\d|acc", str(metric)) and not 0 <= number <= 1:
+            issues.append(((metric,), f"{value} is {'below 0%' if number < 0 else 'above 100%'}, which {metric} "
+                           "cannot reach" if number < 0 or str(value).endswith("%") else
+                           f"{value!r} looks like a percentage; write '{value}%' or {number / 100}"))
     if issues:
         fail(issues)
     return out
@@ -278,9 +282,9 @@ class Sampler(BaseModel):
                 issues.append(((key,), unknown_key(key, ["type", "seed", *settable], f"{name} option")))
             elif any(word in str(option.annotation) for word in ("Callable", "BaseSampler", "FrozenTrial")):
                 issues.append(((key,), f"{name} option {key!r} takes a Python object and cannot be written in YAML"))
-            elif isinstance(option.default, bool | int | float | str):
-                try:
-                    coerce(key, value, type(option.default))
+            elif (kind := _option_type(option)) and value is not None:
+                try:  # stored converted: "10" would reach the sampler as a string, and fail only when it samples
+                    self.model_extra[key] = coerce(key, value, kind)
                 except ConfigError as exc:
                     issues.append(((key,), str(exc)))
         if missing := [p for p in SAMPLER_PACKAGES.get(self.type, ()) if find_spec(p) is None]:
@@ -296,6 +300,16 @@ class Sampler(BaseModel):
         if issues:
             fail(issues)
         return self
+
+
+def _option_type(option: inspect.Parameter) -> type | None:
+    """The scalar type of a sampler option, from its default or, where that is None, its annotation's text
+    (Optuna's annotations name types imported only for type checkers, so they cannot be evaluated)."""
+    if option.default is not None:
+        return type(option.default) if isinstance(option.default, bool | int | float | str) else None
+    scalars = {"bool": bool, "int": int, "float": float, "str": str}
+    named = [scalars[part.strip()] for part in str(option.annotation).split("|") if part.strip() in scalars]
+    return named[0] if len(named) == 1 else None
 
 
 def sampler_options(kind: str) -> dict[str, inspect.Parameter]:

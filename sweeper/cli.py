@@ -13,7 +13,14 @@ from rich.markup import escape
 
 from storage.retry import StorageUnavailable
 from sweeper.console import console, err_console
-from sweeper.errors import BAD_INPUT, INTERRUPTED_EXIT_CODE, STORAGE_UNAVAILABLE_EXIT_CODE, USAGE_EXIT_CODE
+from sweeper.errors import (
+    BAD_INPUT,
+    INTERRUPTED_EXIT_CODE,
+    NOTHING_FINISHED_EXIT_CODE,
+    STORAGE_UNAVAILABLE_EXIT_CODE,
+    USAGE_EXIT_CODE,
+    NothingFinished,
+)
 
 if TYPE_CHECKING:
     from sweeper.driver import SweepOptions
@@ -144,6 +151,11 @@ def _sweep(options: SweepOptions) -> None:
 
     try:
         run_sweep(options)
+    except NothingFinished as exc:
+        kill_local_ray_before_exit()
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True)
+        sys.stderr.flush()
+        os._exit(NOTHING_FINISHED_EXIT_CODE)
     except StorageUnavailable as exc:  # the study is consistent and resumable; the workers go with Ray
         kill_local_ray_before_exit()
         err_console.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True)
@@ -185,10 +197,11 @@ def validate(
     password masked, as everywhere)."""
     from search_spaces.loader import load_spec, render_spec, resolve_space_path
     from storage.urls import mask_in_text
-    from sweeper.driver import spec_storage_url
+    from sweeper.driver import check_data_found, spec_storage_url
 
     spec = load_spec(resolve_space_path(space), tuple(set_), quick=quick)
     spec_storage_url(spec, None)
+    check_data_found(spec)
     console.print(mask_in_text(render_spec(spec), spec.storage), markup=False)
 
 

@@ -40,10 +40,15 @@ from storage.studies import create_or_load_study, fresh_study_name, load_existin
 from storage.target import prune_stopped, target_met
 from storage.urls import ENV_VAR, is_sqlite, mask_url, resolve_storage_url, sqlite_path, validate_storage_url
 from sweeper.console import console
+from sweeper.errors import NothingFinished
 from sweeper.progress import SweepPrinter
 from sweeper.ray_runtime import start_ray, trial_actors_on_prestarted_workers
 from sweeper.samplers import build_sampler
 from sweeper.study_writer import StudyWriter
+from trials.config import TrainConfig
+from trials.datasets import check_found
+from trials.entrypoint import DEFAULT_ENTRYPOINT
+from trials.errors import DataError
 
 INTERRUPT_DRAIN_S = 10.0  # Ctrl-C waits this long at most for queued writes; what is left runs again on resume
 
@@ -81,6 +86,19 @@ def spec_storage_url(spec: Spec, cli_url: str | None) -> str:
         origin = None if cli_url else ENV_VAR if os.environ.get(ENV_VAR, "").strip() else \
             f"{spec.source_path}: storage" if spec.storage else None
         raise StorageError(f"{origin}: {exc}" if origin else str(exc)) from None
+
+
+def check_data_found(spec: Spec) -> None:
+    """Data the built-in core cannot find fails every trial: refuse the sweep instead. Not where a param samples
+    which data, and not on a cluster (``--address``), where the workers' disks are the ones that count."""
+    if spec.entrypoint != DEFAULT_ENTRYPOINT or any(k.startswith("dataset.") for k in spec.sampled_params()):
+        return
+    cfg = TrainConfig.from_flat(spec.base_config())
+    try:
+        check_found(cfg.dataset_name, cfg.dataset_path, cfg.dataset_split_file, cfg.dataset_landmarks_dir)
+    except DataError as exc:
+        where = f"{spec.source_path}: " if spec.source_path else ""
+        raise DataError(f"{where}training.dataset: {exc} (a relative path is read from {Path.cwd()})") from None
 
 
 def prepare(options: SweepOptions) -> tuple[Spec, str]:
@@ -175,6 +193,8 @@ def import_tune_side() -> None:
 def run_sweep(options: SweepOptions) -> optuna.Study:
     started = time.perf_counter()
     spec, url = prepare(options)
+    if options.address is None:
+        check_data_found(spec)
     if spec.resources.fuse > 1:  # fused trial groups (sweeper/fused.py): refuse what they cannot do, write nothing
         from sweeper.fused import check_spec
 
@@ -286,6 +306,10 @@ def run_sweep(options: SweepOptions) -> optuna.Study:
     finally:  # the CLI leaves with os._exit, which skips SQLite's own checkpoint at the last close
         fold_sqlite_wal(url)
     policy.call(lambda: printer.final_table(study))
+    states = policy.call(lambda: {t.state for t in study.get_trials(deepcopy=False)})
+    if states and states <= {optuna.trial.TrialState.FAIL}:
+        raise NothingFinished(f"every trial of {study.study_name} failed (their errors are above); fix the cause "
+                              "and start over with --fresh (failed trials count in a study's budget)")
     return study
 
 

@@ -9,6 +9,7 @@ from trials.errors import DataError
 
 USAGE_EXIT_CODE = 2
 INTERRUPTED_EXIT_CODE = 130
+NOTHING_FINISHED_EXIT_CODE = 1
 STORAGE_UNAVAILABLE_EXIT_CODE = 75  # sysexits' EX_TEMPFAIL: the storage was away too long; run again to resume
 
 
@@ -17,3 +18,7 @@ class BadInput(ValueError):
 
 
 BAD_INPUT = (BadInput, ConfigError, DataError, SpecError, StorageError)  # every "the user's input is wrong"
+
+
+class NothingFinished(RuntimeError):
+    """A sweep whose every trial failed: its table is empty, and a script running it must not read success."""

@@ -48,6 +48,21 @@ def test_validate_and_spaces(tmp_path):
     assert all(f"spaces/{n}.yaml" in listing for n in ("asl20", "asl50", "asl100", "nslt1000"))
 
 
+@pytest.mark.parametrize(("dataset", "missing"), [
+    ("{name: npz, path: gone.npz}", "gone.npz: file not found"),
+    ("{name: wlasl, path: .}", "nslt_100.json: split file not found"),
+])
+@pytest.mark.parametrize("command", ["run", "validate"])
+def test_data_the_trials_would_not_find_is_refused_before_the_sweep(tmp_path, command, dataset, missing):
+    (tmp_path / "data.yaml").write_text(f"training:\n  dataset: {dataset}\n"
+                                        "params:\n  lr: {type: float, low: 0.001, high: 0.01}\n")
+    storage = ["--storage", "sqlite:///s.db"] if command == "run" else []
+    proc = sweeper(command, "data.yaml", *storage, cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.startswith(f"error: data.yaml: training.dataset: {missing}")
+    assert not (tmp_path / "s.db").exists()
+
+
 def test_validate_prints_a_storage_password_masked(tmp_path):
     url = "postgresql+psycopg://team:hunter2secret@db.example.com/sweeps"
     (tmp_path / "team.yaml").write_text(f"storage: {url}\nparams:\n  lr: {{type: float, low: 0.001, high: 0.01}}\n")

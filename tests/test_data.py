@@ -225,6 +225,25 @@ def test_held_out_factor_multiplies_the_val_and_test_signers_and_leaves_training
         TrainConfig.from_flat({"dataset.held_out_factor": 0})
 
 
+def test_held_out_factor_with_classes_that_reach_no_held_out_signer() -> None:
+    """A long tail's smallest classes (3 samples) are all in training signers' hands: nothing to multiply."""
+    splits = data.load_splits(TrainConfig(dataset_classes=8, dataset_samples_per_class=6, dataset_imbalance=2.0,
+                                          dataset_held_out_factor=3, dataset_seq_len=8))
+    assert splits.num_classes == 8 and len(splits.y_val) and len(splits.y_test)
+
+
+def test_a_negative_data_seed_splits_as_for_synthetic_data(tmp_path: Path) -> None:
+    path = write_npz(tmp_path / "data.npz", n_classes=3, per_class=20)
+    assert torch.equal(data.load_npz(path, 6, seed=-1).y_val, data.load_npz(path, 6, seed=2**32 - 1).y_val)
+    signer = np.tile(np.array(["ann", "bob", "cy", "dee", "eve"]), 6)
+    assert len(data.load_npz(write_npz(tmp_path / "s.npz", per_class=10, signer=signer), 8, seed=-7).y_train) == 18
+
+
+def test_sequence_length_is_bounded_by_the_models_positions() -> None:
+    with pytest.raises(ValueError, match=r"dataset\.seq_len.*an integer from 4 to 4096"):
+        TrainConfig.from_flat({"dataset.seq_len": 5000})
+
+
 def test_make_synthetic_rejects_too_few_signers() -> None:
     assert "signers >= 3" in error_of(synthetic.make_synthetic, 3, 4, 2)
 

@@ -214,6 +214,13 @@ def test_sampler_and_scheduler_options(tmp_path: Path) -> None:
     path = write(tmp_path, MINIMAL + "scheduler: {type: asha, grace_period: 10, max_t: 5}\n")
     assert "must be <= max_t" in find(errors(path), "scheduler.grace_period")
 
+    # options whose default is None are typed from their annotation; values reach the sampler converted
+    err = errors(write(tmp_path, MINIMAL + "sampler: {type: tpe, multivariate: maybe, prior_weight: heavy}\n"))
+    assert "multivariate='maybe' is not allowed: expected bool" in find(err, "sampler.multivariate")
+    assert "expected float" in find(err, "sampler.prior_weight")
+    spec = load_spec(write(tmp_path, MINIMAL + "sampler: {type: tpe, n_startup_trials: '3', prior_weight: '2'}\n"))
+    assert spec.sampler.options == {"n_startup_trials": 3, "prior_weight": 2.0}
+
 
 def test_metrics_must_be_reported(tmp_path: Path) -> None:
     path = write(tmp_path, space("""\
@@ -349,6 +356,14 @@ def test_percentages(tmp_path: Path) -> None:
     assert "expected a number or a percentage" in find(err, "targets.test_top1")
 
 
+@pytest.mark.parametrize("value", ["", "[1, 2]", "{a: 1}", ".nan", "-5%", "true"])
+def test_a_target_that_is_no_number_is_one_clear_error(tmp_path: Path, value: str) -> None:
+    err = errors(write(tmp_path, MINIMAL + f"targets: {{test_top3: {value}}}\n"))
+    assert len(err.issues) == 1
+    assert ("below 0%, which test_top3 cannot reach" if value == "-5%" else "expected a number or a percentage"
+            ) in find(err, "targets.test_top3")
+
+
 def test_set_overrides(tmp_path: Path) -> None:
     path = write(tmp_path, MINIMAL + "  dropout: {type: float, low: 0.0, high: 0.5}\nenqueue:\n  - {lr: 1.0e-3}\n")
     spec = load_spec(path, overrides=["budget.trials=4", "training.dataset.classes=50", "params.dropout.high=0.4",
@@ -448,6 +463,15 @@ def test_user_entrypoint_without_attributes_accepts_anything(tmp_path: Path) -> 
     assert err.line == 1 and err.field == "entrypoint" and "must accept (config, report, checkpoint_dir)" in str(err)
     err = errors(write(tmp_path, "entrypoint: no_such_module_here:run\n" + MINIMAL))
     assert "cannot import module 'no_such_module_here'" in str(err)
+    # a module that parses sys.argv (or exits) when imported, and one whose metrics are not a list
+    exits, odd = f"user_exits_{uuid.uuid4().hex[:8]}", f"user_odd_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{exits}.py").write_text("import sys\nsys.exit(2)\n", encoding="utf-8")
+    (tmp_path / f"{odd}.py").write_text("def run(config, report, checkpoint_dir):\n    return {}\nrun.metrics = 5\n",
+                                        encoding="utf-8")
+    err = errors(write(tmp_path, f"entrypoint: {exits}:run\n" + MINIMAL))
+    assert err.field == "entrypoint" and f"cannot import module '{exits}': SystemExit: 2" in str(err)
+    err = errors(write(tmp_path, f"entrypoint: {odd}:run\n" + MINIMAL))
+    assert err.field == "entrypoint" and "metrics must be a list of metric names" in str(err)
     assert "package.module:function" in str(errors(write(tmp_path, "entrypoint: not a target\n" + MINIMAL)))
 
 

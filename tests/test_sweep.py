@@ -13,6 +13,7 @@ import optuna
 import pytest
 
 from sweeper.driver import SweepOptions, run_sweep
+from sweeper.errors import NothingFinished
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TS = optuna.trial.TrialState
@@ -157,6 +158,13 @@ def test_nan_loss_fails_the_trial_fast_and_the_sweep_goes_on(ray_session, tmp_pa
     assert [t.state for t in trials] == [TS.FAIL, TS.COMPLETE]
     assert "non-finite loss" in trials[0].user_attrs["error"]
     assert trials[0].user_attrs["stop_reason"] == "nan"
+
+
+def test_a_sweep_whose_every_trial_failed_says_so(ray_session, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    space = scripted_space(tmp_path, trials=1, extra="enqueue:\n  - {x: 0.0}\n")
+    with pytest.raises(NothingFinished, match=r"every trial of scripted-\w+ failed .* --fresh"):
+        run_sweep(SweepOptions(space=str(space), storage=f"sqlite:///{tmp_path / 's.db'}", max_failures=0))
 
 
 def test_local_trials_run_without_tunes_runtime_env_but_with_its_variables(ray_session, tmp_path, monkeypatch):

@@ -22,6 +22,7 @@ MODEL_PRESETS: dict[str, tuple[int, int, int]] = {
     "medium": (128, 4, 8),
     "large": (256, 6, 16),
 }
+MAX_SEQ_LEN = 4096  # the model's table of positions; far past any sign's length
 
 
 class ConfigError(ValueError):
@@ -134,7 +135,7 @@ class TrainConfig:
         need(self.dataset_signer_style >= 0, "dataset.signer_style", "a number >= 0")
         need(self.dataset_family_pose >= 0, "dataset.family_pose", "a number >= 0")
         need(self.dataset_held_out_factor >= 1, "dataset.held_out_factor", "an integer >= 1")
-        need(self.dataset_seq_len >= 4, "dataset.seq_len", "an integer >= 4")
+        need(4 <= self.dataset_seq_len <= MAX_SEQ_LEN, "dataset.seq_len", f"an integer from 4 to {MAX_SEQ_LEN}")
         need(self.model_size in MODEL_PRESETS, "model.size", "one of " + ", ".join(MODEL_PRESETS))
         need(self.model_hidden >= 0, "model.hidden", "0 (preset) or a positive integer")
         need(self.model_layers >= 0, "model.layers", "0 (preset) or a positive integer")

@@ -76,9 +76,24 @@ def read_npz(path: str | Path, *, classes: int | None = None, seed: int = 0) -> 
     return Labelled(name, f"npz {name}", x, y, part, num_classes, how)
 
 
+def check_found(kind: str, path: str | Path, split_file: str = "nslt_100.json", landmarks_dir: str = "landmarks"
+                ) -> None:
+    """The files a reader opens first exist. The driver checks this before a sweep, whose trials would all fail."""
+    path = Path(path)
+    if kind == "npz" and not path.is_file():
+        raise DataError(f"{path}: file not found" + (" (it is a folder)" if path.is_dir() else ""))
+    if kind != "wlasl":
+        return
+    if not path.is_dir():
+        raise DataError(f"{path}: WLASL root folder not found")
+    if not (path / split_file).is_file():
+        raise DataError(f"{path / split_file}: split file not found (dataset.split_file)")
+    if not (path / landmarks_dir).is_dir():
+        raise DataError(f"{path / landmarks_dir}: landmarks folder not found (dataset.landmarks_dir={landmarks_dir!r})")
+
+
 def _read_npz(path: Path, name: str) -> dict[str, np.ndarray]:
-    if not path.is_file():
-        raise DataError(f"{name}: file not found" + (" (it is a folder)" if path.is_dir() else ""))
+    check_found("npz", path)
     if not zipfile.is_zipfile(path):  # np.load would try other formats, pickle included, and say something odd
         raise DataError(f"{name}: cannot be read as .npz (not a zip archive; write it with numpy.savez)")
     try:
@@ -153,15 +168,12 @@ def read_wlasl(
     of classes is ``max + 1``.
     """
     root = Path(root)
-    if not root.is_dir():
-        raise DataError(f"{root}: WLASL root folder not found")
+    check_found("wlasl", root, split_file, landmarks_dir)
     json_path = root / split_file
     json_name = str(json_path)
     entries = _read_split_json(json_path, json_name)
     bound = classes if classes is not None else _classes_from_name(split_file)
     landmarks = root / landmarks_dir
-    if not landmarks.is_dir():
-        raise DataError(f"{landmarks}: landmarks folder not found (dataset.landmarks_dir={landmarks_dir!r})")
 
     sequences: list[np.ndarray] = []
     labels: list[int] = []
@@ -193,8 +205,6 @@ def read_wlasl(
 
 
 def _read_split_json(path: Path, name: str) -> dict[str, object]:
-    if not path.is_file():
-        raise DataError(f"{name}: split file not found (dataset.split_file)")
     try:
         entries = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:

@@ -82,7 +82,7 @@ def import_target(target: str, base_dir: str | Path | None = None) -> Callable[.
     sys.path[:0] = added
     try:
         module = importlib.import_module(module_name)
-    except Exception as exc:  # any failure while importing user code is a validation error
+    except (Exception, SystemExit) as exc:  # any failure importing user code (argparse exits) is a validation error
         raise EntrypointError(f"cannot import module {module_name!r}: {type(exc).__name__}: {exc}") from exc
     finally:
         sys.path[:] = [text for text in sys.path if text not in added]
@@ -109,7 +109,7 @@ def describe(target: str, base_dir: str | Path | None = None) -> EntrypointInfo:
     settings, metrics = getattr(fn, "settings", None), getattr(fn, "metrics", None)
     if settings is not None and not (isinstance(settings, Mapping) and all(isinstance(k, str) for k in settings)):
         raise EntrypointError(f"{target}.settings must be a dict of setting name -> default")
-    if metrics is not None and (isinstance(metrics, str) or not all(isinstance(m, str) for m in metrics)):
+    if metrics is not None and not (isinstance(metrics, list | tuple) and all(isinstance(m, str) for m in metrics)):
         raise EntrypointError(f"{target}.metrics must be a list of metric names")
     return EntrypointInfo(target, None if settings is None else dict(settings),
                           None if metrics is None else tuple(metrics), epoch_metrics=None)

@@ -13,13 +13,15 @@ import math
 import torch
 from torch import nn
 
+from trials.config import MAX_SEQ_LEN
+
 LARGE_HEAD_CLASSES = 500  # seed 002: above this many classes the head gets a third layer
 
 
 class SinusoidalPositionalEncoding(nn.Module):
     """PE(pos, 2i) = sin(pos / 10000^(2i/d)), PE(pos, 2i+1) = cos(...): a buffer, not a parameter."""
 
-    def __init__(self, hidden: int, max_len: int = 4096) -> None:
+    def __init__(self, hidden: int, max_len: int = MAX_SEQ_LEN) -> None:
         super().__init__()
         position = torch.arange(max_len, dtype=torch.float32).unsqueeze(1)
         div_term = torch.exp(torch.arange(0, hidden, 2, dtype=torch.float32) * (-math.log(10000.0) / hidden))

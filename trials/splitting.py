@@ -22,7 +22,7 @@ def signer_partition(signer_ids: np.ndarray, seed: int) -> tuple[np.ndarray, np.
     ids = np.unique(signer_ids)
     if len(ids) < 3:
         raise DataError(f"need at least 3 signers to split train/val/test by signer, found {len(ids)}")
-    ids = ids[np.random.default_rng(seed).permutation(len(ids))]
+    ids = ids[np.random.default_rng(seed % 2**32).permutation(len(ids))]  # numpy takes no negative seed
     n_val = max(1, _round(SIGNER_FRACTIONS[VAL] * len(ids)))
     n_test = max(1, _round(SIGNER_FRACTIONS[TEST] * len(ids)))
     n_train = len(ids) - n_val - n_test
@@ -31,7 +31,7 @@ def signer_partition(signer_ids: np.ndarray, seed: int) -> tuple[np.ndarray, np.
 
 def stratified_part(y: np.ndarray, seed: int) -> np.ndarray:
     """[N] labels -> [N] split codes (0 train, 1 val, 2 test): about 70/15/15 of every class, shuffled by seed."""
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(seed % 2**32)
     part = np.full(len(y), TRAIN, dtype=np.int64)
     for c in np.unique(y):
         members = rng.permutation(np.flatnonzero(y == c))

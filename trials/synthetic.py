@@ -114,10 +114,10 @@ def make_synthetic(
         pose = _family_pose(c // knobs.family_size, seed, knobs)
         rng = np.random.default_rng([seed, _STREAM_SAMPLES, c])
         xs.extend(_render_class(prototypes, prototype.std(), pose, backwards, signer, traits, noise, rng, knobs))
-        if knobs.held_out_factor > 1:  # from a stream of its own, so the samples above stay the same
-            held_out = held_out_companions(signer[~np.isin(signer, train_signers)], signers, knobs.held_out_factor)
+        held_out = held_out_companions(signer[~np.isin(signer, train_signers)], signers, knobs.held_out_factor)
+        if len(held_out):  # none for factor 1, or a class too small to reach held-out signers
             prototypes = prototype[None] + _signer_styles(c, held_out, noise, seed, knobs)
-            rng = np.random.default_rng([seed, _STREAM_HELD_OUT, c])
+            rng = np.random.default_rng([seed, _STREAM_HELD_OUT, c])  # its own stream: the samples above stay
             xs.extend(_render_class(prototypes, prototype.std(), pose, backwards, held_out, traits, noise, rng, knobs))
             signer = np.concatenate([signer, held_out])
         ys.append(np.full(len(signer), c, dtype=np.int64))
