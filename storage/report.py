@@ -95,6 +95,11 @@ class StudyView:
         """The best COMPLETE trial that meets every target, if any."""
         return next((t for t in self.complete if self.met(t)), None)
 
+    def first_reached(self) -> FrozenTrial | None:
+        """The first COMPLETE trial to finish meeting every target: the one time to target counts to."""
+        met = [t for t in self.complete if self.met(t) and t.datetime_complete is not None]
+        return min(met, key=lambda t: (t.datetime_complete, t.number), default=None)
+
     def states(self) -> dict[str, int]:
         """Trials by state name, only the states present, in Optuna's order (RUNNING, COMPLETE, PRUNED, ...)."""
         counts = {s.name: sum(t.state == s for t in self.trials) for s in TrialState}
@@ -192,7 +197,7 @@ def _note(text: str) -> str:
 def _summary(view: StudyView, url: str, now: datetime) -> str:
     user = view.study.user_attrs
     complete = view.complete
-    reached = view.reached()
+    reached = view.first_reached()
     span = view.time_span()
     env = user.get(attrs.ENVIRONMENT) if isinstance(user.get(attrs.ENVIRONMENT), dict) else {}
     packages = env.get("packages") if isinstance(env.get("packages"), dict) else {}
@@ -242,7 +247,8 @@ def _history(view: StudyView, figures: list[tuple[str, str]]) -> str:
         better = max if view.direction(metric) == "maximize" else min
         best, running = [], None
         for _, value in points:
-            running = value if running is None else better(running, value)
+            if math.isfinite(value):  # a NaN would stick: max(nan, x) is nan
+                running = value if running is None else better(running, value)
             best.append(running)
         fig = go.Figure()
         fig.add_scatter(x=[n for n, _ in points], y=[v for _, v in points], mode="markers", name=metric,

@@ -21,7 +21,7 @@ from rich.table import Table
 from search_spaces.schema import flatten
 from storage import attrs
 from storage.report import StudyView
-from sweeper.console import console, format_value
+from sweeper.console import console, format_gap, format_value
 from sweeper.errors import BadInput
 from trials.entrypoint import DEFAULT_ENTRYPOINT
 
@@ -186,21 +186,12 @@ def _metrics_table(view: StudyView, trial: optuna.trial.FrozenTrial) -> Table:
         met = "" if target is None or value is None else (
             "met" if view.met_target(metric, value) else "not met")
         table.add_row(metric, _fmt(metric, value), _fmt(metric, target), met, _fmt(metric, base),
-                      _gap(metric, value, base))
+                      format_gap(metric, value, base))
     return table
 
 
 def _fmt(metric: str, value: float | None) -> str:
     return "-" if value is None else format_value(metric, value)
-
-
-def _gap(metric: str, value: float | None, other: float | None) -> str:
-    """``+3.20 pts`` for percentages (fractions), a plain difference otherwise."""
-    if value is None or other is None:
-        return "-"
-    if format_value(metric, 0.5).endswith("%"):
-        return f"{100 * (value - other):+.2f} pts"
-    return f"{value - other:+.4g}"
 
 
 def _config_text(value: Any) -> str:

@@ -25,6 +25,15 @@ def format_value(name: str, value: Any) -> str:
     return str(value)
 
 
+def format_gap(metric: str, value: float | None, other: float | None) -> str:
+    """``+3.20 pts`` for percentages (fractions), a plain difference otherwise."""
+    if value is None or other is None:
+        return "-"
+    if metric.endswith(PERCENT_METRICS):
+        return f"{100 * (value - other):+.2f} pts"
+    return f"{value - other:+.4g}"
+
+
 def epoch_line(metrics: dict[str, Any], epochs: int) -> str:
     """``epoch  3/30  train_loss 2.981  val_loss 2.870  val_top1 12.30%  ...  1.21s  5400 samples/s``."""
     width = len(str(epochs))

@@ -95,7 +95,7 @@ def check_data_found(spec: Spec) -> None:
         return
     cfg = TrainConfig.from_flat(spec.base_config())
     try:
-        check_found(cfg.dataset_name, cfg.dataset_path, cfg.dataset_split_file, cfg.dataset_landmarks_dir)
+        check_found(cfg.dataset_name, cfg.dataset_path, cfg.dataset_split_file)
     except DataError as exc:
         where = f"{spec.source_path}: " if spec.source_path else ""
         raise DataError(f"{where}training.dataset: {exc} (a relative path is read from {Path.cwd()})") from None
@@ -237,7 +237,7 @@ def run_sweep(options: SweepOptions) -> optuna.Study:
     from sweeper.searcher import COUNTED, StudySearcher
     from sweeper.trainable import META_KEY, run_trial
 
-    printer = SweepPrinter(spec)
+    printer = SweepPrinter(spec, [] if created else policy.call(lambda: study.get_trials(deepcopy=False)))
     if spec.budget.stop_on_target and not created and target_met(policy.call(lambda: study.user_attrs)):
         # the last run stopped at its target, maybe before it could record its running trials as stopped
         policy.call(lambda: prune_stopped(study, [optuna.Trial(study, t._trial_id) for t in orphans]))

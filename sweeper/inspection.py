@@ -56,7 +56,8 @@ def reading(storage_flag: str | None) -> Iterator[tuple[optuna.storages.RDBStora
 
 def view_of(study: optuna.Study) -> StudyView:
     """The study as the report and the commands read it, with sweeper's formatting and metric directions."""
-    fallback = study.direction.name.lower()  # a StudyDirection's name is the direction's word: MAXIMIZE
+    # directions[0], not direction: study_view refuses a multi-objective study in words, not with Optuna's error
+    fallback = study.directions[0].name.lower()  # a StudyDirection's name is the direction's word: MAXIMIZE
 
     def direction_of(metric: str) -> str:
         return KNOWN_DIRECTIONS.get(metric) or fallback
@@ -109,8 +110,8 @@ def _all_views(storage: optuna.storages.BaseStorage, url: str) -> list[StudyView
             views.append(view_of(optuna.load_study(study_name=frozen.study_name, storage=storage)))
         except KeyError:  # deleted while we listed (a shared server)
             continue
-        except ValueError as exc:  # e.g. a multi-objective study someone else keeps here
-            err_console.print(f"{frozen.study_name}: {exc}", markup=False)
+        except StorageError as exc:  # e.g. a multi-objective study someone else keeps here
+            err_console.print(f"skipped: {exc}", markup=False)
     if not views:
         raise StorageError(f"There are no studies in {mask_url(url)} yet: run a sweep first (sweeper run SPACE).")
     return views
@@ -144,7 +145,7 @@ def study_summary(view: StudyView) -> dict[str, Any]:
     span = view.time_span()
     now = activity(view)
     elapsed = None if span is None else ((datetime.now() if now == "running" else span[1]) - span[0]).total_seconds()
-    reached = view.reached()
+    reached = view.first_reached()
     user = view.study.user_attrs
     return {
         "name": view.study.study_name,
@@ -174,7 +175,7 @@ def _status_row(view: StudyView) -> list[str]:
     if span is not None:  # first trial's start to the last one's end; to now while trials run
         end = datetime.now() if now == "running" else span[1]
         taken = duration(end - span[0]) + (f" ({now})" if now in ("running", "interrupted") else "")
-    reached = view.reached()
+    reached = view.first_reached()
     met = "-" if not view.targets else (f"yes (#{reached.number})" if reached else "no")
     return [
         view.study.study_name,

@@ -2,30 +2,39 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import optuna
 from rich.table import Table
 
 from search_spaces.schema import Spec
 from storage.report import StudyView
 from storage.target import describe, target_met
-from sweeper.console import console, format_params, format_value
+from sweeper.console import console, format_gap, format_params, format_value
 
 TS = optuna.trial.TrialState
 
 
 class SweepPrinter:
-    def __init__(self, spec: Spec) -> None:
+    def __init__(self, spec: Spec, earlier: Sequence[optuna.trial.FrozenTrial] = ()) -> None:
+        """``earlier``: the trials a resumed study holds, so that "best" is the study's, not this run's."""
         self.spec = spec
         self.metric = spec.objective.metric
         self.maximize = spec.direction == "maximize"
         self.best: float | None = None
+        for trial in earlier:
+            self._keep_best(trial)
+
+    def _keep_best(self, trial: optuna.trial.FrozenTrial) -> None:
+        if trial.state == TS.COMPLETE and trial.value is not None and (
+                self.best is None or (trial.value > self.best) == self.maximize):
+            self.best = trial.value
 
     def trial_finished(self, trial: optuna.trial.FrozenTrial) -> None:
-        """``#3 COMPLETE val_top3 71.20%  best 74.02%  test_top3 70.1% (target 80.00%, gap -9.90)  lr=...``."""
+        """``#3 COMPLETE val_top3 71.20%  best 74.02%  test_top3 70.1% (target 80.00%, gap -9.90 pts)  lr=...``."""
         parts = [f"#{trial.number:<3} {trial.state.name:<8}"]
+        self._keep_best(trial)
         if trial.state == TS.COMPLETE and trial.value is not None:
-            if self.best is None or ((trial.value > self.best) == self.maximize and trial.value != self.best):
-                self.best = trial.value
             parts.append(f"{self.metric} {format_value(self.metric, trial.value)}")
         elif trial.state == TS.PRUNED:
             parts.append(f"stopped at epoch {trial.user_attrs.get('epochs_run', '?')}")
@@ -37,7 +46,7 @@ class SweepPrinter:
             value = trial.user_attrs.get(metric)
             if isinstance(value, (int, float)):
                 parts.append(f"{metric} {format_value(metric, value)} (target {format_value(metric, target)}, "
-                             f"gap {100 * (value - target):+.2f} pts)")
+                             f"gap {format_gap(metric, value, target)})")
         parts.append(format_params(trial.params))
         console.print("  ".join(parts))
 

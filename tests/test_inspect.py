@@ -38,7 +38,7 @@ from storage.engine import close_storage, open_storage
 from storage.report import build_report, study_view
 from sweeper.best import reproduce_command, show_best, yaml_scalar
 from sweeper.console import format_value
-from sweeper.inspection import view_of
+from sweeper.inspection import study_summary, view_of
 from sweeper.overrides import parse_set_flags
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -237,6 +237,18 @@ def test_status_json_has_stable_keys(backend: Backend) -> None:
         "duration_seconds": one["studies"][0]["duration_seconds"]}
 
 
+def test_target_met_by_is_the_first_trial_to_meet_the_targets_not_the_best() -> None:
+    study = optuna.create_study(direction="maximize")
+    study.set_user_attr(attrs.TARGETS, {"test_top3": 0.8})
+    for value, top3 in ((0.5, 0.5), (0.6, 0.81), (0.9, 0.95)):  # #1 meets first, #2 is best
+        trial = study.ask()
+        trial.set_user_attr("test_top3", top3)
+        study.tell(trial, value)
+    view = view_of(study)
+    assert view.reached().number == 2 and view.first_reached().number == 1
+    assert study_summary(view)["target_met_by"] == 1
+
+
 STATUS_KEYS = {"name", "state", "trials", "n_trials", "objective", "best", "targets", "target_met", "target_met_by",
                "baseline", "first_trial_start", "last_trial_end", "duration_seconds", "interrupted_trials",
                "space_file"}
@@ -384,6 +396,17 @@ def test_report_of_a_small_study_explains_missing_importances(backend: Backend) 
     assert small.trial_rows == [1, 0]
 
 
+def test_report_best_so_far_skips_a_metric_that_was_nan() -> None:
+    study = optuna.create_study(direction="maximize")
+    study.set_user_attr(attrs.TARGETS, {"test_top3": 0.8})
+    for value, top3 in ((0.5, math.nan), (0.6, 0.7), (0.4, 0.6)):
+        trial = study.ask()
+        trial.set_user_attr("test_top3", top3)
+        study.tell(trial, value)
+    figure = Page(build_report(view_of(study), url="sqlite:///:memory:")).figures["fig-history-test_top3"]
+    assert next(t for t in figure["data"] if t["name"] == "best so far")["y"] == [None, 0.7, 0.7]
+
+
 def test_report_escapes_text_and_notes_single_params() -> None:
     study = optuna.create_study(direction="minimize", study_name="<b>x</b>")
     study.set_user_attr(attrs.OBJECTIVE, {"metric": "loss", "direction": "minimize"})
@@ -514,7 +537,13 @@ def failures(tmp_path_factory: pytest.TempPathFactory) -> dict[str, subprocess.C
     folder = tmp_path_factory.mktemp("failures")
     open_storage(f"sqlite:///{folder / 'empty.db'}").engine.dispose()
     unreachable = "postgresql+psycopg://postgres:s3cretpw@127.0.0.1:1/test"
+    mixed = f"sqlite:///{folder / 'mixed.db'}"  # a plain study beside a multi-objective one, as in shared storages
+    optuna.create_study(study_name="single", storage=mixed).optimize(lambda t: t.suggest_float("x", 0, 1), 2)
+    optuna.create_study(study_name="pareto", storage=mixed, directions=["maximize", "minimize"]).optimize(
+        lambda t: (t.suggest_float("x", 0, 1), 1.0), 2)
     commands = {
+        **{f"multi_{cmd}": [cmd, "pareto", "--storage", mixed] for cmd in ("status", "best", "report")},
+        "mixed_status": ["status", "--storage", mixed],
         "missing": ["status"],  # the default sqlite:///sweeps.db, which is not in this folder
         "empty": ["best", "asl20", "--storage", f"sqlite:///{folder / 'empty.db'}"],
         "unreachable": ["export", "asl20", "--storage", unreachable],
@@ -536,6 +565,16 @@ def failed(proc: subprocess.CompletedProcess[str]) -> str:
 def test_missing_sqlite_file_is_not_created(failures: dict[str, subprocess.CompletedProcess[str]]) -> None:
     assert "There is no SQLite database at" in failed(failures["missing"])
     assert not (failures["folder"] / "sweeps.db").exists()  # type: ignore[operator]  # nothing was created
+
+
+def test_a_multi_objective_study_is_refused_in_words_and_skipped_in_listings(
+        failures: dict[str, subprocess.CompletedProcess[str]]) -> None:
+    for cmd in ("status", "best", "report"):
+        assert "'pareto' has 2 objectives; sweeper reads single-objective studies" in failed(failures[f"multi_{cmd}"])
+    listing = failures["mixed_status"]
+    assert listing.returncode == 0 and "Traceback" not in listing.stderr, listing.stderr
+    assert "single" in listing.stdout and "pareto" not in listing.stdout
+    assert "skipped: Study 'pareto' has 2 objectives" in " ".join(listing.stderr.split())
 
 
 def test_empty_storage_says_so(failures: dict[str, subprocess.CompletedProcess[str]]) -> None:

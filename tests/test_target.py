@@ -182,6 +182,22 @@ def test_final_table_names_a_trial_that_met_the_target_below_the_best_validation
     assert "#0 (target met)" in out and out.index("#5") < out.index("#1 ") < out.index("#0 (target met)")
 
 
+def test_trial_lines_of_a_resumed_sweep_count_the_studys_best_and_gaps_in_the_metrics_unit(capsys) -> None:
+    from search_spaces.loader import load_spec
+    from sweeper.progress import SweepPrinter
+
+    spec = load_spec("spaces/asl20.yaml", ("targets={test_top3: 80%, test_loss: 1.5}",))
+    study = optuna.create_study(direction="maximize")
+    for val in (0.9, 0.5):
+        trial = study.ask({"x": X})
+        trial.set_user_attr("test_loss", 1.25)
+        study.tell(trial, val)
+    earlier, latest = study.get_trials()
+    SweepPrinter(spec, [earlier]).trial_finished(latest)  # the run resumed after #0
+    line = " ".join(capsys.readouterr().out.split())
+    assert "val_top3 50.00% best 90.00%" in line and "test_loss 1.25 (target 1.5, gap -0.25)" in line
+
+
 def test_report_history_shares_one_trial_axis_and_fades_pruned_trials(storage_url: str) -> None:
     from storage.report import build_report
     from sweeper import inspection

@@ -76,20 +76,15 @@ def read_npz(path: str | Path, *, classes: int | None = None, seed: int = 0) -> 
     return Labelled(name, f"npz {name}", x, y, part, num_classes, how)
 
 
-def check_found(kind: str, path: str | Path, split_file: str = "nslt_100.json", landmarks_dir: str = "landmarks"
-                ) -> None:
-    """The files a reader opens first exist. The driver checks this before a sweep, whose trials would all fail."""
+def check_found(kind: str, path: str | Path, split_file: str = "nslt_100.json") -> None:
+    """The file a reader opens first exists. The driver checks this before a sweep, whose trials would all fail."""
     path = Path(path)
     if kind == "npz" and not path.is_file():
         raise DataError(f"{path}: file not found" + (" (it is a folder)" if path.is_dir() else ""))
-    if kind != "wlasl":
-        return
-    if not path.is_dir():
+    if kind == "wlasl" and not path.is_dir():
         raise DataError(f"{path}: WLASL root folder not found")
-    if not (path / split_file).is_file():
+    if kind == "wlasl" and not (path / split_file).is_file():
         raise DataError(f"{path / split_file}: split file not found (dataset.split_file)")
-    if not (path / landmarks_dir).is_dir():
-        raise DataError(f"{path / landmarks_dir}: landmarks folder not found (dataset.landmarks_dir={landmarks_dir!r})")
 
 
 def _read_npz(path: Path, name: str) -> dict[str, np.ndarray]:
@@ -168,12 +163,14 @@ def read_wlasl(
     of classes is ``max + 1``.
     """
     root = Path(root)
-    check_found("wlasl", root, split_file, landmarks_dir)
+    check_found("wlasl", root, split_file)
     json_path = root / split_file
     json_name = str(json_path)
     entries = _read_split_json(json_path, json_name)
     bound = classes if classes is not None else _classes_from_name(split_file)
     landmarks = root / landmarks_dir
+    if not landmarks.is_dir():
+        raise DataError(f"{landmarks}: landmarks folder not found (dataset.landmarks_dir={landmarks_dir!r})")
 
     sequences: list[np.ndarray] = []
     labels: list[int] = []
