@@ -18,7 +18,7 @@ import yaml
 from pydantic import ValidationError
 
 from search_spaces.errors import SpecError, SpecIssue
-from search_spaces.schema import Atoms, Spec, atoms, resolve_key
+from search_spaces.schema import Atoms, Spec, atoms, flatten, resolve_key
 from search_spaces.sections import KINDS, SAMPLER_CLASSES, sampler_options
 from trials.config import did_you_mean, unknown_key
 from trials.entrypoint import DEFAULT_ENTRYPOINT, EntrypointError, describe
@@ -82,10 +82,10 @@ def _read_yaml(text: str, file: str) -> tuple[Any, dict[Atoms, int]]:
         seen: dict[str, int] = {}
         for key, value in node.value if isinstance(node, yaml.MappingNode) else ():
             if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
-                line = seen.setdefault(key.value, key.start_mark.line + 1)
-                if line != key.start_mark.line + 1:
+                if key.value in seen:  # also on one line: {a: 1, a: 2}
                     twice.append(SpecIssue(file, key.start_mark.line + 1, ".".join((*where, key.value)),
-                                           f"duplicate key (first at line {line})"))
+                                           f"duplicate key (first at line {seen[key.value]})"))
+                seen.setdefault(key.value, key.start_mark.line + 1)
                 lines.setdefault(here := (*where, *atoms([key.value])), key.start_mark.line + 1)
                 walk(value, here)
 
@@ -158,8 +158,8 @@ def parse_override(expr: str) -> tuple[str, Any]:
 
 def quick_profile(data: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
     """The overrides ``--quick`` applies, and whether they come from the file's ``quick:`` section."""
-    if isinstance(data.get("quick"), Mapping):
-        return dict(data["quick"]), True
+    if isinstance(data.get("quick"), Mapping):  # nested as the sections are, or dotted: each leaf is one --set
+        return flatten(data["quick"], set())[0], True
     core = data.get("entrypoint", DEFAULT_ENTRYPOINT) == DEFAULT_ENTRYPOINT
     profile = {k: v for k, v in DEFAULT_QUICK.items() if core or not k.startswith("training.")}
     scheduler = data.get("scheduler")

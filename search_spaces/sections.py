@@ -86,8 +86,8 @@ def duration_seconds(value: Any) -> float:
         seconds = float(value)
     else:
         raise ValueError(f"expected a duration such as 90s, 30m, 2h or 1h30m, got {value!r}")
-    if seconds <= 0:
-        raise ValueError(f"must be a positive duration (got {value!r})")
+    if not 0 < seconds < math.inf:  # NaN too
+        raise ValueError(f"must be a positive, finite duration (got {value!r})")
     return seconds
 
 

@@ -166,9 +166,12 @@ def show_best(view: StudyView, fmt: str = "table") -> None:
                       f"reproduce it (sweeper train finds {entrypoint} through its space file):", markup=False)
         console.print(command, markup=False)
         return
-    console.print(f"{entrypoint} is not the built-in core, and sweeper train runs it only from its space file, "
-                  f"which is not here; the trial called {entrypoint}(config, report, checkpoint_dir) with this "
-                  "config:", markup=False)
+    if entrypoint == "?":  # a study sweeper did not write: which function ran is unknown
+        console.print("the trial's params:", markup=False)
+    else:
+        console.print(f"{entrypoint} is not the built-in core, and sweeper train runs it only from its space file, "
+                      f"which is not here; the trial called {entrypoint}(config, report, checkpoint_dir) with "
+                      "this config:", markup=False)
     for key, value in config.items():
         console.print(f"  {key}: {_config_text(value)}", markup=False)
 

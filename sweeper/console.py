@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from rich.console import Console
@@ -17,6 +18,8 @@ PERCENT_METRICS = ("top1", "top3", "top5")
 def format_value(name: str, value: Any) -> str:
     """Accuracies as percentages, losses with 4 digits, learning rates in scientific notation."""
     if isinstance(value, float):
+        if not math.isfinite(value):
+            return str(value)  # "nan", not "nan%"
         if name.endswith(PERCENT_METRICS):
             return f"{100 * value:.2f}%"
         if name in ("lr",) or name.endswith("_lr") or (value != 0 and abs(value) < 1e-3):

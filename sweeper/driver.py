@@ -38,7 +38,15 @@ from storage.resume import (
 from storage.retry import OutagePolicy, StorageUnavailable, Unreachable, retry_briefly
 from storage.studies import create_or_load_study, fresh_study_name, load_existing_study, study_exists
 from storage.target import prune_stopped, target_met
-from storage.urls import ENV_VAR, is_sqlite, mask_url, resolve_storage_url, sqlite_path, validate_storage_url
+from storage.urls import (
+    ENV_VAR,
+    is_sqlite,
+    mask_in_text,
+    mask_url,
+    resolve_storage_url,
+    sqlite_path,
+    validate_storage_url,
+)
 from sweeper.console import console
 from sweeper.errors import NothingFinished
 from sweeper.progress import SweepPrinter
@@ -83,8 +91,9 @@ def spec_storage_url(spec: Spec, cli_url: str | None) -> str:
     try:
         return sweep_storage_url(resolve_storage_url(spec.storage, cli_url))
     except StorageError as exc:
+        typed = next((f"--set {o}" for o in reversed(spec.overrides) if o.partition("=")[0].strip() == "storage"), None)
         origin = None if cli_url else ENV_VAR if os.environ.get(ENV_VAR, "").strip() else \
-            f"{spec.source_path}: storage" if spec.storage else None
+            (typed and mask_in_text(typed, spec.storage)) or (f"{spec.source_path}: storage" if spec.storage else None)
         raise StorageError(f"{origin}: {exc}" if origin else str(exc)) from None
 
 

@@ -34,6 +34,8 @@ def test_train_reads_a_space_training_block(tmp_path):
     (["--set", "epocs=3"], "did you mean 'epochs'"),
     (["--set", "dropout=2"], "dropout=2"),
     (["--set", "dataset.name=npz", "--set", "dataset.path=missing.npz"], "missing.npz"),
+    (["--set", "device=cudax"], "auto, cpu, cuda or cuda:N"),
+    (["--set", "device=cuda:99"], "device='cuda:99': this machine has"),
 ])
 def test_bad_train_input_is_one_message_and_exit_2(tmp_path, args, message):
     proc = sweeper("train", *args, cwd=tmp_path)
@@ -88,6 +90,10 @@ def test_a_bad_storage_url_names_where_it_came_from(tmp_path, command):
                               capture_output=True, text=True, timeout=300, env={**base, "COLUMNS": "200", **extra})
         assert proc.returncode == 2 and shown in proc.stderr, proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["team.yaml"]
+    typed = subprocess.run([sys.executable, "-m", "sweeper.cli", *command, "--set", "storage=foo://u:pa ss@h/db"],
+                           cwd=tmp_path, capture_output=True, text=True, timeout=300, env={**base, "COLUMNS": "200"})
+    assert typed.returncode == 2 and "pa ss" not in typed.stderr, typed.stderr
+    assert "--set storage=foo://u:***@h/db: Unsupported storage 'foo'" in typed.stderr
 
 
 @pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:", "sqlite:///file:x.db?mode=memory&uri=true"])

@@ -510,6 +510,15 @@ def test_best_of_a_user_entrypoint_prints_its_config(capsys: pytest.CaptureFixtu
     assert "  dataset.samples_per_class: 8" in out and f"  lr: {BEST_PARAMS['lr']!r}" in out
 
 
+def test_best_of_a_study_sweeper_did_not_write_prints_its_params(capsys: pytest.CaptureFixture[str]) -> None:
+    study = optuna.create_study()
+    study.optimize(lambda t: t.suggest_float("x", 0.25, 0.25), n_trials=1)
+    show_best(view_of(study))
+    out = capsys.readouterr().out
+    assert "note: the study has no stored spec" in out and "the trial's params:\n  x: 0.25\n" in out
+    assert "?" not in out
+
+
 @pytest.mark.parametrize("value", [1e-05, 1e20, 0.1 + 0.2, 5e-324, -0.0, 3, True, False, None, "true", "1.0",
                                    "", "a b", "it's", "null", "~", "x: y", "#", "01", "1e-5"])
 def test_set_values_parse_back_exactly(value: Any) -> None:

@@ -311,6 +311,9 @@ def test_budget_resources_and_durations(tmp_path: Path) -> None:
     assert "expected a duration such as 90s" in find(err, "budget.time")
     assert ":3: budget.trials: Input should be greater than or equal to 1" in find(err, "budget.trials")
     assert "greater than 0" in find(err, "resources.cpu")
+    for value in (".nan", ".inf", "-1"):
+        err = errors(write(tmp_path, MINIMAL + f"budget: {{storage_timeout: {value}}}\n"))
+        assert "must be a positive, finite duration" in find(err, "budget.storage_timeout")
 
 
 def test_yaml_problems(tmp_path: Path) -> None:
@@ -321,6 +324,8 @@ def test_yaml_problems(tmp_path: Path) -> None:
     assert err.line == 1 and "must be a mapping" in err.message
     err = errors(write(tmp_path, MINIMAL + "budget: {trials: 3}\nparams: {}\n"))
     assert str(err) == f"{tmp_path / 'space.yaml'}:4: params: duplicate key (first at line 1)"
+    err = errors(write(tmp_path, MINIMAL + "budget: {trials: 3, trials: 4}\n"))
+    assert str(err) == f"{tmp_path / 'space.yaml'}:3: budget.trials: duplicate key (first at line 3)"
     merged = load_spec(write(tmp_path, "params:\n  lr: &range\n    type: float\n    low: 0.001\n    high: 0.01\n"
                                        "  weight_decay:\n    <<: *range\n    high: 0.2\n"))  # a merge key is no repeat
     assert (merged.params["weight_decay"].low, merged.params["weight_decay"].high) == (0.001, 0.2)
@@ -403,6 +408,13 @@ def test_quick_profile_from_the_file(tmp_path: Path) -> None:
     err = errors(bad, quick=True)
     assert find(err, "budget.trials").startswith(f"{bad}:4: --quick: budget.trials: Input should be greater")
     assert "did you mean 'training'" in find(err, "quick.trainig.epochs")
+    nested = write(tmp_path, MINIMAL + "training: {epochs: 30, dataset: {classes: 5}}\nscheduler: {type: asha, "
+                   "grace_period: 3}\nquick:\n  training:\n    epochs: 2\n  scheduler: {type: none}\n  budget:\n"
+                   "    trials: 0\n")  # written as the sections are: each leaf is one override, the rest stays
+    err = errors(nested, quick=True)
+    assert find(err, "budget.trials").startswith(f"{nested}:10: --quick: budget.trials: Input should be greater")
+    spec = load_spec(nested, quick=True, overrides=["quick.budget.trials=2"])
+    assert spec.training == {"epochs": 2, "dataset.classes": 5} and spec.scheduler.type == "none"
 
 
 def test_default_quick_profile(tmp_path: Path) -> None:

@@ -196,6 +196,9 @@ def test_trial_lines_of_a_resumed_sweep_count_the_studys_best_and_gaps_in_the_me
     SweepPrinter(spec, [earlier]).trial_finished(latest)  # the run resumed after #0
     line = " ".join(capsys.readouterr().out.split())
     assert "val_top3 50.00% best 90.00%" in line and "test_loss 1.25 (target 1.5, gap -0.25)" in line
+    from sweeper.console import format_value
+
+    assert [format_value("test_top3", v) for v in (float("nan"), float("inf"), 0.5)] == ["nan", "inf", "50.00%"]
 
 
 def test_report_history_shares_one_trial_axis_and_fades_pruned_trials(storage_url: str) -> None:

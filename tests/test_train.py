@@ -1,6 +1,7 @@
 """The training core end to end on tiny synthetic data: it learns, resumes exactly, and fails loudly on NaN."""
 
 import math
+import re
 
 import pytest
 import torch
@@ -85,6 +86,11 @@ def test_bad_settings_are_rejected_with_the_allowed_values():
     with pytest.raises(ConfigError, match="expected int"):
         TrainConfig.from_flat({"epochs": "three"})
     assert TrainConfig.from_flat({"epochs": "3", "class_weights": "true"}).epochs == 3
+    for key, value in (("weight_decay", "inf"), ("grad_clip", "inf"), ("dataset.noise", "nan"), ("lr", "inf")):
+        with pytest.raises(ConfigError, match=rf"{re.escape(key)}=(inf|nan) is not allowed: a finite number"):
+            TrainConfig.from_flat({key: value})
+    with pytest.raises(ConfigError, match="threads=100000 is not allowed: an integer from 0"):
+        TrainConfig.from_flat({"threads": 100000})
 
 
 def test_parameter_counts_of_the_presets():

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
@@ -124,6 +125,8 @@ class TrainConfig:
             if not ok:
                 raise ConfigError(f"{key}={self.to_flat()[key]!r} is not allowed: {allowed}", key)
 
+        for key, value in self.to_flat().items():  # inf and NaN pass every >= check below
+            need(not isinstance(value, float) or math.isfinite(value), key, "a finite number")
         need(self.dataset_name in ("synthetic", "npz", "wlasl"), "dataset.name", "one of synthetic, npz, wlasl")
         need(self.dataset_name == "synthetic" or bool(self.dataset_path), "dataset.path",
              "a file or folder is required for npz and wlasl datasets")
@@ -145,7 +148,7 @@ class TrainConfig:
         need(0 <= self.dropout < 1, "dropout", "a number in [0, 1)")
         need(self.epochs >= 1, "epochs", "an integer >= 1")
         need(self.batch_size >= 1, "batch_size", "an integer >= 1")
-        need(self.lr > 0 and math.isfinite(self.lr), "lr", "a positive number")
+        need(self.lr > 0, "lr", "a positive number")
         need(0 <= self.min_lr <= self.lr, "min_lr", "a number in [0, lr]")
         need(self.weight_decay >= 0, "weight_decay", "a number >= 0")
         need(0 <= self.label_smoothing < 1, "label_smoothing", "a number in [0, 1)")
@@ -154,10 +157,9 @@ class TrainConfig:
         need(self.grad_clip >= 0, "grad_clip", "a number >= 0 (0 disables clipping)")
         need(self.mixup_alpha >= 0, "mixup_alpha", "a number >= 0 (0 disables mixup)")
         need(self.early_stopping >= 0, "early_stopping", "an integer >= 0 (0 disables)")
-        need(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"), "device",
-             "auto, cpu, cuda or cuda:N")
+        need(re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device) is not None, "device", "auto, cpu, cuda or cuda:N")
         need(self.objective in OBJECTIVE_METRICS, "objective", "one of " + ", ".join(OBJECTIVE_METRICS))
-        need(self.threads >= 0, "threads", "an integer >= 0 (0 = torch default)")
+        need(0 <= self.threads <= 1024, "threads", "an integer from 0 (torch's default) to 1024")
         need(self.checkpoint_every >= 1, "checkpoint_every", "an integer >= 1")
 
 

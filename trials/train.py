@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from trials.config import EPOCH_METRICS, FINAL_METRICS, TrainConfig
+from trials.config import EPOCH_METRICS, FINAL_METRICS, ConfigError, TrainConfig
 from trials.data import Splits, load_splits
 from trials.losses import inverse_frequency_weights, mixup, smoothed_targets, soft_cross_entropy
 from trials.model import LandmarkTransformer, count_parameters
@@ -159,8 +159,10 @@ def evaluate(model: torch.nn.Module, inputs: torch.Tensor, labels: torch.Tensor,
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"device={name!r} was asked for but CUDA is not available on this machine")
+    index = int(name.partition(":")[2] or 0)
+    if name.startswith("cuda") and index >= torch.cuda.device_count():
+        raise ConfigError(f"device={name!r}: this machine has {torch.cuda.device_count()} CUDA device(s)"
+                          + ("" if torch.cuda.is_available() else " (CUDA is not available here)"), "device")
     return torch.device(name)
 
 
