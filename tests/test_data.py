@@ -291,7 +291,7 @@ def test_npz_through_load_splits(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("classes", "words"), [
     (20, "class 3 has no training samples: the labels run 0..2 but dataset.classes=20 (set it to 3)"),
-    (2, "y[12]=2 is out of range [0, 2) (dataset.classes=2)"),
+    (2, "y[12]=2 is out of range [0, 2) (dataset.classes=2): set dataset.classes to 3"),
 ])
 def test_npz_labels_must_match_dataset_classes(tmp_path: Path, classes: int, words: str) -> None:
     path = write_npz(tmp_path / "data.npz", n_classes=3, per_class=6)
@@ -473,7 +473,7 @@ def test_wlasl_classes_from_file_name_or_labels(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("classes", "words"), [
     (3, None),
     (4, "class 3 has no training samples: the labels run 0..2 but dataset.classes=4 (set it to 3)"),
-    (2, "video 'v20' has class 2 but dataset.classes=2 means 2 classes (0..1)"),
+    (2, "video 'v20' has class 2 but dataset.classes=2 means 2 classes (0..1): set dataset.classes to 3"),
 ])
 def test_wlasl_labels_must_match_dataset_classes(tmp_path: Path, classes: int, words: str | None) -> None:
     small_wlasl(tmp_path)

@@ -91,6 +91,9 @@ def test_bad_settings_are_rejected_with_the_allowed_values():
             TrainConfig.from_flat({key: value})
     with pytest.raises(ConfigError, match="threads=100000 is not allowed: an integer from 0"):
         TrainConfig.from_flat({"threads": 100000})
+    with pytest.raises(ConfigError, match="with 3 classes every label is in the top 3, so it never improves"):
+        TrainConfig.from_flat({"dataset.classes": 3})  # the default objective, val_top3
+    assert TrainConfig.from_flat({"dataset.classes": 3, "objective": "val_top1"}).dataset_classes == 3
 
 
 def test_parameter_counts_of_the_presets():

@@ -159,6 +159,9 @@ class TrainConfig:
         need(self.early_stopping >= 0, "early_stopping", "an integer >= 0 (0 disables)")
         need(re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device) is not None, "device", "auto, cpu, cuda or cuda:N")
         need(self.objective in OBJECTIVE_METRICS, "objective", "one of " + ", ".join(OBJECTIVE_METRICS))
+        k = int(self.objective[-1]) if self.objective.startswith("val_top") else 0
+        need(k < self.dataset_classes, "objective", f"with {self.dataset_classes} classes every label is in the top "
+             f"{k}, so it never improves and the first epoch's weights would be kept: use val_top1 or val_loss")
         need(0 <= self.threads <= 1024, "threads", "an integer from 0 (torch's default) to 1024")
         need(self.checkpoint_every >= 1, "checkpoint_every", "an integer >= 1")
 

@@ -55,7 +55,8 @@ def read_npz(path: str | Path, *, classes: int | None = None, seed: int = 0) -> 
     bad = np.flatnonzero((y < 0) | (y >= num_classes))
     if len(bad):
         origin = f" (dataset.classes={classes})" if classes is not None else ""
-        raise DataError(f"{name}: y[{bad[0]}]={y[bad[0]]} is out of range [0, {num_classes}){origin}")
+        fix = f": set dataset.classes to {y.max() + 1}" if classes is not None and y.max() >= classes else ""
+        raise DataError(f"{name}: y[{bad[0]}]={y[bad[0]]} is out of range [0, {num_classes}){origin}{fix}")
     _check_classes_used(y, name, classes)
     if "split" in arrays:
         part = _check_split(arrays["split"], name, n)
@@ -180,9 +181,9 @@ def read_wlasl(
         subset, label, start, end = _check_entry(video, entry, json_name)
         if bound is not None and label >= bound:
             origin = f"dataset.classes={classes}" if classes is not None else "the file name"
-            raise DataError(
-                f"{json_name}: video {video!r} has class {label} but {origin} means {bound} classes (0..{bound - 1})"
-            )
+            top = max(_check_entry(v, e, json_name)[1] for v, e in entries.items())
+            raise DataError(f"{json_name}: video {video!r} has class {label} but {origin} means {bound} classes "
+                            f"(0..{bound - 1}): set dataset.classes to {top + 1}")
         npy_name = str(landmarks / f"{video}.npy")
         seq = _read_sequence(landmarks / f"{video}.npy", npy_name, video, json_name)
         if shape is None:
