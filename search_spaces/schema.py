@@ -76,19 +76,21 @@ def _unknown_metric(metric: str, entry: EntrypointInfo) -> str | None:
 def resolve_key(key: str, entry: EntrypointInfo | None, params: Mapping[str, Any]) -> str:
     """The spec path a ``--set`` or ``quick:`` key means: a path into a section as written, else a training setting.
 
-    ``epochs`` means ``training.epochs`` when the entrypoint has that setting and no param samples it (the param
-    would win over the training value, so that spelling would change nothing); anything else is an error.
+    ``epochs`` means ``training.epochs`` when the entrypoint has that setting and no param samples it. A setting a
+    param samples is an error, bare or as ``training.epochs``: the param would win, and the override change nothing.
     """
     head, names = key.split(".")[0], list(Spec.model_fields)
+    setting = key.removeprefix("training.") if head == "training" else key
+    if setting in params and (head == "training" or (entry and entry.settings and key in entry.settings)):
+        change = "choices=[...]" if dict(params[setting] or {}).get("type") == "categorical" else "high=..."
+        raise ValueError(f"{setting} is a param of this space (params.{setting}), which wins over training.{setting}:"
+                         f" change it (params.{setting}.{change}) or pin it: "
+                         f"'params.{setting}={{type: fixed, value: ...}}'")
     if head in names or entry is None:
         return key
     if entry.settings is None:
         raise ValueError(f"{key!r} is not a section of the space ({', '.join(names)}){did_you_mean(head, names)};"
                          f" a setting of {entry.target} is written training.{key}")
-    if key in entry.settings and key in params:
-        change = "choices=[...]" if dict(params[key] or {}).get("type") == "categorical" else "high=..."
-        raise ValueError(f"{key} is a param of this space (params.{key}), which wins over training.{key}: change it "
-                         f"(params.{key}.{change}) or pin it: 'params.{key}={{type: fixed, value: ...}}'")
     if key not in entry.settings:
         raise ValueError(f"{key!r} is neither a section of the space ({', '.join(names)}) nor a setting of "
                          f"{entry.target}{did_you_mean(head, names) or did_you_mean(key, list(entry.settings))}")

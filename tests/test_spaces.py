@@ -576,6 +576,8 @@ def test_set_takes_training_keys_where_unambiguous(tmp_path: Path) -> None:
     assert err.source == "--set model.size=large" and len(err.issues) == 1
     assert "model.size is a param of this space (params.model.size)" in str(err)
     assert "'params.model.size={type: fixed, value: ...}'" in str(err)
+    err = errors(BUILTIN_DIR / "asl50.yaml", overrides=["training.model.size=large"])  # spelled out: the same
+    assert err.source == "--set training.model.size=large" and "model.size is a param of this space" in str(err)
     pinned = load_spec("asl50", overrides=["params.model.size={type: fixed, value: large}", "enqueue="])
     assert pinned.fixed_params() == {"model.size": "large"} and pinned.enqueue == []
     pinned = load_spec("asl50", overrides=["params.model.size={type: fixed, value: large}"])  # as the error says
