@@ -208,8 +208,8 @@ def _issue(file: str, lines: dict[Atoms, int], origins: list[tuple[Atoms, str, i
     for over, label, over_line in reversed(origins):
         if at[:len(over)] == over:  # it set this value, or a section holding it
             return SpecIssue(file, over_line, field, message, label)
-        if over[:len(at)] == at or (at[:-1] and over[:len(at) - 1] == at[:-1] and at[:-1] not in lines):
-            return SpecIssue(file, line, field, message, label)  # it changed or made a part of this value
+        if over[:len(at)] == at or (at[:-1] and over[:len(at) - 1] == at[:-1]):
+            return SpecIssue(file, line, field, message, label)  # it changed a part of this value, or a sibling
     return SpecIssue(file, line, field, message)
 
 

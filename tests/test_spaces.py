@@ -383,9 +383,13 @@ def test_set_overrides(tmp_path: Path) -> None:
     assert err.line is None and err.source == "--set budget.trials=x"
     assert "expected KEY=VALUE" in str(errors(path, overrides=["budget.trials"]))
     assert "has no item '3'" in str(errors(path, overrides=["enqueue.3.lr=1"]))
+    err = errors("asl20", overrides=["scheduler.max_t=2"])  # the file's grace_period, made wrong by a --set
+    assert str(err).endswith(":70: --set scheduler.max_t=2: scheduler.grace_period: must be <= max_t "
+                             "(got grace_period=3, max_t=2)")
     err = errors(path, overrides=["params.dropout.high=-0.1", "budget.trails=3"])
     assert "did you mean 'trials'" in find(err, "budget.trails") and "--set budget.trails=3" in str(err)
-    assert find(err, "params.dropout.low") == f"{path}:3: params.dropout.low: must be < high (got low=0.0, high=-0.1)"
+    assert find(err, "params.dropout.low") == \
+        f"{path}:3: --set params.dropout.high=-0.1: params.dropout.low: must be < high (got low=0.0, high=-0.1)"
 
 
 def test_quick_profile_from_the_file(tmp_path: Path) -> None:
