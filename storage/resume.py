@@ -103,8 +103,13 @@ def orphaned_trials(study: optuna.Study) -> list[FrozenTrial]:
     return sorted(orphans, key=lambda t: t.number)
 
 
-def claim(study: optuna.Study, trial: FrozenTrial, driver: Driver) -> optuna.Trial:
-    """Make ``driver`` the owner of an orphaned RUNNING trial and return it as a live ``optuna.Trial``."""
+def claim(study: optuna.Study, trial: FrozenTrial, driver: Driver) -> optuna.Trial | None:
+    """Make ``driver`` the owner of an orphaned RUNNING trial and return it as a live ``optuna.Trial``; None when
+    another driver carried it on or finished it since the orphans were listed (perhaps hours ago)."""
+    now = study._storage.get_trial(trial._trial_id)
+    if now.state != TrialState.RUNNING or now.user_attrs.get(attrs.DRIVER) not in (
+            trial.user_attrs.get(attrs.DRIVER), driver.as_attr()):  # ours: a claim whose answer was lost
+        return None
     live = optuna.Trial(study, trial._trial_id)
     live.set_user_attr(attrs.DRIVER, driver.as_attr())
     live.set_user_attr(attrs.RESUMED, int(trial.user_attrs.get(attrs.RESUMED, 0)) + 1)

@@ -29,9 +29,10 @@ T = TypeVar("T")
 # PostgreSQL error codes worth waiting out: serialization_failure, deadlock_detected, admin_shutdown,
 # crash_shutdown, cannot_connect_now, too_many_connections, and the connection_exception class (08...).
 TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "57P01", "57P02", "57P03", "53300"})
-# Connection-time refusals that no wait will fix (psycopg gives them no SQLSTATE, only text).
+# Connection-time refusals that no wait will fix (psycopg gives them no SQLSTATE, only text); "invalid": a bad
+# option in the URL (sslmode=bogus, keepalives=x, an unknown option).
 PERMANENT_CONNECT_ERRORS = ("does not exist", "authentication failed", "no password supplied", "pg_hba.conf",
-                            "password is required", "permission denied")
+                            "password is required", "permission denied", "invalid ", "does not support ssl")
 
 
 BRIEF_RETRY_S = 5.0  # what a one-shot command (status, report, the checks before a sweep) waits for a restart

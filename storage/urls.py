@@ -1,8 +1,7 @@
 """Storage URLs: which one wins, whether sweeper can use it, and how to show it without its password.
 
-SQLAlchemy parses them (https://docs.sqlalchemy.org/en/20/core/engines.html#sqlalchemy.engine.make_url). Added
-here: a clear word on an unescaped '@' in a password, SQLite folder checks, and passwords scrubbed from free text.
-"""
+SQLAlchemy's ``make_url`` parses them; added here: a word on an unescaped '@' in a password, SQLite folder checks,
+and passwords scrubbed from free text."""
 
 from __future__ import annotations
 
@@ -24,9 +23,10 @@ MASK = "***"
 _DRIVERS = {"sqlite": "sqlite", "sqlite+pysqlite": "sqlite", "postgresql": "postgresql+psycopg",
             "postgres": "postgresql+psycopg", "postgresql+psycopg": "postgresql+psycopg"}
 _EXAMPLES = "sqlite:///sweeps.db or postgresql+psycopg://user:password@host:5432/dbname"
-# Secrets: scheme://user:SECRET@ (to the LAST '@', so an unescaped '@' in a password is hidden whole; in free text a
-# URL ends at whitespace) and password=SECRET (in a URL query or a libpq "key=value" string).
-_URL_USERINFO = re.compile(r"^(?P<head>\s*[A-Za-z][A-Za-z0-9+.\-]*://[^:/@]*):(?P<secret>.*)@", re.DOTALL)
+# Secrets: scheme://user:SECRET@ (to the last '@', so an unescaped '@' in a password is hidden whole, unless it is in
+# a query value: ?application_name=me@laptop; in free text a URL ends at whitespace) and password=SECRET.
+_URL_USERINFO = re.compile(r"^(?P<head>\s*[A-Za-z][A-Za-z0-9+.\-]*://[^:/@]*):"
+                           r"(?P<secret>[^?#]*(?=@[^?#@]*\?[^@]*=)|.*)@", re.DOTALL)
 _TEXT_USERINFO = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*):(?P<secret>\S*)@")
 _KEYWORD_SECRET = re.compile(r"(?i)\b(?P<key>(?:ssl)?password|passwd|pwd)(?P<eq>\s*=\s*)(?P<secret>'[^']*'|[^&\s'\"]*)")
 _MIN_LITERAL_SECRET = 4  # shorter passwords are hidden only inside URLs: replacing them anywhere garbles text

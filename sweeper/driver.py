@@ -168,12 +168,15 @@ def stored_spec(url: str, name: str, overrides: tuple[str, ...] = ()) -> Spec:
 
 
 def spec_attr(spec: Spec) -> dict[str, Any]:
-    """The spec as the study keeps it: without ``storage``, whose URL may hold a password.
+    """The spec as the study keeps it: without ``storage`` (also the quick profile's), whose URL may hold a password.
 
     Every reader of the database (and of optuna-dashboard) sees study attrs; the study lives in that storage anyway,
     and ``sweeper resume`` takes the URL it is given.
     """
-    return {key: value for key, value in spec.to_yaml_dict().items() if key != "storage"}
+    kept = {key: value for key, value in spec.to_yaml_dict().items() if key != "storage"}
+    if "quick" in kept:  # the quick profile may name a storage of its own
+        kept["quick"] = {key: value for key, value in kept["quick"].items() if key != "storage"}
+    return kept
 
 
 def study_attrs(spec: Spec, space: str | None) -> dict[str, Any]:
@@ -339,6 +342,8 @@ def open_study(spec: Spec, url: str, space: str | None) -> tuple[optuna.Study, b
     attributes = {k: v for k, v in study_attrs(spec, space).items() if v is not None}
     study, created = create_or_load_study(storage, spec.name, spec.direction, build_sampler(spec),
                                           study_attrs=attributes)
+    # a study without trials is new: this very call may have created it before a lost answer, and been retried
+    created = created or not study.get_trials(deepcopy=False)
     if created:
         for point in spec.enqueue:
             study.enqueue_trial(point, skip_if_exists=True)

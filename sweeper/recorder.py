@@ -72,7 +72,7 @@ class StudyRecorder(DriverOnly, Callback):
         keys = result.get(RESULT_KEYS) or [k for k in RECORDED_EPOCH_KEYS if k in result]
         user_attrs = {k: result[k] for k in keys if isinstance(result.get(k), (str, int, float, bool))}
         if result.get(FINAL_FLAG):
-            if targets_met(result, self.spec.targets, self.spec.metric_direction):
+            if self._meets_targets(result, result.get("best_" + self.metric, result.get(self.metric))):
                 self.target_reached = True
             self.writer.submit(lambda: self._complete(optuna_trial, result, user_attrs))
         else:
@@ -95,8 +95,12 @@ class StudyRecorder(DriverOnly, Callback):
             self._finish(optuna_trial, result, {**user_attrs, attrs.ERROR: message}, state=optuna.trial.TrialState.FAIL)
         else:
             frozen = self._finish(optuna_trial, result, user_attrs, value=value)
-            if targets_met(result, self.spec.targets, self.spec.metric_direction):  # once per study: the first
+            if self._meets_targets(result, value):  # once per study: the first
                 self.writer.submit(lambda: record_target_met(self.study, frozen))  # a write of its own, after
+
+    def _meets_targets(self, result: dict, value: Any) -> bool:
+        """Judged on what the study records, as status and the report judge: the objective is the trial's value."""
+        return targets_met({**result, self.metric: value}, self.spec.targets, self.spec.metric_direction)
 
     def _fail(self, optuna_trial: optuna.Trial, message: str, result: dict, reason: str | None = None) -> None:
         user_attrs = {attrs.ERROR: message[:2000], **({attrs.STOP_REASON: reason} if reason else {})}
@@ -109,8 +113,11 @@ class StudyRecorder(DriverOnly, Callback):
         """Attrs, then the tell; run again after a lost answer, it finds the trial finished and leaves it so."""
         if isinstance(result.get(NODE_KEY), str):
             user_attrs = {attrs.NODE: result[NODE_KEY], **user_attrs}
-        for key, item in user_attrs.items():
-            optuna_trial.set_user_attr(key, item)
+        try:
+            for key, item in user_attrs.items():
+                optuna_trial.set_user_attr(key, item)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass  # the tell whose answer was lost did commit: the trial is recorded, attrs and all
         frozen = self.study.tell(optuna_trial, value, state=state, skip_if_finished=True)
         self.on_finished(frozen)
         return frozen

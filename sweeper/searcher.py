@@ -82,11 +82,11 @@ class StudySearcher(DriverOnly, Searcher):
         Safe to repeat after a failure at any step: the trial claimed or created so far is kept and finished,
         never left behind as a RUNNING trial nobody runs.
         """
+        while self._pending is None and self.orphans:  # counted in the budget: RUNNING when their driver died
+            self._pending = claim(self.study, self.orphans[0], self.driver)
+            self.orphans.pop(0)
         if self._pending is None:
-            if self.orphans:  # already counted against the budget: they were RUNNING when the last driver died
-                self._pending = claim(self.study, self.orphans[0], self.driver)
-                self.orphans.pop(0)
-            elif self._unconfirmed_id is None and self._ask_token is None and \
+            if self._unconfirmed_id is None and self._ask_token is None and \
                     len(self.study.get_trials(deepcopy=False, states=COUNTED)) >= self.budget:
                 return None
             else:

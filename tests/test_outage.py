@@ -97,6 +97,8 @@ def test_transient_failures_are_told_from_bad_input_by_real_errors(tmp_path, pos
 
     refused = error_of(lambda: open_storage("postgresql+psycopg://postgres@127.0.0.1:1/test"))
     no_role = error_of(lambda: open_storage(postgres_url.replace("postgres@", "no_such_role_x@")))
+    bad_options = [error_of(lambda q=q: open_storage(f"{postgres_url}?{q}"))
+                   for q in ("sslmode=bogus", "keepalives=x", "bogusopt=1", "target_session_attrs=nonsense")]
     path = tmp_path / "locked.db"
     close_storage(open_storage(f"sqlite:///{path}"))
     holder = sqlite3.connect(path)
@@ -110,6 +112,7 @@ def test_transient_failures_are_told_from_bad_input_by_real_errors(tmp_path, pos
     close_storage(storage)
     assert is_transient(refused) and is_transient(locked)
     assert not is_transient(no_role) and not is_transient(duplicate) and not is_transient(ValueError("bug"))
+    assert not any(is_transient(error) for error in bad_options), bad_options
 
 
 def test_the_policy_waits_out_an_outage_once_and_gives_up_past_its_budget():
@@ -335,3 +338,71 @@ def test_an_answer_lost_while_taking_an_enqueued_trial_leaves_no_ghost(tmp_path,
     assert config[META_KEY]["number"] == 0 and config["dropout"] == spec.enqueue[0]["dropout"]
     assert [t.state for t in study.get_trials(deepcopy=False)] == [TS.RUNNING, TS.WAITING]
     close_storage(storage)
+
+
+def test_a_tell_whose_answer_was_lost_is_retried_without_losing_the_trials_after_it(tmp_path, storage_url,
+                                                                                     monkeypatch):
+    """The tell commits but its answer is lost: the writer runs the recording again, which must find the trial
+    finished and leave it so, not fail on its attrs and drop every later write (trials left RUNNING)."""
+    from types import SimpleNamespace
+
+    import sqlalchemy.exc
+
+    from search_spaces.loader import load_spec
+    from sweeper.recorder import StudyRecorder
+    from sweeper.study_writer import StudyWriter
+    from sweeper.trainable import FINAL_FLAG, RESULT_KEYS
+
+    spec = load_spec("spaces/asl20.yaml", quick=True)
+    storage = open_storage(storage_url)
+    study = optuna.create_study(study_name=f"lost-tell-{time.time_ns()}", storage=storage, direction="maximize")
+    first, second = study.ask(), study.ask()
+    tell, lost = study._storage.set_trial_state_values, []
+
+    def answer_lost(trial_id, state, values=None):
+        done = tell(trial_id, state, values)
+        if state == TS.COMPLETE and not lost:
+            lost.append(trial_id)
+            raise sqlalchemy.exc.OperationalError("UPDATE trials", {}, ConnectionResetError("answer lost"))
+        return done
+
+    monkeypatch.setattr(study._storage, "set_trial_state_values", answer_lost)
+    writer = StudyWriter(OutagePolicy(60, first_delay_s=0.05))
+    recorded = []
+    searcher = SimpleNamespace(study=study, trials={"ray-1": first, "ray-2": second})
+    recorder = StudyRecorder(searcher, spec, recorded.append, writer)
+    for ray_id, value in (("ray-1", 0.5), ("ray-2", 0.7)):
+        result = {"val_top3": value, "test_top3": value, "epoch": 3, FINAL_FLAG: True, RESULT_KEYS: ["test_top3"]}
+        recorder.on_trial_complete(0, [], SimpleNamespace(trial_id=ray_id, last_result=result))
+    writer.flush()
+    trials = study.get_trials(deepcopy=False)
+    assert lost and [(t.state, t.value, t.user_attrs["test_top3"]) for t in trials] == \
+        [(TS.COMPLETE, 0.5, 0.5), (TS.COMPLETE, 0.7, 0.7)]
+    assert sorted(t.number for t in recorded) == [0, 1]
+    close_storage(storage)
+
+
+def test_a_study_created_before_a_lost_answer_still_gets_the_spaces_enqueued_points(tmp_path, storage_url,
+                                                                                     monkeypatch):
+    """Opening the study is retried whole: the retry finds the study the first try created, without trials, and
+    must still treat it as new (enqueue the seeds' points), not as a resumed study."""
+    import sqlalchemy.exc
+
+    from search_spaces.loader import load_spec
+    from sweeper.driver import open_study
+
+    spec = load_spec("spaces/asl20.yaml", quick=True, overrides=[f"name=lost-create-{time.time_ns()}"])
+    add_attr, lost = optuna.Study.set_user_attr, []
+
+    def answer_lost(study, key, value):  # the first study write after the creation commits, its answer is lost
+        add_attr(study, key, value)
+        if not lost:
+            lost.append(key)
+            raise sqlalchemy.exc.OperationalError("INSERT", {}, ConnectionResetError("answer lost"))
+
+    monkeypatch.setattr(optuna.Study, "set_user_attr", answer_lost)
+    study, created = OutagePolicy(60, first_delay_s=0.05).call(lambda: open_study(spec, storage_url, None))
+    assert lost and created
+    waiting = study.get_trials(deepcopy=False, states=(TS.WAITING,))
+    assert [t.system_attrs["fixed_params"] for t in waiting] == spec.enqueue
+    close_storage(study._storage._backend)  # Optuna wraps the RDB storage in a cache

@@ -275,9 +275,55 @@ def test_orphans_are_trials_of_dead_drivers_or_stale_heartbeats(tmp_path):
     assert me.alive() and Driver(socket.gethostname(), dead.pid, None).alive() is False
 
 
+def test_an_orphan_another_driver_carried_on_or_finished_is_not_claimed_again(tmp_path):
+    """Orphans are listed when a driver starts and claimed as its slots free, maybe hours later: by then another
+    driver may have taken one (it must not run twice) or finished it (claiming it would fail the sweep)."""
+    from search_spaces.loader import load_spec
+    from storage.retry import OutagePolicy
+    from sweeper.searcher import StudySearcher
+    from sweeper.study_writer import StudyWriter
+    from sweeper.trainable import META_KEY
+
+    storage = open_storage(f"sqlite:///{tmp_path / 'sweeps.db'}")
+    study, _ = create_or_load_study(storage, "orphans", "maximize")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    for _ in range(2):
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+            study.ask().set_user_attr(attrs.DRIVER, Driver(socket.gethostname(), dead.pid, None).as_attr())
+    spec = load_spec("spaces/asl20.yaml", quick=True)
+
+    def searcher(driver: Driver) -> StudySearcher:
+        policy = OutagePolicy(30)
+        return StudySearcher(study, spec, checkpoint_root=str(tmp_path), budget=3, driver=driver, policy=policy,
+                             writer=StudyWriter(policy), orphans=orphaned_trials(study))
+
+    early, late = searcher(Driver.current()), searcher(Driver(socket.gethostname(), os.getppid(), None))
+    assert [t.number for t in early.orphans] == [t.number for t in late.orphans] == [0, 1]
+    assert [late.suggest(f"late-{i}")[META_KEY]["number"] for i in (1, 2)] == [0, 1]  # the later driver took both
+    study.tell(late.trials["late-2"], 0.9)
+    config = early.suggest("early-1")  # the early driver's slot frees: neither orphan is its to run any more
+    assert config is not None and config[META_KEY]["number"] == 2
+    owners = [Driver.from_attr(t.user_attrs[attrs.DRIVER]) for t in study.get_trials(deepcopy=False)]
+    assert owners[0].pid == os.getppid() and owners[2] == Driver.current()
+
+
 def test_spec_changes_ignore_budget_and_resources():
     old = {"name": "a", "training": {"epochs": 3}, "params": {"x": {"low": 0, "high": 1}}, "budget": {"trials": 4},
            "resources": {"cpu": 1}}
     assert spec_changes(old, {**old, "budget": {"trials": 9}, "resources": {"cpu": 2}}) == []
     new = {**old, "training": {"epochs": 4, "lr": 0.1}, "params": {}}
     assert spec_changes(old, new) == ["params.x: removed", "training.epochs: 3 -> 4", "training.lr: added"]
+
+
+@pytest.mark.parametrize("quick", [False, True])
+def test_the_spec_a_study_keeps_holds_no_storage_url_not_even_the_quick_profiles(tmp_path, quick):
+    from search_spaces.loader import load_spec
+    from sweeper.driver import spec_attr
+
+    url = "postgresql+psycopg://alice:hunter22secret@db.example/sweeps"
+    (tmp_path / "s.yaml").write_text(f"storage: {url}\nparams:\n  lr: {{type: float, low: 0.001, high: 0.01}}\n"
+                                     f"quick:\n  storage: {url}\n  budget.trials: 2\n")
+    kept = spec_attr(load_spec(tmp_path / "s.yaml", quick=quick))
+    assert "hunter22secret" not in json.dumps(kept) and kept["quick"] == {"budget.trials": 2}

@@ -77,6 +77,8 @@ def finished_trial(study: optuna.Study, value: float | None, state: optuna.trial
         ("postgresql+psycopg://user:p@ss@host/db", "postgresql+psycopg://user:***@host/db"),  # unescaped '@'
         ("postgresql+psycopg://user:pa/ss?#x@host/db", "postgresql+psycopg://user:***@host/db"),
         ("postgresql+psycopg://user:with space@host/db", "postgresql+psycopg://user:***@host/db"),
+        ("postgresql+psycopg://user:secret@host/db?application_name=me@laptop",  # an '@' in the query
+         "postgresql+psycopg://user:***@host/db?application_name=me@laptop"),
         ("postgresql+psycopg://:secret@host/db", "postgresql+psycopg://:***@host/db"),
         ("postgresql+psycopg://user:secret@[::1]:5432/db", "postgresql+psycopg://user:***@[::1]:5432/db"),
         ("postgresql+psycopg://user:@host/db", "postgresql+psycopg://user:***@host/db"),
@@ -152,6 +154,7 @@ def test_resolve_reads_the_process_environment_by_default(monkeypatch: pytest.Mo
         ("sqlite:///sweeps.db", "sqlite:///sweeps.db"),
         ("sqlite://", "sqlite://"),
         ("sqlite:///:memory:", "sqlite:///:memory:"),
+        ("postgresql://u:p@h/db?application_name=me@laptop", "postgresql+psycopg://u:p@h/db?application_name=me@laptop"),
     ],
 )
 def test_validate_normalises_the_driver(url: str, normalised: str, monkeypatch: pytest.MonkeyPatch,

@@ -111,6 +111,31 @@ def test_trials_running_when_the_sweep_stops_at_its_target_become_pruned(storage
         optuna.delete_study(study_name=study.study_name, storage=storage_url)
 
 
+def test_a_target_on_the_objective_is_judged_on_the_recorded_value_the_best_epoch() -> None:
+    """An entrypoint that returns best_<metric> is recorded with that value; the recorder judges the target on it
+    too (not on the last epoch), as status and the report do, so the record is written and stop_on_target fires."""
+    from types import SimpleNamespace
+
+    from search_spaces.loader import load_spec
+    from storage.retry import OutagePolicy
+    from sweeper.recorder import StudyRecorder
+    from sweeper.study_writer import StudyWriter
+    from sweeper.trainable import FINAL_FLAG, RESULT_KEYS
+
+    spec = load_spec("spaces/asl20.yaml", ("targets={val_top3: 90%}", "budget.stop_on_target=true"))
+    study = optuna.create_study(direction="maximize")
+    trial = study.ask({"x": X})
+    trial.report(0.95, 3)
+    trial.report(0.85, 4)
+    writer = StudyWriter(OutagePolicy(30))
+    recorder = StudyRecorder(SimpleNamespace(study=study, trials={"ray-1": trial}), spec, lambda frozen: None, writer)
+    result = {"epoch": 4, "val_top3": 0.85, "best_val_top3": 0.95, FINAL_FLAG: True, RESULT_KEYS: ["best_val_top3"]}
+    recorder.on_trial_complete(0, [], SimpleNamespace(trial_id="ray-1", last_result=result))
+    writer.flush()
+    assert study.trials[0].value == 0.95 and recorder.target_reached
+    assert target_met(study.user_attrs)["trial"] == 0
+
+
 def test_epochs_trained_reads_the_last_report_or_epochs_run() -> None:
     study = optuna.create_study()
     reported = study.ask({"x": X})
