@@ -7,6 +7,7 @@ shows it, and a resumed sweep knows it existed. Results go back to the study thr
 
 from __future__ import annotations
 
+import shutil
 import uuid
 from datetime import datetime
 from typing import Any
@@ -21,7 +22,7 @@ from storage.retry import OutagePolicy, Unreachable
 from sweeper.driver_only import DriverOnly
 from sweeper.schedulers import ray_mode
 from sweeper.study_writer import StudyWriter
-from sweeper.trainable import META_KEY, worst_value
+from sweeper.trainable import META_KEY, trial_checkpoint_dir, worst_value
 from trials.entrypoint import DEFAULT_ENTRYPOINT
 
 TS = optuna.trial.TrialState
@@ -92,6 +93,9 @@ class StudySearcher(DriverOnly, Searcher):
             else:
                 trial = optuna.Trial(self.study, self._new_trial_id())
                 own(trial, self.driver)
+                # a new trial resumes nothing: a checkpoint here is a deleted study's trial of the same number
+                shutil.rmtree(trial_checkpoint_dir(self.checkpoint_root, self.study.study_name, trial.number),
+                              ignore_errors=True)
                 self._pending = trial
         trial = self._pending
         for name, distribution in self.distributions.items():  # a no-op for params the trial already has

@@ -309,6 +309,31 @@ def test_an_orphan_another_driver_carried_on_or_finished_is_not_claimed_again(tm
     assert owners[0].pid == os.getppid() and owners[2] == Driver.current()
 
 
+def test_a_new_trial_starts_without_the_checkpoint_a_deleted_study_left_under_its_number(tmp_path):
+    from search_spaces.loader import load_spec
+    from storage.retry import OutagePolicy
+    from sweeper.searcher import StudySearcher
+    from sweeper.study_writer import StudyWriter
+    from sweeper.trainable import trial_checkpoint_dir
+
+    study, _ = create_or_load_study(open_storage(f"sqlite:///{tmp_path / 'sweeps.db'}"), "again", "maximize")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+        study.ask().set_user_attr(attrs.DRIVER, Driver(socket.gethostname(), dead.pid, None).as_attr())
+    stale = [trial_checkpoint_dir(str(tmp_path), "again", n) / "state.pt" for n in (0, 1)]
+    for path in stale:
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b"a checkpoint")
+    policy = OutagePolicy(30)
+    searcher = StudySearcher(study, load_spec("spaces/asl20.yaml", quick=True), checkpoint_root=str(tmp_path),
+                             budget=3, driver=Driver.current(), policy=policy, writer=StudyWriter(policy),
+                             orphans=orphaned_trials(study))
+    assert searcher.suggest("carried-on") is not None and stale[0].exists()  # #0 resumes from its checkpoint
+    assert searcher.suggest("new") is not None and not stale[1].exists()  # #1 is new: the file is another run's
+
+
 def test_spec_changes_ignore_budget_and_resources():
     old = {"name": "a", "training": {"epochs": 3}, "params": {"x": {"low": 0, "high": 1}}, "budget": {"trials": 4},
            "resources": {"cpu": 1}}

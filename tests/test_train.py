@@ -61,6 +61,14 @@ def test_resume_between_epochs_is_identical_to_an_uninterrupted_run(tmp_path, st
     assert a["progress"]["step"] == b["progress"]["step"]
 
 
+def test_a_checkpoint_of_another_config_is_refused_not_replayed(tmp_path):
+    run({**TINY, "epochs": 2}, None, tmp_path)
+    with pytest.raises(ConfigError, match=r"state\.pt holds a run of another config \(epochs 2 -> 3, lr 0\.001 -> "
+                                          r"0\.01\): give another checkpoint dir"):
+        run({**TINY, "epochs": 3, "lr": 1e-2}, None, tmp_path)
+    assert run({**TINY, "epochs": 2, "threads": 1}, None, tmp_path)["epochs_run"] == 2  # runtime keys may change
+
+
 def test_nan_loss_stops_the_trial_at_once_with_a_clear_reason():
     seen = []
     with pytest.raises(NonFiniteLossError, match="non-finite loss") as info:

@@ -167,7 +167,7 @@ class Group:
             state_path = Path(checkpoint_dir) / STATE_FILE if checkpoint_dir is not None else None
             progress, best_state = new_progress(), copy.deepcopy(model.state_dict())
             if state_path is not None and state_path.exists():
-                progress, best_state = load_state(state_path, model, optimizer)
+                progress, best_state = load_state(state_path, model, optimizer, cfg)
                 log.info("member %d resumed from %s at epoch %d", index, state_path, progress["epoch"])
             rng = RandomStream(self.device)
         return Member(index, cfg, report or (lambda metrics: None), state_path, model, optimizer, rng,
@@ -393,7 +393,7 @@ class Group:
             group["lr"] = m.lr
         devices = [self.device.index or 0] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices), m.rng:
-            save_state(m.state_path, m.model, m.optimizer, m.progress, m.best_state)
+            save_state(m.state_path, m.model, m.optimizer, m.progress, m.best_state, m.cfg)
 
 
 __all__ = ["NonFiniteLossError", "RandomStream", "group_key", "run_group"]

@@ -68,7 +68,7 @@ def run(config: Mapping[str, Any], report: Report | None = None, checkpoint_dir:
     best_state = copy.deepcopy(model.state_dict())
     state_path = Path(checkpoint_dir) / STATE_FILE if checkpoint_dir is not None else None
     if state_path is not None and state_path.exists():
-        progress, best_state = load_state(state_path, model, optimizer)
+        progress, best_state = load_state(state_path, model, optimizer, cfg)
         log.info("resumed from %s at epoch %d", state_path, progress["epoch"])
         for metrics in progress["history"]:  # again: a killed driver may have recorded none of the last few
             report(dict(metrics))
@@ -88,7 +88,7 @@ def run(config: Mapping[str, Any], report: Report | None = None, checkpoint_dir:
         if track_best(progress, metrics, cfg):
             best_state = copy.deepcopy(model.state_dict())
         if state_path is not None and (epoch % cfg.checkpoint_every == 0 or epoch == cfg.epochs):
-            save_state(state_path, model, optimizer, progress, best_state)
+            save_state(state_path, model, optimizer, progress, best_state, cfg)
         report(metrics)
 
     # --- final: test split on the best checkpoint ---------------------------------------------------
@@ -166,10 +166,14 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+RUNTIME_KEYS = ("device", "threads", "checkpoint_every")  # may change between a run and its resume
+
+
 def save_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, progress: dict,
-               best_state: dict) -> None:
+               best_state: dict, cfg: TrainConfig) -> None:
     """Everything needed to continue bit-for-bit, written atomically (a crash mid-write keeps the old file)."""
     state = {
+        "config": {k: v for k, v in cfg.to_flat().items() if k not in RUNTIME_KEYS},
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "best_model": best_state,
@@ -183,9 +187,15 @@ def save_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimi
     os.replace(tmp, path)
 
 
-def load_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:
+def load_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, cfg: TrainConfig
+               ) -> tuple[dict, dict]:
+    """A checkpoint of this very config; one of another run is refused (resumed, it would replay that run)."""
     # on the CPU: the RNG states must stay CPU byte tensors; load_state_dict copies the rest onto the model's device
     state = torch.load(path, map_location="cpu", weights_only=True)
+    now, then = {k: v for k, v in cfg.to_flat().items() if k not in RUNTIME_KEYS}, state.get("config", {})
+    if changed := [f"{k} {then.get(k)!r} -> {now.get(k)!r}" for k in now if then and then.get(k) != now.get(k)]:
+        raise ConfigError(f"{path} holds a run of another config ({', '.join(changed)}): give another checkpoint "
+                          "dir, or delete this one to start over")
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     torch.set_rng_state(state["rng_cpu"])
