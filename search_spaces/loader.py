@@ -30,6 +30,24 @@ DEFAULT_QUICK = {"training.dataset.samples_per_class": 8, "training.epochs": 3, 
 QUICK_SUFFIX = "-quick"
 
 
+class SpaceLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, but ``1e-4`` is a number, as in YAML 1.2 (1.1 reads it as text; ``1.0e-4`` is one)."""
+
+
+class SpaceDumper(yaml.SafeDumper):
+    """Writes what :class:`SpaceLoader` reads back the same: the text ``'1e-4'`` quoted."""
+
+
+for _yaml in (SpaceLoader, SpaceDumper):
+    _yaml.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(
+        r"^[-+]?(?:\d[\d_]*(?:\.[\d_]*)?|\.\d[\d_]*)[eE][-+]?\d+$"), list("-+.0123456789"))
+
+
+def read_yaml_value(text: str) -> Any:
+    """A YAML document as a space file or ``--set`` reads it."""
+    return yaml.load(text, Loader=SpaceLoader)
+
+
 def list_builtin_spaces() -> list[tuple[str, str]]:
     """``(name, description)`` of every built-in space, sorted by name."""
     found = []
@@ -60,9 +78,9 @@ def resolve_space_path(arg: str | os.PathLike[str]) -> Path:
 def _read_yaml(text: str, file: str) -> tuple[Any, dict[Atoms, int]]:
     """The data and the line of every key and list item; a key written twice is an error."""
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = yaml.compose(text, Loader=SpaceLoader)
         # a copy: constructing writes merged (<<) keys into the nodes, which the walk below would see as typed twice
-        data = None if root is None else yaml.SafeLoader("").construct_document(copy.deepcopy(root))
+        data = None if root is None else SpaceLoader("").construct_document(copy.deepcopy(root))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         message = " ".join(str(p) for p in (exc.context, exc.problem) if p) or str(exc)
@@ -107,9 +125,10 @@ def set_path(data: dict[str, Any], key: str, value: Any) -> tuple[dict[str, Any]
             if not parts[i].isdigit() or int(parts[i]) >= len(node):
                 raise ValueError(f"{'.'.join(parts[:i])} has no item {parts[i]!r} (it has {len(node)} items)")
             name, j, old = int(parts[i]), i + 1, node[int(parts[i])]
-        elif isinstance(node, dict):  # the longest key that exists; a new key in quick: stays dotted, others nest
+        elif isinstance(node, dict):  # the longest key that exists; a new quick: key or param stays dotted
+            whole = parts[0] == "quick" or (parts[0] == "params" and i == 1 and isinstance(value, dict))
             j = next((j for j in range(len(parts), i, -1) if ".".join(parts[i:j]) in node),
-                     len(parts) if parts[0] == "quick" else i + 1)
+                     len(parts) if whole else i + 1)
             name = ".".join(parts[i:j])
             old = node.get(name)
         else:
@@ -151,7 +170,7 @@ def parse_override(expr: str) -> tuple[str, Any]:
     if not sep or not key.strip():
         raise ValueError("expected KEY=VALUE, e.g. epochs=3 or budget.trials=4")
     try:
-        return key.strip(), yaml.safe_load(text) if text.strip() else None
+        return key.strip(), read_yaml_value(text) if text.strip() else None
     except yaml.YAMLError as exc:
         raise ValueError(f"cannot read the value {text!r}: {exc}") from None
 
@@ -298,6 +317,6 @@ def _build(original: dict[str, Any], file: str, lines: dict[Atoms, int], base_di
 def render_spec(spec: Spec) -> str:
     """The resolved spec as YAML text (what ``sweeper validate`` prints)."""
     notes = [f"# resolved from {spec.source_path}"] * bool(spec.source_path) + ["# with --quick"] * spec.quick_applied
-    body = yaml.safe_dump(spec.to_yaml_dict(), sort_keys=False, default_flow_style=False, allow_unicode=True,
-                          width=110)
+    body = yaml.dump(spec.to_yaml_dict(), Dumper=SpaceDumper, sort_keys=False, default_flow_style=False,
+                     allow_unicode=True, width=110)
     return "\n".join([*notes, *(f"# with --set {expr}" for expr in spec.overrides), body])

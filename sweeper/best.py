@@ -18,6 +18,7 @@ import optuna
 import yaml
 from rich.table import Table
 
+from search_spaces.loader import SpaceDumper, read_yaml_value
 from search_spaces.schema import flatten
 from storage import attrs
 from storage.report import StudyView
@@ -90,9 +91,9 @@ def yaml_scalar(value: Any) -> str:
     PyYAML writes floats with ``repr``'s digits and adds the ``.0`` YAML 1.1 needs (``1e-05`` -> ``1.0e-05``,
     which would otherwise read back as a string), and quotes strings that look like numbers or booleans.
     """
-    text = yaml.safe_dump(value, default_flow_style=True, width=float("inf"), allow_unicode=True)
+    text = yaml.dump(value, Dumper=SpaceDumper, default_flow_style=True, width=float("inf"), allow_unicode=True)
     text = text.removesuffix("\n").removesuffix("\n...").strip()
-    back = yaml.safe_load(text) if text else ""
+    back = read_yaml_value(text) if text else ""
     same = back == value or (isinstance(value, float) and value != value and back != back)
     if not same or type(back) is not type(value):
         raise BadInput(f"{value!r} cannot be written as a --set value that reads back the same.")

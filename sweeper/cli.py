@@ -202,6 +202,10 @@ def validate(
     spec = load_spec(resolve_space_path(space), tuple(set_), quick=quick)
     spec_storage_url(spec, None)
     check_data_found(spec)
+    if spec.resources.fuse > 1:  # what sweeper run refuses, validate refuses too
+        from sweeper.fused import check_spec
+
+        check_spec(spec)
     console.print(mask_in_text(render_spec(spec), spec.storage), markup=False)
 
 

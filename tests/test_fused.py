@@ -297,13 +297,14 @@ def test_fused_members_fail_and_are_pruned_alone(ray_session, tmp_path, monkeypa
     assert torch.load(state, weights_only=True)["progress"]["epoch"] == 1
 
 
-def test_fused_sweep_refuses_what_it_cannot_fuse(tmp_path):
+@pytest.mark.parametrize("command", ["run", "validate"])
+def test_fused_sweep_refuses_what_it_cannot_fuse(tmp_path, command):
     space = tmp_path / "median.yaml"
     space.write_text((Path(__file__).resolve().parents[1] / "search_spaces" / "spaces" / "asl20.yaml").read_text())
-    done = subprocess.run([sys.executable, "-m", "sweeper.cli", "run", str(space), "--quick", "--set",
-                           "resources.fuse=4", "--set", "scheduler={type: median}", "--storage",
-                           f"sqlite:///{tmp_path / 'sweeps.db'}"], capture_output=True, text=True, cwd=tmp_path,
-                          timeout=120)
+    storage = ["--storage", f"sqlite:///{tmp_path / 'sweeps.db'}"] if command == "run" else []
+    done = subprocess.run([sys.executable, "-m", "sweeper.cli", command, str(space), "--quick", "--set",
+                           "resources.fuse=4", "--set", "scheduler={type: median}", *storage], capture_output=True,
+                          text=True, cwd=tmp_path, timeout=120)
     assert done.returncode == 2, done.stdout + done.stderr
     assert "resources.fuse" in done.stdout + done.stderr
     assert "fused groups work with scheduler asha or none, not median" in done.stdout + done.stderr

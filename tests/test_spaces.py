@@ -377,6 +377,13 @@ def test_set_overrides(tmp_path: Path) -> None:
     assert spec.params["dropout"].high == 0.4 and spec.enqueue == [{"lr": 2e-3}] and spec.targets["test_top3"] == 0.8
     assert not spec.params["lr"].log and spec.overrides[0] == "budget.trials=4"
     assert "# with --set budget.trials=4" in render_spec(spec)
+    # 1e-3 is a number, as in YAML 1.2 (PyYAML's 1.1 reads it as text): choices and fixed values reach the
+    # training function as numbers; the text '1e-3' stays text, and the resolved spec writes it back quoted
+    spec = load_spec(write(tmp_path, "params:\n  lr: {type: categorical, choices: [1e-3, 1E4, '1e-5']}\n"
+                                     "  weight_decay: {type: fixed, value: 2.5e-4}\n", "numbers.yaml"),
+                     overrides=["params.weight_decay.value=3e-2"])
+    assert spec.params["lr"].choices == [1e-3, 1e4, "1e-5"] and spec.fixed_params() == {"weight_decay": 0.03}
+    assert "- '1e-5'" in render_spec(spec)
 
     err = errors(path, overrides=["budget.trials=x"])
     assert str(err).startswith(f"{path}: --set budget.trials=x: budget.trials: Input should be a valid integer")
@@ -580,6 +587,8 @@ def test_set_takes_training_keys_where_unambiguous(tmp_path: Path) -> None:
     assert err.source == "--set model.size=large" and len(err.issues) == 1
     assert "model.size is a param of this space (params.model.size)" in str(err)
     assert "'params.model.size={type: fixed, value: ...}'" in str(err)
+    added = load_spec("asl20", overrides=["params.model.size={type: categorical, choices: [small, medium]}"])
+    assert added.params["model.size"].choices == ["small", "medium"]  # a new param keeps its dotted name
     err = errors(BUILTIN_DIR / "asl50.yaml", overrides=["training.model.size=large"])  # spelled out: the same
     assert err.source == "--set training.model.size=large" and "model.size is a param of this space" in str(err)
     pinned = load_spec("asl50", overrides=["params.model.size={type: fixed, value: large}", "enqueue="])
