@@ -227,8 +227,9 @@ def _issue(file: str, lines: dict[Atoms, int], origins: list[tuple[Atoms, str, i
     for over, label, over_line in reversed(origins):
         if at[:len(over)] == over:  # it set this value, or a section holding it
             return SpecIssue(file, over_line, field, message, label)
-        if over[:len(at)] == at or (at[:-1] and over[:len(at) - 1] == at[:-1]):
-            return SpecIssue(file, line, field, message, label)  # it changed a part of this value, or a sibling
+        if over[:len(at)] == at or (at[:-1] and over[:len(at) - 1] == at[:-1]) or \
+                (at[:1] == ("enqueue",) and over[:1] == ("params",) and over[1:len(at) - 1] == at[2:]):
+            return SpecIssue(file, line, field, message, label)  # it changed this value, a sibling, or its param
     return SpecIssue(file, line, field, message)
 
 

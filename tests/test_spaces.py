@@ -390,6 +390,9 @@ def test_set_overrides(tmp_path: Path) -> None:
     assert err.line is None and err.source == "--set budget.trials=x"
     assert "expected KEY=VALUE" in str(errors(path, overrides=["budget.trials"]))
     assert "has no item '3'" in str(errors(path, overrides=["enqueue.3.lr=1"]))
+    err = errors("asl50", overrides=["params.model.size.choices=[small]"])  # an enqueued row no longer fits
+    assert find(err, "enqueue.1.model.size").endswith(": --set params.model.size.choices=[small]: enqueue.1.model"
+                                                      ".size: 'medium' is not one of the choices ['small']")
     err = errors("asl20", overrides=["scheduler.max_t=2"])  # the file's grace_period, made wrong by a --set
     assert str(err).endswith(":70: --set scheduler.max_t=2: scheduler.grace_period: must be <= max_t "
                              "(got grace_period=3, max_t=2)")
