@@ -45,6 +45,7 @@ from sweeper.trainable import (
     exit_when_orphaned,
     trial_checkpoint_dir,
 )
+from trials.config import ConfigError
 from trials.entrypoint import DEFAULT_ENTRYPOINT
 
 log = logging.getLogger(__name__)
@@ -85,8 +86,6 @@ class FusedSearcher(StudySearcher):
         self.decisions = Decisions.create()
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
-        from trials.fused import group_key
-
         members: list[dict[str, Any]] = []
         if self.stopped and self.waiting is not None:  # asked for a group that will never start
             self._never_started(self.waiting[0])
@@ -100,7 +99,7 @@ class FusedSearcher(StudySearcher):
                 if not members:
                     return config
                 break
-            if members and group_key(member_config(config)) != group_key(member_config(members[0])):
+            if members and group_of(config) != group_of(members[0]):
                 self.trials["waiting"] = self.trials.pop(key)  # under no group's prefix: it is in none yet
                 self.waiting = ("waiting", config)
                 break
@@ -128,6 +127,17 @@ class FusedSearcher(StudySearcher):
 
 def member_config(config: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in config.items() if k != META_KEY}
+
+
+def group_of(config: dict[str, Any]) -> Any:
+    """The group a trial may join. One the core refuses (``min_lr`` above ``lr``: each param fine alone) joins none:
+    it fails alone, as it would unfused, instead of raising in Tune's loop or failing its group."""
+    from trials.fused import group_key
+
+    try:
+        return group_key(member_config(config))
+    except ConfigError:
+        return ("refused", config[META_KEY]["number"])
 
 
 # --- the worker ---------------------------------------------------------------------------------------------

@@ -359,7 +359,8 @@ def test_kill_9_of_a_fused_sweep_resumes_each_member_from_its_own_checkpoint(tmp
         optuna.delete_study(study_name=name, storage=storage_url)
 
 
-def shapes_searcher(tmp_path: Path, max_concurrent: int) -> tuple[Any, optuna.Study, Any]:
+def shapes_searcher(tmp_path: Path, max_concurrent: int, param: str = "", extra: str = ""
+                    ) -> tuple[Any, optuna.Study, Any]:
     """A FusedSearcher over two model sizes (random draws, seed 0: medium, small, medium, medium, ...), no Tune."""
     from storage.resume import Driver
     from storage.retry import OutagePolicy
@@ -373,12 +374,13 @@ def shapes_searcher(tmp_path: Path, max_concurrent: int) -> tuple[Any, optuna.St
         training: {{dataset: {{classes: 5, samples_per_class: 4}}, epochs: 2}}
         params:
           model.size: {{type: categorical, choices: [small, medium]}}
-          lr: {{type: float, low: 1.0e-4, high: 1.0e-2, log: true}}
+          lr: {{type: float, low: 1.0e-5, high: 1.0e-2, log: true}}
+          {param}
         sampler: {{type: random, seed: 0}}
         scheduler: {{type: none}}
         budget: {{trials: 11, max_concurrent: {max_concurrent}}}
         resources: {{fuse: 3}}
-        """))
+        """) + extra)
     spec = load_spec(str(space))
     study = optuna.create_study(study_name=spec.name, storage=f"sqlite:///{tmp_path / 'sweeps.db'}",
                                 sampler=build_sampler(spec))
@@ -429,3 +431,19 @@ def test_fused_searcher_groups_only_trials_of_one_shape(ray_session, tmp_path):
             trial = study.get_trials()[m[META_KEY]["number"]]
             assert trial.user_attrs["ray_trial_id"] == f"{ray_id}/{k}" and trial.state == TS.RUNNING
     assert {"small", "medium"} <= set(sizes) and len(groups) < 11  # both shapes came up, and groups were fused
+
+
+def test_a_trial_the_core_refuses_joins_no_group_and_fails_alone(ray_session, tmp_path):
+    """Params each valid alone can combine into a config the core refuses (min_lr above lr): unfused, that trial
+    fails on its own; fused, it must not raise out of the searcher (Tune's loop) nor fail the trials it joins."""
+    from sweeper.fused import MEMBERS, FusedSearcher
+    from sweeper.trainable import META_KEY
+
+    _, _, searcher = shapes_searcher(tmp_path, max_concurrent=2,
+                                     param="min_lr: {type: float, low: 1.0e-6, high: 1.0e-4, log: true}")
+    groups = []
+    while (config := searcher.suggest(f"ray{len(groups)}")) != FusedSearcher.FINISHED:
+        groups.append(config[META_KEY][MEMBERS])
+    assert sorted(m[META_KEY]["number"] for members in groups for m in members) == list(range(11))
+    refused = [members for members in groups if any(m["min_lr"] > m["lr"] for m in members)]
+    assert refused and all(len(members) == 1 for members in refused)  # seed 0 draws some; each is alone
