@@ -1,9 +1,9 @@
 """``sweeper dashboard``: optuna-dashboard on a sweep's storage, on 127.0.0.1 unless told otherwise.
 
 optuna-dashboard's own ``run_server`` serves one request at a time and opens the storage with default engine
-settings; here it gets the storage from ``storage.engine.open_storage`` (SQLite in WAL mode with a busy timeout,
-so reading while a sweep writes never makes a trial fail) and a threaded WSGI server, since the page fetches
-several API routes at once.
+settings; here it gets the storage from ``storage.engine.open_storage`` (with a busy timeout, so reading while a
+sweep writes never makes a trial fail; nothing created or migrated) and a threaded WSGI server, since the page
+fetches several API routes at once.
 """
 
 from __future__ import annotations
@@ -27,6 +27,10 @@ class _ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
     daemon_threads = True
 
 
+class _ThreadingWSGIServer6(_ThreadingWSGIServer):
+    address_family = socket.AF_INET6  # ::1, ::
+
+
 class _QuietHandler(WSGIRequestHandler):
     def log_message(self, format: str, *args: object) -> None:
         """One line per request would bury the URL the user needs; errors still reach stderr."""
@@ -38,8 +42,8 @@ def serve_dashboard(url: str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT
 
     storage = retry_briefly(lambda: open_storage(url, create=False))
     try:
-        server = make_server(host, port, wsgi(storage), server_class=_ThreadingWSGIServer,
-                             handler_class=_QuietHandler)
+        server = make_server(host, port, wsgi(storage), handler_class=_QuietHandler,
+                             server_class=_ThreadingWSGIServer6 if ":" in host else _ThreadingWSGIServer)
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             raise BadInput(f"Port {port} on {host} is in use: choose another with --port.") from None

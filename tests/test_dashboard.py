@@ -48,7 +48,7 @@ def dashboard(*args: str, cwd: Path) -> Iterator[tuple[str, str]]:
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
-        match = re.search(r"http://([\d.]+):(\d+)/dashboard/", line)
+        match = re.search(r"http://([\d.]+|\[[\da-f:]+\]):(\d+)/dashboard/", line)
         assert match, line + proc.stdout.read() if proc.poll() is not None else line
         yield f"http://{match[1]}:{match[2]}", line
     finally:
@@ -91,6 +91,17 @@ def test_dashboard_listens_on_loopback_only_and_masks_the_password(tmp_path, pos
         for ip in outside:
             with pytest.raises(OSError), socket.create_connection((ip, port), timeout=5):
                 pass
+        assert get_json(f"{base}/api/meta")
+
+
+def test_dashboard_listens_on_ipv6_loopback(tmp_path):
+    try:
+        socket.socket(socket.AF_INET6).bind(("::1", 0))
+    except OSError:
+        pytest.skip("this machine has no IPv6 loopback")
+    make_study(f"sqlite:///{tmp_path / 'v6.db'}", "v6")
+    with dashboard("--storage", "sqlite:///v6.db", "--host", "::1", cwd=tmp_path) as (base, line):
+        assert base.startswith("http://[::1]:") and "note:" not in line
         assert get_json(f"{base}/api/meta")
 
 

@@ -262,3 +262,15 @@ def test_hadolint_passes_on_the_dockerfile() -> None:
     result = subprocess.run([hadolint(), "--no-color", "--failure-threshold", "warning", str(DOCKERFILE)],
                             cwd=ROOT, capture_output=True, text=True, check=False, timeout=60)
     assert result.returncode == 0, f"hadolint:\n{result.stdout}{result.stderr}"
+
+
+def test_the_storage_url_reaches_no_command_line_and_no_ray_process(compose: dict[str, Any]) -> None:
+    """A command line is visible to every user of the host (ps): the password in SWEEPER_STORAGE must stay in the
+    environment, and out of the Ray processes the sweeper's `ray start` launches."""
+    for name, service in compose["services"].items():
+        command = " ".join(service.get("command") or []) if isinstance(service.get("command"), list) \
+            else str(service.get("command") or "")
+        assert "SWEEPER_STORAGE\"" not in command and "$SWEEPER_STORAGE" not in command.replace("$$", "$"), name
+        if "ray start" in command and "SWEEPER_STORAGE" in environment(service):
+            assert "env -u SWEEPER_STORAGE ray start" in command, f"{name}: Ray would inherit the storage URL"
+    assert compose["services"]["dashboard"]["command"][:2] == ["sweeper", "dashboard"]
