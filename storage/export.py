@@ -43,7 +43,9 @@ def columns(trials: Sequence[optuna.trial.FrozenTrial]) -> list[str]:
     user = _first_seen(t.user_attrs for t in trials)
     ordered = [a for a in _KNOWN_ATTRS if a in user] + sorted(a for a in user if a not in _KNOWN_ATTRS)
     head, tail = FIXED_COLUMNS[:3], FIXED_COLUMNS[3:]
-    return [*head, *(PARAM_PREFIX + p for p in params), *(_attr_column(a) for a in ordered), *tail]
+    objectives = max((len(t.values or ()) for t in trials), default=0)  # several: a multi-objective study
+    values = [f"values_{i}" for i in range(objectives)] if objectives > 1 else []
+    return [*head, *values, *(PARAM_PREFIX + p for p in params), *(_attr_column(a) for a in ordered), *tail]
 
 
 def write_rows(rows: list[dict[str, Any]], fmt: str, out: TextIO) -> None:
@@ -77,6 +79,8 @@ def _row(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
         "n_intermediate_values": len(trial.intermediate_values),
         "last_step": max(trial.intermediate_values, default=None),
     }
+    if len(trial.values or ()) > 1:
+        row.update({f"values_{i}": value for i, value in enumerate(trial.values)})
     row.update({PARAM_PREFIX + name: value for name, value in trial.params.items()})
     row.update({_attr_column(name): value for name, value in trial.user_attrs.items()})
     return row

@@ -553,6 +553,7 @@ def failures(tmp_path_factory: pytest.TempPathFactory) -> dict[str, subprocess.C
     commands = {
         **{f"multi_{cmd}": [cmd, "pareto", "--storage", mixed] for cmd in ("status", "best", "report")},
         "mixed_status": ["status", "--storage", mixed],
+        "multi_export": ["export", "pareto", "--format", "csv", "--storage", mixed],
         "missing": ["status"],  # the default sqlite:///sweeps.db, which is not in this folder
         "empty": ["best", "asl20", "--storage", f"sqlite:///{folder / 'empty.db'}"],
         "unreachable": ["export", "asl20", "--storage", unreachable],
@@ -584,6 +585,9 @@ def test_a_multi_objective_study_is_refused_in_words_and_skipped_in_listings(
     assert listing.returncode == 0 and "Traceback" not in listing.stderr, listing.stderr
     assert "single" in listing.stdout and "pareto" not in listing.stdout
     assert "skipped: Study 'pareto' has 2 objectives" in " ".join(listing.stderr.split())
+    exported = list(csv.DictReader(io.StringIO(failures["multi_export"].stdout)))  # export keeps every objective
+    assert len(exported) == 2 and all(r["value"] == "" and r["values_1"] == "1.0" for r in exported)
+    assert all(float(r["values_0"]) == float(r["params_x"]) for r in exported)
 
 
 def test_empty_storage_says_so(failures: dict[str, subprocess.CompletedProcess[str]]) -> None:
