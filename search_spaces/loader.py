@@ -185,8 +185,9 @@ def quick_profile(data: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
     if isinstance(scheduler, Mapping):  # the scheduler keeps its type; its periods shrink to the quick run
         if "grace_period" in scheduler:
             profile["scheduler.grace_period"] = 1
-        if "max_t" in scheduler:
-            profile["scheduler.max_t"] = profile.get("training.epochs", scheduler["max_t"])
+        if "max_t" in scheduler:  # below the last epoch, as the default: no rung judges a trial that is done
+            profile["scheduler.max_t"] = max(1, profile["training.epochs"] - 1) if "training.epochs" in profile \
+                else scheduler["max_t"]
     return profile, False
 
 

@@ -126,6 +126,7 @@ class Spec(BaseModel):
     base_dir = property(lambda self: self._base_dir, doc="The YAML file's folder, where user entrypoints are found.")
     quick_applied = property(lambda self: self._quick_applied)
     overrides = property(lambda self: self._overrides, doc="The ``--set`` expressions applied when loading.")
+    entrypoint_info = property(lambda self: self._entrypoint, doc="The entrypoint's settings and metrics.")
 
     @model_validator(mode="before")
     @classmethod

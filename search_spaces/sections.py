@@ -228,8 +228,13 @@ class CategoricalParam(_Model):
     @model_validator(mode="after")
     def _distinct(self) -> CategoricalParam:
         choices = self.choices
-        if twice := [(("choices", i), f"duplicate choice {c!r}") for i, c in enumerate(choices)
-                     if any(_same(c, other) for other in choices[:i])]:
+        # Optuna stores a choice by its index in the list, found with ==: 1 and true (or 0 and false) would both be
+        # stored, and learned, as the first of them
+        equal = {i: next(o for o in choices[:i] if o == c) for i, c in enumerate(choices) if c in choices[:i]}
+        if twice := [(("choices", i), f"duplicate choice {choices[i]!r}" if _same(choices[i], other) else
+                      f"{choices[i]!r} is the choice {other!r} to Optuna (True == 1, False == 0): keep one, or "
+                      "use strings")
+                     for i, other in equal.items()]:
             fail(twice)
         return self
 

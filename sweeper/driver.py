@@ -344,10 +344,9 @@ def open_study(spec: Spec, url: str, space: str | None) -> tuple[optuna.Study, b
                                           study_attrs=attributes)
     # a study without trials is new: this very call may have created it before a lost answer, and been retried
     created = created or not study.get_trials(deepcopy=False)
-    if created:
-        for point in spec.enqueue:
-            study.enqueue_trial(point, skip_if_exists=True)
-    else:
+    for point in spec.enqueue:  # on resume too: rows added since; those already there (run or waiting) are skipped
+        study.enqueue_trial(point, skip_if_exists=True)
+    if not created:
         study.sampler = build_sampler(spec, resumed_after=len(study.get_trials(deepcopy=False)))
         if study.user_attrs.get(attrs.SPEC) != attributes[attrs.SPEC]:
             study.set_user_attr(attrs.SPEC, attributes[attrs.SPEC])

@@ -85,11 +85,11 @@ def build_sampler(spec: Spec, resumed_after: int = 0) -> optuna.samplers.BaseSam
     """The spec's sampler; ``resumed_after``: how many trials the study already holds when resuming it.
 
     A resumed sweep must not replay the random numbers the first run used (with a fixed seed, the start-up
-    trials would be sampled again, exactly), so its seed moves on by the trials already there. QMC keeps its
-    seed: its scrambled sequence is indexed by the study and must stay the same sequence.
+    trials would be sampled again, exactly), so its seed moves on by the trials already there. QMC and grid keep
+    their seed: the study holds positions in the sequence or the shuffled grid, which must stay the same.
     """
     seed = spec.sampler.seed
-    if seed is not None and resumed_after and spec.sampler.type != "qmc":
+    if seed is not None and resumed_after and spec.sampler.type not in ("qmc", "grid"):
         seed += resumed_after
     if spec.sampler.type == "grid":
         return BudgetedGridSampler(spec.grid_search_space(), seed=seed)

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler, MedianStoppingRule, TrialScheduler
 from ray.tune.stopper import Stopper
 
+from search_spaces import sections
 from search_spaces.schema import Spec
 from sweeper.driver_only import DriverOnly
 
@@ -18,21 +19,30 @@ def ray_mode(spec: Spec) -> str:
     return {"maximize": "max", "minimize": "min"}[spec.direction]
 
 
+def planned_epochs(spec: Spec) -> int:
+    """The epochs a trial trains: the training block's, else the most a param samples, else the entrypoint's
+    default (the core's 30); 0 when unknown."""
+    epochs = spec.params.get("epochs")
+    if isinstance(epochs, sections.SampledParam):
+        return int(max(value for _, value in epochs.extremes()))
+    default = (spec.entrypoint_info.settings or {}).get("epochs") if spec.entrypoint_info else None
+    return int(spec.base_config().get("epochs", default) or 0)
+
+
 def build_scheduler(spec: Spec) -> TrialScheduler:
-    """Periods are in epochs; ``max_t`` defaults to the planned epochs."""
+    """Periods are in epochs; ``max_t`` defaults to just below the planned epochs, so no rung falls on the last
+    epoch: a trial judged there would be stopped before it returns, its training done, and read as PRUNED.
+    stop_last_trials=False lets trials that pass max_t train on to their end and return (COMPLETE)."""
     options = dict(spec.scheduler.options)
     common = {"time_attr": TIME_ATTR, "metric": spec.objective.metric, "mode": ray_mode(spec)}
-    epochs = int(spec.base_config().get("epochs", 0) or 0)
+    epochs = planned_epochs(spec)
     kind = spec.scheduler.type
-    if kind == "asha":
-        options.setdefault("max_t", max(epochs, options.get("grace_period", 1)) or 100)
-        # stop_last_trials=False: a trial that reaches max_t must end by returning (COMPLETE, with test metrics),
-        # not be stopped by the scheduler at its last epoch (which would read as PRUNED).
-        return ASHAScheduler(**common, **options, stop_last_trials=False)
-    if kind == "hyperband":
-        options.setdefault("max_t", epochs + 1 if epochs else 100)  # +1: never stop a trial at its last epoch
-        return HyperBandScheduler(**common, **options)
+    if kind in ("asha", "hyperband"):
+        options.setdefault("max_t", max(epochs - 1, options.get("grace_period", 1)) if epochs else 100)
+        kind_of = ASHAScheduler if kind == "asha" else HyperBandScheduler
+        return kind_of(**common, **options, stop_last_trials=False)
     if kind == "median":
+        options.setdefault("grace_period", 1)  # Ray's default, 60, means seconds; here time is epochs
         return MedianStoppingRule(**common, **options)
     return FIFOScheduler()
 

@@ -352,3 +352,17 @@ def test_the_spec_a_study_keeps_holds_no_storage_url_not_even_the_quick_profiles
                                      f"quick:\n  storage: {url}\n  budget.trials: 2\n")
     kept = spec_attr(load_spec(tmp_path / "s.yaml", quick=quick))
     assert "hunter22secret" not in json.dumps(kept) and kept["quick"] == {"budget.trials": 2}
+
+
+def test_rows_added_to_enqueue_run_on_resume_and_rows_already_there_are_not_repeated(tmp_path):
+    from search_spaces.loader import load_spec
+
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    spec = load_spec("spaces/asl20.yaml", quick=True)
+    study, created = open_study(spec, url, None)
+    assert created and len(study.get_trials(deepcopy=False)) == 2
+    row = {**spec.enqueue[0], "lr": 2.0e-3}
+    more = load_spec("spaces/asl20.yaml", quick=True, overrides=[f"enqueue={[*spec.enqueue, row]}"])
+    study, created = open_study(more, url, None)
+    waiting = [t.system_attrs["fixed_params"] for t in study.get_trials(deepcopy=False)]
+    assert not created and waiting == [*spec.enqueue, row]

@@ -54,3 +54,38 @@ def test_trials_asked_before_tpe_has_results_never_repeat_the_startup_trials(tmp
     study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'study.db'}", sampler=sampler)
     asked = [study.ask(SPACE) for _ in range(8)]  # none finished: trials 3..7 are TPE's random fallback
     assert len({tuple(sorted(t.params.items())) for t in asked}) == 8
+
+
+def test_a_resumed_grid_search_keeps_its_seed_and_visits_every_point_once(tmp_path):
+    """The study holds positions in the seeded shuffle of the grid: a new seed on resume would repeat some points
+    and never visit others."""
+    from search_spaces.loader import load_spec
+    from sweeper.samplers import build_sampler
+
+    spec = load_spec("spaces/asl20.yaml", overrides=[
+        "sampler={type: grid, seed: 0}", "params={warmup_epochs: {type: categorical, choices: [0, 1, 2, 3]},"
+        " dropout: {type: categorical, choices: [0.1, 0.2]}}", "enqueue=[]"])
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'grid.db'}", sampler=build_sampler(spec))
+    objective = lambda t: sum(t.suggest_categorical(n, d.choices) for n, d in spec.distributions().items())  # noqa: E731
+    study.optimize(objective, n_trials=3)
+    study.sampler = build_sampler(spec, resumed_after=3)
+    study.optimize(objective, n_trials=5)
+    points = [tuple(sorted(t.params.items())) for t in study.trials]
+    assert len(points) == len(set(points)) == 8
+
+
+def test_scheduler_periods_stay_below_the_last_epoch():
+    """A rung on the last epoch would stop a trial that has trained fully, before it returns (PRUNED, no test
+    metrics); max_t defaults to just below the planned epochs, wherever they come from."""
+    from search_spaces.loader import load_spec
+    from sweeper.schedulers import build_scheduler
+
+    def scheduler(*overrides):
+        return build_scheduler(load_spec("spaces/asl20.yaml", overrides=overrides))
+
+    assert scheduler("training.epochs=12", "scheduler.reduction_factor=4")._max_t == 11  # not a rung at 12
+    assert scheduler("training={dataset: {classes: 20}}")._max_t == 29  # the core's default, 30 epochs
+    assert scheduler("params.epochs={type: int, low: 10, high: 40}", "quick={}")._max_t == 39
+    hyperband = scheduler("scheduler={type: hyperband}", "training.epochs=9")
+    assert hyperband._max_t_attr == 8 and not hyperband._stop_last_trials
+    assert scheduler("scheduler={type: median}")._grace_period == 1  # epochs, not Ray's 60 (seconds)

@@ -151,6 +151,8 @@ def test_low_must_be_below_high(tmp_path: Path) -> None:
     ("{type: int, low: 1.5, high: 4}", "params.x.low", 3, "should be a valid integer, got a number with a fractional"),
     ("{type: categorical, choices: []}", "params.x.choices", 3, "List should have at least 1 item"),
     ("{type: categorical, choices: [a, a]}", "params.x.choices.1", 3, "duplicate choice 'a'"),
+    ("{type: categorical, choices: [1, true]}", "params.x.choices.1", 3,
+     "True is the choice 1 to Optuna (True == 1, False == 0): keep one, or use strings"),
     ("{type: fixed}", "params.x.value", 3, "params.x.value: is required"),
     ("{type: float, high: 1}", "params.x.low", 3, "params.x.low: is required"),
     ("{type: categorical, choices: [a], low: 1}", "params.x.low", 3,
