@@ -290,7 +290,7 @@ def _build(original: dict[str, Any], file: str, lines: dict[Atoms, int], base_di
         except EntrypointError:
             entry = None  # the spec's validation says why
         try:
-            path = resolve_key(key, entry, data.get("params") or {})
+            path = resolve_key(key, entry, data.get("params") or {}, typed=label != "--quick")
         except ValueError as exc:
             if label == "--quick":
                 continue  # the spec's check of its quick: section says why

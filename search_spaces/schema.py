@@ -73,15 +73,16 @@ def _unknown_metric(metric: str, entry: EntrypointInfo) -> str | None:
            f"{entry.target} reports: {', '.join(entry.metrics)}"
 
 
-def resolve_key(key: str, entry: EntrypointInfo | None, params: Mapping[str, Any]) -> str:
+def resolve_key(key: str, entry: EntrypointInfo | None, params: Mapping[str, Any], typed: bool = True) -> str:
     """The spec path a ``--set`` or ``quick:`` key means: a path into a section as written, else a training setting.
 
     ``epochs`` means ``training.epochs`` when the entrypoint has that setting and no param samples it. A setting a
-    param samples is an error, bare or as ``training.epochs``: the param would win, and the override change nothing.
+    param samples is an error, bare or, when ``typed`` (a --set), as ``training.epochs``: the param would win, and
+    the override change nothing. A profile's ``training.epochs`` (``quick:``) just yields to the param.
     """
     head, names = key.split(".")[0], list(Spec.model_fields)
     setting = key.removeprefix("training.") if head == "training" else key
-    if setting in params and (head == "training" or (entry and entry.settings and key in entry.settings)):
+    if setting in params and ((head == "training" and typed) or (entry and entry.settings and key in entry.settings)):
         change = "choices=[...]" if dict(params[setting] or {}).get("type") == "categorical" else "high=..."
         raise ValueError(f"{setting} is a param of this space (params.{setting}), which wins over training.{setting}:"
                          f" change it (params.{setting}.{change}) or pin it: "
@@ -237,7 +238,7 @@ class Spec(BaseModel):
         issues = []
         for key in value:
             try:
-                resolve_key(str(key), _entry(info), info.data.get("params") or {})
+                resolve_key(str(key), _entry(info), info.data.get("params") or {}, typed=False)
             except ValueError as exc:
                 issues.append(((str(key),), str(exc)))
         if issues:
@@ -253,8 +254,12 @@ class Spec(BaseModel):
         if self.training.get("objective") not in (None, self.objective.metric):
             issues.append((("training", "objective"), f"is {self.training['objective']!r} but objective.metric is "
                                                       f"{self.objective.metric!r}; remove one of them"))
-        base = self.base_config()
-        if problem := entry.check(base):
+        try:
+            base = self.base_config()
+            problem = entry.check(base)
+        except ConfigError as exc:  # a fixed value not of its setting's type
+            base, problem = {}, exc
+        if problem:
             where = ("params", problem.key, "value") if problem.key in self.params else \
                 ("training", problem.key) if problem.key in self.training else ("training",)
             issues.append((where, f"{entry.target} refuses the training config: {problem}"))
@@ -264,6 +269,11 @@ class Spec(BaseModel):
                        if (problem := entry.check({**base, name: value}))]
             issues += [(("enqueue", i), f"refused by {entry.target}: {problem}")
                        for i, row in enumerate(self.enqueue) if (problem := entry.check({**base, **row}))]
+            ints = {k for k, v in (entry.settings or {}).items() if type(v) is int}
+            issues += [(("params", name, "type"), f"{name} is an int setting of {entry.target}; a float range would "
+                                                  "give it fractions: write type: int")
+                       for name, param in self.sampled_params().items()
+                       if isinstance(param, sections.FloatParam) and name in ints]
         if issues:
             fail(issues)
         return self
@@ -292,11 +302,18 @@ class Spec(BaseModel):
         config = dict(self.training)
         if "objective" in ((self._entrypoint and self._entrypoint.settings) or {}) and "objective" not in self.params:
             config.setdefault("objective", self.objective.metric)
-        return {**config, **self.fixed_params()}
+        return self._typed({**config, **self.fixed_params()})
 
     def trial_config(self, params: Mapping[str, Any]) -> dict[str, Any]:
         """The one flat config given to the entrypoint: training + fixed + sampled params (params win)."""
-        return {**self.base_config(), **params}
+        return self._typed({**self.base_config(), **params})
+
+    def _typed(self, config: dict[str, Any]) -> dict[str, Any]:
+        """Values in their settings' types, as the training block's are (a fixed 1000.0 for an int setting is 1000)."""
+        entry = self._entrypoint
+        if entry is None or not entry.settings:
+            return config
+        return {k: entry.coerce(k, v) if k in entry.settings else v for k, v in config.items()}
 
     def grid_search_space(self) -> dict[str, list[Any]]:
         """The values a grid search visits, per sampled param (continuous params are left out)."""

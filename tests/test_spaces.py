@@ -472,6 +472,17 @@ def test_user_entrypoint_settings_and_metrics(tmp_path: Path) -> None:
     spec = load_spec(good, quick=True)
     assert spec.trial_config({"lr": 0.1}) == {"lr": 0.1}  # default quick leaves training alone off the core
     assert import_target(spec.entrypoint, spec.base_dir)({}, print, None) == {"score": 1.0}
+    # values reach the function in their settings' types, as the training block's do; a float range for an int
+    # setting would hand it fractions
+    typed = load_spec(write(tmp_path, f"entrypoint: {module}:run\nobjective: {{metric: score, direction: maximize}}"
+                                      "\nparams:\n  lr: {type: categorical, choices: [1, 2]}\n"
+                                      "  width: {type: fixed, value: 1e3}\n", "typed.yaml"))
+    assert typed.trial_config({"lr": 1}) == {"width": 1000, "lr": 1.0}
+    assert type(typed.trial_config({"lr": 1})["width"]) is int
+    err = errors(write(tmp_path, f"entrypoint: {module}:run\nobjective: {{metric: score, direction: maximize}}\n"
+                                 "params:\n  width: {type: float, low: 8, high: 64}\n", "floaty.yaml"))
+    assert find(err, "params.width.type").endswith("width is an int setting of " + module +
+                                                   ":run; a float range would give it fractions: write type: int")
 
 
 def test_user_entrypoint_without_attributes_accepts_anything(tmp_path: Path) -> None:
@@ -594,6 +605,8 @@ def test_set_takes_training_keys_where_unambiguous(tmp_path: Path) -> None:
     assert "'params.model.size={type: fixed, value: ...}'" in str(err)
     added = load_spec("asl20", overrides=["params.model.size={type: categorical, choices: [small, medium]}"])
     assert added.params["model.size"].choices == ["small", "medium"]  # a new param keeps its dotted name
+    pinned = load_spec("asl20", overrides=["params.epochs={type: fixed, value: 5}"], quick=True)  # quick yields
+    assert pinned.fixed_params() == {"epochs": 5} and pinned.trial_config({})["epochs"] == 5
     err = errors(BUILTIN_DIR / "asl50.yaml", overrides=["training.model.size=large"])  # spelled out: the same
     assert err.source == "--set training.model.size=large" and "model.size is a param of this space" in str(err)
     pinned = load_spec("asl50", overrides=["params.model.size={type: fixed, value: large}", "enqueue="])
