@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import numbers
+from collections.abc import Mapping
 from typing import Any
 
 from rich.console import Console
@@ -13,6 +15,12 @@ console = Console(highlight=False, soft_wrap=True, markup=False)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
 
 PERCENT_METRICS = ("top1", "top3", "top5")
+
+
+def plain(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """NumPy (and other) scalars as Python numbers: the study, Tune's schedulers and the printer test for them."""
+    return {k: v.item() if isinstance(v, numbers.Number) and not isinstance(v, int | float) and hasattr(v, "item")
+            else v for k, v in metrics.items()}
 
 
 def format_value(name: str, value: Any) -> str:

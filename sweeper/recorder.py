@@ -72,7 +72,7 @@ class StudyRecorder(DriverOnly, Callback):
         keys = result.get(RESULT_KEYS) or [k for k in RECORDED_EPOCH_KEYS if k in result]
         user_attrs = {k: result[k] for k in keys if isinstance(result.get(k), (str, int, float, bool))}
         if result.get(FINAL_FLAG):
-            if self._meets_targets(result, result.get("best_" + self.metric, result.get(self.metric))):
+            if self._meets_targets(user_attrs, result.get("best_" + self.metric, result.get(self.metric))):
                 self.target_reached = True
             self.writer.submit(lambda: self._complete(optuna_trial, result, user_attrs))
         else:
@@ -89,18 +89,25 @@ class StudyRecorder(DriverOnly, Callback):
             self._fail(optuna_trial, error_message(trial), dict(trial.last_result or {}))
 
     def _complete(self, optuna_trial: optuna.Trial, result: dict, user_attrs: dict[str, Any]) -> None:
+        last = result.get("best_" + self.metric, result.get(self.metric))
+        if isinstance(last, float) and math.isnan(last):  # not an earlier epoch's value in its place
+            message = f"the training function ended with {self.metric} = nan"
+            self._finish(optuna_trial, result, {**user_attrs, attrs.ERROR: message, attrs.STOP_REASON: attrs.STOP_NAN},
+                         state=optuna.trial.TrialState.FAIL)
+            return
         value = final_value(result, self.metric, optuna_trial)
         if value is None:
             message = f"the training function returned without reporting {self.metric!r}"
             self._finish(optuna_trial, result, {**user_attrs, attrs.ERROR: message}, state=optuna.trial.TrialState.FAIL)
         else:
             frozen = self._finish(optuna_trial, result, user_attrs, value=value)
-            if self._meets_targets(result, value):  # once per study: the first
+            if self._meets_targets(user_attrs, value):  # once per study: the first
                 self.writer.submit(lambda: record_target_met(self.study, frozen))  # a write of its own, after
 
-    def _meets_targets(self, result: dict, value: Any) -> bool:
-        """Judged on what the study records, as status and the report judge: the objective is the trial's value."""
-        return targets_met({**result, self.metric: value}, self.spec.targets, self.spec.metric_direction)
+    def _meets_targets(self, recorded: dict, value: Any) -> bool:
+        """Judged on what the study records (the trial's attrs, its value for the objective), as status and the
+        report judge it."""
+        return targets_met({**recorded, self.metric: value}, self.spec.targets, self.spec.metric_direction)
 
     def _fail(self, optuna_trial: optuna.Trial, message: str, result: dict, reason: str | None = None) -> None:
         user_attrs = {attrs.ERROR: message[:2000], **({attrs.STOP_REASON: reason} if reason else {})}

@@ -11,10 +11,13 @@ import math
 import os
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from ray import tune
+
+from sweeper.console import plain
 
 META_KEY = "_sweeper"
 FINAL_FLAG = "sweeper_final"
@@ -38,10 +41,16 @@ def run_trial(config: dict[str, Any]) -> None:
     trial_config = {k: v for k, v in config.items() if k != META_KEY}
     checkpoint_dir = trial_checkpoint_dir(meta["checkpoint_root"], meta["study"], meta["number"])
     last: dict[str, Any] = {"epoch": 0, meta["metric"]: meta["worst"]}
+    reported: dict[str, Any] = {}  # what the function itself reported last
     node = current_node()
+    returned = threading.Event()
 
     def report(metrics: dict[str, Any]) -> None:
+        if returned.is_set():  # a thread of the function's, after it returned: it would land in the next trial
+            raise RuntimeError("report() was called after the training function returned")
+        metrics = plain(metrics)
         last.update(metrics)
+        reported.update(metrics)
         tune.report({**metrics, NODE_KEY: node})
 
     try:
@@ -51,8 +60,15 @@ def run_trial(config: dict[str, Any]) -> None:
             raise
         tune.report({**last, NODE_KEY: node, FAILED_KEY: f"{type(exc).__name__}: {exc}"})
         return
-    result = dict(result or {})
+    finally:
+        returned.set()
+    if result is not None and not (isinstance(result, Mapping) and all(isinstance(k, str) for k in result)):
+        tune.report({**last, NODE_KEY: node, FAILED_KEY: f"TypeError: {meta['entrypoint']} must return a dict of "
+                                                         f"metric name -> value or None, not {type(result).__name__}"})
+        return
+    result = plain(result) if result is not None else reported  # nothing returned: its last report is the result
     tune.report({**last, **result, NODE_KEY: node, FINAL_FLAG: True, RESULT_KEYS: sorted(result)})
+
 
 
 def current_node() -> str:

@@ -1,6 +1,7 @@
 """The command line as a user types it: real subprocesses, exit codes and messages."""
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -151,3 +152,14 @@ def test_validate_takes_training_keys_and_always_checks_the_quick_section(tmp_pa
     proc = sweeper("validate", "bad.yaml", cwd=tmp_path)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "bad.yaml:4: --quick: budget.trials: Input should be greater than or equal to 1" in proc.stderr
+
+
+def test_train_of_a_users_function_prints_numpy_numbers_and_refuses_a_result_that_is_no_dict(tmp_path):
+    shutil.copy(os.path.join(os.path.dirname(__file__), "fixtures", "odd_train.py"), tmp_path)
+    (tmp_path / "odd.yaml").write_text("entrypoint: odd_train:train\nobjective: {metric: score, direction: maximize}"
+                                       "\nparams:\n  x: {type: float, low: 0.0, high: 0.01}\n")
+    numpy = sweeper("train", "odd.yaml", "--set", "mode=numpy", cwd=tmp_path)
+    assert numpy.returncode == 0 and "score 0.2" in numpy.stdout and "final: acc 0.2" in numpy.stdout, numpy.stdout
+    odd = sweeper("train", "odd.yaml", "--set", "mode=not_a_dict", cwd=tmp_path)
+    assert odd.returncode == 2 and "Traceback" not in odd.stderr
+    assert "odd_train:train must return a dict of metric name -> value or None, not float" in odd.stderr

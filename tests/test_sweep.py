@@ -282,3 +282,35 @@ def test_ctrl_c_exits_130_and_keeps_finished_trials(tmp_path):
     study = optuna.load_study(study_name=text.split("name: ")[1].split()[0], storage=f"sqlite:///{db}")
     states = [t.state for t in study.get_trials()]
     assert TS.COMPLETE in states and len(states) < 20
+
+
+@pytest.mark.slow
+def test_what_a_users_function_reports_or_returns_is_recorded_as_it_meant(ray_session, tmp_path, monkeypatch):
+    """NumPy scalars are numbers; returning nothing records the last report; a last report of NaN fails the trial
+    (not an earlier epoch's value in its place); a result that is no dict fails at once, in words."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "odd_train.py").write_text((FIXTURES / "odd_train.py").read_text())
+    modes = ["numpy", "nothing", "nan_last", "not_a_dict"]
+    (tmp_path / "odd.yaml").write_text(textwrap.dedent(f"""\
+        name: odd-{uuid.uuid4().hex[:8]}
+        entrypoint: odd_train:train
+        objective: {{metric: score, direction: maximize}}
+        targets: {{acc: 0.2}}
+        params:
+          mode: {{type: categorical, choices: {modes}}}
+          x: {{type: float, low: 0.0, high: 0.01}}
+        scheduler: {{type: none}}
+        budget: {{trials: 4, max_concurrent: 1}}
+        enqueue: [{", ".join(f"{{mode: {m}, x: 0.0}}" for m in modes)}]
+        """))
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    study = run_sweep(SweepOptions(space=str(tmp_path / "odd.yaml"), storage=url))
+    numpy_trial, nothing, nan_last, not_a_dict = load(url, study.study_name).get_trials()
+    assert numpy_trial.state == TS.COMPLETE and numpy_trial.value == pytest.approx(0.2)
+    assert numpy_trial.intermediate_values == {1: pytest.approx(0.1), 2: pytest.approx(0.2)}
+    assert numpy_trial.user_attrs["acc"] == pytest.approx(0.2)
+    assert nothing.state == TS.COMPLETE and nothing.user_attrs["acc"] == pytest.approx(0.2)
+    assert nan_last.state == TS.FAIL and nan_last.user_attrs["stop_reason"] == "nan"
+    assert "ended with score = nan" in nan_last.user_attrs["error"]
+    assert not_a_dict.state == TS.FAIL and "must return a dict" in not_a_dict.user_attrs["error"]
+    assert load(url, study.study_name).user_attrs["target_met"]["trial"] == 0  # judged on the recorded acc
