@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, 
 from search_spaces import sections
 from search_spaces.sections import Path, fail
 from trials.config import ConfigError, did_you_mean, unknown_key
-from trials.entrypoint import DEFAULT_ENTRYPOINT, KNOWN_DIRECTIONS, EntrypointError, EntrypointInfo, describe
+from trials.entrypoint import DEFAULT_ENTRYPOINT, EntrypointError, EntrypointInfo, describe, metric_direction
 
 Atoms = tuple[str, ...]
 
@@ -284,8 +284,8 @@ class Spec(BaseModel):
         return self.objective.direction
 
     def metric_direction(self, metric: str) -> str:
-        """``maximize`` or ``minimize`` for a reported metric (unknown metrics follow the objective)."""
-        return self.direction if metric == self.objective.metric else KNOWN_DIRECTIONS.get(metric) or self.direction
+        """``maximize`` or ``minimize`` for a reported metric (see :func:`trials.entrypoint.metric_direction`)."""
+        return self.direction if metric == self.objective.metric else metric_direction(metric, self.direction)
 
     def sampled_params(self) -> dict[str, sections.SampledParam]:
         return {n: p for n, p in self.params.items() if isinstance(p, sections.SampledParam)}

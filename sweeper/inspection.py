@@ -33,7 +33,7 @@ from storage.target import describe, target_met
 from storage.urls import mask_url, resolve_storage_url
 from sweeper.console import console, err_console, format_value
 from sweeper.errors import BadInput
-from trials.entrypoint import KNOWN_DIRECTIONS
+from trials.entrypoint import metric_direction
 
 
 @contextmanager
@@ -60,7 +60,7 @@ def view_of(study: optuna.Study) -> StudyView:
     fallback = study.directions[0].name.lower()  # a StudyDirection's name is the direction's word: MAXIMIZE
 
     def direction_of(metric: str) -> str:
-        return KNOWN_DIRECTIONS.get(metric) or fallback
+        return metric_direction(metric, fallback)
 
     return study_view(study, format_value, direction_of)
 

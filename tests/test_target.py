@@ -252,3 +252,22 @@ def _figures(page: str) -> dict[str, dict]:
     """The report's embedded figures: ``<script type="application/json" data-figure="DIV">JSON</script>``."""
     found = re.findall(r'<script type="application/json" data-figure="([^"]+)">(.*?)</script>', page, re.S)
     return {div: json.loads(text) for div, text in found}
+
+
+def test_a_target_on_a_users_metric_is_judged_the_way_its_name_says() -> None:
+    """A minimized objective (loss) with a target on accuracy: 10% accuracy does not meet a 90% target."""
+    from storage.report import targets_met
+    from sweeper.inspection import view_of
+    from trials.entrypoint import metric_direction
+
+    def direction(metric: str) -> str:
+        return metric_direction(metric, "minimize")
+
+    assert [direction(m) for m in ("test_acc", "val_err", "widgets")] == ["maximize", "minimize", "minimize"]
+    assert not targets_met({"test_acc": 0.1}, {"test_acc": 0.9}, direction)
+    assert targets_met({"test_acc": 0.95, "val_err": 0.05}, {"test_acc": 0.9, "val_err": 0.1}, direction)
+    assert [metric_direction(m, "maximize") for m in ("top5_acc", "error_score", "val_loss")] == \
+        ["maximize", "maximize", "minimize"]  # both ways: the fallback; the core's own names as the core says
+    study = optuna.create_study(direction="minimize")
+    study.set_user_attr(attrs.OBJECTIVE, {"metric": "score", "direction": "minimize"})
+    assert view_of(study).direction("test_acc") == "maximize"

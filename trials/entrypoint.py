@@ -32,6 +32,18 @@ DEFAULT_ENTRYPOINT = "trials:run"
 _TARGET = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
 # The core's metrics whose direction is known: a space that names one needs no ``direction``.
 KNOWN_DIRECTIONS: dict[str, str | None] = {m: d or None for m, d in {**EPOCH_METRICS, **FINAL_METRICS}.items()}
+_LARGER = {"acc", "accuracy", "f1", "auc", "precision", "recall", "score", "iou", "map", "bleu", "r2", "reward", "ndcg"}
+_SMALLER = {"loss", "err", "error", "mse", "mae", "rmse", "nll", "perplexity", "ppl", "wer", "cer", "regret", "cost"}
+
+
+def metric_direction(metric: str, fallback: str) -> str:
+    """Which way a target's metric is better: the core's own, else its name's words (``test_acc``: larger, ``val_err``:
+    smaller), else ``fallback`` (the objective's). A target on a user's metric is judged by it."""
+    if known := KNOWN_DIRECTIONS.get(metric):
+        return known
+    words = set(re.split(r"[^a-z0-9]+", metric.lower()))
+    larger, smaller = bool(words & _LARGER or any(re.fullmatch(r"top\d+", w) for w in words)), bool(words & _SMALLER)
+    return "maximize" if larger and not smaller else "minimize" if smaller and not larger else fallback
 
 
 class EntrypointError(ValueError):
