@@ -217,6 +217,9 @@ class Spec(BaseModel):
         sampled = [n for n, p in params.items() if isinstance(p, sections.SampledParam)]
         issues: list[tuple[Path, str]] = [((i,), "is empty; give values for some params") for i, r in enumerate(rows)
                                           if not r]
+        grid = getattr(info.data.get("sampler"), "type", None) == "grid"  # Optuna's grid samples no missing key
+        issues += [((i,), f"the grid sampler needs every param in an enqueued row; missing: {', '.join(missing)}")
+                   for i, r in enumerate(rows) if r and grid and (missing := [n for n in sampled if n not in r])]
         out: list[dict[str, Any]] = []
         for i, row in enumerate(rows):
             out.append(clean := {})

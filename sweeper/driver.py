@@ -235,7 +235,9 @@ def run_sweep(options: SweepOptions) -> optuna.Study:
         imported.result()
     trial_actors_on_prestarted_workers()
     orphans = [] if created else policy.call(lambda: orphaned_trials(study))
-    budget = min(spec.budget.trials, spec.grid_size()) if spec.sampler.type == "grid" else spec.budget.trials
+    # enqueued rows take trials but no grid point: the grid still has all its points to give
+    budget = min(spec.budget.trials, spec.grid_size() + len(spec.enqueue)) if spec.sampler.type == "grid" \
+        else spec.budget.trials
     console.print(f"study [bold]{escape(study.study_name)}[/] in {escape(mask_url(url))} "
                   f"({'new' if created else 'resumed'}), "
                   f"{budget} trials, {spec.budget.max_concurrent} at a time", markup=True)

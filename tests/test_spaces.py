@@ -318,6 +318,15 @@ def test_budget_resources_and_durations(tmp_path: Path) -> None:
         assert "must be a positive, finite duration" in find(err, "budget.storage_timeout")
 
 
+def test_a_grid_search_refuses_a_partial_enqueued_row() -> None:
+    """Optuna's grid sampler samples no missing key of an enqueued trial: it would fail the sweep."""
+    err = errors(BUILTIN_DIR / "asl20.yaml", overrides=[
+        "sampler={type: grid}", "enqueue=[{dropout: 0.1}]",
+        "params={dropout: {type: categorical, choices: [0.1, 0.2]}, lr: {type: categorical, choices: [0.001, 0.002]}}"])
+    assert find(err, "enqueue.0").endswith("enqueue.0: the grid sampler needs every param in an enqueued row; "
+                                           "missing: lr")
+
+
 def test_yaml_problems(tmp_path: Path) -> None:
     err = errors(write(tmp_path, "params:\n  lr: [1, 2\n  x: 3\n"))
     assert err.line == 3 and "invalid YAML" in str(err)

@@ -314,3 +314,15 @@ def test_what_a_users_function_reports_or_returns_is_recorded_as_it_meant(ray_se
     assert "ended with score = nan" in nan_last.user_attrs["error"]
     assert not_a_dict.state == TS.FAIL and "must return a dict" in not_a_dict.user_attrs["error"]
     assert load(url, study.study_name).user_attrs["target_met"]["trial"] == 0  # judged on the recorded acc
+
+
+@pytest.mark.slow
+def test_a_grid_search_with_enqueued_rows_still_visits_every_grid_point(ray_session, tmp_path, monkeypatch):
+    """Enqueued rows take trials but no grid point: the budget makes room for them."""
+    monkeypatch.chdir(tmp_path)
+    space = scripted_space(tmp_path, trials=10)
+    study = run_sweep(SweepOptions(space=str(space), storage=f"sqlite:///{tmp_path / 's.db'}", overrides=(
+        "sampler={type: grid, seed: 1}", "params.x={type: categorical, choices: [0.25, 0.5, 0.75, 1.0]}",
+        "enqueue=[{x: 0.5}]", "scheduler={type: none}", "training.sleep=0")))
+    xs = [t.params["x"] for t in load(f"sqlite:///{tmp_path / 's.db'}", study.study_name).get_trials()]
+    assert len(xs) == 5 and xs[0] == 0.5 and sorted(xs[1:]) == [0.25, 0.5, 0.75, 1.0]
