@@ -30,6 +30,8 @@ from sweeper.study_writer import StudyWriter
 from sweeper.trainable import FAILED_KEY, FINAL_FLAG, NODE_KEY, RESULT_KEYS
 
 RECORDED_EPOCH_KEYS = ("epoch", "train_loss", "val_loss", "val_top1", "val_top3", "val_top5")
+# trial attrs only sweeper writes: a returned "error" or "node" is recorded as returned_error, returned_node
+SWEEPER_ATTRS = (attrs.ERROR, attrs.NODE, attrs.RAY_TRIAL_ID, attrs.DRIVER, attrs.RESUMED)
 
 
 class StudyRecorder(DriverOnly, Callback):
@@ -70,7 +72,8 @@ class StudyRecorder(DriverOnly, Callback):
             return
         # COMPLETE: everything the training function returned; otherwise the last epoch's metrics
         keys = result.get(RESULT_KEYS) or [k for k in RECORDED_EPOCH_KEYS if k in result]
-        user_attrs = {k: result[k] for k in keys if isinstance(result.get(k), (str, int, float, bool))}
+        user_attrs = {f"returned_{k}" if k in SWEEPER_ATTRS else k: result[k] for k in keys
+                      if isinstance(result.get(k), (str, int, float, bool))}
         if result.get(FINAL_FLAG):
             if self._meets_targets(user_attrs, result.get("best_" + self.metric, result.get(self.metric))):
                 self.target_reached = True

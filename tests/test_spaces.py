@@ -494,6 +494,21 @@ def test_user_entrypoint_settings_and_metrics(tmp_path: Path) -> None:
                                                    ":run; a float range would give it fractions: write type: int")
 
 
+def test_a_user_function_imports_its_sibling_modules_when_it_runs(tmp_path: Path, monkeypatch) -> None:
+    """The space's folder stays on sys.path (last) after the import: a lazy import inside the function works."""
+    tag = uuid.uuid4().hex[:8]
+    folder = tmp_path / "space"
+    folder.mkdir()
+    (folder / f"fit_{tag}.py").write_text(f"def fit(config, report, checkpoint_dir):\n    import helper_{tag}\n"
+                                          f"    return {{'score': helper_{tag}.SCORE}}\n", encoding="utf-8")
+    (folder / f"helper_{tag}.py").write_text("SCORE = 0.5\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)  # elsewhere, as a Ray worker or `sweeper train ../space/x.yaml` is
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    fit = import_target(f"fit_{tag}:fit", folder)
+    assert fit({}, print, None) == {"score": 0.5} and sys.path[-1] == str(folder.resolve())
+    assert str(tmp_path.resolve()) not in sys.path  # the working directory is not kept
+
+
 def test_user_entrypoint_without_attributes_accepts_anything(tmp_path: Path) -> None:
     module = f"user_free_{uuid.uuid4().hex[:8]}"
     (tmp_path / f"{module}.py").write_text("def run(config, report, checkpoint_dir):\n    return {}\n"

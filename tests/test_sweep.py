@@ -290,7 +290,7 @@ def test_what_a_users_function_reports_or_returns_is_recorded_as_it_meant(ray_se
     (not an earlier epoch's value in its place); a result that is no dict fails at once, in words."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "odd_train.py").write_text((FIXTURES / "odd_train.py").read_text())
-    modes = ["numpy", "nothing", "nan_last", "not_a_dict"]
+    modes = ["numpy", "nothing", "nan_last", "not_a_dict", "own_names"]
     (tmp_path / "odd.yaml").write_text(textwrap.dedent(f"""\
         name: odd-{uuid.uuid4().hex[:8]}
         entrypoint: odd_train:train
@@ -300,12 +300,12 @@ def test_what_a_users_function_reports_or_returns_is_recorded_as_it_meant(ray_se
           mode: {{type: categorical, choices: {modes}}}
           x: {{type: float, low: 0.0, high: 0.01}}
         scheduler: {{type: none}}
-        budget: {{trials: 4, max_concurrent: 1}}
+        budget: {{trials: 5, max_concurrent: 1}}
         enqueue: [{", ".join(f"{{mode: {m}, x: 0.0}}" for m in modes)}]
         """))
     url = f"sqlite:///{tmp_path / 'sweeps.db'}"
     study = run_sweep(SweepOptions(space=str(tmp_path / "odd.yaml"), storage=url))
-    numpy_trial, nothing, nan_last, not_a_dict = load(url, study.study_name).get_trials()
+    numpy_trial, nothing, nan_last, not_a_dict, own_names = load(url, study.study_name).get_trials()
     assert numpy_trial.state == TS.COMPLETE and numpy_trial.value == pytest.approx(0.2)
     assert numpy_trial.intermediate_values == {1: pytest.approx(0.1), 2: pytest.approx(0.2)}
     assert numpy_trial.user_attrs["acc"] == pytest.approx(0.2)
@@ -314,6 +314,8 @@ def test_what_a_users_function_reports_or_returns_is_recorded_as_it_meant(ray_se
     assert "ended with score = nan" in nan_last.user_attrs["error"]
     assert not_a_dict.state == TS.FAIL and "must return a dict" in not_a_dict.user_attrs["error"]
     assert load(url, study.study_name).user_attrs["target_met"]["trial"] == 0  # judged on the recorded acc
+    assert own_names.user_attrs["returned_error"] == 0.12 and own_names.user_attrs["returned_node"] == "mine"
+    assert "error" not in own_names.user_attrs and own_names.user_attrs["node"] != "mine"  # sweeper's own
 
 
 @pytest.mark.slow

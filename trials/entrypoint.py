@@ -96,8 +96,9 @@ def import_target(target: str, base_dir: str | Path | None = None) -> Callable[.
         module = importlib.import_module(module_name)
     except (Exception, SystemExit) as exc:  # any failure importing user code (argparse exits) is a validation error
         raise EntrypointError(f"cannot import module {module_name!r}: {type(exc).__name__}: {exc}") from exc
-    finally:
-        sys.path[:] = [text for text in sys.path if text not in added]
+    finally:  # the space's folder stays, last: the function may import its sibling modules when it runs
+        sys.path[:] = [text for text in sys.path if text not in added] + [t for t in added if t == str(folders[0])
+                                                                          and base_dir is not None]
     fn = getattr(module, function, None)
     if not callable(fn):
         raise EntrypointError(f"module {module_name!r} has no attribute {function!r}" if fn is None else
