@@ -309,7 +309,7 @@ class Spec(BaseModel):
 
     def trial_config(self, params: Mapping[str, Any]) -> dict[str, Any]:
         """The one flat config given to the entrypoint: training + fixed + sampled params (params win)."""
-        return self._typed({**self.base_config(), **params})
+        return {**self.base_config(), **self._typed(dict(params))}
 
     def _typed(self, config: dict[str, Any]) -> dict[str, Any]:
         """Values in their settings' types, as the training block's are (a fixed 1000.0 for an int setting is 1000)."""

@@ -344,12 +344,12 @@ def open_study(spec: Spec, url: str, space: str | None) -> tuple[optuna.Study, b
     attributes = {k: v for k, v in study_attrs(spec, space).items() if v is not None}
     study, created = create_or_load_study(storage, spec.name, spec.direction, build_sampler(spec),
                                           study_attrs=attributes)
-    # a study without trials is new: this very call may have created it before a lost answer, and been retried
-    created = created or not study.get_trials(deepcopy=False)
+    held = len(study.get_trials(deepcopy=False))
+    created = created or not held  # new: this very call may have created it before a lost answer, and been retried
     for point in spec.enqueue:  # on resume too: rows added since; those already there (run or waiting) are skipped
         study.enqueue_trial(point, skip_if_exists=True)
     if not created:
-        study.sampler = build_sampler(spec, resumed_after=len(study.get_trials(deepcopy=False)))
+        study.sampler = build_sampler(spec, resumed_after=held)
         if study.user_attrs.get(attrs.SPEC) != attributes[attrs.SPEC]:
             study.set_user_attr(attrs.SPEC, attributes[attrs.SPEC])
     return study, created

@@ -9,7 +9,7 @@ checkpoint folder. No Ray, no study. Without a space it is the built-in core ove
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,7 @@ from typing import Any
 from sweeper.console import console, epoch_line, format_value, plain
 from sweeper.errors import BadInput
 from sweeper.overrides import parse_set_flags
-from trials.entrypoint import DEFAULT_ENTRYPOINT
+from trials.entrypoint import DEFAULT_ENTRYPOINT, EntrypointError, returned_metrics
 
 
 @dataclass(frozen=True)
@@ -91,10 +91,10 @@ def train(run: Standalone, base_dir: str | None, checkpoint_dir: Path | None) ->
         last[0] = now
 
     returned = fn(run.config, report, str(checkpoint_dir) if checkpoint_dir is not None else None)
-    if returned is not None and not (isinstance(returned, Mapping) and all(isinstance(k, str) for k in returned)):
-        raise BadInput(f"{run.entrypoint} must return a dict of metric name -> value or None, not "
-                       f"{type(returned).__name__}")
-    result = plain(returned or {})
+    try:
+        result = plain(returned_metrics(run.entrypoint, returned) or {})
+    except EntrypointError as exc:
+        raise BadInput(str(exc)) from None
     console.print("final: " + ("  ".join(f"{k} {format_value(k, v)}" for k, v in result.items()
                                          if isinstance(v, (int, float, str, bool))) or "(nothing returned)"),
                   markup=False)

@@ -11,7 +11,6 @@ import math
 import os
 import threading
 import time
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +31,7 @@ def trial_checkpoint_dir(root: str, study: str, number: int) -> Path:
 
 def run_trial(config: dict[str, Any]) -> None:
     """Tune function trainable: report every epoch, then once more with the final metrics and a final flag."""
-    from trials.entrypoint import import_target
+    from trials.entrypoint import EntrypointError, import_target, returned_metrics
 
     exit_when_orphaned()
 
@@ -40,8 +39,7 @@ def run_trial(config: dict[str, Any]) -> None:
     train = import_target(meta["entrypoint"], meta.get("base_dir"))
     trial_config = {k: v for k, v in config.items() if k != META_KEY}
     checkpoint_dir = trial_checkpoint_dir(meta["checkpoint_root"], meta["study"], meta["number"])
-    last: dict[str, Any] = {"epoch": 0, meta["metric"]: meta["worst"]}
-    reported: dict[str, Any] = {}  # what the function itself reported last
+    reported: dict[str, Any] = {}  # everything the function reported, each key's last value
     node = current_node()
     returned = threading.Event()
 
@@ -49,26 +47,26 @@ def run_trial(config: dict[str, Any]) -> None:
         if returned.is_set():  # a thread of the function's, after it returned: it would land in the next trial
             raise RuntimeError("report() was called after the training function returned")
         metrics = plain(metrics)
-        last.update(metrics)
         reported.update(metrics)
         tune.report({**metrics, NODE_KEY: node})
 
+    def last() -> dict[str, Any]:  # the last epoch's metrics; the worst objective when none was reported
+        return {"epoch": 0, meta["metric"]: meta["worst"], **reported, NODE_KEY: node}
+
     try:
-        result = train(trial_config, report, str(checkpoint_dir))
+        result = returned_metrics(meta["entrypoint"], train(trial_config, report, str(checkpoint_dir)))
+    except EntrypointError as exc:  # it returned something else: that will not change on a retry
+        tune.report({**last(), FAILED_KEY: f"TypeError: {exc}"})
+        return
     except Exception as exc:  # non-finite loss: retrying cannot help, so fail now without Ray's retries
         if type(exc).__name__ != "NonFiniteLossError":
             raise
-        tune.report({**last, NODE_KEY: node, FAILED_KEY: f"{type(exc).__name__}: {exc}"})
+        tune.report({**last(), FAILED_KEY: f"{type(exc).__name__}: {exc}"})
         return
     finally:
         returned.set()
-    if result is not None and not (isinstance(result, Mapping) and all(isinstance(k, str) for k in result)):
-        tune.report({**last, NODE_KEY: node, FAILED_KEY: f"TypeError: {meta['entrypoint']} must return a dict of "
-                                                         f"metric name -> value or None, not {type(result).__name__}"})
-        return
-    result = plain(result) if result is not None else reported  # nothing returned: its last report is the result
-    tune.report({**last, **result, NODE_KEY: node, FINAL_FLAG: True, RESULT_KEYS: sorted(result)})
-
+    result = plain(result) if result is not None else dict(reported)  # nothing returned: its last report
+    tune.report({**last(), **result, FINAL_FLAG: True, RESULT_KEYS: sorted(result)})
 
 
 def current_node() -> str:

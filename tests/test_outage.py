@@ -273,6 +273,24 @@ def test_the_outage_budget_is_a_space_key_and_a_flag_and_bad_values_are_bad_inpu
         assert not list(tmp_path.iterdir())  # nothing written: no sweeps.db, no results folder
 
 
+def lose_the_first_answer(monkeypatch, owner, name: str, when=lambda *args, **kwargs: True) -> list:
+    """``owner.name`` commits, then, the first time ``when`` holds for its arguments, raises as a dropped connection
+    would: the write landed, its answer is lost. Returns a list that holds that call's arguments once it happened."""
+    import sqlalchemy.exc
+
+    real, lost = getattr(owner, name), []
+
+    def answer_lost(*args, **kwargs):
+        done = real(*args, **kwargs)
+        if not lost and when(*args, **kwargs):
+            lost.append(args)
+            raise sqlalchemy.exc.OperationalError(name, {}, ConnectionResetError("answer lost"))
+        return done
+
+    monkeypatch.setattr(owner, name, answer_lost)
+    return lost
+
+
 def test_ctrl_c_writes_what_is_queued_but_does_not_wait_for_a_storage_that_is_away(tmp_path):
     """``StudyWriter.drain``, what the driver calls on Ctrl-C: the backlog lands; a locked database is not awaited."""
     from sweeper.study_writer import StudyWriter
@@ -304,8 +322,6 @@ def test_ctrl_c_writes_what_is_queued_but_does_not_wait_for_a_storage_that_is_aw
 def test_an_answer_lost_while_taking_an_enqueued_trial_leaves_no_ghost(tmp_path, storage_url, monkeypatch):
     """The commit that makes an enqueued trial RUNNING lands but its answer is lost: the retry must take that same
     trial, not the next one, which would leave the first RUNNING with nobody to run it (and counted in the budget)."""
-    import sqlalchemy.exc
-
     from search_spaces.loader import load_spec
     from storage.resume import Driver
     from sweeper.searcher import StudySearcher
@@ -320,16 +336,8 @@ def test_an_answer_lost_while_taking_an_enqueued_trial_leaves_no_ghost(tmp_path,
     policy = OutagePolicy(60, first_delay_s=0.05)
     searcher = StudySearcher(study, spec, checkpoint_root=str(tmp_path), budget=5, driver=Driver.current(),
                              policy=policy, writer=StudyWriter(policy))
-    take, lost = study._storage.set_trial_state_values, []
-
-    def answer_lost(trial_id, state, values=None):
-        done = take(trial_id, state, values)
-        if state == TS.RUNNING and not lost:
-            lost.append(trial_id)
-            raise sqlalchemy.exc.OperationalError("UPDATE trials", {}, ConnectionResetError("answer lost"))
-        return done
-
-    monkeypatch.setattr(study._storage, "set_trial_state_values", answer_lost)
+    lose_the_first_answer(monkeypatch, study._storage, "set_trial_state_values",
+                          lambda trial_id, state, values=None: state == TS.RUNNING)
     assert searcher.suggest("ray-1") is None  # the storage looks away: Tune is told "not now"
     deadline = time.monotonic() + 10
     while (config := searcher.suggest("ray-1")) is None:
@@ -346,8 +354,6 @@ def test_a_tell_whose_answer_was_lost_is_retried_without_losing_the_trials_after
     finished and leave it so, not fail on its attrs and drop every later write (trials left RUNNING)."""
     from types import SimpleNamespace
 
-    import sqlalchemy.exc
-
     from search_spaces.loader import load_spec
     from sweeper.recorder import StudyRecorder
     from sweeper.study_writer import StudyWriter
@@ -357,16 +363,8 @@ def test_a_tell_whose_answer_was_lost_is_retried_without_losing_the_trials_after
     storage = open_storage(storage_url)
     study = optuna.create_study(study_name=f"lost-tell-{time.time_ns()}", storage=storage, direction="maximize")
     first, second = study.ask(), study.ask()
-    tell, lost = study._storage.set_trial_state_values, []
-
-    def answer_lost(trial_id, state, values=None):
-        done = tell(trial_id, state, values)
-        if state == TS.COMPLETE and not lost:
-            lost.append(trial_id)
-            raise sqlalchemy.exc.OperationalError("UPDATE trials", {}, ConnectionResetError("answer lost"))
-        return done
-
-    monkeypatch.setattr(study._storage, "set_trial_state_values", answer_lost)
+    lost = lose_the_first_answer(monkeypatch, study._storage, "set_trial_state_values",
+                                 lambda trial_id, state, values=None: state == TS.COMPLETE)
     writer = StudyWriter(OutagePolicy(60, first_delay_s=0.05))
     recorded = []
     searcher = SimpleNamespace(study=study, trials={"ray-1": first, "ray-2": second})
@@ -386,21 +384,11 @@ def test_a_study_created_before_a_lost_answer_still_gets_the_spaces_enqueued_poi
                                                                                      monkeypatch):
     """Opening the study is retried whole: the retry finds the study the first try created, without trials, and
     must still treat it as new (enqueue the seeds' points), not as a resumed study."""
-    import sqlalchemy.exc
-
     from search_spaces.loader import load_spec
     from sweeper.driver import open_study
 
     spec = load_spec("spaces/asl20.yaml", quick=True, overrides=[f"name=lost-create-{time.time_ns()}"])
-    add_attr, lost = optuna.Study.set_user_attr, []
-
-    def answer_lost(study, key, value):  # the first study write after the creation commits, its answer is lost
-        add_attr(study, key, value)
-        if not lost:
-            lost.append(key)
-            raise sqlalchemy.exc.OperationalError("INSERT", {}, ConnectionResetError("answer lost"))
-
-    monkeypatch.setattr(optuna.Study, "set_user_attr", answer_lost)
+    lost = lose_the_first_answer(monkeypatch, optuna.Study, "set_user_attr")  # the first write after the creation
     study, created = OutagePolicy(60, first_delay_s=0.05).call(lambda: open_study(spec, storage_url, None))
     assert lost and created
     waiting = study.get_trials(deepcopy=False, states=(TS.WAITING,))

@@ -97,8 +97,8 @@ def import_target(target: str, base_dir: str | Path | None = None) -> Callable[.
     except (Exception, SystemExit) as exc:  # any failure importing user code (argparse exits) is a validation error
         raise EntrypointError(f"cannot import module {module_name!r}: {type(exc).__name__}: {exc}") from exc
     finally:  # the space's folder stays, last: the function may import its sibling modules when it runs
-        sys.path[:] = [text for text in sys.path if text not in added] + [t for t in added if t == str(folders[0])
-                                                                          and base_dir is not None]
+        kept = [text for text in added if base_dir is not None and text == str(folders[0])]
+        sys.path[:] = [text for text in sys.path if text not in added] + kept
     fn = getattr(module, function, None)
     if not callable(fn):
         raise EntrypointError(f"module {module_name!r} has no attribute {function!r}" if fn is None else
@@ -110,6 +110,14 @@ def import_target(target: str, base_dir: str | Path | None = None) -> Callable[.
     except ValueError:  # builtins without a signature are given the benefit of the doubt
         pass
     return fn
+
+
+def returned_metrics(target: str, result: Any) -> dict[str, Any] | None:
+    """What a training function returned, checked: a dict of metric name -> value, or None."""
+    if result is not None and not (isinstance(result, Mapping) and all(isinstance(k, str) for k in result)):
+        raise EntrypointError(f"{target} must return a dict of metric name -> value or None, not "
+                              f"{type(result).__name__}")
+    return None if result is None else dict(result)
 
 
 def describe(target: str, base_dir: str | Path | None = None) -> EntrypointInfo:

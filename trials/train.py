@@ -169,11 +169,16 @@ def resolve_device(name: str) -> torch.device:
 RUNTIME_KEYS = ("device", "threads", "checkpoint_every")  # may change between a run and its resume
 
 
+def trained_config(cfg: TrainConfig) -> dict[str, Any]:
+    """What a checkpoint is a checkpoint of: the config without the keys that only say where and how it runs."""
+    return {k: v for k, v in cfg.to_flat().items() if k not in RUNTIME_KEYS}
+
+
 def save_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, progress: dict,
                best_state: dict, cfg: TrainConfig) -> None:
     """Everything needed to continue bit-for-bit, written atomically (a crash mid-write keeps the old file)."""
     state = {
-        "config": {k: v for k, v in cfg.to_flat().items() if k not in RUNTIME_KEYS},
+        "config": trained_config(cfg),
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "best_model": best_state,
@@ -192,7 +197,7 @@ def load_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimi
     """A checkpoint of this very config; one of another run is refused (resumed, it would replay that run)."""
     # on the CPU: the RNG states must stay CPU byte tensors; load_state_dict copies the rest onto the model's device
     state = torch.load(path, map_location="cpu", weights_only=True)
-    now, then = {k: v for k, v in cfg.to_flat().items() if k not in RUNTIME_KEYS}, state.get("config", {})
+    now, then = trained_config(cfg), state.get("config", {})
     if changed := [f"{k} {then.get(k)!r} -> {now.get(k)!r}" for k in now if then and then.get(k) != now.get(k)]:
         raise ConfigError(f"{path} holds a run of another config ({', '.join(changed)}): give another checkpoint "
                           "dir, or delete this one to start over")
