@@ -27,7 +27,7 @@ from storage.target import record_target_met
 from sweeper.driver_only import DriverOnly
 from sweeper.searcher import StudySearcher
 from sweeper.study_writer import StudyWriter
-from sweeper.trainable import FAILED_KEY, FINAL_FLAG, NODE_KEY, RESULT_KEYS
+from sweeper.trainable import FAILED_KEY, FINAL_FLAG, NODE_KEY, RESULT_KEYS, TrainingFunctionError
 
 RECORDED_EPOCH_KEYS = ("epoch", "train_loss", "val_loss", "val_top1", "val_top3", "val_top5")
 # trial attrs only sweeper writes: a returned "error" or "node" is recorded as returned_error, returned_node
@@ -161,7 +161,8 @@ def error_message(trial: Any) -> str:
             with open(path, "rb") as f:
                 error = cloudpickle.load(f)
             cause = getattr(error, "cause", None) or error
-            return f"{type(cause).__name__}: {cause}".strip()
+            text = cause.args[0] if isinstance(cause, TrainingFunctionError) else f"{type(cause).__name__}: {cause}"
+            return text.strip()
         except Exception:  # an unpicklable error: fall back to the text file
             pass
     path = trial.error_file

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import math
 import os
+import pickle
 import threading
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,24 @@ FINAL_FLAG = "sweeper_final"
 FAILED_KEY = "sweeper_failed"
 NODE_KEY = "sweeper_node"  # which Ray node ran the trial, recorded as the trial's `node` attr
 RESULT_KEYS = "sweeper_result_keys"  # names of what the training function returned, recorded as trial user attrs
+
+
+class TrainingFunctionError(RuntimeError):
+    """Stands in for an exception of the training function's that cannot be pickled back (an ``__init__`` with
+    other arguments than the message, an unpicklable attribute): Ray would record the TypeError of rebuilding it
+    instead of the user's message. ``args``: the original's ``ShapeError: ...`` line, then its traceback."""
+
+    def __str__(self) -> str:
+        return "\n\n".join(self.args)
+
+
+def portable(exc: Exception) -> Exception:
+    """``exc`` when Ray can carry it to the driver as it is, else a :class:`TrainingFunctionError` for it."""
+    try:
+        pickle.loads(pickle.dumps(exc))
+        return exc
+    except Exception:
+        return TrainingFunctionError(f"{type(exc).__name__}: {exc}", "".join(traceback.format_exception(exc)))
 
 
 def trial_checkpoint_dir(root: str, study: str, number: int) -> Path:
@@ -58,11 +78,13 @@ def run_trial(config: dict[str, Any]) -> None:
     except EntrypointError as exc:  # it returned something else: that will not change on a retry
         tune.report({**last(), FAILED_KEY: f"TypeError: {exc}"})
         return
-    except Exception as exc:  # non-finite loss: retrying cannot help, so fail now without Ray's retries
-        if type(exc).__name__ != "NonFiniteLossError":
+    except Exception as exc:  # not BaseException: Ray stops a trial with SystemExit
+        if type(exc).__name__ == "NonFiniteLossError":  # retrying cannot help: fail now without Ray's retries
+            tune.report({**last(), FAILED_KEY: f"{type(exc).__name__}: {exc}"})
+            return
+        if (stand_in := portable(exc)) is exc:
             raise
-        tune.report({**last(), FAILED_KEY: f"{type(exc).__name__}: {exc}"})
-        return
+        raise stand_in from None  # Ray copies every exception in the chain, and this one's cause would fail again
     finally:
         returned.set()
     result = plain(result) if result is not None else dict(reported)  # nothing returned: its last report
