@@ -19,7 +19,7 @@ import yaml
 from rich.table import Table
 
 from search_spaces.loader import SpaceDumper, read_yaml_value
-from search_spaces.schema import flatten
+from search_spaces.schema import Spec, flatten
 from storage import attrs
 from storage.report import StudyView
 from sweeper.console import console, format_gap, format_value
@@ -69,10 +69,11 @@ def reproduce_command(config: Mapping[str, Any], space: Path | None = None) -> s
     """``sweeper train [SPACE] --set k=v ...`` whose ``--set`` flags parse back (``parse_set_flags``) to ``config``.
 
     The built-in core needs no space; a user entrypoint is found through its space file, whose training block the
-    flags then override key by key.
+    flags then override key by key. A setting named like a section of a space is written ``training.name``.
     """
     head = ["sweeper", "train", *([shlex.quote(str(space))] if space is not None else [])]
-    return " ".join([*head, *(f"--set {shlex.quote(f'{k}={yaml_scalar(v)}')}" for k, v in config.items())])
+    keys = {k: f"training.{k}" if k.split(".")[0] in Spec.model_fields else k for k in config}
+    return " ".join([*head, *(f"--set {shlex.quote(f'{keys[k]}={yaml_scalar(v)}')}" for k, v in config.items())])
 
 
 def _space_file(view: StudyView) -> Path | None:

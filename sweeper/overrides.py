@@ -8,15 +8,21 @@ from typing import Any
 from search_spaces.errors import SpecError
 
 
-def parse_set_flags(pairs: Iterable[str]) -> dict[str, Any]:
-    """``["epochs=3", "training.model.size=large"]`` -> ``{"epochs": 3, "model.size": "large"}``."""
+def read_set_flags(pairs: Iterable[str]) -> list[tuple[str, Any, bool]]:
+    """``(setting, value, explicit)`` per flag; ``explicit``: written ``training.KEY``, which may name a setting
+    that looks like a section of a space (``training.budget``)."""
     from search_spaces.loader import parse_override  # here: the CLI starts without pydantic and Optuna
 
-    out = {}
+    out = []
     for expr in pairs:
         try:
             key, value = parse_override(expr)
         except ValueError as exc:
             raise SpecError.single("", str(exc), source=f"--set {expr}") from None
-        out[key.removeprefix("training.")] = value
+        out.append((key.removeprefix("training."), value, key.startswith("training.")))
     return out
+
+
+def parse_set_flags(pairs: Iterable[str]) -> dict[str, Any]:
+    """``["epochs=3", "training.model.size=large"]`` -> ``{"epochs": 3, "model.size": "large"}``."""
+    return {key: value for key, value, _ in read_set_flags(pairs)}

@@ -16,7 +16,7 @@ from typing import Any
 
 from sweeper.console import console, epoch_line, format_value, plain
 from sweeper.errors import BadInput
-from sweeper.overrides import parse_set_flags
+from sweeper.overrides import read_set_flags
 from trials.entrypoint import DEFAULT_ENTRYPOINT, EntrypointError, returned_metrics
 
 
@@ -54,8 +54,8 @@ def prepare(space: Path | None, set_flags: Iterable[str]) -> tuple[Standalone, s
     entry = spec._entrypoint if spec is not None else describe(DEFAULT_ENTRYPOINT)
     assert entry is not None
     file, config = str(space or ""), spec.base_config() if spec is not None else {}
-    for key, value in parse_set_flags(set_flags).items():
-        if key.split(".")[0] in Spec.model_fields and key not in (entry.settings or {}):
+    for key, value, explicit in read_set_flags(set_flags):
+        if not explicit and key.split(".")[0] in Spec.model_fields and key not in (entry.settings or {}):
             raise SpecError.single(file, f"{key} belongs to a sweep, not to one training run; sweeper train takes "
                                          f"the settings of {entry.target} (e.g. epochs=3)", source=f"--set {key}")
         try:

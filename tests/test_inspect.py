@@ -40,6 +40,7 @@ from sweeper.best import reproduce_command, show_best, yaml_scalar
 from sweeper.console import format_value
 from sweeper.inspection import study_summary, view_of
 from sweeper.overrides import parse_set_flags
+from sweeper.standalone import prepare
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 TS = optuna.trial.TrialState
@@ -669,3 +670,14 @@ def test_read_only_commands_create_no_tables_in_an_empty_postgres_database(postg
         assert "There are no studies in postgresql" in failed(proc) and "the database is empty" in failed(proc), key
     for key, proc in foreign.items():
         assert "is not an Optuna study database: it holds the tables accounts" in failed(proc), key
+
+
+def test_a_reproduce_command_runs_settings_named_like_a_space_section(tmp_path: Path) -> None:
+    """A function that declares no settings may take ``name`` or ``budget``: the command says training.name."""
+    (tmp_path / "own.py").write_text("def fit(config, report, checkpoint_dir):\n    return {'acc': 1.0}\n")
+    (tmp_path / "own.yaml").write_text("entrypoint: own:fit\nobjective: {metric: acc, direction: maximize}\n"
+                                       "params:\n  budget: {type: int, low: 1, high: 3}\n")
+    config = {"name": "run-7", "budget": 2, "lr": 0.1}
+    words = shlex.split(reproduce_command(config, tmp_path / "own.yaml"))
+    assert words[4::2] == ["training.name=run-7", "training.budget=2", "lr=0.1"]
+    assert prepare(Path(words[2]), words[4::2])[0].config == config
