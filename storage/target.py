@@ -8,7 +8,7 @@ are compared on these numbers (bench/search.py), and status, report and the fina
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypedDict
 
@@ -63,6 +63,17 @@ def record_target_met(study: optuna.Study, met: FrozenTrial) -> TargetMet | None
     record = time_to_target(study.get_trials(deepcopy=False), met)
     study.set_user_attr(TARGET_MET, dict(record))
     return record
+
+
+def recover_target_met(study: optuna.Study, meets: Callable[[FrozenTrial], bool]) -> TargetMet | None:
+    """Write a ``target_met`` that a driver died before writing, for the first trial that finished meeting the
+    targets: the trial and the attr are two writes, and the next run must not take the targets for unmet."""
+    if target_met(study.user_attrs) is not None:
+        return None
+    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    met = [t for t in done if t.datetime_complete is not None and meets(t)]
+    first = min(met, key=lambda t: (t.datetime_complete, t.number), default=None)
+    return record_target_met(study, first) if first is not None else None
 
 
 def prune_stopped(study: optuna.Study, unfinished: Iterable[optuna.Trial]) -> list[int]:

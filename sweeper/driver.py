@@ -25,6 +25,7 @@ from storage import attrs
 from storage.engine import as_storage_error, close_storage, fold_sqlite_wal, open_storage
 from storage.environment import record_environment
 from storage.errors import StorageError
+from storage.report import targets_met
 from storage.resume import (
     GRACE_PERIOD_S,
     HEARTBEAT_INTERVAL_S,
@@ -37,7 +38,7 @@ from storage.resume import (
 )
 from storage.retry import OutagePolicy, StorageUnavailable, Unreachable, retry_briefly
 from storage.studies import create_or_load_study, fresh_study_name, load_existing_study, study_exists
-from storage.target import prune_stopped, target_met
+from storage.target import prune_stopped, recover_target_met, target_met
 from storage.urls import (
     ENV_VAR,
     is_sqlite,
@@ -251,6 +252,9 @@ def run_sweep(options: SweepOptions) -> optuna.Study:
     from sweeper.searcher import COUNTED, StudySearcher
     from sweeper.trainable import META_KEY, run_trial
 
+    if not created and spec.targets:
+        policy.call(lambda: recover_target_met(study, lambda t: targets_met(
+            {**t.user_attrs, spec.objective.metric: t.value}, spec.targets, spec.metric_direction)))
     printer = SweepPrinter(spec, [] if created else policy.call(lambda: study.get_trials(deepcopy=False)))
     if spec.budget.stop_on_target and not created and target_met(policy.call(lambda: study.user_attrs)):
         # the last run stopped at its target, maybe before it could record its running trials as stopped

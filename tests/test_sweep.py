@@ -11,6 +11,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import sqlalchemy
 
 from sweeper.driver import SweepOptions, run_sweep
 from sweeper.errors import NothingFinished
@@ -143,6 +144,21 @@ def test_stop_on_target_ends_the_sweep_early(ray_session, tmp_path, monkeypatch,
     again = load(storage_url, study.study_name).get_trials()
     assert len(again) == len(trials) + 1 and again[-1].state == TS.PRUNED
     assert again[-1].user_attrs["stop_reason"] == "sweep_stopped"
+    # a driver killed between recording #0 and recording target_met (two writes): the next run writes it, and
+    # starts nothing
+    engine = sqlalchemy.create_engine(storage_url)
+    with engine.begin() as connection:
+        connection.execute(sqlalchemy.text(
+            "DELETE FROM study_user_attributes WHERE key = 'target_met' AND study_id = "
+            "(SELECT study_id FROM studies WHERE study_name = :name)"), {"name": study.study_name})
+    engine.dispose()
+    assert "target_met" not in load(storage_url, study.study_name).user_attrs
+    run_sweep(SweepOptions(space=str(space), storage=storage_url, overrides=(
+        "budget.stop_on_target=true", "scheduler={type: none}", slow_or_fast)))
+    recovered = load(storage_url, study.study_name)
+    assert len(recovered.get_trials()) == len(again)
+    assert recovered.user_attrs["target_met"]["trial"] == 0
+    assert recovered.user_attrs["target_met"]["trials"] == record["trials"]
     if storage_url.startswith("postgresql"):
         optuna.delete_study(study_name=study.study_name, storage=storage_url)
 
