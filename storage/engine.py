@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import logging
 import sqlite3
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ SQLITE_BUSY_TIMEOUT_S = 10  # then the sweep's storage.retry policy waits on, wi
 POSTGRES_CONNECT_TIMEOUT_S = 10
 # A database holding these is one Optuna wrote (alembic_version included: without it Optuna would stamp it).
 OPTUNA_TABLES = ("studies", "trials", "version_info", "alembic_version")
+CREATE_ATTEMPTS = 5  # opening a new database that another driver is creating at the same moment
 
 _logger = logging.getLogger(__name__)
 
@@ -70,16 +72,19 @@ def open_storage(
     try:
         if not create:
             _check_optuna_tables(url, engine_kwargs)
-        with warnings.catch_warnings():
-            # heartbeat_interval is "experimental" in Optuna 5; the warning tells the user nothing they can act on.
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(
-                url,
-                engine_kwargs=engine_kwargs,
-                heartbeat_interval=heartbeat_interval,
-                grace_period=grace_period,
-                skip_table_creation=not create,
-            )
+        for attempt in range(1, CREATE_ATTEMPTS + 1):
+            try:
+                with warnings.catch_warnings():
+                    # heartbeat_interval is "experimental" in Optuna 5; it tells the user nothing they can act on.
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, skip_table_creation=not create,
+                                                      heartbeat_interval=heartbeat_interval, grace_period=grace_period)
+            except (SQLAlchemyError, optuna.exceptions.StorageInternalError):
+                # two drivers creating one new database: the loser's CREATE TABLE or version stamp fails on the
+                # winner's, and the tables it finds next time are complete
+                if not create or attempt == CREATE_ATTEMPTS or not _has_optuna_tables(url, engine_kwargs):
+                    raise
+                time.sleep(0.1 * attempt)
     except ImportError:
         raise StorageError(
             f"Cannot open {mask_url(url)}: the PostgreSQL driver psycopg 3 is not installed; "
@@ -87,6 +92,14 @@ def open_storage(
         ) from None
     except (SQLAlchemyError, optuna.exceptions.StorageInternalError, RuntimeError, sqlite3.Error) as exc:
         raise as_storage_error(exc, url) from None
+
+
+def _has_optuna_tables(url: str, engine_kwargs: dict[str, Any]) -> bool:
+    engine = sqlalchemy.create_engine(url, **engine_kwargs)
+    try:
+        return bool(set(OPTUNA_TABLES) & set(sqlalchemy.inspect(engine).get_table_names()))
+    finally:
+        engine.dispose()
 
 
 def _check_optuna_tables(url: str, engine_kwargs: dict[str, Any]) -> None:

@@ -364,6 +364,28 @@ def test_two_writer_processes_wait_for_each_other_instead_of_failing(tmp_path: P
     close_storage(storage)
 
 
+OPENER = """
+import sys, time
+from storage.engine import close_storage, open_storage
+start, urls = float(sys.argv[1]), sys.argv[2:]
+for i, url in enumerate(urls):  # every process opens each new database at the same moment
+    time.sleep(max(0.0, start + 0.5 * i - time.time()))
+    close_storage(open_storage(url))
+"""
+
+
+def test_drivers_opening_one_new_sqlite_file_at_once_all_open_it(tmp_path: Path) -> None:
+    """The losers of the race to create Optuna's tables ("table studies already exists", "UNIQUE constraint failed:
+    alembic_version") open the winner's tables instead of failing as bad input."""
+    urls = [f"sqlite:///{tmp_path / f'new-{i}.db'}" for i in range(6)]
+    start = str(time.time() + 5)
+    openers = [subprocess.Popen([sys.executable, "-c", OPENER, start, *urls], stderr=subprocess.PIPE, text=True)
+               for _ in range(4)]
+    for opener in openers:
+        _, err = opener.communicate(timeout=120)
+        assert opener.returncode == 0, err
+
+
 # --------------------------------------------------------------------------------------------------------------
 # connection failures: one clear message, password masked
 
