@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -280,7 +281,12 @@ def run_sweep(options: SweepOptions) -> optuna.Study:
                              driver=Driver.current(), policy=policy, writer=writer, orphans=orphans)
     recorder = recorder_type(searcher, spec, printer.trial_finished, writer)
 
+    interrupted = threading.Event()
+
     def stop_all() -> bool:
+        if interrupted.is_set():  # a Ctrl-C that Python swallowed: stop as the KeyboardInterrupt would have
+            searcher.stopped = True
+            return True
         timed_out = spec.budget.time_seconds is not None and time.perf_counter() - started > spec.budget.time_seconds
         if timed_out or (spec.budget.stop_on_target and recorder.target_reached):
             searcher.stopped = True  # no new trials; on a reached target the running ones stop too
@@ -311,8 +317,10 @@ def run_sweep(options: SweepOptions) -> optuna.Study:
         ),
     )
     try:
-        with heartbeats(searcher, policy):
+        with heartbeats(searcher, policy), noting_interrupts(interrupted):
             tuner.fit()
+        if interrupted.is_set():
+            raise KeyboardInterrupt
         writer.flush()  # the backlog of an outage that ended late; raises StorageUnavailable past the budget
         if spec.budget.stop_on_target and recorder.target_reached:  # Tune ends them without telling anyone
             policy.call(lambda: prune_stopped(study, list(searcher.trials.values())))
@@ -321,6 +329,11 @@ def run_sweep(options: SweepOptions) -> optuna.Study:
     except KeyboardInterrupt:  # write the epochs and tells queued at Ctrl-C; an unreachable storage is not awaited
         writer.drain(INTERRUPT_DRAIN_S)
         raise
+    except Exception:
+        if not interrupted.is_set():
+            raise
+        writer.drain(INTERRUPT_DRAIN_S)  # what broke as Ctrl-C landed (a commit it cut short) is the interrupt
+        raise KeyboardInterrupt from None
     finally:  # the CLI leaves with os._exit, which skips SQLite's own checkpoint at the last close
         fold_sqlite_wal(url)
     policy.call(lambda: printer.final_table(study))
@@ -391,6 +404,25 @@ def environment_without(name: str):
     finally:
         if value is not None:
             os.environ[name] = value
+
+
+@contextlib.contextmanager
+def noting_interrupts(flag: threading.Event):
+    """Ctrl-C raises KeyboardInterrupt as ever, and sets ``flag`` too: Python swallows an interrupt that lands in a
+    finalizer ("Exception ignored in ..."), and a sweep must not train on after Ctrl-C."""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread handles signals
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        flag.set()
+        signal.default_int_handler(signum, frame)
+
+    previous = signal.signal(signal.SIGINT, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @contextlib.contextmanager

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -13,7 +16,7 @@ import optuna
 import pytest
 import sqlalchemy
 
-from sweeper.driver import SweepOptions, run_sweep
+from sweeper.driver import SweepOptions, noting_interrupts, run_sweep
 from sweeper.errors import NothingFinished
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -279,9 +282,6 @@ def test_bad_storage_url_exits_2_and_masks_the_password(tmp_path):
 
 @pytest.mark.slow
 def test_ctrl_c_exits_130_and_keeps_finished_trials(tmp_path):
-    import signal
-    import time
-
     space = scripted_space(tmp_path, trials=20)
     text = space.read_text().replace("sleep: 0.05", "sleep: 0.3").replace("type: asha", "type: none")
     text = text.replace(", grace_period: 1, reduction_factor: 2", "")
@@ -346,3 +346,23 @@ def test_a_grid_search_with_enqueued_rows_still_visits_every_grid_point(ray_sess
         "enqueue=[{x: 0.5}]", "scheduler={type: none}", "training.sleep=0")))
     xs = [t.params["x"] for t in load(f"sqlite:///{tmp_path / 's.db'}", study.study_name).get_trials()]
     assert len(xs) == 5 and xs[0] == 0.5 and sorted(xs[1:]) == [0.25, 0.5, 0.75, 1.0]
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the swallowed interrupt
+def test_a_ctrl_c_that_python_swallows_in_a_finalizer_still_stops_the_sweep() -> None:
+    """Python prints "Exception ignored in ..." for a KeyboardInterrupt raised in a finalizer, and goes on; the
+    flag the sweep's stopper reads is set all the same."""
+    class Finalized:
+        def __del__(self) -> None:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.2)  # the handler runs here, inside the finalizer
+
+    flag = threading.Event()
+    before = signal.getsignal(signal.SIGINT)
+    with noting_interrupts(flag):
+        Finalized()  # no KeyboardInterrupt leaves it
+    assert flag.is_set()
+    assert signal.getsignal(signal.SIGINT) is before
+    with pytest.raises(KeyboardInterrupt), noting_interrupts(threading.Event()):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(1)
