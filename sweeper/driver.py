@@ -337,6 +337,9 @@ def run_sweep(options: SweepOptions) -> optuna.Study:
     finally:  # the CLI leaves with os._exit, which skips SQLite's own checkpoint at the last close
         fold_sqlite_wal(url)
     policy.call(lambda: printer.final_table(study))
+    if left := policy.call(lambda: orphaned_trials(study)):  # another driver on the study died after this one ended
+        console.print(f"{len(left)} trials of a driver that is gone are still RUNNING "
+                      f"({', '.join(f'#{t.number}' for t in left)}): sweeper run again carries them on")
     states = policy.call(lambda: {t.state for t in study.get_trials(deepcopy=False)})
     if states and states <= {optuna.trial.TrialState.FAIL}:
         raise NothingFinished(f"every trial of {study.study_name} failed (their errors are above); fix the cause "

@@ -17,7 +17,7 @@ from ray.tune.search import Searcher
 
 from search_spaces.schema import Spec
 from storage import attrs
-from storage.resume import Driver, claim, own
+from storage.resume import Driver, claim, orphaned_trials, own
 from storage.retry import OutagePolicy, Unreachable
 from sweeper.driver_only import DriverOnly
 from sweeper.schedulers import ray_mode
@@ -83,25 +83,34 @@ class StudySearcher(DriverOnly, Searcher):
         Safe to repeat after a failure at any step: the trial claimed or created so far is kept and finished,
         never left behind as a RUNNING trial nobody runs.
         """
-        while self._pending is None and self.orphans:  # counted in the budget: RUNNING when their driver died
-            self._pending = claim(self.study, self.orphans[0], self.driver)
-            self.orphans.pop(0)
-        if self._pending is None:
-            if self._unconfirmed_id is None and self._ask_token is None and \
-                    len(self.study.get_trials(deepcopy=False, states=COUNTED)) >= self.budget:
+        self._claim_orphan()
+        if self._pending is None and self._budget_spent():
+            self.orphans = orphaned_trials(self.study)  # another driver on this study died since this one began
+            self._claim_orphan()
+            if self._pending is None:
                 return None
-            else:
-                trial = optuna.Trial(self.study, self._new_trial_id())
-                own(trial, self.driver)
-                # a new trial resumes nothing: a checkpoint here is a deleted study's trial of the same number
-                shutil.rmtree(trial_checkpoint_dir(self.checkpoint_root, self.study.study_name, trial.number),
-                              ignore_errors=True)
-                self._pending = trial
+        if self._pending is None:
+            trial = optuna.Trial(self.study, self._new_trial_id())
+            own(trial, self.driver)
+            # a new trial resumes nothing: a checkpoint here is a deleted study's trial of the same number
+            shutil.rmtree(trial_checkpoint_dir(self.checkpoint_root, self.study.study_name, trial.number),
+                          ignore_errors=True)
+            self._pending = trial
         trial = self._pending
         for name, distribution in self.distributions.items():  # a no-op for params the trial already has
             trial._suggest(name, distribution)
         self._pending = self._unconfirmed_id = self._ask_token = None
         return trial
+
+    def _claim_orphan(self) -> None:
+        while self._pending is None and self.orphans:  # counted in the budget: RUNNING when their driver died
+            self._pending = claim(self.study, self.orphans[0], self.driver)
+            self.orphans.pop(0)
+
+    def _budget_spent(self) -> bool:
+        """No ask under way, and the study has its trials (a dead driver's RUNNING ones included)."""
+        return self._unconfirmed_id is None and self._ask_token is None and \
+            len(self.study.get_trials(deepcopy=False, states=COUNTED)) >= self.budget
 
     def _new_trial_id(self) -> int:
         """An enqueued trial, else a new one; either is marked with this ask's token first, so that when the answer

@@ -366,3 +366,58 @@ def test_a_ctrl_c_that_python_swallows_in_a_finalizer_still_stops_the_sweep() ->
     with pytest.raises(KeyboardInterrupt), noting_interrupts(threading.Event()):
         os.kill(os.getpid(), signal.SIGINT)
         time.sleep(1)
+
+
+GHOST_TRAIN = """
+import os, signal
+from pathlib import Path
+
+def train(config, report, checkpoint_dir):
+    pid_file = Path(config["kill_pid_in"])
+    if pid_file.is_file():  # another driver on the study dies while this trial trains
+        os.kill(int(pid_file.read_text()), signal.SIGKILL)
+        pid_file.unlink()
+    for epoch in (1, 2):
+        report({"epoch": epoch, "score": config["x"]})
+    return {"score": config["x"]}
+
+train.settings = {"x": 0.5, "kill_pid_in": ""}
+train.metrics = ["score"]
+"""
+
+
+@pytest.mark.slow
+def test_a_driver_carries_on_the_trials_of_a_co_driver_that_died_while_it_ran(ray_session, tmp_path, monkeypatch,
+                                                                             storage_url):
+    """Two drivers on one study: the other dies after this one started. Its RUNNING trial is no orphan at the start
+    (its owner lives), but one at the end of the budget: carried on, not left RUNNING."""
+    from storage import attrs
+    from storage.resume import Driver, process_start_ticks
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "ghost_train.py").write_text(GHOST_TRAIN)
+    pid_file = tmp_path / "co-driver.pid"
+    (tmp_path / "ghost.yaml").write_text(textwrap.dedent(f"""\
+        name: ghost-{uuid.uuid4().hex[:8]}
+        entrypoint: ghost_train:train
+        objective: {{metric: score, direction: maximize}}
+        training: {{kill_pid_in: {pid_file}}}
+        params:
+          x: {{type: float, low: 0.0, high: 1.0}}
+        scheduler: {{type: none}}
+        budget: {{trials: 1, max_concurrent: 1}}
+        """))
+    study = run_sweep(SweepOptions(space="ghost.yaml", storage=storage_url))
+    co_driver = subprocess.Popen(["sleep", "600"])
+    threading.Thread(target=co_driver.wait, daemon=True).start()  # reaped as it dies: no zombie pid to look alive
+    ghost = load(storage_url, study.study_name).ask()
+    ghost.set_user_attr(attrs.DRIVER, Driver(Driver.current().host, co_driver.pid,
+                                             process_start_ticks(co_driver.pid)).as_attr())
+    pid_file.write_text(str(co_driver.pid))
+    run_sweep(SweepOptions(space="ghost.yaml", storage=storage_url, overrides=("budget.trials=3",)))
+    trials = load(storage_url, study.study_name).get_trials()
+    assert co_driver.poll() is not None
+    assert [t.state for t in trials] == [TS.COMPLETE] * 3
+    assert trials[1].user_attrs[attrs.RESUMED] == 1
+    if storage_url.startswith("postgresql"):
+        optuna.delete_study(study_name=study.study_name, storage=storage_url)
