@@ -264,6 +264,7 @@ def test_param_range_checked_against_the_core(tmp_path: Path) -> None:
         """)
     err = errors(path)
     assert "refused by trials:run: warmup_epochs=6.0" in find(err, "params.warmup_epochs.high")
+    assert find(err, "params.warmup_epochs.high").endswith("a number in [0, epochs] (epochs=4)")  # what it is now
     assert f"{path}:4: params.model.size.choices.1: refused by trials:run" in find(err, "params.model.size.choices.1")
 
 

@@ -149,11 +149,11 @@ class TrainConfig:
         need(self.epochs >= 1, "epochs", "an integer >= 1")
         need(self.batch_size >= 1, "batch_size", "an integer >= 1")
         need(self.lr > 0, "lr", "a positive number")
-        need(0 <= self.min_lr <= self.lr, "min_lr", "a number in [0, lr]")
+        need(0 <= self.min_lr <= self.lr, "min_lr", f"a number in [0, lr] (lr={self.lr!r})")
         need(self.weight_decay >= 0, "weight_decay", "a number >= 0")
         need(0 <= self.label_smoothing < 1, "label_smoothing", "a number in [0, 1)")
         need(self.warmup_epochs == -1 or 0 <= self.warmup_epochs <= self.epochs, "warmup_epochs",
-             "-1 (10% of epochs) or a number in [0, epochs]")
+             f"-1 (10% of epochs) or a number in [0, epochs] (epochs={self.epochs})")
         need(self.grad_clip >= 0, "grad_clip", "a number >= 0 (0 disables clipping)")
         need(self.mixup_alpha >= 0, "mixup_alpha", "a number >= 0 (0 disables mixup)")
         need(self.early_stopping >= 0, "early_stopping", "an integer >= 0 (0 disables)")
