@@ -104,7 +104,7 @@ def yaml_scalar(value: Any) -> str:
 def best_summary(view: StudyView) -> dict[str, Any]:
     """What ``best --format json`` prints. Keys are stable (README, "Inspecting studies")."""
     trial = best_trial(view)
-    values = view.values(trial)
+    values = {k: v for k, v in view.values(trial).items() if k not in (*_EXTRA_ATTRS, attrs.RESUMED)}  # in attrs
     config, entrypoint, note = trial_config(view, trial)
     return {
         "study": view.study.study_name,

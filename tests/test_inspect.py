@@ -490,6 +490,7 @@ def test_best_json_has_stable_keys(backend: Backend) -> None:
     assert data["targets"] == {"test_top3": {"target": 0.8, "value": 0.85, "met": True}}
     assert data["baseline"] == pytest.approx({"test_top1": 0.4247, "test_top3": 0.7529})
     assert data["attrs"]["best_epoch"] == 3 and data["attrs"]["wall_seconds"] == 1.5 + BEST
+    assert not {"best_epoch", "wall_seconds", "epochs_run", "parameters"} & set(data["metrics"])  # attrs, not metrics
     assert data["entrypoint"] == "trials:run" and data["note"] is None
     assert parse_set_flags(shlex.split(data["reproduce"])[3::2]) == data["config"]
     assert data["reproduce"] in backend.ok("best").stdout  # the same command as the table prints
