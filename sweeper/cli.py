@@ -15,7 +15,6 @@ from storage.retry import StorageUnavailable
 from sweeper.console import console, err_console
 from sweeper.errors import (
     BAD_INPUT,
-    INTERRUPTED_EXIT_CODE,
     NOTHING_FINISHED_EXIT_CODE,
     STORAGE_UNAVAILABLE_EXIT_CODE,
     USAGE_EXIT_CODE,
@@ -151,6 +150,9 @@ def _sweep(options: SweepOptions) -> None:
 
     try:
         run_sweep(options)
+    except KeyboardInterrupt:  # typer turns it into exit 130 without a word
+        err_console.print("interrupted: the study keeps its finished trials; the same command carries it on")
+        raise
     except NothingFinished as exc:
         kill_local_ray_before_exit()
         err_console.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True)
@@ -278,13 +280,10 @@ def best(name: StudyName, storage: StorageFlag = None, format_: OutputFormat = "
 
 
 def main() -> None:
-    """Console-script entry: bad input is one message and exit 2, a storage that stayed away exit 75, Ctrl-C 130."""
+    """Console-script entry: bad input is one message and exit 2, a storage that stayed away exit 75."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        app()
-    except KeyboardInterrupt:
-        err_console.print("interrupted")
-        sys.exit(INTERRUPTED_EXIT_CODE)
+        app()  # Ctrl-C: typer exits 130
     except StorageUnavailable as exc:
         err_console.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True)
         sys.exit(STORAGE_UNAVAILABLE_EXIT_CODE)

@@ -8,7 +8,6 @@ from trials.config import ConfigError
 from trials.errors import DataError
 
 USAGE_EXIT_CODE = 2
-INTERRUPTED_EXIT_CODE = 130
 NOTHING_FINISHED_EXIT_CODE = 1
 STORAGE_UNAVAILABLE_EXIT_CODE = 75  # sysexits' EX_TEMPFAIL: the storage was away too long; run again to resume
 

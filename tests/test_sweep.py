@@ -295,6 +295,7 @@ def test_ctrl_c_exits_130_and_keeps_finished_trials(tmp_path):
             break
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=60) == 130
+    assert "interrupted: the study keeps its finished trials; the same command carries it on" in proc.stdout.read()
     study = optuna.load_study(study_name=text.split("name: ")[1].split()[0], storage=f"sqlite:///{db}")
     states = [t.state for t in study.get_trials()]
     assert TS.COMPLETE in states and len(states) < 20
