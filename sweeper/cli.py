@@ -193,21 +193,25 @@ def dashboard(
 def validate(
     space: Annotated[str, typer.Argument(help="Space YAML or built-in name.")],
     set_: SetFlags = [],  # noqa: B006
-    quick: Annotated[bool, typer.Option("--quick")] = False,
+    quick: Annotated[bool, typer.Option("--quick", help="Check the space as --quick runs it.")] = False,
+    storage: RunStorage = None,
 ) -> None:
-    """Check a space file and the storage URL a run would use (no connecting); print the resolved spec (a storage
-    password masked, as everywhere)."""
+    """Check a space file and the storage URL a run would use (no connecting); print that URL and the resolved spec
+    (a storage password masked, as everywhere)."""
     from search_spaces.loader import load_spec, render_spec, resolve_space_path
-    from storage.urls import mask_in_text
+    from storage.urls import ENV_VAR, mask_in_text, mask_url
     from sweeper.driver import check_data_found, spec_storage_url
 
     spec = load_spec(resolve_space_path(space), tuple(set_), quick=quick)
-    spec_storage_url(spec, None)
+    url = spec_storage_url(spec, storage)
+    origin = "--storage" if storage else ENV_VAR if os.environ.get(ENV_VAR, "").strip() else \
+        "the space's storage" if spec.storage else "the default"
     check_data_found(spec)
     if spec.resources.fuse > 1:  # what sweeper run refuses, validate refuses too
         from sweeper.fused import check_spec
 
         check_spec(spec)
+    console.print(f"# a run would use the storage {mask_url(url)} ({origin})", markup=False)
     console.print(mask_in_text(render_spec(spec), spec.storage), markup=False)
 
 

@@ -79,6 +79,23 @@ def test_validate_prints_a_storage_password_masked(tmp_path):
     assert "hunter2secret" not in refused.stderr and "team:***@db.example.com" in refused.stderr
 
 
+def test_validate_prints_the_storage_a_run_would_use(tmp_path):
+    """--storage beats SWEEPER_STORAGE beats the space's key: validate names the URL and where it came from."""
+    base = {k: v for k, v in os.environ.items() if k != "SWEEPER_STORAGE"}
+    key = ["spaces/asl20.yaml", "--set", "storage=sqlite:///key.db"]
+    for args, extra, shown in (
+            (key, {}, "sqlite:///key.db (the space's storage)"),
+            (key, {"SWEEPER_STORAGE": "sqlite:///env.db"}, "sqlite:///env.db (SWEEPER_STORAGE)"),
+            ([*key, "--storage", "postgresql+psycopg://u:pw1234@h/db"], {"SWEEPER_STORAGE": "sqlite:///env.db"},
+             "postgresql+psycopg://u:***@h/db (--storage)"),
+            (["spaces/asl20.yaml"], {}, "sqlite:///sweeps.db (the default)")):
+        proc = subprocess.run([sys.executable, "-m", "sweeper.cli", "validate", *args], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=300, env={**base, "COLUMNS": "200", **extra})
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.splitlines()[0] == f"# a run would use the storage {shown}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing connected to, nothing created
+
+
 @pytest.mark.parametrize("command", [["run", "team.yaml", "--quick"], ["validate", "team.yaml"]])
 def test_a_bad_storage_url_names_where_it_came_from(tmp_path, command):
     """``validate`` checks the URL that ``run`` would use, so a space that validates does not fail at ``run``."""
