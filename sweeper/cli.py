@@ -50,7 +50,7 @@ def _group(
     """Makes ``sweeper`` a group of commands (typer would run a lone command without its name)."""
 
 
-SetFlags = Annotated[list[str], typer.Option("--set", help="Override a setting: KEY=VALUE (repeatable).")]
+SetFlags = Annotated[list[str], typer.Option("--set", metavar="KEY=VALUE", help="Override a setting (repeatable).")]
 
 
 def _folder(value: str | Path | None) -> str | Path | None:
