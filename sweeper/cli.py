@@ -83,7 +83,8 @@ RunStorage = Annotated[Optional[str], typer.Option("--storage", help="Optuna sto
 Address = Annotated[Optional[str], typer.Option(help="Join this Ray cluster (default: RAY_ADDRESS or local).")]  # noqa: UP045
 ResultsDir = Annotated[str, typer.Option(help="Checkpoints and Ray's results (a path all nodes see).",
                                          callback=_folder)]
-MaxFailures = Annotated[int, typer.Option(help="Retries of a trial whose worker crashed (from its checkpoint).")]
+MaxFailures = Annotated[int, typer.Option(help="Retries of a trial whose worker crashed (from its checkpoint).",
+                                          min=0, max=100)]
 StorageTimeout = Annotated[Optional[str], typer.Option(  # noqa: UP045
     help="How long a storage outage may last before the sweep stops, resumable (90s, 10m, 1h; default: the "
          "space's budget.storage_timeout, 10m).")]

@@ -50,9 +50,9 @@ from storage.urls import (
     validate_storage_url,
 )
 from sweeper.console import console
-from sweeper.errors import NothingFinished
+from sweeper.errors import BadInput, NothingFinished
 from sweeper.progress import SweepPrinter
-from sweeper.ray_runtime import start_ray, trial_actors_on_prestarted_workers
+from sweeper.ray_runtime import check_ray_address, start_ray, trial_actors_on_prestarted_workers
 from sweeper.samplers import build_sampler
 from sweeper.study_writer import StudyWriter
 from trials.config import TrainConfig
@@ -213,9 +213,15 @@ def run_sweep(options: SweepOptions) -> optuna.Study:
         from sweeper.fused import check_spec
 
         check_spec(spec)
-    # Ray's start-up (seconds, mostly waiting on its processes) overlaps opening the storage and importing Tune;
-    # both come after validation, so bad input still starts nothing and writes nothing. Ray itself is imported
-    # first, so the threads never import the same Ray modules at once.
+    check_ray_address(options.address)
+    results_root = Path(options.results_dir).resolve()
+    try:  # Tune's pickles of trial configs and results: the owner's alone
+        private_folder(results_root / "ray")
+    except OSError as exc:
+        raise BadInput(f"--results-dir {options.results_dir}: cannot create {exc.filename}: {exc.strerror}") from None
+    # Ray's start-up (seconds, mostly waiting on its processes) overlaps importing Tune; the study is opened once
+    # Ray is up, so a Ray that cannot start writes nothing. Ray itself is imported first, so the thread never
+    # imports the same Ray modules at once.
     import ray  # noqa: F401
 
     searcher: Any = None  # the outage lines count its running trials
@@ -228,13 +234,12 @@ def run_sweep(options: SweepOptions) -> optuna.Study:
             markup=True),
         on_recovered=lambda seconds: console.print(f"[green]storage back[/] after {seconds:.1f} s", markup=True),
     )
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        opened = pool.submit(policy.call, lambda: open_study(spec, url, options.space))
+    with ThreadPoolExecutor(max_workers=1) as pool:
         imported = pool.submit(import_tune_side)
         with environment_without(ENV_VAR):  # a local Ray's processes inherit our environment; they never need it
             start_ray(options.address)
-        study, created = opened.result()
         imported.result()
+    study, created = policy.call(lambda: open_study(spec, url, options.space))
     trial_actors_on_prestarted_workers()
     orphans = [] if created else policy.call(lambda: orphaned_trials(study))
     # enqueued rows take trials but no grid point: the grid still has all its points to give
@@ -274,8 +279,6 @@ def run_sweep(options: SweepOptions) -> optuna.Study:
         from sweeper import fused
 
         searcher_type, recorder_type = fused.FusedSearcher, fused.FusedRecorder
-    results_root = Path(options.results_dir).resolve()
-    private_folder(results_root / "ray")  # Tune's pickles of trial configs and results: the owner's alone
     writer = StudyWriter(policy)
     searcher = searcher_type(study, spec, checkpoint_root=str(results_root / "checkpoints"), budget=budget,
                              driver=Driver.current(), policy=policy, writer=writer, orphans=orphans)

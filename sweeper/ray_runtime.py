@@ -9,8 +9,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
+import socket
 
 import optuna
+
+from sweeper.errors import BadInput
 
 # Tune must not chdir trials into its results folder (relative data paths would break), nor take over
 # Ctrl-C (we want KeyboardInterrupt, exit 130 and a resumable study), nor write its own loggers per trial.
@@ -39,6 +43,28 @@ LOCAL_SYSTEM_CONFIG = {
     "raylet_client_connect_timeout_milliseconds": 50,
     "raylet_client_num_connect_attempts": 200,
 }
+
+
+ADDRESS_TIMEOUT_S = 5.0
+_ADDRESS = re.compile(r"(?:ray://)?(\[[0-9a-fA-F:]+\]|[^\s:/\[\]]+):(\d{1,5})")
+
+
+def check_ray_address(address: str | None) -> None:
+    """Refuse an address Ray cannot join before anything starts: a malformed one raises deep inside ``ray.init``,
+    and one where nothing listens has it retry for minutes. ``auto`` and ``local`` are Ray's own words."""
+    flag = "--address" if address else "RAY_ADDRESS"
+    address = (address or os.environ.get("RAY_ADDRESS") or "local").strip()
+    if address in ("auto", "local"):
+        return
+    match = _ADDRESS.fullmatch(address)
+    if match is None or not 0 < int(match[2]) < 65536:
+        raise BadInput(f"{flag} {address!r}: expected HOST:PORT of a Ray head (e.g. 10.0.0.5:6379), "
+                       "ray://HOST:PORT, auto (the cluster `ray start` left on this machine) or local")
+    try:
+        socket.create_connection((match[1].strip("[]"), int(match[2])), timeout=ADDRESS_TIMEOUT_S).close()
+    except OSError as exc:
+        raise BadInput(f"{flag} {address!r}: no Ray head answers there ({exc.strerror or exc}); start one with "
+                       "`ray start --head`, or leave out --address for a Ray of the sweep's own") from None
 
 
 def start_ray(address: str | None = None) -> None:

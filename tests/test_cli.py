@@ -79,6 +79,20 @@ def test_validate_prints_a_storage_password_masked(tmp_path):
     assert "hunter2secret" not in refused.stderr and "team:***@db.example.com" in refused.stderr
 
 
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--address", "garbage"], "--address 'garbage': expected HOST:PORT of a Ray head"),
+    (["--address", "127.0.0.1:1"], "--address '127.0.0.1:1': no Ray head answers there (Connection refused)"),
+    (["--results-dir", "/proc/sweeper-x"], "--results-dir /proc/sweeper-x: cannot create /proc/sweeper-x"),
+    (["--max-failures", "-1"], "Invalid value for '--max-failures'"),
+])
+def test_bad_run_flags_are_refused_before_the_study_is_written(tmp_path, flags, message):
+    """Ray's own failures for these come after the study was created (and, on resume, its spec rewritten)."""
+    proc = sweeper("run", "spaces/asl20.yaml", "--quick", "--storage", "sqlite:///s.db", *flags, cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert message in proc.stderr
+    assert not (tmp_path / "s.db").exists()
+
+
 def test_validate_prints_the_storage_a_run_would_use(tmp_path):
     """--storage beats SWEEPER_STORAGE beats the space's key: validate names the URL and where it came from."""
     base = {k: v for k, v in os.environ.items() if k != "SWEEPER_STORAGE"}
