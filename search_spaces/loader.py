@@ -28,6 +28,7 @@ BUILTIN_DIR = Path(__file__).resolve().with_name("spaces")
 DEFAULT_QUICK = {"training.dataset.samples_per_class": 8, "training.epochs": 3, "budget.trials": 6,
                  "budget.max_concurrent": 2}
 QUICK_SUFFIX = "-quick"
+MAX_YAML_VALUES = 100_000  # a space has hundreds; nested aliases can expand a small file to billions
 
 
 class SpaceLoader(yaml.SafeLoader):
@@ -89,11 +90,16 @@ def _read_yaml(text: str, file: str) -> tuple[Any, dict[Atoms, int]]:
         raise SpecError.single(file, f"invalid YAML: {exc}") from None
     lines: dict[Atoms, int] = {}
     twice: list[SpecIssue] = []
+    inside: list[yaml.Node] = []  # the nodes holding the one walked: an alias to one of them contains itself
 
     def walk(node: yaml.Node, where: Atoms) -> None:
-        lines.setdefault(where, node.start_mark.line + 1)
-        if len(where) > 64:  # an alias that contains itself
-            return
+        line = lines.setdefault(where, node.start_mark.line + 1)
+        recursive = any(node is outer for outer in inside)
+        if recursive or len(lines) > MAX_YAML_VALUES:
+            raise SpecError.single(file, "an alias that contains itself" if recursive else
+                                   f"more than {MAX_YAML_VALUES:,} values once aliases are expanded", line=line,
+                                   field=".".join(where))
+        inside.append(node)
         if isinstance(node, yaml.SequenceNode):
             for i, item in enumerate(node.value):
                 walk(item, (*where, str(i)))
@@ -106,6 +112,7 @@ def _read_yaml(text: str, file: str) -> tuple[Any, dict[Atoms, int]]:
                 seen.setdefault(key.value, key.start_mark.line + 1)
                 lines.setdefault(here := (*where, *atoms([key.value])), key.start_mark.line + 1)
                 walk(value, here)
+        inside.pop()
 
     if root is not None:
         walk(root, ())

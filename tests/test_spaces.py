@@ -344,6 +344,12 @@ def test_yaml_problems(tmp_path: Path) -> None:
     err = errors(write(tmp_path, "params:\n  lr: &r {type: float, low: 0.001, high: 0.01}\n"
                                  "  wd:\n    <<: *r\n    high: 0.2\n    high: 0.3\n"))
     assert str(err) == f"{tmp_path / 'space.yaml'}:6: params.wd.high: duplicate key (first at line 5)"
+    err = errors(write(tmp_path, MINIMAL + "training: &t\n  epochs: 3\n  again: *t\n"))  # would recurse forever
+    assert str(err) == f"{tmp_path / 'space.yaml'}:5: training.again: an alias that contains itself"
+    laughs = ["a: &a [x, x, x, x, x, x, x, x, x, x]"] + [f"{c}: &{c} [{', '.join(['*' + p] * 10)}]"
+                                                        for p, c in zip("abcdefg", "bcdefgh", strict=True)]
+    err = errors(write(tmp_path, MINIMAL + "\n".join(laughs) + "\n"))  # 10**8 values: gigabytes, minutes
+    assert err.message == "more than 100,000 values once aliases are expanded"
     only_fixed = write(tmp_path, "params:\n  seed: {type: fixed, value: 1}\n")
     assert "needs at least one param to tune" in str(errors(only_fixed))
     assert str(errors(write(tmp_path, "params:\n"))) == \
