@@ -199,6 +199,14 @@ def unknown_key(key: Any, allowed: list[str], what: str = "key") -> str:
     return f"unknown {what} {key!r}{did_you_mean(key, allowed)}; allowed: {', '.join(allowed) or '(none)'}"
 
 
+def _int_text(text: str) -> int | float:
+    """``"42"`` exactly (``float()`` would round a 20-digit seed), ``"1e3"`` through float."""
+    try:
+        return int(text.strip())
+    except ValueError:
+        return float(text)
+
+
 def coerce(key: str, raw: Any, kind: Any) -> Any:
     """Turn a YAML/CLI value into the field's type; strings from ``--set`` are parsed here."""
     kind = {"int": int, "float": float, "bool": bool, "str": str}.get(kind, kind) if isinstance(kind, str) else kind
@@ -214,8 +222,10 @@ def coerce(key: str, raw: Any, kind: Any) -> Any:
         if kind is int:
             if isinstance(raw, bool):
                 raise ValueError
-            value = float(raw) if isinstance(raw, str) else raw
-            if isinstance(value, float) and not value.is_integer():
+            value = _int_text(raw) if isinstance(raw, str) else raw
+            if isinstance(value, float) and not (value.is_integer() and abs(value) < 2**53):  # 1e30: not a count
+                raise ValueError
+            if not -2**63 <= int(value) < 2**63:  # what torch and the database hold
                 raise ValueError
             return int(value)
         if kind is float:
