@@ -10,6 +10,7 @@ import contextlib
 import copy
 import os
 import re
+import reprlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -224,7 +225,7 @@ def _messages(error: Mapping[str, Any]) -> list[tuple[tuple[Any, ...], str]]:
     if kind == "missing":
         return [(loc, "is required")]
     scalar = kind != "spec" and (isinstance(given, str | int | float | bool) or given is None)
-    return [(loc, error["msg"] + (f" (got {given!r})" if scalar else ""))]
+    return [(loc, error["msg"] + (f" (got {reprlib.repr(given)})" if scalar else ""))]
 
 
 def _issue(file: str, lines: dict[Atoms, int], origins: list[tuple[Atoms, str, int | None]], path: Sequence[Any],

@@ -102,7 +102,7 @@ class Spec(BaseModel):
     """One sweep: what to train, what to tune, how to sample and schedule, and what counts as success."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
-    name: str = Field(min_length=1)  # the study; default: the file's stem
+    name: str = Field(min_length=1, max_length=512)  # the study (Optuna's limit); default: the file's stem
     description: str = ""
     storage: str | None = None  # Optuna storage URL; the driver may override it (--storage, environment)
     entrypoint: str = Field(DEFAULT_ENTRYPOINT, validate_default=True)

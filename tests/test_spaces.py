@@ -350,6 +350,9 @@ def test_yaml_problems(tmp_path: Path) -> None:
                                                         for p, c in zip("abcdefg", "bcdefgh", strict=True)]
     err = errors(write(tmp_path, MINIMAL + "\n".join(laughs) + "\n"))  # 10**8 values: gigabytes, minutes
     assert err.message == "more than 100,000 values once aliases are expanded"
+    err = errors(write(tmp_path, MINIMAL + f"name: {'x' * 513}\n"))  # Optuna would refuse it after Ray started
+    assert str(err) == f"{tmp_path / 'space.yaml'}:3: name: String should have at most 512 characters (got " \
+                       "'xxxxxxxxxxxx...xxxxxxxxxxxxx')"
     only_fixed = write(tmp_path, "params:\n  seed: {type: fixed, value: 1}\n")
     assert "needs at least one param to tune" in str(errors(only_fixed))
     assert str(errors(write(tmp_path, "params:\n"))) == \
