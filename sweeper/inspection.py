@@ -236,6 +236,8 @@ def report(storage: optuna.storages.BaseStorage, url: str, name: str, output: Pa
         raise BadInput(f"--top must be at least 1, not {top}.")
     view = load_view(storage, name, url)
     path = output or Path(f"{_file_safe(name)}-report.html")
+    if path.suffix.lower() not in ("", ".html", ".htm"):  # a report.csv would be HTML all the same
+        raise BadInput(f"Cannot write the report to {str(path)!r}: it is an HTML page; name the file .html.")
     if not path.parent.is_dir():
         raise BadInput(f"Cannot write the report to {str(path)!r}: the folder {str(path.parent)!r} does not exist.")
     page = build_report(view, url=url, top=top)

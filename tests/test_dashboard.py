@@ -118,6 +118,7 @@ def test_dashboard_of_a_space_file_uses_its_storage(tmp_path):
 @pytest.mark.parametrize(("args", "message"), [
     (["--storage", "sqlite:///missing.db"], "There is no SQLite database"),
     (["--storage", "mysql://u:hunter22@127.0.0.1/x"], "Unsupported storage"),
+    (["--storage", "sqlite:///missing.db", "--host", " "], "--host is empty"),  # not every interface
 ])
 def test_dashboard_bad_input_is_one_message_and_exit_2(tmp_path, args, message):
     proc = subprocess.run([sys.executable, "-m", "sweeper.cli", "dashboard", *args], capture_output=True,

@@ -167,6 +167,7 @@ def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
             "status_one_json": ["status", found.name, "--format", "json", *storage],
             "best_json": ["best", found.name, "--format", "json", *storage],
             "xlsx": ["export", found.name, "-o", str(folder / "trials.xlsx"), *storage],
+            "report_csv": ["report", found.name, "-o", str(folder / "report.csv"), *storage],
         }, folder)
         found.unchanged = before is None or digest(folder) == before
         yield found
@@ -445,6 +446,9 @@ def test_export_refuses_a_file_named_for_another_format(backend: Backend) -> Non
     message = " ".join(proc.stderr.split())
     assert "trials.xlsx" in message and "writes csv or json, not 'xlsx'" in message
     assert not (backend.folder / "trials.xlsx").exists()
+    report = backend.out["report_csv"]  # an HTML page, whatever the name says
+    assert report.returncode == 2 and "it is an HTML page; name the file .html" in " ".join(report.stderr.split())
+    assert not (backend.folder / "report.csv").exists()
 
 
 def test_export_json_is_a_list_of_objects(backend: Backend) -> None:
