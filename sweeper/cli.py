@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
@@ -61,8 +62,10 @@ def _folder(value: str | Path | None) -> str | Path | None:
             existing = existing.parent
         if not existing.is_dir():
             raise typer.BadParameter(f"{existing} is a file, not a folder")
-        if not os.access(existing, os.W_OK | os.X_OK):
-            raise typer.BadParameter(f"{existing} is not writable")
+        try:  # os.access says yes to root everywhere, /proc included: make a folder there, and remove it
+            os.rmdir(tempfile.mkdtemp(dir=existing, prefix=".sweeper-check-"))
+        except OSError as exc:
+            raise typer.BadParameter(f"cannot make a folder in {existing}: {exc.strerror or exc}") from None
     return value
 
 
