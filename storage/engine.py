@@ -24,7 +24,7 @@ from typing import Any
 import optuna
 import sqlalchemy
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, SAWarning, SQLAlchemyError
 
 from storage.errors import StorageError
 from storage.urls import is_sqlite, mask_in_text, mask_url, sqlite_path, validate_storage_url
@@ -60,6 +60,7 @@ def open_storage(
     fails stale trials itself (https://optuna.readthedocs.io/en/stable/reference/generated/optuna.storages.RDBStorage.html).
     """
     url = validate_storage_url(url)
+    check_sqlite_options(url)
     _check_positive("heartbeat_interval", heartbeat_interval)
     _check_positive("grace_period", grace_period)
     if grace_period is not None and heartbeat_interval is None:
@@ -92,6 +93,20 @@ def open_storage(
         ) from None
     except (SQLAlchemyError, optuna.exceptions.StorageInternalError, RuntimeError, sqlite3.Error) as exc:
         raise as_storage_error(exc, url) from None
+
+
+def check_sqlite_options(url: str) -> None:
+    """Refuse a SQLite URL option that the driver cannot read (``?timeout=abc``: a traceback at the first connect)
+    or would ignore (a misspelt one: a warning, and the setting silently off)."""
+    if not is_sqlite(url):
+        return
+    parsed = make_url(url)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SAWarning)
+        try:
+            parsed.get_dialect()().create_connect_args(parsed)
+        except (SAWarning, ValueError, TypeError) as exc:
+            raise StorageError(f"{mask_url(url)}: bad query option: {exc}".split(" (Background on")[0]) from None
 
 
 def _has_optuna_tables(url: str, engine_kwargs: dict[str, Any]) -> bool:

@@ -23,7 +23,7 @@ from rich.markup import escape
 from search_spaces.loader import load_spec, resolve_space_path, spec_from_dict
 from search_spaces.schema import Spec
 from storage import attrs
-from storage.engine import as_storage_error, close_storage, fold_sqlite_wal, open_storage
+from storage.engine import as_storage_error, check_sqlite_options, close_storage, fold_sqlite_wal, open_storage
 from storage.environment import record_environment
 from storage.errors import StorageError
 from storage.report import targets_met
@@ -85,6 +85,7 @@ def sweep_storage_url(url: str) -> str:
     if is_sqlite(url) and sqlite_path(url) is None:
         raise StorageError(f"{mask_url(url)!r} is an in-memory SQLite database: each connection gets its own, empty "
                            "one, and it is gone when the sweep ends. Name a file, e.g. sqlite:///sweeps.db.")
+    check_sqlite_options(url)
     return url
 
 

@@ -249,6 +249,16 @@ def test_open_without_create_refuses_a_missing_sqlite_file(tmp_path: Path) -> No
     assert not path.exists()
 
 
+@pytest.mark.parametrize(("query", "message"), [("timeout=abc", "could not convert string to float: 'abc'"),
+                                              ("timeuot=30", "'timeuot' are not accepted by the pysqlite driver")])
+def test_open_rejects_a_sqlite_option_the_driver_cannot_read_or_would_ignore(tmp_path: Path, query: str,
+                                                                             message: str) -> None:
+    with pytest.raises(StorageError, match=re.escape(message)):
+        open_storage(f"sqlite:///{tmp_path / 'x.db'}?{query}")
+    assert not (tmp_path / "x.db").exists()
+    close_storage(open_storage(f"sqlite:///{tmp_path / 'x.db'}?timeout=30"))
+
+
 def test_open_rejects_a_missing_folder(tmp_path: Path) -> None:
     with pytest.raises(StorageError, match="does not exist"):
         open_storage(f"sqlite:///{tmp_path / 'missing' / 'sweeps.db'}")
