@@ -70,6 +70,8 @@ def resolve_space_path(arg: str | os.PathLike[str]) -> Path:
     if path.is_dir():
         raise SpecError.single(str(arg), "is a folder, not a search-space file")
     name = path.stem if path.suffix in (".yaml", ".yml") else path.name
+    if path.parent.as_posix() == "." and (local := Path("spaces", f"{name}.yaml")).is_file():
+        return local  # NAME means spaces/NAME.yaml, and a local one wins here as it does when spelt out
     if path.parent.as_posix() in (".", "spaces", "search_spaces/spaces") and (BUILTIN_DIR / f"{name}.yaml").is_file():
         return BUILTIN_DIR / f"{name}.yaml"
     names = [n for n, _ in list_builtin_spaces()]

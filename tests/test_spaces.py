@@ -117,6 +117,9 @@ def test_local_file_wins_over_builtin(tmp_path: Path, monkeypatch: pytest.Monkey
     assert resolve_space_path("spaces/asl50.yaml") == Path("spaces/asl50.yaml")
     spec = load_spec("spaces/asl50.yaml")
     assert spec.description == "mine" and spec.name == "asl50"
+    assert resolve_space_path("asl50") == resolve_space_path("asl50.yaml") == Path("spaces/asl50.yaml")  # NAME too
+    write(tmp_path / "spaces", MINIMAL, "mine.yaml")
+    assert resolve_space_path("mine") == Path("spaces/mine.yaml")
     assert resolve_space_path("asl20").resolve() == (BUILTIN_DIR / "asl20.yaml").resolve()
 
 
