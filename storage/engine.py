@@ -194,7 +194,7 @@ def _reason(detail: str, url: str) -> str:
         database = getattr(_parse(url), "database", None) or "?"
         return f"the database {database!r} does not exist at {where}: create it first (createdb {database})."
     if "role" in detail and "does not exist" in detail:
-        return f"the user {getattr(_parse(url), 'username', None)!r} does not exist at {where}."
+        return f"the user {_url_part(url, 'username', 'user')!r} does not exist at {where}."
     unreachable = (
         "connection refused", "could not connect", "timeout expired", "timed out", "failed to resolve host",
         "could not translate host name", "no route to host", "network is unreachable", "name or service not known",
@@ -216,10 +216,17 @@ def _reason(detail: str, url: str) -> str:
 
 def _where(url: str) -> str:
     """host:port of a PostgreSQL URL, for messages (never the user or password)."""
-    parsed = _parse(url)
-    if parsed is None:
+    if _parse(url) is None:
         return "the server"
-    return f"{parsed.host}:{parsed.port or 5432}" if parsed.host else "the local socket"
+    host = _url_part(url, "host", "host")
+    return f"{host}:{_url_part(url, 'port', 'port') or 5432}" if host else "the local socket"
+
+
+def _url_part(url: str, attribute: str, option: str) -> str | None:
+    """A part of the URL, or the libpq option that gives it in the query (``?host=db&user=me``)."""
+    parsed = _parse(url)
+    value = getattr(parsed, attribute, None) or (parsed.query.get(option) if parsed is not None else None)
+    return str(value[0] if isinstance(value, tuple) else value) if value else None
 
 
 def _parse(url: str) -> URL | None:

@@ -296,9 +296,11 @@ def main() -> None:
         err_console.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True)
         sys.exit(STORAGE_UNAVAILABLE_EXIT_CODE)
     except BAD_INPUT as exc:
+        from storage.errors import StorageError
         from storage.urls import mask_url  # a --set storage=... that fails to load is quoted in the message
 
-        err_console.print(f"[bold red]error:[/] {escape(mask_url(str(exc)))}", markup=True)
+        text = str(exc) if isinstance(exc, StorageError) else mask_url(str(exc))  # masked once: password=***: ...
+        err_console.print(f"[bold red]error:[/] {escape(text)}", markup=True)
         sys.exit(USAGE_EXIT_CODE)
 
 

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+from sqlalchemy.engine import make_url
 
 
 def sweeper(*args, cwd=None):
@@ -195,3 +196,13 @@ def test_train_of_a_users_function_prints_numpy_numbers_and_refuses_a_result_tha
     odd = sweeper("train", "odd.yaml", "--set", "mode=not_a_dict", cwd=tmp_path)
     assert odd.returncode == 2 and "Traceback" not in odd.stderr
     assert "odd_train:train must return a dict of metric name -> value or None, not float" in odd.stderr
+
+
+def test_a_user_and_host_given_as_query_options_are_named_in_the_error(tmp_path, postgres_url):
+    server = make_url(postgres_url)
+    url = f"postgresql+psycopg:///{server.database}?host={server.host}&port={server.port or 5432}" \
+          "&user=nosuchuser&password=secret1"
+    proc = sweeper("status", "--storage", url, cwd=tmp_path)
+    assert proc.returncode == 2 and "secret1" not in proc.stderr, proc.stderr
+    assert f"password=***: the user 'nosuchuser' does not exist at {server.host}:{server.port or 5432}" \
+        in " ".join(proc.stderr.split())
