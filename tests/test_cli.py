@@ -56,6 +56,8 @@ def test_validate_and_spaces(tmp_path):
 @pytest.mark.parametrize(("dataset", "missing"), [
     ("{name: npz, path: gone.npz}", "gone.npz: file not found"),
     ("{name: wlasl, path: .}", "nslt_100.json: split file not found"),
+    ("{name: npz, path: data.yaml}", "data.yaml: cannot be read as .npz (not a zip archive"),  # every trial: FAIL
+    ("{name: wlasl, path: ., split_file: data.yaml}", "data.yaml: invalid JSON (line 1"),
 ])
 @pytest.mark.parametrize("command", ["run", "validate"])
 def test_data_the_trials_would_not_find_is_refused_before_the_sweep(tmp_path, command, dataset, missing):

@@ -78,20 +78,31 @@ def read_npz(path: str | Path, *, classes: int | None = None, seed: int = 0) -> 
 
 
 def check_found(kind: str, path: str | Path, split_file: str = "nslt_100.json") -> None:
-    """The file a reader opens first exists. The driver checks this before a sweep, whose trials would all fail."""
+    """The file a reader opens first exists and opens, without reading an array: the driver checks this before a
+    sweep, whose trials would all fail."""
     path = Path(path)
     if kind == "npz" and not path.is_file():
         raise DataError(f"{path}: file not found" + (" (it is a folder)" if path.is_dir() else ""))
+    if kind == "npz" and not zipfile.is_zipfile(path):  # np.load would try other formats, pickle included
+        raise DataError(f"{path}: cannot be read as .npz (not a zip archive; write it with numpy.savez)")
+    if kind == "npz":
+        try:
+            with zipfile.ZipFile(path) as archive:
+                found = sorted(n.removesuffix(".npy") for n in archive.namelist())
+        except (OSError, zipfile.BadZipFile) as exc:
+            raise DataError(f"{path}: cannot be read as .npz ({exc})") from None
+        if missing := [key for key in ("X", "y") if key not in found]:
+            raise DataError(f"{path}: has no array {missing[0]!r} (found: {', '.join(found) or 'none'})")
     if kind == "wlasl" and not path.is_dir():
         raise DataError(f"{path}: WLASL root folder not found")
     if kind == "wlasl" and not (path / split_file).is_file():
         raise DataError(f"{path / split_file}: split file not found (dataset.split_file)")
+    if kind == "wlasl":
+        _read_split_json(path / split_file, str(path / split_file))
 
 
 def _read_npz(path: Path, name: str) -> dict[str, np.ndarray]:
     check_found("npz", path)
-    if not zipfile.is_zipfile(path):  # np.load would try other formats, pickle included, and say something odd
-        raise DataError(f"{name}: cannot be read as .npz (not a zip archive; write it with numpy.savez)")
     try:
         with np.load(path, allow_pickle=False) as archive:
             return {key: archive[key] for key in archive.files}
