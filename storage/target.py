@@ -56,11 +56,12 @@ def time_to_target(trials: Sequence[FrozenTrial], met: FrozenTrial, now: datetim
     }
 
 
-def record_target_met(study: optuna.Study, met: FrozenTrial) -> TargetMet | None:
-    """Write ``target_met`` for ``met`` unless the study has one already (an earlier trial, or an earlier run)."""
+def record_target_met(study: optuna.Study, met: FrozenTrial, finished: datetime | None = None) -> TargetMet | None:
+    """Write ``target_met`` for ``met``, which finished at ``finished`` (default: when its tell was written),
+    unless the study has one already (an earlier trial, or an earlier run)."""
     if isinstance(study.user_attrs.get(TARGET_MET), dict):
         return None
-    record = time_to_target(study.get_trials(deepcopy=False), met)
+    record = time_to_target(study.get_trials(deepcopy=False), met, finished)
     study.set_user_attr(TARGET_MET, dict(record))
     return record
 

@@ -13,6 +13,7 @@ import os
 import re
 import warnings
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +78,8 @@ class StudyRecorder(DriverOnly, Callback):
         if result.get(FINAL_FLAG):
             if self._meets_targets(user_attrs, result.get("best_" + self.metric, result.get(self.metric))):
                 self.target_reached = True
-            self.writer.submit(lambda: self._complete(optuna_trial, result, user_attrs))
+            finished = datetime.now()  # before Tune fills the slot: the tell may be written later, after it
+            self.writer.submit(lambda: self._complete(optuna_trial, result, user_attrs, finished))
         else:
             # only a reached target stops running trials; after budget.time they run on, and a rung may stop them
             ended = self.spec.budget.stop_on_target and self.target_reached
@@ -91,7 +93,8 @@ class StudyRecorder(DriverOnly, Callback):
         if optuna_trial is not None:
             self._fail(optuna_trial, error_message(trial), dict(trial.last_result or {}))
 
-    def _complete(self, optuna_trial: optuna.Trial, result: dict, user_attrs: dict[str, Any]) -> None:
+    def _complete(self, optuna_trial: optuna.Trial, result: dict, user_attrs: dict[str, Any],
+                  finished: datetime) -> None:
         last = result.get("best_" + self.metric, result.get(self.metric))
         if isinstance(last, float) and math.isnan(last):  # not an earlier epoch's value in its place
             message = f"the training function ended with {self.metric} = nan"
@@ -105,7 +108,7 @@ class StudyRecorder(DriverOnly, Callback):
         else:
             frozen = self._finish(optuna_trial, result, user_attrs, value=value)
             if self._meets_targets(user_attrs, value):  # once per study: the first
-                self.writer.submit(lambda: record_target_met(self.study, frozen))  # a write of its own, after
+                self.writer.submit(lambda: record_target_met(self.study, frozen, finished))  # a write of its own
 
     def _meets_targets(self, recorded: dict, value: Any) -> bool:
         """Judged on what the study records (the trial's attrs, its value for the objective), as status and the
