@@ -220,9 +220,9 @@ def run_sweep(options: SweepOptions) -> optuna.Study:
         private_folder(results_root / "ray")
     except OSError as exc:
         raise BadInput(f"--results-dir {options.results_dir}: cannot create {exc.filename}: {exc.strerror}") from None
-    # Ray's start-up (seconds, mostly waiting on its processes) overlaps importing Tune; the study is opened once
-    # Ray is up, so a Ray that cannot start writes nothing. Ray itself is imported first, so the thread never
-    # imports the same Ray modules at once.
+    # Ray's start-up (seconds, mostly waiting on its processes) overlaps opening the storage and importing Tune;
+    # both come after validation (the --address too), so bad input still starts nothing and writes nothing. Ray
+    # itself is imported first, so the threads never import the same Ray modules at once.
     import ray  # noqa: F401
 
     searcher: Any = None  # the outage lines count its running trials
@@ -235,12 +235,13 @@ def run_sweep(options: SweepOptions) -> optuna.Study:
             markup=True),
         on_recovered=lambda seconds: console.print(f"[green]storage back[/] after {seconds:.1f} s", markup=True),
     )
-    with ThreadPoolExecutor(max_workers=1) as pool:
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        opened = pool.submit(policy.call, lambda: open_study(spec, url, options.space))
         imported = pool.submit(import_tune_side)
         with environment_without(ENV_VAR):  # a local Ray's processes inherit our environment; they never need it
             start_ray(options.address)
+        study, created = opened.result()
         imported.result()
-    study, created = policy.call(lambda: open_study(spec, url, options.space))
     trial_actors_on_prestarted_workers()
     orphans = [] if created else policy.call(lambda: orphaned_trials(study))
     # enqueued rows take trials but no grid point: the grid still has all its points to give
