@@ -38,6 +38,8 @@ def build_scheduler(spec: Spec) -> TrialScheduler:
     epochs = planned_epochs(spec)
     kind = spec.scheduler.type
     if kind in ("asha", "hyperband"):
+        if epochs and options.get("grace_period", 1) >= epochs and "max_t" not in options:
+            return FIFOScheduler()  # its first rung would be the last epoch: it could only prune finished trials
         options.setdefault("max_t", max(epochs - 1, options.get("grace_period", 1)) if epochs else 100)
         kind_of = ASHAScheduler if kind == "asha" else HyperBandScheduler
         return kind_of(**common, **options, stop_last_trials=False)

@@ -89,3 +89,8 @@ def test_scheduler_periods_stay_below_the_last_epoch():
     hyperband = scheduler("scheduler={type: hyperband}", "training.epochs=9")
     assert hyperband._max_t_attr == 8 and not hyperband._stop_last_trials
     assert scheduler("scheduler={type: median}")._grace_period == 1  # epochs, not Ray's 60 (seconds)
+    # a grace period of all the epochs: the first rung would be the last epoch, where it could only prune
+    # trials that trained fully; nothing is left to schedule
+    short = ("params.warmup_epochs={type: fixed, value: 0}", "enqueue=[]")
+    assert type(scheduler(*short, "training.epochs=3", "scheduler.grace_period=3")).__name__ == "FIFOScheduler"
+    assert type(scheduler(*short, "training.epochs=1", "scheduler={type: hyperband}")).__name__ == "FIFOScheduler"
