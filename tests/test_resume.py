@@ -237,6 +237,19 @@ def test_resume_takes_a_bigger_budget_but_refuses_a_changed_search(tmp_path):
     assert study.user_attrs["spec"]["params"]["x"]["high"] == 1.0 and not study.trials
 
 
+def test_a_quick_run_with_another_scheduler_resumes_from_its_stored_spec(tmp_path, monkeypatch):
+    """The stored spec is what ran: its quick: section (grace_period 1 for asl20's ASHA) is not applied again to
+    the scheduler --set made none."""
+    monkeypatch.chdir(tmp_path)
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    spec, _ = prepare(SweepOptions(space="spaces/asl20.yaml", quick=True, storage=url,
+                                   overrides=("scheduler.type=none",)))
+    open_study(spec, url, "spaces/asl20.yaml")
+    resumed, _ = prepare(SweepOptions(study=spec.name, storage=url, overrides=("budget.trials=8",)))
+    assert resumed.scheduler.type == "none" and resumed.budget.trials == 8
+    assert resumed.training == spec.training  # the quick profile's epochs and data, as it ran
+
+
 def test_resume_of_an_unknown_study_is_one_message(tmp_path):
     url = f"sqlite:///{tmp_path / 'sweeps.db'}"
     create_or_load_study(open_storage(url), "asl20-quick", "maximize")
