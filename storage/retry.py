@@ -79,8 +79,8 @@ def _verdict(error: BaseException) -> bool | None:
         return "locked" in str(error) or "busy" in str(error)
     if isinstance(error, ConnectionError):
         return True
-    if type(error).__module__.startswith("psycopg") and type(error).__name__ in ("OperationalError",
-                                                                                   "InterfaceError"):
+    if any(kind.__module__.startswith("psycopg") and kind.__name__ in ("OperationalError", "InterfaceError")
+           for kind in type(error).__mro__):  # their subclasses too: ConnectionTimeout, from a server that hangs
         return not any(marker in str(error).lower() for marker in PERMANENT_CONNECT_ERRORS)
     return None
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -42,10 +43,13 @@ class StudyWriter:
             raise self.error
 
     def drain(self, timeout_s: float) -> None:
-        """:meth:`flush` for a driver that is leaving anyway: wait at most ``timeout_s``, raise nothing."""
+        """:meth:`flush` for a driver that is leaving anyway: wait at most ``timeout_s``, and not while the storage
+        is away (what is left unwritten runs again on resume); raise nothing."""
         waiter = threading.Thread(target=self._queue.join, daemon=True)
         waiter.start()
-        waiter.join(timeout_s)
+        deadline = time.monotonic() + timeout_s
+        while waiter.is_alive() and time.monotonic() < deadline and not self.policy.in_outage:
+            waiter.join(0.1)
 
     def _run(self) -> None:
         while True:

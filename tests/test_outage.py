@@ -9,6 +9,7 @@ intermediate value for every epoch it trained.
 from __future__ import annotations
 
 import os
+import socket
 import sqlite3
 import subprocess
 import threading
@@ -96,6 +97,11 @@ def test_transient_failures_are_told_from_bad_input_by_real_errors(tmp_path, pos
         raise AssertionError("no error")
 
     refused = error_of(lambda: open_storage("postgresql+psycopg://postgres@127.0.0.1:1/test"))
+    with socket.socket() as silent:  # a server that takes the connection and never answers: ConnectionTimeout
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        hung = error_of(lambda: open_storage(
+            f"postgresql+psycopg://postgres@127.0.0.1:{silent.getsockname()[1]}/test?connect_timeout=1"))
     no_role = error_of(lambda: open_storage(postgres_url.replace("postgres@", "no_such_role_x@")))
     bad_options = [error_of(lambda q=q: open_storage(f"{postgres_url}?{q}"))
                    for q in ("sslmode=bogus", "keepalives=x", "bogusopt=1", "target_session_attrs=nonsense")]
@@ -110,7 +116,7 @@ def test_transient_failures_are_told_from_bad_input_by_real_errors(tmp_path, pos
     duplicate = error_of(lambda: [storage.create_new_study([optuna.study.StudyDirection.MAXIMIZE], "same")
                                   for _ in range(2)])
     close_storage(storage)
-    assert is_transient(refused) and is_transient(locked)
+    assert is_transient(refused) and is_transient(locked) and is_transient(hung), hung
     assert not is_transient(no_role) and not is_transient(duplicate) and not is_transient(ValueError("bug"))
     assert not any(is_transient(error) for error in bad_options), bad_options
 
@@ -394,3 +400,21 @@ def test_a_study_created_before_a_lost_answer_still_gets_the_spaces_enqueued_poi
     waiting = study.get_trials(deepcopy=False, states=(TS.WAITING,))
     assert [t.system_attrs["fixed_params"] for t in waiting] == spec.enqueue
     close_storage(study._storage._backend)  # Optuna wraps the RDB storage in a cache
+
+
+def test_ctrl_c_does_not_wait_for_writes_the_storage_is_refusing():
+    """On Ctrl-C the driver drains the writes queued so far, but not during an outage: they run again on resume,
+    and the user should not wait the drain's 10 s for a database that is away."""
+    from sweeper.study_writer import StudyWriter
+
+    def refused() -> None:
+        raise sqlite3.OperationalError("database is locked")  # what SQLite says while another process holds it
+
+    writer = StudyWriter(OutagePolicy(30.0))
+    writer.submit(refused)
+    deadline = time.monotonic() + 5
+    while not writer.policy.in_outage and time.monotonic() < deadline:
+        time.sleep(0.05)
+    started = time.monotonic()
+    writer.drain(10.0)
+    assert time.monotonic() - started < 2
