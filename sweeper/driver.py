@@ -342,11 +342,14 @@ def run_sweep(options: SweepOptions) -> optuna.Study:
         raise KeyboardInterrupt from None
     finally:  # the CLI leaves with os._exit, which skips SQLite's own checkpoint at the last close
         fold_sqlite_wal(url)
-    policy.call(lambda: printer.final_table(study))
-    if left := policy.call(lambda: orphaned_trials(study)):  # another driver on the study died after this one ended
-        console.print(f"{len(left)} trials of a driver that is gone are still RUNNING "
-                      f"({', '.join(f'#{t.number}' for t in left)}): sweeper run again carries them on")
-    states = policy.call(lambda: {t.state for t in study.get_trials(deepcopy=False)})
+    try:  # every trial is recorded; an outage now costs the summary only, and says so as any outage does
+        policy.call(lambda: printer.final_table(study))
+        if left := policy.call(lambda: orphaned_trials(study)):  # a driver on the study died after this one ended
+            console.print(f"{len(left)} trials of a driver that is gone are still RUNNING "
+                          f"({', '.join(f'#{t.number}' for t in left)}): sweeper run again carries them on")
+        states = policy.call(lambda: {t.state for t in study.get_trials(deepcopy=False)})
+    except StorageUnavailable:
+        raise StorageUnavailable(outage_message(policy, url)) from None
     if states and states <= {optuna.trial.TrialState.FAIL}:
         raise NothingFinished(f"every trial of {study.study_name} failed (their errors are above); fix the cause "
                               "and start over with --fresh (failed trials count in a study's budget)")
