@@ -320,8 +320,7 @@ def checkpointed_epoch(folder: Path, name: str, number: int) -> int:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("storage_url", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)],
-                         indirect=True)
+@pytest.mark.parametrize("storage_url", ["sqlite"], indirect=True)  # resume on PostgreSQL: test_resume.py's kill -9
 def test_kill_9_of_a_fused_sweep_resumes_each_member_from_its_own_checkpoint(tmp_path, storage_url):
     name = f"asl20-fused-{uuid.uuid4().hex[:8]}"
     overrides = [f"name={name}", "resources.fuse=3", "budget.max_concurrent=1", "training.epochs=6",
