@@ -83,7 +83,8 @@ def open_storage(
             except (SQLAlchemyError, optuna.exceptions.StorageInternalError):
                 # two drivers creating one new database: the loser's CREATE TABLE or version stamp fails on the
                 # winner's, and the tables it finds next time are complete
-                if not create or attempt == CREATE_ATTEMPTS or not _has_optuna_tables(url, engine_kwargs):
+                racing = create and attempt < CREATE_ATTEMPTS and set(OPTUNA_TABLES) & _table_names(url, engine_kwargs)
+                if not racing:
                     raise
                 time.sleep(0.1 * attempt)
     except ImportError:
@@ -109,21 +110,17 @@ def check_sqlite_options(url: str) -> None:
             raise StorageError(f"{mask_url(url)}: bad query option: {exc}".split(" (Background on")[0]) from None
 
 
-def _has_optuna_tables(url: str, engine_kwargs: dict[str, Any]) -> bool:
+def _table_names(url: str, engine_kwargs: dict[str, Any]) -> set[str]:
     engine = sqlalchemy.create_engine(url, **engine_kwargs)
     try:
-        return bool(set(OPTUNA_TABLES) & set(sqlalchemy.inspect(engine).get_table_names()))
+        return set(sqlalchemy.inspect(engine).get_table_names())
     finally:
         engine.dispose()
 
 
 def _check_optuna_tables(url: str, engine_kwargs: dict[str, Any]) -> None:
     """Refuse a database Optuna did not write, by its table names alone (reading them writes nothing)."""
-    engine = sqlalchemy.create_engine(url, **engine_kwargs)
-    try:
-        tables = set(sqlalchemy.inspect(engine).get_table_names())
-    finally:
-        engine.dispose()
+    tables = _table_names(url, engine_kwargs)
     if not tables:
         raise StorageError(f"There are no studies in {mask_url(url)}: the database is empty (no tables at all). "
                            "Run a sweep first (sweeper run SPACE), or check the storage URL.")

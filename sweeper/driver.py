@@ -26,7 +26,6 @@ from storage import attrs
 from storage.engine import as_storage_error, check_sqlite_options, close_storage, fold_sqlite_wal, open_storage
 from storage.environment import record_environment
 from storage.errors import StorageError
-from storage.report import targets_met
 from storage.resume import (
     GRACE_PERIOD_S,
     HEARTBEAT_INTERVAL_S,
@@ -256,14 +255,13 @@ def run_sweep(options: SweepOptions) -> optuna.Study:
 
     from ray import tune
 
-    from sweeper.recorder import StudyRecorder
+    from sweeper.recorder import StudyRecorder, meets_targets
     from sweeper.schedulers import SweepStopper, build_scheduler
     from sweeper.searcher import COUNTED, StudySearcher
     from sweeper.trainable import META_KEY, run_trial
 
     if not created and spec.targets:
-        policy.call(lambda: recover_target_met(study, lambda t: targets_met(
-            {**t.user_attrs, spec.objective.metric: t.value}, spec.targets, spec.metric_direction)))
+        policy.call(lambda: recover_target_met(study, lambda t: meets_targets(spec, t.user_attrs, t.value)))
     printer = SweepPrinter(spec, [] if created else policy.call(lambda: study.get_trials(deepcopy=False)))
     if spec.budget.stop_on_target and not created and target_met(policy.call(lambda: study.user_attrs)):
         # the last run stopped at its target, maybe before it could record its running trials as stopped

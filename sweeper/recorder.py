@@ -111,9 +111,7 @@ class StudyRecorder(DriverOnly, Callback):
                 self.writer.submit(lambda: record_target_met(self.study, frozen, finished))  # a write of its own
 
     def _meets_targets(self, recorded: dict, value: Any) -> bool:
-        """Judged on what the study records (the trial's attrs, its value for the objective), as status and the
-        report judge it."""
-        return targets_met({**recorded, self.metric: value}, self.spec.targets, self.spec.metric_direction)
+        return meets_targets(self.spec, recorded, value)
 
     def _fail(self, optuna_trial: optuna.Trial, message: str, result: dict, reason: str | None = None) -> None:
         user_attrs = {attrs.ERROR: message[:2000], **({attrs.STOP_REASON: reason} if reason else {})}
@@ -154,6 +152,12 @@ def final_value(result: dict, metric: str, optuna_trial: optuna.Trial) -> float 
         return float(value)
     recorded = optuna_trial.study._storage.get_trial(optuna_trial._trial_id).intermediate_values
     return recorded[max(recorded)] if recorded else None
+
+
+def meets_targets(spec: Spec, recorded: dict, value: Any) -> bool:
+    """Judged on what the study records (the trial's attrs, its value for the objective), as status and the
+    report judge it."""
+    return targets_met({**recorded, spec.objective.metric: value}, spec.targets, spec.metric_direction)
 
 
 def error_message(trial: Any) -> str:
