@@ -8,7 +8,10 @@ not either). Four tables, every figure measured on this machine in this run:
 2. packing: N concurrent trial processes on one device, what ``resources.gpu: 1/N`` does: aggregate samples/s
    and memory per process (CUDA: device memory in use over the processes, CUDA contexts included);
 3. one trial through ``torch.compile`` (mode reduce-overhead: CUDA graphs), against table 1's eager trial;
-4. fused groups: K trials of the preset trained as one stacked model: aggregate samples/s and memory.
+4. fused groups: K trials of the preset trained as one stacked model: aggregate samples/s and memory, without
+   and with mixup (the built-in spaces tune it, and a group draws it for all members at once on CUDA);
+5. learning: the same config trained alone and as members of one group, seed by seed: their validation Top-3
+   after a few more epochs, so that a fast group is also shown to train as well as its members would alone.
 
 "x one" is aggregate samples/s over one trial's: trials per device-hour relative to one trial per device, since
 every trial trains the same epochs. Timings are medians over the epochs after the first (warm-up).
@@ -38,16 +41,22 @@ from trials.fused import run_group
 from trials.train import run
 
 CUDA_DEFAULTS = {"sizes": ["small", "medium", "large"], "packing": [1, 2, 4, 8, 16],
-                 "fuse": [1, 2, 4, 8, 16, 32, 64], "epochs": 4, "samples_per_class": 80, "seconds": 10.0}
+                 "fuse": [1, 2, 4, 8, 16, 32, 64], "epochs": 4, "samples_per_class": 80, "seconds": 10.0,
+                 "learn_seeds": 8, "learn_epochs": 12}
 CPU_DEFAULTS = {"sizes": ["small"], "packing": [1, 2], "fuse": [1, 2, 4], "epochs": 3, "samples_per_class": 12,
-                "seconds": 3.0}
+                "seconds": 3.0, "learn_seeds": 2, "learn_epochs": 3}
+MIXUP = 0.2  # the mixup rows' alpha: seed 004's
 
 
 def trial_config(size: str, device: str, epochs: int, samples_per_class: int, seed: int = 0, **extra: Any
                  ) -> dict[str, Any]:
-    """The sweep's default trial of one preset: 20 synthetic classes, batch 32, dropout, smoothing, clipping."""
+    """The sweep's default trial of one preset: 20 synthetic classes, batch 32, dropout, smoothing, clipping;
+    ``--set`` settings on top (``extra``)."""
     return {"model.size": size, "dataset.classes": 20, "dataset.samples_per_class": samples_per_class,
-            "batch_size": 32, "epochs": epochs, "device": device, "seed": seed, **extra}
+            "batch_size": 32, "epochs": epochs, "device": device, "seed": seed, **SETTINGS, **extra}
+
+
+SETTINGS: dict[str, Any] = {}  # --set KEY=VALUE: another shape than a preset's (nslt1000: model.hidden=512 ...)
 
 
 def timed_epochs(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -62,8 +71,11 @@ def one_trial(config: dict[str, Any]) -> dict[str, float]:
 
 
 def fused_group(config: dict[str, Any], k: int, device: torch.device) -> dict[str, float]:
-    """K members that differ in lr and seed (as a sweep's would); aggregate samples/s of the group."""
-    members = [{**config, "seed": i, "lr": 1e-4 * (1 + i % 7)} for i in range(k)]
+    """K members that differ in lr and seed (as a sweep's would), and in mixup alpha where the config mixes;
+    aggregate samples/s of the group."""
+    mixes = config.get("mixup_alpha", 0) > 0
+    members = [{**config, "seed": i, "lr": 1e-4 * (1 + i % 7), **({"mixup_alpha": 0.1 * (1 + i % 4)} if mixes else {})}
+               for i in range(k)]
     reports: list[list[dict[str, Any]]] = [[] for _ in members]
     reset_memory(device)
     outcomes = run_group(members, [r.append for r in reports])
@@ -72,6 +84,23 @@ def fused_group(config: dict[str, Any], k: int, device: torch.device) -> dict[st
         raise RuntimeError(f"{len(failed)} of {k} members failed: {failed[0]}")
     rate = statistics.median(r["samples_per_second"] for r in timed_epochs(reports[0]))
     return {"samples_per_s": k * rate, "memory_mb": peak_memory_mb(device)}
+
+
+def learning(config: dict[str, Any], seeds: int) -> dict[str, list[float]]:
+    """Validation Top-3 (best epoch) of the config under seeds 0..n-1: each alone, then all as one group."""
+    configs = [{**config, "seed": i} for i in range(seeds)]
+    alone = [run(c)["val_top3"] for c in configs]
+    fused = [o["val_top3"] if isinstance(o, dict) else float("nan") for o in run_group(configs)]
+    return {"alone": alone, "fused": fused}
+
+
+def measured(what: Any, *args: Any) -> Any:
+    """``what(*args)``, or None after printing why it failed: one failing row must not lose the others."""
+    try:
+        return what(*args)
+    except Exception as exc:  # a row the device or compiler cannot run is a finding, not a crash
+        print(f"failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", flush=True)
+        return None
 
 
 def compiled_trial(config: dict[str, Any]) -> dict[str, float]:
@@ -173,6 +202,13 @@ def megabytes(value: float) -> str:
     return "-" if value != value else f"{value:.0f}"
 
 
+def json_or_text(key: str, value: str) -> tuple[str, Any]:
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
 # --- the report ----------------------------------------------------------------------------------------------
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -185,8 +221,13 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, help="epochs per measured run (the first is warm-up)")
     parser.add_argument("--samples-per-class", type=int, help="synthetic samples per class (20 classes)")
     parser.add_argument("--seconds", type=float, help="timed window of each packing run")
+    parser.add_argument("--learn-seeds", type=int, help="table 5: seeds trained alone and as one group (0: skip)")
+    parser.add_argument("--learn-epochs", type=int, help="table 5: epochs of each")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="trial settings for every table, e.g. model.hidden=512 dataset.classes=1000")
     parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    SETTINGS.update(json_or_text(*item.split("=", 1)) for item in args.set)
     if args.worker:
         worker(args.worker[0], float(args.worker[1]))
         return
@@ -199,55 +240,76 @@ def main() -> None:
     precision = "bf16 autocast" if device.type == "cuda" else "fp32"
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"{time.strftime('%Y-%m-%d')}  torch {torch.__version__}  {where}  batch 32  {precision}  "
-          f"{epochs} epochs of {int(20 * per_class * 0.6)}-ish samples, medians after the first")
+          f"{epochs} epochs of {int(SETTINGS.get('dataset.classes', 20) * per_class * 0.6)}-ish samples, medians "
+          f"after the first" + "".join(f"  {k}={v}" for k, v in SETTINGS.items()))
+
+    clock = time.perf_counter()
+
+    def took() -> str:
+        return f"({time.perf_counter() - clock:.0f} s in)"
 
     print("\n1. one trial")
-    print(f"{'model':<8}{'samples/s':>12}{'step ms':>10}")
+    print(f"{'model':<14}{'samples/s':>12}{'step ms':>10}")
     single: dict[str, float] = {}
-    for size in pick["sizes"]:
-        r = one_trial(trial_config(size, name, epochs, per_class))
-        single[size] = r["samples_per_s"]
-        print(f"{size:<8}{r['samples_per_s']:>12.0f}{r['step_ms']:>10.2f}")
+    for row, config in [*((size, trial_config(size, name, epochs, per_class)) for size in pick["sizes"]),
+                        (f"{pick['sizes'][0]}+mixup", trial_config(pick["sizes"][0], name, epochs, per_class,
+                                                                   mixup_alpha=MIXUP))]:
+        if r := measured(one_trial, config):
+            single[row] = r["samples_per_s"]
+            print(f"{row:<14}{r['samples_per_s']:>12.0f}{r['step_ms']:>10.2f}", flush=True)
     size = pick["sizes"][0]
     config = trial_config(size, name, epochs, per_class)
-    base = single[size]
+    base, base_mixup = single.get(size, float("nan")), single.get(f"{size}+mixup", float("nan"))
     best = ("one trial", 1, 1.0, float("nan"))
 
     if pick["packing"]:
-        print(f"\n2. packing: N {size} trial processes at once, {pick['seconds']:g} s each")
+        print(f"\n2. packing: N {size} trial processes at once, {pick['seconds']:g} s each {took()}")
         memory_label = "MB/process" if device.type == "cuda" else "RSS MB/proc"
         print(f"{'N':>4}{'samples/s':>12}{'x one':>8}{memory_label:>14}")
         for n in pick["packing"]:
-            r = packed(config, n, pick["seconds"], device)
-            ratio = r["samples_per_s"] / base
-            print(f"{n:>4}{r['samples_per_s']:>12.0f}{ratio:>8.2f}{r['memory_mb']:>14.0f}")
-            if ratio > best[2]:
-                best = ("packing", n, ratio, r["memory_mb"] * n)
+            if r := measured(packed, config, n, pick["seconds"], device):
+                ratio = r["samples_per_s"] / base
+                print(f"{n:>4}{r['samples_per_s']:>12.0f}{ratio:>8.2f}{r['memory_mb']:>14.0f}", flush=True)
+                if ratio > best[2]:
+                    best = ("packing", n, ratio, r["memory_mb"] * n)
 
     if args.compile == "yes" or (args.compile == "auto" and device.type == "cuda"):
-        print(f"\n3. one {size} trial, torch.compile(mode='reduce-overhead')")
-        try:
-            r = compiled_trial(config)
+        print(f"\n3. one {size} trial, torch.compile(mode='reduce-overhead') {took()}")
+        if r := measured(compiled_trial, config):
             verdict = "pays" if r["samples_per_s"] > base else "does not pay"
             print(f"samples/s {r['samples_per_s']:.0f}  step ms {r['step_ms']:.2f}  "
-                  f"x eager {r['samples_per_s'] / base:.2f}  ({verdict})")
-        except Exception as exc:  # a compiler that cannot handle this model is a finding, not a crash
-            print(f"failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+                  f"x eager {r['samples_per_s'] / base:.2f}  ({verdict})", flush=True)
     else:
         print("\n3. torch.compile: skipped (--compile yes to run it here)")
 
     if pick["fuse"]:
-        print(f"\n4. fused groups: K {size} trials as one stacked model")
-        print(f"{'K':>4}{'samples/s':>12}{'x one':>8}{'MB':>8}")
+        print(f"\n4. fused groups: K {size} trials as one stacked model; mixup: members with alpha 0.1-0.4, "
+              f"against one trial with mixup {MIXUP} {took()}")
+        print(f"{'K':>4}{'samples/s':>12}{'x one':>8}{'MB':>8}{'mixup s/s':>12}{'x one':>8}")
         for k in pick["fuse"]:
-            r = fused_group(config, k, device)
-            ratio = r["samples_per_s"] / base
-            print(f"{k:>4}{r['samples_per_s']:>12.0f}{ratio:>8.2f}{megabytes(r['memory_mb']):>8}")
-            if ratio > best[2]:
-                best = ("fused", k, ratio, r["memory_mb"])
+            plain = measured(fused_group, config, k, device)
+            mixed = measured(fused_group, {**config, "mixup_alpha": MIXUP}, k, device)
+            if plain:
+                ratio = plain["samples_per_s"] / base
+                mixed_cells = (f"{mixed['samples_per_s']:>12.0f}{mixed['samples_per_s'] / base_mixup:>8.2f}"
+                               if mixed else f"{'-':>12}{'-':>8}")
+                print(f"{k:>4}{plain['samples_per_s']:>12.0f}{ratio:>8.2f}{megabytes(plain['memory_mb']):>8}"
+                      + mixed_cells, flush=True)
+                if ratio > best[2]:
+                    best = ("fused", k, ratio, plain["memory_mb"])
+
+    if pick["learn_seeds"]:
+        learn = {**config, "epochs": pick["learn_epochs"]}
+        print(f"\n5. learning: {size}, {pick['learn_epochs']} epochs, seeds 0-{pick['learn_seeds'] - 1}, alone and "
+              f"as one group: best val Top-3 {took()}")
+        if r := measured(learning, learn, pick["learn_seeds"]):
+            for how, values in r.items():
+                print(f"{how:<7}median {statistics.median(values):.3f}  range {min(values):.3f}-{max(values):.3f}"
+                      f"  per seed {' '.join(f'{v:.3f}' for v in values)}", flush=True)
 
     how, n, ratio, memory = best
-    print(f"\nbest: {how} {n} -> {ratio:.2f}x one {size} trial per device-hour, memory {megabytes(memory)} MB")
+    print(f"\nbest: {how} {n} -> {ratio:.2f}x one {size} trial per device-hour, memory {megabytes(memory)} MB "
+          f"{took()}")
     if device.type == "cuda":
         print(f"bound (issue 15): >= 10x on the small preset -> {'OK' if ratio >= 10 else 'UNDER'}")
     else:

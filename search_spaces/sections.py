@@ -390,20 +390,35 @@ class Resources(_Model):
 
     ``custom`` asks for Ray custom resources that nodes declare with ``ray start --resources``, e.g. ``{big_gpu: 1}``
     (or ``{"accelerator_type:A100": 0.01}``). ``fuse: K`` trains up to K trials of one architecture as one stacked
-    model on these resources (``sweeper/fused.py``); each is still its own Optuna trial.
+    model on these resources (``sweeper/fused.py``); each is still its own Optuna trial. ``on_gpu`` replaces
+    all of them (its unset keys take their defaults) where the cluster has a GPU.
     """
 
     cpu: Float = Field(1.0, gt=0)
     gpu: Float = Field(0.0, ge=0)
     fuse: Int = Field(1, ge=1)
     custom: dict[str, Annotated[Float, Field(gt=0)]] = Field(default_factory=dict)
+    # used instead of the above where the sweep's Ray cluster has a GPU: one space serves laptops and GPU nodes
+    on_gpu: Resources | None = None
 
     @model_validator(mode="after")
     def _not_builtin(self) -> Resources:
         if reserved := sorted({"cpu", "gpu", "CPU", "GPU", "memory", "object_store_memory"} & set(self.custom)):
             fail([(("custom", name), "is a built-in resource: set resources.cpu / resources.gpu instead")
                   for name in reserved])
+        if self.on_gpu is not None and (self.on_gpu.on_gpu is not None or self.on_gpu.gpu == 0):
+            fail([(("on_gpu", "on_gpu"), "is not allowed inside on_gpu")] * (self.on_gpu.on_gpu is not None)
+                 + [(("on_gpu", "gpu"), "must be above 0: on_gpu is what a trial takes on a cluster with a GPU")]
+                 * (self.on_gpu.gpu == 0))
         return self
+
+    def on_cluster(self, gpus: float) -> Resources:
+        """What a trial takes on a Ray cluster with ``gpus`` GPUs in all."""
+        return self.on_gpu if self.on_gpu is not None and gpus > 0 else self
+
+    @property
+    def most_fused(self) -> int:
+        return max(self.fuse, self.on_gpu.fuse if self.on_gpu is not None else 1)
 
     def ray_resources(self) -> dict[str, float]:
         """What one trial asks Ray for."""

@@ -211,7 +211,7 @@ def validate(
     origin = "--storage" if storage else ENV_VAR if os.environ.get(ENV_VAR, "").strip() else \
         "the space's storage" if spec.storage else "the default"
     check_data_found(spec)
-    if spec.resources.fuse > 1:  # what sweeper run refuses, validate refuses too
+    if spec.resources.most_fused > 1:  # what sweeper run refuses, validate refuses too
         from sweeper.fused import check_spec
 
         check_spec(spec)

@@ -20,6 +20,7 @@ from typing import Any
 import optuna
 from rich.markup import escape
 
+from search_spaces.errors import SpecError
 from search_spaces.loader import load_spec, resolve_space_path, spec_from_dict
 from search_spaces.schema import Spec
 from storage import attrs
@@ -51,7 +52,13 @@ from storage.urls import (
 from sweeper.console import console
 from sweeper.errors import BadInput, NothingFinished
 from sweeper.progress import SweepPrinter
-from sweeper.ray_runtime import check_ray_address, start_ray, trial_actors_on_prestarted_workers
+from sweeper.ray_runtime import (
+    check_ray_address,
+    joins_cluster,
+    local_gpus,
+    start_ray,
+    trial_actors_on_prestarted_workers,
+)
 from sweeper.samplers import build_sampler
 from sweeper.study_writer import StudyWriter
 from trials.config import TrainConfig
@@ -210,11 +217,17 @@ def run_sweep(options: SweepOptions) -> optuna.Study:
     spec, url = prepare(options)
     if options.address is None:
         check_data_found(spec)
-    if spec.resources.fuse > 1:  # fused trial groups (sweeper/fused.py): refuse what they cannot do, write nothing
+    if spec.resources.most_fused > 1:  # fused trial groups (sweeper/fused.py): refuse what they cannot do
         from sweeper.fused import check_spec
 
         check_spec(spec)
     check_ray_address(options.address)
+    if spec.resources.gpu > 0 and not joins_cluster(options.address) and local_gpus() == 0:
+        # Tune would queue such trials forever; a cluster may still gain GPU nodes (an autoscaler), so it waits
+        raise SpecError.single(spec.source_path or f"space {spec.name!r}", f"is {spec.resources.gpu:g}, but this "
+                               "machine has no GPU that Ray can use (CUDA_VISIBLE_DEVICES hides them, or there is "
+                               "none); use gpu: 0, put GPU settings under resources.on_gpu (used only where there is "
+                               "a GPU), or join a cluster with --address", field="resources.gpu")
     results_root = Path(options.results_dir).resolve()
     try:  # Tune's pickles of trial configs and results: the owner's alone
         private_folder(results_root / "ray")
@@ -223,8 +236,7 @@ def run_sweep(options: SweepOptions) -> optuna.Study:
     # Ray's start-up (seconds, mostly waiting on its processes) overlaps opening the storage and importing Tune;
     # both come after validation (the --address too), so bad input still starts nothing and writes nothing. Ray
     # itself is imported first, so the threads never import the same Ray modules at once.
-    import ray  # noqa: F401
-
+    import ray
     searcher: Any = None  # the outage lines count its running trials
     policy = OutagePolicy(
         options.storage_timeout or spec.budget.storage_timeout_seconds,  # --storage-timeout beats the space
@@ -242,6 +254,10 @@ def run_sweep(options: SweepOptions) -> optuna.Study:
             start_ray(options.address)
         study, created = opened.result()
         imported.result()
+    if spec.resources.on_gpu is not None and (gpus := ray.cluster_resources().get("GPU", 0)) > 0:
+        spec = spec.model_copy(update={"resources": (on_gpu := spec.resources.on_cluster(gpus))})
+        console.print(f"resources.on_gpu applies (the cluster has {gpus:g} GPU{'s' * (gpus != 1)}): "
+                      f"{on_gpu.cpu:g} CPU and {on_gpu.gpu:g} GPU per Ray trial, up to {on_gpu.fuse} trials in each")
     trial_actors_on_prestarted_workers()
     orphans = [] if created else policy.call(lambda: orphaned_trials(study))
     # enqueued rows take trials but no grid point: the grid still has all its points to give
@@ -249,7 +265,8 @@ def run_sweep(options: SweepOptions) -> optuna.Study:
         else spec.budget.trials
     console.print(f"study [bold]{escape(study.study_name)}[/] in {escape(mask_url(url))} "
                   f"({'new' if created else 'resumed'}), "
-                  f"{budget} trials, {spec.budget.max_concurrent} at a time", markup=True)
+                  f"{budget} trials, {spec.budget.max_concurrent} at a time"
+                  + (f" (groups of up to {spec.resources.fuse})" if spec.resources.fuse > 1 else ""), markup=True)
     if not created:
         policy.call(lambda: print_resume_summary(study, orphans))
 

@@ -67,7 +67,7 @@ def check_spec(spec: Spec) -> None:
         problems.append(f"fused groups work with scheduler asha or none, not {spec.scheduler.type}")
     if problems:
         raise SpecError.single(spec.source_path or f"space {spec.name!r}", "; ".join(problems),
-                               field="resources.fuse")
+                               field="resources.fuse" if spec.resources.fuse > 1 else "resources.on_gpu.fuse")
 
 
 # --- the searcher -------------------------------------------------------------------------------------------

@@ -67,6 +67,21 @@ def check_ray_address(address: str | None) -> None:
                        "`ray start --head`, or leave out --address for a Ray of the sweep's own") from None
 
 
+def joins_cluster(address: str | None) -> bool:
+    """Whether the sweep joins a Ray that others started (``--address``/``RAY_ADDRESS``) rather than its own."""
+    return (address or os.environ.get("RAY_ADDRESS") or "local").strip() != "local"
+
+
+def local_gpus() -> int:
+    """The GPUs a Ray of our own would offer: what ``ray.init`` counts here, ``CUDA_VISIBLE_DEVICES`` included."""
+    from ray._private.accelerators import get_accelerator_manager_for_resource
+
+    manager = get_accelerator_manager_for_resource("GPU")
+    visible = manager.get_current_process_visible_accelerator_ids()
+    count = manager.get_current_node_num_accelerators()
+    return count if visible is None else min(count, len(visible))
+
+
 def start_ray(address: str | None = None) -> None:
     """Start (or join, with ``address``/``RAY_ADDRESS``) Ray once per process, with the environment Tune needs."""
     os.environ.update({k: v for k, v in RAY_ENV.items() if k not in os.environ})

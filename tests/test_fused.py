@@ -25,6 +25,7 @@ from search_spaces.loader import load_spec
 from sweeper.driver import SweepOptions, run_sweep
 from trials.config import ConfigError
 from trials.fused import group_key, run_group
+from trials.random_stream import shared_mixup
 from trials.train import NonFiniteLossError, run
 
 TS = optuna.trial.TrialState
@@ -182,14 +183,33 @@ def test_a_member_checkpoint_resumes_alone_and_a_single_checkpoint_resumes_in_a_
 
 
 def test_group_drawn_dropout_keeps_every_other_stream_of_the_member():
-    # exact_rng=False (the CUDA default) draws dropout masks for the whole group at once: a member without dropout
-    # still matches its run alone exactly, a member with dropout trains on other masks
+    # exact_rng=False (the CUDA default) draws dropout masks and mixup for the whole group at once: a member
+    # without either still matches its run alone exactly, a member with them trains on other draws
     reports = [[], []]
     run_group(MEMBERS[:2], [r.append for r in reports], exact_rng=False)
     assert_same_run(alone(MEMBERS[1])[0], reports[1])
     with_dropout = alone(MEMBERS[0])[0]
     assert [m["epoch"] for m in reports[0]] == [m["epoch"] for m in with_dropout]
     assert reports[0][0]["train_loss"] != pytest.approx(with_dropout[0]["train_loss"], rel=1e-5)
+
+
+def test_group_drawn_mixup_mixes_each_member_with_its_own_lam_and_partners():
+    k, batch = 3, 8
+    inputs = torch.randn(k, batch, 4, 5)
+    targets = torch.eye(batch).expand(k, batch, batch).clone()  # sample i has label i: mixing shows its partner
+    torch.manual_seed(0)
+    mixed_inputs, mixed_targets = shared_mixup(inputs, targets, torch.tensor([[0.0], [0.4], [1.0]]))
+    assert torch.equal(mixed_inputs[0], inputs[0]) and torch.equal(mixed_targets[0], targets[0])  # alpha 0
+    lams, partner_orders = [], []
+    for m in (1, 2):
+        assert torch.allclose(mixed_targets[m].sum(dim=1), torch.ones(batch))
+        lam = mixed_targets[m].diagonal().min().item()  # below 1 wherever a sample has another partner
+        partners = [next((j for j in range(batch) if j != i and mixed_targets[m, i, j] > 0), i) for i in range(batch)]
+        assert sorted(partners) == list(range(batch)) and 0 < lam < 1
+        assert torch.allclose(mixed_inputs[m], lam * inputs[m] + (1 - lam) * inputs[m, partners], atol=1e-6)
+        lams.append(lam)
+        partner_orders.append(partners)
+    assert lams[0] != lams[1] and partner_orders[0] != partner_orders[1]  # each member draws its own
 
 
 def test_configs_that_change_tensor_shapes_cannot_share_a_group():
@@ -215,12 +235,16 @@ def test_bench_gpu_runs_on_cpu_importing_only_torch_numpy_and_trials(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
     done = subprocess.run(
         [sys.executable, str(root / "bench" / "gpu.py"), "--device", "cpu", "--sizes", "small", "--packing", "2",
-         "--fuse", "1", "2", "--epochs", "2", "--samples-per-class", "4", "--seconds", "0.2"],
+         "--fuse", "1", "2", "--epochs", "2", "--samples-per-class", "4", "--seconds", "0.2", "--learn-seeds", "2",
+         "--learn-epochs", "2"],
         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
     assert done.returncode == 0, done.stderr
     out = done.stdout
-    for heading in ("1. one trial", "2. packing", "3. torch.compile: skipped", "4. fused groups"):
+    for heading in ("1. one trial", "2. packing", "3. torch.compile: skipped", "4. fused groups", "5. learning"):
         assert heading in out
+    learned = {line.split()[0]: line.split("per seed")[1].split() for line in out.splitlines()
+               if line.startswith(("alone ", "fused "))}
+    assert len(learned["alone"]) == 2 and learned["fused"] == learned["alone"]  # on the CPU a member is exact
     rows = {line.split()[0]: line.split() for line in out.splitlines() if line[:4].strip().isdigit()}
     assert {"1", "2"} <= rows.keys()  # packing N=2, fused K=1 and K=2 rows
     small = next(line.split() for line in out.splitlines() if line.startswith("small"))
@@ -302,11 +326,13 @@ def test_fused_sweep_refuses_what_it_cannot_fuse(tmp_path, command):
     space = tmp_path / "median.yaml"
     space.write_text((Path(__file__).resolve().parents[1] / "search_spaces" / "spaces" / "asl20.yaml").read_text())
     storage = ["--storage", f"sqlite:///{tmp_path / 'sweeps.db'}"] if command == "run" else []
+    # the space's own on_gpu fuses 16 on a GPU: refused on any machine, since the same file must run on both
+    field = "resources.fuse" if command == "run" else "resources.on_gpu.fuse"
     done = subprocess.run([sys.executable, "-m", "sweeper.cli", command, str(space), "--quick", "--set",
-                           "resources.fuse=4", "--set", "scheduler={type: median}", *storage], capture_output=True,
-                          text=True, cwd=tmp_path, timeout=120)
+                           "scheduler={type: median}", *(["--set", "resources.fuse=4"] * (command == "run")),
+                           *storage], capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert done.returncode == 2, done.stdout + done.stderr
-    assert "resources.fuse" in done.stdout + done.stderr
+    assert f"{field}: fused groups work" in done.stdout + done.stderr
     assert "fused groups work with scheduler asha or none, not median" in done.stdout + done.stderr
     assert not (tmp_path / "sweeps.db").exists()
 

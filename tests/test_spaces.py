@@ -322,6 +322,17 @@ def test_budget_resources_and_durations(tmp_path: Path) -> None:
         assert "must be a positive, finite duration" in find(err, "budget.storage_timeout")
 
 
+def test_on_gpu_resources_replace_the_others_only_on_a_cluster_with_a_gpu(tmp_path: Path) -> None:
+    spec = load_spec(write(tmp_path, MINIMAL + "resources: {cpu: 2, on_gpu: {gpu: 0.5, fuse: 8}}\n"))
+    assert spec.resources.on_cluster(0) == spec.resources  # no GPU: what is written outside on_gpu
+    on_gpu = spec.resources.on_cluster(1)
+    assert (on_gpu.cpu, on_gpu.gpu, on_gpu.fuse, on_gpu.on_gpu) == (1, 0.5, 8, None)  # unset keys: the defaults
+    assert spec.resources.most_fused == 8 and load_spec(BUILTIN_DIR / "asl20.yaml").resources.most_fused == 16
+    err = errors(write(tmp_path, MINIMAL + "resources:\n  on_gpu: {gpu: 0, on_gpu: {gpu: 1}}\n"))
+    assert ":4: resources.on_gpu.gpu: must be above 0" in find(err, "resources.on_gpu.gpu")
+    assert "is not allowed inside on_gpu" in find(err, "resources.on_gpu.on_gpu")
+
+
 def test_a_grid_search_refuses_a_partial_enqueued_row() -> None:
     """Optuna's grid sampler samples no missing key of an enqueued trial: it would fail the sweep."""
     err = errors(BUILTIN_DIR / "asl20.yaml", overrides=[

@@ -18,6 +18,7 @@ import sqlalchemy
 
 from sweeper.driver import SweepOptions, noting_interrupts, run_sweep
 from sweeper.errors import NothingFinished
+from sweeper.ray_runtime import local_gpus
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TS = optuna.trial.TrialState
@@ -270,6 +271,17 @@ def test_broken_space_exits_2_with_file_line_and_writes_nothing(tmp_path, case):
     assert "broken.yaml" in proc.stderr and where in proc.stderr and what in proc.stderr, proc.stderr
     assert not db.exists()
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.skipif(local_gpus() > 0, reason="this machine has a GPU that Ray can use")
+def test_a_sweep_asking_for_a_gpu_on_a_machine_without_one_exits_2_instead_of_waiting_forever(tmp_path):
+    db = tmp_path / "sweeps.db"
+    proc = subprocess.run([sys.executable, "-m", "sweeper.cli", "run", "spaces/asl20.yaml", "--quick", "--set",
+                           "resources.gpu=0.5", "--storage", f"sqlite:///{db}"], capture_output=True, text=True,
+                          cwd=tmp_path, env={**os.environ, "COLUMNS": "200"}, timeout=120)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "asl20.yaml: resources.gpu: is 0.5, but this machine has no GPU that Ray can use" in proc.stderr
+    assert "resources.on_gpu" in proc.stderr and not db.exists() and not (tmp_path / "sweeper_runs").exists()
 
 
 def test_bad_storage_url_exits_2_and_masks_the_password(tmp_path):

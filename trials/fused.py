@@ -20,9 +20,8 @@ A member leaves the group on its own: when its epochs are done or it stops early
 as ``run`` does), when its loss is not finite (its outcome is the :class:`NonFiniteLossError`), or when its
 ``report`` raises (its outcome is that exception: this is how a driver prunes one member). The others go on.
 
-On CUDA, dropout masks are drawn for the whole group in one call by default (``exact_rng=False``): a member's
-masks are then as random as alone but not the same numbers, and per-member draws would cost K kernel launches at
-each of the model's dropout sites. CUDA runs are not bit-reproducible anyway (atomics in backward kernels).
+On CUDA, dropout masks and mixup are drawn once for the whole group (``exact_rng=False``, ``trials.random_stream``):
+as random for each member as alone, in a few launches instead of K. CUDA runs are not bit-reproducible anyway.
 """
 
 from __future__ import annotations
@@ -43,7 +42,7 @@ from trials.config import ConfigError, TrainConfig
 from trials.data import Splits, load_splits
 from trials.losses import inverse_frequency_weights, mixup
 from trials.model import LandmarkTransformer
-from trials.random_stream import RandomStream
+from trials.random_stream import RandomStream, shared_dropout, shared_mixup
 from trials.stacked import StackedTransformer, no_dropout
 from trials.train import (
     ADAM_BETAS,
@@ -142,7 +141,8 @@ class Group:
                  finished: Callable[[int, Outcome], Any] | None = None) -> None:
         self.data, self.device, self.started, self.exact_rng = data, device, started, exact_rng
         self.finished = finished or (lambda index, outcome: None)
-        torch.manual_seed(cfgs[0].seed)  # the group's own stream: dropout masks when they are not drawn per member
+        torch.manual_seed(cfgs[0].seed)  # the group's own stream: what is not drawn per member (random_stream)
+        self.cuda_devices = [device.index or 0] if device.type == "cuda" else []  # whose RNG fork_rng saves
         self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
         self.steps_per_epoch = math.ceil(len(data.y_train) / cfgs[0].batch_size)
         self.class_weights = inverse_frequency_weights(data.y_train, data.num_classes).to(device)
@@ -159,8 +159,7 @@ class Group:
 
     def _member(self, index: int, cfg: TrainConfig, report: Report | None, checkpoint_dir: Any) -> Member:
         """Build the member as its own run would: seed, initialise the model, then resume from its checkpoint."""
-        devices = [self.device.index or 0] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
+        with torch.random.fork_rng(devices=self.cuda_devices):
             torch.manual_seed(cfg.seed)
             model = new_model(cfg, self.data)
             optimizer = new_optimizer(cfg, model)
@@ -189,6 +188,7 @@ class Group:
         self.off_target = column([c.label_smoothing / classes for c in cfgs])
         self.on_target = column([1.0 - c.label_smoothing for c in cfgs])
         self.keep_prob = column([1.0 - c.dropout for c in cfgs])
+        self.mixup_alpha, self.mixed = column([c.mixup_alpha for c in cfgs]), any(c.mixup_alpha > 0 for c in cfgs)
         self.max_norm = column([c.grad_clip for c in cfgs])
         self.clipped = any(c.grad_clip > 0 for c in cfgs)
         weighted = [c.class_weights for c in cfgs]
@@ -237,11 +237,7 @@ class Group:
             if not self.members:
                 break
             index = order[:, first:first + batch]
-            inputs, targets = x[index], self._targets(y[index])
-            for k, m in enumerate(self.members):
-                if m.cfg.mixup_alpha > 0:
-                    with m.rng:
-                        inputs[k], targets[k] = mixup(inputs[k], targets[k], m.cfg.mixup_alpha)
+            inputs, targets = self._mixup(x[index], self._targets(y[index]))
             for m in self.members:
                 m.lr = m.schedule(m.progress["step"])
             with self.autocast:
@@ -280,15 +276,21 @@ class Group:
             terms = terms * self.loss_weights.unsqueeze(1)
         return -terms.sum(dim=(1, 2)) / logits.shape[1]
 
+    def _mixup(self, inputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each member's ``losses.mixup`` on its batch: from its own stream, or one draw for all (as dropout)."""
+        if not self.exact_rng:
+            return shared_mixup(inputs, targets, self.mixup_alpha) if self.mixed else (inputs, targets)
+        for k, m in enumerate(self.members):
+            if m.cfg.mixup_alpha > 0:
+                with m.rng:
+                    inputs[k], targets[k] = mixup(inputs[k], targets[k], m.cfg.mixup_alpha)
+        return inputs, targets
+
     def _dropout(self, x: torch.Tensor, frames_first: bool) -> torch.Tensor:
         """Each member's ``nn.Dropout`` at one site of the model (see ``trials.stacked.Dropout``)."""
-        if not self.exact_rng:  # one draw for the whole group; the scale is computed in float32, as F.dropout's
-            keep = self.keep_prob.view(-1, *[1] * (x.dim() - 1))
-            return x * ((torch.rand(x.shape, device=x.device) < keep) / keep).to(x.dtype)
-        noises = []
-        shape = list(x.shape[1:])
-        if frames_first:
-            shape[0], shape[1] = shape[1], shape[0]
+        if not self.exact_rng:
+            return shared_dropout(x, self.keep_prob)
+        noises, shape = [], [x.shape[2], x.shape[1], *x.shape[3:]] if frames_first else list(x.shape[1:])
         for m in self.members:
             p = m.cfg.dropout
             if p == 0:  # F.dropout with p=0 draws nothing and returns its input
@@ -391,8 +393,7 @@ class Group:
             offset += n
         for group in m.optimizer.param_groups:
             group["lr"] = m.lr
-        devices = [self.device.index or 0] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices), m.rng:
+        with torch.random.fork_rng(devices=self.cuda_devices), m.rng:
             save_state(m.state_path, m.model, m.optimizer, m.progress, m.best_state, m.cfg)
 
 

@@ -1,4 +1,9 @@
-"""One fused-group member's own random numbers, so it draws exactly what it would draw alone."""
+"""A fused group's random numbers, drawn one of two ways.
+
+Exact (the CPU default): each member draws from its own :class:`RandomStream`, exactly what it would draw alone.
+Shared (the CUDA default): one draw for the whole group (:func:`shared_dropout`, :func:`shared_mixup`), as random
+for each member as its own stream, in a few kernel launches instead of a few per member.
+"""
 
 from __future__ import annotations
 
@@ -32,3 +37,27 @@ class RandomStream:
         torch.set_rng_state(cpu)
         if cuda is not None:
             torch.cuda.set_rng_state(cuda, self.device)
+
+
+def shared_dropout(x: torch.Tensor, keep_prob: torch.Tensor) -> torch.Tensor:
+    """``nn.Dropout`` for every member of ``x`` [K, ...] at once; ``keep_prob`` [K, 1] is each member's 1 - p.
+    The scale is computed in float32, as ``F.dropout``'s."""
+    keep = keep_prob.view(-1, *[1] * (x.dim() - 1))
+    return x * ((torch.rand(x.shape, device=x.device) < keep) / keep).to(x.dtype)
+
+
+def shared_mixup(inputs: torch.Tensor, targets: torch.Tensor, alpha: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``losses.mixup`` for every member at once: member k mixes its batch with its own partner order and its own
+    ``lam ~ Beta(alpha_k, alpha_k)``; a member with ``alpha_k == 0`` keeps its batch as it is (lam 1).
+
+    ``inputs`` [K, batch, ...], ``targets`` [K, batch, classes], ``alpha`` [K, 1].
+    """
+    k, b = targets.shape[:2]
+    drawn = torch.distributions.Beta(alpha.clamp(min=1e-3), alpha.clamp(min=1e-3)).sample()
+    lam = torch.where(alpha > 0, drawn, torch.ones_like(drawn)).view(k, 1, 1)
+    partner = torch.rand(k, b, device=inputs.device).argsort(dim=1)
+    rows = torch.arange(k, device=inputs.device).unsqueeze(1)
+    lam_inputs = lam.view(k, *[1] * (inputs.dim() - 1))
+    return (lam_inputs * inputs + (1 - lam_inputs) * inputs[rows, partner],
+            lam * targets + (1 - lam) * targets[rows, partner])
