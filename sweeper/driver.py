@@ -247,11 +247,15 @@ def run_sweep(options: SweepOptions) -> optuna.Study:
             markup=True),
         on_recovered=lambda seconds: console.print(f"[green]storage back[/] after {seconds:.1f} s", markup=True),
     )
+    joining = joins_cluster(options.address)
     with ThreadPoolExecutor(max_workers=2) as pool:
-        opened = pool.submit(policy.call, lambda: open_study(spec, url, options.space))
         imported = pool.submit(import_tune_side)
-        with environment_without(ENV_VAR):  # a local Ray's processes inherit our environment; they never need it
+        if joining:  # a cluster that turns this driver away (a wrong token) must leave no study behind
             start_ray(options.address)
+        opened = pool.submit(policy.call, lambda: open_study(spec, url, options.space))
+        if not joining:
+            with environment_without(ENV_VAR):  # a local Ray's processes inherit our environment; they never need it
+                start_ray(options.address)
         study, created = opened.result()
         imported.result()
     if spec.resources.on_gpu is not None and (gpus := ray.cluster_resources().get("GPU", 0)) > 0:

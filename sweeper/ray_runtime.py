@@ -101,8 +101,14 @@ def start_ray(address: str | None = None) -> None:
         ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False,
                  _system_config=LOCAL_SYSTEM_CONFIG)
     else:  # a cluster's nodes were started by `ray start`, with their own environment and settings
-        ray.init(address=address, log_to_driver=False, configure_logging=False,
-                 runtime_env={"env_vars": {k: os.environ[k] for k in RAY_ENV}})
+        try:
+            ray.init(address=address, log_to_driver=False, configure_logging=False,
+                     runtime_env={"env_vars": {k: os.environ[k] for k in RAY_ENV}})
+        except (RuntimeError, ConnectionError) as exc:  # after Ray's retries (RAY_gcs_server_port_wait_time_s)
+            # Ray says why (a wrong token: "Unauthenticated") only in its log lines above, not in the exception
+            raise BadInput(f"Ray at {address!r} did not let this driver join ({str(exc)[:200]}). A cluster with "
+                           "token authentication needs its RAY_AUTH_MODE=token and RAY_AUTH_TOKEN in this shell too "
+                           "(docs/clusters.md)") from None
 
 
 def is_local_ray() -> bool:

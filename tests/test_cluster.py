@@ -139,6 +139,16 @@ def test_sweep_runs_on_both_nodes_and_survives_losing_one(cluster, tmp_path, pos
         resources: {{cpu: 1, custom: {{sweeper_slot: 1}}}}
         """))
     ids = cluster.node_ids()
+    # a driver without the cluster's token is turned away: exit 2, one message, no study (Ray retries 1 s, not 10)
+    stranger = subprocess.run([sys.executable, "-m", "sweeper.cli", "run", str(space), "--address", cluster.address,
+                               "--storage", postgres_url, "--results-dir", str(tmp_path / "shared")],
+                              cwd=tmp_path, env={**cluster.env, "RAY_AUTH_TOKEN": secrets.token_hex(32),
+                                                 "RAY_gcs_server_port_wait_time_s": "1"},
+                              capture_output=True, text=True, timeout=120)
+    assert stranger.returncode == 2, stranger.stdout + stranger.stderr
+    assert "did not let this driver join" in stranger.stderr and "RAY_AUTH_TOKEN" in stranger.stderr
+    assert "Traceback" not in stranger.stderr
+    assert name not in optuna.get_all_study_names(storage=postgres_url)
     driver = subprocess.Popen([sys.executable, "-m", "sweeper.cli", "run", str(space), "--address", cluster.address,
                                "--storage", postgres_url, "--results-dir", str(tmp_path / "shared"),
                                "--max-failures", "3"],
