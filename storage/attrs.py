@@ -43,6 +43,7 @@ TRIAL_ATTRS = (*FINAL_METRICS, BEST_EPOCH, EPOCHS_RUN, WALL_SECONDS, DEVICE, NOD
 STOP_PRUNED = "pruned"  # the scheduler (ASHA, median...) stopped it as unpromising
 STOP_NAN = "nan"  # a loss or metric became NaN/inf; the trial is recorded as FAIL
 STOP_SWEEP_STOPPED = "sweep_stopped"  # the sweep stopped it (time budget spent, target reached)
+STOP_NEVER_STARTED = "never_started"  # asked for a fused group that the sweep stopped before it started
 
 Direction = Literal["maximize", "minimize"]
 
@@ -71,3 +72,9 @@ def objective_attr(metric: str, direction: Direction) -> Objective:
 def baseline_attr(source: str, metrics: dict[str, Any]) -> Baseline:
     """The ``baseline`` study attr: where the numbers come from (a paper, a previous study) and the numbers."""
     return {"source": source, "metrics": {name: float(value) for name, value in metrics.items()}}
+
+
+def spec_as_ran(stored: dict[str, Any]) -> dict[str, Any]:
+    """The stored ``SPEC`` without its ``quick:`` section: a --quick run's profile is applied in it already, so
+    applying it again (or checking it against an overridden section) would describe another sweep."""
+    return {k: v for k, v in stored.items() if k != "quick"}

@@ -41,10 +41,11 @@ def time_to_target(trials: Sequence[FrozenTrial], met: FrozenTrial, now: datetim
     """The record for ``met`` finishing at ``now`` (default its completion time), given the study's ``trials``.
 
     Trials are counted as they stand at that moment: a trial started before it counts with the epochs it has
-    reported so far; one started after it does not count.
+    reported so far; one started after it does not count, nor does one that never trained (``never_started``).
     """
     end = now or met.datetime_complete or datetime.now()
-    started = [t for t in trials if t.datetime_start is not None and t.datetime_start <= end]
+    started = [t for t in trials if t.datetime_start is not None and t.datetime_start <= end
+               and t.user_attrs.get(attrs.STOP_REASON) != attrs.STOP_NEVER_STARTED]
     if all(t.number != met.number for t in started):
         started.append(met)
     first = min((t.datetime_start for t in started if t.datetime_start is not None), default=end)

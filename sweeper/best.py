@@ -58,7 +58,7 @@ def trial_config(view: StudyView, trial: optuna.trial.FrozenTrial) -> tuple[dict
     else:
         base_dir = None
     try:
-        spec = spec_from_dict({k: v for k, v in data.items() if k != "quick"}, base_dir=base_dir)  # what ran
+        spec = spec_from_dict(attrs.spec_as_ran(data), base_dir=base_dir)
     except SpecError as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return _raw_config(data, trial.params), entrypoint, f"the stored spec does not validate here ({first})"

@@ -167,8 +167,7 @@ def stored_spec(url: str, name: str, overrides: tuple[str, ...] = ()) -> Spec:
     if not isinstance(data, dict):
         raise StorageError(f"Study {name!r} in {mask_url(url)} holds no sweeper spec (was it made by sweeper?); "
                            "run its space file with sweeper run instead.")
-    resolved = {k: v for k, v in data.items() if k != "quick"}  # what ran: a --quick run's profile is applied
-    spec = spec_from_dict(resolved, file=f"the spec stored in study {name!r}",
+    spec = spec_from_dict(attrs.spec_as_ran(data), file=f"the spec stored in study {name!r}",
                           base_dir=user_attrs.get(attrs.SPACE_DIR), overrides=overrides)
     if changes := spec_changes(data, spec_attr(spec)):  # --set may change how much runs, never what is searched
         raise StorageError(f"--set would change what study {name!r} searches ({'; '.join(changes)}); resuming it so "

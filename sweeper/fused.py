@@ -111,8 +111,9 @@ class FusedSearcher(StudySearcher):
         trial = self.trials.pop(key)
 
         def prune() -> None:  # as the recorder records a stopped trial, through the same writer
-            trial.set_user_attr(attrs.STOP_REASON, attrs.STOP_SWEEP_STOPPED)
+            trial.set_user_attr(attrs.STOP_REASON, attrs.STOP_NEVER_STARTED)
             trial.set_user_attr(attrs.EPOCHS_RUN, 0)
+            trial.set_user_attr(attrs.RAY_TRIAL_ID, None)  # the group that asked for it was not its group
             self.study.tell(trial, state=optuna.trial.TrialState.PRUNED, skip_if_finished=True)
 
         self.writer.submit(prune)

@@ -435,6 +435,25 @@ def test_a_trial_set_aside_for_another_shape_outlives_the_group_that_asked_it(ra
     assert study.get_trials()[aside].user_attrs["ray_trial_id"] == "ray2/0"
 
 
+def test_a_trial_set_aside_for_a_group_that_never_starts_is_recorded_as_never_started(ray_session, tmp_path):
+    from ray.tune.search import Searcher
+
+    from sweeper.fused import FusedRecorder, Member
+    from sweeper.trainable import META_KEY
+
+    spec, study, searcher = shapes_searcher(tmp_path, max_concurrent=1)
+    recorder = FusedRecorder(searcher, spec, lambda trial: None, searcher.writer)
+    searcher.suggest("ray1")
+    aside = searcher.waiting[1][META_KEY]["number"]
+    recorder.on_trial_complete(0, [], Member("ray1"))
+    searcher.stopped = True  # the sweep stops (time budget, target) before the next group starts
+    assert searcher.suggest("ray2") == Searcher.FINISHED
+    searcher.writer.flush()
+    ghost = study.get_trials()[aside]
+    assert ghost.state == TS.PRUNED and ghost.user_attrs["stop_reason"] == "never_started"
+    assert ghost.user_attrs["epochs_run"] == 0 and ghost.user_attrs["ray_trial_id"] is None
+
+
 def test_fused_searcher_groups_only_trials_of_one_shape(ray_session, tmp_path):
     from sweeper.fused import MEMBERS, FusedSearcher
     from sweeper.trainable import META_KEY

@@ -87,10 +87,26 @@ def test_trials_started_after_the_target_was_met_do_not_count(storage_url: str) 
         optuna.delete_study(study_name=study.study_name, storage=storage_url)
 
 
-def _started(trial: optuna.trial.FrozenTrial, when: datetime) -> optuna.trial.FrozenTrial:
+def test_a_trial_that_never_started_does_not_count(storage_url: str) -> None:
+    study, met = sweep_like_study(storage_url)
+    ghost = study.ask({"x": X})  # asked for a fused group that the sweep stopped before it started
+    ghost.set_user_attr(attrs.STOP_REASON, attrs.STOP_NEVER_STARTED)
+    study.tell(ghost, state=TS.PRUNED)
+    ghost_trial = study.trials[ghost.number]
+    moved = [_started(ghost_trial, met.datetime_start) if t.number == ghost.number else t
+             for t in study.get_trials(deepcopy=False)]  # asked while the winner trained
+    assert time_to_target(moved, met)["trials"] == 4
+    assert time_to_target([*moved[:-1], _started(moved[-1], met.datetime_start, {})], met)["trials"] == 5
+    if storage_url.startswith("postgresql"):
+        optuna.delete_study(study_name=study.study_name, storage=storage_url)
+
+
+def _started(trial: optuna.trial.FrozenTrial, when: datetime, user_attrs: dict | None = None
+             ) -> optuna.trial.FrozenTrial:
     return optuna.trial.FrozenTrial(
         number=trial.number, state=trial.state, value=None, datetime_start=when, datetime_complete=None,
-        params=trial.params, distributions=trial.distributions, user_attrs=trial.user_attrs,
+        params=trial.params, distributions=trial.distributions,
+        user_attrs=trial.user_attrs if user_attrs is None else user_attrs,
         system_attrs=trial.system_attrs, intermediate_values=trial.intermediate_values, trial_id=trial._trial_id)
 
 
