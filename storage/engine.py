@@ -31,6 +31,7 @@ from storage.urls import is_sqlite, mask_in_text, mask_url, sqlite_path, validat
 
 SQLITE_BUSY_TIMEOUT_S = 10  # then the sweep's storage.retry policy waits on, with a console line
 POSTGRES_CONNECT_TIMEOUT_S = 10
+POSTGRES_TCP_USER_TIMEOUT_MS = 60_000  # unacknowledged data this long: the connection is dead (libpq, Linux)
 # A database holding these is one Optuna wrote (alembic_version included: without it Optuna would stamp it).
 OPTUNA_TABLES = ("studies", "trials", "version_info", "alembic_version")
 CREATE_ATTEMPTS = 5  # opening a new database that another driver is creating at the same moment
@@ -257,8 +258,10 @@ def _engine_kwargs(url: str, *, tune: bool = True, read_only: bool = False) -> d
     query = make_url(url).query  # what the URL sets wins: connect_args would silently replace it
     connect_args: dict[str, Any] = {key: value for key, value in {
         "connect_timeout": POSTGRES_CONNECT_TIMEOUT_S, "application_name": "sweeper",
-        # a half-open connection (a cut network) fails within a minute instead of hanging
+        # a cut network fails a connection within a minute instead of hanging: keepalives probe an idle one,
+        # tcp_user_timeout bounds a query whose packets go unacknowledged (else the kernel retries ~15 minutes)
         "keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3,
+        "tcp_user_timeout": POSTGRES_TCP_USER_TIMEOUT_MS,
     }.items() if key not in query}
     if read_only:  # added to the URL's own options (e.g. -csearch_path=...), never instead of them
         connect_args["options"] = " ".join(filter(None, (query.get("options"), "-c default_transaction_read_only=on")))

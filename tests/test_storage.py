@@ -429,6 +429,20 @@ def test_read_only_connections_keep_the_urls_own_connection_options(postgres_url
     assert shown == [schema, "on", "team"]
 
 
+def test_a_connection_gives_up_on_a_cut_network_instead_of_hanging(postgres_url: str) -> None:
+    import sqlalchemy
+
+    from storage.engine import _engine_kwargs
+
+    engine = sqlalchemy.create_engine(postgres_url, **_engine_kwargs(postgres_url))
+    try:
+        with engine.connect() as connection:
+            libpq = connection.connection.dbapi_connection.info.get_parameters()
+    finally:
+        engine.dispose()
+    assert (libpq["keepalives"], libpq["keepalives_idle"], libpq["tcp_user_timeout"]) == ("1", "30", "60000")
+
+
 def test_missing_database(postgres_url: str) -> None:
     database = f"sweeper_missing_{uuid.uuid4().hex[:8]}"
     url = make_url(postgres_url).set(database=database, password="Sup3r:s3cret@!").render_as_string(False)
