@@ -323,7 +323,14 @@ def _build(original: dict[str, Any], file: str, lines: dict[Atoms, int], base_di
             raise SpecError([i._replace(source=i.source or "--quick") for i in exc.issues]) from None
     spec._source, spec._quick_applied, spec._overrides = file, quick, tuple(overrides)
     spec._base_dir = str(base_dir.resolve()) if base_dir is not None else None
+    spec._where = (lines, origins)
     return spec
+
+
+def refusal(spec: Spec, path: Sequence[str | int], message: str) -> SpecError:
+    """A problem with a valid spec found later (on this machine, on the cluster), placed as validation places
+    one: the file's line, or the ``--set`` that gave the value."""
+    return SpecError([_issue(spec.source_path or f"space {spec.name!r}", *spec._where, path, message)])
 
 
 def render_spec(spec: Spec) -> str:

@@ -123,6 +123,7 @@ class Spec(BaseModel):
     _quick_applied: bool = PrivateAttr(default=False)
     _overrides: tuple[str, ...] = PrivateAttr(default=())
     _base_dir: str | None = PrivateAttr(default=None)
+    _where: tuple[dict, list] = PrivateAttr(default=({}, []))  # the loader's YAML lines and --set origins
     source_path = property(lambda self: self._source, doc="The YAML file this spec was loaded from, if any.")
     base_dir = property(lambda self: self._base_dir, doc="The YAML file's folder, where user entrypoints are found.")
     quick_applied = property(lambda self: self._quick_applied)

@@ -26,7 +26,7 @@ import sqlalchemy
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, SAWarning, SQLAlchemyError
 
-from storage.errors import StorageError
+from storage.errors import NotAStudyDatabase, StorageError
 from storage.urls import is_sqlite, mask_in_text, mask_url, sqlite_path, validate_storage_url
 
 SQLITE_BUSY_TIMEOUT_S = 10  # then the sweep's storage.retry policy waits on, with a console line
@@ -123,17 +123,19 @@ def _check_optuna_tables(url: str, engine_kwargs: dict[str, Any]) -> None:
     """Refuse a database Optuna did not write, by its table names alone (reading them writes nothing)."""
     tables = _table_names(url, engine_kwargs)
     if not tables:
-        raise StorageError(f"There are no studies in {mask_url(url)}: the database is empty (no tables at all). "
-                           "Run a sweep first (sweeper run SPACE), or check the storage URL.")
+        raise NotAStudyDatabase(f"There are no studies in {mask_url(url)}: the database is empty (no tables at "
+                                "all). Run a sweep first (sweeper run SPACE), or check the storage URL.", empty=True)
     missing = [table for table in OPTUNA_TABLES if table not in tables]
     if len(missing) == len(OPTUNA_TABLES):
         shown = ", ".join(sorted(tables)[:10]) + (f" (and {len(tables) - 10} more)" if len(tables) > 10 else "")
-        raise StorageError(f"{mask_url(url)} is not an Optuna study database: it holds the tables {shown} and none "
-                           f"of Optuna's ({', '.join(OPTUNA_TABLES)}). Check the storage URL; nothing was changed.")
+        raise NotAStudyDatabase(f"{mask_url(url)} is not an Optuna study database: it holds the tables {shown} and "
+                                f"none of Optuna's ({', '.join(OPTUNA_TABLES)}). Check the storage URL; nothing was "
+                                "changed.", empty=False)
     if missing:
-        raise StorageError(f"{mask_url(url)} is not a complete Optuna study database: the tables "
-                           f"{', '.join(missing)} are missing. Nothing was changed; open it with the Optuna version "
-                           "that wrote it (optuna storage upgrade --storage URL brings it up to date).")
+        raise NotAStudyDatabase(f"{mask_url(url)} is not a complete Optuna study database: the tables "
+                                f"{', '.join(missing)} are missing. Nothing was changed; open it with the Optuna "
+                                "version that wrote it (optuna storage upgrade --storage URL brings it up to date).",
+                                empty=False)
 
 
 def close_storage(storage: optuna.storages.RDBStorage) -> None:

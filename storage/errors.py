@@ -9,3 +9,11 @@ from __future__ import annotations
 
 class StorageError(ValueError):
     """A storage URL that is wrong, or a database that cannot be opened; the message says what to change."""
+
+
+class NotAStudyDatabase(StorageError):
+    """A database without Optuna's tables: ``empty`` (no tables at all), or holding other tables only or too."""
+
+    def __init__(self, message: str, *, empty: bool) -> None:
+        super().__init__(message)
+        self.empty = empty

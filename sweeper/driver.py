@@ -20,13 +20,12 @@ from typing import Any
 import optuna
 from rich.markup import escape
 
-from search_spaces.errors import SpecError
-from search_spaces.loader import load_spec, resolve_space_path, spec_from_dict
+from search_spaces.loader import load_spec, refusal, resolve_space_path, spec_from_dict
 from search_spaces.schema import Spec
 from storage import attrs
 from storage.engine import as_storage_error, check_sqlite_options, close_storage, fold_sqlite_wal, open_storage
 from storage.environment import record_environment
-from storage.errors import StorageError
+from storage.errors import NotAStudyDatabase, StorageError
 from storage.resume import (
     GRACE_PERIOD_S,
     HEARTBEAT_INTERVAL_S,
@@ -135,7 +134,12 @@ def prepare(options: SweepOptions) -> tuple[Spec, str]:
     path = sqlite_path(url)
     if path is not None and not path.exists():
         return spec, url  # a new SQLite file holds no study yet: don't create it before the sweep starts
-    storage = retry_briefly(lambda: open_storage(url))
+    try:  # creates nothing: a refusal after this (the machine, the cluster) leaves the database as it was
+        storage = retry_briefly(lambda: open_storage(url, create=False))
+    except NotAStudyDatabase as exc:
+        if exc.empty:
+            return spec, url  # no tables, so no study: the sweep creates them once nothing can refuse it
+        storage = retry_briefly(lambda: open_storage(url))  # Optuna's tables beside others: as Optuna does
     try:
         if options.fresh:
             fresh = fresh_study_name(storage, spec.name)
@@ -223,10 +227,12 @@ def run_sweep(options: SweepOptions) -> optuna.Study:
     check_ray_address(options.address)
     if spec.resources.gpu > 0 and not joins_cluster(options.address) and local_gpus() == 0:
         # Tune would queue such trials forever; a cluster may still gain GPU nodes (an autoscaler), so it waits
-        raise SpecError.single(spec.source_path or f"space {spec.name!r}", f"is {spec.resources.gpu:g}, but this "
-                               "machine has no GPU that Ray can use (CUDA_VISIBLE_DEVICES hides them, or there is "
-                               "none); use gpu: 0, put GPU settings under resources.on_gpu (used only where there is "
-                               "a GPU), or join a cluster with --address", field="resources.gpu")
+        raise refusal(spec, ("resources", "gpu"), f"is {spec.resources.gpu:g}, but this machine has no GPU that Ray "
+                      "can use (CUDA_VISIBLE_DEVICES hides them, or there is none); use gpu: 0, put GPU settings "
+                      "under resources.on_gpu (used only where there is a GPU), or join a cluster with --address")
+    joining = joins_cluster(options.address)
+    if joining:  # a cluster that turns this driver away (a wrong token) must leave nothing behind
+        start_ray(options.address)
     results_root = Path(options.results_dir).resolve()
     try:  # Tune's pickles of trial configs and results: the owner's alone
         private_folder(results_root / "ray")
@@ -246,21 +252,23 @@ def run_sweep(options: SweepOptions) -> optuna.Study:
             markup=True),
         on_recovered=lambda seconds: console.print(f"[green]storage back[/] after {seconds:.1f} s", markup=True),
     )
-    joining = joins_cluster(options.address)
     with ThreadPoolExecutor(max_workers=2) as pool:
-        imported = pool.submit(import_tune_side)
-        if joining:  # a cluster that turns this driver away (a wrong token) must leave no study behind
-            start_ray(options.address)
         opened = pool.submit(policy.call, lambda: open_study(spec, url, options.space))
+        imported = pool.submit(import_tune_side)
         if not joining:
             with environment_without(ENV_VAR):  # a local Ray's processes inherit our environment; they never need it
                 start_ray(options.address)
         study, created = opened.result()
         imported.result()
     if spec.resources.on_gpu is not None and (gpus := ray.cluster_resources().get("GPU", 0)) > 0:
-        spec = spec.model_copy(update={"resources": (on_gpu := spec.resources.on_cluster(gpus))})
-        console.print(f"resources.on_gpu applies (the cluster has {gpus:g} GPU{'s' * (gpus != 1)}): "
-                      f"{on_gpu.cpu:g} CPU and {on_gpu.gpu:g} GPU per Ray trial, up to {on_gpu.fuse} trials in each")
+        on_gpu = spec.resources.on_cluster(gpus)
+        # no more groups at a time than the GPUs hold: a group waiting for one would be sampled blind, all RUNNING
+        at_once = max(1, min(spec.budget.max_concurrent, int(gpus // on_gpu.gpu)))
+        spec = spec.model_copy(update={"resources": on_gpu,
+                                       "budget": spec.budget.model_copy(update={"max_concurrent": at_once})})
+        console.print(f"resources.on_gpu applies (the cluster has {gpus:g} GPU{'s' * (gpus != 1)}): {on_gpu.cpu:g} "
+                      f"CPU and {on_gpu.gpu:g} GPU per Ray trial" + (f", up to {on_gpu.fuse} trials fused in each"
+                      if on_gpu.fuse > 1 else "") + f", {at_once} at a time")
     trial_actors_on_prestarted_workers()
     orphans = [] if created else policy.call(lambda: orphaned_trials(study))
     # enqueued rows take trials but no grid point: the grid still has all its points to give

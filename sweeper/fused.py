@@ -30,7 +30,7 @@ import ray
 from ray import tune
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
-from search_spaces.errors import SpecError
+from search_spaces.loader import refusal
 from search_spaces.schema import Spec
 from storage import attrs
 from sweeper.recorder import StudyRecorder
@@ -62,12 +62,12 @@ def check_spec(spec: Spec) -> None:
     problems = []
     if spec.entrypoint != DEFAULT_ENTRYPOINT:
         problems.append(f"fused groups train the built-in model only (entrypoint {DEFAULT_ENTRYPOINT}), "
-                        f"not {spec.entrypoint}; use fuse: 1")
+                        f"not {spec.entrypoint}")
     if spec.scheduler.type not in FUSABLE_SCHEDULERS:
         problems.append(f"fused groups work with scheduler asha or none, not {spec.scheduler.type}")
     if problems:
-        raise SpecError.single(spec.source_path or f"space {spec.name!r}", "; ".join(problems),
-                               field="resources.fuse" if spec.resources.fuse > 1 else "resources.on_gpu.fuse")
+        path = ("resources", "fuse") if spec.resources.fuse > 1 else ("resources", "on_gpu", "fuse")
+        raise refusal(spec, path, "; ".join(problems) + f"; or set {'.'.join(path)}: 1")
 
 
 # --- the searcher -------------------------------------------------------------------------------------------

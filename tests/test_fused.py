@@ -327,7 +327,8 @@ def test_fused_sweep_refuses_what_it_cannot_fuse(tmp_path, command):
     space.write_text((Path(__file__).resolve().parents[1] / "search_spaces" / "spaces" / "asl20.yaml").read_text())
     storage = ["--storage", f"sqlite:///{tmp_path / 'sweeps.db'}"] if command == "run" else []
     # the space's own on_gpu fuses 16 on a GPU: refused on any machine, since the same file must run on both
-    field = "resources.fuse" if command == "run" else "resources.on_gpu.fuse"
+    line = next(n for n, text in enumerate(space.read_text().splitlines(), 1) if text.startswith("  on_gpu:"))
+    field = "--set resources.fuse=4: resources.fuse" if command == "run" else f":{line}: resources.on_gpu.fuse"
     done = subprocess.run([sys.executable, "-m", "sweeper.cli", command, str(space), "--quick", "--set",
                            "scheduler={type: median}", *(["--set", "resources.fuse=4"] * (command == "run")),
                            *storage], capture_output=True, text=True, cwd=tmp_path, timeout=120)

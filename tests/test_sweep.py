@@ -276,12 +276,19 @@ def test_broken_space_exits_2_with_file_line_and_writes_nothing(tmp_path, case):
 @pytest.mark.skipif(local_gpus() > 0, reason="this machine has a GPU that Ray can use")
 def test_a_sweep_asking_for_a_gpu_on_a_machine_without_one_exits_2_instead_of_waiting_forever(tmp_path):
     db = tmp_path / "sweeps.db"
-    proc = subprocess.run([sys.executable, "-m", "sweeper.cli", "run", "spaces/asl20.yaml", "--quick", "--set",
-                           "resources.gpu=0.5", "--storage", f"sqlite:///{db}"], capture_output=True, text=True,
-                          cwd=tmp_path, env={**os.environ, "COLUMNS": "200"}, timeout=120)
-    assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert "asl20.yaml: resources.gpu: is 0.5, but this machine has no GPU that Ray can use" in proc.stderr
-    assert "resources.on_gpu" in proc.stderr and not db.exists() and not (tmp_path / "sweeper_runs").exists()
+    db.touch()  # an empty database: the refusal must not even create Optuna's tables in it
+    space = tmp_path / "gpu.yaml"
+    space.write_text("params:\n  lr: {type: float, low: 0.001, high: 0.01}\nresources:\n  gpu: 1\n")
+    for args, where in (([str(space)], "gpu.yaml:4: resources.gpu: is 1,"),
+                        (["spaces/asl20.yaml", "--quick", "--set", "resources.gpu=0.5"],
+                         "asl20.yaml: --set resources.gpu=0.5: resources.gpu: is 0.5,")):
+        proc = subprocess.run([sys.executable, "-m", "sweeper.cli", "run", *args, "--storage", f"sqlite:///{db}"],
+                              capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "COLUMNS": "300"},
+                              timeout=120)
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        assert f"{where} but this machine has no GPU that Ray can use" in proc.stderr
+        assert "resources.on_gpu" in proc.stderr and not (tmp_path / "sweeper_runs").exists()
+        assert db.stat().st_size == 0
 
 
 def test_bad_storage_url_exits_2_and_masks_the_password(tmp_path):
