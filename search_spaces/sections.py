@@ -404,7 +404,7 @@ class Resources(_Model):
     @model_validator(mode="after")
     def _not_builtin(self) -> Resources:
         if reserved := sorted({"cpu", "gpu", "CPU", "GPU", "memory", "object_store_memory"} & set(self.custom)):
-            fail([(("custom", name), "is a built-in resource: set resources.cpu / resources.gpu instead")
+            fail([(("custom", name), "is a built-in resource: set cpu / gpu beside custom instead")
                   for name in reserved])
         if self.on_gpu is not None and (self.on_gpu.on_gpu is not None or self.on_gpu.gpu == 0):
             fail([(("on_gpu", "on_gpu"), "is not allowed inside on_gpu")] * (self.on_gpu.on_gpu is not None)

@@ -106,9 +106,10 @@ def start_ray(address: str | None = None) -> None:
                      runtime_env={"env_vars": {k: os.environ[k] for k in RAY_ENV}})
         except (RuntimeError, ConnectionError) as exc:  # after Ray's retries (RAY_gcs_server_port_wait_time_s)
             # Ray says why (a wrong token: "Unauthenticated") only in its log lines above, not in the exception
-            raise BadInput(f"Ray at {address!r} did not let this driver join ({str(exc)[:200]}). A cluster with "
-                           "token authentication needs its RAY_AUTH_MODE=token and RAY_AUTH_TOKEN in this shell too "
-                           "(docs/clusters.md)") from None
+            none_there = "Could not find any running Ray instance" in str(exc)  # address auto, nothing started
+            raise BadInput(f"could not join Ray at {address!r} ({str(exc)[:200]})" + (
+                "" if none_there else ". A cluster with token authentication needs its RAY_AUTH_MODE=token and "
+                "RAY_AUTH_TOKEN in this shell too (docs/clusters.md)")) from None
 
 
 def is_local_ray() -> bool:

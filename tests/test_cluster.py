@@ -146,7 +146,7 @@ def test_sweep_runs_on_both_nodes_and_survives_losing_one(cluster, tmp_path, pos
                                                  "RAY_gcs_server_port_wait_time_s": "1"},
                               capture_output=True, text=True, timeout=120)
     assert stranger.returncode == 2, stranger.stdout + stranger.stderr
-    assert "did not let this driver join" in stranger.stderr and "RAY_AUTH_TOKEN" in stranger.stderr
+    assert "could not join Ray at" in stranger.stderr and "RAY_AUTH_TOKEN" in stranger.stderr
     assert "Traceback" not in stranger.stderr
     assert name not in optuna.get_all_study_names(storage=postgres_url)
     driver = subprocess.Popen([sys.executable, "-m", "sweeper.cli", "run", str(space), "--address", cluster.address,
