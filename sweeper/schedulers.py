@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler, MedianStoppingRule, TrialScheduler
 from ray.tune.stopper import Stopper
@@ -10,6 +11,7 @@ from ray.tune.stopper import Stopper
 from search_spaces import sections
 from search_spaces.schema import Spec
 from sweeper.driver_only import DriverOnly
+from trials.config import REPLAYED
 
 TIME_ATTR = "epoch"  # the core reports it every epoch; the final report repeats the last epoch
 
@@ -29,6 +31,24 @@ def planned_epochs(spec: Spec) -> int:
     return int(spec.base_config().get("epochs", default) or 0)
 
 
+class _SparesReplays:
+    """A report a resumed trial repeats from its checkpoint (``replayed``) is recorded in the rungs, not judged:
+    the trial passed that rung before its driver died, and a fresh scheduler would prune it at an epoch it is
+    long past, recording those metrics as its last."""
+
+    def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
+        action = super().on_trial_result(tune_controller, trial, result)  # type: ignore[misc]
+        return TrialScheduler.CONTINUE if result.get(REPLAYED) else action
+
+
+class ASHA(_SparesReplays, ASHAScheduler):
+    pass
+
+
+class MedianStopping(_SparesReplays, MedianStoppingRule):
+    pass
+
+
 def build_scheduler(spec: Spec) -> TrialScheduler:
     """Periods are in epochs; ``max_t`` defaults to just below the planned epochs, so no rung falls on the last
     epoch: a trial judged there would be stopped before it returns, its training done, and read as PRUNED.
@@ -41,11 +61,11 @@ def build_scheduler(spec: Spec) -> TrialScheduler:
         if epochs and options.get("grace_period", 1) >= epochs and "max_t" not in options:
             return FIFOScheduler()  # its first rung would be the last epoch: it could only prune finished trials
         options.setdefault("max_t", max(epochs - 1, options.get("grace_period", 1)) if epochs else 100)
-        kind_of = ASHAScheduler if kind == "asha" else HyperBandScheduler
+        kind_of = ASHA if kind == "asha" else HyperBandScheduler  # HyperBand's halving acts on whole brackets
         return kind_of(**common, **options, stop_last_trials=False)
     if kind == "median":
         options.setdefault("grace_period", 1)  # Ray's default, 60, means seconds; here time is epochs
-        return MedianStoppingRule(**common, **options)
+        return MedianStopping(**common, **options)
     return FIFOScheduler()
 
 

@@ -67,6 +67,10 @@ def alone(config, checkpoint_dir=None):
 _ALONE: dict = {}
 
 
+def replayed(reports) -> list[bool]:
+    return [m.get("replayed", False) for m in reports]
+
+
 def assert_same_run(expected, got):
     """Equal metrics, epoch for epoch; losses within float tolerance (batched kernels round differently)."""
     assert [m["epoch"] for m in got] == [m["epoch"] for m in expected]
@@ -79,8 +83,8 @@ def assert_same_result(expected, got):
 
 
 def assert_same_metrics(want, have, where):
-    assert want.keys() == have.keys(), where
-    for key in want:
+    assert want.keys() - {"replayed"} == have.keys() - {"replayed"}, where  # replays: see replayed()
+    for key in want.keys() - {"replayed"}:
         if key in TIMINGS:
             continue
         if key in LOSSES:
@@ -158,6 +162,7 @@ def test_a_member_checkpoint_resumes_alone_and_a_single_checkpoint_resumes_in_a_
     run_group(MEMBERS[:2], [stop_at_2, None], [tmp_path / "a", tmp_path / "b-group"])
     resumed, result = alone(MEMBERS[0], tmp_path / "a")
     assert_same_run(straight[0][0], resumed)  # epochs 1 and 2 reported again first, as a resumed run does
+    assert replayed(resumed) == [True, True, False, False]
     assert_same_result(straight[0][1], result)
 
     # a single trial stopped after epoch 1 carries on inside a group beside a fresh member
@@ -170,6 +175,7 @@ def test_a_member_checkpoint_resumes_alone_and_a_single_checkpoint_resumes_in_a_
     reports = [[], []]
     outcomes = run_group([MEMBERS[1], MEMBERS[0]], [r.append for r in reports], [tmp_path / "b", tmp_path / "c"])
     assert_same_run(straight[1][0], reports[0])  # epoch 1 again, then 2..4
+    assert replayed(reports[0]) == [True, False, False, False] and not any(replayed(reports[1]))
     assert_same_result(straight[1][1], outcomes[0])
     assert_same_run(straight[0][0], reports[1])
 

@@ -94,3 +94,27 @@ def test_scheduler_periods_stay_below_the_last_epoch():
     short = ("params.warmup_epochs={type: fixed, value: 0}", "enqueue=[]")
     assert type(scheduler(*short, "training.epochs=3", "scheduler.grace_period=3")).__name__ == "FIFOScheduler"
     assert type(scheduler(*short, "training.epochs=1", "scheduler={type: hyperband}")).__name__ == "FIFOScheduler"
+
+
+def test_schedulers_record_but_do_not_judge_a_resumed_trials_replayed_epochs():
+    """A resumed trial reports its checkpointed epochs again; a fresh scheduler must not prune it at a rung it
+    passed before its driver died (its last metrics would be an old epoch's)."""
+    from ray.tune.schedulers import TrialScheduler
+
+    from search_spaces.loader import load_spec
+    from sweeper.schedulers import build_scheduler
+
+    class Trial:  # what a scheduler reads of Tune's trials
+        def __init__(self, trial_id: str) -> None:
+            self.trial_id, self.last_result, self.status = trial_id, {}, "RUNNING"
+
+    scheduler = build_scheduler(load_spec("spaces/asl20.yaml", overrides=[
+        "scheduler={type: asha, grace_period: 1, reduction_factor: 2}"]))
+    good, replayed, fresh = Trial("good"), Trial("replayed"), Trial("fresh")
+    for trial in (good, replayed, fresh):
+        scheduler.on_trial_add(None, trial)
+    for epoch in (1, 2):
+        assert scheduler.on_trial_result(None, good, {"epoch": epoch, "val_top3": 0.9}) == TrialScheduler.CONTINUE
+    poor = {"epoch": 2, "val_top3": 0.1}
+    assert scheduler.on_trial_result(None, replayed, {**poor, "replayed": True}) == TrialScheduler.CONTINUE
+    assert scheduler.on_trial_result(None, fresh, poor) == TrialScheduler.STOP  # the same result, not a replay

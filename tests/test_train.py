@@ -48,9 +48,12 @@ def test_resume_between_epochs_is_identical_to_an_uninterrupted_run(tmp_path, st
     resumed = run(TINY, resumed_reports.append, tmp_path / "resumed")
     # every checkpointed epoch is reported again first (a killed driver may have recorded none of the last few)
     assert [m["epoch"] for m in resumed_reports] == list(range(1, 5))
+    # marked as replays, which schedulers record but do not judge again
+    assert [m.get("replayed", False) for m in resumed_reports] == [True] * stop_after + [False] * (4 - stop_after)
 
-    def strip(d):  # timings differ between runs; everything else must be bit-identical
-        return {k: v for k, v in d.items() if k not in ("epoch_seconds", "samples_per_second", "wall_seconds")}
+    def strip(d):  # timings differ between runs, replays are marked; everything else must be bit-identical
+        return {k: v for k, v in d.items()
+                if k not in ("epoch_seconds", "samples_per_second", "wall_seconds", "replayed")}
 
     assert [strip(m) for m in straight_reports] == [strip(m) for m in resumed_reports]
     assert strip(straight) == strip(resumed)

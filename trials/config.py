@@ -180,6 +180,8 @@ EPOCH_METRICS: dict[str, str] = {
 }
 FINAL_METRICS: dict[str, str] = {"test_loss": "minimize", "test_top1": "maximize", "test_top3": "maximize",
                                  "test_top5": "maximize"}
+# In a report a resumed run repeats from its checkpoint: schedulers record it but do not judge it again.
+REPLAYED = "replayed"
 OBJECTIVE_METRICS = [m for m, d in EPOCH_METRICS.items() if d]
 
 

@@ -38,7 +38,7 @@ from typing import Any
 
 import torch
 
-from trials.config import ConfigError, TrainConfig
+from trials.config import REPLAYED, ConfigError, TrainConfig
 from trials.data import Splits, load_splits
 from trials.losses import inverse_frequency_weights, mixup
 from trials.model import LandmarkTransformer
@@ -147,14 +147,14 @@ class Group:
         self.steps_per_epoch = math.ceil(len(data.y_train) / cfgs[0].batch_size)
         self.class_weights = inverse_frequency_weights(data.y_train, data.num_classes).to(device)
         self.outcomes: dict[int, Outcome] = {}
-        self.members = [self._member(i, cfg, report, d) for i, (cfg, report, d) in enumerate(zip(
-            cfgs, reports, dirs, strict=True))]
+        self.members = [self._member(i, *member) for i, member in enumerate(zip(cfgs, reports, dirs, strict=True))]
         self.stack = StackedTransformer([m.model for m in self.members], device)
         self.exp_avg = torch.stack([self._moment(m, "exp_avg") for m in self.members]).to(device)
         self.exp_avg_sq = torch.stack([self._moment(m, "exp_avg_sq") for m in self.members]).to(device)
         self._columns()
         for e in range(max((len(m.progress["history"]) for m in self.members), default=0)):  # as train.run does
-            self._report_all([(m, dict(h[e])) for m in self.members if e < len(h := m.progress["history"])])
+            self._report_all([(m, {**m.progress["history"][e], REPLAYED: True})
+                              for m in self.members if e < len(m.progress["history"])])
         self._leave([m for m in self.members if m.progress["epoch"] >= m.cfg.epochs], "completed")
 
     def _member(self, index: int, cfg: TrainConfig, report: Report | None, checkpoint_dir: Any) -> Member:

@@ -4,9 +4,9 @@
 once per epoch with that epoch's metrics, and returns the final metrics, with the test split evaluated on
 the best checkpoint. With a ``checkpoint_dir`` it writes ``state.pt`` after each epoch and resumes from it,
 so a run stopped between any two epochs finishes exactly as an uninterrupted one would (CPU, same seed). A
-resumed run first reports every checkpointed epoch again (reports travel to the driver after the checkpoint
-is written, so a driver killed with a few of them in flight never recorded them); a recorder keeps the first
-report of an epoch.
+resumed run first reports every checkpointed epoch again, marked ``replayed`` (reports travel to the driver
+after the checkpoint is written, so a driver killed with a few of them in flight never recorded them); a
+recorder keeps the first report of an epoch, and a scheduler does not judge a replay.
 
 Read it top to bottom: set-up, then the epoch loop, then the final evaluation.
 """
@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from trials.config import EPOCH_METRICS, FINAL_METRICS, ConfigError, TrainConfig
+from trials.config import EPOCH_METRICS, FINAL_METRICS, REPLAYED, ConfigError, TrainConfig
 from trials.data import Splits, load_splits
 from trials.losses import inverse_frequency_weights, mixup, smoothed_targets, soft_cross_entropy
 from trials.model import LandmarkTransformer, count_parameters
@@ -71,7 +71,7 @@ def run(config: Mapping[str, Any], report: Report | None = None, checkpoint_dir:
         progress, best_state = load_state(state_path, model, optimizer, cfg)
         log.info("resumed from %s at epoch %d", state_path, progress["epoch"])
         for metrics in progress["history"]:  # again: a killed driver may have recorded none of the last few
-            report(dict(metrics))
+            report({**metrics, REPLAYED: True})
 
     # --- epochs -----------------------------------------------------------------------------------------
     stop_reason = "completed"
