@@ -330,6 +330,7 @@ class Spec(BaseModel):
         """The resolved spec as plain YAML/JSON data, in the file's layout; loading it gives the same spec."""
         out = {**self.model_dump(), "training": unflatten(self.training),
                "params": {n: p.model_dump(exclude_defaults=True) for n, p in self.params.items()},
-               "scheduler": {"type": self.scheduler.type, **self.scheduler.options}}
+               "scheduler": {"type": self.scheduler.type, **self.scheduler.options},
+               "resources": self.resources.model_dump(exclude_none=True)}  # no on_gpu: null
         optional = ("description", "storage", "targets", "baseline", "enqueue", "quick")
         return {k: v for k, v in out.items() if v or k not in optional}
