@@ -187,3 +187,41 @@ def test_sweep_runs_on_both_nodes_and_survives_losing_one(cluster, tmp_path, pos
     retried = [t for t in after if t.user_attrs["resumed_from_epoch"] > 0]
     assert retried, "the trial in flight on the lost node should have continued from its checkpoint on node a"
     optuna.delete_study(study_name=name, storage=postgres_url)
+
+
+@pytest.mark.slow
+def test_a_space_fuses_its_trials_on_a_cluster_with_a_gpu_one_group_per_gpu_at_a_time(tmp_path):
+    """resources.on_gpu applies where the cluster has a GPU (here one declared on a CPU node: trials see
+    CUDA_VISIBLE_DEVICES, find no CUDA and train on CPU); a second group is asked only once the GPU is free."""
+    port = free_port()
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token",
+           "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+    head = start_node(["--head", f"--port={port}", "--include-dashboard=false", "--num-gpus=1"], env,
+                      tmp_path / "h.log")
+    address = f"127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 120
+        while subprocess.run([RAY, "health-check", f"--address={address}"], env=env, capture_output=True).returncode:
+            assert time.time() < deadline and head.poll() is None, (tmp_path / "h.log").read_text()
+            time.sleep(1)
+        db = tmp_path / "sweeps.db"
+        done = subprocess.run([sys.executable, "-m", "sweeper.cli", "run", "spaces/asl20.yaml", "--quick", "--set",
+                               "resources.on_gpu.fuse=3", "--address", address, "--storage", f"sqlite:///{db}",
+                               "--results-dir", str(tmp_path / "runs")], cwd=tmp_path, env={**env, "COLUMNS": "200"},
+                              capture_output=True, text=True, timeout=300)
+    finally:
+        os.killpg(head.pid, signal.SIGKILL)
+        head.wait(timeout=30)
+        kill_leftover_workers(port)
+        forget_address(port)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "resources.on_gpu applies (the cluster has 1 GPU)" in done.stdout
+    assert "up to 3 trials fused in each, 1 at a time" in done.stdout  # max_concurrent 2, but one GPU
+    trials = optuna.load_study(study_name="asl20-quick", storage=f"sqlite:///{db}").get_trials()
+    groups: dict[str, list] = {}
+    for t in trials:
+        groups.setdefault(t.user_attrs["ray_trial_id"].split("/")[0], []).append(t)
+    assert len(trials) == 6 and sorted(len(g) for g in groups.values()) == [3, 3], groups.keys()
+    first, second = sorted(groups.values(), key=lambda g: min(t.datetime_start for t in g))
+    # not asked while the first held the GPU (it would have been at once, then waited RUNNING, sampled blind)
+    assert min(t.datetime_complete for t in first) <= min(t.datetime_start for t in second)
