@@ -11,6 +11,10 @@ import pytest
 from storage.engine import close_storage, open_storage
 from storage.errors import StorageError
 
+# The suite trains on the CPU everywhere (tiny data, exactness against runs alone): a developer's GPU stays out of
+# it, for Ray, torch and every process they start, or the built-in spaces' resources.on_gpu would fuse on it.
+os.environ["CUDA_VISIBLE_DEVICES"] = ""
+
 
 def pytest_configure(config: pytest.Config) -> None:
     """A suite started in the background (``nohup make test &``) inherits SIGINT ignored, and every driver it starts

@@ -194,8 +194,8 @@ def test_a_space_fuses_its_trials_on_a_cluster_with_a_gpu_one_group_per_gpu_at_a
     """resources.on_gpu applies where the cluster has a GPU (here one declared on a CPU node: trials see
     CUDA_VISIBLE_DEVICES, find no CUDA and train on CPU); a second group is asked only once the GPU is free."""
     port = free_port()
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token",
-           "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+    env = {**{k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"},  # conftest hides any GPU
+           "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
     head = start_node(["--head", f"--port={port}", "--include-dashboard=false", "--num-gpus=1"], env,
                       tmp_path / "h.log")
     address = f"127.0.0.1:{port}"
