@@ -406,10 +406,13 @@ class Resources(_Model):
         if reserved := sorted({"cpu", "gpu", "CPU", "GPU", "memory", "object_store_memory"} & set(self.custom)):
             fail([(("custom", name), "is a built-in resource: set cpu / gpu beside custom instead")
                   for name in reserved])
-        if self.on_gpu is not None and (self.on_gpu.on_gpu is not None or self.on_gpu.gpu == 0):
-            fail([(("on_gpu", "on_gpu"), "is not allowed inside on_gpu")] * (self.on_gpu.on_gpu is not None)
-                 + [(("on_gpu", "gpu"), "must be above 0: on_gpu is what a trial takes on a cluster with a GPU")]
-                 * (self.on_gpu.gpu == 0))
+        on_gpu, issues = self.on_gpu, []
+        if on_gpu is not None and on_gpu.on_gpu is not None:
+            issues.append((("on_gpu", "on_gpu"), "is not allowed inside on_gpu"))
+        if on_gpu is not None and on_gpu.gpu == 0:
+            issues.append((("on_gpu", "gpu"), "must be above 0: on_gpu is what a trial takes on a cluster with a GPU"))
+        if issues:
+            fail(issues)
         return self
 
     def on_cluster(self, gpus: float) -> Resources:

@@ -225,12 +225,12 @@ def run_sweep(options: SweepOptions) -> optuna.Study:
 
         check_spec(spec)
     check_ray_address(options.address)
-    if spec.resources.gpu > 0 and not joins_cluster(options.address) and local_gpus() == 0:
+    joining = joins_cluster(options.address)
+    if spec.resources.gpu > 0 and not joining and local_gpus() == 0:
         # Tune would queue such trials forever; a cluster may still gain GPU nodes (an autoscaler), so it waits
         raise refusal(spec, ("resources", "gpu"), f"is {spec.resources.gpu:g}, but this machine has no GPU that Ray "
                       "can use (CUDA_VISIBLE_DEVICES hides them, or there is none); use gpu: 0, put GPU settings "
                       "under resources.on_gpu (used only where there is a GPU), or join a cluster with --address")
-    joining = joins_cluster(options.address)
     if joining:  # a cluster that turns this driver away (a wrong token) must leave nothing behind
         start_ray(options.address)
     results_root = Path(options.results_dir).resolve()

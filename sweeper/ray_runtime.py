@@ -53,7 +53,7 @@ def check_ray_address(address: str | None) -> None:
     """Refuse an address Ray cannot join before anything starts: a malformed one raises deep inside ``ray.init``,
     and one where nothing listens has it retry for minutes. ``auto`` and ``local`` are Ray's own words."""
     flag = "--address" if address else "RAY_ADDRESS"
-    address = (address or os.environ.get("RAY_ADDRESS") or "local").strip()
+    address = ray_address(address)
     if address in ("auto", "local"):
         return
     match = _ADDRESS.fullmatch(address)
@@ -67,9 +67,17 @@ def check_ray_address(address: str | None) -> None:
                        "`ray start --head`, or leave out --address for a Ray of the sweep's own") from None
 
 
+def ray_address(address: str | None) -> str:
+    """The Ray the sweep uses: ``--address``, else ``RAY_ADDRESS``, else ``local`` (an instance of its own).
+
+    Never Ray's own default: a bare ``ray.init()`` joins whatever `ray start` left on this machine
+    (/tmp/ray/ray_current_cluster), and waits forever on a cluster that has since been stopped."""
+    return (address or os.environ.get("RAY_ADDRESS") or "local").strip()
+
+
 def joins_cluster(address: str | None) -> bool:
-    """Whether the sweep joins a Ray that others started (``--address``/``RAY_ADDRESS``) rather than its own."""
-    return (address or os.environ.get("RAY_ADDRESS") or "local").strip() != "local"
+    """Whether the sweep joins a Ray that others started rather than starting its own."""
+    return ray_address(address) != "local"
 
 
 def local_gpus() -> int:
@@ -92,9 +100,7 @@ def start_ray(address: str | None = None) -> None:
 
     if ray.is_initialized():
         return
-    # "local": always a fresh instance of our own. Without it ray.init() joins whatever `ray start` left on this
-    # machine (/tmp/ray/ray_current_cluster), and waits forever on a cluster that has since been stopped.
-    address = address or os.environ.get("RAY_ADDRESS") or "local"
+    address = ray_address(address)
     if address == "local":  # our own instance: its workers already have our environment
         for name in LOCAL_QUIET_LOGGERS:
             logging.getLogger(name).setLevel(logging.ERROR)
