@@ -289,13 +289,29 @@ def tune_sqlite_connection(dbapi_connection: sqlite3.Connection, _connection_rec
     cursor = dbapi_connection.cursor()
     try:
         cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_S * 1000}")
-        mode = cursor.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        mode = _switch_to_wal(cursor)
         cursor.execute("PRAGMA synchronous = NORMAL")
     finally:
         cursor.close()
     if str(mode).lower() not in ("wal", "memory"):
         # Network filesystems (NFS, SMB) cannot share WAL's memory map; the sweep still works, with rollback locks.
         _logger.warning("SQLite kept journal_mode=%s instead of WAL; readers may delay writes.", mode)
+
+
+def _switch_to_wal(cursor: sqlite3.Cursor) -> str:
+    """``PRAGMA journal_mode = WAL``, waiting out another driver that is creating the same new file.
+
+    SQLite answers this pragma "database is locked" at once, without its busy handler, while another connection
+    holds the new file; two drivers started together on one new study database would fail on it.
+    """
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
+    while True:
+        try:
+            return cursor.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def _check_positive(name: str, value: int | None) -> None:
