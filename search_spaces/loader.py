@@ -13,10 +13,10 @@ import re
 import reprlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from search_spaces.errors import SpecError, SpecIssue
 from search_spaces.schema import Atoms, Spec, atoms, flatten, resolve_key
@@ -211,9 +211,10 @@ def _messages(error: Mapping[str, Any]) -> list[tuple[tuple[Any, ...], str]]:
     if kind == "value_error":
         return [(loc, str(ctx["error"]))]
     if kind == "extra_forbidden":
-        model = typed or (Spec.model_fields[loc[0]].annotation if len(loc) > 1 else Spec)
-        fields = list(getattr(model, "model_fields", Spec.model_fields))  # the model that refused the key
-        owner = f" for a {raw[tag]} {raw[0].removesuffix('s')}" if typed else ""
+        model = typed or _model_at(loc[:-1])  # the model that refused the key
+        fields = [name for name in getattr(model, "model_fields", Spec.model_fields) if name not in loc]
+        owner = f" for {'an' if str(raw[tag])[:1] in 'aeiou' else 'a'} {raw[tag]} {raw[0].removesuffix('s')}" \
+            if typed else ""
         return [(loc, unknown_key(loc[-1], fields).replace(";", owner + ";", 1))]
     if kind == "union_tag_not_found":
         fields = sorted({f for model in KINDS[loc[0]].values() for f in model.model_fields})
@@ -228,6 +229,19 @@ def _messages(error: Mapping[str, Any]) -> list[tuple[tuple[Any, ...], str]]:
         return [(loc, "is required")]
     scalar = kind != "spec" and (isinstance(given, str | int | float | bool) or given is None)
     return [(loc, error["msg"] + (f" (got {reprlib.repr(given)})" if scalar else ""))]
+
+
+def _model_at(path: Sequence[Any]) -> Any:
+    """The pydantic model that reads the mapping at ``path`` (``resources.on_gpu``: Resources); a field named as
+    one of its holders (on_gpu inside on_gpu) is not offered for it."""
+    model: Any = Spec
+    for name in path:
+        field = getattr(model, "model_fields", {}).get(name)
+        if field is None:
+            break
+        model = next((kind for kind in (field.annotation, *get_args(field.annotation))
+                      if isinstance(kind, type) and issubclass(kind, BaseModel)), field.annotation)
+    return model
 
 
 def _issue(file: str, lines: dict[Atoms, int], origins: list[tuple[Atoms, str, int | None]], path: Sequence[Any],

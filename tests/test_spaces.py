@@ -160,6 +160,8 @@ def test_low_must_be_below_high(tmp_path: Path) -> None:
     ("{type: float, high: 1}", "params.x.low", 3, "params.x.low: is required"),
     ("{type: categorical, choices: [a], low: 1}", "params.x.low", 3,
      "unknown key 'low' for a categorical param; allowed: type, choices"),
+    ("{type: int, low: 0, high: 1, choices: [a]}", "params.x.choices", 3,
+     "unknown key 'choices' for an int param; allowed: type, low, high, log, step"),
     ("{type: flaot, low: 0, high: 1}", "params.x.type", 3, "did you mean 'float'"),
     ("{typ: float, low: 0, high: 1}", "params.x.typ", 3, "unknown key 'typ' (did you mean 'type'?)"),
 ])
@@ -333,6 +335,9 @@ def test_on_gpu_resources_replace_the_others_only_on_a_cluster_with_a_gpu(tmp_pa
     err = errors(write(tmp_path, MINIMAL + "resources:\n  on_gpu: {gpu: 0, on_gpu: {gpu: 1}}\n"))
     assert ":4: resources.on_gpu.gpu: must be above 0" in find(err, "resources.on_gpu.gpu")
     assert "is not allowed inside on_gpu" in find(err, "resources.on_gpu.on_gpu")
+    err = errors(BUILTIN_DIR / "asl20.yaml", overrides=["resources.on_gpu.fuze=8"])
+    assert find(err, "resources.on_gpu.fuze").endswith(  # on_gpu's own keys, without on_gpu
+        "unknown key 'fuze' (did you mean 'fuse'?); allowed: cpu, gpu, fuse, custom")
 
 
 def test_a_grid_search_refuses_a_partial_enqueued_row() -> None:
