@@ -32,6 +32,7 @@ from storage.urls import is_sqlite, mask_in_text, mask_url, sqlite_path, validat
 SQLITE_BUSY_TIMEOUT_S = 10  # then the sweep's storage.retry policy waits on, with a console line
 POSTGRES_CONNECT_TIMEOUT_S = 10
 POSTGRES_TCP_USER_TIMEOUT_MS = 60_000  # unacknowledged data this long: the connection is dead (libpq, Linux)
+POSTGRES_STATEMENT_TIMEOUT_MS = 60_000  # sweeper's statements take milliseconds; this long: something holds them
 # A database holding these is one Optuna wrote (alembic_version included: without it Optuna would stamp it).
 OPTUNA_TABLES = ("studies", "trials", "version_info", "alembic_version")
 CREATE_ATTEMPTS = 5  # opening a new database that another driver is creating at the same moment
@@ -206,6 +207,9 @@ def _reason(detail: str, url: str) -> str:
         return "SQLite cannot open or create the file: check that the folder exists and is writable."
     if "database is locked" in detail:
         return f"the SQLite file stayed locked by another process for more than {SQLITE_BUSY_TIMEOUT_S} s."
+    if "statement timeout" in detail:
+        return "a statement waited past statement_timeout: another session may hold a lock on Optuna's tables " \
+               "(pg_locks shows it), or the server is stalled."
     if "not a database" in detail:
         return "the file exists but is not a SQLite database."
     if "no longer compatible with the table schema" in detail:
@@ -269,7 +273,23 @@ def _engine_kwargs(url: str, *, tune: bool = True, read_only: bool = False) -> d
         connect_args["options"] = " ".join(filter(None, (query.get("options"), "-c default_transaction_read_only=on")))
     # pool_pre_ping: a connection a server restart killed is replaced before use, not failed;
     # pool_recycle: renewed before firewalls and proxies drop idle connections silently.
-    return {"pool_pre_ping": True, "pool_recycle": 1800, "connect_args": connect_args}
+    return {"pool_pre_ping": True, "pool_recycle": 1800, "connect_args": connect_args,
+            "pool_events": [(limit_statement_time, "connect")]}
+
+
+def limit_statement_time(dbapi_connection: Any, _connection_record: object) -> None:
+    """SQLAlchemy ``connect`` listener: no statement waits longer than POSTGRES_STATEMENT_TIMEOUT_MS, unless the
+    URL (``?options=-cstatement_timeout=...``), the role or the database set a limit of their own.
+
+    A table that another session locks (a migration, a ``VACUUM FULL``, a transaction left open) would otherwise
+    stall the sweep silently and for good; cancelled by the server, the statement is retried by the outage
+    policy, which says so on the console. A SET rather than a startup option: connection poolers such as
+    PgBouncer refuse unknown startup options.
+    """
+    with dbapi_connection.cursor() as cursor:
+        if cursor.execute("SHOW statement_timeout").fetchone()[0] == "0":
+            cursor.execute(f"SET statement_timeout = {POSTGRES_STATEMENT_TIMEOUT_MS}")
+    dbapi_connection.commit()
 
 
 def connect_sqlite_read_only(path: Path) -> sqlite3.Connection:

@@ -2,11 +2,11 @@
 a pause, never a crashed run.
 
 Transient failures (connection refused or reset, the server shutting down or starting up, an admin shutdown,
-a serialization failure, a deadlock, SQLite's "database is locked") are retried with exponential backoff and
-jitter until the outage budget runs out; anything else (bad input, a real bug) is raised at once. SQLAlchemy's
-``pool_pre_ping`` (see :mod:`storage.engine`) replaces the connections a restart killed, so a retry is simply
-the same call again. Optuna's RDBStorage retries only trial creation (5 tries, random sleeps of up to 2 s, for
-deadlocks); to this policy that is one slow attempt.
+a serialization failure, a deadlock, a statement past its timeout, SQLite's "database is locked") are retried
+with exponential backoff and jitter until the outage budget runs out; anything else (bad input, a real bug) is
+raised at once. SQLAlchemy's ``pool_pre_ping`` (see :mod:`storage.engine`) replaces the connections a restart
+killed, so a retry is simply the same call again. Optuna's RDBStorage retries only trial creation (5 tries,
+random sleeps of up to 2 s, for deadlocks); to this policy that is one slow attempt.
 
 An outage is shared by every thread that meets it: one line when it starts, one when it ends, and one deadline
 counted from its first failure.
@@ -27,8 +27,11 @@ from storage.errors import StorageError
 T = TypeVar("T")
 
 # PostgreSQL error codes worth waiting out: serialization_failure, deadlock_detected, admin_shutdown,
-# crash_shutdown, cannot_connect_now, too_many_connections, and the connection_exception class (08...).
-TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "57P01", "57P02", "57P03", "53300"})
+# crash_shutdown, cannot_connect_now, too_many_connections, query_canceled (statement_timeout: a table another
+# session locks, a stalled server), and the connection_exception class (08...).
+TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "57P01", "57P02", "57P03", "53300", "57014"})
+# "current transaction is aborted": Optuna's get_all_trials retries a failed query in the same transaction
+IN_FAILED_TRANSACTION = "25P02"
 # Connection-time refusals that no wait will fix (psycopg gives them no SQLSTATE, only text); "invalid": a bad
 # option in the URL (sslmode=bogus, keepalives=x, an unknown option).
 PERMANENT_CONNECT_ERRORS = ("does not exist", "authentication failed", "no password supplied", "pg_hba.conf",
@@ -69,6 +72,8 @@ def _verdict(error: BaseException) -> bool | None:
     import sqlalchemy.exc
 
     sqlstate = getattr(error, "sqlstate", None)
+    if sqlstate == IN_FAILED_TRANSACTION:
+        return None  # the error that failed the transaction decides
     if isinstance(sqlstate, str):
         return sqlstate in TRANSIENT_SQLSTATES or sqlstate.startswith("08")
     if isinstance(error, sqlalchemy.exc.DBAPIError) and error.connection_invalidated:

@@ -229,6 +229,29 @@ def test_a_sqlite_lock_held_past_the_busy_timeout_is_waited_out(tmp_path):
 
 
 @pytest.mark.slow
+def test_a_postgres_table_locked_past_the_statement_timeout_is_waited_out(tmp_path, server):
+    """Another session holding Optuna's tables (a migration, a VACUUM FULL, a transaction left open) stalls every
+    write until the server cancels it at statement_timeout (the URL's 1 s here; 1 min by default); the outage
+    policy retries it, so the sweep carries on once the lock goes."""
+    import psycopg
+
+    plain = fresh_database(server, "locked_tables")
+    url = plain + "?options=-cstatement_timeout%3D1s"  # the URL's own limit is kept: sweeper sets one only if unset
+    space = resumable_space(tmp_path, trials=TRIALS, sleep=0.4)
+    driver = sweeper_cli("run", str(space), "--storage", url, "--results-dir", str(tmp_path / "runs"), cwd=tmp_path)
+    wait_for_epochs(url, driver)
+    with psycopg.connect(plain.replace("postgresql+psycopg", "postgresql")) as holder:
+        holder.execute("LOCK TABLE trials, trial_intermediate_values IN ACCESS EXCLUSIVE MODE")
+        time.sleep(6)
+        holder.rollback()
+    code, out = finish(driver)
+    assert code == 0, out
+    assert "storage unreachable" in out and "storage back after" in out and "Traceback" not in out, out
+    assert "waited past statement_timeout" in out and "pg_locks" in out, out
+    assert_recorded_once(url, study_name(space))
+
+
+@pytest.mark.slow
 def test_read_only_commands_ride_out_a_restart_then_fail_in_one_line(tmp_path, server):
     import subprocess as sp
     import sys

@@ -443,6 +443,22 @@ def test_a_connection_gives_up_on_a_cut_network_instead_of_hanging(postgres_url:
     assert (libpq["keepalives"], libpq["keepalives_idle"], libpq["tcp_user_timeout"]) == ("1", "30", "60000")
 
 
+@pytest.mark.parametrize("read_only", [False, True])
+def test_a_statement_waits_a_minute_at_most_unless_the_url_says_otherwise(postgres_url: str, read_only: bool) -> None:
+    """A lock another session holds on Optuna's tables cannot stall a sweep for good (tests/test_outage.py)."""
+    def statement_timeout(url: str) -> str:
+        storage = open_storage(url, read_only=read_only)
+        try:
+            with storage.engine.connect() as connection:
+                return connection.exec_driver_sql("SHOW statement_timeout").scalar()
+        finally:
+            close_storage(storage)
+
+    own = make_url(postgres_url).update_query_dict({"options": "-cstatement_timeout=5s"})
+    assert statement_timeout(postgres_url) == "1min"
+    assert statement_timeout(own.render_as_string(hide_password=False)) == "5s"
+
+
 def test_missing_database(postgres_url: str) -> None:
     database = f"sweeper_missing_{uuid.uuid4().hex[:8]}"
     url = make_url(postgres_url).set(database=database, password="Sup3r:s3cret@!").render_as_string(False)
