@@ -40,6 +40,15 @@ CREATE_ATTEMPTS = 5  # opening a new database that another driver is creating at
 _logger = logging.getLogger(__name__)
 
 
+def _not_optunas_fallback_notice(record: logging.LogRecord) -> bool:
+    """Optuna logs a failed trials query with its SQL, then retries it another way. In an outage that retry fails
+    too, and the outage policy's one line says what happened; without an outage the retry works."""
+    return not str(record.msg).startswith("Caught an error from sqlalchemy")
+
+
+logging.getLogger("optuna.storages._rdb.storage").addFilter(_not_optunas_fallback_notice)
+
+
 def open_storage(
     url: str,
     *,

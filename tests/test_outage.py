@@ -248,6 +248,7 @@ def test_a_postgres_table_locked_past_the_statement_timeout_is_waited_out(tmp_pa
     assert code == 0, out
     assert "storage unreachable" in out and "storage back after" in out and "Traceback" not in out, out
     assert "waited past statement_timeout" in out and "pg_locks" in out, out
+    assert "Caught an error from sqlalchemy" not in out and "SELECT" not in out, out  # no SQL on the console
     assert_recorded_once(url, study_name(space))
 
 
