@@ -212,9 +212,11 @@ def validate(
         "the space's storage" if spec.storage else "the default"
     check_data_found(spec)
     if spec.resources.most_fused > 1:  # what sweeper run refuses, validate refuses too
-        from sweeper.fused import check_spec
+        from sweeper.fused import check_spec, unfusable_on_gpu
 
         check_spec(spec)
+        if unfused := unfusable_on_gpu(spec):
+            console.print(f"# {unfused}", markup=False)
     console.print(f"# a run would use the storage {mask_url(url)} ({origin})", markup=False)
     console.print(mask_in_text(render_spec(spec), spec.storage), markup=False)
 

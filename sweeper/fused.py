@@ -57,17 +57,30 @@ DECISION_POLL_S = 0.01
 FUSABLE_SCHEDULERS = ("asha", "none")  # these judge a trial by its own results alone; others pause and compare
 
 
-def check_spec(spec: Spec) -> None:
-    """What a fused sweep cannot do, as bad input (exit 2) before anything is written."""
+def fusing_problems(spec: Spec) -> list[str]:
+    """Why the trials of ``spec`` cannot train as fused groups; empty when they can."""
     problems = []
     if spec.entrypoint != DEFAULT_ENTRYPOINT:
         problems.append(f"fused groups train the built-in model only (entrypoint {DEFAULT_ENTRYPOINT}), "
                         f"not {spec.entrypoint}")
     if spec.scheduler.type not in FUSABLE_SCHEDULERS:
         problems.append(f"fused groups work with scheduler asha or none, not {spec.scheduler.type}")
-    if problems:
-        path = ("resources", "fuse") if spec.resources.fuse > 1 else ("resources", "on_gpu", "fuse")
-        raise refusal(spec, path, "; ".join(problems) + f"; or set {'.'.join(path)}: 1")
+    return problems
+
+
+def check_spec(spec: Spec) -> None:
+    """A ``resources.fuse`` that cannot be, as bad input (exit 2) before anything is written. (``on_gpu.fuse`` is
+    what a GPU cluster offers: where it cannot be, the driver trains the trials one by one and says so.)"""
+    if spec.resources.fuse > 1 and (problems := fusing_problems(spec)):
+        raise refusal(spec, ("resources", "fuse"), "; ".join(problems) + "; or set resources.fuse: 1")
+
+
+def unfusable_on_gpu(spec: Spec) -> str:
+    """Why ``resources.on_gpu.fuse`` cannot apply, as the driver and ``validate`` say it; '' when it can."""
+    on_gpu = spec.resources.on_gpu
+    problems = fusing_problems(spec) if on_gpu is not None and on_gpu.fuse > 1 else []
+    return f"resources.on_gpu.fuse: {on_gpu.fuse} does not apply ({'; '.join(problems)}): on a GPU each trial " \
+           "trains alone" if problems else ""
 
 
 # --- the searcher -------------------------------------------------------------------------------------------

@@ -204,11 +204,17 @@ def test_a_space_fuses_its_trials_on_a_cluster_with_a_gpu_one_group_per_gpu_at_a
         while subprocess.run([RAY, "health-check", f"--address={address}"], env=env, capture_output=True).returncode:
             assert time.time() < deadline and head.poll() is None, (tmp_path / "h.log").read_text()
             time.sleep(1)
-        db = tmp_path / "sweeps.db"
-        done = subprocess.run([sys.executable, "-m", "sweeper.cli", "run", "spaces/asl20.yaml", "--quick", "--set",
-                               "resources.on_gpu.fuse=3", "--address", address, "--storage", f"sqlite:///{db}",
-                               "--results-dir", str(tmp_path / "runs")], cwd=tmp_path, env={**env, "COLUMNS": "200"},
-                              capture_output=True, text=True, timeout=300)
+        db, unfused_db = tmp_path / "sweeps.db", tmp_path / "median.db"
+
+        def sweep(db: Path, *sets: str) -> subprocess.CompletedProcess:
+            return subprocess.run([sys.executable, "-m", "sweeper.cli", "run", "spaces/asl20.yaml", "--quick",
+                                   *(a for s in sets for a in ("--set", s)), "--address", address, "--storage",
+                                   f"sqlite:///{db}", "--results-dir", str(tmp_path / "runs")], cwd=tmp_path,
+                                  env={**env, "COLUMNS": "200"}, capture_output=True, text=True, timeout=300)
+
+        done = sweep(db, "resources.on_gpu.fuse=3")
+        # a scheduler that cannot fuse: on_gpu still applies, a trial to the GPU at a time
+        unfused = sweep(unfused_db, "resources.on_gpu.fuse=3", "scheduler.type=median", "budget.trials=2")
     finally:
         os.killpg(head.pid, signal.SIGKILL)
         head.wait(timeout=30)
@@ -225,3 +231,8 @@ def test_a_space_fuses_its_trials_on_a_cluster_with_a_gpu_one_group_per_gpu_at_a
     first, second = sorted(groups.values(), key=lambda g: min(t.datetime_start for t in g))
     # not asked while the first held the GPU (it would have been at once, then waited RUNNING, sampled blind)
     assert min(t.datetime_complete for t in first) <= min(t.datetime_start for t in second)
+    assert unfused.returncode == 0, unfused.stdout + unfused.stderr
+    assert "resources.on_gpu.fuse: 3 does not apply (fused groups work with scheduler asha or none, not median)" \
+        in unfused.stdout and "CPU and 1 GPU per Ray trial, 1 at a time" in unfused.stdout, unfused.stdout
+    alone = optuna.load_study(study_name="asl20-quick", storage=f"sqlite:///{unfused_db}").get_trials()
+    assert len(alone) == 2 and all("/" not in t.user_attrs["ray_trial_id"] for t in alone), alone

@@ -332,16 +332,22 @@ def test_fused_sweep_refuses_what_it_cannot_fuse(tmp_path, command):
     space = tmp_path / "median.yaml"
     space.write_text((Path(__file__).resolve().parents[1] / "search_spaces" / "spaces" / "asl20.yaml").read_text())
     storage = ["--storage", f"sqlite:///{tmp_path / 'sweeps.db'}"] if command == "run" else []
-    # the space's own on_gpu fuses 16 on a GPU: refused on any machine, since the same file must run on both
-    line = next(n for n, text in enumerate(space.read_text().splitlines(), 1) if text.startswith("  on_gpu:"))
-    field = "--set resources.fuse=4: resources.fuse" if command == "run" else f":{line}: resources.on_gpu.fuse"
-    done = subprocess.run([sys.executable, "-m", "sweeper.cli", command, str(space), "--quick", "--set",
-                           "scheduler={type: median}", *(["--set", "resources.fuse=4"] * (command == "run")),
-                           *storage], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "sweeper.cli", command, str(space), "--quick", "--set",
+                               "scheduler={type: median}", *args, *storage], capture_output=True, text=True,
+                              cwd=tmp_path, timeout=120)
+
+    done = cli("--set", "resources.fuse=4")
     assert done.returncode == 2, done.stdout + done.stderr
-    assert f"{field}: fused groups work" in done.stdout + done.stderr
-    assert "fused groups work with scheduler asha or none, not median" in done.stdout + done.stderr
+    assert "--set resources.fuse=4: resources.fuse: fused groups work with scheduler asha or none, not median; " \
+           "or set resources.fuse: 1" in done.stdout + done.stderr
     assert not (tmp_path / "sweeps.db").exists()
+    if command == "validate":  # the space's own on_gpu.fuse (a GPU's offer) is no reason to refuse the space
+        done = cli()
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert done.stdout.startswith("# resources.on_gpu.fuse: 16 does not apply (fused groups work with scheduler "
+                                      "asha or none, not median): on a GPU each trial trains alone\n"), done.stdout
 
 
 def checkpointed_epoch(folder: Path, name: str, number: int) -> int:
