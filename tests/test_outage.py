@@ -237,19 +237,19 @@ def test_a_postgres_table_locked_past_the_statement_timeout_is_waited_out(tmp_pa
 
     plain = fresh_database(server, "locked_tables")
     url = plain + "?options=-cstatement_timeout%3D1s"  # the URL's own limit is kept: sweeper sets one only if unset
-    space = resumable_space(tmp_path, trials=TRIALS, sleep=0.4)
+    space = resumable_space(tmp_path, trials=4, sleep=0.4)
     driver = sweeper_cli("run", str(space), "--storage", url, "--results-dir", str(tmp_path / "runs"), cwd=tmp_path)
     wait_for_epochs(url, driver)
     with psycopg.connect(plain.replace("postgresql+psycopg", "postgresql")) as holder:
         holder.execute("LOCK TABLE trials, trial_intermediate_values IN ACCESS EXCLUSIVE MODE")
-        time.sleep(6)
+        time.sleep(4)
         holder.rollback()
     code, out = finish(driver)
     assert code == 0, out
     assert "storage unreachable" in out and "storage back after" in out and "Traceback" not in out, out
     assert "waited past statement_timeout" in out and "pg_locks" in out, out
     assert "Caught an error from sqlalchemy" not in out and "SELECT" not in out, out  # no SQL on the console
-    assert_recorded_once(url, study_name(space))
+    assert_recorded_once(url, study_name(space), trials=4)
 
 
 @pytest.mark.slow
