@@ -136,3 +136,16 @@ def test_small_model_learns_the_20_class_synthetic_task():
     result = run({"dataset.classes": 20, "epochs": 12, "lr": 2e-3, "label_smoothing": 0.1, "seed": 0})
     assert result["val_top3"] > 0.45, result
     assert result["test_top3"] > 0.30, result
+
+
+def test_the_training_core_imports_no_ray_optuna_yaml_or_sibling_package() -> None:
+    """trials/ is a plain function over a flat dict: any driver (or a bare CUDA image, bench/gpu.py) can run it."""
+    import subprocess
+    import sys
+
+    modules = ", ".join(f"trials.{m}" for m in ("train", "fused", "data", "datasets", "synthetic", "entrypoint"))
+    code = (f"import sys, {modules}\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'ray', 'optuna', 'yaml', 'pydantic', "
+            "'sqlalchemy', 'sweeper', 'storage', 'search_spaces'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
