@@ -54,7 +54,7 @@ MEMBER_KEY = "sweeper_member"  # the Optuna trial number a fused trial's result 
 MEMBERS = "members"  # in a fused trial's META_KEY: each member's own trial config
 DECISION_WAIT_S = 120.0  # a worker waits this long for the driver to judge an epoch, then trains on
 DECISION_POLL_S = 0.01
-FUSABLE_SCHEDULERS = ("asha", "none")  # these judge a trial by its own results alone; others pause and compare
+FUSABLE_SCHEDULERS = ("asha", "hyperband", "none")  # they continue or stop a trial; the median rule may pause
 
 
 def fusing_problems(spec: Spec) -> list[str]:
@@ -64,7 +64,7 @@ def fusing_problems(spec: Spec) -> list[str]:
         problems.append(f"fused groups train the built-in model only (entrypoint {DEFAULT_ENTRYPOINT}), "
                         f"not {spec.entrypoint}")
     if spec.scheduler.type not in FUSABLE_SCHEDULERS:
-        problems.append(f"fused groups work with scheduler asha or none, not {spec.scheduler.type}")
+        problems.append(f"fused groups work with scheduler asha, hyperband or none, not {spec.scheduler.type}")
     return problems
 
 

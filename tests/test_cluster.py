@@ -232,7 +232,7 @@ def test_a_space_fuses_its_trials_on_a_cluster_with_a_gpu_one_group_per_gpu_at_a
     # not asked while the first held the GPU (it would have been at once, then waited RUNNING, sampled blind)
     assert min(t.datetime_complete for t in first) <= min(t.datetime_start for t in second)
     assert unfused.returncode == 0, unfused.stdout + unfused.stderr
-    assert "resources.on_gpu.fuse: 3 does not apply (fused groups work with scheduler asha or none, not median)" \
-        in unfused.stdout and "CPU and 1 GPU per Ray trial, 1 at a time" in unfused.stdout, unfused.stdout
+    assert "resources.on_gpu.fuse: 3 does not apply (fused groups work with scheduler asha, hyperband or none, not " \
+        "median)" in unfused.stdout and "CPU and 1 GPU per Ray trial, 1 at a time" in unfused.stdout, unfused.stdout
     alone = optuna.load_study(study_name="asl20-quick", storage=f"sqlite:///{unfused_db}").get_trials()
     assert len(alone) == 2 and all("/" not in t.user_attrs["ray_trial_id"] for t in alone), alone

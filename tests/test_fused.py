@@ -340,14 +340,15 @@ def test_fused_sweep_refuses_what_it_cannot_fuse(tmp_path, command):
 
     done = cli("--set", "resources.fuse=4")
     assert done.returncode == 2, done.stdout + done.stderr
-    assert "--set resources.fuse=4: resources.fuse: fused groups work with scheduler asha or none, not median; " \
-           "or set resources.fuse: 1" in done.stdout + done.stderr
+    assert "--set resources.fuse=4: resources.fuse: fused groups work with scheduler asha, hyperband or none, " \
+           "not median; or set resources.fuse: 1" in done.stdout + done.stderr
     assert not (tmp_path / "sweeps.db").exists()
     if command == "validate":  # the space's own on_gpu.fuse (a GPU's offer) is no reason to refuse the space
         done = cli()
         assert done.returncode == 0, done.stdout + done.stderr
         assert done.stdout.startswith("# resources.on_gpu.fuse: 16 does not apply (fused groups work with scheduler "
-                                      "asha or none, not median): on a GPU each trial trains alone\n"), done.stdout
+                                      "asha, hyperband or none, not median): on a GPU each trial trains alone\n"), \
+            done.stdout
 
 
 def checkpointed_epoch(folder: Path, name: str, number: int) -> int:

@@ -87,7 +87,7 @@ def test_scheduler_periods_stay_below_the_last_epoch():
     assert scheduler("training={dataset: {classes: 20}}")._max_t == 29  # the core's default, 30 epochs
     assert scheduler("params.epochs={type: int, low: 10, high: 40}", "quick={}")._max_t == 39
     hyperband = scheduler("scheduler={type: hyperband}", "training.epochs=9")
-    assert hyperband._max_t_attr == 8 and not hyperband._stop_last_trials
+    assert hyperband._max_t == 8 and len(hyperband._brackets) == 2 and not hyperband._stop_last_trials  # 3^1 <= 8
     assert scheduler("scheduler={type: median}")._grace_period == 1  # epochs, not Ray's 60 (seconds)
     # a grace period of all the epochs: the first rung would be the last epoch, where it could only prune
     # trials that trained fully; nothing is left to schedule
@@ -118,3 +118,29 @@ def test_schedulers_record_but_do_not_judge_a_resumed_trials_replayed_epochs():
     poor = {"epoch": 2, "val_top3": 0.1}
     assert scheduler.on_trial_result(None, replayed, {**poor, "replayed": True}) == TrialScheduler.CONTINUE
     assert scheduler.on_trial_result(None, fresh, poor) == TrialScheduler.STOP  # the same result, not a replay
+
+
+def test_hyperband_stops_trials_when_fewer_run_at_once_than_its_brackets_hold(ray_session, tmp_path):
+    """Ray's synchronous HyperBand waits for a whole bracket at each rung, and 2 trials at a time stopped none;
+    sweeper's hyperband (HyperBand's brackets, asynchronously) stops the poor ones as they report."""
+    import time
+
+    from ray import tune
+
+    from search_spaces.loader import load_spec
+    from sweeper.schedulers import build_scheduler
+
+    spec = load_spec("spaces/asl20.yaml", overrides=["scheduler={type: hyperband, reduction_factor: 2}",
+                                                    "training.epochs=8"])
+
+    def train(config: dict) -> None:
+        for epoch in range(1, 9):
+            time.sleep(0.02)
+            tune.report({"epoch": epoch, "val_top3": config["x"] * epoch / 8})
+
+    tuner = tune.Tuner(train, param_space={"x": tune.grid_search([1 - i / 8 for i in range(8)])},  # worse and worse
+                       tune_config=tune.TuneConfig(scheduler=build_scheduler(spec), max_concurrent_trials=2,
+                                                   reuse_actors=True),
+                       run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0))
+    epochs = sorted(result.metrics["epoch"] for result in tuner.fit())
+    assert len(epochs) == 8 and epochs.count(8) <= 4 and epochs[-1] == 8, epochs
