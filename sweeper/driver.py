@@ -220,12 +220,10 @@ def run_sweep(options: SweepOptions) -> optuna.Study:
     spec, url = prepare(options)
     if options.address is None:
         check_data_found(spec)
-    unfused = ""  # why on_gpu.fuse cannot apply, if it cannot
-    if spec.resources.most_fused > 1:  # fused trial groups (sweeper/fused.py): refuse what they cannot do
-        from sweeper.fused import check_spec, unfusable_on_gpu
+    if spec.resources.fuse > 1:  # fused trial groups (sweeper/fused.py): refuse what they cannot do
+        from sweeper.fused import check_spec
 
         check_spec(spec)
-        unfused = unfusable_on_gpu(spec)
     check_ray_address(options.address)
     joining = joins_cluster(options.address)
     if spec.resources.gpu > 0 and not joining and local_gpus() == 0:
@@ -264,9 +262,12 @@ def run_sweep(options: SweepOptions) -> optuna.Study:
         imported.result()
     if spec.resources.on_gpu is not None and (gpus := ray.cluster_resources().get("GPU", 0)) > 0:
         on_gpu = spec.resources.on_cluster(gpus)
-        if unfused:  # on_gpu is what a GPU offers; a space switched to another scheduler still runs there
-            console.print(unfused)
-            on_gpu = on_gpu.model_copy(update={"fuse": 1})
+        if on_gpu.fuse > 1:  # on_gpu is what a GPU offers; a space switched to another scheduler still runs there
+            from sweeper.fused import unfusable_on_gpu
+
+            if unfused := unfusable_on_gpu(spec):
+                console.print(unfused)
+                on_gpu = on_gpu.model_copy(update={"fuse": 1})
         # no more groups at a time than the GPUs hold: a group waiting for one would be sampled blind, all RUNNING
         at_once = max(1, min(spec.budget.max_concurrent, int(gpus // on_gpu.gpu)))
         spec = spec.model_copy(update={"resources": on_gpu,
