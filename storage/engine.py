@@ -26,6 +26,7 @@ import sqlalchemy
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, SAWarning, SQLAlchemyError
 
+from storage import stall
 from storage.errors import NotAStudyDatabase, StorageError
 from storage.urls import is_sqlite, mask_in_text, mask_url, sqlite_path, validate_storage_url
 
@@ -293,12 +294,15 @@ def limit_statement_time(dbapi_connection: Any, _connection_record: object) -> N
     A table that another session locks (a migration, a ``VACUUM FULL``, a transaction left open) would otherwise
     stall the sweep silently and for good; cancelled by the server, the statement is retried by the outage
     policy, which says so on the console. A SET rather than a startup option: connection poolers such as
-    PgBouncer refuse unknown startup options.
+    PgBouncer refuse unknown startup options. A server too frozen to cancel anything is :mod:`storage.stall`'s.
     """
     with dbapi_connection.cursor() as cursor:
-        if cursor.execute("SHOW statement_timeout").fetchone()[0] == "0":
-            cursor.execute(f"SET statement_timeout = {POSTGRES_STATEMENT_TIMEOUT_MS}")
+        limit_ms = int(cursor.execute("SELECT setting FROM pg_settings WHERE name = 'statement_timeout'").fetchone()[0])
+        if limit_ms == 0:
+            limit_ms = POSTGRES_STATEMENT_TIMEOUT_MS
+            cursor.execute(f"SET statement_timeout = {limit_ms}")
     dbapi_connection.commit()
+    stall.watch(dbapi_connection, limit_ms / 1000)
 
 
 def connect_sqlite_read_only(path: Path) -> sqlite3.Connection:

@@ -9,6 +9,7 @@ intermediate value for every epoch it trained.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -250,6 +251,33 @@ def test_a_postgres_table_locked_past_the_statement_timeout_is_waited_out(tmp_pa
     assert "waited past statement_timeout" in out and "pg_locks" in out, out
     assert "Caught an error from sqlalchemy" not in out and "SELECT" not in out, out  # no SQL on the console
     assert_recorded_once(url, study_name(space), trials=4)
+
+
+@pytest.mark.slow
+def test_a_frozen_postgres_server_stops_the_sweep_at_its_storage_timeout_and_it_resumes(tmp_path, server):
+    """A server that stops answering while its kernel still acknowledges packets (a paused VM, a hung disk;
+    SIGSTOP here) enforces no statement_timeout, and TCP sees nothing wrong, so a statement sent to it waits for
+    as long as the freeze lasts. sweeper cuts a connection stuck for twice statement_timeout plus 5 s (the URL's
+    1 s here; 1 min by default), so the outage policy's budget holds: the sweep stops, resumable, while the
+    server is still frozen, and resumes once it is back."""
+    url = fresh_database(server, "frozen") + "?options=-cstatement_timeout%3D1s"
+    space = resumable_space(tmp_path, trials=4, sleep=0.4)
+    args = ("run", str(space), "--storage", url, "--results-dir", str(tmp_path / "runs"))
+    driver = sweeper_cli(*args, "--storage-timeout", "3s", cwd=tmp_path)
+    wait_for_epochs(url, driver)
+    with server.frozen():
+        try:
+            code, out = finish(driver, timeout=120)
+        except subprocess.TimeoutExpired:
+            os.killpg(driver.pid, signal.SIGKILL)
+            pytest.fail(f"the driver still waits on the frozen server after 120 s: {driver.communicate()[0]}")
+    assert code == STORAGE_UNAVAILABLE_EXIT_CODE, out
+    assert "has not answered a statement for" in out and "stayed unreachable for more than 3 s" in out, out
+    assert "Traceback" not in out, out
+
+    code, out = finish(sweeper_cli(*args, cwd=tmp_path))
+    assert code == 0 and "resumed" in out, out
+    assert_recorded_once(url, study_name(space), trials=4, whole_curves=False)
 
 
 @pytest.mark.slow
