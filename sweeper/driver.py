@@ -14,6 +14,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -243,13 +244,16 @@ def run_sweep(options: SweepOptions) -> optuna.Study:
     # itself is imported first, so the threads never import the same Ray modules at once.
     import ray
     searcher: Any = None  # the outage lines count its running trials
+
+    def outage_line(since: datetime, reason: str) -> None:
+        running = len(searcher.trials) if searcher else 0
+        console.print(f"[yellow]storage unreachable[/] since {since:%H:%M:%S}; {running} trial"
+                      f"{'' if running == 1 else 's'} still training, {'its' if running == 1 else 'their'} results "
+                      f"wait: {escape(reason)}", markup=True)
+
     policy = OutagePolicy(
         options.storage_timeout or spec.budget.storage_timeout_seconds,  # --storage-timeout beats the space
-        describe=lambda exc: str(as_storage_error(exc, url, "reach")),
-        on_outage=lambda since, reason: console.print(
-            f"[yellow]storage unreachable[/] since {since:%H:%M:%S}; "
-            f"{len(searcher.trials) if searcher else 0} trials still training, their results wait: {escape(reason)}",
-            markup=True),
+        describe=lambda exc: str(as_storage_error(exc, url, "reach")), on_outage=outage_line,
         on_recovered=lambda seconds: console.print(f"[green]storage back[/] after {seconds:.1f} s", markup=True),
     )
     with ThreadPoolExecutor(max_workers=2) as pool:

@@ -258,9 +258,10 @@ def test_a_frozen_postgres_server_stops_the_sweep_at_its_storage_timeout_and_it_
     """A server that stops answering while its kernel still acknowledges packets (a paused VM, a hung disk;
     SIGSTOP here) enforces no statement_timeout, and TCP sees nothing wrong, so a statement sent to it waits for
     as long as the freeze lasts. sweeper cuts a connection stuck for twice statement_timeout plus 5 s (the URL's
-    1 s here; 1 min by default), so the outage policy's budget holds: the sweep stops, resumable, while the
-    server is still frozen, and resumes once it is back."""
-    url = fresh_database(server, "frozen") + "?options=-cstatement_timeout%3D1s"
+    1 s here; 1 min by default), so the outage policy's budget holds (reconnecting waits for connect_timeout, 2 s
+    here; 10 s by default): the sweep stops, resumable, while the server is still frozen, and resumes once it is
+    back."""
+    url = fresh_database(server, "frozen") + "?options=-cstatement_timeout%3D1s&connect_timeout=2"
     space = resumable_space(tmp_path, trials=4, sleep=0.4)
     args = ("run", str(space), "--storage", url, "--results-dir", str(tmp_path / "runs"))
     driver = sweeper_cli(*args, "--storage-timeout", "3s", cwd=tmp_path)
