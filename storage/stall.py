@@ -12,7 +12,6 @@ bounds that) and retries, or stops the sweep, resumable, once the outage outlast
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import socket
@@ -55,25 +54,27 @@ def _watch_forever() -> None:
             watched = list(_watched.items())
         now = time.monotonic()
         for connection, state in watched:
-            if connection.closed or connection.pgconn.transaction_status != TransactionStatus.ACTIVE:
-                state.busy_since = None
-            elif state.busy_since is None:
-                state.busy_since = now
-            elif now - state.busy_since > state.limit_s:
-                _cut(connection, now - state.busy_since)
+            try:
+                if connection.closed or connection.pgconn.transaction_status != TransactionStatus.ACTIVE:
+                    state.busy_since = None
+                elif state.busy_since is None:
+                    state.busy_since = now
+                elif now - state.busy_since > state.limit_s:
+                    _cut(connection, now - state.busy_since)
+                    state.busy_since = None
+            except Exception:  # closed meanwhile, by its own thread: nothing to watch; the watch must go on
                 state.busy_since = None
 
 
 def _cut(connection: Any, waited_s: float) -> None:
-    info = connection.info
     _logger.warning("PostgreSQL at %s:%s has not answered a statement for %.0f s, twice its statement_timeout and "
-                    "more: the server looks frozen, so sweeper closed that connection", info.host, info.port, waited_s)
-    with contextlib.suppress(OSError, ValueError):  # closed meanwhile: nothing left to cut
-        duplicate = socket.socket(fileno=os.dup(connection.pgconn.socket))
-        try:
-            duplicate.shutdown(socket.SHUT_RDWR)  # wakes the thread waiting on it, which then fails
-        finally:
-            duplicate.close()
+                    "more: the server looks frozen, so sweeper closed that connection", connection.info.host,
+                    connection.info.port, waited_s)
+    duplicate = socket.socket(fileno=os.dup(connection.pgconn.socket))
+    try:
+        duplicate.shutdown(socket.SHUT_RDWR)  # wakes the thread waiting on it, which then fails
+    finally:
+        duplicate.close()
 
 
 def _forget_in_child() -> None:
