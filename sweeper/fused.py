@@ -9,7 +9,7 @@ FAIL on its own, through the same :class:`StudyRecorder` code as a single trial.
 * :func:`run_fused_trial`, inside the Ray trial, runs ``trials.fused.run_group``; every report carries the
   member's trial number (:data:`MEMBER_KEY`), and each member checkpoints where it would alone, so a resumed
   sweep carries members on from their own checkpoints, in a group or alone.
-* :class:`MemberScheduler` puts each member, not the group, before the sweep's scheduler (ASHA), and
+* :class:`MemberScheduler` puts each member, not the group, before the sweep's scheduler (ASHA, median), and
   :class:`FusedRecorder` records each member's results as its own trial's. A member the scheduler stops is
   told PRUNED at once; :class:`Decisions` (a Ray actor) tells the worker, which drops it from the group.
 
@@ -54,18 +54,13 @@ MEMBER_KEY = "sweeper_member"  # the Optuna trial number a fused trial's result 
 MEMBERS = "members"  # in a fused trial's META_KEY: each member's own trial config
 DECISION_WAIT_S = 120.0  # a worker waits this long for the driver to judge an epoch, then trains on
 DECISION_POLL_S = 0.01
-FUSABLE_SCHEDULERS = ("asha", "hyperband", "none")  # they continue or stop a trial; the median rule may pause
 
 
 def fusing_problems(spec: Spec) -> list[str]:
     """Why the trials of ``spec`` cannot train as fused groups; empty when they can."""
-    problems = []
     if spec.entrypoint != DEFAULT_ENTRYPOINT:
-        problems.append(f"fused groups train the built-in model only (entrypoint {DEFAULT_ENTRYPOINT}), "
-                        f"not {spec.entrypoint}")
-    if spec.scheduler.type not in FUSABLE_SCHEDULERS:
-        problems.append(f"fused groups work with scheduler asha, hyperband or none, not {spec.scheduler.type}")
-    return problems
+        return [f"fused groups train the built-in model only (entrypoint {DEFAULT_ENTRYPOINT}), not {spec.entrypoint}"]
+    return []
 
 
 def check_spec(spec: Spec) -> None:
@@ -247,9 +242,13 @@ class Decisions:
 
 
 # --- the driver side: scheduler and recorder -----------------------------------------------------------------
-@dataclass
+@dataclass(eq=False)
 class Member:
-    """A member as the scheduler and the recorder see a trial: an id, its last result, its group's error files."""
+    """A member as the scheduler and the recorder see a trial: an id, its last result, its group's error files.
+
+    Compared by identity, as Ray's trials are: the median rule keys each trial's history by the object, so the
+    scheduler shows it one object per member.
+    """
 
     trial_id: str
     last_result: dict[str, Any] = field(default_factory=dict)
@@ -271,7 +270,7 @@ class MemberScheduler(TrialScheduler):
         super().__init__()
         self.inner, self.searcher = inner, searcher
         self.stopped = searcher.stopped_members
-        self.added: set[str] = set()
+        self.added: dict[str, Member] = {}  # the members shown to the inner scheduler and not yet taken back
 
     def set_search_properties(self, metric: str | None, mode: str | None, **spec: Any) -> bool:
         return self.inner.set_search_properties(metric, mode, **spec)
@@ -285,23 +284,22 @@ class MemberScheduler(TrialScheduler):
         key = member_id(self.searcher, trial.trial_id, number) if number is not None else None
         if key is None or key in self.stopped:
             return TrialScheduler.CONTINUE
-        member = Member(key, result)
         if result.get(FINAL_FLAG):
             if key in self.added:
-                self.inner.on_trial_complete(tune_controller, member, result)
-                self.added.discard(key)
+                self.inner.on_trial_complete(tune_controller, self.added.pop(key), result)
         elif result.get(FAILED_KEY):
             if key in self.added:
-                self.inner.on_trial_remove(tune_controller, member)
-                self.added.discard(key)
+                self.inner.on_trial_remove(tune_controller, self.added.pop(key))
         else:
             if key not in self.added:
-                self.inner.on_trial_add(tune_controller, member)
-                self.added.add(key)
+                self.added[key] = Member(key)
+                self.inner.on_trial_add(tune_controller, self.added[key])
+            member = self.added[key]
+            member.last_result = result
+            # PAUSE (the median rule's "too few results yet to judge") cannot apply to a member: it trains on
             if self.inner.on_trial_result(tune_controller, member, result) == TrialScheduler.STOP:
                 self.stopped.add(key)
-                self.inner.on_trial_complete(tune_controller, member, result)
-                self.added.discard(key)
+                self.inner.on_trial_complete(tune_controller, self.added.pop(key), result)
         return TrialScheduler.CONTINUE
 
     def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
@@ -318,8 +316,7 @@ class MemberScheduler(TrialScheduler):
 
     def _forget(self, tune_controller: Any, trial: Any) -> None:
         for key in [k for k in self.added if k.startswith(trial.trial_id + "/")]:
-            self.inner.on_trial_remove(tune_controller, Member(key))
-            self.added.discard(key)
+            self.inner.on_trial_remove(tune_controller, self.added.pop(key))
 
     def choose_trial_to_run(self, tune_controller: Any) -> Any:
         return FIFOScheduler.choose_trial_to_run(self, tune_controller)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from test_resume import resumable_space, study_name
 
 FIXTURES = Path(__file__).parent / "fixtures"
 RAY = str(Path(sys.executable).parent / "ray")
@@ -204,17 +205,18 @@ def test_a_space_fuses_its_trials_on_a_cluster_with_a_gpu_one_group_per_gpu_at_a
         while subprocess.run([RAY, "health-check", f"--address={address}"], env=env, capture_output=True).returncode:
             assert time.time() < deadline and head.poll() is None, (tmp_path / "h.log").read_text()
             time.sleep(1)
-        db, unfused_db = tmp_path / "sweeps.db", tmp_path / "median.db"
+        db, unfused_db = tmp_path / "sweeps.db", tmp_path / "alone.db"
+        own = resumable_space(tmp_path, trials=2, sleep=0.1)  # a user's own training function cannot fuse
 
-        def sweep(db: Path, *sets: str) -> subprocess.CompletedProcess:
-            return subprocess.run([sys.executable, "-m", "sweeper.cli", "run", "spaces/asl20.yaml", "--quick",
+        def sweep(db: Path, space: str, *sets: str) -> subprocess.CompletedProcess:
+            return subprocess.run([sys.executable, "-m", "sweeper.cli", "run", space, "--quick",
                                    *(a for s in sets for a in ("--set", s)), "--address", address, "--storage",
                                    f"sqlite:///{db}", "--results-dir", str(tmp_path / "runs")], cwd=tmp_path,
                                   env={**env, "COLUMNS": "200"}, capture_output=True, text=True, timeout=300)
 
-        done = sweep(db, "resources.on_gpu.fuse=3")
-        # a scheduler that cannot fuse: on_gpu still applies, a trial to the GPU at a time
-        unfused = sweep(unfused_db, "resources.on_gpu.fuse=3", "scheduler.type=median", "budget.trials=2")
+        done = sweep(db, "spaces/asl20.yaml", "resources.on_gpu.fuse=3")
+        # a space that cannot fuse: on_gpu still applies, a trial to the GPU at a time
+        unfused = sweep(unfused_db, str(own), "resources.on_gpu={gpu: 1, fuse: 3}", "budget.trials=2")
     finally:
         os.killpg(head.pid, signal.SIGKILL)
         head.wait(timeout=30)
@@ -232,7 +234,8 @@ def test_a_space_fuses_its_trials_on_a_cluster_with_a_gpu_one_group_per_gpu_at_a
     # not asked while the first held the GPU (it would have been at once, then waited RUNNING, sampled blind)
     assert min(t.datetime_complete for t in first) <= min(t.datetime_start for t in second)
     assert unfused.returncode == 0, unfused.stdout + unfused.stderr
-    assert "resources.on_gpu.fuse: 3 does not apply (fused groups work with scheduler asha, hyperband or none, not " \
-        "median)" in unfused.stdout and "CPU and 1 GPU per Ray trial, 1 at a time" in unfused.stdout, unfused.stdout
-    alone = optuna.load_study(study_name="asl20-quick", storage=f"sqlite:///{unfused_db}").get_trials()
+    assert "resources.on_gpu.fuse: 3 does not apply (fused groups train the built-in model only (entrypoint " \
+        "trials:run), not resumable_train:train)" in unfused.stdout, unfused.stdout
+    assert "CPU and 1 GPU per Ray trial, 1 at a time" in unfused.stdout, unfused.stdout
+    alone = optuna.load_study(study_name=f"{study_name(own)}-quick", storage=f"sqlite:///{unfused_db}").get_trials()
     assert len(alone) == 2 and all("/" not in t.user_attrs["ray_trial_id"] for t in alone), alone

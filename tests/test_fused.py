@@ -20,6 +20,7 @@ from typing import Any
 import optuna
 import pytest
 import torch
+from test_resume import resumable_space
 
 from search_spaces.loader import load_spec
 from sweeper.driver import SweepOptions, run_sweep
@@ -327,28 +328,46 @@ def test_fused_members_fail_and_are_pruned_alone(ray_session, tmp_path, monkeypa
     assert torch.load(state, weights_only=True)["progress"]["epoch"] == 1
 
 
+@pytest.mark.slow
+def test_the_median_rule_prunes_the_member_behind_the_rest_of_its_group(ray_session, tmp_path, monkeypatch):
+    """Ray's median rule keeps each trial's history by the trial object: each member gets one for its life."""
+    monkeypatch.chdir(tmp_path)
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    name = f"asl20-fused-{uuid.uuid4().hex[:8]}"
+    # one group, reporting in order: #2 (lr 1e-9, cannot learn) is judged at epoch 1 against #0 and #1
+    run_sweep(SweepOptions(space="spaces/asl20.yaml", quick=True, storage=url, results_dir="runs", overrides=(
+        f"name={name}", "resources.fuse=3", "budget.trials=3", "objective.metric=val_loss",
+        "training.dataset.noise=0.1", "training.min_lr=0", "params.lr.low=1e-9",
+        "scheduler={type: median, grace_period: 1, min_samples_required: 2}",
+        "enqueue=[" + ", ".join("{label_smoothing: 0.1, warmup_epochs: 0.0, weight_decay: 1.0e-3, dropout: 0.1, "
+                                f"mixup_alpha: 0.0, lr: {lr}}}" for lr in ("3.0e-3", "2.0e-3", "1.0e-9")) + "]")))
+    trials = optuna.load_study(study_name=name, storage=url).get_trials()
+    assert [t.state for t in trials] == [TS.COMPLETE, TS.COMPLETE, TS.PRUNED]
+    assert len({group_of(t) for t in trials}) == 1
+    assert [sorted(t.intermediate_values) for t in trials] == [[1, 2, 3], [1, 2, 3], [1]]
+    assert trials[2].user_attrs["stop_reason"] == "pruned"
+
+
 @pytest.mark.parametrize("command", ["run", "validate"])
 def test_fused_sweep_refuses_what_it_cannot_fuse(tmp_path, command):
-    space = tmp_path / "median.yaml"
-    space.write_text((Path(__file__).resolve().parents[1] / "search_spaces" / "spaces" / "asl20.yaml").read_text())
+    space = resumable_space(tmp_path, trials=2, sleep=0.0)  # a user's own training function
     storage = ["--storage", f"sqlite:///{tmp_path / 'sweeps.db'}"] if command == "run" else []
 
     def cli(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "sweeper.cli", command, str(space), "--quick", "--set",
-                               "scheduler={type: median}", *args, *storage], capture_output=True, text=True,
-                              cwd=tmp_path, timeout=120)
+        return subprocess.run([sys.executable, "-m", "sweeper.cli", command, str(space), *args, *storage],
+                              capture_output=True, text=True, cwd=tmp_path, timeout=120)
 
     done = cli("--set", "resources.fuse=4")
     assert done.returncode == 2, done.stdout + done.stderr
-    assert "--set resources.fuse=4: resources.fuse: fused groups work with scheduler asha, hyperband or none, " \
-           "not median; or set resources.fuse: 1" in done.stdout + done.stderr
+    assert "--set resources.fuse=4: resources.fuse: fused groups train the built-in model only (entrypoint " \
+           "trials:run), not resumable_train:train; or set resources.fuse: 1" in done.stdout + done.stderr
     assert not (tmp_path / "sweeps.db").exists()
-    if command == "validate":  # the space's own on_gpu.fuse (a GPU's offer) is no reason to refuse the space
-        done = cli()
+    if command == "validate":  # a space's on_gpu.fuse (a GPU's offer) is no reason to refuse the space
+        done = cli("--set", "resources.on_gpu={gpu: 1, fuse: 16}")
         assert done.returncode == 0, done.stdout + done.stderr
-        assert done.stdout.startswith("# resources.on_gpu.fuse: 16 does not apply (fused groups work with scheduler "
-                                      "asha, hyperband or none, not median): on a GPU each trial trains alone\n"), \
-            done.stdout
+        assert done.stdout.startswith("# resources.on_gpu.fuse: 16 does not apply (fused groups train the built-in "
+                                      "model only (entrypoint trials:run), not resumable_train:train): on a GPU "
+                                      "each trial trains alone\n"), done.stdout
 
 
 def checkpointed_epoch(folder: Path, name: str, number: int) -> int:
