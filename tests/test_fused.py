@@ -303,21 +303,26 @@ def test_quick_fused_sweep_records_each_member_as_its_own_trial(ray_session, tmp
         optuna.delete_study(study_name=name, storage=storage_url)
 
 
+def one_group(folder: Path, scheduler: str, lrs: tuple[str, str, str], *overrides: str) -> tuple[str, list]:
+    """A quick asl20 sweep (run from ``folder``) of one fused group: 3 enqueued trials that differ in lr alone, on
+    easy data (so that a member that learns is ahead after one epoch whatever the space's calibration), judged on
+    val_loss; the study's name and its trials."""
+    url = f"sqlite:///{folder / 'sweeps.db'}"
+    name = f"asl20-fused-{uuid.uuid4().hex[:8]}"
+    run_sweep(SweepOptions(space="spaces/asl20.yaml", quick=True, storage=url, results_dir="runs", overrides=(
+        f"name={name}", "resources.fuse=3", "budget.trials=3", "objective.metric=val_loss",
+        "training.dataset.noise=0.1", "training.min_lr=0", "params.lr.low=1e-9", f"scheduler={scheduler}",
+        *overrides, "enqueue=[" + ", ".join("{label_smoothing: 0.1, warmup_epochs: 0.0, weight_decay: 1.0e-3, "
+                                            f"dropout: 0.1, mixup_alpha: 0.0, lr: {lr}}}" for lr in lrs) + "]")))
+    return name, optuna.load_study(study_name=name, storage=url).get_trials()
+
+
 @pytest.mark.slow
 def test_fused_members_fail_and_are_pruned_alone(ray_session, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
-    # one group: #0 explodes (NaN), #1 learns, #2 cannot learn (lr 1e-9) and is behind #1 at ASHA's first rung
-    name = f"asl20-fused-{uuid.uuid4().hex[:8]}"
-    run_sweep(SweepOptions(space="spaces/asl20.yaml", quick=True, storage=url, results_dir="runs", overrides=(
-        f"name={name}", "resources.fuse=3", "budget.trials=3", "objective.metric=val_loss", "training.grad_clip=0",
-        # easy data, so that #1 is ahead after one epoch whatever the built-in space's calibration
-        "training.dataset.noise=0.1",
-        "training.min_lr=0", "params.lr.low=1e-9", "params.lr.high=1e31",
-        "scheduler={type: asha, grace_period: 1, reduction_factor: 2}",
-        "enqueue=[" + ", ".join("{label_smoothing: 0.1, warmup_epochs: 0.0, weight_decay: 1.0e-3, dropout: 0.1, "
-                                f"mixup_alpha: 0.0, lr: {lr}}}" for lr in ("1.0e30", "3.0e-3", "1.0e-9")) + "]")))
-    trials = optuna.load_study(study_name=name, storage=url).get_trials()
+    # #0 explodes (NaN), #1 learns, #2 cannot learn (lr 1e-9) and is behind #1 at ASHA's first rung
+    name, trials = one_group(tmp_path, "{type: asha, grace_period: 1, reduction_factor: 2}",
+                             ("1.0e30", "3.0e-3", "1.0e-9"), "training.grad_clip=0", "params.lr.high=1e31")
     assert [t.state for t in trials] == [TS.FAIL, TS.COMPLETE, TS.PRUNED]
     assert len({group_of(t) for t in trials}) == 1
     assert "non-finite loss" in trials[0].user_attrs["error"] and trials[0].user_attrs["stop_reason"] == "nan"
@@ -332,16 +337,9 @@ def test_fused_members_fail_and_are_pruned_alone(ray_session, tmp_path, monkeypa
 def test_the_median_rule_prunes_the_member_behind_the_rest_of_its_group(ray_session, tmp_path, monkeypatch):
     """Ray's median rule keeps each trial's history by the trial object: each member gets one for its life."""
     monkeypatch.chdir(tmp_path)
-    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
-    name = f"asl20-fused-{uuid.uuid4().hex[:8]}"
-    # one group, reporting in order: #2 (lr 1e-9, cannot learn) is judged at epoch 1 against #0 and #1
-    run_sweep(SweepOptions(space="spaces/asl20.yaml", quick=True, storage=url, results_dir="runs", overrides=(
-        f"name={name}", "resources.fuse=3", "budget.trials=3", "objective.metric=val_loss",
-        "training.dataset.noise=0.1", "training.min_lr=0", "params.lr.low=1e-9",
-        "scheduler={type: median, grace_period: 1, min_samples_required: 2}",
-        "enqueue=[" + ", ".join("{label_smoothing: 0.1, warmup_epochs: 0.0, weight_decay: 1.0e-3, dropout: 0.1, "
-                                f"mixup_alpha: 0.0, lr: {lr}}}" for lr in ("3.0e-3", "2.0e-3", "1.0e-9")) + "]")))
-    trials = optuna.load_study(study_name=name, storage=url).get_trials()
+    # reporting in order, #2 (lr 1e-9, cannot learn) is judged at epoch 1 against #0 and #1
+    _, trials = one_group(tmp_path, "{type: median, grace_period: 1, min_samples_required: 2}",
+                          ("3.0e-3", "2.0e-3", "1.0e-9"))
     assert [t.state for t in trials] == [TS.COMPLETE, TS.COMPLETE, TS.PRUNED]
     assert len({group_of(t) for t in trials}) == 1
     assert [sorted(t.intermediate_values) for t in trials] == [[1, 2, 3], [1, 2, 3], [1]]
