@@ -266,7 +266,7 @@ def run_sweep(options: SweepOptions) -> optuna.Study:
         imported.result()
     if spec.resources.on_gpu is not None and (gpus := ray.cluster_resources().get("GPU", 0)) > 0:
         on_gpu = spec.resources.on_cluster(gpus)
-        if on_gpu.fuse > 1:  # on_gpu is what a GPU offers; a space switched to another scheduler still runs there
+        if on_gpu.fuse > 1:  # on_gpu is what a GPU offers; a space with its own entrypoint still runs there
             from sweeper.fused import unfusable_on_gpu
 
             if unfused := unfusable_on_gpu(spec):

@@ -56,26 +56,26 @@ DECISION_WAIT_S = 120.0  # a worker waits this long for the driver to judge an e
 DECISION_POLL_S = 0.01
 
 
-def fusing_problems(spec: Spec) -> list[str]:
-    """Why the trials of ``spec`` cannot train as fused groups; empty when they can."""
+def fusing_problem(spec: Spec) -> str:
+    """Why the trials of ``spec`` cannot train as fused groups; '' when they can."""
     if spec.entrypoint != DEFAULT_ENTRYPOINT:
-        return [f"fused groups train the built-in model only (entrypoint {DEFAULT_ENTRYPOINT}), not {spec.entrypoint}"]
-    return []
+        return f"fused groups train the built-in model only (entrypoint {DEFAULT_ENTRYPOINT}), not {spec.entrypoint}"
+    return ""
 
 
 def check_spec(spec: Spec) -> None:
     """A ``resources.fuse`` that cannot be, as bad input (exit 2) before anything is written. (``on_gpu.fuse`` is
     what a GPU cluster offers: where it cannot be, the driver trains the trials one by one and says so.)"""
-    if spec.resources.fuse > 1 and (problems := fusing_problems(spec)):
-        raise refusal(spec, ("resources", "fuse"), "; ".join(problems) + "; or set resources.fuse: 1")
+    if spec.resources.fuse > 1 and (problem := fusing_problem(spec)):
+        raise refusal(spec, ("resources", "fuse"), f"{problem}; or set resources.fuse: 1")
 
 
 def unfusable_on_gpu(spec: Spec) -> str:
     """Why ``resources.on_gpu.fuse`` cannot apply, as the driver and ``validate`` say it; '' when it can."""
     on_gpu = spec.resources.on_gpu
-    problems = fusing_problems(spec) if on_gpu is not None and on_gpu.fuse > 1 else []
-    return f"resources.on_gpu.fuse: {on_gpu.fuse} does not apply ({'; '.join(problems)}): on a GPU each trial " \
-           "trains alone" if problems else ""
+    problem = fusing_problem(spec) if on_gpu is not None and on_gpu.fuse > 1 else ""
+    return f"resources.on_gpu.fuse: {on_gpu.fuse} does not apply ({problem}): on a GPU each trial trains alone" \
+        if problem else ""
 
 
 # --- the searcher -------------------------------------------------------------------------------------------
