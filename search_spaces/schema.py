@@ -142,6 +142,15 @@ class Spec(BaseModel):
             data["scheduler"] = {**data["scheduler"], "type": "none"}
         return data
 
+    @field_validator("name")
+    @classmethod
+    def _folder_name(cls, name: str) -> str:
+        """The name is a folder too (Ray's results, checkpoints), which must stay inside the results folder."""
+        if name.startswith(".") or any(c in name for c in "/\\\0"):
+            raise ValueError(f"{name!r} cannot name a study: it is also a folder name, so it may not start with '.' "
+                             "or hold / or \\ (e.g. asl20-lr)")
+        return name
+
     @field_validator("entrypoint")
     @classmethod
     def _describe(cls, target: str, info: ValidationInfo) -> str:

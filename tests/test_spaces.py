@@ -147,6 +147,16 @@ def test_low_must_be_below_high(tmp_path: Path) -> None:
     assert err.message == "must be < high (got low=0.5, high=0.1)"
 
 
+@pytest.mark.parametrize("name", ["/tmp/elsewhere", "..", "team/asl20", "a\\b", ".hidden"])
+def test_a_study_name_that_would_leave_the_results_folder_is_refused(tmp_path: Path, name: str) -> None:
+    """The name is also the folder of the sweep's Ray results and checkpoints, which a sweep deletes trials from."""
+    path = write(tmp_path, yaml.safe_dump({"name": name}) + MINIMAL)
+    assert find(errors(path), "name") == f"{path}:1: name: {name!r} cannot name a study: it is also a folder name, " \
+        "so it may not start with '.' or hold / or \\ (e.g. asl20-lr)"
+    assert "--set name=.." in str(errors(write(tmp_path, MINIMAL), overrides=["name=.."]))
+    assert load_spec(write(tmp_path, "name: asl20-lr_v2.1\n" + MINIMAL)).name == "asl20-lr_v2.1"
+
+
 @pytest.mark.parametrize(("param", "field", "line", "text"), [
     ("{type: float, low: 0, high: 1, log: true}", "params.x.low", 3, "must be > 0 when log: true"),
     ("{type: float, low: 0.1, high: 1, log: true, step: 0.1}", "params.x.step", 3, "cannot be combined with log"),

@@ -6,7 +6,7 @@ of one. All weights live as views into one ``[K, P]`` buffer and :meth:`flat_gra
 another, so the optimizer and gradient clipping are a handful of ops on two tensors whatever K is.
 
 Parameter names are the single model's (``encoder.layers.0.linear1.weight``), so member ``k``'s weights are a
-plain ``LandmarkTransformer`` state dict: :meth:`member_state` / :meth:`load_member`.
+plain ``LandmarkTransformer`` state dict (:meth:`member_state`).
 
 Dropout is the one place the members' random numbers are drawn inside the model; the caller passes a
 :data:`Dropout` that draws each member's mask (see ``trials.fused``). Whatever it draws for member ``k`` at a site
@@ -79,11 +79,6 @@ class StackedTransformer:
     def member_state(self, k: int) -> dict[str, torch.Tensor]:
         """Member ``k``'s weights as a ``LandmarkTransformer`` state dict (copies, on the CPU)."""
         return {name: p[k].detach().cpu().clone() for name, p in self.params.items()}
-
-    @torch.no_grad()
-    def load_member(self, k: int, state: dict[str, torch.Tensor]) -> None:
-        for name, p in self.params.items():
-            p[k].copy_(state[name])
 
     # ---------------------------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, dropout: Dropout = no_dropout) -> torch.Tensor:
