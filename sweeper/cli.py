@@ -7,7 +7,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, NoReturn, Optional
 
 import typer
 from rich.markup import escape
@@ -16,6 +16,7 @@ from storage.retry import StorageUnavailable
 from sweeper.console import console, err_console
 from sweeper.errors import (
     BAD_INPUT,
+    INTERRUPTED_EXIT_CODE,
     NOTHING_FINISHED_EXIT_CODE,
     STORAGE_UNAVAILABLE_EXIT_CODE,
     USAGE_EXIT_CODE,
@@ -150,28 +151,30 @@ def _seconds(flag: str, text: str | None) -> float | None:
 
 def _sweep(options: SweepOptions) -> None:
     from sweeper.driver import run_sweep
-    from sweeper.ray_runtime import kill_local_ray_before_exit
 
     try:
         run_sweep(options)
-    except KeyboardInterrupt:  # typer turns it into exit 130 without a word
-        err_console.print("interrupted: the study keeps its finished trials; the same command carries it on")
-        raise
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM; the trials that were running are carried on by a resume
+        _leave(INTERRUPTED_EXIT_CODE, "interrupted: the study keeps its finished trials; the same command carries "
+                                      "it on")
     except NothingFinished as exc:
-        kill_local_ray_before_exit()
-        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True)
-        sys.stderr.flush()
-        os._exit(NOTHING_FINISHED_EXIT_CODE)
+        _leave(NOTHING_FINISHED_EXIT_CODE, f"[bold red]error:[/] {escape(str(exc))}")
     except StorageUnavailable as exc:  # the study is consistent and resumable; the workers go with Ray
-        kill_local_ray_before_exit()
-        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True)
-        sys.stderr.flush()
-        os._exit(STORAGE_UNAVAILABLE_EXIT_CODE)
-    # Every trial is committed to the study: leave now instead of waiting seconds on graceful teardowns.
+        _leave(STORAGE_UNAVAILABLE_EXIT_CODE, f"[bold red]error:[/] {escape(str(exc))}")
+    _leave(0)
+
+
+def _leave(code: int, message: str = "") -> NoReturn:
+    """Exit now: every result is committed to the study, so the graceful teardowns (seconds, or a minute waiting
+    on a Ray that a SIGTERM to the process group already stopped) have nothing left to save."""
+    from sweeper.ray_runtime import kill_local_ray_before_exit
+
     kill_local_ray_before_exit()
+    if message:
+        err_console.print(message, markup=True)
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(0)
+    os._exit(code)
 
 
 @app.command()

@@ -457,7 +457,11 @@ def environment_without(name: str):
 @contextlib.contextmanager
 def noting_interrupts(flag: threading.Event):
     """Ctrl-C raises KeyboardInterrupt as ever, and sets ``flag`` too: Python swallows an interrupt that lands in a
-    finalizer ("Exception ignored in ..."), and a sweep must not train on after Ctrl-C."""
+    finalizer ("Exception ignored in ..."), and a sweep must not train on after Ctrl-C.
+
+    SIGTERM (``kill``, ``docker stop``, Slurm and Kubernetes stopping a job) is a Ctrl-C too; otherwise Ray's
+    handler aborts the driver with a stack dump, leaving what the writer had queued unwritten.
+    """
     if threading.current_thread() is not threading.main_thread():  # only the main thread handles signals
         yield
         return
@@ -466,11 +470,12 @@ def noting_interrupts(flag: threading.Event):
         flag.set()
         signal.default_int_handler(signum, frame)
 
-    previous = signal.signal(signal.SIGINT, interrupt)
+    previous = {signum: signal.signal(signum, interrupt) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 @contextlib.contextmanager

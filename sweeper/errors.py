@@ -9,6 +9,7 @@ from trials.errors import DataError
 
 USAGE_EXIT_CODE = 2
 NOTHING_FINISHED_EXIT_CODE = 1
+INTERRUPTED_EXIT_CODE = 130  # 128 + SIGINT, as a shell reports Ctrl-C; SIGTERM too
 STORAGE_UNAVAILABLE_EXIT_CODE = 75  # sysexits' EX_TEMPFAIL: the storage was away too long; run again to resume
 
 
