@@ -232,6 +232,8 @@ def run_sweep(options: SweepOptions) -> optuna.Study:
         raise refusal(spec, ("resources", "gpu"), f"is {spec.resources.gpu:g}, but this machine has no GPU that Ray "
                       "can use (CUDA_VISIBLE_DEVICES hides them, or there is none); use gpu: 0, put GPU settings "
                       "under resources.on_gpu (used only where there is a GPU), or join a cluster with --address")
+    if not joining:
+        check_local_resources(spec)
     if joining:  # a cluster that turns this driver away (a wrong token) must leave nothing behind
         start_ray(options.address)
     results_root = Path(options.results_dir).resolve()
@@ -390,6 +392,24 @@ def run_sweep(options: SweepOptions) -> optuna.Study:
         raise NothingFinished(f"every trial of {study.study_name} failed (their errors are above); fix the cause "
                               "and start over with --fresh (failed trials count in a study's budget)")
     return study
+
+
+def check_local_resources(spec: Spec) -> None:
+    """Refuse a trial that the Ray sweeper starts for itself could never place: Tune would wait for it forever."""
+    import ray
+    from ray._private.utils import get_num_cpus
+
+    # a Ray already started in this process (an embedding program's) offers what it was started with
+    offered = ray.cluster_resources() if ray.is_initialized() else {"CPU": get_num_cpus()}
+    resources = spec.resources.on_cluster(local_gpus())
+    place = ("resources", "on_gpu") if resources is not spec.resources else ("resources",)
+    if missing := [name for name in resources.custom if name not in offered]:
+        raise refusal(spec, (*place, "custom", missing[0]), "asks for a custom resource, which only nodes started "
+                      "with ray start --resources declare, and a Ray of sweeper's own has none: join such a cluster "
+                      "with --address, or drop it")
+    if resources.cpu > (cpus := offered.get("CPU", 0)):
+        raise refusal(spec, (*place, "cpu"), f"is {resources.cpu:g}, but this machine has {cpus:g} CPUs for Ray: "
+                      f"ask for at most {cpus:g}, or join a cluster with --address")
 
 
 def outage_message(policy: OutagePolicy, url: str) -> str:

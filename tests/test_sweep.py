@@ -291,6 +291,23 @@ def test_a_sweep_asking_for_a_gpu_on_a_machine_without_one_exits_2_instead_of_wa
         assert db.stat().st_size == 0
 
 
+def test_a_sweep_asking_for_resources_its_own_ray_lacks_exits_2_instead_of_waiting_forever(tmp_path):
+    """A custom resource (declared only by `ray start --resources`) or more CPUs than the machine has."""
+    db = tmp_path / "sweeps.db"
+    db.touch()
+    space = tmp_path / "custom.yaml"
+    space.write_text("params:\n  lr: {type: float, low: 0.001, high: 0.01}\nresources:\n  custom: {big_gpu: 1}\n")
+    for args, where in (([str(space)], "custom.yaml:4: resources.custom.big_gpu: asks for a custom resource"),
+                        (["spaces/asl20.yaml", "--quick", "--set", "resources.cpu=10000"],
+                         "asl20.yaml: --set resources.cpu=10000: resources.cpu: is 10000, but this machine has")):
+        proc = subprocess.run([sys.executable, "-m", "sweeper.cli", "run", *args, "--storage", f"sqlite:///{db}"],
+                              capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "COLUMNS": "300"},
+                              timeout=120)
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        assert where in proc.stderr and "--address" in proc.stderr and "Traceback" not in proc.stderr
+        assert not (tmp_path / "sweeper_runs").exists() and db.stat().st_size == 0
+
+
 def test_bad_storage_url_exits_2_and_masks_the_password(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "sweeper.cli", "run", "spaces/asl20.yaml", "--quick", "--storage",
                            "mysql://bob:hunter22@127.0.0.1/x"], capture_output=True, text=True, cwd=tmp_path,
