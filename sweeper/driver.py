@@ -140,7 +140,9 @@ def prepare(options: SweepOptions) -> tuple[Spec, str]:
     except NotAStudyDatabase as exc:
         if exc.empty:
             return spec, url  # no tables, so no study: the sweep creates them once nothing can refuse it
-        storage = retry_briefly(lambda: open_storage(url))  # Optuna's tables beside others: as Optuna does
+        if path is not None:  # a SQLite file is one application's database: another's is a mistyped path
+            raise
+        storage = retry_briefly(lambda: open_storage(url))  # PostgreSQL: Optuna's tables beside others, as Optuna does
     try:
         if options.fresh:
             fresh = fresh_study_name(storage, spec.name)

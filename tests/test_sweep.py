@@ -308,6 +308,22 @@ def test_a_sweep_asking_for_resources_its_own_ray_lacks_exits_2_instead_of_waiti
         assert not (tmp_path / "sweeper_runs").exists() and db.stat().st_size == 0
 
 
+def test_a_sweep_refuses_a_sqlite_file_of_another_application_and_leaves_it_unchanged(tmp_path):
+    """A mistyped --storage must not add Optuna's tables to another program's database, or switch it to WAL."""
+    import sqlite3
+
+    app = tmp_path / "app.db"
+    with sqlite3.connect(app) as connection:
+        connection.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)")
+    before = app.read_bytes()
+    proc = subprocess.run([sys.executable, "-m", "sweeper.cli", "run", "spaces/asl20.yaml", "--quick", "--storage",
+                           f"sqlite:///{app}"], capture_output=True, text=True, cwd=tmp_path,
+                          env={**os.environ, "COLUMNS": "300"}, timeout=120)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert f"sqlite:///{app} is not an Optuna study database: it holds the tables users" in proc.stderr
+    assert app.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["app.db"]
+
+
 def test_bad_storage_url_exits_2_and_masks_the_password(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "sweeper.cli", "run", "spaces/asl20.yaml", "--quick", "--storage",
                            "mysql://bob:hunter22@127.0.0.1/x"], capture_output=True, text=True, cwd=tmp_path,
