@@ -433,8 +433,12 @@ def open_study(spec: Spec, url: str, space: str | None) -> tuple[optuna.Study, b
                                           study_attrs=attributes)
     held = len(study.get_trials(deepcopy=False))
     created = created or not held  # new: this very call may have created it before a lost answer, and been retried
+    trials = held
     for point in spec.enqueue:  # on resume too: rows added since; those already there (run or waiting) are skipped
+        if trials >= spec.budget.trials:
+            break  # a row past the budget would wait in the study for good; a resume with a larger one adds it
         study.enqueue_trial(point, skip_if_exists=True)
+        trials = len(study.get_trials(deepcopy=False))
     if not created:
         study.sampler = build_sampler(spec, resumed_after=held)
         if study.user_attrs.get(attrs.SPEC) != attributes[attrs.SPEC]:

@@ -379,3 +379,17 @@ def test_rows_added_to_enqueue_run_on_resume_and_rows_already_there_are_not_repe
     study, created = open_study(more, url, None)
     waiting = [t.system_attrs["fixed_params"] for t in study.get_trials(deepcopy=False)]
     assert not created and waiting == [*spec.enqueue, row]
+
+
+def test_rows_past_the_budget_are_not_enqueued_until_a_larger_budget_makes_room(tmp_path):
+    """A row past budget.trials would never run: it would stay WAITING in a finished study."""
+    from search_spaces.loader import load_spec
+
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    small = load_spec("spaces/asl20.yaml", quick=True, overrides=["budget.trials=1"])
+    assert len(small.enqueue) == 2
+    study, _ = open_study(small, url, None)
+    assert [t.system_attrs["fixed_params"] for t in study.get_trials(deepcopy=False)] == small.enqueue[:1]
+    larger = load_spec("spaces/asl20.yaml", quick=True, overrides=["budget.trials=3"])
+    study, created = open_study(larger, url, None)
+    assert not created and [t.system_attrs["fixed_params"] for t in study.get_trials(deepcopy=False)] == small.enqueue
