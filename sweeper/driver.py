@@ -165,6 +165,9 @@ def prepare(options: SweepOptions) -> tuple[Spec, str]:
 
 def stored_spec(url: str, name: str, overrides: tuple[str, ...] = ()) -> Spec:
     """The spec a study was run with, read back from the study (``sweeper resume``); ``--set`` applies on top."""
+    if moved := [expr for expr in overrides if expr.partition("=")[0].strip() == "storage"]:
+        raise BadInput(f"--set {moved[0]}: sweeper resume reads study {name!r} from its storage, so it cannot move "
+                       "it; name that storage with --storage URL (or SWEEPER_STORAGE)")
     storage = retry_briefly(lambda: open_storage(url, create=False))
     try:
         user_attrs = load_existing_study(storage, name, url).user_attrs

@@ -235,6 +235,12 @@ def test_resume_takes_a_bigger_budget_but_refuses_a_changed_search(tmp_path):
     assert "params.x.high: 1.0 -> 2" in message and "--fresh" in message, message
     study = optuna.load_study(study_name=spec.name, storage=url)
     assert study.user_attrs["spec"]["params"]["x"]["high"] == 1.0 and not study.trials
+    proc = subprocess.run([sys.executable, "-m", "sweeper.cli", "resume", spec.name, "--storage", url, "--set",
+                           "storage=postgresql://bob:hunter22@db.example/sweeps"], capture_output=True, text=True,
+                          cwd=tmp_path, env={**os.environ, "COLUMNS": "300"}, timeout=120)
+    assert proc.returncode == 2 and "hunter22" not in proc.stderr, proc.stderr
+    assert f"sweeper resume reads study {spec.name!r} from its storage, so it cannot move it; name that storage " \
+        "with --storage URL" in " ".join(proc.stderr.split())
 
 
 def test_a_quick_run_with_another_scheduler_resumes_from_its_stored_spec(tmp_path, monkeypatch):
