@@ -30,6 +30,7 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
     help="Hyperparameter sweeps for PyTorch training: Ray Tune drives, Optuna samples, every trial is recorded.",
 )
 
@@ -80,7 +81,14 @@ def train(
     from sweeper import standalone
 
     run, base_dir = standalone.prepare(space, set_)
-    standalone.train(run, base_dir, checkpoint_dir)
+    try:
+        standalone.train(run, base_dir, checkpoint_dir)
+    except standalone.FunctionFailed as exc:
+        import traceback
+
+        traceback.print_exception(exc.__cause__, file=sys.stderr)
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True)
+        raise typer.Exit(1) from None
 
 
 RunStorage = Annotated[Optional[str], typer.Option("--storage", help="Optuna storage URL (beats SWEEPER_STORAGE and the YAML).")]  # noqa: UP045, E501

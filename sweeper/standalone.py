@@ -20,6 +20,10 @@ from sweeper.overrides import read_set_flags
 from trials.entrypoint import DEFAULT_ENTRYPOINT, EntrypointError, returned_metrics
 
 
+class FunctionFailed(Exception):
+    """A space's own training function raised; ``__cause__`` is its exception, from its own first frame."""
+
+
 @dataclass(frozen=True)
 class Standalone:
     """What ``sweeper train`` runs: ``fn(config, report, checkpoint_dir)``."""
@@ -90,7 +94,11 @@ def train(run: Standalone, base_dir: str | None, checkpoint_dir: Path | None) ->
         console.print(metrics_line(plain(metrics), run.epochs, now - last[0]), markup=False)
         last[0] = now
 
-    returned = fn(run.config, report, str(checkpoint_dir) if checkpoint_dir is not None else None)
+    try:
+        returned = fn(run.config, report, str(checkpoint_dir) if checkpoint_dir is not None else None)
+    except Exception as exc:  # the user's own code failed: show its frames, not sweeper's and typer's
+        exc.__traceback__ = exc.__traceback__.tb_next if exc.__traceback__ else None
+        raise FunctionFailed(f"{run.entrypoint} raised {type(exc).__name__}: {exc}") from exc
     try:
         result = plain(returned_metrics(run.entrypoint, returned) or {})
     except EntrypointError as exc:

@@ -198,6 +198,12 @@ def test_train_of_a_users_function_prints_numpy_numbers_and_refuses_a_result_tha
     odd = sweeper("train", "odd.yaml", "--set", "mode=not_a_dict", cwd=tmp_path)
     assert odd.returncode == 2 and "Traceback" not in odd.stderr
     assert "odd_train:train must return a dict of metric name -> value or None, not float" in odd.stderr
+    raised = sweeper("train", "odd.yaml", "--set", "mode=odd_exception", cwd=tmp_path)  # the user's traceback alone
+    assert raised.returncode == 1 and raised.stderr.startswith("Traceback (most recent call last):\n  File "), \
+        raised.stderr
+    assert "odd_train.py\", line 23, in train\n    raise ShapeError((2, 3), (3, 2))" in raised.stderr
+    assert "typer" not in raised.stderr and "click" not in raised.stderr and "standalone.py" not in raised.stderr
+    assert raised.stderr.rstrip().endswith("error: odd_train:train raised ShapeError: got shape (2, 3), want (3, 2)")
 
 
 def test_a_user_and_host_given_as_query_options_are_named_in_the_error(tmp_path, postgres_url):
@@ -208,3 +214,10 @@ def test_a_user_and_host_given_as_query_options_are_named_in_the_error(tmp_path,
     assert proc.returncode == 2 and "secret1" not in proc.stderr, proc.stderr
     assert f"password=***: the user 'nosuchuser' does not exist at {server.host}:{server.port or 5432}" \
         in " ".join(proc.stderr.split())
+
+
+@pytest.mark.parametrize("flag", ["-h", "--help"])
+def test_help_takes_h_for_the_program_and_each_command(flag):
+    for args in ([flag], ["run", flag], ["train", flag]):
+        proc = sweeper(*args)
+        assert proc.returncode == 0 and "Usage: sweeper" in proc.stdout, proc.stdout + proc.stderr
