@@ -220,4 +220,4 @@ def test_a_user_and_host_given_as_query_options_are_named_in_the_error(tmp_path,
 def test_help_takes_h_for_the_program_and_each_command(flag):
     for args in ([flag], ["run", flag], ["train", flag]):
         proc = sweeper(*args)
-        assert proc.returncode == 0 and "Usage: sweeper" in proc.stdout, proc.stdout + proc.stderr
+        assert proc.returncode == 0 and "Usage: " in proc.stdout and "Options" in proc.stdout, proc.stdout + proc.stderr
