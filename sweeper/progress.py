@@ -79,7 +79,8 @@ class SweepPrinter:
             values = {**t.user_attrs, self.metric: t.value}
             table.add_row(f"#{t.number}{' (target met)' if view.met(t) else ''}",
                           *[_fmt(m, values.get(m)) for m in metrics], format_params(t.params))
-        console.print(table)
+        if table.row_count:  # no targets, no baseline and nothing COMPLETE: an empty table says nothing
+            console.print(table)
         if self.spec.targets:
             console.print(f"targets {'reached by #' + str(reached.number) if reached else 'not reached'}")
             record = target_met(study.user_attrs)

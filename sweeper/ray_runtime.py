@@ -30,6 +30,10 @@ RAY_ENV = {
     "PL_DISABLE_FORK": "1",
 }
 QUIET_LOGGERS = ("ray.tune.analysis.experiment_analysis", "ray.tune.search.searcher", "ray.tune.tune")
+# Ray's logs of a failed trial: its frames around the user's, once per trial, then a list of them all. The recorder
+# prints the user's frames and the FAIL line says the rest.
+TRIAL_FAILURE_LOGS = {"ray.tune.execution.tune_controller": "Trial task failed for trial",
+                      "ray.tune.tune": "Trials did not complete"}
 # Says "Token authentication is enabled for this Ray cluster" on every new local Ray: news for someone who runs a
 # cluster, noise for the Ray a sweep starts for itself. Token authentication itself stays on.
 LOCAL_QUIET_LOGGERS = ("ray._private.authentication.authentication_token_setup",)
@@ -90,11 +94,24 @@ def local_gpus() -> int:
     return count if visible is None else min(count, len(visible))
 
 
+class _Muted(logging.Filter):
+    def __init__(self, muted: str) -> None:
+        super().__init__()
+        self.muted = muted
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.muted)
+
+
 def start_ray(address: str | None = None) -> None:
     """Start (or join, with ``address``/``RAY_ADDRESS``) Ray once per process, with the environment Tune needs."""
     os.environ.update({k: v for k, v in RAY_ENV.items() if k not in os.environ})
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
+    for name, muted in TRIAL_FAILURE_LOGS.items():
+        logger = logging.getLogger(name)
+        if not any(getattr(f, "muted", None) == muted for f in logger.filters):  # once, however often Ray starts
+            logger.addFilter(_Muted(muted))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     import ray
 

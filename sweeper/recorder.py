@@ -25,6 +25,7 @@ from search_spaces.schema import Spec
 from storage import attrs
 from storage.report import targets_met
 from storage.target import record_target_met
+from sweeper.console import err_console
 from sweeper.driver_only import DriverOnly
 from sweeper.searcher import StudySearcher
 from sweeper.study_writer import StudyWriter
@@ -91,7 +92,16 @@ class StudyRecorder(DriverOnly, Callback):
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         optuna_trial = self.searcher.trials.pop(trial.trial_id, None)
         if optuna_trial is not None:
-            self._fail(optuna_trial, error_message(trial), dict(trial.last_result or {}))
+            message, frames = trial_error(trial)
+            if frames:  # where in the user's code; Ray's own log of it (its frames around theirs) is muted
+                err_console.print(f"trial #{optuna_trial.number} failed:\n{frames.rstrip()}")
+            self._fail(optuna_trial, message, dict(trial.last_result or {}))
+
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        optuna_trial = self._trial(trial)
+        if optuna_trial is not None:
+            err_console.print(f"trial #{optuna_trial.number} failed ({trial_error(trial)[0]}); Ray runs it again "
+                              f"from its last checkpoint (retry {trial.num_failures} of {trial.max_failures})")
 
     def _complete(self, optuna_trial: optuna.Trial, result: dict, user_attrs: dict[str, Any],
                   finished: datetime) -> None:
@@ -160,21 +170,23 @@ def meets_targets(spec: Spec, recorded: dict, value: Any) -> bool:
     return targets_met({**recorded, spec.objective.metric: value}, spec.targets, spec.metric_direction)
 
 
-def error_message(trial: Any) -> str:
-    """``ValueError: x must be positive``: the user's exception, not Ray's wrapper and traceback."""
+def trial_error(trial: Any) -> tuple[str, str]:
+    """``("ValueError: x must be positive", its traceback from the training function's first frame, or "")``:
+    the user's exception, not Ray's wrapper and traceback."""
     path = trial.pickled_error_file
     if path and os.path.exists(path):
         try:
             with open(path, "rb") as f:
                 error = cloudpickle.load(f)
             cause = getattr(error, "cause", None) or error
-            text = cause.args[0] if isinstance(cause, TrainingFunctionError) else f"{type(cause).__name__}: {cause}"
-            return text.strip()
+            if isinstance(cause, TrainingFunctionError):
+                return cause.args[0].strip(), cause.args[1] if len(cause.args) > 1 else ""
+            return f"{type(cause).__name__}: {cause}".strip(), ""
         except Exception:  # an unpicklable error: fall back to the text file
             pass
     path = trial.error_file
     if path and os.path.exists(path):
         lines = [line for line in Path(path).read_text().splitlines() if line.strip()]
         exception_lines = [line for line in lines if re.match(r"^[\w.]+(Error|Exception|Interrupt)\b", line)]
-        return (exception_lines or lines or ["unknown error"])[-1].strip()
-    return "unknown error (Ray kept no error file)"
+        return (exception_lines or lines or ["unknown error"])[-1].strip(), ""
+    return "unknown error (Ray kept no error file)", ""

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import os
-import pickle
 import threading
 import time
 import traceback
@@ -28,21 +27,18 @@ RESULT_KEYS = "sweeper_result_keys"  # names of what the training function retur
 
 
 class TrainingFunctionError(RuntimeError):
-    """Stands in for an exception of the training function's that cannot be pickled back (an ``__init__`` with
-    other arguments than the message, an unpicklable attribute): Ray would record the TypeError of rebuilding it
-    instead of the user's message. ``args``: the original's ``ShapeError: ...`` line, then its traceback."""
+    """What reaches the driver when the training function raised: ``args`` are its ``ShapeError: ...`` line and
+    its traceback from the function's own first frame. A stand-in, not the exception itself: Ray would record the
+    TypeError of rebuilding one that pickle cannot (an ``__init__`` with other arguments than the message)."""
 
     def __str__(self) -> str:
         return "\n\n".join(self.args)
 
 
-def portable(exc: Exception) -> Exception:
-    """``exc`` when Ray can carry it to the driver as it is, else a :class:`TrainingFunctionError` for it."""
-    try:
-        pickle.loads(pickle.dumps(exc))
-        return exc
-    except Exception:
-        return TrainingFunctionError(f"{type(exc).__name__}: {exc}", "".join(traceback.format_exception(exc)))
+def stand_in(exc: Exception) -> TrainingFunctionError:
+    user_frames = exc.__traceback__.tb_next if exc.__traceback__ else None  # not run_trial's own frame
+    return TrainingFunctionError(f"{type(exc).__name__}: {exc}",
+                                 "".join(traceback.format_exception(exc.with_traceback(user_frames))))
 
 
 def trial_checkpoint_dir(root: str, study: str, number: int) -> Path:
@@ -82,9 +78,7 @@ def run_trial(config: dict[str, Any]) -> None:
         if type(exc).__name__ == "NonFiniteLossError":  # retrying cannot help: fail now without Ray's retries
             tune.report({**last(), FAILED_KEY: f"{type(exc).__name__}: {exc}"})
             return
-        if (stand_in := portable(exc)) is exc:
-            raise
-        raise stand_in from None  # Ray copies every exception in the chain, and this one's cause would fail again
+        raise stand_in(exc) from None  # Ray copies every exception in the chain, and this one would fail again
     finally:
         returned.set()
     result = plain(result) if result is not None else dict(reported)  # nothing returned: its last report

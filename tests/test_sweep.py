@@ -324,6 +324,30 @@ def test_a_sweep_refuses_a_sqlite_file_of_another_application_and_leaves_it_unch
     assert app.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["app.db"]
 
 
+@pytest.mark.slow
+def test_a_failing_function_shows_its_own_frames_once_and_each_retry_in_a_line(tmp_path):
+    """Not Ray's log of it: Ray's frames around the user's, raw colour codes, then "Trials did not complete"."""
+    (tmp_path / "odd_train.py").write_text((FIXTURES / "odd_train.py").read_text())
+    (tmp_path / "f.yaml").write_text("entrypoint: odd_train:train\nobjective: {metric: score, direction: maximize}\n"
+                                     "params:\n  x: {type: float, low: 0.0, high: 0.01}\n"
+                                     "  mode: {type: categorical, choices: [odd_exception]}\n"
+                                     "budget: {trials: 2, max_concurrent: 2}\n")
+    proc = subprocess.run([sys.executable, "-m", "sweeper.cli", "run", "f.yaml", "--max-failures", "1"],
+                          capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "COLUMNS": "300"},
+                          timeout=180)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    for number in (0, 1):
+        assert f"trial #{number} failed (ShapeError: got shape (2, 3), want (3, 2)); Ray runs it again from its " \
+               "last checkpoint (retry 1 of 1)" in proc.stderr
+        assert f"trial #{number} failed:\nTraceback (most recent call last):\n  File \"{tmp_path}/odd_train.py\", " \
+               "line 23, in train\n    raise ShapeError((2, 3), (3, 2))\nodd_train.ShapeError: got shape (2, 3), " \
+               "want (3, 2)\n" in proc.stderr
+        assert f"#{number}   FAIL      error: ShapeError: got shape (2, 3), want (3, 2)" in proc.stdout
+    assert proc.stderr.count("Traceback") == 2 and "\x1b[" not in proc.stderr, proc.stderr
+    assert "ray/" not in proc.stderr and "Trials did not complete" not in proc.stderr, proc.stderr
+    assert "best trials of" not in proc.stdout  # no targets, no baseline, nothing COMPLETE: no empty table
+
+
 def test_bad_storage_url_exits_2_and_masks_the_password(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "sweeper.cli", "run", "spaces/asl20.yaml", "--quick", "--storage",
                            "mysql://bob:hunter22@127.0.0.1/x"], capture_output=True, text=True, cwd=tmp_path,
