@@ -37,6 +37,8 @@ def test_train_reads_a_space_training_block(tmp_path):
     (["--set", "dropout=2"], "dropout=2"),
     (["--set", "dataset.name=npz", "--set", "dataset.path=missing.npz"], "missing.npz"),
     (["--set", "device=cudax"], "auto, cpu, cuda or cuda:N"),
+    (["--set", "model.heads=7"], "model.heads=7 is not allowed: a divisor of the hidden size (64, model.size small's)"),
+    (["--set", "model.hidden=30"], "model.hidden=30 is not allowed: a multiple of the number of heads (8)"),
     (["--set", "device=cuda:99"], "device='cuda:99': this machine has"),
     (["--checkpoint-dir", "/proc/sweeper-ck"], "cannot make a folder in /proc"),  # root may write anywhere else
 ])

@@ -144,6 +144,9 @@ class TrainConfig:
         need(self.model_layers >= 0, "model.layers", "0 (preset) or a positive integer")
         need(self.model_heads >= 0, "model.heads", "0 (preset) or a positive integer")
         hidden, _, heads = self.architecture
+        if self.model_hidden == 0:  # the preset's hidden size: the heads given must divide it
+            need(hidden % heads == 0, "model.heads", f"a divisor of the hidden size ({hidden}, model.size "
+                                                     f"{self.model_size}'s)")
         need(hidden % heads == 0, "model.hidden", f"a multiple of the number of heads ({heads})")
         need(0 <= self.dropout < 1, "dropout", "a number in [0, 1)")
         need(self.epochs >= 1, "epochs", "an integer >= 1")
