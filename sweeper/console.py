@@ -17,6 +17,11 @@ err_console = Console(stderr=True, highlight=False, soft_wrap=True, markup=False
 PERCENT_METRICS = ("top1", "top3", "top5")
 
 
+def trials(n: int) -> str:
+    """``1 trial``, ``2 trials``."""
+    return f"{n} trial{'' if n == 1 else 's'}"
+
+
 def plain(metrics: Mapping[str, Any]) -> dict[str, Any]:
     """NumPy (and other) scalars as Python numbers: the study, Tune's schedulers and the printer test for them."""
     return {k: v.item() if isinstance(v, numbers.Number) and not isinstance(v, int | float) and hasattr(v, "item")

@@ -50,6 +50,7 @@ from storage.urls import (
     validate_storage_url,
 )
 from sweeper.console import console
+from sweeper.console import trials as count_trials
 from sweeper.errors import BadInput, NothingFinished
 from sweeper.progress import SweepPrinter
 from sweeper.ray_runtime import (
@@ -293,7 +294,7 @@ def run_sweep(options: SweepOptions) -> optuna.Study:
         else spec.budget.trials
     console.print(f"study [bold]{escape(study.study_name)}[/] in {escape(mask_url(url))} "
                   f"({'new' if created else 'resumed'}), "
-                  f"{budget} trials, {spec.budget.max_concurrent} at a time"
+                  f"{count_trials(budget)}, {spec.budget.max_concurrent} at a time"
                   + (f" (groups of up to {spec.resources.fuse})" if spec.resources.fuse > 1 else ""), markup=True)
     if not created:
         policy.call(lambda: print_resume_summary(study, orphans))
@@ -388,7 +389,8 @@ def run_sweep(options: SweepOptions) -> optuna.Study:
     try:  # every trial is recorded; an outage now costs the summary only, and says so as any outage does
         policy.call(lambda: printer.final_table(study))
         if left := policy.call(lambda: orphaned_trials(study)):  # a driver on the study died after this one ended
-            console.print(f"{len(left)} trials of a driver that is gone are still RUNNING "
+            console.print(f"{count_trials(len(left))} of a driver that is gone {'is' if len(left) == 1 else 'are'} "
+                          "still RUNNING "
                           f"({', '.join(f'#{t.number}' for t in left)}): sweeper run again carries them on")
         states = policy.call(lambda: {t.state for t in study.get_trials(deepcopy=False)})
     except StorageUnavailable:
@@ -457,12 +459,14 @@ def print_resume_summary(study: optuna.Study, orphans: list[optuna.trial.FrozenT
     kept = ", ".join(f"{n} {state}" for state, n in states.items() if n)
     console.print(f"kept {len(finished)} finished trials ({kept})" if finished else "no finished trials yet")
     if orphans:
-        console.print(f"carrying on {len(orphans)} trials whose driver is gone, from their last checkpoints: "
+        console.print(f"carrying on {count_trials(len(orphans))} whose driver is gone, from their last checkpoints: "
                       + ", ".join(f"#{t.number} (after epoch {last_epoch(t)})" for t in orphans))
     carried = {t.number for t in orphans}
     others = [t for t in trials if t.state == optuna.trial.TrialState.RUNNING and t.number not in carried]
     if others:
-        console.print(f"{len(others)} trials are running in another live driver and count against the budget: "
+        one = len(others) == 1
+        console.print(f"{count_trials(len(others))} {'is' if one else 'are'} running in another live driver and "
+                      f"{'counts' if one else 'count'} against the budget: "
                       + ", ".join(f"#{t.number}" for t in others))
 
 

@@ -215,7 +215,8 @@ def _details(view: StudyView) -> None:
                       f"{span[1].isoformat(sep=' ', timespec='seconds')}", markup=False)
     orphans = orphaned_trials(view.study)
     if orphans:
-        console.print(f"interrupted: {', '.join(f'#{t.number}' for t in orphans)} were running when their driver "
+        console.print(f"interrupted: {', '.join(f'#{t.number}' for t in orphans)} "
+                      f"{'was' if len(orphans) == 1 else 'were'} running when their driver "
                       f"died; sweeper resume {view.study.study_name} carries them on from their checkpoints",
                       markup=False)
     if view.complete:
