@@ -33,8 +33,9 @@ _MIN_LITERAL_SECRET = 4  # shorter passwords are hidden only inside URLs: replac
 
 
 def resolve_storage_url(spec_url: str | None, cli_url: str | None, env: Mapping[str, str] = os.environ) -> str:
-    """``--storage`` (most deliberate) > ``SWEEPER_STORAGE`` (a team's shared database, whatever the YAML says) >
-    the YAML's ``storage`` > :data:`DEFAULT_STORAGE`; blank counts as unset. Not validated here."""
+    """``--storage`` > ``SWEEPER_STORAGE`` (a team's database, whatever the YAML says) > the YAML's > the default."""
+    if cli_url is not None and not cli_url.strip():  # "$URL" unset in a script: not unset, it would write elsewhere
+        raise StorageError(f"--storage is empty; give a storage URL ({_EXAMPLES}), or leave the flag out")
     return next((c.strip() for c in (cli_url, env.get(ENV_VAR), spec_url) if c and c.strip()), DEFAULT_STORAGE)
 
 
@@ -62,10 +63,9 @@ def validate_storage_url(url: str) -> str:
     """``url`` with its driver normalised (``postgres`` -> ``postgresql+psycopg``), else what to fix; no connecting."""
     text = url.strip()
     parsed, shown = _parse(text), repr(mask_url(text))
-    if not text:
-        raise StorageError(f"The storage URL is empty; use e.g. {_EXAMPLES}.")
     if parsed is None:
-        raise StorageError(f"Cannot parse storage URL {shown}: expected e.g. {_EXAMPLES}.")
+        raise StorageError(f"Cannot parse storage URL {shown}: expected e.g. {_EXAMPLES}." if text else
+                           f"The storage URL is empty; use e.g. {_EXAMPLES}.")
     if (driver := _DRIVERS.get(parsed.drivername.lower())) is None:
         raise StorageError(f"Unsupported storage {parsed.drivername!r} in {shown}: sweeper stores studies in SQLite "
                            "(sqlite:///...) or PostgreSQL through psycopg 3 (postgresql+psycopg://...).")

@@ -128,7 +128,7 @@ def test_mask_in_text_leaves_short_passwords_alone_outside_urls() -> None:
         (None, "sqlite:///cli.db", {}, "sqlite:///cli.db"),
         (None, None, {"SWEEPER_STORAGE": "sqlite:///env.db"}, "sqlite:///env.db"),
         ("sqlite:///yaml.db", None, {"SWEEPER_STORAGE": "  "}, "sqlite:///yaml.db"),  # blank env counts as unset
-        ("", "", {"SWEEPER_STORAGE": ""}, DEFAULT_STORAGE),
+        ("", None, {"SWEEPER_STORAGE": ""}, DEFAULT_STORAGE),
         (" sqlite:///yaml.db\n", None, {}, "sqlite:///yaml.db"),
     ],
 )
@@ -136,6 +136,13 @@ def test_resolve_precedence_cli_then_env_then_yaml_then_default(
     spec_url: str | None, cli_url: str | None, env: dict[str, str], expected: str
 ) -> None:
     assert resolve_storage_url(spec_url, cli_url, env=env) == expected
+
+
+@pytest.mark.parametrize("blank", ["", "  "])
+def test_a_blank_storage_flag_is_refused_not_taken_for_unset(blank: str) -> None:
+    """``--storage "$URL"`` with URL unset would otherwise write to the default SQLite file unnoticed."""
+    with pytest.raises(StorageError, match="--storage is empty; give a storage URL"):
+        resolve_storage_url("sqlite:///yaml.db", blank, env={"SWEEPER_STORAGE": "sqlite:///env.db"})
 
 
 def test_resolve_reads_the_process_environment_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
