@@ -86,7 +86,8 @@ def _read_yaml(text: str, file: str) -> tuple[Any, dict[Atoms, int]]:
         # a copy: constructing writes merged (<<) keys into the nodes, which the walk below would see as typed twice
         data = None if root is None else SpaceLoader("").construct_document(copy.deepcopy(root))
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
+        unclosed = exc.context_mark and re.search(r"stream end|end of stream", str(exc.problem))  # never closed
+        mark = exc.context_mark if unclosed else exc.problem_mark or exc.context_mark
         message = " ".join(str(p) for p in (exc.context, exc.problem) if p) or str(exc)
         raise SpecError.single(file, f"invalid YAML: {message}", line=mark.line + 1 if mark else None) from None
     except yaml.YAMLError as exc:

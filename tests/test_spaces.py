@@ -362,6 +362,9 @@ def test_a_grid_search_refuses_a_partial_enqueued_row() -> None:
 def test_yaml_problems(tmp_path: Path) -> None:
     err = errors(write(tmp_path, "params:\n  lr: [1, 2\n  x: 3\n"))
     assert err.line == 3 and "invalid YAML" in str(err)
+    err = errors(write(tmp_path, "params:\n  lr: [1, 2\n"))  # never closed: the line that opened it, not the end
+    assert err.line == 2 and "expected ',' or ']', but got '<stream end>'" in str(err)
+    assert errors(write(tmp_path, 'name: "abc\nparams: {}\n')).line == 1  # the quote that opened it
     assert "the file is empty" in str(errors(write(tmp_path, "# nothing\n")))
     err = errors(write(tmp_path, "- a\n- b\n"))
     assert err.line == 1 and "must be a mapping" in err.message
