@@ -233,15 +233,10 @@ def run_sweep(options: SweepOptions) -> optuna.Study:
         check_spec(spec)
     check_ray_address(options.address)
     joining = joins_cluster(options.address)
-    if spec.resources.gpu > 0 and not joining and local_gpus() == 0:
-        # Tune would queue such trials forever; a cluster may still gain GPU nodes (an autoscaler), so it waits
-        raise refusal(spec, ("resources", "gpu"), f"is {spec.resources.gpu:g}, but this machine has no GPU that Ray "
-                      "can use (CUDA_VISIBLE_DEVICES hides them, or there is none); use gpu: 0, put GPU settings "
-                      "under resources.on_gpu (used only where there is a GPU), or join a cluster with --address")
-    if not joining:
-        check_local_resources(spec)
     if joining:  # a cluster that turns this driver away (a wrong token) must leave nothing behind
         start_ray(options.address)
+    else:
+        check_local_resources(spec)
     results_root = Path(options.results_dir).resolve()
     try:  # Tune's pickles of trial configs and results: the owner's alone
         private_folder(results_root / "ray")
@@ -402,13 +397,19 @@ def run_sweep(options: SweepOptions) -> optuna.Study:
 
 
 def check_local_resources(spec: Spec) -> None:
-    """Refuse a trial that the Ray sweeper starts for itself could never place: Tune would wait for it forever."""
+    """Refuse a trial that the Ray sweeper starts for itself could never place: Tune would wait for it forever.
+    (A cluster may still gain the nodes it lacks, an autoscaler's, so a sweep that joins one waits.)"""
     import ray
     from ray._private.utils import get_num_cpus
 
+    gpus = local_gpus()
+    if spec.resources.gpu > 0 and gpus == 0:
+        raise refusal(spec, ("resources", "gpu"), f"is {spec.resources.gpu:g}, but this machine has no GPU that Ray "
+                      "can use (CUDA_VISIBLE_DEVICES hides them, or there is none); use gpu: 0, put GPU settings "
+                      "under resources.on_gpu (used only where there is a GPU), or join a cluster with --address")
     # a Ray already started in this process (an embedding program's) offers what it was started with
     offered = ray.cluster_resources() if ray.is_initialized() else {"CPU": get_num_cpus()}
-    resources = spec.resources.on_cluster(local_gpus())
+    resources = spec.resources.on_cluster(gpus)
     place = ("resources", "on_gpu") if resources is not spec.resources else ("resources",)
     if missing := [name for name in resources.custom if name not in offered]:
         raise refusal(spec, (*place, "custom", missing[0]), "asks for a custom resource, which only nodes started "
