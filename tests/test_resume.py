@@ -141,6 +141,10 @@ def test_interrupted_sweep_resumes_without_losing_or_repeating_trials(tmp_path, 
                            capture_output=True, text=True, cwd=tmp_path, timeout=120,
                            env={**os.environ, "COLUMNS": "300"}).stdout
     assert "interrupted: " + ", ".join(f"#{n}" for n in sorted(interrupted)) in shown, shown
+    narrow = subprocess.run([sys.executable, "-m", "sweeper.cli", "status", "--storage", storage_url],
+                            capture_output=True, text=True, cwd=tmp_path, timeout=120,
+                            env={**os.environ, "COLUMNS": "80"}).stdout
+    assert "(interrupted)" in narrow, narrow  # a terminal's default width cuts no word of the table
 
     if not is_sqlite(storage_url):  # works from the database alone: Ray's results folder is only a cache
         shutil.rmtree(tmp_path / "runs" / "ray")
