@@ -238,7 +238,9 @@ def spaces() -> None:
     from search_spaces.loader import list_builtin_spaces
 
     for name, description in list_builtin_spaces():
-        console.print(f"spaces/{name}.yaml  {description}", markup=False)
+        local = Path("spaces", f"{name}.yaml").is_file()  # what `sweeper run spaces/NAME.yaml` runs from here
+        note = f"  (from here, the local spaces/{name}.yaml is used instead)" if local else ""
+        console.print(f"spaces/{name}.yaml  {description}{note}", markup=False)
 
 
 StorageFlag = Annotated[Optional[str], typer.Option(  # noqa: UP045

@@ -53,6 +53,12 @@ def test_validate_and_spaces(tmp_path):
     assert proc.returncode == 0 and "name: asl50-quick" in proc.stdout
     listing = sweeper("spaces", cwd=tmp_path).stdout
     assert all(f"spaces/{n}.yaml" in listing for n in ("asl20", "asl50", "asl100", "nslt1000"))
+    assert "local" not in listing
+    (tmp_path / "spaces").mkdir()
+    (tmp_path / "spaces" / "asl50.yaml").write_text("params:\n  lr: {type: float, low: 0.001, high: 0.01}\n")
+    lines = {line.split()[0]: line for line in sweeper("spaces", cwd=tmp_path).stdout.splitlines()}
+    assert lines["spaces/asl50.yaml"].endswith("(from here, the local spaces/asl50.yaml is used instead)")
+    assert not any("local" in line for key, line in lines.items() if key != "spaces/asl50.yaml")
 
 
 @pytest.mark.parametrize(("dataset", "missing"), [
