@@ -20,6 +20,7 @@ from trials.config import ConfigError, did_you_mean, unknown_key
 from trials.entrypoint import DEFAULT_ENTRYPOINT, EntrypointError, EntrypointInfo, describe, metric_direction
 
 Atoms = tuple[str, ...]
+MAX_NAME_BYTES = 240
 
 
 def atoms(path: Sequence[Any]) -> Atoms:
@@ -102,7 +103,7 @@ class Spec(BaseModel):
     """One sweep: what to train, what to tune, how to sample and schedule, and what counts as success."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
-    name: str = Field(min_length=1, max_length=512)  # the study (Optuna's limit); default: the file's stem
+    name: str = Field(min_length=1)  # the study; default: the file's stem
     description: str = ""
     storage: str | None = None  # Optuna storage URL; the driver may override it (--storage, environment)
     entrypoint: str = Field(DEFAULT_ENTRYPOINT, validate_default=True)
@@ -149,6 +150,8 @@ class Spec(BaseModel):
         if name.startswith(".") or any(c in name for c in "/\\\0"):
             raise ValueError(f"{name!r} cannot name a study: it is also a folder name, so it may not start with '.' "
                              "or hold / or \\ (e.g. asl20-lr)")
+        if (size := len(name.encode())) > MAX_NAME_BYTES:  # a folder name takes 255 bytes; room for --fresh's -2
+            raise ValueError(f"is {size} bytes long; a study name is also a folder name: at most {MAX_NAME_BYTES}")
         return name
 
     @field_validator("entrypoint")

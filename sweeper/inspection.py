@@ -32,6 +32,7 @@ from storage.studies import load_existing_study
 from storage.target import describe, target_met
 from storage.urls import mask_url, resolve_storage_url
 from sweeper.console import console, err_console, format_value
+from sweeper.console import trials as count_trials
 from sweeper.errors import BadInput
 from trials.entrypoint import metric_direction
 
@@ -237,6 +238,8 @@ def report(storage: optuna.storages.BaseStorage, url: str, name: str, output: Pa
         raise BadInput(f"--top must be at least 1, not {top}.")
     view = load_view(storage, name, url)
     path = output or Path(f"{_file_safe(name)}-report.html")
+    if path.is_dir():  # -o reports/: the usual file name, in that folder
+        path = path / f"{_file_safe(name)}-report.html"
     if path.suffix.lower() not in ("", ".html", ".htm"):  # a report.csv would be HTML all the same
         raise BadInput(f"Cannot write the report to {str(path)!r}: it is an HTML page; name the file .html.")
     if not path.parent.is_dir():
@@ -246,7 +249,8 @@ def report(storage: optuna.storages.BaseStorage, url: str, name: str, output: Pa
         path.write_text(page, encoding="utf-8")
     except OSError as exc:
         raise BadInput(f"Cannot write the report to {str(path)!r}: {exc.strerror or exc}.") from None
-    console.print(f"wrote {path} ({len(view.trials)} trials, {len(page) / 1e6:.1f} MB, works offline)", markup=False)
+    console.print(f"wrote {path} ({count_trials(len(view.trials))}, {len(page) / 1e6:.1f} MB, works offline)",
+                  markup=False)
     return path
 
 
@@ -291,4 +295,4 @@ def export(storage: optuna.storages.BaseStorage, url: str, name: str, fmt: str |
             write_rows(rows, fmt, out)
     except OSError as exc:
         raise BadInput(f"Cannot write to {str(output)!r}: {exc.strerror or exc}.") from None
-    console.print(f"wrote {len(rows)} trials to {output}", markup=False)
+    console.print(f"wrote {count_trials(len(rows))} to {output}", markup=False)

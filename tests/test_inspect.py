@@ -154,11 +154,13 @@ def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     try:
         storage = ["--storage", url]
         before = digest(folder) if request.param == "sqlite" else None
+        (folder / "reports").mkdir()
         found.out = run_all({
             "status": ["status", *storage],
             "status_one": ["status", found.name, *storage],
             "report": ["report", found.name, "-o", str(folder / "report.html"), *storage],
             "report_small": ["report", found.small, "-o", str(folder / "small.html"), *storage],
+            "report_dir": ["report", found.small, "-o", str(folder / "reports"), *storage],
             "csv": ["export", found.name, "--format", "csv", *storage],
             "json": ["export", found.name, "-o", str(folder / "trials.json"), *storage],
             "best": ["best", found.name, *storage],
@@ -388,6 +390,11 @@ def test_report_table_ranks_top_trials_against_targets(page: Page) -> None:
     table = page.sections["top-trials"]
     assert "target" in table and "80.00%" in table and "baseline" in table and "75.29%" in table
     assert "85.00%" in table and "seeds/000" in table
+
+
+def test_report_into_a_folder_takes_the_usual_file_name(backend: Backend) -> None:
+    path = backend.folder / "reports" / f"{backend.small}-report.html"
+    assert f"wrote {path} (2 trials, " in backend.ok("report_dir").stdout and path.is_file()
 
 
 def test_report_of_a_small_study_explains_missing_importances(backend: Backend) -> None:
