@@ -273,39 +273,38 @@ def test_broken_space_exits_2_with_file_line_and_writes_nothing(tmp_path, case):
     assert "Traceback" not in proc.stderr
 
 
-@pytest.mark.skipif(local_gpus() > 0, reason="this machine has a GPU that Ray can use")
-def test_a_sweep_asking_for_a_gpu_on_a_machine_without_one_exits_2_instead_of_waiting_forever(tmp_path):
+def refused_placement(tmp_path: Path, resources: str, set_flag: str) -> list[str]:
+    """stderr of a sweep whose trials a Ray of its own could never place, from the file and from --set: it must
+    exit 2 before starting Ray or writing a byte (not even Optuna's tables in an empty database)."""
     db = tmp_path / "sweeps.db"
-    db.touch()  # an empty database: the refusal must not even create Optuna's tables in it
-    space = tmp_path / "gpu.yaml"
-    space.write_text("params:\n  lr: {type: float, low: 0.001, high: 0.01}\nresources:\n  gpu: 1\n")
-    for args, where in (([str(space)], "gpu.yaml:4: resources.gpu: is 1,"),
-                        (["spaces/asl20.yaml", "--quick", "--set", "resources.gpu=0.5"],
-                         "asl20.yaml: --set resources.gpu=0.5: resources.gpu: is 0.5,")):
+    db.touch()
+    space = tmp_path / "place.yaml"
+    space.write_text(f"params:\n  lr: {{type: float, low: 0.001, high: 0.01}}\nresources:\n  {resources}\n")
+    errors = []
+    for args in ([str(space)], ["spaces/asl20.yaml", "--quick", "--set", set_flag]):
         proc = subprocess.run([sys.executable, "-m", "sweeper.cli", "run", *args, "--storage", f"sqlite:///{db}"],
                               capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "COLUMNS": "300"},
                               timeout=120)
         assert proc.returncode == 2, proc.stdout + proc.stderr
-        assert f"{where} but this machine has no GPU that Ray can use" in proc.stderr
-        assert "resources.on_gpu" in proc.stderr and not (tmp_path / "sweeper_runs").exists()
-        assert db.stat().st_size == 0
+        assert "--address" in proc.stderr and "Traceback" not in proc.stderr
+        assert not (tmp_path / "sweeper_runs").exists() and db.stat().st_size == 0
+        errors.append(proc.stderr)
+    return errors
+
+
+@pytest.mark.skipif(local_gpus() > 0, reason="this machine has a GPU that Ray can use")
+def test_a_sweep_asking_for_a_gpu_on_a_machine_without_one_exits_2_instead_of_waiting_forever(tmp_path):
+    from_file, from_set = refused_placement(tmp_path, "gpu: 1", "resources.gpu=0.5")
+    assert "place.yaml:4: resources.gpu: is 1, but this machine has no GPU that Ray can use" in from_file
+    assert "asl20.yaml: --set resources.gpu=0.5: resources.gpu: is 0.5, but this machine has no GPU" in from_set
+    assert "resources.on_gpu" in from_file and "resources.on_gpu" in from_set
 
 
 def test_a_sweep_asking_for_resources_its_own_ray_lacks_exits_2_instead_of_waiting_forever(tmp_path):
     """A custom resource (declared only by `ray start --resources`) or more CPUs than the machine has."""
-    db = tmp_path / "sweeps.db"
-    db.touch()
-    space = tmp_path / "custom.yaml"
-    space.write_text("params:\n  lr: {type: float, low: 0.001, high: 0.01}\nresources:\n  custom: {big_gpu: 1}\n")
-    for args, where in (([str(space)], "custom.yaml:4: resources.custom.big_gpu: asks for a custom resource"),
-                        (["spaces/asl20.yaml", "--quick", "--set", "resources.cpu=10000"],
-                         "asl20.yaml: --set resources.cpu=10000: resources.cpu: is 10000, but this machine has")):
-        proc = subprocess.run([sys.executable, "-m", "sweeper.cli", "run", *args, "--storage", f"sqlite:///{db}"],
-                              capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "COLUMNS": "300"},
-                              timeout=120)
-        assert proc.returncode == 2, proc.stdout + proc.stderr
-        assert where in proc.stderr and "--address" in proc.stderr and "Traceback" not in proc.stderr
-        assert not (tmp_path / "sweeper_runs").exists() and db.stat().st_size == 0
+    from_file, from_set = refused_placement(tmp_path, "custom: {big_gpu: 1}", "resources.cpu=10000")
+    assert "place.yaml:4: resources.custom.big_gpu: asks for a custom resource" in from_file
+    assert "asl20.yaml: --set resources.cpu=10000: resources.cpu: is 10000, but this machine has" in from_set
 
 
 def test_a_sweep_refuses_a_sqlite_file_of_another_application_and_leaves_it_unchanged(tmp_path):
