@@ -493,8 +493,9 @@ def noting_interrupts(flag: threading.Event):
     """Ctrl-C raises KeyboardInterrupt as ever, and sets ``flag`` too: Python swallows an interrupt that lands in a
     finalizer ("Exception ignored in ..."), and a sweep must not train on after Ctrl-C.
 
-    SIGTERM (``kill``, ``docker stop``, Slurm and Kubernetes stopping a job) is a Ctrl-C too; otherwise Ray's
-    handler aborts the driver with a stack dump, leaving what the writer had queued unwritten.
+    SIGTERM (``kill``, ``docker stop``, Kubernetes) is a Ctrl-C too; otherwise Ray's handler aborts the driver
+    with a stack dump, leaving what the writer had queued unwritten. (Sent to the whole process group, it stops
+    Ray's own processes as well, and a Ray call the main thread is in may hold it until Ray's client gives up.)
     """
     if threading.current_thread() is not threading.main_thread():  # only the main thread handles signals
         yield
