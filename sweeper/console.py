@@ -17,7 +17,7 @@ err_console = Console(stderr=True, highlight=False, soft_wrap=True, markup=False
 PERCENT_METRICS = ("top1", "top3", "top5")
 
 
-def trials(n: int) -> str:
+def count_trials(n: int) -> str:
     """``1 trial``, ``2 trials``."""
     return f"{n} trial{'' if n == 1 else 's'}"
 

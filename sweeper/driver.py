@@ -49,8 +49,7 @@ from storage.urls import (
     sqlite_path,
     validate_storage_url,
 )
-from sweeper.console import console
-from sweeper.console import trials as count_trials
+from sweeper.console import console, count_trials
 from sweeper.errors import BadInput, NothingFinished
 from sweeper.progress import SweepPrinter
 from sweeper.ray_runtime import (

@@ -31,8 +31,7 @@ from storage.retry import retry_briefly
 from storage.studies import load_existing_study
 from storage.target import describe, target_met
 from storage.urls import mask_url, resolve_storage_url
-from sweeper.console import console, err_console, format_value
-from sweeper.console import trials as count_trials
+from sweeper.console import console, count_trials, err_console, format_value
 from sweeper.errors import BadInput
 from trials.entrypoint import metric_direction
 
