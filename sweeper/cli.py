@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn, Optional
 
@@ -160,11 +162,14 @@ def _seconds(flag: str, text: str | None) -> float | None:
 def _sweep(options: SweepOptions) -> None:
     from sweeper.driver import run_sweep
 
-    try:
-        run_sweep(options)
-    except KeyboardInterrupt:  # Ctrl-C or SIGTERM; the trials that were running are carried on by a resume
+    def interrupted() -> NoReturn:
         _leave(INTERRUPTED_EXIT_CODE, "interrupted: the study keeps its finished trials; the same command carries "
                                       "it on")
+
+    try:
+        run_sweep(options, exit_on_interrupt=interrupted)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM; the trials that were running are carried on by a resume
+        interrupted()
     except NothingFinished as exc:
         _leave(NOTHING_FINISHED_EXIT_CODE, f"[bold red]error:[/] {escape(str(exc))}")
     except StorageUnavailable as exc:  # the study is consistent and resumable; the workers go with Ray
@@ -172,9 +177,17 @@ def _sweep(options: SweepOptions) -> None:
     _leave(0)
 
 
+_leaving = threading.Lock()
+
+
 def _leave(code: int, message: str = "") -> NoReturn:
     """Exit now: every result is committed to the study, so the graceful teardowns (seconds, or a minute waiting
-    on a Ray that a SIGTERM to the process group already stopped) have nothing left to save."""
+    on a Ray that a SIGTERM to the process group already stopped) have nothing left to save. The main thread and
+    the driver's interrupt watcher may both get here: the first one out says why."""
+    if threading.current_thread() is threading.main_thread():  # a second Ctrl-C must not cut the exit short
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _leaving.acquire()
     from sweeper.ray_runtime import kill_local_ray_before_exit
 
     kill_local_ray_before_exit()

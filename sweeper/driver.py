@@ -12,6 +12,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -221,7 +222,12 @@ def import_tune_side() -> None:
     import sweeper.trainable  # noqa: F401
 
 
-def run_sweep(options: SweepOptions) -> optuna.Study:
+def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[], Any] | None = None) -> optuna.Study:
+    """Run (or carry on) a sweep; Ctrl-C and SIGTERM raise KeyboardInterrupt once queued writes are written.
+
+    ``exit_on_interrupt`` is for a program that leaves on Ctrl-C anyway (the CLI): it ends the process from another
+    thread when a signal that also stopped the local Ray leaves the main thread waiting on Ray.
+    """
     started = time.perf_counter()
     spec, url = prepare(options)
     if options.address is None:
@@ -341,6 +347,11 @@ def run_sweep(options: SweepOptions) -> optuna.Study:
             return True
         return spec.budget.stop_on_target and recorder.target_reached
 
+    def leave() -> None:  # on a thread of its own: what the main thread does on an interrupt, but not stuck in Ray
+        writer.drain(INTERRUPT_DRAIN_S)
+        fold_sqlite_wal(url)
+        exit_on_interrupt()
+
     name = study.study_name  # what Tune pickles (these lambdas, the run config) must not hold the study
     trainable, scheduler = run_trial, build_scheduler(spec)
     if spec.resources.fuse > 1:  # the scheduler judges each member; a group runs until its function returns
@@ -361,7 +372,7 @@ def run_sweep(options: SweepOptions) -> optuna.Study:
         ),
     )
     try:
-        with heartbeats(searcher, policy), noting_interrupts(interrupted):
+        with heartbeats(searcher, policy), noting_interrupts(interrupted, leave if exit_on_interrupt else None):
             tuner.fit()
         if interrupted.is_set():
             raise KeyboardInterrupt
@@ -488,13 +499,17 @@ def environment_without(name: str):
 
 
 @contextlib.contextmanager
-def noting_interrupts(flag: threading.Event):
+def noting_interrupts(flag: threading.Event, leave: Callable[[], Any] | None = None):
     """Ctrl-C raises KeyboardInterrupt as ever, and sets ``flag`` too: Python swallows an interrupt that lands in a
     finalizer ("Exception ignored in ..."), and a sweep must not train on after Ctrl-C.
 
     SIGTERM (``kill``, ``docker stop``, Kubernetes) is a Ctrl-C too; otherwise Ray's handler aborts the driver
-    with a stack dump, leaving what the writer had queued unwritten. (Sent to the whole process group, it stops
-    Ray's own processes as well, and a Ray call the main thread is in may hold it until Ray's client gives up.)
+    with a stack dump, leaving what the writer had queued unwritten.
+
+    ``leave``, where given, is called on a thread of its own as either signal arrives, and must end the process.
+    Python runs a signal handler only between bytecodes, and a signal sent to the whole process group (``timeout``,
+    Slurm's ``scancel``, Ctrl-C in a terminal) also stops the local Ray: the main thread may then sit for a minute
+    in a call to it, until Ray's client gives up and terminates the process with exit code 1.
     """
     if threading.current_thread() is not threading.main_thread():  # only the main thread handles signals
         yield
@@ -504,12 +519,27 @@ def noting_interrupts(flag: threading.Event):
         flag.set()
         signal.default_int_handler(signum, frame)
 
+    def watch(read_fd: int) -> None:  # the C-level handler writes each signal's number to the wakeup fd at once
+        with os.fdopen(read_fd, "rb", buffering=0) as pipe:
+            while received := pipe.read(16):
+                if {signal.SIGINT, signal.SIGTERM} & set(received):
+                    flag.set()
+                    leave()
+
     previous = {signum: signal.signal(signum, interrupt) for signum in (signal.SIGINT, signal.SIGTERM)}
+    read_fd, write_fd = os.pipe() if leave is not None else (-1, -1)
+    if leave is not None:
+        os.set_blocking(write_fd, False)
+        previous_fd = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+        threading.Thread(target=watch, args=(read_fd,), name="sweeper-interrupt-watcher", daemon=True).start()
     try:
         yield
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+        if leave is not None:
+            signal.set_wakeup_fd(previous_fd)
+            os.close(write_fd)  # the watcher reads the end of the pipe and stops
 
 
 @contextlib.contextmanager

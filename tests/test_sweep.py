@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -356,22 +357,30 @@ def test_bad_storage_url_exits_2_and_masks_the_password(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["Ctrl-C", "SIGTERM"])
-def test_ctrl_c_exits_130_and_keeps_finished_trials(tmp_path, signum):
-    """SIGTERM is how kill, docker stop and Kubernetes stop the driver: not Ray's abort with a stack dump."""
+@pytest.mark.parametrize(("signum", "group"), [(signal.SIGINT, False), (signal.SIGTERM, False), (signal.SIGTERM, True)],
+                         ids=["Ctrl-C", "SIGTERM", "SIGTERM-to-the-group"])
+def test_ctrl_c_exits_130_and_keeps_finished_trials(tmp_path, signum, group):
+    """SIGTERM is how kill, docker stop and Kubernetes stop the driver: not Ray's abort with a stack dump. Sent to the
+    process group (timeout, Slurm's scancel) it stops the local Ray too, and the driver must not wait a minute on it
+    (it sometimes did, in a call to Ray's dead GCS, then left with Ray's exit code 1)."""
     space = scripted_space(tmp_path, trials=20)
     text = space.read_text().replace("sleep: 0.05", "sleep: 0.3").replace("type: asha", "type: none")
     text = text.replace(", grace_period: 1, reduction_factor: 2", "")
     space.write_text(text)
     db = tmp_path / "sweeps.db"
     proc = subprocess.Popen([sys.executable, "-m", "sweeper.cli", "run", str(space), "--storage", f"sqlite:///{db}"],
-                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)  # its own process group, holding the Ray it starts
     deadline = time.time() + 120
     for line in proc.stdout:  # wait for the first finished trial
         if "COMPLETE" in line or time.time() > deadline:
             break
-    proc.send_signal(signum)
-    assert proc.wait(timeout=60) == 130
+    os.killpg(proc.pid, signum) if group else proc.send_signal(signum)
+    try:
+        assert proc.wait(timeout=20) == 130
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # what outlived a failed test: the driver, its Ray
+            os.killpg(proc.pid, signal.SIGKILL)
     output = proc.stdout.read()
     assert "interrupted: the study keeps its finished trials; the same command carries it on" in output
     assert "SIGTERM received" not in output and "Traceback" not in output
@@ -447,6 +456,34 @@ def test_a_ctrl_c_that_python_swallows_in_a_finalizer_still_stops_the_sweep() ->
     with pytest.raises(KeyboardInterrupt), noting_interrupts(threading.Event()):
         os.kill(os.getpid(), signal.SIGINT)
         time.sleep(1)
+
+
+
+STUCK_IN_C = """
+import os, signal, sqlite3, sys, threading
+from sweeper.driver import noting_interrupts
+
+holder = sqlite3.connect(sys.argv[1], isolation_level=None)
+holder.execute("BEGIN EXCLUSIVE")
+waiter = sqlite3.connect(sys.argv[1], timeout=60)  # SQLite's busy loop: a C call that retries through signals
+with noting_interrupts(threading.Event(), leave=lambda: os._exit(130)):
+    print("stuck", flush=True)
+    waiter.execute("SELECT * FROM sqlite_master").fetchall()
+"""
+
+
+def test_an_interrupt_ends_a_driver_whose_main_thread_is_stuck_in_a_c_call(tmp_path) -> None:
+    """Python runs a signal handler only between bytecodes: a main thread waiting in a Ray call that never returns
+    (the GCS stopped by the same signal) would sit there, were it not for the watcher that calls ``leave``."""
+    proc = subprocess.Popen([sys.executable, "-c", STUCK_IN_C, str(tmp_path / "locked.db")], stdout=subprocess.PIPE,
+                            text=True)
+    assert proc.stdout.readline().strip() == "stuck"
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    try:
+        assert proc.wait(timeout=10) == 130
+    finally:
+        proc.kill()
 
 
 GHOST_TRAIN = """
