@@ -224,8 +224,7 @@ def validate(
     quick: Annotated[bool, typer.Option("--quick", help="Check the space as --quick runs it.")] = False,
     storage: RunStorage = None,
 ) -> None:
-    """Check a space file and the storage URL a run would use (no connecting); print that URL and the resolved spec
-    (a storage password masked, as everywhere)."""
+    """Check a space file and the storage URL a run would use, without connecting; print both, passwords masked."""
     from search_spaces.loader import load_spec, render_spec, resolve_space_path
     from storage.urls import ENV_VAR, mask_in_text, mask_url
     from sweeper.driver import check_data_found, spec_storage_url

@@ -17,8 +17,9 @@ import optuna
 import pytest
 import sqlalchemy
 
-from sweeper.driver import SweepOptions, noting_interrupts, run_sweep
+from sweeper.driver import SweepOptions, run_sweep
 from sweeper.errors import NothingFinished
+from sweeper.interrupts import noting_interrupts
 from sweeper.ray_runtime import local_gpus
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -461,7 +462,7 @@ def test_a_ctrl_c_that_python_swallows_in_a_finalizer_still_stops_the_sweep() ->
 
 STUCK_IN_C = """
 import os, signal, sqlite3, sys, threading
-from sweeper.driver import noting_interrupts
+from sweeper.interrupts import noting_interrupts
 
 holder = sqlite3.connect(sys.argv[1], isolation_level=None)
 holder.execute("BEGIN EXCLUSIVE")
