@@ -8,6 +8,9 @@ random until ``n_startup_trials`` trials have *finished*: with ``k`` trials runn
 ``n_startup + k - 1`` random trials, most of a short sweep. Here the first ``n_startup`` trials *asked* are
 random and every later one uses TPE, whose constant liar counts the still-running trials as bad results so that
 it does not propose near-copies of them.
+
+Random draws are seeded per trial number (:class:`NumberedRandomSampler`): trial numbers are unique in a study, so
+drivers that share one never draw the same configuration, while one seed still gives one sweep.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution
 from optuna.samplers import BaseSampler, RandomSampler, TPESampler
@@ -26,10 +30,35 @@ from search_spaces.schema import Spec
 MIN_FINISHED_FOR_TPE = 2  # TPE's model needs at least a couple of results; until then it keeps sampling at random
 
 
+class NumberedRandomSampler(RandomSampler):
+    """Optuna's random sampler, seeded by ``(seed, trial number)`` for each trial instead of one stream per driver.
+
+    Two drivers on one study (a team's PostgreSQL study, or a resume beside a live driver) would otherwise draw
+    the same stream from the same seed: the same configurations, trained twice.
+    """
+
+    def __init__(self, seed: int | None = None) -> None:
+        super().__init__(seed=seed)
+        self._seed, self._number, self._drawing = seed, -1, RandomSampler(seed=seed)
+
+    def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
+                           param_distribution: BaseDistribution) -> Any:
+        if self._seed is None:
+            return super().sample_independent(study, trial, param_name, param_distribution)
+        if trial.number != self._number:
+            derived = int(np.random.SeedSequence([self._seed, trial.number]).generate_state(1)[0])
+            self._drawing, self._number = RandomSampler(seed=derived), trial.number
+        return self._drawing.sample_independent(study, trial, param_name, param_distribution)
+
+    def reseed_rng(self) -> None:
+        super().reseed_rng()
+        self._seed = None
+
+
 class ParallelTPESampler(BaseSampler):
     def __init__(self, *, n_startup_trials: int = 10, seed: int | None = None, **tpe_options: Any) -> None:
         self.n_startup_trials = n_startup_trials
-        self._random = RandomSampler(seed=seed)
+        self._random = NumberedRandomSampler(seed=seed)
         tpe_options.setdefault("constant_liar", True)
         # Another seed for TPE: while fewer than MIN_FINISHED_FOR_TPE trials have finished it samples at random
         # too, and with the random sampler's seed it would repeat the first random trials' params exactly.
@@ -84,15 +113,18 @@ def default_sampler_options(spec: Spec) -> dict[str, Any]:
 def build_sampler(spec: Spec, resumed_after: int = 0) -> optuna.samplers.BaseSampler:
     """The spec's sampler; ``resumed_after``: how many trials the study already holds when resuming it.
 
-    A resumed sweep must not replay the random numbers the first run used (with a fixed seed, the start-up
-    trials would be sampled again, exactly), so its seed moves on by the trials already there. QMC and grid keep
-    their seed: the study holds positions in the sequence or the shuffled grid, which must stay the same.
+    A resumed sweep must not replay the random numbers the first run used (with a fixed seed, TPE would repeat
+    its draws), so its seed moves on by the trials already there; random draws are seeded per trial number
+    anyway. QMC and grid keep their seed: the study holds positions in the sequence or the shuffled grid, which
+    must stay the same.
     """
     seed = spec.sampler.seed
-    if seed is not None and resumed_after and spec.sampler.type not in ("qmc", "grid"):
+    if seed is not None and resumed_after and spec.sampler.type not in ("qmc", "grid", "random"):
         seed += resumed_after
     if spec.sampler.type == "grid":
         return BudgetedGridSampler(spec.grid_search_space(), seed=seed)
+    if spec.sampler.type == "random":
+        return NumberedRandomSampler(seed=seed)
     kind = ParallelTPESampler if spec.sampler.type == "tpe" else \
         getattr(optuna.samplers, sections.SAMPLER_CLASSES[spec.sampler.type])
     return kind(seed=seed, **default_sampler_options(spec))

@@ -144,3 +144,24 @@ def test_hyperband_stops_trials_when_fewer_run_at_once_than_its_brackets_hold(ra
                        run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0))
     epochs = sorted(result.metrics["epoch"] for result in tuner.fit())
     assert len(epochs) == 8 and epochs.count(8) <= 4 and epochs[-1] == 8, epochs
+
+
+def test_two_drivers_on_one_study_never_draw_the_same_configurations(tmp_path):
+    """A team's shared study: two drivers that load it at the same point (same seed, same trials held) ask in
+    turn. Seeded as one stream per driver, they drew the very same start-up configurations."""
+    from search_spaces.loader import load_spec
+    from sweeper.samplers import build_sampler
+
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    for kind in ("tpe", "random"):
+        spec = load_spec("spaces/asl20.yaml", overrides=[f"sampler={{type: {kind}, seed: 3}}", "enqueue=[]"])
+        first = optuna.create_study(storage=url, study_name=kind, direction="maximize", sampler=build_sampler(spec))
+        for _ in range(2):  # the trials held before both load it
+            first.ask(spec.distributions())
+        drivers = [optuna.load_study(study_name=kind, storage=url, sampler=build_sampler(spec, resumed_after=2))
+                   for _ in range(2)]
+        asked = [driver.ask(spec.distributions()).params for _ in range(4) for driver in drivers]
+        assert len({tuple(sorted(p.items())) for p in asked}) == len(asked) == 8, kind
+        once, twice = (optuna.create_study(sampler=build_sampler(spec)) for _ in range(2))
+        assert [once.ask(spec.distributions()).params for _ in range(3)] == \
+            [twice.ask(spec.distributions()).params for _ in range(3)], "one seed still gives one sweep"
