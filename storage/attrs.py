@@ -17,6 +17,9 @@ BASELINE = "baseline"  # {"source": str, "metrics": {metric: value}}: what we co
 OBJECTIVE = "objective"  # {"metric": "val_top3", "direction": "maximize"}: what the sampler optimises
 ENVIRONMENT = "environment"  # storage.environment.record_environment(): versions and git commit
 SPACE_DIR = "space_dir"  # absolute folder of the space file: where `sweeper resume` finds a user's entrypoint
+# absolute folder of the trials' checkpoints, named STUDY-KEY: a resume run from another folder finds them, and a
+# study of the same name in another storage never reads or deletes them
+CHECKPOINTS = "checkpoints"
 
 # --- trial user attrs -------------------------------------------------------------------------------------------
 # Final metrics are stored under their own names (the training core's result keys), one attr each, so a report

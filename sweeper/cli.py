@@ -162,9 +162,9 @@ def _seconds(flag: str, text: str | None) -> float | None:
 def _sweep(options: SweepOptions) -> None:
     from sweeper.driver import run_sweep
 
-    def interrupted() -> NoReturn:
-        _leave(INTERRUPTED_EXIT_CODE, "interrupted: the study keeps its finished trials; the same command carries "
-                                      "it on")
+    def interrupted(study: str | None = None) -> NoReturn:
+        how = f"sweeper resume {study}" if options.fresh and study else "the same command"  # --fresh: another
+        _leave(INTERRUPTED_EXIT_CODE, f"interrupted: the study keeps its finished trials; {how} carries it on")
 
     try:
         run_sweep(options, exit_on_interrupt=interrupted)

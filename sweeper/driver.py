@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -222,11 +223,12 @@ def import_tune_side() -> None:
     import sweeper.trainable  # noqa: F401
 
 
-def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[], Any] | None = None) -> optuna.Study:
+def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] | None = None) -> optuna.Study:
     """Run (or carry on) a sweep; Ctrl-C and SIGTERM raise KeyboardInterrupt once queued writes are written.
 
-    ``exit_on_interrupt`` is for a program that leaves on Ctrl-C anyway (the CLI): it ends the process from another
-    thread when a signal that also stopped the local Ray leaves the main thread waiting on Ray.
+    ``exit_on_interrupt(study_name)`` is for a program that leaves on Ctrl-C anyway (the CLI), and must end the
+    process: it is called then, from another thread if a signal that also stopped the local Ray leaves the main
+    thread waiting on Ray.
     """
     started = time.perf_counter()
     spec, url = prepare(options)
@@ -265,7 +267,7 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[], Any] | N
         on_recovered=lambda seconds: console.print(f"[green]storage back[/] after {seconds:.1f} s", markup=True),
     )
     with ThreadPoolExecutor(max_workers=2) as pool:
-        opened = pool.submit(policy.call, lambda: open_study(spec, url, options.space))
+        opened = pool.submit(policy.call, lambda: open_study(spec, url, options.space, results_root))
         imported = pool.submit(import_tune_side)
         if not joining:
             with environment_without(ENV_VAR):  # a local Ray's processes inherit our environment; they never need it
@@ -297,7 +299,7 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[], Any] | N
                   f"{count_trials(budget)}, {spec.budget.max_concurrent} at a time"
                   + (f" (groups of up to {spec.resources.fuse})" if spec.resources.fuse > 1 else ""), markup=True)
     if not created:
-        policy.call(lambda: print_resume_summary(study, orphans))
+        policy.call(lambda: print_resume_summary(study, orphans, checkpoint_folder(study, results_root)))
 
     from ray import tune
 
@@ -327,7 +329,7 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[], Any] | N
 
         searcher_type, recorder_type = fused.FusedSearcher, fused.FusedRecorder
     writer = StudyWriter(policy)
-    searcher = searcher_type(study, spec, checkpoint_root=str(results_root / "checkpoints"), budget=budget,
+    searcher = searcher_type(study, spec, checkpoints=str(checkpoint_folder(study, results_root)), budget=budget,
                              driver=Driver.current(), policy=policy, writer=writer, orphans=orphans)
     recorder = recorder_type(searcher, spec, printer.trial_finished, writer)
 
@@ -347,10 +349,10 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[], Any] | N
             return True
         return spec.budget.stop_on_target and recorder.target_reached
 
-    def leave() -> None:  # on a thread of its own: what the main thread does on an interrupt, but not stuck in Ray
+    def leave() -> None:  # the main thread on an interrupt, and the watcher of one if the main thread is stuck
         writer.drain(INTERRUPT_DRAIN_S)
         fold_sqlite_wal(url)
-        exit_on_interrupt()
+        exit_on_interrupt(study.study_name)
 
     name = study.study_name  # what Tune pickles (these lambdas, the run config) must not hold the study
     trainable, scheduler = run_trial, build_scheduler(spec)
@@ -382,12 +384,16 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[], Any] | N
     except StorageUnavailable:
         raise StorageUnavailable(outage_message(policy, url)) from None
     except KeyboardInterrupt:  # write the epochs and tells queued at Ctrl-C; an unreachable storage is not awaited
+        if exit_on_interrupt:
+            leave()
         writer.drain(INTERRUPT_DRAIN_S)
         raise
     except Exception:
         if not interrupted.is_set():
             raise
-        writer.drain(INTERRUPT_DRAIN_S)  # what broke as Ctrl-C landed (a commit it cut short) is the interrupt
+        if exit_on_interrupt:  # what broke as Ctrl-C landed (a commit it cut short) is the interrupt
+            leave()
+        writer.drain(INTERRUPT_DRAIN_S)
         raise KeyboardInterrupt from None
     finally:  # the CLI leaves with os._exit, which skips SQLite's own checkpoint at the last close
         fold_sqlite_wal(url)
@@ -436,7 +442,8 @@ def outage_message(policy: OutagePolicy, url: str) -> str:
             "once the storage is back: finished trials are kept, unfinished ones carried on from their checkpoints.")
 
 
-def open_study(spec: Spec, url: str, space: str | None) -> tuple[optuna.Study, bool]:
+def open_study(spec: Spec, url: str, space: str | None, results_root: Path = Path("sweeper_runs")
+               ) -> tuple[optuna.Study, bool]:
     """Create the study (with the seeds' enqueued points) or load it to continue.
 
     The storage records heartbeats, so a driver on another machine can tell our trials from a dead driver's.
@@ -449,6 +456,9 @@ def open_study(spec: Spec, url: str, space: str | None) -> tuple[optuna.Study, b
                                           study_attrs=attributes)
     held = len(study.get_trials(deepcopy=False))
     created = created or not held  # new: this very call may have created it before a lost answer, and been retried
+    if attrs.CHECKPOINTS not in study.user_attrs:  # a study from before the attr checkpoints where it always did
+        folder = f"{spec.name}-{secrets.token_hex(4)}" if created else spec.name
+        study.set_user_attr(attrs.CHECKPOINTS, str(results_root.resolve() / "checkpoints" / folder))
     trials = held
     for point in spec.enqueue:  # on resume too: rows added since; those already there (run or waiting) are skipped
         if trials >= spec.budget.trials:
@@ -462,16 +472,27 @@ def open_study(spec: Spec, url: str, space: str | None) -> tuple[optuna.Study, b
     return study, created
 
 
-def print_resume_summary(study: optuna.Study, orphans: list[optuna.trial.FrozenTrial]) -> None:
+def checkpoint_folder(study: optuna.Study, results_root: Path) -> Path:
+    """Where the study's trials checkpoint: the folder its first run chose, wherever this run was started from;
+    where that run's results folder is not on this machine, a folder of the same name under this run's."""
+    stored = Path(study.user_attrs.get(attrs.CHECKPOINTS) or results_root / "checkpoints" / study.study_name)
+    return stored if stored.parent.is_dir() else results_root / "checkpoints" / stored.name
+
+
+def print_resume_summary(study: optuna.Study, orphans: list[optuna.trial.FrozenTrial], checkpoints: Path) -> None:
     """What a resumed sweep keeps, carries on and leaves to another live driver."""
+    from sweeper.trainable import trial_checkpoint_dir  # after Ray's start: it imports Tune
+
     trials = study.get_trials(deepcopy=False)
     finished = [t for t in trials if t.state.is_finished()]
     states = {s: sum(t.state.name == s for t in finished) for s in ("COMPLETE", "PRUNED", "FAIL")}
     kept = ", ".join(f"{n} {state}" for state, n in states.items() if n)
     console.print(f"kept {len(finished)} finished trials ({kept})" if finished else "no finished trials yet")
     if orphans:
+        saved = {t.number for t in orphans if any(trial_checkpoint_dir(str(checkpoints), t.number).glob("*"))}
         console.print(f"carrying on {count_trials(len(orphans))} whose driver is gone, from their last checkpoints: "
-                      + ", ".join(f"#{t.number} (after epoch {last_epoch(t)})" for t in orphans))
+                      + ", ".join(f"#{t.number} (after epoch {last_epoch(t)})" if t.number in saved else
+                                  f"#{t.number} (none in {checkpoints}: from the start)" for t in orphans))
     carried = {t.number for t in orphans}
     others = [t for t in trials if t.state == optuna.trial.TrialState.RUNNING and t.number not in carried]
     if others:

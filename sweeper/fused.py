@@ -186,8 +186,7 @@ def run_fused_trial(config: dict[str, Any]) -> None:
         elif not isinstance(outcome, MemberStopped):
             raise outcome
 
-    dirs = [trial_checkpoint_dir(m[META_KEY]["checkpoint_root"], meta["study"], n) for m, n in zip(
-        members, numbers, strict=True)]
+    dirs = [trial_checkpoint_dir(m[META_KEY]["checkpoints"], n) for m, n in zip(members, numbers, strict=True)]
     run_group([member_config(m) for m in members], [reporter(n) for n in numbers], [str(d) for d in dirs],
               finished=finished)
 

@@ -31,12 +31,12 @@ ASK_TOKEN = "sweeper:ask"  # system attr of a trial this driver created, until i
 
 
 class StudySearcher(DriverOnly, Searcher):
-    def __init__(self, study: optuna.Study, spec: Spec, *, checkpoint_root: str, budget: int, driver: Driver,
+    def __init__(self, study: optuna.Study, spec: Spec, *, checkpoints: str, budget: int, driver: Driver,
                  policy: OutagePolicy, writer: StudyWriter, orphans: list[optuna.trial.FrozenTrial] = ()) -> None:
         super().__init__(metric=spec.objective.metric, mode=ray_mode(spec))
         self.study = study
         self.spec = spec
-        self.checkpoint_root = checkpoint_root
+        self.checkpoints = checkpoints
         self.budget = budget
         self.driver = driver
         self.policy = policy
@@ -71,7 +71,7 @@ class StudySearcher(DriverOnly, Searcher):
             "study": self.study.study_name,
             "entrypoint": self.spec.entrypoint,
             "base_dir": self.spec.base_dir,
-            "checkpoint_root": self.checkpoint_root,
+            "checkpoints": self.checkpoints,
             "metric": self.spec.objective.metric,
             "worst": worst_value(self.spec.direction),
         }
@@ -93,7 +93,7 @@ class StudySearcher(DriverOnly, Searcher):
             trial = optuna.Trial(self.study, self._new_trial_id())
             own(trial, self.driver)
             # a new trial resumes nothing: a checkpoint here is a deleted study's trial of the same number
-            shutil.rmtree(trial_checkpoint_dir(self.checkpoint_root, self.study.study_name, trial.number),
+            shutil.rmtree(trial_checkpoint_dir(self.checkpoints, trial.number),
                           ignore_errors=True)
             self._pending = trial
         trial = self._pending

@@ -41,8 +41,9 @@ def stand_in(exc: Exception) -> TrainingFunctionError:
                                  "".join(traceback.format_exception(exc.with_traceback(user_frames))))
 
 
-def trial_checkpoint_dir(root: str, study: str, number: int) -> Path:
-    return Path(root) / study / f"trial-{number:05d}"
+def trial_checkpoint_dir(checkpoints: str, number: int) -> Path:
+    """A trial's own folder in its study's checkpoint folder (the study attr ``checkpoints``)."""
+    return Path(checkpoints) / f"trial-{number:05d}"
 
 
 def run_trial(config: dict[str, Any]) -> None:
@@ -54,7 +55,7 @@ def run_trial(config: dict[str, Any]) -> None:
     meta = config[META_KEY]
     train = import_target(meta["entrypoint"], meta.get("base_dir"))
     trial_config = {k: v for k, v in config.items() if k != META_KEY}
-    checkpoint_dir = trial_checkpoint_dir(meta["checkpoint_root"], meta["study"], meta["number"])
+    checkpoint_dir = trial_checkpoint_dir(meta["checkpoints"], meta["number"])
     reported: dict[str, Any] = {}  # everything the function reported, each key's last value
     node = current_node()
     returned = threading.Event()

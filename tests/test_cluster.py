@@ -117,7 +117,8 @@ def kill_leftover_workers(port: int) -> None:
 
 
 def checkpointed(folder: Path, name: str, number: int) -> int:
-    state = folder / "shared" / "checkpoints" / name / f"trial-{number:05d}" / "state.json"
+    found = list((folder / "shared" / "checkpoints").glob(f"{name}-{'?' * 8}"))  # STUDY-KEY
+    state = (found[0] if found else folder) / f"trial-{number:05d}" / "state.json"
     try:
         return json.loads(state.read_text())["epoch"]
     except (OSError, ValueError):

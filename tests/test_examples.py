@@ -101,7 +101,7 @@ def test_example_runs_as_a_sweep_and_its_best_trial_trains_again(ray_session, tm
         assert trial.value == trial.user_attrs["best_val_acc"]  # the returned best_<metric> is the objective
         assert trial.value == max(trial.intermediate_values.values())
         assert {"test_acc", "test_loss", "best_epoch"} <= set(trial.user_attrs)
-        folder = tmp_path / "runs" / "checkpoints" / study.study_name / f"trial-{trial.number:05d}"
+        folder = Path(study.user_attrs["checkpoints"]) / f"trial-{trial.number:05d}"
         assert (folder / "state.pt").is_file()
 
     best = sweeper("best", "spirals-quick", "--storage", url, "--format", "json", cwd=tmp_path)

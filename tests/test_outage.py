@@ -393,7 +393,7 @@ def test_an_answer_lost_while_taking_an_enqueued_trial_leaves_no_ghost(tmp_path,
     for row in spec.enqueue:
         study.enqueue_trial(row)
     policy = OutagePolicy(60, first_delay_s=0.05)
-    searcher = StudySearcher(study, spec, checkpoint_root=str(tmp_path), budget=5, driver=Driver.current(),
+    searcher = StudySearcher(study, spec, checkpoints=str(tmp_path), budget=5, driver=Driver.current(),
                              policy=policy, writer=StudyWriter(policy))
     lose_the_first_answer(monkeypatch, study._storage, "set_trial_state_values",
                           lambda trial_id, state, values=None: state == TS.RUNNING)

@@ -55,8 +55,14 @@ def study_name(space: Path) -> str:
     return space.read_text().split("name: ")[1].split()[0]
 
 
+def study_checkpoints(folder: Path, name: str) -> Path:
+    """The study's checkpoint folder, STUDY-KEY (the study attr ``checkpoints``), once its sweep made it."""
+    found = list((folder / "runs" / "checkpoints").glob(f"{name}-{'?' * 8}"))
+    return found[0] if found else folder / "runs" / "checkpoints" / f"{name}-not-yet"
+
+
 def checkpoint_folder(folder: Path, name: str, number: int) -> Path:
-    return folder / "runs" / "checkpoints" / name / f"trial-{number:05d}"
+    return study_checkpoints(folder, name) / f"trial-{number:05d}"
 
 
 def checkpointed_epoch(folder: Path, name: str, number: int) -> int:
@@ -65,7 +71,7 @@ def checkpointed_epoch(folder: Path, name: str, number: int) -> int:
 
 
 def worker_pids(folder: Path, name: str) -> set[int]:
-    root = folder / "runs" / "checkpoints" / name
+    root = study_checkpoints(folder, name)
     return {int(pid) for pids in root.glob("*/pids") for pid in pids.read_text().split()}
 
 
@@ -319,7 +325,7 @@ def test_an_orphan_another_driver_carried_on_or_finished_is_not_claimed_again(tm
 
     def searcher(driver: Driver) -> StudySearcher:
         policy = OutagePolicy(30)
-        return StudySearcher(study, spec, checkpoint_root=str(tmp_path), budget=3, driver=driver, policy=policy,
+        return StudySearcher(study, spec, checkpoints=str(tmp_path), budget=3, driver=driver, policy=policy,
                              writer=StudyWriter(policy), orphans=orphaned_trials(study))
 
     early, late = searcher(Driver.current()), searcher(Driver(socket.gethostname(), os.getppid(), None))
@@ -345,12 +351,12 @@ def test_a_new_trial_starts_without_the_checkpoint_a_deleted_study_left_under_it
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
         study.ask().set_user_attr(attrs.DRIVER, Driver(socket.gethostname(), dead.pid, None).as_attr())
-    stale = [trial_checkpoint_dir(str(tmp_path), "again", n) / "state.pt" for n in (0, 1)]
+    stale = [trial_checkpoint_dir(str(tmp_path), n) / "state.pt" for n in (0, 1)]
     for path in stale:
         path.parent.mkdir(parents=True)
         path.write_bytes(b"a checkpoint")
     policy = OutagePolicy(30)
-    searcher = StudySearcher(study, load_spec("spaces/asl20.yaml", quick=True), checkpoint_root=str(tmp_path),
+    searcher = StudySearcher(study, load_spec("spaces/asl20.yaml", quick=True), checkpoints=str(tmp_path),
                              budget=3, driver=Driver.current(), policy=policy, writer=StudyWriter(policy),
                              orphans=orphaned_trials(study))
     assert searcher.suggest("carried-on") is not None and stale[0].exists()  # #0 resumes from its checkpoint
@@ -389,6 +395,31 @@ def test_rows_added_to_enqueue_run_on_resume_and_rows_already_there_are_not_repe
     study, created = open_study(more, url, None)
     waiting = [t.system_attrs["fixed_params"] for t in study.get_trials(deepcopy=False)]
     assert not created and waiting == [*spec.enqueue, row]
+
+
+def test_each_study_checkpoints_in_a_folder_of_its_own_that_a_resume_from_anywhere_finds(tmp_path):
+    """Two studies of one name in two storages, run from one folder, used to share checkpoints/NAME: one read the
+    other's weights (or crashed loading them) and deleted its folders. A resume run from another folder looked in
+    its own --results-dir and started the carried-on trials over, while saying "from their last checkpoints"."""
+    from search_spaces.loader import load_spec
+    from sweeper.driver import checkpoint_folder
+
+    spec = load_spec("spaces/asl20.yaml", quick=True)
+    runs = tmp_path / "runs"
+    team, mine = (open_study(spec, f"sqlite:///{tmp_path / db}", None, runs)[0] for db in ("team.db", "mine.db"))
+    folders = [Path(study.user_attrs[attrs.CHECKPOINTS]) for study in (team, mine)]
+    assert folders[0] != folders[1] and {f.parent for f in folders} == {runs.resolve() / "checkpoints"}
+    assert all(f.name.startswith(f"{spec.name}-") for f in folders)
+    folders[0].mkdir(parents=True)
+    again, created = open_study(spec, f"sqlite:///{tmp_path / 'team.db'}", None, tmp_path / "elsewhere" / "runs")
+    assert not created and checkpoint_folder(again, tmp_path / "elsewhere" / "runs") == folders[0]
+    far, _ = open_study(spec, f"sqlite:///{tmp_path / 'far.db'}", None, tmp_path / "far")  # a folder not here
+    assert checkpoint_folder(far, tmp_path / "here") == \
+        tmp_path / "here" / "checkpoints" / Path(far.user_attrs[attrs.CHECKPOINTS]).name
+    old, _ = create_or_load_study(open_storage(f"sqlite:///{tmp_path / 'old.db'}"), spec.name, "maximize")
+    old.ask()  # a study of an earlier sweeper, with a trial: its checkpoints stay where they always were
+    again, _ = open_study(spec, f"sqlite:///{tmp_path / 'old.db'}", None, runs)
+    assert again.user_attrs[attrs.CHECKPOINTS] == str(runs.resolve() / "checkpoints" / spec.name)
 
 
 def test_rows_past_the_budget_are_not_enqueued_until_a_larger_budget_makes_room(tmp_path):

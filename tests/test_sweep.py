@@ -358,20 +358,22 @@ def test_bad_storage_url_exits_2_and_masks_the_password(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("signum", "group"), [(signal.SIGINT, False), (signal.SIGTERM, False), (signal.SIGTERM, True)],
-                         ids=["Ctrl-C", "SIGTERM", "SIGTERM-to-the-group"])
-def test_ctrl_c_exits_130_and_keeps_finished_trials(tmp_path, signum, group):
+@pytest.mark.parametrize(("signum", "group", "fresh"), [
+    (signal.SIGINT, False, False), (signal.SIGTERM, False, False), (signal.SIGTERM, True, False),
+    (signal.SIGINT, True, True)], ids=["Ctrl-C", "SIGTERM", "SIGTERM-to-the-group", "Ctrl-C-in-its-terminal-fresh"])
+def test_ctrl_c_exits_130_and_keeps_finished_trials(tmp_path, signum, group, fresh):
     """SIGTERM is how kill, docker stop and Kubernetes stop the driver: not Ray's abort with a stack dump. Sent to the
     process group (timeout, Slurm's scancel) it stops the local Ray too, and the driver must not wait a minute on it
-    (it sometimes did, in a call to Ray's dead GCS, then left with Ray's exit code 1)."""
+    (it sometimes did, in a call to Ray's dead GCS, then left with Ray's exit code 1). Run again, a --fresh sweep
+    would start another study: its message names the command that carries it on."""
     space = scripted_space(tmp_path, trials=20)
     text = space.read_text().replace("sleep: 0.05", "sleep: 0.3").replace("type: asha", "type: none")
     text = text.replace(", grace_period: 1, reduction_factor: 2", "")
     space.write_text(text)
     db = tmp_path / "sweeps.db"
-    proc = subprocess.Popen([sys.executable, "-m", "sweeper.cli", "run", str(space), "--storage", f"sqlite:///{db}"],
-                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)  # its own process group, holding the Ray it starts
+    proc = subprocess.Popen([sys.executable, "-m", "sweeper.cli", "run", str(space), "--storage", f"sqlite:///{db}",
+                             *["--fresh"] * fresh], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)  # its own process group, holding the Ray it starts
     deadline = time.time() + 120
     for line in proc.stdout:  # wait for the first finished trial
         if "COMPLETE" in line or time.time() > deadline:
@@ -382,10 +384,11 @@ def test_ctrl_c_exits_130_and_keeps_finished_trials(tmp_path, signum, group):
     finally:
         with contextlib.suppress(ProcessLookupError):  # what outlived a failed test: the driver, its Ray
             os.killpg(proc.pid, signal.SIGKILL)
-    output = proc.stdout.read()
-    assert "interrupted: the study keeps its finished trials; the same command carries it on" in output
+    output, name = proc.stdout.read(), text.split("name: ")[1].split()[0]
+    how = f"sweeper resume {name}" if fresh else "the same command"
+    assert f"interrupted: the study keeps its finished trials; {how} carries it on" in output
     assert "SIGTERM received" not in output and "Traceback" not in output
-    study = optuna.load_study(study_name=text.split("name: ")[1].split()[0], storage=f"sqlite:///{db}")
+    study = optuna.load_study(study_name=name, storage=f"sqlite:///{db}")
     states = [t.state for t in study.get_trials()]
     assert TS.COMPLETE in states and len(states) < 20
     assert TS.FAIL not in states  # a worker stopped with the driver left its trial RUNNING, for a resume to carry on
