@@ -100,6 +100,14 @@ class StudyView:
         met = [t for t in self.complete if self.met(t) and t.datetime_complete is not None]
         return min(met, key=lambda t: (t.datetime_complete, t.number), default=None)
 
+    def met_by(self) -> str | None:
+        """``first met by #1; best trial meeting them: #4``, or None when no trial met the targets. The first and
+        the best trial meeting them are often two trials: the final table, status and the report all name both."""
+        first, best = self.first_reached(), self.reached()
+        if first is None or best is None:
+            return None
+        return f"first met by #{first.number}" + (f"; best trial meeting them: #{best.number}" if best != first else "")
+
     def states(self) -> dict[str, int]:
         """Trials by state name, only the states present, in Optuna's order (RUNNING, COMPLETE, PRUNED, ...)."""
         counts = {s.name: sum(t.state == s for t in self.trials) for s in TrialState}
@@ -112,14 +120,27 @@ class StudyView:
         return (min(starts), max(ends)) if starts else None  # type: ignore[type-var]
 
 
+# Accuracies are fractions: targets on them are checked as such (search_spaces.sections.metric_values, by the same
+# names), so an accuracy outside [0, 1] was reported on a 0-100 scale and would "meet" any target.
+ACCURACY = re.compile(r"top\d|acc")
+
+
+def percent_scale(metric: str, value: float) -> bool:
+    """Whether ``value`` of ``metric`` is an accuracy outside [0, 1], i.e. a percentage where a fraction belongs."""
+    return bool(ACCURACY.search(metric)) and not 0 <= value <= 1
+
+
 def targets_met(values: Mapping[str, float], targets: Mapping[str, float], direction_of: DirectionOf) -> bool:
     """Whether ``values`` reach every target (False without targets): a maximised metric at or above its target,
-    a minimised one at or below. ``direction_of`` comes from the caller, which knows the entrypoint's metrics."""
+    a minimised one at or below; an accuracy outside [0, 1] meets none. ``direction_of`` comes from the caller,
+    which knows the entrypoint's metrics."""
     if not targets:
         return False
     for metric, target in targets.items():
         value = values.get(metric)
         if value is None or not math.isfinite(value):  # NaN compares false both ways: it would pass
+            return False
+        if percent_scale(metric, value):
             return False
         if (value < target) if direction_of(metric) == "maximize" else (value > target):
             return False
@@ -197,7 +218,6 @@ def _note(text: str) -> str:
 def _summary(view: StudyView, url: str, now: datetime) -> str:
     user = view.study.user_attrs
     complete = view.complete
-    reached = view.first_reached()
     span = view.time_span()
     env = user.get(attrs.ENVIRONMENT) if isinstance(user.get(attrs.ENVIRONMENT), dict) else {}
     packages = env.get("packages") if isinstance(env.get("packages"), dict) else {}
@@ -210,7 +230,7 @@ def _summary(view: StudyView, url: str, now: datetime) -> str:
         ("best trial", f"#{complete[0].number}: {view.metric} {view.fmt(view.metric, complete[0].value)}"
                        if complete else "no COMPLETE trial yet"),
         ("targets", ", ".join(f"{m} {view.fmt(m, v)}" for m, v in view.targets.items()) or "none"),
-        ("targets reached", (f"yes, by #{reached.number}" if reached else "no") if view.targets else "-"),
+        ("targets met", (view.met_by() or "no") if view.targets else "-"),
         ("time to target", describe(record) if (record := target_met(user)) else "-"),
         ("baseline", ", ".join(f"{m} {view.fmt(m, v)}" for m, v in view.baseline.items())
                      + (f" ({view.baseline_source})" if view.baseline_source else "") or "none"),

@@ -24,7 +24,7 @@ class TargetMet(TypedDict):
     """Shape of the study attr ``target_met``."""
 
     trial: int  # number of the first trial that met every target
-    trial_epochs: int  # epochs trained by all trials until it finished
+    trial_epochs: int | None  # epochs trained by all trials until it finished; None: the function reports none
     wall_seconds: float  # from the study's first trial start to that trial's end
     trials: int  # trials started until then (itself included)
 
@@ -42,6 +42,8 @@ def time_to_target(trials: Sequence[FrozenTrial], met: FrozenTrial, now: datetim
 
     Trials are counted as they stand at that moment: a trial started before it counts with the epochs it has
     reported so far; one started after it does not count, nor does one that never trained (``never_started``).
+    A training function may return without reporting an epoch (README): when ``met`` itself has no epoch on
+    record, the epochs of the sweep are unknown, not 0.
     """
     end = now or met.datetime_complete or datetime.now()
     started = [t for t in trials if t.datetime_start is not None and t.datetime_start <= end
@@ -51,10 +53,15 @@ def time_to_target(trials: Sequence[FrozenTrial], met: FrozenTrial, now: datetim
     first = min((t.datetime_start for t in started if t.datetime_start is not None), default=end)
     return {
         "trial": met.number,
-        "trial_epochs": sum(epochs_trained(t) for t in started),
+        "trial_epochs": sum(epochs_trained(t) for t in started) if _epochs_known(met) else None,
         "wall_seconds": round(max(0.0, (end - first).total_seconds()), 3),
         "trials": len(started),
     }
+
+
+def _epochs_known(trial: FrozenTrial) -> bool:
+    recorded = trial.user_attrs.get(attrs.EPOCHS_RUN)
+    return bool(trial.intermediate_values) or (isinstance(recorded, int) and not isinstance(recorded, bool))
 
 
 def record_target_met(study: optuna.Study, met: FrozenTrial, finished: datetime | None = None) -> TargetMet | None:
@@ -99,17 +106,28 @@ def prune_stopped(study: optuna.Study, unfinished: Iterable[optuna.Trial]) -> li
 def target_met(user_attrs: Mapping[str, Any]) -> TargetMet | None:
     """The study's record, or None when no trial has met the targets (or the attr is not ours)."""
     record = user_attrs.get(TARGET_MET)
-    keys = TargetMet.__annotations__
+    keys = [k for k in TargetMet.__annotations__ if k != "trial_epochs"]
     if not isinstance(record, dict) or not all(isinstance(record.get(k), (int, float)) for k in keys):
         return None
-    return {"trial": int(record["trial"]), "trial_epochs": int(record["trial_epochs"]),
+    epochs = record.get("trial_epochs")
+    if not isinstance(epochs, (int, float)) and not (epochs is None and "trial_epochs" in record):
+        return None
+    return {"trial": int(record["trial"]), "trial_epochs": None if epochs is None else int(epochs),
             "wall_seconds": float(record["wall_seconds"]), "trials": int(record["trials"])}
 
 
 def describe(record: TargetMet) -> str:
-    """``#7 after 212 trial-epochs, 3m05s wall, 9 trials``."""
+    """``#7 after 212 trial-epochs, 3m05s wall, 9 trials``; without epochs on record, ``#7 after 3m05s wall, 9
+    trials (trial-epochs unknown: no epoch was reported)``."""
+    if record["trial_epochs"] is None:
+        return (f"#{record['trial']} after {clock(record['wall_seconds'])} wall, {_count(record['trials'])} "
+                "(trial-epochs unknown: no epoch was reported)")
     return (f"#{record['trial']} after {record['trial_epochs']} trial-epochs, {clock(record['wall_seconds'])} "
-            f"wall, {record['trials']} trials")
+            f"wall, {_count(record['trials'])}")
+
+
+def _count(trials: int) -> str:
+    return f"{trials} trial{'' if trials == 1 else 's'}"
 
 
 def clock(seconds: float) -> str:

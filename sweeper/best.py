@@ -4,7 +4,9 @@ The reproduce command is ``sweeper train [SPACE] --set KEY=VALUE ...`` (the spac
 entrypoint, which ``train`` finds through it) over the trial's whole flat config (the space's
 training block, fixed params, the trial's sampled params), not just its params: the space file may have changed
 or be gone since, and the study's stored spec is what the trial actually ran. Values are written so they parse
-back exactly (floats with every digit, YAML scalars that keep their type, shell-quoted).
+back exactly (floats with every digit, YAML scalars that keep their type, shell-quoted). A user entrypoint's
+command runs the space file as it is now, so it is printed only when it trains the trial's config; a note says
+what changed, or why no command can reproduce the trial.
 """
 
 from __future__ import annotations
@@ -60,8 +62,8 @@ def trial_config(view: StudyView, trial: optuna.trial.FrozenTrial) -> tuple[dict
     try:
         spec = spec_from_dict(attrs.spec_as_ran(data), base_dir=base_dir)
     except SpecError as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        return _raw_config(data, trial.params), entrypoint, f"the stored spec does not validate here ({first})"
+        note = f"the stored spec does not validate here ({_first_line(exc)})"
+        return _raw_config(data, trial.params), entrypoint, note
     return spec.trial_config(trial.params), entrypoint, None
 
 
@@ -72,8 +74,13 @@ def reproduce_command(config: Mapping[str, Any], space: Path | None = None) -> s
     flags then override key by key. A setting named like a section of a space is written ``training.name``.
     """
     head = ["sweeper", "train", *([shlex.quote(str(space))] if space is not None else [])]
+    return " ".join([*head, *(f"--set {shlex.quote(flag)}" for flag in set_flags(config))])
+
+
+def set_flags(config: Mapping[str, Any]) -> list[str]:
+    """``KEY=VALUE`` per config key, as ``sweeper train --set`` reads them back (see :func:`reproduce_command`)."""
     keys = {k: f"training.{k}" if k.split(".")[0] in Spec.model_fields else k for k in config}
-    return " ".join([*head, *(f"--set {shlex.quote(f'{keys[k]}={yaml_scalar(v)}')}" for k, v in config.items())])
+    return [f"{keys[k]}={yaml_scalar(v)}" for k, v in config.items()]
 
 
 def _space_file(view: StudyView) -> Path | None:
@@ -106,6 +113,7 @@ def best_summary(view: StudyView) -> dict[str, Any]:
     trial = best_trial(view)
     values = {k: v for k, v in view.values(trial).items() if k not in (*_EXTRA_ATTRS, attrs.RESUMED)}  # in attrs
     config, entrypoint, note = trial_config(view, trial)
+    command, note = _reproduce(config, entrypoint, view, note)
     return {
         "study": view.study.study_name,
         "number": trial.number,
@@ -120,16 +128,59 @@ def best_summary(view: StudyView) -> dict[str, Any]:
         "attrs": {k: trial.user_attrs[k] for k in _EXTRA_ATTRS if k in trial.user_attrs},
         "entrypoint": entrypoint,
         "config": config,
-        "reproduce": _reproduce_or_none(config, entrypoint, view, note),
+        "reproduce": command,
         "note": note,
     }
 
 
-def _reproduce_or_none(config: dict[str, Any], entrypoint: str, view: StudyView, note: str | None) -> str | None:
+def _reproduce(config: dict[str, Any], entrypoint: str, view: StudyView, note: str | None
+               ) -> tuple[str | None, str | None]:
+    """``(command or None, note)``. The core's command needs no space file; a user entrypoint's runs the space file
+    as it is now, so it is checked against what the trial ran: ``--set`` resets every key the trial had, but cannot
+    unset a key the file added since, nor call another entrypoint."""
     if entrypoint == DEFAULT_ENTRYPOINT:
-        return reproduce_command(config)
+        return reproduce_command(config), note
     space = _space_file(view) if note is None else None
-    return reproduce_command(config, space) if space is not None else None
+    if space is None:
+        return None, note
+    return _checked_command(config, entrypoint, space)
+
+
+def _checked_command(config: dict[str, Any], entrypoint: str, space: Path) -> tuple[str | None, str | None]:
+    from search_spaces.errors import SpecError
+    from search_spaces.loader import load_spec
+    from sweeper.standalone import prepare
+
+    try:
+        spec = load_spec(space)
+    except SpecError as exc:
+        return None, f"the space file {space} no longer loads ({_first_line(exc)}), so sweeper train cannot run it"
+    if spec.entrypoint != entrypoint:
+        return None, (f"the space file {space} now names entrypoint {spec.entrypoint}, but the trial ran "
+                      f"{entrypoint}: sweeper train {space} would call the other function")
+    settings = (spec.entrypoint_info.settings if spec.entrypoint_info else None) or {}
+    added = [k for k in spec.base_config() if k not in config]  # set by the file now, absent from the trial's config
+    if unknown := [k for k in added if k not in settings]:
+        return None, (f"the space file {space} now sets {', '.join(unknown)}, which the trial's config did not have "
+                      f"and {entrypoint} declares no default for; --set cannot unset a key, so no sweeper train "
+                      "command reproduces the trial")
+    # the function merges its defaults itself (README): an absent key ran with its fit.settings default
+    wanted = {**config, **{k: settings[k] for k in added}}
+    try:
+        run, _ = prepare(space, set_flags(wanted))
+    except SpecError as exc:
+        return None, f"sweeper train {space} now refuses the trial's config ({_first_line(exc)})"
+    if run.config != wanted:  # a safety net: never print a command that trains something else
+        changed = sorted(k for k in {*run.config, *wanted} if run.config.get(k, ...) != wanted.get(k, ...))
+        return None, f"sweeper train {space} would not train the trial's config (differs in {', '.join(changed)})"
+    note = None if not added else (
+        f"the space file {space} now sets {', '.join(added)}, which the trial's config did not have: the command "
+        f"sets {'it' if len(added) == 1 else 'them'} to {entrypoint}'s default, which the trial ran with")
+    return reproduce_command(wanted, space), note
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 _EXTRA_ATTRS = (attrs.BEST_EPOCH, attrs.EPOCHS_RUN, attrs.STOP_REASON, attrs.DEVICE, attrs.PARAMETERS,
@@ -160,9 +211,9 @@ def show_best(view: StudyView, fmt: str = "table") -> None:
     if extras:
         console.print("  ".join(f"{k} {v}" for k, v in extras.items()), markup=False)
     config, entrypoint, note = trial_config(view, trial)
+    command, note = _reproduce(config, entrypoint, view, note)
     if note:
         console.print(f"note: {note}", markup=False)
-    command = _reproduce_or_none(config, entrypoint, view, note)
     if command is not None:
         console.print("reproduce it:" if entrypoint == DEFAULT_ENTRYPOINT else
                       f"reproduce it (sweeper train finds {entrypoint} through its space file):", markup=False)
@@ -170,6 +221,9 @@ def show_best(view: StudyView, fmt: str = "table") -> None:
         return
     if entrypoint == "?":  # a study sweeper did not write: which function ran is unknown
         console.print("the trial's params:", markup=False)
+    elif _space_file(view) is not None:  # the file is here but no longer trains the trial: the note says why
+        console.print(f"no sweeper train command reproduces it; the trial called {entrypoint}(config, report, "
+                      "checkpoint_dir) with this config:", markup=False)
     else:
         console.print(f"{entrypoint} is not the built-in core, and sweeper train runs it only from its space file, "
                       f"which is not here; the trial called {entrypoint}(config, report, checkpoint_dir) with "

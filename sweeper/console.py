@@ -50,6 +50,16 @@ def format_gap(metric: str, value: float | None, other: float | None) -> str:
     return f"{value - other:+.4g}"
 
 
+def target_gap(metric: str, value: float, target: float, direction: str) -> str:
+    """``9.90 pts short`` or ``beats by 0.25``: a signed difference reads as a miss for a maximised metric and as a
+    win for a minimised one, so the words say which."""
+    ahead = value - target if direction == "maximize" else target - value
+    if ahead == 0:
+        return "on target"
+    size = format_gap(metric, abs(ahead), 0.0).removeprefix("+")
+    return f"beats by {size}" if ahead > 0 else f"{size} short"
+
+
 def epoch_line(metrics: dict[str, Any], epochs: int) -> str:
     """``epoch  3/30  train_loss 2.981  val_loss 2.870  val_top1 12.30%  ...  1.21s  5400 samples/s``."""
     width = len(str(epochs))

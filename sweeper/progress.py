@@ -8,9 +8,9 @@ import optuna
 from rich.table import Table
 
 from search_spaces.schema import Spec
-from storage.report import StudyView
+from storage.report import StudyView, percent_scale
 from storage.target import describe, target_met
-from sweeper.console import console, format_gap, format_params, format_value
+from sweeper.console import console, format_params, format_value, target_gap
 
 TS = optuna.trial.TrialState
 
@@ -31,7 +31,7 @@ class SweepPrinter:
             self.best = trial.value
 
     def trial_finished(self, trial: optuna.trial.FrozenTrial) -> None:
-        """``#3 COMPLETE val_top3 71.20%  best 74.02%  test_top3 70.1% (target 80.00%, gap -9.90 pts)  lr=...``."""
+        """``#3 COMPLETE val_top3 71.20%  best 74.02%  test_top3 70.10% (target 80.00%, 9.90 pts short)  lr=...``."""
         parts = [f"#{trial.number:<3} {trial.state.name:<8}"]
         self._keep_best(trial)
         if trial.state == TS.COMPLETE and trial.value is not None:
@@ -45,8 +45,9 @@ class SweepPrinter:
         for metric, target in self.spec.targets.items():
             value = trial.user_attrs.get(metric)
             if isinstance(value, (int, float)):
-                parts.append(f"{metric} {format_value(metric, value)} (target {format_value(metric, target)}, "
-                             f"gap {format_gap(metric, value, target)})")
+                gap = "outside 0-1: not met" if percent_scale(metric, value) else target_gap(
+                    metric, value, target, self.spec.metric_direction(metric))
+                parts.append(f"{metric} {format_value(metric, value)} (target {format_value(metric, target)}, {gap})")
         parts.append(format_params(trial.params))
         console.print("  ".join(parts))
 
@@ -82,7 +83,7 @@ class SweepPrinter:
         if table.row_count:  # no targets, no baseline and nothing COMPLETE: an empty table says nothing
             console.print(table)
         if self.spec.targets:
-            console.print(f"targets {'reached by #' + str(reached.number) if reached else 'not reached'}")
+            console.print(f"targets {view.met_by() or 'not met'}")
             record = target_met(study.user_attrs)
             if record:
                 console.print(f"time to target: first met by {describe(record)}")

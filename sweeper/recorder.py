@@ -23,9 +23,9 @@ from ray.tune import Callback
 
 from search_spaces.schema import Spec
 from storage import attrs
-from storage.report import targets_met
+from storage.report import percent_scale, targets_met
 from storage.target import record_target_met
-from sweeper.console import err_console
+from sweeper.console import console, err_console
 from sweeper.driver_only import DriverOnly
 from sweeper.searcher import StudySearcher
 from sweeper.study_writer import StudyWriter
@@ -52,6 +52,31 @@ class StudyRecorder(DriverOnly, Callback):
         self.on_finished = on_finished
         self.writer = writer
         self.target_reached = False
+        self.warned: set[str] = set()  # accuracies already warned about, once per sweep each
+        self.curves: set[int] = set()  # trials with a report the scheduler could judge (an epoch and the objective)
+        self.warned_unjudged = self.spec.scheduler.type == "none"  # no scheduler: nothing to warn about
+
+    def _warn_unjudged(self, number: int, what: str) -> None:
+        """The scheduler compares trials at each report's epoch and objective; without them it silently prunes
+        nothing and no learning curve is recorded. Said once per sweep, at the first such report."""
+        if self.warned_unjudged:
+            return
+        self.warned_unjudged = True
+        console.print(f"warning: trial #{number} {what}; the {self.spec.scheduler.type} scheduler compares trials "
+                      f"at each report's epoch and {self.metric}, so without them it can prune no trial, and no "
+                      f"learning curve is recorded. Call report({{'epoch': 1, '{self.metric}': ...}}) every epoch "
+                      "(epoch 1, 2, ...).", markup=False)
+
+    def _warn_percent_scale(self, result: dict) -> None:
+        """An accuracy outside [0, 1] meets no target (``targets_met``); say once per metric why, as it arrives."""
+        for key, value in result.items():
+            metric = key.removeprefix("best_")  # best_val_acc is val_acc's best epoch: one warning for both
+            if (metric not in self.warned and isinstance(value, (int, float)) and not isinstance(value, bool)
+                    and math.isfinite(value) and percent_scale(metric, value)):
+                self.warned.add(metric)
+                judged = f" Until then no trial meets the target on {metric}." if metric in self.spec.targets else ""
+                console.print(f"warning: {key} = {value:g} is outside 0-1; sweeper reads accuracies as fractions "
+                              f"(a target of 95% is 0.95), so report {metric} / 100.{judged}", markup=False)
 
     def _trial(self, ray_trial: Any) -> optuna.Trial | None:
         return self.searcher.trials.get(ray_trial.trial_id)
@@ -60,9 +85,15 @@ class StudyRecorder(DriverOnly, Callback):
         optuna_trial = self._trial(trial)
         if optuna_trial is None or result.get(FINAL_FLAG) or result.get(FAILED_KEY):
             return
+        self._warn_percent_scale(result)
         value, epoch = result.get(self.metric), result.get("epoch")
         if isinstance(value, (int, float)) and math.isfinite(value) and isinstance(epoch, int) and epoch > 0:
+            self.curves.add(optuna_trial.number)
             self.writer.submit(lambda: report(optuna_trial, float(value), epoch))
+        elif not isinstance(value, (int, float)) or isinstance(value, bool):  # a NaN fails the trial: not this
+            self._warn_unjudged(optuna_trial.number, f"reported without {self.metric!r}")
+        elif not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 1:
+            self._warn_unjudged(optuna_trial.number, "reported without an 'epoch' key (1, 2, ...)")
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         optuna_trial = self.searcher.trials.pop(trial.trial_id, None)
@@ -77,6 +108,9 @@ class StudyRecorder(DriverOnly, Callback):
         user_attrs = {f"returned_{k}" if k in SWEEPER_ATTRS else k: result[k] for k in keys
                       if isinstance(result.get(k), (str, int, float, bool))}
         if result.get(FINAL_FLAG):
+            self._warn_percent_scale({k: result[k] for k in keys if k in result})  # what it returned
+            if optuna_trial.number not in self.curves:
+                self._warn_unjudged(optuna_trial.number, f"returned without a report of {self.metric} per epoch")
             if self._meets_targets(user_attrs, result.get("best_" + self.metric, result.get(self.metric))):
                 self.target_reached = True
             finished = datetime.now()  # before Tune fills the slot: the tell may be written later, after it

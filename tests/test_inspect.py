@@ -36,7 +36,7 @@ from search_spaces.loader import load_spec, resolve_space_path, spec_from_dict
 from storage import attrs
 from storage.engine import close_storage, open_storage
 from storage.report import build_report, study_view
-from sweeper.best import reproduce_command, show_best, yaml_scalar
+from sweeper.best import best_summary, reproduce_command, show_best, yaml_scalar
 from sweeper.console import format_value
 from sweeper.inspection import study_summary, view_of
 from sweeper.overrides import parse_set_flags
@@ -206,7 +206,8 @@ def test_status_lists_every_study_with_states_best_and_target(backend: Backend) 
     for count in (f"{COMPLETE} COMPLETE", "1 PRUNED", "1 FAIL", "1 RUNNING", "1 WAITING"):
         assert count in full
     assert f"90.00% (#{BEST})" in full  # the best value, as a percentage, and its trial
-    assert "test_top3 80.00% (85.00%)" in full and "| yes (#4) |" in full  # target, best reached, met by #4
+    assert "test_top3 80.00% (85.00%)" in full  # target, best reached
+    assert "| first met by #4 |" in full
     assert "2 COMPLETE" in small and "53.00% (#1)" in small and "| no |" in small
 
 
@@ -361,7 +362,8 @@ def test_report_is_self_contained_with_every_section(page: Page) -> None:
     assert list(page.sections) == ["summary", "history", "parallel-coordinates", "importances", "learning-curves",
                                    "slices", "top-trials"]
     assert set(page.divs) == set(page.figures)  # every figure has its data, every data its div
-    assert "RUNNING" in page.sections["summary"] and "yes, by #4" in page.sections["summary"]
+    assert "RUNNING" in page.sections["summary"]
+    assert "targets metfirst met by #4\n" in page.sections["summary"]  # th, td
 
 
 def test_report_history_draws_target_and_baseline_lines(page: Page) -> None:
@@ -541,6 +543,67 @@ def test_set_values_parse_back_exactly(value: Any) -> None:
     if isinstance(value, float):
         assert math.copysign(1, parsed) == math.copysign(1, value)  # -0.0 stays negative
     assert words[-1] == f"key={yaml_scalar(value)}"
+
+
+OWN_FIT = """
+def fit(config, report, checkpoint_dir):
+    return {"acc": 0.5}
+
+
+fit.settings = {"epochs": 2, "lr": 0.1, "width": 8}
+fit.metrics = ["acc"]
+"""
+OWN_SPACE = "entrypoint: {entry}\nobjective: {{metric: acc, direction: maximize}}\ntraining: {training}\n" \
+            "params:\n  lr: {{type: float, low: 0.001, high: 1.0}}\n"
+
+
+def own_study(tmp_path: Path) -> tuple[optuna.Study, Path]:
+    """A finished study of a user entrypoint, with the attrs the driver writes, on SQLite; and its space file."""
+    (tmp_path / "best_fit.py").write_text(OWN_FIT)  # a module name of its own: imported modules stay imported
+    space = tmp_path / "own.yaml"
+    space.write_text(OWN_SPACE.format(entry="best_fit:fit", training="{epochs: 2}"))
+    spec = load_spec(space)
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'own.db'}", study_name="own", direction="maximize")
+    for key, value in {attrs.SPEC: spec.to_yaml_dict(), attrs.SPACE_FILE: str(space), attrs.SPACE_DIR: str(tmp_path),
+                       attrs.OBJECTIVE: attrs.objective_attr("acc", "maximize")}.items():
+        study.set_user_attr(key, value)
+    study.enqueue_trial({"lr": 0.25})
+    study.optimize(lambda t: t.suggest_float("lr", 0.001, 1.0), n_trials=1)
+    return study, space
+
+
+def trained_by(command: str) -> dict[str, Any]:
+    words = shlex.split(command)
+    return prepare(Path(words[2]), words[4::2])[0].config
+
+
+def test_best_of_a_user_entrypoint_reproduces_the_trial_after_its_space_file_changed(tmp_path: Path) -> None:
+    """The command runs the space file as it is now: a key added to it since is set back to the function's default
+    (the trial ran without it, i.e. with that default), a changed value is reset, and the note names the added key."""
+    study, space = own_study(tmp_path)
+    ran = {"epochs": 2, "lr": 0.25}
+    data = best_summary(view_of(study))
+    assert data["config"] == ran and data["note"] is None and trained_by(data["reproduce"]) == ran
+    space.write_text(OWN_SPACE.format(entry="best_fit:fit", training="{epochs: 5, width: 32}"))
+    data = best_summary(view_of(study))
+    assert trained_by(data["reproduce"]) == {**ran, "width": 8}  # not epochs 5, not width 32
+    assert data["note"] == (f"the space file {space} now sets width, which the trial's config did not have: the "
+                            "command sets it to best_fit:fit's default, which the trial ran with")
+
+
+def test_best_prints_no_command_when_the_space_file_names_another_entrypoint(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    study, space = own_study(tmp_path)
+    (tmp_path / "best_other.py").write_text(OWN_FIT)
+    space.write_text(OWN_SPACE.format(entry="best_other:fit", training="{epochs: 2}"))
+    data = best_summary(view_of(study))
+    assert data["reproduce"] is None and data["config"] == {"epochs": 2, "lr": 0.25}
+    assert data["note"] == (f"the space file {space} now names entrypoint best_other:fit, but the trial ran "
+                            f"best_fit:fit: sweeper train {space} would call the other function")
+    show_best(view_of(study))
+    out = capsys.readouterr().out
+    assert not any(line.startswith("sweeper train") for line in out.splitlines())
+    assert f"note: {data['note']}" in out and "no sweeper train command reproduces it" in out and "  lr: 0.25" in out
 
 
 # --------------------------------------------------------------------------------------------------------------

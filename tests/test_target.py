@@ -71,6 +71,22 @@ def test_the_first_trial_to_meet_the_targets_is_recorded_with_the_compute_until_
         optuna.delete_study(study_name=study.study_name, storage=storage_url)
 
 
+def test_a_function_that_reports_no_epoch_gets_no_trial_epochs_claim(tmp_path) -> None:
+    """A function may return its result without calling report (README): its epochs are unknown, not 0."""
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 's.db'}", direction="maximize")
+    for value in (0.5, 0.9):  # COMPLETE with what they returned, and no intermediate value: as the recorder writes
+        trial = study.ask({"x": X})
+        trial.set_user_attr("test_top3", value)
+        study.tell(trial, value)
+    record = record_target_met(study, study.trials[1])
+    assert record is not None and record["trial_epochs"] is None and record["trials"] == 2
+    assert target_met(study.user_attrs) == record  # read back as met, not as a malformed record
+    line = describe(record)
+    assert line == f"#1 after {clock(record['wall_seconds'])} wall, 2 trials (trial-epochs unknown: no epoch was " \
+                   "reported)"
+    assert "trial-epochs," not in line and "0 trial-epochs" not in line
+
+
 def test_trials_started_after_the_target_was_met_do_not_count(storage_url: str) -> None:
     study, met = sweep_like_study(storage_url)
     later = study.ask({"x": X})
@@ -219,8 +235,39 @@ def test_final_table_names_a_trial_that_met_the_target_below_the_best_validation
         assert trial.number == number
     SweepPrinter(spec).final_table(study, top=5)
     out = capsys.readouterr().out
-    assert "targets reached by #0" in out and "not reached" not in out
+    assert "targets first met by #0\n" in out and "not met" not in out  # the best one meeting them too
     assert "#0 (target met)" in out and out.index("#5") < out.index("#1 ") < out.index("#0 (target met)")
+
+
+def test_final_table_status_and_report_name_the_first_and_the_best_trial_meeting_the_targets(tmp_path, capsys) -> None:
+    """#1 meets the target first, #3 (better on validation) later: every place names both, in the same words."""
+    from search_spaces.loader import load_spec
+    from storage.report import build_report
+    from sweeper import inspection
+    from sweeper.progress import SweepPrinter
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    spec = load_spec("spaces/asl20.yaml", ("name=both",))
+    study = optuna.create_study(storage=url, study_name="both", direction="maximize")
+    study.set_user_attr(attrs.TARGETS, dict(spec.targets))
+    study.set_user_attr(attrs.OBJECTIVE, attrs.objective_attr("val_top3", "maximize"))
+    for val, test in ((0.5, 0.6), (0.7, 0.81), (0.6, 0.7), (0.8, 0.82)):
+        trial = study.ask({"x": X})
+        trial.set_user_attr("test_top3", test)
+        study.tell(trial, val)
+    record_target_met(study, study.trials[1])
+    words = "first met by #1; best trial meeting them: #3"
+    SweepPrinter(spec).final_table(study)
+    out = capsys.readouterr().out
+    assert f"targets {words}\n" in out and "time to target: first met by #1 after" in out
+    storage = open_storage(url, create=False)
+    inspection.status(storage, url, "both")
+    close_storage(storage)
+    cell = " ".join(line.split("│")[5].strip() for line in capsys.readouterr().out.splitlines()
+                    if line.count("│") > 5 and line.split("│")[5].strip())
+    assert cell == "first met by #1 best trial meeting them: #3"  # the cell's two lines
+    page = build_report(inspection.view_of(study), url=url)
+    assert f"<th>targets met</th><td>{words}</td>" in page
 
 
 def test_trial_lines_of_a_resumed_sweep_count_the_studys_best_and_gaps_in_the_metrics_unit(capsys) -> None:
@@ -232,11 +279,15 @@ def test_trial_lines_of_a_resumed_sweep_count_the_studys_best_and_gaps_in_the_me
     for val in (0.9, 0.5):
         trial = study.ask({"x": X})
         trial.set_user_attr("test_loss", 1.25)
+        trial.set_user_attr("test_top3", 0.7013)
         study.tell(trial, val)
     earlier, latest = study.get_trials()
     SweepPrinter(spec, [earlier]).trial_finished(latest)  # the run resumed after #0
     line = " ".join(capsys.readouterr().out.split())
-    assert "val_top3 50.00% best 90.00%" in line and "test_loss 1.25 (target 1.5, gap -0.25)" in line
+    assert "val_top3 50.00% best 90.00%" in line
+    # the gap in words: a plain -0.25 would read as a miss, but a loss below its target beats it
+    assert "test_top3 70.13% (target 80.00%, 9.87 pts short)" in line
+    assert "test_loss 1.25 (target 1.5, beats by 0.25)" in line
     from sweeper.console import format_value
 
     assert [format_value("test_top3", v) for v in (float("nan"), float("inf"), 0.5)] == ["nan", "inf", "50.00%"]
