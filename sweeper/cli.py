@@ -163,7 +163,8 @@ def _sweep(options: SweepOptions) -> None:
     from sweeper.driver import run_sweep
 
     def interrupted(study: str | None = None) -> NoReturn:
-        how = f"sweeper resume {study}" if options.fresh and study else "the same command"  # --fresh: another
+        # run again, a --fresh sweep would start yet another study
+        how = f"sweeper resume {study}" if options.fresh and study else "the same command"
         _leave(INTERRUPTED_EXIT_CODE, f"interrupted: the study keeps its finished trials; {how} carries it on")
 
     try:

@@ -39,8 +39,8 @@ def noting_interrupts(flag: threading.Event, leave: Callable[[], Any] | None = N
                     leave()
 
     previous = {signum: signal.signal(signum, interrupt) for signum in (signal.SIGINT, signal.SIGTERM)}
-    read_fd, write_fd = os.pipe() if leave is not None else (-1, -1)
     if leave is not None:
+        read_fd, write_fd = os.pipe()
         os.set_blocking(write_fd, False)
         previous_fd = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
         threading.Thread(target=watch, args=(read_fd,), name="sweeper-interrupt-watcher", daemon=True).start()
