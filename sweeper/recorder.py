@@ -54,6 +54,7 @@ class StudyRecorder(DriverOnly, Callback):
         self.target_reached = False
         self.warned: set[str] = set()  # accuracies already warned about, once per sweep each
         self.curves: set[int] = set()  # trials with a report the scheduler could judge (an epoch and the objective)
+        self.unjudged: dict[int, int] = {}  # trials without such a report: how many others they sent
         self.warned_unjudged = self.spec.scheduler.type == "none"  # no scheduler: nothing to warn about
 
     def _warn_unjudged(self, number: int, what: str) -> None:
@@ -90,10 +91,20 @@ class StudyRecorder(DriverOnly, Callback):
         if isinstance(value, (int, float)) and math.isfinite(value) and isinstance(epoch, int) and epoch > 0:
             self.curves.add(optuna_trial.number)
             self.writer.submit(lambda: report(optuna_trial, float(value), epoch))
-        elif not isinstance(value, (int, float)) or isinstance(value, bool):  # a NaN fails the trial: not this
-            self._warn_unjudged(optuna_trial.number, f"reported without {self.metric!r}")
+        elif optuna_trial.number not in self.curves:
+            self._note_unjudged(optuna_trial.number, value, epoch)
+
+    def _note_unjudged(self, number: int, value: Any, epoch: Any) -> None:
+        """A report the scheduler cannot judge; one is fine (an epoch-0 evaluation, extra figures), two are not."""
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            missing = f"without {self.metric!r}"
         elif not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 1:
-            self._warn_unjudged(optuna_trial.number, "reported without an 'epoch' key (1, 2, ...)")
+            missing = "without an 'epoch' key (1, 2, ...)"
+        else:
+            return  # a NaN: it fails the trial
+        seen = self.unjudged[number] = self.unjudged.get(number, 0) + 1
+        if seen >= 2:
+            self._warn_unjudged(number, f"reported {seen} times {missing}")
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         optuna_trial = self.searcher.trials.pop(trial.trial_id, None)

@@ -75,7 +75,7 @@ def test_an_accuracy_reported_in_percent_is_warned_about_once_and_meets_no_targe
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("mode", "words"), [
-    ("no_epoch", "reported without an 'epoch' key (1, 2, ...)"),
+    ("no_epoch", "reported 2 times without an 'epoch' key (1, 2, ...)"),
     ("silent", "returned without a report of val_acc per epoch"),
 ])
 def test_a_scheduler_that_cannot_judge_the_reports_is_warned_about_once(ray_session, tmp_path, monkeypatch, capsys,
