@@ -48,7 +48,9 @@ def trial_checkpoint_dir(checkpoints: str, number: int) -> Path:
 
 def run_trial(config: dict[str, Any]) -> None:
     """Tune function trainable: report every epoch, then once more with the final metrics and a final flag."""
+    from trials.config import ConfigError
     from trials.entrypoint import EntrypointError, import_target, returned_metrics
+    from trials.errors import DataError
 
     exit_when_orphaned()
 
@@ -76,7 +78,8 @@ def run_trial(config: dict[str, Any]) -> None:
         tune.report({**last(), FAILED_KEY: f"TypeError: {exc}"})
         return
     except Exception as exc:  # not BaseException: Ray stops a trial with SystemExit
-        if type(exc).__name__ == "NonFiniteLossError":  # retrying cannot help: fail now without Ray's retries
+        # bad data, a refused config, a diverged loss: a retry would fail again, so fail now, in one line
+        if isinstance(exc, ConfigError | DataError) or type(exc).__name__ == "NonFiniteLossError":
             tune.report({**last(), FAILED_KEY: f"{type(exc).__name__}: {exc}"})
             return
         raise stand_in(exc) from None  # Ray copies every exception in the chain, and this one would fail again

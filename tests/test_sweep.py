@@ -326,6 +326,30 @@ def test_a_sweep_refuses_a_sqlite_file_of_another_application_and_leaves_it_unch
 
 
 @pytest.mark.slow
+def test_a_trial_that_finds_bad_data_fails_at_once_in_a_line_without_retries(ray_session, tmp_path, monkeypatch,
+                                                                           capsys):
+    """Arrays are read by the trials, not before the sweep: a NaN in one is every trial's DataError, which a retry
+    cannot mend. Ray retried each twice, printing its traceback each time. (An absolute path: the shared test Ray's
+    workers run in another folder.)"""
+    import numpy as np
+
+    monkeypatch.chdir(tmp_path)
+    x = np.random.default_rng(0).standard_normal((30, 8, 5, 2)).astype(np.float32)
+    x[3, 2, 0, 0] = np.nan
+    np.savez(tmp_path / "nan.npz", X=x, y=np.arange(30) % 5)
+    with pytest.raises(NothingFinished):
+        run_sweep(SweepOptions(space="spaces/asl20.yaml", quick=True, storage=f"sqlite:///{tmp_path / 's.db'}",
+                               max_failures=2, overrides=("dataset.name=npz", f"dataset.path={tmp_path / 'nan.npz'}",
+                                                          "dataset.classes=5", "budget.trials=2")))
+    out = capsys.readouterr()
+    assert "Ray runs it again" not in out.err and "Traceback" not in out.err + out.out
+    study = optuna.load_study(study_name="asl20-quick", storage=f"sqlite:///{tmp_path / 's.db'}")
+    assert [t.state for t in study.trials] == [TS.FAIL, TS.FAIL]
+    assert all(t.user_attrs["error"].startswith(f"DataError: {tmp_path / 'nan.npz'}: X[3] contains NaN")
+               for t in study.trials), [t.user_attrs["error"] for t in study.trials]
+
+
+@pytest.mark.slow
 def test_a_failing_function_shows_its_own_frames_once_and_each_retry_in_a_line(tmp_path):
     """Not Ray's log of it: Ray's frames around the user's, raw colour codes, then "Trials did not complete"."""
     (tmp_path / "odd_train.py").write_text((FIXTURES / "odd_train.py").read_text())
