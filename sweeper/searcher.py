@@ -27,6 +27,7 @@ from trials.entrypoint import DEFAULT_ENTRYPOINT
 
 TS = optuna.trial.TrialState
 COUNTED = (TS.COMPLETE, TS.PRUNED, TS.FAIL, TS.RUNNING)  # enqueued (WAITING) trials are not started yet
+TELL_WAIT_S = 2.0  # how long an ask waits for queued tells (commits take milliseconds; a slow database, seconds)
 ASK_TOKEN = "sweeper:ask"  # system attr of a trial this driver created, until its creation is confirmed
 
 
@@ -54,6 +55,9 @@ class StudySearcher(DriverOnly, Searcher):
         """The next trial's config; ``None`` ("not now") while the storage is away, so Tune's loop goes on."""
         if self.stopped or self.policy.overdue():
             return Searcher.FINISHED
+        # the trial that freed this slot was told on the writer's thread: the sampler must see its result (else TPE's
+        # constant liar counts it as a bad one), so give the queue a moment; an outage is not waited for
+        self.writer.drain(TELL_WAIT_S)
         try:
             trial = self.policy.attempt(self._next_trial)
         except Unreachable:

@@ -43,8 +43,10 @@ class StudyWriter:
             raise self.error
 
     def drain(self, timeout_s: float) -> None:
-        """:meth:`flush` for a driver that is leaving anyway: wait at most ``timeout_s``, and not while the storage
-        is away (what is left unwritten runs again on resume); raise nothing."""
+        """:meth:`flush` for a caller that must not wait long (a driver leaving anyway; Tune's loop before an ask):
+        wait at most ``timeout_s``, and not while the storage is away; raise nothing."""
+        if self._queue.unfinished_tasks == 0:
+            return
         waiter = threading.Thread(target=self._queue.join, daemon=True)
         waiter.start()
         deadline = time.monotonic() + timeout_s

@@ -165,3 +165,27 @@ def test_two_drivers_on_one_study_never_draw_the_same_configurations(tmp_path):
         once, twice = (optuna.create_study(sampler=build_sampler(spec)) for _ in range(2))
         assert [once.ask(spec.distributions()).params for _ in range(3)] == \
             [twice.ask(spec.distributions()).params for _ in range(3)], "one seed still gives one sweep"
+
+
+def test_a_new_trial_is_sampled_after_the_result_that_freed_its_slot_is_written(tmp_path):
+    """Tune asks for the next trial as soon as one finishes, while that trial's tell still waits on the writer's
+    thread: the sampler would see it RUNNING (a bad result, to TPE's constant liar), not its value."""
+    import time
+
+    from search_spaces.loader import load_spec
+    from storage.resume import Driver
+    from storage.retry import OutagePolicy
+    from sweeper.searcher import StudySearcher
+    from sweeper.study_writer import StudyWriter
+
+    spec = load_spec("spaces/asl20.yaml", quick=True, overrides=["enqueue=[]"])
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 's.db'}", direction="maximize")
+    policy = OutagePolicy(30)
+    searcher = StudySearcher(study, spec, checkpoints=str(tmp_path), budget=3, driver=Driver.current(),
+                             policy=policy, writer=StudyWriter(policy))
+    searcher.suggest("first")
+    finished = searcher.trials.pop("first")
+    searcher.writer.submit(lambda: (time.sleep(0.3), study.tell(finished, 0.5)))  # a commit that takes a while
+    searcher.suggest("second")
+    first, second = study.get_trials()
+    assert first.state == optuna.trial.TrialState.COMPLETE and first.datetime_complete < second.datetime_start
