@@ -342,6 +342,7 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
         timed_out = spec.budget.time_seconds is not None and time.perf_counter() - started > spec.budget.time_seconds
         if timed_out or (spec.budget.stop_on_target and recorder.target_reached):
             searcher.stopped = True  # no new trials; on a reached target the running ones stop too
+            searcher.timed_out = searcher.timed_out or timed_out
         if policy.overdue() and writer.error is None:  # running trials stay RUNNING: a resume carries them on
             writer.fail(StorageUnavailable(f"{len(searcher.trials)} trials unfinished"))
         if writer.error is not None:
@@ -380,7 +381,15 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
             raise KeyboardInterrupt
         writer.flush()  # the backlog of an outage that ended late; raises StorageUnavailable past the budget
         if spec.budget.stop_on_target and recorder.target_reached:  # Tune ends them without telling anyone
-            policy.call(lambda: prune_stopped(study, list(searcher.trials.values())))
+            stopped = policy.call(lambda: prune_stopped(study, list(searcher.trials.values())))
+            console.print("the targets are met: the sweep stopped there (budget.stop_on_target)")
+            trials = policy.call(lambda: study.get_trials(deepcopy=False))
+            for trial in (t for t in trials if t.number in stopped):
+                printer.trial_finished(trial)
+        elif searcher.timed_out and policy.call(lambda: len(study.get_trials(deepcopy=False, states=COUNTED))) \
+                < budget:
+            console.print(f"budget.time ({spec.budget.time}) is spent: no trial started after it; the same command "
+                          f"carries the sweep on towards its {count_trials(budget)}")
     except StorageUnavailable:
         raise StorageUnavailable(outage_message(policy, url)) from None
     except KeyboardInterrupt:  # write the epochs and tells queued at Ctrl-C; an unreachable storage is not awaited

@@ -36,6 +36,8 @@ class SweepPrinter:
         self._keep_best(trial)
         if trial.state == TS.COMPLETE and trial.value is not None:
             parts.append(f"{self.metric} {format_value(self.metric, trial.value)}")
+        elif trial.state == TS.PRUNED and trial.user_attrs.get("stop_reason") == "sweep_stopped":
+            parts.append(f"stopped with the sweep after epoch {trial.user_attrs.get('epochs_run', '?')}")
         elif trial.state == TS.PRUNED:
             parts.append(f"stopped at epoch {trial.user_attrs.get('epochs_run', '?')}")
         elif trial.state == TS.FAIL:

@@ -46,6 +46,7 @@ class StudySearcher(DriverOnly, Searcher):
         self.distributions = spec.distributions()
         self.trials: dict[str, optuna.Trial] = {}  # Ray trial id -> Optuna trial
         self.stopped = False
+        self.timed_out = False  # stopped by budget.time
         # An ask cut short by the storage resumes where it stopped (see _next_trial).
         self._pending: optuna.Trial | None = None
         self._unconfirmed_id: int | None = None

@@ -90,7 +90,7 @@ def test_user_entrypoint_sweep_records_complete_pruned_and_failed_trials(ray_ses
 
 @pytest.mark.slow
 def test_budget_time_starts_no_new_trial_and_lets_the_scheduler_judge_the_running_ones(ray_session, tmp_path,
-                                                                                       monkeypatch):
+                                                                                       monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     space = scripted_space(tmp_path, trials=8, extra=(  # the slow, poor third trial reaches each rung last
         "enqueue:\n  - {x: 1.0, sleep: 0.05}\n  - {x: 0.8, sleep: 0.05}\n  - {x: 0.05, sleep: 0.4}\n"))
@@ -101,6 +101,8 @@ def test_budget_time_starts_no_new_trial_and_lets_the_scheduler_judge_the_runnin
     assert [t.params["x"] for t in trials] == [1.0, 0.8, 0.05]  # the three running when the time ran out
     assert trials[0].state == TS.COMPLETE and trials[2].state == TS.PRUNED  # #1 may lose rung 1 to #0 by a hair
     assert all(t.user_attrs["stop_reason"] == "pruned" for t in trials if t.state == TS.PRUNED)  # by ASHA
+    assert "budget.time (0.5s) is spent: no trial started after it; the same command carries the sweep on towards " \
+           "its 8 trials" in " ".join(capsys.readouterr().out.split())  # not a sweep that looks finished
 
 
 @pytest.mark.slow
@@ -118,7 +120,7 @@ def test_a_grid_sweep_visits_every_point_once_and_ends_cleanly(ray_session, tmp_
 
 
 @pytest.mark.slow
-def test_stop_on_target_ends_the_sweep_early(ray_session, tmp_path, monkeypatch, storage_url):
+def test_stop_on_target_ends_the_sweep_early(ray_session, tmp_path, monkeypatch, storage_url, capsys):
     """#0 meets the target at once while #1 (slow) still runs: the sweep stops, #1 is PRUNED as sweep_stopped,
     and the study records when and after how much compute the target was met."""
     monkeypatch.chdir(tmp_path)
@@ -132,6 +134,9 @@ def test_stop_on_target_ends_the_sweep_early(ray_session, tmp_path, monkeypatch,
     assert trials[0].state == TS.COMPLETE and trials[0].user_attrs["final_score"] == 1.0
     assert trials[1].state == TS.PRUNED and trials[1].user_attrs["stop_reason"] == "sweep_stopped"
     assert 0 <= trials[1].user_attrs["epochs_run"] < 6
+    out = capsys.readouterr().out  # why it stopped, and a line for the trial it stopped
+    assert "the targets are met: the sweep stopped there (budget.stop_on_target)\n#1   PRUNED    stopped with the " \
+           f"sweep after epoch {trials[1].user_attrs['epochs_run']}" in out
     assert not [t.number for t in trials if t.state == TS.RUNNING]
     record = loaded.user_attrs["target_met"]
     assert record["trial"] == 0 and record["trials"] == 2  # #0 and #1: not #2, started in #0's slot after
