@@ -402,6 +402,15 @@ def test_npz_negative_label(tmp_path: Path) -> None:
     assert "data.npz: y[4]=-1 is out of range [0, 3)" in error_of(data.load_npz, path, 8)
 
 
+def test_npz_label_too_large_for_int64_is_not_wrapped_round(tmp_path: Path) -> None:
+    y = np.repeat(np.arange(3), 6).astype(np.uint64)
+    y[2] = 2**64 - 1  # as int64, -1: the error named a value the file does not hold
+    path = write_npz(tmp_path / "data.npz", y=y)
+    assert "data.npz: y[2]=18446744073709551615 is no class id" in error_of(data.load_npz, path, 8)
+    path = write_npz(tmp_path / "big.npz", y=np.where(np.arange(18) == 5, 1e300, np.arange(18) % 3))
+    assert "big.npz: y[5]=1e+300 is no class id" in error_of(data.load_npz, path, 8)
+
+
 def test_npz_class_without_training_samples(tmp_path: Path) -> None:
     y = np.repeat(np.array([0, 1, 2, 4]), 6)  # class 3 never appears
     path = write_npz(tmp_path / "data.npz", X=np.random.default_rng(0).standard_normal((24, 4, 2, 2)), y=y)

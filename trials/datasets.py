@@ -132,14 +132,14 @@ def _check_vector(values: np.ndarray, key: str, name: str, n: int) -> np.ndarray
 def _check_labels(y: np.ndarray, name: str, n: int) -> np.ndarray:
     """Labels must be whole numbers (integer dtype, or floats with integral values)."""
     y = _check_vector(y, "y", name, n)
-    if y.dtype.kind in "iu":
-        return y.astype(np.int64)
-    if y.dtype.kind == "f":
-        bad = np.flatnonzero(~np.isfinite(y) | (y != np.round(y)))
-        if len(bad):
-            raise DataError(f"{name}: y[{bad[0]}]={y[bad[0]]} is not an integer class id")
-        return y.astype(np.int64)
-    raise DataError(f"{name}: y has dtype {y.dtype} but must hold integer class ids")
+    if y.dtype.kind not in "iuf":
+        raise DataError(f"{name}: y has dtype {y.dtype} but must hold integer class ids")
+    bad = np.flatnonzero(~np.isfinite(y) | (y != np.round(y))) if y.dtype.kind == "f" else []
+    if len(bad):
+        raise DataError(f"{name}: y[{bad[0]}]={y[bad[0]]} is not an integer class id")
+    if len(huge := np.flatnonzero(np.abs(y.astype(np.float64)) >= 2**62)):  # int64 would wrap it: 2**64-1 is -1
+        raise DataError(f"{name}: y[{huge[0]}]={y[huge[0]]} is no class id (a class id counts from 0)")
+    return y.astype(np.int64)
 
 
 def _check_split(split: np.ndarray, name: str, n: int) -> np.ndarray:
