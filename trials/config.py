@@ -23,7 +23,9 @@ MODEL_PRESETS: dict[str, tuple[int, int, int]] = {
     "medium": (128, 4, 8),
     "large": (256, 6, 16),
 }
-MAX_SEQ_LEN = 4096  # the model's table of positions; far past any sign's length
+# frames: 4x the seeds' 128, past any sign's length. Attention (full, with dropout) grows with its square: at 4096
+# one small batch asked for over 20 GB, and the kernel's OOM killer ended the process without a word
+MAX_SEQ_LEN = 512
 
 
 class ConfigError(ValueError):
