@@ -257,8 +257,9 @@ def _read_sequence(path: Path, name: str, video: str, json_name: str) -> np.ndar
         raise DataError(f"{name}: file not found (video {video!r} listed in {json_name})")
     try:
         seq = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise DataError(f"{name}: cannot be read as .npy ({exc})") from None
+    except (ValueError, OSError, EOFError) as exc:  # numpy takes any file without its magic for a pickle
+        why = "not a .npy array file" if "pickled" in str(exc) else str(exc)
+        raise DataError(f"{name}: cannot be read as .npy ({why})") from None
     if not isinstance(seq, np.ndarray):  # np.load opens an .npz archive too, whatever the file's name
         seq.close()
         raise DataError(f"{name}: is an .npz archive, not one .npy array (write it with numpy.save)")
