@@ -64,7 +64,7 @@ from sweeper.ray_runtime import (
 from sweeper.samplers import build_sampler
 from sweeper.study_writer import StudyWriter
 from trials.config import TrainConfig
-from trials.datasets import check_found
+from trials.datasets import check_found, read_npz, read_wlasl
 from trials.entrypoint import DEFAULT_ENTRYPOINT
 from trials.errors import DataError
 
@@ -109,13 +109,17 @@ def spec_storage_url(spec: Spec, cli_url: str | None) -> str:
 
 
 def check_data_found(spec: Spec) -> None:
-    """Data the built-in core cannot find fails every trial: refuse the sweep instead. Not where a param samples
-    which data, and not on a cluster (``--address``), where the workers' disks are the ones that count."""
+    """Data the built-in core cannot find or read fails every trial: refuse the sweep instead. Not where a param
+    samples which data, and not on a cluster (``--address``), where the workers' disks are the ones that count."""
     if spec.entrypoint != DEFAULT_ENTRYPOINT or any(k.startswith("dataset.") for k in spec.sampled_params()):
         return
     cfg = TrainConfig.from_flat(spec.base_config())
     try:
         check_found(cfg.dataset_name, cfg.dataset_path, cfg.dataset_split_file)
+        if cfg.dataset_name == "npz":  # the arrays too (a NaN, a label out of range): once here, not in every trial
+            read_npz(cfg.dataset_path, classes=cfg.dataset_classes, seed=cfg.dataset_seed)
+        elif cfg.dataset_name == "wlasl":
+            read_wlasl(cfg.dataset_path, cfg.dataset_split_file, cfg.dataset_landmarks_dir, classes=cfg.dataset_classes)
     except DataError as exc:
         where = f"{spec.source_path}: " if spec.source_path else ""
         raise DataError(f"{where}training.dataset: {exc} (a relative path is read from {Path.cwd()})") from None

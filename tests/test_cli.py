@@ -66,9 +66,15 @@ def test_validate_and_spaces(tmp_path):
     ("{name: wlasl, path: .}", "nslt_100.json: split file not found"),
     ("{name: npz, path: data.yaml}", "data.yaml: cannot be read as .npz (not a zip archive"),  # every trial: FAIL
     ("{name: wlasl, path: ., split_file: data.yaml}", "data.yaml: invalid JSON (line 1"),
+    ("{name: npz, path: nan.npz, classes: 5}", "nan.npz: X[3] contains NaN"),  # every trial, once each: FAIL
 ])
 @pytest.mark.parametrize("command", ["run", "validate"])
 def test_data_the_trials_would_not_find_is_refused_before_the_sweep(tmp_path, command, dataset, missing):
+    import numpy as np
+
+    x = np.zeros((30, 8, 5, 2), dtype=np.float32)
+    x[3, 2, 0, 0] = np.nan
+    np.savez(tmp_path / "nan.npz", X=x, y=np.arange(30) % 5)
     (tmp_path / "data.yaml").write_text(f"training:\n  dataset: {dataset}\n"
                                         "params:\n  lr: {type: float, low: 0.001, high: 0.01}\n")
     storage = ["--storage", "sqlite:///s.db"] if command == "run" else []

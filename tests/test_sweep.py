@@ -333,9 +333,9 @@ def test_a_sweep_refuses_a_sqlite_file_of_another_application_and_leaves_it_unch
 @pytest.mark.slow
 def test_a_trial_that_finds_bad_data_fails_at_once_in_a_line_without_retries(ray_session, tmp_path, monkeypatch,
                                                                            capsys):
-    """Arrays are read by the trials, not before the sweep: a NaN in one is every trial's DataError, which a retry
-    cannot mend. Ray retried each twice, printing its traceback each time. (An absolute path: the shared test Ray's
-    workers run in another folder.)"""
+    """Where a param samples the data (the driver then checks none before the sweep), a NaN in it is every trial's
+    DataError, which a retry cannot mend. Ray retried each twice, printing its traceback each time. (An absolute
+    path: the shared test Ray's workers run in another folder.)"""
     import numpy as np
 
     monkeypatch.chdir(tmp_path)
@@ -345,7 +345,8 @@ def test_a_trial_that_finds_bad_data_fails_at_once_in_a_line_without_retries(ray
     with pytest.raises(NothingFinished):
         run_sweep(SweepOptions(space="spaces/asl20.yaml", quick=True, storage=f"sqlite:///{tmp_path / 's.db'}",
                                max_failures=2, overrides=("dataset.name=npz", f"dataset.path={tmp_path / 'nan.npz'}",
-                                                          "dataset.classes=5", "budget.trials=2")))
+                                                          "dataset.classes=5", "budget.trials=2",
+                                                          "params.dataset.seed={type: int, low: 0, high: 9}")))
     out = capsys.readouterr()
     assert "Ray runs it again" not in out.err and "Traceback" not in out.err + out.out
     study = optuna.load_study(study_name="asl20-quick", storage=f"sqlite:///{tmp_path / 's.db'}")
