@@ -122,7 +122,7 @@ class StudyView:
 
 # Accuracies are fractions: targets on them are checked as such (search_spaces.sections.metric_values, by the same
 # names), so an accuracy outside [0, 1] was reported on a 0-100 scale and would "meet" any target.
-ACCURACY = re.compile(r"top\d|acc")
+ACCURACY = re.compile(r"(?:^|_)(?:acc|accuracy|top\d+)(?:_|$)", re.IGNORECASE)  # val_acc, test_top3; not grad_accum
 
 
 def percent_scale(metric: str, value: float) -> bool:

@@ -162,9 +162,9 @@ def _seconds(flag: str, text: str | None) -> float | None:
 def _sweep(options: SweepOptions) -> None:
     from sweeper.driver import run_sweep
 
-    def interrupted(study: str | None = None) -> NoReturn:
+    def interrupted(resume: str | None = None) -> NoReturn:
         # run again, a --fresh sweep would start yet another study
-        how = f"sweeper resume {study}" if options.fresh and study else "the same command"
+        how = resume if options.fresh and resume else "the same command"
         _leave(INTERRUPTED_EXIT_CODE, f"interrupted: the study keeps its finished trials; {how} carries it on")
 
     try:

@@ -230,9 +230,9 @@ def import_tune_side() -> None:
 def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] | None = None) -> optuna.Study:
     """Run (or carry on) a sweep; Ctrl-C and SIGTERM raise KeyboardInterrupt once queued writes are written.
 
-    ``exit_on_interrupt(study_name)`` is for a program that leaves on Ctrl-C anyway (the CLI), and must end the
+    ``exit_on_interrupt(resume_command)`` is for a program that leaves on Ctrl-C anyway (the CLI), and must end the
     process: it is called then, from another thread if a signal that also stopped the local Ray leaves the main
-    thread waiting on Ray.
+    thread waiting on Ray. ``resume_command`` is ``sweeper resume NAME``, with ``--storage`` where one was given.
     """
     started = time.perf_counter()
     spec, url = prepare(options)
@@ -336,8 +336,15 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
     searcher = searcher_type(study, spec, checkpoints=str(checkpoint_folder(study, results_root)), budget=budget,
                              driver=Driver.current(), policy=policy, writer=writer, orphans=orphans)
     recorder = recorder_type(searcher, spec, printer.trial_finished, writer)
-
     interrupted = threading.Event()
+    resume = f"sweeper resume {spec.name}" + (f" --storage {mask_url(url)}" if options.storage or spec.storage else "")
+
+    def leave() -> None:  # the main thread on an interrupt, and the watcher of one if the main thread is stuck
+        writer.drain(INTERRUPT_DRAIN_S)
+        fold_sqlite_wal(url)
+        exit_on_interrupt(resume)
+
+    watch = leave if exit_on_interrupt else None
 
     def stop_all() -> bool:
         if interrupted.is_set():  # a Ctrl-C that Python swallowed: stop as the KeyboardInterrupt would have
@@ -353,11 +360,6 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
             searcher.stopped = True
             return True
         return spec.budget.stop_on_target and recorder.target_reached
-
-    def leave() -> None:  # the main thread on an interrupt, and the watcher of one if the main thread is stuck
-        writer.drain(INTERRUPT_DRAIN_S)
-        fold_sqlite_wal(url)
-        exit_on_interrupt(study.study_name)
 
     name = study.study_name  # what Tune pickles (these lambdas, the run config) must not hold the study
     trainable, scheduler = run_trial, build_scheduler(spec)
@@ -379,7 +381,7 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
         ),
     )
     try:
-        with heartbeats(searcher, policy), noting_interrupts(interrupted, leave if exit_on_interrupt else None):
+        with heartbeats(searcher, policy), noting_interrupts(interrupted, watch):
             tuner.fit()
         if interrupted.is_set():
             raise KeyboardInterrupt

@@ -120,7 +120,7 @@ class StudyRecorder(DriverOnly, Callback):
                       if isinstance(result.get(k), (str, int, float, bool))}
         if result.get(FINAL_FLAG):
             self._warn_percent_scale({k: result[k] for k in keys if k in result})  # what it returned
-            if optuna_trial.number not in self.curves:
+            if optuna_trial.number not in self.curves | self.searcher.carried_on:  # one carried on may end at once
                 self._warn_unjudged(optuna_trial.number, f"returned without a report of {self.metric} per epoch")
             if self._meets_targets(user_attrs, result.get("best_" + self.metric, result.get(self.metric))):
                 self.target_reached = True

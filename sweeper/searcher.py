@@ -47,6 +47,7 @@ class StudySearcher(DriverOnly, Searcher):
         self.trials: dict[str, optuna.Trial] = {}  # Ray trial id -> Optuna trial
         self.stopped = False
         self.timed_out = False  # stopped by budget.time
+        self.carried_on: set[int] = set()  # dead drivers' trials this one carries on (their curves may be complete)
         # An ask cut short by the storage resumes where it stopped (see _next_trial).
         self._pending: optuna.Trial | None = None
         self._unconfirmed_id: int | None = None
@@ -110,6 +111,7 @@ class StudySearcher(DriverOnly, Searcher):
     def _claim_orphan(self) -> None:
         while self._pending is None and self.orphans:  # counted in the budget: RUNNING when their driver died
             self._pending = claim(self.study, self.orphans[0], self.driver)
+            self.carried_on.add(self.orphans[0].number)
             self.orphans.pop(0)
 
     def _budget_spent(self) -> bool:

@@ -415,7 +415,7 @@ def test_ctrl_c_exits_130_and_keeps_finished_trials(tmp_path, signum, group, fre
         with contextlib.suppress(ProcessLookupError):  # what outlived a failed test: the driver, its Ray
             os.killpg(proc.pid, signal.SIGKILL)
     output, name = proc.stdout.read(), text.split("name: ")[1].split()[0]
-    how = f"sweeper resume {name}" if fresh else "the same command"
+    how = f"sweeper resume {name} --storage sqlite:///{db}" if fresh else "the same command"
     assert f"interrupted: the study keeps its finished trials; {how} carries it on" in output
     assert "SIGTERM received" not in output and "Traceback" not in output
     study = optuna.load_study(study_name=name, storage=f"sqlite:///{db}")

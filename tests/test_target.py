@@ -160,7 +160,8 @@ def test_a_target_on_the_objective_is_judged_on_the_recorded_value_the_best_epoc
     trial.report(0.95, 3)
     trial.report(0.85, 4)
     writer = StudyWriter(OutagePolicy(30))
-    recorder = StudyRecorder(SimpleNamespace(study=study, trials={"ray-1": trial}), spec, lambda frozen: None, writer)
+    recorder = StudyRecorder(SimpleNamespace(study=study, trials={"ray-1": trial}, carried_on=set()), spec,
+                             lambda frozen: None, writer)
     result = {"epoch": 4, "val_top3": 0.85, "best_val_top3": 0.95, FINAL_FLAG: True, RESULT_KEYS: ["best_val_top3"]}
     recorder.on_trial_complete(0, [], SimpleNamespace(trial_id="ray-1", last_result=result))
     writer.flush()
@@ -338,3 +339,12 @@ def test_a_target_on_a_users_metric_is_judged_the_way_its_name_says() -> None:
     study = optuna.create_study(direction="minimize")
     study.set_user_attr(attrs.OBJECTIVE, {"metric": "score", "direction": "minimize"})
     assert view_of(study).direction("test_acc") == "maximize"
+
+
+def test_only_accuracies_are_taken_for_percentages():
+    """A metric that merely holds "acc" (grad_accum_steps = 4) got the warning to report it / 100."""
+    from storage.report import percent_scale
+
+    assert percent_scale("val_acc", 45.5) and percent_scale("test_top3", 80) and percent_scale("Test_Accuracy", 2)
+    assert not percent_scale("grad_accum_steps", 4) and not percent_scale("samples_accumulated", 180)
+    assert not percent_scale("val_acc", 0.455) and not percent_scale("stop3", 5)
