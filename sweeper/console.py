@@ -11,8 +11,8 @@ from rich.console import Console
 
 # markup off: study names, params and messages are the user's text ("exp[v2]" must print as typed); the few styled
 # lines say markup=True and escape what they interpolate
-console = Console(highlight=False, soft_wrap=True, markup=False)
-err_console = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
+console = Console(highlight=False, soft_wrap=True, markup=False, emoji=False)  # file.yaml:100: is no :100: emoji
+err_console = Console(stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=False)
 
 PERCENT_METRICS = ("top1", "top3", "top5")
 

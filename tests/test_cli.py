@@ -235,3 +235,10 @@ def test_help_takes_h_for_the_program_and_each_command(flag):
     for args in ([flag], ["run", flag], ["train", flag]):
         proc = sweeper(*args)
         assert proc.returncode == 0 and "Usage: " in proc.stdout and "Options" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_an_error_on_line_100_shows_its_number_not_an_emoji(tmp_path):
+    """rich reads ':100:' as the 💯 emoji: 'long.yaml:100: params...' lost its line number."""
+    (tmp_path / "long.yaml").write_text("#\n" * 98 + "params:\n  lr: {type: float, low: 0.01, high: 0.001}\n")
+    proc = sweeper("validate", "long.yaml", cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stderr.startswith("error: long.yaml:100: params.lr.low:"), proc.stderr
