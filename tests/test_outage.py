@@ -426,7 +426,7 @@ def test_a_tell_whose_answer_was_lost_is_retried_without_losing_the_trials_after
                                  lambda trial_id, state, values=None: state == TS.COMPLETE)
     writer = StudyWriter(OutagePolicy(60, first_delay_s=0.05))
     recorded = []
-    searcher = SimpleNamespace(study=study, trials={"ray-1": first, "ray-2": second})
+    searcher = SimpleNamespace(study=study, trials={"ray-1": first, "ray-2": second}, carried_on=set())
     recorder = StudyRecorder(searcher, spec, recorded.append, writer)
     for ray_id, value in (("ray-1", 0.5), ("ray-2", 0.7)):
         result = {"val_top3": value, "test_top3": value, "epoch": 3, FINAL_FLAG: True, RESULT_KEYS: ["test_top3"]}
