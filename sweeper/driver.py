@@ -302,8 +302,9 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
                   f"({'new' if created else 'resumed'}), "
                   f"{count_trials(budget)}, {spec.budget.max_concurrent} at a time"
                   + (f" (groups of up to {spec.resources.fuse})" if spec.resources.fuse > 1 else ""), markup=True)
+    checkpoints = checkpoint_folder(study, results_root)
     if not created:
-        policy.call(lambda: print_resume_summary(study, orphans, checkpoint_folder(study, results_root)))
+        policy.call(lambda: print_resume_summary(study, orphans, checkpoints))
 
     from ray import tune
 
@@ -333,7 +334,7 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
 
         searcher_type, recorder_type = fused.FusedSearcher, fused.FusedRecorder
     writer = StudyWriter(policy)
-    searcher = searcher_type(study, spec, checkpoints=str(checkpoint_folder(study, results_root)), budget=budget,
+    searcher = searcher_type(study, spec, checkpoints=str(checkpoints), budget=budget,
                              driver=Driver.current(), policy=policy, writer=writer, orphans=orphans)
     recorder = recorder_type(searcher, spec, printer.trial_finished, writer)
     interrupted = threading.Event()
@@ -353,7 +354,7 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
         timed_out = spec.budget.time_seconds is not None and time.perf_counter() - started > spec.budget.time_seconds
         if timed_out or (spec.budget.stop_on_target and recorder.target_reached):
             searcher.stopped = True  # no new trials; on a reached target the running ones stop too
-            searcher.timed_out = searcher.timed_out or timed_out
+            searcher.timed_out |= timed_out
         if policy.overdue() and writer.error is None:  # running trials stay RUNNING: a resume carries them on
             writer.fail(StorageUnavailable(f"{len(searcher.trials)} trials unfinished"))
         if writer.error is not None:

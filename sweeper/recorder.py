@@ -59,7 +59,7 @@ class StudyRecorder(DriverOnly, Callback):
 
     def _warn_unjudged(self, number: int, what: str) -> None:
         """The scheduler compares trials at each report's epoch and objective; without them it silently prunes
-        nothing and no learning curve is recorded. Said once per sweep, at the first such report."""
+        nothing and no learning curve is recorded. Said once per sweep."""
         if self.warned_unjudged:
             return
         self.warned_unjudged = True

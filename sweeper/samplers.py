@@ -39,7 +39,7 @@ class NumberedRandomSampler(RandomSampler):
 
     def __init__(self, seed: int | None = None) -> None:
         super().__init__(seed=seed)
-        self._seed, self._number, self._drawing = seed, -1, RandomSampler(seed=seed)
+        self._seed, self._number, self._drawing = seed, -1, None  # _drawing: the sampler of trial _number
 
     def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
                            param_distribution: BaseDistribution) -> Any:
