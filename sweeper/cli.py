@@ -49,7 +49,7 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def _group(
-    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+    version: Annotated[bool, typer.Option("--version", metavar="", callback=_print_version, is_eager=True,
                                           help="Print the version and exit.")] = False,
 ) -> None:
     """Makes ``sweeper`` a group of commands (typer would run a lone command without its name)."""
@@ -77,7 +77,7 @@ def _folder(value: str | Path | None) -> str | Path | None:
 def train(
     space: Annotated[Optional[Path], typer.Argument(help="Space YAML: its entrypoint and training block.")] = None,  # noqa: UP045
     set_: SetFlags = [],  # noqa: B006
-    checkpoint_dir: Annotated[Optional[Path], typer.Option(help="Write/resume epoch checkpoints here.", callback=_folder)] = None,  # noqa: UP045, E501
+    checkpoint_dir: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Write/resume epoch checkpoints here.", callback=_folder)] = None,  # noqa: UP045, E501
 ) -> None:
     """Run one training standalone, printing a line per epoch: the space's own entrypoint (default: the core)."""
     from sweeper import standalone
@@ -93,24 +93,26 @@ def train(
         raise typer.Exit(1) from None
 
 
-RunStorage = Annotated[Optional[str], typer.Option("--storage", help="Optuna storage URL (beats SWEEPER_STORAGE and the YAML).")]  # noqa: UP045, E501
-Address = Annotated[Optional[str], typer.Option(help="Join this Ray cluster (default: RAY_ADDRESS or local).")]  # noqa: UP045
-ResultsDir = Annotated[str, typer.Option(help="Checkpoints and Ray's results (a path all nodes see).",
+RunStorage = Annotated[Optional[str], typer.Option("--storage", metavar="URL", help="Optuna storage URL (beats SWEEPER_STORAGE and the YAML).")]  # noqa: UP045, E501
+Address = Annotated[Optional[str], typer.Option(  # noqa: UP045
+    metavar="ADDRESS", help="Join this Ray cluster (default: RAY_ADDRESS or local).")]
+ResultsDir = Annotated[str, typer.Option(metavar="DIR", help="Checkpoints and Ray's results (a path all nodes see).",
                                          callback=_folder)]
-MaxFailures = Annotated[int, typer.Option(help="Retries of a trial whose worker crashed (from its checkpoint).",
-                                          min=0, max=100)]
+MaxFailures = Annotated[int, typer.Option(metavar="N", min=0, max=100,
+                                          help="Retries of a trial whose worker crashed (from its checkpoint).")]
 StorageTimeout = Annotated[Optional[str], typer.Option(  # noqa: UP045
-    help="How long a storage outage may last before the sweep stops, resumable (90s, 10m, 1h; default: the "
-         "space's budget.storage_timeout, 10m).")]
+    metavar="DURATION", help="How long a storage outage may last before the sweep stops, resumable (90s, 10m, 1h; "
+                             "default: the space's budget.storage_timeout, 10m).")]
 
 
 @app.command()
 def run(
     space: Annotated[str, typer.Argument(help="Space YAML, or a built-in: spaces/asl50.yaml, asl50.")],
     set_: SetFlags = [],  # noqa: B006
-    quick: Annotated[bool, typer.Option("--quick", help="Smoke profile: tiny data, few epochs, few trials.")] = False,
-    fresh: Annotated[bool, typer.Option("--fresh", help="Start a new study (NAME-2, ...) even if NAME exists; "
-                                                         "the old one is kept.")] = False,
+    quick: Annotated[bool, typer.Option("--quick", metavar="",
+                                        help="Smoke profile: tiny data, few epochs, few trials.")] = False,
+    fresh: Annotated[bool, typer.Option("--fresh", metavar="", help="Start a new study (NAME-2, ...) even if NAME "
+                                                                    "exists; the old one is kept.")] = False,
     storage: RunStorage = None,
     address: Address = None,
     results_dir: ResultsDir = "sweeper_runs",
@@ -129,7 +131,7 @@ def run(
 def resume(
     name: Annotated[str, typer.Argument(help="Study name (sweeper status lists them).")],
     set_: SetFlags = [],  # noqa: B006
-    storage: Annotated[Optional[str], typer.Option(help="Optuna storage URL (beats SWEEPER_STORAGE).")] = None,  # noqa: UP045
+    storage: Annotated[Optional[str], typer.Option(metavar="URL", help="Optuna storage URL (beats SWEEPER_STORAGE).")] = None,  # noqa: UP045, E501
     address: Address = None,
     results_dir: ResultsDir = "sweeper_runs",
     max_failures: MaxFailures = 2,
@@ -167,6 +169,9 @@ def _sweep(options: SweepOptions) -> None:
         how = resume if options.fresh and resume else "the same command"
         _leave(INTERRUPTED_EXIT_CODE, f"interrupted: the study keeps its finished trials; {how} carries it on")
 
+    # SIGTERM (kill, docker stop, Kubernetes) is a Ctrl-C from the first moment: the driver then takes over both
+    # signals, and puts this back where Ray's start-up changed it
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         run_sweep(options, exit_on_interrupt=interrupted)
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM; the trials that were running are carried on by a resume
@@ -202,9 +207,11 @@ def _leave(code: int, message: str = "") -> NoReturn:
 @app.command()
 def dashboard(
     space: Annotated[Optional[str], typer.Argument(help="A space YAML whose storage to show (else --storage).")] = None,  # noqa: UP045
-    storage: Annotated[Optional[str], typer.Option(help="Optuna storage URL (beats SWEEPER_STORAGE and the YAML).")] = None,  # noqa: UP045, E501
-    host: Annotated[str, typer.Option(help="Address to listen on; other than 127.0.0.1 exposes it.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on (0: any free port).", min=0, max=65535)] = 8080,
+    storage: Annotated[Optional[str], typer.Option(metavar="URL", help="Optuna storage URL (beats SWEEPER_STORAGE and the YAML).")] = None,  # noqa: UP045, E501
+    host: Annotated[str, typer.Option(metavar="HOST",
+                                      help="Address to listen on; other than 127.0.0.1 exposes it.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(metavar="PORT", help="Port to listen on (0: any free port).",
+                                      min=0, max=65535)] = 8080,
 ) -> None:
     """Start optuna-dashboard on a sweep's storage: live learning curves, params, pruned trials."""
     from storage.urls import resolve_storage_url, validate_storage_url
@@ -222,7 +229,7 @@ def dashboard(
 def validate(
     space: Annotated[str, typer.Argument(help="Space YAML or built-in name.")],
     set_: SetFlags = [],  # noqa: B006
-    quick: Annotated[bool, typer.Option("--quick", help="Check the space as --quick runs it.")] = False,
+    quick: Annotated[bool, typer.Option("--quick", metavar="", help="Check the space as --quick runs it.")] = False,
     storage: RunStorage = None,
 ) -> None:
     """Check a space file and the storage URL a run would use, without connecting; print both, passwords masked."""
@@ -257,9 +264,10 @@ def spaces() -> None:
 
 
 StorageFlag = Annotated[Optional[str], typer.Option(  # noqa: UP045
-    "--storage", help="Optuna storage URL (beats SWEEPER_STORAGE; default sqlite:///sweeps.db).")]
+    "--storage", metavar="URL", help="Optuna storage URL (beats SWEEPER_STORAGE; default sqlite:///sweeps.db).")]
 StudyName = Annotated[str, typer.Argument(help="Study name, as `sweeper status` lists it.")]
-OutputFormat = Annotated[str, typer.Option("--format", help="table, or json for scripts (keys: see README).")]
+OutputFormat = Annotated[str, typer.Option("--format", metavar="table|json",
+                                           help="table, or json for scripts (keys: see README).")]
 
 
 @app.command()
@@ -279,8 +287,8 @@ def status(
 @app.command()
 def report(
     name: StudyName,
-    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="HTML file (default: NAME-report.html).")] = None,  # noqa: UP045, E501
-    top: Annotated[int, typer.Option(help="Trials in the learning curves and the table.")] = 10,
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", metavar="FILE", help="HTML file (default: NAME-report.html).")] = None,  # noqa: UP045, E501
+    top: Annotated[int, typer.Option(metavar="N", help="Trials in the learning curves and the table.")] = 10,
     storage: StorageFlag = None,
 ) -> None:
     """Write one self-contained HTML report: history, parallel coordinates, importances, curves, slices, table."""
@@ -293,8 +301,8 @@ def report(
 @app.command()
 def export(
     name: StudyName,
-    format_: Annotated[Optional[str], typer.Option("--format", help="csv or json (default: from -o, else csv).")] = None,  # noqa: UP045, E501
-    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="File (default: stdout).")] = None,  # noqa: UP045
+    format_: Annotated[Optional[str], typer.Option("--format", metavar="csv|json", help="csv or json (default: from -o, else csv).")] = None,  # noqa: UP045, E501
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", metavar="FILE", help="File (default: stdout).")] = None,  # noqa: UP045, E501
     storage: StorageFlag = None,
 ) -> None:
     """One row per trial: params, state, metrics, durations, as CSV or JSON."""

@@ -69,6 +69,7 @@ from trials.entrypoint import DEFAULT_ENTRYPOINT
 from trials.errors import DataError
 
 INTERRUPT_DRAIN_S = 10.0  # Ctrl-C waits this long at most for queued writes; what is left runs again on resume
+CREATOR_WAIT_S = 2.0  # a study with neither trials nor checkpoint folder: the driver creating it writes that next
 
 
 @dataclass(frozen=True)
@@ -270,7 +271,19 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
         describe=lambda exc: str(as_storage_error(exc, url, "reach")), on_outage=outage_line,
         on_recovered=lambda seconds: console.print(f"[green]storage back[/] after {seconds:.1f} s", markup=True),
     )
-    with ThreadPoolExecutor(max_workers=2) as pool:
+    writer = StudyWriter(policy)
+    interrupted = threading.Event()
+    resume = f"sweeper resume {spec.name}" + (f" --storage {mask_url(url)}" if options.storage or spec.storage else "")
+
+    def leave() -> None:  # the main thread on an interrupt, and the watcher of one if the main thread is stuck
+        writer.drain(INTERRUPT_DRAIN_S)
+        fold_sqlite_wal(url)
+        exit_on_interrupt(resume)
+
+    watch = leave if exit_on_interrupt else None
+    # Ctrl-C or SIGTERM while Ray starts: its processes may already be gone (a signal to the process group), and
+    # ray.init would wait a minute on them
+    with noting_interrupts(interrupted, watch), ThreadPoolExecutor(max_workers=2) as pool:
         opened = pool.submit(policy.call, lambda: open_study(spec, url, options.space, results_root))
         imported = pool.submit(import_tune_side)
         if not joining:
@@ -287,7 +300,7 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
                 console.print(unfused)
                 on_gpu = on_gpu.model_copy(update={"fuse": 1})
         # no more groups at a time than the GPUs hold: a group waiting for one would be sampled blind, all RUNNING
-        at_once = max(1, min(spec.budget.max_concurrent, int(gpus // on_gpu.gpu)))
+        at_once = max(1, min(spec.budget.max_concurrent, gpu_slots(gpus, on_gpu.gpu)))
         spec = spec.model_copy(update={"resources": on_gpu,
                                        "budget": spec.budget.model_copy(update={"max_concurrent": at_once})})
         console.print(f"resources.on_gpu applies (the cluster has {gpus:g} GPU{'s' * (gpus != 1)}): {on_gpu.cpu:g} "
@@ -327,25 +340,16 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
         # a finished sweep run again: Tune would have no trial to run, and would read the last run's results
         console.print(f"nothing left to run: the study has its {budget} trials (raise budget.trials for more)")
         policy.call(lambda: printer.final_table(study))
+        check_something_finished(policy.call(lambda: study.get_trials(deepcopy=False)), study.study_name)
         return study
     searcher_type, recorder_type = StudySearcher, StudyRecorder
     if spec.resources.fuse > 1:  # up to resources.fuse trials of one shape train as one Ray trial
         from sweeper import fused
 
         searcher_type, recorder_type = fused.FusedSearcher, fused.FusedRecorder
-    writer = StudyWriter(policy)
     searcher = searcher_type(study, spec, checkpoints=str(checkpoints), budget=budget,
                              driver=Driver.current(), policy=policy, writer=writer, orphans=orphans)
     recorder = recorder_type(searcher, spec, printer.trial_finished, writer)
-    interrupted = threading.Event()
-    resume = f"sweeper resume {spec.name}" + (f" --storage {mask_url(url)}" if options.storage or spec.storage else "")
-
-    def leave() -> None:  # the main thread on an interrupt, and the watcher of one if the main thread is stuck
-        writer.drain(INTERRUPT_DRAIN_S)
-        fold_sqlite_wal(url)
-        exit_on_interrupt(resume)
-
-    watch = leave if exit_on_interrupt else None
 
     def stop_all() -> bool:
         if interrupted.is_set():  # a Ctrl-C that Python swallowed: stop as the KeyboardInterrupt would have
@@ -419,13 +423,25 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
             console.print(f"{count_trials(len(left))} of a driver that is gone {'is' if len(left) == 1 else 'are'} "
                           "still RUNNING "
                           f"({', '.join(f'#{t.number}' for t in left)}): sweeper run again carries them on")
-        states = policy.call(lambda: {t.state for t in study.get_trials(deepcopy=False)})
+        trials = policy.call(lambda: study.get_trials(deepcopy=False))
     except StorageUnavailable:
         raise StorageUnavailable(outage_message(policy, url)) from None
-    if states and states <= {optuna.trial.TrialState.FAIL}:
-        raise NothingFinished(f"every trial of {study.study_name} failed (their errors are above); fix the cause "
-                              "and start over with --fresh (failed trials count in a study's budget)")
+    check_something_finished(trials, study.study_name)
     return study
+
+
+def check_something_finished(trials: list[optuna.trial.FrozenTrial], name: str) -> None:
+    """Refuse a study whose every trial failed with :class:`NothingFinished` (exit 1): a script that runs the
+    sweep must not read success, on this run or on the next one, which finds the budget spent."""
+    if trials and all(t.state == optuna.trial.TrialState.FAIL for t in trials):
+        raise NothingFinished(f"every trial of {name} failed (their errors are above); fix the cause and start "
+                              "over with --fresh (failed trials count in a study's budget)")
+
+
+def gpu_slots(gpus: float, per_trial: float) -> int:
+    """How many trials of ``per_trial`` GPUs Ray fits on ``gpus``: in floating point 1 // 0.2 is 4.0, and Ray,
+    which counts fractions of a GPU in ten-thousandths, places five."""
+    return int(round(gpus * 10_000) // round(per_trial * 10_000))
 
 
 def check_local_resources(spec: Spec) -> None:
@@ -447,6 +463,9 @@ def check_local_resources(spec: Spec) -> None:
         raise refusal(spec, (*place, "custom", missing[0]), "asks for a custom resource, which only nodes started "
                       "with ray start --resources declare, and a Ray of sweeper's own has none: join such a cluster "
                       "with --address, or drop it")
+    if resources.gpu > gpus > 0:
+        raise refusal(spec, (*place, "gpu"), f"is {resources.gpu:g}, but this machine has {gpus:g} GPU"
+                      f"{'s' * (gpus != 1)} for Ray: ask for at most {gpus:g}, or join a cluster with --address")
     if resources.cpu > (cpus := offered.get("CPU", 0)):
         raise refusal(spec, (*place, "cpu"), f"is {resources.cpu:g}, but this machine has {cpus:g} CPUs for Ray: "
                       f"ask for at most {cpus:g}, or join a cluster with --address")
@@ -471,6 +490,10 @@ def open_study(spec: Spec, url: str, space: str | None, results_root: Path = Pat
     study, created = create_or_load_study(storage, spec.name, spec.direction, build_sampler(spec),
                                           study_attrs=attributes)
     held = len(study.get_trials(deepcopy=False))
+    if not created and not held:  # a driver creating it this moment writes the folder next: share it, not race it
+        deadline = time.monotonic() + CREATOR_WAIT_S
+        while attrs.CHECKPOINTS not in study.user_attrs and time.monotonic() < deadline:
+            time.sleep(0.1)
     created = created or not held  # new: this very call may have created it before a lost answer, and been retried
     if attrs.CHECKPOINTS not in study.user_attrs:  # a study from before the attr checkpoints where it always did
         folder = f"{spec.name}-{secrets.token_hex(4)}" if created else spec.name
@@ -483,8 +506,8 @@ def open_study(spec: Spec, url: str, space: str | None, results_root: Path = Pat
         trials = len(study.get_trials(deepcopy=False))
     if not created:
         study.sampler = build_sampler(spec, resumed_after=held)
-        if study.user_attrs.get(attrs.SPEC) != attributes[attrs.SPEC]:
-            study.set_user_attr(attrs.SPEC, attributes[attrs.SPEC])
+    if study.user_attrs.get(attrs.SPEC) != attributes[attrs.SPEC]:  # found without trials, as an interrupt left it
+        study.set_user_attr(attrs.SPEC, attributes[attrs.SPEC])
     return study, created
 
 

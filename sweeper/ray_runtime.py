@@ -10,7 +10,10 @@ import contextlib
 import logging
 import os
 import re
+import signal
 import socket
+import sys
+import threading
 
 import optuna
 
@@ -114,10 +117,25 @@ def start_ray(address: str | None = None) -> None:
             logger.addFilter(_Muted(muted))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     import ray
+    from ray._private import ray_constants
 
     if ray.is_initialized():
         return
     address = ray_address(address)
+    # Ray's C++ failure handler takes SIGTERM from Python during ray.init's last moments and aborts the driver on
+    # it; the driver's Python handler says what a SIGTERM does (the workers, processes of their own, keep theirs)
+    ray_constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER = True
+    on_sigterm = signal.getsignal(signal.SIGTERM)  # ray.init replaces it with sys.exit(15)
+    try:
+        _init_ray(address)
+    finally:
+        if callable(on_sigterm) and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, on_sigterm)  # the program's own (the driver's: a Ctrl-C), Ray's otherwise
+
+
+def _init_ray(address: str) -> None:
+    import ray
+
     if address == "local":  # our own instance: its workers already have our environment
         for name in LOCAL_QUIET_LOGGERS:
             logging.getLogger(name).setLevel(logging.ERROR)
@@ -137,8 +155,7 @@ def start_ray(address: str | None = None) -> None:
 
 def is_local_ray() -> bool:
     """Whether this process started the Ray it is connected to (and so its workers inherit our environment)."""
-    from ray._private import worker
-
+    worker = sys.modules.get("ray._private.worker")  # not imported here: a Ctrl-C may have cut Ray's import short
     node = getattr(worker, "_global_node", None)
     return node is not None and node.is_head()
 

@@ -237,6 +237,15 @@ def test_help_takes_h_for_the_program_and_each_command(flag):
         assert proc.returncode == 0 and "Usage: " in proc.stdout and "Options" in proc.stdout, proc.stdout + proc.stderr
 
 
+def test_help_shows_what_each_option_takes_and_no_value_for_a_flag():
+    """typer labels each option with its Python type: `--quick <bool>` read as a flag that wants true or false."""
+    lines = {line.split()[1]: line for line in sweeper("run", "--help").stdout.splitlines() if line.startswith("│ --")}
+    assert lines["--quick"].split()[2] == "Smoke" and lines["--fresh"].split()[2] == "Start", lines
+    taken = {name: line.split()[2] for name, line in lines.items() if name not in ("--quick", "--fresh", "--help")}
+    assert taken == {"--set": "KEY=VALUE", "--storage": "URL", "--address": "ADDRESS", "--results-dir": "DIR",
+                     "--max-failures": "N", "--storage-timeout": "DURATION"}, taken
+
+
 def test_an_error_on_line_100_shows_its_number_not_an_emoji(tmp_path):
     """rich reads ':100:' as the 💯 emoji: 'long.yaml:100: params...' lost its line number."""
     (tmp_path / "long.yaml").write_text("#\n" * 98 + "params:\n  lr: {type: float, low: 0.01, high: 0.001}\n")

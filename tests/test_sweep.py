@@ -17,6 +17,7 @@ import optuna
 import pytest
 import sqlalchemy
 
+from search_spaces.errors import SpecError
 from sweeper.driver import SweepOptions, run_sweep
 from sweeper.errors import NothingFinished
 from sweeper.interrupts import noting_interrupts
@@ -190,8 +191,11 @@ def test_nan_loss_fails_the_trial_fast_and_the_sweep_goes_on(ray_session, tmp_pa
 def test_a_sweep_whose_every_trial_failed_says_so(ray_session, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     space = scripted_space(tmp_path, trials=1, extra="enqueue:\n  - {x: 0.0}\n")
+    options = SweepOptions(space=str(space), storage=f"sqlite:///{tmp_path / 's.db'}", max_failures=0)
     with pytest.raises(NothingFinished, match=r"every trial of scripted-\w+ failed .* --fresh"):
-        run_sweep(SweepOptions(space=str(space), storage=f"sqlite:///{tmp_path / 's.db'}", max_failures=0))
+        run_sweep(options)
+    with pytest.raises(NothingFinished, match="every trial"):  # run again, the budget is spent: still no success
+        run_sweep(options)
 
 
 def test_local_trials_run_without_tunes_runtime_env_but_with_its_variables(ray_session, tmp_path, monkeypatch):
@@ -312,6 +316,58 @@ def test_a_sweep_asking_for_resources_its_own_ray_lacks_exits_2_instead_of_waiti
     from_file, from_set = refused_placement(tmp_path, "custom: {big_gpu: 1}", "resources.cpu=10000")
     assert "place.yaml:4: resources.custom.big_gpu: asks for a custom resource" in from_file
     assert "asl20.yaml: --set resources.cpu=10000: resources.cpu: is 10000, but this machine has" in from_set
+
+
+def test_a_sweep_asking_for_more_gpus_than_the_machine_has_is_refused(monkeypatch):
+    """Tune would wait forever for a trial that needs 2 GPUs on a 1-GPU machine. (This machine may have none:
+    local_gpus, sweeper's count of what Ray would find, says 1.)"""
+    from search_spaces.loader import load_spec, resolve_space_path
+    from sweeper import driver
+
+    monkeypatch.setattr(driver, "local_gpus", lambda: 1)
+    for overrides, field in [(("resources.on_gpu.gpu=2",), "resources.on_gpu.gpu"),
+                             (("resources.on_gpu=null", "resources.gpu=2"), "resources.gpu")]:
+        with pytest.raises(SpecError, match=rf"{field}: is 2, but this machine has 1 GPU for Ray: ask for at most 1"):
+            driver.check_local_resources(load_spec(resolve_space_path("asl20"), overrides))
+    driver.check_local_resources(load_spec(resolve_space_path("asl20"), ("resources.on_gpu.gpu=0.5",)))
+
+
+def test_as_many_fractional_gpu_trials_run_at_once_as_ray_places():
+    from sweeper.driver import gpu_slots
+
+    assert [gpu_slots(1, 0.2), gpu_slots(1, 0.1), gpu_slots(1, 0.3), gpu_slots(2, 0.25), gpu_slots(1, 1)] == \
+        [5, 10, 3, 8, 1]
+
+
+def test_a_study_left_empty_is_run_with_the_budget_asked_now(tmp_path):
+    """A study with no trials yet (an interrupt as Ray started) is as new, but its stored spec, which `sweeper
+    resume` runs, kept the first run's budget."""
+    from search_spaces.loader import load_spec, resolve_space_path
+    from storage import attrs
+    from sweeper.driver import open_study
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    spec = load_spec(resolve_space_path("asl20"), ("enqueue=[]",))
+    study, created = open_study(spec, url, "asl20", tmp_path)
+    assert created and study.user_attrs[attrs.SPEC]["budget"]["trials"] == 40
+    study, created = open_study(load_spec(resolve_space_path("asl20"), ("enqueue=[]", "budget.trials=50")), url,
+                                "asl20", tmp_path)
+    assert created and load(url, "asl20").user_attrs[attrs.SPEC]["budget"]["trials"] == 50
+
+
+def test_two_drivers_creating_one_study_at_once_checkpoint_into_one_folder(tmp_path):
+    """The one that finds the study created, with neither trials nor a folder yet, takes the folder its creator
+    writes a moment later; were it to write its own, one driver's trials would resume from a folder not looked in."""
+    from search_spaces.loader import load_spec, resolve_space_path
+    from storage import attrs
+    from sweeper.driver import open_study
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    optuna.create_study(study_name="asl20", storage=url, direction="maximize")  # the other driver, this moment
+    creators_folder = str(tmp_path / "checkpoints" / "asl20-0123abcd")
+    threading.Timer(0.5, lambda: load(url, "asl20").set_user_attr(attrs.CHECKPOINTS, creators_folder)).start()
+    study, _ = open_study(load_spec(resolve_space_path("asl20")), url, "asl20", tmp_path)
+    assert study.user_attrs[attrs.CHECKPOINTS] == creators_folder
 
 
 def test_a_sweep_refuses_a_sqlite_file_of_another_application_and_leaves_it_unchanged(tmp_path):
@@ -491,6 +547,9 @@ def test_a_ctrl_c_that_python_swallows_in_a_finalizer_still_stops_the_sweep() ->
         os.kill(os.getpid(), signal.SIGINT)
         time.sleep(1)
 
+    with pytest.raises(KeyboardInterrupt), noting_interrupts(flag := threading.Event()):
+        sys.exit(signal.SIGTERM)  # what the handler that ray.init installs does with a SIGTERM
+    assert flag.is_set()
 
 
 STUCK_IN_C = """
@@ -518,6 +577,65 @@ def test_an_interrupt_ends_a_driver_whose_main_thread_is_stuck_in_a_c_call(tmp_p
         assert proc.wait(timeout=10) == 130
     finally:
         proc.kill()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["Ctrl-C", "SIGTERM"])
+def test_an_interrupt_while_ray_starts_exits_130(tmp_path, signum):
+    """The study is opened while Ray starts. A SIGTERM then met Ray's own handler (exit code 15, or a minute's wait
+    on a Ray the signal also stopped), and a Ctrl-C that cut Ray's import short ended in an ImportError."""
+    space, db = scripted_space(tmp_path, trials=2), tmp_path / "sweeps.db"
+    proc = subprocess.Popen([sys.executable, "-m", "sweeper.cli", "run", str(space), "--storage", f"sqlite:///{db}"],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    deadline = time.time() + 60
+    while not db.exists() and time.time() < deadline and proc.poll() is None:  # the storage opens as Ray starts
+        time.sleep(0.02)
+    os.killpg(proc.pid, signum)
+    try:
+        assert proc.wait(timeout=20) == 130
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    output = proc.stdout.read()
+    assert "interrupted: the study keeps its finished trials; the same command carries it on" in output, output
+    assert "Traceback" not in output and "ImportError" not in output, output
+
+
+SIGTERM_WATCH = """
+import ctypes, signal, sys, threading, time
+from sweeper.ray_runtime import is_local_ray, start_ray
+
+class Sigaction(ctypes.Structure):  # glibc's struct sigaction: what a signal runs, at the C level
+    _fields_ = [("handler", ctypes.c_void_p), ("mask", ctypes.c_ulong * 16), ("flags", ctypes.c_int),
+                ("restorer", ctypes.c_void_p)]
+
+def c_handler():
+    action = Sigaction()
+    ctypes.CDLL(None).sigaction(signal.SIGTERM, None, ctypes.byref(action))
+    return action.handler
+
+assert not is_local_ray() and "ray" not in sys.modules  # asking imports nothing of Ray
+signal.signal(signal.SIGTERM, signal.default_int_handler)
+seen, starting = {c_handler()}, True
+def watch():
+    while starting:
+        seen.add(c_handler())
+        time.sleep(0.001)
+threading.Thread(target=watch, daemon=True).start()
+start_ray()
+starting = False
+print(signal.getsignal(signal.SIGTERM) is signal.default_int_handler, len(seen), is_local_ray())
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads glibc's struct sigaction")
+def test_ray_start_keeps_a_programs_own_sigterm_handler(tmp_path):
+    """ray.init installs a Python handler that exits with code 15 on SIGTERM, and for its last moments a C++ one
+    that aborts the driver: the driver's own (a Ctrl-C) must hold throughout."""
+    proc = subprocess.run([sys.executable, "-c", SIGTERM_WATCH], capture_output=True, text=True, cwd=tmp_path,
+                          timeout=120)
+    assert proc.stdout.split() == ["True", "1", "True"], proc.stdout + proc.stderr
 
 
 GHOST_TRAIN = """
