@@ -29,7 +29,15 @@ from sweeper.console import console, err_console
 from sweeper.driver_only import DriverOnly
 from sweeper.searcher import StudySearcher
 from sweeper.study_writer import StudyWriter
-from sweeper.trainable import FAILED_KEY, FINAL_FLAG, NODE_KEY, RESULT_KEYS, TrainingFunctionError
+from sweeper.trainable import (
+    FAILED_KEY,
+    FINAL_FLAG,
+    NO_OBJECTIVE_KEY,
+    NODE_KEY,
+    NON_FINITE_ERROR,
+    RESULT_KEYS,
+    TrainingFunctionError,
+)
 
 RECORDED_EPOCH_KEYS = ("epoch", "train_loss", "val_loss", "val_top1", "val_top3", "val_top5")
 # trial attrs only sweeper writes: a returned "error" or "node" is recorded as returned_error, returned_node
@@ -112,7 +120,10 @@ class StudyRecorder(DriverOnly, Callback):
             return
         result = dict(trial.last_result or {})
         if result.get(FAILED_KEY):
-            self._fail(optuna_trial, str(result[FAILED_KEY]), result, reason=attrs.STOP_NAN)
+            message = str(result[FAILED_KEY])  # "ConfigError: ...": the exception's name says what failed
+            # only a diverged loss is "nan"; a refused config, bad data or a bad return value has no stop reason
+            nan = message.startswith(NON_FINITE_ERROR + ":")
+            self._fail(optuna_trial, message, result, reason=attrs.STOP_NAN if nan else None)
             return
         # COMPLETE: everything the training function returned; otherwise the last epoch's metrics
         keys = result.get(RESULT_KEYS) or [k for k in RECORDED_EPOCH_KEYS if k in result]
@@ -122,7 +133,11 @@ class StudyRecorder(DriverOnly, Callback):
             self._warn_percent_scale({k: result[k] for k in keys if k in result})  # what it returned
             if optuna_trial.number not in self.curves | self.searcher.carried_on:  # one carried on may end at once
                 self._warn_unjudged(optuna_trial.number, f"returned without a report of {self.metric} per epoch")
-            if self._meets_targets(user_attrs, result.get("best_" + self.metric, result.get(self.metric))):
+            # judged here, on Tune's loop, so that a sweep stopping at its target asks no further trial; only a finite
+            # objective, which _complete records COMPLETE as it is (another fails the trial, or is a stand-in for the
+            # last recorded epoch, judged once read there)
+            value = result.get("best_" + self.metric, result.get(self.metric))
+            if isinstance(value, (int, float)) and math.isfinite(value) and self._meets_targets(user_attrs, value):
                 self.target_reached = True
             finished = datetime.now()  # before Tune fills the slot: the tell may be written later, after it
             self.writer.submit(lambda: self._complete(optuna_trial, result, user_attrs, finished))
@@ -151,8 +166,9 @@ class StudyRecorder(DriverOnly, Callback):
     def _complete(self, optuna_trial: optuna.Trial, result: dict, user_attrs: dict[str, Any],
                   finished: datetime) -> None:
         last = result.get("best_" + self.metric, result.get(self.metric))
-        if isinstance(last, float) and math.isnan(last):  # not an earlier epoch's value in its place
-            message = f"the training function ended with {self.metric} = nan"
+        # NaN or ±inf, not an earlier epoch's value in its place (the worst value stood in for one never given)
+        if not result.get(NO_OBJECTIVE_KEY) and isinstance(last, float) and not math.isfinite(last):
+            message = f"the training function ended with {self.metric} = {last}"
             self._finish(optuna_trial, result, {**user_attrs, attrs.ERROR: message, attrs.STOP_REASON: attrs.STOP_NAN},
                          state=optuna.trial.TrialState.FAIL)
             return
@@ -163,6 +179,7 @@ class StudyRecorder(DriverOnly, Callback):
         else:
             frozen = self._finish(optuna_trial, result, user_attrs, value=value)
             if self._meets_targets(user_attrs, value):  # once per study: the first
+                self.target_reached = True  # already, unless the value is the last recorded epoch's
                 self.writer.submit(lambda: record_target_met(self.study, frozen, finished))  # a write of its own
 
     def _meets_targets(self, recorded: dict, value: Any) -> bool:
@@ -200,7 +217,8 @@ def final_value(result: dict, metric: str, optuna_trial: optuna.Trial) -> float 
     """The objective of a finished trial: its best epoch if it says so, else its last reported epoch.
 
     A trial carried on after its driver died may have checkpointed its last epoch without that report reaching
-    the study; it then returns without reporting again, and its last recorded epoch is the value.
+    the study; it then returns without reporting again (its result holds the worst value as a stand-in), and its
+    last recorded epoch is the value.
     """
     value = result.get("best_" + metric, result.get(metric))
     if isinstance(value, (int, float)) and math.isfinite(value):

@@ -45,13 +45,16 @@ class StudyWriter:
     def drain(self, timeout_s: float) -> None:
         """:meth:`flush` for a caller that must not wait long (a driver leaving anyway; Tune's loop before an ask):
         wait at most ``timeout_s``, and not while the storage is away; raise nothing."""
-        if self._queue.unfinished_tasks == 0:
-            return
-        waiter = threading.Thread(target=self._queue.join, daemon=True)
-        waiter.start()
+        # waited for on the queue's own condition (what join() waits on), not by a thread running join(): Tune asks
+        # about every 0.1 s, and during an outage each such thread would live on until the storage answered
         deadline = time.monotonic() + timeout_s
-        while waiter.is_alive() and time.monotonic() < deadline and not self.policy.in_outage:
-            waiter.join(0.1)
+        with self._queue.all_tasks_done:
+            while self._queue.unfinished_tasks and not self.policy.in_outage:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                # woken by the last task_done(); at least every 0.1 s, to notice an outage that began meanwhile
+                self._queue.all_tasks_done.wait(min(left, 0.1))
 
     def _run(self) -> None:
         while True:

@@ -21,7 +21,12 @@ from sweeper.console import plain
 
 META_KEY = "_sweeper"
 FINAL_FLAG = "sweeper_final"
-FAILED_KEY = "sweeper_failed"
+FAILED_KEY = "sweeper_failed"  # why the trial failed at once, in one line that starts with the exception's name
+# a diverged loss (trials.train's, caught by name): the one failure recorded with stop_reason nan
+NON_FINITE_ERROR = "NonFiniteLossError"
+# True in a final report whose objective the function neither reported nor returned: the worst value there is a
+# stand-in for Tune (which wants the metric in every result), not a value to record
+NO_OBJECTIVE_KEY = "sweeper_no_objective"
 NODE_KEY = "sweeper_node"  # which Ray node ran the trial, recorded as the trial's `node` attr
 RESULT_KEYS = "sweeper_result_keys"  # names of what the training function returned, recorded as trial user attrs
 
@@ -79,14 +84,16 @@ def run_trial(config: dict[str, Any]) -> None:
         return
     except Exception as exc:  # not BaseException: Ray stops a trial with SystemExit
         # bad data, a refused config, a diverged loss: a retry would fail again, so fail now, in one line
-        if isinstance(exc, ConfigError | DataError) or type(exc).__name__ == "NonFiniteLossError":
+        if isinstance(exc, ConfigError | DataError) or type(exc).__name__ == NON_FINITE_ERROR:
             tune.report({**last(), FAILED_KEY: f"{type(exc).__name__}: {exc}"})
             return
         raise stand_in(exc) from None  # Ray copies every exception in the chain, and this one would fail again
     finally:
         returned.set()
     result = plain(result) if result is not None else dict(reported)  # nothing returned: its last report
-    tune.report({**last(), **result, FINAL_FLAG: True, RESULT_KEYS: sorted(result)})
+    given = reported.keys() | result.keys()
+    tune.report({**last(), **result, FINAL_FLAG: True, RESULT_KEYS: sorted(result),
+                 NO_OBJECTIVE_KEY: meta["metric"] not in given and "best_" + meta["metric"] not in given})
 
 
 def current_node() -> str:

@@ -471,3 +471,30 @@ def test_ctrl_c_does_not_wait_for_writes_the_storage_is_refusing():
     started = time.monotonic()
     writer.drain(10.0)
     assert time.monotonic() - started < 2
+
+
+def test_asks_during_an_outage_start_no_threads():
+    """Tune's loop drains the writer before every ask, about every 0.1 s: a drain that left a thread waiting on the
+    queue behind it piled up thousands in a 10-minute outage, each alive until the storage answered."""
+    from sweeper.study_writer import StudyWriter
+
+    away = threading.Event()
+    away.set()
+
+    def write() -> None:
+        if away.is_set():
+            raise sqlite3.OperationalError("database is locked")
+
+    writer = StudyWriter(OutagePolicy(60.0, first_delay_s=0.05, max_delay_s=0.05))
+    writer.submit(write)
+    deadline = time.monotonic() + 5
+    while not writer.policy.in_outage and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert writer.policy.in_outage
+    before = threading.active_count()
+    for _ in range(200):
+        writer.drain(2.0)
+    assert threading.active_count() == before
+    away.clear()  # the storage is back: the write lands and the outage ends
+    writer.flush()
+    assert not writer.policy.in_outage and writer.error is None

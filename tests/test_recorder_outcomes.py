@@ -1,0 +1,165 @@
+"""How a finished trial is recorded: which failures are "nan", a final objective that is not finite, and which trials
+meet the targets. The recorder's own tests feed it the results the trainable reports, on a real SQLite study; the
+last one runs a real sweep (real Ray, real Optuna on SQLite) through the trainable."""
+
+from __future__ import annotations
+
+import math
+import textwrap
+import uuid
+from pathlib import Path
+from types import SimpleNamespace
+
+import optuna
+import pytest
+
+from search_spaces.loader import load_spec
+from storage.engine import close_storage, open_storage
+from storage.retry import OutagePolicy
+from storage.target import target_met
+from sweeper.recorder import StudyRecorder
+from sweeper.study_writer import StudyWriter
+from sweeper.trainable import FAILED_KEY, FINAL_FLAG, NO_OBJECTIVE_KEY, RESULT_KEYS
+
+TS = optuna.trial.TrialState
+
+
+@pytest.fixture
+def recorded(tmp_path):
+    """``(study, recorder, writer)``: asl20's spec (objective val_top3, target test_top3 80%), stop_on_target on."""
+    spec = load_spec("spaces/asl20.yaml", ("budget.stop_on_target=true",))
+    storage = open_storage(f"sqlite:///{tmp_path / 'sweeps.db'}")
+    study = optuna.create_study(study_name="outcomes", storage=storage, direction="maximize")
+    writer = StudyWriter(OutagePolicy(30))
+    searcher = SimpleNamespace(study=study, trials={}, carried_on=set())
+    yield study, StudyRecorder(searcher, spec, lambda frozen: None, writer), writer
+    close_storage(storage)
+
+
+def finish(recorder: StudyRecorder, trial: optuna.Trial, result: dict) -> None:
+    """What Tune calls when the trial's function is done, its last report being ``result``."""
+    recorder.searcher.trials[f"ray-{trial.number}"] = trial
+    recorder.on_trial_complete(0, [], SimpleNamespace(trial_id=f"ray-{trial.number}", last_result=result))
+
+
+def test_only_a_diverged_loss_is_recorded_with_stop_reason_nan(recorded):
+    """A refused config (a --set training.device=cuda on a CPU machine), bad data or a bad return value was
+    recorded stop_reason nan too, as if the loss had diverged."""
+    study, recorder, writer = recorded
+    errors = ["ConfigError: device='cuda': this machine has 0 CUDA device(s) (CUDA is not available here)",
+              "DataError: data/train.csv: row 3 has 5 columns, want 4",
+              "TypeError: fit must return a dict of metric name -> value or None, not float",
+              "NonFiniteLossError: non-finite loss (nan) at step 12"]
+    for error in errors:  # as the trainable reports them: the last epoch's metrics (none here) and the error
+        finish(recorder, study.ask(), {"epoch": 0, "val_top3": -math.inf, FAILED_KEY: error})
+    writer.flush()
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TS.FAIL] * 4
+    assert [t.user_attrs["error"] for t in trials] == errors
+    assert [t.user_attrs.get("stop_reason") for t in trials] == [None, None, None, "nan"]
+
+
+@pytest.mark.parametrize("last", [math.inf, -math.inf, math.nan])
+def test_a_final_objective_that_is_not_finite_fails_the_trial(recorded, last):
+    """A last epoch of inf was recorded COMPLETE with the epoch before it, 0.4; only NaN failed the trial."""
+    study, recorder, writer = recorded
+    trial = study.ask()
+    trial.report(0.4, 1)
+    finish(recorder, trial, {"epoch": 2, "val_top3": last, "test_top3": 0.9, FINAL_FLAG: True,
+                             RESULT_KEYS: ["test_top3"], NO_OBJECTIVE_KEY: False})
+    writer.flush()
+    trial = study.trials[0]
+    assert trial.state == TS.FAIL and trial.value is None
+    assert trial.user_attrs["stop_reason"] == "nan"
+    assert trial.user_attrs["error"] == f"the training function ended with val_top3 = {last}"
+    assert not recorder.target_reached and target_met(study.user_attrs) is None
+
+
+def test_a_trial_recorded_fail_meets_no_target(recorded):
+    """A function that returns its test metrics without ever reporting the objective is recorded FAIL; its
+    test_top3 of 0.9 still "met" the 80% target, and with stop_on_target the sweep stopped ("the targets are
+    met") while its table said they were not."""
+    study, recorder, writer = recorded
+    finish(recorder, study.ask(), {"epoch": 0, "val_top3": -math.inf, "test_top3": 0.9, FINAL_FLAG: True,
+                                   RESULT_KEYS: ["test_top3"], NO_OBJECTIVE_KEY: True})
+    assert not recorder.target_reached
+    writer.flush()
+    trial = study.trials[0]
+    assert trial.state == TS.FAIL
+    assert trial.user_attrs["error"] == "the training function returned without reporting 'val_top3'"
+    assert "stop_reason" not in trial.user_attrs  # the worst value stood in for Tune: it is no NaN or inf
+    assert not recorder.target_reached and target_met(study.user_attrs) is None
+
+
+def test_a_carried_on_trial_that_returns_without_reporting_is_worth_its_last_recorded_epoch(recorded):
+    """Its last epochs were reported before its driver died; the stand-in for its objective fails nothing."""
+    study, recorder, writer = recorded
+    trial = study.ask()
+    trial.report(0.7, 1)
+    trial.report(0.85, 2)
+    recorder.searcher.carried_on.add(trial.number)
+    finish(recorder, trial, {"epoch": 0, "val_top3": -math.inf, "test_top3": 0.9, FINAL_FLAG: True,
+                             RESULT_KEYS: ["test_top3"], NO_OBJECTIVE_KEY: True})
+    writer.flush()
+    trial = study.trials[0]
+    assert trial.state == TS.COMPLETE and trial.value == 0.85 and "stop_reason" not in trial.user_attrs
+    assert recorder.target_reached and target_met(study.user_attrs)["trial"] == 0
+
+
+FUNCTION = '''
+import math
+
+from trials.config import ConfigError
+from trials.train import NonFiniteLossError
+
+
+def fit(config, report, checkpoint_dir):
+    mode = config["mode"]
+    if mode == "refused":
+        raise ConfigError("device='cuda': this machine has 0 CUDA device(s)", "device")
+    if mode == "diverged":
+        raise NonFiniteLossError("non-finite loss (nan) at step 3")
+    if mode == "no_objective":  # test metrics only: the target on test_acc looks met
+        return {"test_acc": 0.99}
+    report({"epoch": 1, "val_acc": 0.4})
+    report({"epoch": 2, "val_acc": math.inf if mode == "inf_last" else 0.5})
+    return None if mode == "inf_last" else {"test_acc": 0.4}
+
+
+fit.settings = {"mode": "plain"}
+fit.metrics = ["val_acc", "test_acc"]
+'''
+
+
+@pytest.mark.slow
+def test_a_sweep_records_each_failure_as_what_it_was_and_stops_only_at_a_met_target(ray_session, tmp_path,
+                                                                                   monkeypatch, capsys):
+    from sweeper.driver import SweepOptions, run_sweep
+
+    monkeypatch.chdir(tmp_path)
+    modes = ["refused", "diverged", "inf_last", "no_objective", "plain"]
+    (tmp_path / "outcomes.py").write_text(FUNCTION)
+    (tmp_path / "outcomes.yaml").write_text(textwrap.dedent(f"""\
+        name: outcomes-{uuid.uuid4().hex[:8]}
+        entrypoint: outcomes:fit
+        objective: {{metric: val_acc, direction: maximize}}
+        targets: {{test_acc: 95%}}
+        params:
+          mode: {{type: categorical, choices: {modes}}}
+        scheduler: {{type: none}}
+        budget: {{trials: 5, max_concurrent: 1, stop_on_target: true}}
+        enqueue: [{", ".join(f"{{mode: {m}}}" for m in modes)}]
+        resources: {{cpu: 1}}
+        """))
+    url = f"sqlite:///{Path(tmp_path) / 'sweeps.db'}"
+    study = run_sweep(SweepOptions(space=str(tmp_path / "outcomes.yaml"), storage=url))
+    out = " ".join(capsys.readouterr().out.split())
+    trials = optuna.load_study(study_name=study.study_name, storage=url).get_trials()
+    assert [t.state for t in trials] == [TS.FAIL] * 4 + [TS.COMPLETE]  # not stopped after no_objective
+    assert [t.params["mode"] for t in trials] == modes
+    assert [t.user_attrs.get("stop_reason") for t in trials[:4]] == [None, "nan", "nan", None]
+    assert trials[0].user_attrs["error"].startswith("ConfigError: device='cuda'")
+    assert trials[1].user_attrs["error"] == "NonFiniteLossError: non-finite loss (nan) at step 3"
+    assert trials[2].user_attrs["error"] == "the training function ended with val_acc = inf"
+    assert trials[3].user_attrs["error"] == "the training function returned without reporting 'val_acc'"
+    assert "the targets are met" not in out and "targets not met" in out
