@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ from storage import attrs
 
 HEARTBEAT_INTERVAL_S = 10
 GRACE_PERIOD_S = 60  # six missed heartbeats: a busy database or a long GC pause is not a dead driver
+CLAIM_SETTLE_S = 0.5  # far longer than a read and a write of one attr take, short next to a trial
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,11 @@ def claim(study: optuna.Study, trial: FrozenTrial, driver: Driver) -> optuna.Tri
         return None
     live = optuna.Trial(study, trial._trial_id)
     live.set_user_attr(attrs.DRIVER, driver.as_attr())
+    # Two drivers resumed at once may both have read the dead owner, and both written themselves: the storage has no
+    # compare-and-set, so each reads back after both writes are in, and the one written last trains the trial
+    time.sleep(CLAIM_SETTLE_S)
+    if study._storage.get_trial(trial._trial_id).user_attrs.get(attrs.DRIVER) != driver.as_attr():
+        return None
     live.set_user_attr(attrs.RESUMED, int(trial.user_attrs.get(attrs.RESUMED, 0)) + 1)
     record_heartbeat(study, trial._trial_id)
     return live

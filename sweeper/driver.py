@@ -69,7 +69,7 @@ from trials.entrypoint import DEFAULT_ENTRYPOINT
 from trials.errors import DataError
 
 INTERRUPT_DRAIN_S = 10.0  # Ctrl-C waits this long at most for queued writes; what is left runs again on resume
-CREATOR_WAIT_S = 2.0  # a study with neither trials nor checkpoint folder: the driver creating it writes that next
+CREATOR_WAIT_S = 2.0  # a study found without its checkpoint folder: the driver creating it writes that last
 
 
 @dataclass(frozen=True)
@@ -489,21 +489,24 @@ def open_study(spec: Spec, url: str, space: str | None, results_root: Path = Pat
     attributes = {k: v for k, v in study_attrs(spec, space).items() if v is not None}
     study, created = create_or_load_study(storage, spec.name, spec.direction, build_sampler(spec),
                                           study_attrs=attributes)
-    held = len(study.get_trials(deepcopy=False))
-    if not created and not held:  # a driver creating it this moment writes the folder next: share it, not race it
+    if not created:  # a driver creating it this moment enqueues its rows, then writes the folder: wait for both
         deadline = time.monotonic() + CREATOR_WAIT_S
         while attrs.CHECKPOINTS not in study.user_attrs and time.monotonic() < deadline:
             time.sleep(0.1)
+    found = study.get_trials(deepcopy=False)
+    held = len(found)
     created = created or not held  # new: this very call may have created it before a lost answer, and been retried
-    if attrs.CHECKPOINTS not in study.user_attrs:  # a study from before the attr checkpoints where it always did
-        folder = f"{spec.name}-{secrets.token_hex(4)}" if created else spec.name
-        study.set_user_attr(attrs.CHECKPOINTS, str(results_root.resolve() / "checkpoints" / folder))
     trials = held
     for point in spec.enqueue:  # on resume too: rows added since; those already there (run or waiting) are skipped
         if trials >= spec.budget.trials:
             break  # a row past the budget would wait in the study for good; a resume with a larger one adds it
         study.enqueue_trial(point, skip_if_exists=True)
         trials = len(study.get_trials(deepcopy=False))
+    if attrs.CHECKPOINTS not in study.user_attrs:
+        # a trial that ran with no folder recorded is from before the attr: its checkpoints are where they always were
+        ran = any(t.state != optuna.trial.TrialState.WAITING for t in found)
+        folder = spec.name if ran else f"{spec.name}-{secrets.token_hex(4)}"
+        study.set_user_attr(attrs.CHECKPOINTS, str(results_root.resolve() / "checkpoints" / folder))
     if not created:
         study.sampler = build_sampler(spec, resumed_after=held)
     if study.user_attrs.get(attrs.SPEC) != attributes[attrs.SPEC]:  # found without trials, as an interrupt left it

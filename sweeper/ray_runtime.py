@@ -12,11 +12,14 @@ import os
 import re
 import signal
 import socket
+import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import optuna
 
+from storage.urls import mask_url
 from sweeper.errors import BadInput
 
 # Tune must not chdir trials into its results folder (relative data paths would break), nor take over
@@ -126,11 +129,30 @@ def start_ray(address: str | None = None) -> None:
     # it; the driver's Python handler says what a SIGTERM does (the workers, processes of their own, keep theirs)
     ray_constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER = True
     on_sigterm = signal.getsignal(signal.SIGTERM)  # ray.init replaces it with sys.exit(15)
+    mask_passwords_in_command_line()
     try:
         _init_ray(address)
     finally:
         if callable(on_sigterm) and threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, on_sigterm)  # the program's own (the driver's: a Ctrl-C), Ray's otherwise
+
+
+def mask_passwords_in_command_line() -> None:
+    """Retitle this process with every storage password in its command line masked.
+
+    ``ray.init`` records the driver's command line as its job's entrypoint, which anyone with access to the cluster
+    can list for as long as it runs; a ``--storage`` URL there would carry its password into Ray's job table. (The
+    title is what ``ps`` shows from now on too.) Only where ``/proc`` says what the command line is.
+    """
+    try:
+        args = [arg.decode(errors="replace") for arg in Path("/proc/self/cmdline").read_bytes().split(b"\0")[:-1]]
+    except OSError:
+        return
+    masked = [mask_url(arg) for arg in args]
+    if masked != args:
+        from ray._raylet import setproctitle
+
+        setproctitle(subprocess.list2cmdline(masked))
 
 
 def _init_ray(address: str) -> None:

@@ -16,7 +16,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from optuna.exceptions import UpdateFinishedTrialError
+
 from storage.retry import OutagePolicy, StorageUnavailable
+from sweeper.console import err_console
 
 _logger = logging.getLogger(__name__)
 
@@ -26,6 +29,7 @@ class StudyWriter:
         self.policy = policy
         self.error: BaseException | None = None  # the first write that failed for good; later writes are dropped
         self._queue: queue.Queue[Callable[[], Any] | None] = queue.Queue()
+        self._taken: set[str] = set()  # trials another driver finished, as Optuna names them
         self._thread = threading.Thread(target=self._run, name="sweeper-study-writer", daemon=True)
         self._thread.start()
 
@@ -64,6 +68,12 @@ class StudyWriter:
                     self.policy.call(write)
             except StorageUnavailable as exc:
                 self.error = exc
+            except UpdateFinishedTrialError as exc:  # not a bug: a trial this driver ran was taken from it
+                if str(exc) not in self._taken:  # once per trial, not once per epoch
+                    self._taken.add(str(exc))
+                    err_console.print(f"[yellow]{exc}[/] Another driver carried it on while this one could not "
+                                      "reach the storage, or judged this one gone: its record stands, and what this "
+                                      "driver trained of it is dropped.", markup=True)
             except Exception as exc:  # a real bug: the sweep stops and flush() raises it in the driver
                 _logger.debug("study write failed", exc_info=True)
                 self.error = exc

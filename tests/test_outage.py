@@ -455,6 +455,25 @@ def test_a_study_created_before_a_lost_answer_still_gets_the_spaces_enqueued_poi
     close_storage(study._storage._backend)  # Optuna wraps the RDB storage in a cache
 
 
+def test_a_trial_another_driver_finished_meanwhile_drops_this_drivers_writes_and_the_sweep_goes_on(tmp_path,
+                                                                                                      capsys):
+    """A driver cut off from the storage past the grace period is taken for dead: another carries its trial on and
+    finishes it. When the storage is back, the first one's queued epochs of that trial found it finished, and the
+    sweep crashed with UpdateFinishedTrialError."""
+    from sweeper.study_writer import StudyWriter
+
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 's.db'}", direction="maximize")
+    taken = study.ask()
+    study.tell(taken, 0.9)  # by the other driver
+    writer = StudyWriter(OutagePolicy(30.0))
+    for epoch in (3, 4):
+        writer.submit(lambda epoch=epoch: taken.report(0.5, step=epoch))
+    writer.flush()  # raises nothing: the sweep goes on
+    assert writer.error is None and study.trials[0].intermediate_values == {}
+    err = capsys.readouterr().err
+    assert err.count("Trial#0 has already finished") == 1 and "Another driver carried it on" in err, err
+
+
 def test_ctrl_c_does_not_wait_for_writes_the_storage_is_refusing():
     """On Ctrl-C the driver drains the writes queued so far, but not during an outage: they run again on resume,
     and the user should not wait the drain's 10 s for a database that is away."""

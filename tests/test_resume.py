@@ -338,6 +338,30 @@ def test_an_orphan_another_driver_carried_on_or_finished_is_not_claimed_again(tm
     assert owners[0].pid == os.getppid() and owners[2] == Driver.current()
 
 
+def test_two_drivers_resumed_at_once_carry_an_orphan_on_once(tmp_path):
+    """Both read the dead owner before either wrote itself: both trained the trial, in one checkpoint folder, and
+    the one that finished second crashed on a trial already finished."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from storage.resume import claim
+
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    study, _ = create_or_load_study(open_storage(url), "orphans", "maximize")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+        study.ask().set_user_attr(attrs.DRIVER, Driver(socket.gethostname(), dead.pid, None).as_attr())
+    [orphan] = orphaned_trials(study)
+    drivers = [Driver("host-a", 1, None), Driver("host-b", 2, None)]  # each with a study of its own, as processes
+    studies = [optuna.load_study(study_name="orphans", storage=open_storage(url)) for _ in drivers]
+    with ThreadPoolExecutor(2) as pool:
+        claims = list(pool.map(lambda i: claim(studies[i], orphan, drivers[i]), range(2)))
+    assert sum(c is not None for c in claims) == 1, claims
+    winner = drivers[[c is not None for c in claims].index(True)]
+    assert study.trials[0].user_attrs[attrs.DRIVER] == winner.as_attr()
+
+
 def test_a_new_trial_starts_without_the_checkpoint_a_deleted_study_left_under_its_number(tmp_path):
     from search_spaces.loader import load_spec
     from storage.retry import OutagePolicy

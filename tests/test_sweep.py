@@ -370,6 +370,23 @@ def test_two_drivers_creating_one_study_at_once_checkpoint_into_one_folder(tmp_p
     assert study.user_attrs[attrs.CHECKPOINTS] == creators_folder
 
 
+def test_two_drivers_creating_one_study_at_once_enqueue_the_spaces_points_once(tmp_path):
+    """Each checked that a point was not queued yet, then queued it: the budget went on each point twice."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from search_spaces.loader import load_spec, resolve_space_path
+    from sweeper.driver import open_study
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    spec = load_spec(resolve_space_path("asl20"))
+    optuna.create_study(study_name="another", storage=url)  # Optuna's tables, made once before
+    with ThreadPoolExecutor(2) as pool:
+        opened = list(pool.map(lambda _: open_study(spec, url, "asl20", tmp_path), range(2)))
+    assert sorted(created for _, created in opened) == [False, True]
+    waiting = load(url, spec.name).get_trials(states=(TS.WAITING,))
+    assert [t.system_attrs["fixed_params"] for t in waiting] == spec.enqueue and len(spec.enqueue) == 2
+
+
 def test_a_sweep_refuses_a_sqlite_file_of_another_application_and_leaves_it_unchanged(tmp_path):
     """A mistyped --storage must not add Optuna's tables to another program's database, or switch it to WAL."""
     import sqlite3
@@ -636,6 +653,21 @@ def test_ray_start_keeps_a_programs_own_sigterm_handler(tmp_path):
     proc = subprocess.run([sys.executable, "-c", SIGTERM_WATCH], capture_output=True, text=True, cwd=tmp_path,
                           timeout=120)
     assert proc.stdout.split() == ["True", "1", "True"], proc.stdout + proc.stderr
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads the command line from /proc")
+def test_a_storage_password_on_the_command_line_reaches_neither_rays_job_table_nor_ps(tmp_path):
+    """Ray records the driver's command line as its job's entrypoint, which anyone on a cluster can list."""
+    code = ("import ray\nfrom ray._private import state\nfrom sweeper.ray_runtime import start_ray\nstart_ray()\n"
+            "print(repr([job['Entrypoint'] for job in state.jobs()]))\n"
+            "print(repr(open('/proc/self/cmdline', 'rb').read()))")
+    proc = subprocess.run([sys.executable, "-c", code, "run", "--storage", "postgresql://me:S3cretPW9x@db/sweeps",
+                           "--set", "storage=postgresql://me:An0therPW@db/x"], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=120)
+    entrypoints, cmdline = proc.stdout.splitlines()  # cmdline: what ps shows
+    for shown in (entrypoints, cmdline):
+        assert "postgresql://me:***@db/sweeps" in shown and "storage=postgresql://me:***@db/x" in shown, shown
+    assert "S3cretPW9x" not in proc.stdout and "An0therPW" not in proc.stdout, proc.stdout + proc.stderr
 
 
 GHOST_TRAIN = """
