@@ -317,6 +317,7 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
                   + (f" (groups of up to {spec.resources.fuse})" if spec.resources.fuse > 1 else ""), markup=True)
     checkpoints = checkpoint_folder(study, results_root)
     if not created:
+        orphans = policy.call(lambda: record_stopped(study, orphans, checkpoints))
         policy.call(lambda: print_resume_summary(study, orphans, checkpoints))
 
     from ray import tune
@@ -519,6 +520,28 @@ def checkpoint_folder(study: optuna.Study, results_root: Path) -> Path:
     where that run's results folder is not on this machine, a folder of the same name under this run's."""
     stored = Path(study.user_attrs.get(attrs.CHECKPOINTS) or results_root / "checkpoints" / study.study_name)
     return stored if stored.parent.is_dir() else results_root / "checkpoints" / stored.name
+
+
+def record_stopped(study: optuna.Study, orphans: list[optuna.trial.FrozenTrial], checkpoints: Path
+                   ) -> list[optuna.trial.FrozenTrial]:
+    """Record PRUNED the orphans the last run stopped, but could not tell the study before its storage went away
+    for good (see :func:`sweeper.trainable.note_stopped`); returns the orphans left to carry on."""
+    from sweeper.trainable import stopped_note  # after Ray's start: it imports Tune
+
+    left = []
+    for trial in orphans:
+        note = stopped_note(str(checkpoints), trial.number)
+        if note is None:
+            left.append(trial)
+            continue
+        live = optuna.Trial(study, trial._trial_id)
+        for key, value in note.items():
+            live.set_user_attr(key, value)
+        study.tell(live, state=optuna.trial.TrialState.PRUNED, skip_if_finished=True)
+        console.print(f"#{trial.number} PRUNED, recorded now: the last run stopped it after epoch "
+                      f"{note.get(attrs.EPOCHS_RUN, '?')} ({note.get(attrs.STOP_REASON)}), and its storage went away "
+                      "before that was written")
+    return left
 
 
 def print_resume_summary(study: optuna.Study, orphans: list[optuna.trial.FrozenTrial], checkpoints: Path) -> None:

@@ -37,6 +37,7 @@ from sweeper.trainable import (
     NON_FINITE_ERROR,
     RESULT_KEYS,
     TrainingFunctionError,
+    note_stopped,
 )
 
 RECORDED_EPOCH_KEYS = ("epoch", "train_loss", "val_loss", "val_top1", "val_top3", "val_top5")
@@ -146,6 +147,7 @@ class StudyRecorder(DriverOnly, Callback):
             ended = self.spec.budget.stop_on_target and self.target_reached
             user_attrs[attrs.STOP_REASON] = attrs.STOP_SWEEP_STOPPED if ended else attrs.STOP_PRUNED
             user_attrs[attrs.EPOCHS_RUN] = int(result.get("epoch", 0) or 0)
+            note_stopped(self.searcher.checkpoints, optuna_trial.number, user_attrs)  # lest an outage lose the tell
             self.writer.submit(lambda: self._finish(optuna_trial, result, user_attrs,
                                                     state=optuna.trial.TrialState.PRUNED))
 

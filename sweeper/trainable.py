@@ -7,6 +7,8 @@ retried or resumed trial finds its epochs again even when Ray's results folder i
 
 from __future__ import annotations
 
+import contextlib
+import json
 import math
 import os
 import threading
@@ -27,6 +29,7 @@ NON_FINITE_ERROR = "NonFiniteLossError"
 # True in a final report whose objective the function neither reported nor returned: the worst value there is a
 # stand-in for Tune (which wants the metric in every result), not a value to record
 NO_OBJECTIVE_KEY = "sweeper_no_objective"
+STOPPED_FILE = "stopped.json"  # in a trial's checkpoint folder: the driver stopped it (see note_stopped)
 NODE_KEY = "sweeper_node"  # which Ray node ran the trial, recorded as the trial's `node` attr
 RESULT_KEYS = "sweeper_result_keys"  # names of what the training function returned, recorded as trial user attrs
 
@@ -49,6 +52,28 @@ def stand_in(exc: Exception) -> TrainingFunctionError:
 def trial_checkpoint_dir(checkpoints: str, number: int) -> Path:
     """A trial's own folder in its study's checkpoint folder (the study attr ``checkpoints``)."""
     return Path(checkpoints) / f"trial-{number:05d}"
+
+
+def note_stopped(checkpoints: str, number: int, user_attrs: dict[str, Any]) -> None:
+    """Keep the driver's decision to stop a trial (PRUNED, and its attrs) beside the trial's checkpoints.
+
+    The study is told through the writer's queue; should the storage stay away until the sweep gives up (exit 75),
+    that tell is never written, and a resume would carry the trial on to its last epoch, unpruned. A note that
+    cannot be written (a results folder this machine cannot reach) only loses that safety net.
+    """
+    with contextlib.suppress(OSError):
+        folder = trial_checkpoint_dir(checkpoints, number)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / STOPPED_FILE).write_text(json.dumps(user_attrs))
+
+
+def stopped_note(checkpoints: str, number: int) -> dict[str, Any] | None:
+    """What :func:`note_stopped` kept for this trial, if anything."""
+    try:
+        note = json.loads((trial_checkpoint_dir(checkpoints, number) / STOPPED_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return note if isinstance(note, dict) else None
 
 
 def run_trial(config: dict[str, Any]) -> None:

@@ -31,7 +31,7 @@ def recorded(tmp_path):
     storage = open_storage(f"sqlite:///{tmp_path / 'sweeps.db'}")
     study = optuna.create_study(study_name="outcomes", storage=storage, direction="maximize")
     writer = StudyWriter(OutagePolicy(30))
-    searcher = SimpleNamespace(study=study, trials={}, carried_on=set())
+    searcher = SimpleNamespace(study=study, trials={}, carried_on=set(), checkpoints=str(tmp_path / "checkpoints"))
     yield study, StudyRecorder(searcher, spec, lambda frozen: None, writer), writer
     close_storage(storage)
 
@@ -163,3 +163,23 @@ def test_a_sweep_records_each_failure_as_what_it_was_and_stops_only_at_a_met_tar
     assert trials[2].user_attrs["error"] == "the training function ended with val_acc = inf"
     assert trials[3].user_attrs["error"] == "the training function returned without reporting 'val_acc'"
     assert "the targets are met" not in out and "targets not met" in out
+
+
+
+def test_a_trial_pruned_as_the_storage_went_away_for_good_is_recorded_pruned_on_resume(recorded):
+    """The PRUNED tell waited in the writer's queue when the sweep gave up on the storage (exit 75): the resume
+    carried the trial on as an orphan and trained it to its last epoch, then recorded it COMPLETE."""
+    from storage.retry import StorageUnavailable
+    from sweeper.driver import record_stopped
+
+    study, recorder, writer = recorded
+    pruned, running = study.ask(), study.ask()
+    writer.fail(StorageUnavailable("the storage stayed away"))  # what is queued from now on is never written
+    finish(recorder, pruned, {"epoch": 4, "val_top3": 0.3})  # no final flag: the scheduler stopped it
+    orphans = study.get_trials(deepcopy=False)  # as the resume finds them: their driver is gone
+    assert [t.state for t in orphans] == [TS.RUNNING, TS.RUNNING]
+    left = record_stopped(study, orphans, Path(recorder.searcher.checkpoints))
+    assert [t.number for t in left] == [running.number]
+    trial = study.trials[pruned.number]
+    assert trial.state == TS.PRUNED and trial.user_attrs["stop_reason"] == "pruned"
+    assert trial.user_attrs["epochs_run"] == 4 and trial.user_attrs["val_top3"] == 0.3
