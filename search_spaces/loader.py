@@ -247,15 +247,20 @@ def _model_at(path: Sequence[Any]) -> Any:
 
 def _issue(file: str, lines: dict[Atoms, int], origins: list[tuple[Atoms, str, int | None]], path: Sequence[Any],
            message: str) -> SpecIssue:
-    """Where a problem's value came from: the last override that set it or a part of it, else the file."""
+    """Where a problem's value came from: the last override that set it or a part of it, or that set a training
+    setting the message quotes (``--set epochs=2``: warmup_epochs=3.0 is not allowed ... (epochs=2)), else the file."""
     at, field = atoms(path), ".".join(map(str, path))
     line = next((lines[at[:n]] for n in range(len(at), 0, -1) if at[:n] in lines), None)
     for over, label, over_line in reversed(origins):
         if at[:len(over)] == over:  # it set this value, or a section holding it
             return SpecIssue(file, over_line, field, message, label)
+        # it changed this value, a sibling, or the param of an enqueued value (enqueue.N.KEY; a whole row has none)
         if over[:len(at)] == at or (at[:-1] and over[:len(at) - 1] == at[:-1]) or \
-                (at[:1] == ("enqueue",) and over[:1] == ("params",) and over[1:len(at) - 1] == at[2:]):
-            return SpecIssue(file, line, field, message, label)  # it changed this value, a sibling, or its param
+                (at[:1] == ("enqueue",) and len(at) > 2 and over[:1] == ("params",) and over[1:len(at) - 1] == at[2:]):
+            return SpecIssue(file, line, field, message, label)
+        setting = ".".join(over[1:]) if over[:1] == ("training",) else ""
+        if setting and re.search(rf"(?<![\w.]){re.escape(setting)}=", message):  # it set what the refusal quotes
+            return SpecIssue(file, line, field, f"{message}; with {label}, change {field} too", label)
     return SpecIssue(file, line, field, message)
 
 

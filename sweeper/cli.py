@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -9,10 +10,11 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn, Optional
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Optional, TextIO
 
 import typer
 from rich.markup import escape
+from typer.core import TyperGroup
 
 from storage.retry import StorageUnavailable
 from sweeper.console import console, err_console
@@ -26,9 +28,45 @@ from sweeper.errors import (
 )
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from sweeper.driver import SweepOptions
 
+
+def _to_devnull(stream: TextIO) -> None:
+    """Point ``stream`` at /dev/null: its reader went away (``sweeper status | head -1``) with all it wanted, so
+    later writes and the flush at exit go nowhere instead of failing (the recipe in Python's signal docs, "Note on
+    SIGPIPE")."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
+
+
+def _quiet_when_reader_gone(out: Console) -> None:
+    """rich exits 1 when the reader of a console's stream went away (``sweeper run ... | head``): that console goes
+    quiet instead, and a sweep runs on to its own exit code."""
+
+    def reader_gone() -> None:
+        out.quiet = True
+        _to_devnull(out.file)
+
+    out.on_broken_pipe = reader_gone  # rich's hook for this (it suggests a subclass; the consoles are shared)
+
+
+class _Commands(TyperGroup):
+    """The commands, for which a reader that went away is no error: typer would exit 1, which ``sweeper run``
+    means for a sweep whose every trial failed."""
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        try:
+            result = super().invoke(ctx)
+            sys.stdout.flush()  # here, not at exit: output still buffered may find the reader gone too
+            return result
+        except BrokenPipeError:  # a plain write (--format json); the consoles' own are quiet, see main()
+            _to_devnull(sys.stdout)
+            return None
+
+
 app = typer.Typer(
+    cls=_Commands,
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -199,8 +237,9 @@ def _leave(code: int, message: str = "") -> NoReturn:
     kill_local_ray_before_exit()
     if message:
         err_console.print(message, markup=True)
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(BrokenPipeError):  # `sweeper run ... | head`: the reader went away, the code stands
+            stream.flush()
     os._exit(code)
 
 
@@ -287,7 +326,10 @@ def status(
 @app.command()
 def report(
     name: StudyName,
-    output: Annotated[Optional[Path], typer.Option("-o", "--output", metavar="FILE", help="HTML file (default: NAME-report.html).")] = None,  # noqa: UP045, E501
+    # text, not a Path: a Path drops the slash of -o reports/, the folder (made if missing) to write into
+    output: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        "-o", "--output", metavar="FILE", help="HTML file, or DIR/ for NAME-report.html in it (default: "
+                                               "NAME-report.html).")] = None,
     top: Annotated[int, typer.Option(metavar="N", help="Trials in the learning curves and the table.")] = 10,
     storage: StorageFlag = None,
 ) -> None:
@@ -324,8 +366,11 @@ def best(name: StudyName, storage: StorageFlag = None, format_: OutputFormat = "
 
 
 def main() -> None:
-    """Console-script entry: bad input is one message and exit 2, a storage that stayed away exit 75."""
+    """Console-script entry: bad input is one message and exit 2, a storage that stayed away exit 75, a reader that
+    went away (``sweeper status | head -1``) no error at all."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for out in (console, err_console):
+        _quiet_when_reader_gone(out)
     try:
         app()  # Ctrl-C: typer exits 130
     except StorageUnavailable as exc:

@@ -230,20 +230,23 @@ def _time(moment: datetime) -> str:
 
 
 # --- report -----------------------------------------------------------------------------------------------------
-def report(storage: optuna.storages.BaseStorage, url: str, name: str, output: Path | None, top: int) -> Path:
-    """Write the study's HTML report to ``output`` (default ``<study>-report.html``) and say where it went."""
+def report(storage: optuna.storages.BaseStorage, url: str, name: str, output: str | None, top: int) -> Path:
+    """Write the study's HTML report to ``output`` (default ``<study>-report.html``) and say where it went: a folder
+    (``reports/``, made if missing, or one that exists) gets ``<study>-report.html`` in it."""
     if top < 1:
         raise BadInput(f"--top must be at least 1, not {top}.")
     view = load_view(storage, name, url)
-    path = output or Path(f"{_file_safe(name)}-report.html")
-    if path.is_dir():  # -o reports/: the usual file name, in that folder
+    folder = output is not None and output.endswith(("/", os.sep))  # -o reports/ (a Path drops the slash)
+    path = Path(output or f"{_file_safe(name)}-report.html")
+    if folder or path.is_dir():
         path = path / f"{_file_safe(name)}-report.html"
     if path.suffix.lower() not in ("", ".html", ".htm"):  # a report.csv would be HTML all the same
         raise BadInput(f"Cannot write the report to {str(path)!r}: it is an HTML page; name the file .html.")
-    if not path.parent.is_dir():
+    if not folder and not path.parent.is_dir():
         raise BadInput(f"Cannot write the report to {str(path)!r}: the folder {str(path.parent)!r} does not exist.")
     page = build_report(view, url=url, top=top)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)  # only a -o DIR/ may be missing by now
         path.write_text(page, encoding="utf-8")
     except OSError as exc:
         raise BadInput(f"Cannot write the report to {str(path)!r}: {exc.strerror or exc}.") from None

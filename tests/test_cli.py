@@ -251,3 +251,57 @@ def test_an_error_on_line_100_shows_its_number_not_an_emoji(tmp_path):
     (tmp_path / "long.yaml").write_text("#\n" * 98 + "params:\n  lr: {type: float, low: 0.01, high: 0.001}\n")
     proc = sweeper("validate", "long.yaml", cwd=tmp_path)
     assert proc.returncode == 2 and proc.stderr.startswith("error: long.yaml:100: params.lr.low:"), proc.stderr
+
+
+
+def closed_stdout(*args, cwd, buffered=True):
+    """``python ARGS`` whose reader went away before its first line (``sweeper status | head -1``, deterministic).
+    ``buffered``: stdout as in a shell (block-buffered, written when full and at exit), else PYTHONUNBUFFERED."""
+    reader, writer = os.pipe()
+    os.close(reader)
+    env = {**{k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}, "COLUMNS": "200"}
+    try:
+        return subprocess.run([sys.executable, *args], stdout=writer, stderr=subprocess.PIPE, text=True, cwd=cwd,
+                              timeout=300, env=env if buffered else {**env, "PYTHONUNBUFFERED": "1"})
+    finally:
+        os.close(writer)
+
+
+@pytest.mark.parametrize(("args", "buffered"), [(["status"], True), (["status", "--format", "json"], False),
+                                                (["best", "s0", "--format", "json"], True)],
+                         ids=["table", "json-written-at-once", "json-written-at-the-end"])
+def test_a_reader_that_went_away_is_no_error(tmp_path, args, buffered):
+    """typer and rich exit 1 on a broken pipe, silently: the code `sweeper run` gives a sweep whose every trial
+    failed. The table goes through rich, the JSON through sys.stdout, its buffer flushed as the command ends."""
+    import optuna
+
+    for name in ("s0", "s1", "s2"):
+        optuna.create_study(study_name=name, storage=f"sqlite:///{tmp_path / 'sweeps.db'}").optimize(
+            lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+    proc = closed_stdout("-m", "sweeper.cli", *args, "--storage", "sqlite:///sweeps.db", cwd=tmp_path,
+                         buffered=buffered)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+
+
+def test_a_finished_sweep_whose_reader_went_away_keeps_its_exit_code(tmp_path):
+    """`sweeper run` leaves with os._exit after flushing stdout: output still buffered there (a plain print, Ray's
+    forwarded worker lines) must not turn a finished sweep into exit 1."""
+    proc = closed_stdout("-c", "import sys; from sweeper.cli import _leave; sys.stdout.write('buffered'); _leave(0)",
+                         cwd=tmp_path)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+
+
+@pytest.mark.slow
+def test_a_sweep_whose_reader_went_away_runs_to_its_end(tmp_path):
+    """`sweeper run ... | head -3` stopped the sweep at its next line and exited 1; now it trains every trial."""
+    shutil.copy(os.path.join(os.path.dirname(__file__), "fixtures", "scripted_train.py"), tmp_path)
+    (tmp_path / "s.yaml").write_text("name: piped\nentrypoint: scripted_train:train\nobjective: {metric: score, "
+                                     "direction: maximize}\ntraining: {epochs: 2, sleep: 0.01}\n"
+                                     "params:\n  x: {type: float, low: 0.1, high: 1.0}\n"
+                                     "budget: {trials: 2, max_concurrent: 1}\nresources: {cpu: 1}\n")
+    proc = closed_stdout("-m", "sweeper.cli", "run", "s.yaml", "--storage", "sqlite:///s.db", cwd=tmp_path)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    import optuna
+
+    study = optuna.load_study(study_name="piped", storage=f"sqlite:///{tmp_path / 's.db'}")
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 2

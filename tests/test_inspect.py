@@ -161,6 +161,7 @@ def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
             "report": ["report", found.name, "-o", str(folder / "report.html"), *storage],
             "report_small": ["report", found.small, "-o", str(folder / "small.html"), *storage],
             "report_dir": ["report", found.small, "-o", str(folder / "reports"), *storage],
+            "report_new_dir": ["report", found.small, "-o", f"{folder / 'new' / 'reports'}/", *storage],
             "csv": ["export", found.name, "--format", "csv", *storage],
             "json": ["export", found.name, "-o", str(folder / "trials.json"), *storage],
             "best": ["best", found.name, *storage],
@@ -397,6 +398,12 @@ def test_report_table_ranks_top_trials_against_targets(page: Page) -> None:
 def test_report_into_a_folder_takes_the_usual_file_name(backend: Backend) -> None:
     path = backend.folder / "reports" / f"{backend.small}-report.html"
     assert f"wrote {path} (2 trials, " in backend.ok("report_dir").stdout and path.is_file()
+
+
+def test_report_into_a_folder_named_with_a_slash_makes_the_folder(backend: Backend) -> None:
+    """-o new/reports/ is a folder even before it exists (it was written as an HTML file named reports)."""
+    path = backend.folder / "new" / "reports" / f"{backend.small}-report.html"
+    assert f"wrote {path} (2 trials, " in backend.ok("report_new_dir").stdout and path.is_file()
 
 
 def test_report_of_a_small_study_explains_missing_importances(backend: Backend) -> None:

@@ -699,6 +699,21 @@ def test_set_takes_training_keys_where_unambiguous(tmp_path: Path) -> None:
     assert load_spec(user, overrides=["training.width=3"]).trial_config({}) == {"width": 3}
 
 
+@pytest.mark.parametrize(("overrides", "quick"), [
+    (["epochs=2"], False), (["params.dropout.high=0.4", "epochs=2"], False),
+    (["epochs=2", "params.dropout.high=0.4"], False), (["epochs=2"], True)],
+    ids=["alone", "after-a-params-set", "before-a-params-set", "with-quick"])
+def test_the_set_that_made_a_value_wrong_is_named_and_no_other(overrides: list[str], quick: bool) -> None:
+    """--set epochs=2 makes asl20's warmup range and enqueued rows (warmup_epochs 3.0) too long. The rows blamed the
+    last --set params.* (any one) or --quick, the range the file, or --quick, whose warmup fitted its own epochs."""
+    err = errors(BUILTIN_DIR / "asl20.yaml", overrides=overrides, quick=quick)
+    assert [(i.field, i.source) for i in err.issues] == \
+        [(field, "--set epochs=2") for field in ("params.warmup_epochs.high", "enqueue.0", "enqueue.1")], str(err)
+    assert err.line == 53 and find(err, "enqueue.1").startswith(f"{BUILTIN_DIR / 'asl20.yaml'}:93: --set epochs=2:")
+    assert find(err, "params.warmup_epochs.high").endswith(
+        "a number in [0, epochs] (epochs=2); with --set epochs=2, change params.warmup_epochs.high too")
+
+
 def test_empty_set_value_is_null_as_in_yaml() -> None:
     spec = load_spec("asl20", overrides=["storage=sqlite:///x.db", "storage=", "sampler.seed="])
     assert spec.storage is None and spec.sampler.seed is None
