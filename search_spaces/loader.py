@@ -228,6 +228,11 @@ def _messages(error: Mapping[str, Any]) -> list[tuple[tuple[Any, ...], str]]:
         return [(loc, f"must be one of {', '.join(options)} (got {given!r}{'; ' + hint if hint else ''})")]
     if kind == "missing":
         return [(loc, "is required")]
+    if given is None and kind.endswith("_type"):  # `key:` with nothing after it, or --set key=
+        return [(loc, "has no value: give it one, or leave the key out for its default")]
+    if kind == "too_short":
+        least = ctx["min_length"]
+        return [(loc, f"needs at least {least} item{'s' * (least != 1)} (got {reprlib.repr(given)})")]
     scalar = kind != "spec" and (isinstance(given, str | int | float | bool) or given is None)
     return [(loc, error["msg"] + (f" (got {reprlib.repr(given)})" if scalar else ""))]
 

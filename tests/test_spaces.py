@@ -162,7 +162,8 @@ def test_a_study_name_that_would_leave_the_results_folder_is_refused(tmp_path: P
     ("{type: float, low: 0.1, high: 1, log: true, step: 0.1}", "params.x.step", 3, "cannot be combined with log"),
     ("{type: float, low: 0, high: 1, step: 0.3}", "params.x.step", 3, "multiple of step"),
     ("{type: int, low: 1.5, high: 4}", "params.x.low", 3, "should be a valid integer, got a number with a fractional"),
-    ("{type: categorical, choices: []}", "params.x.choices", 3, "List should have at least 1 item"),
+    ("{type: categorical, choices: []}", "params.x.choices", 3, "needs at least 1 item (got [])"),
+    ("{type: float, low: , high: 1}", "params.x.low", 3, "has no value: give it one, or leave the key out"),
     ("{type: categorical, choices: [a, a]}", "params.x.choices.1", 3, "duplicate choice 'a'"),
     ("{type: categorical, choices: [1, true]}", "params.x.choices.1", 3,
      "True is the choice 1 to Optuna (True == 1, False == 0): keep one, or use strings"),
@@ -209,6 +210,8 @@ def test_unknown_keys_everywhere_with_hints(tmp_path: Path) -> None:
     assert "did you mean 'objective'" in find(err, "objectve") and f"{path}:1:" in find(err, "objectve")
     assert find(err, "training.dataset.clases").startswith(f"{path}:4: training.dataset.clases: unknown setting")
     assert "did you mean 'dataset.classes'" in find(err, "training.dataset.clases")
+    group = find(errors(path, overrides=["training.dataset=3"]), "training.dataset")  # not "did you mean dataset.seed"
+    assert "'dataset' names a group of settings, not one setting: set one of dataset.name, dataset.path" in group
     assert f"{path}:9:" in find(err, "sampler.n_startup_trails")
     assert "did you mean 'n_startup_trials'" in find(err, "sampler.n_startup_trails")
     assert "did you mean 'grace_period'" in find(err, "scheduler.grace_periods")

@@ -203,6 +203,8 @@ def did_you_mean(word: Any, options: list[str]) -> str:
 
 
 def unknown_key(key: Any, allowed: list[str], what: str = "key") -> str:
+    if inside := [name for name in allowed if str(name).startswith(f"{key}.")]:  # --set training.dataset=3
+        return f"{key!r} names a group of {what}s, not one {what}: set one of {', '.join(inside)}"
     return f"unknown {what} {key!r}{did_you_mean(key, allowed)}; allowed: {', '.join(allowed) or '(none)'}"
 
 
