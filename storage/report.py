@@ -32,7 +32,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from storage import attrs
 from storage.errors import StorageError
-from storage.target import describe, target_met
+from storage.target import describe, epochs_trained, target_met
 from storage.urls import mask_url
 
 ValueFormatter = Callable[[str, Any], str]  # (metric or param name, value) -> text, e.g. 0.8 -> "80.00%"
@@ -373,8 +373,9 @@ def _top_table(view: StudyView, top: int) -> str:
         values = view.values(trial)
         cells = [_cell(m, values.get(m), view) for m in metrics]
         met = ("yes" if view.met(trial) else "no") if view.targets else "-"
-        extra = [met, str(trial.user_attrs.get(attrs.STOP_REASON, "-")),
-                 str(trial.user_attrs.get(attrs.EPOCHS_RUN, "-"))]
+        # a function of the user's own returns no epochs_run: its reported epochs say how many it trained
+        epochs = trial.user_attrs.get(attrs.EPOCHS_RUN, epochs_trained(trial) if trial.intermediate_values else "-")
+        extra = [met, str(trial.user_attrs.get(attrs.STOP_REASON, "-")), str(epochs)]
         param_cells = [
             f'<td title="{html.escape(repr(trial.params[p]))}">{html.escape(view.fmt(p, trial.params[p]))}</td>'
             if p in trial.params else "<td>-</td>" for p in params]

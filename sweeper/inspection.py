@@ -175,7 +175,7 @@ def _status_row(view: StudyView) -> list[str]:
     if span is not None:  # first trial's start to the last one's end; to now while trials run
         end = datetime.now() if now == "running" else span[1]
         taken = duration(end - span[0]) + (f" ({now})" if now in ("running", "interrupted") else "")
-    met = "-" if not view.targets else (view.met_by() or "no").replace("; ", "\n")
+    met = "-" if not view.targets else (view.met_by() or "no").replace("; ", ";\n")
     return [
         view.study.study_name,
         "\n".join(f"{n} {state}" for state, n in states.items()) or "none",

@@ -425,6 +425,17 @@ def test_report_best_so_far_skips_a_metric_that_was_nan() -> None:
     assert next(t for t in figure["data"] if t["name"] == "best so far")["y"] == [None, 0.7, 0.7]
 
 
+def test_report_table_counts_the_epochs_a_users_function_reported() -> None:
+    """A function of one's own returns no epochs_run: its row said "-" for epochs it had reported."""
+    study = optuna.create_study(direction="maximize")
+    trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    for epoch in (1, 2, 3):
+        trial.report(0.1 * epoch, epoch)
+    study.tell(trial, 0.3)
+    row = re.search(r'<tr data-trial="0">.*?</tr>', build_report(view_of(study), url="sqlite:///:memory:"))
+    assert row and re.findall(r"<td[^>]*>([^<]*)</td>", row[0])[-3:-1] == ["-", "3"], row  # stop reason, epochs
+
+
 def test_report_escapes_text_and_notes_single_params() -> None:
     study = optuna.create_study(direction="minimize", study_name="<b>x</b>")
     study.set_user_attr(attrs.OBJECTIVE, {"metric": "loss", "direction": "minimize"})

@@ -266,7 +266,7 @@ def test_final_table_status_and_report_name_the_first_and_the_best_trial_meeting
     close_storage(storage)
     cell = " ".join(line.split("│")[5].strip() for line in capsys.readouterr().out.splitlines()
                     if line.count("│") > 5 and line.split("│")[5].strip())
-    assert cell == "first met by #1 best trial meeting them: #3"  # the cell's two lines
+    assert cell == "first met by #1; best trial meeting them: #3"  # the cell's two lines: the same words
     page = build_report(inspection.view_of(study), url=url)
     assert f"<th>targets met</th><td>{words}</td>" in page
 
