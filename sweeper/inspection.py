@@ -22,6 +22,7 @@ import optuna
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
+from storage import attrs
 from storage.engine import as_storage_error, close_storage, open_storage
 from storage.errors import StorageError
 from storage.export import FORMATS, json_safe, trial_rows, write_rows
@@ -131,12 +132,18 @@ def activity(view: StudyView) -> str:
     """``running`` (a live driver's trials run), ``interrupted`` (RUNNING trials whose driver died), ``finished``
     (nothing runs now; running it again may still add trials) or ``empty`` (no trial started yet)."""
     running = view.states().get("RUNNING", 0)
-    orphans = len(orphaned_trials(view.study)) if running else 0
+    # another tool's trials say nothing of their driver: sweeper cannot tell them dead, nor resume them
+    orphans = len(orphaned_trials(view.study)) if running and is_sweepers(view) else 0
     if running > orphans:
         return "running"
     if running:
         return "interrupted"
     return "finished" if view.time_span() is not None else "empty"
+
+
+def is_sweepers(view: StudyView) -> bool:
+    """Whether sweeper made the study (it stores its spec), not another tool sharing the storage."""
+    return attrs.SPEC in view.study.user_attrs
 
 
 def study_summary(view: StudyView) -> dict[str, Any]:
@@ -212,7 +219,7 @@ def _details(view: StudyView) -> None:
     if span is not None:
         console.print(f"trials from {span[0].isoformat(sep=' ', timespec='seconds')} to "
                       f"{span[1].isoformat(sep=' ', timespec='seconds')}", markup=False)
-    orphans = orphaned_trials(view.study)
+    orphans = orphaned_trials(view.study) if is_sweepers(view) else []
     if orphans:
         console.print(f"interrupted: {', '.join(f'#{t.number}' for t in orphans)} "
                       f"{'was' if len(orphans) == 1 else 'were'} running when their driver "

@@ -270,6 +270,7 @@ def test_status_tells_a_dead_driver_on_another_host_from_a_live_one(storage_url:
     name = f"remote-{uuid.uuid4().hex[:8]}"
     storage = open_storage(storage_url, heartbeat_interval=10, grace_period=GRACE_PERIOD_S)
     study = optuna.create_study(storage=storage, study_name=name)
+    study.set_user_attr(attrs.SPEC, {"name": name})  # sweeper's study
     for _ in range(2):
         with warnings.catch_warnings():  # asking outside Study.optimize is what the driver does too
             warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
@@ -292,6 +293,22 @@ def test_status_tells_a_dead_driver_on_another_host_from_a_live_one(storage_url:
     finally:
         close_storage(storage)
         delete_studies(storage_url, [name])
+
+
+def test_status_does_not_call_another_tools_running_trials_interrupted(tmp_path: Path) -> None:
+    """A plain Optuna study on the same storage records no driver: sweeper took its live trials for a dead
+    driver's, and told the user to `sweeper resume` a study it cannot resume."""
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    study = optuna.create_study(storage=url, study_name="foreign")
+    study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    proc = subprocess.run([sys.executable, "-m", "sweeper.cli", "status", "foreign", "--storage", url],
+                          capture_output=True, text=True, cwd=tmp_path, env=env(), timeout=120)
+    assert proc.returncode == 0 and "interrupted" not in proc.stdout and "sweeper resume" not in proc.stdout, \
+        proc.stdout + proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "sweeper.cli", "status", "--format", "json", "--storage", url],
+                          capture_output=True, text=True, cwd=tmp_path, env=env(), timeout=120)
+    [summary] = json.loads(proc.stdout)["studies"]
+    assert summary["state"] == "running" and summary["interrupted_trials"] == [], summary
 
 
 def test_status_of_one_study_adds_its_details(backend: Backend) -> None:
