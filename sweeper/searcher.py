@@ -57,6 +57,10 @@ class StudySearcher(DriverOnly, Searcher):
         """The next trial's config; ``None`` ("not now") while the storage is away, so Tune's loop goes on."""
         if self.stopped or self.policy.overdue():
             return Searcher.FINISHED
+        if self.policy.in_outage and self.writer.pending:
+            # the writer probes the storage already; a probe here would hold Tune's loop, which also stops the
+            # sweep at --storage-timeout, for as long as the storage makes it wait (10 s a try on a locked SQLite)
+            return None
         # the trial that freed this slot was told on the writer's thread: the sampler must see its result (else TPE's
         # constant liar counts it as a bad one), so give the queue a moment; an outage is not waited for
         self.writer.drain(TELL_WAIT_S)

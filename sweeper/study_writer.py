@@ -36,6 +36,11 @@ class StudyWriter:
     def submit(self, write: Callable[[], Any]) -> None:
         self._queue.put(write)
 
+    @property
+    def pending(self) -> bool:
+        """Whether writes wait (and so, during an outage, the writer probes the storage)."""
+        return self._queue.unfinished_tasks > 0
+
     def fail(self, error: BaseException) -> None:
         """Stop writing: the sweep is ending on ``error``, and what is still queued stays unrecorded."""
         self.error = self.error or error

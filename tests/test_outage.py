@@ -517,3 +517,42 @@ def test_asks_during_an_outage_start_no_threads():
     away.clear()  # the storage is back: the write lands and the outage ends
     writer.flush()
     assert not writer.policy.in_outage and writer.error is None
+
+
+def test_asks_during_an_outage_leave_the_probing_to_the_writer(tmp_path):
+    """Tune's loop asks for a trial about every 0.1 s, and each ask probed the storage too: on a SQLite file another
+    process locked, a probe waits out the 10 s busy timeout, so Tune's loop stood still, and with it the check that
+    ends the sweep at --storage-timeout (a 5 s budget ran out after a minute)."""
+    import sqlalchemy
+
+    from search_spaces.loader import load_spec
+    from storage.resume import Driver
+    from sweeper.searcher import StudySearcher
+    from sweeper.study_writer import StudyWriter
+
+    storage = open_storage(f"sqlite:///{tmp_path / 'sweeps.db'}")
+    study = optuna.create_study(study_name="probes", storage=storage, direction="maximize")
+    away = threading.Event()
+    away.set()
+
+    def write() -> None:
+        if away.is_set():
+            time.sleep(0.5)  # SQLite's busy wait (10 s), shortened
+            raise sqlite3.OperationalError("database is locked")
+
+    policy = OutagePolicy(60.0, first_delay_s=0.05, max_delay_s=0.05)
+    writer = StudyWriter(policy)
+    searcher = StudySearcher(study, load_spec("spaces/asl20.yaml", quick=True), checkpoints=str(tmp_path), budget=3,
+                             driver=Driver.current(), policy=policy, writer=writer, orphans=[])
+    writer.submit(write)
+    deadline = time.monotonic() + 5
+    while not policy.in_outage and time.monotonic() < deadline:
+        time.sleep(0.05)
+    statements = []
+    sqlalchemy.event.listen(storage.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    time.sleep(0.2)  # the writer is inside its next probe, and the policy's probe time has passed
+    assert policy.in_outage and searcher.suggest("ray-1") is None and statements == []
+    away.clear()  # the storage is back: the writer's probe finds it, and asks go on
+    writer.flush()
+    assert not policy.in_outage and searcher.suggest("ray-1") is not None
+    close_storage(storage)
