@@ -442,7 +442,7 @@ def check_something_finished(trials: list[optuna.trial.FrozenTrial], name: str) 
 def gpu_slots(gpus: float, per_trial: float) -> int:
     """How many trials of ``per_trial`` GPUs Ray fits on ``gpus``: in floating point 1 // 0.2 is 4.0, and Ray,
     which counts fractions of a GPU in ten-thousandths, places five."""
-    return int(round(gpus * 10_000) // round(per_trial * 10_000))
+    return int(round(gpus * 10_000) // max(1, round(per_trial * 10_000)))
 
 
 def check_local_resources(spec: Spec) -> None:
