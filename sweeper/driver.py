@@ -275,7 +275,16 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
     interrupted = threading.Event()
     resume = f"sweeper resume {spec.name}" + (f" --storage {mask_url(url)}" if options.storage or spec.storage else "")
 
+    # held while the study is created or loaded, which an exit must not cut short (a new SQLite file left with
+    # Optuna's tables but not their version cannot be opened again): leaving takes it, and keeps it
+    opening = threading.Lock()
+
+    def open_it() -> tuple[optuna.Study, bool]:
+        with opening:
+            return policy.call(lambda: open_study(spec, url, options.space, results_root))
+
     def leave() -> None:  # the main thread on an interrupt, and the watcher of one if the main thread is stuck
+        opening.acquire(timeout=INTERRUPT_DRAIN_S)
         writer.drain(INTERRUPT_DRAIN_S)
         fold_sqlite_wal(url)
         exit_on_interrupt(resume)
@@ -283,14 +292,19 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
     watch = leave if exit_on_interrupt else None
     # Ctrl-C or SIGTERM while Ray starts: its processes may already be gone (a signal to the process group), and
     # ray.init would wait a minute on them
-    with noting_interrupts(interrupted, watch), ThreadPoolExecutor(max_workers=2) as pool:
-        opened = pool.submit(policy.call, lambda: open_study(spec, url, options.space, results_root))
-        imported = pool.submit(import_tune_side)
-        if not joining:
-            with environment_without(ENV_VAR):  # a local Ray's processes inherit our environment; they never need it
-                start_ray(options.address)
-        study, created = opened.result()
-        imported.result()
+    try:
+        with noting_interrupts(interrupted, watch), ThreadPoolExecutor(max_workers=2) as pool:
+            opened = pool.submit(open_it)
+            imported = pool.submit(import_tune_side)
+            if not joining:
+                with environment_without(ENV_VAR):  # a local Ray's processes inherit our environment; not this
+                    start_ray(options.address)
+            study, created = opened.result()
+            imported.result()
+    except KeyboardInterrupt:  # the pool's own wait for the study may be what the interrupt cut short
+        if exit_on_interrupt:
+            leave()
+        raise
     if spec.resources.on_gpu is not None and (gpus := ray.cluster_resources().get("GPU", 0)) > 0:
         on_gpu = spec.resources.on_cluster(gpus)
         if on_gpu.fuse > 1:  # on_gpu is what a GPU offers; a space with its own entrypoint still runs there
@@ -317,7 +331,9 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
                   + (f" (groups of up to {spec.resources.fuse})" if spec.resources.fuse > 1 else ""), markup=True)
     checkpoints = checkpoint_folder(study, results_root)
     if not created:
-        orphans = policy.call(lambda: record_stopped(study, orphans, checkpoints))
+        from sweeper.searcher import record_stopped  # after Ray's start: it imports Tune
+
+        orphans = policy.call(lambda: record_stopped(study, orphans, str(checkpoints)))
         policy.call(lambda: print_resume_summary(study, orphans, checkpoints))
 
     from ray import tune
@@ -520,28 +536,6 @@ def checkpoint_folder(study: optuna.Study, results_root: Path) -> Path:
     where that run's results folder is not on this machine, a folder of the same name under this run's."""
     stored = Path(study.user_attrs.get(attrs.CHECKPOINTS) or results_root / "checkpoints" / study.study_name)
     return stored if stored.parent.is_dir() else results_root / "checkpoints" / stored.name
-
-
-def record_stopped(study: optuna.Study, orphans: list[optuna.trial.FrozenTrial], checkpoints: Path
-                   ) -> list[optuna.trial.FrozenTrial]:
-    """Record PRUNED the orphans the last run stopped, but could not tell the study before its storage went away
-    for good (see :func:`sweeper.trainable.note_stopped`); returns the orphans left to carry on."""
-    from sweeper.trainable import stopped_note  # after Ray's start: it imports Tune
-
-    left = []
-    for trial in orphans:
-        note = stopped_note(str(checkpoints), trial.number)
-        if note is None:
-            left.append(trial)
-            continue
-        live = optuna.Trial(study, trial._trial_id)
-        for key, value in note.items():
-            live.set_user_attr(key, value)
-        study.tell(live, state=optuna.trial.TrialState.PRUNED, skip_if_finished=True)
-        console.print(f"#{trial.number} PRUNED, recorded now: the last run stopped it after epoch "
-                      f"{note.get(attrs.EPOCHS_RUN, '?')} ({note.get(attrs.STOP_REASON)}), and its storage went away "
-                      "before that was written")
-    return left
 
 
 def print_resume_summary(study: optuna.Study, orphans: list[optuna.trial.FrozenTrial], checkpoints: Path) -> None:

@@ -180,7 +180,9 @@ class StudyRecorder(DriverOnly, Callback):
             self._finish(optuna_trial, result, {**user_attrs, attrs.ERROR: message}, state=optuna.trial.TrialState.FAIL)
         else:
             frozen = self._finish(optuna_trial, result, user_attrs, value=value)
-            if self._meets_targets(user_attrs, value):  # once per study: the first
+            # judged as recorded: another driver may have finished the trial first, and this result was dropped
+            complete = frozen.state == optuna.trial.TrialState.COMPLETE
+            if complete and self._meets_targets(frozen.user_attrs, frozen.value):
                 self.target_reached = True  # already, unless the value is the last recorded epoch's
                 self.writer.submit(lambda: record_target_met(self.study, frozen, finished))  # a write of its own
 

@@ -19,10 +19,11 @@ from search_spaces.schema import Spec
 from storage import attrs
 from storage.resume import Driver, claim, orphaned_trials, own
 from storage.retry import OutagePolicy, Unreachable
+from sweeper.console import console
 from sweeper.driver_only import DriverOnly
 from sweeper.schedulers import ray_mode
 from sweeper.study_writer import StudyWriter
-from sweeper.trainable import META_KEY, trial_checkpoint_dir, worst_value
+from sweeper.trainable import META_KEY, stopped_note, trial_checkpoint_dir, worst_value
 from trials.entrypoint import DEFAULT_ENTRYPOINT
 
 TS = optuna.trial.TrialState
@@ -94,8 +95,8 @@ class StudySearcher(DriverOnly, Searcher):
         never left behind as a RUNNING trial nobody runs.
         """
         self._claim_orphan()
-        if self._pending is None and self._budget_spent():
-            self.orphans = orphaned_trials(self.study)  # another driver on this study died since this one began
+        if self._pending is None and self._budget_spent():  # another driver on this study died since this began
+            self.orphans = record_stopped(self.study, orphaned_trials(self.study), self.checkpoints)
             self._claim_orphan()
             if self._pending is None:
                 return None
@@ -162,3 +163,26 @@ class StudySearcher(DriverOnly, Searcher):
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         """Bookkeeping happens in ``StudyRecorder``, which also sees the error text; nothing to do here."""
+
+
+def record_stopped(study: optuna.Study, orphans: list[optuna.trial.FrozenTrial], checkpoints: str
+                   ) -> list[optuna.trial.FrozenTrial]:
+    """Record PRUNED the orphans their driver stopped, but could not tell the study before its storage went away
+    for good (see :func:`sweeper.trainable.note_stopped`); returns the orphans left to carry on."""
+    left = []
+    for trial in orphans:
+        note = stopped_note(checkpoints, trial.number)
+        if note is None:
+            left.append(trial)
+            continue
+        live = optuna.Trial(study, trial._trial_id)
+        try:
+            for key, value in note.items():
+                live.set_user_attr(key, value)
+            study.tell(live, state=TS.PRUNED, skip_if_finished=True)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # another driver, resumed at the same moment, recorded it
+        console.print(f"#{trial.number} PRUNED, recorded now: its driver stopped it after epoch "
+                      f"{note.get(attrs.EPOCHS_RUN, '?')} ({note.get(attrs.STOP_REASON)}), and its storage went away "
+                      "before that was written")
+    return left

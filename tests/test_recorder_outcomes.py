@@ -170,7 +170,7 @@ def test_a_trial_pruned_as_the_storage_went_away_for_good_is_recorded_pruned_on_
     """The PRUNED tell waited in the writer's queue when the sweep gave up on the storage (exit 75): the resume
     carried the trial on as an orphan and trained it to its last epoch, then recorded it COMPLETE."""
     from storage.retry import StorageUnavailable
-    from sweeper.driver import record_stopped
+    from sweeper.searcher import record_stopped
 
     study, recorder, writer = recorded
     pruned, running = study.ask(), study.ask()
@@ -178,8 +178,49 @@ def test_a_trial_pruned_as_the_storage_went_away_for_good_is_recorded_pruned_on_
     finish(recorder, pruned, {"epoch": 4, "val_top3": 0.3})  # no final flag: the scheduler stopped it
     orphans = study.get_trials(deepcopy=False)  # as the resume finds them: their driver is gone
     assert [t.state for t in orphans] == [TS.RUNNING, TS.RUNNING]
-    left = record_stopped(study, orphans, Path(recorder.searcher.checkpoints))
+    left = record_stopped(study, orphans, recorder.searcher.checkpoints)
     assert [t.number for t in left] == [running.number]
     trial = study.trials[pruned.number]
     assert trial.state == TS.PRUNED and trial.user_attrs["stop_reason"] == "pruned"
     assert trial.user_attrs["epochs_run"] == 4 and trial.user_attrs["val_top3"] == 0.3
+    # a second driver resumed at the same moment found the same orphans: it leaves the recorded one be
+    assert [t.number for t in record_stopped(study, orphans, recorder.searcher.checkpoints)] == [running.number]
+
+
+def test_a_noted_orphan_found_mid_sweep_is_recorded_pruned_not_carried_on(recorded, tmp_path):
+    """A driver that finds a dead driver's trial once its own budget is spent carried it on to its end, note or
+    not; only a starting driver read the note."""
+    import socket
+    import subprocess
+    import sys
+
+    from storage import attrs
+    from storage.resume import Driver
+    from storage.retry import OutagePolicy
+    from sweeper.searcher import StudySearcher
+    from sweeper.trainable import note_stopped
+
+    study, recorder, writer = recorded
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    orphan = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    orphan.set_user_attr(attrs.DRIVER, Driver(socket.gethostname(), int(dead.stdout), None).as_attr())
+    checkpoints = str(tmp_path / "checkpoints")
+    note_stopped(checkpoints, orphan.number, {attrs.STOP_REASON: attrs.STOP_PRUNED, attrs.EPOCHS_RUN: 2})
+    searcher = StudySearcher(study, recorder.spec, checkpoints=checkpoints, budget=1, driver=Driver.current(),
+                             policy=OutagePolicy(30), writer=writer, orphans=[])
+    assert searcher.suggest("ray-1") == "FINISHED"  # Searcher.FINISHED: the budget is spent, nothing to carry on
+    assert study.trials[0].state == TS.PRUNED and study.trials[0].user_attrs["epochs_run"] == 2
+
+
+def test_a_result_dropped_for_another_drivers_record_meets_no_target_in_the_study(recorded):
+    """Another driver finished the trial while this one was cut off: the study keeps that record, and judged this
+    driver's dropped result instead, it wrote target_met for a record that does not meet the targets."""
+    study, recorder, writer = recorded
+    trial = study.ask()
+    trial.set_user_attr("test_top3", 0.5)
+    study.tell(trial, 0.5)  # the other driver's record
+    finish(recorder, trial, {"epoch": 3, "val_top3": 0.9, "test_top3": 0.9, FINAL_FLAG: True,
+                             RESULT_KEYS: ["test_top3"], NO_OBJECTIVE_KEY: False})
+    writer.flush()
+    assert study.trials[0].value == 0.5 and study.trials[0].user_attrs["test_top3"] == 0.5
+    assert target_met(study.user_attrs) is None

@@ -619,6 +619,46 @@ def test_an_interrupt_while_ray_starts_exits_130(tmp_path, signum):
     assert "Traceback" not in output and "ImportError" not in output, output
 
 
+SLOW_OPEN = """
+import sys, time
+from pathlib import Path
+from sweeper import driver
+
+real_open, marker = driver.open_study, Path(sys.argv[1])
+
+def slow_open(*args, **kwargs):  # Optuna creating its tables in a new file takes a moment: one an interrupt hits
+    print("opening", flush=True)
+    time.sleep(1.0)
+    opened = real_open(*args, **kwargs)
+    marker.write_text("opened")
+    return opened
+
+driver.open_study = slow_open
+sys.argv = ["sweeper", *sys.argv[2:]]
+from sweeper.cli import main
+main()
+"""
+
+
+@pytest.mark.slow
+def test_an_interrupt_while_the_study_is_created_lets_it_finish_first(tmp_path):
+    """The watcher ended the driver at once, in the middle of Optuna creating its tables in a new SQLite file: the
+    file, tables without their version stamp, could not be opened again ("not a complete Optuna study database")."""
+    space, db, opened = scripted_space(tmp_path, trials=2), tmp_path / "sweeps.db", tmp_path / "opened"
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_OPEN, str(opened), "run", str(space), "--storage",
+                             f"sqlite:///{db}"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    try:
+        assert proc.stdout.readline().strip() == "opening"
+        os.killpg(proc.pid, signal.SIGTERM)
+        assert proc.wait(timeout=30) == 130
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert opened.exists(), (proc.stdout.read(), sorted(p.name for p in tmp_path.iterdir()))
+    assert optuna.get_all_study_names(f"sqlite:///{db}") == [space.read_text().split("name: ")[1].split()[0]]
+
+
 SIGTERM_WATCH = """
 import ctypes, signal, sys, threading, time
 from sweeper.ray_runtime import is_local_ray, start_ray
