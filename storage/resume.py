@@ -33,7 +33,7 @@ from storage import attrs
 
 HEARTBEAT_INTERVAL_S = 10
 GRACE_PERIOD_S = 60  # six missed heartbeats: a busy database or a long GC pause is not a dead driver
-CLAIM_SETTLE_S = 0.5  # far longer than a read and a write of one attr take, short next to a trial
+CLAIM_SETTLE_S = 0.25  # far longer than a read and a write of one attr take, short next to a trial
 
 
 @dataclass(frozen=True)

@@ -69,7 +69,7 @@ from trials.entrypoint import DEFAULT_ENTRYPOINT
 from trials.errors import DataError
 
 INTERRUPT_DRAIN_S = 10.0  # Ctrl-C waits this long at most for queued writes; what is left runs again on resume
-CREATOR_WAIT_S = 2.0  # a study found without its checkpoint folder: the driver creating it writes that last
+CREATOR_WAIT_S = 1.0  # a study found without its checkpoint folder: the driver creating it writes that last
 
 
 @dataclass(frozen=True)
