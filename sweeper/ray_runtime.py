@@ -121,6 +121,7 @@ def start_ray(address: str | None = None) -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     import ray
     from ray._private import ray_constants
+    from ray._private import utils as ray_utils
 
     if ray.is_initialized():
         return
@@ -128,13 +129,20 @@ def start_ray(address: str | None = None) -> None:
     # Ray's C++ failure handler takes SIGTERM from Python during ray.init's last moments and aborts the driver on
     # it; the driver's Python handler says what a SIGTERM does (the workers, processes of their own, keep theirs)
     ray_constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER = True
-    on_sigterm = signal.getsignal(signal.SIGTERM)  # ray.init replaces it with sys.exit(15)
+    # ray.init installs SIGTERM handlers that end the driver its own way (sys.exit(15), or (1) after killing its
+    # processes); a program with a handler of its own (the driver's: a Ctrl-C) keeps it throughout
+    on_sigterm = signal.getsignal(signal.SIGTERM)
+    keep = callable(on_sigterm) and threading.current_thread() is threading.main_thread()
+    install = ray_utils.set_sigterm_handler
+    if keep:
+        ray_utils.set_sigterm_handler = lambda handler: None
     mask_passwords_in_command_line()
     try:
         _init_ray(address)
     finally:
-        if callable(on_sigterm) and threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, on_sigterm)  # the program's own (the driver's: a Ctrl-C), Ray's otherwise
+        ray_utils.set_sigterm_handler = install
+        if keep:
+            signal.signal(signal.SIGTERM, on_sigterm)
 
 
 def mask_passwords_in_command_line() -> None:

@@ -615,7 +615,8 @@ def test_a_sigterm_while_ray_starts_exits_130(tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)
     output = proc.stdout.read()
     assert "interrupted: the study keeps its finished trials; the same command carries it on" in output, output
-    assert "Traceback" not in output and "ImportError" not in output, output
+    # (a signal that lands in a finalizer is printed by Python as "Exception ignored in ...", and still counts)
+    assert "Error" not in output.replace("Exception ignored", ""), output
 
 
 SLOW_OPEN = """
@@ -673,15 +674,16 @@ def c_handler():
 
 assert not is_local_ray() and "ray" not in sys.modules  # asking imports nothing of Ray
 signal.signal(signal.SIGTERM, signal.default_int_handler)
-seen, starting = {c_handler()}, True
+seen, ours, starting = {c_handler()}, set(), True
 def watch():
     while starting:
         seen.add(c_handler())
+        ours.add(signal.getsignal(signal.SIGTERM) is signal.default_int_handler)
         time.sleep(0.001)
 threading.Thread(target=watch, daemon=True).start()
 start_ray()
 starting = False
-print(signal.getsignal(signal.SIGTERM) is signal.default_int_handler, len(seen), is_local_ray())
+print(signal.getsignal(signal.SIGTERM) is signal.default_int_handler, ours, len(seen), is_local_ray())
 from ray._private import state
 print(repr([job["Entrypoint"] for job in state.jobs()]))
 print(repr(open("/proc/self/cmdline", "rb").read()))
@@ -697,7 +699,7 @@ def test_ray_start_keeps_the_drivers_sigterm_handler_and_no_password_in_its_job_
                            "postgresql://me:S3cretPW9x@db/sweeps", "--set", "storage=postgresql://me:An0therPW@db/x"],
                           capture_output=True, text=True, cwd=tmp_path, timeout=120)
     handlers, entrypoints, cmdline = proc.stdout.splitlines()  # cmdline: what ps shows
-    assert handlers.split() == ["True", "1", "True"], proc.stdout + proc.stderr
+    assert handlers.split() == ["True", "{True}", "1", "True"], proc.stdout + proc.stderr
     for shown in (entrypoints, cmdline):
         assert "postgresql://me:***@db/sweeps" in shown and "storage=postgresql://me:***@db/x" in shown, shown
     assert "S3cretPW9x" not in proc.stdout and "An0therPW" not in proc.stdout, proc.stdout + proc.stderr
