@@ -407,6 +407,7 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
             tuner.fit()
         if interrupted.is_set():
             raise KeyboardInterrupt
+        searcher.drop_unstarted()
         writer.flush()  # the backlog of an outage that ended late; raises StorageUnavailable past the budget
         if spec.budget.stop_on_target and recorder.target_reached:  # Tune ends them without telling anyone
             stopped = policy.call(lambda: prune_stopped(study, list(searcher.trials.values())))
@@ -549,8 +550,9 @@ def print_resume_summary(study: optuna.Study, orphans: list[optuna.trial.FrozenT
     console.print(f"kept {len(finished)} finished trials ({kept})" if finished else "no finished trials yet")
     if orphans:
         saved = {t.number for t in orphans if any(trial_checkpoint_dir(str(checkpoints), t.number).glob("*"))}
-        console.print(f"carrying on {count_trials(len(orphans))} whose driver is gone, from their last checkpoints: "
-                      + ", ".join(f"#{t.number} (after epoch {last_epoch(t)})" if t.number in saved else
+        # the study knows the last epoch reported; the checkpoint may be older (checkpoint_every) or newer (an outage)
+        console.print(f"carrying on {count_trials(len(orphans))} whose driver is gone, each from its last checkpoint: "
+                      + ", ".join(f"#{t.number} (epoch {last_epoch(t)} recorded)" if t.number in saved else
                                   f"#{t.number} (none in {checkpoints}: from the start)" for t in orphans))
     carried = {t.number for t in orphans}
     others = [t for t in trials if t.state == optuna.trial.TrialState.RUNNING and t.number not in carried]

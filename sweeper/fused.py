@@ -25,7 +25,6 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-import optuna
 import ray
 from ray import tune
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
@@ -34,7 +33,7 @@ from search_spaces.loader import refusal
 from search_spaces.schema import Spec
 from storage import attrs
 from sweeper.recorder import StudyRecorder
-from sweeper.searcher import StudySearcher
+from sweeper.searcher import StudySearcher, never_started
 from sweeper.trainable import (
     FAILED_KEY,
     FINAL_FLAG,
@@ -116,15 +115,7 @@ class FusedSearcher(StudySearcher):
 
     def _never_started(self, key: str) -> None:
         self.waiting = None
-        trial = self.trials.pop(key)
-
-        def prune() -> None:  # as the recorder records a stopped trial, through the same writer
-            trial.set_user_attr(attrs.STOP_REASON, attrs.STOP_NEVER_STARTED)
-            trial.set_user_attr(attrs.EPOCHS_RUN, 0)
-            trial.set_user_attr(attrs.RAY_TRIAL_ID, None)  # the group that asked for it was not its group
-            self.study.tell(trial, state=optuna.trial.TrialState.PRUNED, skip_if_finished=True)
-
-        self.writer.submit(prune)
+        self.writer.submit(never_started(self.study, self.trials.pop(key)))  # as the recorder writes, in order
 
     def _rekey(self, old: str, config: dict[str, Any], new: str) -> dict[str, Any]:
         """A waiting trial joins the next Ray trial: its stand-in id follows."""

@@ -46,11 +46,6 @@ def noting_interrupts(flag: threading.Event, leave: Callable[[], Any] | None = N
         threading.Thread(target=watch, args=(read_fd,), name="sweeper-interrupt-watcher", daemon=True).start()
     try:
         yield
-    except SystemExit as exc:  # ray.init swaps in a SIGTERM handler of its own, which exits the same way
-        if exc.code != signal.SIGTERM:
-            raise
-        flag.set()
-        raise KeyboardInterrupt from None
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)

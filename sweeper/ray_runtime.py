@@ -141,8 +141,6 @@ def start_ray(address: str | None = None) -> None:
         _init_ray(address)
     finally:
         ray_utils.set_sigterm_handler = install
-        if keep:
-            signal.signal(signal.SIGTERM, on_sigterm)
 
 
 def mask_passwords_in_command_line() -> None:

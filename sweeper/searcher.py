@@ -8,7 +8,10 @@ shows it, and a resumed sweep knows it existed. Results go back to the study thr
 from __future__ import annotations
 
 import shutil
+import threading
 import uuid
+from collections.abc import Callable
+from concurrent.futures import Future
 from datetime import datetime
 from typing import Any
 
@@ -29,6 +32,7 @@ from trials.entrypoint import DEFAULT_ENTRYPOINT
 TS = optuna.trial.TrialState
 COUNTED = (TS.COMPLETE, TS.PRUNED, TS.FAIL, TS.RUNNING)  # enqueued (WAITING) trials are not started yet
 TELL_WAIT_S = 2.0  # how long an ask waits for queued tells (commits take milliseconds; a slow database, seconds)
+ASK_WAIT_S = TELL_WAIT_S + 1.0  # how long Tune's loop waits for an ask before it goes on without a new trial
 ASK_TOKEN = "sweeper:ask"  # system attr of a trial this driver created, until its creation is confirmed
 
 
@@ -53,22 +57,31 @@ class StudySearcher(DriverOnly, Searcher):
         self._pending: optuna.Trial | None = None
         self._unconfirmed_id: int | None = None
         self._ask_token: str | None = None
+        self._asking: Future[optuna.Trial | None] | None = None  # the ask under way on a thread of its own
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
-        """The next trial's config; ``None`` ("not now") while the storage is away, so Tune's loop goes on."""
+        """The next trial's config; ``None`` ("not now") while the storage is away or slow, so Tune's loop goes on."""
         if self.stopped or self.policy.overdue():
             return Searcher.FINISHED
-        if self.policy.in_outage and self.writer.pending:
-            # the writer probes the storage already; a probe here would hold Tune's loop, which also stops the
-            # sweep at --storage-timeout, for as long as the storage makes it wait (10 s a try on a locked SQLite)
-            return None
-        # the trial that freed this slot was told on the writer's thread: the sampler must see its result (else TPE's
-        # constant liar counts it as a bad one), so give the queue a moment; an outage is not waited for
-        self.writer.drain(TELL_WAIT_S)
+        if self._asking is None:
+            if self.policy.in_outage and self.writer.pending:
+                # the writer probes the storage already; a probe here would only wait beside it
+                return None
+            self._asking = self._ask()
+            waited = ASK_WAIT_S
+        else:
+            waited = 0.0  # Tune's loop came back: the ask it left goes on, and is not waited for again
+        # A write the storage holds (a SQLite file another process locked: 10 s a try, and Optuna tries a new
+        # trial five times) must not hold Tune's loop, which also collects results and ends the sweep at
+        # --storage-timeout: the ask runs on, and a later call takes its trial
+        asking = self._asking
         try:
-            trial = self.policy.attempt(self._next_trial)
-        except Unreachable:
+            trial = asking.result(timeout=waited)
+        except (TimeoutError, Unreachable):
             return None
+        finally:
+            if asking.done():
+                self._asking = None
         if trial is None:
             return Searcher.FINISHED
         self.writer.submit(lambda: trial.set_user_attr(attrs.RAY_TRIAL_ID, trial_id))
@@ -87,6 +100,21 @@ class StudySearcher(DriverOnly, Searcher):
             "worst": worst_value(self.spec.direction),
         }
         return config
+
+    def _ask(self) -> Future[optuna.Trial | None]:
+        asking: Future[optuna.Trial | None] = Future()
+
+        def ask() -> None:
+            try:
+                # the trial that freed this slot was told on the writer's thread: the sampler must see its result
+                # (else TPE's constant liar counts it as a bad one), so give the queue a moment; not an outage
+                self.writer.drain(TELL_WAIT_S)
+                asking.set_result(self.policy.attempt(self._next_trial))
+            except BaseException as exc:  # Unreachable, StorageUnavailable or a bug: raised in suggest
+                asking.set_exception(exc)
+
+        threading.Thread(target=ask, name="sweeper-ask", daemon=True).start()
+        return asking
 
     def _next_trial(self) -> optuna.Trial | None:
         """A dead driver's trial to carry on, else a new one; None when the budget is spent.
@@ -155,6 +183,19 @@ class StudySearcher(DriverOnly, Searcher):
                 continue
         return None
 
+    def drop_unstarted(self) -> None:
+        """Call after the sweep: a trial asked for as it ended (the storage held the ask) is started by nobody, and
+        is recorded so, not left RUNNING for a resume to carry on."""
+        asking, self._asking = self._asking, None
+        if asking is None:
+            return
+        try:
+            trial = asking.result(timeout=ASK_WAIT_S)
+        except Exception:  # still held, or failed: a trial it created is an orphan, which a resume carries on
+            return
+        if trial is not None:
+            self.writer.submit(never_started(self.study, trial))
+
     def save(self, checkpoint_path: str) -> None:
         """The study is the searcher's state; nothing to write next to Ray's results."""
 
@@ -163,6 +204,17 @@ class StudySearcher(DriverOnly, Searcher):
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         """Bookkeeping happens in ``StudyRecorder``, which also sees the error text; nothing to do here."""
+
+
+def never_started(study: optuna.Study, trial: optuna.Trial) -> Callable[[], None]:
+    """The write that records a trial that no Ray trial ran: PRUNED after no epoch."""
+    def prune() -> None:
+        trial.set_user_attr(attrs.STOP_REASON, attrs.STOP_NEVER_STARTED)
+        trial.set_user_attr(attrs.EPOCHS_RUN, 0)
+        trial.set_user_attr(attrs.RAY_TRIAL_ID, None)  # a Ray trial that asked for it ran without it
+        study.tell(trial, state=TS.PRUNED, skip_if_finished=True)
+
+    return prune
 
 
 def record_stopped(study: optuna.Study, orphans: list[optuna.trial.FrozenTrial], checkpoints: str

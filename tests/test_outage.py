@@ -22,6 +22,7 @@ import pytest
 from pg_server import CuttableProxy, PostgresServer, postgres_bin, recorded_epochs
 from test_resume import EPOCHS, alive, resumable_space, study_name, sweeper_cli, worker_pids
 
+from storage import attrs
 from storage.engine import close_storage, open_storage
 from storage.retry import OutagePolicy, StorageUnavailable, Unreachable, is_transient
 from sweeper.errors import STORAGE_UNAVAILABLE_EXIT_CODE
@@ -555,4 +556,47 @@ def test_asks_during_an_outage_leave_the_probing_to_the_writer(tmp_path):
     away.clear()  # the storage is back: the writer's probe finds it, and asks go on
     writer.flush()
     assert not policy.in_outage and searcher.suggest("ray-1") is not None
+    close_storage(storage)
+
+
+def test_an_ask_that_a_locked_sqlite_file_holds_does_not_hold_tunes_loop(tmp_path, monkeypatch):
+    """Optuna tries a new trial five times, each waiting out SQLite's 10 s busy timeout: an ask on Tune's loop held
+    the sweep's results, and its check of --storage-timeout, for a minute (a 5 s budget ended the sweep after 67 s).
+    The ask runs on a thread of its own, and a later call takes its trial."""
+    from search_spaces.loader import load_spec
+    from storage.resume import Driver
+    from sweeper import searcher as searcher_module
+    from sweeper.searcher import StudySearcher
+    from sweeper.study_writer import StudyWriter
+    from sweeper.trainable import META_KEY
+
+    monkeypatch.setattr(searcher_module, "ASK_WAIT_S", 0.3)
+    storage = open_storage(f"sqlite:///{tmp_path / 'sweeps.db'}")
+    study = optuna.create_study(study_name="held", storage=storage, direction="maximize")
+    policy = OutagePolicy(60.0)
+    searcher = StudySearcher(study, load_spec("spaces/asl20.yaml", quick=True), checkpoints=str(tmp_path), budget=3,
+                             driver=Driver.current(), policy=policy, writer=StudyWriter(policy), orphans=[])
+    holder = sqlite3.connect(tmp_path / "sweeps.db", timeout=30)  # another process's writer: a backup, a script
+    holder.execute("BEGIN EXCLUSIVE")
+    started = time.monotonic()
+    assert searcher.suggest("ray-1") is None and searcher.suggest("ray-2") is None
+    assert time.monotonic() - started < 2  # not the busy timeout's 10 s
+    holder.rollback()
+    holder.close()
+    configs = []
+    wait_for(lambda: configs.append(searcher.suggest("ray-3")) or configs[-1] is not None, timeout=30,
+             what="the ask to finish once the lock is gone")
+    assert set(searcher.trials) == {"ray-3"} and len(study.get_trials()) == 1  # one trial, not one per call
+    assert configs[-1][META_KEY]["number"] == study.get_trials()[0].number
+
+    holder = sqlite3.connect(tmp_path / "sweeps.db", timeout=30)  # the sweep ends while an ask is held
+    holder.execute("BEGIN EXCLUSIVE")
+    assert searcher.suggest("ray-4") is None
+    holder.rollback()
+    holder.close()
+    searcher.drop_unstarted()
+    searcher.writer.flush()
+    asked = study.get_trials()[1]  # started by nobody: not RUNNING, which a resume would carry on
+    assert asked.state == TS.PRUNED and asked.user_attrs[attrs.STOP_REASON] == attrs.STOP_NEVER_STARTED, asked
+    assert set(searcher.trials) == {"ray-3"}
     close_storage(storage)

@@ -160,6 +160,8 @@ def test_interrupted_sweep_resumes_without_losing_or_repeating_trials(tmp_path, 
     output, _ = again.communicate(timeout=300)
     assert again.returncode == 0, output
     assert f"carrying on {len(interrupted)} trial{'' if len(interrupted) == 1 else 's'} whose" in output, output
+    for number in interrupted:  # its folder holds a pids file at least
+        assert f"#{number} (epoch {max(before[number].intermediate_values, default=0)} recorded)" in output, output
 
     after = {t.number: t for t in optuna.load_study(study_name=name, storage=storage_url).get_trials()}
     assert len(after) == 6 and all(t.state == TS.COMPLETE for t in after.values()), after
