@@ -113,7 +113,7 @@ def _folder(value: str | Path | None) -> str | Path | None:
 
 @app.command()
 def train(
-    space: Annotated[Optional[Path], typer.Argument(help="Space YAML: its entrypoint and training block.")] = None,  # noqa: UP045
+    space: Annotated[Optional[Path], typer.Argument(metavar="SPACE", help="Space YAML: its entrypoint and training block.")] = None,  # noqa: UP045, E501
     set_: SetFlags = [],  # noqa: B006
     checkpoint_dir: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Write/resume epoch checkpoints here.", callback=_folder)] = None,  # noqa: UP045, E501
 ) -> None:
@@ -145,7 +145,7 @@ StorageTimeout = Annotated[Optional[str], typer.Option(  # noqa: UP045
 
 @app.command()
 def run(
-    space: Annotated[str, typer.Argument(help="Space YAML, or a built-in: spaces/asl50.yaml, asl50.")],
+    space: Annotated[str, typer.Argument(metavar="SPACE", help="Space YAML, or a built-in: spaces/asl50.yaml, asl50.")],
     set_: SetFlags = [],  # noqa: B006
     quick: Annotated[bool, typer.Option("--quick", metavar="",
                                         help="Smoke profile: tiny data, few epochs, few trials.")] = False,
@@ -167,7 +167,7 @@ def run(
 
 @app.command()
 def resume(
-    name: Annotated[str, typer.Argument(help="Study name (sweeper status lists them).")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Study name (sweeper status lists them).")],
     set_: SetFlags = [],  # noqa: B006
     storage: Annotated[Optional[str], typer.Option(metavar="URL", help="Optuna storage URL (beats SWEEPER_STORAGE).")] = None,  # noqa: UP045, E501
     address: Address = None,
@@ -245,7 +245,7 @@ def _leave(code: int, message: str = "") -> NoReturn:
 
 @app.command()
 def dashboard(
-    space: Annotated[Optional[str], typer.Argument(help="A space YAML whose storage to show (else --storage).")] = None,  # noqa: UP045
+    space: Annotated[Optional[str], typer.Argument(metavar="SPACE", help="A space YAML whose storage to show (else --storage).")] = None,  # noqa: UP045, E501
     storage: Annotated[Optional[str], typer.Option(metavar="URL", help="Optuna storage URL (beats SWEEPER_STORAGE and the YAML).")] = None,  # noqa: UP045, E501
     host: Annotated[str, typer.Option(metavar="HOST",
                                       help="Address to listen on; other than 127.0.0.1 exposes it.")] = "127.0.0.1",
@@ -266,7 +266,7 @@ def dashboard(
 
 @app.command()
 def validate(
-    space: Annotated[str, typer.Argument(help="Space YAML or built-in name.")],
+    space: Annotated[str, typer.Argument(metavar="SPACE", help="Space YAML or built-in name.")],
     set_: SetFlags = [],  # noqa: B006
     quick: Annotated[bool, typer.Option("--quick", metavar="", help="Check the space as --quick runs it.")] = False,
     storage: RunStorage = None,
@@ -304,14 +304,14 @@ def spaces() -> None:
 
 StorageFlag = Annotated[Optional[str], typer.Option(  # noqa: UP045
     "--storage", metavar="URL", help="Optuna storage URL (beats SWEEPER_STORAGE; default sqlite:///sweeps.db).")]
-StudyName = Annotated[str, typer.Argument(help="Study name, as `sweeper status` lists it.")]
+StudyName = Annotated[str, typer.Argument(metavar="NAME", help="Study name, as `sweeper status` lists it.")]
 OutputFormat = Annotated[str, typer.Option("--format", metavar="table|json",
                                            help="table, or json for scripts (keys: see README).")]
 
 
 @app.command()
 def status(
-    name: Annotated[Optional[str], typer.Argument(help="One study (default: every study in the storage).")] = None,  # noqa: UP045
+    name: Annotated[Optional[str], typer.Argument(metavar="NAME", help="One study (default: every study in the storage).")] = None,  # noqa: UP045, E501
     storage: StorageFlag = None,
     format_: OutputFormat = "table",
 ) -> None:
