@@ -1,7 +1,6 @@
 """Declarative YAML search spaces: load, validate (file:line errors) and turn into Optuna objects.
 
-``loader.load_spec`` reads a file into a ``schema.Spec``; ``errors.SpecError`` is what bad input raises. No Ray and
-no storage here: the driver (``sweeper``) maps a Spec onto Ray Tune, the study and its sampler. What a training
-function accepts and reports is ``trials.entrypoint``'s. Import the module you need: ``errors`` loads neither
-pydantic nor Optuna, so the CLI starts fast.
+``loader.load_spec`` reads a file into a ``schema.Spec``; bad input raises ``errors.SpecError``. No Ray and no
+storage here (``sweeper`` maps a Spec onto Ray Tune). ``errors`` loads neither pydantic nor Optuna, so the CLI
+starts fast: import the module you need.
 """

@@ -1,8 +1,5 @@
-"""Load a search-space YAML file into a :class:`Spec`, with errors that name the file and line.
-
-Read the YAML with the line of every key, apply ``--quick`` and then ``--set``, validate, and map each error's
-location to its line, or to the ``--set``/``--quick`` that produced the value.
-"""
+"""Load a search-space YAML file into a :class:`Spec`: read it with the line of every key, apply ``--quick`` and
+``--set``, validate, and place each error at its line or at the ``--set``/``--quick`` that produced the value."""
 
 from __future__ import annotations
 
@@ -13,15 +10,15 @@ import re
 import reprlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from search_spaces.errors import SpecError, SpecIssue
-from search_spaces.schema import Atoms, Spec, atoms, flatten, resolve_key
+from search_spaces.schema import Atoms, Spec, atoms, resolve_key
 from search_spaces.sections import KINDS, SAMPLER_CLASSES, sampler_options
-from trials.config import did_you_mean, unknown_key
+from trials.config import did_you_mean, flatten, unknown_key
 from trials.entrypoint import DEFAULT_ENTRYPOINT, EntrypointError, describe
 
 BUILTIN_DIR = Path(__file__).resolve().with_name("spaces")
@@ -162,16 +159,12 @@ def apply_override(data: dict[str, Any], key: str, value: Any) -> None:
             param.get("type") == "fixed" and isinstance(data.get("enqueue"), list):
         rows = [{k: v for k, v in r.items() if k != name} if isinstance(r, dict) else r for r in data["enqueue"]]
         data["enqueue"] = [row for row in rows if row != {}]
-    if last != "type" or old == value or not isinstance(node, dict):
-        return
-    if section == "sampler" and value in SAMPLER_CLASSES:
-        kept = {"type", "seed", *sampler_options(value)}
-    elif model := KINDS.get("params" if section.startswith("params.") else section, {}).get(value):
-        kept = set(model.model_fields)
-    else:
-        return
-    for name in [n for n in node if n not in kept]:
-        del node[name]
+    if last == "type" and old != value and isinstance(node, dict):
+        model = KINDS.get("params" if section.startswith("params.") else section, {}).get(value)
+        kept = {"type", "seed", *sampler_options(value)} if section == "sampler" and value in SAMPLER_CLASSES else \
+            set(model.model_fields) if model else set(node)
+        for name in set(node) - kept:
+            del node[name]
 
 
 def parse_override(expr: str) -> tuple[str, Any]:
@@ -189,16 +182,18 @@ def parse_override(expr: str) -> tuple[str, Any]:
 def quick_profile(data: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
     """The overrides ``--quick`` applies, and whether they come from the file's ``quick:`` section."""
     if isinstance(data.get("quick"), Mapping):  # nested as the sections are, or dotted: each leaf is one --set
-        return flatten(data["quick"], set())[0], True
+        return flatten(data["quick"])[0], True
     core = data.get("entrypoint", DEFAULT_ENTRYPOINT) == DEFAULT_ENTRYPOINT
-    profile = {k: v for k, v in DEFAULT_QUICK.items() if core or not k.startswith("training.")}
-    scheduler = data.get("scheduler")
-    if isinstance(scheduler, Mapping):  # the scheduler keeps its type; its periods shrink to the quick run
-        if "grace_period" in scheduler:
-            profile["scheduler.grace_period"] = 1
-        if "max_t" in scheduler:  # below the last epoch, as the default: no rung judges a trial that is done
-            profile["scheduler.max_t"] = max(1, profile["training.epochs"] - 1) if "training.epochs" in profile \
-                else scheduler["max_t"]
+    # smaller, never larger: a space of 2 epochs and 4 trials keeps them
+    written = flatten({k: data[k] for k in ("training", "budget") if isinstance(data.get(k), Mapping)})[0]
+    profile = {k: min(v, written[k]) if type(written.get(k)) in (int, float) else v
+               for k, v in DEFAULT_QUICK.items() if core or not k.startswith("training.")}
+    scheduler = data["scheduler"] if isinstance(data.get("scheduler"), Mapping) else {}
+    if "grace_period" in scheduler:  # the scheduler keeps its type; its periods shrink to the quick run
+        profile["scheduler.grace_period"] = 1
+    if "max_t" in scheduler:  # below the last epoch, as the default: no rung judges a trial that is done
+        profile["scheduler.max_t"] = max(1, profile["training.epochs"] - 1) if "training.epochs" in profile \
+            else scheduler["max_t"]
     return profile, False
 
 
@@ -211,9 +206,9 @@ def _messages(error: Mapping[str, Any]) -> list[tuple[tuple[Any, ...], str]]:
     kind, given, ctx = error["type"], error.get("input"), error.get("ctx") or {}
     if kind == "value_error":
         return [(loc, str(ctx["error"]))]
-    if kind == "extra_forbidden":
-        model = typed or _model_at(loc[:-1])  # the model that refused the key
-        fields = [name for name in getattr(model, "model_fields", Spec.model_fields) if name not in loc]
+    if kind == "extra_forbidden":  # refused by the typed kind, the top level, or a section's (on_gpu: Resources too)
+        model = typed or (Spec.model_fields[loc[0]].annotation if len(loc) > 1 else Spec)
+        fields = [name for name in model.model_fields if name not in loc]  # not on_gpu inside on_gpu
         owner = f" for {'an' if str(raw[tag])[:1] in 'aeiou' else 'a'} {raw[tag]} {raw[0].removesuffix('s')}" \
             if typed else ""
         return [(loc, unknown_key(loc[-1], fields).replace(";", owner + ";", 1))]
@@ -235,19 +230,6 @@ def _messages(error: Mapping[str, Any]) -> list[tuple[tuple[Any, ...], str]]:
         return [(loc, f"needs at least {least} item{'s' * (least != 1)} (got {reprlib.repr(given)})")]
     scalar = kind != "spec" and (isinstance(given, str | int | float | bool) or given is None)
     return [(loc, error["msg"] + (f" (got {reprlib.repr(given)})" if scalar else ""))]
-
-
-def _model_at(path: Sequence[Any]) -> Any:
-    """The pydantic model that reads the mapping at ``path`` (``resources.on_gpu``: Resources); a field named as
-    one of its holders (on_gpu inside on_gpu) is not offered for it."""
-    model: Any = Spec
-    for name in path:
-        field = getattr(model, "model_fields", {}).get(name)
-        if field is None:
-            break
-        model = next((kind for kind in (field.annotation, *get_args(field.annotation))
-                      if isinstance(kind, type) and issubclass(kind, BaseModel)), field.annotation)
-    return model
 
 
 def _issue(file: str, lines: dict[Atoms, int], origins: list[tuple[Atoms, str, int | None]], path: Sequence[Any],
@@ -324,15 +306,13 @@ def _build(original: dict[str, Any], file: str, lines: dict[Atoms, int], base_di
             entry = describe(str(data.get("entrypoint") or DEFAULT_ENTRYPOINT), base_dir)
         except EntrypointError:
             entry = None  # the spec's validation says why
+        path = None
         try:
             path = resolve_key(key, entry, data.get("params") or {}, typed=label != "--quick")
-        except ValueError as exc:
-            if label == "--quick":
-                continue  # the spec's check of its quick: section says why
-            raise SpecError.single(file, str(exc), source=label) from None
-        try:
             apply_override(data, path, copy.deepcopy(value))
         except ValueError as exc:
+            if label == "--quick" and path is None:
+                continue  # the spec's check of its quick: section says why
             raise SpecError.single(file, str(exc), source=label) from None
         origins.append((atoms([path]), label, line))
     try:

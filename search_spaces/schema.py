@@ -1,8 +1,7 @@
 """The search-space schema: :class:`Spec`, the typed, immutable model of one sweep.
 
-A check across sections sits on the later of the two fields (pydantic validates fields in declaration order and
-passes the valid earlier ones in ``info.data``), so independent sections still report their problems together.
-The entrypoint's description travels in the validation context; checks of the whole training config run last.
+A check across sections sits on the later field (pydantic passes the valid earlier ones in ``info.data``), so
+independent sections still report their problems together; checks of the whole training config run last.
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, 
 
 from search_spaces import sections
 from search_spaces.sections import Path, fail
-from trials.config import ConfigError, did_you_mean, unknown_key
+from trials.config import ConfigError, did_you_mean, flatten, unflatten, unknown_key
 from trials.entrypoint import DEFAULT_ENTRYPOINT, EntrypointError, EntrypointInfo, describe, metric_direction
 
 Atoms = tuple[str, ...]
@@ -29,57 +28,16 @@ def atoms(path: Sequence[Any]) -> Atoms:
     return tuple(a for part in path for a in (part.split(".") if isinstance(part, str) else [str(part)]))
 
 
-def flatten(nested: Mapping[str, Any], leaves: set[str]) -> tuple[dict[str, Any], list[tuple[Path, str]]]:
-    """``{dataset: {classes: 5}}`` -> ``{"dataset.classes": 5}``; ``leaves`` are keys whose value is a dict."""
-    flat: dict[str, Any] = {}
-    twice: list[tuple[Path, str]] = []
-
-    def walk(node: Mapping[str, Any], prefix: str) -> None:
-        for key, value in node.items():
-            if isinstance(value, Mapping) and f"{prefix}{key}" not in leaves:
-                walk(value, f"{prefix}{key}.")
-                continue
-            if f"{prefix}{key}" in flat:
-                twice.append(((f"{prefix}{key}",), f"{prefix}{key} is set twice"))
-            flat[f"{prefix}{key}"] = value
-
-    walk(nested, "")
-    return flat, twice
-
-
-def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
-    """The inverse of :func:`flatten`; a key that cannot nest (``a`` and ``a.b`` both set) stays dotted."""
-    out: dict[str, Any] = {}
-    for key, value in flat.items():
-        *parents, last = key.split(".")
-        node: Any = out
-        for part in parents:
-            node = node.setdefault(part, {}) if isinstance(node, dict) else node
-        if isinstance(node, dict) and last not in node:
-            node[last] = value
-        else:
-            out[key] = value
-    return out
-
-
 def _entry(info: ValidationInfo) -> EntrypointInfo | None:
     """The entrypoint's description, once the ``entrypoint`` field validated (else its own error is reported)."""
     return info.context.get("entry") if isinstance(info.context, dict) else None
 
 
-def _unknown_metric(metric: str, entry: EntrypointInfo) -> str | None:
-    if entry.metrics is None or metric in entry.metrics:
-        return None
-    return f"unknown metric {metric!r}{did_you_mean(metric, list(entry.metrics))}; " \
-           f"{entry.target} reports: {', '.join(entry.metrics)}"
-
-
 def resolve_key(key: str, entry: EntrypointInfo | None, params: Mapping[str, Any], typed: bool = True) -> str:
     """The spec path a ``--set`` or ``quick:`` key means: a path into a section as written, else a training setting.
 
-    ``epochs`` means ``training.epochs`` when the entrypoint has that setting and no param samples it. A setting a
-    param samples is an error, bare or, when ``typed`` (a --set), as ``training.epochs``: the param would win, and
-    the override change nothing. A profile's ``training.epochs`` (``quick:``) just yields to the param.
+    A setting a param samples is refused, bare or, when ``typed`` (a --set), as ``training.KEY``: the param would
+    win and the override change nothing. A ``quick:`` profile's ``training.KEY`` just yields to the param.
     """
     head, names = key.split(".")[0], list(Spec.model_fields)
     setting = key.removeprefix("training.") if head == "training" else key
@@ -168,14 +126,14 @@ class Spec(BaseModel):
     def _check_training(cls, value: Any, info: ValidationInfo) -> Any:
         if not isinstance(value, Mapping) or (entry := _entry(info)) is None:
             return value
-        flat, issues = flatten(value, {k for k, v in (entry.settings or {}).items() if isinstance(v, Mapping)})
+        flat, twice = flatten(value, {k for k, v in (entry.settings or {}).items() if isinstance(v, Mapping)})
+        issues: list[tuple[Path, str]] = [((key,), f"{key} is set twice") for key in twice]
         for key, raw in flat.items():
             try:
                 flat[key] = entry.coerce(key, raw)
             except ConfigError as exc:
                 issues.append(((key,), str(exc)))
-        if issues:
-            fail(issues)
+        fail(issues)
         return flat
 
     @field_validator("objective", mode="before")
@@ -184,7 +142,7 @@ class Spec(BaseModel):
         """Before the direction's check: an unknown metric's direction is no second problem."""
         entry = _entry(info)
         metric = str(value.get("metric", "val_top3")) if isinstance(value, Mapping) and entry else None
-        if metric is not None and (problem := _unknown_metric(metric, entry)):
+        if metric is not None and (problem := entry.unknown_metric(metric)):
             fail([(("metric",), problem)])
         if metric is not None and entry.epoch_metrics is not None and metric not in entry.epoch_metrics:
             fail([(("metric",), f"{metric!r} is not reported every epoch with a direction; the objective must be one "
@@ -195,8 +153,7 @@ class Spec(BaseModel):
     @classmethod
     def _reported(cls, value: Any, info: ValidationInfo) -> Any:
         metrics = value.metrics if isinstance(value, sections.Baseline) else value or {}
-        if (entry := _entry(info)) and (issues := [((m,), p) for m in metrics if (p := _unknown_metric(m, entry))]):
-            fail(issues)
+        fail([((m,), p) for m in metrics if (entry := _entry(info)) and (p := entry.unknown_metric(m))])
         return value
 
     @field_validator("params")
@@ -206,20 +163,18 @@ class Spec(BaseModel):
         issues: list[tuple[Path, str]] = [((n,), p) for n in value if entry and (p := entry.unknown_setting(n))]
         if all(isinstance(p, sections.FixedParam) for p in value.values()):
             issues.append(((), "needs at least one param to tune (float, int or categorical)"))
-        if issues:
-            fail(issues)
+        fail(issues)
         return value
 
     @field_validator("sampler")
     @classmethod
     def _check_grid(cls, value: sections.Sampler, info: ValidationInfo) -> sections.Sampler:
-        continuous = [(n, p) for n, p in (info.data.get("params") or {}).items()
-                      if isinstance(p, sections.SampledParam) and p.grid_values() is None]
-        if value.type == "grid" and continuous:
+        if value.type == "grid":
             fail([((), f"the grid sampler needs a finite set of values, but params.{n} is " + (
                 "a log range; drop log: true and give it a step, or list the values as categorical choices" if p.log
                 else "a float range without a step; give it a step (e.g. step: 0.05) or categorical choices"))
-                  for n, p in continuous])
+                  for n, p in (info.data.get("params") or {}).items()
+                  if isinstance(p, sections.SampledParam) and p.grid_values() is None])
         return value
 
     @field_validator("enqueue")
@@ -244,8 +199,7 @@ class Spec(BaseModel):
                     clean[key] = params[key].admit(raw, key)
                 except ValueError as exc:
                     issues.append(((i, key), str(exc)))
-        if issues:
-            fail(issues)
+        fail(issues)
         return out
 
     @field_validator("quick")
@@ -257,8 +211,7 @@ class Spec(BaseModel):
                 resolve_key(str(key), _entry(info), info.data.get("params") or {}, typed=False)
             except ValueError as exc:
                 issues.append(((str(key),), str(exc)))
-        if issues:
-            fail(issues)
+        fail(issues)
         return value
 
     @model_validator(mode="after")
@@ -290,8 +243,7 @@ class Spec(BaseModel):
                                                   "give it fractions: write type: int")
                        for name, param in self.sampled_params().items()
                        if isinstance(param, sections.FloatParam) and name in ints]
-        if issues:
-            fail(issues)
+        fail(issues)
         return self
 
     @property
@@ -316,7 +268,7 @@ class Spec(BaseModel):
     def base_config(self) -> dict[str, Any]:
         """Training values + the objective (when the entrypoint takes one) + fixed params: every trial's start."""
         config = dict(self.training)
-        if "objective" in ((self._entrypoint and self._entrypoint.settings) or {}) and "objective" not in self.params:
+        if "objective" in ((self._entrypoint and self._entrypoint.settings) or ()) and "objective" not in self.params:
             config.setdefault("objective", self.objective.metric)
         return self._typed({**config, **self.fixed_params()})
 
@@ -326,10 +278,8 @@ class Spec(BaseModel):
 
     def _typed(self, config: dict[str, Any]) -> dict[str, Any]:
         """Values in their settings' types, as the training block's are (a fixed 1000.0 for an int setting is 1000)."""
-        entry = self._entrypoint
-        if entry is None or not entry.settings:
-            return config
-        return {k: entry.coerce(k, v) if k in entry.settings else v for k, v in config.items()}
+        settings = (self._entrypoint and self._entrypoint.settings) or {}
+        return {k: self._entrypoint.coerce(k, v) if k in settings else v for k, v in config.items()}
 
     def grid_search_space(self) -> dict[str, list[Any]]:
         """The values a grid search visits, per sampled param (continuous params are left out)."""

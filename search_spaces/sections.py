@@ -8,7 +8,7 @@ import re
 import warnings
 from collections.abc import Mapping, Sequence
 from importlib.util import find_spec
-from typing import Annotated, Any, Literal, NoReturn
+from typing import Annotated, Any, Literal
 
 import optuna
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
@@ -25,11 +25,12 @@ SAMPLER_CLASSES = {"tpe": "TPESampler", "random": "RandomSampler", "grid": "Grid
 SAMPLER_PACKAGES = {"cmaes": ("cmaes",), "qmc": ("scipy",), "gp": ("scipy", "torch")}
 
 
-def fail(issues: Sequence[tuple[Path, str]]) -> NoReturn:
-    """Several problems at once; pydantic prefixes each path with the place of the value being validated."""
-    raise ValidationError.from_exception_data("spec", [InitErrorDetails(
-        type=PydanticCustomError("spec", "{message}", {"message": message}), loc=path, input=None)
-        for path, message in issues])
+def fail(issues: Sequence[tuple[Path, str]]) -> None:
+    """Raise every problem at once, if any; pydantic prefixes each path with the place of the value validated."""
+    if issues:
+        raise ValidationError.from_exception_data("spec", [InitErrorDetails(
+            type=PydanticCustomError("spec", "{message}", {"message": message}), loc=path, input=None)
+            for path, message in issues])
 
 
 def _not_bool(value: Any) -> Any:
@@ -69,8 +70,7 @@ def metric_values(raw: Any) -> Any:
             issues.append(((metric,), f"{value} is {'below 0%' if number < 0 else 'above 100%'}, which {metric} "
                            "cannot reach" if number < 0 or str(value).endswith("%") else
                            f"{value!r} looks like a percentage; write '{value}%' or {number / 100}"))
-    if issues:
-        fail(issues)
+    fail(issues)
     return out
 
 
@@ -171,8 +171,7 @@ class _Range(_Model):
         elif self.step is not None and not _on_grid(self.high, self.low, self.step):
             issues.append((("step",), f"high - low must be a multiple of step (got low={self.low}, high={self.high},"
                                       f" step={self.step})"))
-        if issues:
-            fail(issues)
+        fail(issues)
         return self
 
     def distribution(self) -> optuna.distributions.BaseDistribution:
@@ -228,15 +227,11 @@ class CategoricalParam(_Model):
 
     @model_validator(mode="after")
     def _distinct(self) -> CategoricalParam:
+        """Optuna finds a choice's index with ==: 1 and true would both be stored, and learned, as the first."""
         choices = self.choices
-        # Optuna stores a choice by its index in the list, found with ==: 1 and true (or 0 and false) would both be
-        # stored, and learned, as the first of them
-        equal = {i: next(o for o in choices[:i] if o == c) for i, c in enumerate(choices) if c in choices[:i]}
-        if twice := [(("choices", i), f"duplicate choice {choices[i]!r}" if _same(choices[i], other) else
-                      f"{choices[i]!r} is the choice {other!r} to Optuna (True == 1, False == 0): keep one, or "
-                      "use strings")
-                     for i, other in equal.items()]:
-            fail(twice)
+        fail([(("choices", i), f"duplicate choice {c!r}" if c is other or _same(c, other) else
+               f"{c!r} is the choice {other!r} to Optuna (True == 1, False == 0): keep one, or use strings")
+              for i, c in enumerate(choices) if c in choices[:i] for other in [choices[choices.index(c)]]])
         return self
 
     def distribution(self) -> optuna.distributions.BaseDistribution:
@@ -298,13 +293,11 @@ class Sampler(BaseModel):
                                       f"which are not installed (pip install {' '.join(missing)})"))
         if not issues and self.type != "grid":
             try:  # Optuna judges the values themselves (e.g. qmc_type: halton)
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
+                with warnings.catch_warnings(action="ignore"):
                     getattr(optuna.samplers, name)(seed=self.seed, **self.options)
             except Exception as exc:
                 issues.append(((), f"{name} rejects these options: {exc}"))
-        if issues:
-            fail(issues)
+        fail(issues)
         return self
 
 
@@ -391,29 +384,26 @@ class Resources(_Model):
 
     ``custom`` asks for Ray custom resources that nodes declare with ``ray start --resources``, e.g. ``{big_gpu: 1}``
     (or ``{"accelerator_type:A100": 0.01}``). ``fuse: K`` trains up to K trials of one architecture as one stacked
-    model on these resources (``sweeper/fused.py``); each is still its own Optuna trial. ``on_gpu`` replaces
-    all of them (its unset keys take their defaults) where the cluster has a GPU.
+    model on these resources (``sweeper/fused.py``); each is still its own Optuna trial.
     """
 
     cpu: Float = Field(1.0, gt=0)
     gpu: Float = Field(0.0, ge=0)
     fuse: Int = Field(1, ge=1)
     custom: dict[str, Annotated[Float, Field(gt=0)]] = Field(default_factory=dict)
-    # used instead of the above where the sweep's Ray cluster has a GPU: one space serves laptops and GPU nodes
+    # all of the above where the sweep's Ray cluster has a GPU (unset keys: defaults): one space serves laptops and GPUs
     on_gpu: Resources | None = None
 
     @model_validator(mode="after")
-    def _not_builtin(self) -> Resources:
-        if reserved := sorted({"cpu", "gpu", "CPU", "GPU", "memory", "object_store_memory"} & set(self.custom)):
-            fail([(("custom", name), "is a built-in resource: set cpu / gpu beside custom instead")
-                  for name in reserved])
-        on_gpu, issues = self.on_gpu, []
-        if on_gpu is not None and on_gpu.on_gpu is not None:
+    def _check(self) -> Resources:
+        reserved = sorted({"cpu", "gpu", "CPU", "GPU", "memory", "object_store_memory"} & set(self.custom))
+        fail([(("custom", name), "is a built-in resource: set cpu / gpu beside custom instead") for name in reserved])
+        issues = []
+        if self.on_gpu is not None and self.on_gpu.on_gpu is not None:
             issues.append((("on_gpu", "on_gpu"), "is not allowed inside on_gpu"))
-        if on_gpu is not None and on_gpu.gpu == 0:
+        if self.on_gpu is not None and self.on_gpu.gpu == 0:
             issues.append((("on_gpu", "gpu"), "must be above 0: on_gpu is what a trial takes on a cluster with a GPU"))
-        if issues:
-            fail(issues)
+        fail(issues)
         return self
 
     def on_cluster(self, gpus: float) -> Resources:

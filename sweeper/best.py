@@ -21,11 +21,12 @@ import yaml
 from rich.table import Table
 
 from search_spaces.loader import SpaceDumper, read_yaml_value
-from search_spaces.schema import Spec, flatten
+from search_spaces.schema import Spec
 from storage import attrs
 from storage.report import StudyView
 from sweeper.console import console, format_gap, format_value
 from sweeper.errors import BadInput
+from trials.config import flatten
 from trials.entrypoint import DEFAULT_ENTRYPOINT
 
 
@@ -263,7 +264,7 @@ def _config_text(value: Any) -> str:
 def _raw_config(data: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
     """Training keys (nested ones joined with dots) + fixed params + sampled params, as the spec would merge them."""
     training = data.get("training")
-    config = flatten(training if isinstance(training, Mapping) else {}, set())[0]
+    config = flatten(training if isinstance(training, Mapping) else {})[0]
     space = data.get("params")
     for name, param in (space.items() if isinstance(space, Mapping) else ()):
         if isinstance(param, Mapping) and param.get("type") == "fixed":

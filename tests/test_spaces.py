@@ -499,6 +499,11 @@ def test_default_quick_profile(tmp_path: Path) -> None:
     raw = {"name": "x", "params": {"lr": {"type": "float", "low": 0.1, "high": 1}}, "budget": {"trials": 100}}
     assert spec_from_dict(raw, quick=True).budget.model_dump(include={"trials", "max_concurrent"}) == \
         {"trials": 6, "max_concurrent": 2} and raw["budget"] == {"trials": 100}
+    small = write(tmp_path, MINIMAL + "training: {epochs: 2, dataset: {samples_per_class: 5}}\n"
+                  "budget: {trials: 4, max_concurrent: 1}\nscheduler: {type: asha, max_t: 2}\n")
+    spec = load_spec(small, quick=True)  # smaller, never larger
+    assert spec.training["epochs"] == 2 and spec.training["dataset.samples_per_class"] == 5
+    assert spec.budget.trials == 4 and spec.budget.max_concurrent == 1 and spec.scheduler.options["max_t"] == 1
 
 
 # ----------------------------------------------------------------------------------------------------------------

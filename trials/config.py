@@ -2,8 +2,8 @@
 
 A trial is described by a flat ``dict`` whose keys are dotted names (``dataset.classes``, ``model.size``,
 ``label_smoothing``). Flat keys are what Optuna parameters, Ray Tune configs and ``--set key=value`` all speak,
-so one dict travels unchanged from the YAML to the training loop. This module owns the list of accepted keys,
-their defaults (taken from the seed pipelines, see README) and their coercion from strings.
+so one dict travels unchanged from the YAML (nested there or dotted: ``flatten``) to the training loop. This module
+owns the list of accepted keys, their defaults (taken from the seed pipelines, see README) and their coercion.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -206,6 +206,35 @@ def unknown_key(key: Any, allowed: list[str], what: str = "key") -> str:
     if inside := [name for name in allowed if str(name).startswith(f"{key}.")]:  # --set training.dataset=3
         return f"{key!r} names a group of {what}s, not one {what}: set one of {', '.join(inside)}"
     return f"unknown {what} {key!r}{did_you_mean(key, allowed)}; allowed: {', '.join(allowed) or '(none)'}"
+
+
+def flatten(nested: Mapping[str, Any], leaves: Collection[str] = (), prefix: str = "",
+            ) -> tuple[dict[str, Any], list[str]]:
+    """``{dataset: {classes: 5}}`` -> ``{"dataset.classes": 5}``, and the keys set twice; ``leaves`` hold dicts."""
+    flat: dict[str, Any] = {}
+    twice: list[str] = []
+    for key, value in nested.items():
+        name = f"{prefix}{key}"
+        inner, again = flatten(value, leaves, f"{name}.") if isinstance(value, Mapping) and name not in leaves \
+            else ({name: value}, [])
+        twice += again + [k for k in inner if k in flat]
+        flat.update(inner)
+    return flat, twice
+
+
+def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
+    """The inverse of :func:`flatten`; a key that cannot nest (``a`` and ``a.b`` both set) stays dotted."""
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        *parents, last = key.split(".")
+        node: Any = out
+        for part in parents:
+            node = node.setdefault(part, {}) if isinstance(node, dict) else node
+        if isinstance(node, dict) and last not in node:
+            node[last] = value
+        else:
+            out[key] = value
+    return out
 
 
 def _int_text(text: str) -> int | float:

@@ -25,6 +25,7 @@ from trials.config import (
     ConfigError,
     TrainConfig,
     coerce,
+    did_you_mean,
     unknown_key,
 )
 
@@ -63,6 +64,13 @@ class EntrypointInfo:
         """Why ``key`` is refused, or None."""
         known = self.settings is None or key in self.settings
         return None if known else unknown_key(key, list(self.settings or ()), "setting")
+
+    def unknown_metric(self, metric: str) -> str | None:
+        """Why ``metric`` is refused (the entrypoint does not report it), or None."""
+        if self.metrics is None or metric in self.metrics:
+            return None
+        return f"unknown metric {metric!r}{did_you_mean(metric, list(self.metrics))}; " \
+               f"{self.target} reports: {', '.join(self.metrics)}"
 
     def coerce(self, key: str, value: Any) -> Any:
         """The value in the setting's type (that of its default); raises ConfigError, also for an unknown key."""
