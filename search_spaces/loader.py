@@ -159,7 +159,7 @@ def apply_override(data: dict[str, Any], key: str, value: Any) -> None:
             param.get("type") == "fixed" and isinstance(data.get("enqueue"), list):
         rows = [{k: v for k, v in r.items() if k != name} if isinstance(r, dict) else r for r in data["enqueue"]]
         data["enqueue"] = [row for row in rows if row != {}]
-    if last == "type" and old != value and isinstance(node, dict):
+    if last == "type" and old != value and isinstance(node, dict) and isinstance(value, str):
         model = KINDS.get("params" if section.startswith("params.") else section, {}).get(value)
         kept = {"type", "seed", *sampler_options(value)} if section == "sampler" and value in SAMPLER_CLASSES else \
             set(model.model_fields) if model else set(node)

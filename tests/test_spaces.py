@@ -672,6 +672,14 @@ def test_set_switches_a_type_and_drops_the_old_types_options(name: str) -> None:
     assert "did you mean 'grace_period'" in find(err, "scheduler.grace_periods")  # a same-type --set drops nothing
 
 
+@pytest.mark.parametrize(("override", "allowed"), [("params.lr.type=[1]", "float, int, categorical, fixed"),
+                                                   ("sampler.type=[1]", "tpe, random, grid"),
+                                                   ("scheduler.type={a: 1}", "none, asha, hyperband, median")])
+def test_a_type_that_is_no_name_is_refused_not_a_crash(override: str, allowed: str) -> None:
+    err = errors(BUILTIN_DIR / "asl20.yaml", overrides=[override])
+    assert err.source == f"--set {override}" and f"must be one of {allowed}" in find(err, override.split("=")[0])
+
+
 def test_set_takes_training_keys_where_unambiguous(tmp_path: Path) -> None:
     spec = load_spec("asl20", overrides=["epochs=10", "model.size=large", "training.batch_size=16"])
     assert spec.training["epochs"] == 10 and spec.training["model.size"] == "large"
