@@ -157,17 +157,27 @@ def prepare(options: SweepOptions) -> tuple[Spec, str]:
                 spec = load_spec(resolve_space_path(options.space), (*options.overrides, f"name={fresh}"),
                                  quick=options.quick)
         elif study_exists(storage, spec.name):
-            stored = optuna.load_study(study_name=spec.name, storage=storage).user_attrs.get(attrs.SPEC)
-            changes = spec_changes(stored, spec_attr(spec)) if isinstance(stored, dict) else []
-            if changes:
+            study = optuna.load_study(study_name=spec.name, storage=storage)
+            stored = study.user_attrs.get(attrs.SPEC)
+            if not isinstance(stored, dict) and study.get_trials(deepcopy=False):  # else: its creator died early
+                raise StorageError(
+                    f"Study {spec.name!r} in {mask_url(url)} holds trials but no sweeper spec: another program made "
+                    "it, and its trials would count in this sweep's budget and best. Start a new study with --fresh, "
+                    "or give this space another name (--set name=...).")
+            if changes := spec_changes(stored, spec_attr(spec)) if isinstance(stored, dict) else []:
                 raise StorageError(
                     f"Study {spec.name!r} in {mask_url(url)} was made from a different space "
                     f"({'; '.join(changes)}); resuming it would mix two experiments. Start a new study with "
                     f"--fresh (nothing is deleted), give this space another name, or continue the study as it "
-                    f"was: sweeper resume {spec.name}")
+                    f"was: {resume_command(spec, options, url)}")
     finally:  # the sweep opens its own, heartbeating storage; a PostgreSQL server counts idle connections
         close_storage(storage)
     return spec, url
+
+
+def resume_command(spec: Spec, options: SweepOptions, url: str) -> str:
+    """``sweeper resume NAME``, with the storage where the flag or the space named it (SWEEPER_STORAGE stays set)."""
+    return f"sweeper resume {spec.name}" + (f" --storage {mask_url(url)}" if options.storage or spec.storage else "")
 
 
 def stored_spec(url: str, name: str, overrides: tuple[str, ...] = ()) -> Spec:
@@ -273,7 +283,7 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
     )
     writer = StudyWriter(policy)
     interrupted = threading.Event()
-    resume = f"sweeper resume {spec.name}" + (f" --storage {mask_url(url)}" if options.storage or spec.storage else "")
+    resume = resume_command(spec, options, url)
 
     # held while the study is created or loaded, which an exit must not cut short (a new SQLite file left with
     # Optuna's tables but not their version cannot be opened again): leaving takes it, and keeps it
@@ -353,9 +363,11 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
                       "(--set budget.stop_on_target=false runs on)")
         policy.call(lambda: printer.final_table(study))
         return study
-    if not orphans and policy.call(lambda: len(study.get_trials(deepcopy=False, states=COUNTED))) >= budget:
+    if not orphans and (had := policy.call(lambda: len(study.get_trials(deepcopy=False, states=COUNTED)))) >= budget:
         # a finished sweep run again: Tune would have no trial to run, and would read the last run's results
-        console.print(f"nothing left to run: the study has its {budget} trials (raise budget.trials for more)")
+        spent = f"budget.trials is {budget} (raise it for more)" if budget == spec.budget.trials else \
+            f"its grid and enqueued rows make {budget}"
+        console.print(f"nothing left to run: the study has {count_trials(had)}, and {spent}")
         policy.call(lambda: printer.final_table(study))
         check_something_finished(policy.call(lambda: study.get_trials(deepcopy=False)), study.study_name)
         return study
@@ -551,7 +563,8 @@ def print_resume_summary(study: optuna.Study, orphans: list[optuna.trial.FrozenT
     if orphans:
         saved = {t.number for t in orphans if any(trial_checkpoint_dir(str(checkpoints), t.number).glob("*"))}
         # the study knows the last epoch reported; the checkpoint may be older (checkpoint_every) or newer (an outage)
-        console.print(f"carrying on {count_trials(len(orphans))} whose driver is gone, each from its last checkpoint: "
+        console.print(f"carrying on {count_trials(len(orphans))} whose driver is gone, "
+                      f"{'from its' if len(orphans) == 1 else 'each from its'} last checkpoint: "
                       + ", ".join(f"#{t.number} (epoch {last_epoch(t)} recorded)" if t.number in saved else
                                   f"#{t.number} (none in {checkpoints}: from the start)" for t in orphans))
     carried = {t.number for t in orphans}

@@ -101,7 +101,7 @@ def status(storage: optuna.storages.BaseStorage, url: str, name: str | None, fmt
         if (record := target_met(view.study.user_attrs)) is not None:
             console.print(f"time to target, {view.study.study_name}: first met by {describe(record)}", markup=False)
     if name is not None:
-        _details(views[0])
+        _details(views[0], "" if url == resolve_storage_url(None, None) else f" --storage {mask_url(url)}")
 
 
 def _all_views(storage: optuna.storages.BaseStorage, url: str) -> list[StudyView]:
@@ -207,7 +207,8 @@ def _best_of(view: StudyView, metric: str) -> str:
     return "-" if value is None else format_value(metric, value)
 
 
-def _details(view: StudyView) -> None:
+def _details(view: StudyView, storage_flag: str) -> None:
+    """``storage_flag``: what the commands it suggests need to reach this storage."""
     user = view.study.user_attrs
     console.print(f"objective: {view.metric} ({'maximize' if view.maximize else 'minimize'})", markup=False)
     if view.baseline:
@@ -222,14 +223,14 @@ def _details(view: StudyView) -> None:
     orphans = orphaned_trials(view.study) if is_sweepers(view) else []
     if orphans:
         console.print(f"interrupted: {', '.join(f'#{t.number}' for t in orphans)} "
-                      f"{'was' if len(orphans) == 1 else 'were'} running when their driver "
-                      f"died; sweeper resume {view.study.study_name} carries them on from their checkpoints",
+                      f"{'was' if len(orphans) == 1 else 'were'} running when their driver died; sweeper resume "
+                      f"{view.study.study_name}{storage_flag} carries them on from their checkpoints",
                       markup=False)
     if view.complete:
         best = view.complete[0]
         console.print(f"best trial #{best.number}: " + " ".join(f"{k}={format_value(k, v)}"
                                                                  for k, v in best.params.items()), markup=False)
-        console.print(f"see it in full: sweeper best {view.study.study_name}", markup=False)
+        console.print(f"see it in full: sweeper best {view.study.study_name}{storage_flag}", markup=False)
 
 
 def _time(moment: datetime) -> str:

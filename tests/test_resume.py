@@ -147,6 +147,7 @@ def test_interrupted_sweep_resumes_without_losing_or_repeating_trials(tmp_path, 
                            capture_output=True, text=True, cwd=tmp_path, timeout=120,
                            env={**os.environ, "COLUMNS": "300"}).stdout
     assert "interrupted: " + ", ".join(f"#{n}" for n in sorted(interrupted)) in shown, shown
+    assert f"sweeper resume {name} --storage {storage_url} carries them on" in " ".join(shown.split()), shown
     narrow = subprocess.run([sys.executable, "-m", "sweeper.cli", "status", "--storage", storage_url],
                             capture_output=True, text=True, cwd=tmp_path, timeout=120,
                             env={**os.environ, "COLUMNS": "80"}).stdout
@@ -186,7 +187,8 @@ def test_interrupted_sweep_resumes_without_losing_or_repeating_trials(tmp_path, 
 
 
 @pytest.mark.slow
-def test_killed_worker_is_retried_from_its_checkpoint_and_budget_can_grow(ray_session, tmp_path, monkeypatch):
+def test_killed_worker_is_retried_from_its_checkpoint_and_budget_can_grow(ray_session, tmp_path, monkeypatch,
+                                                                          capsys):
     monkeypatch.chdir(tmp_path)
     url = f"sqlite:///{tmp_path / 'sweeps.db'}"
     space = resumable_space(tmp_path, trials=3, sleep=0.05, extra="enqueue: [{x: 0.95}]\n")
@@ -202,6 +204,9 @@ def test_killed_worker_is_retried_from_its_checkpoint_and_budget_can_grow(ray_se
     assert len(set(pids)) == 2  # the worker process really died and another one took over
     assert sorted(crashed.intermediate_values) == list(range(1, EPOCHS + 1))
 
+    capsys.readouterr()
+    run_sweep(SweepOptions(space=str(space), storage=url, results_dir="runs", overrides=("budget.trials=2",)))
+    assert "nothing left to run: the study has 3 trials, and budget.trials is 2" in capsys.readouterr().out
     grown = run_sweep(SweepOptions(space=str(space), storage=url, results_dir="runs",
                                    overrides=("budget.trials=5",)))
     after = grown.get_trials()
@@ -222,6 +227,7 @@ def test_a_changed_space_is_refused_and_fresh_starts_a_new_study(tmp_path):
     message = " ".join(proc.stderr.split())
     assert "training.epochs: 6 -> 9" in message and "params.x.high: 1.0 -> 2" in message, message
     assert "--fresh" in message and "Traceback" not in message
+    assert f"continue the study as it was: sweeper resume {spec.name} --storage {url}" in message, message
     study = optuna.load_study(study_name=spec.name, storage=url)
     assert study.user_attrs["spec"]["training"]["epochs"] == EPOCHS and not study.trials
 
@@ -230,6 +236,24 @@ def test_a_changed_space_is_refused_and_fresh_starts_a_new_study(tmp_path):
     fresh, _ = prepare(SweepOptions(space=str(space), storage=url, fresh=True))
     assert fresh.name == f"{spec.name}-2"
     assert [s.study_name for s in optuna.get_all_study_summaries(url)] == [spec.name]  # nothing written yet
+
+
+def test_a_study_of_the_same_name_that_another_program_made_is_not_taken_over(tmp_path):
+    """Its trials would count in the sweep's budget and best (a best 'val_top3' of 435%), and its params clash."""
+    from storage.errors import StorageError
+
+    space = resumable_space(tmp_path, trials=4, sleep=0.0)
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    name = prepare(SweepOptions(space=str(space), storage=url))[0].name
+    optuna.create_study(study_name=name, storage=url).optimize(lambda t: t.suggest_float("x", 0, 5), n_trials=2)
+    with pytest.raises(StorageError, match="holds trials but no sweeper spec: another program made it"):
+        prepare(SweepOptions(space=str(space), storage=url))
+    study = optuna.load_study(study_name=name, storage=url)
+    assert study.user_attrs == {} and len(study.trials) == 2
+    assert prepare(SweepOptions(space=str(space), storage=url, fresh=True))[0].name == f"{name}-2"
+    optuna.delete_study(study_name=name, storage=url)
+    optuna.create_study(study_name=name, storage=url)  # as a driver killed before it wrote the spec leaves it
+    assert prepare(SweepOptions(space=str(space), storage=url))[0].name == name
 
 
 def test_resume_takes_a_bigger_budget_but_refuses_a_changed_search(tmp_path):
