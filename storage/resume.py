@@ -138,8 +138,9 @@ def record_heartbeat(study: optuna.Study, trial_id: int) -> None:
             storage.record_heartbeat(trial_id)
 
 
-# Sections of a spec that may change when a study is resumed: how much to run and where, not what is searched.
-RESUMABLE_SECTIONS = frozenset({"budget", "resources", "storage", "description", "enqueue", "quick"})
+# Sections of a spec that may change when a study is resumed: how much to run and where, and what reports compare
+# with, not what is searched.
+RESUMABLE_SECTIONS = frozenset({"budget", "resources", "storage", "description", "enqueue", "quick", "baseline"})
 
 
 def spec_changes(stored: dict[str, Any], new: dict[str, Any]) -> list[str]:

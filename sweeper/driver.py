@@ -197,9 +197,10 @@ def stored_spec(url: str, name: str, overrides: tuple[str, ...] = ()) -> Spec:
     spec = spec_from_dict(attrs.spec_as_ran(data), file=f"the spec stored in study {name!r}",
                           base_dir=user_attrs.get(attrs.SPACE_DIR), overrides=overrides)
     if changes := spec_changes(data, spec_attr(spec)):  # --set may change how much runs, never what is searched
+        may = ", ".join(sorted(RESUMABLE_SECTIONS - {"storage"}))  # --set storage=... was refused above
         raise StorageError(f"--set would change what study {name!r} searches ({'; '.join(changes)}); resuming it so "
-                           f"would mix two experiments. Only {', '.join(sorted(RESUMABLE_SECTIONS))} may change on "
-                           "resume: run the changed space as a new study (sweeper run FILE --fresh, or another name).")
+                           f"would mix two experiments. Only {may} may change on resume: run the changed space as a "
+                           "new study (sweeper run FILE --fresh, or another name).")
     return spec
 
 
@@ -541,6 +542,8 @@ def open_study(spec: Spec, url: str, space: str | None, results_root: Path = Pat
         study.sampler = build_sampler(spec, resumed_after=held)
     if study.user_attrs.get(attrs.SPEC) != attributes[attrs.SPEC]:  # found without trials, as an interrupt left it
         study.set_user_attr(attrs.SPEC, attributes[attrs.SPEC])
+    if study.user_attrs.get(attrs.BASELINE) != attributes.get(attrs.BASELINE):  # what reports compare with
+        study.set_user_attr(attrs.BASELINE, attributes.get(attrs.BASELINE))
     return study, created
 
 

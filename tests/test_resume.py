@@ -416,7 +416,7 @@ def test_a_new_trial_starts_without_the_checkpoint_a_deleted_study_left_under_it
 def test_spec_changes_ignore_budget_and_resources():
     old = {"name": "a", "training": {"epochs": 3}, "params": {"x": {"low": 0, "high": 1}}, "budget": {"trials": 4},
            "resources": {"cpu": 1}}
-    assert spec_changes(old, {**old, "budget": {"trials": 9}, "resources": {"cpu": 2}}) == []
+    assert spec_changes(old, {**old, "budget": {"trials": 9}, "resources": {"cpu": 2}, "baseline": {"x": 1}}) == []
     new = {**old, "training": {"epochs": 4, "lr": 0.1}, "params": {}}
     assert spec_changes(old, new) == ["params.x: removed", "training.epochs: 3 -> 4", "training.lr: added"]
 
@@ -445,6 +445,10 @@ def test_rows_added_to_enqueue_run_on_resume_and_rows_already_there_are_not_repe
     study, created = open_study(more, url, None)
     waiting = [t.system_attrs["fixed_params"] for t in study.get_trials(deepcopy=False)]
     assert not created and waiting == [*spec.enqueue, row]
+    assert study.user_attrs[attrs.BASELINE]["metrics"]["test_top1"] == spec.baseline.metrics["test_top1"]
+    compared = load_spec("spaces/asl20.yaml", quick=True, overrides=["baseline.test_top1=50%"])
+    study, _ = open_study(compared, url, None)  # reports compare with the new one
+    assert study.user_attrs[attrs.BASELINE]["metrics"]["test_top1"] == 0.5
 
 
 def test_each_study_checkpoints_in_a_folder_of_its_own_that_a_resume_from_anywhere_finds(tmp_path):
