@@ -63,7 +63,7 @@ from sweeper.ray_runtime import (
 )
 from sweeper.samplers import build_sampler
 from sweeper.study_writer import StudyWriter
-from trials.config import TrainConfig
+from trials.config import TrainConfig, flatten
 from trials.datasets import check_found, read_npz, read_wlasl
 from trials.entrypoint import DEFAULT_ENTRYPOINT
 from trials.errors import DataError
@@ -164,7 +164,8 @@ def prepare(options: SweepOptions) -> tuple[Spec, str]:
                     f"Study {spec.name!r} in {mask_url(url)} holds trials but no sweeper spec: another program made "
                     "it, and its trials would count in this sweep's budget and best. Start a new study with --fresh, "
                     "or give this space another name (--set name=...).")
-            if changes := spec_changes(stored, spec_attr(spec)) if isinstance(stored, dict) else []:
+            if changes := spec_changes(*(with_defaults(s, spec) for s in (stored, spec_attr(spec)))) \
+                    if isinstance(stored, dict) else []:
                 raise StorageError(
                     f"Study {spec.name!r} in {mask_url(url)} was made from a different space "
                     f"({'; '.join(changes)}); resuming it would mix two experiments. Start a new study with "
@@ -173,6 +174,16 @@ def prepare(options: SweepOptions) -> tuple[Spec, str]:
     finally:  # the sweep opens its own, heartbeating storage; a PostgreSQL server counts idle connections
         close_storage(storage)
     return spec, url
+
+
+def with_defaults(stored: dict[str, Any], spec: Spec) -> dict[str, Any]:
+    """A stored spec with the training settings it leaves out at the entrypoint's defaults, flat: removing a line
+    that said the default changes nothing that trains."""
+    settings = (spec.entrypoint_info.settings if spec.entrypoint_info else None) or {}
+    training = stored.get("training")
+    written = flatten(training, {k for k, v in settings.items() if isinstance(v, dict)})[0] \
+        if isinstance(training, dict) else {}
+    return {**stored, "training": {**settings, **written}}
 
 
 def resume_command(spec: Spec, options: SweepOptions, url: str) -> str:

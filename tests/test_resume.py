@@ -256,6 +256,21 @@ def test_a_study_of_the_same_name_that_another_program_made_is_not_taken_over(tm
     assert prepare(SweepOptions(space=str(space), storage=url))[0].name == name
 
 
+def test_a_removed_line_that_said_the_default_is_no_change(tmp_path):
+    from search_spaces.loader import BUILTIN_DIR
+    from storage.errors import StorageError
+
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    space = tmp_path / "asl20.yaml"
+    space.write_text((BUILTIN_DIR / "asl20.yaml").read_text())
+    spec, _ = prepare(SweepOptions(space=str(space), storage=url, quick=True))
+    open_study(spec, url, str(space))
+    space.write_text(space.read_text().replace("  grad_clip: 1.0\n", ""))  # the core's default
+    assert prepare(SweepOptions(space=str(space), storage=url, quick=True))[0].name == spec.name
+    with pytest.raises(StorageError, match=r"training.grad_clip: 1.0 -> 0.5"):
+        prepare(SweepOptions(space=str(space), storage=url, quick=True, overrides=("grad_clip=0.5",)))
+
+
 def test_resume_takes_a_bigger_budget_but_refuses_a_changed_search(tmp_path):
     space = resumable_space(tmp_path, trials=4, sleep=0.0)
     url = f"sqlite:///{tmp_path / 'sweeps.db'}"
