@@ -242,6 +242,7 @@ class Member:
 
     trial_id: str
     last_result: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)  # the member's own trial config (its epochs, its number)
     pickled_error_file: str | None = None
     error_file: str | None = None
 
@@ -282,7 +283,8 @@ class MemberScheduler(TrialScheduler):
                 self.inner.on_trial_remove(tune_controller, self.added.pop(key))
         else:
             if key not in self.added:
-                self.added[key] = Member(key)
+                config = next((m for m in trial.config[META_KEY][MEMBERS] if m[META_KEY]["number"] == number), {})
+                self.added[key] = Member(key, config=config)
                 self.inner.on_trial_add(tune_controller, self.added[key])
             member = self.added[key]
             member.last_result = result

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, MedianStoppingRule, TrialScheduler
 from ray.tune.stopper import Stopper
 
 from search_spaces import sections
 from search_spaces.schema import Spec
 from sweeper.driver_only import DriverOnly
+from sweeper.trainable import FAILED_KEY, FINAL_FLAG, META_KEY
 from trials.config import REPLAYED
 
 TIME_ATTR = "epoch"  # the core reports it every epoch; the final report repeats the last epoch
@@ -32,30 +33,59 @@ def planned_epochs(spec: Spec) -> int:
     return int(spec.base_config().get("epochs", default) or 0)
 
 
-class _SparesReplays:
-    """A report a resumed trial repeats from its checkpoint (``replayed``) is recorded in the rungs, not judged:
-    the trial passed that rung before its driver died, and a fresh scheduler would prune it at an epoch it is
-    long past, recording those metrics as its last."""
+class _JudgesTraining:
+    """What the sweep's scheduler judges of a trial: each epoch it trains while more are to come.
+
+    Recorded but not judged: an epoch a resumed trial replays from its checkpoint (``replayed``: it passed that rung
+    before its driver died, and a fresh scheduler would prune it at an epoch it is long past), and a trial's last
+    epoch (stopping it there saves nothing, and records a trial that trained to its end as PRUNED). Not shown: the
+    final report, which repeats the last epoch with the best epoch's metrics, and which Ray's median rule averaged
+    into every finished trial's curve once more from each callback, pruning trials its rule keeps.
+    """
+
+    planned_epochs = 0  # a trial's last epoch where its config does not say; 0: unknown
 
     def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
+        if result.get(FINAL_FLAG) or result.get(FAILED_KEY):
+            return TrialScheduler.CONTINUE
         action = super().on_trial_result(tune_controller, trial, result)  # type: ignore[misc]
-        return TrialScheduler.CONTINUE if result.get(REPLAYED) else action
+        last = (getattr(trial, "config", None) or {}).get("epochs") or self.planned_epochs
+        at_end = isinstance(last, int) and last > 0 and result.get(TIME_ATTR, 0) >= last
+        return TrialScheduler.CONTINUE if result.get(REPLAYED) or at_end else action
+
+    def on_trial_complete(self, tune_controller: Any, trial: Any, result: dict) -> None:
+        """Every epoch is in; what Tune passes here is the final report, or the epoch a STOP was decided on."""
+        self.on_trial_remove(tune_controller, trial)  # type: ignore[attr-defined]
 
 
-class ASHA(_SparesReplays, ASHAScheduler):
+class ASHA(_JudgesTraining, ASHAScheduler):
+    def __init__(self, *args: Any, seed: int = 0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.seed = seed
+
+    def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
+        """Ray's choice of a HyperBand bracket, drawn from the sampler's seed and the trial's number instead of
+        numpy's global state: the same space and seed prune the same trials."""
+        super().on_trial_add(tune_controller, trial)
+        number = ((getattr(trial, "config", None) or {}).get(META_KEY) or {}).get("number")
+        if number is None or len(self._brackets) == 1:  # not a sweep's trial: Ray's draw stands
+            return
+        sizes = np.array([len(bracket._rungs) for bracket in self._brackets])
+        weights = np.e ** (sizes - sizes.max())
+        draw = np.random.default_rng([self.seed % 2**32, number])
+        self._trial_info[trial.trial_id] = self._brackets[draw.choice(len(self._brackets), p=weights / weights.sum())]
+
+
+class MedianStopping(_JudgesTraining, MedianStoppingRule):
     pass
 
 
-class MedianStopping(_SparesReplays, MedianStoppingRule):
-    pass
-
-
-def hyperband_brackets(max_t: int, reduction_factor: float) -> int:
+def hyperband_brackets(max_t: int, grace_period: int, reduction_factor: float) -> int:
     """HyperBand's bracket count, s_max + 1, for ASHA's ``brackets``: the asynchronous HyperBand of the ASHA paper
     (Li et al., 2020). Ray's synchronous ``HyperBandScheduler`` halves a bracket once all its trials reach a
     rung; with fewer trials at a time than a bracket holds it stopped nothing (Ray 2.x, 12 trials 2 at a time: 0
     stopped; all 12 at once: 4). tests/test_samplers.py shows this one stopping trials 2 at a time."""
-    return int(math.log(max_t) / math.log(reduction_factor) + 1e-9) + 1
+    return int(np.log(max_t / grace_period) / np.log(reduction_factor) + 1)  # as Ray counts bracket 0's rungs
 
 
 def build_scheduler(spec: Spec) -> TrialScheduler:
@@ -72,12 +102,16 @@ def build_scheduler(spec: Spec) -> TrialScheduler:
         options.setdefault("max_t", max(epochs - 1, options.get("grace_period", 1)) if epochs else 100)
         if kind == "hyperband":  # HyperBand's brackets, asynchronous (see hyperband_brackets)
             options.setdefault("reduction_factor", 3)
-            options["brackets"] = hyperband_brackets(options["max_t"], options["reduction_factor"])
-        return ASHA(**common, **options, stop_last_trials=False)
-    if kind == "median":
+            options["brackets"] = hyperband_brackets(options["max_t"], options.get("grace_period", 1),
+                                                     options["reduction_factor"])
+        scheduler: TrialScheduler = ASHA(**common, **options, stop_last_trials=False, seed=spec.sampler.seed or 0)
+    elif kind == "median":
         options.setdefault("grace_period", 1)  # Ray's default, 60, means seconds; here time is epochs
-        return MedianStopping(**common, **options)
-    return FIFOScheduler()
+        scheduler = MedianStopping(**common, **options)
+    else:
+        return FIFOScheduler()
+    scheduler.planned_epochs = epochs
+    return scheduler
 
 
 class SweepStopper(DriverOnly, Stopper):

@@ -189,3 +189,96 @@ def test_a_new_trial_is_sampled_after_the_result_that_freed_its_slot_is_written(
     searcher.suggest("second")
     first, second = study.get_trials()
     assert first.state == optuna.trial.TrialState.COMPLETE and first.datetime_complete < second.datetime_start
+
+
+SHORT = ("training.epochs=4", "params.warmup_epochs={type: fixed, value: 0}", "enqueue=[]")
+
+
+class _TuneController:
+    """What the median rule asks of Tune's controller: the trials waiting to run (none here)."""
+
+    def get_live_trials(self) -> list:
+        return []
+
+
+TUNE = _TuneController()
+
+
+class _Trial:
+    """What a scheduler reads of Tune's trials (and of fused members): an id, the config, a status."""
+
+    def __init__(self, trial_id: str, number: int = 0, epochs: int | None = None) -> None:
+        self.trial_id, self.last_result, self.status = trial_id, {}, "RUNNING"
+        self.config = {"_sweeper": {"number": number}, **({"epochs": epochs} if epochs else {})}
+
+
+def test_the_median_rule_averages_each_epoch_once_not_the_final_report_again():
+    """Tune hands the final report (the last epoch, with the best epoch's metrics) to on_trial_result and again to
+    on_trial_complete; Ray's median rule appended both to the trial's curve, and pruned a trial its rule keeps."""
+    from ray.tune.schedulers import TrialScheduler
+
+    from search_spaces.loader import load_spec
+    from sweeper.schedulers import build_scheduler
+    from sweeper.trainable import FINAL_FLAG
+
+    scheduler = build_scheduler(load_spec("spaces/asl20.yaml", overrides=[
+        *SHORT, "objective={metric: val_loss}", "scheduler={type: median, grace_period: 1, min_samples_required: 1}"]))
+    done, judged = _Trial("done", 0), _Trial("judged", 1)
+    for trial in (done, judged):
+        scheduler.on_trial_add(TUNE, trial)
+    for epoch, loss in ((1, 1.7933), (2, 1.7802), (3, 1.7583)):  # it stopped early, after epoch 3
+        scheduler.on_trial_result(TUNE, done, {"epoch": epoch, "val_loss": loss})
+    final = {"epoch": 3, "val_loss": 1.7583, FINAL_FLAG: True}
+    assert scheduler.on_trial_result(TUNE, done, final) == TrialScheduler.CONTINUE
+    scheduler.on_trial_complete(TUNE, done, final)
+    # its running mean to epoch 3 is 1.7773; the judged trial's best, 1.7736, is better: it trains on
+    decisions = [scheduler.on_trial_result(TUNE, judged, {"epoch": epoch, "val_loss": loss})
+                 for epoch, loss in ((1, 1.7873), (2, 1.7831), (3, 1.7736))]
+    assert decisions == [TrialScheduler.CONTINUE] * 3
+
+
+def test_no_scheduler_stops_a_trial_at_its_own_last_epoch():
+    """Stopping it there saves nothing, and records a trial that trained to its end as PRUNED, without its test
+    metrics: a grace period or a max_t of all the epochs, or a sampled number of epochs, put a rung there."""
+    from ray.tune.schedulers import TrialScheduler
+
+    from search_spaces.loader import load_spec
+    from sweeper.schedulers import build_scheduler
+
+    def decisions(section: str, curves: dict[str, tuple[int | None, list[float]]]) -> dict[str, list[str]]:
+        scheduler = build_scheduler(load_spec("spaces/asl20.yaml", overrides=[*SHORT, f"scheduler={section}"]))
+        trials = {name: _Trial(name, n, epochs) for n, (name, (epochs, _)) in enumerate(curves.items())}
+        for trial in trials.values():
+            scheduler.on_trial_add(TUNE, trial)
+        return {name: [scheduler.on_trial_result(TUNE, trials[name], {"epoch": epoch, "val_top3": value})
+                       for epoch, value in enumerate(values, 1)] for name, (_, values) in curves.items()}
+
+    keep, stop = TrialScheduler.CONTINUE, TrialScheduler.STOP
+    median = decisions("{type: median, grace_period: 4}", {"good": (None, [0.9] * 4), "poor": (None, [0.1] * 4)})
+    assert median["poor"] == [keep] * 4  # judged at epoch 4 only, its last
+    asha = decisions("{type: asha, grace_period: 1, reduction_factor: 2, max_t: 4}", {
+        "good": (None, [0.9] * 4), "late": (None, [0.9, 0.9, 0.9, 0.1]), "short": (2, [0.9, 0.1]),
+        "early": (None, [0.9, 0.1])})
+    assert asha["late"] == [keep] * 4 and asha["short"] == [keep] * 2  # the rungs at 4 and 2 are their last epochs
+    assert asha["early"] == [keep, stop]  # before its last epoch a trial is judged as ever
+
+
+def test_hyperband_draws_each_trials_bracket_from_the_seed_and_every_bracket_has_a_rung():
+    from ray.tune.schedulers.async_hyperband import _Bracket
+
+    from search_spaces.loader import load_spec
+    from sweeper.schedulers import build_scheduler, hyperband_brackets
+
+    def brackets(seed: int) -> list[int]:
+        scheduler = build_scheduler(load_spec("spaces/asl20.yaml", overrides=[
+            "scheduler={type: hyperband, reduction_factor: 2}", "training.epochs=17", f"sampler.seed={seed}"]))
+        trials = [_Trial(f"t{n}", n) for n in range(40)]
+        for trial in trials:
+            scheduler.on_trial_add(TUNE, trial)
+        return [scheduler._brackets.index(scheduler._trial_info[t.trial_id]) for t in trials]
+
+    assert brackets(0) == brackets(0) != brackets(1) and len(set(brackets(0))) == 5  # max_t 16: 5 brackets
+    for max_t, grace, factor in ((243, 1, 3), (27, 3, 3), (8, 2, 2), (3, 3, 3), (100, 1, 3)):
+        count = hyperband_brackets(max_t, grace, factor)  # bracket 0 has the most rungs, the last has one
+        assert [len(_Bracket(grace, max_t, factor, s, False)._rungs) for s in range(count)] == \
+            list(range(count, 0, -1)), (max_t, grace, factor)
