@@ -405,7 +405,8 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
         if writer.error is not None:
             searcher.stopped = True
             return True
-        return spec.budget.stop_on_target and recorder.target_reached
+        # the trials that trained their last epoch send their results first (a fused group's, one by one)
+        return spec.budget.stop_on_target and recorder.target_reached and not recorder.results_due()
 
     name = study.study_name  # what Tune pickles (these lambdas, the run config) must not hold the study
     trainable, scheduler = run_trial, build_scheduler(spec)

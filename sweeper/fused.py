@@ -254,6 +254,11 @@ def member_id(searcher: StudySearcher, ray_trial_id: str, number: int) -> str | 
                 None)
 
 
+def config_of(trial: Any, number: int) -> dict[str, Any]:
+    """Member ``number``'s own trial config, from its group's."""
+    return next((m for m in trial.config[META_KEY][MEMBERS] if m[META_KEY]["number"] == number), {})
+
+
 class MemberScheduler(TrialScheduler):
     """The sweep's scheduler, shown members instead of groups; a group runs until its function returns."""
 
@@ -283,8 +288,7 @@ class MemberScheduler(TrialScheduler):
                 self.inner.on_trial_remove(tune_controller, self.added.pop(key))
         else:
             if key not in self.added:
-                config = next((m for m in trial.config[META_KEY][MEMBERS] if m[META_KEY]["number"] == number), {})
-                self.added[key] = Member(key, config=config)
+                self.added[key] = Member(key, config=config_of(trial, number))
                 self.inner.on_trial_add(tune_controller, self.added[key])
             member = self.added[key]
             member.last_result = result
@@ -330,7 +334,7 @@ class FusedRecorder(StudyRecorder):
         key = member_id(self.searcher, trial.trial_id, number) if number is not None else None
         if key is None:  # not a member's result, or a member already told PRUNED or FAIL
             return
-        member = Member(key, result)
+        member = Member(key, result, config=config_of(trial, number))
         self.last[key] = result
         if result.get(FINAL_FLAG) or result.get(FAILED_KEY):
             super().on_trial_complete(iteration, trials, member)

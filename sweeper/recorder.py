@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import time
 import warnings
 from collections.abc import Callable
 from datetime import datetime
@@ -40,6 +41,7 @@ from sweeper.trainable import (
     note_stopped,
 )
 
+FINAL_WAIT_S = 60.0  # how long a sweep stopping at its target waits for a trial's result after its last epoch
 RECORDED_EPOCH_KEYS = ("epoch", "train_loss", "val_loss", "val_top1", "val_top3", "val_top5")
 # trial attrs only sweeper writes: a returned "error" or "node" is recorded as returned_error, returned_node
 SWEEPER_ATTRS = (attrs.ERROR, attrs.NODE, attrs.RAY_TRIAL_ID, attrs.DRIVER, attrs.RESUMED)
@@ -65,6 +67,7 @@ class StudyRecorder(DriverOnly, Callback):
         self.curves: set[int] = set()  # trials with a report the scheduler could judge (an epoch and the objective)
         self.unjudged: dict[int, int] = {}  # trials without such a report: how many others they sent
         self.warned_unjudged = self.spec.scheduler.type == "none"  # no scheduler: nothing to warn about
+        self.finishing: dict[str, float] = {}  # trials that reported their last epoch (monotonic time), result due
 
     def _warn_unjudged(self, number: int, what: str) -> None:
         """The scheduler compares trials at each report's epoch and objective; without them it silently prunes
@@ -100,6 +103,9 @@ class StudyRecorder(DriverOnly, Callback):
         if isinstance(value, (int, float)) and math.isfinite(value) and isinstance(epoch, int) and epoch > 0:
             self.curves.add(optuna_trial.number)
             self.writer.submit(lambda: report(optuna_trial, float(value), epoch))
+        last = (getattr(trial, "config", None) or {}).get("epochs")
+        if isinstance(last, int) and isinstance(epoch, int) and epoch >= last:
+            self.finishing[trial.trial_id] = time.monotonic()
         elif optuna_trial.number not in self.curves:
             self._note_unjudged(optuna_trial.number, value, epoch)
 
@@ -115,7 +121,14 @@ class StudyRecorder(DriverOnly, Callback):
         if seen >= 2:
             self._warn_unjudged(number, f"reported {seen} times {missing}")
 
+    def results_due(self) -> bool:
+        """Whether a trial that trained its last epoch has yet to send its result (its test metrics, computed just
+        after): a sweep stopping at its target waits for it, lest it record a trial that trained fully as PRUNED
+        (every member but the first of a fused group that finishes in lockstep)."""
+        return any(time.monotonic() - since < FINAL_WAIT_S for since in self.finishing.values())
+
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.finishing.pop(trial.trial_id, None)
         optuna_trial = self.searcher.trials.pop(trial.trial_id, None)
         if optuna_trial is None:
             return
@@ -152,6 +165,7 @@ class StudyRecorder(DriverOnly, Callback):
                                                     state=optuna.trial.TrialState.PRUNED))
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.finishing.pop(trial.trial_id, None)
         optuna_trial = self.searcher.trials.pop(trial.trial_id, None)
         if optuna_trial is not None:
             message, frames = trial_error(trial)

@@ -346,6 +346,18 @@ def test_the_median_rule_prunes_the_member_behind_the_rest_of_its_group(ray_sess
     assert trials[2].user_attrs["stop_reason"] == "pruned"
 
 
+@pytest.mark.slow
+def test_a_sweep_stopping_at_its_target_records_the_members_that_finished_with_the_first_as_complete(
+        ray_session, tmp_path, monkeypatch):
+    """A group that finishes in lockstep sends its members' results one by one: the sweep stopped at the first,
+    which met the target, and recorded the others, trained to their last epoch, PRUNED without test metrics."""
+    monkeypatch.chdir(tmp_path)
+    _, trials = one_group(tmp_path, "{type: none}", ("3.0e-3", "2.0e-3", "1.0e-3"),
+                          "budget.stop_on_target=true", "targets={test_top3: 0.01}")
+    assert [t.state for t in trials] == [TS.COMPLETE] * 3, [t.user_attrs.get("stop_reason") for t in trials]
+    assert all("test_top3" in t.user_attrs and sorted(t.intermediate_values) == [1, 2, 3] for t in trials)
+
+
 @pytest.mark.parametrize("command", ["run", "validate"])
 def test_fused_sweep_refuses_what_it_cannot_fuse(tmp_path, command):
     space = resumable_space(tmp_path, trials=2, sleep=0.0)  # a user's own training function
