@@ -103,11 +103,11 @@ class StudyRecorder(DriverOnly, Callback):
         if isinstance(value, (int, float)) and math.isfinite(value) and isinstance(epoch, int) and epoch > 0:
             self.curves.add(optuna_trial.number)
             self.writer.submit(lambda: report(optuna_trial, float(value), epoch))
+        elif optuna_trial.number not in self.curves:
+            self._note_unjudged(optuna_trial.number, value, epoch)
         last = (getattr(trial, "config", None) or {}).get("epochs")
         if isinstance(last, int) and isinstance(epoch, int) and epoch >= last:
             self.finishing[trial.trial_id] = time.monotonic()
-        elif optuna_trial.number not in self.curves:
-            self._note_unjudged(optuna_trial.number, value, epoch)
 
     def _note_unjudged(self, number: int, value: Any, epoch: Any) -> None:
         """A report the scheduler cannot judge; one is fine (an epoch-0 evaluation, extra figures), two are not."""
