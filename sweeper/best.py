@@ -24,7 +24,7 @@ from search_spaces.loader import SpaceDumper, read_yaml_value
 from search_spaces.schema import Spec
 from storage import attrs
 from storage.report import StudyView
-from sweeper.console import console, format_gap, format_value
+from sweeper.console import console, format_value, target_gap
 from sweeper.errors import BadInput
 from trials.config import flatten
 from trials.entrypoint import DEFAULT_ENTRYPOINT
@@ -245,8 +245,8 @@ def _metrics_table(view: StudyView, trial: optuna.trial.FrozenTrial) -> Table:
         target, base = view.targets.get(metric), view.baseline.get(metric)
         met = "" if target is None or value is None else (
             "met" if view.met_target(metric, value) else "not met")
-        table.add_row(metric, _fmt(metric, value), _fmt(metric, target), met, _fmt(metric, base),
-                      format_gap(metric, value, base))
+        versus = "-" if value is None or base is None else target_gap(metric, value, base, view.direction(metric))
+        table.add_row(metric, _fmt(metric, value), _fmt(metric, target), met, _fmt(metric, base), versus)
     return table
 
 

@@ -44,8 +44,10 @@ class SweepPrinter:
             parts.append(f"error: {trial.user_attrs.get('error', '?')}")
         if self.best is not None:
             parts.append(f"best {format_value(self.metric, self.best)}")
+        # judged as the final table judges them: a COMPLETE trial's own values, the objective its recorded value
+        values = {**trial.user_attrs, self.metric: trial.value} if trial.state == TS.COMPLETE else {}
         for metric, target in self.spec.targets.items():
-            value = trial.user_attrs.get(metric)
+            value = values.get(metric)
             if isinstance(value, (int, float)):
                 gap = "outside 0-1: not met" if percent_scale(metric, value) else target_gap(
                     metric, value, target, self.spec.metric_direction(metric))

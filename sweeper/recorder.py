@@ -139,8 +139,10 @@ class StudyRecorder(DriverOnly, Callback):
             nan = message.startswith(NON_FINITE_ERROR + ":")
             self._fail(optuna_trial, message, result, reason=attrs.STOP_NAN if nan else None)
             return
-        # COMPLETE: everything the training function returned; otherwise the last epoch's metrics
+        # COMPLETE: everything the training function returned; otherwise the last epoch's metrics. A target's metric
+        # reported every epoch but not returned: its last report (else no trial could meet that target)
         keys = result.get(RESULT_KEYS) or [k for k in RECORDED_EPOCH_KEYS if k in result]
+        keys = [*keys, *(m for m in self.spec.targets if m in result and m not in keys)]
         user_attrs = {f"returned_{k}" if k in SWEEPER_ATTRS else k: result[k] for k in keys
                       if isinstance(result.get(k), (str, int, float, bool))}
         if result.get(FINAL_FLAG):

@@ -499,12 +499,13 @@ def test_ctrl_c_exits_130_and_keeps_finished_trials(tmp_path, signum, group, fre
 
 @pytest.mark.slow
 def test_what_a_users_function_reports_or_returns_is_recorded_as_it_meant(ray_session, tmp_path, monkeypatch):
-    """NumPy scalars are numbers; returning nothing records the last report; a last report of NaN fails the trial
-    (not an earlier epoch's value in its place); a result that is no dict fails at once, in words; an exception that
-    pickle cannot rebuild is recorded in its own words, not as the TypeError of rebuilding it."""
+    """NumPy scalars are numbers; returning nothing records the last report, and a target's metric that is not
+    returned is its last report; a last report of NaN fails the trial (not an earlier epoch's value in its place); a
+    result that is no dict fails at once, in words; an exception that pickle cannot rebuild is recorded in its own
+    words, not as the TypeError of rebuilding it."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "odd_train.py").write_text((FIXTURES / "odd_train.py").read_text())
-    modes = ["numpy", "nothing", "nan_last", "not_a_dict", "own_names", "odd_exception"]
+    modes = ["numpy", "nothing", "nan_last", "not_a_dict", "own_names", "odd_exception", "score_only"]
     (tmp_path / "odd.yaml").write_text(textwrap.dedent(f"""\
         name: odd-{uuid.uuid4().hex[:8]}
         entrypoint: odd_train:train
@@ -514,12 +515,12 @@ def test_what_a_users_function_reports_or_returns_is_recorded_as_it_meant(ray_se
           mode: {{type: categorical, choices: {modes}}}
           x: {{type: float, low: 0.0, high: 0.01}}
         scheduler: {{type: none}}
-        budget: {{trials: 6, max_concurrent: 1}}
+        budget: {{trials: 7, max_concurrent: 1}}
         enqueue: [{", ".join(f"{{mode: {m}, x: 0.0}}" for m in modes)}]
         """))
     url = f"sqlite:///{tmp_path / 'sweeps.db'}"
     study = run_sweep(SweepOptions(space=str(tmp_path / "odd.yaml"), storage=url))
-    numpy_trial, nothing, nan_last, not_a_dict, own_names, odd = load(url, study.study_name).get_trials()
+    numpy_trial, nothing, nan_last, not_a_dict, own_names, odd, score_only = load(url, study.study_name).get_trials()
     assert numpy_trial.state == TS.COMPLETE and numpy_trial.value == pytest.approx(0.2)
     assert numpy_trial.intermediate_values == {1: pytest.approx(0.1), 2: pytest.approx(0.2)}
     assert numpy_trial.user_attrs["acc"] == pytest.approx(0.2)
@@ -531,6 +532,7 @@ def test_what_a_users_function_reports_or_returns_is_recorded_as_it_meant(ray_se
     assert own_names.user_attrs["returned_error"] == 0.12 and own_names.user_attrs["returned_node"] == "mine"
     assert "error" not in own_names.user_attrs and own_names.user_attrs["node"] != "mine"  # sweeper's own
     assert odd.state == TS.FAIL and odd.user_attrs["error"] == "ShapeError: got shape (2, 3), want (3, 2)"
+    assert score_only.user_attrs["acc"] == pytest.approx(0.2)  # a target's metric: its last report, if not returned
 
 
 @pytest.mark.slow

@@ -289,6 +289,11 @@ def test_trial_lines_of_a_resumed_sweep_count_the_studys_best_and_gaps_in_the_me
     # the gap in words: a plain -0.25 would read as a miss, but a loss below its target beats it
     assert "test_top3 70.13% (target 80.00%, 9.87 pts short)" in line
     assert "test_loss 1.25 (target 1.5, beats by 0.25)" in line
+    pruned = study.ask({"x": X})  # a PRUNED trial meets no target (its values are an epoch's, not a test)
+    pruned.set_user_attr("test_top3", 0.9)
+    study.tell(pruned, state=optuna.trial.TrialState.PRUNED)
+    SweepPrinter(spec).trial_finished(study.get_trials()[-1])
+    assert "target" not in capsys.readouterr().out
     from sweeper.console import format_value
 
     assert [format_value("test_top3", v) for v in (float("nan"), float("inf"), 0.5)] == ["nan", "inf", "50.00%"]
