@@ -154,6 +154,7 @@ def study_summary(view: StudyView) -> dict[str, Any]:
     elapsed = None if span is None else ((datetime.now() if now == "running" else span[1]) - span[0]).total_seconds()
     reached = view.first_reached()
     user = view.study.user_attrs
+    ends = [t.datetime_complete for t in view.trials if t.datetime_complete is not None]  # a RUNNING trial has none
     return {
         "name": view.study.study_name,
         "state": now,
@@ -166,7 +167,7 @@ def study_summary(view: StudyView) -> dict[str, Any]:
         "target_met_by": reached.number if reached else None,
         "baseline": dict(view.baseline),
         "first_trial_start": span[0].isoformat() if span else None,
-        "last_trial_end": span[1].isoformat() if span else None,
+        "last_trial_end": max(ends).isoformat() if ends else None,
         "duration_seconds": elapsed,
         "interrupted_trials": [t.number for t in orphaned_trials(view.study)] if now == "interrupted" else [],
         "space_file": user.get("space_file"),
@@ -218,8 +219,11 @@ def _details(view: StudyView, storage_flag: str) -> None:
         console.print(f"space file: {user['space_file']}", markup=False)
     span = view.time_span()
     if span is not None:
+        running = view.states().get("RUNNING", 0)
         console.print(f"trials from {span[0].isoformat(sep=' ', timespec='seconds')} to "
-                      f"{span[1].isoformat(sep=' ', timespec='seconds')}", markup=False)
+                      f"{span[1].isoformat(sep=' ', timespec='seconds')}"
+                      + (f" (the last start or end on record; {running} still RUNNING)" if running else ""),
+                      markup=False)
     orphans = orphaned_trials(view.study) if is_sweepers(view) else []
     if orphans:
         console.print(f"interrupted: {', '.join(f'#{t.number}' for t in orphans)} "

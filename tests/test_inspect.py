@@ -290,6 +290,7 @@ def test_status_tells_a_dead_driver_on_another_host_from_a_live_one(storage_url:
             connection.execute(sqlalchemy.update(Beat).values(heartbeat=now - timedelta(hours=1)))
         gone = status()
         assert gone["state"] == "interrupted" and gone["interrupted_trials"] == [0, 1], gone
+        assert gone["last_trial_end"] is None, gone  # no trial has ended; a start is no end
     finally:
         close_storage(storage)
         delete_studies(storage_url, [name])
