@@ -20,6 +20,9 @@ SPACE_DIR = "space_dir"  # absolute folder of the space file: where `sweeper res
 # absolute folder of the trials' checkpoints, named STUDY-KEY: a resume run from another folder finds them, and a
 # study of the same name in another storage never reads or deletes them
 CHECKPOINTS = "checkpoints"
+# absolute folder the study's first run started in: its trials read relative paths (a space's dataset.path) from
+# there, wherever a resume runs from
+WORK_DIR = "work_dir"
 
 # --- trial user attrs -------------------------------------------------------------------------------------------
 # Final metrics are stored under their own names (the training core's result keys), one attr each, so a report

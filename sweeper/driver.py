@@ -65,7 +65,7 @@ from sweeper.samplers import build_sampler
 from sweeper.study_writer import StudyWriter
 from trials.config import TrainConfig, flatten
 from trials.datasets import check_found, read_npz, read_wlasl
-from trials.entrypoint import DEFAULT_ENTRYPOINT
+from trials.entrypoint import DEFAULT_ENTRYPOINT, working_in
 from trials.errors import DataError
 
 INTERRUPT_DRAIN_S = 10.0  # Ctrl-C waits this long at most for queued writes; what is left runs again on resume
@@ -109,21 +109,42 @@ def spec_storage_url(spec: Spec, cli_url: str | None) -> str:
         raise StorageError(f"{origin}: {exc}" if origin else str(exc)) from None
 
 
-def check_data_found(spec: Spec) -> None:
+def check_data_found(spec: Spec, folder: Path | None = None) -> None:
     """Data the built-in core cannot find or read fails every trial: refuse the sweep instead. Not where a param
-    samples which data, and not on a cluster (``--address``), where the workers' disks are the ones that count."""
+    samples which data, and not on a cluster (``--address``), where the workers' disks are the ones that count.
+    ``folder``: where the trials read relative paths (a resumed study's first folder), else this one."""
     if spec.entrypoint != DEFAULT_ENTRYPOINT or any(k.startswith("dataset.") for k in spec.sampled_params()):
         return
     cfg = TrainConfig.from_flat(spec.base_config())
+    folder = folder if folder is not None and folder.is_dir() else Path.cwd()  # as the trials fall back
     try:
-        check_found(cfg.dataset_name, cfg.dataset_path, cfg.dataset_split_file)
-        if cfg.dataset_name == "npz":  # the arrays too (a NaN, a label out of range): once here, not in every trial
-            read_npz(cfg.dataset_path, classes=cfg.dataset_classes, seed=cfg.dataset_seed)
-        elif cfg.dataset_name == "wlasl":
-            read_wlasl(cfg.dataset_path, cfg.dataset_split_file, cfg.dataset_landmarks_dir, classes=cfg.dataset_classes)
+        with working_in(str(folder)):
+            check_found(cfg.dataset_name, cfg.dataset_path, cfg.dataset_split_file)
+            if cfg.dataset_name == "npz":  # the arrays too (a NaN, a label out of range): once here, not per trial
+                read_npz(cfg.dataset_path, classes=cfg.dataset_classes, seed=cfg.dataset_seed)
+            elif cfg.dataset_name == "wlasl":
+                read_wlasl(cfg.dataset_path, cfg.dataset_split_file, cfg.dataset_landmarks_dir,
+                           classes=cfg.dataset_classes)
     except DataError as exc:
         where = f"{spec.source_path}: " if spec.source_path else ""
-        raise DataError(f"{where}training.dataset: {exc} (a relative path is read from {Path.cwd()})") from None
+        raise DataError(f"{where}training.dataset: {exc} (a relative path is read from {folder})") from None
+
+
+def study_work_dir(url: str, name: str) -> Path | None:
+    """The folder an existing study's trials read relative paths from (its first run's); None for a new study."""
+    path = sqlite_path(url)
+    if path is not None and not path.exists():
+        return None
+    try:
+        storage = retry_briefly(lambda: open_storage(url, create=False))
+    except NotAStudyDatabase:
+        return None
+    try:
+        folder = optuna.load_study(study_name=name, storage=storage).user_attrs.get(attrs.WORK_DIR) \
+            if study_exists(storage, name) else None
+    finally:
+        close_storage(storage)
+    return Path(folder) if isinstance(folder, str) else None
 
 
 def prepare(options: SweepOptions) -> tuple[Spec, str]:
@@ -260,7 +281,7 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
     started = time.perf_counter()
     spec, url = prepare(options)
     if options.address is None:
-        check_data_found(spec)
+        check_data_found(spec, study_work_dir(url, spec.name))
     if spec.resources.fuse > 1:  # fused trial groups (sweeper/fused.py): refuse what they cannot do
         from sweeper.fused import check_spec
 
@@ -550,6 +571,8 @@ def open_study(spec: Spec, url: str, space: str | None, results_root: Path = Pat
         ran = any(t.state != optuna.trial.TrialState.WAITING for t in found)
         folder = spec.name if ran else f"{spec.name}-{secrets.token_hex(4)}"
         study.set_user_attr(attrs.CHECKPOINTS, str(results_root.resolve() / "checkpoints" / folder))
+    if attrs.WORK_DIR not in study.user_attrs:  # a study of an earlier sweeper: from now on, this folder
+        study.set_user_attr(attrs.WORK_DIR, str(Path.cwd()))
     if not created:
         study.sampler = build_sampler(spec, resumed_after=held)
     if study.user_attrs.get(attrs.SPEC) != attributes[attrs.SPEC]:  # found without trials, as an interrupt left it

@@ -45,7 +45,7 @@ from sweeper.trainable import (
     trial_checkpoint_dir,
 )
 from trials.config import ConfigError
-from trials.entrypoint import DEFAULT_ENTRYPOINT
+from trials.entrypoint import DEFAULT_ENTRYPOINT, working_in
 
 log = logging.getLogger(__name__)
 
@@ -178,8 +178,9 @@ def run_fused_trial(config: dict[str, Any]) -> None:
             raise outcome
 
     dirs = [trial_checkpoint_dir(m[META_KEY]["checkpoints"], n) for m, n in zip(members, numbers, strict=True)]
-    run_group([member_config(m) for m in members], [reporter(n) for n in numbers], [str(d) for d in dirs],
-              finished=finished)
+    with working_in(meta.get("work_dir")):
+        run_group([member_config(m) for m in members], [reporter(n) for n in numbers], [str(d) for d in dirs],
+                  finished=finished)
 
 
 # --- decisions: from the driver's scheduler to the worker ---------------------------------------------------

@@ -53,6 +53,7 @@ class StudySearcher(DriverOnly, Searcher):
         self.stopped = False
         self.timed_out = False  # stopped by budget.time
         self.carried_on: set[int] = set()  # dead drivers' trials this one carries on (their curves may be complete)
+        self.work_dir = study.user_attrs.get(attrs.WORK_DIR)  # where trials read relative paths
         # An ask cut short by the storage resumes where it stopped (see _next_trial).
         self._pending: optuna.Trial | None = None
         self._unconfirmed_id: int | None = None
@@ -96,6 +97,7 @@ class StudySearcher(DriverOnly, Searcher):
             "entrypoint": self.spec.entrypoint,
             "base_dir": self.spec.base_dir,
             "checkpoints": self.checkpoints,
+            "work_dir": self.work_dir,
             "metric": self.spec.objective.metric,
             "worst": worst_value(self.spec.direction),
         }

@@ -78,6 +78,13 @@ def stopped_note(checkpoints: str, number: int) -> dict[str, Any] | None:
 
 def run_trial(config: dict[str, Any]) -> None:
     """Tune function trainable: report every epoch, then once more with the final metrics and a final flag."""
+    from trials.entrypoint import working_in
+
+    with working_in(config[META_KEY].get("work_dir")):
+        _run_trial(config)
+
+
+def _run_trial(config: dict[str, Any]) -> None:
     from trials.config import ConfigError
     from trials.entrypoint import EntrypointError, import_target, returned_metrics
     from trials.errors import DataError

@@ -503,3 +503,36 @@ def test_rows_past_the_budget_are_not_enqueued_until_a_larger_budget_makes_room(
     larger = load_spec("spaces/asl20.yaml", quick=True, overrides=["budget.trials=3"])
     study, created = open_study(larger, url, None)
     assert not created and [t.system_attrs["fixed_params"] for t in study.get_trials(deepcopy=False)] == small.enqueue
+
+
+@pytest.mark.slow
+def test_a_resume_from_another_folder_reads_the_data_the_study_started_with(ray_session, tmp_path, monkeypatch):
+    """A relative dataset.path is read from the folder of the study's first run: run from another folder, a resume
+    trained on that folder's file of the same name (one study, two datasets), or refused it as not found."""
+    import numpy as np
+
+    first, elsewhere = tmp_path / "first", tmp_path / "elsewhere"
+    for folder, per_class in ((first, 8), (elsewhere, 12)):
+        (folder / "data").mkdir(parents=True)
+        rng = np.random.default_rng(0)
+        np.savez(folder / "data" / "d.npz", X=rng.standard_normal((3 * per_class, 8, 5, 2)).astype(np.float32),
+                 y=np.repeat(np.arange(3), per_class))
+    space = first / "npz.yaml"
+    space.write_text(textwrap.dedent("""\
+        name: npz-data
+        objective: {metric: val_loss}
+        training: {dataset: {name: npz, path: data/d.npz, classes: 3}, model: {size: small}, epochs: 1, batch_size: 8}
+        params: {lr: {type: float, low: 1.0e-4, high: 1.0e-3, log: true}}
+        sampler: {type: random, seed: 0}
+        scheduler: {type: none}
+        budget: {trials: 1, max_concurrent: 1}
+        """))
+    url, runs = f"sqlite:///{tmp_path / 'sweeps.db'}", str(tmp_path / "runs")
+    monkeypatch.chdir(first)
+    run_sweep(SweepOptions(space=str(space), storage=url, results_dir=runs))
+    monkeypatch.chdir(elsewhere)
+    run_sweep(SweepOptions(space=str(space), storage=url, results_dir=runs, overrides=("budget.trials=2",)))
+    trials = optuna.load_study(study_name="npz-data", storage=url).get_trials()
+    assert [t.state for t in trials] == [TS.COMPLETE] * 2
+    assert trials[0].user_attrs["data"] == trials[1].user_attrs["data"], [t.user_attrs["data"] for t in trials]
+    assert Path.cwd() == elsewhere  # the driver's folder is its own; only the trials ran in the study's

@@ -9,11 +9,13 @@ that pulls in torch, and validation must stay light.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
+import os
 import re
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +47,21 @@ def metric_direction(metric: str, fallback: str) -> str:
     words = set(re.split(r"[^a-z0-9]+", metric.lower()))
     larger, smaller = bool(words & _LARGER or any(re.fullmatch(r"top\d+", w) for w in words)), bool(words & _SMALLER)
     return "maximize" if larger and not smaller else "minimize" if smaller and not larger else fallback
+
+
+@contextlib.contextmanager
+def working_in(folder: str | None) -> Iterator[None]:
+    """Run in ``folder`` (a study's first run's: where relative paths in its space are read from, whichever folder
+    a resume starts in); where it is not on this machine (another node of a cluster), where the process is."""
+    if not folder or not os.path.isdir(folder):
+        yield
+        return
+    before = os.getcwd()
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(before)
 
 
 class EntrypointError(ValueError):
