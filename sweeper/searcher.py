@@ -7,6 +7,7 @@ shows it, and a resumed sweep knows it existed. Results go back to the study thr
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import threading
 import uuid
@@ -189,14 +190,15 @@ class StudySearcher(DriverOnly, Searcher):
         """Call after the sweep: a trial asked for as it ended (the storage held the ask) is started by nobody, and
         is recorded so, not left RUNNING for a resume to carry on."""
         asking, self._asking = self._asking, None
-        if asking is None:
-            return
-        try:
-            trial = asking.result(timeout=ASK_WAIT_S)
-        except Exception:  # still held, or failed: a trial it created is an orphan, which a resume carries on
-            return
-        if trial is not None:
-            self.writer.submit(never_started(self.study, trial))
+        trial = None
+        if asking is not None:
+            with contextlib.suppress(Exception):  # failed: what it made so far is _pending
+                trial = asking.result(timeout=self.policy.timeout_s)  # as long as the writer's backlog may take
+        # a dead driver's trial stays its own (RUNNING): the next run carries it on, or stops it at a met target
+        for made in (trial, self._pending):
+            if made is not None and made.number not in self.carried_on:
+                self.writer.submit(never_started(self.study, made))
+        self._pending = None
 
     def save(self, checkpoint_path: str) -> None:
         """The study is the searcher's state; nothing to write next to Ray's results."""

@@ -589,11 +589,17 @@ def test_an_ask_that_a_locked_sqlite_file_holds_does_not_hold_tunes_loop(tmp_pat
     assert set(searcher.trials) == {"ray-3"} and len(study.get_trials()) == 1  # one trial, not one per call
     assert configs[-1][META_KEY]["number"] == study.get_trials()[0].number
 
-    holder = sqlite3.connect(tmp_path / "sweeps.db", timeout=30)  # the sweep ends while an ask is held
+    # the sweep ends while an ask is held
+    holder = sqlite3.connect(tmp_path / "sweeps.db", timeout=30, check_same_thread=False)
     holder.execute("BEGIN EXCLUSIVE")
     assert searcher.suggest("ray-4") is None
-    holder.rollback()
-    holder.close()
+
+    def release() -> None:  # later than the loop waits for an ask: the end of the sweep waits longer
+        time.sleep(1.0)
+        holder.rollback()
+        holder.close()
+
+    threading.Thread(target=release).start()
     searcher.drop_unstarted()
     searcher.writer.flush()
     asked = study.get_trials()[1]  # started by nobody: not RUNNING, which a resume would carry on
