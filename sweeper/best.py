@@ -140,11 +140,22 @@ def _reproduce(config: dict[str, Any], entrypoint: str, view: StudyView, note: s
     as it is now, so it is checked against what the trial ran: ``--set`` resets every key the trial had, but cannot
     unset a key the file added since, nor call another entrypoint."""
     if entrypoint == DEFAULT_ENTRYPOINT:
-        return reproduce_command(config), note
+        return in_work_dir(view, config, reproduce_command(config)), note
     space = _space_file(view) if note is None else None
     if space is None:
         return None, note
     return _checked_command(config, entrypoint, space)
+
+
+def in_work_dir(view: StudyView, config: Mapping[str, Any], command: str) -> str:
+    """``cd FOLDER && command`` where the trial read a relative data path from its study's first folder (the study
+    attr ``work_dir``), which is not this one: run from here, the command would read another file."""
+    folder = view.study.user_attrs.get(attrs.WORK_DIR)
+    relative = any(isinstance(config.get(k), str) and config[k] and not Path(config[k]).is_absolute()
+                   for k in ("dataset.path", "dataset.split_file", "dataset.landmarks_dir"))
+    if not relative or not isinstance(folder, str) or Path(folder) == Path.cwd():
+        return command
+    return f"cd {shlex.quote(folder)} && {command}"
 
 
 def _checked_command(config: dict[str, Any], entrypoint: str, space: Path) -> tuple[str | None, str | None]:

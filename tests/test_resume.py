@@ -536,3 +536,8 @@ def test_a_resume_from_another_folder_reads_the_data_the_study_started_with(ray_
     assert [t.state for t in trials] == [TS.COMPLETE] * 2
     assert trials[0].user_attrs["data"] == trials[1].user_attrs["data"], [t.user_attrs["data"] for t in trials]
     assert Path.cwd() == elsewhere  # the driver's folder is its own; only the trials ran in the study's
+    from sweeper.best import best_summary
+    from sweeper.inspection import view_of
+
+    command = best_summary(view_of(optuna.load_study(study_name="npz-data", storage=url)))["reproduce"]
+    assert command.startswith(f"cd {first} && sweeper train ") and "dataset.path=data/d.npz" in command, command
