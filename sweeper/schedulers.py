@@ -43,13 +43,13 @@ class _JudgesTraining:
     into every finished trial's curve once more from each callback, pruning trials its rule keeps.
     """
 
-    planned_epochs = 0  # a trial's last epoch where its config does not say; 0: unknown
+    default_last_epoch = 0  # a trial's last epoch where its config does not say (planned_epochs); 0: unknown
 
     def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
         if result.get(FINAL_FLAG) or result.get(FAILED_KEY):
             return TrialScheduler.CONTINUE
         action = super().on_trial_result(tune_controller, trial, result)  # type: ignore[misc]
-        last = (getattr(trial, "config", None) or {}).get("epochs") or self.planned_epochs
+        last = (getattr(trial, "config", None) or {}).get("epochs") or self.default_last_epoch
         at_end = isinstance(last, int) and last > 0 and result.get(TIME_ATTR, 0) >= last
         return TrialScheduler.CONTINUE if result.get(REPLAYED) or at_end else action
 
@@ -110,7 +110,7 @@ def build_scheduler(spec: Spec) -> TrialScheduler:
         scheduler = MedianStopping(**common, **options)
     else:
         return FIFOScheduler()
-    scheduler.planned_epochs = epochs
+    scheduler.default_last_epoch = epochs
     return scheduler
 
 
