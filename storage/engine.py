@@ -202,7 +202,8 @@ def _reason(detail: str, url: str) -> str:
     if "no password supplied" in detail:
         return f"the server at {where} wants a password and the URL has none."
     if "does not exist" in detail and "database" in detail:
-        database = getattr(_parse(url), "database", None) or "?"
+        if not (database := _url_part(url, "database", "dbname")):  # libpq then opens the user's namesake
+            return f"the URL names no database, and {where} has none named after the user: add /DBNAME to the URL."
         return f"the database {database!r} does not exist at {where}: create it first (createdb {database})."
     if "role" in detail and "does not exist" in detail:
         return f"the user {_url_part(url, 'username', 'user')!r} does not exist at {where}."

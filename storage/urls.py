@@ -1,7 +1,6 @@
 """Storage URLs: which one wins, whether sweeper can use it, and how to show it without its password.
 
-SQLAlchemy's ``make_url`` parses them; added here: a word on an unescaped '@' in a password, SQLite folder checks,
-and passwords scrubbed from free text."""
+SQLAlchemy's ``make_url`` parses them; added: unescaped '@'s, SQLite folder checks, passwords scrubbed from text."""
 
 from __future__ import annotations
 
@@ -23,11 +22,14 @@ MASK = "***"
 _DRIVERS = {"sqlite": "sqlite", "sqlite+pysqlite": "sqlite", "postgresql": "postgresql+psycopg",
             "postgres": "postgresql+psycopg", "postgresql+psycopg": "postgresql+psycopg"}
 _EXAMPLES = "sqlite:///sweeps.db or postgresql+psycopg://user:password@host:5432/dbname"
-# Secrets: scheme://user:SECRET@ (to the last '@', so an unescaped '@' in a password is hidden whole, unless it is in
-# a query value: ?application_name=me@laptop; in free text a URL ends at whitespace) and password=SECRET.
-_URL_USERINFO = re.compile(r"^(?P<head>\s*[A-Za-z][A-Za-z0-9+.\-]*://[^:/@]*):"
+# Secrets: scheme://user:SECRET@ (to the last '@': an unescaped '@' in a password is hidden whole, unless in a query
+# value, ?application_name=me@laptop; a user may hold one, Azure's user@server; in free text a URL ends at a space),
+# password=SECRET, and where a URL cannot be parsed, scheme://user:SECRET without any '@'.
+_USER = r"(?:[^:/@\s]*|[^:/\s]*(?=:[^@?\s]*@))"
+_URL_USERINFO = re.compile(rf"^(?P<head>\s*[A-Za-z][A-Za-z0-9+.\-]*://{_USER}):"
                            r"(?P<secret>[^?#]*(?=@[^?#@]*\?[^@]*=)|.*)@", re.DOTALL)
-_TEXT_USERINFO = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*):(?P<secret>\S*)@")
+_TEXT_USERINFO = re.compile(rf"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://{_USER}):(?P<secret>\S*)@")
+_NO_HOST_USERINFO = re.compile(r"(?P<head>://[^:/@\s]*):[^/?#@\s]*(?=[/?#\s]|$)")
 _KEYWORD_SECRET = re.compile(r"(?i)\b(?P<key>(?:ssl)?password|passwd|pwd)(?P<eq>\s*=\s*)(?P<secret>'[^']*'|[^&\s'\"]*)")
 _MIN_LITERAL_SECRET = 4  # shorter passwords are hidden only inside URLs: replacing them anywhere garbles text
 
@@ -50,9 +52,8 @@ def mask_in_text(text: str, url: str | None) -> str:
     """:func:`mask_url` on ``text``, and ``url``'s password (as typed and decoded) removed wherever it appears."""
     if url:
         text = text.replace(url, mask_url(url))
-        parsed = _parse(url)
         typed = [m["secret"] for m in [_URL_USERINFO.match(url), *_KEYWORD_SECRET.finditer(url)] if m]
-        decoded = [parsed.password, parsed.query.get("password")] if parsed else []
+        decoded = [parsed.password, parsed.query.get("password")] if (parsed := _parse(url)) else []
         secrets = {s.strip("'") for s in typed + decoded if isinstance(s, str)}
         for secret in sorted((s for s in secrets if len(s) >= _MIN_LITERAL_SECRET), key=len, reverse=True):
             text = text.replace(secret, MASK)
@@ -62,16 +63,16 @@ def mask_in_text(text: str, url: str | None) -> str:
 def validate_storage_url(url: str) -> str:
     """``url`` with its driver normalised (``postgres`` -> ``postgresql+psycopg``), else what to fix; no connecting."""
     text = url.strip()
-    parsed, shown = _parse(text), repr(mask_url(text))
+    parsed, shown = _parse(text), repr(_NO_HOST_USERINFO.sub(rf"\g<head>:{MASK}", mask_url(text)))
+    encoded = "in a password, '@' ':' '/' '%' are written %40 %3A %2F %25"
+    if not text.lower().startswith("sqlite") and (userinfo := _URL_USERINFO.match(text)) and "@" in userinfo["secret"]:
+        raise StorageError(f"The storage URL {shown} has more than one '@': {encoded}.")
     if parsed is None:
-        raise StorageError(f"Cannot parse storage URL {shown}: expected e.g. {_EXAMPLES}." if text else
-                           f"The storage URL is empty; use e.g. {_EXAMPLES}.")
+        raise StorageError(f"Cannot parse storage URL {shown}: expected e.g. {_EXAMPLES} (a port is a number; "
+                           f"{encoded})." if text else f"The storage URL is empty; use e.g. {_EXAMPLES}.")
     if (driver := _DRIVERS.get(parsed.drivername.lower())) is None:
         raise StorageError(f"Unsupported storage {parsed.drivername!r} in {shown}: sweeper stores studies in SQLite "
                            "(sqlite:///...) or PostgreSQL through psycopg 3 (postgresql+psycopg://...).")
-    if driver != "sqlite" and (userinfo := _URL_USERINFO.match(text)) and "@" in userinfo["secret"]:
-        raise StorageError(f"The storage URL {shown} has more than one '@': a password containing '@' must be "
-                           "percent-encoded as %40 (likewise ':' as %3A, '/' as %2F).")
     if driver == "sqlite" and parsed.host:  # sqlite://x.db: SQLAlchemy reads x.db as a host, opens an in-memory db
         raise StorageError(f"{shown} has two slashes, so it names no file: write sqlite:///{parsed.host} (three "
                            "slashes) for a relative path or sqlite:////absolute/path.db (four) for an absolute one.")
@@ -90,8 +91,7 @@ def validate_storage_url(url: str) -> str:
 
 def sqlite_path(url: str) -> Path | None:
     """The database file of a SQLite URL, or None for in-memory ones (``mode=memory`` needs ``uri=true``) and others."""
-    parsed = _parse(url)
-    if parsed is None or parsed.get_backend_name() != "sqlite":
+    if (parsed := _parse(url)) is None or parsed.get_backend_name() != "sqlite":
         return None
     database, query = (parsed.database or "").removeprefix("file:"), parsed.query  # sqlite:///file:path?uri=true
     in_memory = database in ("", ":memory:") or (query.get("mode") == "memory" and asbool(query.get("uri")))

@@ -40,9 +40,12 @@ def serve_dashboard(url: str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT
     """Serve until Ctrl-C. A SQLite file that does not exist is an error, not a new empty database."""
     from optuna_dashboard import wsgi
 
+    from sweeper.ray_runtime import mask_passwords_in_command_line
+
     if not host.strip():  # the wildcard address, every interface, spelt as nothing
         raise BadInput("--host is empty: give an address to listen on, e.g. 127.0.0.1 (this machine only).")
     storage = retry_briefly(lambda: open_storage(url, create=False))
+    mask_passwords_in_command_line()  # a server runs for days: ps would show a --storage URL's password all along
     try:
         server = make_server(host, port, wsgi(storage), handler_class=_QuietHandler,
                              server_class=_ThreadingWSGIServer6 if ":" in host else _ThreadingWSGIServer)

@@ -40,8 +40,8 @@ def make_study(url: str, name: str, trials: int = 4, epochs: int = 3) -> None:
 
 
 @contextmanager
-def dashboard(*args: str, cwd: Path) -> Iterator[tuple[str, str]]:
-    """``sweeper dashboard ARGS --port 0``; yields its base URL and the line it printed."""
+def dashboard(*args: str, cwd: Path) -> Iterator[tuple[str, str, int]]:
+    """``sweeper dashboard ARGS --port 0``; yields its base URL, the line it printed and its pid."""
     proc = subprocess.Popen([sys.executable, "-m", "sweeper.cli", "dashboard", *args, "--port", "0"], cwd=cwd,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "COLUMNS": "300"})
@@ -50,7 +50,7 @@ def dashboard(*args: str, cwd: Path) -> Iterator[tuple[str, str]]:
         line = proc.stdout.readline()
         match = re.search(r"http://([\d.]+|\[[\da-f:]+\]):(\d+)/dashboard/", line)
         assert match, line + proc.stdout.read() if proc.poll() is not None else line
-        yield f"http://{match[1]}:{match[2]}", line
+        yield f"http://{match[1]}:{match[2]}", line, proc.pid
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -69,7 +69,7 @@ def study_id(base: str, name: str) -> int:
 def test_dashboard_serves_studies_trials_and_learning_curves(tmp_path, storage_url):
     name = f"dash-{uuid.uuid4().hex[:8]}"
     make_study(storage_url, name)
-    with dashboard("--storage", storage_url, cwd=tmp_path) as (base, _):
+    with dashboard("--storage", storage_url, cwd=tmp_path) as (base, _, _):
         assert base.startswith("http://127.0.0.1:")
         detail = get_json(f"{base}/api/studies/{study_id(base, name)}")
         trials = detail["trials"]
@@ -84,8 +84,10 @@ def test_dashboard_serves_studies_trials_and_learning_curves(tmp_path, storage_u
 
 def test_dashboard_listens_on_loopback_only_and_masks_the_password(tmp_path, postgres_url):
     with_password = postgres_url.replace("postgres@", "postgres:s3cretpass@", 1)  # trust auth ignores it
-    with dashboard("--storage", with_password, cwd=tmp_path) as (base, line):
+    with dashboard("--storage", with_password, cwd=tmp_path) as (base, line, pid):
         assert "s3cretpass" not in line and "postgres:***@" in line
+        shown = Path(f"/proc/{pid}/cmdline").read_bytes()  # what ps shows, for as long as the server runs
+        assert b"s3cretpass" not in shown and b"postgres:***@" in shown
         port = int(base.rsplit(":", 1)[1])
         outside = [ip for ip in socket.gethostbyname_ex(socket.gethostname())[2] if not ip.startswith("127.")]
         for ip in outside:
@@ -100,7 +102,7 @@ def test_dashboard_listens_on_ipv6_loopback(tmp_path):
     except OSError:
         pytest.skip("this machine has no IPv6 loopback")
     make_study(f"sqlite:///{tmp_path / 'v6.db'}", "v6")
-    with dashboard("--storage", "sqlite:///v6.db", "--host", "::1", cwd=tmp_path) as (base, line):
+    with dashboard("--storage", "sqlite:///v6.db", "--host", "::1", cwd=tmp_path) as (base, line, _):
         assert base.startswith("http://[::1]:") and "note:" not in line
         assert get_json(f"{base}/api/meta")
 
@@ -110,7 +112,7 @@ def test_dashboard_of_a_space_file_uses_its_storage(tmp_path):
     space.write_text((Path(__file__).parents[1] / "search_spaces" / "spaces" / "asl20.yaml").read_text()
                      + "\nstorage: sqlite:///team.db\n")
     make_study(f"sqlite:///{tmp_path / 'team.db'}", "asl20")
-    with dashboard(str(space), cwd=tmp_path) as (base, line):
+    with dashboard(str(space), cwd=tmp_path) as (base, line, _):
         assert "team.db" in line
         assert study_id(base, "asl20") >= 0
 
@@ -159,7 +161,7 @@ params:
 budget: {{trials: 10, max_concurrent: 2}}
 resources: {{cpu: 1}}
 """)
-    with dashboard("--storage", url, cwd=tmp_path) as (base, _):
+    with dashboard("--storage", url, cwd=tmp_path) as (base, _, _):
         polls: list[int] = []
         done = threading.Event()
 
@@ -199,7 +201,7 @@ def test_dashboard_page_renders_the_study_in_headless_chromium(tmp_path):
     url = f"sqlite:///{tmp_path / 'sweeps.db'}"
     name = f"rendered-{uuid.uuid4().hex[:8]}"
     make_study(url, name, trials=7)
-    with dashboard("--storage", url, cwd=tmp_path) as (base, _):
+    with dashboard("--storage", url, cwd=tmp_path) as (base, _, _):
         page = f"{base}/dashboard/studies/{study_id(base, name)}"
         dom = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                               f"--user-data-dir={tmp_path / 'chromium'}", "--virtual-time-budget=20000",

@@ -85,6 +85,12 @@ def finished_trial(study: optuna.Study, value: float | None, state: optuna.trial
         ("postgresql+psycopg://user@host/db?password=secret&sslmode=require",
          "postgresql+psycopg://user@host/db?password=***&sslmode=require"),
         ("postgresql+psycopg://user@host:5432/db", "postgresql+psycopg://user@host:5432/db"),
+        # Azure's user@server: SQLAlchemy reads the user up to ':', and the password to the next '@'
+        ("postgresql+psycopg://me@azure:Secr3tpw@host:5432/db", "postgresql+psycopg://me@azure:***@host:5432/db"),
+        ("postgresql+psycopg://me@azure:pa/ss@host/db", "postgresql+psycopg://me@azure:***@host/db"),
+        ("log: postgresql://me@azure:Secr3tpw@h/db failed", "log: postgresql://me@azure:***@h/db failed"),
+        ("postgresql://me@host:5432/db?application_name=me@laptop",
+         "postgresql://me@host:5432/db?application_name=me@laptop"),
         ("postgresql+psycopg://host:5432/db", "postgresql+psycopg://host:5432/db"),
         ("sqlite:///sweeps.db", "sqlite:///sweeps.db"),
         ("sqlite:////tmp/a:b/sweeps.db", "sqlite:////tmp/a:b/sweeps.db"),
@@ -187,6 +193,10 @@ def test_validate_normalises_the_driver(url: str, normalised: str, monkeypatch: 
         # a '/' or '?' after the stray '@' makes SQLAlchemy read the rest of the password as a host and a database
         ("postgresql+psycopg://u:hun@ter22/2024@h/db", "%40"),
         ("postgresql+psycopg://u:hun@ter22?x@h/db", "%40"),
+        ("postgresql+psycopg://u:hun@ter22:w/rd%@h:5432/db", "%40"),  # unparsable: the '@' is still what to fix
+        # no '@' at all (a YAML comment cut `pw #x@host` short): the text after user: is hidden all the same
+        ("postgresql+psycopg://u:hunter22", "postgresql+psycopg://u:***'"),
+        ("postgresql+psycopg://u:hunter22/db", "a port is a number"),
     ],
 )
 def test_validate_rejects_with_a_clear_message_and_no_password(url: str, message: str) -> None:
@@ -474,6 +484,23 @@ def test_missing_database(postgres_url: str) -> None:
     message = str(caught.value)
     assert f"the database '{database}' does not exist" in message and f"createdb {database}" in message
     assert "Sup3r" not in message and "s3cret" not in message and "***" in message
+
+
+def test_a_url_naming_no_database_says_so(postgres_url: str) -> None:
+    import psycopg
+
+    admin = make_url(postgres_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    user = f"sweeper_nodb_{uuid.uuid4().hex[:8]}"  # a role with no database of its name: libpq's default database
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {user} LOGIN")
+    try:
+        base = make_url(postgres_url)
+        with pytest.raises(StorageError, match="the URL names no database") as caught:
+            open_storage(f"postgresql+psycopg://{user}:pw@{base.host}:{base.port or 5432}")
+        assert "'?'" not in str(caught.value) and "add /DBNAME" in str(caught.value)
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f"DROP ROLE IF EXISTS {user}")
 
 
 class FakePostgres:
