@@ -341,6 +341,10 @@ def test_a_target_on_a_users_metric_is_judged_the_way_its_name_says() -> None:
     assert targets_met({"test_acc": 0.95, "val_err": 0.05}, {"test_acc": 0.9, "val_err": 0.1}, direction)
     assert [metric_direction(m, "maximize") for m in ("top5_acc", "error_score", "val_loss")] == \
         ["maximize", "maximize", "minimize"]  # both ways: the fallback; the core's own names as the core says
+    # topN only says which accuracy or error; camelCase names have words too (a top-1 error of 0.40 met 25% before)
+    assert [direction(m) for m in ("top1_err", "test_top5_error", "top3", "testAccuracy", "valF1", "trainLoss")] \
+        == ["minimize", "minimize", "maximize", "maximize", "maximize", "minimize"]
+    assert not targets_met({"test_top1_err": 0.4}, {"test_top1_err": 0.25}, lambda m: metric_direction(m, "maximize"))
     study = optuna.create_study(direction="minimize")
     study.set_user_attr(attrs.OBJECTIVE, {"metric": "score", "direction": "minimize"})
     assert view_of(study).direction("test_acc") == "maximize"

@@ -40,12 +40,15 @@ _SMALLER = {"loss", "err", "error", "mse", "mae", "rmse", "nll", "perplexity", "
 
 
 def metric_direction(metric: str, fallback: str) -> str:
-    """Which way a target's metric is better: the core's own, else its name's words (``test_acc``: larger, ``val_err``:
-    smaller), else ``fallback`` (the objective's). A target on a user's metric is judged by it."""
+    """Which way a target's metric is better: the core's own, else its name's words (``test_acc``, ``valAccuracy``:
+    larger; ``val_err``, ``top1_error``: smaller; ``top3`` alone: larger), else ``fallback`` (the objective's). A
+    target on a user's metric is judged by it."""
     if known := KNOWN_DIRECTIONS.get(metric):
         return known
-    words = set(re.split(r"[^a-z0-9]+", metric.lower()))
-    larger, smaller = bool(words & _LARGER or any(re.fullmatch(r"top\d+", w) for w in words)), bool(words & _SMALLER)
+    words = set(re.split(r"[^a-z0-9]+", re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", metric).lower()))
+    larger, smaller = bool(words & _LARGER), bool(words & _SMALLER)
+    if not larger and not smaller and any(re.fullmatch(r"top\d+", w) for w in words):
+        return "maximize"  # topN says which accuracy, or which error: the other word decides
     return "maximize" if larger and not smaller else "minimize" if smaller and not larger else fallback
 
 
