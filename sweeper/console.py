@@ -23,9 +23,10 @@ def count_trials(n: int) -> str:
 
 
 def plain(metrics: Mapping[str, Any]) -> dict[str, Any]:
-    """NumPy (and other) scalars as Python numbers: the study, Tune's schedulers and the printer test for them."""
-    return {k: v.item() if isinstance(v, numbers.Number) and not isinstance(v, int | float) and hasattr(v, "item")
-            else v for k, v in metrics.items()}
+    """NumPy (and other) scalars, 0-d arrays and 0-d tensors (``loss.detach().cpu().numpy()``) as Python numbers: the
+    study, Tune's schedulers and the printer test for them."""
+    return {k: v.item() if hasattr(v, "item") and not isinstance(v, int | float) and (
+        isinstance(v, numbers.Number) or getattr(v, "ndim", None) == 0) else v for k, v in metrics.items()}
 
 
 def format_value(name: str, value: Any) -> str:

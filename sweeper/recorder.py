@@ -186,7 +186,8 @@ class StudyRecorder(DriverOnly, Callback):
         last = result.get("best_" + self.metric, result.get(self.metric))
         # NaN or ±inf, not an earlier epoch's value in its place (the worst value stood in for one never given)
         if not result.get(NO_OBJECTIVE_KEY) and isinstance(last, float) and not math.isfinite(last):
-            message = f"the training function ended with {self.metric} = {last}"
+            key = "best_" + self.metric if "best_" + self.metric in result else self.metric
+            message = f"the training function ended with {key} = {last}"
             self._finish(optuna_trial, result, {**user_attrs, attrs.ERROR: message, attrs.STOP_REASON: attrs.STOP_NAN},
                          state=optuna.trial.TrialState.FAIL)
             return

@@ -96,7 +96,7 @@ def train(run: Standalone, base_dir: str | None, checkpoint_dir: Path | None) ->
 
     try:
         returned = fn(run.config, report, str(checkpoint_dir) if checkpoint_dir is not None else None)
-    except Exception as exc:  # the user's own code failed: show its frames, not sweeper's and typer's
+    except (Exception, SystemExit) as exc:  # the user's own code failed (or exited): its frames, not typer's
         exc.__traceback__ = exc.__traceback__.tb_next if exc.__traceback__ else None
         raise FunctionFailed(f"{run.entrypoint} raised {type(exc).__name__}: {exc}") from exc
     try:

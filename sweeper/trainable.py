@@ -11,6 +11,7 @@ import contextlib
 import json
 import math
 import os
+import reprlib
 import threading
 import time
 import traceback
@@ -97,14 +98,18 @@ def _run_trial(config: dict[str, Any]) -> None:
     checkpoint_dir = trial_checkpoint_dir(meta["checkpoints"], meta["number"])
     reported: dict[str, Any] = {}  # everything the function reported, each key's last value
     node = current_node()
-    returned = threading.Event()
+    returned, stopped = threading.Event(), threading.Event()
 
     def report(metrics: dict[str, Any]) -> None:
         if returned.is_set():  # a thread of the function's, after it returned: it would land in the next trial
             raise RuntimeError("report() was called after the training function returned")
         metrics = plain(metrics)
         reported.update(metrics)
-        tune.report({**metrics, NODE_KEY: node})
+        try:
+            tune.report({**metrics, NODE_KEY: node})
+        except SystemExit:  # how Ray stops a trial (a scheduler's STOP, the sweep's end): let it through
+            stopped.set()
+            raise
 
     def last() -> dict[str, Any]:  # the last epoch's metrics; the worst objective when none was reported
         return {"epoch": 0, meta["metric"]: meta["worst"], **reported, NODE_KEY: node}
@@ -114,15 +119,27 @@ def _run_trial(config: dict[str, Any]) -> None:
     except EntrypointError as exc:  # it returned something else: that will not change on a retry
         tune.report({**last(), FAILED_KEY: f"TypeError: {exc}"})
         return
-    except Exception as exc:  # not BaseException: Ray stops a trial with SystemExit
+    except Exception as exc:
         # bad data, a refused config, a diverged loss: a retry would fail again, so fail now, in one line
         if isinstance(exc, ConfigError | DataError) or type(exc).__name__ == NON_FINITE_ERROR:
             tune.report({**last(), FAILED_KEY: f"{type(exc).__name__}: {exc}"})
             return
         raise stand_in(exc) from None  # Ray copies every exception in the chain, and this one would fail again
+    except SystemExit as exc:
+        if stopped.is_set():
+            raise
+        # the function's own exit (argparse reading Ray's command line, a script's sys.exit): the same on a retry
+        tune.report({**last(), FAILED_KEY: f"SystemExit: {meta['entrypoint']} exited ({exc.code!r}) instead of "
+                                           "returning; does it call sys.exit, or parse the command line (argparse)?"})
+        return
     finally:
         returned.set()
     result = plain(result) if result is not None else dict(reported)  # nothing returned: its last report
+    for key in ("best_" + meta["metric"], meta["metric"]):  # the objective: never the last report in its place
+        if result.get(key) is not None and (isinstance(result[key], bool) or not isinstance(result[key], int | float)):
+            tune.report({**last(), FAILED_KEY: f"TypeError: {meta['entrypoint']} returned {key} = "
+                                                f"{reprlib.repr(result[key])}, not a number"})
+            return
     given = reported.keys() | result.keys()
     tune.report({**last(), **result, FINAL_FLAG: True, RESULT_KEYS: sorted(result),
                  NO_OBJECTIVE_KEY: meta["metric"] not in given and "best_" + meta["metric"] not in given})

@@ -218,6 +218,10 @@ def test_train_of_a_users_function_prints_numpy_numbers_and_refuses_a_result_tha
     assert "odd_train.py\", line 23, in train\n    raise ShapeError((2, 3), (3, 2))" in raised.stderr
     assert "typer" not in raised.stderr and "click" not in raised.stderr and "standalone.py" not in raised.stderr
     assert raised.stderr.rstrip().endswith("error: odd_train:train raised ShapeError: got shape (2, 3), want (3, 2)")
+    arrays = sweeper("train", "odd.yaml", "--set", "mode=arrays", cwd=tmp_path)  # 0-d arrays: numbers
+    assert arrays.returncode == 0 and "final: best_score 0.9  acc 0.2" in arrays.stdout, arrays.stdout
+    exits = sweeper("train", "odd.yaml", "--set", "mode=exits", cwd=tmp_path)  # not a silent exit with its code
+    assert exits.returncode == 1 and exits.stderr.rstrip().endswith("error: odd_train:train raised SystemExit: 2")
 
 
 def test_a_user_and_host_given_as_query_options_are_named_in_the_error(tmp_path, postgres_url):

@@ -589,6 +589,11 @@ def test_user_entrypoint_without_attributes_accepts_anything(tmp_path: Path) -> 
     err = errors(write(tmp_path, f"entrypoint: {odd}:run\n" + MINIMAL))
     assert err.field == "entrypoint" and "metrics must be a list of metric names" in str(err)
     assert "package.module:function" in str(errors(write(tmp_path, "entrypoint: not a target\n" + MINIMAL)))
+    # a module named as one of sweeper's packages: sweeper's, imported first, came back ("has no attribute 'fit'")
+    (tmp_path / "storage.py").write_text("def fit(config, report, checkpoint_dir):\n    return {}\n", encoding="utf-8")
+    err = errors(write(tmp_path, "entrypoint: storage:fit\n" + MINIMAL))
+    assert err.field == "entrypoint" and f"{tmp_path / 'storage.py'} is hidden by sweeper's own package 'storage'" \
+        in str(err) and "rename your module" in str(err)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -505,7 +505,8 @@ def test_what_a_users_function_reports_or_returns_is_recorded_as_it_meant(ray_se
     words, not as the TypeError of rebuilding it."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "odd_train.py").write_text((FIXTURES / "odd_train.py").read_text())
-    modes = ["numpy", "nothing", "nan_last", "not_a_dict", "own_names", "odd_exception", "score_only"]
+    modes = ["numpy", "nothing", "nan_last", "not_a_dict", "own_names", "odd_exception", "score_only", "arrays",
+             "best_nan", "best_list", "exits"]
     (tmp_path / "odd.yaml").write_text(textwrap.dedent(f"""\
         name: odd-{uuid.uuid4().hex[:8]}
         entrypoint: odd_train:train
@@ -515,12 +516,13 @@ def test_what_a_users_function_reports_or_returns_is_recorded_as_it_meant(ray_se
           mode: {{type: categorical, choices: {modes}}}
           x: {{type: float, low: 0.0, high: 0.01}}
         scheduler: {{type: none}}
-        budget: {{trials: 7, max_concurrent: 1}}
+        budget: {{trials: {len(modes)}, max_concurrent: 1}}
         enqueue: [{", ".join(f"{{mode: {m}, x: 0.0}}" for m in modes)}]
         """))
     url = f"sqlite:///{tmp_path / 'sweeps.db'}"
     study = run_sweep(SweepOptions(space=str(tmp_path / "odd.yaml"), storage=url))
-    numpy_trial, nothing, nan_last, not_a_dict, own_names, odd, score_only = load(url, study.study_name).get_trials()
+    numpy_trial, nothing, nan_last, not_a_dict, own_names, odd, score_only, arrays, best_nan, best_list, exits = \
+        load(url, study.study_name).get_trials()
     assert numpy_trial.state == TS.COMPLETE and numpy_trial.value == pytest.approx(0.2)
     assert numpy_trial.intermediate_values == {1: pytest.approx(0.1), 2: pytest.approx(0.2)}
     assert numpy_trial.user_attrs["acc"] == pytest.approx(0.2)
@@ -533,6 +535,13 @@ def test_what_a_users_function_reports_or_returns_is_recorded_as_it_meant(ray_se
     assert "error" not in own_names.user_attrs and own_names.user_attrs["node"] != "mine"  # sweeper's own
     assert odd.state == TS.FAIL and odd.user_attrs["error"] == "ShapeError: got shape (2, 3), want (3, 2)"
     assert score_only.user_attrs["acc"] == pytest.approx(0.2)  # a target's metric: its last report, if not returned
+    # a 0-d array is a number (it was dropped, and the last report, 0.2, stood in for the best, 0.9)
+    assert arrays.state == TS.COMPLETE and arrays.value == pytest.approx(0.9) and arrays.user_attrs["acc"] == 0.2
+    assert best_nan.state == TS.FAIL and "ended with best_score = nan" in best_nan.user_attrs["error"]
+    assert best_list.state == TS.FAIL and "returned best_score = [0.1, 0.2], not a number" in \
+        best_list.user_attrs["error"]
+    # the function's own exit fails its trial in words, not as Ray's "actor died" after every retry
+    assert exits.state == TS.FAIL and exits.user_attrs["error"].startswith("SystemExit: odd_train:train exited (2)")
 
 
 @pytest.mark.slow

@@ -127,6 +127,14 @@ def import_target(target: str, base_dir: str | Path | None = None) -> Callable[.
     finally:  # the space's folder stays, last: the function may import its sibling modules when it runs
         kept = [text for text in added if base_dir is not None and text == str(folders[0])]
         sys.path[:] = [text for text in sys.path if text not in added] + kept
+    top = module_name.partition(".")[0]
+    for folder in folders:  # sweeper's own trials, storage, ... were imported first, and import_module returns them
+        own = folder / top if (folder / top / "__init__.py").is_file() else folder / f"{top}.py"
+        shadowed = sys.modules[top] if own.exists() else None
+        if shadowed is not None and not Path(getattr(shadowed, "__file__", None) or own).resolve().is_relative_to(
+                own.resolve()):
+            raise EntrypointError(f"{own} is hidden by sweeper's own package {top!r} ({shadowed.__file__}), which "
+                                  "has the same name: rename your module, and the entrypoint with it")
     fn = getattr(module, function, None)
     if not callable(fn):
         raise EntrypointError(f"module {module_name!r} has no attribute {function!r}" if fn is None else
