@@ -344,7 +344,7 @@ def report(
 def export(
     name: StudyName,
     format_: Annotated[Optional[str], typer.Option("--format", metavar="csv|json", help="csv or json (default: from -o, else csv).")] = None,  # noqa: UP045, E501
-    output: Annotated[Optional[Path], typer.Option("-o", "--output", metavar="FILE", help="File (default: stdout).")] = None,  # noqa: UP045, E501
+    output: Annotated[Optional[str], typer.Option("-o", "--output", metavar="FILE", help="File, or DIR/ for NAME.csv (or .json) in it (default: stdout).")] = None,  # noqa: UP045, E501
     storage: StorageFlag = None,
 ) -> None:
     """One row per trial: params, state, metrics, durations, as CSV or JSON."""

@@ -219,13 +219,15 @@ def stored_spec(url: str, name: str, overrides: tuple[str, ...] = ()) -> Spec:
                        "it; name that storage with --storage URL (or SWEEPER_STORAGE)")
     storage = retry_briefly(lambda: open_storage(url, create=False))
     try:
-        user_attrs = load_existing_study(storage, name, url).user_attrs
+        study = load_existing_study(storage, name, url)
+        user_attrs, foreign = study.user_attrs, bool(study.get_trials(deepcopy=False))
     finally:
         close_storage(storage)
     data = user_attrs.get(attrs.SPEC)
-    if not isinstance(data, dict):
-        raise StorageError(f"Study {name!r} in {mask_url(url)} holds no sweeper spec (was it made by sweeper?); "
-                           "run its space file with sweeper run instead.")
+    if not isinstance(data, dict):  # with trials, another program's (run refuses it too); else its creator died early
+        raise StorageError(f"Study {name!r} in {mask_url(url)} holds no sweeper spec" + (
+            ": another program made it, so sweeper cannot carry it on; run your space as a new study (sweeper run "
+            "FILE --fresh, or --set name=...)." if foreign else "; run its space file with sweeper run instead."))
     spec = spec_from_dict(attrs.spec_as_ran(data), file=f"the spec stored in study {name!r}",
                           base_dir=user_attrs.get(attrs.SPACE_DIR), overrides=overrides)
     if changes := spec_changes(data, spec_attr(spec)):  # --set may change how much runs, never what is searched

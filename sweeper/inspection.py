@@ -248,10 +248,8 @@ def report(storage: optuna.storages.BaseStorage, url: str, name: str, output: st
     if top < 1:
         raise BadInput(f"--top must be at least 1, not {top}.")
     view = load_view(storage, name, url)
-    folder = output is not None and output.endswith(("/", os.sep))  # -o reports/ (a Path drops the slash)
-    path = Path(output or f"{_file_safe(name)}-report.html")
-    if folder or path.is_dir():
-        path = path / f"{_file_safe(name)}-report.html"
+    default, folder = f"{_file_safe(name)}-report.html", output is not None and _is_folder(output)
+    path = Path(output) / default if folder else Path(output or default)
     if path.suffix.lower() not in ("", ".html", ".htm"):  # a report.csv would be HTML all the same
         raise BadInput(f"Cannot write the report to {str(path)!r}: it is an HTML page; name the file .html.")
     if not folder and not path.parent.is_dir():
@@ -281,17 +279,27 @@ def export_format(fmt: str | None, output: Path | None) -> str:
     return fmt.lower() if fmt is not None else suffix or "csv"
 
 
+def _is_folder(output: str) -> bool:
+    """``-o reports/`` (made if missing; a Path drops the slash) or a folder that exists: write NAME.SUFFIX in it."""
+    return output.endswith(("/", os.sep)) or Path(output).is_dir()
+
+
 def _file_safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "study"
 
 
 # --- export -----------------------------------------------------------------------------------------------------
-def export(storage: optuna.storages.BaseStorage, url: str, name: str, fmt: str | None, output: Path | None) -> None:
-    """One row per trial as CSV or JSON, to ``output`` or stdout; the format defaults to the file's suffix.
+def export(storage: optuna.storages.BaseStorage, url: str, name: str, fmt: str | None, to: str | None) -> None:
+    """One row per trial as CSV or JSON, to ``to`` (a file, or a folder for NAME.csv) or stdout; the format defaults
+    to the file's suffix.
 
     A file named for another format (``t.xlsx``) is refused rather than filled with CSV a spreadsheet misreads.
     """
-    fmt = export_format(fmt, output)
+    folder = to is not None and _is_folder(to)
+    fmt = export_format(fmt, Path(to) if to is not None and not folder else None)
+    output = None if to is None else Path(to) / f"{_file_safe(name)}.{fmt}" if folder else Path(to)
+    if output is not None and folder:
+        output.parent.mkdir(parents=True, exist_ok=True)
     if output is not None and not output.parent.is_dir():
         raise BadInput(f"Cannot write to {str(output)!r}: the folder {str(output.parent)!r} does not exist.")
     study = load_existing_study(storage, name, url)

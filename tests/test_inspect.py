@@ -164,6 +164,7 @@ def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
             "report_new_dir": ["report", found.small, "-o", f"{folder / 'new' / 'reports'}/", *storage],
             "csv": ["export", found.name, "--format", "csv", *storage],
             "json": ["export", found.name, "-o", str(folder / "trials.json"), *storage],
+            "json_dir": ["export", found.small, "--format", "json", "-o", f"{folder / 'exports'}/", *storage],
             "best": ["best", found.name, *storage],
             "typo": ["best", found.name[:-2], *storage],
             "status_json": ["status", "--format", "json", *storage],
@@ -422,6 +423,13 @@ def test_report_into_a_folder_named_with_a_slash_makes_the_folder(backend: Backe
     """-o new/reports/ is a folder even before it exists (it was written as an HTML file named reports)."""
     path = backend.folder / "new" / "reports" / f"{backend.small}-report.html"
     assert f"wrote {path} (2 trials, " in backend.ok("report_new_dir").stdout and path.is_file()
+
+
+def test_export_into_a_folder_named_with_a_slash_writes_the_study_name_in_it(backend: Backend) -> None:
+    """-o exports/ was written as a file named exports, and the next export overwrote it."""
+    path = backend.folder / "exports" / f"{backend.small}.json"
+    assert f"wrote 2 trials to {path}" in backend.ok("json_dir").stdout
+    assert len(json.loads(path.read_text(encoding="utf-8"))) == 2
 
 
 def test_report_of_a_small_study_explains_missing_importances(backend: Backend) -> None:

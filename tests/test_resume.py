@@ -271,6 +271,21 @@ def test_a_removed_line_that_said_the_default_is_no_change(tmp_path):
         prepare(SweepOptions(space=str(space), storage=url, quick=True, overrides=("grad_clip=0.5",)))
 
 
+def test_resume_of_a_study_without_a_spec_names_the_way_that_works(tmp_path):
+    """Another program's study (trials, no spec) cannot be carried on: resume said to run the space file, which run
+    refuses too; one whose creator died before writing its spec can be run again from its space file."""
+    from storage.errors import StorageError
+
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    other = optuna.create_study(study_name="other", storage=url)
+    other.optimize(lambda trial: trial.suggest_float("x", 0, 1), n_trials=1)
+    optuna.create_study(study_name="unwritten", storage=url)
+    with pytest.raises(StorageError, match=r"another program made it.*sweeper run FILE --fresh, or --set name="):
+        prepare(SweepOptions(study="other", storage=url))
+    with pytest.raises(StorageError, match="holds no sweeper spec; run its space file with sweeper run instead"):
+        prepare(SweepOptions(study="unwritten", storage=url))
+
+
 def test_resume_takes_a_bigger_budget_but_refuses_a_changed_search(tmp_path):
     space = resumable_space(tmp_path, trials=4, sleep=0.0)
     url = f"sqlite:///{tmp_path / 'sweeps.db'}"
