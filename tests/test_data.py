@@ -105,6 +105,15 @@ def test_preprocess_keeps_the_shape_of_huge_coordinates() -> None:
     assert np.abs(data.preprocess(seq * 1e200, 5)).max() > 0.5
 
 
+def test_preprocess_scales_tiny_coordinates_as_any_other_unit() -> None:
+    """A spread below 1e-8 (metres written as 1e-9 units) was taken for a single point and left unscaled, near 0."""
+    seq = np.random.default_rng(0).standard_normal((6, 4, 3))
+    for factor in (1e-9, 1e-30):
+        np.testing.assert_allclose(data.preprocess(seq * factor, 5), data.preprocess(seq, 5), rtol=1e-5, atol=1e-6)
+    rounding = np.full((5, 3, 2), 1000.0) + 1e-13 * np.random.default_rng(1).standard_normal((5, 3, 2))
+    assert np.abs(data.preprocess(rounding, 4)).max() < 1e-9  # a point whose spread is rounding stays a point
+
+
 def test_preprocess_rejects_a_sequence_with_the_wrong_dimensions() -> None:
     assert "(10, 63)" in error_of(data.preprocess, np.zeros((10, 63)), 8)
 

@@ -21,7 +21,9 @@ from trials.splitting import SPLIT_NAMES, TRAIN, part_from_signers, signer_parti
 from trials.synthetic import SYNTHETIC_KNOBS, SyntheticKnobs, held_out_companions, make_synthetic
 
 PREPROCESS_CHUNK = 1024  # npz samples preprocessed at a time
-MIN_SCALE = 1e-8  # below this RMS spread a sequence is a single point: leave it unscaled instead of dividing by 0
+# Below this RMS spread, as a share of the coordinates' size, a sequence is a single point (its spread is rounding):
+# leave it unscaled instead of blowing rounding up to unit size. Relative, so that data in any unit scales alike.
+MIN_RELATIVE_SPREAD = 1e-8
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,8 @@ def _preprocess_batch(batch: np.ndarray, seq_len: int) -> np.ndarray:
     peak = np.abs(centred).max(axis=(1, 2, 3), keepdims=True)  # squared as a ratio to it: 1e200**2 would overflow
     unit = centred / np.where(peak > 0, peak, 1.0)
     rms = peak * np.sqrt(np.mean(np.sum(unit**2, axis=-1, keepdims=True), axis=(1, 2), keepdims=True))
-    scale = np.where(rms > MIN_SCALE, rms, 1.0)  # RMS distance from the centre
+    size = peak + np.abs(centre).max(axis=-1, keepdims=True)  # the largest coordinate, near enough
+    scale = np.where(rms > MIN_RELATIVE_SPREAD * size, rms, 1.0)  # RMS distance from the centre
     resampled = resample(centred / scale, seq_len, axis=1)
     return resampled.reshape(batch.shape[0], seq_len, -1).astype(np.float32)
 
