@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import sqlite3
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -106,6 +108,40 @@ def open_storage(
         ) from None
     except (SQLAlchemyError, optuna.exceptions.StorageInternalError, RuntimeError, sqlite3.Error) as exc:
         raise as_storage_error(exc, url) from None
+
+
+def check_writable(url: str) -> None:
+    """Refuse a storage the sweep could open but not write, before anything starts (Ray, the results folder): a
+    SQLite file or folder that is read-only (SQLite writes its journal beside the file), a PostgreSQL role without
+    CREATE on its schema (the tables are new) or INSERT on Optuna's trials. Raises StorageError."""
+    url = validate_storage_url(url)
+    if (path := sqlite_path(url)) is not None:
+        folder = path.absolute().parent
+        try:
+            tempfile.TemporaryFile(dir=folder).close()
+        except OSError as exc:
+            raise StorageError(f"Cannot write {mask_url(url)}: no file can be created in {str(folder)!r} "
+                               f"({exc.strerror or exc}), where SQLite keeps the database and its journal.") from None
+        if path.is_file() and not os.access(path, os.W_OK):
+            raise StorageError(f"Cannot write {mask_url(url)}: the file {str(path.absolute())!r} is read-only.")
+        return
+    if is_sqlite(url):
+        return  # in memory
+    engine = sqlalchemy.create_engine(url, **_engine_kwargs(url))
+    try:
+        with engine.connect() as connection:
+            made = "trials" in sqlalchemy.inspect(connection).get_table_names()
+            allowed = connection.execute(sqlalchemy.text(
+                "SELECT has_table_privilege('trials', 'INSERT')" if made else
+                "SELECT has_schema_privilege(current_schema(), 'CREATE')")).scalar()
+    except (SQLAlchemyError, RuntimeError) as exc:
+        raise as_storage_error(exc, url) from None
+    finally:
+        engine.dispose()
+    if not allowed:
+        raise StorageError(f"Cannot write {mask_url(url)}: the user may not " + (
+            "add rows to Optuna's tables (GRANT INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA ... TO it)." if made else
+            "create tables in its schema (GRANT CREATE ON SCHEMA public TO it, or run the first sweep as the owner)."))
 
 
 def check_sqlite_options(url: str) -> None:

@@ -25,7 +25,14 @@ from rich.markup import escape
 from search_spaces.loader import load_spec, refusal, resolve_space_path, spec_from_dict
 from search_spaces.schema import Spec
 from storage import attrs
-from storage.engine import as_storage_error, check_sqlite_options, close_storage, fold_sqlite_wal, open_storage
+from storage.engine import (
+    as_storage_error,
+    check_sqlite_options,
+    check_writable,
+    close_storage,
+    fold_sqlite_wal,
+    open_storage,
+)
 from storage.environment import record_environment
 from storage.errors import NotAStudyDatabase, StorageError
 from storage.resume import (
@@ -282,6 +289,7 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
     """
     started = time.perf_counter()
     spec, url = prepare(options)
+    retry_briefly(lambda: check_writable(url))  # before Ray and the results folder: found out only after them
     if options.address is None:
         check_data_found(spec, study_work_dir(url, spec.name))
     if spec.resources.fuse > 1:  # fused trial groups (sweeper/fused.py): refuse what they cannot do

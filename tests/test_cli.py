@@ -146,6 +146,35 @@ def test_a_bad_storage_url_names_where_it_came_from(tmp_path, command):
     assert "--set storage=foo://u:***@h/db: Unsupported storage 'foo'" in typed.stderr
 
 
+def test_a_storage_that_cannot_be_written_is_refused_before_ray_starts(tmp_path, postgres_url):
+    """A SQLite folder that takes no files, a PostgreSQL role that may not create Optuna's tables: found out only
+    once Ray had started (13 s) and the results folder was made."""
+    import uuid
+
+    import psycopg
+
+    proc = sweeper("run", "spaces/asl20.yaml", "--quick", "--storage", "sqlite:////proc/sweeps.db", cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert "no file can be created in '/proc'" in proc.stderr and list(tmp_path.iterdir()) == []
+    admin, tag = make_url(postgres_url).set(drivername="postgresql"), uuid.uuid4().hex[:8]
+    user, database = f"sweeper_ro_{tag}", f"sweeper_ro_{tag}"
+    with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {user} LOGIN")
+        conn.execute(f"CREATE DATABASE {database}")  # owned by the admin; PUBLIC may not create in its schema
+    try:
+        with psycopg.connect(admin.set(database=database).render_as_string(hide_password=False),
+                             autocommit=True) as conn:
+            conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")  # the default from PostgreSQL 15 on
+        url = make_url(postgres_url).set(username=user, password="pw-of-ro", database=database)
+        proc = sweeper("run", "spaces/asl20.yaml", "--quick", "--storage", url.render_as_string(False), cwd=tmp_path)
+        assert proc.returncode == 2 and "may not create tables in its schema" in proc.stderr, proc.stderr
+        assert "pw-of-ro" not in proc.stderr and list(tmp_path.iterdir()) == []
+    finally:
+        with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+            conn.execute(f"DROP ROLE IF EXISTS {user}")
+
+
 @pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:", "sqlite:///file:x.db?mode=memory&uri=true"])
 def test_run_refuses_an_in_memory_sqlite_database(tmp_path, url):
     """Each connection would get its own empty database: the study writer's thread could not see the study."""
