@@ -270,6 +270,7 @@ def _where(url: str) -> str:
     if _parse(url) is None:
         return "the server"
     host = _url_part(url, "host", "host")
+    host = f"[{host}]" if host and ":" in host else host  # IPv6: [::1]:5432
     return f"{host}:{_url_part(url, 'port', 'port') or 5432}" if host else "the local socket"
 
 

@@ -42,7 +42,8 @@ def serve_dashboard(url: str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT
 
     from sweeper.ray_runtime import mask_passwords_in_command_line
 
-    if not host.strip():  # the wildcard address, every interface, spelt as nothing
+    host = host.strip().removeprefix("[").removesuffix("]")  # [::1], as an IPv6 address is written in a URL
+    if not host:  # the wildcard address, every interface, spelt as nothing
         raise BadInput("--host is empty: give an address to listen on, e.g. 127.0.0.1 (this machine only).")
     storage = retry_briefly(lambda: open_storage(url, create=False))
     mask_passwords_in_command_line()  # a server runs for days: ps would show a --storage URL's password all along

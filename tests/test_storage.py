@@ -425,6 +425,8 @@ def test_unreachable_server(tmp_path: Path) -> None:
     assert "postgresql+psycopg://sweeper:***@127.0.0.1:1/sweeps" in message
     assert "T0p" not in message and "Secret" not in message
     assert caught.value.__cause__ is None and caught.value.__suppress_context__  # no chained driver text
+    with pytest.raises(StorageError, match=re.escape("server at [::1]:1:")):  # not ::1:1
+        open_storage("postgresql+psycopg://sweeper@[::1]:1/sweeps")
 
 
 def test_read_only_connections_keep_the_urls_own_connection_options(postgres_url: str) -> None:
