@@ -135,29 +135,20 @@ def quick_space(folder: Path, name: str, storage: str | None = None) -> Path:
     return path
 
 
-def test_a_password_in_the_space_file_is_stored_and_written_nowhere(tmp_path, role, ray_tmp):
-    name = f"secret-file-{uuid.uuid4().hex[:6]}"
+def test_a_password_in_the_space_file_environment_or_flag_is_written_nowhere_also_on_resume(tmp_path, role, ray_tmp):
+    """Each way to give the URL: the space file and SWEEPER_STORAGE in the first run (the environment wins; the
+    file's stays in the spec Ray pickles), --storage on resume, and the environment for every reading command."""
+    name = f"secret-{uuid.uuid4().hex[:6]}"
     space = quick_space(tmp_path, name, storage=role.url)
-    results = tmp_path / "results"
-    out = sweeper("run", str(space), "--quick", "--set", "budget.trials=2", "--results-dir", str(results),
-                  cwd=tmp_path, ray_tmp=ray_tmp)
-    assert "***@127.0.0.1" in out and "2 trials" in out
-    outputs = inspect_all(f"{name}-quick", cwd=tmp_path, ray_tmp=ray_tmp, storage=["--storage", role.url])
-    assert_nowhere(role, texts=[out, *outputs], folders=[results, ray_tmp])
-    assert (results / "ray").stat().st_mode & 0o077 == 0  # Ray's pickles: the owner's alone
-
-
-def test_a_password_given_by_flag_or_environment_is_written_nowhere_also_on_resume(tmp_path, role, ray_tmp):
-    name = f"secret-env-{uuid.uuid4().hex[:6]}"
-    space = quick_space(tmp_path, name)
     results = tmp_path / "results"
     env = {"SWEEPER_STORAGE": role.url}
     out = sweeper("run", str(space), "--quick", "--set", "budget.trials=2", "--results-dir", str(results),
                   cwd=tmp_path, ray_tmp=ray_tmp, env=env)
-    assert "2 trials" in out
+    assert "***@127.0.0.1" in out and "2 trials" in out
     resumed = sweeper("resume", f"{name}-quick", "--storage", role.url, "--set", "budget.trials=3",
                       "--results-dir", str(results), cwd=tmp_path, ray_tmp=ray_tmp)
     assert "resumed" in resumed and "3 trials" in resumed
     outputs = inspect_all(f"{name}-quick", cwd=tmp_path, ray_tmp=ray_tmp, storage=[], env=env)
     assert "COMPLETE" in outputs[3] or "PRUNED" in outputs[3]  # the csv export holds the trials
     assert_nowhere(role, texts=[out, resumed, *outputs], folders=[results, ray_tmp])
+    assert (results / "ray").stat().st_mode & 0o077 == 0  # Ray's pickles: the owner's alone
