@@ -32,6 +32,7 @@ from trials.config import (
 )
 
 DEFAULT_ENTRYPOINT = "trials:run"
+SWEEPER_PACKAGES = ("sweeper", "trials", "storage", "search_spaces")  # a user's module cannot take these names
 _TARGET = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
 # The core's metrics whose direction is known: a space that names one needs no ``direction``.
 KNOWN_DIRECTIONS: dict[str, str | None] = {m: d or None for m, d in {**EPOCH_METRICS, **FINAL_METRICS}.items()}
@@ -128,7 +129,7 @@ def import_target(target: str, base_dir: str | Path | None = None) -> Callable[.
         kept = [text for text in added if base_dir is not None and text == str(folders[0])]
         sys.path[:] = [text for text in sys.path if text not in added] + kept
     top = module_name.partition(".")[0]
-    for folder in folders:  # sweeper's own trials, storage, ... were imported first, and import_module returns them
+    for folder in folders if top in SWEEPER_PACKAGES else ():  # imported first: import_module returns sweeper's
         own = folder / top if (folder / top / "__init__.py").is_file() else folder / f"{top}.py"
         shadowed = sys.modules[top] if own.exists() else None
         if shadowed is not None and not Path(getattr(shadowed, "__file__", None) or own).resolve().is_relative_to(
