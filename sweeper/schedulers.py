@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -77,7 +78,13 @@ class ASHA(_JudgesTraining, ASHAScheduler):
 
 
 class MedianStopping(_JudgesTraining, MedianStoppingRule):
-    pass
+    def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
+        """A STOP overruled (a replayed epoch, a trial's last) leaves the trial running: Ray's rule, which had marked
+        it stopped, asserted on its next result and ended the sweep."""
+        action = super().on_trial_result(tune_controller, trial, result)
+        if action == TrialScheduler.CONTINUE:
+            self._stopped_trials.discard(trial)
+        return action
 
 
 def hyperband_brackets(max_t: int, grace_period: int, reduction_factor: float) -> int:
@@ -107,7 +114,8 @@ def build_scheduler(spec: Spec) -> TrialScheduler:
         scheduler: TrialScheduler = ASHA(**common, **options, stop_last_trials=False, seed=spec.sampler.seed or 0)
     elif kind == "median":
         options.setdefault("grace_period", 1)  # Ray's default, 60, means seconds; here time is epochs
-        scheduler = MedianStopping(**common, **options)
+        # never PAUSE a trial to let a waiting one run: it restarts from its checkpoint, replaying epochs for nothing
+        scheduler = MedianStopping(**common, **options, min_time_slice=math.inf)
     else:
         return FIFOScheduler()
     scheduler.default_last_epoch = epochs

@@ -263,6 +263,40 @@ def test_no_scheduler_stops_a_trial_at_its_own_last_epoch():
     assert asha["early"] == [keep, stop]  # before its last epoch a trial is judged as ever
 
 
+class _BusyController(_TuneController):
+    """Trials waiting for a slot (max_concurrent above what the machine runs at once)."""
+
+    def get_live_trials(self) -> list:
+        waiting = _Trial("waiting")
+        waiting.status = "PENDING"
+        return [waiting]
+
+
+def test_the_median_rule_survives_an_overruled_stop_and_never_pauses_a_trial():
+    """A replayed epoch it would stop (a resumed trial) is overruled; Ray's rule had marked the trial stopped and
+    asserted on its next result, ending the sweep. With trials waiting it paused running ones, which restarted
+    from their checkpoints and replayed."""
+    from ray.tune.schedulers import TrialScheduler
+
+    from search_spaces.loader import load_spec
+    from sweeper.schedulers import build_scheduler
+    from trials.config import REPLAYED
+
+    scheduler = build_scheduler(load_spec("spaces/asl20.yaml", overrides=[
+        *SHORT, "scheduler={type: median, grace_period: 1, min_samples_required: 1}"]))
+    good, poor, lone = _Trial("good", 0), _Trial("poor", 1), _Trial("lone", 2)
+    for trial in (good, poor, lone):
+        scheduler.on_trial_add(TUNE, trial)
+    busy = _BusyController()
+    assert scheduler.on_trial_result(busy, lone, {"epoch": 1, "val_top3": 0.5}) == TrialScheduler.CONTINUE
+    for epoch in (1, 2, 3):
+        scheduler.on_trial_result(TUNE, good, {"epoch": epoch, "val_top3": 0.9})
+    replayed = [scheduler.on_trial_result(busy, poor, {"epoch": epoch, "val_top3": 0.1, REPLAYED: True})
+                for epoch in (1, 2)]
+    assert replayed == [TrialScheduler.CONTINUE] * 2
+    assert scheduler.on_trial_result(busy, poor, {"epoch": 3, "val_top3": 0.1}) == TrialScheduler.STOP
+
+
 def test_hyperband_draws_each_trials_bracket_from_the_seed_and_every_bracket_has_a_rung():
     from ray.tune.schedulers.async_hyperband import _Bracket
 
