@@ -125,6 +125,9 @@ def build_sampler(spec: Spec, resumed_after: int = 0) -> optuna.samplers.BaseSam
         return BudgetedGridSampler(spec.grid_search_space(), seed=seed)
     if spec.sampler.type == "random":
         return NumberedRandomSampler(seed=seed)
-    kind = ParallelTPESampler if spec.sampler.type == "tpe" else \
-        getattr(optuna.samplers, sections.SAMPLER_CLASSES[spec.sampler.type])
-    return kind(seed=seed, **default_sampler_options(spec))
+    if spec.sampler.type == "tpe":
+        return ParallelTPESampler(seed=seed, **default_sampler_options(spec))
+    # CMA-ES, GP and QMC draw their first trials (and params outside their model) from a random sampler of the seed:
+    # one per trial number, or two drivers on one study train the same first configuration twice
+    kind = getattr(optuna.samplers, sections.SAMPLER_CLASSES[spec.sampler.type])
+    return kind(seed=seed, independent_sampler=NumberedRandomSampler(seed=seed), **default_sampler_options(spec))

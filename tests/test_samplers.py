@@ -153,7 +153,7 @@ def test_two_drivers_on_one_study_never_draw_the_same_configurations(tmp_path):
     from sweeper.samplers import build_sampler
 
     url = f"sqlite:///{tmp_path / 'shared.db'}"
-    for kind in ("tpe", "random"):
+    for kind in ("tpe", "random", "cmaes", "gp", "qmc"):  # CMA-ES and GP: their start-up draws
         spec = load_spec("spaces/asl20.yaml", overrides=[f"sampler={{type: {kind}, seed: 3}}", "enqueue=[]"])
         first = optuna.create_study(storage=url, study_name=kind, direction="maximize", sampler=build_sampler(spec))
         for _ in range(2):  # the trials held before both load it
