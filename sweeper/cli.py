@@ -24,6 +24,7 @@ from sweeper.errors import (
     NOTHING_FINISHED_EXIT_CODE,
     STORAGE_UNAVAILABLE_EXIT_CODE,
     USAGE_EXIT_CODE,
+    DiskUnavailable,
     NothingFinished,
 )
 
@@ -216,7 +217,7 @@ def _sweep(options: SweepOptions) -> None:
         interrupted()
     except NothingFinished as exc:
         _leave(NOTHING_FINISHED_EXIT_CODE, f"[bold red]error:[/] {escape(str(exc))}")
-    except StorageUnavailable as exc:  # the study is consistent and resumable; the workers go with Ray
+    except (StorageUnavailable, DiskUnavailable) as exc:  # the study is consistent and resumable
         _leave(STORAGE_UNAVAILABLE_EXIT_CODE, f"[bold red]error:[/] {escape(str(exc))}")
     _leave(0)
 

@@ -58,7 +58,7 @@ from storage.urls import (
     validate_storage_url,
 )
 from sweeper.console import console, count_trials
-from sweeper.errors import BadInput, NothingFinished
+from sweeper.errors import BadInput, DiskUnavailable, NothingFinished
 from sweeper.interrupts import noting_interrupts
 from sweeper.progress import SweepPrinter
 from sweeper.ray_runtime import (
@@ -433,7 +433,7 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
             searcher.timed_out |= timed_out
         if policy.overdue() and writer.error is None:  # running trials stay RUNNING: a resume carries them on
             writer.fail(StorageUnavailable(f"{len(searcher.trials)} trials unfinished"))
-        if writer.error is not None:
+        if writer.error is not None or recorder.disk_problem:  # the running trials stay RUNNING for a resume
             searcher.stopped = True
             return True
         # the trials that trained their last epoch send their results first (a fused group's, one by one)
@@ -500,6 +500,9 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
         trials = policy.call(lambda: study.get_trials(deepcopy=False))
     except StorageUnavailable:
         raise StorageUnavailable(outage_message(policy, url)) from None
+    if recorder.disk_problem:
+        raise DiskUnavailable(f"the sweep stopped: a trial's disk took no more writes ({recorder.disk_problem}); "
+                              f"make room under {checkpoints} and run the same command: it carries the trials on")
     check_something_finished(trials, study.study_name)
     return study
 

@@ -20,5 +20,10 @@ class BadInput(ValueError):
 BAD_INPUT = (BadInput, ConfigError, DataError, SpecError, StorageError)  # every "the user's input is wrong"
 
 
+class DiskUnavailable(RuntimeError):
+    """A trial's disk took no more writes (full, over quota, read-only): the sweep stopped with its running trials
+    RUNNING, and the same command carries them on once there is room. Exit 75, as for a storage that went away."""
+
+
 class NothingFinished(RuntimeError):
     """A sweep whose every trial failed: its table is empty, and a script running it must not read success."""

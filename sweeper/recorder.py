@@ -31,6 +31,7 @@ from sweeper.driver_only import DriverOnly
 from sweeper.searcher import StudySearcher
 from sweeper.study_writer import StudyWriter
 from sweeper.trainable import (
+    DISK_KEY,
     FAILED_KEY,
     FINAL_FLAG,
     NO_OBJECTIVE_KEY,
@@ -68,6 +69,7 @@ class StudyRecorder(DriverOnly, Callback):
         self.unjudged: dict[int, int] = {}  # trials without such a report: how many others they sent
         self.warned_unjudged = self.spec.scheduler.type == "none"  # no scheduler: nothing to warn about
         self.finishing: dict[str, float] = {}  # trials that reported their last epoch (monotonic time), result due
+        self.disk_problem: str | None = None  # a worker's disk took no writes: the sweep stops, its trials RUNNING
 
     def _warn_unjudged(self, number: int, what: str) -> None:
         """The scheduler compares trials at each report's epoch and objective; without them it silently prunes
@@ -133,6 +135,10 @@ class StudyRecorder(DriverOnly, Callback):
         if optuna_trial is None:
             return
         result = dict(trial.last_result or {})
+        if result.get(DISK_KEY) or (self.disk_problem and not result.get(FINAL_FLAG)):
+            self.disk_problem = self.disk_problem or str(result[DISK_KEY])
+            self._leave_running(optuna_trial, f": {result[DISK_KEY]}" if result.get(DISK_KEY) else " with the sweep")
+            return
         if result.get(FAILED_KEY):
             message = str(result[FAILED_KEY])  # "ConfigError: ...": the exception's name says what failed
             # only a diverged loss is "nan"; a refused config, bad data or a bad return value has no stop reason
@@ -169,11 +175,19 @@ class StudyRecorder(DriverOnly, Callback):
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.finishing.pop(trial.trial_id, None)
         optuna_trial = self.searcher.trials.pop(trial.trial_id, None)
-        if optuna_trial is not None:
+        if optuna_trial is not None and self.disk_problem:  # Ray's own writes fail on that disk too
+            self._leave_running(optuna_trial, " with the sweep")
+        elif optuna_trial is not None:
             message, frames = trial_error(trial)
             if frames:  # where in the user's code; Ray's own log of it (its frames around theirs) is muted
                 err_console.print(f"trial #{optuna_trial.number} failed:\n{frames.rstrip()}")
             self._fail(optuna_trial, message, dict(trial.last_result or {}))
+
+    def _leave_running(self, optuna_trial: optuna.Trial, why: str) -> None:
+        """Not FAIL or PRUNED: the machine stopped it. Without an owner, the next run (in this process too) carries
+        it on from its checkpoint once there is room."""
+        err_console.print(f"trial #{optuna_trial.number} stopped{why}; it stays RUNNING for the next run to carry on")
+        self.writer.submit(lambda: optuna_trial.set_user_attr(attrs.DRIVER, None))
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         optuna_trial = self._trial(trial)

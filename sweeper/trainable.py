@@ -8,6 +8,7 @@ retried or resumed trial finds its epochs again even when Ray's results folder i
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
@@ -33,6 +34,24 @@ NO_OBJECTIVE_KEY = "sweeper_no_objective"
 STOPPED_FILE = "stopped.json"  # in a trial's checkpoint folder: the driver stopped it (see note_stopped)
 NODE_KEY = "sweeper_node"  # which Ray node ran the trial, recorded as the trial's `node` attr
 RESULT_KEYS = "sweeper_result_keys"  # names of what the training function returned, recorded as trial user attrs
+# beside FAILED_KEY: the machine's disk failed the trial (full, over quota, read-only), not the trial itself
+DISK_KEY = "sweeper_disk"
+DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+TORCH_WRITE_FAILED = ("PytorchStreamWriter", "inline_container", "basic_ios::clear")  # its C++ writer's words
+
+
+def disk_problem(exc: BaseException, folder: Path) -> str | None:
+    """What is wrong with the disk, where ``exc`` says it is full or read-only: every trial would fail alike, and
+    a resume once there is room carries them on. torch.save says it only in its C++ writer's words."""
+    seen: list[BaseException] = []
+    while exc is not None and not any(exc is s for s in seen):
+        seen.append(exc)
+        if isinstance(exc, OSError) and exc.errno in DISK_ERRNOS:
+            return f"{os.strerror(exc.errno)}: {exc.filename or folder}"
+        if isinstance(exc, RuntimeError) and any(w in str(exc) for w in TORCH_WRITE_FAILED):
+            return f"torch.save could not write, near {folder}: is its disk full? ({str(exc).splitlines()[0]})"
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 class TrainingFunctionError(RuntimeError):
@@ -123,6 +142,9 @@ def _run_trial(config: dict[str, Any]) -> None:
         # bad data, a refused config, a diverged loss: a retry would fail again, so fail now, in one line
         if isinstance(exc, ConfigError | DataError) or type(exc).__name__ == NON_FINITE_ERROR:
             tune.report({**last(), FAILED_KEY: f"{type(exc).__name__}: {exc}"})
+            return
+        if disk := disk_problem(exc, checkpoint_dir):  # not a retry, not a FAIL: the sweep stops, resumable
+            tune.report({**last(), FAILED_KEY: f"{type(exc).__name__}: {exc}", DISK_KEY: disk})
             return
         raise stand_in(exc) from None  # Ray copies every exception in the chain, and this one would fail again
     except SystemExit as exc:

@@ -198,6 +198,47 @@ def test_a_sweep_whose_every_trial_failed_says_so(ray_session, tmp_path, monkeyp
         run_sweep(options)
 
 
+@pytest.mark.slow
+def test_a_full_disk_stops_the_sweep_with_its_trials_running_for_the_next_run(ray_session, tmp_path, monkeypatch):
+    """A full checkpoint disk failed every trial in turn (each retried first) and spent the budget on FAILs: a
+    study no resume could carry on. It is the machine's problem: the sweep stops, exit 75, trials RUNNING."""
+    from sweeper.errors import DiskUnavailable
+    from sweeper.trainable import disk_problem
+
+    with pytest.raises(OSError) as full, open("/dev/full", "wb") as device:
+        device.write(b"x" * 65536)
+        device.flush()
+    assert disk_problem(full.value, tmp_path) == f"No space left on device: {tmp_path}"  # a real ENOSPC
+    assert disk_problem(ValueError("a bug"), tmp_path) is None
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "disk_train.py").write_text((FIXTURES / "disk_train.py").read_text())
+    flag = tmp_path / "FULL"
+    flag.touch()
+    name = f"disk-{uuid.uuid4().hex[:8]}"
+    (tmp_path / "disk.yaml").write_text(textwrap.dedent(f"""\
+        name: {name}
+        entrypoint: disk_train:train
+        objective: {{metric: score, direction: maximize}}
+        training: {{full_flag: {flag}}}
+        params:
+          x: {{type: float, low: 0.0, high: 1.0}}
+        scheduler: {{type: none}}
+        budget: {{trials: 3, max_concurrent: 1}}
+        enqueue: [{{x: 0.1}}, {{x: 0.9}}, {{x: 0.2}}]
+        """))
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    options = SweepOptions(space=str(tmp_path / "disk.yaml"), storage=url)
+    with pytest.raises(DiskUnavailable, match=r"disk took no more writes \(torch.save could not write"):
+        run_sweep(options)
+    states = {t.number: t.state for t in load(url, name).get_trials()}
+    assert states[0] == TS.COMPLETE and states[1] == TS.RUNNING and TS.FAIL not in states.values(), states
+    flag.unlink()  # room again
+    run_sweep(options)
+    trials = load(url, name).get_trials()
+    assert [t.state for t in trials if t.params["x"] in (0.1, 0.9, 0.2)] == [TS.COMPLETE] * 3, trials
+    assert next(t for t in trials if t.number == 1).value == pytest.approx(1.8)  # carried on, not failed
+
+
 def test_local_trials_run_without_tunes_runtime_env_but_with_its_variables(ray_session, tmp_path, monkeypatch):
     """A local Ray's pre-started workers serve trial actors only if Tune's per-actor runtime env is gone; the
     variables it would set must still reach the trial (they come from the driver's environment instead)."""
