@@ -29,7 +29,8 @@ T = TypeVar("T")
 # PostgreSQL error codes worth waiting out: serialization_failure, deadlock_detected, admin_shutdown,
 # crash_shutdown, cannot_connect_now, too_many_connections, query_canceled (statement_timeout: a table another
 # session locks, a stalled server), and the connection_exception class (08...).
-TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "57P01", "57P02", "57P03", "53300", "57014"})
+TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "57P01", "57P02", "57P03", "53100", "53300", "57014"})  # 53100:
+# disk full, which an outage's wait rides out once there is room, or ends resumable (exit 75)
 # "current transaction is aborted": Optuna's get_all_trials retries a failed query in the same transaction
 IN_FAILED_TRANSACTION = "25P02"
 # Connection-time refusals that no wait will fix (psycopg gives them no SQLSTATE, only text); "invalid": a bad
@@ -81,7 +82,7 @@ def _verdict(error: BaseException) -> bool | None:
     if isinstance(error, sqlalchemy.exc.TimeoutError):  # no pooled connection came free in time
         return True
     if isinstance(error, sqlite3.OperationalError):
-        return "locked" in str(error) or "busy" in str(error)
+        return any(word in str(error) for word in ("locked", "busy", "disk is full"))  # "database or disk is full"
     if isinstance(error, ConnectionError):
         return True
     if any(kind.__module__.startswith("psycopg") and kind.__name__ in ("OperationalError", "InterfaceError")

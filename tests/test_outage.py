@@ -114,11 +114,15 @@ def test_transient_failures_are_told_from_bad_input_by_real_errors(tmp_path, pos
     contender = sqlite3.connect(path, timeout=0.1)
     locked = error_of(lambda: contender.execute("INSERT INTO version_info VALUES (2, 'x', 'y')"))
     holder.rollback()
+    capped = sqlite3.connect(tmp_path / "capped.db")  # as a full disk does: SQLITE_FULL, "database or disk is full"
+    capped.execute("PRAGMA max_page_count = 2")
+    full = error_of(lambda: capped.executescript("CREATE TABLE t (x); INSERT INTO t VALUES (zeroblob(100000));"))
     storage = open_storage(f"sqlite:///{path}")
     duplicate = error_of(lambda: [storage.create_new_study([optuna.study.StudyDirection.MAXIMIZE], "same")
                                   for _ in range(2)])
     close_storage(storage)
     assert is_transient(refused) and is_transient(locked) and is_transient(hung), hung
+    assert "disk is full" in str(full) and is_transient(full)  # room again ends the outage; else exit 75, resumable
     assert not is_transient(no_role) and not is_transient(duplicate) and not is_transient(ValueError("bug"))
     assert not any(is_transient(error) for error in bad_options), bad_options
 
