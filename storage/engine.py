@@ -116,6 +116,11 @@ def check_writable(url: str) -> None:
     CREATE on its schema (the tables are new) or INSERT on Optuna's trials. Raises StorageError."""
     url = validate_storage_url(url)
     if (path := sqlite_path(url)) is not None:
+        wal = path.with_name(path.name + "-wal")
+        if not path.exists() and wal.is_file() and wal.stat().st_size:
+            raise StorageError(f"{str(wal.absolute())!r} holds a sweep's writes, but its database is gone (moved or "
+                               "deleted while the sweep wrote it), and a new one there would throw them away: put "
+                               "the database back beside it, or remove the -wal file to start anew.")
         folder = path.absolute().parent
         try:
             tempfile.TemporaryFile(dir=folder).close()
@@ -199,6 +204,10 @@ def fold_sqlite_wal(url: str) -> None:
     an empty study. A reader still holding the file (a dashboard) may keep part of the log; nothing is lost then.
     """
     path = sqlite_path(url)
+    wal = None if path is None else path.with_name(path.name + "-wal")
+    if path is not None and not path.exists() and wal.is_file() and wal.stat().st_size:
+        _logger.warning("%s is gone, but %s holds this sweep's trials: the database was moved or deleted while the "
+                        "sweep wrote it; put it back beside its -wal file (or copy both) to keep them", path, wal)
     if path is None or not path.exists():
         return
     connection = sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT_S)

@@ -10,6 +10,7 @@ import contextlib
 import logging
 import os
 import secrets
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -305,8 +306,13 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
     results_root = Path(options.results_dir).resolve()
     try:  # Tune's pickles of trial configs and results: the owner's alone
         private_folder(results_root / "ray")
+        with tempfile.TemporaryFile(dir=results_root / "ray") as probe:  # a full disk, before the study is made
+            probe.write(bytes(1 << 16))
+            probe.flush()
+            os.fsync(probe.fileno())
     except OSError as exc:
-        raise BadInput(f"--results-dir {options.results_dir}: cannot create {exc.filename}: {exc.strerror}") from None
+        raise BadInput(f"--results-dir {options.results_dir}: cannot write {exc.filename or results_root}: "
+                       f"{exc.strerror or exc}") from None
     # Ray's start-up (seconds, mostly waiting on its processes) overlaps opening the storage and importing Tune;
     # both come after validation (the --address too), so bad input still starts nothing and writes nothing. Ray
     # itself is imported first, so the threads never import the same Ray modules at once.
@@ -460,7 +466,11 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
     )
     try:
         with heartbeats(searcher, policy), noting_interrupts(interrupted, watch):
-            tuner.fit()
+            try:
+                tuner.fit()
+            except EOFError:  # Tune reads its error pickles for results sweeper never uses; a full disk cut them
+                if not recorder.disk_problem:
+                    raise
         if interrupted.is_set():
             raise KeyboardInterrupt
         searcher.drop_unstarted()

@@ -10,10 +10,12 @@ import contextlib
 import logging
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 from pathlib import Path
 
@@ -167,8 +169,14 @@ def _init_ray(address: str) -> None:
     if address == "local":  # our own instance: its workers already have our environment
         for name in LOCAL_QUIET_LOGGERS:
             logging.getLogger(name).setLevel(logging.ERROR)
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False,
-                 _system_config=LOCAL_SYSTEM_CONFIG)
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False,
+                     _system_config=LOCAL_SYSTEM_CONFIG)
+        except (RuntimeError, TimeoutError) as exc:  # its processes did not come up: a full temp folder, mostly
+            folder = os.environ.get("RAY_TMPDIR") or tempfile.gettempdir()
+            free = shutil.disk_usage(folder).free / 2**20 if os.path.isdir(folder) else 0.0
+            raise BadInput(f"Ray could not start here ({str(exc)[:200]}); its temp folder {folder} has "
+                           f"{free:.0f} MiB free (set RAY_TMPDIR to another folder)") from None
     else:  # a cluster's nodes were started by `ray start`, with their own environment and settings
         try:
             ray.init(address=address, log_to_driver=False, configure_logging=False,

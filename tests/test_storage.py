@@ -488,6 +488,26 @@ def test_missing_database(postgres_url: str) -> None:
     assert "Sup3r" not in message and "s3cret" not in message and "***" in message
 
 
+def test_a_new_sqlite_database_is_refused_where_a_moved_ones_write_ahead_log_holds_trials(tmp_path: Path) -> None:
+    """Moved away mid-sweep, the database left its trials in NAME.db-wal (SQLite had not folded the log into it);
+    the next run started a new database there, and threw the log away."""
+    from storage.engine import check_writable
+
+    path = tmp_path / "sweeps.db"
+    writer = sqlite3.connect(path)
+    writer.execute("PRAGMA journal_mode=WAL")
+    writer.execute("CREATE TABLE trials (x)")
+    writer.execute("INSERT INTO trials VALUES (1)")
+    writer.commit()
+    path.rename(tmp_path / "moved.db")  # the log stays, by its name, while the writer holds it
+    try:
+        with pytest.raises(StorageError, match="holds a sweep's writes, but its database is gone"):
+            check_writable(f"sqlite:///{path}")
+    finally:
+        writer.close()
+    check_writable(f"sqlite:///{tmp_path / 'other.db'}")  # no log: a new database is fine
+
+
 def test_a_url_naming_no_database_says_so(postgres_url: str) -> None:
     import psycopg
 
