@@ -35,12 +35,14 @@ from storage import attrs
 from sweeper.recorder import StudyRecorder
 from sweeper.searcher import StudySearcher, never_started
 from sweeper.trainable import (
+    DISK_KEY,
     FAILED_KEY,
     FINAL_FLAG,
     META_KEY,
     NODE_KEY,
     RESULT_KEYS,
     current_node,
+    disk_problem,
     exit_when_orphaned,
     trial_checkpoint_dir,
 )
@@ -174,13 +176,23 @@ def run_fused_trial(config: dict[str, Any]) -> None:
         elif isinstance(outcome, NonFiniteLossError):  # fails alone, at once, as a single trial does
             tune.report({**last[number], NODE_KEY: node, MEMBER_KEY: number,
                          FAILED_KEY: f"{type(outcome).__name__}: {outcome}"})
+        elif isinstance(outcome, Exception) and (disk := disk_problem(outcome, dirs[index])):  # stays RUNNING
+            tune.report({**last[number], NODE_KEY: node, MEMBER_KEY: number,
+                         FAILED_KEY: f"{type(outcome).__name__}: {outcome}", DISK_KEY: disk})
         elif not isinstance(outcome, MemberStopped):
             raise outcome
 
     dirs = [trial_checkpoint_dir(m[META_KEY]["checkpoints"], n) for m, n in zip(members, numbers, strict=True)]
     with working_in(meta.get("work_dir")):
-        run_group([member_config(m) for m in members], [reporter(n) for n in numbers], [str(d) for d in dirs],
-                  finished=finished)
+        try:
+            run_group([member_config(m) for m in members], [reporter(n) for n in numbers], [str(d) for d in dirs],
+                      finished=finished)
+        except Exception as exc:  # a checkpoint of the group's that the disk took no room for: all stay RUNNING
+            if not (disk := disk_problem(exc, dirs[0].parent)):
+                raise
+            for number in numbers:  # the recorder ignores members already recorded
+                tune.report({**last[number], NODE_KEY: node, MEMBER_KEY: number,
+                             FAILED_KEY: f"{type(exc).__name__}: {exc}", DISK_KEY: disk})
 
 
 # --- decisions: from the driver's scheduler to the worker ---------------------------------------------------
