@@ -23,9 +23,9 @@ _DRIVERS = {"sqlite": "sqlite", "sqlite+pysqlite": "sqlite", "postgresql": "post
             "postgres": "postgresql+psycopg", "postgresql+psycopg": "postgresql+psycopg"}
 _EXAMPLES = "sqlite:///sweeps.db or postgresql+psycopg://user:password@host:5432/dbname"
 # Secrets: scheme://user:SECRET@ (to the last '@': an unescaped '@' in a password is hidden whole, unless in a query
-# value, ?application_name=me@laptop; a user may hold one, Azure's user@server; in free text a URL ends at a space),
-# password=SECRET, and where a URL cannot be parsed, scheme://user:SECRET without any '@'.
-_USER = r"(?:[^:/@\s]*|[^:/\s]*(?=:[^@?\s]*@))"
+# value, ?application_name=me@laptop; the user runs to the first ':', '@'s and all, as make_url reads it: Azure's
+# user@server; in free text a URL ends at a space), password=SECRET, and unparsable, scheme://user:SECRET.
+_USER = r"[^:/\s]*"
 _URL_USERINFO = re.compile(rf"^(?P<head>\s*[A-Za-z][A-Za-z0-9+.\-]*://{_USER}):"
                            r"(?P<secret>[^?#]*(?=@[^?#@]*\?[^@]*=)|.*)@", re.DOTALL)
 _TEXT_USERINFO = re.compile(rf"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://{_USER}):(?P<secret>\S*)@")

@@ -37,7 +37,8 @@ RESULT_KEYS = "sweeper_result_keys"  # names of what the training function retur
 # beside FAILED_KEY: the machine's disk failed the trial (full, over quota, read-only), not the trial itself
 DISK_KEY = "sweeper_disk"
 DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
-TORCH_WRITE_FAILED = ("PytorchStreamWriter", "inline_container", "basic_ios::clear")  # its C++ writer's words
+# torch.save's C++ writer running out of room (it names no errno), or its open failing for one of DISK_ERRNOS
+TORCH_WRITE_FAILED = ("unexpected pos", "file write failed", "basic_ios::clear", *map(os.strerror, DISK_ERRNOS))
 
 
 def disk_problem(exc: BaseException, folder: Path) -> str | None:
@@ -157,11 +158,12 @@ def _run_trial(config: dict[str, Any]) -> None:
     finally:
         returned.set()
     result = plain(result) if result is not None else dict(reported)  # nothing returned: its last report
-    for key in ("best_" + meta["metric"], meta["metric"]):  # the objective: never the last report in its place
-        if result.get(key) is not None and (isinstance(result[key], bool) or not isinstance(result[key], int | float)):
-            tune.report({**last(), FAILED_KEY: f"TypeError: {meta['entrypoint']} returned {key} = "
-                                                f"{reprlib.repr(result[key])}, not a number"})
-            return
+    key = "best_" + meta["metric"] if result.get("best_" + meta["metric"]) is not None else meta["metric"]
+    if result.get(key) is not None and (isinstance(result[key], bool) or not isinstance(result[key], int | float)):
+        # the objective, which the last report must not silently stand in for
+        tune.report({**last(), FAILED_KEY: f"TypeError: {meta['entrypoint']} returned {key} = "
+                                            f"{reprlib.repr(result[key])}, not a number"})
+        return
     given = reported.keys() | result.keys()
     tune.report({**last(), **result, FINAL_FLAG: True, RESULT_KEYS: sorted(result),
                  NO_OBJECTIVE_KEY: meta["metric"] not in given and "best_" + meta["metric"] not in given})

@@ -26,6 +26,7 @@ from urllib.parse import quote
 import optuna
 import pytest
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from storage import attrs
 from storage.engine import as_storage_error, close_storage, open_storage
@@ -89,8 +90,11 @@ def finished_trial(study: optuna.Study, value: float | None, state: optuna.trial
         ("postgresql+psycopg://me@azure:Secr3tpw@host:5432/db", "postgresql+psycopg://me@azure:***@host:5432/db"),
         ("postgresql+psycopg://me@azure:pa/ss@host/db", "postgresql+psycopg://me@azure:***@host/db"),
         ("log: postgresql://me@azure:Secr3tpw@h/db failed", "log: postgresql://me@azure:***@h/db failed"),
-        ("postgresql://me@host:5432/db?application_name=me@laptop",
-         "postgresql://me@host:5432/db?application_name=me@laptop"),
+        ("postgresql+psycopg://me@azure:Pa?ss 1234@host:5432/db", "postgresql+psycopg://me@azure:***@host:5432/db"),
+        ("log: postgresql://me@azure:Pa?ss@h/db failed", "log: postgresql://me@azure:***@h/db failed"),
+        # make_url reads the user up to the first ':', so here the password is "5432/db?application_name=me"
+        ("postgresql://me@host:5432/db?application_name=me@laptop", "postgresql://me@host:***@laptop"),
+        ("postgresql://me@host/db?application_name=me@laptop", "postgresql://me@host/db?application_name=me@laptop"),
         ("postgresql+psycopg://host:5432/db", "postgresql+psycopg://host:5432/db"),
         ("sqlite:///sweeps.db", "sqlite:///sweeps.db"),
         ("sqlite:////tmp/a:b/sweeps.db", "sqlite:////tmp/a:b/sweeps.db"),
@@ -103,6 +107,25 @@ def finished_trial(study: optuna.Study, value: float | None, state: optuna.trial
 )
 def test_mask_url(url: str, masked: str) -> None:
     assert mask_url(url) == masked
+
+
+def test_no_password_make_url_reads_survives_masking() -> None:
+    """Whatever make_url takes for the password (what psycopg is sent) is hidden, however odd the URL."""
+    checked = 0
+    for user in ("me", "me@azure", "", "me.x-y"):
+        for password in ("Zq7pw1234", "Pa?ss1234", "pa/ss1234", "p@ss:w0rd", "with space", "x#y%z1234", "a:b:c:d1"):
+            for rest in ("host:5432/db", "host/db?application_name=me@laptop", "[::1]/db", "h/db?sslmode=require"):
+                for text in (f"postgresql+psycopg://{user}:{password}@{rest}",
+                             f"log: postgresql://{user}:{password}@{rest} ."):
+                    url = text.split()[1] if text.startswith("log:") else text
+                    try:
+                        secret = make_url(url).password
+                    except (ValueError, ArgumentError):
+                        continue
+                    if secret and (text == url or " " not in secret):  # in free text a URL ends at a space
+                        checked += 1
+                        assert secret not in mask_url(text), (text, mask_url(text))
+    assert checked > 100
 
 
 def test_mask_in_text_hides_the_literal_password_in_any_spelling() -> None:

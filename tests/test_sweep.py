@@ -202,6 +202,8 @@ def test_a_sweep_whose_every_trial_failed_says_so(ray_session, tmp_path, monkeyp
 def test_a_full_disk_stops_the_sweep_with_its_trials_running_for_the_next_run(ray_session, tmp_path, monkeypatch):
     """A full checkpoint disk failed every trial in turn (each retried first) and spent the budget on FAILs: a
     study no resume could carry on. It is the machine's problem: the sweep stops, exit 75, trials RUNNING."""
+    import torch
+
     from sweeper.errors import DiskUnavailable
     from sweeper.trainable import disk_problem
 
@@ -210,6 +212,9 @@ def test_a_full_disk_stops_the_sweep_with_its_trials_running_for_the_next_run(ra
         device.flush()
     assert disk_problem(full.value, tmp_path) == f"No space left on device: {tmp_path}"  # a real ENOSPC
     assert disk_problem(ValueError("a bug"), tmp_path) is None
+    with pytest.raises(RuntimeError) as into_a_folder:  # the user's bug, in torch's words: not the disk's
+        torch.save({"w": 1}, tmp_path)
+    assert disk_problem(into_a_folder.value, tmp_path) is None
     monkeypatch.chdir(tmp_path)
     (tmp_path / "disk_train.py").write_text((FIXTURES / "disk_train.py").read_text())
     flag = tmp_path / "FULL"
@@ -547,7 +552,7 @@ def test_what_a_users_function_reports_or_returns_is_recorded_as_it_meant(ray_se
     monkeypatch.chdir(tmp_path)
     (tmp_path / "odd_train.py").write_text((FIXTURES / "odd_train.py").read_text())
     modes = ["numpy", "nothing", "nan_last", "not_a_dict", "own_names", "odd_exception", "score_only", "arrays",
-             "best_nan", "best_list", "exits"]
+             "best_nan", "best_list", "exits", "history"]
     (tmp_path / "odd.yaml").write_text(textwrap.dedent(f"""\
         name: odd-{uuid.uuid4().hex[:8]}
         entrypoint: odd_train:train
@@ -562,8 +567,8 @@ def test_what_a_users_function_reports_or_returns_is_recorded_as_it_meant(ray_se
         """))
     url = f"sqlite:///{tmp_path / 'sweeps.db'}"
     study = run_sweep(SweepOptions(space=str(tmp_path / "odd.yaml"), storage=url))
-    numpy_trial, nothing, nan_last, not_a_dict, own_names, odd, score_only, arrays, best_nan, best_list, exits = \
-        load(url, study.study_name).get_trials()
+    numpy_trial, nothing, nan_last, not_a_dict, own_names, odd, score_only, arrays, best_nan, best_list, exits, \
+        history = load(url, study.study_name).get_trials()
     assert numpy_trial.state == TS.COMPLETE and numpy_trial.value == pytest.approx(0.2)
     assert numpy_trial.intermediate_values == {1: pytest.approx(0.1), 2: pytest.approx(0.2)}
     assert numpy_trial.user_attrs["acc"] == pytest.approx(0.2)
@@ -583,6 +588,7 @@ def test_what_a_users_function_reports_or_returns_is_recorded_as_it_meant(ray_se
         best_list.user_attrs["error"]
     # the function's own exit fails its trial in words, not as Ray's "actor died" after every retry
     assert exits.state == TS.FAIL and exits.user_attrs["error"].startswith("SystemExit: odd_train:train exited (2)")
+    assert history.state == TS.COMPLETE and history.value == 0.5  # a list beside best_score is no objective
 
 
 @pytest.mark.slow

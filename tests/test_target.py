@@ -344,6 +344,7 @@ def test_a_target_on_a_users_metric_is_judged_the_way_its_name_says() -> None:
     # topN only says which accuracy or error; camelCase names have words too (a top-1 error of 0.40 met 25% before)
     assert [direction(m) for m in ("top1_err", "test_top5_error", "top3", "testAccuracy", "valF1", "trainLoss")] \
         == ["minimize", "minimize", "maximize", "maximize", "maximize", "minimize"]
+    assert [direction(m) for m in ("mAP", "val_mAP", "mAP@0.5", "IoU", "valIoU", "nDCG@10")] == ["maximize"] * 6
     assert not targets_met({"test_top1_err": 0.4}, {"test_top1_err": 0.25}, lambda m: metric_direction(m, "maximize"))
     study = optuna.create_study(direction="minimize")
     study.set_user_attr(attrs.OBJECTIVE, {"metric": "score", "direction": "minimize"})

@@ -46,7 +46,9 @@ def metric_direction(metric: str, fallback: str) -> str:
     target on a user's metric is judged by it."""
     if known := KNOWN_DIRECTIONS.get(metric):
         return known
-    words = set(re.split(r"[^a-z0-9]+", re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", metric).lower()))
+    # camelCase read both ways: valF1 is val, f1; valIoU is val, iou; mAP and nDCG are words whole
+    split = [re.sub(rf"(?<=[a-z0-9])(?={upper})", "_", metric) for upper in ("[A-Z]", "[A-Z][a-z]")]
+    words = {w for name in (metric, *split) for w in re.split(r"[^a-z0-9]+", name.lower())}
     larger, smaller = bool(words & _LARGER), bool(words & _SMALLER)
     if not larger and not smaller and any(re.fullmatch(r"top\d+", w) for w in words):
         return "maximize"  # topN says which accuracy, or which error: the other word decides
