@@ -87,7 +87,7 @@ def _read_yaml(text: str, file: str) -> tuple[Any, dict[Atoms, int]]:
         mark = exc.context_mark if unclosed else exc.problem_mark or exc.context_mark
         message = " ".join(str(p) for p in (exc.context, exc.problem) if p) or str(exc)
         raise SpecError.single(file, f"invalid YAML: {message}", line=mark.line + 1 if mark else None) from None
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, RecursionError) as exc:  # PyYAML composes nested lists by recursion: [[[[...]]]]
         raise SpecError.single(file, f"invalid YAML: {exc}") from None
     lines: dict[Atoms, int] = {}
     twice: list[SpecIssue] = []
@@ -175,8 +175,8 @@ def parse_override(expr: str) -> tuple[str, Any]:
         raise ValueError("expected KEY=VALUE, e.g. epochs=3 or budget.trials=4")
     try:
         return key.strip(), read_yaml_value(text) if text.strip() else None
-    except yaml.YAMLError as exc:
-        raise ValueError(f"cannot read the value {text!r}: {exc}") from None
+    except (yaml.YAMLError, RecursionError) as exc:
+        raise ValueError(f"cannot read the value {reprlib.repr(text)}: {exc}") from None
 
 
 def quick_profile(data: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:

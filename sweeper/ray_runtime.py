@@ -156,7 +156,8 @@ def mask_passwords_in_command_line() -> None:
         args = [arg.decode(errors="replace") for arg in Path("/proc/self/cmdline").read_bytes().split(b"\0")[:-1]]
     except OSError:
         return
-    masked = [mask_url(arg) for arg in args]
+    masked = [f"{flag}={mask_url(value)}" if value else mask_url(arg)  # --storage=URL: the URL whole, spaces too
+              for arg in args for flag, _, value in [arg.partition("=") if arg.startswith("--") else (arg, "", "")]]
     if masked != args:
         from ray._raylet import setproctitle
 

@@ -387,6 +387,10 @@ def test_yaml_problems(tmp_path: Path) -> None:
                                                         for p, c in zip("abcdefg", "bcdefgh", strict=True)]
     err = errors(write(tmp_path, MINIMAL + "\n".join(laughs) + "\n"))  # 10**8 values: gigabytes, minutes
     assert err.message == "more than 100,000 values once aliases are expanded"
+    err = errors(write(tmp_path, MINIMAL + "description: " + "[" * 3000 + "]" * 3000 + "\n"))  # a RecursionError
+    assert err.message.startswith("invalid YAML: maximum recursion depth exceeded")
+    with pytest.raises(SpecError, match="cannot read the value"):
+        load_spec(write(tmp_path, MINIMAL), overrides=["description=" + "[" * 3000 + "]" * 3000])
     err = errors(write(tmp_path, MINIMAL + f"name: {'x' * 241}\n"))  # Ray's folder would fail after Ray started
     assert str(err) == f"{tmp_path / 'space.yaml'}:3: name: is 241 bytes long; a study name is also a folder name: " \
                        "at most 240"

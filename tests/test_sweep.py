@@ -750,13 +750,16 @@ def test_ray_start_keeps_the_drivers_sigterm_handler_and_no_password_in_its_job_
     that aborts the driver: the driver's own (a Ctrl-C) must hold throughout. And Ray records the driver's command
     line as its job's entrypoint, which anyone on a cluster can list: a --storage password must not be in it."""
     proc = subprocess.run([sys.executable, "-c", START_RAY_AS_THE_DRIVER, "run", "--storage",
-                           "postgresql://me:S3cretPW9x@db/sweeps", "--set", "storage=postgresql://me:An0therPW@db/x"],
+                           "postgresql://me:S3cretPW9x@db/sweeps", "--set", "storage=postgresql://me:An0therPW@db/x",
+                           "--storage=postgresql://me:Th1rd pw@db/y"],  # one argument, a space in its password
                           capture_output=True, text=True, cwd=tmp_path, timeout=120)
     handlers, entrypoints, cmdline = proc.stdout.splitlines()  # cmdline: what ps shows
     assert handlers.split() == ["True", "{True}", "1", "True"], proc.stdout + proc.stderr
     for shown in (entrypoints, cmdline):
         assert "postgresql://me:***@db/sweeps" in shown and "storage=postgresql://me:***@db/x" in shown, shown
+        assert "--storage=postgresql://me:***@db/y" in shown, shown
     assert "S3cretPW9x" not in proc.stdout and "An0therPW" not in proc.stdout, proc.stdout + proc.stderr
+    assert "Th1rd" not in proc.stdout, proc.stdout
 
 
 GHOST_TRAIN = """
