@@ -8,6 +8,7 @@ shows it, and a resumed sweep knows it existed. Results go back to the study thr
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import threading
 import uuid
@@ -99,6 +100,7 @@ class StudySearcher(DriverOnly, Searcher):
             "base_dir": self.spec.base_dir,
             "checkpoints": self.checkpoints,
             "work_dir": self.work_dir,
+            "driver_dir": os.getcwd(),  # where the driver found the entrypoint (after the space's folder)
             "metric": self.spec.objective.metric,
             "worst": worst_value(self.spec.direction),
         }

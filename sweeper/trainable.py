@@ -16,6 +16,7 @@ import reprlib
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -99,21 +100,23 @@ def stopped_note(checkpoints: str, number: int) -> dict[str, Any] | None:
 
 def run_trial(config: dict[str, Any]) -> None:
     """Tune function trainable: report every epoch, then once more with the final metrics and a final flag."""
-    from trials.entrypoint import working_in
-
-    with working_in(config[META_KEY].get("work_dir")):
-        _run_trial(config)
-
-
-def _run_trial(config: dict[str, Any]) -> None:
-    from trials.config import ConfigError
-    from trials.entrypoint import EntrypointError, import_target, returned_metrics
-    from trials.errors import DataError
+    from trials.entrypoint import import_target, working_in
 
     exit_when_orphaned()
+    meta = config[META_KEY]
+    # from where the driver checked it, not from the study's work_dir (an attr anyone who may write the database
+    # can set), which would put that folder on sys.path ahead of the module the driver found
+    train = import_target(meta["entrypoint"], meta.get("base_dir"), meta.get("driver_dir"))
+    with working_in(meta.get("work_dir")):
+        _run_trial(config, train)
+
+
+def _run_trial(config: dict[str, Any], train: Callable[..., Any]) -> None:
+    from trials.config import ConfigError
+    from trials.entrypoint import EntrypointError, returned_metrics
+    from trials.errors import DataError
 
     meta = config[META_KEY]
-    train = import_target(meta["entrypoint"], meta.get("base_dir"))
     trial_config = {k: v for k, v in config.items() if k != META_KEY}
     checkpoint_dir = trial_checkpoint_dir(meta["checkpoints"], meta["number"])
     reported: dict[str, Any] = {}  # everything the function reported, each key's last value

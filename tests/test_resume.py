@@ -521,6 +521,38 @@ def test_rows_past_the_budget_are_not_enqueued_until_a_larger_budget_makes_room(
 
 
 @pytest.mark.slow
+def test_trials_import_the_function_from_where_the_driver_found_it_not_from_the_studys_first_folder(
+        ray_session, tmp_path, monkeypatch):
+    """Trials run in the study's work_dir (an attr anyone who may write the database can set), and imported the
+    entrypoint from there, ahead of the module the driver had checked in its own folder."""
+    module = f"where_{uuid.uuid4().hex[:8]}"
+    first, now, spaces = tmp_path / "first", tmp_path / "now", tmp_path / "spaces"
+    for folder in (first, now, spaces):
+        folder.mkdir()
+    for folder in (first, now):
+        (folder / f"{module}.py").write_text(f"def fit(config, report, checkpoint_dir):\n"
+                                             f"    report({{'epoch': 1, 'score': 0.5}})\n"
+                                             f"    return {{'score': 0.5, 'folder': {folder.name!r}}}\n")
+    space = spaces / "where.yaml"
+    space.write_text(textwrap.dedent(f"""\
+        name: {module}
+        entrypoint: {module}:fit
+        objective: {{metric: score, direction: maximize}}
+        params: {{x: {{type: float, low: 0.0, high: 1.0}}}}
+        scheduler: {{type: none}}
+        budget: {{trials: 1, max_concurrent: 1}}
+        resources: {{cpu: 1}}
+        """))
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    monkeypatch.chdir(first)
+    run_sweep(SweepOptions(space=str(space), storage=url, results_dir=str(tmp_path / "runs")))
+    monkeypatch.chdir(now)
+    run_sweep(SweepOptions(space=str(space), storage=url, results_dir=str(tmp_path / "runs"),
+                           overrides=("budget.trials=2",)))
+    trials = optuna.load_study(study_name=module, storage=url).get_trials()
+    assert [t.user_attrs["folder"] for t in trials] == ["first", "now"]
+
+
 def test_a_resume_from_another_folder_reads_the_data_the_study_started_with(ray_session, tmp_path, monkeypatch):
     """A relative dataset.path is read from the folder of the study's first run: run from another folder, a resume
     trained on that folder's file of the same name (one study, two datasets), or refused it as not found."""

@@ -115,12 +115,15 @@ class EntrypointInfo:
         return None
 
 
-def import_target(target: str, base_dir: str | Path | None = None) -> Callable[..., Any]:
-    """Import the entrypoint function, with the space file's folder, then the working directory, on sys.path."""
+def import_target(target: str, base_dir: str | Path | None = None, cwd: str | Path | None = None
+                  ) -> Callable[..., Any]:
+    """Import the entrypoint function, with the space file's folder, then the working directory (``cwd`` where it
+    is on this machine: the driver's, for a trial), on sys.path."""
     if not _TARGET.match(target):
         raise EntrypointError(f"must look like package.module:function (got {target!r})")
     module_name, function = target.split(":")
-    folders = [*([Path(base_dir).resolve()] if base_dir is not None else []), Path.cwd().resolve()]
+    here = Path(cwd) if cwd is not None and Path(cwd).is_dir() else Path.cwd()
+    folders = [*([Path(base_dir).resolve()] if base_dir is not None else []), here.resolve()]
     added = [text for text in dict.fromkeys(map(str, folders)) if text not in sys.path]
     sys.path[:0] = added
     try:
