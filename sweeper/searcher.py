@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import threading
 import uuid
 from collections.abc import Callable
@@ -136,9 +135,11 @@ class StudySearcher(DriverOnly, Searcher):
         if self._pending is None:
             trial = optuna.Trial(self.study, self._new_trial_id())
             own(trial, self.driver)
-            # a new trial resumes nothing: a checkpoint here is a deleted study's trial of the same number
-            shutil.rmtree(trial_checkpoint_dir(self.checkpoints, trial.number),
-                          ignore_errors=True)
+            # a new trial resumes nothing: a checkpoint here is a deleted study's trial of the same number. Moved
+            # aside, never deleted: the folder comes from a study attr, which anyone who may write the database sets
+            stale = trial_checkpoint_dir(self.checkpoints, trial.number)
+            with contextlib.suppress(OSError):
+                stale.rename(stale.with_name(f"{stale.name}.stale-{uuid.uuid4().hex[:8]}"))
             self._pending = trial
         trial = self._pending
         for name, distribution in self.distributions.items():  # a no-op for params the trial already has

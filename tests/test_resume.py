@@ -441,6 +441,8 @@ def test_a_new_trial_starts_without_the_checkpoint_a_deleted_study_left_under_it
                              orphans=orphaned_trials(study))
     assert searcher.suggest("carried-on") is not None and stale[0].exists()  # #0 resumes from its checkpoint
     assert searcher.suggest("new") is not None and not stale[1].exists()  # #1 is new: the file is another run's
+    moved = list(tmp_path.glob(f"{stale[1].parent.name}.stale-*"))  # set aside, not deleted: whose is it?
+    assert len(moved) == 1 and (moved[0] / "state.pt").read_bytes() == b"a checkpoint"
 
 
 def test_spec_changes_ignore_budget_and_resources():
