@@ -104,7 +104,8 @@ def test_example_runs_as_a_sweep_and_its_best_trial_trains_again(ray_session, tm
         folder = Path(study.user_attrs["checkpoints"]) / f"trial-{trial.number:05d}"
         assert (folder / "state.pt").is_file()
 
-    best = sweeper("best", "spirals-quick", "--storage", url, "--format", "json", cwd=tmp_path)
+    # from the checkout, above the space's folder: best imports a study's code from there or below only
+    best = sweeper("best", "spirals-quick", "--storage", url, "--format", "json", cwd=SPACE.parents[2])
     assert best.returncode == 0, best.stderr
     data = json.loads(best.stdout)
     assert data["entrypoint"] == "spirals_fit:fit" and data["note"] is None

@@ -621,9 +621,11 @@ def trained_by(command: str) -> dict[str, Any]:
     return prepare(Path(words[2]), words[4::2])[0].config
 
 
-def test_best_of_a_user_entrypoint_reproduces_the_trial_after_its_space_file_changed(tmp_path: Path) -> None:
+def test_best_of_a_user_entrypoint_reproduces_the_trial_after_its_space_file_changed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The command runs the space file as it is now: a key added to it since is set back to the function's default
     (the trial ran without it, i.e. with that default), a changed value is reset, and the note names the added key."""
+    monkeypatch.chdir(tmp_path)
     study, space = own_study(tmp_path)
     ran = {"epochs": 2, "lr": 0.25}
     data = best_summary(view_of(study))
@@ -636,7 +638,8 @@ def test_best_of_a_user_entrypoint_reproduces_the_trial_after_its_space_file_cha
 
 
 def test_best_prints_no_command_when_the_space_file_names_another_entrypoint(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
     study, space = own_study(tmp_path)
     (tmp_path / "best_other.py").write_text(OWN_FIT)
     space.write_text(OWN_SPACE.format(entry="best_other:fit", training="{epochs: 2}"))
@@ -648,6 +651,25 @@ def test_best_prints_no_command_when_the_space_file_names_another_entrypoint(
     out = capsys.readouterr().out
     assert not any(line.startswith("sweeper train") for line in out.splitlines())
     assert f"note: {data['note']}" in out and "no sweeper train command reproduces it" in out and "  lr: 0.25" in out
+
+
+def test_best_imports_no_code_from_a_folder_a_study_attr_names_outside_this_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Anyone who may write a shared database sets a study's attrs: best, a reading command, imported (ran) the
+    module of the space_dir attr's folder."""
+    study, _ = own_study(tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "best_evil.py").write_text(f"open({str(tmp_path / 'ran')!r}, 'w')\n" + OWN_FIT)
+    spec = {**study.user_attrs[attrs.SPEC], "entrypoint": "best_evil:fit"}
+    study.set_user_attr(attrs.SPEC, spec)
+    study.set_user_attr(attrs.SPACE_DIR, str(elsewhere))
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    data = best_summary(view_of(study))
+    assert not (tmp_path / "ran").exists() and data["reproduce"] is None
+    assert data["config"] == {"epochs": 2, "lr": 0.25} and "imports no code from elsewhere" in data["note"]
 
 
 # --------------------------------------------------------------------------------------------------------------
