@@ -4,15 +4,40 @@ from __future__ import annotations
 
 import math
 import numbers
+import re
 from collections.abc import Mapping
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, ConsoleOptions, RenderableType, RenderHook, RenderResult
+from rich.segment import Segment
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # all but newline and tab
+
+
+class _Escaped:
+    """A renderable whose text prints its control characters escaped (``\x1b``): study names, params and attrs are
+    anyone's who may write the database, and an escape sequence in one would drive the reader's terminal."""
+
+    def __init__(self, inner: RenderableType) -> None:
+        self.inner = inner
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        for segment in console.render(self.inner, options):
+            text = segment.text if segment.control else _CONTROL.sub(lambda m: repr(m[0])[1:-1], segment.text)
+            yield Segment(text, segment.style, segment.control)
+
+
+class _EscapeControl(RenderHook):
+    def process_renderables(self, renderables: list) -> list:
+        return [_Escaped(renderable) for renderable in renderables]
+
 
 # markup off: study names, params and messages are the user's text ("exp[v2]" must print as typed); the few styled
 # lines say markup=True and escape what they interpolate
 console = Console(highlight=False, soft_wrap=True, markup=False, emoji=False)  # file.yaml:100: is no :100: emoji
 err_console = Console(stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=False)
+for _console in (console, err_console):
+    _console.push_render_hook(_EscapeControl())
 
 PERCENT_METRICS = ("top1", "top3", "top5")
 

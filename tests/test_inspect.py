@@ -653,6 +653,18 @@ def test_best_prints_no_command_when_the_space_file_names_another_entrypoint(
     assert f"note: {data['note']}" in out and "no sweeper train command reproduces it" in out and "  lr: 0.25" in out
 
 
+def test_control_characters_from_the_database_print_escaped(tmp_path: Path) -> None:
+    """A study name (anyone's who may write the database) held escape sequences that set the reader's terminal
+    title and hid the rest of the table."""
+    url = f"sqlite:///{tmp_path / 'esc.db'}"
+    name = "team\x1b]0;pwned\x07\x1b[8mhidden"
+    optuna.create_study(study_name=name, storage=url).optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
+    shown = subprocess.run([sys.executable, "-m", "sweeper.cli", "status", "--storage", url], cwd=tmp_path, env=env(),
+                           capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0 and "\x1b" not in shown.stdout, shown.stdout
+    assert "team\\x1b]0;pwned" in shown.stdout and "\\x1b[8mhidden" in shown.stdout
+
+
 def test_best_imports_no_code_from_a_folder_a_study_attr_names_outside_this_one(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Anyone who may write a shared database sets a study's attrs: best, a reading command, imported (ran) the
