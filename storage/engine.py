@@ -171,6 +171,15 @@ def _table_names(url: str, engine_kwargs: dict[str, Any]) -> set[str]:
         engine.dispose()
 
 
+def _has_rows(url: str, engine_kwargs: dict[str, Any], table: str) -> bool:
+    engine = sqlalchemy.create_engine(url, **engine_kwargs)
+    try:
+        with engine.connect() as connection:
+            return connection.execute(sqlalchemy.text(f"SELECT 1 FROM {table} LIMIT 1")).first() is not None
+    finally:
+        engine.dispose()
+
+
 def _check_optuna_tables(url: str, engine_kwargs: dict[str, Any]) -> None:
     """Refuse a database Optuna did not write, by its table names alone (reading them writes nothing)."""
     tables = _table_names(url, engine_kwargs)
@@ -183,6 +192,10 @@ def _check_optuna_tables(url: str, engine_kwargs: dict[str, Any]) -> None:
         raise NotAStudyDatabase(f"{mask_url(url)} is not an Optuna study database: it holds the tables {shown} and "
                                 f"none of Optuna's ({', '.join(OPTUNA_TABLES)}). Check the storage URL; nothing was "
                                 "changed.", empty=False)
+    if missing == ["alembic_version"] and not _has_rows(url, engine_kwargs, "studies"):
+        # Optuna creates its tables, then stamps their version: a driver killed between the two left no study
+        raise NotAStudyDatabase(f"There are no studies in {mask_url(url)}: its creation was cut short before any "
+                                "study was written; the next sweep completes it.", empty=True)
     if missing:
         raise NotAStudyDatabase(f"{mask_url(url)} is not a complete Optuna study database: the tables "
                                 f"{', '.join(missing)} are missing. Nothing was changed; open it with the Optuna "

@@ -271,6 +271,21 @@ def test_a_removed_line_that_said_the_default_is_no_change(tmp_path):
         prepare(SweepOptions(space=str(space), storage=url, quick=True, overrides=("grad_clip=0.5",)))
 
 
+def test_a_sqlite_file_killed_between_optunas_tables_and_their_version_stamp_is_completed(tmp_path):
+    """A kill -9 in a new sweep's first second: Optuna had created its tables, not stamped their version; every run
+    after refused the file as "not a complete Optuna study database", for good."""
+    import sqlalchemy
+    from optuna.storages._rdb import models
+
+    url = f"sqlite:///{tmp_path / 'cut.db'}"
+    engine = sqlalchemy.create_engine(url)
+    models.BaseModel.metadata.create_all(engine)
+    engine.dispose()
+    spec, _ = prepare(SweepOptions(space="spaces/asl20.yaml", quick=True, storage=url))
+    _, created = open_study(spec, url, None, tmp_path / "runs")
+    assert created and optuna.load_study(study_name=spec.name, storage=url).user_attrs["spec"]
+
+
 def test_resume_of_a_study_without_a_spec_names_the_way_that_works(tmp_path):
     """Another program's study (trials, no spec) cannot be carried on: resume said to run the space file, which run
     refuses too; one whose creator died before writing its spec can be run again from its space file."""
