@@ -116,8 +116,7 @@ def check_writable(url: str) -> None:
     CREATE on its schema (the tables are new) or INSERT on Optuna's trials. Raises StorageError."""
     url = validate_storage_url(url)
     if (path := sqlite_path(url)) is not None:
-        wal = path.with_name(path.name + "-wal")
-        if not path.exists() and wal.is_file() and wal.stat().st_size:
+        if wal := orphaned_wal(path):
             raise StorageError(f"{str(wal.absolute())!r} holds a sweep's writes, but its database is gone (moved or "
                                "deleted while the sweep wrote it), and a new one there would throw them away: put "
                                "the database back beside it, or remove the -wal file to start anew.")
@@ -209,6 +208,12 @@ def close_storage(storage: optuna.storages.RDBStorage) -> None:
     storage.engine.dispose()
 
 
+def orphaned_wal(path: Path) -> Path | None:
+    """``PATH-wal`` holding writes while ``PATH``, the database they belong to, is gone (moved or deleted mid-sweep)."""
+    wal = path.with_name(path.name + "-wal")
+    return wal if not path.exists() and wal.is_file() and wal.stat().st_size else None
+
+
 def fold_sqlite_wal(url: str) -> None:
     """Move the committed trials of a SQLite study from its write-ahead log into the database file itself.
 
@@ -217,8 +222,7 @@ def fold_sqlite_wal(url: str) -> None:
     an empty study. A reader still holding the file (a dashboard) may keep part of the log; nothing is lost then.
     """
     path = sqlite_path(url)
-    wal = None if path is None else path.with_name(path.name + "-wal")
-    if path is not None and not path.exists() and wal.is_file() and wal.stat().st_size:
+    if path is not None and (wal := orphaned_wal(path)):
         _logger.warning("%s is gone, but %s holds this sweep's trials: the database was moved or deleted while the "
                         "sweep wrote it; put it back beside its -wal file (or copy both) to keep them", path, wal)
     if path is None or not path.exists():

@@ -65,7 +65,7 @@ def is_transient(exc: BaseException) -> bool:
     Every error in the chain that has a view must agree: a wrapped unique violation stays a bug even though
     SQLAlchemy wraps it like a dropped connection.
     """
-    verdicts = [v for v in map(_verdict, _chain(exc)) if v is not None]
+    verdicts = [v for v in map(_verdict, error_chain(exc)) if v is not None]
     return bool(verdicts) and all(verdicts)
 
 
@@ -91,7 +91,7 @@ def _verdict(error: BaseException) -> bool | None:
     return None
 
 
-def _chain(exc: BaseException) -> list[BaseException]:
+def error_chain(exc: BaseException) -> list[BaseException]:
     """``exc`` and everything it wraps (causes, contexts, SQLAlchemy's ``orig``)."""
     seen: list[BaseException] = []
     todo: list[BaseException | None] = [exc]

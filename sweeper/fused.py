@@ -168,17 +168,19 @@ def run_fused_trial(config: dict[str, Any]) -> None:
                 raise MemberStopped(f"trial {number} stopped by the scheduler after epoch {metrics['epoch']}")
         return report
 
+    def failed(number: int, error: BaseException, **disk: str) -> None:  # disk: DISK_KEY, the member stays RUNNING
+        tune.report({**last[number], NODE_KEY: node, MEMBER_KEY: number,
+                     FAILED_KEY: f"{type(error).__name__}: {error}", **disk})
+
     def finished(index: int, outcome: Any) -> None:
         number = numbers[index]
         if isinstance(outcome, dict):
             tune.report({**last[number], **outcome, NODE_KEY: node, MEMBER_KEY: number, FINAL_FLAG: True,
                          RESULT_KEYS: sorted(outcome)})
         elif isinstance(outcome, NonFiniteLossError):  # fails alone, at once, as a single trial does
-            tune.report({**last[number], NODE_KEY: node, MEMBER_KEY: number,
-                         FAILED_KEY: f"{type(outcome).__name__}: {outcome}"})
-        elif isinstance(outcome, Exception) and (disk := disk_problem(outcome, dirs[index])):  # stays RUNNING
-            tune.report({**last[number], NODE_KEY: node, MEMBER_KEY: number,
-                         FAILED_KEY: f"{type(outcome).__name__}: {outcome}", DISK_KEY: disk})
+            failed(number, outcome)
+        elif isinstance(outcome, Exception) and (disk := disk_problem(outcome, dirs[index])):
+            failed(number, outcome, **{DISK_KEY: disk})
         elif not isinstance(outcome, MemberStopped):
             raise outcome
 
@@ -191,8 +193,7 @@ def run_fused_trial(config: dict[str, Any]) -> None:
             if not (disk := disk_problem(exc, dirs[0].parent)):
                 raise
             for number in numbers:  # the recorder ignores members already recorded
-                tune.report({**last[number], NODE_KEY: node, MEMBER_KEY: number,
-                             FAILED_KEY: f"{type(exc).__name__}: {exc}", DISK_KEY: disk})
+                failed(number, exc, **{DISK_KEY: disk})
 
 
 # --- decisions: from the driver's scheduler to the worker ---------------------------------------------------

@@ -156,12 +156,17 @@ def mask_passwords_in_command_line() -> None:
         args = [arg.decode(errors="replace") for arg in Path("/proc/self/cmdline").read_bytes().split(b"\0")[:-1]]
     except OSError:
         return
-    masked = [f"{flag}={mask_url(value)}" if value else mask_url(arg)  # --storage=URL: the URL whole, spaces too
-              for arg in args for flag, _, value in [arg.partition("=") if arg.startswith("--") else (arg, "", "")]]
+    masked = [_masked_arg(arg) for arg in args]
     if masked != args:
         from ray._raylet import setproctitle
 
         setproctitle(subprocess.list2cmdline(masked))
+
+
+def _masked_arg(arg: str) -> str:
+    """One argument, its passwords masked; ``--storage=URL``'s URL whole (a password with a space is still in it)."""
+    flag, equals, value = arg.partition("=")
+    return f"{flag}={mask_url(value)}" if arg.startswith("--") and equals else mask_url(arg)
 
 
 def _init_ray(address: str) -> None:

@@ -55,6 +55,7 @@ class StudySearcher(DriverOnly, Searcher):
         self.timed_out = False  # stopped by budget.time
         self.carried_on: set[int] = set()  # dead drivers' trials this one carries on (their curves may be complete)
         self.work_dir = study.user_attrs.get(attrs.WORK_DIR)  # where trials read relative paths
+        self.driver_dir = os.getcwd()  # where the driver found the entrypoint (after the space's folder)
         # An ask cut short by the storage resumes where it stopped (see _next_trial).
         self._pending: optuna.Trial | None = None
         self._unconfirmed_id: int | None = None
@@ -99,7 +100,7 @@ class StudySearcher(DriverOnly, Searcher):
             "base_dir": self.spec.base_dir,
             "checkpoints": self.checkpoints,
             "work_dir": self.work_dir,
-            "driver_dir": os.getcwd(),  # where the driver found the entrypoint (after the space's folder)
+            "driver_dir": self.driver_dir,
             "metric": self.spec.objective.metric,
             "worst": worst_value(self.spec.direction),
         }

@@ -22,6 +22,7 @@ from typing import Any
 
 from ray import tune
 
+from storage.retry import error_chain
 from sweeper.console import plain
 
 META_KEY = "_sweeper"
@@ -45,14 +46,11 @@ TORCH_WRITE_FAILED = ("unexpected pos", "file write failed", "basic_ios::clear",
 def disk_problem(exc: BaseException, folder: Path) -> str | None:
     """What is wrong with the disk, where ``exc`` says it is full or read-only: every trial would fail alike, and
     a resume once there is room carries them on. torch.save says it only in its C++ writer's words."""
-    seen: list[BaseException] = []
-    while exc is not None and not any(exc is s for s in seen):
-        seen.append(exc)
-        if isinstance(exc, OSError) and exc.errno in DISK_ERRNOS:
-            return f"{os.strerror(exc.errno)}: {exc.filename or folder}"
-        if isinstance(exc, RuntimeError) and any(w in str(exc) for w in TORCH_WRITE_FAILED):
-            return f"torch.save could not write, near {folder}: is its disk full? ({str(exc).splitlines()[0]})"
-        exc = exc.__cause__ or exc.__context__
+    for error in error_chain(exc):
+        if isinstance(error, OSError) and error.errno in DISK_ERRNOS:
+            return f"{os.strerror(error.errno)}: {error.filename or folder}"
+        if isinstance(error, RuntimeError) and any(w in str(error) for w in TORCH_WRITE_FAILED):
+            return f"torch.save could not write, near {folder}: is its disk full? ({str(error).splitlines()[0]})"
     return None
 
 
