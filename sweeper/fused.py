@@ -259,6 +259,10 @@ class Member:
     config: dict[str, Any] = field(default_factory=dict)  # the member's own trial config (its epochs, its number)
     pickled_error_file: str | None = None
     error_file: str | None = None
+    retries_left: bool = False  # its group's: Ray ended it with retries unspent (see StudyRecorder.on_trial_error)
+
+    def should_recover(self) -> bool:
+        return self.retries_left
 
 
 def member_id(searcher: StudySearcher, ray_trial_id: str, number: int) -> str | None:
@@ -371,5 +375,6 @@ class FusedRecorder(StudyRecorder):
     def _members(self, trial: Any) -> list[Member]:
         """Stand-ins for the members of a Ray trial whose Optuna trials are still running."""
         prefix = trial.trial_id + "/"
-        return [Member(key, self.last.get(key, {}), trial.pickled_error_file, trial.error_file)
+        return [Member(key, self.last.get(key, {}), pickled_error_file=trial.pickled_error_file,
+                       error_file=trial.error_file, retries_left=trial.should_recover())
                 for key in list(self.searcher.trials) if key.startswith(prefix)]

@@ -70,6 +70,7 @@ class StudyRecorder(DriverOnly, Callback):
         self.warned_unjudged = self.spec.scheduler.type == "none"  # no scheduler: nothing to warn about
         self.finishing: dict[str, float] = {}  # trials that reported their last epoch (monotonic time), result due
         self.disk_problem: str | None = None  # a worker's disk took no writes: the sweep stops, its trials RUNNING
+        self.rerun: set[int] = set()  # trials asked again after Ray ended them with retries left (once each)
 
     def _warn_unjudged(self, number: int, what: str) -> None:
         """The scheduler compares trials at each report's epoch and objective; without them it silently prunes
@@ -177,6 +178,13 @@ class StudyRecorder(DriverOnly, Callback):
         optuna_trial = self.searcher.trials.pop(trial.trial_id, None)
         if optuna_trial is not None and self.disk_problem:  # Ray's own writes fail on that disk too
             self._leave_running(optuna_trial, " with the sweep")
+        elif optuna_trial is not None and trial.should_recover() and optuna_trial.number not in self.rerun:
+            # Ray's own double failure: a worker that died while its actor waited for the next trial fails the actor
+            # and the reset queued on it, both, and Tune ends the trial with its retries unspent. It runs again, once
+            self.rerun.add(optuna_trial.number)
+            err_console.print(f"trial #{optuna_trial.number} lost its Ray worker before it began "
+                              f"({trial_error(trial)[0].splitlines()[0]}); it runs again")
+            self.searcher.run_again(optuna_trial)
         elif optuna_trial is not None:
             message, frames = trial_error(trial)
             if frames:  # where in the user's code; Ray's own log of it (its frames around theirs) is muted

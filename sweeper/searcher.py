@@ -54,6 +54,7 @@ class StudySearcher(DriverOnly, Searcher):
         self.stopped = False
         self.timed_out = False  # stopped by budget.time
         self.carried_on: set[int] = set()  # dead drivers' trials this one carries on (their curves may be complete)
+        self.reruns: list[optuna.Trial] = []  # trials Ray gave up on with retries left: asked again, first
         self.work_dir = study.user_attrs.get(attrs.WORK_DIR)  # where trials read relative paths
         self.driver_dir = os.getcwd()  # where the driver found the entrypoint (after the space's folder)
         # An ask cut short by the storage resumes where it stopped (see _next_trial).
@@ -127,6 +128,8 @@ class StudySearcher(DriverOnly, Searcher):
         Safe to repeat after a failure at any step: the trial claimed or created so far is kept and finished,
         never left behind as a RUNNING trial nobody runs.
         """
+        if self._pending is None and self.reruns:
+            self._pending = self.reruns.pop(0)
         self._claim_orphan()
         if self._pending is None and self._budget_spent():  # another driver on this study died since this began
             self.orphans = record_stopped(self.study, orphaned_trials(self.study), self.checkpoints)
@@ -147,6 +150,12 @@ class StudySearcher(DriverOnly, Searcher):
             trial._suggest(name, distribution)
         self._pending = self._unconfirmed_id = self._ask_token = None
         return trial
+
+    def run_again(self, trial: optuna.Trial) -> None:
+        """Ask ``trial`` again, as it stands, before anything new: it carries on from its checkpoint as a new Ray
+        trial. For a trial Tune ended although its retries were not spent (see ``StudyRecorder.on_trial_error``)."""
+        self.carried_on.add(trial.number)  # its curve may be partly recorded, and a stopped sweep leaves it RUNNING
+        self.reruns.append(trial)
 
     def _claim_orphan(self) -> None:
         while self._pending is None and self.orphans:  # counted in the budget: RUNNING when their driver died
@@ -202,7 +211,9 @@ class StudySearcher(DriverOnly, Searcher):
         for made in (trial, self._pending):
             if made is not None and made.number not in self.carried_on:
                 self.writer.submit(never_started(self.study, made))
-        self._pending = None
+        for made in self.reruns:  # a trial to run again that the sweep ended before: RUNNING, for the next run
+            self.writer.submit(lambda made=made: made.set_user_attr(attrs.DRIVER, None))
+        self._pending, self.reruns = None, []
 
     def save(self, checkpoint_path: str) -> None:
         """The study is the searcher's state; nothing to write next to Ray's results."""

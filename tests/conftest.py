@@ -62,3 +62,23 @@ def ray_session():
     start_ray()
     yield
     ray.shutdown()
+
+
+@pytest.fixture
+def failed_ray_trial(ray_session, tmp_path: Path):
+    """``make(error, failures)``: a Ray trial as Tune leaves it after ``failures`` failures with ``error`` (its
+    error files written as Tune writes them), for the recorders' ``on_trial_error``."""
+    import uuid
+
+    from ray.train._internal.storage import StorageContext
+    from ray.tune.experiment import Trial
+
+    def make(error: Exception, failures: int = 3, max_failures: int = 2, trial_id: str | None = None) -> Trial:
+        place = StorageContext(str(tmp_path / "ray"), "failed", trial_dir_name=f"trial-{uuid.uuid4().hex}")
+        trial = Trial("run_trial", config={}, trial_id=trial_id, max_failures=max_failures, stub=True, storage=place)
+        trial.init_local_path()
+        for _ in range(failures):
+            trial.handle_error(error)
+        return trial
+
+    return make

@@ -475,6 +475,32 @@ def test_a_trial_set_aside_for_another_shape_outlives_the_group_that_asked_it(ra
     assert study.get_trials()[aside].user_attrs["ray_trial_id"] == "ray2/0"
 
 
+def test_a_group_that_fails_fails_its_members_with_its_error_and_one_ended_early_runs_again(tmp_path,
+                                                                                            failed_ray_trial):
+    """Members of a failed group were recorded "unknown error (Ray kept no error file)": the stand-in got the
+    group's error files in the wrong fields. A group Ray ends with its retries unspent (a worker that died between
+    groups) was recorded FAIL too; its members run again."""
+    from ray.exceptions import ActorDiedError
+
+    from sweeper.fused import MEMBERS, FusedRecorder
+    from sweeper.trainable import META_KEY
+
+    spec, study, searcher = shapes_searcher(tmp_path, max_concurrent=1)
+    recorder = FusedRecorder(searcher, spec, lambda trial: None, searcher.writer)
+    first = [m[META_KEY]["number"] for m in searcher.suggest("ray1")[META_KEY][MEMBERS]]
+    recorder.on_trial_error(0, [], failed_ray_trial(ValueError("a shared batch broke"), trial_id="ray1"))
+    searcher.writer.flush()
+    failed = [study.get_trials()[n] for n in first]
+    assert [t.state for t in failed] == [TS.FAIL] * len(first)
+    assert all(t.user_attrs["error"] == "a shared batch broke" for t in failed)  # str(error), as Tune writes it
+    second = [m[META_KEY]["number"] for m in searcher.suggest("ray2")[META_KEY][MEMBERS]]
+    recorder.on_trial_error(0, [], failed_ray_trial(ActorDiedError(), failures=2, trial_id="ray2"))
+    asked = [m[META_KEY]["number"] for ray_id in ("ray3", "ray4") for m in searcher.suggest(ray_id)[META_KEY][MEMBERS]]
+    assert set(second) <= set(asked) and len(study.get_trials()) == len({*first, *second, *asked})  # none anew
+    searcher.writer.flush()
+    assert all(study.get_trials()[n].state == TS.RUNNING for n in second)
+
+
 def test_a_trial_set_aside_for_a_group_that_never_starts_is_recorded_as_never_started(ray_session, tmp_path):
     from ray.tune.search import Searcher
 

@@ -224,3 +224,43 @@ def test_a_result_dropped_for_another_drivers_record_meets_no_target_in_the_stud
     writer.flush()
     assert study.trials[0].value == 0.5 and study.trials[0].user_attrs["test_top3"] == 0.5
     assert target_met(study.user_attrs) is None
+
+
+def test_a_trial_ray_ends_with_retries_left_runs_again_and_is_never_recorded_failed(failed_ray_trial, tmp_path):
+    """A Ray worker that died while its actor waited for the next trial (reuse_actors) fails both the actor and the
+    reset queued on it; Tune counts two failures, recovers the first and ends the trial ERROR on the second, its
+    retries (--max-failures 2) unspent. The trial, which had not begun, was recorded FAIL."""
+    from ray.exceptions import ActorDiedError
+
+    from storage.resume import Driver
+    from sweeper.searcher import StudySearcher
+
+    spec = load_spec("spaces/asl20.yaml", ("budget.trials=3",))
+    storage = open_storage(f"sqlite:///{tmp_path / 'sweeps.db'}")
+    try:
+        study = optuna.create_study(study_name="rerun", storage=storage, direction="maximize")
+        writer = StudyWriter(OutagePolicy(30))
+        searcher = StudySearcher(study, spec, checkpoints=str(tmp_path / "checkpoints"), budget=3,
+                                 driver=Driver.current(), policy=OutagePolicy(30), writer=writer)
+        recorder = StudyRecorder(searcher, spec, lambda frozen: None, writer)
+        first = searcher._next_trial()
+
+        def ray_ends(optuna_trial: optuna.Trial, failures: int) -> None:
+            ray_trial = failed_ray_trial(ActorDiedError(), failures)
+            searcher.trials[ray_trial.trial_id] = optuna_trial
+            recorder.on_trial_error(0, [], ray_trial)
+
+        ray_ends(first, failures=2)  # the double failure: retries left
+        assert searcher._next_trial() is first  # asked again before anything new, params as they were
+        ray_ends(first, failures=2)  # once only: a trial that kills its worker each time fails in the end
+        writer.flush()
+        assert study.trials[0].state == TS.FAIL
+        second = searcher._next_trial()
+        ray_ends(second, failures=1)
+        searcher.stopped = True  # the sweep ends before its rerun is asked: RUNNING, for the next run to carry on
+        searcher.drop_unstarted()
+        writer.flush()
+        assert [t.state for t in study.get_trials()] == [TS.FAIL, TS.RUNNING]
+        assert study.trials[1].user_attrs["driver"] is None
+    finally:
+        close_storage(storage)
