@@ -60,7 +60,7 @@ def trial_config(view: StudyView, trial: optuna.trial.FrozenTrial) -> tuple[dict
         base_dir = Path(space_file).parent
     else:
         base_dir = None
-    if entrypoint != DEFAULT_ENTRYPOINT and base_dir is not None and not _here_or_below(base_dir):
+    if entrypoint != DEFAULT_ENTRYPOINT and base_dir is not None and not here_or_below(base_dir):
         note = (f"the study's space folder {base_dir} is not in this folder, and reading a study imports no code "
                 "from elsewhere (the folder is a study attr): run sweeper best from it, or from a folder above it")
         return _raw_config(data, trial.params), entrypoint, note
@@ -95,11 +95,12 @@ def _space_file(view: StudyView) -> Path | None:
     if not isinstance(space_file, str):
         return None
     path = Path(space_dir) / Path(space_file).name if isinstance(space_dir, str) else Path(space_file)
-    return path if path.is_file() and _here_or_below(path.parent) else None
+    return path if path.is_file() and here_or_below(path.parent) else None
 
 
-def _here_or_below(folder: Path) -> bool:
-    """Whether ``best`` may import a study's code from ``folder``: only from where it runs, or below."""
+def here_or_below(folder: Path) -> bool:
+    """Whether a command may import a study's code from ``folder`` (a study attr, which anyone who may write the
+    database sets): only from where it runs, or below."""
     return folder.resolve().is_relative_to(Path.cwd().resolve())
 
 

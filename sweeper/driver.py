@@ -236,8 +236,16 @@ def stored_spec(url: str, name: str, overrides: tuple[str, ...] = ()) -> Spec:
         raise StorageError(f"Study {name!r} in {mask_url(url)} holds no sweeper spec" + (
             ": another program made it, so sweeper cannot carry it on; run your space as a new study (sweeper run "
             "FILE --fresh, or --set name=...)." if foreign else "; run its space file with sweeper run instead."))
+    from sweeper.best import here_or_below
+
+    space_dir, entrypoint = user_attrs.get(attrs.SPACE_DIR), data.get("entrypoint") or DEFAULT_ENTRYPOINT
+    if entrypoint != DEFAULT_ENTRYPOINT and isinstance(space_dir, str) and not here_or_below(Path(space_dir)):
+        raise BadInput(f"study {name!r} trains with {entrypoint} from {space_dir}, which is not in this folder: "
+                       "sweeper resume imports a study's code only from the folder it runs in or below (the folder "
+                       "is a study attr, which anyone who may write the database sets); run it from that folder or "
+                       "a folder above it")
     spec = spec_from_dict(attrs.spec_as_ran(data), file=f"the spec stored in study {name!r}",
-                          base_dir=user_attrs.get(attrs.SPACE_DIR), overrides=overrides)
+                          base_dir=space_dir, overrides=overrides)
     if changes := spec_changes(data, spec_attr(spec)):  # --set may change how much runs, never what is searched
         may = ", ".join(sorted(RESUMABLE_SECTIONS - {"storage"}))  # --set storage=... was refused above
         raise StorageError(f"--set would change what study {name!r} searches ({'; '.join(changes)}); resuming it so "
@@ -607,9 +615,16 @@ def open_study(spec: Spec, url: str, space: str | None, results_root: Path = Pat
 
 def checkpoint_folder(study: optuna.Study, results_root: Path) -> Path:
     """Where the study's trials checkpoint: the folder its first run chose, wherever this run was started from;
-    where that run's results folder is not on this machine, a folder of the same name under this run's."""
+    where that run's results folder is not on this machine, a folder of the same name under this run's.
+
+    Only a folder shaped as a first run makes it (``.../checkpoints/NAME``): the attr is anyone's who may write the
+    database, and trials write (and move aside) folders in it.
+    """
     stored = Path(study.user_attrs.get(attrs.CHECKPOINTS) or results_root / "checkpoints" / study.study_name)
-    return stored if stored.parent.is_dir() else results_root / "checkpoints" / stored.name
+    if stored.name in ("", ".", ".."):
+        stored = Path(study.study_name)
+    shaped = stored.is_absolute() and stored.parent.name == "checkpoints" and stored.parent.is_dir()
+    return stored if shaped else results_root / "checkpoints" / stored.name
 
 
 def print_resume_summary(study: optuna.Study, orphans: list[optuna.trial.FrozenTrial], checkpoints: Path) -> None:

@@ -324,6 +324,32 @@ def test_resume_takes_a_bigger_budget_but_refuses_a_changed_search(tmp_path):
         "with --storage URL" in " ".join(proc.stderr.split())
 
 
+def test_resume_imports_no_code_from_a_space_folder_outside_this_one(tmp_path, monkeypatch):
+    """Anyone who may write a shared database sets a study's attrs: resume imported (ran) a module of the folder the
+    space_dir attr named, wherever it was."""
+    from sweeper.errors import BadInput
+
+    space = resumable_space(tmp_path, trials=4, sleep=0.0)
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    spec, _ = prepare(SweepOptions(space=str(space), storage=url))
+    open_study(spec, url, str(space))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    ran = tmp_path / "ran"
+    (elsewhere / "resume_planted.py").write_text(f"open({str(ran)!r}, 'w')\n" + (FIXTURES / "resumable_train.py")
+                                                 .read_text())
+    study = optuna.load_study(study_name=spec.name, storage=url)
+    study.set_user_attr(attrs.SPEC, {**study.user_attrs[attrs.SPEC], "entrypoint": "resume_planted:train"})
+    study.set_user_attr(attrs.SPACE_DIR, str(elsewhere))
+    (tmp_path / "here").mkdir()
+    monkeypatch.chdir(tmp_path / "here")
+    with pytest.raises(BadInput, match="imports a study's code only from the folder it runs in or below"):
+        prepare(SweepOptions(study=spec.name, storage=url))
+    assert not ran.exists()
+    monkeypatch.chdir(tmp_path)  # from a folder above the space's, the study resumes
+    assert prepare(SweepOptions(study=spec.name, storage=url))[0].entrypoint == "resume_planted:train"
+
+
 def test_a_quick_run_with_another_scheduler_resumes_from_its_stored_spec(tmp_path, monkeypatch):
     """The stored spec is what ran: its quick: section (grace_period 1 for asl20's ASHA) is not applied again to
     the scheduler --set made none."""
@@ -521,6 +547,11 @@ def test_each_study_checkpoints_in_a_folder_of_its_own_that_a_resume_from_anywhe
     old.ask()  # a study of an earlier sweeper, with a trial: its checkpoints stay where they always were
     again, _ = open_study(spec, f"sqlite:///{tmp_path / 'old.db'}", None, runs)
     assert again.user_attrs[attrs.CHECKPOINTS] == str(runs.resolve() / "checkpoints" / spec.name)
+    (tmp_path / "home" / ".ssh").mkdir(parents=True)  # the attr is anyone's who may write the database
+    for planted in (tmp_path / "home" / ".ssh", runs.resolve() / "checkpoints" / ".." / ".." / "home" / ".ssh",
+                    runs.resolve() / "checkpoints" / ".." / ".." / "home" / ".ssh" / "."):
+        again.set_user_attr(attrs.CHECKPOINTS, str(planted))
+        assert checkpoint_folder(again, runs) == runs / "checkpoints" / ".ssh"
 
 
 def test_rows_past_the_budget_are_not_enqueued_until_a_larger_budget_makes_room(tmp_path):
