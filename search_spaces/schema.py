@@ -20,6 +20,7 @@ from trials.entrypoint import DEFAULT_ENTRYPOINT, EntrypointError, EntrypointInf
 
 Atoms = tuple[str, ...]
 MAX_NAME_BYTES = 240
+MAX_GRID_POINTS = 1_000_000  # a million trials is no sweep; beyond it the grid alone takes gigabytes
 
 
 def atoms(path: Sequence[Any]) -> Atoms:
@@ -170,11 +171,14 @@ class Spec(BaseModel):
     @classmethod
     def _check_grid(cls, value: sections.Sampler, info: ValidationInfo) -> sections.Sampler:
         if value.type == "grid":
+            sampled = {n: p for n, p in (info.data.get("params") or {}).items() if isinstance(p, sections.SampledParam)}
             fail([((), f"the grid sampler needs a finite set of values, but params.{n} is " + (
                 "a log range; drop log: true and give it a step, or list the values as categorical choices" if p.log
                 else "a float range without a step; give it a step (e.g. step: 0.05) or categorical choices"))
-                  for n, p in (info.data.get("params") or {}).items()
-                  if isinstance(p, sections.SampledParam) and p.grid_values() is None])
+                  for n, p in sampled.items() if p.grid_count() is None])
+            if (points := math.prod(p.grid_count() for p in sampled.values())) > MAX_GRID_POINTS:
+                fail([((), f"the grid has {points:,} points, and Optuna's grid sampler holds every one in memory: "
+                           f"at most {MAX_GRID_POINTS:,} (a coarser step, fewer choices, or another sampler)")])
         return value
 
     @field_validator("enqueue")

@@ -179,12 +179,18 @@ class _Range(_Model):
             return optuna.distributions.IntDistribution(self.low, self.high, log=self.log, step=self.step or 1)
         return optuna.distributions.FloatDistribution(self.low, self.high, log=self.log, step=self.step)
 
+    def grid_count(self) -> int | None:
+        """How many values a grid search visits (counted, not listed: a fine step makes billions), or None when the
+        range is continuous."""
+        step = self.step or (1 if isinstance(self, IntParam) else None)
+        return None if self.log or step is None else round((self.high - self.low) / step) + 1
+
     def grid_values(self) -> list[Any] | None:
         """Every value a grid search visits, or None when the range is continuous."""
-        step = self.step or (1 if isinstance(self, IntParam) else None)
-        if self.log or step is None:
+        count, step = self.grid_count(), self.step or 1
+        if count is None:
             return None
-        values = [self.low + i * step for i in range(round((self.high - self.low) / step) + 1)]
+        values = [self.low + i * step for i in range(count)]
         return values if isinstance(self, IntParam) else [float(f"{v:.12g}") for v in values]
 
     def admit(self, value: Any, name: str = "value") -> Any:
@@ -236,6 +242,9 @@ class CategoricalParam(_Model):
 
     def distribution(self) -> optuna.distributions.BaseDistribution:
         return optuna.distributions.CategoricalDistribution(self.choices)
+
+    def grid_count(self) -> int:
+        return len(self.choices)
 
     def grid_values(self) -> list[Any]:
         return list(self.choices)
@@ -332,8 +341,8 @@ class NoScheduler(_Scheduler):
 class AshaScheduler(_Scheduler):
     type: Literal["asha"]
     grace_period: Int | None = Field(None, ge=1)
-    reduction_factor: Float | None = Field(None, gt=1)
-    brackets: Int | None = Field(None, ge=1)
+    reduction_factor: Float | None = Field(None, ge=1.1)  # nearer 1, rungs (and Ray's memory) grow without bound
+    brackets: Int | None = Field(None, ge=1, le=10)
     max_t: Int | None = Field(None, ge=1)
 
     @model_validator(mode="after")
@@ -346,7 +355,7 @@ class AshaScheduler(_Scheduler):
 class HyperbandScheduler(_Scheduler):
     type: Literal["hyperband"]
     max_t: Int | None = Field(None, ge=1)
-    reduction_factor: Float | None = Field(None, gt=1)
+    reduction_factor: Float | None = Field(None, ge=1.1)  # nearer 1, brackets (and Ray's memory) grow without bound
 
 
 class MedianScheduler(_Scheduler):

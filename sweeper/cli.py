@@ -276,8 +276,10 @@ def validate(
     from search_spaces.loader import load_spec, render_spec, resolve_space_path
     from storage.urls import ENV_VAR, mask_in_text, mask_url
     from sweeper.driver import check_data_found, spec_storage_url
+    from sweeper.samplers import check_sampling
 
     spec = load_spec(resolve_space_path(space), tuple(set_), quick=quick)
+    check_sampling(spec)
     url = spec_storage_url(spec, storage)
     origin = "--storage" if storage else ENV_VAR if os.environ.get(ENV_VAR, "").strip() else \
         "the space's storage" if spec.storage else "the default"

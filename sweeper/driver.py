@@ -69,7 +69,7 @@ from sweeper.ray_runtime import (
     start_ray,
     trial_actors_on_prestarted_workers,
 )
-from sweeper.samplers import build_sampler
+from sweeper.samplers import build_sampler, check_sampling
 from sweeper.study_writer import StudyWriter
 from trials.config import TrainConfig, flatten
 from trials.datasets import check_found, read_npz, read_wlasl
@@ -167,6 +167,7 @@ def prepare(options: SweepOptions) -> tuple[Spec, str]:
         return stored_spec(url, options.study, options.overrides), url
     assert options.space is not None
     spec = load_spec(resolve_space_path(options.space), options.overrides, quick=options.quick)
+    check_sampling(spec)
     url = spec_storage_url(spec, options.storage)
     path = sqlite_path(url)
     if path is not None and not path.exists():

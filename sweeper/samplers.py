@@ -15,6 +15,7 @@ drivers that share one never draw the same configuration, while one seed still g
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -131,3 +132,33 @@ def build_sampler(spec: Spec, resumed_after: int = 0) -> optuna.samplers.BaseSam
     # one per trial number, or two drivers on one study train the same first configuration twice
     kind = getattr(optuna.samplers, sections.SAMPLER_CLASSES[spec.sampler.type])
     return kind(seed=seed, independent_sampler=NumberedRandomSampler(seed=seed), **default_sampler_options(spec))
+
+
+def check_sampling(spec: Spec) -> None:
+    """Ask the sweep's sampler for trials of the space, in memory, past its start-up: Optuna takes some options at
+    construction that fail only when its model samples (TPE's ``n_ei_candidates: 0``), which would crash the sweep
+    at its first model-drawn trial, a RUNNING trial left in a study already written. Raises SpecError."""
+    from search_spaces.loader import refusal
+
+    distributions = spec.distributions()
+    if spec.sampler.type in ("grid", "gp") or not distributions:  # GP's model takes seconds to fit: not for a check
+        return
+    startup = default_sampler_options(spec).get("n_startup_trials", getattr(
+        sections.sampler_options(spec.sampler.type).get("n_startup_trials"), "default", 0))
+    random_first = max(0, min(int(startup), 100)) if isinstance(startup, int) else 0
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # "A new study created in memory"
+    study = optuna.create_study(direction=spec.direction, sampler=RandomSampler(seed=0))
+    values = np.random.default_rng(0)
+    try:
+        with warnings.catch_warnings(action="ignore"):  # experimental samplers say so on every ask
+            for number in range(random_first + 2):
+                if number == random_first:
+                    study.sampler = build_sampler(spec)  # the draws so far stand for its start-up's
+                trial = study.ask(distributions)
+                study.tell(trial, float(values.random()))
+    except Exception as exc:
+        raise refusal(spec, ("sampler",), f"{sections.SAMPLER_CLASSES[spec.sampler.type]} fails when it samples "
+                                          f"this space: {type(exc).__name__}: {exc}") from None
+    finally:
+        optuna.logging.set_verbosity(verbosity)

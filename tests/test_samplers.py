@@ -316,3 +316,34 @@ def test_hyperband_draws_each_trials_bracket_from_the_seed_and_every_bracket_has
         count = hyperband_brackets(max_t, grace, factor)  # bracket 0 has the most rungs, the last has one
         assert [len(_Bracket(grace, max_t, factor, s, False)._rungs) for s in range(count)] == \
             list(range(count, 0, -1)), (max_t, grace, factor)
+
+
+def test_sampler_options_that_fail_only_when_the_model_samples_are_refused_before_anything_is_written(tmp_path):
+    """TPE's n_ei_candidates: 0 passed validation, then the sweep crashed at its first TPE trial (exit 1), a
+    RUNNING trial left in the study it had written; so did a float range numpy cannot draw from."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    spaces = {
+        "candidates.yaml": """\
+            training: {epochs: 1, dataset: {classes: 5, samples_per_class: 4}}
+            params: {dropout: {type: float, low: 0.0, high: 0.5}}
+            sampler: {type: tpe, n_startup_trials: 0, n_ei_candidates: 0, seed: 0}
+            """,
+        "overflow.yaml": """\
+            entrypoint: own:fit
+            objective: {metric: acc, direction: maximize}
+            params: {x: {type: float, low: -1.0e+308, high: 1.0e+308}}
+            sampler: {type: random}
+            """,
+    }
+    (tmp_path / "own.py").write_text("def fit(config, report, checkpoint_dir):\n    return {'acc': 0.5}\n")
+    for name, text in spaces.items():
+        (tmp_path / name).write_text(textwrap.dedent(text))
+        proc = subprocess.run([sys.executable, "-m", "sweeper.cli", "run", name], cwd=tmp_path, capture_output=True,
+                              text=True, timeout=120, env={**os.environ, "COLUMNS": "300"})
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+        assert f"{name}:" in proc.stderr and "sampler: " in proc.stderr and "fails when it samples" in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["candidates.yaml", "overflow.yaml", "own.py"]

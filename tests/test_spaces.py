@@ -233,6 +233,12 @@ def test_sampler_and_scheduler_options(tmp_path: Path) -> None:
     assert "Input should be greater than or equal to 1 (got 0)" in find(err, "scheduler.grace_period")
     path = write(tmp_path, MINIMAL + "scheduler: {type: asha, grace_period: 10, max_t: 5}\n")
     assert "must be <= max_t" in find(errors(path), "scheduler.grace_period")
+    # Ray builds every bracket and rung up front: these took all the memory there was
+    path = write(tmp_path, MINIMAL + "scheduler: {type: asha, brackets: 100000000, reduction_factor: 1.0000001}\n")
+    assert "less than or equal to 10" in find(errors(path), "scheduler.brackets")
+    assert "greater than or equal to 1.1" in find(errors(path), "scheduler.reduction_factor")
+    path = write(tmp_path, MINIMAL + "scheduler: {type: hyperband, reduction_factor: 1.0000001}\n")
+    assert "greater than or equal to 1.1" in find(errors(path), "scheduler.reduction_factor")
 
     # options whose default is None are typed from their annotation; values reach the sampler converted
     err = errors(write(tmp_path, MINIMAL + "sampler: {type: tpe, multivariate: maybe, prior_weight: heavy}\n"))
@@ -322,6 +328,14 @@ def test_grid_sampler(tmp_path: Path) -> None:
     message = str(errors(path))
     assert f"{path}:4: sampler: the grid sampler needs a finite set of values, but params.lr is a log range" in message
     assert "params.dropout is a float range without a step" in message
+    # counted, not listed: validating a step of 1e-12 took all the memory there was
+    path = write(tmp_path, """\
+        params:
+          dropout: {type: float, low: 0.0, high: 0.5, step: 1.0e-12}
+          batch_size: {type: int, low: 1, high: 20000}
+        sampler: {type: grid}
+        """)
+    assert "the grid has 10,000,000,000,020,000 points" in find(errors(path), "sampler")
 
 
 def test_budget_resources_and_durations(tmp_path: Path) -> None:
