@@ -7,6 +7,7 @@ independent sections still report their problems together; checks of the whole t
 from __future__ import annotations
 
 import math
+import unicodedata
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -16,7 +17,14 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, 
 from search_spaces import sections
 from search_spaces.sections import Path, fail
 from trials.config import ConfigError, did_you_mean, flatten, unflatten, unknown_key
-from trials.entrypoint import DEFAULT_ENTRYPOINT, EntrypointError, EntrypointInfo, describe, metric_direction
+from trials.entrypoint import (
+    DEFAULT_ENTRYPOINT,
+    KNOWN_DIRECTIONS,
+    EntrypointError,
+    EntrypointInfo,
+    describe,
+    metric_direction,
+)
 
 Atoms = tuple[str, ...]
 MAX_NAME_BYTES = 240
@@ -111,7 +119,17 @@ class Spec(BaseModel):
                              "or hold / or \\ (e.g. asl20-lr)")
         if (size := len(name.encode())) > MAX_NAME_BYTES:  # a folder name takes 255 bytes; room for --fresh's -2
             raise ValueError(f"is {size} bytes long; a study name is also a folder name: at most {MAX_NAME_BYTES}")
+        if unseen := [c for c in name if unicodedata.category(c) in ("Cc", "Cf")]:  # tabs, newlines, U+202E
+            raise ValueError(f"{name!r} holds {unseen[0]!a}, which a terminal or a listing shows as something "
+                             "else or not at all: letters, digits, spaces and punctuation only")
         return name
+
+    @field_validator("storage")
+    @classmethod
+    def _some_storage(cls, url: str | None) -> str | None:
+        if url is not None and not url.strip():  # "$URL" unset in a script: not unset, it would write elsewhere
+            raise ValueError("is empty; give a storage URL, or leave the key out for the default (sqlite:///sweeps.db)")
+        return url
 
     @field_validator("entrypoint")
     @classmethod
@@ -155,6 +173,11 @@ class Spec(BaseModel):
     def _reported(cls, value: Any, info: ValidationInfo) -> Any:
         metrics = value.metrics if isinstance(value, sections.Baseline) else value or {}
         fail([((m,), p) for m in metrics if (entry := _entry(info)) and (p := entry.unknown_metric(m))])
+        if info.field_name == "targets" and (entry := _entry(info)) and entry.target == DEFAULT_ENTRYPOINT:
+            fail([((m,), f"describes the run, not how good it is: neither larger nor smaller is better, so no "
+                         f"target can be judged on it (targets may name: "
+                         f"{', '.join(k for k, d in KNOWN_DIRECTIONS.items() if d)})")
+                  for m in metrics if m in KNOWN_DIRECTIONS and KNOWN_DIRECTIONS[m] is None])
         return value
 
     @field_validator("params")
@@ -227,6 +250,9 @@ class Spec(BaseModel):
         if self.training.get("objective") not in (None, self.objective.metric):
             issues.append((("training", "objective"), f"is {self.training['objective']!r} but objective.metric is "
                                                       f"{self.objective.metric!r}; remove one of them"))
+        if "objective" in self.params:  # each trial would pick its best epoch by a metric the study does not compare
+            issues.append((("params", "objective"), f"trials are judged by objective.metric ({self.objective.metric!r})"
+                                                    ", and select their best epoch by it: set that, not a param"))
         try:
             base = self.base_config()
             problem = entry.check(base)

@@ -19,6 +19,7 @@ from search_spaces.loader import (
     BUILTIN_DIR,
     list_builtin_spaces,
     load_spec,
+    read_yaml_value,
     render_spec,
     resolve_space_path,
     spec_from_dict,
@@ -801,3 +802,36 @@ def test_messages_say_what_to_write(tmp_path: Path) -> None:
     path = write(tmp_path, MINIMAL + "sampler: {type: grid}\n")
     assert "params.lr is a log range; drop log: true and give it a step, or list the values as categorical choices" \
         in str(errors(path))
+
+
+def test_values_that_would_quietly_mean_something_else_are_refused(tmp_path: Path) -> None:
+    """Each was accepted and ran: an objective param (trials picked their best epoch by another metric than the
+    study compared), a target on a metric without a better way (judged as the objective's), a data path without
+    dataset.name (a sweep on generated data), an empty storage (the default file), a study name holding a
+    right-to-left override (listed as another name)."""
+    err = errors(write(tmp_path, MINIMAL + "  objective: {type: categorical, choices: [val_loss, val_top1]}\n"))
+    assert "trials are judged by objective.metric ('val_top3')" in find(err, "params.objective")
+    err = errors(write(tmp_path, space("""\
+        targets: {epoch_seconds: 1000}
+        storage: ""
+        """)))
+    assert "neither larger nor smaller is better" in find(err, "targets.epoch_seconds")
+    assert "is empty; give a storage URL" in find(err, "storage")
+    err = errors(write(tmp_path, MINIMAL + "training: {epochs: 2, dataset: {path: data.npz}}\n"))
+    assert "add dataset.name: npz or wlasl" in find(err, "training.dataset.path")
+    err = errors(write(tmp_path, MINIMAL + "name: \"asl\\u202e02lsa\"\n"))
+    assert "holds '\\u202e'" in find(err, "name")
+    assert load_spec(write(tmp_path, MINIMAL + "name: 'über straße #1'\n")).name == "über straße #1"
+
+
+def test_plain_values_are_read_as_yaml_1_2_reads_them(tmp_path: Path) -> None:
+    """PyYAML reads YAML 1.1: `time: 1:30` was 90 s (base 60), `classes: 010` eight (octal), the choice `on` True
+    (refused as "model.size=True ... expected str"), and a date a date object."""
+    spec = load_spec(write(tmp_path, space("""\
+        training: {dataset: {classes: 010}}
+        baseline: {source: 2024-05-01, test_top3: 0.5}
+        """)))
+    assert spec.training["dataset.classes"] == 10 and spec.baseline.source == "2024-05-01"
+    assert read_yaml_value("[small, on, yes, off, no, true]") == ["small", "on", "yes", "off", "no", True]
+    assert "expected a duration" in find(errors(write(tmp_path, MINIMAL + "budget: {time: 1:30}\n")), "budget.time")
+    assert load_spec("asl20", overrides=["sampler.seed=0x10", "min_lr=1e-7"]).sampler.seed == 16

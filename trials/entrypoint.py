@@ -37,7 +37,8 @@ _TARGET = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
 # The core's metrics whose direction is known: a space that names one needs no ``direction``.
 KNOWN_DIRECTIONS: dict[str, str | None] = {m: d or None for m, d in {**EPOCH_METRICS, **FINAL_METRICS}.items()}
 _LARGER = {"acc", "accuracy", "f1", "auc", "precision", "recall", "score", "iou", "map", "bleu", "r2", "reward", "ndcg"}
-_SMALLER = {"loss", "err", "error", "mse", "mae", "rmse", "nll", "perplexity", "ppl", "wer", "cer", "regret", "cost"}
+_SMALLER = {"loss", "err", "error", "mse", "mae", "rmse", "nll", "perplexity", "ppl", "wer", "cer", "regret", "cost",
+            "latency", "seconds", "ms"}
 
 
 def metric_direction(metric: str, fallback: str) -> str:
