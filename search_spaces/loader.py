@@ -148,7 +148,7 @@ def set_path(data: dict[str, Any], key: str, value: Any) -> tuple[dict[str, Any]
                 raise ValueError(f"{'.'.join(parts[:i])} has no item {parts[i]!r} (it has {len(node)} items)")
             name, j, old = int(parts[i]), i + 1, node[int(parts[i])]
         elif isinstance(node, dict):  # the longest key that exists; a new quick: key or param stays dotted
-            whole = parts[0] == "quick" or (parts[0] == "params" and i == 1 and isinstance(value, dict))
+            whole = i == 1 and (parts[0] == "quick" or (parts[0] == "params" and isinstance(value, dict)))
             j = next((j for j in range(len(parts), i, -1) if ".".join(parts[i:j]) in node),
                      len(parts) if whole else i + 1)
             name = ".".join(parts[i:j])
@@ -202,6 +202,13 @@ def quick_profile(data: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
     written = flatten({k: data[k] for k in ("training", "budget") if isinstance(data.get(k), Mapping)})[0]
     profile = {k: min(v, written[k]) if type(written.get(k)) in (int, float) else v
                for k, v in DEFAULT_QUICK.items() if core or not k.startswith("training.")}
+    params = data["params"] if isinstance(data.get("params"), Mapping) else {}
+    for key in [k for k in profile if k.startswith("training.")]:  # a param that samples it would win: pinned
+        sampled = params.get(name := key.removeprefix("training."))
+        values = [sampled.get("low")] if isinstance(sampled, Mapping) and sampled.get("type") in ("int", "float") \
+            else sampled.get("choices") if isinstance(sampled, Mapping) else None
+        if isinstance(values, list) and values and all(type(v) in (int, float) for v in values):
+            profile[f"params.{name}"] = {"type": "fixed", "value": min(*values, profile[key])}
     scheduler = data["scheduler"] if isinstance(data.get("scheduler"), Mapping) else {}
     if "grace_period" in scheduler:  # the scheduler keeps its type; its periods shrink to the quick run
         profile["scheduler.grace_period"] = 1
@@ -304,10 +311,12 @@ def _build(original: dict[str, Any], file: str, lines: dict[Atoms, int], base_di
             raise SpecError.single(file, str(exc), source=f"--set {expr}") from None
     steps: list[tuple[str, Any, str, int | None]] = []
     if quick:
-        set_quick = {key.removeprefix("quick."): label for key, _, label, _ in sets if key.startswith("quick.")}
-        for key, value, _, _ in (s for s in sets if s[0].startswith("quick.")):  # --quick applies the section as set
-            with contextlib.suppress(ValueError):  # the same override below says why
+        set_quick: dict[str, str] = {}
+        for key, value, label, _ in (s for s in sets if s[0] == "quick" or s[0].startswith("quick.")):
+            with contextlib.suppress(ValueError):  # applied as set first; the same override below says why
                 apply_override(data, key, copy.deepcopy(value))
+            whole = key == "quick" and isinstance(value, Mapping)
+            set_quick.update(dict.fromkeys(flatten(value)[0] if whole else [key.removeprefix("quick.")], label))
         profile, from_file = quick_profile(data)
         steps = [(str(k), v, set_quick[k], None) if k in set_quick else
                  (str(k), v, "--quick", lines.get(("quick", *atoms([k]))) if from_file else None)

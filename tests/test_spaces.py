@@ -835,3 +835,15 @@ def test_plain_values_are_read_as_yaml_1_2_reads_them(tmp_path: Path) -> None:
     assert read_yaml_value("[small, on, yes, off, no, true]") == ["small", "on", "yes", "off", "no", True]
     assert "expected a duration" in find(errors(write(tmp_path, MINIMAL + "budget: {time: 1:30}\n")), "budget.time")
     assert load_spec("asl20", overrides=["sampler.seed=0x10", "min_lr=1e-7"]).sampler.seed == 16
+
+
+def test_quick_caps_what_params_sample_and_takes_its_own_keys_from_set(tmp_path: Path) -> None:
+    """--quick left a sampled epochs param at 6-7 epochs (the param won over its 3); --set quick.budget.trials=3
+    on a space without a quick: section was "unknown key 'quick.budget.trials'", and --set 'quick={...}' was ignored."""
+    path = write(tmp_path, MINIMAL + "  epochs: {type: int, low: 6, high: 7}\n"
+                                     "  dataset.samples_per_class: {type: categorical, choices: [10, 20]}\n")
+    spec = load_spec(path, quick=True)
+    assert spec.base_config()["epochs"] == 3 and spec.base_config()["dataset.samples_per_class"] == 8
+    assert "epochs" not in spec.sampled_params() and "lr" in spec.sampled_params()
+    assert load_spec(path, ["quick.budget.trials=3"], quick=True).budget.trials == 3
+    assert load_spec(path, ["quick={budget.trials: 4}"], quick=True).budget.trials == 4
