@@ -100,6 +100,8 @@ def _read_yaml(text: str, file: str) -> tuple[Any, dict[Atoms, int]]:
         unclosed = exc.context_mark and re.search(r"stream end|end of stream", str(exc.problem))  # never closed
         mark = exc.context_mark if unclosed else exc.problem_mark or exc.context_mark
         message = " ".join(str(p) for p in (exc.context, exc.problem) if p) or str(exc)
+        if "'\\t'" in message:  # PyYAML's words for a tab where YAML allows none
+            message += " (YAML indents and separates with spaces, not tabs)"
         raise SpecError.single(file, f"invalid YAML: {message}", line=mark.line + 1 if mark else None) from None
     except (yaml.YAMLError, RecursionError) as exc:  # PyYAML composes nested lists by recursion: [[[[...]]]]
         raise SpecError.single(file, f"invalid YAML: {exc}") from None

@@ -847,3 +847,10 @@ def test_quick_caps_what_params_sample_and_takes_its_own_keys_from_set(tmp_path:
     assert "epochs" not in spec.sampled_params() and "lr" in spec.sampled_params()
     assert load_spec(path, ["quick.budget.trials=3"], quick=True).budget.trials == 3
     assert load_spec(path, ["quick={budget.trials: 4}"], quick=True).budget.trials == 4
+
+
+def test_a_tab_and_a_capitalised_name_say_what_to_write(tmp_path: Path) -> None:
+    err = errors(write(tmp_path, "params: {lr: {type: float,\tlow: 0.1, high: 0.2}}\n"))
+    assert "found character '\\t' that cannot start any token (YAML indents and separates with spaces" in str(err)
+    err = errors(write(tmp_path, MINIMAL + "scheduler: {type: ASHA}\n"))
+    assert "did you mean 'asha'?" in find(err, "scheduler.type")

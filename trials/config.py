@@ -202,7 +202,8 @@ def _flat_key(field_name: str) -> str:
 
 
 def did_you_mean(word: Any, options: list[str]) -> str:
-    hint = difflib.get_close_matches(str(word), [str(o) for o in options], n=1, cutoff=0.6)
+    exact = [str(o) for o in options if str(o).lower() == str(word).lower()]  # ASHA for asha
+    hint = exact or difflib.get_close_matches(str(word), [str(o) for o in options], n=1, cutoff=0.6)
     return f" (did you mean {hint[0]!r}?)" if hint else ""
 
 
