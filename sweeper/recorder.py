@@ -182,8 +182,9 @@ class StudyRecorder(DriverOnly, Callback):
             # Ray's own double failure: a worker that died while its actor waited for the next trial fails the actor
             # and the reset queued on it, both, and Tune ends the trial with its retries unspent. It runs again, once
             self.rerun.add(optuna_trial.number)
-            err_console.print(f"trial #{optuna_trial.number} lost its Ray worker before it began "
-                              f"({trial_error(trial)[0].splitlines()[0]}); it runs again")
+            why = trial_error(trial)[0].partition("\n")[0]
+            err_console.print(f"trial #{optuna_trial.number} lost its Ray worker before it began ({why}); it runs "
+                              "again")
             self.searcher.run_again(optuna_trial)
         elif optuna_trial is not None:
             message, frames = trial_error(trial)
