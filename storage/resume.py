@@ -22,6 +22,7 @@ import socket
 import time
 import warnings
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +98,11 @@ def orphaned_trials(study: optuna.Study) -> list[FrozenTrial]:
     if isinstance(storage, BaseHeartbeat) and storage.get_heartbeat_interval():
         stale = set(storage._get_stale_trial_ids(study._study_id))
     orphans = []
+    now = datetime.now()
     for trial in running:
+        if attrs.DRIVER not in trial.user_attrs and trial.datetime_start is not None and \
+                (now - trial.datetime_start).total_seconds() < GRACE_PERIOD_S:
+            continue  # an enqueued trial a driver took this moment (RUNNING first): it writes itself as owner next
         owner = Driver.from_attr(trial.user_attrs.get(attrs.DRIVER))
         alive = owner.alive() if owner is not None else False
         if alive is False or (alive is None and trial._trial_id in stale):

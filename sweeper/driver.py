@@ -589,6 +589,14 @@ def open_study(spec: Spec, url: str, space: str | None, results_root: Path = Pat
         deadline = time.monotonic() + CREATOR_WAIT_S
         while attrs.CHECKPOINTS not in study.user_attrs and time.monotonic() < deadline:
             time.sleep(0.1)
+        # prepare compared the spaces before this, but then the study may not have been there: a driver of another
+        # space that created it since would have its trials mixed with this one's
+        stored = study.user_attrs.get(attrs.SPEC)
+        if isinstance(stored, dict) and (changes := spec_changes(with_defaults(stored, spec),
+                                                                 with_defaults(attributes[attrs.SPEC], spec))):
+            raise StorageError(f"Study {spec.name!r} was made a moment ago by another sweep, from a different space "
+                               f"({'; '.join(changes)}); running this one into it would mix two experiments. Give "
+                               "this space another name, or run it again with --fresh for a study of its own.")
     found = study.get_trials(deepcopy=False)
     held = len(found)
     created = created or not held  # new: this very call may have created it before a lost answer, and been retried

@@ -160,7 +160,8 @@ class StudySearcher(DriverOnly, Searcher):
     def _claim_orphan(self) -> None:
         while self._pending is None and self.orphans:  # counted in the budget: RUNNING when their driver died
             self._pending = claim(self.study, self.orphans[0], self.driver)
-            self.carried_on.add(self.orphans[0].number)
+            if self._pending is not None:  # else another driver carried it on, or finished it
+                self.carried_on.add(self.orphans[0].number)
             self.orphans.pop(0)
 
     def _budget_spent(self) -> bool:

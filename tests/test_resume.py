@@ -17,6 +17,7 @@ import textwrap
 import time
 import uuid
 import warnings
+from datetime import timedelta
 from pathlib import Path
 
 import optuna
@@ -24,7 +25,8 @@ import pytest
 
 from storage import attrs
 from storage.engine import open_storage
-from storage.resume import Driver, orphaned_trials, record_heartbeat, spec_changes
+from storage.errors import StorageError
+from storage.resume import GRACE_PERIOD_S, Driver, orphaned_trials, record_heartbeat, spec_changes
 from storage.studies import create_or_load_study
 from storage.urls import is_sqlite
 from sweeper.driver import SweepOptions, open_study, prepare, run_sweep
@@ -399,6 +401,15 @@ def test_orphans_are_trials_of_dead_drivers_or_stale_heartbeats(tmp_path):
     orphans = {t.number for t in orphaned_trials(study)}
     assert orphans == {trials["dead here"], trials["pid reused"], trials["elsewhere, silent"]}
     assert me.alive() and Driver(socket.gethostname(), dead.pid, None).alive() is False
+    # an enqueued trial a live driver takes is RUNNING a moment before it holds its owner: it was carried on by
+    # another driver (trained twice, and recorded as the wrong driver's); one left so past the grace period is taken
+    study.enqueue_trial({})
+    taken = study.ask()
+    assert taken.number not in {t.number for t in orphaned_trials(study)}
+    old = study._storage.get_trial(taken._trial_id).datetime_start - timedelta(seconds=GRACE_PERIOD_S + 1)
+    with open_storage(f"sqlite:///{tmp_path / 'sweeps.db'}").engine.begin() as connection:
+        connection.exec_driver_sql("UPDATE trials SET datetime_start = ? WHERE trial_id = ?", (old, taken._trial_id))
+    assert taken.number in {t.number for t in orphaned_trials(study)}
 
 
 def test_an_orphan_another_driver_carried_on_or_finished_is_not_claimed_again(tmp_path):
@@ -636,3 +647,17 @@ def test_a_resume_from_another_folder_reads_the_data_the_study_started_with(ray_
 
     command = best_summary(view_of(optuna.load_study(study_name="npz-data", storage=url)))["reproduce"]
     assert command.startswith(f"cd {first} && sweeper train ") and "dataset.path=data/d.npz" in command, command
+
+
+def test_a_study_another_space_made_a_moment_ago_is_not_joined(tmp_path):
+    """Two spaces of one name started together: both found no study when prepare compared them, then the second
+    loaded the first's study and ran its trials into it (2 epochs with x up to 1, then 5 epochs with x up to 0.1)."""
+    space = resumable_space(tmp_path, trials=4, sleep=0.0)
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    first, _ = prepare(SweepOptions(space=str(space), storage=url))
+    second, _ = prepare(SweepOptions(space=str(space), storage=url, overrides=("params.x.high=0.1",)))
+    open_study(first, url, str(space))
+    with pytest.raises(StorageError, match=r"made a moment ago by another sweep, from a different space \(params"):
+        open_study(second, url, str(space))
+    same, _ = open_study(first, url, str(space))  # the same space joins it, as a second driver does
+    assert same.user_attrs["spec"]["params"]["x"]["high"] == 1.0
