@@ -454,6 +454,12 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
         # the trials that trained their last epoch send their results first (a fused group's, one by one)
         return spec.budget.stop_on_target and recorder.target_reached and not recorder.results_due()
 
+    def met_elsewhere() -> None:  # another driver on the study met the targets: this one stops there too
+        if spec.budget.stop_on_target and not recorder.target_reached and \
+                (met := target_met(policy.attempt(lambda: study.user_attrs))) is not None:
+            console.print(f"trial #{met['trial']} of another driver on the study met the targets")
+            recorder.target_reached = True
+
     name = study.study_name  # what Tune pickles (these lambdas, the run config) must not hold the study
     trainable, scheduler = run_trial, build_scheduler(spec)
     if spec.resources.fuse > 1:  # the scheduler judges each member; a group runs until its function returns
@@ -474,7 +480,7 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
         ),
     )
     try:
-        with heartbeats(searcher, policy), noting_interrupts(interrupted, watch):
+        with heartbeats(searcher, policy, met_elsewhere), noting_interrupts(interrupted, watch):
             try:
                 tuner.fit()
             except EOFError:  # Tune reads its error pickles for results sweeper never uses; a full disk cut them
@@ -679,8 +685,9 @@ def environment_without(name: str):
 
 
 @contextlib.contextmanager
-def heartbeats(searcher: Any, policy: OutagePolicy):
-    """Refresh the heartbeat of every trial this driver runs, so no other driver mistakes them for orphans."""
+def heartbeats(searcher: Any, policy: OutagePolicy, each_beat: Callable[[], None] = lambda: None):
+    """Refresh the heartbeat of every trial this driver runs, so no other driver mistakes them for orphans; then
+    call ``each_beat`` (what other drivers on the study did, read as often)."""
     stop = threading.Event()
 
     def beat() -> None:
@@ -692,6 +699,12 @@ def heartbeats(searcher: Any, policy: OutagePolicy):
                     break
                 except Exception as exc:  # a trial finished meanwhile, or a bug: a missed beat ends nothing
                     logging.getLogger(__name__).warning("heartbeat of trial %d failed: %s", trial.number, exc)
+            try:
+                each_beat()
+            except (Unreachable, StorageUnavailable):  # read at the next beat
+                pass
+            except Exception as exc:  # a bug: the beats, which keep other drivers off our trials, go on
+                logging.getLogger(__name__).warning("reading the study beside the heartbeats failed: %s", exc)
 
     thread = threading.Thread(target=beat, name="sweeper-heartbeats", daemon=True)
     thread.start()

@@ -839,3 +839,44 @@ def test_time_to_target_counts_the_trials_started_before_the_winner_finished(ray
     assert [t.state for t in loaded.get_trials()] == [TS.COMPLETE] * 3
     assert loaded.user_attrs["target_met"]["trial"] == 0 and loaded.user_attrs["target_met"]["trials"] == 2
     assert loaded.user_attrs["target_met"]["trial_epochs"] <= 6 + 6
+
+
+def test_a_target_another_driver_on_the_study_met_stops_this_sweep_too(ray_session, tmp_path, monkeypatch, capsys):
+    """budget.stop_on_target stopped only the driver whose trial met the targets: a second driver on the study
+    ran its whole budget, and never said the targets were met."""
+    from sweeper import driver
+
+    monkeypatch.setattr(driver, "HEARTBEAT_INTERVAL_S", 1)
+    space = tmp_path / "two.yaml"
+    space.write_text(textwrap.dedent(f"""\
+        name: two-{uuid.uuid4().hex[:8]}
+        entrypoint: scripted_train:train
+        objective: {{metric: score, direction: maximize}}
+        targets: {{final_score: 2.0}}
+        training: {{epochs: 4, sleep: 0.5}}
+        params:
+          x: {{type: float, low: 0.1, high: 1.0}}
+        scheduler: {{type: none}}
+        budget: {{trials: 8, max_concurrent: 1, stop_on_target: true}}
+        resources: {{cpu: 1}}
+        """))
+    (tmp_path / "scripted_train.py").write_text((FIXTURES / "scripted_train.py").read_text())
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    name = space.read_text().split("name: ")[1].split()[0]
+
+    def another_driver_meets_them() -> None:  # as record_target_met writes it, for a trial of its own
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            with contextlib.suppress(KeyError, sqlalchemy.exc.SQLAlchemyError):  # not created yet, or half
+                study = load(url, name)
+                if any(t.state == optuna.trial.TrialState.COMPLETE for t in study.get_trials()):
+                    study.set_user_attr("target_met", {"trial": 99, "trial_epochs": 4, "wall_seconds": 1.0,
+                                                       "trials": 1})
+                    return
+            time.sleep(0.2)
+
+    threading.Thread(target=another_driver_meets_them, daemon=True).start()
+    run_sweep(SweepOptions(space=str(space), storage=url))
+    out = " ".join(capsys.readouterr().out.split())
+    assert "trial #99 of another driver on the study met the targets" in out and "the targets are met" in out
+    assert len(load(url, name).trials) <= 3
