@@ -17,3 +17,16 @@ class NotAStudyDatabase(StorageError):
     def __init__(self, message: str, *, empty: bool) -> None:
         super().__init__(message)
         self.empty = empty
+
+
+class StudyDeleted(StorageError):
+    """The study was deleted while a sweep wrote to it (optuna-dashboard's Delete, ``optuna delete-study``)."""
+
+    def __init__(self) -> None:
+        super().__init__("the study was deleted from its storage while this sweep ran (optuna-dashboard's Delete, "
+                         "optuna delete-study or another program): nothing more can be recorded, so the sweep stopped")
+
+    @staticmethod
+    def explains(exc: BaseException) -> bool:
+        """Whether ``exc`` is what Optuna's database storage raises for a study or trial that is not there."""
+        return isinstance(exc, KeyError) and exc.args == ("Record does not exist.",)

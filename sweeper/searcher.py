@@ -21,6 +21,7 @@ from ray.tune.search import Searcher
 
 from search_spaces.schema import Spec
 from storage import attrs
+from storage.errors import StudyDeleted
 from storage.resume import Driver, claim, orphaned_trials, own
 from storage.retry import OutagePolicy, Unreachable
 from sweeper.console import console
@@ -83,6 +84,11 @@ class StudySearcher(DriverOnly, Searcher):
             trial = asking.result(timeout=waited)
         except (TimeoutError, Unreachable):
             return None
+        except KeyError as exc:
+            if not StudyDeleted.explains(exc):
+                raise
+            self.writer.fail(StudyDeleted())  # the sweep ends on it
+            return Searcher.FINISHED
         finally:
             if asking.done():
                 self._asking = None

@@ -18,6 +18,7 @@ from typing import Any
 
 from optuna.exceptions import UpdateFinishedTrialError
 
+from storage.errors import StudyDeleted
 from storage.retry import OutagePolicy, StorageUnavailable
 from sweeper.console import err_console
 
@@ -79,8 +80,8 @@ class StudyWriter:
                     err_console.print(f"[yellow]{exc}[/] Another driver carried it on while this one could not "
                                       "reach the storage, or judged this one gone: its record stands, and what this "
                                       "driver trained of it is dropped.", markup=True)
-            except Exception as exc:  # a real bug: the sweep stops and flush() raises it in the driver
+            except Exception as exc:  # a real bug, or a deleted study: the sweep stops and flush() raises it
                 _logger.debug("study write failed", exc_info=True)
-                self.error = exc
+                self.error = self.error or (StudyDeleted() if StudyDeleted.explains(exc) else exc)
             finally:
                 self._queue.task_done()

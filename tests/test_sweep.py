@@ -880,3 +880,26 @@ def test_a_target_another_driver_on_the_study_met_stops_this_sweep_too(ray_sessi
     out = " ".join(capsys.readouterr().out.split())
     assert "trial #99 of another driver on the study met the targets" in out and "the targets are met" in out
     assert len(load(url, name).trials) <= 3
+
+
+def test_a_study_deleted_while_it_runs_stops_the_sweep_with_one_message(ray_session, tmp_path, monkeypatch):
+    """Deleting the study (optuna-dashboard's Delete button) ended the driver with a KeyError traceback, exit 1."""
+    from storage.errors import StudyDeleted
+
+    monkeypatch.chdir(tmp_path)
+    space = scripted_space(tmp_path, trials=6)
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    name = space.read_text().split("name: ")[1].split()[0]
+
+    def delete_after_the_first_trial() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            with contextlib.suppress(KeyError, sqlalchemy.exc.SQLAlchemyError):  # not created yet, or half
+                if any(t.state.is_finished() for t in load(url, name).get_trials()):
+                    optuna.delete_study(study_name=name, storage=url)
+                    return
+            time.sleep(0.1)
+
+    threading.Thread(target=delete_after_the_first_trial, daemon=True).start()
+    with pytest.raises(StudyDeleted, match="deleted from its storage while this sweep ran"):
+        run_sweep(SweepOptions(space=str(space), storage=url))
