@@ -229,7 +229,8 @@ def stored_spec(url: str, name: str, overrides: tuple[str, ...] = ()) -> Spec:
     storage = retry_briefly(lambda: open_storage(url, create=False))
     try:
         study = load_existing_study(storage, name, url)
-        user_attrs, foreign = study.user_attrs, bool(study.get_trials(deepcopy=False))
+        user_attrs = study.user_attrs  # trials counted, not loaded: a study of thousands takes seconds to load
+        foreign = not isinstance(user_attrs.get(attrs.SPEC), dict) and storage.get_n_trials(study._study_id) > 0
     finally:
         close_storage(storage)
     data = user_attrs.get(attrs.SPEC)
