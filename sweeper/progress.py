@@ -34,8 +34,18 @@ class SweepPrinter:
         """``#3 COMPLETE val_top3 71.20%  best 74.02%  test_top3 70.10% (target 80.00%, 9.90 pts short)  lr=...``."""
         parts = [f"#{trial.number:<3} {trial.state.name:<8}"]
         self._keep_best(trial)
-        if trial.state == TS.COMPLETE and trial.value is not None:
-            parts.append(f"{self.metric} {format_value(self.metric, trial.value)}")
+        # judged as the final table judges them: a COMPLETE trial's own values, the objective its recorded value
+        values = {**trial.user_attrs, self.metric: trial.value} if trial.state == TS.COMPLETE else {}
+        judged = {}
+        for metric, target in self.spec.targets.items():
+            value = values.get(metric)
+            if isinstance(value, (int, float)):
+                gap = "outside 0-1: not met" if percent_scale(metric, value) else target_gap(
+                    metric, value, target, self.spec.metric_direction(metric))
+                judged[metric] = f"{metric} {format_value(metric, value)} (target {format_value(metric, target)}, " \
+                                 f"{gap})"
+        if trial.state == TS.COMPLETE and trial.value is not None:  # with its target, where it has one
+            parts.append(judged.pop(self.metric, f"{self.metric} {format_value(self.metric, trial.value)}"))
         elif trial.state == TS.PRUNED and trial.user_attrs.get("stop_reason") == "sweep_stopped":
             parts.append(f"stopped with the sweep after epoch {trial.user_attrs.get('epochs_run', '?')}")
         elif trial.state == TS.PRUNED:
@@ -44,14 +54,7 @@ class SweepPrinter:
             parts.append(f"error: {trial.user_attrs.get('error', '?')}")
         if self.best is not None:
             parts.append(f"best {format_value(self.metric, self.best)}")
-        # judged as the final table judges them: a COMPLETE trial's own values, the objective its recorded value
-        values = {**trial.user_attrs, self.metric: trial.value} if trial.state == TS.COMPLETE else {}
-        for metric, target in self.spec.targets.items():
-            value = values.get(metric)
-            if isinstance(value, (int, float)):
-                gap = "outside 0-1: not met" if percent_scale(metric, value) else target_gap(
-                    metric, value, target, self.spec.metric_direction(metric))
-                parts.append(f"{metric} {format_value(metric, value)} (target {format_value(metric, target)}, {gap})")
+        parts.extend(judged.values())
         parts.append(format_params(trial.params))
         console.print("  ".join(parts))
 

@@ -297,6 +297,10 @@ def test_trial_lines_of_a_resumed_sweep_count_the_studys_best_and_gaps_in_the_me
     from sweeper.console import format_value
 
     assert [format_value("test_top3", v) for v in (float("nan"), float("inf"), 0.5)] == ["nan", "inf", "50.00%"]
+    # a target on the objective: its value once, with the target (it was printed twice)
+    SweepPrinter(load_spec("spaces/asl20.yaml", ("targets={val_top3: 80%}",)), [earlier]).trial_finished(latest)
+    line = " ".join(capsys.readouterr().out.split())
+    assert line.startswith("#1 COMPLETE val_top3 50.00% (target 80.00%, 30.00 pts short) best 90.00% x="), line
 
 
 def test_report_history_shares_one_trial_axis_and_fades_pruned_trials(storage_url: str) -> None:
