@@ -193,8 +193,9 @@ def _check_optuna_tables(url: str, engine_kwargs: dict[str, Any]) -> None:
                                 "changed.", empty=False)
     if missing == ["alembic_version"] and not _has_rows(url, engine_kwargs, "studies"):
         # Optuna creates its tables, then stamps their version: a driver killed between the two left no study
-        raise NotAStudyDatabase(f"There are no studies in {mask_url(url)}: its creation was cut short before any "
-                                "study was written; the next sweep completes it.", empty=True)
+        raise NotAStudyDatabase(f"There are no studies in {mask_url(url)} yet: a sweep is creating it right now, or "
+                                "its creation was cut short before any study was written (the next sweep completes "
+                                "it).", empty=True)
     if missing:
         raise NotAStudyDatabase(f"{mask_url(url)} is not a complete Optuna study database: the tables "
                                 f"{', '.join(missing)} are missing. Nothing was changed; open it with the Optuna "
