@@ -303,7 +303,8 @@ def test_resume_of_a_study_without_a_spec_names_the_way_that_works(tmp_path):
         prepare(SweepOptions(study="unwritten", storage=url))
 
 
-def test_resume_takes_a_bigger_budget_but_refuses_a_changed_search(tmp_path):
+def test_resume_takes_a_bigger_budget_but_refuses_a_changed_search(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # resume imports the study's own function only from its folder or above
     space = resumable_space(tmp_path, trials=4, sleep=0.0)
     url = f"sqlite:///{tmp_path / 'sweeps.db'}"
     spec, _ = prepare(SweepOptions(space=str(space), storage=url))
