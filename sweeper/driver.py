@@ -72,7 +72,7 @@ from sweeper.ray_runtime import (
 from sweeper.samplers import build_sampler, check_sampling
 from sweeper.study_writer import StudyWriter
 from trials.config import TrainConfig, flatten
-from trials.datasets import check_found, read_npz, read_wlasl
+from trials.datasets import check_found, check_splits, read_npz, read_wlasl
 from trials.entrypoint import DEFAULT_ENTRYPOINT, working_in
 from trials.errors import DataError
 
@@ -128,11 +128,11 @@ def check_data_found(spec: Spec, folder: Path | None = None) -> None:
     try:
         with working_in(str(folder)):
             check_found(cfg.dataset_name, cfg.dataset_path, cfg.dataset_split_file)
-            if cfg.dataset_name == "npz":  # the arrays too (a NaN, a label out of range): once here, not per trial
-                read_npz(cfg.dataset_path, classes=cfg.dataset_classes, seed=cfg.dataset_seed)
+            if cfg.dataset_name == "npz":  # the arrays and splits too (a NaN, an empty split): here, not per trial
+                check_splits(read_npz(cfg.dataset_path, classes=cfg.dataset_classes, seed=cfg.dataset_seed))
             elif cfg.dataset_name == "wlasl":
-                read_wlasl(cfg.dataset_path, cfg.dataset_split_file, cfg.dataset_landmarks_dir,
-                           classes=cfg.dataset_classes)
+                check_splits(read_wlasl(cfg.dataset_path, cfg.dataset_split_file, cfg.dataset_landmarks_dir,
+                                        classes=cfg.dataset_classes))
     except DataError as exc:
         where = f"{spec.source_path}: " if spec.source_path else ""
         raise DataError(f"{where}training.dataset: {exc} (a relative path is read from {folder})") from None

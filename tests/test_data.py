@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -632,3 +633,67 @@ def test_wlasl_empty_split(tmp_path: Path) -> None:
             entry["subset"] = "val"
     (tmp_path / "nslt_3.json").write_text(json.dumps(entries))
     assert "nslt_3.json: the test split is empty" in error_of(data.load_wlasl, tmp_path, "nslt_3.json")
+
+
+# ------------------------------------------------------------------------------------------------
+# found by an exploratory test of data files
+# ------------------------------------------------------------------------------------------------
+def test_npz_damaged_in_ways_zipfile_and_numpy_raise_other_errors_for(tmp_path: Path) -> None:
+    """A member that is no .npy, an encrypted member and a garbled .npy header were tracebacks (exit 1)."""
+    path = write_npz(tmp_path / "data.npz")
+    with zipfile.ZipFile(path) as good, zipfile.ZipFile(tmp_path / "bytes.npz", "w") as archive:
+        archive.writestr("X.npy", b"garbage" * 10)  # numpy hands a member without its magic back as bytes
+        archive.writestr("y.npy", good.read("y.npy"))
+    assert "bytes.npz: member 'X' is not a .npy array" in error_of(data.load_npz, tmp_path / "bytes.npz", 8)
+    raw = bytearray(path.read_bytes())
+    raw[raw.index(b"PK\x01\x02") + 8] |= 0x1  # the first member's "encrypted" flag, in the central directory
+    (tmp_path / "encrypted.npz").write_bytes(bytes(raw))
+    assert "encrypted.npz: cannot be read as .npz (RuntimeError" in error_of(data.load_npz, tmp_path / "encrypted.npz",
+                                                                             8)
+    raw = bytearray(path.read_bytes())
+    start = raw.index(b"{'descr'")
+    raw[start + 2] = ord("#")  # numpy reads the header as a Python literal: a comment breaks it
+    (tmp_path / "header.npz").write_bytes(bytes(raw))
+    assert "header.npz: cannot be read as .npz" in error_of(data.load_npz, tmp_path / "header.npz", 8)
+
+
+def test_npz_a_misspelt_optional_array_and_labels_from_one_say_what_to_do(tmp_path: Path) -> None:
+    """An array 'signers' was ignored: the split became stratified, the same signers in train and test. Labels
+    1..3 were told to set dataset.classes to 4, after which every class 0 trial failed."""
+    path = write_npz(tmp_path / "data.npz", signers=np.arange(18) % 6, video_ids=np.arange(18))
+    assert "has an array 'signers', which nothing reads (did you mean 'signer'?)" in error_of(data.load_npz, path, 8)
+    path = write_npz(tmp_path / "ok.npz", video_ids=np.arange(18))  # an array of the file's own is fine
+    assert data.load_npz(path, 8).num_classes == 3
+    path = write_npz(tmp_path / "one.npz", y=np.repeat(np.arange(1, 4), 6))
+    assert "the labels run 1..3, and class ids count from 0: store y - 1" in \
+        error_of(data.load_npz, path, 8, classes=3)
+
+
+def test_wlasl_duplicate_ids_paths_as_ids_and_a_class_only_in_val_or_test(tmp_path: Path) -> None:
+    entries, _ = small_wlasl(tmp_path)
+    text = (tmp_path / "nslt_3.json").read_text()
+    (tmp_path / "nslt_3.json").write_text(text[:-1] + ', "v00": {"subset": "test", "action": [2, 1, -1]}}')
+    assert "'v00' is listed twice" in error_of(data.load_wlasl, tmp_path, "nslt_3.json")
+    (tmp_path / "outside.npy").write_bytes((tmp_path / "landmarks" / "v00.npy").read_bytes())
+    write_wlasl(tmp_path, {**entries, "../outside": {"subset": "train", "action": [0, 1, -1]}}, {}, "nslt_3.json")
+    assert "video '../outside': a video id names a file in" in error_of(data.load_wlasl, tmp_path, "nslt_3.json")
+    moved = {v: {**e, "subset": "val"} if e["action"][0] == 2 else e for v, e in entries.items()}
+    write_wlasl(tmp_path, moved, {}, "nslt_3.json")
+    assert "class 2 has no training samples: its 4 samples all went to val/test (split by subset)" in \
+        error_of(data.load_wlasl, tmp_path, "nslt_3.json")
+
+
+def test_a_sweep_whose_splits_fail_every_trial_is_refused_before_it_starts(tmp_path: Path) -> None:
+    """validate and run read the arrays but not the splits: a class with no training sample (or an empty val
+    split) passed, and every trial of the study it wrote failed."""
+    from search_spaces.loader import load_spec
+    from sweeper.driver import check_data_found
+
+    split = np.array(["train", "val", "test"] * 6)
+    split[np.repeat(np.arange(3), 6) == 1] = "test"  # class 1 is in test only
+    write_npz(tmp_path / "data.npz", split=split)
+    (tmp_path / "space.yaml").write_text("training: {dataset: {name: npz, path: data.npz, classes: 3}}\n"
+                                         "objective: {metric: val_top1}\n"
+                                         "params:\n  lr: {type: float, low: 0.001, high: 0.01}\n")
+    with pytest.raises(DataError, match=r"training\.dataset: .*data\.npz: class 1 has no training samples: its 6 "):
+        check_data_found(load_spec(tmp_path / "space.yaml"), tmp_path)

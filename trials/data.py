@@ -15,9 +15,9 @@ import numpy as np
 import torch
 
 from trials.config import TrainConfig
-from trials.datasets import Labelled, read_npz, read_wlasl
+from trials.datasets import Labelled, check_splits, read_npz, read_wlasl
 from trials.errors import DataError
-from trials.splitting import SPLIT_NAMES, TRAIN, part_from_signers, signer_partition
+from trials.splitting import SPLIT_NAMES, part_from_signers, signer_partition
 from trials.synthetic import SYNTHETIC_KNOBS, SyntheticKnobs, held_out_companions, make_synthetic
 
 PREPROCESS_CHUNK = 1024  # npz samples preprocessed at a time
@@ -157,15 +157,8 @@ def load_wlasl(
 # ================================================================================================
 def _finish(data: Labelled, seq_len: int) -> Splits:
     """Check splits and class coverage, preprocess, and pack the tensors."""
-    name, y, part, num_classes = data.name, data.y, data.part, data.num_classes
-    for code, split in enumerate(SPLIT_NAMES):
-        if not (part == code).any():
-            raise DataError(f"{name}: the {split} split is empty ({data.how})")
-    train_counts = np.bincount(y[part == TRAIN], minlength=num_classes)
-    missing = np.flatnonzero(train_counts == 0)
-    if len(missing):
-        others = f" (nor do {len(missing) - 1} other classes)" if len(missing) > 1 else ""
-        raise DataError(f"{name}: class {missing[0]} has no training samples{others}")
+    check_splits(data)
+    y, part, num_classes = data.y, data.part, data.num_classes
     sequences = data.sequences
     if isinstance(sequences, np.ndarray):  # chunks bound the float64 temporaries on a large npz
         x = np.concatenate([_preprocess_batch(sequences[i:i + PREPROCESS_CHUNK], seq_len)

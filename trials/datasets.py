@@ -9,9 +9,11 @@ checked here, before any training starts.
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import re
+import tokenize
 import zipfile
 import zlib
 from collections.abc import Sequence
@@ -22,6 +24,12 @@ import numpy as np
 
 from trials.errors import DataError
 from trials.splitting import SPLIT_NAMES, TEST, TRAIN, VAL, part_from_signers, signer_partition, stratified_part
+
+NPZ_ARRAYS = ("X", "y", "signer", "split")  # what read_npz reads; "signer" and "split" are optional
+# what reading a damaged or unusual archive raises, beside ValueError: truncated, bad CRC, encrypted, Deflate64, a
+# garbled .npy header (numpy parses it as a Python literal)
+UNREADABLE = (OSError, EOFError, zipfile.BadZipFile, zlib.error, RuntimeError, NotImplementedError,
+              tokenize.TokenError, SyntaxError)
 
 
 @dataclass(frozen=True)
@@ -56,8 +64,14 @@ def read_npz(path: str | Path, *, classes: int | None = None, seed: int = 0) -> 
     if len(bad):
         origin = f" (dataset.classes={classes})" if classes is not None else ""
         fix = f": set dataset.classes to {y.max() + 1}" if classes is not None and y.max() >= classes else ""
+        if y.min() == 1 and y.max() == num_classes:  # numbered from 1, as a spreadsheet would
+            fix = f": the labels run 1..{y.max()}, and class ids count from 0: store y - 1"
         raise DataError(f"{name}: y[{bad[0]}]={y[bad[0]]} is out of range [0, {num_classes}){origin}{fix}")
     _check_classes_used(y, name, classes)
+    for key in sorted(set(arrays) - set(NPZ_ARRAYS)):  # other arrays are the file's own; a near miss is a typo
+        if hint := difflib.get_close_matches(key.lower(), NPZ_ARRAYS[2:], n=1, cutoff=0.6):
+            raise DataError(f"{name}: has an array {key!r}, which nothing reads (did you mean {hint[0]!r}?): "
+                            f"without it the split would not be what you meant (arrays read: {', '.join(NPZ_ARRAYS)})")
     if "split" in arrays:
         part = _check_split(arrays["split"], name, n)
         how = "split by the 'split' array"
@@ -105,13 +119,16 @@ def _read_npz(path: Path, name: str) -> dict[str, np.ndarray]:
     check_found("npz", path)
     try:
         with np.load(path, allow_pickle=False) as archive:
-            return {key: archive[key] for key in archive.files}
+            arrays = {key: archive[key] for key in archive.files}
     except ValueError as exc:
         if "pickle" in str(exc):
             raise DataError(f"{name}: holds object arrays; store numbers and fixed-width strings only") from exc
         raise DataError(f"{name}: cannot be read as .npz ({exc})") from exc
-    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:  # truncated or corrupted on disk
-        raise DataError(f"{name}: cannot be read as .npz ({exc})") from exc
+    except UNREADABLE as exc:  # truncated or corrupted on disk, encrypted, or compressed as zipfile cannot read
+        raise DataError(f"{name}: cannot be read as .npz ({type(exc).__name__}: {exc})") from exc
+    if odd := [key for key, value in arrays.items() if not isinstance(value, np.ndarray)]:  # a member not .npy
+        raise DataError(f"{name}: member {odd[0]!r} is not a .npy array (write the file with numpy.savez)")
+    return arrays
 
 
 def _need(arrays: dict[str, np.ndarray], key: str, name: str) -> np.ndarray:
@@ -195,6 +212,8 @@ def read_wlasl(
             top = max(_check_entry(v, e, json_name)[1] for v, e in entries.items())
             raise DataError(f"{json_name}: video {video!r} has class {label} but {origin} means {bound} classes "
                             f"(0..{bound - 1}): set dataset.classes to {top + 1}")
+        if Path(video).name != video or video in (".", ".."):  # an id names a file in landmarks/, never a path
+            raise DataError(f"{json_name}: video {video!r}: a video id names a file in {landmarks}, not a path")
         npy_name = str(landmarks / f"{video}.npy")
         seq = _read_sequence(landmarks / f"{video}.npy", npy_name, video, json_name)
         if shape is None:
@@ -214,8 +233,14 @@ def read_wlasl(
 
 
 def _read_split_json(path: Path, name: str) -> dict[str, object]:
+    def once(pairs: list[tuple[str, object]]) -> dict[str, object]:
+        keys = [key for key, _ in pairs]
+        if twice := next((key for i, key in enumerate(keys) if key in keys[:i]), None):  # json keeps the last one
+            raise DataError(f"{name}: {twice!r} is listed twice; each video id (and each key) once")
+        return dict(pairs)
+
     try:
-        entries = json.loads(path.read_text(encoding="utf-8"))
+        entries = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=once)
     except json.JSONDecodeError as exc:
         raise DataError(f"{name}: invalid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -254,11 +279,13 @@ def _check_entry(video: str, entry: object, name: str) -> tuple[str, int, int, i
 def _read_sequence(path: Path, name: str, video: str, json_name: str) -> np.ndarray:
     """One video's [T, L, D] landmarks, finite and non-empty."""
     if not path.is_file():
-        raise DataError(f"{name}: file not found (video {video!r} listed in {json_name})")
+        what = "is a folder" if path.is_dir() else "is a symlink to nothing, or a loop" if path.is_symlink() else \
+            "file not found"
+        raise DataError(f"{name}: {what} (video {video!r} listed in {json_name})")
     try:
         seq = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:  # numpy takes any file without its magic for a pickle
-        why = "not a .npy array file" if "pickled" in str(exc) else str(exc)
+    except (ValueError, *UNREADABLE) as exc:  # numpy takes any file without its magic for a pickle
+        why = "not a .npy array file" if "pickled" in str(exc) else f"{type(exc).__name__}: {exc}"
         raise DataError(f"{name}: cannot be read as .npy ({why})") from None
     if not isinstance(seq, np.ndarray):  # np.load opens an .npz archive too, whatever the file's name
         seq.close()
@@ -281,6 +308,22 @@ def _cut_frames(seq: np.ndarray, start: int, end: int, name: str, video: str, js
 # ================================================================================================
 # Shared checks
 # ================================================================================================
+def check_splits(data: Labelled) -> None:
+    """Every split holds samples and every class has training ones; the driver checks this before a sweep, whose
+    trials would all fail on it."""
+    name, y, part = data.name, data.y, data.part
+    for code, split in enumerate(SPLIT_NAMES):
+        if not (part == code).any():
+            raise DataError(f"{name}: the {split} split is empty ({data.how})")
+    missing = np.flatnonzero(np.bincount(y[part == TRAIN], minlength=data.num_classes) == 0)
+    if len(missing):
+        others = f" (nor do {len(missing) - 1} other classes)" if len(missing) > 1 else ""
+        total = int((y == missing[0]).sum())
+        why = "it has no samples at all" if not total else f"its {total} samples all went to val/test ({data.how}): " \
+            "more signers, another dataset.seed or a split array"
+        raise DataError(f"{name}: class {missing[0]} has no training samples{others}: {why}")
+
+
 def _check_classes_used(y: np.ndarray, name: str, classes: int | None) -> None:
     """``dataset.classes`` must match the labels: a class past the last label would never be seen in training."""
     top = int(y.max())
