@@ -23,6 +23,9 @@ CHECKPOINTS = "checkpoints"
 # absolute folder the study's first run started in: its trials read relative paths (a space's dataset.path) from
 # there, wherever a resume runs from
 WORK_DIR = "work_dir"
+# "sha256:..." of the data the first run's trials read (an npz file; a WLASL split file and its videos' sizes): a
+# resume on a file replaced under the same path would compare trials trained on two datasets
+DATA = "data"
 
 # --- trial user attrs -------------------------------------------------------------------------------------------
 # Final metrics are stored under their own names (the training core's result keys), one attr each, so a report

@@ -72,7 +72,7 @@ from sweeper.ray_runtime import (
 from sweeper.samplers import build_sampler, check_sampling
 from sweeper.study_writer import StudyWriter
 from trials.config import TrainConfig, flatten
-from trials.datasets import check_found, check_splits, read_npz, read_wlasl
+from trials.datasets import check_found, check_splits, data_fingerprint, read_npz, read_wlasl
 from trials.entrypoint import DEFAULT_ENTRYPOINT, working_in
 from trials.errors import DataError
 
@@ -117,12 +117,13 @@ def spec_storage_url(spec: Spec, cli_url: str | None) -> str:
         raise StorageError(f"{origin}: {exc}" if origin else str(exc)) from None
 
 
-def check_data_found(spec: Spec, folder: Path | None = None) -> None:
+def check_data_found(spec: Spec, folder: Path | None = None) -> str | None:
     """Data the built-in core cannot find or read fails every trial: refuse the sweep instead. Not where a param
     samples which data, and not on a cluster (``--address``), where the workers' disks are the ones that count.
-    ``folder``: where the trials read relative paths (a resumed study's first folder), else this one."""
+    ``folder``: where the trials read relative paths (a resumed study's first folder), else this one. Returns the
+    data's fingerprint (:func:`trials.datasets.data_fingerprint`), None for generated data or none checked."""
     if spec.entrypoint != DEFAULT_ENTRYPOINT or any(k.startswith("dataset.") for k in spec.sampled_params()):
-        return
+        return None
     cfg = TrainConfig.from_flat(spec.base_config())
     folder = folder if folder is not None and folder.is_dir() else Path.cwd()  # as the trials fall back
     try:
@@ -133,6 +134,8 @@ def check_data_found(spec: Spec, folder: Path | None = None) -> None:
             elif cfg.dataset_name == "wlasl":
                 check_splits(read_wlasl(cfg.dataset_path, cfg.dataset_split_file, cfg.dataset_landmarks_dir,
                                         classes=cfg.dataset_classes))
+            return None if cfg.dataset_name == "synthetic" else \
+                data_fingerprint(cfg.dataset_name, cfg.dataset_path, cfg.dataset_split_file, cfg.dataset_landmarks_dir)
     except DataError as exc:
         where = f"{spec.source_path}: " if spec.source_path else ""
         raise DataError(f"{where}training.dataset: {exc} (a relative path is read from {folder})") from None
@@ -301,8 +304,7 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
     started = time.perf_counter()
     spec, url = prepare(options)
     retry_briefly(lambda: check_writable(url))  # before Ray and the results folder: found out only after them
-    if options.address is None:
-        check_data_found(spec, study_work_dir(url, spec.name))
+    data = check_data_found(spec, study_work_dir(url, spec.name)) if options.address is None else None
     if spec.resources.fuse > 1:  # fused trial groups (sweeper/fused.py): refuse what they cannot do
         from sweeper.fused import check_spec
 
@@ -350,7 +352,7 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
 
     def open_it() -> tuple[optuna.Study, bool]:
         with opening:
-            return policy.call(lambda: open_study(spec, url, options.space, results_root))
+            return policy.call(lambda: open_study(spec, url, options.space, results_root, data))
 
     def leave() -> None:  # the main thread on an interrupt, and the watcher of one if the main thread is stuck
         opening.acquire(timeout=INTERRUPT_DRAIN_S)
@@ -580,8 +582,8 @@ def outage_message(policy: OutagePolicy, url: str) -> str:
             "once the storage is back: finished trials are kept, unfinished ones carried on from their checkpoints.")
 
 
-def open_study(spec: Spec, url: str, space: str | None, results_root: Path = Path("sweeper_runs")
-               ) -> tuple[optuna.Study, bool]:
+def open_study(spec: Spec, url: str, space: str | None, results_root: Path = Path("sweeper_runs"),
+               data: str | None = None) -> tuple[optuna.Study, bool]:
     """Create the study (with the seeds' enqueued points) or load it to continue.
 
     The storage records heartbeats, so a driver on another machine can tell our trials from a dead driver's.
@@ -604,6 +606,12 @@ def open_study(spec: Spec, url: str, space: str | None, results_root: Path = Pat
             raise StorageError(f"Study {spec.name!r} was made a moment ago by another sweep, from a different space "
                                f"({'; '.join(changes)}); running this one into it would mix two experiments. Give "
                                "this space another name, or run it again with --fresh for a study of its own.")
+        if data is not None and study.user_attrs.get(attrs.DATA) not in (None, data):
+            path = spec.base_config().get("dataset.path")
+            raise DataError(f"{spec.source_path or spec.name}: training.dataset: {path} is not the data study "
+                            f"{spec.name!r} began with (its bytes changed since: {data[:19]}... now, "
+                            f"{str(study.user_attrs[attrs.DATA])[:19]}... then): its trials would compare two "
+                            "datasets. Run with --fresh for a study of its own, or restore the data.")
     found = study.get_trials(deepcopy=False)
     held = len(found)
     created = created or not held  # new: this very call may have created it before a lost answer, and been retried
@@ -620,6 +628,8 @@ def open_study(spec: Spec, url: str, space: str | None, results_root: Path = Pat
         study.set_user_attr(attrs.CHECKPOINTS, str(results_root.resolve() / "checkpoints" / folder))
     if attrs.WORK_DIR not in study.user_attrs:  # a study of an earlier sweeper: from now on, this folder
         study.set_user_attr(attrs.WORK_DIR, str(Path.cwd()))
+    if data is not None and attrs.DATA not in study.user_attrs:  # the first run's data (or, before, the first seen)
+        study.set_user_attr(attrs.DATA, data)
     if not created:
         study.sampler = build_sampler(spec, resumed_after=held)
     if study.user_attrs.get(attrs.SPEC) != attributes[attrs.SPEC]:  # found without trials, as an interrupt left it

@@ -697,3 +697,25 @@ def test_a_sweep_whose_splits_fail_every_trial_is_refused_before_it_starts(tmp_p
                                          "params:\n  lr: {type: float, low: 0.001, high: 0.01}\n")
     with pytest.raises(DataError, match=r"training\.dataset: .*data\.npz: class 1 has no training samples: its 6 "):
         check_data_found(load_spec(tmp_path / "space.yaml"), tmp_path)
+
+
+def test_a_study_refuses_data_that_changed_under_its_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file replaced under the same path was read by the resumed trials: one study compared trials trained on
+    two datasets (33% on the first, 100% on the second, "targets first met")."""
+    from search_spaces.loader import load_spec
+    from sweeper.driver import check_data_found, open_study
+
+    monkeypatch.chdir(tmp_path)
+    write_npz(tmp_path / "data.npz")
+    (tmp_path / "space.yaml").write_text("training: {dataset: {name: npz, path: data.npz, classes: 3}}\n"
+                                         "objective: {metric: val_top1}\n"
+                                         "params:\n  lr: {type: float, low: 0.001, high: 0.01}\n")
+    spec, url = load_spec(tmp_path / "space.yaml"), f"sqlite:///{tmp_path / 'sweeps.db'}"
+    first = check_data_found(spec, tmp_path)
+    assert first is not None and first.startswith("sha256:")
+    study, _ = open_study(spec, url, "space.yaml", data=first)
+    study.enqueue_trial({"lr": 0.005})  # a study with trials, resumed below
+    assert open_study(spec, url, "space.yaml", data=check_data_found(spec, tmp_path))[0].user_attrs["data"] == first
+    write_npz(tmp_path / "data.npz", per_class=7)
+    with pytest.raises(DataError, match=r"data\.npz is not the data study 'space' began with"):
+        open_study(spec, url, "space.yaml", data=check_data_found(spec, tmp_path))

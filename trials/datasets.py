@@ -10,6 +10,7 @@ checked here, before any training starts.
 from __future__ import annotations
 
 import difflib
+import hashlib
 import json
 import math
 import re
@@ -113,6 +114,25 @@ def check_found(kind: str, path: str | Path, split_file: str = "nslt_100.json") 
         raise DataError(f"{path / split_file}: split file not found (dataset.split_file)")
     if kind == "wlasl":
         _read_split_json(path / split_file, str(path / split_file))
+
+
+def data_fingerprint(kind: str, path: str | Path, split_file: str = "nslt_100.json",
+                     landmarks_dir: str = "landmarks") -> str:
+    """``sha256:...`` of what a reader reads: an npz file's bytes; a WLASL split file's, and each listed video's
+    name and size (hashing thousands of videos would take minutes)."""
+    digest = hashlib.sha256()
+    if kind == "npz":
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    else:
+        root = Path(path)
+        text = (root / split_file).read_bytes()
+        digest.update(text)
+        for video in sorted(json.loads(text)):
+            npy = root / landmarks_dir / f"{video}.npy"
+            digest.update(f"{video}:{npy.stat().st_size if npy.is_file() else -1};".encode())
+    return f"sha256:{digest.hexdigest()}"
 
 
 def _read_npz(path: Path, name: str) -> dict[str, np.ndarray]:
