@@ -96,7 +96,7 @@ def make_study(url: str, name: str, *, complete: int = COMPLETE, extra_states: b
         failed.set_user_attr(attrs.ERROR, "RuntimeError: <boom> & \"quotes\"")
         failed.set_user_attr(attrs.STOP_REASON, attrs.STOP_NAN)
         study.tell(failed, state=TS.FAIL)
-        study.ask(distributions)  # RUNNING
+        study.ask(distributions).set_user_attr(attrs.DRIVER, None)  # RUNNING, its driver gone
         study.enqueue_trial({"lr": 1.0e-3})  # WAITING
     close_storage(storage)
 
