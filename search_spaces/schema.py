@@ -6,7 +6,6 @@ independent sections still report their problems together; checks of the whole t
 
 from __future__ import annotations
 
-import itertools
 import math
 import unicodedata
 from collections.abc import Mapping, Sequence
@@ -29,7 +28,6 @@ from trials.entrypoint import (
 
 Atoms = tuple[str, ...]
 MAX_NAME_BYTES = 240
-MAX_MIXES_CHECKED = 4096  # mixes of the other params' extremes tried beside each one's (3^7 and more)
 MAX_GRID_POINTS = 1_000_000  # a million trials is no sweep; beyond it the grid alone takes gigabytes
 
 
@@ -267,7 +265,7 @@ class Spec(BaseModel):
         else:
             issues += [(("params", name, *sub), f"refused by {entry.target}: {problem}")
                        for name, param in self.sampled_params().items() for sub, value in param.extremes()
-                       if (problem := self._refused_everywhere(base, name, value))]
+                       if (problem := entry.check({**base, name: value}))]
             issues += [(("enqueue", i), f"refused by {entry.target}: {problem}")
                        for i, row in enumerate(self.enqueue) if (problem := entry.check({**base, **row}))]
             ints = {k for k, v in (entry.settings or {}).items() if type(v) is int}
@@ -277,19 +275,6 @@ class Spec(BaseModel):
                        if isinstance(param, sections.FloatParam) and name in ints]
         fail(issues)
         return self
-
-    def _refused_everywhere(self, base: dict[str, Any], name: str, value: Any) -> ConfigError | None:
-        """Why the entrypoint refuses param ``name`` at ``value`` beside every mix of the other params' extremes
-        (their lows, highs and choices), or None where one takes it: ``min_lr`` up to 5e-4 is fine beside an ``lr``
-        sampled from 1e-3, though not beside the training block's 1e-4."""
-        assert self._entrypoint is not None
-        others = {n: [v for _, v in p.extremes()] for n, p in self.sampled_params().items() if n != name}
-        mixes = itertools.islice(itertools.product(*others.values()), MAX_MIXES_CHECKED)
-        entry = self._entrypoint
-        if any(not entry.check({**base, **dict(zip(others, mix, strict=True)), name: value}) for mix in mixes):
-            return None
-        return entry.check({**base, name: value}) or entry.check({**base, **{n: v[0] for n, v in others.items()},
-                                                                 name: value})
 
     @property
     def direction(self) -> str:

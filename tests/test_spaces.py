@@ -854,23 +854,3 @@ def test_a_tab_and_a_capitalised_name_say_what_to_write(tmp_path: Path) -> None:
     assert "found character '\\t' that cannot start any token (YAML indents and separates with spaces" in str(err)
     err = errors(write(tmp_path, MINIMAL + "scheduler: {type: ASHA}\n"))
     assert "did you mean 'asha'?" in find(err, "scheduler.type")
-
-
-def test_a_param_is_checked_beside_the_other_params_not_only_the_training_block(tmp_path: Path) -> None:
-    """min_lr up to 5e-4 was refused as "a number in [0, lr] (lr=0.0001)", the training block's lr, though every lr
-    the space samples is 1e-3 or more; warmup_epochs up to 5 likewise beside epochs sampled from 10."""
-    spec = load_spec(write(tmp_path, """\
-        training: {epochs: 2}
-        params:
-          lr: {type: float, low: 1.0e-3, high: 1.0e-2, log: true}
-          min_lr: {type: float, low: 1.0e-5, high: 5.0e-4, log: true}
-          epochs: {type: int, low: 10, high: 20}
-          warmup_epochs: {type: float, low: 0.0, high: 5.0}
-        """))
-    assert set(spec.sampled_params()) == {"lr", "min_lr", "epochs", "warmup_epochs"}
-    err = errors(write(tmp_path, """\
-        params:
-          lr: {type: float, low: 1.0e-3, high: 1.0e-2, log: true}
-          min_lr: {type: float, low: 1.0e-5, high: 5.0e-2, log: true}
-        """))
-    assert "min_lr=0.05 is not allowed: a number in [0, lr]" in find(err, "params.min_lr.high")
