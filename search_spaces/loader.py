@@ -30,22 +30,22 @@ MAX_YAML_VALUES = 100_000  # a space has hundreds; nested aliases can expand a s
 
 
 class SpaceLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, reading plain scalars as YAML 1.2 does: ``1e-4`` is a number, ``010`` ten, and ``on``,
-    ``yes``, ``1:30`` and ``2024-05-01`` are text. YAML 1.1, PyYAML's, reads them as text, eight (octal), booleans,
-    90 (base 60: a ``time: 1:30`` of 90 s) and a date."""
+    """PyYAML's safe loader, reading numbers as YAML 1.2 does: ``1e-4`` is a number, ``010`` ten, and ``1:30`` and
+    ``2024-05-01`` are text. YAML 1.1, PyYAML's, reads them as text, eight (octal), 90 (base 60: a ``time: 1:30``
+    of 90 s) and a date. Booleans stay YAML 1.1's (``yes``, ``on``): a function without ``fit.settings`` would get
+    the text ``"no"``, which Python takes for true."""
 
 
 class SpaceDumper(yaml.SafeDumper):
-    """Writes what :class:`SpaceLoader` reads back the same: the text ``'1e-4'`` quoted (and, as YAML 1.1 would
-    read them otherwise, ``'on'`` and ``'010'``)."""
+    """Writes what :class:`SpaceLoader` reads back the same: the texts ``'1e-4'`` and ``'0o17'`` quoted (and, as
+    YAML 1.1 would read it otherwise, ``'010'``)."""
 
 
 SpaceLoader.yaml_implicit_resolvers = {
-    first: [(tag, pattern) for tag, pattern in resolvers if tag.rpartition(":")[2] not in ("bool", "int", "float",
+    first: [(tag, pattern) for tag, pattern in resolvers if tag.rpartition(":")[2] not in ("int", "float",
                                                                                             "timestamp")]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
 for _kind, _pattern, _first in (  # YAML 1.2's core schema; int before float, which would also match 10
-        ("bool", r"true|True|TRUE|false|False|FALSE", "tTfF"),
         ("int", r"[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+", "-+0123456789"),
         ("float", r"[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)",
          "-+.0123456789")):
@@ -54,6 +54,7 @@ SpaceLoader.add_constructor("tag:yaml.org,2002:int", lambda loader, node: int(
     text := loader.construct_scalar(node), 0 if text.startswith(("0o", "0x")) else 10))
 SpaceDumper.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(
     r"^[-+]?(?:\d[\d_]*(?:\.[\d_]*)?|\.\d[\d_]*)[eE][-+]?\d+$"), list("-+.0123456789"))
+SpaceDumper.add_implicit_resolver("tag:yaml.org,2002:int", re.compile(r"^0o[0-7]+$"), ["0"])
 
 
 def read_yaml_value(text: str) -> Any:

@@ -38,7 +38,6 @@ class _QuietHandler(WSGIRequestHandler):
 
 def serve_dashboard(url: str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
     """Serve until Ctrl-C. A SQLite file that does not exist is an error, not a new empty database."""
-    import optuna
     from optuna_dashboard import wsgi
 
     from sweeper.ray_runtime import mask_passwords_in_command_line
@@ -49,9 +48,7 @@ def serve_dashboard(url: str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT
     storage = retry_briefly(lambda: open_storage(url, create=False))
     mask_passwords_in_command_line()  # a server runs for days: ps would show a --storage URL's password all along
     try:
-        # Optuna's own cache, as load_study wraps a storage: polls past optuna-dashboard's 10 s cache re-read only
-        # unfinished and new trials, not every trial (23 s and 1.4 GB a poll for a study of 5,000)
-        server = make_server(host, port, wsgi(optuna.storages._CachedStorage(storage)), handler_class=_QuietHandler,
+        server = make_server(host, port, wsgi(storage), handler_class=_QuietHandler,
                              server_class=_ThreadingWSGIServer6 if ":" in host else _ThreadingWSGIServer)
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:

@@ -182,10 +182,12 @@ class StudyRecorder(DriverOnly, Callback):
             # Ray's own double failure: a worker that died while its actor waited for the next trial fails the actor
             # and the reset queued on it, both, and Tune ends the trial with its retries unspent. It runs again, once
             self.rerun.add(optuna_trial.number)
-            why = trial_error(trial)[0].partition("\n")[0]
-            err_console.print(f"trial #{optuna_trial.number} lost its Ray worker before it began ({why}); it runs "
-                              "again")
-            self.searcher.run_again(optuna_trial)
+            error = trial_error(trial)[0].partition("\n")[0]
+            why = f"lost its Ray worker before it began ({error})"
+            if self.searcher.run_again(optuna_trial):
+                err_console.print(f"trial #{optuna_trial.number} {why}; it runs again")
+            else:  # the sweep asks no more trials: the next run carries it on
+                self._leave_running(optuna_trial, f": it {why}")
         elif optuna_trial is not None:
             message, frames = trial_error(trial)
             if frames:  # where in the user's code; Ray's own log of it (its frames around theirs) is muted

@@ -147,7 +147,7 @@ def check_sampling(spec: Spec) -> None:
         sections.sampler_options(spec.sampler.type).get("n_startup_trials"), "default", 0))
     random_first = max(0, min(int(startup), 100)) if isinstance(startup, int) else 0
     verbosity = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # "A new study created in memory"
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # "A new study created in memory", "sampled independently"
     study = optuna.create_study(direction=spec.direction, sampler=RandomSampler(seed=0))
     values = np.random.default_rng(0)
     try:

@@ -56,6 +56,7 @@ class StudySearcher(DriverOnly, Searcher):
         self.timed_out = False  # stopped by budget.time
         self.carried_on: set[int] = set()  # dead drivers' trials this one carries on (their curves may be complete)
         self.reruns: list[optuna.Trial] = []  # trials Ray gave up on with retries left: asked again, first
+        self.finished = False  # FINISHED was answered: Tune asks for no trial again
         self.work_dir = study.user_attrs.get(attrs.WORK_DIR)  # where trials read relative paths
         self.driver_dir = os.getcwd()  # where the driver found the entrypoint (after the space's folder)
         # An ask cut short by the storage resumes where it stopped (see _next_trial).
@@ -66,6 +67,11 @@ class StudySearcher(DriverOnly, Searcher):
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         """The next trial's config; ``None`` ("not now") while the storage is away or slow, so Tune's loop goes on."""
+        config = self._suggest(trial_id)
+        self.finished |= config == Searcher.FINISHED  # Tune asks no more after it
+        return config
+
+    def _suggest(self, trial_id: str) -> dict[str, Any] | None:
         if self.stopped or self.policy.overdue():
             return Searcher.FINISHED
         if self._asking is None:
@@ -157,11 +163,15 @@ class StudySearcher(DriverOnly, Searcher):
         self._pending = self._unconfirmed_id = self._ask_token = None
         return trial
 
-    def run_again(self, trial: optuna.Trial) -> None:
+    def run_again(self, trial: optuna.Trial) -> bool:
         """Ask ``trial`` again, as it stands, before anything new: it carries on from its checkpoint as a new Ray
-        trial. For a trial Tune ended although its retries were not spent (see ``StudyRecorder.on_trial_error``)."""
+        trial. For a trial Tune ended although its retries were not spent (see ``StudyRecorder.on_trial_error``).
+        False once Tune asks for no more trials (the budget is spent, the sweep stopping): nothing will run it."""
+        if self.finished:
+            return False
         self.carried_on.add(trial.number)  # its curve may be partly recorded, and a stopped sweep leaves it RUNNING
         self.reruns.append(trial)
+        return True
 
     def _claim_orphan(self) -> None:
         while self._pending is None and self.orphans:  # counted in the budget: RUNNING when their driver died

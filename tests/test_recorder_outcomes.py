@@ -255,12 +255,15 @@ def test_a_trial_ray_ends_with_retries_left_runs_again_and_is_never_recorded_fai
         ray_ends(first, failures=2)  # once only: a trial that kills its worker each time fails in the end
         writer.flush()
         assert study.trials[0].state == TS.FAIL
-        second = searcher._next_trial()
+        second, third = searcher._next_trial(), searcher._next_trial()
         ray_ends(second, failures=1)
         searcher.stopped = True  # the sweep ends before its rerun is asked: RUNNING, for the next run to carry on
         searcher.drop_unstarted()
+        searcher.finished = True  # Tune heard FINISHED (the budget is spent): it would never ask for a rerun
+        ray_ends(third, failures=1)
         writer.flush()
-        assert [t.state for t in study.get_trials()] == [TS.FAIL, TS.RUNNING]
-        assert study.trials[1].user_attrs["driver"] is None
+        assert [t.state for t in study.get_trials()] == [TS.FAIL, TS.RUNNING, TS.RUNNING]
+        assert study.trials[1].user_attrs["driver"] is None and study.trials[2].user_attrs["driver"] is None
+        assert not searcher.reruns
     finally:
         close_storage(storage)

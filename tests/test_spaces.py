@@ -811,6 +811,14 @@ def test_values_that_would_quietly_mean_something_else_are_refused(tmp_path: Pat
     right-to-left override (listed as another name)."""
     err = errors(write(tmp_path, MINIMAL + "  objective: {type: categorical, choices: [val_loss, val_top1]}\n"))
     assert "trials are judged by objective.metric ('val_top3')" in find(err, "params.objective")
+    (tmp_path / "xgb_fit.py").write_text("def fit(config, report, checkpoint_dir):\n    return {'auc': 0.5}\n")
+    spec = load_spec(write(tmp_path, """\
+        entrypoint: xgb_fit:fit
+        objective: {metric: auc, direction: maximize}
+        params:
+          objective: {type: categorical, choices: [reg_squarederror, reg_pseudohubererror]}
+        """))  # a function of its own whose objective is its loss function, not the sweep's metric
+    assert spec.params["objective"].choices == ["reg_squarederror", "reg_pseudohubererror"]
     err = errors(write(tmp_path, space("""\
         targets: {epoch_seconds: 1000}
         storage: ""
@@ -825,14 +833,15 @@ def test_values_that_would_quietly_mean_something_else_are_refused(tmp_path: Pat
 
 
 def test_plain_values_are_read_as_yaml_1_2_reads_them(tmp_path: Path) -> None:
-    """PyYAML reads YAML 1.1: `time: 1:30` was 90 s (base 60), `classes: 010` eight (octal), the choice `on` True
-    (refused as "model.size=True ... expected str"), and a date a date object."""
+    """PyYAML reads YAML 1.1: `time: 1:30` was 90 s (base 60), `classes: 010` eight (octal), and a date a date
+    object. Booleans stay 1.1's: as text, a `no` would reach a function without fit.settings as a true value."""
     spec = load_spec(write(tmp_path, space("""\
         training: {dataset: {classes: 010}}
         baseline: {source: 2024-05-01, test_top3: 0.5}
         """)))
     assert spec.training["dataset.classes"] == 10 and spec.baseline.source == "2024-05-01"
-    assert read_yaml_value("[small, on, yes, off, no, true]") == ["small", "on", "yes", "off", "no", True]
+    assert read_yaml_value("[small, on, yes, off, no, true, '0o17']") == ["small", True, True, False, False, True,
+                                                                        "0o17"]
     assert "expected a duration" in find(errors(write(tmp_path, MINIMAL + "budget: {time: 1:30}\n")), "budget.time")
     assert load_spec("asl20", overrides=["sampler.seed=0x10", "min_lr=1e-7"]).sampler.seed == 16
 

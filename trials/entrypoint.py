@@ -36,9 +36,10 @@ SWEEPER_PACKAGES = ("sweeper", "trials", "storage", "search_spaces")  # a user's
 _TARGET = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
 # The core's metrics whose direction is known: a space that names one needs no ``direction``.
 KNOWN_DIRECTIONS: dict[str, str | None] = {m: d or None for m, d in {**EPOCH_METRICS, **FINAL_METRICS}.items()}
-_LARGER = {"acc", "accuracy", "f1", "auc", "precision", "recall", "score", "iou", "map", "bleu", "r2", "reward", "ndcg"}
-_SMALLER = {"loss", "err", "error", "mse", "mae", "rmse", "nll", "perplexity", "ppl", "wer", "cer", "regret", "cost",
-            "latency", "seconds", "ms"}
+_LARGER = {"acc", "accuracy", "f1", "auc", "precision", "recall", "score", "iou", "map", "bleu", "r2", "reward", "ndcg",
+           "ssim", "psnr"}
+_SMALLER = {"loss", "err", "error", "mse", "mae", "rmse", "nll", "perplexity", "ppl", "wer", "cer", "regret", "cost"}
+_TIME_UNITS = {"latency", "seconds", "ms"}  # smaller, as a name's last word only: step_ms, not ms_ssim
 
 
 def metric_direction(metric: str, fallback: str) -> str:
@@ -50,7 +51,8 @@ def metric_direction(metric: str, fallback: str) -> str:
     # camelCase read both ways: valF1 is val, f1; valIoU is val, iou; mAP and nDCG are words whole
     split = [re.sub(rf"(?<=[a-z0-9])(?={upper})", "_", metric) for upper in ("[A-Z]", "[A-Z][a-z]")]
     words = {w for name in (metric, *split) for w in re.split(r"[^a-z0-9]+", name.lower())}
-    larger, smaller = bool(words & _LARGER), bool(words & _SMALLER)
+    last = {re.split(r"[^a-z0-9]+", name.lower())[-1] for name in (metric, *split)}
+    larger, smaller = bool(words & _LARGER), bool(words & _SMALLER or last & _TIME_UNITS)
     if not larger and not smaller and any(re.fullmatch(r"top\d+", w) for w in words):
         return "maximize"  # topN says which accuracy, or which error: the other word decides
     return "maximize" if larger and not smaller else "minimize" if smaller and not larger else fallback
