@@ -250,7 +250,7 @@ class Spec(BaseModel):
         if self.training.get("objective") not in (None, self.objective.metric):
             issues.append((("training", "objective"), f"is {self.training['objective']!r} but objective.metric is "
                                                       f"{self.objective.metric!r}; remove one of them"))
-        if "objective" in self.params and "objective" in (entry.settings or {}):  # the setting the core's has:
+        if "objective" in self.params and entry.target == DEFAULT_ENTRYPOINT:  # the core's objective setting:
             # each trial would pick its best epoch by a metric the study does not compare
             issues.append((("params", "objective"), f"trials are judged by objective.metric ({self.objective.metric!r})"
                                                     ", and select their best epoch by it: set that, not a param"))

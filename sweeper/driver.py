@@ -591,7 +591,8 @@ def open_study(spec: Spec, url: str, space: str | None, results_root: Path = Pat
     ``sweeper resume`` must then see it); ``prepare`` already refused any change to what is being searched.
     """
     storage = open_storage(url, heartbeat_interval=HEARTBEAT_INTERVAL_S, grace_period=GRACE_PERIOD_S)
-    attributes = {k: v for k, v in study_attrs(spec, space).items() if v is not None}
+    # written with the study (a driver that finds it waits for them); to an earlier sweeper's study, where missing
+    attributes = {k: v for k, v in {**study_attrs(spec, space), attrs.DATA: data}.items() if v is not None}
     study, created = create_or_load_study(storage, spec.name, spec.direction, build_sampler(spec),
                                           study_attrs=attributes)
     if not created:  # a driver creating it this moment enqueues its rows, then writes the folder: wait for both
@@ -611,7 +612,7 @@ def open_study(spec: Spec, url: str, space: str | None, results_root: Path = Pat
             raise DataError(f"{spec.source_path or spec.name}: training.dataset: {path} is not the data study "
                             f"{spec.name!r} began with (its bytes changed since: {data[:19]}... now, "
                             f"{str(study.user_attrs[attrs.DATA])[:19]}... then): its trials would compare two "
-                            "datasets. Run with --fresh for a study of its own, or restore the data.")
+                            "datasets. Restore the data, or start a study of its own (sweeper run SPACE --fresh).")
     found = study.get_trials(deepcopy=False)
     held = len(found)
     created = created or not held  # new: this very call may have created it before a lost answer, and been retried
@@ -628,8 +629,6 @@ def open_study(spec: Spec, url: str, space: str | None, results_root: Path = Pat
         study.set_user_attr(attrs.CHECKPOINTS, str(results_root.resolve() / "checkpoints" / folder))
     if attrs.WORK_DIR not in study.user_attrs:  # a study of an earlier sweeper: from now on, this folder
         study.set_user_attr(attrs.WORK_DIR, str(Path.cwd()))
-    if data is not None and attrs.DATA not in study.user_attrs:  # the first run's data (or, before, the first seen)
-        study.set_user_attr(attrs.DATA, data)
     if not created:
         study.sampler = build_sampler(spec, resumed_after=held)
     if study.user_attrs.get(attrs.SPEC) != attributes[attrs.SPEC]:  # found without trials, as an interrupt left it

@@ -662,8 +662,12 @@ def test_npz_a_misspelt_optional_array_and_labels_from_one_say_what_to_do(tmp_pa
     1..3 were told to set dataset.classes to 4, after which every class 0 trial failed."""
     path = write_npz(tmp_path / "data.npz", signers=np.arange(18) % 6, video_ids=np.arange(18))
     assert "has an array 'signers', which nothing reads (did you mean 'signer'?)" in error_of(data.load_npz, path, 8)
-    path = write_npz(tmp_path / "ok.npz", video_ids=np.arange(18))  # an array of the file's own is fine
+    path = write_npz(tmp_path / "ok.npz", video_ids=np.arange(18), signal=np.arange(18))  # the file's own arrays
+    with zipfile.ZipFile(path, "a") as archive:  # and members: a note beside the arrays
+        archive.writestr("meta.json", "{}")
     assert data.load_npz(path, 8).num_classes == 3
+    path = write_npz(tmp_path / "named.npz", signer=np.arange(18) % 6, signer_names=np.array(["a"] * 18))
+    assert "split by signer" in data.load_npz(path, 8).description
     path = write_npz(tmp_path / "one.npz", y=np.repeat(np.arange(1, 4), 6))
     assert "the labels run 1..3, and class ids count from 0: store y - 1" in \
         error_of(data.load_npz, path, 8, classes=3)
@@ -677,6 +681,10 @@ def test_wlasl_duplicate_ids_paths_as_ids_and_a_class_only_in_val_or_test(tmp_pa
     (tmp_path / "outside.npy").write_bytes((tmp_path / "landmarks" / "v00.npy").read_bytes())
     write_wlasl(tmp_path, {**entries, "../outside": {"subset": "train", "action": [0, 1, -1]}}, {}, "nslt_3.json")
     assert "video '../outside': a video id names a file in" in error_of(data.load_wlasl, tmp_path, "nslt_3.json")
+    (tmp_path / "landmarks" / "a").mkdir()  # an id with a folder in landmarks/ is fine
+    (tmp_path / "landmarks" / "a" / "v00.npy").write_bytes((tmp_path / "landmarks" / "v00.npy").read_bytes())
+    write_wlasl(tmp_path, {**entries, "a/v00": entries["v00"]}, {}, "nslt_3.json")
+    assert data.load_wlasl(tmp_path, "nslt_3.json").num_classes == 3
     moved = {v: {**e, "subset": "val"} if e["action"][0] == 2 else e for v, e in entries.items()}
     write_wlasl(tmp_path, moved, {}, "nslt_3.json")
     assert "class 2 has no training samples: its 4 samples all went to val/test (split by subset)" in \

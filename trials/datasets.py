@@ -9,7 +9,6 @@ checked here, before any training starts.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import math
@@ -69,10 +68,11 @@ def read_npz(path: str | Path, *, classes: int | None = None, seed: int = 0) -> 
             fix = f": the labels run 1..{y.max()}, and class ids count from 0: store y - 1"
         raise DataError(f"{name}: y[{bad[0]}]={y[bad[0]]} is out of range [0, {num_classes}){origin}{fix}")
     _check_classes_used(y, name, classes)
-    for key in sorted(set(arrays) - set(NPZ_ARRAYS)):  # other arrays are the file's own; a near miss is a typo
-        if hint := difflib.get_close_matches(key.lower(), NPZ_ARRAYS[2:], n=1, cutoff=0.6):
-            raise DataError(f"{name}: has an array {key!r}, which nothing reads (did you mean {hint[0]!r}?): "
-                            f"without it the split would not be what you meant (arrays read: {', '.join(NPZ_ARRAYS)})")
+    if not {"signer", "split"} & set(arrays):  # other arrays are the file's own; signers or Split is a typo
+        for key in sorted(k for k in arrays if k.lower().rstrip("s") in ("signer", "split")):
+            raise DataError(f"{name}: has an array {key!r}, which nothing reads (did you mean "
+                            f"{key.lower().rstrip('s')!r}?): without it the split would not be what you meant "
+                            f"(arrays read: {', '.join(NPZ_ARRAYS)})")
     if "split" in arrays:
         part = _check_split(arrays["split"], name, n)
         how = "split by the 'split' array"
@@ -146,7 +146,7 @@ def _read_npz(path: Path, name: str) -> dict[str, np.ndarray]:
         raise DataError(f"{name}: cannot be read as .npz ({exc})") from exc
     except UNREADABLE as exc:  # truncated or corrupted on disk, encrypted, or compressed as zipfile cannot read
         raise DataError(f"{name}: cannot be read as .npz ({type(exc).__name__}: {exc})") from exc
-    if odd := [key for key, value in arrays.items() if not isinstance(value, np.ndarray)]:  # a member not .npy
+    if odd := [k for k, v in arrays.items() if k in NPZ_ARRAYS and not isinstance(v, np.ndarray)]:  # no .npy
         raise DataError(f"{name}: member {odd[0]!r} is not a .npy array (write the file with numpy.savez)")
     return arrays
 
@@ -232,8 +232,9 @@ def read_wlasl(
             top = max(_check_entry(v, e, json_name)[1] for v, e in entries.items())
             raise DataError(f"{json_name}: video {video!r} has class {label} but {origin} means {bound} classes "
                             f"(0..{bound - 1}): set dataset.classes to {top + 1}")
-        if Path(video).name != video or video in (".", ".."):  # an id names a file in landmarks/, never a path
-            raise DataError(f"{json_name}: video {video!r}: a video id names a file in {landmarks}, not a path")
+        if Path(video).is_absolute() or ".." in Path(video).parts:  # an id names a file in landmarks/, below it
+            raise DataError(f"{json_name}: video {video!r}: a video id names a file in {landmarks} (or a folder in "
+                            "it), not a path elsewhere")
         npy_name = str(landmarks / f"{video}.npy")
         seq = _read_sequence(landmarks / f"{video}.npy", npy_name, video, json_name)
         if shape is None:
@@ -253,10 +254,12 @@ def read_wlasl(
 
 
 def _read_split_json(path: Path, name: str) -> dict[str, object]:
-    def once(pairs: list[tuple[str, object]]) -> dict[str, object]:
-        keys = [key for key, _ in pairs]
-        if twice := next((key for i, key in enumerate(keys) if key in keys[:i]), None):  # json keeps the last one
-            raise DataError(f"{name}: {twice!r} is listed twice; each video id (and each key) once")
+    def once(pairs: list[tuple[str, object]]) -> dict[str, object]:  # json.loads would keep the last of two
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise DataError(f"{name}: {key!r} is listed twice; each video id (and each key) once")
+            seen.add(key)
         return dict(pairs)
 
     try:

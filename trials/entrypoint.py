@@ -39,7 +39,7 @@ KNOWN_DIRECTIONS: dict[str, str | None] = {m: d or None for m, d in {**EPOCH_MET
 _LARGER = {"acc", "accuracy", "f1", "auc", "precision", "recall", "score", "iou", "map", "bleu", "r2", "reward", "ndcg",
            "ssim", "psnr"}
 _SMALLER = {"loss", "err", "error", "mse", "mae", "rmse", "nll", "perplexity", "ppl", "wer", "cer", "regret", "cost"}
-_TIME_UNITS = {"latency", "seconds", "ms"}  # smaller, as a name's last word only: step_ms, not ms_ssim
+_TIME_UNITS = {"latency", "seconds", "ms"}  # smaller, unless a larger word is there too: latency_p95, not ms_ssim
 
 
 def metric_direction(metric: str, fallback: str) -> str:
@@ -51,8 +51,8 @@ def metric_direction(metric: str, fallback: str) -> str:
     # camelCase read both ways: valF1 is val, f1; valIoU is val, iou; mAP and nDCG are words whole
     split = [re.sub(rf"(?<=[a-z0-9])(?={upper})", "_", metric) for upper in ("[A-Z]", "[A-Z][a-z]")]
     words = {w for name in (metric, *split) for w in re.split(r"[^a-z0-9]+", name.lower())}
-    last = {re.split(r"[^a-z0-9]+", name.lower())[-1] for name in (metric, *split)}
-    larger, smaller = bool(words & _LARGER), bool(words & _SMALLER or last & _TIME_UNITS)
+    larger = bool(words & _LARGER)
+    smaller = bool(words & _SMALLER) or (bool(words & _TIME_UNITS) and not larger)
     if not larger and not smaller and any(re.fullmatch(r"top\d+", w) for w in words):
         return "maximize"  # topN says which accuracy, or which error: the other word decides
     return "maximize" if larger and not smaller else "minimize" if smaller and not larger else fallback
