@@ -27,19 +27,20 @@ FIXTURES = Path(__file__).parent / "fixtures"
 TS = optuna.trial.TrialState
 
 
-def scripted_space(tmp_path: Path, *, trials=8, extra="") -> Path:
+def scripted_space(tmp_path: Path, *, trials=8, extra="", target=0.99, training="{epochs: 6, sleep: 0.05}",
+                   scheduler="{type: asha, grace_period: 1, reduction_factor: 2}", budget="") -> Path:
     path = tmp_path / "scripted.yaml"
     path.write_text(textwrap.dedent(f"""\
         name: scripted-{uuid.uuid4().hex[:8]}
         entrypoint: scripted_train:train
         objective: {{metric: score, direction: maximize}}
-        targets: {{final_score: 0.99}}
-        training: {{epochs: 6, sleep: 0.05}}
+        targets: {{final_score: {target}}}
+        training: {training}
         params:
           x: {{type: float, low: 0.0, high: 1.0}}
         sampler: {{type: tpe, seed: 1, n_startup_trials: 4}}
-        scheduler: {{type: asha, grace_period: 1, reduction_factor: 2}}
-        budget: {{trials: {trials}, max_concurrent: 2}}
+        scheduler: {scheduler}
+        budget: {budget or f"{{trials: {trials}, max_concurrent: 2}}"}
         resources: {{cpu: 1}}
         """) + extra)
     (tmp_path / "scripted_train.py").write_text((FIXTURES / "scripted_train.py").read_text())
@@ -847,20 +848,8 @@ def test_a_target_another_driver_on_the_study_met_stops_this_sweep_too(ray_sessi
     from sweeper import driver
 
     monkeypatch.setattr(driver, "HEARTBEAT_INTERVAL_S", 1)
-    space = tmp_path / "two.yaml"
-    space.write_text(textwrap.dedent(f"""\
-        name: two-{uuid.uuid4().hex[:8]}
-        entrypoint: scripted_train:train
-        objective: {{metric: score, direction: maximize}}
-        targets: {{final_score: 2.0}}
-        training: {{epochs: 4, sleep: 0.5}}
-        params:
-          x: {{type: float, low: 0.1, high: 1.0}}
-        scheduler: {{type: none}}
-        budget: {{trials: 8, max_concurrent: 1, stop_on_target: true}}
-        resources: {{cpu: 1}}
-        """))
-    (tmp_path / "scripted_train.py").write_text((FIXTURES / "scripted_train.py").read_text())
+    space = scripted_space(tmp_path, target=2.0, training="{epochs: 4, sleep: 0.5}", scheduler="{type: none}",
+                           budget="{trials: 8, max_concurrent: 1, stop_on_target: true}")
     url = f"sqlite:///{tmp_path / 'sweeps.db'}"
     name = space.read_text().split("name: ")[1].split()[0]
 
