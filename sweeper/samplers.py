@@ -148,9 +148,9 @@ def check_sampling(spec: Spec) -> None:
     random_first = max(0, min(int(startup), 100)) if isinstance(startup, int) else 0
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # "A new study created in memory", "sampled independently"
-    study = optuna.create_study(direction=spec.direction, sampler=RandomSampler(seed=0))
     values = np.random.default_rng(0)
     try:
+        study = optuna.create_study(direction=spec.direction, sampler=RandomSampler(seed=0))
         with warnings.catch_warnings(action="ignore"):  # experimental samplers say so on every ask
             for number in range(random_first + 2):
                 if number == random_first:
