@@ -141,21 +141,29 @@ def check_data_found(spec: Spec, folder: Path | None = None) -> str | None:
         raise DataError(f"{where}training.dataset: {exc} (a relative path is read from {folder})") from None
 
 
-def study_work_dir(url: str, name: str) -> Path | None:
-    """The folder an existing study's trials read relative paths from (its first run's); None for a new study."""
+def existing_study_attrs(url: str, name: str) -> dict[str, Any]:
+    """An existing study's user attrs (its first run's folder, its data...); empty for a new study."""
     path = sqlite_path(url)
     if path is not None and not path.exists():
-        return None
+        return {}
     try:
         storage = retry_briefly(lambda: open_storage(url, create=False))
     except NotAStudyDatabase:
-        return None
+        return {}
     try:
-        folder = optuna.load_study(study_name=name, storage=storage).user_attrs.get(attrs.WORK_DIR) \
-            if study_exists(storage, name) else None
+        return optuna.load_study(study_name=name, storage=storage).user_attrs if study_exists(storage, name) else {}
     finally:
         close_storage(storage)
-    return Path(folder) if isinstance(folder, str) else None
+
+
+def check_same_data(spec: Spec, found: Any, data: str | None) -> None:
+    """Refuse data that changed under the path a study's first run read (study attr ``data``): its trials would be
+    compared with trials trained on the old data."""
+    if data is not None and found not in (None, data):
+        raise DataError(f"{spec.source_path or spec.name}: training.dataset: {spec.base_config().get('dataset.path')} "
+                        f"is not the data study {spec.name!r} began with (its bytes changed since: {data[:19]}... "
+                        f"now, {str(found)[:19]}... then): its trials would compare two datasets. Restore the data, "
+                        "or start a study of its own (sweeper run SPACE --fresh).")
 
 
 def prepare(options: SweepOptions) -> tuple[Spec, str]:
@@ -304,7 +312,12 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
     started = time.perf_counter()
     spec, url = prepare(options)
     retry_briefly(lambda: check_writable(url))  # before Ray and the results folder: found out only after them
-    data = check_data_found(spec, study_work_dir(url, spec.name)) if options.address is None else None
+    data = None
+    if options.address is None:  # a resumed study's data, read where its trials read it, is what it began with
+        found = existing_study_attrs(url, spec.name)
+        work_dir = found.get(attrs.WORK_DIR)
+        data = check_data_found(spec, Path(work_dir) if isinstance(work_dir, str) else None)
+        check_same_data(spec, found.get(attrs.DATA), data)
     if spec.resources.fuse > 1:  # fused trial groups (sweeper/fused.py): refuse what they cannot do
         from sweeper.fused import check_spec
 
@@ -607,12 +620,7 @@ def open_study(spec: Spec, url: str, space: str | None, results_root: Path = Pat
             raise StorageError(f"Study {spec.name!r} was made a moment ago by another sweep, from a different space "
                                f"({'; '.join(changes)}); running this one into it would mix two experiments. Give "
                                "this space another name, or run it again with --fresh for a study of its own.")
-        if data is not None and study.user_attrs.get(attrs.DATA) not in (None, data):
-            path = spec.base_config().get("dataset.path")
-            raise DataError(f"{spec.source_path or spec.name}: training.dataset: {path} is not the data study "
-                            f"{spec.name!r} began with (its bytes changed since: {data[:19]}... now, "
-                            f"{str(study.user_attrs[attrs.DATA])[:19]}... then): its trials would compare two "
-                            "datasets. Restore the data, or start a study of its own (sweeper run SPACE --fresh).")
+        check_same_data(spec, study.user_attrs.get(attrs.DATA), data)  # run_sweep checked before it was made
     found = study.get_trials(deepcopy=False)
     held = len(found)
     created = created or not held  # new: this very call may have created it before a lost answer, and been retried

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -727,3 +730,7 @@ def test_a_study_refuses_data_that_changed_under_its_path(tmp_path: Path, monkey
     write_npz(tmp_path / "data.npz", per_class=7)
     with pytest.raises(DataError, match=r"data\.npz is not the data study 'space' began with"):
         open_study(spec, url, "space.yaml", data=check_data_found(spec, tmp_path))
+    run = subprocess.run([sys.executable, "-m", "sweeper.cli", "run", "space.yaml", "--storage", url], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "300"})
+    assert run.returncode == 2 and "is not the data study 'space' began with" in run.stderr, run.stderr
+    assert not (tmp_path / "sweeper_runs").exists()  # refused before Ray and the results folder
