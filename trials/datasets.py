@@ -68,11 +68,13 @@ def read_npz(path: str | Path, *, classes: int | None = None, seed: int = 0) -> 
             fix = f": the labels run 1..{y.max()}, and class ids count from 0: store y - 1"
         raise DataError(f"{name}: y[{bad[0]}]={y[bad[0]]} is out of range [0, {num_classes}){origin}{fix}")
     _check_classes_used(y, name, classes)
-    if not {"signer", "split"} & set(arrays):  # other arrays are the file's own; signers or Split is a typo
-        for key in sorted(k for k in arrays if k.lower().rstrip("s") in ("signer", "split")):
-            raise DataError(f"{name}: has an array {key!r}, which nothing reads (did you mean "
-                            f"{key.lower().rstrip('s')!r}?): without it the split would not be what you meant "
-                            f"(arrays read: {', '.join(NPZ_ARRAYS)})")
+    # other arrays are the file's own, but signers or Split where neither is read is a typo
+    typos = [] if {"signer", "split"} & set(arrays) else \
+        sorted(k for k in arrays if k.lower().rstrip("s") in ("signer", "split"))
+    if typos:
+        raise DataError(f"{name}: has an array {typos[0]!r}, which nothing reads (did you mean "
+                        f"{typos[0].lower().rstrip('s')!r}?): without it the split would not be what you meant "
+                        f"(arrays read: {', '.join(NPZ_ARRAYS)})")
     if "split" in arrays:
         part = _check_split(arrays["split"], name, n)
         how = "split by the 'split' array"
