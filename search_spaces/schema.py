@@ -266,7 +266,7 @@ class Spec(BaseModel):
         else:
             issues += [(("params", name, *sub), f"refused by {entry.target}: {problem}")
                        for name, param in self.sampled_params().items() for sub, value in param.extremes()
-                       if (problem := self._refusal(base, name, value))]
+                       if (problem := entry.check({**base, name: value}))]
             issues += [(("enqueue", i), f"refused by {entry.target}: {problem}")
                        for i, row in enumerate(self.enqueue) if (problem := entry.check({**base, **row}))]
             ints = {k for k, v in (entry.settings or {}).items() if type(v) is int}
@@ -276,19 +276,6 @@ class Spec(BaseModel):
                        if isinstance(param, sections.FloatParam) and name in ints]
         fail(issues)
         return self
-
-    def _refusal(self, base: dict[str, Any], name: str, value: Any) -> ConfigError | None:
-        """Why the entrypoint refuses param ``name`` at ``value``, or None: beside the other sampled params at their
-        lows, then each other one at each of its extremes in turn. The core's rules tie two settings at most
-        (``min_lr <= lr``), so this finds a clash with any value the space samples; the training block's value of a
-        sampled setting, which no trial uses, is not compared. A refusal that names another setting is that one's."""
-        assert self._entrypoint is not None
-        extremes = {n: [v for _, v in p.extremes()] for n, p in self.sampled_params().items() if n != name}
-        lows = {**base, **{n: values[0] for n, values in extremes.items()}, name: value}
-        for config in [lows, *({**lows, other: v} for other, values in extremes.items() for v in values[1:])]:
-            if (problem := self._entrypoint.check(config)) is not None and problem.key in (name, ""):
-                return problem
-        return None
 
     @property
     def direction(self) -> str:

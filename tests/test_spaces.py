@@ -863,35 +863,3 @@ def test_a_tab_and_a_capitalised_name_say_what_to_write(tmp_path: Path) -> None:
     assert "found character '\\t' that cannot start any token (YAML indents and separates with spaces" in str(err)
     err = errors(write(tmp_path, MINIMAL + "scheduler: {type: ASHA}\n"))
     assert "did you mean 'asha'?" in find(err, "scheduler.type")
-
-
-def test_a_param_is_checked_beside_the_values_the_other_params_sample(tmp_path: Path) -> None:
-    """Checked against the training block alone: min_lr up to 5e-4 was refused as above lr=1e-4, a value no trial
-    uses (the space samples lr from 1e-3), while hidden 40 beside heads 16 passed and its trials failed. Checked
-    beside every other param's extremes at once, a range some mixes admit passed (their trials failed), one bad
-    param was blamed on all the others, and validation took 13 times as long."""
-    spec = load_spec(write(tmp_path, """\
-        training: {lr: 1.0e-4, epochs: 2}
-        params:
-          lr: {type: float, low: 1.0e-3, high: 1.0e-2, log: true}
-          min_lr: {type: float, low: 1.0e-5, high: 5.0e-4, log: true}
-          epochs: {type: int, low: 10, high: 20}
-          warmup_epochs: {type: float, low: 0.0, high: 5.0}
-        """))
-    assert len(spec.sampled_params()) == 4
-    err = errors(write(tmp_path, """\
-        params:
-          lr: {type: float, low: 1.0e-4, high: 1.0e-3, log: true}
-          min_lr: {type: float, low: 1.0e-4, high: 9.0e-4, log: true}
-        """))
-    assert "min_lr=0.0009 is not allowed: a number in [0, lr] (lr=0.0001)" in find(err, "params.min_lr.high")
-    err = errors(write(tmp_path, """\
-        params:
-          model.hidden: {type: categorical, choices: [40, 64]}
-          model.heads: {type: categorical, choices: [8, 16]}
-          dropout: {type: float, low: 1.0, high: 1.5}
-        """))
-    assert "model.hidden=40 is not allowed: a multiple of the number of heads (16)" in \
-        find(err, "params.model.hidden.choices.0")
-    assert sorted(issue.field for issue in err.issues) == ["params.dropout.high", "params.dropout.low",
-                                                           "params.model.hidden.choices.0"]
