@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -842,6 +843,20 @@ def test_time_to_target_counts_the_trials_started_before_the_winner_finished(ray
     assert loaded.user_attrs["target_met"]["trial_epochs"] <= 6 + 6
 
 
+def finished_trial_in(db: Path, timeout_s: float = 120) -> bool:
+    """Wait until the SQLite file holds a finished trial, read only: Optuna's own storage creates its tables on
+    opening, which would race with the sweep creating them."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(sqlite3.Error), contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) \
+                as connection:
+            if connection.execute("SELECT count(*) FROM trials WHERE state IN ('COMPLETE', 'PRUNED', 'FAIL')"
+                                  ).fetchone()[0]:
+                return True
+        time.sleep(0.1)
+    return False
+
+
 def test_a_target_another_driver_on_the_study_met_stops_this_sweep_too(ray_session, tmp_path, monkeypatch, capsys):
     """budget.stop_on_target stopped only the driver whose trial met the targets: a second driver on the study
     ran its whole budget, and never said the targets were met."""
@@ -854,15 +869,9 @@ def test_a_target_another_driver_on_the_study_met_stops_this_sweep_too(ray_sessi
     name = space.read_text().split("name: ")[1].split()[0]
 
     def another_driver_meets_them() -> None:  # as record_target_met writes it, for a trial of its own
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            with contextlib.suppress(KeyError, sqlalchemy.exc.SQLAlchemyError):  # not created yet, or half
-                study = load(url, name)
-                if any(t.state == optuna.trial.TrialState.COMPLETE for t in study.get_trials()):
-                    study.set_user_attr("target_met", {"trial": 99, "trial_epochs": 4, "wall_seconds": 1.0,
-                                                       "trials": 1})
-                    return
-            time.sleep(0.2)
+        if finished_trial_in(tmp_path / "sweeps.db"):
+            load(url, name).set_user_attr("target_met", {"trial": 99, "trial_epochs": 4, "wall_seconds": 1.0,
+                                                         "trials": 1})
 
     threading.Thread(target=another_driver_meets_them, daemon=True).start()
     run_sweep(SweepOptions(space=str(space), storage=url))
@@ -881,13 +890,8 @@ def test_a_study_deleted_while_it_runs_stops_the_sweep_with_one_message(ray_sess
     name = space.read_text().split("name: ")[1].split()[0]
 
     def delete_after_the_first_trial() -> None:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            with contextlib.suppress(KeyError, sqlalchemy.exc.SQLAlchemyError):  # not created yet, or half
-                if any(t.state.is_finished() for t in load(url, name).get_trials()):
-                    optuna.delete_study(study_name=name, storage=url)
-                    return
-            time.sleep(0.1)
+        if finished_trial_in(tmp_path / "sweeps.db"):
+            optuna.delete_study(study_name=name, storage=url)
 
     threading.Thread(target=delete_after_the_first_trial, daemon=True).start()
     with pytest.raises(StudyDeleted, match="deleted from its storage while this sweep ran"):
