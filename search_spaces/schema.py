@@ -6,9 +6,10 @@ independent sections still report their problems together; checks of the whole t
 
 from __future__ import annotations
 
+import itertools
 import math
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import optuna
@@ -29,6 +30,8 @@ from trials.entrypoint import (
 Atoms = tuple[str, ...]
 MAX_NAME_BYTES = 240
 MAX_GRID_POINTS = 1_000_000  # a million trials is no sweep; beyond it the grid alone takes gigabytes
+MAX_TRIES = 32  # ways to take related extremes tried beside one value before it is given the benefit of the doubt
+Extreme = tuple[str, Path, Any]  # a sampled param, where its extreme is written, and the value
 
 
 def atoms(path: Sequence[Any]) -> Atoms:
@@ -64,6 +67,23 @@ def resolve_key(key: str, entry: EntrypointInfo | None, params: Mapping[str, Any
         raise ValueError(f"{key!r} is neither a section of the space ({', '.join(names)}) nor a setting of "
                          f"{entry.target}{did_you_mean(head, names) or did_you_mean(key, list(entry.settings))}")
     return f"training.{key}"
+
+
+def _values(chosen: Sequence[Extreme]) -> dict[str, Any]:
+    return {name: value for name, _, value in chosen}
+
+
+def first_pass(entry: EntrypointInfo, config: Mapping[str, Any], options: Sequence[Sequence[Extreme]],
+               ignored: Collection[str]) -> tuple[dict[str, Any] | None, list[ConfigError]]:
+    """The first way to take one extreme from each of ``options`` that leaves ``config`` without a problem (but
+    those of ``ignored`` settings), else None and the problems of the first way tried. Past MAX_TRIES ways none is
+    refused."""
+    first: list[ConfigError] = []
+    for chosen in itertools.islice(itertools.product(*options), MAX_TRIES):
+        if not (problems := [p for p in entry.problems({**config, **_values(chosen)}) if p.key not in ignored]):
+            return _values(chosen), []
+        first = first or problems
+    return (None, first) if math.prod(map(len, options)) <= MAX_TRIES else ({}, [])
 
 
 class Spec(BaseModel):
@@ -254,21 +274,44 @@ class Spec(BaseModel):
             # each trial would pick its best epoch by a metric the study does not compare
             issues.append((("params", "objective"), f"trials are judged by objective.metric ({self.objective.metric!r})"
                                                     ", and select their best epoch by it: set that, not a param"))
+        sampled = self.sampled_params()
+        extremes = {name: [(name, sub, v) for sub, v in param.extremes()] for name, param in sampled.items()}
+        groups = [group for group in entry.related if set(group) & set(sampled)]  # judged by their sampled values
+        group_of = {key: group for group in groups for key in group}
         try:
             base = self.base_config()
-            problem = entry.check(base)
+            loose = [problem for problem in entry.problems(base) if problem.key not in group_of]
         except ConfigError as exc:  # a fixed value not of its setting's type
-            base, problem = {}, exc
-        if problem:
-            where = ("params", problem.key, "value") if problem.key in self.params else \
-                ("training", problem.key) if problem.key in self.training else ("training",)
-            issues.append((where, f"{entry.target} refuses the training config: {problem}"))
+            base, loose = {}, [exc]
+        if loose:
+            key = loose[0].key
+            where = ("params", key, "value") if key in self.params else \
+                ("training", key) if key in self.training else ("training",)
+            issues.append((where, f"{entry.target} refuses the training config: {loose[0]}"))
         else:
-            issues += [(("params", name, *sub), f"refused by {entry.target}: {problem}")
-                       for name, param in self.sampled_params().items() for sub, value in param.extremes()
-                       if (problem := entry.check({**base, name: value}))]
-            issues += [(("enqueue", i), f"refused by {entry.target}: {problem}")
-                       for i, row in enumerate(self.enqueue) if (problem := entry.check({**base, **row}))]
+            witness: dict[str, Any] = {}  # values of related params that pass together
+            for group in groups:  # a value is refused where no extremes of the params it depends on let it pass
+                members = [name for name in group if name in sampled]
+                for name in members:
+                    mates = [extremes[m] for m in members if m != name]
+                    for _, sub, value in extremes[name]:
+                        found, problems = first_pass(entry, {**base, name: value}, mates, set(group_of) - set(group))
+                        if found is None:
+                            own = sorted(problems, key=lambda p: p.key != name)  # warmup_epochs's, not epochs's
+                            issues.append((("params", name, *sub), f"refused by {entry.target}: {own[0]}"))
+                        elif not set(group) & set(witness):
+                            witness.update({name: value, **found})
+            base = {**base, **witness}
+            issues += [(("params", name, *sub), f"refused by {entry.target}: {problems[0]}")
+                       for name in sampled if name not in group_of for _, sub, value in extremes[name]
+                       if (problems := [p for p in entry.problems({**base, name: value}) if p.key not in group_of])]
+            for i, row in enumerate(self.enqueue):  # its related params at each of their extremes
+                touched = [g for g in groups if set(g) & set(row)]
+                options = [extremes[n] for g in touched for n in g if n in sampled and n not in row]
+                found, problems = first_pass(entry, {**base, **row}, options,
+                                             {k for k, g in group_of.items() if g not in touched})
+                if found is None:
+                    issues.append((("enqueue", i), f"refused by {entry.target}: {problems[0]}"))
             ints = {k for k, v in (entry.settings or {}).items() if type(v) is int}
             issues += [(("params", name, "type"), f"{name} is an int setting of {entry.target}; a float range would "
                                                   "give it fractions: write type: int")

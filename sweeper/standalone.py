@@ -66,8 +66,8 @@ def prepare(space: Path | None, set_flags: Iterable[str]) -> tuple[Standalone, s
             config[key] = entry.coerce(key, value)
         except ValueError as exc:
             raise SpecError.single(file, str(exc), source=f"--set {key}") from None
-    if problem := entry.check(config):
-        raise SpecError.single(file, f"{entry.target} refuses the training config: {problem}")
+    if problems := entry.problems(config):
+        raise SpecError.single(file, f"{entry.target} refuses the training config: {problems[0]}")
     if entry.target == DEFAULT_ENTRYPOINT:
         from trials.config import TrainConfig
 

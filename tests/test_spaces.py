@@ -293,6 +293,56 @@ def test_param_range_checked_against_the_core(tmp_path: Path) -> None:
     assert f"{path}:4: params.model.size.choices.1: refused by trials:run" in find(err, "params.model.size.choices.1")
 
 
+def test_related_params_are_judged_by_the_values_their_partners_sample(tmp_path: Path) -> None:
+    """min_lr, warmup_epochs and the model's shape are checked against the params they depend on at those params'
+    extremes, not at the training block's values, which no trial uses when the space samples them; a value is
+    refused only where no sampled partner lets it pass (a few failing pairings fail their own trials)."""
+    lr = "lr: {type: float, low: %s, high: %s, log: true}"
+    accepted = [
+        ("", f"{lr % ('1.0e-3', '1.0e-2')}\n  min_lr: {{type: float, low: 1.0e-6, high: 5.0e-4, log: true}}"),
+        ("training: {min_lr: 5.0e-4}", lr % ("1.0e-3", "1.0e-2")),  # the default lr (1e-4) is below it
+        ("", f"{lr % ('1.0e-4', '1.0e-2')}\n  min_lr: {{type: float, low: 1.0e-6, high: 5.0e-4, log: true}}"),
+        ("training: {epochs: 2}", "epochs: {type: int, low: 5, high: 10}\n  warmup_epochs: {type: fixed, value: 3}"),
+        ("training: {epochs: 2}", "epochs: {type: int, low: 5, high: 10}\n  warmup_epochs: {type: float, low: 0, high: 4}"
+                                  f"\n  {lr % ('1.0e-3', '1.0e-2')}\n  min_lr: {{type: float, low: 0, high: 5.0e-4}}"
+                                  "\nenqueue: [{warmup_epochs: 3, min_lr: 5.0e-4}]"),
+        ("", "model.hidden: {type: categorical, choices: [40, 64]}\n  model.heads: {type: categorical, choices: [8, 16]}"),
+    ]
+    for training, params in accepted:
+        load_spec(write(tmp_path, f"{training}\nparams:\n  {params}\n"))
+    path = write(tmp_path, f"""\
+        training: {{lr: 1.0e-4, epochs: 4}}
+        params:
+          min_lr: {{type: float, low: 1.0e-6, high: 5.0e-4, log: true}}
+          warmup_epochs: {{type: float, low: 5, high: 6}}
+          {lr % ('1.0e-3', '1.0e-2')}
+          model.hidden: {{type: categorical, choices: [40, 64]}}
+          model.heads: {{type: categorical, choices: [16]}}
+        enqueue: [{{min_lr: 5.0e-4}}, {{lr: 0.001, min_lr: 5.0e-4}}]
+        """)
+    err = errors(path)
+    assert find(err, "params.model.hidden.choices.0").endswith("model.hidden=40 is not allowed: a multiple of the "
+                                                               "number of heads (16)")
+    assert "warmup_epochs=5.0 is not allowed" in find(err, "params.warmup_epochs.low")
+    assert "warmup_epochs=6.0 is not allowed" in find(err, "params.warmup_epochs.high")
+    assert {i.field for i in err.issues} == {"params.model.hidden.choices.0", "params.warmup_epochs.low",
+                                             "params.warmup_epochs.high"}  # min_lr passes beside lr 1e-3 and up
+    path = write(tmp_path, f"params:\n  {lr % ('1.0e-4', '1.0e-2')}\n  min_lr: {{type: float, low: 0, high: 5.0e-4}}"
+                           "\nenqueue: [{lr: 1.0e-4, min_lr: 5.0e-4}, {min_lr: 5.0e-4}]\n")
+    assert [i.field for i in errors(path).issues] == ["enqueue.0"]  # the row pins both
+
+
+def test_the_core_lists_every_rule_a_config_breaks_and_raises_the_first() -> None:
+    from trials.config import ConfigError, TrainConfig
+
+    config = TrainConfig.from_flat({"dropout": 2, "min_lr": 1e-3, "model.size": "huge"}, validate=False)
+    assert [p.key for p in config.problems()] == ["model.size", "dropout", "min_lr"]
+    with pytest.raises(ConfigError, match="model.size='huge' is not allowed"):
+        config.validate()
+    assert TrainConfig.from_flat({"model.heads": 3}, validate=False).problems()[0].key == "model.heads"
+    assert [p.key for p in TrainConfig.from_flat({"model.hidden": 30}, validate=False).problems()] == ["model.hidden"]
+
+
 def test_enqueue_rules(tmp_path: Path) -> None:
     path = write(tmp_path, """\
         params:

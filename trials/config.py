@@ -95,7 +95,7 @@ class TrainConfig:
         return cls().to_flat()
 
     @classmethod
-    def from_flat(cls, config: Mapping[str, Any]) -> TrainConfig:
+    def from_flat(cls, config: Mapping[str, Any], *, validate: bool = True) -> TrainConfig:
         """Build and validate a config from a flat dict; unknown keys are errors with a suggestion."""
         known = {_flat_key(f.name): f for f in fields(cls)}
         values: dict[str, Any] = {}
@@ -104,7 +104,8 @@ class TrainConfig:
                 raise ConfigError(unknown_key(key, list(known), "setting"), key)
             values[known[key].name] = coerce(key, raw, known[key].type)
         cfg = cls(**values)
-        cfg.validate()
+        if validate:
+            cfg.validate()
         return cfg
 
     def to_flat(self) -> dict[str, Any]:
@@ -123,9 +124,16 @@ class TrainConfig:
         return 0.1 * self.epochs if self.warmup_epochs < 0 else self.warmup_epochs
 
     def validate(self) -> None:
+        if problems := self.problems():
+            raise problems[0]
+
+    def problems(self) -> list[ConfigError]:
+        """Every rule the config breaks, in order: a space's check judges each group of related settings alone."""
+        found: list[ConfigError] = []
+
         def need(ok: bool, key: str, allowed: str) -> None:
             if not ok:
-                raise ConfigError(f"{key}={self.to_flat()[key]!r} is not allowed: {allowed}", key)
+                found.append(ConfigError(f"{key}={self.to_flat()[key]!r} is not allowed: {allowed}", key))
 
         for key, value in self.to_flat().items():  # inf and NaN pass every >= check below
             need(not isinstance(value, float) or math.isfinite(value), key, "a finite number")
@@ -149,11 +157,12 @@ class TrainConfig:
         need(self.model_hidden >= 0, "model.hidden", "0 (preset) or a positive integer")
         need(self.model_layers >= 0, "model.layers", "0 (preset) or a positive integer")
         need(self.model_heads >= 0, "model.heads", "0 (preset) or a positive integer")
-        hidden, _, heads = self.architecture
+        hidden, _, heads = self.architecture if self.model_size in MODEL_PRESETS else (1, 1, 1)
         if self.model_hidden == 0:  # the preset's hidden size: the heads given must divide it
             need(hidden % heads == 0, "model.heads", f"a divisor of the hidden size ({hidden}, model.size "
                                                      f"{self.model_size}'s)")
-        need(hidden % heads == 0, "model.hidden", f"a multiple of the number of heads ({heads})")
+        else:
+            need(hidden % heads == 0, "model.hidden", f"a multiple of the number of heads ({heads})")
         need(0 <= self.dropout < 1, "dropout", "a number in [0, 1)")
         need(self.epochs >= 1, "epochs", "an integer >= 1")
         need(self.batch_size >= 1, "batch_size", "an integer >= 1")
@@ -173,7 +182,12 @@ class TrainConfig:
              f"{k}, so it never improves and the first epoch's weights would be kept: use val_top1 or val_loss")
         need(0 <= self.threads <= 1024, "threads", "an integer from 0 (torch's default) to 1024")
         need(self.checkpoint_every >= 1, "checkpoint_every", "an integer >= 1")
+        return found
 
+
+# Settings validate() checks against each other. A space that samples two of a group is checked at every pairing
+# of their extremes: min_lr up to 5e-4 is fine beside an lr sampled from 1e-3, whatever the training block's lr.
+RELATED_SETTINGS = (("lr", "min_lr"), ("epochs", "warmup_epochs"), ("model.size", "model.hidden", "model.heads"))
 
 # Metrics reported every epoch, and their study direction ("" for those no study should optimise), in Optuna's
 # words: the driver, the YAML validation and the CLI all speak them. Final metrics are reported once, at the end.

@@ -24,6 +24,7 @@ from trials.config import (
     EPOCH_METRICS,
     FINAL_METRICS,
     OBJECTIVE_METRICS,
+    RELATED_SETTINGS,
     ConfigError,
     TrainConfig,
     coerce,
@@ -85,6 +86,7 @@ class EntrypointInfo:
     settings: dict[str, Any] | None  # accepted flat keys -> defaults; None: anything is accepted
     metrics: tuple[str, ...] | None  # reported metric names; None: any name is accepted
     epoch_metrics: tuple[str, ...] | None  # metrics reported every epoch (usable as objective); None: unknown
+    related: tuple[tuple[str, ...], ...] = ()  # settings checked against each other (min_lr <= lr)
 
     def unknown_setting(self, key: str) -> str | None:
         """Why ``key`` is refused, or None."""
@@ -105,17 +107,16 @@ class EntrypointInfo:
         default = (self.settings or {}).get(key)
         return coerce(key, value, type(default)) if isinstance(default, bool | int | float | str) else value
 
-    def check(self, config: Mapping[str, Any]) -> ConfigError | None:
-        """Why the entrypoint would refuse the whole flat config, or None."""
+    def problems(self, config: Mapping[str, Any]) -> list[ConfigError]:
+        """Why the entrypoint would refuse the whole flat config: every rule it breaks, the first first."""
         try:
             if self.target == DEFAULT_ENTRYPOINT:
-                TrainConfig.from_flat(config)
-            else:
-                for key, value in config.items():
-                    self.coerce(key, value)
+                return TrainConfig.from_flat(config, validate=False).problems()
+            for key, value in config.items():
+                self.coerce(key, value)
         except ConfigError as exc:
-            return exc
-        return None
+            return [exc]
+        return []
 
 
 def import_target(target: str, base_dir: str | Path | None = None, cwd: str | Path | None = None
@@ -170,7 +171,7 @@ def describe(target: str, base_dir: str | Path | None = None) -> EntrypointInfo:
     if target == DEFAULT_ENTRYPOINT:
         return EntrypointInfo(target=target, settings=TrainConfig.defaults(),
                               metrics=tuple(EPOCH_METRICS) + tuple(FINAL_METRICS),
-                              epoch_metrics=tuple(OBJECTIVE_METRICS))
+                              epoch_metrics=tuple(OBJECTIVE_METRICS), related=RELATED_SETTINGS)
     fn = import_target(target, base_dir)
     settings, metrics = getattr(fn, "settings", None), getattr(fn, "metrics", None)
     if settings is not None and not (isinstance(settings, Mapping) and all(isinstance(k, str) for k in settings)):
