@@ -373,6 +373,23 @@ def test_npz_x_not_finite(tmp_path: Path, value: float, word: str) -> None:
     assert f"data.npz: X[2] contains {word} at frame 7" in error_of(data.load_npz, path, 8)
 
 
+def test_npz_x_beyond_any_coordinate_or_all_zeros(tmp_path: Path) -> None:
+    """Coordinates near float64's largest make the centring's mean inf, and the trial's loss NaN (blamed on the lr);
+    a file of zeros (extraction that found nothing) trains to chance: both are the file's fault, said so."""
+    x = np.random.default_rng(0).standard_normal((18, 8, 5, 2))
+    x[4, 3, 2, 1] = -1e308
+    path = write_npz(tmp_path / "data.npz", X=x)
+    assert "data.npz: X[4] holds -1e+308 at frame 3 (landmark 2, coordinate 1), which is no position: at most 1e+12" \
+        in error_of(data.load_npz, path, 8)
+    x[4, 3, 2, 1] = 1e11  # large, as pixels of a big frame are not, but a position
+    assert data.load_npz(write_npz(tmp_path / "data.npz", X=x), 8).x_train.isfinite().all()
+    path = write_npz(tmp_path / "data.npz", X=np.zeros((18, 8, 5, 2)))
+    assert "data.npz: X is all zeros" in error_of(data.load_npz, path, 8)
+    entries = {v: {"subset": s, "action": [0, 1, -1]} for v, s in (("a", "train"), ("b", "val"), ("c", "test"))}
+    write_wlasl(tmp_path / "w", entries, {v: np.zeros((10, 21, 3)) for v in entries})
+    assert "landmarks: every video's landmarks are all zeros" in error_of(data.load_wlasl, tmp_path / "w")
+
+
 @pytest.mark.parametrize("key", ["y", "signer", "split"])
 def test_npz_length_mismatch(tmp_path: Path, key: str) -> None:
     values = {"y": np.zeros(17, dtype=int), "signer": np.zeros(17, dtype=int), "split": np.array(["train"] * 17)}

@@ -26,6 +26,7 @@ from trials.errors import DataError
 from trials.splitting import SPLIT_NAMES, TEST, TRAIN, VAL, part_from_signers, signer_partition, stratified_part
 
 NPZ_ARRAYS = ("X", "y", "signer", "split")  # what read_npz reads; "signer" and "split" are optional
+MAX_COORDINATE = 1e12  # in any unit (pixels, metres, fractions of the frame) a landmark lies far within it
 # what reading a damaged or unusual archive raises, beside ValueError: truncated, bad CRC, encrypted, Deflate64, a
 # garbled .npy header (numpy parses it as a Python literal)
 UNREADABLE = (OSError, EOFError, zipfile.BadZipFile, zlib.error, RuntimeError, NotImplementedError,
@@ -91,6 +92,8 @@ def read_npz(path: str | Path, *, classes: int | None = None, seed: int = 0) -> 
     else:
         part = stratified_part(y, seed)
         how = f"stratified split (seed {seed})"
+    if not x.any():
+        raise DataError(f"{name}: X is all zeros: no landmark of any sample was extracted")
     return Labelled(name, f"npz {name}", x, y, part, num_classes, how)
 
 
@@ -249,6 +252,8 @@ def read_wlasl(
         sequences.append(_cut_frames(seq, start, end, npy_name, video, json_name))
         labels.append(label)
         parts.append(SPLIT_NAMES.index(subset))
+    if not any(seq.any() for seq in sequences):
+        raise DataError(f"{landmarks}: every video's landmarks are all zeros: none was extracted")
     y = np.array(labels, dtype=np.int64)
     _check_classes_used(y, json_name, classes)
     num_classes = bound if bound is not None else int(y.max()) + 1
@@ -377,4 +382,8 @@ def check_landmarks(values: np.ndarray, what: str, axes: str) -> np.ndarray:
         kind = "NaN" if math.isnan(values[first]) else "inf"
         where = f"[{sample[0]}]" if sample else ""
         raise DataError(f"{what}{where} contains {kind} at frame {t} (landmark {landmark}, coordinate {coord})")
+    if max(-float(values.min()), float(values.max())) > MAX_COORDINATE:  # near 1e308 their mean overflows to inf
+        *sample, t, landmark, coord = first = tuple(np.argwhere(np.abs(values) > MAX_COORDINATE)[0])
+        raise DataError(f"{what}{f'[{sample[0]}]' if sample else ''} holds {values[first]:g} at frame {t} (landmark "
+                        f"{landmark}, coordinate {coord}), which is no position: at most {MAX_COORDINATE:g}")
     return values
