@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import math
 import unicodedata
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import optuna
@@ -30,7 +30,9 @@ from trials.entrypoint import (
 Atoms = tuple[str, ...]
 MAX_NAME_BYTES = 240
 MAX_GRID_POINTS = 1_000_000  # a million trials is no sweep; beyond it the grid alone takes gigabytes
-MAX_TRIES = 32  # ways to take related extremes tried beside one value before it is given the benefit of the doubt
+# ways to take related params' extremes tried beside one value, and beside all of a group's or the enqueued rows':
+# past them a value is given the benefit of the doubt (300 x 300 categorical choices)
+MAX_TRIES, MAX_GROUP_TRIES = 32, 1024
 Extreme = tuple[str, Path, Any]  # a sampled param, where its extreme is written, and the value
 
 
@@ -74,16 +76,17 @@ def _values(chosen: Sequence[Extreme]) -> dict[str, Any]:
 
 
 def first_pass(entry: EntrypointInfo, config: Mapping[str, Any], options: Sequence[Sequence[Extreme]],
-               ignored: Collection[str]) -> tuple[dict[str, Any] | None, list[ConfigError]]:
-    """The first way to take one extreme from each of ``options`` that leaves ``config`` without a problem (but
-    those of ``ignored`` settings), else None and the problems of the first way tried. Past MAX_TRIES ways none is
-    refused."""
+               counts: Callable[[ConfigError], bool], tries: int) -> tuple[bool, list[ConfigError], int]:
+    """Whether some way to take one extreme from each of ``options`` leaves ``config`` without a problem that
+    ``counts``, with the problems of the first way tried and the number of ways tried; past ``tries`` ways, a
+    value is given the benefit of the doubt."""
     first: list[ConfigError] = []
-    for chosen in itertools.islice(itertools.product(*options), MAX_TRIES):
-        if not (problems := [p for p in entry.problems({**config, **_values(chosen)}) if p.key not in ignored]):
-            return _values(chosen), []
+    for tried, chosen in enumerate(itertools.islice(itertools.product(*options), tries), 1):
+        if not (problems := [p for p in entry.problems({**config, **_values(chosen)}) if counts(p)]):
+            return True, [], tried
         first = first or problems
-    return (None, first) if math.prod(map(len, options)) <= MAX_TRIES else ({}, [])
+    done = math.prod(map(len, options)) <= tries
+    return not done, first, min(tries, math.prod(map(len, options)))
 
 
 class Spec(BaseModel):
@@ -276,11 +279,15 @@ class Spec(BaseModel):
                                                     ", and select their best epoch by it: set that, not a param"))
         sampled = self.sampled_params()
         extremes = {name: [(name, sub, v) for sub, v in param.extremes()] for name, param in sampled.items()}
-        groups = [group for group in entry.related if set(group) & set(sampled)]  # judged by their sampled values
+        groups = [group for group in entry.related if set(group) & set(sampled)]
         group_of = {key: group for group in groups for key in group}
+
+        def judged_by_samples(problem: ConfigError) -> bool:  # a rule between related settings the space samples
+            return bool(problem.partners) and problem.key in group_of
+
         try:
             base = self.base_config()
-            loose = [problem for problem in entry.problems(base) if problem.key not in group_of]
+            loose = [problem for problem in entry.problems(base) if not judged_by_samples(problem)]
         except ConfigError as exc:  # a fixed value not of its setting's type
             base, loose = {}, [exc]
         if loose:
@@ -289,28 +296,31 @@ class Spec(BaseModel):
                 ("training", key) if key in self.training else ("training",)
             issues.append((where, f"{entry.target} refuses the training config: {loose[0]}"))
         else:
-            witness: dict[str, Any] = {}  # values of related params that pass together
-            for group in groups:  # a value is refused where no extremes of the params it depends on let it pass
-                members = [name for name in group if name in sampled]
-                for name in members:
-                    mates = [extremes[m] for m in members if m != name]
-                    for _, sub, value in extremes[name]:
-                        found, problems = first_pass(entry, {**base, name: value}, mates, set(group_of) - set(group))
-                        if found is None:
-                            own = sorted(problems, key=lambda p: p.key != name)  # warmup_epochs's, not epochs's
-                            issues.append((("params", name, *sub), f"refused by {entry.target}: {own[0]}"))
-                        elif not set(group) & set(witness):
-                            witness.update({name: value, **found})
-            base = {**base, **witness}
-            issues += [(("params", name, *sub), f"refused by {entry.target}: {problems[0]}")
-                       for name in sampled if name not in group_of for _, sub, value in extremes[name]
-                       if (problems := [p for p in entry.problems({**base, name: value}) if p.key not in group_of])]
+            own = {(name, *sub): problems[0] for name in sampled for _, sub, value in extremes[name] if (problems := [
+                p for p in entry.problems({**base, name: value}) if not judged_by_samples(p)])}
+            issues += [(("params", *where), f"refused by {entry.target}: {problem}") for where, problem in own.items()]
+            valid = {name: [e for e in options if (name, *e[1]) not in own] for name, options in extremes.items()}
+            for group in groups:  # a value is refused where no extremes of its sampled partners let it pass
+                left, members = MAX_GROUP_TRIES, [name for name in group if name in sampled]
+                for name, _, value in (e for n in members for e in valid[n]):
+                    if left <= 0:
+                        break
+                    passes, problems, tried = first_pass(
+                        entry, {**base, name: value}, [valid[m] for m in members if m != name],
+                        lambda p, group=group: judged_by_samples(p) and group_of[p.key] == group, min(MAX_TRIES, left))
+                    left -= tried
+                    if not passes:
+                        issues.append((("params", name, *_), f"refused by {entry.target}: "
+                                       f"{sorted(problems, key=lambda p: p.key != name)[0]}"))
+            left = MAX_GROUP_TRIES
             for i, row in enumerate(self.enqueue):  # its related params at each of their extremes
                 touched = [g for g in groups if set(g) & set(row)]
-                options = [extremes[n] for g in touched for n in g if n in sampled and n not in row]
-                found, problems = first_pass(entry, {**base, **row}, options,
-                                             {k for k, g in group_of.items() if g not in touched})
-                if found is None:
+                passes, problems, tried = first_pass(
+                    entry, {**base, **row}, [valid[n] for g in touched for n in g if n in sampled and n not in row],
+                    lambda p, touched=touched: not judged_by_samples(p) or group_of[p.key] in touched,
+                    max(1, min(MAX_TRIES, left)))
+                left -= tried
+                if not passes:
                     issues.append((("enqueue", i), f"refused by {entry.target}: {problems[0]}"))
             ints = {k for k, v in (entry.settings or {}).items() if type(v) is int}
             issues += [(("params", name, "type"), f"{name} is an int setting of {entry.target}; a float range would "

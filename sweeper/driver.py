@@ -124,7 +124,7 @@ def check_data_found(spec: Spec, folder: Path | None = None) -> str | None:
     data's fingerprint (:func:`trials.datasets.data_fingerprint`), None for generated data or none checked."""
     if spec.entrypoint != DEFAULT_ENTRYPOINT or any(k.startswith("dataset.") for k in spec.sampled_params()):
         return None
-    cfg = TrainConfig.from_flat(spec.base_config())
+    cfg = TrainConfig.from_flat(spec.base_config(), validate=False)  # valid beside the sampled params, not alone
     folder = folder if folder is not None and folder.is_dir() else Path.cwd()  # as the trials fall back
     try:
         with working_in(str(folder)):

@@ -381,6 +381,10 @@ def test_npz_x_beyond_any_coordinate_or_all_zeros(tmp_path: Path) -> None:
     path = write_npz(tmp_path / "data.npz", X=x)
     assert "data.npz: X[4] holds -1e+308 at frame 3 (landmark 2, coordinate 1), which is no position: at most 1e+12" \
         in error_of(data.load_npz, path, 8)
+    lowest = np.zeros((18, 8, 5, 2), dtype=np.int64)
+    lowest[1, 2, 3, 0] = np.iinfo(np.int64).min  # whose absolute value is itself
+    path = write_npz(tmp_path / "data.npz", X=lowest)
+    assert "X[1] holds -9.22337e+18 at frame 2" in error_of(data.load_npz, path, 8)
     x[4, 3, 2, 1] = 1e11  # large, as pixels of a big frame are not, but a position
     assert data.load_npz(write_npz(tmp_path / "data.npz", X=x), 8).x_train.isfinite().all()
     path = write_npz(tmp_path / "data.npz", X=np.zeros((18, 8, 5, 2)))

@@ -334,6 +334,30 @@ def test_related_params_are_judged_by_the_values_their_partners_sample(tmp_path:
     assert [i.field for i in errors(path).issues] == ["enqueue.0"]  # the row pins both
 
 
+def test_a_related_setting_is_still_refused_by_its_own_rules(tmp_path: Path) -> None:
+    """Only the rules between related settings wait for the values a space samples: a value bad on its own (a
+    model.size no preset has, a zero lr) is refused where it is written, however many partners it has, and the
+    checks of the data before a sweep take the training block as valid beside the sampled params."""
+    from sweeper.driver import check_data_found
+
+    six = "[32, 64, 96, 128, 160, 192]"
+    path = write(tmp_path, f"params:\n  model.size: {{type: categorical, choices: [small, Medium]}}\n"
+                           f"  model.hidden: {{type: categorical, choices: {six}}}\n"
+                           f"  model.heads: {{type: categorical, choices: [1, 2, 4, 8, 16, 32]}}\n")
+    assert [i.field for i in errors(path).issues] == ["params.model.size.choices.1"]
+    path = write(tmp_path, "training: {lr: -1.0}\nparams:\n  min_lr: {type: float, low: 1.0e-7, high: 1.0e-6}\n")
+    assert [str(i) for i in errors(path).issues] == [
+        f"{path}:1: training.lr: trials:run refuses the training config: lr=-1.0 is not allowed: a positive number"]
+    path = write(tmp_path, "params:\n  warmup_epochs: {type: float, low: 0.0, high: 3.0}\n")
+    issue = errors(path, overrides=["epochs=0"]).issues[0]
+    assert (issue.field, issue.source) == ("training.epochs", "--set epochs=0")
+    path = write(tmp_path, "training: {objective: val_topz}\nparams:\n  lr: {type: float, low: 1.0e-4, high: 0.01}\n")
+    assert "training.objective: trials:run refuses the training config: objective='val_topz' is not allowed: one " \
+           "of train_loss" in str(errors(path))
+    path = write(tmp_path, "training: {min_lr: 5.0e-4}\nparams:\n  lr: {type: float, low: 1.0e-3, high: 0.01}\n")
+    assert check_data_found(load_spec(path)) is None  # generated data: nothing to read, and nothing refused
+
+
 def test_the_core_lists_every_rule_a_config_breaks_and_raises_the_first() -> None:
     from trials.config import ConfigError, TrainConfig
 

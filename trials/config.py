@@ -29,11 +29,12 @@ MAX_SEQ_LEN = 512
 
 
 class ConfigError(ValueError):
-    """A configuration key or value that the training core does not accept; ``key`` names the setting at fault."""
+    """A configuration key or value that the training core does not accept; ``key`` names the setting at fault,
+    ``partners`` the settings a rule judges it beside (``lr`` for ``min_lr <= lr``)."""
 
-    def __init__(self, message: str, key: str = "") -> None:
+    def __init__(self, message: str, key: str = "", partners: tuple[str, ...] = ()) -> None:
         super().__init__(message)
-        self.key = key
+        self.key, self.partners = key, partners
 
 
 @dataclass(frozen=True)
@@ -131,9 +132,9 @@ class TrainConfig:
         """Every rule the config breaks, in order: a space's check judges each group of related settings alone."""
         found: list[ConfigError] = []
 
-        def need(ok: bool, key: str, allowed: str) -> None:
+        def need(ok: bool, key: str, allowed: str, *partners: str) -> None:
             if not ok:
-                found.append(ConfigError(f"{key}={self.to_flat()[key]!r} is not allowed: {allowed}", key))
+                found.append(ConfigError(f"{key}={self.to_flat()[key]!r} is not allowed: {allowed}", key, partners))
 
         for key, value in self.to_flat().items():  # inf and NaN pass every >= check below
             need(not isinstance(value, float) or math.isfinite(value), key, "a finite number")
@@ -160,26 +161,31 @@ class TrainConfig:
         hidden, _, heads = self.architecture if self.model_size in MODEL_PRESETS else (1, 1, 1)
         if self.model_hidden == 0:  # the preset's hidden size: the heads given must divide it
             need(hidden % heads == 0, "model.heads", f"a divisor of the hidden size ({hidden}, model.size "
-                                                     f"{self.model_size}'s)")
+                                                     f"{self.model_size}'s)", "model.size")
         else:
-            need(hidden % heads == 0, "model.hidden", f"a multiple of the number of heads ({heads})")
+            need(hidden % heads == 0, "model.hidden", f"a multiple of the number of heads ({heads})", "model.heads",
+                 "model.size")
         need(0 <= self.dropout < 1, "dropout", "a number in [0, 1)")
         need(self.epochs >= 1, "epochs", "an integer >= 1")
         need(self.batch_size >= 1, "batch_size", "an integer >= 1")
         need(self.lr > 0, "lr", "a positive number")
-        need(0 <= self.min_lr <= self.lr, "min_lr", f"a number in [0, lr] (lr={self.lr!r})")
+        need(self.min_lr >= 0, "min_lr", f"a number in [0, lr] (lr={self.lr!r})")
+        need(self.min_lr <= self.lr, "min_lr", f"a number in [0, lr] (lr={self.lr!r})", "lr")
         need(self.weight_decay >= 0, "weight_decay", "a number >= 0")
         need(0 <= self.label_smoothing < 1, "label_smoothing", "a number in [0, 1)")
-        need(self.warmup_epochs == -1 or 0 <= self.warmup_epochs <= self.epochs, "warmup_epochs",
+        need(self.warmup_epochs == -1 or self.warmup_epochs >= 0, "warmup_epochs",
              f"-1 (10% of epochs) or a number in [0, epochs] (epochs={self.epochs})")
+        need(self.warmup_epochs <= self.epochs, "warmup_epochs",
+             f"-1 (10% of epochs) or a number in [0, epochs] (epochs={self.epochs})", "epochs")
         need(self.grad_clip >= 0, "grad_clip", "a number >= 0 (0 disables clipping)")
         need(self.mixup_alpha >= 0, "mixup_alpha", "a number >= 0 (0 disables mixup)")
         need(self.early_stopping >= 0, "early_stopping", "an integer >= 0 (0 disables)")
         need(re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device) is not None, "device", "auto, cpu, cuda or cuda:N")
         need(self.objective in OBJECTIVE_METRICS, "objective", "one of " + ", ".join(OBJECTIVE_METRICS))
-        k = int(self.objective[-1]) if self.objective.startswith("val_top") else 0
+        k = int(self.objective[-1]) if self.objective in OBJECTIVE_METRICS and self.objective[-1].isdigit() else 0
         need(k < self.dataset_classes, "objective", f"with {self.dataset_classes} classes every label is in the top "
-             f"{k}, so it never improves and the first epoch's weights would be kept: use val_top1 or val_loss")
+             f"{k}, so it never improves and the first epoch's weights would be kept: use val_top1 or val_loss",
+             "dataset.classes")
         need(0 <= self.threads <= 1024, "threads", "an integer from 0 (torch's default) to 1024")
         need(self.checkpoint_every >= 1, "checkpoint_every", "an integer >= 1")
         return found
