@@ -10,6 +10,7 @@ import contextlib
 import logging
 import os
 import secrets
+import shlex
 import tempfile
 import threading
 import time
@@ -229,7 +230,8 @@ def with_defaults(stored: dict[str, Any], spec: Spec) -> dict[str, Any]:
 
 def resume_command(spec: Spec, options: SweepOptions, url: str) -> str:
     """``sweeper resume NAME``, with the storage where the flag or the space named it (SWEEPER_STORAGE stays set)."""
-    return f"sweeper resume {spec.name}" + (f" --storage {mask_url(url)}" if options.storage or spec.storage else "")
+    storage = f" --storage {shlex.quote(mask_url(url))}" if options.storage or spec.storage else ""
+    return f"sweeper resume {shlex.quote(spec.name)}{storage}"  # pasted into a shell: spaces in names and paths
 
 
 def stored_spec(url: str, name: str, overrides: tuple[str, ...] = ()) -> Spec:

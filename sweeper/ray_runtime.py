@@ -169,6 +169,27 @@ def _masked_arg(arg: str) -> str:
     return f"{flag}={mask_url(value)}" if arg.startswith("--") and equals else mask_url(arg)
 
 
+def _start_advice(exc: BaseException) -> str:
+    """What to change where a local Ray did not start: its token's folder under HOME, else its temp folder."""
+    if isinstance(exc, OSError) and ".ray" in Path(str(exc.filename or "")).parts:
+        return f"it keeps its auth token in {Path.home() / '.ray'}: make that writable, or set RAY_AUTH_TOKEN"
+    folder = os.environ.get("RAY_TMPDIR") or tempfile.gettempdir()
+    free = shutil.disk_usage(folder).free / 2**20 if os.path.isdir(folder) else 0.0
+    # a full temp folder, mostly; or one whose sockets' paths would pass 107 bytes (an HPC job's scratch) or ASCII
+    return f"its temp folder {folder} has {free:.0f} MiB free (set RAY_TMPDIR to another folder: a short ASCII " \
+           "path, such as /tmp/ray)"
+
+
+def _private_token() -> None:
+    """Ray writes the token that guards a local Ray (which listens on every interface) as the umask leaves it,
+    readable by every user of a machine whose home folders are open: the owner's alone."""
+    if not os.environ.get("RAY_AUTH_TOKEN_PATH"):  # a token file of the user's choosing is theirs to mind
+        with contextlib.suppress(OSError):
+            token = Path.home() / ".ray" / "auth_token"
+            if token.stat().st_mode & 0o077:
+                token.chmod(0o600)
+
+
 def _init_ray(address: str) -> None:
     import ray
 
@@ -178,11 +199,10 @@ def _init_ray(address: str) -> None:
         try:
             ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False,
                      _system_config=LOCAL_SYSTEM_CONFIG)
-        except (RuntimeError, TimeoutError) as exc:  # its processes did not come up: a full temp folder, mostly
-            folder = os.environ.get("RAY_TMPDIR") or tempfile.gettempdir()
-            free = shutil.disk_usage(folder).free / 2**20 if os.path.isdir(folder) else 0.0
-            raise BadInput(f"Ray could not start here ({str(exc)[:200]}); its temp folder {folder} has "
-                           f"{free:.0f} MiB free (set RAY_TMPDIR to another folder)") from None
+        except (RuntimeError, TimeoutError, OSError, UnicodeError) as exc:
+            raise BadInput(f"Ray could not start here ({str(exc)[:200]}); {_start_advice(exc)}") from None
+        finally:
+            _private_token()
     else:  # a cluster's nodes were started by `ray start`, with their own environment and settings
         try:
             ray.init(address=address, log_to_driver=False, configure_logging=False,

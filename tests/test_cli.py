@@ -84,6 +84,21 @@ def test_data_the_trials_would_not_find_is_refused_before_the_sweep(tmp_path, co
     assert not (tmp_path / "s.db").exists()
 
 
+def test_a_ray_that_cannot_start_here_says_what_to_set_and_its_token_is_the_owners_alone(tmp_path):
+    """Ray's sockets live under the temp folder, in at most 107 bytes: an HPC job's long scratch folder fails them.
+    The token Ray writes first guards the Ray that listens on every interface: mode 0600, whatever the umask."""
+    home, scratch = tmp_path / "home", tmp_path / ("scratch-" + "x" * 100)
+    home.mkdir(), scratch.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_TMPDIR", "RAY_AUTH", "RAY_ADDRESS"))}
+    proc = subprocess.run([sys.executable, "-m", "sweeper.cli", "run", "asl20", "--quick", "--storage",
+                           f"sqlite:///{tmp_path}/s.db"], capture_output=True, text=True, cwd=tmp_path, timeout=300,
+                          env={**env, "HOME": str(home), "TMPDIR": str(scratch), "COLUMNS": "200"})
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.startswith("error: Ray could not start here (validate_socket_filename failed") \
+        and "set RAY_TMPDIR to another folder: a short ASCII path" in proc.stderr, proc.stderr
+    assert (home / ".ray" / "auth_token").stat().st_mode & 0o777 == 0o600
+
+
 def test_validate_prints_a_storage_password_masked(tmp_path):
     url = "postgresql+psycopg://team:hunter2secret@db.example.com/sweeps"
     (tmp_path / "team.yaml").write_text(f"storage: {url}\nparams:\n  lr: {{type: float, low: 0.001, high: 0.01}}\n")

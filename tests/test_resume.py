@@ -664,3 +664,17 @@ def test_a_study_another_space_made_a_moment_ago_is_not_joined(tmp_path):
         open_study(second, url, str(space))
     same, _ = open_study(first, url, str(space))  # the same space joins it, as a second driver does
     assert same.user_attrs["spec"]["params"]["x"]["high"] == 1.0
+
+
+def test_the_resume_command_shown_pastes_into_a_shell_whatever_the_names():
+    import shlex
+
+    from search_spaces.loader import load_spec
+    from sweeper.driver import SweepOptions, resume_command
+
+    spec = load_spec("asl20", overrides=["name=my exp; rm -rf x"])
+    url = "sqlite:////tmp/A proj/my sweeps.db"
+    command = resume_command(spec, SweepOptions(space="asl20", storage=url), url)
+    assert shlex.split(command) == ["sweeper", "resume", "my exp; rm -rf x", "--storage", url]
+    assert resume_command(spec.model_copy(update={"name": "asl20"}), SweepOptions(space="asl20"), url) == \
+        "sweeper resume asl20"  # the storage is the space's default: nothing to add
