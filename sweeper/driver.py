@@ -14,7 +14,7 @@ import shlex
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -157,11 +157,23 @@ def existing_study_attrs(url: str, name: str) -> dict[str, Any]:
         close_storage(storage)
 
 
-def check_same_data(spec: Spec, found: Any, data: str | None) -> None:
+def relocated_folder(found: Mapping[str, Any], results_root: Path) -> Path | None:
+    """The study's checkpoint folder in this run's results folder, where its first run put it elsewhere: a copied
+    or moved project (``cp -a``, ``mv``). Its checkpoints and data are then this copy's own; the first run's folder
+    is another copy's, which that copy's database goes on using. None where the project was not moved."""
+    stored = Path(str(found.get(attrs.CHECKPOINTS) or ""))
+    own = results_root.resolve() / "checkpoints" / stored.name
+    moved = stored.name not in ("", "..") and own.is_dir() and own.resolve() != stored.resolve()
+    return own if moved else None
+
+
+def check_same_data(spec: Spec, found: Any, data: str | None, folder: str | Path | None = None) -> None:
     """Refuse data that changed under the path a study's first run read (study attr ``data``): its trials would be
     compared with trials trained on the old data."""
     if data is not None and found not in (None, data):
-        raise DataError(f"{spec.source_path or spec.name}: training.dataset: {spec.base_config().get('dataset.path')} "
+        path = spec.base_config().get("dataset.path")
+        read = f" (read in {folder})" if folder and not Path(str(path)).is_absolute() else ""
+        raise DataError(f"{spec.source_path or spec.name}: training.dataset: {path}{read} "
                         f"is not the data study {spec.name!r} began with (its bytes changed since: {data[:19]}... "
                         f"now, {str(found)[:19]}... then): its trials would compare two datasets. Restore the data, "
                         "or start a study of its own (sweeper run SPACE --fresh).")
@@ -254,6 +266,9 @@ def stored_spec(url: str, name: str, overrides: tuple[str, ...] = ()) -> Spec:
     from sweeper.best import here_or_below
 
     space_dir, entrypoint = user_attrs.get(attrs.SPACE_DIR), data.get("entrypoint") or DEFAULT_ENTRYPOINT
+    if entrypoint != DEFAULT_ENTRYPOINT and isinstance(space_dir, str) and not Path(space_dir).is_dir():
+        raise BadInput(f"study {name!r} trains with {entrypoint} from {space_dir}, which is not on this machine (a "
+                       "moved project?): run its space file instead, sweeper run FILE, which carries the study on")
     if entrypoint != DEFAULT_ENTRYPOINT and isinstance(space_dir, str) and not here_or_below(Path(space_dir)):
         raise BadInput(f"study {name!r} trains with {entrypoint} from {space_dir}, which is not in this folder: "
                        "sweeper resume imports a study's code only from the folder it runs in or below (the folder "
@@ -317,9 +332,10 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
     data = None
     if options.address is None:  # a resumed study's data, read where its trials read it, is what it began with
         found = existing_study_attrs(url, spec.name)
-        work_dir = found.get(attrs.WORK_DIR)
-        data = check_data_found(spec, Path(work_dir) if isinstance(work_dir, str) else None)
-        check_same_data(spec, found.get(attrs.DATA), data)
+        # a copied or moved project reads its own data from now on (open_study records it)
+        work_dir = Path.cwd() if relocated_folder(found, Path(options.results_dir)) else found.get(attrs.WORK_DIR)
+        data = check_data_found(spec, Path(work_dir) if isinstance(work_dir, str | Path) else None)
+        check_same_data(spec, found.get(attrs.DATA), data, work_dir)
     if spec.resources.fuse > 1:  # fused trial groups (sweeper/fused.py): refuse what they cannot do
         from sweeper.fused import check_spec
 
@@ -639,6 +655,11 @@ def open_study(spec: Spec, url: str, space: str | None, results_root: Path = Pat
         study.set_user_attr(attrs.CHECKPOINTS, str(results_root.resolve() / "checkpoints" / folder))
     if attrs.WORK_DIR not in study.user_attrs:  # a study of an earlier sweeper: from now on, this folder
         study.set_user_attr(attrs.WORK_DIR, str(Path.cwd()))
+    if own := relocated_folder(study.user_attrs, results_root):  # a copied or moved project: its folders from now on
+        study.set_user_attr(attrs.CHECKPOINTS, str(own))
+        study.set_user_attr(attrs.WORK_DIR, str(Path.cwd()))
+        if space is not None and spec.base_dir is not None:  # where resume imports a user's entrypoint
+            study.set_user_attr(attrs.SPACE_DIR, spec.base_dir)
     if not created:
         study.sampler = build_sampler(spec, resumed_after=held)
     if study.user_attrs.get(attrs.SPEC) != attributes[attrs.SPEC]:  # found without trials, as an interrupt left it
@@ -656,6 +677,8 @@ def checkpoint_folder(study: optuna.Study, results_root: Path) -> Path:
     database, and trials write (and move aside) folders in it.
     """
     stored = Path(study.user_attrs.get(attrs.CHECKPOINTS) or results_root / "checkpoints" / study.study_name)
+    if own := relocated_folder(study.user_attrs, results_root):  # a reading command in a copied project
+        return own
     if stored.name in ("", ".", ".."):
         stored = Path(study.study_name)
     shaped = stored.is_absolute() and stored.parent.name == "checkpoints" and stored.parent.is_dir()

@@ -351,6 +351,9 @@ def test_resume_imports_no_code_from_a_space_folder_outside_this_one(tmp_path, m
     assert not ran.exists()
     monkeypatch.chdir(tmp_path)  # from a folder above the space's, the study resumes
     assert prepare(SweepOptions(study=spec.name, storage=url))[0].entrypoint == "resume_planted:train"
+    study.set_user_attr(attrs.SPACE_DIR, str(tmp_path / "moved"))  # a folder no longer there: no advice to go there
+    with pytest.raises(BadInput, match=r"which is not on this machine \(a moved project\?\): run its space file"):
+        prepare(SweepOptions(study=spec.name, storage=url))
 
 
 def test_a_quick_run_with_another_scheduler_resumes_from_its_stored_spec(tmp_path, monkeypatch):
@@ -678,3 +681,33 @@ def test_the_resume_command_shown_pastes_into_a_shell_whatever_the_names():
     assert shlex.split(command) == ["sweeper", "resume", "my exp; rm -rf x", "--storage", url]
     assert resume_command(spec.model_copy(update={"name": "asl20"}), SweepOptions(space="asl20"), url) == \
         "sweeper resume asl20"  # the storage is the space's default: nothing to add
+
+
+def test_a_copied_or_moved_project_checkpoints_and_reads_data_in_its_own_folders(tmp_path, monkeypatch):
+    """The study records its first run's folders as absolute paths; a copy of the project (``cp -a``: the database,
+    the results) used them: its trials moved the original's live checkpoints aside and wrote theirs there, and the
+    original then carried on from the copy's weights. A copy's runs use the copy's folders."""
+    from search_spaces.loader import load_spec
+    from sweeper.driver import checkpoint_folder, relocated_folder
+
+    spec = load_spec("spaces/asl20.yaml", quick=True)
+    first, copy = tmp_path / "A proj", tmp_path / "B proj"
+    first.mkdir()
+    monkeypatch.chdir(first)
+    study, _ = open_study(spec, f"sqlite:///{first / 'sweeps.db'}", None, Path("sweeper_runs"))
+    original = Path(study.user_attrs[attrs.CHECKPOINTS])
+    (original / "trial-00000").mkdir(parents=True)
+    shutil.copytree(first, copy)
+    monkeypatch.chdir(copy)
+    copied = optuna.load_study(study_name=spec.name, storage=f"sqlite:///{copy / 'sweeps.db'}")
+    own = copy / "sweeper_runs" / "checkpoints" / original.name
+    assert checkpoint_folder(copied, Path("sweeper_runs")) == own  # a reading command, before any run
+    study, created = open_study(spec, f"sqlite:///{copy / 'sweeps.db'}", None, Path("sweeper_runs"))
+    assert not created and study.user_attrs[attrs.CHECKPOINTS] == str(own)
+    assert study.user_attrs[attrs.WORK_DIR] == str(copy)
+    monkeypatch.chdir(first)
+    study, _ = open_study(spec, f"sqlite:///{first / 'sweeps.db'}", None, Path("sweeper_runs"))
+    assert study.user_attrs[attrs.CHECKPOINTS] == str(original) and study.user_attrs[attrs.WORK_DIR] == str(first)
+    monkeypatch.chdir(tmp_path)  # a resume from elsewhere: the first run's folders, as ever
+    assert checkpoint_folder(study, Path("runs")) == original
+    assert relocated_folder({attrs.CHECKPOINTS: str(tmp_path / "x" / "checkpoints" / "..")}, first) is None
