@@ -220,9 +220,9 @@ def show_best(view: StudyView, fmt: str = "table") -> None:
     console.print(f"best trial of {view.study.study_name}: #{trial.number}, {view.metric} "
                   f"{format_value(view.metric, trial.value)} (of {len(view.complete)} COMPLETE)", markup=False)
     params = Table(title="params", title_justify="left")
-    params.add_column("param")
-    params.add_column("value", justify="right")
-    params.add_column("exact")
+    params.add_column("param", overflow="fold")  # a narrow terminal folds the digits, never cuts them off
+    params.add_column("value", justify="right", overflow="fold")
+    params.add_column("exact", overflow="fold")
     for name, value in trial.params.items():
         params.add_row(name, format_value(name, value), repr(value))
     console.print(params)
@@ -260,7 +260,7 @@ def _metrics_table(view: StudyView, trial: optuna.trial.FrozenTrial) -> Table:
                                 *(m for m in attrs.FINAL_METRICS if m in values)]))
     table = Table(title="metrics", title_justify="left")
     for column in ("metric", "value", "target", "", "baseline", "vs baseline"):
-        table.add_column(column, justify="left" if column in ("metric", "") else "right")
+        table.add_column(column, justify="left" if column in ("metric", "") else "right", overflow="fold")
     for metric in shown:
         value = values.get(metric)
         target, base = view.targets.get(metric), view.baseline.get(metric)

@@ -238,7 +238,7 @@ def _leave(code: int, message: str = "") -> NoReturn:
     kill_local_ray_before_exit()
     if message:
         err_console.print(message, markup=True)
-    for stream in (sys.stdout, sys.stderr):
+    for stream in (s for s in (sys.stdout, sys.stderr) if s is not None):
         with contextlib.suppress(BrokenPipeError):  # `sweeper run ... | head`: the reader went away, the code stands
             stream.flush()
     os._exit(code)
@@ -368,9 +368,23 @@ def best(name: StudyName, storage: StorageFlag = None, format_: OutputFormat = "
         show_best(inspection.load_view(opened, name, url), format_)
 
 
+def _reopen_closed_streams() -> None:
+    """A stream a script closed (``>&-``, ``2>&-``) is None to Python: the first print, Ray's start (which fails
+    with no stderr) or the exit's flush raised, and a finished sweep exited 1. It writes to /dev/null instead, as
+    ``>/dev/null`` would."""
+    for fd, name in enumerate(("stdin", "stdout", "stderr")):
+        if getattr(sys, name) is None:
+            null = os.open(os.devnull, os.O_RDONLY if fd == 0 else os.O_WRONLY)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+            setattr(sys, name, open(fd, "r" if fd == 0 else "w", closefd=False))  # noqa: SIM115 (the process's)
+
+
 def main() -> None:
     """Console-script entry: bad input is one message and exit 2, a storage that stayed away exit 75, a reader that
     went away (``sweeper status | head -1``) no error at all."""
+    _reopen_closed_streams()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     for out in (console, err_console):
         _quiet_when_reader_gone(out)

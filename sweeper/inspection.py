@@ -89,9 +89,9 @@ def status(storage: optuna.storages.BaseStorage, url: str, name: str | None, fmt
     widest = max(len(view.study.study_name) for view in views)
     table.add_column("study", min_width=min(widest, 40), overflow="fold")
     table.add_column("trials", min_width=len("5 COMPLETE"))
-    table.add_column("best", justify="right")
+    table.add_column("best", justify="right", overflow="fold")
     table.add_column("target (best reached)", overflow="fold")
-    table.add_column("met")
+    table.add_column("met", overflow="fold")
     table.add_column("first trial", min_width=len("2026-01-01"))
     table.add_column("duration", min_width=len("(interrupted)"))  # "0:12:04 (interrupted)" on two lines at most
     for view in views:
@@ -260,8 +260,8 @@ def report(storage: optuna.storages.BaseStorage, url: str, name: str, output: st
         path.write_text(page, encoding="utf-8")
     except OSError as exc:
         raise BadInput(f"Cannot write the report to {str(path)!r}: {exc.strerror or exc}.") from None
-    console.print(f"wrote {path} ({count_trials(len(view.trials))}, {len(page) / 1e6:.1f} MB, works offline)",
-                  markup=False)
+    err_console.print(f"wrote {path} ({count_trials(len(view.trials))}, {len(page) / 1e6:.1f} MB, works offline)",
+                      markup=False)  # stderr: -o /dev/stdout is the page alone
     return path
 
 
@@ -295,6 +295,7 @@ def export(storage: optuna.storages.BaseStorage, url: str, name: str, fmt: str |
 
     A file named for another format (``t.xlsx``) is refused rather than filled with CSV a spreadsheet misreads.
     """
+    to = None if to == "-" else to  # the usual name of stdout
     folder = to is not None and _is_folder(to)
     fmt = export_format(fmt, Path(to) if to is not None and not folder else None)
     output = None if to is None else Path(to) / f"{_file_safe(name)}.{fmt}" if folder else Path(to)
@@ -316,4 +317,4 @@ def export(storage: optuna.storages.BaseStorage, url: str, name: str, fmt: str |
             write_rows(rows, fmt, out)
     except OSError as exc:
         raise BadInput(f"Cannot write to {str(output)!r}: {exc.strerror or exc}.") from None
-    console.print(f"wrote {count_trials(len(rows))} to {output}", markup=False)
+    err_console.print(f"wrote {count_trials(len(rows))} to {output}", markup=False)  # -o /dev/stdout: data alone

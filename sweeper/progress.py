@@ -74,10 +74,10 @@ class SweepPrinter:
         metrics = list(dict.fromkeys([self.metric, *self.spec.targets, *(self.spec.baseline.metrics
                                                                           if self.spec.baseline else {})]))
         table = Table(title=f"best trials of {study.study_name} against targets and baseline")
-        table.add_column("trial")
+        table.add_column("trial", overflow="fold")  # a CI log's 80 columns: values fold, never cut off
         for metric in metrics:
-            table.add_column(metric, justify="right")
-        table.add_column("params")
+            table.add_column(metric, justify="right", overflow="fold")
+        table.add_column("params", overflow="fold")
         if self.spec.targets:
             table.add_row("target", *[_fmt(m, self.spec.targets.get(m)) for m in metrics], "")
         if self.spec.baseline:

@@ -1,6 +1,7 @@
 """The command line as a user types it: real subprocesses, exit codes and messages."""
 
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -97,6 +98,19 @@ def test_a_ray_that_cannot_start_here_says_what_to_set_and_its_token_is_the_owne
     assert proc.stderr.startswith("error: Ray could not start here (validate_socket_filename failed") \
         and "set RAY_TMPDIR to another folder: a short ASCII path" in proc.stderr, proc.stderr
     assert (home / ".ray" / "auth_token").stat().st_mode & 0o777 == 0o600
+
+
+def test_a_stream_a_script_closed_is_no_failure(tmp_path):
+    """``>&-`` makes sys.stdout None: the first print raised (exit 1), and a finished sweep's exit flush did too."""
+    import optuna
+
+    optuna.create_study(study_name="made", storage=f"sqlite:///{tmp_path / 'sweeps.db'}")
+    for closed in (">&-", "2>&-", "<&-"):
+        for args in ("validate asl20", "validate nosuch", "status --format json"):
+            proc = subprocess.run(f"{shlex.quote(sys.executable)} -m sweeper.cli {args} {closed}", shell=True,
+                                  cwd=tmp_path, capture_output=True, text=True, timeout=120)
+            assert proc.returncode == (2 if "nosuch" in args else 0) and "Traceback" not in proc.stderr, \
+                (closed, args, proc.stderr)
 
 
 def test_validate_prints_a_storage_password_masked(tmp_path):

@@ -165,6 +165,8 @@ def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
             "csv": ["export", found.name, "--format", "csv", *storage],
             "json": ["export", found.name, "-o", str(folder / "trials.json"), *storage],
             "json_dir": ["export", found.small, "--format", "json", "-o", f"{folder / 'exports'}/", *storage],
+            "json_dash": ["export", found.small, "--format", "json", "-o", "-", *storage],
+            "report_stdout": ["report", found.small, "-o", "/dev/stdout", *storage],
             "best": ["best", found.name, *storage],
             "typo": ["best", found.name[:-2], *storage],
             "status_json": ["status", "--format", "json", *storage],
@@ -416,20 +418,28 @@ def test_report_table_ranks_top_trials_against_targets(page: Page) -> None:
 
 def test_report_into_a_folder_takes_the_usual_file_name(backend: Backend) -> None:
     path = backend.folder / "reports" / f"{backend.small}-report.html"
-    assert f"wrote {path} (2 trials, " in backend.ok("report_dir").stdout and path.is_file()
+    assert f"wrote {path} (2 trials, " in backend.ok("report_dir").stderr and path.is_file()
+    assert not backend.ok("report_dir").stdout
 
 
 def test_report_into_a_folder_named_with_a_slash_makes_the_folder(backend: Backend) -> None:
     """-o new/reports/ is a folder even before it exists (it was written as an HTML file named reports)."""
     path = backend.folder / "new" / "reports" / f"{backend.small}-report.html"
-    assert f"wrote {path} (2 trials, " in backend.ok("report_new_dir").stdout and path.is_file()
+    assert f"wrote {path} (2 trials, " in backend.ok("report_new_dir").stderr and path.is_file()
 
 
 def test_export_into_a_folder_named_with_a_slash_writes_the_study_name_in_it(backend: Backend) -> None:
     """-o exports/ was written as a file named exports, and the next export overwrote it."""
     path = backend.folder / "exports" / f"{backend.small}.json"
-    assert f"wrote 2 trials to {path}" in backend.ok("json_dir").stdout
+    assert f"wrote 2 trials to {path}" in backend.ok("json_dir").stderr
     assert len(json.loads(path.read_text(encoding="utf-8"))) == 2
+
+
+def test_export_and_report_to_stdout_write_the_data_alone(backend: Backend) -> None:
+    """The "wrote" line went to stdout after the data: jq failed on it, and a redirected CSV began with it."""
+    assert len(json.loads(backend.ok("json_dash").stdout)) == 2 and not (backend.folder / "-").exists()
+    page = backend.ok("report_stdout").stdout
+    assert page.lstrip().lower().startswith("<!doctype html") and page.rstrip().endswith("</html>")
 
 
 def test_report_of_a_small_study_explains_missing_importances(backend: Backend) -> None:
@@ -536,6 +546,14 @@ def test_best_prints_params_metrics_and_a_command_that_reproduces_the_config(bac
     assert parsed == expected and list(parsed) == list(expected)
     assert {k: type(v) for k, v in parsed.items()} == {k: type(v) for k, v in expected.items()}
     assert parsed["epochs"] == 3 and parsed["dataset.samples_per_class"] == 8  # the quick profile it ran with
+
+
+def test_best_in_a_narrow_terminal_folds_values_and_cuts_none(backend: Backend) -> None:
+    """At 40 columns (a CI log's are 80) rich cut the exact column, whose point is every digit, to 0.02575084…"""
+    proc = subprocess.run([sys.executable, "-m", "sweeper.cli", "best", backend.name, "--storage", backend.url],
+                          cwd=backend.folder, env=env(COLUMNS="40"), text=True, capture_output=True, timeout=120)
+    assert proc.returncode == 0 and "…" not in proc.stdout, proc.stdout
+    assert repr(BEST_PARAMS["weight_decay"]) in "".join(re.split(r"\s*[│|]\s*|\n", proc.stdout))
 
 
 def test_best_json_has_stable_keys(backend: Backend) -> None:
