@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TextIO
 
@@ -27,10 +27,12 @@ PARAM_PREFIX = "params_"
 _KNOWN_ATTRS = (*attrs.FINAL_METRICS, *(a for a in attrs.TRIAL_ATTRS if a not in attrs.FINAL_METRICS))
 
 
-def trial_rows(trials: Sequence[optuna.trial.FrozenTrial]) -> list[dict[str, Any]]:
-    """One dict per trial, every dict with the same keys in the same order (see :func:`columns`)."""
+def trial_rows(trials: Sequence[optuna.trial.FrozenTrial], lengths: Mapping[int, int] | None = None
+               ) -> list[dict[str, Any]]:
+    """One dict per trial, every dict with the same keys in the same order (see :func:`columns`); ``lengths``:
+    how many intermediate values each trial reported, by trial id, where ``trials`` hold the last only."""
     names = columns(trials)
-    return [{name: row.get(name) for name in names} for row in map(_row, trials)]
+    return [{name: row.get(name) for name in names} for row in (_row(t, lengths) for t in trials)]
 
 
 def columns(trials: Sequence[optuna.trial.FrozenTrial]) -> list[str]:
@@ -67,7 +69,7 @@ def write_rows(rows: list[dict[str, Any]], fmt: str, out: TextIO) -> None:
         writer.writerow({k: _csv_cell(v) for k, v in row.items()})
 
 
-def _row(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
+def _row(trial: optuna.trial.FrozenTrial, lengths: Mapping[int, int] | None) -> dict[str, Any]:
     start, end = trial.datetime_start, trial.datetime_complete
     row: dict[str, Any] = {
         "number": trial.number,
@@ -76,7 +78,8 @@ def _row(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
         "datetime_start": _iso(start),
         "datetime_complete": _iso(end),
         "duration_seconds": (end - start).total_seconds() if start and end else None,
-        "n_intermediate_values": len(trial.intermediate_values),
+        "n_intermediate_values": len(trial.intermediate_values) if lengths is None else
+        lengths.get(trial._trial_id, 0),
         "last_step": max(trial.intermediate_values, default=None),
     }
     if len(trial.values or ()) > 1:

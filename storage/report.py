@@ -32,6 +32,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from storage import attrs
 from storage.errors import StorageError
+from storage.reading import trials_with_last_values, whole_curves
 from storage.target import describe, epochs_trained, target_met
 from storage.urls import mask_url
 
@@ -63,6 +64,9 @@ class StudyView:
     baseline: dict[str, float]
     fmt: ValueFormatter
     direction_of: DirectionOf
+    # every intermediate value of a few trials, by trial id: ``trials`` may hold only the last (storage.reading)
+    curves: Callable[[Sequence[FrozenTrial]], dict[int, dict[int, float]]] = \
+        lambda trials: {trial._trial_id: trial.intermediate_values for trial in trials}
 
     @cached_property
     def complete(self) -> list[FrozenTrial]:
@@ -147,8 +151,10 @@ def targets_met(values: Mapping[str, float], targets: Mapping[str, float], direc
     return True
 
 
-def study_view(study: optuna.Study, fmt: ValueFormatter, direction_of: DirectionOf) -> StudyView:
-    """Parse the sweep's study attrs (see :mod:`storage.attrs`); a study without them still gets a view."""
+def study_view(study: optuna.Study, fmt: ValueFormatter, direction_of: DirectionOf,
+               storage: optuna.storages.BaseStorage | None = None) -> StudyView:
+    """Parse the sweep's study attrs (see :mod:`storage.attrs`); a study without them still gets a view. With the
+    study's ``storage``, the trials hold their last intermediate values only (``storage.reading``)."""
     if len(study.directions) != 1:
         raise StorageError(f"Study {study.study_name!r} has {len(study.directions)} objectives; sweeper reads "
                            "single-objective studies only.")
@@ -157,7 +163,7 @@ def study_view(study: optuna.Study, fmt: ValueFormatter, direction_of: Direction
     baseline = user.get(attrs.BASELINE) if isinstance(user.get(attrs.BASELINE), dict) else {}
     return StudyView(
         study=study,
-        trials=study.get_trials(deepcopy=False),
+        trials=study.get_trials(deepcopy=False) if storage is None else trials_with_last_values(storage, study),
         metric=str(objective.get("metric") or "value"),
         maximize=study.direction == StudyDirection.MAXIMIZE,
         targets=_numbers(user.get(attrs.TARGETS)),
@@ -165,6 +171,7 @@ def study_view(study: optuna.Study, fmt: ValueFormatter, direction_of: Direction
         baseline=_numbers(baseline.get("metrics")),
         fmt=fmt,
         direction_of=direction_of,
+        **({} if storage is None else {"curves": lambda trials: whole_curves(storage, trials)}),
     )
 
 
@@ -307,12 +314,12 @@ def _learning_curves(view: StudyView, top: int, figures: list[tuple[str, str]]) 
     best = [t for t in view.complete[:top] if t.intermediate_values]
     if not best:
         return _section("learning-curves", _note("No COMPLETE trial reported per-epoch values yet."))
-    fig = go.Figure()
+    fig, curves = go.Figure(), view.curves(best)
     for trial in best:
-        steps = sorted(trial.intermediate_values)
-        fig.add_scatter(x=steps, y=[trial.intermediate_values[s] for s in steps], mode="lines+markers",
+        steps = sorted(curves[trial._trial_id])
+        fig.add_scatter(x=steps, y=[curves[trial._trial_id][s] for s in steps], mode="lines+markers",
                         name=f"#{trial.number} ({view.fmt(view.metric, trial.value)})")
-    steps = [s for t in best for s in t.intermediate_values]
+    steps = [s for t in best for s in curves[t._trial_id]]
     span = [min(steps), max(max(steps), min(steps) + 1)]
     _reference_lines(fig, view, view.metric, span)
     _axes(fig, view, f"{view.metric} per epoch, top {len(best)} COMPLETE trials", "epoch", view.metric, span)

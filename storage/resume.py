@@ -21,6 +21,7 @@ import os
 import socket
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -88,9 +89,11 @@ def process_start_ticks(pid: int) -> int | None:
     return int(stat.rsplit(")", 1)[1].split()[19])  # fields after "(comm)" start at field 3
 
 
-def orphaned_trials(study: optuna.Study) -> list[FrozenTrial]:
-    """The study's RUNNING trials whose driver is gone, oldest first (see the module docstring)."""
-    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+def orphaned_trials(study: optuna.Study, trials: Sequence[FrozenTrial] | None = None) -> list[FrozenTrial]:
+    """The study's RUNNING trials whose driver is gone, oldest first (see the module docstring); among ``trials``
+    where the caller read them already (``storage.reading``: Optuna's cache would load every curve)."""
+    running = [t for t in trials if t.state == TrialState.RUNNING] if trials is not None else \
+        study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     if not running:
         return []
     storage = study._storage  # Optuna's cache wrapper forwards the heartbeat API of the RDB storage

@@ -26,6 +26,7 @@ from storage import attrs
 from storage.engine import as_storage_error, close_storage, open_storage
 from storage.errors import StorageError
 from storage.export import FORMATS, json_safe, trial_rows, write_rows
+from storage.reading import curve_lengths, trials_with_last_values
 from storage.report import StudyView, build_report, duration, study_view
 from storage.resume import GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S, orphaned_trials
 from storage.retry import retry_briefly
@@ -55,19 +56,20 @@ def reading(storage_flag: str | None) -> Iterator[tuple[optuna.storages.RDBStora
         close_storage(storage)
 
 
-def view_of(study: optuna.Study) -> StudyView:
-    """The study as the report and the commands read it, with sweeper's formatting and metric directions."""
+def view_of(study: optuna.Study, storage: optuna.storages.BaseStorage | None = None) -> StudyView:
+    """The study as the report and the commands read it, with sweeper's formatting and metric directions; read
+    from ``storage`` where given, with each trial's last intermediate value only (``storage.reading``)."""
     # directions[0], not direction: study_view refuses a multi-objective study in words, not with Optuna's error
     fallback = study.directions[0].name.lower()  # a StudyDirection's name is the direction's word: MAXIMIZE
 
     def direction_of(metric: str) -> str:
         return metric_direction(metric, fallback)
 
-    return study_view(study, format_value, direction_of)
+    return study_view(study, format_value, direction_of, storage)
 
 
 def load_view(storage: optuna.storages.BaseStorage, name: str, url: str) -> StudyView:
-    return view_of(load_existing_study(storage, name, url))
+    return view_of(load_existing_study(storage, name, url), storage)
 
 
 # --- status -----------------------------------------------------------------------------------------------------
@@ -108,7 +110,7 @@ def _all_views(storage: optuna.storages.BaseStorage, url: str) -> list[StudyView
     views = []
     for frozen in storage.get_all_studies():
         try:
-            views.append(view_of(optuna.load_study(study_name=frozen.study_name, storage=storage)))
+            views.append(view_of(optuna.load_study(study_name=frozen.study_name, storage=storage), storage))
         except KeyError:  # deleted while we listed (a shared server)
             continue
         except StorageError as exc:  # e.g. a multi-objective study someone else keeps here
@@ -224,7 +226,7 @@ def _details(view: StudyView, storage_flag: str) -> None:
                       f"{span[1].isoformat(sep=' ', timespec='seconds')}"
                       + (f" (the last start or end on record; {running} still RUNNING)" if running else ""),
                       markup=False)
-    orphans = orphaned_trials(view.study) if is_sweepers(view) else []
+    orphans = orphaned_trials(view.study, view.trials) if is_sweepers(view) else []
     if orphans:
         console.print(f"interrupted: {', '.join(f'#{t.number}' for t in orphans)} "
                       f"{'was' if len(orphans) == 1 else 'were'} running when their driver died; sweeper resume "
@@ -304,7 +306,7 @@ def export(storage: optuna.storages.BaseStorage, url: str, name: str, fmt: str |
     if output is not None and not output.parent.is_dir():
         raise BadInput(f"Cannot write to {str(output)!r}: the folder {str(output.parent)!r} does not exist.")
     study = load_existing_study(storage, name, url)
-    rows = trial_rows(study.get_trials(deepcopy=False))
+    rows = trial_rows(trials_with_last_values(storage, study), curve_lengths(storage, study))
     if output is None:
         try:
             write_rows(rows, fmt, sys.stdout)

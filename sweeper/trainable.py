@@ -16,7 +16,7 @@ import reprlib
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +74,30 @@ def trial_checkpoint_dir(checkpoints: str, number: int) -> Path:
     return Path(checkpoints) / f"trial-{number:05d}"
 
 
+def trial_output_file(checkpoints: str, number: int) -> Path:
+    """Beside the trial's folder, not in it: a training function may take any file there for a checkpoint."""
+    return Path(checkpoints) / f"trial-{number:05d}.log"
+
+
+@contextlib.contextmanager
+def output_kept(path: Path) -> Iterator[None]:
+    """The training function's prints, warnings and log lines, appended to ``path``: a local Ray keeps its workers'
+    output in its session's temp folder only, which a CI job or a cluster node takes with it. Where ``path`` cannot
+    be written, the output goes where Ray sends it."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        out = path.open("a", encoding="utf-8", buffering=1)  # line by line: a killed trial keeps its last lines
+    except OSError:
+        yield
+        return
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+            yield
+    finally:
+        with contextlib.suppress(OSError):
+            out.close()
+
+
 def note_stopped(checkpoints: str, number: int, user_attrs: dict[str, Any]) -> None:
     """Keep the driver's decision to stop a trial (PRUNED, and its attrs) beside the trial's checkpoints.
 
@@ -105,7 +129,7 @@ def run_trial(config: dict[str, Any]) -> None:
     # from where the driver checked it, not from the study's work_dir (an attr anyone who may write the database
     # can set), which would put that folder on sys.path ahead of the module the driver found
     train = import_target(meta["entrypoint"], meta.get("base_dir"), meta.get("driver_dir"))
-    with working_in(meta.get("work_dir")):
+    with working_in(meta.get("work_dir")), output_kept(trial_output_file(meta["checkpoints"], meta["number"])):
         _run_trial(config, train)
 
 

@@ -374,7 +374,7 @@ class Page(HTMLParser):
 
 @pytest.fixture(scope="module")
 def page(backend: Backend) -> Page:
-    assert "report.html" in backend.ok("report").stdout
+    assert "report.html" in backend.ok("report").stderr
     return Page((backend.folder / "report.html").read_text(encoding="utf-8"))
 
 
@@ -515,7 +515,7 @@ def test_export_refuses_a_file_named_for_another_format(backend: Backend) -> Non
 
 
 def test_export_json_is_a_list_of_objects(backend: Backend) -> None:
-    assert "wrote" in backend.ok("json").stdout  # -o trials.json: the format follows the suffix
+    assert "wrote" in backend.ok("json").stderr  # -o trials.json: the format follows the suffix
     rows = json.loads((backend.folder / "trials.json").read_text(encoding="utf-8"))
     assert len(rows) == COMPLETE + 4 and all(set(r) == set(rows[0]) for r in rows)
     assert set(rows[0]) >= EXPECTED_COLUMNS

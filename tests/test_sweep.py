@@ -78,6 +78,10 @@ def test_user_entrypoint_sweep_records_complete_pruned_and_failed_trials(ray_ses
     best = max(complete, key=lambda t: t.value)
     assert best.params["x"] == 1.0  # the enqueued best point ran first and survived
     attrs = load(storage_url, study.study_name).user_attrs
+    # what the function printed, warned and logged, beside its trial's checkpoints (Ray kept it in /tmp/ray)
+    output = (Path(attrs["checkpoints"]) / f"trial-{failed[0].number:05d}.log").read_text()
+    assert all(line in output for line in ("x is 0.0", "about to fail", "x is 0", "no score without x")), output
+    assert f"x is {best.params['x']}" in (Path(attrs["checkpoints"]) / f"trial-{best.number:05d}.log").read_text()
     assert attrs["targets"] == {"final_score": 0.99}
     assert attrs["objective"] == {"metric": "score", "direction": "maximize"}
     assert attrs["spec"]["params"]["x"]["high"] == 1.0
@@ -299,7 +303,8 @@ def test_quick_asl20_sweep_records_everything(ray_session, tmp_path, monkeypatch
         proc = subprocess.run([sys.executable, "-m", "sweeper.cli", *args, "--storage", storage_url],
                               capture_output=True, text=True, cwd=tmp_path, timeout=120,
                               env={**os.environ, "COLUMNS": "300"})
-        assert proc.returncode == 0 and expected in proc.stdout, (args, proc.stdout, proc.stderr)
+        shown = proc.stderr if args[0] == "report" else proc.stdout  # report's page is the file; stderr says where
+        assert proc.returncode == 0 and expected in shown, (args, proc.stdout, proc.stderr)
     assert name in (tmp_path / "report.html").read_text()
     if storage_url.startswith("postgresql"):
         optuna.delete_study(study_name=name, storage=storage_url)

@@ -383,7 +383,8 @@ def check_landmarks(values: np.ndarray, what: str, axes: str) -> np.ndarray:
         where = f"[{sample[0]}]" if sample else ""
         raise DataError(f"{what}{where} contains {kind} at frame {t} (landmark {landmark}, coordinate {coord})")
     if max(-float(values.min()), float(values.max())) > MAX_COORDINATE:  # near 1e308 their mean overflows to inf
-        *sample, t, landmark, coord = first = tuple(np.argwhere((values > MAX_COORDINATE) | (values < -MAX_COORDINATE))[0])
+        far = (values > MAX_COORDINATE) | (values < -MAX_COORDINATE)  # not abs: int64's lowest is its own
+        *sample, t, landmark, coord = first = tuple(np.argwhere(far)[0])
         raise DataError(f"{what}{f'[{sample[0]}]' if sample else ''} holds {values[first]:g} at frame {t} (landmark "
                         f"{landmark}, coordinate {coord}), which is no position: at most {MAX_COORDINATE:g}")
     return values
