@@ -41,15 +41,11 @@ def _to_devnull(stream: TextIO) -> None:
     os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
 
 
-def _quiet_when_reader_gone(out: Console) -> None:
-    """rich exits 1 when the reader of a console's stream went away (``sweeper run ... | head``): that console goes
-    quiet instead, and a sweep runs on to its own exit code."""
-
-    def reader_gone() -> None:
-        out.quiet = True
-        _to_devnull(out.file)
-
-    out.on_broken_pipe = reader_gone  # rich's hook for this (it suggests a subclass; the consoles are shared)
+def _reader_gone(out: Console) -> None:
+    """rich exits 1 when the reader of a console's stream went away (``sweeper run ... | head``, ``sweeper --help |
+    head -1`` under pipefail): the console goes quiet instead, and the command runs on to its own exit code."""
+    out.quiet = True
+    _to_devnull(out.file)
 
 
 class _Commands(TyperGroup):
@@ -386,8 +382,9 @@ def main() -> None:
     went away (``sweeper status | head -1``) no error at all."""
     _reopen_closed_streams()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    for out in (console, err_console):
-        _quiet_when_reader_gone(out)
+    from rich.console import Console
+
+    Console.on_broken_pipe = _reader_gone  # rich's hook (it suggests a subclass): typer's help makes its own consoles
     try:
         app()  # Ctrl-C: typer exits 130
     except StorageUnavailable as exc:

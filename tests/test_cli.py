@@ -330,8 +330,9 @@ def closed_stdout(*args, cwd, buffered=True):
 
 
 @pytest.mark.parametrize(("args", "buffered"), [(["status"], True), (["status", "--format", "json"], False),
-                                                (["best", "s0", "--format", "json"], True)],
-                         ids=["table", "json-written-at-once", "json-written-at-the-end"])
+                                                (["best", "s0", "--format", "json"], True), (["--help"], True),
+                                                (["run", "--help"], False)],
+                         ids=["table", "json-written-at-once", "json-written-at-the-end", "help", "a-command's-help"])
 def test_a_reader_that_went_away_is_no_error(tmp_path, args, buffered):
     """typer and rich exit 1 on a broken pipe, silently: the code `sweeper run` gives a sweep whose every trial
     failed. The table goes through rich, the JSON through sys.stdout, its buffer flushed as the command ends."""
@@ -340,8 +341,8 @@ def test_a_reader_that_went_away_is_no_error(tmp_path, args, buffered):
     for name in ("s0", "s1", "s2"):
         optuna.create_study(study_name=name, storage=f"sqlite:///{tmp_path / 'sweeps.db'}").optimize(
             lambda t: t.suggest_float("x", 0, 1), n_trials=2)
-    proc = closed_stdout("-m", "sweeper.cli", *args, "--storage", "sqlite:///sweeps.db", cwd=tmp_path,
-                         buffered=buffered)
+    storage = [] if "--help" in args else ["--storage", "sqlite:///sweeps.db"]
+    proc = closed_stdout("-m", "sweeper.cli", *args, *storage, cwd=tmp_path, buffered=buffered)
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
 
 
