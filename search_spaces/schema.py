@@ -79,7 +79,9 @@ def first_pass(entry: EntrypointInfo, config: Mapping[str, Any], options: Sequen
                counts: Callable[[ConfigError], bool], tries: int) -> tuple[bool, list[ConfigError], int]:
     """Whether some way to take one extreme from each of ``options`` leaves ``config`` without a problem that
     ``counts``, with the problems of the first way tried and the number of ways tried; past ``tries`` ways, a
-    value is given the benefit of the doubt."""
+    value is given the benefit of the doubt, as where a partner has no valid value (its own errors say why)."""
+    if not all(options):
+        return True, [], 0
     first: list[ConfigError] = []
     for tried, chosen in enumerate(itertools.islice(itertools.product(*options), tries), 1):
         if not (problems := [p for p in entry.problems({**config, **_values(chosen)}) if counts(p)]):

@@ -76,6 +76,7 @@ from trials.config import TrainConfig, flatten
 from trials.datasets import check_found, check_splits, data_fingerprint, read_npz, read_wlasl
 from trials.entrypoint import DEFAULT_ENTRYPOINT, working_in
 from trials.errors import DataError
+from trials.synthetic import GENERATOR
 
 INTERRUPT_DRAIN_S = 10.0  # Ctrl-C waits this long at most for queued writes; what is left runs again on resume
 CREATOR_WAIT_S = 1.0  # a study found without its checkpoint folder: the driver creating it writes that last
@@ -122,7 +123,8 @@ def check_data_found(spec: Spec, folder: Path | None = None) -> str | None:
     """Data the built-in core cannot find or read fails every trial: refuse the sweep instead. Not where a param
     samples which data, and not on a cluster (``--address``), where the workers' disks are the ones that count.
     ``folder``: where the trials read relative paths (a resumed study's first folder), else this one. Returns the
-    data's fingerprint (:func:`trials.datasets.data_fingerprint`), None for generated data or none checked."""
+    data's fingerprint (:func:`trials.datasets.data_fingerprint`, the generator's version for generated data), or
+    None where none was checked."""
     if spec.entrypoint != DEFAULT_ENTRYPOINT or any(k.startswith("dataset.") for k in spec.sampled_params()):
         return None
     cfg = TrainConfig.from_flat(spec.base_config(), validate=False)  # valid beside the sampled params, not alone
@@ -135,7 +137,7 @@ def check_data_found(spec: Spec, folder: Path | None = None) -> str | None:
             elif cfg.dataset_name == "wlasl":
                 check_splits(read_wlasl(cfg.dataset_path, cfg.dataset_split_file, cfg.dataset_landmarks_dir,
                                         classes=cfg.dataset_classes))
-            return None if cfg.dataset_name == "synthetic" else \
+            return GENERATOR if cfg.dataset_name == "synthetic" else \
                 data_fingerprint(cfg.dataset_name, cfg.dataset_path, cfg.dataset_split_file, cfg.dataset_landmarks_dir)
     except DataError as exc:
         where = f"{spec.source_path}: " if spec.source_path else ""
@@ -157,19 +159,28 @@ def existing_study_attrs(url: str, name: str) -> dict[str, Any]:
         close_storage(storage)
 
 
-def relocated_folder(found: Mapping[str, Any], results_root: Path) -> Path | None:
+def relocated_folder(found: Mapping[str, Any], results_root: Path, url: str) -> Path | None:
     """The study's checkpoint folder in this run's results folder, where its first run put it elsewhere: a copied
-    or moved project (``cp -a``, ``mv``). Its checkpoints and data are then this copy's own; the first run's folder
-    is another copy's, which that copy's database goes on using. None where the project was not moved."""
-    stored = Path(str(found.get(attrs.CHECKPOINTS) or ""))
+    or moved project (``cp -a``, ``mv``) whose SQLite file came with it. Its checkpoints and data are then this
+    copy's own; the first run's folder is the other copy's, which that copy's database goes on using. A server's
+    study, which drivers in several folders share, keeps its folder; so does a SQLite file outside this folder
+    while its first folder is there. None where the project was not moved."""
+    stored, database = Path(str(found.get(attrs.CHECKPOINTS) or "")), sqlite_path(url)
     own = results_root.resolve() / "checkpoints" / stored.name
-    moved = stored.name not in ("", "..") and own.is_dir() and own.resolve() != stored.resolve()
-    return own if moved else None
+    if database is None or stored.name in ("", "..") or not own.is_dir() or own.resolve() == stored.resolve():
+        return None
+    database = database.resolve()
+    copied = database.is_relative_to(Path.cwd().resolve()) and not stored.is_relative_to(database.parent)
+    return own if copied or not stored.is_dir() else None
 
 
 def check_same_data(spec: Spec, found: Any, data: str | None, folder: str | Path | None = None) -> None:
     """Refuse data that changed under the path a study's first run read (study attr ``data``): its trials would be
     compared with trials trained on the old data."""
+    if data is not None and found not in (None, data) and data.startswith("synthetic"):
+        raise DataError(f"{spec.source_path or spec.name}: training.dataset: this sweeper generates other synthetic "
+                        f"data ({data}) than study {spec.name!r} began with ({found}): its trials would compare two "
+                        "datasets. Start a study of its own (sweeper run SPACE --fresh), or use that sweeper version.")
     if data is not None and found not in (None, data):
         path = spec.base_config().get("dataset.path")
         read = f" (read in {folder})" if folder and not Path(str(path)).is_absolute() else ""
@@ -333,7 +344,8 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
     if options.address is None:  # a resumed study's data, read where its trials read it, is what it began with
         found = existing_study_attrs(url, spec.name)
         # a copied or moved project reads its own data from now on (open_study records it)
-        work_dir = Path.cwd() if relocated_folder(found, Path(options.results_dir)) else found.get(attrs.WORK_DIR)
+        work_dir = Path.cwd() if relocated_folder(found, Path(options.results_dir), url) else \
+            found.get(attrs.WORK_DIR)
         data = check_data_found(spec, Path(work_dir) if isinstance(work_dir, str | Path) else None)
         check_same_data(spec, found.get(attrs.DATA), data, work_dir)
     if spec.resources.fuse > 1:  # fused trial groups (sweeper/fused.py): refuse what they cannot do
@@ -655,7 +667,7 @@ def open_study(spec: Spec, url: str, space: str | None, results_root: Path = Pat
         study.set_user_attr(attrs.CHECKPOINTS, str(results_root.resolve() / "checkpoints" / folder))
     if attrs.WORK_DIR not in study.user_attrs:  # a study of an earlier sweeper: from now on, this folder
         study.set_user_attr(attrs.WORK_DIR, str(Path.cwd()))
-    if own := relocated_folder(study.user_attrs, results_root):  # a copied or moved project: its folders from now on
+    if own := relocated_folder(study.user_attrs, results_root, url):  # a copied or moved project: its own folders
         study.set_user_attr(attrs.CHECKPOINTS, str(own))
         study.set_user_attr(attrs.WORK_DIR, str(Path.cwd()))
         if space is not None and spec.base_dir is not None:  # where resume imports a user's entrypoint
@@ -677,8 +689,6 @@ def checkpoint_folder(study: optuna.Study, results_root: Path) -> Path:
     database, and trials write (and move aside) folders in it.
     """
     stored = Path(study.user_attrs.get(attrs.CHECKPOINTS) or results_root / "checkpoints" / study.study_name)
-    if own := relocated_folder(study.user_attrs, results_root):  # a reading command in a copied project
-        return own
     if stored.name in ("", ".", ".."):
         stored = Path(study.study_name)
     shaped = stored.is_absolute() and stored.parent.name == "checkpoints" and stored.parent.is_dir()

@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import json
 import math
 import os
 import reprlib
+import sys
 import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from ray import tune
 
@@ -79,21 +81,58 @@ def trial_output_file(checkpoints: str, number: int) -> Path:
     return Path(checkpoints) / f"trial-{number:05d}.log"
 
 
+class _TrialOutput(io.TextIOBase):
+    """A worker's sys.stdout or sys.stderr: the running trial's log file, else where Ray sends it. Installed once
+    per process and never swapped back: a logging handler that one trial's function made keeps the stream, and
+    Tune runs the next trial in the same process."""
+
+    current: TextIO | None = None  # the running trial's file, shared by both streams
+
+    def __init__(self, fallback: TextIO) -> None:
+        super().__init__()
+        self.fallback = fallback
+
+    def write(self, text: str) -> int:
+        with contextlib.suppress(ValueError, OSError):  # a thread of a trial that ended, its file closed
+            if (out := _TrialOutput.current) is not None:
+                return out.write(text)
+        return self.fallback.write(text)
+
+    def flush(self) -> None:
+        for out in (_TrialOutput.current, self.fallback):
+            with contextlib.suppress(ValueError, OSError, AttributeError):
+                out.flush()  # type: ignore[union-attr]
+
+    def writable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:  # faulthandler, subprocess: the process's own descriptor
+        return self.fallback.fileno()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(self.fallback, "encoding", None) or "utf-8"
+
+
 @contextlib.contextmanager
 def output_kept(path: Path) -> Iterator[None]:
     """The training function's prints, warnings and log lines, appended to ``path``: a local Ray keeps its workers'
     output in its session's temp folder only, which a CI job or a cluster node takes with it. Where ``path`` cannot
     be written, the output goes where Ray sends it."""
+    for name in ("stdout", "stderr"):
+        if not isinstance(getattr(sys, name), _TrialOutput):
+            setattr(sys, name, _TrialOutput(getattr(sys, name)))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         out = path.open("a", encoding="utf-8", buffering=1)  # line by line: a killed trial keeps its last lines
     except OSError:
         yield
         return
+    _TrialOutput.current = out
     try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-            yield
+        yield
     finally:
+        _TrialOutput.current = None
         with contextlib.suppress(OSError):
             out.close()
 

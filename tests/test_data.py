@@ -736,6 +736,7 @@ def test_a_study_refuses_data_that_changed_under_its_path(tmp_path: Path, monkey
     two datasets (33% on the first, 100% on the second, "targets first met")."""
     from search_spaces.loader import load_spec
     from sweeper.driver import check_data_found, open_study
+    from trials.synthetic import GENERATOR
 
     monkeypatch.chdir(tmp_path)
     write_npz(tmp_path / "data.npz")
@@ -755,3 +756,11 @@ def test_a_study_refuses_data_that_changed_under_its_path(tmp_path: Path, monkey
                          capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "300"})
     assert run.returncode == 2 and "is not the data study 'space' began with" in run.stderr, run.stderr
     assert not (tmp_path / "sweeper_runs").exists()  # refused before Ray and the results folder
+    # generated data: a study records the generator's version, and a sweeper whose generator changed refuses it
+    generated = load_spec("asl20", quick=True)
+    study, _ = open_study(generated, url, None, data=check_data_found(generated))
+    assert study.user_attrs["data"] == check_data_found(generated) == GENERATOR
+    study.set_user_attr("data", "synthetic data, generator 1")  # as a sweeper before 2026-12-01 would have made it
+    with pytest.raises(DataError, match=r"this sweeper generates other synthetic data \(synthetic data, generator 2\) "
+                                        r"than study 'asl20-quick' began with \(synthetic data, generator 1\)"):
+        open_study(generated, url, None, data=check_data_found(generated))

@@ -701,7 +701,7 @@ def test_a_copied_or_moved_project_checkpoints_and_reads_data_in_its_own_folders
     monkeypatch.chdir(copy)
     copied = optuna.load_study(study_name=spec.name, storage=f"sqlite:///{copy / 'sweeps.db'}")
     own = copy / "sweeper_runs" / "checkpoints" / original.name
-    assert checkpoint_folder(copied, Path("sweeper_runs")) == own  # a reading command, before any run
+    assert relocated_folder(copied.user_attrs, Path("sweeper_runs"), f"sqlite:///{first / 'sweeps.db'}") is None
     study, created = open_study(spec, f"sqlite:///{copy / 'sweeps.db'}", None, Path("sweeper_runs"))
     assert not created and study.user_attrs[attrs.CHECKPOINTS] == str(own)
     assert study.user_attrs[attrs.WORK_DIR] == str(copy)
@@ -710,4 +710,7 @@ def test_a_copied_or_moved_project_checkpoints_and_reads_data_in_its_own_folders
     assert study.user_attrs[attrs.CHECKPOINTS] == str(original) and study.user_attrs[attrs.WORK_DIR] == str(first)
     monkeypatch.chdir(tmp_path)  # a resume from elsewhere: the first run's folders, as ever
     assert checkpoint_folder(study, Path("runs")) == original
-    assert relocated_folder({attrs.CHECKPOINTS: str(tmp_path / "x" / "checkpoints" / "..")}, first) is None
+    assert relocated_folder({attrs.CHECKPOINTS: str(tmp_path / "x" / "checkpoints" / "..")}, first,
+                            f"sqlite:///{first / 'sweeps.db'}") is None
+    monkeypatch.chdir(copy)  # a server's study is shared by drivers in several folders: none takes it over
+    assert relocated_folder(study.user_attrs, Path("sweeper_runs"), "postgresql+psycopg://u@db.example/s") is None
