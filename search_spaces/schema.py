@@ -91,6 +91,48 @@ def first_pass(entry: EntrypointInfo, config: Mapping[str, Any], options: Sequen
     return not done, first, min(tries, math.prod(map(len, options)))
 
 
+def refused_values(entry: EntrypointInfo, base: Mapping[str, Any], sampled: Mapping[str, sections.SampledParam],
+                   enqueue: Sequence[Mapping[str, Any]]) -> list[tuple[Path, str]]:
+    """Each sampled param's extremes and each enqueued row, beside the training config ``base``: a value bad on
+    its own is refused; one breaking a rule between related settings (min_lr <= lr) only where no extremes of its
+    sampled partners let it pass, as a trial samples them together."""
+    extremes = {name: [(name, sub, v) for sub, v in param.extremes()] for name, param in sampled.items()}
+    groups = [group for group in entry.related if set(group) & set(sampled)]
+    group_of = {key: group for group in groups for key in group}
+
+    def judged_by_samples(problem: ConfigError) -> bool:
+        return bool(problem.partners) and problem.key in group_of
+
+    issues: list[tuple[Path, str]] = []
+    own = {(name, *sub): problems[0] for name in sampled for _, sub, value in extremes[name] if (problems := [
+        p for p in entry.problems({**base, name: value}) if not judged_by_samples(p)])}
+    issues += [(("params", *where), f"refused by {entry.target}: {problem}") for where, problem in own.items()]
+    valid = {name: [e for e in options if (name, *e[1]) not in own] for name, options in extremes.items()}
+    for group in groups:
+        left, members = MAX_GROUP_TRIES, [name for name in group if name in sampled]
+        for name, sub, value in (e for n in members for e in valid[n]):
+            if left <= 0:
+                break
+            passes, problems, tried = first_pass(
+                entry, {**base, name: value}, [valid[m] for m in members if m != name],
+                lambda p, group=group: judged_by_samples(p) and group_of[p.key] == group, min(MAX_TRIES, left))
+            left -= tried
+            if not passes:
+                issues.append((("params", name, *sub), f"refused by {entry.target}: "
+                               f"{sorted(problems, key=lambda p: p.key != name)[0]}"))  # its own words first
+    left = MAX_GROUP_TRIES
+    for i, row in enumerate(enqueue):  # its related params at each of their extremes
+        touched = [g for g in groups if set(g) & set(row)]
+        passes, problems, tried = first_pass(
+            entry, {**base, **row}, [valid[n] for g in touched for n in g if n in sampled and n not in row],
+            lambda p, touched=touched: not judged_by_samples(p) or group_of[p.key] in touched,
+            max(1, min(MAX_TRIES, left)))
+        left -= tried
+        if not passes:
+            issues.append((("enqueue", i), f"refused by {entry.target}: {problems[0]}"))
+    return issues
+
+
 class Spec(BaseModel):
     """One sweep: what to train, what to tune, how to sample and schedule, and what counts as success."""
 
@@ -280,16 +322,10 @@ class Spec(BaseModel):
             issues.append((("params", "objective"), f"trials are judged by objective.metric ({self.objective.metric!r})"
                                                     ", and select their best epoch by it: set that, not a param"))
         sampled = self.sampled_params()
-        extremes = {name: [(name, sub, v) for sub, v in param.extremes()] for name, param in sampled.items()}
-        groups = [group for group in entry.related if set(group) & set(sampled)]
-        group_of = {key: group for group in groups for key in group}
-
-        def judged_by_samples(problem: ConfigError) -> bool:  # a rule between related settings the space samples
-            return bool(problem.partners) and problem.key in group_of
-
-        try:
+        judged = {key for group in entry.related if set(group) & set(sampled) for key in group}
+        try:  # a rule between settings the space samples waits for the sampled values (refused_values)
             base = self.base_config()
-            loose = [problem for problem in entry.problems(base) if not judged_by_samples(problem)]
+            loose = [p for p in entry.problems(base) if not (p.partners and p.key in judged)]
         except ConfigError as exc:  # a fixed value not of its setting's type
             base, loose = {}, [exc]
         if loose:
@@ -298,32 +334,7 @@ class Spec(BaseModel):
                 ("training", key) if key in self.training else ("training",)
             issues.append((where, f"{entry.target} refuses the training config: {loose[0]}"))
         else:
-            own = {(name, *sub): problems[0] for name in sampled for _, sub, value in extremes[name] if (problems := [
-                p for p in entry.problems({**base, name: value}) if not judged_by_samples(p)])}
-            issues += [(("params", *where), f"refused by {entry.target}: {problem}") for where, problem in own.items()]
-            valid = {name: [e for e in options if (name, *e[1]) not in own] for name, options in extremes.items()}
-            for group in groups:  # a value is refused where no extremes of its sampled partners let it pass
-                left, members = MAX_GROUP_TRIES, [name for name in group if name in sampled]
-                for name, _, value in (e for n in members for e in valid[n]):
-                    if left <= 0:
-                        break
-                    passes, problems, tried = first_pass(
-                        entry, {**base, name: value}, [valid[m] for m in members if m != name],
-                        lambda p, group=group: judged_by_samples(p) and group_of[p.key] == group, min(MAX_TRIES, left))
-                    left -= tried
-                    if not passes:
-                        issues.append((("params", name, *_), f"refused by {entry.target}: "
-                                       f"{sorted(problems, key=lambda p: p.key != name)[0]}"))
-            left = MAX_GROUP_TRIES
-            for i, row in enumerate(self.enqueue):  # its related params at each of their extremes
-                touched = [g for g in groups if set(g) & set(row)]
-                passes, problems, tried = first_pass(
-                    entry, {**base, **row}, [valid[n] for g in touched for n in g if n in sampled and n not in row],
-                    lambda p, touched=touched: not judged_by_samples(p) or group_of[p.key] in touched,
-                    max(1, min(MAX_TRIES, left)))
-                left -= tried
-                if not passes:
-                    issues.append((("enqueue", i), f"refused by {entry.target}: {problems[0]}"))
+            issues += refused_values(entry, base, sampled, self.enqueue)
             ints = {k for k, v in (entry.settings or {}).items() if type(v) is int}
             issues += [(("params", name, "type"), f"{name} is an int setting of {entry.target}; a float range would "
                                                   "give it fractions: write type: int")
