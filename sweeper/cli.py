@@ -116,10 +116,12 @@ def train(
 ) -> None:
     """Run one training standalone, printing a line per epoch: the space's own entrypoint (default: the core)."""
     from sweeper import standalone
+    from sweeper.interrupts import noting_interrupts
 
     run, base_dir = standalone.prepare(space, set_)
     try:
-        standalone.train(run, base_dir, checkpoint_dir)
+        with noting_interrupts(threading.Event()):  # SIGTERM (kill, timeout, a scheduler) is Ctrl-C: exit 130, as run
+            standalone.train(run, base_dir, checkpoint_dir)
     except standalone.FunctionFailed as exc:
         import traceback
 

@@ -3,6 +3,7 @@
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -23,6 +24,16 @@ def test_train_prints_a_line_per_epoch_and_final_metrics(tmp_path):
     assert [line.split()[1] for line in lines if line.startswith("epoch")] == ["1/3", "2/3", "3/3"]
     assert "val_top3" in lines[0] and "samples/s" in lines[0]
     assert any(line.startswith("final:") and "test_top3" in line for line in lines)
+
+
+def test_train_stopped_by_sigterm_exits_as_ctrl_c_does(tmp_path):
+    """``timeout``, ``kill`` and batch schedulers send SIGTERM: train ended with 143 where run exits 130."""
+    proc = subprocess.Popen([sys.executable, "-m", "sweeper.cli", "train", "--set", "epochs=500"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "COLUMNS": "200"})
+    assert proc.stdout is not None and proc.stdout.readline().startswith("epoch")  # training, past its imports
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 130
 
 
 def test_train_reads_a_space_training_block(tmp_path):
