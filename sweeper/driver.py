@@ -169,8 +169,8 @@ def relocated_folder(found: Mapping[str, Any], results_root: Path, url: str) -> 
     own = results_root.resolve() / "checkpoints" / stored.name
     if database is None or stored.name in ("", "..") or not own.is_dir() or own.resolve() == stored.resolve():
         return None
-    database = database.resolve()
-    copied = database.is_relative_to(Path.cwd().resolve()) and not stored.is_relative_to(database.parent)
+    home = database.resolve().parent  # a copy's results folder came with its database, the first one's stayed
+    copied = own.is_relative_to(home) and not stored.resolve().is_relative_to(home)
     return own if copied or not stored.is_dir() else None
 
 
@@ -188,6 +188,16 @@ def check_same_data(spec: Spec, found: Any, data: str | None, folder: str | Path
                         f"is not the data study {spec.name!r} began with (its bytes changed since: {data[:19]}... "
                         f"now, {str(found)[:19]}... then): its trials would compare two datasets. Restore the data, "
                         "or start a study of its own (sweeper run SPACE --fresh).")
+
+
+def data_to_record(spec: Spec, found: Mapping[str, Any], data: str | None) -> str | None:
+    """The fingerprint to record with the study: none for an earlier sweeper's study, whose trials' data is
+    unknown (stamping it would vouch for them), said once."""
+    if found and data is not None and attrs.DATA not in found:
+        console.print(f"study {spec.name} records no fingerprint of the data its trials read (an earlier sweeper "
+                      "made it): its next trials read the data as it is now", markup=False)
+        return None
+    return data
 
 
 def prepare(options: SweepOptions) -> tuple[Spec, str]:
@@ -284,7 +294,7 @@ def stored_spec(url: str, name: str, overrides: tuple[str, ...] = ()) -> Spec:
         raise BadInput(f"study {name!r} trains with {entrypoint} from {space_dir}, which is not in this folder: "
                        "sweeper resume imports a study's code only from the folder it runs in or below (the folder "
                        "is a study attr, which anyone who may write the database sets); run it from that folder or "
-                       "a folder above it")
+                       "a folder above it, or, in a copy of the project, run its space file (sweeper run FILE)")
     spec = spec_from_dict(attrs.spec_as_ran(data), file=f"the spec stored in study {name!r}",
                           base_dir=space_dir, overrides=overrides)
     if changes := spec_changes(data, spec_attr(spec)):  # --set may change how much runs, never what is searched
@@ -348,6 +358,7 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
             found.get(attrs.WORK_DIR)
         data = check_data_found(spec, Path(work_dir) if isinstance(work_dir, str | Path) else None)
         check_same_data(spec, found.get(attrs.DATA), data, work_dir)
+        data = data_to_record(spec, found, data)
     if spec.resources.fuse > 1:  # fused trial groups (sweeper/fused.py): refuse what they cannot do
         from sweeper.fused import check_spec
 

@@ -28,7 +28,7 @@ from sweeper.console import console
 from sweeper.driver_only import DriverOnly
 from sweeper.schedulers import ray_mode
 from sweeper.study_writer import StudyWriter
-from sweeper.trainable import META_KEY, stopped_note, trial_checkpoint_dir, worst_value
+from sweeper.trainable import META_KEY, stopped_note, trial_checkpoint_dir, trial_output_file, worst_value
 from trials.entrypoint import DEFAULT_ENTRYPOINT
 
 TS = optuna.trial.TrialState
@@ -153,9 +153,11 @@ class StudySearcher(DriverOnly, Searcher):
             own(trial, self.driver)
             # a new trial resumes nothing: a checkpoint here is a deleted study's trial of the same number. Moved
             # aside, never deleted: the folder comes from a study attr, which anyone who may write the database sets
-            stale = trial_checkpoint_dir(self.checkpoints, trial.number)
-            with contextlib.suppress(OSError):
-                stale.rename(stale.with_name(f"{stale.name}.stale-{uuid.uuid4().hex[:8]}"))
+            aside = f".stale-{uuid.uuid4().hex[:8]}"
+            for stale in (trial_checkpoint_dir(self.checkpoints, trial.number),
+                          trial_output_file(self.checkpoints, trial.number)):  # its output too: this trial's is new
+                with contextlib.suppress(OSError):
+                    stale.rename(stale.with_name(stale.name + aside))
             self._pending = trial
         trial = self._pending
         for name, distribution in self.distributions.items():  # a no-op for params the trial already has

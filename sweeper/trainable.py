@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import io
 import json
 import math
 import os
@@ -20,7 +19,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from ray import tune
 
@@ -81,60 +80,35 @@ def trial_output_file(checkpoints: str, number: int) -> Path:
     return Path(checkpoints) / f"trial-{number:05d}.log"
 
 
-class _TrialOutput(io.TextIOBase):
-    """A worker's sys.stdout or sys.stderr: the running trial's log file, else where Ray sends it. Installed once
-    per process and never swapped back: a logging handler that one trial's function made keeps the stream, and
-    Tune runs the next trial in the same process."""
-
-    current: TextIO | None = None  # the running trial's file, shared by both streams
-
-    def __init__(self, fallback: TextIO) -> None:
-        super().__init__()
-        self.fallback = fallback
-
-    def write(self, text: str) -> int:
-        with contextlib.suppress(ValueError, OSError):  # a thread of a trial that ended, its file closed
-            if (out := _TrialOutput.current) is not None:
-                return out.write(text)
-        return self.fallback.write(text)
-
-    def flush(self) -> None:
-        for out in (_TrialOutput.current, self.fallback):
-            with contextlib.suppress(ValueError, OSError, AttributeError):
-                out.flush()  # type: ignore[union-attr]
-
-    def writable(self) -> bool:
-        return True
-
-    def fileno(self) -> int:  # faulthandler, subprocess: the process's own descriptor
-        return self.fallback.fileno()
-
-    @property
-    def encoding(self) -> str:  # type: ignore[override]
-        return getattr(self.fallback, "encoding", None) or "utf-8"
-
-
 @contextlib.contextmanager
 def output_kept(path: Path) -> Iterator[None]:
-    """The training function's prints, warnings and log lines, appended to ``path``: a local Ray keeps its workers'
-    output in its session's temp folder only, which a CI job or a cluster node takes with it. Where ``path`` cannot
-    be written, the output goes where Ray sends it."""
-    for name in ("stdout", "stderr"):
-        if not isinstance(getattr(sys, name), _TrialOutput):
-            setattr(sys, name, _TrialOutput(getattr(sys, name)))
+    """What the trial writes to stdout and stderr (prints, warnings, log lines, subprocesses, C code), appended to
+    ``path``: a local Ray keeps its workers' output in its session's temp folder only, which a CI job or a cluster
+    node takes with it. The process's descriptors 1 and 2 are pointed at the file while the trial runs, so every
+    stream object (a logging handler an earlier trial or the module made) keeps working; where ``path`` cannot be
+    written, the output goes where Ray sends it."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        out = path.open("a", encoding="utf-8", buffering=1)  # line by line: a killed trial keeps its last lines
+        log = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     except OSError:
         yield
         return
-    _TrialOutput.current = out
+    saved: list[int] = []
     try:
+        for stream, fd in ((sys.stdout, 1), (sys.stderr, 2)):
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                stream.flush()  # what an earlier trial left buffered goes where it was going
+            saved.append(os.dup(fd))
+            os.dup2(log, fd)
         yield
     finally:
-        _TrialOutput.current = None
-        with contextlib.suppress(OSError):
-            out.close()
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                stream.flush()  # into this trial's file, before the descriptors go back
+        for fd, old in zip((1, 2), saved, strict=False):
+            os.dup2(old, fd)
+            os.close(old)
+        os.close(log)
 
 
 def note_stopped(checkpoints: str, number: int, user_attrs: dict[str, Any]) -> None:
@@ -167,9 +141,10 @@ def run_trial(config: dict[str, Any]) -> None:
     meta = config[META_KEY]
     # from where the driver checked it, not from the study's work_dir (an attr anyone who may write the database
     # can set), which would put that folder on sys.path ahead of the module the driver found
-    train = import_target(meta["entrypoint"], meta.get("base_dir"), meta.get("driver_dir"))
-    with working_in(meta.get("work_dir")), output_kept(trial_output_file(meta["checkpoints"], meta["number"])):
-        _run_trial(config, train)
+    with output_kept(trial_output_file(meta["checkpoints"], meta["number"])):  # the module's import says things too
+        train = import_target(meta["entrypoint"], meta.get("base_dir"), meta.get("driver_dir"))
+        with working_in(meta.get("work_dir")):
+            _run_trial(config, train)
 
 
 def _run_trial(config: dict[str, Any], train: Callable[..., Any]) -> None:

@@ -735,7 +735,7 @@ def test_a_study_refuses_data_that_changed_under_its_path(tmp_path: Path, monkey
     """A file replaced under the same path was read by the resumed trials: one study compared trials trained on
     two datasets (33% on the first, 100% on the second, "targets first met")."""
     from search_spaces.loader import load_spec
-    from sweeper.driver import check_data_found, open_study
+    from sweeper.driver import check_data_found, data_to_record, open_study
     from trials.synthetic import GENERATOR
 
     monkeypatch.chdir(tmp_path)
@@ -761,6 +761,9 @@ def test_a_study_refuses_data_that_changed_under_its_path(tmp_path: Path, monkey
     study, _ = open_study(generated, url, None, data=check_data_found(generated))
     assert study.user_attrs["data"] == check_data_found(generated) == GENERATOR
     study.set_user_attr("data", "synthetic data, generator 1")  # as a sweeper before 2026-12-01 would have made it
+    assert data_to_record(generated, study.user_attrs, GENERATOR) == GENERATOR
+    legacy = {k: v for k, v in study.user_attrs.items() if k != "data"}  # an earlier sweeper's study: none vouched
+    assert data_to_record(generated, legacy, GENERATOR) is None and data_to_record(generated, {}, "x") == "x"
     with pytest.raises(DataError, match=r"this sweeper generates other synthetic data \(synthetic data, generator 2\) "
                                         r"than study 'asl20-quick' began with \(synthetic data, generator 1\)"):
         open_study(generated, url, None, data=check_data_found(generated))

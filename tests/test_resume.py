@@ -493,6 +493,7 @@ def test_a_new_trial_starts_without_the_checkpoint_a_deleted_study_left_under_it
     for path in stale:
         path.parent.mkdir(parents=True)
         path.write_bytes(b"a checkpoint")
+    (tmp_path / "trial-00001.log").write_text("another run's output\n")
     policy = OutagePolicy(30)
     searcher = StudySearcher(study, load_spec("spaces/asl20.yaml", quick=True), checkpoints=str(tmp_path),
                              budget=3, driver=Driver.current(), policy=policy, writer=StudyWriter(policy),
@@ -501,6 +502,7 @@ def test_a_new_trial_starts_without_the_checkpoint_a_deleted_study_left_under_it
     assert searcher.suggest("new") is not None and not stale[1].exists()  # #1 is new: the file is another run's
     moved = list(tmp_path.glob(f"{stale[1].parent.name}.stale-*"))  # set aside, not deleted: whose is it?
     assert len(moved) == 1 and (moved[0] / "state.pt").read_bytes() == b"a checkpoint"
+    assert [p.name for p in tmp_path.glob("trial-00001.log*")] == [f"trial-00001.log{moved[0].suffix}"]  # with it
 
 
 def test_spec_changes_ignore_budget_and_resources():
@@ -702,6 +704,10 @@ def test_a_copied_or_moved_project_checkpoints_and_reads_data_in_its_own_folders
     copied = optuna.load_study(study_name=spec.name, storage=f"sqlite:///{copy / 'sweeps.db'}")
     own = copy / "sweeper_runs" / "checkpoints" / original.name
     assert relocated_folder(copied.user_attrs, Path("sweeper_runs"), f"sqlite:///{first / 'sweeps.db'}") is None
+    (copy / "sub").mkdir()
+    monkeypatch.chdir(copy / "sub")  # run from a folder of the copy, its database and results named from there
+    assert relocated_folder(copied.user_attrs, copy / "sweeper_runs", f"sqlite:///{copy / 'sweeps.db'}") == own
+    monkeypatch.chdir(copy)
     study, created = open_study(spec, f"sqlite:///{copy / 'sweeps.db'}", None, Path("sweeper_runs"))
     assert not created and study.user_attrs[attrs.CHECKPOINTS] == str(own)
     assert study.user_attrs[attrs.WORK_DIR] == str(copy)
