@@ -360,8 +360,12 @@ def limit_statement_time(dbapi_connection: Any, _connection_record: object) -> N
     stall the sweep silently and for good; cancelled by the server, the statement is retried by the outage
     policy, which says so on the console. A SET rather than a startup option: connection poolers such as
     PgBouncer refuse unknown startup options. A server too frozen to cancel anything is :mod:`storage.stall`'s.
+
+    Every session is in UTC too, whatever PGTZ or the role say: Optuna writes heartbeats with the server's now()
+    into a column without a time zone, and a driver in another zone took another's live trials for dead.
     """
     with dbapi_connection.cursor() as cursor:
+        cursor.execute("SET TIME ZONE 'UTC'")
         limit_ms = int(cursor.execute("SELECT setting FROM pg_settings WHERE name = 'statement_timeout'").fetchone()[0])
         if limit_ms == 0:
             limit_ms = POSTGRES_STATEMENT_TIMEOUT_MS

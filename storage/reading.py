@@ -12,6 +12,7 @@ import json
 import math
 from collections import defaultdict
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 import optuna
@@ -22,6 +23,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 TABLES = ("trials", "trial_values", "trial_params", "trial_user_attributes", "trial_system_attributes",
           "trial_intermediate_values")
+UTC_STORED = int(optuna.__version__.split(".")[0]) >= 5
 _STORED = {"INF_POS": math.inf, "INF_NEG": -math.inf, "NAN": math.nan}  # a value's type where it is not FINITE
 
 
@@ -29,6 +31,13 @@ def _tables(storage: RDBStorage) -> dict[str, sa.Table]:
     metadata = sa.MetaData()
     metadata.reflect(storage.engine, only=TABLES)
     return dict(metadata.tables)
+
+
+def _local(moment: datetime | None) -> datetime | None:
+    """Optuna 5 stores naive UTC and gives local time, as Optuna 4 stored it (optuna/storages/_rdb/models.py)."""
+    if moment is None or not UTC_STORED:
+        return moment
+    return moment.replace(tzinfo=UTC).astimezone().replace(tzinfo=None)
 
 
 def _value(value: float | None, kind: Any) -> float:
@@ -66,7 +75,7 @@ def trials_with_last_values(storage: optuna.storages.BaseStorage, study: optuna.
     return [FrozenTrial(
         number=row.number, state=TrialState[getattr(row.state, "name", row.state)], value=None,
         values=[v for _, v in sorted(fields["values"][row.trial_id].items())] or None,
-        datetime_start=row.datetime_start, datetime_complete=row.datetime_complete,
+        datetime_start=_local(row.datetime_start), datetime_complete=_local(row.datetime_complete),
         params=fields["params"][row.trial_id], distributions=distributions[row.trial_id],
         user_attrs=fields["user"][row.trial_id], system_attrs=fields["system"][row.trial_id],
         intermediate_values=curves.get(row.trial_id, {}), trial_id=row.trial_id) for row in rows]

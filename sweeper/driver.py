@@ -65,6 +65,7 @@ from sweeper.interrupts import noting_interrupts
 from sweeper.progress import SweepPrinter
 from sweeper.ray_runtime import (
     check_ray_address,
+    check_ray_temp_folder,
     joins_cluster,
     local_gpus,
     start_ray,
@@ -368,6 +369,7 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
     if joining:  # a cluster that turns this driver away (a wrong token) must leave nothing behind
         start_ray(options.address)
     else:
+        check_ray_temp_folder()
         check_local_resources(spec)
     results_root = Path(options.results_dir).resolve()
     try:  # Tune's pickles of trial configs and results: the owner's alone

@@ -169,6 +169,18 @@ def _masked_arg(arg: str) -> str:
     return f"{flag}={mask_url(value)}" if arg.startswith("--") and equals else mask_url(arg)
 
 
+def check_ray_temp_folder() -> None:
+    """A local Ray's sockets live under its temp folder, their paths in at most 107 bytes of ASCII (an HPC job's
+    scratch folder is often too long): refused before the study is written, not after Ray failed to start."""
+    folder = os.environ.get("RAY_TMPDIR") or tempfile.gettempdir()
+    socket_path = os.path.join(folder, "ray", f"session_2026-01-01_00-00-00_000000_{os.getpid()}", "sockets",
+                               "plasma_store")  # the longest Ray makes there
+    if not socket_path.isascii() or len(socket_path.encode()) > 107:
+        raise BadInput(f"Ray cannot start with its temp folder {folder}: its sockets' paths there would be "
+                       f"{len(socket_path.encode())} bytes{'' if socket_path.isascii() else ' and not ASCII'}, and "
+                       "Ray needs at most 107 in ASCII (set RAY_TMPDIR to a short ASCII path, such as /tmp/ray)")
+
+
 def _start_advice(exc: BaseException) -> str:
     """What to change where a local Ray did not start: its token's folder under HOME, else its temp folder."""
     if isinstance(exc, OSError) and ".ray" in Path(str(exc.filename or "")).parts:

@@ -26,6 +26,12 @@ from ray import tune
 from storage.retry import error_chain
 from sweeper.console import plain
 
+# here, not when a trial starts: Ray puts the driver's folder first on a worker's path by then, and a trials/
+# folder or trials.py there (a user's own) would stand for sweeper's, failing every trial
+from trials.config import ConfigError
+from trials.entrypoint import EntrypointError, import_target, returned_metrics, working_in
+from trials.errors import DataError
+
 META_KEY = "_sweeper"
 FINAL_FLAG = "sweeper_final"
 FAILED_KEY = "sweeper_failed"  # why the trial failed at once, in one line that starts with the exception's name
@@ -135,8 +141,6 @@ def stopped_note(checkpoints: str, number: int) -> dict[str, Any] | None:
 
 def run_trial(config: dict[str, Any]) -> None:
     """Tune function trainable: report every epoch, then once more with the final metrics and a final flag."""
-    from trials.entrypoint import import_target, working_in
-
     exit_when_orphaned()
     meta = config[META_KEY]
     # from where the driver checked it, not from the study's work_dir (an attr anyone who may write the database
@@ -148,10 +152,6 @@ def run_trial(config: dict[str, Any]) -> None:
 
 
 def _run_trial(config: dict[str, Any], train: Callable[..., Any]) -> None:
-    from trials.config import ConfigError
-    from trials.entrypoint import EntrypointError, returned_metrics
-    from trials.errors import DataError
-
     meta = config[META_KEY]
     trial_config = {k: v for k, v in config.items() if k != META_KEY}
     checkpoint_dir = trial_checkpoint_dir(meta["checkpoints"], meta["number"])

@@ -106,9 +106,21 @@ def test_a_ray_that_cannot_start_here_says_what_to_set_and_its_token_is_the_owne
                            f"sqlite:///{tmp_path}/s.db"], capture_output=True, text=True, cwd=tmp_path, timeout=300,
                           env={**env, "HOME": str(home), "TMPDIR": str(scratch), "COLUMNS": "200"})
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
-    assert proc.stderr.startswith("error: Ray could not start here (validate_socket_filename failed") \
-        and "set RAY_TMPDIR to another folder: a short ASCII path" in proc.stderr, proc.stderr
-    assert (home / ".ray" / "auth_token").stat().st_mode & 0o777 == 0o600
+    assert proc.stderr.startswith(f"error: Ray cannot start with its temp folder {scratch}: its sockets' paths") \
+        and "set RAY_TMPDIR to a short ASCII path" in proc.stderr, proc.stderr
+    assert not (tmp_path / "s.db").exists()  # refused before the study was written
+    from sweeper.ray_runtime import _private_token
+
+    token = home / ".ray" / "auth_token"
+    token.parent.mkdir()
+    token.write_text("secret")
+    token.chmod(0o644)  # as Ray writes it under the usual umask
+    os.environ["HOME"], before = str(home), os.environ["HOME"]
+    try:
+        _private_token()
+    finally:
+        os.environ["HOME"] = before
+    assert token.stat().st_mode & 0o777 == 0o600
 
 
 def test_a_stream_a_script_closed_is_no_failure(tmp_path):
@@ -122,6 +134,15 @@ def test_a_stream_a_script_closed_is_no_failure(tmp_path):
                                   cwd=tmp_path, capture_output=True, text=True, timeout=120)
             assert proc.returncode == (2 if "nosuch" in args else 0) and "Traceback" not in proc.stderr, \
                 (closed, args, proc.stderr)
+
+
+def test_a_project_with_a_trials_folder_of_its_own_still_sweeps(tmp_path):
+    """Ray puts the driver's folder first on a worker's path: a trials/ folder there (even empty) stood for
+    sweeper's package, and every trial failed (module 'trials' has no attribute 'run')."""
+    (tmp_path / "trials").mkdir()
+    proc = sweeper("run", "asl20", "--quick", "--set", "budget.trials=1", "--storage",
+                   "sqlite:///s.db", cwd=tmp_path)
+    assert proc.returncode == 0 and "1 COMPLETE" in proc.stdout, proc.stdout + proc.stderr
 
 
 def test_validate_prints_a_storage_password_masked(tmp_path):

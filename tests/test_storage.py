@@ -744,10 +744,15 @@ def test_storage_imports_neither_ray_nor_torch_nor_sibling_packages() -> None:
     assert out.strip() == "[]"
 
 
-def test_the_reading_commands_read_every_field_optuna_reads_and_the_last_of_each_curve(storage_url: str) -> None:
+def test_the_reading_commands_read_every_field_optuna_reads_and_the_last_of_each_curve(
+        storage_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """storage.reading reads Optuna's tables itself (Optuna's own read of 5,000 trials of 200 epochs took 25 s and
-    1.8 GB): it must read back what Optuna reads, on each database, or the schema moved under it."""
+    1.8 GB): it must read back what Optuna reads, on each database, or the schema moved under it. In a time zone
+    other than UTC too: Optuna stores UTC and gives local time (status said -1 day, 16:00:17 in Los Angeles)."""
     import math
+
+    monkeypatch.setenv("TZ", "America/Los_Angeles")
+    time.tzset()
 
     from storage.reading import curve_lengths, trials_with_last_values, whole_curves
 
@@ -795,3 +800,21 @@ def test_the_reading_commands_read_every_field_optuna_reads_and_the_last_of_each
         assert all(list(curves[t._trial_id]) == list(t.intermediate_values) for t in full[:5])
     finally:
         close_storage(storage)
+        monkeypatch.delenv("TZ")
+        time.tzset()
+
+
+def test_every_postgresql_session_is_in_utc_whatever_the_client_or_role_says(postgres_url: str,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Optuna writes heartbeats with the server's now() into a column without a time zone: a driver whose session
+    was in Los Angeles judged another's fresh heartbeats 8 hours old, and trained its live trials a second time."""
+    import sqlalchemy
+
+    monkeypatch.setenv("PGTZ", "America/Los_Angeles")
+    for read_only in (False, True):
+        storage = open_storage(postgres_url, read_only=read_only)
+        try:
+            with storage.engine.connect() as connection:
+                assert connection.execute(sqlalchemy.text("SHOW TimeZone")).scalar() == "UTC"
+        finally:
+            close_storage(storage)
