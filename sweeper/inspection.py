@@ -32,7 +32,7 @@ from storage.resume import GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S, orphaned_trials
 from storage.retry import retry_briefly
 from storage.studies import load_existing_study
 from storage.target import describe, target_met
-from storage.urls import mask_url, resolve_storage_url
+from storage.urls import ENV_VAR, mask_url, resolve_storage_url
 from sweeper.console import console, count_trials, err_console, format_value
 from sweeper.errors import BadInput
 from trials.entrypoint import metric_direction
@@ -46,8 +46,13 @@ def reading(storage_flag: str | None) -> Iterator[tuple[optuna.storages.RDBStora
     """
     url = resolve_storage_url(None, storage_flag)
     # the heartbeat settings only read: they let orphaned_trials tell a dead driver on another host from a live one
-    storage = retry_briefly(lambda: open_storage(url, read_only=True, heartbeat_interval=HEARTBEAT_INTERVAL_S,
-                                                 grace_period=GRACE_PERIOD_S))
+    try:
+        storage = retry_briefly(lambda: open_storage(url, read_only=True, heartbeat_interval=HEARTBEAT_INTERVAL_S,
+                                                     grace_period=GRACE_PERIOD_S))
+    except StorageError as exc:  # a URL the user did not type here: say where it came from, as sweeper run does
+        if storage_flag is None and os.environ.get(ENV_VAR, "").strip():
+            raise StorageError(f"{ENV_VAR}: {exc}") from None
+        raise
     try:
         yield storage, url
     except (SQLAlchemyError, optuna.exceptions.StorageInternalError) as exc:

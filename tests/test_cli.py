@@ -189,18 +189,23 @@ def test_validate_prints_the_storage_a_run_would_use(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing connected to, nothing created
 
 
-@pytest.mark.parametrize("command", [["run", "team.yaml", "--quick"], ["validate", "team.yaml"]])
+@pytest.mark.parametrize("command", [["run", "team.yaml", "--quick"], ["validate", "team.yaml"], ["status"]])
 def test_a_bad_storage_url_names_where_it_came_from(tmp_path, command):
     """``validate`` checks the URL that ``run`` would use, so a space that validates does not fail at ``run``."""
     (tmp_path / "team.yaml").write_text("storage: foo://bar\nparams:\n  lr: {type: float, low: 0.001, high: 0.01}\n")
     base = {k: v for k, v in os.environ.items() if k != "SWEEPER_STORAGE"}
-    for extra, shown in (({}, "team.yaml: storage: Unsupported storage 'foo'"),
+    reading = command == ["status"]  # a reading command reads no space: the variable alone can be wrong
+    for extra, shown in (({"SWEEPER_STORAGE": "sqlite//s.db"}, "SWEEPER_STORAGE: Cannot parse storage URL") if reading
+                         else ({}, "team.yaml: storage: Unsupported storage 'foo'"),
                          ({"SWEEPER_STORAGE": "bar://x"}, "SWEEPER_STORAGE: Unsupported storage 'bar'"),
-                         ({"SWEEPER_STORAGE": "sqlite://"}, "SWEEPER_STORAGE: 'sqlite://' is an in-memory SQLite")):
+                         ({"SWEEPER_STORAGE": "sqlite://"}, "SWEEPER_STORAGE: There are no studies in sqlite://" if
+                          reading else "SWEEPER_STORAGE: 'sqlite://' is an in-memory SQLite")):
         proc = subprocess.run([sys.executable, "-m", "sweeper.cli", *command], cwd=tmp_path,
                               capture_output=True, text=True, timeout=300, env={**base, "COLUMNS": "200", **extra})
         assert proc.returncode == 2 and shown in proc.stderr, proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["team.yaml"]
+    if reading:
+        return
     typed = subprocess.run([sys.executable, "-m", "sweeper.cli", *command, "--set", "storage=foo://u:pa ss@h/db"],
                            cwd=tmp_path, capture_output=True, text=True, timeout=300, env={**base, "COLUMNS": "200"})
     assert typed.returncode == 2 and "pa ss" not in typed.stderr, typed.stderr
