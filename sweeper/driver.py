@@ -7,6 +7,7 @@ study is created or Ray is started.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import secrets
@@ -379,8 +380,10 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
             probe.flush()
             os.fsync(probe.fileno())
     except OSError as exc:
+        theirs = exc.errno == errno.EPERM  # chmod of a teammate's folder in a shared project
         raise BadInput(f"--results-dir {options.results_dir}: cannot write {exc.filename or results_root}: "
-                       f"{exc.strerror or exc}") from None
+                       f"{exc.strerror or exc}" + ("; it is another user's: give --results-dir a folder of your own"
+                                                   if theirs else "")) from None
     # Ray's start-up (seconds, mostly waiting on its processes) overlaps opening the storage and importing Tune;
     # both come after validation (the --address too), so bad input still starts nothing and writes nothing. Ray
     # itself is imported first, so the threads never import the same Ray modules at once.
