@@ -28,5 +28,8 @@ class StudyDeleted(StorageError):
 
     @staticmethod
     def explains(exc: BaseException) -> bool:
-        """Whether ``exc`` is what Optuna's database storage raises for a study or trial that is not there."""
-        return isinstance(exc, KeyError) and exc.args == ("Record does not exist.",)
+        """Whether ``exc`` is what Optuna's database storage raises for a study or trial that is not there: its
+        KeyError, or an update of a row deleted meanwhile (SQLAlchemy's StaleDataError, "0 were matched")."""
+        if isinstance(exc, KeyError) and exc.args == ("Record does not exist.",):
+            return True
+        return type(exc.__cause__).__name__ == "StaleDataError" and "0 were matched" in str(exc.__cause__)

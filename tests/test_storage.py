@@ -818,3 +818,31 @@ def test_every_postgresql_session_is_in_utc_whatever_the_client_or_role_says(pos
                 assert connection.execute(sqlalchemy.text("SHOW TimeZone")).scalar() == "UTC"
         finally:
             close_storage(storage)
+
+
+def test_a_write_to_a_trial_deleted_meanwhile_is_the_study_deleted(tmp_path: Path) -> None:
+    """Deleted between the read and the write of a tell, the row's update matched nothing: Optuna raised its
+    StorageInternalError (from SQLAlchemy's StaleDataError), and the sweep ended with a traceback, not one line."""
+    from storage.errors import StudyDeleted
+
+    storage = open_storage(f"sqlite:///{tmp_path / 'sweeps.db'}")
+    try:
+        study = optuna.create_study(study_name="gone", storage=storage)
+        trial = study.ask()
+        cached = study._storage  # a driver's study: Optuna's cache over the database
+        optuna.delete_study(study_name="gone", storage=storage)
+        with pytest.raises(Exception) as raised:  # deleted before the write: Optuna's KeyError
+            cached.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.COMPLETE, [1.0])
+        assert StudyDeleted.explains(raised.value), repr(raised.value)
+    finally:
+        close_storage(storage)
+    from sqlalchemy.orm.exc import StaleDataError
+
+    # deleted between Optuna's read and its update, as a CI run caught it (a race no test can time)
+    with pytest.raises(optuna.exceptions.StorageInternalError) as raced:
+        try:
+            raise StaleDataError("UPDATE statement on table 'trials' expected to update 1 row(s); 0 were matched.")
+        except StaleDataError as exc:
+            raise optuna.exceptions.StorageInternalError("An exception is raised during the commit.") from exc
+    assert StudyDeleted.explains(raced.value)
+    assert not StudyDeleted.explains(optuna.exceptions.StorageInternalError("a real bug"))
