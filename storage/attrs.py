@@ -26,6 +26,9 @@ WORK_DIR = "work_dir"
 # "sha256:..." of the data the first run's trials read (an npz file; a WLASL split file and its videos' sizes): a
 # resume on a file replaced under the same path would compare trials trained on two datasets
 DATA = "data"
+# absolute path of the SQLite file the folders above were recorded with: where another file holds the study (a
+# copied or moved project), its folders are the copy's (sweeper/driver.py relocated)
+DATABASE = "database"
 
 # --- trial user attrs -------------------------------------------------------------------------------------------
 # Final metrics are stored under their own names (the training core's result keys), one attr each, so a report

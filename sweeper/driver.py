@@ -161,19 +161,27 @@ def existing_study_attrs(url: str, name: str) -> dict[str, Any]:
         close_storage(storage)
 
 
-def relocated_folder(found: Mapping[str, Any], results_root: Path, url: str) -> Path | None:
-    """The study's checkpoint folder in this run's results folder, where its first run put it elsewhere: a copied
-    or moved project (``cp -a``, ``mv``) whose SQLite file came with it. Its checkpoints and data are then this
-    copy's own; the first run's folder is the other copy's, which that copy's database goes on using. A server's
-    study, which drivers in several folders share, keeps its folder; so does a SQLite file outside this folder
-    while its first folder is there. None where the project was not moved."""
-    stored, database = Path(str(found.get(attrs.CHECKPOINTS) or "")), sqlite_path(url)
-    own = results_root.resolve() / "checkpoints" / stored.name
-    if database is None or stored.name in ("", "..") or not own.is_dir() or own.resolve() == stored.resolve():
+def relocated(found: Mapping[str, Any], url: str, results_root: Path) -> dict[str, str] | None:
+    """The study's folders where its SQLite file is not the one they were recorded with (a project copied or moved
+    with its database: ``cp -a``, ``mv``): a recorded folder under the old file's folder at the same place under
+    the new one's; else the checkpoints in this run's results folder and the trials in this folder. None for the
+    same file, and for a server's study, which drivers in several folders share."""
+    database, recorded = sqlite_path(url), found.get(attrs.DATABASE)
+    if database is None or not isinstance(recorded, str) or Path(recorded) == database.resolve():
         return None
-    home = database.resolve().parent  # a copy's results folder came with its database, the first one's stayed
-    copied = own.is_relative_to(home) and not stored.resolve().is_relative_to(home)
-    return own if copied or not stored.is_dir() else None
+    then, now = Path(recorded).parent, database.resolve().parent
+
+    def carried(folder: Any, elsewhere: Path) -> str:
+        moves = isinstance(folder, str) and Path(folder).is_relative_to(then)
+        return str(now / Path(folder).relative_to(then) if moves else elsewhere)
+
+    checkpoints = Path(str(found.get(attrs.CHECKPOINTS) or ""))
+    moved = {attrs.DATABASE: str(database.resolve()), attrs.WORK_DIR: carried(found.get(attrs.WORK_DIR), Path.cwd())}
+    if checkpoints.name not in ("", ".."):
+        moved[attrs.CHECKPOINTS] = carried(str(checkpoints), results_root.resolve() / "checkpoints" / checkpoints.name)
+    if isinstance(space_dir := found.get(attrs.SPACE_DIR), str):
+        moved[attrs.SPACE_DIR] = carried(space_dir, Path(space_dir))
+    return moved
 
 
 def check_same_data(spec: Spec, found: Any, data: str | None, folder: str | Path | None = None) -> None:
@@ -288,7 +296,8 @@ def stored_spec(url: str, name: str, overrides: tuple[str, ...] = ()) -> Spec:
             "FILE --fresh, or --set name=...)." if foreign else "; run its space file with sweeper run instead."))
     from sweeper.best import here_or_below
 
-    space_dir, entrypoint = user_attrs.get(attrs.SPACE_DIR), data.get("entrypoint") or DEFAULT_ENTRYPOINT
+    space_dir = (relocated(user_attrs, url, Path.cwd()) or user_attrs).get(attrs.SPACE_DIR)  # a copy's: its own
+    entrypoint = data.get("entrypoint") or DEFAULT_ENTRYPOINT
     if entrypoint != DEFAULT_ENTRYPOINT and isinstance(space_dir, str) and not Path(space_dir).is_dir():
         raise BadInput(f"study {name!r} trains with {entrypoint} from {space_dir}, which is not on this machine (a "
                        "moved project?): run its space file instead, sweeper run FILE, which carries the study on")
@@ -356,8 +365,7 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
     if options.address is None:  # a resumed study's data, read where its trials read it, is what it began with
         found = existing_study_attrs(url, spec.name)
         # a copied or moved project reads its own data from now on (open_study records it)
-        work_dir = Path.cwd() if relocated_folder(found, Path(options.results_dir), url) else \
-            found.get(attrs.WORK_DIR)
+        work_dir = (relocated(found, url, Path(options.results_dir)) or found).get(attrs.WORK_DIR)
         data = check_data_found(spec, Path(work_dir) if isinstance(work_dir, str | Path) else None)
         check_same_data(spec, found.get(attrs.DATA), data, work_dir)
         data = data_to_record(spec, found, data)
@@ -683,11 +691,10 @@ def open_study(spec: Spec, url: str, space: str | None, results_root: Path = Pat
         study.set_user_attr(attrs.CHECKPOINTS, str(results_root.resolve() / "checkpoints" / folder))
     if attrs.WORK_DIR not in study.user_attrs:  # a study of an earlier sweeper: from now on, this folder
         study.set_user_attr(attrs.WORK_DIR, str(Path.cwd()))
-    if own := relocated_folder(study.user_attrs, results_root, url):  # a copied or moved project: its own folders
-        study.set_user_attr(attrs.CHECKPOINTS, str(own))
-        study.set_user_attr(attrs.WORK_DIR, str(Path.cwd()))
-        if space is not None and spec.base_dir is not None:  # where resume imports a user's entrypoint
-            study.set_user_attr(attrs.SPACE_DIR, spec.base_dir)
+    for key, value in (relocated(study.user_attrs, url, results_root) or {}).items():  # a copied or moved project
+        study.set_user_attr(key, value)
+    if attrs.DATABASE not in study.user_attrs and (database := sqlite_path(url)) is not None:
+        study.set_user_attr(attrs.DATABASE, str(database.resolve()))
     if not created:
         study.sampler = build_sampler(spec, resumed_after=held)
     if study.user_attrs.get(attrs.SPEC) != attributes[attrs.SPEC]:  # found without trials, as an interrupt left it

@@ -688,35 +688,38 @@ def test_the_resume_command_shown_pastes_into_a_shell_whatever_the_names():
 def test_a_copied_or_moved_project_checkpoints_and_reads_data_in_its_own_folders(tmp_path, monkeypatch):
     """The study records its first run's folders as absolute paths; a copy of the project (``cp -a``: the database,
     the results) used them: its trials moved the original's live checkpoints aside and wrote theirs there, and the
-    original then carried on from the copy's weights. A copy's runs use the copy's folders."""
+    original then carried on from the copy's weights. A study records its SQLite file too: where another file holds
+    it, its folders are that file's copy's, wherever in the copy it runs from."""
     from search_spaces.loader import load_spec
-    from sweeper.driver import checkpoint_folder, relocated_folder
+    from sweeper.driver import checkpoint_folder, relocated
 
     spec = load_spec("spaces/asl20.yaml", quick=True)
     first, copy = tmp_path / "A proj", tmp_path / "B proj"
-    first.mkdir()
+    (first / "db").mkdir(parents=True)  # a database in a folder of its own, the results beside it
     monkeypatch.chdir(first)
-    study, _ = open_study(spec, f"sqlite:///{first / 'sweeps.db'}", None, Path("sweeper_runs"))
+    study, _ = open_study(spec, "sqlite:///db/sweeps.db", None, Path("sweeper_runs"))
     original = Path(study.user_attrs[attrs.CHECKPOINTS])
+    assert study.user_attrs[attrs.DATABASE] == str(first / "db" / "sweeps.db")
     (original / "trial-00000").mkdir(parents=True)
     shutil.copytree(first, copy)
-    monkeypatch.chdir(copy)
-    copied = optuna.load_study(study_name=spec.name, storage=f"sqlite:///{copy / 'sweeps.db'}")
-    own = copy / "sweeper_runs" / "checkpoints" / original.name
-    assert relocated_folder(copied.user_attrs, Path("sweeper_runs"), f"sqlite:///{first / 'sweeps.db'}") is None
     (copy / "sub").mkdir()
     monkeypatch.chdir(copy / "sub")  # run from a folder of the copy, its database and results named from there
-    assert relocated_folder(copied.user_attrs, copy / "sweeper_runs", f"sqlite:///{copy / 'sweeps.db'}") == own
-    monkeypatch.chdir(copy)
-    study, created = open_study(spec, f"sqlite:///{copy / 'sweeps.db'}", None, Path("sweeper_runs"))
+    url = f"sqlite:///{copy / 'db' / 'sweeps.db'}"
+    own = copy / "sweeper_runs" / "checkpoints" / original.name
+    study, created = open_study(spec, url, None, copy / "sweeper_runs")
     assert not created and study.user_attrs[attrs.CHECKPOINTS] == str(own)
-    assert study.user_attrs[attrs.WORK_DIR] == str(copy)
-    monkeypatch.chdir(first)
-    study, _ = open_study(spec, f"sqlite:///{first / 'sweeps.db'}", None, Path("sweeper_runs"))
+    assert study.user_attrs[attrs.WORK_DIR] == str(copy / "sub")  # the first folder was not under the database's
+    assert study.user_attrs[attrs.DATABASE] == str(copy / "db" / "sweeps.db")
+    assert checkpoint_folder(study, copy / "sweeper_runs") == own
+    monkeypatch.chdir(first)  # the original is untouched
+    study, _ = open_study(spec, "sqlite:///db/sweeps.db", None, Path("sweeper_runs"))
     assert study.user_attrs[attrs.CHECKPOINTS] == str(original) and study.user_attrs[attrs.WORK_DIR] == str(first)
-    monkeypatch.chdir(tmp_path)  # a resume from elsewhere: the first run's folders, as ever
-    assert checkpoint_folder(study, Path("runs")) == original
-    assert relocated_folder({attrs.CHECKPOINTS: str(tmp_path / "x" / "checkpoints" / "..")}, first,
-                            f"sqlite:///{first / 'sweeps.db'}") is None
-    monkeypatch.chdir(copy)  # a server's study is shared by drivers in several folders: none takes it over
-    assert relocated_folder(study.user_attrs, Path("sweeper_runs"), "postgresql+psycopg://u@db.example/s") is None
+    moved = {attrs.DATABASE: str(tmp_path / "old" / "sweeps.db"), attrs.WORK_DIR: str(tmp_path / "old" / "data"),
+             attrs.CHECKPOINTS: str(tmp_path / "old" / "runs" / "checkpoints" / "s-1"), attrs.SPACE_DIR: "/elsewhere"}
+    assert relocated(moved, f"sqlite:///{tmp_path / 'new' / 'sweeps.db'}", Path("x")) == {
+        attrs.DATABASE: str(tmp_path / "new" / "sweeps.db"), attrs.WORK_DIR: str(tmp_path / "new" / "data"),
+        attrs.CHECKPOINTS: str(tmp_path / "new" / "runs" / "checkpoints" / "s-1"), attrs.SPACE_DIR: "/elsewhere"}
+    # the same file from another folder (a SQLite file two checkouts share), and a server's study: never moved
+    shared = {**moved, attrs.DATABASE: str(first / "db" / "sweeps.db")}
+    assert relocated(shared, "sqlite:///db/sweeps.db", first) is None
+    assert relocated(moved, "postgresql+psycopg://u@db.example/s", first) is None
