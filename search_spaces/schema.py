@@ -91,14 +91,20 @@ def first_pass(entry: EntrypointInfo, config: Mapping[str, Any], options: Sequen
     return not done, first, min(tries, math.prod(map(len, options)))
 
 
+def related_groups(entry: EntrypointInfo, sampled: Mapping[str, Any]) -> dict[str, tuple[str, ...]]:
+    """Each setting of a group of related ones that the space samples, with its group: the entrypoint's rules
+    between them wait for the sampled values."""
+    return {key: group for group in entry.related if set(group) & set(sampled) for key in group}
+
+
 def refused_values(entry: EntrypointInfo, base: Mapping[str, Any], sampled: Mapping[str, sections.SampledParam],
                    enqueue: Sequence[Mapping[str, Any]]) -> list[tuple[Path, str]]:
     """Each sampled param's extremes and each enqueued row, beside the training config ``base``: a value bad on
     its own is refused; one breaking a rule between related settings (min_lr <= lr) only where no extremes of its
     sampled partners let it pass, as a trial samples them together."""
     extremes = {name: [(name, sub, v) for sub, v in param.extremes()] for name, param in sampled.items()}
-    groups = [group for group in entry.related if set(group) & set(sampled)]
-    group_of = {key: group for group in groups for key in group}
+    group_of = related_groups(entry, sampled)
+    groups = list(dict.fromkeys(group_of.values()))
 
     def judged_by_samples(problem: ConfigError) -> bool:
         return bool(problem.partners) and problem.key in group_of
@@ -322,7 +328,7 @@ class Spec(BaseModel):
             issues.append((("params", "objective"), f"trials are judged by objective.metric ({self.objective.metric!r})"
                                                     ", and select their best epoch by it: set that, not a param"))
         sampled = self.sampled_params()
-        judged = {key for group in entry.related if set(group) & set(sampled) for key in group}
+        judged = related_groups(entry, sampled)
         try:  # a rule between settings the space samples waits for the sampled values (refused_values)
             base = self.base_config()
             loose = [p for p in entry.problems(base) if not (p.partners and p.key in judged)]

@@ -27,10 +27,13 @@ UTC_STORED = int(optuna.__version__.split(".")[0]) >= 5
 _STORED = {"INF_POS": math.inf, "INF_NEG": -math.inf, "NAN": math.nan}  # a value's type where it is not FINITE
 
 
-def _tables(storage: RDBStorage) -> dict[str, sa.Table]:
+def _tables(storage: RDBStorage, study: optuna.Study) -> tuple[dict[str, sa.Table], Any]:
+    """Optuna's tables, and a subquery of the study's trial ids."""
     metadata = sa.MetaData()
     metadata.reflect(storage.engine, only=TABLES)
-    return dict(metadata.tables)
+    trials = metadata.tables["trials"]
+    study_id = storage.get_study_id_from_name(study.study_name)
+    return dict(metadata.tables), sa.select(trials.c.trial_id).where(trials.c.study_id == study_id).scalar_subquery()
 
 
 def _local(moment: datetime | None) -> datetime | None:
@@ -49,15 +52,14 @@ def trials_with_last_values(storage: optuna.storages.BaseStorage, study: optuna.
     not a database."""
     if not isinstance(storage, RDBStorage):
         return study.get_trials(deepcopy=False)
-    t, study_id = _tables(storage), storage.get_study_id_from_name(study.study_name)
-    ids = sa.select(t["trials"].c.trial_id).where(t["trials"].c.study_id == study_id).scalar_subquery()
+    t, ids = _tables(storage, study)
     fields: dict[str, dict[int, Any]] = {name: defaultdict(dict) for name in ("values", "params", "user", "system")}
     distributions: dict[int, dict[str, Any]] = defaultdict(dict)
     iv = t["trial_intermediate_values"]
     last = sa.select(iv.c.trial_id, sa.func.max(iv.c.step).label("step")).where(iv.c.trial_id.in_(ids)) \
         .group_by(iv.c.trial_id).subquery()
     with storage.engine.connect() as db:
-        rows = db.execute(sa.select(t["trials"]).where(t["trials"].c.study_id == study_id)
+        rows = db.execute(sa.select(t["trials"]).where(t["trials"].c.trial_id.in_(ids))
                           .order_by(t["trials"].c.trial_id)).all()
         for row in db.execute(sa.select(t["trial_values"]).where(t["trial_values"].c.trial_id.in_(ids))):
             fields["values"][row.trial_id][row.objective] = _value(row.value, row.value_type)
@@ -85,9 +87,8 @@ def curve_lengths(storage: optuna.storages.BaseStorage, study: optuna.Study) -> 
     """How many intermediate values each trial of the study reported, by trial id (none: absent)."""
     if not isinstance(storage, RDBStorage):
         return {trial._trial_id: len(trial.intermediate_values) for trial in study.get_trials(deepcopy=False)}
-    t, study_id = _tables(storage), storage.get_study_id_from_name(study.study_name)
-    iv, ids = t["trial_intermediate_values"], sa.select(t["trials"].c.trial_id).where(
-        t["trials"].c.study_id == study_id).scalar_subquery()
+    t, ids = _tables(storage, study)
+    iv = t["trial_intermediate_values"]
     with storage.engine.connect() as db:
         return dict(db.execute(sa.select(iv.c.trial_id, sa.func.count()).where(iv.c.trial_id.in_(ids))
                                .group_by(iv.c.trial_id)).all())

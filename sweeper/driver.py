@@ -187,17 +187,18 @@ def relocated(found: Mapping[str, Any], url: str, results_root: Path) -> dict[st
 def check_same_data(spec: Spec, found: Any, data: str | None, folder: str | Path | None = None) -> None:
     """Refuse data that changed under the path a study's first run read (study attr ``data``): its trials would be
     compared with trials trained on the old data."""
-    if data is not None and found not in (None, data) and data.startswith("synthetic"):
-        raise DataError(f"{spec.source_path or spec.name}: training.dataset: this sweeper generates other synthetic "
-                        f"data ({data}) than study {spec.name!r} began with ({found}): its trials would compare two "
-                        "datasets. Start a study of its own (sweeper run SPACE --fresh), or use that sweeper version.")
-    if data is not None and found not in (None, data):
-        path = spec.base_config().get("dataset.path")
-        read = f" (read in {folder})" if folder and not Path(str(path)).is_absolute() else ""
-        raise DataError(f"{spec.source_path or spec.name}: training.dataset: {path}{read} "
-                        f"is not the data study {spec.name!r} began with (its bytes changed since: {data[:19]}... "
-                        f"now, {str(found)[:19]}... then): its trials would compare two datasets. Restore the data, "
-                        "or start a study of its own (sweeper run SPACE --fresh).")
+    if data is None or found in (None, data):
+        return
+    where = f"{spec.source_path or spec.name}: training.dataset:"
+    if data.startswith("synthetic"):
+        raise DataError(f"{where} this sweeper generates other synthetic data ({data}) than study {spec.name!r} "
+                        f"began with ({found}): its trials would compare two datasets. Start a study of its own "
+                        "(sweeper run SPACE --fresh), or use that sweeper version.")
+    path = spec.base_config().get("dataset.path")
+    read = f" (read in {folder})" if folder and not Path(str(path)).is_absolute() else ""
+    raise DataError(f"{where} {path}{read} is not the data study {spec.name!r} began with (its bytes changed since: "
+                    f"{data[:19]}... now, {str(found)[:19]}... then): its trials would compare two datasets. Restore "
+                    "the data, or start a study of its own (sweeper run SPACE --fresh).")
 
 
 def data_to_record(spec: Spec, found: Mapping[str, Any], data: str | None) -> str | None:

@@ -169,10 +169,14 @@ def _masked_arg(arg: str) -> str:
     return f"{flag}={mask_url(value)}" if arg.startswith("--") and equals else mask_url(arg)
 
 
+def _ray_temp_folder() -> str:
+    return os.environ.get("RAY_TMPDIR") or tempfile.gettempdir()
+
+
 def check_ray_temp_folder() -> None:
     """A local Ray's sockets live under its temp folder, their paths in at most 107 bytes of ASCII (an HPC job's
     scratch folder is often too long): refused before the study is written, not after Ray failed to start."""
-    folder = os.environ.get("RAY_TMPDIR") or tempfile.gettempdir()
+    folder = _ray_temp_folder()
     socket_path = os.path.join(folder, "ray", f"session_2026-01-01_00-00-00_000000_{os.getpid()}", "sockets",
                                "plasma_store")  # the longest Ray makes there
     if not socket_path.isascii() or len(socket_path.encode()) > 107:
@@ -185,7 +189,7 @@ def _start_advice(exc: BaseException) -> str:
     """What to change where a local Ray did not start: its token's folder under HOME, else its temp folder."""
     if isinstance(exc, OSError) and ".ray" in Path(str(exc.filename or "")).parts:
         return f"it keeps its auth token in {Path.home() / '.ray'}: make that writable, or set RAY_AUTH_TOKEN"
-    folder = os.environ.get("RAY_TMPDIR") or tempfile.gettempdir()
+    folder = _ray_temp_folder()
     free = shutil.disk_usage(folder).free / 2**20 if os.path.isdir(folder) else 0.0
     # a full temp folder, mostly; or one whose sockets' paths would pass 107 bytes (an HPC job's scratch) or ASCII
     return f"its temp folder {folder} has {free:.0f} MiB free (set RAY_TMPDIR to another folder: a short ASCII " \

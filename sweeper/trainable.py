@@ -143,9 +143,9 @@ def run_trial(config: dict[str, Any]) -> None:
     """Tune function trainable: report every epoch, then once more with the final metrics and a final flag."""
     exit_when_orphaned()
     meta = config[META_KEY]
-    # from where the driver checked it, not from the study's work_dir (an attr anyone who may write the database
-    # can set), which would put that folder on sys.path ahead of the module the driver found
     with output_kept(trial_output_file(meta["checkpoints"], meta["number"])):  # the module's import says things too
+        # from where the driver checked it, not from the study's work_dir (an attr anyone who may write the
+        # database can set), which would put that folder on sys.path ahead of the module the driver found
         train = import_target(meta["entrypoint"], meta.get("base_dir"), meta.get("driver_dir"))
         with working_in(meta.get("work_dir")):
             _run_trial(config, train)

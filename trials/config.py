@@ -191,8 +191,9 @@ class TrainConfig:
         return found
 
 
-# Settings validate() checks against each other. A space that samples two of a group is checked at every pairing
-# of their extremes: min_lr up to 5e-4 is fine beside an lr sampled from 1e-3, whatever the training block's lr.
+# Settings problems() judges against each other (its rules with partners). A space that samples one of a group is
+# checked beside the extremes its sampled partners take: min_lr up to 5e-4 is fine beside an lr sampled from 1e-3,
+# whatever the training block's lr.
 RELATED_SETTINGS = (("lr", "min_lr"), ("epochs", "warmup_epochs"), ("model.size", "model.hidden", "model.heads"))
 
 # Metrics reported every epoch, and their study direction ("" for those no study should optimise), in Optuna's
