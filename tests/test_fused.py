@@ -131,6 +131,23 @@ def test_a_member_with_a_nan_loss_fails_alone_and_the_others_go_on():
         assert_same_result(result, outcomes[k])
 
 
+def test_weights_gone_nan_at_an_epochs_last_step_fail_the_trial_alone_and_in_a_group():
+    """Every training loss was finite, but the epoch's last step made the weights NaN: NaN logits rank first in
+    every top-k, and the trial was COMPLETE with a made-up accuracy (found by an exploratory test)."""
+    late = {**BASE, "epochs": 1, "batch_size": 24, "lr": 4e4, "grad_clip": 0.0, "label_smoothing": 0.0,
+            "warmup_epochs": 0, "seed": 1}
+    with pytest.raises(NonFiniteLossError, match=r"non-finite loss \(nan\) at step 2:") as alone_error:  # 2 steps
+        run(late)
+    steady = {**BASE, "batch_size": 24}
+    reports = [[], []]
+    outcomes = run_group([steady, late], [r.append for r in reports])
+    assert isinstance(outcomes[1], NonFiniteLossError) and str(outcomes[1]) == str(alone_error.value)
+    assert reports[1] == []
+    want, result = alone(steady)
+    assert_same_run(want, reports[0])
+    assert_same_result(result, outcomes[0])
+
+
 def test_a_pruned_member_leaves_and_the_others_go_on(tmp_path):
     def prune_at_2(metrics):
         reports[1].append(metrics)

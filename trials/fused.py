@@ -8,20 +8,17 @@ The contract is exactness: on the CPU, under the same seed, each member reports 
 ``trials.run(config)`` alone, within float tolerance. What makes it hold:
 
 * Random numbers. Each member owns a :class:`RandomStream`, the state the global generators would have in its
-  own run (seeded with its seed, advanced by its model's initialisation). Its batch order, its mixup draws and
-  its dropout masks are drawn from that stream, in the order its own run draws them, with the same calls.
-* Per-member hyperparameters. lr, weight decay, warmup and cosine (its own schedule and step count), label
-  smoothing, mixup alpha, class weights, gradient clipping and dropout are per member; AdamW is torch's
-  single-tensor update written over the ``[K, P]`` weights with a column of per-member scalars.
-* Checkpoints. Each member writes ``state.pt`` in its own directory in ``trials.train``'s format, so a member
-  can resume alone (``trials.run``) or in any group, and a single trial's checkpoint can join a group.
+  own run (seeded, advanced by its model's initialisation): its batch order, mixup draws and dropout masks come
+  from it in its own run's order. (On CUDA they are drawn once for the whole group, ``exact_rng=False``: as
+  random for each member, in a few launches instead of K; CUDA runs are not bit-reproducible anyway.)
+* Per-member hyperparameters: lr, weight decay, warmup and cosine (its own schedule and step count), label
+  smoothing, mixup alpha, class weights, clipping, dropout; AdamW is torch's single-tensor update written over
+  the ``[K, P]`` weights with a column of per-member scalars.
+* Checkpoints: ``state.pt`` in ``trials.train``'s format, so a member resumes alone or in any group.
 
-A member leaves the group on its own: when its epochs are done or it stops early (it returns its final metrics,
-as ``run`` does), when its loss is not finite (its outcome is the :class:`NonFiniteLossError`), or when its
-``report`` raises (its outcome is that exception: this is how a driver prunes one member). The others go on.
-
-On CUDA, dropout masks and mixup are drawn once for the whole group (``exact_rng=False``, ``trials.random_stream``):
-as random for each member as alone, in a few launches instead of K. CUDA runs are not bit-reproducible anyway.
+A member leaves on its own, the others go on: when its epochs are done or it stops early (it returns its final
+metrics, as ``run`` does), when its training or validation loss is not finite (its outcome is the
+``NonFiniteLossError``), or when its ``report`` raises (its outcome is that exception: how a driver prunes one).
 """
 
 from __future__ import annotations
@@ -48,7 +45,6 @@ from trials.train import (
     ADAM_BETAS,
     EVAL_BATCH,
     STATE_FILE,
-    NonFiniteLossError,
     Report,
     epoch_metrics,
     evaluate,
@@ -68,15 +64,12 @@ log = logging.getLogger("trials")
 
 ADAM_EPS = 1e-8  # torch.optim.AdamW's default, which trials.train uses
 CLIP_EPS = 1e-6  # torch.nn.utils.clip_grad_norm_'s
-# Settings that every member of a group must share: they fix tensor shapes (data, architecture, batch) or the
-# process (device, threads). Everything else may differ from member to member.
-RUN_KEYS = ("batch_size", "device", "threads")
+RUN_KEYS = ("batch_size", "device", "threads")  # shared by a group's members, as its data and architecture are
 
 
 def group_key(config: Mapping[str, Any]) -> tuple:
     """Configs with equal keys can train as one group: same data, architecture, batch size, device, threads."""
-    cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_flat(config)
-    flat = cfg.to_flat()
+    flat = (cfg := config if isinstance(config, TrainConfig) else TrainConfig.from_flat(config)).to_flat()
     return (*((k, v) for k, v in flat.items() if k.startswith("dataset.")),
             ("model architecture (hidden, layers, heads)", cfg.architecture), *((k, flat[k]) for k in RUN_KEYS))
 
@@ -183,14 +176,12 @@ class Group:
         def column(values: list[float]) -> torch.Tensor:
             return torch.tensor(values, dtype=torch.float32, device=self.device).unsqueeze(1)
 
-        cfgs = [m.cfg for m in self.members]
-        classes = self.data.num_classes
+        cfgs, classes = [m.cfg for m in self.members], self.data.num_classes
         self.off_target = column([c.label_smoothing / classes for c in cfgs])
         self.on_target = column([1.0 - c.label_smoothing for c in cfgs])
         self.keep_prob = column([1.0 - c.dropout for c in cfgs])
         self.mixup_alpha, self.mixed = column([c.mixup_alpha for c in cfgs]), any(c.mixup_alpha > 0 for c in cfgs)
-        self.max_norm = column([c.grad_clip for c in cfgs])
-        self.clipped = any(c.grad_clip > 0 for c in cfgs)
+        self.max_norm, self.clipped = column([c.grad_clip for c in cfgs]), any(c.grad_clip > 0 for c in cfgs)
         weighted = [c.class_weights for c in cfgs]
         self.loss_weights = (torch.stack([self.class_weights if w else torch.ones_like(self.class_weights)
                                           for w in weighted]) if any(weighted) else None)
@@ -209,6 +200,10 @@ class Group:
                 break
             train_seconds = time.perf_counter() - epoch_start
             vals = self._evaluate(self.data.x_val, self.data.y_val)
+            keep = self._fail_diverged([val["loss"] for val in vals])  # NaN weights since the last step: NaN
+            vals, train_losses = [vals[k] for k in keep], [train_losses[k] for k in keep]  # logits top every top-k
+            if not self.members:
+                break
             seconds = time.perf_counter() - epoch_start
             reports = []
             for k, m in enumerate(self.members):
@@ -243,18 +238,12 @@ class Group:
             with self.autocast:
                 losses = self._losses(self.stack.forward(inputs, self._dropout), targets)
             finite = torch.isfinite(losses)
-            failed = [] if bool(finite.all()) else [k for k, ok in enumerate(finite.tolist()) if not ok]
+            failed = not bool(finite.all())
             (losses[finite] if failed else losses).sum().backward()
             grad = self.stack.flat_grad()
             if failed:
-                keep = [k for k in range(len(self.members)) if k not in failed]
-                for k in failed:
-                    m = self.members[k]
-                    error = non_finite_loss(losses[k].item(), m.progress["step"], m.cfg)
-                    log.warning("member %d failed: %s", m.index, error)
-                    self._outcome(m, error)
+                keep = self._fail_diverged(losses.tolist())
                 grad, loss_sum, losses, order = grad[keep], loss_sum[keep], losses[keep], order[keep]
-                self._keep(keep)
                 if not self.members:
                     break
             self._step(grad)
@@ -262,6 +251,16 @@ class Group:
             for m in self.members:
                 m.progress["step"] += 1
         return [total / n for total in loss_sum.tolist()]
+
+    def _fail_diverged(self, losses: list[float]) -> list[int]:
+        """Members whose loss is not finite fail (``NonFiniteLossError``) and leave; the others' old indices."""
+        keep = [k for k, loss in enumerate(losses) if math.isfinite(loss)]
+        if failed := [(m, loss) for m, loss in zip(self.members, losses, strict=True) if not math.isfinite(loss)]:
+            for m, loss in failed:
+                self._outcome(m, error := non_finite_loss(loss, m.progress["step"], m.cfg))
+                log.warning("member %d failed: %s", m.index, error)
+            self._keep(keep)
+        return keep
 
     def _targets(self, labels: torch.Tensor) -> torch.Tensor:
         """``losses.smoothed_targets`` for every member at once, each with its own smoothing: [K, batch, classes]."""
@@ -397,4 +396,4 @@ class Group:
             save_state(m.state_path, m.model, m.optimizer, m.progress, m.best_state, m.cfg)
 
 
-__all__ = ["NonFiniteLossError", "RandomStream", "group_key", "run_group"]
+__all__ = ["group_key", "run_group"]

@@ -83,6 +83,8 @@ def run(config: Mapping[str, Any], report: Report | None = None, checkpoint_dir:
         train_loss, lr = train_epoch(model, optimizer, data, cfg, progress, schedule, class_weights, autocast)
         train_seconds = time.perf_counter() - epoch_start
         val = evaluate(model, data.x_val, data.y_val, autocast)
+        if not math.isfinite(val["loss"]):  # NaN weights since the last step: NaN logits rank first in every top-k
+            raise non_finite_loss(val["loss"], progress["step"], cfg)
         metrics = epoch_metrics(epoch, train_loss, val, lr, time.perf_counter() - epoch_start,
                                 len(data.y_train) / train_seconds)
         if track_best(progress, metrics, cfg):
