@@ -484,7 +484,8 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
 
     if not created and spec.targets:
         policy.call(lambda: recover_target_met(study, lambda t: meets_targets(spec, t.user_attrs, t.value)))
-    printer = SweepPrinter(spec, [] if created else policy.call(lambda: study.get_trials(deepcopy=False)))
+    history = [] if created else policy.call(lambda: study.get_trials(deepcopy=False))
+    printer = SweepPrinter(spec, history)
     if spec.budget.stop_on_target and not created and target_met(policy.call(lambda: study.user_attrs)):
         # the last run stopped at its target, maybe before it could record its running trials as stopped
         policy.call(lambda: prune_stopped(study, [optuna.Trial(study, t._trial_id) for t in orphans]))
@@ -532,7 +533,7 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
             recorder.target_reached = True
 
     name = study.study_name  # what Tune pickles (these lambdas, the run config) must not hold the study
-    trainable, scheduler = run_trial, build_scheduler(spec)
+    trainable, scheduler = run_trial, build_scheduler(spec, history)
     if spec.resources.fuse > 1:  # the scheduler judges each member; a group runs until its function returns
         trainable, scheduler = fused.run_fused_trial, fused.MemberScheduler(scheduler, searcher)
     tuner = tune.Tuner(

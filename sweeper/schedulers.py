@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
+from optuna.trial import FrozenTrial
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, MedianStoppingRule, TrialScheduler
 from ray.tune.stopper import Stopper
 
@@ -58,6 +59,18 @@ class _JudgesTraining:
         """Every epoch is in; what Tune passes here is the final report, or the epoch a STOP was decided on."""
         self.on_trial_remove(tune_controller, trial)  # type: ignore[attr-defined]
 
+    def remember(self, trials: Iterable[FrozenTrial]) -> None:
+        """Judge the coming trials beside the study's finished ones too, as the sweep that ran them did: a resumed
+        or extended sweep starts a new scheduler, which knew none of them, so its first trials passed every rung
+        unjudged and later ones were judged beside this run's trials alone."""
+        for trial in trials:
+            curve = {step: value for step, value in sorted(trial.intermediate_values.items()) if math.isfinite(value)}
+            if trial.state.is_finished() and curve:
+                self._recall(f"study#{trial.number}", trial.number, curve)
+
+    def _recall(self, key: str, number: int, curve: dict[int, float]) -> None:
+        raise NotImplementedError
+
 
 class ASHA(_JudgesTraining, ASHAScheduler):
     def __init__(self, *args: Any, seed: int = 0, **kwargs: Any) -> None:
@@ -69,12 +82,22 @@ class ASHA(_JudgesTraining, ASHAScheduler):
         numpy's global state: the same space and seed prune the same trials."""
         super().on_trial_add(tune_controller, trial)
         number = ((getattr(trial, "config", None) or {}).get(META_KEY) or {}).get("number")
-        if number is None or len(self._brackets) == 1:  # not a sweep's trial: Ray's draw stands
-            return
+        if number is not None:  # else not a sweep's trial: Ray's draw stands
+            self._trial_info[trial.trial_id] = self._bracket_of(number)
+
+    def _bracket_of(self, number: int) -> Any:
+        if len(self._brackets) == 1:
+            return self._brackets[0]
         sizes = np.array([len(bracket._rungs) for bracket in self._brackets])
         weights = np.e ** (sizes - sizes.max())
         draw = np.random.default_rng([self.seed % 2**32, number])
-        self._trial_info[trial.trial_id] = self._brackets[draw.choice(len(self._brackets), p=weights / weights.sum())]
+        return self._brackets[draw.choice(len(self._brackets), p=weights / weights.sum())]
+
+    def _recall(self, key: str, number: int, curve: dict[int, float]) -> None:
+        """Its value at each rung it reached: at the first epoch there or past it, as Ray records a trial."""
+        for milestone, recorded in self._bracket_of(number)._rungs:
+            if reached := [step for step in curve if step >= milestone]:
+                recorded[key] = self._metric_op * curve[reached[0]]
 
 
 class MedianStopping(_JudgesTraining, MedianStoppingRule):
@@ -86,6 +109,9 @@ class MedianStopping(_JudgesTraining, MedianStoppingRule):
             self._stopped_trials.discard(trial)
         return action
 
+    def _recall(self, key: str, number: int, curve: dict[int, float]) -> None:
+        self._results[key] = [{self._time_attr: step, self._metric: value} for step, value in curve.items()]
+
 
 def hyperband_brackets(max_t: int, grace_period: int, reduction_factor: float) -> int:
     """HyperBand's bracket count, s_max + 1, for ASHA's ``brackets``: the asynchronous HyperBand of the ASHA paper
@@ -95,10 +121,11 @@ def hyperband_brackets(max_t: int, grace_period: int, reduction_factor: float) -
     return int(np.log(max_t / grace_period) / np.log(reduction_factor) + 1)  # as Ray counts bracket 0's rungs
 
 
-def build_scheduler(spec: Spec) -> TrialScheduler:
+def build_scheduler(spec: Spec, history: Iterable[FrozenTrial] = ()) -> TrialScheduler:
     """Periods are in epochs; ``max_t`` defaults to just below the planned epochs, so no rung falls on the last
     epoch: a trial judged there would be stopped before it returns, its training done, and read as PRUNED.
-    stop_last_trials=False lets trials that pass max_t train on to their end and return (COMPLETE)."""
+    stop_last_trials=False lets trials that pass max_t train on to their end and return (COMPLETE).
+    ``history``: the study's trials so far, whose finished ones the scheduler judges the new ones beside."""
     options = dict(spec.scheduler.options)
     common = {"time_attr": TIME_ATTR, "metric": spec.objective.metric, "mode": ray_mode(spec)}
     epochs = planned_epochs(spec)
@@ -119,6 +146,7 @@ def build_scheduler(spec: Spec) -> TrialScheduler:
     else:
         return FIFOScheduler()
     scheduler.default_last_epoch = epochs
+    scheduler.remember(history)
     return scheduler
 
 

@@ -347,3 +347,35 @@ def test_sampler_options_that_fail_only_when_the_model_samples_are_refused_befor
         assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
         assert f"{name}:" in proc.stderr and "sampler: " in proc.stderr and "fails when it samples" in proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["candidates.yaml", "overflow.yaml", "own.py"]
+
+
+def test_a_resumed_sweeps_scheduler_judges_new_trials_beside_the_studys_finished_ones():
+    """A resumed or extended sweep starts a new scheduler: without the study's trials its first ones passed every
+    rung unjudged, and an uninterrupted sweep would have pruned them (found by an exploratory test)."""
+    from ray.tune.schedulers import TrialScheduler
+
+    from search_spaces.loader import load_spec
+    from sweeper.schedulers import build_scheduler
+
+    TrialState, nan = optuna.trial.TrialState, float("nan")
+    study = optuna.create_study(direction="maximize")
+    for state, curve in ((TrialState.COMPLETE, [0.9] * 4), (TrialState.PRUNED, [0.8]), (TrialState.FAIL, [nan]),
+                         (TrialState.RUNNING, [0.1])):  # RUNNING: carried on in this sweep, judged as it reports
+        study.add_trial(optuna.trial.create_trial(state=state, value=curve[-1] if state == TrialState.COMPLETE
+                                                  else None, intermediate_values=dict(enumerate(curve, 1))))
+    history = study.get_trials(deepcopy=False)
+
+    def decision(section: str, finished: list, value: float) -> str:
+        scheduler = build_scheduler(load_spec("spaces/asl20.yaml", overrides=[*SHORT, f"scheduler={section}"]),
+                                    finished)
+        new = _Trial("new", 10)
+        scheduler.on_trial_add(TUNE, new)
+        return scheduler.on_trial_result(TUNE, new, {"epoch": 1, "val_top3": value})
+
+    asha = "{type: asha, grace_period: 1, reduction_factor: 2}"
+    median = "{type: median, grace_period: 1, min_samples_required: 2}"
+    for section in (asha, median):
+        assert decision(section, [], 0.5) == TrialScheduler.CONTINUE, section  # nothing to judge it beside
+        assert decision(section, history, 0.5) == TrialScheduler.STOP, section  # below 0.9 and 0.8
+        assert decision(section, history, 0.95) == TrialScheduler.CONTINUE, section
+    assert decision(asha, history[2:], 0.05) == TrialScheduler.CONTINUE  # the RUNNING trial's 0.1 is not on a rung
