@@ -341,6 +341,7 @@ class Spec(BaseModel):
             issues.append((where, f"{entry.target} refuses the training config: {loose[0]}"))
         else:
             issues += refused_values(entry, base, sampled, self.enqueue)
+            issues += self._targets_always_met(entry, base, sampled)
             ints = {k for k, v in (entry.settings or {}).items() if type(v) is int}
             issues += [(("params", name, "type"), f"{name} is an int setting of {entry.target}; a float range would "
                                                   "give it fractions: write type: int")
@@ -348,6 +349,18 @@ class Spec(BaseModel):
                        if isinstance(param, sections.FloatParam) and name in ints]
         fail(issues)
         return self
+
+    def _targets_always_met(self, entry: EntrypointInfo, base: Mapping[str, Any],
+                            sampled: Mapping[str, sections.SampledParam]) -> list[tuple[Path, str]]:
+        """A top-k target with k at least the classes is met by any model, as the objective is refused then."""
+        param = sampled.get("dataset.classes")
+        classes = min(value for _, value in param.extremes()) if param else base.get("dataset.classes")
+        if entry.target != DEFAULT_ENTRYPOINT or not isinstance(classes, int):
+            return []
+        tops = {metric: int(k) for metric in self.targets if (k := metric.rpartition("_top")[2]).isdigit()}
+        return [(("targets", metric), f"with {classes} classes every label is in the top {k}, so any model meets "
+                                      f"it: judge a top-k below {classes}, or top-1")
+                for metric, k in tops.items() if k >= classes]
 
     @property
     def direction(self) -> str:

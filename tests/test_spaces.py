@@ -942,3 +942,19 @@ def test_a_tab_and_a_capitalised_name_say_what_to_write(tmp_path: Path) -> None:
     assert "found character '\\t' that cannot start any token (YAML indents and separates with spaces" in str(err)
     err = errors(write(tmp_path, MINIMAL + "scheduler: {type: ASHA}\n"))
     assert "did you mean 'asha'?" in find(err, "scheduler.type")
+
+
+def test_a_top_k_target_that_any_model_meets_is_refused(tmp_path: Path) -> None:
+    """With k at least the classes every label is in the top k: a model below chance met 'test_top5: 90%' on 3
+    classes (found by an exploratory test). The objective was refused there already; a target was not."""
+    def targets(classes: str) -> str:
+        return space(f"  dataset.classes: {classes}\nobjective: {{metric: val_top1}}\n"
+                     "targets: {test_top5: 90%, val_top3: 50%, val_top1: 40%}\n")
+
+    err = errors(write(tmp_path, targets("{type: fixed, value: 3}")))
+    assert "with 3 classes every label is in the top 5, so any model meets it" in find(err, "targets.test_top5")
+    assert "top 3" in find(err, "targets.val_top3") and "val_top1" not in str(err)
+    err = errors(write(tmp_path, targets("{type: categorical, choices: [10, 4]}")))  # the fewest it samples
+    assert "with 4 classes every label is in the top 5" in find(err, "targets.test_top5")
+    assert "val_top3" not in str(err)
+    assert load_spec(write(tmp_path, targets("{type: fixed, value: 6}"))).targets["test_top5"] == 0.9
