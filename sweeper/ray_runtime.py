@@ -170,7 +170,14 @@ def _masked_arg(arg: str) -> str:
 
 
 def _ray_temp_folder() -> str:
-    return os.environ.get("RAY_TMPDIR") or tempfile.gettempdir()
+    """The folder a local Ray keeps its sessions under, chosen as Ray chooses it (``ray._common.utils``):
+    RAY_TMPDIR, else TMPDIR on Linux even where it is missing, else /tmp; not Python's choice, which reads TEMP
+    and TMP too and passes over a TMPDIR it cannot write."""
+    if "RAY_TMPDIR" in os.environ:
+        return os.environ["RAY_TMPDIR"]
+    if sys.platform.startswith("linux") and "TMPDIR" in os.environ:
+        return os.environ["TMPDIR"]
+    return "/tmp" if sys.platform.startswith(("linux", "darwin")) else tempfile.gettempdir()
 
 
 def check_ray_temp_folder() -> None:

@@ -405,3 +405,20 @@ def test_a_sweep_whose_reader_went_away_runs_to_its_end(tmp_path):
 
     study = optuna.load_study(study_name="piped", storage=f"sqlite:///{tmp_path / 's.db'}")
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 2
+
+
+def test_the_ray_temp_folder_checked_is_the_one_ray_uses(tmp_path, monkeypatch):
+    """Ray reads RAY_TMPDIR, then TMPDIR (even one that is missing), then /tmp; Python's temp folder reads TMP and
+    TEMP too and passes over a TMPDIR it cannot write: a long TMP was refused though Ray started, and a long
+    missing TMPDIR passed, and the study was written before Ray failed (found by a regression check)."""
+    from sweeper.errors import BadInput
+    from sweeper.ray_runtime import check_ray_temp_folder
+
+    long = str(tmp_path / ("scratch-" + "x" * 100))
+    for name in ("RAY_TMPDIR", "TMPDIR", "TEMP", "TMP"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TMP", long)
+    check_ray_temp_folder()  # Ray's is /tmp
+    monkeypatch.setenv("TMPDIR", long + "-missing")
+    with pytest.raises(BadInput, match="-missing: its sockets' paths there would be"):
+        check_ray_temp_folder()
