@@ -165,23 +165,53 @@ def relocated(found: Mapping[str, Any], url: str, results_root: Path) -> dict[st
     """The study's folders where its SQLite file is not the one they were recorded with (a project copied or moved
     with its database: ``cp -a``, ``mv``): a recorded folder under the old file's folder at the same place under
     the new one's; else the checkpoints in this run's results folder and the trials in this folder. None for the
-    same file, and for a server's study, which drivers in several folders share."""
-    database, recorded = sqlite_path(url), found.get(attrs.DATABASE)
-    if database is None or not isinstance(recorded, str) or Path(recorded) == database.resolve():
+    same file, and for a server's study, which drivers in several folders share. A file moved alone, its old
+    folder still there, keeps the study's folders."""
+    database = sqlite_path(url)
+    if database is None:
         return None
-    then, now = Path(recorded).parent, database.resolve().parent
+    database = database.resolve()
+    if not isinstance(recorded := found.get(attrs.DATABASE), str):  # a study of a sweeper before the attr
+        return _copied_before_the_attr(found, database, results_root)
+    if Path(recorded) == database:
+        return None
+    then = Path(recorded).parent
+    if then.is_dir() and not Path(recorded).exists():
+        return {attrs.DATABASE: str(database)}
+    return _carried(found, then, database, results_root)
 
+
+def _carried(found: Mapping[str, Any], then: Path | None, database: Path, results_root: Path) -> dict[str, str]:
+    """The study's folders for the copy whose SQLite file is ``database``: those under ``then`` (the first file's
+    folder) at the same place under the new file's; the checkpoints elsewhere in this run's results folder, the
+    trials' folder elsewhere this one."""
     def carried(folder: Any, elsewhere: Path) -> str:
-        moves = isinstance(folder, str) and Path(folder).is_relative_to(then)
-        return str(now / Path(folder).relative_to(then) if moves else elsewhere)
+        moves = then is not None and isinstance(folder, str) and Path(folder).is_relative_to(then)
+        return str(database.parent / Path(folder).relative_to(then) if moves else elsewhere)
 
     checkpoints = Path(str(found.get(attrs.CHECKPOINTS) or ""))
-    moved = {attrs.DATABASE: str(database.resolve()), attrs.WORK_DIR: carried(found.get(attrs.WORK_DIR), Path.cwd())}
+    moved = {attrs.DATABASE: str(database), attrs.WORK_DIR: carried(found.get(attrs.WORK_DIR), Path.cwd())}
     if checkpoints.name not in ("", ".."):
         moved[attrs.CHECKPOINTS] = carried(str(checkpoints), results_root.resolve() / "checkpoints" / checkpoints.name)
     if isinstance(space_dir := found.get(attrs.SPACE_DIR), str):
         moved[attrs.SPACE_DIR] = carried(space_dir, Path(space_dir))
     return moved
+
+
+def _copied_before_the_attr(found: Mapping[str, Any], database: Path, results_root: Path) -> dict[str, str] | None:
+    """A study whose SQLite file is not recorded is a copy's as that sweeper told it: a checkpoint folder of its
+    name in this run's results folder, beside the database, while the recorded one lies outside it (or is gone).
+    The first file's folder is then where the recorded one sits as the copy's sits under the database's."""
+    stored = Path(str(found.get(attrs.CHECKPOINTS) or ""))
+    own = results_root.resolve() / "checkpoints" / stored.name
+    if stored.name in ("", "..") or not own.is_dir() or own == stored.resolve():
+        return None
+    home = database.parent
+    if stored.is_dir() and not (own.is_relative_to(home) and not stored.resolve().is_relative_to(home)):
+        return None
+    below = own.relative_to(home).parts if own.is_relative_to(home) else ()
+    then = Path(*stored.parts[:-len(below)]) if below and stored.parts[-len(below):] == below else None
+    return _carried(found, then, database, results_root)
 
 
 def check_same_data(spec: Spec, found: Any, data: str | None, folder: str | Path | None = None) -> None:
@@ -297,7 +327,7 @@ def stored_spec(url: str, name: str, overrides: tuple[str, ...] = ()) -> Spec:
             "FILE --fresh, or --set name=...)." if foreign else "; run its space file with sweeper run instead."))
     from sweeper.best import here_or_below
 
-    space_dir = (relocated(user_attrs, url, Path.cwd()) or user_attrs).get(attrs.SPACE_DIR)  # a copy's: its own
+    space_dir = {**user_attrs, **(relocated(user_attrs, url, Path.cwd()) or {})}.get(attrs.SPACE_DIR)  # a copy's
     entrypoint = data.get("entrypoint") or DEFAULT_ENTRYPOINT
     if entrypoint != DEFAULT_ENTRYPOINT and isinstance(space_dir, str) and not Path(space_dir).is_dir():
         raise BadInput(f"study {name!r} trains with {entrypoint} from {space_dir}, which is not on this machine (a "
@@ -366,7 +396,7 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
     if options.address is None:  # a resumed study's data, read where its trials read it, is what it began with
         found = existing_study_attrs(url, spec.name)
         # a copied or moved project reads its own data from now on (open_study records it)
-        work_dir = (relocated(found, url, Path(options.results_dir)) or found).get(attrs.WORK_DIR)
+        work_dir = {**found, **(relocated(found, url, Path(options.results_dir)) or {})}.get(attrs.WORK_DIR)
         data = check_data_found(spec, Path(work_dir) if isinstance(work_dir, str | Path) else None)
         check_same_data(spec, found.get(attrs.DATA), data, work_dir)
         data = data_to_record(spec, found, data)
@@ -695,7 +725,9 @@ def open_study(spec: Spec, url: str, space: str | None, results_root: Path = Pat
         study.set_user_attr(attrs.WORK_DIR, str(Path.cwd()))
     for key, value in (relocated(study.user_attrs, url, results_root) or {}).items():  # a copied or moved project
         study.set_user_attr(key, value)
-    if attrs.DATABASE not in study.user_attrs and (database := sqlite_path(url)) is not None:
+    if attrs.DATABASE not in study.user_attrs and (database := sqlite_path(url)) is not None and (created or Path(
+            study.user_attrs[attrs.CHECKPOINTS]).resolve().is_relative_to(database.resolve().parent)):
+        # an earlier sweeper's study is this file's where its checkpoints are, else told by them (relocated)
         study.set_user_attr(attrs.DATABASE, str(database.resolve()))
     if not created:
         study.sampler = build_sampler(spec, resumed_after=held)

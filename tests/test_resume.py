@@ -24,7 +24,7 @@ import optuna
 import pytest
 
 from storage import attrs
-from storage.engine import open_storage
+from storage.engine import close_storage, open_storage
 from storage.errors import StorageError
 from storage.resume import GRACE_PERIOD_S, Driver, orphaned_trials, record_heartbeat, spec_changes
 from storage.studies import create_or_load_study
@@ -683,6 +683,48 @@ def test_the_resume_command_shown_pastes_into_a_shell_whatever_the_names():
     assert shlex.split(command) == ["sweeper", "resume", "my exp; rm -rf x", "--storage", url]
     assert resume_command(spec.model_copy(update={"name": "asl20"}), SweepOptions(space="asl20"), url) == \
         "sweeper resume asl20"  # the storage is the space's default: nothing to add
+
+
+def test_a_database_moved_alone_keeps_the_folders_and_an_earlier_sweepers_copy_is_still_told(tmp_path, monkeypatch):
+    """Moving only the SQLite file (into dbs/) mapped the study's folders into dbs/, where neither its data nor its
+    checkpoints are; a study of a sweeper before the database attr was stamped with the first file a copy of it
+    ran on, and so the copy kept writing into the original's checkpoints for good (found by a regression check)."""
+    import sqlite3
+
+    from search_spaces.loader import load_spec
+
+    spec = load_spec("spaces/asl20.yaml", quick=True)
+    project = tmp_path / "proj"
+    project.mkdir()
+    monkeypatch.chdir(project)
+    first, _ = open_study(spec, "sqlite:///sweeps.db", None, Path("sweeper_runs"))
+    before = first.user_attrs
+    close_storage(first._storage._backend)  # the file is moved between runs, not under one
+    (project / "dbs").mkdir()
+    for file in project.glob("sweeps.db*"):  # mv sweeps.db* dbs/
+        file.rename(project / "dbs" / file.name)
+    study, created = open_study(spec, "sqlite:///dbs/sweeps.db", None, Path("sweeper_runs"))
+    assert not created and study.user_attrs[attrs.DATABASE] == str(project / "dbs" / "sweeps.db")
+    for key in (attrs.CHECKPOINTS, attrs.WORK_DIR):
+        assert study.user_attrs[key] == before[key], key
+
+    old, copy = tmp_path / "old", tmp_path / "copy"  # a study made before the attr, in a project then copied
+    old.mkdir()
+    monkeypatch.chdir(old)
+    made, _ = open_study(spec, "sqlite:///sweeps.db", None, Path("sweeper_runs"))
+    close_storage(made._storage._backend)
+    with sqlite3.connect(old / "sweeps.db") as connection:
+        connection.execute("DELETE FROM study_user_attributes WHERE key = ?", (attrs.DATABASE,))
+    (Path(made.user_attrs[attrs.CHECKPOINTS]) / "trial-00000").mkdir(parents=True)
+    shutil.copytree(old, copy)
+    study, _ = open_study(spec, "sqlite:///sweeps.db", None, Path("sweeper_runs"))  # the original goes on first
+    assert study.user_attrs[attrs.CHECKPOINTS] == made.user_attrs[attrs.CHECKPOINTS]
+    assert study.user_attrs[attrs.DATABASE] == str(old / "sweeps.db")
+    monkeypatch.chdir(copy)
+    study, _ = open_study(spec, "sqlite:///sweeps.db", None, Path("sweeper_runs"))
+    own = copy / Path(made.user_attrs[attrs.CHECKPOINTS]).relative_to(old)
+    assert study.user_attrs[attrs.CHECKPOINTS] == str(own) and study.user_attrs[attrs.WORK_DIR] == str(copy)
+    assert study.user_attrs[attrs.DATABASE] == str(copy / "sweeps.db")
 
 
 def test_a_copied_or_moved_project_checkpoints_and_reads_data_in_its_own_folders(tmp_path, monkeypatch):
