@@ -228,7 +228,7 @@ def fold_sqlite_wal(url: str) -> None:
                         "sweep wrote it; put it back beside its -wal file (or copy both) to keep them", path, wal)
     if path is None or not path.exists():
         return
-    connection = sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT_S)
+    connection = sqlite3.connect(path, timeout=sqlite_busy_timeout(url))
     try:
         connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     except sqlite3.Error as exc:
@@ -283,7 +283,7 @@ def _reason(detail: str, url: str) -> str:
                    "(ls -l shows its owner and mode)."
         return "SQLite cannot open or create the file: check that the folder exists and is writable."
     if "database is locked" in detail:
-        return f"the SQLite file stayed locked by another process for more than {SQLITE_BUSY_TIMEOUT_S} s."
+        return f"the SQLite file stayed locked by another process for more than {sqlite_busy_timeout(url):g} s."
     if "statement timeout" in detail:
         return "a statement waited past statement_timeout: another session may hold a lock on Optuna's tables " \
                "(pg_locks shows it), or the server is stalled."
@@ -332,11 +332,11 @@ def _engine_kwargs(url: str, *, tune: bool = True, read_only: bool = False) -> d
     if is_sqlite(url):
         path = sqlite_path(url)
         if read_only and path is not None:
-            return {"creator": functools.partial(connect_sqlite_read_only, path)}
+            return {"creator": functools.partial(connect_sqlite_read_only, path, sqlite_busy_timeout(url))}
         if not tune:
-            return {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}
+            return {"connect_args": {"timeout": sqlite_busy_timeout(url)}}
         return {
-            "connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S},
+            "connect_args": {"timeout": sqlite_busy_timeout(url)},
             "pool_events": [(tune_sqlite_connection, "connect")],
         }
     query = make_url(url).query  # what the URL sets wins: connect_args would silently replace it
@@ -377,10 +377,16 @@ def limit_statement_time(dbapi_connection: Any, _connection_record: object) -> N
     stall.watch(dbapi_connection, limit_ms / 1000)
 
 
-def connect_sqlite_read_only(path: Path) -> sqlite3.Connection:
+def connect_sqlite_read_only(path: Path, timeout: float = SQLITE_BUSY_TIMEOUT_S) -> sqlite3.Connection:
     """A connection SQLite itself keeps from writing the file (``mode=ro``); it still sees a live sweep's WAL."""
-    return sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, timeout=SQLITE_BUSY_TIMEOUT_S,
-                           check_same_thread=False)
+    return sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, timeout=timeout, check_same_thread=False)
+
+
+def sqlite_busy_timeout(url: str) -> float:
+    """Seconds a SQLite statement waits out another process's lock: the URL's ``?timeout=`` (SQLAlchemy's and
+    Python's name for it), else 10; past it the sweep's outage policy waits on, with a console line."""
+    value = make_url(url).query.get("timeout")
+    return float(value) if isinstance(value, str) else SQLITE_BUSY_TIMEOUT_S
 
 
 def tune_sqlite_connection(dbapi_connection: sqlite3.Connection, _connection_record: object) -> None:
@@ -388,12 +394,12 @@ def tune_sqlite_connection(dbapi_connection: sqlite3.Connection, _connection_rec
 
     WAL lets readers keep reading while the sweep commits, instead of a reader's shared lock making the writer's
     commit fail with "database is locked"; it is stored in the file, so setting it again is a no-op.
-    ``busy_timeout`` makes two writers (the sweep and a dashboard note) wait for each other instead of failing.
+    The connection's busy timeout (``_engine_kwargs``) makes two writers (the sweep and a dashboard note) wait for
+    each other instead of failing.
     ``synchronous=NORMAL`` is WAL's recommended durability: a power cut may lose the last commits, never corrupt.
     """
     cursor = dbapi_connection.cursor()
     try:
-        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_S * 1000}")
         mode = _switch_to_wal(cursor)
         cursor.execute("PRAGMA synchronous = NORMAL")
     finally:
