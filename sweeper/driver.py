@@ -165,29 +165,29 @@ def relocated(found: Mapping[str, Any], url: str, results_root: Path) -> dict[st
     """The study's folders where its SQLite file is not the one they were recorded with (a project copied or moved
     with its database: ``cp -a``, ``mv``): a recorded folder under the old file's folder at the same place under
     the new one's; else the checkpoints in this run's results folder and the trials in this folder. None for the
-    same file, and for a server's study, which drivers in several folders share. A file moved alone, its old
-    folder still there, keeps the study's folders."""
+    same file, and for a server's study, which drivers in several folders share. A file moved or copied alone (the
+    study's checkpoints are where they were, and not beside it) keeps the study's folders."""
     database = sqlite_path(url)
     if database is None:
         return None
     database = database.resolve()
-    if not isinstance(recorded := found.get(attrs.DATABASE), str):  # a study of a sweeper before the attr
-        return _copied_before_the_attr(found, database, results_root)
-    if Path(recorded) == database:
+    if isinstance(recorded := found.get(attrs.DATABASE), str):
+        if Path(recorded) == database:
+            return None
+        then: Path | None = Path(recorded).parent
+        checkpoints = Path(str(found.get(attrs.CHECKPOINTS) or ""))
+        if checkpoints.is_relative_to(then) and checkpoints.is_dir() and \
+                not (database.parent / checkpoints.relative_to(then)).is_dir():
+            return {attrs.DATABASE: str(database)}
+        now = database.parent
+    elif roots := _copied_before_the_attr(found, database, results_root):  # a study of a sweeper before the attr
+        then, now = roots
+    else:
         return None
-    then = Path(recorded).parent
-    if then.is_dir() and not Path(recorded).exists():
-        return {attrs.DATABASE: str(database)}
-    return _carried(found, then, database, results_root)
 
-
-def _carried(found: Mapping[str, Any], then: Path | None, database: Path, results_root: Path) -> dict[str, str]:
-    """The study's folders for the copy whose SQLite file is ``database``: those under ``then`` (the first file's
-    folder) at the same place under the new file's; the checkpoints elsewhere in this run's results folder, the
-    trials' folder elsewhere this one."""
     def carried(folder: Any, elsewhere: Path) -> str:
         moves = then is not None and isinstance(folder, str) and Path(folder).is_relative_to(then)
-        return str(database.parent / Path(folder).relative_to(then) if moves else elsewhere)
+        return str(now / Path(folder).relative_to(then) if moves else elsewhere)
 
     checkpoints = Path(str(found.get(attrs.CHECKPOINTS) or ""))
     moved = {attrs.DATABASE: str(database), attrs.WORK_DIR: carried(found.get(attrs.WORK_DIR), Path.cwd())}
@@ -198,20 +198,26 @@ def _carried(found: Mapping[str, Any], then: Path | None, database: Path, result
     return moved
 
 
-def _copied_before_the_attr(found: Mapping[str, Any], database: Path, results_root: Path) -> dict[str, str] | None:
-    """A study whose SQLite file is not recorded is a copy's as that sweeper told it: a checkpoint folder of its
-    name in this run's results folder, beside the database, while the recorded one lies outside it (or is gone).
-    The first file's folder is then where the recorded one sits as the copy's sits under the database's."""
+def project_folder(database: Path, results_root: Path) -> Path | None:
+    """The folder holding both the SQLite file and this run's results (a project's); None where only / does."""
+    common = Path(os.path.commonpath([database.resolve().parent, results_root.resolve()]))
+    return common if len(common.parts) > 1 else None
+
+
+def _copied_before_the_attr(found: Mapping[str, Any], database: Path, results_root: Path
+                            ) -> tuple[Path | None, Path] | None:
+    """(the first project's folder or None, this one's) for a study whose SQLite file is not recorded, where it is
+    a copy's: a checkpoint folder of its name in this run's results folder, while the recorded one lies outside
+    the project holding this database and those results (or is gone). None where it is not a copy."""
     stored = Path(str(found.get(attrs.CHECKPOINTS) or ""))
     own = results_root.resolve() / "checkpoints" / stored.name
     if stored.name in ("", "..") or not own.is_dir() or own == stored.resolve():
         return None
-    home = database.parent
-    if stored.is_dir() and not (own.is_relative_to(home) and not stored.resolve().is_relative_to(home)):
+    if (project := project_folder(database, results_root)) is None or \
+            (stored.is_dir() and stored.resolve().is_relative_to(project)):
         return None
-    below = own.relative_to(home).parts if own.is_relative_to(home) else ()
-    then = Path(*stored.parts[:-len(below)]) if below and stored.parts[-len(below):] == below else None
-    return _carried(found, then, database, results_root)
+    below = own.relative_to(project).parts
+    return (Path(*stored.parts[:-len(below)]) if stored.parts[-len(below):] == below else None), project
 
 
 def check_same_data(spec: Spec, found: Any, data: str | None, folder: str | Path | None = None) -> None:
@@ -250,7 +256,7 @@ def prepare(options: SweepOptions) -> tuple[Spec, str]:
     """
     if options.study is not None:
         url = sweep_storage_url(resolve_storage_url(None, options.storage))
-        return stored_spec(url, options.study, options.overrides), url
+        return stored_spec(url, options.study, options.overrides, Path(options.results_dir)), url
     assert options.space is not None
     spec = load_spec(resolve_space_path(options.space), options.overrides, quick=options.quick)
     check_sampling(spec)
@@ -308,7 +314,8 @@ def resume_command(spec: Spec, options: SweepOptions, url: str) -> str:
     return f"sweeper resume {shlex.quote(spec.name)}{storage}"  # pasted into a shell: spaces in names and paths
 
 
-def stored_spec(url: str, name: str, overrides: tuple[str, ...] = ()) -> Spec:
+def stored_spec(url: str, name: str, overrides: tuple[str, ...] = (), results_root: Path = Path("sweeper_runs")
+                ) -> Spec:
     """The spec a study was run with, read back from the study (``sweeper resume``); ``--set`` applies on top."""
     if moved := [expr for expr in overrides if expr.partition("=")[0].strip() == "storage"]:
         raise BadInput(f"--set {moved[0]}: sweeper resume reads study {name!r} from its storage, so it cannot move "
@@ -327,7 +334,7 @@ def stored_spec(url: str, name: str, overrides: tuple[str, ...] = ()) -> Spec:
             "FILE --fresh, or --set name=...)." if foreign else "; run its space file with sweeper run instead."))
     from sweeper.best import here_or_below
 
-    space_dir = {**user_attrs, **(relocated(user_attrs, url, Path.cwd()) or {})}.get(attrs.SPACE_DIR)  # a copy's
+    space_dir = {**user_attrs, **(relocated(user_attrs, url, results_root) or {})}.get(attrs.SPACE_DIR)  # a copy's
     entrypoint = data.get("entrypoint") or DEFAULT_ENTRYPOINT
     if entrypoint != DEFAULT_ENTRYPOINT and isinstance(space_dir, str) and not Path(space_dir).is_dir():
         raise BadInput(f"study {name!r} trains with {entrypoint} from {space_dir}, which is not on this machine (a "
@@ -725,9 +732,10 @@ def open_study(spec: Spec, url: str, space: str | None, results_root: Path = Pat
         study.set_user_attr(attrs.WORK_DIR, str(Path.cwd()))
     for key, value in (relocated(study.user_attrs, url, results_root) or {}).items():  # a copied or moved project
         study.set_user_attr(key, value)
-    if attrs.DATABASE not in study.user_attrs and (database := sqlite_path(url)) is not None and (created or Path(
-            study.user_attrs[attrs.CHECKPOINTS]).resolve().is_relative_to(database.resolve().parent)):
-        # an earlier sweeper's study is this file's where its checkpoints are, else told by them (relocated)
+    if attrs.DATABASE not in study.user_attrs and (database := sqlite_path(url)) is not None and (
+            created or ((project := project_folder(database, results_root)) is not None
+                        and Path(study.user_attrs[attrs.CHECKPOINTS]).resolve().is_relative_to(project))):
+        # an earlier sweeper's study is this file's where its checkpoints are in the project, else a copy's (relocated)
         study.set_user_attr(attrs.DATABASE, str(database.resolve()))
     if not created:
         study.sampler = build_sampler(spec, resumed_after=held)

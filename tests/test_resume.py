@@ -6,6 +6,7 @@ the pid of every process that runs it, and says from which epoch it continued.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -685,46 +686,52 @@ def test_the_resume_command_shown_pastes_into_a_shell_whatever_the_names():
         "sweeper resume asl20"  # the storage is the space's default: nothing to add
 
 
-def test_a_database_moved_alone_keeps_the_folders_and_an_earlier_sweepers_copy_is_still_told(tmp_path, monkeypatch):
-    """Moving only the SQLite file (into dbs/) mapped the study's folders into dbs/, where neither its data nor its
-    checkpoints are; a study of a sweeper before the database attr was stamped with the first file a copy of it
-    ran on, and so the copy kept writing into the original's checkpoints for good (found by a regression check)."""
+@pytest.mark.parametrize("case", ["db moved alone", "db copied alone", "copy, then its original's db deleted",
+                                  "older study, copied", "older study, db in a folder, copied"])
+def test_where_a_study_finds_its_folders_when_its_database_moved(tmp_path, monkeypatch, case):
+    """The SQLite file moved or copied alone into dbs/ keeps the study's folders (they were mapped into dbs/, where
+    neither data nor checkpoints are); a copy keeps its own even once the original's file is gone (it took that
+    for a file moved alone); a study of a sweeper before the database attr is told a copy's, also with its file in
+    a folder, and stamped with its file (the first file a copy ran on was stamped on it, and the copy wrote into
+    the original's checkpoints for good) (found by regression checks)."""
     import sqlite3
 
     from search_spaces.loader import load_spec
 
     spec = load_spec("spaces/asl20.yaml", quick=True)
-    project = tmp_path / "proj"
-    project.mkdir()
-    monkeypatch.chdir(project)
-    first, _ = open_study(spec, "sqlite:///sweeps.db", None, Path("sweeper_runs"))
-    before = first.user_attrs
-    close_storage(first._storage._backend)  # the file is moved between runs, not under one
-    (project / "dbs").mkdir()
-    for file in project.glob("sweeps.db*"):  # mv sweeps.db* dbs/
-        file.rename(project / "dbs" / file.name)
-    study, created = open_study(spec, "sqlite:///dbs/sweeps.db", None, Path("sweeper_runs"))
-    assert not created and study.user_attrs[attrs.DATABASE] == str(project / "dbs" / "sweeps.db")
-    for key in (attrs.CHECKPOINTS, attrs.WORK_DIR):
-        assert study.user_attrs[key] == before[key], key
-
-    old, copy = tmp_path / "old", tmp_path / "copy"  # a study made before the attr, in a project then copied
-    old.mkdir()
-    monkeypatch.chdir(old)
-    made, _ = open_study(spec, "sqlite:///sweeps.db", None, Path("sweeper_runs"))
-    close_storage(made._storage._backend)
-    with sqlite3.connect(old / "sweeps.db") as connection:
-        connection.execute("DELETE FROM study_user_attributes WHERE key = ?", (attrs.DATABASE,))
-    (Path(made.user_attrs[attrs.CHECKPOINTS]) / "trial-00000").mkdir(parents=True)
-    shutil.copytree(old, copy)
-    study, _ = open_study(spec, "sqlite:///sweeps.db", None, Path("sweeper_runs"))  # the original goes on first
-    assert study.user_attrs[attrs.CHECKPOINTS] == made.user_attrs[attrs.CHECKPOINTS]
-    assert study.user_attrs[attrs.DATABASE] == str(old / "sweeps.db")
+    first, copy = tmp_path / "proj", tmp_path / "copy"
+    db = "dbs/sweeps.db" if "folder" in case else "sweeps.db"
+    (first / db).parent.mkdir(parents=True, exist_ok=True)
+    monkeypatch.chdir(first)
+    made, _ = open_study(spec, f"sqlite:///{db}", None, Path("sweeper_runs"))
+    before = made.user_attrs
+    (Path(before[attrs.CHECKPOINTS]) / "trial-00000").mkdir(parents=True)
+    close_storage(made._storage._backend)  # the files are moved between runs, not under one
+    if "older" in case:
+        with sqlite3.connect(first / db) as connection:
+            connection.execute("DELETE FROM study_user_attributes WHERE key = ?", (attrs.DATABASE,))
+    if "alone" in case:
+        (first / "moved").mkdir()
+        for file in first.glob("sweeps.db*"):  # mv (cp) sweeps.db* moved/
+            (file.rename if "moved" in case else functools.partial(shutil.copy, file))(first / "moved" / file.name)
+        study, _ = open_study(spec, "sqlite:///moved/sweeps.db", None, Path("sweeper_runs"))
+        assert study.user_attrs[attrs.DATABASE] == str(first / "moved" / "sweeps.db")
+        assert [study.user_attrs[key] for key in (attrs.CHECKPOINTS, attrs.WORK_DIR)] == \
+            [before[key] for key in (attrs.CHECKPOINTS, attrs.WORK_DIR)]
+        return
+    shutil.copytree(first, copy)
+    if "deleted" in case:
+        for file in first.glob("sweeps.db*"):
+            file.unlink()
+    else:  # the original goes on first: its folders, and now its file, recorded
+        study, _ = open_study(spec, f"sqlite:///{db}", None, Path("sweeper_runs"))
+        assert study.user_attrs[attrs.CHECKPOINTS] == before[attrs.CHECKPOINTS]
+        assert study.user_attrs[attrs.DATABASE] == str(first / db)
     monkeypatch.chdir(copy)
-    study, _ = open_study(spec, "sqlite:///sweeps.db", None, Path("sweeper_runs"))
-    own = copy / Path(made.user_attrs[attrs.CHECKPOINTS]).relative_to(old)
+    study, _ = open_study(spec, f"sqlite:///{db}", None, Path("sweeper_runs"))
+    own = copy / Path(before[attrs.CHECKPOINTS]).relative_to(first)
     assert study.user_attrs[attrs.CHECKPOINTS] == str(own) and study.user_attrs[attrs.WORK_DIR] == str(copy)
-    assert study.user_attrs[attrs.DATABASE] == str(copy / "sweeps.db")
+    assert study.user_attrs[attrs.DATABASE] == str(copy / db)
 
 
 def test_a_copied_or_moved_project_checkpoints_and_reads_data_in_its_own_folders(tmp_path, monkeypatch):
