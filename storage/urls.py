@@ -36,8 +36,10 @@ _MIN_LITERAL_SECRET = 4  # shorter passwords are hidden only inside URLs: replac
 
 def resolve_storage_url(spec_url: str | None, cli_url: str | None, env: Mapping[str, str] = os.environ) -> str:
     """``--storage`` > ``SWEEPER_STORAGE`` (a team's database, whatever the YAML says) > the YAML's > the default."""
-    if cli_url is not None and not cli_url.strip():  # "$URL" unset in a script: not unset, it would write elsewhere
-        raise StorageError(f"--storage is empty; give a storage URL ({_EXAMPLES}), or leave the flag out")
+    for name, given, way in (("--storage", cli_url, "leave the flag out"),
+                             (ENV_VAR, env.get(ENV_VAR) if cli_url is None else None, "unset it")):
+        if given is not None and not given.strip():  # "$URL" unset in a script: not unset, it would write elsewhere
+            raise StorageError(f"{name} is empty; give a storage URL ({_EXAMPLES}), or {way}")
     return next((c.strip() for c in (cli_url, env.get(ENV_VAR), spec_url) if c and c.strip()), DEFAULT_STORAGE)
 
 
@@ -98,8 +100,7 @@ def sqlite_path(url: str) -> Path | None:
     return None if in_memory else Path(database)
 
 
-def is_sqlite(url: str) -> bool:
-    """Whether ``url`` names a SQLite database (after normalisation or not)."""
+def is_sqlite(url: str) -> bool:  # after normalisation or not
     return (parsed := _parse(url)) is not None and parsed.get_backend_name().lower() == "sqlite"
 
 

@@ -156,8 +156,7 @@ def test_mask_in_text_leaves_short_passwords_alone_outside_urls() -> None:
         ("sqlite:///yaml.db", "sqlite:///cli.db", {"SWEEPER_STORAGE": "sqlite:///env.db"}, "sqlite:///cli.db"),
         (None, "sqlite:///cli.db", {}, "sqlite:///cli.db"),
         (None, None, {"SWEEPER_STORAGE": "sqlite:///env.db"}, "sqlite:///env.db"),
-        ("sqlite:///yaml.db", None, {"SWEEPER_STORAGE": "  "}, "sqlite:///yaml.db"),  # blank env counts as unset
-        ("", None, {"SWEEPER_STORAGE": ""}, DEFAULT_STORAGE),
+        ("", "sqlite:///cli.db", {"SWEEPER_STORAGE": ""}, "sqlite:///cli.db"),  # a blank one the flag overrides
         (" sqlite:///yaml.db\n", None, {}, "sqlite:///yaml.db"),
     ],
 )
@@ -169,9 +168,12 @@ def test_resolve_precedence_cli_then_env_then_yaml_then_default(
 
 @pytest.mark.parametrize("blank", ["", "  "])
 def test_a_blank_storage_flag_is_refused_not_taken_for_unset(blank: str) -> None:
-    """``--storage "$URL"`` with URL unset would otherwise write to the default SQLite file unnoticed."""
+    """``--storage "$URL"`` with URL unset would otherwise write to the default SQLite file unnoticed; so would
+    ``export SWEEPER_STORAGE="$(cat ~/.sweeper-storage)"`` on a node without that file (docs/clusters.md)."""
     with pytest.raises(StorageError, match="--storage is empty; give a storage URL"):
         resolve_storage_url("sqlite:///yaml.db", blank, env={"SWEEPER_STORAGE": "sqlite:///env.db"})
+    with pytest.raises(StorageError, match="SWEEPER_STORAGE is empty; give a storage URL"):  # the same in the env
+        resolve_storage_url("sqlite:///yaml.db", None, env={"SWEEPER_STORAGE": blank})
 
 
 def test_resolve_reads_the_process_environment_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
