@@ -400,7 +400,7 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
     spec, url = prepare(options)
     retry_briefly(lambda: check_writable(url))  # before Ray and the results folder: found out only after them
     data = None
-    if options.address is None:  # a resumed study's data, read where its trials read it, is what it began with
+    if not joins_cluster(options.address):  # a resumed study's data, read where its trials read it, is the same
         found = existing_study_attrs(url, spec.name)
         # a copied or moved project reads its own data from now on (open_study records it)
         work_dir = {**found, **(relocated(found, url, Path(options.results_dir)) or {})}.get(attrs.WORK_DIR)
@@ -474,7 +474,11 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
             imported = pool.submit(import_tune_side)
             if not joining:
                 with environment_without(ENV_VAR):  # a local Ray's processes inherit our environment; not this
-                    start_ray(options.address)
+                    try:
+                        start_ray(options.address)
+                    except BadInput:  # exit 2 leaves nothing written: a study made for this sweep goes again
+                        drop_if_unused(*opened.result())
+                        raise
             study, created = opened.result()
             imported.result()
     except KeyboardInterrupt:  # the pool's own wait for the study may be what the interrupt cut short
@@ -686,6 +690,12 @@ def outage_message(policy: OutagePolicy, url: str) -> str:
     return (f"The storage {mask_url(url)} stayed unreachable for more than {policy.timeout_s:g} s "
             "(--storage-timeout), so the sweep stopped; nothing it recorded is lost. Run the same command again "
             "once the storage is back: finished trials are kept, unfinished ones carried on from their checkpoints.")
+
+
+def drop_if_unused(study: optuna.Study, created: bool) -> None:
+    """Delete the study this run created where nothing has run in it (its enqueued rows alone)."""
+    if created and all(t.state == optuna.trial.TrialState.WAITING for t in study.get_trials(deepcopy=False)):
+        optuna.delete_study(study_name=study.study_name, storage=study._storage)
 
 
 def open_study(spec: Spec, url: str, space: str | None, results_root: Path = Path("sweeper_runs"),

@@ -73,10 +73,21 @@ def check_ray_address(address: str | None) -> None:
         raise BadInput(f"{flag} {address!r}: expected HOST:PORT of a Ray head (e.g. 10.0.0.5:6379), "
                        "ray://HOST:PORT, auto (the cluster `ray start` left on this machine) or local")
     try:
-        socket.create_connection((match[1].strip("[]"), int(match[2])), timeout=ADDRESS_TIMEOUT_S).close()
+        head = socket.create_connection((match[1].strip("[]"), int(match[2])), timeout=ADDRESS_TIMEOUT_S)
     except OSError as exc:
         raise BadInput(f"{flag} {address!r}: no Ray head answers there ({exc.strerror or exc}); start one with "
                        "`ray start --head`, or leave out --address for a Ray of the sweep's own") from None
+    with head:  # Ray's head speaks gRPC, whose first answer is an HTTP/2 SETTINGS frame; Ray retried another
+        if os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true"):  # service (a Redis on 6379) for 14 minutes
+            return
+        answer = b""
+        with contextlib.suppress(OSError):  # no answer within ADDRESS_TIMEOUT_S is no Ray head either
+            head.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes(3) + b"\x04" + bytes(5))
+            while len(answer) < 4 and (part := head.recv(9)):
+                answer += part
+    if answer[3:4] != b"\x04":
+        raise BadInput(f"{flag} {address!r}: something listens there, but not a Ray head (it does not speak Ray's "
+                       "gRPC): give the head's port (`ray start --head --port`, 6379 by default)")
 
 
 def ray_address(address: str | None) -> str:
@@ -197,6 +208,9 @@ def _start_advice(exc: BaseException) -> str:
     if isinstance(exc, OSError) and ".ray" in Path(str(exc.filename or "")).parts:
         return f"it keeps its auth token in {Path.home() / '.ray'}: make that writable, or set RAY_AUTH_TOKEN"
     folder = _ray_temp_folder()
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        return f"its temp folder {folder} is not a folder (set RAY_TMPDIR to a folder: a short ASCII path, such " \
+               "as /tmp/ray)"
     free = shutil.disk_usage(folder).free / 2**20 if os.path.isdir(folder) else 0.0
     # a full temp folder, mostly; or one whose sockets' paths would pass 107 bytes (an HPC job's scratch) or ASCII
     return f"its temp folder {folder} has {free:.0f} MiB free (set RAY_TMPDIR to another folder: a short ASCII " \
@@ -222,7 +236,7 @@ def _init_ray(address: str) -> None:
         try:
             ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False,
                      _system_config=LOCAL_SYSTEM_CONFIG)
-        except (RuntimeError, TimeoutError, OSError, UnicodeError) as exc:
+        except Exception as exc:  # a full temp folder: a bare Exception ("timed out during startup")
             raise BadInput(f"Ray could not start here ({str(exc)[:200]}); {_start_advice(exc)}") from None
         finally:
             _private_token()

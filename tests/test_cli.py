@@ -6,14 +6,15 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 from sqlalchemy.engine import make_url
 
 
-def sweeper(*args, cwd=None):
+def sweeper(*args, cwd=None, env=None):
     return subprocess.run([sys.executable, "-m", "sweeper.cli", *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=300, env={**os.environ, "COLUMNS": "200"})
+                          timeout=300, env={**(env or os.environ), "COLUMNS": "200"})
 
 
 def test_train_prints_a_line_per_epoch_and_final_metrics(tmp_path):
@@ -424,3 +425,58 @@ def test_the_ray_temp_folder_checked_is_the_one_ray_uses(tmp_path, monkeypatch):
     monkeypatch.setenv("TMPDIR", long + "-missing")
     with pytest.raises(BadInput, match="-missing: its sockets' paths there would be"):
         check_ray_temp_folder()
+
+
+def test_a_local_sweep_reads_its_data_first_whatever_ray_address_says(tmp_path):
+    """--address local (a Ray of the sweep's own) beside a RAY_ADDRESS skipped the data check: every trial FAILED
+    on the missing file, and the study was written (found by an exploratory test)."""
+    (tmp_path / "data.yaml").write_text("training:\n  dataset: {name: npz, path: gone.npz}\n"
+                                        "params:\n  lr: {type: float, low: 0.001, high: 0.01}\n")
+    proc = sweeper("run", "data.yaml", "--storage", "sqlite:///s.db", "--address", "local", cwd=tmp_path,
+                   env={**os.environ, "RAY_ADDRESS": "10.0.0.5:6379"})
+    assert proc.returncode == 2 and proc.stderr.startswith("error: data.yaml: training.dataset: gone.npz"), \
+        proc.stderr
+    assert not (tmp_path / "s.db").exists()
+
+
+def test_a_local_ray_that_fails_to_start_leaves_no_study(tmp_path):
+    """The study is made while Ray starts; Ray failing (here its temp folder is a file) exited 2 with the study and
+    its enqueued rows written anyway (found by an exploratory test)."""
+    import tempfile
+
+    import optuna
+
+    with tempfile.NamedTemporaryFile(dir="/tmp", prefix="sweeper-") as file:  # short: Ray's sockets fit
+        proc = sweeper("run", "asl20", "--quick", "--storage", "sqlite:///s.db", cwd=tmp_path,
+                       env={**os.environ, "RAY_TMPDIR": file.name})
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert f"its temp folder {file.name} is not a folder" in proc.stderr, proc.stderr
+    assert optuna.get_all_study_names(f"sqlite:///{tmp_path / 's.db'}") == []
+
+
+def test_an_address_where_another_service_listens_is_refused_at_once(monkeypatch):
+    """A Redis on 6379 (the port Ray users type) accepted the connection, and Ray retried it for 14 minutes, deaf
+    to Ctrl-C; a Ray head answers in gRPC (found by an exploratory test)."""
+    import socketserver
+    import threading
+
+    from sweeper import ray_runtime
+    from sweeper.errors import BadInput
+
+    class Redis(socketserver.BaseRequestHandler):
+        def handle(self) -> None:
+            self.request.recv(64)
+            self.request.sendall(b"-ERR unknown command 'PRI'\r\n")
+
+    class Silent(socketserver.BaseRequestHandler):
+        def handle(self) -> None:
+            self.request.recv(64)
+            time.sleep(2)
+
+    monkeypatch.setattr(ray_runtime, "ADDRESS_TIMEOUT_S", 0.5)
+    for handler in (Redis, Silent):
+        with socketserver.ThreadingTCPServer(("127.0.0.1", 0), handler) as server:
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+            with pytest.raises(BadInput, match="something listens there, but not a Ray head"):
+                ray_runtime.check_ray_address(f"127.0.0.1:{server.server_address[1]}")
+            server.shutdown()
