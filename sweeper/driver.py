@@ -170,12 +170,11 @@ def relocated(found: Mapping[str, Any], url: str, results_root: Path) -> dict[st
     database = sqlite_path(url)
     if database is None:
         return None
-    database = database.resolve()
+    database, checkpoints = database.resolve(), Path(str(found.get(attrs.CHECKPOINTS) or ""))
     if isinstance(recorded := found.get(attrs.DATABASE), str):
         if Path(recorded) == database:
             return None
         then: Path | None = Path(recorded).parent
-        checkpoints = Path(str(found.get(attrs.CHECKPOINTS) or ""))
         if checkpoints.is_relative_to(then) and checkpoints.is_dir() and \
                 not (database.parent / checkpoints.relative_to(then)).is_dir():
             return {attrs.DATABASE: str(database)}
@@ -189,7 +188,6 @@ def relocated(found: Mapping[str, Any], url: str, results_root: Path) -> dict[st
         moves = then is not None and isinstance(folder, str) and Path(folder).is_relative_to(then)
         return str(now / Path(folder).relative_to(then) if moves else elsewhere)
 
-    checkpoints = Path(str(found.get(attrs.CHECKPOINTS) or ""))
     moved = {attrs.DATABASE: str(database), attrs.WORK_DIR: carried(found.get(attrs.WORK_DIR), Path.cwd())}
     if checkpoints.name not in ("", ".."):
         moved[attrs.CHECKPOINTS] = carried(str(checkpoints), results_root.resolve() / "checkpoints" / checkpoints.name)
