@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import logging
 import os
 import secrets
@@ -162,60 +163,70 @@ def existing_study_attrs(url: str, name: str) -> dict[str, Any]:
 
 
 def relocated(found: Mapping[str, Any], url: str, results_root: Path) -> dict[str, str] | None:
-    """The study's folders where its SQLite file is not the one they were recorded with (a project copied or moved
-    with its database: ``cp -a``, ``mv``): a recorded folder under the old file's folder at the same place under
-    the new one's; else the checkpoints in this run's results folder and the trials in this folder. None for the
-    same file, and for a server's study, which drivers in several folders share. A file moved or copied alone (the
-    study's checkpoints are where they were, and not beside it) keeps the study's folders."""
+    """The study's folders where its SQLite file is not the one they were recorded with: a project copied or moved
+    with its database (``cp -a``, ``mv``). The paths' common tail tells the first project's folder from this one's
+    (``/a/proj/dbs/sweeps.db`` -> ``/b/copy/dbs/sweeps.db``: ``/a/proj`` is ``/b/copy``); a recorded folder under
+    it moves to the same place under this one, else the checkpoints go to this run's results folder and the trials
+    to this folder. A file moved or copied alone, whose project did not come with it (no checkpoints or space file
+    at their places), keeps the study's folders. None for the same file, and for a server's study, which drivers in
+    several folders share; a study of a sweeper before the ``database`` attr is told by the checkpoint folder a
+    copy brought along."""
     database = sqlite_path(url)
     if database is None:
         return None
     database, checkpoints = database.resolve(), Path(str(found.get(attrs.CHECKPOINTS) or ""))
-    if isinstance(recorded := found.get(attrs.DATABASE), str):
+    recorded = found.get(attrs.DATABASE)
+    if isinstance(recorded, str):
         if Path(recorded) == database:
             return None
-        then: Path | None = Path(recorded).parent
-        if checkpoints.is_relative_to(then) and checkpoints.is_dir() and \
-                not (database.parent / checkpoints.relative_to(then)).is_dir():
+        then, now = _moved_roots(Path(recorded), database)
+        if not _came_along(found, then, now):
             return {attrs.DATABASE: str(database)}
-        now = database.parent
-    elif roots := _copied_before_the_attr(found, database, results_root):  # a study of a sweeper before the attr
-        then, now = roots
     else:
-        return None
+        own = results_root.resolve() / "checkpoints" / checkpoints.name
+        if checkpoints.name in ("", "..") or not own.is_dir() or own == checkpoints.resolve():
+            return None
+        then, now = _moved_roots(checkpoints, own)
 
     def carried(folder: Any, elsewhere: Path) -> str:
-        moves = then is not None and isinstance(folder, str) and Path(folder).is_relative_to(then)
+        moves = isinstance(folder, str) and Path(folder).is_relative_to(then)
         return str(now / Path(folder).relative_to(then) if moves else elsewhere)
 
+    elsewhere = results_root.resolve() / "checkpoints" / checkpoints.name
+    if elsewhere == checkpoints and isinstance(recorded, str) and Path(recorded).exists():  # a results folder that
+        elsewhere = elsewhere.with_name(f"{checkpoints.name}-{_digest(database)}")  # both live copies share
     moved = {attrs.DATABASE: str(database), attrs.WORK_DIR: carried(found.get(attrs.WORK_DIR), Path.cwd())}
     if checkpoints.name not in ("", ".."):
-        moved[attrs.CHECKPOINTS] = carried(str(checkpoints), results_root.resolve() / "checkpoints" / checkpoints.name)
+        moved[attrs.CHECKPOINTS] = carried(str(checkpoints), elsewhere)
     if isinstance(space_dir := found.get(attrs.SPACE_DIR), str):
         moved[attrs.SPACE_DIR] = carried(space_dir, Path(space_dir))
     return moved
 
 
-def project_folder(database: Path, results_root: Path) -> Path | None:
-    """The folder holding both the SQLite file and this run's results (a project's); None where only / does."""
-    common = Path(os.path.commonpath([database.resolve().parent, results_root.resolve()]))
-    return common if len(common.parts) > 1 else None
+def _moved_roots(before: Path, after: Path) -> tuple[Path, Path]:
+    """The two paths without their common tail: the folder that became the other."""
+    common = 0
+    while common < min(len(before.parts), len(after.parts)) - 1 and \
+            before.parts[-1 - common] == after.parts[-1 - common]:
+        common += 1
+    return Path(*before.parts[:len(before.parts) - common]), Path(*after.parts[:len(after.parts) - common])
 
 
-def _copied_before_the_attr(found: Mapping[str, Any], database: Path, results_root: Path
-                            ) -> tuple[Path | None, Path] | None:
-    """(the first project's folder or None, this one's) for a study whose SQLite file is not recorded, where it is
-    a copy's: a checkpoint folder of its name in this run's results folder, while the recorded one lies outside
-    the project holding this database and those results (or is gone). None where it is not a copy."""
-    stored = Path(str(found.get(attrs.CHECKPOINTS) or ""))
-    own = results_root.resolve() / "checkpoints" / stored.name
-    if stored.name in ("", "..") or not own.is_dir() or own == stored.resolve():
-        return None
-    if (project := project_folder(database, results_root)) is None or \
-            (stored.is_dir() and stored.resolve().is_relative_to(project)):
-        return None
-    below = own.relative_to(project).parts
-    return (Path(*stored.parts[:-len(below)]) if stored.parts[-len(below):] == below else None), project
+def _came_along(found: Mapping[str, Any], then: Path, now: Path) -> bool:
+    """Whether the project came with its SQLite file: its checkpoint folder or its space file is at its place under
+    ``now``; where neither lies in the project, it is taken to have come (a wrong guess fails loudly on the data)."""
+    checkpoints, space_dir, space_file = (found.get(key) for key in (attrs.CHECKPOINTS, attrs.SPACE_DIR,
+                                                                      attrs.SPACE_FILE))
+    signs = []
+    if isinstance(checkpoints, str) and Path(checkpoints).is_relative_to(then):
+        signs.append((now / Path(checkpoints).relative_to(then)).is_dir())
+    if isinstance(space_dir, str) and isinstance(space_file, str) and Path(space_dir).is_relative_to(then):
+        signs.append((now / Path(space_dir).relative_to(then) / Path(space_file).name).is_file())
+    return any(signs) or not signs
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(str(path).encode()).hexdigest()[:8]
 
 
 def check_same_data(spec: Spec, found: Any, data: str | None, folder: str | Path | None = None) -> None:
@@ -741,9 +752,9 @@ def open_study(spec: Spec, url: str, space: str | None, results_root: Path = Pat
     for key, value in (relocated(study.user_attrs, url, results_root) or {}).items():  # a copied or moved project
         study.set_user_attr(key, value)
     if attrs.DATABASE not in study.user_attrs and (database := sqlite_path(url)) is not None and (
-            created or ((project := project_folder(database, results_root)) is not None
-                        and Path(study.user_attrs[attrs.CHECKPOINTS]).resolve().is_relative_to(project))):
-        # an earlier sweeper's study is this file's where its checkpoints are in the project, else a copy's (relocated)
+            created or database.resolve().parent.is_relative_to(work := Path(study.user_attrs[attrs.WORK_DIR]))
+            or work.is_relative_to(database.resolve().parent)):
+        # an earlier sweeper's study is this file's where the file lies in its project (else a copy's, unless told)
         study.set_user_attr(attrs.DATABASE, str(database.resolve()))
     if not created:
         study.sampler = build_sampler(spec, resumed_after=held)

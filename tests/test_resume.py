@@ -686,24 +686,29 @@ def test_the_resume_command_shown_pastes_into_a_shell_whatever_the_names():
         "sweeper resume asl20"  # the storage is the space's default: nothing to add
 
 
-@pytest.mark.parametrize("case", ["db moved alone", "db copied alone", "copy, then its original's db deleted",
-                                  "older study, copied", "older study, db in a folder, copied"])
+@pytest.mark.parametrize("case", ["db moved alone", "db copied alone", "db moved alone, results outside",
+                                  "copy, then its original's db deleted", "db in a folder, moved",
+                                  "results outside, copied", "older study, copied",
+                                  "older study, db in a folder, copied"])
 def test_where_a_study_finds_its_folders_when_its_database_moved(tmp_path, monkeypatch, case):
-    """The SQLite file moved or copied alone into dbs/ keeps the study's folders (they were mapped into dbs/, where
+    """The SQLite file moved or copied alone keeps the study's folders (they were mapped into its new folder, where
     neither data nor checkpoints are); a copy keeps its own even once the original's file is gone (it took that
-    for a file moved alone); a study of a sweeper before the database attr is told a copy's, also with its file in
-    a folder, and stamped with its file (the first file a copy ran on was stamped on it, and the copy wrote into
-    the original's checkpoints for good) (found by regression checks)."""
+    for a file moved alone), its space folder too with the file in a folder of the project, and its checkpoints
+    where the results folder lies outside and both copies share it; a study of a sweeper before the database attr
+    is told a copy's, also with its file in a folder, and stamped with its file (the first file a copy ran on was
+    stamped on it, and the copy wrote into the original's checkpoints for good) (found by regression checks)."""
     import sqlite3
 
     from search_spaces.loader import load_spec
 
-    spec = load_spec("spaces/asl20.yaml", quick=True)
     first, copy = tmp_path / "proj", tmp_path / "copy"
     db = "dbs/sweeps.db" if "folder" in case else "sweeps.db"
+    results = tmp_path / "runs" if "outside" in case else Path("sweeper_runs")
     (first / db).parent.mkdir(parents=True, exist_ok=True)
+    (first / "space.yaml").write_text("params:\n  lr: {type: float, low: 1.0e-4, high: 1.0e-2}\n")
     monkeypatch.chdir(first)
-    made, _ = open_study(spec, f"sqlite:///{db}", None, Path("sweeper_runs"))
+    made, _ = open_study(load_spec(first / "space.yaml"), f"sqlite:///{db}", "space.yaml", results)
+    made.enqueue_trial({"lr": 1e-3})  # a study with trials: one without is made anew
     before = made.user_attrs
     (Path(before[attrs.CHECKPOINTS]) / "trial-00000").mkdir(parents=True)
     close_storage(made._storage._backend)  # the files are moved between runs, not under one
@@ -714,24 +719,29 @@ def test_where_a_study_finds_its_folders_when_its_database_moved(tmp_path, monke
         (first / "moved").mkdir()
         for file in first.glob("sweeps.db*"):  # mv (cp) sweeps.db* moved/
             (file.rename if "moved" in case else functools.partial(shutil.copy, file))(first / "moved" / file.name)
-        study, _ = open_study(spec, "sqlite:///moved/sweeps.db", None, Path("sweeper_runs"))
+        study, _ = open_study(load_spec(first / "space.yaml"), "sqlite:///moved/sweeps.db", "space.yaml", results)
         assert study.user_attrs[attrs.DATABASE] == str(first / "moved" / "sweeps.db")
-        assert [study.user_attrs[key] for key in (attrs.CHECKPOINTS, attrs.WORK_DIR)] == \
-            [before[key] for key in (attrs.CHECKPOINTS, attrs.WORK_DIR)]
+        for key in (attrs.CHECKPOINTS, attrs.WORK_DIR, attrs.SPACE_DIR):
+            assert study.user_attrs[key] == before[key], key
         return
     shutil.copytree(first, copy)
-    if "deleted" in case:
-        for file in first.glob("sweeps.db*"):
+    if "moved" in case or "deleted" in case:
+        for file in first.glob("**/sweeps.db*"):
             file.unlink()
     else:  # the original goes on first: its folders, and now its file, recorded
-        study, _ = open_study(spec, f"sqlite:///{db}", None, Path("sweeper_runs"))
+        study, _ = open_study(load_spec(first / "space.yaml"), f"sqlite:///{db}", "space.yaml", results)
         assert study.user_attrs[attrs.CHECKPOINTS] == before[attrs.CHECKPOINTS]
         assert study.user_attrs[attrs.DATABASE] == str(first / db)
     monkeypatch.chdir(copy)
-    study, _ = open_study(spec, f"sqlite:///{db}", None, Path("sweeper_runs"))
-    own = copy / Path(before[attrs.CHECKPOINTS]).relative_to(first)
-    assert study.user_attrs[attrs.CHECKPOINTS] == str(own) and study.user_attrs[attrs.WORK_DIR] == str(copy)
+    study, created = open_study(load_spec(copy / "space.yaml"), f"sqlite:///{db}", "space.yaml", results)
+    assert not created
+    assert study.user_attrs[attrs.WORK_DIR] == str(copy) and study.user_attrs[attrs.SPACE_DIR] == str(copy)
     assert study.user_attrs[attrs.DATABASE] == str(copy / db)
+    own = Path(study.user_attrs[attrs.CHECKPOINTS])
+    if "outside" in case:  # one results folder for both: a checkpoint folder of the copy's own in it
+        assert own.parent == Path(before[attrs.CHECKPOINTS]).parent and own != Path(before[attrs.CHECKPOINTS])
+    else:
+        assert own == copy / Path(before[attrs.CHECKPOINTS]).relative_to(first)
 
 
 def test_a_copied_or_moved_project_checkpoints_and_reads_data_in_its_own_folders(tmp_path, monkeypatch):
@@ -757,7 +767,7 @@ def test_a_copied_or_moved_project_checkpoints_and_reads_data_in_its_own_folders
     own = copy / "sweeper_runs" / "checkpoints" / original.name
     study, created = open_study(spec, url, None, copy / "sweeper_runs")
     assert not created and study.user_attrs[attrs.CHECKPOINTS] == str(own)
-    assert study.user_attrs[attrs.WORK_DIR] == str(copy / "sub")  # the first folder was not under the database's
+    assert study.user_attrs[attrs.WORK_DIR] == str(copy)  # where the first run's folder is in the copy
     assert study.user_attrs[attrs.DATABASE] == str(copy / "db" / "sweeps.db")
     assert checkpoint_folder(study, copy / "sweeper_runs") == own
     monkeypatch.chdir(first)  # the original is untouched
@@ -765,6 +775,7 @@ def test_a_copied_or_moved_project_checkpoints_and_reads_data_in_its_own_folders
     assert study.user_attrs[attrs.CHECKPOINTS] == str(original) and study.user_attrs[attrs.WORK_DIR] == str(first)
     moved = {attrs.DATABASE: str(tmp_path / "old" / "sweeps.db"), attrs.WORK_DIR: str(tmp_path / "old" / "data"),
              attrs.CHECKPOINTS: str(tmp_path / "old" / "runs" / "checkpoints" / "s-1"), attrs.SPACE_DIR: "/elsewhere"}
+    (tmp_path / "new" / "runs" / "checkpoints" / "s-1").mkdir(parents=True)  # the project came along
     assert relocated(moved, f"sqlite:///{tmp_path / 'new' / 'sweeps.db'}", Path("x")) == {
         attrs.DATABASE: str(tmp_path / "new" / "sweeps.db"), attrs.WORK_DIR: str(tmp_path / "new" / "data"),
         attrs.CHECKPOINTS: str(tmp_path / "new" / "runs" / "checkpoints" / "s-1"), attrs.SPACE_DIR: "/elsewhere"}
