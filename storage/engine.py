@@ -33,6 +33,7 @@ from storage.errors import NotAStudyDatabase, StorageError
 from storage.urls import is_sqlite, mask_in_text, mask_url, sqlite_path, validate_storage_url
 
 SQLITE_BUSY_TIMEOUT_S = 10  # then the sweep's storage.retry policy waits on, with a console line
+MAX_SQLITE_TIMEOUT_S = 2_147_483  # SQLite keeps it in milliseconds in a C int
 POSTGRES_CONNECT_TIMEOUT_S = 10
 POSTGRES_TCP_USER_TIMEOUT_MS = 60_000  # unacknowledged data this long: the connection is dead (libpq, Linux)
 POSTGRES_STATEMENT_TIMEOUT_MS = 60_000  # sweeper's statements take milliseconds; this long: something holds them
@@ -160,6 +161,9 @@ def check_sqlite_options(url: str) -> None:
             parsed.get_dialect()().create_connect_args(parsed)
         except (SAWarning, ValueError, TypeError) as exc:
             raise StorageError(f"{mask_url(url)}: bad query option: {exc}".split(" (Background on")[0]) from None
+    if not 0 <= sqlite_busy_timeout(url) <= MAX_SQLITE_TIMEOUT_S:  # past it (or NaN) SQLite waits for no lock at all
+        raise StorageError(f"{mask_url(url)}: bad query option: timeout is the seconds a statement waits for another "
+                           f"process's lock, from 0 to {MAX_SQLITE_TIMEOUT_S}")
 
 
 def _table_names(url: str, engine_kwargs: dict[str, Any]) -> set[str]:

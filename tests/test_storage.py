@@ -292,7 +292,9 @@ def test_open_without_create_refuses_a_missing_sqlite_file(tmp_path: Path) -> No
 
 
 @pytest.mark.parametrize(("query", "message"), [("timeout=abc", "could not convert string to float: 'abc'"),
-                                              ("timeuot=30", "'timeuot' are not accepted by the pysqlite driver")])
+                                              ("timeuot=30", "'timeuot' are not accepted by the pysqlite driver"),
+                                              *((f"timeout={bad}", "timeout is the seconds a statement waits")
+                                                for bad in ("-1", "nan", "inf", "1e9"))])  # SQLite would not wait
 def test_open_rejects_a_sqlite_option_the_driver_cannot_read_or_would_ignore(tmp_path: Path, query: str,
                                                                              message: str) -> None:
     with pytest.raises(StorageError, match=re.escape(message)):
