@@ -208,8 +208,9 @@ def quick_profile(data: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
     params = data["params"] if isinstance(data.get("params"), Mapping) else {}
     for key in [k for k in profile if k.startswith("training.")]:  # a param that samples it would win: pinned
         sampled = params.get(name := key.removeprefix("training."))
-        values = [sampled.get("low")] if isinstance(sampled, Mapping) and sampled.get("type") in ("int", "float") \
-            else sampled.get("choices") if isinstance(sampled, Mapping) else None
+        kind = sampled.get("type") if isinstance(sampled, Mapping) else None  # a fixed value is pinned down too
+        values = [sampled.get("low")] if kind in ("int", "float") else [sampled.get("value")] if kind == "fixed" \
+            else sampled.get("choices") if kind else None
         if isinstance(values, list) and values and all(type(v) in (int, float) for v in values):
             profile[f"params.{name}"] = {"type": "fixed", "value": min(*values, profile[key])}
     scheduler = data["scheduler"] if isinstance(data.get("scheduler"), Mapping) else {}
@@ -313,6 +314,7 @@ def _build(original: dict[str, Any], file: str, lines: dict[Atoms, int], base_di
         except ValueError as exc:
             raise SpecError.single(file, str(exc), source=f"--set {expr}") from None
     steps: list[tuple[str, Any, str, int | None]] = []
+    from_file = False  # the quick profile is the file's quick: section
     if quick:
         set_quick: dict[str, str] = {}
         for key, value, label, _ in (s for s in sets if s[0] == "quick" or s[0].startswith("quick.")):
@@ -335,11 +337,14 @@ def _build(original: dict[str, Any], file: str, lines: dict[Atoms, int], base_di
         path = None
         try:
             path = resolve_key(key, entry, data.get("params") or {}, typed=label != "--quick")
+            if label == "--quick" and from_file:  # its training.KEY beside the file's own param: it would change
+                resolve_key(key, entry, data.get("params") or {})  # nothing (the steps come before the --sets)
             apply_override(data, path, copy.deepcopy(value))
         except ValueError as exc:
             if label == "--quick" and path is None:
                 continue  # the spec's check of its quick: section says why
-            raise SpecError.single(file, str(exc), source=label) from None
+            raise SpecError.single(file, str(exc), line=line, field=f"quick.{key}" if line else "",
+                                   source=label) from None
         origins.append((atoms([path]), label, line))
     try:
         spec = Spec.model_validate(data, context={"base_dir": base_dir})

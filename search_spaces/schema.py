@@ -51,7 +51,8 @@ def resolve_key(key: str, entry: EntrypointInfo | None, params: Mapping[str, Any
     """The spec path a ``--set`` or ``quick:`` key means: a path into a section as written, else a training setting.
 
     A setting a param samples is refused, bare or, when ``typed`` (a --set), as ``training.KEY``: the param would
-    win and the override change nothing. A ``quick:`` profile's ``training.KEY`` just yields to the param.
+    win and the override change nothing. A quick profile's ``training.KEY`` yields to a param a --set added (the
+    built-in profile pins the param as well); the loader refuses it beside a param of the file's own.
     """
     head, names = key.split(".")[0], list(Spec.model_fields)
     setting = key.removeprefix("training.") if head == "training" else key

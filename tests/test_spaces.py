@@ -958,3 +958,18 @@ def test_a_top_k_target_that_any_model_meets_is_refused(tmp_path: Path) -> None:
     assert "with 4 classes every label is in the top 5" in find(err, "targets.test_top5")
     assert "val_top3" not in str(err)
     assert load_spec(write(tmp_path, targets("{type: fixed, value: 6}"))).targets["test_top5"] == 0.9
+
+
+def test_quick_caps_fixed_params_and_refuses_a_training_key_its_space_samples(tmp_path: Path) -> None:
+    """--quick ran a space's fixed 30 epochs and 40 samples a class at full length, and a quick: section's
+    training.epochs beside a sampled epochs param was dropped without a word, though --set refuses it
+    (found by an exploratory test)."""
+    fixed = load_spec(write(tmp_path, MINIMAL + "  epochs: {type: fixed, value: 30}\n"
+                            "  dataset.samples_per_class: {type: fixed, value: 40}\n"), quick=True)
+    assert fixed.fixed_params() == {"epochs": 3, "dataset.samples_per_class": 8}
+    assert load_spec(write(tmp_path, MINIMAL + "  epochs: {type: fixed, value: 2}\n"), quick=True).fixed_params() \
+        == {"epochs": 2}  # smaller, never larger
+    sampled = write(tmp_path, MINIMAL + "  epochs: {type: int, low: 10, high: 30}\nquick: {training.epochs: 3}\n")
+    for quick in (True, False):  # the quick: section is checked whether used or not
+        err = errors(sampled, quick=quick)
+        assert err.issues[0].line == 4 and "epochs is a param of this space (params.epochs)" in str(err), str(err)
