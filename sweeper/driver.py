@@ -559,6 +559,8 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
     searcher = searcher_type(study, spec, checkpoints=str(checkpoints), budget=budget,
                              driver=Driver.current(), policy=policy, writer=writer, orphans=orphans)
     recorder = recorder_type(searcher, spec, printer.trial_finished, writer)
+    if spec.budget.time_seconds is not None:
+        searcher.deadline = started + spec.budget.time_seconds
 
     def stop_all() -> bool:
         if interrupted.is_set():  # a Ctrl-C that Python swallowed: stop as the KeyboardInterrupt would have

@@ -12,15 +12,25 @@ from typing import Any, NoReturn
 
 
 class DriverOnly:
-    """Pickles to a stub that refuses to load; ``copy.deepcopy`` (Tune copies experiment specs) keeps the object."""
+    """Pickles to a stub (:class:`NotSaved`); ``copy.deepcopy`` (Tune copies experiment specs) keeps the object."""
 
     def __reduce__(self) -> tuple[Any, tuple[str]]:
-        return _not_restorable, (type(self).__name__,)
+        return NotSaved, (type(self).__name__,)
 
     def __deepcopy__(self, memo: dict[int, Any]) -> DriverOnly:
         return self
 
 
-def _not_restorable(name: str) -> NoReturn:
-    raise RuntimeError(f"sweeper's {name} is not saved with Ray's results: resume the study with sweeper run or "
-                       "sweeper resume, not Tuner.restore.")
+class NotSaved:
+    """What Tune reads back of a driver object: its name, and any use says why the object is not there. Tune reads
+    its experiment state back at the end of a sweep that started no trial (budget.time spent during Ray's
+    start-up), so loading must not fail."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __getattr__(self, attr: str) -> NoReturn:
+        if attr.startswith("__"):  # copy, pickle and friends look for optional hooks
+            raise AttributeError(attr)
+        raise RuntimeError(f"sweeper's {self.name} is not saved with Ray's results: resume the study with sweeper "
+                           "run or sweeper resume, not Tuner.restore.")

@@ -96,6 +96,7 @@ class FusedSearcher(StudySearcher):
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         members: list[dict[str, Any]] = []
+        self.check_deadline()
         if self.stopped and self.waiting is not None:  # asked for a group that will never start
             self._never_started(self.waiting[0])
         if self.waiting is not None:

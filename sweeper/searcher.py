@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -54,6 +55,7 @@ class StudySearcher(DriverOnly, Searcher):
         self.trials: dict[str, optuna.Trial] = {}  # Ray trial id -> Optuna trial
         self.stopped = False
         self.timed_out = False  # stopped by budget.time
+        self.deadline: float | None = None  # time.perf_counter() past which budget.time starts no trial
         self.carried_on: set[int] = set()  # dead drivers' trials this one carries on (their curves may be complete)
         self.reruns: list[optuna.Trial] = []  # trials Ray gave up on with retries left: asked again, first
         self.finished = False  # FINISHED was answered: Tune asks for no trial again
@@ -71,7 +73,13 @@ class StudySearcher(DriverOnly, Searcher):
         self.finished |= config == Searcher.FINISHED  # Tune asks no more after it
         return config
 
+    def check_deadline(self) -> None:
+        """budget.time spent: no trial starts after it (Tune asks the searcher before the stopper's stop_all)."""
+        if self.deadline is not None and time.perf_counter() > self.deadline:
+            self.stopped = self.timed_out = True
+
     def _suggest(self, trial_id: str) -> dict[str, Any] | None:
+        self.check_deadline()
         if self.stopped or self.policy.overdue():
             return Searcher.FINISHED
         if self._asking is None:
