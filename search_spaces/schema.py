@@ -324,6 +324,9 @@ class Spec(BaseModel):
         if self.training.get("objective") not in (None, self.objective.metric):
             issues.append((("training", "objective"), f"is {self.training['objective']!r} but objective.metric is "
                                                       f"{self.objective.metric!r}; remove one of them"))
+        if self.budget.stop_on_target and not self.targets:
+            issues.append((("budget", "stop_on_target"), "is true, but the space names no targets to stop at: add "
+                                                         "targets (e.g. targets: {test_top3: 80%}), or leave it out"))
         if "objective" in self.params and entry.target == DEFAULT_ENTRYPOINT:  # the core's objective setting:
             # each trial would pick its best epoch by a metric the study does not compare
             issues.append((("params", "objective"), f"trials are judged by objective.metric ({self.objective.metric!r})"

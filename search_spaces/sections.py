@@ -274,7 +274,7 @@ class Sampler(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="allow")
     type: Literal["tpe", "random", "grid", "cmaes", "qmc", "gp"] = "tpe"
-    seed: Int | None = None
+    seed: Int | None = Field(None, ge=0, lt=2**32)  # numpy's range; a resume moves it on, modulo 2**32
 
     @property
     def options(self) -> dict[str, Any]:
@@ -297,6 +297,8 @@ class Sampler(BaseModel):
                     self.model_extra[key] = coerce(key, value, kind)
                 except ConfigError as exc:
                     issues.append(((key,), str(exc)))
+        if self.type == "cmaes" and isinstance(sigma := self.options.get("sigma0"), int | float) and not sigma > 0:
+            issues.append((("sigma0",), f"is {sigma!r}: a number > 0 (Optuna takes it, and samples one point)"))
         if missing := [p for p in SAMPLER_PACKAGES.get(self.type, ()) if find_spec(p) is None]:
             issues.append((("type",), f"the {self.type} sampler needs the Python package(s) {', '.join(missing)}, "
                                       f"which are not installed (pip install {' '.join(missing)})"))

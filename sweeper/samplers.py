@@ -63,7 +63,7 @@ class ParallelTPESampler(BaseSampler):
         tpe_options.setdefault("constant_liar", True)
         # Another seed for TPE: while fewer than MIN_FINISHED_FOR_TPE trials have finished it samples at random
         # too, and with the random sampler's seed it would repeat the first random trials' params exactly.
-        tpe_seed = None if seed is None else seed + 1
+        tpe_seed = None if seed is None else (seed + 1) % 2**32
         self._tpe = TPESampler(seed=tpe_seed, n_startup_trials=min(MIN_FINISHED_FOR_TPE, n_startup_trials),
                                **tpe_options)
 
@@ -121,7 +121,7 @@ def build_sampler(spec: Spec, resumed_after: int = 0) -> optuna.samplers.BaseSam
     """
     seed = spec.sampler.seed
     if seed is not None and resumed_after and spec.sampler.type not in ("qmc", "grid", "random"):
-        seed += resumed_after
+        seed = (seed + resumed_after) % 2**32  # numpy's seeds end there
     if spec.sampler.type == "grid":
         return BudgetedGridSampler(spec.grid_search_space(), seed=seed)
     if spec.sampler.type == "random":

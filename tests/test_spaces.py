@@ -973,3 +973,21 @@ def test_quick_caps_fixed_params_and_refuses_a_training_key_its_space_samples(tm
     for quick in (True, False):  # the quick: section is checked whether used or not
         err = errors(sampled, quick=quick)
         assert err.issues[0].line == 4 and "epochs is a param of this space (params.epochs)" in str(err), str(err)
+
+
+def test_a_seed_past_numpy_s_a_stop_without_targets_and_a_cma_step_of_zero_are_refused(tmp_path: Path) -> None:
+    """A seed of 2**32 - 1 was refused as "TPESampler fails when it samples this space", and a resume past it
+    crashed; stop_on_target without targets did nothing; sigma0: 0 sampled the centre forever (found by an
+    exploratory test)."""
+    from sweeper.samplers import build_sampler
+
+    assert "less than 4294967296" in find(errors(write(tmp_path, MINIMAL + "sampler: {seed: 4294967296}\n")),
+                                          "sampler.seed")
+    top = load_spec(write(tmp_path, MINIMAL + "sampler: {seed: 4294967295}\n"))
+    build_sampler(top, resumed_after=3)  # the seed moves on, modulo numpy's range
+    build_sampler(top.model_copy(update={"sampler": top.sampler.model_copy(update={"type": "cmaes"})}),
+                  resumed_after=3)
+    assert "names no targets to stop at" in find(errors(write(tmp_path, MINIMAL + "budget: {stop_on_target: true}\n")),
+                                                 "budget.stop_on_target")
+    assert "a number > 0" in find(errors(write(tmp_path, MINIMAL + "sampler: {type: cmaes, sigma0: 0}\n")),
+                                  "sampler.sigma0")
