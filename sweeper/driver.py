@@ -308,13 +308,21 @@ def prepare(options: SweepOptions) -> tuple[Spec, str]:
 
 
 def with_defaults(stored: dict[str, Any], spec: Spec) -> dict[str, Any]:
-    """A stored spec with the training settings it leaves out at the entrypoint's defaults, flat: removing a line
-    that said the default changes nothing that trains."""
+    """A stored spec with the training settings it leaves out at the entrypoint's defaults, flat, and without the
+    sampler and scheduler options it writes at their defaults: writing or removing a line that says the default
+    changes nothing that runs."""
+    from sweeper.samplers import sampler_defaults
+    from sweeper.schedulers import scheduler_defaults
+
     settings = (spec.entrypoint_info.settings if spec.entrypoint_info else None) or {}
     training = stored.get("training")
     written = flatten(training, {k for k, v in settings.items() if isinstance(v, dict)})[0] \
         if isinstance(training, dict) else {}
-    return {**stored, "training": {**settings, **written}}
+    sections = {name: {k: v for k, v in section.items() if k not in defaults(section.get("type"), spec) or
+                       defaults(section.get("type"), spec)[k] != v}
+                for name, defaults in (("sampler", sampler_defaults), ("scheduler", scheduler_defaults))
+                if isinstance(section := stored.get(name), dict)}
+    return {**stored, "training": {**settings, **written}, **sections}
 
 
 def resume_command(spec: Spec, options: SweepOptions, url: str) -> str:

@@ -111,6 +111,16 @@ def default_sampler_options(spec: Spec) -> dict[str, Any]:
             "n_startup_trials": max(5, min(10, spec.budget.trials // 4)), **spec.sampler.options}
 
 
+def sampler_defaults(kind: Any, spec: Spec) -> dict[str, Any]:
+    """The options a sampler of ``kind`` takes where a space leaves them out: sweeper's, else Optuna's."""
+    if kind not in sections.SAMPLER_CLASSES:
+        return {}
+    optuna_defaults = {name: option.default for name, option in sections.sampler_options(kind).items()
+                       if option.default is not option.empty}
+    sampler = sections.Sampler(type=kind)
+    return {**optuna_defaults, **default_sampler_options(spec.model_copy(update={"sampler": sampler}))}
+
+
 def build_sampler(spec: Spec, resumed_after: int = 0) -> optuna.samplers.BaseSampler:
     """The spec's sampler; ``resumed_after``: how many trials the study already holds when resuming it.
 

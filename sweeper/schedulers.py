@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -119,6 +120,17 @@ def hyperband_brackets(max_t: int, grace_period: int, reduction_factor: float) -
     rung; with fewer trials at a time than a bracket holds it stopped nothing (Ray 2.x, 12 trials 2 at a time: 0
     stopped; all 12 at once: 4). tests/test_samplers.py shows this one stopping trials 2 at a time."""
     return int(np.log(max_t / grace_period) / np.log(reduction_factor) + 1)  # as Ray counts bracket 0's rungs
+
+
+def scheduler_defaults(kind: Any, spec: Spec) -> dict[str, Any]:
+    """The options a scheduler of ``kind`` takes where a space leaves them out: sweeper's, else Ray's (those
+    sweeper derives from the space, ``max_t`` and the like, are left out)."""
+    ray_class = {"asha": ASHAScheduler, "hyperband": ASHAScheduler, "median": MedianStoppingRule}.get(kind)
+    if ray_class is None:
+        return {}
+    ray_defaults = {name: option.default for name, option in inspect.signature(ray_class).parameters.items()
+                    if option.default is not option.empty and name not in ("max_t", "brackets", "min_time_slice")}
+    return {**ray_defaults, "grace_period": 1, **({"reduction_factor": 3} if kind == "hyperband" else {})}
 
 
 def build_scheduler(spec: Spec, history: Iterable[FrozenTrial] = ()) -> TrialScheduler:

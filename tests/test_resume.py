@@ -514,6 +514,22 @@ def test_spec_changes_ignore_budget_and_resources():
     assert spec_changes(old, new) == ["params.x: removed", "training.epochs: 3 -> 4", "training.lr: added"]
 
 
+def test_a_sampler_or_scheduler_option_written_at_its_default_changes_no_study(tmp_path):
+    """sampler.multivariate=true (sweeper's TPE default) or scheduler.reduction_factor=4 (Ray's) on a resume was
+    refused as another space (found by an exploratory test); another value still is."""
+    space = resumable_space(tmp_path, trials=2, sleep=0.0)
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    first, _ = prepare(SweepOptions(space=str(space), storage=url, overrides=("scheduler={type: asha}",)))
+    study, _ = open_study(first, url, str(space))
+    study.enqueue_trial({"x": 0.5})  # a study with a trial: one without is made anew
+    for same in ("sampler.multivariate=true", "sampler.constant_liar=true", "scheduler.reduction_factor=4",
+                 "scheduler.grace_period=1"):
+        prepare(SweepOptions(space=str(space), storage=url, overrides=("scheduler={type: asha}", same)))
+    with pytest.raises(StorageError, match=r"made from a different space \(sampler.multivariate: added\)"):
+        prepare(SweepOptions(space=str(space), storage=url, overrides=("scheduler={type: asha}",
+                                                                       "sampler.multivariate=false")))
+
+
 @pytest.mark.parametrize("quick", [False, True])
 def test_the_spec_a_study_keeps_holds_no_storage_url_not_even_the_quick_profiles(tmp_path, quick):
     from search_spaces.loader import load_spec
