@@ -166,8 +166,9 @@ class _Range(_Model):
             issues.append((("low",), f"must be > 0 when log: true (got low={self.low})"))
         if not self.low < self.high:
             issues.append((("low",), f"must be < high (got low={self.low}, high={self.high})"))
-        if self.step is not None and self.log:
-            issues.append((("step",), "cannot be combined with log: true (Optuna samples log ranges continuously)"))
+        if self.step is not None and self.log and not (isinstance(self, IntParam) and self.step == 1):
+            issues.append((("step",), "cannot be combined with log: true (Optuna samples log ranges continuously, "
+                                      "an int's in steps of 1)"))
         elif self.step is not None and not _on_grid(self.high, self.low, self.step):
             issues.append((("step",), f"high - low must be a multiple of step (got low={self.low}, high={self.high},"
                                       f" step={self.step})"))

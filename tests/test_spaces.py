@@ -161,6 +161,7 @@ def test_a_study_name_that_would_leave_the_results_folder_is_refused(tmp_path: P
 @pytest.mark.parametrize(("param", "field", "line", "text"), [
     ("{type: float, low: 0, high: 1, log: true}", "params.x.low", 3, "must be > 0 when log: true"),
     ("{type: float, low: 0.1, high: 1, log: true, step: 0.1}", "params.x.step", 3, "cannot be combined with log"),
+    ("{type: int, low: 1, high: 64, log: true, step: 2}", "params.x.step", 3, "an int's in steps of 1"),
     ("{type: float, low: 0, high: 1, step: 0.3}", "params.x.step", 3, "multiple of step"),
     ("{type: int, low: 1.5, high: 4}", "params.x.low", 3, "should be a valid integer, got a number with a fractional"),
     ("{type: categorical, choices: []}", "params.x.choices", 3, "needs at least 1 item (got [])"),
@@ -991,3 +992,10 @@ def test_a_seed_past_numpy_s_a_stop_without_targets_and_a_cma_step_of_zero_are_r
                                                  "budget.stop_on_target")
     assert "a number > 0" in find(errors(write(tmp_path, MINIMAL + "sampler: {type: cmaes, sigma0: 0}\n")),
                                   "sampler.sigma0")
+
+
+def test_an_int_log_range_may_say_its_step_of_1(tmp_path: Path) -> None:
+    """Optuna's int log ranges take step 1, and only that: it was refused as "samples log ranges continuously"
+    (found by an exploratory test)."""
+    spec = load_spec(write(tmp_path, MINIMAL + "  batch_size: {type: int, low: 8, high: 256, log: true, step: 1}\n"))
+    assert spec.distributions()["batch_size"] == optuna.distributions.IntDistribution(8, 256, log=True, step=1)
