@@ -253,6 +253,9 @@ class CategoricalParam(_Model):
     def admit(self, value: Any, name: str = "value") -> Any:
         if found := [c for c in self.choices if _same(value, c)]:
             return found[0]
+        if matching := [c for c in self.choices if str(c) == str(value)]:  # '0.1' for 0.1: a quoted number
+            raise ValueError(f"{value!r} ({type(value).__name__}) is not one of the choices {self.choices}: the "
+                             f"choice is {matching[0]!r} ({type(matching[0]).__name__}); write it as the choices do")
         raise ValueError(f"{value!r} is not one of the choices {self.choices}"
                          f"{did_you_mean(value, [str(c) for c in self.choices])}")
 

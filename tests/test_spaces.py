@@ -999,3 +999,11 @@ def test_an_int_log_range_may_say_its_step_of_1(tmp_path: Path) -> None:
     (found by an exploratory test)."""
     spec = load_spec(write(tmp_path, MINIMAL + "  batch_size: {type: int, low: 8, high: 256, log: true, step: 1}\n"))
     assert spec.distributions()["batch_size"] == optuna.distributions.IntDistribution(8, 256, log=True, step=1)
+
+
+def test_a_quoted_number_for_a_numeric_choice_says_so(tmp_path: Path) -> None:
+    """"'0.1' is not one of the choices [0.0, 0.1, 0.2] (did you mean '0.1'?)" (found by an exploratory test)."""
+    err = errors(write(tmp_path, MINIMAL + "  dropout: {type: categorical, choices: [0.0, 0.1, 0.2]}\n"
+                                           "enqueue:\n  - {dropout: '0.1'}\n"))
+    assert "'0.1' (str) is not one of the choices [0.0, 0.1, 0.2]: the choice is 0.1 (float)" in \
+        find(err, "enqueue.0.dropout")
