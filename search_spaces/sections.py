@@ -8,7 +8,7 @@ import re
 import warnings
 from collections.abc import Mapping, Sequence
 from importlib.util import find_spec
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import optuna
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
@@ -333,7 +333,10 @@ def sampler_options(kind: str) -> dict[str, inspect.Parameter]:
 
 
 class _Scheduler(_Model):
-    """A Ray Tune trial scheduler; ``options`` is what the driver passes beside metric and mode."""
+    """A Ray Tune trial scheduler; ``options`` is what the driver passes beside metric and mode, over ``DEFAULTS``
+    (Ray's, but where sweeper's differ: time is in epochs)."""
+
+    DEFAULTS: ClassVar[dict[str, Any]] = {}
 
     @property
     def options(self) -> dict[str, Any]:
@@ -345,6 +348,7 @@ class NoScheduler(_Scheduler):
 
 
 class AshaScheduler(_Scheduler):
+    DEFAULTS: ClassVar[dict[str, Any]] = {"grace_period": 1, "reduction_factor": 4, "brackets": 1}
     type: Literal["asha"]
     grace_period: Int | None = Field(None, ge=1)
     reduction_factor: Float | None = Field(None, ge=1.1)  # nearer 1, rungs (and Ray's memory) grow without bound
@@ -359,12 +363,14 @@ class AshaScheduler(_Scheduler):
 
 
 class HyperbandScheduler(_Scheduler):
+    DEFAULTS: ClassVar[dict[str, Any]] = {"reduction_factor": 3}  # HyperBand's own (Ray's ASHA has 4)
     type: Literal["hyperband"]
     max_t: Int | None = Field(None, ge=1)
     reduction_factor: Float | None = Field(None, ge=1.1)  # nearer 1, brackets (and Ray's memory) grow without bound
 
 
 class MedianScheduler(_Scheduler):
+    DEFAULTS: ClassVar[dict[str, Any]] = {"grace_period": 1, "min_samples_required": 3}  # Ray's 60 means seconds
     type: Literal["median"]
     grace_period: Int | None = Field(None, ge=1)
     min_samples_required: Int | None = Field(None, ge=1)

@@ -28,6 +28,7 @@ from rich.markup import escape
 
 from search_spaces.loader import load_spec, refusal, resolve_space_path, spec_from_dict
 from search_spaces.schema import Spec
+from search_spaces.sections import KINDS
 from storage import attrs
 from storage.engine import (
     as_storage_error,
@@ -73,7 +74,7 @@ from sweeper.ray_runtime import (
     start_ray,
     trial_actors_on_prestarted_workers,
 )
-from sweeper.samplers import build_sampler, check_sampling
+from sweeper.samplers import build_sampler, check_sampling, sampler_defaults
 from sweeper.study_writer import StudyWriter
 from trials.config import TrainConfig, flatten
 from trials.datasets import check_found, check_splits, data_fingerprint, read_npz, read_wlasl
@@ -311,18 +312,18 @@ def with_defaults(stored: dict[str, Any], spec: Spec) -> dict[str, Any]:
     """A stored spec with the training settings it leaves out at the entrypoint's defaults, flat, and without the
     sampler and scheduler options it writes at their defaults: writing or removing a line that says the default
     changes nothing that runs."""
-    from sweeper.samplers import sampler_defaults
-    from sweeper.schedulers import scheduler_defaults
-
     settings = (spec.entrypoint_info.settings if spec.entrypoint_info else None) or {}
     training = stored.get("training")
     written = flatten(training, {k for k, v in settings.items() if isinstance(v, dict)})[0] \
         if isinstance(training, dict) else {}
-    sections = {name: {k: v for k, v in section.items() if k not in defaults(section.get("type"), spec) or
-                       defaults(section.get("type"), spec)[k] != v}
-                for name, defaults in (("sampler", sampler_defaults), ("scheduler", scheduler_defaults))
-                if isinstance(section := stored.get(name), dict)}
-    return {**stored, "training": {**settings, **written}, **sections}
+    defaults_of = {"sampler": lambda kind: sampler_defaults(kind, spec),
+                   "scheduler": lambda kind: getattr(KINDS["scheduler"].get(kind), "DEFAULTS", {})}
+    options = {}
+    for name, defaults_for in defaults_of.items():
+        if isinstance(section := stored.get(name), dict):
+            defaults = defaults_for(section.get("type"))
+            options[name] = {k: v for k, v in section.items() if k not in defaults or defaults[k] != v}
+    return {**stored, "training": {**settings, **written}, **options}
 
 
 def resume_command(spec: Spec, options: SweepOptions, url: str) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -122,23 +121,12 @@ def hyperband_brackets(max_t: int, grace_period: int, reduction_factor: float) -
     return int(np.log(max_t / grace_period) / np.log(reduction_factor) + 1)  # as Ray counts bracket 0's rungs
 
 
-def scheduler_defaults(kind: Any, spec: Spec) -> dict[str, Any]:
-    """The options a scheduler of ``kind`` takes where a space leaves them out: sweeper's, else Ray's (those
-    sweeper derives from the space, ``max_t`` and the like, are left out)."""
-    ray_class = {"asha": ASHAScheduler, "hyperband": ASHAScheduler, "median": MedianStoppingRule}.get(kind)
-    if ray_class is None:
-        return {}
-    ray_defaults = {name: option.default for name, option in inspect.signature(ray_class).parameters.items()
-                    if option.default is not option.empty and name not in ("max_t", "brackets", "min_time_slice")}
-    return {**ray_defaults, "grace_period": 1, **({"reduction_factor": 3} if kind == "hyperband" else {})}
-
-
 def build_scheduler(spec: Spec, history: Iterable[FrozenTrial] = ()) -> TrialScheduler:
     """Periods are in epochs; ``max_t`` defaults to just below the planned epochs, so no rung falls on the last
     epoch: a trial judged there would be stopped before it returns, its training done, and read as PRUNED.
     stop_last_trials=False lets trials that pass max_t train on to their end and return (COMPLETE).
     ``history``: the study's trials so far, whose finished ones the scheduler judges the new ones beside."""
-    options = dict(spec.scheduler.options)
+    options = {**spec.scheduler.DEFAULTS, **spec.scheduler.options}
     common = {"time_attr": TIME_ATTR, "metric": spec.objective.metric, "mode": ray_mode(spec)}
     epochs = planned_epochs(spec)
     kind = spec.scheduler.type
@@ -147,12 +135,10 @@ def build_scheduler(spec: Spec, history: Iterable[FrozenTrial] = ()) -> TrialSch
             return FIFOScheduler()  # its first rung would be the last epoch: it could only prune finished trials
         options.setdefault("max_t", max(epochs - 1, options.get("grace_period", 1)) if epochs else 100)
         if kind == "hyperband":  # HyperBand's brackets, asynchronous (see hyperband_brackets)
-            options.setdefault("reduction_factor", 3)
             options["brackets"] = hyperband_brackets(options["max_t"], options.get("grace_period", 1),
                                                      options["reduction_factor"])
         scheduler: TrialScheduler = ASHA(**common, **options, stop_last_trials=False, seed=spec.sampler.seed or 0)
     elif kind == "median":
-        options.setdefault("grace_period", 1)  # Ray's default, 60, means seconds; here time is epochs
         # never PAUSE a trial to let a waiting one run: it restarts from its checkpoint, replaying epochs for nothing
         scheduler = MedianStopping(**common, **options, min_time_slice=math.inf)
     else:
