@@ -189,9 +189,10 @@ def relocated(found: Mapping[str, Any], url: str, results_root: Path) -> dict[st
             return None
         then, now = _moved_roots(checkpoints, own)
 
-    def carried(folder: Any, elsewhere: Path) -> str:
-        moves = isinstance(folder, str) and Path(folder).is_relative_to(then)
-        return str(now / Path(folder).relative_to(then) if moves else elsewhere)
+    def carried(folder: Any, elsewhere: Path) -> str:  # moved where it came along, or where it is gone
+        moves = isinstance(folder, str) and Path(folder).is_relative_to(then) and (
+            (mapped := now / Path(folder).relative_to(then)).exists() or not Path(folder).exists())
+        return str(mapped if moves else elsewhere)
 
     elsewhere = results_root.resolve() / "checkpoints" / checkpoints.name
     if elsewhere == checkpoints and isinstance(recorded, str) and Path(recorded).exists():  # a results folder that
@@ -215,14 +216,20 @@ def _moved_roots(before: Path, after: Path) -> tuple[Path, Path]:
 
 def _came_along(found: Mapping[str, Any], then: Path, now: Path) -> bool:
     """Whether the project came with its SQLite file: its checkpoint folder or its space file is at its place under
-    ``now``; where neither lies in the project, it is taken to have come (a wrong guess fails loudly on the data)."""
-    checkpoints, space_dir, space_file = (found.get(key) for key in (attrs.CHECKPOINTS, attrs.SPACE_DIR,
-                                                                      attrs.SPACE_FILE))
-    signs = []
-    if isinstance(checkpoints, str) and Path(checkpoints).is_relative_to(then):
-        signs.append((now / Path(checkpoints).relative_to(then)).is_dir())
-    if isinstance(space_dir, str) and isinstance(space_file, str) and Path(space_dir).is_relative_to(then):
-        signs.append((now / Path(space_dir).relative_to(then) / Path(space_file).name).is_file())
+    ``now`` (where either is at one place or the other), else this run works where the first one did; with no
+    sign either way it is taken to have come (a wrong guess fails loudly on the data)."""
+    checkpoints, space_dir, space_file, work_dir = (found.get(key) for key in (
+        attrs.CHECKPOINTS, attrs.SPACE_DIR, attrs.SPACE_FILE, attrs.WORK_DIR))
+    signs, places = [], [checkpoints]
+    if isinstance(space_dir, str) and isinstance(space_file, str):
+        places.append(str(Path(space_dir) / Path(space_file).name))
+    for path in places:
+        if isinstance(path, str) and Path(path).is_relative_to(then):
+            mapped = now / Path(path).relative_to(then)
+            if mapped.exists() or Path(path).exists():
+                signs.append(mapped.exists())
+    if not signs and isinstance(work_dir, str) and Path(work_dir).is_relative_to(then):
+        signs.append(Path.cwd().resolve() == now / Path(work_dir).relative_to(then))
     return any(signs) or not signs
 
 
@@ -492,11 +499,7 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
             imported = pool.submit(import_tune_side)
             if not joining:
                 with environment_without(ENV_VAR):  # a local Ray's processes inherit our environment; not this
-                    try:
-                        start_ray(options.address)
-                    except BadInput:  # exit 2 leaves nothing written: a study made for this sweep goes again
-                        drop_if_unused(*opened.result())
-                        raise
+                    start_ray(options.address)
             study, created = opened.result()
             imported.result()
     except KeyboardInterrupt:  # the pool's own wait for the study may be what the interrupt cut short
@@ -710,12 +713,6 @@ def outage_message(policy: OutagePolicy, url: str) -> str:
     return (f"The storage {mask_url(url)} stayed unreachable for more than {policy.timeout_s:g} s "
             "(--storage-timeout), so the sweep stopped; nothing it recorded is lost. Run the same command again "
             "once the storage is back: finished trials are kept, unfinished ones carried on from their checkpoints.")
-
-
-def drop_if_unused(study: optuna.Study, created: bool) -> None:
-    """Delete the study this run created where nothing has run in it (its enqueued rows alone)."""
-    if created and all(t.state == optuna.trial.TrialState.WAITING for t in study.get_trials(deepcopy=False)):
-        optuna.delete_study(study_name=study.study_name, storage=study._storage)
 
 
 def open_study(spec: Spec, url: str, space: str | None, results_root: Path = Path("sweeper_runs"),

@@ -32,5 +32,8 @@ class NotSaved:
     def __getattr__(self, attr: str) -> NoReturn:
         if attr.startswith("__"):  # copy, pickle and friends look for optional hooks
             raise AttributeError(attr)
+        self()
+
+    def __call__(self, *args: Any, **kwargs: Any) -> NoReturn:  # a stopper is called
         raise RuntimeError(f"sweeper's {self.name} is not saved with Ray's results: resume the study with sweeper "
                            "run or sweeper resume, not Tuner.restore.")

@@ -195,6 +195,8 @@ def check_ray_temp_folder() -> None:
     """A local Ray's sockets live under its temp folder, their paths in at most 107 bytes of ASCII (an HPC job's
     scratch folder is often too long): refused before the study is written, not after Ray failed to start."""
     folder = _ray_temp_folder()
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise BadInput(f"Ray cannot start here: {_start_advice(NotADirectoryError(folder))}")
     socket_path = os.path.join(folder, "ray", f"session_2026-01-01_00-00-00_000000_{os.getpid()}", "sockets",
                                "plasma_store")  # the longest Ray makes there
     if not socket_path.isascii() or len(socket_path.encode()) > 107:

@@ -439,9 +439,9 @@ def test_a_local_sweep_reads_its_data_first_whatever_ray_address_says(tmp_path):
     assert not (tmp_path / "s.db").exists()
 
 
-def test_a_local_ray_that_fails_to_start_leaves_no_study(tmp_path):
-    """The study is made while Ray starts; Ray failing (here its temp folder is a file) exited 2 with the study and
-    its enqueued rows written anyway (found by an exploratory test)."""
+def test_a_ray_temp_folder_that_is_a_file_is_refused_before_the_study_is_written(tmp_path):
+    """The study is made while Ray starts; Ray failing on it exited 2 with the study and its enqueued rows written
+    anyway, and said the file had 0 MiB free (found by an exploratory test)."""
     import tempfile
 
     import optuna

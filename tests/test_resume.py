@@ -704,7 +704,8 @@ def test_the_resume_command_shown_pastes_into_a_shell_whatever_the_names():
 
 @pytest.mark.parametrize("case", ["db moved alone", "db copied alone", "db moved alone, results outside",
                                   "copy, then its original's db deleted", "db in a folder, moved",
-                                  "results outside, copied", "older study, copied",
+                                  "results outside, copied", "results outside, copied under its own name",
+                                  "copied before a trial ran", "older study, copied",
                                   "older study, db in a folder, copied"])
 def test_where_a_study_finds_its_folders_when_its_database_moved(tmp_path, monkeypatch, case):
     """The SQLite file moved or copied alone keeps the study's folders (they were mapped into its new folder, where
@@ -717,16 +718,19 @@ def test_where_a_study_finds_its_folders_when_its_database_moved(tmp_path, monke
 
     from search_spaces.loader import load_spec
 
-    first, copy = tmp_path / "proj", tmp_path / "copy"
+    first, copy = (tmp_path / "a" / "proj", tmp_path / "b" / "proj") if "own name" in case else \
+        (tmp_path / "proj", tmp_path / "copy")
     db = "dbs/sweeps.db" if "folder" in case else "sweeps.db"
-    results = tmp_path / "runs" if "outside" in case else Path("sweeper_runs")
+    results = first.parent / "runs" if "outside" in case else Path("sweeper_runs")
     (first / db).parent.mkdir(parents=True, exist_ok=True)
     (first / "space.yaml").write_text("params:\n  lr: {type: float, low: 1.0e-4, high: 1.0e-2}\n")
     monkeypatch.chdir(first)
-    made, _ = open_study(load_spec(first / "space.yaml"), f"sqlite:///{db}", "space.yaml", results)
+    space = None if "before a trial" in case else "space.yaml"  # a built-in space: no space file in the project
+    made, _ = open_study(load_spec(first / "space.yaml"), f"sqlite:///{db}", space, results)
     made.enqueue_trial({"lr": 1e-3})  # a study with trials: one without is made anew
     before = made.user_attrs
-    (Path(before[attrs.CHECKPOINTS]) / "trial-00000").mkdir(parents=True)
+    if "before a trial" not in case:
+        (Path(before[attrs.CHECKPOINTS]) / "trial-00000").mkdir(parents=True)
     close_storage(made._storage._backend)  # the files are moved between runs, not under one
     if "older" in case:
         with sqlite3.connect(first / db) as connection:
@@ -740,16 +744,17 @@ def test_where_a_study_finds_its_folders_when_its_database_moved(tmp_path, monke
         for key in (attrs.CHECKPOINTS, attrs.WORK_DIR, attrs.SPACE_DIR):
             assert study.user_attrs[key] == before[key], key
         return
+    copy.parent.mkdir(exist_ok=True)
     shutil.copytree(first, copy)
     if "moved" in case or "deleted" in case:
         for file in first.glob("**/sweeps.db*"):
             file.unlink()
     else:  # the original goes on first: its folders, and now its file, recorded
-        study, _ = open_study(load_spec(first / "space.yaml"), f"sqlite:///{db}", "space.yaml", results)
+        study, _ = open_study(load_spec(first / "space.yaml"), f"sqlite:///{db}", space, results)
         assert study.user_attrs[attrs.CHECKPOINTS] == before[attrs.CHECKPOINTS]
         assert study.user_attrs[attrs.DATABASE] == str(first / db)
     monkeypatch.chdir(copy)
-    study, created = open_study(load_spec(copy / "space.yaml"), f"sqlite:///{db}", "space.yaml", results)
+    study, created = open_study(load_spec(copy / "space.yaml"), f"sqlite:///{db}", space, results)
     assert not created
     assert study.user_attrs[attrs.WORK_DIR] == str(copy) and study.user_attrs[attrs.SPACE_DIR] == str(copy)
     assert study.user_attrs[attrs.DATABASE] == str(copy / db)

@@ -152,3 +152,25 @@ def test_a_password_in_the_space_file_environment_or_flag_is_written_nowhere_als
     assert "COMPLETE" in outputs[3] or "PRUNED" in outputs[3]  # the csv export holds the trials
     assert_nowhere(role, texts=[out, resumed, *outputs], folders=[results, ray_tmp])
     assert (results / "ray").stat().st_mode & 0o077 == 0  # Ray's pickles: the owner's alone
+
+
+def test_a_driver_object_pickles_to_a_stub_that_loads_and_refuses_every_use():
+    """Tune reads its experiment state back at the end of a sweep that started no trial (loading must not fail),
+    and Tuner.restore must say why the searcher or stopper is not there: Tune checks a stopper with callable(),
+    and a restored one failed on Ray's "Invalid stop criteria" instead (found by a regression check)."""
+    import copy
+    import pickle
+
+    from sweeper.driver_only import DriverOnly, NotSaved
+
+    class Holder(DriverOnly):
+        def __init__(self) -> None:
+            self.url = "postgresql+psycopg://u:s3cret@db/s"
+
+    blob = pickle.dumps(Holder())
+    assert b"s3cret" not in blob
+    stub = pickle.loads(blob)
+    assert isinstance(stub, NotSaved) and callable(stub) and copy.deepcopy(stub).name == "Holder"
+    for use in (lambda: stub("trial", {}), lambda: stub.on_trial_result, lambda: stub.suggest("t")):
+        with pytest.raises(RuntimeError, match="sweeper's Holder is not saved with Ray's results: resume the study"):
+            use()
