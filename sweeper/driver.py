@@ -663,7 +663,8 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
         raise StorageUnavailable(outage_message(policy, url)) from None
     if recorder.disk_problem:
         raise DiskUnavailable(f"the sweep stopped: a trial's disk took no more writes ({recorder.disk_problem}); "
-                              f"make room under {checkpoints} and run the same command: it carries the trials on")
+                              f"make room under {checkpoints} (the state.pt of a finished trial is never read again"
+                              "; a RUNNING one's is) and run the same command: it carries the trials on")
     check_something_finished(trials, study.study_name)
     return study
 
