@@ -61,7 +61,7 @@ class SweepPrinter:
     def final_table(self, study: optuna.Study, top: int = 5) -> None:
         trials = study.get_trials(deepcopy=False)
         counts = {s.name: sum(t.state == s for t in trials) for s in TS if any(t.state == s for t in trials)}
-        console.print("trials: " + ", ".join(f"{n} {name}" for name, n in counts.items()))
+        console.print("trials: " + (", ".join(f"{n} {name}" for name, n in counts.items()) or "none"))
         baseline = self.spec.baseline
         view = StudyView(study, trials, self.metric, self.maximize, dict(self.spec.targets),
                          baseline.source if baseline else "", baseline.metrics if baseline else {}, format_value,
