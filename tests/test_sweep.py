@@ -686,11 +686,14 @@ def test_a_sigterm_while_ray_starts_exits_130(tmp_path):
         time.sleep(0.02)
     os.killpg(proc.pid, signal.SIGTERM)
     try:
-        assert proc.wait(timeout=20) == 130
+        code = proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:  # where it hangs: py-spy is not here, but its output says how far it got
+        code = None
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
     output = proc.stdout.read()
+    assert code == 130, output
     assert "interrupted: the study keeps its finished trials; the same command carries it on" in output, output
     # (a signal that lands in a finalizer is printed by Python as "Exception ignored in ...", and still counts)
     assert "Error" not in output.replace("Exception ignored", ""), output
