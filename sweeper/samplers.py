@@ -117,7 +117,7 @@ def sampler_defaults(kind: Any, spec: Spec) -> dict[str, Any]:
         return {}
     optuna_defaults = {name: option.default for name, option in sections.sampler_options(kind).items()
                        if option.default is not option.empty}
-    sampler = sections.Sampler(type=kind)
+    sampler = sections.Sampler.model_construct(type=kind)  # no validation: it would build an Optuna sampler
     return {**optuna_defaults, **default_sampler_options(spec.model_copy(update={"sampler": sampler}))}
 
 
