@@ -26,6 +26,7 @@ from typing import Any
 import optuna
 from rich.markup import escape
 
+from search_spaces.errors import SpecError, SpecIssue
 from search_spaces.loader import load_spec, refusal, resolve_space_path, spec_from_dict
 from search_spaces.schema import Spec
 from search_spaces.sections import KINDS
@@ -369,14 +370,29 @@ def stored_spec(url: str, name: str, overrides: tuple[str, ...] = (), results_ro
                        "sweeper resume imports a study's code only from the folder it runs in or below (the folder "
                        "is a study attr, which anyone who may write the database sets); run it from that folder or "
                        "a folder above it, or, in a copy of the project, run its space file (sweeper run FILE)")
-    spec = spec_from_dict(attrs.spec_as_ran(data), file=f"the spec stored in study {name!r}",
-                          base_dir=space_dir, overrides=overrides)
+    file = f"the spec stored in study {name!r}"
+    try:
+        spec = spec_from_dict(attrs.spec_as_ran(data), file=file, base_dir=space_dir, overrides=overrides)
+    except SpecError as exc:
+        if overrides and stored_is_valid(data, file, space_dir):  # refused for the user's --set: theirs to mend
+            raise
+        raise SpecError([*exc.issues, SpecIssue(file, None, "", "an earlier sweeper stored what this one refuses, so "
+                                                "the study cannot be carried on: run its space, mended, as a new "
+                                                "study (sweeper run FILE --fresh)")]) from None
     if changes := spec_changes(data, spec_attr(spec)):  # --set may change how much runs, never what is searched
         may = ", ".join(sorted(RESUMABLE_SECTIONS - {"storage"}))  # --set storage=... was refused above
         raise StorageError(f"--set would change what study {name!r} searches ({'; '.join(changes)}); resuming it so "
                            f"would mix two experiments. Only {may} may change on resume: run the changed space as a "
                            "new study (sweeper run FILE --fresh, or another name).")
     return spec
+
+
+def stored_is_valid(data: Mapping[str, Any], file: str, space_dir: Any) -> bool:
+    try:
+        spec_from_dict(attrs.spec_as_ran(data), file=file, base_dir=space_dir)
+    except SpecError:
+        return False
+    return True
 
 
 def spec_attr(spec: Spec) -> dict[str, Any]:

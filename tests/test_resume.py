@@ -24,6 +24,7 @@ from pathlib import Path
 import optuna
 import pytest
 
+from search_spaces.errors import SpecError
 from storage import attrs
 from storage.engine import close_storage, open_storage
 from storage.errors import StorageError
@@ -804,3 +805,26 @@ def test_a_copied_or_moved_project_checkpoints_and_reads_data_in_its_own_folders
     shared = {**moved, attrs.DATABASE: str(first / "db" / "sweeps.db")}
     assert relocated(shared, "sqlite:///db/sweeps.db", first) is None
     assert relocated(moved, "postgresql+psycopg://u@db.example/s", first) is None
+
+
+def test_resume_says_fresh_when_this_sweeper_refuses_the_stored_spec(tmp_path, monkeypatch):
+    """A study an earlier sweeper stored with what this one refuses (e.g. a top-k target that any model meets)
+    could not be resumed, and the message did not say how to go on."""
+    space = resumable_space(tmp_path, trials=4, sleep=0.0)
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    spec, _ = prepare(SweepOptions(space=str(space), storage=url))
+    open_study(spec, url, str(space))
+    study = optuna.load_study(study_name=spec.name, storage=url)
+    stored = study.user_attrs[attrs.SPEC]
+    study.set_user_attr(attrs.SPEC, {**stored, "budget": {**stored["budget"], "trials": 0}})
+    monkeypatch.chdir(tmp_path)
+    assert prepare(SweepOptions(study=spec.name, storage=url, overrides=("budget.trials=5",)))[0].budget.trials == 5
+    with pytest.raises(SpecError) as err:
+        prepare(SweepOptions(study=spec.name, storage=url))
+    assert str(err.value).startswith(f"the spec stored in study {spec.name!r}: budget.trials")
+    assert str(err.value).endswith("an earlier sweeper stored what this one refuses, so the study cannot be carried "
+                                   "on: run its space, mended, as a new study (sweeper run FILE --fresh)")
+    study.set_user_attr(attrs.SPEC, stored)
+    with pytest.raises(SpecError) as err:  # the user's own --set refused: nothing about an earlier sweeper
+        prepare(SweepOptions(study=spec.name, storage=url, overrides=("budget.trials=0",)))
+    assert "earlier sweeper" not in str(err.value) and "--set budget.trials=0" in str(err.value)
