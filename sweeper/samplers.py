@@ -151,8 +151,9 @@ def check_sampling(spec: Spec) -> None:
     from search_spaces.loader import refusal
 
     distributions = spec.distributions()
-    if spec.sampler.type in ("grid", "gp") or not distributions:  # GP's model takes seconds to fit: not for a check
+    if spec.sampler.type == "grid" or not distributions:
         return
+    model_draws = 0 if spec.sampler.type == "gp" else 2  # GP's model takes seconds to fit: built, not asked
     startup = default_sampler_options(spec).get("n_startup_trials", getattr(
         sections.sampler_options(spec.sampler.type).get("n_startup_trials"), "default", 0))
     random_first = max(0, min(int(startup), 100)) if isinstance(startup, int) else 0
@@ -162,9 +163,10 @@ def check_sampling(spec: Spec) -> None:
     try:
         study = optuna.create_study(direction=spec.direction, sampler=RandomSampler(seed=0))
         with warnings.catch_warnings(action="ignore"):  # experimental samplers say so on every ask
-            for number in range(random_first + 2):
-                if number == random_first:
-                    study.sampler = build_sampler(spec)  # the draws so far stand for its start-up's
+            sampler = build_sampler(spec)
+            for number in range(max(random_first + model_draws, 1)):
+                if number == random_first and model_draws:
+                    study.sampler = sampler  # the draws so far stand for its start-up's
                 trial = study.ask(distributions)
                 study.tell(trial, float(values.random()))
     except Exception as exc:

@@ -320,7 +320,7 @@ def test_hyperband_draws_each_trials_bracket_from_the_seed_and_every_bracket_has
 
 def test_sampler_options_that_fail_only_when_the_model_samples_are_refused_before_anything_is_written(tmp_path):
     """TPE's n_ei_candidates: 0 passed validation, then the sweep crashed at its first TPE trial (exit 1), a
-    RUNNING trial left in the study it had written; so did a float range numpy cannot draw from."""
+    RUNNING trial left in the study it had written; so did a float range numpy cannot draw from, GP's too."""
     import os
     import subprocess
     import sys
@@ -338,6 +338,12 @@ def test_sampler_options_that_fail_only_when_the_model_samples_are_refused_befor
             params: {x: {type: float, low: -1.0e+308, high: 1.0e+308}}
             sampler: {type: random}
             """,
+        "overflow-gp.yaml": """\
+            entrypoint: own:fit
+            objective: {metric: acc, direction: maximize}
+            params: {x: {type: float, low: -1.0e+308, high: 1.0e+308}}
+            sampler: {type: gp}
+            """,
     }
     (tmp_path / "own.py").write_text("def fit(config, report, checkpoint_dir):\n    return {'acc': 0.5}\n")
     for name, text in spaces.items():
@@ -346,7 +352,8 @@ def test_sampler_options_that_fail_only_when_the_model_samples_are_refused_befor
                               text=True, timeout=120, env={**os.environ, "COLUMNS": "300"})
         assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
         assert f"{name}:" in proc.stderr and "sampler: " in proc.stderr and "fails when it samples" in proc.stderr
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["candidates.yaml", "overflow.yaml", "own.py"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["candidates.yaml", "overflow-gp.yaml", "overflow.yaml",
+                                                          "own.py"]
 
 
 def test_a_resumed_sweeps_scheduler_judges_new_trials_beside_the_studys_finished_ones():
