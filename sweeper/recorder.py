@@ -142,9 +142,9 @@ class StudyRecorder(DriverOnly, Callback):
             return
         if result.get(FAILED_KEY):
             message = str(result[FAILED_KEY])  # "ConfigError: ...": the exception's name says what failed
-            # only a diverged loss is "nan"; a refused config, bad data or a bad return value has no stop reason
+            # only a diverged loss is "diverged"; a refused config, bad data or a bad return value has no stop reason
             nan = message.startswith(NON_FINITE_ERROR + ":")
-            self._fail(optuna_trial, message, result, reason=attrs.STOP_NAN if nan else None)
+            self._fail(optuna_trial, message, result, reason=attrs.STOP_DIVERGED if nan else None)
             return
         # COMPLETE: everything the training function returned; otherwise the last epoch's metrics. A target's metric
         # reported every epoch but not returned: its last report (else no trial could meet that target)
@@ -213,7 +213,8 @@ class StudyRecorder(DriverOnly, Callback):
         if not result.get(NO_OBJECTIVE_KEY) and isinstance(last, float) and not math.isfinite(last):
             key = "best_" + self.metric if "best_" + self.metric in result else self.metric
             message = f"the training function ended with {key} = {last}"
-            self._finish(optuna_trial, result, {**user_attrs, attrs.ERROR: message, attrs.STOP_REASON: attrs.STOP_NAN},
+            self._finish(optuna_trial, result,
+                         {**user_attrs, attrs.ERROR: message, attrs.STOP_REASON: attrs.STOP_DIVERGED},
                          state=optuna.trial.TrialState.FAIL)
             return
         value = final_value(result, self.metric, optuna_trial)

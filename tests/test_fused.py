@@ -342,7 +342,7 @@ def test_fused_members_fail_and_are_pruned_alone(ray_session, tmp_path, monkeypa
                              ("1.0e30", "3.0e-3", "1.0e-9"), "training.grad_clip=0", "params.lr.high=1e31")
     assert [t.state for t in trials] == [TS.FAIL, TS.COMPLETE, TS.PRUNED]
     assert len({group_of(t) for t in trials}) == 1
-    assert "non-finite loss" in trials[0].user_attrs["error"] and trials[0].user_attrs["stop_reason"] == "nan"
+    assert "non-finite loss" in trials[0].user_attrs["error"] and trials[0].user_attrs["stop_reason"] == "diverged"
     assert sorted(trials[1].intermediate_values) == [1, 2, 3]
     assert sorted(trials[2].intermediate_values) == [1] and trials[2].user_attrs["stop_reason"] == "pruned"
     # the pruned member left its group at once: its checkpoint stops at the rung

@@ -94,7 +94,7 @@ def make_study(url: str, name: str, *, complete: int = COMPLETE, extra_states: b
         study.tell(pruned, state=TS.PRUNED)
         failed = study.ask(distributions)
         failed.set_user_attr(attrs.ERROR, "RuntimeError: <boom> & \"quotes\"")
-        failed.set_user_attr(attrs.STOP_REASON, attrs.STOP_NAN)
+        failed.set_user_attr(attrs.STOP_REASON, attrs.STOP_DIVERGED)
         study.tell(failed, state=TS.FAIL)
         study.ask(distributions).set_user_attr(attrs.DRIVER, None)  # RUNNING, its driver gone
         study.enqueue_trial({"lr": 1.0e-3})  # WAITING

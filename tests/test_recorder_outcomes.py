@@ -42,9 +42,9 @@ def finish(recorder: StudyRecorder, trial: optuna.Trial, result: dict) -> None:
     recorder.on_trial_complete(0, [], SimpleNamespace(trial_id=f"ray-{trial.number}", last_result=result))
 
 
-def test_only_a_diverged_loss_is_recorded_with_stop_reason_nan(recorded):
+def test_only_a_diverged_loss_is_recorded_with_stop_reason_diverged(recorded):
     """A refused config (a --set training.device=cuda on a CPU machine), bad data or a bad return value was
-    recorded stop_reason nan too, as if the loss had diverged."""
+    recorded with a diverged loss's stop reason too."""
     study, recorder, writer = recorded
     errors = ["ConfigError: device='cuda': this machine has 0 CUDA device(s) (CUDA is not available here)",
               "DataError: data/train.csv: row 3 has 5 columns, want 4",
@@ -56,7 +56,7 @@ def test_only_a_diverged_loss_is_recorded_with_stop_reason_nan(recorded):
     trials = study.get_trials()
     assert [t.state for t in trials] == [TS.FAIL] * 4
     assert [t.user_attrs["error"] for t in trials] == errors
-    assert [t.user_attrs.get("stop_reason") for t in trials] == [None, None, None, "nan"]
+    assert [t.user_attrs.get("stop_reason") for t in trials] == [None, None, None, "diverged"]
 
 
 @pytest.mark.parametrize("last", [math.inf, -math.inf, math.nan])
@@ -70,7 +70,7 @@ def test_a_final_objective_that_is_not_finite_fails_the_trial(recorded, last):
     writer.flush()
     trial = study.trials[0]
     assert trial.state == TS.FAIL and trial.value is None
-    assert trial.user_attrs["stop_reason"] == "nan"
+    assert trial.user_attrs["stop_reason"] == "diverged"
     assert trial.user_attrs["error"] == f"the training function ended with val_top3 = {last}"
     assert not recorder.target_reached and target_met(study.user_attrs) is None
 
@@ -157,7 +157,7 @@ def test_a_sweep_records_each_failure_as_what_it_was_and_stops_only_at_a_met_tar
     trials = optuna.load_study(study_name=study.study_name, storage=url).get_trials()
     assert [t.state for t in trials] == [TS.FAIL] * 4 + [TS.COMPLETE]  # not stopped after no_objective
     assert [t.params["mode"] for t in trials] == modes
-    assert [t.user_attrs.get("stop_reason") for t in trials[:4]] == [None, "nan", "nan", None]
+    assert [t.user_attrs.get("stop_reason") for t in trials[:4]] == [None, "diverged", "diverged", None]
     assert trials[0].user_attrs["error"].startswith("ConfigError: device='cuda'")
     assert trials[1].user_attrs["error"] == "NonFiniteLossError: non-finite loss (nan) at step 3"
     assert trials[2].user_attrs["error"] == "the training function ended with val_acc = inf"

@@ -704,7 +704,18 @@ def test_attr_names_are_distinct() -> None:
                    attrs.SPACE_DIR]
     names = [*study_attrs, *attrs.TRIAL_ATTRS]
     assert len(names) == len(set(names))
-    assert len({"completed", "early_stopping", attrs.STOP_PRUNED, attrs.STOP_NAN, attrs.STOP_SWEEP_STOPPED}) == 5
+    assert len({"completed", "early_stopping", attrs.STOP_PRUNED, attrs.STOP_DIVERGED, attrs.STOP_SWEEP_STOPPED}) == 5
+
+
+def test_stop_reasons_read_back_from_an_exported_csv_as_themselves() -> None:
+    """The diverged trials' reason was "nan", which pandas reads from `sweeper export`'s CSV as a missing value."""
+    import io
+
+    import pandas
+
+    reasons = ["completed", "early_stopping", attrs.STOP_PRUNED, attrs.STOP_DIVERGED, attrs.STOP_SWEEP_STOPPED,
+               attrs.STOP_NEVER_STARTED]
+    assert pandas.read_csv(io.StringIO("\n".join(["stop_reason", *reasons]))).stop_reason.tolist() == reasons
 
 
 def test_attr_builders() -> None:

@@ -207,7 +207,7 @@ def test_nan_loss_fails_the_trial_fast_and_the_sweep_goes_on(ray_session, tmp_pa
     trials = load(url, study.study_name).get_trials()
     assert [t.state for t in trials] == [TS.FAIL, TS.COMPLETE]
     assert "non-finite loss" in trials[0].user_attrs["error"]
-    assert trials[0].user_attrs["stop_reason"] == "nan"
+    assert trials[0].user_attrs["stop_reason"] == "diverged"
 
 
 def test_a_sweep_whose_every_trial_failed_says_so(ray_session, tmp_path, monkeypatch):
@@ -596,7 +596,7 @@ def test_what_a_users_function_reports_or_returns_is_recorded_as_it_meant(ray_se
     assert numpy_trial.intermediate_values == {1: pytest.approx(0.1), 2: pytest.approx(0.2)}
     assert numpy_trial.user_attrs["acc"] == pytest.approx(0.2)
     assert nothing.state == TS.COMPLETE and nothing.user_attrs["acc"] == pytest.approx(0.2)
-    assert nan_last.state == TS.FAIL and nan_last.user_attrs["stop_reason"] == "nan"
+    assert nan_last.state == TS.FAIL and nan_last.user_attrs["stop_reason"] == "diverged"
     assert "ended with score = nan" in nan_last.user_attrs["error"]
     assert not_a_dict.state == TS.FAIL and "must return a dict" in not_a_dict.user_attrs["error"]
     assert load(url, study.study_name).user_attrs["target_met"]["trial"] == 0  # judged on the recorded acc
