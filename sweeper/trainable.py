@@ -35,7 +35,7 @@ from trials.errors import DataError
 META_KEY = "_sweeper"
 FINAL_FLAG = "sweeper_final"
 FAILED_KEY = "sweeper_failed"  # why the trial failed at once, in one line that starts with the exception's name
-# a diverged loss (trials.train's, caught by name): the one failure recorded with stop_reason nan
+# a diverged loss (trials.train's, caught by name): the one failure recorded with stop_reason diverged
 NON_FINITE_ERROR = "NonFiniteLossError"
 # True in a final report whose objective the function neither reported nor returned: the worst value there is a
 # stand-in for Tune (which wants the metric in every result), not a value to record
