@@ -24,9 +24,10 @@ from search_spaces.loader import SpaceDumper, read_yaml_value
 from search_spaces.schema import Spec
 from storage import attrs
 from storage.report import StudyView
+from sweeper.checkpoints import checkpoint_folder, trial_checkpoint_dir
 from sweeper.console import console, format_value, target_gap
 from sweeper.errors import BadInput
-from trials.config import flatten
+from trials.config import STATE_FILE, flatten
 from trials.entrypoint import DEFAULT_ENTRYPOINT
 
 
@@ -119,9 +120,22 @@ def yaml_scalar(value: Any) -> str:
     return text
 
 
-def best_summary(view: StudyView) -> dict[str, Any]:
+def saved_checkpoint(view: StudyView, trial: optuna.trial.FrozenTrial, url: str | None) -> Path | None:
+    """The trial's checkpoint folder where it still holds files (for the built-in core, ``state.pt``: the best
+    epoch's weights and the config that trained them); a copied or moved project's own, as its next run takes it."""
+    from sweeper.driver import SweepOptions, relocated
+
+    results_root = Path(SweepOptions.results_dir)
+    found = view.study.user_attrs
+    found = {**found, **((relocated(found, url, results_root) if url else None) or {})}
+    folder = trial_checkpoint_dir(str(checkpoint_folder(found, view.study.study_name, results_root)), trial.number)
+    return folder if folder.is_dir() and any(folder.iterdir()) else None
+
+
+def best_summary(view: StudyView, url: str | None = None) -> dict[str, Any]:
     """What ``best --format json`` prints. Keys are stable (README, "Inspecting studies")."""
     trial = best_trial(view)
+    checkpoint = saved_checkpoint(view, trial, url)
     values = {k: v for k, v in view.values(trial).items() if k not in (*_EXTRA_ATTRS, attrs.RESUMED)}  # in attrs
     config, entrypoint, note = trial_config(view, trial)
     command, note = _reproduce(config, entrypoint, view, note)
@@ -141,6 +155,7 @@ def best_summary(view: StudyView) -> dict[str, Any]:
         "config": config,
         "reproduce": command,
         "note": note,
+        "checkpoint": None if checkpoint is None else str(checkpoint),
     }
 
 
@@ -209,12 +224,12 @@ _EXTRA_ATTRS = (attrs.BEST_EPOCH, attrs.EPOCHS_RUN, attrs.STOP_REASON, attrs.DEV
                 attrs.WALL_SECONDS)
 
 
-def show_best(view: StudyView, fmt: str = "table") -> None:
-    """Params (exact values), metrics against targets and baseline, and the reproduce command."""
+def show_best(view: StudyView, fmt: str = "table", url: str | None = None) -> None:
+    """Params (exact values), metrics against targets and baseline, its checkpoint, and the reproduce command."""
     if fmt == "json":
         from sweeper.inspection import print_json
 
-        print_json(best_summary(view))
+        print_json(best_summary(view, url))
         return
     trial = best_trial(view)
     console.print(f"best trial of {view.study.study_name}: #{trial.number}, {view.metric} "
@@ -233,6 +248,11 @@ def show_best(view: StudyView, fmt: str = "table") -> None:
     if extras:
         console.print("  ".join(f"{k} {v}" for k, v in extras.items()), markup=False)
     config, entrypoint, note = trial_config(view, trial)
+    if (checkpoint := saved_checkpoint(view, trial, url)) is not None:
+        weights = checkpoint / STATE_FILE
+        console.print(f"weights: {weights} (its 'best_model' is epoch {trial.user_attrs.get(attrs.BEST_EPOCH)}'s, "
+                      "'config' what trained it)" if entrypoint == DEFAULT_ENTRYPOINT and weights.is_file() else
+                      f"checkpoint folder: {checkpoint}", markup=False)
     command, note = _reproduce(config, entrypoint, view, note)
     if note:
         console.print(f"note: {note}", markup=False)

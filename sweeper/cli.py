@@ -363,7 +363,7 @@ def best(name: StudyName, storage: StorageFlag = None, format_: OutputFormat = "
 
     inspection.check_output_format(format_)
     with inspection.reading(storage) as (opened, url):
-        show_best(inspection.load_view(opened, name, url), format_)
+        show_best(inspection.load_view(opened, name, url), format_, url)
 
 
 def _reopen_closed_streams() -> None:

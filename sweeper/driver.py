@@ -63,6 +63,7 @@ from storage.urls import (
     sqlite_path,
     validate_storage_url,
 )
+from sweeper.checkpoints import checkpoint_folder, trial_checkpoint_dir
 from sweeper.console import console, count_trials
 from sweeper.errors import BadInput, DiskUnavailable, NothingFinished
 from sweeper.interrupts import noting_interrupts
@@ -546,7 +547,7 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
                   f"({'new' if created else 'resumed'}), "
                   f"{count_trials(budget)}, {spec.budget.max_concurrent} at a time"
                   + (f" (groups of up to {spec.resources.fuse})" if spec.resources.fuse > 1 else ""), markup=True)
-    checkpoints = checkpoint_folder(study, results_root)
+    checkpoints = checkpoint_folder(study.user_attrs, study.study_name, results_root)
     if not created:
         from sweeper.searcher import record_stopped  # after Ray's start: it imports Tune
 
@@ -790,24 +791,8 @@ def open_study(spec: Spec, url: str, space: str | None, results_root: Path = Pat
     return study, created
 
 
-def checkpoint_folder(study: optuna.Study, results_root: Path) -> Path:
-    """Where the study's trials checkpoint: the folder its first run chose, wherever this run was started from;
-    where that run's results folder is not on this machine, a folder of the same name under this run's.
-
-    Only a folder shaped as a first run makes it (``.../checkpoints/NAME``): the attr is anyone's who may write the
-    database, and trials write (and move aside) folders in it.
-    """
-    stored = Path(study.user_attrs.get(attrs.CHECKPOINTS) or results_root / "checkpoints" / study.study_name)
-    if stored.name in ("", ".", ".."):
-        stored = Path(study.study_name)
-    shaped = stored.is_absolute() and stored.parent.name == "checkpoints" and stored.parent.is_dir()
-    return stored if shaped else results_root / "checkpoints" / stored.name
-
-
 def print_resume_summary(study: optuna.Study, orphans: list[optuna.trial.FrozenTrial], checkpoints: Path) -> None:
     """What a resumed sweep keeps, carries on and leaves to another live driver."""
-    from sweeper.trainable import trial_checkpoint_dir  # after Ray's start: it imports Tune
-
     trials = study.get_trials(deepcopy=False)
     finished = [t for t in trials if t.state.is_finished()]
     states = {s: sum(t.state.name == s for t in finished) for s in ("COMPLETE", "PRUNED", "FAIL")}

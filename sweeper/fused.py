@@ -32,6 +32,7 @@ from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from search_spaces.loader import refusal
 from search_spaces.schema import Spec
 from storage import attrs
+from sweeper.checkpoints import trial_checkpoint_dir
 from sweeper.recorder import StudyRecorder
 from sweeper.searcher import StudySearcher, never_started
 from sweeper.trainable import (
@@ -44,7 +45,6 @@ from sweeper.trainable import (
     current_node,
     disk_problem,
     exit_when_orphaned,
-    trial_checkpoint_dir,
 )
 from trials.config import ConfigError
 from trials.entrypoint import DEFAULT_ENTRYPOINT, working_in

@@ -25,11 +25,12 @@ from storage import attrs
 from storage.errors import StudyDeleted
 from storage.resume import Driver, claim, orphaned_trials, own
 from storage.retry import OutagePolicy, Unreachable
+from sweeper.checkpoints import trial_checkpoint_dir, trial_output_file
 from sweeper.console import console
 from sweeper.driver_only import DriverOnly
 from sweeper.schedulers import ray_mode
 from sweeper.study_writer import StudyWriter
-from sweeper.trainable import META_KEY, stopped_note, trial_checkpoint_dir, trial_output_file, worst_value
+from sweeper.trainable import META_KEY, stopped_note, worst_value
 from trials.entrypoint import DEFAULT_ENTRYPOINT
 
 TS = optuna.trial.TrialState

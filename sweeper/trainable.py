@@ -24,6 +24,7 @@ from typing import Any
 from ray import tune
 
 from storage.retry import error_chain
+from sweeper.checkpoints import trial_checkpoint_dir, trial_output_file
 from sweeper.console import plain
 
 # here, not when a trial starts: Ray puts the driver's folder first on a worker's path by then, and a trials/
@@ -74,16 +75,6 @@ def stand_in(exc: Exception) -> TrainingFunctionError:
     user_frames = exc.__traceback__.tb_next if exc.__traceback__ else None  # not run_trial's own frame
     return TrainingFunctionError(f"{type(exc).__name__}: {exc}",
                                  "".join(traceback.format_exception(exc.with_traceback(user_frames))))
-
-
-def trial_checkpoint_dir(checkpoints: str, number: int) -> Path:
-    """A trial's own folder in its study's checkpoint folder (the study attr ``checkpoints``)."""
-    return Path(checkpoints) / f"trial-{number:05d}"
-
-
-def trial_output_file(checkpoints: str, number: int) -> Path:
-    """Beside the trial's folder, not in it: a training function may take any file there for a checkpoint."""
-    return Path(checkpoints) / f"trial-{number:05d}.log"
 
 
 @contextlib.contextmanager

@@ -559,8 +559,9 @@ def test_best_in_a_narrow_terminal_folds_values_and_cuts_none(backend: Backend) 
 def test_best_json_has_stable_keys(backend: Backend) -> None:
     data = json.loads(backend.ok("best_json").stdout)
     assert set(data) == {"study", "number", "objective", "value", "params", "metrics", "targets", "baseline", "attrs",
-                         "entrypoint", "config", "reproduce", "note"}
+                         "entrypoint", "config", "reproduce", "note", "checkpoint"}
     assert data["study"] == backend.name and data["number"] == BEST and data["value"] == 0.9
+    assert data["checkpoint"] is None  # a study made by hand: no trial checkpointed here
     assert data["params"] == BEST_PARAMS and data["metrics"]["test_top3"] == 0.85
     assert data["targets"] == {"test_top3": {"target": 0.8, "value": 0.85, "met": True}}
     assert data["baseline"] == pytest.approx({"test_top1": 0.4247, "test_top3": 0.7529})

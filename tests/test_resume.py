@@ -481,9 +481,9 @@ def test_two_drivers_resumed_at_once_carry_an_orphan_on_once(tmp_path):
 def test_a_new_trial_starts_without_the_checkpoint_a_deleted_study_left_under_its_number(tmp_path):
     from search_spaces.loader import load_spec
     from storage.retry import OutagePolicy
+    from sweeper.checkpoints import trial_checkpoint_dir
     from sweeper.searcher import StudySearcher
     from sweeper.study_writer import StudyWriter
-    from sweeper.trainable import trial_checkpoint_dir
 
     study, _ = create_or_load_study(open_storage(f"sqlite:///{tmp_path / 'sweeps.db'}"), "again", "maximize")
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -566,7 +566,7 @@ def test_each_study_checkpoints_in_a_folder_of_its_own_that_a_resume_from_anywhe
     other's weights (or crashed loading them) and deleted its folders. A resume run from another folder looked in
     its own --results-dir and started the carried-on trials over, while saying "from their last checkpoints"."""
     from search_spaces.loader import load_spec
-    from sweeper.driver import checkpoint_folder
+    from sweeper.checkpoints import checkpoint_folder
 
     spec = load_spec("spaces/asl20.yaml", quick=True)
     runs = tmp_path / "runs"
@@ -576,9 +576,10 @@ def test_each_study_checkpoints_in_a_folder_of_its_own_that_a_resume_from_anywhe
     assert all(f.name.startswith(f"{spec.name}-") for f in folders)
     folders[0].mkdir(parents=True)
     again, created = open_study(spec, f"sqlite:///{tmp_path / 'team.db'}", None, tmp_path / "elsewhere" / "runs")
-    assert not created and checkpoint_folder(again, tmp_path / "elsewhere" / "runs") == folders[0]
+    assert not created
+    assert checkpoint_folder(again.user_attrs, again.study_name, tmp_path / "elsewhere" / "runs") == folders[0]
     far, _ = open_study(spec, f"sqlite:///{tmp_path / 'far.db'}", None, tmp_path / "far")  # a folder not here
-    assert checkpoint_folder(far, tmp_path / "here") == \
+    assert checkpoint_folder(far.user_attrs, far.study_name, tmp_path / "here") == \
         tmp_path / "here" / "checkpoints" / Path(far.user_attrs[attrs.CHECKPOINTS]).name
     old, _ = create_or_load_study(open_storage(f"sqlite:///{tmp_path / 'old.db'}"), spec.name, "maximize")
     old.ask()  # a study of an earlier sweeper, with a trial: its checkpoints stay where they always were
@@ -588,7 +589,7 @@ def test_each_study_checkpoints_in_a_folder_of_its_own_that_a_resume_from_anywhe
     for planted in (tmp_path / "home" / ".ssh", runs.resolve() / "checkpoints" / ".." / ".." / "home" / ".ssh",
                     runs.resolve() / "checkpoints" / ".." / ".." / "home" / ".ssh" / "."):
         again.set_user_attr(attrs.CHECKPOINTS, str(planted))
-        assert checkpoint_folder(again, runs) == runs / "checkpoints" / ".ssh"
+        assert checkpoint_folder(again.user_attrs, again.study_name, runs) == runs / "checkpoints" / ".ssh"
 
 
 def test_rows_past_the_budget_are_not_enqueued_until_a_larger_budget_makes_room(tmp_path):
@@ -772,7 +773,8 @@ def test_a_copied_or_moved_project_checkpoints_and_reads_data_in_its_own_folders
     original then carried on from the copy's weights. A study records its SQLite file too: where another file holds
     it, its folders are that file's copy's, wherever in the copy it runs from."""
     from search_spaces.loader import load_spec
-    from sweeper.driver import checkpoint_folder, relocated
+    from sweeper.checkpoints import checkpoint_folder
+    from sweeper.driver import relocated
 
     spec = load_spec("spaces/asl20.yaml", quick=True)
     first, copy = tmp_path / "A proj", tmp_path / "B proj"
@@ -791,7 +793,7 @@ def test_a_copied_or_moved_project_checkpoints_and_reads_data_in_its_own_folders
     assert not created and study.user_attrs[attrs.CHECKPOINTS] == str(own)
     assert study.user_attrs[attrs.WORK_DIR] == str(copy)  # where the first run's folder is in the copy
     assert study.user_attrs[attrs.DATABASE] == str(copy / "db" / "sweeps.db")
-    assert checkpoint_folder(study, copy / "sweeper_runs") == own
+    assert checkpoint_folder(study.user_attrs, study.study_name, copy / "sweeper_runs") == own
     monkeypatch.chdir(first)  # the original is untouched
     study, _ = open_study(spec, "sqlite:///db/sweeps.db", None, Path("sweeper_runs"))
     assert study.user_attrs[attrs.CHECKPOINTS] == str(original) and study.user_attrs[attrs.WORK_DIR] == str(first)

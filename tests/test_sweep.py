@@ -321,6 +321,10 @@ def test_quick_asl20_sweep_records_everything(ray_session, tmp_path, monkeypatch
                               env={**os.environ, "COLUMNS": "300"})
         shown = proc.stderr if args[0] == "report" else proc.stdout  # report's page is the file; stderr says where
         assert proc.returncode == 0 and expected in shown, (args, proc.stdout, proc.stderr)
+        if args[0] == "best":  # where its weights lie (README: "Inspecting studies" loads them)
+            weights = Path(study.user_attrs["checkpoints"]) / f"trial-{best.number:05d}" / "state.pt"
+            assert f"weights: {weights} (its 'best_model' is epoch {best.user_attrs['best_epoch']}'s, 'config' " \
+                "what trained it)" in " ".join(proc.stdout.split()), proc.stdout
     assert name in (tmp_path / "report.html").read_text()
     if storage_url.startswith("postgresql"):
         optuna.delete_study(study_name=name, storage=storage_url)

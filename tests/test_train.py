@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from trials.config import ConfigError, TrainConfig
-from trials.train import NonFiniteLossError, run
+from trials.data import load_splits
+from trials.train import NonFiniteLossError, evaluate, new_model, run
 
 TINY = {"dataset.classes": 5, "dataset.samples_per_class": 6, "dataset.seq_len": 8, "epochs": 4,
         "batch_size": 8, "lr": 1e-3, "mixup_alpha": 0.2, "class_weights": True, "seed": 7}
@@ -85,6 +86,23 @@ def test_early_stopping_ends_the_run_and_says_why():
     result = run({**TINY, "epochs": 10, "lr": 1e-9, "min_lr": 0.0, "early_stopping": 2, "mixup_alpha": 0.0})
     assert result["stop_reason"] == "early_stopping"
     assert result["epochs_run"] < 10
+
+
+def test_the_checkpoint_of_a_finished_run_holds_its_best_weights_as_the_readme_loads_them(tmp_path):
+    """With checkpoint_every above 1 an early-stopped run's state.pt was an older epoch's, its best_model not the
+    weights the trial's test metrics came from; `sweeper best` points users to that file."""
+    config = {**TINY, "epochs": 12, "lr": 1e-9, "min_lr": 0.0, "early_stopping": 2, "mixup_alpha": 0.0,
+              "checkpoint_every": 5}
+    result = run(config, None, tmp_path)
+    assert result["stop_reason"] == "early_stopping" and result["epochs_run"] % 5, result
+    state = torch.load(tmp_path / "state.pt", weights_only=True)  # README, "Inspecting studies"
+    assert state["progress"]["epoch"] == result["epochs_run"]
+    cfg = TrainConfig.from_flat(state["config"])
+    data = load_splits(cfg)
+    model = new_model(cfg, data)
+    model.load_state_dict(state["best_model"])
+    test = evaluate(model, data.x_test, data.y_test, torch.autocast("cpu", enabled=False))
+    assert test["top3"] == result["test_top3"] and test["loss"] == pytest.approx(result["test_loss"])
 
 
 def test_bad_settings_are_rejected_with_the_allowed_values():

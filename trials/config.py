@@ -212,6 +212,7 @@ FINAL_METRICS: dict[str, str] = {"test_loss": "minimize", "test_top1": "maximize
                                  "test_top5": "maximize"}
 # In a report a resumed run repeats from its checkpoint: schedulers record it but do not judge it again.
 REPLAYED = "replayed"
+STATE_FILE = "state.pt"  # a run's checkpoint in its checkpoint dir (trials.train writes and reads it)
 OBJECTIVE_METRICS = [m for m, d in EPOCH_METRICS.items() if d]
 
 

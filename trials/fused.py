@@ -46,6 +46,7 @@ from trials.train import (
     EVAL_BATCH,
     STATE_FILE,
     Report,
+    checkpoint_due,
     epoch_metrics,
     evaluate,
     final_result,
@@ -212,7 +213,7 @@ class Group:
                                         len(self.data.y_train) / train_seconds)
                 if track_best(m.progress, metrics, m.cfg):
                     m.best_state = self.stack.member_state(k)
-                if m.state_path is not None and (epoch % m.cfg.checkpoint_every == 0 or epoch == m.cfg.epochs):
+                if m.state_path is not None and checkpoint_due(epoch, m.progress, m.cfg):
                     self._save(m, k)
                 reports.append((m, metrics))
             self._report_all(reports)

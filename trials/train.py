@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from trials.config import EPOCH_METRICS, FINAL_METRICS, REPLAYED, ConfigError, TrainConfig
+from trials.config import EPOCH_METRICS, FINAL_METRICS, REPLAYED, STATE_FILE, ConfigError, TrainConfig
 from trials.data import Splits, load_splits
 from trials.losses import inverse_frequency_weights, mixup, smoothed_targets, soft_cross_entropy
 from trials.model import LandmarkTransformer, count_parameters
@@ -33,7 +33,6 @@ from trials.schedule import lr_at, warmup_steps_for
 
 log = logging.getLogger("trials")
 
-STATE_FILE = "state.pt"
 EVAL_BATCH = 1024
 ADAM_BETAS = (0.9, 0.999)
 
@@ -89,7 +88,7 @@ def run(config: Mapping[str, Any], report: Report | None = None, checkpoint_dir:
                                 len(data.y_train) / train_seconds)
         if track_best(progress, metrics, cfg):
             best_state = copy.deepcopy(model.state_dict())
-        if state_path is not None and (epoch % cfg.checkpoint_every == 0 or epoch == cfg.epochs):
+        if state_path is not None and checkpoint_due(epoch, progress, cfg):
             save_state(state_path, model, optimizer, progress, best_state, cfg)
         report(metrics)
 
@@ -192,6 +191,13 @@ def save_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimi
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
     os.replace(tmp, path)
+
+
+def checkpoint_due(epoch: int, progress: dict, cfg: TrainConfig) -> bool:
+    """Every ``checkpoint_every`` epochs, and at the last epoch run (early stopping's too): the file keeps the
+    trial's best weights, which ``sweeper best`` points to."""
+    return epoch % cfg.checkpoint_every == 0 or epoch == cfg.epochs or \
+        epoch + 1 - progress["best_epoch"] > cfg.early_stopping > 0
 
 
 def load_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, cfg: TrainConfig
