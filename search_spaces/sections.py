@@ -16,9 +16,9 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from trials.config import ConfigError, coerce, did_you_mean, unknown_key
 from trials.entrypoint import KNOWN_DIRECTIONS
+from trials.metrics import is_accuracy
 
 Path = tuple[str | int, ...]
-ACCURACY = re.compile(r"(?:^|_)(?:acc|accuracy|top\d+)(?:_|$)", re.IGNORECASE)  # fractions; storage.report's too
 SAMPLER_CLASSES = {"tpe": "TPESampler", "random": "RandomSampler", "grid": "GridSampler", "cmaes": "CmaEsSampler",
                    "qmc": "QMCSampler", "gp": "GPSampler"}
 # Optional packages some Optuna samplers import only when they first sample: check them before a sweep starts.
@@ -66,7 +66,7 @@ def metric_values(raw: Any) -> Any:
         except ValueError as exc:
             issues.append(((metric,), str(exc)))
             continue
-        if ACCURACY.search(str(metric)) and not 0 <= number <= 1:
+        if is_accuracy(str(metric)) and not 0 <= number <= 1:
             issues.append(((metric,), f"{value} is {'below 0%' if number < 0 else 'above 100%'}, which {metric} "
                            "cannot reach" if number < 0 or str(value).endswith("%") else
                            f"{value!r} looks like a percentage; write '{value}%' or {number / 100}"))

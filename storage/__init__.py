@@ -8,6 +8,14 @@ Modules, one job each (import them directly; this package imports nothing so ``s
 - ``storage.studies``: create or resume a study, fresh names, load one that must exist.
 - ``storage.attrs``: the user-attr names every package writes and reads.
 - ``storage.environment``: package versions and git commit for a study's ``environment`` attr.
+- ``storage.retry``: the one retry policy for storage operations (an outage is a pause, not a crash).
+- ``storage.stall``: cutting a PostgreSQL connection the server never answers.
+- ``storage.resume``: heartbeats, and which RUNNING trials belong to a driver that is gone.
+- ``storage.target``: time to target (when the targets were first met, and at what cost).
+- ``storage.reading``: trials for the reading commands, without loading every learning curve.
+- ``storage.report``: the study view every reader shares, and the HTML report.
+- ``storage.export``: one row per trial, as CSV or JSON.
 
-No Ray, no ``sweeper``, no ``search_spaces`` here: callers pass plain dicts.
+No Ray, no ``sweeper``, no ``search_spaces`` here (``trials.metrics`` alone, for what a metric is): callers
+pass plain dicts.
 """

@@ -1,8 +1,9 @@
 """The names under which a sweep's facts live in the study, so the driver, reports and exports agree.
 
 Optuna keeps free-form JSON "user attrs" on studies and trials. The study in the database is the source of truth
-(Ray's results folder may be gone), so everything a report needs is written here under these keys and nowhere
-else. Values must be JSON-serialisable (plain dicts, lists, strings, numbers, booleans, None).
+(Ray's results folder may be gone), so everything a report needs is written under keys named here (and
+``storage.target``'s ``target_met``). Values must be JSON-serialisable (plain dicts, lists, strings, numbers,
+booleans, None).
 """
 
 from __future__ import annotations

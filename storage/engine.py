@@ -244,8 +244,8 @@ def fold_sqlite_wal(url: str) -> None:
 def as_storage_error(exc: BaseException, url: str, action: str = "open") -> StorageError:
     """One clear, password-free :class:`StorageError` for a failure to talk to the database at ``url``.
 
-    Public so the driver can wrap errors that happen later the same way, e.g. a server that goes away mid-sweep:
-    ``as_storage_error(exc, url, "write to")`` gives "Cannot write to storage ...: <reason> (driver said: ...)".
+    Public so the readers wrap errors that happen later the same way, e.g. a server that goes away mid-read:
+    ``as_storage_error(exc, url, "read from")`` gives "Cannot read from storage ...: <reason> (driver said: ...)".
     Optuna wraps driver errors in ``StorageInternalError`` with a misleading message ("invalid data in the
     commit"); the real cause is dug out of the exception chain.
     """

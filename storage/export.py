@@ -23,8 +23,6 @@ FORMATS = ("csv", "json")
 FIXED_COLUMNS = ("number", "state", "value", "datetime_start", "datetime_complete", "duration_seconds",
                  "n_intermediate_values", "last_step")
 PARAM_PREFIX = "params_"
-# Metrics first, in the order a reader looks for them; other user attrs follow sorted by name.
-_KNOWN_ATTRS = (*attrs.FINAL_METRICS, *(a for a in attrs.TRIAL_ATTRS if a not in attrs.FINAL_METRICS))
 
 
 def trial_rows(trials: Sequence[optuna.trial.FrozenTrial], lengths: Mapping[int, int] | None = None
@@ -43,7 +41,8 @@ def columns(trials: Sequence[optuna.trial.FrozenTrial]) -> list[str]:
     """
     params = _first_seen(t.params for t in trials)
     user = _first_seen(t.user_attrs for t in trials)
-    ordered = [a for a in _KNOWN_ATTRS if a in user] + sorted(a for a in user if a not in _KNOWN_ATTRS)
+    # metrics first, in the order a reader looks for them (attrs.TRIAL_ATTRS); other user attrs sorted by name
+    ordered = [a for a in attrs.TRIAL_ATTRS if a in user] + sorted(a for a in user if a not in attrs.TRIAL_ATTRS)
     head, tail = FIXED_COLUMNS[:3], FIXED_COLUMNS[3:]
     objectives = max((len(t.values or ()) for t in trials), default=0)  # several: a multi-objective study
     values = [f"values_{i}" for i in range(objectives)] if objectives > 1 else []

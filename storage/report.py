@@ -35,6 +35,7 @@ from storage.errors import StorageError
 from storage.reading import trials_with_last_values, whole_curves
 from storage.target import describe, epochs_trained, target_met
 from storage.urls import mask_url
+from trials.metrics import is_accuracy
 
 ValueFormatter = Callable[[str, Any], str]  # (metric or param name, value) -> text, e.g. 0.8 -> "80.00%"
 DirectionOf = Callable[[str], str]  # metric -> "maximize" | "minimize"
@@ -124,14 +125,10 @@ class StudyView:
         return (min(starts), max(ends)) if starts else None  # type: ignore[type-var]
 
 
-# Accuracies are fractions: targets on them are checked as such (search_spaces.sections.metric_values, by the same
-# names), so an accuracy outside [0, 1] was reported on a 0-100 scale and would "meet" any target.
-ACCURACY = re.compile(r"(?:^|_)(?:acc|accuracy|top\d+)(?:_|$)", re.IGNORECASE)  # val_acc, test_top3; not grad_accum
-
-
 def percent_scale(metric: str, value: float) -> bool:
-    """Whether ``value`` of ``metric`` is an accuracy outside [0, 1], i.e. a percentage where a fraction belongs."""
-    return bool(ACCURACY.search(metric)) and not 0 <= value <= 1
+    """Whether ``value`` of ``metric`` is an accuracy outside [0, 1], i.e. a percentage where a fraction belongs: it
+    would "meet" any target (targets on accuracies are fractions)."""
+    return is_accuracy(metric) and not 0 <= value <= 1
 
 
 def targets_met(values: Mapping[str, float], targets: Mapping[str, float], direction_of: DirectionOf) -> bool:

@@ -30,14 +30,13 @@ def create_or_load_study(
     sampler: optuna.samplers.BaseSampler | None = None,
     *,
     study_attrs: Mapping[str, Any] | None = None,
-    pruner: optuna.pruners.BasePruner | None = None,
 ) -> tuple[optuna.Study, bool]:
     """The study called ``name``, created if it does not exist; returns ``(study, created)``.
 
     ``study_attrs`` are written on creation; on resume only keys the study lacks are added (it may gain
-    ``environment``, but its ``spec`` stays the one it ran with). Resuming with the opposite
-    ``direction`` raises :class:`StorageError`: Ray's ``OptunaSearch`` would silently load the study and then
-    optimise it the wrong way round. Two processes racing to create the same name both succeed; one creates.
+    ``environment``, but its ``spec`` stays the one it ran with). Resuming with the opposite ``direction`` raises
+    :class:`StorageError`: ``load_study`` takes the stored direction, so the sweep would optimise the wrong way.
+    Two processes racing to create the same name both succeed; one creates.
     """
     wanted = _direction(direction)
     _check_name(name)
@@ -49,11 +48,10 @@ def create_or_load_study(
             raise StorageError(f"Study attr {key!r} cannot be stored (it must be plain JSON data): {exc}") from None
     created = True
     try:
-        study = optuna.create_study(storage=storage, study_name=name, direction=wanted, sampler=sampler,
-                                    pruner=pruner)
+        study = optuna.create_study(storage=storage, study_name=name, direction=wanted, sampler=sampler)
     except optuna.exceptions.DuplicatedStudyError:
         created = False
-        study = optuna.load_study(storage=storage, study_name=name, sampler=sampler, pruner=pruner)
+        study = optuna.load_study(storage=storage, study_name=name, sampler=sampler)
         if study.directions != [wanted]:
             found = ",".join(d.name.lower() for d in study.directions)
             raise StorageError(

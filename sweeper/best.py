@@ -74,7 +74,7 @@ def trial_config(view: StudyView, trial: optuna.trial.FrozenTrial) -> tuple[dict
 
 
 def reproduce_command(config: Mapping[str, Any], space: Path | None = None) -> str:
-    """``sweeper train [SPACE] --set k=v ...`` whose ``--set`` flags parse back (``parse_set_flags``) to ``config``.
+    """``sweeper train [SPACE] --set k=v ...`` whose ``--set`` flags parse back (``read_set_flags``) to ``config``.
 
     The built-in core needs no space; a user entrypoint is found through its space file, whose training block the
     flags then override key by key. A setting named like a section of a space is written ``training.name``.

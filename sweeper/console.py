@@ -11,6 +11,8 @@ from typing import Any
 from rich.console import Console, ConsoleOptions, RenderableType, RenderHook, RenderResult
 from rich.segment import Segment
 
+from trials.metrics import is_accuracy
+
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # all but newline and tab
 
 
@@ -39,9 +41,6 @@ err_console = Console(stderr=True, highlight=False, soft_wrap=True, markup=False
 for _console in (console, err_console):
     _console.push_render_hook(_EscapeControl())
 
-PERCENT_METRICS = ("top1", "top3", "top5")
-
-
 def count_trials(n: int) -> str:
     """``1 trial``, ``2 trials``."""
     return f"{n} trial{'' if n == 1 else 's'}"
@@ -59,7 +58,7 @@ def format_value(name: str, value: Any) -> str:
     if isinstance(value, float):
         if not math.isfinite(value):
             return str(value)  # "nan", not "nan%"
-        if name.endswith(PERCENT_METRICS):
+        if is_accuracy(name) and 0 <= value <= 1:  # else reported on another scale: shown as it came
             return f"{100 * value:.2f}%"
         if name in ("lr",) or name.endswith("_lr") or (value != 0 and abs(value) < 1e-3):
             return f"{value:.2e}"
@@ -71,7 +70,7 @@ def format_gap(metric: str, value: float | None, other: float | None) -> str:
     """``+3.20 pts`` for percentages (fractions), a plain difference otherwise."""
     if value is None or other is None:
         return "-"
-    if metric.endswith(PERCENT_METRICS):
+    if is_accuracy(metric):
         return f"{100 * (value - other):+.2f} pts"
     return f"{value - other:+.4g}"
 

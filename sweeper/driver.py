@@ -16,7 +16,7 @@ import shlex
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -271,7 +271,7 @@ def prepare(options: SweepOptions) -> tuple[Spec, str]:
 
     A study that exists is resumed, which is only right if it was made from the same space: a changed training
     block or search space would mix two experiments in one study, so that is an error (``--fresh`` or another
-    name is the way out). Budget, resources, storage and description may change between runs.
+    name is the way out). The sections of ``RESUMABLE_SECTIONS`` (budget, resources, storage...) may change.
     """
     if options.study is not None:
         url = sweep_storage_url(resolve_storage_url(None, options.storage))
@@ -821,7 +821,7 @@ def private_folder(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def environment_without(name: str):
+def environment_without(name: str) -> Iterator[None]:
     """``os.environ`` without ``name`` for the duration: processes started meanwhile never see it."""
     value = os.environ.pop(name, None)
     try:
@@ -832,7 +832,8 @@ def environment_without(name: str):
 
 
 @contextlib.contextmanager
-def heartbeats(searcher: Any, policy: OutagePolicy, each_beat: Callable[[], None] = lambda: None):
+def heartbeats(searcher: Any, policy: OutagePolicy, each_beat: Callable[[], None] = lambda: None
+               ) -> Iterator[None]:
     """Refresh the heartbeat of every trial this driver runs, so no other driver mistakes them for orphans; then
     call ``each_beat`` (what other drivers on the study did, read as often)."""
     stop = threading.Event()

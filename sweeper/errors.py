@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from search_spaces.errors import SpecError
 from storage.errors import StorageError
-from trials.config import ConfigError
-from trials.errors import DataError
+from trials.errors import ConfigError, DataError
 
 USAGE_EXIT_CODE = 2
 NOTHING_FINISHED_EXIT_CODE = 1

@@ -6,12 +6,12 @@ import contextlib
 import os
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 
 @contextlib.contextmanager
-def noting_interrupts(flag: threading.Event, leave: Callable[[], Any] | None = None):
+def noting_interrupts(flag: threading.Event, leave: Callable[[], Any] | None = None) -> Iterator[None]:
     """Ctrl-C raises KeyboardInterrupt as ever, and sets ``flag`` too: Python swallows an interrupt that lands in a
     finalizer ("Exception ignored in ..."), and a sweep must not train on after Ctrl-C.
 

@@ -21,8 +21,3 @@ def read_set_flags(pairs: Iterable[str]) -> list[tuple[str, Any, bool]]:
             raise SpecError.single("", str(exc), source=f"--set {expr}") from None
         out.append((key.removeprefix("training."), value, key.startswith("training.")))
     return out
-
-
-def parse_set_flags(pairs: Iterable[str]) -> dict[str, Any]:
-    """``["epochs=3", "training.model.size=large"]`` -> ``{"epochs": 3, "model.size": "large"}``."""
-    return {key: value for key, value, _ in read_set_flags(pairs)}

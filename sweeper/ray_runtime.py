@@ -77,8 +77,10 @@ def check_ray_address(address: str | None) -> None:
     except OSError as exc:
         raise BadInput(f"{flag} {address!r}: no Ray head answers there ({exc.strerror or exc}); start one with "
                        "`ray start --head`, or leave out --address for a Ray of the sweep's own") from None
-    with head:  # Ray's head speaks gRPC, whose first answer is an HTTP/2 SETTINGS frame; Ray retried another
-        if os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true"):  # service (a Redis on 6379) for 14 minutes
+    # Ray's head speaks gRPC, whose first answer is an HTTP/2 SETTINGS frame; Ray retries another service at the
+    # address (a Redis on 6379) for many minutes
+    with head:
+        if os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true"):  # TLS first: no SETTINGS frame to read
             return
         answer = b""
         with contextlib.suppress(OSError):  # no answer within ADDRESS_TIMEOUT_S is no Ray head either
@@ -214,7 +216,7 @@ def _start_advice(exc: BaseException) -> str:
         return f"its temp folder {folder} is not a folder (set RAY_TMPDIR to a folder: a short ASCII path, such " \
                "as /tmp/ray)"
     free = shutil.disk_usage(folder).free / 2**20 if os.path.isdir(folder) else 0.0
-    # a full temp folder, mostly; or one whose sockets' paths would pass 107 bytes (an HPC job's scratch) or ASCII
+    # a full temp folder, mostly (check_ray_temp_folder refused a long or non-ASCII path before Ray started)
     return f"its temp folder {folder} has {free:.0f} MiB free (set RAY_TMPDIR to another folder: a short ASCII " \
            "path, such as /tmp/ray)"
 

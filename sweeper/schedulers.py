@@ -41,8 +41,8 @@ class _JudgesTraining:
     Recorded but not judged: an epoch a resumed trial replays from its checkpoint (``replayed``: it passed that rung
     before its driver died, and a fresh scheduler would prune it at an epoch it is long past), and a trial's last
     epoch (stopping it there saves nothing, and records a trial that trained to its end as PRUNED). Not shown: the
-    final report, which repeats the last epoch with the best epoch's metrics, and which Ray's median rule averaged
-    into every finished trial's curve once more from each callback, pruning trials its rule keeps.
+    final report, which repeats the last epoch with the best epoch's metrics (Ray's median rule would average it
+    into every finished trial's curve once more, and prune trials its rule keeps).
     """
 
     default_last_epoch = 0  # a trial's last epoch where its config does not say (planned_epochs); 0: unknown
@@ -61,8 +61,7 @@ class _JudgesTraining:
 
     def remember(self, trials: Iterable[FrozenTrial]) -> None:
         """Judge the coming trials beside the study's finished ones too, as the sweep that ran them did: a resumed
-        or extended sweep starts a new scheduler, which knew none of them, so its first trials passed every rung
-        unjudged and later ones were judged beside this run's trials alone."""
+        or extended sweep starts a new scheduler, which would let its first trials pass every rung unjudged."""
         for trial in trials:
             curve = {step: value for step, value in sorted(trial.intermediate_values.items()) if math.isfinite(value)}
             if trial.state.is_finished() and curve:
@@ -102,8 +101,8 @@ class ASHA(_JudgesTraining, ASHAScheduler):
 
 class MedianStopping(_JudgesTraining, MedianStoppingRule):
     def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
-        """A STOP overruled (a replayed epoch, a trial's last) leaves the trial running: Ray's rule, which had marked
-        it stopped, asserted on its next result and ended the sweep."""
+        """A STOP overruled (a replayed epoch, a trial's last) leaves the trial running, so it is unmarked: Ray's rule
+        asserts on the next result of a trial it marked stopped."""
         action = super().on_trial_result(tune_controller, trial, result)
         if action == TrialScheduler.CONTINUE:
             self._stopped_trials.discard(trial)
@@ -116,8 +115,8 @@ class MedianStopping(_JudgesTraining, MedianStoppingRule):
 def hyperband_brackets(max_t: int, grace_period: int, reduction_factor: float) -> int:
     """HyperBand's bracket count, s_max + 1, for ASHA's ``brackets``: the asynchronous HyperBand of the ASHA paper
     (Li et al., 2020). Ray's synchronous ``HyperBandScheduler`` halves a bracket once all its trials reach a
-    rung; with fewer trials at a time than a bracket holds it stopped nothing (Ray 2.x, 12 trials 2 at a time: 0
-    stopped; all 12 at once: 4). tests/test_samplers.py shows this one stopping trials 2 at a time."""
+    rung, so with fewer trials at a time than a bracket holds it stops none (tests/test_samplers.py shows this one
+    stopping trials 2 at a time)."""
     return int(np.log(max_t / grace_period) / np.log(reduction_factor) + 1)  # as Ray counts bracket 0's rungs
 
 

@@ -39,7 +39,7 @@ from storage.report import build_report, study_view
 from sweeper.best import best_summary, reproduce_command, show_best, yaml_scalar
 from sweeper.console import format_value
 from sweeper.inspection import study_summary, view_of
-from sweeper.overrides import parse_set_flags
+from sweeper.overrides import read_set_flags
 from sweeper.standalone import prepare
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -50,6 +50,11 @@ BEST_PARAMS = {"label_smoothing": 0.1 + 0.07, "warmup_epochs": 1.0, "weight_deca
                "dropout": 0.1, "mixup_alpha": 0.0, "lr": 0.0029999999999999996}
 COMPLETE = 6  # trials 0..5; trial BEST is the best and the only one meeting test_top3 >= 80%
 BEST = 4
+
+
+def parse_set_flags(pairs: list[str]) -> dict:
+    """``["epochs=3", "training.model.size=large"]`` -> ``{"epochs": 3, "model.size": "large"}``, as train reads."""
+    return {key: value for key, value, _ in read_set_flags(pairs)}
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -366,3 +366,17 @@ def test_only_accuracies_are_taken_for_percentages():
     assert percent_scale("val_acc", 45.5) and percent_scale("test_top3", 80) and percent_scale("Test_Accuracy", 2)
     assert not percent_scale("grad_accum_steps", 4) and not percent_scale("samples_accumulated", 180)
     assert not percent_scale("val_acc", 0.455) and not percent_scale("stop3", 5)
+
+
+def test_every_accuracy_prints_as_the_percentage_its_target_was_written_as():
+    """A target `val_acc: 80%` was stored as 0.8 (an accuracy by its name) but printed as 0.8, its gap as 0.099:
+    only the core's top1/top3/top5 printed as percentages. One rule now says which metrics are fractions."""
+    from sweeper.console import format_value, target_gap
+    from trials.metrics import is_accuracy
+
+    for metric in ("val_acc", "test_accuracy", "test_top10", "val_top3", "best_val_top3", "Val_Acc"):
+        assert is_accuracy(metric) and format_value(metric, 0.8) == "80.00%", metric
+    assert target_gap("val_acc", 0.701, 0.8, "maximize") == "9.90 pts short"
+    for metric in ("grad_accum", "samples_accumulated", "stop3", "val_loss"):
+        assert not is_accuracy(metric) and format_value(metric, 0.8) == "0.8", metric
+    assert format_value("val_acc", 45.5) == "45.5"  # reported on another scale (the recorder warns): as it came

@@ -15,6 +15,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+from trials.errors import ConfigError
 from trials.synthetic import SYNTHETIC_KNOBS  # numpy only: the defaults of the generator's difficulty knobs
 
 MODEL_PRESETS: dict[str, tuple[int, int, int]] = {
@@ -26,15 +27,6 @@ MODEL_PRESETS: dict[str, tuple[int, int, int]] = {
 # frames: 4x the seeds' 128, past any sign's length. Attention (full, with dropout) grows with its square: at 4096
 # one small batch asked for over 20 GB, and the kernel's OOM killer ended the process without a word
 MAX_SEQ_LEN = 512
-
-
-class ConfigError(ValueError):
-    """A configuration key or value that the training core does not accept; ``key`` names the setting at fault,
-    ``partners`` the settings a rule judges it beside (``lr`` for ``min_lr <= lr``)."""
-
-    def __init__(self, message: str, key: str = "", partners: tuple[str, ...] = ()) -> None:
-        super().__init__(message)
-        self.key, self.partners = key, partners
 
 
 @dataclass(frozen=True)
