@@ -33,7 +33,7 @@ from optuna.trial import FrozenTrial, TrialState
 from storage import attrs
 from storage.errors import StorageError
 from storage.reading import trials_with_last_values, whole_curves
-from storage.target import describe, epochs_trained, target_met
+from storage.target import describe_target_met, epochs_trained, target_met
 from storage.urls import mask_url
 from trials.metrics import is_accuracy
 
@@ -235,7 +235,7 @@ def _summary(view: StudyView, url: str, now: datetime) -> str:
                        if complete else "no COMPLETE trial yet"),
         ("targets", ", ".join(f"{m} {view.fmt(m, v)}" for m, v in view.targets.items()) or "none"),
         ("targets met", (view.met_by() or "no") if view.targets else "-"),
-        ("time to target", describe(record) if (record := target_met(user)) else "-"),
+        ("time to target", describe_target_met(record) if (record := target_met(user)) else "-"),
         ("baseline", ", ".join(f"{m} {view.fmt(m, v)}" for m, v in view.baseline.items())
                      + (f" ({view.baseline_source})" if view.baseline_source else "") or "none"),
         ("time", f"{_when(span[0])} to {_when(span[1])} ({duration(span[1] - span[0])})" if span else "-"),

@@ -116,7 +116,7 @@ def target_met(user_attrs: Mapping[str, Any]) -> TargetMet | None:
             "wall_seconds": float(record["wall_seconds"]), "trials": int(record["trials"])}
 
 
-def describe(record: TargetMet) -> str:
+def describe_target_met(record: TargetMet) -> str:
     """``#7 after 212 trial-epochs, 3m05s wall, 9 trials``; without epochs on record, ``#7 after 3m05s wall, 9
     trials (trial-epochs unknown: no epoch was reported)``."""
     if record["trial_epochs"] is None:

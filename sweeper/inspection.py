@@ -31,7 +31,7 @@ from storage.report import StudyView, build_report, duration, study_view
 from storage.resume import GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S, orphaned_trials
 from storage.retry import retry_briefly
 from storage.studies import load_existing_study
-from storage.target import describe, target_met
+from storage.target import describe_target_met, target_met
 from storage.urls import ENV_VAR, mask_url, resolve_storage_url
 from sweeper.console import console, count_trials, err_console, format_value
 from sweeper.errors import BadInput
@@ -106,7 +106,8 @@ def status(storage: optuna.storages.BaseStorage, url: str, name: str | None, fmt
     console.print(table)
     for view in views:
         if (record := target_met(view.study.user_attrs)) is not None:
-            console.print(f"time to target, {view.study.study_name}: first met by {describe(record)}", markup=False)
+            console.print(f"time to target, {view.study.study_name}: first met by {describe_target_met(record)}",
+                          markup=False)
     if name is not None:
         _details(views[0], "" if url == resolve_storage_url(None, None) else f" --storage {mask_url(url)}")
 

@@ -9,7 +9,7 @@ from rich.table import Table
 
 from search_spaces.schema import Spec
 from storage.report import StudyView, percent_scale
-from storage.target import describe, target_met
+from storage.target import describe_target_met, target_met
 from sweeper.console import console, format_params, format_value, target_gap
 
 TS = optuna.trial.TrialState
@@ -93,7 +93,7 @@ class SweepPrinter:
             console.print(f"targets {view.met_by() or 'not met'}")
             record = target_met(study.user_attrs)
             if record:
-                console.print(f"time to target: first met by {describe(record)}")
+                console.print(f"time to target: first met by {describe_target_met(record)}")
 
 
 def _fmt(metric: str, value: object) -> str:

@@ -15,7 +15,7 @@ from storage.engine import close_storage, open_storage
 from storage.target import (
     TARGET_MET,
     clock,
-    describe,
+    describe_target_met,
     epochs_trained,
     prune_stopped,
     record_target_met,
@@ -81,7 +81,7 @@ def test_a_function_that_reports_no_epoch_gets_no_trial_epochs_claim(tmp_path) -
     record = record_target_met(study, study.trials[1])
     assert record is not None and record["trial_epochs"] is None and record["trials"] == 2
     assert target_met(study.user_attrs) == record  # read back as met, not as a malformed record
-    line = describe(record)
+    line = describe_target_met(record)
     assert line == f"#1 after {clock(record['wall_seconds'])} wall, 2 trials (trial-epochs unknown: no epoch was " \
                    "reported)"
     assert "trial-epochs," not in line and "0 trial-epochs" not in line
@@ -188,7 +188,7 @@ def test_the_record_reads_back_and_prints_in_one_line() -> None:
     assert target_met({TARGET_MET: record}) == record
     assert target_met({}) is None and target_met({TARGET_MET: {"trial": 7}}) is None
     assert target_met({TARGET_MET: "yesterday"}) is None
-    assert describe(record) == "#7 after 212 trial-epochs, 3m05s wall, 9 trials"
+    assert describe_target_met(record) == "#7 after 212 trial-epochs, 3m05s wall, 9 trials"
     assert [clock(s) for s in (4.4, 59.6, 185, 3725)] == ["4s", "1m00s", "3m05s", "1h02m"]
 
 
@@ -203,7 +203,7 @@ def test_final_table_status_and_report_say_when_the_target_was_met(storage_url: 
     study, met = sweep_like_study(storage_url)
     record = record_target_met(study, met)
     assert record is not None
-    line = f"first met by {describe(record)}"
+    line = f"first met by {describe_target_met(record)}"
     spec = load_spec(resolve_space_path("spaces/asl20.yaml"), (f"name={study.study_name}",))
     SweepPrinter(spec).final_table(study)
     assert f"time to target: {line}" in capsys.readouterr().out
