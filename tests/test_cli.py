@@ -306,7 +306,7 @@ def test_train_of_a_users_function_prints_numpy_numbers_and_refuses_a_result_tha
     (tmp_path / "odd.yaml").write_text("entrypoint: odd_train:train\nobjective: {metric: score, direction: maximize}"
                                        "\nparams:\n  x: {type: float, low: 0.0, high: 0.01}\n")
     numpy = sweeper("train", "odd.yaml", "--set", "mode=numpy", cwd=tmp_path)
-    assert numpy.returncode == 0 and "score 0.2" in numpy.stdout and "final: acc 0.2" in numpy.stdout, numpy.stdout
+    assert numpy.returncode == 0 and "score 0.2" in numpy.stdout and "final: acc 20.00%" in numpy.stdout, numpy.stdout
     odd = sweeper("train", "odd.yaml", "--set", "mode=not_a_dict", cwd=tmp_path)
     assert odd.returncode == 2 and "Traceback" not in odd.stderr
     assert "odd_train:train must return a dict of metric name -> value or None, not float" in odd.stderr
@@ -317,7 +317,7 @@ def test_train_of_a_users_function_prints_numpy_numbers_and_refuses_a_result_tha
     assert "typer" not in raised.stderr and "click" not in raised.stderr and "standalone.py" not in raised.stderr
     assert raised.stderr.rstrip().endswith("error: odd_train:train raised ShapeError: got shape (2, 3), want (3, 2)")
     arrays = sweeper("train", "odd.yaml", "--set", "mode=arrays", cwd=tmp_path)  # 0-d arrays: numbers
-    assert arrays.returncode == 0 and "final: best_score 0.9  acc 0.2" in arrays.stdout, arrays.stdout
+    assert arrays.returncode == 0 and "final: best_score 0.9  acc 20.00%" in arrays.stdout, arrays.stdout
     exits = sweeper("train", "odd.yaml", "--set", "mode=exits", cwd=tmp_path)  # not a silent exit with its code
     assert exits.returncode == 1 and exits.stderr.rstrip().endswith("error: odd_train:train raised SystemExit: 2")
 

@@ -69,7 +69,7 @@ def test_an_accuracy_reported_in_percent_is_warned_about_once_and_meets_no_targe
         assert out.count(f"warning: {metric} = 45.56 is outside 0-1; sweeper reads accuracies as fractions (a "
                          f"target of 95% is 0.95), so report {metric} / 100.") == 1
     assert out.count("warning:") == 2
-    assert "test_acc 45.56 (target 0.95, outside 0-1: not met)" in " ".join(out.split())
+    assert "test_acc 45.56 (target 95.00%, outside 0-1: not met)" in " ".join(out.split())
     assert "targets not met" in out
 
 
