@@ -28,7 +28,7 @@ WORK_DIR = "work_dir"
 # resume on a file replaced under the same path would compare trials trained on two datasets
 DATA = "data"
 # absolute path of the SQLite file the folders above were recorded with: where another file holds the study (a
-# copied or moved project), its folders are the copy's (sweeper/driver.py relocated)
+# copied or moved project), its folders are the copy's (sweeper/folders.py relocated)
 DATABASE = "database"
 
 # --- trial user attrs -------------------------------------------------------------------------------------------

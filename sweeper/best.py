@@ -24,9 +24,9 @@ from search_spaces.loader import SpaceDumper, read_yaml_value
 from search_spaces.schema import Spec
 from storage import attrs
 from storage.report import StudyView
-from sweeper.checkpoints import checkpoint_folder, trial_checkpoint_dir
 from sweeper.console import console, format_value, target_gap
 from sweeper.errors import BadInput
+from sweeper.folders import checkpoint_folder, relocated, trial_checkpoint_dir
 from trials.config import STATE_FILE, flatten
 from trials.entrypoint import DEFAULT_ENTRYPOINT
 
@@ -123,7 +123,7 @@ def yaml_scalar(value: Any) -> str:
 def saved_checkpoint(view: StudyView, trial: optuna.trial.FrozenTrial, url: str | None) -> Path | None:
     """The trial's checkpoint folder where it still holds files (for the built-in core, ``state.pt``: the best
     epoch's weights and the config that trained them); a copied or moved project's own, as its next run takes it."""
-    from sweeper.driver import SweepOptions, relocated
+    from sweeper.driver import SweepOptions
 
     results_root = Path(SweepOptions.results_dir)
     found = view.study.user_attrs

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import logging
 import os
 import secrets
@@ -63,9 +62,9 @@ from storage.urls import (
     sqlite_path,
     validate_storage_url,
 )
-from sweeper.checkpoints import checkpoint_folder, trial_checkpoint_dir
 from sweeper.console import console, count_trials
 from sweeper.errors import BadInput, DiskUnavailable, NothingFinished
+from sweeper.folders import checkpoint_folder, relocated, trial_checkpoint_dir
 from sweeper.interrupts import noting_interrupts
 from sweeper.progress import SweepPrinter
 from sweeper.ray_runtime import (
@@ -163,80 +162,6 @@ def existing_study_attrs(url: str, name: str) -> dict[str, Any]:
         return optuna.load_study(study_name=name, storage=storage).user_attrs if study_exists(storage, name) else {}
     finally:
         close_storage(storage)
-
-
-def relocated(found: Mapping[str, Any], url: str, results_root: Path) -> dict[str, str] | None:
-    """The study's folders where its SQLite file is not the one they were recorded with: a project copied or moved
-    with its database (``cp -a``, ``mv``). The paths' common tail tells the first project's folder from this one's
-    (``/a/proj/dbs/sweeps.db`` -> ``/b/copy/dbs/sweeps.db``: ``/a/proj`` is ``/b/copy``); a recorded folder under
-    it moves to the same place under this one, else the checkpoints go to this run's results folder and the trials
-    to this folder. A file moved or copied alone, whose project did not come with it (no checkpoints or space file
-    at their places), keeps the study's folders. None for the same file, and for a server's study, which drivers in
-    several folders share; a study of a sweeper before the ``database`` attr is told by the checkpoint folder a
-    copy brought along."""
-    database = sqlite_path(url)
-    if database is None:
-        return None
-    database, checkpoints = database.resolve(), Path(str(found.get(attrs.CHECKPOINTS) or ""))
-    recorded = found.get(attrs.DATABASE)
-    if isinstance(recorded, str):
-        if Path(recorded) == database:
-            return None
-        then, now = _moved_roots(Path(recorded), database)
-        if not _came_along(found, then, now):
-            return {attrs.DATABASE: str(database)}
-    else:
-        own = results_root.resolve() / "checkpoints" / checkpoints.name
-        if checkpoints.name in ("", "..") or not own.is_dir() or own == checkpoints.resolve():
-            return None
-        then, now = _moved_roots(checkpoints, own)
-
-    def carried(folder: Any, elsewhere: Path) -> str:  # moved where it came along, or where it is gone
-        moves = isinstance(folder, str) and Path(folder).is_relative_to(then) and (
-            (mapped := now / Path(folder).relative_to(then)).exists() or not Path(folder).exists())
-        return str(mapped if moves else elsewhere)
-
-    elsewhere = results_root.resolve() / "checkpoints" / checkpoints.name
-    if elsewhere == checkpoints and isinstance(recorded, str) and Path(recorded).exists():  # a results folder that
-        elsewhere = elsewhere.with_name(f"{checkpoints.name}-{_digest(database)}")  # both live copies share
-    moved = {attrs.DATABASE: str(database), attrs.WORK_DIR: carried(found.get(attrs.WORK_DIR), Path.cwd())}
-    if checkpoints.name not in ("", ".."):
-        moved[attrs.CHECKPOINTS] = carried(str(checkpoints), elsewhere)
-    if isinstance(space_dir := found.get(attrs.SPACE_DIR), str):
-        moved[attrs.SPACE_DIR] = carried(space_dir, Path(space_dir))
-    return moved
-
-
-def _moved_roots(before: Path, after: Path) -> tuple[Path, Path]:
-    """The two paths without their common tail: the folder that became the other."""
-    common = 0
-    while common < min(len(before.parts), len(after.parts)) - 1 and \
-            before.parts[-1 - common] == after.parts[-1 - common]:
-        common += 1
-    return Path(*before.parts[:len(before.parts) - common]), Path(*after.parts[:len(after.parts) - common])
-
-
-def _came_along(found: Mapping[str, Any], then: Path, now: Path) -> bool:
-    """Whether the project came with its SQLite file: its checkpoint folder or its space file is at its place under
-    ``now`` (where either is at one place or the other), else this run works where the first one did; with no
-    sign either way it is taken to have come (a wrong guess fails loudly on the data)."""
-    checkpoints, space_dir, space_file, work_dir = (found.get(key) for key in (
-        attrs.CHECKPOINTS, attrs.SPACE_DIR, attrs.SPACE_FILE, attrs.WORK_DIR))
-    signs, places = [], [checkpoints]
-    if isinstance(space_dir, str) and isinstance(space_file, str):
-        places.append(str(Path(space_dir) / Path(space_file).name))
-    for path in places:
-        if isinstance(path, str) and Path(path).is_relative_to(then):
-            mapped = now / Path(path).relative_to(then)
-            if mapped.exists() or Path(path).exists():
-                signs.append(mapped.exists())
-    if not signs and isinstance(work_dir, str) and Path(work_dir).is_relative_to(then):
-        signs.append(Path.cwd().resolve() == now / Path(work_dir).relative_to(then))
-    return any(signs) or not signs
-
-
-def _digest(path: Path) -> str:
-    return hashlib.sha256(str(path).encode()).hexdigest()[:8]
 
 
 def check_same_data(spec: Spec, found: Any, data: str | None, folder: str | Path | None = None) -> None:
@@ -441,14 +366,7 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
     started = time.perf_counter()
     spec, url = prepare(options)
     retry_briefly(lambda: check_writable(url))  # before Ray and the results folder: found out only after them
-    data = None
-    if not joins_cluster(options.address):  # a resumed study's data, read where its trials read it, is the same
-        found = existing_study_attrs(url, spec.name)
-        # a copied or moved project reads its own data from now on (open_study records it)
-        work_dir = {**found, **(relocated(found, url, Path(options.results_dir)) or {})}.get(attrs.WORK_DIR)
-        data = check_data_found(spec, Path(work_dir) if isinstance(work_dir, str | Path) else None)
-        check_same_data(spec, found.get(attrs.DATA), data, work_dir)
-        data = data_to_record(spec, found, data)
+    data = None if joins_cluster(options.address) else checked_data(spec, url, options)
     if spec.resources.fuse > 1:  # fused trial groups (sweeper/fused.py): refuse what they cannot do
         from sweeper.fused import check_spec
 
@@ -460,18 +378,7 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
     else:
         check_ray_temp_folder()
         check_local_resources(spec)
-    results_root = Path(options.results_dir).resolve()
-    try:  # Tune's pickles of trial configs and results: the owner's alone
-        private_folder(results_root / "ray")
-        with tempfile.TemporaryFile(dir=results_root / "ray") as probe:  # a full disk, before the study is made
-            probe.write(bytes(1 << 16))
-            probe.flush()
-            os.fsync(probe.fileno())
-    except OSError as exc:
-        theirs = exc.errno == errno.EPERM  # chmod of a teammate's folder in a shared project
-        raise BadInput(f"--results-dir {options.results_dir}: cannot write {exc.filename or results_root}: "
-                       f"{exc.strerror or exc}" + ("; it is another user's: give --results-dir a folder of your own"
-                                                   if theirs else "")) from None
+    results_root = writable_results_folder(options.results_dir)
     # Ray's start-up (seconds, mostly waiting on its processes) overlaps opening the storage and importing Tune;
     # both come after validation (the --address too), so bad input still starts nothing and writes nothing. Ray
     # itself is imported first, so the threads never import the same Ray modules at once.
@@ -524,20 +431,7 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
             leave()
         raise
     if spec.resources.on_gpu is not None and (gpus := ray.cluster_resources().get("GPU", 0)) > 0:
-        on_gpu = spec.resources.on_cluster(gpus)
-        if on_gpu.fuse > 1:  # on_gpu is what a GPU offers; a space with its own entrypoint still runs there
-            from sweeper.fused import unfusable_on_gpu
-
-            if unfused := unfusable_on_gpu(spec):
-                console.print(unfused)
-                on_gpu = on_gpu.model_copy(update={"fuse": 1})
-        # no more groups at a time than the GPUs hold: a group waiting for one would be sampled blind, all RUNNING
-        at_once = max(1, min(spec.budget.max_concurrent, gpu_slots(gpus, on_gpu.gpu)))
-        spec = spec.model_copy(update={"resources": on_gpu,
-                                       "budget": spec.budget.model_copy(update={"max_concurrent": at_once})})
-        console.print(f"resources.on_gpu applies (the cluster has {gpus:g} GPU{'s' * (gpus != 1)}): {on_gpu.cpu:g} "
-                      f"CPU and {on_gpu.gpu:g} GPU per Ray trial" + (f", up to {on_gpu.fuse} trials fused in each"
-                      if on_gpu.fuse > 1 else "") + f", {at_once} at a time")
+        spec = with_gpu_resources(spec, gpus)
     trial_actors_on_prestarted_workers()
     orphans = [] if created else policy.call(lambda: orphaned_trials(study))
     # enqueued rows take trials but no grid point: the grid still has all its points to give
@@ -554,31 +448,14 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
         orphans = policy.call(lambda: record_stopped(study, orphans, str(checkpoints)))
         policy.call(lambda: print_resume_summary(study, orphans, checkpoints))
 
-    from ray import tune
-
     from sweeper.recorder import StudyRecorder, meets_targets
-    from sweeper.schedulers import SweepStopper, build_scheduler
     from sweeper.searcher import COUNTED, StudySearcher
-    from sweeper.trainable import META_KEY, run_trial
 
     if not created and spec.targets:
         policy.call(lambda: recover_target_met(study, lambda t: meets_targets(spec, t.user_attrs, t.value)))
     history = [] if created else policy.call(lambda: study.get_trials(deepcopy=False))
     printer = SweepPrinter(spec, history)
-    if spec.budget.stop_on_target and not created and target_met(policy.call(lambda: study.user_attrs)):
-        # the last run stopped at its target, maybe before it could record its running trials as stopped
-        policy.call(lambda: prune_stopped(study, [optuna.Trial(study, t._trial_id) for t in orphans]))
-        console.print("nothing left to run: the study met its targets and budget.stop_on_target is true "
-                      "(--set budget.stop_on_target=false runs on)")
-        policy.call(lambda: printer.final_table(study))
-        return study
-    if not orphans and (had := policy.call(lambda: len(study.get_trials(deepcopy=False, states=COUNTED)))) >= budget:
-        # a finished sweep run again: Tune would have no trial to run, and would read the last run's results
-        spent = f"budget.trials is {budget} (raise it for more)" if budget == spec.budget.trials else \
-            f"its grid and enqueued rows make {budget}"
-        console.print(f"nothing left to run: the study has {count_trials(had)}, and {spent}")
-        policy.call(lambda: printer.final_table(study))
-        check_something_finished(policy.call(lambda: study.get_trials(deepcopy=False)), study.study_name)
+    if not created and nothing_left(study, spec, budget, orphans, policy, printer):
         return study
     searcher_type, recorder_type = StudySearcher, StudyRecorder
     if spec.resources.fuse > 1:  # up to resources.fuse trials of one shape train as one Ray trial
@@ -613,25 +490,8 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
             console.print(f"trial #{met['trial']} of another driver on the study met the targets")
             recorder.target_reached = True
 
-    name = study.study_name  # what Tune pickles (these lambdas, the run config) must not hold the study
-    trainable, scheduler = run_trial, build_scheduler(spec, history)
-    if spec.resources.fuse > 1:  # the scheduler judges each member; a group runs until its function returns
-        trainable, scheduler = fused.run_fused_trial, fused.MemberScheduler(scheduler, searcher)
-    tuner = tune.Tuner(
-        tune.with_resources(trainable, spec.resources.ray_resources()),
-        tune_config=tune.TuneConfig(
-            search_alg=searcher, scheduler=scheduler, num_samples=-1,
-            max_concurrent_trials=spec.budget.max_concurrent, reuse_actors=True,
-            trial_dirname_creator=lambda trial: f"trial-{trial.config[META_KEY]['number']:05d}",
-            trial_name_creator=lambda trial: f"{name}#{trial.config[META_KEY]['number']}",
-        ),
-        run_config=tune.RunConfig(
-            name=name, storage_path=str(results_root / "ray"), verbose=0,
-            stop=SweepStopper(stop_all), callbacks=[recorder],
-            failure_config=tune.FailureConfig(max_failures=options.max_failures),
-            checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False),
-        ),
-    )
+    tuner = build_tuner(spec, study.study_name, searcher, recorder, history, stop_all, results_root,
+                        options.max_failures)
     try:
         with heartbeats(searcher, policy, met_elsewhere), noting_interrupts(interrupted, watch):
             try:
@@ -669,21 +529,129 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
         raise KeyboardInterrupt from None
     finally:  # the CLI leaves with os._exit, which skips SQLite's own checkpoint at the last close
         fold_sqlite_wal(url)
-    try:  # every trial is recorded; an outage now costs the summary only, and says so as any outage does
-        policy.call(lambda: printer.final_table(study))
-        if left := policy.call(lambda: orphaned_trials(study)):  # a driver on the study died after this one ended
-            console.print(f"{count_trials(len(left))} of a driver that is gone {'is' if len(left) == 1 else 'are'} "
-                          "still RUNNING "
-                          f"({', '.join(f'#{t.number}' for t in left)}): sweeper run again carries them on")
-        trials = policy.call(lambda: study.get_trials(deepcopy=False))
-    except StorageUnavailable:
-        raise StorageUnavailable(outage_message(policy, url)) from None
+    trials = final_summary(study, policy, printer, url)
     if recorder.disk_problem:
         raise DiskUnavailable(f"the sweep stopped: a trial's disk took no more writes ({recorder.disk_problem}); "
                               f"make room under {checkpoints} (the state.pt of a finished trial is never read again"
                               "; a RUNNING one's is) and run the same command: it carries the trials on")
     check_something_finished(trials, study.study_name)
     return study
+
+
+def checked_data(spec: Spec, url: str, options: SweepOptions) -> str | None:
+    """The fingerprint of the data the sweep's trials will read (here, as they will: a resumed study's where its
+    trials read it), refused where a resumed study's trials read other data."""
+    found = existing_study_attrs(url, spec.name)
+    # a copied or moved project reads its own data from now on (open_study records it)
+    work_dir = {**found, **(relocated(found, url, Path(options.results_dir)) or {})}.get(attrs.WORK_DIR)
+    data = check_data_found(spec, Path(work_dir) if isinstance(work_dir, str | Path) else None)
+    check_same_data(spec, found.get(attrs.DATA), data, work_dir)
+    return data_to_record(spec, found, data)
+
+
+def writable_results_folder(results_dir: str) -> Path:
+    """The results folder, absolute, with its ``ray`` folder private (Tune pickles trial configs and results there)
+    and room to write: a full disk or another user's folder is bad input before the study is made."""
+    results_root = Path(results_dir).resolve()
+    try:
+        private_folder(results_root / "ray")
+        with tempfile.TemporaryFile(dir=results_root / "ray") as probe:
+            probe.write(bytes(1 << 16))
+            probe.flush()
+            os.fsync(probe.fileno())
+    except OSError as exc:
+        theirs = exc.errno == errno.EPERM  # chmod of a teammate's folder in a shared project
+        raise BadInput(f"--results-dir {results_dir}: cannot write {exc.filename or results_root}: "
+                       f"{exc.strerror or exc}" + ("; it is another user's: give --results-dir a folder of your own"
+                                                   if theirs else "")) from None
+    return results_root
+
+
+def with_gpu_resources(spec: Spec, gpus: float) -> Spec:
+    """The spec with ``resources.on_gpu`` in force on a cluster of ``gpus`` GPUs, and said so."""
+    on_gpu = spec.resources.on_cluster(gpus)
+    if on_gpu.fuse > 1:  # on_gpu is what a GPU offers; a space with its own entrypoint still runs there
+        from sweeper.fused import unfusable_on_gpu
+
+        if unfused := unfusable_on_gpu(spec):
+            console.print(unfused)
+            on_gpu = on_gpu.model_copy(update={"fuse": 1})
+    # no more groups at a time than the GPUs hold: a group waiting for one would be sampled blind, all RUNNING
+    at_once = max(1, min(spec.budget.max_concurrent, gpu_slots(gpus, on_gpu.gpu)))
+    console.print(f"resources.on_gpu applies (the cluster has {gpus:g} GPU{'s' * (gpus != 1)}): {on_gpu.cpu:g} "
+                  f"CPU and {on_gpu.gpu:g} GPU per Ray trial" + (f", up to {on_gpu.fuse} trials fused in each"
+                  if on_gpu.fuse > 1 else "") + f", {at_once} at a time")
+    return spec.model_copy(update={"resources": on_gpu,
+                                   "budget": spec.budget.model_copy(update={"max_concurrent": at_once})})
+
+
+def nothing_left(study: optuna.Study, spec: Spec, budget: int, orphans: list[optuna.trial.FrozenTrial],
+                 policy: OutagePolicy, printer: SweepPrinter) -> bool:
+    """A resumed study with no trial to run (its targets met and ``stop_on_target``, or its budget spent): its
+    table is printed, and Tune is not started (it would read the last run's results)."""
+    from sweeper.searcher import COUNTED  # after Ray's start: it imports Tune
+
+    if spec.budget.stop_on_target and target_met(policy.call(lambda: study.user_attrs)):
+        # the last run stopped at its target, maybe before it could record its running trials as stopped
+        policy.call(lambda: prune_stopped(study, [optuna.Trial(study, t._trial_id) for t in orphans]))
+        console.print("nothing left to run: the study met its targets and budget.stop_on_target is true "
+                      "(--set budget.stop_on_target=false runs on)")
+        policy.call(lambda: printer.final_table(study))
+        return True
+    if not orphans and (had := policy.call(lambda: len(study.get_trials(deepcopy=False, states=COUNTED)))) >= budget:
+        spent = f"budget.trials is {budget} (raise it for more)" if budget == spec.budget.trials else \
+            f"its grid and enqueued rows make {budget}"
+        console.print(f"nothing left to run: the study has {count_trials(had)}, and {spent}")
+        policy.call(lambda: printer.final_table(study))
+        check_something_finished(policy.call(lambda: study.get_trials(deepcopy=False)), study.study_name)
+        return True
+    return False
+
+
+def build_tuner(spec: Spec, name: str, searcher: Any, recorder: Any, history: list[optuna.trial.FrozenTrial],
+                stop_all: Callable[[], bool], results_root: Path, max_failures: int) -> Any:
+    """Ray Tune's ``Tuner`` over the searcher, the recorder and the space's scheduler. What Tune pickles (these
+    lambdas, the run config) holds the study's name, never the study."""
+    from ray import tune
+
+    from sweeper.schedulers import SweepStopper, build_scheduler
+    from sweeper.trainable import META_KEY, run_trial
+
+    trainable, scheduler = run_trial, build_scheduler(spec, history)
+    if spec.resources.fuse > 1:  # the scheduler judges each member; a group runs until its function returns
+        from sweeper import fused
+
+        trainable, scheduler = fused.run_fused_trial, fused.MemberScheduler(scheduler, searcher)
+    return tune.Tuner(
+        tune.with_resources(trainable, spec.resources.ray_resources()),
+        tune_config=tune.TuneConfig(
+            search_alg=searcher, scheduler=scheduler, num_samples=-1,
+            max_concurrent_trials=spec.budget.max_concurrent, reuse_actors=True,
+            trial_dirname_creator=lambda trial: f"trial-{trial.config[META_KEY]['number']:05d}",
+            trial_name_creator=lambda trial: f"{name}#{trial.config[META_KEY]['number']}",
+        ),
+        run_config=tune.RunConfig(
+            name=name, storage_path=str(results_root / "ray"), verbose=0,
+            stop=SweepStopper(stop_all), callbacks=[recorder],
+            failure_config=tune.FailureConfig(max_failures=max_failures),
+            checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False),
+        ),
+    )
+
+
+def final_summary(study: optuna.Study, policy: OutagePolicy, printer: SweepPrinter, url: str
+                  ) -> list[optuna.trial.FrozenTrial]:
+    """The final table, and the trials of another driver that died meanwhile; returns the study's trials. Every
+    trial is recorded by now: an outage costs the summary only, and says so as any outage does."""
+    try:
+        policy.call(lambda: printer.final_table(study))
+        if left := policy.call(lambda: orphaned_trials(study)):
+            console.print(f"{count_trials(len(left))} of a driver that is gone {'is' if len(left) == 1 else 'are'} "
+                          "still RUNNING "
+                          f"({', '.join(f'#{t.number}' for t in left)}): sweeper run again carries them on")
+        return policy.call(lambda: study.get_trials(deepcopy=False))
+    except StorageUnavailable:
+        raise StorageUnavailable(outage_message(policy, url)) from None
 
 
 def check_something_finished(trials: list[optuna.trial.FrozenTrial], name: str) -> None:

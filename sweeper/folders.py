@@ -1,12 +1,15 @@
-"""Where a study's trials keep their checkpoints and output; free of Ray, so read-only commands can say it too."""
+"""Where a study's files lie: its checkpoint folder, each trial's folder and output, and a copied or moved
+project's own folders. Free of Ray, so the reading commands say it too."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from storage import attrs
+from storage.urls import sqlite_path
 
 
 def checkpoint_folder(found: Mapping[str, Any], name: str, results_root: Path) -> Path:
@@ -32,3 +35,77 @@ def trial_checkpoint_dir(checkpoints: str, number: int) -> Path:
 def trial_output_file(checkpoints: str, number: int) -> Path:
     """Beside the trial's folder, not in it: a training function may take any file there for a checkpoint."""
     return Path(checkpoints) / f"trial-{number:05d}.log"
+
+
+def relocated(found: Mapping[str, Any], url: str, results_root: Path) -> dict[str, str] | None:
+    """The study's folders where its SQLite file is not the one they were recorded with: a project copied or moved
+    with its database (``cp -a``, ``mv``). The paths' common tail tells the first project's folder from this one's
+    (``/a/proj/dbs/sweeps.db`` -> ``/b/copy/dbs/sweeps.db``: ``/a/proj`` is ``/b/copy``); a recorded folder under
+    it moves to the same place under this one, else the checkpoints go to this run's results folder and the trials
+    to this folder. A file moved or copied alone, whose project did not come with it (no checkpoints or space file
+    at their places), keeps the study's folders. None for the same file, and for a server's study, which drivers in
+    several folders share; a study of a sweeper before the ``database`` attr is told by the checkpoint folder a
+    copy brought along."""
+    database = sqlite_path(url)
+    if database is None:
+        return None
+    database, checkpoints = database.resolve(), Path(str(found.get(attrs.CHECKPOINTS) or ""))
+    recorded = found.get(attrs.DATABASE)
+    if isinstance(recorded, str):
+        if Path(recorded) == database:
+            return None
+        then, now = _moved_roots(Path(recorded), database)
+        if not _came_along(found, then, now):
+            return {attrs.DATABASE: str(database)}
+    else:
+        own = results_root.resolve() / "checkpoints" / checkpoints.name
+        if checkpoints.name in ("", "..") or not own.is_dir() or own == checkpoints.resolve():
+            return None
+        then, now = _moved_roots(checkpoints, own)
+
+    def carried(folder: Any, elsewhere: Path) -> str:  # moved where it came along, or where it is gone
+        moves = isinstance(folder, str) and Path(folder).is_relative_to(then) and (
+            (mapped := now / Path(folder).relative_to(then)).exists() or not Path(folder).exists())
+        return str(mapped if moves else elsewhere)
+
+    elsewhere = results_root.resolve() / "checkpoints" / checkpoints.name
+    if elsewhere == checkpoints and isinstance(recorded, str) and Path(recorded).exists():  # a results folder that
+        elsewhere = elsewhere.with_name(f"{checkpoints.name}-{_digest(database)}")  # both live copies share
+    moved = {attrs.DATABASE: str(database), attrs.WORK_DIR: carried(found.get(attrs.WORK_DIR), Path.cwd())}
+    if checkpoints.name not in ("", ".."):
+        moved[attrs.CHECKPOINTS] = carried(str(checkpoints), elsewhere)
+    if isinstance(space_dir := found.get(attrs.SPACE_DIR), str):
+        moved[attrs.SPACE_DIR] = carried(space_dir, Path(space_dir))
+    return moved
+
+
+def _moved_roots(before: Path, after: Path) -> tuple[Path, Path]:
+    """The two paths without their common tail: the folder that became the other."""
+    common = 0
+    while common < min(len(before.parts), len(after.parts)) - 1 and \
+            before.parts[-1 - common] == after.parts[-1 - common]:
+        common += 1
+    return Path(*before.parts[:len(before.parts) - common]), Path(*after.parts[:len(after.parts) - common])
+
+
+def _came_along(found: Mapping[str, Any], then: Path, now: Path) -> bool:
+    """Whether the project came with its SQLite file: its checkpoint folder or its space file is at its place under
+    ``now`` (where either is at one place or the other), else this run works where the first one did; with no
+    sign either way it is taken to have come (a wrong guess fails loudly on the data)."""
+    checkpoints, space_dir, space_file, work_dir = (found.get(key) for key in (
+        attrs.CHECKPOINTS, attrs.SPACE_DIR, attrs.SPACE_FILE, attrs.WORK_DIR))
+    signs, places = [], [checkpoints]
+    if isinstance(space_dir, str) and isinstance(space_file, str):
+        places.append(str(Path(space_dir) / Path(space_file).name))
+    for path in places:
+        if isinstance(path, str) and Path(path).is_relative_to(then):
+            mapped = now / Path(path).relative_to(then)
+            if mapped.exists() or Path(path).exists():
+                signs.append(mapped.exists())
+    if not signs and isinstance(work_dir, str) and Path(work_dir).is_relative_to(then):
+        signs.append(Path.cwd().resolve() == now / Path(work_dir).relative_to(then))
+    return any(signs) or not signs
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(str(path).encode()).hexdigest()[:8]

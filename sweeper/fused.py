@@ -32,7 +32,7 @@ from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from search_spaces.loader import refusal
 from search_spaces.schema import Spec
 from storage import attrs
-from sweeper.checkpoints import trial_checkpoint_dir
+from sweeper.folders import trial_checkpoint_dir
 from sweeper.recorder import StudyRecorder
 from sweeper.searcher import StudySearcher, never_started
 from sweeper.trainable import (

@@ -25,9 +25,9 @@ from storage import attrs
 from storage.errors import StudyDeleted
 from storage.resume import Driver, claim, orphaned_trials, own
 from storage.retry import OutagePolicy, Unreachable
-from sweeper.checkpoints import trial_checkpoint_dir, trial_output_file
 from sweeper.console import console
 from sweeper.driver_only import DriverOnly
+from sweeper.folders import trial_checkpoint_dir, trial_output_file
 from sweeper.schedulers import ray_mode
 from sweeper.study_writer import StudyWriter
 from sweeper.trainable import META_KEY, stopped_note, worst_value

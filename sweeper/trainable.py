@@ -24,8 +24,8 @@ from typing import Any
 from ray import tune
 
 from storage.retry import error_chain
-from sweeper.checkpoints import trial_checkpoint_dir, trial_output_file
 from sweeper.console import plain
+from sweeper.folders import trial_checkpoint_dir, trial_output_file
 
 # here, not when a trial starts: Ray puts the driver's folder first on a worker's path by then, and a trials/
 # folder or trials.py there (a user's own) would stand for sweeper's, failing every trial

@@ -481,7 +481,7 @@ def test_two_drivers_resumed_at_once_carry_an_orphan_on_once(tmp_path):
 def test_a_new_trial_starts_without_the_checkpoint_a_deleted_study_left_under_its_number(tmp_path):
     from search_spaces.loader import load_spec
     from storage.retry import OutagePolicy
-    from sweeper.checkpoints import trial_checkpoint_dir
+    from sweeper.folders import trial_checkpoint_dir
     from sweeper.searcher import StudySearcher
     from sweeper.study_writer import StudyWriter
 
@@ -566,7 +566,7 @@ def test_each_study_checkpoints_in_a_folder_of_its_own_that_a_resume_from_anywhe
     other's weights (or crashed loading them) and deleted its folders. A resume run from another folder looked in
     its own --results-dir and started the carried-on trials over, while saying "from their last checkpoints"."""
     from search_spaces.loader import load_spec
-    from sweeper.checkpoints import checkpoint_folder
+    from sweeper.folders import checkpoint_folder
 
     spec = load_spec("spaces/asl20.yaml", quick=True)
     runs = tmp_path / "runs"
@@ -773,8 +773,7 @@ def test_a_copied_or_moved_project_checkpoints_and_reads_data_in_its_own_folders
     original then carried on from the copy's weights. A study records its SQLite file too: where another file holds
     it, its folders are that file's copy's, wherever in the copy it runs from."""
     from search_spaces.loader import load_spec
-    from sweeper.checkpoints import checkpoint_folder
-    from sweeper.driver import relocated
+    from sweeper.folders import checkpoint_folder, relocated
 
     spec = load_spec("spaces/asl20.yaml", quick=True)
     first, copy = tmp_path / "A proj", tmp_path / "B proj"
