@@ -366,6 +366,22 @@ def best(name: StudyName, storage: StorageFlag = None, format_: OutputFormat = "
         show_best(inspection.load_view(opened, name, url), format_, url)
 
 
+@app.command()
+def clean(
+    name: StudyName,
+    keep: Annotated[int, typer.Option(metavar="N", min=0, help="The best N COMPLETE trials keep theirs.")] = 3,
+    dry_run: Annotated[bool, typer.Option("--dry-run", metavar="", help="List what would go; delete nothing.")] = False,
+    results_dir: ResultsDir = "sweeper_runs",
+    storage: StorageFlag = None,
+) -> None:
+    """Delete the checkpoints of finished trials but the best N's (only a RUNNING trial's is read again)."""
+    from sweeper import inspection
+    from sweeper.clean import clean_checkpoints
+
+    with inspection.reading(storage) as (opened, url):
+        clean_checkpoints(inspection.load_view(opened, name, url), url, keep, Path(results_dir), dry_run)
+
+
 def _reopen_closed_streams() -> None:
     """A stream a script closed (``>&-``, ``2>&-``) is None to Python: the first print, Ray's start (which fails
     with no stderr) or the exit's flush raised, and a finished sweep exited 1. It writes to /dev/null instead, as

@@ -260,10 +260,11 @@ def with_defaults(stored: dict[str, Any], spec: Spec) -> dict[str, Any]:
     return {**stored, "training": {**settings, **written}, **options}
 
 
-def resume_command(spec: Spec, options: SweepOptions, url: str) -> str:
-    """``sweeper resume NAME``, with the storage where the flag or the space named it (SWEEPER_STORAGE stays set)."""
+def resume_command(spec: Spec, options: SweepOptions, url: str, command: str = "resume") -> str:
+    """``sweeper resume NAME`` (or another command on the study), with the storage where the flag or the space named
+    it (SWEEPER_STORAGE stays set)."""
     storage = f" --storage {shlex.quote(mask_url(url))}" if options.storage or spec.storage else ""
-    return f"sweeper resume {shlex.quote(spec.name)}{storage}"  # pasted into a shell: spaces in names and paths
+    return f"sweeper {command} {shlex.quote(spec.name)}{storage}"  # pasted into a shell: spaces in names and paths
 
 
 def stored_spec(url: str, name: str, overrides: tuple[str, ...] = (), results_root: Path = Path("sweeper_runs")
@@ -532,8 +533,9 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
     trials = final_summary(study, policy, printer, url)
     if recorder.disk_problem:
         raise DiskUnavailable(f"the sweep stopped: a trial's disk took no more writes ({recorder.disk_problem}); "
-                              f"make room under {checkpoints} (the state.pt of a finished trial is never read again"
-                              "; a RUNNING one's is) and run the same command: it carries the trials on")
+                              f"make room under {checkpoints} ({resume_command(spec, options, url, 'clean')} deletes "
+                              "finished trials' checkpoints, which are never read again) and run the same command: "
+                              "it carries the trials on")
     check_something_finished(trials, study.study_name)
     return study
 

@@ -27,6 +27,12 @@ def checkpoint_folder(found: Mapping[str, Any], name: str, results_root: Path) -
     return stored if shaped else results_root / "checkpoints" / stored.name
 
 
+def study_checkpoints(found: Mapping[str, Any], name: str, url: str, results_root: Path) -> Path:
+    """The checkpoint folder of the study ``name`` (attrs ``found``) in the storage at ``url``, as its next run takes
+    it: a copied or moved project's own (:func:`relocated`)."""
+    return checkpoint_folder({**found, **(relocated(found, url, results_root) or {})}, name, results_root)
+
+
 def trial_checkpoint_dir(checkpoints: str, number: int) -> Path:
     """A trial's own folder in its study's checkpoint folder (the study attr ``checkpoints``)."""
     return Path(checkpoints) / f"trial-{number:05d}"

@@ -255,8 +255,10 @@ def test_a_full_disk_stops_the_sweep_with_its_trials_running_for_the_next_run(ra
         """))
     url = f"sqlite:///{tmp_path / 's.db'}"
     options = SweepOptions(space=str(tmp_path / "disk.yaml"), storage=url)
-    with pytest.raises(DiskUnavailable, match=r"disk took no more writes \(torch.save could not write"):
+    with pytest.raises(DiskUnavailable, match=r"disk took no more writes \(torch.save could not write") as full:
         run_sweep(options)
+    assert f"(sweeper clean {name} --storage {url} deletes finished trials' checkpoints, which are never read " \
+        "again) and run the same command" in str(full.value)
     states = {t.number: t.state for t in load(url, name).get_trials()}
     assert states[0] == TS.COMPLETE and states[1] == TS.RUNNING and TS.FAIL not in states.values(), states
     flag.unlink()  # room again
@@ -326,6 +328,12 @@ def test_quick_asl20_sweep_records_everything(ray_session, tmp_path, monkeypatch
             assert f"weights: {weights} (its 'best_model' is epoch {best.user_attrs['best_epoch']}'s, 'config' " \
                 "what trained it)" in " ".join(proc.stdout.split()), proc.stdout
     assert name in (tmp_path / "report.html").read_text()
+    proc = subprocess.run([sys.executable, "-m", "sweeper.cli", "clean", name, "--keep", "1", "--storage",
+                           storage_url], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    folder = Path(study.user_attrs["checkpoints"])
+    assert proc.returncode == 0 and "freed" in proc.stdout, proc.stderr
+    assert sorted(p.name for p in folder.iterdir() if p.is_dir()) == [f"trial-{best.number:05d}"]
+    assert (folder / f"trial-{best.number:05d}" / "state.pt").is_file()
     if storage_url.startswith("postgresql"):
         optuna.delete_study(study_name=name, storage=storage_url)
 
