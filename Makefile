@@ -11,7 +11,15 @@ STAMP := $(VENV)/.installed
 TORCH ?= pinned
 CONSTRAINTS := $(if $(filter keep,$(TORCH)),$(VENV)/constraints.txt,constraints.txt)
 
-.PHONY: run test lint bench venv clean
+.PHONY: run test lint bench venv clean check-venv
+
+# a .venv that lost a package (pip still lists it, so a reinstall would skip it) says so, not with a traceback
+REQUIRED := optuna ray torch pydantic typer sqlalchemy plotly optuna_dashboard yaml rich
+check-venv:
+	@test ! -x $(BIN)/python || $(BIN)/python -c 'import importlib.util as u, sys; \
+	    lost = ", ".join(m for m in sys.argv[1:] if u.find_spec(m) is None); \
+	    hint = ": rebuild it with make clean venv (with TORCH=keep, install your torch into it first again)"; \
+	    sys.exit(lost and "$(VENV) lacks " + lost + hint or None)' $(REQUIRED)
 
 $(STAMP): setup.cfg constraints.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,15 +32,15 @@ endif
 	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e '.[dev,postgres]'
 	touch $(STAMP)
 
-venv: $(STAMP)
+venv: check-venv $(STAMP)
 
 SPACE ?= spaces/asl20.yaml
 ARGS ?=
 
-run: $(STAMP)
+run: check-venv $(STAMP)
 	$(BIN)/sweeper run $(SPACE) $(ARGS)
 
-test: $(STAMP)
+test: check-venv $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

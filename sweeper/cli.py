@@ -72,7 +72,7 @@ app = typer.Typer(
 )
 
 def _print_version(value: bool) -> None:
-    if value:
+    if value is True:  # an older click hands typer the string 'False', which is truthy: every command printed this
         from importlib.metadata import PackageNotFoundError, version
 
         try:

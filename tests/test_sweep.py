@@ -293,11 +293,14 @@ def test_local_trials_run_without_tunes_runtime_env_but_with_its_variables(ray_s
 
 @pytest.mark.slow
 def test_quick_asl20_sweep_records_everything(ray_session, tmp_path, monkeypatch, storage_url):
-    """The acceptance run: built-in asl20 --quick, real training, on SQLite and PostgreSQL."""
+    """The acceptance run: built-in asl20 --quick, real training, on SQLite and PostgreSQL. In a project with a
+    trials.py of its own, which failed every trial as if it hid the core (it is the user's entrypoint's worry)."""
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "trials.py").write_text("raise SystemExit('the user trials.py was imported')\n")
     name = f"asl20-quick-{uuid.uuid4().hex[:8]}"
     study = run_sweep(SweepOptions(space="spaces/asl20.yaml", quick=True, storage=storage_url,
                                    overrides=(f"name={name}",)))
+    (tmp_path / "trials.py").unlink()  # `python -m sweeper.cli` below puts this folder first (`sweeper` does not)
     study = load(storage_url, name)
     trials = study.get_trials()
     assert len(trials) == 6 and all(t.state in (TS.COMPLETE, TS.PRUNED) for t in trials)
