@@ -15,16 +15,23 @@ from typing import Any
 PACKAGES = ("torch", "optuna", "ray", "numpy", "sqlalchemy", "sweeper")
 
 
-def record_environment(cwd: str | Path | None = None) -> dict[str, Any]:
-    """``{"python": "3.11.7", "packages": {name: version or None}, "git_commit": sha or None}``.
+SWEEPER_CHECKOUT = Path(__file__).resolve().parents[1]  # where sweeper's packages lie: a checkout, or site-packages
 
-    ``git_commit`` is the HEAD of the repository containing ``cwd`` (default: the current directory), or None
-    when git is missing or this is not a repository. Only ``git rev-parse`` runs: it reads, never writes.
+
+def record_environment(cwd: str | Path | None = None) -> dict[str, Any]:
+    """``{"python": "3.11.7", "packages": {name: version or None}, "git_commit": sha or None, "sweeper_commit": sha
+    or None}``.
+
+    ``git_commit`` is the HEAD of the repository containing ``cwd`` (default: the current directory): the project's
+    code. ``sweeper_commit`` is sweeper's own, where it runs from a checkout (its version stays 0.1.0 between
+    commits). None when git is missing or there is no repository. Only ``git rev-parse`` runs: it never writes.
     """
     return {
         "python": platform.python_version(),
         "packages": {name: _version(name) for name in PACKAGES},
         "git_commit": _git_commit(Path(cwd) if cwd is not None else Path.cwd()),
+        # the checkout's own .git: an installed sweeper's site-packages may lie inside another repository
+        "sweeper_commit": _git_commit(SWEEPER_CHECKOUT) if (SWEEPER_CHECKOUT / ".git").exists() else None,
     }
 
 

@@ -225,7 +225,8 @@ def _summary(view: StudyView, url: str, now: datetime) -> str:
     span = view.time_span()
     env = user.get(attrs.ENVIRONMENT) if isinstance(user.get(attrs.ENVIRONMENT), dict) else {}
     packages = env.get("packages") if isinstance(env.get("packages"), dict) else {}
-    environment = {"python": env.get("python"), **packages, "git": env.get("git_commit")}
+    environment = {"python": env.get("python"), **packages, "git": env.get("git_commit"),
+                   "sweeper git": env.get("sweeper_commit")}
     rows = [
         ("storage", mask_url(url)),
         ("space file", str(user.get(attrs.SPACE_FILE, "-"))),

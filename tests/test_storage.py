@@ -730,7 +730,7 @@ def test_record_environment_outside_a_repository(tmp_path: Path) -> None:
     assert environment["python"] == ".".join(map(str, sys.version_info[:3]))
     assert environment["packages"]["optuna"] == optuna.__version__
     assert environment["git_commit"] is None
-    assert set(environment) == {"python", "packages", "git_commit"}
+    assert set(environment) == {"python", "packages", "git_commit", "sweeper_commit"}
     assert pickle.loads(pickle.dumps(environment)) == environment
 
 
@@ -744,6 +744,11 @@ def test_record_environment_in_a_repository(tmp_path: Path) -> None:
     git("init", "-q")
     git("commit", "-q", "--allow-empty", "-m", "first")
     assert record_environment(tmp_path)["git_commit"] == git("rev-parse", "HEAD")
+    # sweeper's own commit too, where it runs from a checkout (as here): its version is 0.1.0 from commit to commit
+    checkout = Path(__file__).resolve().parents[1]
+    if (checkout / ".git").exists():
+        assert record_environment(tmp_path)["sweeper_commit"] == subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=checkout, capture_output=True, text=True, check=True).stdout.strip()
 
 
 def test_storage_imports_neither_ray_nor_torch_nor_sibling_packages() -> None:
