@@ -32,9 +32,9 @@ DATA = "data"
 DATABASE = "database"
 
 # --- trial user attrs -------------------------------------------------------------------------------------------
-# Final metrics are stored under their own names (the training core's result keys), one attr each, so a report
-# can read trial.user_attrs["test_top1"] without knowing who wrote it.
-FINAL_METRICS = ("test_loss", "test_top1", "test_top3", "test_top5", "val_loss", "val_top1", "val_top3", "val_top5")
+# The core's recorded metrics (its result keys: the best epoch's val_*, test_*) are stored under their own names,
+# one attr each, so a report can read trial.user_attrs["test_top1"] without knowing who wrote it.
+RECORDED_METRICS = ("test_loss", "test_top1", "test_top3", "test_top5", "val_loss", "val_top1", "val_top3", "val_top5")
 BEST_EPOCH = "best_epoch"  # epoch whose weights were tested
 EPOCHS_RUN = "epochs_run"  # epochs actually trained (fewer than planned when stopped early)
 WALL_SECONDS = "wall_seconds"  # the run time of the run that finished the trial (a carried-on trial: since then)
@@ -47,7 +47,7 @@ RAY_TRIAL_ID = "ray_trial_id"  # joins the study to Ray's results folder while i
 DRIVER = "driver"  # {"host", "pid", "started"} of the `sweeper run` process that owns a RUNNING trial
 RESUMED = "resumed"  # how many times the trial was carried on by a later driver after its own driver died
 
-TRIAL_ATTRS = (*FINAL_METRICS, BEST_EPOCH, EPOCHS_RUN, WALL_SECONDS, DEVICE, NODE, PARAMETERS, ERROR, STOP_REASON,
+TRIAL_ATTRS = (*RECORDED_METRICS, BEST_EPOCH, EPOCHS_RUN, WALL_SECONDS, DEVICE, NODE, PARAMETERS, ERROR, STOP_REASON,
                RAY_TRIAL_ID, DRIVER, RESUMED)
 
 # --- stop reasons -----------------------------------------------------------------------------------------------

@@ -491,7 +491,7 @@ def test_report_escapes_text_and_notes_single_params() -> None:
 # --------------------------------------------------------------------------------------------------------------
 # export
 EXPECTED_COLUMNS = {"number", "state", "value", "datetime_start", "datetime_complete", "duration_seconds",
-                    "n_intermediate_values", *(f"params_{p}" for p in BEST_PARAMS), *attrs.FINAL_METRICS,
+                    "n_intermediate_values", *(f"params_{p}" for p in BEST_PARAMS), *attrs.RECORDED_METRICS,
                     "best_epoch", "epochs_run", "wall_seconds", "stop_reason", "error"}
 
 
