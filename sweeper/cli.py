@@ -224,8 +224,9 @@ _leaving = threading.Lock()
 
 
 def _leave(code: int, message: str = "") -> NoReturn:
-    """Exit now: every result is committed to the study, so the graceful teardowns (seconds, or a minute waiting
-    on a Ray that a SIGTERM to the process group already stopped) have nothing left to save. The main thread and
+    """Exit now: the driver has written what it will (on Ctrl-C, what it drained; the rest runs again on resume), so
+    the graceful teardowns (seconds, or a minute waiting on a Ray that a SIGTERM to the process group already
+    stopped) have nothing left to save. The main thread and
     the driver's interrupt watcher may both get here: the first one out says why."""
     if threading.current_thread() is threading.main_thread():  # a second Ctrl-C must not cut the exit short
         signal.signal(signal.SIGINT, signal.SIG_IGN)

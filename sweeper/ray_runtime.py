@@ -294,7 +294,8 @@ def trial_actors_on_prestarted_workers() -> None:
 def kill_local_ray_before_exit() -> None:
     """Kill the Ray processes this process started, for a process about to ``os._exit``.
 
-    Only for the end of a finished sweep, when every result is already committed to the study. The graceful
+    Only once the driver has written what it will write (every result at a sweep's end; on Ctrl-C, the queued
+    writes, drained for a few seconds: what is left runs again on resume). The graceful
     ``ray.shutdown()`` costs seconds (a fixed sleep, then waiting on each process); a joined cluster is left alone.
     Nothing of Ray may be used afterwards: the driver's own connection is not closed, the process exits.
     """
