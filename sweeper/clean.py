@@ -1,9 +1,10 @@
-"""``sweeper clean``: delete the checkpoints of a study's finished trials, but the best few's.
+"""``sweeper clean``: delete the checkpoints of a study's finished trials, but the ones worth keeping.
 
 Every trial's checkpoint stays when it ends, so the best trials' weights are there to use, and they add up: a
 ``state.pt`` is 16 bytes a parameter (350 MB for nslt1000's model). Only a RUNNING trial's is read again (a resume
 carries it on), so the folders of COMPLETE, PRUNED and FAIL trials may go, while a sweep runs too; the best
-``keep`` COMPLETE trials' stay. The study is only read, and each trial's output file (``trial-N.log``) stays.
+``keep`` COMPLETE trials' stay, and those of the trials that met the targets (the first, and the best). The study
+is only read, and each trial's output file (``trial-N.log``) stays.
 """
 
 from __future__ import annotations
@@ -13,20 +14,30 @@ import shutil
 from pathlib import Path
 
 from storage.report import StudyView
-from sweeper.console import console
+from sweeper.best import here_or_below
+from sweeper.console import console, count_trials
+from sweeper.errors import BadInput
 from sweeper.folders import study_checkpoints, trial_checkpoint_dir
 
 
 def clean_checkpoints(view: StudyView, url: str, keep: int, results_root: Path, dry_run: bool = False) -> None:
-    """Delete (with ``dry_run``, list) the checkpoint folders of the finished trials but the ``keep`` best."""
+    """Delete (with ``dry_run``, list) the checkpoint folders of the finished trials not worth keeping."""
     name = view.study.study_name
     folder = study_checkpoints(view.study.user_attrs, name, url, results_root)
-    kept = [t.number for t in view.complete[:keep]]
+    if not here_or_below(folder):  # the folder is a study attr, which anyone who may write the database sets
+        raise BadInput(f"study {name!r} keeps its checkpoints in {folder}, which is not in this folder: sweeper clean "
+                       "deletes only in the folder it runs in or below; run it from the project (or a folder above)")
+    best = [t.number for t in view.complete[:keep]]
+    met = list(dict.fromkeys(t.number for t in (view.first_reached(), view.reached())
+                             if t is not None and t.number not in best))
+    kept = {*best, *met}
     doomed = [path for t in view.trials if t.state.is_finished() and t.number not in kept
               if (path := trial_checkpoint_dir(str(folder), t.number)).is_dir() and not path.is_symlink()]
+    saying = ", ".join([*([f"the best {len(best)} ({_numbers(best)})"] if best else []),
+                        *([f"those that met the targets ({_numbers(met)})"] if met else []),
+                        "every unfinished trial's"])
     if not doomed:
-        console.print(f"nothing to delete in {folder}: no finished trial of {name} but the best {len(kept)} has a "
-                      "checkpoint folder there", markup=False)
+        console.print(f"nothing to delete in {folder}: kept {saying}", markup=False)
         return
     size = sum(_size(path) for path in doomed)
     for path in doomed:
@@ -34,9 +45,13 @@ def clean_checkpoints(view: StudyView, url: str, keep: int, results_root: Path, 
             console.print(f"would delete {path}", markup=False)
         else:
             shutil.rmtree(path)
-    best = f"kept the best {len(kept)} ({', '.join(f'#{n}' for n in kept)})" if kept else "kept no COMPLETE trial's"
-    console.print(f"{'would free' if dry_run else 'freed'} {_human(size)}: the checkpoints of {len(doomed)} finished "
-                  f"trials of {name} in {folder}; {best} and every unfinished trial's", markup=False)
+    console.print(f"{'would free' if dry_run else 'freed'} {_human(size)}: the checkpoints of "
+                  f"{count_trials(len(doomed)).replace('trial', 'finished trial')} of {name} in {folder}; kept "
+                  f"{saying}", markup=False)
+
+
+def _numbers(numbers: list[int]) -> str:
+    return ", ".join(f"#{n}" for n in numbers)
 
 
 def _size(folder: Path) -> int:

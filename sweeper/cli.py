@@ -372,10 +372,11 @@ def clean(
     name: StudyName,
     keep: Annotated[int, typer.Option(metavar="N", min=0, help="The best N COMPLETE trials keep theirs.")] = 3,
     dry_run: Annotated[bool, typer.Option("--dry-run", metavar="", help="List what would go; delete nothing.")] = False,
-    results_dir: ResultsDir = "sweeper_runs",
+    results_dir: Annotated[str, typer.Option(metavar="DIR", callback=_folder, help="The run's --results-dir, for "
+                                             "a study whose recorded folder is not on this machine.")] = "sweeper_runs",
     storage: StorageFlag = None,
 ) -> None:
-    """Delete the checkpoints of finished trials but the best N's (only a RUNNING trial's is read again)."""
+    """Delete finished trials' checkpoints but the best N's and the target's (a RUNNING one's is read again)."""
     from sweeper import inspection
     from sweeper.clean import clean_checkpoints
 

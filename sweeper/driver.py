@@ -303,9 +303,11 @@ def stored_spec(url: str, name: str, overrides: tuple[str, ...] = (), results_ro
     except SpecError as exc:
         if overrides and stored_is_valid(data, file, space_dir):  # refused for the user's --set: theirs to mend
             raise
-        raise SpecError([*exc.issues, SpecIssue(file, None, "", "an earlier sweeper stored what this one refuses, so "
-                                                "the study cannot be carried on: run its space, mended, as a new "
-                                                "study (sweeper run FILE --fresh)")]) from None
+        why = "an earlier sweeper stored what this one refuses, so the study cannot be carried on: run its space, " \
+            "mended, as a new study (sweeper run FILE --fresh)" if entrypoint == DEFAULT_ENTRYPOINT else \
+            f"this sweeper, or {entrypoint} as it is here, refuses what the study ran with: put back the code it " \
+            "ran and resume; if the code is as it was, run its space, mended, as a new study (sweeper run FILE --fresh)"
+        raise SpecError([*exc.issues, SpecIssue(file, None, "", why)]) from None
     if changes := spec_changes(data, spec_attr(spec)):  # --set may change how much runs, never what is searched
         may = ", ".join(sorted(RESUMABLE_SECTIONS - {"storage"}))  # --set storage=... was refused above
         raise StorageError(f"--set would change what study {name!r} searches ({'; '.join(changes)}); resuming it so "

@@ -863,37 +863,48 @@ def test_a_reproduce_command_runs_settings_named_like_a_space_section(tmp_path: 
 def test_clean_deletes_the_checkpoints_of_finished_trials_but_the_best_and_never_an_unfinished_ones(
         tmp_path: Path) -> None:
     """Every trial's state.pt stays when it ends (350 MB each for nslt1000's model): `sweeper clean` deletes those
-    of COMPLETE, PRUNED and FAIL trials, which are never read again, but the best N's; the study is only read."""
+    of COMPLETE, PRUNED and FAIL trials, which are never read again, but the best N's and the ones that met the
+    targets (a regression check found --keep 1 deleting the trial the status named); the study is only read."""
     url = f"sqlite:///{tmp_path / 'sweeps.db'}"
     name = f"clean-{uuid.uuid4().hex[:8]}"
     make_study(url, name)  # 0-5 COMPLETE (#4 the best, then #5), 6 PRUNED, 7 FAIL, 8 RUNNING, 9 WAITING
+    study = optuna.load_study(study_name=name, storage=url)
+    study.add_trial(optuna.trial.create_trial(value=0.95))  # 10: the best value; the target met only by #4
     folder = tmp_path / "runs" / "checkpoints" / f"{name}-0123abcd"
-    optuna.load_study(study_name=name, storage=url).set_user_attr(attrs.CHECKPOINTS, str(folder))
-    for number in range(10):
+    study.set_user_attr(attrs.CHECKPOINTS, str(folder))
+    for number in range(11):
         (folder / f"trial-{number:05d}").mkdir(parents=True)
         (folder / f"trial-{number:05d}" / "state.pt").write_bytes(bytes(1000))
         (folder / f"trial-{number:05d}.log").write_text("output\n")
     before = digest(tmp_path)
 
-    def clean(*flags: str) -> str:
-        proc = subprocess.run([sys.executable, "-m", "sweeper.cli", "clean", name, "--storage", url, *flags],
-                              cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=120)
+    def clean(*flags: str, cwd: Path = tmp_path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "sweeper.cli", "clean", name, "--storage", url, *flags],
+                              cwd=cwd, env=env(), capture_output=True, text=True, timeout=120)
+
+    def said(*flags: str) -> str:
+        proc = clean(*flags)
         assert proc.returncode == 0, proc.stderr
         return " ".join(proc.stdout.split())
 
     def left() -> list[int]:
         return sorted(int(p.name[6:]) for p in folder.iterdir() if p.is_dir())
 
-    out = clean("--keep", "2", "--dry-run")
-    assert f"would delete {folder / 'trial-00006'}" in out and left() == list(range(10))
-    assert f"would free 6.0 KB: the checkpoints of 6 finished trials of {name} in {folder}; kept the best 2 (#4, " \
-        "#5) and every unfinished trial's" in out
-    out = clean("--keep", "2")
-    assert left() == [4, 5, 8, 9] and len(list(folder.glob("*.log"))) == 10
-    assert f"freed 6.0 KB: the checkpoints of 6 finished trials of {name}" in out
-    assert clean("--keep", "2").startswith(f"nothing to delete in {folder}")
-    clean("--keep", "0")
-    assert left() == [8, 9] and digest(tmp_path) == before
-    proc = subprocess.run([sys.executable, "-m", "sweeper.cli", "clean", name[:-1], "--storage", url], cwd=tmp_path,
+    out = said("--keep", "2", "--dry-run")
+    assert f"would delete {folder / 'trial-00006'}" in out and left() == list(range(11))
+    assert f"would free 7.0 KB: the checkpoints of 7 finished trials of {name} in {folder}; kept the best 2 (#10, " \
+        "#4), every unfinished trial's" in out
+    out = said("--keep", "1")
+    assert left() == [4, 8, 9, 10] and len(list(folder.glob("*.log"))) == 11
+    assert f"freed 7.0 KB: the checkpoints of 7 finished trials of {name} in {folder}; kept the best 1 (#10), " \
+        "those that met the targets (#4), every unfinished trial's" in out
+    assert said("--keep", "1").startswith(f"nothing to delete in {folder}: kept the best 1 (#10)")
+    said("--keep", "0")
+    assert left() == [4, 8, 9] and digest(tmp_path) == before
+    typo = subprocess.run([sys.executable, "-m", "sweeper.cli", "clean", name[:-1], "--storage", url], cwd=tmp_path,
                           env=env(), capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2 and "did you mean" in proc.stderr
+    assert typo.returncode == 2 and "did you mean" in typo.stderr
+    (tmp_path / "elsewhere").mkdir()  # the folder is a study attr, which anyone who may write the database sets
+    away = clean("--keep", "0", cwd=tmp_path / "elsewhere")
+    assert away.returncode == 2 and "deletes only in the folder it runs in or below" in " ".join(away.stderr.split())
+    assert left() == [4, 8, 9]

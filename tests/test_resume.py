@@ -808,24 +808,42 @@ def test_a_copied_or_moved_project_checkpoints_and_reads_data_in_its_own_folders
     assert relocated(moved, "postgresql+psycopg://u@db.example/s", first) is None
 
 
-def test_resume_says_fresh_when_this_sweeper_refuses_the_stored_spec(tmp_path, monkeypatch):
+def test_resume_says_how_to_go_on_when_the_stored_spec_is_refused(tmp_path, monkeypatch):
     """A study an earlier sweeper stored with what this one refuses (e.g. a top-k target that any model meets)
-    could not be resumed, and the message did not say how to go on."""
-    space = resumable_space(tmp_path, trials=4, sleep=0.0)
+    could not be resumed, and the message did not say how to go on; where the study's own code changed since (a
+    module renamed), the way on is to put it back, not --fresh (found by a regression check)."""
+    from search_spaces.loader import load_spec
+
+    monkeypatch.chdir(tmp_path)
     url = f"sqlite:///{tmp_path / 'sweeps.db'}"
-    spec, _ = prepare(SweepOptions(space=str(space), storage=url))
-    open_study(spec, url, str(space))
-    study = optuna.load_study(study_name=spec.name, storage=url)
+    core = load_spec("spaces/asl20.yaml", (f"name=core-{uuid.uuid4().hex[:8]}",), quick=True)
+    study = open_study(core, url, None)[0]
     stored = study.user_attrs[attrs.SPEC]
     study.set_user_attr(attrs.SPEC, {**stored, "budget": {**stored["budget"], "trials": 0}})
-    monkeypatch.chdir(tmp_path)
-    assert prepare(SweepOptions(study=spec.name, storage=url, overrides=("budget.trials=5",)))[0].budget.trials == 5
+    assert prepare(SweepOptions(study=core.name, storage=url, overrides=("budget.trials=5",)))[0].budget.trials == 5
     with pytest.raises(SpecError) as err:
-        prepare(SweepOptions(study=spec.name, storage=url))
-    assert str(err.value).startswith(f"the spec stored in study {spec.name!r}: budget.trials")
+        prepare(SweepOptions(study=core.name, storage=url))
+    assert str(err.value).startswith(f"the spec stored in study {core.name!r}: budget.trials")
     assert str(err.value).endswith("an earlier sweeper stored what this one refuses, so the study cannot be carried "
                                    "on: run its space, mended, as a new study (sweeper run FILE --fresh)")
     study.set_user_attr(attrs.SPEC, stored)
     with pytest.raises(SpecError) as err:  # the user's own --set refused: nothing about an earlier sweeper
-        prepare(SweepOptions(study=spec.name, storage=url, overrides=("budget.trials=0",)))
+        prepare(SweepOptions(study=core.name, storage=url, overrides=("budget.trials=0",)))
     assert "earlier sweeper" not in str(err.value) and "--set budget.trials=0" in str(err.value)
+
+    space = resumable_space(tmp_path, trials=4, sleep=0.0)  # a function of the user's own, then renamed
+    spec, _ = prepare(SweepOptions(space=str(space), storage=url))
+    open_study(spec, url, str(space))
+    module = tmp_path / f"{spec.entrypoint.partition(':')[0]}.py"
+    module.rename(tmp_path / "renamed.py")  # this process imported it already: a command of its own
+    code = ("import sys; from sweeper.driver import SweepOptions, prepare; from search_spaces.errors import SpecError\n"
+            f"try:\n    prepare(SweepOptions(study={spec.name!r}, storage={url!r}))\n"
+            "except SpecError as exc:\n    print(exc)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    said = " ".join(proc.stdout.split())
+    assert "cannot import module" in said and "earlier sweeper" not in said, proc.stderr
+    assert said.endswith(f"this sweeper, or {spec.entrypoint} as it is here, refuses what the study ran with: put "
+                         "back the code it ran and resume; if the code is as it was, run its space, mended, as a new "
+                         "study (sweeper run FILE --fresh)"), said
+    (tmp_path / "renamed.py").rename(module)  # put back: it resumes
+    assert prepare(SweepOptions(study=spec.name, storage=url))[0].name == spec.name

@@ -95,7 +95,7 @@ def test_the_checkpoint_of_a_finished_run_holds_its_best_weights_as_the_readme_l
               "checkpoint_every": 5}
     result = run(config, None, tmp_path)
     assert result["stop_reason"] == "early_stopping" and result["epochs_run"] % 5, result
-    state = torch.load(tmp_path / "state.pt", weights_only=True)  # README, "Inspecting studies"
+    state = torch.load(tmp_path / "state.pt", weights_only=True, map_location="cpu")  # README, "Inspecting studies"
     assert state["progress"]["epoch"] == result["epochs_run"]
     cfg = TrainConfig.from_flat(state["config"])
     data = load_splits(cfg)
