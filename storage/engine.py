@@ -291,6 +291,8 @@ def _reason(detail: str, url: str) -> str:
     if "statement timeout" in detail:
         return "a statement waited past statement_timeout: another session may hold a lock on Optuna's tables " \
                "(pg_locks shows it), or the server is stalled."
+    if "server closed the connection" in detail or "connection reset" in detail or "terminating connection" in detail:
+        return f"the server at {where} (or a proxy before it) cut the connection: it may be restarting."
     if "not a database" in detail:
         return "the file exists but is not a SQLite database."
     if "no longer compatible with the table schema" in detail:

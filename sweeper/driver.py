@@ -159,7 +159,8 @@ def existing_study_attrs(url: str, name: str) -> dict[str, Any]:
     except NotAStudyDatabase:
         return {}
     try:
-        return optuna.load_study(study_name=name, storage=storage).user_attrs if study_exists(storage, name) else {}
+        return retry_briefly(lambda: optuna.load_study(study_name=name, storage=storage).user_attrs
+                             if study_exists(storage, name) else {})
     finally:
         close_storage(storage)
 
@@ -218,14 +219,13 @@ def prepare(options: SweepOptions) -> tuple[Spec, str]:
         storage = retry_briefly(lambda: open_storage(url))  # PostgreSQL: Optuna's tables beside others, as Optuna does
     try:
         if options.fresh:
-            fresh = fresh_study_name(storage, spec.name)
+            fresh = retry_briefly(lambda: fresh_study_name(storage, spec.name))
             if fresh != spec.name:
                 spec = load_spec(resolve_space_path(options.space), (*options.overrides, f"name={fresh}"),
                                  quick=options.quick)
-        elif study_exists(storage, spec.name):
-            study = optuna.load_study(study_name=spec.name, storage=storage)
-            stored = study.user_attrs.get(attrs.SPEC)
-            if not isinstance(stored, dict) and study.get_trials(deepcopy=False):  # else: its creator died early
+        elif (found := retry_briefly(lambda: stored_spec_attr(storage, spec.name))) is not None:
+            stored, has_trials = found
+            if not isinstance(stored, dict) and has_trials:  # else: its creator died early
                 raise StorageError(
                     f"Study {spec.name!r} in {mask_url(url)} holds trials but no sweeper spec: another program made "
                     "it, and its trials would count in this sweep's budget and best. Start a new study with --fresh, "
@@ -240,6 +240,14 @@ def prepare(options: SweepOptions) -> tuple[Spec, str]:
     finally:  # the sweep opens its own, heartbeating storage; a PostgreSQL server counts idle connections
         close_storage(storage)
     return spec, url
+
+
+def stored_spec_attr(storage: optuna.storages.BaseStorage, name: str) -> tuple[Any, bool] | None:
+    """The spec attr of the study ``name`` and whether it holds trials; None where there is no such study."""
+    if not study_exists(storage, name):
+        return None
+    study = optuna.load_study(study_name=name, storage=storage)
+    return study.user_attrs.get(attrs.SPEC), storage.get_n_trials(study._study_id) > 0
 
 
 def with_defaults(stored: dict[str, Any], spec: Spec) -> dict[str, Any]:
@@ -275,9 +283,11 @@ def stored_spec(url: str, name: str, overrides: tuple[str, ...] = (), results_ro
                        "it; name that storage with --storage URL (or SWEEPER_STORAGE)")
     storage = retry_briefly(lambda: open_storage(url, create=False))
     try:
-        study = load_existing_study(storage, name, url)
-        user_attrs = study.user_attrs  # trials counted, not loaded: a study of thousands takes seconds to load
-        foreign = not isinstance(user_attrs.get(attrs.SPEC), dict) and storage.get_n_trials(study._study_id) > 0
+        study = retry_briefly(lambda: load_existing_study(storage, name, url))
+        user_attrs = retry_briefly(lambda: study.user_attrs)
+        # trials counted, not loaded: a study of thousands takes seconds to load
+        foreign = not isinstance(user_attrs.get(attrs.SPEC), dict) and retry_briefly(
+            lambda: storage.get_n_trials(study._study_id)) > 0
     finally:
         close_storage(storage)
     data = user_attrs.get(attrs.SPEC)
@@ -388,11 +398,10 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
     import ray
     searcher: Any = None  # the outage lines count its running trials
 
-    def outage_line(since: datetime, reason: str) -> None:
-        running = len(searcher.trials) if searcher else 0
-        console.print(f"[yellow]storage unreachable[/] since {since:%H:%M:%S}; {running} trial"
-                      f"{'' if running == 1 else 's'} still training, {'its' if running == 1 else 'their'} results "
-                      f"wait: {escape(reason)}", markup=True)
+    def outage_line(since: datetime, reason: str) -> None:  # before the searcher, no trial has started
+        training = f"; {count_trials(len(searcher.trials))} still training, results wait" if searcher else ""
+        console.print(f"[yellow]storage unreachable[/] since {since:%H:%M:%S}{training}: {escape(reason)}",
+                      markup=True)
 
     policy = OutagePolicy(
         options.storage_timeout or spec.budget.storage_timeout_seconds,  # --storage-timeout beats the space
@@ -444,7 +453,8 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
                   f"({'new' if created else 'resumed'}), "
                   f"{count_trials(budget)}, {spec.budget.max_concurrent} at a time"
                   + (f" (groups of up to {spec.resources.fuse})" if spec.resources.fuse > 1 else ""), markup=True)
-    checkpoints = checkpoint_folder(study.user_attrs, study.study_name, results_root)
+    # every read of the study from here on rides out an outage (one right after Ray's start crashed the sweep)
+    checkpoints = checkpoint_folder(policy.call(lambda: study.user_attrs), study.study_name, results_root)
     if not created:
         from sweeper.searcher import record_stopped  # after Ray's start: it imports Tune
 

@@ -60,7 +60,7 @@ class StudySearcher(DriverOnly, Searcher):
         self.carried_on: set[int] = set()  # dead drivers' trials this one carries on (their curves may be complete)
         self.reruns: list[optuna.Trial] = []  # trials Ray gave up on with retries left: asked again, first
         self.finished = False  # FINISHED was answered: Tune asks for no trial again
-        self.work_dir = study.user_attrs.get(attrs.WORK_DIR)  # where trials read relative paths
+        self.work_dir = policy.call(lambda: study.user_attrs).get(attrs.WORK_DIR)  # where trials read relative paths
         self.driver_dir = os.getcwd()  # where the driver found the entrypoint (after the space's folder)
         # An ask cut short by the storage resumes where it stopped (see _next_trial).
         self._pending: optuna.Trial | None = None
@@ -234,7 +234,8 @@ class StudySearcher(DriverOnly, Searcher):
         trial = None
         if asking is not None:
             with contextlib.suppress(Exception):  # failed: what it made so far is _pending
-                trial = asking.result(timeout=self.policy.timeout_s)  # as long as the writer's backlog may take
+                # as long as the writer's backlog may take; not at all past the outage budget (nothing is written)
+                trial = asking.result(timeout=0 if self.writer.error is not None else self.policy.timeout_s)
         # a dead driver's trial stays its own (RUNNING): the next run carries it on, or stops it at a met target
         for made in (trial, self._pending):
             if made is not None and made.number not in self.carried_on:

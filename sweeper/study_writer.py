@@ -47,8 +47,11 @@ class StudyWriter:
         self.error = self.error or error
 
     def flush(self) -> None:
-        """Wait until everything submitted is written (or the outage budget ran out); re-raise a failed write."""
-        self._queue.join()
+        """Wait until everything submitted is written, or a write failed for good (the outage budget ran out): then
+        re-raise it at once, not after a write still hung on a frozen server."""
+        with self._queue.all_tasks_done:
+            while self._queue.unfinished_tasks and self.error is None:
+                self._queue.all_tasks_done.wait(0.1)
         if self.error is not None:
             raise self.error
 

@@ -186,6 +186,41 @@ def test_connections_cut_mid_sweep_lose_and_duplicate_nothing(tmp_path, server):
     assert_recorded_once(url, study_name(space))
 
 
+def test_the_reads_of_a_new_study_once_ray_has_started_ride_out_a_dropped_connection(ray_session, tmp_path,
+                                                                                       monkeypatch):
+    """The first reads of a new study once Ray had started (its checkpoint folder, its work_dir) went around the
+    outage policy: a connection cut then crashed the sweep with Optuna's traceback (found by an exploratory test,
+    with a proxy cut 2.5 s into the sweep; here the cut is the next read's, for certain)."""
+    import psycopg
+    import sqlalchemy.exc
+
+    from sweeper import driver
+    from sweeper.driver import SweepOptions, run_sweep
+
+    opened, dropped = driver.open_study, []
+
+    def open_then_drop(*args, **kwargs):
+        study, created = opened(*args, **kwargs)
+        read = study._storage.get_study_user_attrs
+
+        def drop_once(*a, **k):
+            if not dropped:
+                dropped.append(a)
+                raise sqlalchemy.exc.OperationalError("SELECT", {}, psycopg.OperationalError(
+                    "server closed the connection unexpectedly"))
+            return read(*a, **k)
+
+        monkeypatch.setattr(study._storage, "get_study_user_attrs", drop_once)
+        return study, created
+
+    monkeypatch.setattr(driver, "open_study", open_then_drop)
+    monkeypatch.chdir(tmp_path)
+    space = resumable_space(tmp_path, trials=2, sleep=0.0)
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    study = run_sweep(SweepOptions(space=str(space), storage=url, results_dir=str(tmp_path / "runs")))
+    assert dropped and [t.state for t in study.get_trials()] == [TS.COMPLETE, TS.COMPLETE]
+
+
 @pytest.mark.slow
 def test_an_outage_past_the_storage_timeout_stops_cleanly_and_resumes(tmp_path, server):
     url = fresh_database(server, "timeout")
@@ -498,6 +533,26 @@ def test_ctrl_c_does_not_wait_for_writes_the_storage_is_refusing():
     assert time.monotonic() - started < 2
 
 
+def test_a_sweep_past_its_outage_budget_does_not_wait_for_a_write_hung_on_a_frozen_server():
+    """The exit-75 path waited for the write in flight (a statement a frozen server never answers, until the stall
+    watch cut it 125 s later): a 20 s --storage-timeout stopped the sweep after 159 s (found by an exploratory
+    test)."""
+    import threading
+
+    from sweeper.study_writer import StudyWriter
+
+    hung = threading.Event()
+    writer = StudyWriter(OutagePolicy(30.0))
+    writer.submit(lambda: hung.wait(30))
+    writer.submit(lambda: None)
+    writer.fail(StorageUnavailable("The storage stayed unreachable for more than 20 s"))  # as stop_all does
+    started = time.monotonic()
+    with pytest.raises(StorageUnavailable, match="more than 20 s"):
+        writer.flush()
+    assert time.monotonic() - started < 2
+    hung.set()
+
+
 def test_asks_during_an_outage_start_no_threads():
     """Tune's loop drains the writer before every ask, about every 0.1 s: a drain that left a thread waiting on the
     queue behind it piled up thousands in a 10-minute outage, each alive until the storage answered."""
@@ -611,3 +666,26 @@ def test_an_ask_that_a_locked_sqlite_file_holds_does_not_hold_tunes_loop(tmp_pat
     assert asked.state == TS.PRUNED and asked.user_attrs[attrs.STOP_REASON] == attrs.STOP_NEVER_STARTED, asked
     assert set(searcher.trials) == {"ray-3"}
     close_storage(storage)
+
+
+def test_a_connection_cut_by_a_proxy_is_named_in_words(server):
+    """pgbouncer's or HAProxy's cut ("server closed the connection unexpectedly") had no plain-words reason."""
+    import sqlalchemy
+
+    from storage.engine import as_storage_error
+
+    proxy = CuttableProxy(server.port)
+    url = server.url.replace(f":{server.port}/", f":{proxy.port}/")
+    engine = sqlalchemy.create_engine(url)
+    try:
+        with engine.connect() as connection:
+            connection.execute(sqlalchemy.text("SELECT 1"))
+            proxy.cut(0)
+            with pytest.raises(sqlalchemy.exc.OperationalError) as cut:
+                connection.execute(sqlalchemy.text("SELECT 1"))
+    finally:
+        engine.dispose()
+        proxy.close()
+    assert is_transient(cut.value)
+    assert f"the server at 127.0.0.1:{proxy.port}" in str(as_storage_error(cut.value, url, "reach"))
+    assert "cut the connection: it may be restarting" in str(as_storage_error(cut.value, url, "reach"))
