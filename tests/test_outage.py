@@ -541,10 +541,11 @@ def test_a_sweep_past_its_outage_budget_does_not_wait_for_a_write_hung_on_a_froz
 
     from sweeper.study_writer import StudyWriter
 
-    hung = threading.Event()
+    writing, hung = threading.Event(), threading.Event()
     writer = StudyWriter(OutagePolicy(30.0))
-    writer.submit(lambda: hung.wait(30))
+    writer.submit(lambda: writing.set() or hung.wait(30))
     writer.submit(lambda: None)
+    assert writing.wait(10)
     writer.fail(StorageUnavailable("The storage stayed unreachable for more than 20 s"))  # as stop_all does
     started = time.monotonic()
     with pytest.raises(StorageUnavailable, match="more than 20 s"):
