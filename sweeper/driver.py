@@ -64,7 +64,7 @@ from storage.urls import (
 )
 from sweeper.console import console, count_trials
 from sweeper.errors import BadInput, DiskUnavailable, NothingFinished
-from sweeper.folders import checkpoint_folder, relocated, trial_checkpoint_dir
+from sweeper.folders import RESULTS_DIR, checkpoint_folder, relocated, trial_checkpoint_dir
 from sweeper.interrupts import noting_interrupts
 from sweeper.progress import SweepPrinter
 from sweeper.ray_runtime import (
@@ -98,7 +98,7 @@ class SweepOptions:
     fresh: bool = False  # a new study under a fresh name (name-2, name-3, ...) even if the name is taken
     storage: str | None = None
     address: str | None = None
-    results_dir: str = "sweeper_runs"
+    results_dir: str = RESULTS_DIR
     max_failures: int = 2
     storage_timeout: float | None = None  # seconds a storage outage may last before the sweep stops (resumable)
 
@@ -275,7 +275,7 @@ def resume_command(spec: Spec, options: SweepOptions, url: str, command: str = "
     return f"sweeper {command} {shlex.quote(spec.name)}{storage}"  # pasted into a shell: spaces in names and paths
 
 
-def stored_spec(url: str, name: str, overrides: tuple[str, ...] = (), results_root: Path = Path("sweeper_runs")
+def stored_spec(url: str, name: str, overrides: tuple[str, ...] = (), results_root: Path = Path(RESULTS_DIR)
                 ) -> Spec:
     """The spec a study was run with, read back from the study (``sweeper resume``); ``--set`` applies on top."""
     if moved := [expr for expr in overrides if expr.partition("=")[0].strip() == "storage"]:
@@ -327,6 +327,7 @@ def stored_spec(url: str, name: str, overrides: tuple[str, ...] = (), results_ro
 
 
 def stored_is_valid(data: Mapping[str, Any], file: str, space_dir: Any) -> bool:
+    """Whether the stored spec loads as it is, without the user's ``--set``."""
     try:
         spec_from_dict(attrs.spec_as_ran(data), file=file, base_dir=space_dir)
     except SpecError:
@@ -715,7 +716,7 @@ def outage_message(policy: OutagePolicy, url: str) -> str:
             "once the storage is back: finished trials are kept, unfinished ones carried on from their checkpoints.")
 
 
-def open_study(spec: Spec, url: str, space: str | None, results_root: Path = Path("sweeper_runs"),
+def open_study(spec: Spec, url: str, space: str | None, results_root: Path = Path(RESULTS_DIR),
                data: str | None = None) -> tuple[optuna.Study, bool]:
     """Create the study (with the seeds' enqueued points) or load it to continue.
 

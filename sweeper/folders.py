@@ -11,6 +11,8 @@ from typing import Any
 from storage import attrs
 from storage.urls import sqlite_path
 
+RESULTS_DIR = "sweeper_runs"  # --results-dir's default: checkpoints and Ray's results, under the folder it runs in
+
 
 def checkpoint_folder(found: Mapping[str, Any], name: str, results_root: Path) -> Path:
     """Where the study ``name`` (its attrs ``found``) checkpoints: the folder its first run chose, wherever this run

@@ -138,8 +138,8 @@ def import_target(target: str, base_dir: str | Path | None = None, cwd: str | Pa
         kept = [text for text in added if base_dir is not None and text == str(folders[0])]
         sys.path[:] = [text for text in sys.path if text not in added] + kept
     top = module_name.partition(".")[0]
-    # imported first, import_module returns sweeper's package: a user module of that name would never run (the
-    # core is the one that should)
+    # sweeper's package, imported first, is what import_module returns: a user's module of that name would never
+    # run, and is refused; the core's own target names sweeper's package, whatever the folder holds
     for folder in folders if top in SWEEPER_PACKAGES and target != DEFAULT_ENTRYPOINT else ():
         own = folder / top if (folder / top / "__init__.py").is_file() else folder / f"{top}.py"
         shadowed = sys.modules[top] if own.exists() else None
