@@ -4,7 +4,8 @@ Every trial's checkpoint stays when it ends, so the best trials' weights are the
 ``state.pt`` is 16 bytes a parameter (350 MB for nslt1000's model). Only a RUNNING trial's is read again (a resume
 carries it on), so the folders of COMPLETE, PRUNED and FAIL trials may go, while a sweep runs too; the best
 ``keep`` COMPLETE trials' stay, and those of the trials that met the targets (the first, and the best). The study
-is only read, and each trial's output file (``trial-N.log``) stays.
+is only read, each trial's output file (``trial-N.log``) stays, and it deletes only in the folder it runs in (or
+below) or under the ``--results-dir`` given.
 """
 
 from __future__ import annotations
@@ -24,17 +25,20 @@ def clean_checkpoints(view: StudyView, url: str, keep: int, results_root: Path, 
     """Delete (with ``dry_run``, list) the checkpoint folders of the finished trials not worth keeping."""
     name = view.study.study_name
     folder = study_checkpoints(view.study.user_attrs, name, url, results_root)
-    if not here_or_below(folder):  # the folder is a study attr, which anyone who may write the database sets
-        raise BadInput(f"study {name!r} keeps its checkpoints in {folder}, which is not in this folder: sweeper clean "
-                       "deletes only in the folder it runs in or below; run it from the project (or a folder above)")
+    # the folder is a study attr, which anyone who may write the database sets: only where the user points
+    if not here_or_below(folder) and not folder.resolve().is_relative_to(results_root.resolve()):
+        raise BadInput(f"study {name!r} keeps its checkpoints in {folder}, which is neither in this folder nor under "
+                       f"--results-dir {results_root}: sweeper clean deletes only there; give the run's results "
+                       f"folder (--results-dir {folder.parent.parent}) or run it from a folder above")
     best = [t.number for t in view.complete[:keep]]
     met = list(dict.fromkeys(t.number for t in (view.first_reached(), view.reached())
                              if t is not None and t.number not in best))
     kept = {*best, *met}
     doomed = [path for t in view.trials if t.state.is_finished() and t.number not in kept
               if (path := trial_checkpoint_dir(str(folder), t.number)).is_dir() and not path.is_symlink()]
+    first_and_best = "the first to meet the targets" if len(met) == 1 else "the first and the best to meet the targets"
     saying = ", ".join([*([f"the best {len(best)} ({_numbers(best)})"] if best else []),
-                        *([f"those that met the targets ({_numbers(met)})"] if met else []),
+                        *([f"{first_and_best} ({_numbers(met)})"] if met else []),
                         "every unfinished trial's"])
     if not doomed:
         console.print(f"nothing to delete in {folder}: kept {saying}", markup=False)

@@ -275,6 +275,12 @@ def resume_command(spec: Spec, options: SweepOptions, url: str, command: str = "
     return f"sweeper {command} {shlex.quote(spec.name)}{storage}"  # pasted into a shell: spaces in names and paths
 
 
+def clean_command(spec: Spec, options: SweepOptions, url: str) -> str:
+    """``sweeper clean NAME``, with the storage and results folder this run was given."""
+    results = f" --results-dir {shlex.quote(options.results_dir)}" if options.results_dir != RESULTS_DIR else ""
+    return resume_command(spec, options, url, "clean") + results
+
+
 def stored_spec(url: str, name: str, overrides: tuple[str, ...] = (), results_root: Path = Path(RESULTS_DIR)
                 ) -> Spec:
     """The spec a study was run with, read back from the study (``sweeper resume``); ``--set`` applies on top."""
@@ -546,7 +552,7 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
     trials = final_summary(study, policy, printer, url)
     if recorder.disk_problem:
         raise DiskUnavailable(f"the sweep stopped: a trial's disk took no more writes ({recorder.disk_problem}); "
-                              f"make room under {checkpoints} ({resume_command(spec, options, url, 'clean')} deletes "
+                              f"make room under {checkpoints} ({clean_command(spec, options, url)} deletes "
                               "finished trials' checkpoints, which are never read again) and run the same command: "
                               "it carries the trials on")
     check_something_finished(trials, study.study_name)

@@ -897,7 +897,7 @@ def test_clean_deletes_the_checkpoints_of_finished_trials_but_the_best_and_never
     out = said("--keep", "1")
     assert left() == [4, 8, 9, 10] and len(list(folder.glob("*.log"))) == 11
     assert f"freed 7.0 KB: the checkpoints of 7 finished trials of {name} in {folder}; kept the best 1 (#10), " \
-        "those that met the targets (#4), every unfinished trial's" in out
+        "the first to meet the targets (#4), every unfinished trial's" in out
     assert said("--keep", "1").startswith(f"nothing to delete in {folder}: kept the best 1 (#10)")
     said("--keep", "0")
     assert left() == [4, 8, 9] and digest(tmp_path) == before
@@ -905,6 +905,13 @@ def test_clean_deletes_the_checkpoints_of_finished_trials_but_the_best_and_never
                           env=env(), capture_output=True, text=True, timeout=120)
     assert typo.returncode == 2 and "did you mean" in typo.stderr
     (tmp_path / "elsewhere").mkdir()  # the folder is a study attr, which anyone who may write the database sets
+    for made in (4, 5):
+        (folder / f"trial-{made:05d}").mkdir(exist_ok=True)
     away = clean("--keep", "0", cwd=tmp_path / "elsewhere")
-    assert away.returncode == 2 and "deletes only in the folder it runs in or below" in " ".join(away.stderr.split())
+    assert away.returncode == 2 and f"which is neither in this folder nor under --results-dir sweeper_runs: sweeper " \
+        f"clean deletes only there; give the run's results folder (--results-dir {tmp_path / 'runs'})" in \
+        " ".join(away.stderr.split())
+    assert left() == [4, 5, 8, 9]
+    # a results folder outside the project (docker/compose.yaml's /results) or behind a symlink: as the run gave it
+    assert clean("--keep", "0", "--results-dir", str(tmp_path / "runs"), cwd=tmp_path / "elsewhere").returncode == 0
     assert left() == [4, 8, 9]
