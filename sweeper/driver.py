@@ -549,7 +549,8 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
         raise KeyboardInterrupt from None
     finally:  # the CLI leaves with os._exit, which skips SQLite's own checkpoint at the last close
         fold_sqlite_wal(url)
-    trials = final_summary(study, policy, printer, url)
+    # a full disk leaves this driver's trials RUNNING and ownerless, for the next run: not another driver's
+    trials = final_summary(study, policy, printer, url, others_left=not recorder.disk_problem)
     if recorder.disk_problem:
         raise DiskUnavailable(f"the sweep stopped: a trial's disk took no more writes ({recorder.disk_problem}); "
                               f"make room under {checkpoints} ({clean_command(spec, options, url)} deletes "
@@ -660,13 +661,13 @@ def build_tuner(spec: Spec, name: str, searcher: Any, recorder: Any, history: li
     )
 
 
-def final_summary(study: optuna.Study, policy: OutagePolicy, printer: SweepPrinter, url: str
-                  ) -> list[optuna.trial.FrozenTrial]:
-    """The final table, and the trials of another driver that died meanwhile; returns the study's trials. Every
-    trial is recorded by now: an outage costs the summary only, and says so as any outage does."""
+def final_summary(study: optuna.Study, policy: OutagePolicy, printer: SweepPrinter, url: str, *,
+                  others_left: bool = True) -> list[optuna.trial.FrozenTrial]:
+    """The final table, and (``others_left``) the trials of another driver that died meanwhile; returns the study's
+    trials. Every trial is recorded by now: an outage costs the summary only, and says so as any outage does."""
     try:
         policy.call(lambda: printer.final_table(study))
-        if left := policy.call(lambda: orphaned_trials(study)):
+        if others_left and (left := policy.call(lambda: orphaned_trials(study))):
             console.print(f"{count_trials(len(left))} of a driver that is gone {'is' if len(left) == 1 else 'are'} "
                           "still RUNNING "
                           f"({', '.join(f'#{t.number}' for t in left)}): sweeper run again carries them on")

@@ -221,7 +221,8 @@ def test_a_sweep_whose_every_trial_failed_says_so(ray_session, tmp_path, monkeyp
 
 
 @pytest.mark.slow
-def test_a_full_disk_stops_the_sweep_with_its_trials_running_for_the_next_run(ray_session, tmp_path, monkeypatch):
+def test_a_full_disk_stops_the_sweep_with_its_trials_running_for_the_next_run(ray_session, tmp_path, monkeypatch,
+                                                                              capsys):
     """A full checkpoint disk failed every trial in turn (each retried first) and spent the budget on FAILs: a
     study no resume could carry on. It is the machine's problem: the sweep stops, exit 75, trials RUNNING."""
     import torch
@@ -257,6 +258,7 @@ def test_a_full_disk_stops_the_sweep_with_its_trials_running_for_the_next_run(ra
     options = SweepOptions(space=str(tmp_path / "disk.yaml"), storage=url)
     with pytest.raises(DiskUnavailable, match=r"disk took no more writes \(torch.save could not write") as full:
         run_sweep(options)
+    assert "of a driver that is gone" not in capsys.readouterr().out  # its own trials, left RUNNING for the next run
     assert f"(sweeper clean {name} --storage {url} deletes finished trials' checkpoints, which are never read " \
         "again) and run the same command" in str(full.value)
     states = {t.number: t.state for t in load(url, name).get_trials()}
