@@ -26,7 +26,7 @@ from storage import attrs
 from storage.report import StudyView
 from sweeper.console import console, format_value, target_gap
 from sweeper.errors import BadInput
-from sweeper.folders import RESULTS_DIR, checkpoint_folder, study_checkpoints, trial_checkpoint_dir
+from sweeper.folders import RESULTS_DIR, checkpoint_folder, here_or_below, study_checkpoints, trial_checkpoint_dir
 from trials.config import STATE_FILE, flatten
 from trials.entrypoint import DEFAULT_ENTRYPOINT
 
@@ -97,12 +97,6 @@ def _space_file(view: StudyView) -> Path | None:
         return None
     path = Path(space_dir) / Path(space_file).name if isinstance(space_dir, str) else Path(space_file)
     return path if path.is_file() and here_or_below(path.parent) else None
-
-
-def here_or_below(folder: Path) -> bool:
-    """Whether a command may import a study's code from ``folder`` (a study attr, which anyone who may write the
-    database sets): only from where it runs, or below."""
-    return folder.resolve().is_relative_to(Path.cwd().resolve())
 
 
 def yaml_scalar(value: Any) -> str:

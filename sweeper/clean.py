@@ -15,10 +15,9 @@ import shutil
 from pathlib import Path
 
 from storage.report import StudyView
-from sweeper.best import here_or_below
 from sweeper.console import console, count_trials
 from sweeper.errors import BadInput
-from sweeper.folders import study_checkpoints, trial_checkpoint_dir
+from sweeper.folders import here_or_below, study_checkpoints, trial_checkpoint_dir
 
 
 def clean_checkpoints(view: StudyView, url: str, keep: int, results_root: Path, dry_run: bool = False) -> None:

@@ -226,8 +226,8 @@ _leaving = threading.Lock()
 def _leave(code: int, message: str = "") -> NoReturn:
     """Exit now: the driver has written what it will (on Ctrl-C, what it drained; the rest runs again on resume), so
     the graceful teardowns (seconds, or a minute waiting on a Ray that a SIGTERM to the process group already
-    stopped) have nothing left to save. The main thread and
-    the driver's interrupt watcher may both get here: the first one out says why."""
+    stopped) have nothing left to save. The main thread and the driver's interrupt watcher may both get here: the
+    first one out says why."""
     if threading.current_thread() is threading.main_thread():  # a second Ctrl-C must not cut the exit short
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -372,8 +372,8 @@ def clean(
     name: StudyName,
     keep: Annotated[int, typer.Option(metavar="N", min=0, help="The best N COMPLETE trials keep theirs.")] = 3,
     dry_run: Annotated[bool, typer.Option("--dry-run", metavar="", help="List what would go; delete nothing.")] = False,
-    results_dir: Annotated[str, typer.Option(metavar="DIR", callback=_folder, help="The run's --results-dir, for "
-                                             "a study whose recorded folder is not on this machine.")] = "sweeper_runs",
+    results_dir: Annotated[str, typer.Option(metavar="DIR", callback=_folder, help="The run's --results-dir: clean "
+                                             "deletes only under it or the folder it runs in.")] = "sweeper_runs",
     storage: StorageFlag = None,
 ) -> None:
     """Delete finished trials' checkpoints but the best N's and the target's (a RUNNING one's is read again)."""

@@ -64,7 +64,7 @@ from storage.urls import (
 )
 from sweeper.console import console, count_trials
 from sweeper.errors import BadInput, DiskUnavailable, NothingFinished
-from sweeper.folders import RESULTS_DIR, checkpoint_folder, relocated, trial_checkpoint_dir
+from sweeper.folders import RESULTS_DIR, checkpoint_folder, here_or_below, relocated, trial_checkpoint_dir
 from sweeper.interrupts import noting_interrupts
 from sweeper.progress import SweepPrinter
 from sweeper.ray_runtime import (
@@ -301,8 +301,6 @@ def stored_spec(url: str, name: str, overrides: tuple[str, ...] = (), results_ro
         raise StorageError(f"Study {name!r} in {mask_url(url)} holds no sweeper spec" + (
             ": another program made it, so sweeper cannot carry it on; run your space as a new study (sweeper run "
             "FILE --fresh, or --set name=...)." if foreign else "; run its space file with sweeper run instead."))
-    from sweeper.best import here_or_below
-
     space_dir = {**user_attrs, **(relocated(user_attrs, url, results_root) or {})}.get(attrs.SPACE_DIR)  # a copy's
     entrypoint = data.get("entrypoint") or DEFAULT_ENTRYPOINT
     if entrypoint != DEFAULT_ENTRYPOINT and isinstance(space_dir, str) and not Path(space_dir).is_dir():

@@ -35,6 +35,12 @@ def study_checkpoints(found: Mapping[str, Any], name: str, url: str, results_roo
     return checkpoint_folder({**found, **(relocated(found, url, results_root) or {})}, name, results_root)
 
 
+def here_or_below(folder: Path) -> bool:
+    """Whether a command may import a study's code from ``folder``, or delete in it (a study attr, which anyone who
+    may write the database sets): only where it runs, or below."""
+    return folder.resolve().is_relative_to(Path.cwd().resolve())
+
+
 def trial_checkpoint_dir(checkpoints: str, number: int) -> Path:
     """A trial's own folder in its study's checkpoint folder (the study attr ``checkpoints``)."""
     return Path(checkpoints) / f"trial-{number:05d}"
