@@ -358,7 +358,7 @@ def export(
 
 @app.command()
 def best(name: StudyName, storage: StorageFlag = None, format_: OutputFormat = "table") -> None:
-    """The best trial's params and metrics, and the sweeper train command that reproduces it."""
+    """The best trial's params, metrics and weights, and the sweeper train command that reproduces it."""
     from sweeper import inspection
     from sweeper.best import show_best
 
