@@ -241,12 +241,16 @@ def test_image_copies_every_package() -> None:
     fine here and fail to import in the containers."""
     config = configparser.ConfigParser()
     config.read(ROOT / "setup.cfg")
-    packages = [p.strip().rstrip("*") for p in config["options.packages.find"]["include"].split() if p.strip()]
+    packages = dict.fromkeys(p.strip().partition(".")[0] for p in config["options.packages.find"]["include"].split())
     dockerfile = DOCKERFILE.read_text()
     allowed = (ROOT / ".dockerignore").read_text().splitlines()
+    assert list(packages) == ["sweeper", "trials", "search_spaces", "storage"]
     for package in packages:
         assert re.search(rf"^COPY {package} ", dockerfile, re.MULTILINE), f"Dockerfile does not copy {package}/"
         assert f"!{package}/" in allowed, f".dockerignore keeps {package}/ out of the build context"
+    # setup.cfg's license_files must be in the context too: pip install '.' there needs them
+    for name in config["metadata"]["license_files"].split():
+        assert re.search(rf"^COPY .*\b{name}\b.* \./$", dockerfile, re.MULTILINE) and f"!{name}" in allowed, name
 
 
 def hadolint() -> str:
