@@ -26,7 +26,7 @@ from storage import attrs
 from storage.report import StudyView
 from sweeper.console import console, format_value, target_gap
 from sweeper.errors import BadInput
-from sweeper.folders import RESULTS_DIR, checkpoint_folder, here_or_below, study_checkpoints, trial_checkpoint_dir
+from sweeper.folders import RESULTS_DIR, here_or_below, study_checkpoints, trial_checkpoint_dir
 from trials.config import STATE_FILE, flatten
 from trials.entrypoint import DEFAULT_ENTRYPOINT
 
@@ -117,9 +117,7 @@ def yaml_scalar(value: Any) -> str:
 def saved_checkpoint(view: StudyView, trial: optuna.trial.FrozenTrial, url: str | None) -> Path | None:
     """The trial's checkpoint folder where it still holds files (for the built-in core, ``state.pt``: the best
     epoch's weights and the config that trained them); a copied or moved project's own, as its next run takes it."""
-    results_root, found, name = Path(RESULTS_DIR), view.study.user_attrs, view.study.study_name
-    checkpoints = study_checkpoints(found, name, url, results_root) if url else checkpoint_folder(found, name,
-                                                                                                   results_root)
+    checkpoints = study_checkpoints(view.study.user_attrs, view.study.study_name, url, Path(RESULTS_DIR))
     folder = trial_checkpoint_dir(str(checkpoints), trial.number)
     return folder if folder.is_dir() and any(folder.iterdir()) else None
 

@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 
 from storage.report import StudyView
-from sweeper.console import console, count_trials
+from sweeper.console import console
 from sweeper.errors import BadInput
 from sweeper.folders import here_or_below, study_checkpoints, trial_checkpoint_dir
 
@@ -49,7 +49,7 @@ def clean_checkpoints(view: StudyView, url: str, keep: int, results_root: Path, 
         else:
             shutil.rmtree(path)
     console.print(f"{'would free' if dry_run else 'freed'} {_human(size)}: the checkpoints of "
-                  f"{count_trials(len(doomed)).replace('trial', 'finished trial')} of {name} in {folder}; kept "
+                  f"{len(doomed)} finished trial{'s' * (len(doomed) != 1)} of {name} in {folder}; kept "
                   f"{saying}", markup=False)
 
 

@@ -29,10 +29,11 @@ def checkpoint_folder(found: Mapping[str, Any], name: str, results_root: Path) -
     return stored if shaped else results_root / "checkpoints" / stored.name
 
 
-def study_checkpoints(found: Mapping[str, Any], name: str, url: str, results_root: Path) -> Path:
+def study_checkpoints(found: Mapping[str, Any], name: str, url: str | None, results_root: Path) -> Path:
     """The checkpoint folder of the study ``name`` (attrs ``found``) in the storage at ``url``, as its next run takes
-    it: a copied or moved project's own (:func:`relocated`)."""
-    return checkpoint_folder({**found, **(relocated(found, url, results_root) or {})}, name, results_root)
+    it: a copied or moved project's own (:func:`relocated`; no storage named, the folder recorded)."""
+    moved = relocated(found, url, results_root) if url is not None else None
+    return checkpoint_folder({**found, **(moved or {})}, name, results_root)
 
 
 def here_or_below(folder: Path) -> bool:
