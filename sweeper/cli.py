@@ -298,10 +298,12 @@ def spaces() -> None:
     """List the built-in spaces (a local spaces/NAME.yaml wins over a built-in of that name)."""
     from search_spaces.loader import list_builtin_spaces
 
-    for name, description in list_builtin_spaces():
+    builtin = list_builtin_spaces()
+    width = max((len(f"spaces/{name}.yaml") for name, _ in builtin), default=0)
+    for name, description in builtin:
         local = Path("spaces", f"{name}.yaml").is_file()  # what `sweeper run spaces/NAME.yaml` runs from here
         note = f"  (from here, the local spaces/{name}.yaml is used instead)" if local else ""
-        console.print(f"spaces/{name}.yaml  {description}{note}", markup=False)
+        console.print(f"{f'spaces/{name}.yaml':<{width}}  {description}{note}", markup=False)
 
 
 StorageFlag = Annotated[Optional[str], typer.Option(  # noqa: UP045

@@ -67,6 +67,8 @@ def test_validate_and_spaces(tmp_path):
     listing = sweeper("spaces", cwd=tmp_path).stdout
     assert all(f"spaces/{n}.yaml" in listing for n in ("asl20", "asl50", "asl100", "nslt1000"))
     assert "local" not in listing
+    starts = {len(line) - len(line.split(maxsplit=1)[1]) for line in listing.splitlines()}
+    assert len(starts) == 1, listing  # descriptions start in one column
     (tmp_path / "spaces").mkdir()
     (tmp_path / "spaces" / "asl50.yaml").write_text("params:\n  lr: {type: float, low: 0.001, high: 0.01}\n")
     lines = {line.split()[0]: line for line in sweeper("spaces", cwd=tmp_path).stdout.splitlines()}
