@@ -274,7 +274,7 @@ def validate(
     """Check a space file and the storage URL a run would use, without connecting; print both, passwords masked."""
     from search_spaces.loader import load_spec, render_spec, resolve_space_path
     from storage.urls import ENV_VAR, mask_in_text, mask_url
-    from sweeper.driver import check_data_found, spec_storage_url
+    from sweeper.preflight import check_data_found, spec_storage_url
     from sweeper.samplers import check_sampling
 
     spec = load_spec(resolve_space_path(space), tuple(set_), quick=quick)

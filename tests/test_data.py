@@ -719,7 +719,7 @@ def test_a_sweep_whose_splits_fail_every_trial_is_refused_before_it_starts(tmp_p
     """validate and run read the arrays but not the splits: a class with no training sample (or an empty val
     split) passed, and every trial of the study it wrote failed."""
     from search_spaces.loader import load_spec
-    from sweeper.driver import check_data_found
+    from sweeper.preflight import check_data_found
 
     split = np.array(["train", "val", "test"] * 6)
     split[np.repeat(np.arange(3), 6) == 1] = "test"  # class 1 is in test only
@@ -735,7 +735,8 @@ def test_a_study_refuses_data_that_changed_under_its_path(tmp_path: Path, monkey
     """A file replaced under the same path was read by the resumed trials: one study compared trials trained on
     two datasets (33% on the first, 100% on the second, "targets first met")."""
     from search_spaces.loader import load_spec
-    from sweeper.driver import check_data_found, data_to_record, open_study
+    from sweeper.driver import open_study
+    from sweeper.preflight import check_data_found, data_to_record
     from trials.synthetic import GENERATOR
 
     monkeypatch.chdir(tmp_path)

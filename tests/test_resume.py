@@ -31,7 +31,8 @@ from storage.errors import StorageError
 from storage.resume import GRACE_PERIOD_S, Driver, orphaned_trials, record_heartbeat, spec_changes
 from storage.studies import create_or_load_study
 from storage.urls import is_sqlite
-from sweeper.driver import SweepOptions, open_study, prepare, run_sweep
+from sweeper.driver import open_study, run_sweep
+from sweeper.preflight import SweepOptions, prepare
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TS = optuna.trial.TrialState
@@ -534,7 +535,7 @@ def test_a_sampler_or_scheduler_option_written_at_its_default_changes_no_study(t
 @pytest.mark.parametrize("quick", [False, True])
 def test_the_spec_a_study_keeps_holds_no_storage_url_not_even_the_quick_profiles(tmp_path, quick):
     from search_spaces.loader import load_spec
-    from sweeper.driver import spec_attr
+    from sweeper.preflight import spec_attr
 
     url = "postgresql+psycopg://alice:hunter22secret@db.example/sweeps"
     (tmp_path / "s.yaml").write_text(f"storage: {url}\nparams:\n  lr: {{type: float, low: 0.001, high: 0.01}}\n"
@@ -694,7 +695,7 @@ def test_the_resume_command_shown_pastes_into_a_shell_whatever_the_names():
     import shlex
 
     from search_spaces.loader import load_spec
-    from sweeper.driver import SweepOptions, resume_command
+    from sweeper.preflight import SweepOptions, resume_command
 
     spec = load_spec("asl20", overrides=["name=my exp; rm -rf x"])
     url = "sqlite:////tmp/A proj/my sweeps.db"
@@ -836,7 +837,7 @@ def test_resume_says_how_to_go_on_when_the_stored_spec_is_refused(tmp_path, monk
     open_study(spec, url, str(space))
     module = tmp_path / f"{spec.entrypoint.partition(':')[0]}.py"
     module.rename(tmp_path / "renamed.py")  # this process imported it already: a command of its own
-    code = ("import sys; from sweeper.driver import SweepOptions, prepare; from search_spaces.errors import SpecError\n"
+    code = ("from sweeper.preflight import SweepOptions, prepare; from search_spaces.errors import SpecError\n"
             f"try:\n    prepare(SweepOptions(study={spec.name!r}, storage={url!r}))\n"
             "except SpecError as exc:\n    print(exc)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120)

@@ -339,7 +339,7 @@ def test_a_related_setting_is_still_refused_by_its_own_rules(tmp_path: Path) -> 
     """Only the rules between related settings wait for the values a space samples: a value bad on its own (a
     model.size no preset has, a zero lr) is refused where it is written, however many partners it has, and the
     checks of the data before a sweep take the training block as valid beside the sampled params."""
-    from sweeper.driver import check_data_found
+    from sweeper.preflight import check_data_found
 
     six = "[32, 64, 96, 128, 160, 192]"
     path = write(tmp_path, f"params:\n  model.size: {{type: categorical, choices: [small, Medium]}}\n"

@@ -1,0 +1,347 @@
+"""What ``sweeper run`` and ``sweeper resume`` check and read before they write anything.
+
+The spec is validated, the storage URL checked, an existing study's stored spec and data compared with what this
+run would do, and the results folder tried, all before a study is created or Ray started: bad input (exit 2)
+leaves the database and the disk as they were. :mod:`sweeper.driver` runs the sweep on what this returns.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shlex
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from search_spaces.errors import SpecError, SpecIssue
+from search_spaces.loader import load_spec, resolve_space_path, spec_from_dict
+from search_spaces.schema import Spec
+from search_spaces.sections import KINDS
+from storage import attrs
+from storage.engine import check_sqlite_options, close_storage, open_storage
+from storage.errors import NotAStudyDatabase, StorageError
+from storage.resume import RESUMABLE_SECTIONS, spec_changes
+from storage.retry import retry_briefly
+from storage.studies import fresh_study_name, load_existing_study, study_exists
+from storage.urls import (
+    ENV_VAR,
+    is_sqlite,
+    mask_in_text,
+    mask_url,
+    resolve_storage_url,
+    sqlite_path,
+    validate_storage_url,
+)
+from sweeper.console import console
+from sweeper.errors import BadInput
+from sweeper.folders import RESULTS_DIR, here_or_below, relocated
+from sweeper.samplers import check_sampling, sampler_defaults
+from trials.config import TrainConfig, flatten
+from trials.datasets import check_found, check_splits, data_fingerprint, read_npz, read_wlasl
+from trials.entrypoint import DEFAULT_ENTRYPOINT, working_in
+from trials.errors import DataError
+from trials.synthetic import GENERATOR
+
+
+@dataclass(frozen=True)
+class SweepOptions:
+    """What ``sweeper run`` (a space file) or ``sweeper resume`` (a study name) was asked to do."""
+
+    space: str | None = None  # a space file, or a built-in name
+    study: str | None = None  # instead of a space: resume this study from the spec stored in it
+    overrides: tuple[str, ...] = ()
+    quick: bool = False
+    fresh: bool = False  # a new study under a fresh name (name-2, name-3, ...) even if the name is taken
+    storage: str | None = None
+    address: str | None = None
+    results_dir: str = RESULTS_DIR
+    max_failures: int = 2
+    storage_timeout: float | None = None  # seconds a storage outage may last before the sweep stops (resumable)
+
+
+def sweep_storage_url(url: str) -> str:
+    """:func:`validate_storage_url`, and a database the sweep's threads, workers and later commands can all open."""
+    url = validate_storage_url(url)
+    if is_sqlite(url) and sqlite_path(url) is None:
+        raise StorageError(f"{mask_url(url)!r} is an in-memory SQLite database: each connection gets its own, empty "
+                           "one, and it is gone when the sweep ends. Name a file, e.g. sqlite:///sweeps.db.")
+    check_sqlite_options(url)
+    return url
+
+
+def spec_storage_url(spec: Spec, cli_url: str | None) -> str:
+    """The checked URL a sweep of ``spec`` uses; a bad one names where it came from unless the user just typed it."""
+    try:
+        return sweep_storage_url(resolve_storage_url(spec.storage, cli_url))
+    except StorageError as exc:
+        typed = next((f"--set {o}" for o in reversed(spec.overrides) if o.partition("=")[0].strip() == "storage"), None)
+        origin = None if cli_url else ENV_VAR if os.environ.get(ENV_VAR, "").strip() else \
+            (typed and mask_in_text(typed, spec.storage)) or (f"{spec.source_path}: storage" if spec.storage else None)
+        raise StorageError(f"{origin}: {exc}" if origin else str(exc)) from None
+
+
+def check_data_found(spec: Spec, folder: Path | None = None) -> str | None:
+    """Data the built-in core cannot find or read fails every trial: refuse the sweep instead. Not where a param
+    samples which data, and not on a cluster (``--address``), where the workers' disks are the ones that count.
+    ``folder``: where the trials read relative paths (a resumed study's first folder), else this one. Returns the
+    data's fingerprint (:func:`trials.datasets.data_fingerprint`, the generator's version for generated data), or
+    None where none was checked."""
+    if spec.entrypoint != DEFAULT_ENTRYPOINT or any(k.startswith("dataset.") for k in spec.sampled_params()):
+        return None
+    cfg = TrainConfig.from_flat(spec.base_config(), validate=False)  # valid beside the sampled params, not alone
+    folder = folder if folder is not None and folder.is_dir() else Path.cwd()  # as the trials fall back
+    try:
+        with working_in(str(folder)):
+            check_found(cfg.dataset_name, cfg.dataset_path, cfg.dataset_split_file)
+            if cfg.dataset_name == "npz":  # the arrays and splits too (a NaN, an empty split): here, not per trial
+                check_splits(read_npz(cfg.dataset_path, classes=cfg.dataset_classes, seed=cfg.dataset_seed))
+            elif cfg.dataset_name == "wlasl":
+                check_splits(read_wlasl(cfg.dataset_path, cfg.dataset_split_file, cfg.dataset_landmarks_dir,
+                                        classes=cfg.dataset_classes))
+            return GENERATOR if cfg.dataset_name == "synthetic" else \
+                data_fingerprint(cfg.dataset_name, cfg.dataset_path, cfg.dataset_split_file, cfg.dataset_landmarks_dir)
+    except DataError as exc:
+        where = f"{spec.source_path}: " if spec.source_path else ""
+        raise DataError(f"{where}training.dataset: {exc} (a relative path is read from {folder})") from None
+
+
+def existing_study_attrs(url: str, name: str) -> dict[str, Any]:
+    """An existing study's user attrs (its first run's folder, its data...); empty for a new study."""
+    path = sqlite_path(url)
+    if path is not None and not path.exists():
+        return {}
+    try:
+        storage = retry_briefly(lambda: open_storage(url, create=False))
+    except NotAStudyDatabase:
+        return {}
+    try:
+        return retry_briefly(lambda: optuna.load_study(study_name=name, storage=storage).user_attrs
+                             if study_exists(storage, name) else {})
+    finally:
+        close_storage(storage)
+
+
+def check_same_data(spec: Spec, found: Any, data: str | None, folder: str | Path | None = None) -> None:
+    """Refuse data that changed under the path a study's first run read (study attr ``data``): its trials would be
+    compared with trials trained on the old data."""
+    if data is None or found in (None, data):
+        return
+    where = f"{spec.source_path or spec.name}: training.dataset:"
+    if data.startswith("synthetic"):
+        raise DataError(f"{where} this sweeper generates other synthetic data ({data}) than study {spec.name!r} "
+                        f"began with ({found}): its trials would compare two datasets. Start a study of its own "
+                        "(sweeper run SPACE --fresh), or use that sweeper version.")
+    path = spec.base_config().get("dataset.path")
+    read = f" (read in {folder})" if folder and not Path(str(path)).is_absolute() else ""
+    raise DataError(f"{where} {path}{read} is not the data study {spec.name!r} began with (its bytes changed since: "
+                    f"{data[:19]}... now, {str(found)[:19]}... then): its trials would compare two datasets. Restore "
+                    "the data, or start a study of its own (sweeper run SPACE --fresh).")
+
+
+def data_to_record(spec: Spec, found: Mapping[str, Any], data: str | None) -> str | None:
+    """The fingerprint to record with the study: none for an earlier sweeper's study, whose trials' data is
+    unknown (stamping it would vouch for them), said once."""
+    if found and data is not None and attrs.DATA not in found:
+        console.print(f"study {spec.name} records no fingerprint of the data its trials read (an earlier sweeper "
+                      "made it): its next trials read the data as it is now", markup=False)
+        return None
+    return data
+
+
+def checked_data(spec: Spec, url: str, options: SweepOptions) -> str | None:
+    """The fingerprint of the data the sweep's trials will read (here, as they will: a resumed study's where its
+    trials read it), refused where a resumed study's trials read other data."""
+    found = existing_study_attrs(url, spec.name)
+    # a copied or moved project reads its own data from now on (open_study records it)
+    work_dir = {**found, **(relocated(found, url, Path(options.results_dir)) or {})}.get(attrs.WORK_DIR)
+    data = check_data_found(spec, Path(work_dir) if isinstance(work_dir, str | Path) else None)
+    check_same_data(spec, found.get(attrs.DATA), data, work_dir)
+    return data_to_record(spec, found, data)
+
+
+def prepare(options: SweepOptions) -> tuple[Spec, str]:
+    """Validate everything the user gave; raises SpecError/StorageError before anything is written.
+
+    A study that exists is resumed, which is only right if it was made from the same space: a changed training
+    block or search space would mix two experiments in one study, so that is an error (``--fresh`` or another
+    name is the way out). The sections of ``RESUMABLE_SECTIONS`` (budget, resources, storage...) may change.
+    """
+    if options.study is not None:
+        url = sweep_storage_url(resolve_storage_url(None, options.storage))
+        return stored_spec(url, options.study, options.overrides, Path(options.results_dir)), url
+    assert options.space is not None
+    spec = load_spec(resolve_space_path(options.space), options.overrides, quick=options.quick)
+    check_sampling(spec)
+    url = spec_storage_url(spec, options.storage)
+    path = sqlite_path(url)
+    if path is not None and not path.exists():
+        return spec, url  # a new SQLite file holds no study yet: don't create it before the sweep starts
+    try:  # creates nothing: a refusal after this (the machine, the cluster) leaves the database as it was
+        storage = retry_briefly(lambda: open_storage(url, create=False))
+    except NotAStudyDatabase as exc:
+        if exc.empty:
+            return spec, url  # no tables, so no study: the sweep creates them once nothing can refuse it
+        if path is not None:  # a SQLite file is one application's database: another's is a mistyped path
+            raise
+        storage = retry_briefly(lambda: open_storage(url))  # PostgreSQL: Optuna's tables beside others, as Optuna does
+    try:
+        if options.fresh:
+            fresh = retry_briefly(lambda: fresh_study_name(storage, spec.name))
+            if fresh != spec.name:
+                spec = load_spec(resolve_space_path(options.space), (*options.overrides, f"name={fresh}"),
+                                 quick=options.quick)
+        elif (found := retry_briefly(lambda: stored_spec_attr(storage, spec.name))) is not None:
+            stored, has_trials = found
+            if not isinstance(stored, dict) and has_trials:  # else: its creator died early
+                raise StorageError(
+                    f"Study {spec.name!r} in {mask_url(url)} holds trials but no sweeper spec: another program made "
+                    "it, and its trials would count in this sweep's budget and best. Start a new study with --fresh, "
+                    "or give this space another name (--set name=...).")
+            if changes := spec_changes(*(with_defaults(s, spec) for s in (stored, spec_attr(spec)))) \
+                    if isinstance(stored, dict) else []:
+                raise StorageError(
+                    f"Study {spec.name!r} in {mask_url(url)} was made from a different space "
+                    f"({'; '.join(changes)}); resuming it would mix two experiments. Start a new study with "
+                    f"--fresh (nothing is deleted), give this space another name, or continue the study as it "
+                    f"was: {resume_command(spec, options, url)}")
+    finally:  # the sweep opens its own, heartbeating storage; a PostgreSQL server counts idle connections
+        close_storage(storage)
+    return spec, url
+
+
+def stored_spec_attr(storage: optuna.storages.BaseStorage, name: str) -> tuple[Any, bool] | None:
+    """The spec attr of the study ``name`` and whether it holds trials; None where there is no such study."""
+    if not study_exists(storage, name):
+        return None
+    study = optuna.load_study(study_name=name, storage=storage)
+    return study.user_attrs.get(attrs.SPEC), storage.get_n_trials(study._study_id) > 0
+
+
+def with_defaults(stored: dict[str, Any], spec: Spec) -> dict[str, Any]:
+    """A stored spec with the training settings it leaves out at the entrypoint's defaults, flat, and without the
+    sampler and scheduler options it writes at their defaults: writing or removing a line that says the default
+    changes nothing that runs."""
+    settings = (spec.entrypoint_info.settings if spec.entrypoint_info else None) or {}
+    training = stored.get("training")
+    written = flatten(training, {k for k, v in settings.items() if isinstance(v, dict)})[0] \
+        if isinstance(training, dict) else {}
+    defaults_of = {"sampler": lambda kind: sampler_defaults(kind, spec),
+                   "scheduler": lambda kind: getattr(KINDS["scheduler"].get(kind), "DEFAULTS", {})}
+    options = {}
+    for name, defaults_for in defaults_of.items():
+        if isinstance(section := stored.get(name), dict):
+            defaults = defaults_for(section.get("type"))
+            options[name] = {k: v for k, v in section.items() if k not in defaults or defaults[k] != v}
+    return {**stored, "training": {**settings, **written}, **options}
+
+
+def resume_command(spec: Spec, options: SweepOptions, url: str, command: str = "resume") -> str:
+    """``sweeper resume NAME`` (or another command on the study), with the storage where the flag or the space named
+    it (SWEEPER_STORAGE stays set)."""
+    storage = f" --storage {shlex.quote(mask_url(url))}" if options.storage or spec.storage else ""
+    return f"sweeper {command} {shlex.quote(spec.name)}{storage}"  # pasted into a shell: spaces in names and paths
+
+
+def clean_command(spec: Spec, options: SweepOptions, url: str) -> str:
+    """``sweeper clean NAME``, with the storage and results folder this run was given."""
+    results = f" --results-dir {shlex.quote(options.results_dir)}" if options.results_dir != RESULTS_DIR else ""
+    return resume_command(spec, options, url, "clean") + results
+
+
+def stored_spec(url: str, name: str, overrides: tuple[str, ...] = (), results_root: Path = Path(RESULTS_DIR)
+                ) -> Spec:
+    """The spec a study was run with, read back from the study (``sweeper resume``); ``--set`` applies on top."""
+    if moved := [expr for expr in overrides if expr.partition("=")[0].strip() == "storage"]:
+        raise BadInput(f"--set {moved[0]}: sweeper resume reads study {name!r} from its storage, so it cannot move "
+                       "it; name that storage with --storage URL (or SWEEPER_STORAGE)")
+    storage = retry_briefly(lambda: open_storage(url, create=False))
+    try:
+        study = retry_briefly(lambda: load_existing_study(storage, name, url))
+        user_attrs = retry_briefly(lambda: study.user_attrs)
+        # trials counted, not loaded: a study of thousands takes seconds to load
+        foreign = not isinstance(user_attrs.get(attrs.SPEC), dict) and retry_briefly(
+            lambda: storage.get_n_trials(study._study_id)) > 0
+    finally:
+        close_storage(storage)
+    data = user_attrs.get(attrs.SPEC)
+    if not isinstance(data, dict):  # with trials, another program's (run refuses it too); else its creator died early
+        raise StorageError(f"Study {name!r} in {mask_url(url)} holds no sweeper spec" + (
+            ": another program made it, so sweeper cannot carry it on; run your space as a new study (sweeper run "
+            "FILE --fresh, or --set name=...)." if foreign else "; run its space file with sweeper run instead."))
+    space_dir = {**user_attrs, **(relocated(user_attrs, url, results_root) or {})}.get(attrs.SPACE_DIR)  # a copy's
+    entrypoint = data.get("entrypoint") or DEFAULT_ENTRYPOINT
+    if entrypoint != DEFAULT_ENTRYPOINT and isinstance(space_dir, str) and not Path(space_dir).is_dir():
+        raise BadInput(f"study {name!r} trains with {entrypoint} from {space_dir}, which is not on this machine (a "
+                       "moved project?): run its space file instead, sweeper run FILE, which carries the study on")
+    if entrypoint != DEFAULT_ENTRYPOINT and isinstance(space_dir, str) and not here_or_below(Path(space_dir)):
+        raise BadInput(f"study {name!r} trains with {entrypoint} from {space_dir}, which is not in this folder: "
+                       "sweeper resume imports a study's code only from the folder it runs in or below (the folder "
+                       "is a study attr, which anyone who may write the database sets); run it from that folder or "
+                       "a folder above it, or, in a copy of the project, run its space file (sweeper run FILE)")
+    file = f"the spec stored in study {name!r}"
+    try:
+        spec = spec_from_dict(attrs.spec_as_ran(data), file=file, base_dir=space_dir, overrides=overrides)
+    except SpecError as exc:
+        if overrides and stored_is_valid(data, file, space_dir):  # refused for the user's --set: theirs to mend
+            raise
+        why = "an earlier sweeper stored what this one refuses, so the study cannot be carried on: run its space, " \
+            "mended, as a new study (sweeper run FILE --fresh)" if entrypoint == DEFAULT_ENTRYPOINT else \
+            f"this sweeper, or {entrypoint} as it is here, refuses what the study ran with: put back the code it " \
+            "ran and resume; if the code is as it was, run its space, mended, as a new study (sweeper run FILE --fresh)"
+        raise SpecError([*exc.issues, SpecIssue(file, None, "", why)]) from None
+    if changes := spec_changes(data, spec_attr(spec)):  # --set may change how much runs, never what is searched
+        may = ", ".join(sorted(RESUMABLE_SECTIONS - {"storage"}))  # --set storage=... was refused above
+        raise StorageError(f"--set would change what study {name!r} searches ({'; '.join(changes)}); resuming it so "
+                           f"would mix two experiments. Only {may} may change on resume: run the changed space as a "
+                           "new study (sweeper run FILE --fresh, or another name).")
+    return spec
+
+
+def stored_is_valid(data: Mapping[str, Any], file: str, space_dir: Any) -> bool:
+    """Whether the stored spec loads as it is, without the user's ``--set``."""
+    try:
+        spec_from_dict(attrs.spec_as_ran(data), file=file, base_dir=space_dir)
+    except SpecError:
+        return False
+    return True
+
+
+def spec_attr(spec: Spec) -> dict[str, Any]:
+    """The spec as the study keeps it: without ``storage`` (also the quick profile's), whose URL may hold a password.
+
+    Every reader of the database (and of optuna-dashboard) sees study attrs; the study lives in that storage anyway,
+    and ``sweeper resume`` takes the URL it is given.
+    """
+    kept = {key: value for key, value in spec.to_yaml_dict().items() if key != "storage"}
+    if "quick" in kept:  # the quick profile may name a storage of its own
+        kept["quick"] = {key: value for key, value in kept["quick"].items() if key != "storage"}
+    return kept
+
+
+def writable_results_folder(results_dir: str) -> Path:
+    """The results folder, absolute, with its ``ray`` folder private (Tune pickles trial configs and results there)
+    and room to write: a full disk or another user's folder is bad input before the study is made."""
+    results_root = Path(results_dir).resolve()
+    try:
+        private_folder(results_root / "ray")
+        with tempfile.TemporaryFile(dir=results_root / "ray") as probe:
+            probe.write(bytes(1 << 16))
+            probe.flush()
+            os.fsync(probe.fileno())
+    except OSError as exc:
+        theirs = exc.errno == errno.EPERM  # chmod of a teammate's folder in a shared project
+        raise BadInput(f"--results-dir {results_dir}: cannot write {exc.filename or results_root}: "
+                       f"{exc.strerror or exc}" + ("; it is another user's: give --results-dir a folder of your own"
+                                                   if theirs else "")) from None
+    return results_root
+
+
+def private_folder(path: Path) -> None:
+    """Create ``path`` (and its parents) readable by its owner only; tighten it if it exists."""
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(0o700)
