@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shlex
 import signal
 import sys
 import tempfile
@@ -24,6 +25,7 @@ from sweeper.errors import (
     NOTHING_FINISHED_EXIT_CODE,
     STORAGE_UNAVAILABLE_EXIT_CODE,
     USAGE_EXIT_CODE,
+    BadInput,
     DiskUnavailable,
     NothingFinished,
 )
@@ -113,21 +115,40 @@ def train(
     space: Annotated[Optional[Path], typer.Argument(metavar="SPACE", help="Space YAML: its entrypoint and training block.")] = None,  # noqa: UP045, E501
     set_: SetFlags = [],  # noqa: B006
     checkpoint_dir: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Write/resume epoch checkpoints here.", callback=_folder)] = None,  # noqa: UP045, E501
+    seeds: Annotated[Optional[str], typer.Option(metavar="S1,S2,...", help="Train once per seed (beats --set seed=), then the final metrics' mean, sd and range, and how many seeds reach the space's targets.")] = None,  # noqa: UP045, E501
 ) -> None:
     """Run one training standalone, printing a line per epoch: the space's own entrypoint (default: the core)."""
     from sweeper import standalone
     from sweeper.interrupts import noting_interrupts
 
-    run, base_dir = standalone.prepare(space, set_)
+    seed_list = _seed_list(seeds) if seeds is not None else []
+    run, base_dir = standalone.prepare(space, set_, seed_list)
     try:
         with noting_interrupts(threading.Event()):  # SIGTERM (kill, timeout, a scheduler) is Ctrl-C: exit 130, as run
-            standalone.train(run, base_dir, checkpoint_dir)
+            if seed_list:
+                standalone.train_seeds(run, base_dir, checkpoint_dir, seed_list)
+            else:
+                standalone.train(run, base_dir, checkpoint_dir)
     except standalone.FunctionFailed as exc:
         import traceback
 
         traceback.print_exception(exc.__cause__, file=sys.stderr)
         err_console.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True)
         raise typer.Exit(1) from None
+
+
+def _seed_list(text: str) -> list[int]:
+    """``"42,43,44"`` -> ``[42, 43, 44]``; anything else is bad input that says what is allowed."""
+    parts = [part.strip() for part in text.split(",")]
+    try:
+        seeds = [int(part) for part in parts]
+    except ValueError:
+        bad = next(part for part in parts if not part.lstrip("-").isdigit())
+        raise BadInput(f"--seeds {shlex.quote(text)}: {bad!r} is not an integer; give the seeds as integers "
+                       "separated by commas, e.g. --seeds 42,43,44") from None
+    if len(set(seeds)) < len(seeds):
+        raise BadInput(f"--seeds {shlex.quote(text)}: a seed is given twice, which would train the same run twice")
+    return seeds
 
 
 RunStorage = Annotated[Optional[str], typer.Option("--storage", metavar="URL", help="Optuna storage URL (beats SWEEPER_STORAGE and the YAML).")]  # noqa: UP045, E501
@@ -187,7 +208,6 @@ def _seconds(flag: str, text: str | None) -> float | None:
     if text is None:
         return None
     from search_spaces.sections import duration_seconds
-    from sweeper.errors import BadInput
 
     try:
         seconds = float(text) if text.replace(".", "", 1).isdigit() else duration_seconds(text)

@@ -4,15 +4,21 @@ The smoke test before a sweep must train what the sweep would train: the functio
 ``entrypoint``, called as a trial calls it (``spec.trial_config``: the training block and fixed params, no
 sampled params) with ``--set`` on top, with a ``report`` that prints a line per epoch and an optional
 checkpoint folder. No Ray, no study. Without a space it is the built-in core over its defaults.
+
+``--seeds`` trains the same config once per seed and summarises the final metrics: a sweep's best trial is the
+luckiest of many, so "it reached 80% Top-3" means more when its config reaches it on other seeds too.
 """
 
 from __future__ import annotations
 
+import statistics
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+from rich.table import Table
 
 from sweeper.console import console, epoch_line, format_value, plain
 from sweeper.errors import BadInput
@@ -31,6 +37,7 @@ class Standalone:
     entrypoint: str
     config: dict[str, Any]
     epochs: int | None  # planned epochs, for "epoch 3/10"; None when the function does not say
+    targets: Mapping[str, tuple[float, str]] = field(default_factory=dict)  # the space's: metric -> (value, direction)
 
     @property
     def is_core(self) -> bool:
@@ -46,9 +53,10 @@ class Standalone:
         return import_target(self.entrypoint, base_dir)
 
 
-def prepare(space: Path | None, set_flags: Iterable[str]) -> tuple[Standalone, str | None]:
+def prepare(space: Path | None, set_flags: Iterable[str], seeds: Iterable[int] = ()) -> tuple[Standalone, str | None]:
     """``(run, base_dir)``: the space's training block and fixed params (without a space, the core's defaults), then
-    ``--set`` on top, checked by the entrypoint before any work. A param the space samples is a plain setting here."""
+    ``--set`` on top, checked by the entrypoint before any work. A param the space samples is a plain setting here.
+    ``seeds``: each must be a ``seed`` the entrypoint takes, checked here so that a bad one trains nothing."""
     from search_spaces.errors import SpecError
     from search_spaces.loader import load_spec, resolve_space_path
     from search_spaces.schema import Spec
@@ -66,6 +74,12 @@ def prepare(space: Path | None, set_flags: Iterable[str]) -> tuple[Standalone, s
             config[key] = entry.coerce(key, value)
         except ValueError as exc:
             raise SpecError.single(file, str(exc), source=f"--set {key}") from None
+    for seed in seeds:
+        try:
+            if problems := entry.problems({**config, "seed": entry.coerce("seed", seed)}):
+                raise problems[0]
+        except ValueError as exc:
+            raise SpecError.single(file, f"{entry.target} takes no seed {seed}: {exc}", source="--seeds") from None
     if problems := entry.problems(config):
         raise SpecError.single(file, f"{entry.target} refuses the training config: {problems[0]}")
     if entry.target == DEFAULT_ENTRYPOINT:
@@ -74,7 +88,8 @@ def prepare(space: Path | None, set_flags: Iterable[str]) -> tuple[Standalone, s
         epochs = TrainConfig.from_flat(config).epochs
     else:
         epochs = config.get("epochs", (entry.settings or {}).get("epochs"))
-    run = Standalone(entry.target, config, epochs if isinstance(epochs, int) else None)
+    targets = {m: (v, spec.metric_direction(m)) for m, v in spec.targets.items()} if spec is not None else {}
+    run = Standalone(entry.target, config, epochs if isinstance(epochs, int) else None, targets)
     return run, spec.base_dir if spec is not None else None
 
 
@@ -108,6 +123,55 @@ def train(run: Standalone, base_dir: str | None, checkpoint_dir: Path | None) ->
                   markup=False)
     console.print(f"{run.entrypoint}, {time.perf_counter() - started:.1f}s", markup=False)
     return result
+
+
+def train_seeds(run: Standalone, base_dir: str | None, checkpoint_dir: Path | None, seeds: list[int]
+                ) -> list[dict[str, Any]]:
+    """Train once per seed (each in ``checkpoint_dir/seed-N``), then one table of the final metrics across seeds
+    and, for a space with targets, how many seeds reach each."""
+    results = []
+    for done, seed in enumerate(seeds):
+        console.print(f"seed {seed} ({done + 1} of {len(seeds)})", markup=False)
+        folder = checkpoint_dir / f"seed-{seed}" if checkpoint_dir is not None else None
+        results.append(train(replace(run, config={**run.config, "seed": seed}), base_dir, folder))
+    console.print(seeds_table(run, seeds, results))
+    for line in target_lines(run, results):
+        console.print(line, markup=False)
+    return results
+
+
+def final_metrics(run: Standalone, result: Mapping[str, Any]) -> dict[str, float]:
+    """The numbers a run ends with: the core's validation and test metrics, or all a user function returned."""
+    return {k: float(v) for k, v in result.items() if isinstance(v, int | float) and not isinstance(v, bool)
+            and (not run.is_core or k.startswith(("test_", "val_")))}
+
+
+def seeds_table(run: Standalone, seeds: list[int], results: list[dict[str, Any]]) -> Table:
+    """A row per metric: its value per seed, then mean, standard deviation and range."""
+    per_seed = [final_metrics(run, result) for result in results]
+    table = Table(title=f"final metrics over {len(seeds)} seeds", title_justify="left")
+    for column in ("metric", *(f"seed {s}" for s in seeds), "mean", "sd", "min", "max"):
+        table.add_column(column, justify="left" if column == "metric" else "right")
+    for metric in dict.fromkeys(k for values in per_seed for k in values):
+        values = [v[metric] for v in per_seed if metric in v]
+        sd = statistics.stdev(values) if len(values) > 1 else 0.0
+        table.add_row(metric, *(format_value(metric, v[metric]) if metric in v else "-" for v in per_seed),
+                      *(format_value(metric, x) for x in (statistics.fmean(values), sd, min(values), max(values))))
+    return table
+
+
+def target_lines(run: Standalone, results: list[dict[str, Any]]) -> list[str]:
+    """``test_top3 >= 80.00%: 2 of 3 seeds reach it (mean 80.41%)`` per target of the space."""
+    from storage.report import targets_met  # the rule a sweep judges its trials by
+
+    lines = []
+    for metric, (target, direction) in run.targets.items():
+        values = [v for result in results if (v := final_metrics(run, result).get(metric)) is not None]
+        reached = sum(targets_met({metric: v}, {metric: target}, lambda _, d=direction: d) for v in values)
+        mean = f" (mean {format_value(metric, statistics.fmean(values))})" if values else ""
+        lines.append(f"{metric} {'>=' if direction == 'maximize' else '<='} {format_value(metric, target)}: "
+                     f"{reached} of {len(results)} seeds reach it{mean}")
+    return lines
 
 
 def metrics_line(metrics: dict[str, Any], epochs: int | None, seconds: float) -> str:

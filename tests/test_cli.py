@@ -61,6 +61,51 @@ def test_bad_train_input_is_one_message_and_exit_2(tmp_path, args, message):
     assert message in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_train_over_seeds_sums_up_each_seeds_final_metrics_against_the_spaces_targets(tmp_path):
+    import re
+    import statistics
+
+    import torch
+
+    (tmp_path / "s.yaml").write_text("targets: {test_top3: 20%}\n"
+                                     "training: {epochs: 2, dataset: {classes: 20, samples_per_class: 6}}\n"
+                                     "params:\n  lr: {type: float, low: 0.001, high: 0.01}\n")
+    proc = sweeper("train", "s.yaml", "--set", "seed=7", "--seeds", "1,2,3", "--checkpoint-dir", "ck", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert [line for line in lines if line.startswith("seed ")] == ["seed 1 (1 of 3)", "seed 2 (2 of 3)",
+                                                                   "seed 3 (3 of 3)"]
+    finals = [line for line in lines if line.startswith("final:")]
+    top3 = [float(re.search(r"test_top3 ([\d.]+)%", line).group(1)) for line in finals]
+    assert len(top3) == 3, proc.stdout
+    row = next(line for line in lines if line.startswith("│ test_top3 "))
+    cells = [cell.strip() for cell in row.strip("│").split("│")]
+    assert cells[1:4] == [f"{v:.2f}%" for v in top3] and cells[7] == f"{max(top3):.2f}%", row
+    assert abs(float(cells[4].rstrip("%")) - statistics.fmean(top3)) < 0.01, row
+    assert abs(float(cells[5].rstrip("%")) - statistics.stdev(top3)) < 0.01, row
+    assert f"test_top3 >= 20.00%: {sum(v >= 20 for v in top3)} of 3 seeds reach it" in proc.stdout
+    for seed in (1, 2, 3):  # each seed trained as itself (--seeds beats --set seed=7), in a folder of its own
+        state = torch.load(tmp_path / "ck" / f"seed-{seed}" / "state.pt", map_location="cpu", weights_only=False)
+        assert state["config"]["seed"] == seed
+    assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == ["seed-1", "seed-2", "seed-3"]
+
+
+@pytest.mark.parametrize(("seeds", "message"), [
+    ("1,x", "--seeds 1,x: 'x' is not an integer; give the seeds as integers separated by commas"),
+    ("4,5,4", "--seeds 4,5,4: a seed is given twice"),
+    ("", "--seeds '': '' is not an integer"),
+    ("1,2", "--seeds: noseed:fit takes no seed 1: unknown setting 'seed'"),
+])
+def test_bad_seeds_are_one_message_and_exit_2_before_any_training(tmp_path, seeds, message):
+    (tmp_path / "noseed.py").write_text("def fit(config, report, checkpoint_dir):\n    return {'score': 1.0}\n"
+                                        "fit.settings = {'epochs': 1}\n")
+    (tmp_path / "s.yaml").write_text("entrypoint: noseed:fit\nobjective: {metric: score, direction: maximize}\n"
+                                     "params:\n  epochs: {type: int, low: 1, high: 2}\n")
+    proc = sweeper("train", "s.yaml", "--seeds", seeds, cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert message in " ".join(proc.stderr.split()) and "final" not in proc.stdout, proc.stderr
+
+
 def test_validate_and_spaces(tmp_path):
     proc = sweeper("validate", "spaces/asl50.yaml", "--quick", cwd=tmp_path)
     assert proc.returncode == 0 and "name: asl50-quick" in proc.stdout
