@@ -180,17 +180,15 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
                   + (f" (groups of up to {spec.resources.fuse})" if spec.resources.fuse > 1 else ""), markup=True)
     # every read of the study from here on rides out an outage (one right after Ray's start crashed the sweep)
     checkpoints = checkpoint_folder(policy.call(lambda: study.user_attrs), study.study_name, results_root)
+    from sweeper.recorder import StudyRecorder, meets_targets  # after Ray's start: they import Tune
+    from sweeper.searcher import COUNTED, StudySearcher, record_stopped
+
     if not created:
-        from sweeper.searcher import record_stopped  # after Ray's start: it imports Tune
-
         orphans = policy.call(lambda: record_stopped(study, orphans, str(checkpoints)))
-        policy.call(lambda: print_resume_summary(study, orphans, checkpoints))
-
-    from sweeper.recorder import StudyRecorder, meets_targets
-    from sweeper.searcher import COUNTED, StudySearcher
-
-    if not created and spec.targets:
-        policy.call(lambda: recover_target_met(study, lambda t: meets_targets(spec, t.user_attrs, t.value)))
+        if spec.targets:
+            policy.call(lambda: recover_target_met(study, lambda t: meets_targets(spec, t.user_attrs, t.value)))
+        at_target = spec.budget.stop_on_target and target_met(policy.call(lambda: study.user_attrs)) is not None
+        policy.call(lambda: print_resume_summary(study, orphans, checkpoints, stopping=at_target))
     history = [] if created else policy.call(lambda: study.get_trials(deepcopy=False))
     printer = SweepPrinter(spec, history)
     if not created and nothing_left(study, spec, budget, orphans, policy, printer):
@@ -308,7 +306,11 @@ def nothing_left(study: optuna.Study, spec: Spec, budget: int, orphans: list[opt
 
     if spec.budget.stop_on_target and target_met(policy.call(lambda: study.user_attrs)):
         # the last run stopped at its target, maybe before it could record its running trials as stopped
-        policy.call(lambda: prune_stopped(study, [optuna.Trial(study, t._trial_id) for t in orphans]))
+        stopped = policy.call(lambda: prune_stopped(study, [optuna.Trial(study, t._trial_id) for t in orphans]))
+        if stopped:  # each in a line, as a sweep that stops at its target prints them
+            by_number = {t.number: t for t in policy.call(lambda: study.get_trials(deepcopy=False))}
+            for number in stopped:
+                printer.trial_finished(by_number[number])
         console.print("nothing left to run: the study met its targets and budget.stop_on_target is true "
                       "(--set budget.stop_on_target=false runs on)")
         policy.call(lambda: printer.final_table(study))
@@ -474,14 +476,20 @@ def open_study(spec: Spec, url: str, space: str | None, results_root: Path = Pat
     return study, created
 
 
-def print_resume_summary(study: optuna.Study, orphans: list[optuna.trial.FrozenTrial], checkpoints: Path) -> None:
-    """What a resumed sweep keeps, carries on and leaves to another live driver."""
+def print_resume_summary(study: optuna.Study, orphans: list[optuna.trial.FrozenTrial], checkpoints: Path, *,
+                         stopping: bool = False) -> None:
+    """What a resumed sweep keeps, carries on (or, ``stopping`` at a target met, stops) and leaves to another live
+    driver."""
     trials = study.get_trials(deepcopy=False)
     finished = [t for t in trials if t.state.is_finished()]
     states = {s: sum(t.state.name == s for t in finished) for s in ("COMPLETE", "PRUNED", "FAIL")}
     kept = ", ".join(f"{n} {state}" for state, n in states.items() if n)
     console.print(f"kept {len(finished)} finished trials ({kept})" if finished else "no finished trials yet")
-    if orphans:
+    if orphans and stopping:
+        console.print(f"stopping {count_trials(len(orphans))} whose driver is gone, as the sweep stops at its "
+                      "target: " + ", ".join(f"#{t.number} (epoch {last_epoch(t)} recorded)" if last_epoch(t) else
+                                        f"#{t.number} (no epoch recorded)" for t in orphans))
+    elif orphans:
         saved = {t.number for t in orphans if any(trial_checkpoint_dir(str(checkpoints), t.number).glob("*"))}
         # the study knows the last epoch reported; the checkpoint may be older (checkpoint_every) or newer (an outage)
         console.print(f"carrying on {count_trials(len(orphans))} whose driver is gone, "

@@ -173,11 +173,17 @@ def test_stop_on_target_ends_the_sweep_early(ray_session, tmp_path, monkeypatch,
     dead.wait()
     ghost = loaded.ask()
     ghost.set_user_attr(attrs.DRIVER, Driver(Driver.current().host, dead.pid, None).as_attr())
+    capsys.readouterr()
     run_sweep(SweepOptions(space=str(space), storage=storage_url, overrides=(
         "budget.stop_on_target=true", "scheduler={type: none}", slow_or_fast)))
     again = load(storage_url, study.study_name).get_trials()
     assert len(again) == len(trials) + 1 and again[-1].state == TS.PRUNED
     assert again[-1].user_attrs["stop_reason"] == "sweep_stopped"
+    out = capsys.readouterr().out  # said as it is: stopped, not carried on
+    assert f"stopping 1 trial whose driver is gone, as the sweep stops at its target: #{ghost.number} (no epoch " \
+           "recorded)" in out and "carrying on" not in out, out
+    stopped_line = f"#{ghost.number:<3} PRUNED    stopped with the sweep after epoch 0"
+    assert stopped_line in out and out.index(stopped_line) < out.index("nothing left to run"), out
     # a driver killed between recording #0 and recording target_met (two writes): the next run writes it, and
     # starts nothing
     engine = sqlalchemy.create_engine(storage_url)
