@@ -9,8 +9,8 @@ Copy this file and spirals.yaml, replace the data and the model, keep the shape 
 - ``report(metrics)`` is called once per epoch with an ``epoch`` key and the objective metric (``val_acc``);
   schedulers (ASHA, ...) stop bad trials between two reports.
 - ``checkpoint_dir`` is a folder kept per trial (None under ``sweeper train`` without --checkpoint-dir): save
-  after each epoch, load at the start. A trial whose worker died is retried from there, and ``sweeper resume``
-  carries on an interrupted sweep's trials from there.
+  after each epoch, load at the start and report the saved epochs again, marked ``replayed``. A trial whose
+  worker died is retried from there, and ``sweeper resume`` carries on an interrupted sweep's trials from there.
 - The returned dict is recorded on the trial (user attrs; ``sweeper best`` and ``export`` show them). Its
   ``best_val_acc`` becomes the trial's objective value; without it, the last reported ``val_acc`` would.
 
@@ -46,7 +46,7 @@ def fit(config: dict, report, checkpoint_dir: str | None) -> dict:
     shuffle = torch.Generator().manual_seed(cfg["seed"])
 
     # --- resume: everything that changes between epochs is in the checkpoint -------------------------------
-    start, best = 1, {"val_acc": -1.0, "epoch": 0, "weights": None}
+    start, best, history = 1, {"val_acc": -1.0, "epoch": 0, "weights": None}, []
     path = os.path.join(checkpoint_dir, STATE_FILE) if checkpoint_dir else None
     if path and os.path.exists(path):
         state = torch.load(path, weights_only=False)
@@ -54,7 +54,11 @@ def fit(config: dict, report, checkpoint_dir: str | None) -> dict:
         optimizer.load_state_dict(state["optimizer"])
         shuffle.set_state(state["shuffle"])
         torch.set_rng_state(state["rng"])
-        start, best = state["epoch"] + 1, state["best"]
+        start, best, history = state["epoch"] + 1, state["best"], state["history"]
+        # report the saved epochs again: a driver killed between our save and its record of the report never got
+        # the last few; "replayed" tells the scheduler they passed its rungs already (the study keeps the first)
+        for metrics in history:
+            report({**metrics, "replayed": True})
 
     # --- the epoch loop -----------------------------------------------------------------------------------
     for epoch in range(start, cfg["epochs"] + 1):
@@ -72,12 +76,15 @@ def fit(config: dict, report, checkpoint_dir: str | None) -> dict:
         if val_acc > best["val_acc"]:
             best = {"val_acc": val_acc, "epoch": epoch,
                     "weights": {k: v.clone() for k, v in model.state_dict().items()}}
+        metrics = {"epoch": epoch, "train_loss": total / len(train_y), "val_loss": val_loss, "val_acc": val_acc}
+        history.append(metrics)
         if path:  # save before reporting: a scheduler may stop the trial at the report
             os.makedirs(checkpoint_dir, exist_ok=True)
             torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
-                        "shuffle": shuffle.get_state(), "rng": torch.get_rng_state(), "best": best}, path + ".tmp")
+                        "shuffle": shuffle.get_state(), "rng": torch.get_rng_state(), "best": best,
+                        "history": history}, path + ".tmp")
             os.replace(path + ".tmp", path)  # a kill mid-save leaves the previous checkpoint whole
-        report({"epoch": epoch, "train_loss": total / len(train_y), "val_loss": val_loss, "val_acc": val_acc})
+        report(metrics)
 
     # --- final metrics: the test split on the best epoch's weights -----------------------------------------
     if best["weights"] is not None:
