@@ -94,7 +94,8 @@ def prepare(space: Path | None, set_flags: Iterable[str], seeds: Iterable[int] =
 
 
 def train(run: Standalone, base_dir: str | None, checkpoint_dir: Path | None) -> dict[str, Any]:
-    """Train once, printing each report as one line and the returned metrics at the end."""
+    """Train once, printing each report as one line and the returned metrics at the end; returns those (the last
+    report where the function returned nothing)."""
     fn = run.function(base_dir)
     started = time.perf_counter()
     if run.is_core:
@@ -103,11 +104,14 @@ def train(run: Standalone, base_dir: str | None, checkpoint_dir: Path | None) ->
         _print_core_result(result)
         return result
     last = [started]
+    reported: dict[str, Any] = {}
 
     def report(metrics: dict[str, Any]) -> None:
         now = time.perf_counter()
         console.print(metrics_line(plain(metrics), run.epochs, now - last[0]), markup=False)
         last[0] = now
+        reported.clear()
+        reported.update(metrics)
 
     try:
         returned = fn(run.config, report, str(checkpoint_dir) if checkpoint_dir is not None else None)
@@ -122,7 +126,8 @@ def train(run: Standalone, base_dir: str | None, checkpoint_dir: Path | None) ->
                                          if isinstance(v, (int, float, str, bool))) or "(nothing returned)"),
                   markup=False)
     console.print(f"{run.entrypoint}, {time.perf_counter() - started:.1f}s", markup=False)
-    return result
+    # returning nothing, a trial records its last report: --seeds sums up the same
+    return result or {k: v for k, v in plain(reported).items() if k not in ("epoch", "replayed")}
 
 
 def train_seeds(run: Standalone, base_dir: str | None, checkpoint_dir: Path | None, seeds: list[int]

@@ -90,6 +90,25 @@ def test_train_over_seeds_sums_up_each_seeds_final_metrics_against_the_spaces_ta
     assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == ["seed-1", "seed-2", "seed-3"]
 
 
+def test_train_over_seeds_of_a_users_function_judges_its_last_report_where_it_returns_nothing(tmp_path):
+    (tmp_path / "seeded.py").write_text(
+        "def fit(config, report, checkpoint_dir):\n"
+        "    seed = config.get('seed', 0)\n"
+        "    report({'epoch': 1, 'loss': 9.0, 'acc': 0.0})\n"
+        "    report({'epoch': 2, 'loss': 1 / (seed + 1), 'acc': 0.1 * seed})\n"
+        "fit.settings = {'seed': 0}\n")
+    (tmp_path / "s.yaml").write_text("entrypoint: seeded:fit\nobjective: {metric: acc, direction: maximize}\n"
+                                     "targets: {loss: 0.4, acc: 25%}\nparams:\n  seed: {type: int, low: 0, high: 9}\n")
+    proc = sweeper("train", "s.yaml", "--seeds", "1,2,3", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    rows = {line.split("│")[1].strip(): [c.strip() for c in line.split("│")[2:-1]]
+            for line in proc.stdout.splitlines() if line.startswith("│ ")}
+    assert rows["loss"] == ["0.5", "0.3333", "0.25", "0.3611", "0.1273", "0.25", "0.5"], rows
+    assert rows["acc"][:3] == ["10.00%", "20.00%", "30.00%"] and set(rows) == {"loss", "acc"}, rows
+    assert "loss <= 0.4: 2 of 3 seeds reach it (mean 0.3611)" in proc.stdout  # minimised: at or below
+    assert "acc >= 25.00%: 1 of 3 seeds reach it (mean 20.00%)" in proc.stdout
+
+
 @pytest.mark.parametrize(("seeds", "message"), [
     ("1,x", "--seeds 1,x: 'x' is not an integer; give the seeds as integers separated by commas"),
     ("4,5,4", "--seeds 4,5,4: a seed is given twice"),
