@@ -226,12 +226,15 @@ def _sweep(options: SweepOptions) -> None:
         how = resume if options.fresh and resume else "the same command"
         _leave(INTERRUPTED_EXIT_CODE, f"interrupted: the study keeps its finished trials; {how} carries it on")
 
-    # SIGTERM (kill, docker stop, Kubernetes) is a Ctrl-C from the first moment: the driver then takes over both
-    # signals, and puts this back where Ray's start-up changed it
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    # SIGTERM, SIGUSR1 and SIGHUP (stop_signals) are a Ctrl-C from the first moment: the driver then takes them
+    # over, and puts this back where Ray's start-up changed it
+    from sweeper.interrupts import stop_signals
+
+    for signum in stop_signals():
+        signal.signal(signum, signal.default_int_handler)
     try:
         run_sweep(options, exit_on_interrupt=interrupted)
-    except KeyboardInterrupt:  # Ctrl-C or SIGTERM; the trials that were running are carried on by a resume
+    except KeyboardInterrupt:  # Ctrl-C or a stop signal; the trials that were running are carried on by a resume
         interrupted()
     except NothingFinished as exc:
         _leave(NOTHING_FINISHED_EXIT_CODE, f"[bold red]error:[/] {escape(str(exc))}")
@@ -249,8 +252,8 @@ def _leave(code: int, message: str = "") -> NoReturn:
     stopped) have nothing left to save. The main thread and the driver's interrupt watcher may both get here: the
     first one out says why."""
     if threading.current_thread() is threading.main_thread():  # a second Ctrl-C must not cut the exit short
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_IGN)
     _leaving.acquire()
     from sweeper.ray_runtime import kill_local_ray_before_exit
 

@@ -1,4 +1,5 @@
-"""What Ctrl-C and SIGTERM do to a running sweep: stop it, and never leave the driver waiting on a Ray that is gone."""
+"""What Ctrl-C and the other stop signals do to a running sweep: stop it, resumable, and never leave the driver
+waiting on a Ray that is gone."""
 
 from __future__ import annotations
 
@@ -10,15 +11,25 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 
+def stop_signals() -> tuple[signal.Signals, ...]:
+    """The signals that stop a sweep as Ctrl-C does: SIGTERM (``kill``, ``docker stop``, Kubernetes, ``scancel``),
+    SIGUSR1 (Slurm's ``--signal`` warning before the time limit; Ray Tune's own "stop") and SIGHUP (a closed
+    terminal, a dropped ssh session), except where it is ignored: ``nohup`` must keep the sweep running. Their
+    default actions would end the driver with its writes unwritten, or stop the local Ray under it."""
+    hangup = () if signal.getsignal(signal.SIGHUP) == signal.SIG_IGN else (signal.SIGHUP,)
+    return (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, *hangup)
+
+
 @contextlib.contextmanager
 def noting_interrupts(flag: threading.Event, leave: Callable[[], Any] | None = None) -> Iterator[None]:
     """Ctrl-C raises KeyboardInterrupt as ever, and sets ``flag`` too: Python swallows an interrupt that lands in a
     finalizer ("Exception ignored in ..."), and a sweep must not train on after Ctrl-C.
 
-    SIGTERM (``kill``, ``docker stop``, Kubernetes) is a Ctrl-C too; otherwise Ray's handler aborts the driver
-    with a stack dump, leaving what the writer had queued unwritten.
+    The other :func:`stop_signals` are a Ctrl-C too; otherwise Ray's SIGTERM handler aborts the driver with a stack
+    dump, leaving what the writer had queued unwritten, Tune's SIGUSR1 handler ends the sweep as if it had finished
+    (exit 0), and SIGHUP ends the process at once.
 
-    ``leave``, where given, is called on a thread of its own as either signal arrives, and must end the process.
+    ``leave``, where given, is called on a thread of its own as any of them arrives, and must end the process.
     Python runs a signal handler only between bytecodes, and a signal sent to the whole process group (``timeout``,
     Slurm's ``scancel``, Ctrl-C in a terminal) also stops the local Ray: the main thread may then sit for a minute
     in a call to it, until Ray's client gives up and terminates the process with exit code 1.
@@ -31,14 +42,16 @@ def noting_interrupts(flag: threading.Event, leave: Callable[[], Any] | None = N
         flag.set()
         signal.default_int_handler(signum, frame)
 
+    handled = stop_signals()
+
     def watch(read_fd: int) -> None:  # the C-level handler writes each signal's number to the wakeup fd at once
         with os.fdopen(read_fd, "rb", buffering=0) as pipe:
             while received := pipe.read(16):
-                if {signal.SIGINT, signal.SIGTERM} & set(received):
+                if set(handled) & set(received):  # Tune takes SIGUSR1 back inside fit(): its number still comes
                     flag.set()
                     leave()
 
-    previous = {signum: signal.signal(signum, interrupt) for signum in (signal.SIGINT, signal.SIGTERM)}
+    previous = {signum: signal.signal(signum, interrupt) for signum in handled}
     if leave is not None:
         read_fd, write_fd = os.pipe()
         os.set_blocking(write_fd, False)

@@ -27,14 +27,29 @@ def test_train_prints_a_line_per_epoch_and_final_metrics(tmp_path):
     assert any(line.startswith("final:") and "test_top3" in line for line in lines)
 
 
-def test_train_stopped_by_sigterm_exits_as_ctrl_c_does(tmp_path):
-    """``timeout``, ``kill`` and batch schedulers send SIGTERM: train ended with 143 where run exits 130."""
-    proc = subprocess.Popen([sys.executable, "-m", "sweeper.cli", "train", "--set", "epochs=500"], cwd=tmp_path,
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1, signal.SIGHUP], ids=lambda s: s.name)
+def test_train_stopped_by_sigterm_exits_as_ctrl_c_does(tmp_path, signum):
+    """``timeout``, ``kill`` and batch schedulers send SIGTERM: train ended with 143 where run exits 130; Slurm's
+    warning before its time limit (SIGUSR1) and a closed terminal (SIGHUP) stop it the same way."""
+    proc = subprocess.Popen([sys.executable, "-m", "sweeper.cli", "train", "--set", "epochs=5000", "--set",
+                             "dataset.classes=20", "--set", "dataset.samples_per_class=6"], cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "COLUMNS": "200"})
     assert proc.stdout is not None and proc.stdout.readline().startswith("epoch")  # training, past its imports
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signum)
     assert proc.wait(timeout=60) == 130
+
+
+def test_train_under_nohup_trains_on_through_a_hangup(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-m", "sweeper.cli", "train", "--set", "epochs=20", "--set",
+                             "dataset.classes=20", "--set", "dataset.samples_per_class=6"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "COLUMNS": "200"},
+                            preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))  # as nohup starts it
+    assert proc.stdout is not None and proc.stdout.readline().startswith("epoch  1/20")
+    proc.send_signal(signal.SIGHUP)
+    out, _ = proc.communicate(timeout=240)
+    assert proc.returncode == 0 and "epoch 20/20" in out and "final:" in out, out
 
 
 def test_train_reads_a_space_training_block(tmp_path):
