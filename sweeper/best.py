@@ -251,7 +251,7 @@ def show_best(view: StudyView, fmt: str = "table", url: str | None = None) -> No
                       f"reproduce it (sweeper train finds {entrypoint} through its space file):", markup=False)
         console.print(command, markup=False)
         if entrypoint == DEFAULT_ENTRYPOINT or "seed" in config:  # the best of many trials is also the luckiest
-            console.print("the same with --seeds 1,2,3 trains it on three other seeds: how much of it is luck",
+            console.print("the same with --seeds 1,2,3 trains it once per seed: how much of it is luck",
                           markup=False)
         return
     if entrypoint == "?":  # a study sweeper did not write: which function ran is unknown

@@ -140,12 +140,13 @@ def train(
 def _seed_list(text: str) -> list[int]:
     """``"42,43,44"`` -> ``[42, 43, 44]``; anything else is bad input that says what is allowed."""
     parts = [part.strip() for part in text.split(",")]
-    try:
-        seeds = [int(part) for part in parts]
-    except ValueError:
-        bad = next(part for part in parts if not part.lstrip("-").isdigit())
-        raise BadInput(f"--seeds {shlex.quote(text)}: {bad!r} is not an integer; give the seeds as integers "
-                       "separated by commas, e.g. --seeds 42,43,44") from None
+    seeds = []
+    for part in parts:
+        try:
+            seeds.append(int(part))
+        except ValueError:
+            raise BadInput(f"--seeds {shlex.quote(text)}: {part!r} is not an integer; give the seeds as integers "
+                           "separated by commas, e.g. --seeds 42,43,44") from None
     if len(set(seeds)) < len(seeds):
         raise BadInput(f"--seeds {shlex.quote(text)}: a seed is given twice, which would train the same run twice")
     return seeds

@@ -38,6 +38,7 @@ class Standalone:
     config: dict[str, Any]
     epochs: int | None  # planned epochs, for "epoch 3/10"; None when the function does not say
     targets: Mapping[str, tuple[float, str]] = field(default_factory=dict)  # the space's: metric -> (value, direction)
+    objective: str | None = None  # the space's objective metric
 
     @property
     def is_core(self) -> bool:
@@ -89,30 +90,32 @@ def prepare(space: Path | None, set_flags: Iterable[str], seeds: Iterable[int] =
     else:
         epochs = config.get("epochs", (entry.settings or {}).get("epochs"))
     targets = {m: (v, spec.metric_direction(m)) for m, v in spec.targets.items()} if spec is not None else {}
-    run = Standalone(entry.target, config, epochs if isinstance(epochs, int) else None, targets)
+    run = Standalone(entry.target, config, epochs if isinstance(epochs, int) else None, targets,
+                     spec.objective.metric if spec is not None else None)
     return run, spec.base_dir if spec is not None else None
 
 
 def train(run: Standalone, base_dir: str | None, checkpoint_dir: Path | None) -> dict[str, Any]:
-    """Train once, printing each report as one line and the returned metrics at the end; returns those (the last
-    report where the function returned nothing)."""
+    """Train once, printing each report as one line and the returned metrics at the end. Returns what a trial of
+    the sweep would record: the returned metrics over the last report's (all of the last report where the function
+    returned nothing)."""
     fn = run.function(base_dir)
     started = time.perf_counter()
-    if run.is_core:
-        result = fn(run.config, lambda metrics: console.print(epoch_line(metrics, run.epochs or 0), markup=False),
-                    checkpoint_dir)
-        _print_core_result(result)
-        return result
     last = [started]
     reported: dict[str, Any] = {}
 
     def report(metrics: dict[str, Any]) -> None:
         now = time.perf_counter()
-        console.print(metrics_line(plain(metrics), run.epochs, now - last[0]), markup=False)
+        console.print(epoch_line(metrics, run.epochs or 0) if run.is_core else
+                      metrics_line(plain(metrics), run.epochs, now - last[0]), markup=False)
         last[0] = now
         reported.clear()
-        reported.update(metrics)
+        reported.update(plain(metrics))
 
+    if run.is_core:
+        result = fn(run.config, report, checkpoint_dir)
+        _print_core_result(result)
+        return {**reported, **result}
     try:
         returned = fn(run.config, report, str(checkpoint_dir) if checkpoint_dir is not None else None)
     except (Exception, SystemExit) as exc:  # the user's own code failed (or exited): its frames, not typer's
@@ -126,8 +129,7 @@ def train(run: Standalone, base_dir: str | None, checkpoint_dir: Path | None) ->
                                          if isinstance(v, (int, float, str, bool))) or "(nothing returned)"),
                   markup=False)
     console.print(f"{run.entrypoint}, {time.perf_counter() - started:.1f}s", markup=False)
-    # returning nothing, a trial records its last report: --seeds sums up the same
-    return result or {k: v for k, v in plain(reported).items() if k not in ("epoch", "replayed")}
+    return {**reported, **result}
 
 
 def train_seeds(run: Standalone, base_dir: str | None, checkpoint_dir: Path | None, seeds: list[int]
@@ -139,21 +141,32 @@ def train_seeds(run: Standalone, base_dir: str | None, checkpoint_dir: Path | No
         console.print(f"seed {seed} ({done + 1} of {len(seeds)})", markup=False)
         folder = checkpoint_dir / f"seed-{seed}" if checkpoint_dir is not None else None
         results.append(train(replace(run, config={**run.config, "seed": seed}), base_dir, folder))
-    console.print(seeds_table(run, seeds, results))
+    per_seed = [final_metrics(run, result) for result in results]
+    console.print(seeds_table(seeds, per_seed))
     for line in target_lines(run, results):
         console.print(line, markup=False)
+    if len(per_seed) > 1 and per_seed[0] and all(values == per_seed[0] for values in per_seed):
+        console.print(f"note: every seed ended with the same metrics: does {run.entrypoint} read config['seed']?",
+                      markup=False)
     return results
 
 
-def final_metrics(run: Standalone, result: Mapping[str, Any]) -> dict[str, float]:
-    """The numbers a run ends with: the core's validation and test metrics, or all a user function returned."""
+def numbers(result: Mapping[str, Any]) -> dict[str, float]:
+    """The metrics of a run's result that are numbers."""
     return {k: float(v) for k, v in result.items() if isinstance(v, int | float) and not isinstance(v, bool)
-            and (not run.is_core or k.startswith(("test_", "val_")))}
+            and k not in ("epoch", "replayed")}
 
 
-def seeds_table(run: Standalone, seeds: list[int], results: list[dict[str, Any]]) -> Table:
+def final_metrics(run: Standalone, result: Mapping[str, Any]) -> dict[str, float]:
+    """The numbers to compare across seeds: the core's validation and test metrics (and any the space judges), or
+    every one a user function returned or last reported."""
+    judged = {*run.targets, run.objective}
+    return {k: v for k, v in numbers(result).items()
+            if not run.is_core or k.startswith(("test_", "val_")) or k in judged}
+
+
+def seeds_table(seeds: list[int], per_seed: list[dict[str, float]]) -> Table:
     """A row per metric: its value per seed, then mean, standard deviation and range."""
-    per_seed = [final_metrics(run, result) for result in results]
     table = Table(title=f"final metrics over {len(seeds)} seeds", title_justify="left")
     for column in ("metric", *(f"seed {s}" for s in seeds), "mean", "sd", "min", "max"):
         table.add_column(column, justify="left" if column == "metric" else "right")
@@ -165,13 +178,23 @@ def seeds_table(run: Standalone, seeds: list[int], results: list[dict[str, Any]]
     return table
 
 
+def judged_values(run: Standalone, result: Mapping[str, Any]) -> dict[str, float]:
+    """A seed's metrics as a sweep judges a trial's (``sweeper.recorder.meets_targets``): what it recorded, with
+    the objective at its best epoch where the function says which (``best_<metric>``)."""
+    values = numbers(result)
+    if run.objective is not None and (best := values.get(f"best_{run.objective}", values.get(run.objective))) \
+            is not None:
+        values[run.objective] = best
+    return values
+
+
 def target_lines(run: Standalone, results: list[dict[str, Any]]) -> list[str]:
     """``test_top3 >= 80.00%: 2 of 3 seeds reach it (mean 80.41%)`` per target of the space."""
     from storage.report import targets_met  # the rule a sweep judges its trials by
 
     lines = []
     for metric, (target, direction) in run.targets.items():
-        values = [v for result in results if (v := final_metrics(run, result).get(metric)) is not None]
+        values = [v for result in results if (v := judged_values(run, result).get(metric)) is not None]
         reached = sum(targets_met({metric: v}, {metric: target}, lambda _, d=direction: d) for v in values)
         mean = f" (mean {format_value(metric, statistics.fmean(values))})" if values else ""
         lines.append(f"{metric} {'>=' if direction == 'maximize' else '<='} {format_value(metric, target)}: "
@@ -186,7 +209,7 @@ def metrics_line(metrics: dict[str, Any], epochs: int | None, seconds: float) ->
     if epoch is not None:
         parts.append(f"epoch {epoch:>{len(str(epochs))}}/{epochs}" if epochs else f"epoch {epoch}")
     parts += [f"{k} {format_value(k, v)}" for k, v in metrics.items()
-              if k != "epoch" and isinstance(v, (int, float, str, bool))]
+              if k not in ("epoch", "replayed") and isinstance(v, (int, float, str, bool))]
     parts.append(f"{seconds:.2f}s")
     return "  ".join(parts)
 

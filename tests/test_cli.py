@@ -82,7 +82,7 @@ def test_train_over_seeds_sums_up_each_seeds_final_metrics_against_the_spaces_ta
 
     import torch
 
-    (tmp_path / "s.yaml").write_text("targets: {test_top3: 20%}\n"
+    (tmp_path / "s.yaml").write_text("targets: {test_top3: 20%, train_loss: 5}\n"
                                      "training: {epochs: 2, dataset: {classes: 20, samples_per_class: 6}}\n"
                                      "params:\n  lr: {type: float, low: 0.001, high: 0.01}\n")
     proc = sweeper("train", "s.yaml", "--set", "seed=7", "--seeds", "1,2,3", "--checkpoint-dir", "ck", cwd=tmp_path)
@@ -99,18 +99,24 @@ def test_train_over_seeds_sums_up_each_seeds_final_metrics_against_the_spaces_ta
     assert abs(float(cells[4].rstrip("%")) - statistics.fmean(top3)) < 0.01, row
     assert abs(float(cells[5].rstrip("%")) - statistics.stdev(top3)) < 0.01, row
     assert f"test_top3 >= 20.00%: {sum(v >= 20 for v in top3)} of 3 seeds reach it" in proc.stdout
+    assert "train_loss <= 5: 3 of 3 seeds reach it" in proc.stdout  # its last report's, as a sweep records it
     for seed in (1, 2, 3):  # each seed trained as itself (--seeds beats --set seed=7), in a folder of its own
         state = torch.load(tmp_path / "ck" / f"seed-{seed}" / "state.pt", map_location="cpu", weights_only=False)
         assert state["config"]["seed"] == seed
     assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == ["seed-1", "seed-2", "seed-3"]
 
 
-def test_train_over_seeds_of_a_users_function_judges_its_last_report_where_it_returns_nothing(tmp_path):
+@pytest.mark.parametrize("returns", ["nothing", "acc"])
+def test_train_over_seeds_of_a_users_function_judges_what_a_trial_would_record(tmp_path, returns):
+    """A trial records what the function returned over its last report (all of it where it returned nothing):
+    a target on a metric it only reported counts, as in a sweep."""
+    last_acc, returned = ("0.1 * seed", "None") if returns == "nothing" else ("0.0", "{'acc': 0.1 * seed}")
     (tmp_path / "seeded.py").write_text(
         "def fit(config, report, checkpoint_dir):\n"
         "    seed = config.get('seed', 0)\n"
         "    report({'epoch': 1, 'loss': 9.0, 'acc': 0.0})\n"
-        "    report({'epoch': 2, 'loss': 1 / (seed + 1), 'acc': 0.1 * seed})\n"
+        f"    report({{'epoch': 2, 'loss': 1 / (seed + 1), 'acc': {last_acc}}})\n"
+        f"    return {returned}\n"
         "fit.settings = {'seed': 0}\n")
     (tmp_path / "s.yaml").write_text("entrypoint: seeded:fit\nobjective: {metric: acc, direction: maximize}\n"
                                      "targets: {loss: 0.4, acc: 25%}\nparams:\n  seed: {type: int, low: 0, high: 9}\n")
@@ -124,10 +130,22 @@ def test_train_over_seeds_of_a_users_function_judges_its_last_report_where_it_re
     assert "acc >= 25.00%: 1 of 3 seeds reach it (mean 20.00%)" in proc.stdout
 
 
+def test_train_over_seeds_says_so_where_the_seeds_changed_nothing(tmp_path):
+    (tmp_path / "unseeded.py").write_text("def fit(config, report, checkpoint_dir):\n"
+                                          "    report({'epoch': 1, 'score': 0.5})\n")  # no settings: takes any key
+    (tmp_path / "s.yaml").write_text("entrypoint: unseeded:fit\nobjective: {metric: score, direction: maximize}\n"
+                                     "params:\n  x: {type: float, low: 0.0, high: 1.0}\n")
+    proc = sweeper("train", "s.yaml", "--seeds", "1,2", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "note: every seed ended with the same metrics: does unseeded:fit read config['seed']?" in proc.stdout
+
+
 @pytest.mark.parametrize(("seeds", "message"), [
     ("1,x", "--seeds 1,x: 'x' is not an integer; give the seeds as integers separated by commas"),
     ("4,5,4", "--seeds 4,5,4: a seed is given twice"),
     ("", "--seeds '': '' is not an integer"),
+    ("--1", "--seeds --1: '--1' is not an integer"),
+    ("²,3", "--seeds '²,3': '²' is not an integer"),
     ("1,2", "--seeds: noseed:fit takes no seed 1: unknown setting 'seed'"),
 ])
 def test_bad_seeds_are_one_message_and_exit_2_before_any_training(tmp_path, seeds, message):

@@ -57,6 +57,16 @@ def test_example_resumes_exactly_from_its_checkpoint(tmp_path: Path) -> None:
     assert fit(config, resumed.append, str(tmp_path / "resumed")) == expected
     # epochs 1-3 again, marked replayed (a killed driver may have missed their reports), then 4 and 5: the same numbers
     assert resumed == [{**metrics, "replayed": True} for metrics in straight[:3]] + straight[3:]
+    import torch
+
+    with pytest.raises(Stop):
+        fit(config, stop_after_two, str(tmp_path / "older"))
+    state = torch.load(tmp_path / "older" / "state.pt", weights_only=False)
+    del state["history"]  # as an older copy of the example saved it: it carries on, with nothing to replay
+    torch.save(state, tmp_path / "older" / "state.pt")
+    carried: list[dict] = []
+    assert fit(config, carried.append, str(tmp_path / "older")) == expected
+    assert carried == straight[3:]
     assert set(expected) == {"best_val_acc", "best_epoch", "test_acc", "test_loss"}
     assert set(straight[0]) == {"epoch", "train_loss", "val_loss", "val_acc"}
     assert set(fit.metrics) >= {*straight[0], *expected} - {"epoch"}

@@ -539,7 +539,7 @@ def test_best_prints_params_metrics_and_a_command_that_reproduces_the_config(bac
     assert any(r.startswith("test_top3 | 85.00% | 80.00% | met | 75.29% | beats by 9.71 pts") for r in metrics)
     lines = out.splitlines()
     command = next(line for line in lines if line.startswith("sweeper train "))
-    assert lines[lines.index(command) + 1].startswith("the same with --seeds 1,2,3 trains it on three other seeds")
+    assert lines[lines.index(command) + 1].startswith("the same with --seeds 1,2,3 trains it once per seed")
     words = shlex.split(command)
     flags = [words[i + 1] for i, word in enumerate(words) if word == "--set"]
     assert len(flags) * 2 + 2 == len(words)

@@ -54,7 +54,7 @@ def fit(config: dict, report, checkpoint_dir: str | None) -> dict:
         optimizer.load_state_dict(state["optimizer"])
         shuffle.set_state(state["shuffle"])
         torch.set_rng_state(state["rng"])
-        start, best, history = state["epoch"] + 1, state["best"], state["history"]
+        start, best, history = state["epoch"] + 1, state["best"], state.get("history", [])  # older copies saved none
         # report the saved epochs again: a driver killed between our save and its record of the report never got
         # the last few; "replayed" tells the scheduler they passed its rungs already (the study keeps the first)
         for metrics in history:
