@@ -129,6 +129,10 @@ def train(
                 standalone.train_seeds(run, base_dir, checkpoint_dir, seed_list)
             else:
                 standalone.train(run, base_dir, checkpoint_dir)
+    except KeyboardInterrupt:  # Ctrl-C or a stop signal: a log must tell it from a crash, and say what comes next
+        err_console.print(f"interrupted: the same command resumes it from {checkpoint_dir}" if checkpoint_dir
+                          is not None else "interrupted (without --checkpoint-dir it saved nothing)", markup=False)
+        raise typer.Exit(INTERRUPTED_EXIT_CODE) from None
     except standalone.FunctionFailed as exc:
         import traceback
 
@@ -427,6 +431,10 @@ def main() -> None:
     """Console-script entry: bad input is one message and exit 2, a storage that stayed away exit 75, a reader that
     went away (``sweeper status | head -1``) no error at all."""
     _reopen_closed_streams()
+    # a log that is not UTF-8 (PYTHONIOENCODING=ascii) gets an escape for a character it cannot hold, not an error
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, ValueError):  # a stream that is no TextIOWrapper keeps its own
+            stream.reconfigure(errors="backslashreplace")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from rich.console import Console
 

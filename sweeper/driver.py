@@ -484,7 +484,8 @@ def print_resume_summary(study: optuna.Study, orphans: list[optuna.trial.FrozenT
     finished = [t for t in trials if t.state.is_finished()]
     states = {s: sum(t.state.name == s for t in finished) for s in ("COMPLETE", "PRUNED", "FAIL")}
     kept = ", ".join(f"{n} {state}" for state, n in states.items() if n)
-    console.print(f"kept {len(finished)} finished trials ({kept})" if finished else "no finished trials yet")
+    n = len(finished)
+    console.print(f"kept {n} finished trial{'s' * (n != 1)} ({kept})" if finished else "no finished trials yet")
     if orphans and stopping:
         console.print(f"stopping {count_trials(len(orphans))} whose driver is gone, as the sweep stops at its "
                       "target: " + ", ".join(f"#{t.number} (epoch {last_epoch(t)} recorded)" if last_epoch(t) else

@@ -51,7 +51,8 @@ class SweepPrinter:
         elif trial.state == TS.PRUNED:
             parts.append(f"stopped at epoch {trial.user_attrs.get('epochs_run', '?')}")
         elif trial.state == TS.FAIL:
-            parts.append(f"error: {trial.user_attrs.get('error', '?')}")
+            # its first line: a trial is one line, which grep '^#' must find whole; the attr keeps all of it
+            parts.append(f"error: {str(trial.user_attrs.get('error', '?')).strip().partition(chr(10))[0]}")
         if self.best is not None:
             parts.append(f"best {format_value(self.metric, self.best)}")
         parts.extend(judged.values())

@@ -203,7 +203,8 @@ class StudyRecorder(DriverOnly, Callback):
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         optuna_trial = self._trial(trial)
         if optuna_trial is not None:
-            err_console.print(f"trial #{optuna_trial.number} failed ({trial_error(trial)[0]}); Ray runs it again "
+            error = trial_error(trial)[0].partition("\n")[0]  # one line per retry
+            err_console.print(f"trial #{optuna_trial.number} failed ({error}); Ray runs it again "
                               f"from its last checkpoint (retry {trial.num_failures} of {trial.max_failures})")
 
     def _complete(self, optuna_trial: optuna.Trial, result: dict, user_attrs: dict[str, Any],

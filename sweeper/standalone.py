@@ -103,17 +103,28 @@ def train(run: Standalone, base_dir: str | None, checkpoint_dir: Path | None) ->
     started = time.perf_counter()
     last = [started]
     reported: dict[str, Any] = {}
+    replayed: list[Any] = []  # the epochs a resumed run reports again from its checkpoint, said in one line
+
+    def say_resumed() -> None:
+        if replayed:
+            console.print(f"resumed from {checkpoint_dir} after epoch {replayed[-1]}", markup=False)
+            replayed.clear()
 
     def report(metrics: dict[str, Any]) -> None:
+        reported.clear()
+        reported.update(plain(metrics))
+        if metrics.get("replayed"):  # trained in an earlier run: its line, with that run's speed, is in its log
+            replayed.append(metrics.get("epoch"))
+            return
+        say_resumed()
         now = time.perf_counter()
         console.print(epoch_line(metrics, run.epochs or 0) if run.is_core else
                       metrics_line(plain(metrics), run.epochs, now - last[0]), markup=False)
         last[0] = now
-        reported.clear()
-        reported.update(plain(metrics))
 
     if run.is_core:
         result = fn(run.config, report, checkpoint_dir)
+        say_resumed()
         _print_core_result(result)
         return {**reported, **result}
     try:
@@ -121,6 +132,7 @@ def train(run: Standalone, base_dir: str | None, checkpoint_dir: Path | None) ->
     except (Exception, SystemExit) as exc:  # the user's own code failed (or exited): its frames, not typer's
         exc.__traceback__ = exc.__traceback__.tb_next if exc.__traceback__ else None
         raise FunctionFailed(f"{run.entrypoint} raised {type(exc).__name__}: {exc}") from exc
+    say_resumed()
     try:
         result = plain(returned_metrics(run.entrypoint, returned) or {})
     except EntrypointError as exc:

@@ -38,6 +38,31 @@ def test_train_stopped_by_sigterm_exits_as_ctrl_c_does(tmp_path, signum):
     assert proc.stdout is not None and proc.stdout.readline().startswith("epoch")  # training, past its imports
     proc.send_signal(signum)
     assert proc.wait(timeout=60) == 130
+    assert proc.stderr is not None and proc.stderr.read() == "interrupted (without --checkpoint-dir it saved nothing)\n"
+
+
+def test_train_resumed_from_its_checkpoint_says_so_instead_of_printing_its_old_epochs(tmp_path):
+    args = ["train", "--set", "epochs=20", "--set", "dataset.classes=20", "--set", "dataset.samples_per_class=6",
+            "--checkpoint-dir", "ck"]
+    first = subprocess.Popen([sys.executable, "-m", "sweeper.cli", *args], cwd=tmp_path, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env={**os.environ, "COLUMNS": "200"})
+    assert first.stdout is not None and first.stdout.readline().startswith("epoch  1/20")
+    first.send_signal(signal.SIGTERM)
+    _, said = first.communicate(timeout=60)
+    assert first.returncode == 130 and said == "interrupted: the same command resumes it from ck\n", said
+    again = sweeper(*args, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    lines = again.stdout.splitlines()
+    done = int(lines[0].removeprefix("resumed from ck after epoch "))  # the epochs the first run checkpointed
+    epochs = [int(line.split()[1].split("/")[0]) for line in lines if line.startswith("epoch")]
+    assert epochs == list(range(done + 1, 21)), again.stdout  # each epoch printed once, as it trains
+
+
+def test_a_log_that_is_not_utf8_gets_escapes_not_an_error(tmp_path):
+    (tmp_path / "uni.yaml").write_text("baseline: {source: \"seeds/000 \u2013 before smoothing\", test_top3: 75%}\n"
+                                       "params:\n  lr: {type: float, low: 0.001, high: 0.01}\n", encoding="utf-8")
+    proc = sweeper("validate", "uni.yaml", cwd=tmp_path, env={**os.environ, "PYTHONIOENCODING": "ascii"})
+    assert proc.returncode == 0 and "seeds/000 \\u2013 before smoothing" in proc.stdout, proc.stderr
 
 
 def test_train_under_nohup_trains_on_through_a_hangup(tmp_path):

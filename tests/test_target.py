@@ -289,6 +289,12 @@ def test_trial_lines_of_a_resumed_sweep_count_the_studys_best_and_gaps_in_the_me
     # the gap in words: a plain -0.25 would read as a miss, but a loss below its target beats it
     assert "test_top3 70.13% (target 80.00%, 9.87 pts short)" in line
     assert "test_loss 1.25 (target 1.5, beats by 0.25)" in line
+    failed = study.ask({"x": X})  # one line per trial, which grep '^#' finds whole: an error's first line
+    failed.set_user_attr("error", "ValueError: x too big\nsecond line of the message")
+    study.tell(failed, state=optuna.trial.TrialState.FAIL)
+    SweepPrinter(spec).trial_finished(study.get_trials()[-1])
+    printed = capsys.readouterr().out
+    assert len(printed.splitlines()) == 1 and "error: ValueError: x too big " in printed and "x=" in printed, printed
     pruned = study.ask({"x": X})  # a PRUNED trial meets no target (its values are an epoch's, not a test)
     pruned.set_user_attr("test_top3", 0.9)
     study.tell(pruned, state=optuna.trial.TrialState.PRUNED)
