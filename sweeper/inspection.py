@@ -97,10 +97,12 @@ def status(storage: optuna.storages.BaseStorage, url: str, name: str | None, fmt
     table.add_column("study", min_width=min(widest, 40), overflow="fold")
     table.add_column("trials", min_width=len("5 COMPLETE"))
     table.add_column("best", justify="right", overflow="fold")
-    table.add_column("target (best reached)", overflow="fold")
+    # a metric's name and a date never split; the rest folds where 80 columns (a CI log's) are not enough
+    names = [metric for view in views for metric in view.targets] or [""]
+    table.add_column("target (best reached)", min_width=min(max(map(len, names)), 24), overflow="fold")
     table.add_column("met", overflow="fold")
     table.add_column("first trial", min_width=len("2026-01-01"))
-    table.add_column("duration", min_width=len("(interrupted)"))  # "0:12:04 (interrupted)" on two lines at most
+    table.add_column("duration", min_width=len("10:00:00"), overflow="fold")  # "(interrupted)" may fold
     for view in views:
         table.add_row(*_status_row(view))
     console.print(table)

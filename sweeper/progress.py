@@ -78,7 +78,9 @@ class SweepPrinter:
         table.add_column("trial", overflow="fold")  # a CI log's 80 columns: values fold, never cut off
         for metric in metrics:
             table.add_column(metric, justify="right", overflow="fold")
-        table.add_column("params", overflow="fold")
+        # params wrap between two of them, never inside one (lr=1.00e-0 / 4 would read as another value)
+        widest = max((len(word) for t in complete for word in format_params(t.params).split()), default=0)
+        table.add_column("params", min_width=min(widest, 40), overflow="fold")
         if self.spec.targets:
             table.add_row("target", *[_fmt(m, self.spec.targets.get(m)) for m in metrics], "")
         if self.spec.baseline:

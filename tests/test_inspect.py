@@ -563,6 +563,18 @@ def test_best_in_a_narrow_terminal_folds_values_and_cuts_none(backend: Backend) 
     assert repr(BEST_PARAMS["weight_decay"]) in "".join(re.split(r"\s*[│|]\s*|\n", proc.stdout))
 
 
+@pytest.mark.parametrize("columns", [80, 60])
+def test_status_in_a_narrow_log_splits_no_name_metric_or_date(backend: Backend, columns: int) -> None:
+    proc = subprocess.run([sys.executable, "-m", "sweeper.cli", "status", "--storage", backend.url],
+                          cwd=backend.folder, env=env(COLUMNS=str(columns)), text=True, capture_output=True,
+                          timeout=120)
+    assert proc.returncode == 0 and "…" not in proc.stdout, proc.stdout
+    cells = re.split(r"\s*[│|]\s*|\n", proc.stdout)
+    # whole: a study's name (to copy), a target's metric, a date (a table too wide for them runs past the width)
+    assert {backend.name, backend.small, "test_top3"} <= set(cells), proc.stdout
+    assert any(re.fullmatch(r"\d{4}-\d\d-\d\d", cell) for cell in cells), proc.stdout
+
+
 def test_best_json_has_stable_keys(backend: Backend) -> None:
     data = json.loads(backend.ok("best_json").stdout)
     assert set(data) == {"study", "number", "objective", "value", "params", "metrics", "targets", "baseline", "attrs",
