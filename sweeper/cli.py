@@ -260,15 +260,19 @@ def _leave(code: int, message: str = "") -> NoReturn:
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGHUP):
             signal.signal(signum, signal.SIG_IGN)
     _leaving.acquire()
-    from sweeper.ray_runtime import kill_local_ray_before_exit
+    try:
+        from sweeper.ray_runtime import kill_local_ray_before_exit
 
-    kill_local_ray_before_exit()
-    if message:
-        err_console.print(message, markup=True)
-    for stream in (s for s in (sys.stdout, sys.stderr) if s is not None):
-        with contextlib.suppress(BrokenPipeError):  # `sweeper run ... | head`: the reader went away, the code stands
-            stream.flush()
-    os._exit(code)
+        kill_local_ray_before_exit()
+        # `sweeper run ... | head`: the reader went away; a closed terminal: EIO. The exit code stands either way
+        with contextlib.suppress(OSError):
+            if message:
+                err_console.print(message, markup=True)
+        for stream in (s for s in (sys.stdout, sys.stderr) if s is not None):
+            with contextlib.suppress(OSError):
+                stream.flush()
+    finally:  # whatever failed above, the other thread waiting on the lock must not wait forever
+        os._exit(code)
 
 
 @app.command()

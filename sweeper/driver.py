@@ -43,7 +43,7 @@ from storage.urls import ENV_VAR, mask_url, sqlite_path
 from sweeper.console import console, count_trials
 from sweeper.errors import DiskUnavailable, NothingFinished
 from sweeper.folders import RESULTS_DIR, checkpoint_folder, relocated, trial_checkpoint_dir
-from sweeper.interrupts import noting_interrupts
+from sweeper.interrupts import leaving, noting_interrupts
 from sweeper.preflight import (
     SweepOptions,
     check_same_data,
@@ -146,6 +146,7 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
             return policy.call(lambda: open_study(spec, url, options.space, results_root, data))
 
     def leave() -> None:  # the main thread on an interrupt, and the watcher of one if the main thread is stuck
+        leaving()  # a second signal while the writes drain would lose them
         opening.acquire(timeout=INTERRUPT_DRAIN_S)
         writer.drain(INTERRUPT_DRAIN_S)
         fold_sqlite_wal(url)

@@ -10,6 +10,14 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
+_leaving = threading.Event()
+
+
+def leaving() -> None:
+    """The process is on its way out, writing what it queued: a second Ctrl-C or stop signal must not cut that
+    short (the exit is bounded anyway), nor the exit itself."""
+    _leaving.set()
+
 
 def stop_signals() -> tuple[signal.Signals, ...]:
     """The signals that stop a sweep as Ctrl-C does: SIGTERM (``kill``, ``docker stop``, Kubernetes, ``scancel``),
@@ -40,7 +48,10 @@ def noting_interrupts(flag: threading.Event, leave: Callable[[], Any] | None = N
 
     def interrupt(signum: int, frame: Any) -> None:
         flag.set()
-        signal.default_int_handler(signum, frame)
+        if not _leaving.is_set():
+            signal.default_int_handler(signum, frame)
+
+    _leaving.clear()
 
     handled = stop_signals()
 

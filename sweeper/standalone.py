@@ -75,14 +75,14 @@ def prepare(space: Path | None, set_flags: Iterable[str], seeds: Iterable[int] =
             config[key] = entry.coerce(key, value)
         except ValueError as exc:
             raise SpecError.single(file, str(exc), source=f"--set {key}") from None
+    if problems := entry.problems(config):
+        raise SpecError.single(file, f"{entry.target} refuses the training config: {problems[0]}")
     for seed in seeds:
         try:
             if problems := entry.problems({**config, "seed": entry.coerce("seed", seed)}):
                 raise problems[0]
         except ValueError as exc:
             raise SpecError.single(file, f"{entry.target} takes no seed {seed}: {exc}", source="--seeds") from None
-    if problems := entry.problems(config):
-        raise SpecError.single(file, f"{entry.target} refuses the training config: {problems[0]}")
     if entry.target == DEFAULT_ENTRYPOINT:
         from trials.config import TrainConfig
 

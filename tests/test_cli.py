@@ -65,6 +65,17 @@ def test_a_log_that_is_not_utf8_gets_escapes_not_an_error(tmp_path):
     assert proc.returncode == 0 and "seeds/000 \\u2013 before smoothing" in proc.stdout, proc.stderr
 
 
+def test_a_second_signal_while_the_driver_leaves_does_not_cut_its_writes_short():
+    code = ("import os, signal, threading, time\nfrom sweeper.interrupts import leaving, noting_interrupts\n"
+            "flag = threading.Event()\nwith noting_interrupts(flag):\n"
+            "    try:\n        os.kill(os.getpid(), signal.SIGINT)\n        time.sleep(1)\n"
+            "    except KeyboardInterrupt:\n        print('stopping')\n"
+            "    leaving()  # as the driver does before it drains its queued writes\n"
+            "    os.kill(os.getpid(), signal.SIGTERM)\n    time.sleep(0.5)\n    print('drained', flag.is_set())\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.stdout.split() == ["stopping", "drained", "True"], proc.stdout + proc.stderr
+
+
 def test_train_under_nohup_trains_on_through_a_hangup(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "sweeper.cli", "train", "--set", "epochs=20", "--set",
                              "dataset.classes=20", "--set", "dataset.samples_per_class=6"], cwd=tmp_path,
@@ -94,6 +105,7 @@ def test_train_reads_a_space_training_block(tmp_path):
     (["--set", "model.hidden=30"], "model.hidden=30 is not allowed: a multiple of the number of heads (8)"),
     (["--set", "device=cuda:99"], "device='cuda:99': this machine has"),
     (["--checkpoint-dir", "/proc/sweeper-ck"], "cannot make a folder in /proc"),  # root may write anywhere else
+    (["--set", "epochs=0", "--seeds", "3"], "refuses the training config: epochs=0"),  # the setting's fault, not 3's
 ])
 def test_bad_train_input_is_one_message_and_exit_2(tmp_path, args, message):
     proc = sweeper("train", *args, cwd=tmp_path)

@@ -595,6 +595,38 @@ def test_ctrl_c_exits_130_and_keeps_finished_trials(tmp_path, signum, group, fre
 
 
 @pytest.mark.slow
+def test_a_closed_terminal_stops_the_sweep_as_ctrl_c_does(tmp_path):
+    """The kernel's SIGHUP when a terminal closes: the driver's last words then meet EIO, which left the watcher
+    thread dead with the exit lock held and the main thread waiting on it, for a minute or for good."""
+    import pty
+
+    space = scripted_space(tmp_path, trials=20)
+    text = space.read_text().replace("sleep: 0.05", "sleep: 0.3").replace("type: asha", "type: none")
+    space.write_text(text.replace(", grace_period: 1, reduction_factor: 2", ""))
+    db = tmp_path / "sweeps.db"
+    pid, terminal = pty.fork()
+    if pid == 0:  # the sweep, in a session whose controlling terminal is the pty
+        os.chdir(tmp_path)
+        os.execv(sys.executable, [sys.executable, "-m", "sweeper.cli", "run", str(space), "--storage",
+                                  f"sqlite:///{db}"])
+    seen, deadline = b"", time.time() + 120
+    try:
+        while b"COMPLETE" not in seen and time.time() < deadline:  # a first finished trial
+            seen += os.read(terminal, 4096)
+        os.close(terminal)  # the terminal goes away: SIGHUP to its session
+        ended = time.time() + 30
+        while (status := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.time() < ended:
+            time.sleep(0.2)
+        assert status[0] == pid and os.waitstatus_to_exitcode(status[1]) == 130, (status, seen[-2000:])
+    finally:
+        with contextlib.suppress(ProcessLookupError, PermissionError):  # a failed test's driver and its Ray
+            os.killpg(pid, signal.SIGKILL)  # pty.fork made it a session leader: its group is its pid
+    name = text.split("name: ")[1].split()[0]
+    states = [t.state for t in optuna.load_study(study_name=name, storage=f"sqlite:///{db}").get_trials()]
+    assert TS.COMPLETE in states and TS.FAIL not in states and len(states) < 20
+
+
+@pytest.mark.slow
 def test_what_a_users_function_reports_or_returns_is_recorded_as_it_meant(ray_session, tmp_path, monkeypatch):
     """NumPy scalars are numbers; returning nothing records the last report, and a target's metric that is not
     returned is its last report; a last report of NaN fails the trial (not an earlier epoch's value in its place); a
