@@ -283,6 +283,6 @@ def record_stopped(study: optuna.Study, orphans: list[optuna.trial.FrozenTrial],
         except optuna.exceptions.UpdateFinishedTrialError:
             continue  # another driver, resumed at the same moment, recorded it
         console.print(f"#{trial.number} PRUNED, recorded now: its driver stopped it after epoch "
-                      f"{note.get(attrs.EPOCHS_RUN, '?')} ({note.get(attrs.STOP_REASON)}), and its storage went away "
-                      "before that was written")
+                      f"{note.get(attrs.EPOCHS_RUN, '?')} ({note.get(attrs.STOP_REASON)}), and did not write that "
+                      "before it ended (a storage away, or an exit cut short)")
     return left
