@@ -102,7 +102,7 @@ def status(storage: optuna.storages.BaseStorage, url: str, name: str | None, fmt
     table.add_column("target (best reached)", min_width=min(max(map(len, names)), 24), overflow="fold")
     table.add_column("met", overflow="fold")
     table.add_column("first trial", min_width=len("2026-01-01"))
-    table.add_column("duration", min_width=len("10:00:00"), overflow="fold")  # "(interrupted)" may fold
+    table.add_column("duration", min_width=len("(interrupted)"))  # "0:12:04 (interrupted)" on two lines at most
     for view in views:
         table.add_row(*_status_row(view))
     console.print(table)
