@@ -257,7 +257,9 @@ def _leave(code: int, message: str = "") -> NoReturn:
     stopped) have nothing left to save. The main thread and the driver's interrupt watcher may both get here: the
     first one out says why."""
     if threading.current_thread() is threading.main_thread():  # a second Ctrl-C must not cut the exit short
-        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGHUP):
+        from sweeper.interrupts import stop_signals
+
+        for signum in stop_signals():
             signal.signal(signum, signal.SIG_IGN)
     _leaving.acquire()
     try:

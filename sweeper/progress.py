@@ -52,7 +52,8 @@ class SweepPrinter:
             parts.append(f"stopped at epoch {trial.user_attrs.get('epochs_run', '?')}")
         elif trial.state == TS.FAIL:
             # its first line: a trial is one line, which grep '^#' must find whole; the attr keeps all of it
-            parts.append(f"error: {str(trial.user_attrs.get('error', '?')).strip().partition(chr(10))[0]}")
+            first_line = str(trial.user_attrs.get("error", "?")).strip().partition("\n")[0]
+            parts.append(f"error: {first_line}")
         if self.best is not None:
             parts.append(f"best {format_value(self.metric, self.best)}")
         parts.extend(judged.values())

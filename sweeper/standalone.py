@@ -23,6 +23,7 @@ from rich.table import Table
 from sweeper.console import console, epoch_line, format_value, plain
 from sweeper.errors import BadInput
 from sweeper.overrides import read_set_flags
+from trials.config import REPLAYED
 from trials.entrypoint import DEFAULT_ENTRYPOINT, EntrypointError, returned_metrics
 
 
@@ -113,7 +114,7 @@ def train(run: Standalone, base_dir: str | None, checkpoint_dir: Path | None) ->
     def report(metrics: dict[str, Any]) -> None:
         reported.clear()
         reported.update(plain(metrics))
-        if metrics.get("replayed"):  # trained in an earlier run: its line, with that run's speed, is in its log
+        if metrics.get(REPLAYED):  # trained in an earlier run: its line, with that run's speed, is in its log
             replayed.append(metrics.get("epoch"))
             return
         say_resumed()
@@ -166,7 +167,7 @@ def train_seeds(run: Standalone, base_dir: str | None, checkpoint_dir: Path | No
 def numbers(result: Mapping[str, Any]) -> dict[str, float]:
     """The metrics of a run's result that are numbers."""
     return {k: float(v) for k, v in result.items() if isinstance(v, int | float) and not isinstance(v, bool)
-            and k not in ("epoch", "replayed")}
+            and k not in ("epoch", REPLAYED)}
 
 
 def final_metrics(run: Standalone, result: Mapping[str, Any]) -> dict[str, float]:
@@ -221,7 +222,7 @@ def metrics_line(metrics: dict[str, Any], epochs: int | None, seconds: float) ->
     if epoch is not None:
         parts.append(f"epoch {epoch:>{len(str(epochs))}}/{epochs}" if epochs else f"epoch {epoch}")
     parts += [f"{k} {format_value(k, v)}" for k, v in metrics.items()
-              if k not in ("epoch", "replayed") and isinstance(v, (int, float, str, bool))]
+              if k not in ("epoch", REPLAYED) and isinstance(v, (int, float, str, bool))]
     parts.append(f"{seconds:.2f}s")
     return "  ".join(parts)
 
