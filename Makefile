@@ -40,9 +40,13 @@ ARGS ?=
 run: check-venv $(STAMP)
 	$(BIN)/sweeper run $(SPACE) $(ARGS)
 
+# Two pytest workers: much of the suite waits (on outages, kills, timeouts) while the other worker trains; each
+# worker starts one Ray for its in-process sweeps and has a PostgreSQL database of its own (tests/conftest.py).
+TEST_WORKERS ?= 2
+
 test: check-venv $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

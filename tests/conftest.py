@@ -37,11 +37,38 @@ def postgres_url() -> str:
         pytest.skip("SWEEPER_TEST_POSTGRES_URL not set")
     try:
         close_storage(open_storage(url))
+        url = _database_of_this_worker(url)
     except StorageError as exc:
         if os.environ.get("SWEEPER_REQUIRE_POSTGRES") == "1":
             pytest.fail(f"SWEEPER_REQUIRE_POSTGRES=1 but PostgreSQL is not usable: {exc}")
         pytest.skip(f"PostgreSQL from SWEEPER_TEST_POSTGRES_URL is not usable: {exc}")
     return url
+
+
+def _database_of_this_worker(url: str) -> str:
+    """Under pytest-xdist, a database of this worker's own beside the URL's (``test_gw0``...), made on first use:
+    some tests list every study of their storage, and the other worker's sweeps would be among them."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker:
+        return url
+    import sqlalchemy
+    from sqlalchemy.engine import make_url
+
+    base = make_url(url)
+    name = f"{base.database}_{worker}"
+    admin = sqlalchemy.create_engine(base, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            found = conn.execute(sqlalchemy.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).first()
+            if found is None:
+                conn.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
+    except sqlalchemy.exc.SQLAlchemyError as exc:
+        raise StorageError(f"could not create the worker's database {name}: {exc}") from exc
+    finally:
+        admin.dispose()
+    own = base.set(database=name).render_as_string(hide_password=False)
+    close_storage(open_storage(own))
+    return own
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
