@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import optuna
+from rich.measure import Measurement
 from rich.table import Table
 
 from search_spaces.schema import Spec
@@ -75,29 +76,49 @@ class SweepPrinter:
         complete = [*best, reached] if reached is not None and reached not in best else best
         metrics = list(dict.fromkeys([self.metric, *self.spec.targets, *(self.spec.baseline.metrics
                                                                           if self.spec.baseline else {})]))
-        table = Table(title=f"best trials of {study.study_name} against targets and baseline")
-        table.add_column("trial", overflow="fold")  # a CI log's 80 columns: values fold, never cut off
-        for metric in metrics:
-            table.add_column(metric, justify="right", overflow="fold")
-        # params wrap between two of them, never inside one (lr=1.00e-0 / 4 would read as another value)
-        widest = max((len(word) for t in complete for word in format_params(t.params).split()), default=0)
-        table.add_column("params", min_width=min(widest, 40), overflow="fold")
+        rows = []
         if self.spec.targets:
-            table.add_row("target", *[_fmt(m, self.spec.targets.get(m)) for m in metrics], "")
+            rows.append(("target", [_fmt(m, self.spec.targets.get(m)) for m in metrics], ""))
         if self.spec.baseline:
-            table.add_row("baseline", *[_fmt(m, self.spec.baseline.metrics.get(m)) for m in metrics],
-                          self.spec.baseline.source)
+            rows.append(("baseline", [_fmt(m, self.spec.baseline.metrics.get(m)) for m in metrics],
+                         self.spec.baseline.source))
         for t in complete:
             values = {**t.user_attrs, self.metric: t.value}
-            table.add_row(f"#{t.number}{' (target met)' if view.met(t) else ''}",
-                          *[_fmt(m, values.get(m)) for m in metrics], format_params(t.params))
-        if table.row_count:  # no targets, no baseline and nothing COMPLETE: an empty table says nothing
-            console.print(table)
+            label = f"#{t.number}{' (target met)' if view.met(t) else ''}"
+            rows.append((label, [_fmt(m, values.get(m)) for m in metrics], format_params(t.params)))
+        if rows:  # no targets, no baseline and nothing COMPLETE: an empty table says nothing
+            _print_best_table(f"best trials of {study.study_name} against targets and baseline", metrics, rows)
         if self.spec.targets:
             console.print(f"targets {view.met_by() or 'not met'}")
             record = target_met(study.user_attrs)
             if record:
                 console.print(f"time to target: first met by {describe_target_met(record)}")
+
+
+def _print_best_table(title: str, metrics: list[str], rows: list[tuple[str, list[str], str]]) -> None:
+    table = _best_table(title, metrics, rows, with_params=True)
+    unbounded = console.options.update(width=10_000)  # measured within the console's width, it would seem to fit
+    if Measurement.get(console, unbounded, table).minimum <= console.width:
+        console.print(table)
+        return
+    # too narrow for the longest param whole: the params go under the table, a line for each row
+    console.print(_best_table(title, metrics, rows, with_params=False))
+    for label, _, params in rows:
+        if params:
+            console.print(f"{label}: {params}", markup=False)
+
+
+def _best_table(title: str, metrics: list[str], rows: list[tuple[str, list[str], str]], with_params: bool) -> Table:
+    table = Table(title=title)
+    table.add_column("trial", overflow="fold")  # a CI log's 80 columns: values fold, never cut off
+    for metric in metrics:
+        table.add_column(metric, justify="right", overflow="fold")
+    if with_params:  # they wrap between two params, never inside one (lr=1.00e-0 / 4 would read as another value)
+        widest = max((len(word) for *_, params in rows for word in params.split()), default=0)
+        table.add_column("params", min_width=min(widest, 40), overflow="fold")
+    for label, values, params in rows:
+        table.add_row(label, *values, *([params] if with_params else []))
+    return table
 
 
 def _fmt(metric: str, value: object) -> str:

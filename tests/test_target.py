@@ -240,6 +240,31 @@ def test_final_table_names_a_trial_that_met_the_target_below_the_best_validation
     assert "#0 (target met)" in out and out.index("#5") < out.index("#1 ") < out.index("#0 (target met)")
 
 
+@pytest.mark.parametrize("columns", [200, 80, 60])
+def test_final_table_fits_the_terminal_and_keeps_every_param_whole(columns: int, capsys, monkeypatch) -> None:
+    """Where the longest param does not fit whole in a column (60 columns), the params go under the table."""
+    from search_spaces.loader import load_spec
+    from sweeper.console import console, format_params
+    from sweeper.progress import SweepPrinter
+
+    monkeypatch.setattr(console, "width", columns)
+    spec = load_spec("spaces/asl20.yaml")
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=1))
+    study.enqueue_trial({"label_smoothing": 0.1418, "warmup_epochs": 0.3416, "weight_decay": 1.03e-4})
+    for _ in range(3):
+        trial = study.ask(spec.distributions())
+        trial.set_user_attr("test_top3", 0.5)
+        study.tell(trial, 0.6)
+    SweepPrinter(spec).final_table(study)
+    out = capsys.readouterr().out
+    table = out[out.index("┏"):out.index("┘") + 1]
+    assert max(map(len, table.splitlines())) <= columns, table
+    for trial in study.trials:
+        for word in format_params(trial.params).split():  # each param whole on one line, in the table or under it
+            assert any(word in line.replace("│", " ").split() for line in out.splitlines()), (word, out)
+    assert ("#0: label_smoothing=0.1418 " in out) == (columns < 80), out
+
+
 def test_final_table_status_and_report_name_the_first_and_the_best_trial_meeting_the_targets(tmp_path, capsys) -> None:
     """#1 meets the target first, #3 (better on validation) later: every place names both, in the same words."""
     from search_spaces.loader import load_spec
