@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import math
 import numbers
 import re
 from collections.abc import Mapping
 from typing import Any
 
+from rich.cells import cell_len
 from rich.console import Console, ConsoleOptions, RenderableType, RenderHook, RenderResult
 from rich.segment import Segment
+from rich.table import Table
 
 from trials.metrics import is_accuracy
 
@@ -40,6 +43,32 @@ console = Console(highlight=False, soft_wrap=True, markup=False, emoji=False)  #
 err_console = Console(stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=False)
 for _console in (console, err_console):
     _console.push_render_hook(_EscapeControl())
+
+def fits(table: Table) -> bool:
+    """Whether ``table`` prints within the console's width. rich keeps each column's ``min_width`` even where the
+    columns then run past the terminal, which wraps every line of a table wider than itself."""
+    probe = Console(width=console.width, file=io.StringIO(), highlight=False, markup=False, emoji=False, soft_wrap=True)
+    probe.push_render_hook(_EscapeControl())
+    title, table.title = table.title, None  # a title longer than the terminal is the terminal's to wrap
+    try:
+        probe.print(table, crop=False)  # cropped, it would always seem to fit
+    finally:
+        table.title = title
+    return max(map(cell_len, probe.file.getvalue().splitlines()), default=0) <= console.width
+
+
+def shrunk_widths(natural: list[int], whole: list[int], room: int) -> list[int] | None:
+    """Column widths that fit in ``room``: the widest shrunk first, one at a time, none below its ``whole`` (where
+    its words or names print unbroken); None where even those do not fit. rich's own shrinking ignores a column's
+    ``min_width`` and then widens the column back to it, past the terminal, which wraps every line of the table."""
+    widths = list(natural)
+    while sum(widths) > room:
+        above = [i for i, width in enumerate(widths) if width > whole[i]]
+        if not above:
+            return None
+        widths[max(above, key=lambda i: widths[i])] -= 1
+    return widths
+
 
 def count_trials(n: int) -> str:
     """``1 trial``, ``2 trials``."""

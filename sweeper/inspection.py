@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from rich.cells import cell_len
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -33,7 +34,7 @@ from storage.retry import retry_briefly
 from storage.studies import load_existing_study
 from storage.target import describe_target_met, target_met
 from storage.urls import ENV_VAR, mask_url, resolve_storage_url
-from sweeper.console import console, count_trials, err_console, format_value
+from sweeper.console import console, count_trials, err_console, format_value, shrunk_widths
 from sweeper.errors import BadInput
 from trials.entrypoint import metric_direction
 
@@ -92,26 +93,41 @@ def status(storage: optuna.storages.BaseStorage, url: str, name: str | None, fmt
     if fmt == "json":
         print_json({"storage": mask_url(url), "studies": [study_summary(view) for view in views]})
         return
-    table = Table(title=f"studies in {mask_url(url)}", title_justify="left")
-    widest = max(len(view.study.study_name) for view in views)
-    table.add_column("study", min_width=min(widest, 40), overflow="fold")
-    table.add_column("trials", min_width=len("5 COMPLETE"))
-    table.add_column("best", justify="right", overflow="fold")
-    # a metric's name and a date never split; the rest folds where 80 columns (a CI log's) are not enough
-    names = [metric for view in views for metric in view.targets] or [""]
-    table.add_column("target (best reached)", min_width=min(max(map(len, names)), 24), overflow="fold")
-    table.add_column("met", overflow="fold")
-    table.add_column("first trial", min_width=len("2026-01-01"))
-    table.add_column("duration", min_width=len("(interrupted)"))  # "0:12:04 (interrupted)" on two lines at most
-    for view in views:
-        table.add_row(*_status_row(view))
-    console.print(table)
+    console.print(_status_table(f"studies in {mask_url(url)}", [_status_row(view) for view in views]))
     for view in views:
         if (record := target_met(view.study.user_attrs)) is not None:
             console.print(f"time to target, {view.study.study_name}: first met by {describe_target_met(record)}",
                           markup=False)
     if name is not None:
         _details(views[0], "" if url == resolve_storage_url(None, None) else f" --storage {mask_url(url)}")
+
+
+STATUS_HEADERS = ("study", "trials", "best", "target (best reached)", "first trial\nduration")
+
+
+def _status_table(title: str, rows: list[list[str]]) -> Table:
+    """Five columns, not seven (which printed a built-in space's study 87 wide at 80 columns, a CI log's): whether
+    the targets are met is the last line of the targets' column, and the first trial's start and the duration share
+    one. Where it fits, a study's name (to copy; up to 40 characters), a line of trials by state and every other
+    word (a metric's name, a date, "(interrupted)") stay whole; a narrower terminal folds them."""
+    columns = [[header, *(row[i] for row in rows)] for i, header in enumerate(STATUS_HEADERS)]
+    lines = [[line for text in column for line in text.splitlines()] for column in columns]
+    natural = [max(map(cell_len, column)) for column in lines]
+    # unbroken: a study's name (up to 40 characters) and each line of trials; in the other columns, each word
+    parts = [column[1:] if i < 2 else " ".join(column[1:]).split() for i, column in enumerate(lines)]
+    whole = [min(max(map(cell_len, part), default=1), 40) for part in parts]
+    states = max(map(cell_len, " ".join(columns[1][1:]).split()))  # "COMPLETE"
+    room = console.width - 3 * len(columns) - 1  # borders and padding
+    # too narrow for them all: the names fold first, then "6 COMPLETE" splits; then rich folds every column
+    tiers = (whole, [1, *whole[1:]], [1, states, *whole[2:]])
+    widths = next((found for tier in tiers if (found := shrunk_widths(natural, tier, room))), None)
+    table = Table(title=title, title_justify="left")
+    for i, header in enumerate(STATUS_HEADERS):
+        table.add_column(header, width=widths[i] if widths else None, overflow="fold",
+                         justify="right" if header == "best" else "left")
+    for row in rows:
+        table.add_row(*row)
+    return table
 
 
 def _all_views(storage: optuna.storages.BaseStorage, url: str) -> list[StudyView]:
@@ -193,16 +209,15 @@ def _status_row(view: StudyView) -> list[str]:
     if span is not None:  # first trial's start to the last one's end; to now while trials run
         end = datetime.now() if now == "running" else span[1]
         taken = duration(end - span[0]) + (f" ({now})" if now in ("running", "interrupted") else "")
-    met = "-" if not view.targets else (view.met_by() or "no").replace("; ", ";\n")
+    # a line per target, then whether they are met (two lines where the first trial to meet them is not the best)
+    targets = [f"{m} {format_value(m, target)} ({_best_of(view, m)})" for m, target in view.targets.items()]
+    met = (view.met_by() or "not met").replace("; ", ";\n")
     return [
         view.study.study_name,
         "\n".join(f"{n} {state}" for state, n in states.items()) or "none",
         f"{format_value(view.metric, best.value)} (#{best.number})" if best else "-",
-        "\n".join(f"{m} {format_value(m, target)} ({_best_of(view, m)})" for m, target in view.targets.items())
-        or "-",
-        met,
-        _time(span[0]) if span else "-",
-        taken,
+        "\n".join([*targets, met]) if targets else "-",
+        f"{_time(span[0])}\n{taken}" if span else "-",
     ]
 
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import optuna
-from rich.measure import Measurement
 from rich.table import Table
 
 from search_spaces.schema import Spec
 from storage.report import StudyView, percent_scale
 from storage.target import describe_target_met, target_met
-from sweeper.console import console, format_params, format_value, target_gap
+from sweeper.console import console, fits, format_params, format_value, target_gap
 
 TS = optuna.trial.TrialState
 
@@ -97,8 +96,7 @@ class SweepPrinter:
 
 def _print_best_table(title: str, metrics: list[str], rows: list[tuple[str, list[str], str]]) -> None:
     table = _best_table(title, metrics, rows, with_params=True)
-    unbounded = console.options.update(width=10_000)  # measured within the console's width, it would seem to fit
-    if Measurement.get(console, unbounded, table).minimum <= console.width:
+    if fits(table):
         console.print(table)
         return
     # too narrow for the longest param whole: the params go under the table, a line for each row

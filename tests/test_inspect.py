@@ -21,7 +21,7 @@ import subprocess
 import sys
 import uuid
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from html.parser import HTMLParser
@@ -191,19 +191,25 @@ def digest(folder: Path) -> str:
     return hashlib.sha256((folder / "sweeps.db").read_bytes()).hexdigest()
 
 
-def rows_of(table: str) -> list[str]:
-    """A rich table's rows, each row's wrapped lines joined (continuation lines have an empty first cell)."""
+def rows_of(table: str, starts: Callable[[list[str]], bool] = lambda cells: bool(cells[0])) -> list[str]:
+    """A rich table's rows, each row's wrapped lines joined (continuation lines have an empty first cell; where the
+    first cell folds, they are the lines that do not ``start`` a row)."""
     rows: list[list[list[str]]] = []
     for line in table.splitlines():
         if not line.startswith("│"):
             continue
         cells = [c.strip() for c in line.strip("│").split("│")]
-        if cells[0] or not rows:
+        if starts(cells) or not rows:
             rows.append([[c] for c in cells])
         else:
             for parts, cell in zip(rows[-1], cells, strict=False):
                 parts.append(cell)
     return [" | ".join(" ".join(p for p in parts if p) for parts in row) for row in rows]
+
+
+def status_rows(table: str) -> list[str]:
+    """``rows_of`` for status, whose study names fold in a narrow console: a row starts with its first trial's date."""
+    return rows_of(table, lambda cells: re.match(r"\d{4}-\d\d-\d\d", cells[-1]) is not None)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -215,9 +221,8 @@ def test_status_lists_every_study_with_states_best_and_target(backend: Backend) 
     for count in (f"{COMPLETE} COMPLETE", "1 PRUNED", "1 FAIL", "1 RUNNING", "1 WAITING"):
         assert count in full
     assert f"90.00% (#{BEST})" in full  # the best value, as a percentage, and its trial
-    assert "test_top3 80.00% (85.00%)" in full  # target, best reached
-    assert "| first met by #4 |" in full
-    assert "2 COMPLETE" in small and "53.00% (#1)" in small and "| no |" in small
+    assert "| test_top3 80.00% (85.00%) first met by #4 |" in full  # target, best reached, then whether met
+    assert "2 COMPLETE" in small and "53.00% (#1)" in small and "| test_top3 80.00% (43.00%) not met |" in small
 
 
 def test_status_shows_a_duration_and_what_the_study_is_doing(backend: Backend) -> None:
@@ -227,8 +232,8 @@ def test_status_shows_a_duration_and_what_the_study_is_doing(backend: Backend) -
     header = backend.ok("status").stdout
     assert re.search(r"┃\s*duration\s*┃", header) and not re.search(r"┃\s*running\s*┃", header)
     assert full.endswith("(interrupted)")  # its RUNNING trial has no live driver
-    last = small.rsplit("|", 1)[1].strip()  # a finished study: how long its trials took, and nothing else
-    assert last.count(":") == 2 and "(" not in last, small
+    last = small.rsplit("|", 1)[1].strip()  # a finished study: its first trial's start, how long its trials took
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d \d+:\d\d:\d\d", last), small
 
 
 def test_status_json_has_stable_keys(backend: Backend) -> None:
@@ -564,15 +569,45 @@ def test_best_in_a_narrow_terminal_folds_values_and_cuts_none(backend: Backend) 
 
 
 @pytest.mark.parametrize("columns", [80, 60])
-def test_status_in_a_narrow_log_splits_no_name_metric_or_date(backend: Backend, columns: int) -> None:
+def test_status_in_a_narrow_log_fits_and_at_80_splits_no_name_metric_or_date(backend: Backend, columns: int) -> None:
+    """The table printed 105 wide at 80 columns (a CI log's, a terminal's default), and a terminal wraps every line
+    of a table wider than itself: no line but the title (the storage URL, whole to copy) is wider than the console.
+    At 80 a study's name, a metric's and a date stay whole; at 60 they may fold, and nothing is left out."""
     proc = subprocess.run([sys.executable, "-m", "sweeper.cli", "status", "--storage", backend.url],
                           cwd=backend.folder, env=env(COLUMNS=str(columns)), text=True, capture_output=True,
                           timeout=120)
     assert proc.returncode == 0 and "…" not in proc.stdout, proc.stdout
-    cells = re.split(r"\s*[│|]\s*|\n", proc.stdout)
-    # whole: a study's name (to copy), a target's metric, a date (a table too wide for them runs past the width)
-    assert {backend.name, backend.small, "test_top3"} <= set(cells), proc.stdout
-    assert any(re.fullmatch(r"\d{4}-\d\d-\d\d", cell) for cell in cells), proc.stdout
+    title, *lines = proc.stdout.splitlines()
+    assert title.startswith("studies in ") and max(map(len, lines)) <= columns, proc.stdout
+    rows = {row.split(" | ")[0].replace(" ", ""): row.replace(" ", "") for row in status_rows(proc.stdout)}
+    full, small = rows[backend.name], rows[backend.small]  # the words of each cell, with the folds undone
+    for count in (f"{COMPLETE}COMPLETE", "1PRUNED", "1FAIL", "1RUNNING", "1WAITING", f"90.00%(#{BEST})",
+                  "test_top380.00%(85.00%)firstmetby#4", "(interrupted)"):
+        assert count in full, proc.stdout
+    assert "2COMPLETE|53.00%(#1)|test_top380.00%(43.00%)notmet|" in small, proc.stdout
+    assert all(re.search(r"\|\d{4}-\d\d-\d\d\d\d:\d\d\d+:\d\d:\d\d", row) for row in (full, small)), proc.stdout
+    if columns == 80:  # whole: a study's name (to copy), a target's metric, a date
+        cells = re.split(r"\s*[│|]\s*|\n", proc.stdout)
+        assert {backend.name, backend.small, "test_top3"} <= set(cells), proc.stdout
+        assert any(re.fullmatch(r"\d{4}-\d\d-\d\d( \d\d:\d\d)?", cell) for cell in cells), proc.stdout
+
+
+def test_status_of_a_long_name_and_several_targets_fits_80_columns(tmp_path: Path) -> None:
+    """A long name beside a built-in space's quick study, and three targets (one a minimised metric), all met."""
+    url = "sqlite:///sweeps.db"
+    long = "landmarks-ablation-of-label-smoothing-with-a-long-study-name"
+    make_study(f"sqlite:///{tmp_path / 'sweeps.db'}", long)
+    make_study(f"sqlite:///{tmp_path / 'sweeps.db'}", "asl20-quick", complete=2, extra_states=False)
+    study = optuna.load_study(study_name=long, storage=f"sqlite:///{tmp_path / 'sweeps.db'}")
+    study.set_user_attr(attrs.TARGETS, {"test_top3": 0.8, "test_top1": 0.55, "val_loss": 1.6})
+    proc = subprocess.run([sys.executable, "-m", "sweeper.cli", "status", "--storage", url], cwd=tmp_path,
+                          env=env(COLUMNS="80"), text=True, capture_output=True, timeout=120)
+    assert proc.returncode == 0 and max(map(len, proc.stdout.splitlines())) <= 80, proc.stdout
+    rows = {row.split(" | ")[0].replace(" ", ""): row for row in status_rows(proc.stdout)}
+    assert set(rows) == {long, "asl20-quick"}, proc.stdout  # the long name folds, and its parts are all there
+    assert ("| test_top3 80.00% (85.00%) test_top1 55.00% (60.00%) val_loss 1.6 (1.5) first met by #4 |"
+            in rows[long]), proc.stdout
+    assert rows[long].endswith("(interrupted)") and "asl20-quick | 2 COMPLETE | 53.00% (#1) |" in rows["asl20-quick"]
 
 
 def test_best_json_has_stable_keys(backend: Backend) -> None:
