@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -77,6 +78,24 @@ def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'sweeps.db'}"
     return request.getfixturevalue("postgres_url")
+
+
+CHECKOUT = Path(__file__).resolve().parents[1]
+# What sweeper writes by default into the folder it runs in (--results-dir, --storage, a report, an export)
+DEFAULT_OUTPUTS = ("sweeper_runs", "runs", "checkpoints", "*.db", "*.db-*", "report*.html", "*.csv", "*.json")
+
+
+@pytest.fixture(autouse=True)
+def _checkout_left_alone() -> Iterator[None]:
+    """A test writes only in its own folders: the checkout is the working folder of both pytest workers at once
+    (and of a developer's own sweeps), and .gitignore hides what lands there."""
+    def outputs() -> set[str]:
+        return {path.name for pattern in DEFAULT_OUTPUTS for path in CHECKOUT.glob(pattern)}
+
+    before = outputs()
+    yield
+    made = sorted(outputs() - before)
+    assert not made, f"{made} appeared in the checkout {CHECKOUT}: run the test in tmp_path (monkeypatch.chdir)"
 
 
 @pytest.fixture(scope="session")

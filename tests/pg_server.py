@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import random
 import shutil
 import signal
 import socket
@@ -36,9 +37,22 @@ def recorded_epochs(url: str) -> int:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port that nothing else is handed while it stays free: one the kernel gives out (bind to port 0, as Ray
+    does for every process it starts) can be taken by the other pytest worker between the pick and the server's
+    bind, or while the test has the server stopped. So one below the kernel's ephemeral range, and above Ray's
+    worker ports (10002-19999); port 0's where that range starts too low for it."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 0
+    for port in [*random.sample(range(20000, low), min(50, max(0, low - 20000))), 0]:
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return s.getsockname()[1]
+    raise OSError("no free port")
 
 
 def postgres_bin() -> Path | None:

@@ -10,7 +10,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,18 +22,13 @@ from pathlib import Path
 
 import optuna
 import pytest
+from pg_server import free_port
 from test_resume import resumable_space, study_name
 
 FIXTURES = Path(__file__).parent / "fixtures"
 RAY = str(Path(sys.executable).parent / "ray")
 TS = optuna.trial.TrialState
 EPOCHS = 6
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

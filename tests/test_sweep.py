@@ -946,6 +946,7 @@ def test_a_target_another_driver_on_the_study_met_stops_this_sweep_too(ray_sessi
     ran its whole budget, and never said the targets were met."""
     from sweeper import driver
 
+    monkeypatch.chdir(tmp_path)  # its results folder (./sweeper_runs) in the test's folder, not the checkout
     monkeypatch.setattr(driver, "HEARTBEAT_INTERVAL_S", 1)
     space = scripted_space(tmp_path, target=2.0, training="{epochs: 4, sleep: 0.5}", scheduler="{type: none}",
                            budget="{trials: 8, max_concurrent: 1, stop_on_target: true}")
