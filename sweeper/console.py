@@ -19,6 +19,12 @@ from trials.metrics import is_accuracy
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # all but newline and tab
 
 
+def escape_control(text: str) -> str:
+    """``text`` with its control characters escaped (``\\x1b``), as the console prints them: what measures a cell's
+    width before rich renders it must measure this, as each escape is 4 columns wide, not 0."""
+    return _CONTROL.sub(lambda m: repr(m[0])[1:-1], text)
+
+
 class _Escaped:
     """A renderable whose text prints its control characters escaped (``\x1b``): study names, params and attrs are
     anyone's who may write the database, and an escape sequence in one would drive the reader's terminal."""
@@ -28,7 +34,7 @@ class _Escaped:
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         for segment in console.render(self.inner, options):
-            text = segment.text if segment.control else _CONTROL.sub(lambda m: repr(m[0])[1:-1], segment.text)
+            text = segment.text if segment.control else escape_control(segment.text)
             yield Segment(text, segment.style, segment.control)
 
 

@@ -34,7 +34,7 @@ from storage.retry import retry_briefly
 from storage.studies import load_existing_study
 from storage.target import describe_target_met, target_met
 from storage.urls import ENV_VAR, mask_url, resolve_storage_url
-from sweeper.console import console, count_trials, err_console, format_value, shrunk_widths
+from sweeper.console import console, count_trials, err_console, escape_control, format_value, shrunk_widths
 from sweeper.errors import BadInput
 from trials.entrypoint import metric_direction
 
@@ -110,21 +110,30 @@ def _status_table(title: str, rows: list[list[str]]) -> Table:
     the targets are met is the last line of the targets' column, and the first trial's start and the duration share
     one. Where it fits, a study's name (to copy; up to 40 characters), a line of trials by state and every other
     word (a metric's name, a date, "(interrupted)") stay whole; a narrower terminal folds them."""
+    # measured as printed: an escaped control character is 4 columns wide (rich drops a few, such as a bell)
+    rows = [[escape_control(cell) for cell in row] for row in rows]
     columns = [[header, *(row[i] for row in rows)] for i, header in enumerate(STATUS_HEADERS)]
     lines = [[line for text in column for line in text.splitlines()] for column in columns]
     natural = [max(map(cell_len, column)) for column in lines]
     # unbroken: a study's name (up to 40 characters) and each line of trials; in the other columns, each word
     parts = [column[1:] if i < 2 else " ".join(column[1:]).split() for i, column in enumerate(lines)]
     whole = [min(max(map(cell_len, part), default=1), 40) for part in parts]
+    # never narrower than its widest character: a column 1 wide prints none of a name in CJK or with an emoji
+    narrowest = [max((cell_len(char) for line in column[1:] for char in line), default=1) for column in lines]
     states = max(map(cell_len, " ".join(columns[1][1:]).split()))  # "COMPLETE"
     room = console.width - 3 * len(columns) - 1  # borders and padding
-    # too narrow for them all: the names fold first, then "6 COMPLETE" splits; then rich folds every column
-    tiers = (whole, [1, *whole[1:]], [1, states, *whole[2:]])
+
+    def names_fold(rest: list[int]) -> list[int]:  # whole, the names that fit beside the other columns' words
+        left = room - sum(rest)
+        return [max([narrowest[0], *(width for name in parts[0] if (width := cell_len(name)) <= left)]), *rest]
+
+    # too narrow for them all: the names fold first, then "6 COMPLETE" splits; then every column folds
+    tiers = (whole, names_fold(whole[1:]), names_fold([states, *whole[2:]]), narrowest)
     widths = next((found for tier in tiers if (found := shrunk_widths(natural, tier, room))), None)
     table = Table(title=title, title_justify="left")
-    for i, header in enumerate(STATUS_HEADERS):
-        table.add_column(header, width=widths[i] if widths else None, overflow="fold",
-                         justify="right" if header == "best" else "left")
+    for i, header in enumerate(STATUS_HEADERS):  # narrower still: wider than the terminal, rather than left out
+        table.add_column(header, width=widths[i] if widths else None, min_width=None if widths else narrowest[i],
+                         overflow="fold", justify="right" if header == "best" else "left")
     for row in rows:
         table.add_row(*row)
     return table

@@ -101,9 +101,9 @@ def _print_best_table(title: str, metrics: list[str], rows: list[tuple[str, list
         return
     # too narrow for the longest param whole: the params go under the table, a line for each row
     console.print(_best_table(title, metrics, rows, with_params=False))
-    for label, _, params in rows:
+    for label, _, params in rows:  # wrapped between two params: a terminal's own wrap would split one (lr=1.00e-0 / 4)
         if params:
-            console.print(f"{label}: {params}", markup=False)
+            console.print(f"{label}: {params}", markup=False, soft_wrap=False)
 
 
 def _best_table(title: str, metrics: list[str], rows: list[tuple[str, list[str], str]], with_params: bool) -> Table:

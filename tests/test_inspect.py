@@ -969,3 +969,46 @@ def test_clean_deletes_the_checkpoints_of_finished_trials_but_the_best_and_never
     # a results folder outside the project (docker/compose.yaml's /results) or behind a symlink: as the run gave it
     assert clean("--keep", "0", "--results-dir", str(tmp_path / "runs"), cwd=tmp_path / "elsewhere").returncode == 0
     assert left() == [4, 8, 9]
+
+
+def _status_at(url: str, columns: int, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> str:
+    from sweeper import inspection
+    from sweeper.console import console
+
+    monkeypatch.setattr(console, "width", columns)
+    storage = open_storage(url, create=False)
+    try:
+        inspection.status(storage, url, None)
+    finally:
+        close_storage(storage)
+    return capsys.readouterr().out
+
+
+@pytest.mark.parametrize("columns", [22, 53, 55, 80])
+def test_status_keeps_every_name_and_fits_control_characters(tmp_path: Path, columns: int, monkeypatch,
+                                                             capsys) -> None:
+    """A name in CJK with an emoji printed nothing in a column 1 wide (53 and 55 columns, and narrower), and a
+    control character, printed escaped (4 columns), ran each line of the table past the terminal."""
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    make_study(url, "landmarks-ablation-of-label-smoothing-with-a-long-study-name", complete=3)
+    wide = "手話認識の実験スタディ🙂"
+    for name in (wide, "ctrl\x1b[31mred"):
+        study = optuna.create_study(storage=url, study_name=name, direction="maximize")
+        study.tell(study.ask({"x": optuna.distributions.FloatDistribution(0, 1)}), 0.5)
+    out = _status_at(url, columns, monkeypatch, capsys)
+    assert max(map(len, out.splitlines()[1:])) <= columns, out
+    names = "".join(line.split("│")[1].strip() for line in out.splitlines() if line.startswith("│"))
+    for name in ("landmarks-ablation-of-label-smoothing-with-a-long-study-name", wide, "ctrl\\x1b[31mred"):
+        assert name in names, out
+
+
+def test_status_at_80_keeps_whole_a_name_that_fits_beside_a_long_one(tmp_path: Path, monkeypatch, capsys) -> None:
+    """A name longer than 80 columns leave folds; a shorter one beside it that fits stays whole (it folded at 14)."""
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    make_study(url, "landmarks-ablation-of-label-smoothing-with-a-long-study-name", complete=3)
+    make_study(url, "asl20-label-smoothing-v2", complete=2, extra_states=False)
+    out = _status_at(url, 80, monkeypatch, capsys)
+    assert max(map(len, out.splitlines()[1:])) <= 80, out
+    assert "│ asl20-label-smoothing-v2 │" in out, out
+    cells = re.split(r"\s*[│|]\s*|\n", out)
+    assert {"test_top3", "(interrupted)"} <= set(cells) and any(re.fullmatch(r"\d{4}-\d\d-\d\d", c) for c in cells)
