@@ -68,7 +68,9 @@ from sweeper.samplers import build_sampler
 from sweeper.study_writer import StudyWriter
 
 INTERRUPT_DRAIN_S = 10.0  # Ctrl-C waits this long at most for queued writes; what is left runs again on resume
-CREATOR_WAIT_S = 1.0  # a study found without its checkpoint folder: the driver creating it writes that last
+# a study found without its checkpoint folder: the driver creating it writes that last, well within a second on an
+# idle machine, past one on a loaded one
+CREATOR_WAIT_S = 3.0
 
 
 def study_attrs(spec: Spec, space: str | None) -> dict[str, Any]:

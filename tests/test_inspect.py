@@ -152,12 +152,37 @@ class Backend:
         return proc
 
 
+def new_database(server_url: str, name: str) -> str:
+    """A new, empty database ``name`` on the server of ``server_url``; its URL."""
+    import sqlalchemy
+
+    admin = sqlalchemy.create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    admin.dispose()
+    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_database(server_url: str, name: str) -> None:
+    import sqlalchemy
+
+    admin = sqlalchemy.create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.dispose()
+
+
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
     """Both studies on one backend (like conftest's ``storage_url``, once per module) and every command's result."""
     folder = tmp_path_factory.mktemp(request.param)
-    url = f"sqlite:///{folder / 'sweeps.db'}" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
     tag = uuid.uuid4().hex[:10]
+    if request.param == "sqlite":
+        url = f"sqlite:///{folder / 'sweeps.db'}"
+    else:  # a database of its own: status lists every study, and other tests' studies (long names) would be there
+        server = request.getfixturevalue("postgres_url")
+        url = new_database(server, f"inspect_{tag}")
+        request.addfinalizer(lambda: drop_database(server, f"inspect_{tag}"))
     found = Backend(url, f"inspect-{tag}", f"inspect-small-{tag}", folder)
     make_study(url, found.name)
     make_study(url, found.small, complete=2, extra_states=False)
