@@ -50,6 +50,7 @@ err_console = Console(stderr=True, highlight=False, soft_wrap=True, markup=False
 for _console in (console, err_console):
     _console.push_render_hook(_EscapeControl())
 
+
 def fits(table: Table) -> bool:
     """Whether ``table`` prints within the console's width. rich keeps each column's ``min_width`` even where the
     columns then run past the terminal, which wraps every line of a table wider than itself."""
