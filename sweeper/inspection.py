@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shlex
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -99,7 +100,7 @@ def status(storage: optuna.storages.BaseStorage, url: str, name: str | None, fmt
             console.print(f"time to target, {view.study.study_name}: first met by {describe_target_met(record)}",
                           markup=False)
     if name is not None:
-        _details(views[0], "" if url == resolve_storage_url(None, None) else f" --storage {mask_url(url)}")
+        _details(views[0], "" if url == resolve_storage_url(None, None) else f" --storage {shlex.quote(mask_url(url))}")
 
 
 STATUS_HEADERS = ("study", "trials", "best", "target (best reached)", "first trial\nduration")
@@ -258,17 +259,18 @@ def _details(view: StudyView, storage_flag: str) -> None:
                       f"{span[1].isoformat(sep=' ', timespec='seconds')}"
                       + (f" (the last start or end on record; {running} still RUNNING)" if running else ""),
                       markup=False)
+    name = shlex.quote(view.study.study_name)  # the commands it suggests are pasted into a shell
     orphans = orphaned_trials(view.study, view.trials) if is_sweepers(view) else []
     if orphans:
         console.print(f"interrupted: {', '.join(f'#{t.number}' for t in orphans)} "
                       f"{'was' if len(orphans) == 1 else 'were'} running when their driver died; sweeper resume "
-                      f"{view.study.study_name}{storage_flag} carries them on from their checkpoints",
+                      f"{name}{storage_flag} carries them on from their checkpoints",
                       markup=False)
     if view.complete:
         best = view.complete[0]
         console.print(f"best trial #{best.number}: " + " ".join(f"{k}={format_value(k, v)}"
                                                                  for k, v in best.params.items()), markup=False)
-        console.print(f"see it in full: sweeper best {view.study.study_name}{storage_flag}", markup=False)
+        console.print(f"see it in full: sweeper best {name}{storage_flag}", markup=False)
 
 
 def _time(moment: datetime) -> str:

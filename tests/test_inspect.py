@@ -1037,3 +1037,22 @@ def test_status_at_80_keeps_whole_a_name_that_fits_beside_a_long_one(tmp_path: P
     assert "│ asl20-label-smoothing-v2 │" in out, out
     cells = re.split(r"\s*[│|]\s*|\n", out)
     assert {"test_top3", "(interrupted)"} <= set(cells) and any(re.fullmatch(r"\d{4}-\d\d-\d\d", c) for c in cells)
+
+
+def test_status_of_one_study_suggests_commands_a_shell_takes_as_they_are(tmp_path: Path, capsys) -> None:
+    """The name and the storage are quoted: ``sweeper best my study [v2]`` pasted ran ``best`` on a study "my"."""
+    import shlex
+
+    from sweeper import inspection
+
+    url = f"sqlite:///{tmp_path / 'my sweeps.db'}"
+    name = "my study [v2]"
+    study = optuna.create_study(storage=url, study_name=name, direction="maximize")
+    study.tell(study.ask({"x": optuna.distributions.FloatDistribution(0, 1)}), 0.5)
+    storage = open_storage(url, create=False)
+    try:
+        inspection.status(storage, url, name)
+    finally:
+        close_storage(storage)
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("see it in full: "))
+    assert shlex.split(line.removeprefix("see it in full: ")) == ["sweeper", "best", name, "--storage", url], line
