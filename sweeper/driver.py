@@ -68,6 +68,9 @@ from sweeper.samplers import build_sampler
 from sweeper.study_writer import StudyWriter
 
 INTERRUPT_DRAIN_S = 10.0  # Ctrl-C waits this long at most for queued writes; what is left runs again on resume
+# and this long for a study being created (cut short, a new SQLite file cannot be opened again): on a loaded machine,
+# Ray starting beside it, it may take more than 10 s
+STUDY_OPEN_WAIT_S = 30.0
 # a study found without its checkpoint folder: the driver creating it writes that last, well within a second on an
 # idle machine, past one on a loaded one
 CREATOR_WAIT_S = 3.0
@@ -149,7 +152,7 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
 
     def leave() -> None:  # the main thread on an interrupt, and the watcher of one if the main thread is stuck
         leaving()  # a second signal while the writes drain would lose them
-        opening.acquire(timeout=INTERRUPT_DRAIN_S)
+        opening.acquire(timeout=STUDY_OPEN_WAIT_S)
         writer.drain(INTERRUPT_DRAIN_S)
         fold_sqlite_wal(url)
         exit_on_interrupt(resume)

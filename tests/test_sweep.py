@@ -791,7 +791,7 @@ def test_an_interrupt_while_the_study_is_created_lets_it_finish_first(tmp_path):
         # the driver alone: a SIGTERM to the group stops Ray's processes as it starts, and the thread that opens the
         # study can then be starved for longer than the exit waits for it (the open itself takes under a second)
         os.kill(proc.pid, signal.SIGTERM)
-        assert proc.wait(timeout=30) == 130
+        assert proc.wait(timeout=60) == 130  # it waits up to 30 s for the study to be created
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
