@@ -905,10 +905,7 @@ def test_read_only_commands_create_no_tables_in_an_empty_postgres_database(postg
     import sqlalchemy
 
     name = f"sweeper_empty_{uuid.uuid4().hex[:10]}"
-    admin = sqlalchemy.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.exec_driver_sql(f"CREATE DATABASE {name}")
-    url = make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
+    url = new_database(postgres_url, name)
     database = sqlalchemy.create_engine(url)
     try:
         empty = run_all({k: [*args, "--storage", url] for k, args in READ_ONLY.items()}, tmp_path)
@@ -919,9 +916,7 @@ def test_read_only_commands_create_no_tables_in_an_empty_postgres_database(postg
         assert sqlalchemy.inspect(database).get_table_names() == ["accounts"]
     finally:
         database.dispose()
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.dispose()
+        drop_database(postgres_url, name)
     for key, proc in empty.items():
         assert "There are no studies in postgresql" in failed(proc) and "the database is empty" in failed(proc), key
     for key, proc in foreign.items():
