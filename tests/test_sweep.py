@@ -555,15 +555,17 @@ def test_bad_storage_url_exits_2_and_masks_the_password(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize(("signum", "group", "fresh"), [
     (signal.SIGINT, False, False), (signal.SIGTERM, False, False), (signal.SIGTERM, True, False),
-    (signal.SIGINT, True, True), (signal.SIGUSR1, False, False)],
-    # the group and its dead Ray: SIGTERM's case; SIGHUP: test_a_closed_terminal_stops_the_sweep_as_ctrl_c_does
-    ids=["Ctrl-C", "SIGTERM", "SIGTERM-to-the-group", "Ctrl-C-in-its-terminal-fresh", "SIGUSR1"])
+    (signal.SIGINT, True, True), (signal.SIGUSR1, False, False), (signal.SIGUSR1, True, False)],
+    # SIGHUP: test_a_closed_terminal_stops_the_sweep_as_ctrl_c_does
+    ids=["Ctrl-C", "SIGTERM", "SIGTERM-to-the-group", "Ctrl-C-in-its-terminal-fresh", "SIGUSR1",
+         "SIGUSR1-to-the-group"])
 def test_ctrl_c_exits_130_and_keeps_finished_trials(tmp_path, signum, group, fresh):
     """SIGTERM is how kill, docker stop and Kubernetes stop the driver: not Ray's abort with a stack dump. Sent to the
     process group (timeout, Slurm's scancel) it stops the local Ray too, and the driver must not wait a minute on it
     (it sometimes did, in a call to Ray's dead GCS, then left with Ray's exit code 1). Run again, a --fresh sweep
     would start another study: its message names the command that carries it on. SIGUSR1 (Slurm's warning before
-    its time limit) ended the sweep with Tune's handler as if it had finished, exit 0."""
+    its time limit) ended the sweep with Tune's handler as if it had finished, exit 0, or sent to the group left the
+    driver a minute on the dead Ray."""
     space = scripted_space(tmp_path, trials=20)
     text = space.read_text().replace("sleep: 0.05", "sleep: 0.3").replace("type: asha", "type: none")
     text = text.replace(", grace_period: 1, reduction_factor: 2", "")
