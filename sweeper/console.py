@@ -6,6 +6,7 @@ import io
 import math
 import numbers
 import re
+import shlex
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,6 +24,30 @@ def escape_control(text: str) -> str:
     """``text`` with its control characters escaped (``\\x1b``), as the console prints them: what measures a cell's
     width before rich renders it must measure this, as each escape is 4 columns wide, not 0."""
     return _CONTROL.sub(lambda m: repr(m[0])[1:-1], text)
+
+
+def shell_word(text: str) -> str:
+    """``text`` as one shell word that reads back as ``text`` pasted as printed: :func:`shlex.quote`, or bash's
+    ``$'...'`` where it holds control characters, which print escaped (``\\x1b``) and quoted would name another
+    study."""
+    if not _CONTROL.search(text):
+        return shlex.quote(text)
+
+    def char(c: str) -> str:
+        if c in "\\'":
+            return "\\" + c
+        if _CONTROL.fullmatch(c):  # \u: bash's \xHH is a byte, and C1 controls are two in UTF-8
+            return f"\\x{ord(c):02x}" if ord(c) < 0x80 else f"\\u{ord(c):04x}"
+        return c
+
+    return "$'" + "".join(map(char, text)) + "'"
+
+
+def shell_command(command: str, name: str, flags: str = "") -> str:
+    """``sweeper COMMAND NAME FLAGS`` to paste into a shell; a name that starts with '-' (which would read as an
+    option) after ``--``, the flags before it."""
+    word = shell_word(name)
+    return f"sweeper {command}{flags} -- {word}" if name.startswith("-") else f"sweeper {command} {word}{flags}"
 
 
 class _Escaped:

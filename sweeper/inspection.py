@@ -35,7 +35,15 @@ from storage.retry import retry_briefly
 from storage.studies import load_existing_study
 from storage.target import describe_target_met, target_met
 from storage.urls import ENV_VAR, mask_url, resolve_storage_url
-from sweeper.console import console, count_trials, err_console, escape_control, format_value, shrunk_widths
+from sweeper.console import (
+    console,
+    count_trials,
+    err_console,
+    escape_control,
+    format_value,
+    shell_command,
+    shrunk_widths,
+)
 from sweeper.errors import BadInput
 from trials.entrypoint import metric_direction
 
@@ -259,18 +267,18 @@ def _details(view: StudyView, storage_flag: str) -> None:
                       f"{span[1].isoformat(sep=' ', timespec='seconds')}"
                       + (f" (the last start or end on record; {running} still RUNNING)" if running else ""),
                       markup=False)
-    name = shlex.quote(view.study.study_name)  # the commands it suggests are pasted into a shell
+    name = view.study.study_name  # the commands it suggests are pasted into a shell
     orphans = orphaned_trials(view.study, view.trials) if is_sweepers(view) else []
     if orphans:
         console.print(f"interrupted: {', '.join(f'#{t.number}' for t in orphans)} "
-                      f"{'was' if len(orphans) == 1 else 'were'} running when their driver died; sweeper resume "
-                      f"{name}{storage_flag} carries them on from their checkpoints",
+                      f"{'was' if len(orphans) == 1 else 'were'} running when their driver died; "
+                      f"{shell_command('resume', name, storage_flag)} carries them on from their checkpoints",
                       markup=False)
     if view.complete:
         best = view.complete[0]
         console.print(f"best trial #{best.number}: " + " ".join(f"{k}={format_value(k, v)}"
                                                                  for k, v in best.params.items()), markup=False)
-        console.print(f"see it in full: sweeper best {name}{storage_flag}", markup=False)
+        console.print(f"see it in full: {shell_command('best', name, storage_flag)}", markup=False)
 
 
 def _time(moment: datetime) -> str:

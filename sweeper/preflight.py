@@ -37,7 +37,7 @@ from storage.urls import (
     sqlite_path,
     validate_storage_url,
 )
-from sweeper.console import console
+from sweeper.console import console, shell_command
 from sweeper.errors import BadInput
 from sweeper.folders import RESULTS_DIR, here_or_below, relocated
 from sweeper.samplers import check_sampling, sampler_defaults
@@ -240,17 +240,17 @@ def with_defaults(stored: dict[str, Any], spec: Spec) -> dict[str, Any]:
     return {**stored, "training": {**settings, **written}, **options}
 
 
-def resume_command(spec: Spec, options: SweepOptions, url: str, command: str = "resume") -> str:
-    """``sweeper resume NAME`` (or another command on the study), with the storage where the flag or the space named
-    it (SWEEPER_STORAGE stays set)."""
+def resume_command(spec: Spec, options: SweepOptions, url: str, command: str = "resume", flags: str = "") -> str:
+    """``sweeper resume NAME`` (or another command on the study, with ``flags``), with the storage where the flag or
+    the space named it (SWEEPER_STORAGE stays set)."""
     storage = f" --storage {shlex.quote(mask_url(url))}" if options.storage or spec.storage else ""
-    return f"sweeper {command} {shlex.quote(spec.name)}{storage}"  # pasted into a shell: spaces in names and paths
+    return shell_command(command, spec.name, storage + flags)  # pasted into a shell: spaces in names and paths
 
 
 def clean_command(spec: Spec, options: SweepOptions, url: str) -> str:
     """``sweeper clean NAME``, with the storage and results folder this run was given."""
     results = f" --results-dir {shlex.quote(options.results_dir)}" if options.results_dir != RESULTS_DIR else ""
-    return resume_command(spec, options, url, "clean") + results
+    return resume_command(spec, options, url, "clean", results)
 
 
 def stored_spec(url: str, name: str, overrides: tuple[str, ...] = (), results_root: Path = Path(RESULTS_DIR)

@@ -10,7 +10,7 @@ from rich.table import Table
 from search_spaces.schema import Spec
 from storage.report import StudyView, percent_scale
 from storage.target import describe_target_met, target_met
-from sweeper.console import console, fits, format_params, format_value, target_gap
+from sweeper.console import console, escape_control, fits, format_params, format_value, target_gap
 
 TS = optuna.trial.TrialState
 
@@ -95,6 +95,11 @@ class SweepPrinter:
 
 
 def _print_best_table(title: str, metrics: list[str], rows: list[tuple[str, list[str], str]]) -> None:
+    # laid out and wrapped as printed: rich measures a control character 0 wide, the console prints it escaped (4
+    # wide), and a line then wider than the terminal loses its end (soft_wrap=False crops: lr=1.00e-04 read lr=1)
+    metrics = [escape_control(metric) for metric in metrics]
+    rows = [(escape_control(label), [escape_control(value) for value in values], escape_control(params))
+            for label, values, params in rows]
     table = _best_table(title, metrics, rows, with_params=True)
     if fits(table):
         console.print(table)

@@ -1051,3 +1051,31 @@ def test_status_of_one_study_suggests_commands_a_shell_takes_as_they_are(tmp_pat
         close_storage(storage)
     line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("see it in full: "))
     assert shlex.split(line.removeprefix("see it in full: ")) == ["sweeper", "best", name, "--storage", url], line
+
+
+@pytest.mark.parametrize("name", ["-lr-test", "ctl\x1b[31mred\x07", "my study [v2]"])
+def test_status_of_one_study_suggests_a_command_bash_runs_on_that_study(name: str, tmp_path: Path, capsys) -> None:
+    """Pasted as printed: a name that starts with '-' read as an option (``No such option: -l``), and one with a
+    control character, printed escaped inside '...', named another study."""
+    import shutil
+    import subprocess
+
+    from sweeper import inspection
+    from sweeper.cli import app
+
+    bash = shutil.which("bash") or pytest.skip("no bash")
+    url = f"sqlite:///{tmp_path / 'my sweeps.db'}"
+    study = optuna.create_study(storage=url, study_name=name, direction="maximize")
+    study.tell(study.ask({"x": optuna.distributions.FloatDistribution(0, 1)}), 0.5)
+    storage = open_storage(url, create=False)
+    try:
+        inspection.status(storage, url, name)
+    finally:
+        close_storage(storage)
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("see it in full: "))
+    command = line.removeprefix("see it in full: ")
+    words = subprocess.run([bash, "-c", f'printf "%s\\0" {command}'], capture_output=True, check=True).stdout
+    args = words.decode().split("\0")[:-1]
+    assert args[:2] == ["sweeper", "best"] and name in args, (command, args)
+    app(args[1:], standalone_mode=False)  # what the pasted command runs: bad usage or another study raises
+    assert "best trial of" in capsys.readouterr().out

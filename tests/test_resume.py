@@ -848,3 +848,18 @@ def test_resume_says_how_to_go_on_when_the_stored_spec_is_refused(tmp_path, monk
                          "study (sweeper run FILE --fresh)"), said
     (tmp_path / "renamed.py").rename(module)  # put back: it resumes
     assert prepare(SweepOptions(study=spec.name, storage=url))[0].name == spec.name
+
+
+def test_the_resume_and_clean_commands_shown_take_a_name_that_starts_with_a_dash():
+    """``sweeper resume -lr-test`` pasted was ``No such option: -l``: the name goes after ``--``, the flags before."""
+    import shlex
+
+    from search_spaces.loader import load_spec
+    from sweeper.preflight import SweepOptions, clean_command, resume_command
+
+    spec = load_spec("asl20", overrides=["name=-lr-test"])
+    url = "sqlite:////tmp/A proj/my sweeps.db"
+    options = SweepOptions(space="asl20", storage=url, results_dir="/tmp/my runs")
+    assert shlex.split(resume_command(spec, options, url)) == ["sweeper", "resume", "--storage", url, "--", "-lr-test"]
+    assert shlex.split(clean_command(spec, options, url)) == \
+        ["sweeper", "clean", "--storage", url, "--results-dir", "/tmp/my runs", "--", "-lr-test"]

@@ -413,3 +413,21 @@ def test_every_accuracy_prints_as_the_percentage_its_target_was_written_as():
     for metric in ("grad_accum", "samples_accumulated", "stop3", "val_loss"):
         assert not is_accuracy(metric) and format_value(metric, 0.8) == "0.8", metric
     assert format_value("val_acc", 45.5) == "45.5"  # reported on another scale (the recorder warns): as it came
+
+
+@pytest.mark.parametrize("columns", [30, 100])
+def test_final_table_prints_every_param_of_a_value_with_control_characters(columns: int, capsys, monkeypatch) -> None:
+    """A control character prints escaped (4 columns, not 0): params measured without that were wrapped too late,
+    and the line under the table lost its end (``lr=1.00e-04 x=1`` printed as ``lr=1``)."""
+    from sweeper import progress
+    from sweeper.console import console
+
+    monkeypatch.setattr(console, "width", columns)
+    params = "opt=a\x1b\x1b\x1b b=2 lr=1.00e-04 x=1 y=2 z=3"
+    progress._print_best_table("best trials", ["val_top3"], [("#0", ["14.29%"], params)])
+    out = capsys.readouterr().out
+    words = " ".join(line.replace("│", " ").strip() for line in out.splitlines()).split()
+    for word in ["opt=a\\x1b\\x1b\\x1b", "b=2", "lr=1.00e-04", "x=1", "y=2", "z=3"]:
+        assert word in words, (word, out)
+    assert max(len(line) for line in out.splitlines()) <= columns, out
+    assert len({len(line) for line in out.splitlines() if line[:1] in "┏┃┡│└"}) == 1, out  # its borders aligned
