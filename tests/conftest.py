@@ -56,13 +56,14 @@ def _database_of_this_worker(url: str) -> str:
     from sqlalchemy.engine import make_url
 
     base = make_url(url)
-    name = f"{base.database}_{worker}"
+    name = f"{base.database or base.username or 'postgres'}_{worker}"  # libpq's default database: the user's name
     admin = sqlalchemy.create_engine(base, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
             found = conn.execute(sqlalchemy.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).first()
             if found is None:
-                conn.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
+                quoted = '"' + name.replace('"', '""') + '"'
+                conn.execute(sqlalchemy.text(f"CREATE DATABASE {quoted}"))
     except sqlalchemy.exc.SQLAlchemyError as exc:
         raise StorageError(f"could not create the worker's database {name}: {exc}") from exc
     finally:
