@@ -222,6 +222,15 @@ def test_unknown_keys_everywhere_with_hints(tmp_path: Path) -> None:
     assert [i.line for i in err.issues] == sorted(i.line for i in err.issues)
 
 
+def test_hint_names_the_setting_a_short_key_abbreviates(tmp_path: Path) -> None:
+    """`classes` is dataset.classes, not class_weights; `grace` is grace_period, not brackets (difflib's picks)."""
+    path = write(tmp_path, MINIMAL + "training: {classes: 20, size: medium}\nscheduler: {type: asha, grace: 2}\n")
+    err = errors(path)
+    assert "did you mean 'dataset.classes'" in find(err, "training.classes")
+    assert "did you mean 'model.size'" in find(err, "training.size")
+    assert "did you mean 'grace_period'" in find(err, "scheduler.grace")
+
+
 def test_sampler_and_scheduler_options(tmp_path: Path) -> None:
     path = write(tmp_path, space("""\
         sampler: {type: tpe, gamma: 3, constant_liar: 3}

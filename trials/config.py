@@ -216,8 +216,12 @@ def _flat_key(field_name: str) -> str:
 
 
 def did_you_mean(word: Any, options: list[str]) -> str:
-    exact = [str(o) for o in options if str(o).lower() == str(word).lower()]  # ASHA for asha
-    hint = exact or difflib.get_close_matches(str(word), [str(o) for o in options], n=1, cutoff=0.6)
+    names, typed = [str(o) for o in options], str(word).lower()
+    exact = [o for o in names if o.lower() == typed]  # ASHA for asha
+    leaf = [o for o in names if o.lower().rsplit(".", 1)[-1] == typed]  # classes: dataset.classes, not class_weights
+    start = [o for o in names if len(typed) >= 3 and o.lower().rsplit(".", 1)[-1].startswith(typed)]  # grace_period
+    hint = exact or (leaf if len(leaf) == 1 else []) or (start if len(start) == 1 else []) \
+        or difflib.get_close_matches(str(word), names, n=1, cutoff=0.6)
     return f" (did you mean {hint[0]!r}?)" if hint else ""
 
 
