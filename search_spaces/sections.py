@@ -298,9 +298,12 @@ class Sampler(BaseModel):
                 issues.append(((key,), f"{name} option {key!r} takes a Python object and cannot be written in YAML"))
             elif (kind := _option_type(option)) and value is not None:
                 try:  # stored converted: "10" would reach the sampler as a string, and fail only when it samples
-                    self.model_extra[key] = coerce(key, value, kind)
+                    self.model_extra[key] = value = coerce(key, value, kind)
                 except ConfigError as exc:
                     issues.append(((key,), str(exc)))
+                if kind is int and key.startswith("n_") and isinstance(value, int) and value < 0:
+                    issues.append(((key,), f"is {value}: a count, a whole number >= 0 (Optuna takes it, and "
+                                           "then counts nothing)"))
         if self.type == "cmaes" and isinstance(sigma := self.options.get("sigma0"), int | float) and not sigma > 0:
             issues.append((("sigma0",), f"is {sigma!r}: a number > 0 (Optuna takes it, and samples one point)"))
         if missing := [p for p in SAMPLER_PACKAGES.get(self.type, ()) if find_spec(p) is None]:
@@ -312,6 +315,13 @@ class Sampler(BaseModel):
                     getattr(optuna.samplers, name)(seed=self.seed, **self.options)
             except Exception as exc:
                 issues.append(((), f"{name} rejects these options: {exc}"))
+        for key, value in self.options.items() if not issues else ():  # one at a time, to name the option
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", FutureWarning)  # Optuna's word for a deprecated option
+                getattr(optuna.samplers, name)(**{key: value})
+            if said := [str(w.message) for w in caught if issubclass(w.category, FutureWarning)]:
+                # some do nothing any more (CMA-ES's restart_strategy falls back to None), the rest go in Optuna 6
+                issues.append(((key,), f"is deprecated by Optuna: {said[0]} Leave it out"))
         fail(issues)
         return self
 

@@ -255,8 +255,15 @@ def test_sampler_and_scheduler_options(tmp_path: Path) -> None:
     err = errors(write(tmp_path, MINIMAL + "sampler: {type: tpe, multivariate: maybe, prior_weight: heavy}\n"))
     assert "multivariate='maybe' is not allowed: expected bool" in find(err, "sampler.multivariate")
     assert "expected float" in find(err, "sampler.prior_weight")
-    spec = load_spec(write(tmp_path, MINIMAL + "sampler: {type: tpe, n_startup_trials: '3', prior_weight: '2'}\n"))
-    assert spec.sampler.options == {"n_startup_trials": 3, "prior_weight": 2.0}
+    spec = load_spec(write(tmp_path, MINIMAL + "sampler: {type: cmaes, n_startup_trials: '3', popsize: '8'}\n"))
+    assert spec.sampler.options == {"n_startup_trials": 3, "popsize": 8}
+    # Optuna takes these without a word at validation: a negative count counts nothing, and a deprecated option
+    # printed a FutureWarning at the sweep's start (restart_strategy does nothing any more)
+    err = errors(write(tmp_path, MINIMAL + "sampler: {type: tpe, n_startup_trials: -3}\n"))
+    assert "is -3: a count, a whole number >= 0" in find(err, "sampler.n_startup_trials")
+    for option in ("{type: cmaes, restart_strategy: ipop}", "{type: tpe, prior_weight: 2}"):
+        err = errors(write(tmp_path, MINIMAL + f"sampler: {option}\n"))
+        assert "is deprecated by Optuna: " in str(err) and "Leave it out" in str(err) and len(err.issues) == 1, err
 
 
 def test_metrics_must_be_reported(tmp_path: Path) -> None:
