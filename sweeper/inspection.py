@@ -271,7 +271,7 @@ def _details(view: StudyView, storage_flag: str) -> None:
     orphans = orphaned_trials(view.study, view.trials) if is_sweepers(view) else []
     if orphans:
         console.print(f"interrupted: {', '.join(f'#{t.number}' for t in orphans)} "
-                      f"{'was' if len(orphans) == 1 else 'were'} running when their driver died; "
+                      f"{'was' if len(orphans) == 1 else 'were'} running when their driver stopped; "
                       f"{shell_command('resume', name, storage_flag)} carries them on from their checkpoints",
                       markup=False)
     if view.complete:
