@@ -50,9 +50,25 @@ def _reader_gone(out: Console) -> None:
     _to_devnull(out.file)
 
 
+def _without_type(option: Any) -> Any:
+    """-h/--help without typer's ``<bool>`` beside it, as every flag here is shown (``metavar=""``)."""
+    if option is not None:
+        option.metavar = ""
+    return option
+
+
 class _Commands(TyperGroup):
     """The commands, for which a reader that went away is no error: typer would exit 1, which ``sweeper run``
     means for a sweep whose every trial failed."""
+
+    def get_help_option(self, ctx: typer.Context) -> Any:
+        return _without_type(super().get_help_option(ctx))
+
+    def get_command(self, ctx: typer.Context, name: str) -> Any:
+        command = super().get_command(ctx, name)
+        if command is not None:
+            _without_type(command.get_help_option(ctx))
+        return command
 
     def invoke(self, ctx: typer.Context) -> Any:
         try:

@@ -481,6 +481,9 @@ def test_help_shows_what_each_option_takes_and_no_value_for_a_flag():
     taken = {name: line.split()[2] for name, line in lines.items() if name not in ("--quick", "--fresh", "--help")}
     assert taken == {"--set": "KEY=VALUE", "--storage": "URL", "--address": "ADDRESS", "--results-dir": "DIR",
                      "--max-failures": "N", "--storage-timeout": "DURATION"}, taken
+    for args in (["--help"], ["run", "--help"], ["status", "-h"]):  # -h too: typer showed `--help -h <bool>`
+        shown = sweeper(*args).stdout
+        assert "--help" in shown and "<bool>" not in shown, shown
 
 
 def test_an_error_on_line_100_shows_its_number_not_an_emoji(tmp_path):
