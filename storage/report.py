@@ -172,13 +172,13 @@ def study_view(study: optuna.Study, fmt: ValueFormatter, direction_of: Direction
     )
 
 
-def build_report(view: StudyView, *, url: str, top: int = 10, generated_at: datetime | None = None) -> str:
+def build_report(view: StudyView, *, url: str, top: int = 10) -> str:
     """The whole report as one HTML string; ``url`` is shown masked, ``top`` trials get curves and table rows."""
     from plotly.offline import get_plotlyjs
 
     figures: list[tuple[str, str]] = []  # (div id, figure JSON)
     body = [
-        _summary(view, url, generated_at or datetime.now()),
+        _summary(view, url, datetime.now()),
         _history(view, figures),
         _optuna_plot(view, "parallel-coordinates", figures),
         _importances(view, figures),

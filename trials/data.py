@@ -133,7 +133,7 @@ def synthetic_splits(
     xs, y, signer = make_synthetic(classes, samples_per_class, signers, imbalance, noise, seed, knobs)
     train, val, test = signer_partition(np.arange(signers), seed % 2**32)
     val, test = (np.concatenate([ids, held_out_companions(ids, signers, knobs.held_out_factor)]) for ids in (val, test))
-    part = part_from_signers(signer, train, val, test)
+    part = part_from_signers(signer, val, test)
     source = f"synthetic (seed {seed}, noise {noise:g}, imbalance {imbalance:g})"
     how = f"split by signer {len(train)}/{len(val)}/{len(test)}"
     return _finish(Labelled("synthetic", source, xs, y, part, classes, how), seq_len)

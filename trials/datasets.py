@@ -87,7 +87,7 @@ def read_npz(path: str | Path, *, classes: int | None = None, seed: int = 0) -> 
             train, val, test = signer_partition(signer, seed)
         except DataError as exc:
             raise DataError(f"{name}: signer: {exc}") from None
-        part = part_from_signers(signer, train, val, test)
+        part = part_from_signers(signer, val, test)
         how = f"split by signer {len(train)}/{len(val)}/{len(test)}"
     else:
         part = stratified_part(y, seed)

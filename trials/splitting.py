@@ -42,8 +42,8 @@ def stratified_part(y: np.ndarray, seed: int) -> np.ndarray:
     return part
 
 
-def part_from_signers(signer: np.ndarray, train: np.ndarray, val: np.ndarray, test: np.ndarray) -> np.ndarray:
-    """[N] signer ids -> [N] split codes, given the (train, val, test) signer ids."""
+def part_from_signers(signer: np.ndarray, val: np.ndarray, test: np.ndarray) -> np.ndarray:
+    """[N] signer ids -> [N] split codes, given the val and test signer ids (every other signer trains)."""
     part = np.full(len(signer), TRAIN, dtype=np.int64)
     part[np.isin(signer, val)] = VAL
     part[np.isin(signer, test)] = TEST
