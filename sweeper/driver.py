@@ -68,8 +68,8 @@ from sweeper.samplers import build_sampler
 from sweeper.study_writer import StudyWriter
 
 INTERRUPT_DRAIN_S = 10.0  # Ctrl-C waits this long at most for queued writes; what is left runs again on resume
-# and this long for a study being created (cut short, a new SQLite file cannot be opened again): on a loaded machine,
-# Ray starting beside it, it may take more than 10 s
+# Ctrl-C waits this long for a study being created (cut short, a new SQLite file cannot be opened again): on a loaded
+# machine, Ray starting beside it, it may take more than INTERRUPT_DRAIN_S
 STUDY_OPEN_WAIT_S = 30.0
 # a study found without its checkpoint folder: the driver creating it writes that last, well within a second on an
 # idle machine, past one on a loaded one
