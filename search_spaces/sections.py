@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
 import re
@@ -318,7 +319,8 @@ class Sampler(BaseModel):
         for key, value in self.options.items() if not issues else ():  # one at a time, to name the option
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", FutureWarning)  # Optuna's word for a deprecated option
-                getattr(optuna.samplers, name)(**{key: value})
+                with contextlib.suppress(Exception):  # alone, an option may be refused: together, they were taken
+                    getattr(optuna.samplers, name)(**{key: value})
             if said := [str(w.message) for w in caught if issubclass(w.category, FutureWarning)]:
                 # some do nothing any more (CMA-ES's restart_strategy falls back to None), the rest go in Optuna 6
                 issues.append(((key,), f"is deprecated by Optuna: {said[0]} Leave it out"))
