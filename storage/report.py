@@ -374,7 +374,11 @@ def _top_table(view: StudyView, top: int) -> str:
     if view.baseline:
         rows.append(_row("baseline", view.baseline_source, [view.baseline.get(m) for m in metrics], metrics, view,
                          "reference"))
-    for rank, trial in enumerate(best, 1):
+    # the best trial meeting the targets, beneath the top ones where it is not among them (as the final table does)
+    reached = view.reached() if view.targets else None
+    ranked = [*enumerate(best, 1), *([(view.complete.index(reached) + 1, reached)] if reached and reached not in best
+                                     else [])]
+    for rank, trial in ranked:
         values = view.values(trial)
         cells = [_cell(m, values.get(m), view) for m in metrics]
         met = ("yes" if view.met(trial) else "no") if view.targets else "-"

@@ -140,6 +140,8 @@ def target_gap(metric: str, value: float, target: float, direction: str) -> str:
     """``9.90 pts short`` or ``beats by 0.25``: a signed difference reads as a miss for a maximised metric and as a
     win for a minimised one, so the words say which."""
     ahead = value - target if direction == "maximize" else target - value
+    if math.isnan(ahead):  # a NaN metric (or reference) is neither ahead nor short: it read "nan short"
+        return "no comparison (nan)"
     if ahead == 0:
         return "on target"
     size = format_gap(metric, abs(ahead), 0.0).removeprefix("+")

@@ -149,7 +149,7 @@ def _status_table(title: str, rows: list[list[str]]) -> Table:
 
 
 def _all_views(storage: optuna.storages.BaseStorage, url: str) -> list[StudyView]:
-    views = []
+    views, skipped = [], 0
     for frozen in storage.get_all_studies():
         try:
             views.append(view_of(optuna.load_study(study_name=frozen.study_name, storage=storage), storage))
@@ -157,9 +157,17 @@ def _all_views(storage: optuna.storages.BaseStorage, url: str) -> list[StudyView
             continue
         except StorageError as exc:  # e.g. a multi-objective study someone else keeps here
             err_console.print(f"skipped: {exc}", markup=False)
+            skipped += 1
+    if not views and skipped:  # "no studies" right under the line that named one read as a contradiction
+        raise StorageError(f"No study in {mask_url(url)} that sweeper can read: {count_studies(skipped)} skipped "
+                           "(above).")
     if not views:
         raise StorageError(f"There are no studies in {mask_url(url)} yet: run a sweep first (sweeper run SPACE).")
     return views
+
+
+def count_studies(n: int) -> str:
+    return f"{n} stud{'y' if n == 1 else 'ies'}"
 
 
 def check_output_format(fmt: str) -> None:
@@ -343,11 +351,11 @@ def export(storage: optuna.storages.BaseStorage, url: str, name: str, fmt: str |
     folder = to is not None and _is_folder(to)
     fmt = export_format(fmt, Path(to) if to is not None and not folder else None)
     output = None if to is None else Path(to) / f"{_file_safe(name)}.{fmt}" if folder else Path(to)
+    if output is not None and not folder and not output.parent.is_dir():
+        raise BadInput(f"Cannot write to {str(output)!r}: the folder {str(output.parent)!r} does not exist.")
+    study = load_existing_study(storage, name, url)  # a mistyped name makes no -o DIR/: nothing is written
     if output is not None and folder:
         output.parent.mkdir(parents=True, exist_ok=True)
-    if output is not None and not output.parent.is_dir():
-        raise BadInput(f"Cannot write to {str(output)!r}: the folder {str(output.parent)!r} does not exist.")
-    study = load_existing_study(storage, name, url)
     rows = trial_rows(trials_with_last_values(storage, study), curve_lengths(storage, study))
     if output is None:
         try:

@@ -512,6 +512,55 @@ def test_report_table_counts_the_epochs_a_users_function_reported() -> None:
     assert row and re.findall(r"<td[^>]*>([^<]*)</td>", row[0])[-3:-1] == ["-", "3"], row  # stop reason, epochs
 
 
+def test_report_table_shows_the_best_trial_meeting_the_targets_beneath_the_top_ones() -> None:
+    """The final table of a run shows the best trial meeting the targets beneath its top ones; the report's table,
+    whose summary names that trial, left it out where --top (or a long study) did not reach it."""
+    study = optuna.create_study(direction="maximize")
+    study.set_user_attr(attrs.TARGETS, {"test_top3": 0.8})
+    for value, top3 in ((0.9, 0.5), (0.8, 0.6), (0.5, 0.85), (0.4, 0.9)):
+        trial = study.ask()
+        trial.set_user_attr("test_top3", top3)
+        study.tell(trial, value)
+    page = build_report(view_of(study), url="sqlite:///:memory:", top=2)
+    assert Page(page).trial_rows == [0, 1, 2]  # #2: the best of the two meeting them (#3 meets them too)
+    assert re.search(r'<tr data-trial="2"><td>3</td><td>#2</td>', page)  # with its rank among COMPLETE trials
+    assert Page(build_report(view_of(study), url="sqlite:///:memory:", top=3)).trial_rows == [0, 1, 2]
+
+
+def test_export_of_a_mistyped_study_makes_no_folder(tmp_path: Path) -> None:
+    """``export NOPE -o DIR/`` made DIR before it found no study NOPE: an exit 2 that wrote something."""
+    from storage.errors import StorageError
+    from sweeper.inspection import export
+
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    make_study(url, "there", complete=1, extra_states=False)
+    storage = open_storage(url, read_only=True)
+    try:
+        with pytest.raises(StorageError, match="No study named 'nope'"):
+            export(storage, url, "nope", None, f"{tmp_path / 'exports'}/")
+    finally:
+        close_storage(storage)
+    assert not (tmp_path / "exports").exists()
+
+
+def test_status_of_a_storage_holding_only_studies_it_skips_says_so(tmp_path: Path, capsys) -> None:
+    """A storage of multi-objective studies alone printed "skipped: Study 'pareto' ..." and then "There are no
+    studies in ... yet: run a sweep first", one line contradicting the other."""
+    from storage.errors import StorageError
+    from sweeper.inspection import status
+
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    storage = open_storage(url)
+    optuna.create_study(storage=storage, study_name="pareto", directions=["minimize", "maximize"])
+    try:
+        with pytest.raises(StorageError) as failed:
+            status(storage, url, None)
+    finally:
+        close_storage(storage)
+    assert "skipped: Study 'pareto' has 2 objectives" in " ".join(capsys.readouterr().err.split())
+    assert str(failed.value) == f"No study in {url} that sweeper can read: 1 study skipped (above)."
+
+
 def test_report_escapes_text_and_notes_single_params() -> None:
     study = optuna.create_study(direction="minimize", study_name="<b>x</b>")
     study.set_user_attr(attrs.OBJECTIVE, {"metric": "loss", "direction": "minimize"})

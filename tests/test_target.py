@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import uuid
 from datetime import datetime, timedelta
@@ -413,6 +414,16 @@ def test_every_accuracy_prints_as_the_percentage_its_target_was_written_as():
     for metric in ("grad_accum", "samples_accumulated", "stop3", "val_loss"):
         assert not is_accuracy(metric) and format_value(metric, 0.8) == "0.8", metric
     assert format_value("val_acc", 45.5) == "45.5"  # reported on another scale (the recorder warns): as it came
+
+
+def test_a_nan_metric_is_no_comparison_not_short_of_its_target_or_baseline():
+    """``test_err nan (target 0.15, nan short)`` in a run's line and ``nan pts short`` in sweeper best's vs baseline."""
+    from sweeper.console import target_gap
+
+    for direction in ("maximize", "minimize"):
+        assert target_gap("test_err", math.nan, 0.15, direction) == "no comparison (nan)"
+        assert target_gap("test_acc", math.nan, 0.8, direction) == "no comparison (nan)"
+    assert target_gap("test_err", 0.1, 0.15, "minimize") == "beats by 0.05"
 
 
 @pytest.mark.parametrize("columns", [30, 100])
