@@ -159,15 +159,11 @@ def _all_views(storage: optuna.storages.BaseStorage, url: str) -> list[StudyView
             err_console.print(f"skipped: {exc}", markup=False)
             skipped += 1
     if not views and skipped:  # "no studies" right under the line that named one read as a contradiction
-        raise StorageError(f"No study in {mask_url(url)} that sweeper can read: {count_studies(skipped)} skipped "
-                           "(above).")
+        raise StorageError(f"No study in {mask_url(url)} that sweeper can read: {skipped} "
+                           f"stud{'y' if skipped == 1 else 'ies'} skipped (above).")
     if not views:
         raise StorageError(f"There are no studies in {mask_url(url)} yet: run a sweep first (sweeper run SPACE).")
     return views
-
-
-def count_studies(n: int) -> str:
-    return f"{n} stud{'y' if n == 1 else 'ies'}"
 
 
 def check_output_format(fmt: str) -> None:
