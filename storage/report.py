@@ -172,13 +172,21 @@ def study_view(study: optuna.Study, fmt: ValueFormatter, direction_of: Direction
     )
 
 
-def build_report(view: StudyView, *, url: str, top: int = 10) -> str:
-    """The whole report as one HTML string; ``url`` is shown masked, ``top`` trials get curves and table rows."""
+# what a study is doing as its report is written (``sweeper status``'s ``state``): a page of a live or interrupted
+# sweep read as a finished one's
+STATES = {"running": "running: a live driver's trials still train; this page is a snapshot",
+          "interrupted": "interrupted: its RUNNING trials lost their driver; sweeper resume carries them on",
+          "finished": "finished", "empty": "no trial started yet"}
+
+
+def build_report(view: StudyView, *, url: str, top: int = 10, state: str = "finished") -> str:
+    """The whole report as one HTML string; ``url`` is shown masked, ``top`` trials get curves and table rows,
+    ``state`` is one of :data:`STATES`."""
     from plotly.offline import get_plotlyjs
 
     figures: list[tuple[str, str]] = []  # (div id, figure JSON)
     body = [
-        _summary(view, url, datetime.now()),
+        _summary(view, url, datetime.now(), state),
         _history(view, figures),
         _optuna_plot(view, "parallel-coordinates", figures),
         _importances(view, figures),
@@ -219,10 +227,11 @@ def _note(text: str) -> str:
     return f'<p class="note">{html.escape(text)}</p>\n'
 
 
-def _summary(view: StudyView, url: str, now: datetime) -> str:
+def _summary(view: StudyView, url: str, now: datetime, state: str) -> str:
     user = view.study.user_attrs
     complete = view.complete
     span = view.time_span()
+    end = (now if state == "running" else span[1]) if span else now  # as status counts a live sweep: to now
     env = user.get(attrs.ENVIRONMENT) if isinstance(user.get(attrs.ENVIRONMENT), dict) else {}
     packages = env.get("packages") if isinstance(env.get("packages"), dict) else {}
     environment = {"python": env.get("python"), **packages, "git": env.get("git_commit"),
@@ -232,6 +241,7 @@ def _summary(view: StudyView, url: str, now: datetime) -> str:
         ("space file", str(user.get(attrs.SPACE_FILE, "-"))),
         ("objective", f"{view.metric} ({'maximize' if view.maximize else 'minimize'})"),
         ("trials", ", ".join(f"{n} {state}" for state, n in view.states().items()) or "none yet"),
+        ("state", STATES[state]),
         ("best trial", f"#{complete[0].number}: {view.metric} {view.fmt(view.metric, complete[0].value)}"
                        if complete else "no COMPLETE trial yet"),
         ("targets", ", ".join(f"{m} {view.fmt(m, v)}" for m, v in view.targets.items()) or "none"),
@@ -239,7 +249,7 @@ def _summary(view: StudyView, url: str, now: datetime) -> str:
         ("time to target", describe_target_met(record) if (record := target_met(user)) else "-"),
         ("baseline", ", ".join(f"{m} {view.fmt(m, v)}" for m, v in view.baseline.items())
                      + (f" ({view.baseline_source})" if view.baseline_source else "") or "none"),
-        ("time", f"{_when(span[0])} to {_when(span[1])} ({duration(span[1] - span[0])})" if span else "-"),
+        ("time", f"{_when(span[0])} to {_when(end)} ({duration(end - span[0])})" if span else "-"),
         ("environment", ", ".join(f"{k} {v}" for k, v in environment.items() if v) or "-"),
         ("generated", _when(now)),
     ]

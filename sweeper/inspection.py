@@ -302,7 +302,7 @@ def report(storage: optuna.storages.BaseStorage, url: str, name: str, output: st
         raise BadInput(f"Cannot write the report to {str(path)!r}: it is an HTML page; name the file .html.")
     if not folder and not path.parent.is_dir():
         raise BadInput(f"Cannot write the report to {str(path)!r}: the folder {str(path.parent)!r} does not exist.")
-    page = build_report(view, url=url, top=top)
+    page = build_report(view, url=url, top=top, state=activity(view))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)  # only a -o DIR/ may be missing by now
         path.write_text(page, encoding="utf-8")

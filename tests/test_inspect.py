@@ -426,6 +426,9 @@ def test_report_is_self_contained_with_every_section(page: Page) -> None:
     assert set(page.divs) == set(page.figures)  # every figure has its data, every data its div
     assert "RUNNING" in page.sections["summary"]
     assert "targets metfirst met by #4\n" in page.sections["summary"]  # th, td
+    # its RUNNING trial has no live driver: the page of an interrupted sweep read as a finished one's
+    assert "stateinterrupted: its RUNNING trials lost their driver; sweeper resume carries them on\n" in \
+        page.sections["summary"]
 
 
 def test_report_history_draws_target_and_baseline_lines(page: Page) -> None:
@@ -460,6 +463,7 @@ def test_report_into_a_folder_takes_the_usual_file_name(backend: Backend) -> Non
     path = backend.folder / "reports" / f"{backend.small}-report.html"
     assert f"wrote {path} (2 trials, " in backend.ok("report_dir").stderr and path.is_file()
     assert not backend.ok("report_dir").stdout
+    assert "statefinished\n" in Page(path.read_text(encoding="utf-8")).sections["summary"]
 
 
 def test_report_into_a_folder_named_with_a_slash_makes_the_folder(backend: Backend) -> None:
