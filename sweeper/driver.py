@@ -175,6 +175,8 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
         raise
     if spec.resources.on_gpu is not None and (gpus := ray.cluster_resources().get("GPU", 0)) > 0:
         spec = with_gpu_resources(spec, gpus)
+    if not joining:  # a cluster may gain nodes (an autoscaler's); a Ray of sweeper's own has the CPUs it started with
+        spec = within_local_cpus(spec, ray.cluster_resources().get("CPU", 0))
     trial_actors_on_prestarted_workers()
     orphans = [] if created else policy.call(lambda: orphaned_trials(study))
     # enqueued rows take trials but no grid point: the grid still has all its points to give
@@ -304,6 +306,18 @@ def with_gpu_resources(spec: Spec, gpus: float) -> Spec:
                                    "budget": spec.budget.model_copy(update={"max_concurrent": at_once})})
 
 
+def within_local_cpus(spec: Spec, cpus: float) -> Spec:
+    """The spec with no more trials (fused: groups) at a time than ``cpus`` hold, and said so: like a group waiting
+    for a GPU, a trial waiting for a CPU would be sampled before any result and held RUNNING while it waits."""
+    at_once = max(1, min(spec.budget.max_concurrent, gpu_slots(cpus, spec.resources.cpu)))
+    if at_once == spec.budget.max_concurrent:
+        return spec
+    console.print(f"budget.max_concurrent is {spec.budget.max_concurrent}, but this machine has {cpus:g} CPU"
+                  f"{'s' * (cpus != 1)} for Ray and a trial takes {spec.resources.cpu:g} (resources.cpu): "
+                  f"{at_once} at a time")
+    return spec.model_copy(update={"budget": spec.budget.model_copy(update={"max_concurrent": at_once})})
+
+
 def nothing_left(study: optuna.Study, spec: Spec, budget: int, orphans: list[optuna.trial.FrozenTrial],
                  policy: OutagePolicy, printer: SweepPrinter) -> bool:
     """A resumed study with no trial to run (its targets met and ``stop_on_target``, or its budget spent): its
@@ -386,8 +400,8 @@ def check_something_finished(trials: list[optuna.trial.FrozenTrial], name: str) 
 
 
 def gpu_slots(gpus: float, per_trial: float) -> int:
-    """How many trials of ``per_trial`` GPUs Ray fits on ``gpus``: in floating point 1 // 0.2 is 4.0, and Ray,
-    which counts fractions of a GPU in ten-thousandths, places five."""
+    """How many trials of ``per_trial`` GPUs (or CPUs) Ray fits on ``gpus``: in floating point 1 // 0.2 is 4.0, and
+    Ray, which counts fractions of a resource in ten-thousandths, places five."""
     return int(round(gpus * 10_000) // max(1, round(per_trial * 10_000)))
 
 

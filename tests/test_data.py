@@ -340,7 +340,30 @@ def test_npz_object_array(tmp_path: Path) -> None:
     ragged = np.empty(2, dtype=object)
     ragged[0], ragged[1] = np.zeros((3, 2, 2)), np.zeros((4, 2, 2))
     path = write_npz(tmp_path / "data.npz", X=ragged)
-    assert "data.npz: holds object arrays" in error_of(data.load_npz, path, 8)
+    assert "data.npz: X is an object array (dtype object, which only unpickling reads)" in \
+        error_of(data.load_npz, path, 8)
+
+
+class _Payload:
+    """What an object array may hold: unpickling it would run ``touch`` (a data file must never be unpickled)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_npz_object_array_left_alone_where_nothing_reads_it(tmp_path: Path) -> None:
+    """Other arrays are the file's own: metadata stored as objects neither stops the data nor is unpickled (it was
+    refused as "holds object arrays", naming no array: found by an exploratory test); y as objects is refused."""
+    marker = tmp_path / "unpickled"
+    meta = np.array([{"fps": 30}, _Payload(marker)], dtype=object)
+    splits = data.load_npz(write_npz(tmp_path / "data.npz", meta=meta), 8)
+    assert splits.num_classes == 3 and not marker.exists()
+    payload = np.array([_Payload(marker)] * 18, dtype=object)
+    assert "y is an object array" in error_of(data.load_npz, write_npz(tmp_path / "bad.npz", y=payload), 8)
+    assert not marker.exists()
 
 
 @pytest.mark.parametrize("key", ["X", "y"])

@@ -104,8 +104,9 @@ def test_budget_time_starts_no_new_trial_and_lets_the_scheduler_judge_the_runnin
                                                                                        monkeypatch, capsys):
     """The time counts from the start of the run: a trial Tune asks for once it is spent never starts (Tune asks
     the searcher before the stopper, and two trials started after a 2 s budget.time, found by an exploratory test).
-    The three enqueued trials start at once and outlive the time (the first two score alike, so neither is pruned
-    and frees its slot before it); the slow, poor third reaches its rung last, after the time."""
+    The three enqueued trials start at once (a quarter CPU each: a sweep runs no more at once than the CPUs hold)
+    and outlive the time (the first two score alike, so neither is pruned and frees its slot before it); the slow,
+    poor third reaches its rung last, after the time."""
     monkeypatch.chdir(tmp_path)
     space = scripted_space(tmp_path, trials=8, extra=(
         "enqueue:\n  - {x: 1.0, sleep: 0.6}\n  - {x: 1.0, sleep: 0.7}\n  - {x: 0.05, sleep: 3.2}\n"))
@@ -113,7 +114,7 @@ def test_budget_time_starts_no_new_trial_and_lets_the_scheduler_judge_the_runnin
     started = time.perf_counter()
     sleeps = "params.sleep={type: categorical, choices: [0.6, 0.7, 3.2]}"
     study = run_sweep(SweepOptions(space=str(space), storage=url, overrides=(
-        "budget.time=3s", "budget.max_concurrent=3", sleeps)))
+        "budget.time=3s", "budget.max_concurrent=3", "resources.cpu=0.25", sleeps)))
     trials = load(url, study.study_name).get_trials()
     assert [t.params["x"] for t in trials] == [1.0, 1.0, 0.05]  # the three running when the time ran out
     assert [t.state for t in trials] == [TS.COMPLETE, TS.COMPLETE, TS.PRUNED]
@@ -124,7 +125,7 @@ def test_budget_time_starts_no_new_trial_and_lets_the_scheduler_judge_the_runnin
     assert all(t.datetime_start.replace(tzinfo=UTC).timestamp() < wall_start + 3 for t in trials)
 
     late = run_sweep(SweepOptions(space=str(space), storage=url, overrides=(  # spent before a trial could start
-        "budget.time=0.01s", "budget.max_concurrent=3", sleeps)))
+        "budget.time=0.01s", "budget.max_concurrent=3", "resources.cpu=0.25", sleeps)))
     assert len(load(url, late.study_name).get_trials()) == 3
 
 
@@ -429,6 +430,39 @@ def test_as_many_fractional_gpu_trials_run_at_once_as_ray_places():
 
     assert [gpu_slots(1, 0.2), gpu_slots(1, 0.1), gpu_slots(1, 0.3), gpu_slots(2, 0.25), gpu_slots(1, 1)] == \
         [5, 10, 3, 8, 1]
+
+
+def test_a_sweep_on_its_own_ray_runs_no_more_trials_at_once_than_its_cpus_hold(capsys):
+    """A trial waiting for a CPU was sampled before any result and RUNNING while it waited, as a group waiting for
+    a GPU would be: 4 at a time on 2 CPUs sampled 4 at once and trained 2 (found by an exploratory test)."""
+    from search_spaces.loader import load_spec, resolve_space_path
+    from sweeper.driver import within_local_cpus
+
+    def at_once(*overrides: str) -> int:
+        spec = load_spec(resolve_space_path("asl20"), overrides)
+        return within_local_cpus(spec, 2).budget.max_concurrent
+
+    assert at_once("budget.max_concurrent=4") == 2
+    assert "budget.max_concurrent is 4, but this machine has 2 CPUs for Ray and a trial takes 1 (resources.cpu): " \
+           "2 at a time" in " ".join(capsys.readouterr().out.split())
+    assert [at_once("budget.max_concurrent=4", "resources.cpu=0.5"), at_once("budget.max_concurrent=9",
+            "resources.cpu=0.3"), at_once("budget.max_concurrent=2", "resources.cpu=2"), at_once()] == [4, 6, 1, 2]
+    assert capsys.readouterr().out.count("at a time") == 2  # said only where it caps
+
+
+@pytest.mark.slow
+def test_a_sweep_samples_no_trial_its_own_ray_has_no_cpu_for(ray_session, tmp_path, monkeypatch, capsys):
+    """One more trial at a time than the CPUs hold: the last is sampled once a CPU is free, not at the start."""
+    import ray
+
+    monkeypatch.chdir(tmp_path)
+    cpus = int(ray.cluster_resources()["CPU"])
+    space = scripted_space(tmp_path, trials=cpus + 1, scheduler="{type: none}")
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    study = run_sweep(SweepOptions(space=str(space), storage=url, overrides=(f"budget.max_concurrent={cpus + 1}",)))
+    assert f"{cpus + 1} trials, {cpus} at a time" in capsys.readouterr().out
+    trials = load(url, study.study_name).get_trials()
+    assert trials[-1].datetime_start >= min(t.datetime_complete for t in trials[:-1])
 
 
 def test_a_study_left_empty_is_run_with_the_budget_asked_now(tmp_path):

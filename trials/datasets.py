@@ -56,10 +56,10 @@ def read_npz(path: str | Path, *, classes: int | None = None, seed: int = 0) -> 
     lie in ``[0, classes)``; without ``classes`` the number of classes is ``max(y) + 1``.
     """
     name = str(path)
-    arrays = _read_npz(Path(path), name)
-    x = check_landmarks(_need(arrays, "X", name), f"{name}: X", "N, T, L, D")
+    arrays, found = _read_npz(Path(path), name)
+    x = check_landmarks(_need(arrays, "X", name, found), f"{name}: X", "N, T, L, D")
     n = x.shape[0]
-    y = _check_labels(_need(arrays, "y", name), name, n)
+    y = _check_labels(_need(arrays, "y", name, found), name, n)
     num_classes = classes if classes is not None else int(y.max()) + 1
     bad = np.flatnonzero((y < 0) | (y >= num_classes))
     if len(bad):
@@ -71,7 +71,7 @@ def read_npz(path: str | Path, *, classes: int | None = None, seed: int = 0) -> 
     _check_classes_used(y, name, classes)
     # other arrays are the file's own, but signers or Split where neither is read is a typo
     typos = [] if {"signer", "split"} & set(arrays) else \
-        sorted(k for k in arrays if k.lower().rstrip("s") in ("signer", "split"))
+        sorted(k for k in found if k.lower().rstrip("s") in ("signer", "split"))
     if typos:
         raise DataError(f"{name}: has an array {typos[0]!r}, which nothing reads (did you mean "
                         f"{typos[0].lower().rstrip('s')!r}?): without it the split would not be what you meant "
@@ -140,25 +140,32 @@ def data_fingerprint(kind: str, path: str | Path, split_file: str = "nslt_100.js
     return f"sha256:{digest.hexdigest()}"
 
 
-def _read_npz(path: Path, name: str) -> dict[str, np.ndarray]:
+def _read_npz(path: Path, name: str) -> tuple[dict[str, np.ndarray], list[str]]:
+    """The arrays read (of ``NPZ_ARRAYS``, those present) and the names of all: the file's others are left alone,
+    unread (an object array of metadata would need unpickling, a large one memory)."""
     check_found("npz", path)
+    key = ""
     try:
         with np.load(path, allow_pickle=False) as archive:
-            arrays = {key: archive[key] for key in archive.files}
+            found = list(archive.files)
+            arrays = {}
+            for key in (k for k in found if k in NPZ_ARRAYS):
+                arrays[key] = archive[key]
     except ValueError as exc:
-        if "pickle" in str(exc):
-            raise DataError(f"{name}: holds object arrays; store numbers and fixed-width strings only") from exc
+        if "pickle" in str(exc):  # a data file is never unpickled: it could run any code
+            raise DataError(f"{name}: {key} is an object array (dtype object, which only unpickling reads); store "
+                            "numbers, or fixed-width strings (signer, split)") from exc
         raise DataError(f"{name}: cannot be read as .npz ({exc})") from exc
     except UNREADABLE as exc:  # truncated or corrupted on disk, encrypted, or compressed as zipfile cannot read
         raise DataError(f"{name}: cannot be read as .npz ({type(exc).__name__}: {exc})") from exc
-    if odd := [k for k, v in arrays.items() if k in NPZ_ARRAYS and not isinstance(v, np.ndarray)]:  # no .npy
+    if odd := [k for k, v in arrays.items() if not isinstance(v, np.ndarray)]:  # no .npy
         raise DataError(f"{name}: member {odd[0]!r} is not a .npy array (write the file with numpy.savez)")
-    return arrays
+    return arrays, found
 
 
-def _need(arrays: dict[str, np.ndarray], key: str, name: str) -> np.ndarray:
+def _need(arrays: dict[str, np.ndarray], key: str, name: str, found: list[str]) -> np.ndarray:
     if key not in arrays:
-        raise DataError(f"{name}: has no array {key!r} (found: {', '.join(sorted(arrays)) or 'none'})")
+        raise DataError(f"{name}: has no array {key!r} (found: {', '.join(sorted(found)) or 'none'})")
     return arrays[key]
 
 
