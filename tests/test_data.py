@@ -508,7 +508,10 @@ def test_npz_signer_ids_must_be_finite(tmp_path: Path) -> None:
 
 def test_npz_too_few_signers(tmp_path: Path) -> None:
     path = write_npz(tmp_path / "data.npz", signer=np.array(["a", "b"] * 9))
-    assert "data.npz: signer: need at least 3 signers" in error_of(data.load_npz, path, 8)
+    message = error_of(data.load_npz, path, 8)
+    assert "data.npz: signer: need at least 3 signers" in message
+    assert message.endswith("or store a 'split' array ('train'/'val'/'test' per sample), or leave out 'signer' for "
+                            "a split stratified by class")  # the ways out
 
 
 # ------------------------------------------------------------------------------------------------

@@ -86,7 +86,8 @@ def read_npz(path: str | Path, *, classes: int | None = None, seed: int = 0) -> 
         try:
             train, val, test = signer_partition(signer, seed)
         except DataError as exc:
-            raise DataError(f"{name}: signer: {exc}") from None
+            raise DataError(f"{name}: signer: {exc}; or store a 'split' array ('train'/'val'/'test' per sample)"
+                            ", or leave out 'signer' for a split stratified by class") from None
         part = part_from_signers(signer, val, test)
         how = f"split by signer {len(train)}/{len(val)}/{len(test)}"
     else:
