@@ -1087,29 +1087,11 @@ def test_status_at_80_keeps_whole_a_name_that_fits_beside_a_long_one(tmp_path: P
     assert {"test_top3", "(interrupted)"} <= set(cells) and any(re.fullmatch(r"\d{4}-\d\d-\d\d", c) for c in cells)
 
 
-def test_status_of_one_study_suggests_commands_a_shell_takes_as_they_are(tmp_path: Path, capsys) -> None:
-    """The name and the storage are quoted: ``sweeper best my study [v2]`` pasted ran ``best`` on a study "my"."""
-    import shlex
-
-    from sweeper import inspection
-
-    url = f"sqlite:///{tmp_path / 'my sweeps.db'}"
-    name = "my study [v2]"
-    study = optuna.create_study(storage=url, study_name=name, direction="maximize")
-    study.tell(study.ask({"x": optuna.distributions.FloatDistribution(0, 1)}), 0.5)
-    storage = open_storage(url, create=False)
-    try:
-        inspection.status(storage, url, name)
-    finally:
-        close_storage(storage)
-    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("see it in full: "))
-    assert shlex.split(line.removeprefix("see it in full: ")) == ["sweeper", "best", name, "--storage", url], line
-
-
 @pytest.mark.parametrize("name", ["-lr-test", "ctl\x1b[31mred\x07", "my study [v2]"])
 def test_status_of_one_study_suggests_a_command_bash_runs_on_that_study(name: str, tmp_path: Path, capsys) -> None:
-    """Pasted as printed: a name that starts with '-' read as an option (``No such option: -l``), and one with a
-    control character, printed escaped inside '...', named another study."""
+    """Pasted as printed: ``sweeper best my study [v2]`` ran ``best`` on a study "my", a name that starts with '-'
+    read as an option (``No such option: -l``), and one with a control character, printed escaped inside '...',
+    named another study."""
     import shutil
     import subprocess
 
@@ -1130,5 +1112,6 @@ def test_status_of_one_study_suggests_a_command_bash_runs_on_that_study(name: st
     words = subprocess.run([bash, "-c", f'printf "%s\\0" {command}'], capture_output=True, check=True).stdout
     args = words.decode().split("\0")[:-1]
     assert args[:2] == ["sweeper", "best"] and name in args, (command, args)
+    assert args[args.index("--storage") + 1] == url, (command, args)  # a path with a space: one word
     app(args[1:], standalone_mode=False)  # what the pasted command runs: bad usage or another study raises
     assert "best trial of" in capsys.readouterr().out
