@@ -295,15 +295,18 @@ def load_spec(path: str | os.PathLike[str], overrides: Sequence[str] = (), quick
 
 
 def spec_from_dict(data: Mapping[str, Any], *, file: str = "<spec>", base_dir: str | os.PathLike[str] | None = None,
-                   overrides: Sequence[str] = (), quick: bool = False) -> Spec:
-    """Validate raw spec data that did not come from a file (e.g. a stored ``to_yaml_dict()``); no line numbers."""
+                   overrides: Sequence[str] = (), quick: bool = False, stored: bool = False) -> Spec:
+    """Validate raw spec data that did not come from a file (e.g. a stored ``to_yaml_dict()``); no line numbers.
+    ``stored``: a study's spec, which ran: what Optuna takes but a new space may not use (a deprecated sampler
+    option) is kept."""
     if not isinstance(data, Mapping):
         raise SpecError.single(file, "the spec must be a mapping of sections")
-    return _build(dict(data), file, {}, Path(base_dir) if base_dir is not None else None, overrides, quick)
+    return _build(dict(data), file, {}, Path(base_dir) if base_dir is not None else None, overrides, quick,
+                  stored=stored)
 
 
 def _build(original: dict[str, Any], file: str, lines: dict[Atoms, int], base_dir: Path | None,
-           overrides: Sequence[str], quick: bool, stem: str | None = None) -> Spec:
+           overrides: Sequence[str], quick: bool, stem: str | None = None, stored: bool = False) -> Spec:
     data = copy.deepcopy(original)
     if stem and data.get("name") is None:
         data["name"] = stem
@@ -351,7 +354,7 @@ def _build(original: dict[str, Any], file: str, lines: dict[Atoms, int], base_di
                                    source=label) from None
         origins.append((atoms([path]), label, line))
     try:
-        spec = Spec.model_validate(data, context={"base_dir": base_dir})
+        spec = Spec.model_validate(data, context={"base_dir": base_dir, "stored": stored})
     except ValidationError as exc:
         issues = [_issue(file, lines, origins, path, message) for error in exc.errors()
                   for path, message in _messages(error)]

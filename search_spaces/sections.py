@@ -12,7 +12,16 @@ from importlib.util import find_spec
 from typing import Annotated, Any, ClassVar, Literal
 
 import optuna
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from trials.config import ConfigError, coerce, did_you_mean, unknown_key
@@ -286,8 +295,11 @@ class Sampler(BaseModel):
         return dict(self.model_extra or {})
 
     @model_validator(mode="after")
-    def _check_options(self) -> Sampler:
+    def _check_options(self, info: ValidationInfo) -> Sampler:
         name, settable, issues = SAMPLER_CLASSES[self.type], sampler_options(self.type), []
+        # a study's stored spec ran with what Optuna takes (a deprecated option works until Optuna drops it):
+        # refused there, the study could not be carried on, nor its space run again unchanged
+        stored = isinstance(info.context, dict) and bool(info.context.get("stored"))
         for key, value in self.options.items():
             option = settable.get(key)
             if key == "search_space":
@@ -302,7 +314,7 @@ class Sampler(BaseModel):
                     self.model_extra[key] = value = coerce(key, value, kind)
                 except ConfigError as exc:
                     issues.append(((key,), str(exc)))
-                if kind is int and key.startswith("n_") and isinstance(value, int) and value < 0:
+                if kind is int and key.startswith("n_") and isinstance(value, int) and value < 0 and not stored:
                     issues.append(((key,), f"is {value}: a count, a whole number >= 0 (Optuna takes it, and "
                                            "then counts nothing)"))
         if self.type == "cmaes" and isinstance(sigma := self.options.get("sigma0"), int | float) and not sigma > 0:
@@ -316,11 +328,11 @@ class Sampler(BaseModel):
                     getattr(optuna.samplers, name)(seed=self.seed, **self.options)
             except Exception as exc:
                 issues.append(((), f"{name} rejects these options: {exc}"))
-        for key, value in self.options.items() if not issues else ():  # one at a time, to name the option
+        for key, value in self.options.items() if not issues and not stored else ():  # one at a time, to name it
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", FutureWarning)  # Optuna's word for a deprecated option
                 with contextlib.suppress(Exception):  # alone, an option may be refused: together, they were taken
-                    getattr(optuna.samplers, name)(**{key: value})
+                    getattr(optuna.samplers, name)(**{"seed": 0, key: value})  # seeded: QMC logs a seedless one
             if said := [str(w.message) for w in caught if issubclass(w.category, FutureWarning)]:
                 # some do nothing any more (CMA-ES's restart_strategy falls back to None), the rest go in Optuna 6
                 issues.append(((key,), f"is deprecated by Optuna: {said[0]} Leave it out"))

@@ -66,7 +66,7 @@ def trial_config(view: StudyView, trial: optuna.trial.FrozenTrial) -> tuple[dict
                 "from elsewhere (the folder is a study attr): run sweeper best from it, or from a folder above it")
         return _raw_config(data, trial.params), entrypoint, note
     try:
-        spec = spec_from_dict(attrs.spec_as_ran(data), base_dir=base_dir)
+        spec = spec_from_dict(attrs.spec_as_ran(data), base_dir=base_dir, stored=True)
     except SpecError as exc:
         note = f"the stored spec does not validate here ({_first_line(exc)})"
         return _raw_config(data, trial.params), entrypoint, note

@@ -351,7 +351,10 @@ def export(storage: optuna.storages.BaseStorage, url: str, name: str, fmt: str |
         raise BadInput(f"Cannot write to {str(output)!r}: the folder {str(output.parent)!r} does not exist.")
     study = load_existing_study(storage, name, url)  # a mistyped name makes no -o DIR/: nothing is written
     if output is not None and folder:
-        output.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            output.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # -o FILE/: a file named as the folder, or under it
+            raise BadInput(f"Cannot write to {str(output)!r}: {exc.strerror or exc}.") from None
     rows = trial_rows(trials_with_last_values(storage, study), curve_lengths(storage, study))
     if output is None:
         try:

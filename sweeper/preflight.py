@@ -285,7 +285,8 @@ def stored_spec(url: str, name: str, overrides: tuple[str, ...] = (), results_ro
                        "a folder above it, or, in a copy of the project, run its space file (sweeper run FILE)")
     file = f"the spec stored in study {name!r}"
     try:
-        spec = spec_from_dict(attrs.spec_as_ran(data), file=file, base_dir=space_dir, overrides=overrides)
+        spec = spec_from_dict(attrs.spec_as_ran(data), file=file, base_dir=space_dir, overrides=overrides,
+                              stored=True)
     except SpecError as exc:
         if overrides and stored_is_valid(data, file, space_dir):  # refused for the user's --set: theirs to mend
             raise
@@ -305,7 +306,7 @@ def stored_spec(url: str, name: str, overrides: tuple[str, ...] = (), results_ro
 def stored_is_valid(data: Mapping[str, Any], file: str, space_dir: Any) -> bool:
     """Whether the stored spec loads as it is, without the user's ``--set``."""
     try:
-        spec_from_dict(attrs.spec_as_ran(data), file=file, base_dir=space_dir)
+        spec_from_dict(attrs.spec_as_ran(data), file=file, base_dir=space_dir, stored=True)
     except SpecError:
         return False
     return True

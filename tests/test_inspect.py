@@ -547,6 +547,24 @@ def test_export_of_a_mistyped_study_makes_no_folder(tmp_path: Path) -> None:
     assert not (tmp_path / "exports").exists()
 
 
+def test_export_into_a_folder_that_is_a_file_is_one_message(tmp_path: Path) -> None:
+    """``export NAME -o FILE/`` (FILE a file, or a folder under it) was a FileExistsError traceback."""
+    from sweeper.errors import BadInput
+    from sweeper.inspection import export
+
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    make_study(url, "there", complete=1, extra_states=False)
+    (tmp_path / "taken").write_text("mine", encoding="utf-8")
+    storage = open_storage(url, read_only=True)
+    try:
+        for to in ("taken/", "taken/sub/"):
+            with pytest.raises(BadInput, match=r"Cannot write to '.*taken/.*there\.csv': (File exists|Not a dir)"):
+                export(storage, url, "there", None, f"{tmp_path}/{to}")
+    finally:
+        close_storage(storage)
+    assert (tmp_path / "taken").read_text(encoding="utf-8") == "mine"
+
+
 def test_status_of_a_storage_holding_only_studies_it_skips_says_so(tmp_path: Path, capsys) -> None:
     """A storage of multi-objective studies alone printed "skipped: Study 'pareto' ..." and then "There are no
     studies in ... yet: run a sweep first", one line contradicting the other."""

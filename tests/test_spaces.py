@@ -1027,3 +1027,31 @@ def test_a_quoted_number_for_a_numeric_choice_says_so(tmp_path: Path) -> None:
                                            "enqueue:\n  - {dropout: '0.1'}\n"))
     assert "'0.1' (str) is not one of the choices [0.0, 0.1, 0.2]: the choice is 0.1 (float)" in \
         find(err, "enqueue.0.dropout")
+
+
+def test_a_number_not_among_numeric_choices_gets_no_hint_from_their_decimals(tmp_path: Path) -> None:
+    """2 among the choices [0.1, 0.2, 0.3] was "did you mean '0.2'?": a number's part after its dot is no key's
+    last part, which a short key abbreviates (found by a regression check)."""
+    err = errors(write(tmp_path, MINIMAL + "  dropout: {type: categorical, choices: [0.1, 0.2, 0.3]}\n"
+                                           "enqueue:\n  - {dropout: 2}\n"))
+    assert find(err, "enqueue.0.dropout").endswith("2 is not one of the choices [0.1, 0.2, 0.3]")
+    err = errors(write(tmp_path, MINIMAL + "  batch_size: {type: categorical, choices: [1000, 2000]}\n"
+                                           "enqueue:\n  - {batch_size: 100}\n"))
+    assert "(did you mean '1000'?)" in find(err, "enqueue.0.batch_size")  # difflib's, as before
+
+
+def test_a_seeded_qmc_sampler_validates_without_optunas_seedless_warning(tmp_path: Path) -> None:
+    """The deprecation check built each option's sampler without the seed: a space's `qmc, seed: 0, scramble: true`
+    printed Optuna's "No seed is provided for QMCSampler" (found by a regression check)."""
+    import logging
+
+    said: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = said.append  # type: ignore[method-assign]
+    logging.getLogger("optuna").addHandler(handler)  # Optuna's own handler prints to stderr, without propagating
+    try:
+        spec = load_spec(write(tmp_path, MINIMAL + "sampler: {type: qmc, seed: 0, scramble: true}\n"))
+    finally:
+        logging.getLogger("optuna").removeHandler(handler)
+    assert spec.sampler.options == {"scramble": True}
+    assert not [r.getMessage() for r in said if "No seed" in r.getMessage()]

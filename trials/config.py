@@ -215,11 +215,21 @@ def _flat_key(field_name: str) -> str:
     return field_name
 
 
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def did_you_mean(word: Any, options: list[str]) -> str:
     names, typed = [str(o) for o in options], str(word).lower()
     exact = [o for o in names if o.lower() == typed]  # ASHA for asha
-    leaf = [o for o in names if o.lower().rsplit(".", 1)[-1] == typed]  # classes: dataset.classes, not class_weights
-    start = [o for o in names if len(typed) >= 3 and o.lower().rsplit(".", 1)[-1].startswith(typed)]  # grace_period
+    # a dotted key's last part; a number's (a choice 0.2) is its decimals, which 2 does not abbreviate
+    leaves = {o: o.lower().rsplit(".", 1)[-1] for o in names if not _is_number(o)}
+    leaf = [o for o, last in leaves.items() if last == typed]  # classes: dataset.classes, not class_weights
+    start = [o for o, last in leaves.items() if len(typed) >= 3 and last.startswith(typed)]  # grace_period
     hint = exact or (leaf if len(leaf) == 1 else []) or (start if len(start) == 1 else []) \
         or difflib.get_close_matches(str(word), names, n=1, cutoff=0.6)
     return f" (did you mean {hint[0]!r}?)" if hint else ""
