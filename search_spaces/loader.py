@@ -315,8 +315,8 @@ def _build(original: dict[str, Any], file: str, lines: dict[Atoms, int], base_di
         try:
             key, value = parse_override(expr)
             if key == "storage" and value is None:  # "$URL" unset in a script: the default would take the sweep
-                raise ValueError("storage is empty; give a storage URL, or leave the --set out for the default "
-                                 "(sqlite:///sweeps.db)")
+                raise ValueError("storage is empty; give a storage URL, or leave the --set out for the space's "
+                                 "storage, else the default (sqlite:///sweeps.db)")
             sets.append((key, value, f"--set {expr}", None))
         except ValueError as exc:
             raise SpecError.single(file, str(exc), source=f"--set {expr}") from None
