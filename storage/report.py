@@ -375,8 +375,12 @@ def _top_table(view: StudyView, top: int) -> str:
     best = view.complete[:top]
     if not best:
         return _section("top-trials", _note("No COMPLETE trial yet."))
+    # the best trial meeting the targets, beneath the top ones where it is not among them (as the final table does)
+    reached = view.reached() if view.targets else None
+    ranked = [*enumerate(best, 1), *([(view.complete.index(reached) + 1, reached)] if reached and reached not in best
+                                     else [])]
     metrics = list(dict.fromkeys([view.metric, *view.targets, *view.baseline]))
-    params = list(dict.fromkeys(p for t in best for p in t.params))
+    params = list(dict.fromkeys(p for _, t in ranked for p in t.params))
     head = ["", "trial", *metrics, "targets met", "stop reason", "epochs", *params]
     rows = ["<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"]
     if view.targets:
@@ -384,10 +388,6 @@ def _top_table(view: StudyView, top: int) -> str:
     if view.baseline:
         rows.append(_row("baseline", view.baseline_source, [view.baseline.get(m) for m in metrics], metrics, view,
                          "reference"))
-    # the best trial meeting the targets, beneath the top ones where it is not among them (as the final table does)
-    reached = view.reached() if view.targets else None
-    ranked = [*enumerate(best, 1), *([(view.complete.index(reached) + 1, reached)] if reached and reached not in best
-                                     else [])]
     for rank, trial in ranked:
         values = view.values(trial)
         cells = [_cell(m, values.get(m), view) for m in metrics]

@@ -522,12 +522,15 @@ def test_report_table_shows_the_best_trial_meeting_the_targets_beneath_the_top_o
     study = optuna.create_study(direction="maximize")
     study.set_user_attr(attrs.TARGETS, {"test_top3": 0.8})
     for value, top3 in ((0.9, 0.5), (0.8, 0.6), (0.5, 0.85), (0.4, 0.9)):
-        trial = study.ask()
+        # a param of #2's alone (a conditional one) has a column too
+        trial = study.ask({"width": optuna.distributions.IntDistribution(1, 64)} if top3 == 0.85 else {})
         trial.set_user_attr("test_top3", top3)
         study.tell(trial, value)
     page = build_report(view_of(study), url="sqlite:///:memory:", top=2)
     assert Page(page).trial_rows == [0, 1, 2]  # #2: the best of the two meeting them (#3 meets them too)
     assert re.search(r'<tr data-trial="2"><td>3</td><td>#2</td>', page)  # with its rank among COMPLETE trials
+    width = study.trials[2].params["width"]
+    assert "<th>width</th>" in page and re.search(rf'<tr data-trial="2">.*<td title="{width}">{width}</td></tr>', page)
     assert Page(build_report(view_of(study), url="sqlite:///:memory:", top=3)).trial_rows == [0, 1, 2]
 
 
