@@ -312,8 +312,9 @@ def within_local_cpus(spec: Spec, cpus: float) -> Spec:
     at_once = max(1, min(spec.budget.max_concurrent, gpu_slots(cpus, spec.resources.cpu)))
     if at_once == spec.budget.max_concurrent:
         return spec
+    taker = f"a group of up to {spec.resources.fuse} trials" if spec.resources.fuse > 1 else "a trial"  # fused
     console.print(f"budget.max_concurrent is {spec.budget.max_concurrent}, but this machine has {cpus:g} CPU"
-                  f"{'s' * (cpus != 1)} for Ray and a trial takes {spec.resources.cpu:g} (resources.cpu): "
+                  f"{'s' * (cpus != 1)} for Ray and {taker} takes {spec.resources.cpu:g} (resources.cpu): "
                   f"{at_once} at a time")
     return spec.model_copy(update={"budget": spec.budget.model_copy(update={"max_concurrent": at_once})})
 

@@ -448,6 +448,9 @@ def test_a_sweep_on_its_own_ray_runs_no_more_trials_at_once_than_its_cpus_hold(c
     assert [at_once("budget.max_concurrent=4", "resources.cpu=0.5"), at_once("budget.max_concurrent=9",
             "resources.cpu=0.3"), at_once("budget.max_concurrent=2", "resources.cpu=2"), at_once()] == [4, 6, 1, 2]
     assert capsys.readouterr().out.count("at a time") == 2  # said only where it caps
+    assert at_once("budget.max_concurrent=4", "resources.fuse=3") == 2  # groups: a group takes resources.cpu
+    assert "and a group of up to 3 trials takes 1 (resources.cpu): 2 at a time" in \
+        " ".join(capsys.readouterr().out.split())
 
 
 @pytest.mark.slow
