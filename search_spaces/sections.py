@@ -335,7 +335,8 @@ class Sampler(BaseModel):
                     getattr(optuna.samplers, name)(**{"seed": 0, key: value})  # seeded: QMC logs a seedless one
             if said := [str(w.message) for w in caught if issubclass(w.category, FutureWarning)]:
                 # some do nothing any more (CMA-ES's restart_strategy falls back to None), the rest go in Optuna 6
-                issues.append(((key,), f"is deprecated by Optuna: {said[0]} Leave it out"))
+                issues.append(((key,), f"is deprecated by Optuna: {said[0]} Leave it out (a study that ran "
+                                       "with it goes on as it was: sweeper resume NAME)"))
         fail(issues)
         return self
 
