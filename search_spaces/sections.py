@@ -298,7 +298,7 @@ class Sampler(BaseModel):
     def _check_options(self, info: ValidationInfo) -> Sampler:
         name, settable, issues = SAMPLER_CLASSES[self.type], sampler_options(self.type), []
         # a study's stored spec ran with what Optuna takes (a deprecated option works until Optuna drops it):
-        # refused there, the study could not be carried on, nor its space run again unchanged
+        # refused there, sweeper resume could not carry the study on
         stored = isinstance(info.context, dict) and bool(info.context.get("stored"))
         for key, value in self.options.items():
             option = settable.get(key)

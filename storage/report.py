@@ -240,7 +240,7 @@ def _summary(view: StudyView, url: str, now: datetime, state: str) -> str:
         ("storage", mask_url(url)),
         ("space file", str(user.get(attrs.SPACE_FILE, "-"))),
         ("objective", f"{view.metric} ({'maximize' if view.maximize else 'minimize'})"),
-        ("trials", ", ".join(f"{n} {state}" for state, n in view.states().items()) or "none yet"),
+        ("trials", ", ".join(f"{n} {kind}" for kind, n in view.states().items()) or "none yet"),
         ("state", STATES[state]),
         ("best trial", f"#{complete[0].number}: {view.metric} {view.fmt(view.metric, complete[0].value)}"
                        if complete else "no COMPLETE trial yet"),
