@@ -298,7 +298,7 @@ def with_gpu_resources(spec: Spec, gpus: float) -> Spec:
             console.print(unfused)
             on_gpu = on_gpu.model_copy(update={"fuse": 1})
     # no more groups at a time than the GPUs hold: a group waiting for one would be sampled blind, all RUNNING
-    at_once = max(1, min(spec.budget.max_concurrent, gpu_slots(gpus, on_gpu.gpu)))
+    at_once = max(1, min(spec.budget.max_concurrent, resource_slots(gpus, on_gpu.gpu)))
     console.print(f"resources.on_gpu applies (the cluster has {gpus:g} GPU{'s' * (gpus != 1)}): {on_gpu.cpu:g} "
                   f"CPU and {on_gpu.gpu:g} GPU per Ray trial" + (f", up to {on_gpu.fuse} trials fused in each"
                   if on_gpu.fuse > 1 else "") + f", {at_once} at a time")
@@ -309,7 +309,7 @@ def with_gpu_resources(spec: Spec, gpus: float) -> Spec:
 def within_local_cpus(spec: Spec, cpus: float) -> Spec:
     """The spec with no more trials (fused: groups) at a time than ``cpus`` hold, and said so: like a group waiting
     for a GPU, a trial waiting for a CPU would be sampled before any result and held RUNNING while it waits."""
-    at_once = max(1, min(spec.budget.max_concurrent, gpu_slots(cpus, spec.resources.cpu)))
+    at_once = max(1, min(spec.budget.max_concurrent, resource_slots(cpus, spec.resources.cpu)))
     if at_once == spec.budget.max_concurrent:
         return spec
     taker = f"a group of up to {spec.resources.fuse} trials" if spec.resources.fuse > 1 else "a trial"  # fused
@@ -400,10 +400,10 @@ def check_something_finished(trials: list[optuna.trial.FrozenTrial], name: str) 
                               "over with --fresh (failed trials count in a study's budget)")
 
 
-def gpu_slots(gpus: float, per_trial: float) -> int:
-    """How many trials of ``per_trial`` GPUs (or CPUs) Ray fits on ``gpus``: in floating point 1 // 0.2 is 4.0, and
-    Ray, which counts fractions of a resource in ten-thousandths, places five."""
-    return int(round(gpus * 10_000) // max(1, round(per_trial * 10_000)))
+def resource_slots(total: float, per_trial: float) -> int:
+    """How many trials of ``per_trial`` GPUs (or CPUs) Ray fits on ``total`` of them: in floating point 1 // 0.2 is
+    4.0, and Ray, which counts fractions of a resource in ten-thousandths, places five."""
+    return int(round(total * 10_000) // max(1, round(per_trial * 10_000)))
 
 
 def check_local_resources(spec: Spec) -> None:

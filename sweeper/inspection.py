@@ -271,7 +271,7 @@ def _details(view: StudyView, storage_flag: str) -> None:
                       f"{span[1].isoformat(sep=' ', timespec='seconds')}"
                       + (f" (the last start or end on record; {running} still RUNNING)" if running else ""),
                       markup=False)
-    name = view.study.study_name  # the commands it suggests are pasted into a shell
+    name = view.study.study_name
     orphans = orphaned_trials(view.study, view.trials) if is_sweepers(view) else []
     if orphans:
         console.print(f"interrupted: {', '.join(f'#{t.number}' for t in orphans)} "

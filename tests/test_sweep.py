@@ -426,10 +426,10 @@ def test_a_sweep_asking_for_more_gpus_than_the_machine_has_is_refused(monkeypatc
 
 
 def test_as_many_fractional_gpu_trials_run_at_once_as_ray_places():
-    from sweeper.driver import gpu_slots
+    from sweeper.driver import resource_slots
 
-    assert [gpu_slots(1, 0.2), gpu_slots(1, 0.1), gpu_slots(1, 0.3), gpu_slots(2, 0.25), gpu_slots(1, 1)] == \
-        [5, 10, 3, 8, 1]
+    assert [resource_slots(1, 0.2), resource_slots(1, 0.1), resource_slots(1, 0.3), resource_slots(2, 0.25),
+            resource_slots(1, 1)] == [5, 10, 3, 8, 1]
 
 
 def test_a_sweep_on_its_own_ray_runs_no_more_trials_at_once_than_its_cpus_hold(capsys):
