@@ -1,7 +1,7 @@
 """Studies in a storage: create or resume one, pick a fresh name, load one that must exist.
 
-A study is created once and then resumed by name, so its user attrs (spec, targets, ...; see :mod:`storage.attrs`)
-describe the first run and are only filled in where missing, never overwritten by a later, different command.
+A study is created once and then resumed by name; here its user attrs (spec, targets, ...; see :mod:`storage.attrs`)
+are only filled in where missing (``sweeper.driver.open_study`` updates the spec and baseline a resume may change).
 Nothing here deletes a study: a fresh start gets a fresh name.
 """
 
@@ -34,9 +34,9 @@ def create_or_load_study(
     """The study called ``name``, created if it does not exist; returns ``(study, created)``.
 
     ``study_attrs`` are written on creation; on resume only keys the study lacks are added (it may gain
-    ``environment``, but its ``spec`` stays the one it ran with). Resuming with the opposite ``direction`` raises
-    :class:`StorageError`: ``load_study`` takes the stored direction, so the sweep would optimise the wrong way.
-    Two processes racing to create the same name both succeed; one creates.
+    ``environment``; its ``spec`` is left as stored, for the caller to update). Resuming with the opposite
+    ``direction`` raises :class:`StorageError`: ``load_study`` takes the stored direction, so the sweep would
+    optimise the wrong way. Two processes racing to create the same name both succeed; one creates.
     """
     wanted = _direction(direction)
     _check_name(name)
