@@ -159,7 +159,7 @@ class StudyRecorder(DriverOnly, Callback):
             # judged here, on Tune's loop, so that a sweep stopping at its target asks no further trial; only a finite
             # objective, which _complete records COMPLETE as it is (another fails the trial, or is a stand-in for the
             # last recorded epoch, judged once read there)
-            value = result.get("best_" + self.metric, result.get(self.metric))
+            value = result.get(objective_key(result, self.metric))
             if isinstance(value, (int, float)) and math.isfinite(value) and self._meets_targets(user_attrs, value):
                 self.target_reached = True
             finished = datetime.now()  # before Tune fills the slot: the tell may be written later, after it
@@ -209,10 +209,9 @@ class StudyRecorder(DriverOnly, Callback):
 
     def _complete(self, optuna_trial: optuna.Trial, result: dict, user_attrs: dict[str, Any],
                   finished: datetime) -> None:
-        last = result.get("best_" + self.metric, result.get(self.metric))
+        last = result.get(key := objective_key(result, self.metric))
         # NaN or ±inf, not an earlier epoch's value in its place (the worst value stood in for one never given)
         if not result.get(NO_OBJECTIVE_KEY) and isinstance(last, float) and not math.isfinite(last):
-            key = "best_" + self.metric if "best_" + self.metric in result else self.metric
             message = f"the training function ended with {key} = {last}"
             self._finish(optuna_trial, result,
                          {**user_attrs, attrs.ERROR: message, attrs.STOP_REASON: attrs.STOP_DIVERGED},
@@ -268,11 +267,16 @@ def final_value(result: dict, metric: str, optuna_trial: optuna.Trial) -> float 
     the study; it then returns without reporting again (its result holds the worst value as a stand-in), and its
     last recorded epoch is the value.
     """
-    value = result.get("best_" + metric, result.get(metric))
+    value = result.get(objective_key(result, metric))
     if isinstance(value, (int, float)) and math.isfinite(value):
         return float(value)
     recorded = optuna_trial.study._storage.get_trial(optuna_trial._trial_id).intermediate_values
     return recorded[max(recorded)] if recorded else None
+
+
+def objective_key(result: dict, metric: str) -> str:
+    """Where a final result holds the objective: its best epoch's (``best_METRIC``) where it says so, else its last."""
+    return "best_" + metric if "best_" + metric in result else metric
 
 
 def meets_targets(spec: Spec, recorded: dict, value: Any) -> bool:
