@@ -160,7 +160,7 @@ class StudyRecorder(DriverOnly, Callback):
             # objective, which _complete records COMPLETE as it is (another fails the trial, or is a stand-in for the
             # last recorded epoch, judged once read there)
             value = result.get(objective_key(result, self.metric))
-            if isinstance(value, (int, float)) and math.isfinite(value) and self._meets_targets(user_attrs, value):
+            if isinstance(value, (int, float)) and math.isfinite(value) and meets_targets(self.spec, user_attrs, value):
                 self.target_reached = True
             finished = datetime.now()  # before Tune fills the slot: the tell may be written later, after it
             self.writer.submit(lambda: self._complete(optuna_trial, result, user_attrs, finished))
@@ -225,12 +225,9 @@ class StudyRecorder(DriverOnly, Callback):
             frozen = self._finish(optuna_trial, result, user_attrs, value=value)
             # judged as recorded: another driver may have finished the trial first, and this result was dropped
             complete = frozen.state == optuna.trial.TrialState.COMPLETE
-            if complete and self._meets_targets(frozen.user_attrs, frozen.value):
+            if complete and meets_targets(self.spec, frozen.user_attrs, frozen.value):
                 self.target_reached = True  # already, unless the value is the last recorded epoch's
                 self.writer.submit(lambda: record_target_met(self.study, frozen, finished))  # a write of its own
-
-    def _meets_targets(self, recorded: dict, value: Any) -> bool:
-        return meets_targets(self.spec, recorded, value)
 
     def _fail(self, optuna_trial: optuna.Trial, message: str, result: dict, reason: str | None = None) -> None:
         user_attrs = {attrs.ERROR: message[:2000], **({attrs.STOP_REASON: reason} if reason else {})}
