@@ -8,6 +8,7 @@ import optuna
 from rich.table import Table
 
 from search_spaces.schema import Spec
+from storage import attrs
 from storage.report import StudyView, percent_scale
 from storage.target import describe_target_met, target_met
 from sweeper.console import console, escape_control, fits, format_params, format_value, target_gap
@@ -46,13 +47,13 @@ class SweepPrinter:
                                  f"{gap})"
         if trial.state == TS.COMPLETE and trial.value is not None:  # with its target, where it has one
             parts.append(judged.pop(self.metric, f"{self.metric} {format_value(self.metric, trial.value)}"))
-        elif trial.state == TS.PRUNED and trial.user_attrs.get("stop_reason") == "sweep_stopped":
-            parts.append(f"stopped with the sweep after epoch {trial.user_attrs.get('epochs_run', '?')}")
+        elif trial.state == TS.PRUNED and trial.user_attrs.get(attrs.STOP_REASON) == attrs.STOP_SWEEP_STOPPED:
+            parts.append(f"stopped with the sweep after epoch {trial.user_attrs.get(attrs.EPOCHS_RUN, '?')}")
         elif trial.state == TS.PRUNED:
-            parts.append(f"stopped at epoch {trial.user_attrs.get('epochs_run', '?')}")
+            parts.append(f"stopped at epoch {trial.user_attrs.get(attrs.EPOCHS_RUN, '?')}")
         elif trial.state == TS.FAIL:
             # its first line: a trial is one line, which grep '^#' must find whole; the attr keeps all of it
-            first_line = str(trial.user_attrs.get("error", "?")).strip().partition("\n")[0]
+            first_line = str(trial.user_attrs.get(attrs.ERROR, "?")).strip().partition("\n")[0]
             parts.append(f"error: {first_line}")
         if self.best is not None:
             parts.append(f"best {format_value(self.metric, self.best)}")
