@@ -284,10 +284,6 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
     return study
 
 
-
-
-
-
 def with_gpu_resources(spec: Spec, gpus: float) -> Spec:
     """The spec with ``resources.on_gpu`` in force on a cluster of ``gpus`` GPUs, and said so."""
     on_gpu = spec.resources.on_cluster(gpus)
@@ -525,8 +521,6 @@ def print_resume_summary(study: optuna.Study, orphans: list[optuna.trial.FrozenT
         console.print(f"{count_trials(len(others))} {'is' if one else 'are'} running in another live driver and "
                       f"{'counts' if one else 'count'} against the budget: "
                       + ", ".join(f"#{t.number}" for t in others))
-
-
 
 
 @contextlib.contextmanager
