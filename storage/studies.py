@@ -16,6 +16,7 @@ from typing import Any
 import optuna
 from optuna.storages import BaseStorage
 from optuna.study import StudyDirection
+from optuna.trial import TrialState
 
 from storage.errors import StorageError
 from storage.urls import mask_url
@@ -63,6 +64,12 @@ def create_or_load_study(
         if key not in existing:
             study.set_user_attr(key, value)
     return study, created
+
+
+def trials_counted(study: optuna.Study) -> int:
+    """The trials that count against a sweep's budget: every one started (an enqueued one, WAITING, is not yet)."""
+    started = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)
+    return len(study.get_trials(deepcopy=False, states=started))
 
 
 def study_exists(storage: BaseStorage, name: str) -> bool:

@@ -37,7 +37,7 @@ from storage.resume import (
     spec_changes,
 )
 from storage.retry import OutagePolicy, StorageUnavailable, Unreachable, retry_briefly
-from storage.studies import create_or_load_study
+from storage.studies import create_or_load_study, trials_counted
 from storage.target import prune_stopped, recover_target_met, target_met
 from storage.urls import ENV_VAR, mask_url, sqlite_path
 from sweeper.console import console, count_trials
@@ -189,7 +189,7 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
     # every read of the study from here on rides out an outage (one right after Ray's start crashed the sweep)
     checkpoints = checkpoint_folder(policy.call(lambda: study.user_attrs), study.study_name, results_root)
     from sweeper.recorder import StudyRecorder, meets_targets  # after Ray's start: they import Tune
-    from sweeper.searcher import COUNTED, StudySearcher, record_stopped
+    from sweeper.searcher import StudySearcher, record_stopped
 
     if not created:
         orphans = policy.call(lambda: record_stopped(study, orphans, str(checkpoints)))
@@ -253,8 +253,7 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
             trials = policy.call(lambda: study.get_trials(deepcopy=False))
             for trial in (t for t in trials if t.number in stopped):
                 printer.trial_finished(trial)
-        elif searcher.timed_out and policy.call(lambda: len(study.get_trials(deepcopy=False, states=COUNTED))) \
-                < budget:
+        elif searcher.timed_out and policy.call(lambda: trials_counted(study)) < budget:
             console.print(f"budget.time ({spec.budget.time}) is spent: no trial started after it; the same command "
                           f"carries the sweep on towards its {count_trials(budget)}")
     except StorageUnavailable:
@@ -319,8 +318,6 @@ def nothing_left(study: optuna.Study, spec: Spec, budget: int, orphans: list[opt
                  policy: OutagePolicy, printer: SweepPrinter) -> bool:
     """A resumed study with no trial to run (its targets met and ``stop_on_target``, or its budget spent): its
     table is printed, and Tune is not started (it would read the last run's results)."""
-    from sweeper.searcher import COUNTED  # after Ray's start: it imports Tune
-
     if spec.budget.stop_on_target and target_met(policy.call(lambda: study.user_attrs)):
         # the last run stopped at its target, maybe before it could record its running trials as stopped
         stopped = policy.call(lambda: prune_stopped(study, [optuna.Trial(study, t._trial_id) for t in orphans]))
@@ -332,7 +329,7 @@ def nothing_left(study: optuna.Study, spec: Spec, budget: int, orphans: list[opt
                       "(--set budget.stop_on_target=false runs on)")
         policy.call(lambda: printer.final_table(study))
         return True
-    if not orphans and (had := policy.call(lambda: len(study.get_trials(deepcopy=False, states=COUNTED)))) >= budget:
+    if not orphans and (had := policy.call(lambda: trials_counted(study))) >= budget:
         spent = f"budget.trials is {budget} (raise it for more)" if budget == spec.budget.trials else \
             f"its grid and enqueued rows make {budget}"
         console.print(f"nothing left to run: the study has {count_trials(had)}, and {spent}")

@@ -25,6 +25,7 @@ from storage import attrs
 from storage.errors import StudyDeleted
 from storage.resume import Driver, claim, orphaned_trials, own
 from storage.retry import OutagePolicy, Unreachable
+from storage.studies import trials_counted
 from sweeper.console import console
 from sweeper.driver_only import DriverOnly
 from sweeper.folders import trial_checkpoint_dir, trial_output_file
@@ -34,7 +35,6 @@ from sweeper.trainable import META_KEY, stopped_note, worst_value
 from trials.entrypoint import DEFAULT_ENTRYPOINT
 
 TS = optuna.trial.TrialState
-COUNTED = (TS.COMPLETE, TS.PRUNED, TS.FAIL, TS.RUNNING)  # enqueued (WAITING) trials are not started yet
 TELL_WAIT_S = 2.0  # how long an ask waits for queued tells (commits take milliseconds; a slow database, seconds)
 ASK_WAIT_S = TELL_WAIT_S + 1.0  # how long Tune's loop waits for an ask before it goes on without a new trial
 ASK_TOKEN = "sweeper:ask"  # system attr of a trial this driver created, until its creation is confirmed
@@ -193,8 +193,7 @@ class StudySearcher(DriverOnly, Searcher):
 
     def _budget_spent(self) -> bool:
         """No ask under way, and the study has its trials (a dead driver's RUNNING ones included)."""
-        return self._unconfirmed_id is None and self._ask_token is None and \
-            len(self.study.get_trials(deepcopy=False, states=COUNTED)) >= self.budget
+        return self._unconfirmed_id is None and self._ask_token is None and trials_counted(self.study) >= self.budget
 
     def _new_trial_id(self) -> int:
         """An enqueued trial, else a new one; either is marked with this ask's token first, so that when the answer
