@@ -532,8 +532,7 @@ def environment_without(name: str) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def heartbeats(searcher: Any, policy: OutagePolicy, each_beat: Callable[[], None] = lambda: None
-               ) -> Iterator[None]:
+def heartbeats(searcher: Any, policy: OutagePolicy, each_beat: Callable[[], None]) -> Iterator[None]:
     """Refresh the heartbeat of every trial this driver runs, so no other driver mistakes them for orphans; then
     call ``each_beat`` (what other drivers on the study did, read as often)."""
     stop = threading.Event()
