@@ -101,6 +101,8 @@ def train(run: Standalone, base_dir: str | None, checkpoint_dir: Path | None) ->
     the sweep would record: the returned metrics over the last report's (all of the last report where the function
     returned nothing)."""
     fn = run.function(base_dir)
+    if checkpoint_dir is not None:  # a folder, as a trial's is (the flag checked it can be made): torch.save makes none
+        checkpoint_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     last = [started]
     reported: dict[str, Any] = {}

@@ -146,6 +146,8 @@ def _run_trial(config: dict[str, Any], train: Callable[..., Any]) -> None:
     meta = config[META_KEY]
     trial_config = {k: v for k, v in config.items() if k != META_KEY}
     checkpoint_dir = trial_checkpoint_dir(meta["checkpoints"], meta["number"])
+    with contextlib.suppress(OSError):  # a folder, as README promises: torch.save makes no parents. One that cannot
+        checkpoint_dir.mkdir(parents=True, exist_ok=True)  # be made fails at the function's first save, as before
     reported: dict[str, Any] = {}  # everything the function reported, each key's last value
     node = current_node()
     returned, stopped = threading.Event(), threading.Event()

@@ -41,6 +41,22 @@ def test_train_stopped_by_sigterm_exits_as_ctrl_c_does(tmp_path, signum):
     assert proc.stderr is not None and proc.stderr.read() == "interrupted (without --checkpoint-dir it saved nothing)\n"
 
 
+def test_train_gives_the_function_a_checkpoint_dir_that_exists(tmp_path):
+    """As a trial's: a function that saves into it without making it (torch.save makes no parents) failed."""
+    (tmp_path / "saves.py").write_text(
+        "import os\n\n\ndef fit(config, report, checkpoint_dir):\n"
+        "    with open(os.path.join(checkpoint_dir, 'state.txt'), 'w') as f:\n        f.write('1')\n"
+        "    report({'epoch': 1, 'score': 0.5})\n    return {'score': 0.5}\n")
+    (tmp_path / "saves.yaml").write_text("entrypoint: saves:fit\nobjective: {metric: score, direction: maximize}\n"
+                                         "params: {x: {type: float, low: 0.0, high: 1.0}}\n")
+    proc = sweeper("train", "saves.yaml", "--checkpoint-dir", "ck/run1", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "ck" / "run1" / "state.txt").read_text() == "1"
+    seeds = sweeper("train", "saves.yaml", "--checkpoint-dir", "ck2", "--seeds", "1,2", cwd=tmp_path)
+    assert seeds.returncode == 0, seeds.stderr
+    assert (tmp_path / "ck2" / "seed-2" / "state.txt").is_file()
+
+
 def test_train_resumed_from_its_checkpoint_says_so_instead_of_printing_its_old_epochs(tmp_path):
     args = ["train", "--set", "epochs=8", "--set", "dataset.classes=20", "--set", "dataset.samples_per_class=6",
             "--checkpoint-dir", "ck"]

@@ -204,6 +204,36 @@ def test_stop_on_target_ends_the_sweep_early(ray_session, tmp_path, monkeypatch,
         optuna.delete_study(study_name=study.study_name, storage=storage_url)
 
 
+def test_a_trials_checkpoint_dir_is_a_folder_that_exists_when_the_function_starts(ray_session, tmp_path, monkeypatch):
+    """README: "checkpoint_dir is a folder of its own per trial". It was only a path: a function that saved into it
+    as README says (torch.save makes no parent folder) failed every trial, each retried twice."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "saves.py").write_text(textwrap.dedent("""\
+        import os
+
+
+        def fit(config, report, checkpoint_dir):
+            with open(os.path.join(checkpoint_dir, "state.txt"), "w") as f:  # no makedirs: README's folder
+                f.write("1")
+            report({"epoch": 1, "score": config["x"]})
+            return {"score": config["x"]}
+        """))
+    (tmp_path / "saves.yaml").write_text(textwrap.dedent("""\
+        entrypoint: saves:fit
+        objective: {metric: score, direction: maximize}
+        params:
+          x: {type: float, low: 0.0, high: 1.0}
+        scheduler: {type: none}
+        budget: {trials: 1, max_concurrent: 1}
+        resources: {cpu: 1}
+        """))
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    study = run_sweep(SweepOptions(space=str(tmp_path / "saves.yaml"), storage=url, max_failures=0))
+    [trial] = load(url, study.study_name).get_trials()
+    assert trial.state == TS.COMPLETE, trial.user_attrs.get("error")
+    assert list(tmp_path.glob("sweeper_runs/checkpoints/*/trial-00000/state.txt"))
+
+
 @pytest.mark.slow
 def test_nan_loss_fails_the_trial_fast_and_the_sweep_goes_on(ray_session, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
