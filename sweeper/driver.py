@@ -334,7 +334,8 @@ def nothing_left(study: optuna.Study, spec: Spec, budget: int, orphans: list[opt
             f"its grid and enqueued rows make {budget}"
         console.print(f"nothing left to run: the study has {count_trials(had)}, and {spent}")
         policy.call(lambda: printer.final_table(study))
-        check_something_finished(policy.call(lambda: study.get_trials(deepcopy=False)), study.study_name)
+        check_something_finished(policy.call(lambda: study.get_trials(deepcopy=False)), study.study_name,
+                                 shown=False)
         return True
     return False
 
@@ -385,12 +386,16 @@ def final_summary(study: optuna.Study, policy: OutagePolicy, printer: SweepPrint
         raise StorageUnavailable(outage_message(policy, url)) from None
 
 
-def check_something_finished(trials: list[optuna.trial.FrozenTrial], name: str) -> None:
+def check_something_finished(trials: list[optuna.trial.FrozenTrial], name: str, *, shown: bool = True) -> None:
     """Refuse a study whose every trial failed with :class:`NothingFinished` (exit 1): a script that runs the
-    sweep must not read success, on this run or on the next one, which finds the budget spent."""
+    sweep must not read success, on this run or on the next one, which finds the budget spent. ``shown``: this run
+    printed their errors; a run that found the budget spent ran none, so it names the last one's."""
     if trials and all(t.state == optuna.trial.TrialState.FAIL for t in trials):
-        raise NothingFinished(f"every trial of {name} failed (their errors are above); fix the cause and start "
-                              "over with --fresh (failed trials count in a study's budget)")
+        last = max(trials, key=lambda t: t.number)
+        error = str(last.user_attrs.get("error") or "no error recorded").strip().splitlines() or [""]
+        said = "their errors are above" if shown else f"none ran now; the last, #{last.number}: {error[0][:200]}"
+        raise NothingFinished(f"every trial of {name} failed ({said}); fix the cause and start over with --fresh "
+                              "(failed trials count in a study's budget)")
 
 
 def resource_slots(total: float, per_trial: float) -> int:

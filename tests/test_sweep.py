@@ -253,8 +253,10 @@ def test_a_sweep_whose_every_trial_failed_says_so(ray_session, tmp_path, monkeyp
     options = SweepOptions(space=str(space), storage=f"sqlite:///{tmp_path / 's.db'}", max_failures=0)
     with pytest.raises(NothingFinished, match=r"every trial of scripted-\w+ failed .* --fresh"):
         run_sweep(options)
-    with pytest.raises(NothingFinished, match="every trial"):  # run again, the budget is spent: still no success
+    with pytest.raises(NothingFinished, match="every trial") as again:  # run again, the budget is spent: no success
         run_sweep(options)
+    # and that run printed no error: it says the last one's, not "their errors are above"
+    assert "(none ran now; the last, #0: ValueError: x must be positive, got 0)" in str(again.value)
 
 
 @pytest.mark.slow
