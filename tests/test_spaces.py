@@ -694,6 +694,7 @@ def test_user_entrypoint_without_attributes_accepts_anything(tmp_path: Path) -> 
     assert err.line == 1 and err.field == "entrypoint" and "must accept (config, report, checkpoint_dir)" in str(err)
     err = errors(write(tmp_path, "entrypoint: no_such_module_here:run\n" + MINIMAL))
     assert "cannot import module 'no_such_module_here'" in str(err)
+    assert f"looked for it in {tmp_path.resolve()} and {Path.cwd().resolve()} (the space file's folder" in str(err)
     # a module that parses sys.argv (or exits) when imported, and one whose metrics are not a list
     exits, odd = f"user_exits_{uuid.uuid4().hex[:8]}", f"user_odd_{uuid.uuid4().hex[:8]}"
     (tmp_path / f"{exits}.py").write_text("import sys\nsys.exit(2)\n", encoding="utf-8")

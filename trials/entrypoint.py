@@ -133,7 +133,14 @@ def import_target(target: str, base_dir: str | Path | None = None, cwd: str | Pa
     try:
         module = importlib.import_module(module_name)
     except (Exception, SystemExit) as exc:  # any failure importing user code (argparse exits) is a validation error
-        raise EntrypointError(f"cannot import module {module_name!r}: {type(exc).__name__}: {exc}") from exc
+        # the module itself not found (not a module it imports): say where it was looked for
+        missing = isinstance(exc, ModuleNotFoundError) and exc.name is not None and f"{module_name}.".startswith(
+            f"{exc.name}.")
+        places = list(dict.fromkeys(map(str, folders)))
+        whose = "the space file's folder, then the working directory" if len(places) > 1 else \
+            "the space file's folder and the working directory" if base_dir is not None else "the working directory"
+        where = f"; looked for it in {' and '.join(places)} ({whose})" if missing else ""
+        raise EntrypointError(f"cannot import module {module_name!r}: {type(exc).__name__}: {exc}{where}") from exc
     finally:  # the space's folder stays, last: the function may import its sibling modules when it runs
         kept = [text for text in added if base_dir is not None and text == str(folders[0])]
         sys.path[:] = [text for text in sys.path if text not in added] + kept
