@@ -648,6 +648,10 @@ def test_user_entrypoint_settings_and_metrics(tmp_path: Path) -> None:
                            "params:\n  lr: {type: float, low: 0.01, high: 1.0, log: true}\n", "good.yaml")
     spec = load_spec(good, quick=True)
     assert spec.trial_config({"lr": 0.1}) == {"lr": 0.1}  # default quick leaves training alone off the core
+    pruned = write(tmp_path, f"entrypoint: {module}:run\nobjective: {{metric: score, direction: maximize}}\n"
+                             "scheduler: {type: asha, grace_period: 3}\nparams:\n  lr: {type: float, low: 0.01, "
+                             "high: 1.0}\n", "pruned.yaml")  # its epochs are not cut: ASHA judges them as in full
+    assert load_spec(pruned, quick=True).scheduler.options["grace_period"] == 3
     assert import_target(spec.entrypoint, spec.base_dir)({}, print, None) == {"score": 1.0}
     # values reach the function in their settings' types, as the training block's do; a float range for an int
     # setting would hand it fractions
