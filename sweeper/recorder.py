@@ -204,8 +204,8 @@ class StudyRecorder(DriverOnly, Callback):
         optuna_trial = self._trial(trial)
         if optuna_trial is not None:
             error = trial_error(trial)[0].partition("\n")[0]  # one line per retry
-            err_console.print(f"trial #{optuna_trial.number} failed ({error}); Ray runs it again "
-                              f"from its last checkpoint (retry {trial.num_failures} of {trial.max_failures})")
+            err_console.print(f"trial #{optuna_trial.number} failed ({error}); Ray runs it again, from its last "
+                              f"checkpoint where it saved one (retry {trial.num_failures} of {trial.max_failures})")
 
     def _complete(self, optuna_trial: optuna.Trial, result: dict, user_attrs: dict[str, Any],
                   finished: datetime) -> None:

@@ -696,6 +696,8 @@ def test_user_entrypoint_without_attributes_accepts_anything(tmp_path: Path) -> 
     assert spec.trial_config({"knob": 2}) == {"whatever.nested": 1, "knob": 2} and spec.direction == "minimize"
     err = errors(write(tmp_path, f"entrypoint: {module}:wrong\n" + MINIMAL))
     assert err.line == 1 and err.field == "entrypoint" and "must accept (config, report, checkpoint_dir)" in str(err)
+    err = errors(write(tmp_path, f"entrypoint: {module}:rum\n" + MINIMAL))
+    assert f"module '{module}' has no attribute 'rum' (did you mean 'run'?)" in str(err)
     err = errors(write(tmp_path, "entrypoint: no_such_module_here:run\n" + MINIMAL))
     assert "cannot import module 'no_such_module_here'" in str(err)
     assert f"looked for it in {tmp_path.resolve()} and {Path.cwd().resolve()} (the space file's folder" in str(err)

@@ -156,8 +156,9 @@ def import_target(target: str, base_dir: str | Path | None = None, cwd: str | Pa
                                   "has the same name: rename your module, and the entrypoint with it")
     fn = getattr(module, function, None)
     if not callable(fn):
-        raise EntrypointError(f"module {module_name!r} has no attribute {function!r}" if fn is None else
-                              f"{target} is not callable")
+        functions = [name for name, value in vars(module).items() if callable(value) and not name.startswith("_")]
+        raise EntrypointError(f"module {module_name!r} has no attribute {function!r}"
+                              f"{did_you_mean(function, functions)}" if fn is None else f"{target} is not callable")
     try:
         inspect.signature(fn).bind(None, None, None)
     except TypeError as exc:
