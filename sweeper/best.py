@@ -89,14 +89,15 @@ def set_flags(config: Mapping[str, Any]) -> list[str]:
     return [f"{keys[k]}={yaml_scalar(v)}" for k, v in config.items()]
 
 
-def _space_file(view: StudyView) -> Path | None:
-    """The space file a user entrypoint's study was run from, if it is still where it was."""
+def _space_file(view: StudyView, *, anywhere: bool = False) -> Path | None:
+    """The space file a user entrypoint's study was run from, if it is still where it was (and in this folder or
+    below, unless ``anywhere``)."""
     user = view.study.user_attrs
     space_dir, space_file = user.get(attrs.SPACE_DIR), user.get(attrs.SPACE_FILE)
     if not isinstance(space_file, str):
         return None
     path = Path(space_dir) / Path(space_file).name if isinstance(space_dir, str) else Path(space_file)
-    return path if path.is_file() and here_or_below(path.parent) else None
+    return path if path.is_file() and (anywhere or here_or_below(path.parent)) else None
 
 
 def yaml_scalar(value: Any) -> str:
@@ -259,9 +260,10 @@ def show_best(view: StudyView, fmt: str = "table", url: str | None = None) -> No
     elif _space_file(view) is not None:  # the file is here but no longer trains the trial: the note says why
         console.print(f"no sweeper train command reproduces it; the trial called {entrypoint}(config, report, "
                       "checkpoint_dir) with this config:", markup=False)
-    else:
+    else:  # a file outside this folder is there, but sweeper imports no code from outside it (the note says so)
+        where = "outside this folder" if _space_file(view, anywhere=True) is not None else "not here"
         console.print(f"{entrypoint} is not the built-in core, and sweeper train runs it only from its space file, "
-                      f"which is not here; the trial called {entrypoint}(config, report, checkpoint_dir) with "
+                      f"which is {where}; the trial called {entrypoint}(config, report, checkpoint_dir) with "
                       "this config:", markup=False)
     for key, value in config.items():
         console.print(f"  {key}: {_config_text(value)}", markup=False)

@@ -730,7 +730,7 @@ def test_best_json_has_stable_keys(backend: Backend) -> None:
     assert data["reproduce"] in backend.ok("best").stdout  # the same command as the table prints
 
 
-def test_best_of_a_user_entrypoint_prints_its_config(capsys: pytest.CaptureFixture[str]) -> None:
+def test_best_of_a_user_entrypoint_prints_its_config(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     spec = load_spec(resolve_space_path("spaces/asl20.yaml"), quick=True).to_yaml_dict()
     spec["entrypoint"] = "nosuchpkg.train:fit"  # not importable here: the stored spec cannot be validated
     study = optuna.create_study(direction="maximize")
@@ -744,6 +744,13 @@ def test_best_of_a_user_entrypoint_prints_its_config(capsys: pytest.CaptureFixtu
     assert "sweeper train runs it only from its space file, which is not here" in out
     assert "note: the stored spec does not validate here" in out and "nosuchpkg" in out
     assert "  dataset.samples_per_class: 8" in out and f"  lr: {BEST_PARAMS['lr']!r}" in out
+    (tmp_path / "space.yaml").write_text("entrypoint: nosuchpkg.train:fit\n", encoding="utf-8")  # there, not here
+    study.set_user_attr(attrs.SPACE_DIR, str(tmp_path))
+    study.set_user_attr(attrs.SPACE_FILE, "space.yaml")
+    show_best(view_of(study))
+    out = capsys.readouterr().out
+    assert "sweeper train runs it only from its space file, which is outside this folder" in out
+    assert f"the study's space folder {tmp_path} is not in this folder" in " ".join(out.split())
 
 
 def test_best_of_a_study_sweeper_did_not_write_prints_its_params(capsys: pytest.CaptureFixture[str]) -> None:
