@@ -11,6 +11,7 @@ Modules, one job each (import them directly; this package imports nothing so ``s
 - ``storage.retry``: the one retry policy for storage operations (an outage is a pause, not a crash).
 - ``storage.stall``: cutting a PostgreSQL connection the server never answers.
 - ``storage.resume``: heartbeats, and which RUNNING trials belong to a driver that is gone.
+- ``storage.locks``: the lock drivers sharing a study take to count its trials and create one.
 - ``storage.target``: time to target (when the targets were first met, and at what cost).
 - ``storage.reading``: trials for the reading commands, without loading every learning curve.
 - ``storage.report``: the study view every reader shares, and the HTML report.

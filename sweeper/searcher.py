@@ -23,6 +23,7 @@ from ray.tune.search import Searcher
 from search_spaces.schema import Spec
 from storage import attrs
 from storage.errors import StudyDeleted
+from storage.locks import creating_trials
 from storage.resume import Driver, claim, orphaned_trials, own
 from storage.retry import OutagePolicy, Unreachable
 from storage.studies import trials_counted
@@ -152,22 +153,25 @@ class StudySearcher(DriverOnly, Searcher):
         if self._pending is None and self.reruns:
             self._pending = self.reruns.pop(0)
         self._claim_orphan()
-        if self._pending is None and self._budget_spent():  # another driver on this study died since this began
-            self.orphans = record_stopped(self.study, orphaned_trials(self.study), self.checkpoints)
-            self._claim_orphan()
-            if self._pending is None:
-                return None
         if self._pending is None:
-            trial = optuna.Trial(self.study, self._new_trial_id())
-            own(trial, self.driver)
-            # a new trial resumes nothing: a checkpoint here is a deleted study's trial of the same number. Moved
-            # aside, never deleted: the folder comes from a study attr, which anyone who may write the database sets
-            aside = f".stale-{uuid.uuid4().hex[:8]}"
-            for stale in (trial_checkpoint_dir(self.checkpoints, trial.number),
-                          trial_output_file(self.checkpoints, trial.number)):  # its output too: this trial's is new
-                with contextlib.suppress(OSError):
-                    stale.rename(stale.with_name(stale.name + aside))
-            self._pending = trial
+            with creating_trials(self.study):  # else two drivers that both counted N-1 trials both create the N-th
+                trial_id = None if self._budget_spent() else self._new_trial_id()
+            if trial_id is None:  # another driver on this study died since this began?
+                self.orphans = record_stopped(self.study, orphaned_trials(self.study), self.checkpoints)
+                self._claim_orphan()
+                if self._pending is None:
+                    return None
+            else:
+                trial = optuna.Trial(self.study, trial_id)
+                own(trial, self.driver)
+                # a new trial resumes nothing: a checkpoint here is a deleted study's trial of the same number. Moved
+                # aside, never deleted: the folder is a study attr, which anyone who may write the database sets
+                aside = f".stale-{uuid.uuid4().hex[:8]}"
+                for stale in (trial_checkpoint_dir(self.checkpoints, trial.number),
+                              trial_output_file(self.checkpoints, trial.number)):  # its output too: it is new
+                    with contextlib.suppress(OSError):
+                        stale.rename(stale.with_name(stale.name + aside))
+                self._pending = trial
         trial = self._pending
         for name, distribution in self.distributions.items():  # a no-op for params the trial already has
             trial._suggest(name, distribution)

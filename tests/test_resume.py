@@ -480,6 +480,46 @@ def test_two_drivers_resumed_at_once_carry_an_orphan_on_once(tmp_path):
     assert study.trials[0].user_attrs[attrs.DRIVER] == winner.as_attr()
 
 
+def test_two_drivers_asking_for_the_last_trial_at_once_create_it_once(storage_url, tmp_path, monkeypatch):
+    """Both counted the study's trials before either created one: with one trial left in the budget each created
+    one, and a study of N trials ended with N+1 (found by an exploratory test of drivers started together)."""
+    import contextlib
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from search_spaces.loader import load_spec
+    from storage.retry import OutagePolicy
+    from sweeper.searcher import StudySearcher
+    from sweeper.study_writer import StudyWriter
+
+    name = f"last-{uuid.uuid4().hex[:8]}"
+    storages = [open_storage(storage_url) for _ in range(2)]  # each driver with its own, as processes have
+    studies = [create_or_load_study(storage, name, "maximize")[0] for storage in storages]
+    counted = threading.Barrier(2, timeout=1)
+    budget_spent = StudySearcher._budget_spent
+
+    def count_together(searcher: StudySearcher) -> bool:  # each counts, then waits for the other to have counted
+        spent = budget_spent(searcher)
+        with contextlib.suppress(threading.BrokenBarrierError):  # the other cannot count yet: it waits its turn
+            counted.wait()
+        return spent
+
+    monkeypatch.setattr(StudySearcher, "_budget_spent", count_together)
+    spec = load_spec("spaces/asl20.yaml", quick=True)
+    policy = OutagePolicy(30)
+    searchers = [StudySearcher(study, spec, checkpoints=str(tmp_path), budget=1, driver=Driver(host, 1, None),
+                               policy=policy, writer=StudyWriter(policy))
+                 for study, host in zip(studies, ("host-a", "host-b"), strict=True)]
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            asked = list(pool.map(lambda searcher: searcher._next_trial(), searchers))
+        assert sum(trial is not None for trial in asked) == 1, asked
+        assert len(studies[0].get_trials(deepcopy=False)) == 1
+    finally:
+        for storage in storages:
+            close_storage(storage)
+
+
 def test_a_new_trial_starts_without_the_checkpoint_a_deleted_study_left_under_its_number(tmp_path):
     from search_spaces.loader import load_spec
     from storage.retry import OutagePolicy

@@ -1,0 +1,62 @@
+"""A lock per study that the drivers sharing it take around "count the trials, then create one".
+
+Optuna's storage has no compare-and-set on a study's trial count: two drivers that both counted N-1 trials of a
+budget of N both created the N-th, and the study ended with N+1. Held by one driver at a time, whatever its
+process or host, the count and the creation are one step.
+
+PostgreSQL: an advisory lock, taken in a transaction of its own and released when that ends (or its connection
+dies). SQLite: ``flock`` on a file beside the database (``sweeps.db-sweeper-lock``), never on the database itself,
+whose own locks it would disturb; the kernel releases it when the process dies. A wait past the statement timeout
+(PostgreSQL) or the busy timeout (SQLite) fails as a transient error, which the outage policy retries.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import optuna
+import sqlalchemy
+
+from storage.engine import sqlite_busy_timeout
+from storage.urls import is_sqlite, sqlite_path
+
+LOCK_CLASS = 0x73777072  # b"swpr": the first key of sweeper's advisory locks; the study's id is the second
+LOCK_SUFFIX = "-sweeper-lock"
+
+
+@contextlib.contextmanager
+def creating_trials(study: optuna.Study) -> Iterator[None]:
+    """Held while this driver counts ``study``'s trials and creates one: no other driver does both meanwhile."""
+    storage = getattr(study._storage, "_backend", study._storage)  # Optuna wraps an RDBStorage in a cache
+    if not isinstance(storage, optuna.storages.RDBStorage):  # in memory: this process alone
+        yield
+    elif is_sqlite(storage.url):
+        path = sqlite_path(storage.url)
+        with contextlib.nullcontext() if path is None else _file_lock(
+                path.with_name(path.name + LOCK_SUFFIX), sqlite_busy_timeout(storage.url)):
+            yield
+    else:
+        with storage.engine.connect() as connection, connection.begin():
+            connection.execute(sqlalchemy.text("SELECT pg_advisory_xact_lock(:lock, :study)"),
+                               {"lock": LOCK_CLASS, "study": study._study_id})
+            yield
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path, timeout_s: float) -> Iterator[None]:
+    with open(path, "a") as file:  # closed, it is released
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:  # "locked": retried as SQLite's own busy database is
+                    raise sqlite3.OperationalError(f"database is locked: another driver holds {path}") from None
+                time.sleep(0.01)
+        yield
