@@ -155,7 +155,7 @@ class StudySearcher(DriverOnly, Searcher):
         self._claim_orphan()
         if self._pending is None:
             with creating_trials(self.study):  # else two drivers that both counted N-1 trials both create the N-th
-                trial_id = None if self._budget_spent() else self._new_trial_id()
+                trial_id = self._new_trial_id()
             if trial_id is None:  # another driver on this study died since this began?
                 self.orphans = record_stopped(self.study, orphaned_trials(self.study), self.checkpoints)
                 self._claim_orphan()
@@ -196,17 +196,22 @@ class StudySearcher(DriverOnly, Searcher):
             self.orphans.pop(0)
 
     def _budget_spent(self) -> bool:
-        """No ask under way, and the study has its trials (a dead driver's RUNNING ones included)."""
-        return self._unconfirmed_id is None and self._ask_token is None and trials_counted(self.study) >= self.budget
+        """The study has its trials (a dead driver's RUNNING ones included)."""
+        return trials_counted(self.study) >= self.budget
 
-    def _new_trial_id(self) -> int:
-        """An enqueued trial, else a new one; either is marked with this ask's token first, so that when the answer
-        to its commit is lost the retry finds it instead of leaving it RUNNING with nobody to run it."""
+    def _new_trial_id(self) -> int | None:
+        """An enqueued trial, else a new one; None when the budget is spent. Either is marked with this ask's token
+        first, so that when the answer to its commit is lost the retry finds it instead of leaving it RUNNING with
+        nobody to run it."""
         if self._unconfirmed_id is None and self._ask_token is not None:
             for trial in self.study.get_trials(deepcopy=False, states=(TS.RUNNING,)):
                 owner = Driver.from_attr(trial.user_attrs.get(attrs.DRIVER))  # None: popped, not owned yet
                 if trial.system_attrs.get(ASK_TOKEN) == self._ask_token and owner in (None, self.driver):
                     self._unconfirmed_id = trial._trial_id
+        # counted once no trial of this ask is found: a retry whose trial was never written counts again, as
+        # another driver may have taken the budget's last one meanwhile
+        if self._unconfirmed_id is None and self._budget_spent():
+            return None
         self._ask_token = self._ask_token or uuid.uuid4().hex
         if self._unconfirmed_id is None:
             self._unconfirmed_id = self._pop_waiting_trial_id()

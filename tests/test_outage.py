@@ -448,6 +448,42 @@ def test_an_answer_lost_while_taking_an_enqueued_trial_leaves_no_ghost(tmp_path,
     close_storage(storage)
 
 
+def test_an_ask_retried_after_its_trial_was_never_created_counts_the_trials_again(tmp_path, storage_url,
+                                                                                  monkeypatch):
+    """The connection drops before the new trial is written, and another driver on the study creates the last
+    trial of the budget meanwhile: the retry must count again, not create one past the budget (it took the
+    count of its first try as still true)."""
+    import sqlalchemy.exc
+
+    from search_spaces.loader import load_spec
+    from storage.resume import Driver
+    from sweeper.searcher import StudySearcher
+    from sweeper.study_writer import StudyWriter
+
+    spec = load_spec("spaces/asl20.yaml", quick=True)
+    name = f"never-created-{time.time_ns()}"
+    storages = [open_storage(storage_url) for _ in range(2)]  # each driver with its own
+    studies = [optuna.create_study(study_name=name, storage=storages[0])]
+    studies.append(optuna.load_study(study_name=name, storage=storages[1]))
+    policy = OutagePolicy(60)
+    this, other = (StudySearcher(study, spec, checkpoints=str(tmp_path), budget=1, driver=Driver(host, 1, None),
+                                 policy=policy, writer=StudyWriter(policy))
+                   for study, host in zip(studies, ("host-a", "host-b"), strict=True))
+
+    def dropped(*args, **kwargs):
+        raise sqlalchemy.exc.OperationalError("create_new_trial", {}, ConnectionResetError("connection dropped"))
+
+    with monkeypatch.context() as cut:
+        cut.setattr(studies[0]._storage, "create_new_trial", dropped)
+        with pytest.raises(sqlalchemy.exc.OperationalError):
+            this._next_trial()
+    assert other._next_trial() is not None  # the other driver takes the budget's last trial
+    assert this._next_trial() is None
+    assert len(studies[0].get_trials(deepcopy=False)) == 1
+    for storage in storages:
+        close_storage(storage)
+
+
 def test_a_tell_whose_answer_was_lost_is_retried_without_losing_the_trials_after_it(tmp_path, storage_url,
                                                                                      monkeypatch):
     """The tell commits but its answer is lost: the writer runs the recording again, which must find the trial
