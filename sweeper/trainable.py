@@ -62,6 +62,15 @@ def disk_problem(exc: BaseException, folder: Path) -> str | None:
     return None
 
 
+def unmade_problem(unmade: OSError | None, exc: BaseException, folder: Path) -> str | None:
+    """The disk problem that kept ``folder`` from being made (``unmade``), where ``exc`` names the folder: the
+    function's save into it failed for want of it (``open``'s FileNotFoundError, torch.save's "Parent directory
+    ... does not exist"), not for the disk's own errno."""
+    if unmade is None or not any(str(folder) in str(error) for error in error_chain(exc)):
+        return None
+    return disk_problem(unmade, folder)
+
+
 class TrainingFunctionError(RuntimeError):
     """What reaches the driver when the training function raised: ``args`` are its ``ShapeError: ...`` line and
     its traceback from the function's own first frame. A stand-in, not the exception itself: Ray would record the
@@ -146,8 +155,11 @@ def _run_trial(config: dict[str, Any], train: Callable[..., Any]) -> None:
     meta = config[META_KEY]
     trial_config = {k: v for k, v in config.items() if k != META_KEY}
     checkpoint_dir = trial_checkpoint_dir(meta["checkpoints"], meta["number"])
-    with contextlib.suppress(OSError):  # a folder, as README promises: torch.save makes no parents. One that cannot
-        checkpoint_dir.mkdir(parents=True, exist_ok=True)  # be made fails at the function's first save, as before
+    unmade: OSError | None = None  # why the folder could not be made: the function's first save into it fails
+    try:  # a folder, as README promises: torch.save makes no parents
+        checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        unmade = exc
     reported: dict[str, Any] = {}  # everything the function reported, each key's last value
     node = current_node()
     returned, stopped = threading.Event(), threading.Event()
@@ -176,7 +188,9 @@ def _run_trial(config: dict[str, Any], train: Callable[..., Any]) -> None:
         if isinstance(exc, ConfigError | DataError) or type(exc).__name__ == NON_FINITE_ERROR:
             tune.report({**last(), FAILED_KEY: f"{type(exc).__name__}: {exc}"})
             return
-        if disk := disk_problem(exc, checkpoint_dir):  # not a retry, not a FAIL: the sweep stops, resumable
+        # not a retry, not a FAIL: the sweep stops, resumable (a save into the folder a full disk kept from being
+        # made says only that the folder is missing: the disk's error is the mkdir's)
+        if disk := disk_problem(exc, checkpoint_dir) or unmade_problem(unmade, exc, checkpoint_dir):
             tune.report({**last(), FAILED_KEY: f"{type(exc).__name__}: {exc}", DISK_KEY: disk})
             return
         raise stand_in(exc) from None  # Ray copies every exception in the chain, and this one would fail again

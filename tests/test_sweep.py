@@ -309,6 +309,51 @@ def test_a_full_disk_stops_the_sweep_with_its_trials_running_for_the_next_run(ra
     assert next(t for t in trials if t.number == 1).value == pytest.approx(1.8)  # carried on, not failed
 
 
+@pytest.mark.parametrize("save", ["open", "torch"])
+def test_a_checkpoint_dir_a_full_disk_kept_from_being_made_is_a_disk_problem(tmp_path, monkeypatch, save):
+    """The folder is made before the function starts, so a function that saves into it without making it (as README
+    allows) meets a full disk only as "no such file or directory": the trial failed, retried, instead of stopping the
+    sweep for a resume, as a function whose own makedirs met ENOSPC does."""
+    import errno
+    from types import SimpleNamespace
+
+    import torch
+
+    from sweeper import trainable
+
+    sent: list[dict] = []
+    monkeypatch.setattr(trainable, "tune", SimpleNamespace(report=sent.append))
+    monkeypatch.setattr(trainable, "current_node", lambda: "node")
+    checkpoints = tmp_path / "checkpoints"
+    real_mkdir = Path.mkdir
+
+    def full(self, *args, **kwargs):
+        if self.is_relative_to(checkpoints):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self))
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", full)
+
+    def fit(config, report, checkpoint_dir):
+        if save == "torch":
+            torch.save({"w": 1}, os.path.join(checkpoint_dir, "state.pt"))
+        else:
+            with open(os.path.join(checkpoint_dir, "state.txt"), "w") as f:
+                f.write("1")
+        return {"score": 1.0}
+
+    meta = {"checkpoints": str(checkpoints), "number": 0, "entrypoint": "m:fit", "metric": "score", "worst": -1.0}
+    trainable._run_trial({"x": 1, trainable.META_KEY: meta}, fit)
+    [final] = sent
+    assert final[trainable.DISK_KEY] == f"No space left on device: {checkpoints / 'trial-00000'}"
+
+    def buggy(config, report, checkpoint_dir):  # its own error, not the disk's: retried, then FAIL, as before
+        raise ValueError("a bug")
+
+    with pytest.raises(trainable.TrainingFunctionError, match="ValueError: a bug"):
+        trainable._run_trial({"x": 1, trainable.META_KEY: meta}, buggy)
+
+
 def test_local_trials_run_without_tunes_runtime_env_but_with_its_variables(ray_session, tmp_path, monkeypatch):
     """A local Ray's pre-started workers serve trial actors only if Tune's per-actor runtime env is gone; the
     variables it would set must still reach the trial (they come from the driver's environment instead)."""
