@@ -716,6 +716,17 @@ def test_user_entrypoint_without_attributes_accepts_anything(tmp_path: Path) -> 
     err = errors(write(tmp_path, "entrypoint: storage:fit\n" + MINIMAL))
     assert err.field == "entrypoint" and f"{tmp_path / 'storage.py'} is hidden by sweeper's own package 'storage'" \
         in str(err) and "rename your module" in str(err)
+    # a package of that name: import looks for trials.mine in sweeper's trials only, and said "No module named
+    # 'trials.mine'; looked for it in" the very folder that holds trials/mine.py
+    (tmp_path / "trials").mkdir()
+    (tmp_path / "trials" / "__init__.py").write_text("", encoding="utf-8")
+    (tmp_path / "trials" / "mine.py").write_text("def fit(config, report, checkpoint_dir):\n    return {}\n",
+                                                 encoding="utf-8")
+    err = errors(write(tmp_path, "entrypoint: trials.mine:fit\n" + MINIMAL))
+    assert err.field == "entrypoint" and f"{tmp_path / 'trials' / 'mine.py'} is hidden by sweeper's own package " \
+        "'trials'" in str(err) and "looked for it" not in str(err)
+    err = errors(write(tmp_path, "entrypoint: trials.nosuch:fit\n" + MINIMAL))  # not there: where it looked
+    assert "No module named 'trials.nosuch'; looked for it in" in str(err)
 
 
 # ----------------------------------------------------------------------------------------------------------------

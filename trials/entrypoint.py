@@ -136,6 +136,8 @@ def import_target(target: str, base_dir: str | Path | None = None, cwd: str | Pa
         # the module itself not found (not a module it imports): say where it was looked for
         missing = isinstance(exc, ModuleNotFoundError) and exc.name is not None and f"{module_name}.".startswith(
             f"{exc.name}.")
+        if missing and (hidden := _hidden_module(module_name, folders)):  # there, but import looks in sweeper's
+            raise EntrypointError(hidden) from exc
         places = list(dict.fromkeys(map(str, folders)))
         whose = "the space file's folder, then the working directory" if len(places) > 1 else \
             "the space file's folder and the working directory" if base_dir is not None else "the working directory"
@@ -166,6 +168,21 @@ def import_target(target: str, base_dir: str | Path | None = None, cwd: str | Pa
     except ValueError:  # builtins without a signature are given the benefit of the doubt
         pass
     return fn
+
+
+def _hidden_module(module_name: str, folders: list[Path]) -> str | None:
+    """Why a user's ``trials/mine.py`` (for ``trials.mine``) is not found: sweeper's own package of that name, imported
+    first, is where ``import`` looks for it; None where no such file is in ``folders``."""
+    top = module_name.partition(".")[0]
+    ours = sys.modules.get(top)
+    if top not in SWEEPER_PACKAGES or ours is None:
+        return None
+    relative = Path(*module_name.split("."))
+    for own in (path for folder in folders for path in (folder / f"{relative}.py", folder / relative / "__init__.py")):
+        if own.is_file():
+            return (f"{own} is hidden by sweeper's own package {top!r} ({ours.__file__}), which has the same name: "
+                    "rename your package, and the entrypoint with it")
+    return None
 
 
 def returned_metrics(target: str, result: Any) -> dict[str, Any] | None:
