@@ -102,7 +102,7 @@ def train(run: Standalone, base_dir: str | None, checkpoint_dir: Path | None) ->
     returned nothing)."""
     fn = run.function(base_dir)
     if checkpoint_dir is not None:  # a folder, as a trial's is (the flag checked it can be made): torch.save makes none
-        checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        made(checkpoint_dir)
     started = time.perf_counter()
     last = [started]
     reported: dict[str, Any] = {}
@@ -147,10 +147,23 @@ def train(run: Standalone, base_dir: str | None, checkpoint_dir: Path | None) ->
     return {**reported, **result}
 
 
+def made(folder: Path) -> None:
+    """``folder``, made if missing; one that cannot be (a file in the way, no room) is bad input, not a traceback."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BadInput(f"--checkpoint-dir: cannot make the folder {folder}: {exc.strerror or exc}") from None
+
+
 def train_seeds(run: Standalone, base_dir: str | None, checkpoint_dir: Path | None, seeds: list[int]
                 ) -> list[dict[str, Any]]:
     """Train once per seed (each in ``checkpoint_dir/seed-N``), then one table of the final metrics across seeds
     and, for a space with targets, how many seeds reach each."""
+    folders = [checkpoint_dir / f"seed-{seed}" for seed in seeds] if checkpoint_dir is not None else []
+    for folder in folders:  # before the first seed trains, not after: the flag checked DIR, not what is in it
+        if folder.exists() and not folder.is_dir():
+            raise BadInput(f"--checkpoint-dir: {folder} is a file, not a folder; --seeds trains each seed in "
+                           "DIR/seed-N")
     results = []
     for done, seed in enumerate(seeds):
         console.print(f"seed {seed} ({done + 1} of {len(seeds)})", markup=False)

@@ -55,6 +55,11 @@ def test_train_gives_the_function_a_checkpoint_dir_that_exists(tmp_path):
     seeds = sweeper("train", "saves.yaml", "--checkpoint-dir", "ck2", "--seeds", "1,2", cwd=tmp_path)
     assert seeds.returncode == 0, seeds.stderr
     assert (tmp_path / "ck2" / "seed-2" / "state.txt").is_file()
+    (tmp_path / "ck3").mkdir()  # a seed's folder that is a file: said before any seed trains, not a traceback after
+    (tmp_path / "ck3" / "seed-2").write_text("")
+    clash = sweeper("train", "saves.yaml", "--checkpoint-dir", "ck3", "--seeds", "1,2", cwd=tmp_path)
+    assert clash.returncode == 2 and clash.stdout == "", clash.stdout + clash.stderr
+    assert "error: --checkpoint-dir: ck3/seed-2 is a file, not a folder" in clash.stderr
 
 
 def test_train_resumed_from_its_checkpoint_says_so_instead_of_printing_its_old_epochs(tmp_path):
