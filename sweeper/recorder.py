@@ -272,8 +272,9 @@ def final_value(result: dict, metric: str, optuna_trial: optuna.Trial) -> float 
 
 
 def objective_key(result: dict, metric: str) -> str:
-    """Where a final result holds the objective: its best epoch's (``best_METRIC``) where it says so, else its last."""
-    return "best_" + metric if "best_" + metric in result else metric
+    """Where a final result holds the objective: its best epoch's (``best_METRIC``) where it says so, else its last.
+    A ``best_METRIC`` of None says nothing (as the trainable and ``sweeper train`` read it): the last is the value."""
+    return "best_" + metric if result.get("best_" + metric) is not None else metric
 
 
 def meets_targets(spec: Spec, recorded: dict, value: Any) -> bool:

@@ -106,6 +106,32 @@ def test_a_carried_on_trial_that_returns_without_reporting_is_worth_its_last_rec
     assert recorder.target_reached and target_met(study.user_attrs)["trial"] == 0
 
 
+def test_a_returned_best_objective_of_none_leaves_the_returned_last_one_the_value(recorded, tmp_path, monkeypatch):
+    """{"best_val_top3": None, "val_top3": 0.85}: the trainable checked val_top3 and sweeper train judged 0.85, but
+    the recorder read best_val_top3 for being there and recorded the last reported epoch (0.5) instead."""
+    from sweeper import trainable
+
+    study, recorder, writer = recorded
+    trial = study.ask()
+    trial.report(0.5, 1)
+    finish(recorder, trial, {"epoch": 1, "val_top3": 0.85, "best_val_top3": None, "test_top3": 0.9, FINAL_FLAG: True,
+                             RESULT_KEYS: ["best_val_top3", "test_top3", "val_top3"], NO_OBJECTIVE_KEY: False})
+    writer.flush()
+    assert study.trials[0].state == TS.COMPLETE and study.trials[0].value == 0.85
+    # a function that returned only a None best reported no objective: its stand-in is no diverged value
+    sent: list[dict] = []
+    monkeypatch.setattr(trainable, "tune", SimpleNamespace(report=sent.append))
+    monkeypatch.setattr(trainable, "current_node", lambda: "node")
+    meta = {"checkpoints": str(tmp_path), "number": 0, "entrypoint": "m:fit", "metric": "val_top3", "worst": -math.inf}
+    trainable._run_trial({trainable.META_KEY: meta}, lambda config, report, checkpoint_dir: {"best_val_top3": None})
+    [final] = sent
+    assert final[NO_OBJECTIVE_KEY] is True
+    finish(recorder, study.ask(), final)
+    writer.flush()
+    assert study.trials[1].state == TS.FAIL
+    assert study.trials[1].user_attrs["error"] == "the training function returned without reporting 'val_top3'"
+
+
 FUNCTION = '''
 import math
 
