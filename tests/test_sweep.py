@@ -309,49 +309,27 @@ def test_a_full_disk_stops_the_sweep_with_its_trials_running_for_the_next_run(ra
     assert next(t for t in trials if t.number == 1).value == pytest.approx(1.8)  # carried on, not failed
 
 
-@pytest.mark.parametrize("save", ["open", "torch"])
-def test_a_checkpoint_dir_a_full_disk_kept_from_being_made_is_a_disk_problem(tmp_path, monkeypatch, save):
+def test_a_checkpoint_dir_a_full_disk_kept_from_being_made_is_a_disk_problem(tmp_path):
     """The folder is made before the function starts, so a function that saves into it without making it (as README
-    allows) meets a full disk only as "no such file or directory": the trial failed, retried, instead of stopping the
-    sweep for a resume, as a function whose own makedirs met ENOSPC does."""
-    import errno
-    from types import SimpleNamespace
-
+    allows) meets a full disk only as "no such file or directory" (open) or "Parent directory ... does not exist"
+    (torch.save): the trial failed, retried, instead of stopping the sweep for a resume. Real errors throughout: a
+    write to /dev/full stands for the mkdir's ENOSPC."""
     import torch
 
-    from sweeper import trainable
+    from sweeper.trainable import unmade_problem
 
-    sent: list[dict] = []
-    monkeypatch.setattr(trainable, "tune", SimpleNamespace(report=sent.append))
-    monkeypatch.setattr(trainable, "current_node", lambda: "node")
-    checkpoints = tmp_path / "checkpoints"
-    real_mkdir = Path.mkdir
-
-    def full(self, *args, **kwargs):
-        if self.is_relative_to(checkpoints):
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self))
-        return real_mkdir(self, *args, **kwargs)
-
-    monkeypatch.setattr(Path, "mkdir", full)
-
-    def fit(config, report, checkpoint_dir):
-        if save == "torch":
-            torch.save({"w": 1}, os.path.join(checkpoint_dir, "state.pt"))
-        else:
-            with open(os.path.join(checkpoint_dir, "state.txt"), "w") as f:
-                f.write("1")
-        return {"score": 1.0}
-
-    meta = {"checkpoints": str(checkpoints), "number": 0, "entrypoint": "m:fit", "metric": "score", "worst": -1.0}
-    trainable._run_trial({"x": 1, trainable.META_KEY: meta}, fit)
-    [final] = sent
-    assert final[trainable.DISK_KEY] == f"No space left on device: {checkpoints / 'trial-00000'}"
-
-    def buggy(config, report, checkpoint_dir):  # its own error, not the disk's: retried, then FAIL, as before
-        raise ValueError("a bug")
-
-    with pytest.raises(trainable.TrainingFunctionError, match="ValueError: a bug"):
-        trainable._run_trial({"x": 1, trainable.META_KEY: meta}, buggy)
+    with pytest.raises(OSError) as full, open("/dev/full", "wb") as device:
+        device.write(b"x" * 65536)
+        device.flush()
+    folder = tmp_path / "trial-00000"  # never made
+    with pytest.raises(FileNotFoundError) as opened, open(folder / "state.txt", "w"):
+        pass
+    with pytest.raises(RuntimeError) as saved:
+        torch.save({"w": 1}, folder / "state.pt")
+    for missing in (opened.value, saved.value):
+        assert unmade_problem(full.value, missing, folder) == f"No space left on device: {folder}"
+        assert unmade_problem(None, missing, folder) is None  # the folder was made: the function's own error
+    assert unmade_problem(full.value, ValueError("a bug"), folder) is None  # not about the folder: retried, FAIL
 
 
 def test_local_trials_run_without_tunes_runtime_env_but_with_its_variables(ray_session, tmp_path, monkeypatch):
