@@ -683,8 +683,8 @@ def test_a_user_function_imports_its_sibling_modules_when_it_runs(tmp_path: Path
 
 def test_user_entrypoint_without_attributes_accepts_anything(tmp_path: Path) -> None:
     module = f"user_free_{uuid.uuid4().hex[:8]}"
-    (tmp_path / f"{module}.py").write_text("def run(config, report, checkpoint_dir):\n    return {}\n"
-                                           "def wrong(config):\n    return {}\n", encoding="utf-8")
+    (tmp_path / f"{module}.py").write_text("from pathlib import Path\ndef run(config, report, checkpoint_dir):\n"
+                                           "    return {}\ndef wrong(config):\n    return {}\n", encoding="utf-8")
     path = write(tmp_path, f"""\
         entrypoint: {module}:run
         objective: {{metric: anything, direction: minimize}}
@@ -698,6 +698,8 @@ def test_user_entrypoint_without_attributes_accepts_anything(tmp_path: Path) -> 
     assert err.line == 1 and err.field == "entrypoint" and "must accept (config, report, checkpoint_dir)" in str(err)
     err = errors(write(tmp_path, f"entrypoint: {module}:rum\n" + MINIMAL))
     assert f"module '{module}' has no attribute 'rum' (did you mean 'run'?)" in str(err)
+    err = errors(write(tmp_path, f"entrypoint: {module}:Pth\n" + MINIMAL))  # what it imports is no suggestion
+    assert "has no attribute 'Pth'" in str(err) and "did you mean" not in str(err)
     err = errors(write(tmp_path, "entrypoint: no_such_module_here:run\n" + MINIMAL))
     assert "cannot import module 'no_such_module_here'" in str(err)
     assert f"looked for it in {tmp_path.resolve()} and {Path.cwd().resolve()} (the space file's folder" in str(err)

@@ -158,7 +158,8 @@ def import_target(target: str, base_dir: str | Path | None = None, cwd: str | Pa
                                   "has the same name: rename your module, and the entrypoint with it")
     fn = getattr(module, function, None)
     if not callable(fn):
-        functions = [name for name, value in vars(module).items() if callable(value) and not name.startswith("_")]
+        functions = [name for name, value in vars(module).items()  # its own: not what it imports (os.path.join)
+                     if inspect.isfunction(value) and value.__module__ == module.__name__ and not name.startswith("_")]
         raise EntrypointError(f"module {module_name!r} has no attribute {function!r}"
                               f"{did_you_mean(function, functions)}" if fn is None else f"{target} is not callable")
     try:
