@@ -102,7 +102,7 @@ def train(run: Standalone, base_dir: str | None, checkpoint_dir: Path | None) ->
     returned nothing)."""
     fn = run.function(base_dir)
     if checkpoint_dir is not None:  # a folder, as a trial's is (the flag checked it can be made): torch.save makes none
-        made(checkpoint_dir)
+        make_checkpoint_dir(checkpoint_dir)
     started = time.perf_counter()
     last = [started]
     reported: dict[str, Any] = {}
@@ -147,7 +147,7 @@ def train(run: Standalone, base_dir: str | None, checkpoint_dir: Path | None) ->
     return {**reported, **result}
 
 
-def made(folder: Path) -> None:
+def make_checkpoint_dir(folder: Path) -> None:
     """``folder``, made if missing; one that cannot be (a file in the way, no room) is bad input, not a traceback."""
     try:
         folder.mkdir(parents=True, exist_ok=True)

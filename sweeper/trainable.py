@@ -210,7 +210,7 @@ def _run_trial(config: dict[str, Any], train: Callable[..., Any]) -> None:
         tune.report({**last(), FAILED_KEY: f"TypeError: {meta['entrypoint']} returned {key} = "
                                             f"{reprlib.repr(result[key])}, not a number"})
         return
-    given = {k for k, v in {**reported, **result}.items() if v is not None}  # a None names no value
+    given = {k for values in (reported, result) for k, v in values.items() if v is not None}  # None: no value
     tune.report({**last(), **result, FINAL_FLAG: True, RESULT_KEYS: sorted(result),
                  NO_OBJECTIVE_KEY: meta["metric"] not in given and "best_" + meta["metric"] not in given})
 
