@@ -37,14 +37,22 @@ def creating_trials(study: optuna.Study) -> Iterator[None]:
         yield
     elif is_sqlite(storage.url):
         path = sqlite_path(storage.url)
+        # beside the file a symlink points to, as SQLite's -wal and -shm: a driver that opens the database through
+        # a link and one that opens it by its own path must take one lock
         with contextlib.nullcontext() if path is None else _file_lock(
-                path.with_name(path.name + LOCK_SUFFIX), sqlite_busy_timeout(storage.url)):
+                lock_path(path), sqlite_busy_timeout(storage.url)):
             yield
     else:
         with storage.engine.connect() as connection, connection.begin():
             connection.execute(sqlalchemy.text("SELECT pg_advisory_xact_lock(:lock, :study)"),
                                {"lock": LOCK_CLASS, "study": study._study_id})
             yield
+
+
+def lock_path(database: Path) -> Path:
+    """The lock file of the SQLite database ``database``: beside the file itself, links resolved."""
+    real = database.resolve()
+    return real.with_name(real.name + LOCK_SUFFIX)
 
 
 @contextlib.contextmanager

@@ -866,3 +866,26 @@ def test_a_write_to_a_trial_deleted_meanwhile_is_the_study_deleted(tmp_path: Pat
             raise optuna.exceptions.StorageInternalError("An exception is raised during the commit.") from exc
     assert StudyDeleted.explains(raced.value)
     assert not StudyDeleted.explains(optuna.exceptions.StorageInternalError("a real bug"))
+
+
+def test_drivers_opening_a_sqlite_database_through_a_symlink_and_by_its_path_share_one_lock(tmp_path):
+    """SQLite keeps its -wal and -shm beside the file a link points to: the trial-creation lock was beside the
+    link, so a driver opening ~/project/sweeps.db (a link to the team's file) and one opening the file itself
+    both held "the" lock at once, and created the budget's last trial twice."""
+    from storage.locks import creating_trials
+
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "project").mkdir()
+    (tmp_path / "project" / "sweeps.db").symlink_to(tmp_path / "shared" / "sweeps.db")
+    direct = open_storage(f"sqlite:///{tmp_path / 'shared' / 'sweeps.db'}")
+    linked = open_storage(f"sqlite:///{tmp_path / 'project' / 'sweeps.db'}?timeout=0.2")
+    try:
+        study = optuna.create_study(study_name="shared", storage=direct)
+        through_link = optuna.load_study(study_name="shared", storage=linked)
+        with creating_trials(study), pytest.raises(sqlite3.OperationalError, match="locked"), \
+                creating_trials(through_link):
+            pass
+        assert not (tmp_path / "project" / "sweeps.db-sweeper-lock").exists()
+    finally:
+        close_storage(direct)
+        close_storage(linked)
