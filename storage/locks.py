@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import os
 import sqlite3
+import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -55,9 +57,26 @@ def lock_path(database: Path) -> Path:
     return real.with_name(real.name + LOCK_SUFFIX)
 
 
+def _open_lock_file(path: Path, database: Path) -> int:
+    """Opened read-only (``flock`` needs no more), so whoever may write the database takes a lock file another user
+    made; a new one gets the database's mode, past the umask, as SQLite gives its -wal and -shm."""
+    try:
+        mode = stat.S_IMODE(database.stat().st_mode) & 0o666 | 0o600
+    except OSError:
+        mode = 0o644
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, mode)
+    except FileExistsError:
+        return os.open(path, os.O_RDONLY)
+    with contextlib.suppress(OSError):
+        os.fchmod(fd, mode)
+    return fd
+
+
 @contextlib.contextmanager
 def _file_lock(path: Path, timeout_s: float) -> Iterator[None]:
-    with open(path, "a") as file:  # closed, it is released
+    database = path.with_name(path.name.removesuffix(LOCK_SUFFIX))
+    with open(_open_lock_file(path, database), "rb") as file:  # closed, it is released
         deadline = time.monotonic() + timeout_s
         while True:
             try:

@@ -7,6 +7,8 @@ SWEEPER_REQUIRE_POSTGRES=1 (CI), where they fail. Each uses its own study-name p
 
 from __future__ import annotations
 
+import contextlib
+import os
 import pickle
 import re
 import shutil
@@ -889,3 +891,44 @@ def test_drivers_opening_a_sqlite_database_through_a_symlink_and_by_its_path_sha
     finally:
         close_storage(direct)
         close_storage(linked)
+
+
+def test_whoever_may_write_a_shared_sqlite_database_takes_its_lock_file_that_another_user_made():
+    """SQLite gives its -wal and -shm the database's mode, so a team shares one group-writable sweeps.db; the lock
+    file was opened for writing and made under the umask (0644), so a teammate's sweep crashed on PermissionError
+    at its first trial. flock needs the file only open for reading."""
+    import stat
+    import tempfile
+
+    from storage.locks import LOCK_SUFFIX, creating_trials
+
+    folder = Path(tempfile.mkdtemp(prefix="sweeper-team-"))  # not under tmp_path: another user reaches it
+    folder.chmod(0o755)
+    database = folder / "sweeps.db"
+    storage = open_storage(f"sqlite:///{database}")
+    try:
+        study = optuna.create_study(study_name="team", storage=storage)
+        database.chmod(0o664)
+        lock = folder / f"sweeps.db{LOCK_SUFFIX}"
+        with creating_trials(study):
+            pass
+        assert stat.S_IMODE(lock.stat().st_mode) == 0o664  # the database's, whatever the umask
+        lock.chmod(0o444)  # another user's file: this one may only read it
+        with _teammate(), creating_trials(study):
+            pass
+    finally:
+        close_storage(storage)
+        shutil.rmtree(folder)
+
+
+@contextlib.contextmanager
+def _teammate() -> Iterator[None]:
+    """Root writes any file: as root, be a user who may not (nobody)."""
+    if os.geteuid() != 0:
+        yield
+        return
+    os.seteuid(65534)
+    try:
+        yield
+    finally:
+        os.seteuid(0)
