@@ -7,8 +7,6 @@ SWEEPER_REQUIRE_POSTGRES=1 (CI), where they fail. Each uses its own study-name p
 
 from __future__ import annotations
 
-import contextlib
-import os
 import pickle
 import re
 import shutil
@@ -914,21 +912,14 @@ def test_whoever_may_write_a_shared_sqlite_database_takes_its_lock_file_that_ano
             pass
         assert stat.S_IMODE(lock.stat().st_mode) == 0o664  # the database's, whatever the umask
         lock.chmod(0o444)  # another user's file: this one may only read it
-        with _teammate(), creating_trials(study):
-            pass
+        # in a process of its own, as a user who may not write it: root writes any file (nobody cannot run this
+        # Python, which may lie in root's home, so the child starts as root and then becomes nobody)
+        take = ("import os\nfrom pathlib import Path\nfrom storage.locks import _file_lock\n"
+                "if os.geteuid() == 0:\n    os.seteuid(65534)\n"
+                f"with _file_lock(Path({str(lock)!r}), 1):\n    pass\n")
+        taken = subprocess.run([sys.executable, "-c", take], cwd=Path(__file__).parents[1], capture_output=True,
+                               text=True, timeout=60)
+        assert taken.returncode == 0, taken.stderr
     finally:
         close_storage(storage)
         shutil.rmtree(folder)
-
-
-@contextlib.contextmanager
-def _teammate() -> Iterator[None]:
-    """Root writes any file: as root, be a user who may not (nobody)."""
-    if os.geteuid() != 0:
-        yield
-        return
-    os.seteuid(65534)
-    try:
-        yield
-    finally:
-        os.seteuid(0)
