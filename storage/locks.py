@@ -5,9 +5,10 @@ budget of N both created the N-th, and the study ended with N+1. Held by one dri
 process or host, the count and the creation are one step.
 
 PostgreSQL: an advisory lock, taken in a transaction of its own and released when that ends (or its connection
-dies). SQLite: ``flock`` on a file beside the database (``sweeps.db-sweeper-lock``), never on the database itself,
-whose own locks it would disturb; the kernel releases it when the process dies. A wait past the statement timeout
-(PostgreSQL) or the busy timeout (SQLite) fails as a transient error, which the outage policy retries.
+dies, or sits idle in it past statement_timeout). SQLite: ``flock`` on a file beside the database
+(``sweeps.db-sweeper-lock``), never on the database itself, whose own locks it would disturb; the kernel releases
+it when the process dies. A wait past the statement timeout (PostgreSQL) or the busy timeout (SQLite) fails as a
+transient error, which the outage policy retries.
 """
 
 from __future__ import annotations
@@ -46,6 +47,10 @@ def creating_trials(study: optuna.Study) -> Iterator[None]:
             yield
     else:
         with storage.engine.connect() as connection, connection.begin():
+            # a holder that froze (SIGSTOP, a lost network) loses its session after statement_timeout idle in this
+            # transaction, and the lock with it: the other drivers' asks wait no longer than for a stuck statement
+            connection.execute(sqlalchemy.text("SELECT set_config('idle_in_transaction_session_timeout', "
+                                               "current_setting('statement_timeout'), true)"))
             connection.execute(sqlalchemy.text("SELECT pg_advisory_xact_lock(:lock, :study)"),
                                {"lock": LOCK_CLASS, "study": study._study_id})
             yield

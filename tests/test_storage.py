@@ -868,6 +868,45 @@ def test_a_write_to_a_trial_deleted_meanwhile_is_the_study_deleted(tmp_path: Pat
     assert not StudyDeleted.explains(optuna.exceptions.StorageInternalError("a real bug"))
 
 
+@pytest.mark.postgres
+def test_a_driver_frozen_while_it_holds_the_postgres_trial_lock_holds_it_no_longer_than_a_statement(postgres_url):
+    """A driver stopped (SIGSTOP, a lost network) in the milliseconds it holds the lock kept every other driver's
+    asks waiting until the server dropped its connection, hours with default keepalives: its session now ends after
+    statement_timeout idle in the lock's transaction (the URL's 1 s here), and the lock with it."""
+    from storage.locks import creating_trials
+
+    url = make_url(postgres_url).update_query_dict({"options": "-cstatement_timeout=1s"}).render_as_string(
+        hide_password=False)
+    name = f"frozen-lock-{uuid.uuid4().hex[:8]}"
+    storages = [open_storage(url) for _ in range(2)]  # each driver with its own, as processes have
+    studies = [create_or_load_study(storage, name, "maximize")[0] for storage in storages]
+    held, frozen_error = threading.Event(), []
+
+    def frozen_holder() -> None:
+        try:
+            with creating_trials(studies[0]):
+                held.set()
+                time.sleep(3)  # frozen: its transaction sits idle, past the 1 s
+        except Exception as exc:  # its session was ended: the commit finds no connection
+            frozen_error.append(exc)
+
+    holder = threading.Thread(target=frozen_holder)
+    holder.start()
+    try:
+        assert held.wait(30)
+        time.sleep(0.5)
+        started = time.monotonic()
+        with creating_trials(studies[1]):  # without the idle limit: cancelled at its own statement_timeout (1 s)
+            waited = time.monotonic() - started
+        assert waited < 1.0, waited
+        holder.join(10)
+        assert frozen_error, "the frozen holder's session outlived its idle limit"
+    finally:
+        holder.join(10)
+        for storage in storages:
+            close_storage(storage)
+
+
 def test_drivers_opening_a_sqlite_database_through_a_symlink_and_by_its_path_share_one_lock(tmp_path):
     """SQLite keeps its -wal and -shm beside the file a link points to: the trial-creation lock was beside the
     link, so a driver opening ~/project/sweeps.db (a link to the team's file) and one opening the file itself
