@@ -27,6 +27,7 @@ from storage import attrs
 from storage.engine import as_storage_error, check_writable, fold_sqlite_wal, open_storage
 from storage.environment import record_environment
 from storage.errors import StorageError
+from storage.locks import creating_trials
 from storage.resume import (
     GRACE_PERIOD_S,
     HEARTBEAT_INTERVAL_S,
@@ -466,12 +467,13 @@ def open_study(spec: Spec, url: str, space: str | None, results_root: Path = Pat
     found = study.get_trials(deepcopy=False)
     held = len(found)
     created = created or not held  # new: this very call may have created it before a lost answer, and been retried
-    trials = held
-    for point in spec.enqueue:  # on resume too: rows added since; those already there (run or waiting) are skipped
-        if trials >= spec.budget.trials:
-            break  # a row past the budget would wait in the study for good; a resume with a larger one adds it
-        study.enqueue_trial(point, skip_if_exists=True)
+    with creating_trials(study):  # two drivers resuming at once would each add a row the other was adding
         trials = len(study.get_trials(deepcopy=False))
+        for point in spec.enqueue:  # on resume too: rows added since; those already there (run or waiting) are skipped
+            if trials >= spec.budget.trials:
+                break  # a row past the budget would wait in the study for good; a resume with a larger one adds it
+            study.enqueue_trial(point, skip_if_exists=True)
+            trials = len(study.get_trials(deepcopy=False))
     if attrs.CHECKPOINTS not in study.user_attrs:
         # a trial that ran with no folder recorded is from before the attr: its checkpoints are where they always were
         ran = any(t.state != optuna.trial.TrialState.WAITING for t in found)

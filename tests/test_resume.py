@@ -520,6 +520,35 @@ def test_two_drivers_asking_for_the_last_trial_at_once_create_it_once(storage_ur
             close_storage(storage)
 
 
+def test_two_drivers_resuming_with_a_new_enqueued_row_add_it_once(storage_url, tmp_path, monkeypatch):
+    """Rows added to enqueue: run on resume; two drivers resuming at once both found the row missing and both added
+    it (Optuna's skip_if_exists looks, then adds), so the same configuration trained twice."""
+    import contextlib
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    name = f"rows-{uuid.uuid4().hex[:8]}"
+    spec, _ = prepare(SweepOptions(space="spaces/asl20.yaml", quick=True, storage=storage_url,
+                                   overrides=(f"name={name}", "enqueue=[]")))
+    open_study(spec, storage_url, None, tmp_path / "runs")
+    row = {"label_smoothing": 0.05, "warmup_epochs": 1.0, "weight_decay": 1e-3, "dropout": 0.1, "mixup_alpha": 0.2,
+           "lr": 1e-3}
+    spec = spec.model_copy(update={"enqueue": [row]})
+    looked = threading.Barrier(2, timeout=1)
+    add_trial = optuna.Study.add_trial
+
+    def add_together(study: optuna.Study, trial) -> None:  # each looked for the row, then waits for the other
+        with contextlib.suppress(threading.BrokenBarrierError):  # the other cannot look yet: it waits its turn
+            looked.wait()
+        add_trial(study, trial)
+
+    monkeypatch.setattr(optuna.Study, "add_trial", add_together)
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(lambda _: open_study(spec, storage_url, None, tmp_path / "runs"), range(2)))
+    waiting = optuna.load_study(study_name=name, storage=storage_url).get_trials(states=(TS.WAITING,))
+    assert [t.system_attrs["fixed_params"] for t in waiting] == [row]
+
+
 def test_a_new_trial_starts_without_the_checkpoint_a_deleted_study_left_under_its_number(tmp_path):
     from search_spaces.loader import load_spec
     from storage.retry import OutagePolicy
