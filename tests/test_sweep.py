@@ -853,6 +853,25 @@ def test_a_sigterm_while_ray_starts_exits_130(tmp_path):
     assert "Error" not in output.replace("Exception ignored", ""), output
 
 
+def test_ray_says_nothing_once_the_driver_is_leaving(caplog):
+    """A stop signal to the process group also stops Ray's processes; where the driver's watcher began to leave
+    first, the main thread's ray.init went on and logged the dashboard's death under the driver's "interrupted"
+    line ("Failed to start the dashboard, return code -15": the SIGTERM test above, once in CI)."""
+    import logging
+
+    from sweeper import interrupts
+
+    ray_logger = logging.getLogger("ray")
+    level = ray_logger.level
+    try:
+        interrupts.leaving()
+        logging.getLogger("ray._private.services").error("Failed to start the dashboard , return code -15")
+        assert not [record for record in caplog.records if "Failed to start" in record.getMessage()]
+    finally:
+        ray_logger.setLevel(level)
+        interrupts._leaving.clear()
+
+
 SLOW_OPEN = """
 import sys, time
 from pathlib import Path
