@@ -907,6 +907,35 @@ def test_a_driver_frozen_while_it_holds_the_postgres_trial_lock_holds_it_no_long
             close_storage(storage)
 
 
+@pytest.mark.postgres
+def test_a_trial_lock_outlived_by_a_statement_waiting_on_a_locked_table_is_retried(postgres_url):
+    """The lock's session ends after statement_timeout idle, the moment a statement under it that waits on a table
+    another session locks (a migration, a VACUUM FULL) is cancelled: the driver got the session's end
+    (idle_in_transaction_session_timeout, 25P03) as a bug and its sweep crashed, where the cancel alone is waited
+    out; a frozen holder that thaws met the same."""
+    import psycopg
+
+    from storage.locks import creating_trials
+    from storage.retry import is_transient
+
+    url = make_url(postgres_url).update_query_dict({"options": "-cstatement_timeout=1s"}).render_as_string(
+        hide_password=False)
+    storage = open_storage(url)
+    try:
+        study = create_or_load_study(storage, f"locked-{uuid.uuid4().hex[:8]}", "maximize")[0]
+        with psycopg.connect(make_url(postgres_url).set(drivername="postgresql").render_as_string(
+                hide_password=False)) as holder:
+            holder.execute("LOCK TABLE trials IN ACCESS EXCLUSIVE MODE")
+            with pytest.raises(Exception) as raised, creating_trials(study):
+                study.ask()  # cancelled at 1 s, as the lock's session ends
+            holder.rollback()
+        assert is_transient(raised.value), raised.value
+        with creating_trials(study):  # the retry: a new session
+            study.ask()
+    finally:
+        close_storage(storage)
+
+
 def test_drivers_opening_a_sqlite_database_through_a_symlink_and_by_its_path_share_one_lock(tmp_path):
     """SQLite keeps its -wal and -shm beside the file a link points to: the trial-creation lock was beside the
     link, so a driver opening ~/project/sweeps.db (a link to the team's file) and one opening the file itself
