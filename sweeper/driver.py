@@ -467,13 +467,13 @@ def open_study(spec: Spec, url: str, space: str | None, results_root: Path = Pat
     found = study.get_trials(deepcopy=False)
     held = len(found)
     created = created or not held  # new: this very call may have created it before a lost answer, and been retried
-    with creating_trials(study):  # two drivers resuming at once would each add a row the other was adding
-        trials = len(study.get_trials(deepcopy=False))
-        for point in spec.enqueue:  # on resume too: rows added since; those already there (run or waiting) are skipped
-            if trials >= spec.budget.trials:
+    for point in spec.enqueue:  # on resume too: rows added since; those already there (run or waiting) are skipped
+        # a row at a time under the study's lock: two drivers resuming at once would each add a row the other was
+        # adding, and the lock's session may sit idle no longer than a statement may run (a big study's reads)
+        with creating_trials(study):
+            if len(study.get_trials(deepcopy=False)) >= spec.budget.trials:
                 break  # a row past the budget would wait in the study for good; a resume with a larger one adds it
             study.enqueue_trial(point, skip_if_exists=True)
-            trials = len(study.get_trials(deepcopy=False))
     if attrs.CHECKPOINTS not in study.user_attrs:
         # a trial that ran with no folder recorded is from before the attr: its checkpoints are where they always were
         ran = any(t.state != optuna.trial.TrialState.WAITING for t in found)
