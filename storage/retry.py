@@ -30,10 +30,8 @@ T = TypeVar("T")
 # crash_shutdown, cannot_connect_now, too_many_connections, query_canceled (statement_timeout: a table another
 # session locks, a stalled server), idle_in_transaction_session_timeout (the server ended the session of a
 # trial-creation lock held past it: a dropped connection, which a retry replaces), and the connection_exception
-# class (08...).
-TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "57P01", "57P02", "57P03", "25P03", "53100", "53300",
-                                 "57014"})  # 53100:
-# disk full, which an outage's wait rides out once there is room, or ends resumable (exit 75)
+# class (08...). 53100, disk full: an outage's wait rides it out once there is room, or ends resumable (exit 75).
+TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "57P01", "57P02", "57P03", "25P03", "53100", "53300", "57014"})
 # "current transaction is aborted": Optuna's get_all_trials retries a failed query in the same transaction
 IN_FAILED_TRANSACTION = "25P02"
 # Connection-time refusals that no wait will fix (psycopg gives them no SQLSTATE, only text); "invalid": a bad
