@@ -214,8 +214,8 @@ def quick_profile(data: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
         if isinstance(values, list) and values and all(type(v) in (int, float) for v in values):
             profile[f"params.{name}"] = {"type": "fixed", "value": min(*values, profile[key])}
     scheduler = data["scheduler"] if isinstance(data.get("scheduler"), Mapping) else {}
-    if "grace_period" in scheduler and "training.epochs" in profile:  # its periods shrink with the quick run's
-        profile["scheduler.grace_period"] = 1  # epochs (a function of the user's own trains them all: it keeps its)
+    if "grace_period" in scheduler and "training.epochs" in profile:  # shrunk with the epochs: a function of the
+        profile["scheduler.grace_period"] = 1  # user's own trains all of its epochs, and keeps its grace period
     if "max_t" in scheduler:  # below the last epoch, as the default: no rung judges a trial that is done
         profile["scheduler.max_t"] = max(1, profile["training.epochs"] - 1) if "training.epochs" in profile \
             else scheduler["max_t"]

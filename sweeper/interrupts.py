@@ -17,8 +17,8 @@ _leaving = threading.Event()
 def leaving() -> None:
     """The process is on its way out, writing what it queued: a second Ctrl-C or stop signal must not cut that
     short (the exit is bounded anyway), nor the exit itself. Ray says nothing more: a signal to the process group
-    stopped its processes too, and a ray.init the main thread goes on with logs their deaths as errors ("Failed to
-    start the dashboard, return code -15"), under the driver's own line saying the sweep was interrupted."""
+    stopped its processes too, and the ray.init that the main thread goes on with would log their deaths as errors
+    ("Failed to start the dashboard, return code -15") under the driver's line saying the sweep was interrupted."""
     logging.getLogger("ray").setLevel(logging.CRITICAL + 1)  # before _leaving: it lets the main thread go on
     _leaving.set()
 
