@@ -136,7 +136,7 @@ def import_target(target: str, base_dir: str | Path | None = None, cwd: str | Pa
         # the module itself not found (not a module it imports): say where it was looked for
         missing = isinstance(exc, ModuleNotFoundError) and exc.name is not None and f"{module_name}.".startswith(
             f"{exc.name}.")
-        if missing and (hidden := _hidden_module(module_name, folders)):  # there, but import looks in sweeper's
+        if missing and (hidden := _hidden_by_ours(module_name, folders)):  # there, but import looks in sweeper's
             raise EntrypointError(hidden) from exc
         places = list(dict.fromkeys(map(str, folders)))
         whose = "the space file's folder, then the working directory" if len(places) > 1 else \
@@ -146,16 +146,9 @@ def import_target(target: str, base_dir: str | Path | None = None, cwd: str | Pa
     finally:  # the space's folder stays, last: the function may import its sibling modules when it runs
         kept = [text for text in added if base_dir is not None and text == str(folders[0])]
         sys.path[:] = [text for text in sys.path if text not in added] + kept
-    top = module_name.partition(".")[0]
-    # sweeper's package, imported first, is what import_module returns: a user's module of that name would never
-    # run, and is refused; the core's own target names sweeper's package, whatever the folder holds
-    for folder in folders if top in SWEEPER_PACKAGES and target != DEFAULT_ENTRYPOINT else ():
-        own = folder / top if (folder / top / "__init__.py").is_file() else folder / f"{top}.py"
-        shadowed = sys.modules[top] if own.exists() else None
-        if shadowed is not None and not Path(getattr(shadowed, "__file__", None) or own).resolve().is_relative_to(
-                own.resolve()):
-            raise EntrypointError(f"{own} is hidden by sweeper's own package {top!r} ({shadowed.__file__}), which "
-                                  "has the same name: rename your module, and the entrypoint with it")
+    # the core's own target names sweeper's package, whatever the folder holds
+    if target != DEFAULT_ENTRYPOINT and (hidden := _hidden_by_ours(module_name, folders)):
+        raise EntrypointError(hidden)
     fn = getattr(module, function, None)
     if not callable(fn):
         functions = [name for name, value in vars(module).items()  # its own: not what it imports (os.path.join)
@@ -171,18 +164,23 @@ def import_target(target: str, base_dir: str | Path | None = None, cwd: str | Pa
     return fn
 
 
-def _hidden_module(module_name: str, folders: list[Path]) -> str | None:
-    """Why a user's ``trials/mine.py`` (for ``trials.mine``) is not found: sweeper's own package of that name, imported
-    first, is where ``import`` looks for it; None where no such file is in ``folders``."""
+def _hidden_by_ours(module_name: str, folders: list[Path]) -> str | None:
+    """Why a user's module named like one of sweeper's packages (``storage.py``, ``trials/mine.py``) would never
+    run: sweeper's package, imported first, is what ``import`` returns and where it looks for submodules. None
+    where no such file is in ``folders``, or the package imported is the user's own."""
     top = module_name.partition(".")[0]
     ours = sys.modules.get(top)
     if top not in SWEEPER_PACKAGES or ours is None:
         return None
     relative = Path(*module_name.split("."))
-    for own in (path for folder in folders for path in (folder / f"{relative}.py", folder / relative / "__init__.py")):
-        if own.is_file():
-            return (f"{own} is hidden by sweeper's own package {top!r} ({ours.__file__}), which has the same name: "
-                    "rename your package, and the entrypoint with it")
+    for folder in folders:
+        home = folder / top if (folder / top).is_dir() else folder / f"{top}.py"
+        if Path(getattr(ours, "__file__", None) or home).resolve().is_relative_to(home.resolve()):
+            continue  # what import returned is this folder's
+        for own in (folder / f"{relative}.py", folder / relative / "__init__.py"):
+            if own.is_file():
+                return (f"{own} is hidden by sweeper's own package {top!r} ({ours.__file__}), which has the same "
+                        "name: rename your module (or its package), and the entrypoint with it")
     return None
 
 
