@@ -40,6 +40,7 @@ from sweeper.trainable import (
     RESULT_KEYS,
     TrainingFunctionError,
     note_stopped,
+    objective_key,
 )
 
 FINAL_WAIT_S = 60.0  # how long a sweep stopping at its target waits for a trial's result after its last epoch
@@ -269,12 +270,6 @@ def final_value(result: dict, metric: str, optuna_trial: optuna.Trial) -> float 
         return float(value)
     recorded = optuna_trial.study._storage.get_trial(optuna_trial._trial_id).intermediate_values
     return recorded[max(recorded)] if recorded else None
-
-
-def objective_key(result: dict, metric: str) -> str:
-    """Where a final result holds the objective: its best epoch's (``best_METRIC``) where it says so, else its last.
-    A ``best_METRIC`` of None says nothing (as the trainable and ``sweeper train`` read it): the last is the value."""
-    return "best_" + metric if result.get("best_" + metric) is not None else metric
 
 
 def meets_targets(spec: Spec, recorded: dict, value: Any) -> bool:

@@ -51,6 +51,12 @@ DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 TORCH_WRITE_FAILED = ("unexpected pos", "file write failed", "basic_ios::clear", *map(os.strerror, DISK_ERRNOS))
 
 
+def objective_key(result: dict, metric: str) -> str:
+    """Where a final result holds the objective: its best epoch's (``best_METRIC``) where it says so, else its last.
+    A ``best_METRIC`` of None says nothing: the last is the value (the recorder and ``sweeper train`` read it so)."""
+    return "best_" + metric if result.get("best_" + metric) is not None else metric
+
+
 def disk_problem(exc: BaseException, folder: Path) -> str | None:
     """What is wrong with the disk, where ``exc`` says it is full or read-only: every trial would fail alike, and
     a resume once there is room carries them on. torch.save says it only in its C++ writer's words."""
@@ -204,7 +210,7 @@ def _run_trial(config: dict[str, Any], train: Callable[..., Any]) -> None:
     finally:
         returned.set()
     result = plain(result) if result is not None else dict(reported)  # nothing returned: its last report
-    key = "best_" + meta["metric"] if result.get("best_" + meta["metric"]) is not None else meta["metric"]
+    key = objective_key(result, meta["metric"])
     if result.get(key) is not None and (isinstance(result[key], bool) or not isinstance(result[key], int | float)):
         # the objective, which the last report must not silently stand in for
         tune.report({**last(), FAILED_KEY: f"TypeError: {meta['entrypoint']} returned {key} = "
