@@ -42,8 +42,7 @@ def creating_trials(study: optuna.Study) -> Iterator[None]:
         path = sqlite_path(storage.url)
         # beside the file a symlink points to, as SQLite's -wal and -shm: a driver that opens the database through
         # a link and one that opens it by its own path must take one lock
-        with contextlib.nullcontext() if path is None else _file_lock(
-                lock_path(path), sqlite_busy_timeout(storage.url)):
+        with contextlib.nullcontext() if path is None else _file_lock(path, sqlite_busy_timeout(storage.url)):
             yield
     else:
         with storage.engine.connect() as connection, connection.begin():
@@ -79,8 +78,8 @@ def _open_lock_file(path: Path, database: Path) -> int:
 
 
 @contextlib.contextmanager
-def _file_lock(path: Path, timeout_s: float) -> Iterator[None]:
-    database = path.with_name(path.name.removesuffix(LOCK_SUFFIX))
+def _file_lock(database: Path, timeout_s: float) -> Iterator[None]:
+    path = lock_path(database)
     with open(_open_lock_file(path, database), "rb") as file:  # closed, it is released
         deadline = time.monotonic() + timeout_s
         while True:

@@ -393,7 +393,7 @@ def check_something_finished(trials: list[optuna.trial.FrozenTrial], name: str, 
     printed their errors; a run that found the budget spent ran none, so it names the last one's."""
     if trials and all(t.state == optuna.trial.TrialState.FAIL for t in trials):
         last = max(trials, key=lambda t: t.number)
-        error = str(last.user_attrs.get("error") or "no error recorded").strip().splitlines() or [""]
+        error = str(last.user_attrs.get(attrs.ERROR) or "no error recorded").strip().splitlines() or [""]
         said = "their errors are above" if shown else f"none ran now; the last, #{last.number}: {error[0][:200]}"
         raise NothingFinished(f"every trial of {name} failed ({said}); fix the cause and start over with --fresh "
                               "(failed trials count in a study's budget)")

@@ -984,7 +984,7 @@ def test_whoever_may_write_a_shared_sqlite_database_takes_its_lock_file_that_ano
         # Python, which may lie in root's home, so the child starts as root and then becomes nobody)
         take = ("import os\nfrom pathlib import Path\nfrom storage.locks import _file_lock\n"
                 "if os.geteuid() == 0:\n    os.seteuid(65534)\n"
-                f"with _file_lock(Path({str(lock)!r}), 1):\n    pass\n")
+                f"with _file_lock(Path({str(database)!r}), 1):\n    pass\n")
         taken = subprocess.run([sys.executable, "-c", take], cwd=Path(__file__).parents[1], capture_output=True,
                                text=True, timeout=60)
         assert taken.returncode == 0, taken.stderr
