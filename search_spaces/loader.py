@@ -276,8 +276,11 @@ def _issue(file: str, lines: dict[Atoms, int], origins: list[tuple[Atoms, str, i
     return SpecIssue(file, line, field, message)
 
 
-def load_spec(path: str | os.PathLike[str], overrides: Sequence[str] = (), quick: bool = False) -> Spec:
-    """Read, override and validate a search-space file (a path, or a built-in name); raises SpecError."""
+def load_spec(path: str | os.PathLike[str], overrides: Sequence[str] = (), quick: bool = False, *,
+              keep_deprecated: bool = False) -> Spec:
+    """Read, override and validate a search-space file (a path, or a built-in name); raises SpecError.
+    ``keep_deprecated``: sampler options Optuna has deprecated pass, for a caller that refuses them unless the study
+    it carries on ran with them (:func:`search_spaces.sections.deprecated_options`)."""
     resolved = resolve_space_path(path)
     relative = os.path.relpath(resolved)  # a built-in space is named from here when it can be
     file = str(path) if resolved == Path(path).expanduser() else relative if not relative.startswith("..") else \
@@ -291,7 +294,8 @@ def load_spec(path: str | os.PathLike[str], overrides: Sequence[str] = (), quick
     if not isinstance(data, dict):
         raise SpecError.single(file, f"the top level must be a mapping of sections (name, training, params, ...), "
                                      f"not {'a list' if isinstance(data, list) else type(data).__name__}", line=1)
-    return _build(data, file, lines, resolved.parent, overrides, quick, stem=resolved.stem)
+    return _build(data, file, lines, resolved.parent, overrides, quick, stem=resolved.stem,
+                  keep_deprecated=keep_deprecated)
 
 
 def spec_from_dict(data: Mapping[str, Any], *, file: str = "<spec>", base_dir: str | os.PathLike[str] | None = None,
@@ -306,7 +310,8 @@ def spec_from_dict(data: Mapping[str, Any], *, file: str = "<spec>", base_dir: s
 
 
 def _build(original: dict[str, Any], file: str, lines: dict[Atoms, int], base_dir: Path | None,
-           overrides: Sequence[str], quick: bool, stem: str | None = None, stored: bool = False) -> Spec:
+           overrides: Sequence[str], quick: bool, stem: str | None = None, stored: bool = False,
+           keep_deprecated: bool = False) -> Spec:
     data = copy.deepcopy(original)
     if stem and data.get("name") is None:
         data["name"] = stem
@@ -354,14 +359,15 @@ def _build(original: dict[str, Any], file: str, lines: dict[Atoms, int], base_di
                                    source=label) from None
         origins.append((atoms([path]), label, line))
     try:
-        spec = Spec.model_validate(data, context={"base_dir": base_dir, "stored": stored})
+        spec = Spec.model_validate(data, context={"base_dir": base_dir, "stored": stored,
+                                                  "keep_deprecated": keep_deprecated})
     except ValidationError as exc:
         issues = [_issue(file, lines, origins, path, message) for error in exc.errors()
                   for path, message in _messages(error)]
         raise SpecError(sorted(dict.fromkeys(issues), key=lambda i: (i.line is None, i.line or 0))) from None
     if not quick and isinstance(data.get("quick"), Mapping):  # the quick: section is checked whether used or not
         try:
-            _build(original, file, lines, base_dir, overrides, True, stem)
+            _build(original, file, lines, base_dir, overrides, True, stem, stored, keep_deprecated)
         except SpecError as exc:
             raise SpecError([i._replace(source=i.source or "--quick") for i in exc.issues]) from None
     spec._source, spec._quick_applied, spec._overrides = file, quick, tuple(overrides)

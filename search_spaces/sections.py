@@ -298,8 +298,10 @@ class Sampler(BaseModel):
     def _check_options(self, info: ValidationInfo) -> Sampler:
         name, settable, issues = SAMPLER_CLASSES[self.type], sampler_options(self.type), []
         # a study's stored spec ran with what Optuna takes (a deprecated option works until Optuna drops it):
-        # refused there, sweeper resume could not carry the study on
-        stored = isinstance(info.context, dict) and bool(info.context.get("stored"))
+        # refused there, sweeper resume could not carry the study on; keep_deprecated: the caller refuses them
+        # unless the study it carries on ran with them (sweeper run of the study's own space)
+        context = info.context if isinstance(info.context, dict) else {}
+        stored = bool(context.get("stored"))
         for key, value in self.options.items():
             option = settable.get(key)
             if key == "search_space":
@@ -328,17 +330,32 @@ class Sampler(BaseModel):
                     getattr(optuna.samplers, name)(seed=self.seed, **self.options)
             except Exception as exc:
                 issues.append(((), f"{name} rejects these options: {exc}"))
-        for key, value in self.options.items() if not issues and not stored else ():  # one at a time, to name it
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always", FutureWarning)  # Optuna's word for a deprecated option
-                with contextlib.suppress(Exception):  # alone, an option may be refused: together, they were taken
-                    getattr(optuna.samplers, name)(**{"seed": 0, key: value})  # seeded: QMC logs a seedless one
-            if said := [str(w.message) for w in caught if issubclass(w.category, FutureWarning)]:
-                # some do nothing any more (CMA-ES's restart_strategy falls back to None), the rest go in Optuna 6
-                issues.append(((key,), f"is deprecated by Optuna: {said[0]} Leave it out (a study that ran "
-                                       "with it goes on as it was: sweeper resume NAME)"))
+        if not issues and not stored and not context.get("keep_deprecated"):
+            issues += [((key,), deprecated_refusal(said)) for key, said in deprecated_options(self).items()]
         fail(issues)
         return self
+
+
+def deprecated_options(sampler: Sampler) -> dict[str, str]:
+    """The sampler's options that Optuna has deprecated, each with Optuna's own word for it (its FutureWarning, which
+    names what replaces it where anything does). Some do nothing any more (CMA-ES's restart_strategy falls back to
+    None), the rest go in a later Optuna; each still works while Optuna takes it."""
+    found = {}
+    for key, value in sampler.options.items():  # one at a time, to name it
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", FutureWarning)  # Optuna's word for a deprecated option
+            with contextlib.suppress(Exception):  # alone, an option may be refused: together, they were taken
+                # seeded: QMC logs a seedless one
+                getattr(optuna.samplers, SAMPLER_CLASSES[sampler.type])(**{"seed": 0, key: value})
+        if said := [str(w.message) for w in caught if issubclass(w.category, FutureWarning)]:
+            found[key] = said[0]
+    return found
+
+
+def deprecated_refusal(said: str) -> str:
+    """Why a new space may not use a deprecated sampler option, with Optuna's word for it."""
+    return f"is deprecated by Optuna: {said} Leave it out (a study that ran with it goes on with it: sweeper run " \
+           "of its space, or sweeper resume NAME)"
 
 
 def _option_type(option: inspect.Parameter) -> type | None:

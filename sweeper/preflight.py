@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import shlex
 import tempfile
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,9 +21,9 @@ from typing import Any
 import optuna
 
 from search_spaces.errors import SpecError, SpecIssue
-from search_spaces.loader import load_spec, resolve_space_path, spec_from_dict
+from search_spaces.loader import load_spec, refusal, resolve_space_path, spec_from_dict
 from search_spaces.schema import Spec
-from search_spaces.sections import KINDS
+from search_spaces.sections import KINDS, deprecated_options, deprecated_refusal
 from storage import attrs
 from storage.engine import check_sqlite_options, close_storage, open_storage
 from storage.errors import NotAStudyDatabase, StorageError
@@ -175,26 +177,28 @@ def prepare(options: SweepOptions) -> tuple[Spec, str]:
         url = sweep_storage_url(resolve_storage_url(None, options.storage))
         return stored_spec(url, options.study, options.overrides, Path(options.results_dir)), url
     assert options.space is not None
-    spec = load_spec(resolve_space_path(options.space), options.overrides, quick=options.quick)
+    # a deprecated sampler option passes here: the study it carries on may have run with it (see kept_deprecated)
+    spec = load_spec(resolve_space_path(options.space), options.overrides, quick=options.quick, keep_deprecated=True)
     check_sampling(spec)
     url = spec_storage_url(spec, options.storage)
     path = sqlite_path(url)
-    if path is not None and not path.exists():
-        return spec, url  # a new SQLite file holds no study yet: don't create it before the sweep starts
+    if path is not None and not path.exists():  # a new SQLite file holds no study yet: don't create it before the
+        return kept_deprecated(spec, None), url  # sweep starts
     try:  # creates nothing: a refusal after this (the machine, the cluster) leaves the database as it was
         storage = retry_briefly(lambda: open_storage(url, create=False))
     except NotAStudyDatabase as exc:
-        if exc.empty:
-            return spec, url  # no tables, so no study: the sweep creates them once nothing can refuse it
+        if exc.empty:  # no tables, so no study: the sweep creates them once nothing can refuse it
+            return kept_deprecated(spec, None), url
         if path is not None:  # a SQLite file is one application's database: another's is a mistyped path
             raise
         storage = retry_briefly(lambda: open_storage(url))  # PostgreSQL: Optuna's tables beside others, as Optuna does
+    stored = None
     try:
         if options.fresh:
             fresh = retry_briefly(lambda: fresh_study_name(storage, spec.name))
             if fresh != spec.name:
                 spec = load_spec(resolve_space_path(options.space), (*options.overrides, f"name={fresh}"),
-                                 quick=options.quick)
+                                 quick=options.quick, keep_deprecated=True)
         elif (found := retry_briefly(lambda: stored_spec_attr(storage, spec.name))) is not None:
             stored, has_trials = found
             if not isinstance(stored, dict) and has_trials:  # else: its creator died early
@@ -211,7 +215,29 @@ def prepare(options: SweepOptions) -> tuple[Spec, str]:
                     f"was: {resume_command(spec, options, url)}")
     finally:  # the sweep opens its own, heartbeating storage; a PostgreSQL server counts idle connections
         close_storage(storage)
-    return spec, url
+    return kept_deprecated(spec, stored), url
+
+
+def kept_deprecated(spec: Spec, stored: Any) -> Spec:
+    """``spec``, whose sampler options Optuna has deprecated are refused unless ``stored``, the spec of the study it
+    carries on, ran with the same: a new study is told to leave them out; a study that ran with one goes on as it
+    ran (``sweeper run`` of its space as ``sweeper resume`` does), with a note."""
+    deprecated = deprecated_options(spec.sampler)
+    ran = stored.get("sampler") if isinstance(stored, dict) else None
+    for key, said in deprecated.items():
+        if not isinstance(ran, dict) or key not in ran or ran[key] != spec.sampler.options[key]:
+            raise refusal(spec, ("sampler", key), deprecated_refusal(said))
+    note_deprecated(spec, deprecated)
+    return spec
+
+
+def note_deprecated(spec: Spec, deprecated: Mapping[str, str]) -> None:
+    """Say once, plainly, that the study goes on with options Optuna has deprecated: Optuna would print a raw
+    FutureWarning (its file and line) each time the sweep builds the sampler, which is silenced for these."""
+    for key, said in deprecated.items():
+        console.print(f"note: study {spec.name} ran with sampler.{key}, which Optuna has deprecated ({said}); it "
+                      "keeps it to go on as it ran, but a new study's space must leave it out", markup=False)
+        warnings.filterwarnings("ignore", message=re.escape(said), category=FutureWarning)
 
 
 def stored_spec_attr(storage: optuna.storages.BaseStorage, name: str) -> tuple[Any, bool] | None:
@@ -300,6 +326,7 @@ def stored_spec(url: str, name: str, overrides: tuple[str, ...] = (), results_ro
         raise StorageError(f"--set would change what study {name!r} searches ({'; '.join(changes)}); resuming it so "
                            f"would mix two experiments. Only {may} may change on resume: run the changed space as a "
                            "new study (sweeper run FILE --fresh, or another name).")
+    note_deprecated(spec, deprecated_options(spec.sampler))  # what the study ran with: it goes on with it
     return spec
 
 

@@ -955,3 +955,33 @@ def test_a_study_stored_with_a_sampler_option_optuna_deprecates_resumes(tmp_path
     assert resumed.sampler.options["prior_weight"] == 2.0 and resumed.budget.trials == 8
     with pytest.raises(SpecError, match="prior_weight: is deprecated by Optuna"):
         load_spec("spaces/asl20.yaml", ("sampler.prior_weight=2.0",))
+
+
+def test_a_study_that_ran_with_a_deprecated_sampler_option_runs_from_its_space_with_one_note(tmp_path, monkeypatch,
+                                                                                             capsys):
+    """``sweeper run SPACE`` of a study that ran with a sampler option Optuna has since deprecated was refused (the
+    option, in the space as the study ran it) while ``sweeper resume NAME`` went on and printed Optuna's raw
+    FutureWarning line: both go on with one plain note, and only a new study is told to leave the option out."""
+    from search_spaces.loader import load_spec
+    from sweeper.samplers import build_sampler
+
+    monkeypatch.chdir(tmp_path)
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    sets = (f"name=dep-{uuid.uuid4().hex[:8]}", "sampler.prior_weight=2.0")
+    study = open_study(load_spec("spaces/asl20.yaml", sets[:1], quick=True), url, None)[0]
+    stored = study.user_attrs[attrs.SPEC]  # what an earlier sweeper took without a word
+    study.set_user_attr(attrs.SPEC, {**stored, "sampler": {**stored["sampler"], "prior_weight": 2.0}})
+    for options in (SweepOptions(space="spaces/asl20.yaml", overrides=sets, quick=True, storage=url),
+                    SweepOptions(study=sets[0][5:], storage=url)):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("default")
+            spec = prepare(options)[0]
+            build_sampler(spec, resumed_after=1)  # as the sweep builds it
+        said = " ".join(capsys.readouterr().out.split())
+        assert said.count("note: ") == 1 and "ran with sampler.prior_weight, which Optuna has deprecated" in said, said
+        assert spec.sampler.options["prior_weight"] == 2.0
+        assert not [w for w in caught if issubclass(w.category, FutureWarning)], [str(w.message) for w in caught]
+    for options in (SweepOptions(space="spaces/asl20.yaml", overrides=sets, quick=True, storage=url, fresh=True),
+                    SweepOptions(space="spaces/asl20.yaml", overrides=(*sets, "name=another"), storage=url)):
+        with pytest.raises(SpecError, match=r"--set sampler.prior_weight=2.0: sampler.prior_weight: is deprecated"):
+            prepare(options)
