@@ -8,6 +8,7 @@ leaves the database and the disk as they were. :mod:`sweeper.driver` runs the sw
 from __future__ import annotations
 
 import errno
+import itertools
 import os
 import re
 import shlex
@@ -23,7 +24,7 @@ import optuna
 from search_spaces.errors import SpecError, SpecIssue
 from search_spaces.loader import load_spec, refusal, resolve_space_path, spec_from_dict
 from search_spaces.schema import Spec
-from search_spaces.sections import KINDS, deprecated_options, deprecated_refusal
+from search_spaces.sections import KINDS, CategoricalParam, deprecated_options, deprecated_refusal
 from storage import attrs
 from storage.engine import check_sqlite_options, close_storage, open_storage
 from storage.errors import NotAStudyDatabase, StorageError
@@ -87,29 +88,57 @@ def spec_storage_url(spec: Spec, cli_url: str | None) -> str:
         raise StorageError(f"{origin}: {exc}" if origin else str(exc)) from None
 
 
-def check_data_found(spec: Spec, folder: Path | None = None) -> str | None:
-    """Data the built-in core cannot find or read fails every trial: refuse the sweep instead. Not where a param
-    samples which data, and not on a cluster (``--address``), where the workers' disks are the ones that count.
-    ``folder``: where the trials read relative paths (a resumed study's first folder), else this one. Returns the
-    data's fingerprint (:func:`trials.datasets.data_fingerprint`, the generator's version for generated data), or
-    None where none was checked."""
-    if spec.entrypoint != DEFAULT_ENTRYPOINT or any(k.startswith("dataset.") for k in spec.sampled_params()):
+DATA_KEYS = ("dataset.name", "dataset.path", "dataset.split_file", "dataset.landmarks_dir")  # what a trial reads
+READ_KEYS = ("dataset.classes", "dataset.seed")  # how it reads the arrays (a param sampling these: not read here)
+
+
+def data_choices(spec: Spec) -> list[dict[str, Any]] | None:
+    """Every combination of the data settings the space's params choose from (``[{}]`` where none does: the
+    training block's data), or None where a param samples one from a range, which names no file."""
+    sampled = spec.sampled_params()
+    keys = [key for key in DATA_KEYS if key in sampled]
+    params = [sampled[key] for key in keys]
+    if not all(isinstance(param, CategoricalParam) for param in params):
         return None
-    cfg = TrainConfig.from_flat(spec.base_config(), validate=False)  # valid beside the sampled params, not alone
+    return [dict(zip(keys, values, strict=True)) for values in itertools.product(*(p.choices for p in params))]
+
+
+def check_data_found(spec: Spec, folder: Path | None = None) -> str | None:
+    """Data the built-in core cannot find or read fails every trial that reads it: refuse the sweep instead, for
+    each data a param chooses too (a missing choice failed every trial that drew it, after the study was written).
+    Not on a cluster (``--address``), where the workers' disks are the ones that count; the arrays and splits are
+    not read where a param samples how (``dataset.classes``, ``dataset.seed``). ``folder``: where the trials read
+    relative paths (a resumed study's first folder), else this one. Returns the data's fingerprint
+    (:func:`trials.datasets.data_fingerprint`, the generator's version for generated data), or None where none was
+    taken (a param samples a dataset setting)."""
+    choices = data_choices(spec)
+    if spec.entrypoint != DEFAULT_ENTRYPOINT or choices is None:
+        return None
+    sampled = [key for key in spec.sampled_params() if key.startswith("dataset.")]
+    reads = not any(key in sampled for key in READ_KEYS)
     folder = folder if folder is not None and folder.is_dir() else Path.cwd()  # as the trials fall back
-    try:
-        with working_in(str(folder)):
-            check_found(cfg.dataset_name, cfg.dataset_path, cfg.dataset_split_file)
-            if cfg.dataset_name == "npz":  # the arrays and splits too (a NaN, an empty split): here, not per trial
-                check_splits(read_npz(cfg.dataset_path, classes=cfg.dataset_classes, seed=cfg.dataset_seed))
-            elif cfg.dataset_name == "wlasl":
-                check_splits(read_wlasl(cfg.dataset_path, cfg.dataset_split_file, cfg.dataset_landmarks_dir,
-                                        classes=cfg.dataset_classes))
-            return GENERATOR if cfg.dataset_name == "synthetic" else \
-                data_fingerprint(cfg.dataset_name, cfg.dataset_path, cfg.dataset_split_file, cfg.dataset_landmarks_dir)
-    except DataError as exc:
-        where = f"{spec.source_path}: " if spec.source_path else ""
-        raise DataError(f"{where}training.dataset: {exc} (a relative path is read from {folder})") from None
+    fingerprint = None
+    for chosen in choices:
+        cfg = TrainConfig.from_flat({**spec.base_config(), **chosen}, validate=False)  # valid beside the params
+        try:
+            with working_in(str(folder)):
+                check_found(cfg.dataset_name, cfg.dataset_path, cfg.dataset_split_file)
+                if cfg.dataset_name == "npz" and reads:  # the arrays and splits too (a NaN, an empty split)
+                    check_splits(read_npz(cfg.dataset_path, classes=cfg.dataset_classes, seed=cfg.dataset_seed))
+                elif cfg.dataset_name == "wlasl" and reads:
+                    check_splits(read_wlasl(cfg.dataset_path, cfg.dataset_split_file, cfg.dataset_landmarks_dir,
+                                            classes=cfg.dataset_classes))
+                if not sampled:
+                    fingerprint = GENERATOR if cfg.dataset_name == "synthetic" else data_fingerprint(
+                        cfg.dataset_name, cfg.dataset_path, cfg.dataset_split_file, cfg.dataset_landmarks_dir)
+        except DataError as exc:
+            if not chosen:
+                where = f"{spec.source_path}: " if spec.source_path else ""
+                raise DataError(f"{where}training.dataset: {exc} (a relative path is read from {folder})") from None
+            drawn = f", drawn with {', '.join(f'{k}={v}' for k, v in chosen.items())}" if len(chosen) > 1 else ""
+            raise refusal(spec, ("params", next(iter(chosen))), f"{exc} (a relative path is read from {folder}"
+                          f"{drawn}): every choice must be data the trials can read") from None
+    return fingerprint
 
 
 def existing_study_attrs(url: str, name: str) -> dict[str, Any]:

@@ -639,3 +639,31 @@ def test_an_address_where_another_service_listens_is_refused_at_once(monkeypatch
             with pytest.raises(BadInput, match="something listens there, but not a Ray head"):
                 ray_runtime.check_ray_address(f"127.0.0.1:{server.server_address[1]}")
             server.shutdown()
+
+
+
+def test_data_a_param_chooses_is_read_before_the_sweep(tmp_path):
+    """A dataset.path that a param chooses (or a fixed one beside a sampled dataset setting) was not read before
+    the sweep: every trial that drew a missing file failed, in a study written for nothing, and the sweep exited 1."""
+    import numpy as np
+
+    from search_spaces.loader import load_spec
+    from sweeper.preflight import check_data_found
+    from trials.errors import DataError
+
+    x = np.random.default_rng(0).standard_normal((18, 8, 5, 2)).astype(np.float32)
+    np.savez(tmp_path / "real.npz", X=x, y=np.repeat(np.arange(3), 6))
+    head = "objective: {metric: val_loss}\ntraining:\n  dataset: {name: npz, path: %s, classes: 3}\nparams:\n"
+    (tmp_path / "data.yaml").write_text(head % "real.npz" + "  lr: {type: float, low: 0.001, high: 0.01}\n"
+                                        "  dataset.path: {type: categorical, choices: [real.npz, gone.npz]}\n")
+    proc = sweeper("run", "data.yaml", "--storage", "sqlite:///s.db", cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stderr.startswith(
+        "error: data.yaml:6: params.dataset.path: gone.npz: file not found (a relative path is read from "), proc.stderr
+    assert "every choice must be data the trials can read" in proc.stderr and not (tmp_path / "s.db").exists()
+    sampled = "  dataset.seq_len: {type: int, low: 8, high: 16}\n"
+    (tmp_path / "data.yaml").write_text(head % "gone.npz" + sampled)
+    with pytest.raises(DataError, match=r"data.yaml: training.dataset: gone.npz: file not found"):
+        check_data_found(load_spec(tmp_path / "data.yaml"), tmp_path)
+    (tmp_path / "data.yaml").write_text(head % "gone.npz" + sampled +
+                                        "  dataset.path: {type: categorical, choices: [real.npz]}\n")
+    assert check_data_found(load_spec(tmp_path / "data.yaml"), tmp_path) is None  # read, and no one data to record
