@@ -274,10 +274,14 @@ def _reason(detail: str, url: str) -> str:
         return f"the database {database!r} does not exist at {where}: create it first (createdb {database})."
     if "role" in detail and "does not exist" in detail:
         return f"the user {_url_part(url, 'username', 'user')!r} does not exist at {where}."
+    unresolved = ("failed to resolve host", "could not translate host name", "name or service not known",
+                  "temporary failure in name resolution")
+    if any(text in detail for text in unresolved) and not is_sqlite(url):  # not "is it running": no server was tried
+        return f"the host name {_url_part(url, 'host', 'host')!r} does not resolve to an address: is it spelled " \
+               "right, and can this machine reach its DNS?"
     unreachable = (
-        "connection refused", "could not connect", "timeout expired", "timed out", "failed to resolve host",
-        "could not translate host name", "no route to host", "network is unreachable", "name or service not known",
-        "no such file or directory",
+        "connection refused", "could not connect", "timeout expired", "timed out", "no route to host",
+        "network is unreachable", "no such file or directory",
     )
     if any(text in detail for text in unreachable) and not is_sqlite(url):
         return f"cannot reach a PostgreSQL server at {where}: is it running, and are the host and port right?"

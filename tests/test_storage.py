@@ -456,6 +456,17 @@ def test_unreachable_server(tmp_path: Path) -> None:
         open_storage("postgresql+psycopg://sweeper@[::1]:1/sweeps")
 
 
+def test_a_host_name_that_does_not_resolve_is_said_so(tmp_path: Path) -> None:
+    """A mistyped or unresolvable host read "cannot reach a PostgreSQL server at nohost.invalid:5432: is it
+    running, ...?", although no server was tried: the name itself is what to check."""
+    with pytest.raises(StorageError) as caught:
+        open_storage("postgresql+psycopg://sweeper:T0pSecret@nohost.invalid:5432/sweeps")  # RFC 2606: never resolves
+    message = str(caught.value)
+    assert message.startswith("Cannot open storage postgresql+psycopg://sweeper:***@nohost.invalid:5432/sweeps: the "
+                              "host name 'nohost.invalid' does not resolve to an address: is it spelled right"), message
+    assert "is it running" not in message and "T0pSecret" not in message
+
+
 def test_read_only_connections_keep_the_urls_own_connection_options(postgres_url: str) -> None:
     """A team's schema given as ``?options=-csearch_path=...`` holds for ``status`` and ``report`` too."""
     import sqlalchemy
