@@ -72,24 +72,17 @@ def resolve_key(key: str, entry: EntrypointInfo | None, params: Mapping[str, Any
     return f"training.{key}"
 
 
-def _values(chosen: Sequence[Extreme]) -> dict[str, Any]:
-    return {name: value for name, _, value in chosen}
-
-
 def first_pass(entry: EntrypointInfo, config: Mapping[str, Any], options: Sequence[Sequence[Extreme]],
                counts: Callable[[ConfigError], bool], tries: int) -> tuple[bool, list[ConfigError], int]:
     """Whether some way to take one extreme from each of ``options`` leaves ``config`` without a problem that
     ``counts``, with the problems of the first way tried and the number of ways tried; past ``tries`` ways, a
     value is given the benefit of the doubt, as where a partner has no valid value (its own errors say why)."""
-    if not all(options):
-        return True, [], 0
-    first: list[ConfigError] = []
+    ways, first = math.prod(map(len, options)), []  # no way at all (a partner without a valid value): it passes
     for tried, chosen in enumerate(itertools.islice(itertools.product(*options), tries), 1):
-        if not (problems := [p for p in entry.problems({**config, **_values(chosen)}) if counts(p)]):
+        if not (problems := [p for p in entry.problems({**config, **{n: v for n, _, v in chosen}}) if counts(p)]):
             return True, [], tried
         first = first or problems
-    done = math.prod(map(len, options)) <= tries
-    return not done, first, min(tries, math.prod(map(len, options)))
+    return ways == 0 or ways > tries, first, min(tries, ways)
 
 
 def related_groups(entry: EntrypointInfo, sampled: Mapping[str, Any]) -> dict[str, tuple[str, ...]]:
@@ -349,7 +342,7 @@ class Spec(BaseModel):
             ints = {k for k, v in (entry.settings or {}).items() if type(v) is int}
             issues += [(("params", name, "type"), f"{name} is an int setting of {entry.target}; a float range would "
                                                   "give it fractions: write type: int")
-                       for name, param in self.sampled_params().items()
+                       for name, param in sampled.items()
                        if isinstance(param, sections.FloatParam) and name in ints]
         fail(issues)
         return self
