@@ -282,19 +282,17 @@ class Spec(BaseModel):
         grid = getattr(info.data.get("sampler"), "type", None) == "grid"  # Optuna's grid samples no missing key
         issues += [((i,), f"the grid sampler needs every param in an enqueued row; missing: {', '.join(missing)}")
                    for i, r in enumerate(rows) if r and grid and (missing := [n for n in sampled if n not in r])]
-        out: list[dict[str, Any]] = []
-        for i, row in enumerate(rows):
-            out.append(clean := {})
+        for i, row in enumerate(rows):  # pydantic's copies: each value is put in its param's type in place
             for key, raw in row.items():
                 try:
                     if key not in sampled:
                         raise ValueError("is a fixed param; only sampled params can be enqueued" if key in params
                                          else unknown_key(key, sampled, "param"))
-                    clean[key] = params[key].admit(raw, key)
+                    row[key] = params[key].admit(raw, key)
                 except ValueError as exc:
                     issues.append(((i, key), str(exc)))
         fail(issues)
-        return out
+        return rows
 
     @field_validator("quick")
     @classmethod
@@ -405,7 +403,7 @@ class Spec(BaseModel):
         """The resolved spec as plain YAML/JSON data, in the file's layout; loading it gives the same spec."""
         out = {**self.model_dump(), "training": unflatten(self.training),
                "params": {n: p.model_dump(exclude_defaults=True) for n, p in self.params.items()},
-               "scheduler": {"type": self.scheduler.type, **self.scheduler.options},
+               "scheduler": self.scheduler.model_dump(exclude_none=True),
                "resources": self.resources.model_dump(exclude_none=True)}  # no on_gpu: null
         optional = ("description", "storage", "targets", "baseline", "enqueue", "quick")
         return {k: v for k, v in out.items() if v or k not in optional}

@@ -460,8 +460,8 @@ class Resources(_Model):
     @model_validator(mode="after")
     def _check(self) -> Resources:
         reserved = sorted({"cpu", "gpu", "CPU", "GPU", "memory", "object_store_memory"} & set(self.custom))
-        fail([(("custom", name), "is a built-in resource: set cpu / gpu beside custom instead") for name in reserved])
-        issues = []
+        issues = [(("custom", name), "is a built-in resource: set cpu / gpu beside custom instead")
+                  for name in reserved]
         if self.on_gpu is not None and self.on_gpu.on_gpu is not None:
             issues.append((("on_gpu", "on_gpu"), "is not allowed inside on_gpu"))
         if self.on_gpu is not None and self.on_gpu.gpu == 0:
