@@ -103,10 +103,9 @@ def refused_values(entry: EntrypointInfo, base: Mapping[str, Any], sampled: Mapp
     def judged_by_samples(problem: ConfigError) -> bool:
         return bool(problem.partners) and problem.key in group_of
 
-    issues: list[tuple[Path, str]] = []
     own = {(name, *sub): problems[0] for name in sampled for _, sub, value in extremes[name] if (problems := [
         p for p in entry.problems({**base, name: value}) if not judged_by_samples(p)])}
-    issues += [(("params", *where), f"refused by {entry.target}: {problem}") for where, problem in own.items()]
+    issues = [(("params", *where), f"refused by {entry.target}: {problem}") for where, problem in own.items()]
     valid = {name: [e for e in options if (name, *e[1]) not in own] for name, options in extremes.items()}
     for group in groups:
         left, members = MAX_GROUP_TRIES, [name for name in group if name in sampled]
