@@ -95,8 +95,7 @@ def _read_yaml(text: str, file: str) -> tuple[Any, dict[Atoms, int]]:
     """The data and the line of every key and list item; a key written twice is an error."""
     try:
         root = yaml.compose(text, Loader=SpaceLoader)
-        # a copy: constructing writes merged (<<) keys into the nodes, which the walk below would see as typed twice
-        data = None if root is None else SpaceLoader("").construct_document(copy.deepcopy(root))
+        data = read_yaml_value(text)  # not from root: constructing writes merged (<<) keys into the nodes it reads
     except yaml.MarkedYAMLError as exc:
         unclosed = exc.context_mark and re.search(r"stream end|end of stream", str(exc.problem))  # never closed
         mark = exc.context_mark if unclosed else exc.problem_mark or exc.context_mark
