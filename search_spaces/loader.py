@@ -215,9 +215,8 @@ def quick_profile(data: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
     scheduler = data["scheduler"] if isinstance(data.get("scheduler"), Mapping) else {}
     if "grace_period" in scheduler and "training.epochs" in profile:  # shrunk with the epochs: a function of the
         profile["scheduler.grace_period"] = 1  # user's own trains all of its epochs, and keeps its grace period
-    if "max_t" in scheduler:  # below the last epoch, as the default: no rung judges a trial that is done
-        profile["scheduler.max_t"] = max(1, profile["training.epochs"] - 1) if "training.epochs" in profile \
-            else scheduler["max_t"]
+    if "max_t" in scheduler and "training.epochs" in profile:  # below the last epoch, as the default: no rung
+        profile["scheduler.max_t"] = max(1, profile["training.epochs"] - 1)  # judges a trial that is done
     return profile, False
 
 

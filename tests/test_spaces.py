@@ -652,6 +652,9 @@ def test_user_entrypoint_settings_and_metrics(tmp_path: Path) -> None:
                              "scheduler: {type: asha, grace_period: 3}\nparams:\n  lr: {type: float, low: 0.01, "
                              "high: 1.0}\n", "pruned.yaml")  # its epochs are not cut: ASHA judges them as in full
     assert load_spec(pruned, quick=True).scheduler.options["grace_period"] == 3
+    late = write(tmp_path, pruned.read_text().replace("grace_period: 3", "grace_period: 3, max_t: 2"), "late.yaml")
+    assert str(errors(late, quick=True)) == str(errors(late)) == \
+        f"{late}:3: scheduler.grace_period: must be <= max_t (got grace_period=3, max_t=2)"  # the file's, not --quick's
     assert import_target(spec.entrypoint, spec.base_dir)({}, print, None) == {"score": 1.0}
     # values reach the function in their settings' types, as the training block's do; a float range for an int
     # setting would hand it fractions
