@@ -108,171 +108,65 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
     thread waiting on Ray. ``resume_command`` is ``sweeper resume NAME``, with ``--storage`` where one was given.
     """
     started = time.perf_counter()
-    spec, url = prepare(options)
-    retry_briefly(lambda: check_writable(url))  # before Ray and the results folder: found out only after them
-    data = None if joins_cluster(options.address) else checked_data(spec, url, options)
-    if spec.resources.fuse > 1:  # fused trial groups (sweeper/fused.py): refuse what they cannot do
-        from sweeper.fused import check_spec
-
-        check_spec(spec)
-    check_ray_address(options.address)
-    joining = joins_cluster(options.address)
-    if joining:  # a cluster that turns this driver away (a wrong token) must leave nothing behind
-        start_ray(options.address)
-    else:
-        check_ray_temp_folder()
-        check_local_resources(spec)
-    results_root = writable_results_folder(options.results_dir)
-    # Ray's start-up (seconds, mostly waiting on its processes) overlaps opening the storage and importing Tune;
-    # both come after validation (the --address too), so bad input still starts nothing and writes nothing. Ray
-    # itself is imported first, so the threads never import the same Ray modules at once.
-    import ray
-    searcher: Any = None  # the outage lines count its running trials
-
-    def outage_line(since: datetime, reason: str) -> None:  # before the searcher, no trial has started
-        training = f"; {count_trials(len(searcher.trials))} still training, results wait" if searcher else ""
-        console.print(f"[yellow]storage unreachable[/] since {since:%H:%M:%S}{training}: {escape(reason)}",
-                      markup=True)
-
+    spec, url, data, results_root = check_inputs(options)
+    joining = joins_cluster(options.address)  # a Ray that others started, which check_inputs joined
+    outages = OutageLines()  # they count the running trials once there is a searcher
     policy = OutagePolicy(
         options.storage_timeout or spec.budget.storage_timeout_seconds,  # --storage-timeout beats the space
-        describe=lambda exc: str(as_storage_error(exc, url, "reach")), on_outage=outage_line,
-        on_recovered=lambda seconds: console.print(f"[green]storage back[/] after {seconds:.1f} s", markup=True),
+        describe=lambda exc: str(as_storage_error(exc, url, "reach")),
+        on_outage=outages.outage, on_recovered=outages.recovered,
     )
     writer = StudyWriter(policy)
-    interrupted = threading.Event()
-    resume = resume_command(spec, options, url)
-
-    # held while the study is created or loaded, which an exit must not cut short (a new SQLite file left with
-    # Optuna's tables but not their version cannot be opened again): leaving takes it, and keeps it
-    opening = threading.Lock()
-
-    def open_it() -> tuple[optuna.Study, bool]:
-        with opening:
-            return policy.call(lambda: open_study(spec, url, options.space, results_root, data))
-
-    def leave() -> None:  # the main thread on an interrupt, and the watcher of one if the main thread is stuck
-        leaving()  # a second signal while the writes drain would lose them
-        opening.acquire(timeout=STUDY_OPEN_WAIT_S)
-        writer.drain(INTERRUPT_DRAIN_S)
-        fold_sqlite_wal(url)
-        exit_on_interrupt(resume)
-
-    watch = leave if exit_on_interrupt else None
-    # Ctrl-C or SIGTERM while Ray starts: its processes may already be gone (a signal to the process group), and
-    # ray.init would wait a minute on them
-    try:
-        with noting_interrupts(interrupted, watch), ThreadPoolExecutor(max_workers=2) as pool:
-            opened = pool.submit(open_it)
-            imported = pool.submit(import_tune_side)
-            if not joining:
-                with environment_without(ENV_VAR):  # a local Ray's processes inherit our environment; not this
-                    start_ray(options.address)
-            study, created = opened.result()
-            imported.result()
-    except KeyboardInterrupt:  # the pool's own wait for the study may be what the interrupt cut short
-        if exit_on_interrupt:
-            leave()
-        raise
-    if spec.resources.on_gpu is not None and (gpus := ray.cluster_resources().get("GPU", 0)) > 0:
-        spec = with_gpu_resources(spec, gpus)
-    if not joining:  # a cluster may gain nodes (an autoscaler's); a Ray of sweeper's own has the CPUs it started with
-        spec = within_local_cpus(spec, ray.cluster_resources().get("CPU", 0))
+    interrupts = Interrupts(writer, url, exit_on_interrupt, resume_command(spec, options, url))
+    study, created = start_ray_and_open_study(spec, url, options, results_root, data, joining, policy, interrupts)
+    spec = fitted_to_ray(spec, joining)
     trial_actors_on_prestarted_workers()
     orphans = [] if created else policy.call(lambda: orphaned_trials(study))
-    # enqueued rows take trials but no grid point: the grid still has all its points to give
-    budget = min(spec.budget.trials, spec.grid_size() + len(spec.enqueue)) if spec.sampler.type == "grid" \
-        else spec.budget.trials
+    budget = trial_budget(spec)
     console.print(f"study [bold]{escape(study.study_name)}[/] in {escape(mask_url(url))} "
                   f"({'new' if created else 'resumed'}), "
                   f"{count_trials(budget)}, {spec.budget.max_concurrent} at a time"
                   + (f" (groups of up to {spec.resources.fuse})" if spec.resources.fuse > 1 else ""), markup=True)
     # every read of the study from here on rides out an outage (one right after Ray's start crashed the sweep)
     checkpoints = checkpoint_folder(policy.call(lambda: study.user_attrs), study.study_name, results_root)
-    from sweeper.recorder import StudyRecorder, meets_targets  # after Ray's start: they import Tune
-    from sweeper.searcher import StudySearcher, record_stopped
-
     if not created:
-        orphans = policy.call(lambda: record_stopped(study, orphans, str(checkpoints)))
-        if spec.targets:
-            policy.call(lambda: recover_target_met(study, lambda t: meets_targets(spec, t.user_attrs, t.value)))
-        at_target = spec.budget.stop_on_target and target_met(policy.call(lambda: study.user_attrs)) is not None
-        policy.call(lambda: print_resume_summary(study, orphans, checkpoints, stopping=at_target))
+        orphans = take_stock_on_resume(study, spec, orphans, checkpoints, policy)
     history = [] if created else policy.call(lambda: study.get_trials(deepcopy=False))
     printer = SweepPrinter(spec, history)
     if not created and nothing_left(study, spec, budget, orphans, policy, printer):
         return study
-    searcher_type, recorder_type = StudySearcher, StudyRecorder
-    if spec.resources.fuse > 1:  # up to resources.fuse trials of one shape train as one Ray trial
-        from sweeper import fused
 
-        searcher_type, recorder_type = fused.FusedSearcher, fused.FusedRecorder
-    searcher = searcher_type(study, spec, checkpoints=str(checkpoints), budget=budget,
-                             driver=Driver.current(), policy=policy, writer=writer, orphans=orphans)
-    recorder = recorder_type(searcher, spec, printer.trial_finished, writer)
+    searcher, recorder = searcher_and_recorder(study, spec, str(checkpoints), budget, orphans, policy, writer, printer)
+    outages.searcher = searcher
     if spec.budget.time_seconds is not None:
         searcher.deadline = started + spec.budget.time_seconds
-
-    def stop_all() -> bool:
-        if interrupted.is_set():  # a Ctrl-C that Python swallowed: stop as the KeyboardInterrupt would have
-            searcher.stopped = True
-            return True
-        timed_out = spec.budget.time_seconds is not None and time.perf_counter() - started > spec.budget.time_seconds
-        if timed_out or (spec.budget.stop_on_target and recorder.target_reached):
-            searcher.stopped = True  # no new trials; on a reached target the running ones stop too
-            searcher.timed_out |= timed_out
-        if policy.overdue() and writer.error is None:  # running trials stay RUNNING: a resume carries them on
-            writer.fail(StorageUnavailable(f"{len(searcher.trials)} trials unfinished"))
-        if writer.error is not None or recorder.disk_problem:  # the running trials stay RUNNING for a resume
-            searcher.stopped = True
-            return True
-        # the trials that trained their last epoch send their results first (a fused group's, one by one)
-        return spec.budget.stop_on_target and recorder.target_reached and not recorder.results_due()
-
-    def met_elsewhere() -> None:  # another driver on the study met the targets: this one stops there too
-        if spec.budget.stop_on_target and not recorder.target_reached and \
-                (met := target_met(policy.attempt(lambda: study.user_attrs))) is not None:
-            console.print(f"trial #{met['trial']} of another driver on the study met the targets")
-            recorder.target_reached = True
-
-    tuner = build_tuner(spec, study.study_name, searcher, recorder, history, stop_all, results_root,
-                        options.max_failures)
+    tuner = build_tuner(spec, study.study_name, searcher, recorder, history,
+                        lambda: should_stop(spec, started, interrupts.flag, searcher, recorder, policy, writer),
+                        results_root, options.max_failures)
     try:
-        with heartbeats(searcher, policy, met_elsewhere), noting_interrupts(interrupted, watch):
-            try:
-                tuner.fit()
-            except EOFError:  # Tune reads its error pickles for results sweeper never uses; a full disk cut them
-                if not recorder.disk_problem:
-                    raise
-        if interrupted.is_set():
+        with heartbeats(searcher, policy, lambda: note_target_met_elsewhere(spec, study, recorder, policy)), \
+                interrupts.noted():
+            fit(tuner, recorder)
+        if interrupts.flag.is_set():
             raise KeyboardInterrupt
         searcher.drop_unstarted()
         writer.flush()  # the backlog of an outage that ended late; raises StorageUnavailable past the budget
-        if spec.budget.stop_on_target and recorder.target_reached:  # Tune ends them without telling anyone
-            stopped = policy.call(lambda: prune_stopped(study, list(searcher.trials.values())))
-            console.print("the targets are met: the sweep stopped there (budget.stop_on_target)")
-            trials = policy.call(lambda: study.get_trials(deepcopy=False))
-            for trial in (t for t in trials if t.number in stopped):
-                printer.trial_finished(trial)
-        elif searcher.timed_out and policy.call(lambda: trials_counted(study)) < budget:
-            console.print(f"budget.time ({spec.budget.time}) is spent: no trial started after it; the same command "
-                          f"carries the sweep on towards its {count_trials(budget)}")
+        record_early_end(study, spec, budget, searcher, recorder, policy, printer)
     except StorageUnavailable:
         raise StorageUnavailable(outage_message(policy, url)) from None
     except KeyboardInterrupt:  # write the epochs and tells queued at Ctrl-C; an unreachable storage is not awaited
-        if exit_on_interrupt:
-            leave()
+        interrupts.leave()
         writer.drain(INTERRUPT_DRAIN_S)
         raise
     except Exception:
-        if not interrupted.is_set():
+        if not interrupts.flag.is_set():
             raise
-        if exit_on_interrupt:  # what broke as Ctrl-C landed (a commit it cut short) is the interrupt
-            leave()
+        interrupts.leave()  # what broke as Ctrl-C landed (a commit it cut short) is the interrupt
         writer.drain(INTERRUPT_DRAIN_S)
         raise KeyboardInterrupt from None
     finally:  # the CLI leaves with os._exit, which skips SQLite's own checkpoint at the last close
         fold_sqlite_wal(url)
+
     # a full disk leaves this driver's trials RUNNING and ownerless, for the next run: not another driver's
     trials = final_summary(study, policy, printer, url, others_left=not recorder.disk_problem)
     if recorder.disk_problem:
@@ -282,6 +176,213 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
                               "it carries the trials on")
     check_something_finished(trials, study.study_name)
     return study
+
+
+def check_inputs(options: SweepOptions) -> tuple[Spec, str, str | None, Path]:
+    """The spec, the storage URL, the data's fingerprint (None on a cluster, whose nodes hold the data) and the results
+    folder, each checked before any study is created or Ray is started, so that bad input writes nothing."""
+    joining = joins_cluster(options.address)
+    spec, url = prepare(options)
+    retry_briefly(lambda: check_writable(url))  # before Ray and the results folder: found out only after them
+    data = None if joining else checked_data(spec, url, options)
+    if spec.resources.fuse > 1:  # fused trial groups (sweeper/fused.py): refuse what they cannot do
+        from sweeper.fused import check_spec
+
+        check_spec(spec)
+    check_ray_address(options.address)
+    if joining:  # a cluster that turns this driver away (a wrong token) must leave nothing behind
+        start_ray(options.address)
+    else:
+        check_ray_temp_folder()
+        check_local_resources(spec)
+    return spec, url, data, writable_results_folder(options.results_dir)
+
+
+class OutageLines:
+    """What the console says as the storage goes away and comes back. Before the sweep has a searcher (``searcher``
+    is None) no trial has started; from then on the lines count its running trials."""
+
+    def __init__(self) -> None:
+        self.searcher: Any = None
+
+    def outage(self, since: datetime, reason: str) -> None:
+        training = f"; {count_trials(len(self.searcher.trials))} still training, results wait" if self.searcher else ""
+        console.print(f"[yellow]storage unreachable[/] since {since:%H:%M:%S}{training}: {escape(reason)}",
+                      markup=True)
+
+    def recovered(self, seconds: float) -> None:
+        console.print(f"[green]storage back[/] after {seconds:.1f} s", markup=True)
+
+
+class Interrupts:
+    """Ctrl-C and the other stop signals during a sweep: each is noted in ``flag`` (Python may swallow the
+    KeyboardInterrupt), and a program that leaves on them (``exit_on_interrupt``) leaves through :meth:`leave`."""
+
+    def __init__(self, writer: StudyWriter, url: str, exit_on_interrupt: Callable[[str], Any] | None,
+                 resume: str) -> None:
+        self.flag = threading.Event()
+        # held while the study is created or loaded, which an exit must not cut short (a new SQLite file left with
+        # Optuna's tables but not their version cannot be opened again): leaving takes it, and keeps it
+        self.opening = threading.Lock()
+        self.writer = writer
+        self.url = url
+        self.exit_on_interrupt = exit_on_interrupt
+        self.resume = resume
+
+    def noted(self) -> contextlib.AbstractContextManager[None]:
+        """Interrupts noted in ``flag`` for the block; with an exit, a watcher thread leaves even while the main
+        thread is stuck (see :func:`sweeper.interrupts.noting_interrupts`)."""
+        return noting_interrupts(self.flag, self.leave if self.exit_on_interrupt else None)
+
+    def leave(self) -> None:
+        """With an exit: wait for the study being opened and the queued writes (each for a bounded time), then call
+        it, which ends the process. Without one, nothing: the caller raises KeyboardInterrupt."""
+        if not self.exit_on_interrupt:
+            return
+        leaving()  # a second signal while the writes drain would lose them
+        self.opening.acquire(timeout=STUDY_OPEN_WAIT_S)
+        self.writer.drain(INTERRUPT_DRAIN_S)
+        fold_sqlite_wal(self.url)
+        self.exit_on_interrupt(self.resume)
+
+
+def start_ray_and_open_study(spec: Spec, url: str, options: SweepOptions, results_root: Path, data: str | None,
+                             joining: bool, policy: OutagePolicy, interrupts: Interrupts) -> tuple[optuna.Study, bool]:
+    """Start a Ray of sweeper's own (a cluster was joined by :func:`check_inputs`) while another thread opens the
+    study and a third imports Tune: Ray's start-up takes seconds, mostly waiting on its processes. Both come after
+    validation (the --address too), so bad input still starts nothing and writes nothing."""
+    import ray  # noqa: F401  # first, so the threads never import the same Ray modules at once
+
+    # Ctrl-C or SIGTERM while Ray starts: its processes may already be gone (a signal to the process group), and
+    # ray.init would wait a minute on them
+    try:
+        with interrupts.noted(), ThreadPoolExecutor(max_workers=2) as pool:
+            opened = pool.submit(open_study_whole, interrupts.opening, policy, spec, url, options.space, results_root,
+                                 data)
+            imported = pool.submit(import_tune_side)
+            if not joining:
+                with environment_without(ENV_VAR):  # a local Ray's processes inherit our environment; not this
+                    start_ray(options.address)
+            study, created = opened.result()
+            imported.result()
+    except KeyboardInterrupt:  # the pool's own wait for the study may be what the interrupt cut short
+        interrupts.leave()
+        raise
+    return study, created
+
+
+def open_study_whole(opening: threading.Lock, policy: OutagePolicy, spec: Spec, url: str, space: str | None,
+                     results_root: Path, data: str | None) -> tuple[optuna.Study, bool]:
+    """:func:`open_study`, riding out an outage, while holding ``opening``: an interrupt waits for it to finish."""
+    with opening:
+        return policy.call(lambda: open_study(spec, url, space, results_root, data))
+
+
+def fitted_to_ray(spec: Spec, joining: bool) -> Spec:
+    """The spec with what the started Ray offers: ``resources.on_gpu`` where it has GPUs, and no more trials at a
+    time than a Ray of sweeper's own has CPUs for (a cluster may gain nodes, an autoscaler's)."""
+    import ray
+
+    if spec.resources.on_gpu is not None and (gpus := ray.cluster_resources().get("GPU", 0)) > 0:
+        spec = with_gpu_resources(spec, gpus)
+    if not joining:
+        spec = within_local_cpus(spec, ray.cluster_resources().get("CPU", 0))
+    return spec
+
+
+def trial_budget(spec: Spec) -> int:
+    """``budget.trials``, or fewer for a grid that has fewer points: enqueued rows take trials but no grid point,
+    so the grid still has all its points to give."""
+    if spec.sampler.type == "grid":
+        return min(spec.budget.trials, spec.grid_size() + len(spec.enqueue))
+    return spec.budget.trials
+
+
+def take_stock_on_resume(study: optuna.Study, spec: Spec, orphans: list[optuna.trial.FrozenTrial], checkpoints: Path,
+                         policy: OutagePolicy) -> list[optuna.trial.FrozenTrial]:
+    """A resumed study brought up to date, and said what it keeps: the orphans the last run stopped without telling
+    the study are recorded PRUNED, a target met then is recorded if it was not. Returns the orphans to carry on."""
+    from sweeper.recorder import meets_targets  # after Ray's start: they import Tune
+    from sweeper.searcher import record_stopped
+
+    orphans = policy.call(lambda: record_stopped(study, orphans, str(checkpoints)))
+    if spec.targets:
+        policy.call(lambda: recover_target_met(study, lambda t: meets_targets(spec, t.user_attrs, t.value)))
+    at_target = spec.budget.stop_on_target and target_met(policy.call(lambda: study.user_attrs)) is not None
+    policy.call(lambda: print_resume_summary(study, orphans, checkpoints, stopping=at_target))
+    return orphans
+
+
+def searcher_and_recorder(study: optuna.Study, spec: Spec, checkpoints: str, budget: int,
+                          orphans: list[optuna.trial.FrozenTrial], policy: OutagePolicy, writer: StudyWriter,
+                          printer: SweepPrinter) -> tuple[Any, Any]:
+    """The searcher that asks the study for trials and the recorder that writes their results to it; with
+    ``resources.fuse``, up to that many trials of one shape train as one Ray trial."""
+    from sweeper.recorder import StudyRecorder  # after Ray's start: they import Tune
+    from sweeper.searcher import StudySearcher
+
+    searcher_type, recorder_type = StudySearcher, StudyRecorder
+    if spec.resources.fuse > 1:
+        from sweeper import fused
+
+        searcher_type, recorder_type = fused.FusedSearcher, fused.FusedRecorder
+    searcher = searcher_type(study, spec, checkpoints=checkpoints, budget=budget,
+                             driver=Driver.current(), policy=policy, writer=writer, orphans=orphans)
+    return searcher, recorder_type(searcher, spec, printer.trial_finished, writer)
+
+
+def should_stop(spec: Spec, started: float, interrupted: threading.Event, searcher: Any, recorder: Any,
+                policy: OutagePolicy, writer: StudyWriter) -> bool:
+    """Whether Tune ends the whole sweep now (it asks after every event). On the way, what starts no more trials
+    (``searcher.stopped``): budget.time spent, a target met with ``stop_on_target``, an outage past its budget, a
+    full disk, a swallowed Ctrl-C."""
+    if interrupted.is_set():  # a Ctrl-C that Python swallowed: stop as the KeyboardInterrupt would have
+        searcher.stopped = True
+        return True
+    timed_out = spec.budget.time_seconds is not None and time.perf_counter() - started > spec.budget.time_seconds
+    if timed_out or (spec.budget.stop_on_target and recorder.target_reached):
+        searcher.stopped = True  # no new trials; on a reached target the running ones stop too
+        searcher.timed_out |= timed_out
+    if policy.overdue() and writer.error is None:  # running trials stay RUNNING: a resume carries them on
+        writer.fail(StorageUnavailable(f"{len(searcher.trials)} trials unfinished"))
+    if writer.error is not None or recorder.disk_problem:  # the running trials stay RUNNING for a resume
+        searcher.stopped = True
+        return True
+    # the trials that trained their last epoch send their results first (a fused group's, one by one)
+    return spec.budget.stop_on_target and recorder.target_reached and not recorder.results_due()
+
+
+def note_target_met_elsewhere(spec: Spec, study: optuna.Study, recorder: Any, policy: OutagePolicy) -> None:
+    """Another driver on the study met the targets: with ``stop_on_target`` this one stops there too. Read beside
+    each heartbeat."""
+    if spec.budget.stop_on_target and not recorder.target_reached and \
+            (met := target_met(policy.attempt(lambda: study.user_attrs))) is not None:
+        console.print(f"trial #{met['trial']} of another driver on the study met the targets")
+        recorder.target_reached = True
+
+
+def fit(tuner: Any, recorder: Any) -> None:
+    """Run Tune until the sweep ends."""
+    try:
+        tuner.fit()
+    except EOFError:  # Tune reads its error pickles for results sweeper never uses; a full disk cut them
+        if not recorder.disk_problem:
+            raise
+
+
+def record_early_end(study: optuna.Study, spec: Spec, budget: int, searcher: Any, recorder: Any,
+                     policy: OutagePolicy, printer: SweepPrinter) -> None:
+    """A sweep that ended before its budget says why: at a met target (``stop_on_target``), its running trials are
+    recorded PRUNED and printed; with ``budget.time`` spent, the same command carries it on."""
+    if spec.budget.stop_on_target and recorder.target_reached:  # Tune ends them without telling anyone
+        stopped = policy.call(lambda: prune_stopped(study, list(searcher.trials.values())))
+        console.print("the targets are met: the sweep stopped there (budget.stop_on_target)")
+        trials = policy.call(lambda: study.get_trials(deepcopy=False))
+        for trial in (t for t in trials if t.number in stopped):
+            printer.trial_finished(trial)
+    elif searcher.timed_out and policy.call(lambda: trials_counted(study)) < budget:
+        console.print(f"budget.time ({spec.budget.time}) is spent: no trial started after it; the same command "
+                      f"carries the sweep on towards its {count_trials(budget)}")
 
 
 def with_gpu_resources(spec: Spec, gpus: float) -> Spec:
