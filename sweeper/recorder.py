@@ -42,9 +42,12 @@ from sweeper.trainable import (
     note_stopped,
     objective_key,
 )
+from trials.config import OBJECTIVE_METRICS
 
 FINAL_WAIT_S = 60.0  # how long a sweep stopping at its target waits for a trial's result after its last epoch
-RECORDED_EPOCH_KEYS = ("epoch", "train_loss", "val_loss", "val_top1", "val_top3", "val_top5")
+# what a trial stopped before it returned (pruned, the sweep stopped) records of its last epoch: the epoch and every
+# metric a study could optimise, as the training core reports them (trials.config owns the list; not lr, timings)
+RECORDED_EPOCH_KEYS = ("epoch", *OBJECTIVE_METRICS)
 # trial attrs only sweeper writes: a returned "error" or "node" is recorded as returned_error, returned_node
 SWEEPER_ATTRS = (attrs.ERROR, attrs.NODE, attrs.RAY_TRIAL_ID, attrs.DRIVER, attrs.RESUMED)
 

@@ -293,3 +293,22 @@ def test_a_trial_ray_ends_with_retries_left_runs_again_and_is_never_recorded_fai
         assert not searcher.reruns
     finally:
         close_storage(storage)
+
+
+def test_a_pruned_trial_of_the_training_core_records_its_last_epochs_metrics(recorded):
+    """What a trial stopped before it returned keeps of its last epoch is what the training core reports every
+    epoch, less lr and timings: the recorder's list of those keys was a copy of trials' and could drift from it."""
+    from trials.config import EPOCH_METRICS
+    from trials.train import run
+
+    study, recorder, writer = recorded
+    reports: list[dict] = []
+    run({"dataset.classes": 5, "dataset.samples_per_class": 6, "dataset.seq_len": 8, "epochs": 1, "batch_size": 8,
+         "seed": 7}, reports.append)
+    finish(recorder, study.ask(), reports[-1])  # no final flag: stopped by the scheduler after that epoch
+    writer.flush()
+    [trial] = study.get_trials()
+    assert trial.state == TS.PRUNED
+    optimisable = {metric for metric, direction in EPOCH_METRICS.items() if direction}
+    assert {key for key in trial.user_attrs if key in reports[-1]} == {"epoch", *optimisable}
+    assert {key: trial.user_attrs[key] for key in optimisable} == {key: reports[-1][key] for key in optimisable}
