@@ -224,7 +224,9 @@ class StudySearcher(DriverOnly, Searcher):
         return self._unconfirmed_id
 
     def _pop_waiting_trial_id(self) -> int | None:
-        """``Study._pop_waiting_trial_id`` with the token set while the trial is still WAITING."""
+        """Take an enqueued (WAITING) trial for this ask and make it RUNNING; None when none is left. It is marked
+        with the ask's token first, so a retry after a lost answer finds it (see :meth:`_new_trial_id`); one that
+        another driver takes first is passed over."""
         storage = self.study._storage
         for trial in self.study.get_trials(deepcopy=False, states=(TS.WAITING,)):
             try:
