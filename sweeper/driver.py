@@ -541,7 +541,8 @@ def outage_message(policy: OutagePolicy, url: str) -> str:
 
 def open_study(spec: Spec, url: str, space: str | None, results_root: Path = Path(RESULTS_DIR),
                data: str | None = None) -> tuple[optuna.Study, bool]:
-    """Create the study (with the seeds' enqueued points) or load it to continue.
+    """Create the study or load it to continue; either way the space's ``enqueue`` rows it lacks are added, within
+    ``budget.trials`` (they run first).
 
     The storage records heartbeats, so a driver on another machine can tell our trials from a dead driver's.
     On resume the stored spec is brought up to date (a larger budget is how a finished sweep is extended, and
