@@ -1,8 +1,10 @@
 """What runs inside each Ray trial worker: the user's (or the shared) training function, unchanged.
 
-The searcher puts a ``_sweeper`` entry in every trial config with the Optuna trial number, the entrypoint and
-the checkpoint folder. The checkpoint folder is keyed by study and trial number, not by Ray's trial id, so a
-retried or resumed trial finds its epochs again even when Ray's results folder is gone.
+The searcher puts a ``_sweeper`` entry (``META_KEY``) in every trial config: what the worker needs from the driver
+(the study and the Optuna trial number, the entrypoint and where to import it from, the folder to work in, the
+checkpoint folder, the objective and its worst value); the function gets the config without it. The checkpoint
+folder is keyed by study and trial number, not by Ray's trial id, so a retried or resumed trial finds its epochs
+again even when Ray's results folder is gone.
 """
 
 from __future__ import annotations
@@ -158,6 +160,10 @@ def run_trial(config: dict[str, Any]) -> None:
 
 
 def _run_trial(config: dict[str, Any], train: Callable[..., Any]) -> None:
+    """Call ``train`` and turn what it does into Tune reports the recorder reads: each of its reports as it comes,
+    then one final report: its returned metrics with ``FINAL_FLAG``, or ``FAILED_KEY`` for a failure a retry would
+    repeat (with ``DISK_KEY`` where the disk failed it: the sweep stops, resumable). Any other exception is raised
+    for Ray to retry the trial, and Ray's own stop (a ``SystemExit`` from a report) goes through."""
     meta = config[META_KEY]
     trial_config = {k: v for k, v in config.items() if k != META_KEY}
     checkpoint_dir = trial_checkpoint_dir(meta["checkpoints"], meta["number"])
