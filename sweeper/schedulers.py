@@ -50,6 +50,12 @@ class _JudgesTraining:
     def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
         if result.get(FINAL_FLAG) or result.get(FAILED_KEY):
             return TrialScheduler.CONTINUE
+        # a report whose objective or epoch is no number (None: "no value this epoch", as a returned None is) is
+        # not judged, as one without them is: Ray's rules multiply and average it, and their TypeError ended the
+        # sweep with a traceback; the recorder warns about a trial whose reports it cannot judge
+        judged = (TIME_ATTR, self._metric)  # type: ignore[attr-defined]
+        if not all(isinstance(result.get(key), int | float) for key in judged):
+            return TrialScheduler.CONTINUE
         action = super().on_trial_result(tune_controller, trial, result)  # type: ignore[misc]
         last = (getattr(trial, "config", None) or {}).get("epochs") or self.default_last_epoch
         at_end = isinstance(last, int) and last > 0 and result.get(TIME_ATTR, 0) >= last

@@ -386,3 +386,24 @@ def test_a_resumed_sweeps_scheduler_judges_new_trials_beside_the_studys_finished
         assert decision(section, history, 0.5) == TrialScheduler.STOP, section  # below 0.9 and 0.8
         assert decision(section, history, 0.95) == TrialScheduler.CONTINUE, section
     assert decision(asha, history[2:], 0.05) == TrialScheduler.CONTINUE  # the RUNNING trial's 0.1 is not on a rung
+
+
+def test_schedulers_pass_over_a_report_whose_objective_is_none_instead_of_ending_the_sweep():
+    """A function reporting ``val_top3: None`` for an epoch it did not evaluate: Ray's ASHA multiplied it and its
+    median rule averaged it, and the TypeError ended the sweep with a traceback (exit 1) on the first such report."""
+    from ray.tune.schedulers import TrialScheduler
+
+    from search_spaces.loader import load_spec
+    from sweeper.schedulers import build_scheduler
+
+    for section in ("{type: asha, grace_period: 1, reduction_factor: 2, max_t: 3}",
+                    "{type: median, grace_period: 1, min_samples_required: 1}"):
+        scheduler = build_scheduler(load_spec("spaces/asl20.yaml", overrides=[*SHORT, f"scheduler={section}"]))
+        good, quiet = _Trial("good", 0), _Trial("quiet", 1)
+        for trial in (good, quiet):
+            scheduler.on_trial_add(TUNE, trial)
+        for epoch in (1, 2, 3):
+            scheduler.on_trial_result(TUNE, good, {"epoch": epoch, "val_top3": 0.9})
+        for result in ({"epoch": 1, "val_top3": None}, {"epoch": 2, "val_top3": "n/a"}, {"epoch": None}):
+            assert scheduler.on_trial_result(TUNE, quiet, result) == TrialScheduler.CONTINUE, section
+        assert scheduler.on_trial_result(TUNE, quiet, {"epoch": 3, "val_top3": 0.1}) == TrialScheduler.STOP, section
