@@ -62,16 +62,21 @@ def lock_path(database: Path) -> Path:
 
 
 def _open_lock_file(path: Path, database: Path) -> int:
-    """Opened read-only (``flock`` needs no more), so whoever may write the database takes a lock file another user
-    made; a new one gets the database's mode, past the umask, as SQLite gives its -wal and -shm."""
+    """Opened for writing where this user may: an NFS client emulates ``flock`` with a byte-range lock, whose
+    exclusive kind needs a writable descriptor (EBADF on a read-only one, and every sweep on the share crashed);
+    else read-only, which a local ``flock`` takes, so whoever may write the database takes a lock file another user
+    made. A new one gets the database's mode, past the umask, as SQLite gives its -wal and -shm."""
     try:
         mode = stat.S_IMODE(database.stat().st_mode) & 0o666 | 0o600
     except OSError:
         mode = 0o644
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, mode)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, mode)
     except FileExistsError:
-        return os.open(path, os.O_RDONLY)
+        try:
+            return os.open(path, os.O_RDWR)
+        except OSError:  # not this user's to write (EACCES), or a read-only file system (EROFS)
+            return os.open(path, os.O_RDONLY)
     with contextlib.suppress(OSError):
         os.fchmod(fd, mode)
     return fd

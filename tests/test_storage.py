@@ -1002,3 +1002,29 @@ def test_whoever_may_write_a_shared_sqlite_database_takes_its_lock_file_that_ano
     finally:
         close_storage(storage)
         shutil.rmtree(folder)
+
+
+def test_the_sqlite_trial_lock_is_held_on_a_descriptor_open_for_writing_where_the_user_may_write(tmp_path: Path):
+    """An NFS client emulates flock with a byte-range lock, whose exclusive kind needs the file open for writing
+    (flock(2), "NFS details"): the lock file was always opened read-only, so on a project folder on NFS every sweep
+    crashed with EBADF at its first trial (or its first enqueued row). Read-only stays the fallback for a lock file
+    another user made (test above)."""
+    import os
+
+    from storage.locks import LOCK_SUFFIX, creating_trials
+
+    storage = open_storage(f"sqlite:///{tmp_path / 'sweeps.db'}")
+    lock = tmp_path / f"sweeps.db{LOCK_SUFFIX}"
+
+    def access_modes() -> list[int]:  # of this process's descriptors open on the lock file
+        fds = [fd for fd in os.listdir("/proc/self/fd") if os.path.realpath(f"/proc/self/fd/{fd}") == str(lock)]
+        flags = [int(Path(f"/proc/self/fdinfo/{fd}").read_text().split("flags:")[1].split()[0], 8) for fd in fds]
+        return [f & os.O_ACCMODE for f in flags]
+
+    try:
+        study = optuna.create_study(study_name="nfs", storage=storage)
+        for _ in range(2):  # made by this call, then found made
+            with creating_trials(study):
+                assert access_modes() == [os.O_RDWR]
+    finally:
+        close_storage(storage)
