@@ -121,6 +121,9 @@ def check_writable(url: str) -> None:
             raise StorageError(f"{str(wal.absolute())!r} holds a sweep's writes, but its database is gone (moved or "
                                "deleted while the sweep wrote it), and a new one there would throw them away: put "
                                "the database back beside it, or remove the -wal file to start anew.")
+        if option := sqlite_read_only_option(url):  # Optuna's first write was a traceback, not exit 2
+            raise StorageError(f"Cannot write {mask_url(url)}: its {option} opens the database read-only, and a "
+                               f"sweep writes its trials there: leave {option} out (the reading commands need none).")
         folder = path.absolute().parent
         try:
             tempfile.TemporaryFile(dir=folder).close()
@@ -147,6 +150,18 @@ def check_writable(url: str) -> None:
         raise StorageError(f"Cannot write {mask_url(url)}: the user may not " + (
             "add rows to Optuna's tables (GRANT INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA ... TO it)." if made else
             "create tables in its schema (GRANT CREATE ON SCHEMA public TO it, or run the first sweep as the owner)."))
+
+
+def sqlite_read_only_option(url: str) -> str | None:
+    """The option of a SQLite URI (``?uri=true``) that opens the file read-only, ``mode=ro`` or ``immutable=1``."""
+    query = make_url(url).query
+    if not _true(query.get("uri")):
+        return None  # without uri=true SQLite takes no such option (check_sqlite_options refuses the unknown ones)
+    return "mode=ro" if query.get("mode") == "ro" else "immutable=1" if _true(query.get("immutable")) else None
+
+
+def _true(value: Any) -> bool:
+    return isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on")
 
 
 def check_sqlite_options(url: str) -> None:

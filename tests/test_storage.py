@@ -1028,3 +1028,17 @@ def test_the_sqlite_trial_lock_is_held_on_a_descriptor_open_for_writing_where_th
                 assert access_modes() == [os.O_RDWR]
     finally:
         close_storage(storage)
+
+
+def test_a_sqlite_uri_that_opens_the_database_read_only_is_refused_before_a_sweep(tmp_path: Path) -> None:
+    """``sqlite:///file:sweeps.db?mode=ro&uri=true`` (or ``immutable=1``) passed every check, and the sweep ended in
+    Optuna's "An exception is raised during the commit" traceback (exit 1) at its first write, where a storage it
+    may not write is exit 2 before anything starts."""
+    from storage.engine import check_writable
+
+    path = tmp_path / "sweeps.db"
+    close_storage(open_storage(f"sqlite:///{path}"))
+    for option in ("mode=ro", "immutable=1"):
+        with pytest.raises(StorageError, match=f"its {option} opens the database read-only"):
+            check_writable(f"sqlite:///file:{path}?{option}&uri=true")
+    check_writable(f"sqlite:///file:{path}?mode=rw&uri=true")  # a URI that may write is fine
