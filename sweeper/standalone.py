@@ -144,7 +144,7 @@ def train(run: Standalone, base_dir: str | None, checkpoint_dir: Path | None) ->
                                          if isinstance(v, (int, float, str, bool))) or "(nothing returned)"),
                   markup=False)
     console.print(f"{run.entrypoint}, {time.perf_counter() - started:.1f}s", markup=False)
-    return {**reported, **result}
+    return {**reported, **{k: v for k, v in result.items() if v is not None}}  # None: no value, as in a sweep
 
 
 def make_checkpoint_dir(folder: Path) -> None:

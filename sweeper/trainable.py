@@ -223,7 +223,9 @@ def _run_trial(config: dict[str, Any], train: Callable[..., Any]) -> None:
                                             f"{reprlib.repr(result[key])}, not a number"})
         return
     given = {k for values in (reported, result) for k, v in values.items() if v is not None}  # None: no value
-    tune.report({**last(), **result, FINAL_FLAG: True, RESULT_KEYS: sorted(result),
+    # ...so it does not wipe out that metric's last report, which stands as for a key not returned
+    returned_values = {k: v for k, v in result.items() if v is not None}
+    tune.report({**last(), **returned_values, FINAL_FLAG: True, RESULT_KEYS: sorted(result),
                  NO_OBJECTIVE_KEY: meta["metric"] not in given and "best_" + meta["metric"] not in given})
 
 

@@ -163,11 +163,13 @@ def test_train_over_seeds_sums_up_each_seeds_final_metrics_against_the_spaces_ta
     assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == ["seed-1", "seed-2"]
 
 
-@pytest.mark.parametrize("returns", ["nothing", "acc"])
+@pytest.mark.parametrize("returns", ["nothing", "acc", "nones"])
 def test_train_over_seeds_of_a_users_function_judges_what_a_trial_would_record(tmp_path, returns):
     """A trial records what the function returned over its last report (all of it where it returned nothing):
-    a target on a metric it only reported counts, as in a sweep."""
-    last_acc, returned = ("0.1 * seed", "None") if returns == "nothing" else ("0.0", "{'acc': 0.1 * seed}")
+    a target on a metric it only reported counts, as in a sweep. A returned None is no value: the seed lost its
+    objective's last report to it (0 seeds reached a target the sweep's trial met), and its row in the table."""
+    last_acc, returned = {"nothing": ("0.1 * seed", "None"), "acc": ("0.0", "{'acc': 0.1 * seed}"),
+                          "nones": ("0.1 * seed", "{'acc': None, 'loss': None}")}[returns]
     (tmp_path / "seeded.py").write_text(
         "def fit(config, report, checkpoint_dir):\n"
         "    seed = config.get('seed', 0)\n"

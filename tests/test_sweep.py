@@ -234,6 +234,34 @@ def test_a_trials_checkpoint_dir_is_a_folder_that_exists_when_the_function_start
     assert list(tmp_path.glob("sweeper_runs/checkpoints/*/trial-00000/state.txt"))
 
 
+def test_a_returned_none_leaves_the_metrics_last_report_recorded(ray_session, tmp_path, monkeypatch):
+    """{"test_acc": None}: no value, as the objective's None already was (its last report is the trial's value);
+    for any other metric the None replaced its last report, so the trial recorded no test_acc and met no target
+    on it, while sweeper train --seeds judged the objective's None as no value at all."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "nones.py").write_text(textwrap.dedent("""\
+        def fit(config, report, checkpoint_dir):
+            report({"epoch": 1, "score": config["x"], "test_acc": 0.7})
+            return {"score": None, "test_acc": None, "other": 1.0}
+        """))
+    (tmp_path / "nones.yaml").write_text(textwrap.dedent("""\
+        entrypoint: nones:fit
+        objective: {metric: score, direction: maximize}
+        targets: {test_acc: 50%}
+        params:
+          x: {type: float, low: 0.0, high: 1.0}
+        scheduler: {type: none}
+        budget: {trials: 1, max_concurrent: 1}
+        resources: {cpu: 1}
+        """))
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    study = run_sweep(SweepOptions(space=str(tmp_path / "nones.yaml"), storage=url, max_failures=0))
+    [trial] = load(url, study.study_name).get_trials()
+    assert trial.state == TS.COMPLETE and trial.value == pytest.approx(trial.params["x"]), trial.user_attrs
+    assert trial.user_attrs["test_acc"] == 0.7 and trial.user_attrs["other"] == 1.0
+    assert load(url, study.study_name).user_attrs["target_met"]["trial"] == 0
+
+
 @pytest.mark.slow
 def test_nan_loss_fails_the_trial_fast_and_the_sweep_goes_on(ray_session, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
