@@ -32,7 +32,7 @@ from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from search_spaces.loader import refusal
 from search_spaces.schema import Spec
 from storage import attrs
-from sweeper.folders import trial_checkpoint_dir
+from sweeper.folders import trial_checkpoint_dir, trial_output_file
 from sweeper.recorder import StudyRecorder
 from sweeper.searcher import StudySearcher, never_started
 from sweeper.trainable import (
@@ -45,6 +45,7 @@ from sweeper.trainable import (
     current_node,
     disk_problem,
     exit_when_orphaned,
+    output_kept,
 )
 from trials.config import ConfigError
 from trials.entrypoint import DEFAULT_ENTRYPOINT, working_in
@@ -149,14 +150,24 @@ class MemberStopped(Exception):
 
 
 def run_fused_trial(config: dict[str, Any]) -> None:
-    """Tune function trainable of a group: ``run_trial``'s reports, once per member, tagged with its number."""
-    from trials.fused import run_group
-    from trials.train import NonFiniteLossError
-
+    """Tune function trainable of a group: ``run_trial``'s reports, once per member, tagged with its number; what
+    the group's process prints goes to every member's output file (``trial-N.log``)."""
     exit_when_orphaned()
     meta = config[META_KEY]
     members = meta[MEMBERS]
     numbers = [m[META_KEY]["number"] for m in members]
+    outputs = [trial_output_file(m[META_KEY]["checkpoints"], n) for m, n in zip(members, numbers, strict=True)]
+    header = (f"[sweeper] trials {', '.join(map(str, numbers))} train as one fused group (its members "
+              f"{', '.join(map(str, range(len(numbers))))}, in that order); its output follows\n")
+    with output_kept(*outputs, header=header if len(numbers) > 1 else ""):  # each member's file, as a trial's alone
+        _run_group(config, members, numbers)
+
+
+def _run_group(config: dict[str, Any], members: list[dict[str, Any]], numbers: list[int]) -> None:
+    from trials.fused import run_group
+    from trials.train import NonFiniteLossError
+
+    meta = config[META_KEY]
     node = current_node()
     decisions = Decisions.get(meta["decisions"])
     last = {n: {"epoch": 0, meta["metric"]: meta["worst"]} for n in numbers}

@@ -95,18 +95,30 @@ def stand_in(exc: Exception) -> TrainingFunctionError:
 
 
 @contextlib.contextmanager
-def output_kept(path: Path) -> Iterator[None]:
+def output_kept(path: Path, *more: Path, header: str = "") -> Iterator[None]:
     """What the trial writes to stdout and stderr (prints, warnings, log lines, subprocesses, C code), appended to
     ``path``: a local Ray keeps its workers' output in its session's temp folder only, which a CI job or a cluster
     node takes with it. The process's descriptors 1 and 2 are pointed at the file while the trial runs, so every
     stream object (a logging handler an earlier trial or the module made) keeps working; where ``path`` cannot be
-    written, the output goes where Ray sends it."""
+    written, the output goes where Ray sends it.
+
+    With ``more`` paths (a fused group's members, one process for several trials) the output goes through a pipe
+    to every file, each first given ``header``: a member's file says what its trial's process said, as a trial's
+    alone does."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        log = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        logs: list[int] = []
+        for each in (path, *more):
+            each.parent.mkdir(parents=True, exist_ok=True)
+            logs.append(os.open(each, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644))
     except OSError:
+        for fd in logs:
+            os.close(fd)
         yield
         return
+    if header:
+        for fd in logs:
+            os.write(fd, header.encode())
+    log, copier = (logs[0], None) if not more else _tee(logs)
     saved: list[int] = []
     try:
         for stream, fd in ((sys.stdout, 1), (sys.stderr, 2)):
@@ -123,6 +135,30 @@ def output_kept(path: Path) -> Iterator[None]:
             os.dup2(old, fd)
             os.close(old)
         os.close(log)
+        if copier is not None:  # the pipe's last writer is gone: the copier reads to its end and closes the files
+            copier.join(TEE_JOIN_S)  # (a subprocess the trial left running may hold the pipe: it copies on)
+
+
+TEE_JOIN_S = 5.0
+
+
+def _tee(logs: list[int]) -> tuple[int, threading.Thread]:
+    """A pipe's writing end, and the thread that copies what comes through it into every one of ``logs``."""
+    read_end, write_end = os.pipe()
+
+    def copy() -> None:
+        try:
+            while chunk := os.read(read_end, 65536):
+                for fd in logs:
+                    with contextlib.suppress(OSError):  # a full disk loses output, as a direct write would
+                        os.write(fd, chunk)
+        finally:
+            for fd in (read_end, *logs):
+                os.close(fd)
+
+    copier = threading.Thread(target=copy, name="sweeper-output-tee", daemon=True)
+    copier.start()
+    return write_end, copier
 
 
 def note_stopped(checkpoints: str, number: int, user_attrs: dict[str, Any]) -> None:

@@ -348,6 +348,9 @@ def test_fused_members_fail_and_are_pruned_alone(ray_session, tmp_path, monkeypa
     # the pruned member left its group at once: its checkpoint stops at the rung
     state = checkpoint_folder(tmp_path, name, 2) / "state.pt"
     assert torch.load(state, weights_only=True)["progress"]["epoch"] == 1
+    for number in range(3):  # each member has its output file, as a trial alone does: its group's output
+        output = (checkpoint_folder(tmp_path, name, number).parent / f"trial-{number:05d}.log").read_text()
+        assert "trials 0, 1, 2 train as one fused group" in output and "non-finite loss" in output, output
 
 
 @pytest.mark.slow
