@@ -129,12 +129,17 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
                   + (f" (groups of up to {spec.resources.fuse})" if spec.resources.fuse > 1 else ""), markup=True)
     # every read of the study from here on rides out an outage (one right after Ray's start crashed the sweep)
     checkpoints = checkpoint_folder(policy.call(lambda: study.user_attrs), study.study_name, results_root)
+    due: list[optuna.trial.FrozenTrial] = []  # orphans whose final result alone is missing (see result_due)
     if not created:
-        orphans = take_stock_on_resume(study, spec, orphans, checkpoints, policy)
+        orphans, due = take_stock_on_resume(study, spec, orphans, checkpoints, policy)
     history = [] if created else policy.call(lambda: study.get_trials(deepcopy=False))
     printer = SweepPrinter(spec, history)
-    if not created and nothing_left(study, spec, budget, orphans, policy, printer):
+    if not created and nothing_left(study, spec, budget, [t for t in orphans if t not in due], policy, printer,
+                                    due=bool(due)):
         return study
+    if due:  # met targets: only the trials whose results are due run, from their last checkpoints
+        orphans, budget = due, policy.call(lambda: trials_counted(study))  # no trial starts after them
+        spec = spec.model_copy(update={"budget": spec.budget.model_copy(update={"stop_on_target": False})})
 
     searcher, recorder = searcher_and_recorder(study, spec, str(checkpoints), budget, orphans, policy, writer, printer)
     outages.searcher = searcher
@@ -299,9 +304,10 @@ def trial_budget(spec: Spec) -> int:
 
 
 def take_stock_on_resume(study: optuna.Study, spec: Spec, orphans: list[optuna.trial.FrozenTrial], checkpoints: Path,
-                         policy: OutagePolicy) -> list[optuna.trial.FrozenTrial]:
+                         policy: OutagePolicy) -> tuple[list[optuna.trial.FrozenTrial], list[optuna.trial.FrozenTrial]]:
     """A resumed study brought up to date, and said what it keeps: the orphans the last run stopped without telling
-    the study are recorded PRUNED, a target met then is recorded if it was not. Returns the orphans to carry on."""
+    the study are recorded PRUNED, a target met then is recorded if it was not. Returns the orphans to carry on and,
+    where the targets are met and the sweep stops there, those of them whose final result alone is due."""
     from sweeper.recorder import meets_targets  # after Ray's start: they import Tune
     from sweeper.searcher import record_stopped
 
@@ -309,8 +315,9 @@ def take_stock_on_resume(study: optuna.Study, spec: Spec, orphans: list[optuna.t
     if spec.targets:
         policy.call(lambda: recover_target_met(study, lambda t: meets_targets(spec, t.user_attrs, t.value)))
     at_target = spec.budget.stop_on_target and target_met(policy.call(lambda: study.user_attrs)) is not None
-    policy.call(lambda: print_resume_summary(study, orphans, checkpoints, stopping=at_target))
-    return orphans
+    due = [t for t in orphans if result_due(spec, t, checkpoints)] if at_target else []
+    policy.call(lambda: print_resume_summary(study, orphans, checkpoints, stopping=at_target, due=due))
+    return orphans, due
 
 
 def searcher_and_recorder(study: optuna.Study, spec: Spec, checkpoints: str, budget: int,
@@ -417,9 +424,10 @@ def within_local_cpus(spec: Spec, cpus: float) -> Spec:
 
 
 def nothing_left(study: optuna.Study, spec: Spec, budget: int, orphans: list[optuna.trial.FrozenTrial],
-                 policy: OutagePolicy, printer: SweepPrinter) -> bool:
+                 policy: OutagePolicy, printer: SweepPrinter, *, due: bool = False) -> bool:
     """A resumed study with no trial to run (its targets met and ``stop_on_target``, or its budget spent): its
-    table is printed, and Tune is not started (it would read the last run's results)."""
+    table is printed, and Tune is not started (it would read the last run's results). Met targets with results
+    ``due`` (:func:`result_due`): the other ``orphans`` are stopped, and Tune runs those."""
     if spec.budget.stop_on_target and target_met(policy.call(lambda: study.user_attrs)):
         # the last run stopped at its target, maybe before it could record its running trials as stopped
         stopped = policy.call(lambda: prune_stopped(study, [optuna.Trial(study, t._trial_id) for t in orphans]))
@@ -427,6 +435,8 @@ def nothing_left(study: optuna.Study, spec: Spec, budget: int, orphans: list[opt
             by_number = {t.number: t for t in policy.call(lambda: study.get_trials(deepcopy=False))}
             for number in stopped:
                 printer.trial_finished(by_number[number])
+        if due:
+            return False
         console.print("nothing left to run: the study met its targets and budget.stop_on_target is true "
                       "(--set budget.stop_on_target=false runs on)")
         policy.call(lambda: printer.final_table(study))
@@ -440,6 +450,17 @@ def nothing_left(study: optuna.Study, spec: Spec, budget: int, orphans: list[opt
                                  shown=False)
         return True
     return False
+
+
+def result_due(spec: Spec, trial: optuna.trial.FrozenTrial, checkpoints: Path) -> bool:
+    """Whether a dead driver's ``trial`` recorded its last epoch (its config's ``epochs``) and checkpointed, so that
+    only its final result (the test split on its best weights) is missing: a sweep stopping at its target waits for
+    it (``StudyRecorder.results_due``: a fused group's members finish together), and a resume that finds the
+    targets met carries it on for that result, which its checkpoint gives without training again (a function that
+    keeps none would train it all again: it is stopped)."""
+    epochs = spec.trial_config(trial.params).get("epochs")
+    return isinstance(epochs, int) and not isinstance(epochs, bool) and last_epoch(trial) >= epochs and \
+        any(trial_checkpoint_dir(str(checkpoints), trial.number).glob("*"))
 
 
 def build_tuner(spec: Spec, name: str, searcher: Any, recorder: Any, history: list[optuna.trial.FrozenTrial],
@@ -600,9 +621,9 @@ def open_study(spec: Spec, url: str, space: str | None, results_root: Path = Pat
 
 
 def print_resume_summary(study: optuna.Study, orphans: list[optuna.trial.FrozenTrial], checkpoints: Path, *,
-                         stopping: bool = False) -> None:
-    """What a resumed sweep keeps, carries on (or, ``stopping`` at a target met, stops) and leaves to another live
-    driver."""
+                         stopping: bool = False, due: list[optuna.trial.FrozenTrial] | None = None) -> None:
+    """What a resumed sweep keeps, carries on (or, ``stopping`` at a target met, stops but for those whose result
+    is ``due``) and leaves to another live driver."""
     trials = study.get_trials(deepcopy=False)
     finished = [t for t in trials if t.state.is_finished()]
     states = {s: sum(t.state.name == s for t in finished) for s in ("COMPLETE", "PRUNED", "FAIL")}
@@ -610,9 +631,13 @@ def print_resume_summary(study: optuna.Study, orphans: list[optuna.trial.FrozenT
     n = len(finished)
     console.print(f"kept {n} finished trial{'s' * (n != 1)} ({kept})" if finished else "no finished trials yet")
     if orphans and stopping:
-        console.print(f"stopping {count_trials(len(orphans))} whose driver is gone, as the sweep stops at its "
-                      "target: " + ", ".join(f"#{t.number} (epoch {last_epoch(t)} recorded)" if last_epoch(t) else
-                                        f"#{t.number} (no epoch recorded)" for t in orphans))
+        if due:
+            console.print(f"carrying on {count_trials(len(due))} whose driver is gone after the last epoch, for "
+                          "the final metrics only: " + ", ".join(f"#{t.number}" for t in due))
+        if stopped := [t for t in orphans if t not in (due or [])]:
+            console.print(f"stopping {count_trials(len(stopped))} whose driver is gone, as the sweep stops at its "
+                          "target: " + ", ".join(f"#{t.number} (epoch {last_epoch(t)} recorded)" if last_epoch(t)
+                                            else f"#{t.number} (no epoch recorded)" for t in stopped))
     elif orphans:
         saved = {t.number for t in orphans if any(trial_checkpoint_dir(str(checkpoints), t.number).glob("*"))}
         # the study knows the last epoch reported; the checkpoint may be older (checkpoint_every) or newer (an outage)

@@ -444,6 +444,55 @@ def test_kill_9_of_a_fused_sweep_resumes_each_member_from_its_own_checkpoint(tmp
         optuna.delete_study(study_name=name, storage=storage_url)
 
 
+@pytest.mark.slow
+def test_a_stop_on_target_resume_records_the_members_killed_after_their_last_epoch_complete(ray_session, tmp_path,
+                                                                                           monkeypatch):
+    """A driver killed after a group's first member met the target, before the others' test metrics (computed after
+    their last epoch) were recorded: the next run records those members COMPLETE from the checkpoints of their last
+    epoch (the test split only, no epoch trained again), as the live sweep waits for them, instead of PRUNED without
+    test metrics; one that had not recorded its last epoch, or kept no checkpoint, is stopped; no trial starts."""
+    from storage import attrs
+    from storage.resume import Driver
+
+    monkeypatch.chdir(tmp_path)
+    name, url = f"asl20-fused-{uuid.uuid4().hex[:8]}", f"sqlite:///{tmp_path / 'sweeps.db'}"
+    overrides = (f"name={name}", "resources.fuse=3", "budget.max_concurrent=1", "training.epochs=2",
+                 "params.warmup_epochs.high=2.0", "scheduler={type: none}", "budget.stop_on_target=true",
+                 "targets={test_top3: 0.01}", "enqueue=[]")
+
+    def sweep(trials: int) -> None:
+        run_sweep(SweepOptions(space="spaces/asl20.yaml", quick=True, storage=url, results_dir="runs",
+                               overrides=(*overrides, f"budget.trials={trials}")))
+
+    sweep(1)  # #0 meets the target
+    study, spec = optuna.load_study(study_name=name, storage=url), load_spec("spaces/asl20.yaml", overrides, quick=True)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    finals, saved = {}, {}
+    # #1 and #2 trained both epochs, reported and checkpointed them; #3 reported one; #4 both, but kept no checkpoint
+    for reported, kept in ((2, True), (2, True), (1, False), (2, False)):
+        ghost = study.ask(spec.distributions())
+        ghost.set_user_attr(attrs.DRIVER, Driver(Driver.current().host, dead.pid, None).as_attr())
+        reports: list[dict] = []
+        final = run({**spec.trial_config(ghost.params), "threads": 1}, reports.append,
+                    checkpoint_folder(tmp_path, name, ghost.number)) if kept else {}
+        for epoch in range(1, reported + 1):
+            ghost.report(reports[epoch - 1]["val_top3"] if kept else 0.1, epoch)
+        if final:
+            finals[ghost.number] = final
+            saved[ghost.number] = (checkpoint_folder(tmp_path, name, ghost.number) / "state.pt").stat().st_mtime_ns
+
+    sweep(6)
+    trials = optuna.load_study(study_name=name, storage=url).get_trials()
+    assert [t.state for t in trials] == [TS.COMPLETE] * 3 + [TS.PRUNED] * 2  # and no #5
+    assert [t.user_attrs["stop_reason"] for t in trials[3:]] == ["sweep_stopped"] * 2
+    for number, final in finals.items():
+        recorded = trials[number].user_attrs
+        assert recorded["test_top3"] == pytest.approx(final["test_top3"]) and recorded["epochs_run"] == 2
+        assert len({trials[n].user_attrs["ray_trial_id"].split("/")[0] for n in finals}) == 1  # one group
+        assert (checkpoint_folder(tmp_path, name, number) / "state.pt").stat().st_mtime_ns == saved[number]
+
+
 def shapes_searcher(tmp_path: Path, max_concurrent: int, param: str = "", extra: str = "", seed: int = 0
                     ) -> tuple[Any, optuna.Study, Any]:
     """A FusedSearcher over two model sizes (random draws, seed 0: medium, small, small, medium, ...), no Tune."""
