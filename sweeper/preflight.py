@@ -220,6 +220,7 @@ def prepare(options: SweepOptions) -> tuple[Spec, str]:
             return kept_deprecated(spec, None), url
         if path is not None:  # a SQLite file is one application's database: another's is a mistyped path
             raise
+        kept_deprecated(spec, None)  # no Optuna tables, so a new study: refused before they are created
         storage = retry_briefly(lambda: open_storage(url))  # PostgreSQL: Optuna's tables beside others, as Optuna does
     stored = None
     try:

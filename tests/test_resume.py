@@ -985,3 +985,29 @@ def test_a_study_that_ran_with_a_deprecated_sampler_option_runs_from_its_space_w
                     SweepOptions(space="spaces/asl20.yaml", overrides=(*sets, "name=another"), storage=url)):
         with pytest.raises(SpecError, match=r"--set sampler.prior_weight=2.0: sampler.prior_weight: is deprecated"):
             prepare(options)
+
+
+def test_a_deprecated_sampler_option_is_refused_before_optunas_tables_join_another_applications(postgres_url):
+    """A new study's deprecated sampler option, refused once the storage was read, was refused after prepare had
+    created Optuna's tables in a PostgreSQL database that held only another application's: bad input wrote them."""
+    import sqlalchemy
+    from sqlalchemy.engine import make_url
+
+    name, admin = f"explore_dep_{uuid.uuid4().hex[:8]}", sqlalchemy.create_engine(postgres_url,
+                                                                                  isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    url = make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
+    database = sqlalchemy.create_engine(url)
+    try:
+        with database.begin() as connection:
+            connection.exec_driver_sql("CREATE TABLE accounts (id integer)")
+        options = SweepOptions(space="spaces/asl20.yaml", overrides=("sampler.prior_weight=2.0",), storage=url)
+        with pytest.raises(SpecError, match=r"sampler\.prior_weight: is deprecated by Optuna"):
+            prepare(options)
+        assert sqlalchemy.inspect(database).get_table_names() == ["accounts"]
+    finally:
+        database.dispose()
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
