@@ -309,7 +309,7 @@ def spec_from_dict(data: Mapping[str, Any], *, file: str = "<spec>", base_dir: s
 
 def _build(original: dict[str, Any], file: str, lines: dict[Atoms, int], base_dir: Path | None,
            overrides: Sequence[str], quick: bool, stem: str | None = None, stored: bool = False,
-           keep_deprecated: bool = False) -> Spec:
+           keep_deprecated: bool | Mapping[str, Any] = False) -> Spec:
     data = copy.deepcopy(original)
     if stem and data.get("name") is None:
         data["name"] = stem
@@ -365,7 +365,9 @@ def _build(original: dict[str, Any], file: str, lines: dict[Atoms, int], base_di
         raise SpecError(sorted(dict.fromkeys(issues), key=lambda i: (i.line is None, i.line or 0))) from None
     if not quick and isinstance(data.get("quick"), Mapping):  # the quick: section is checked whether used or not
         try:
-            _build(original, file, lines, base_dir, overrides, True, stem, stored, keep_deprecated)
+            # the deprecated sampler options the caller vets are the full spec's: the quick: section adds none
+            _build(original, file, lines, base_dir, overrides, True, stem, stored,
+                   keep_deprecated and dict(spec.sampler.options))
         except SpecError as exc:
             raise SpecError([i._replace(source=i.source or "--quick") for i in exc.issues]) from None
     spec._source, spec._quick_applied, spec._overrides = file, quick, tuple(overrides)

@@ -330,8 +330,12 @@ class Sampler(BaseModel):
                     getattr(optuna.samplers, name)(seed=self.seed, **self.options)
             except Exception as exc:
                 issues.append(((), f"{name} rejects these options: {exc}"))
-        if not issues and not stored and not context.get("keep_deprecated"):
-            issues += [((key,), deprecated_refusal(said)) for key, said in deprecated_options(self).items()]
+        # keep_deprecated True keeps them all; a mapping (the quick: section's check) only those options as given
+        # there, the full spec's, which the caller vets: one the quick: section adds is a new space's, refused
+        kept = context.get("keep_deprecated")
+        if not issues and not stored and kept is not True:
+            issues += [((key,), deprecated_refusal(said)) for key, said in deprecated_options(self).items()
+                       if not isinstance(kept, Mapping) or key not in kept or kept[key] != self.options[key]]
         fail(issues)
         return self
 

@@ -1011,3 +1011,25 @@ def test_a_deprecated_sampler_option_is_refused_before_optunas_tables_join_anoth
         with admin.connect() as connection:
             connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.dispose()
+
+
+def test_a_deprecated_sampler_option_of_the_quick_section_alone_is_refused_as_validate_refuses_it(tmp_path):
+    """``sweeper run SPACE`` lets the full spec's deprecated sampler options through for the study to vet, and let
+    the quick: section's check through too: one that only the quick: section sets passed (validate refused it,
+    and so did run --quick, later). The quick: section keeps only what the full spec has."""
+    from search_spaces.loader import load_spec
+
+    (tmp_path / "q.yaml").write_text("objective: {metric: val_loss}\ntraining: {epochs: 2}\nparams:\n"
+                                     "  lr: {type: float, low: 0.001, high: 0.01}\n"
+                                     "quick:\n  training.epochs: 1\n  sampler.prior_weight: 2.0\n")
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    for options in (SweepOptions(space=str(tmp_path / "q.yaml"), storage=url),
+                    SweepOptions(space=str(tmp_path / "q.yaml"), storage=url, quick=True)):
+        with pytest.raises(SpecError, match=r"q\.yaml:7: (--quick: )?sampler\.prior_weight: is deprecated by Optuna"):
+            prepare(options)
+    same = ("sampler.prior_weight=2.0",)  # the full spec's own, as a study that ran with it has: vetted by prepare
+    assert load_spec(tmp_path / "q.yaml", same, keep_deprecated=True).sampler.options["prior_weight"] == 2.0
+    (tmp_path / "q.yaml").write_text((tmp_path / "q.yaml").read_text() + "sampler: {type: tpe, prior_weight: 3.0}\n")
+    with pytest.raises(SpecError, match=r"q\.yaml:7: --quick: sampler\.prior_weight: is deprecated by Optuna"):
+        load_spec(tmp_path / "q.yaml", keep_deprecated=True)  # another value than the full spec's
+    assert not (tmp_path / "sweeps.db").exists()
