@@ -292,8 +292,10 @@ def _reason(detail: str, url: str) -> str:
     unresolved = ("failed to resolve host", "could not translate host name", "name or service not known",
                   "temporary failure in name resolution")
     if any(text in detail for text in unresolved) and not is_sqlite(url):  # not "is it running": no server was tried
-        return f"the host name {_url_part(url, 'host', 'host')!r} does not resolve to an address: is it spelled " \
-               "right, and can this machine reach its DNS?"
+        given, environment = _url_part(url, "host", "host"), os.environ.get("PGHOST")  # libpq's, where the URL has none
+        host = f" {given!r}" if given else f" {environment!r} (PGHOST)" if environment else ""
+        return f"the host name{host} does not resolve to an address: is it spelled right, and can this machine reach " \
+               "its DNS?"
     unreachable = (
         "connection refused", "could not connect", "timeout expired", "timed out", "no route to host",
         "network is unreachable", "no such file or directory",

@@ -467,6 +467,15 @@ def test_a_host_name_that_does_not_resolve_is_said_so(tmp_path: Path) -> None:
     assert "is it running" not in message and "T0pSecret" not in message
 
 
+def test_a_host_name_from_pghost_that_does_not_resolve_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A URL without a host takes libpq's PGHOST: one that does not resolve was said as "the host name None" (the
+    URL's, which it has none of)."""
+    monkeypatch.setenv("PGHOST", "nohost.invalid")
+    with pytest.raises(StorageError) as caught:
+        open_storage("postgresql+psycopg://sweeper@/sweeps")
+    assert ": the host name 'nohost.invalid' (PGHOST) does not resolve to an address" in str(caught.value)
+
+
 def test_read_only_connections_keep_the_urls_own_connection_options(postgres_url: str) -> None:
     """A team's schema given as ``?options=-csearch_path=...`` holds for ``status`` and ``report`` too."""
     import sqlalchemy
