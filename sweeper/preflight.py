@@ -117,9 +117,14 @@ def check_data_found(spec: Spec, folder: Path | None = None) -> str | None:
     sampled = [key for key in spec.sampled_params() if key.startswith("dataset.")]
     reads = not any(key in sampled for key in READ_KEYS)
     folder = folder if folder is not None and folder.is_dir() else Path.cwd()  # as the trials fall back
-    fingerprint = None
+    fingerprint, seen = None, set()
     for chosen in choices:
         cfg = TrainConfig.from_flat({**spec.base_config(), **chosen}, validate=False)  # valid beside the params
+        read = (cfg.dataset_name, *{"npz": (cfg.dataset_path,), "wlasl": (
+            cfg.dataset_path, cfg.dataset_split_file, cfg.dataset_landmarks_dir)}.get(cfg.dataset_name, ()))
+        if read in seen:  # choices its kind does not read (an npz's split_file) make no other data to check
+            continue
+        seen.add(read)
         try:
             with working_in(str(folder)):
                 check_found(cfg.dataset_name, cfg.dataset_path, cfg.dataset_split_file)

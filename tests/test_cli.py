@@ -669,3 +669,24 @@ def test_data_a_param_chooses_is_read_before_the_sweep(tmp_path):
     (tmp_path / "data.yaml").write_text(head % "gone.npz" + sampled +
                                         "  dataset.path: {type: categorical, choices: [real.npz]}\n")
     assert check_data_found(load_spec(tmp_path / "data.yaml"), tmp_path) is None  # read, and no one data to record
+
+
+def test_data_choices_an_npz_does_not_read_are_not_read_again(tmp_path, monkeypatch):
+    """Every combination of the chosen data settings was read, those the dataset's kind ignores too: an npz space
+    choosing among 10 split files and 10 landmark folders read its arrays 100 times before the sweep."""
+    import numpy as np
+
+    import sweeper.preflight as preflight
+    from search_spaces.loader import load_spec
+    from trials.datasets import read_npz
+
+    x = np.random.default_rng(0).standard_normal((18, 8, 5, 2)).astype(np.float32)
+    np.savez(tmp_path / "real.npz", X=x, y=np.repeat(np.arange(3), 6))
+    (tmp_path / "data.yaml").write_text(
+        "objective: {metric: val_loss}\ntraining:\n  dataset: {name: npz, path: real.npz, classes: 3}\nparams:\n"
+        "  dataset.split_file: {type: categorical, choices: [a.json, b.json, c.json]}\n"
+        "  dataset.landmarks_dir: {type: categorical, choices: [p, q]}\n")
+    reads = []
+    monkeypatch.setattr(preflight, "read_npz", lambda *a, **k: reads.append(a) or read_npz(*a, **k))
+    assert preflight.check_data_found(load_spec(tmp_path / "data.yaml"), tmp_path) is None
+    assert len(reads) == 1
