@@ -270,6 +270,8 @@ def start_ray_and_open_study(spec: Spec, url: str, options: SweepOptions, result
                     start_ray(options.address)
             study, created = opened.result()
             imported.result()
+        if interrupts.flag.is_set():  # the handler raises nothing where the watcher leaves: it ends the process
+            raise KeyboardInterrupt
     except KeyboardInterrupt:  # the pool's own wait for the study may be what the interrupt cut short
         interrupts.leave()
         raise

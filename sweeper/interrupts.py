@@ -45,6 +45,12 @@ def noting_interrupts(flag: threading.Event, leave: Callable[[], Any] | None = N
     Python runs a signal handler only between bytecodes, and a signal sent to the whole process group (``timeout``,
     Slurm's ``scancel``, Ctrl-C in a terminal) also stops the local Ray: the main thread may then sit for a minute
     in a call to it, until Ray's client gives up and terminates the process with exit code 1.
+
+    With ``leave`` the main thread is not interrupted at all, only ``flag`` set: ``leave`` ends the process anyway,
+    and a KeyboardInterrupt raised wherever the main thread happens to be can break what other threads need. One
+    that lands in logging's at-fork hook as ray.init starts a process (Ray's processes start through
+    ``preexec_fn``) is swallowed there ("Exception ignored in: <function _releaseLock>") and leaves logging's lock
+    held for good: every other thread that logs, the watcher leaving included, then waits forever.
     """
     if threading.current_thread() is not threading.main_thread():  # only the main thread handles signals
         yield
@@ -52,7 +58,7 @@ def noting_interrupts(flag: threading.Event, leave: Callable[[], Any] | None = N
 
     def interrupt(signum: int, frame: Any) -> None:
         flag.set()
-        if not _leaving.is_set():
+        if leave is None and not _leaving.is_set():
             signal.default_int_handler(signum, frame)
 
     _leaving.clear()

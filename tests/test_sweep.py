@@ -855,6 +855,34 @@ def test_an_interrupt_ends_a_driver_whose_main_thread_is_stuck_in_a_c_call(tmp_p
         proc.kill()
 
 
+INTERRUPTED_IN_A_FORK = """
+import _thread, functools, os, signal, subprocess, threading
+# a C callable (no bytecode of its own to run the handler in), registered before logging's hook, so the signal's
+# handler runs on the first bytecode of logging's _releaseLock: a Ctrl-C as ray.init starts one of its processes
+os.register_at_fork(after_in_parent=functools.partial(_thread.interrupt_main, signal.SIGINT))
+import logging  # noqa: E402
+from sweeper.interrupts import leaving, noting_interrupts
+
+def leave():
+    leaving()  # sets the level of Ray's logger: takes logging's lock
+    os._exit(130)
+
+with noting_interrupts(threading.Event(), leave):
+    subprocess.run(["true"], preexec_fn=lambda: None)  # Ray starts its processes with a preexec_fn: a fork
+    threading.Event().wait(20)
+"""
+
+
+def test_an_interrupt_as_the_driver_forks_still_ends_it(tmp_path) -> None:
+    """A KeyboardInterrupt that landed in logging's at-fork hook was swallowed there, logging's lock still held by
+    the main thread: the watcher's leave, like every thread that logs, waited forever (``sweeper run`` hung on a
+    Ctrl-C to its process group about 5 s in, as ray.init started Ray's processes)."""
+    proc = subprocess.run([sys.executable, "-c", INTERRUPTED_IN_A_FORK], capture_output=True, text=True, timeout=60,
+                          cwd=tmp_path)
+    assert proc.returncode == 130, proc.stderr
+    assert "Exception ignored" not in proc.stderr, proc.stderr
+
+
 @pytest.mark.slow
 def test_a_sigterm_while_ray_starts_exits_130(tmp_path):
     """The study is opened while Ray starts. A SIGTERM then met Ray's own handler (exit code 15, or a minute's wait
