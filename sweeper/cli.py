@@ -199,6 +199,7 @@ def run(
     storage_timeout: StorageTimeout = None,
 ) -> None:
     """Run a sweep: sample with Optuna, train with Ray Tune, record every trial. An existing study is resumed."""
+    _note_stop_signals()
     from sweeper.driver import SweepOptions
 
     _sweep(SweepOptions(space=space, overrides=tuple(set_), quick=quick, fresh=fresh, storage=storage,
@@ -217,6 +218,7 @@ def resume(
     storage_timeout: StorageTimeout = None,
 ) -> None:
     """Continue a study from the spec stored in it: finished trials are kept, interrupted ones carried on."""
+    _note_stop_signals()
     from sweeper.driver import SweepOptions
 
     _sweep(SweepOptions(study=name, overrides=tuple(set_), storage=storage, address=address,
@@ -239,6 +241,20 @@ def _seconds(flag: str, text: str | None) -> float | None:
     return seconds
 
 
+_stopped_early: list[int] = []
+
+
+def _note_stop_signals() -> None:
+    """Ctrl-C or a stop signal while ``sweeper run`` still imports the driver (Optuna, pydantic's schemas: a second,
+    more on a busy machine) is noted, and :func:`_sweep` leaves with 130 before anything starts. A KeyboardInterrupt
+    raised inside those imports came out as another error (pydantic's ``SchemaError``), exit 1 and a traceback; a
+    SIGTERM or SIGUSR1 ended the process at once (exit -15, -10)."""
+    from sweeper.interrupts import stop_signals
+
+    for signum in stop_signals():
+        signal.signal(signum, lambda number, frame: _stopped_early.append(number))
+
+
 def _sweep(options: SweepOptions) -> None:
     from sweeper.driver import run_sweep
 
@@ -253,6 +269,8 @@ def _sweep(options: SweepOptions) -> None:
 
     for signum in stop_signals():
         signal.signal(signum, signal.default_int_handler)
+    if _stopped_early:
+        interrupted()
     try:
         run_sweep(options, exit_on_interrupt=interrupted)
     except KeyboardInterrupt:  # Ctrl-C or a stop signal; the trials that were running are carried on by a resume

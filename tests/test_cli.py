@@ -86,6 +86,37 @@ def test_a_log_that_is_not_utf8_gets_escapes_not_an_error(tmp_path):
     assert proc.returncode == 0 and "seeds/000 \\u2013 before smoothing" in proc.stdout, proc.stderr
 
 
+SIGNAL_AS_THE_DRIVER_LOADS = """
+import os, sys
+
+signum = int(sys.argv[1])
+
+class SignalOnImport:  # a stop signal while `sweeper run` imports its driver (Optuna, pydantic): a second or more
+    def find_spec(self, name, path=None, target=None):
+        if name == "sweeper.driver":
+            os.kill(os.getpid(), signum)
+        return None
+
+sys.meta_path.insert(0, SignalOnImport())
+sys.argv = ["sweeper", *sys.argv[2:]]
+from sweeper.cli import main
+main()
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["Ctrl-C", "SIGTERM"])
+def test_a_stop_signal_while_sweeper_run_loads_exits_130_and_starts_nothing(tmp_path, signum):
+    """Before ``sweeper run`` took the stop signals over, a SIGTERM ended it at once (exit -15) and a Ctrl-C raised
+    inside the driver's imports, where pydantic turned it into a SchemaError: a traceback and exit 1."""
+    db = tmp_path / "sweeps.db"
+    proc = subprocess.run([sys.executable, "-c", SIGNAL_AS_THE_DRIVER_LOADS, str(int(signum)), "run",
+                           "spaces/asl20.yaml", "--quick", "--storage", f"sqlite:///{db}"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 130, proc.stdout + proc.stderr
+    assert "interrupted:" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert not db.exists() and not (tmp_path / "sweeper_runs").exists()
+
+
 def test_a_second_signal_while_the_driver_leaves_does_not_cut_its_writes_short():
     code = ("import os, signal, threading, time\nfrom sweeper.interrupts import leaving, noting_interrupts\n"
             "flag = threading.Event()\nwith noting_interrupts(flag):\n"
