@@ -115,9 +115,9 @@ def output_kept(path: Path, *more: Path, header: str = "") -> Iterator[None]:
             os.close(fd)
         yield
         return
-    if header:
-        for fd in logs:
-            os.write(fd, header.encode())
+    for fd in logs if header else ():
+        with contextlib.suppress(OSError):  # a full disk loses the line, as the tee loses output: the trial runs on
+            os.write(fd, header.encode())  # (raised, it leaked the files and failed the group at once, no disk stop)
     log, copier = (logs[0], None) if not more else _tee(logs)
     saved: list[int] = []
     try:

@@ -24,6 +24,7 @@ from test_resume import checkpoint_folder, resumable_space
 
 from search_spaces.loader import load_spec
 from sweeper.driver import SweepOptions, run_sweep
+from sweeper.trainable import output_kept
 from trials.config import ConfigError
 from trials.fused import group_key, run_group
 from trials.random_stream import shared_mixup
@@ -442,6 +443,20 @@ def test_kill_9_of_a_fused_sweep_resumes_each_member_from_its_own_checkpoint(tmp
         assert t.intermediate_values == {e: pytest.approx(want[e], abs=1e-6) for e in t.intermediate_values}
     if storage_url.startswith("postgresql"):
         optuna.delete_study(study_name=name, storage=storage_url)
+
+
+def test_a_group_member_file_on_a_full_disk_loses_its_header_not_the_group(tmp_path):
+    """A member's output file on a full disk (/dev/full takes no byte): the group's header line is lost there, as the
+    tee loses output, and the group runs, its output in the other member's file; the header's ENOSPC ended the group
+    before its first epoch (a plain OSError: a Ray retry, not the disk stop) and leaked both files' descriptors."""
+    def descriptors() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    kept, before = tmp_path / "trial-00000.log", descriptors()
+    with output_kept(kept, Path("/dev/full"), header="[sweeper] trials 0, 1 train as one fused group\n"):
+        os.write(1, b"epoch 1\n")
+    assert kept.read_text() == "[sweeper] trials 0, 1 train as one fused group\nepoch 1\n"
+    assert descriptors() == before
 
 
 @pytest.mark.slow
