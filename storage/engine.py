@@ -359,7 +359,8 @@ def _engine_kwargs(url: str, *, tune: bool = True, read_only: bool = False) -> d
     if is_sqlite(url):
         path = sqlite_path(url)
         if read_only and path is not None:
-            return {"creator": functools.partial(connect_sqlite_read_only, path, sqlite_busy_timeout(url))}
+            immutable = _true(make_url(url).query.get("immutable"))  # the URL's: dropped, a read-only disk's WAL file
+            return {"creator": functools.partial(connect_sqlite_read_only, path, sqlite_busy_timeout(url), immutable)}
         if not tune:
             return {"connect_args": {"timeout": sqlite_busy_timeout(url)}}
         return {
@@ -404,9 +405,13 @@ def limit_statement_time(dbapi_connection: Any, _connection_record: object) -> N
     stall.watch(dbapi_connection, limit_ms / 1000)
 
 
-def connect_sqlite_read_only(path: Path, timeout: float = SQLITE_BUSY_TIMEOUT_S) -> sqlite3.Connection:
-    """A connection SQLite itself keeps from writing the file (``mode=ro``); it still sees a live sweep's WAL."""
-    return sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, timeout=timeout, check_same_thread=False)
+def connect_sqlite_read_only(path: Path, timeout: float = SQLITE_BUSY_TIMEOUT_S,
+                             immutable: bool = False) -> sqlite3.Connection:
+    """A connection SQLite itself keeps from writing the file (``mode=ro``); it still sees a live sweep's WAL.
+    ``immutable`` (the URL's ``immutable=1``) reads without locks or the -shm file, which a WAL database on a
+    read-only disk (a ro mount or volume, an archive) cannot get: ``mode=ro`` alone is "unable to open" there."""
+    options = "mode=ro" + "&immutable=1" * immutable
+    return sqlite3.connect(f"{path.absolute().as_uri()}?{options}", uri=True, timeout=timeout, check_same_thread=False)
 
 
 def sqlite_busy_timeout(url: str) -> float:

@@ -1051,3 +1051,26 @@ def test_a_sqlite_uri_that_opens_the_database_read_only_is_refused_before_a_swee
         with pytest.raises(StorageError, match=f"its {option} opens the database read-only"):
             check_writable(f"sqlite:///file:{path}?{option}&uri=true")
     check_writable(f"sqlite:///file:{path}?mode=rw&uri=true")  # a URI that may write is fine
+
+
+def test_an_immutable_url_reads_a_wal_database_on_a_read_only_mount(tmp_path: Path) -> None:
+    """A sweep's SQLite file (WAL) on a read-only disk: a reading command cannot make its -shm, so ``mode=ro`` alone
+    is "unable to open"; the URL's ``immutable=1``, SQLite's way to read it, was dropped for ``mode=ro``."""
+    source, mounted = tmp_path / "source", tmp_path / "mounted"
+    source.mkdir()
+    mounted.mkdir()
+    storage = open_storage(f"sqlite:///{source / 'sweeps.db'}")
+    optuna.create_study(study_name="kept", storage=storage).add_trial(optuna.trial.create_trial(value=1.0))
+    close_storage(storage)
+    (source / "sweeps.db-shm").unlink(missing_ok=True)  # as a copy of the file alone has none
+    if subprocess.run(["mount", "--bind", "-o", "ro", str(source), str(mounted)], capture_output=True).returncode:
+        pytest.skip("a read-only bind mount needs root (mount --bind -o ro)")
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(mounted)], check=True, capture_output=True)
+        with pytest.raises(StorageError):  # SQLite's own limit, not sweeper's
+            open_storage(f"sqlite:///{mounted / 'sweeps.db'}", read_only=True)
+        storage = open_storage(f"sqlite:///file:{mounted / 'sweeps.db'}?immutable=1&uri=true", read_only=True)
+        assert [t.value for t in optuna.load_study(study_name="kept", storage=storage).trials] == [1.0]
+        close_storage(storage)
+    finally:
+        subprocess.run(["umount", str(mounted)], check=True)
