@@ -204,31 +204,35 @@ def test_stop_on_target_ends_the_sweep_early(ray_session, tmp_path, monkeypatch,
         optuna.delete_study(study_name=study.study_name, storage=storage_url)
 
 
+def one_trial_of(tmp_path: Path, module: str, code: str, targets: str = "") -> tuple[str, optuna.Study]:
+    """One trial of a user's function ``module:fit`` (``code``), swept with no retries; the storage URL and study."""
+    (tmp_path / f"{module}.py").write_text(textwrap.dedent(code))
+    (tmp_path / f"{module}.yaml").write_text(textwrap.dedent(f"""\
+        entrypoint: {module}:fit
+        objective: {{metric: score, direction: maximize}}
+        params:
+          x: {{type: float, low: 0.0, high: 1.0}}
+        scheduler: {{type: none}}
+        budget: {{trials: 1, max_concurrent: 1}}
+        resources: {{cpu: 1}}
+        """) + targets)
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    return url, run_sweep(SweepOptions(space=str(tmp_path / f"{module}.yaml"), storage=url, max_failures=0))
+
+
 def test_a_trials_checkpoint_dir_is_a_folder_that_exists_when_the_function_starts(ray_session, tmp_path, monkeypatch):
     """README: "checkpoint_dir is a folder of its own per trial". It was only a path: a function that saved into it
     as README says (torch.save makes no parent folder) failed every trial, each retried twice."""
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "saves.py").write_text(textwrap.dedent("""\
+    url, study = one_trial_of(tmp_path, "saves", """\
         import os
-
 
         def fit(config, report, checkpoint_dir):
             with open(os.path.join(checkpoint_dir, "state.txt"), "w") as f:  # no makedirs: README's folder
                 f.write("1")
             report({"epoch": 1, "score": config["x"]})
             return {"score": config["x"]}
-        """))
-    (tmp_path / "saves.yaml").write_text(textwrap.dedent("""\
-        entrypoint: saves:fit
-        objective: {metric: score, direction: maximize}
-        params:
-          x: {type: float, low: 0.0, high: 1.0}
-        scheduler: {type: none}
-        budget: {trials: 1, max_concurrent: 1}
-        resources: {cpu: 1}
-        """))
-    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
-    study = run_sweep(SweepOptions(space=str(tmp_path / "saves.yaml"), storage=url, max_failures=0))
+        """)
     [trial] = load(url, study.study_name).get_trials()
     assert trial.state == TS.COMPLETE, trial.user_attrs.get("error")
     assert list(tmp_path.glob("sweeper_runs/checkpoints/*/trial-00000/state.txt"))
@@ -239,23 +243,11 @@ def test_a_returned_none_leaves_the_metrics_last_report_recorded(ray_session, tm
     for any other metric the None replaced its last report, so the trial recorded no test_acc and met no target
     on it, while sweeper train --seeds judged the objective's None as no value at all."""
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "nones.py").write_text(textwrap.dedent("""\
+    url, study = one_trial_of(tmp_path, "nones", """\
         def fit(config, report, checkpoint_dir):
             report({"epoch": 1, "score": config["x"], "test_acc": 0.7})
             return {"score": None, "test_acc": None, "other": 1.0}
-        """))
-    (tmp_path / "nones.yaml").write_text(textwrap.dedent("""\
-        entrypoint: nones:fit
-        objective: {metric: score, direction: maximize}
-        targets: {test_acc: 50%}
-        params:
-          x: {type: float, low: 0.0, high: 1.0}
-        scheduler: {type: none}
-        budget: {trials: 1, max_concurrent: 1}
-        resources: {cpu: 1}
-        """))
-    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
-    study = run_sweep(SweepOptions(space=str(tmp_path / "nones.yaml"), storage=url, max_failures=0))
+        """, targets="targets: {test_acc: 50%}\n")
     [trial] = load(url, study.study_name).get_trials()
     assert trial.state == TS.COMPLETE and trial.value == pytest.approx(trial.params["x"]), trial.user_attrs
     assert trial.user_attrs["test_acc"] == 0.7 and trial.user_attrs["other"] == 1.0
