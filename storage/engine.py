@@ -121,7 +121,7 @@ def check_writable(url: str) -> None:
             raise StorageError(f"{str(wal.absolute())!r} holds a sweep's writes, but its database is gone (moved or "
                                "deleted while the sweep wrote it), and a new one there would throw them away: put "
                                "the database back beside it, or remove the -wal file to start anew.")
-        if option := sqlite_read_only_option(url):  # Optuna's first write was a traceback, not exit 2
+        if option := sqlite_read_only_option(url):  # else Optuna's first write is a traceback, not exit 2
             raise StorageError(f"Cannot write {mask_url(url)}: its {option} opens the database read-only, and a "
                                f"sweep writes its trials there: leave {option} out (the reading commands need none).")
         folder = path.absolute().parent
@@ -393,7 +393,7 @@ def limit_statement_time(dbapi_connection: Any, _connection_record: object) -> N
     PgBouncer refuse unknown startup options. A server too frozen to cancel anything is :mod:`storage.stall`'s.
 
     Every session is in UTC too, whatever PGTZ or the role say: Optuna writes heartbeats with the server's now()
-    into a column without a time zone, and a driver in another zone took another's live trials for dead.
+    into a column without a time zone, and a driver in another zone would take another's live trials for dead.
     """
     with dbapi_connection.cursor() as cursor:
         cursor.execute("SET TIME ZONE 'UTC'")

@@ -90,7 +90,7 @@ app = typer.Typer(
 )
 
 def _print_version(value: bool) -> None:
-    if value is True:  # an older click hands typer the string 'False', which is truthy: every command printed this
+    if value is True:  # not a bare truth test: an older click hands typer the string 'False', which is truthy
         from importlib.metadata import PackageNotFoundError, version
 
         try:
@@ -246,9 +246,9 @@ _stopped_early: list[int] = []
 
 def _note_stop_signals() -> None:
     """Ctrl-C or a stop signal while ``sweeper run`` still imports the driver (Optuna, pydantic's schemas: a second,
-    more on a busy machine) is noted, and :func:`_sweep` leaves with 130 before anything starts. A KeyboardInterrupt
-    raised inside those imports came out as another error (pydantic's ``SchemaError``), exit 1 and a traceback; a
-    SIGTERM or SIGUSR1 ended the process at once (exit -15, -10)."""
+    more on a busy machine) is noted, and :func:`_sweep` leaves with 130 before anything starts: a KeyboardInterrupt
+    raised inside those imports would come out as another error (pydantic's ``SchemaError``), and a SIGTERM or
+    SIGUSR1 would end the process at once (exit -15, -10)."""
     from sweeper.interrupts import stop_signals
 
     for signum in stop_signals():
@@ -455,9 +455,9 @@ def clean(
 
 
 def _reopen_closed_streams() -> None:
-    """A stream a script closed (``>&-``, ``2>&-``) is None to Python: the first print, Ray's start (which fails
-    with no stderr) or the exit's flush raised, and a finished sweep exited 1. It writes to /dev/null instead, as
-    ``>/dev/null`` would."""
+    """A stream a script closed (``>&-``, ``2>&-``) is None to Python, and the first print, Ray's start (which fails
+    with no stderr) or the exit's flush would raise: a finished sweep would exit 1. It writes to /dev/null instead,
+    as ``>/dev/null`` would."""
     for fd, name in enumerate(("stdin", "stdout", "stderr")):
         if getattr(sys, name) is None:
             null = os.open(os.devnull, os.O_RDONLY if fd == 0 else os.O_WRONLY)

@@ -115,10 +115,10 @@ STATUS_HEADERS = ("study", "trials", "best", "target (best reached)", "first tri
 
 
 def _status_table(title: str, rows: list[list[str]]) -> Table:
-    """Five columns, not seven (which printed a built-in space's study 87 wide at 80 columns, a CI log's): whether
-    the targets are met is the last line of the targets' column, and the first trial's start and the duration share
-    one. Where it fits, a study's name (to copy; up to 40 characters), a line of trials by state and every other
-    word (a metric's name, a date, "(interrupted)") stay whole; a narrower terminal folds them."""
+    """Five columns, so that a built-in space's study fits 80 columns (a CI log's): whether the targets are met is the
+    last line of the targets' column, and the first trial's start and the duration share one. Where it fits, a
+    study's name (to copy; up to 40 characters), a line of trials by state and every other word (a metric's name, a
+    date, "(interrupted)") stay whole; a narrower terminal folds them."""
     # measured as printed: an escaped control character is 4 columns wide (rich drops a few, such as a bell)
     rows = [[escape_control(cell) for cell in row] for row in rows]
     columns = [[header, *(row[i] for row in rows)] for i, header in enumerate(STATUS_HEADERS)]
@@ -158,7 +158,7 @@ def _all_views(storage: optuna.storages.BaseStorage, url: str) -> list[StudyView
         except StorageError as exc:  # e.g. a multi-objective study someone else keeps here
             err_console.print(f"skipped: {exc}", markup=False)
             skipped += 1
-    if not views and skipped:  # "no studies" right under the line that named one read as a contradiction
+    if not views and skipped:  # "no studies" right under the line that named one would read as a contradiction
         raise StorageError(f"No study in {mask_url(url)} that sweeper can read: {skipped} "
                            f"stud{'y' if skipped == 1 else 'ies'} skipped (above).")
     if not views:
