@@ -176,7 +176,7 @@ def print_json(data: object) -> None:
     sys.stdout.write(json.dumps(json_safe(data), indent=2, allow_nan=False) + "\n")
 
 
-def activity(view: StudyView) -> str:
+def study_state(view: StudyView) -> str:
     """``running`` (a live driver's trials run), ``interrupted`` (RUNNING trials whose driver died), ``finished``
     (nothing runs now; running it again may still add trials) or ``empty`` (no trial started yet)."""
     running = view.states().get("RUNNING", 0)
@@ -198,14 +198,14 @@ def study_summary(view: StudyView) -> dict[str, Any]:
     """What ``status --format json`` prints for one study. Keys are stable (README, "Inspecting studies")."""
     best = view.complete[0] if view.complete else None
     span = view.time_span()
-    now = activity(view)
-    elapsed = None if span is None else ((datetime.now() if now == "running" else span[1]) - span[0]).total_seconds()
+    state = study_state(view)
+    elapsed = None if span is None else ((datetime.now() if state == "running" else span[1]) - span[0]).total_seconds()
     reached = view.first_reached()
     user = view.study.user_attrs
     ends = [t.datetime_complete for t in view.trials if t.datetime_complete is not None]  # a RUNNING trial has none
     return {
         "name": view.study.study_name,
-        "state": now,
+        "state": state,
         "trials": view.states(),
         "n_trials": len(view.trials),
         "objective": {"metric": view.metric, "direction": "maximize" if view.maximize else "minimize"},
@@ -217,8 +217,8 @@ def study_summary(view: StudyView) -> dict[str, Any]:
         "first_trial_start": span[0].isoformat() if span else None,
         "last_trial_end": max(ends).isoformat() if ends else None,
         "duration_seconds": elapsed,
-        "interrupted_trials": [t.number for t in orphaned_trials(view.study)] if now == "interrupted" else [],
-        "space_file": user.get("space_file"),
+        "interrupted_trials": [t.number for t in orphaned_trials(view.study)] if state == "interrupted" else [],
+        "space_file": user.get(attrs.SPACE_FILE),
     }
 
 
@@ -227,10 +227,10 @@ def _status_row(view: StudyView) -> list[str]:
     best = view.complete[0] if view.complete else None
     span = view.time_span()
     taken = "-"
-    now = activity(view)
+    state = study_state(view)
     if span is not None:  # first trial's start to the last one's end; to now while trials run
-        end = datetime.now() if now == "running" else span[1]
-        taken = duration(end - span[0]) + (f" ({now})" if now in ("running", "interrupted") else "")
+        end = datetime.now() if state == "running" else span[1]
+        taken = duration(end - span[0]) + (f" ({state})" if state in ("running", "interrupted") else "")
     # a line per target, then whether they are met (two lines where the first trial to meet them is not the best)
     targets = [f"{m} {format_value(m, target)} ({_best_of(view, m)})" for m, target in view.targets.items()]
     met = (view.met_by() or "not met").replace("; ", ";\n")
@@ -262,8 +262,8 @@ def _details(view: StudyView, storage_flag: str) -> None:
     if view.baseline:
         console.print("baseline: " + ", ".join(f"{m} {format_value(m, v)}" for m, v in view.baseline.items())
                       + (f" ({view.baseline_source})" if view.baseline_source else ""), markup=False)
-    if user.get("space_file"):
-        console.print(f"space file: {user['space_file']}", markup=False)
+    if user.get(attrs.SPACE_FILE):
+        console.print(f"space file: {user[attrs.SPACE_FILE]}", markup=False)
     span = view.time_span()
     if span is not None:
         running = view.states().get("RUNNING", 0)
@@ -302,7 +302,7 @@ def report(storage: optuna.storages.BaseStorage, url: str, name: str, output: st
         raise BadInput(f"Cannot write the report to {str(path)!r}: it is an HTML page; name the file .html.")
     if not folder and not path.parent.is_dir():
         raise BadInput(f"Cannot write the report to {str(path)!r}: the folder {str(path.parent)!r} does not exist.")
-    page = build_report(view, url=url, top=top, state=activity(view))
+    page = build_report(view, url=url, top=top, state=study_state(view))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)  # only a -o DIR/ may be missing by now
         path.write_text(page, encoding="utf-8")
@@ -313,7 +313,7 @@ def report(storage: optuna.storages.BaseStorage, url: str, name: str, output: st
     return path
 
 
-def export_format(fmt: str | None, output: Path | None) -> str:
+def _export_format(fmt: str | None, output: Path | None) -> str:
     """The format to write: ``--format`` if given, else the suffix of ``-o``, else csv; they must agree."""
     if fmt is not None and fmt.lower() not in FORMATS:
         raise BadInput(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}.")
@@ -345,7 +345,7 @@ def export(storage: optuna.storages.BaseStorage, url: str, name: str, fmt: str |
     """
     to = None if to == "-" else to  # the usual name of stdout
     folder = to is not None and _is_folder(to)
-    fmt = export_format(fmt, Path(to) if to is not None and not folder else None)
+    fmt = _export_format(fmt, Path(to) if to is not None and not folder else None)
     output = None if to is None else Path(to) / f"{_file_safe(name)}.{fmt}" if folder else Path(to)
     if output is not None and not folder and not output.parent.is_dir():
         raise BadInput(f"Cannot write to {str(output)!r}: the folder {str(output.parent)!r} does not exist.")
