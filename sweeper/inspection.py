@@ -357,11 +357,7 @@ def export(storage: optuna.storages.BaseStorage, url: str, name: str, fmt: str |
             raise BadInput(f"Cannot write to {str(output)!r}: {exc.strerror or exc}.") from None
     rows = trial_rows(trials_with_last_values(storage, study), curve_lengths(storage, study))
     if output is None:
-        try:
-            write_rows(rows, fmt, sys.stdout)
-            sys.stdout.flush()
-        except BrokenPipeError:  # `sweeper export NAME | head`: the reader has all it wants
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        write_rows(rows, fmt, sys.stdout)  # `sweeper export NAME | head`: the CLI's _Commands ends a broken pipe
         return
     try:
         with output.open("w", encoding="utf-8", newline="") as out:

@@ -562,9 +562,10 @@ def closed_stdout(*args, cwd, buffered=True):
 
 
 @pytest.mark.parametrize(("args", "buffered"), [(["status"], True), (["status", "--format", "json"], False),
-                                                (["best", "s0", "--format", "json"], True), (["--help"], True),
-                                                (["run", "--help"], False)],
-                         ids=["table", "json-written-at-once", "json-written-at-the-end", "help", "a-command's-help"])
+                                                (["best", "s0", "--format", "json"], True), (["export", "s0"], True),
+                                                (["--help"], True), (["run", "--help"], False)],
+                         ids=["table", "json-written-at-once", "json-written-at-the-end", "export", "help",
+                              "a-command's-help"])
 def test_a_reader_that_went_away_is_no_error(tmp_path, args, buffered):
     """typer and rich exit 1 on a broken pipe, silently: the code `sweeper run` gives a sweep whose every trial
     failed. The table goes through rich, the JSON through sys.stdout, its buffer flushed as the command ends."""
