@@ -5,7 +5,7 @@ Modules, one job each (import them directly; this package imports nothing so ``s
 - ``storage.errors``: :class:`StorageError`, the one exception for problems the user can fix.
 - ``storage.urls``: which URL wins (``--storage`` > ``SWEEPER_STORAGE`` > YAML > default), validation, masking.
 - ``storage.engine``: ``open_storage`` with SQLite/PostgreSQL tuning and clear connection errors.
-- ``storage.studies``: create or resume a study, fresh names, load one that must exist.
+- ``storage.studies``: create or resume a study, fresh names, load one that must exist, spec changes on resume.
 - ``storage.attrs``: the user-attr names every package writes and reads.
 - ``storage.environment``: package versions and git commit for a study's ``environment`` attr.
 - ``storage.retry``: the one retry policy for storage operations (an outage is a pause, not a crash).

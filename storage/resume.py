@@ -16,7 +16,6 @@ function finds its epoch checkpoints again (they are keyed by study and trial nu
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import time
@@ -144,41 +143,6 @@ def record_heartbeat(study: optuna.Study, trial_id: int) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             storage.record_heartbeat(trial_id)
-
-
-# Sections of a spec that may change when a study is resumed: how much to run and where, and what reports compare
-# with, not what is searched.
-RESUMABLE_SECTIONS = frozenset({"budget", "resources", "storage", "description", "enqueue", "quick", "baseline"})
-
-
-def spec_changes(stored: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """What differs between a study's stored spec and a new one, outside :data:`RESUMABLE_SECTIONS`.
-
-    ``["training.epochs: 30 -> 40", "params.lr: added"]``; empty when resuming is safe. Both are the plain
-    ``Spec.to_yaml_dict()`` form; the stored one went through JSON, so tuples became lists.
-    """
-    changes: list[str] = []
-    _diff(_jsonish({k: v for k, v in stored.items() if k not in RESUMABLE_SECTIONS}),
-          _jsonish({k: v for k, v in new.items() if k not in RESUMABLE_SECTIONS}), "", changes)
-    return changes
-
-
-def _diff(old: Any, new: Any, where: str, out: list[str]) -> None:
-    if isinstance(old, dict) and isinstance(new, dict):
-        for key in sorted(set(old) | set(new), key=str):
-            path = f"{where}.{key}" if where else str(key)
-            if key not in new:
-                out.append(f"{path}: removed")
-            elif key not in old:
-                out.append(f"{path}: added")
-            else:
-                _diff(old[key], new[key], path, out)
-    elif old != new:
-        out.append(f"{where}: {old!r} -> {new!r}")
-
-
-def _jsonish(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=str))
 
 
 def last_epoch(trial: FrozenTrial) -> int:

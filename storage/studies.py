@@ -1,4 +1,5 @@
-"""Studies in a storage: create or resume one, pick a fresh name, load one that must exist.
+"""Studies in a storage: create or resume one, pick a fresh name, load one that must exist, and tell what a
+resume would change in its spec.
 
 A study is created once and then resumed by name; here its user attrs (spec, targets, ...; see :mod:`storage.attrs`)
 are only filled in where missing (``sweeper.driver.open_study`` updates the spec and baseline a resume may change).
@@ -133,3 +134,38 @@ def load_existing_study(storage: BaseStorage, name: str, url: str) -> optuna.Stu
     if len(names) > MAX_NAMES_LISTED:
         listed += f" (and {len(names) - MAX_NAMES_LISTED} more)"
     raise StorageError(f"No study named {name!r} in {where}{hint} Studies there: {listed}")
+
+
+# Sections of a spec that may change when a study is resumed: how much to run and where, and what reports compare
+# with, not what is searched.
+RESUMABLE_SECTIONS = frozenset({"budget", "resources", "storage", "description", "enqueue", "quick", "baseline"})
+
+
+def spec_changes(stored: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """What differs between a study's stored spec and a new one, outside :data:`RESUMABLE_SECTIONS`.
+
+    ``["training.epochs: 30 -> 40", "params.lr: added"]``; empty when resuming is safe. Both are the plain
+    ``Spec.to_yaml_dict()`` form; the stored one went through JSON, so tuples became lists.
+    """
+    changes: list[str] = []
+    _diff(_jsonish({k: v for k, v in stored.items() if k not in RESUMABLE_SECTIONS}),
+          _jsonish({k: v for k, v in new.items() if k not in RESUMABLE_SECTIONS}), "", changes)
+    return changes
+
+
+def _diff(old: Any, new: Any, where: str, out: list[str]) -> None:
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in sorted(set(old) | set(new), key=str):
+            path = f"{where}.{key}" if where else str(key)
+            if key not in new:
+                out.append(f"{path}: removed")
+            elif key not in old:
+                out.append(f"{path}: added")
+            else:
+                _diff(old[key], new[key], path, out)
+    elif old != new:
+        out.append(f"{where}: {old!r} -> {new!r}")
+
+
+def _jsonish(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))

@@ -35,10 +35,9 @@ from storage.resume import (
     last_epoch,
     orphaned_trials,
     record_heartbeat,
-    spec_changes,
 )
 from storage.retry import OutagePolicy, StorageUnavailable, Unreachable, retry_briefly
-from storage.studies import create_or_load_study, trials_counted
+from storage.studies import create_or_load_study, spec_changes, trials_counted
 from storage.target import prune_stopped, recover_target_met, target_met
 from storage.urls import ENV_VAR, mask_url, sqlite_path
 from sweeper.console import console, count_trials

@@ -28,9 +28,8 @@ from search_spaces.sections import KINDS, CategoricalParam, deprecated_options, 
 from storage import attrs
 from storage.engine import check_sqlite_options, close_storage, open_storage
 from storage.errors import NotAStudyDatabase, StorageError
-from storage.resume import RESUMABLE_SECTIONS, spec_changes
 from storage.retry import retry_briefly
-from storage.studies import fresh_study_name, load_existing_study, study_exists
+from storage.studies import RESUMABLE_SECTIONS, fresh_study_name, load_existing_study, spec_changes, study_exists
 from storage.urls import (
     ENV_VAR,
     is_sqlite,

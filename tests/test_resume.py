@@ -28,8 +28,8 @@ from search_spaces.errors import SpecError
 from storage import attrs
 from storage.engine import close_storage, open_storage
 from storage.errors import StorageError
-from storage.resume import GRACE_PERIOD_S, Driver, orphaned_trials, record_heartbeat, spec_changes
-from storage.studies import create_or_load_study
+from storage.resume import GRACE_PERIOD_S, Driver, orphaned_trials, record_heartbeat
+from storage.studies import create_or_load_study, spec_changes
 from storage.urls import is_sqlite
 from sweeper.driver import open_study, run_sweep
 from sweeper.preflight import SweepOptions, prepare
