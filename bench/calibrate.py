@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     from search import revision  # bench/search.py, beside this script
 
     from search_spaces.loader import load_spec
-    from storage.report import targets_met
+    from storage.view import targets_met
     from trials.config import TrainConfig
 
     commit = revision()

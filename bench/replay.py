@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     from search import BOUND, fmt, median_of  # bench/search.py, beside this script
 
     from search_spaces.loader import load_spec
-    from storage.report import targets_met
+    from storage.view import targets_met
     from sweeper.samplers import default_sampler_options
 
     spec = load_spec(args.space)

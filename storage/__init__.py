@@ -14,7 +14,8 @@ Modules, one job each (import them directly; this package imports nothing so ``s
 - ``storage.locks``: the lock drivers sharing a study take to count its trials and create one.
 - ``storage.target``: time to target (when the targets were first met, and at what cost).
 - ``storage.reading``: trials for the reading commands, without loading every learning curve.
-- ``storage.report``: the study view every reader shares, and the HTML report.
+- ``storage.view``: the study view every reader shares, and when a trial meets the targets.
+- ``storage.report``: the HTML report.
 - ``storage.export``: one row per trial, as CSV or JSON.
 
 No Ray, no ``sweeper``, no ``search_spaces`` here (``trials.metrics`` alone, for what a metric is): callers

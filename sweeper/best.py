@@ -23,7 +23,7 @@ from rich.table import Table
 from search_spaces.loader import SpaceDumper, read_yaml_value
 from search_spaces.schema import Spec
 from storage import attrs
-from storage.report import StudyView
+from storage.view import StudyView
 from sweeper.console import console, format_value, target_gap
 from sweeper.errors import BadInput
 from sweeper.folders import RESULTS_DIR, here_or_below, study_checkpoints, trial_checkpoint_dir

@@ -14,7 +14,7 @@ import os
 import shutil
 from pathlib import Path
 
-from storage.report import StudyView
+from storage.view import StudyView
 from sweeper.console import console
 from sweeper.errors import BadInput
 from sweeper.folders import here_or_below, study_checkpoints, trial_checkpoint_dir

@@ -29,12 +29,13 @@ from storage.engine import as_storage_error, close_storage, open_storage
 from storage.errors import StorageError
 from storage.export import FORMATS, json_safe, trial_rows, write_rows
 from storage.reading import curve_lengths, trials_with_last_values
-from storage.report import StudyView, build_report, duration, study_view
+from storage.report import build_report, duration
 from storage.resume import GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S, orphaned_trials
 from storage.retry import retry_briefly
 from storage.studies import load_existing_study
 from storage.target import describe_target_met, target_met
 from storage.urls import ENV_VAR, mask_url, resolve_storage_url
+from storage.view import StudyView, study_view
 from sweeper.console import (
     console,
     count_trials,

@@ -9,8 +9,8 @@ from rich.table import Table
 
 from search_spaces.schema import Spec
 from storage import attrs
-from storage.report import StudyView, percent_scale
 from storage.target import describe_target_met, target_met
+from storage.view import StudyView, percent_scale
 from sweeper.console import console, escape_control, fits, format_params, format_value, target_gap
 
 TS = optuna.trial.TrialState

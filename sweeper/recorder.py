@@ -24,8 +24,8 @@ from ray.tune import Callback
 
 from search_spaces.schema import Spec
 from storage import attrs
-from storage.report import percent_scale, targets_met
 from storage.target import record_target_met
+from storage.view import percent_scale, targets_met
 from sweeper.console import console, err_console
 from sweeper.driver_only import DriverOnly
 from sweeper.searcher import StudySearcher

@@ -218,7 +218,7 @@ def judged_values(run: Standalone, result: Mapping[str, Any]) -> dict[str, float
 
 def target_lines(run: Standalone, results: list[dict[str, Any]]) -> list[str]:
     """``test_top3 >= 80.00%: 2 of 3 seeds reach it (mean 80.41%)`` per target of the space."""
-    from storage.report import targets_met  # the rule a sweep judges its trials by
+    from storage.view import targets_met  # the rule a sweep judges its trials by
 
     lines = []
     for metric, (target, direction) in run.targets.items():

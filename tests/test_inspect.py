@@ -36,7 +36,8 @@ from sqlalchemy.engine import make_url
 from search_spaces.loader import load_spec, resolve_space_path, spec_from_dict
 from storage import attrs
 from storage.engine import close_storage, open_storage
-from storage.report import build_report, study_view
+from storage.report import build_report
+from storage.view import study_view
 from sweeper.best import best_summary, reproduce_command, show_best, yaml_scalar
 from sweeper.console import format_value
 from sweeper.inspection import study_summary, view_of

@@ -25,7 +25,7 @@ from search_spaces.loader import (
     spec_from_dict,
 )
 from search_spaces.sections import duration_seconds, fraction
-from storage.report import targets_met
+from storage.view import targets_met
 from sweeper.samplers import ParallelTPESampler, build_sampler, default_sampler_options
 from sweeper.standalone import prepare
 from trials.entrypoint import import_target

@@ -367,7 +367,7 @@ def _figures(page: str) -> dict[str, dict]:
 
 def test_a_target_on_a_users_metric_is_judged_the_way_its_name_says() -> None:
     """A minimized objective (loss) with a target on accuracy: 10% accuracy does not meet a 90% target."""
-    from storage.report import targets_met
+    from storage.view import targets_met
     from sweeper.inspection import view_of
     from trials.entrypoint import metric_direction
 
@@ -395,7 +395,7 @@ def test_a_target_on_a_users_metric_is_judged_the_way_its_name_says() -> None:
 
 def test_only_accuracies_are_taken_for_percentages():
     """A metric that merely holds "acc" (grad_accum_steps = 4) got the warning to report it / 100."""
-    from storage.report import percent_scale
+    from storage.view import percent_scale
 
     assert percent_scale("val_acc", 45.5) and percent_scale("test_top3", 80) and percent_scale("Test_Accuracy", 2)
     assert not percent_scale("grad_accum_steps", 4) and not percent_scale("samples_accumulated", 180)
