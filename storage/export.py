@@ -34,7 +34,8 @@ def trial_rows(trials: Sequence[optuna.trial.FrozenTrial], lengths: Mapping[int,
 
 
 def columns(trials: Sequence[optuna.trial.FrozenTrial]) -> list[str]:
-    """number, state, value, ``params_*`` (in the order trials first used them), user attrs, then times.
+    """number, state, value (and ``values_N`` in a multi-objective study), ``params_*`` (in the order trials first
+    used them), user attrs, then times and the intermediate values' count and last step.
 
     A user attr whose name collides with a fixed column (an entrypoint reporting ``state``) is exported as
     ``user_attrs_<name>`` instead of silently replacing it.
