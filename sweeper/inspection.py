@@ -1,4 +1,5 @@
-"""``sweeper status``, ``report`` and ``export``: read studies, never write them.
+"""``sweeper status``, ``report`` and ``export``, and the read-only opening ``best`` and ``clean`` share: read
+studies, never write them.
 
 Every command opens the storage read-only (``read_only=True``: a mistyped SQLite path is an error, not a new
 empty database; a database Optuna did not write is refused, and not a byte of it changes) and loads studies by
@@ -96,9 +97,9 @@ def status(storage: optuna.storages.BaseStorage, url: str, name: str | None, fmt
     """A table of every study (or the one named): trials by state, best value, targets and whether they are met,
     and how long its trials took; with a name, also the best trial's params and where the spec came from.
 
-    ``fmt="json"`` prints :func:`study_summary` of each study instead, for scripts.
+    ``fmt="json"`` prints :func:`study_summary` of each study instead, for scripts (the CLI checks ``fmt`` before
+    it opens the storage: :func:`check_output_format`).
     """
-    check_output_format(fmt)
     views = [load_view(storage, name, url)] if name is not None else _all_views(storage, url)
     if fmt == "json":
         print_json({"storage": mask_url(url), "studies": [study_summary(view) for view in views]})

@@ -548,6 +548,14 @@ def test_an_error_on_line_100_shows_its_number_not_an_emoji(tmp_path):
 
 
 
+@pytest.mark.parametrize("command", ["status", "best"])
+def test_a_bad_output_format_is_refused_before_the_storage_is_opened(tmp_path, command):
+    """The format is the user's to fix first: a typo is not answered with a storage error, and nothing connects."""
+    name = [] if command == "status" else ["s0"]
+    proc = sweeper(command, *name, "--format", "yaml", "--storage", "sqlite:///nosuch.db", cwd=tmp_path)
+    assert proc.returncode == 2 and "--format must be one of table, json, not 'yaml'" in proc.stderr, proc.stderr
+
+
 def closed_stdout(*args, cwd, buffered=True):
     """``python ARGS`` whose reader went away before its first line (``sweeper status | head -1``, deterministic).
     ``buffered``: stdout as in a shell (block-buffered, written when full and at exit), else PYTHONUNBUFFERED."""
