@@ -247,7 +247,7 @@ def _top_table(view: StudyView, top: int) -> str:
     if not best:
         return _section("top-trials", _note("No COMPLETE trial yet."))
     # the best trial meeting the targets, beneath the top ones where it is not among them (as the final table does)
-    reached = view.reached() if view.targets else None
+    reached = view.best_meeting_targets() if view.targets else None
     ranked = [*enumerate(best, 1), *([(view.complete.index(reached) + 1, reached)] if reached and reached not in best
                                      else [])]
     metrics = list(dict.fromkeys([view.metric, *view.targets, *view.baseline]))

@@ -69,11 +69,11 @@ class StudyView:
         """Whether ``value`` reaches the target of ``metric`` (False when it has none)."""
         return metric in self.targets and targets_met({metric: value}, {metric: self.targets[metric]}, self.direction)
 
-    def reached(self) -> FrozenTrial | None:
+    def best_meeting_targets(self) -> FrozenTrial | None:
         """The best COMPLETE trial that meets every target, if any."""
         return next((t for t in self.complete if self.met(t)), None)
 
-    def first_reached(self) -> FrozenTrial | None:
+    def first_meeting_targets(self) -> FrozenTrial | None:
         """The first COMPLETE trial to finish meeting every target: the one time to target counts to."""
         met = [t for t in self.complete if self.met(t) and t.datetime_complete is not None]
         return min(met, key=lambda t: (t.datetime_complete, t.number), default=None)
@@ -81,7 +81,7 @@ class StudyView:
     def met_by(self) -> str | None:
         """``first met by #1; best trial meeting them: #4``, or None when no trial met the targets. The first and
         the best trial meeting them are often two trials: the final table, status and the report all name both."""
-        first, best = self.first_reached(), self.reached()
+        first, best = self.first_meeting_targets(), self.best_meeting_targets()
         if first is None or best is None:
             return None
         return f"first met by #{first.number}" + (f"; best trial meeting them: #{best.number}" if best != first else "")

@@ -30,7 +30,7 @@ def clean_checkpoints(view: StudyView, url: str, keep: int, results_root: Path, 
                        f"--results-dir {results_root}: sweeper clean deletes only there; give the run's results "
                        f"folder (--results-dir {folder.parent.parent}) or run it from a folder above")
     best = [t.number for t in view.complete[:keep]]
-    met = list(dict.fromkeys(t.number for t in (view.first_reached(), view.reached())
+    met = list(dict.fromkeys(t.number for t in (view.first_meeting_targets(), view.best_meeting_targets())
                              if t is not None and t.number not in best))
     kept = {*best, *met}
     doomed = [path for t in view.trials if t.state.is_finished() and t.number not in kept

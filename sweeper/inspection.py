@@ -202,7 +202,7 @@ def study_summary(view: StudyView) -> dict[str, Any]:
     span = view.time_span()
     state = study_state(view)
     elapsed = None if span is None else ((datetime.now() if state == "running" else span[1]) - span[0]).total_seconds()
-    reached = view.first_reached()
+    first_met = view.first_meeting_targets()
     user = view.study.user_attrs
     ends = [t.datetime_complete for t in view.trials if t.datetime_complete is not None]  # a RUNNING trial has none
     return {
@@ -213,8 +213,8 @@ def study_summary(view: StudyView) -> dict[str, Any]:
         "objective": {"metric": view.metric, "direction": "maximize" if view.maximize else "minimize"},
         "best": None if best is None else {"number": best.number, "value": best.value, "params": best.params},
         "targets": {m: {"target": target, "best": _best_value(view, m)} for m, target in view.targets.items()},
-        "target_met": None if not view.targets else reached is not None,
-        "target_met_by": reached.number if reached else None,
+        "target_met": None if not view.targets else first_met is not None,
+        "target_met_by": first_met.number if first_met else None,
         "baseline": dict(view.baseline),
         "first_trial_start": span[0].isoformat() if span else None,
         "last_trial_end": max(ends).isoformat() if ends else None,

@@ -71,7 +71,7 @@ class SweepPrinter:
                          self.spec.metric_direction)
         # The best validation scores need not be the ones that meet a test target: the best trial that does is
         # always shown, below the top ones if it is not among them.
-        reached = view.reached() if self.spec.targets else None
+        reached = view.best_meeting_targets() if self.spec.targets else None
         best = view.complete[:top]
         complete = [*best, reached] if reached is not None and reached not in best else best
         metrics = list(dict.fromkeys([self.metric, *self.spec.targets, *(self.spec.baseline.metrics

@@ -295,7 +295,7 @@ def test_target_met_by_is_the_first_trial_to_meet_the_targets_not_the_best() -> 
         trial.set_user_attr("test_top3", top3)
         study.tell(trial, value)
     view = view_of(study)
-    assert view.reached().number == 2 and view.first_reached().number == 1
+    assert view.best_meeting_targets().number == 2 and view.first_meeting_targets().number == 1
     assert study_summary(view)["target_met_by"] == 1
 
 
