@@ -58,8 +58,8 @@ def _without_type(option: Any) -> Any:
 
 
 class _Commands(TyperGroup):
-    """The commands, for which a reader that went away is no error: typer would exit 1, which ``sweeper run``
-    means for a sweep whose every trial failed."""
+    """The commands, with -h/--help shown as every other flag, and a reader that went away taken for no error: typer
+    would exit 1, which ``sweeper run`` means for a sweep whose every trial failed."""
 
     def get_help_option(self, ctx: typer.Context) -> Any:
         return _without_type(super().get_help_option(ctx))
