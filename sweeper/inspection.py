@@ -292,7 +292,7 @@ def _time(moment: datetime) -> str:
 
 
 # --- report -----------------------------------------------------------------------------------------------------
-def report(storage: optuna.storages.BaseStorage, url: str, name: str, output: str | None, top: int) -> Path:
+def report(storage: optuna.storages.BaseStorage, url: str, name: str, output: str | None, top: int) -> None:
     """Write the study's HTML report to ``output`` (default ``<study>-report.html``) and say where it went: a folder
     (``reports/``, made if missing, or one that exists) gets ``<study>-report.html`` in it."""
     if top < 1:
@@ -312,7 +312,6 @@ def report(storage: optuna.storages.BaseStorage, url: str, name: str, output: st
         raise BadInput(f"Cannot write the report to {str(path)!r}: {exc.strerror or exc}.") from None
     err_console.print(f"wrote {path} ({count_trials(len(view.trials))}, {len(page) / 1e6:.1f} MB, works offline)",
                       markup=False)  # stderr: -o /dev/stdout is the page alone
-    return path
 
 
 def _export_format(fmt: str | None, output: Path | None) -> str:
