@@ -117,11 +117,11 @@ def check_writable(url: str) -> None:
     CREATE on its schema (the tables are new) or INSERT on Optuna's trials. Raises StorageError."""
     url = validate_storage_url(url)
     if (path := sqlite_path(url)) is not None:
-        if wal := orphaned_wal(path):
+        if wal := _orphaned_wal(path):
             raise StorageError(f"{str(wal.absolute())!r} holds a sweep's writes, but its database is gone (moved or "
                                "deleted while the sweep wrote it), and a new one there would throw them away: put "
                                "the database back beside it, or remove the -wal file to start anew.")
-        if option := sqlite_read_only_option(url):  # else Optuna's first write is a traceback, not exit 2
+        if option := _sqlite_read_only_option(url):  # else Optuna's first write is a traceback, not exit 2
             raise StorageError(f"Cannot write {mask_url(url)}: its {option} opens the database read-only, and a "
                                f"sweep writes its trials there: leave {option} out (the reading commands need none).")
         folder = path.absolute().parent
@@ -152,7 +152,7 @@ def check_writable(url: str) -> None:
             "create tables in its schema (GRANT CREATE ON SCHEMA public TO it, or run the first sweep as the owner)."))
 
 
-def sqlite_read_only_option(url: str) -> str | None:
+def _sqlite_read_only_option(url: str) -> str | None:
     """The option of a SQLite URI (``?uri=true``) that opens the file read-only, ``mode=ro`` or ``immutable=1``."""
     query = make_url(url).query
     if not _true(query.get("uri")):
@@ -228,7 +228,7 @@ def close_storage(storage: optuna.storages.RDBStorage) -> None:
     storage.engine.dispose()
 
 
-def orphaned_wal(path: Path) -> Path | None:
+def _orphaned_wal(path: Path) -> Path | None:
     """``PATH-wal`` holding writes while ``PATH``, the database they belong to, is gone (moved or deleted mid-sweep)."""
     wal = path.with_name(path.name + "-wal")
     return wal if not path.exists() and wal.is_file() and wal.stat().st_size else None
@@ -242,7 +242,7 @@ def fold_sqlite_wal(url: str) -> None:
     an empty study. A reader still holding the file (a dashboard) may keep part of the log; nothing is lost then.
     """
     path = sqlite_path(url)
-    if path is not None and (wal := orphaned_wal(path)):
+    if path is not None and (wal := _orphaned_wal(path)):
         _logger.warning("%s is gone, but %s holds this sweep's trials: the database was moved or deleted while the "
                         "sweep wrote it; put it back beside its -wal file (or copy both) to keep them", path, wal)
     if path is None or not path.exists():
@@ -360,12 +360,12 @@ def _engine_kwargs(url: str, *, tune: bool = True, read_only: bool = False) -> d
         path = sqlite_path(url)
         if read_only and path is not None:
             immutable = _true(make_url(url).query.get("immutable"))  # the URL's: dropped, a read-only disk's WAL file
-            return {"creator": functools.partial(connect_sqlite_read_only, path, sqlite_busy_timeout(url), immutable)}
+            return {"creator": functools.partial(_connect_sqlite_read_only, path, sqlite_busy_timeout(url), immutable)}
         if not tune:
             return {"connect_args": {"timeout": sqlite_busy_timeout(url)}}
         return {
             "connect_args": {"timeout": sqlite_busy_timeout(url)},
-            "pool_events": [(tune_sqlite_connection, "connect")],
+            "pool_events": [(_tune_sqlite_connection, "connect")],
         }
     query = make_url(url).query  # what the URL sets wins: connect_args would silently replace it
     connect_args: dict[str, Any] = {key: value for key, value in {
@@ -380,10 +380,10 @@ def _engine_kwargs(url: str, *, tune: bool = True, read_only: bool = False) -> d
     # pool_pre_ping: a connection a server restart killed is replaced before use, not failed;
     # pool_recycle: renewed before firewalls and proxies drop idle connections silently.
     return {"pool_pre_ping": True, "pool_recycle": 1800, "connect_args": connect_args,
-            "pool_events": [(limit_statement_time, "connect")]}
+            "pool_events": [(_limit_statement_time, "connect")]}
 
 
-def limit_statement_time(dbapi_connection: Any, _connection_record: object) -> None:
+def _limit_statement_time(dbapi_connection: Any, _connection_record: object) -> None:
     """SQLAlchemy ``connect`` listener: no statement waits longer than POSTGRES_STATEMENT_TIMEOUT_MS, unless the
     URL (``?options=-cstatement_timeout=...``), the role or the database set a limit of their own.
 
@@ -405,8 +405,7 @@ def limit_statement_time(dbapi_connection: Any, _connection_record: object) -> N
     stall.watch(dbapi_connection, limit_ms / 1000)
 
 
-def connect_sqlite_read_only(path: Path, timeout: float = SQLITE_BUSY_TIMEOUT_S,
-                             immutable: bool = False) -> sqlite3.Connection:
+def _connect_sqlite_read_only(path: Path, timeout: float, immutable: bool) -> sqlite3.Connection:
     """A connection SQLite itself keeps from writing the file (``mode=ro``); it still sees a live sweep's WAL.
     ``immutable`` (the URL's ``immutable=1``) reads without locks or the -shm file, which a WAL database on a
     read-only disk (a ro mount or volume, an archive) cannot get: ``mode=ro`` alone is "unable to open" there."""
@@ -421,7 +420,7 @@ def sqlite_busy_timeout(url: str) -> float:
     return float(value) if isinstance(value, str) else SQLITE_BUSY_TIMEOUT_S
 
 
-def tune_sqlite_connection(dbapi_connection: sqlite3.Connection, _connection_record: object) -> None:
+def _tune_sqlite_connection(dbapi_connection: sqlite3.Connection, _connection_record: object) -> None:
     """SQLAlchemy ``connect`` listener: settings that let a reader and a writer share one SQLite file.
 
     WAL lets readers keep reading while the sweep commits, instead of a reader's shared lock making the writer's
