@@ -3,7 +3,8 @@
 A sweep exists to reach its targets cheaply, so the moment the first trial meets them is recorded in the study
 (the study attr ``target_met``) with the compute spent until then: epochs trained by every trial (finished,
 stopped or still running), wall time since the study's first trial started, and trials started. Search methods
-are compared on these numbers (bench/search.py), and status, report and the final table print them.
+are compared on these numbers (bench/search.py), and status, report and the final table print them. A sweep with
+``budget.stop_on_target`` stops there: :func:`prune_stopped` records the trials it cut short.
 """
 
 from __future__ import annotations
