@@ -172,7 +172,9 @@ def _seed_list(text: str) -> list[int]:
     return seeds
 
 
-RunStorage = Annotated[Optional[str], typer.Option("--storage", metavar="URL", help="Optuna storage URL (beats SWEEPER_STORAGE and the YAML).")]  # noqa: UP045, E501
+# --storage of a command that reads a space, whose YAML may name a storage too
+SpaceStorage = Annotated[Optional[str], typer.Option(  # noqa: UP045
+    "--storage", metavar="URL", help="Optuna storage URL (beats SWEEPER_STORAGE and the YAML).")]
 Address = Annotated[Optional[str], typer.Option(  # noqa: UP045
     metavar="ADDRESS", help="Join this Ray cluster (default: RAY_ADDRESS or local).")]
 ResultsDir = Annotated[str, typer.Option(metavar="DIR", help="Checkpoints and Ray's results (a path all nodes see).",
@@ -192,7 +194,7 @@ def run(
                                         help="Smoke profile: tiny data, few epochs, few trials.")] = False,
     fresh: Annotated[bool, typer.Option("--fresh", metavar="", help="Start a new study (NAME-2, ...) even if NAME "
                                                                     "exists; the old one is kept.")] = False,
-    storage: RunStorage = None,
+    storage: SpaceStorage = None,
     address: Address = None,
     results_dir: ResultsDir = "sweeper_runs",
     max_failures: MaxFailures = 2,
@@ -314,7 +316,7 @@ def _leave(code: int, message: str = "") -> NoReturn:
 @app.command()
 def dashboard(
     space: Annotated[Optional[str], typer.Argument(metavar="SPACE", help="A space YAML whose storage to show (else --storage).")] = None,  # noqa: UP045, E501
-    storage: Annotated[Optional[str], typer.Option(metavar="URL", help="Optuna storage URL (beats SWEEPER_STORAGE and the YAML).")] = None,  # noqa: UP045, E501
+    storage: SpaceStorage = None,
     host: Annotated[str, typer.Option(metavar="HOST",
                                       help="Address to listen on; other than 127.0.0.1 exposes it.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(metavar="PORT", help="Port to listen on (0: any free port).",
@@ -337,7 +339,7 @@ def validate(
     space: Annotated[str, typer.Argument(metavar="SPACE", help="Space YAML or built-in name.")],
     set_: SetFlags = [],  # noqa: B006
     quick: Annotated[bool, typer.Option("--quick", metavar="", help="Check the space as --quick runs it.")] = False,
-    storage: RunStorage = None,
+    storage: SpaceStorage = None,
 ) -> None:
     """Check a space file and the storage URL a run would use, without connecting; print both, passwords masked."""
     from search_spaces.loader import load_spec, render_spec, resolve_space_path
