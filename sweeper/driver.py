@@ -142,6 +142,7 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
 
     searcher, recorder = searcher_and_recorder(study, spec, str(checkpoints), budget, orphans, policy, writer, printer)
     outages.searcher = searcher
+    searcher.interrupted = interrupts.flag
     if spec.budget.time_seconds is not None:
         searcher.deadline = started + spec.budget.time_seconds
     tuner = build_tuner(spec, study.study_name, searcher, recorder, history,

@@ -58,6 +58,9 @@ class StudySearcher(DriverOnly, Searcher):
         self.stopped = False
         self.timed_out = False  # stopped by budget.time
         self.deadline: float | None = None  # time.perf_counter() past which budget.time starts no trial
+        # set on Ctrl-C or a stop signal: where the CLI's watcher leaves, Tune's loop runs on while the queued
+        # writes drain, and would ask for trials that nobody runs (RUNNING, for a resume to carry on)
+        self.interrupted = threading.Event()
         self.carried_on: set[int] = set()  # dead drivers' trials this one carries on (their curves may be complete)
         self.reruns: list[optuna.Trial] = []  # trials Ray gave up on with retries left: asked again, first
         self.finished = False  # FINISHED was answered: Tune asks for no trial again
@@ -82,7 +85,7 @@ class StudySearcher(DriverOnly, Searcher):
 
     def _suggest(self, trial_id: str) -> dict[str, Any] | None:
         self.check_deadline()
-        if self.stopped or self.policy.overdue():
+        if self.stopped or self.interrupted.is_set() or self.policy.overdue():
             return Searcher.FINISHED
         if self._asking is None:
             if self.policy.in_outage and self.writer.pending:
@@ -152,6 +155,8 @@ class StudySearcher(DriverOnly, Searcher):
         """
         if self._pending is None and self.reruns:
             self._pending = self.reruns.pop(0)
+        if self._pending is None and self.interrupted.is_set():  # it came as this ask waited for the tells
+            return None
         self._claim_orphan()
         if self._pending is None:
             with creating_trials(self.study):  # else two drivers that both counted N-1 trials both create the N-th

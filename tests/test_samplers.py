@@ -191,6 +191,31 @@ def test_a_new_trial_is_sampled_after_the_result_that_freed_its_slot_is_written(
     assert first.state == optuna.trial.TrialState.COMPLETE and first.datetime_complete < second.datetime_start
 
 
+def test_an_interrupted_sweep_asks_for_no_trial_while_its_driver_drains_its_writes(tmp_path):
+    """Where the CLI's watcher leaves on Ctrl-C, Tune's loop runs on while the queued writes drain: an ask that was
+    waiting on them, or a new one, created a RUNNING trial that nobody ran (a resume carried it on from the start)."""
+    import time
+
+    from ray.tune.search import Searcher
+
+    from search_spaces.loader import load_spec
+    from storage.resume import Driver
+    from storage.retry import OutagePolicy
+    from sweeper.searcher import StudySearcher
+    from sweeper.study_writer import StudyWriter
+
+    spec = load_spec("spaces/asl20.yaml", quick=True, overrides=["enqueue=[]"])
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 's.db'}", direction="maximize")
+    policy = OutagePolicy(30)
+    searcher = StudySearcher(study, spec, checkpoints=str(tmp_path), budget=3, driver=Driver.current(),
+                             policy=policy, writer=StudyWriter(policy))
+    # the stop signal comes while the ask waits for a queued tell
+    searcher.writer.submit(lambda: (time.sleep(0.3), searcher.interrupted.set()))
+    assert searcher.suggest("first") == Searcher.FINISHED
+    assert searcher.suggest("second") == Searcher.FINISHED
+    assert study.get_trials() == [] and searcher.trials == {}
+
+
 SHORT = ("training.epochs=4", "params.warmup_epochs={type: fixed, value: 0}", "enqueue=[]")
 
 
