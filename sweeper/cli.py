@@ -292,11 +292,9 @@ def _leave(code: int, message: str = "") -> NoReturn:
     the graceful teardowns (seconds, or a minute waiting on a Ray that a SIGTERM to the process group already
     stopped) have nothing left to save. The main thread and the driver's interrupt watcher may both get here: the
     first one out says why."""
-    if threading.current_thread() is threading.main_thread():  # a second Ctrl-C must not cut the exit short
-        from sweeper.interrupts import stop_signals
+    from sweeper.interrupts import ignore_stop_signals
 
-        for signum in stop_signals():
-            signal.signal(signum, signal.SIG_IGN)
+    ignore_stop_signals()  # a second Ctrl-C must not cut the exit short
     _leaving.acquire()
     try:
         from sweeper.ray_runtime import kill_local_ray_before_exit

@@ -43,7 +43,7 @@ from storage.urls import ENV_VAR, mask_url, sqlite_path
 from sweeper.console import console, count_trials
 from sweeper.errors import DiskUnavailable, NothingFinished
 from sweeper.folders import RESULTS_DIR, checkpoint_folder, relocated, trial_checkpoint_dir
-from sweeper.interrupts import leaving, noting_interrupts
+from sweeper.interrupts import ignore_stop_signals, leaving, noting_interrupts
 from sweeper.preflight import (
     SweepOptions,
     check_same_data,
@@ -245,6 +245,7 @@ class Interrupts:
         if not self.exit_on_interrupt:
             return
         leaving()  # a second signal while the writes drain would lose them
+        ignore_stop_signals()  # the main thread leaves after noted(), whose handlers are gone: the CLI's would raise
         self.opening.acquire(timeout=STUDY_OPEN_WAIT_S)
         self.writer.drain(INTERRUPT_DRAIN_S)
         fold_sqlite_wal(self.url)

@@ -32,6 +32,15 @@ def stop_signals() -> tuple[signal.Signals, ...]:
     return (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, *hangup)
 
 
+def ignore_stop_signals() -> None:
+    """From now on the :func:`stop_signals` do nothing: for a process on its way out, once outside
+    :func:`noting_interrupts` (whose handler already ignores them while :func:`leaving`), where the handlers it put
+    back would raise KeyboardInterrupt in the middle of the exit. Only the main thread may set handlers."""
+    if threading.current_thread() is threading.main_thread():
+        for signum in stop_signals():
+            signal.signal(signum, signal.SIG_IGN)
+
+
 @contextlib.contextmanager
 def noting_interrupts(flag: threading.Event, leave: Callable[[], Any] | None = None) -> Iterator[None]:
     """Ctrl-C raises KeyboardInterrupt as ever, and sets ``flag`` too: Python swallows an interrupt that lands in a

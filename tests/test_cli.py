@@ -128,6 +128,31 @@ def test_a_second_signal_while_the_driver_leaves_does_not_cut_its_writes_short()
     assert proc.stdout.split() == ["stopping", "drained", "True"], proc.stdout + proc.stderr
 
 
+SECOND_SIGNAL_AS_THE_MAIN_THREAD_LEAVES = """
+import os, signal, sys, threading, time
+from storage.retry import OutagePolicy
+from sweeper.driver import Interrupts
+from sweeper.study_writer import StudyWriter
+
+for signum in (signal.SIGINT, signal.SIGTERM):  # as sweeper run sets them, outside the driver's noted() blocks
+    signal.signal(signum, signal.default_int_handler)
+writer = StudyWriter(OutagePolicy(30))
+writer.submit(lambda: (time.sleep(1.0), print("written", flush=True)))  # a queued write that takes a moment
+interrupts = Interrupts(writer, "sqlite:///" + sys.argv[1], lambda resume: (print("left"), os._exit(130)), "")
+threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGTERM)).start()  # a second signal as it drains
+interrupts.leave()  # the main thread, after fit returned on the first
+"""
+
+
+def test_a_second_signal_as_the_main_thread_leaves_does_not_cut_its_writes_short(tmp_path):
+    """The main thread leaves once Tune's loop has ended, outside the driver's noted() blocks: the stop signals'
+    handlers are sweeper run's again, and a second Ctrl-C raised KeyboardInterrupt in the drain, whose exit
+    skipped the queued writes (a second Ctrl-C 5 s after the first left at once, not after the writes)."""
+    proc = subprocess.run([sys.executable, "-c", SECOND_SIGNAL_AS_THE_MAIN_THREAD_LEAVES, str(tmp_path / "s.db")],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 130 and proc.stdout.split() == ["written", "left"], proc.stdout + proc.stderr
+
+
 def test_train_under_nohup_trains_on_through_a_hangup(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "sweeper.cli", "train", "--set", "epochs=8", "--set",
                              "dataset.classes=20", "--set", "dataset.samples_per_class=6"], cwd=tmp_path,
