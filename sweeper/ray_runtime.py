@@ -17,7 +17,9 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import optuna
 
@@ -238,8 +240,9 @@ def _init_ray(address: str) -> None:
         for name in LOCAL_QUIET_LOGGERS:
             logging.getLogger(name).setLevel(logging.ERROR)
         try:
-            ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False,
-                     _system_config=LOCAL_SYSTEM_CONFIG)
+            with processes_in_their_own_session():
+                ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False,
+                         _system_config=LOCAL_SYSTEM_CONFIG)
         except Exception as exc:  # a full temp folder: a bare Exception ("timed out during startup")
             raise BadInput(f"Ray could not start here ({str(exc)[:200]}); {_start_advice(exc)}") from None
         finally:
@@ -254,6 +257,41 @@ def _init_ray(address: str) -> None:
             raise BadInput(f"could not join Ray at {address!r} ({str(exc)[:200]})" + (
                 "" if none_there else ". A cluster with token authentication needs its RAY_AUTH_MODE=token and "
                 "RAY_AUTH_TOKEN in this shell too (docs/clusters.md)")) from None
+
+
+_OWN_GROUPS: list[subprocess.Popen] = []  # Ray's processes that lead a session of their own (and its group)
+
+
+@contextlib.contextmanager
+def processes_in_their_own_session() -> Iterator[None]:
+    """The processes a local ``ray.init`` starts (GCS, raylet: their workers and agents follow) in a session of
+    their own, where a signal to the driver's process group (``timeout``, ``scancel``, Ctrl-C) does not reach them:
+    the driver stops them as it leaves (:func:`kill_local_ray_before_exit`). A SIGTERM to the group as the driver
+    registered with its raylet stopped the raylet under a call that holds the GIL, so no thread of the driver could
+    leave: Ray's C++ ended it 13 s later, exit 1 ("Failed to register worker to Raylet").
+
+    Only where the kernel ends them with the driver (Linux's parent-death signal, which Ray sets where it can): a
+    ``kill -9`` of the driver must not leave them running. Elsewhere Ray's reaper stops them by process group.
+    Each one's group is noted in :data:`_OWN_GROUPS`: a driver that leaves while ``ray.init`` still starts them
+    stops the raylet's agents too, which would otherwise run on for a minute, until they found their raylet gone."""
+    from ray._private import services
+    from ray._private.utils import detect_fate_sharing_support
+
+    popen = getattr(services, "ConsolePopen", None)  # private: without it, Ray starts as it always did
+    if popen is None or not detect_fate_sharing_support():
+        yield
+        return
+
+    class OwnSession(popen):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **{**kwargs, "start_new_session": True})
+            _OWN_GROUPS.append(self)
+
+    services.ConsolePopen = OwnSession
+    try:
+        yield
+    finally:
+        services.ConsolePopen = popen
 
 
 def is_local_ray() -> bool:
@@ -299,6 +337,10 @@ def kill_local_ray_before_exit() -> None:
     ``ray.shutdown()`` costs seconds (a fixed sleep, then waiting on each process); a joined cluster is left alone.
     Nothing of Ray may be used afterwards: the driver's own connection is not closed, the process exits.
     """
+    for leader in _OWN_GROUPS:
+        if leader.returncode is None:  # not reaped: its pid, the group's id, is nobody else's yet
+            with contextlib.suppress(OSError):
+                os.killpg(leader.pid, signal.SIGKILL)
     if not is_local_ray():
         return
     import psutil  # vendored by Ray, on sys.path once ray is imported

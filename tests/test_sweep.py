@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import time
@@ -899,6 +901,62 @@ def test_a_sigterm_while_ray_starts_exits_130(tmp_path):
     assert "interrupted: the study keeps its finished trials; the same command carries it on" in output, output
     # (a signal that lands in a finalizer is printed by Python as "Exception ignored in ...", and still counts)
     assert "Error" not in output.replace("Exception ignored", ""), output
+
+
+SIGTERM_AS_THE_DRIVER_REGISTERS = """
+import os, signal, sys
+import ray._raylet
+
+registers = ray._raylet.CoreWorker
+
+def core_worker(*args, **kwargs):  # a SIGTERM to the group as the driver registers with its raylet
+    os.killpg(os.getpgrp(), signal.SIGTERM)
+    return registers(*args, **kwargs)  # holds the GIL: no thread of the driver runs until it returns
+
+ray._raylet.CoreWorker = core_worker
+sys.argv = ["sweeper", *sys.argv[1:]]
+from sweeper.cli import main
+main()
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform != "linux", reason="Ray's processes end with the driver through Linux's prctl")
+def test_a_sigterm_to_the_group_as_the_driver_registers_with_ray_exits_130(tmp_path):
+    """ray.init registers the driver with its raylet in a call that holds the GIL. A SIGTERM to the process group
+    then (``timeout``, ``scancel`` 3.5 to 4.5 s into ``sweeper run`` on an idle machine) also stopped the raylet:
+    no thread of the driver could leave, and Ray's C++ ended it 13 s later with exit code 1 ("Failed to register
+    worker to Raylet"). Ray's processes, in a session of their own, are stopped by the driver as it leaves."""
+    space, db = scripted_space(tmp_path, trials=2), tmp_path / "sweeps.db"
+    ray_tmp = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))  # short: Ray's socket paths; its processes name it
+    proc = subprocess.Popen([sys.executable, "-c", SIGTERM_AS_THE_DRIVER_REGISTERS, "run", str(space), "--storage",
+                             f"sqlite:///{db}"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True, env={**os.environ, "RAY_TMPDIR": str(ray_tmp)})
+    try:
+        code = proc.wait(timeout=120)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    output = proc.stdout.read()
+    assert code == 130, output
+    assert "interrupted: the study keeps its finished trials; the same command carries it on" in output, output
+    assert "Failed to register" not in output and "Traceback" not in output, output
+    deadline = time.time() + 10
+    while (left := ray_processes(ray_tmp)) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not left, left
+    shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+def ray_processes(ray_tmp: Path) -> list[str]:
+    """The live processes whose command line names ``ray_tmp`` (a Ray's session folder is under it)."""
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        with contextlib.suppress(OSError):
+            if str(ray_tmp) in (proc / "cmdline").read_text() and \
+                    (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                found.append(f"{proc.name}: {(proc / 'cmdline').read_text()[:80]}")
+    return found
 
 
 def test_ray_says_nothing_once_the_driver_is_leaving(caplog):
