@@ -16,9 +16,10 @@ _leaving = threading.Event()
 
 def leaving() -> None:
     """The process is on its way out, writing what it queued: a second Ctrl-C or stop signal must not cut that
-    short (the exit is bounded anyway), nor the exit itself. Ray says nothing more: a signal to the process group
-    stopped its processes too, and the ray.init that the main thread goes on with would log their deaths as errors
-    ("Failed to start the dashboard, return code -15") under the driver's line saying the sweep was interrupted."""
+    short (the exit is bounded anyway), nor the exit itself. Ray says nothing more: the driver stops its processes
+    as it leaves (a signal to the process group may have too, where they share it), and the ray.init that the main
+    thread goes on with would log their deaths as errors ("Failed to start the dashboard, return code -15") under
+    the driver's line saying the sweep was interrupted."""
     logging.getLogger("ray").setLevel(logging.CRITICAL + 1)  # before _leaving: it lets the main thread go on
     _leaving.set()
 
@@ -52,8 +53,9 @@ def noting_interrupts(flag: threading.Event, leave: Callable[[], Any] | None = N
 
     ``leave``, where given, is called on a thread of its own as any of them arrives, and must end the process.
     Python runs a signal handler only between bytecodes, and a signal sent to the whole process group (``timeout``,
-    Slurm's ``scancel``, Ctrl-C in a terminal) also stops the local Ray: the main thread may then sit for a minute
-    in a call to it, until Ray's client gives up and terminates the process with exit code 1.
+    Slurm's ``scancel``, Ctrl-C in a terminal) may also stop Ray's processes (a joined cluster's, or a local Ray's
+    where they could not get a session of their own: :func:`sweeper.ray_runtime.processes_in_their_own_session`):
+    the main thread may then sit for a minute in a call to them, until Ray's client ends the process with exit 1.
 
     With ``leave`` the main thread is not interrupted at all, only ``flag`` set: ``leave`` ends the process anyway,
     and a KeyboardInterrupt raised wherever the main thread happens to be can break what other threads need. One
