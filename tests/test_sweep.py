@@ -877,6 +877,21 @@ def test_an_interrupt_as_the_driver_forks_still_ends_it(tmp_path) -> None:
     assert "Exception ignored" not in proc.stderr, proc.stderr
 
 
+def interrupted_output(proc: subprocess.Popen, timeout: float) -> str:
+    """The output of a ``sweeper run`` (its own session) that a stop signal ends: exit 130, saying how to go on."""
+    try:
+        code = proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:  # where it hangs: py-spy is not here, but its output says how far it got
+        code = None
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    output = proc.stdout.read()
+    assert code == 130, output
+    assert "interrupted: the study keeps its finished trials; the same command carries it on" in output, output
+    return output
+
+
 @pytest.mark.slow
 def test_a_sigterm_while_ray_starts_exits_130(tmp_path):
     """The study is opened while Ray starts. A SIGTERM then met Ray's own handler (exit code 15, or a minute's wait
@@ -889,16 +904,7 @@ def test_a_sigterm_while_ray_starts_exits_130(tmp_path):
     while not db.exists() and time.time() < deadline and proc.poll() is None:  # the storage opens as Ray starts
         time.sleep(0.02)
     os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        code = proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:  # where it hangs: py-spy is not here, but its output says how far it got
-        code = None
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-    output = proc.stdout.read()
-    assert code == 130, output
-    assert "interrupted: the study keeps its finished trials; the same command carries it on" in output, output
+    output = interrupted_output(proc, timeout=30)
     # (a signal that lands in a finalizer is printed by Python as "Exception ignored in ...", and still counts)
     assert "Error" not in output.replace("Exception ignored", ""), output
 
@@ -932,14 +938,7 @@ def test_a_sigterm_to_the_group_as_the_driver_registers_with_ray_exits_130(tmp_p
     proc = subprocess.Popen([sys.executable, "-c", SIGTERM_AS_THE_DRIVER_REGISTERS, "run", str(space), "--storage",
                              f"sqlite:///{db}"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, start_new_session=True, env={**os.environ, "RAY_TMPDIR": str(ray_tmp)})
-    try:
-        code = proc.wait(timeout=120)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-    output = proc.stdout.read()
-    assert code == 130, output
-    assert "interrupted: the study keeps its finished trials; the same command carries it on" in output, output
+    output = interrupted_output(proc, timeout=120)
     assert "Failed to register" not in output and "Traceback" not in output, output
     deadline = time.time() + 10
     while (left := ray_processes(ray_tmp)) and time.time() < deadline:
