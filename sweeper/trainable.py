@@ -110,15 +110,15 @@ def output_kept(path: Path, *more: Path, header: str = "") -> Iterator[None]:
         for each in (path, *more):
             each.parent.mkdir(parents=True, exist_ok=True)
             logs.append(os.open(each, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644))
+        for fd in logs if header else ():
+            with contextlib.suppress(OSError):  # a full disk loses the line, as the tee loses output: the trial
+                os.write(fd, header.encode())  # runs on (raised, it failed the group at once, with no disk stop)
+        log, copier = (logs[0], None) if not more else _tee(logs)  # a pipe too many (EMFILE): no file kept open
     except OSError:
         for fd in logs:
             os.close(fd)
         yield
         return
-    for fd in logs if header else ():
-        with contextlib.suppress(OSError):  # a full disk loses the line, as the tee loses output: the trial runs on
-            os.write(fd, header.encode())  # (raised, it leaked the files and failed the group at once, no disk stop)
-    log, copier = (logs[0], None) if not more else _tee(logs)
     saved: list[int] = []
     try:
         for stream, fd in ((sys.stdout, 1), (sys.stderr, 2)):

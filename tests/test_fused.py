@@ -459,6 +459,27 @@ def test_a_group_member_file_on_a_full_disk_loses_its_header_not_the_group(tmp_p
     assert descriptors() == before
 
 
+def test_a_group_without_descriptors_for_its_pipe_runs_and_keeps_no_member_file_open(tmp_path):
+    """The tee's pipe refused (EMFILE: the process is at its limit of open files): the group runs, its output where
+    Ray sends it, as where a member's file cannot be opened; the members' files it had opened stayed open."""
+    import resource
+
+    def descriptors() -> set[int]:
+        return {int(fd) for fd in os.listdir("/proc/self/fd")}
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    before = descriptors()
+    free = [fd for fd in range(soft) if fd not in before][:3]  # the two files take the first two; the pipe, none
+    ran = False
+    resource.setrlimit(resource.RLIMIT_NOFILE, (free[2], hard))
+    try:
+        with output_kept(tmp_path / "trial-00000.log", tmp_path / "trial-00001.log", header="group\n"):
+            ran = True
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert ran and descriptors() == before
+
+
 @pytest.mark.slow
 def test_a_stop_on_target_resume_records_the_members_killed_after_their_last_epoch_complete(ray_session, tmp_path,
                                                                                            monkeypatch):
