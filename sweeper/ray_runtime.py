@@ -271,7 +271,10 @@ def processes_in_their_own_session() -> Iterator[None]:
     leave: Ray's C++ ended it 13 s later, exit 1 ("Failed to register worker to Raylet").
 
     Only where the kernel ends them with the driver (Linux's parent-death signal, which Ray sets where it can): a
-    ``kill -9`` of the driver must not leave them running. Elsewhere Ray's reaper stops them by process group.
+    ``kill -9`` of the driver must not leave them running. Elsewhere Ray's reaper stops them by process group. The
+    raylet's two agents (dashboard, runtime env) have no such signal: after a ``kill -9`` of the driver, or now of
+    its whole group too, they see their raylet die and exit about a minute later (reporting it to a GCS that is
+    gone blocks them that long); nothing of the study depends on them.
     Each one's group is noted in :data:`_OWN_GROUPS`: a driver that leaves while ``ray.init`` still starts them
     stops the raylet's agents too, which would otherwise run on for a minute, until they found their raylet gone."""
     from ray._private import services
