@@ -103,8 +103,9 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
     """Run (or carry on) a sweep; Ctrl-C and SIGTERM raise KeyboardInterrupt once queued writes are written.
 
     ``exit_on_interrupt(resume_command)`` is for a program that leaves on Ctrl-C anyway (the CLI), and must end the
-    process: it is called then, from another thread if a signal that also stopped the local Ray leaves the main
-    thread waiting on Ray. ``resume_command`` is ``sweeper resume NAME``, with ``--storage`` where one was given.
+    process: it is called then, by a watcher thread as the signal arrives (the main thread, not interrupted, may be
+    inside a call to Ray), or by the main thread where it sees the signal first. ``resume_command`` is
+    ``sweeper resume NAME``, with ``--storage`` where one was given.
     """
     started = time.perf_counter()
     spec, url, data, results_root = check_inputs(options)
