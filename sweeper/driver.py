@@ -42,7 +42,7 @@ from storage.target import prune_stopped, recover_target_met, target_met
 from storage.urls import ENV_VAR, mask_url, sqlite_path
 from sweeper.console import console, count_trials
 from sweeper.errors import DiskUnavailable, NothingFinished
-from sweeper.folders import RESULTS_DIR, checkpoint_folder, relocated, trial_checkpoint_dir
+from sweeper.folders import RESULTS_DIR, checkpoint_folder, kept_checkpoint, relocated
 from sweeper.interrupts import ignore_stop_signals, leaving, noting_interrupts
 from sweeper.preflight import (
     SweepOptions,
@@ -464,7 +464,7 @@ def result_due(spec: Spec, trial: optuna.trial.FrozenTrial, checkpoints: Path) -
     keeps none would train it all again: it is stopped)."""
     epochs = spec.trial_config(trial.params).get("epochs")
     return isinstance(epochs, int) and not isinstance(epochs, bool) and last_epoch(trial) >= epochs and \
-        any(trial_checkpoint_dir(str(checkpoints), trial.number).glob("*"))
+        kept_checkpoint(str(checkpoints), trial.number)
 
 
 def build_tuner(spec: Spec, name: str, searcher: Any, recorder: Any, history: list[optuna.trial.FrozenTrial],
@@ -643,7 +643,7 @@ def print_resume_summary(study: optuna.Study, orphans: list[optuna.trial.FrozenT
                           "target: " + ", ".join(f"#{t.number} (epoch {last_epoch(t)} recorded)" if last_epoch(t)
                                             else f"#{t.number} (no epoch recorded)" for t in stopped))
     elif orphans:
-        saved = {t.number for t in orphans if any(trial_checkpoint_dir(str(checkpoints), t.number).glob("*"))}
+        saved = {t.number for t in orphans if kept_checkpoint(str(checkpoints), t.number)}
         # the study knows the last epoch reported; the checkpoint may be older (checkpoint_every) or newer (an outage)
         console.print(f"carrying on {count_trials(len(orphans))} whose driver is gone, "
                       f"{'from its' if len(orphans) == 1 else 'each from its'} last checkpoint: "

@@ -47,6 +47,11 @@ def trial_checkpoint_dir(checkpoints: str, number: int) -> Path:
     return Path(checkpoints) / f"trial-{number:05d}"
 
 
+def kept_checkpoint(checkpoints: str, number: int) -> bool:
+    """Whether the trial saved anything in its folder: the folder itself is made before the function starts."""
+    return any(trial_checkpoint_dir(checkpoints, number).glob("*"))
+
+
 def trial_output_file(checkpoints: str, number: int) -> Path:
     """Beside the trial's folder, not in it: a training function may take any file there for a checkpoint."""
     return Path(checkpoints) / f"trial-{number:05d}.log"
