@@ -157,7 +157,7 @@ def _sqlite_read_only_option(url: str) -> str | None:
     query = make_url(url).query
     if not _true(query.get("uri")):
         return None  # without uri=true SQLite takes no such option (check_sqlite_options refuses the unknown ones)
-    return "mode=ro" if query.get("mode") == "ro" else "immutable=1" if _true(query.get("immutable")) else None
+    return "immutable=1" if _true(query.get("immutable")) else "mode=ro" if query.get("mode") == "ro" else None
 
 
 def _true(value: Any) -> bool:
@@ -359,7 +359,7 @@ def _engine_kwargs(url: str, *, tune: bool = True, read_only: bool = False) -> d
     if is_sqlite(url):
         path = sqlite_path(url)
         if read_only and path is not None:
-            immutable = _true(make_url(url).query.get("immutable"))  # the URL's: dropped, a read-only disk's WAL file
+            immutable = _sqlite_read_only_option(url) == "immutable=1"  # kept: how a read-only disk opens
             return {"creator": functools.partial(_connect_sqlite_read_only, path, sqlite_busy_timeout(url), immutable)}
         if not tune:
             return {"connect_args": {"timeout": sqlite_busy_timeout(url)}}
