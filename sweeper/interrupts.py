@@ -12,6 +12,13 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 _leaving = threading.Event()
+_excepthook = threading.excepthook  # the one :func:`leaving` wraps
+
+
+def _quiet_ray_threads(args: threading.ExceptHookArgs) -> None:
+    """Passes over what ends a Ray thread (they are named ``ray_...``) while the process leaves; reports the rest."""
+    if not (_leaving.is_set() and args.thread is not None and args.thread.name.startswith("ray_")):
+        _excepthook(args)
 
 
 def leaving() -> None:
@@ -19,8 +26,13 @@ def leaving() -> None:
     short (the exit is bounded anyway), nor the exit itself. Ray says nothing more: the driver stops its processes
     as it leaves (a signal to the process group may have too, where they share it), and the ray.init that the main
     thread goes on with would log their deaths as errors ("Failed to start the dashboard, return code -15") under
-    the driver's line saying the sweep was interrupted."""
+    the driver's line saying the sweep was interrupted. Nor do Ray's threads: the one ray.init starts to hear the
+    GCS's errors fails with a traceback where the GCS it subscribes to was just stopped."""
+    global _excepthook
     logging.getLogger("ray").setLevel(logging.CRITICAL + 1)  # before _leaving: it lets the main thread go on
+    if threading.excepthook is not _quiet_ray_threads:
+        _excepthook = threading.excepthook
+        threading.excepthook = _quiet_ray_threads
     _leaving.set()
 
 

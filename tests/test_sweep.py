@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import signal
@@ -962,8 +963,6 @@ def test_ray_says_nothing_once_the_driver_is_leaving(caplog):
     """A stop signal to the process group also stops Ray's processes; where the driver's watcher began to leave
     first, the main thread's ray.init went on and logged the dashboard's death under the driver's "interrupted"
     line ("Failed to start the dashboard, return code -15": the SIGTERM test above, once in CI)."""
-    import logging
-
     from sweeper import interrupts
 
     ray_logger = logging.getLogger("ray")
@@ -974,6 +973,34 @@ def test_ray_says_nothing_once_the_driver_is_leaving(caplog):
         assert not [record for record in caplog.records if "Failed to start" in record.getMessage()]
     finally:
         ray_logger.setLevel(level)
+        interrupts._leaving.clear()
+
+
+def test_ray_threads_fail_quietly_once_the_driver_is_leaving():
+    """The driver stops its local Ray's processes as it leaves; ray.init's thread that subscribes to the GCS's
+    errors, started just then, failed with a traceback ("RpcError: failed to connect to all addresses") under the
+    driver's "interrupted" line (the SIGTERM test above, once in CI). A failing thread of our own still says so."""
+    from sweeper import interrupts
+
+    def fail() -> None:
+        raise RuntimeError("the GCS is gone")
+
+    def run_thread(name: str) -> None:
+        thread = threading.Thread(target=fail, name=name)
+        thread.start()
+        thread.join()
+
+    reported: list[str] = []
+    hook, level = threading.excepthook, logging.getLogger("ray").level
+    threading.excepthook = lambda args: reported.append(args.thread.name)  # what Python's own would print
+    try:
+        interrupts.leaving()
+        run_thread("ray_listen_error_messages")
+        run_thread("sweeper-writer")
+        assert reported == ["sweeper-writer"]
+    finally:
+        threading.excepthook = hook
+        logging.getLogger("ray").setLevel(level)
         interrupts._leaving.clear()
 
 
