@@ -180,7 +180,7 @@ def _checked_command(config: dict[str, Any], entrypoint: str, space: Path) -> tu
     from sweeper.standalone import prepare
 
     try:
-        spec = load_spec(space)
+        spec = load_spec(space, keep_deprecated=True)  # its sampler is not used: sweeper train takes the file too
     except SpecError as exc:
         return None, f"the space file {space} no longer loads ({_first_line(exc)}), so sweeper train cannot run it"
     if spec.entrypoint != entrypoint:

@@ -328,7 +328,8 @@ def dashboard(
     if space is not None:
         from search_spaces.loader import load_spec, resolve_space_path
 
-        spec_storage = load_spec(resolve_space_path(space)).storage
+        # only its storage is read: a sampler option Optuna deprecated, which its study may run with, is no matter
+        spec_storage = load_spec(resolve_space_path(space), keep_deprecated=True).storage
     serve_dashboard(validate_storage_url(resolve_storage_url(spec_storage, storage)), host=host, port=port)
 
 

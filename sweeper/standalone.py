@@ -64,7 +64,9 @@ def prepare(space: Path | None, set_flags: Iterable[str], seeds: Iterable[int] =
     from search_spaces.schema import Spec
     from trials.entrypoint import describe
 
-    spec = load_spec(resolve_space_path(str(space))) if space is not None else None
+    # a sampler option Optuna deprecated passes: one training run samples nothing, and a study that ran with one
+    # goes on from this very file (sweeper.preflight.kept_deprecated)
+    spec = load_spec(resolve_space_path(str(space)), keep_deprecated=True) if space is not None else None
     entry = spec._entrypoint if spec is not None else describe(DEFAULT_ENTRYPOINT)
     assert entry is not None
     file, config = str(space or ""), spec.base_config() if spec is not None else {}

@@ -33,6 +33,7 @@ import optuna
 import pytest
 from sqlalchemy.engine import make_url
 
+from search_spaces.errors import SpecError
 from search_spaces.loader import load_spec, resolve_space_path, spec_from_dict
 from storage import attrs
 from storage.engine import close_storage, open_storage
@@ -836,6 +837,20 @@ def test_best_prints_no_command_when_the_space_file_names_another_entrypoint(
     out = capsys.readouterr().out
     assert not any(line.startswith("sweeper train") for line in out.splitlines())
     assert f"note: {data['note']}" in out and "no sweeper train command reproduces it" in out and "  lr: 0.25" in out
+
+
+def test_best_and_train_take_the_space_file_of_a_study_that_ran_with_a_deprecated_sampler_option(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``sweeper run SPACE`` carries on a study that ran with a sampler option Optuna has since deprecated, from that
+    very file: ``best`` said the file "no longer loads" and printed no command, and ``sweeper train SPACE`` (and
+    ``dashboard SPACE``) exited 2 on the option, which one training run never uses."""
+    monkeypatch.chdir(tmp_path)
+    study, space = own_study(tmp_path)
+    space.write_text(space.read_text() + "sampler: {type: tpe, prior_weight: 2.0}\n")  # as the study ran it
+    with pytest.raises(SpecError, match="prior_weight: is deprecated by Optuna"):
+        load_spec(space)  # what a new study is still told
+    data = best_summary(view_of(study))
+    assert data["note"] is None and trained_by(data["reproduce"]) == {"epochs": 2, "lr": 0.25}
 
 
 def test_control_characters_from_the_database_print_escaped(tmp_path: Path) -> None:
