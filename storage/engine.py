@@ -13,6 +13,7 @@ database without Optuna's tables is refused before Optuna's constructor could cr
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -123,7 +124,8 @@ def check_writable(url: str) -> None:
                                "the database back beside it, or remove the -wal file to start anew.")
         if option := _sqlite_read_only_option(url):  # else Optuna's first write is a traceback, not exit 2
             raise StorageError(f"Cannot write {mask_url(url)}: its {option} opens the database read-only, and a "
-                               f"sweep writes its trials there: leave {option} out (the reading commands need none).")
+                               f"sweep writes its trials there: leave {option} out (the reading commands open it "
+                               "read-only without it; on a read-only disk they keep immutable=1).")
         folder = path.absolute().parent
         try:
             tempfile.TemporaryFile(dir=folder).close()
@@ -359,7 +361,8 @@ def _engine_kwargs(url: str, *, tune: bool = True, read_only: bool = False) -> d
     if is_sqlite(url):
         path = sqlite_path(url)
         if read_only and path is not None:
-            immutable = _sqlite_read_only_option(url) == "immutable=1"  # kept: how a read-only disk opens
+            if immutable := _sqlite_read_only_option(url) == "immutable=1":  # kept: how a read-only disk opens
+                _warn_unread_wal(path)
             return {"creator": functools.partial(_connect_sqlite_read_only, path, sqlite_busy_timeout(url), immutable)}
         if not tune:
             return {"connect_args": {"timeout": sqlite_busy_timeout(url)}}
@@ -403,6 +406,18 @@ def _limit_statement_time(dbapi_connection: Any, _connection_record: object) -> 
             cursor.execute(f"SET statement_timeout = {limit_ms}")
     dbapi_connection.commit()
     stall.watch(dbapi_connection, limit_ms / 1000)
+
+
+def _warn_unread_wal(path: Path) -> None:
+    """SQLite opened with ``immutable=1`` reads the database file alone: what its -wal file holds (a sweep's newest
+    trials, where it was copied mid-sweep or its driver killed) is silently left out, so the reading commands would
+    show a study without them."""
+    wal = path.with_name(path.name + "-wal")
+    with contextlib.suppress(OSError):
+        if wal.stat().st_size:
+            _logger.warning("%s holds writes that immutable=1 does not read: the study may lack its newest trials. "
+                            "Copy the database with its -wal file to a folder this user may write, and read it there "
+                            "without immutable=1.", wal)
 
 
 def _connect_sqlite_read_only(path: Path, timeout: float, immutable: bool) -> sqlite3.Connection:

@@ -7,6 +7,8 @@ SWEEPER_REQUIRE_POSTGRES=1 (CI), where they fail. Each uses its own study-name p
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import pickle
 import re
 import shutil
@@ -15,6 +17,7 @@ import sqlite3
 import struct
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 import uuid
@@ -394,6 +397,7 @@ def test_without_wal_the_same_reader_does_make_the_writer_fail(tmp_path: Path, p
 
 WRITER = """
 import sys
+import textwrap
 from storage.engine import open_storage
 from storage.studies import create_or_load_study
 storage = open_storage(sys.argv[1])
@@ -1051,6 +1055,30 @@ def test_a_sqlite_uri_that_opens_the_database_read_only_is_refused_before_a_swee
         with pytest.raises(StorageError, match=f"its {option} opens the database read-only"):
             check_writable(f"sqlite:///file:{path}?{option}&uri=true")
     check_writable(f"sqlite:///file:{path}?mode=rw&uri=true")  # a URI that may write is fine
+
+
+def test_an_immutable_url_warns_that_it_leaves_out_what_the_wal_file_holds(tmp_path: Path, caplog) -> None:
+    """SQLite reads an ``immutable=1`` database without its -wal file: a copy taken mid-sweep (the README says to
+    copy both) or a killed driver's file showed a study without its newest trials, and said nothing."""
+    path = tmp_path / "sweeps.db"
+    writer = textwrap.dedent(f"""
+        import os, optuna
+        from storage.engine import open_storage
+        storage = open_storage("sqlite:///{path}")
+        study = optuna.create_study(study_name="s", storage=storage)
+        study.add_trial(optuna.trial.create_trial(value=1.0))
+        os._exit(0)  # as a kill -9: nothing folds the log into the file
+    """)
+    subprocess.run([sys.executable, "-c", writer], check=True, cwd=Path(__file__).parent.parent)
+    assert (tmp_path / "sweeps.db-wal").stat().st_size
+    # here the log holds even Optuna's tables: the file alone is empty
+    with caplog.at_level(logging.WARNING, logger="storage.engine"), contextlib.suppress(StorageError):
+        close_storage(open_storage(f"sqlite:///file:{path}?immutable=1&uri=true", read_only=True))
+    assert "sweeps.db-wal holds writes that immutable=1 does not read" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="storage.engine"):
+        close_storage(open_storage(f"sqlite:///file:{path}?mode=ro&uri=true", read_only=True))  # mode=ro reads it
+    assert "immutable" not in caplog.text
 
 
 def test_an_immutable_url_reads_a_wal_database_on_a_read_only_mount(tmp_path: Path) -> None:
