@@ -216,7 +216,8 @@ def _run_trial(config: dict[str, Any], train: Callable[..., Any]) -> None:
         if returned.is_set():  # a thread of the function's, after it returned: it would land in the next trial
             raise RuntimeError("report() was called after the training function returned")
         metrics = plain(metrics)
-        reported.update(metrics)
+        # None: no value this epoch (the schedulers pass it over), which must not wipe out the metric's last one
+        reported.update({k: v for k, v in metrics.items() if v is not None})
         try:
             tune.report({**metrics, NODE_KEY: node})
         except SystemExit:  # how Ray stops a trial (a scheduler's STOP, the sweep's end): let it through

@@ -257,6 +257,20 @@ def test_a_returned_none_leaves_the_metrics_last_report_recorded(ray_session, tm
     assert load(url, study.study_name).user_attrs["target_met"]["trial"] == 0
 
 
+def test_a_metric_reported_as_none_keeps_its_last_reported_value(ray_session, tmp_path, monkeypatch):
+    """A report's None is no value for that epoch (the schedulers pass it over), but it replaced the metric's last
+    value: a function that evaluates test_acc every other epoch recorded no test_acc and met no target on it."""
+    monkeypatch.chdir(tmp_path)
+    url, study = one_trial_of(tmp_path, "reported_nones", """\
+        def fit(config, report, checkpoint_dir):
+            report({"epoch": 1, "score": config["x"], "test_acc": 0.7})
+            report({"epoch": 2, "score": config["x"], "test_acc": None})
+        """, targets="targets: {test_acc: 50%}\n")
+    [trial] = load(url, study.study_name).get_trials()
+    assert trial.state == TS.COMPLETE and trial.user_attrs["test_acc"] == 0.7, trial.user_attrs
+    assert load(url, study.study_name).user_attrs["target_met"]["trial"] == 0
+
+
 @pytest.mark.slow
 def test_nan_loss_fails_the_trial_fast_and_the_sweep_goes_on(ray_session, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
