@@ -77,8 +77,9 @@ def check_ray_address(address: str | None) -> None:
     try:
         head = socket.create_connection((match[1].strip("[]"), int(match[2])), timeout=ADDRESS_TIMEOUT_S)
     except OSError as exc:
+        own = "leave out --address" if flag == "--address" else "unset RAY_ADDRESS"  # what the user set
         raise BadInput(f"{flag} {address!r}: no Ray head answers there ({exc.strerror or exc}); start one with "
-                       "`ray start --head`, or leave out --address for a Ray of the sweep's own") from None
+                       f"`ray start --head`, or {own} for a Ray of the sweep's own") from None
     # Ray's head speaks gRPC, whose first answer is an HTTP/2 SETTINGS frame; Ray retries another service at the
     # address (a Redis on 6379) for many minutes
     with head:

@@ -755,3 +755,22 @@ def test_data_choices_an_npz_does_not_read_are_not_read_again(tmp_path, monkeypa
     monkeypatch.setattr(preflight, "read_npz", lambda *a, **k: reads.append(a) or read_npz(*a, **k))
     assert preflight.check_data_found(load_spec(tmp_path / "data.yaml"), tmp_path) is None
     assert len(reads) == 1
+
+
+def test_a_dead_ray_address_from_the_environment_says_to_unset_it(monkeypatch):
+    """RAY_ADDRESS left over from earlier work: the advice was "leave out --address", a flag nobody had given."""
+    import socket
+
+    from sweeper import ray_runtime
+    from sweeper.errors import BadInput
+
+    with socket.socket() as closed:  # a port that nothing listens on once this socket is closed
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{port}")
+    with pytest.raises(BadInput, match="no Ray head answers there") as refused:
+        ray_runtime.check_ray_address(None)
+    assert "RAY_ADDRESS '127.0.0.1" in str(refused.value) and "unset RAY_ADDRESS" in str(refused.value)
+    assert "--address" not in str(refused.value)
+    with pytest.raises(BadInput, match="or leave out --address for a Ray of the sweep's own"):
+        ray_runtime.check_ray_address(f"127.0.0.1:{port}")
