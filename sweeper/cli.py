@@ -128,7 +128,7 @@ def _folder(value: str | Path | None) -> str | Path | None:
 
 @app.command()
 def train(
-    space: Annotated[Optional[Path], typer.Argument(metavar="SPACE", help="Space YAML: its entrypoint and training block.")] = None,  # noqa: UP045, E501
+    space: Annotated[Optional[Path], typer.Argument(metavar="SPACE", help="Space YAML or built-in name: its entrypoint and training block (default: the core alone).")] = None,  # noqa: UP045, E501
     set_: SetFlags = [],  # noqa: B006
     checkpoint_dir: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Write/resume epoch checkpoints here.", callback=_folder)] = None,  # noqa: UP045, E501
     seeds: Annotated[Optional[str], typer.Option(metavar="S1,S2,...", help="Train once per seed (beats --set seed=), then the final metrics' mean, sd and range, and how many seeds reach the space's targets.")] = None,  # noqa: UP045, E501
@@ -313,7 +313,7 @@ def _leave(code: int, message: str = "") -> NoReturn:
 
 @app.command()
 def dashboard(
-    space: Annotated[Optional[str], typer.Argument(metavar="SPACE", help="A space YAML whose storage to show (else --storage).")] = None,  # noqa: UP045, E501
+    space: Annotated[Optional[str], typer.Argument(metavar="SPACE", help="Space YAML or built-in name whose storage to show (else --storage).")] = None,  # noqa: UP045, E501
     storage: SpaceStorage = None,
     host: Annotated[str, typer.Option(metavar="HOST",
                                       help="Address to listen on; other than 127.0.0.1 exposes it.")] = "127.0.0.1",

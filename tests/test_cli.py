@@ -565,6 +565,15 @@ def test_help_shows_what_each_option_takes_and_no_value_for_a_flag():
         assert "--help" in shown and "<bool>" not in shown, shown
 
 
+def test_help_of_every_command_taking_a_space_says_a_built_in_name_will_do(tmp_path):
+    """train and dashboard take `asl20` as run and validate do, but their help said "Space YAML" only."""
+    for command in ("run", "validate", "train", "dashboard"):
+        shown = " ".join(sweeper(command, "--help").stdout.split())
+        assert "built-in" in shown, (command, shown)
+    proc = sweeper("dashboard", "asl20", cwd=tmp_path)  # the built-in's storage, sweeps.db here: not made
+    assert proc.returncode == 2 and "There is no SQLite database" in proc.stderr, proc.stderr
+
+
 def test_an_error_on_line_100_shows_its_number_not_an_emoji(tmp_path):
     """rich reads ':100:' as the 💯 emoji: 'long.yaml:100: params...' lost its line number."""
     (tmp_path / "long.yaml").write_text("#\n" * 98 + "params:\n  lr: {type: float, low: 0.01, high: 0.001}\n")
