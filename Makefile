@@ -13,10 +13,11 @@ CONSTRAINTS := $(if $(filter keep,$(TORCH)),$(VENV)/constraints.txt,constraints.
 
 .PHONY: run test lint bench venv clean check-venv
 
-# a .venv that lost a package (pip still lists it, so a reinstall would skip it) says so, not with a traceback
+# a .venv that lost a package (pip still lists it, so a reinstall would skip it) says so, not with a traceback;
+# only one that make finished ($(STAMP)): a .venv made by hand for TORCH=keep holds torch alone until make installs
 REQUIRED := optuna ray torch pydantic typer sqlalchemy plotly optuna_dashboard yaml rich
 check-venv:
-	@test ! -x $(BIN)/python || $(BIN)/python -c 'import importlib.util as u, sys; \
+	@test ! -f $(STAMP) || test ! -x $(BIN)/python || $(BIN)/python -c 'import importlib.util as u, sys; \
 	    lost = ", ".join(m for m in sys.argv[1:] if u.find_spec(m) is None); \
 	    hint = ": rebuild it with make clean venv (with TORCH=keep, install your torch into it first again)"; \
 	    sys.exit(lost and "$(VENV) lacks " + lost + hint or None)' $(REQUIRED)
