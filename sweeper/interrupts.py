@@ -79,8 +79,19 @@ def noting_interrupts(flag: threading.Event, leave: Callable[[], Any] | None = N
         yield
         return
 
+    handling = []  # a handler of this thread is setting ``flag``: the Event's lock, which is no RLock, is held
+
     def interrupt(signum: int, frame: Any) -> None:
-        flag.set()
+        # Python runs a handler again, on the same thread, for a signal that comes while it runs: a second one just
+        # after the first (``timeout`` sends its SIGTERM to the driver and then to its group; Ctrl-C pressed twice)
+        # that lands inside flag.set() waited for ever on the lock the first holds, and so did the watcher
+        if handling:
+            return
+        handling.append(signum)
+        try:
+            flag.set()
+        finally:
+            handling.clear()
         if leave is None and not _leaving.is_set():
             signal.default_int_handler(signum, frame)
 

@@ -864,6 +864,38 @@ def test_an_interrupt_ends_a_driver_whose_main_thread_is_stuck_in_a_c_call(tmp_p
         proc.kill()
 
 
+SECOND_SIGNAL_IN_THE_HANDLER = """
+import os, signal, threading, time
+from sweeper.interrupts import noting_interrupts
+
+class SecondSignalInSet(threading.Event):  # Event.set, with a second SIGTERM arriving while it holds its lock
+    def set(self):
+        with self._cond:
+            if not self.is_set() and threading.current_thread() is threading.main_thread():
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(0.05)  # the second signal's handler runs here, on the same thread
+            self._flag = True
+            self._cond.notify_all()
+
+with noting_interrupts(SecondSignalInSet(), leave=lambda: os._exit(130)):
+    os.kill(os.getpid(), signal.SIGTERM)
+    threading.Event().wait(20)
+"""
+
+
+def test_a_second_signal_inside_the_first_ones_handler_still_ends_the_driver() -> None:
+    """``timeout`` sends its SIGTERM to the driver, then to its process group: a second signal that came while the
+    first one's handler set the flag ran the handler again, on the same thread, which waited for ever on the lock
+    the first one held (the watcher too): ``sweeper run`` hung until a kill -9 (1 run in 5 of the registers-with-Ray
+    scenario under ``setsid timeout``)."""
+    try:
+        proc = subprocess.run([sys.executable, "-c", SECOND_SIGNAL_IN_THE_HANDLER], capture_output=True, text=True,
+                              timeout=30)
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"hung: {exc}")
+    assert proc.returncode == 130, proc.stderr
+
+
 INTERRUPTED_IN_A_FORK = """
 import _thread, functools, os, signal, subprocess, threading
 # a C callable (no bytecode of its own to run the handler in), registered before logging's hook, so the signal's
