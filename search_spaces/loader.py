@@ -356,20 +356,23 @@ def _build(original: dict[str, Any], file: str, lines: dict[Atoms, int], base_di
             raise SpecError.single(file, str(exc), line=line, field=f"quick.{key}" if line else "",
                                    source=label) from None
         origins.append((atoms([path]), label, line))
+    spec, issues = None, []
     try:
         spec = Spec.model_validate(data, context={"base_dir": base_dir, "stored": stored,
                                                   "keep_deprecated": keep_deprecated})
     except ValidationError as exc:
         issues = [_issue(file, lines, origins, path, message) for error in exc.errors()
                   for path, message in _messages(error)]
-        raise SpecError(sorted(dict.fromkeys(issues), key=lambda i: (i.line is None, i.line or 0))) from None
     if not quick and isinstance(data.get("quick"), Mapping):  # the quick: section is checked whether used or not
-        try:
-            # the deprecated sampler options the caller vets are the full spec's: the quick: section adds none
+        try:  # the deprecated sampler options the caller vets are the full spec's: the quick: section adds none
             _build(original, file, lines, base_dir, overrides, True, stem, stored,
-                   keep_deprecated and dict(spec.sampler.options))
-        except SpecError as exc:
-            raise SpecError([i._replace(source=i.source or "--quick") for i in exc.issues]) from None
+                   keep_deprecated and (spec is None or dict(spec.sampler.options)))
+        except SpecError as exc:  # beside the full spec's problems, only those a quick key gave (others may follow on)
+            seen = {i._replace(source=None) for i in issues}
+            issues += [i._replace(source=i.source or "--quick") for i in exc.issues if spec or (
+                str(i.source).startswith(("--quick", "--set quick")) and i._replace(source=None) not in seen)]
+    if issues:
+        raise SpecError(sorted(dict.fromkeys(issues), key=lambda i: (i.line is None, i.line or 0))) from None
     spec._source, spec._quick_applied, spec._overrides = file, quick, tuple(overrides)
     spec._base_dir = str(base_dir.resolve()) if base_dir is not None else None
     spec._where = (lines, origins)

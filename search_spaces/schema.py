@@ -1,7 +1,8 @@
 """The search-space schema: :class:`Spec`, the typed, immutable model of one sweep.
 
 A check across sections sits on the later field (pydantic passes the valid earlier ones in ``info.data``), so
-independent sections still report their problems together; checks of the whole training config run last.
+independent sections report their problems together, and one that needs a refused section's values waits for them
+(a refused value's follow-on would mislead); checks of the whole training config, which need every value, run last.
 """
 
 from __future__ import annotations
@@ -40,11 +41,6 @@ def atoms(path: Sequence[Any]) -> Atoms:
     """One spelling of a place, for YAML lines, ``--set`` keys and errors: ``("training", "model.size", 0)`` ->
     ``("training", "model", "size", "0")``."""
     return tuple(a for part in path for a in (part.split(".") if isinstance(part, str) else [str(part)]))
-
-
-def _entry(info: ValidationInfo) -> EntrypointInfo | None:
-    """The entrypoint's description, once the ``entrypoint`` field validated (else its own error is reported)."""
-    return info.context.get("entry") if isinstance(info.context, dict) else None
 
 
 def resolve_key(key: str, entry: EntrypointInfo | None, params: Mapping[str, Any], typed: bool = True) -> str:
@@ -209,7 +205,7 @@ class Spec(BaseModel):
     @field_validator("training", mode="before")
     @classmethod
     def _check_training(cls, value: Any, info: ValidationInfo) -> Any:
-        if not isinstance(value, Mapping) or (entry := _entry(info)) is None:
+        if not isinstance(value, Mapping) or (entry := info.context.get("entry")) is None:
             return value
         flat, twice = flatten(value, {k for k, v in (entry.settings or {}).items() if isinstance(v, Mapping)})
         issues: list[tuple[Path, str]] = [((key,), f"{key} is set twice") for key in twice]
@@ -225,7 +221,7 @@ class Spec(BaseModel):
     @classmethod
     def _objective_metric(cls, value: Any, info: ValidationInfo) -> Any:
         """Before the direction's check: an unknown metric's direction is no second problem."""
-        entry = _entry(info)
+        entry = info.context.get("entry")
         metric = str(value.get("metric", "val_top3")) if isinstance(value, Mapping) and entry else None
         if metric is not None and (problem := entry.unknown_metric(metric)):
             fail([(("metric",), problem)])
@@ -237,9 +233,10 @@ class Spec(BaseModel):
     @field_validator("targets", "baseline")
     @classmethod
     def _reported(cls, value: Any, info: ValidationInfo) -> Any:
+        entry = info.context.get("entry")
         metrics = value.metrics if isinstance(value, sections.Baseline) else value or {}
-        fail([((m,), p) for m in metrics if (entry := _entry(info)) and (p := entry.unknown_metric(m))])
-        if info.field_name == "targets" and (entry := _entry(info)) and entry.target == DEFAULT_ENTRYPOINT:
+        fail([((m,), p) for m in metrics if entry and (p := entry.unknown_metric(m))])
+        if info.field_name == "targets" and entry and entry.target == DEFAULT_ENTRYPOINT:
             fail([((m,), f"describes the run, not how good it is: neither larger nor smaller is better, so no "
                          f"target can be judged on it (targets may name: "
                          f"{', '.join(k for k, d in KNOWN_DIRECTIONS.items() if d)})")
@@ -249,11 +246,8 @@ class Spec(BaseModel):
     @field_validator("params")
     @classmethod
     def _check_params(cls, value: dict[str, sections.Param], info: ValidationInfo) -> dict[str, sections.Param]:
-        entry = _entry(info)
-        issues: list[tuple[Path, str]] = [((n,), p) for n in value if entry and (p := entry.unknown_setting(n))]
-        if all(isinstance(p, sections.FixedParam) for p in value.values()):
-            issues.append(((), "needs at least one param to tune (float, int or categorical)"))
-        fail(issues)
+        if all(isinstance(p, sections.FixedParam) for p in value.values()):  # a refused param may be the one to tune
+            fail([((), "needs at least one param to tune (float, int or categorical)")])
         return value
 
     @field_validator("sampler")
@@ -270,24 +264,32 @@ class Spec(BaseModel):
                            f"at most {MAX_GRID_POINTS:,} (a coarser step, fewer choices, or another sampler)")])
         return value
 
+    @field_validator("budget")
+    @classmethod
+    def _targets_to_stop_at(cls, budget: sections.Budget, info: ValidationInfo) -> sections.Budget:
+        if budget.stop_on_target and info.data.get("targets", True) == {}:  # refused ones: their own errors say why
+            fail([(("stop_on_target",), "is true, but the space names no targets to stop at: add targets (e.g. "
+                                        "targets: {test_top3: 80%}), or leave it out")])
+        return budget
+
     @field_validator("enqueue")
     @classmethod
     def _check_enqueue(cls, rows: list[dict[str, Any]], info: ValidationInfo) -> list[dict[str, Any]]:
-        if (params := info.data.get("params")) is None:
-            return rows
-        sampled = [n for n, p in params.items() if isinstance(p, sections.SampledParam)]
+        params = info.data.get("params")  # None where one is refused: then only a key naming no param is, as a
+        names = params or dict.fromkeys(info.context.get("params", ()))  # value needs its param's range or choices
+        sampled = [n for n, p in names.items() if p is None or isinstance(p, sections.SampledParam)]
         issues: list[tuple[Path, str]] = [((i,), "is empty; give values for some params") for i, r in enumerate(rows)
                                           if not r]
-        grid = getattr(info.data.get("sampler"), "type", None) == "grid"  # Optuna's grid samples no missing key
+        grid = params and getattr(info.data.get("sampler"), "type", None) == "grid"  # its grid samples no missing key
         issues += [((i,), f"the grid sampler needs every param in an enqueued row; missing: {', '.join(missing)}")
                    for i, r in enumerate(rows) if r and grid and (missing := [n for n in sampled if n not in r])]
         for i, row in enumerate(rows):  # pydantic's copies: each value is put in its param's type in place
             for key, raw in row.items():
                 try:
                     if key not in sampled:
-                        raise ValueError("is a fixed param; only sampled params can be enqueued" if key in params
+                        raise ValueError("is a fixed param; only sampled params can be enqueued" if key in names
                                          else unknown_key(key, sampled, "param"))
-                    row[key] = params[key].admit(raw, key)
+                    row[key] = params[key].admit(raw, key) if params else raw
                 except ValueError as exc:
                     issues.append(((i, key), str(exc)))
         fail(issues)
@@ -299,7 +301,7 @@ class Spec(BaseModel):
         issues = []
         for key in value:
             try:
-                resolve_key(str(key), _entry(info), info.data.get("params") or {}, typed=False)
+                resolve_key(str(key), info.context.get("entry"), info.data.get("params") or {}, typed=False)
             except ValueError as exc:
                 issues.append(((str(key),), str(exc)))
         fail(issues)
@@ -308,19 +310,13 @@ class Spec(BaseModel):
     @model_validator(mode="after")
     def _check_configs(self, info: ValidationInfo) -> Spec:
         """The configs trials would get, against the entrypoint: the base, each param's extremes, each enqueued row."""
-        self._entrypoint = entry = _entry(info)
+        self._entrypoint = entry = info.context.get("entry")
         assert entry is not None  # every field validated, the entrypoint too
         issues: list[tuple[Path, str]] = []
+        # placed at training.objective's line, which a check on the objective field (after training) could not do
         if self.training.get("objective") not in (None, self.objective.metric):
             issues.append((("training", "objective"), f"is {self.training['objective']!r} but objective.metric is "
                                                       f"{self.objective.metric!r}; remove one of them"))
-        if self.budget.stop_on_target and not self.targets:
-            issues.append((("budget", "stop_on_target"), "is true, but the space names no targets to stop at: add "
-                                                         "targets (e.g. targets: {test_top3: 80%}), or leave it out"))
-        if "objective" in self.params and entry.target == DEFAULT_ENTRYPOINT:  # the core's objective setting:
-            # each trial would pick its best epoch by a metric the study does not compare
-            issues.append((("params", "objective"), f"trials are judged by objective.metric ({self.objective.metric!r})"
-                                                    ", and select their best epoch by it: set that, not a param"))
         sampled = self.sampled_params()
         judged = related_groups(entry, sampled)
         try:  # a rule between settings the space samples waits for the sampled values (refused_values)

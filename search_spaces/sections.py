@@ -25,7 +25,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from trials.config import ConfigError, coerce, did_you_mean, unknown_key
-from trials.entrypoint import KNOWN_DIRECTIONS
+from trials.entrypoint import DEFAULT_ENTRYPOINT, KNOWN_DIRECTIONS
 from trials.metrics import is_accuracy
 
 Path = tuple[str | int, ...]
@@ -280,7 +280,21 @@ class FixedParam(_Model):
 
 Param = Annotated[FloatParam | IntParam | CategoricalParam | FixedParam, Field(discriminator="type")]
 SampledParam = FloatParam | IntParam | CategoricalParam
-Params = Annotated[dict[str, Param], BeforeValidator(lambda value: {} if value is None else value)]  # none to tune
+
+
+def _param_name(name: str, info: ValidationInfo) -> str:
+    """A param's name, checked as a key: so its errors come beside those of the params' bodies, not after them."""
+    info.context.setdefault("params", []).append(name)  # for the enqueued rows, where a refused param leaves none
+    if (entry := info.context.get("entry")) and (problem := entry.unknown_setting(name)):
+        raise ValueError(problem)
+    if name == "objective" and entry and entry.target == DEFAULT_ENTRYPOINT and "objective" in info.data:
+        raise ValueError(f"trials are judged by objective.metric ({info.data['objective'].metric!r}), and select "
+                         "their best epoch by it: set that, not a param")  # not by a metric the study ignores
+    return name
+
+
+Params = Annotated[dict[Annotated[str, AfterValidator(_param_name)], Param],
+                   BeforeValidator(lambda value: {} if value is None else value)]  # none: nothing to tune
 
 
 class Sampler(BaseModel):

@@ -194,6 +194,34 @@ def test_params_must_be_settings_of_the_core(tmp_path: Path) -> None:
     assert "did you mean 'label_smoothing'" in message
 
 
+def test_every_problem_of_a_file_is_reported_in_one_go(tmp_path: Path) -> None:
+    """A misspelt param, a row naming no param, stop_on_target without targets, a param the core takes for the
+    objective and a misspelt quick: key each waited for the params' own errors to be fixed: a validate for each.
+    What needs a valid param to be judged (an enqueued value of a refused param) waits still."""
+    path = write(tmp_path, """\
+        params:
+          lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}
+          dropout: {type: float, low: 0.5, high: 0.1}
+          dropot: {type: float, low: 0.0, high: 0.3}
+          objective: {type: categorical, choices: [val_top1, val_top3]}
+        budget: {stop_on_target: true}
+        enqueue:
+          - {lr: 0.001, dropout: 0.9, dropuot: 0.2}
+        quick:
+          params.dropot.high: 0.2
+          budget.trails: 3
+        """)
+    err = errors(path)
+    assert [(i.line, i.field, i.source) for i in err.issues] == [
+        (3, "params.dropout.low", None), (4, "params.dropot", None), (5, "params.objective", None),
+        (6, "budget.stop_on_target", None), (8, "enqueue.0.dropuot", None), (11, "budget.trails", "--quick")], str(err)
+    assert "unknown setting 'dropot' (did you mean 'dropout'?); allowed: dataset.name," in find(err, "params.dropot")
+    assert "unknown param 'dropuot' (did you mean 'dropot'?); allowed: lr, dropout, dropot, objective" in \
+        find(err, "enqueue.0.dropuot")
+    assert find(err, "budget.trails").startswith(
+        f"{path}:11: --quick: budget.trails: unknown key 'trails' (did you mean 'trials'?); allowed: trials,")
+
+
 def test_unknown_keys_everywhere_with_hints(tmp_path: Path) -> None:
     path = write(tmp_path, """\
         objectve: {metric: val_top3}
