@@ -261,16 +261,19 @@ def _issue(file: str, lines: dict[Atoms, int], origins: list[tuple[Atoms, str, i
     setting the message quotes (``--set epochs=2``: warmup_epochs=3.0 is not allowed ... (epochs=2)), else the file."""
     at, field = atoms(path), ".".join(map(str, path))
     line = next((lines[at[:n]] for n in range(len(at), 0, -1) if at[:n] in lines), None)
+    exact = any(at[:len(over)] == over for over, _, _ in origins)
     for over, label, over_line in reversed(origins):
         if at[:len(over)] == over:  # it set this value, or a section holding it
             return SpecIssue(file, over_line, field, message, label)
-        # it changed this value, a sibling, or the param of an enqueued value (enqueue.N.KEY; a whole row has none)
-        if over[:len(at)] == at or (at[:-1] and over[:len(at) - 1] == at[:-1]) or \
+        # it changed this value, a sibling (where none set it), or the param of an enqueued value (enqueue.N.KEY)
+        if over[:len(at)] == at or (at[:-1] and over[:len(at) - 1] == at[:-1] and not exact) or \
                 (at[:1] == ("enqueue",) and len(at) > 2 and over[:1] == ("params",) and over[1:len(at) - 1] == at[2:]):
             return SpecIssue(file, line, field, message, label)
         setting = ".".join(over[1:]) if over[:1] == ("training",) else ""
         if setting and re.search(rf"(?<![\w.]){re.escape(setting)}=", message):  # it set what the refusal quotes
-            return SpecIssue(file, line, field, f"{message}; with {label}, change {field} too", label)
+            return SpecIssue(file, line, field, f"{message}; the quick profile's problem, not the full sweep's: "
+                             f"override {field} in it too (key quick.{field})" if label.startswith("--quick") else
+                             f"{message}; with {label}, change {field} too", label)
     return SpecIssue(file, line, field, message)
 
 
@@ -333,7 +336,7 @@ def _build(original: dict[str, Any], file: str, lines: dict[Atoms, int], base_di
             whole = key == "quick" and isinstance(value, Mapping)
             set_quick.update(dict.fromkeys(flatten(value)[0] if whole else [key.removeprefix("quick.")], label))
         profile, from_file = quick_profile(data)
-        steps = [(str(k), v, set_quick[k], None) if k in set_quick else
+        steps = [(str(k), v, f"--quick ({set_quick[k]})", None) if k in set_quick else
                  (str(k), v, "--quick", lines.get(("quick", *atoms([k]))) if from_file else None)
                  for k, v in profile.items()]
         if "name" not in profile and isinstance(data.get("name"), str) and not data["name"].endswith(QUICK_SUFFIX):
@@ -370,7 +373,7 @@ def _build(original: dict[str, Any], file: str, lines: dict[Atoms, int], base_di
         except SpecError as exc:  # beside the full spec's problems, only those a quick key gave (others may follow on)
             seen = {i._replace(source=None) for i in issues}
             issues += [i._replace(source=i.source or "--quick") for i in exc.issues if spec or (
-                str(i.source).startswith(("--quick", "--set quick")) and i._replace(source=None) not in seen)]
+                str(i.source).startswith("--quick") and i._replace(source=None) not in seen)]
     if issues:
         raise SpecError(sorted(dict.fromkeys(issues), key=lambda i: (i.line is None, i.line or 0))) from None
     spec._source, spec._quick_applied, spec._overrides = file, quick, tuple(overrides)

@@ -619,7 +619,8 @@ def test_quick_profile_from_the_file(tmp_path: Path) -> None:
     edited = load_spec(path, quick=True, overrides=["quick.budget.trials=3"])  # the section as --set left it
     assert edited.budget.trials == 3 and edited.quick["budget.trials"] == 3 and edited.training["epochs"] == 2
     err = errors(path, quick=True, overrides=["quick.budget.trials=0"])
-    assert find(err, "budget.trials").startswith(f"{path}: --set quick.budget.trials=0: budget.trials: Input should")
+    assert find(err, "budget.trials").startswith(
+        f"{path}: --quick (--set quick.budget.trials=0): budget.trials: Input should")
     bad = write(tmp_path, MINIMAL + "quick:\n  budget.trials: 0\n  trainig.epochs: 2\n")
     err = errors(bad, quick=True)
     assert find(err, "budget.trials").startswith(f"{bad}:4: --quick: budget.trials: Input should be greater")
@@ -631,6 +632,43 @@ def test_quick_profile_from_the_file(tmp_path: Path) -> None:
     assert find(err, "budget.trials").startswith(f"{nested}:10: --quick: budget.trials: Input should be greater")
     spec = load_spec(nested, quick=True, overrides=["quick.budget.trials=2"])
     assert spec.training == {"epochs": 2, "dataset.classes": 5} and spec.scheduler.type == "none"
+
+
+@pytest.mark.parametrize("quick", [False, True])
+def test_a_quick_profile_changed_by_set_is_named_as_the_quick_profile_with_quick_advice(tmp_path: Path,
+                                                                                        quick: bool) -> None:
+    """A --set quick... problem carried the --set alone, and its advice ("with --set quick=..., change
+    params.warmup_epochs.high too") read as if the full sweep were wrong; a quick key's sibling (max_concurrent) took
+    the blame, at the full sweep's line, for a value the --set gave (budget.trials=0)."""
+    path = write(tmp_path, space("""\
+          warmup_epochs: {type: float, low: 0.0, high: 3.0}
+        training: {epochs: 10}
+        budget: {trials: 8, max_concurrent: 2}
+        quick:
+          training.epochs: 4
+          budget.trials: 4
+          budget.max_concurrent: 1
+        """))
+    err = errors(path, quick=quick, overrides=["quick.training.epochs=2"])
+    assert find(err, "params.warmup_epochs.high") == (
+        f"{path}:3: --quick (--set quick.training.epochs=2): params.warmup_epochs.high: refused by trials:run: "
+        "warmup_epochs=3.0 is not allowed: -1 (10% of epochs) or a number in [0, epochs] (epochs=2); the quick "
+        "profile's problem, not the full sweep's: override params.warmup_epochs.high in it too (key "
+        "quick.params.warmup_epochs.high)"), str(err)
+    whole = errors(path, quick=quick, overrides=["quick={training.epochs: 2}"])
+    assert find(whole, "params.warmup_epochs.high").startswith(
+        f"{path}:3: --quick (--set quick={{training.epochs: 2}}): params.warmup_epochs.high: refused by trials:run")
+    assert load_spec(path, quick=quick, overrides=["quick.training.epochs=2", "quick.params.warmup_epochs.high=2"])
+    trials = errors(path, quick=quick, overrides=["quick.budget.trials=0"])
+    assert find(trials, "budget.trials") == f"{path}: --quick (--set quick.budget.trials=0): budget.trials: Input " \
+        "should be greater than or equal to 1 (got 0)"
+    in_file = errors(write(tmp_path, space("""\
+          warmup_epochs: {type: float, low: 0.0, high: 3.0}
+        quick: {training.epochs: 2}
+        """)), quick=quick)
+    assert find(in_file, "params.warmup_epochs.high").endswith(
+        "(epochs=2); the quick profile's problem, not the full sweep's: override params.warmup_epochs.high in it "
+        "too (key quick.params.warmup_epochs.high)") and in_file.issues[0].source == "--quick"
 
 
 def test_default_quick_profile(tmp_path: Path) -> None:
