@@ -23,20 +23,37 @@ from rich.table import Table
 from search_spaces.loader import SpaceDumper, read_yaml_value
 from search_spaces.schema import Spec
 from storage import attrs
+from storage.resume import orphaned_trials
 from storage.view import StudyView
-from sweeper.console import console, format_value, target_gap
+from sweeper.console import console, format_value, shell_command, target_gap
 from sweeper.errors import BadInput
 from sweeper.folders import RESULTS_DIR, here_or_below, study_checkpoints, trial_checkpoint_dir
 from trials.config import STATE_FILE, flatten
 from trials.entrypoint import DEFAULT_ENTRYPOINT
 
 
-def best_trial(view: StudyView) -> optuna.trial.FrozenTrial:
-    """The best COMPLETE trial; PRUNED trials carry an early-epoch value and are never "best"."""
+def best_trial(view: StudyView, url: str | None = None) -> optuna.trial.FrozenTrial:
+    """The best COMPLETE trial; PRUNED trials carry an early-epoch value and are never "best". ``url``: the
+    storage's, for the command that carries on an interrupted study."""
     if not view.complete:
         states = ", ".join(f"{n} {state}" for state, n in view.states().items()) or "no trials"
-        raise BadInput(f"Study {view.study.study_name!r} has no COMPLETE trial yet ({states}).")
+        raise BadInput(f"Study {view.study.study_name!r} has no COMPLETE trial yet ({states}).{_going_on(view, url)}")
     return view.complete[0]
+
+
+def _going_on(view: StudyView, url: str | None) -> str:
+    """How the RUNNING trials of a study with none COMPLETE go on: ``sweeper resume`` for those whose driver is gone
+    (its process on this host, else its heartbeat, as storage.resume tells), or a live driver's finishing one."""
+    from sweeper.inspection import is_sweepers, storage_flag
+
+    if not view.states().get("RUNNING") or not is_sweepers(view):  # another tool's trials: not sweeper's to resume
+        return ""
+    if not (orphans := orphaned_trials(view.study, view.trials)):
+        return " A live driver is running them: try again once one finishes."
+    was, its, them = ("was", "its", "it") if len(orphans) == 1 else ("were", "their", "them")
+    return (f" {', '.join(f'#{t.number}' for t in orphans)} {was} running when {its} driver stopped (Ctrl-C, a kill, "
+            f"a lost machine): {shell_command('resume', view.study.study_name, storage_flag(url))} carries {them} on "
+            f"from {its} checkpoints.")
 
 
 def trial_config(view: StudyView, trial: optuna.trial.FrozenTrial) -> tuple[dict[str, Any], str, str | None]:
@@ -125,7 +142,7 @@ def saved_checkpoint(view: StudyView, trial: optuna.trial.FrozenTrial, url: str 
 
 def best_summary(view: StudyView, url: str | None = None) -> dict[str, Any]:
     """What ``best --format json`` prints. Keys are stable (README, "Inspecting studies")."""
-    trial = best_trial(view)
+    trial = best_trial(view, url)
     checkpoint = saved_checkpoint(view, trial, url)
     values = {k: v for k, v in view.values(trial).items() if k not in (*_EXTRA_ATTRS, attrs.RESUMED)}  # in attrs
     config, entrypoint, note = trial_config(view, trial)
@@ -222,7 +239,7 @@ def show_best(view: StudyView, fmt: str = "table", url: str | None = None) -> No
 
         print_json(best_summary(view, url))
         return
-    trial = best_trial(view)
+    trial = best_trial(view, url)
     console.print(f"best trial of {view.study.study_name}: #{trial.number}, {view.metric} "
                   f"{format_value(view.metric, trial.value)} (of {len(view.complete)} COMPLETE)", markup=False)
     params = Table(title="params", title_justify="left")

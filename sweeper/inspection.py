@@ -110,7 +110,12 @@ def status(storage: optuna.storages.BaseStorage, url: str, name: str | None, fmt
             console.print(f"time to target, {view.study.study_name}: first met by {describe_target_met(record)}",
                           markup=False)
     if name is not None:
-        _details(views[0], "" if url == resolve_storage_url(None, None) else f" --storage {shlex.quote(mask_url(url))}")
+        _details(views[0], storage_flag(url))
+
+
+def storage_flag(url: str | None) -> str:
+    """`` --storage URL`` (masked) for a command suggested to reach this storage; none where a plain command would."""
+    return "" if url is None or url == resolve_storage_url(None, None) else f" --storage {shlex.quote(mask_url(url))}"
 
 
 STATUS_HEADERS = ("study", "trials", "best", "target (best reached)", "first trial\nduration")

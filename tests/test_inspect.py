@@ -764,6 +764,42 @@ def test_best_of_a_study_sweeper_did_not_write_prints_its_params(capsys: pytest.
     assert "?" not in out
 
 
+def test_best_of_a_study_with_only_running_trials_says_how_it_goes_on(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a Ctrl-C before any trial finished, best said "no COMPLETE trial yet (2 RUNNING)" and no more: not that
+    their driver is gone, nor the sweeper resume that carries them on. Trials a live driver runs are not called
+    interrupted (storage.resume tells them apart)."""
+    from storage.resume import Driver, own
+    from sweeper.errors import BadInput
+
+    monkeypatch.delenv("SWEEPER_STORAGE", raising=False)
+    url = f"sqlite:///{tmp_path / 'cut.db'}"
+    study = optuna.create_study(storage=url, study_name="cut short")
+    study.set_user_attr(attrs.SPEC, {"name": "cut short"})  # sweeper's study
+    distributions = {"x": optuna.distributions.FloatDistribution(0, 1)}
+    own(study.ask(distributions), Driver.current())  # this process: a live driver
+    with pytest.raises(BadInput) as live:
+        show_best(view_of(study), url=url)
+    assert str(live.value) == "Study 'cut short' has no COMPLETE trial yet (1 RUNNING). A live driver is running " \
+        "them: try again once one finishes."
+    gone = Driver.current()
+    own(study.ask(distributions), Driver(gone.host, gone.pid, -1))  # its pid now another process's: that driver died
+    resume = f"sweeper resume 'cut short' --storage {shlex.quote(url)}"
+    with pytest.raises(BadInput) as cut:
+        best_summary(view_of(study), url)  # --format json
+    assert str(cut.value) == "Study 'cut short' has no COMPLETE trial yet (2 RUNNING). #1 was running when its " \
+        f"driver stopped (Ctrl-C, a kill, a lost machine): {resume} carries it on from its checkpoints."
+    study.ask(distributions).set_user_attr(attrs.DRIVER, None)  # a driver that left no trace of itself: gone too
+    proc = subprocess.run([sys.executable, "-m", "sweeper.cli", "best", "cut short", "--storage", url],
+                          capture_output=True, text=True, cwd=tmp_path, env=env(), timeout=120)
+    assert proc.returncode == 2 and f"(3 RUNNING). #1, #2 were running when their driver stopped (Ctrl-C, a kill, " \
+        f"a lost machine): {resume} carries them on from their checkpoints." in " ".join(proc.stderr.split()), \
+        proc.stderr
+    default = subprocess.run([sys.executable, "-m", "sweeper.cli", "best", "cut short"], capture_output=True,
+                             text=True, cwd=tmp_path, env=env(SWEEPER_STORAGE=url), timeout=120)
+    assert "sweeper resume 'cut short' carries them on" in " ".join(default.stderr.split()), default.stderr
+
+
 @pytest.mark.parametrize("value", [1e-05, 1e20, 0.1 + 0.2, 5e-324, -0.0, 3, True, False, None, "true", "1.0",
                                    "", "a b", "it's", "null", "~", "x: y", "#", "01", "1e-5"])
 def test_set_values_parse_back_exactly(value: Any) -> None:
