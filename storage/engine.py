@@ -362,7 +362,7 @@ def _engine_kwargs(url: str, *, tune: bool = True, read_only: bool = False) -> d
         path = sqlite_path(url)
         if read_only and path is not None:
             if immutable := _sqlite_read_only_option(url) == "immutable=1":  # kept: how a read-only disk opens
-                _warn_unread_wal(path)
+                warn_unread_wal(url)
             return {"creator": functools.partial(_connect_sqlite_read_only, path, sqlite_busy_timeout(url), immutable)}
         if not tune:
             return {"connect_args": {"timeout": sqlite_busy_timeout(url)}}
@@ -408,10 +408,13 @@ def _limit_statement_time(dbapi_connection: Any, _connection_record: object) -> 
     stall.watch(dbapi_connection, limit_ms / 1000)
 
 
-def _warn_unread_wal(path: Path) -> None:
+def warn_unread_wal(url: str) -> None:
     """SQLite opened with ``immutable=1`` reads the database file alone: what its -wal file holds (a sweep's newest
-    trials, where it was copied mid-sweep or its driver killed) is silently left out, so the reading commands would
-    show a study without them."""
+    trials, where it was copied mid-sweep or its driver killed) is silently left out, so the reading commands and
+    the dashboard would show a study without them. Nothing for another URL."""
+    path = sqlite_path(url)
+    if path is None or _sqlite_read_only_option(url) != "immutable=1":
+        return
     wal = path.with_name(path.name + "-wal")
     with contextlib.suppress(OSError):
         if wal.stat().st_size:

@@ -108,6 +108,43 @@ def test_dashboard_listens_on_ipv6_loopback(tmp_path):
             assert get_json(f"{base}/api/meta")
 
 
+KILLED_AFTER_A_CHECKPOINT = """
+import os, sqlite3, sys, optuna
+from storage.engine import open_storage
+study = optuna.create_study(study_name="s", storage=open_storage("sqlite:///" + sys.argv[1]))
+study.add_trial(optuna.trial.create_trial(value=0.0))
+sqlite3.connect(sys.argv[1]).execute("PRAGMA wal_checkpoint(PASSIVE)")  # that one is in the file
+for value in range(3):
+    study.add_trial(optuna.trial.create_trial(value=float(value)))
+os._exit(0)  # as a kill -9: these stay in the -wal file
+"""
+
+
+def test_dashboard_warns_where_an_immutable_url_leaves_out_what_the_wal_file_holds(tmp_path):
+    """The dashboard opens its URL as given (not read-only, as status, best, report and export do): with
+    ``immutable=1`` it showed a killed driver's study without the trials its -wal file holds (1 of 4 here), and did
+    not warn as they do."""
+    path = tmp_path / "sweeps.db"
+    subprocess.run([sys.executable, "-c", KILLED_AFTER_A_CHECKPOINT, str(path)], check=True,
+                   cwd=Path(__file__).parent.parent)
+    proc = subprocess.Popen([sys.executable, "-m", "sweeper.cli", "dashboard", "--storage",
+                             f"sqlite:///file:{path}?immutable=1&uri=true", "--port", "0"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "COLUMNS": "300"})
+    try:
+        assert proc.stdout is not None
+        said = [proc.stdout.readline()]  # up to the line with its address
+        while said[-1] and "/dashboard/" not in said[-1]:
+            said.append(proc.stdout.readline())
+        base = re.search(r"http://[\d.]+:\d+", said[-1])
+        assert base, said
+        assert len(get_json(f"{base[0]}/api/studies/{study_id(base[0], 's')}")["trials"]) == 1  # what it warns of
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert "sweeps.db-wal holds writes that immutable=1 does not read" in "".join(said[:-1]), said
+
+
 def test_dashboard_of_a_space_file_uses_its_storage(tmp_path):
     space = tmp_path / "mine.yaml"
     space.write_text((Path(__file__).parents[1] / "search_spaces" / "spaces" / "asl20.yaml").read_text()
