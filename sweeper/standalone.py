@@ -100,8 +100,8 @@ def prepare(space: Path | None, set_flags: Iterable[str], seeds: Iterable[int] =
 
 def train(run: Standalone, base_dir: str | None, checkpoint_dir: Path | None) -> dict[str, Any]:
     """Train once, printing each report as one line and the returned metrics at the end. Returns what a trial of
-    the sweep would record: the returned metrics over the last report's (all of the last report where the function
-    returned nothing)."""
+    the sweep would record: the returned metrics over each reported metric's last value (a report's None is no
+    value for that epoch, as :func:`sweeper.trainable._run_trial` keeps it)."""
     fn = run.function(base_dir)
     if checkpoint_dir is not None:  # a folder, as a trial's is (the flag checked it can be made): torch.save makes none
         make_checkpoint_dir(checkpoint_dir)
@@ -116,8 +116,7 @@ def train(run: Standalone, base_dir: str | None, checkpoint_dir: Path | None) ->
             replayed.clear()
 
     def report(metrics: dict[str, Any]) -> None:
-        reported.clear()
-        reported.update(plain(metrics))
+        reported.update({k: v for k, v in plain(metrics).items() if v is not None})
         if metrics.get(REPLAYED):  # trained in an earlier run: its line, with that run's speed, is in its log
             replayed.append(metrics.get("epoch"))
             return

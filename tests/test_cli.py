@@ -245,6 +245,24 @@ def test_train_over_seeds_of_a_users_function_judges_what_a_trial_would_record(t
     assert "acc >= 25.00%: 1 of 3 seeds reach it (mean 20.00%)" in proc.stdout
 
 
+def test_train_over_seeds_keeps_a_metrics_last_value_over_a_report_without_it(tmp_path):
+    """A sweep's trial keeps each reported metric's last value, a report's None being no value for that epoch
+    (test_sweep's test_a_metric_reported_as_none_keeps_its_last_reported_value): sweeper train took the last report
+    alone, and said 0 seeds reach a target on test_acc that every trial of the same function met in a sweep."""
+    (tmp_path / "everyother.py").write_text(
+        "def fit(config, report, checkpoint_dir):\n"
+        "    report({'epoch': 1, 'score': 0.5 + config['seed'] / 10, 'test_acc': 0.7, 'val_acc': 0.6})\n"
+        "    report({'epoch': 2, 'score': 0.6 + config['seed'] / 10, 'test_acc': None})\n"
+        "fit.settings = {'seed': 0}\n")
+    (tmp_path / "s.yaml").write_text("entrypoint: everyother:fit\nobjective: {metric: score, direction: maximize}\n"
+                                     "targets: {test_acc: 50%, val_acc: 50%}\n"
+                                     "params:\n  seed: {type: int, low: 0, high: 9}\n")
+    proc = sweeper("train", "s.yaml", "--seeds", "1,2", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "test_acc >= 50.00%: 2 of 2 seeds reach it" in proc.stdout, proc.stdout
+    assert "val_acc >= 50.00%: 2 of 2 seeds reach it" in proc.stdout, proc.stdout  # not in the last report at all
+
+
 def test_train_over_seeds_says_so_where_the_seeds_changed_nothing(tmp_path):
     (tmp_path / "unseeded.py").write_text("def fit(config, report, checkpoint_dir):\n"
                                           "    report({'epoch': 1, 'score': 0.5})\n")  # no settings: takes any key
