@@ -411,14 +411,16 @@ def _limit_statement_time(dbapi_connection: Any, _connection_record: object) -> 
 def warn_unread_wal(url: str) -> None:
     """SQLite opened with ``immutable=1`` reads the database file alone: what its -wal file holds (a sweep's newest
     trials, where it was copied mid-sweep or its driver killed) is silently left out, so the reading commands and
-    the dashboard would show a study without them. Nothing for another URL."""
+    the dashboard would show a study without them. Nothing for another URL. Only its size is looked at, hence "may":
+    a -wal that a checkpoint already folded into the file keeps its size, and reading SQLite's log format by hand
+    for a warning is not worth its code."""
     path = sqlite_path(url)
     if path is None or _sqlite_read_only_option(url) != "immutable=1":
         return
     wal = path.with_name(path.name + "-wal")
     with contextlib.suppress(OSError):
         if wal.stat().st_size:
-            _logger.warning("%s holds writes that immutable=1 does not read: the study may lack its newest trials. "
+            _logger.warning("%s is not empty, and immutable=1 does not read it: the study may lack its newest trials. "
                             "Copy the database with its -wal file to a folder this user may write, and read it there "
                             "without immutable=1.", wal)
 

@@ -142,7 +142,7 @@ def test_dashboard_warns_where_an_immutable_url_leaves_out_what_the_wal_file_hol
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-    assert "sweeps.db-wal holds writes that immutable=1 does not read" in "".join(said[:-1]), said
+    assert "sweeps.db-wal is not empty, and immutable=1 does not read it" in "".join(said[:-1]), said
 
 
 def test_dashboard_of_a_space_file_uses_its_storage(tmp_path):
