@@ -128,6 +128,16 @@ def refused_values(entry: EntrypointInfo, base: Mapping[str, Any], sampled: Mapp
     return issues
 
 
+def _may_be_refused_name(key: str, info: ValidationInfo) -> bool:
+    """Whether an enqueued row's key naming no param may name one the params refused, so that saying so would blame
+    the row for the param's mistake: where no param name could be read (params missing, misspelt, not a mapping), or
+    where a param's name is no setting and the key is one (params.dropot beside a row's dropout)."""
+    if "params" not in info.context:
+        return True
+    entry = info.context.get("entry")
+    return bool(info.context.get("misnamed") and entry and not entry.unknown_setting(key))
+
+
 class Spec(BaseModel):
     """One sweep: what to train, what to tune, how to sample and schedule, and what counts as success."""
 
@@ -285,6 +295,8 @@ class Spec(BaseModel):
                    for i, r in enumerate(rows) if r and grid and (missing := [n for n in sampled if n not in r])]
         for i, row in enumerate(rows):  # pydantic's copies: each value is put in its param's type in place
             for key, raw in row.items():
+                if params is None and key not in names and _may_be_refused_name(key, info):
+                    continue
                 try:
                     if key not in sampled:
                         raise ValueError("is a fixed param; only sampled params can be enqueued" if key in names

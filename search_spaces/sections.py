@@ -286,6 +286,7 @@ def _param_name(name: str, info: ValidationInfo) -> str:
     """A param's name, checked as a key: so its errors come beside those of the params' bodies, not after them."""
     info.context.setdefault("params", []).append(name)  # for the enqueued rows, where a refused param leaves none
     if (entry := info.context.get("entry")) and (problem := entry.unknown_setting(name)):
+        info.context["misnamed"] = True  # a row's key may be the name it should have: that row's check waits
         raise ValueError(problem)
     if name == "objective" and entry and entry.target == DEFAULT_ENTRYPOINT and "objective" in info.data:
         raise ValueError(f"trials are judged by objective.metric ({info.data['objective'].metric!r}), and select "

@@ -222,6 +222,20 @@ def test_every_problem_of_a_file_is_reported_in_one_go(tmp_path: Path) -> None:
         f"{path}:11: --quick: budget.trails: unknown key 'trails' (did you mean 'trials'?); allowed: trials,")
 
 
+@pytest.mark.parametrize("params", ["params:\n  dropot: {type: float, low: 0.0, high: 0.5}\n",  # the name's mistake
+                                    "parms:\n  dropout: {type: float, low: 0.0, high: 0.5}\n",  # no params at all
+                                    "params:\n  - dropout: {type: float, low: 0.0, high: 0.5}\n", ""])
+def test_a_row_is_not_blamed_for_a_refused_param_name(tmp_path: Path, params: str) -> None:
+    """A row naming the param as it should be named was refused beside the param's own error, and told to use the
+    misspelt name (unknown param 'dropout' (did you mean 'dropot'?)); with the params section missing, misspelt or
+    a list, every row key was an unknown param (allowed: (none)). The params' own error says what is wrong."""
+    err = errors(write(tmp_path, params + "enqueue:\n  - {dropout: 0.1}\n"))
+    assert not [i for i in err.issues if i.field.startswith("enqueue")], str(err)
+    err = errors(write(tmp_path, params + "enqueue:\n  - {dropuot: 0.1}\n"))  # no setting: named no param
+    assert [i.field for i in err.issues if i.field.startswith("enqueue")] == (["enqueue.0.dropuot"] * ("dropot" in
+                                                                                                      params)), str(err)
+
+
 def test_unknown_keys_everywhere_with_hints(tmp_path: Path) -> None:
     path = write(tmp_path, """\
         objectve: {metric: val_top3}
