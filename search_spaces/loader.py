@@ -371,9 +371,9 @@ def _build(original: dict[str, Any], file: str, lines: dict[Atoms, int], base_di
             _build(original, file, lines, base_dir, overrides, True, stem, stored,
                    keep_deprecated and (spec is None or dict(spec.sampler.options)))
         except SpecError as exc:  # beside the full spec's problems, only those a quick key gave (others may follow on)
-            seen = {i._replace(source=None) for i in issues}
+            seen = {i.field for i in issues}  # a field refused in both: the full spec's problem, said once
             issues += [i._replace(source=i.source or "--quick") for i in exc.issues if spec or (
-                str(i.source).startswith("--quick") and i._replace(source=None) not in seen)]
+                str(i.source).startswith("--quick") and i.field not in seen)]
     if issues:
         raise SpecError(sorted(dict.fromkeys(issues), key=lambda i: (i.line is None, i.line or 0))) from None
     spec._source, spec._quick_applied, spec._overrides = file, quick, tuple(overrides)

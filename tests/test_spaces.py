@@ -222,6 +222,18 @@ def test_every_problem_of_a_file_is_reported_in_one_go(tmp_path: Path) -> None:
         f"{path}:11: --quick: budget.trails: unknown key 'trails' (did you mean 'trials'?); allowed: trials,")
 
 
+def test_a_field_the_full_sweep_and_its_quick_profile_both_refuse_is_reported_once(tmp_path: Path) -> None:
+    """The quick: section is checked beside a refused full spec: a param range wrong in both (the quick key changes
+    the bound the message quotes) was reported twice, the second time as --quick's problem."""
+    err = errors(write(tmp_path, """\
+        params:
+          dropout: {type: float, low: 0.6, high: 0.5}
+        quick:
+          params.dropout.high: 0.4
+        """))
+    assert [(i.line, i.field, i.source) for i in err.issues] == [(2, "params.dropout.low", None)], str(err)
+
+
 @pytest.mark.parametrize("params", ["params:\n  dropot: {type: float, low: 0.0, high: 0.5}\n",  # the name's mistake
                                     "parms:\n  dropout: {type: float, low: 0.0, high: 0.5}\n",  # no params at all
                                     "params:\n  - dropout: {type: float, low: 0.0, high: 0.5}\n", ""])
