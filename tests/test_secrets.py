@@ -15,6 +15,7 @@ import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -114,14 +115,15 @@ def assert_nowhere(role: Role, *, texts: list[str], folders: list[Path]) -> None
 
 def inspect_all(name: str, *, cwd: Path, ray_tmp: Path, storage: list[str], env: dict[str, str] | None = None
                 ) -> list[str]:
-    """status, report, export (csv and json) and best on the study; their outputs and written files."""
-    outputs = [sweeper("status", *storage, cwd=cwd, ray_tmp=ray_tmp, env=env),
-               sweeper("status", name, *storage, cwd=cwd, ray_tmp=ray_tmp, env=env),
-               sweeper("best", name, *storage, cwd=cwd, ray_tmp=ray_tmp, env=env),
-               sweeper("export", name, "--format", "csv", *storage, cwd=cwd, ray_tmp=ray_tmp, env=env),
-               sweeper("export", name, "--format", "json", *storage, cwd=cwd, ray_tmp=ray_tmp, env=env)]
+    """status, report, export (csv and json) and best on the study; their outputs and written files.
+
+    Side by side, as test_inspect.py runs them: read-only commands do not disturb each other, and each spends
+    most of its second or two importing."""
     report = cwd / f"{name}.html"
-    outputs.append(sweeper("report", name, "-o", str(report), *storage, cwd=cwd, ray_tmp=ray_tmp, env=env))
+    commands = [("status",), ("status", name), ("best", name), ("export", name, "--format", "csv"),
+                ("export", name, "--format", "json"), ("report", name, "-o", str(report))]
+    with ThreadPoolExecutor(len(commands)) as pool:
+        outputs = list(pool.map(lambda args: sweeper(*args, *storage, cwd=cwd, ray_tmp=ray_tmp, env=env), commands))
     outputs.append(report.read_text())
     return outputs
 
