@@ -15,6 +15,7 @@ import textwrap
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, timedelta
 from pathlib import Path
 
@@ -419,12 +420,19 @@ def test_quick_asl20_sweep_records_everything(ray_session, tmp_path, monkeypatch
     assert study.user_attrs["baseline"]["metrics"]["test_top3"] == pytest.approx(0.7529)
     # and the inspection commands work on what the sweep wrote
     best = max((t for t in trials if t.state == TS.COMPLETE), key=lambda t: t.value)
-    for args, expected in ((["status"], name), (["best", name], f"#{best.number}"),
-                           (["export", name, "--format", "json"], '"number": 5'),
-                           (["report", name, "-o", "report.html"], "report.html")):
-        proc = subprocess.run([sys.executable, "-m", "sweeper.cli", *args, "--storage", storage_url],
+    expected_of = {("status",): name, ("best", name): f"#{best.number}",
+                   ("export", name, "--format", "json"): '"number": 5',
+                   ("report", name, "-o", "report.html"): "report.html"}
+
+    def command(args: tuple[str, ...]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "sweeper.cli", *args, "--storage", storage_url],
                               capture_output=True, text=True, cwd=tmp_path, timeout=120,
                               env={**os.environ, "COLUMNS": "300"})
+
+    with ThreadPoolExecutor(len(expected_of)) as pool:  # read-only, side by side: each is mostly imports
+        done = dict(zip(expected_of, pool.map(command, expected_of), strict=True))
+    for args, expected in expected_of.items():
+        proc = done[args]
         shown = proc.stderr if args[0] == "report" else proc.stdout  # report's page is the file; stderr says where
         assert proc.returncode == 0 and expected in shown, (args, proc.stdout, proc.stderr)
         if args[0] == "best":  # where its weights lie (README: "Inspecting studies" loads them)
@@ -1201,7 +1209,8 @@ def test_time_to_target_counts_the_trials_started_before_the_winner_finished(ray
     """#0 meets the target while #1 runs; #2 starts in #0's slot as it finishes, and a slow database writes #0's
     tell after that: #2 is not part of what reaching the target cost."""
     monkeypatch.chdir(tmp_path)
-    space = scripted_space(tmp_path, trials=3, extra="enqueue:\n  - {x: 1.0, sleep: 0.05}\n  - {x: 0.5, sleep: 1.0}\n"
+    # #1's 0.5 s epochs keep it running for 3 s: long past #0's 0.3 s and its tell, 1 s late
+    space = scripted_space(tmp_path, trials=3, extra="enqueue:\n  - {x: 1.0, sleep: 0.05}\n  - {x: 0.5, sleep: 0.5}\n"
                                                      "  - {x: 0.5, sleep: 0.05}\n")
     url = f"sqlite:///{tmp_path / 's.db'}"
     tell = optuna.Study.tell
@@ -1212,7 +1221,7 @@ def test_time_to_target_counts_the_trials_started_before_the_winner_finished(ray
 
     monkeypatch.setattr(optuna.Study, "tell", slow_tell)
     study = run_sweep(SweepOptions(space=str(space), storage=url, overrides=(
-        "scheduler={type: none}", "params.sleep={type: categorical, choices: [0.05, 1.0]}")))
+        "scheduler={type: none}", "params.sleep={type: categorical, choices: [0.05, 0.5]}")))
     monkeypatch.undo()
     loaded = load(url, study.study_name)
     assert [t.state for t in loaded.get_trials()] == [TS.COMPLETE] * 3
