@@ -71,14 +71,14 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
     deadline = time.time() + 120
     while subprocess.run([RAY, "health-check", f"--address={address}"], env=env, capture_output=True).returncode:
         assert time.time() < deadline and nodes["a"].poll() is None, (tmp_path / "head.log").read_text()
-        time.sleep(1)
+        time.sleep(0.25)
     nodes["b"] = start_node([f"--address={address}", '--resources={"sweeper_slot": 1, "node_b": 1}'], env,
                             tmp_path / "worker.log")
     cluster = Cluster(address, env, nodes)
     try:
         while len(cluster.node_ids()) < 2:
             assert time.time() < deadline, (tmp_path / "worker.log").read_text()
-            time.sleep(1)
+            time.sleep(0.25)
         yield cluster
     finally:
         for name in nodes:
@@ -199,7 +199,7 @@ def test_a_space_fuses_its_trials_on_a_cluster_with_a_gpu_one_group_per_gpu_at_a
         deadline = time.time() + 120
         while subprocess.run([RAY, "health-check", f"--address={address}"], env=env, capture_output=True).returncode:
             assert time.time() < deadline and head.poll() is None, (tmp_path / "h.log").read_text()
-            time.sleep(1)
+            time.sleep(0.25)
         db, unfused_db = tmp_path / "sweeps.db", tmp_path / "alone.db"
         own = resumable_space(tmp_path, trials=2, sleep=0.1)  # a user's own training function cannot fuse
 
