@@ -17,7 +17,7 @@ import textwrap
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import optuna
@@ -36,6 +36,7 @@ class Cluster:
     address: str
     env: dict[str, str]
     nodes: dict[str, subprocess.Popen]  # "a" (head), "b" -> the blocking `ray start` of that node
+    ids: dict[str, str] = field(default_factory=dict)  # node_ids() once both nodes joined (a node keeps its id)
 
     def node_ids(self) -> dict[str, str]:
         """Our node name -> the first 8 hex digits of its Ray node id (what the trial's ``node`` attr ends with)."""
@@ -76,9 +77,10 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
                             tmp_path / "worker.log")
     cluster = Cluster(address, env, nodes)
     try:
-        while len(cluster.node_ids()) < 2:
+        while len(cluster.ids) < 2:
             assert time.time() < deadline, (tmp_path / "worker.log").read_text()
             time.sleep(0.25)
+            cluster.ids = cluster.node_ids()
         yield cluster
     finally:
         for name in nodes:
@@ -134,7 +136,7 @@ def test_sweep_runs_on_both_nodes_and_survives_losing_one(cluster, tmp_path, pos
         budget: {{trials: 8, max_concurrent: 2}}
         resources: {{cpu: 1, custom: {{sweeper_slot: 1}}}}
         """))
-    ids = cluster.node_ids()
+    ids = cluster.ids  # as the fixture found them: each is a ray.init in a process of its own
     # a driver without the cluster's token is turned away: exit 2, one message, no study (Ray retries 1 s, not 10)
     stranger = subprocess.run([sys.executable, "-m", "sweeper.cli", "run", str(space), "--address", cluster.address,
                                "--storage", postgres_url, "--results-dir", str(tmp_path / "shared")],
