@@ -1209,8 +1209,7 @@ def test_time_to_target_counts_the_trials_started_before_the_winner_finished(ray
     """#0 meets the target while #1 runs; #2 starts in #0's slot as it finishes, and a slow database writes #0's
     tell after that: #2 is not part of what reaching the target cost."""
     monkeypatch.chdir(tmp_path)
-    # #1's 0.5 s epochs keep it running for 3 s: long past #0's 0.3 s and its tell, 1 s late
-    space = scripted_space(tmp_path, trials=3, extra="enqueue:\n  - {x: 1.0, sleep: 0.05}\n  - {x: 0.5, sleep: 0.5}\n"
+    space = scripted_space(tmp_path, trials=3, extra="enqueue:\n  - {x: 1.0, sleep: 0.05}\n  - {x: 0.5, sleep: 1.0}\n"
                                                      "  - {x: 0.5, sleep: 0.05}\n")
     url = f"sqlite:///{tmp_path / 's.db'}"
     tell = optuna.Study.tell
@@ -1221,7 +1220,7 @@ def test_time_to_target_counts_the_trials_started_before_the_winner_finished(ray
 
     monkeypatch.setattr(optuna.Study, "tell", slow_tell)
     study = run_sweep(SweepOptions(space=str(space), storage=url, overrides=(
-        "scheduler={type: none}", "params.sleep={type: categorical, choices: [0.05, 0.5]}")))
+        "scheduler={type: none}", "params.sleep={type: categorical, choices: [0.05, 1.0]}")))
     monkeypatch.undo()
     loaded = load(url, study.study_name)
     assert [t.state for t in loaded.get_trials()] == [TS.COMPLETE] * 3
