@@ -13,6 +13,7 @@ from typing import Any
 
 _leaving = threading.Event()
 _excepthook = threading.excepthook  # the one :func:`leaving` wraps
+_hooking = threading.Lock()  # the watcher and the main thread may both be leaving
 
 
 def _quiet_ray_threads(args: threading.ExceptHookArgs) -> None:
@@ -30,9 +31,9 @@ def leaving() -> None:
     GCS's errors fails with a traceback where the GCS it subscribes to was just stopped."""
     global _excepthook
     logging.getLogger("ray").setLevel(logging.CRITICAL + 1)  # before _leaving: it lets the main thread go on
-    if threading.excepthook is not _quiet_ray_threads:
-        _excepthook = threading.excepthook
-        threading.excepthook = _quiet_ray_threads
+    with _hooking:
+        if threading.excepthook is not _quiet_ray_threads:
+            _excepthook, threading.excepthook = threading.excepthook, _quiet_ray_threads
     _leaving.set()
 
 
@@ -79,19 +80,17 @@ def noting_interrupts(flag: threading.Event, leave: Callable[[], Any] | None = N
         yield
         return
 
-    handling = []  # a handler of this thread is setting ``flag``: the Event's lock, which is no RLock, is held
+    in_handler = False  # Event.set holds a plain Lock: the handler run again inside it (a second signal) deadlocks
 
     def interrupt(signum: int, frame: Any) -> None:
-        # Python runs a handler again, on the same thread, for a signal that comes while it runs: a second one just
-        # after the first (``timeout`` sends its SIGTERM to the driver and then to its group; Ctrl-C pressed twice)
-        # that lands inside flag.set() waited for ever on the lock the first holds, and so did the watcher
-        if handling:
+        nonlocal in_handler
+        if in_handler:  # the first signal's handler is setting the flag: it stands for this one too
             return
-        handling.append(signum)
+        in_handler = True
         try:
             flag.set()
         finally:
-            handling.clear()
+            in_handler = False
         if leave is None and not _leaving.is_set():
             signal.default_int_handler(signum, frame)
 
