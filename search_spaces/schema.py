@@ -129,13 +129,14 @@ def refused_values(entry: EntrypointInfo, base: Mapping[str, Any], sampled: Mapp
 
 
 def _may_be_refused_name(key: str, info: ValidationInfo) -> bool:
-    """Whether an enqueued row's key naming no param may name one the params refused, so that saying so would blame
-    the row for the param's mistake: where no param name could be read (params missing, misspelt, not a mapping), or
-    where a param's name is no setting and the key is one (params.dropot beside a row's dropout)."""
-    if "params" not in info.context:
+    """Whether an enqueued row's key naming no valid param may name one the params refused, so that saying so would
+    blame the row for the param's mistake: where no param name could be read (params missing, misspelt, not a
+    mapping), where the key is a refused name, or where a name was refused and the key is a setting (params.dropot
+    beside a row's dropout)."""
+    if (names := info.context.get("param_names")) is None or names.get(key):
         return True
     entry = info.context.get("entry")
-    return bool(info.context.get("misnamed") and entry and not entry.unknown_setting(key))
+    return bool(any(names.values()) and entry and not entry.unknown_setting(key))
 
 
 class Spec(BaseModel):
@@ -256,7 +257,7 @@ class Spec(BaseModel):
     @field_validator("params")
     @classmethod
     def _check_params(cls, value: dict[str, sections.Param], info: ValidationInfo) -> dict[str, sections.Param]:
-        if all(isinstance(p, sections.FixedParam) for p in value.values()):  # a refused param may be the one to tune
+        if all(isinstance(p, sections.FixedParam) for p in value.values()):
             fail([((), "needs at least one param to tune (float, int or categorical)")])
         return value
 
@@ -277,7 +278,7 @@ class Spec(BaseModel):
     @field_validator("budget")
     @classmethod
     def _targets_to_stop_at(cls, budget: sections.Budget, info: ValidationInfo) -> sections.Budget:
-        if budget.stop_on_target and info.data.get("targets", True) == {}:  # refused ones: their own errors say why
+        if budget.stop_on_target and "targets" in info.data and not info.data["targets"]:  # refused: they say why
             fail([(("stop_on_target",), "is true, but the space names no targets to stop at: add targets (e.g. "
                                         "targets: {test_top3: 80%}), or leave it out")])
         return budget
@@ -285,12 +286,13 @@ class Spec(BaseModel):
     @field_validator("enqueue")
     @classmethod
     def _check_enqueue(cls, rows: list[dict[str, Any]], info: ValidationInfo) -> list[dict[str, Any]]:
-        params = info.data.get("params")  # None where one is refused: then only a key naming no param is, as a
-        names = params or dict.fromkeys(info.context.get("params", ()))  # value needs its param's range or choices
+        # params is None where one is refused: then a row is checked by its keys only (a value needs its param)
+        params = info.data.get("params")
+        names = params or {n: None for n, refused in info.context.get("param_names", {}).items() if not refused}
         sampled = [n for n, p in names.items() if p is None or isinstance(p, sections.SampledParam)]
         issues: list[tuple[Path, str]] = [((i,), "is empty; give values for some params") for i, r in enumerate(rows)
                                           if not r]
-        grid = params and getattr(info.data.get("sampler"), "type", None) == "grid"  # its grid samples no missing key
+        grid = bool(params) and getattr(info.data.get("sampler"), "type", None) == "grid"  # samples no missing key
         issues += [((i,), f"the grid sampler needs every param in an enqueued row; missing: {', '.join(missing)}")
                    for i, r in enumerate(rows) if r and grid and (missing := [n for n in sampled if n not in r])]
         for i, row in enumerate(rows):  # pydantic's copies: each value is put in its param's type in place

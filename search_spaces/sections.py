@@ -284,13 +284,14 @@ SampledParam = FloatParam | IntParam | CategoricalParam
 
 def _param_name(name: str, info: ValidationInfo) -> str:
     """A param's name, checked as a key: so its errors come beside those of the params' bodies, not after them."""
-    info.context.setdefault("params", []).append(name)  # for the enqueued rows, where a refused param leaves none
+    names = info.context.setdefault("param_names", {})  # name: refused? (the enqueued rows', where params fail)
+    names[name] = True
     if (entry := info.context.get("entry")) and (problem := entry.unknown_setting(name)):
-        info.context["misnamed"] = True  # a row's key may be the name it should have: that row's check waits
         raise ValueError(problem)
     if name == "objective" and entry and entry.target == DEFAULT_ENTRYPOINT and "objective" in info.data:
         raise ValueError(f"trials are judged by objective.metric ({info.data['objective'].metric!r}), and select "
                          "their best epoch by it: set that, not a param")  # not by a metric the study ignores
+    names[name] = False
     return name
 
 
