@@ -271,10 +271,19 @@ def _issue(file: str, lines: dict[Atoms, int], origins: list[tuple[Atoms, str, i
             return SpecIssue(file, line, field, message, label)
         setting = ".".join(over[1:]) if over[:1] == ("training",) else ""
         if setting and re.search(rf"(?<![\w.]){re.escape(setting)}=", message):  # it set what the refusal quotes
-            return SpecIssue(file, line, field, f"{message}; the quick profile's problem, not the full sweep's: "
-                             f"override {field} in it too (key quick.{field})" if label.startswith("--quick") else
-                             f"{message}; with {label}, change {field} too", label)
+            advice = _quick_advice(field, built_in=label == "--quick" and over_line is None) \
+                if label.startswith("--quick") else f"with {label}, change {field} too"
+            return SpecIssue(file, line, field, f"{message}; {advice}", label)
     return SpecIssue(file, line, field, message)
+
+
+def _quick_advice(field: str, built_in: bool) -> str:
+    """What to change where the quick profile made a value wrong: the quick profile, and, where it is the built-in
+    one, through a quick: section of the file's own, which replaces the built-in profile whole."""
+    if built_in:
+        return (f"the built-in quick profile's problem, not the full sweep's: a quick: section in the file replaces "
+                f"that profile; give it the epochs and trials a smoke run should have, and quick.{field} too")
+    return f"the quick profile's problem, not the full sweep's: override {field} in it too (key quick.{field})"
 
 
 def load_spec(path: str | os.PathLike[str], overrides: Sequence[str] = (), quick: bool = False, *,

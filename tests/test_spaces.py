@@ -696,6 +696,14 @@ def test_a_quick_profile_changed_by_set_is_named_as_the_quick_profile_with_quick
     assert find(in_file, "params.warmup_epochs.high").endswith(
         "(epochs=2); the quick profile's problem, not the full sweep's: override params.warmup_epochs.high in it "
         "too (key quick.params.warmup_epochs.high)") and in_file.issues[0].source == "--quick"
+    # the built-in profile (3 epochs): a quick: section of the file's own replaces it whole, so it must say so
+    built_in = errors(write(tmp_path, space("""\
+          warmup_epochs: {type: float, low: 0.0, high: 5.0}
+        training: {epochs: 10}
+        """)), quick=True)
+    assert find(built_in, "params.warmup_epochs.high").endswith(
+        "(epochs=3); the built-in quick profile's problem, not the full sweep's: a quick: section in the file replaces "
+        "that profile; give it the epochs and trials a smoke run should have, and quick.params.warmup_epochs.high too")
 
 
 def test_default_quick_profile(tmp_path: Path) -> None:
