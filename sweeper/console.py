@@ -114,6 +114,12 @@ def plain(metrics: Mapping[str, Any]) -> dict[str, Any]:
         isinstance(v, numbers.Number) or getattr(v, "ndim", None) == 0) else v for k, v in metrics.items()}
 
 
+def valued(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """:func:`plain` metrics without those given as None, which is no value (an epoch that did not evaluate it): a
+    trial's record keeps the metric's last value instead, in a sweep, a fused group and ``sweeper train`` alike."""
+    return {k: v for k, v in plain(metrics).items() if v is not None}
+
+
 def format_value(name: str, value: Any) -> str:
     """Accuracies as percentages, losses with 4 digits, learning rates in scientific notation."""
     if isinstance(value, float):

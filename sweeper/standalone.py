@@ -20,7 +20,7 @@ from typing import Any
 
 from rich.table import Table
 
-from sweeper.console import console, epoch_line, format_value, plain
+from sweeper.console import console, epoch_line, format_value, plain, valued
 from sweeper.errors import BadInput
 from sweeper.overrides import read_set_flags
 from trials.config import REPLAYED
@@ -116,7 +116,7 @@ def train(run: Standalone, base_dir: str | None, checkpoint_dir: Path | None) ->
             replayed.clear()
 
     def report(metrics: dict[str, Any]) -> None:
-        reported.update({k: v for k, v in plain(metrics).items() if v is not None})
+        reported.update(valued(metrics))
         if metrics.get(REPLAYED):  # trained in an earlier run: its line, with that run's speed, is in its log
             replayed.append(metrics.get("epoch"))
             return
@@ -145,7 +145,7 @@ def train(run: Standalone, base_dir: str | None, checkpoint_dir: Path | None) ->
                                          if isinstance(v, (int, float, str, bool))) or "(nothing returned)"),
                   markup=False)
     console.print(f"{run.entrypoint}, {time.perf_counter() - started:.1f}s", markup=False)
-    return {**reported, **{k: v for k, v in result.items() if v is not None}}  # None: no value, as in a sweep
+    return {**reported, **valued(result)}
 
 
 def make_checkpoint_dir(folder: Path) -> None:

@@ -26,7 +26,7 @@ from typing import Any
 from ray import tune
 
 from storage.retry import error_chain
-from sweeper.console import plain
+from sweeper.console import plain, valued
 from sweeper.folders import trial_checkpoint_dir, trial_output_file
 
 # here, not when a trial starts: Ray puts the driver's folder first on a worker's path by then, and a trials/
@@ -216,8 +216,7 @@ def _run_trial(config: dict[str, Any], train: Callable[..., Any]) -> None:
         if returned.is_set():  # a thread of the function's, after it returned: it would land in the next trial
             raise RuntimeError("report() was called after the training function returned")
         metrics = plain(metrics)
-        # None: no value this epoch (the schedulers pass it over), which must not wipe out the metric's last one
-        reported.update({k: v for k, v in metrics.items() if v is not None})
+        reported.update(valued(metrics))  # the schedulers pass a None over too
         try:
             tune.report({**metrics, NODE_KEY: node})
         except SystemExit:  # how Ray stops a trial (a scheduler's STOP, the sweep's end): let it through
@@ -261,7 +260,7 @@ def _run_trial(config: dict[str, Any], train: Callable[..., Any]) -> None:
         return
     given = {k for values in (reported, result) for k, v in values.items() if v is not None}  # None: no value
     # ...so it does not wipe out that metric's last report, which stands as for a key not returned
-    returned_values = {k: v for k, v in result.items() if v is not None}
+    returned_values = valued(result)
     tune.report({**last(), **returned_values, FINAL_FLAG: True, RESULT_KEYS: sorted(result),
                  NO_OBJECTIVE_KEY: meta["metric"] not in given and "best_" + meta["metric"] not in given})
 
