@@ -44,15 +44,16 @@ def best_trial(view: StudyView, url: str | None = None) -> optuna.trial.FrozenTr
 def _going_on(view: StudyView, url: str | None) -> str:
     """How the RUNNING trials of a study with none COMPLETE go on: ``sweeper resume`` for those whose driver is gone
     (its process on this host, else its heartbeat, as storage.resume tells), or a live driver's finishing one."""
-    from sweeper.inspection import is_sweepers, storage_flag
+    from sweeper.inspection import is_sweepers, storage_option
 
     if not view.states().get("RUNNING") or not is_sweepers(view):  # another tool's trials: not sweeper's to resume
         return ""
     if not (orphans := orphaned_trials(view.study, view.trials)):
-        return " A live driver is running them: try again once one finishes."
+        return (" Their driver still seems to be running them (its process on this host, or a fresh heartbeat): try "
+                "again once one finishes.")
     was, its, them = ("was", "its", "it") if len(orphans) == 1 else ("were", "their", "them")
     return (f" {', '.join(f'#{t.number}' for t in orphans)} {was} running when {its} driver stopped (Ctrl-C, a kill, "
-            f"a lost machine): {shell_command('resume', view.study.study_name, storage_flag(url))} carries {them} on "
+            f"a lost machine): {shell_command('resume', view.study.study_name, storage_option(url))} carries {them} on "
             f"from {its} checkpoints.")
 
 

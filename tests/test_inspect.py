@@ -780,8 +780,8 @@ def test_best_of_a_study_with_only_running_trials_says_how_it_goes_on(tmp_path: 
     own(study.ask(distributions), Driver.current())  # this process: a live driver
     with pytest.raises(BadInput) as live:
         show_best(view_of(study), url=url)
-    assert str(live.value) == "Study 'cut short' has no COMPLETE trial yet (1 RUNNING). A live driver is running " \
-        "them: try again once one finishes."
+    assert str(live.value) == "Study 'cut short' has no COMPLETE trial yet (1 RUNNING). Their driver still seems to " \
+        "be running them (its process on this host, or a fresh heartbeat): try again once one finishes."
     gone = Driver.current()
     own(study.ask(distributions), Driver(gone.host, gone.pid, -1))  # its pid now another process's: that driver died
     resume = f"sweeper resume 'cut short' --storage {shlex.quote(url)}"
