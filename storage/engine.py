@@ -85,6 +85,8 @@ def open_storage(
     path = sqlite_path(url)
     if not create and path is not None and not path.is_file():
         raise StorageError(f"There is no SQLite database at {str(path.absolute())!r} ({mask_url(url)}).")
+    if not create:  # the readers and the dashboard: run and resume refuse immutable=1 (check_writable)
+        _warn_unread_wal(url)
     engine_kwargs = _engine_kwargs(url, tune=create, read_only=read_only)
     try:
         if not create:
@@ -361,8 +363,7 @@ def _engine_kwargs(url: str, *, tune: bool = True, read_only: bool = False) -> d
     if is_sqlite(url):
         path = sqlite_path(url)
         if read_only and path is not None:
-            if immutable := _sqlite_read_only_option(url) == "immutable=1":  # kept: how a read-only disk opens
-                warn_unread_wal(url)
+            immutable = _sqlite_read_only_option(url) == "immutable=1"  # kept: how a read-only disk opens
             return {"creator": functools.partial(_connect_sqlite_read_only, path, sqlite_busy_timeout(url), immutable)}
         if not tune:
             return {"connect_args": {"timeout": sqlite_busy_timeout(url)}}
@@ -408,12 +409,11 @@ def _limit_statement_time(dbapi_connection: Any, _connection_record: object) -> 
     stall.watch(dbapi_connection, limit_ms / 1000)
 
 
-def warn_unread_wal(url: str) -> None:
+def _warn_unread_wal(url: str) -> None:
     """SQLite opened with ``immutable=1`` reads the database file alone: what its -wal file holds (a sweep's newest
     trials, where it was copied mid-sweep or its driver killed) is silently left out, so the reading commands and
-    the dashboard would show a study without them. Nothing for another URL. Only its size is looked at, hence "may":
-    a -wal that a checkpoint already folded into the file keeps its size, and reading SQLite's log format by hand
-    for a warning is not worth its code."""
+    the dashboard would show a study without them. Nothing for another URL. Only the -wal's size is read, hence
+    "may": one whose writes a checkpoint already folded into the file keeps its size."""
     path = sqlite_path(url)
     if path is None or _sqlite_read_only_option(url) != "immutable=1":
         return

@@ -1079,6 +1079,11 @@ def test_an_immutable_url_warns_that_it_leaves_out_what_the_wal_file_holds(tmp_p
     with caplog.at_level(logging.WARNING, logger="storage.engine"):
         close_storage(open_storage(f"sqlite:///file:{path}?mode=ro&uri=true", read_only=True))  # mode=ro reads it
     assert "immutable" not in caplog.text
+    close_storage(open_storage(f"sqlite:///{path}"))  # a writer's last close folds the log into the file
+    assert not (tmp_path / "sweeps.db-wal").exists() or not (tmp_path / "sweeps.db-wal").stat().st_size
+    with caplog.at_level(logging.WARNING, logger="storage.engine"):
+        close_storage(open_storage(f"sqlite:///file:{path}?immutable=1&uri=true", read_only=True))
+    assert "immutable" not in caplog.text  # nothing left out: nothing to say
 
 
 def test_an_immutable_url_reads_a_wal_database_on_a_read_only_mount(tmp_path: Path) -> None:
