@@ -397,7 +397,6 @@ def test_without_wal_the_same_reader_does_make_the_writer_fail(tmp_path: Path, p
 
 WRITER = """
 import sys
-import textwrap
 from storage.engine import open_storage
 from storage.studies import create_or_load_study
 storage = open_storage(sys.argv[1])
