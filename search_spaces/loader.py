@@ -27,6 +27,9 @@ DEFAULT_QUICK = {"training.dataset.samples_per_class": 8, "training.epochs": 3, 
                  "budget.max_concurrent": 2}
 QUICK_SUFFIX = "-quick"
 MAX_YAML_VALUES = 100_000  # a space has hundreds; nested aliases can expand a small file to billions
+# what set a value: its key's atoms, the label (the file's, --quick, --set ...), its line, and whether it is the
+# built-in quick profile (a file's quick: section is --quick too, and its key's line may be unknown: a YAML merge)
+Origin = tuple[Atoms, str, int | None, bool]
 
 
 class SpaceLoader(yaml.SafeLoader):
@@ -255,14 +258,14 @@ def _messages(error: Mapping[str, Any]) -> list[tuple[tuple[Any, ...], str]]:
     return [(loc, error["msg"] + (f" (got {reprlib.repr(given)})" if scalar else ""))]
 
 
-def _issue(file: str, lines: dict[Atoms, int], origins: list[tuple[Atoms, str, int | None]], path: Sequence[Any],
-           message: str) -> SpecIssue:
+def _issue(file: str, lines: dict[Atoms, int], origins: list[Origin], path: Sequence[Any], message: str
+           ) -> SpecIssue:
     """Where a problem's value came from: the last override that set it or a part of it, or that set a training
     setting the message quotes (``--set epochs=2``: warmup_epochs=3.0 is not allowed ... (epochs=2)), else the file."""
     at, field = atoms(path), ".".join(map(str, path))
     line = next((lines[at[:n]] for n in range(len(at), 0, -1) if at[:n] in lines), None)
-    exact = any(at[:len(over)] == over for over, _, _ in origins)
-    for over, label, over_line in reversed(origins):
+    exact = any(at[:len(over)] == over for over, _, _, _ in origins)
+    for over, label, over_line, built_in in reversed(origins):
         if at[:len(over)] == over:  # it set this value, or a section holding it
             return SpecIssue(file, over_line, field, message, label)
         # it changed this value, a sibling (where none set it), or the param of an enqueued value (enqueue.N.KEY)
@@ -271,7 +274,7 @@ def _issue(file: str, lines: dict[Atoms, int], origins: list[tuple[Atoms, str, i
             return SpecIssue(file, line, field, message, label)
         setting = ".".join(over[1:]) if over[:1] == ("training",) else ""
         if setting and re.search(rf"(?<![\w.]){re.escape(setting)}=", message):  # it set what the refusal quotes
-            advice = _quick_advice(field, built_in=label == "--quick" and over_line is None) \
+            advice = _quick_advice(field, built_in) \
                 if label.startswith("--quick") else f"with {label}, change {field} too"
             return SpecIssue(file, line, field, f"{message}; {advice}", label)
     return SpecIssue(file, line, field, message)
@@ -350,7 +353,7 @@ def _build(original: dict[str, Any], file: str, lines: dict[Atoms, int], base_di
                  for k, v in profile.items()]
         if "name" not in profile and isinstance(data.get("name"), str) and not data["name"].endswith(QUICK_SUFFIX):
             data["name"] += QUICK_SUFFIX  # a smoke run never mixes its trials into the real study
-    origins: list[tuple[Atoms, str, int | None]] = []
+    origins: list[Origin] = []
     for key, value, label, line in steps + sets:
         try:
             entry = describe(str(data.get("entrypoint") or DEFAULT_ENTRYPOINT), base_dir)
@@ -367,7 +370,7 @@ def _build(original: dict[str, Any], file: str, lines: dict[Atoms, int], base_di
                 continue  # the spec's check of its quick: section says why
             raise SpecError.single(file, str(exc), line=line, field=f"quick.{key}" if line else "",
                                    source=label) from None
-        origins.append((atoms([path]), label, line))
+        origins.append((atoms([path]), label, line, label == "--quick" and not from_file))
     spec, issues = None, []
     try:
         spec = Spec.model_validate(data, context={"base_dir": base_dir, "stored": stored,

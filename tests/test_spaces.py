@@ -706,6 +706,20 @@ def test_a_quick_profile_changed_by_set_is_named_as_the_quick_profile_with_quick
         "that profile; give it the epochs and trials a smoke run should have, and quick.params.warmup_epochs.high too")
 
 
+def test_a_quick_section_whose_keys_have_no_line_is_not_called_the_built_in_profile(tmp_path: Path) -> None:
+    """The built-in profile was told from a file's quick: section by its key's line being unknown: a section given
+    through a YAML merge key, or a spec from a dict (no lines at all), got the built-in profile's advice (add a
+    quick: section) for the quick: section it has."""
+    body = "  warmup_epochs: {type: float, low: 0.0, high: 3.0}\ntraining: {epochs: 10}\n"
+    merged = errors(write(tmp_path, MINIMAL + body + "quick:\n  <<: {training.epochs: 2}\n"), quick=True)
+    with pytest.raises(SpecError) as from_dict:
+        spec_from_dict({**yaml.safe_load(MINIMAL + body), "name": "x", "quick": {"training.epochs": 2}}, quick=True)
+    for err in (merged, from_dict.value):
+        assert find(err, "params.warmup_epochs.high").endswith(
+            "(epochs=2); the quick profile's problem, not the full sweep's: override params.warmup_epochs.high in it "
+            "too (key quick.params.warmup_epochs.high)"), str(err)
+
+
 def test_default_quick_profile(tmp_path: Path) -> None:
     path = write(tmp_path, MINIMAL + "name: study\nscheduler: {type: asha, grace_period: 5}\n")
     spec = load_spec(path, quick=True)
