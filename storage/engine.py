@@ -85,8 +85,8 @@ def open_storage(
     path = sqlite_path(url)
     if not create and path is not None and not path.is_file():
         raise StorageError(f"There is no SQLite database at {str(path.absolute())!r} ({mask_url(url)}).")
-    if not create:  # the readers and the dashboard: run and resume refuse immutable=1 (check_writable)
-        _warn_unread_wal(url)
+    if read_only:  # the readers; the dashboard, which writes notes, says it itself; run and resume refuse it
+        warn_unread_wal(url)
     engine_kwargs = _engine_kwargs(url, tune=create, read_only=read_only)
     try:
         if not create:
@@ -409,7 +409,7 @@ def _limit_statement_time(dbapi_connection: Any, _connection_record: object) -> 
     stall.watch(dbapi_connection, limit_ms / 1000)
 
 
-def _warn_unread_wal(url: str) -> None:
+def warn_unread_wal(url: str) -> None:
     """SQLite opened with ``immutable=1`` reads the database file alone: what its -wal file holds (a sweep's newest
     trials, where it was copied mid-sweep or its driver killed) is silently left out, so the reading commands and
     the dashboard would show a study without them. Nothing for another URL. Only the -wal's size is read, hence

@@ -13,7 +13,7 @@ import socket
 import socketserver
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from storage.engine import open_storage
+from storage.engine import open_storage, warn_unread_wal
 from storage.retry import retry_briefly
 from storage.urls import mask_url
 from sweeper.console import console
@@ -45,6 +45,7 @@ def serve_dashboard(url: str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT
     host = host.strip().removeprefix("[").removesuffix("]")  # [::1], as an IPv6 address is written in a URL
     if not host:  # the wildcard address, every interface, spelt as nothing
         raise BadInput("--host is empty: give an address to listen on, e.g. 127.0.0.1 (this machine only).")
+    warn_unread_wal(url)  # opened as given, not read-only (notes are written): open_storage does not say it
     storage = retry_briefly(lambda: open_storage(url, create=False))
     mask_passwords_in_command_line()  # a server runs for days: ps would show a --storage URL's password all along
     try:

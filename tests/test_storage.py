@@ -1085,6 +1085,34 @@ def test_an_immutable_url_warns_that_it_leaves_out_what_the_wal_file_holds(tmp_p
     assert "immutable" not in caplog.text  # nothing left out: nothing to say
 
 
+def test_a_sweep_refuses_an_immutable_url_without_first_warning_of_its_unread_wal(tmp_path: Path, caplog) -> None:
+    """sweeper run and resume read the study (create=False) before refusing a URL they cannot write: with
+    ``immutable=1`` and a -wal file, they warned that the study may lack its newest trials ("read it there without
+    immutable=1", as for a reader), then refused the URL for another reason."""
+    from sweeper.driver import check_inputs
+    from sweeper.preflight import SweepOptions
+
+    path = tmp_path / "sweeps.db"
+    writer = textwrap.dedent(f"""
+        import os, sqlite3, optuna
+        from storage.engine import open_storage
+        study = optuna.create_study(study_name="s", storage=open_storage("sqlite:///{path}"))
+        sqlite3.connect("{path}").execute("PRAGMA wal_checkpoint(PASSIVE)")  # the study is in the file
+        study.add_trial(optuna.trial.create_trial(value=1.0))
+        os._exit(0)  # as a kill -9: the trial stays in the -wal file
+    """)
+    subprocess.run([sys.executable, "-c", writer], check=True, cwd=Path(__file__).parent.parent)
+    assert (tmp_path / "sweeps.db-wal").stat().st_size
+    space = tmp_path / "space.yaml"
+    space.write_text("name: t\nparams:\n  lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}\n")
+    url = f"sqlite:///file:{path}?immutable=1&uri=true"
+    for options, refusal in ((SweepOptions(space=str(space), storage=url), "its immutable=1 opens the database "
+                              "read-only"), (SweepOptions(study="s", storage=url), "holds no sweeper spec")):
+        with caplog.at_level(logging.WARNING, logger="storage.engine"), pytest.raises(StorageError, match=refusal):
+            check_inputs(options)
+        assert "immutable=1 does not read it" not in caplog.text, options
+
+
 def test_an_immutable_url_reads_a_wal_database_on_a_read_only_mount(tmp_path: Path) -> None:
     """A sweep's SQLite file (WAL) on a read-only disk: a reading command cannot make its -shm, so ``mode=ro`` alone
     is "unable to open"; the URL's ``immutable=1``, SQLite's way to read it, was dropped for ``mode=ro``."""
