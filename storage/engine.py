@@ -164,6 +164,21 @@ def _sqlite_read_only_option(url: str) -> str | None:
     return "immutable=1" if _true(query.get("immutable")) else "mode=ro" if query.get("mode") == "ro" else None
 
 
+def writable_url(url: str) -> str:
+    """``url`` without the options that open a SQLite file read-only (:func:`_sqlite_read_only_option`), spelt as
+    given otherwise: the URL a command that writes the study needs (``sweeper resume``), which :func:`check_writable`
+    would refuse with them. Any other URL as it is."""
+    if _sqlite_read_only_option(url) is None:
+        return url
+    base, _, query = url.partition("?")
+    kept = [part for part in query.split("&") if not _opens_read_only(*part.partition("=")[::2])]
+    return base + "?" + "&".join(kept)  # uri=true stays
+
+
+def _opens_read_only(key: str, value: str) -> bool:
+    return (key == "immutable" and _true(value)) or (key == "mode" and value == "ro")
+
+
 def _true(value: Any) -> bool:
     return isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on")
 

@@ -52,9 +52,9 @@ def _going_on(view: StudyView, url: str | None) -> str:
         return (" Their driver still seems to be running them (its process on this host, or a fresh heartbeat): try "
                 "again once one finishes.")
     was, its, them = ("was", "its", "it") if len(orphans) == 1 else ("were", "their", "them")
+    resume = shell_command("resume", view.study.study_name, storage_option(url, writing=True))
     return (f" {', '.join(f'#{t.number}' for t in orphans)} {was} running when {its} driver stopped (Ctrl-C, a kill, "
-            f"a lost machine): {shell_command('resume', view.study.study_name, storage_option(url))} carries {them} on "
-            f"from {its} checkpoints.")
+            f"a lost machine): {resume} carries {them} on from {its} checkpoints.")
 
 
 def trial_config(view: StudyView, trial: optuna.trial.FrozenTrial) -> tuple[dict[str, Any], str, str | None]:

@@ -26,7 +26,7 @@ from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
 from storage import attrs
-from storage.engine import as_storage_error, close_storage, open_storage
+from storage.engine import as_storage_error, close_storage, open_storage, writable_url
 from storage.errors import StorageError
 from storage.export import FORMATS, json_safe, trial_rows, write_rows
 from storage.reading import curve_lengths, trials_with_last_values
@@ -110,11 +110,14 @@ def status(storage: optuna.storages.BaseStorage, url: str, name: str | None, fmt
             console.print(f"time to target, {view.study.study_name}: first met by {describe_target_met(record)}",
                           markup=False)
     if name is not None:
-        _details(views[0], storage_option(url))
+        _details(views[0], url)
 
 
-def storage_option(url: str | None) -> str:
-    """`` --storage URL`` (masked) for a command suggested to reach this storage; none where a plain command would."""
+def storage_option(url: str | None, writing: bool = False) -> str:
+    """`` --storage URL`` (masked) for a command suggested to reach this storage; none where a plain command would.
+    ``writing``: for ``sweeper resume``, which refuses a SQLite URL's read-only option that a reader may be given."""
+    if url is not None and writing:
+        url = writable_url(url)
     return "" if url is None or url == resolve_storage_url(None, None) else f" --storage {shlex.quote(mask_url(url))}"
 
 
@@ -262,8 +265,8 @@ def _best_of(view: StudyView, metric: str) -> str:
     return "-" if value is None else format_value(metric, value)
 
 
-def _details(view: StudyView, flag: str) -> None:
-    """``flag``: the ``--storage`` that the commands it suggests need to reach this storage (:func:`storage_option`)."""
+def _details(view: StudyView, url: str) -> None:
+    """``url``: the storage's, which the commands it suggests need to reach (:func:`storage_option`)."""
     user = view.study.user_attrs
     console.print(f"objective: {view.metric} ({'maximize' if view.maximize else 'minimize'})", markup=False)
     if view.baseline:
@@ -283,13 +286,14 @@ def _details(view: StudyView, flag: str) -> None:
     if orphans:
         console.print(f"interrupted: {', '.join(f'#{t.number}' for t in orphans)} "
                       f"{'was' if len(orphans) == 1 else 'were'} running when their driver stopped; "
-                      f"{shell_command('resume', name, flag)} carries them on from their checkpoints",
+                      f"{shell_command('resume', name, storage_option(url, writing=True))} carries them on from their "
+                      "checkpoints",
                       markup=False)
     if view.complete:
         best = view.complete[0]
         console.print(f"best trial #{best.number}: " + " ".join(f"{k}={format_value(k, v)}"
                                                                  for k, v in best.params.items()), markup=False)
-        console.print(f"see it in full: {shell_command('best', name, flag)}", markup=False)
+        console.print(f"see it in full: {shell_command('best', name, storage_option(url))}", markup=False)
 
 
 def _time(moment: datetime) -> str:

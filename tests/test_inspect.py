@@ -800,6 +800,33 @@ def test_best_of_a_study_with_only_running_trials_says_how_it_goes_on(tmp_path: 
     assert "sweeper resume 'cut short' carries them on" in " ".join(default.stderr.split()), default.stderr
 
 
+def test_the_resume_that_best_and_status_suggest_leaves_out_a_read_only_option(tmp_path: Path) -> None:
+    """Given ``immutable=1`` or ``mode=ro`` (as the README says for a database on a read-only disk), best and status
+    suggested ``sweeper resume NAME --storage`` with that very URL, which resume refuses (its option opens the
+    database read-only): the suggestion leaves the option out, as resume's refusal says to."""
+    from storage.engine import check_writable
+    from storage.resume import Driver, own
+    from sweeper.errors import BadInput
+
+    path = tmp_path / "cut.db"
+    study = optuna.create_study(storage=f"sqlite:///{path}", study_name="cut")
+    study.set_user_attr(attrs.SPEC, {"name": "cut"})  # sweeper's study
+    gone = Driver.current()
+    own(study.ask({"x": optuna.distributions.FloatDistribution(0, 1)}), Driver(gone.host, gone.pid, -1))  # died
+    writable = f"sqlite:///file:{path}?uri=true"
+    resume = f"sweeper resume cut --storage {shlex.quote(writable)} carries"
+    for option in ("immutable=1", "mode=ro"):
+        reading = f"sqlite:///file:{path}?{option}&uri=true"
+        with pytest.raises(BadInput) as cut:
+            best_summary(view_of(study), reading)
+        assert resume in str(cut.value), cut.value
+        proc = subprocess.run([sys.executable, "-m", "sweeper.cli", "status", "cut", "--storage", reading],
+                              capture_output=True, text=True, cwd=tmp_path, env=env(), timeout=120)
+        said = " ".join(proc.stdout.split())
+        assert proc.returncode == 0 and resume in said, proc.stdout
+    check_writable(writable)  # what resume checks first
+
+
 @pytest.mark.parametrize("value", [1e-05, 1e20, 0.1 + 0.2, 5e-324, -0.0, 3, True, False, None, "true", "1.0",
                                    "", "a b", "it's", "null", "~", "x: y", "#", "01", "1e-5"])
 def test_set_values_parse_back_exactly(value: Any) -> None:
