@@ -172,7 +172,7 @@ def writable_url(url: str) -> str:
         return url
     base, _, query = url.partition("?")
     kept = [part for part in query.split("&") if not _opens_read_only(*part.partition("=")[::2])]
-    return base + "?" + "&".join(kept)  # uri=true stays
+    return base + ("?" + "&".join(kept) if kept else "")  # uri=true stays
 
 
 def _opens_read_only(key: str, value: str) -> bool:
