@@ -131,12 +131,13 @@ def refused_values(entry: EntrypointInfo, base: Mapping[str, Any], sampled: Mapp
 def _may_be_refused_name(key: str, info: ValidationInfo) -> bool:
     """Whether an enqueued row's key naming no valid param may name one the params refused, so that saying so would
     blame the row for the param's mistake: where no param name could be read (params missing, misspelt, not a
-    mapping), where the key is a refused name, or where a name was refused and the key is a setting (params.dropot
-    beside a row's dropout)."""
+    mapping), where the key is a refused name, or where a name was refused as no setting (a misspelling) and the key
+    is a setting (params.dropot beside a row's dropout)."""
     if (names := info.context.get("param_names")) is None or names.get(key):
         return True
     entry = info.context.get("entry")
-    return bool(any(names.values()) and entry and not entry.unknown_setting(key))
+    return bool(entry and not entry.unknown_setting(key)
+                and any(refused and entry.unknown_setting(name) for name, refused in names.items()))
 
 
 class Spec(BaseModel):

@@ -249,6 +249,20 @@ def test_a_row_is_not_blamed_for_a_refused_param_name(tmp_path: Path, params: st
                                                                                                       params)), str(err)
 
 
+def test_a_row_is_blamed_beside_a_param_refused_for_another_reason(tmp_path: Path) -> None:
+    """A param refused for what it is, not for its name (objective), hides no setting a row may misname: the row's
+    unknown param is reported in the same go, not once the objective param is gone."""
+    err = errors(write(tmp_path, """\
+        params:
+          lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}
+          objective: {type: categorical, choices: [val_top1, val_top3]}
+        enqueue:
+          - {dropout: 0.1, lr: 0.001}
+        """))
+    assert [i.field for i in err.issues] == ["params.objective", "enqueue.0.dropout"], str(err)
+    assert "unknown param 'dropout'; allowed: lr" in find(err, "enqueue.0.dropout")
+
+
 def test_unknown_keys_everywhere_with_hints(tmp_path: Path) -> None:
     path = write(tmp_path, """\
         objectve: {metric: val_top3}
