@@ -24,7 +24,14 @@ from sweeper.console import console, epoch_line, format_value, plain, valued
 from sweeper.errors import BadInput
 from sweeper.overrides import read_set_flags
 from trials.config import REPLAYED
-from trials.entrypoint import DEFAULT_ENTRYPOINT, EntrypointError, returned_metrics
+from trials.entrypoint import (
+    DEFAULT_ENTRYPOINT,
+    EntrypointError,
+    objective_key,
+    objective_problem,
+    returned_metrics,
+    torch_metric,
+)
 
 
 class FunctionFailed(Exception):
@@ -116,6 +123,8 @@ def train(run: Standalone, base_dir: str | None, checkpoint_dir: Path | None) ->
             replayed.clear()
 
     def report(metrics: dict[str, Any]) -> None:
+        if not run.is_core and (problem := torch_metric(run.entrypoint, "reported", plain(metrics))):
+            raise EntrypointError(problem)  # a trial fails on it: refused here, not trained past
         reported.update(valued(metrics))
         if metrics.get(REPLAYED):  # trained in an earlier run: its line, with that run's speed, is in its log
             replayed.append(metrics.get("epoch"))
@@ -133,6 +142,8 @@ def train(run: Standalone, base_dir: str | None, checkpoint_dir: Path | None) ->
         return {**reported, **result}
     try:
         returned = fn(run.config, report, str(checkpoint_dir) if checkpoint_dir is not None else None)
+    except EntrypointError as exc:  # report's refusal of what the function reported
+        raise BadInput(str(exc)) from None
     except (Exception, SystemExit) as exc:  # the user's own code failed (or exited): its frames, not typer's
         exc.__traceback__ = exc.__traceback__.tb_next if exc.__traceback__ else None
         raise FunctionFailed(f"{run.entrypoint} raised {type(exc).__name__}: {exc}") from exc
@@ -141,6 +152,11 @@ def train(run: Standalone, base_dir: str | None, checkpoint_dir: Path | None) ->
         result = plain(returned_metrics(run.entrypoint, returned) or {})
     except EntrypointError as exc:
         raise BadInput(str(exc)) from None
+    # what a trial of the sweep would fail on: an objective, returned or else last reported, that is no number
+    judged = result if returned is not None else reported
+    if run.objective is not None and (problem := objective_problem(
+            run.entrypoint, judged, objective_key(judged, run.objective))):
+        raise BadInput(f"{problem}; a trial of the sweep fails on it")
     console.print("final: " + ("  ".join(f"{k} {format_value(k, v)}" for k, v in result.items()
                                          if isinstance(v, (int, float, str, bool))) or "(nothing returned)"),
                   markup=False)

@@ -14,7 +14,6 @@ import errno
 import json
 import math
 import os
-import reprlib
 import sys
 import threading
 import time
@@ -32,7 +31,15 @@ from sweeper.folders import trial_checkpoint_dir, trial_output_file
 # here, not when a trial starts: Ray puts the driver's folder first on a worker's path by then, and a trials/
 # folder or trials.py there (a user's own) would stand for sweeper's, failing every trial
 from trials.config import ConfigError
-from trials.entrypoint import EntrypointError, import_target, returned_metrics, working_in
+from trials.entrypoint import (
+    EntrypointError,
+    import_target,
+    objective_key,
+    objective_problem,
+    returned_metrics,
+    torch_metric,
+    working_in,
+)
 from trials.errors import DataError
 
 META_KEY = "_sweeper"
@@ -51,12 +58,6 @@ DISK_KEY = "sweeper_disk"
 DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 # torch.save's C++ writer running out of room (it names no errno), or its open failing for one of DISK_ERRNOS
 TORCH_WRITE_FAILED = ("unexpected pos", "file write failed", "basic_ios::clear", *map(os.strerror, DISK_ERRNOS))
-
-
-def objective_key(result: dict, metric: str) -> str:
-    """Where a final result holds the objective: its best epoch's (``best_METRIC``) where it says so, else its last.
-    A ``best_METRIC`` of None says nothing: the last is the value (the recorder and ``sweeper train`` read it so)."""
-    return "best_" + metric if result.get("best_" + metric) is not None else metric
 
 
 def disk_problem(exc: BaseException, folder: Path) -> str | None:
@@ -216,6 +217,8 @@ def _run_trial(config: dict[str, Any], train: Callable[..., Any]) -> None:
         if returned.is_set():  # a thread of the function's, after it returned: it would land in the next trial
             raise RuntimeError("report() was called after the training function returned")
         metrics = plain(metrics)
+        if problem := torch_metric(meta["entrypoint"], "reported", metrics):  # a retry would train it all again
+            raise EntrypointError(problem)
         reported.update(valued(metrics))  # the schedulers pass a None over too
         try:
             tune.report({**metrics, NODE_KEY: node})
@@ -252,11 +255,9 @@ def _run_trial(config: dict[str, Any], train: Callable[..., Any]) -> None:
     finally:
         returned.set()
     result = plain(result) if result is not None else dict(reported)  # nothing returned: its last report
-    key = objective_key(result, meta["metric"])
-    if result.get(key) is not None and (isinstance(result[key], bool) or not isinstance(result[key], int | float)):
-        # the objective, which the last report must not silently stand in for
-        tune.report({**last(), FAILED_KEY: f"TypeError: {meta['entrypoint']} returned {key} = "
-                                            f"{reprlib.repr(result[key])}, not a number"})
+    # the objective, which the last report must not silently stand in for
+    if problem := objective_problem(meta["entrypoint"], result, objective_key(result, meta["metric"])):
+        tune.report({**last(), FAILED_KEY: f"TypeError: {problem}"})
         return
     given = {k for values in (reported, result) for k, v in values.items() if v is not None}  # None: no value
     # ...so it does not wipe out that metric's last report, which stands as for a key not returned

@@ -554,6 +554,28 @@ def test_train_of_a_users_function_prints_numpy_numbers_and_refuses_a_result_tha
     assert exits.returncode == 1 and exits.stderr.rstrip().endswith("error: odd_train:train raised SystemExit: 2")
 
 
+def test_train_of_a_users_function_refuses_what_every_trial_of_the_sweep_fails_on(tmp_path):
+    """The smoke run passed (exit 0) a function whose every trial fails: an objective that is no number, a metric
+    holding a tensor (which Ray refuses, each trial trained in full once per retry)."""
+    shutil.copy(os.path.join(os.path.dirname(__file__), "fixtures", "odd_train.py"), tmp_path)
+    (tmp_path / "odd.yaml").write_text("entrypoint: odd_train:train\nobjective: {metric: score, direction: maximize}"
+                                       "\nparams:\n  x: {type: float, low: 0.0, high: 0.01}\n")
+    listed = sweeper("train", "odd.yaml", "--set", "mode=best_list", cwd=tmp_path)
+    assert listed.returncode == 2 and "Traceback" not in listed.stderr, listed.stdout + listed.stderr
+    assert "odd_train:train returned best_score = [0.1, 0.2], not a number; a trial of the sweep fails on it" in \
+        " ".join(listed.stderr.split())
+    (tmp_path / "tensors.py").write_text(
+        "import torch\n\n"
+        "def fit(config, report, checkpoint_dir):\n"
+        "    report({'epoch': 1, 'score': torch.tensor(0.5), 'per_class': torch.tensor([0.25, 0.75])})\n")
+    (tmp_path / "tensors.yaml").write_text("entrypoint: tensors:fit\nobjective: {metric: score, direction: maximize}"
+                                           "\nparams:\n  x: {type: float, low: 0.0, high: 0.01}\n")
+    tensor = sweeper("train", "tensors.yaml", cwd=tmp_path)
+    assert tensor.returncode == 2 and "Traceback" not in tensor.stderr, tensor.stdout + tensor.stderr
+    assert "tensors:fit reported per_class = tensor([0.2500, 0.7500]), which holds a torch object" in \
+        " ".join(tensor.stderr.split())
+
+
 def test_a_user_and_host_given_as_query_options_are_named_in_the_error(tmp_path, postgres_url):
     server = make_url(postgres_url)
     url = f"postgresql+psycopg:///{server.database}?host={server.host}&port={server.port or 5432}" \

@@ -272,6 +272,44 @@ def test_a_metric_reported_as_none_keeps_its_last_reported_value(ray_session, tm
     assert load(url, study.study_name).user_attrs["target_met"]["trial"] == 0
 
 
+def test_a_tensor_reported_or_returned_fails_the_trial_at_once_in_words(ray_session, tmp_path, monkeypatch):
+    """Ray refuses a metric holding a torch tensor (per-class accuracies, a model) in its own words; each refusal was
+    retried, the trial trained in full three times to fail with Ray's advice to call ray.train.report."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tensors.py").write_text(textwrap.dedent("""\
+        import torch
+
+        def fit(config, report, checkpoint_dir):
+            with open("calls.txt", "a") as f:
+                f.write("1")
+            extra = {"per_class": torch.tensor([0.4, 0.6])}
+            if config["where"] == "reported":
+                report({"epoch": 1, "score": torch.tensor(0.5), **extra})
+            report({"epoch": 1, "score": torch.tensor(0.5)})  # a 0-d tensor is a number
+            return {"score": 0.5, **extra}
+        """))
+    (tmp_path / "tensors.yaml").write_text(textwrap.dedent("""\
+        entrypoint: tensors:fit
+        objective: {metric: score, direction: maximize}
+        params:
+          where: {type: categorical, choices: [reported, returned]}
+        scheduler: {type: none}
+        budget: {trials: 2, max_concurrent: 1}
+        enqueue: [{where: reported}, {where: returned}]
+        resources: {cpu: 1}
+        """))
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    with pytest.raises(NothingFinished):
+        run_sweep(SweepOptions(space=str(tmp_path / "tensors.yaml"), storage=url, max_failures=2))
+    reported, returned = load(url, "tensors").get_trials()
+    assert (tmp_path / "calls.txt").read_text() == "11", "a trial was retried"
+    assert reported.state == returned.state == TS.FAIL
+    assert reported.user_attrs["error"].startswith("TypeError: tensors:fit reported per_class = tensor([0.4000, "), \
+        reported.user_attrs["error"]
+    assert returned.user_attrs["error"].startswith("TypeError: tensors:fit returned per_class = tensor(")
+    assert "holds a torch object: metrics are numbers (tensor.item())" in returned.user_attrs["error"]
+
+
 @pytest.mark.slow
 def test_nan_loss_fails_the_trial_fast_and_the_sweep_goes_on(ray_session, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

@@ -14,6 +14,7 @@ import importlib
 import inspect
 import os
 import re
+import reprlib
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -189,7 +190,43 @@ def returned_metrics(target: str, result: Any) -> dict[str, Any] | None:
     if result is not None and not (isinstance(result, Mapping) and all(isinstance(k, str) for k in result)):
         raise EntrypointError(f"{target} must return a dict of metric name -> value or None, not "
                               f"{type(result).__name__}")
+    if result is not None and (problem := torch_metric(target, "returned", result)):
+        raise EntrypointError(problem)
     return None if result is None else dict(result)
+
+
+def torch_metric(target: str, verb: str, metrics: Mapping[str, Any]) -> str | None:
+    """Why ``metrics`` cannot be recorded, where a value holds a torch object that is not a number (a 0-d tensor,
+    which :func:`sweeper.console.plain` turns into one, is): Ray refuses it in its own words, and retried, every
+    attempt of the trial trains in full to be refused again."""
+    def holds_torch(value: Any) -> bool:
+        if isinstance(value, Mapping):
+            return any(map(holds_torch, value.values()))
+        if isinstance(value, list | tuple):
+            return any(map(holds_torch, value))
+        return type(value).__module__.partition(".")[0] == "torch"
+
+    for key, value in metrics.items():
+        number = hasattr(value, "item") and getattr(value, "ndim", None) == 0
+        if holds_torch(value) and not number:
+            return (f"{target} {verb} {key} = {reprlib.repr(value)}, which holds a torch object: metrics are numbers "
+                    "(tensor.item()), lists of them (tensor.tolist()), strings, or dicts of these")
+    return None
+
+
+def objective_key(result: Mapping[str, Any], metric: str) -> str:
+    """Where a final result holds the objective: its best epoch's (``best_METRIC``) where it says so, else its last.
+    A ``best_METRIC`` of None says nothing: the last is the value (the recorder and ``sweeper train`` read it so)."""
+    return "best_" + metric if result.get("best_" + metric) is not None else metric
+
+
+def objective_problem(target: str, result: Mapping[str, Any], key: str) -> str | None:
+    """Why ``result[key]``, a trial's objective, is no value Optuna can record (a list, a string, a bool), or None
+    (a number, absent, or None: the last report stands in); a sweep fails the trial, ``sweeper train`` refuses it."""
+    value = result.get(key)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+        return f"{target} returned {key} = {reprlib.repr(value)}, not a number"
+    return None
 
 
 def describe(target: str, base_dir: str | Path | None = None) -> EntrypointInfo:
