@@ -124,10 +124,7 @@ def check_writable(url: str) -> None:
             raise StorageError(f"{str(wal.absolute())!r} holds a sweep's writes, but its database is gone (moved or "
                                "deleted while the sweep wrote it), and a new one there would throw them away: put "
                                "the database back beside it, or remove the -wal file to start anew.")
-        if option := _sqlite_read_only_option(url):  # else Optuna's first write is a traceback, not exit 2
-            raise StorageError(f"Cannot write {mask_url(url)}: its {option} opens the database read-only, and a "
-                               f"sweep writes its trials there: leave {option} out (the reading commands open it "
-                               "read-only without it; on a read-only disk they keep immutable=1).")
+        check_no_read_only_option(url)
         folder = path.absolute().parent
         try:
             tempfile.TemporaryFile(dir=folder).close()
@@ -154,6 +151,16 @@ def check_writable(url: str) -> None:
         raise StorageError(f"Cannot write {mask_url(url)}: the user may not " + (
             "add rows to Optuna's tables (GRANT INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA ... TO it)." if made else
             "create tables in its schema (GRANT CREATE ON SCHEMA public TO it, or run the first sweep as the owner)."))
+
+
+def check_no_read_only_option(url: str) -> None:
+    """Refuse a SQLite URI whose ``mode=ro`` or ``immutable=1`` keeps a sweep from writing, from the URL alone: else
+    Optuna's first write is a traceback, not exit 2, and ``sweeper resume NAME``, which reads the study first, said
+    "There are no studies" of a study that ``immutable=1`` cannot see (a killed sweep's, still in its -wal file)."""
+    if option := _sqlite_read_only_option(url):
+        raise StorageError(f"Cannot write {mask_url(url)}: its {option} opens the database read-only, and a "
+                           f"sweep writes its trials there: leave {option} out (the reading commands open it "
+                           "read-only without it; on a read-only disk they keep immutable=1).")
 
 
 def _sqlite_read_only_option(url: str) -> str | None:

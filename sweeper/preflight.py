@@ -26,7 +26,7 @@ from search_spaces.loader import load_spec, refusal, resolve_space_path, spec_fr
 from search_spaces.schema import Spec
 from search_spaces.sections import KINDS, CategoricalParam, deprecated_options, deprecated_refusal
 from storage import attrs
-from storage.engine import check_sqlite_options, close_storage, open_storage
+from storage.engine import check_no_read_only_option, check_sqlite_options, close_storage, open_storage
 from storage.errors import NotAStudyDatabase, StorageError
 from storage.retry import retry_briefly
 from storage.studies import RESUMABLE_SECTIONS, fresh_study_name, load_existing_study, spec_changes, study_exists
@@ -73,6 +73,7 @@ def sweep_storage_url(url: str) -> str:
         raise StorageError(f"{mask_url(url)!r} is an in-memory SQLite database: each connection gets its own, empty "
                            "one, and it is gone when the sweep ends. Name a file, e.g. sqlite:///sweeps.db.")
     check_sqlite_options(url)
+    check_no_read_only_option(url)  # before sweeper resume reads the study, which immutable=1 may not see
     return url
 
 

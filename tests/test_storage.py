@@ -1106,11 +1106,33 @@ def test_a_sweep_refuses_an_immutable_url_without_first_warning_of_its_unread_wa
     space = tmp_path / "space.yaml"
     space.write_text("name: t\nparams:\n  lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}\n")
     url = f"sqlite:///file:{path}?immutable=1&uri=true"
-    for options, refusal in ((SweepOptions(space=str(space), storage=url), "its immutable=1 opens the database "
-                              "read-only"), (SweepOptions(study="s", storage=url), "holds no sweeper spec")):
-        with caplog.at_level(logging.WARNING, logger="storage.engine"), pytest.raises(StorageError, match=refusal):
+    for options in (SweepOptions(space=str(space), storage=url), SweepOptions(study="s", storage=url)):
+        # resume's refusal was "holds no sweeper spec" (it read the study first); now the URL's, as run's
+        with caplog.at_level(logging.WARNING, logger="storage.engine"), \
+                pytest.raises(StorageError, match="its immutable=1 opens the database read-only"):
             check_inputs(options)
         assert "immutable=1 does not read it" not in caplog.text, options
+
+
+def test_resume_refuses_an_immutable_url_whose_study_is_still_in_the_wal_file(tmp_path: Path) -> None:
+    """A sweep killed before SQLite's first checkpoint leaves even Optuna's tables in the -wal file, which
+    ``immutable=1`` does not read: ``sweeper resume NAME`` read the study first and said "There are no studies ...
+    Run a sweep first", where run refuses the URL itself (it may not write)."""
+    from sweeper.driver import check_inputs
+    from sweeper.preflight import SweepOptions
+
+    path = tmp_path / "sweeps.db"
+    writer = textwrap.dedent(f"""
+        import os, optuna
+        from storage.engine import open_storage
+        study = optuna.create_study(study_name="s", storage=open_storage("sqlite:///{path}"))
+        study.add_trial(optuna.trial.create_trial(value=1.0))
+        os._exit(0)  # as a kill -9: the study, its tables too, stays in the -wal file
+    """)
+    subprocess.run([sys.executable, "-c", writer], check=True, cwd=Path(__file__).parent.parent)
+    url = f"sqlite:///file:{path}?immutable=1&uri=true"
+    with pytest.raises(StorageError, match="its immutable=1 opens the database read-only, and a sweep writes"):
+        check_inputs(SweepOptions(study="s", storage=url))
 
 
 def test_an_immutable_url_reads_a_wal_database_on_a_read_only_mount(tmp_path: Path) -> None:
