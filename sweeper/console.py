@@ -120,6 +120,16 @@ def valued(metrics: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in plain(metrics).items() if v is not None}
 
 
+def recorded(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """What a report adds to a trial's record (each key's last value): its :func:`valued` metrics less the
+    ``replayed`` mark, which says of that one report that an earlier run trained its epoch, not of the trial. Kept,
+    a resumed run that trained on ended ``replayed: True``: a recorded attr of a function that returns None, and in
+    what ``sweeper train`` returns."""
+    from trials.config import REPLAYED  # here: trials.config imports NumPy, which the CLI starts without
+
+    return {k: v for k, v in valued(metrics).items() if k != REPLAYED}
+
+
 def format_value(name: str, value: Any) -> str:
     """Accuracies as percentages, losses with 4 digits, learning rates in scientific notation."""
     if isinstance(value, float):

@@ -32,7 +32,7 @@ from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from search_spaces.loader import refusal
 from search_spaces.schema import Spec
 from storage import attrs
-from sweeper.console import valued
+from sweeper.console import recorded
 from sweeper.folders import trial_checkpoint_dir, trial_output_file
 from sweeper.recorder import StudyRecorder
 from sweeper.searcher import StudySearcher, never_started
@@ -175,7 +175,7 @@ def _run_group(config: dict[str, Any], members: list[dict[str, Any]], numbers: l
 
     def reporter(number: int):
         def report(metrics: dict[str, Any]) -> None:
-            last[number].update(valued(metrics))
+            last[number].update(recorded(metrics))
             tune.report({**metrics, NODE_KEY: node, MEMBER_KEY: number})
             if decisions.wait(number, int(metrics["epoch"])):
                 raise MemberStopped(f"trial {number} stopped by the scheduler after epoch {metrics['epoch']}")

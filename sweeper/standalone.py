@@ -20,7 +20,7 @@ from typing import Any
 
 from rich.table import Table
 
-from sweeper.console import console, epoch_line, format_value, plain, valued
+from sweeper.console import console, epoch_line, format_value, plain, recorded, valued
 from sweeper.errors import BadInput
 from sweeper.overrides import read_set_flags
 from trials.config import REPLAYED
@@ -125,7 +125,7 @@ def train(run: Standalone, base_dir: str | None, checkpoint_dir: Path | None) ->
     def report(metrics: dict[str, Any]) -> None:
         if not run.is_core and (problem := torch_metric(run.entrypoint, "reported", plain(metrics))):
             raise EntrypointError(problem)  # a trial fails on it: refused here, not trained past
-        reported.update(valued(metrics))
+        reported.update(recorded(metrics))
         if metrics.get(REPLAYED):  # trained in an earlier run: its line, with that run's speed, is in its log
             replayed.append(metrics.get("epoch"))
             return

@@ -25,7 +25,7 @@ from typing import Any
 from ray import tune
 
 from storage.retry import error_chain
-from sweeper.console import plain, valued
+from sweeper.console import plain, recorded, valued
 from sweeper.folders import trial_checkpoint_dir, trial_output_file
 
 # here, not when a trial starts: Ray puts the driver's folder first on a worker's path by then, and a trials/
@@ -219,7 +219,7 @@ def _run_trial(config: dict[str, Any], train: Callable[..., Any]) -> None:
         metrics = plain(metrics)
         if problem := torch_metric(meta["entrypoint"], "reported", metrics):  # a retry would train it all again
             raise EntrypointError(problem)
-        reported.update(valued(metrics))  # the schedulers pass a None over too
+        reported.update(recorded(metrics))  # the schedulers pass a None over too
         try:
             tune.report({**metrics, NODE_KEY: node})
         except SystemExit:  # how Ray stops a trial (a scheduler's STOP, the sweep's end): let it through

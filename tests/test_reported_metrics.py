@@ -88,3 +88,62 @@ def test_a_scheduler_that_cannot_judge_the_reports_is_warned_about_once(ray_sess
     assert out.count("warning:") == 1
     assert (f"warning: trial #0 {words}; the asha scheduler compares trials at each report's epoch and val_acc, so "
             "without them it can prune no trial, and no learning curve is recorded.") in out
+
+
+CARRIED_ON = '''
+import json
+import os
+
+
+def fit(config, report, checkpoint_dir):
+    """Returns None: its record is its reports'. As a run carried on from its checkpoint: an earlier one trained
+    epochs 1 and 2, which it reports again, marked replayed, before it trains 3 and 4."""
+    saved = os.path.join(checkpoint_dir, "saved.json")
+    if not os.path.exists(saved):
+        with open(saved, "w") as f:
+            json.dump([{"epoch": 1, "val_acc": 0.1}, {"epoch": 2, "val_acc": 0.2}], f)
+    with open(saved) as f:
+        done = json.load(f)
+    for metrics in done:
+        report({**metrics, "replayed": True})
+    for epoch in range(len(done) + 1, 5):
+        report({"epoch": epoch, "val_acc": epoch / 10})
+'''
+
+
+def carried_on_space(tmp_path: Path) -> Path:
+    (tmp_path / "carried.py").write_text(CARRIED_ON)
+    space = tmp_path / "carried.yaml"
+    space.write_text(textwrap.dedent(f"""\
+        name: carried-{uuid.uuid4().hex[:8]}
+        entrypoint: carried:fit
+        objective: {{metric: val_acc, direction: maximize}}
+        params:
+          x: {{type: float, low: 0.0, high: 1.0}}
+        scheduler: {{type: none}}
+        resources: {{cpu: 1}}
+        budget: {{trials: 1}}
+        """))
+    return space
+
+
+def test_sweeper_train_resumed_and_trained_on_returns_no_replayed_mark(tmp_path: Path) -> None:
+    """``replayed`` marks a report that repeats an epoch an earlier run trained; what ``sweeper train`` returns (a
+    trial's record) kept it as each key's last value: ``replayed: True`` after epochs 3 and 4 trained now."""
+    from sweeper.standalone import prepare, train
+
+    run, base_dir = prepare(carried_on_space(tmp_path), [], [])
+    result = train(run, base_dir, tmp_path / "ck")
+    assert result == {"epoch": 4, "val_acc": 0.4}
+
+
+@pytest.mark.slow
+def test_a_trial_carried_on_and_trained_on_records_no_replayed_mark(ray_session, tmp_path, monkeypatch) -> None:
+    """A function that returns None is recorded with its reports' last values: a trial carried on from its
+    checkpoint kept the replays' mark among them, and the study recorded ``replayed: True`` on it."""
+    monkeypatch.chdir(tmp_path)
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    study = run_sweep(SweepOptions(space=str(carried_on_space(tmp_path)), storage=url))
+    [trial] = optuna.load_study(study_name=study.study_name, storage=url).get_trials()
+    assert trial.state == TS.COMPLETE and trial.value == 0.4
+    assert trial.user_attrs["epoch"] == 4 and "replayed" not in trial.user_attrs, trial.user_attrs
