@@ -143,7 +143,7 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
 
     searcher, recorder = searcher_and_recorder(study, spec, str(checkpoints), budget, orphans, policy, writer, printer)
     outages.searcher = searcher
-    searcher.interrupted = interrupts.flag
+    searcher.interrupted, searcher.unbroken = interrupts.flag, interrupts.unbroken
     if spec.budget.time_seconds is not None:
         searcher.deadline = started + spec.budget.time_seconds
     tuner = build_tuner(spec, study.study_name, searcher, recorder, history,
@@ -227,9 +227,10 @@ class Interrupts:
     def __init__(self, writer: StudyWriter, url: str, exit_on_interrupt: Callable[[str], Any] | None,
                  resume: str) -> None:
         self.flag = threading.Event()
-        # held while the study is created or loaded, which an exit must not cut short (a new SQLite file left with
-        # Optuna's tables but not their version cannot be opened again): leaving takes it, and keeps it
-        self.opening = threading.Lock()
+        # held while the study is created or loaded, or a trial asked, which an exit must not cut short (a new SQLite
+        # file left with Optuna's tables but not their version cannot be opened again; see StudySearcher._next_trial):
+        # leaving takes it, and keeps it
+        self.unbroken = threading.Lock()
         self.writer = writer
         self.url = url
         self.exit_on_interrupt = exit_on_interrupt
@@ -241,13 +242,13 @@ class Interrupts:
         return noting_interrupts(self.flag, self.leave if self.exit_on_interrupt else None)
 
     def leave(self) -> None:
-        """With an exit: wait for the study being opened and the queued writes (each for a bounded time), then call
-        it, which ends the process. Without one, nothing: the caller raises KeyboardInterrupt."""
+        """With an exit: wait for the study being opened or a trial asked, and the queued writes (each for a bounded
+        time), then call it, which ends the process. Without one, nothing: the caller raises KeyboardInterrupt."""
         if not self.exit_on_interrupt:
             return
         leaving()  # a second signal while the writes drain would lose them
         ignore_stop_signals()  # the main thread leaves after noted(), whose handlers are gone: the CLI's would raise
-        self.opening.acquire(timeout=STUDY_OPEN_WAIT_S)
+        self.unbroken.acquire(timeout=STUDY_OPEN_WAIT_S)
         self.writer.drain(INTERRUPT_DRAIN_S)
         fold_sqlite_wal(self.url)
         self.exit_on_interrupt(self.resume)
@@ -264,7 +265,7 @@ def start_ray_and_open_study(spec: Spec, url: str, options: SweepOptions, result
     # ray.init would wait a minute on them
     try:
         with interrupts.noted(), ThreadPoolExecutor(max_workers=2) as pool:
-            opened = pool.submit(open_study_whole, interrupts.opening, policy, spec, url, options.space, results_root,
+            opened = pool.submit(open_study_whole, interrupts.unbroken, policy, spec, url, options.space, results_root,
                                  data)
             imported = pool.submit(import_tune_side)
             if not joining:
@@ -280,10 +281,10 @@ def start_ray_and_open_study(spec: Spec, url: str, options: SweepOptions, result
     return study, created
 
 
-def open_study_whole(opening: threading.Lock, policy: OutagePolicy, spec: Spec, url: str, space: str | None,
+def open_study_whole(unbroken: threading.Lock, policy: OutagePolicy, spec: Spec, url: str, space: str | None,
                      results_root: Path, data: str | None) -> tuple[optuna.Study, bool]:
-    """:func:`open_study`, riding out an outage, while holding ``opening``: an interrupt waits for it to finish."""
-    with opening:
+    """:func:`open_study`, riding out an outage, while holding ``unbroken``: an interrupt waits for it to finish."""
+    with unbroken:
         return policy.call(lambda: open_study(spec, url, space, results_root, data))
 
 

@@ -61,6 +61,7 @@ class StudySearcher(DriverOnly, Searcher):
         # set on Ctrl-C or a stop signal: where the CLI's watcher leaves, Tune's loop runs on while the queued
         # writes drain, and would ask for trials that nobody runs (RUNNING, for a resume to carry on)
         self.interrupted = threading.Event()
+        self.unbroken = threading.Lock()  # held by an ask as it takes its trial; the driver's leaves after it
         self.carried_on: set[int] = set()  # dead drivers' trials this one carries on (their curves may be complete)
         self.reruns: list[optuna.Trial] = []  # trials Ray gave up on with retries left: asked again, first
         self.finished = False  # FINISHED was answered: Tune asks for no trial again
@@ -151,8 +152,14 @@ class StudySearcher(DriverOnly, Searcher):
         """A dead driver's trial to carry on, else a new one; None when the budget is spent.
 
         Safe to repeat after a failure at any step: the trial claimed or created so far is kept and finished,
-        never left behind as a RUNNING trial nobody runs.
+        never left behind as a RUNNING trial nobody runs. Whole under ``unbroken``, which the driver's exit on an
+        interrupt waits for: cut short, it left an enqueued trial RUNNING before its owner was written, which the
+        next run took for a live driver's (:data:`storage.resume.GRACE_PERIOD_S`) and ended without.
         """
+        with self.unbroken:
+            return self._take_trial()
+
+    def _take_trial(self) -> optuna.Trial | None:
         if self._pending is None and self.reruns:
             self._pending = self.reruns.pop(0)
         if self._pending is None and self.interrupted.is_set():  # it came as this ask waited for the tells

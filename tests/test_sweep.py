@@ -771,6 +771,49 @@ def test_ctrl_c_exits_130_and_keeps_finished_trials(tmp_path, signum, group, fre
     assert TS.FAIL not in states  # a worker stopped with the driver left its trial RUNNING, for a resume to carry on
 
 
+SIGNAL_AS_AN_ASK_TAKES_ITS_TRIAL = """
+import os, signal, sys, time
+from sweeper.searcher import StudySearcher
+
+taking = StudySearcher._pop_waiting_trial_id
+
+def take_and_stop(self):  # a SIGTERM lands as an ask has taken an enqueued trial, before it writes itself as owner
+    trial_id = taking(self)
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(1)  # the exit goes on meanwhile
+    return trial_id
+
+StudySearcher._pop_waiting_trial_id = take_and_stop
+sys.argv = ["sweeper", *sys.argv[1:]]
+from sweeper.cli import main
+main()
+"""
+
+
+@pytest.mark.slow
+def test_a_stop_signal_as_an_ask_takes_an_enqueued_trial_leaves_it_to_the_next_run_at_once(tmp_path):
+    """The exit on a stop signal cut short an ask that had taken an enqueued trial (RUNNING) but not yet written
+    itself as its owner: a resume within a minute took the ownerless trial for a live driver's ("running in another
+    live driver and counts against the budget") and ended without it, still RUNNING."""
+    space = scripted_space(tmp_path, trials=2, extra="enqueue:\n  - {x: 0.5}\n")
+    db = tmp_path / "sweeps.db"
+    proc = subprocess.Popen([sys.executable, "-c", SIGNAL_AS_AN_ASK_TAKES_ITS_TRIAL, "run", str(space), "--storage",
+                             f"sqlite:///{db}"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)  # its own process group, holding the Ray it starts
+    try:
+        output, _ = proc.communicate(timeout=120)
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # what outlived a failed test: the driver, its Ray
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, output
+    from storage.resume import orphaned_trials
+
+    study = load(f"sqlite:///{db}", space.read_text().split("name: ")[1].split()[0])
+    [taken] = [t for t in study.get_trials() if t.state == TS.RUNNING]
+    assert [t.number for t in orphaned_trials(study)] == [taken.number], taken.user_attrs  # carried on at once
+    assert taken.params == {"x": 0.5}
+
+
 @pytest.mark.slow
 def test_a_closed_terminal_stops_the_sweep_as_ctrl_c_does(tmp_path):
     """The kernel's SIGHUP when a terminal closes: the driver's last words then meet EIO, which left the watcher
