@@ -69,6 +69,7 @@ class StudyRecorder(DriverOnly, Callback):
         self.writer = writer
         self.target_reached = False
         self.warned: set[str] = set()  # accuracies already warned about, once per sweep each
+        self.warned_unrecorded = False  # a returned value no user attr can hold (a list, a dict): said once
         self.curves: set[int] = set()  # trials with a report the scheduler could judge (an epoch and the objective)
         self.unjudged: dict[int, int] = {}  # trials without such a report: how many others they sent
         self.warned_unjudged = self.spec.scheduler.type == "none"  # no scheduler: nothing to warn about
@@ -86,6 +87,16 @@ class StudyRecorder(DriverOnly, Callback):
                       f"at each report's epoch and {self.metric}, so without them it can prune no trial, and no "
                       f"learning curve is recorded. Call report({{'epoch': 1, '{self.metric}': ...}}) every epoch "
                       "(epoch 1, 2, ...).", markup=False)
+
+    def _warn_unrecorded(self, number: int, dropped: dict[str, Any]) -> None:
+        """A returned list or dict is left out of the trial's attrs (each is one number, string or bool, which
+        ``best``, ``export`` and the report can show): say so once per sweep, not leave the user to find it gone."""
+        if dropped and not self.warned_unrecorded:
+            self.warned_unrecorded = True
+            kinds = ", ".join(f"{k} (a {type(v).__name__})" for k, v in dropped.items())
+            console.print(f"warning: trial #{number} returned {kinds}, which no trial attr records: a trial records "
+                          "numbers, strings and bools; return each figure under a name of its own (e.g. "
+                          "acc_class_3).", markup=False)
 
     def _warn_percent_scale(self, result: dict) -> None:
         """An accuracy outside [0, 1] meets no target (``targets_met``); say once per metric why, as it arrives."""
@@ -107,7 +118,8 @@ class StudyRecorder(DriverOnly, Callback):
             return
         self._warn_percent_scale(result)
         value, epoch = result.get(self.metric), result.get("epoch")
-        if isinstance(value, (int, float)) and math.isfinite(value) and isinstance(epoch, int) and epoch > 0:
+        if (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+                and isinstance(epoch, int) and epoch > 0):
             self.curves.add(optuna_trial.number)
             self.writer.submit(lambda: report(optuna_trial, float(value), epoch))
         elif optuna_trial.number not in self.curves:
@@ -158,6 +170,8 @@ class StudyRecorder(DriverOnly, Callback):
                       if isinstance(result.get(k), (str, int, float, bool))}
         if result.get(FINAL_FLAG):
             self._warn_percent_scale({k: result[k] for k in keys if k in result})  # what it returned
+            self._warn_unrecorded(optuna_trial.number, {k: result[k] for k in keys if result.get(k) is not None
+                                                        and k not in user_attrs and f"returned_{k}" not in user_attrs})
             if optuna_trial.number not in self.curves | self.searcher.carried_on:  # one carried on may end at once
                 self._warn_unjudged(optuna_trial.number, f"returned without a report of {self.metric} per epoch")
             # judged here, on Tune's loop, so that a sweep stopping at its target asks no further trial; only a finite

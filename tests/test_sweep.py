@@ -847,15 +847,17 @@ def test_a_closed_terminal_stops_the_sweep_as_ctrl_c_does(tmp_path):
 
 
 @pytest.mark.slow
-def test_what_a_users_function_reports_or_returns_is_recorded_as_it_meant(ray_session, tmp_path, monkeypatch):
+def test_what_a_users_function_reports_or_returns_is_recorded_as_it_meant(ray_session, tmp_path, monkeypatch,
+                                                                          capsys):
     """NumPy scalars are numbers; returning nothing records the last report, and a target's metric that is not
     returned is its last report; a last report of NaN fails the trial (not an earlier epoch's value in its place); a
     result that is no dict fails at once, in words; an exception that pickle cannot rebuild is recorded in its own
-    words, not as the TypeError of rebuilding it."""
+    words, not as the TypeError of rebuilding it; a returned list, which no trial attr holds, is said to be left out
+    (once), and a reported bool is no point of a learning curve."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "odd_train.py").write_text((FIXTURES / "odd_train.py").read_text())
     modes = ["numpy", "nothing", "nan_last", "not_a_dict", "own_names", "odd_exception", "score_only", "arrays",
-             "best_nan", "best_list", "exits", "history"]
+             "best_nan", "best_list", "exits", "history", "bools"]
     (tmp_path / "odd.yaml").write_text(textwrap.dedent(f"""\
         name: odd-{uuid.uuid4().hex[:8]}
         entrypoint: odd_train:train
@@ -871,7 +873,7 @@ def test_what_a_users_function_reports_or_returns_is_recorded_as_it_meant(ray_se
     url = f"sqlite:///{tmp_path / 'sweeps.db'}"
     study = run_sweep(SweepOptions(space=str(tmp_path / "odd.yaml"), storage=url))
     numpy_trial, nothing, nan_last, not_a_dict, own_names, odd, score_only, arrays, best_nan, best_list, exits, \
-        history = load(url, study.study_name).get_trials()
+        history, bools = load(url, study.study_name).get_trials()
     assert numpy_trial.state == TS.COMPLETE and numpy_trial.value == pytest.approx(0.2)
     assert numpy_trial.intermediate_values == {1: pytest.approx(0.1), 2: pytest.approx(0.2)}
     assert numpy_trial.user_attrs["acc"] == pytest.approx(0.2)
@@ -892,6 +894,9 @@ def test_what_a_users_function_reports_or_returns_is_recorded_as_it_meant(ray_se
     # the function's own exit fails its trial in words, not as Ray's "actor died" after every retry
     assert exits.state == TS.FAIL and exits.user_attrs["error"].startswith("SystemExit: odd_train:train exited (2)")
     assert history.state == TS.COMPLETE and history.value == 0.5  # a list beside best_score is no objective
+    assert "score" not in history.user_attrs and " ".join(capsys.readouterr().out.split()).count(
+        "returned score (a list), which no trial attr records") == 1
+    assert bools.state == TS.COMPLETE and bools.value == 0.4 and bools.intermediate_values == {}
 
 
 @pytest.mark.slow
