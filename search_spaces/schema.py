@@ -11,10 +11,10 @@ import itertools
 import math
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Annotated, Any
 
 import optuna
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from search_spaces import sections
 from search_spaces.sections import Path, fail
@@ -140,6 +140,11 @@ def _may_be_refused_name(key: str, info: ValidationInfo) -> bool:
                 and any(refused and entry.unknown_setting(name) for name, refused in names.items()))
 
 
+def _quick_key(key: str, info: ValidationInfo) -> str:
+    resolve_key(key, info.context.get("entry"), info.data.get("params") or {}, typed=False)
+    return key
+
+
 class Spec(BaseModel):
     """One sweep: what to train, what to tune, how to sample and schedule, and what counts as success."""
 
@@ -158,14 +163,14 @@ class Spec(BaseModel):
     budget: sections.Budget = Field(default_factory=sections.Budget)
     resources: sections.Resources = Field(default_factory=sections.Resources)
     enqueue: list[dict[str, Any]] = Field(default_factory=list)
-    quick: dict[str, Any] = Field(default_factory=dict)
+    quick: dict[Annotated[str, AfterValidator(_quick_key)], Any] = Field(default_factory=dict)
 
-    _entrypoint: EntrypointInfo | None = PrivateAttr(default=None)
-    _source: str | None = PrivateAttr(default=None)
-    _quick_applied: bool = PrivateAttr(default=False)
-    _overrides: tuple[str, ...] = PrivateAttr(default=())
-    _base_dir: str | None = PrivateAttr(default=None)
-    _where: tuple[dict, list] = PrivateAttr(default=({}, []))  # the loader's YAML lines and --set origins
+    _entrypoint: EntrypointInfo | None = None
+    _source: str | None = None
+    _quick_applied: bool = False
+    _overrides: tuple[str, ...] = ()
+    _base_dir: str | None = None
+    _where: tuple[dict, list] = ({}, [])  # the loader's YAML lines and --set origins
     source_path = property(lambda self: self._source, doc="The YAML file this spec was loaded from, if any.")
     base_dir = property(lambda self: self._base_dir, doc="The YAML file's folder, where user entrypoints are found.")
     quick_applied = property(lambda self: self._quick_applied)
@@ -309,18 +314,6 @@ class Spec(BaseModel):
                     issues.append(((i, key), str(exc)))
         fail(issues)
         return rows
-
-    @field_validator("quick")
-    @classmethod
-    def _check_quick(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
-        issues = []
-        for key in value:
-            try:
-                resolve_key(str(key), info.context.get("entry"), info.data.get("params") or {}, typed=False)
-            except ValueError as exc:
-                issues.append(((str(key),), str(exc)))
-        fail(issues)
-        return value
 
     @model_validator(mode="after")
     def _check_configs(self, info: ValidationInfo) -> Spec:
