@@ -51,7 +51,7 @@ def resolve_key(key: str, entry: EntrypointInfo | None, params: Mapping[str, Any
     built-in profile pins the param as well); the loader refuses it beside a param of the file's own.
     """
     head, names = key.split(".")[0], list(Spec.model_fields)
-    setting = key.removeprefix("training.") if head == "training" else key
+    setting = key.removeprefix("training.")
     if setting in params and ((head == "training" and typed) or (entry and entry.settings and key in entry.settings)):
         change = "choices=[...]" if dict(params[setting] or {}).get("type") == "categorical" else "high=..."
         raise ValueError(f"{setting} is a param of this space (params.{setting}), which wins over training.{setting}:"
@@ -262,7 +262,7 @@ class Spec(BaseModel):
 
     @field_validator("params")
     @classmethod
-    def _check_params(cls, value: dict[str, sections.Param], info: ValidationInfo) -> dict[str, sections.Param]:
+    def _check_params(cls, value: dict[str, sections.Param]) -> dict[str, sections.Param]:
         if all(isinstance(p, sections.FixedParam) for p in value.values()):
             fail([((), "needs at least one param to tune (float, int or categorical)")])
         return value

@@ -316,7 +316,7 @@ class Sampler(BaseModel):
         # a study's stored spec ran with what Optuna takes (a deprecated option works until Optuna drops it):
         # refused there, sweeper resume could not carry the study on; keep_deprecated: the caller refuses them
         # unless the study it carries on ran with them (sweeper run of the study's own space)
-        context = info.context if isinstance(info.context, dict) else {}
+        context = info.context if isinstance(info.context, dict) else {}  # none for the default, Sampler()
         stored = bool(context.get("stored"))
         for key, value in self.options.items():
             option = settable.get(key)
