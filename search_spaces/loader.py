@@ -329,6 +329,7 @@ def _build(original: dict[str, Any], file: str, lines: dict[Atoms, int], base_di
     if stem and data.get("name") is None:
         data["name"] = stem
     sets: list[tuple[str, Any, str, int | None]] = []  # (key, value, where it comes from, its line)
+    refused: list[SpecIssue] = []  # overrides that cannot apply: said beside the spec's own problems
     for expr in overrides:
         try:
             key, value = parse_override(expr)
@@ -337,7 +338,7 @@ def _build(original: dict[str, Any], file: str, lines: dict[Atoms, int], base_di
                                  "storage, else the default (sqlite:///sweeps.db)")
             sets.append((key, value, f"--set {expr}", None))
         except ValueError as exc:
-            raise SpecError.single(file, str(exc), source=f"--set {expr}") from None
+            refused.append(SpecIssue(file, None, "", str(exc), f"--set {expr}"))
     steps: list[tuple[str, Any, str, int | None]] = []
     from_file = False  # the quick profile is the file's quick: section
     if quick:
@@ -368,16 +369,16 @@ def _build(original: dict[str, Any], file: str, lines: dict[Atoms, int], base_di
         except ValueError as exc:
             if label == "--quick" and path is None:
                 continue  # the spec's check of its quick: section says why
-            raise SpecError.single(file, str(exc), line=line, field=f"quick.{key}" if line else "",
-                                   source=label) from None
+            refused.append(SpecIssue(file, line, f"quick.{key}" if line else "", str(exc), label))
+            continue
         origins.append((atoms([path]), label, line, label == "--quick" and not from_file))
-    spec, issues = None, []
+    spec, issues = None, refused
     try:
         spec = Spec.model_validate(data, context={"base_dir": base_dir, "stored": stored,
                                                   "keep_deprecated": keep_deprecated})
     except ValidationError as exc:
-        issues = [_issue(file, lines, origins, path, message) for error in exc.errors()
-                  for path, message in _messages(error)]
+        issues += [_issue(file, lines, origins, path, message) for error in exc.errors()
+                   for path, message in _messages(error)]
     if not quick and isinstance(data.get("quick"), Mapping):  # the quick: section is checked whether used or not
         try:  # the deprecated sampler options the caller vets are the full spec's: the quick: section adds none
             _build(original, file, lines, base_dir, overrides, True, stem, stored,
@@ -387,11 +388,25 @@ def _build(original: dict[str, Any], file: str, lines: dict[Atoms, int], base_di
             issues += [i._replace(source=i.source or "--quick") for i in exc.issues if spec or (
                 str(i.source).startswith("--quick") and i.field not in seen)]
     if issues:
-        raise SpecError(sorted(dict.fromkeys(issues), key=lambda i: (i.line is None, i.line or 0))) from None
+        raise SpecError(sorted(_once_per_set(issues), key=lambda i: (i.line is None, i.line or 0))) from None
     spec._source, spec._quick_applied, spec._overrides = file, quick, tuple(overrides)
     spec._base_dir = str(base_dir.resolve()) if base_dir is not None else None
     spec._where = (lines, origins)
     return spec
+
+
+def _once_per_set(issues: list[SpecIssue]) -> list[SpecIssue]:
+    """Each problem once: a ``--set quick.KEY`` that cannot apply is refused where it is set, and again as a step
+    of the quick profile or by the check of the quick: section it went into."""
+    said: set[tuple[str, str]] = set()
+    kept = []
+    for issue in dict.fromkeys(issues):
+        said_as = ((issue.source or "").removeprefix("--quick (").removesuffix(")"), issue.message)
+        if said_as[0].startswith("--set") and said_as in said:
+            continue
+        said.add(said_as)
+        kept.append(issue)
+    return kept
 
 
 def refusal(spec: Spec, path: Sequence[str | int], message: str) -> SpecError:

@@ -222,6 +222,24 @@ def test_every_problem_of_a_file_is_reported_in_one_go(tmp_path: Path) -> None:
         f"{path}:11: --quick: budget.trails: unknown key 'trails' (did you mean 'trials'?); allowed: trials,")
 
 
+def test_a_set_that_cannot_apply_is_reported_beside_the_files_problems(tmp_path: Path) -> None:
+    """A --set naming nothing, or no KEY=VALUE at all, was the only problem said: the file's own waited for the
+    next validate. A --set quick.KEY that names nothing is said once, though the quick profile refuses it too."""
+    path = write(tmp_path, """\
+        params:
+          dropout: {type: float, low: 0.5, high: 0.1}
+        quick:
+          budget.trials: 2
+        """)
+    for quick in (False, True):
+        err = errors(path, overrides=["nope=1", "bad", "quick.trainng.epochs=2"], quick=quick)
+        assert [(i.line, i.field) for i in err.issues if i.line] == [(2, "params.dropout.low")], str(err)
+        sources = sorted(str(i.source) for i in err.issues if i.line is None)
+        assert sources == sorted(["--set nope=1", "--set bad", "--quick (--set quick.trainng.epochs=2)" if quick
+                                  else "--set quick.trainng.epochs=2"]), str(err)
+        assert "'nope' is neither a section of the space" in str(err) and "expected KEY=VALUE" in str(err)
+
+
 def test_a_field_the_full_sweep_and_its_quick_profile_both_refuse_is_reported_once(tmp_path: Path) -> None:
     """The quick: section is checked beside a refused full spec: a param range wrong in both (the quick key changes
     the bound the message quotes) was reported twice, the second time as --quick's problem."""
