@@ -545,7 +545,7 @@ def test_train_of_a_users_function_prints_numpy_numbers_and_refuses_a_result_tha
     raised = sweeper("train", "odd.yaml", "--set", "mode=odd_exception", cwd=tmp_path)  # the user's traceback alone
     assert raised.returncode == 1 and raised.stderr.startswith("Traceback (most recent call last):\n  File "), \
         raised.stderr
-    assert "odd_train.py\", line 23, in train\n    raise ShapeError((2, 3), (3, 2))" in raised.stderr
+    assert "odd_train.py\", line 25, in train\n    raise ShapeError((2, 3), (3, 2))" in raised.stderr
     assert "typer" not in raised.stderr and "click" not in raised.stderr and "standalone.py" not in raised.stderr
     assert raised.stderr.rstrip().endswith("error: odd_train:train raised ShapeError: got shape (2, 3), want (3, 2)")
     arrays = sweeper("train", "odd.yaml", "--set", "mode=arrays", cwd=tmp_path)  # 0-d arrays: numbers

@@ -713,7 +713,7 @@ def test_a_failing_function_shows_its_own_frames_once_and_each_retry_in_a_line(t
         assert f"trial #{number} failed (ShapeError: got shape (2, 3), want (3, 2)); Ray runs it again, from its " \
                "last checkpoint where it saved one (retry 1 of 1)" in proc.stderr
         assert f"trial #{number} failed:\nTraceback (most recent call last):\n  File \"{tmp_path}/odd_train.py\", " \
-               "line 23, in train\n    raise ShapeError((2, 3), (3, 2))\nodd_train.ShapeError: got shape (2, 3), " \
+               "line 25, in train\n    raise ShapeError((2, 3), (3, 2))\nodd_train.ShapeError: got shape (2, 3), " \
                "want (3, 2)\n" in proc.stderr
         assert f"#{number}   FAIL      error: ShapeError: got shape (2, 3), want (3, 2)" in proc.stdout
     assert proc.stderr.count("Traceback") == 2 and "\x1b[" not in proc.stderr, proc.stderr
