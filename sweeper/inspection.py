@@ -14,11 +14,12 @@ import math
 import os
 import shlex
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import optuna
 from rich.cells import cell_len
@@ -316,11 +317,33 @@ def report(storage: optuna.storages.BaseStorage, url: str, name: str, output: st
     page = build_report(view, url=url, top=top, state=study_state(view))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)  # only a -o DIR/ may be missing by now
-        path.write_text(page, encoding="utf-8")
+        write_whole(path, lambda out: out.write(page))
     except OSError as exc:
         raise BadInput(f"Cannot write the report to {str(path)!r}: {exc.strerror or exc}.") from None
     err_console.print(f"wrote {path} ({count_trials(len(view.trials))}, {len(page) / 1e6:.1f} MB, works offline)",
                       markup=False)  # stderr: -o /dev/stdout is the page alone
+
+
+def write_whole(path: Path, write: Callable[[TextIO], object]) -> None:
+    """Write ``path`` through a temporary file beside it, renamed over it once whole: a disk that filled up halfway
+    (exit 2) left a truncated report or export in place of the earlier one, which now stays as it was. A device, a
+    pipe and a link (``-o /dev/stdout``) are written in place: a rename would replace the link itself."""
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        with path.open("w", encoding="utf-8", newline="") as out:
+            write(out)
+        return
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.fchmod(out.fileno(), 0o666 & ~umask)  # as open() makes a file, not mkstemp's owner-only: it is shared
+            write(out)
+        os.replace(temporary, path)
+    except BaseException:  # Ctrl-C too: no half-written file is left beside it
+        with suppress(OSError):
+            os.unlink(temporary)
+        raise
 
 
 def _export_format(fmt: str | None, output: Path | None) -> str:
@@ -370,8 +393,7 @@ def export(storage: optuna.storages.BaseStorage, url: str, name: str, fmt: str |
         write_rows(rows, fmt, sys.stdout)  # `sweeper export NAME | head`: the CLI's _Commands ends a broken pipe
         return
     try:
-        with output.open("w", encoding="utf-8", newline="") as out:
-            write_rows(rows, fmt, out)
+        write_whole(output, lambda out: write_rows(rows, fmt, out))
     except OSError as exc:
         raise BadInput(f"Cannot write to {str(output)!r}: {exc.strerror or exc}.") from None
     err_console.print(f"wrote {count_trials(len(rows))} to {output}", markup=False)  # -o /dev/stdout: data alone

@@ -570,6 +570,32 @@ def test_export_into_a_folder_that_is_a_file_is_one_message(tmp_path: Path) -> N
     assert (tmp_path / "taken").read_text(encoding="utf-8") == "mine"
 
 
+def test_report_and_export_that_fail_halfway_leave_the_earlier_file_whole(tmp_path: Path) -> None:
+    """A disk that filled up as they wrote (exit 2) left a truncated report or export over the earlier one: a page
+    that ended in the middle of its plots, a table cut mid-row. A file size limit stands in for the full disk."""
+    import resource
+
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    make_study(url, "there", complete=1, extra_states=False)
+    storage = open_storage(url)
+    study = optuna.load_study(study_name="there", storage=storage)
+    study.add_trial(optuna.trial.create_trial(value=0.5, user_attrs={"note": "x" * 1_500_000}))  # a CSV > 1 MB
+    close_storage(storage)
+
+    def limited() -> None:  # the report is about 5 MB
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1_000_000, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+
+    for command, name in (("report", "there.html"), ("export", "there.csv")):
+        (tmp_path / name).write_text("the earlier one", encoding="utf-8")
+        proc = subprocess.run([sys.executable, "-m", "sweeper.cli", command, "there", "-o", str(tmp_path / name),
+                               "--storage", url], cwd=tmp_path, env=env(), text=True, capture_output=True,
+                              timeout=240, preexec_fn=limited)
+        assert proc.returncode == 2 and "File too large" in proc.stderr, proc.stderr
+        assert (tmp_path / name).read_text(encoding="utf-8") == "the earlier one"
+    # nothing half-written beside them (a reader's open adds the database's empty -shm and -wal)
+    assert {p.name for p in tmp_path.iterdir() if not p.name.startswith("sweeps.db")} == {"there.html", "there.csv"}
+
+
 def test_status_of_a_storage_holding_only_studies_it_skips_says_so(tmp_path: Path, capsys) -> None:
     """A storage of multi-objective studies alone printed "skipped: Study 'pareto' ..." and then "There are no
     studies in ... yet: run a sweep first", one line contradicting the other."""
