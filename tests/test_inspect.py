@@ -625,6 +625,18 @@ def test_report_escapes_text_and_notes_single_params() -> None:
     assert "Only one parameter varies (x)" in Page(page).sections["importances"]
 
 
+def test_report_draws_no_importances_where_every_trial_scored_the_same() -> None:
+    """A quick sweep whose trials all reached 14.29% drew importances of 1/6 each, bars saying every param mattered
+    as much as the others, where nothing could tell them apart."""
+    study = optuna.create_study(direction="maximize")
+    for x, y in ((0.1, 0.4), (0.2, 0.3), (0.3, 0.2), (0.4, 0.1)):
+        study.enqueue_trial({"x": x, "y": y})
+    study.optimize(lambda t: 0.1429 + 0 * t.suggest_float("x", 0, 1) * t.suggest_float("y", 0, 1), n_trials=4)
+    page = Page(build_report(view_of(study), url="sqlite:///:memory:"))
+    assert "fig-importances" not in page.figures
+    assert "Every COMPLETE trial has the same value" in page.sections["importances"]
+
+
 # --------------------------------------------------------------------------------------------------------------
 # export
 EXPECTED_COLUMNS = {"number", "state", "value", "datetime_start", "datetime_complete", "duration_seconds",
