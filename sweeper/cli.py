@@ -401,8 +401,8 @@ def report(
     name: StudyName,
     # text, not a Path: a Path drops the slash of -o reports/, the folder (made if missing) to write into
     output: Annotated[Optional[str], typer.Option(  # noqa: UP045
-        "-o", "--output", metavar="FILE", help="HTML file, or DIR/ for NAME-report.html in it (default: "
-                                               "NAME-report.html).")] = None,
+        "-o", "--output", metavar="FILE", help="HTML file (- for stdout), or DIR/ for NAME-report.html in it "
+                                               "(default: NAME-report.html).")] = None,
     top: Annotated[int, typer.Option(metavar="N", help="Trials in the learning curves and the table.")] = 10,
     storage: StorageFlag = None,
 ) -> None:

@@ -304,10 +304,13 @@ def _time(moment: datetime) -> str:
 # --- report -----------------------------------------------------------------------------------------------------
 def report(storage: optuna.storages.BaseStorage, url: str, name: str, output: str | None, top: int) -> None:
     """Write the study's HTML report to ``output`` (default ``<study>-report.html``) and say where it went: a folder
-    (``reports/``, made if missing, or one that exists) gets ``<study>-report.html`` in it."""
+    (``reports/``, made if missing, or one that exists) gets ``<study>-report.html`` in it; ``-`` is stdout."""
     if top < 1:
         raise BadInput(f"--top must be at least 1, not {top}.")
     view = load_view(storage, name, url)
+    if output == "-":  # the usual name of stdout, as export takes it: this wrote a file named "-"
+        sys.stdout.write(build_report(view, url=url, top=top, state=study_state(view)))
+        return
     default, folder = f"{_file_safe(name)}-report.html", output is not None and _is_folder(output)
     path = Path(output) / default if folder else Path(output or default)
     if path.suffix.lower() not in ("", ".html", ".htm"):  # a report.csv would be HTML all the same

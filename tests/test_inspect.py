@@ -204,6 +204,7 @@ def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
             "json_dir": ["export", found.small, "--format", "json", "-o", f"{folder / 'exports'}/", *storage],
             "json_dash": ["export", found.small, "--format", "json", "-o", "-", *storage],
             "report_stdout": ["report", found.small, "-o", "/dev/stdout", *storage],
+            "report_dash": ["report", found.small, "-o", "-", *storage],
             "best": ["best", found.name, *storage],
             "typo": ["best", found.name[:-2], *storage],
             "status_json": ["status", "--format", "json", *storage],
@@ -486,6 +487,13 @@ def test_export_and_report_to_stdout_write_the_data_alone(backend: Backend) -> N
     assert len(json.loads(backend.ok("json_dash").stdout)) == 2 and not (backend.folder / "-").exists()
     page = backend.ok("report_stdout").stdout
     assert page.lstrip().lower().startswith("<!doctype html") and page.rstrip().endswith("</html>")
+
+
+def test_report_to_a_dash_writes_the_page_to_stdout(backend: Backend) -> None:
+    """``report NAME -o -`` wrote a file named "-", where export's -o - is stdout."""
+    page = backend.ok("report_dash").stdout
+    assert page.lstrip().lower().startswith("<!doctype html") and page.rstrip().endswith("</html>")
+    assert not (backend.folder / "-").exists()
 
 
 def test_report_of_a_small_study_explains_missing_importances(backend: Backend) -> None:
