@@ -794,3 +794,22 @@ def test_a_study_refuses_data_that_changed_under_its_path(tmp_path: Path, monkey
     with pytest.raises(DataError, match=r"this sweeper generates other synthetic data \(synthetic data, generator 2\) "
                                         r"than study 'asl20-quick' began with \(synthetic data, generator 1\)"):
         open_study(generated, url, None, data=check_data_found(generated))
+
+
+def test_a_split_lacking_samples_says_what_fixes_it_for_how_it_was_split(tmp_path: Path) -> None:
+    """Every split's refusal advised "more signers, another dataset.seed or a split array": wrong for a split array
+    (which they have) and a WLASL split file (no seed, no array); a stratified split's empty val said nothing."""
+    split = np.array(["train", "val", "test"] * 6)
+    split[np.repeat(np.arange(3), 6) == 1] = "test"
+    path = write_npz(tmp_path / "split.npz", split=split)
+    assert "all went to val/test (split by the 'split' array): mark some of them 'train' in the 'split' array" in \
+        error_of(data.load_npz, path, 8)
+    path = write_npz(tmp_path / "tiny.npz", per_class=2)
+    assert "the val split is empty (stratified split (seed 0)): val and test take 15% of each class's samples" in \
+        error_of(data.load_npz, path, 8)
+    entries, _ = small_wlasl(tmp_path)
+    write_wlasl(tmp_path, {v: {**e, "subset": "val"} if e["action"][0] == 2 else e for v, e in entries.items()}, {},
+                "nslt_3.json")
+    message = error_of(data.load_wlasl, tmp_path, "nslt_3.json")
+    assert "(split by subset): give some of them subset 'train' in the split file" in message
+    assert "dataset.seed" not in message

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from trials.errors import DataError
-from trials.splitting import SPLIT_NAMES, TEST, TRAIN, VAL, part_from_signers, signer_partition, stratified_part
+from trials.splitting import SPLIT_NAMES, TEST, TRAIN, VAL, part_from_signers, remedy, signer_partition, stratified_part
 
 NPZ_ARRAYS = ("X", "y", "signer", "split")  # what read_npz reads; "signer" and "split" are optional
 MAX_COORDINATE = 1e12  # in any unit (pixels, metres, fractions of the frame) a landmark lies far within it
@@ -352,13 +352,13 @@ def check_splits(data: Labelled) -> None:
     name, y, part = data.name, data.y, data.part
     for code, split in enumerate(SPLIT_NAMES):
         if not (part == code).any():
-            raise DataError(f"{name}: the {split} split is empty ({data.how})")
+            raise DataError(f"{name}: the {split} split is empty ({data.how}): {remedy(data.how, split)}")
     missing = np.flatnonzero(np.bincount(y[part == TRAIN], minlength=data.num_classes) == 0)
     if len(missing):
         others = f" (nor do {len(missing) - 1} other classes)" if len(missing) > 1 else ""
         total = int((y == missing[0]).sum())
         why = "it has no samples at all" if not total else f"its {total} samples all went to val/test ({data.how}): " \
-            "more signers, another dataset.seed or a split array"
+            + remedy(data.how, "train", "some of them")
         raise DataError(f"{name}: class {missing[0]} has no training samples{others}: {why}")
 
 

@@ -50,6 +50,18 @@ def part_from_signers(signer: np.ndarray, val: np.ndarray, test: np.ndarray) -> 
     return part
 
 
+def remedy(how: str, want: str, some: str = "some samples") -> str:
+    """What gives the ``want`` split (train, val, test) the samples it lacks, for a split made ``how`` (the readers'
+    words: by signer, stratified, by the 'split' array, by WLASL subset): another seed is no help for the last two."""
+    if how.startswith("split by signer"):
+        return "more signers, another dataset.seed, or a 'split' array"
+    if how.startswith("stratified"):
+        return "val and test take 15% of each class's samples, rounded (a class of 4 or more gives each one): more " \
+            "samples, or a 'split' array"
+    return f"mark {some} {want!r} in the 'split' array" if "'split'" in how else \
+        f"give {some} subset {want!r} in the split file"
+
+
 def _round(x: float) -> int:
     """Round half up (Python's round() rounds half to even, which makes 2.5 and 3.5 differ oddly)."""
     return math.floor(x + 0.5)
