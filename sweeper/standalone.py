@@ -211,14 +211,24 @@ def final_metrics(run: Standalone, result: Mapping[str, Any]) -> dict[str, float
 
 
 def seeds_table(seeds: list[int], per_seed: list[dict[str, float]]) -> Table:
-    """A row per metric: its value per seed, then mean, standard deviation and range."""
-    table = Table(title=f"final metrics over {len(seeds)} seeds", title_justify="left")
-    for column in ("metric", *(f"seed {s}" for s in seeds), "mean", "sd", "min", "max"):
-        table.add_column(column, justify="left" if column == "metric" else "right")
+    """A row per metric: its value per seed, then mean, standard deviation and range; without the seeds' columns
+    where they would not fit (a CI log's 80 columns cut 8.10e-04 to 8.10e-… and three metrics' names to val_to…):
+    each seed's values are on its own lines above."""
+    table = _seeds_table(seeds, per_seed, with_seeds=True)  # as wide as its widest cells, unshrunk
+    natural = console.measure(table, options=console.options.update_width(10**6)).maximum
+    return table if natural <= console.width else _seeds_table(seeds, per_seed, with_seeds=False)
+
+
+def _seeds_table(seeds: list[int], per_seed: list[dict[str, float]], with_seeds: bool) -> Table:
+    title = f"final metrics over {len(seeds)} seeds" + ("" if with_seeds else " (per seed: in each seed's lines above)")
+    table = Table(title=title, title_justify="left")
+    for column in ("metric", *(f"seed {s}" for s in seeds if with_seeds), "mean", "sd", "min", "max"):
+        table.add_column(column, justify="left" if column == "metric" else "right", overflow="fold")
     for metric in dict.fromkeys(k for values in per_seed for k in values):
         values = [v[metric] for v in per_seed if metric in v]
         sd = statistics.stdev(values) if len(values) > 1 else 0.0
-        table.add_row(metric, *(format_value(metric, v[metric]) if metric in v else "-" for v in per_seed),
+        seed_values = [format_value(metric, v[metric]) if metric in v else "-" for v in per_seed]
+        table.add_row(metric, *(seed_values if with_seeds else ()),
                       *(format_value(metric, x) for x in (statistics.fmean(values), sd, min(values), max(values))))
     return table
 

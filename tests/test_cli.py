@@ -263,6 +263,30 @@ def test_train_over_seeds_keeps_a_metrics_last_value_over_a_report_without_it(tm
     assert "val_acc >= 50.00%: 2 of 2 seeds reach it" in proc.stdout, proc.stdout  # not in the last report at all
 
 
+def test_train_over_seeds_in_80_columns_cuts_no_name_or_value(tmp_path):
+    """A CI log's 80 columns: three seeds' table cut val_top1, val_top3 and val_top5 to one name, val_to…, and an sd
+    of 1.00e-04 to 1.00e-…, another number. Where the seeds' columns do not fit, the table leaves them out: each
+    seed's values are on its lines above."""
+    (tmp_path / "close.py").write_text(
+        "def fit(config, report, checkpoint_dir):\n"
+        "    seed = config['seed']\n"
+        "    report({'epoch': 1, 'val_loss': 1 + seed / 10000, 'val_top1': 0.5, 'val_top3': 0.75, 'val_top5': 1.0})\n"
+        "fit.settings = {'seed': 0}\n")
+    (tmp_path / "s.yaml").write_text("entrypoint: close:fit\nobjective: {metric: val_top1}\n"
+                                     "params:\n  seed: {type: int, low: 0, high: 9}\n")
+    proc = subprocess.run([sys.executable, "-m", "sweeper.cli", "train", "s.yaml", "--seeds", "1,2,3"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "80"})
+    assert proc.returncode == 0, proc.stderr
+    table = [line for line in proc.stdout.splitlines() if line[:1] in "┏┃┡│└"]
+    assert "…" not in proc.stdout and max(map(len, table)) <= 80, proc.stdout
+    rows = {line.split("│")[1].strip(): [c.strip() for c in line.split("│")[2:-1]]
+            for line in proc.stdout.splitlines() if line.startswith("│ ")}
+    assert set(rows) == {"val_loss", "val_top1", "val_top3", "val_top5"}, proc.stdout
+    assert rows["val_loss"] == ["1", "1.00e-04", "1", "1"], proc.stdout  # mean, sd, min, max
+    assert rows["val_top3"] == ["75.00%", "0.00%", "75.00%", "75.00%"], proc.stdout
+    assert "final metrics over 3 seeds (per seed: in each seed's lines above)" in proc.stdout
+
+
 def test_train_over_seeds_says_so_where_the_seeds_changed_nothing(tmp_path):
     (tmp_path / "unseeded.py").write_text("def fit(config, report, checkpoint_dir):\n"
                                           "    report({'epoch': 1, 'score': 0.5})\n")  # no settings: takes any key
