@@ -73,6 +73,23 @@ def test_a_checkpoint_of_another_config_is_refused_not_replayed(tmp_path):
     assert run({**TINY, "epochs": 2, "threads": 1}, None, tmp_path)["epochs_run"] == 2  # runtime keys may change
 
 
+def test_a_checkpoint_of_other_data_under_the_same_path_is_refused_in_words(tmp_path):
+    """sweeper train --checkpoint-dir resumed after the npz under dataset.path was rewritten with other landmarks:
+    the same config, so the checkpoint passed, and the model's load was a size-mismatch traceback (exit 1)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    path, y = tmp_path / "data.npz", np.repeat(np.arange(3), 8)
+    np.savez(path, X=rng.standard_normal((24, 6, 5, 3)).astype(np.float32), y=y)
+    config = {"dataset.name": "npz", "dataset.path": str(path), "dataset.classes": 3, "dataset.seq_len": 8,
+              "epochs": 1, "batch_size": 8, "objective": "val_top1"}
+    run(config, None, tmp_path / "ck")
+    np.savez(path, X=rng.standard_normal((24, 6, 7, 3)).astype(np.float32), y=y)  # 7 landmarks instead of 5
+    with pytest.raises(ConfigError, match=r"ck/state\.pt holds a model of another shape than this data gives \(size "
+                                          r"mismatch for input_proj\.weight.*\): the data changed since"):
+        run(config, None, tmp_path / "ck")
+
+
 def test_nan_loss_stops_the_trial_at_once_with_a_clear_reason():
     seen = []
     with pytest.raises(NonFiniteLossError, match="non-finite loss") as info:

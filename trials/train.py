@@ -209,7 +209,13 @@ def load_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimi
     if changed := [f"{k} {then.get(k)!r} -> {now.get(k)!r}" for k in now if then and then.get(k) != now.get(k)]:
         raise ConfigError(f"{path} holds a run of another config ({', '.join(changed)}): give another checkpoint "
                           "dir, or delete this one to start over")
-    model.load_state_dict(state["model"])
+    try:  # the same config, but the data under dataset.path changed since: other features or classes
+        model.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        mismatch = str(exc).splitlines()[-1].strip().rstrip(".")  # "size mismatch for input_proj.weight: ..."
+        raise ConfigError(f"{path} holds a model of another shape than this data gives ({mismatch}): the data changed "
+                          "since it was written; give another checkpoint dir, or delete this one to start over"
+                          ) from None
     optimizer.load_state_dict(state["optimizer"])
     torch.set_rng_state(state["rng_cpu"])
     if state["rng_cuda"] and torch.cuda.is_available():
