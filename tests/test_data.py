@@ -813,3 +813,27 @@ def test_a_split_lacking_samples_says_what_fixes_it_for_how_it_was_split(tmp_pat
     message = error_of(data.load_wlasl, tmp_path, "nslt_3.json")
     assert "(split by subset): give some of them subset 'train' in the split file" in message
     assert "dataset.seed" not in message
+
+
+def test_a_header_declaring_more_than_memory_is_named_not_a_traceback(tmp_path: Path) -> None:
+    """numpy allocates what a .npy header declares before it reads the data: a damaged header declaring 229 TiB (more
+    than any address space) was a MemoryError traceback, exit 1, in sweeper train, validate and run alike."""
+    from numpy.lib import format as npy_format
+
+    def npy(shape: tuple[int, ...]) -> bytes:  # a header and 64 bytes of the data it declares
+        path = tmp_path / "member.npy"
+        with open(path, "wb") as f:
+            npy_format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": shape})
+            f.write(b"\0" * 64)
+        return path.read_bytes()
+
+    path = write_npz(tmp_path / "data.npz")
+    with zipfile.ZipFile(path) as good, zipfile.ZipFile(tmp_path / "huge.npz", "w") as archive:
+        archive.writestr("X.npy", npy((10**9, 1000, 21, 3)))
+        archive.writestr("y.npy", good.read("y.npy"))
+    assert "huge.npz: cannot be read as .npz (MemoryError: Unable to allocate 229. TiB" in \
+        error_of(data.load_npz, tmp_path / "huge.npz", 8)
+    small_wlasl(tmp_path / "wlasl")
+    (tmp_path / "wlasl" / "landmarks" / "v00.npy").write_bytes(npy((10**9, 1000, 21, 3)))
+    assert "v00.npy: cannot be read as .npy (MemoryError: Unable to allocate 229. TiB" in \
+        error_of(data.load_wlasl, tmp_path / "wlasl", "nslt_3.json")

@@ -28,9 +28,9 @@ from trials.splitting import SPLIT_NAMES, TEST, TRAIN, VAL, part_from_signers, r
 NPZ_ARRAYS = ("X", "y", "signer", "split")  # what read_npz reads; "signer" and "split" are optional
 MAX_COORDINATE = 1e12  # in any unit (pixels, metres, fractions of the frame) a landmark lies far within it
 # what reading a damaged or unusual archive raises, beside ValueError: truncated, bad CRC, encrypted, Deflate64, a
-# garbled .npy header (numpy parses it as a Python literal)
+# garbled .npy header (numpy parses it as a Python literal), one declaring more than memory (numpy allocates first)
 UNREADABLE = (OSError, EOFError, zipfile.BadZipFile, zlib.error, RuntimeError, NotImplementedError,
-              tokenize.TokenError, SyntaxError)
+              tokenize.TokenError, SyntaxError, MemoryError)
 
 
 @dataclass(frozen=True)
