@@ -323,6 +323,7 @@ def dashboard(
     """Start optuna-dashboard on a sweep's storage: live learning curves, params, pruned trials."""
     from storage.urls import resolve_storage_url, validate_storage_url
     from sweeper.dashboard import serve_dashboard
+    from sweeper.inspection import naming_the_variable
 
     spec_storage = None
     if space is not None:
@@ -330,7 +331,8 @@ def dashboard(
 
         # only its storage is read: a sampler option Optuna deprecated, which its study may run with, is no matter
         spec_storage = load_spec(resolve_space_path(space), keep_deprecated=True).storage
-    serve_dashboard(validate_storage_url(resolve_storage_url(spec_storage, storage)), host=host, port=port)
+    with naming_the_variable(storage):  # SWEEPER_STORAGE, where given, comes before the space's storage
+        serve_dashboard(validate_storage_url(resolve_storage_url(spec_storage, storage)), host=host, port=port)
 
 
 @app.command()

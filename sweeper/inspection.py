@@ -59,19 +59,26 @@ def reading(storage_flag: str | None) -> Iterator[tuple[optuna.storages.RDBStora
     """
     url = resolve_storage_url(None, storage_flag)
     # the heartbeat settings only read: they let orphaned_trials tell a dead driver on another host from a live one
-    try:
+    with naming_the_variable(storage_flag):
         storage = retry_briefly(lambda: open_storage(url, read_only=True, heartbeat_interval=HEARTBEAT_INTERVAL_S,
                                                      grace_period=GRACE_PERIOD_S))
-    except StorageError as exc:  # a URL the user did not type here: say where it came from, as sweeper run does
-        if storage_flag is None and os.environ.get(ENV_VAR, "").strip():
-            raise StorageError(f"{ENV_VAR}: {exc}") from None
-        raise
     try:
         yield storage, url
     except (SQLAlchemyError, optuna.exceptions.StorageInternalError) as exc:
         raise as_storage_error(exc, url, "read from") from None
     finally:
         close_storage(storage)
+
+
+@contextmanager
+def naming_the_variable(storage_flag: str | None) -> Iterator[None]:
+    """A storage error where the URL came from ``SWEEPER_STORAGE``, not typed here, says so, as sweeper run does."""
+    try:
+        yield
+    except StorageError as exc:
+        if storage_flag is None and os.environ.get(ENV_VAR, "").strip():
+            raise StorageError(f"{ENV_VAR}: {exc}") from None
+        raise
 
 
 def view_of(study: optuna.Study, storage: optuna.storages.BaseStorage | None = None) -> StudyView:

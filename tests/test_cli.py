@@ -448,12 +448,14 @@ def test_validate_prints_the_storage_a_run_would_use(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing connected to, nothing created
 
 
-@pytest.mark.parametrize("command", [["run", "team.yaml", "--quick"], ["validate", "team.yaml"], ["status"]])
+@pytest.mark.parametrize("command", [["run", "team.yaml", "--quick"], ["validate", "team.yaml"], ["status"],
+                                     ["dashboard"]])
 def test_a_bad_storage_url_names_where_it_came_from(tmp_path, command):
-    """``validate`` checks the URL that ``run`` would use, so a space that validates does not fail at ``run``."""
+    """``validate`` checks the URL that ``run`` would use, so a space that validates does not fail at ``run``; the
+    dashboard names the variable as the reading commands do (it did not)."""
     (tmp_path / "team.yaml").write_text("storage: foo://bar\nparams:\n  lr: {type: float, low: 0.001, high: 0.01}\n")
     base = {k: v for k, v in os.environ.items() if k != "SWEEPER_STORAGE"}
-    reading = command == ["status"]  # a reading command reads no space: the variable alone can be wrong
+    reading = command in (["status"], ["dashboard"])  # a reading command reads no space: the variable alone is wrong
     for extra, shown in (({"SWEEPER_STORAGE": "sqlite//s.db"}, "SWEEPER_STORAGE: Cannot parse storage URL") if reading
                          else ({}, "team.yaml: storage: Unsupported storage 'foo'"),
                          ({"SWEEPER_STORAGE": "bar://x"}, "SWEEPER_STORAGE: Unsupported storage 'bar'"),
