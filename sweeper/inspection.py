@@ -323,7 +323,7 @@ def report(storage: optuna.storages.BaseStorage, url: str, name: str, output: st
     if path.suffix.lower() not in ("", ".html", ".htm"):  # a report.csv would be HTML all the same
         raise BadInput(f"Cannot write the report to {str(path)!r}: it is an HTML page; name the file .html.")
     if not folder and not path.parent.is_dir():
-        raise BadInput(f"Cannot write the report to {str(path)!r}: the folder {str(path.parent)!r} does not exist.")
+        raise BadInput(f"Cannot write the report to {str(path)!r}: {_no_folder(path.parent)}.")
     page = build_report(view, url=url, top=top, state=study_state(view))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)  # only a -o DIR/ may be missing by now
@@ -332,6 +332,13 @@ def report(storage: optuna.storages.BaseStorage, url: str, name: str, output: st
         raise BadInput(f"Cannot write the report to {str(path)!r}: {exc.strerror or exc}.") from None
     err_console.print(f"wrote {path} ({count_trials(len(view.trials))}, {len(page) / 1e6:.1f} MB, works offline)",
                       markup=False)  # stderr: -o /dev/stdout is the page alone
+
+
+def _no_folder(folder: Path) -> str:
+    """Why ``folder`` cannot hold the output: missing, or a file (``-o notes.txt/r.html``)."""
+    if folder.exists():
+        return f"{str(folder)!r} is a file, not a folder"
+    return f"the folder {str(folder)!r} does not exist"
 
 
 def write_whole(path: Path, write: Callable[[TextIO], object]) -> None:
@@ -391,7 +398,7 @@ def export(storage: optuna.storages.BaseStorage, url: str, name: str, fmt: str |
     fmt = _export_format(fmt, Path(to) if to is not None and not folder else None)
     output = None if to is None else Path(to) / f"{_file_safe(name)}.{fmt}" if folder else Path(to)
     if output is not None and not folder and not output.parent.is_dir():
-        raise BadInput(f"Cannot write to {str(output)!r}: the folder {str(output.parent)!r} does not exist.")
+        raise BadInput(f"Cannot write to {str(output)!r}: {_no_folder(output.parent)}.")
     study = load_existing_study(storage, name, url)  # a mistyped name makes no -o DIR/: nothing is written
     if output is not None and folder:
         try:

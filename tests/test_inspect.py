@@ -1268,3 +1268,24 @@ def test_status_of_one_study_suggests_a_command_bash_runs_on_that_study(name: st
     assert args[args.index("--storage") + 1] == url, (command, args)  # a path with a space: one word
     app(args[1:], standalone_mode=False)  # what the pasted command runs: bad usage or another study raises
     assert "best trial of" in capsys.readouterr().out
+
+
+def test_output_under_a_file_says_it_is_a_file(tmp_path: Path) -> None:
+    """``report NAME -o notes.txt/r.html`` said the folder 'notes.txt' did not exist, which sends one looking."""
+    from sweeper.errors import BadInput
+    from sweeper.inspection import export, report
+
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    make_study(url, "there", complete=1, extra_states=False)
+    (tmp_path / "notes.txt").write_text("mine", encoding="utf-8")
+    storage = open_storage(url, read_only=True)
+    try:
+        with pytest.raises(BadInput, match=r"'.*notes\.txt' is a file, not a folder\.$"):
+            report(storage, url, "there", f"{tmp_path}/notes.txt/r.html", 10)
+        with pytest.raises(BadInput, match=r"'.*notes\.txt' is a file, not a folder\.$"):
+            export(storage, url, "there", None, f"{tmp_path}/notes.txt/t.csv")
+        with pytest.raises(BadInput, match=r"the folder '.*gone' does not exist\.$"):
+            export(storage, url, "there", None, f"{tmp_path}/gone/t.csv")
+    finally:
+        close_storage(storage)
+    assert (tmp_path / "notes.txt").read_text(encoding="utf-8") == "mine"
