@@ -13,6 +13,7 @@ import json
 import math
 import os
 import shlex
+import stat
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
@@ -344,23 +345,43 @@ def _no_folder(folder: Path) -> str:
 def write_whole(path: Path, write: Callable[[TextIO], object]) -> None:
     """Write ``path`` through a temporary file beside it, renamed over it once whole: a disk that filled up halfway
     (exit 2) left a truncated report or export in place of the earlier one, which now stays as it was. A device, a
-    pipe and a link (``-o /dev/stdout``) are written in place: a rename would replace the link itself."""
+    pipe and a link (``-o /dev/stdout``) are written in place: a rename would replace the link itself.
+
+    A file there is written as writing it in place would: refused where it may not be written (a rename would
+    replace a read-only file), keeping its mode (a private one would become readable by all), and written in place
+    where its folder takes no new file (a shared folder holding a file of one's own)."""
     if path.is_symlink() or (path.exists() and not path.is_file()):
-        with path.open("w", encoding="utf-8", newline="") as out:
-            write(out)
+        _write_in_place(path, write)
         return
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:  # opened for writing, neither made nor truncated: refused as open("w") would refuse it
+        os.close(os.open(path, os.O_WRONLY))
+        mode: int | None = stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        mode = None
+    try:
+        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except PermissionError:
+        if mode is None:
+            raise
+        _write_in_place(path, write)
+        return
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
-            umask = os.umask(0)
-            os.umask(umask)
-            os.fchmod(out.fileno(), 0o666 & ~umask)  # as open() makes a file, not mkstemp's owner-only: it is shared
+            if mode is None:
+                mode = 0o666 & ~(umask := os.umask(0))
+                os.umask(umask)
+            os.fchmod(out.fileno(), mode)  # as open() makes or leaves it, not mkstemp's owner-only
             write(out)
         os.replace(temporary, path)
     except BaseException:  # Ctrl-C too: no half-written file is left beside it
         with suppress(OSError):
             os.unlink(temporary)
         raise
+
+
+def _write_in_place(path: Path, write: Callable[[TextIO], object]) -> None:
+    with path.open("w", encoding="utf-8", newline="") as out:
+        write(out)
 
 
 def _export_format(fmt: str | None, output: Path | None) -> str:

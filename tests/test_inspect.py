@@ -604,6 +604,53 @@ def test_report_and_export_that_fail_halfway_leave_the_earlier_file_whole(tmp_pa
     assert {p.name for p in tmp_path.iterdir() if not p.name.startswith("sweeps.db")} == {"there.html", "there.csv"}
 
 
+WRITE_AS_A_USER = """
+import os, sys
+from pathlib import Path
+from sweeper.inspection import write_whole
+if os.geteuid() == 0:  # root writes any file
+    os.seteuid(65534)
+try:
+    write_whole(Path(sys.argv[1]), lambda out: out.write("the new one"))
+except PermissionError as exc:
+    sys.exit(f"refused: {exc.strerror}")
+"""
+
+
+def test_report_and_export_write_a_file_as_writing_it_in_place_would() -> None:
+    """The temporary file renamed over the target replaced a read-only file, made a private one readable by all,
+    and was refused where the folder takes no new file though the file there may be written (a shared folder)."""
+    import shutil
+    import stat
+    import tempfile
+
+    user = 65534 if os.geteuid() == 0 else os.geteuid()  # as WRITE_AS_A_USER writes
+    folder = Path(tempfile.mkdtemp(prefix="sweeper-write-"))  # not under tmp_path: another user reaches it
+    shared, own = folder / "shared", folder / "own"
+    try:
+        folder.chmod(0o755)
+        files = {"mine in shared": shared / "r.html", "read-only": own / "r.csv", "private": own / "p.csv"}
+        for path, mode in (("mine in shared", 0o644), ("read-only", 0o444), ("private", 0o600)):
+            files[path].parent.mkdir(exist_ok=True)
+            files[path].write_text("the earlier one")
+            os.chown(files[path], user, -1)
+            files[path].chmod(mode)
+        os.chown(own, user, -1)
+        shared.chmod(0o555)  # the user may add no file to it, but may write its own file there
+        results = {what: subprocess.run([sys.executable, "-c", WRITE_AS_A_USER, str(path)], capture_output=True,
+                                        cwd=Path(__file__).parents[1], text=True, timeout=60)
+                   for what, path in files.items()}
+        written = {what: (path.read_text(), stat.S_IMODE(path.stat().st_mode)) for what, path in files.items()}
+        assert written == {"mine in shared": ("the new one", 0o644), "read-only": ("the earlier one", 0o444),
+                           "private": ("the new one", 0o600)}, {w: r.stderr[-300:] for w, r in results.items()}
+        assert results["read-only"].stderr.strip() == "refused: Permission denied"
+        assert {p.name for p in own.iterdir()} == {"r.csv", "p.csv"}  # no temporary file left
+    finally:
+        if shared.exists():
+            shared.chmod(0o755)
+        shutil.rmtree(folder)
+
+
 def test_status_of_a_storage_holding_only_studies_it_skips_says_so(tmp_path: Path, capsys) -> None:
     """A storage of multi-objective studies alone printed "skipped: Study 'pareto' ..." and then "There are no
     studies in ... yet: run a sweep first", one line contradicting the other."""
