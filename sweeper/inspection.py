@@ -358,8 +358,8 @@ def write_whole(path: Path, write: Callable[[TextIO], object]) -> None:
         mode: int | None = stat.S_IMODE(path.stat().st_mode)
     except FileNotFoundError:
         mode = None
-    try:
-        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:  # the name shortened: a long one's temporary name would be too long for the file system
+        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:32]}.", suffix=".tmp")
     except PermissionError:
         if mode is None:
             raise

@@ -651,6 +651,15 @@ def test_report_and_export_write_a_file_as_writing_it_in_place_would() -> None:
         shutil.rmtree(folder)
 
 
+def test_a_file_whose_name_fills_the_file_systems_limit_is_written(tmp_path: Path) -> None:
+    """The temporary file beside it was named after it, and longer: past 255 bytes, 'File name too long'."""
+    from sweeper.inspection import write_whole
+
+    path = tmp_path / ("é" * 120 + ".csv")  # 244 bytes
+    write_whole(path, lambda out: out.write("a,b\n"))
+    assert path.read_text() == "a,b\n" and [p.name for p in tmp_path.iterdir()] == [path.name]
+
+
 def test_status_of_a_storage_holding_only_studies_it_skips_says_so(tmp_path: Path, capsys) -> None:
     """A storage of multi-objective studies alone printed "skipped: Study 'pareto' ..." and then "There are no
     studies in ... yet: run a sweep first", one line contradicting the other."""
