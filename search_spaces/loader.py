@@ -397,14 +397,18 @@ def _build(original: dict[str, Any], file: str, lines: dict[Atoms, int], base_di
 
 def _once_per_set(issues: list[SpecIssue]) -> list[SpecIssue]:
     """Each problem once: a ``--set quick.KEY`` that cannot apply is refused where it is set, and again as a step
-    of the quick profile or by the check of the quick: section it went into."""
+    of the quick profile or by the check of the quick: section it went into. Only what is said of the ``--set``'s
+    own KEY (or of no field) is one problem: the same words of another field (each row of ``--set enqueue=[...]``)
+    are one problem each."""
     said: set[tuple[str, str]] = set()
     kept = []
     for issue in dict.fromkeys(issues):
-        said_as = ((issue.source or "").removeprefix("--quick (").removesuffix(")"), issue.message)
-        if said_as[0].startswith("--set") and said_as in said:
-            continue
-        said.add(said_as)
+        source = (issue.source or "").removeprefix("--quick (").removesuffix(")")
+        key = source.removeprefix("--set ").partition("=")[0]
+        if source.startswith("--set") and issue.field in ("", key):
+            if (source, issue.message) in said:
+                continue
+            said.add((source, issue.message))
         kept.append(issue)
     return kept
 

@@ -240,6 +240,18 @@ def test_a_set_that_cannot_apply_is_reported_beside_the_files_problems(tmp_path:
         assert "'nope' is neither a section of the space" in str(err) and "expected KEY=VALUE" in str(err)
 
 
+def test_each_row_of_a_set_enqueue_is_reported_though_its_words_are_the_same(tmp_path: Path) -> None:
+    """Saying a --set quick.KEY once kept one problem per --set and message: of --set enqueue=[...] with the same
+    unknown param in two rows, the second row's went unsaid."""
+    path = write(tmp_path, """\
+        params:
+          lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}
+        """)
+    for quick in (False, True):
+        err = errors(path, overrides=["enqueue=[{nope: 1}, {nope: 1}]"], quick=quick)
+        assert [i.field for i in err.issues] == ["enqueue.0.nope", "enqueue.1.nope"], str(err)
+
+
 def test_a_field_the_full_sweep_and_its_quick_profile_both_refuse_is_reported_once(tmp_path: Path) -> None:
     """The quick: section is checked beside a refused full spec: a param range wrong in both (the quick key changes
     the bound the message quotes) was reported twice, the second time as --quick's problem."""
