@@ -153,9 +153,9 @@ def train(run: Standalone, base_dir: str | None, checkpoint_dir: Path | None) ->
     except EntrypointError as exc:
         raise BadInput(str(exc)) from None
     # what a trial of the sweep would fail on: an objective, returned or else last reported, that is no number
-    judged = result if returned is not None else reported
+    verb, judged = ("returned", result) if returned is not None else ("last reported", reported)
     if run.objective is not None and (problem := objective_problem(
-            run.entrypoint, judged, objective_key(judged, run.objective))):
+            run.entrypoint, verb, judged, objective_key(judged, run.objective))):
         raise BadInput(f"{problem}; a trial of the sweep fails on it")
     console.print("final: " + ("  ".join(f"{k} {format_value(k, v)}" for k, v in result.items()
                                          if isinstance(v, (int, float, str, bool))) or "(nothing returned)"),

@@ -254,9 +254,10 @@ def _run_trial(config: dict[str, Any], train: Callable[..., Any]) -> None:
         return
     finally:
         returned.set()
+    verb = "returned" if result is not None else "last reported"
     result = plain(result) if result is not None else dict(reported)  # nothing returned: its last report
     # the objective, which the last report must not silently stand in for
-    if problem := objective_problem(meta["entrypoint"], result, objective_key(result, meta["metric"])):
+    if problem := objective_problem(meta["entrypoint"], verb, result, objective_key(result, meta["metric"])):
         tune.report({**last(), FAILED_KEY: f"TypeError: {problem}"})
         return
     given = {k for values in (reported, result) for k, v in values.items() if v is not None}  # None: no value

@@ -590,6 +590,9 @@ def test_train_of_a_users_function_refuses_what_every_trial_of_the_sweep_fails_o
     assert listed.returncode == 2 and "Traceback" not in listed.stderr, listed.stdout + listed.stderr
     assert "odd_train:train returned best_score = [0.1, 0.2], not a number; a trial of the sweep fails on it" in \
         " ".join(listed.stderr.split())
+    last = sweeper("train", "odd.yaml", "--set", "mode=bools_last", cwd=tmp_path)  # it returned None: not "returned"
+    assert last.returncode == 2 and "odd_train:train last reported score = True, not a number; a trial of the " \
+                                    "sweep fails on it" in " ".join(last.stderr.split()), last.stdout + last.stderr
     (tmp_path / "tensors.py").write_text(
         "import torch\n\n"
         "def fit(config, report, checkpoint_dir):\n"

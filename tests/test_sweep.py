@@ -857,7 +857,7 @@ def test_what_a_users_function_reports_or_returns_is_recorded_as_it_meant(ray_se
     monkeypatch.chdir(tmp_path)
     (tmp_path / "odd_train.py").write_text((FIXTURES / "odd_train.py").read_text())
     modes = ["numpy", "nothing", "nan_last", "not_a_dict", "own_names", "odd_exception", "score_only", "arrays",
-             "best_nan", "best_list", "exits", "history", "bools"]
+             "best_nan", "best_list", "exits", "history", "bools", "bools_last"]
     (tmp_path / "odd.yaml").write_text(textwrap.dedent(f"""\
         name: odd-{uuid.uuid4().hex[:8]}
         entrypoint: odd_train:train
@@ -873,7 +873,7 @@ def test_what_a_users_function_reports_or_returns_is_recorded_as_it_meant(ray_se
     url = f"sqlite:///{tmp_path / 'sweeps.db'}"
     study = run_sweep(SweepOptions(space=str(tmp_path / "odd.yaml"), storage=url))
     numpy_trial, nothing, nan_last, not_a_dict, own_names, odd, score_only, arrays, best_nan, best_list, exits, \
-        history, bools = load(url, study.study_name).get_trials()
+        history, bools, bools_last = load(url, study.study_name).get_trials()
     assert numpy_trial.state == TS.COMPLETE and numpy_trial.value == pytest.approx(0.2)
     assert numpy_trial.intermediate_values == {1: pytest.approx(0.1), 2: pytest.approx(0.2)}
     assert numpy_trial.user_attrs["acc"] == pytest.approx(0.2)
@@ -897,6 +897,9 @@ def test_what_a_users_function_reports_or_returns_is_recorded_as_it_meant(ray_se
     assert "score" not in history.user_attrs and " ".join(capsys.readouterr().out.split()).count(
         "returned score (a list), which no trial attr records") == 1
     assert bools.state == TS.COMPLETE and bools.value == 0.4 and bools.intermediate_values == {}
+    # returning None, its last report is the result: a bool there is what it last reported, not what it returned
+    assert bools_last.state == TS.FAIL and "odd_train:train last reported score = True, not a number" in \
+        bools_last.user_attrs["error"]
 
 
 @pytest.mark.slow

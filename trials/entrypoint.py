@@ -220,12 +220,13 @@ def objective_key(result: Mapping[str, Any], metric: str) -> str:
     return "best_" + metric if result.get("best_" + metric) is not None else metric
 
 
-def objective_problem(target: str, result: Mapping[str, Any], key: str) -> str | None:
+def objective_problem(target: str, verb: str, result: Mapping[str, Any], key: str) -> str | None:
     """Why ``result[key]``, a trial's objective, is no value Optuna can record (a list, a string, a bool), or None
-    (a number, absent, or None: the last report stands in); a sweep fails the trial, ``sweeper train`` refuses it."""
+    (a number, absent, or None: the last report stands in); a sweep fails the trial, ``sweeper train`` refuses it.
+    ``verb``: how the function gave ``result``, "returned" or, where it returned None, "last reported"."""
     value = result.get(key)
     if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
-        return f"{target} returned {key} = {reprlib.repr(value)}, not a number"
+        return f"{target} {verb} {key} = {reprlib.repr(value)}, not a number"
     return None
 
 
