@@ -178,11 +178,13 @@ def writable_url(url: str) -> str:
     if _sqlite_read_only_option(url) is None:
         return url
     base, _, query = url.partition("?")
-    kept = [part for part in query.split("&") if not _opens_read_only(*part.partition("=")[::2])]
+    kept = [option for option in query.split("&") if not _opens_read_only(option)]
     return base + ("?" + "&".join(kept) if kept else "")  # uri=true stays
 
 
-def _opens_read_only(key: str, value: str) -> bool:
+def _opens_read_only(option: str) -> bool:
+    """Whether a URI query's ``key=value`` opens the file read-only, as :func:`_sqlite_read_only_option` reads it."""
+    key, _, value = option.partition("=")
     return (key == "immutable" and _true(value)) or (key == "mode" and value == "ro")
 
 

@@ -89,14 +89,15 @@ class StudyRecorder(DriverOnly, Callback):
                       "(epoch 1, 2, ...).", markup=False)
 
     def _warn_unrecorded(self, number: int, dropped: dict[str, Any]) -> None:
-        """A returned list or dict is left out of the trial's attrs (each is one number, string or bool, which
-        ``best``, ``export`` and the report can show): say so once per sweep, not leave the user to find it gone."""
+        """A list or dict in a trial's result (returned, or its last report) is left out of its attrs (each is one
+        number, string or bool, which ``best``, ``export`` and the report can show): said once per sweep, not left for
+        the user to find gone."""
         if dropped and not self.warned_unrecorded:
             self.warned_unrecorded = True
             kinds = ", ".join(f"{k} (a {type(v).__name__})" for k, v in dropped.items())
-            console.print(f"warning: trial #{number} returned {kinds}, which no trial attr records: a trial records "
-                          "numbers, strings and bools; return each figure under a name of its own (e.g. "
-                          "acc_class_3).", markup=False)
+            console.print(f"warning: trial #{number}'s result holds {kinds}, which no trial attr records: a trial "
+                          "records numbers, strings and bools; give each figure a name of its own (e.g. acc_class_3).",
+                          markup=False)
 
     def _warn_percent_scale(self, result: dict) -> None:
         """An accuracy outside [0, 1] meets no target (``targets_met``); say once per metric why, as it arrives."""
@@ -171,7 +172,7 @@ class StudyRecorder(DriverOnly, Callback):
         if result.get(FINAL_FLAG):
             self._warn_percent_scale({k: result[k] for k in keys if k in result})  # what it returned
             self._warn_unrecorded(optuna_trial.number, {k: result[k] for k in keys if result.get(k) is not None
-                                                        and k not in user_attrs and f"returned_{k}" not in user_attrs})
+                                                        and not isinstance(result[k], (str, int, float, bool))})
             if optuna_trial.number not in self.curves | self.searcher.carried_on:  # one carried on may end at once
                 self._warn_unjudged(optuna_trial.number, f"returned without a report of {self.metric} per epoch")
             # judged here, on Tune's loop, so that a sweep stopping at its target asks no further trial; only a finite

@@ -30,7 +30,7 @@ from trials.entrypoint import (
     objective_key,
     objective_problem,
     returned_metrics,
-    torch_metric,
+    torch_problem,
 )
 
 
@@ -123,7 +123,7 @@ def train(run: Standalone, base_dir: str | None, checkpoint_dir: Path | None) ->
             replayed.clear()
 
     def report(metrics: dict[str, Any]) -> None:
-        if not run.is_core and (problem := torch_metric(run.entrypoint, "reported", plain(metrics))):
+        if not run.is_core and (problem := torch_problem(run.entrypoint, "reported", plain(metrics))):
             raise EntrypointError(problem)  # a trial fails on it: refused here, not trained past
         reported.update(recorded(metrics))
         if metrics.get(REPLAYED):  # trained in an earlier run: its line, with that run's speed, is in its log

@@ -37,7 +37,7 @@ from trials.entrypoint import (
     objective_key,
     objective_problem,
     returned_metrics,
-    torch_metric,
+    torch_problem,
     working_in,
 )
 from trials.errors import DataError
@@ -217,7 +217,7 @@ def _run_trial(config: dict[str, Any], train: Callable[..., Any]) -> None:
         if returned.is_set():  # a thread of the function's, after it returned: it would land in the next trial
             raise RuntimeError("report() was called after the training function returned")
         metrics = plain(metrics)
-        if problem := torch_metric(meta["entrypoint"], "reported", metrics):  # a retry would train it all again
+        if problem := torch_problem(meta["entrypoint"], "reported", metrics):  # a retry would train it all again
             raise EntrypointError(problem)
         reported.update(recorded(metrics))  # the schedulers pass a None over too
         try:

@@ -895,7 +895,7 @@ def test_what_a_users_function_reports_or_returns_is_recorded_as_it_meant(ray_se
     assert exits.state == TS.FAIL and exits.user_attrs["error"].startswith("SystemExit: odd_train:train exited (2)")
     assert history.state == TS.COMPLETE and history.value == 0.5  # a list beside best_score is no objective
     assert "score" not in history.user_attrs and " ".join(capsys.readouterr().out.split()).count(
-        "returned score (a list), which no trial attr records") == 1
+        "result holds score (a list), which no trial attr records") == 1
     assert bools.state == TS.COMPLETE and bools.value == 0.4 and bools.intermediate_values == {}
     # returning None, its last report is the result: a bool there is what it last reported, not what it returned
     assert bools_last.state == TS.FAIL and "odd_train:train last reported score = True, not a number" in \

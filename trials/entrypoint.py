@@ -190,12 +190,12 @@ def returned_metrics(target: str, result: Any) -> dict[str, Any] | None:
     if result is not None and not (isinstance(result, Mapping) and all(isinstance(k, str) for k in result)):
         raise EntrypointError(f"{target} must return a dict of metric name -> value or None, not "
                               f"{type(result).__name__}")
-    if result is not None and (problem := torch_metric(target, "returned", result)):
+    if result is not None and (problem := torch_problem(target, "returned", result)):
         raise EntrypointError(problem)
     return None if result is None else dict(result)
 
 
-def torch_metric(target: str, verb: str, metrics: Mapping[str, Any]) -> str | None:
+def torch_problem(target: str, verb: str, metrics: Mapping[str, Any]) -> str | None:
     """Why ``metrics`` cannot be recorded, where a value holds a torch object that is not a number (a 0-d tensor,
     which :func:`sweeper.console.plain` turns into one, is): Ray refuses it in its own words, and retried, every
     attempt of the trial trains in full to be refused again."""
@@ -210,7 +210,7 @@ def torch_metric(target: str, verb: str, metrics: Mapping[str, Any]) -> str | No
         number = hasattr(value, "item") and getattr(value, "ndim", None) == 0
         if holds_torch(value) and not number:
             return (f"{target} {verb} {key} = {reprlib.repr(value)}, which holds a torch object: metrics are numbers "
-                    "(tensor.item()), lists of them (tensor.tolist()), strings, or dicts of these")
+                    "(tensor.item()) or strings; a list (tensor.tolist()) or a dict is taken but recorded on no trial")
     return None
 
 
