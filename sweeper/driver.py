@@ -283,9 +283,14 @@ def start_ray_and_open_study(spec: Spec, url: str, options: SweepOptions, result
 
 def open_study_whole(unbroken: threading.Lock, policy: OutagePolicy, spec: Spec, url: str, space: str | None,
                      results_root: Path, data: str | None) -> tuple[optuna.Study, bool]:
-    """:func:`open_study`, riding out an outage, while holding ``unbroken``: an interrupt waits for it to finish."""
-    with unbroken:
-        return policy.call(lambda: open_study(spec, url, space, results_root, data))
+    """:func:`open_study`, riding out an outage, each try while holding ``unbroken``: an interrupt waits for a try to
+    finish, not for the outage to end (between tries nothing is half-written: a Ctrl-C then waited
+    STUDY_OPEN_WAIT_S, silent, with further signals ignored)."""
+    def one_try() -> tuple[optuna.Study, bool]:
+        with unbroken:
+            return open_study(spec, url, space, results_root, data)
+
+    return policy.call(one_try)
 
 
 def fitted_to_ray(spec: Spec, joining: bool) -> Spec:

@@ -419,6 +419,37 @@ def test_ctrl_c_writes_what_is_queued_but_does_not_wait_for_a_storage_that_is_aw
     close_storage(storage)
 
 
+def test_ctrl_c_while_the_study_is_opened_in_an_outage_waits_for_one_try_not_for_the_outage(tmp_path):
+    """The open held the lock an exit waits for (``Interrupts.unbroken``) through the whole outage: a Ctrl-C as a
+    sweep started on a server that had just gone away ended after STUDY_OPEN_WAIT_S (30 s), silent, with a second
+    Ctrl-C ignored (found by an exploratory test). Between tries nothing is half-written, so an exit may take it."""
+    from search_spaces.loader import load_spec
+    from sweeper.driver import open_study_whole
+
+    spec = load_spec("spaces/asl20.yaml", quick=True)
+    refused = "postgresql+psycopg://postgres@127.0.0.1:1/test"  # a server that is away: connection refused
+    unbroken, policy = threading.Lock(), OutagePolicy(4.0, first_delay_s=0.05, max_delay_s=0.2)
+    failed: list[BaseException] = []
+
+    def opening() -> None:
+        try:
+            open_study_whole(unbroken, policy, spec, refused, None, tmp_path, None)
+        except StorageUnavailable as exc:
+            failed.append(exc)
+
+    opener = threading.Thread(target=opening)
+    opener.start()
+    wait_for(lambda: policy.in_outage, timeout=30, what="the outage")
+    started = time.monotonic()
+    taken = unbroken.acquire(timeout=2.0)  # what Interrupts.leave does, for up to STUDY_OPEN_WAIT_S
+    waited = time.monotonic() - started
+    if taken:
+        unbroken.release()
+    opener.join(30)
+    assert taken and waited < 1.5, waited
+    assert failed and not opener.is_alive()  # the open went on trying, and gave up at its budget
+
+
 def test_an_answer_lost_while_taking_an_enqueued_trial_leaves_no_ghost(tmp_path, storage_url, monkeypatch):
     """The commit that makes an enqueued trial RUNNING lands but its answer is lost: the retry must take that same
     trial, not the next one, which would leave the first RUNNING with nobody to run it (and counted in the budget)."""
