@@ -110,15 +110,16 @@ class OutagePolicy:
     ``call`` blocks until the operation succeeds (for threads that may wait: the study writer, start-up);
     ``attempt`` tries at most once and raises :class:`Unreachable` instead of waiting (for Ray Tune's event loop,
     which must keep collecting results so trials train on). Past the budget both raise
-    :class:`StorageUnavailable`. ``on_outage(since, reason)`` and ``on_recovered(seconds)`` are called once per
-    outage, from whichever thread saw it begin or end.
+    :class:`StorageUnavailable`, saying ``exhausted`` where given. ``on_outage(since, reason)`` and
+    ``on_recovered(seconds)`` are called once per outage, from whichever thread saw it begin or end.
     """
 
     def __init__(self, timeout_s: float, *, describe: Callable[[BaseException], str] = str,
                  on_outage: Callable[[datetime, str], None] | None = None,
                  on_recovered: Callable[[float], None] | None = None,
-                 first_delay_s: float = 0.25, max_delay_s: float = 2.0) -> None:
+                 first_delay_s: float = 0.25, max_delay_s: float = 2.0, exhausted: str | None = None) -> None:
         self.timeout_s = timeout_s
+        self.exhausted = exhausted  # what StorageUnavailable says; by default the budget and the last failure
         self.describe = describe
         self.on_outage = on_outage
         self.on_recovered = on_recovered
@@ -187,8 +188,8 @@ class OutagePolicy:
 
     def _check_deadline(self) -> None:
         if self.overdue():
-            raise StorageUnavailable(f"The storage stayed unreachable for more than {self.timeout_s:g} s "
-                                     f"({self._last_reason}).") from self._last_error
+            raise StorageUnavailable(self.exhausted or f"The storage stayed unreachable for more than "
+                                     f"{self.timeout_s:g} s ({self._last_reason}).") from self._last_error
 
     def _backoff(self, failures: int) -> float:
         return min(self.max_delay_s, self.first_delay_s * 2 ** (failures - 1)) * random.uniform(0.5, 1.5)

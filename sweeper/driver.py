@@ -111,10 +111,15 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
     spec, url, data, results_root = check_inputs(options)
     joining = joins_cluster(options.address)  # a Ray that others started, which check_inputs joined
     outages = OutageLines()  # they count the running trials once there is a searcher
+    timeout_s = options.storage_timeout or spec.budget.storage_timeout_seconds  # --storage-timeout beats the space
     policy = OutagePolicy(
-        options.storage_timeout or spec.budget.storage_timeout_seconds,  # --storage-timeout beats the space
-        describe=lambda exc: str(as_storage_error(exc, url, "reach")),
+        timeout_s,
+        # open_storage's own errors say it already: wrapped again, the reason read twice, nested
+        describe=lambda exc: str(exc if isinstance(exc, StorageError) else as_storage_error(exc, url, "reach")),
         on_outage=outages.outage, on_recovered=outages.recovered,
+        # the same words wherever the sweep stands: an outage past the budget as the study was opened or taken stock
+        # of said neither --storage-timeout nor that the same command carries the sweep on
+        exhausted=outage_message(timeout_s, url),
     )
     writer = StudyWriter(policy)
     interrupts = Interrupts(writer, url, exit_on_interrupt, resume_command(spec, options, url))
@@ -159,7 +164,7 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
         writer.flush()  # the backlog of an outage that ended late; raises StorageUnavailable past the budget
         record_early_end(study, spec, budget, searcher, recorder, policy, printer)
     except StorageUnavailable:
-        raise StorageUnavailable(outage_message(policy, url)) from None
+        raise StorageUnavailable(outage_message(policy.timeout_s, url)) from None
     except KeyboardInterrupt:  # write the epochs and tells queued at Ctrl-C; an unreachable storage is not awaited
         interrupts.leave()
         writer.drain(INTERRUPT_DRAIN_S)
@@ -516,7 +521,7 @@ def final_summary(study: optuna.Study, policy: OutagePolicy, printer: SweepPrint
                           f"({', '.join(f'#{t.number}' for t in left)}): sweeper run again carries them on")
         return policy.call(lambda: study.get_trials(deepcopy=False))
     except StorageUnavailable:
-        raise StorageUnavailable(outage_message(policy, url)) from None
+        raise StorageUnavailable(outage_message(policy.timeout_s, url)) from None
 
 
 def check_something_finished(trials: list[optuna.trial.FrozenTrial], name: str, *, shown: bool = True) -> None:
@@ -564,8 +569,8 @@ def check_local_resources(spec: Spec) -> None:
                       f"ask for at most {cpus:g}, or join a cluster with --address")
 
 
-def outage_message(policy: OutagePolicy, url: str) -> str:
-    return (f"The storage {mask_url(url)} stayed unreachable for more than {policy.timeout_s:g} s "
+def outage_message(timeout_s: float, url: str) -> str:
+    return (f"The storage {mask_url(url)} stayed unreachable for more than {timeout_s:g} s "
             "(--storage-timeout), so the sweep stopped; nothing it recorded is lost. Run the same command again "
             "once the storage is back: finished trials are kept, unfinished ones carried on from their checkpoints.")
 

@@ -221,6 +221,30 @@ def test_the_reads_of_a_new_study_once_ray_has_started_ride_out_a_dropped_connec
     assert dropped and [t.state for t in study.get_trials()] == [TS.COMPLETE, TS.COMPLETE]
 
 
+def test_an_outage_past_the_budget_as_the_study_is_opened_says_how_to_carry_on(ray_session, tmp_path, monkeypatch,
+                                                                               capsys):
+    """A server gone between the checks before the sweep and the study's open (Ray's start-up, seconds) past
+    --storage-timeout: exit 75 said the policy's bare words, neither --storage-timeout nor how to carry the sweep on,
+    with the reason nested in itself twice ("Cannot reach storage ... (driver said: Cannot open storage ...)") (found
+    by an exploratory test)."""
+    from sweeper import driver
+    from sweeper.driver import SweepOptions, run_sweep
+
+    opened = driver.open_study
+    refused = "postgresql+psycopg://postgres@127.0.0.1:1/test"  # as a server that went away: connection refused
+    monkeypatch.setattr(driver, "open_study", lambda spec, url, *args: opened(spec, refused, *args))
+    monkeypatch.chdir(tmp_path)
+    space = resumable_space(tmp_path, trials=2, sleep=0.0)
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    with pytest.raises(StorageUnavailable) as stopped:
+        run_sweep(SweepOptions(space=str(space), storage=url, results_dir=str(tmp_path / "runs"),
+                               storage_timeout=1))
+    said = str(stopped.value)
+    assert "more than 1 s (--storage-timeout)" in said and "Run the same command again" in said, said
+    out = capsys.readouterr().out
+    assert "storage unreachable" in out and out.count("storage sqlite") + out.count("storage postgresql") == 1, out
+
+
 @pytest.mark.slow
 def test_an_outage_past_the_storage_timeout_stops_cleanly_and_resumes(tmp_path, server):
     url = fresh_database(server, "timeout")
