@@ -67,6 +67,7 @@ from sweeper.ray_runtime import (
 from sweeper.samplers import build_sampler
 from sweeper.study_writer import StudyWriter
 
+SAME_COMMAND = "the same command"  # what carries a stopped sweep on (see carry_on)
 INTERRUPT_DRAIN_S = 10.0  # Ctrl-C waits this long at most for queued writes; what is left runs again on resume
 # Ctrl-C waits this long for a study being created (cut short, a new SQLite file cannot be opened again): on a loaded
 # machine, Ray starting beside it, it may take more than INTERRUPT_DRAIN_S
@@ -112,6 +113,7 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
     joining = joins_cluster(options.address)  # a Ray that others started, which check_inputs joined
     outages = OutageLines()  # they count the running trials once there is a searcher
     timeout_s = options.storage_timeout or spec.budget.storage_timeout_seconds  # --storage-timeout beats the space
+    how = carry_on(spec, options, url)
     policy = OutagePolicy(
         timeout_s,
         # open_storage's own errors say it already: wrapped again, the reason read twice, nested
@@ -119,7 +121,7 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
         on_outage=outages.outage, on_recovered=outages.recovered,
         # the same words wherever the sweep stands: an outage past the budget as the study was opened or taken stock
         # of said neither --storage-timeout nor that the same command carries the sweep on
-        exhausted=outage_message(timeout_s, url),
+        exhausted=outage_message(timeout_s, url, how),
     )
     writer = StudyWriter(policy)
     interrupts = Interrupts(writer, url, exit_on_interrupt, resume_command(spec, options, url))
@@ -162,9 +164,9 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
             raise KeyboardInterrupt
         searcher.drop_unstarted()
         writer.flush()  # the backlog of an outage that ended late; raises StorageUnavailable past the budget
-        record_early_end(study, spec, budget, searcher, recorder, policy, printer)
+        record_early_end(study, spec, budget, searcher, recorder, policy, printer, how)
     except StorageUnavailable:
-        raise StorageUnavailable(outage_message(policy.timeout_s, url)) from None
+        raise StorageUnavailable(outage_message(policy.timeout_s, url, how)) from None
     except KeyboardInterrupt:  # write the epochs and tells queued at Ctrl-C; an unreachable storage is not awaited
         interrupts.leave()
         writer.drain(INTERRUPT_DRAIN_S)
@@ -179,11 +181,11 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
         fold_sqlite_wal(url)
 
     # a full disk leaves this driver's trials RUNNING and ownerless, for the next run: not another driver's
-    trials = final_summary(study, policy, printer, url, others_left=not recorder.disk_problem)
+    trials = final_summary(study, policy, printer, url, how, others_left=not recorder.disk_problem)
     if recorder.disk_problem:
         raise DiskUnavailable(f"the sweep stopped: a trial's disk took no more writes ({recorder.disk_problem}); "
                               f"make room under {checkpoints} ({clean_command(spec, options, url)} deletes "
-                              "finished trials' checkpoints, which are never read again) and run the same command: "
+                              f"finished trials' checkpoints, which are never read again) and run {how}: "
                               "it carries the trials on")
     check_something_finished(trials, study.study_name)
     return study
@@ -393,9 +395,9 @@ def fit(tuner: Any, recorder: Any) -> None:
 
 
 def record_early_end(study: optuna.Study, spec: Spec, budget: int, searcher: Any, recorder: Any,
-                     policy: OutagePolicy, printer: SweepPrinter) -> None:
+                     policy: OutagePolicy, printer: SweepPrinter, how: str) -> None:
     """A sweep that ended before its budget says why: at a met target (``stop_on_target``), its running trials are
-    recorded PRUNED and printed; with ``budget.time`` spent, the same command carries it on."""
+    recorded PRUNED and printed; with ``budget.time`` spent, ``how`` (:func:`carry_on`) carries it on."""
     if spec.budget.stop_on_target and recorder.target_reached:  # Tune ends them without telling anyone
         stopped = policy.call(lambda: prune_stopped(study, list(searcher.trials.values())))
         console.print("the targets are met: the sweep stopped there (budget.stop_on_target)")
@@ -403,7 +405,7 @@ def record_early_end(study: optuna.Study, spec: Spec, budget: int, searcher: Any
         for trial in (t for t in trials if t.number in stopped):
             printer.trial_finished(trial)
     elif searcher.timed_out and policy.call(lambda: trials_counted(study)) < budget:
-        console.print(f"budget.time ({spec.budget.time}) is spent: no trial started after it; the same command "
+        console.print(f"budget.time ({spec.budget.time}) is spent: no trial started after it; {how} "
                       f"carries the sweep on towards its {count_trials(budget)}")
 
 
@@ -509,7 +511,7 @@ def build_tuner(spec: Spec, name: str, searcher: Any, recorder: Any, history: li
     )
 
 
-def final_summary(study: optuna.Study, policy: OutagePolicy, printer: SweepPrinter, url: str, *,
+def final_summary(study: optuna.Study, policy: OutagePolicy, printer: SweepPrinter, url: str, how: str, *,
                   others_left: bool = True) -> list[optuna.trial.FrozenTrial]:
     """The final table, and (``others_left``) the trials of another driver that died meanwhile; returns the study's
     trials. Every trial is recorded by now: an outage costs the summary only, and says so as any outage does."""
@@ -521,7 +523,7 @@ def final_summary(study: optuna.Study, policy: OutagePolicy, printer: SweepPrint
                           f"({', '.join(f'#{t.number}' for t in left)}): sweeper run again carries them on")
         return policy.call(lambda: study.get_trials(deepcopy=False))
     except StorageUnavailable:
-        raise StorageUnavailable(outage_message(policy.timeout_s, url)) from None
+        raise StorageUnavailable(outage_message(policy.timeout_s, url, how)) from None
 
 
 def check_something_finished(trials: list[optuna.trial.FrozenTrial], name: str, *, shown: bool = True) -> None:
@@ -569,9 +571,17 @@ def check_local_resources(spec: Spec) -> None:
                       f"ask for at most {cpus:g}, or join a cluster with --address")
 
 
-def outage_message(timeout_s: float, url: str) -> str:
+def carry_on(spec: Spec, options: SweepOptions, url: str) -> str:
+    """What carries this sweep on once stopped: the same command, but not after ``--fresh``, which would start yet
+    another study and leave this one's trials RUNNING (exit 75, a full disk and budget.time said it, as Ctrl-C did
+    not): ``sweeper resume NAME`` then."""
+    return resume_command(spec, options, url) if options.fresh else SAME_COMMAND
+
+
+def outage_message(timeout_s: float, url: str, how: str) -> str:
+    again = "the same command again" if how == SAME_COMMAND else how
     return (f"The storage {mask_url(url)} stayed unreachable for more than {timeout_s:g} s "
-            "(--storage-timeout), so the sweep stopped; nothing it recorded is lost. Run the same command again "
+            f"(--storage-timeout), so the sweep stopped; nothing it recorded is lost. Run {again} "
             "once the storage is back: finished trials are kept, unfinished ones carried on from their checkpoints.")
 
 

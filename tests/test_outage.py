@@ -221,12 +221,14 @@ def test_the_reads_of_a_new_study_once_ray_has_started_ride_out_a_dropped_connec
     assert dropped and [t.state for t in study.get_trials()] == [TS.COMPLETE, TS.COMPLETE]
 
 
+@pytest.mark.parametrize("fresh", [False, True])
 def test_an_outage_past_the_budget_as_the_study_is_opened_says_how_to_carry_on(ray_session, tmp_path, monkeypatch,
-                                                                               capsys):
+                                                                               capsys, fresh):
     """A server gone between the checks before the sweep and the study's open (Ray's start-up, seconds) past
     --storage-timeout: exit 75 said the policy's bare words, neither --storage-timeout nor how to carry the sweep on,
-    with the reason nested in itself twice ("Cannot reach storage ... (driver said: Cannot open storage ...)") (found
-    by an exploratory test)."""
+    with the reason nested in itself twice ("Cannot reach storage ... (driver said: Cannot open storage ...)"). After
+    --fresh, the same command starts yet another study and leaves this one's trials RUNNING: the exit says
+    ``sweeper resume NAME``, as Ctrl-C does (found by an exploratory test, mid-sweep too)."""
     from sweeper import driver
     from sweeper.driver import SweepOptions, run_sweep
 
@@ -237,10 +239,10 @@ def test_an_outage_past_the_budget_as_the_study_is_opened_says_how_to_carry_on(r
     space = resumable_space(tmp_path, trials=2, sleep=0.0)
     url = f"sqlite:///{tmp_path / 'sweeps.db'}"
     with pytest.raises(StorageUnavailable) as stopped:
-        run_sweep(SweepOptions(space=str(space), storage=url, results_dir=str(tmp_path / "runs"),
+        run_sweep(SweepOptions(space=str(space), storage=url, results_dir=str(tmp_path / "runs"), fresh=fresh,
                                storage_timeout=1))
-    said = str(stopped.value)
-    assert "more than 1 s (--storage-timeout)" in said and "Run the same command again" in said, said
+    how = f"Run sweeper resume {study_name(space)} --storage {url} once" if fresh else "Run the same command again"
+    assert "more than 1 s (--storage-timeout)" in str(stopped.value) and how in str(stopped.value), stopped.value
     out = capsys.readouterr().out
     assert "storage unreachable" in out and out.count("storage sqlite") + out.count("storage postgresql") == 1, out
 
