@@ -34,6 +34,8 @@ from storage.errors import NotAStudyDatabase, StorageError
 from storage.urls import is_sqlite, mask_in_text, mask_url, sqlite_path, validate_storage_url
 
 SQLITE_BUSY_TIMEOUT_S = 10  # then the sweep's storage.retry policy waits on, with a console line
+# how long a driver leaving folds its WAL in: past it, a writer or reader holding the file keeps part of the log (safe)
+FOLD_WAIT_S = 2.0
 MAX_SQLITE_TIMEOUT_S = 2_147_483  # SQLite keeps it in milliseconds in a C int
 POSTGRES_CONNECT_TIMEOUT_S = 10
 POSTGRES_TCP_USER_TIMEOUT_MS = 60_000  # unacknowledged data this long: the connection is dead (libpq, Linux)
@@ -268,6 +270,8 @@ def fold_sqlite_wal(url: str) -> None:
     Under WAL, commits sit in ``NAME.db-wal`` until a checkpoint, and a driver that leaves with ``os._exit`` never
     runs SQLite's last-connection checkpoint: a user who then copies or uploads only ``sweeps.db`` would carry
     an empty study. A reader still holding the file (a dashboard) may keep part of the log; nothing is lost then.
+    At most :data:`FOLD_WAIT_S`, not the busy timeout: a driver leaving because another process held the file past
+    --storage-timeout (exit 75), or on Ctrl-C while it did, waited that out once more, silent.
     """
     path = sqlite_path(url)
     if path is not None and (wal := _orphaned_wal(path)):
@@ -275,7 +279,7 @@ def fold_sqlite_wal(url: str) -> None:
                         "sweep wrote it; put it back beside its -wal file (or copy both) to keep them", path, wal)
     if path is None or not path.exists():
         return
-    connection = sqlite3.connect(path, timeout=sqlite_busy_timeout(url))
+    connection = sqlite3.connect(path, timeout=min(sqlite_busy_timeout(url), FOLD_WAIT_S))
     try:
         connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     except sqlite3.Error as exc:

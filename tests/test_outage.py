@@ -399,6 +399,31 @@ def test_the_outage_budget_is_a_space_key_and_a_flag_and_bad_values_are_bad_inpu
         assert not list(tmp_path.iterdir())  # nothing written: no sweeps.db, no results folder
 
 
+def test_leaving_a_sqlite_file_another_process_holds_does_not_wait_its_busy_timeout_again(tmp_path):
+    """A driver folds its WAL into the file as it leaves: where it leaves because another process held the file
+    past --storage-timeout (exit 75), or on Ctrl-C while it did, the fold waited out SQLite's busy timeout again,
+    10 s by default (a 5 s budget ended the sweep 11 s late; found by an exploratory test)."""
+    from storage.engine import fold_sqlite_wal
+
+    path = tmp_path / "sweeps.db"
+    url = f"sqlite:///{path}"
+    storage = open_storage(url)
+    study = optuna.create_study(study_name="held", storage=storage)
+    study.tell(study.ask(), 1.0)
+    close_storage(storage)
+    holder = sqlite3.connect(path)  # another process's writer: a backup tool, a stuck script
+    holder.execute("BEGIN EXCLUSIVE")
+    started = time.monotonic()
+    fold_sqlite_wal(url)
+    waited = time.monotonic() - started
+    holder.rollback()
+    holder.close()
+    assert waited < 5, waited
+    fold_sqlite_wal(url)  # the lock gone, the log folds in: the file alone holds the trial
+    (tmp_path / "copy.db").write_bytes(path.read_bytes())
+    assert sqlite3.connect(tmp_path / "copy.db").execute("SELECT count(*) FROM trials").fetchone() == (1,)
+
+
 def lose_the_first_answer(monkeypatch, owner, name: str, when=lambda *args, **kwargs: True) -> list:
     """``owner.name`` commits, then, the first time ``when`` holds for its arguments, raises as a dropped connection
     would: the write landed, its answer is lost. Returns a list that holds that call's arguments once it happened."""
