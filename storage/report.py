@@ -232,8 +232,8 @@ def _importances(view: StudyView, figures: list[tuple[str, str]]) -> str:
         return _section("importances", _note(f"Only one parameter varies{only}: importances compare two or more."))
     if len({t.value for t in view.complete if math.isfinite(t.value)}) < 2:  # type: ignore[arg-type]
         # Optuna then gives every param an equal share: bars that read as "each matters as much", not "none shows"
-        return _section("importances", _note(f"Every COMPLETE trial has the same {view.metric}: nothing tells one "
-                                             "parameter's importance from another's."))
+        return _section("importances", _note(f"Every COMPLETE trial with a finite {view.metric} has the same one: "
+                                             "nothing tells one parameter's importance from another's."))
     from optuna.visualization import plot_param_importances
 
     try:

@@ -698,7 +698,7 @@ def test_report_draws_no_importances_where_every_trial_scored_the_same() -> None
     study.optimize(lambda t: 0.1429 + 0 * t.suggest_float("x", 0, 1) * t.suggest_float("y", 0, 1), n_trials=4)
     page = Page(build_report(view_of(study), url="sqlite:///:memory:"))
     assert "fig-importances" not in page.figures
-    assert "Every COMPLETE trial has the same value" in page.sections["importances"]
+    assert "Every COMPLETE trial with a finite value has the same one" in page.sections["importances"]
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -1345,3 +1345,14 @@ def test_output_under_a_file_says_it_is_a_file(tmp_path: Path) -> None:
     finally:
         close_storage(storage)
     assert (tmp_path / "notes.txt").read_text(encoding="utf-8") == "mine"
+
+
+def test_an_export_over_a_hard_linked_file_writes_through_the_link(tmp_path: Path) -> None:
+    """A temporary file renamed over a hard-linked one cut the link: the other name kept the old table."""
+    from sweeper.inspection import write_whole
+
+    (tmp_path / "a.csv").write_text("old", encoding="utf-8")
+    os.link(tmp_path / "a.csv", tmp_path / "b.csv")
+    write_whole(tmp_path / "b.csv", lambda out: out.write("new"))
+    assert (tmp_path / "a.csv").read_text(encoding="utf-8") == "new"
+    assert (tmp_path / "b.csv").stat().st_nlink == 2
