@@ -561,9 +561,10 @@ def test_export_of_a_mistyped_study_makes_no_folder(tmp_path: Path) -> None:
 
 
 def test_export_into_a_folder_that_is_a_file_is_one_message(tmp_path: Path) -> None:
-    """``export NAME -o FILE/`` (FILE a file, or a folder under it) was a FileExistsError traceback."""
+    """``export NAME -o FILE/`` (FILE a file, or a folder under it) was a FileExistsError traceback; ``report NAME -o
+    FILE/r.html`` said the folder FILE did not exist, which sends one looking."""
     from sweeper.errors import BadInput
-    from sweeper.inspection import export
+    from sweeper.inspection import export, report
 
     url = f"sqlite:///{tmp_path / 'sweeps.db'}"
     make_study(url, "there", complete=1, extra_states=False)
@@ -573,6 +574,12 @@ def test_export_into_a_folder_that_is_a_file_is_one_message(tmp_path: Path) -> N
         for to in ("taken/", "taken/sub/"):
             with pytest.raises(BadInput, match=r"Cannot write to '.*taken/.*there\.csv': (File exists|Not a dir)"):
                 export(storage, url, "there", None, f"{tmp_path}/{to}")
+        with pytest.raises(BadInput, match=r"'.*taken' is a file, not a folder\.$"):
+            report(storage, url, "there", f"{tmp_path}/taken/r.html", 10)
+        with pytest.raises(BadInput, match=r"'.*taken' is a file, not a folder\.$"):
+            export(storage, url, "there", None, f"{tmp_path}/taken/t.csv")
+        with pytest.raises(BadInput, match=r"the folder '.*gone' does not exist\.$"):
+            export(storage, url, "there", None, f"{tmp_path}/gone/t.csv")
     finally:
         close_storage(storage)
     assert (tmp_path / "taken").read_text(encoding="utf-8") == "mine"
@@ -1324,27 +1331,6 @@ def test_status_of_one_study_suggests_a_command_bash_runs_on_that_study(name: st
     assert args[args.index("--storage") + 1] == url, (command, args)  # a path with a space: one word
     app(args[1:], standalone_mode=False)  # what the pasted command runs: bad usage or another study raises
     assert "best trial of" in capsys.readouterr().out
-
-
-def test_output_under_a_file_says_it_is_a_file(tmp_path: Path) -> None:
-    """``report NAME -o notes.txt/r.html`` said the folder 'notes.txt' did not exist, which sends one looking."""
-    from sweeper.errors import BadInput
-    from sweeper.inspection import export, report
-
-    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
-    make_study(url, "there", complete=1, extra_states=False)
-    (tmp_path / "notes.txt").write_text("mine", encoding="utf-8")
-    storage = open_storage(url, read_only=True)
-    try:
-        with pytest.raises(BadInput, match=r"'.*notes\.txt' is a file, not a folder\.$"):
-            report(storage, url, "there", f"{tmp_path}/notes.txt/r.html", 10)
-        with pytest.raises(BadInput, match=r"'.*notes\.txt' is a file, not a folder\.$"):
-            export(storage, url, "there", None, f"{tmp_path}/notes.txt/t.csv")
-        with pytest.raises(BadInput, match=r"the folder '.*gone' does not exist\.$"):
-            export(storage, url, "there", None, f"{tmp_path}/gone/t.csv")
-    finally:
-        close_storage(storage)
-    assert (tmp_path / "notes.txt").read_text(encoding="utf-8") == "mine"
 
 
 def test_an_export_over_a_hard_linked_file_writes_through_the_link(tmp_path: Path) -> None:
