@@ -38,7 +38,7 @@ from storage.resume import (
 )
 from storage.retry import OutagePolicy, StorageUnavailable, Unreachable, retry_briefly
 from storage.studies import create_or_load_study, spec_changes, trials_counted
-from storage.target import prune_stopped, recover_target_met, target_met
+from storage.target import TargetMet, prune_stopped, recover_target_met, target_met
 from storage.urls import ENV_VAR, mask_url, sqlite_path
 from sweeper.console import console, count_trials
 from sweeper.errors import DiskUnavailable, NothingFinished
@@ -364,6 +364,8 @@ def should_stop(spec: Spec, started: float, interrupted: threading.Event, search
         searcher.stopped = True
         return True
     timed_out = spec.budget.time_seconds is not None and time.perf_counter() - started > spec.budget.time_seconds
+    if searcher.met_elsewhere is not None:  # seen as a trial was to be created
+        take_target_met_elsewhere(recorder, searcher.met_elsewhere)
     if timed_out or (spec.budget.stop_on_target and recorder.target_reached):
         searcher.stopped = True  # no new trials; on a reached target the running ones stop too
         searcher.timed_out |= timed_out
@@ -381,6 +383,12 @@ def note_target_met_elsewhere(spec: Spec, study: optuna.Study, recorder: Any, po
     each heartbeat."""
     if spec.budget.stop_on_target and not recorder.target_reached and \
             (met := target_met(policy.attempt(lambda: study.user_attrs))) is not None:
+        take_target_met_elsewhere(recorder, met)
+
+
+def take_target_met_elsewhere(recorder: Any, met: TargetMet) -> None:
+    """Stop at the targets another driver met (once: the heartbeats and the searcher may both see them)."""
+    if not recorder.target_reached:
         console.print(f"trial #{met['trial']} of another driver on the study met the targets")
         recorder.target_reached = True
 

@@ -27,6 +27,7 @@ from storage.locks import creating_trials
 from storage.resume import Driver, claim, orphaned_trials, own
 from storage.retry import OutagePolicy, Unreachable
 from storage.studies import trials_counted
+from storage.target import TargetMet, target_met
 from sweeper.console import console
 from sweeper.driver_only import DriverOnly
 from sweeper.folders import trial_checkpoint_dir, trial_output_file
@@ -65,6 +66,7 @@ class StudySearcher(DriverOnly, Searcher):
         self.carried_on: set[int] = set()  # dead drivers' trials this one carries on (their curves may be complete)
         self.reruns: list[optuna.Trial] = []  # trials Ray gave up on with retries left: asked again, first
         self.finished = False  # FINISHED was answered: Tune asks for no trial again
+        self.met_elsewhere: TargetMet | None = None  # with stop_on_target: another driver met the targets first
         self.work_dir = policy.call(lambda: study.user_attrs).get(attrs.WORK_DIR)  # where trials read relative paths
         self.driver_dir = os.getcwd()  # where the driver found the entrypoint (after the space's folder)
         # An ask cut short by the storage resumes where it stopped (see _next_trial).
@@ -168,6 +170,8 @@ class StudySearcher(DriverOnly, Searcher):
         if self._pending is None:
             with creating_trials(self.study):  # else two drivers that both counted N-1 trials both create the N-th
                 trial_id = self._new_trial_id()
+            if trial_id is None and self.met_elsewhere is not None:
+                return None
             if trial_id is None:  # another driver on this study died since this began?
                 self.orphans = record_stopped(self.study, orphaned_trials(self.study), self.checkpoints)
                 self._claim_orphan()
@@ -211,6 +215,14 @@ class StudySearcher(DriverOnly, Searcher):
         """The study has its trials (a dead driver's RUNNING ones included)."""
         return trials_counted(self.study) >= self.budget
 
+    def _target_met_elsewhere(self) -> bool:
+        """With ``stop_on_target``, another driver on the study met the targets: no trial starts after that. Read
+        here, as each trial is created, not only beside the heartbeats: between two beats (10 s) this driver would
+        start trial after trial that the stop then prunes."""
+        if self.spec.budget.stop_on_target and self.met_elsewhere is None:
+            self.met_elsewhere = target_met(self.study.user_attrs)
+        return self.met_elsewhere is not None
+
     def _new_trial_id(self) -> int | None:
         """An enqueued trial, else a new one; None when the budget is spent. Either is marked with this ask's token
         first, so that when the answer to its commit is lost the retry finds it instead of leaving it RUNNING with
@@ -222,7 +234,7 @@ class StudySearcher(DriverOnly, Searcher):
                     self._unconfirmed_id = trial._trial_id
         # counted once no trial of this ask is found: a retry whose trial was never written counts again, as
         # another driver may have taken the budget's last one meanwhile
-        if self._unconfirmed_id is None and self._budget_spent():
+        if self._unconfirmed_id is None and (self._budget_spent() or self._target_met_elsewhere()):
             return None
         self._ask_token = self._ask_token or uuid.uuid4().hex
         if self._unconfirmed_id is None:

@@ -520,6 +520,40 @@ def test_two_drivers_asking_for_the_last_trial_at_once_create_it_once(storage_ur
             close_storage(storage)
 
 
+def test_a_driver_starts_no_trial_once_another_met_the_targets_with_stop_on_target(storage_url, tmp_path):
+    """Another driver on the study met the targets (budget.stop_on_target): this one read that only beside its
+    heartbeats, every 10 s, and meanwhile started trial after trial that the stop then pruned (8 new trials after
+    the target in a sweep of 2 s trials; found by an exploratory test of drivers sharing a study)."""
+    import time
+
+    from search_spaces.loader import load_spec
+    from storage.retry import OutagePolicy
+    from storage.target import record_target_met
+    from sweeper.driver import searcher_and_recorder, should_stop
+    from sweeper.progress import SweepPrinter
+    from sweeper.study_writer import StudyWriter
+
+    name = f"met-{uuid.uuid4().hex[:8]}"
+    storage = open_storage(storage_url)
+    try:
+        study = create_or_load_study(storage, name, "maximize")[0]
+        spec = load_spec("spaces/asl20.yaml", quick=True).model_copy(update={"name": name})
+        spec = spec.model_copy(update={"budget": spec.budget.model_copy(update={"stop_on_target": True, "trials": 5})})
+        met = study.ask()  # the other driver's trial, which met the targets
+        study.tell(met, 0.99)
+        record_target_met(study, study.trials[0])
+        policy = OutagePolicy(30)
+        writer = StudyWriter(policy)
+        searcher, recorder = searcher_and_recorder(study, spec, str(tmp_path), 5, [], policy, writer,
+                                                   SweepPrinter(spec, []))
+        assert searcher._next_trial() is None
+        assert len(study.get_trials(deepcopy=False)) == 1  # none created after the target
+        assert should_stop(spec, time.perf_counter(), searcher.interrupted, searcher, recorder, policy, writer)
+        assert recorder.target_reached and searcher.stopped
+    finally:
+        close_storage(storage)
+
+
 def test_two_drivers_resuming_with_a_new_enqueued_row_add_it_once(storage_url, tmp_path, monkeypatch):
     """Rows added to enqueue: run on resume; two drivers resuming at once both found the row missing and both added
     it (Optuna's skip_if_exists looks, then adds), so the same configuration trained twice."""
