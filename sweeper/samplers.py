@@ -129,6 +129,14 @@ def build_sampler(spec: Spec, resumed_after: int = 0) -> optuna.samplers.BaseSam
     anyway. QMC and grid keep their seed: the study holds positions in the sequence or the shuffled grid, which
     must stay the same.
     """
+    with warnings.catch_warnings():
+        # Optuna's ExperimentalWarning for QMC and some options (TPE's group, CMA-ES' with_margin, GP's
+        # deterministic_objective) came raw, naming this file and line, on every run of a space that chose them
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+        return _new_sampler(spec, resumed_after)
+
+
+def _new_sampler(spec: Spec, resumed_after: int) -> optuna.samplers.BaseSampler:
     seed = spec.sampler.seed
     if seed is not None and resumed_after and spec.sampler.type not in ("qmc", "grid", "random"):
         seed = (seed + resumed_after) % 2**32  # numpy's seeds end there

@@ -432,3 +432,21 @@ def test_schedulers_pass_over_a_report_whose_objective_is_none_instead_of_ending
         for result in ({"epoch": 1, "val_top3": None}, {"epoch": 2, "val_top3": "n/a"}, {"epoch": None}):
             assert scheduler.on_trial_result(TUNE, quiet, result) == TrialScheduler.CONTINUE, section
         assert scheduler.on_trial_result(TUNE, quiet, {"epoch": 3, "val_top3": 0.1}) == TrialScheduler.STOP, section
+
+
+def test_a_sampler_optuna_calls_experimental_is_built_without_a_raw_warning():
+    """QMC, TPE's group and CMA-ES' with_margin made Optuna print an ExperimentalWarning on every sweep, with the file
+    and line of sweeper's code as if it were at fault: the space chose them, and validated them."""
+    import warnings
+
+    from search_spaces.loader import load_spec
+    from sweeper.samplers import build_sampler
+
+    for sampler in ("{type: qmc, seed: 0}", "{type: tpe, multivariate: true, group: true}",
+                    "{type: cmaes, with_margin: true}", "{type: gp, deterministic_objective: true}"):
+        spec = load_spec("spaces/asl20.yaml", overrides=[f"sampler={sampler}"])
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            build_sampler(spec)
+            build_sampler(spec, resumed_after=3)
+        assert [str(w.message) for w in caught] == [], sampler
