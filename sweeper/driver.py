@@ -12,7 +12,7 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
@@ -129,7 +129,7 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
     spec = fitted_to_ray(spec, joining)
     trial_actors_on_prestarted_workers()
     orphans = [] if created else policy.call(lambda: orphaned_trials(study))
-    budget = trial_budget(spec)
+    budget = trial_budget(spec, policy.call(lambda: study.get_trials(deepcopy=False)))
     console.print(f"study [bold]{escape(study.study_name)}[/] in {escape(mask_url(url))} "
                   f"({'new' if created else 'resumed'}), "
                   f"{count_trials(budget)}, {spec.budget.max_concurrent} at a time"
@@ -312,11 +312,14 @@ def fitted_to_ray(spec: Spec, joining: bool) -> Spec:
     return spec
 
 
-def trial_budget(spec: Spec) -> int:
-    """``budget.trials``, or fewer for a grid that has fewer points: enqueued rows take trials but no grid point,
-    so the grid still has all its points to give."""
+def trial_budget(spec: Spec, trials: Sequence[optuna.trial.FrozenTrial]) -> int:
+    """``budget.trials``, or fewer for a grid that has fewer points: the study's enqueued rows take trials but no
+    grid point, so the grid still has all its points to give. The rows are counted in the study, not in ``enqueue:``:
+    one the study already held (a repeated row, or one added on resume that the grid had run) is not queued again,
+    and counting it asked the spent grid for one more trial, which re-ran a point."""
     if spec.sampler.type == "grid":
-        return min(spec.budget.trials, spec.grid_size() + len(spec.enqueue))
+        rows = sum("fixed_params" in t.system_attrs and "grid_id" not in t.system_attrs for t in trials)
+        return min(spec.budget.trials, spec.grid_size() + rows)
     return spec.budget.trials
 
 

@@ -450,3 +450,24 @@ def test_a_sampler_optuna_calls_experimental_is_built_without_a_raw_warning():
             build_sampler(spec)
             build_sampler(spec, resumed_after=3)
         assert [str(w.message) for w in caught] == [], sampler
+
+
+def test_a_grid_runs_no_point_twice_when_an_enqueued_row_is_already_in_the_study(tmp_path):
+    """A repeated row (or one added on resume that a grid trial had run) is not queued again, yet it counted in the
+    grid's budget: the spent grid was asked once more and re-ran a point, with Optuna's "grid has been exhausted"."""
+    from search_spaces.loader import load_spec
+    from sweeper.driver import trial_budget
+    from sweeper.samplers import build_sampler
+
+    row = {"warmup_epochs": 1, "dropout": 0.2}
+    spec = load_spec("spaces/asl20.yaml", overrides=[
+        "sampler={type: grid, seed: 0}", "params={warmup_epochs: {type: categorical, choices: [0, 1, 2, 3]},"
+        " dropout: {type: categorical, choices: [0.1, 0.2]}}", f"enqueue=[{row}, {row}]", "budget.trials=20"])
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'grid.db'}", sampler=build_sampler(spec))
+    for point in spec.enqueue:  # as the driver queues them
+        study.enqueue_trial(point, skip_if_exists=True)
+    budget = trial_budget(spec, study.get_trials(deepcopy=False))
+    objective = lambda t: sum(t.suggest_categorical(n, d.choices) for n, d in spec.distributions().items())  # noqa: E731
+    study.optimize(objective, n_trials=budget)
+    grid_points = [tuple(sorted(t.params.items())) for t in study.trials if "grid_id" in t.system_attrs]
+    assert budget == 9 and len(grid_points) == len(set(grid_points)) == 8
