@@ -129,7 +129,7 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
     spec = fitted_to_ray(spec, joining)
     trial_actors_on_prestarted_workers()
     orphans = [] if created else policy.call(lambda: orphaned_trials(study))
-    budget = trial_budget(spec, policy.call(lambda: study.get_trials(deepcopy=False)))
+    budget = trial_budget(spec, lambda: policy.call(lambda: study.get_trials(deepcopy=False)))
     console.print(f"study [bold]{escape(study.study_name)}[/] in {escape(mask_url(url))} "
                   f"({'new' if created else 'resumed'}), "
                   f"{count_trials(budget)}, {spec.budget.max_concurrent} at a time"
@@ -312,13 +312,14 @@ def fitted_to_ray(spec: Spec, joining: bool) -> Spec:
     return spec
 
 
-def trial_budget(spec: Spec, trials: Sequence[optuna.trial.FrozenTrial]) -> int:
+def trial_budget(spec: Spec, trials: Callable[[], Sequence[optuna.trial.FrozenTrial]]) -> int:
     """``budget.trials``, or fewer for a grid that has fewer points: the study's enqueued rows take trials but no
     grid point, so the grid still has all its points to give. The rows are counted in the study, not in ``enqueue:``:
     one the study already held (a repeated row, or one added on resume that the grid had run) is not queued again,
-    and counting it asked the spent grid for one more trial, which re-ran a point."""
+    and counting it asked the spent grid for one more trial, which re-ran a point. ``trials``: the study's, read for
+    a grid only (a large study's read costs seconds)."""
     if spec.sampler.type == "grid":
-        rows = sum("fixed_params" in t.system_attrs and "grid_id" not in t.system_attrs for t in trials)
+        rows = sum("fixed_params" in t.system_attrs and "grid_id" not in t.system_attrs for t in trials())
         return min(spec.budget.trials, spec.grid_size() + rows)
     return spec.budget.trials
 
