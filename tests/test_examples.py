@@ -128,19 +128,3 @@ def test_example_runs_as_a_sweep_and_its_best_trial_trains_again(ray_session, tm
     shown = final[final.index("best_val_acc") + 1]  # an accuracy, in percent with 2 decimals
     assert shown.endswith("%") and float(shown[:-1]) / 100 == pytest.approx(data["value"], abs=6e-5)
 
-
-def test_readmes_smallest_function_validates_and_trains_as_written(tmp_path: Path) -> None:
-    """The README's smallest function and its space, copied as a user copies them: they must keep working."""
-    readme = (EXAMPLE.parents[1] / "README.md").read_text()
-    guide = readme[readme.index("The smallest one, `mypkg/train.py`"):]
-    code = guide[guide.index("```python\n") + 10:guide.index("```\n")]
-    space = guide[guide.index("```yaml\n") + 8:]
-    (tmp_path / "mypkg").mkdir()
-    (tmp_path / "mypkg" / "train.py").write_text(code)
-    (tmp_path / "my_space.yaml").write_text(space[:space.index("```\n")])
-    assert sweeper("validate", "my_space.yaml", cwd=tmp_path).returncode == 0
-    trained = sweeper("train", "my_space.yaml", "--set", "lr=0.5", cwd=tmp_path)
-    assert trained.returncode == 0, trained.stderr
-    assert "epoch 5/5" in trained.stdout and "final: val_acc 96.88%  test_acc 94.94%" in trained.stdout
-    refused = sweeper("train", "my_space.yaml", "--set", "lrr=0.5", cwd=tmp_path)  # fit.settings checks the keys
-    assert refused.returncode == 2 and "did you mean 'lr'" in refused.stderr
