@@ -120,12 +120,14 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
         describe=lambda exc: str(exc if isinstance(exc, StorageError) else as_storage_error(exc, url, "reach")),
         on_outage=outages.outage, on_recovered=outages.recovered,
         # the same words wherever the sweep stands: an outage past the budget as the study was opened or taken stock
-        # of said neither --storage-timeout nor that the same command carries the sweep on
-        exhausted=outage_message(timeout_s, url, how),
+        # of said neither --storage-timeout nor that the same command carries the sweep on. Until the study is
+        # opened, the same command: a --fresh study not made yet has no NAME that sweeper resume would find
+        exhausted=outage_message(timeout_s, url, SAME_COMMAND),
     )
     writer = StudyWriter(policy)
     interrupts = Interrupts(writer, url, exit_on_interrupt, resume_command(spec, options, url))
     study, created = start_ray_and_open_study(spec, url, options, results_root, data, joining, policy, interrupts)
+    policy.exhausted = outage_message(timeout_s, url, how)
     spec = fitted_to_ray(spec, joining)
     trial_actors_on_prestarted_workers()
     orphans = [] if created else policy.call(lambda: orphaned_trials(study))

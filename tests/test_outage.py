@@ -228,7 +228,9 @@ def test_an_outage_past_the_budget_as_the_study_is_opened_says_how_to_carry_on(r
     --storage-timeout: exit 75 said the policy's bare words, neither --storage-timeout nor how to carry the sweep on,
     with the reason nested in itself twice ("Cannot reach storage ... (driver said: Cannot open storage ...)"). After
     --fresh, the same command starts yet another study and leaves this one's trials RUNNING: the exit says
-    ``sweeper resume NAME``, as Ctrl-C does (found by an exploratory test, mid-sweep too)."""
+    ``sweeper resume NAME``, as Ctrl-C does (found by an exploratory test, mid-sweep too); but not before the study
+    is opened: a --fresh study not made yet is no NAME sweeper resume finds ("No study named ..."), and the same
+    command makes it."""
     from sweeper import driver
     from sweeper.driver import SweepOptions, run_sweep
 
@@ -241,8 +243,9 @@ def test_an_outage_past_the_budget_as_the_study_is_opened_says_how_to_carry_on(r
     with pytest.raises(StorageUnavailable) as stopped:
         run_sweep(SweepOptions(space=str(space), storage=url, results_dir=str(tmp_path / "runs"), fresh=fresh,
                                storage_timeout=1))
-    how = f"Run sweeper resume {study_name(space)} --storage {url} once" if fresh else "Run the same command again"
-    assert "more than 1 s (--storage-timeout)" in str(stopped.value) and how in str(stopped.value), stopped.value
+    assert "more than 1 s (--storage-timeout)" in str(stopped.value), stopped.value
+    assert "Run the same command again" in str(stopped.value) and "resume" not in str(stopped.value), stopped.value
+    assert study_name(space) not in optuna.get_all_study_names(url)  # what sweeper resume NAME would look for
     out = capsys.readouterr().out
     assert "storage unreachable" in out and out.count("storage sqlite") + out.count("storage postgresql") == 1, out
 
