@@ -350,8 +350,8 @@ def write_whole(path: Path, write: Callable[[TextIO], object]) -> None:
     A file there is written as writing it in place would: refused where it may not be written (a rename would
     replace a read-only file), keeping its mode (a private one would become readable by all), and written in place
     where its folder takes no new file (a shared folder holding a file of one's own), where it is another's (a
-    rename would make it ours; a sticky folder such as /tmp refuses it) and where it is hard-linked (a rename would
-    cut the link)."""
+    rename would make it ours; a sticky folder such as /tmp refuses it), where it is another group's (a rename would
+    give it ours: a team's shared file no longer theirs) and where it is hard-linked (a rename would cut the link)."""
     if path.is_symlink() or (path.exists() and not path.is_file()):
         _write_in_place(path, write)
         return
@@ -360,7 +360,7 @@ def write_whole(path: Path, write: Callable[[TextIO], object]) -> None:
         found: os.stat_result | None = path.stat()
     except FileNotFoundError:
         found = None
-    if found is not None and (found.st_uid != os.geteuid() or found.st_nlink > 1):
+    if found is not None and (found.st_uid != os.geteuid() or found.st_gid != os.getegid() or found.st_nlink > 1):
         _write_in_place(path, write)
         return
     mode = None if found is None else stat.S_IMODE(found.st_mode)

@@ -1342,3 +1342,18 @@ def test_an_export_over_a_hard_linked_file_writes_through_the_link(tmp_path: Pat
     write_whole(tmp_path / "b.csv", lambda out: out.write("new"))
     assert (tmp_path / "a.csv").read_text(encoding="utf-8") == "new"
     assert (tmp_path / "b.csv").stat().st_nlink == 2
+
+
+def test_an_export_over_a_group_shared_file_keeps_its_group(tmp_path: Path) -> None:
+    """A temporary file renamed over a file of another group (a team's, mode 0660) gave it the writer's own group:
+    the team lost the file it shared, though the mode was kept."""
+    from sweeper.inspection import write_whole
+
+    other = 65534 if os.geteuid() == 0 else next((g for g in os.getgroups() if g != os.getegid()), None)
+    if other is None:
+        pytest.skip("no group other than one's own to give the file")
+    (tmp_path / "shared.csv").write_text("old", encoding="utf-8")
+    os.chown(tmp_path / "shared.csv", -1, other)
+    write_whole(tmp_path / "shared.csv", lambda out: out.write("new"))
+    assert (tmp_path / "shared.csv").read_text(encoding="utf-8") == "new"
+    assert (tmp_path / "shared.csv").stat().st_gid == other
