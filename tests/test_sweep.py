@@ -131,6 +131,12 @@ def test_budget_time_starts_no_new_trial_and_lets_the_scheduler_judge_the_runnin
     late = run_sweep(SweepOptions(space=str(space), storage=url, overrides=(  # spent before a trial could start
         "budget.time=0.01s", "budget.max_concurrent=3", "resources.cpu=0.25", sleeps)))
     assert len(load(url, late.study_name).get_trials()) == 3
+    capsys.readouterr()
+    with contextlib.suppress(NothingFinished):  # after --fresh the same command would start yet another study
+        run_sweep(SweepOptions(space=str(space), storage=url, fresh=True, overrides=(
+            "budget.time=0.01s", "budget.max_concurrent=3", "resources.cpu=0.25", sleeps)))
+    assert f"is spent: no trial started after it; sweeper resume {study.study_name}-2 --storage " in \
+        " ".join(capsys.readouterr().out.split())
 
 
 @pytest.mark.slow
