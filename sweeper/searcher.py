@@ -156,8 +156,12 @@ class StudySearcher(DriverOnly, Searcher):
         Safe to repeat after a failure at any step: the trial claimed or created so far is kept and finished,
         never left behind as a RUNNING trial nobody runs. Whole under ``unbroken``, which the driver's exit on an
         interrupt waits for: cut short, it left an enqueued trial RUNNING before its owner was written, which the
-        next run took for a live driver's (:data:`storage.resume.GRACE_PERIOD_S`) and ended without.
+        next run took for a live driver's (:data:`storage.resume.GRACE_PERIOD_S`) and ended without. Once a stop
+        signal came, an ask with nothing half-taken takes no trial and not the lock either: asks after asks kept
+        taking it while the exit waited (30 s, once, beside a SQLite file another process held).
         """
+        if self._pending is None and not self.reruns and self.interrupted.is_set():
+            return None
         with self.unbroken:
             return self._take_trial()
 

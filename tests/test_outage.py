@@ -741,6 +741,33 @@ def test_asks_during_an_outage_leave_the_probing_to_the_writer(tmp_path):
     close_storage(storage)
 
 
+def test_an_ask_after_a_stop_signal_takes_no_trial_and_waits_for_no_lock(tmp_path):
+    """The exit on a stop signal waits for the lock an ask holds as it takes its trial; asks after the signal took it
+    again and again (each waiting out a SQLite file another process held), and the exit waited its 30 s."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from search_spaces.loader import load_spec
+    from storage.resume import Driver
+    from sweeper.searcher import StudySearcher
+    from sweeper.study_writer import StudyWriter
+
+    storage = open_storage(f"sqlite:///{tmp_path / 'sweeps.db'}")
+    study = optuna.create_study(study_name="leaving", storage=storage, direction="maximize")
+    policy = OutagePolicy(60.0)
+    searcher = StudySearcher(study, load_spec("spaces/asl20.yaml", quick=True), checkpoints=str(tmp_path), budget=3,
+                             driver=Driver.current(), policy=policy, writer=StudyWriter(policy), orphans=[])
+    searcher.interrupted.set()
+    searcher.unbroken.acquire()  # held: by the exit leaving, or by an ask a locked file holds
+    with ThreadPoolExecutor(1) as pool:
+        asked = pool.submit(searcher._next_trial)
+        try:
+            assert asked.result(timeout=5) is None
+        finally:
+            searcher.unbroken.release()  # an ask blocked on it (the bug) then finishes, and the pool can close
+    assert study.trials == []
+    close_storage(storage)
+
+
 def test_an_ask_that_a_locked_sqlite_file_holds_does_not_hold_tunes_loop(tmp_path, monkeypatch):
     """Optuna tries a new trial five times, each waiting out SQLite's 10 s busy timeout: an ask on Tune's loop held
     the sweep's results, and its check of --storage-timeout, for a minute (a 5 s budget ended the sweep after 67 s).
