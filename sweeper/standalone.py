@@ -11,6 +11,7 @@ luckiest of many, so "it reached 80% Top-3" means more when its config reaches i
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -157,11 +158,25 @@ def train(run: Standalone, base_dir: str | None, checkpoint_dir: Path | None) ->
     if run.objective is not None and (problem := objective_problem(
             run.entrypoint, verb, judged, objective_key(judged, run.objective))):
         raise BadInput(f"{problem}; a trial of the sweep fails on it")
+    if run.objective is not None and (problem := final_objective_problem(run, {**reported, **valued(result)})):
+        raise BadInput(problem)
     console.print("final: " + ("  ".join(f"{k} {format_value(k, v)}" for k, v in result.items()
                                          if isinstance(v, (int, float, str, bool))) or "(nothing returned)"),
                   markup=False)
     console.print(f"{run.entrypoint}, {time.perf_counter() - started:.1f}s", markup=False)
     return {**reported, **valued(result)}
+
+
+def final_objective_problem(run: Standalone, recorded_run: Mapping[str, Any]) -> str | None:
+    """Why a trial recording ``recorded_run`` would FAIL, as :meth:`sweeper.recorder.Recorder._complete` words it: its
+    objective, returned or else last reported, is NaN or ±inf (``stop_reason`` diverged), or is not there at all."""
+    assert run.objective is not None
+    value = recorded_run.get(key := objective_key(recorded_run, run.objective))
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{run.entrypoint} ended with {key} = {value}; a trial of the sweep fails on it (stop_reason diverged)"
+    if value is None:
+        return f"{run.entrypoint} returned without reporting {run.objective!r}; a trial of the sweep fails on it"
+    return None
 
 
 def make_checkpoint_dir(folder: Path) -> None:

@@ -605,6 +605,27 @@ def test_train_of_a_users_function_refuses_what_every_trial_of_the_sweep_fails_o
         " ".join(tensor.stderr.split())
 
 
+def test_train_of_a_users_function_refuses_an_objective_every_trial_fails_on_as_diverged_or_missing(tmp_path):
+    """A sweep fails a trial that ended with its objective NaN or inf (stop_reason diverged) or never gave it;
+    sweeper train printed the NaN, or nothing, and passed the smoke run (exit 0)."""
+    shutil.copy(os.path.join(os.path.dirname(__file__), "fixtures", "odd_train.py"), tmp_path)
+    (tmp_path / "odd.yaml").write_text("entrypoint: odd_train:train\nobjective: {metric: score, direction: maximize}"
+                                       "\nparams:\n  x: {type: float, low: 0.0, high: 0.01}\n")
+    for mode, said in (("nan_last", "odd_train:train ended with score = nan; a trial of the sweep fails on it "
+                                    "(stop_reason diverged)"),
+                       ("best_nan", "odd_train:train ended with best_score = nan; a trial of the sweep fails on it")):
+        proc = sweeper("train", "odd.yaml", "--set", f"mode={mode}", cwd=tmp_path)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stdout + proc.stderr
+        assert said in " ".join(proc.stderr.split()), proc.stderr
+    (tmp_path / "other.py").write_text("def fit(config, report, checkpoint_dir):\n"
+                                       "    report({'epoch': 1, 'acc': 0.5})\n    return {'acc': 0.5}\n")
+    (tmp_path / "other.yaml").write_text("entrypoint: other:fit\nobjective: {metric: score, direction: maximize}"
+                                         "\nparams:\n  x: {type: float, low: 0.0, high: 0.01}\n")
+    proc = sweeper("train", "other.yaml", cwd=tmp_path)
+    assert proc.returncode == 2 and "other:fit returned without reporting 'score'; a trial of the sweep fails on it" \
+        in " ".join(proc.stderr.split()), proc.stdout + proc.stderr
+
+
 def test_a_user_and_host_given_as_query_options_are_named_in_the_error(tmp_path, postgres_url):
     server = make_url(postgres_url)
     url = f"postgresql+psycopg:///{server.database}?host={server.host}&port={server.port or 5432}" \
