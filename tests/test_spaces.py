@@ -843,6 +843,26 @@ def test_a_user_function_imports_its_sibling_modules_when_it_runs(tmp_path: Path
     assert str(tmp_path.resolve()) not in sys.path  # the working directory is not kept
 
 
+def test_a_module_that_fails_as_it_is_imported_is_named_with_the_file_and_line_that_failed(tmp_path: Path) -> None:
+    """``cannot import module 'fit_x': RuntimeError: x``, and no word of where: a raise at the module's top, in a
+    sibling module it imports, argparse exiting, a SyntaxError. Now the user's own file and line, whichever it is."""
+    tag = uuid.uuid4().hex[:8]
+    sources = {f"top_{tag}": 'import os\n\nraise RuntimeError("x")\n',
+               f"sibling_{tag}": f"import helper_{tag}\n",
+               f"argv_{tag}": 'import argparse\n\nargparse.ArgumentParser().parse_args(["--no-such-flag"])\n',
+               f"syntax_{tag}": "def run(config, report, checkpoint_dir)\n    return {}\n"}
+    (tmp_path / f"helper_{tag}.py").write_text("def f():\n    raise ValueError('bad')\n\nf()\n", encoding="utf-8")
+    for module, source in sources.items():
+        (tmp_path / f"{module}.py").write_text(source + "def run(config, report, checkpoint_dir):\n    return {}\n",
+                                               encoding="utf-8")
+    said = {module: str(errors(write(tmp_path, f"entrypoint: {module}:run\n" + MINIMAL))) for module in sources}
+    assert f"cannot import module 'top_{tag}': RuntimeError: x (at {tmp_path / f'top_{tag}.py'}, line 3)" \
+        in said[f"top_{tag}"]
+    assert f"ValueError: bad (at {tmp_path / f'helper_{tag}.py'}, line 2)" in said[f"sibling_{tag}"]
+    assert f"SystemExit: 2 (at {tmp_path / f'argv_{tag}.py'}, line 3)" in said[f"argv_{tag}"]  # not argparse's line
+    assert f"SyntaxError: expected ':' (at {tmp_path / f'syntax_{tag}.py'}, line 1)" in said[f"syntax_{tag}"]
+
+
 def test_user_entrypoint_without_attributes_accepts_anything(tmp_path: Path) -> None:
     module = f"user_free_{uuid.uuid4().hex[:8]}"
     (tmp_path / f"{module}.py").write_text("from pathlib import Path\ndef run(config, report, checkpoint_dir):\n"

@@ -16,6 +16,8 @@ import os
 import re
 import reprlib
 import sys
+import sysconfig
+import traceback
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,7 +145,8 @@ def import_target(target: str, base_dir: str | Path | None = None, cwd: str | Pa
         whose = "the space file's folder, then the working directory" if len(places) > 1 else \
             "the space file's folder and the working directory" if base_dir is not None else "the working directory"
         where = f"; looked for it in {' and '.join(places)} ({whose})" if missing else ""
-        raise EntrypointError(f"cannot import module {module_name!r}: {type(exc).__name__}: {exc}{where}") from exc
+        raise EntrypointError(f"cannot import module {module_name!r}: {type(exc).__name__}: "
+                              f"{exc.msg if isinstance(exc, SyntaxError) else exc}{_raised_at(exc)}{where}") from exc
     finally:  # the space's folder stays, last: the function may import its sibling modules when it runs
         kept = [text for text in added if base_dir is not None and text == str(folders[0])]
         sys.path[:] = [text for text in sys.path if text not in added] + kept
@@ -163,6 +166,18 @@ def import_target(target: str, base_dir: str | Path | None = None, cwd: str | Pa
     except ValueError:  # builtins without a signature are given the benefit of the doubt
         pass
     return fn
+
+
+def _raised_at(exc: BaseException) -> str:
+    """`` (at FILE, line N)``: where importing the user's module failed, in their own code (not Python's or an
+    installed package's: the line that called argparse or imported torch); the parser's own place for a SyntaxError.
+    Empty where no such frame is to blame (the module itself is not found, or is an installed package)."""
+    if isinstance(exc, SyntaxError) and exc.filename and exc.lineno:
+        return f" (at {exc.filename}, line {exc.lineno})"
+    libraries = ("<", *{sysconfig.get_paths()[name] for name in ("stdlib", "purelib", "platlib")})  # <frozen ...>
+    frames = traceback.extract_tb(exc.__traceback__)[1:]  # not import_target's own
+    theirs = [frame for frame in frames if not frame.filename.startswith(libraries)]
+    return f" (at {theirs[-1].filename}, line {theirs[-1].lineno})" if theirs else ""
 
 
 def _hidden_by_ours(module_name: str, folders: list[Path]) -> str | None:
