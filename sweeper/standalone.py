@@ -30,8 +30,8 @@ from trials.entrypoint import (
     EntrypointError,
     objective_key,
     objective_problem,
+    report_problem,
     returned_metrics,
-    torch_problem,
 )
 
 
@@ -124,7 +124,7 @@ def train(run: Standalone, base_dir: str | None, checkpoint_dir: Path | None) ->
             replayed.clear()
 
     def report(metrics: dict[str, Any]) -> None:
-        if not run.is_core and (problem := torch_problem(run.entrypoint, "reported", plain(metrics))):
+        if not run.is_core and (problem := report_problem(run.entrypoint, metrics)):
             raise EntrypointError(problem)  # a trial fails on it: refused here, not trained past
         reported.update(recorded(metrics))
         if metrics.get(REPLAYED):  # trained in an earlier run: its line, with that run's speed, is in its log

@@ -36,8 +36,8 @@ from trials.entrypoint import (
     import_target,
     objective_key,
     objective_problem,
+    report_problem,
     returned_metrics,
-    torch_problem,
     working_in,
 )
 from trials.errors import DataError
@@ -216,9 +216,9 @@ def _run_trial(config: dict[str, Any], train: Callable[..., Any]) -> None:
     def report(metrics: dict[str, Any]) -> None:
         if returned.is_set():  # a thread of the function's, after it returned: it would land in the next trial
             raise RuntimeError("report() was called after the training function returned")
-        metrics = plain(metrics)
-        if problem := torch_problem(meta["entrypoint"], "reported", metrics):  # a retry would train it all again
+        if problem := report_problem(meta["entrypoint"], metrics):  # a retry would train it all again
             raise EntrypointError(problem)
+        metrics = plain(metrics)
         reported.update(recorded(metrics))  # the schedulers pass a None over too
         try:
             tune.report({**metrics, NODE_KEY: node})

@@ -603,6 +603,11 @@ def test_train_of_a_users_function_refuses_what_every_trial_of_the_sweep_fails_o
     assert tensor.returncode == 2 and "Traceback" not in tensor.stderr, tensor.stdout + tensor.stderr
     assert "tensors:fit reported per_class = tensor([0.2500, 0.7500]), which holds a torch object" in \
         " ".join(tensor.stderr.split())
+    (tmp_path / "scalar.py").write_text("def fit(config, report, checkpoint_dir):\n    report(0.5)\n")
+    (tmp_path / "scalar.yaml").write_text((tmp_path / "tensors.yaml").read_text().replace("tensors:", "scalar:"))
+    scalar = sweeper("train", "scalar.yaml", cwd=tmp_path)  # not sweeper's own AttributeError, with its frames
+    assert scalar.returncode == 2 and "Traceback" not in scalar.stderr, scalar.stdout + scalar.stderr
+    assert "scalar:fit reported 0.5: report takes a dict of metric name -> value" in " ".join(scalar.stderr.split())
 
 
 def test_train_of_a_users_function_refuses_an_objective_every_trial_fails_on_as_diverged_or_missing(tmp_path):

@@ -316,6 +316,33 @@ def test_a_tensor_reported_or_returned_fails_the_trial_at_once_in_words(ray_sess
     assert "holds a torch object: metrics are numbers (tensor.item())" in returned.user_attrs["error"]
 
 
+def test_a_report_of_no_dict_fails_the_trial_at_once_in_words(ray_session, tmp_path, monkeypatch):
+    """``report(loss)`` failed inside sweeper's own code (AttributeError: 'float' object has no attribute 'items',
+    its frames in the traceback), and Ray ran the trial twice more to fail alike."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "scalar.py").write_text(textwrap.dedent("""\
+        def fit(config, report, checkpoint_dir):
+            with open("calls.txt", "a") as f:
+                f.write("1")
+            report(0.5)
+        """))
+    (tmp_path / "scalar.yaml").write_text(textwrap.dedent("""\
+        entrypoint: scalar:fit
+        objective: {metric: score, direction: maximize}
+        params:
+          x: {type: float, low: 0.0, high: 1.0}
+        budget: {trials: 1}
+        resources: {cpu: 1}
+        """))
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    with pytest.raises(NothingFinished):
+        run_sweep(SweepOptions(space=str(tmp_path / "scalar.yaml"), storage=url, max_failures=2))
+    [trial] = load(url, "scalar").get_trials()
+    assert (tmp_path / "calls.txt").read_text() == "1", "the trial was retried"
+    assert trial.state == TS.FAIL and trial.user_attrs["error"] == "TypeError: scalar:fit reported 0.5: report takes " \
+        "a dict of metric name -> value (report({'epoch': 1, 'val_acc': 0.9}))", trial.user_attrs
+
+
 @pytest.mark.slow
 def test_nan_loss_fails_the_trial_fast_and_the_sweep_goes_on(ray_session, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

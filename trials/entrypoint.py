@@ -210,6 +210,15 @@ def returned_metrics(target: str, result: Any) -> dict[str, Any] | None:
     return None if result is None else dict(result)
 
 
+def report_problem(target: str, metrics: Any) -> str | None:
+    """Why ``report(metrics)`` cannot be taken: not a dict of metric name -> value (``report(loss)``), or one holding
+    a torch object (:func:`torch_problem`). Either would fail every retry of the trial alike."""
+    if not (isinstance(metrics, Mapping) and all(isinstance(k, str) for k in metrics)):
+        return f"{target} reported {reprlib.repr(metrics)}: report takes a dict of metric name -> value " \
+               "(report({'epoch': 1, 'val_acc': 0.9}))"
+    return torch_problem(target, "reported", metrics)
+
+
 def torch_problem(target: str, verb: str, metrics: Mapping[str, Any]) -> str | None:
     """Why ``metrics`` cannot be recorded, where a value holds a torch object that is not a number (a 0-d tensor,
     which :func:`sweeper.console.plain` turns into one, is): Ray refuses it in its own words, and retried, every
