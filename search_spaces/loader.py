@@ -374,7 +374,7 @@ def _build(original: dict[str, Any], file: str, lines: dict[Atoms, int], base_di
         origins.append((atoms([path]), label, line, label == "--quick" and not from_file))
     spec, issues = None, refused
     try:
-        spec = Spec.model_validate(data, context={"base_dir": base_dir, "stored": stored,
+        spec = Spec.model_validate(data, context={"base_dir": base_dir, "stored": stored, "quick": quick,
                                                   "keep_deprecated": keep_deprecated})
     except ValidationError as exc:
         issues += [_issue(file, lines, origins, path, message) for error in exc.errors()

@@ -345,6 +345,9 @@ class Spec(BaseModel):
                                                   "give it fractions: write type: int")
                        for name, param in sampled.items()
                        if isinstance(param, sections.FloatParam) and name in ints]
+            # a full sweep's: a smoke run (--quick) says so as it starts, and a stored study goes on as it ran
+            if not (info.context.get("stored") or info.context.get("quick")) and (idle := self.idle_scheduler()):
+                issues.append((("scheduler", idle[0]), idle[1]))
         fail(issues)
         return self
 
@@ -360,6 +363,21 @@ class Spec(BaseModel):
                                       f"it: judge a top-k below {classes}, or top-1")
                 for metric, k in tops.items() if k >= classes]
 
+    def idle_scheduler(self) -> tuple[str, str] | None:
+        """The scheduler's field and why, where it judges a trial first at its last epoch or later, so that it stops
+        none: no trial is stopped at its last epoch (that saves nothing, and would record a trained trial as
+        PRUNED), and the sweep would run as with no scheduler, silently."""
+        kind, epochs = self.scheduler.type, self.planned_epochs()
+        first = {**self.scheduler.DEFAULTS, **self.scheduler.options}.get("grace_period", 1)
+        if kind == "none" or not epochs or first < epochs:
+            return None
+        field = "type" if kind == "hyperband" else "grace_period"  # HyperBand's first rung is epoch 1
+        fix = f"give a grace_period below {epochs}, " if field == "grace_period" and epochs > 1 else ""
+        most = "at most " * isinstance(self.params.get("epochs"), sections.SampledParam)
+        return field, (f"{kind} would stop no trial early: it judges a trial first at epoch {first}, but a trial "
+                       f"trains {most}epochs={epochs}, and none is stopped at its last epoch (that saves nothing); "
+                       f"{fix}train more epochs, or use scheduler type: none")
+
     @property
     def direction(self) -> str:
         """``maximize`` or ``minimize``: the Optuna study direction."""
@@ -368,6 +386,15 @@ class Spec(BaseModel):
     def metric_direction(self, metric: str) -> str:
         """``maximize`` or ``minimize`` for a reported metric (see :func:`trials.entrypoint.metric_direction`)."""
         return self.direction if metric == self.objective.metric else metric_direction(metric, self.direction)
+
+    def planned_epochs(self) -> int:
+        """The epochs a trial trains: the training block's, else the most a param samples, else the entrypoint's
+        default (the core's 30); 0 when unknown."""
+        epochs = self.params.get("epochs")
+        if isinstance(epochs, sections.SampledParam):
+            return int(max(value for _, value in epochs.extremes()))
+        default = (self._entrypoint.settings or {}).get("epochs") if self._entrypoint else None
+        return int(self.base_config().get("epochs", default) or 0)
 
     def sampled_params(self) -> dict[str, sections.SampledParam]:
         return {n: p for n, p in self.params.items() if isinstance(p, sections.SampledParam)}

@@ -504,6 +504,8 @@ def build_tuner(spec: Spec, name: str, searcher: Any, recorder: Any, history: li
     from sweeper.trainable import META_KEY, run_trial
 
     trainable, scheduler = run_trial, build_scheduler(spec, history)
+    if idle := spec.idle_scheduler():  # refused in a full sweep's space
+        console.print(f"note: scheduler.{idle[0]}: {idle[1]}", markup=False)
     if spec.resources.fuse > 1:  # the scheduler judges each member; a group runs until its function returns
         from sweeper import fused
 

@@ -11,7 +11,6 @@ from optuna.trial import FrozenTrial
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, MedianStoppingRule, TrialScheduler
 from ray.tune.stopper import Stopper
 
-from search_spaces import sections
 from search_spaces.schema import Spec
 from sweeper.driver_only import DriverOnly
 from sweeper.trainable import FAILED_KEY, FINAL_FLAG, META_KEY
@@ -25,16 +24,6 @@ def ray_mode(spec: Spec) -> str:
     return {"maximize": "max", "minimize": "min"}[spec.direction]
 
 
-def planned_epochs(spec: Spec) -> int:
-    """The epochs a trial trains: the training block's, else the most a param samples, else the entrypoint's
-    default (the core's 30); 0 when unknown."""
-    epochs = spec.params.get("epochs")
-    if isinstance(epochs, sections.SampledParam):
-        return int(max(value for _, value in epochs.extremes()))
-    default = (spec.entrypoint_info.settings or {}).get("epochs") if spec.entrypoint_info else None
-    return int(spec.base_config().get("epochs", default) or 0)
-
-
 class _JudgesTraining:
     """What the sweep's scheduler judges of a trial: each epoch it trains while more are to come.
 
@@ -45,7 +34,7 @@ class _JudgesTraining:
     into every finished trial's curve once more, and prune trials its rule keeps).
     """
 
-    default_last_epoch = 0  # a trial's last epoch where its config does not say (planned_epochs); 0: unknown
+    default_last_epoch = 0  # a trial's last epoch where its config does not say (Spec.planned_epochs); 0: unknown
 
     def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
         if result.get(FINAL_FLAG) or result.get(FAILED_KEY):
@@ -133,11 +122,11 @@ def build_scheduler(spec: Spec, history: Iterable[FrozenTrial] = ()) -> TrialSch
     ``history``: the study's trials so far, whose finished ones the scheduler judges the new ones beside."""
     options = {**spec.scheduler.DEFAULTS, **spec.scheduler.options}
     common = {"time_attr": TIME_ATTR, "metric": spec.objective.metric, "mode": ray_mode(spec)}
-    epochs = planned_epochs(spec)
+    epochs = spec.planned_epochs()
     kind = spec.scheduler.type
     if kind in ("asha", "hyperband"):
         if epochs and options.get("grace_period", 1) >= epochs and "max_t" not in options:
-            return FIFOScheduler()  # its first rung would be the last epoch: it could only prune finished trials
+            return FIFOScheduler()  # a stored spec's (a new one is refused): it could only prune finished trials
         options.setdefault("max_t", max(epochs - 1, options.get("grace_period", 1)) if epochs else 100)
         if kind == "hyperband":  # HyperBand's brackets, asynchronous (see hyperband_brackets)
             options["brackets"] = hyperband_brackets(options["max_t"], options.get("grace_period", 1),

@@ -77,7 +77,7 @@ def test_a_resumed_grid_search_keeps_its_seed_and_visits_every_point_once(tmp_pa
 def test_scheduler_periods_stay_below_the_last_epoch():
     """A rung on the last epoch would stop a trial that has trained fully, before it returns (PRUNED, no test
     metrics); max_t defaults to just below the planned epochs, wherever they come from."""
-    from search_spaces.loader import load_spec
+    from search_spaces.loader import load_spec, spec_from_dict
     from sweeper.schedulers import build_scheduler
 
     def scheduler(*overrides):
@@ -90,10 +90,15 @@ def test_scheduler_periods_stay_below_the_last_epoch():
     assert hyperband._max_t == 8 and len(hyperband._brackets) == 2 and not hyperband._stop_last_trials  # 3^1 <= 8
     assert scheduler("scheduler={type: median}")._grace_period == 1  # epochs, not Ray's 60 (seconds)
     # a grace period of all the epochs: the first rung would be the last epoch, where it could only prune
-    # trials that trained fully; nothing is left to schedule
+    # trials that trained fully; nothing is left to schedule (a new space is refused; a smoke run or a study that
+    # ran so goes on)
     short = ("params.warmup_epochs={type: fixed, value: 0}", "enqueue=[]")
-    assert type(scheduler(*short, "training.epochs=3", "scheduler.grace_period=3")).__name__ == "FIFOScheduler"
-    assert type(scheduler(*short, "training.epochs=1", "scheduler={type: hyperband}")).__name__ == "FIFOScheduler"
+    quick = load_spec("spaces/asl20.yaml", overrides=[*short, "scheduler.grace_period=3"], quick=True)
+    assert type(build_scheduler(quick)).__name__ == "FIFOScheduler"
+    ran = load_spec("spaces/asl20.yaml", overrides=[*short, "training.epochs=1", "scheduler={type: hyperband}"],
+                    quick=True)
+    stored = spec_from_dict({k: v for k, v in ran.to_yaml_dict().items() if k != "quick"}, stored=True)
+    assert type(build_scheduler(stored)).__name__ == "FIFOScheduler"
 
 
 def test_schedulers_record_but_do_not_judge_a_resumed_trials_replayed_epochs():
@@ -279,8 +284,10 @@ def test_no_scheduler_stops_a_trial_at_its_own_last_epoch():
                        for epoch, value in enumerate(values, 1)] for name, (_, values) in curves.items()}
 
     keep, stop = TrialScheduler.CONTINUE, TrialScheduler.STOP
-    median = decisions("{type: median, grace_period: 4}", {"good": (None, [0.9] * 4), "poor": (None, [0.1] * 4)})
-    assert median["poor"] == [keep] * 4  # judged at epoch 4 only, its last
+    median = decisions("{type: median, grace_period: 2, min_samples_required: 1}", {
+        "good": (None, [0.9] * 4), "poor": (2, [0.1] * 2), "early": (None, [0.1] * 2)})
+    assert median["poor"] == [keep] * 2  # judged at epoch 2 only, its last (a grace period of all the space's
+    assert median["early"] == [keep, stop]  # epochs is refused: it would stop no trial)
     asha = decisions("{type: asha, grace_period: 1, reduction_factor: 2, max_t: 4}", {
         "good": (None, [0.9] * 4), "late": (None, [0.9, 0.9, 0.9, 0.1]), "short": (2, [0.9, 0.1]),
         "early": (None, [0.9, 0.1])})

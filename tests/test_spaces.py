@@ -330,6 +330,36 @@ def test_hint_names_the_setting_a_short_key_abbreviates(tmp_path: Path) -> None:
     assert "did you mean 'grace_period'" in find(err, "scheduler.grace")
 
 
+def test_a_scheduler_that_would_stop_no_trial_is_refused(tmp_path: Path) -> None:
+    """A first rung (grace period) at a trial's last epoch or later stops no trial: no trial is stopped at its last
+    epoch. It ran silently as no scheduler; a full sweep's space is refused at its line, a smoke run goes on."""
+    path = write(tmp_path, MINIMAL + "training: {epochs: 5}\nscheduler: {type: asha, grace_period: 5}\n")
+    assert str(errors(path)) == (
+        f"{path}:4: scheduler.grace_period: asha would stop no trial early: it judges a trial first at epoch 5, but a "
+        "trial trains epochs=5, and none is stopped at its last epoch (that saves nothing); give a grace_period below "
+        "5, train more epochs, or use scheduler type: none")
+    assert load_spec(path, overrides=["scheduler.grace_period=4"]).scheduler.options == {"grace_period": 4}
+    err = errors(path, overrides=["params.epochs={type: int, low: 2, high: 5}"])  # the most it samples
+    assert "but a trial trains at most epochs=5, and" in find(err, "scheduler.grace_period")
+    assert load_spec(path, quick=True).idle_scheduler() is None  # the built-in profile's grace period is 1
+    err = errors(path, overrides=["scheduler={type: median, grace_period: 6}"])
+    assert "median would stop no trial early" in find(err, "scheduler.grace_period")
+    err = errors(path, overrides=["epochs=1", "scheduler={type: hyperband}"])
+    assert find(err, "scheduler.type").startswith(f"{path}: --set scheduler={{type: hyperband}}: scheduler.type: "
+                                                  "hyperband would stop no trial early")
+    err = errors("asl20", overrides=["epochs=3", "params.warmup_epochs.high=3", "enqueue=[]"])
+    assert str(err).endswith(":70: --set epochs=3: scheduler.grace_period: asha would stop no trial early: it judges "
+                             "a trial first at epoch 3, but a trial trains epochs=3, and none is stopped at its last "
+                             "epoch (that saves nothing); give a grace_period below 3, train more epochs, or use "
+                             "scheduler type: none; with --set epochs=3, change scheduler.grace_period too")
+    # a --set for the full sweep is not refused for the smoke run's 3 epochs; that run says so as it starts
+    assert load_spec("asl20", overrides=["scheduler.grace_period=5"]).scheduler.options == {"grace_period": 5}
+    quick = load_spec("asl20", overrides=["scheduler.grace_period=3"], quick=True)
+    assert quick.idle_scheduler()[0] == "grace_period"
+    stored = spec_from_dict(quick.to_yaml_dict(), stored=True)  # a study that ran so goes on
+    assert stored.idle_scheduler() is not None
+
+
 def test_sampler_and_scheduler_options(tmp_path: Path) -> None:
     path = write(tmp_path, space("""\
         sampler: {type: tpe, gamma: 3, constant_liar: 3}
@@ -1044,11 +1074,12 @@ def test_set_takes_training_keys_where_unambiguous(tmp_path: Path) -> None:
     (["epochs=2", "params.dropout.high=0.4"], False), (["epochs=2"], True)],
     ids=["alone", "after-a-params-set", "before-a-params-set", "with-quick"])
 def test_the_set_that_made_a_value_wrong_is_named_and_no_other(overrides: list[str], quick: bool) -> None:
-    """--set epochs=2 makes asl20's warmup range and enqueued rows (warmup_epochs 3.0) too long. The rows blamed the
-    last --set params.* (any one) or --quick, the range the file, or --quick, whose warmup fitted its own epochs."""
+    """--set epochs=2 makes asl20's warmup range and enqueued rows (warmup_epochs 3.0) too long, and its grace period
+    (3; --quick's is 1) too. The rows blamed the last --set params.* (any one) or --quick, the range the file, or
+    --quick, whose warmup fitted its own epochs."""
     err = errors(BUILTIN_DIR / "asl20.yaml", overrides=overrides, quick=quick)
-    assert [(i.field, i.source) for i in err.issues] == \
-        [(field, "--set epochs=2") for field in ("params.warmup_epochs.high", "enqueue.0", "enqueue.1")], str(err)
+    fields = ["params.warmup_epochs.high", *["scheduler.grace_period"] * (not quick), "enqueue.0", "enqueue.1"]
+    assert [(i.field, i.source) for i in err.issues] == [(field, "--set epochs=2") for field in fields], str(err)
     assert err.line == 53 and find(err, "enqueue.1").startswith(f"{BUILTIN_DIR / 'asl20.yaml'}:93: --set epochs=2:")
     assert find(err, "params.warmup_epochs.high").endswith(
         "a number in [0, epochs] (epochs=2); with --set epochs=2, change params.warmup_epochs.high too")
