@@ -64,7 +64,7 @@ from sweeper.ray_runtime import (
     start_ray,
     trial_actors_on_prestarted_workers,
 )
-from sweeper.samplers import build_sampler
+from sweeper.samplers import build_sampler, cmaes_note
 from sweeper.study_writer import StudyWriter
 
 SAME_COMMAND = "the same command"  # what carries a stopped sweep on (see carry_on)
@@ -506,6 +506,8 @@ def build_tuner(spec: Spec, name: str, searcher: Any, recorder: Any, history: li
     trainable, scheduler = run_trial, build_scheduler(spec, history)
     if idle := spec.idle_scheduler():  # refused in a full sweep's space
         console.print(f"note: scheduler.{idle[0]}: {idle[1]}", markup=False)
+    if note := cmaes_note(spec):
+        console.print(note, markup=False)
     if spec.resources.fuse > 1:  # the scheduler judges each member; a group runs until its function returns
         from sweeper import fused
 

@@ -104,6 +104,8 @@ class BudgetedGridSampler(optuna.samplers.GridSampler):
 
 def default_sampler_options(spec: Spec) -> dict[str, Any]:
     """The constructor options ``build_sampler`` passes (the spec's options over sweeper's defaults)."""
+    if spec.sampler.type == "cmaes":  # Optuna's warning came for each categorical param of each trial: see cmaes_note
+        return {"warn_independent_sampling": False, **spec.sampler.options}
     if spec.sampler.type != "tpe":
         return spec.sampler.options
     # constant_liar: parallel trials count the pending ones as bad, which spreads the work
@@ -150,6 +152,17 @@ def _new_sampler(spec: Spec, resumed_after: int) -> optuna.samplers.BaseSampler:
     # one per trial number, or two drivers on one study train the same first configuration twice
     kind = getattr(optuna.samplers, sections.SAMPLER_CLASSES[spec.sampler.type])
     return kind(seed=seed, independent_sampler=NumberedRandomSampler(seed=seed), **default_sampler_options(spec))
+
+
+def cmaes_note(spec: Spec) -> str | None:
+    """What CMA-ES, which models numbers only, samples at random in every trial: said once as a sweep starts, where
+    Optuna said it for each categorical param of each trial (three lines a trial on a space with three)."""
+    categorical = [name for name, param in spec.sampled_params().items()
+                   if isinstance(param, sections.CategoricalParam) and not param.distribution().single()]
+    if spec.sampler.type != "cmaes" or not categorical or default_sampler_options(spec)["warn_independent_sampling"]:
+        return None
+    return (f"note: CMA-ES models numeric params only: it samples the categorical param{'s' * (len(categorical) > 1)} "
+            f"{', '.join(categorical)} independently, at random, in every trial")
 
 
 def check_sampling(spec: Spec) -> None:

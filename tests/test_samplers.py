@@ -459,6 +459,35 @@ def test_a_sampler_optuna_calls_experimental_is_built_without_a_raw_warning():
         assert [str(w.message) for w in caught] == [], sampler
 
 
+def test_cma_es_says_once_which_params_it_samples_at_random_not_for_each_of_each_trial():
+    """CMA-ES models numbers only: Optuna warned for each categorical param of each trial it sampled at random (two
+    lines a trial here, ~80 on a 40-trial sweep). The sweep says it once, in sweeper's words, as it starts."""
+    import logging
+
+    from search_spaces.loader import load_spec
+    from sweeper.samplers import build_sampler, cmaes_note
+
+    spec = load_spec("asl50", quick=True, overrides=[
+        "sampler={type: cmaes, seed: 0}", "params.batch_size={type: categorical, choices: [16, 32]}",
+        "params.seed={type: categorical, choices: [1]}"])  # one choice: not sampled
+    said = []
+    handler = logging.Handler()
+    handler.emit = lambda record: said.append(record.getMessage())
+    optuna.logging.get_logger("optuna").addHandler(handler)
+    try:
+        study = optuna.create_study(direction="maximize", sampler=build_sampler(spec))
+        for number in range(6):
+            study.tell(study.ask(spec.distributions()), float(number % 3))
+    finally:
+        optuna.logging.get_logger("optuna").removeHandler(handler)
+    assert [line for line in said if "sampled independently" in line] == []
+    assert cmaes_note(spec) == ("note: CMA-ES models numeric params only: it samples the categorical params "
+                                "model.size, batch_size independently, at random, in every trial")
+    assert cmaes_note(load_spec("asl20", overrides=["sampler={type: cmaes}"])) is None  # no categorical param
+    asked = load_spec("asl50", overrides=["sampler={type: cmaes, warn_independent_sampling: true}"])
+    assert cmaes_note(asked) is None and build_sampler(asked)._warn_independent_sampling  # Optuna's, as asked
+
+
 def test_a_grid_runs_no_point_twice_when_an_enqueued_row_is_already_in_the_study(tmp_path):
     """A repeated row (or one added on resume that a grid trial had run) is not queued again, yet it counted in the
     grid's budget: the spent grid was asked once more and re-ran a point, with Optuna's "grid has been exhausted"."""
