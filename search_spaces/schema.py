@@ -368,7 +368,13 @@ class Spec(BaseModel):
         none: no trial is stopped at its last epoch (that saves nothing, and would record a trained trial as
         PRUNED), and the sweep would run as with no scheduler, silently."""
         kind, epochs = self.scheduler.type, self.planned_epochs()
-        first = {**self.scheduler.DEFAULTS, **self.scheduler.options}.get("grace_period", 1)
+        options = {**self.scheduler.DEFAULTS, **self.scheduler.options}
+        first, others = options.get("grace_period", 1), options.get("min_samples_required", 0)
+        if others >= self.budget.trials:  # the median rule judges a trial beside that many others, or not at all
+            return "min_samples_required", (
+                f"{kind} would stop no trial early: it compares a trial with min_samples_required={others} others, "
+                f"but a sweep of budget.trials={self.budget.trials} gives a trial at most {self.budget.trials - 1}; "
+                f"give a min_samples_required below {self.budget.trials}, or more trials")
         if kind == "none" or not epochs or first < epochs:
             return None
         field = "type" if kind == "hyperband" else "grace_period"  # HyperBand's first rung is epoch 1

@@ -360,6 +360,19 @@ def test_a_scheduler_that_would_stop_no_trial_is_refused(tmp_path: Path) -> None
     assert stored.idle_scheduler() is not None
 
 
+def test_a_median_rule_that_needs_more_trials_than_the_sweep_runs_is_refused() -> None:
+    """It judges a trial beside min_samples_required others: as many as budget.trials or more, and it stopped none."""
+    err = errors("asl50", overrides=["scheduler={type: median, min_samples_required: 40}"])
+    assert str(err).endswith(
+        ": --set scheduler={type: median, min_samples_required: 40}: scheduler.min_samples_required: median would "
+        "stop no trial early: it compares a trial with min_samples_required=40 others, but a sweep of "
+        "budget.trials=40 gives a trial at most 39; give a min_samples_required below 40, or more trials")
+    assert load_spec("asl50", overrides=["scheduler={type: median, min_samples_required: 39}"])
+    err = errors("asl50", overrides=["scheduler.type=median", "budget.trials=3"])  # its default, 3
+    assert "min_samples_required=3 others" in find(err, "scheduler.min_samples_required")
+    assert load_spec("asl50", overrides=["scheduler.type=median", "budget.trials=3"], quick=True)  # says so, runs
+
+
 def test_sampler_and_scheduler_options(tmp_path: Path) -> None:
     path = write(tmp_path, space("""\
         sampler: {type: tpe, gamma: 3, constant_liar: 3}
