@@ -100,13 +100,14 @@ def import_tune_side() -> None:
     import sweeper.trainable  # noqa: F401
 
 
-def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] | None = None) -> optuna.Study:
+def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str | None], Any] | None = None) -> optuna.Study:
     """Run (or carry on) a sweep; Ctrl-C and SIGTERM raise KeyboardInterrupt once queued writes are written.
 
     ``exit_on_interrupt(resume_command)`` is for a program that leaves on Ctrl-C anyway (the CLI), and must end the
     process: it is called then, by a watcher thread as the signal arrives (the main thread, not interrupted, may be
     inside a call to Ray), or by the main thread where it sees the signal first. ``resume_command`` is
-    ``sweeper resume NAME``, with ``--storage`` where one was given.
+    ``sweeper resume NAME``, with ``--storage`` where one was given, or None before the study is made (a --fresh
+    study's NAME is not there to resume: the same command makes it).
     """
     started = time.perf_counter()
     spec, url, data, results_root = check_inputs(options)
@@ -233,7 +234,7 @@ class Interrupts:
     """Ctrl-C and the other stop signals during a sweep: each is noted in ``flag`` (Python may swallow the
     KeyboardInterrupt), and a program that leaves on them (``exit_on_interrupt``) leaves through :meth:`leave`."""
 
-    def __init__(self, writer: StudyWriter, url: str, exit_on_interrupt: Callable[[str], Any] | None,
+    def __init__(self, writer: StudyWriter, url: str, exit_on_interrupt: Callable[[str | None], Any] | None,
                  resume: str) -> None:
         self.flag = threading.Event()
         # held while the study is created or loaded, or a trial asked, which an exit must not cut short (a new SQLite
@@ -244,6 +245,7 @@ class Interrupts:
         self.url = url
         self.exit_on_interrupt = exit_on_interrupt
         self.resume = resume
+        self.opened = False  # the study is made (set under unbroken): until then there is no NAME to resume
 
     def noted(self) -> contextlib.AbstractContextManager[None]:
         """Interrupts noted in ``flag`` for the block; with an exit, a watcher thread leaves even while the main
@@ -260,7 +262,7 @@ class Interrupts:
         self.unbroken.acquire(timeout=STUDY_OPEN_WAIT_S)
         self.writer.drain(INTERRUPT_DRAIN_S)
         fold_sqlite_wal(self.url)
-        self.exit_on_interrupt(self.resume)
+        self.exit_on_interrupt(self.resume if self.opened else None)
 
 
 def start_ray_and_open_study(spec: Spec, url: str, options: SweepOptions, results_root: Path, data: str | None,
@@ -274,8 +276,7 @@ def start_ray_and_open_study(spec: Spec, url: str, options: SweepOptions, result
     # ray.init would wait a minute on them
     try:
         with interrupts.noted(), ThreadPoolExecutor(max_workers=2) as pool:
-            opened = pool.submit(open_study_whole, interrupts.unbroken, policy, spec, url, options.space, results_root,
-                                 data)
+            opened = pool.submit(open_study_whole, interrupts, policy, spec, url, options.space, results_root, data)
             imported = pool.submit(import_tune_side)
             if not joining:
                 with environment_without(ENV_VAR):  # a local Ray's processes inherit our environment; not this
@@ -290,14 +291,17 @@ def start_ray_and_open_study(spec: Spec, url: str, options: SweepOptions, result
     return study, created
 
 
-def open_study_whole(unbroken: threading.Lock, policy: OutagePolicy, spec: Spec, url: str, space: str | None,
+def open_study_whole(interrupts: Interrupts, policy: OutagePolicy, spec: Spec, url: str, space: str | None,
                      results_root: Path, data: str | None) -> tuple[optuna.Study, bool]:
-    """:func:`open_study`, riding out an outage, each try while holding ``unbroken``: an interrupt waits for a try to
-    finish, not for the outage to end (between tries nothing is half-written: a Ctrl-C then waited
-    STUDY_OPEN_WAIT_S, silent, with further signals ignored)."""
+    """:func:`open_study`, riding out an outage, each try while holding ``interrupts.unbroken``: an interrupt waits
+    for a try to finish, not for the outage to end (between tries nothing is half-written: a Ctrl-C then waited
+    STUDY_OPEN_WAIT_S, silent, with further signals ignored). A try that opens it marks ``interrupts.opened``
+    under the lock: an exit before that named ``sweeper resume NAME`` of a --fresh study not made yet."""
     def one_try() -> tuple[optuna.Study, bool]:
-        with unbroken:
-            return open_study(spec, url, space, results_root, data)
+        with interrupts.unbroken:
+            opened = open_study(spec, url, space, results_root, data)
+            interrupts.opened = True
+            return opened
 
     return policy.call(one_try)
 

@@ -13,6 +13,7 @@ import signal
 import socket
 import sqlite3
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -478,16 +479,19 @@ def test_ctrl_c_while_the_study_is_opened_in_an_outage_waits_for_one_try_not_for
     sweep started on a server that had just gone away ended after STUDY_OPEN_WAIT_S (30 s), silent, with a second
     Ctrl-C ignored (found by an exploratory test). Between tries nothing is half-written, so an exit may take it."""
     from search_spaces.loader import load_spec
-    from sweeper.driver import open_study_whole
+    from sweeper.driver import Interrupts, open_study_whole
+    from sweeper.study_writer import StudyWriter
 
     spec = load_spec("spaces/asl20.yaml", quick=True)
     refused = "postgresql+psycopg://postgres@127.0.0.1:1/test"  # a server that is away: connection refused
-    unbroken, policy = threading.Lock(), OutagePolicy(4.0, first_delay_s=0.05, max_delay_s=0.2)
+    policy = OutagePolicy(4.0, first_delay_s=0.05, max_delay_s=0.2)
+    interrupts = Interrupts(StudyWriter(policy), refused, None, "")
+    unbroken = interrupts.unbroken
     failed: list[BaseException] = []
 
     def opening() -> None:
         try:
-            open_study_whole(unbroken, policy, spec, refused, None, tmp_path, None)
+            open_study_whole(interrupts, policy, spec, refused, None, tmp_path, None)
         except StorageUnavailable as exc:
             failed.append(exc)
 
@@ -502,6 +506,38 @@ def test_ctrl_c_while_the_study_is_opened_in_an_outage_waits_for_one_try_not_for
     opener.join(30)
     assert taken and waited < 1.5, waited
     assert failed and not opener.is_alive()  # the open went on trying, and gave up at its budget
+
+
+CTRL_C_AS_A_FRESH_STUDY_IS_OPENED_IN_AN_OUTAGE = """
+import os, signal, sys, threading
+from sweeper import cli, driver
+from sweeper.driver import SweepOptions
+
+opened = driver.open_study
+refused = "postgresql+psycopg://postgres@127.0.0.1:1/test"  # as a server that went away after the checks
+
+def open_study(spec, url, *args):  # a Ctrl-C once the open is in its outage
+    threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()
+    driver.open_study = lambda spec, url, *args: opened(spec, refused, *args)
+    return driver.open_study(spec, url, *args)
+
+driver.open_study = open_study
+cli._sweep(SweepOptions(space=sys.argv[1], storage=sys.argv[2], fresh=True, storage_timeout=120, results_dir="runs"))
+"""
+
+
+def test_ctrl_c_before_a_fresh_study_is_made_names_the_same_command_not_its_resume(tmp_path):
+    """Ctrl-C as a --fresh sweep's study was opened in an outage said "sweeper resume NAME-2 carries it on", of a
+    study that was never made ("No study named 'NAME-2'"), where exit 75 at that point says the same command (found
+    by a review)."""
+    space = resumable_space(tmp_path, trials=2, sleep=0.0)
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    optuna.create_study(study_name=study_name(space), storage=url)  # taken: --fresh makes NAME-2
+    proc = subprocess.run([sys.executable, "-c", CTRL_C_AS_A_FRESH_STUDY_IS_OPENED_IN_AN_OUTAGE, str(space), url],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 130, proc.stdout + proc.stderr
+    assert "the same command carries it on" in proc.stderr and "sweeper resume" not in proc.stderr, proc.stderr
+    assert [s.study_name for s in optuna.get_all_study_summaries(url)] == [study_name(space)]
 
 
 def test_an_answer_lost_while_taking_an_enqueued_trial_leaves_no_ghost(tmp_path, storage_url, monkeypatch):
