@@ -536,13 +536,15 @@ def build_tuner(spec: Spec, name: str, searcher: Any, recorder: Any, history: li
 def final_summary(study: optuna.Study, policy: OutagePolicy, printer: SweepPrinter, url: str, how: str, *,
                   others_left: bool = True) -> list[optuna.trial.FrozenTrial]:
     """The final table, and (``others_left``) the trials of another driver that died meanwhile; returns the study's
-    trials. Every trial is recorded by now: an outage costs the summary only, and says so as any outage does."""
+    trials. Every trial is recorded by now: an outage costs the summary only, and says so as any outage does.
+    ``how`` (:func:`carry_on`) carries such trials on: "sweeper run again" would start yet another --fresh study."""
     try:
         policy.call(lambda: printer.final_table(study))
         if others_left and (left := policy.call(lambda: orphaned_trials(study))):
-            console.print(f"{count_trials(len(left))} of a driver that is gone {'is' if len(left) == 1 else 'are'} "
-                          "still RUNNING "
-                          f"({', '.join(f'#{t.number}' for t in left)}): sweeper run again carries them on")
+            one = len(left) == 1
+            console.print(f"{count_trials(len(left))} of a driver that is gone {'is' if one else 'are'} still RUNNING "
+                          f"({', '.join(f'#{t.number}' for t in left)}): {how} carries {'it' if one else 'them'} on",
+                          markup=False)
         return policy.call(lambda: study.get_trials(deepcopy=False))
     except StorageUnavailable:
         raise StorageUnavailable(outage_message(policy.timeout_s, url, how)) from None

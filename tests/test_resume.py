@@ -1067,3 +1067,23 @@ def test_a_deprecated_sampler_option_of_the_quick_section_alone_is_refused_as_va
     with pytest.raises(SpecError, match=r"q\.yaml:7: --quick: sampler\.prior_weight: is deprecated by Optuna"):
         load_spec(tmp_path / "q.yaml", keep_deprecated=True)  # another value than the full spec's
     assert not (tmp_path / "sweeps.db").exists()
+
+
+def test_the_final_summary_names_what_carries_a_gone_drivers_trials_on(tmp_path, capsys):
+    """Another driver's trials left RUNNING as this sweep ended were carried on by "sweeper run again", which after
+    --fresh starts yet another study and leaves them (found by a review): the sweep's own how, sweeper resume NAME."""
+    from search_spaces.loader import load_spec
+    from storage.resume import own
+    from storage.retry import OutagePolicy
+    from sweeper.driver import final_summary
+    from sweeper.progress import SweepPrinter
+
+    spec = load_spec("spaces/asl20.yaml", quick=True)
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    study = optuna.create_study(storage=url, study_name="asl20-quick-2", direction="maximize")
+    gone = Driver.current()
+    own(study.ask(spec.distributions()), Driver(gone.host, gone.pid, -1))  # its pid another process's: it died
+    resume = f"sweeper resume asl20-quick-2 --storage {url}"
+    final_summary(study, OutagePolicy(30), SweepPrinter(spec, []), url, resume)
+    out = " ".join(capsys.readouterr().out.split())
+    assert f"1 trial of a driver that is gone is still RUNNING (#0): {resume} carries it on" in out, out
