@@ -184,7 +184,7 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str | None]
         fold_sqlite_wal(url)
 
     # a full disk leaves this driver's trials RUNNING and ownerless, for the next run: not another driver's
-    trials = final_summary(study, policy, printer, url, how, others_left=not recorder.disk_problem)
+    trials = final_summary(study, policy, printer, how, others_left=not recorder.disk_problem)
     if recorder.disk_problem:
         raise DiskUnavailable(f"the sweep stopped: a trial's disk took no more writes ({recorder.disk_problem}); "
                               f"make room under {checkpoints} ({clean_command(spec, options, url)} deletes "
@@ -533,21 +533,19 @@ def build_tuner(spec: Spec, name: str, searcher: Any, recorder: Any, history: li
     )
 
 
-def final_summary(study: optuna.Study, policy: OutagePolicy, printer: SweepPrinter, url: str, how: str, *,
+def final_summary(study: optuna.Study, policy: OutagePolicy, printer: SweepPrinter, how: str, *,
                   others_left: bool = True) -> list[optuna.trial.FrozenTrial]:
     """The final table, and (``others_left``) the trials of another driver that died meanwhile; returns the study's
-    trials. Every trial is recorded by now: an outage costs the summary only, and says so as any outage does.
-    ``how`` (:func:`carry_on`) carries such trials on: "sweeper run again" would start yet another --fresh study."""
-    try:
-        policy.call(lambda: printer.final_table(study))
-        if others_left and (left := policy.call(lambda: orphaned_trials(study))):
-            one = len(left) == 1
-            console.print(f"{count_trials(len(left))} of a driver that is gone {'is' if one else 'are'} still RUNNING "
-                          f"({', '.join(f'#{t.number}' for t in left)}): {how} carries {'it' if one else 'them'} on",
-                          markup=False)
-        return policy.call(lambda: study.get_trials(deepcopy=False))
-    except StorageUnavailable:
-        raise StorageUnavailable(outage_message(policy.timeout_s, url, how)) from None
+    trials. Every trial is recorded by now: an outage costs the summary only, and says so as any outage does (the
+    policy's ``exhausted``). ``how`` (:func:`carry_on`) carries such trials on: "sweeper run again" would start yet
+    another --fresh study."""
+    policy.call(lambda: printer.final_table(study))
+    if others_left and (left := policy.call(lambda: orphaned_trials(study))):
+        one = len(left) == 1
+        console.print(f"{count_trials(len(left))} of a driver that is gone {'is' if one else 'are'} still RUNNING "
+                      f"({', '.join(f'#{t.number}' for t in left)}): {how} carries {'it' if one else 'them'} on",
+                      markup=False)
+    return policy.call(lambda: study.get_trials(deepcopy=False))
 
 
 def check_something_finished(trials: list[optuna.trial.FrozenTrial], name: str, *, shown: bool = True) -> None:

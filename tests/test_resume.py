@@ -1084,6 +1084,6 @@ def test_the_final_summary_names_what_carries_a_gone_drivers_trials_on(tmp_path,
     gone = Driver.current()
     own(study.ask(spec.distributions()), Driver(gone.host, gone.pid, -1))  # its pid another process's: it died
     resume = f"sweeper resume asl20-quick-2 --storage {url}"
-    final_summary(study, OutagePolicy(30), SweepPrinter(spec, []), url, resume)
+    final_summary(study, OutagePolicy(30), SweepPrinter(spec, []), resume)
     out = " ".join(capsys.readouterr().out.split())
     assert f"1 trial of a driver that is gone is still RUNNING (#0): {resume} carries it on" in out, out
