@@ -330,16 +330,23 @@ def report(storage: optuna.storages.BaseStorage, url: str, name: str, output: st
         path.parent.mkdir(parents=True, exist_ok=True)  # only a -o DIR/ may be missing by now
         write_whole(path, lambda out: out.write(page))
     except OSError as exc:
-        raise BadInput(f"Cannot write the report to {str(path)!r}: {exc.strerror or exc}.") from None
+        raise BadInput(f"Cannot write the report to {str(path)!r}: {_cannot(exc, path.parent)}.") from None
     err_console.print(f"wrote {path} ({count_trials(len(view.trials))}, {len(page) / 1e6:.1f} MB, works offline)",
                       markup=False)  # stderr: -o /dev/stdout is the page alone
 
 
 def _no_folder(folder: Path) -> str:
-    """Why ``folder`` cannot hold the output: missing, or a file (``-o notes.txt/r.html``)."""
-    if folder.exists():
-        return f"{str(folder)!r} is a file, not a folder"
+    """Why ``folder`` cannot hold the output: missing, or a file where it or a folder above it would be (``-o
+    notes.txt/r.html``, ``-o notes.txt/``, ``-o notes.txt/sub/``)."""
+    there = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if there is not None and not there.is_dir():
+        return f"{str(there)!r} is a file, not a folder"
     return f"the folder {str(folder)!r} does not exist"
+
+
+def _cannot(exc: OSError, folder: Path) -> str:
+    """``exc`` in words: a -o DIR/ that a file keeps from being made (mkdir's "File exists") as :func:`_no_folder`."""
+    return _no_folder(folder) if isinstance(exc, FileExistsError | NotADirectoryError) else str(exc.strerror or exc)
 
 
 def write_whole(path: Path, write: Callable[[TextIO], object]) -> None:
@@ -431,7 +438,7 @@ def export(storage: optuna.storages.BaseStorage, url: str, name: str, fmt: str |
         try:
             output.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:  # -o FILE/: a file named as the folder, or under it
-            raise BadInput(f"Cannot write to {str(output)!r}: {exc.strerror or exc}.") from None
+            raise BadInput(f"Cannot write to {str(output)!r}: {_cannot(exc, output.parent)}.") from None
     rows = trial_rows(trials_with_last_values(storage, study), curve_lengths(storage, study))
     if output is None:
         write_rows(rows, fmt, sys.stdout)  # `sweeper export NAME | head`: the CLI's _Commands ends a broken pipe

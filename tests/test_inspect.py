@@ -571,11 +571,16 @@ def test_export_into_a_folder_that_is_a_file_is_one_message(tmp_path: Path) -> N
     (tmp_path / "taken").write_text("mine", encoding="utf-8")
     storage = open_storage(url, read_only=True)
     try:
-        for to in ("taken/", "taken/sub/"):
-            with pytest.raises(BadInput, match=r"Cannot write to '.*taken/.*there\.csv': (File exists|Not a dir)"):
+        for to in ("taken/", "taken/sub/"):  # mkdir's "File exists" / "Not a directory" said nothing of taken
+            with pytest.raises(BadInput, match=r"Cannot write to '.*taken/.*there\.csv': '.*/taken' is a file, not a "
+                                               r"folder\.$"):
                 export(storage, url, "there", None, f"{tmp_path}/{to}")
+            with pytest.raises(BadInput, match=r"'.*/taken' is a file, not a folder\.$"):
+                report(storage, url, "there", f"{tmp_path}/{to}", 10)
         with pytest.raises(BadInput, match=r"'.*taken' is a file, not a folder\.$"):
             report(storage, url, "there", f"{tmp_path}/taken/r.html", 10)
+        with pytest.raises(BadInput, match=r"'.*/taken' is a file, not a folder\.$"):  # said 'taken/sub' is missing
+            report(storage, url, "there", f"{tmp_path}/taken/sub/r.html", 10)
         with pytest.raises(BadInput, match=r"'.*taken' is a file, not a folder\.$"):
             export(storage, url, "there", None, f"{tmp_path}/taken/t.csv")
         with pytest.raises(BadInput, match=r"the folder '.*gone' does not exist\.$"):
