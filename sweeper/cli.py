@@ -260,9 +260,7 @@ def _note_stop_signals() -> None:
 def _sweep(options: SweepOptions) -> None:
     from sweeper.driver import run_sweep
 
-    def interrupted(resume_command: str | None = None) -> NoReturn:
-        # run again, a --fresh sweep would start yet another study
-        how = resume_command if options.fresh and resume_command else "the same command"
+    def interrupted(how: str = "the same command") -> NoReturn:  # after --fresh, sweeper resume NAME (carry_on)
         _leave(INTERRUPTED_EXIT_CODE, f"interrupted: the study keeps its finished trials; {how} carries it on")
 
     # SIGTERM, SIGUSR1 and SIGHUP (stop_signals) are a Ctrl-C from the first moment: the driver then takes them

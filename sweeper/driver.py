@@ -100,14 +100,13 @@ def import_tune_side() -> None:
     import sweeper.trainable  # noqa: F401
 
 
-def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str | None], Any] | None = None) -> optuna.Study:
+def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] | None = None) -> optuna.Study:
     """Run (or carry on) a sweep; Ctrl-C and SIGTERM raise KeyboardInterrupt once queued writes are written.
 
-    ``exit_on_interrupt(resume_command)`` is for a program that leaves on Ctrl-C anyway (the CLI), and must end the
-    process: it is called then, by a watcher thread as the signal arrives (the main thread, not interrupted, may be
-    inside a call to Ray), or by the main thread where it sees the signal first. ``resume_command`` is
-    ``sweeper resume NAME``, with ``--storage`` where one was given, or None before the study is made (a --fresh
-    study's NAME is not there to resume: the same command makes it).
+    ``exit_on_interrupt(how)`` is for a program that leaves on Ctrl-C anyway (the CLI), and must end the process: it
+    is called then, by a watcher thread as the signal arrives (the main thread, not interrupted, may be inside a call
+    to Ray), or by the main thread where it sees the signal first. ``how`` carries the sweep on (:func:`carry_on`):
+    "the same command", or after --fresh ``sweeper resume NAME`` once that study is made.
     """
     started = time.perf_counter()
     spec, url, data, results_root = check_inputs(options)
@@ -126,7 +125,7 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str | None]
         exhausted=outage_message(timeout_s, url, SAME_COMMAND),
     )
     writer = StudyWriter(policy)
-    interrupts = Interrupts(writer, url, exit_on_interrupt, resume_command(spec, options, url))
+    interrupts = Interrupts(writer, url, exit_on_interrupt, how)
     study, created = start_ray_and_open_study(spec, url, options, results_root, data, joining, policy, interrupts)
     policy.exhausted = outage_message(timeout_s, url, how)
     spec = fitted_to_ray(spec, joining)
@@ -234,8 +233,8 @@ class Interrupts:
     """Ctrl-C and the other stop signals during a sweep: each is noted in ``flag`` (Python may swallow the
     KeyboardInterrupt), and a program that leaves on them (``exit_on_interrupt``) leaves through :meth:`leave`."""
 
-    def __init__(self, writer: StudyWriter, url: str, exit_on_interrupt: Callable[[str | None], Any] | None,
-                 resume: str) -> None:
+    def __init__(self, writer: StudyWriter, url: str, exit_on_interrupt: Callable[[str], Any] | None,
+                 how: str) -> None:
         self.flag = threading.Event()
         # held while the study is created or loaded, or a trial asked, which an exit must not cut short (a new SQLite
         # file left with Optuna's tables but not their version cannot be opened again; see StudySearcher._next_trial):
@@ -244,7 +243,7 @@ class Interrupts:
         self.writer = writer
         self.url = url
         self.exit_on_interrupt = exit_on_interrupt
-        self.resume = resume
+        self.how = how  # what carries the sweep on (carry_on)
         self.opened = False  # the study is made (set under unbroken): until then there is no NAME to resume
 
     def noted(self) -> contextlib.AbstractContextManager[None]:
@@ -262,7 +261,7 @@ class Interrupts:
         self.unbroken.acquire(timeout=STUDY_OPEN_WAIT_S)
         self.writer.drain(INTERRUPT_DRAIN_S)
         fold_sqlite_wal(self.url)
-        self.exit_on_interrupt(self.resume if self.opened else None)
+        self.exit_on_interrupt(self.how if self.opened else SAME_COMMAND)
 
 
 def start_ray_and_open_study(spec: Spec, url: str, options: SweepOptions, results_root: Path, data: str | None,
@@ -595,8 +594,8 @@ def check_local_resources(spec: Spec) -> None:
 
 def carry_on(spec: Spec, options: SweepOptions, url: str) -> str:
     """What carries this sweep on once stopped: the same command, but not after ``--fresh``, which would start yet
-    another study and leave this one's trials RUNNING (exit 75, a full disk and budget.time said it, as Ctrl-C did
-    not): ``sweeper resume NAME`` then."""
+    another study and leave this one's trials RUNNING: ``sweeper resume NAME`` then. What exit 75, a full disk, a
+    spent budget.time, a gone driver's trials and Ctrl-C all say (the CLI's Ctrl-C had a copy of this rule)."""
     return resume_command(spec, options, url) if options.fresh else SAME_COMMAND
 
 
