@@ -503,7 +503,7 @@ def test_a_grid_runs_no_point_twice_when_an_enqueued_row_is_already_in_the_study
     for point in spec.enqueue:  # as the driver queues them
         study.enqueue_trial(point, skip_if_exists=True)
     budget = trial_budget(spec, lambda: study.get_trials(deepcopy=False))
-    objective = lambda t: sum(t.suggest_categorical(n, d.choices) for n, d in spec.distributions().items())  # noqa: E731
-    study.optimize(objective, n_trials=budget)
+    study.optimize(lambda t: sum(t.suggest_categorical(n, d.choices) for n, d in spec.distributions().items()),
+                   n_trials=budget)
     grid_points = [tuple(sorted(t.params.items())) for t in study.trials if "grid_id" in t.system_attrs]
     assert budget == 9 and len(grid_points) == len(set(grid_points)) == 8
