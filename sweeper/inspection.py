@@ -294,9 +294,10 @@ def _details(view: StudyView, url: str) -> None:
     orphans = orphaned_trials(view.study, view.trials) if is_sweepers(view) else []
     if orphans:
         console.print(f"interrupted: {', '.join(f'#{t.number}' for t in orphans)} "
-                      f"{'was' if len(orphans) == 1 else 'were'} running when their driver stopped; "
-                      f"{shell_command('resume', name, storage_option(url, writing=True))} carries them on from their "
-                      "checkpoints",
+                      + ("was running when its driver stopped; " if len(orphans) == 1 else
+                         "were running when their driver stopped; ")
+                      + f"{shell_command('resume', name, storage_option(url, writing=True))} carries "
+                      + ("it on from its checkpoints" if len(orphans) == 1 else "them on from their checkpoints"),
                       markup=False)
     if view.complete:
         best = view.complete[0]

@@ -152,7 +152,8 @@ def test_interrupted_sweep_resumes_without_losing_or_repeating_trials(tmp_path, 
                            capture_output=True, text=True, cwd=tmp_path, timeout=120,
                            env={**os.environ, "COLUMNS": "300"}).stdout
     assert "interrupted: " + ", ".join(f"#{n}" for n in sorted(interrupted)) in shown, shown
-    assert f"running when their driver stopped; sweeper resume {name} --storage {storage_url} carries them on" in \
+    its, them = ("its", "it") if len(interrupted) == 1 else ("their", "them")
+    assert f"running when {its} driver stopped; sweeper resume {name} --storage {storage_url} carries {them} on" in \
         " ".join(shown.split()), shown
     narrow = subprocess.run([sys.executable, "-m", "sweeper.cli", "status", "--storage", storage_url],
                             capture_output=True, text=True, cwd=tmp_path, timeout=120,
