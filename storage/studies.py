@@ -32,13 +32,15 @@ def create_or_load_study(
     sampler: optuna.samplers.BaseSampler | None = None,
     *,
     study_attrs: Mapping[str, Any] | None = None,
+    only_new: bool = False,
 ) -> tuple[optuna.Study, bool]:
     """The study called ``name``, created if it does not exist; returns ``(study, created)``.
 
     ``study_attrs`` are written on creation; on resume only keys the study lacks are added (it may gain
     ``environment``; its ``spec`` is left as stored, for the caller to update). Resuming with the opposite
     ``direction`` raises :class:`StorageError`: ``load_study`` takes the stored direction, so the sweep would
-    optimise the wrong way. Two processes racing to create the same name both succeed; one creates.
+    optimise the wrong way. Two processes racing to create the same name both succeed; one creates. ``only_new``
+    (``--fresh``, whose name was free a moment ago) raises :class:`StorageError` instead of loading, writing nothing.
     """
     wanted = _direction(direction)
     _check_name(name)
@@ -52,6 +54,11 @@ def create_or_load_study(
     try:
         study = optuna.create_study(storage=storage, study_name=name, direction=wanted, sampler=sampler)
     except optuna.exceptions.DuplicatedStudyError:
+        if only_new:
+            raise StorageError(
+                f"Study {name!r} was made a moment ago by another sweep (two --fresh runs started together?), and "
+                "--fresh never joins a study: nothing was written. Run the same command again for a study of its "
+                "own.") from None
         created = False
         study = optuna.load_study(storage=storage, study_name=name, sampler=sampler)
         if study.directions != [wanted]:

@@ -275,7 +275,8 @@ def start_ray_and_open_study(spec: Spec, url: str, options: SweepOptions, result
     # ray.init would wait a minute on them
     try:
         with interrupts.noted(), ThreadPoolExecutor(max_workers=2) as pool:
-            opened = pool.submit(open_study_whole, interrupts, policy, spec, url, options.space, results_root, data)
+            opened = pool.submit(open_study_whole, interrupts, policy, spec, url, options.space, results_root, data,
+                                 options.fresh)
             imported = pool.submit(import_tune_side)
             if not joining:
                 with environment_without(ENV_VAR):  # a local Ray's processes inherit our environment; not this
@@ -291,14 +292,19 @@ def start_ray_and_open_study(spec: Spec, url: str, options: SweepOptions, result
 
 
 def open_study_whole(interrupts: Interrupts, policy: OutagePolicy, spec: Spec, url: str, space: str | None,
-                     results_root: Path, data: str | None) -> tuple[optuna.Study, bool]:
+                     results_root: Path, data: str | None, fresh: bool = False) -> tuple[optuna.Study, bool]:
     """:func:`open_study`, riding out an outage, each try while holding ``interrupts.unbroken``: an interrupt waits
     for a try to finish, not for the outage to end (between tries nothing is half-written: a Ctrl-C then waited
     STUDY_OPEN_WAIT_S, silent, with further signals ignored). A try that opens it marks ``interrupts.opened``
-    under the lock: an exit before that named ``sweeper resume NAME`` of a --fresh study not made yet."""
+    under the lock: an exit before that named ``sweeper resume NAME`` of a --fresh study not made yet. ``fresh``:
+    the first try refuses a study that exists (another --fresh run took the name); a retry may find the one its own
+    lost answer created, and carries it on."""
+    tries = []
+
     def one_try() -> tuple[optuna.Study, bool]:
         with interrupts.unbroken:
-            opened = open_study(spec, url, space, results_root, data)
+            tries.append(None)
+            opened = open_study(spec, url, space, results_root, data, fresh=fresh and len(tries) == 1)
             interrupts.opened = True
             return opened
 
@@ -607,9 +613,9 @@ def outage_message(timeout_s: float, url: str, how: str) -> str:
 
 
 def open_study(spec: Spec, url: str, space: str | None, results_root: Path = Path(RESULTS_DIR),
-               data: str | None = None) -> tuple[optuna.Study, bool]:
-    """Create the study or load it to continue; either way the space's ``enqueue`` rows it lacks are added, within
-    ``budget.trials`` (they run first).
+               data: str | None = None, *, fresh: bool = False) -> tuple[optuna.Study, bool]:
+    """Create the study or load it to continue (``fresh``: create it, or raise StorageError); either way the space's
+    ``enqueue`` rows it lacks are added, within ``budget.trials`` (they run first).
 
     The storage records heartbeats, so a driver on another machine can tell our trials from a dead driver's.
     On resume the stored spec is brought up to date (a larger budget is how a finished sweep is extended, and
@@ -619,7 +625,7 @@ def open_study(spec: Spec, url: str, space: str | None, results_root: Path = Pat
     # written with the study (a driver that finds it waits for them); to an earlier sweeper's study, where missing
     attributes = {k: v for k, v in {**study_attrs(spec, space), attrs.DATA: data}.items() if v is not None}
     study, created = create_or_load_study(storage, spec.name, spec.direction, build_sampler(spec),
-                                          study_attrs=attributes)
+                                          study_attrs=attributes, only_new=fresh)
     if not created:  # a driver creating it this moment enqueues its rows, then writes the folder: wait for both
         deadline = time.monotonic() + CREATOR_WAIT_S
         while attrs.CHECKPOINTS not in study.user_attrs and time.monotonic() < deadline:

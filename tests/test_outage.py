@@ -237,7 +237,7 @@ def test_an_outage_past_the_budget_as_the_study_is_opened_says_how_to_carry_on(r
 
     opened = driver.open_study
     refused = "postgresql+psycopg://postgres@127.0.0.1:1/test"  # as a server that went away: connection refused
-    monkeypatch.setattr(driver, "open_study", lambda spec, url, *args: opened(spec, refused, *args))
+    monkeypatch.setattr(driver, "open_study", lambda spec, url, *args, **kw: opened(spec, refused, *args, **kw))
     monkeypatch.chdir(tmp_path)
     space = resumable_space(tmp_path, trials=2, sleep=0.0)
     url = f"sqlite:///{tmp_path / 'sweeps.db'}"

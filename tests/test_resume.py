@@ -796,6 +796,22 @@ def test_a_study_another_space_made_a_moment_ago_is_not_joined(tmp_path):
     assert same.user_attrs["spec"]["params"]["x"]["high"] == 1.0
 
 
+def test_two_fresh_runs_started_together_do_not_share_one_study(tmp_path):
+    """Both found slow-2 free when prepare picked the name; the second loaded the first's new study, said "(new)" too,
+    and each ran half the budget of what its user took for a study of its own."""
+    space = resumable_space(tmp_path, trials=4, sleep=0.0)
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    name = study_name(space)
+    open_study(prepare(SweepOptions(space=str(space), storage=url))[0], url, str(space))
+    first, _ = prepare(SweepOptions(space=str(space), storage=url, fresh=True))
+    second, _ = prepare(SweepOptions(space=str(space), storage=url, fresh=True))
+    assert first.name == second.name == f"{name}-2"
+    open_study(first, url, str(space), fresh=True)
+    with pytest.raises(StorageError, match=r"made a moment ago by another sweep \(two --fresh runs started together"):
+        open_study(second, url, str(space), fresh=True)
+    assert prepare(SweepOptions(space=str(space), storage=url, fresh=True))[0].name == f"{name}-3"  # run again
+
+
 def test_the_resume_command_shown_pastes_into_a_shell_whatever_the_names():
     import shlex
 
