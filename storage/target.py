@@ -90,16 +90,20 @@ def prune_stopped(study: optuna.Study, unfinished: Iterable[optuna.Trial]) -> li
     """Record trials still running when the sweep stopped at its target as PRUNED, ``stop_reason`` sweep_stopped.
 
     Tune ends such trials without a last result, so nothing else tells the study; left RUNNING they would look
-    like a dead driver's trials to the next ``sweeper run``, which would carry them on. Returns their numbers.
+    like a dead driver's trials to the next ``sweeper run``, which would carry them on. Returns their numbers: not
+    those another driver recorded meanwhile (two resumes at once stop the same dead driver's trials).
     """
     numbers = []
     for trial in unfinished:
         frozen = study._storage.get_trial(trial._trial_id)
         if frozen.state != optuna.trial.TrialState.RUNNING:
             continue
-        trial.set_user_attr(attrs.STOP_REASON, attrs.STOP_SWEEP_STOPPED)
-        trial.set_user_attr(attrs.EPOCHS_RUN, epochs_trained(frozen))
-        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        try:
+            trial.set_user_attr(attrs.STOP_REASON, attrs.STOP_SWEEP_STOPPED)
+            trial.set_user_attr(attrs.EPOCHS_RUN, epochs_trained(frozen))
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED, skip_if_finished=True)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # another driver, resumed at the same moment, recorded it
         numbers.append(frozen.number)
     return numbers
 

@@ -144,6 +144,24 @@ def test_trials_running_when_the_sweep_stops_at_its_target_become_pruned(storage
         optuna.delete_study(study_name=study.study_name, storage=storage_url)
 
 
+def test_a_trial_another_driver_stops_meanwhile_is_left_to_it(tmp_path) -> None:
+    """Two sweeper resumes at once of a study that met its targets (stop_on_target) both stop the dead driver's
+    trials: one found a trial RUNNING, the other recorded it PRUNED, and the first crashed with a traceback
+    (UpdateFinishedTrialError, exit 1). A trigger lands the other driver's write right after this one's first."""
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    study, _ = sweep_like_study(url)
+    taken, ours = study.ask({"x": X}), study.ask({"x": X})
+    with open_storage(url).engine.begin() as connection:
+        connection.exec_driver_sql(
+            "CREATE TRIGGER other_driver AFTER INSERT ON trial_user_attributes "
+            f"WHEN NEW.key = 'stop_reason' AND NEW.trial_id = {taken._trial_id} "
+            "BEGIN UPDATE trials SET state = 'PRUNED', datetime_complete = CURRENT_TIMESTAMP "
+            "WHERE trial_id = NEW.trial_id; END")
+    assert prune_stopped(study, [taken, ours]) == [ours.number]
+    stored = optuna.load_study(study_name=study.study_name, storage=url).trials
+    assert stored[taken.number].state == stored[ours.number].state == TS.PRUNED
+
+
 def test_a_target_on_the_objective_is_judged_on_the_recorded_value_the_best_epoch() -> None:
     """An entrypoint that returns best_<metric> is recorded with that value; the recorder judges the target on it
     too (not on the last epoch), as status and the report do, so the record is written and stop_on_target fires."""
