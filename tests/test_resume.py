@@ -812,30 +812,6 @@ def test_two_fresh_runs_started_together_do_not_share_one_study(tmp_path):
     assert prepare(SweepOptions(space=str(space), storage=url, fresh=True))[0].name == f"{name}-3"  # run again
 
 
-def test_a_fresh_sweep_names_sweeper_resume_for_the_trials_a_dead_driver_left(tmp_path, capsys):
-    """A --fresh sweep that a second driver joined (sweeper resume NAME), killed -9: the first one's last line said
-    "sweeper run again carries them on", which started yet another study and left those trials RUNNING."""
-    from storage.retry import OutagePolicy
-    from sweeper.driver import carry_on, final_summary
-    from sweeper.progress import SweepPrinter
-
-    space = resumable_space(tmp_path, trials=4, sleep=0.0)
-    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
-    open_study(prepare(SweepOptions(space=str(space), storage=url))[0], url, str(space))
-    options = SweepOptions(space=str(space), storage=url, fresh=True)
-    spec, _ = prepare(options)
-    study, _ = open_study(spec, url, str(space))
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    with warnings.catch_warnings():  # asking outside Study.optimize is what the driver does too
-        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
-        trial = study.ask()
-    trial.set_user_attr(attrs.DRIVER, Driver(socket.gethostname(), dead.pid, None).as_attr())
-    final_summary(study, OutagePolicy(30), SweepPrinter(spec, []), url, carry_on(spec, options, url))
-    said = " ".join(capsys.readouterr().out.split())
-    assert f"still RUNNING (#0): sweeper resume {spec.name} --storage {url} carries it on" in said, said
-
-
 def test_the_resume_command_shown_pastes_into_a_shell_whatever_the_names():
     import shlex
 
