@@ -185,7 +185,7 @@ def in_work_dir(view: StudyView, config: Mapping[str, Any], command: str) -> str
     """``cd FOLDER && command`` where the trial read a relative data path from its study's first folder (the study
     attr ``work_dir``), which is not this one: run from here, the command would read another file."""
     folder = view.study.user_attrs.get(attrs.WORK_DIR)
-    relative = any(isinstance(config.get(k), str) and config[k] and not Path(config[k]).is_absolute()
+    relative = any(isinstance(config.get(k), str) and config[k] and not Path(config[k]).expanduser().is_absolute()
                    for k in ("dataset.path", "dataset.split_file", "dataset.landmarks_dir"))
     if not relative or not isinstance(folder, str) or Path(folder) == Path.cwd():
         return command

@@ -172,8 +172,8 @@ def check_same_data(spec: Spec, found: Any, data: str | None, folder: str | Path
         raise DataError(f"{where} this sweeper generates other synthetic data ({data}) than study {spec.name!r} "
                         f"began with ({found}): its trials would compare two datasets. Start a study of its own "
                         "(sweeper run SPACE --fresh), or use that sweeper version.")
-    path = spec.base_config().get("dataset.path")
-    read = f" (read in {folder})" if folder and not Path(str(path)).is_absolute() else ""
+    path = Path(str(spec.base_config().get("dataset.path"))).expanduser()
+    read = f" (read in {folder})" if folder and not path.is_absolute() else ""
     raise DataError(f"{where} {path}{read} is not the data study {spec.name!r} began with (its bytes changed since: "
                     f"{data[:19]}... now, {str(found)[:19]}... then): its trials would compare two datasets. Restore "
                     "the data, or start a study of its own (sweeper run SPACE --fresh).")

@@ -304,6 +304,28 @@ def test_npz_through_load_splits(tmp_path: Path) -> None:
     assert splits.num_classes == 3
 
 
+def test_a_data_path_under_home_is_read_from_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``dataset.path: ~/data.npz`` (no shell expands a ~ in YAML or after --set's =) was "file not found" for a
+    file that exists, in sweeper validate, run and train alike: each read the path as a folder named ~."""
+    from search_spaces.loader import load_spec
+    from sweeper.preflight import check_data_found, check_same_data
+    from trials.datasets import data_fingerprint
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir()
+    path = write_npz(tmp_path / "home" / "data.npz", n_classes=3, per_class=10)
+    cfg = TrainConfig.from_flat({"dataset.name": "npz", "dataset.path": "~/data.npz", "dataset.classes": 3,
+                                 "objective": "val_top1"})
+    assert cfg.dataset_path == str(path) and str(path) in data.load_splits(cfg).description
+    (tmp_path / "space.yaml").write_text("training: {dataset: {name: npz, path: ~/data.npz, classes: 3}}\n"
+                                         "objective: {metric: val_top1}\n"
+                                         "params:\n  lr: {type: float, low: 0.001, high: 0.01}\n")
+    spec = load_spec(tmp_path / "space.yaml")
+    assert check_data_found(spec, tmp_path) == data_fingerprint("npz", path)
+    with pytest.raises(DataError, match=rf"training\.dataset: {path} is not the data study 'space' began with \(its"):
+        check_same_data(spec, "sha256:then", "sha256:now", tmp_path)
+
+
 @pytest.mark.parametrize(("classes", "words"), [
     (20, "class 3 has no training samples: the labels run 0..2 but dataset.classes=20 (set it to 3)"),
     (2, "y[12]=2 is out of range [0, 2) (dataset.classes=2): set dataset.classes to 3"),

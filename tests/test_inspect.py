@@ -301,6 +301,17 @@ def test_target_met_by_is_the_first_trial_to_meet_the_targets_not_the_best() -> 
     assert study_summary(view)["target_met_by"] == 1
 
 
+
+def test_a_data_path_under_home_needs_no_cd_to_the_studys_first_folder(tmp_path: Path) -> None:
+    """best prefixed ``cd FIRST &&`` to a trial that read ``~/data.npz``, which every folder reads alike."""
+    from sweeper.best import in_work_dir
+
+    study = optuna.create_study()
+    study.set_user_attr(attrs.WORK_DIR, str(tmp_path))
+    assert in_work_dir(view_of(study), {"dataset.path": "~/data.npz"}, "sweeper train") == "sweeper train"
+    assert in_work_dir(view_of(study), {"dataset.path": "data.npz"}, "sweeper train") == \
+        f"cd {tmp_path} && sweeper train"
+
 STATUS_KEYS = {"name", "state", "trials", "n_trials", "objective", "best", "targets", "target_met", "target_met_by",
                "baseline", "first_trial_start", "last_trial_end", "duration_seconds", "interrupted_trials",
                "space_file"}

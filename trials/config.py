@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import os
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, fields
@@ -96,6 +97,8 @@ class TrainConfig:
             if key not in known:
                 raise ConfigError(unknown_key(key, list(known), "setting"), key)
             values[known[key].name] = coerce(key, raw, known[key].type)
+        if values.get("dataset_path"):  # ~ in YAML, or after --set's =, reaches us as it is: no shell expands it
+            values["dataset_path"] = os.path.expanduser(values["dataset_path"])
         cfg = cls(**values)
         if validate:
             cfg.validate()
