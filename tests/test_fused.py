@@ -201,7 +201,7 @@ def test_a_member_checkpoint_resumes_alone_and_a_single_checkpoint_resumes_in_a_
     # the files are the single trial's format, key for key
     single = torch.load(tmp_path / "b" / "state.pt", weights_only=True)
     member = torch.load(tmp_path / "b-group" / "state.pt", weights_only=True)
-    assert single.keys() == member.keys()
+    assert single.keys() == member.keys() and single["data"] == member["data"] != ""  # the data it trained on
     assert single["model"].keys() == member["model"].keys()
     assert single["optimizer"]["state"].keys() == member["optimizer"]["state"].keys()
     assert single["optimizer"]["state"][0].keys() == member["optimizer"]["state"][0].keys()

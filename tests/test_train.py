@@ -85,8 +85,30 @@ def test_a_checkpoint_of_other_data_under_the_same_path_is_refused_in_words(tmp_
               "epochs": 1, "batch_size": 8, "objective": "val_top1"}
     run(config, None, tmp_path / "ck")
     np.savez(path, X=rng.standard_normal((24, 6, 7, 3)).astype(np.float32), y=y)  # 7 landmarks instead of 5
+    with pytest.raises(ConfigError, match=rf"ck/state\.pt was trained on other data than {path} gives now \(sha256:"):
+        run(config, None, tmp_path / "ck")
+    state = torch.load(tmp_path / "ck" / "state.pt", weights_only=True)
+    torch.save({k: v for k, v in state.items() if k != "data"}, tmp_path / "ck" / "state.pt")  # as before 2026-12-06
     with pytest.raises(ConfigError, match=r"ck/state\.pt holds a model of another shape than this data gives \(size "
                                           r"mismatch for input_proj\.weight.*\): the data changed since"):
+        run(config, None, tmp_path / "ck")
+
+
+def test_a_checkpoint_of_other_data_of_the_same_shape_is_refused_not_resumed(tmp_path):
+    """sweeper train --checkpoint-dir resumed after the npz under dataset.path was rewritten with other landmarks of
+    the same shape: it reported the old run's validation metrics beside the new data's test metrics, without a
+    word. Sweeps refuse such data by its sha256 (study attr ``data``); the checkpoint now records the same."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    path, y = tmp_path / "data.npz", np.repeat(np.arange(3), 8)
+    np.savez(path, X=rng.standard_normal((24, 6, 5, 3)).astype(np.float32), y=y)
+    config = {"dataset.name": "npz", "dataset.path": str(path), "dataset.classes": 3, "dataset.seq_len": 8,
+              "epochs": 1, "batch_size": 8, "objective": "val_top1"}
+    run(config, None, tmp_path / "ck")
+    assert run(config, None, tmp_path / "ck")["epochs_run"] == 1  # the same data: resumed
+    np.savez(path, X=rng.standard_normal((24, 6, 5, 3)).astype(np.float32), y=y)
+    with pytest.raises(ConfigError, match=r"ck/state\.pt was trained on other data than .*data\.npz gives now"):
         run(config, None, tmp_path / "ck")
 
 

@@ -15,10 +15,10 @@ import numpy as np
 import torch
 
 from trials.config import TrainConfig
-from trials.datasets import Labelled, check_splits, read_npz, read_wlasl
+from trials.datasets import Labelled, check_splits, data_fingerprint, read_npz, read_wlasl
 from trials.errors import DataError
 from trials.splitting import SPLIT_NAMES, part_from_signers, signer_partition
-from trials.synthetic import SYNTHETIC_KNOBS, SyntheticKnobs, held_out_companions, make_synthetic
+from trials.synthetic import GENERATOR, SYNTHETIC_KNOBS, SyntheticKnobs, held_out_companions, make_synthetic
 
 PREPROCESS_CHUNK = 1024  # npz samples preprocessed at a time
 # Below this RMS spread, as a share of the coordinates' size, a sequence is a single point (its spread is rounding):
@@ -39,6 +39,7 @@ class Splits:
     num_classes: int
     feature_dim: int
     description: str  # one line: source, counts per split, classes
+    fingerprint: str = ""  # what a checkpoint records of the data it was trained on (a study's attr ``data`` too)
 
     def to(self, device: torch.device | str) -> Splits:
         """The same splits with every tensor on ``device`` (no copy when already there)."""
@@ -67,11 +68,15 @@ def load_splits(cfg: TrainConfig) -> Splits:
             cfg.dataset_noise, cfg.dataset_seed, cfg.dataset_seq_len, knobs,
         ).clone()
     if cfg.dataset_name == "npz":
-        return load_npz(cfg.dataset_path, cfg.dataset_seq_len, classes=cfg.dataset_classes, seed=cfg.dataset_seed)
-    if cfg.dataset_name == "wlasl":
-        return load_wlasl(cfg.dataset_path, cfg.dataset_split_file, cfg.dataset_landmarks_dir, cfg.dataset_seq_len,
-                          classes=cfg.dataset_classes)
-    raise DataError(f"dataset.name={cfg.dataset_name!r}: unknown dataset; use synthetic, npz or wlasl")
+        splits = load_npz(cfg.dataset_path, cfg.dataset_seq_len, classes=cfg.dataset_classes, seed=cfg.dataset_seed)
+    elif cfg.dataset_name == "wlasl":
+        splits = load_wlasl(cfg.dataset_path, cfg.dataset_split_file, cfg.dataset_landmarks_dir, cfg.dataset_seq_len,
+                            classes=cfg.dataset_classes)
+    else:
+        raise DataError(f"dataset.name={cfg.dataset_name!r}: unknown dataset; use synthetic, npz or wlasl")
+    # new bytes under the same path: a checkpoint of the old ones is not resumed on them (same shape or not)
+    return replace(splits, fingerprint=data_fingerprint(cfg.dataset_name, cfg.dataset_path, cfg.dataset_split_file,
+                                                        cfg.dataset_landmarks_dir))
 
 
 # ================================================================================================
@@ -136,7 +141,7 @@ def synthetic_splits(
     part = part_from_signers(signer, val, test)
     source = f"synthetic (seed {seed}, noise {noise:g}, imbalance {imbalance:g})"
     how = f"split by signer {len(train)}/{len(val)}/{len(test)}"
-    return _finish(Labelled("synthetic", source, xs, y, part, classes, how), seq_len)
+    return replace(_finish(Labelled("synthetic", source, xs, y, part, classes, how), seq_len), fingerprint=GENERATOR)
 
 
 def load_npz(path: str | Path, seq_len: int, *, classes: int | None = None, seed: int = 0) -> Splits:

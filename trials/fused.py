@@ -160,7 +160,7 @@ class Group:
             state_path = Path(checkpoint_dir) / STATE_FILE if checkpoint_dir is not None else None
             progress, best_state = new_progress(), copy.deepcopy(model.state_dict())
             if state_path is not None and state_path.exists():
-                progress, best_state = load_state(state_path, model, optimizer, cfg)
+                progress, best_state = load_state(state_path, model, optimizer, cfg, self.data.fingerprint)
                 log.info("member %d resumed from %s at epoch %d", index, state_path, progress["epoch"])
             rng = RandomStream(self.device)
         return Member(index, cfg, report or (lambda metrics: None), state_path, model, optimizer, rng,
@@ -394,7 +394,7 @@ class Group:
         for group in m.optimizer.param_groups:
             group["lr"] = m.lr
         with torch.random.fork_rng(devices=self.cuda_devices), m.rng:
-            save_state(m.state_path, m.model, m.optimizer, m.progress, m.best_state, m.cfg)
+            save_state(m.state_path, m.model, m.optimizer, m.progress, m.best_state, m.cfg, self.data.fingerprint)
 
 
 __all__ = ["group_key", "run_group"]

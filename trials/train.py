@@ -67,7 +67,7 @@ def run(config: Mapping[str, Any], report: Report | None = None, checkpoint_dir:
     best_state = copy.deepcopy(model.state_dict())
     state_path = Path(checkpoint_dir) / STATE_FILE if checkpoint_dir is not None else None
     if state_path is not None and state_path.exists():
-        progress, best_state = load_state(state_path, model, optimizer, cfg)
+        progress, best_state = load_state(state_path, model, optimizer, cfg, data.fingerprint)
         log.info("resumed from %s at epoch %d", state_path, progress["epoch"])
         for metrics in progress["history"]:  # again: a killed driver may have recorded none of the last few
             report({**metrics, REPLAYED: True})
@@ -89,7 +89,7 @@ def run(config: Mapping[str, Any], report: Report | None = None, checkpoint_dir:
         if track_best(progress, metrics, cfg):
             best_state = copy.deepcopy(model.state_dict())
         if state_path is not None and checkpoint_due(epoch, progress, cfg):
-            save_state(state_path, model, optimizer, progress, best_state, cfg)
+            save_state(state_path, model, optimizer, progress, best_state, cfg, data.fingerprint)
         report(metrics)
 
     # --- final: test split on the best checkpoint ---------------------------------------------------
@@ -176,10 +176,12 @@ def trained_config(cfg: TrainConfig) -> dict[str, Any]:
 
 
 def save_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, progress: dict,
-               best_state: dict, cfg: TrainConfig) -> None:
-    """Everything needed to continue bit-for-bit, written atomically (a crash mid-write keeps the old file)."""
+               best_state: dict, cfg: TrainConfig, data: str = "") -> None:
+    """Everything needed to continue bit-for-bit, written atomically (a crash mid-write keeps the old file);
+    ``data``: the fingerprint of the data it trains on (:attr:`trials.data.Splits.fingerprint`)."""
     state = {
         "config": trained_config(cfg),
+        "data": data,
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "best_model": best_state,
@@ -200,15 +202,20 @@ def checkpoint_due(epoch: int, progress: dict, cfg: TrainConfig) -> bool:
         epoch + 1 - progress["best_epoch"] > cfg.early_stopping > 0
 
 
-def load_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, cfg: TrainConfig
-               ) -> tuple[dict, dict]:
-    """A checkpoint of this very config; one of another run is refused (resumed, it would replay that run)."""
+def load_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, cfg: TrainConfig,
+               data: str = "") -> tuple[dict, dict]:
+    """A checkpoint of this very config and data; one of another run is refused (resumed, it would replay that
+    run). ``data``: :func:`save_state`'s; a checkpoint written without one (before 2026-12-06) is compared by shape."""
     # on the CPU: the RNG states must stay CPU byte tensors; load_state_dict copies the rest onto the model's device
     state = torch.load(path, map_location="cpu", weights_only=True)
     now, then = trained_config(cfg), state.get("config", {})
     if changed := [f"{k} {then.get(k)!r} -> {now.get(k)!r}" for k in now if then and then.get(k) != now.get(k)]:
         raise ConfigError(f"{path} holds a run of another config ({', '.join(changed)}): give another checkpoint "
                           "dir, or delete this one to start over")
+    if data and state.get("data") and state["data"] != data:  # the same shape is no sign of the same data
+        raise ConfigError(f"{path} was trained on other data than {cfg.dataset_path or 'the generator'} gives now "
+                          f"({data[:19]}... now, {state['data'][:19]}... then): give another checkpoint dir, or "
+                          "delete this one to start over")
     try:  # the same config, but the data under dataset.path changed since: other features or classes
         model.load_state_dict(state["model"])
     except RuntimeError as exc:
