@@ -292,9 +292,10 @@ class Spec(BaseModel):
     @field_validator("enqueue")
     @classmethod
     def _check_enqueue(cls, rows: list[dict[str, Any]], info: ValidationInfo) -> list[dict[str, Any]]:
-        # params is None where one is refused: then a row is checked by its keys only (a value needs its param)
-        params = info.data.get("params")
-        names = params or {n: None for n, refused in info.context.get("param_names", {}).items() if not refused}
+        # params is None where one is refused: then a row's value is checked against its param where that validated,
+        # else by its key only (a value needs its param)
+        params, bodies = info.data.get("params"), info.context.get("param_bodies", {})
+        names = params or {n: bodies.get(n) for n, bad in info.context.get("param_names", {}).items() if not bad}
         sampled = [n for n, p in names.items() if p is None or isinstance(p, sections.SampledParam)]
         issues: list[tuple[Path, str]] = [((i,), "is empty; give values for some params") for i, r in enumerate(rows)
                                           if not r]
@@ -309,7 +310,7 @@ class Spec(BaseModel):
                     if key not in sampled:
                         raise ValueError("is a fixed param; only sampled params can be enqueued" if key in names
                                          else unknown_key(key, sampled, "param"))
-                    row[key] = params[key].admit(raw, key) if params else raw
+                    row[key] = names[key].admit(raw, key) if names[key] is not None else raw
                 except ValueError as exc:
                     issues.append(((i, key), str(exc)))
         fail(issues)

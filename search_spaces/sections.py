@@ -295,7 +295,15 @@ def _param_name(name: str, info: ValidationInfo) -> str:
     return name
 
 
-Params = Annotated[dict[Annotated[str, AfterValidator(_param_name)], Param],
+def _param_body(param: Param, info: ValidationInfo) -> Param:
+    """A param that validated, by its name (the key validated just before it): where another param is refused, an
+    enqueued row's value for this one is still checked against it."""
+    if names := info.context.get("param_names"):
+        info.context.setdefault("param_bodies", {})[next(reversed(names))] = param
+    return param
+
+
+Params = Annotated[dict[Annotated[str, AfterValidator(_param_name)], Annotated[Param, AfterValidator(_param_body)]],
                    BeforeValidator(lambda value: {} if value is None else value)]  # none: nothing to tune
 
 

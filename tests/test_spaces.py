@@ -548,6 +548,24 @@ def test_enqueue_rules(tmp_path: Path) -> None:
     assert "unknown param 'dropot'" in find(err, "enqueue.1.dropot")
 
 
+
+def test_an_enqueued_rows_values_are_checked_while_another_param_is_refused(tmp_path: Path) -> None:
+    """A refused param (lr's low above its high) left every row's values unchecked: the user fixed lr, ran again,
+    and only then heard that the row's dropout lies outside its param's range, and that seed is fixed."""
+    path = write(tmp_path, """\
+        params:
+          lr: {type: float, low: 1.0e-2, high: 1.0e-4}
+          dropout: {type: float, low: 0.0, high: 0.3}
+          seed: {type: fixed, value: 1}
+        enqueue:
+          - {dropout: 5.0, lr: 1.0e-3, seed: 2}
+        """)
+    err = errors(path)
+    assert "must be < high" in find(err, "params.lr.low")
+    assert find(err, "enqueue.0.dropout") == f"{path}:6: enqueue.0.dropout: 5.0 is outside [0.0, 0.3]"
+    assert "fixed param" in find(err, "enqueue.0.seed")
+    assert not [i for i in err.issues if i.field == "enqueue.0.lr"]  # its param's problem, said once, at the param
+
 def test_grid_sampler(tmp_path: Path) -> None:
     path = write(tmp_path, """\
         params:
