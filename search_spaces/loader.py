@@ -26,6 +26,8 @@ BUILTIN_DIR = Path(__file__).resolve().with_name("spaces")
 DEFAULT_QUICK = {"training.dataset.samples_per_class": 8, "training.epochs": 3, "budget.trials": 6,
                  "budget.max_concurrent": 2}
 QUICK_SUFFIX = "-quick"
+# the sections Spec._check_configs reads to build the trials' configs (the entrypoint's settings and metrics too)
+CONFIG_FIELDS = {"entrypoint", "training", "objective", "params", "enqueue", "targets"}
 MAX_YAML_VALUES = 100_000  # a space has hundreds; nested aliases can expand a small file to billions
 # what set a value: its key's atoms, the label (the file's, --quick, --set ...), its line, and whether it is the
 # built-in quick profile (a file's quick: section is --quick too, and its key's line may be unknown: a YAML merge)
@@ -373,12 +375,21 @@ def _build(original: dict[str, Any], file: str, lines: dict[Atoms, int], base_di
             continue
         origins.append((atoms([path]), label, line, label == "--quick" and not from_file))
     spec, issues = None, refused
+    context = {"base_dir": base_dir, "stored": stored, "quick": quick, "keep_deprecated": keep_deprecated}
     try:
-        spec = Spec.model_validate(data, context={"base_dir": base_dir, "stored": stored, "quick": quick,
-                                                  "keep_deprecated": keep_deprecated})
+        spec = Spec.model_validate(data, context=dict(context))
     except ValidationError as exc:
         issues += [_issue(file, lines, origins, path, message) for error in exc.errors()
                    for path, message in _messages(error)]
+        # pydantic checks the trials' configs (Spec._check_configs) only once every field passed: a section those
+        # configs do not read (budget, sampler...), refused, would hide their problems until it was fixed
+        failed = {error["loc"][0] for error in exc.errors() if error["loc"]}
+        if failed and not failed & CONFIG_FIELDS:
+            try:
+                Spec.model_validate({k: v for k, v in data.items() if k not in failed}, context=dict(context))
+            except ValidationError as again:
+                issues += [_issue(file, lines, origins, path, message) for error in again.errors()
+                           if not (error["loc"] and error["loc"][0] in failed) for path, message in _messages(error)]
     if not quick and isinstance(data.get("quick"), Mapping):  # the quick: section is checked whether used or not
         try:  # the deprecated sampler options the caller vets are the full spec's: the quick: section adds none
             _build(original, file, lines, base_dir, overrides, True, stem, stored,

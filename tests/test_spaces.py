@@ -1158,6 +1158,19 @@ def test_quick_section_is_checked_without_quick(tmp_path: Path) -> None:
     assert find(err, "params.warmup_epochs.high").startswith(f"{path}:3: --quick: params.warmup_epochs.high: refused")
 
 
+def test_a_refused_section_the_configs_do_not_read_hides_no_problem_of_the_configs(tmp_path: Path) -> None:
+    """pydantic checks the trials' configs only once every field passed: budget.trials 0 hid the training block's
+    epochs 0, and the quick profile's epochs 0; a user fixed one, ran again, and only then heard of the next."""
+    path = write(tmp_path, MINIMAL + "training: {epochs: 0}\nbudget: {trials: 0}\n")
+    err = errors(path)
+    assert "trials:run refuses the training config: epochs=0" in find(err, "training.epochs")
+    assert "greater than or equal to 1" in find(err, "budget.trials") and len(err.issues) == 2
+    path = write(tmp_path, MINIMAL + "budget: {trials: 0}\nquick: {training.epochs: 0}\n")
+    err = errors(path)
+    assert find(err, "training.epochs").startswith(f"{path}:4: --quick: training.epochs: trials:run refuses")
+    assert "greater than or equal to 1" in find(err, "budget.trials") and len(err.issues) == 2
+
+
 def test_messages_say_what_to_write(tmp_path: Path) -> None:
     err = errors(write(tmp_path, MINIMAL + "targets: {test_top3: 197%}\n"))
     assert find(err, "targets.test_top3").endswith(": 197% is above 100%, which test_top3 cannot reach")
