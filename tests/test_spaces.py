@@ -1171,6 +1171,29 @@ def test_a_refused_section_the_configs_do_not_read_hides_no_problem_of_the_confi
     assert "greater than or equal to 1" in find(err, "budget.trials") and len(err.issues) == 2
 
 
+def test_a_data_path_param_needs_no_path_in_the_training_block(tmp_path: Path) -> None:
+    """``dataset.path: {type: categorical, choices: [a.npz, b.npz]}`` (the docs' example) beside dataset.name npz was
+    refused as the training block's empty dataset.path, a value no trial gets, at params.dataset.path.value (a key
+    a categorical param has not); --set dataset.path could not help (the param wins), only a dummy path in the file."""
+    spec = load_spec(write(tmp_path, """\
+        training: {dataset: {name: npz, classes: 3}}
+        objective: {metric: val_top1}
+        params:
+          dataset.path: {type: categorical, choices: [a.npz, b.npz]}
+          lr: {type: float, low: 1.0e-4, high: 1.0e-2}
+        """))
+    assert spec.sampled_params()["dataset.path"].choices == ["a.npz", "b.npz"]
+    err = errors(write(tmp_path, """\
+        training: {dataset: {name: npz, classes: 3}}
+        objective: {metric: val_top1}
+        params:
+          dataset.path: {type: categorical, choices: [a.npz, ""]}
+        """))
+    assert "dataset.path='' is not allowed: a file or folder is required" in find(err, "params.dataset.path.choices.1")
+    err = errors(write(tmp_path, "training: {dataset: {name: npz}}\n" + MINIMAL))  # no param gives it a path
+    assert "dataset.path='' is not allowed: a file or folder is required" in find(err, "training")
+
+
 def test_messages_say_what_to_write(tmp_path: Path) -> None:
     err = errors(write(tmp_path, MINIMAL + "targets: {test_top3: 197%}\n"))
     assert find(err, "targets.test_top3").endswith(": 197% is above 100%, which test_top3 cannot reach")

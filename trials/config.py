@@ -135,11 +135,11 @@ class TrainConfig:
             need(not isinstance(value, float) or math.isfinite(value), key, "a finite number")
         need(self.dataset_name in ("synthetic", "npz", "wlasl"), "dataset.name", "one of synthetic, npz, wlasl")
         need(self.dataset_name == "synthetic" or bool(self.dataset_path), "dataset.path",
-             "a file or folder is required for npz and wlasl datasets")
+             "a file or folder is required for npz and wlasl datasets", "dataset.name")
         # the default name: a forgotten dataset.name would sweep on generated data, and say so only in passing
         need(self.dataset_name != "synthetic" or not self.dataset_path, "dataset.path",
              "a file or folder only for dataset.name npz or wlasl; dataset.name is synthetic (the default), which "
-             "generates its data: add dataset.name: npz or wlasl")
+             "generates its data: add dataset.name: npz or wlasl", "dataset.name")
         need(self.dataset_classes >= 2, "dataset.classes", "an integer >= 2")
         need(self.dataset_samples_per_class >= 3, "dataset.samples_per_class", "an integer >= 3")
         need(self.dataset_signers >= 3, "dataset.signers", "an integer >= 3 (train/val/test split by signer)")
@@ -189,7 +189,8 @@ class TrainConfig:
 # Settings problems() judges against each other (its rules with partners). A space that samples one of a group is
 # checked beside the extremes its sampled partners take: min_lr up to 5e-4 is fine beside an lr sampled from 1e-3,
 # whatever the training block's lr.
-RELATED_SETTINGS = (("lr", "min_lr"), ("epochs", "warmup_epochs"), ("model.size", "model.hidden", "model.heads"))
+RELATED_SETTINGS = (("lr", "min_lr"), ("epochs", "warmup_epochs"), ("model.size", "model.hidden", "model.heads"),
+                    ("dataset.name", "dataset.path"))
 
 # Metrics reported every epoch, and their study direction ("" for those no study should optimise), in Optuna's
 # words: the driver, the YAML validation and the CLI all speak them. Final metrics are reported once, at the end.
