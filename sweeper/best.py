@@ -185,8 +185,8 @@ def in_work_dir(view: StudyView, config: Mapping[str, Any], command: str) -> str
     """``cd FOLDER && command`` where the trial read a relative data path from its study's first folder (the study
     attr ``work_dir``), which is not this one: run from here, the command would read another file."""
     folder = view.study.user_attrs.get(attrs.WORK_DIR)
-    relative = any(isinstance(config.get(k), str) and config[k] and not Path(config[k]).expanduser().is_absolute()
-                   for k in ("dataset.path", "dataset.split_file", "dataset.landmarks_dir"))
+    path = config.get("dataset.path")  # a WLASL split_file and landmarks_dir are read inside it, wherever it is
+    relative = isinstance(path, str) and path and not Path(path).expanduser().is_absolute()
     if not relative or not isinstance(folder, str) or Path(folder) == Path.cwd():
         return command
     return f"cd {shlex.quote(folder)} && {command}"

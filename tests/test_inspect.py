@@ -303,7 +303,8 @@ def test_target_met_by_is_the_first_trial_to_meet_the_targets_not_the_best() -> 
 
 
 def test_a_data_path_under_home_needs_no_cd_to_the_studys_first_folder(tmp_path: Path) -> None:
-    """best prefixed ``cd FIRST &&`` to a trial that read ``~/data.npz``, which every folder reads alike."""
+    """best prefixed ``cd FIRST &&`` to a trial that read ``~/data.npz``, which every folder reads alike, and to a
+    WLASL trial with an absolute root, whose split file and landmarks folder are read inside that root."""
     from sweeper.best import in_work_dir
 
     study = optuna.create_study()
@@ -311,6 +312,8 @@ def test_a_data_path_under_home_needs_no_cd_to_the_studys_first_folder(tmp_path:
     assert in_work_dir(view_of(study), {"dataset.path": "~/data.npz"}, "sweeper train") == "sweeper train"
     assert in_work_dir(view_of(study), {"dataset.path": "data.npz"}, "sweeper train") == \
         f"cd {tmp_path} && sweeper train"
+    wlasl = {"dataset.name": "wlasl", "dataset.path": str(tmp_path / "wl"), "dataset.split_file": "nslt_3.json"}
+    assert in_work_dir(view_of(study), wlasl, "sweeper train") == "sweeper train"  # read inside dataset.path
 
 STATUS_KEYS = {"name", "state", "trials", "n_trials", "objective", "best", "targets", "target_met", "target_met_by",
                "baseline", "first_trial_start", "last_trial_end", "duration_seconds", "interrupted_trials",
