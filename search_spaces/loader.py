@@ -385,8 +385,9 @@ def _build(original: dict[str, Any], file: str, lines: dict[Atoms, int], base_di
         # configs do not read (budget, sampler...), refused, would hide their problems until it was fixed
         failed = {error["loc"][0] for error in exc.errors() if error["loc"]}
         if failed and not failed & CONFIG_FIELDS:
+            relaxed = {k: v for k, v in data.items() if k not in failed} | {"name": "space"}  # required, in no config
             try:
-                Spec.model_validate({k: v for k, v in data.items() if k not in failed}, context=dict(context))
+                Spec.model_validate(relaxed, context=dict(context))
             except ValidationError as again:
                 issues += [_issue(file, lines, origins, path, message) for error in again.errors()
                            if not (error["loc"] and error["loc"][0] in failed) for path, message in _messages(error)]

@@ -1165,6 +1165,8 @@ def test_a_refused_section_the_configs_do_not_read_hides_no_problem_of_the_confi
     err = errors(path)
     assert "trials:run refuses the training config: epochs=0" in find(err, "training.epochs")
     assert "greater than or equal to 1" in find(err, "budget.trials") and len(err.issues) == 2
+    err = errors(write(tmp_path, MINIMAL + "training: {epochs: 0}\nname: a/b\n"))  # a required section refused
+    assert "epochs=0 is not allowed" in find(err, "training.epochs") and "cannot name a study" in find(err, "name")
     path = write(tmp_path, MINIMAL + "budget: {trials: 0}\nquick: {training.epochs: 0}\n")
     err = errors(path)
     assert find(err, "training.epochs").startswith(f"{path}:4: --quick: training.epochs: trials:run refuses")
