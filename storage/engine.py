@@ -17,6 +17,7 @@ import contextlib
 import functools
 import logging
 import os
+import shlex
 import sqlite3
 import tempfile
 import time
@@ -318,7 +319,7 @@ def _reason(detail: str, url: str) -> str:
     if "does not exist" in detail and "database" in detail:
         if not (database := _url_part(url, "database", "dbname")):  # libpq then opens the user's namesake
             return f"the URL names no database, and {where} has none named after the user: add /DBNAME to the URL."
-        return f"the database {database!r} does not exist at {where}: create it first (createdb {database})."
+        return f"the database {database!r} does not exist at {where}: create it first ({_createdb(url, database)})."
     if "role" in detail and "does not exist" in detail:
         return f"the user {_url_part(url, 'username', 'user')!r} does not exist at {where}."
     unresolved = ("failed to resolve host", "could not translate host name", "name or service not known",
@@ -352,6 +353,14 @@ def _reason(detail: str, url: str) -> str:
         return f"the database was written by another Optuna version; upgrade it with optuna storage upgrade " \
                f"--storage '{mask_url(url)}' (after a backup), or use the matching optuna version."
     return ""
+
+
+def _createdb(url: str, database: str) -> str:
+    """The createdb command for the URL's server and user: a bare one reached the local socket as the login user."""
+    parts = (("-h", "host", "host"), ("-p", "port", "port"), ("-U", "username", "user"))
+    flags = [f"{flag} {shlex.quote(value)}" for flag, attribute, option in parts
+             if (value := _url_part(url, attribute, option))]
+    return " ".join(["createdb", *flags, shlex.quote(database)])
 
 
 def _where(url: str) -> str:

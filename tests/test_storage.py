@@ -534,8 +534,17 @@ def test_missing_database(postgres_url: str) -> None:
     with pytest.raises(StorageError) as caught:
         open_storage(url)
     message = str(caught.value)
-    assert f"the database '{database}' does not exist" in message and f"createdb {database}" in message
+    assert f"the database '{database}' does not exist" in message and f" {database})." in message
     assert "Sup3r" not in message and "s3cret" not in message and "***" in message
+
+
+def test_missing_databases_createdb_names_the_urls_server_and_user() -> None:
+    """Pasted, a bare 'createdb sweeps' reached the local socket as the login user, not the URL's server."""
+    error = Exception('connection failed: FATAL: database "my sweeps" does not exist')
+    message = str(as_storage_error(error, "postgresql+psycopg://me:pw@db.lan:5433/my%20sweeps"))
+    assert "create it first (createdb -h db.lan -p 5433 -U me 'my sweeps')." in message and "pw" not in message
+    socket_dir = str(as_storage_error(error, "postgresql+psycopg:///my%20sweeps?host=/run/pg&user=me"))
+    assert "(createdb -h /run/pg -U me 'my sweeps')." in socket_dir
 
 
 def test_a_new_sqlite_database_is_refused_where_a_moved_ones_write_ahead_log_holds_trials(tmp_path: Path) -> None:
