@@ -482,8 +482,8 @@ def nothing_left(study: optuna.Study, spec: Spec, budget: int, orphans: list[opt
         policy.call(lambda: printer.final_table(study))
         return True
     if not orphans and (had := policy.call(lambda: trials_counted(study))) >= budget:
-        spent = f"budget.trials is {budget} (raise it for more)" if budget == spec.budget.trials else \
-            f"its grid and enqueued rows make {budget}"
+        spent = f"budget.trials is {budget} (raise it for more: --set budget.trials=N)" \
+            if budget == spec.budget.trials else f"its grid and enqueued rows make {budget}"
         console.print(f"nothing left to run: the study has {count_trials(had)}, and {spent}")
         policy.call(lambda: printer.final_table(study))
         check_something_finished(policy.call(lambda: study.get_trials(deepcopy=False)), study.study_name,

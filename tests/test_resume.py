@@ -213,7 +213,8 @@ def test_killed_worker_is_retried_from_its_checkpoint_and_budget_can_grow(ray_se
 
     capsys.readouterr()
     run_sweep(SweepOptions(space=str(space), storage=url, results_dir="runs", overrides=("budget.trials=2",)))
-    assert "nothing left to run: the study has 3 trials, and budget.trials is 2" in capsys.readouterr().out
+    assert "nothing left to run: the study has 3 trials, and budget.trials is 2 (raise it for more: --set " \
+           "budget.trials=N)" in capsys.readouterr().out
     grown = run_sweep(SweepOptions(space=str(space), storage=url, results_dir="runs",
                                    overrides=("budget.trials=5",)))
     after = grown.get_trials()
