@@ -118,6 +118,13 @@ class FusedSearcher(StudySearcher):
             members.append(config)
         return {META_KEY: {**members[0][META_KEY], MEMBERS: members, "decisions": self.decisions.name}}
 
+    def drop_unstarted(self) -> None:
+        """The sweep ended: a trial set aside for the next group never starts. (At a met target Tune asks for no
+        more groups, and it was recorded as stopped with the sweep, "after epoch 0", in a group it was never in.)"""
+        if self.waiting is not None:
+            self._never_started(self.waiting[0])
+        super().drop_unstarted()
+
     def _never_started(self, key: str) -> None:
         self.waiting = None
         self.writer.submit(never_started(self.study, self.trials.pop(key)))  # as the recorder writes, in order

@@ -606,7 +606,10 @@ def test_a_group_that_fails_fails_its_members_with_its_error_and_one_ended_early
     assert all(study.get_trials()[n].state == TS.RUNNING for n in second)
 
 
-def test_a_trial_set_aside_for_a_group_that_never_starts_is_recorded_as_never_started(ray_session, tmp_path):
+@pytest.mark.parametrize("ended_by", ["suggest", "sweep_end"])
+def test_a_trial_set_aside_for_a_group_that_never_starts_is_recorded_as_never_started(ray_session, tmp_path,
+                                                                                      ended_by):
+    """sweep_end: at a met target Tune asks for no further group; the trial was recorded sweep_stopped."""
     from ray.tune.search import Searcher
 
     from sweeper.fused import FusedRecorder, Member
@@ -618,7 +621,10 @@ def test_a_trial_set_aside_for_a_group_that_never_starts_is_recorded_as_never_st
     aside = searcher.waiting[1][META_KEY]["number"]
     recorder.on_trial_complete(0, [], Member("ray1"))
     searcher.stopped = True  # the sweep stops (time budget, target) before the next group starts
-    assert searcher.suggest("ray2") == Searcher.FINISHED
+    if ended_by == "suggest":
+        assert searcher.suggest("ray2") == Searcher.FINISHED
+    else:
+        searcher.drop_unstarted()  # as the driver does after Tune's loop
     searcher.writer.flush()
     ghost = study.get_trials()[aside]
     assert ghost.state == TS.PRUNED and ghost.user_attrs["stop_reason"] == "never_started"
