@@ -280,6 +280,8 @@ class Member:
     pickled_error_file: str | None = None
     error_file: str | None = None
     retries_left: bool = False  # its group's: Ray ended it with retries unspent (see StudyRecorder.on_trial_error)
+    num_failures: int = 0  # its group's, for StudyRecorder.on_trial_recover
+    max_failures: int = 0
 
     def should_recover(self) -> bool:
         return self.retries_left
@@ -392,9 +394,15 @@ class FusedRecorder(StudyRecorder):
         for member in self._members(trial):
             super().on_trial_error(iteration, trials, member)
 
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        """Ray runs the group again: each member says so, as a single trial does."""
+        for member in self._members(trial):
+            super().on_trial_recover(iteration, trials, member)
+
     def _members(self, trial: Any) -> list[Member]:
         """Stand-ins for the members of a Ray trial whose Optuna trials are still running."""
         prefix = trial.trial_id + "/"
         return [Member(key, self.last.get(key, {}), pickled_error_file=trial.pickled_error_file,
-                       error_file=trial.error_file, retries_left=trial.should_recover())
+                       error_file=trial.error_file, retries_left=trial.should_recover(),
+                       num_failures=trial.num_failures, max_failures=trial.max_failures)
                 for key in list(self.searcher.trials) if key.startswith(prefix)]

@@ -606,6 +606,22 @@ def test_a_group_that_fails_fails_its_members_with_its_error_and_one_ended_early
     assert all(study.get_trials()[n].state == TS.RUNNING for n in second)
 
 
+def test_a_group_ray_runs_again_says_so_for_each_member(tmp_path, failed_ray_trial, capsys):
+    """A group whose worker died was run again in silence; a single trial says so."""
+    from ray.exceptions import ActorDiedError
+
+    from sweeper.fused import MEMBERS, FusedRecorder
+    from sweeper.trainable import META_KEY
+
+    spec, _, searcher = shapes_searcher(tmp_path, max_concurrent=1)
+    recorder = FusedRecorder(searcher, spec, lambda trial: None, searcher.writer)
+    numbers = [m[META_KEY]["number"] for m in searcher.suggest("ray1")[META_KEY][MEMBERS]]
+    recorder.on_trial_recover(0, [], failed_ray_trial(ActorDiedError(), failures=1, trial_id="ray1"))
+    err = " ".join(capsys.readouterr().err.split())
+    for number in numbers:
+        assert f"trial #{number} failed (ActorDiedError" in err and "(retry 1 of 2)" in err, err
+
+
 @pytest.mark.parametrize("ended_by", ["suggest", "sweep_end"])
 def test_a_trial_set_aside_for_a_group_that_never_starts_is_recorded_as_never_started(ray_session, tmp_path,
                                                                                       ended_by):
