@@ -112,7 +112,8 @@ class FusedSearcher(StudySearcher):
                     return config
                 break
             if members and group_of(config) != group_of(members[0]):
-                self.trials["waiting"] = self.trials.pop(key)  # under no group's prefix: it is in none yet
+                self.trials["waiting"] = aside = self.trials.pop(key)  # under no group's prefix: it is in none yet
+                self.writer.submit(lambda t=aside: t.set_user_attr(attrs.RAY_TRIAL_ID, None))  # nor in the study
                 self.waiting = ("waiting", config)
                 break
             members.append(config)

@@ -570,6 +570,8 @@ def test_a_trial_set_aside_for_another_shape_outlives_the_group_that_asked_it(ra
     first = searcher.suggest("ray1")[META_KEY][MEMBERS]
     assert searcher.waiting is not None, "seed 0 draws medium, then small"
     aside = searcher.waiting[1][META_KEY]["number"]
+    searcher.writer.flush()  # while it waits, the study puts it in no group (it named ray1's, which it is not in)
+    assert study.get_trials()[aside].user_attrs["ray_trial_id"] is None
     recorder.on_trial_complete(0, [], Member("ray1"))  # the group ends: its running members end with it
     searcher.writer.flush()
     states = {t.number: t.state for t in study.get_trials()}
