@@ -87,7 +87,10 @@ class SweepPrinter:
             label = f"#{t.number}{' (target met)' if view.met(t) else ''}"
             rows.append((label, [_fmt(m, values.get(m)) for m in metrics], format_params(t.params)))
         if rows:  # no targets, no baseline and nothing COMPLETE: an empty table says nothing
-            _print_best_table(f"best trials of {study.study_name} against targets and baseline", metrics, rows)
+            against = " and ".join(w for w, has in (("targets", self.spec.targets), ("baseline", self.spec.baseline))
+                                   if has)
+            _print_best_table(f"best trials of {study.study_name}" + (f" against {against}" if against else ""),
+                              metrics, rows)
         if self.spec.targets:
             console.print(f"targets {view.met_by() or 'not met'}")
             record = target_met(study.user_attrs)

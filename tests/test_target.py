@@ -286,6 +286,20 @@ def test_final_table_fits_the_terminal_and_keeps_every_param_whole(columns: int,
     assert max(len(line) for line in out.splitlines() if not line.startswith("best trials of")) <= columns, out
 
 
+def test_final_table_title_names_only_what_the_space_compares_with(capsys) -> None:
+    """A space with targets and no baseline was titled "against targets and baseline" all the same."""
+    from search_spaces.loader import load_spec
+    from sweeper.progress import SweepPrinter
+
+    study = optuna.create_study(direction="maximize")
+    trial = study.ask(load_spec("spaces/asl20.yaml").distributions())
+    study.tell(trial, 0.6)
+    for overrides, title in [((), "against targets and baseline"), (("baseline=null",), "against targets\n"),
+                             (("baseline=null", "targets={}"), f"best trials of {study.study_name}\n")]:
+        SweepPrinter(load_spec("spaces/asl20.yaml", overrides)).final_table(study)
+        assert title in capsys.readouterr().out
+
+
 def test_final_table_status_and_report_name_the_first_and_the_best_trial_meeting_the_targets(tmp_path, capsys) -> None:
     """#1 meets the target first, #3 (better on validation) later: every place names both, in the same words."""
     from search_spaces.loader import load_spec
