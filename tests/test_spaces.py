@@ -1196,6 +1196,15 @@ def test_a_data_path_param_needs_no_path_in_the_training_block(tmp_path: Path) -
     assert "dataset.path='' is not allowed: a file or folder is required" in find(err, "training")
 
 
+def test_the_second_check_judges_no_section_beside_the_defaults_of_a_refused_one(tmp_path: Path) -> None:
+    """budget.max_concurrent: 0 refused, the loader's second check judged the median rule's min_samples_required 25
+    beside the default budget.trials 20, not the file's 40: 'budget.trials=20 gives a trial at most 19', false."""
+    path = write(tmp_path, MINIMAL + "scheduler: {type: median, min_samples_required: 25}\n"
+                                     "budget: {trials: 40, max_concurrent: 0}\n")
+    err = errors(path)
+    assert "greater than or equal to 1" in find(err, "budget.max_concurrent") and len(err.issues) == 1
+
+
 def test_messages_say_what_to_write(tmp_path: Path) -> None:
     err = errors(write(tmp_path, MINIMAL + "targets: {test_top3: 197%}\n"))
     assert find(err, "targets.test_top3").endswith(": 197% is above 100%, which test_top3 cannot reach")
