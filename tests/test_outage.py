@@ -516,10 +516,10 @@ from sweeper.driver import SweepOptions
 opened = driver.open_study
 refused = "postgresql+psycopg://postgres@127.0.0.1:1/test"  # as a server that went away after the checks
 
-def open_study(spec, url, *args):  # a Ctrl-C once the open is in its outage
+def open_study(spec, url, *args, **kw):  # a Ctrl-C once the open is in its outage
     threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()
-    driver.open_study = lambda spec, url, *args: opened(spec, refused, *args)
-    return driver.open_study(spec, url, *args)
+    driver.open_study = lambda spec, url, *args, **kw: opened(spec, refused, *args, **kw)
+    return driver.open_study(spec, url, *args, **kw)
 
 driver.open_study = open_study
 cli._sweep(SweepOptions(space=sys.argv[1], storage=sys.argv[2], fresh=True, storage_timeout=120, results_dir="runs"))
