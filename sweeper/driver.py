@@ -128,37 +128,38 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
     interrupts = Interrupts(writer, url, exit_on_interrupt, how)
     study, created = start_ray_and_open_study(spec, url, options, results_root, data, joining, policy, interrupts)
     policy.exhausted = outage_message(timeout_s, url, how)
-    spec = fitted_to_ray(spec, joining)
-    trial_actors_on_prestarted_workers()
-    orphans = [] if created else policy.call(lambda: orphaned_trials(study))
-    budget = trial_budget(spec, lambda: policy.call(lambda: study.get_trials(deepcopy=False)))
-    console.print(f"study [bold]{escape(study.study_name)}[/] in {escape(mask_url(url))} "
-                  f"({'new' if created else 'resumed'}), "
-                  f"{count_trials(budget)}, {spec.budget.max_concurrent} at a time"
-                  + (f" (groups of up to {spec.resources.fuse})" if spec.resources.fuse > 1 else ""), markup=True)
-    # every read of the study from here on rides out an outage (one right after Ray's start crashed the sweep)
-    checkpoints = checkpoint_folder(policy.call(lambda: study.user_attrs), study.study_name, results_root)
-    due: list[optuna.trial.FrozenTrial] = []  # orphans whose final result alone is missing (see result_due)
-    if not created:
-        orphans, due = take_stock_on_resume(study, spec, orphans, checkpoints, policy)
-    history = [] if created else policy.call(lambda: study.get_trials(deepcopy=False))
-    printer = SweepPrinter(spec, history)
-    if not created and nothing_left(study, spec, budget, [t for t in orphans if t not in due], policy, printer,
-                                    due=bool(due)):
-        return study
-    if due:  # met targets: only the trials whose results are due run, from their last checkpoints
-        orphans, budget = due, policy.call(lambda: trials_counted(study))  # no trial starts after them
-        spec = spec.model_copy(update={"budget": spec.budget.model_copy(update={"stop_on_target": False})})
+    try:  # from here a Ctrl-C names what carries this study on (carry_on), not the CLI's "the same command"
+        spec = fitted_to_ray(spec, joining)
+        trial_actors_on_prestarted_workers()
+        orphans = [] if created else policy.call(lambda: orphaned_trials(study))
+        budget = trial_budget(spec, lambda: policy.call(lambda: study.get_trials(deepcopy=False)))
+        console.print(f"study [bold]{escape(study.study_name)}[/] in {escape(mask_url(url))} "
+                      f"({'new' if created else 'resumed'}), "
+                      f"{count_trials(budget)}, {spec.budget.max_concurrent} at a time"
+                      + (f" (groups of up to {spec.resources.fuse})" if spec.resources.fuse > 1 else ""), markup=True)
+        # every read of the study from here on rides out an outage (one right after Ray's start crashed the sweep)
+        checkpoints = checkpoint_folder(policy.call(lambda: study.user_attrs), study.study_name, results_root)
+        due: list[optuna.trial.FrozenTrial] = []  # orphans whose final result alone is missing (see result_due)
+        if not created:
+            orphans, due = take_stock_on_resume(study, spec, orphans, checkpoints, policy)
+        history = [] if created else policy.call(lambda: study.get_trials(deepcopy=False))
+        printer = SweepPrinter(spec, history)
+        if not created and nothing_left(study, spec, budget, [t for t in orphans if t not in due], policy, printer,
+                                        due=bool(due)):
+            return study
+        if due:  # met targets: only the trials whose results are due run, from their last checkpoints
+            orphans, budget = due, policy.call(lambda: trials_counted(study))  # no trial starts after them
+            spec = spec.model_copy(update={"budget": spec.budget.model_copy(update={"stop_on_target": False})})
 
-    searcher, recorder = searcher_and_recorder(study, spec, str(checkpoints), budget, orphans, policy, writer, printer)
-    outages.searcher = searcher
-    searcher.interrupted, searcher.unbroken = interrupts.flag, interrupts.unbroken
-    if spec.budget.time_seconds is not None:
-        searcher.deadline = started + spec.budget.time_seconds
-    tuner = build_tuner(spec, study.study_name, searcher, recorder, history,
-                        lambda: should_stop(spec, started, interrupts.flag, searcher, recorder, policy, writer),
-                        results_root, options.max_failures)
-    try:
+        searcher, recorder = searcher_and_recorder(study, spec, str(checkpoints), budget, orphans, policy, writer,
+                                                   printer)
+        outages.searcher = searcher
+        searcher.interrupted, searcher.unbroken = interrupts.flag, interrupts.unbroken
+        if spec.budget.time_seconds is not None:
+            searcher.deadline = started + spec.budget.time_seconds
+        tuner = build_tuner(spec, study.study_name, searcher, recorder, history,
+                            lambda: should_stop(spec, started, interrupts.flag, searcher, recorder, policy, writer),
+                            results_root, options.max_failures)
         with heartbeats(searcher, policy, lambda: note_target_met_elsewhere(spec, study, recorder, policy)), \
                 interrupts.noted():
             fit(tuner, recorder)

@@ -540,6 +540,35 @@ def test_ctrl_c_before_a_fresh_study_is_made_names_the_same_command_not_its_resu
     assert [s.study_name for s in optuna.get_all_study_summaries(url)] == [study_name(space)]
 
 
+CTRL_C_ONCE_A_FRESH_STUDY_IS_MADE = """
+import os, signal, sys, time
+from sweeper import cli, driver
+from sweeper.driver import SweepOptions
+
+started = driver.trial_actors_on_prestarted_workers
+
+def ctrl_c_first():  # the study is made, the trials not started
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(5)
+    started()
+
+driver.trial_actors_on_prestarted_workers = ctrl_c_first
+cli._sweep(SweepOptions(space=sys.argv[1], storage=sys.argv[2], fresh=True, results_dir="runs"))
+"""
+
+
+def test_ctrl_c_once_a_fresh_study_is_made_names_its_resume_before_the_trials_start(tmp_path):
+    """Between the study's opening and the trials' start a Ctrl-C left through the CLI's own "the same command
+    carries it on": run again, --fresh made NAME-3 beside the NAME-2 it had just made (found by a review)."""
+    space = resumable_space(tmp_path, trials=2, sleep=0.0)
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    optuna.create_study(study_name=study_name(space), storage=url)  # taken: --fresh makes NAME-2
+    proc = subprocess.run([sys.executable, "-c", CTRL_C_ONCE_A_FRESH_STUDY_IS_MADE, str(space), url],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 130, proc.stdout + proc.stderr
+    assert f"sweeper resume {study_name(space)}-2" in proc.stderr, proc.stderr
+
+
 def test_an_answer_lost_while_taking_an_enqueued_trial_leaves_no_ghost(tmp_path, storage_url, monkeypatch):
     """The commit that makes an enqueued trial RUNNING lands but its answer is lost: the retry must take that same
     trial, not the next one, which would leave the first RUNNING with nobody to run it (and counted in the budget)."""
