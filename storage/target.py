@@ -101,8 +101,8 @@ def prune_stopped(study: optuna.Study, unfinished: Iterable[optuna.Trial]) -> li
         try:
             trial.set_user_attr(attrs.STOP_REASON, attrs.STOP_SWEEP_STOPPED)
             trial.set_user_attr(attrs.EPOCHS_RUN, epochs_trained(frozen))
-            study.tell(trial, state=optuna.trial.TrialState.PRUNED, skip_if_finished=True)
-        except optuna.exceptions.UpdateFinishedTrialError:
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)  # "Cannot tell a PRUNED trial": ValueError
+        except (optuna.exceptions.UpdateFinishedTrialError, ValueError):
             continue  # another driver, resumed at the same moment, recorded it
         numbers.append(frozen.number)
     return numbers

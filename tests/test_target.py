@@ -162,6 +162,21 @@ def test_a_trial_another_driver_stops_meanwhile_is_left_to_it(tmp_path) -> None:
     assert stored[taken.number].state == stored[ours.number].state == TS.PRUNED
 
 
+def test_a_trial_another_driver_stops_just_before_the_tell_is_not_counted_as_stopped_here(tmp_path) -> None:
+    """The other driver's write landing after this one's last attr, just before its tell: the tell skipped it
+    (skip_if_finished) and the trial was still counted among those this driver stopped."""
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    study, _ = sweep_like_study(url)
+    taken, ours = study.ask({"x": X}), study.ask({"x": X})
+    with open_storage(url).engine.begin() as connection:
+        connection.exec_driver_sql(
+            "CREATE TRIGGER other_driver AFTER INSERT ON trial_user_attributes "
+            f"WHEN NEW.key = '{attrs.EPOCHS_RUN}' AND NEW.trial_id = {taken._trial_id} "
+            "BEGIN UPDATE trials SET state = 'PRUNED', datetime_complete = CURRENT_TIMESTAMP "
+            "WHERE trial_id = NEW.trial_id; END")
+    assert prune_stopped(study, [taken, ours]) == [ours.number]
+
+
 def test_a_target_on_the_objective_is_judged_on_the_recorded_value_the_best_epoch() -> None:
     """An entrypoint that returns best_<metric> is recorded with that value; the recorder judges the target on it
     too (not on the last epoch), as status and the report do, so the record is written and stop_on_target fires."""
