@@ -165,7 +165,7 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
             fit(tuner, recorder)
         if interrupts.flag.is_set():
             raise KeyboardInterrupt
-        searcher.drop_unstarted()
+        searcher.drop_unstarted(at_target=spec.budget.stop_on_target and recorder.target_reached)
         writer.flush()  # the backlog of an outage that ended late; raises StorageUnavailable past the budget
         record_early_end(study, spec, budget, searcher, recorder, policy, printer, how)
     except StorageUnavailable:

@@ -99,9 +99,7 @@ class FusedSearcher(StudySearcher):
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         members: list[dict[str, Any]] = []
         self.check_deadline()
-        if self.stopped and self.waiting is not None:  # asked for a group that will never start
-            self._never_started(self.waiting[0])
-        if self.waiting is not None:
+        if self.waiting is not None and not self.stopped:  # stopped: it waits for drop_unstarted
             members.append(self._rekey(*self.waiting, f"{trial_id}/0"))
             self.waiting = None
         while len(members) < self.fuse:
@@ -119,16 +117,18 @@ class FusedSearcher(StudySearcher):
             members.append(config)
         return {META_KEY: {**members[0][META_KEY], MEMBERS: members, "decisions": self.decisions.name}}
 
-    def drop_unstarted(self) -> None:
-        """The sweep ended: a trial set aside for the next group never starts. (At a met target Tune asks for no
-        more groups, and it was recorded as stopped with the sweep, "after epoch 0", in a group it was never in.)"""
+    def drop_unstarted(self, *, at_target: bool = False) -> None:
+        """The sweep ended before the trial set aside for the next group started. At a met target it never starts
+        (else it was recorded as stopped with the sweep, "after epoch 0", in a group it was never in); otherwise
+        (budget.time spent) it is handed back as a trial to run again is, and the next run trains it first."""
         if self.waiting is not None:
-            self._never_started(self.waiting[0])
-        super().drop_unstarted()
-
-    def _never_started(self, key: str) -> None:
-        self.waiting = None
-        self.writer.submit(never_started(self.study, self.trials.pop(key)))  # as the recorder writes, in order
+            trial = self.trials.pop(self.waiting[0])
+            self.waiting = None
+            if at_target:
+                self.writer.submit(never_started(self.study, trial))  # as the recorder writes, in order
+            else:
+                self.reruns.append(trial)
+        super().drop_unstarted(at_target=at_target)
 
     def _rekey(self, old: str, config: dict[str, Any], new: str) -> dict[str, Any]:
         """A waiting trial joins the next Ray trial: its stand-in id follows."""

@@ -265,9 +265,9 @@ class StudySearcher(DriverOnly, Searcher):
                 continue
         return None
 
-    def drop_unstarted(self) -> None:
-        """Call after the sweep: a trial asked for as it ended (the storage held the ask) is started by nobody, and
-        is recorded so, not left RUNNING for a resume to carry on."""
+    def drop_unstarted(self, *, at_target: bool = False) -> None:
+        """Call after the sweep (``at_target``: it stopped at its met targets): a trial asked for as it ended (the
+        storage held the ask) is started by nobody, and is recorded so, not left RUNNING for a resume to carry on."""
         asking, self._asking = self._asking, None
         trial = None
         if asking is not None:

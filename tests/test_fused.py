@@ -624,13 +624,17 @@ def test_a_group_ray_runs_again_says_so_for_each_member(tmp_path, failed_ray_tri
         assert f"trial #{number} failed (ActorDiedError" in err and "(retry 1 of 2)" in err, err
 
 
-@pytest.mark.parametrize("ended_by", ["suggest", "sweep_end"])
-def test_a_trial_set_aside_for_a_group_that_never_starts_is_recorded_as_never_started(ray_session, tmp_path,
-                                                                                      ended_by):
-    """sweep_end: at a met target Tune asks for no further group; the trial was recorded sweep_stopped."""
+@pytest.mark.parametrize("ended_by", ["budget_time", "target"])
+def test_a_trial_set_aside_for_a_group_that_never_starts_is_handed_back_unless_at_the_target(ray_session, tmp_path,
+                                                                                          ended_by):
+    """budget_time: it was recorded never_started and counted against budget.trials, so the same command run again
+    trained one trial fewer; now it is handed back as a trial to run again is, and the next run trains it first.
+    target: the sweep is over, and it never starts (it was recorded sweep_stopped, "after epoch 0")."""
     from ray.tune.search import Searcher
 
-    from sweeper.fused import FusedRecorder, Member
+    from storage.resume import Driver, orphaned_trials
+    from storage.studies import trials_counted
+    from sweeper.fused import MEMBERS, FusedRecorder, FusedSearcher, Member
     from sweeper.trainable import META_KEY
 
     spec, study, searcher = shapes_searcher(tmp_path, max_concurrent=1)
@@ -638,15 +642,25 @@ def test_a_trial_set_aside_for_a_group_that_never_starts_is_recorded_as_never_st
     searcher.suggest("ray1")
     aside = searcher.waiting[1][META_KEY]["number"]
     recorder.on_trial_complete(0, [], Member("ray1"))
-    searcher.stopped = True  # the sweep stops (time budget, target) before the next group starts
-    if ended_by == "suggest":
-        assert searcher.suggest("ray2") == Searcher.FINISHED
-    else:
-        searcher.drop_unstarted()  # as the driver does after Tune's loop
+    searcher.stopped = searcher.timed_out = True  # budget.time is spent (at a met target too) before the next group
+    assert searcher.suggest("ray2") == Searcher.FINISHED  # Tune asks for the next group: none starts
+    searcher.drop_unstarted(at_target=ended_by == "target")  # as the driver does after Tune's loop
     searcher.writer.flush()
     ghost = study.get_trials()[aside]
-    assert ghost.state == TS.PRUNED and ghost.user_attrs["stop_reason"] == "never_started"
-    assert ghost.user_attrs["epochs_run"] == 0 and ghost.user_attrs["ray_trial_id"] is None
+    assert ghost.user_attrs["ray_trial_id"] is None and len(study.get_trials()) == aside + 1
+    if ended_by == "target":
+        assert ghost.state == TS.PRUNED and ghost.user_attrs["stop_reason"] == "never_started"
+        assert ghost.user_attrs["epochs_run"] == 0
+        return
+    assert ghost.state == TS.RUNNING and ghost.user_attrs["driver"] is None
+    assert "stop_reason" not in ghost.user_attrs and "epochs_run" not in ghost.user_attrs
+    assert [t.number for t in orphaned_trials(study)] == [aside]  # the next run's, in this process too
+    resumed = FusedSearcher(study, spec, checkpoints=str(tmp_path), budget=11, driver=Driver.current(),
+                            policy=searcher.policy, writer=searcher.writer, orphans=orphaned_trials(study))
+    assert resumed.suggest("ray3")[META_KEY][MEMBERS][0][META_KEY]["number"] == aside
+    resumed.writer.flush()
+    assert study.get_trials()[aside].user_attrs["ray_trial_id"] == "ray3/0"
+    assert trials_counted(study) == len(study.get_trials())  # the budget counts it once
 
 
 def test_fused_searcher_groups_only_trials_of_one_shape(ray_session, tmp_path):
