@@ -546,7 +546,9 @@ def final_summary(study: optuna.Study, policy: OutagePolicy, printer: SweepPrint
     policy's ``exhausted``). ``how`` (:func:`carry_on`) carries such trials on: "sweeper run again" would start yet
     another --fresh study."""
     policy.call(lambda: printer.final_table(study))
-    if others_left and (left := policy.call(lambda: orphaned_trials(study))):
+    # not those a driver left for the next run (no driver attr): it said so (StudySearcher.drop_unstarted, recorder)
+    if others_left and (left := [t for t in policy.call(lambda: orphaned_trials(study))
+                                 if t.user_attrs.get(attrs.DRIVER) is not None]):
         one = len(left) == 1
         console.print(f"{count_trials(len(left))} of a driver that is gone {'is' if one else 'are'} still RUNNING "
                       f"({', '.join(f'#{t.number}' for t in left)}): {how} carries {'it' if one else 'them'} on",

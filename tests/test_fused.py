@@ -626,7 +626,7 @@ def test_a_group_ray_runs_again_says_so_for_each_member(tmp_path, failed_ray_tri
 
 @pytest.mark.parametrize("ended_by", ["budget_time", "target"])
 def test_a_trial_set_aside_for_a_group_that_never_starts_is_handed_back_unless_at_the_target(ray_session, tmp_path,
-                                                                                          ended_by):
+                                                                                          ended_by, capsys):
     """budget_time: it was recorded never_started and counted against budget.trials, so the same command run again
     trained one trial fewer; now it is handed back as a trial to run again is, and the next run trains it first.
     target: the sweep is over, and it never starts (it was recorded sweep_stopped, "after epoch 0")."""
@@ -653,6 +653,8 @@ def test_a_trial_set_aside_for_a_group_that_never_starts_is_handed_back_unless_a
         assert ghost.user_attrs["epochs_run"] == 0
         return
     assert ghost.state == TS.RUNNING and ghost.user_attrs["driver"] is None
+    said = " ".join(capsys.readouterr().out.split())
+    assert f"trial #{aside} did not start before the sweep ended; it stays RUNNING for the next run to carry on" in said
     assert "stop_reason" not in ghost.user_attrs and "epochs_run" not in ghost.user_attrs
     assert [t.number for t in orphaned_trials(study)] == [aside]  # the next run's, in this process too
     resumed = FusedSearcher(study, spec, checkpoints=str(tmp_path), budget=11, driver=Driver.current(),

@@ -1105,3 +1105,23 @@ def test_the_final_summary_names_what_carries_a_gone_drivers_trials_on(tmp_path,
     final_summary(study, OutagePolicy(30), SweepPrinter(spec, []), resume)
     out = " ".join(capsys.readouterr().out.split())
     assert f"1 trial of a driver that is gone is still RUNNING (#0): {resume} carries it on" in out, out
+
+
+def test_the_final_summary_leaves_out_a_trial_a_driver_left_for_the_next_run(tmp_path, capsys):
+    """A fused trial set aside when budget.time was spent was named 'of a driver that is gone' by the very driver
+    that left it for the next run (which says so itself: StudySearcher.drop_unstarted)."""
+    from search_spaces.loader import load_spec
+    from storage.resume import own
+    from storage.retry import OutagePolicy
+    from sweeper.driver import final_summary
+    from sweeper.progress import SweepPrinter
+
+    spec = load_spec("spaces/asl20.yaml", quick=True)
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    study = optuna.create_study(storage=url, study_name="asl20-quick-2", direction="maximize")
+    gone = Driver.current()
+    own(study.ask(spec.distributions()), Driver(gone.host, gone.pid, -1))
+    study.ask(spec.distributions()).set_user_attr(attrs.DRIVER, None)  # left for the next run
+    final_summary(study, OutagePolicy(30), SweepPrinter(spec, []), "the same command")
+    out = " ".join(capsys.readouterr().out.split())
+    assert "1 trial of a driver that is gone is still RUNNING (#0): the same command carries it on" in out, out
