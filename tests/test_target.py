@@ -118,6 +118,21 @@ def test_a_trial_that_never_started_does_not_count(storage_url: str) -> None:
         optuna.delete_study(study_name=study.study_name, storage=storage_url)
 
 
+def test_a_trial_set_aside_for_a_fused_group_does_not_count_while_it_waits(storage_url: str) -> None:
+    """At a met target FusedSearcher records it never_started after Tune's loop, but target_met is written as the
+    winner ends: it counted the trial, which never trained, as one more."""
+    study, met = sweep_like_study(storage_url)
+    aside = study.ask({"x": X})
+    aside.set_user_attr(attrs.RAY_TRIAL_ID, None)  # FusedSearcher: in no group while it waits for its shape
+    trials = study.get_trials(deepcopy=False)
+    moved = [_started(t, met.datetime_start) if t.number == aside.number else t for t in trials]
+    assert time_to_target(moved, met)["trials"] == 4
+    joined = {**trials[aside.number].user_attrs, attrs.RAY_TRIAL_ID: "ray9/0"}  # it started in the next group
+    assert time_to_target([*moved[:-1], _started(moved[-1], met.datetime_start, joined)], met)["trials"] == 5
+    if storage_url.startswith("postgresql"):
+        optuna.delete_study(study_name=study.study_name, storage=storage_url)
+
+
 def _started(trial: optuna.trial.FrozenTrial, when: datetime, user_attrs: dict | None = None
              ) -> optuna.trial.FrozenTrial:
     return optuna.trial.FrozenTrial(
