@@ -168,6 +168,9 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
         searcher.drop_unstarted(at_target=spec.budget.stop_on_target and recorder.target_reached)
         writer.flush()  # the backlog of an outage that ended late; raises StorageUnavailable past the budget
         record_early_end(study, spec, budget, searcher, recorder, policy, printer, how)
+        # a full disk leaves this driver's trials RUNNING and ownerless, for the next run: not another driver's. In
+        # the try: a Ctrl-C as its reads wait out an outage names what carries this study on, not the same command
+        trials = final_summary(study, policy, printer, how, others_left=not recorder.disk_problem)
     except StorageUnavailable:
         raise StorageUnavailable(outage_message(policy.timeout_s, url, how)) from None
     except KeyboardInterrupt:  # write the epochs and tells queued at Ctrl-C; an unreachable storage is not awaited
@@ -183,8 +186,6 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
     finally:  # the CLI leaves with os._exit, which skips SQLite's own checkpoint at the last close
         fold_sqlite_wal(url)
 
-    # a full disk leaves this driver's trials RUNNING and ownerless, for the next run: not another driver's
-    trials = final_summary(study, policy, printer, how, others_left=not recorder.disk_problem)
     if recorder.disk_problem:
         raise DiskUnavailable(f"the sweep stopped: a trial's disk took no more writes ({recorder.disk_problem}); "
                               f"make room under {checkpoints} ({clean_command(spec, options, url)} deletes "

@@ -545,25 +545,29 @@ import os, signal, sys, time
 from sweeper import cli, driver
 from sweeper.driver import SweepOptions
 
-started = driver.trial_actors_on_prestarted_workers
+interrupted = getattr(driver, sys.argv[3])
 
-def ctrl_c_first():  # the study is made, the trials not started
+def ctrl_c_first(*args, **kw):  # a Ctrl-C as the sweep gets there (a wait on the storage, seconds, or an outage)
     os.kill(os.getpid(), signal.SIGINT)
     time.sleep(5)
-    started()
+    return interrupted(*args, **kw)
 
-driver.trial_actors_on_prestarted_workers = ctrl_c_first
+setattr(driver, sys.argv[3], ctrl_c_first)
 cli._sweep(SweepOptions(space=sys.argv[1], storage=sys.argv[2], fresh=True, results_dir="runs"))
 """
 
 
-def test_ctrl_c_once_a_fresh_study_is_made_names_its_resume_before_the_trials_start(tmp_path):
+# the study made, the trials not started; every trial recorded, the final table not read yet
+@pytest.mark.parametrize("where", ["trial_actors_on_prestarted_workers", "final_summary"])
+def test_ctrl_c_once_a_fresh_study_is_made_names_its_resume_before_the_trials_start(tmp_path, where):
     """Between the study's opening and the trials' start a Ctrl-C left through the CLI's own "the same command
-    carries it on": run again, --fresh made NAME-3 beside the NAME-2 it had just made (found by a review)."""
+    carries it on": run again, --fresh made NAME-3 beside the NAME-2 it had just made (found by a review). So did
+    one as the final summary read the study (in an outage, up to --storage-timeout), which may leave trials RUNNING
+    for the next run (budget.time): they were in NAME-2, and the same command started NAME-3."""
     space = resumable_space(tmp_path, trials=2, sleep=0.0)
     url = f"sqlite:///{tmp_path / 'sweeps.db'}"
     optuna.create_study(study_name=study_name(space), storage=url)  # taken: --fresh makes NAME-2
-    proc = subprocess.run([sys.executable, "-c", CTRL_C_ONCE_A_FRESH_STUDY_IS_MADE, str(space), url],
+    proc = subprocess.run([sys.executable, "-c", CTRL_C_ONCE_A_FRESH_STUDY_IS_MADE, str(space), url, where],
                           cwd=tmp_path, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 130, proc.stdout + proc.stderr
     assert f"sweeper resume {study_name(space)}-2" in proc.stderr, proc.stderr
