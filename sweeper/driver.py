@@ -223,7 +223,9 @@ class OutageLines:
         self.searcher: Any = None
 
     def outage(self, since: datetime, reason: str) -> None:
-        training = f"; {count_trials(len(self.searcher.trials))} still training, results wait" if self.searcher else ""
+        # none while the final summary reads the study, or between trials: "0 trials still training" said nothing
+        running = len(self.searcher.trials) if self.searcher else 0
+        training = f"; {count_trials(running)} still training, results wait" if running else ""
         console.print(f"[yellow]storage unreachable[/] since {since:%H:%M:%S}{training}: {escape(reason)}",
                       markup=True)
 

@@ -907,3 +907,21 @@ def test_a_connection_cut_by_a_proxy_is_named_in_words(server):
     assert is_transient(cut.value)
     assert f"the server at 127.0.0.1:{proxy.port}" in str(as_storage_error(cut.value, url, "reach"))
     assert "cut the connection: it may be restarting" in str(as_storage_error(cut.value, url, "reach"))
+
+
+def test_an_outage_with_no_trial_training_says_no_count_of_them(capsys):
+    """As the final summary read the study in an outage, every trial recorded: "storage unreachable since ...; 0
+    trials still training, results wait" (found by an exploratory test)."""
+    from datetime import datetime
+    from types import SimpleNamespace
+
+    from sweeper.driver import OutageLines
+
+    lines = OutageLines()
+    lines.searcher = SimpleNamespace(trials={})
+    lines.outage(datetime.now(), "gone")
+    lines.searcher.trials = {"a": None, "b": None}
+    lines.outage(datetime.now(), "gone")
+    said = capsys.readouterr().out.splitlines()
+    assert said[0].endswith(": gone") and "training" not in said[0], said
+    assert "; 2 trials still training, results wait: gone" in said[1], said
