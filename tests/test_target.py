@@ -159,37 +159,24 @@ def test_trials_running_when_the_sweep_stops_at_its_target_become_pruned(storage
         optuna.delete_study(study_name=study.study_name, storage=storage_url)
 
 
-def test_a_trial_another_driver_stops_meanwhile_is_left_to_it(tmp_path) -> None:
+@pytest.mark.parametrize("lands_after", [attrs.STOP_REASON, attrs.EPOCHS_RUN])
+def test_a_trial_another_driver_stops_meanwhile_is_left_to_it(tmp_path, lands_after: str) -> None:
     """Two sweeper resumes at once of a study that met its targets (stop_on_target) both stop the dead driver's
     trials: one found a trial RUNNING, the other recorded it PRUNED, and the first crashed with a traceback
-    (UpdateFinishedTrialError, exit 1). A trigger lands the other driver's write right after this one's first."""
+    (UpdateFinishedTrialError, exit 1); landing just before this one's tell, the tell skipped it (skip_if_finished)
+    and it was still counted among those this driver stopped. A trigger lands the other driver's write."""
     url = f"sqlite:///{tmp_path / 'sweeps.db'}"
     study, _ = sweep_like_study(url)
     taken, ours = study.ask({"x": X}), study.ask({"x": X})
     with open_storage(url).engine.begin() as connection:
         connection.exec_driver_sql(
             "CREATE TRIGGER other_driver AFTER INSERT ON trial_user_attributes "
-            f"WHEN NEW.key = 'stop_reason' AND NEW.trial_id = {taken._trial_id} "
+            f"WHEN NEW.key = '{lands_after}' AND NEW.trial_id = {taken._trial_id} "
             "BEGIN UPDATE trials SET state = 'PRUNED', datetime_complete = CURRENT_TIMESTAMP "
             "WHERE trial_id = NEW.trial_id; END")
     assert prune_stopped(study, [taken, ours]) == [ours.number]
     stored = optuna.load_study(study_name=study.study_name, storage=url).trials
     assert stored[taken.number].state == stored[ours.number].state == TS.PRUNED
-
-
-def test_a_trial_another_driver_stops_just_before_the_tell_is_not_counted_as_stopped_here(tmp_path) -> None:
-    """The other driver's write landing after this one's last attr, just before its tell: the tell skipped it
-    (skip_if_finished) and the trial was still counted among those this driver stopped."""
-    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
-    study, _ = sweep_like_study(url)
-    taken, ours = study.ask({"x": X}), study.ask({"x": X})
-    with open_storage(url).engine.begin() as connection:
-        connection.exec_driver_sql(
-            "CREATE TRIGGER other_driver AFTER INSERT ON trial_user_attributes "
-            f"WHEN NEW.key = '{attrs.EPOCHS_RUN}' AND NEW.trial_id = {taken._trial_id} "
-            "BEGIN UPDATE trials SET state = 'PRUNED', datetime_complete = CURRENT_TIMESTAMP "
-            "WHERE trial_id = NEW.trial_id; END")
-    assert prune_stopped(study, [taken, ours]) == [ours.number]
 
 
 def test_a_target_on_the_objective_is_judged_on_the_recorded_value_the_best_epoch() -> None:

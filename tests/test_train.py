@@ -3,6 +3,7 @@
 import math
 import re
 
+import numpy as np
 import pytest
 import torch
 
@@ -73,17 +74,21 @@ def test_a_checkpoint_of_another_config_is_refused_not_replayed(tmp_path):
     assert run({**TINY, "epochs": 2, "threads": 1}, None, tmp_path)["epochs_run"] == 2  # runtime keys may change
 
 
-def test_a_checkpoint_of_other_data_under_the_same_path_is_refused_in_words(tmp_path):
-    """sweeper train --checkpoint-dir resumed after the npz under dataset.path was rewritten with other landmarks:
-    the same config, so the checkpoint passed, and the model's load was a size-mismatch traceback (exit 1)."""
-    import numpy as np
-
+def trained_on_npz(tmp_path):
+    """A one-epoch run on a tiny npz, checkpointed in tmp_path/ck: the generator, the file, its labels, the config."""
     rng = np.random.default_rng(0)
     path, y = tmp_path / "data.npz", np.repeat(np.arange(3), 8)
     np.savez(path, X=rng.standard_normal((24, 6, 5, 3)).astype(np.float32), y=y)
     config = {"dataset.name": "npz", "dataset.path": str(path), "dataset.classes": 3, "dataset.seq_len": 8,
               "epochs": 1, "batch_size": 8, "objective": "val_top1"}
     run(config, None, tmp_path / "ck")
+    return rng, path, y, config
+
+
+def test_a_checkpoint_of_other_data_under_the_same_path_is_refused_in_words(tmp_path):
+    """sweeper train --checkpoint-dir resumed after the npz under dataset.path was rewritten with other landmarks:
+    the same config, so the checkpoint passed, and the model's load was a size-mismatch traceback (exit 1)."""
+    rng, path, y, config = trained_on_npz(tmp_path)
     np.savez(path, X=rng.standard_normal((24, 6, 7, 3)).astype(np.float32), y=y)  # 7 landmarks instead of 5
     with pytest.raises(ConfigError, match=rf"ck/state\.pt was trained on other data than {path} gives now \(sha256:"):
         run(config, None, tmp_path / "ck")
@@ -98,14 +103,7 @@ def test_a_checkpoint_of_other_data_of_the_same_shape_is_refused_not_resumed(tmp
     """sweeper train --checkpoint-dir resumed after the npz under dataset.path was rewritten with other landmarks of
     the same shape: it reported the old run's validation metrics beside the new data's test metrics, without a
     word. Sweeps refuse such data by its sha256 (study attr ``data``); the checkpoint now records the same."""
-    import numpy as np
-
-    rng = np.random.default_rng(0)
-    path, y = tmp_path / "data.npz", np.repeat(np.arange(3), 8)
-    np.savez(path, X=rng.standard_normal((24, 6, 5, 3)).astype(np.float32), y=y)
-    config = {"dataset.name": "npz", "dataset.path": str(path), "dataset.classes": 3, "dataset.seq_len": 8,
-              "epochs": 1, "batch_size": 8, "objective": "val_top1"}
-    run(config, None, tmp_path / "ck")
+    rng, path, y, config = trained_on_npz(tmp_path)
     assert run(config, None, tmp_path / "ck")["epochs_run"] == 1  # the same data: resumed
     np.savez(path, X=rng.standard_normal((24, 6, 5, 3)).astype(np.float32), y=y)
     with pytest.raises(ConfigError, match=r"ck/state\.pt was trained on other data than .*data\.npz gives now"):
