@@ -43,14 +43,15 @@ def time_to_target(trials: Sequence[FrozenTrial], met: FrozenTrial, now: datetim
 
     Trials are counted as they stand at that moment: a trial started before it counts with the epochs it has
     reported so far; one started after it does not count, nor does one that never trained (``never_started``, or
-    set aside for a fused group that has not started: at a met target it is recorded never_started after this).
+    set aside for a fused group that has not started, and no epoch on record: at a met target it is recorded
+    never_started after this; a dead driver's trial carried on may be set aside too, with the epochs it trained).
     A training function may return without reporting an epoch (README): when ``met`` itself has no epoch on
     record, the epochs of the sweep are unknown, not 0.
     """
     end = now or met.datetime_complete or datetime.now()
     started = [t for t in trials if t.datetime_start is not None and t.datetime_start <= end
                and t.user_attrs.get(attrs.STOP_REASON) != attrs.STOP_NEVER_STARTED
-               and t.user_attrs.get(attrs.RAY_TRIAL_ID, "") is not None]  # None: set aside for a fused group
+               and (t.user_attrs.get(attrs.RAY_TRIAL_ID, "") is not None or t.intermediate_values)]  # None: set aside
     if all(t.number != met.number for t in started):
         started.append(met)
     first = min((t.datetime_start for t in started if t.datetime_start is not None), default=end)

@@ -133,6 +133,21 @@ def test_a_trial_set_aside_for_a_fused_group_does_not_count_while_it_waits(stora
         optuna.delete_study(study_name=study.study_name, storage=storage_url)
 
 
+def test_a_trial_set_aside_for_a_fused_group_counts_the_epochs_it_trained_before(storage_url: str) -> None:
+    """A dead driver's trial carried on, then set aside for the next group (another shape came first), trained its
+    epochs in the run before: target_met left them out, and the trial, as if it had never trained."""
+    study, met = sweep_like_study(storage_url)
+    carried = study.ask({"x": X})
+    carried.report(0.4, 1)
+    carried.report(0.5, 2)
+    carried.set_user_attr(attrs.RAY_TRIAL_ID, None)  # FusedSearcher: in no group while it waits for its shape
+    trials = study.get_trials(deepcopy=False)
+    record = time_to_target([_started(t, met.datetime_start) if t.number == carried.number else t for t in trials], met)
+    assert record["trials"] == 5 and record["trial_epochs"] == 3 + 1 + 2 + 3 + 2
+    if storage_url.startswith("postgresql"):
+        optuna.delete_study(study_name=study.study_name, storage=storage_url)
+
+
 def _started(trial: optuna.trial.FrozenTrial, when: datetime, user_attrs: dict | None = None
              ) -> optuna.trial.FrozenTrial:
     return optuna.trial.FrozenTrial(
