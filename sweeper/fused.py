@@ -120,11 +120,12 @@ class FusedSearcher(StudySearcher):
     def drop_unstarted(self, *, at_target: bool = False) -> None:
         """The sweep ended before the trial set aside for the next group started. At a met target it never starts
         (else it was recorded as stopped with the sweep, "after epoch 0", in a group it was never in); otherwise
-        (budget.time spent) it is handed back as a trial to run again is, and the next run trains it first."""
+        (budget.time spent), or when a dead driver trained it before, it is handed back as a trial to run again is:
+        the next run trains it first, or stops it at the met target with the epochs it has."""
         if self.waiting is not None:
             trial = self.trials.pop(self.waiting[0])
             self.waiting = None
-            if at_target:
+            if at_target and trial.number not in self.carried_on:
                 self.writer.submit(never_started(self.study, trial))  # as the recorder writes, in order
             else:
                 self.reruns.append(trial)

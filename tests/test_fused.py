@@ -665,6 +665,33 @@ def test_a_trial_set_aside_for_a_group_that_never_starts_is_handed_back_unless_a
     assert trials_counted(study) == len(study.get_trials())  # the budget counts it once
 
 
+def test_a_trained_trial_set_aside_at_a_met_target_keeps_its_epochs(ray_session, tmp_path):
+    """A dead driver's trial carried on, set aside for the next group (another shape came first), was recorded
+    never_started, 'epochs_run 0', at a met target, over the epochs it had trained."""
+    from storage.resume import Driver, orphaned_trials, own
+    from sweeper.fused import FusedSearcher
+    from sweeper.trainable import META_KEY
+
+    spec, study, searcher = shapes_searcher(tmp_path, max_concurrent=1)
+    gone = Driver.current()
+    for size in ("medium", "small"):  # the dead driver's groups, each a few epochs in
+        study.enqueue_trial({"model.size": size, "lr": 1e-3})
+        trial = study.ask(spec.distributions())
+        own(trial, Driver(gone.host, gone.pid, -1))
+        for epoch in (1, 2, 3):
+            trial.report(0.5, epoch)
+    resumed = FusedSearcher(study, spec, checkpoints=str(tmp_path), budget=11, driver=gone, policy=searcher.policy,
+                            writer=searcher.writer, orphans=orphaned_trials(study))
+    resumed.suggest("ray1")
+    assert resumed.waiting is not None and resumed.waiting[1][META_KEY]["number"] == 1
+    resumed.stopped = True  # the group meets the targets: stop_on_target
+    resumed.drop_unstarted(at_target=True)
+    resumed.writer.flush()
+    aside = study.get_trials()[1]
+    assert aside.state == TS.RUNNING and "stop_reason" not in aside.user_attrs, aside.user_attrs  # the next run's
+    assert [t.number for t in orphaned_trials(study)] == [1]
+
+
 def test_fused_searcher_groups_only_trials_of_one_shape(ray_session, tmp_path):
     from sweeper.fused import MEMBERS, FusedSearcher
     from sweeper.trainable import META_KEY
