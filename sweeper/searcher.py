@@ -282,9 +282,11 @@ class StudySearcher(DriverOnly, Searcher):
             self.writer.submit(lambda made=made: made.set_user_attr(attrs.DRIVER, None))
         if left := ", ".join(f"#{t.number}" for t in self.reruns):  # the final summary names a gone driver's only
             one = len(self.reruns) == 1  # said after the trials that ended before, as they are written
-            self.writer.submit(lambda: console.print(f"trial{'' if one else 's'} {left} did not start before the sweep "
-                                                     f"ended; {'it stays' if one else 'they stay'} RUNNING for the "
-                                                     "next run to carry on"))
+            # not "did not start": a trial to run again, or a dead driver's carried on, trained before
+            self.writer.submit(lambda: console.print(f"trial{'' if one else 's'} {left} {'was' if one else 'were'} "
+                                                     "still waiting to run when the sweep ended; "
+                                                     f"{'it stays' if one else 'they stay'} RUNNING for the next run "
+                                                     "to carry on"))
         self._pending, self.reruns = None, []
 
     def save(self, checkpoint_path: str) -> None:

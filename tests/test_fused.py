@@ -654,7 +654,8 @@ def test_a_trial_set_aside_for_a_group_that_never_starts_is_handed_back_unless_a
         return
     assert ghost.state == TS.RUNNING and ghost.user_attrs["driver"] is None
     said = " ".join(capsys.readouterr().out.split())
-    assert f"trial #{aside} did not start before the sweep ended; it stays RUNNING for the next run to carry on" in said
+    assert f"trial #{aside} was still waiting to run when the sweep ended; it stays RUNNING for the next run to " \
+           "carry on" in said
     assert "stop_reason" not in ghost.user_attrs and "epochs_run" not in ghost.user_attrs
     assert [t.number for t in orphaned_trials(study)] == [aside]  # the next run's, in this process too
     resumed = FusedSearcher(study, spec, checkpoints=str(tmp_path), budget=11, driver=Driver.current(),
@@ -665,9 +666,10 @@ def test_a_trial_set_aside_for_a_group_that_never_starts_is_handed_back_unless_a
     assert trials_counted(study) == len(study.get_trials())  # the budget counts it once
 
 
-def test_a_trained_trial_set_aside_at_a_met_target_keeps_its_epochs(ray_session, tmp_path):
+def test_a_trained_trial_set_aside_at_a_met_target_keeps_its_epochs(ray_session, tmp_path, capsys):
     """A dead driver's trial carried on, set aside for the next group (another shape came first), was recorded
-    never_started, 'epochs_run 0', at a met target, over the epochs it had trained."""
+    never_started, 'epochs_run 0', at a met target, over the epochs it had trained; handed back, it was said to
+    have "not started"."""
     from storage.resume import Driver, orphaned_trials, own
     from sweeper.fused import FusedSearcher
     from sweeper.trainable import META_KEY
@@ -690,6 +692,8 @@ def test_a_trained_trial_set_aside_at_a_met_target_keeps_its_epochs(ray_session,
     aside = study.get_trials()[1]
     assert aside.state == TS.RUNNING and "stop_reason" not in aside.user_attrs, aside.user_attrs  # the next run's
     assert [t.number for t in orphaned_trials(study)] == [1]
+    said = " ".join(capsys.readouterr().out.split())
+    assert "trial #1 was still waiting to run when the sweep ended" in said and "did not start" not in said, said
 
 
 def test_fused_searcher_groups_only_trials_of_one_shape(ray_session, tmp_path):
