@@ -217,6 +217,7 @@ class StudyRecorder(DriverOnly, Callback):
         """Not FAIL or PRUNED: the machine stopped it. Without an owner, the next run (in this process too) carries
         it on from its checkpoint once there is room."""
         err_console.print(f"trial #{optuna_trial.number} stopped{why}; it stays RUNNING for the next run to carry on")
+        self.searcher.handed_back.add(optuna_trial.number)
         self.writer.submit(lambda: optuna_trial.set_user_attr(attrs.DRIVER, None))
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:

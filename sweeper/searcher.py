@@ -65,6 +65,7 @@ class StudySearcher(DriverOnly, Searcher):
         self.unbroken = threading.Lock()  # held by an ask as it takes its trial; the driver's leaves after it
         self.carried_on: set[int] = set()  # dead drivers' trials this one carries on (their curves may be complete)
         self.reruns: list[optuna.Trial] = []  # trials Ray gave up on with retries left: asked again, first
+        self.handed_back: set[int] = set()  # trials this driver left RUNNING for the next run, and said so
         self.finished = False  # FINISHED was answered: Tune asks for no trial again
         self.met_elsewhere: TargetMet | None = None  # with stop_on_target: another driver met the targets first
         self.work_dir = policy.call(lambda: study.user_attrs).get(attrs.WORK_DIR)  # where trials read relative paths
@@ -278,6 +279,7 @@ class StudySearcher(DriverOnly, Searcher):
         for made in (trial, self._pending):
             if made is not None and made.number not in self.carried_on:
                 self.writer.submit(never_started(self.study, made))
+        self.handed_back.update(t.number for t in self.reruns)
         for made in self.reruns:  # a trial to run again that the sweep ended before: RUNNING, for the next run
             self.writer.submit(lambda made=made: made.set_user_attr(attrs.DRIVER, None))
         if left := ", ".join(f"#{t.number}" for t in self.reruns):  # the final summary names a gone driver's only
