@@ -1205,6 +1205,16 @@ def test_the_second_check_judges_no_section_beside_the_defaults_of_a_refused_one
     assert "greater than or equal to 1" in find(err, "budget.max_concurrent") and len(err.issues) == 1
 
 
+def test_the_second_check_judges_the_scheduler_beside_a_budget_that_passed(tmp_path: Path) -> None:
+    """A refused sampler hid a median rule that could stop no trial beside the file's own budget.trials: the second
+    check took the configs' problems only, and the scheduler's came after the sampler was fixed (found by a review)."""
+    path = write(tmp_path, MINIMAL + "scheduler: {type: median, min_samples_required: 25}\n"
+                                     "budget: {trials: 20}\nsampler: {type: tpe, n_startup_trials: -3}\n")
+    err = errors(path)
+    assert "budget.trials=20 gives a trial at most 19" in find(err, "scheduler.min_samples_required")
+    assert "a whole number >= 0" in find(err, "sampler.n_startup_trials") and len(err.issues) == 2
+
+
 def test_messages_say_what_to_write(tmp_path: Path) -> None:
     err = errors(write(tmp_path, MINIMAL + "targets: {test_top3: 197%}\n"))
     assert find(err, "targets.test_top3").endswith(": 197% is above 100%, which test_top3 cannot reach")
