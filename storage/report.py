@@ -8,7 +8,7 @@ Ray results folder. Sections, each a ``<section id=...>`` a reader (or a test) c
 - ``parallel-coordinates``, ``importances``, ``slices``: Optuna's own plots (a short note where they cannot be
   drawn, e.g. too few COMPLETE trials for importances);
 - ``learning-curves``: the objective per epoch (intermediate values) of the top trials;
-- ``top-trials``: a table of the top trials against the targets and the baseline, with their params.
+- ``top-trials``: a table of the top trials, with the targets and the baseline where the space has them, and params.
 
 Each figure's data is embedded as JSON (``<script type="application/json" data-figure=...>``) and drawn by one
 small script, so the numbers are in the file in plain form. Every text put into the HTML is escaped.
@@ -38,7 +38,7 @@ SECTIONS = {
     "importances": "Parameter importances",
     "learning-curves": "Learning curves of the top trials",
     "slices": "Slice plots",
-    "top-trials": "Top trials against targets and baseline",
+    "top-trials": "Top trials",  # with the targets' and baseline's rows where the space has them
 }
 MIN_IMPORTANCE_TRIALS = 3  # below this PED-ANOVA's answer is noise (at 1 Optuna returns equal importances)
 
