@@ -56,7 +56,9 @@ TRIAL_ATTRS = (*RECORDED_METRICS, BEST_EPOCH, EPOCHS_RUN, WALL_SECONDS, DEVICE, 
 STOP_PRUNED = "pruned"  # the scheduler (ASHA, median...) stopped it as unpromising
 STOP_DIVERGED = "diverged"  # the loss or the final objective became NaN/inf; the trial is recorded as FAIL
 STOP_SWEEP_STOPPED = "sweep_stopped"  # the sweep stopped at its met targets (budget.time lets trials finish)
-STOP_NEVER_STARTED = "never_started"  # asked for as the sweep stopped (a fused group's member, a held ask)
+# asked for as the sweep stopped (a held ask; at a met target, a trial set aside for a fused group, which otherwise
+# stays RUNNING for the next run)
+STOP_NEVER_STARTED = "never_started"
 # A trial that failed otherwise (it raised, its config was refused, its data was bad, it returned neither a dict
 # nor None) is FAIL with no stop reason: its ``error`` says why.
 
