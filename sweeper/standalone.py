@@ -153,30 +153,25 @@ def train(run: Standalone, base_dir: str | None, checkpoint_dir: Path | None) ->
         result = plain(returned_metrics(run.entrypoint, returned) or {})
     except EntrypointError as exc:
         raise BadInput(str(exc)) from None
-    # what a trial of the sweep would fail on: an objective, returned or else last reported, that is no number
+    # what a trial of the sweep would fail on, as Recorder._complete words it: an objective, returned or else last
+    # reported, that is no number, NaN or ±inf (stop_reason diverged), or not there at all
     verb, judged = ("returned", result) if returned is not None else ("last reported", reported)
-    if run.objective is not None and (problem := objective_problem(
-            run.entrypoint, verb, judged, objective_key(judged, run.objective))):
-        raise BadInput(f"{problem}; a trial of the sweep fails on it")
-    if run.objective is not None and (problem := final_objective_problem(run, {**reported, **valued(result)})):
-        raise BadInput(problem)
+    final = {**reported, **valued(result)}
+    if run.objective is not None:
+        if problem := objective_problem(run.entrypoint, verb, judged, objective_key(judged, run.objective)):
+            raise BadInput(f"{problem}; a trial of the sweep fails on it")
+        value = final.get(key := objective_key(final, run.objective))
+        if isinstance(value, float) and not math.isfinite(value):
+            raise BadInput(f"{run.entrypoint} ended with {key} = {value}; a trial of the sweep fails on it "
+                           "(stop_reason diverged)")
+        if value is None:
+            raise BadInput(f"{run.entrypoint} returned without reporting {run.objective!r}; a trial of the sweep "
+                           "fails on it")
     console.print("final: " + ("  ".join(f"{k} {format_value(k, v)}" for k, v in result.items()
                                          if isinstance(v, (int, float, str, bool))) or "(nothing returned)"),
                   markup=False)
     console.print(f"{run.entrypoint}, {time.perf_counter() - started:.1f}s", markup=False)
-    return {**reported, **valued(result)}
-
-
-def final_objective_problem(run: Standalone, recorded_run: Mapping[str, Any]) -> str | None:
-    """Why a trial recording ``recorded_run`` would FAIL, as :meth:`sweeper.recorder.Recorder._complete` words it: its
-    objective, returned or else last reported, is NaN or ±inf (``stop_reason`` diverged), or is not there at all."""
-    assert run.objective is not None
-    value = recorded_run.get(key := objective_key(recorded_run, run.objective))
-    if isinstance(value, float) and not math.isfinite(value):
-        return f"{run.entrypoint} ended with {key} = {value}; a trial of the sweep fails on it (stop_reason diverged)"
-    if value is None:
-        return f"{run.entrypoint} returned without reporting {run.objective!r}; a trial of the sweep fails on it"
-    return None
+    return final
 
 
 def make_checkpoint_dir(folder: Path) -> None:
