@@ -379,21 +379,19 @@ def _build(original: dict[str, Any], file: str, lines: dict[Atoms, int], base_di
     try:
         spec = Spec.model_validate(data, context=dict(context))
     except ValidationError as exc:
-        issues += [_issue(file, lines, origins, path, message) for error in exc.errors()
-                   for path, message in _messages(error)]
         # pydantic checks the trials' configs (Spec._check_configs) only once every field passed: a section those
         # configs do not read (budget, sampler...), refused, would hide their problems until it was fixed. Only the
         # configs' own are taken, and the scheduler's where it and budget passed: judged beside a refused budget's
         # defaults (Spec.idle_scheduler reads budget.trials), it would be wrong
-        failed = {error["loc"][0] for error in exc.errors() if error["loc"]}
+        errors, failed = exc.errors(), {error["loc"][0] for error in exc.errors() if error["loc"]}
         taken = CONFIG_FIELDS | ({"scheduler"} if not failed & {"scheduler", "budget"} else set())
         if failed and not failed & CONFIG_FIELDS:
             relaxed = {k: v for k, v in data.items() if k not in failed} | {"name": "space"}  # required, in no config
             try:
                 Spec.model_validate(relaxed, context=dict(context))
             except ValidationError as again:
-                issues += [_issue(file, lines, origins, path, message) for error in again.errors()
-                           if error["loc"] and error["loc"][0] in taken for path, message in _messages(error)]
+                errors += [error for error in again.errors() if error["loc"] and error["loc"][0] in taken]
+        issues += [_issue(file, lines, origins, path, why) for error in errors for path, why in _messages(error)]
     if not quick and isinstance(data.get("quick"), Mapping):  # the quick: section is checked whether used or not
         try:  # the deprecated sampler options the caller vets are the full spec's: the quick: section adds none
             _build(original, file, lines, base_dir, overrides, True, stem, stored,
