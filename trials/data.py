@@ -68,15 +68,11 @@ def load_splits(cfg: TrainConfig) -> Splits:
             cfg.dataset_noise, cfg.dataset_seed, cfg.dataset_seq_len, knobs,
         ).clone()
     if cfg.dataset_name == "npz":
-        splits = load_npz(cfg.dataset_path, cfg.dataset_seq_len, classes=cfg.dataset_classes, seed=cfg.dataset_seed)
-    elif cfg.dataset_name == "wlasl":
-        splits = load_wlasl(cfg.dataset_path, cfg.dataset_split_file, cfg.dataset_landmarks_dir, cfg.dataset_seq_len,
-                            classes=cfg.dataset_classes)
-    else:
-        raise DataError(f"dataset.name={cfg.dataset_name!r}: unknown dataset; use synthetic, npz or wlasl")
-    # new bytes under the same path: a checkpoint of the old ones is not resumed on them (same shape or not)
-    return replace(splits, fingerprint=data_fingerprint(cfg.dataset_name, cfg.dataset_path, cfg.dataset_split_file,
-                                                        cfg.dataset_landmarks_dir))
+        return load_npz(cfg.dataset_path, cfg.dataset_seq_len, classes=cfg.dataset_classes, seed=cfg.dataset_seed)
+    if cfg.dataset_name == "wlasl":
+        return load_wlasl(cfg.dataset_path, cfg.dataset_split_file, cfg.dataset_landmarks_dir, cfg.dataset_seq_len,
+                          classes=cfg.dataset_classes)
+    raise DataError(f"dataset.name={cfg.dataset_name!r}: unknown dataset; use synthetic, npz or wlasl")
 
 
 # ================================================================================================
@@ -141,12 +137,12 @@ def synthetic_splits(
     part = part_from_signers(signer, val, test)
     source = f"synthetic (seed {seed}, noise {noise:g}, imbalance {imbalance:g})"
     how = f"split by signer {len(train)}/{len(val)}/{len(test)}"
-    return replace(_finish(Labelled("synthetic", source, xs, y, part, classes, how), seq_len), fingerprint=GENERATOR)
+    return _finish(Labelled("synthetic", source, xs, y, part, classes, how), seq_len, GENERATOR)
 
 
 def load_npz(path: str | Path, seq_len: int, *, classes: int | None = None, seed: int = 0) -> Splits:
     """An npz file (:func:`trials.datasets.read_npz`), split and preprocessed."""
-    return _finish(read_npz(path, classes=classes, seed=seed), seq_len)
+    return _finish(read_npz(path, classes=classes, seed=seed), seq_len, data_fingerprint("npz", path))
 
 
 def load_wlasl(
@@ -154,14 +150,15 @@ def load_wlasl(
     *, classes: int | None = None,
 ) -> Splits:
     """A WLASL root (:func:`trials.datasets.read_wlasl`), split by subset and preprocessed."""
-    return _finish(read_wlasl(root, split_file, landmarks_dir, classes=classes), seq_len)
+    return _finish(read_wlasl(root, split_file, landmarks_dir, classes=classes), seq_len,
+                   data_fingerprint("wlasl", root, split_file, landmarks_dir))
 
 
 # ================================================================================================
 # Shared last step
 # ================================================================================================
-def _finish(data: Labelled, seq_len: int) -> Splits:
-    """Check splits and class coverage, preprocess, and pack the tensors."""
+def _finish(data: Labelled, seq_len: int, fingerprint: str) -> Splits:
+    """Check splits and class coverage, preprocess, and pack the tensors, with their source's ``fingerprint``."""
     check_splits(data)
     y, part, num_classes = data.y, data.part, data.num_classes
     sequences = data.sequences
@@ -180,4 +177,5 @@ def _finish(data: Labelled, seq_len: int) -> Splits:
         f"{data.source}: {num_classes} classes, train/val/test {counts} ({data.how}), "
         f"{seq_len} frames x {x.shape[2]} features"
     )
-    return Splits(**tensors, num_classes=num_classes, feature_dim=int(x.shape[2]), description=description)
+    return Splits(**tensors, num_classes=num_classes, feature_dim=int(x.shape[2]), description=description,
+                  fingerprint=fingerprint)
