@@ -293,12 +293,10 @@ def _details(view: StudyView, url: str) -> None:
     name = view.study.study_name
     orphans = orphaned_trials(view.study, view.trials) if is_sweepers(view) else []
     if orphans:
-        console.print(f"interrupted: {', '.join(f'#{t.number}' for t in orphans)} "
-                      + ("was running when its driver stopped; " if len(orphans) == 1 else
-                         "were running when their driver stopped; ")
-                      + f"{shell_command('resume', name, storage_option(url, writing=True))} carries "
-                      + ("it on from its checkpoints" if len(orphans) == 1 else "them on from their checkpoints"),
-                      markup=False)
+        was, its, them = ("was", "its", "it") if len(orphans) == 1 else ("were", "their", "them")  # as best.py says it
+        console.print(f"interrupted: {', '.join(f'#{t.number}' for t in orphans)} {was} running when {its} driver "
+                      f"stopped; {shell_command('resume', name, storage_option(url, writing=True))} carries {them} on "
+                      f"from {its} checkpoints", markup=False)
     if view.complete:
         best = view.complete[0]
         console.print(f"best trial #{best.number}: " + " ".join(f"{k}={format_value(k, v)}"
