@@ -365,9 +365,9 @@ class Spec(BaseModel):
                 for metric, k in tops.items() if k >= classes]
 
     def idle_scheduler(self) -> tuple[str, str] | None:
-        """The scheduler's field and why, where it judges a trial first at its last epoch or later, so that it stops
-        none: no trial is stopped at its last epoch (that saves nothing, and would record a trained trial as
-        PRUNED), and the sweep would run as with no scheduler, silently."""
+        """The scheduler's field and why, where it (or an ASHA bracket) judges a trial first at its last epoch or later,
+        so that it stops none: no trial is stopped at its last epoch (that saves nothing, and would record a trained
+        trial as PRUNED), and the sweep (or the bracket's share) would run as with no scheduler, silently."""
         kind, epochs = self.scheduler.type, self.planned_epochs()
         options = {**self.scheduler.DEFAULTS, **self.scheduler.options}
         first, others = options.get("grace_period", 1), options.get("min_samples_required", 0)
@@ -376,6 +376,14 @@ class Spec(BaseModel):
                 f"{kind} would stop no trial early: it compares a trial with min_samples_required={others} others, "
                 f"but a sweep of budget.trials={self.budget.trials} gives a trial at most {self.budget.trials - 1}; "
                 f"give a min_samples_required below {self.budget.trials}, or more trials")
+        top = min(options.get("max_t", math.inf), epochs - 1 if epochs else 100)  # build_scheduler's last rung
+        if kind == "asha" and first <= top and (brackets := options["brackets"]) > (useful := int(  # Ray's count of
+                math.log(top / first) / math.log(options["reduction_factor"]) + 1)):  # brackets with a rung
+            last = f", below a trial's last epoch ({epochs})" if top == epochs - 1 else " (max_t)"
+            return "brackets", (f"asha would stop no trial in {brackets - useful} of its {brackets} brackets, and run "
+                                "their trials unjudged: bracket k judges first at epoch grace_period x reduction_factor"
+                                f"^k, at most {top}{last}, so at most {useful} can: give brackets: {useful} or fewer, "
+                                "a smaller reduction_factor, or train more epochs")
         if kind == "none" or not epochs or first < epochs:
             return None
         field = "type" if kind == "hyperband" else "grace_period"  # HyperBand's first rung is epoch 1
@@ -385,10 +393,7 @@ class Spec(BaseModel):
                        f"trains {most}epochs={epochs}, and none is stopped at its last epoch (that saves nothing); "
                        f"{fix}train more epochs, or use scheduler type: none")
 
-    @property
-    def direction(self) -> str:
-        """``maximize`` or ``minimize``: the Optuna study direction."""
-        return self.objective.direction
+    direction = property(lambda self: self.objective.direction, doc="``maximize`` or ``minimize``: the study's.")
 
     def metric_direction(self, metric: str) -> str:
         """``maximize`` or ``minimize`` for a reported metric (see :func:`trials.entrypoint.metric_direction`)."""

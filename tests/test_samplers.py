@@ -350,6 +350,29 @@ def test_hyperband_draws_each_trials_bracket_from_the_seed_and_every_bracket_has
             list(range(count, 0, -1)), (max_t, grace, factor)
 
 
+def test_asha_brackets_the_epochs_leave_without_a_rung_are_refused_as_ray_builds_them():
+    """Ray builds a bracket without a rung where the epochs allow fewer brackets than asked (epochs 4, grace 1,
+    factor 4: one of 5), and the trials drawn into it (60% of them) ran unjudged. A space is refused at
+    scheduler.brackets exactly where Ray's scheduler would have a bracket judging no trial before its last epoch."""
+    from search_spaces.errors import SpecError
+    from search_spaces.loader import load_spec
+    from sweeper.schedulers import build_scheduler
+
+    short = ["params.warmup_epochs={type: fixed, value: 0}", "enqueue=[]"]
+    for epochs, grace, factor, max_t in ((4, 1, 4, ""), (17, 1, 4, ""), (30, 2, 3, ""), (1001, 1, 10, ""),
+                                         (30, 1, 2, ", max_t: 5"), (8, 1, 2, ", max_t: 100")):
+        for count in range(1, 7):  # at most 5 have a rung here
+            asked = [*short, f"training.epochs={epochs}", f"scheduler={{type: asha, grace_period: {grace}, "
+                     f"reduction_factor: {factor}, brackets: {count}{max_t}}}"]
+            ray = build_scheduler(load_spec("spaces/asl20.yaml", overrides=[*asked, "quick={}"], quick=True))
+            idle = any(not bracket._rungs or bracket._rungs[-1][0] >= epochs for bracket in ray._brackets)
+            try:
+                load_spec("spaces/asl20.yaml", overrides=asked)
+                assert not idle, (epochs, grace, factor, max_t, count)
+            except SpecError as exc:
+                assert idle and [i.field for i in exc.issues] == ["scheduler.brackets"], (exc, count)
+
+
 def test_sampler_options_that_fail_only_when_the_model_samples_are_refused_before_anything_is_written(tmp_path):
     """TPE's n_ei_candidates: 0 passed validation, then the sweep crashed at its first TPE trial (exit 1), a
     RUNNING trial left in the study it had written; so did a float range numpy cannot draw from, GP's too."""

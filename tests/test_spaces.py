@@ -342,6 +342,14 @@ def test_a_scheduler_that_would_stop_no_trial_is_refused(tmp_path: Path) -> None
     err = errors(path, overrides=["params.epochs={type: int, low: 2, high: 5}"])  # the most it samples
     assert "but a trial trains at most epochs=5, and" in find(err, "scheduler.grace_period")
     assert load_spec(path, quick=True).idle_scheduler() is None  # the built-in profile's grace period is 1
+    err = errors(path, overrides=["training.epochs=4", "scheduler={type: asha, reduction_factor: 4, brackets: 5}"])
+    assert find(err, "scheduler.brackets").endswith(  # Ray builds 4 of them without a rung: 60% of trials unjudged
+        "scheduler.brackets: asha would stop no trial in 4 of its 5 brackets, and run their trials unjudged: bracket k "
+        "judges first at epoch grace_period x reduction_factor^k, at most 3, below a trial's last epoch (4), so at "
+        "most 1 can: give brackets: 1 or fewer, a smaller reduction_factor, or train more epochs")
+    assert load_spec(path, overrides=["training.epochs=17", "scheduler={type: asha, brackets: 3}"])  # 1, 4, 16
+    err = errors(path, overrides=["training.epochs=17", "scheduler={type: asha, brackets: 2, max_t: 3}"])
+    assert "at most 3 (max_t), so at most 1 can" in find(err, "scheduler.brackets")
     err = errors(path, overrides=["scheduler={type: median, grace_period: 6}"])
     assert "median would stop no trial early" in find(err, "scheduler.grace_period")
     err = errors(path, overrides=["epochs=1", "scheduler={type: hyperband}"])
