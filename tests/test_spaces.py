@@ -89,6 +89,21 @@ def test_builtin_space_loads_and_builds(name: str, quick: bool) -> None:
         assert spec.budget.trials == 40 and spec.budget.max_concurrent == 2 and spec.resources.cpu == 1
 
 
+CHECKOUT = Path(__file__).resolve().parents[1]
+SHIPPED = [*sorted(BUILTIN_DIR.glob("*.yaml")), *sorted((CHECKOUT / "bench" / "spaces").glob("*.yaml")),
+           *sorted((CHECKOUT / "examples").rglob("*.yaml"))]
+
+
+@pytest.mark.parametrize("quick", [False, True])
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.relative_to(CHECKOUT).as_posix())
+def test_every_shipped_space_validates_with_and_without_quick(path: Path, quick: bool, capsys) -> None:
+    """Four benchmark spaces refused --quick: their warmup range (up to 6 epochs) outgrew the quick profile's 3."""
+    from sweeper.cli import validate
+
+    validate(str(path), [], quick=quick)
+    assert ("# with --quick" in capsys.readouterr().out) == quick
+
+
 def test_builtin_figures_from_the_seeds() -> None:
     asl20, asl50, asl100, nslt = (load_spec(n) for n in BUILTINS)
     assert asl20.targets == {"test_top3": 0.8}
