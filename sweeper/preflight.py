@@ -136,13 +136,15 @@ def check_data_found(spec: Spec, folder: Path | None = None) -> str | None:
                 if not sampled:
                     fingerprint = GENERATOR if cfg.dataset_name == "synthetic" else data_fingerprint(
                         cfg.dataset_name, cfg.dataset_path, cfg.dataset_split_file, cfg.dataset_landmarks_dir)
-        except DataError as exc:
+        except DataError as exc:  # where a relative path is read from, for a relative one only
+            notes = [f"a relative path is read from {folder}"] * (not Path(cfg.dataset_path).is_absolute()) + \
+                [f"drawn with {', '.join(f'{k}={v}' for k, v in chosen.items())}"] * (len(chosen) > 1)
+            said = f"{exc} ({', '.join(notes)})" if notes else str(exc)
             if not chosen:
                 where = f"{spec.source_path}: " if spec.source_path else ""
-                raise DataError(f"{where}training.dataset: {exc} (a relative path is read from {folder})") from None
-            drawn = f", drawn with {', '.join(f'{k}={v}' for k, v in chosen.items())}" if len(chosen) > 1 else ""
-            raise refusal(spec, ("params", next(iter(chosen))), f"{exc} (a relative path is read from {folder}"
-                          f"{drawn}): every choice must be data the trials can read") from None
+                raise DataError(f"{where}training.dataset: {said}") from None
+            raise refusal(spec, ("params", next(iter(chosen))), f"{said}: every choice must be data the trials can "
+                          "read") from None
     return fingerprint
 
 

@@ -840,6 +840,29 @@ def test_data_a_param_chooses_is_read_before_the_sweep(tmp_path):
     assert check_data_found(load_spec(tmp_path / "data.yaml"), tmp_path) is None  # read, and no one data to record
 
 
+def test_where_a_relative_data_path_is_read_from_is_said_for_a_relative_one_only(tmp_path):
+    """An absolute WLASL root (or npz) that is missing was said to be read "(a relative path is read from ...)"."""
+    from search_spaces.errors import SpecError
+    from search_spaces.loader import load_spec
+    from sweeper.preflight import check_data_found
+    from trials.errors import DataError
+
+    (tmp_path / "root").mkdir()
+    space = "objective: {metric: val_loss}\ntraining:\n  dataset: {name: wlasl, path: %s, classes: 3}\nparams:\n" \
+            "  lr: {type: float, low: 0.001, high: 0.01}\n"
+    for path, end in ((tmp_path / "root", "split file not found (dataset.split_file)"),
+                      (tmp_path / "nosuch", "nosuch: WLASL root folder not found"),
+                      ("root", f"split file not found (dataset.split_file) (a relative path is read from {tmp_path})")):
+        (tmp_path / "w.yaml").write_text(space % path)
+        with pytest.raises(DataError) as info:
+            check_data_found(load_spec(tmp_path / "w.yaml"), tmp_path)
+        assert str(info.value).endswith(end), info.value
+    (tmp_path / "w.yaml").write_text(space % "root" + "  dataset.name: {type: categorical, choices: [wlasl]}\n"
+                                     f"  dataset.path: {{type: categorical, choices: [{tmp_path / 'nosuch'}]}}\n")
+    with pytest.raises(SpecError, match=r"root folder not found \(drawn with dataset.name=wlasl, dataset.path=/"):
+        check_data_found(load_spec(tmp_path / "w.yaml"), tmp_path)
+
+
 def test_data_choices_an_npz_does_not_read_are_not_read_again(tmp_path, monkeypatch):
     """Every combination of the chosen data settings was read, those the dataset's kind ignores too: an npz space
     choosing among 10 split files and 10 landmark folders read its arrays 100 times before the sweep."""
