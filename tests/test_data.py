@@ -304,6 +304,18 @@ def test_npz_through_load_splits(tmp_path: Path) -> None:
     assert splits.num_classes == 3
 
 
+@pytest.mark.parametrize("name", [{}, {"dataset.name": "synthetic"}])
+def test_a_data_path_beside_synthetic_data_is_refused_in_words_true_whether_the_name_was_written(name) -> None:
+    """It said "dataset.name is synthetic (the default)" and "add dataset.name" where the user wrote synthetic."""
+    from trials.config import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        TrainConfig.from_flat({**name, "dataset.path": "data.npz"})
+    assert str(info.value) == ("dataset.path='data.npz' is not allowed: a file or folder only for dataset.name npz or "
+                               "wlasl; dataset.name is synthetic (the default where not given), which generates its "
+                               "data: set dataset.name: npz or wlasl")
+
+
 def test_a_data_path_under_home_is_read_from_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``dataset.path: ~/data.npz`` (no shell expands a ~ in YAML or after --set's =) was "file not found" for a
     file that exists, in sweeper validate, run and train alike: each read the path as a folder named ~."""

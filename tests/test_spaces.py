@@ -1270,7 +1270,7 @@ def test_values_that_would_quietly_mean_something_else_are_refused(tmp_path: Pat
     for unset in ("storage=", "storage= "):  # --set storage=$URL with URL unset: the default would take the sweep
         assert "storage is empty; give a storage URL" in str(errors(write(tmp_path, MINIMAL), overrides=[unset]))
     err = errors(write(tmp_path, MINIMAL + "training: {epochs: 2, dataset: {path: data.npz}}\n"))
-    assert "add dataset.name: npz or wlasl" in find(err, "training.dataset.path")
+    assert "set dataset.name: npz or wlasl" in find(err, "training.dataset.path")
     err = errors(write(tmp_path, MINIMAL + "name: \"asl\\u202e02lsa\"\n"))
     assert "holds '\\u202e'" in find(err, "name")
     assert load_spec(write(tmp_path, MINIMAL + "name: 'über straße #1'\n")).name == "über straße #1"

@@ -138,8 +138,8 @@ class TrainConfig:
              "a file or folder is required for npz and wlasl datasets", "dataset.name")
         # the default name: a forgotten dataset.name would sweep on generated data, and say so only in passing
         need(self.dataset_name != "synthetic" or not self.dataset_path, "dataset.path",
-             "a file or folder only for dataset.name npz or wlasl; dataset.name is synthetic (the default), which "
-             "generates its data: add dataset.name: npz or wlasl", "dataset.name")
+             "a file or folder only for dataset.name npz or wlasl; dataset.name is synthetic (the default where "
+             "not given), which generates its data: set dataset.name: npz or wlasl", "dataset.name")
         need(self.dataset_classes >= 2, "dataset.classes", "an integer >= 2")
         need(self.dataset_samples_per_class >= 3, "dataset.samples_per_class", "an integer >= 3")
         need(self.dataset_signers >= 3, "dataset.signers", "an integer >= 3 (train/val/test split by signer)")
