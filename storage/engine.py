@@ -373,9 +373,10 @@ def _where(url: str) -> str:
 
 
 def _url_part(url: str, attribute: str, option: str) -> str | None:
-    """A part of the URL, or the libpq option that gives it in the query (``?host=db&user=me``)."""
+    """A part of the URL as libpq gets it: the query's option (``?host=db&user=me``) wins over the URL's own, as
+    SQLAlchemy passes the query last."""
     parsed = _parse(url)
-    value = getattr(parsed, attribute, None) or (parsed.query.get(option) if parsed is not None else None)
+    value = (parsed.query.get(option) if parsed is not None else None) or getattr(parsed, attribute, None)
     return str(value[0] if isinstance(value, tuple) else value) if value else None
 
 

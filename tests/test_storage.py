@@ -538,6 +538,19 @@ def test_missing_database(postgres_url: str) -> None:
     assert "Sup3r" not in message and "s3cret" not in message and "***" in message
 
 
+def test_a_missing_user_or_database_given_in_the_query_is_the_one_named(postgres_url: str) -> None:
+    """psycopg connects with ?user= and ?dbname= over the URL's own (SQLAlchemy passes the query last): the message
+    named the URL's user or database instead of the one the server refused."""
+    base, suffix = make_url(postgres_url), uuid.uuid4().hex[:8]
+    role, database = f"sweeper_norole_{suffix}", f"sweeper_missing_{suffix}"
+    with pytest.raises(StorageError) as caught:
+        open_storage(base.set(username="someone_else").update_query_dict({"user": role}).render_as_string(False))
+    assert f"the user '{role}' does not exist" in str(caught.value), caught.value
+    with pytest.raises(StorageError) as caught:
+        open_storage(base.update_query_dict({"dbname": database}).render_as_string(False))
+    assert f"the database '{database}' does not exist" in str(caught.value) and f" {database})." in str(caught.value)
+
+
 def test_missing_databases_createdb_names_the_urls_server_and_user() -> None:
     """Pasted, a bare 'createdb sweeps' reached the local socket as the login user, not the URL's server."""
     error = Exception('connection failed: FATAL: database "my sweeps" does not exist')
