@@ -46,6 +46,9 @@ STOP_REASON = "stop_reason"  # why training ended: see the stop reasons below
 RAY_TRIAL_ID = "ray_trial_id"  # joins the study to Ray's results folder while it exists
 DRIVER = "driver"  # {"host", "pid", "started"} of the `sweeper run` process that owns a RUNNING trial
 RESUMED = "resumed"  # how many times the trial was carried on by a later driver after its own driver died
+# system attr {"token", "driver"} of a trial a driver asked for: its retry finds the trial after a lost answer, and
+# an enqueued trial, RUNNING a moment before its DRIVER attr, is told from a dead asker's (storage.resume)
+ASK_TOKEN = "sweeper:ask"
 
 TRIAL_ATTRS = (*RECORDED_METRICS, BEST_EPOCH, EPOCHS_RUN, WALL_SECONDS, DEVICE, NODE, PARAMETERS, ERROR, STOP_REASON,
                RAY_TRIAL_ID, DRIVER, RESUMED)

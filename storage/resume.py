@@ -102,11 +102,16 @@ def orphaned_trials(study: optuna.Study, trials: Sequence[FrozenTrial] | None = 
     orphans = []
     now = datetime.now()
     for trial in running:
-        if attrs.DRIVER not in trial.user_attrs and trial.datetime_start is not None and \
-                (now - trial.datetime_start).total_seconds() < GRACE_PERIOD_S:
-            continue  # an enqueued trial a driver took this moment (RUNNING first): it writes itself as owner next
         owner = Driver.from_attr(trial.user_attrs.get(attrs.DRIVER))
         alive = owner.alive() if owner is not None else False
+        if attrs.DRIVER not in trial.user_attrs:  # an enqueued trial a driver took (RUNNING first): it owns it next
+            ask = trial.system_attrs.get(attrs.ASK_TOKEN)
+            asker = Driver.from_attr(ask.get("driver")) if isinstance(ask, dict) else None
+            alive = asker.alive() if asker is not None else None  # a kill -9 just then: a dead asker's is an orphan
+            if alive is None and trial.datetime_start is not None and \
+                    (now - trial.datetime_start).total_seconds() < GRACE_PERIOD_S:
+                continue  # taken this moment by a driver we cannot ask (another host, an older sweeper)
+            alive = bool(alive)
         if alive is False or (alive is None and trial._trial_id in stale):
             orphans.append(trial)
     return sorted(orphans, key=lambda t: t.number)

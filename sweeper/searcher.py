@@ -39,7 +39,7 @@ from trials.entrypoint import DEFAULT_ENTRYPOINT
 TS = optuna.trial.TrialState
 TELL_WAIT_S = 2.0  # how long an ask waits for queued tells (commits take milliseconds; a slow database, seconds)
 ASK_WAIT_S = TELL_WAIT_S + 1.0  # how long Tune's loop waits for an ask before it goes on without a new trial
-ASK_TOKEN = "sweeper:ask"  # system attr of a trial this driver created, until its creation is confirmed
+ASK_TOKEN = attrs.ASK_TOKEN
 
 
 class StudySearcher(DriverOnly, Searcher):
@@ -73,7 +73,7 @@ class StudySearcher(DriverOnly, Searcher):
         # An ask cut short by the storage resumes where it stopped (see _next_trial).
         self._pending: optuna.Trial | None = None
         self._unconfirmed_id: int | None = None
-        self._ask_token: str | None = None
+        self._ask_token: dict[str, Any] | None = None
         self._asking: Future[optuna.Trial | None] | None = None  # the ask under way on a thread of its own
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
@@ -241,7 +241,7 @@ class StudySearcher(DriverOnly, Searcher):
         # another driver may have taken the budget's last one meanwhile
         if self._unconfirmed_id is None and (self._budget_spent() or self._target_met_elsewhere()):
             return None
-        self._ask_token = self._ask_token or uuid.uuid4().hex
+        self._ask_token = self._ask_token or {"token": uuid.uuid4().hex, "driver": self.driver.as_attr()}
         if self._unconfirmed_id is None:
             self._unconfirmed_id = self._pop_waiting_trial_id()
         if self._unconfirmed_id is None:

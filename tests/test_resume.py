@@ -424,6 +424,34 @@ def test_orphans_are_trials_of_dead_drivers_or_stale_heartbeats(tmp_path):
     assert taken.number in {t.number for t in orphaned_trials(study)}
 
 
+def test_an_enqueued_trial_whose_driver_was_killed_before_owning_it_is_carried_on_at_once(tmp_path):
+    """A kill -9 between taking an enqueued row (RUNNING) and writing its owner left the trial without a driver
+    attr: a resume within the grace period said it ran "in another live driver", counted it in the budget and
+    ended with it RUNNING, the seeds' row never trained (found by an exploratory kill -9 right after start)."""
+    from search_spaces.loader import load_spec
+    from storage.retry import OutagePolicy
+    from sweeper.searcher import StudySearcher
+    from sweeper.study_writer import StudyWriter
+
+    spec = load_spec("spaces/asl20.yaml", quick=True)
+    study, _ = open_study(spec, f"sqlite:///{tmp_path / 'sweeps.db'}", None)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+
+    def searcher(driver: Driver, orphans: list[optuna.trial.FrozenTrial] = ()) -> StudySearcher:
+        policy = OutagePolicy(30)
+        return StudySearcher(study, spec, checkpoints=str(tmp_path), budget=6, driver=driver, policy=policy,
+                             writer=StudyWriter(policy), orphans=orphans)
+
+    searcher(Driver(socket.gethostname(), dead.pid, None))._new_trial_id()  # the dead driver's last step
+    searcher(Driver.current())._new_trial_id()  # a live driver's, about to write itself as owner
+    assert [t.state for t in study.get_trials(deepcopy=False)] == [TS.RUNNING, TS.RUNNING]
+    orphans = orphaned_trials(study)
+    assert [t.number for t in orphans] == [0]
+    carried = searcher(Driver.current(), orphans)._next_trial()
+    assert carried.number == 0 and carried.params == spec.enqueue[0]
+
+
 def test_an_orphan_another_driver_carried_on_or_finished_is_not_claimed_again(tmp_path):
     """Orphans are listed when a driver starts and claimed as its slots free, maybe hours later: by then another
     driver may have taken one (it must not run twice) or finished it (claiming it would fail the sweep)."""
