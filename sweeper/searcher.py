@@ -39,7 +39,6 @@ from trials.entrypoint import DEFAULT_ENTRYPOINT
 TS = optuna.trial.TrialState
 TELL_WAIT_S = 2.0  # how long an ask waits for queued tells (commits take milliseconds; a slow database, seconds)
 ASK_WAIT_S = TELL_WAIT_S + 1.0  # how long Tune's loop waits for an ask before it goes on without a new trial
-ASK_TOKEN = attrs.ASK_TOKEN
 
 
 class StudySearcher(DriverOnly, Searcher):
@@ -235,7 +234,7 @@ class StudySearcher(DriverOnly, Searcher):
         if self._unconfirmed_id is None and self._ask_token is not None:
             for trial in self.study.get_trials(deepcopy=False, states=(TS.RUNNING,)):
                 owner = Driver.from_attr(trial.user_attrs.get(attrs.DRIVER))  # None: popped, not owned yet
-                if trial.system_attrs.get(ASK_TOKEN) == self._ask_token and owner in (None, self.driver):
+                if trial.system_attrs.get(attrs.ASK_TOKEN) == self._ask_token and owner in (None, self.driver):
                     self._unconfirmed_id = trial._trial_id
         # counted once no trial of this ask is found: a retry whose trial was never written counts again, as
         # another driver may have taken the budget's last one meanwhile
@@ -248,7 +247,7 @@ class StudySearcher(DriverOnly, Searcher):
             template = optuna.trial.FrozenTrial(
                 number=-1, state=TS.RUNNING, value=None, datetime_start=datetime.now(), datetime_complete=None,
                 params={}, distributions={}, user_attrs={attrs.DRIVER: self.driver.as_attr()},
-                system_attrs={ASK_TOKEN: self._ask_token}, intermediate_values={}, trial_id=-1)
+                system_attrs={attrs.ASK_TOKEN: self._ask_token}, intermediate_values={}, trial_id=-1)
             self._unconfirmed_id = self.study._storage.create_new_trial(self.study._study_id, template_trial=template)
         return self._unconfirmed_id
 
@@ -259,7 +258,7 @@ class StudySearcher(DriverOnly, Searcher):
         storage = self.study._storage
         for trial in self.study.get_trials(deepcopy=False, states=(TS.WAITING,)):
             try:
-                storage.set_trial_system_attr(trial._trial_id, ASK_TOKEN, self._ask_token)
+                storage.set_trial_system_attr(trial._trial_id, attrs.ASK_TOKEN, self._ask_token)
                 if storage.set_trial_state_values(trial._trial_id, TS.RUNNING):  # False: another driver took it
                     return trial._trial_id
             except optuna.exceptions.UpdateFinishedTrialError:
