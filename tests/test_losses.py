@@ -10,6 +10,7 @@ from trials.losses import (
     mixup,
     smoothed_targets,
     soft_cross_entropy,
+    symmetric_beta,
 )
 
 
@@ -51,11 +52,24 @@ def test_mixup_mixes_inputs_and_targets_with_the_same_lam_and_partner():
     torch.manual_seed(3)
     mx, mt = mixup(x, t, alpha=0.4)
     torch.manual_seed(3)  # replay the two draws mixup makes: lam ~ Beta(alpha, alpha), then the partner permutation
-    lam = float(torch.distributions.Beta(0.4, 0.4).sample())
+    lam = float(symmetric_beta(torch.tensor(0.4, dtype=torch.float64)))
     partner = torch.randperm(4)
     assert torch.allclose(mx, lam * x + (1 - lam) * x[partner])
     assert torch.allclose(mt, lam * t + (1 - lam) * t[partner])
     assert torch.allclose(mt.sum(1), torch.ones(4))
+
+
+@pytest.mark.parametrize("alpha", [1e-4, 1e-3, 0.4, 1.0, 50.0])
+def test_mixup_lam_follows_beta_alpha_alpha_for_small_alphas_too(alpha):
+    """torch's Beta(1e-4, 1e-4) returned exactly 0.5 for 87% of draws (24% at 1e-3): the most mixing where a small
+    mixup_alpha means almost none. Beta(a, a) has mean 1/2 and variance 1 / (4 (2a + 1))."""
+    torch.manual_seed(0)
+    lam = symmetric_beta(torch.full((20_000,), alpha, dtype=torch.float64))
+    assert torch.isfinite(lam).all() and (lam == 0.5).float().mean() < 0.01
+    assert lam.mean().item() == pytest.approx(0.5, abs=0.01)
+    assert lam.var().item() == pytest.approx(1 / (4 * (2 * alpha + 1)), rel=0.05)
+    if alpha <= 1e-3:  # lam at 0 or 1 (within 5%) nearly always: a sample stays itself, or becomes its partner
+        assert ((lam > 0.05) & (lam < 0.95)).float().mean() < 0.01
 
 
 def test_class_weights_inverse_frequency_normalised_and_clipped():

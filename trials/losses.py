@@ -25,11 +25,23 @@ def mixup(
     inputs: torch.Tensor, targets: torch.Tensor, alpha: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Mix each sample with a random partner from the batch; ``lam ~ Beta(alpha, alpha)``."""
-    lam = float(torch.distributions.Beta(alpha, alpha).sample())
+    lam = float(symmetric_beta(torch.tensor(alpha, dtype=torch.float64)))
     partner = torch.randperm(inputs.shape[0], device=inputs.device)
     mixed_inputs = lam * inputs + (1.0 - lam) * inputs[partner]
     mixed_targets = lam * targets + (1.0 - lam) * targets[partner]
     return mixed_inputs, mixed_targets
+
+
+def symmetric_beta(alpha: torch.Tensor) -> torch.Tensor:
+    """One draw of ``Beta(a, a)`` per entry of ``alpha`` (each > 0), from two Gamma draws taken as logs.
+
+    torch's ``Beta`` underflows both Gamma draws to the same floor for a small ``a`` and returns exactly 0.5: 24% of
+    draws at 1e-3, 87% at 1e-4, the most mixing where a small alpha means almost none. ``Gamma(a) = Gamma(a + 1) *
+    U^(1/a)``, in logs (``log U = -Exp(1)``), stays exact for any ``a``.
+    """
+    a = alpha.double().unsqueeze(-1).expand(*alpha.shape, 2)
+    log_gamma = torch.distributions.Gamma(a + 1, 1.0).sample().log() - torch.empty_like(a).exponential_() / a
+    return torch.sigmoid(log_gamma[..., 0] - log_gamma[..., 1]).to(alpha.dtype)
 
 
 def soft_cross_entropy(

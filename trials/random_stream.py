@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import torch
 
+from trials.losses import symmetric_beta
+
 
 class RandomStream:
     """One member's own random numbers: the global generators' states, swapped in while the member draws.
@@ -54,7 +56,7 @@ def shared_mixup(inputs: torch.Tensor, targets: torch.Tensor, alpha: torch.Tenso
     ``inputs`` [K, batch, ...], ``targets`` [K, batch, classes], ``alpha`` [K, 1].
     """
     k, b = targets.shape[:2]
-    drawn = torch.distributions.Beta(alpha.clamp(min=1e-3), alpha.clamp(min=1e-3)).sample()
+    drawn = symmetric_beta(torch.where(alpha > 0, alpha, 1.0))  # alpha 0: a draw the next line drops
     lam = torch.where(alpha > 0, drawn, torch.ones_like(drawn)).view(k, 1, 1)
     partner = torch.rand(k, b, device=inputs.device).argsort(dim=1)
     rows = torch.arange(k, device=inputs.device).unsqueeze(1)
