@@ -341,9 +341,12 @@ def test_a_data_path_under_home_is_read_from_home(tmp_path: Path, monkeypatch: p
 @pytest.mark.parametrize(("classes", "words"), [
     (20, "class 3 has no training samples: the labels run 0..2 but dataset.classes=20 (set it to 3)"),
     (2, "y[12]=2 is out of range [0, 2) (dataset.classes=2): set dataset.classes to 3"),
+    # every label 0: not "set it to 1", which the config refuses (dataset.classes is at least 2)
+    (2, "class 1 has no training samples: the labels run 0..0 but dataset.classes=2 (a classifier needs samples of "
+        "at least 2 classes)"),
 ])
 def test_npz_labels_must_match_dataset_classes(tmp_path: Path, classes: int, words: str) -> None:
-    path = write_npz(tmp_path / "data.npz", n_classes=3, per_class=6)
+    path = write_npz(tmp_path / "data.npz", n_classes=1 if "0..0" in words else 3, per_class=6)
     cfg = TrainConfig(dataset_name="npz", dataset_path=str(path), dataset_classes=classes, dataset_seq_len=5)
     assert f"{path}: {words}" in error_of(data.load_splits, cfg)
 

@@ -365,9 +365,10 @@ def check_splits(data: Labelled) -> None:
 def _check_classes_used(y: np.ndarray, name: str, classes: int | None) -> None:
     """``dataset.classes`` must match the labels: a class past the last label would never be seen in training."""
     top = int(y.max())
-    if classes is not None and top < classes - 1:
+    if classes is not None and top < classes - 1:  # dataset.classes=1 is refused: a classifier needs two
+        fix = f"set it to {top + 1}" if top else "a classifier needs samples of at least 2 classes"
         raise DataError(f"{name}: class {top + 1} has no training samples: the labels run 0..{top} but "
-                        f"dataset.classes={classes} (set it to {top + 1})")
+                        f"dataset.classes={classes} ({fix})")
 
 
 def check_landmarks(values: np.ndarray, what: str, axes: str) -> np.ndarray:
