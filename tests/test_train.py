@@ -155,6 +155,8 @@ def test_bad_settings_are_rejected_with_the_allowed_values():
     for key, value in (("epochs", 1e30), ("seed", "99999999999999999999"), ("seed", 2**64)):  # not silently a
         with pytest.raises(ConfigError, match="expected int"):  # rounded count, nor torch's overflow mid-sweep
             TrainConfig.from_flat({key: value})
+    with pytest.raises(ConfigError, match=r"seed=18446744073709551615 is not allowed: expected int from -2\*\*63 to "):
+        TrainConfig.from_flat({"seed": 2**64 - 1})  # an int: "expected int" alone said it was not one
     assert TrainConfig.from_flat({"seed": "12345678901234567", "epochs": 1e3}).seed == 12345678901234567
     for key, value in (("weight_decay", "inf"), ("grad_clip", "inf"), ("dataset.noise", "nan"), ("lr", "inf")):
         with pytest.raises(ConfigError, match=rf"{re.escape(key)}=(inf|nan) is not allowed: a finite number"):

@@ -301,7 +301,7 @@ def coerce(key: str, raw: Any, kind: Any) -> Any:
             if isinstance(value, float) and not (value.is_integer() and abs(value) < 2**53):  # 1e30: not a count
                 raise ValueError
             if not -2**63 <= int(value) < 2**63:  # what torch and the database hold
-                raise ValueError
+                raise ConfigError(f"{key}={raw!r} is not allowed: expected int from -2**63 to 2**63 - 1", key)
             return int(value)
         if kind is float:
             if isinstance(raw, bool):
@@ -311,6 +311,8 @@ def coerce(key: str, raw: Any, kind: Any) -> Any:
             if not isinstance(raw, (str, int, float)) or isinstance(raw, bool):
                 raise ValueError
             return str(raw)
+    except ConfigError:
+        raise
     except (TypeError, ValueError):
         pass
     else:
