@@ -56,6 +56,7 @@ from trials.train import (
     new_optimizer,
     new_progress,
     non_finite_loss,
+    patience_spent,
     resolve_device,
     save_state,
     track_best,
@@ -190,9 +191,7 @@ class Group:
     # --- the epoch loop --------------------------------------------------------------------------------------
     def train(self) -> None:
         while self.members:
-            self._leave([m for m in self.members
-                         if m.progress["epoch"] + 1 - m.progress["best_epoch"] > m.cfg.early_stopping > 0],
-                        "early_stopping")
+            self._leave([m for m in self.members if patience_spent(m.progress, m.cfg)], "early_stopping")
             if not self.members:
                 break
             epoch_start = time.perf_counter()

@@ -75,7 +75,7 @@ def run(config: Mapping[str, Any], report: Report | None = None, checkpoint_dir:
     # --- epochs -----------------------------------------------------------------------------------------
     stop_reason = "completed"
     for epoch in range(progress["epoch"] + 1, cfg.epochs + 1):
-        if epoch - progress["best_epoch"] > cfg.early_stopping > 0:
+        if patience_spent(progress, cfg):
             stop_reason = "early_stopping"
             break
         epoch_start = time.perf_counter()
@@ -198,8 +198,13 @@ def save_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimi
 def checkpoint_due(epoch: int, progress: dict, cfg: TrainConfig) -> bool:
     """Every ``checkpoint_every`` epochs, and at the last epoch run (early stopping's too): the file keeps the
     trial's best weights, which ``sweeper best`` points to."""
-    return epoch % cfg.checkpoint_every == 0 or epoch == cfg.epochs or \
-        epoch + 1 - progress["best_epoch"] > cfg.early_stopping > 0
+    return epoch % cfg.checkpoint_every == 0 or epoch == cfg.epochs or patience_spent(progress, cfg)
+
+
+def patience_spent(progress: dict, cfg: TrainConfig) -> bool:
+    """Early stopping: the epoch after ``progress["epoch"]`` would be past ``early_stopping`` epochs without a better
+    objective, so none is trained (one rule for the loop, the last checkpoint and the fused loop)."""
+    return progress["epoch"] + 1 - progress["best_epoch"] > cfg.early_stopping > 0
 
 
 def load_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, cfg: TrainConfig,
