@@ -135,7 +135,8 @@ def load_existing_study(storage: BaseStorage, name: str, url: str) -> optuna.Stu
     where = mask_url(url)
     if not names:
         raise StorageError(f"There are no studies in {where} yet: run a sweep first (sweeper run SPACE).")
-    close = difflib.get_close_matches(name, names, n=1)
+    # a name typed in another case (ALLFAIL for allfail) is too far off for difflib, which compares case
+    close = [n for n in names if n.casefold() == name.casefold()] or difflib.get_close_matches(name, names, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else "."
     listed = ", ".join(names[:MAX_NAMES_LISTED])
     if len(names) > MAX_NAMES_LISTED:

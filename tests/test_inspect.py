@@ -37,7 +37,9 @@ from search_spaces.errors import SpecError
 from search_spaces.loader import load_spec, resolve_space_path, spec_from_dict
 from storage import attrs
 from storage.engine import close_storage, open_storage
+from storage.errors import StorageError
 from storage.report import build_report
+from storage.studies import load_existing_study
 from storage.view import study_view
 from sweeper.best import best_summary, reproduce_command, show_best, yaml_scalar
 from sweeper.console import format_value
@@ -1084,6 +1086,17 @@ def test_unknown_study_suggests_the_closest_name(backend: Backend) -> None:
     assert "did you mean" in proc.stderr and backend.name in proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
 
+
+
+def test_a_study_name_in_another_case_gets_did_you_mean(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'case.db'}"
+    storage = open_storage(url)
+    try:
+        optuna.create_study(study_name="allfail", storage=storage)
+        with pytest.raises(StorageError, match="did you mean 'allfail'"):
+            load_existing_study(storage, "ALLFAIL", url)
+    finally:
+        close_storage(storage)
 
 @pytest.fixture(scope="module")
 def failures(tmp_path_factory: pytest.TempPathFactory) -> dict[str, subprocess.CompletedProcess[str]]:
