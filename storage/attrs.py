@@ -8,6 +8,7 @@ booleans, None).
 
 from __future__ import annotations
 
+from pathlib import PurePath
 from typing import Any, Literal, TypedDict
 
 # --- study user attrs -------------------------------------------------------------------------------------------
@@ -98,3 +99,12 @@ def spec_as_ran(stored: dict[str, Any]) -> dict[str, Any]:
     """The stored ``SPEC`` without its ``quick:`` section: a --quick run's profile is applied in it already, so
     applying it again (or checking it against an overridden section) would describe another sweep."""
     return {k: v for k, v in stored.items() if k != "quick"}
+
+
+def space_file(found: dict[str, Any]) -> str | None:
+    """The study's space file as a path that names it from any folder: ``SPACE_FILE`` is as typed (``fail.yaml``,
+    ``spaces/asl20.yaml``: relative to the first run's folder, or a built-in), ``SPACE_DIR`` where it lay."""
+    typed, folder = found.get(SPACE_FILE), found.get(SPACE_DIR)
+    if not isinstance(typed, str):
+        return None
+    return str(PurePath(folder) / PurePath(typed).name) if isinstance(folder, str) else typed

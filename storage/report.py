@@ -109,7 +109,7 @@ def _summary(view: StudyView, url: str, now: datetime, state: str) -> str:
                    "sweeper git": env.get("sweeper_commit")}
     rows = [
         ("storage", mask_url(url)),
-        ("space file", str(user.get(attrs.SPACE_FILE, "-"))),
+        ("space file", attrs.space_file(user) or "-"),
         ("objective", f"{view.metric} ({'maximize' if view.maximize else 'minimize'})"),
         ("trials", ", ".join(f"{n} {kind}" for kind, n in view.states().items()) or "none yet"),
         ("state", STATES[state]),

@@ -237,7 +237,7 @@ def study_summary(view: StudyView) -> dict[str, Any]:
         "last_trial_end": max(ends).isoformat() if ends else None,
         "duration_seconds": elapsed,
         "interrupted_trials": [t.number for t in orphaned_trials(view.study)] if state == "interrupted" else [],
-        "space_file": user.get(attrs.SPACE_FILE),
+        "space_file": attrs.space_file(user),
     }
 
 
@@ -281,8 +281,8 @@ def _details(view: StudyView, url: str) -> None:
     if view.baseline:
         console.print("baseline: " + ", ".join(f"{m} {format_value(m, v)}" for m, v in view.baseline.items())
                       + (f" ({view.baseline_source})" if view.baseline_source else ""), markup=False)
-    if user.get(attrs.SPACE_FILE):
-        console.print(f"space file: {user[attrs.SPACE_FILE]}", markup=False)
+    if space := attrs.space_file(user):
+        console.print(f"space file: {space}", markup=False)
     span = view.time_span()
     if span is not None:
         running = view.states().get("RUNNING", 0)

@@ -1098,6 +1098,23 @@ def test_a_study_name_in_another_case_gets_did_you_mean(tmp_path: Path) -> None:
     finally:
         close_storage(storage)
 
+
+def test_the_space_file_is_shown_where_it_lies_not_as_typed_in_the_first_runs_folder(tmp_path: Path) -> None:
+    """``sweeper run fail.yaml`` in /proj/pkg: status, its JSON and the report name /proj/pkg/fail.yaml, which a
+    reader in another folder can open (best finds it there too)."""
+    url = f"sqlite:///{tmp_path / 'space.db'}"
+    storage = open_storage(url)
+    try:
+        study = optuna.create_study(study_name="typed", storage=storage)
+        study.set_user_attr(attrs.SPACE_FILE, "fail.yaml")
+        study.set_user_attr(attrs.SPACE_DIR, str(tmp_path / "pkg"))
+        view = view_of(study)
+        where = str(tmp_path / "pkg" / "fail.yaml")
+        assert study_summary(view)["space_file"] == where
+        assert f"<th>space file</th><td>{where}</td>" in build_report(view, url=url)
+    finally:
+        close_storage(storage)
+
 @pytest.fixture(scope="module")
 def failures(tmp_path_factory: pytest.TempPathFactory) -> dict[str, subprocess.CompletedProcess[str]]:
     """Commands against storages that are missing, empty or unreachable, all at once, in the folder FOLDER."""
