@@ -8,6 +8,7 @@ booleans, None).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import PurePath
 from typing import Any, Literal, TypedDict
 
@@ -101,7 +102,7 @@ def spec_as_ran(stored: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in stored.items() if k != "quick"}
 
 
-def space_file(found: dict[str, Any]) -> str | None:
+def space_file(found: Mapping[str, Any]) -> str | None:
     """The study's space file as a path that names it from any folder: ``SPACE_FILE`` is as typed (``fail.yaml``,
     ``spaces/asl20.yaml``: relative to the first run's folder, or a built-in), ``SPACE_DIR`` where it lay."""
     typed, folder = found.get(SPACE_FILE), found.get(SPACE_DIR)

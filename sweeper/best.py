@@ -110,11 +110,9 @@ def set_flags(config: Mapping[str, Any]) -> list[str]:
 def _space_file(view: StudyView, *, anywhere: bool = False) -> Path | None:
     """The space file a user entrypoint's study was run from, if it is still where it was (and in this folder or
     below, unless ``anywhere``)."""
-    user = view.study.user_attrs
-    space_dir, space_file = user.get(attrs.SPACE_DIR), user.get(attrs.SPACE_FILE)
-    if not isinstance(space_file, str):
+    if (space := attrs.space_file(view.study.user_attrs)) is None:
         return None
-    path = Path(space_dir) / Path(space_file).name if isinstance(space_dir, str) else Path(space_file)
+    path = Path(space)
     return path if path.is_file() and (anywhere or here_or_below(path.parent)) else None
 
 

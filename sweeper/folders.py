@@ -112,11 +112,10 @@ def _came_along(found: Mapping[str, Any], then: Path, now: Path) -> bool:
     """Whether the project came with its SQLite file: its checkpoint folder or its space file is at its place under
     ``now`` (where either is at one place or the other), else this run works where the first one did; with no
     sign either way it is taken to have come (a wrong guess fails loudly on the data)."""
-    checkpoints, space_dir, space_file, work_dir = (found.get(key) for key in (
-        attrs.CHECKPOINTS, attrs.SPACE_DIR, attrs.SPACE_FILE, attrs.WORK_DIR))
+    checkpoints, work_dir = found.get(attrs.CHECKPOINTS), found.get(attrs.WORK_DIR)
     signs, places = [], [checkpoints]
-    if isinstance(space_dir, str) and isinstance(space_file, str):
-        places.append(str(Path(space_dir) / Path(space_file).name))
+    if isinstance(found.get(attrs.SPACE_DIR), str):
+        places.append(attrs.space_file(found))
     for path in places:
         if isinstance(path, str) and Path(path).is_relative_to(then):
             mapped = now / Path(path).relative_to(then)
