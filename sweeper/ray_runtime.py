@@ -180,9 +180,10 @@ def mask_passwords_in_command_line() -> None:
 
 
 def _masked_arg(arg: str) -> str:
-    """One argument, its passwords masked; ``--storage=URL``'s URL whole (a password with a space is still in it)."""
+    """One argument, its passwords masked; the URL of ``--storage=URL``, ``--set storage=URL`` and
+    ``--set=storage=URL`` whole (a password with a space is still in it: free text's masking stops at the space)."""
     flag, equals, value = arg.partition("=")
-    return f"{flag}={mask_url(value)}" if arg.startswith("--") and equals else mask_url(arg)
+    return mask_url(f"{flag}={_masked_arg(value)}") if equals and "://" not in flag else mask_url(arg)
 
 
 def _ray_temp_folder() -> str:

@@ -176,3 +176,16 @@ def test_a_driver_object_pickles_to_a_stub_that_loads_and_refuses_every_use():
     for use in (lambda: stub("trial", {}), lambda: stub.on_trial_result, lambda: stub.suggest("t")):
         with pytest.raises(RuntimeError, match="sweeper's Holder is not saved with Ray's results: resume the study"):
             use()
+
+
+SPACED = "postgresql+psycopg://u:pass word9@127.0.0.1:5432/db"  # unencoded: make_url takes it, free text cannot
+
+
+def test_a_set_storage_url_whose_password_holds_a_space_is_masked_in_the_process_title():
+    """ps, and Ray's job table, show the retitled driver: the whole URL of ``--set storage=URL`` is masked."""
+    code = ("from sweeper.ray_runtime import mask_passwords_in_command_line as m; m(); "
+            "print(open('/proc/self/cmdline').read())")
+    done = subprocess.run([sys.executable, "-c", code, "--set", f"storage={SPACED}", f"--set=quick.storage={SPACED}"],
+                          capture_output=True, text=True, timeout=120, check=True)
+    assert "word9" not in done.stdout and done.stdout.count("u:***@127.0.0.1") == 2, done.stdout
+
