@@ -189,3 +189,10 @@ def test_a_set_storage_url_whose_password_holds_a_space_is_masked_in_the_process
                           capture_output=True, text=True, timeout=120, check=True)
     assert "word9" not in done.stdout and done.stdout.count("u:***@127.0.0.1") == 2, done.stdout
 
+
+def test_resume_refusing_a_set_storage_url_masks_a_password_that_holds_a_space(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "sweeper.cli", "resume", "some-study", "--set", f"storage={SPACED}"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    output = done.stdout + done.stderr
+    assert done.returncode == 2 and "cannot move it" in output and "u:***@127.0.0.1" in output, output
+    assert "word9" not in output, output
