@@ -90,7 +90,8 @@ def recover_target_met(study: optuna.Study, meets: Callable[[FrozenTrial], bool]
 
 
 def prune_stopped(study: optuna.Study, unfinished: Iterable[optuna.Trial]) -> list[int]:
-    """Record trials still running when the sweep stopped at its target as PRUNED, ``stop_reason`` sweep_stopped.
+    """Record trials still running when the sweep stopped at its target as PRUNED, ``stop_reason`` sweep_stopped
+    (never_started for one set aside for a fused group, which trained nothing).
 
     Tune ends such trials without a last result, so nothing else tells the study; left RUNNING they would look
     like a dead driver's trials to the next ``sweeper run``, which would carry them on. Returns their numbers: not
@@ -101,9 +102,12 @@ def prune_stopped(study: optuna.Study, unfinished: Iterable[optuna.Trial]) -> li
         frozen = study._storage.get_trial(trial._trial_id)
         if frozen.state != optuna.trial.TrialState.RUNNING:
             continue
+        epochs = epochs_trained(frozen)
+        # set aside for a fused group that never started (in no Ray trial: its id None), as a live sweep records it
+        aside = not epochs and frozen.user_attrs.get(attrs.RAY_TRIAL_ID, "") is None
         try:
-            trial.set_user_attr(attrs.STOP_REASON, attrs.STOP_SWEEP_STOPPED)
-            trial.set_user_attr(attrs.EPOCHS_RUN, epochs_trained(frozen))
+            trial.set_user_attr(attrs.STOP_REASON, attrs.STOP_NEVER_STARTED if aside else attrs.STOP_SWEEP_STOPPED)
+            trial.set_user_attr(attrs.EPOCHS_RUN, epochs)
             study.tell(trial, state=optuna.trial.TrialState.PRUNED)  # "Cannot tell a PRUNED trial": ValueError
         except (optuna.exceptions.UpdateFinishedTrialError, ValueError):
             continue  # another driver, resumed at the same moment, recorded it

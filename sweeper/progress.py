@@ -47,6 +47,8 @@ class SweepPrinter:
                                  f"{gap})"
         if trial.state == TS.COMPLETE and trial.value is not None:  # with its target, where it has one
             parts.append(judged.pop(self.metric, f"{self.metric} {format_value(self.metric, trial.value)}"))
+        elif trial.state == TS.PRUNED and trial.user_attrs.get(attrs.STOP_REASON) == attrs.STOP_NEVER_STARTED:
+            parts.append("never started: the sweep stopped first")
         elif trial.state == TS.PRUNED and trial.user_attrs.get(attrs.STOP_REASON) == attrs.STOP_SWEEP_STOPPED:
             parts.append(f"stopped with the sweep after epoch {trial.user_attrs.get(attrs.EPOCHS_RUN, '?')}")
         elif trial.state == TS.PRUNED:

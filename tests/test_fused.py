@@ -696,6 +696,36 @@ def test_a_trained_trial_set_aside_at_a_met_target_keeps_its_epochs(ray_session,
     assert "trial #1 was still waiting to run when the sweep ended" in said and "did not start" not in said, said
 
 
+def test_a_trial_set_aside_when_its_driver_died_is_never_started_at_a_target_the_next_run_finds_met(
+        ray_session, tmp_path, capsys):
+    """Ctrl-C with a trial set aside for the next group; the next run found the targets met and stopped it: it was
+    recorded sweep_stopped and printed "stopped with the sweep after epoch 0", though it never trained."""
+    from storage import attrs
+    from storage.resume import Driver, orphaned_trials
+    from storage.target import TARGET_MET
+    from sweeper.driver import nothing_left
+    from sweeper.progress import SweepPrinter
+    from sweeper.trainable import META_KEY
+
+    spec, study, searcher = shapes_searcher(tmp_path, max_concurrent=1)
+    spec = spec.model_copy(update={"budget": spec.budget.model_copy(update={"stop_on_target": True})})
+    searcher.suggest("ray1")
+    aside = searcher.waiting[1][META_KEY]["number"]
+    searcher.writer.flush()
+    gone = Driver.current()
+    for trial in study.get_trials():  # Ctrl-C: their driver is gone
+        optuna.Trial(study, trial._trial_id).set_user_attr(attrs.DRIVER, Driver(gone.host, gone.pid, -1).as_attr())
+    optuna.Trial(study, study.trials[0]._trial_id).report(0.5, 1)  # its group trained an epoch
+    study.set_user_attr(TARGET_MET, {"trial": 9, "trial_epochs": 2, "wall_seconds": 1.0, "trials": 1})  # elsewhere
+    assert nothing_left(study, spec, 11, orphaned_trials(study), searcher.policy, SweepPrinter(spec, []))
+    out = " ".join(capsys.readouterr().out.split())
+    trials = study.get_trials()
+    assert trials[aside].state == TS.PRUNED and trials[aside].user_attrs["stop_reason"] == "never_started", trials
+    assert f"#{aside} PRUNED never started: the sweep stopped first" in out, out
+    assert trials[0].user_attrs["stop_reason"] == "sweep_stopped" and "#0 PRUNED stopped with the sweep after " \
+        "epoch 1" in out, out
+
+
 def test_fused_searcher_groups_only_trials_of_one_shape(ray_session, tmp_path):
     from sweeper.fused import MEMBERS, FusedSearcher
     from sweeper.trainable import META_KEY
