@@ -44,17 +44,17 @@ def best_trial(view: StudyView, url: str | None = None) -> optuna.trial.FrozenTr
 def _going_on(view: StudyView, url: str | None) -> str:
     """How the RUNNING trials of a study with none COMPLETE go on: ``sweeper resume`` for those whose driver is gone
     (its process on this host, else its heartbeat, as storage.resume tells), or a live driver's finishing one."""
-    from sweeper.inspection import is_sweepers, storage_option
+    from sweeper.inspection import carried_on, is_sweepers, storage_option
 
     if not view.states().get("RUNNING") or not is_sweepers(view):  # another tool's trials: not sweeper's to resume
         return ""
     if not (orphans := orphaned_trials(view.study, view.trials)):
         return (" Their driver still seems to be running them (its process on this host, or a fresh heartbeat): try "
                 "again once one finishes.")
-    was, its, them = ("was", "its", "it") if len(orphans) == 1 else ("were", "their", "them")
+    was, its = ("was", "its") if len(orphans) == 1 else ("were", "their")
     resume = shell_command("resume", view.study.study_name, storage_option(url, writing=True))
     return (f" {', '.join(f'#{t.number}' for t in orphans)} {was} running when {its} driver stopped (Ctrl-C, a kill, "
-            f"a lost machine): {resume} carries {them} on from {its} checkpoints.")
+            f"a lost machine): {resume} {carried_on(view, url, orphans)}.")
 
 
 def trial_config(view: StudyView, trial: optuna.trial.FrozenTrial) -> tuple[dict[str, Any], str, str | None]:

@@ -36,7 +36,7 @@ from storage.report import build_report, duration
 from storage.resume import GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S, orphaned_trials
 from storage.retry import retry_briefly
 from storage.studies import load_existing_study
-from storage.target import describe_target_met, target_met
+from storage.target import describe_target_met, epochs_trained, target_met
 from storage.urls import ENV_VAR, mask_url, resolve_storage_url
 from storage.view import StudyView, study_view
 from sweeper.console import (
@@ -49,6 +49,7 @@ from sweeper.console import (
     shrunk_widths,
 )
 from sweeper.errors import BadInput
+from sweeper.folders import RESULTS_DIR, kept_checkpoint, study_checkpoints
 from trials.entrypoint import metric_direction
 
 
@@ -293,15 +294,28 @@ def _details(view: StudyView, url: str) -> None:
     name = view.study.study_name
     orphans = orphaned_trials(view.study, view.trials) if is_sweepers(view) else []
     if orphans:
-        was, its, them = ("was", "its", "it") if len(orphans) == 1 else ("were", "their", "them")  # as best.py says it
+        was, its = ("was", "its") if len(orphans) == 1 else ("were", "their")  # as best.py says it
         console.print(f"interrupted: {', '.join(f'#{t.number}' for t in orphans)} {was} running when {its} driver "
-                      f"stopped; {shell_command('resume', name, storage_option(url, writing=True))} carries {them} on "
-                      f"from {its} checkpoints", markup=False)
+                      f"stopped; {shell_command('resume', name, storage_option(url, writing=True))} "
+                      f"{carried_on(view, url, orphans)}", markup=False)
     if view.complete:
         best = view.complete[0]
         console.print(f"best trial #{best.number}: " + " ".join(f"{k}={format_value(k, v)}"
                                                                  for k, v in best.params.items()), markup=False)
         console.print(f"see it in full: {shell_command('best', name, storage_option(url))}", markup=False)
+
+
+def carried_on(view: StudyView, url: str | None, orphans: list[optuna.trial.FrozenTrial]) -> str:
+    """How ``sweeper resume`` carries ``orphans`` on: from their checkpoints, but one that trained no epoch and kept
+    no checkpoint (here, where the study's folder is on this machine) starts over: a trial still waiting to run when
+    its sweep ended, or one stopped in its first epoch."""
+    checkpoints = str(study_checkpoints(view.study.user_attrs, view.study.study_name, url, Path(RESULTS_DIR)))
+    anew = [t for t in orphans if not epochs_trained(t) and not kept_checkpoint(checkpoints, t.number)]
+    it, its, none = ("it", "its", "it trained no") if len(orphans) == 1 else ("them", "their", "none trained an")
+    if len(anew) == len(orphans):
+        return f"runs {it} from the start ({none} epoch)"
+    return f"carries {it} on from {its} checkpoints" + (
+        f" ({', '.join(f'#{t.number}' for t in anew)} from the start: no epoch trained)" if anew else "")
 
 
 def _time(moment: datetime) -> str:

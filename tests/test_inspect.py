@@ -380,6 +380,9 @@ def test_status_of_one_study_adds_its_details(backend: Backend) -> None:
     assert "objective: val_top3 (maximize)" in out
     assert "baseline: test_top1 42.47%, test_top3 75.29%" in out
     assert f"best trial #{BEST}: label_smoothing=0.17" in out
+    # its RUNNING trial trained no epoch and kept no checkpoint: not "from its checkpoints"
+    assert f"interrupted: #{COMPLETE + 2} was running when its driver stopped; sweeper resume " in out
+    assert "runs it from the start (it trained no epoch)" in " ".join(out.split()), out
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -918,13 +921,15 @@ def test_best_of_a_study_with_only_running_trials_says_how_it_goes_on(tmp_path: 
     with pytest.raises(BadInput) as cut:
         best_summary(view_of(study), url)  # --format json
     assert str(cut.value) == "Study 'cut short' has no COMPLETE trial yet (2 RUNNING). #1 was running when its " \
-        f"driver stopped (Ctrl-C, a kill, a lost machine): {resume} carries it on from its checkpoints."
-    study.ask(distributions).set_user_attr(attrs.DRIVER, None)  # a driver that left no trace of itself: gone too
+        f"driver stopped (Ctrl-C, a kill, a lost machine): {resume} runs it from the start (it trained no epoch)."
+    optuna.Trial(study, study.trials[1]._trial_id).report(0.5, 1)  # it trained an epoch: its checkpoints carry it on
+    # handed back as it waited to run when its sweep ended: no epoch, no checkpoint
+    study.ask(distributions).set_user_attr(attrs.DRIVER, None)
     proc = subprocess.run([sys.executable, "-m", "sweeper.cli", "best", "cut short", "--storage", url],
                           capture_output=True, text=True, cwd=tmp_path, env=env(), timeout=120)
     assert proc.returncode == 2 and f"(3 RUNNING). #1, #2 were running when their driver stopped (Ctrl-C, a kill, " \
-        f"a lost machine): {resume} carries them on from their checkpoints." in " ".join(proc.stderr.split()), \
-        proc.stderr
+        f"a lost machine): {resume} carries them on from their checkpoints (#2 from the start: no epoch trained)." \
+        in " ".join(proc.stderr.split()), proc.stderr
     default = subprocess.run([sys.executable, "-m", "sweeper.cli", "best", "cut short"], capture_output=True,
                              text=True, cwd=tmp_path, env=env(SWEEPER_STORAGE=url), timeout=120)
     assert "sweeper resume 'cut short' carries them on" in " ".join(default.stderr.split()), default.stderr
@@ -944,7 +949,7 @@ def test_the_resume_that_best_and_status_suggest_leaves_out_a_read_only_option(t
     gone = Driver.current()
     own(study.ask({"x": optuna.distributions.FloatDistribution(0, 1)}), Driver(gone.host, gone.pid, -1))  # died
     writable = f"sqlite:///file:{path}?uri=true"
-    resume = f"sweeper resume cut --storage {shlex.quote(writable)} carries"
+    resume = f"sweeper resume cut --storage {shlex.quote(writable)} runs it from the start"  # it trained no epoch
     for option in ("immutable=1", "mode=ro"):
         reading = f"sqlite:///file:{path}?{option}&uri=true"
         with pytest.raises(BadInput) as cut:
