@@ -168,10 +168,8 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
         searcher.drop_unstarted(at_target=spec.budget.stop_on_target and recorder.target_reached)
         writer.flush()  # the backlog of an outage that ended late; raises StorageUnavailable past the budget
         record_early_end(study, spec, budget, searcher, recorder, policy, printer, how)
-        # a full disk leaves this driver's trials RUNNING and ownerless, for the next run: not another driver's. In
-        # the try: a Ctrl-C as its reads wait out an outage names what carries this study on, not the same command
-        trials = final_summary(study, policy, printer, how, others_left=not recorder.disk_problem,
-                               said=searcher.handed_back)
+        # in the try: a Ctrl-C as its reads wait out an outage names what carries this study on, not the same command
+        trials = final_summary(study, policy, printer, how, said=searcher.handed_back)
     except StorageUnavailable:
         raise StorageUnavailable(outage_message(policy.timeout_s, url, how)) from None
     except KeyboardInterrupt:  # write the epochs and tells queued at Ctrl-C; an unreachable storage is not awaited
@@ -544,15 +542,15 @@ def build_tuner(spec: Spec, name: str, searcher: Any, recorder: Any, history: li
 
 
 def final_summary(study: optuna.Study, policy: OutagePolicy, printer: SweepPrinter, how: str, *,
-                  others_left: bool = True, said: Collection[int] = ()) -> list[optuna.trial.FrozenTrial]:
-    """The final table, and (``others_left``) the trials of another driver that died meanwhile; returns the study's
-    trials. Every trial is recorded by now: an outage costs the summary only, and says so as any outage does (the
-    policy's ``exhausted``). ``how`` (:func:`carry_on`) carries such trials on: "sweeper run again" would start yet
-    another --fresh study."""
+                  said: Collection[int] = ()) -> list[optuna.trial.FrozenTrial]:
+    """The final table, and the trials of another driver that died meanwhile; returns the study's trials. Every
+    trial is recorded by now: an outage costs the summary only, and says so as any outage does (the policy's
+    ``exhausted``). ``how`` (:func:`carry_on`) carries such trials on: "sweeper run again" would start yet another
+    --fresh study."""
     policy.call(lambda: printer.final_table(study))
-    # not those this driver left for the next run (``said``: StudySearcher.drop_unstarted, the recorder said so);
-    # one another driver, or an earlier run, left without a driver attr is named, as a dead driver's is
-    if others_left and (left := [t for t in policy.call(lambda: orphaned_trials(study)) if t.number not in said]):
+    # not those this driver left for the next run (``said``: StudySearcher.drop_unstarted, the recorder said so, a
+    # full disk's too); one another driver, or an earlier run, left without a driver attr is named, as a dead driver's
+    if left := [t for t in policy.call(lambda: orphaned_trials(study)) if t.number not in said]:
         one = len(left) == 1
         console.print(f"{count_trials(len(left))} of a driver that is gone {'is' if one else 'are'} still RUNNING "
                       f"({', '.join(f'#{t.number}' for t in left)}): {how} carries {'it' if one else 'them'} on",

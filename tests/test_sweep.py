@@ -375,6 +375,8 @@ def test_a_full_disk_stops_the_sweep_with_its_trials_running_for_the_next_run(ra
     study no resume could carry on. It is the machine's problem: the sweep stops, exit 75, trials RUNNING."""
     import torch
 
+    from storage import attrs
+    from storage.resume import Driver
     from sweeper.errors import DiskUnavailable
     from sweeper.trainable import disk_problem
 
@@ -411,11 +413,23 @@ def test_a_full_disk_stops_the_sweep_with_its_trials_running_for_the_next_run(ra
         "again) and run the same command" in str(full.value)
     states = {t.number: t.state for t in load(url, name).get_trials()}
     assert states[0] == TS.COMPLETE and states[1] == TS.RUNNING and TS.FAIL not in states.values(), states
+    # a dead driver's trial that a sweep stopped by the full disk never reached went unnamed; its own (#1) still is
+    gone = Driver.current()
+    (ghost := load(url, name).ask({"x": optuna.distributions.FloatDistribution(0.0, 1.0)})).set_user_attr(
+        attrs.DRIVER, Driver(gone.host, gone.pid, -1).as_attr())
+    space = tmp_path / "disk.yaml"
+    space.write_text(space.read_text().replace("trials: 3", "trials: 4"))  # room in the budget for it
+    with pytest.raises(DiskUnavailable):
+        run_sweep(options)  # #1 first, on the full disk again
+    out = " ".join(capsys.readouterr().out.split())
+    assert f"1 trial of a driver that is gone is still RUNNING (#{ghost.number}): the same command carries it on" \
+        in out, out
     flag.unlink()  # room again
     run_sweep(options)
     trials = load(url, name).get_trials()
     assert [t.state for t in trials if t.params["x"] in (0.1, 0.9, 0.2)] == [TS.COMPLETE] * 3, trials
     assert next(t for t in trials if t.number == 1).value == pytest.approx(1.8)  # carried on, not failed
+    assert trials[ghost.number].state == TS.COMPLETE, trials
 
 
 def test_a_checkpoint_dir_a_full_disk_kept_from_being_made_is_a_disk_problem(tmp_path):
