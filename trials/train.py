@@ -230,8 +230,8 @@ def load_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimi
                           ) from None
     optimizer.load_state_dict(state["optimizer"])
     torch.set_rng_state(state["rng_cpu"])
-    if state["rng_cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["rng_cuda"])
+    if state["rng_cuda"] and torch.cuda.is_available():  # as many as are visible: Ray may show fewer GPUs now
+        torch.cuda.set_rng_state_all(state["rng_cuda"][:torch.cuda.device_count()])
     return state["progress"], state["best_model"]
 
 
