@@ -54,6 +54,9 @@ def serve_dashboard(url: str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             raise BadInput(f"Port {port} on {host} is in use: choose another with --port.") from None
+        if exc.errno == errno.EACCES:  # a port below 1024 without root (the image runs as uid 10001)
+            raise BadInput(f"Port {port} on {host} needs root (ports below 1024 are privileged): choose "
+                           "another with --port.") from None
         if isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL:
             raise BadInput(f"Cannot listen on {host!r}: not an address of this machine.") from None
         raise

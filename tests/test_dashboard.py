@@ -179,6 +179,24 @@ def test_dashboard_port_in_use_is_one_message(tmp_path):
     assert proc.returncode == 2 and f"Port {port}" in proc.stderr, proc.stderr
 
 
+
+def test_dashboard_privileged_port_is_one_message(tmp_path):
+    """A port below 1024 without root (the image's uid 10001) was a PermissionError traceback, exit 1."""
+    unprivileged = Path("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+    if not unprivileged.exists() or int(unprivileged.read_text()) < 2:
+        pytest.skip("no privileged ports on this machine")
+    # root binds them anyway: run it without the capability that lets it (util-linux's setpriv)
+    drop = ["setpriv", "--inh-caps=-net_bind_service", "--bounding-set=-net_bind_service"] if os.geteuid() == 0 else []
+    if drop and shutil.which("setpriv") is None:
+        pytest.skip("root without setpriv: cannot drop CAP_NET_BIND_SERVICE")
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    make_study(url, "a")
+    proc = subprocess.run([*drop, sys.executable, "-m", "sweeper.cli", "dashboard", "--storage", url, "--port", "1"],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=60,
+                          env={**os.environ, "COLUMNS": "300"})
+    assert proc.returncode == 2 and "Port 1 on 127.0.0.1 needs root" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+
 @pytest.mark.slow
 def test_dashboard_reading_during_a_sweep_fails_no_trial(ray_session, tmp_path, monkeypatch):
     """The dashboard polls the SQLite file the whole time a real sweep writes to it."""
