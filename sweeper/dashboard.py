@@ -9,6 +9,7 @@ fetches several API routes at once.
 from __future__ import annotations
 
 import errno
+import signal
 import socket
 import socketserver
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -60,6 +61,9 @@ def serve_dashboard(url: str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT
         if isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL:
             raise BadInput(f"Cannot listen on {host!r}: not an address of this machine.") from None
         raise
+    # SIGTERM stops it as Ctrl-C does: as a container's PID 1 (compose's dashboard) a signal without a handler is
+    # ignored, and `docker stop` waited 10 s to kill it
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     shown = f"[{host}]" if ":" in host else host
     console.print(f"optuna-dashboard for {mask_url(url)} on http://{shown}:{server.server_port}/dashboard/ "
                   "(Ctrl-C stops it)", markup=False)

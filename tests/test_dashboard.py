@@ -197,6 +197,23 @@ def test_dashboard_privileged_port_is_one_message(tmp_path):
     assert proc.returncode == 2 and "Port 1 on 127.0.0.1 needs root" in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr, proc.stderr
 
+
+def test_dashboard_stops_on_sigterm_as_on_ctrl_c(tmp_path):
+    """`docker stop` sends SIGTERM to the container's PID 1, which ignores a signal it has no handler for: the
+    dashboard sat there until the kill 10 s later. With a handler it stops at once, as Ctrl-C does (130)."""
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    make_study(url, "a")
+    proc = subprocess.Popen([sys.executable, "-m", "sweeper.cli", "dashboard", "--storage", url, "--port", "0"],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert proc.stdout is not None and "/dashboard/" in proc.stdout.readline()
+        proc.terminate()
+        assert proc.wait(timeout=30) == 130
+        assert "Traceback" not in proc.stdout.read()
+    finally:
+        proc.kill()
+        proc.wait()
+
 @pytest.mark.slow
 def test_dashboard_reading_during_a_sweep_fails_no_trial(ray_session, tmp_path, monkeypatch):
     """The dashboard polls the SQLite file the whole time a real sweep writes to it."""
