@@ -12,6 +12,7 @@ import errno
 import signal
 import socket
 import socketserver
+from collections.abc import Callable, Iterable
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from storage.engine import open_storage, warn_unread_wal
@@ -37,6 +38,17 @@ class _QuietHandler(WSGIRequestHandler):
         """One line per request would bury the URL the user needs; errors still reach stderr."""
 
 
+def _with_accept_encoding(app: Callable) -> Callable:
+    """optuna-dashboard 0.21 reads Accept-Encoding unguarded for its static files: a request without one (curl,
+    a proxy that strips it) got a 500 and a traceback on stderr instead of the page's script."""
+
+    def served(environ: dict, start_response: Callable) -> Iterable[bytes]:
+        environ.setdefault("HTTP_ACCEPT_ENCODING", "")
+        return app(environ, start_response)
+
+    return served
+
+
 def serve_dashboard(url: str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
     """Serve until Ctrl-C. A SQLite file that does not exist is an error, not a new empty database."""
     from optuna_dashboard import wsgi
@@ -50,7 +62,7 @@ def serve_dashboard(url: str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT
     storage = retry_briefly(lambda: open_storage(url, create=False))
     mask_passwords_in_command_line()  # a server runs for days: ps would show a --storage URL's password all along
     try:
-        server = make_server(host, port, wsgi(storage), handler_class=_QuietHandler,
+        server = make_server(host, port, _with_accept_encoding(wsgi(storage)), handler_class=_QuietHandler,
                              server_class=_ThreadingWSGIServer6 if ":" in host else _ThreadingWSGIServer)
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import re
@@ -80,6 +81,24 @@ def test_dashboard_serves_studies_trials_and_learning_curves(tmp_path, storage_u
             assert page.status == 200 and b"<html" in page.read().lower()
     if not is_sqlite(storage_url):
         optuna.delete_study(study_name=name, storage=storage_url)
+
+
+def test_dashboard_serves_its_script_to_a_client_without_accept_encoding(tmp_path):
+    """optuna-dashboard answered 500 for its static files where the request had no Accept-Encoding (curl sends
+    none; a proxy may strip it): the page's script and icon, uncompressed then."""
+    make_study(f"sqlite:///{tmp_path / 'sweeps.db'}", "a")
+    with dashboard("--storage", "sqlite:///sweeps.db", cwd=tmp_path) as (base, _, _):
+        with urllib.request.urlopen(f"{base}/dashboard/", timeout=30) as page:
+            script = re.search(r'src="(/static/[^"]+\.js)"', page.read().decode())
+        assert script, "the page names no script"
+        for path in (script[1], "/favicon.ico"):
+            connection = http.client.HTTPConnection(base.removeprefix("http://"), timeout=30)
+            connection.putrequest("GET", path, skip_accept_encoding=True)  # urllib would send "identity"
+            connection.endheaders()
+            response = connection.getresponse()
+            assert response.status == 200 and response.getheader("Content-Encoding") is None, path
+            assert response.read(), path
+            connection.close()
 
 
 def test_dashboard_listens_on_loopback_only_and_masks_the_password(tmp_path, postgres_url):
