@@ -141,7 +141,7 @@ def test_long_running_services_have_healthchecks(services: dict[str, dict[str, A
 def test_sweeper_runs_only_when_asked_after_its_dependencies(services: dict[str, dict[str, Any]]) -> None:
     sweeper = services["sweeper"]
     assert sweeper.get("profiles"), "sweeper has no profile: `docker compose up` would start a sweep"
-    for dependency in ("postgres", "ray-head"):
+    for dependency in ("postgres", "ray-head", "ray-worker"):  # a sweep before the GPU worker joined ran on CPU
         condition = (sweeper.get("depends_on") or {}).get(dependency, {}).get("condition")
         assert condition == "service_healthy", f"sweeper does not wait for a healthy {dependency}"
     env = environment(sweeper)
