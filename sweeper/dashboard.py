@@ -58,9 +58,11 @@ def serve_dashboard(url: str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT
     host = host.strip().removeprefix("[").removesuffix("]")  # [::1], as an IPv6 address is written in a URL
     if not host:  # the wildcard address, every interface, spelt as nothing
         raise BadInput("--host is empty: give an address to listen on, e.g. 127.0.0.1 (this machine only).")
+    # a server runs for days: ps would show a --storage URL's password all along; masked before the storage is
+    # opened, which may wait out a restart for seconds
+    mask_passwords_in_command_line()
     warn_unread_wal(url)  # opened as given, not read-only (notes are written): open_storage does not say it
     storage = retry_briefly(lambda: open_storage(url, create=False))
-    mask_passwords_in_command_line()  # a server runs for days: ps would show a --storage URL's password all along
     try:
         server = make_server(host, port, _with_accept_encoding(wsgi(storage)), handler_class=_QuietHandler,
                              server_class=_ThreadingWSGIServer6 if ":" in host else _ThreadingWSGIServer)
