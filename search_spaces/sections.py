@@ -490,6 +490,10 @@ class Resources(_Model):
         reserved = sorted({"cpu", "gpu", "CPU", "GPU", "memory", "object_store_memory"} & set(self.custom))
         issues = [(("custom", name), "is a built-in resource: set cpu / gpu beside custom instead")
                   for name in reserved]
+        # Ray counts resources in ten-thousandths and raises on less inside Tune's loop, after trials were asked
+        amounts = [(("cpu",), self.cpu), (("gpu",), self.gpu), *((("custom", k), v) for k, v in self.custom.items())]
+        issues += [(place, f"is {amount:g}, below 0.0001, the least of a resource Ray can give")
+                   for place, amount in amounts if 0 < amount < 1e-4]
         if self.on_gpu is not None and self.on_gpu.on_gpu is not None:
             issues.append((("on_gpu", "on_gpu"), "is not allowed inside on_gpu"))
         if self.on_gpu is not None and self.on_gpu.gpu == 0:
