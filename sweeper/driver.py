@@ -316,13 +316,14 @@ def open_study_whole(interrupts: Interrupts, policy: OutagePolicy, spec: Spec, u
 
 def fitted_to_ray(spec: Spec, joining: bool) -> Spec:
     """The spec with what the started Ray offers: ``resources.on_gpu`` where it has GPUs, and no more trials at a
-    time than a Ray of sweeper's own has CPUs for (a cluster may gain nodes, an autoscaler's)."""
+    time than a Ray of sweeper's own has CPUs and GPUs for (a cluster may gain nodes, an autoscaler's)."""
     import ray
 
     if spec.resources.on_gpu is not None and (gpus := ray.cluster_resources().get("GPU", 0)) > 0:
         spec = with_gpu_resources(spec, gpus)
     if not joining:
-        spec = within_local_cpus(spec, ray.cluster_resources().get("CPU", 0))
+        offered = ray.cluster_resources()
+        spec = within_local_ray(spec, offered.get("CPU", 0), offered.get("GPU", 0))
     return spec
 
 
@@ -453,16 +454,21 @@ def with_gpu_resources(spec: Spec, gpus: float) -> Spec:
                                    "budget": spec.budget.model_copy(update={"max_concurrent": at_once})})
 
 
-def within_local_cpus(spec: Spec, cpus: float) -> Spec:
-    """The spec with no more trials (fused: groups) at a time than ``cpus`` hold, and said so: like a group waiting
-    for a GPU, a trial waiting for a CPU would be sampled before any result and held RUNNING while it waits."""
-    at_once = max(1, min(spec.budget.max_concurrent, resource_slots(cpus, spec.resources.cpu)))
+def within_local_ray(spec: Spec, cpus: float, gpus: float) -> Spec:
+    """The spec with no more trials (fused: groups) at a time than ``cpus`` and ``gpus`` hold, and said so: like a
+    group waiting for a GPU, a trial waiting for a CPU or GPU would be sampled before any result and held RUNNING."""
+    resources = spec.resources
+    holds = [(resource_slots(cpus, resources.cpu), cpus, "cpu")]
+    if resources.gpu > 0:
+        holds.append((resource_slots(gpus, resources.gpu), gpus, "gpu"))
+    slots, have, name = min(holds)
+    at_once = max(1, min(spec.budget.max_concurrent, slots))
     if at_once == spec.budget.max_concurrent:
         return spec
-    taker = f"a group of up to {spec.resources.fuse} trials" if spec.resources.fuse > 1 else "a trial"  # fused
-    console.print(f"budget.max_concurrent is {spec.budget.max_concurrent}, but this machine has {cpus:g} CPU"
-                  f"{'s' * (cpus != 1)} for Ray and {taker} takes {spec.resources.cpu:g} (resources.cpu): "
-                  f"{at_once} at a time")
+    taker = f"a group of up to {resources.fuse} trials" if resources.fuse > 1 else "a trial"  # fused
+    console.print(f"budget.max_concurrent is {spec.budget.max_concurrent}, but this machine has {have:g} "
+                  f"{name.upper()}{'s' * (have != 1)} for Ray and {taker} takes {getattr(resources, name):g} "
+                  f"(resources.{name}): {at_once} at a time")
     return spec.model_copy(update={"budget": spec.budget.model_copy(update={"max_concurrent": at_once})})
 
 

@@ -624,11 +624,11 @@ def test_a_sweep_on_its_own_ray_runs_no_more_trials_at_once_than_its_cpus_hold(c
     """A trial waiting for a CPU was sampled before any result and RUNNING while it waited, as a group waiting for
     a GPU would be: 4 at a time on 2 CPUs sampled 4 at once and trained 2 (found by an exploratory test)."""
     from search_spaces.loader import load_spec, resolve_space_path
-    from sweeper.driver import within_local_cpus
+    from sweeper.driver import within_local_ray
 
-    def at_once(*overrides: str) -> int:
+    def at_once(*overrides: str, gpus: float = 0) -> int:
         spec = load_spec(resolve_space_path("asl20"), overrides)
-        return within_local_cpus(spec, 2).budget.max_concurrent
+        return within_local_ray(spec, 2, gpus).budget.max_concurrent
 
     assert at_once("budget.max_concurrent=4") == 2
     assert "budget.max_concurrent is 4, but this machine has 2 CPUs for Ray and a trial takes 1 (resources.cpu): " \
@@ -639,6 +639,11 @@ def test_a_sweep_on_its_own_ray_runs_no_more_trials_at_once_than_its_cpus_hold(c
     assert at_once("budget.max_concurrent=4", "resources.fuse=3") == 2  # groups: a group takes resources.cpu
     assert "and a group of up to 3 trials takes 1 (resources.cpu): 2 at a time" in \
         " ".join(capsys.readouterr().out.split())
+    # gpu outside on_gpu (which with_gpu_resources fits): a trial waiting for the GPU was as blind, 4 asked for 2 GPUs
+    assert [at_once("budget.max_concurrent=4", "resources.cpu=0.5", "resources.gpu=1", gpus=2),
+            at_once("budget.max_concurrent=4", "resources.cpu=0.5", "resources.gpu=0.25", gpus=1)] == [2, 4]
+    assert "budget.max_concurrent is 4, but this machine has 2 GPUs for Ray and a trial takes 1 (resources.gpu): " \
+           "2 at a time" in " ".join(capsys.readouterr().out.split())
 
 
 @pytest.mark.slow
