@@ -588,13 +588,13 @@ def check_local_resources(spec: Spec) -> None:
     import ray
     from ray._private.utils import get_num_cpus
 
-    gpus = local_gpus()
+    # a Ray already started in this process (an embedding program's) offers what it was started with
+    offered = ray.cluster_resources() if ray.is_initialized() else {"CPU": get_num_cpus(), "GPU": local_gpus()}
+    gpus = offered.get("GPU", 0)
     if spec.resources.gpu > 0 and gpus == 0:
         raise refusal(spec, ("resources", "gpu"), f"is {spec.resources.gpu:g}, but this machine has no GPU that Ray "
                       "can use (CUDA_VISIBLE_DEVICES hides them, or there is none); use gpu: 0, put GPU settings "
                       "under resources.on_gpu (used only where there is a GPU), or join a cluster with --address")
-    # a Ray already started in this process (an embedding program's) offers what it was started with
-    offered = ray.cluster_resources() if ray.is_initialized() else {"CPU": get_num_cpus()}
     resources = spec.resources.on_cluster(gpus)
     place = ("resources", "on_gpu") if resources is not spec.resources else ("resources",)
     if missing := [name for name in resources.custom if name not in offered]:

@@ -23,7 +23,6 @@ import optuna
 import pytest
 import sqlalchemy
 
-from search_spaces.errors import SpecError
 from sweeper.driver import SweepOptions, run_sweep
 from sweeper.errors import NothingFinished
 from sweeper.interrupts import noting_interrupts
@@ -599,18 +598,34 @@ def test_a_sweep_asking_for_resources_its_own_ray_lacks_exits_2_instead_of_waiti
     assert "asl20.yaml: --set resources.cpu=10000: resources.cpu: is 10000, but this machine has" in from_set
 
 
-def test_a_sweep_asking_for_more_gpus_than_the_machine_has_is_refused(monkeypatch):
-    """Tune would wait forever for a trial that needs 2 GPUs on a 1-GPU machine. (This machine may have none:
-    local_gpus, sweeper's count of what Ray would find, says 1.)"""
-    from search_spaces.loader import load_spec, resolve_space_path
-    from sweeper import driver
+def test_a_sweep_asking_for_more_gpus_than_its_ray_has_is_refused(tmp_path):
+    """Tune would wait forever for a trial that needs 2 GPUs on a 1-GPU machine. Here the Ray is an embedding
+    program's, started in the process with 1 GPU declared: what it offers counts, not the GPUs this machine has
+    (none, or more: a Ray started with num_gpus=0 on a GPU machine left a gpu: 1 trial waiting forever)."""
+    script = tmp_path / "embedding.py"
+    script.write_text(textwrap.dedent("""
+        import ray
+        from search_spaces.errors import SpecError
+        from search_spaces.loader import load_spec, resolve_space_path
+        from sweeper.driver import check_local_resources
 
-    monkeypatch.setattr(driver, "local_gpus", lambda: 1)
-    for overrides, field in [(("resources.on_gpu.gpu=2",), "resources.on_gpu.gpu"),
-                             (("resources.on_gpu=null", "resources.gpu=2"), "resources.gpu")]:
-        with pytest.raises(SpecError, match=rf"{field}: is 2, but this machine has 1 GPU for Ray: ask for at most 1"):
-            driver.check_local_resources(load_spec(resolve_space_path("asl20"), overrides))
-    driver.check_local_resources(load_spec(resolve_space_path("asl20"), ("resources.on_gpu.gpu=0.5",)))
+        ray.init(num_cpus=1, num_gpus=1, include_dashboard=False, log_to_driver=False)
+        for overrides in [("resources.on_gpu.gpu=2",), ("resources.on_gpu=null", "resources.gpu=2"),
+                          ("resources.on_gpu.gpu=0.5",), ("resources.on_gpu=null", "resources.gpu=1")]:
+            try:
+                check_local_resources(load_spec(resolve_space_path("asl20"), overrides))
+                print("placed")
+            except SpecError as exc:
+                print(str(exc).split(": ", 1)[1])
+    """))
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+                          env={**{k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"},  # conftest's
+                               "RAY_USAGE_STATS_ENABLED": "0"})  # "" would refuse a declared GPU
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.splitlines() == [
+        f"--set {flag}: {field}: is 2, but this machine has 1 GPU for Ray: ask for at most 1, or join a cluster with "
+        "--address" for flag, field in [("resources.on_gpu.gpu=2", "resources.on_gpu.gpu"),
+                                        ("resources.gpu=2", "resources.gpu")]] + ["placed", "placed"], proc.stdout
 
 
 def test_as_many_fractional_gpu_trials_run_at_once_as_ray_places():
