@@ -607,7 +607,7 @@ def test_a_sweep_asking_for_more_gpus_than_its_ray_has_is_refused(tmp_path):
         import ray
         from search_spaces.errors import SpecError
         from search_spaces.loader import load_spec, resolve_space_path
-        from sweeper.driver import check_local_resources
+        from sweeper.driver import check_local_resources, fitted_to_ray
 
         ray.init(num_cpus=1, num_gpus=1, include_dashboard=False, log_to_driver=False)
         for overrides in [("resources.on_gpu.gpu=2",), ("resources.on_gpu=null", "resources.gpu=2"),
@@ -617,15 +617,21 @@ def test_a_sweep_asking_for_more_gpus_than_its_ray_has_is_refused(tmp_path):
                 print("placed")
             except SpecError as exc:
                 print(str(exc).split(": ", 1)[1])
+        # outside on_gpu too, no more trials at a time than its GPUs hold (4 asked at once trained one by one)
+        spec = load_spec(resolve_space_path("asl20"), ("resources.on_gpu=null", "resources.cpu=0.25",
+                                                       "resources.gpu=0.5", "budget.max_concurrent=4"))
+        print(fitted_to_ray(spec, joining=False).budget.max_concurrent)
     """))
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
                           env={**{k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"},  # conftest's
-                               "RAY_USAGE_STATS_ENABLED": "0"})  # "" would refuse a declared GPU
+                               "RAY_USAGE_STATS_ENABLED": "0", "COLUMNS": "300"})  # "" would refuse a declared GPU
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.splitlines() == [
         f"--set {flag}: {field}: is 2, but this machine has 1 GPU for Ray: ask for at most 1, or join a cluster with "
         "--address" for flag, field in [("resources.on_gpu.gpu=2", "resources.on_gpu.gpu"),
-                                        ("resources.gpu=2", "resources.gpu")]] + ["placed", "placed"], proc.stdout
+                                        ("resources.gpu=2", "resources.gpu")]] + ["placed", "placed"] + [
+        "budget.max_concurrent is 4, but this machine has 1 GPU for Ray and a trial takes 0.5 (resources.gpu): 2 at "
+        "a time", "2"], proc.stdout
 
 
 def test_as_many_fractional_gpu_trials_run_at_once_as_ray_places():
