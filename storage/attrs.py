@@ -9,7 +9,7 @@ booleans, None).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import PurePath
+from pathlib import Path, PurePath
 from typing import Any, Literal, TypedDict
 
 # --- study user attrs -------------------------------------------------------------------------------------------
@@ -106,6 +106,9 @@ def space_file(found: Mapping[str, Any]) -> str | None:
     """The study's space file as a path that names it from any folder: ``SPACE_FILE`` is as typed (``fail.yaml``,
     ``spaces/asl20.yaml``: relative to the first run's folder, or a built-in), ``SPACE_DIR`` where it lay."""
     typed, folder = found.get(SPACE_FILE), found.get(SPACE_DIR)
-    if not isinstance(typed, str):
-        return None
-    return str(PurePath(folder) / PurePath(typed).name) if isinstance(folder, str) else typed
+    if not isinstance(typed, str) or not isinstance(folder, str):
+        return typed if isinstance(typed, str) else None
+    path = Path(folder) / PurePath(typed).name
+    # a built-in typed as NAME or spaces/NAME was read from NAME.yaml (search_spaces.loader.resolve_space_path)
+    named = path.with_name(f"{path.stem if path.suffix in ('.yaml', '.yml') else path.name}.yaml")
+    return str(named if not path.is_file() and named.is_file() else path)

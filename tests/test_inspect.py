@@ -1092,7 +1092,6 @@ def test_unknown_study_suggests_the_closest_name(backend: Backend) -> None:
     assert "Traceback" not in proc.stderr + proc.stdout
 
 
-
 def test_a_study_name_in_another_case_gets_did_you_mean(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'case.db'}"
     storage = open_storage(url)
@@ -1119,6 +1118,24 @@ def test_the_space_file_is_shown_where_it_lies_not_as_typed_in_the_first_runs_fo
         assert f"<th>space file</th><td>{where}</td>" in build_report(view, url=url)
     finally:
         close_storage(storage)
+
+
+@pytest.mark.parametrize("typed", ["asl20", "spaces/asl20", "asl20.yaml"])
+def test_a_builtin_space_named_without_its_file_is_shown_as_the_file_it_was_read_from(typed: str, tmp_path: Path):
+    """``sweeper run asl20`` read search_spaces/spaces/asl20.yaml, and status and the report named .../asl20, which
+    is no file (before, they showed "asl20" as typed)."""
+    from sweeper.driver import study_attrs
+
+    url = f"sqlite:///{tmp_path / 'space.db'}"
+    storage = open_storage(url)
+    try:
+        study = optuna.create_study(study_name="builtin", storage=storage)
+        for key, value in study_attrs(load_spec(resolve_space_path(typed), quick=True), typed).items():
+            study.set_user_attr(key, value)
+        assert study_summary(view_of(study))["space_file"] == str(resolve_space_path("asl20").resolve())
+    finally:
+        close_storage(storage)
+
 
 @pytest.fixture(scope="module")
 def failures(tmp_path_factory: pytest.TempPathFactory) -> dict[str, subprocess.CompletedProcess[str]]:
