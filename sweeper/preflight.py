@@ -320,7 +320,8 @@ def stored_spec(url: str, name: str, overrides: tuple[str, ...] = (), results_ro
                 ) -> Spec:
     """The spec a study was run with, read back from the study (``sweeper resume``); ``--set`` applies on top."""
     if moved := [expr for expr in overrides if expr.partition("=")[0].strip() == "storage"]:
-        shown = mask_in_text(moved[0], moved[0].partition("=")[2].strip())  # the URL whole: a password may hold spaces
+        # the URL whole (a password may hold spaces), also in the quotes --set's YAML takes
+        shown = mask_in_text(moved[0], moved[0].partition("=")[2].strip().strip("'\""))
         raise BadInput(f"--set {shown}: sweeper resume reads study {name!r} from its storage, so it cannot move "
                        "it; name that storage with --storage URL (or SWEEPER_STORAGE)")
     storage = retry_briefly(lambda: open_storage(url, create=False))

@@ -23,7 +23,7 @@ from typing import Any
 
 import optuna
 
-from storage.urls import mask_url
+from storage.urls import mask_in_text, mask_url
 from sweeper.errors import BadInput
 
 # Tune must not chdir trials into its results folder (relative data paths would break), nor take over
@@ -181,9 +181,12 @@ def mask_passwords_in_command_line() -> None:
 
 def _masked_arg(arg: str) -> str:
     """One argument, its passwords masked; the URL of ``--storage=URL``, ``--set storage=URL`` and
-    ``--set=storage=URL`` whole (a password with a space is still in it: free text's masking stops at the space)."""
+    ``--set=storage=URL`` whole (a password with a space is still in it: free text's masking stops at the space),
+    also in the quotes --set's YAML takes (a password holding ' #' needs them)."""
     flag, equals, value = arg.partition("=")
-    return mask_url(f"{flag}={_masked_arg(value)}") if equals and "://" not in flag else mask_url(arg)
+    if not equals or "://" in flag:
+        return mask_url(arg)
+    return mask_in_text(f"{flag}={_masked_arg(value)}", value.strip().strip("'\""))
 
 
 def _ray_temp_folder() -> str:

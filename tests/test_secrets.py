@@ -185,13 +185,15 @@ def test_a_set_storage_url_whose_password_holds_a_space_is_masked_in_the_process
     """ps, and Ray's job table, show the retitled driver: the whole URL of ``--set storage=URL`` is masked."""
     code = ("from sweeper.ray_runtime import mask_passwords_in_command_line as m; m(); "
             "print(open('/proc/self/cmdline').read())")
-    done = subprocess.run([sys.executable, "-c", code, "--set", f"storage={SPACED}", f"--set=quick.storage={SPACED}"],
-                          capture_output=True, text=True, timeout=120, check=True)
-    assert "word9" not in done.stdout and done.stdout.count("u:***@127.0.0.1") == 2, done.stdout
+    quoted = [f"storage='{SPACED}'", f'--set=storage="{SPACED}?sslmode=disable"']  # YAML's quotes, as --set reads
+    done = subprocess.run([sys.executable, "-c", code, "--set", f"storage={SPACED}", f"--set=quick.storage={SPACED}",
+                           "--set", *quoted], capture_output=True, text=True, timeout=120, check=True)
+    assert "word9" not in done.stdout and done.stdout.count("u:***@127.0.0.1") == 4, done.stdout
 
 
-def test_resume_refusing_a_set_storage_url_masks_a_password_that_holds_a_space(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "sweeper.cli", "resume", "some-study", "--set", f"storage={SPACED}"],
+@pytest.mark.parametrize("value", [SPACED, f'"{SPACED}"'])  # in YAML's quotes too, as --set reads its value
+def test_resume_refusing_a_set_storage_url_masks_a_password_that_holds_a_space(tmp_path, value):
+    done = subprocess.run([sys.executable, "-m", "sweeper.cli", "resume", "some-study", "--set", f"storage={value}"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=120)
     output = done.stdout + done.stderr
     assert done.returncode == 2 and "cannot move it" in output and "u:***@127.0.0.1" in output, output
