@@ -371,6 +371,7 @@ class Spec(BaseModel):
         kind, epochs = self.scheduler.type, self.planned_epochs()
         options = {**self.scheduler.DEFAULTS, **self.scheduler.options}
         first, others = options.get("grace_period", 1), options.get("min_samples_required", 0)
+        most = "at most " * isinstance(self.params.get("epochs"), sections.SampledParam)
         if others >= self.budget.trials:  # the median rule judges a trial beside that many others, or not at all
             return "min_samples_required", (
                 f"{kind} would stop no trial early: it compares a trial with min_samples_required={others} others, "
@@ -379,7 +380,7 @@ class Spec(BaseModel):
         top = min(options.get("max_t", math.inf), epochs - 1 if epochs else 100)  # build_scheduler's last rung
         if kind == "asha" and first <= top and (brackets := options["brackets"]) > (useful := int(  # Ray's count of
                 math.log(top / first) / math.log(options["reduction_factor"]) + 1)):  # brackets with a rung
-            last = f", below a trial's last epoch ({epochs})" if top == epochs - 1 else " (max_t)"
+            last = f", below a trial's last epoch ({most}{epochs})" if top == epochs - 1 else " (max_t)"
             return "brackets", (f"asha would stop no trial in {brackets - useful} of its {brackets} brackets, and run "
                                 "their trials unjudged: bracket k judges first at epoch grace_period x reduction_factor"
                                 f"^k, at most {top}{last}, so at most {useful} can: give brackets: {useful} or fewer, "
@@ -388,7 +389,6 @@ class Spec(BaseModel):
             return None
         field = "type" if kind == "hyperband" else "grace_period"  # HyperBand's first rung is epoch 1
         fix = f"give a grace_period below {epochs}, " if field == "grace_period" and epochs > 1 else ""
-        most = "at most " * isinstance(self.params.get("epochs"), sections.SampledParam)
         return field, (f"{kind} would stop no trial early: it judges a trial first at epoch {first}, but a trial "
                        f"trains {most}epochs={epochs}, and none is stopped at its last epoch (that saves nothing); "
                        f"{fix}train more epochs, or use scheduler type: none")

@@ -365,6 +365,8 @@ def test_a_scheduler_that_would_stop_no_trial_is_refused(tmp_path: Path) -> None
     assert load_spec(path, overrides=["training.epochs=17", "scheduler={type: asha, brackets: 3}"])  # 1, 4, 16
     err = errors(path, overrides=["training.epochs=17", "scheduler={type: asha, brackets: 2, max_t: 3}"])
     assert "at most 3 (max_t), so at most 1 can" in find(err, "scheduler.brackets")
+    err = errors(path, overrides=["params.epochs={type: int, low: 2, high: 5}", "scheduler={type: asha, brackets: 3}"])
+    assert "at most 4, below a trial's last epoch (at most 5), so at most 2 can" in find(err, "scheduler.brackets")
     err = errors(path, overrides=["scheduler={type: median, grace_period: 6}"])
     assert "median would stop no trial early" in find(err, "scheduler.grace_period")
     err = errors(path, overrides=["epochs=1", "scheduler={type: hyperband}"])
