@@ -84,7 +84,8 @@ def spec_storage_url(spec: Spec, cli_url: str | None) -> str:
     except StorageError as exc:
         typed = next((f"--set {o}" for o in reversed(spec.overrides) if o.partition("=")[0].strip() == "storage"), None)
         origin = None if cli_url else ENV_VAR if os.environ.get(ENV_VAR, "").strip() else \
-            (typed and mask_in_text(typed, spec.storage)) or (f"{spec.source_path}: storage" if spec.storage else None)
+            (typed and mask_in_text(typed, typed.partition("=")[2].strip().strip("'\""))) or \
+            (f"{spec.source_path}: storage" if spec.storage else None)  # as typed: YAML ends spec.storage at ' #'
         raise StorageError(f"{origin}: {exc}" if origin else str(exc)) from None
 
 

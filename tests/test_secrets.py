@@ -198,3 +198,14 @@ def test_resume_refusing_a_set_storage_url_masks_a_password_that_holds_a_space(t
     output = done.stdout + done.stderr
     assert done.returncode == 2 and "cannot move it" in output and "u:***@127.0.0.1" in output, output
     assert "word9" not in output, output
+
+
+def test_a_set_storage_url_yaml_cuts_at_a_space_and_hash_is_refused_without_its_password(tmp_path):
+    """YAML ends an unquoted value at ' #': the storage read was postgresql+psycopg://u:pass, refused as it should
+    be, but the refusal echoed the --set as typed with 'pass #9' in it."""
+    done = subprocess.run([sys.executable, "-m", "sweeper.cli", "validate", "asl20", "--set",
+                           "storage=postgresql+psycopg://u:pass #9@127.0.0.1:5432/db"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    output = done.stdout + done.stderr
+    assert done.returncode == 2 and "Cannot parse storage URL" in output and "u:***@127.0.0.1" in output, output
+    assert "u:pass" not in output and "#9" not in output, output
