@@ -113,6 +113,8 @@ SetFlags = Annotated[list[str], typer.Option("--set", metavar="KEY=VALUE", help=
 
 def _folder(value: str | Path | None) -> str | Path | None:
     """A folder flag, checked before anything is trained or written: a folder, or one that can be made."""
+    if value is not None and not str(value).strip():  # a script's unset $DIR: the working folder would fill up
+        raise typer.BadParameter("is empty; give a folder, or leave the flag out")
     if value is not None:
         existing = Path(value).absolute()
         while not existing.exists():
@@ -128,9 +130,10 @@ def _folder(value: str | Path | None) -> str | Path | None:
 
 @app.command()
 def train(
-    space: Annotated[Optional[Path], typer.Argument(metavar="SPACE", help="Space YAML or built-in name: its entrypoint and training block (default: the core alone).")] = None,  # noqa: UP045, E501
+    space: Annotated[Optional[str], typer.Argument(metavar="SPACE", help="Space YAML or built-in name: its entrypoint and training block (default: the core alone).")] = None,  # noqa: UP045, E501
     set_: SetFlags = [],  # noqa: B006
-    checkpoint_dir: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Write/resume epoch checkpoints here.", callback=_folder)] = None,  # noqa: UP045, E501
+    # text, not a Path, as every path flag here: a Path makes an empty value '.', the working folder
+    checkpoint_dir: Annotated[Optional[str], typer.Option(metavar="DIR", help="Write/resume epoch checkpoints here.", callback=_folder)] = None,  # noqa: UP045, E501
     seeds: Annotated[Optional[str], typer.Option(metavar="S1,S2,...", help="Train once per seed (beats --set seed=), then the final metrics' mean, sd and range, and how many seeds reach the space's targets.")] = None,  # noqa: UP045, E501
 ) -> None:
     """Run one training standalone, printing a line per epoch: the space's own entrypoint (default: the core)."""
@@ -139,12 +142,13 @@ def train(
 
     seed_list = _seed_list(seeds) if seeds is not None else []
     run, base_dir = standalone.prepare(space, set_, seed_list)
+    checkpoints = Path(checkpoint_dir) if checkpoint_dir is not None else None
     try:
         with noting_interrupts(threading.Event()):  # SIGTERM (kill, timeout, a scheduler) is Ctrl-C: exit 130, as run
             if seed_list:
-                standalone.train_seeds(run, base_dir, checkpoint_dir, seed_list)
+                standalone.train_seeds(run, base_dir, checkpoints, seed_list)
             else:
-                standalone.train(run, base_dir, checkpoint_dir)
+                standalone.train(run, base_dir, checkpoints)
     except KeyboardInterrupt:  # Ctrl-C or a stop signal: a log must tell it from a crash, and say what comes next
         err_console.print(f"interrupted: the same command resumes it from {checkpoint_dir}" if checkpoint_dir
                           is not None else "interrupted (without --checkpoint-dir it saved nothing)", markup=False)

@@ -67,7 +67,8 @@ class Standalone:
         return import_target(self.entrypoint, base_dir)
 
 
-def prepare(space: Path | None, set_flags: Iterable[str], seeds: Iterable[int] = ()) -> tuple[Standalone, str | None]:
+def prepare(space: str | Path | None, set_flags: Iterable[str], seeds: Iterable[int] = ()
+            ) -> tuple[Standalone, str | None]:
     """``(run, base_dir)``: the space's training block and fixed params (without a space, the core's defaults), then
     ``--set`` on top, checked by the entrypoint before any work. A param the space samples is a plain setting here.
     ``seeds``: each must be a ``seed`` the entrypoint takes, checked here so that a bad one trains nothing."""

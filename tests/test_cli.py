@@ -533,6 +533,31 @@ def test_a_folder_flag_naming_a_file_is_refused_before_anything_runs(tmp_path, a
     assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
 
 
+@pytest.mark.parametrize("args", [["run", "spaces/asl20.yaml", "--quick", "--set", "budget.trials=1",
+                                   "--storage", "sqlite:///s.db", "--results-dir", ""],
+                                  ["resume", "asl20", "--storage", "sqlite:///s.db", "--results-dir", " "],
+                                  ["train", "--set", "epochs=1", "--set", "dataset.samples_per_class=4",
+                                   "--checkpoint-dir", ""]])
+def test_an_empty_folder_flag_is_refused_not_taken_for_the_working_folder(tmp_path, args):
+    """A script's unset $DIR: the sweep wrote its checkpoints and Ray's results, train its state.pt, right here."""
+    proc = sweeper(*args, cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert "is empty; give a folder, or leave the flag out" in proc.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", ["run", "validate", "train"])
+def test_an_empty_or_unreadable_kind_of_space_says_what_it_is(tmp_path, command):
+    """An empty SPACE was "is a folder" (Path('') is '.'), and a FIFO or /dev/null "no such file"."""
+    empty = sweeper(command, "", cwd=tmp_path)
+    assert empty.returncode == 2 and "Traceback" not in empty.stderr, empty.stderr
+    assert "error: SPACE: is empty; give a space YAML file or a built-in name" in empty.stderr
+    os.mkfifo(tmp_path / "space.yaml")
+    fifo = sweeper(command, "space.yaml", cwd=tmp_path)
+    assert fifo.returncode == 2 and "error: space.yaml: is not a regular file" in fifo.stderr, fifo.stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["space.yaml"]
+
+
 def test_study_names_print_as_typed_not_as_rich_markup(tmp_path):
     import optuna
 
