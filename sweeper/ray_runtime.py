@@ -66,6 +66,9 @@ _ADDRESS = re.compile(r"(?:ray://)?(\[[0-9a-fA-F:]+\]|[^\s:/\[\]]+):(\d{1,5})")
 def check_ray_address(address: str | None) -> None:
     """Refuse an address Ray cannot join before anything starts: a malformed one raises deep inside ``ray.init``,
     and one where nothing listens has it retry for minutes. ``auto`` and ``local`` are Ray's own words."""
+    if address is not None and not address.strip():  # a script's unset $HEAD: the sweep ran here, on no cluster
+        raise BadInput("--address is empty; give HOST:PORT of a Ray head (e.g. 10.0.0.5:6379), ray://HOST:PORT, "
+                       "auto or local, or leave it out (RAY_ADDRESS, else a Ray of the sweep's own)")
     flag = "--address" if address else "RAY_ADDRESS"
     address = ray_address(address)
     if address in ("auto", "local"):

@@ -430,6 +430,7 @@ def test_validate_prints_a_storage_password_masked(tmp_path):
 
 @pytest.mark.parametrize(("flags", "message"), [
     (["--address", "garbage"], "--address 'garbage': expected HOST:PORT of a Ray head"),
+    (["--address", ""], "--address is empty; give HOST:PORT of a Ray head"),  # not a local sweep in its place
     (["--address", "127.0.0.1:1"], "--address '127.0.0.1:1': no Ray head answers there (Connection refused)"),
     (["--results-dir", "/proc/sweeper-x"], "cannot make a folder in /proc"),
     (["--max-failures", "-1"], "Invalid value for '--max-failures'"),
