@@ -83,7 +83,8 @@ def prepare(space: str | Path | None, set_flags: Iterable[str], seeds: Iterable[
     entry = spec._entrypoint if spec is not None else describe(DEFAULT_ENTRYPOINT)
     assert entry is not None
     file, config = str(space or ""), spec.base_config() if spec is not None else {}
-    for key, value, explicit in read_set_flags(set_flags):
+    flags = read_set_flags(set_flags)
+    for key, value, explicit in flags:
         if not explicit and key.split(".")[0] in Spec.model_fields and key not in (entry.settings or {}):
             raise SpecError.single(file, f"{key} belongs to a sweep, not to one training run; sweeper train takes "
                                          f"the settings of {entry.target} (e.g. epochs=3)", source=f"--set {key}")
@@ -91,8 +92,10 @@ def prepare(space: str | Path | None, set_flags: Iterable[str], seeds: Iterable[
             config[key] = entry.coerce(key, value)
         except ValueError as exc:
             raise SpecError.single(file, str(exc), source=f"--set {key}") from None
-    if problems := entry.problems(config):
-        raise SpecError.single(file, f"{entry.target} refuses the training config: {problems[0]}")
+    if problems := entry.problems(config):  # named by the --set at fault, as sweeper run names it
+        at_fault = [key for key, _, _ in flags if key in (problems[0].key, *problems[0].partners)]
+        raise SpecError.single(file, f"{entry.target} refuses the training config: {problems[0]}",
+                               source=f"--set {at_fault[-1]}" if at_fault else None)
     for seed in seeds:
         try:
             if problems := entry.problems({**config, "seed": entry.coerce("seed", seed)}):

@@ -184,6 +184,8 @@ def test_train_reads_a_space_training_block(tmp_path):
     (["--set", "device=cuda:99"], "device='cuda:99': this machine has"),
     (["--checkpoint-dir", "/proc/sweeper-ck"], "cannot make a folder in /proc"),  # root may write anywhere else
     (["--set", "epochs=0", "--seeds", "3"], "refuses the training config: epochs=0"),  # the setting's fault, not 3's
+    (["--set", "epochs=0"], "error: --set epochs: trials:run refuses the training config: epochs=0"),  # the flag
+    (["--set", "dataset.classes=3"], "error: --set dataset.classes: trials:run refuses the training config"),
 ])
 def test_bad_train_input_is_one_message_and_exit_2(tmp_path, args, message):
     proc = sweeper("train", *args, cwd=tmp_path)

@@ -1158,7 +1158,8 @@ def test_standalone_config_speaks_the_same_keys(tmp_path: Path) -> None:
     assert run(None, "epochs=3", "class_weights=true")[2] == {"epochs": 3, "class_weights": True}
     with pytest.raises(SpecError, match=r"^--set budget.trials: budget.trials belongs to a sweep, not to one"):
         run(None, "budget.trials=3")
-    refused = r"^asl20: trials:run refuses the training config: dropout=2.0 is not allowed: a number in \[0, 1\)"
+    refused = r"^asl20: --set dropout: trials:run refuses the training config: dropout=2.0 is not allowed: a number " \
+              r"in \[0, 1\)"
     with pytest.raises(SpecError, match=refused):
         run("asl20", "dropout=2")
     with pytest.raises(SpecError, match=r"^--set epochs: expected KEY=VALUE"):
