@@ -241,13 +241,14 @@ def _seconds(flag: str, text: str | None) -> float | None:
         return None
     from search_spaces.sections import duration_seconds
 
+    try:  # plain seconds as YAML reads them (1e3 too); duration_seconds refuses 0, negatives, inf and NaN
+        value: float | str = float(text)
+    except ValueError:
+        value = text
     try:
-        seconds = float(text) if text.replace(".", "", 1).isdigit() else duration_seconds(text)
+        return duration_seconds(value)
     except ValueError as exc:
         raise BadInput(f"{flag} {text!r}: {exc}") from None
-    if seconds <= 0:
-        raise BadInput(f"{flag} must be longer than 0 s, not {text!r}.")
-    return seconds
 
 
 _stopped_early: list[int] = []

@@ -436,6 +436,8 @@ def test_validate_prints_a_storage_password_masked(tmp_path):
     (["--address", "127.0.0.1:1"], "--address '127.0.0.1:1': no Ray head answers there (Connection refused)"),
     (["--results-dir", "/proc/sweeper-x"], "cannot make a folder in /proc"),
     (["--max-failures", "-1"], "Invalid value for '--max-failures'"),
+    (["--storage-timeout", "-5"], "--storage-timeout '-5': must be a positive, finite duration"),  # not 'a duration'
+    (["--storage-timeout", "inf"], "--storage-timeout 'inf': must be a positive, finite duration"),
 ])
 def test_bad_run_flags_are_refused_before_the_study_is_written(tmp_path, flags, message):
     """Ray's own failures for these come after the study was created (and, on resume, its spec rewritten)."""
@@ -443,6 +445,13 @@ def test_bad_run_flags_are_refused_before_the_study_is_written(tmp_path, flags, 
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert message in proc.stderr
     assert not (tmp_path / "s.db").exists()
+
+
+def test_storage_timeout_takes_plain_seconds_as_budget_storage_timeout_does():
+    """1e3 is a number in a space (YAML 1.2) but was "expected a duration such as 90s" as the flag."""
+    from sweeper.cli import _seconds
+
+    assert [_seconds("--storage-timeout", text) for text in ("1e3", "90", "1.5", "1h30m")] == [1000, 90, 1.5, 5400]
 
 
 def test_validate_prints_the_storage_a_run_would_use(tmp_path):
