@@ -79,13 +79,16 @@ def sweep_storage_url(url: str) -> str:
 
 def spec_storage_url(spec: Spec, cli_url: str | None) -> str:
     """The checked URL a sweep of ``spec`` uses; a bad one names where it came from unless the user just typed it."""
+    typed = next((o for o in reversed(spec.overrides) if o.partition("=")[0].strip() == "storage"), None)
+    # masked as typed: YAML ends spec.storage at ' #', and the rest of a password would show
+    shown = typed and mask_in_text(f"--set {typed}", typed.partition("=")[2].strip().strip("'\""))
+    if cli_url and typed and spec.storage and spec.storage.strip() != cli_url.strip():  # one was silently dropped
+        raise StorageError(f"--storage {mask_url(cli_url)} and {shown} name two storages; give one of them")
     try:
         return sweep_storage_url(resolve_storage_url(spec.storage, cli_url))
     except StorageError as exc:
-        typed = next((f"--set {o}" for o in reversed(spec.overrides) if o.partition("=")[0].strip() == "storage"), None)
         origin = None if cli_url else ENV_VAR if os.environ.get(ENV_VAR, "").strip() else \
-            (typed and mask_in_text(typed, typed.partition("=")[2].strip().strip("'\""))) or \
-            (f"{spec.source_path}: storage" if spec.storage else None)  # as typed: YAML ends spec.storage at ' #'
+            shown or (f"{spec.source_path}: storage" if spec.storage else None)
         raise StorageError(f"{origin}: {exc}" if origin else str(exc)) from None
 
 

@@ -454,21 +454,36 @@ def test_storage_timeout_takes_plain_seconds_as_budget_storage_timeout_does():
     assert [_seconds("--storage-timeout", text) for text in ("1e3", "90", "1.5", "1h30m")] == [1000, 90, 1.5, 5400]
 
 
+@pytest.mark.parametrize("command", [["run", "spaces/asl20.yaml", "--quick"], ["validate", "spaces/asl20.yaml"]])
+def test_storage_and_set_storage_naming_two_storages_are_refused(tmp_path, command):
+    """--storage won and the --set storage=... typed beside it was dropped without a word."""
+    proc = sweeper(*command, "--storage", "sqlite:///a.db", "--set",
+                   "storage=postgresql+psycopg://me:hunter2secret@db/sweeps", cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert "error: --storage sqlite:///a.db and --set storage=postgresql+psycopg://me:***@db/sweeps name two " \
+           "storages; give one of them" in proc.stderr and "hunter2secret" not in proc.stderr
+    assert list(tmp_path.iterdir()) == []
+    same = sweeper("validate", "spaces/asl20.yaml", "--storage", "sqlite:///a.db", "--set", "storage=sqlite:///a.db",
+                   cwd=tmp_path)
+    assert same.returncode == 0 and "# a run would use the storage sqlite:///a.db (--storage)" in same.stdout
+
+
 def test_validate_prints_the_storage_a_run_would_use(tmp_path):
     """--storage beats SWEEPER_STORAGE beats the space's key: validate names the URL and where it came from."""
     base = {k: v for k, v in os.environ.items() if k != "SWEEPER_STORAGE"}
     key = ["spaces/asl20.yaml", "--set", "storage=sqlite:///key.db"]
+    (tmp_path / "keyed.yaml").write_text("storage: sqlite:///key.db\nparams: {lr: {type: float, low: 0.01, high: 1}}\n")
     for args, extra, shown in (
             (key, {}, "sqlite:///key.db (the space's storage)"),
             (key, {"SWEEPER_STORAGE": "sqlite:///env.db"}, "sqlite:///env.db (SWEEPER_STORAGE)"),
-            ([*key, "--storage", "postgresql+psycopg://u:pw1234@h/db"], {"SWEEPER_STORAGE": "sqlite:///env.db"},
+            (["keyed.yaml", "--storage", "postgresql+psycopg://u:pw1234@h/db"], {"SWEEPER_STORAGE": "sqlite:///env.db"},
              "postgresql+psycopg://u:***@h/db (--storage)"),
             (["spaces/asl20.yaml"], {}, "sqlite:///sweeps.db (the default)")):
         proc = subprocess.run([sys.executable, "-m", "sweeper.cli", "validate", *args], cwd=tmp_path,
                               capture_output=True, text=True, timeout=300, env={**base, "COLUMNS": "200", **extra})
         assert proc.returncode == 0, proc.stderr
         assert proc.stdout.splitlines()[0] == f"# a run would use the storage {shown}"
-    assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing connected to, nothing created
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keyed.yaml"]  # nothing connected to, nothing created
 
 
 @pytest.mark.parametrize("command", [["run", "team.yaml", "--quick"], ["validate", "team.yaml"], ["status"],
