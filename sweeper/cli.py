@@ -184,8 +184,8 @@ SpaceStorage = Annotated[Optional[str], typer.Option(  # noqa: UP045
     "--storage", metavar="URL", help="Optuna storage URL (beats SWEEPER_STORAGE and the YAML).")]
 Address = Annotated[Optional[str], typer.Option(  # noqa: UP045
     metavar="ADDRESS", help="Join this Ray cluster (default: RAY_ADDRESS or local).")]
-ResultsDir = Annotated[str, typer.Option(metavar="DIR", help="Checkpoints and Ray's results (a path all nodes see).",
-                                         callback=_folder)]
+ResultsDir = Annotated[str, typer.Option(metavar="DIR", help="Checkpoints and Ray's results (a path all nodes see); "
+                                         "a resumed study keeps its first run's checkpoint folder.", callback=_folder)]
 MaxFailures = Annotated[int, typer.Option(metavar="N", min=0, max=100,
                                           help="Retries of a trial whose worker crashed (from its checkpoint).")]
 StorageTimeout = Annotated[Optional[str], typer.Option(  # noqa: UP045

@@ -139,6 +139,9 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
                       + (f" (groups of up to {spec.resources.fuse})" if spec.resources.fuse > 1 else ""), markup=True)
         # every read of the study from here on rides out an outage (one right after Ray's start crashed the sweep)
         checkpoints = checkpoint_folder(policy.call(lambda: study.user_attrs), study.study_name, results_root)
+        if not created and not checkpoints.resolve().is_relative_to(results_root.resolve()):  # said, not silent
+            console.print(f"checkpoints stay in the study's folder {checkpoints}; --results-dir "
+                          f"{options.results_dir} holds Ray's results only", markup=False)
         due: list[optuna.trial.FrozenTrial] = []  # orphans whose final result alone is missing (see result_due)
         if not created:
             orphans, due = take_stock_on_resume(study, spec, orphans, checkpoints, policy)

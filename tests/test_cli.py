@@ -585,6 +585,20 @@ def test_an_empty_or_unreadable_kind_of_space_says_what_it_is(tmp_path, command)
     assert [p.name for p in tmp_path.iterdir()] == ["space.yaml"]
 
 
+def test_a_resume_given_another_results_dir_says_where_its_checkpoints_stay(tmp_path):
+    """The flag's help said checkpoints go to DIR; a resumed study kept writing them to its first run's folder."""
+    first = sweeper("run", "spaces/asl20.yaml", "--quick", "--set", "budget.trials=1", "--storage", "sqlite:///s.db",
+                    cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    again = sweeper("resume", "asl20-quick", "--set", "budget.trials=2", "--storage", "sqlite:///s.db",
+                    "--results-dir", "elsewhere", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    kept = next(iter((tmp_path / "sweeper_runs" / "checkpoints").iterdir()))
+    assert f"checkpoints stay in the study's folder {kept}; --results-dir elsewhere holds Ray's results only" \
+        in again.stdout, again.stdout
+    assert sorted(p.name for p in kept.glob("trial-*") if p.is_dir()) == ["trial-00000", "trial-00001"]
+
+
 def test_study_names_print_as_typed_not_as_rich_markup(tmp_path):
     import optuna
 
