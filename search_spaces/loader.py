@@ -278,8 +278,9 @@ def _issue(file: str, lines: dict[Atoms, int], origins: list[Origin], path: Sequ
         if over[:len(at)] == at or (at[:-1] and over[:len(at) - 1] == at[:-1] and not exact) or \
                 (at[:1] == ("enqueue",) and len(at) > 2 and over[:1] == ("params",) and over[1:len(at) - 1] == at[2:]):
             return SpecIssue(file, line, field, message, label)
-        setting = ".".join(over[1:]) if over[:1] == ("training",) else ""
-        if setting and re.search(rf"(?<![\w.]){re.escape(setting)}=", message):  # it set what the refusal quotes
+        # a training setting it set, or one in the group or block it set whole (training={...}, training.dataset={...})
+        setting = re.escape(".".join(over[1:])) + (r"(?:\.[\w.]+)?" if len(over) > 1 else r"[\w.]+")
+        if over[:1] == ("training",) and re.search(rf"(?<![\w.]){setting}=", message):  # what the refusal quotes
             advice = _quick_advice(field, built_in) \
                 if label.startswith("--quick") else f"with {label}, change {field} too"
             return SpecIssue(file, line, field, f"{message}; {advice}", label)
