@@ -359,7 +359,12 @@ def stored_spec(url: str, name: str, overrides: tuple[str, ...] = (), results_ro
     except SpecError as exc:
         if overrides and stored_is_valid(data, file, space_dir):  # refused for the user's --set: theirs to mend
             raise
-        why = "an earlier sweeper stored what this one refuses, so the study cannot be carried on: run its space, " \
+        fields = sorted({issue.field for issue in exc.issues})
+        # a section that may change on resume is mended there: the study and its RUNNING trials go on
+        mendable = all(f.partition(".")[0] in RESUMABLE_SECTIONS - {"storage"} for f in fields)
+        why = f"an earlier sweeper stored what this one refuses; {', '.join(fields)} may change on resume: " \
+            f"{shell_command('resume', name, f' --set {fields[0]}=VALUE')} carries the study on" if mendable else \
+            "an earlier sweeper stored what this one refuses, so the study cannot be carried on: run its space, " \
             "mended, as a new study (sweeper run FILE --fresh)" if entrypoint == DEFAULT_ENTRYPOINT else \
             f"this sweeper, or {entrypoint} as it is here, refuses what the study ran with: put back the code it " \
             "ran and resume; if the code is as it was, run its space, mended, as a new study (sweeper run FILE --fresh)"

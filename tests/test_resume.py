@@ -975,6 +975,18 @@ def test_resume_says_how_to_go_on_when_the_stored_spec_is_refused(tmp_path, monk
     with pytest.raises(SpecError) as err:
         prepare(SweepOptions(study=core.name, storage=url))
     assert str(err.value).startswith(f"the spec stored in study {core.name!r}: budget.trials")
+    # budget may change on resume: the study goes on, its RUNNING trials too, not anew
+    assert str(err.value).endswith("an earlier sweeper stored what this one refuses; budget.trials may change on "
+                                   f"resume: sweeper resume {core.name} --set budget.trials=VALUE carries the study on")
+    # a resource below Ray's unit (which an earlier sweeper took, and Ray raised on): resources may change too
+    study.set_user_attr(attrs.SPEC, {**stored, "resources": {**stored["resources"], "cpu": 0.00004}})
+    assert prepare(SweepOptions(study=core.name, storage=url, overrides=("resources.cpu=1",)))[0].resources.cpu == 1
+    with pytest.raises(SpecError) as err:
+        prepare(SweepOptions(study=core.name, storage=url))
+    assert "resources.cpu may change on resume" in str(err.value) and "cannot be carried on" not in str(err.value)
+    study.set_user_attr(attrs.SPEC, {**stored, "params": {**stored["params"], "epochs": {"type": "fixed", "value": 0}}})
+    with pytest.raises(SpecError) as err:  # what is searched cannot change on resume: a new study
+        prepare(SweepOptions(study=core.name, storage=url))
     assert str(err.value).endswith("an earlier sweeper stored what this one refuses, so the study cannot be carried "
                                    "on: run its space, mended, as a new study (sweeper run FILE --fresh)")
     study.set_user_attr(attrs.SPEC, stored)
