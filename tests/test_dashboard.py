@@ -217,7 +217,6 @@ def test_dashboard_port_in_use_is_one_message(tmp_path):
     assert proc.returncode == 2 and f"Port {port}" in proc.stderr, proc.stderr
 
 
-
 def test_dashboard_privileged_port_is_one_message(tmp_path):
     """A port below 1024 without root (the image's uid 10001) was a PermissionError traceback, exit 1."""
     unprivileged = Path("/proc/sys/net/ipv4/ip_unprivileged_port_start")
@@ -251,6 +250,7 @@ def test_dashboard_stops_on_sigterm_as_on_ctrl_c(tmp_path):
     finally:
         proc.kill()
         proc.wait()
+
 
 @pytest.mark.slow
 def test_dashboard_reading_during_a_sweep_fails_no_trial(ray_session, tmp_path, monkeypatch):
