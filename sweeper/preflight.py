@@ -77,11 +77,16 @@ def sweep_storage_url(url: str) -> str:
     return url
 
 
+def masked_set(expr: str) -> str:
+    """``--set storage=URL`` with the URL masked as typed: whole (a password may hold spaces), in the quotes --set's
+    YAML takes (a password holding ' #' needs them; YAML ends an unquoted value there, and the rest would show)."""
+    return mask_in_text(f"--set {expr}", expr.partition("=")[2].strip().strip("'\""))
+
+
 def spec_storage_url(spec: Spec, cli_url: str | None) -> str:
     """The checked URL a sweep of ``spec`` uses; a bad one names where it came from unless the user just typed it."""
     typed = next((o for o in reversed(spec.overrides) if o.partition("=")[0].strip() == "storage"), None)
-    # masked as typed: YAML ends spec.storage at ' #', and the rest of a password would show
-    shown = typed and mask_in_text(f"--set {typed}", typed.partition("=")[2].strip().strip("'\""))
+    shown = typed and masked_set(typed)
     if cli_url and typed and spec.storage and spec.storage.strip() != cli_url.strip():  # one was silently dropped
         raise StorageError(f"--storage {mask_url(cli_url)} and {shown} name two storages; give one of them")
     try:
@@ -324,10 +329,8 @@ def stored_spec(url: str, name: str, overrides: tuple[str, ...] = (), results_ro
                 ) -> Spec:
     """The spec a study was run with, read back from the study (``sweeper resume``); ``--set`` applies on top."""
     if moved := [expr for expr in overrides if expr.partition("=")[0].strip() == "storage"]:
-        # the URL whole (a password may hold spaces), also in the quotes --set's YAML takes
-        shown = mask_in_text(moved[0], moved[0].partition("=")[2].strip().strip("'\""))
-        raise BadInput(f"--set {shown}: sweeper resume reads study {name!r} from its storage, so it cannot move "
-                       "it; name that storage with --storage URL (or SWEEPER_STORAGE)")
+        raise BadInput(f"{masked_set(moved[0])}: sweeper resume reads study {name!r} from its storage, so it "
+                       "cannot move it; name that storage with --storage URL (or SWEEPER_STORAGE)")
     storage = retry_briefly(lambda: open_storage(url, create=False))
     try:
         study = retry_briefly(lambda: load_existing_study(storage, name, url))
