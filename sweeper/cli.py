@@ -159,9 +159,6 @@ def train(
         traceback.print_exception(exc.__cause__, file=sys.stderr)
         err_console.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True)
         raise typer.Exit(1) from None
-    except standalone.Diverged as exc:  # its epochs printed above it; the core's frames would say nothing more
-        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True)
-        raise typer.Exit(1) from None
 
 
 def _seed_list(text: str) -> list[int]:

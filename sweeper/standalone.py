@@ -39,10 +39,6 @@ class FunctionFailed(Exception):
     """A space's own training function raised; ``__cause__`` is its exception, from its own first frame."""
 
 
-class Diverged(Exception):
-    """The core's loss went NaN or inf: an outcome of the config (its message says which setting), not a crash."""
-
-
 @dataclass(frozen=True)
 class Standalone:
     """What ``sweeper train`` runs: ``fn(config, report, checkpoint_dir)``."""
@@ -150,7 +146,7 @@ def train(run: Standalone, base_dir: str | None, checkpoint_dir: Path | None) ->
         try:
             result = fn(run.config, report, checkpoint_dir)
         except NonFiniteLossError as exc:
-            raise Diverged(f"{exc}; a trial of the sweep fails on it (stop_reason diverged)") from None
+            raise BadInput(f"{exc}; a trial of the sweep fails on it (stop_reason diverged)") from None
         say_resumed()
         _print_core_result(result)
         return {**reported, **result}

@@ -193,11 +193,12 @@ def test_bad_train_input_is_one_message_and_exit_2(tmp_path, args, message):
     assert message in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_train_whose_loss_diverges_says_why_in_one_line_and_exits_1(tmp_path):
-    """A NaN loss (lr far too high) was a 30-frame traceback through typer, where a user's function gets one line."""
+def test_train_whose_loss_diverges_says_why_in_one_line_and_exits_2(tmp_path):
+    """A NaN loss (lr far too high) was a 30-frame traceback through typer, where a user's function whose objective
+    ends NaN gets one line and exit 2: what fails every trial of the sweep."""
     proc = sweeper("train", "--set", "epochs=2", "--set", "dataset.classes=3", "--set", "objective=val_top1",
                    "--set", "dataset.samples_per_class=3", "--set", "lr=1e30", "--set", "grad_clip=0", cwd=tmp_path)
-    assert proc.returncode == 1, proc.stderr
+    assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr, proc.stderr
     assert re.search(r"^error: non-finite loss \(nan\) at step \d+: lr=1e\+30 is likely too high .*; a trial of the "
                      r"sweep fails on it \(stop_reason diverged\)$", proc.stderr, re.M), proc.stderr
