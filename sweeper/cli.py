@@ -111,6 +111,13 @@ def _group(
 SetFlags = Annotated[list[str], typer.Option("--set", metavar="KEY=VALUE", help="Override a setting (repeatable).")]
 
 
+def _output(value: str | None) -> str | None:
+    """``-o``: a script's unset $OUT wrote NAME.csv into the working folder (``Path('')`` is ``.``), not stdout."""
+    if value is not None and not value.strip():
+        raise typer.BadParameter("is empty; give a file, DIR/ or - for stdout, or leave the flag out")
+    return value
+
+
 def _folder(value: str | Path | None) -> str | Path | None:
     """A folder flag, checked before anything is trained or written: a folder, or one that can be made."""
     if value is not None and not str(value).strip():  # a script's unset $DIR: the working folder would fill up
@@ -406,8 +413,8 @@ def report(
     name: StudyName,
     # text, not a Path: a Path drops the slash of -o reports/, the folder (made if missing) to write into
     output: Annotated[Optional[str], typer.Option(  # noqa: UP045
-        "-o", "--output", metavar="FILE", help="HTML file (- for stdout), or DIR/ for NAME-report.html in it "
-                                               "(default: NAME-report.html).")] = None,
+        "-o", "--output", metavar="FILE", callback=_output,
+        help="HTML file (- for stdout), or DIR/ for NAME-report.html in it (default: NAME-report.html).")] = None,
     top: Annotated[int, typer.Option(metavar="N", help="Trials in the learning curves and the table.")] = 10,
     storage: StorageFlag = None,
 ) -> None:
@@ -422,7 +429,7 @@ def report(
 def export(
     name: StudyName,
     format_: Annotated[Optional[str], typer.Option("--format", metavar="csv|json", help="csv or json (default: from -o, else csv).")] = None,  # noqa: UP045, E501
-    output: Annotated[Optional[str], typer.Option("-o", "--output", metavar="FILE", help="File, or DIR/ for NAME.csv (or .json) in it (default: stdout).")] = None,  # noqa: UP045, E501
+    output: Annotated[Optional[str], typer.Option("-o", "--output", metavar="FILE", callback=_output, help="File, or DIR/ for NAME.csv (or .json) in it (default: stdout).")] = None,  # noqa: UP045, E501
     storage: StorageFlag = None,
 ) -> None:
     """One row per trial: params, state, metrics, durations, as CSV or JSON."""

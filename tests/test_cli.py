@@ -574,6 +574,19 @@ def test_an_empty_folder_flag_is_refused_not_taken_for_the_working_folder(tmp_pa
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("command", ["export", "report"])
+def test_an_empty_output_flag_is_refused_not_taken_for_the_working_folder(tmp_path, command):
+    """A script's unset $OUT: export wrote demo.csv right here instead of to stdout."""
+    import optuna
+
+    optuna.create_study(storage="sqlite:///" + str(tmp_path / "s.db"), study_name="demo").optimize(
+        lambda trial: trial.suggest_float("x", 0, 1), n_trials=1)
+    proc = sweeper(command, "demo", "--storage", "sqlite:///s.db", "-o", "", cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert "is empty; give a file, DIR/ or - for stdout, or leave the flag out" in " ".join(proc.stderr.split())
+    assert [p.name for p in tmp_path.iterdir()] == ["s.db"]
+
+
 @pytest.mark.parametrize("command", ["run", "validate", "train"])
 def test_an_empty_or_unreadable_kind_of_space_says_what_it_is(tmp_path, command):
     """An empty SPACE was "is a folder" (Path('') is '.'), and a FIFO or /dev/null "no such file"."""
