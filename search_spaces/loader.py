@@ -343,7 +343,11 @@ def _build(original: dict[str, Any], file: str, lines: dict[Atoms, int], base_di
             if key == "storage" and value is None:  # "$URL" unset in a script: the default would take the sweep
                 raise ValueError("storage is empty; give a storage URL, or leave the --set out for the space's "
                                  "storage, else the default (sqlite:///sweeps.db)")
-            sets.append((key, value, f"--set {expr}", None))
+            # a map given to training or a group of it sets each key as its own --set; one given elsewhere (a param,
+            # the sampler, the scheduler: a new type drops the old one's options), or an empty one, replaces it whole
+            group = isinstance(value, dict) and key.split(".")[0] not in set(Spec.model_fields) - {"training"}
+            leaves = {f"{key}.{k}": v for k, v in flatten(value)[0].items()} if group else {}
+            sets += [(k, v, f"--set {expr}", None) for k, v in (leaves or {key: value}).items()]
         except ValueError as exc:
             refused.append(SpecIssue(file, None, "", str(exc), f"--set {expr}"))
     steps: list[tuple[str, Any, str, int | None]] = []

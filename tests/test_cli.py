@@ -613,8 +613,8 @@ def test_a_resume_given_another_results_dir_says_where_its_checkpoints_stay(tmp_
     assert sorted(p.name for p in kept.glob("trial-*") if p.is_dir()) == ["trial-00000", "trial-00001"]
 
 
-def test_a_set_that_replaces_the_training_block_is_named_by_the_refusal_it_caused(tmp_path):
-    """--set training={epochs: 2} drops the block's settings: the refusal it caused was put on the file alone."""
+def test_a_set_map_of_training_keys_is_named_by_the_refusal_it_caused(tmp_path):
+    """--set training={epochs: 2}: the refusal it caused was put on the file alone."""
     proc = sweeper("validate", "spaces/asl20.yaml", "--set", "training={epochs: 2}", cwd=tmp_path)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert ": --set training={epochs: 2}: params.warmup_epochs.high: refused by trials:run: warmup_epochs=6.0" \

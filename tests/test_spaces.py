@@ -1125,6 +1125,22 @@ def test_set_takes_training_keys_where_unambiguous(tmp_path: Path) -> None:
     assert load_spec(user, overrides=["training.width=3"]).trial_config({}) == {"width": 3}
 
 
+def test_a_set_map_of_training_keys_sets_those_keys_and_keeps_the_rest() -> None:
+    """--set training={epochs: 2} replaced the whole block: the space's dataset, model and lr were gone, and the
+    core's defaults trained. A map given to training or a group of it is its keys, each its own --set."""
+    spec = load_spec("asl20", quick=True, overrides=["training={epochs: 3, model: {size: medium}}"])
+    assert spec.training == load_spec("asl20", quick=True, overrides=["epochs=3", "model.size=medium"]).training
+    assert spec.training["dataset.samples_per_class"] == 8 and spec.training["lr"] == 1e-4  # --quick's and the file's
+    for group in ("training.dataset={classes: 10}", "dataset={classes: 10}"):
+        assert load_spec("asl20", overrides=[group]).training == load_spec("asl20", overrides=["dataset.classes=10"]
+                                                                            ).training
+    err = errors(BUILTIN_DIR / "asl20.yaml", overrides=["training={lr: 0.001}"])  # a param would win, as for lr=
+    assert err.source == "--set training={lr: 0.001}" and "lr is a param of this space (params.lr)" in str(err)
+    assert load_spec("asl20", overrides=["training={}"]).training == {}  # empty: replaced, the core's defaults
+    # a param, the sampler or the scheduler given a map is replaced whole: a new type drops the old one's options
+    assert load_spec("asl20", overrides=["scheduler={type: median}"]).scheduler.options == {}
+
+
 @pytest.mark.parametrize(("overrides", "quick"), [
     (["epochs=2"], False), (["params.dropout.high=0.4", "epochs=2"], False),
     (["epochs=2", "params.dropout.high=0.4"], False), (["epochs=2"], True)],
