@@ -225,6 +225,10 @@ def prepare(options: SweepOptions) -> tuple[Spec, str]:
     # a deprecated sampler option passes here: the study it carries on may have run with it (see kept_deprecated)
     spec = load_spec(resolve_space_path(options.space), options.overrides, quick=options.quick, keep_deprecated=True)
     check_sampling(spec)
+    unused = [masked_set(o) for o in options.overrides if o.split("=")[0].split(".")[0].strip() == "quick"]
+    if unused and not options.quick:  # said, not silent: the full sweep runs where a smoke run was maybe meant
+        console.print(f"note: {', '.join(unused)} change{'s' * (len(unused) == 1)} the quick profile, which only "
+                      f"--quick applies: this is the full sweep", markup=False)
     url = spec_storage_url(spec, options.storage)
     path = sqlite_path(url)
     if path is not None and not path.exists():  # a new SQLite file holds no study yet: don't create it before the

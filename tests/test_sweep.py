@@ -684,6 +684,18 @@ def test_a_sweep_samples_no_trial_its_own_ray_has_no_cpu_for(ray_session, tmp_pa
     assert trials[-1].datetime_start >= min(t.datetime_complete for t in trials[:-1]) - timedelta(seconds=0.5)
 
 
+def test_a_quick_set_without_quick_is_noted_where_the_run_starts(tmp_path, capsys):
+    """--set quick.budget.trials=3 without --quick ran the full sweep, with no word that the --set did nothing."""
+    from sweeper.preflight import prepare
+
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    spec, _ = prepare(SweepOptions(space="asl20", storage=url, overrides=("quick.budget.trials=3",)))
+    assert spec.budget.trials == 40 and "note: --set quick.budget.trials=3 changes the quick profile, which only " \
+        "--quick applies: this is the full sweep" in " ".join(capsys.readouterr().out.split())
+    quick, _ = prepare(SweepOptions(space="asl20", storage=url, overrides=("quick.budget.trials=3",), quick=True))
+    assert quick.budget.trials == 3 and "note" not in capsys.readouterr().out
+
+
 def test_a_study_left_empty_is_run_with_the_budget_asked_now(tmp_path):
     """A study with no trials yet (an interrupt as Ray started) is as new, but its stored spec, which `sweeper
     resume` runs, kept the first run's budget."""
