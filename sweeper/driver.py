@@ -133,10 +133,10 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
         trial_actors_on_prestarted_workers()
         orphans = [] if created else policy.call(lambda: orphaned_trials(study))
         budget = trial_budget(spec, lambda: policy.call(lambda: study.get_trials(deepcopy=False)))
+        # a resumed study runs what its budget has left and the dead driver's trials it carries on
+        left = budget if created else max(0, budget - policy.call(lambda: trials_counted(study))) + len(orphans)
         console.print(f"study [bold]{escape(study.study_name)}[/] in {escape(mask_url(url))} "
-                      f"({'new' if created else 'resumed'}), "
-                      f"{count_trials(budget)}, {spec.budget.max_concurrent} at a time"
-                      + (f" (groups of up to {spec.resources.fuse})" if spec.resources.fuse > 1 else ""), markup=True)
+                      f"({'new' if created else 'resumed'}), {trials_to_run(spec, budget, left)}", markup=True)
         # every read of the study from here on rides out an outage (one right after Ray's start crashed the sweep)
         checkpoints = checkpoint_folder(policy.call(lambda: study.user_attrs), study.study_name, results_root)
         if not created and not checkpoints.resolve().is_relative_to(results_root.resolve()):  # said, not silent
@@ -328,6 +328,16 @@ def fitted_to_ray(spec: Spec, joining: bool) -> Spec:
         offered = ray.cluster_resources()
         spec = within_local_ray(spec, offered.get("CPU", 0), offered.get("GPU", 0))
     return spec
+
+
+def trials_to_run(spec: Spec, budget: int, left: int) -> str:
+    """``40 trials, 2 at a time``: no more at a time, nor in a fused group, than the ``left`` trials (1 trial said
+    4 at a time); none left says no more (the study has nothing to run: the next line says why). A group may hold
+    fewer than ``fuse`` (one of another shape starts the next), so ``max_concurrent`` groups may run up to ``left``."""
+    said = count_trials(budget) + (f", {left} left" if 0 < left < budget else "")
+    group = min(spec.resources.fuse, left)
+    return said + (f", {min(spec.budget.max_concurrent, left)} at a time" if left else "") + \
+        (f" (groups of up to {group})" if group > 1 else "")
 
 
 def trial_budget(spec: Spec, trials: Callable[[], Sequence[optuna.trial.FrozenTrial]]) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import shutil
@@ -682,6 +683,28 @@ def test_a_sweep_samples_no_trial_its_own_ray_has_no_cpu_for(ray_session, tmp_pa
     trials = load(url, study.study_name).get_trials()
     # the ended trial's tell is queued to the writer and may land just after the next ask: half a second's slack
     assert trials[-1].datetime_start >= min(t.datetime_complete for t in trials[:-1]) - timedelta(seconds=0.5)
+
+
+@pytest.mark.slow
+def test_the_header_says_no_more_at_a_time_than_the_trials_left(ray_session, tmp_path, monkeypatch, capsys):
+    """"1 trial, 2 at a time" (and on resume "3 trials, 2 at a time" with one left) said more than could run."""
+    from search_spaces.loader import load_spec
+    from sweeper.driver import trials_to_run
+
+    fused = load_spec("asl20", ["resources.fuse=16", "budget.max_concurrent=4"])
+    assert [trials_to_run(fused, 40, left) for left in (40, 6, 1, 0)] == [
+        "40 trials, 4 at a time (groups of up to 16)", "40 trials, 6 left, 4 at a time (groups of up to 6)",
+        "40 trials, 1 left, 1 at a time", "40 trials"]
+    monkeypatch.chdir(tmp_path)
+    space = scripted_space(tmp_path, trials=1, scheduler="{type: none}", training="{epochs: 2, sleep: 0}")
+    options = SweepOptions(space=str(space), storage=f"sqlite:///{tmp_path / 'sweeps.db'}")
+    run_sweep(options)
+    assert "(new), 1 trial, 1 at a time\n" in capsys.readouterr().out
+    run_sweep(dataclasses.replace(options, overrides=("budget.trials=2",)))
+    assert "(resumed), 2 trials, 1 left, 1 at a time\n" in capsys.readouterr().out
+    run_sweep(dataclasses.replace(options, overrides=("budget.trials=2",)))
+    out = capsys.readouterr().out
+    assert "(resumed), 2 trials\n" in out and "nothing left to run: the study has 2 trials" in out, out
 
 
 def test_a_quick_set_without_quick_is_noted_where_the_run_starts(tmp_path, capsys):
