@@ -319,12 +319,17 @@ def open_study_whole(interrupts: Interrupts, policy: OutagePolicy, spec: Spec, u
 
 def fitted_to_ray(spec: Spec, joining: bool) -> Spec:
     """The spec with what the started Ray offers: ``resources.on_gpu`` where it has GPUs, and no more trials at a
-    time than a Ray of sweeper's own has CPUs and GPUs for (a cluster may gain nodes, an autoscaler's)."""
+    time than a Ray of sweeper's own has CPUs and GPUs for (a cluster may gain nodes, an autoscaler's: where none of
+    its nodes can hold a trial now, this says so and the sweep waits)."""
     import ray
 
+    place = "resources"
     if spec.resources.on_gpu is not None and (gpus := ray.cluster_resources().get("GPU", 0)) > 0:
-        spec = with_gpu_resources(spec, gpus)
-    if not joining:
+        spec, place = with_gpu_resources(spec, gpus), "resources.on_gpu"
+    if joining:
+        if note := no_node_holds(spec, place, [n["Resources"] for n in ray.nodes() if n["Alive"]]):
+            console.print(note, markup=False)
+    else:
         offered = ray.cluster_resources()
         spec = within_local_ray(spec, offered.get("CPU", 0), offered.get("GPU", 0))
     return spec
@@ -483,6 +488,34 @@ def within_local_ray(spec: Spec, cpus: float, gpus: float) -> Spec:
                   f"{name.upper()}{'s' * (have != 1)} for Ray and {taker} takes {getattr(resources, name):g} "
                   f"(resources.{name}): {at_once} at a time")
     return spec.model_copy(update={"budget": spec.budget.model_copy(update={"max_concurrent": at_once})})
+
+
+def no_node_holds(spec: Spec, place: str, nodes: list[dict[str, float]]) -> str | None:
+    """Why none of a joined cluster's ``nodes`` (their total resources) can hold a trial now, or None where one can.
+    Tune waits for such a node, rightly (an autoscaler may add one), but says so only after a minute: Ray places a
+    trial's resources on one node, so a cluster's sum (2 nodes of 1 CPU for a trial of 2) holds nothing."""
+    resources = spec.resources
+    asked = {k: v for k, v in {"CPU": resources.cpu, "GPU": resources.gpu, **resources.custom}.items() if v > 0}
+
+    def fits(node: dict[str, float], name: str) -> bool:  # Ray counts in ten-thousandths (resource_slots)
+        return round(node.get(name, 0) * 10_000) >= round(asked[name] * 10_000)
+
+    if any(all(fits(node, name) for name in asked) for node in nodes):
+        return None
+    if short := [name for name in asked if not any(fits(node, name) for node in nodes)]:
+        name = short[0]
+        key = f"{place}.{name.lower() if name in ('CPU', 'GPU') else 'custom.' + name}"
+        most = max((node.get(name, 0) for node in nodes), default=0)
+        if name in ("CPU", "GPU"):
+            has = f"no node has a {name}" if most == 0 else f"the largest node has {most:g} {name}{'s' * (most != 1)}"
+        else:
+            has = f"no node has {name}" if most == 0 else f"the most a node has is {most:g}"
+        why = f"{key} is {asked[name]:g}, {has}"
+    else:
+        why = f"no node has {' and '.join(f'{amount:g} {name}' for name, amount in asked.items())} at once"
+    taker = f"a group of up to {resources.fuse} trials" if resources.fuse > 1 else "a trial"  # fused
+    return (f"no node of the cluster can hold {taker} now ({why}): waiting for a node that can (an autoscaler may "
+            "add one); Ctrl-C stops")
 
 
 def nothing_left(study: optuna.Study, spec: Spec, budget: int, orphans: list[optuna.trial.FrozenTrial],

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -173,6 +174,7 @@ def test_sweep_runs_on_both_nodes_and_survives_losing_one(cluster, tmp_path, pos
     rest, _ = driver.communicate(timeout=400)
     output = "".join(lines) + rest
     assert driver.returncode == 0, output
+    assert "no node of the cluster" not in output, output  # each node holds a trial (and its sweeper_slot)
 
     trials = {t.number: t for t in optuna.load_study(study_name=name, storage=postgres_url).get_trials()}
     assert len(trials) == 8 and all(t.state == TS.COMPLETE for t in trials.values()), output
@@ -185,6 +187,34 @@ def test_sweep_runs_on_both_nodes_and_survives_losing_one(cluster, tmp_path, pos
     retried = [t for t in after if t.user_attrs["resumed_from_epoch"] > 0]
     assert retried, "the trial in flight on the lost node should have continued from its checkpoint on node a"
     optuna.delete_study(study_name=name, storage=postgres_url)
+
+
+@pytest.mark.slow
+def test_a_trial_no_node_can_hold_is_said_at_once_and_the_sweep_waits(cluster, tmp_path):
+    """Two nodes of one CPU, a trial of two (which Ray places on one node): the sweep waited, rightly (an autoscaler
+    may add a node), under a "2 at a time" header, and Tune said why only after a minute."""
+    driver = subprocess.Popen([sys.executable, "-m", "sweeper.cli", "run", "spaces/asl20.yaml", "--quick", "--set",
+                               "resources.cpu=2", "--address", cluster.address, "--storage",
+                               f"sqlite:///{tmp_path / 'sweeps.db'}", "--results-dir", str(tmp_path / "runs")],
+                              cwd=tmp_path, env={**cluster.env, "COLUMNS": "200"}, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    assert driver.stdout is not None
+    watchdog = threading.Timer(120, driver.kill)  # a line never printed would hang the loop below
+    watchdog.start()
+    lines = []
+    try:
+        for line in driver.stdout:
+            lines.append(line)
+            if line.startswith("no node of the cluster"):
+                break
+        driver.send_signal(signal.SIGINT)
+        rest, _ = driver.communicate(timeout=60)
+    finally:
+        watchdog.cancel()
+    output = "".join(lines) + rest
+    assert "no node of the cluster can hold a trial now (resources.cpu is 2, the largest node has 1 CPU): waiting " \
+        "for a node that can (an autoscaler may add one); Ctrl-C stops\n" in output, output
+    assert driver.returncode == 130, output
 
 
 @pytest.mark.slow
