@@ -134,9 +134,13 @@ def yaml_scalar(value: Any) -> str:
 def saved_checkpoint(view: StudyView, trial: optuna.trial.FrozenTrial, url: str | None) -> Path | None:
     """The trial's checkpoint folder where it still holds files (for the built-in core, ``state.pt``: the best
     epoch's weights and the config that trained them); a copied or moved project's own, as its next run takes it."""
-    checkpoints = study_checkpoints(view.study.user_attrs, view.study.study_name, url, Path(RESULTS_DIR))
-    folder = trial_checkpoint_dir(str(checkpoints), trial.number)
+    folder = trial_folder(view, trial, url)
     return folder if folder.is_dir() and any(folder.iterdir()) else None
+
+
+def trial_folder(view: StudyView, trial: optuna.trial.FrozenTrial, url: str | None) -> Path:
+    checkpoints = study_checkpoints(view.study.user_attrs, view.study.study_name, url, Path(RESULTS_DIR))
+    return trial_checkpoint_dir(str(checkpoints), trial.number)
 
 
 def best_summary(view: StudyView, url: str | None = None) -> dict[str, Any]:
@@ -260,6 +264,12 @@ def show_best(view: StudyView, fmt: str = "table", url: str | None = None) -> No
         console.print(f"weights: {weights} (its 'best_model' is epoch {trial.user_attrs.get(attrs.BEST_EPOCH)}'s, "
                       "'config' what trained it)" if entrypoint == DEFAULT_ENTRYPOINT and weights.is_file() else
                       f"checkpoint folder: {checkpoint}", markup=False)
+    else:  # said, not left out: the folder may be gone (sweeper clean) or on the machine that trained it
+        core = entrypoint == DEFAULT_ENTRYPOINT  # it always saves; a function of one's own may save nothing
+        console.print(f"{'weights' if core else 'checkpoint folder'}: none on this machine (not in "
+                      f"{trial_folder(view, trial, url)}: removed by sweeper clean, "
+                      f"{'or trained elsewhere' if core else 'trained elsewhere, or the function saved none'})",
+                      markup=False)
     command, note = _reproduce(config, entrypoint, view, note)
     if note:
         console.print(f"note: {note}", markup=False)

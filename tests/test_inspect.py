@@ -1313,8 +1313,19 @@ def test_clean_deletes_the_checkpoints_of_finished_trials_but_the_best_and_never
     assert f"freed 7.0 KB: the checkpoints of 7 finished trials of {name} in {folder}; kept the best 1 (#10), " \
         "the first to meet the targets (#4), every unfinished trial's" in out
     assert said("--keep", "1").startswith(f"nothing to delete in {folder}: kept the best 1 (#10)")
+
+    def best() -> str:
+        proc = subprocess.run([sys.executable, "-m", "sweeper.cli", "best", name, "--storage", url], cwd=tmp_path,
+                              env=env(), capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        return " ".join(proc.stdout.split())
+
+    assert f"weights: {folder / 'trial-00010' / 'state.pt'} (its 'best_model'" in best()
     said("--keep", "0")
     assert left() == [4, 8, 9] and digest(tmp_path) == before
+    # the best trial's weights are gone: said so, not a line left out
+    assert f"weights: none on this machine (not in {folder / 'trial-00010'}: removed by sweeper clean, or trained " \
+        "elsewhere)" in best()
     typo = subprocess.run([sys.executable, "-m", "sweeper.cli", "clean", name[:-1], "--storage", url], cwd=tmp_path,
                           env=env(), capture_output=True, text=True, timeout=120)
     assert typo.returncode == 2 and "did you mean" in typo.stderr
