@@ -306,16 +306,24 @@ def _details(view: StudyView, url: str) -> None:
 
 
 def carried_on(view: StudyView, url: str | None, orphans: list[optuna.trial.FrozenTrial]) -> str:
-    """How ``sweeper resume`` carries ``orphans`` on: from their checkpoints, but one that trained no epoch and kept
-    no checkpoint (here, where the study's folder is on this machine) starts over: a trial still waiting to run when
-    its sweep ended, or one stopped in its first epoch."""
+    """How ``sweeper resume`` carries ``orphans`` on: from their checkpoints, but one that kept none starts over, as
+    resume's own line says (a trial still waiting to run when its sweep ended, one stopped before its first
+    checkpoint: ``checkpoint_every``). Where the study's folder is not on this machine, only one that trained no
+    epoch is known to have none."""
     checkpoints = str(study_checkpoints(view.study.user_attrs, view.study.study_name, url, Path(RESULTS_DIR)))
-    anew = [t for t in orphans if not epochs_trained(t) and not kept_checkpoint(checkpoints, t.number)]
-    it, its, none = ("it", "its", "it trained no") if len(orphans) == 1 else ("them", "their", "none trained an")
+    here = Path(checkpoints).is_dir()
+    anew = [t for t in orphans if not kept_checkpoint(checkpoints, t.number) and (here or not epochs_trained(t))]
+    one = len(orphans) == 1
+    it, its = ("it", "its") if one else ("them", "their")
+    if any(epochs_trained(t) for t in anew):  # resume's words: no checkpoint in its folder
+        why_all, why = f"{'it kept no checkpoint' if one else 'none kept a checkpoint'} in {checkpoints}", \
+            f"none in {checkpoints}"
+    else:  # true wherever the folder is
+        why_all, why = "it trained no epoch" if one else "none trained an epoch", "no epoch trained"
     if len(anew) == len(orphans):
-        return f"runs {it} from the start ({none} epoch)"
+        return f"runs {it} from the start ({why_all})"
     return f"carries {it} on from {its} checkpoints" + (
-        f" ({', '.join(f'#{t.number}' for t in anew)} from the start: no epoch trained)" if anew else "")
+        f" ({', '.join(f'#{t.number}' for t in anew)} from the start: {why})" if anew else "")
 
 
 def _time(moment: datetime) -> str:

@@ -897,12 +897,13 @@ def test_best_of_a_study_sweeper_did_not_write_prints_its_params(capsys: pytest.
     assert "?" not in out
 
 
-def test_best_of_a_study_with_only_running_trials_says_how_it_goes_on(tmp_path: Path,
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_best_of_a_study_with_only_running_trials_says_how_it_goes_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
     """After a Ctrl-C before any trial finished, best said "no COMPLETE trial yet (2 RUNNING)" and no more: not that
     their driver is gone, nor the sweeper resume that carries them on. Trials a live driver runs are not called
     interrupted (storage.resume tells them apart)."""
-    from storage.resume import Driver, own
+    from storage.resume import Driver, orphaned_trials, own
+    from sweeper.driver import print_resume_summary
     from sweeper.errors import BadInput
 
     monkeypatch.delenv("SWEEPER_STORAGE", raising=False)
@@ -933,6 +934,23 @@ def test_best_of_a_study_with_only_running_trials_says_how_it_goes_on(tmp_path: 
     default = subprocess.run([sys.executable, "-m", "sweeper.cli", "best", "cut short"], capture_output=True,
                              text=True, cwd=tmp_path, env=env(SWEEPER_STORAGE=url), timeout=120)
     assert "sweeper resume 'cut short' carries them on" in " ".join(default.stderr.split()), default.stderr
+    # the study's folder is here, without #1's checkpoint (checkpoint_every): resume runs it from the start and says
+    # so; best and status said "carries them on from their checkpoints", as if an epoch on record were one
+    folder = Path("sweeper_runs", "checkpoints", "cut short")
+    (tmp_path / folder).mkdir(parents=True)
+
+    def said(command: str) -> str:
+        proc = subprocess.run([sys.executable, "-m", "sweeper.cli", command, "cut short", "--storage", url],
+                              capture_output=True, text=True, cwd=tmp_path, env=env(), timeout=120)
+        return " ".join((proc.stdout + proc.stderr).split())
+
+    anew = f"{resume} runs them from the start (none kept a checkpoint in {folder})"
+    assert anew in said("best") and anew in said("status")
+    print_resume_summary(study, orphaned_trials(study, study.trials), tmp_path / folder)
+    assert f"#1 (none in {tmp_path / folder}: from the start)" in capsys.readouterr().out
+    (tmp_path / folder / "trial-00001").mkdir()
+    (tmp_path / folder / "trial-00001" / "state.pt").write_bytes(b"")
+    assert f"{resume} carries them on from their checkpoints (#2 from the start: no epoch trained)" in said("best")
 
 
 def test_the_resume_that_best_and_status_suggest_leaves_out_a_read_only_option(tmp_path: Path) -> None:
