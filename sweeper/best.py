@@ -160,6 +160,9 @@ def best_summary(view: StudyView, url: str | None = None) -> dict[str, Any]:
         "targets": {m: {"target": t, "value": values.get(m),
                         "met": None if values.get(m) is None else view.met_target(m, values[m])}
                     for m, t in view.targets.items()},
+        # the best objective need not meet the targets (a validation objective, a test target): who did
+        "target_met_by": _number(view.first_meeting_targets()),
+        "best_meeting_targets": _number(view.best_meeting_targets()),
         "baseline": dict(view.baseline),
         "attrs": {k: trial.user_attrs[k] for k in _EXTRA_ATTRS if k in trial.user_attrs},
         "entrypoint": entrypoint,
@@ -245,6 +248,10 @@ def show_best(view: StudyView, fmt: str = "table", url: str | None = None) -> No
     trial = best_trial(view, url)
     console.print(f"best trial of {view.study.study_name}: #{trial.number}, {view.metric} "
                   f"{format_value(view.metric, trial.value)} (of {len(view.complete)} COMPLETE)", markup=False)
+    if view.targets:  # in the final table's words: the best objective need not be a trial that meets them
+        met = view.met_by()
+        console.print(f"targets {met or 'not met'}" + ("" if met is None or view.met(trial) else
+                                                       f" (#{trial.number} does not meet them)"), markup=False)
     params = Table(title="params", title_justify="left")
     params.add_column("param", overflow="fold")  # a narrow terminal folds the digits, never cuts them off
     params.add_column("value", justify="right", overflow="fold")
@@ -310,6 +317,10 @@ def _metrics_table(view: StudyView, trial: optuna.trial.FrozenTrial) -> Table:
         versus = "-" if value is None or base is None else target_gap(metric, value, base, view.direction(metric))
         table.add_row(metric, _fmt(metric, value), _fmt(metric, target), met, _fmt(metric, base), versus)
     return table
+
+
+def _number(trial: optuna.trial.FrozenTrial | None) -> int | None:
+    return None if trial is None else trial.number
 
 
 def _fmt(metric: str, value: float | None) -> str:

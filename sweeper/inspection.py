@@ -233,6 +233,7 @@ def study_summary(view: StudyView) -> dict[str, Any]:
         "targets": {m: {"target": target, "best": _best_value(view, m)} for m, target in view.targets.items()},
         "target_met": None if not view.targets else first_met is not None,
         "target_met_by": first_met.number if first_met else None,
+        "best_meeting_targets": best_met.number if (best_met := view.best_meeting_targets()) else None,
         "baseline": dict(view.baseline),
         "first_trial_start": span[0].isoformat() if span else None,
         "last_trial_end": max(ends).isoformat() if ends else None,

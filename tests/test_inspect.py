@@ -300,7 +300,32 @@ def test_target_met_by_is_the_first_trial_to_meet_the_targets_not_the_best() -> 
         study.tell(trial, value)
     view = view_of(study)
     assert view.best_meeting_targets().number == 2 and view.first_meeting_targets().number == 1
-    assert study_summary(view)["target_met_by"] == 1
+    assert study_summary(view)["target_met_by"] == 1 and study_summary(view)["best_meeting_targets"] == 2
+
+
+def test_best_says_which_trials_met_the_targets_where_the_best_objective_did_not(capsys) -> None:
+    """The best validation Top-3 (#2) misses the test target that #1 and #3 met: best printed #2's "not met" and
+    its command, and never that the study had met its targets, nor with which trials."""
+    from sweeper.best import best_summary, show_best
+
+    study = optuna.create_study(direction="maximize")
+    study.set_user_attr(attrs.TARGETS, {"test_top3": 0.8})
+    study.set_user_attr(attrs.OBJECTIVE, attrs.objective_attr("val_top3", "maximize"))
+    for value, top3 in ((0.5, 0.5), (0.6, 0.81), (0.9, 0.7), (0.7, 0.85)):
+        trial = study.ask()
+        trial.set_user_attr("test_top3", top3)
+        study.tell(trial, value)
+    view = view_of(study)
+    show_best(view)
+    out = capsys.readouterr().out
+    assert "targets first met by #1; best trial meeting them: #3 (#2 does not meet them)\n" in out
+    summary = best_summary(view)
+    assert summary["number"] == 2 and summary["targets"]["test_top3"]["met"] is False
+    assert summary["target_met_by"] == 1 and summary["best_meeting_targets"] == 3
+    study.set_user_attr(attrs.TARGETS, {"test_top3": 0.9})
+    show_best(view_of(study))
+    assert "targets not met\n" in capsys.readouterr().out
+    assert best_summary(view_of(study))["target_met_by"] is None
 
 
 
@@ -318,8 +343,8 @@ def test_a_data_path_under_home_needs_no_cd_to_the_studys_first_folder(tmp_path:
     assert in_work_dir(view_of(study), wlasl, "sweeper train") == "sweeper train"  # read inside dataset.path
 
 STATUS_KEYS = {"name", "state", "trials", "n_trials", "objective", "best", "targets", "target_met", "target_met_by",
-               "baseline", "first_trial_start", "last_trial_end", "duration_seconds", "interrupted_trials",
-               "space_file"}
+               "best_meeting_targets", "baseline", "first_trial_start", "last_trial_end", "duration_seconds",
+               "interrupted_trials", "space_file"}
 
 
 def test_status_tells_a_dead_driver_on_another_host_from_a_live_one(storage_url: str, tmp_path: Path) -> None:
@@ -851,12 +876,14 @@ def test_status_of_a_long_name_and_several_targets_fits_80_columns(tmp_path: Pat
 
 def test_best_json_has_stable_keys(backend: Backend) -> None:
     data = json.loads(backend.ok("best_json").stdout)
-    assert set(data) == {"study", "number", "objective", "value", "params", "metrics", "targets", "baseline", "attrs",
-                         "entrypoint", "config", "reproduce", "note", "checkpoint"}
+    assert set(data) == {"study", "number", "objective", "value", "params", "metrics", "targets", "target_met_by",
+                         "best_meeting_targets", "baseline", "attrs", "entrypoint", "config", "reproduce", "note",
+                         "checkpoint"}
     assert data["study"] == backend.name and data["number"] == BEST and data["value"] == 0.9
     assert data["checkpoint"] is None  # a study made by hand: no trial checkpointed here
     assert data["params"] == BEST_PARAMS and data["metrics"]["test_top3"] == 0.85
     assert data["targets"] == {"test_top3": {"target": 0.8, "value": 0.85, "met": True}}
+    assert data["target_met_by"] == BEST and data["best_meeting_targets"] == BEST
     assert data["baseline"] == pytest.approx({"test_top1": 0.4247, "test_top3": 0.7529})
     assert data["attrs"]["best_epoch"] == 3 and data["attrs"]["wall_seconds"] == 1.5 + BEST
     assert not {"best_epoch", "wall_seconds", "epochs_run", "parameters"} & set(data["metrics"])  # attrs, not metrics
