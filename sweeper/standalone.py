@@ -273,6 +273,10 @@ def target_lines(run: Standalone, results: list[dict[str, Any]]) -> list[str]:
         mean = f" (mean {format_value(metric, statistics.fmean(values))})" if values else ""
         lines.append(f"{metric} {'>=' if direction == 'maximize' else '<='} {format_value(metric, target)}: "
                      f"{reached} of {len(results)} seeds reach it{mean}")
+    if len(run.targets) > 1:  # a sweep's trial meets the targets only all at once: one seed each proves nothing
+        every = sum(targets_met(judged_values(run, result), {m: t for m, (t, _) in run.targets.items()},
+                                lambda m: run.targets[m][1]) for result in results)
+        lines.append(f"every target: {every} of {len(results)} seeds reach them all")
     return lines
 
 

@@ -506,3 +506,19 @@ def test_final_table_prints_every_param_of_a_value_with_control_characters(colum
         assert word in words, (word, out)
     assert max(len(line) for line in out.splitlines()) <= columns, out
     assert len({len(line) for line in out.splitlines() if line[:1] in "┏┃┡│└"}) == 1, out  # its borders aligned
+
+
+def test_train_seeds_count_the_seeds_that_reach_every_target_at_once() -> None:
+    """Seed 1 meets test_top3 and seed 2 test_loss: "1 of 2" for each said nothing of whether either met both, which
+    is what a trial of the sweep must do to meet the targets."""
+    from sweeper.standalone import Standalone, target_lines
+
+    run = Standalone("trials:run", {}, 3, {"test_top3": (0.8, "maximize"), "test_loss": (1.0, "minimize")}, "val_top3")
+    results = [{"test_top3": 0.85, "test_loss": 1.2}, {"test_top3": 0.7, "test_loss": 0.9},
+               {"test_top3": 0.82, "test_loss": 0.95}]
+    lines = target_lines(run, results)
+    assert lines[:2] == ["test_top3 >= 80.00%: 2 of 3 seeds reach it (mean 79.00%)",
+                         "test_loss <= 1: 2 of 3 seeds reach it (mean 1.017)"]
+    assert lines[2] == "every target: 1 of 3 seeds reach them all"
+    one = Standalone("trials:run", {}, 3, {"test_top3": (0.8, "maximize")}, "val_top3")
+    assert len(target_lines(one, results)) == 1  # one target: its own line says it
