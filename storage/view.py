@@ -19,7 +19,7 @@ from optuna.trial import FrozenTrial, TrialState
 from storage import attrs
 from storage.errors import StorageError
 from storage.reading import trials_with_last_values, whole_curves
-from trials.metrics import is_accuracy
+from trials.metrics import is_accuracy, on_target
 
 ValueFormatter = Callable[[str, Any], str]  # (metric or param name, value) -> text, e.g. 0.8 -> "80.00%"
 DirectionOf = Callable[[str], str]  # metric -> "maximize" | "minimize"
@@ -106,8 +106,8 @@ def percent_scale(metric: str, value: float) -> bool:
 
 def targets_met(values: Mapping[str, float], targets: Mapping[str, float], direction_of: DirectionOf) -> bool:
     """Whether ``values`` reach every target (False without targets): a maximised metric at or above its target,
-    a minimised one at or below; an accuracy outside [0, 1] meets none. ``direction_of`` comes from the caller,
-    which knows the entrypoint's metrics."""
+    a minimised one at or below (a float32 rounding of the target is on it: ``on_target``); an accuracy outside
+    [0, 1] meets none. ``direction_of`` comes from the caller, which knows the entrypoint's metrics."""
     if not targets:
         return False
     for metric, target in targets.items():
@@ -116,7 +116,8 @@ def targets_met(values: Mapping[str, float], targets: Mapping[str, float], direc
             return False
         if percent_scale(metric, value):
             return False
-        if (value < target) if direction_of(metric) == "maximize" else (value > target):
+        if not on_target(value, target) and ((value < target) if direction_of(metric) == "maximize" else
+                                             (value > target)):
             return False
     return True
 

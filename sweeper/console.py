@@ -15,7 +15,7 @@ from rich.console import Console, ConsoleOptions, RenderableType, RenderHook, Re
 from rich.segment import Segment
 from rich.table import Table
 
-from trials.metrics import is_accuracy
+from trials.metrics import is_accuracy, on_target
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # all but newline and tab
 
@@ -158,7 +158,7 @@ def target_gap(metric: str, value: float, target: float, direction: str) -> str:
     ahead = value - target if direction == "maximize" else target - value
     if math.isnan(ahead):  # a NaN metric (or reference) is neither ahead nor short: it read "nan short"
         return "no comparison (nan)"
-    if ahead == 0:
+    if ahead == 0 or on_target(value, target):  # as targets_met judges it: float32 rounding is no miss
         return "on target"
     size = format_gap(metric, abs(ahead), 0.0).removeprefix("+")
     return f"beats by {size}" if ahead > 0 else f"{size} short"

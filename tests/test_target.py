@@ -522,3 +522,26 @@ def test_train_seeds_count_the_seeds_that_reach_every_target_at_once() -> None:
     assert lines[2] == "every target: 1 of 3 seeds reach them all"
     one = Standalone("trials:run", {}, 3, {"test_top3": (0.8, "maximize")}, "val_top3")
     assert len(target_lines(one, results)) == 1  # one target: its own line says it
+
+
+def test_an_accuracy_that_float32_rounds_below_its_target_meets_it() -> None:
+    """285 of 300 is 95%, but ``(pred == y).float().mean().item()`` (spirals_fit.py, most training loops) gives
+    0.949999988: every place said "95.00% (target 95.00%, 0.00 pts short)", not met, and no trial met 95%."""
+    import torch
+
+    from search_spaces.loader import load_spec
+    from storage.view import targets_met
+    from sweeper.console import target_gap
+    from sweeper.recorder import meets_targets
+    from sweeper.standalone import Standalone, target_lines
+
+    acc = (torch.arange(300) < 285).float().mean().item()
+    assert acc < 0.95 and targets_met({"test_acc": acc}, {"test_acc": 0.95}, lambda _: "maximize")
+    assert target_gap("test_acc", acc, 0.95, "maximize") == "on target"
+    loss = torch.tensor(0.3).item()  # 0.30000001192...: a minimised metric on its target too
+    assert loss > 0.3 and targets_met({"val_loss": loss}, {"val_loss": 0.3}, lambda _: "minimize")
+    assert not targets_met({"test_acc": 284 / 300}, {"test_acc": 0.95}, lambda _: "maximize")  # a real miss
+    spec = load_spec("examples/own_function/spirals.yaml")
+    assert spec.targets == {"test_acc": 0.95} and meets_targets(spec, {"test_acc": acc}, 0.9)
+    run = Standalone("spirals_fit:fit", {}, 4, {"test_acc": (0.95, "maximize")}, "val_acc")
+    assert target_lines(run, [{"test_acc": acc}]) == ["test_acc >= 95.00%: 1 of 1 seeds reach it (mean 95.00%)"]
