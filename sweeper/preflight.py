@@ -33,7 +33,6 @@ from storage.studies import RESUMABLE_SECTIONS, fresh_study_name, load_existing_
 from storage.urls import (
     ENV_VAR,
     is_sqlite,
-    mask_in_text,
     mask_url,
     resolve_storage_url,
     sqlite_path,
@@ -42,6 +41,7 @@ from storage.urls import (
 from sweeper.console import console, shell_command
 from sweeper.errors import BadInput
 from sweeper.folders import RESULTS_DIR, here_or_below, relocated
+from sweeper.ray_runtime import masked_arg
 from sweeper.samplers import check_sampling, sampler_defaults
 from trials.config import TrainConfig, flatten
 from trials.datasets import check_found, check_splits, data_fingerprint, read_npz, read_wlasl
@@ -78,9 +78,8 @@ def sweep_storage_url(url: str) -> str:
 
 
 def masked_set(expr: str) -> str:
-    """``--set storage=URL`` with the URL masked as typed: whole (a password may hold spaces), in the quotes --set's
-    YAML takes (a password holding ' #' needs them; YAML ends an unquoted value there, and the rest would show)."""
-    return mask_in_text(f"--set {expr}", expr.partition("=")[2].strip().strip("'\""))
+    """``--set storage=URL`` as typed, the URL masked whole (spaces, YAML's quotes: :func:`masked_arg`)."""
+    return f"--set {masked_arg(expr)}"
 
 
 def spec_storage_url(spec: Spec, cli_url: str | None) -> str:

@@ -175,21 +175,21 @@ def mask_passwords_in_command_line() -> None:
         args = [arg.decode(errors="replace") for arg in Path("/proc/self/cmdline").read_bytes().split(b"\0")[:-1]]
     except OSError:
         return
-    masked = [_masked_arg(arg) for arg in args]
+    masked = [masked_arg(arg) for arg in args]
     if masked != args:
         from ray._raylet import setproctitle
 
         setproctitle(subprocess.list2cmdline(masked))
 
 
-def _masked_arg(arg: str) -> str:
-    """One argument, its passwords masked; the URL of ``--storage=URL``, ``--set storage=URL`` and
-    ``--set=storage=URL`` whole (a password with a space is still in it: free text's masking stops at the space),
-    also in the quotes --set's YAML takes (a password holding ' #' needs them)."""
+def masked_arg(arg: str) -> str:
+    """One argument (or a ``--set`` expression), its passwords masked; the URL of ``--storage=URL``, ``--set
+    storage=URL`` and ``--set=storage=URL`` whole (a password with a space is still in it: free text's masking stops
+    at the space), also in the quotes --set's YAML takes (a password holding ' #' needs them)."""
     flag, equals, value = arg.partition("=")
     if not equals or "://" in flag:
         return mask_url(arg)
-    return mask_in_text(f"{flag}={_masked_arg(value)}", value.strip().strip("'\""))
+    return mask_in_text(f"{flag}={masked_arg(value)}", value.strip().strip("'\""))
 
 
 def _ray_temp_folder() -> str:
