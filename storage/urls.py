@@ -1,6 +1,5 @@
-"""Storage URLs: which one wins, whether sweeper can use it, and how to show it without its password.
-
-SQLAlchemy's ``make_url`` parses them; added: unescaped '@'s, SQLite folder checks, passwords scrubbed from text."""
+"""Storage URLs: which one wins, whether sweeper can use it, and how to show it without its password: SQLAlchemy's
+``make_url`` parses them; added: unescaped '@'s, SQLite folder checks, passwords scrubbed from text."""
 
 from __future__ import annotations
 
@@ -18,17 +17,16 @@ from storage.errors import StorageError
 DEFAULT_STORAGE = "sqlite:///sweeps.db"
 ENV_VAR = "SWEEPER_STORAGE"
 MASK = "***"
-# Accepted drivers -> the one used: psycopg 3 everywhere; postgres:// is Heroku-style, and SQLAlchemy refuses it.
-_DRIVERS = {"sqlite": "sqlite", "sqlite+pysqlite": "sqlite", "postgresql": "postgresql+psycopg",
-            "postgres": "postgresql+psycopg", "postgresql+psycopg": "postgresql+psycopg"}
+_DRIVERS = {"sqlite": "sqlite", "sqlite+pysqlite": "sqlite", "postgresql": "postgresql+psycopg",  # psycopg 3 always
+            "postgres": "postgresql+psycopg", "postgresql+psycopg": "postgresql+psycopg"}  # Heroku's; SQLAlchemy: no
+_PYSQLITE_ARGS = {"uri", "timeout", "isolation_level", "detect_types", "check_same_thread", "cached_statements"}
 _EXAMPLES = "sqlite:///sweeps.db or postgresql+psycopg://user:password@host:5432/dbname"
 # Secrets: scheme://user:SECRET@ (to the last '@': an unescaped '@' in a password is hidden whole, unless in a query
 # value, ?application_name=me@laptop; the user runs to the first ':', '@'s and all, as make_url reads it: Azure's
 # user@server; in free text a URL ends at a space), password=SECRET, and unparsable, scheme://user:SECRET.
-_USER = r"[^:/\s]*"
-_URL_USERINFO = re.compile(rf"^(?P<head>\s*[A-Za-z][A-Za-z0-9+.\-]*://{_USER}):"
+_URL_USERINFO = re.compile(r"^(?P<head>\s*[A-Za-z][A-Za-z0-9+.\-]*://[^:/\s]*):"
                            r"(?P<secret>[^?#]*(?=@[^?#@]*\?[^@]*=)|.*)@", re.DOTALL)
-_TEXT_USERINFO = re.compile(rf"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://{_USER}):(?P<secret>\S*)@")
+_TEXT_USERINFO = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/\s]*):(?P<secret>\S*)@")
 _NO_HOST_USERINFO = re.compile(r"(?P<head>://[^:/@\s]*):[^/?#@\s]*(?=[/?#\s]|$)")
 _KEYWORD_SECRET = re.compile(r"(?i)\b(?P<key>(?:ssl)?password|passwd|pwd)(?P<eq>\s*=\s*)(?P<secret>'[^']*'|[^&\s'\"]*)")
 _MIN_LITERAL_SECRET = 4  # shorter passwords are hidden only inside URLs: replacing them anywhere garbles text
@@ -62,7 +60,7 @@ def mask_in_text(text: str, url: str | None) -> str:
 
 
 def validate_storage_url(url: str) -> str:
-    """``url`` with its driver normalised (``postgres`` -> ``postgresql+psycopg``), else what to fix; no connecting."""
+    """``url`` with its driver (``postgres``) and SQLite URI (``file:``) normalised, else what to fix; no connecting."""
     text = url.strip()
     parsed, shown = _parse(text), repr(_NO_HOST_USERINFO.sub(rf"\g<head>:{MASK}", mask_url(text)))
     encoded = "in a password, '@' ':' '/' '%' are written %40 %3A %2F %25"
@@ -78,6 +76,8 @@ def validate_storage_url(url: str) -> str:
         raise StorageError(f"{shown} has two slashes, so it names no file: write sqlite:///{parsed.host} (three "
                            "slashes) for a relative path or sqlite:////absolute/path.db (four) for an absolute one.")
     normalised = driver + text[len(parsed.drivername):]  # the rest as typed: render_as_string re-quotes ':memory:'
+    if driver == "sqlite" and asbool(parsed.query.get("uri")) and set(parsed.query) - _PYSQLITE_ARGS:  # else SQLite
+        normalised = re.sub(r":///(?!file:)(?=[^?])", ":///file:", normalised, count=1)  # makes 'x.db?mode=rw'
     path = sqlite_path(normalised)
     if path is not None and str(path).startswith("~"):
         raise StorageError(f"SQLite path {str(path)!r} in {shown} starts with '~', which is not expanded: write the "

@@ -1078,6 +1078,24 @@ def test_a_sqlite_uri_that_opens_the_database_read_only_is_refused_before_a_swee
     check_writable(f"sqlite:///file:{path}?mode=rw&uri=true")  # a URI that may write is fine
 
 
+def test_a_uri_sqlite_path_without_file_prefix_writes_the_file_every_reader_reads(tmp_path: Path) -> None:
+    """``sqlite:///sweeps.db?cache=private&uri=true``: SQLite reads URI options only from a ``file:`` name, so
+    SQLAlchemy's ``sweeps.db?cache=private`` was a new file of that name; the sweep wrote its study there, while
+    every check, lock and reader (``sweeper status``: "There is no SQLite database") took ``sweeps.db``."""
+    for options in ("cache=private&uri=true", "mode=rwc&uri=true&timeout=5"):
+        folder = tmp_path / options.partition("=")[0]
+        folder.mkdir()
+        url = f"sqlite:///{folder / 'sweeps.db'}?{options}"
+        storage = open_storage(url)
+        optuna.create_study(study_name="kept", storage=storage).add_trial(optuna.trial.create_trial(value=1.0))
+        close_storage(storage)
+        assert sorted(p.name for p in folder.iterdir() if not p.name.endswith(("-wal", "-shm"))) == ["sweeps.db"]
+        reader = open_storage(url, read_only=True)
+        assert [t.value for t in optuna.load_study(study_name="kept", storage=reader).trials] == [1.0]
+        close_storage(reader)
+    assert validate_storage_url("sqlite:///x.db?uri=true&timeout=5") == "sqlite:///x.db?uri=true&timeout=5"  # plain
+
+
 def test_an_immutable_url_warns_that_it_leaves_out_what_the_wal_file_holds(tmp_path: Path, caplog) -> None:
     """SQLite reads an ``immutable=1`` database without its -wal file: a copy taken mid-sweep (the README says to
     copy both) or a killed driver's file showed a study without its newest trials, and said nothing."""
