@@ -336,7 +336,11 @@ def _reason(detail: str, url: str) -> str:
     if any(text in detail for text in unreachable) and not is_sqlite(url):
         return f"cannot reach a PostgreSQL server at {where}: is it running, and are the host and port right?"
     if "unable to open database file" in detail:
-        if (path := sqlite_path(url)) is not None and path.is_file() and not os.access(path, os.R_OK | os.W_OK):
+        if (path := sqlite_path(url)) is not None and path.is_file() and not os.access(path.absolute().parent, os.W_OK):
+            return f"its folder is read-only, and SQLite reads a WAL database (a sweep's) only with a -shm file " \
+                   f"beside it: copy it to a folder you may write, or read it with sqlite:///file:{path.absolute()}" \
+                   "?immutable=1&uri=true (which leaves out what its -wal file holds)."
+        if path is not None and path.is_file() and not os.access(path, os.R_OK | os.W_OK):
             return f"SQLite cannot open the file {str(path.absolute())!r}: you may not read and write it " \
                    "(ls -l shows its owner and mode)."
         return "SQLite cannot open or create the file: check that the folder exists and is writable."

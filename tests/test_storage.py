@@ -1189,7 +1189,9 @@ def test_an_immutable_url_reads_a_wal_database_on_a_read_only_mount(tmp_path: Pa
         pytest.skip("a read-only bind mount needs root (mount --bind -o ro)")
     try:
         subprocess.run(["mount", "-o", "remount,bind,ro", str(mounted)], check=True, capture_output=True)
-        with pytest.raises(StorageError):  # SQLite's own limit, not sweeper's
+        with pytest.raises(StorageError, match=re.escape(  # SQLite's own limit, not sweeper's; said with the way out
+                f"its folder is read-only, and SQLite reads a WAL database (a sweep's) only with a -shm file beside "
+                f"it: copy it to a folder you may write, or read it with sqlite:///file:{mounted / 'sweeps.db'}")):
             open_storage(f"sqlite:///{mounted / 'sweeps.db'}", read_only=True)
         storage = open_storage(f"sqlite:///file:{mounted / 'sweeps.db'}?immutable=1&uri=true", read_only=True)
         assert [t.value for t in optuna.load_study(study_name="kept", storage=storage).trials] == [1.0]
