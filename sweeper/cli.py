@@ -484,6 +484,13 @@ def main() -> None:
     """Console-script entry: bad input is one message and exit 2, a storage that stayed away exit 75, a reader that
     went away (``sweeper status | head -1``) no error at all."""
     _reopen_closed_streams()
+    # ps shows a --storage URL's password for as long as the process runs: a sweep waits seconds for its storage
+    # (and more for a server that is down) before Ray starts; masked first, whatever the command (only a URL
+    # pays for the import)
+    if any("://" in arg for arg in sys.argv[1:]):
+        from sweeper.ray_runtime import mask_passwords_in_command_line
+
+        mask_passwords_in_command_line()
     # a log that is not UTF-8 (PYTHONIOENCODING=ascii) gets an escape for a character it cannot hold, not an error
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(AttributeError, ValueError):  # a stream that is no TextIOWrapper keeps its own

@@ -53,14 +53,9 @@ def serve_dashboard(url: str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT
     """Serve until Ctrl-C. A SQLite file that does not exist is an error, not a new empty database."""
     from optuna_dashboard import wsgi
 
-    from sweeper.ray_runtime import mask_passwords_in_command_line
-
     host = host.strip().removeprefix("[").removesuffix("]")  # [::1], as an IPv6 address is written in a URL
     if not host:  # the wildcard address, every interface, spelt as nothing
         raise BadInput("--host is empty: give an address to listen on, e.g. 127.0.0.1 (this machine only).")
-    # a server runs for days: ps would show a --storage URL's password all along; masked before the storage is
-    # opened, which may wait out a restart for seconds
-    mask_passwords_in_command_line()
     warn_unread_wal(url)  # opened as given, not read-only (notes are written): open_storage does not say it
     storage = retry_briefly(lambda: open_storage(url, create=False))
     try:

@@ -8,11 +8,14 @@ percent-encoded, and hex-encoded (Tune writes cloudpickled objects into its JSON
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -209,3 +212,22 @@ def test_a_set_storage_url_yaml_cuts_at_a_space_and_hash_is_refused_without_its_
     output = done.stdout + done.stderr
     assert done.returncode == 2 and "Cannot parse storage URL" in output and "u:***@127.0.0.1" in output, output
     assert "u:pass" not in output and "#9" not in output, output
+
+
+@pytest.mark.parametrize("command", [["run", "asl20", "--quick"], ["status"]])
+def test_a_command_masks_the_password_in_its_title_while_it_waits_for_the_storage(tmp_path, command):
+    """Only the dashboard masked its title before opening the storage: ps showed a sweep's password all the
+    seconds it waited for a server that was down, until Ray started (never, where it stayed down)."""
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]  # nothing listens there once closed
+    url = f"postgresql+psycopg://me:s3cretpass@127.0.0.1:{port}/sweeps"
+    proc = subprocess.Popen([sys.executable, "-m", "sweeper.cli", *command, "--storage", url], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    shown = []
+    while proc.poll() is None:
+        with contextlib.suppress(OSError):  # it may end between poll and read
+            shown.append(Path(f"/proc/{proc.pid}/cmdline").read_bytes())
+        time.sleep(0.05)
+    assert proc.returncode in (2, 75) and "cannot reach" in proc.stdout.read()
+    assert any(b"me:***@" in title for title in shown), [t for t in shown if b"s3cretpass" in t][-1:]
