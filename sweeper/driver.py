@@ -41,7 +41,7 @@ from storage.studies import create_or_load_study, spec_changes, trials_counted
 from storage.target import TargetMet, prune_stopped, recover_target_met, target_met
 from storage.urls import ENV_VAR, mask_url, sqlite_path
 from sweeper.console import console, count_trials
-from sweeper.errors import DiskUnavailable, NothingFinished
+from sweeper.errors import BadInput, DiskUnavailable, NothingFinished
 from sweeper.folders import RESULTS_DIR, checkpoint_folder, kept_checkpoint, relocated
 from sweeper.interrupts import ignore_stop_signals, leaving, noting_interrupts
 from sweeper.preflight import (
@@ -295,6 +295,18 @@ def start_ray_and_open_study(spec: Spec, url: str, options: SweepOptions, result
         interrupts.leave()
         raise
     return study, created
+
+
+def check_legacy_checkpoints_here(name: str, results_root: Path) -> None:
+    """Refuse to carry on an earlier sweeper's study (no ``checkpoints`` attr) whose trials ran but whose folder is
+    not under this run's ``--results-dir``: its first run was given another one (or ran elsewhere), and recording
+    this one would start its interrupted trials over and leave its weights where ``best`` and ``clean`` never look."""
+    folder = results_root / "checkpoints" / name
+    if not folder.is_dir():
+        raise BadInput(f"study {name} was made by an earlier sweeper, which did not record where its checkpoints are, "
+                       f"and {folder} does not exist: run this with the --results-dir its first run had (from the "
+                       f"folder it ran in, for a relative one); if its checkpoints are gone, create {folder} and its "
+                       "interrupted trials start over")
 
 
 def open_study_whole(interrupts: Interrupts, policy: OutagePolicy, spec: Spec, url: str, space: str | None,
@@ -699,6 +711,9 @@ def open_study(spec: Spec, url: str, space: str | None, results_root: Path = Pat
     found = study.get_trials(deepcopy=False)
     held = len(found)
     created = created or not held  # new: this very call may have created it before a lost answer, and been retried
+    ran = any(t.state != optuna.trial.TrialState.WAITING for t in found)
+    if ran and attrs.CHECKPOINTS not in study.user_attrs:
+        check_legacy_checkpoints_here(spec.name, results_root)
     for point in spec.enqueue:  # on resume too: rows added since; those already there (run or waiting) are skipped
         # a row at a time under the study's lock: two drivers resuming at once would each add a row the other was
         # adding, and the lock's session may sit idle no longer than a statement may run (a big study's reads)
@@ -708,7 +723,6 @@ def open_study(spec: Spec, url: str, space: str | None, results_root: Path = Pat
             study.enqueue_trial(point, skip_if_exists=True)
     if attrs.CHECKPOINTS not in study.user_attrs:
         # a trial that ran with no folder recorded is from before the attr: its checkpoints are where they always were
-        ran = any(t.state != optuna.trial.TrialState.WAITING for t in found)
         folder = spec.name if ran else f"{spec.name}-{secrets.token_hex(4)}"
         study.set_user_attr(attrs.CHECKPOINTS, str(results_root.resolve() / "checkpoints" / folder))
     if attrs.WORK_DIR not in study.user_attrs:  # a study of an earlier sweeper: from now on, this folder

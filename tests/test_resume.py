@@ -718,6 +718,7 @@ def test_each_study_checkpoints_in_a_folder_of_its_own_that_a_resume_from_anywhe
         tmp_path / "here" / "checkpoints" / Path(far.user_attrs[attrs.CHECKPOINTS]).name
     old, _ = create_or_load_study(open_storage(f"sqlite:///{tmp_path / 'old.db'}"), spec.name, "maximize")
     old.ask()  # a study of an earlier sweeper, with a trial: its checkpoints stay where they always were
+    (runs / "checkpoints" / spec.name).mkdir(parents=True)
     again, _ = open_study(spec, f"sqlite:///{tmp_path / 'old.db'}", None, runs)
     assert again.user_attrs[attrs.CHECKPOINTS] == str(runs.resolve() / "checkpoints" / spec.name)
     (tmp_path / "home" / ".ssh").mkdir(parents=True)  # the attr is anyone's who may write the database
@@ -725,6 +726,27 @@ def test_each_study_checkpoints_in_a_folder_of_its_own_that_a_resume_from_anywhe
                     runs.resolve() / "checkpoints" / ".." / ".." / "home" / ".ssh" / "."):
         again.set_user_attr(attrs.CHECKPOINTS, str(planted))
         assert checkpoint_folder(again.user_attrs, again.study_name, runs) == runs / "checkpoints" / ".ssh"
+
+
+def test_an_earlier_sweepers_study_whose_checkpoints_are_not_under_this_results_dir_is_refused(tmp_path):
+    """A study of a sweeper before the ``checkpoints`` attr, whose first run had --results-dir first, resumed with
+    the default one: its interrupted trial started over ('none in sweeper_runs/...: from the start'), and the folder
+    recorded for good was the new one, where best and clean never find the first run's weights."""
+    from search_spaces.loader import load_spec
+    from sweeper.errors import BadInput
+
+    spec = load_spec("spaces/asl20.yaml", quick=True)
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    old, _ = create_or_load_study(open_storage(url), spec.name, "maximize")
+    old.ask()  # RUNNING, as a kill -9 of the earlier sweeper left it, with no checkpoints attr
+    first = tmp_path / "first"
+    (first / "checkpoints" / spec.name / "trial-00000").mkdir(parents=True)
+    with pytest.raises(BadInput, match=r"made by an earlier sweeper.* the --results-dir its first run had"):
+        open_study(spec, url, None, tmp_path / "runs")
+    assert attrs.CHECKPOINTS not in optuna.load_study(study_name=spec.name, storage=url).user_attrs
+    assert not (tmp_path / "runs").exists()
+    again, created = open_study(spec, url, None, first)
+    assert not created and again.user_attrs[attrs.CHECKPOINTS] == str(first.resolve() / "checkpoints" / spec.name)
 
 
 def test_rows_past_the_budget_are_not_enqueued_until_a_larger_budget_makes_room(tmp_path):
