@@ -64,6 +64,8 @@ STOP_SWEEP_STOPPED = "sweep_stopped"  # the sweep stopped at its met targets (bu
 # asked for as the sweep stopped (a held ask; at a met target, a trial set aside for a fused group, which otherwise
 # stays RUNNING for the next run)
 STOP_NEVER_STARTED = "never_started"
+# what an earlier sweeper wrote, as read now: "nan" (before 2026-12-05), which pandas reads from a CSV as missing
+LEGACY_STOP_REASONS = {"nan": STOP_DIVERGED}
 # A trial that failed otherwise (it raised, its config was refused, its data was bad, it returned neither a dict
 # nor None) is FAIL with no stop reason: its ``error`` says why.
 

@@ -763,6 +763,28 @@ def test_stop_reasons_read_back_from_an_exported_csv_as_themselves() -> None:
     assert pandas.read_csv(io.StringIO("\n".join(["stop_reason", *reasons]))).stop_reason.tolist() == reasons
 
 
+def test_an_earlier_sweepers_nan_stop_reason_is_exported_as_diverged(tmp_path: Path) -> None:
+    """A study an earlier sweeper wrote keeps its diverged trials' "nan": `sweeper export` of it still gave pandas a
+    missing value (the rename only covered trials written since)."""
+    import io
+
+    import pandas
+
+    from storage.export import trial_rows, write_rows
+    from storage.reading import trials_with_last_values
+
+    storage = open_storage(f"sqlite:///{tmp_path / 'old.db'}")
+    study, _ = create_or_load_study(storage, "old", "maximize")
+    trial = study.ask()
+    trial.set_user_attr(attrs.STOP_REASON, "nan")  # as the sweeper before 2026-12-05 recorded a diverged trial
+    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    out = io.StringIO()
+    write_rows(trial_rows(trials_with_last_values(storage, study)), "csv", out)
+    assert pandas.read_csv(io.StringIO(out.getvalue())).stop_reason.tolist() == [attrs.STOP_DIVERGED]
+    assert study.trials[0].user_attrs[attrs.STOP_REASON] == "nan"  # read as now, the study left as it was
+    close_storage(storage)
+
+
 def test_attr_builders() -> None:
     assert attrs.objective_attr("val_top3", "maximize") == {"metric": "val_top3", "direction": "maximize"}
     with pytest.raises(ValueError, match="direction"):
