@@ -234,6 +234,10 @@ def _first_line(exc: Exception) -> str:
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
+# where a study of a sweeper before the ``checkpoints`` attr keeps them is a guess: the first run's --results-dir
+_EARLIER_SWEEPER = ("; an earlier sweeper made this study and recorded no checkpoint folder: a first run given "
+                    "--results-dir DIR kept them in DIR/checkpoints/NAME, which sweeper resume --results-dir DIR "
+                    "records")
 _EXTRA_ATTRS = (attrs.BEST_EPOCH, attrs.EPOCHS_RUN, attrs.STOP_REASON, attrs.DEVICE, attrs.PARAMETERS,
                 attrs.WALL_SECONDS)
 
@@ -275,8 +279,8 @@ def show_best(view: StudyView, fmt: str = "table", url: str | None = None) -> No
         core = entrypoint == DEFAULT_ENTRYPOINT  # it always saves; a function of one's own may save nothing
         console.print(f"{'weights' if core else 'checkpoint folder'}: none on this machine (not in "
                       f"{trial_folder(view, trial, url)}: removed by sweeper clean, "
-                      f"{'or trained elsewhere' if core else 'trained elsewhere, or the function saved none'})",
-                      markup=False)
+                      f"{'or trained elsewhere' if core else 'trained elsewhere, or the function saved none'}"
+                      f"{_EARLIER_SWEEPER if attrs.CHECKPOINTS not in view.study.user_attrs else ''})", markup=False)
     command, note = _reproduce(config, entrypoint, view, note)
     if note:
         console.print(f"note: {note}", markup=False)

@@ -915,6 +915,26 @@ def test_best_of_a_user_entrypoint_prints_its_config(capsys: pytest.CaptureFixtu
     assert f"the study's space folder {tmp_path} is not in this folder" in " ".join(out.split())
 
 
+def test_best_of_an_earlier_sweepers_study_without_its_weights_here_says_where_they_may_be(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A study of a sweeper before the ``checkpoints`` attr whose first run had --results-dir out: best said the
+    weights were removed by sweeper clean or trained elsewhere, and nothing of the folder it never recorded."""
+    monkeypatch.chdir(tmp_path)
+    study = optuna.create_study(direction="maximize", storage=f"sqlite:///{tmp_path / 'old.db'}")
+    study.set_user_attr(attrs.SPEC, load_spec(resolve_space_path("spaces/asl20.yaml"), quick=True).to_yaml_dict())
+    study.set_user_attr(attrs.OBJECTIVE, {"metric": "val_top3", "direction": "maximize"})
+    study.enqueue_trial(BEST_PARAMS)
+    study.optimize(lambda t: sum(t.suggest_float(p, 0, 1) for p in BEST_PARAMS) / 10, n_trials=1)
+    (tmp_path / "out" / "checkpoints" / study.study_name / "trial-00000").mkdir(parents=True)  # the first run's
+    show_best(view_of(study))
+    out = " ".join(capsys.readouterr().out.split())
+    assert "weights: none on this machine" in out and "an earlier sweeper made this study and recorded no " \
+        "checkpoint folder: a first run given --results-dir DIR kept them in DIR/checkpoints/NAME" in out
+    study.set_user_attr(attrs.CHECKPOINTS, str(tmp_path / "runs" / "checkpoints" / study.study_name))
+    show_best(view_of(study))
+    assert "earlier sweeper" not in capsys.readouterr().out  # a folder recorded: no guess to explain
+
+
 def test_best_of_a_study_sweeper_did_not_write_prints_its_params(capsys: pytest.CaptureFixture[str]) -> None:
     study = optuna.create_study()
     study.optimize(lambda t: t.suggest_float("x", 0.25, 0.25), n_trials=1)
