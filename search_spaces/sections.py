@@ -12,17 +12,8 @@ from importlib.util import find_spec
 from typing import Annotated, Any, ClassVar, Literal
 
 import optuna
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    ValidationError,
-    ValidationInfo,
-    model_validator,
-)
-from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError
 
 from trials.config import ConfigError, coerce, did_you_mean, unknown_key
 from trials.entrypoint import DEFAULT_ENTRYPOINT, KNOWN_DIRECTIONS
