@@ -19,14 +19,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInf
 from search_spaces import sections
 from search_spaces.sections import Path, fail
 from trials.config import ConfigError, did_you_mean, flatten, unflatten, unknown_key
-from trials.entrypoint import (
-    DEFAULT_ENTRYPOINT,
-    KNOWN_DIRECTIONS,
-    EntrypointError,
-    EntrypointInfo,
-    describe,
-    metric_direction,
-)
+from trials.entrypoint import DEFAULT_ENTRYPOINT, KNOWN_DIRECTIONS, EntrypointInfo, describe, metric_direction
 
 Atoms = tuple[str, ...]
 MAX_NAME_BYTES = 240
@@ -213,10 +206,7 @@ class Spec(BaseModel):
     @field_validator("entrypoint")
     @classmethod
     def _describe(cls, target: str, info: ValidationInfo) -> str:
-        try:
-            info.context["entry"] = describe(target, info.context.get("base_dir"))
-        except EntrypointError as exc:
-            raise ValueError(str(exc)) from None
+        info.context["entry"] = describe(target, info.context.get("base_dir"))  # an EntrypointError is a ValueError
         return target
 
     @field_validator("training", mode="before")
