@@ -254,7 +254,7 @@ class Spec(BaseModel):
     @classmethod
     def _check_params(cls, value: dict[str, sections.Param]) -> dict[str, sections.Param]:
         if all(isinstance(p, sections.FixedParam) for p in value.values()):
-            fail([((), "needs at least one param to tune (float, int or categorical)")])
+            raise ValueError("needs at least one param to tune (float, int or categorical)")
         return value
 
     @field_validator("sampler")
