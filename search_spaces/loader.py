@@ -71,10 +71,9 @@ def list_builtin_spaces() -> list[tuple[str, str]]:
     """``(name, description)`` of every built-in space, sorted by name."""
     found = []
     for path in sorted(BUILTIN_DIR.glob("*.yaml")):
-        try:
+        data = None
+        with contextlib.suppress(OSError, yaml.YAMLError):
             data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError):
-            data = None
         found.append((path.stem, " ".join(str(data.get("description", "") if isinstance(data, dict) else "").split())))
     return found
 
@@ -264,8 +263,7 @@ def _messages(error: Mapping[str, Any]) -> list[tuple[tuple[Any, ...], str]]:
     return [(loc, error["msg"] + (f" (got {reprlib.repr(given)})" if scalar else ""))]
 
 
-def _issue(file: str, lines: dict[Atoms, int], origins: list[Origin], path: Sequence[Any], message: str
-           ) -> SpecIssue:
+def _issue(file: str, lines: dict[Atoms, int], origins: list[Origin], path: Sequence[Any], message: str) -> SpecIssue:
     """Where a problem's value came from: the last override that set it or a part of it, or that set a training
     setting the message quotes (``--set epochs=2``: warmup_epochs=3.0 is not allowed ... (epochs=2)), else the file."""
     at, field = atoms(path), ".".join(map(str, path))
