@@ -286,8 +286,7 @@ def _issue(file: str, lines: dict[Atoms, int], origins: list[Origin], path: Sequ
 
 
 def _quick_advice(field: str, built_in: bool) -> str:
-    """What to change where the quick profile made a value wrong: the quick profile, and, where it is the built-in
-    one, through a quick: section of the file's own, which replaces the built-in profile whole."""
+    """What to change where the quick profile made a value wrong: the profile (a built-in one by a quick: section)."""
     if built_in:
         return (f"the built-in quick profile's problem, not the full sweep's: a quick: section in the file replaces "
                 f"that profile; give it the epochs and trials a smoke run should have, and quick.{field} too")

@@ -357,8 +357,7 @@ class Sampler(BaseModel):
 
 def deprecated_options(sampler: Sampler) -> dict[str, str]:
     """The sampler's options that Optuna has deprecated, each with Optuna's own word for it (its FutureWarning, which
-    names what replaces it where anything does). Some do nothing any more (CMA-ES's restart_strategy falls back to
-    None), the rest go in a later Optuna; each still works while Optuna takes it."""
+    names what replaces it where anything does); each still works while Optuna takes it."""
     found = {}
     for key, value in sampler.options.items():  # one at a time, to name it
         with warnings.catch_warnings(record=True) as caught:
