@@ -3,7 +3,7 @@
 Modules, one job each (import them directly; this package imports nothing so ``storage.errors`` stays cheap):
 
 - ``storage.errors``: :class:`StorageError`, the one exception for problems the user can fix.
-- ``storage.urls``: which URL wins (``--storage`` > ``SWEEPER_STORAGE`` > YAML > default), validation, masking.
+- ``storage.urls``: which URL wins (typed > ``SWEEPER_STORAGE`` > YAML > default), validation, masking.
 - ``storage.engine``: ``open_storage`` with SQLite/PostgreSQL tuning and clear connection errors.
 - ``storage.studies``: create or resume a study, fresh names, load one that must exist, spec changes on resume.
 - ``storage.attrs``: the user-attr names every package writes and reads.

@@ -33,7 +33,7 @@ _MIN_LITERAL_SECRET = 4  # shorter passwords are hidden only inside URLs: replac
 
 
 def resolve_storage_url(spec_url: str | None, cli_url: str | None, env: Mapping[str, str] = os.environ) -> str:
-    """``--storage`` > ``SWEEPER_STORAGE`` (a team's database, whatever the YAML says) > the YAML's > the default."""
+    """Typed (``--storage``, ``--set storage=``) > ``SWEEPER_STORAGE`` (a team's database) > the YAML's > default."""
     given, name = (cli_url, "--storage") if cli_url is not None else (env.get(ENV_VAR), ENV_VAR)
     if given is not None and not given.strip():  # "$URL" unset in a script: not unset, it would write elsewhere
         raise StorageError(f"{name} is empty; give a storage URL ({_EXAMPLES}), or leave it out (unset)")

@@ -355,14 +355,14 @@ def validate(
     """Check a space file and the storage URL a run would use, without connecting; print both, passwords masked."""
     from search_spaces.loader import load_spec, render_spec, resolve_space_path
     from storage.urls import ENV_VAR, mask_in_text, mask_url
-    from sweeper.preflight import check_data_found, spec_storage_url
+    from sweeper.preflight import check_data_found, spec_storage_url, typed_storage
     from sweeper.samplers import check_sampling
 
     spec = load_spec(resolve_space_path(space), tuple(set_), quick=quick)
     check_sampling(spec)
     url = spec_storage_url(spec, storage)
-    origin = "--storage" if storage else ENV_VAR if os.environ.get(ENV_VAR, "").strip() else \
-        "the space's storage" if spec.storage else "the default"
+    origin = "--storage" if storage else typed_storage(spec) or (
+        ENV_VAR if os.environ.get(ENV_VAR, "").strip() else "the space's storage" if spec.storage else "the default")
     check_data_found(spec)
     if spec.resources.most_fused > 1:  # what sweeper run refuses, validate refuses too
         from sweeper.fused import check_spec, unfusable_on_gpu

@@ -82,17 +82,27 @@ def masked_set(expr: str) -> str:
     return f"--set {masked_arg(expr)}"
 
 
-def spec_storage_url(spec: Spec, cli_url: str | None) -> str:
-    """The checked URL a sweep of ``spec`` uses; a bad one names where it came from unless the user just typed it."""
+def typed_storage(spec: Spec) -> str | None:
+    """The last ``--set storage=URL`` as typed, masked; None where none was typed."""
     typed = next((o for o in reversed(spec.overrides) if o.partition("=")[0].strip() == "storage"), None)
-    shown = typed and masked_set(typed)
-    if cli_url and typed and spec.storage and spec.storage.strip() != cli_url.strip():  # one was silently dropped
+    return typed and masked_set(typed)
+
+
+def spec_storage_url(spec: Spec, cli_url: str | None) -> str:
+    """The checked URL a sweep of ``spec`` uses; a bad one names where it came from unless the user just typed it.
+
+    Typed beats set: ``--storage``, then ``--set storage=URL`` (both typed for this command), then ``SWEEPER_STORAGE``
+    (a session's default, exported once), then the space's key: a flag the environment silently beat would write the
+    study to a storage the user did not name."""
+    shown = typed_storage(spec)
+    if cli_url and shown and spec.storage and spec.storage.strip() != cli_url.strip():  # one was silently dropped
         raise StorageError(f"--storage {mask_url(cli_url)} and {shown} name two storages; give one of them")
+    typed = spec.storage if cli_url is None and shown else cli_url
     try:
-        return sweep_storage_url(resolve_storage_url(spec.storage, cli_url))
+        return sweep_storage_url(resolve_storage_url(spec.storage, typed))
     except StorageError as exc:
-        origin = None if cli_url else ENV_VAR if os.environ.get(ENV_VAR, "").strip() else \
-            shown or (f"{spec.source_path}: storage" if spec.storage else None)
+        origin = None if cli_url else shown or (ENV_VAR if os.environ.get(ENV_VAR, "").strip() else
+                                                f"{spec.source_path}: storage" if spec.storage else None)
         raise StorageError(f"{origin}: {exc}" if origin else str(exc)) from None
 
 

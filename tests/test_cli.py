@@ -470,13 +470,16 @@ def test_storage_and_set_storage_naming_two_storages_are_refused(tmp_path, comma
 
 
 def test_validate_prints_the_storage_a_run_would_use(tmp_path):
-    """--storage beats SWEEPER_STORAGE beats the space's key: validate names the URL and where it came from."""
+    """--storage beats --set storage= beats SWEEPER_STORAGE beats the space's key: validate names the URL and where
+    it came from (the environment beat a typed --set storage=URL)."""
     base = {k: v for k, v in os.environ.items() if k != "SWEEPER_STORAGE"}
     key = ["spaces/asl20.yaml", "--set", "storage=sqlite:///key.db"]
     (tmp_path / "keyed.yaml").write_text("storage: sqlite:///key.db\nparams: {lr: {type: float, low: 0.01, high: 1}}\n")
     for args, extra, shown in (
-            (key, {}, "sqlite:///key.db (the space's storage)"),
-            (key, {"SWEEPER_STORAGE": "sqlite:///env.db"}, "sqlite:///env.db (SWEEPER_STORAGE)"),
+            (key, {}, "sqlite:///key.db (--set storage=sqlite:///key.db)"),
+            (key, {"SWEEPER_STORAGE": "sqlite:///env.db"}, "sqlite:///key.db (--set storage=sqlite:///key.db)"),
+            (["keyed.yaml"], {"SWEEPER_STORAGE": "sqlite:///env.db"}, "sqlite:///env.db (SWEEPER_STORAGE)"),
+            (["keyed.yaml"], {}, "sqlite:///key.db (the space's storage)"),
             (["keyed.yaml", "--storage", "postgresql+psycopg://u:pw1234@h/db"], {"SWEEPER_STORAGE": "sqlite:///env.db"},
              "postgresql+psycopg://u:***@h/db (--storage)"),
             (["spaces/asl20.yaml"], {}, "sqlite:///sweeps.db (the default)")):
@@ -611,6 +614,19 @@ def test_a_resume_given_another_results_dir_says_where_its_checkpoints_stay(tmp_
     assert f"checkpoints stay in the study's folder {kept}; --results-dir elsewhere holds Ray's results only" \
         in again.stdout, again.stdout
     assert sorted(p.name for p in kept.glob("trial-*") if p.is_dir()) == ["trial-00000", "trial-00001"]
+
+
+def test_a_typed_set_storage_beats_sweeper_storage_in_a_sweep(tmp_path):
+    """SWEEPER_STORAGE, exported once, silently beat a --set storage=URL typed for this run: the sweep wrote its
+    study to the exported database."""
+    env = {**{k: v for k, v in os.environ.items() if k != "SWEEPER_STORAGE"}, "SWEEPER_STORAGE": "sqlite:///env.db"}
+    proc = sweeper("run", "spaces/asl20.yaml", "--quick", "--set", "budget.trials=1", "--set",
+                   "storage=sqlite:///typed.db", cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "study asl20-quick in sqlite:///typed.db (new), 1 trial" in proc.stdout, proc.stdout
+    assert (tmp_path / "typed.db").is_file() and not (tmp_path / "env.db").exists()
+    status = sweeper("status", "asl20-quick", "--storage", "sqlite:///typed.db", cwd=tmp_path, env=env)
+    assert status.returncode == 0 and "1 COMPLETE" in " ".join(status.stdout.split()), status.stdout + status.stderr
 
 
 def test_a_set_map_of_training_keys_is_named_by_the_refusal_it_caused(tmp_path):
