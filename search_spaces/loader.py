@@ -8,7 +8,7 @@ import copy
 import os
 import re
 import reprlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -191,16 +191,20 @@ def apply_override(data: dict[str, Any], key: str, value: Any) -> None:
             del node[name]
 
 
-def parse_override(expr: str) -> tuple[str, Any]:
-    """``"budget.trials=4"`` -> ``("budget.trials", 4)``: the value is read as YAML, as in a space file (``[a, b]``,
-    ``1e-4``, ``80%``; an empty value is null, like ``key:`` in YAML). Raises ValueError."""
+def parse_override(expr: str, whole: Collection[str] = ()) -> dict[str, Any]:
+    """``"budget.trials=4"`` -> ``{"budget.trials": 4}``, run and train alike: the value read as YAML (``[a, b]``,
+    ``1e-4``, ``80%``; empty: null). A map given to training or a group of it sets each key as its own --set (the
+    group's other keys stay); one given elsewhere (a param, the sampler, the scheduler: a new type drops the old
+    one's options), to a key in ``whole`` (a setting that holds a map), or an empty one, replaces it whole."""
     key, sep, text = expr.partition("=")
-    if not sep or not key.strip():
+    if not sep or not (key := key.strip()):
         raise ValueError("expected KEY=VALUE, e.g. epochs=3 or budget.trials=4")
     try:
-        return key.strip(), read_yaml_value(text) if text.strip() else None
+        value = read_yaml_value(text) if text.strip() else None
     except (yaml.YAMLError, RecursionError) as exc:
         raise ValueError(f"cannot read the value {reprlib.repr(text)}: {exc}") from None
+    group = isinstance(value, dict) and key.split(".")[0] not in set(Spec.model_fields) - {"training"}
+    return (flatten({key: value}, whole)[0] if group else {}) or {key: value}
 
 
 def quick_profile(data: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
@@ -336,15 +340,11 @@ def _build(original: dict[str, Any], file: str, lines: dict[Atoms, int], base_di
     refused: list[SpecIssue] = []  # overrides that cannot apply: said beside the spec's own problems
     for expr in overrides:
         try:
-            key, value = parse_override(expr)
-            if key == "storage" and value is None:  # "$URL" unset in a script: the default would take the sweep
+            settings = parse_override(expr)
+            if settings == {"storage": None}:  # "$URL" unset in a script: the default would take the sweep
                 raise ValueError("storage is empty; give a storage URL, or leave the --set out for the space's "
                                  "storage, else the default (sqlite:///sweeps.db)")
-            # a map given to training or a group of it sets each key as its own --set; one given elsewhere (a param,
-            # the sampler, the scheduler: a new type drops the old one's options), or an empty one, replaces it whole
-            group = isinstance(value, dict) and key.split(".")[0] not in set(Spec.model_fields) - {"training"}
-            leaves = {f"{key}.{k}": v for k, v in flatten(value)[0].items()} if group else {}
-            sets += [(k, v, f"--set {expr}", None) for k, v in (leaves or {key: value}).items()]
+            sets += [(k, v, f"--set {expr}", None) for k, v in settings.items()]
         except ValueError as exc:
             refused.append(SpecIssue(file, None, "", str(exc), f"--set {expr}"))
     steps: list[tuple[str, Any, str, int | None]] = []

@@ -79,7 +79,8 @@ def prepare(space: str | Path | None, set_flags: Iterable[str], seeds: Iterable[
     entry = spec._entrypoint if spec is not None else describe(DEFAULT_ENTRYPOINT)
     assert entry is not None
     file, config = str(space or ""), spec.base_config() if spec is not None else {}
-    flags = read_set_flags(set_flags)
+    maps = None if entry.settings is None else {k for k, v in entry.settings.items() if isinstance(v, Mapping)}
+    flags = read_set_flags(set_flags, maps)  # a map given to a group of settings sets each, as in sweeper run
     for key, value, explicit in flags:
         if not explicit and key.split(".")[0] in Spec.model_fields and key not in (entry.settings or {}):
             raise SpecError.single(file, f"{key} belongs to a sweep, not to one training run; sweeper train takes "

@@ -173,6 +173,34 @@ def test_train_reads_a_space_training_block(tmp_path):
     assert "epoch 1/1" in proc.stdout and "20 classes" in proc.stdout
 
 
+def test_train_takes_a_map_for_a_group_of_settings_as_run_does(tmp_path):
+    """``--set 'dataset={classes: 5}'`` was refused by train ("names a group of settings") where run sets each key
+    of the map and keeps the group's others (here the space's samples_per_class and the synthetic data)."""
+    proc = sweeper("train", "spaces/asl20.yaml", "--set", "training.dataset={classes: 5}", "--set",
+                   "training={epochs: 1}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "epoch 1/1" in proc.stdout and "synthetic (seed 0, noise 1, imbalance 0): 5 classes" in proc.stdout
+    run = sweeper("validate", "spaces/asl20.yaml", "--set", "training.dataset={classes: 5}", cwd=tmp_path)
+    assert run.returncode == 0 and "\n    classes: 5\n    samples_per_class: 36\n" in run.stdout, run.stderr
+
+
+def test_train_keeps_a_map_whole_for_a_setting_that_holds_one(tmp_path, monkeypatch):
+    """A function's setting whose default is a map, or any key of a function that declares no settings, gets the
+    map as typed: a reproduce command writes such a value as one --set (``sweeper best``)."""
+    from sweeper.standalone import prepare
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "own.py").write_text("def fit(config, report, checkpoint_dir):\n    return {'acc': 1.0}\n\n\n"
+                                     "def declared(config, report, checkpoint_dir):\n    return {'acc': 1.0}\n\n\n"
+                                     "declared.settings = {'lr': 0.1, 'opts': {'a': 0}, 'dataset.classes': 3}\n")
+    for name in ("fit", "declared"):
+        (tmp_path / f"{name}.yaml").write_text(f"entrypoint: own:{name}\nobjective: {{metric: acc, direction: "
+                                              f"maximize}}\nparams:\n  lr: {{type: float, low: 0.01, high: 1}}\n")
+    assert prepare("fit.yaml", ["opts={a: 5}"])[0].config == {"opts": {"a": 5}}
+    declared = prepare("declared.yaml", ["training={opts: {a: 5}, dataset: {classes: 4}}"])[0].config
+    assert declared == {"opts": {"a": 5}, "dataset.classes": 4}
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--set", "epochs"], "expected KEY=VALUE"),
     (["--set", "epocs=3"], "did you mean 'epochs'"),
