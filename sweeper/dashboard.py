@@ -12,6 +12,7 @@ import errno
 import signal
 import socket
 import socketserver
+import threading
 from collections.abc import Callable, Iterable
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
@@ -71,15 +72,19 @@ def serve_dashboard(url: str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT
             raise BadInput(f"Cannot listen on {host!r}: not an address of this machine.") from None
         raise
     # SIGTERM stops it as Ctrl-C does: as a container's PID 1 (compose's dashboard) a signal without a handler is
-    # ignored, and `docker stop` waited 10 s to kill it
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    shown = f"[{host}]" if ":" in host else host
-    console.print(f"optuna-dashboard for {mask_url(url)} on http://{shown}:{server.server_port}/dashboard/ "
-                  "(Ctrl-C stops it)", markup=False)
-    if host not in (DEFAULT_HOST, "localhost", "::1"):
-        console.print(f"note: listening on {host}, not only this machine; the dashboard has no login.",
-                      markup=False)
+    # ignored, and `docker stop` waited 10 s to kill it. The caller's handler is put back when it stops (served in a
+    # test's or a program's own process, that process kept ours); off the main thread Python sets none (it raised)
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler) if on_main_thread else None
     try:
+        shown = f"[{host}]" if ":" in host else host
+        console.print(f"optuna-dashboard for {mask_url(url)} on http://{shown}:{server.server_port}/dashboard/ "
+                      "(Ctrl-C stops it)", markup=False)
+        if host not in (DEFAULT_HOST, "localhost", "::1"):
+            console.print(f"note: listening on {host}, not only this machine; the dashboard has no login.",
+                          markup=False)
         server.serve_forever()
     finally:
         server.server_close()
+        if previous is not None:  # None: a handler set outside Python, which cannot be put back from here
+            signal.signal(signal.SIGTERM, previous)

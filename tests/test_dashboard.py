@@ -252,6 +252,56 @@ def test_dashboard_stops_on_sigterm_as_on_ctrl_c(tmp_path):
         proc.wait()
 
 
+SERVED_IN_PROCESS = """
+import os, signal, socket, sys, threading, time, urllib.request
+from sweeper.dashboard import serve_dashboard
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+def answered(port):  # the server answers: serve_forever runs, its SIGTERM handler set before it
+    for _ in range(600):
+        try:
+            return urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=5).status
+        except OSError:
+            time.sleep(0.05)
+
+def on_main_thread():
+    ours = lambda signum, frame: None
+    signal.signal(signal.SIGTERM, ours)
+    port = free_port()
+    threading.Thread(target=lambda: answered(port) and os.kill(os.getpid(), signal.SIGTERM), daemon=True).start()
+    try:
+        serve_dashboard(sys.argv[1], port=port)
+    except KeyboardInterrupt:
+        print("stopped by SIGTERM")
+    print("handler put back:", signal.getsignal(signal.SIGTERM) is ours)
+
+def on_another_thread():
+    port = free_port()
+    threading.Thread(target=lambda: serve_dashboard(sys.argv[1], port=port), daemon=True).start()
+    print("served from a thread:", answered(port))
+
+on_main_thread()
+on_another_thread()
+"""
+
+
+def test_dashboard_served_in_process_puts_the_callers_sigterm_handler_back(tmp_path):
+    """Served in a process of the caller's own (a test, a program calling it), the dashboard left its SIGTERM
+    handler installed after it stopped; served from a thread it raised ValueError (signal only works in main
+    thread) with its socket bound and left open."""
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    make_study(url, "a")
+    proc = subprocess.run([sys.executable, "-c", SERVED_IN_PROCESS, url], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=120)
+    said = [line for line in proc.stdout.splitlines() if not line.startswith("optuna-dashboard for")]
+    assert said == ["stopped by SIGTERM", "handler put back: True", "served from a thread: 200"], proc.stdout + \
+        proc.stderr
+
+
 @pytest.mark.slow
 def test_dashboard_reading_during_a_sweep_fails_no_trial(ray_session, tmp_path, monkeypatch):
     """The dashboard polls the SQLite file the whole time a real sweep writes to it."""
