@@ -14,9 +14,10 @@ import socket
 import socketserver
 import threading
 from collections.abc import Callable, Iterable
+from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from storage.engine import open_storage, warn_unread_wal
+from storage.engine import close_storage, open_storage, warn_unread_wal
 from storage.retry import retry_briefly
 from storage.urls import mask_url
 from sweeper.console import console
@@ -60,7 +61,14 @@ def serve_dashboard(url: str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT
     warn_unread_wal(url)  # opened as given, not read-only (notes are written): open_storage does not say it
     storage = retry_briefly(lambda: open_storage(url, create=False))
     try:
-        server = make_server(host, port, _with_accept_encoding(wsgi(storage)), handler_class=_QuietHandler,
+        _serve(wsgi(storage), url, host, port)
+    finally:
+        close_storage(storage)  # served in a program's own process, its connections end with the server
+
+
+def _serve(app: Any, url: str, host: str, port: int) -> None:
+    try:
+        server = make_server(host, port, _with_accept_encoding(app), handler_class=_QuietHandler,
                              server_class=_ThreadingWSGIServer6 if ":" in host else _ThreadingWSGIServer)
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
