@@ -6,22 +6,17 @@ the data and the results folder before any study is created or Ray is started.
 
 from __future__ import annotations
 
-import contextlib
-import logging
-import os
 import secrets
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import optuna
 from rich.markup import escape
 
-from search_spaces.loader import refusal
 from search_spaces.schema import Spec
 from storage import attrs
 from storage.engine import as_storage_error, check_writable, fold_sqlite_wal, open_storage
@@ -34,16 +29,17 @@ from storage.resume import (
     Driver,
     last_epoch,
     orphaned_trials,
-    record_heartbeat,
 )
-from storage.retry import OutagePolicy, StorageUnavailable, Unreachable, retry_briefly
+from storage.retry import OutagePolicy, StorageUnavailable, retry_briefly
 from storage.studies import create_or_load_study, spec_changes, trials_counted
 from storage.target import TargetMet, prune_stopped, recover_target_met, target_met
 from storage.urls import ENV_VAR, mask_url, sqlite_path
 from sweeper.console import console, count_trials
 from sweeper.errors import BadInput, DiskUnavailable, NothingFinished
 from sweeper.folders import RESULTS_DIR, checkpoint_folder, kept_checkpoint, relocated
-from sweeper.interrupts import ignore_stop_signals, leaving, noting_interrupts
+from sweeper.heartbeats import heartbeats
+from sweeper.interrupt_exit import INTERRUPT_DRAIN_S, SAME_COMMAND, Interrupts
+from sweeper.outage_lines import OutageLines
 from sweeper.preflight import (
     SweepOptions,
     check_same_data,
@@ -56,22 +52,19 @@ from sweeper.preflight import (
     writable_results_folder,
 )
 from sweeper.progress import SweepPrinter
+from sweeper.ray_capacity import check_local_resources, no_node_holds, with_gpu_resources, within_local_ray
 from sweeper.ray_runtime import (
     check_ray_address,
     check_ray_temp_folder,
+    environment_without,
     joins_cluster,
-    local_gpus,
     start_ray,
     trial_actors_on_prestarted_workers,
 )
+from sweeper.resume_summary import print_resume_summary
 from sweeper.samplers import build_sampler, cmaes_note
 from sweeper.study_writer import StudyWriter
 
-SAME_COMMAND = "the same command"  # what carries a stopped sweep on (see carry_on)
-INTERRUPT_DRAIN_S = 10.0  # Ctrl-C waits this long at most for queued writes; what is left runs again on resume
-# Ctrl-C waits this long for a study being created (cut short, a new SQLite file cannot be opened again): on a loaded
-# machine, Ray starting beside it, it may take more than INTERRUPT_DRAIN_S
-STUDY_OPEN_WAIT_S = 30.0
 # a study found without its checkpoint folder: the driver creating it writes that last, well within a second on an
 # idle machine, past one on a loaded one
 CREATOR_WAIT_S = 3.0
@@ -215,59 +208,6 @@ def check_inputs(options: SweepOptions) -> tuple[Spec, str, str | None, Path]:
         check_ray_temp_folder()
         check_local_resources(spec)
     return spec, url, data, writable_results_folder(options.results_dir)
-
-
-class OutageLines:
-    """What the console says as the storage goes away and comes back. Before the sweep has a searcher (``searcher``
-    is None) no trial has started; from then on the lines count its running trials."""
-
-    def __init__(self) -> None:
-        self.searcher: Any = None
-
-    def outage(self, since: datetime, reason: str) -> None:
-        # none while the final summary reads the study, or between trials: "0 trials still training" said nothing
-        running = len(self.searcher.trials) if self.searcher else 0
-        training = f"; {count_trials(running)} still training, results wait" if running else ""
-        console.print(f"[yellow]storage unreachable[/] since {since:%H:%M:%S}{training}: {escape(reason)}",
-                      markup=True)
-
-    def recovered(self, seconds: float) -> None:
-        console.print(f"[green]storage back[/] after {seconds:.1f} s", markup=True)
-
-
-class Interrupts:
-    """Ctrl-C and the other stop signals during a sweep: each is noted in ``flag`` (Python may swallow the
-    KeyboardInterrupt), and a program that leaves on them (``exit_on_interrupt``) leaves through :meth:`leave`."""
-
-    def __init__(self, writer: StudyWriter, url: str, exit_on_interrupt: Callable[[str], Any] | None,
-                 how: str) -> None:
-        self.flag = threading.Event()
-        # held while the study is created or loaded, or a trial asked, which an exit must not cut short (a new SQLite
-        # file left with Optuna's tables but not their version cannot be opened again; see StudySearcher._next_trial):
-        # leaving takes it, and keeps it
-        self.unbroken = threading.Lock()
-        self.writer = writer
-        self.url = url
-        self.exit_on_interrupt = exit_on_interrupt
-        self.how = how  # what carries the sweep on (carry_on)
-        self.opened = False  # the study is made (set under unbroken): until then there is no NAME to resume
-
-    def noted(self) -> contextlib.AbstractContextManager[None]:
-        """Interrupts noted in ``flag`` for the block; with an exit, a watcher thread leaves even while the main
-        thread is stuck (see :func:`sweeper.interrupts.noting_interrupts`)."""
-        return noting_interrupts(self.flag, self.leave if self.exit_on_interrupt else None)
-
-    def leave(self) -> None:
-        """With an exit: wait for the study being opened or a trial asked, and the queued writes (each for a bounded
-        time), then call it, which ends the process. Without one, nothing: the caller raises KeyboardInterrupt."""
-        if not self.exit_on_interrupt:
-            return
-        leaving()  # a second signal while the writes drain would lose them
-        ignore_stop_signals()  # the main thread leaves after noted(), whose handlers are gone: the CLI's would raise
-        self.unbroken.acquire(timeout=STUDY_OPEN_WAIT_S)
-        self.writer.drain(INTERRUPT_DRAIN_S)
-        fold_sqlite_wal(self.url)
-        self.exit_on_interrupt(self.how if self.opened else SAME_COMMAND)
 
 
 def start_ray_and_open_study(spec: Spec, url: str, options: SweepOptions, results_root: Path, data: str | None,
@@ -466,70 +406,6 @@ def record_early_end(study: optuna.Study, spec: Spec, budget: int, searcher: Any
                       f"carries the sweep on towards its {count_trials(budget)}")
 
 
-def with_gpu_resources(spec: Spec, gpus: float) -> Spec:
-    """The spec with ``resources.on_gpu`` in force on a cluster of ``gpus`` GPUs, and said so."""
-    on_gpu = spec.resources.on_cluster(gpus)
-    if on_gpu.fuse > 1:  # on_gpu is what a GPU offers; a space with its own entrypoint still runs there
-        from sweeper.fused import unfusable_on_gpu
-
-        if unfused := unfusable_on_gpu(spec):
-            console.print(unfused)
-            on_gpu = on_gpu.model_copy(update={"fuse": 1})
-    # no more groups at a time than the GPUs hold: a group waiting for one would be sampled blind, all RUNNING
-    at_once = max(1, min(spec.budget.max_concurrent, resource_slots(gpus, on_gpu.gpu)))
-    console.print(f"resources.on_gpu applies (the cluster has {gpus:g} GPU{'s' * (gpus != 1)}): {on_gpu.cpu:g} "
-                  f"CPU and {on_gpu.gpu:g} GPU per Ray trial" + (f", up to {on_gpu.fuse} trials fused in each"
-                  if on_gpu.fuse > 1 else "") + f", {at_once} at a time")
-    return spec.model_copy(update={"resources": on_gpu,
-                                   "budget": spec.budget.model_copy(update={"max_concurrent": at_once})})
-
-
-def within_local_ray(spec: Spec, cpus: float, gpus: float) -> Spec:
-    """The spec with no more trials (fused: groups) at a time than ``cpus`` and ``gpus`` hold, and said so: like a
-    group waiting for a GPU, a trial waiting for a CPU or GPU would be sampled before any result and held RUNNING."""
-    resources = spec.resources
-    holds = [(resource_slots(cpus, resources.cpu), cpus, "cpu")]
-    if resources.gpu > 0:
-        holds.append((resource_slots(gpus, resources.gpu), gpus, "gpu"))
-    slots, have, name = min(holds)
-    at_once = max(1, min(spec.budget.max_concurrent, slots))
-    if at_once == spec.budget.max_concurrent:
-        return spec
-    taker = f"a group of up to {resources.fuse} trials" if resources.fuse > 1 else "a trial"  # fused
-    console.print(f"budget.max_concurrent is {spec.budget.max_concurrent}, but this machine has {have:g} "
-                  f"{name.upper()}{'s' * (have != 1)} for Ray and {taker} takes {getattr(resources, name):g} "
-                  f"(resources.{name}): {at_once} at a time")
-    return spec.model_copy(update={"budget": spec.budget.model_copy(update={"max_concurrent": at_once})})
-
-
-def no_node_holds(spec: Spec, place: str, nodes: list[dict[str, float]]) -> str | None:
-    """Why none of a joined cluster's ``nodes`` (their total resources) can hold a trial now, or None where one can.
-    Tune waits for such a node, rightly (an autoscaler may add one), but says so only after a minute: Ray places a
-    trial's resources on one node, so a cluster's sum (2 nodes of 1 CPU for a trial of 2) holds nothing."""
-    resources = spec.resources
-    asked = {k: v for k, v in {"CPU": resources.cpu, "GPU": resources.gpu, **resources.custom}.items() if v > 0}
-
-    def fits(node: dict[str, float], name: str) -> bool:  # Ray counts in ten-thousandths (resource_slots)
-        return round(node.get(name, 0) * 10_000) >= round(asked[name] * 10_000)
-
-    if any(all(fits(node, name) for name in asked) for node in nodes):
-        return None
-    if short := [name for name in asked if not any(fits(node, name) for node in nodes)]:
-        name = short[0]
-        key = f"{place}.{name.lower() if name in ('CPU', 'GPU') else 'custom.' + name}"
-        most = max((node.get(name, 0) for node in nodes), default=0)
-        if name in ("CPU", "GPU"):
-            has = f"no node has a {name}" if most == 0 else f"the largest node has {most:g} {name}{'s' * (most != 1)}"
-        else:
-            has = f"no node has {name}" if most == 0 else f"the most a node has is {most:g}"
-        why = f"{key} is {asked[name]:g}, {has}"
-    else:
-        why = f"no node has {' and '.join(f'{amount:g} {name}' for name, amount in asked.items())} at once"
-    taker = f"a group of up to {resources.fuse} trials" if resources.fuse > 1 else "a trial"  # fused
-    return (f"no node of the cluster can hold {taker} now ({why}): waiting for a node that can (an autoscaler may "
-            "add one); Ctrl-C stops")
-
-
 def nothing_left(study: optuna.Study, spec: Spec, budget: int, orphans: list[optuna.trial.FrozenTrial],
                  policy: OutagePolicy, printer: SweepPrinter, *, due: bool = False) -> bool:
     """A resumed study with no trial to run (its targets met and ``stop_on_target``, or its budget spent): its
@@ -634,39 +510,6 @@ def check_something_finished(trials: list[optuna.trial.FrozenTrial], name: str, 
                               "(failed trials count in a study's budget)")
 
 
-def resource_slots(total: float, per_trial: float) -> int:
-    """How many trials of ``per_trial`` GPUs (or CPUs) Ray fits on ``total`` of them: in floating point 1 // 0.2 is
-    4.0, and Ray, which counts fractions of a resource in ten-thousandths, places five."""
-    return int(round(total * 10_000) // max(1, round(per_trial * 10_000)))
-
-
-def check_local_resources(spec: Spec) -> None:
-    """Refuse a trial that the Ray sweeper starts for itself could never place: Tune would wait for it forever.
-    (A cluster may still gain the nodes it lacks, an autoscaler's, so a sweep that joins one waits.)"""
-    import ray
-    from ray._private.utils import get_num_cpus
-
-    # a Ray already started in this process (an embedding program's) offers what it was started with
-    offered = ray.cluster_resources() if ray.is_initialized() else {"CPU": get_num_cpus(), "GPU": local_gpus()}
-    gpus = offered.get("GPU", 0)
-    if spec.resources.gpu > 0 and gpus == 0:
-        raise refusal(spec, ("resources", "gpu"), f"is {spec.resources.gpu:g}, but this machine has no GPU that Ray "
-                      "can use (CUDA_VISIBLE_DEVICES hides them, or there is none); use gpu: 0, put GPU settings "
-                      "under resources.on_gpu (used only where there is a GPU), or join a cluster with --address")
-    resources = spec.resources.on_cluster(gpus)
-    place = ("resources", "on_gpu") if resources is not spec.resources else ("resources",)
-    if missing := [name for name in resources.custom if name not in offered]:
-        raise refusal(spec, (*place, "custom", missing[0]), "asks for a custom resource, which only nodes started "
-                      "with ray start --resources declare, and a Ray of sweeper's own has none: join such a cluster "
-                      "with --address, or drop it")
-    if resources.gpu > gpus > 0:
-        raise refusal(spec, (*place, "gpu"), f"is {resources.gpu:g}, but this machine has {gpus:g} GPU"
-                      f"{'s' * (gpus != 1)} for Ray: ask for at most {gpus:g}, or join a cluster with --address")
-    if resources.cpu > (cpus := offered.get("CPU", 0)):
-        raise refusal(spec, (*place, "cpu"), f"is {resources.cpu:g}, but this machine has {cpus:g} CPUs for Ray: "
-                      f"ask for at most {cpus:g}, or join a cluster with --address")
-
-
 def carry_on(spec: Spec, options: SweepOptions, url: str) -> str:
     """What carries this sweep on once stopped: the same command, but not after ``--fresh``, which would start yet
     another study and leave this one's trials RUNNING: ``sweeper resume NAME`` then. What exit 75, a full disk, a
@@ -741,78 +584,3 @@ def open_study(spec: Spec, url: str, space: str | None, results_root: Path = Pat
     if study.user_attrs.get(attrs.BASELINE) != attributes.get(attrs.BASELINE):  # what reports compare with
         study.set_user_attr(attrs.BASELINE, attributes.get(attrs.BASELINE))
     return study, created
-
-
-def print_resume_summary(study: optuna.Study, orphans: list[optuna.trial.FrozenTrial], checkpoints: Path, *,
-                         stopping: bool = False, due: list[optuna.trial.FrozenTrial] | None = None) -> None:
-    """What a resumed sweep keeps, carries on (or, ``stopping`` at a target met, stops but for those whose result
-    is ``due``) and leaves to another live driver."""
-    trials = study.get_trials(deepcopy=False)
-    finished = [t for t in trials if t.state.is_finished()]
-    states = {s: sum(t.state.name == s for t in finished) for s in ("COMPLETE", "PRUNED", "FAIL")}
-    kept = ", ".join(f"{n} {state}" for state, n in states.items() if n)
-    n = len(finished)
-    console.print(f"kept {n} finished trial{'s' * (n != 1)} ({kept})" if finished else "no finished trials yet")
-    if orphans and stopping:
-        if due:
-            console.print(f"carrying on {count_trials(len(due))} whose driver is gone after the last epoch, for "
-                          "the final metrics only: " + ", ".join(f"#{t.number}" for t in due))
-        if stopped := [t for t in orphans if t not in (due or [])]:
-            console.print(f"stopping {count_trials(len(stopped))} whose driver is gone, as the sweep stops at its "
-                          "target: " + ", ".join(f"#{t.number} (epoch {last_epoch(t)} recorded)" if last_epoch(t)
-                                            else f"#{t.number} (no epoch recorded)" for t in stopped))
-    elif orphans:
-        saved = {t.number for t in orphans if kept_checkpoint(str(checkpoints), t.number)}
-        # the study knows the last epoch reported; the checkpoint may be older (checkpoint_every) or newer (an outage)
-        console.print(f"carrying on {count_trials(len(orphans))} whose driver is gone, "
-                      f"{'from its' if len(orphans) == 1 else 'each from its'} last checkpoint: "
-                      + ", ".join(f"#{t.number} (epoch {last_epoch(t)} recorded)" if t.number in saved else
-                                  f"#{t.number} (none in {checkpoints}: from the start)" for t in orphans))
-    carried = {t.number for t in orphans}
-    others = [t for t in trials if t.state == optuna.trial.TrialState.RUNNING and t.number not in carried]
-    if others:
-        one = len(others) == 1
-        console.print(f"{count_trials(len(others))} {'is' if one else 'are'} running in another live driver and "
-                      f"{'counts' if one else 'count'} against the budget: "
-                      + ", ".join(f"#{t.number}" for t in others))
-
-
-@contextlib.contextmanager
-def environment_without(name: str) -> Iterator[None]:
-    """``os.environ`` without ``name`` for the duration: processes started meanwhile never see it."""
-    value = os.environ.pop(name, None)
-    try:
-        yield
-    finally:
-        if value is not None:
-            os.environ[name] = value
-
-
-@contextlib.contextmanager
-def heartbeats(searcher: Any, policy: OutagePolicy, each_beat: Callable[[], None]) -> Iterator[None]:
-    """Refresh the heartbeat of every trial this driver runs, so no other driver mistakes them for orphans; then
-    call ``each_beat`` (what other drivers on the study did, read as often)."""
-    stop = threading.Event()
-
-    def beat() -> None:
-        while not stop.wait(HEARTBEAT_INTERVAL_S):
-            for trial in list(searcher.trials.values()):
-                try:
-                    policy.attempt(lambda trial=trial: record_heartbeat(searcher.study, trial._trial_id))
-                except (Unreachable, StorageUnavailable):  # missed beats during an outage: the next one counts
-                    break
-                except Exception as exc:  # a trial finished meanwhile, or a bug: a missed beat ends nothing
-                    logging.getLogger(__name__).warning("heartbeat of trial %d failed: %s", trial.number, exc)
-            try:
-                each_beat()
-            except (Unreachable, StorageUnavailable):  # read at the next beat
-                pass
-            except Exception as exc:  # a bug: the beats, which keep other drivers off our trials, go on
-                logging.getLogger(__name__).warning("reading the study beside the heartbeats failed: %s", exc)
-
-    thread = threading.Thread(target=beat, name="sweeper-heartbeats", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()

@@ -368,3 +368,14 @@ def kill_local_ray_before_exit() -> None:
     for process in processes:
         with contextlib.suppress(psutil.Error):
             process.kill()
+
+
+@contextlib.contextmanager
+def environment_without(name: str) -> Iterator[None]:
+    """``os.environ`` without ``name`` for the duration: processes started meanwhile never see it."""
+    value = os.environ.pop(name, None)
+    try:
+        yield
+    finally:
+        if value is not None:
+            os.environ[name] = value

@@ -132,7 +132,7 @@ def test_a_second_signal_while_the_driver_leaves_does_not_cut_its_writes_short()
 SECOND_SIGNAL_AS_THE_MAIN_THREAD_LEAVES = """
 import os, signal, sys, threading, time
 from storage.retry import OutagePolicy
-from sweeper.driver import Interrupts
+from sweeper.interrupt_exit import Interrupts
 from sweeper.study_writer import StudyWriter
 
 for signum in (signal.SIGINT, signal.SIGTERM):  # as sweeper run sets them, outside the driver's noted() blocks

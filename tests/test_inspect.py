@@ -950,8 +950,8 @@ def test_best_of_a_study_with_only_running_trials_says_how_it_goes_on(tmp_path: 
     their driver is gone, nor the sweeper resume that carries them on. Trials a live driver runs are not called
     interrupted (storage.resume tells them apart)."""
     from storage.resume import Driver, orphaned_trials, own
-    from sweeper.driver import print_resume_summary
     from sweeper.errors import BadInput
+    from sweeper.resume_summary import print_resume_summary
 
     monkeypatch.delenv("SWEEPER_STORAGE", raising=False)
     url = f"sqlite:///{tmp_path / 'cut.db'}"

@@ -479,7 +479,8 @@ def test_ctrl_c_while_the_study_is_opened_in_an_outage_waits_for_one_try_not_for
     sweep started on a server that had just gone away ended after STUDY_OPEN_WAIT_S (30 s), silent, with a second
     Ctrl-C ignored (found by an exploratory test). Between tries nothing is half-written, so an exit may take it."""
     from search_spaces.loader import load_spec
-    from sweeper.driver import Interrupts, open_study_whole
+    from sweeper.driver import open_study_whole
+    from sweeper.interrupt_exit import Interrupts
     from sweeper.study_writer import StudyWriter
 
     spec = load_spec("spaces/asl20.yaml", quick=True)
@@ -915,7 +916,7 @@ def test_an_outage_with_no_trial_training_says_no_count_of_them(capsys):
     from datetime import datetime
     from types import SimpleNamespace
 
-    from sweeper.driver import OutageLines
+    from sweeper.outage_lines import OutageLines
 
     lines = OutageLines()
     lines.searcher = SimpleNamespace(trials={})

@@ -608,7 +608,8 @@ def test_a_sweep_asking_for_more_gpus_than_its_ray_has_is_refused(tmp_path):
         import ray
         from search_spaces.errors import SpecError
         from search_spaces.loader import load_spec, resolve_space_path
-        from sweeper.driver import check_local_resources, fitted_to_ray
+        from sweeper.driver import fitted_to_ray
+        from sweeper.ray_capacity import check_local_resources
 
         ray.init(num_cpus=1, num_gpus=1, include_dashboard=False, log_to_driver=False)
         for overrides in [("resources.on_gpu.gpu=2",), ("resources.on_gpu=null", "resources.gpu=2"),
@@ -636,17 +637,43 @@ def test_a_sweep_asking_for_more_gpus_than_its_ray_has_is_refused(tmp_path):
 
 
 def test_as_many_fractional_gpu_trials_run_at_once_as_ray_places():
-    from sweeper.driver import resource_slots
+    from sweeper.ray_capacity import resource_slots
 
     assert [resource_slots(1, 0.2), resource_slots(1, 0.1), resource_slots(1, 0.3), resource_slots(2, 0.25),
             resource_slots(1, 1)] == [5, 10, 3, 8, 1]
+
+
+def test_a_joined_cluster_none_of_whose_nodes_holds_a_trial_says_which_resource_falls_short():
+    """Ray places a trial on one node: the first resource no node has enough of is named, by the key that asks for
+    it; where each is on some node but never all on one, the whole ask is."""
+    from search_spaces.loader import load_spec, resolve_space_path
+    from sweeper.ray_capacity import no_node_holds
+
+    def said(nodes: list[dict[str, float]], *overrides: str) -> str | None:
+        spec = load_spec(resolve_space_path("asl20"), ("resources.on_gpu=null", *overrides))
+        note = no_node_holds(spec, "resources", nodes)
+        return None if note is None else note.split(" (", 1)[1].split("): ", 1)[0]
+
+    one_cpu = [{"CPU": 1}, {"CPU": 1}]
+    assert said(one_cpu, "resources.cpu=2") == "resources.cpu is 2, the largest node has 1 CPU"
+    assert said([{"CPU": 0.5}], "resources.cpu=1") == "resources.cpu is 1, the largest node has 0.5 CPUs"
+    assert said(one_cpu, "resources.gpu=1") == "resources.gpu is 1, no node has a GPU"
+    assert said(one_cpu, "resources.custom.big=1") == "resources.custom.big is 1, no node has big"
+    assert said([{"CPU": 1, "big": 0.5}], "resources.custom.big=1") == \
+        "resources.custom.big is 1, the most a node has is 0.5"
+    assert said([{"CPU": 1}, {"CPU": 0, "GPU": 1}], "resources.gpu=1") == "no node has 1 CPU and 1 GPU at once"
+    assert said([{"CPU": 1, "GPU": 1}], "resources.gpu=1") is None
+    assert said([{"CPU": 0.99995}], "resources.cpu=1") is None  # Ray counts in ten-thousandths
+    fused = load_spec(resolve_space_path("asl20"), ("resources.on_gpu=null", "resources.fuse=4", "resources.cpu=2"))
+    assert (no_node_holds(fused, "resources.on_gpu", one_cpu) or "").startswith(
+        "no node of the cluster can hold a group of up to 4 trials now (resources.on_gpu.cpu is 2, ")
 
 
 def test_a_sweep_on_its_own_ray_runs_no_more_trials_at_once_than_its_cpus_hold(capsys):
     """A trial waiting for a CPU was sampled before any result and RUNNING while it waited, as a group waiting for
     a GPU would be: 4 at a time on 2 CPUs sampled 4 at once and trained 2 (found by an exploratory test)."""
     from search_spaces.loader import load_spec, resolve_space_path
-    from sweeper.driver import within_local_ray
+    from sweeper.ray_capacity import within_local_ray
 
     def at_once(*overrides: str, gpus: float = 0) -> int:
         spec = load_spec(resolve_space_path("asl20"), overrides)
