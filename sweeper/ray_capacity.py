@@ -92,13 +92,13 @@ def no_node_holds(spec: Spec, place: str, nodes: list[dict[str, float]]) -> str 
     if any(all(fits(node, name) for name in asked) for node in nodes):
         return None
     if short := [name for name in asked if not any(fits(node, name) for node in nodes)]:
-        name = short[0]
-        key = f"{place}.{name.lower() if name in ('CPU', 'GPU') else 'custom.' + name}"
-        most = max((node.get(name, 0) for node in nodes), default=0)
-        if name in ("CPU", "GPU"):
-            has = f"no node has a {name}" if most == 0 else f"the largest node has {most:g} {name}{'s' * (most != 1)}"
+        name, most = short[0], max((node.get(short[0], 0) for node in nodes), default=0)
+        if name in ("CPU", "GPU"):  # counted ("1 CPU", "2 GPUs"); a custom resource is a name with an amount
+            key = f"{place}.{name.lower()}"
+            has = f"the largest node has {most:g} {name}{'s' * (most != 1)}" if most else f"no node has a {name}"
         else:
-            has = f"no node has {name}" if most == 0 else f"the most a node has is {most:g}"
+            key = f"{place}.custom.{name}"
+            has = f"the most a node has is {most:g}" if most else f"no node has {name}"
         why = f"{key} is {asked[name]:g}, {has}"
     else:
         why = f"no node has {' and '.join(f'{amount:g} {name}' for name, amount in asked.items())} at once"
