@@ -2,6 +2,10 @@
 
 Order matters for "bad input writes nothing": :mod:`sweeper.preflight` validates the spec, checks the storage URL,
 the data and the results folder before any study is created or Ray is started.
+
+The functions below :func:`run_sweep` are its steps, in the order it takes them. What they lean on has modules of
+its own: :mod:`sweeper.ray_capacity` (how many trials a Ray holds), :mod:`sweeper.resume_summary`,
+:mod:`sweeper.interrupt_exit` (the way out on Ctrl-C), :mod:`sweeper.outage_lines` and :mod:`sweeper.heartbeats`.
 """
 
 from __future__ import annotations
@@ -68,29 +72,6 @@ from sweeper.study_writer import StudyWriter
 # a study found without its checkpoint folder: the driver creating it writes that last, well within a second on an
 # idle machine, past one on a loaded one
 CREATOR_WAIT_S = 3.0
-
-
-def study_attrs(spec: Spec, space: str | None) -> dict[str, Any]:
-    return {
-        attrs.SPEC: spec_attr(spec),
-        attrs.SPACE_FILE: space,
-        attrs.SPACE_DIR: spec.base_dir,
-        attrs.TARGETS: dict(spec.targets),
-        attrs.BASELINE: attrs.baseline_attr(spec.baseline.source, dict(spec.baseline.metrics))
-        if spec.baseline else None,
-        attrs.OBJECTIVE: attrs.objective_attr(spec.objective.metric, spec.direction),
-        attrs.ENVIRONMENT: record_environment(),
-    }
-
-
-def import_tune_side() -> None:
-    """Import what the sweep needs once Ray is up (Tune alone takes a second), while ``ray.init`` waits."""
-    from ray import tune  # noqa: F401
-
-    import sweeper.recorder
-    import sweeper.schedulers
-    import sweeper.searcher
-    import sweeper.trainable  # noqa: F401
 
 
 def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] | None = None) -> optuna.Study:
@@ -210,6 +191,20 @@ def check_inputs(options: SweepOptions) -> tuple[Spec, str, str | None, Path]:
     return spec, url, data, writable_results_folder(options.results_dir)
 
 
+def carry_on(spec: Spec, options: SweepOptions, url: str) -> str:
+    """What carries this sweep on once stopped: the same command, but not after ``--fresh``, which would start yet
+    another study and leave this one's trials RUNNING: ``sweeper resume NAME`` then. What exit 75, a full disk, a
+    spent budget.time, a gone driver's trials and Ctrl-C all say (the CLI's Ctrl-C had a copy of this rule)."""
+    return resume_command(spec, options, url) if options.fresh else SAME_COMMAND
+
+
+def outage_message(timeout_s: float, url: str, how: str) -> str:
+    again = "the same command again" if how == SAME_COMMAND else how
+    return (f"The storage {mask_url(url)} stayed unreachable for more than {timeout_s:g} s "
+            f"(--storage-timeout), so the sweep stopped; nothing it recorded is lost. Run {again} "
+            "once the storage is back: finished trials are kept, unfinished ones carried on from their checkpoints.")
+
+
 def start_ray_and_open_study(spec: Spec, url: str, options: SweepOptions, results_root: Path, data: str | None,
                              joining: bool, policy: OutagePolicy, interrupts: Interrupts) -> tuple[optuna.Study, bool]:
     """Start a Ray of sweeper's own (a cluster was joined by :func:`check_inputs`) while another thread opens the
@@ -237,16 +232,14 @@ def start_ray_and_open_study(spec: Spec, url: str, options: SweepOptions, result
     return study, created
 
 
-def check_legacy_checkpoints_here(name: str, results_root: Path) -> None:
-    """Refuse to carry on an earlier sweeper's study (no ``checkpoints`` attr) whose trials ran but whose folder is
-    not under this run's ``--results-dir``: its first run was given another one (or ran elsewhere), and recording
-    this one would start its interrupted trials over and leave its weights where ``best`` and ``clean`` never look."""
-    folder = results_root / "checkpoints" / name
-    if not folder.is_dir():
-        raise BadInput(f"study {name} was made by an earlier sweeper, which did not record where its checkpoints are, "
-                       f"and {folder} does not exist: run this with the --results-dir its first run had (from the "
-                       f"folder it ran in, for a relative one); if its checkpoints are gone, create {folder} and its "
-                       "interrupted trials start over")
+def import_tune_side() -> None:
+    """Import what the sweep needs once Ray is up (Tune alone takes a second), while ``ray.init`` waits."""
+    from ray import tune  # noqa: F401
+
+    import sweeper.recorder
+    import sweeper.schedulers
+    import sweeper.searcher
+    import sweeper.trainable  # noqa: F401
 
 
 def open_study_whole(interrupts: Interrupts, policy: OutagePolicy, spec: Spec, url: str, space: str | None,
@@ -269,6 +262,93 @@ def open_study_whole(interrupts: Interrupts, policy: OutagePolicy, spec: Spec, u
     return policy.call(one_try)
 
 
+def open_study(spec: Spec, url: str, space: str | None, results_root: Path = Path(RESULTS_DIR),
+               data: str | None = None, *, fresh: bool = False) -> tuple[optuna.Study, bool]:
+    """Create the study or load it to continue (``fresh``: create it, or raise StorageError); either way the space's
+    ``enqueue`` rows it lacks are added, within ``budget.trials`` (they run first).
+
+    The storage records heartbeats, so a driver on another machine can tell our trials from a dead driver's.
+    On resume the stored spec is brought up to date (a larger budget is how a finished sweep is extended, and
+    ``sweeper resume`` must then see it); ``prepare`` already refused any change to what is being searched.
+    """
+    storage = open_storage(url, heartbeat_interval=HEARTBEAT_INTERVAL_S, grace_period=GRACE_PERIOD_S)
+    # written with the study (a driver that finds it waits for them); to an earlier sweeper's study, where missing
+    attributes = {k: v for k, v in {**study_attrs(spec, space), attrs.DATA: data}.items() if v is not None}
+    study, created = create_or_load_study(storage, spec.name, spec.direction, build_sampler(spec),
+                                          study_attrs=attributes, only_new=fresh)
+    if not created:  # a driver creating it this moment enqueues its rows, then writes the folder: wait for both
+        deadline = time.monotonic() + CREATOR_WAIT_S
+        while attrs.CHECKPOINTS not in study.user_attrs and time.monotonic() < deadline:
+            time.sleep(0.1)
+        # prepare compared the spaces before this, but then the study may not have been there: a driver of another
+        # space that created it since would have its trials mixed with this one's
+        stored = study.user_attrs.get(attrs.SPEC)
+        if isinstance(stored, dict) and (changes := spec_changes(with_defaults(stored, spec),
+                                                                 with_defaults(attributes[attrs.SPEC], spec))):
+            raise StorageError(f"Study {spec.name!r} was made a moment ago by another sweep, from a different space "
+                               f"({'; '.join(changes)}); running this one into it would mix two experiments. Give "
+                               "this space another name, or run it again with --fresh for a study of its own.")
+        check_same_data(spec, study.user_attrs.get(attrs.DATA), data)  # run_sweep checked before it was made
+    found = study.get_trials(deepcopy=False)
+    held = len(found)
+    created = created or not held  # new: this very call may have created it before a lost answer, and been retried
+    ran = any(t.state != optuna.trial.TrialState.WAITING for t in found)
+    if ran and attrs.CHECKPOINTS not in study.user_attrs:
+        check_legacy_checkpoints_here(spec.name, results_root)
+    for point in spec.enqueue:  # on resume too: rows added since; those already there (run or waiting) are skipped
+        # a row at a time under the study's lock: two drivers resuming at once would each add a row the other was
+        # adding, and the lock's session may sit idle no longer than a statement may run (a big study's reads)
+        with creating_trials(study):
+            if len(study.get_trials(deepcopy=False)) >= spec.budget.trials:
+                break  # a row past the budget would wait in the study for good; a resume with a larger one adds it
+            study.enqueue_trial(point, skip_if_exists=True)
+    if attrs.CHECKPOINTS not in study.user_attrs:
+        # a trial that ran with no folder recorded is from before the attr: its checkpoints are where they always were
+        folder = spec.name if ran else f"{spec.name}-{secrets.token_hex(4)}"
+        study.set_user_attr(attrs.CHECKPOINTS, str(results_root.resolve() / "checkpoints" / folder))
+    if attrs.WORK_DIR not in study.user_attrs:  # a study of an earlier sweeper: from now on, this folder
+        study.set_user_attr(attrs.WORK_DIR, str(Path.cwd()))
+    for key, value in (relocated(study.user_attrs, url, results_root) or {}).items():  # a copied or moved project
+        study.set_user_attr(key, value)
+    if attrs.DATABASE not in study.user_attrs and (database := sqlite_path(url)) is not None and (
+            created or database.resolve().parent.is_relative_to(work := Path(study.user_attrs[attrs.WORK_DIR]))
+            or work.is_relative_to(database.resolve().parent)):
+        # an earlier sweeper's study is this file's where the file lies in its project (else a copy's, unless told)
+        study.set_user_attr(attrs.DATABASE, str(database.resolve()))
+    if not created:
+        study.sampler = build_sampler(spec, resumed_after=held)
+    if study.user_attrs.get(attrs.SPEC) != attributes[attrs.SPEC]:  # found without trials, as an interrupt left it
+        study.set_user_attr(attrs.SPEC, attributes[attrs.SPEC])
+    if study.user_attrs.get(attrs.BASELINE) != attributes.get(attrs.BASELINE):  # what reports compare with
+        study.set_user_attr(attrs.BASELINE, attributes.get(attrs.BASELINE))
+    return study, created
+
+
+def check_legacy_checkpoints_here(name: str, results_root: Path) -> None:
+    """Refuse to carry on an earlier sweeper's study (no ``checkpoints`` attr) whose trials ran but whose folder is
+    not under this run's ``--results-dir``: its first run was given another one (or ran elsewhere), and recording
+    this one would start its interrupted trials over and leave its weights where ``best`` and ``clean`` never look."""
+    folder = results_root / "checkpoints" / name
+    if not folder.is_dir():
+        raise BadInput(f"study {name} was made by an earlier sweeper, which did not record where its checkpoints are, "
+                       f"and {folder} does not exist: run this with the --results-dir its first run had (from the "
+                       f"folder it ran in, for a relative one); if its checkpoints are gone, create {folder} and its "
+                       "interrupted trials start over")
+
+
+def study_attrs(spec: Spec, space: str | None) -> dict[str, Any]:
+    return {
+        attrs.SPEC: spec_attr(spec),
+        attrs.SPACE_FILE: space,
+        attrs.SPACE_DIR: spec.base_dir,
+        attrs.TARGETS: dict(spec.targets),
+        attrs.BASELINE: attrs.baseline_attr(spec.baseline.source, dict(spec.baseline.metrics))
+        if spec.baseline else None,
+        attrs.OBJECTIVE: attrs.objective_attr(spec.objective.metric, spec.direction),
+        attrs.ENVIRONMENT: record_environment(),
+    }
+
+
 def fitted_to_ray(spec: Spec, joining: bool) -> Spec:
     """The spec with what the started Ray offers: ``resources.on_gpu`` where it has GPUs, and no more trials at a
     time than a Ray of sweeper's own has CPUs and GPUs for (a cluster may gain nodes, an autoscaler's: where none of
@@ -287,16 +367,6 @@ def fitted_to_ray(spec: Spec, joining: bool) -> Spec:
     return spec
 
 
-def trials_to_run(spec: Spec, budget: int, left: int) -> str:
-    """``40 trials, 2 at a time``: no more at a time, nor in a fused group, than the ``left`` trials (1 trial said
-    4 at a time); none left says no more (the study has nothing to run: the next line says why). A group may hold
-    fewer than ``fuse`` (one of another shape starts the next), so ``max_concurrent`` groups may run up to ``left``."""
-    said = count_trials(budget) + (f", {left} left" if 0 < left < budget else "")
-    group = min(spec.resources.fuse, left)
-    return said + (f", {min(spec.budget.max_concurrent, left)} at a time" if left else "") + \
-        (f" (groups of up to {group})" if group > 1 else "")
-
-
 def trial_budget(spec: Spec, trials: Callable[[], Sequence[optuna.trial.FrozenTrial]]) -> int:
     """``budget.trials``, or fewer for a grid that has fewer points: the study's enqueued rows take trials but no
     grid point, so the grid still has all its points to give. The rows are counted in the study, not in ``enqueue:``:
@@ -307,6 +377,16 @@ def trial_budget(spec: Spec, trials: Callable[[], Sequence[optuna.trial.FrozenTr
         rows = sum("fixed_params" in t.system_attrs and "grid_id" not in t.system_attrs for t in trials())
         return min(spec.budget.trials, spec.grid_size() + rows)
     return spec.budget.trials
+
+
+def trials_to_run(spec: Spec, budget: int, left: int) -> str:
+    """``40 trials, 2 at a time``: no more at a time, nor in a fused group, than the ``left`` trials (1 trial said
+    4 at a time); none left says no more (the study has nothing to run: the next line says why). A group may hold
+    fewer than ``fuse`` (one of another shape starts the next), so ``max_concurrent`` groups may run up to ``left``."""
+    said = count_trials(budget) + (f", {left} left" if 0 < left < budget else "")
+    group = min(spec.resources.fuse, left)
+    return said + (f", {min(spec.budget.max_concurrent, left)} at a time" if left else "") + \
+        (f" (groups of up to {group})" if group > 1 else "")
 
 
 def take_stock_on_resume(study: optuna.Study, spec: Spec, orphans: list[optuna.trial.FrozenTrial], checkpoints: Path,
@@ -326,6 +406,46 @@ def take_stock_on_resume(study: optuna.Study, spec: Spec, orphans: list[optuna.t
     return orphans, due
 
 
+def result_due(spec: Spec, trial: optuna.trial.FrozenTrial, checkpoints: Path) -> bool:
+    """Whether a dead driver's ``trial`` recorded its last epoch (its config's ``epochs``) and checkpointed, so that
+    only its final result (the test split on its best weights) is missing: a sweep stopping at its target waits for
+    it (``StudyRecorder.results_due``: a fused group's members finish together), and a resume that finds the
+    targets met carries it on for that result, which its checkpoint gives without training again (a function that
+    keeps none would train it all again: it is stopped)."""
+    epochs = spec.trial_config(trial.params).get("epochs")
+    return isinstance(epochs, int) and not isinstance(epochs, bool) and last_epoch(trial) >= epochs and \
+        kept_checkpoint(str(checkpoints), trial.number)
+
+
+def nothing_left(study: optuna.Study, spec: Spec, budget: int, orphans: list[optuna.trial.FrozenTrial],
+                 policy: OutagePolicy, printer: SweepPrinter, *, due: bool = False) -> bool:
+    """A resumed study with no trial to run (its targets met and ``stop_on_target``, or its budget spent): its
+    table is printed, and Tune is not started (it would read the last run's results). Met targets with results
+    ``due`` (:func:`result_due`): the other ``orphans`` are stopped, and Tune runs those."""
+    if spec.budget.stop_on_target and target_met(policy.call(lambda: study.user_attrs)):
+        # the last run stopped at its target, maybe before it could record its running trials as stopped
+        stopped = policy.call(lambda: prune_stopped(study, [optuna.Trial(study, t._trial_id) for t in orphans]))
+        if stopped:  # each in a line, as a sweep that stops at its target prints them
+            by_number = {t.number: t for t in policy.call(lambda: study.get_trials(deepcopy=False))}
+            for number in stopped:
+                printer.trial_finished(by_number[number])
+        if due:
+            return False
+        console.print("nothing left to run: the study met its targets and budget.stop_on_target is true "
+                      "(--set budget.stop_on_target=false runs on)")
+        policy.call(lambda: printer.final_table(study))
+        return True
+    if not orphans and (had := policy.call(lambda: trials_counted(study))) >= budget:
+        spent = f"budget.trials is {budget} (raise it for more: --set budget.trials=N)" \
+            if budget == spec.budget.trials else f"its grid and enqueued rows make {budget}"
+        console.print(f"nothing left to run: the study has {count_trials(had)}, and {spent}")
+        policy.call(lambda: printer.final_table(study))
+        check_something_finished(policy.call(lambda: study.get_trials(deepcopy=False)), study.study_name,
+                                 shown=False)
+        return True
+    return False
+
+
 def searcher_and_recorder(study: optuna.Study, spec: Spec, checkpoints: str, budget: int,
                           orphans: list[optuna.trial.FrozenTrial], policy: OutagePolicy, writer: StudyWriter,
                           printer: SweepPrinter) -> tuple[Any, Any]:
@@ -342,6 +462,41 @@ def searcher_and_recorder(study: optuna.Study, spec: Spec, checkpoints: str, bud
     searcher = searcher_type(study, spec, checkpoints=checkpoints, budget=budget,
                              driver=Driver.current(), policy=policy, writer=writer, orphans=orphans)
     return searcher, recorder_type(searcher, spec, printer.trial_finished, writer)
+
+
+def build_tuner(spec: Spec, name: str, searcher: Any, recorder: Any, history: list[optuna.trial.FrozenTrial],
+                stop_all: Callable[[], bool], results_root: Path, max_failures: int) -> Any:
+    """Ray Tune's ``Tuner`` over the searcher, the recorder and the space's scheduler. What Tune pickles (these
+    lambdas, the run config) holds the study's name, never the study."""
+    from ray import tune
+
+    from sweeper.schedulers import SweepStopper, build_scheduler
+    from sweeper.trainable import META_KEY, run_trial
+
+    trainable, scheduler = run_trial, build_scheduler(spec, history)
+    if idle := spec.idle_scheduler():  # refused in a full sweep's space
+        console.print(f"note: scheduler.{idle[0]}: {idle[1]}", markup=False)
+    if note := cmaes_note(spec):
+        console.print(note, markup=False)
+    if spec.resources.fuse > 1:  # the scheduler judges each member; a group runs until its function returns
+        from sweeper import fused
+
+        trainable, scheduler = fused.run_fused_trial, fused.MemberScheduler(scheduler, searcher)
+    return tune.Tuner(
+        tune.with_resources(trainable, spec.resources.ray_resources()),
+        tune_config=tune.TuneConfig(
+            search_alg=searcher, scheduler=scheduler, num_samples=-1,
+            max_concurrent_trials=spec.budget.max_concurrent, reuse_actors=True,
+            trial_dirname_creator=lambda trial: f"trial-{trial.config[META_KEY]['number']:05d}",
+            trial_name_creator=lambda trial: f"{name}#{trial.config[META_KEY]['number']}",
+        ),
+        run_config=tune.RunConfig(
+            name=name, storage_path=str(results_root / "ray"), verbose=0,
+            stop=SweepStopper(stop_all), callbacks=[recorder],
+            failure_config=tune.FailureConfig(max_failures=max_failures),
+            checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False),
+        ),
+    )
 
 
 def should_stop(spec: Spec, started: float, interrupted: threading.Event, searcher: Any, recorder: Any,
@@ -406,81 +561,6 @@ def record_early_end(study: optuna.Study, spec: Spec, budget: int, searcher: Any
                       f"carries the sweep on towards its {count_trials(budget)}")
 
 
-def nothing_left(study: optuna.Study, spec: Spec, budget: int, orphans: list[optuna.trial.FrozenTrial],
-                 policy: OutagePolicy, printer: SweepPrinter, *, due: bool = False) -> bool:
-    """A resumed study with no trial to run (its targets met and ``stop_on_target``, or its budget spent): its
-    table is printed, and Tune is not started (it would read the last run's results). Met targets with results
-    ``due`` (:func:`result_due`): the other ``orphans`` are stopped, and Tune runs those."""
-    if spec.budget.stop_on_target and target_met(policy.call(lambda: study.user_attrs)):
-        # the last run stopped at its target, maybe before it could record its running trials as stopped
-        stopped = policy.call(lambda: prune_stopped(study, [optuna.Trial(study, t._trial_id) for t in orphans]))
-        if stopped:  # each in a line, as a sweep that stops at its target prints them
-            by_number = {t.number: t for t in policy.call(lambda: study.get_trials(deepcopy=False))}
-            for number in stopped:
-                printer.trial_finished(by_number[number])
-        if due:
-            return False
-        console.print("nothing left to run: the study met its targets and budget.stop_on_target is true "
-                      "(--set budget.stop_on_target=false runs on)")
-        policy.call(lambda: printer.final_table(study))
-        return True
-    if not orphans and (had := policy.call(lambda: trials_counted(study))) >= budget:
-        spent = f"budget.trials is {budget} (raise it for more: --set budget.trials=N)" \
-            if budget == spec.budget.trials else f"its grid and enqueued rows make {budget}"
-        console.print(f"nothing left to run: the study has {count_trials(had)}, and {spent}")
-        policy.call(lambda: printer.final_table(study))
-        check_something_finished(policy.call(lambda: study.get_trials(deepcopy=False)), study.study_name,
-                                 shown=False)
-        return True
-    return False
-
-
-def result_due(spec: Spec, trial: optuna.trial.FrozenTrial, checkpoints: Path) -> bool:
-    """Whether a dead driver's ``trial`` recorded its last epoch (its config's ``epochs``) and checkpointed, so that
-    only its final result (the test split on its best weights) is missing: a sweep stopping at its target waits for
-    it (``StudyRecorder.results_due``: a fused group's members finish together), and a resume that finds the
-    targets met carries it on for that result, which its checkpoint gives without training again (a function that
-    keeps none would train it all again: it is stopped)."""
-    epochs = spec.trial_config(trial.params).get("epochs")
-    return isinstance(epochs, int) and not isinstance(epochs, bool) and last_epoch(trial) >= epochs and \
-        kept_checkpoint(str(checkpoints), trial.number)
-
-
-def build_tuner(spec: Spec, name: str, searcher: Any, recorder: Any, history: list[optuna.trial.FrozenTrial],
-                stop_all: Callable[[], bool], results_root: Path, max_failures: int) -> Any:
-    """Ray Tune's ``Tuner`` over the searcher, the recorder and the space's scheduler. What Tune pickles (these
-    lambdas, the run config) holds the study's name, never the study."""
-    from ray import tune
-
-    from sweeper.schedulers import SweepStopper, build_scheduler
-    from sweeper.trainable import META_KEY, run_trial
-
-    trainable, scheduler = run_trial, build_scheduler(spec, history)
-    if idle := spec.idle_scheduler():  # refused in a full sweep's space
-        console.print(f"note: scheduler.{idle[0]}: {idle[1]}", markup=False)
-    if note := cmaes_note(spec):
-        console.print(note, markup=False)
-    if spec.resources.fuse > 1:  # the scheduler judges each member; a group runs until its function returns
-        from sweeper import fused
-
-        trainable, scheduler = fused.run_fused_trial, fused.MemberScheduler(scheduler, searcher)
-    return tune.Tuner(
-        tune.with_resources(trainable, spec.resources.ray_resources()),
-        tune_config=tune.TuneConfig(
-            search_alg=searcher, scheduler=scheduler, num_samples=-1,
-            max_concurrent_trials=spec.budget.max_concurrent, reuse_actors=True,
-            trial_dirname_creator=lambda trial: f"trial-{trial.config[META_KEY]['number']:05d}",
-            trial_name_creator=lambda trial: f"{name}#{trial.config[META_KEY]['number']}",
-        ),
-        run_config=tune.RunConfig(
-            name=name, storage_path=str(results_root / "ray"), verbose=0,
-            stop=SweepStopper(stop_all), callbacks=[recorder],
-            failure_config=tune.FailureConfig(max_failures=max_failures),
-            checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False),
-        ),
-    )
-
-
 def final_summary(study: optuna.Study, policy: OutagePolicy, printer: SweepPrinter, how: str, *,
                   said: Collection[int] = ()) -> list[optuna.trial.FrozenTrial]:
     """The final table, and the trials of another driver that died meanwhile; returns the study's trials. Every
@@ -508,79 +588,3 @@ def check_something_finished(trials: list[optuna.trial.FrozenTrial], name: str, 
         said = "their errors are above" if shown else f"none ran now; the last, #{last.number}: {error[0][:200]}"
         raise NothingFinished(f"every trial of {name} failed ({said}); fix the cause and start over with --fresh "
                               "(failed trials count in a study's budget)")
-
-
-def carry_on(spec: Spec, options: SweepOptions, url: str) -> str:
-    """What carries this sweep on once stopped: the same command, but not after ``--fresh``, which would start yet
-    another study and leave this one's trials RUNNING: ``sweeper resume NAME`` then. What exit 75, a full disk, a
-    spent budget.time, a gone driver's trials and Ctrl-C all say (the CLI's Ctrl-C had a copy of this rule)."""
-    return resume_command(spec, options, url) if options.fresh else SAME_COMMAND
-
-
-def outage_message(timeout_s: float, url: str, how: str) -> str:
-    again = "the same command again" if how == SAME_COMMAND else how
-    return (f"The storage {mask_url(url)} stayed unreachable for more than {timeout_s:g} s "
-            f"(--storage-timeout), so the sweep stopped; nothing it recorded is lost. Run {again} "
-            "once the storage is back: finished trials are kept, unfinished ones carried on from their checkpoints.")
-
-
-def open_study(spec: Spec, url: str, space: str | None, results_root: Path = Path(RESULTS_DIR),
-               data: str | None = None, *, fresh: bool = False) -> tuple[optuna.Study, bool]:
-    """Create the study or load it to continue (``fresh``: create it, or raise StorageError); either way the space's
-    ``enqueue`` rows it lacks are added, within ``budget.trials`` (they run first).
-
-    The storage records heartbeats, so a driver on another machine can tell our trials from a dead driver's.
-    On resume the stored spec is brought up to date (a larger budget is how a finished sweep is extended, and
-    ``sweeper resume`` must then see it); ``prepare`` already refused any change to what is being searched.
-    """
-    storage = open_storage(url, heartbeat_interval=HEARTBEAT_INTERVAL_S, grace_period=GRACE_PERIOD_S)
-    # written with the study (a driver that finds it waits for them); to an earlier sweeper's study, where missing
-    attributes = {k: v for k, v in {**study_attrs(spec, space), attrs.DATA: data}.items() if v is not None}
-    study, created = create_or_load_study(storage, spec.name, spec.direction, build_sampler(spec),
-                                          study_attrs=attributes, only_new=fresh)
-    if not created:  # a driver creating it this moment enqueues its rows, then writes the folder: wait for both
-        deadline = time.monotonic() + CREATOR_WAIT_S
-        while attrs.CHECKPOINTS not in study.user_attrs and time.monotonic() < deadline:
-            time.sleep(0.1)
-        # prepare compared the spaces before this, but then the study may not have been there: a driver of another
-        # space that created it since would have its trials mixed with this one's
-        stored = study.user_attrs.get(attrs.SPEC)
-        if isinstance(stored, dict) and (changes := spec_changes(with_defaults(stored, spec),
-                                                                 with_defaults(attributes[attrs.SPEC], spec))):
-            raise StorageError(f"Study {spec.name!r} was made a moment ago by another sweep, from a different space "
-                               f"({'; '.join(changes)}); running this one into it would mix two experiments. Give "
-                               "this space another name, or run it again with --fresh for a study of its own.")
-        check_same_data(spec, study.user_attrs.get(attrs.DATA), data)  # run_sweep checked before it was made
-    found = study.get_trials(deepcopy=False)
-    held = len(found)
-    created = created or not held  # new: this very call may have created it before a lost answer, and been retried
-    ran = any(t.state != optuna.trial.TrialState.WAITING for t in found)
-    if ran and attrs.CHECKPOINTS not in study.user_attrs:
-        check_legacy_checkpoints_here(spec.name, results_root)
-    for point in spec.enqueue:  # on resume too: rows added since; those already there (run or waiting) are skipped
-        # a row at a time under the study's lock: two drivers resuming at once would each add a row the other was
-        # adding, and the lock's session may sit idle no longer than a statement may run (a big study's reads)
-        with creating_trials(study):
-            if len(study.get_trials(deepcopy=False)) >= spec.budget.trials:
-                break  # a row past the budget would wait in the study for good; a resume with a larger one adds it
-            study.enqueue_trial(point, skip_if_exists=True)
-    if attrs.CHECKPOINTS not in study.user_attrs:
-        # a trial that ran with no folder recorded is from before the attr: its checkpoints are where they always were
-        folder = spec.name if ran else f"{spec.name}-{secrets.token_hex(4)}"
-        study.set_user_attr(attrs.CHECKPOINTS, str(results_root.resolve() / "checkpoints" / folder))
-    if attrs.WORK_DIR not in study.user_attrs:  # a study of an earlier sweeper: from now on, this folder
-        study.set_user_attr(attrs.WORK_DIR, str(Path.cwd()))
-    for key, value in (relocated(study.user_attrs, url, results_root) or {}).items():  # a copied or moved project
-        study.set_user_attr(key, value)
-    if attrs.DATABASE not in study.user_attrs and (database := sqlite_path(url)) is not None and (
-            created or database.resolve().parent.is_relative_to(work := Path(study.user_attrs[attrs.WORK_DIR]))
-            or work.is_relative_to(database.resolve().parent)):
-        # an earlier sweeper's study is this file's where the file lies in its project (else a copy's, unless told)
-        study.set_user_attr(attrs.DATABASE, str(database.resolve()))
-    if not created:
-        study.sampler = build_sampler(spec, resumed_after=held)
-    if study.user_attrs.get(attrs.SPEC) != attributes[attrs.SPEC]:  # found without trials, as an interrupt left it
-        study.set_user_attr(attrs.SPEC, attributes[attrs.SPEC])
-    if study.user_attrs.get(attrs.BASELINE) != attributes.get(attrs.BASELINE):  # what reports compare with
-        study.set_user_attr(attrs.BASELINE, attributes.get(attrs.BASELINE))
-    return study, created
