@@ -107,8 +107,10 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
         trial_actors_on_prestarted_workers()
         orphans = [] if created else policy.call(lambda: orphaned_trials(study))
         budget = trial_budget(spec, lambda: policy.call(lambda: study.get_trials(deepcopy=False)))
-        # a resumed study runs what its budget has left and the dead driver's trials it carries on
-        left = budget if created else max(0, budget - policy.call(lambda: trials_counted(study))) + len(orphans)
+        # a resumed study runs what its budget has left and the dead driver's trials it carries on (the stock taken
+        # below records orphans PRUNED, which leaves this count as it is)
+        counted = 0 if created else policy.call(lambda: trials_counted(study))
+        left = budget if created else max(0, budget - counted) + len(orphans)
         console.print(f"study [bold]{escape(study.study_name)}[/] in {escape(mask_url(url))} "
                       f"({'new' if created else 'resumed'}), {trials_to_run(spec, budget, left)}", markup=True)
         # every read of the study from here on rides out an outage (one right after Ray's start crashed the sweep)
@@ -122,7 +124,7 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
         history = [] if created else policy.call(lambda: study.get_trials(deepcopy=False))
         printer = SweepPrinter(spec, history)
         if not created and nothing_left(study, spec, budget, [t for t in orphans if t not in due], policy, printer,
-                                        due=bool(due)):
+                                        counted=counted, due=bool(due)):
             return study
         if due:  # met targets: only the trials whose results are due run, from their last checkpoints
             orphans, budget = due, policy.call(lambda: trials_counted(study))  # no trial starts after them
@@ -418,10 +420,11 @@ def result_due(spec: Spec, trial: optuna.trial.FrozenTrial, checkpoints: Path) -
 
 
 def nothing_left(study: optuna.Study, spec: Spec, budget: int, orphans: list[optuna.trial.FrozenTrial],
-                 policy: OutagePolicy, printer: SweepPrinter, *, due: bool = False) -> bool:
+                 policy: OutagePolicy, printer: SweepPrinter, *, counted: int, due: bool = False) -> bool:
     """A resumed study with no trial to run (its targets met and ``stop_on_target``, or its budget spent): its
     table is printed, and Tune is not started (it would read the last run's results). Met targets with results
-    ``due`` (:func:`result_due`): the other ``orphans`` are stopped, and Tune runs those."""
+    ``due`` (:func:`result_due`): the other ``orphans`` are stopped, and Tune runs those. ``counted``: the study's
+    :func:`~storage.studies.trials_counted` as the header read them (a large study's read costs seconds)."""
     if spec.budget.stop_on_target and target_met(policy.call(lambda: study.user_attrs)):
         # the last run stopped at its target, maybe before it could record its running trials as stopped
         stopped = policy.call(lambda: prune_stopped(study, [optuna.Trial(study, t._trial_id) for t in orphans]))
@@ -435,10 +438,10 @@ def nothing_left(study: optuna.Study, spec: Spec, budget: int, orphans: list[opt
                       "(--set budget.stop_on_target=false runs on)")
         policy.call(lambda: printer.final_table(study))
         return True
-    if not orphans and (had := policy.call(lambda: trials_counted(study))) >= budget:
+    if not orphans and counted >= budget:
         spent = f"budget.trials is {budget} (raise it for more: --set budget.trials=N)" \
             if budget == spec.budget.trials else f"its grid and enqueued rows make {budget}"
-        console.print(f"nothing left to run: the study has {count_trials(had)}, and {spent}")
+        console.print(f"nothing left to run: the study has {count_trials(counted)}, and {spent}")
         policy.call(lambda: printer.final_table(study))
         check_something_finished(policy.call(lambda: study.get_trials(deepcopy=False)), study.study_name,
                                  shown=False)

@@ -716,6 +716,8 @@ def test_a_sweep_samples_no_trial_its_own_ray_has_no_cpu_for(ray_session, tmp_pa
 def test_the_header_says_no_more_at_a_time_than_the_trials_left(ray_session, tmp_path, monkeypatch, capsys):
     """"1 trial, 2 at a time" (and on resume "3 trials, 2 at a time" with one left) said more than could run."""
     from search_spaces.loader import load_spec
+    from storage.studies import trials_counted
+    from sweeper import driver
     from sweeper.driver import trials_to_run
 
     fused = load_spec("asl20", ["resources.fuse=16", "budget.max_concurrent=4"])
@@ -729,9 +731,12 @@ def test_the_header_says_no_more_at_a_time_than_the_trials_left(ray_session, tmp
     assert "(new), 1 trial, 1 at a time\n" in capsys.readouterr().out
     run_sweep(dataclasses.replace(options, overrides=("budget.trials=2",)))
     assert "(resumed), 2 trials, 1 left, 1 at a time\n" in capsys.readouterr().out
+    counted = []  # a resume counted the study's trials for the header, then again to find nothing left
+    monkeypatch.setattr(driver, "trials_counted", lambda study: counted.append(study) or trials_counted(study))
     run_sweep(dataclasses.replace(options, overrides=("budget.trials=2",)))
     out = capsys.readouterr().out
     assert "(resumed), 2 trials\n" in out and "nothing left to run: the study has 2 trials" in out, out
+    assert len(counted) == 1
 
 
 def test_a_quick_set_without_quick_is_noted_where_the_run_starts(tmp_path, capsys):
