@@ -27,7 +27,7 @@ from storage.resume import orphaned_trials
 from storage.view import StudyView
 from sweeper.console import console, format_value, shell_command, target_gap
 from sweeper.errors import BadInput
-from sweeper.folders import RESULTS_DIR, here_or_below, study_checkpoints, trial_checkpoint_dir
+from sweeper.folders import here_or_below, study_checkpoints, trial_checkpoint_dir
 from trials.config import STATE_FILE, flatten
 from trials.entrypoint import DEFAULT_ENTRYPOINT
 
@@ -139,8 +139,7 @@ def saved_checkpoint(view: StudyView, trial: optuna.trial.FrozenTrial, url: str 
 
 
 def trial_folder(view: StudyView, trial: optuna.trial.FrozenTrial, url: str | None) -> Path:
-    checkpoints = study_checkpoints(view.study.user_attrs, view.study.study_name, url, Path(RESULTS_DIR))
-    return trial_checkpoint_dir(str(checkpoints), trial.number)
+    return trial_checkpoint_dir(str(study_checkpoints(view.study, url)), trial.number)
 
 
 def best_summary(view: StudyView, url: str | None = None) -> dict[str, Any]:

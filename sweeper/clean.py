@@ -23,7 +23,7 @@ from sweeper.folders import here_or_below, study_checkpoints, trial_checkpoint_d
 def clean_checkpoints(view: StudyView, url: str, keep: int, results_root: Path, dry_run: bool = False) -> None:
     """Delete (with ``dry_run``, list) the checkpoint folders of the finished trials not worth keeping."""
     name = view.study.study_name
-    folder = study_checkpoints(view.study.user_attrs, name, url, results_root)
+    folder = study_checkpoints(view.study, url, results_root)
     # the folder is a study attr, which anyone who may write the database sets: only where the user points
     if not here_or_below(folder) and not folder.resolve().is_relative_to(results_root.resolve()):
         raise BadInput(f"study {name!r} keeps its checkpoints in {folder}, which is neither in this folder nor under "

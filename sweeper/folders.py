@@ -6,10 +6,13 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from storage import attrs
 from storage.urls import sqlite_path
+
+if TYPE_CHECKING:  # a type only: this module stays free of Optuna as of Ray
+    import optuna
 
 RESULTS_DIR = "sweeper_runs"  # --results-dir's default: checkpoints and Ray's results, under the folder it runs in
 
@@ -29,11 +32,13 @@ def checkpoint_folder(found: Mapping[str, Any], name: str, results_root: Path) -
     return stored if shaped else results_root / "checkpoints" / stored.name
 
 
-def study_checkpoints(found: Mapping[str, Any], name: str, url: str | None, results_root: Path) -> Path:
-    """The checkpoint folder of the study ``name`` (attrs ``found``) in the storage at ``url``, as its next run takes
-    it: a copied or moved project's own (:func:`relocated`; no storage named, the folder recorded)."""
+def study_checkpoints(study: optuna.Study, url: str | None, results_root: Path = Path(RESULTS_DIR)) -> Path:
+    """The checkpoint folder of ``study`` in the storage at ``url``, as its next run takes it: a copied or moved
+    project's own (:func:`relocated`; no storage named, the folder recorded). What every reader of a study (status,
+    best, clean) asks; the driver, which reads the attrs riding out an outage, asks :func:`checkpoint_folder`."""
+    found = study.user_attrs  # a read of the storage
     moved = relocated(found, url, results_root) if url is not None else None
-    return checkpoint_folder({**found, **(moved or {})}, name, results_root)
+    return checkpoint_folder({**found, **(moved or {})}, study.study_name, results_root)
 
 
 def here_or_below(folder: Path) -> bool:

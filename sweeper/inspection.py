@@ -49,7 +49,7 @@ from sweeper.console import (
     shrunk_widths,
 )
 from sweeper.errors import BadInput
-from sweeper.folders import RESULTS_DIR, kept_checkpoint, study_checkpoints
+from sweeper.folders import kept_checkpoint, study_checkpoints
 from trials.entrypoint import metric_direction
 
 
@@ -311,7 +311,7 @@ def carried_on(view: StudyView, url: str | None, orphans: list[optuna.trial.Froz
     resume's own line says (a trial still waiting to run when its sweep ended, one stopped before its first
     checkpoint: ``checkpoint_every``). Where the study's folder is not on this machine, only one that trained no
     epoch is known to have none."""
-    checkpoints = str(study_checkpoints(view.study.user_attrs, view.study.study_name, url, Path(RESULTS_DIR)))
+    checkpoints = str(study_checkpoints(view.study, url))
     here = Path(checkpoints).is_dir()
     anew = [t for t in orphans if not kept_checkpoint(checkpoints, t.number) and (here or not epochs_trained(t))]
     one = len(orphans) == 1
