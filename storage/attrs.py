@@ -106,7 +106,11 @@ def spec_as_ran(stored: dict[str, Any]) -> dict[str, Any]:
 
 def space_file(found: Mapping[str, Any]) -> str | None:
     """The study's space file as a path that names it from any folder: ``SPACE_FILE`` is as typed (``fail.yaml``,
-    ``spaces/asl20.yaml``: relative to the first run's folder, or a built-in), ``SPACE_DIR`` where it lay."""
+    ``spaces/asl20.yaml``: relative to the first run's folder, or a built-in), ``SPACE_DIR`` where it lay.
+
+    The one helper here that looks at the disk (which of ``NAME`` and ``NAME.yaml`` is a file): it lives with the
+    keys because the HTML report (:mod:`storage.report`) shows it as ``status`` does, and storage/ imports nothing
+    from sweeper/, where the study's other files are found (:mod:`sweeper.folders`)."""
     typed, folder = found.get(SPACE_FILE), found.get(SPACE_DIR)
     if not isinstance(typed, str) or not isinstance(folder, str):
         return typed if isinstance(typed, str) else None
