@@ -139,7 +139,7 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
         tuner = build_tuner(spec, study.study_name, searcher, recorder, history,
                             lambda: should_stop(spec, started, interrupts.flag, searcher, recorder, policy, writer),
                             results_root, options.max_failures)
-        with heartbeats(searcher, policy, lambda: note_target_met_elsewhere(spec, study, recorder, policy)), \
+        with heartbeats(searcher, policy, lambda: read_target_met_elsewhere(spec, study, recorder, policy)), \
                 interrupts.noted():
             fit(tuner, recorder)
         if interrupts.flag.is_set():
@@ -201,6 +201,8 @@ def carry_on(spec: Spec, options: SweepOptions, url: str) -> str:
 
 
 def outage_message(timeout_s: float, url: str, how: str) -> str:
+    """What a sweep stopped by an outage past ``--storage-timeout`` says: one text wherever it stood, that nothing
+    is lost and that ``how`` (:func:`carry_on`) carries it on, so the user neither starts over nor waits."""
     again = "the same command again" if how == SAME_COMMAND else how
     return (f"The storage {mask_url(url)} stayed unreachable for more than {timeout_s:g} s "
             f"(--storage-timeout), so the sweep stopped; nothing it recorded is lost. Run {again} "
@@ -339,6 +341,8 @@ def check_legacy_checkpoints_here(name: str, results_root: Path) -> None:
 
 
 def study_attrs(spec: Spec, space: str | None) -> dict[str, Any]:
+    """The attrs a study is created with: the study, not Ray's results folder, is what ``status``, ``best``, the
+    report and a later resume read, so what they need of the spec is written with it (:mod:`storage.attrs`)."""
     return {
         attrs.SPEC: spec_attr(spec),
         attrs.SPACE_FILE: space,
@@ -512,7 +516,7 @@ def should_stop(spec: Spec, started: float, interrupted: threading.Event, search
         return True
     timed_out = spec.budget.time_seconds is not None and time.perf_counter() - started > spec.budget.time_seconds
     if searcher.met_elsewhere is not None:  # seen as a trial was to be created
-        take_target_met_elsewhere(recorder, searcher.met_elsewhere)
+        stop_at_target_met_elsewhere(recorder, searcher.met_elsewhere)
     if timed_out or (spec.budget.stop_on_target and recorder.target_reached):
         searcher.stopped = True  # no new trials; on a reached target the running ones stop too
         searcher.timed_out |= timed_out
@@ -525,15 +529,15 @@ def should_stop(spec: Spec, started: float, interrupted: threading.Event, search
     return spec.budget.stop_on_target and recorder.target_reached and not recorder.results_due()
 
 
-def note_target_met_elsewhere(spec: Spec, study: optuna.Study, recorder: Any, policy: OutagePolicy) -> None:
+def read_target_met_elsewhere(spec: Spec, study: optuna.Study, recorder: Any, policy: OutagePolicy) -> None:
     """Another driver on the study met the targets: with ``stop_on_target`` this one stops there too. Read beside
     each heartbeat."""
     if spec.budget.stop_on_target and not recorder.target_reached and \
             (met := target_met(policy.attempt(lambda: study.user_attrs))) is not None:
-        take_target_met_elsewhere(recorder, met)
+        stop_at_target_met_elsewhere(recorder, met)
 
 
-def take_target_met_elsewhere(recorder: Any, met: TargetMet) -> None:
+def stop_at_target_met_elsewhere(recorder: Any, met: TargetMet) -> None:
     """Stop at the targets another driver met (once: the heartbeats and the searcher may both see them)."""
     if not recorder.target_reached:
         console.print(f"trial #{met['trial']} of another driver on the study met the targets")
@@ -541,7 +545,8 @@ def take_target_met_elsewhere(recorder: Any, met: TargetMet) -> None:
 
 
 def fit(tuner: Any, recorder: Any) -> None:
-    """Run Tune until the sweep ends."""
+    """Tune's ``fit``, but a trial's full disk is the recorder's to report (exit 75, resumable), not a crash: Tune
+    fails reading the error files that disk cut short."""
     try:
         tuner.fit()
     except EOFError:  # Tune reads its error pickles for results sweeper never uses; a full disk cut them
