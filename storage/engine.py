@@ -27,12 +27,12 @@ from typing import Any
 
 import optuna
 import sqlalchemy
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, SAWarning, SQLAlchemyError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SAWarning, SQLAlchemyError
 
 from storage import stall
 from storage.errors import NotAStudyDatabase, StorageError
-from storage.urls import is_sqlite, mask_in_text, mask_url, sqlite_path, validate_storage_url
+from storage.urls import is_sqlite, mask_in_text, mask_url, parse_url, sqlite_path, validate_storage_url
 
 SQLITE_BUSY_TIMEOUT_S = 10  # then the sweep's storage.retry policy waits on, with a console line
 # how long a driver leaving folds its WAL in: past it, a writer or reader holding the file keeps part of the log (safe)
@@ -369,7 +369,7 @@ def _createdb(url: str, database: str) -> str:
 
 def _where(url: str) -> str:
     """host:port of a PostgreSQL URL, for messages (never the user or password)."""
-    if _parse(url) is None:
+    if parse_url(url) is None:
         return "the server"
     host = _url_part(url, "host", "host")
     host = f"[{host}]" if host and ":" in host else host  # IPv6: [::1]:5432
@@ -379,16 +379,9 @@ def _where(url: str) -> str:
 def _url_part(url: str, attribute: str, option: str) -> str | None:
     """A part of the URL as libpq gets it: the query's option (``?host=db&user=me``) wins over the URL's own, as
     SQLAlchemy passes the query last."""
-    parsed = _parse(url)
+    parsed = parse_url(url)
     value = (parsed.query.get(option) if parsed is not None else None) or getattr(parsed, attribute, None)
     return str(value[0] if isinstance(value, tuple) else value) if value else None
-
-
-def _parse(url: str) -> URL | None:
-    try:
-        return make_url(url)
-    except (ArgumentError, ValueError):
-        return None
 
 
 def _engine_kwargs(url: str, *, tune: bool = True, read_only: bool = False) -> dict[str, Any]:

@@ -52,7 +52,7 @@ def mask_in_text(text: str, url: str | None) -> str:
     if url:
         text = text.replace(url, mask_url(url))
         typed = [m["secret"] for m in [_URL_USERINFO.match(url), *_KEYWORD_SECRET.finditer(url)] if m]
-        decoded = [parsed.password, parsed.query.get("password")] if (parsed := _parse(url)) else []
+        decoded = [parsed.password, parsed.query.get("password")] if (parsed := parse_url(url)) else []
         secrets = {s.strip("'") for s in typed + decoded if isinstance(s, str)}
         for secret in sorted((s for s in secrets if len(s) >= _MIN_LITERAL_SECRET), key=len, reverse=True):
             text = text.replace(secret, MASK)
@@ -62,7 +62,7 @@ def mask_in_text(text: str, url: str | None) -> str:
 def validate_storage_url(url: str) -> str:
     """``url`` with its driver (``postgres``) and SQLite URI (``file:``) normalised, else what to fix; no connecting."""
     text = url.strip()
-    parsed, shown = _parse(text), repr(_NO_HOST_USERINFO.sub(rf"\g<head>:{MASK}", mask_url(text)))
+    parsed, shown = parse_url(text), repr(_NO_HOST_USERINFO.sub(rf"\g<head>:{MASK}", mask_url(text)))
     encoded = "in a password, '@' ':' '/' '%' are written %40 %3A %2F %25"
     if not text.lower().startswith("sqlite") and (userinfo := _URL_USERINFO.match(text)) and "@" in userinfo["secret"]:
         raise StorageError(f"The storage URL {shown} has more than one '@': {encoded}.")
@@ -92,7 +92,7 @@ def validate_storage_url(url: str) -> str:
 
 def sqlite_path(url: str) -> Path | None:
     """The database file of a SQLite URL, or None for in-memory ones (``mode=memory`` needs ``uri=true``) and others."""
-    if (parsed := _parse(url)) is None or parsed.get_backend_name() != "sqlite":
+    if (parsed := parse_url(url)) is None or parsed.get_backend_name() != "sqlite":
         return None
     database, query = (parsed.database or "").removeprefix("file:"), parsed.query  # sqlite:///file:path?uri=true
     in_memory = database in ("", ":memory:") or (query.get("mode") == "memory" and asbool(query.get("uri")))
@@ -100,10 +100,10 @@ def sqlite_path(url: str) -> Path | None:
 
 
 def is_sqlite(url: str) -> bool:  # after normalisation or not
-    return (parsed := _parse(url)) is not None and parsed.get_backend_name().lower() == "sqlite"
+    return (parsed := parse_url(url)) is not None and parsed.get_backend_name().lower() == "sqlite"
 
 
-def _parse(url: str) -> URL | None:
+def parse_url(url: str) -> URL | None:  # None where SQLAlchemy reads no URL in it
     try:
         return make_url(url.strip())
     except (ArgumentError, ValueError):
