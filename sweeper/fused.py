@@ -47,6 +47,7 @@ from sweeper.trainable import (
     disk_problem,
     exit_when_orphaned,
     output_kept,
+    without_meta,
 )
 from trials.config import ConfigError
 from trials.entrypoint import DEFAULT_ENTRYPOINT, working_in
@@ -139,17 +140,13 @@ class FusedSearcher(StudySearcher):
         return config
 
 
-def member_config(config: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in config.items() if k != META_KEY}
-
-
 def group_of(config: dict[str, Any]) -> Any:
     """The group a trial may join. One the core refuses (``min_lr`` above ``lr``: each param fine alone) joins none:
     it fails alone, as it would unfused, instead of raising in Tune's loop or failing its group."""
     from trials.fused import group_key
 
     try:
-        return group_key(member_config(config))
+        return group_key(without_meta(config))
     except ConfigError:
         return ("refused", config[META_KEY]["number"])
 
@@ -209,7 +206,7 @@ def _run_group(config: dict[str, Any], members: list[dict[str, Any]], numbers: l
     dirs = [trial_checkpoint_dir(m[META_KEY]["checkpoints"], n) for m, n in zip(members, numbers, strict=True)]
     with working_in(meta.get("work_dir")):
         try:
-            run_group([member_config(m) for m in members], [reporter(n) for n in numbers], [str(d) for d in dirs],
+            run_group([without_meta(m) for m in members], [reporter(n) for n in numbers], [str(d) for d in dirs],
                       finished=finished)
         except Exception as exc:  # a checkpoint of the group's that the disk took no room for: all stay RUNNING
             if not (disk := disk_problem(exc, dirs[0].parent)):

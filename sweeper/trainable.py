@@ -184,6 +184,12 @@ def stopped_note(checkpoints: str, number: int) -> dict[str, Any] | None:
     return note if isinstance(note, dict) else None
 
 
+def without_meta(config: dict[str, Any]) -> dict[str, Any]:
+    """A trial's config as its training function gets it: without the driver's ``META_KEY`` entry (a fused group's
+    member's too), which is no training setting."""
+    return {k: v for k, v in config.items() if k != META_KEY}
+
+
 def run_trial(config: dict[str, Any]) -> None:
     """Tune function trainable: report every epoch, then once more with the final metrics and a final flag."""
     exit_when_orphaned()
@@ -202,7 +208,7 @@ def _run_trial(config: dict[str, Any], train: Callable[..., Any]) -> None:
     repeat (with ``DISK_KEY`` where the disk failed it: the sweep stops, resumable). Any other exception is raised
     for Ray to retry the trial, and Ray's own stop (a ``SystemExit`` from a report) goes through."""
     meta = config[META_KEY]
-    trial_config = {k: v for k, v in config.items() if k != META_KEY}
+    trial_config = without_meta(config)
     checkpoint_dir = trial_checkpoint_dir(meta["checkpoints"], meta["number"])
     unmade: OSError | None = None  # why the folder could not be made: the function's first save into it fails
     try:  # a folder, as README promises: torch.save makes no parents
