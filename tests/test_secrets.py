@@ -214,10 +214,11 @@ def test_a_set_storage_url_yaml_cuts_at_a_space_and_hash_is_refused_without_its_
     assert "u:pass" not in output and "#9" not in output, output
 
 
-@pytest.mark.parametrize("command", [["run", "asl20", "--quick"], ["status"]])
+@pytest.mark.parametrize("command", [["run", "asl20", "--quick"], ["status"], ["dashboard"]])
 def test_a_command_masks_the_password_in_its_title_while_it_waits_for_the_storage(tmp_path, command):
-    """Only the dashboard masked its title before opening the storage: ps showed a sweep's password all the
-    seconds it waited for a server that was down, until Ray started (never, where it stayed down)."""
+    """Only the dashboard masked its title before opening the storage (itself only once the storage opened, at
+    first): ps showed a sweep's password all the seconds it waited for a server that was down, until Ray started
+    (never, where it stayed down)."""
     with socket.socket() as free:
         free.bind(("127.0.0.1", 0))
         port = free.getsockname()[1]  # nothing listens there once closed
