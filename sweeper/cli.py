@@ -118,20 +118,34 @@ def _output(value: str | None) -> str | None:
     return value
 
 
-def _folder(value: str | Path | None) -> str | Path | None:
-    """A folder flag, checked before anything is trained or written: a folder, or one that can be made."""
+def _existing_part(value: str | Path | None) -> Path | None:
+    """A folder flag's nearest existing part, which must be a folder; an empty flag is refused."""
     if value is not None and not str(value).strip():  # a script's unset $DIR: the working folder would fill up
         raise typer.BadParameter("is empty; give a folder, or leave the flag out")
-    if value is not None:
-        existing = Path(value).absolute()
-        while not existing.exists():
-            existing = existing.parent
-        if not existing.is_dir():
-            raise typer.BadParameter(f"{existing} is a file, not a folder")
+    if value is None:
+        return None
+    existing = Path(value).absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise typer.BadParameter(f"{existing} is a file, not a folder")
+    return existing
+
+
+def _folder(value: str | Path | None) -> str | Path | None:
+    """A folder flag, checked before anything is trained or written: a folder, or one that can be made."""
+    if (existing := _existing_part(value)) is not None:
         try:  # os.access says yes to root everywhere, /proc included: make a folder there, and remove it
             os.rmdir(tempfile.mkdtemp(dir=existing, prefix=".sweeper-check-"))
         except OSError as exc:
             raise typer.BadParameter(f"cannot make a folder in {existing}: {exc.strerror or exc}") from None
+    return value
+
+
+def _folder_to_clean(value: str) -> str:
+    """``clean --results-dir``: a folder or none yet (it holds nothing to delete); clean makes none, so whether one
+    could be made there is no question (it was ``cannot make a folder in /proc``, where /proc is a folder)."""
+    _existing_part(value)
     return value
 
 
@@ -455,8 +469,8 @@ def clean(
     name: StudyName,
     keep: Annotated[int, typer.Option(metavar="N", min=0, help="The best N COMPLETE trials keep theirs.")] = 3,
     dry_run: Annotated[bool, typer.Option("--dry-run", metavar="", help="List what would go; delete nothing.")] = False,
-    results_dir: Annotated[str, typer.Option(metavar="DIR", callback=_folder, help="The run's --results-dir: clean "
-                                             "deletes only under it or the folder it runs in.")] = "sweeper_runs",
+    results_dir: Annotated[str, typer.Option(metavar="DIR", callback=_folder_to_clean, help="The run's --results-dir: "
+                                             "clean deletes only under it or the folder it runs in.")] = "sweeper_runs",
     storage: StorageFlag = None,
 ) -> None:
     """Delete finished trials' checkpoints but the best N's and the target's (a RUNNING one's is read again)."""

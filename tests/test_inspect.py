@@ -1407,6 +1407,24 @@ def test_clean_deletes_the_checkpoints_of_finished_trials_but_the_best_and_never
     assert left() == [4, 8, 9]
 
 
+def test_clean_given_a_results_dir_it_cannot_write_in_judges_the_study_not_the_folder(tmp_path: Path) -> None:
+    """clean deletes, it makes no folder: ``--results-dir /proc`` said "cannot make a folder in /proc: No such file
+    or directory", a check of run's that fits no clean; the folder is judged as clean judges it, a file refused."""
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    name = f"clean-{uuid.uuid4().hex[:8]}"
+    (folder := tmp_path / "runs" / "checkpoints" / name).mkdir(parents=True)
+    optuna.create_study(study_name=name, storage=url).set_user_attr(attrs.CHECKPOINTS, str(folder))
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "taken").write_text("a file")
+    said = {folder: subprocess.run([sys.executable, "-m", "sweeper.cli", "clean", name, "--storage", url,
+                                    "--results-dir", folder], cwd=tmp_path / "elsewhere", env=env(),
+                                   capture_output=True, text=True, timeout=120)
+            for folder in ("/proc", "taken/sub")}
+    assert said["/proc"].returncode == 2 and "cannot make a folder" not in said["/proc"].stderr
+    assert "which is neither in this folder nor under --results-dir /proc" in " ".join(said["/proc"].stderr.split())
+    assert said["taken/sub"].returncode == 2 and "taken is a file, not a folder" in said["taken/sub"].stderr
+
+
 def _status_at(url: str, columns: int, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> str:
     from sweeper import inspection
     from sweeper.console import console
