@@ -66,7 +66,8 @@ class Standalone:
 def prepare(space: str | Path | None, set_flags: Iterable[str], seeds: Iterable[int] = ()
             ) -> tuple[Standalone, str | None]:
     """``(run, base_dir)``: the space's training block and fixed params (without a space, the core's defaults), then
-    ``--set`` on top, checked by the entrypoint before any work. A param the space samples is a plain setting here.
+    ``--set`` on top, checked by the entrypoint before any work. A param the space samples is a plain setting here,
+    at the entrypoint's declared default (a trial always has a value for it; the core fills in its own defaults).
     ``seeds``: each must be a ``seed`` the entrypoint takes, checked here so that a bad one trains nothing."""
     from search_spaces.errors import SpecError
     from search_spaces.loader import load_spec, resolve_space_path
@@ -79,6 +80,8 @@ def prepare(space: str | Path | None, set_flags: Iterable[str], seeds: Iterable[
     entry = spec._entrypoint if spec is not None else describe(DEFAULT_ENTRYPOINT)
     assert entry is not None
     file, config = str(space or ""), spec.base_config() if spec is not None else {}
+    if spec is not None and entry.settings:  # a sampled param: its declared default, as the core fills in its own
+        config = {**{k: entry.settings[k] for k in spec.sampled_params() if k in entry.settings}, **config}
     maps = None if entry.settings is None else {k for k, v in entry.settings.items() if isinstance(v, Mapping)}
     flags = read_set_flags(set_flags, maps)  # a map given to a group of settings sets each, as in sweeper run
     for key, value, explicit in flags:

@@ -198,7 +198,19 @@ def test_train_keeps_a_map_whole_for_a_setting_that_holds_one(tmp_path, monkeypa
                                               f"maximize}}\nparams:\n  lr: {{type: float, low: 0.01, high: 1}}\n")
     assert prepare("fit.yaml", ["opts={a: 5}"])[0].config == {"opts": {"a": 5}}
     declared = prepare("declared.yaml", ["training={opts: {a: 5}, dataset: {classes: 4}}"])[0].config
-    assert declared == {"opts": {"a": 5}, "dataset.classes": 4}
+    assert declared == {"lr": 0.1, "opts": {"a": 5}, "dataset.classes": 4}
+
+
+def test_train_of_a_users_function_gives_a_sampled_param_its_declared_default(tmp_path):
+    """A trial always has a value for a param the space samples: train gave none (the training block and fixed
+    params only), so a function reading config["lr"] failed with KeyError, where the core fills in its default."""
+    (tmp_path / "own.py").write_text("def fit(config, report, checkpoint_dir):\n    print('lr is', config['lr'])\n"
+                                     "    return {'acc': config['lr']}\n\n\nfit.settings = {'lr': 0.1}\n")
+    (tmp_path / "d.yaml").write_text("entrypoint: own:fit\nobjective: {metric: acc, direction: maximize}\n"
+                                     "params:\n  lr: {type: float, low: 0.01, high: 1}\n")
+    proc = sweeper("train", "d.yaml", cwd=tmp_path)
+    assert proc.returncode == 0 and "lr is 0.1" in proc.stdout, proc.stderr
+    assert "lr is 0.3" in sweeper("train", "d.yaml", "--set", "lr=0.3", cwd=tmp_path).stdout
 
 
 @pytest.mark.parametrize(("args", "message"), [
