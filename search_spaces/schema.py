@@ -55,7 +55,7 @@ def resolve_key(key: str, entry: EntrypointInfo | None, params: Mapping[str, Any
     if entry.settings is None:
         raise ValueError(f"{key!r} is not a section of the space ({', '.join(names)}){did_you_mean(head, names)};"
                          f" a setting of {entry.target} is written training.{key}")
-    if key not in entry.settings:
+    if not any(k == key or (key.startswith(f"{k}.") and isinstance(v, Mapping)) for k, v in entry.settings.items()):
         raise ValueError(f"{key!r} is neither a section of the space ({', '.join(names)}) nor a setting of "
                          f"{entry.target}{did_you_mean(head, names) or did_you_mean(key, list(entry.settings))}")
     return f"training.{key}"

@@ -11,6 +11,7 @@ luckiest of many, so "it reached 80% Top-3" means more when its config reaches i
 
 from __future__ import annotations
 
+import copy
 import math
 import statistics
 import time
@@ -82,14 +83,15 @@ def prepare(space: str | Path | None, set_flags: Iterable[str], seeds: Iterable[
     file, config = str(space or ""), spec.base_config() if spec is not None else {}
     if spec is not None and entry.settings:  # a sampled param: its declared default, as the core fills in its own
         config = {**{k: entry.settings[k] for k in spec.sampled_params() if k in entry.settings}, **config}
-    maps = None if entry.settings is None else {k for k, v in entry.settings.items() if isinstance(v, Mapping)}
-    flags = read_set_flags(set_flags, maps)  # a map given to a group of settings sets each, as in sweeper run
+    # a map given to a group of settings, or to a setting that holds a map, sets each key, as in sweeper run
+    flags = read_set_flags(set_flags, None if entry.settings is None else ())
     for key, value, explicit in flags:
         if not explicit and key.split(".")[0] in Spec.model_fields and key not in (entry.settings or {}):
             raise SpecError.single(file, f"{key} belongs to a sweep, not to one training run; sweeper train takes "
                                          f"the settings of {entry.target} (e.g. epochs=3)", source=f"--set {key}")
         try:
-            config[key] = entry.coerce(key, value)
+            if not set_in_map(config, key, value, entry.settings or {}):
+                config[key] = entry.coerce(key, value)
         except ValueError as exc:
             raise SpecError.single(file, str(exc), source=f"--set {key}") from None
     if problems := entry.problems(config):  # named by the --set at fault, as sweeper run names it
@@ -112,6 +114,21 @@ def prepare(space: str | Path | None, set_flags: Iterable[str], seeds: Iterable[
     run = Standalone(entry.target, config, epochs if isinstance(epochs, int) else None, targets,
                      spec.objective.metric if spec is not None else None)
     return run, spec.base_dir if spec is not None else None
+
+
+def set_in_map(config: dict[str, Any], key: str, value: Any, settings: Mapping[str, Any]) -> bool:
+    """Set ``opts.a`` inside ``config``'s map ``opts``, a setting whose default is a map, keeping its other keys as
+    ``sweeper run`` keeps them (a space's ``opts: {b: 3}`` and ``--set opts.a=5`` train ``{b: 3, a: 5}``); False
+    where ``key`` is in no such map. Raises ValueError where the map holds no mapping at that place."""
+    from search_spaces.loader import set_path
+
+    holder = next((k for k, v in settings.items() if key.startswith(f"{k}.") and isinstance(v, Mapping)), None)
+    if holder is None:
+        return False
+    held = {holder: copy.deepcopy(config[holder]) if isinstance(config.get(holder), Mapping) else {}}
+    set_path(held, key, value)
+    config[holder] = held[holder]
+    return True
 
 
 def train(run: Standalone, base_dir: str | None, checkpoint_dir: Path | None) -> dict[str, Any]:

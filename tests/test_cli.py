@@ -184,9 +184,9 @@ def test_train_takes_a_map_for_a_group_of_settings_as_run_does(tmp_path):
     assert run.returncode == 0 and "\n    classes: 5\n    samples_per_class: 36\n" in run.stdout, run.stderr
 
 
-def test_train_keeps_a_map_whole_for_a_setting_that_holds_one(tmp_path, monkeypatch):
-    """A function's setting whose default is a map, or any key of a function that declares no settings, gets the
-    map as typed: a reproduce command writes such a value as one --set (``sweeper best``)."""
+def test_train_keeps_a_map_whole_for_a_function_that_declares_no_settings(tmp_path, monkeypatch):
+    """Any key of a function that declares no settings gets the map as typed: a reproduce command writes such a
+    value as one --set (``sweeper best``); a declared setting that holds a map gets its keys, as in sweeper run."""
     from sweeper.standalone import prepare
 
     monkeypatch.chdir(tmp_path)
@@ -211,6 +211,20 @@ def test_train_of_a_users_function_gives_a_sampled_param_its_declared_default(tm
     proc = sweeper("train", "d.yaml", cwd=tmp_path)
     assert proc.returncode == 0 and "lr is 0.1" in proc.stdout, proc.stderr
     assert "lr is 0.3" in sweeper("train", "d.yaml", "--set", "lr=0.3", cwd=tmp_path).stdout
+
+
+@pytest.mark.parametrize("command", ["validate", "train"])
+@pytest.mark.parametrize("key", ["opts", "training.opts"])
+def test_a_set_map_for_a_setting_that_holds_one_sets_its_keys_in_run_validate_and_train(tmp_path, command, key):
+    """``--set 'opts={a: 5}'`` was refused by run and validate ("neither a section of the space nor a setting")
+    where ``training.opts=`` merged, and train replaced the map whole: one rule now, each key set, the others kept."""
+    (tmp_path / "own.py").write_text("def fit(config, report, checkpoint_dir):\n    print('opts are', config['opts'])\n"
+                                     "    return {'acc': 1}\n\nfit.settings = {'lr': 0.1, 'opts': {'a': 0, 'b': 2}}\n")
+    (tmp_path / "d.yaml").write_text("entrypoint: own:fit\nobjective: {metric: acc, direction: maximize}\n"
+                                     "training: {opts: {b: 3}}\nparams:\n  lr: {type: float, low: 0.01, high: 1}\n")
+    proc = sweeper(command, "d.yaml", "--set", f"{key}={{a: 5}}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert ("opts are {'b': 3, 'a': 5}" if command == "train" else "\n    b: 3\n    a: 5\n") in proc.stdout, proc.stdout
 
 
 @pytest.mark.parametrize(("args", "message"), [
