@@ -29,7 +29,7 @@ from storage.retry import OutagePolicy, StorageUnavailable, Unreachable, is_tran
 from sweeper.errors import STORAGE_UNAVAILABLE_EXIT_CODE
 
 TS = optuna.trial.TrialState
-TRIALS = 6
+TRIALS = 4  # two waves of max_concurrent 2: trials in flight through the outage, and trials asked after it
 
 
 @pytest.fixture(scope="module")
@@ -279,7 +279,7 @@ def test_an_outage_past_the_storage_timeout_stops_cleanly_and_resumes(tmp_path, 
 @pytest.mark.slow
 def test_a_sqlite_lock_held_past_the_busy_timeout_is_waited_out(tmp_path):
     """The URL's busy timeout (?timeout=, 10 s by default) is the sweep's: it was set to 10 s whatever the URL said."""
-    url = f"sqlite:///{tmp_path / 'sweeps.db'}?timeout=2"
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}?timeout=1"
     space = resumable_space(tmp_path, trials=TRIALS, sleep=0.4)
     driver = sweeper_cli("run", str(space), "--storage", url, "--results-dir", str(tmp_path / "runs"), cwd=tmp_path)
     wait_for_epochs(url, driver)
@@ -291,7 +291,7 @@ def test_a_sqlite_lock_held_past_the_busy_timeout_is_waited_out(tmp_path):
         holder.rollback()
         holder.close()
 
-    locker = threading.Thread(target=hold_lock, args=(5,))  # past the URL's 2 s busy timeout
+    locker = threading.Thread(target=hold_lock, args=(3,))  # past the URL's 1 s busy timeout
     locker.start()
     code, out = finish(driver)
     locker.join()
