@@ -18,7 +18,7 @@ import textwrap
 import time
 import uuid
 import warnings
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import optuna
@@ -406,7 +406,12 @@ def test_orphans_are_trials_of_dead_drivers_or_stale_heartbeats(tmp_path):
         trial.set_user_attr(attrs.DRIVER, owner.as_attr())
         record_heartbeat(study, trial._trial_id)
         trials[label] = trial.number
-    time.sleep(2.5)  # SQLite's now() has whole seconds: older than 1 s needs 2 s to be sure
+    # every beat so far 10 s ago, past the grace period even by SQLite's whole-second now(); one more on a trial
+    with open_storage(f"sqlite:///{tmp_path / 'sweeps.db'}").engine.begin() as connection:
+        for trial_id, beat in connection.exec_driver_sql("SELECT trial_id, heartbeat FROM trial_heartbeats").all():
+            earlier = datetime.fromisoformat(beat) - timedelta(seconds=10)
+            connection.exec_driver_sql("UPDATE trial_heartbeats SET heartbeat = ? WHERE trial_id = ?",
+                                       (earlier, trial_id))
     record_heartbeat(study, study.trials[trials["elsewhere, beating"]]._trial_id)
     orphans = {t.number for t in orphaned_trials(study)}
     assert orphans == {trials["dead here"], trials["pid reused"], trials["elsewhere, silent"]}
