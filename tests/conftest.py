@@ -23,6 +23,10 @@ def pytest_configure(config: pytest.Config) -> None:
     a Ctrl-C at a terminal: the suite takes SIGINT back, and the drivers it starts get the default."""
     if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+    # nohup's SIGHUP ignored, inherited likewise, would keep the closed-terminal tests' drivers running: the suite
+    # still outlives a hangup (a handler of its own), and what it starts gets the default (exec resets a handler)
+    if signal.getsignal(signal.SIGHUP) == signal.SIG_IGN:
+        signal.signal(signal.SIGHUP, lambda signum, frame: None)
 
 
 @pytest.fixture(scope="session")

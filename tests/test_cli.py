@@ -36,9 +36,12 @@ def test_train_stopped_by_sigterm_exits_as_ctrl_c_does(tmp_path, signum):
                              "dataset.classes=20", "--set", "dataset.samples_per_class=6"], cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "COLUMNS": "200"})
-    assert proc.stdout is not None and proc.stdout.readline().startswith("epoch")  # training, past its imports
-    proc.send_signal(signum)
-    assert proc.wait(timeout=60) == 130
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().startswith("epoch")  # training, past its imports
+        proc.send_signal(signum)
+        assert proc.wait(timeout=60) == 130
+    finally:
+        proc.kill()  # a failed test's training: 5000 epochs, which would load the machine for the rest of the suite
     assert proc.stderr is not None and proc.stderr.read() == "interrupted (without --checkpoint-dir it saved nothing)\n"
 
 
