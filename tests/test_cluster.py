@@ -61,9 +61,11 @@ def start_node(args: list[str], env: dict[str, str], log: Path) -> subprocess.Po
                             stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
 
 
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    """Two nodes, one CPU and one ``sweeper_slot`` each, plus a marker resource naming the node."""
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """Two nodes, one CPU and one ``sweeper_slot`` each, plus a marker resource naming the node. One cluster for the
+    module (starting it costs seconds): the test that loses a node comes last."""
+    tmp_path = tmp_path_factory.mktemp("cluster")
     port = free_port()  # not 6379: a Redis may listen there, as on this machine
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token",
            "RAY_AUTH_TOKEN": secrets.token_hex(32)}  # a cluster's shared secret, as README tells users to set
@@ -123,7 +125,36 @@ def checkpointed(folder: Path, name: str, number: int) -> int:
 
 
 @pytest.mark.slow
+def test_a_trial_no_node_can_hold_is_said_at_once_and_the_sweep_waits(cluster, tmp_path):
+    """Two nodes of one CPU, a trial of two (which Ray places on one node): the sweep waited, rightly (an autoscaler
+    may add a node), under a "2 at a time" header, and Tune said why only after a minute."""
+    driver = subprocess.Popen([sys.executable, "-m", "sweeper.cli", "run", "spaces/asl20.yaml", "--quick", "--set",
+                               "resources.cpu=2", "--address", cluster.address, "--storage",
+                               f"sqlite:///{tmp_path / 'sweeps.db'}", "--results-dir", str(tmp_path / "runs")],
+                              cwd=tmp_path, env={**cluster.env, "COLUMNS": "200"}, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    assert driver.stdout is not None
+    watchdog = threading.Timer(120, driver.kill)  # a line never printed would hang the loop below
+    watchdog.start()
+    lines = []
+    try:
+        for line in driver.stdout:
+            lines.append(line)
+            if line.startswith("no node of the cluster"):
+                break
+        driver.send_signal(signal.SIGINT)
+        rest, _ = driver.communicate(timeout=60)
+    finally:
+        watchdog.cancel()
+    output = "".join(lines) + rest
+    assert "no node of the cluster can hold a trial now (resources.cpu is 2, the largest node has 1 CPU): waiting " \
+        "for a node that can (an autoscaler may add one); Ctrl-C stops\n" in output, output
+    assert driver.returncode == 130, output
+
+
+@pytest.mark.slow
 def test_sweep_runs_on_both_nodes_and_survives_losing_one(cluster, tmp_path, postgres_url):
+    """Loses node b for good: the last test on the module's cluster."""
     name = f"cluster-{uuid.uuid4().hex[:8]}"
     (tmp_path / "resumable_train.py").write_text((FIXTURES / "resumable_train.py").read_text())
     space = tmp_path / "cluster.yaml"
@@ -187,34 +218,6 @@ def test_sweep_runs_on_both_nodes_and_survives_losing_one(cluster, tmp_path, pos
     retried = [t for t in after if t.user_attrs["resumed_from_epoch"] > 0]
     assert retried, "the trial in flight on the lost node should have continued from its checkpoint on node a"
     optuna.delete_study(study_name=name, storage=postgres_url)
-
-
-@pytest.mark.slow
-def test_a_trial_no_node_can_hold_is_said_at_once_and_the_sweep_waits(cluster, tmp_path):
-    """Two nodes of one CPU, a trial of two (which Ray places on one node): the sweep waited, rightly (an autoscaler
-    may add a node), under a "2 at a time" header, and Tune said why only after a minute."""
-    driver = subprocess.Popen([sys.executable, "-m", "sweeper.cli", "run", "spaces/asl20.yaml", "--quick", "--set",
-                               "resources.cpu=2", "--address", cluster.address, "--storage",
-                               f"sqlite:///{tmp_path / 'sweeps.db'}", "--results-dir", str(tmp_path / "runs")],
-                              cwd=tmp_path, env={**cluster.env, "COLUMNS": "200"}, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True)
-    assert driver.stdout is not None
-    watchdog = threading.Timer(120, driver.kill)  # a line never printed would hang the loop below
-    watchdog.start()
-    lines = []
-    try:
-        for line in driver.stdout:
-            lines.append(line)
-            if line.startswith("no node of the cluster"):
-                break
-        driver.send_signal(signal.SIGINT)
-        rest, _ = driver.communicate(timeout=60)
-    finally:
-        watchdog.cancel()
-    output = "".join(lines) + rest
-    assert "no node of the cluster can hold a trial now (resources.cpu is 2, the largest node has 1 CPU): waiting " \
-        "for a node that can (an autoscaler may add one); Ctrl-C stops\n" in output, output
-    assert driver.returncode == 130, output
 
 
 @pytest.mark.slow
