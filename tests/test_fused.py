@@ -294,8 +294,10 @@ def group_of(trial) -> str:
 
 
 @pytest.mark.slow
-# the storage plays no part in fusing (members are recorded as any trial is): test_sweep's quick sweep covers PostgreSQL
-@pytest.mark.parametrize("storage_url", ["sqlite"], indirect=True)
+# on PostgreSQL alone: fusing plays no part in the storage (members are recorded as any trial is), and this is the
+# suite's sweep of the real training core on PostgreSQL (test_sweep's asl20 --quick acceptance run is on SQLite)
+@pytest.mark.postgres
+@pytest.mark.parametrize("storage_url", ["postgres"], indirect=True)
 def test_quick_fused_sweep_records_each_member_as_its_own_trial(ray_session, tmp_path, monkeypatch, storage_url):
     """The acceptance run: asl20 --quick with resources.fuse=4 records 6 separate trials, each as if alone."""
     monkeypatch.chdir(tmp_path)
