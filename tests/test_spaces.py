@@ -1185,7 +1185,8 @@ def test_standalone_config_speaks_the_same_keys(tmp_path: Path) -> None:
                                            "fit.settings = {'width': 8, 'lr': 0.1}\nfit.metrics = ['score']\n")
     space_file = write(tmp_path, f"entrypoint: {module}:fit\nobjective: {{metric: score, direction: maximize}}\n"
                                  "training: {width: 16}\nparams:\n  lr: {type: float, low: 0.01, high: 1.0}\n")
-    assert run(space_file, "width=32") == (f"{module}:fit", str(tmp_path.resolve()), {"width": 32})
+    # lr, sampled by the space, at the function's declared default: a trial always has a value for it
+    assert run(space_file, "width=32") == (f"{module}:fit", str(tmp_path.resolve()), {"width": 32, "lr": 0.1})
     with pytest.raises(SpecError, match="did you mean 'width'"):
         run(space_file, "widht=3")
 
