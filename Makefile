@@ -41,10 +41,9 @@ ARGS ?=
 run: check-venv $(STAMP)
 	$(BIN)/sweeper run $(SPACE) $(ARGS)
 
-# Three pytest workers on 2 CPUs: much of the suite waits (on outages, kills, timeouts, Ray starting) while another
-# worker trains; each worker starts one Ray for its in-process sweeps and has a PostgreSQL database of its own
-# (tests/conftest.py).
-TEST_WORKERS ?= 3
+# Two pytest workers: much of the suite waits (on outages, kills, timeouts) while the other worker trains; each
+# worker starts one Ray for its in-process sweeps and has a PostgreSQL database of its own (tests/conftest.py).
+TEST_WORKERS ?= 2
 
 test: check-venv $(STAMP)
 	$(BIN)/ruff check .
