@@ -84,7 +84,7 @@ def prepare(space: str | Path | None, set_flags: Iterable[str], seeds: Iterable[
     if spec is not None and entry.settings:  # a sampled param: its declared default, as the core fills in its own
         config = {**{k: entry.settings[k] for k in spec.sampled_params() if k in entry.settings}, **config}
     # a map given to a group of settings, or to a setting that holds a map, sets each key, as in sweeper run
-    flags = read_set_flags(set_flags, None if entry.settings is None else ())
+    flags = read_set_flags(set_flags, split_maps=entry.settings is not None)
     for key, value, explicit in flags:
         if not explicit and key.split(".")[0] in Spec.model_fields and key not in (entry.settings or {}):
             raise SpecError.single(file, f"{key} belongs to a sweep, not to one training run; sweeper train takes "
