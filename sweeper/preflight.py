@@ -29,7 +29,14 @@ from storage import attrs
 from storage.engine import check_no_read_only_option, check_sqlite_options, close_storage, open_storage
 from storage.errors import NotAStudyDatabase, StorageError
 from storage.retry import retry_briefly
-from storage.studies import RESUMABLE_SECTIONS, fresh_study_name, load_existing_study, spec_changes, study_exists
+from storage.studies import (
+    RESUMABLE_SECTIONS,
+    fresh_study_name,
+    holds_trials,
+    load_existing_study,
+    spec_changes,
+    study_exists,
+)
 from storage.urls import (
     ENV_VAR,
     is_sqlite,
@@ -304,7 +311,7 @@ def stored_spec_attr(storage: optuna.storages.BaseStorage, name: str) -> tuple[A
     if not study_exists(storage, name):
         return None
     study = optuna.load_study(study_name=name, storage=storage)
-    return study.user_attrs.get(attrs.SPEC), storage.get_n_trials(study._study_id) > 0
+    return study.user_attrs.get(attrs.SPEC), holds_trials(storage, study._study_id)
 
 
 def with_defaults(stored: dict[str, Any], spec: Spec) -> dict[str, Any]:
@@ -348,9 +355,9 @@ def stored_spec(url: str, name: str, overrides: tuple[str, ...] = (), results_ro
     try:
         study = retry_briefly(lambda: load_existing_study(storage, name, url))
         user_attrs = retry_briefly(lambda: study.user_attrs)
-        # trials counted, not loaded: a study of thousands takes seconds to load
+        # one trial's row read, not every trial loaded: a study of thousands takes seconds to load
         foreign = not isinstance(user_attrs.get(attrs.SPEC), dict) and retry_briefly(
-            lambda: storage.get_n_trials(study._study_id)) > 0
+            lambda: holds_trials(storage, study._study_id))
     finally:
         close_storage(storage)
     data = user_attrs.get(attrs.SPEC)
