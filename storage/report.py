@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from storage import attrs
@@ -56,13 +57,14 @@ def build_report(view: StudyView, *, url: str, top: int = 10, state: str = "fini
     from plotly.offline import get_plotlyjs
 
     figures: list[tuple[str, str]] = []  # (div id, figure JSON)
+    plotted = _plotted_study(view)
     body = [
         _summary(view, url, datetime.now(), state),
         _history(view, figures),
-        _optuna_plot(view, "parallel-coordinates", figures),
-        _importances(view, figures),
+        _optuna_plot(view, plotted, "parallel-coordinates", figures),
+        _importances(view, plotted, figures),
         _learning_curves(view, top, figures),
-        _optuna_plot(view, "slices", figures),
+        _optuna_plot(view, plotted, "slices", figures),
         _top_table(view, top),
     ]
     data = "\n".join(f'<script type="application/json" data-figure="{div}">{_script_safe(js)}</script>'
@@ -206,7 +208,21 @@ def _learning_curves(view: StudyView, top: int, figures: list[tuple[str, str]]) 
     return _section("learning-curves", '<div class="plot" id="fig-learning-curves"></div>\n')
 
 
-def _optuna_plot(view: StudyView, key: str, figures: list[tuple[str, str]]) -> str:
+def _plotted_study(view: StudyView) -> optuna.Study:
+    """The view's trials in a study in memory, for Optuna's plots: given the stored study, they read every trial again
+    with its whole learning curve (4.6 s of a 6.6 s report of 2,000 trials of up to 50 epochs) to draw the COMPLETE
+    trials' params and values. Added in order, every trial keeps its number (the slice plots colour by it)."""
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # not "A new study created in memory" on the console
+    try:
+        study = optuna.create_study(directions=view.study.directions, study_name=view.study.study_name)
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+    study.add_trials(view.trials)
+    return study
+
+
+def _optuna_plot(view: StudyView, plotted: optuna.Study, key: str, figures: list[tuple[str, str]]) -> str:
     if not view.complete:
         return _section(key, _note("No COMPLETE trial yet: nothing to plot."))
     if not _params(view):
@@ -216,12 +232,12 @@ def _optuna_plot(view: StudyView, key: str, figures: list[tuple[str, str]]) -> s
     plot = plot_parallel_coordinate if key == "parallel-coordinates" else plot_slice
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        fig = plot(view.study, target_name=view.metric)
+        fig = plot(plotted, target_name=view.metric)
     figures.append((f"fig-{key}", fig.to_json()))
     return _section(key, f'<div class="plot" id="fig-{key}"></div>\n')
 
 
-def _importances(view: StudyView, figures: list[tuple[str, str]]) -> str:
+def _importances(view: StudyView, plotted: optuna.Study, figures: list[tuple[str, str]]) -> str:
     params = _params(view)
     if len(view.complete) < MIN_IMPORTANCE_TRIALS:
         return _section("importances", _note(
@@ -239,7 +255,7 @@ def _importances(view: StudyView, figures: list[tuple[str, str]]) -> str:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            fig = plot_param_importances(view.study, params=params, target_name=view.metric)
+            fig = plot_param_importances(plotted, params=params, target_name=view.metric)
     except (ValueError, RuntimeError, ZeroDivisionError) as exc:  # Optuna's evaluator on degenerate data
         return _section("importances", _note(f"Importances could not be computed: {exc}"))
     figures.append(("fig-importances", fig.to_json()))

@@ -8,6 +8,8 @@ Counted on a real database, not timed: the statements sent, and the intermediate
 from __future__ import annotations
 
 import contextlib
+import json
+import re
 import uuid
 from collections.abc import Iterator
 
@@ -96,3 +98,21 @@ def test_a_resumed_studys_spec_is_checked_without_reading_its_trials_curves(big_
     empty = optuna.create_study(study_name=f"empty-{uuid.uuid4().hex[:8]}", storage=storage)
     assert holds_trials(storage, empty._study_id) is False
     assert holds_trials(storage, study._study_id) is True
+
+
+def test_the_report_reads_whole_curves_of_its_top_trials_only(big_study, storage_url: str) -> None:
+    """Optuna's parallel coordinates, slices and importances were given the stored study, and read every trial
+    again with its whole learning curve (4.6 s of a 6.6 s report of 2,000 trials): they draw the trials the report
+    has read already, with every trial's number as stored (the slice plots colour by it)."""
+    from storage.report import build_report
+    from sweeper.inspection import load_view
+
+    storage, study = big_study
+    with curve_points_loaded() as loaded:
+        page = build_report(load_view(storage, study.study_name, storage_url), url=storage_url, top=3)
+    assert 0 < len(loaded) <= 3 * EPOCHS  # the top 3's learning curves; every trial's would be 600
+    figures = dict(re.findall(r'<script type="application/json" data-figure="([^"]+)">(.*?)</script>', page, re.S))
+    assert {"fig-parallel-coordinates", "fig-importances", "fig-slices"} <= set(figures)
+    complete = sorted(t.number for t in study.get_trials(states=(TrialState.COMPLETE,)))
+    for trace in json.loads(figures["fig-slices"])["data"]:
+        assert sorted(trace["marker"]["color"]) == complete
