@@ -13,6 +13,7 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.util import asbool
 
 from storage.errors import StorageError
+from storage.url_checks import check_sqlite_file
 
 DEFAULT_STORAGE = "sqlite:///sweeps.db"
 ENV_VAR = "SWEEPER_STORAGE"
@@ -78,15 +79,7 @@ def validate_storage_url(url: str) -> str:
     normalised = driver + text[len(parsed.drivername):]  # the rest as typed: render_as_string re-quotes ':memory:'
     if driver == "sqlite" and asbool(parsed.query.get("uri")) and set(parsed.query) - _PYSQLITE_ARGS:  # else SQLite
         normalised = re.sub(r":///(?!file:)(?=[^?])", ":///file:", normalised, count=1)  # makes 'x.db?mode=rw'
-    path = sqlite_path(normalised)
-    if path is not None and str(path).startswith("~"):
-        raise StorageError(f"SQLite path {str(path)!r} in {shown} starts with '~', which is not expanded: write the "
-                           f"full path, e.g. sqlite:///{path.expanduser()}.")
-    if path is not None and not path.parent.is_dir():
-        raise StorageError(f"The folder '{path.parent.absolute()}' for the SQLite database in {shown} does not "
-                           "exist: create it or pick another path (sqlite:///relative.db, sqlite:////absolute/path.db).")
-    if path is not None and path.is_dir():
-        raise StorageError(f"{str(path.absolute())!r} in {shown} is a folder, not a SQLite file.")
+    check_sqlite_file(sqlite_path(normalised), shown)
     return normalised
 
 

@@ -1,0 +1,21 @@
+"""The checks of a storage URL's parts that :func:`storage.urls.validate_storage_url` makes once ``make_url`` has
+read it: apart, so that each says what to write instead (``urls.py`` holds the parsing and the masking)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from storage.errors import StorageError
+
+
+def check_sqlite_file(path: Path | None, shown: str) -> None:
+    """A SQLite file (``path``, None for an in-memory database) that sweeper can create or open: SQLite itself would
+    say only "unable to open database file". ``shown``: the URL as typed, masked, for the message."""
+    if path is not None and str(path).startswith("~"):
+        raise StorageError(f"SQLite path {str(path)!r} in {shown} starts with '~', which is not expanded: write the "
+                           f"full path, e.g. sqlite:///{path.expanduser()}.")
+    if path is not None and not path.parent.is_dir():
+        raise StorageError(f"The folder '{path.parent.absolute()}' for the SQLite database in {shown} does not "
+                           "exist: create it or pick another path (sqlite:///relative.db, sqlite:////absolute/path.db).")
+    if path is not None and path.is_dir():
+        raise StorageError(f"{str(path.absolute())!r} in {shown} is a folder, not a SQLite file.")
