@@ -3,9 +3,23 @@ read it: apart, so that each says what to write instead (``urls.py`` holds the p
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from storage.errors import StorageError
+
+# make_url reads u@host:5432/db?application_name=a@b as user 'u@host', password '5432/db?application_name=a' and
+# host 'b' (the user runs to the first ':', the password to the next '@'); libpq and RFC 3986 read host 'host'. The
+# sign: what make_url takes for the password holds a '/' and then a '?key=' before that '@'
+_QUERY_AFTER_MISREAD_PORT = re.compile(r"^\s*[\w+]+://[^:/]*:[^@/]*/[^@?]*\?(?=[^@=&/]+=[^@]*@)")
+
+
+def query_ats_encoded(text: str) -> str:
+    """``text`` with each '@' of its query written %40 where make_url would take one for the end of a password:
+    then it reads the URL as libpq does (query values are decoded: ``application_name`` stays ``a@b``)."""
+    if (misread := _QUERY_AFTER_MISREAD_PORT.match(text)) is None:
+        return text
+    return text[:misread.end()] + text[misread.end():].replace("@", "%40")
 
 
 def check_sqlite_file(path: Path | None, shown: str) -> None:

@@ -13,7 +13,7 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.util import asbool
 
 from storage.errors import StorageError
-from storage.url_checks import check_sqlite_file
+from storage.url_checks import check_sqlite_file, query_ats_encoded
 
 DEFAULT_STORAGE = "sqlite:///sweeps.db"
 ENV_VAR = "SWEEPER_STORAGE"
@@ -62,7 +62,7 @@ def mask_in_text(text: str, url: str | None) -> str:
 
 def validate_storage_url(url: str) -> str:
     """``url`` with its driver (``postgres``) and SQLite URI (``file:``) normalised, else what to fix; no connecting."""
-    text = url.strip()
+    text = query_ats_encoded(url.strip())  # u@host:5432/db?application_name=a@b, read as libpq reads it
     parsed, shown = parse_url(text), repr(_NO_HOST_USERINFO.sub(rf"\g<head>:{MASK}", mask_url(text)))
     encoded = "in a password, '@' ':' '/' '%' are written %40 %3A %2F %25"
     if not text.lower().startswith("sqlite") and (userinfo := _URL_USERINFO.match(text)) and "@" in userinfo["secret"]:

@@ -37,7 +37,7 @@ from storage.resume import GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S, orphaned_trials
 from storage.retry import retry_briefly
 from storage.studies import load_existing_study
 from storage.target import describe_target_met, epochs_trained, target_met
-from storage.urls import ENV_VAR, mask_url, resolve_storage_url
+from storage.urls import ENV_VAR, mask_url, resolve_storage_url, validate_storage_url
 from storage.view import StudyView, study_view
 from sweeper.console import (
     console,
@@ -62,6 +62,7 @@ def reading(storage_flag: str | None) -> Iterator[tuple[optuna.storages.RDBStora
     url = resolve_storage_url(None, storage_flag)
     # the heartbeat settings only read: they let orphaned_trials tell a dead driver on another host from a live one
     with naming_the_variable(storage_flag):
+        url = validate_storage_url(url)  # shown as opened: u@host:5432/db?x=a@b is ?x=a%40b (make_url: host 'b')
         storage = retry_briefly(lambda: open_storage(url, read_only=True, heartbeat_interval=HEARTBEAT_INTERVAL_S,
                                                      grace_period=GRACE_PERIOD_S))
     try:

@@ -196,12 +196,30 @@ def test_resolve_reads_the_process_environment_by_default(monkeypatch: pytest.Mo
         ("sqlite://", "sqlite://"),
         ("sqlite:///:memory:", "sqlite:///:memory:"),
         ("postgresql://u:p@h/db?application_name=me@laptop", "postgresql+psycopg://u:p@h/db?application_name=me@laptop"),
+        # make_url read host 'laptop' here (user 'me@host', password '5432/db?application_name=me'); libpq: 'host'
+        ("postgresql://me@host:5432/db?application_name=me@laptop",
+         "postgresql+psycopg://me@host:5432/db?application_name=me%40laptop"),
     ],
 )
 def test_validate_normalises_the_driver(url: str, normalised: str, monkeypatch: pytest.MonkeyPatch,
                                         tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
     assert validate_storage_url(url) == normalised
+
+
+@pytest.mark.parametrize("url", [
+    "postgresql+psycopg://me@db.example.com:5433/sweeps?application_name=me@laptop&options=-cwork_mem=64MB",
+    "postgresql+psycopg://db.example.com:5433/sweeps?application_name=me@laptop",  # no user: the host was the user
+    "postgresql+psycopg://me@[::1]:5433/sweeps?application_name=me@laptop",
+    "postgresql+psycopg://me:pw@db.example.com:5433/sweeps?application_name=me@laptop",  # make_url's reading held
+])
+def test_an_at_in_a_query_value_after_a_port_is_read_as_libpq_reads_it(url: str) -> None:
+    """A user without a password, a port and an '@' in a query value: make_url took the user to the first ':' and
+    the password to the '@' in the query, so psycopg was sent host 'laptop' (and the mask hid the port and db)."""
+    parsed = make_url(validate_storage_url(url))
+    assert (parsed.host, parsed.port, parsed.database) == (url.split("@")[-2].rpartition(":")[0].split("//")[-1]
+                                                           .strip("[]"), 5433, "sweeps")
+    assert parsed.query["application_name"] == "me@laptop" and parsed.password in (None, "pw")
 
 
 @pytest.mark.parametrize(
@@ -477,6 +495,18 @@ def test_a_host_name_from_pghost_that_does_not_resolve_is_named(monkeypatch: pyt
     with pytest.raises(StorageError) as caught:
         open_storage("postgresql+psycopg://sweeper@/sweeps")
     assert ": the host name 'nohost.invalid' (PGHOST) does not resolve to an address" in str(caught.value)
+
+
+def test_a_url_with_an_at_in_a_query_value_after_its_port_opens_the_server_it_names(postgres_url: str) -> None:
+    """``postgresql+psycopg://postgres@127.0.0.1:5432/db?application_name=me@laptop``, as psql takes it: make_url
+    read the host as 'laptop', which did not resolve."""
+    url = f"{postgres_url}{'&' if '?' in postgres_url else '?'}application_name=me@laptop"
+    storage = open_storage(url)
+    try:
+        with storage.engine.connect() as connection:
+            assert connection.exec_driver_sql("SHOW application_name").scalar() == "me@laptop"
+    finally:
+        close_storage(storage)
 
 
 def test_read_only_connections_keep_the_urls_own_connection_options(postgres_url: str) -> None:
