@@ -22,6 +22,14 @@ def query_ats_encoded(text: str) -> str:
     return text[:misread.end()] + text[misread.end():].replace("@", "%40")
 
 
+def check_not_a_file_path(text: str, shown: str) -> None:
+    """``--storage rel.db``: a bare path (no ':' at all; not a libpq ``key=value``, nor ``sqlite//x.db``, a URL that
+    lost its ':') is no URL, and "cannot parse" left the user to find the scheme: give the URL to type."""
+    if text and ":" not in text and "=" not in text and "//" not in text:
+        raise StorageError(f"The storage {shown} is a file path, not a URL: write sqlite:///{Path(text).expanduser()} "
+                           "for a SQLite database in that file (sqlite:/// then the path, relative or absolute).")
+
+
 def check_sqlite_file(path: Path | None, shown: str) -> None:
     """A SQLite file (``path``, None for an in-memory database) that sweeper can create or open: SQLite itself would
     say only "unable to open database file". ``shown``: the URL as typed, masked, for the message."""

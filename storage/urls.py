@@ -13,7 +13,7 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.util import asbool
 
 from storage.errors import StorageError
-from storage.url_checks import check_sqlite_file, query_ats_encoded
+from storage.url_checks import check_not_a_file_path, check_sqlite_file, query_ats_encoded
 
 DEFAULT_STORAGE = "sqlite:///sweeps.db"
 ENV_VAR = "SWEEPER_STORAGE"
@@ -67,6 +67,7 @@ def validate_storage_url(url: str) -> str:
     encoded = "in a password, '@' ':' '/' '%' are written %40 %3A %2F %25"
     if not text.lower().startswith("sqlite") and (userinfo := _URL_USERINFO.match(text)) and "@" in userinfo["secret"]:
         raise StorageError(f"The storage URL {shown} has more than one '@': {encoded}.")
+    check_not_a_file_path(text, shown)
     if parsed is None:
         raise StorageError(f"Cannot parse storage URL {shown}: expected e.g. {_EXAMPLES} (a port is a number; "
                            f"{encoded})." if text else f"The storage URL is empty; use e.g. {_EXAMPLES}.")

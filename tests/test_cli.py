@@ -572,6 +572,17 @@ def test_a_bad_storage_url_names_where_it_came_from(tmp_path, command):
     assert "--set storage=foo://u:***@h/db: Unsupported storage 'foo'" in typed.stderr
 
 
+@pytest.mark.parametrize("command", [["run", "asl20", "--quick"], ["validate", "asl20"], ["status"]])
+def test_a_bare_file_path_as_storage_gets_the_url_to_type(tmp_path, command):
+    """``--storage rel.db`` was "Cannot parse storage URL 'rel.db': expected e.g. sqlite:///sweeps.db or ...": the
+    user had to work out the scheme and how many slashes."""
+    proc = sweeper(*command, "--storage", "rel.db", cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert "error: The storage 'rel.db' is a file path, not a URL: write sqlite:///rel.db for a SQLite database in " \
+           "that file" in " ".join(proc.stderr.split()), proc.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_storage_that_cannot_be_written_is_refused_before_ray_starts(tmp_path, postgres_url):
     """A SQLite folder that takes no files, a PostgreSQL role that may not create Optuna's tables: found out only
     once Ray had started (13 s) and the results folder was made."""

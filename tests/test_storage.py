@@ -227,7 +227,9 @@ def test_an_at_in_a_query_value_after_a_port_is_read_as_libpq_reads_it(url: str)
     [
         ("", "empty"),
         ("   ", "empty"),
-        ("sweeps.db", "Cannot parse"),
+        ("sweeps.db", "The storage 'sweeps.db' is a file path, not a URL: write sqlite:///sweeps.db for a SQLite"),
+        ("/srv/runs/sweeps.db", "a file path, not a URL: write sqlite:////srv/runs/sweeps.db for"),
+        ("sqlite//sweeps.db", "Cannot parse"),  # a URL that lost its ':', not a path to put after sqlite:///
         ("postgresql+psycopg://u:hunter22@h:notaport/db", "Cannot parse"),
         ("mysql://u:hunter22@h/db", "Unsupported storage 'mysql'"),
         ("postgresql+psycopg2://u:hunter22@h/db", "Unsupported storage 'postgresql+psycopg2'"),
