@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from sqlalchemy.engine import URL
+
 from storage.errors import StorageError
 
 # make_url reads u@host:5432/db?application_name=a@b as user 'u@host', password '5432/db?application_name=a' and
@@ -28,6 +30,14 @@ def check_not_a_file_path(text: str, shown: str) -> None:
     if text and ":" not in text and "=" not in text and "//" not in text:
         raise StorageError(f"The storage {shown} is a file path, not a URL: write sqlite:///{Path(text).expanduser()} "
                            "for a SQLite database in that file (sqlite:/// then the path, relative or absolute).")
+
+
+def check_port(parsed: URL, shown: str) -> None:
+    """A port libpq can connect to: ``:99999`` passed the preflight (validate said nothing) and failed only at the
+    driver (``invalid port number``); ``:0`` reached the default port unsaid."""
+    if parsed.port is not None and not 1 <= parsed.port <= 65535:
+        raise StorageError(f"The port {parsed.port} in {shown} is out of range: a port is 1 to 65535 (leave it out "
+                           "for PostgreSQL's default, 5432).")
 
 
 def check_sqlite_file(path: Path | None, shown: str) -> None:

@@ -13,7 +13,7 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.util import asbool
 
 from storage.errors import StorageError
-from storage.url_checks import check_not_a_file_path, check_sqlite_file, query_ats_encoded
+from storage.url_checks import check_not_a_file_path, check_port, check_sqlite_file, query_ats_encoded
 
 DEFAULT_STORAGE = "sqlite:///sweeps.db"
 ENV_VAR = "SWEEPER_STORAGE"
@@ -77,6 +77,7 @@ def validate_storage_url(url: str) -> str:
     if driver == "sqlite" and parsed.host:  # sqlite://x.db: SQLAlchemy reads x.db as a host, opens an in-memory db
         raise StorageError(f"{shown} has two slashes, so it names no file: write sqlite:///{parsed.host} (three "
                            "slashes) for a relative path or sqlite:////absolute/path.db (four) for an absolute one.")
+    check_port(parsed, shown)
     normalised = driver + text[len(parsed.drivername):]  # the rest as typed: render_as_string re-quotes ':memory:'
     if driver == "sqlite" and asbool(parsed.query.get("uri")) and set(parsed.query) - _PYSQLITE_ARGS:  # else SQLite
         normalised = re.sub(r":///(?!file:)(?=[^?])", ":///file:", normalised, count=1)  # makes 'x.db?mode=rw'

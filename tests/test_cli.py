@@ -583,6 +583,16 @@ def test_a_bare_file_path_as_storage_gets_the_url_to_type(tmp_path, command):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("command", [["validate", "asl20"], ["run", "asl20", "--quick"], ["status"]])
+def test_a_port_out_of_range_is_refused_alike_by_validate_run_and_the_readers(tmp_path, command):
+    """validate passed ``:99999`` (exit 0), and run failed on it only at the driver: "invalid port number"."""
+    proc = sweeper(*command, "--storage", "postgresql+psycopg://u:hunter22@127.0.0.1:99999/db", cwd=tmp_path)
+    assert proc.returncode == 2 and "hunter22" not in proc.stderr, proc.stderr
+    assert "error: The port 99999 in 'postgresql+psycopg://u:***@127.0.0.1:99999/db' is out of range: a port is 1 to " \
+           "65535" in " ".join(proc.stderr.split()), proc.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_storage_that_cannot_be_written_is_refused_before_ray_starts(tmp_path, postgres_url):
     """A SQLite folder that takes no files, a PostgreSQL role that may not create Optuna's tables: found out only
     once Ray had started (13 s) and the results folder was made."""

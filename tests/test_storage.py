@@ -230,6 +230,11 @@ def test_an_at_in_a_query_value_after_a_port_is_read_as_libpq_reads_it(url: str)
         ("sweeps.db", "The storage 'sweeps.db' is a file path, not a URL: write sqlite:///sweeps.db for a SQLite"),
         ("/srv/runs/sweeps.db", "a file path, not a URL: write sqlite:////srv/runs/sweeps.db for"),
         ("sqlite//sweeps.db", "Cannot parse"),  # a URL that lost its ':', not a path to put after sqlite:///
+        # the driver refused 99999 and -5 only when the sweep opened the storage (validate passed them), took 0
+        ("postgresql+psycopg://u:hunter22@h:99999/db",
+         "The port 99999 in 'postgresql+psycopg://u:***@h:99999/db' is out of range: a port is 1 to 65535"),
+        ("postgresql+psycopg://u:hunter22@h:0/db", "The port 0 in 'postgresql+psycopg://u:***@h:0/db' is out of range"),
+        ("postgresql+psycopg://u:hunter22@h:-5/db", "The port -5 in"),
         ("postgresql+psycopg://u:hunter22@h:notaport/db", "Cannot parse"),
         ("mysql://u:hunter22@h/db", "Unsupported storage 'mysql'"),
         ("postgresql+psycopg2://u:hunter22@h/db", "Unsupported storage 'postgresql+psycopg2'"),
