@@ -1,12 +1,14 @@
-"""The checks of a storage URL's parts that :func:`storage.urls.validate_storage_url` makes once ``make_url`` has
-read it: apart, so that each says what to write instead (``urls.py`` holds the parsing and the masking)."""
+"""What :func:`storage.urls.validate_storage_url` does besides parsing and masking (``urls.py``): URLs that
+``make_url`` reads otherwise than libpq rewritten as libpq reads them, and checks of parts that say what to write."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
+from urllib.parse import unquote
 
-from sqlalchemy.engine import URL
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
 
 from storage.errors import StorageError
 
@@ -30,6 +32,21 @@ def check_not_a_file_path(text: str, shown: str) -> None:
     if text and ":" not in text and "=" not in text and "//" not in text:
         raise StorageError(f"The storage {shown} is a file path, not a URL: write sqlite:///{Path(text).expanduser()} "
                            "for a SQLite database in that file (sqlite:/// then the path, relative or absolute).")
+
+
+def socket_host_in_query(text: str) -> str:
+    """``text`` with a socket folder written as the host (libpq's URI form, ``postgres@%2Fvar%2Frun%2Fpostgresql/db``)
+    moved to the query (``postgres@/db?host=/var/run/postgresql``): make_url leaves a host as typed, so psycopg
+    looked '%2Fvar%2Frun%2Fpostgresql' up as a host name, where a query's ``host=`` reaches libpq decoded."""
+    try:
+        parsed = make_url(text)
+    except (ArgumentError, ValueError):
+        return text  # validate_storage_url says why
+    host = parsed.host or ""
+    if not host.lower().startswith("%2f") or parsed.drivername.lower().startswith("sqlite") or "host" in parsed.query:
+        return text
+    written = text.replace(f"@{host}", "@", 1) if f"@{host}" in text else text.replace(f"://{host}", "://", 1)
+    return f"{written}{'&' if '?' in written else '?'}host={unquote(host)}"
 
 
 def check_port(parsed: URL, shown: str) -> None:

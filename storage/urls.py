@@ -12,8 +12,8 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.util import asbool
 
+from storage import url_checks
 from storage.errors import StorageError
-from storage.url_checks import check_not_a_file_path, check_port, check_sqlite_file, query_ats_encoded
 
 DEFAULT_STORAGE = "sqlite:///sweeps.db"
 ENV_VAR = "SWEEPER_STORAGE"
@@ -62,12 +62,13 @@ def mask_in_text(text: str, url: str | None) -> str:
 
 def validate_storage_url(url: str) -> str:
     """``url`` with its driver (``postgres``) and SQLite URI (``file:``) normalised, else what to fix; no connecting."""
-    text = query_ats_encoded(url.strip())  # u@host:5432/db?application_name=a@b, read as libpq reads it
+    # read as libpq reads them: u@host:5432/db?application_name=a@b, a socket folder as the host (%2Fvar%2Frun...)
+    text = url_checks.socket_host_in_query(url_checks.query_ats_encoded(url.strip()))
     parsed, shown = parse_url(text), repr(_NO_HOST_USERINFO.sub(rf"\g<head>:{MASK}", mask_url(text)))
     encoded = "in a password, '@' ':' '/' '%' are written %40 %3A %2F %25"
     if not text.lower().startswith("sqlite") and (userinfo := _URL_USERINFO.match(text)) and "@" in userinfo["secret"]:
         raise StorageError(f"The storage URL {shown} has more than one '@': {encoded}.")
-    check_not_a_file_path(text, shown)
+    url_checks.check_not_a_file_path(text, shown)
     if parsed is None:
         raise StorageError(f"Cannot parse storage URL {shown}: expected e.g. {_EXAMPLES} (a port is a number; "
                            f"{encoded})." if text else f"The storage URL is empty; use e.g. {_EXAMPLES}.")
@@ -77,11 +78,11 @@ def validate_storage_url(url: str) -> str:
     if driver == "sqlite" and parsed.host:  # sqlite://x.db: SQLAlchemy reads x.db as a host, opens an in-memory db
         raise StorageError(f"{shown} has two slashes, so it names no file: write sqlite:///{parsed.host} (three "
                            "slashes) for a relative path or sqlite:////absolute/path.db (four) for an absolute one.")
-    check_port(parsed, shown)
+    url_checks.check_port(parsed, shown)
     normalised = driver + text[len(parsed.drivername):]  # the rest as typed: render_as_string re-quotes ':memory:'
     if driver == "sqlite" and asbool(parsed.query.get("uri")) and set(parsed.query) - _PYSQLITE_ARGS:  # else SQLite
         normalised = re.sub(r":///(?!file:)(?=[^?])", ":///file:", normalised, count=1)  # makes 'x.db?mode=rw'
-    check_sqlite_file(sqlite_path(normalised), shown)
+    url_checks.check_sqlite_file(sqlite_path(normalised), shown)
     return normalised
 
 

@@ -199,6 +199,12 @@ def test_resolve_reads_the_process_environment_by_default(monkeypatch: pytest.Mo
         # make_url read host 'laptop' here (user 'me@host', password '5432/db?application_name=me'); libpq: 'host'
         ("postgresql://me@host:5432/db?application_name=me@laptop",
          "postgresql+psycopg://me@host:5432/db?application_name=me%40laptop"),
+        # a socket folder as the host, libpq's URI form: make_url kept '%2Fvar...', which psycopg took for a host name
+        ("postgresql://me@%2Fvar%2Frun%2Fpostgresql/db", "postgresql+psycopg://me@/db?host=/var/run/postgresql"),
+        ("postgresql+psycopg://me:p@%2ftmp:5433/db?sslmode=disable",
+         "postgresql+psycopg://me:p@:5433/db?sslmode=disable&host=/tmp"),
+        ("postgresql+psycopg://%2Ftmp/db", "postgresql+psycopg:///db?host=/tmp"),
+        ("postgresql+psycopg://me@/db?host=/tmp", "postgresql+psycopg://me@/db?host=/tmp"),
     ],
 )
 def test_validate_normalises_the_driver(url: str, normalised: str, monkeypatch: pytest.MonkeyPatch,
@@ -512,6 +518,30 @@ def test_a_url_with_an_at_in_a_query_value_after_its_port_opens_the_server_it_na
     try:
         with storage.engine.connect() as connection:
             assert connection.exec_driver_sql("SHOW application_name").scalar() == "me@laptop"
+    finally:
+        close_storage(storage)
+
+
+def test_a_socket_folder_written_as_the_host_reaches_the_server_over_that_socket(postgres_url: str) -> None:
+    """``postgresql+psycopg://postgres@%2Fvar%2Frun%2Fpostgresql/db``, as psql takes it: psycopg was sent the host
+    '%2Fvar%2Frun%2Fpostgresql' undecoded, and failed to resolve it."""
+    parsed = make_url(postgres_url)
+    storage = open_storage(postgres_url)
+    try:
+        with storage.engine.connect() as connection:
+            folders = connection.exec_driver_sql("SHOW unix_socket_directories").scalar()
+    finally:
+        close_storage(storage)
+    folder = next((f.strip() for f in folders.split(",") if Path(f.strip(), f".s.PGSQL.{parsed.port or 5432}")
+                   .exists()), None)
+    if folder is None:
+        pytest.skip(f"the server's sockets ({folders}) are not on this machine")
+    url = parsed.set(host=quote(folder, safe="")).render_as_string(hide_password=False).replace("%25", "%")
+    assert "@%2F" in url or "//%2F" in url, url
+    storage = open_storage(url)
+    try:
+        with storage.engine.connect() as connection:  # no server address: a unix-socket connection
+            assert connection.exec_driver_sql("SELECT inet_server_addr()").scalar() is None
     finally:
         close_storage(storage)
 
