@@ -111,6 +111,19 @@ def _group(
 SetFlags = Annotated[list[str], typer.Option("--set", metavar="KEY=VALUE", help="Override a setting (repeatable).")]
 
 
+def _within(low: int, high: int | None = None) -> Any:
+    """The callback of an int flag that takes ``low`` to ``high``: typer's own min/max named one bound ("Input should
+    be greater than or equal to 0"), not what is allowed; bad input is one message, exit 2."""
+    allowed = f"{low} to {high}" if high is not None else f"{low} or more"
+
+    def check(value: int) -> int:
+        if value < low or (high is not None and value > high):
+            raise typer.BadParameter(f"{value} is out of range: give {allowed}")
+        return value
+
+    return check
+
+
 def _output(value: str | None) -> str | None:
     """``-o``: a script's unset $OUT wrote NAME.csv into the working folder (``Path('')`` is ``.``), not stdout."""
     if value is not None and not value.strip():
@@ -204,8 +217,9 @@ Address = Annotated[Optional[str], typer.Option(  # noqa: UP045
     metavar="ADDRESS", help="Join this Ray cluster (default: RAY_ADDRESS or local).")]
 ResultsDir = Annotated[str, typer.Option(metavar="DIR", help="Checkpoints and Ray's results (a path all nodes see); "
                                          "a resumed study keeps its first run's checkpoint folder.", callback=_folder)]
-MaxFailures = Annotated[int, typer.Option(metavar="N", min=0, max=100,
-                                          help="Retries of a trial whose worker crashed (from its checkpoint).")]
+MaxFailures = Annotated[int, typer.Option(metavar="N", callback=_within(0, 100),
+                                          help="Retries of a trial whose worker crashed (from its checkpoint), 0 to "
+                                               "100.")]
 StorageTimeout = Annotated[Optional[str], typer.Option(  # noqa: UP045
     metavar="DURATION", help="How long a storage outage may last before the sweep stops, resumable (90s, 10m, 1h; "
                              "default: the space's budget.storage_timeout, 10m).")]
@@ -341,8 +355,8 @@ def dashboard(
     storage: SpaceStorage = None,
     host: Annotated[str, typer.Option(metavar="HOST",
                                       help="Address to listen on; other than 127.0.0.1 exposes it.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(metavar="PORT", help="Port to listen on (0: any free port).",
-                                      min=0, max=65535)] = 8080,
+    port: Annotated[int, typer.Option(metavar="PORT", help="Port to listen on, 0 to 65535 (0: any free port).",
+                                      callback=_within(0, 65535))] = 8080,
 ) -> None:
     """Start optuna-dashboard on a sweep's storage: live learning curves, params, pruned trials."""
     from storage.urls import resolve_storage_url, validate_storage_url
@@ -429,7 +443,8 @@ def report(
     output: Annotated[Optional[str], typer.Option(  # noqa: UP045
         "-o", "--output", metavar="FILE", callback=_output,
         help="HTML file (- for stdout), or DIR/ for NAME-report.html in it (default: NAME-report.html).")] = None,
-    top: Annotated[int, typer.Option(metavar="N", help="Trials in the learning curves and the table.")] = 10,
+    top: Annotated[int, typer.Option(metavar="N", callback=_within(1),
+                                     help="Trials in the learning curves and the table (1 or more).")] = 10,
     storage: StorageFlag = None,
 ) -> None:
     """Write one self-contained HTML report: history, parallel coordinates, importances, curves, slices, table."""
@@ -467,7 +482,8 @@ def best(name: StudyName, storage: StorageFlag = None, format_: OutputFormat = "
 @app.command()
 def clean(
     name: StudyName,
-    keep: Annotated[int, typer.Option(metavar="N", min=0, help="The best N COMPLETE trials keep theirs.")] = 3,
+    keep: Annotated[int, typer.Option(metavar="N", callback=_within(0),
+                                      help="The best N COMPLETE trials keep theirs (0 or more).")] = 3,
     dry_run: Annotated[bool, typer.Option("--dry-run", metavar="", help="List what would go; delete nothing.")] = False,
     results_dir: Annotated[str, typer.Option(metavar="DIR", callback=_folder_to_clean, help="The run's --results-dir: "
                                              "clean deletes only under it or the folder it runs in.")] = "sweeper_runs",

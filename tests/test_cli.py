@@ -493,7 +493,7 @@ def test_validate_prints_a_storage_password_masked(tmp_path):
     (["--address", ""], "--address is empty; give HOST:PORT of a Ray head"),  # not a local sweep in its place
     (["--address", "127.0.0.1:1"], "--address '127.0.0.1:1': no Ray head answers there (Connection refused)"),
     (["--results-dir", "/proc/sweeper-x"], "cannot make a folder in /proc"),
-    (["--max-failures", "-1"], "Invalid value for '--max-failures'"),
+    (["--max-failures", "-1"], "Invalid value for '--max-failures': -1 is out of range: give 0 to 100"),
     (["--storage-timeout", "-5"], "--storage-timeout '-5': must be a positive, finite duration"),  # not 'a duration'
     (["--storage-timeout", "inf"], "--storage-timeout 'inf': must be a positive, finite duration"),
 ])
@@ -731,6 +731,40 @@ def test_study_names_print_as_typed_not_as_rich_markup(tmp_path):
 def test_dashboard_refuses_a_port_outside_0_to_65535(tmp_path, port):
     proc = sweeper("dashboard", "--port", port, cwd=tmp_path)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and "--port" in proc.stderr, proc.stderr
+
+
+INT_FLAGS = {  # (command, flag): its range, and a value outside it on each side that has one
+    ("run", "--max-failures"): ("0 to 100", ["-1", "101"]), ("resume", "--max-failures"): ("0 to 100", ["-1", "101"]),
+    ("dashboard", "--port"): ("0 to 65535", ["-5", "70000"]), ("report", "--top"): ("1 or more", ["0", "-3"]),
+    ("clean", "--keep"): ("0 or more", ["-1"]),
+}
+
+
+def test_every_int_flag_is_in_the_list_whose_ranges_are_checked():
+    """A new int flag must say its range when given a value outside it: typer's min/max said one bound only."""
+    import typing
+
+    from sweeper.cli import app
+
+    found = set()
+    for command in app.registered_commands:
+        for name, hint in typing.get_type_hints(command.callback, include_extras=True).items():
+            if typing.get_origin(hint) is typing.Annotated and typing.get_args(hint)[0] is int:
+                found.add((command.name or command.callback.__name__, f"--{name.replace('_', '-')}"))
+    assert found == set(INT_FLAGS)
+
+
+@pytest.mark.parametrize(("command", "flag"), list(INT_FLAGS))
+def test_an_int_flag_outside_its_range_says_what_is_allowed(tmp_path, command, flag):
+    """``--max-failures 101`` was "Input should be less than or equal to 100", ``-1`` "... greater than or equal to
+    0": one bound each time; ``report --top 0`` was said only after the storage was opened."""
+    allowed, values = INT_FLAGS[command, flag]
+    args = {"run": ["asl20"], "resume": ["asl20"], "report": ["asl20"], "clean": ["asl20"]}.get(command, [])
+    for value in values:
+        proc = sweeper(command, *args, flag, value, "--storage", "sqlite:///s.db", cwd=tmp_path)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+        assert f"Invalid value for '{flag}': {value} is out of range: give {allowed}" in proc.stderr, proc.stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_version_is_the_installed_package_version(tmp_path):
