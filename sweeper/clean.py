@@ -14,6 +14,7 @@ import os
 import shutil
 from pathlib import Path
 
+from storage import attrs
 from storage.view import StudyView
 from sweeper.console import console
 from sweeper.errors import BadInput
@@ -29,6 +30,11 @@ def clean_checkpoints(view: StudyView, url: str, keep: int, results_root: Path, 
         raise BadInput(f"study {name!r} keeps its checkpoints in {folder}, which is neither in this folder nor under "
                        f"--results-dir {results_root}: sweeper clean deletes only there; give the run's results "
                        f"folder (--results-dir {folder.parent.parent}) or run it from a folder above")
+    if attrs.CHECKPOINTS not in view.study.user_attrs and not folder.is_dir() and any(
+            t.state.is_finished() for t in view.trials):  # a guess at where they are, which missed: not "nothing"
+        raise BadInput(f"study {name!r} was made by an earlier sweeper, which did not record where its checkpoints "
+                       f"are, and {folder} does not exist: give the --results-dir its first run had (from the folder "
+                       "it ran in, for a relative one); if its checkpoints are gone, there is nothing to clean")
     best = [t.number for t in view.complete[:keep]]
     met = list(dict.fromkeys(t.number for t in (view.first_meeting_targets(), view.best_meeting_targets())
                              if t is not None and t.number not in best))

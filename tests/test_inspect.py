@@ -1423,6 +1423,28 @@ def test_clean_deletes_the_checkpoints_of_finished_trials_but_the_best_and_never
     assert left() == [4, 8, 9]
 
 
+def test_clean_of_an_earlier_sweepers_study_whose_checkpoint_folder_is_missing_names_that_folder(
+        tmp_path: Path) -> None:
+    """A study without the ``checkpoints`` attr keeps them in RESULTS/checkpoints/NAME, a guess: where that folder
+    was missing (another --results-dir, or another folder to run from), clean said "nothing to delete in ...: kept
+    the best 3", exit 0, as if it had looked at the checkpoints; it deletes there once it is given the folder."""
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    name = f"clean-{uuid.uuid4().hex[:8]}"
+    make_study(url, name)  # an earlier sweeper's: no checkpoints attr
+    assert attrs.CHECKPOINTS not in optuna.load_study(study_name=name, storage=url).user_attrs
+    proc = subprocess.run([sys.executable, "-m", "sweeper.cli", "clean", name, "--storage", url], cwd=tmp_path,
+                          env=env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and not proc.stdout, proc.stdout + proc.stderr
+    assert f"error: study '{name}' was made by an earlier sweeper, which did not record where its checkpoints are, " \
+           f"and sweeper_runs/checkpoints/{name} does not exist: give the --results-dir its first run had" in \
+           " ".join(proc.stderr.split()), proc.stderr
+    folder = tmp_path / "runs" / "checkpoints" / name
+    (folder / "trial-00006").mkdir(parents=True)
+    proc = subprocess.run([sys.executable, "-m", "sweeper.cli", "clean", name, "--storage", url, "--results-dir",
+                           "runs"], cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and not (folder / "trial-00006").exists(), proc.stderr
+
+
 def test_clean_given_a_results_dir_it_cannot_write_in_judges_the_study_not_the_folder(tmp_path: Path) -> None:
     """clean deletes, it makes no folder: ``--results-dir /proc`` said "cannot make a folder in /proc: No such file
     or directory", a check of run's that fits no clean; the folder is judged as clean judges it, a file refused."""
