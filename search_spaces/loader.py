@@ -47,8 +47,7 @@ class SpaceDumper(yaml.SafeDumper):
 
 
 SpaceLoader.yaml_implicit_resolvers = {
-    first: [(tag, pattern) for tag, pattern in resolvers if tag.rpartition(":")[2] not in ("int", "float",
-                                                                                            "timestamp")]
+    first: [(tag, pattern) for tag, pattern in resolvers if tag.rpartition(":")[2] not in ("int", "float", "timestamp")]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
 for _kind, _pattern, _first in (  # YAML 1.2's core schema; int before float, which would also match 10
         ("int", r"[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+", "-+0123456789"),
@@ -371,6 +370,8 @@ def _build(original: dict[str, Any], file: str, lines: dict[Atoms, int], base_di
         path = None
         try:
             path = resolve_key(key, entry, data.get("params") or {}, typed=label != "--quick")
+            if entry and path.startswith("training."):  # a key of a map the function declares: from its default
+                data["training"] = entry.with_declared_map(data.get("training"), path.removeprefix("training."))
             if label == "--quick" and from_file:  # its training.KEY beside the file's own param: it would change
                 resolve_key(key, entry, data.get("params") or {})  # nothing (the steps come before the --sets)
             apply_override(data, path, copy.deepcopy(value))

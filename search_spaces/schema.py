@@ -55,7 +55,7 @@ def resolve_key(key: str, entry: EntrypointInfo | None, params: Mapping[str, Any
     if entry.settings is None:
         raise ValueError(f"{key!r} is not a section of the space ({', '.join(names)}){did_you_mean(head, names)};"
                          f" a setting of {entry.target} is written training.{key}")
-    if not any(k == key or (key.startswith(f"{k}.") and isinstance(v, Mapping)) for k, v in entry.settings.items()):
+    if key not in entry.settings and entry.map_holding(key) is None:
         raise ValueError(f"{key!r} is neither a section of the space ({', '.join(names)}) nor a setting of "
                          f"{entry.target}{did_you_mean(head, names) or did_you_mean(key, list(entry.settings))}")
     return f"training.{key}"
@@ -101,8 +101,7 @@ def refused_values(entry: EntrypointInfo, base: Mapping[str, Any], sampled: Mapp
         for name, sub, value in (e for n in members for e in valid[n]):
             if left <= 0:
                 break
-            passes, problems, tried = first_pass(
-                entry, {**base, name: value}, [valid[m] for m in members if m != name],
+            passes, problems, tried = first_pass(entry, {**base, name: value}, [valid[m] for m in members if m != name],
                 lambda p, group=group: judged_by_samples(p) and group_of[p.key] == group, min(MAX_TRIES, left))
             left -= tried
             if not passes:

@@ -29,6 +29,7 @@ from trials.config import REPLAYED
 from trials.entrypoint import (
     DEFAULT_ENTRYPOINT,
     EntrypointError,
+    EntrypointInfo,
     objective_key,
     objective_problem,
     report_problem,
@@ -90,7 +91,7 @@ def prepare(space: str | Path | None, set_flags: Iterable[str], seeds: Iterable[
             raise SpecError.single(file, f"{key} belongs to a sweep, not to one training run; sweeper train takes "
                                          f"the settings of {entry.target} (e.g. epochs=3)", source=f"--set {key}")
         try:
-            if not set_in_map(config, key, value, entry.settings or {}):
+            if not set_in_map(config, key, value, entry):
                 config[key] = entry.coerce(key, value)
         except ValueError as exc:
             raise SpecError.single(file, str(exc), source=f"--set {key}") from None
@@ -116,16 +117,17 @@ def prepare(space: str | Path | None, set_flags: Iterable[str], seeds: Iterable[
     return run, spec.base_dir if spec is not None else None
 
 
-def set_in_map(config: dict[str, Any], key: str, value: Any, settings: Mapping[str, Any]) -> bool:
+def set_in_map(config: dict[str, Any], key: str, value: Any, entry: EntrypointInfo) -> bool:
     """Set ``opts.a`` inside ``config``'s map ``opts``, a setting whose default is a map, keeping its other keys as
-    ``sweeper run`` keeps them (a space's ``opts: {b: 3}`` and ``--set opts.a=5`` train ``{b: 3, a: 5}``); False
-    where ``key`` is in no such map. Raises ValueError where the map holds no mapping at that place."""
+    ``sweeper run`` keeps them (a space's ``opts: {b: 3}`` and ``--set opts.a=5`` train ``{b: 3, a: 5}``; a space
+    without ``opts``, the declared map's, :meth:`EntrypointInfo.map_holding`); False where ``key`` is in no such map.
+    Raises ValueError where the map holds no mapping at that place."""
     from search_spaces.loader import set_path
 
-    holder = next((k for k, v in settings.items() if key.startswith(f"{k}.") and isinstance(v, Mapping)), None)
-    if holder is None:
+    if (holder := entry.map_holding(key)) is None:
         return False
-    held = {holder: copy.deepcopy(config[holder]) if isinstance(config.get(holder), Mapping) else {}}
+    current = config.get(holder)
+    held = {holder: copy.deepcopy(current if isinstance(current, Mapping) else (entry.settings or {})[holder])}
     set_path(held, key, value)
     config[holder] = held[holder]
     return True

@@ -230,6 +230,22 @@ def test_a_set_map_for_a_setting_that_holds_one_sets_its_keys_in_run_validate_an
     assert ("opts are {'b': 3, 'a': 5}" if command == "train" else "\n    b: 3\n    a: 5\n") in proc.stdout, proc.stdout
 
 
+@pytest.mark.parametrize("command", ["validate", "train"])
+@pytest.mark.parametrize("expr", ["opts.a=5", "training.opts.a=5", "opts={a: 5}"])
+def test_a_set_key_of_a_declared_map_the_space_does_not_set_keeps_the_maps_other_defaults(tmp_path, command, expr):
+    """A space without ``opts`` and ``--set opts.a=5``: run, validate and train all gave the function ``{a: 5}``,
+    so ``b`` was gone (a function merging its settings over the config merges one level): the declared map is
+    where the key is set, as a space's own ``opts`` is."""
+    (tmp_path / "own.py").write_text("def fit(config, report, checkpoint_dir):\n    print('opts are', config['opts'])\n"
+                                     "    return {'acc': 1}\n\nfit.settings = {'lr': 0.1, 'opts': {'a': 0, 'b': 2}}\n")
+    (tmp_path / "d.yaml").write_text("entrypoint: own:fit\nobjective: {metric: acc, direction: maximize}\n"
+                                     "training: {lr: 0.2}\nparams:\n  lr: {type: float, low: 0.01, high: 1}\n")
+    proc = sweeper(command, "d.yaml", "--set", expr, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert ("opts are {'a': 5, 'b': 2}" if command == "train" else "\n  lr: 0.2\n  opts:\n    a: 5\n    b: 2\n") \
+        in proc.stdout, proc.stdout  # validate prints the training block a run's trials get
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--set", "epochs"], "expected KEY=VALUE"),
     (["--set", "epocs=3"], "did you mean 'epochs'"),

@@ -10,6 +10,7 @@ that pulls in torch, and validation must stay light.
 from __future__ import annotations
 
 import contextlib
+import copy
 import importlib
 import inspect
 import os
@@ -102,6 +103,21 @@ class EntrypointInfo:
             return None
         return f"unknown metric {metric!r}{did_you_mean(metric, list(self.metrics))}; " \
                f"{self.target} reports: {', '.join(self.metrics)}"
+
+    def map_holding(self, key: str) -> str | None:
+        """The setting declared with a map for its default that ``key`` is a key of (``opts`` for ``opts.a``), or
+        None: ``--set opts.a=5`` sets that key of the map, which starts from the declared one where the space sets
+        none (its other keys keep their defaults: a function merging its settings over the config merges one level)."""
+        return next((k for k, v in (self.settings or {}).items() if key.startswith(f"{k}.") and isinstance(v, Mapping)),
+                    None)
+
+    def with_declared_map(self, block: Any, key: str) -> Any:
+        """``block`` (a space's training settings) with the declared map ``key`` is a key of, where it has none of
+        its own, for ``key`` to be set in: ``--set opts.a=5`` keeps the other keys' defaults, as it keeps those of a
+        space's ``opts``. Anything but a mapping (or none) is left for the spec's validation to refuse."""
+        if (held := self.map_holding(key)) is None or not isinstance(block, Mapping | None) or held in (block or {}):
+            return block
+        return {**(block or {}), held: copy.deepcopy((self.settings or {})[held])}
 
     def coerce(self, key: str, value: Any) -> Any:
         """The value in the setting's type (that of its default); raises ConfigError, also for an unknown key."""
