@@ -45,6 +45,10 @@ def clean_checkpoints(view: StudyView, url: str, keep: int, results_root: Path, 
     saying = ", ".join([*([f"the best {len(best)} ({_numbers(best)})"] if best else []),
                         *([f"{first_and_best} ({_numbers(met)})"] if met else []),
                         "every unfinished trial's"])
+    if not folder.is_dir():  # not "kept the best 3" of checkpoints clean never saw: deleted, moved, or elsewhere
+        console.print(f"nothing to delete: {folder}, where {name} keeps its checkpoints, does not exist (deleted or "
+                      "moved, or the study trained on another machine)", markup=False)
+        return
     if not doomed:
         console.print(f"nothing to delete in {folder}: kept {saying}", markup=False)
         return

@@ -16,6 +16,7 @@ import math
 import os
 import re
 import shlex
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -1421,6 +1422,9 @@ def test_clean_deletes_the_checkpoints_of_finished_trials_but_the_best_and_never
     # a results folder outside the project (docker/compose.yaml's /results) or behind a symlink: as the run gave it
     assert clean("--keep", "0", "--results-dir", str(tmp_path / "runs"), cwd=tmp_path / "elsewhere").returncode == 0
     assert left() == [4, 8, 9]
+    shutil.rmtree(folder)  # deleted by hand, or trained on another machine: said so, not "kept the best 1 (#10)"
+    assert said("--keep", "1") == f"nothing to delete: {folder}, where {name} keeps its checkpoints, does not exist " \
+        "(deleted or moved, or the study trained on another machine)"
 
 
 def test_clean_of_an_earlier_sweepers_study_whose_checkpoint_folder_is_missing_names_that_folder(
