@@ -23,7 +23,6 @@ import sys
 import uuid
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from html.parser import HTMLParser
@@ -32,6 +31,7 @@ from typing import Any
 
 import optuna
 import pytest
+from forked_cli import run_commands
 from sqlalchemy.engine import make_url
 
 from search_spaces.errors import SpecError
@@ -133,13 +133,8 @@ AT_ONCE = 6
 
 def run_all(commands: dict[str, list[str]], cwd: Path) -> dict[str, subprocess.CompletedProcess[str]]:
     """Run every ``sweeper`` command, ``AT_ONCE`` side by side, wait for all: read-only commands do not disturb each
-    other."""
-    def run(args: list[str]) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "sweeper.cli", *args], cwd=cwd, env=env(), text=True,
-                              capture_output=True, timeout=240)
-
-    with ThreadPoolExecutor(AT_ONCE) as pool:
-        return dict(zip(commands, pool.map(run, commands.values()), strict=True))
+    other. Each is a process of its own; the libraries' imports are paid once (tests/forked_cli.py)."""
+    return dict(zip(commands, run_commands(list(commands.values()), cwd, env(), AT_ONCE), strict=True))
 
 
 @dataclass
