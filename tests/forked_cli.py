@@ -84,10 +84,11 @@ sys.stdout.write(json.dumps(results))
 """
 
 
-def run_commands(commands: list[list[str]], cwd: Path, env: dict[str, str], at_once: int,
-                 timeout: float = 240) -> list[subprocess.CompletedProcess[str]]:
-    """Run ``sweeper ARGS`` for every ARGS in ``commands``, ``at_once`` side by side; their results in order."""
-    runner = subprocess.run([sys.executable, "-c", RUNNER, str(at_once), *PRELOADED], cwd=cwd, env=env,
+def run_commands(commands: list[list[str]], cwd: Path, env: dict[str, str], at_once: int, *,
+                 preload: tuple[str, ...] = (), timeout: float = 240) -> list[subprocess.CompletedProcess[str]]:
+    """Run ``sweeper ARGS`` for every ARGS in ``commands``, ``at_once`` side by side; their results in order.
+    ``preload``: more libraries the commands import (torch, for ``sweeper train``), imported once too."""
+    runner = subprocess.run([sys.executable, "-c", RUNNER, str(at_once), *PRELOADED, *preload], cwd=cwd, env=env,
                             input=json.dumps({"cwd": str(cwd), "commands": commands}), capture_output=True,
                             text=True, timeout=timeout)
     assert runner.returncode == 0, runner.stdout + runner.stderr

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from forked_cli import run_commands
 
 from sweeper.driver import SweepOptions, run_sweep
 
@@ -72,8 +73,26 @@ def test_example_resumes_exactly_from_its_checkpoint(tmp_path: Path) -> None:
     assert set(fit.metrics) >= {*straight[0], *expected} - {"epoch"}
 
 
-def test_sweeper_train_runs_the_examples_own_function(tmp_path: Path) -> None:
-    proc = sweeper("train", str(SPACE), "--set", "epochs=3", "--set", "samples=300", cwd=tmp_path)
+REFUSED = {  # a --set that fit does not accept: what train says
+    "epocs=3": "did you mean 'epochs'",
+    "hidden=wide": "hidden",
+    "dataset.classes=20": "--set dataset.classes: unknown setting 'dataset.classes'; allowed: epochs, lr",
+}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, subprocess.CompletedProcess[str]]:
+    """``sweeper train`` of the example once as told and once with each of REFUSED's flags, side by side, torch
+    imported once for them all (tests/forked_cli.py): each command paid seconds of CPU importing it."""
+    cwd = tmp_path_factory.mktemp("train")
+    commands = {"ok": ["train", str(SPACE), "--set", "epochs=3", "--set", "samples=300"],
+                **{flag: ["train", str(SPACE), "--set", flag] for flag in REFUSED}}
+    env = {**{k: v for k, v in os.environ.items() if k != "SWEEPER_STORAGE"}, "COLUMNS": "200"}
+    return dict(zip(commands, run_commands(list(commands.values()), cwd, env, 2, preload=("torch",)), strict=True))
+
+
+def test_sweeper_train_runs_the_examples_own_function(trained: dict[str, subprocess.CompletedProcess[str]]) -> None:
+    proc = trained["ok"]
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     epochs = [line for line in lines if line.startswith("epoch")]
@@ -85,13 +104,10 @@ def test_sweeper_train_runs_the_examples_own_function(tmp_path: Path) -> None:
     assert "parameters on" not in proc.stdout and "classes" not in proc.stdout and "top3" not in proc.stdout
 
 
-@pytest.mark.parametrize(("flag", "message"), [
-    ("epocs=3", "did you mean 'epochs'"),
-    ("hidden=wide", "hidden"),
-    ("dataset.classes=20", "--set dataset.classes: unknown setting 'dataset.classes'; allowed: epochs, lr"),
-])
-def test_train_refuses_what_the_examples_function_does_not_accept(tmp_path: Path, flag: str, message: str) -> None:
-    proc = sweeper("train", str(SPACE), "--set", flag, cwd=tmp_path)
+@pytest.mark.parametrize(("flag", "message"), REFUSED.items())
+def test_train_refuses_what_the_examples_function_does_not_accept(trained: dict[str, subprocess.CompletedProcess[str]],
+                                                                  flag: str, message: str) -> None:
+    proc = trained[flag]
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert message in proc.stderr and "Traceback" not in proc.stderr
     assert "epoch" not in proc.stdout
