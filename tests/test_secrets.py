@@ -18,12 +18,12 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from forked_cli import run_commands
 from sqlalchemy.engine import make_url
 
 from search_spaces.loader import resolve_space_path
@@ -70,11 +70,15 @@ def ray_tmp() -> Iterator[Path]:
     shutil.rmtree(folder, ignore_errors=True)
 
 
+def environment(ray_tmp: Path, env: dict[str, str] | None) -> dict[str, str]:
+    """A command's environment: Ray's temp folder of the test, ``env`` over this one (less SWEEPER_STORAGE)."""
+    return {**{k: v for k, v in os.environ.items() if k != "SWEEPER_STORAGE"}, "RAY_TMPDIR": str(ray_tmp),
+            "COLUMNS": "200", **(env or {})}
+
+
 def sweeper(*args: str, cwd: Path, ray_tmp: Path, env: dict[str, str] | None = None) -> str:
     """Run ``sweeper ARGS``; its output (stdout and stderr) after checking it exited 0."""
-    environment = {k: v for k, v in os.environ.items() if k != "SWEEPER_STORAGE"}
-    environment.update({"RAY_TMPDIR": str(ray_tmp), "COLUMNS": "200", **(env or {})})
-    done = subprocess.run([sys.executable, "-m", "sweeper.cli", *args], cwd=cwd, env=environment,
+    done = subprocess.run([sys.executable, "-m", "sweeper.cli", *args], cwd=cwd, env=environment(ray_tmp, env),
                           capture_output=True, text=True, timeout=300)
     output = done.stdout + done.stderr
     assert done.returncode == 0, output
@@ -120,13 +124,15 @@ def inspect_all(name: str, *, cwd: Path, ray_tmp: Path, storage: list[str], env:
                 ) -> list[str]:
     """status, report, export (csv and json) and best on the study; their outputs and written files.
 
-    Side by side, as test_inspect.py runs them: read-only commands do not disturb each other, and each spends
-    most of its second or two importing."""
+    Side by side, as test_inspect.py runs them: read-only commands do not disturb each other, and each spent
+    most of its second or two importing (now paid once: tests/forked_cli.py)."""
     report = cwd / f"{name}.html"
-    commands = [("status",), ("status", name), ("best", name), ("export", name, "--format", "csv"),
-                ("export", name, "--format", "json"), ("report", name, "-o", str(report))]
-    with ThreadPoolExecutor(len(commands)) as pool:
-        outputs = list(pool.map(lambda args: sweeper(*args, *storage, cwd=cwd, ray_tmp=ray_tmp, env=env), commands))
+    commands = [["status"], ["status", name], ["best", name], ["export", name, "--format", "csv"],
+                ["export", name, "--format", "json"], ["report", name, "-o", str(report)]]
+    outputs = []
+    for done in run_commands([[*args, *storage] for args in commands], cwd, environment(ray_tmp, env), len(commands)):
+        outputs.append(done.stdout + done.stderr)
+        assert done.returncode == 0, outputs[-1]
     outputs.append(report.read_text())
     return outputs
 
