@@ -115,7 +115,10 @@ INTERRUPTIONS = {
 ], indirect=["storage_url"])
 def test_interrupted_sweep_resumes_without_losing_or_repeating_trials(tmp_path, storage_url, how):
     """Kill a sweep mid-trial, check its workers stop, resume it, check exactly what ran."""
-    space = resumable_space(tmp_path, trials=6, sleep=0.4)
+    space = resumable_space(tmp_path, trials=6, sleep=0.05)
+    gate = tmp_path / "gate"  # trials #2 on wait after their first epoch until it exists: killed mid-trial, no race
+    space.write_text(space.read_text().replace("sleep: 0.05}", f"sleep: 0.05, gate: {json.dumps(str(gate))}, "
+                                               "gate_from: 2}"))
     name = study_name(space)
     proc = sweeper_cli("run", str(space), "--storage", storage_url, "--results-dir", "runs", cwd=tmp_path)
     completed = 0
@@ -126,9 +129,9 @@ def test_interrupted_sweep_resumes_without_losing_or_repeating_trials(tmp_path, 
         if completed >= 2 or time.time() > deadline:
             break
     study = optuna.load_study(study_name=name, storage=storage_url)
-    while time.time() < deadline:  # ... and at least one of those is past its first checkpoint
+    while time.time() < deadline:  # ... and both of those wait at the gate, past their first checkpoint
         running = study.get_trials(states=(TS.RUNNING,))
-        if any(checkpointed_epoch(tmp_path, name, t.number) >= 1 for t in running):
+        if len(running) == 2 and all(checkpointed_epoch(tmp_path, name, t.number) >= 1 for t in running):
             break
         time.sleep(0.1)
     os.killpg(proc.pid, INTERRUPTIONS[how])
@@ -160,6 +163,7 @@ def test_interrupted_sweep_resumes_without_losing_or_repeating_trials(tmp_path, 
                             env={**os.environ, "COLUMNS": "80"}).stdout
     assert "(interrupted)" in narrow, narrow  # a terminal's default width cuts no word of the table
 
+    gate.touch()
     if not is_sqlite(storage_url):  # works from the database alone: Ray's results folder is only a cache
         shutil.rmtree(tmp_path / "runs" / "ray")
         again = sweeper_cli("resume", name, "--storage", storage_url, "--results-dir", "runs", cwd=tmp_path)
