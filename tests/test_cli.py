@@ -696,23 +696,10 @@ def test_an_empty_or_unreadable_kind_of_space_says_what_it_is(tmp_path, command)
     assert [p.name for p in tmp_path.iterdir()] == ["space.yaml"]
 
 
-def test_a_resume_given_another_results_dir_says_where_its_checkpoints_stay(tmp_path):
-    """The flag's help said checkpoints go to DIR; a resumed study kept writing them to its first run's folder."""
-    first = sweeper("run", "spaces/asl20.yaml", "--quick", "--set", "budget.trials=1", "--storage", "sqlite:///s.db",
-                    cwd=tmp_path)
-    assert first.returncode == 0, first.stderr
-    again = sweeper("resume", "asl20-quick", "--set", "budget.trials=2", "--storage", "sqlite:///s.db",
-                    "--results-dir", "elsewhere", cwd=tmp_path)
-    assert again.returncode == 0, again.stderr
-    kept = next(iter((tmp_path / "sweeper_runs" / "checkpoints").iterdir()))
-    assert f"checkpoints stay in the study's folder {kept}; --results-dir elsewhere holds Ray's results only" \
-        in again.stdout, again.stdout
-    assert sorted(p.name for p in kept.glob("trial-*") if p.is_dir()) == ["trial-00000", "trial-00001"]
-
-
-def test_a_typed_set_storage_beats_sweeper_storage_in_a_sweep(tmp_path):
+def test_a_typed_set_storage_beats_sweeper_storage_and_a_resume_elsewhere_says_where_checkpoints_stay(tmp_path):
     """SWEEPER_STORAGE, exported once, silently beat a --set storage=URL typed for this run: the sweep wrote its
-    study to the exported database."""
+    study to the exported database. And the --results-dir flag's help said checkpoints go to DIR; a resumed study
+    kept writing them to its first run's folder. One sweep and its resume check both (a sweep starts a Ray)."""
     env = {**{k: v for k, v in os.environ.items() if k != "SWEEPER_STORAGE"}, "SWEEPER_STORAGE": "sqlite:///env.db"}
     proc = sweeper("run", "spaces/asl20.yaml", "--quick", "--set", "budget.trials=1", "--set",
                    "storage=sqlite:///typed.db", cwd=tmp_path, env=env)
@@ -721,6 +708,14 @@ def test_a_typed_set_storage_beats_sweeper_storage_in_a_sweep(tmp_path):
     assert (tmp_path / "typed.db").is_file() and not (tmp_path / "env.db").exists()
     status = sweeper("status", "asl20-quick", "--storage", "sqlite:///typed.db", cwd=tmp_path, env=env)
     assert status.returncode == 0 and "1 COMPLETE" in " ".join(status.stdout.split()), status.stdout + status.stderr
+
+    again = sweeper("resume", "asl20-quick", "--set", "budget.trials=2", "--storage", "sqlite:///typed.db",
+                    "--results-dir", "elsewhere", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    kept = next(iter((tmp_path / "sweeper_runs" / "checkpoints").iterdir()))
+    assert f"checkpoints stay in the study's folder {kept}; --results-dir elsewhere holds Ray's results only" \
+        in again.stdout, again.stdout
+    assert sorted(p.name for p in kept.glob("trial-*") if p.is_dir()) == ["trial-00000", "trial-00001"]
 
 
 def test_a_set_map_of_training_keys_is_named_by_the_refusal_it_caused(tmp_path):
