@@ -43,11 +43,13 @@ run: check-venv $(STAMP)
 
 # Two pytest workers: much of the suite waits (on outages, kills, timeouts) while the other worker trains; each
 # worker starts one Ray for its in-process sweeps and has a PostgreSQL database of its own (tests/conftest.py).
+# worksteal: each worker starts with a contiguous half (a module's fixtures are made once, not on both workers, as
+# round-robin would), and one that runs dry takes over the other's remaining tests, so neither waits at the end.
 TEST_WORKERS ?= 2
 
 test: check-venv $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
