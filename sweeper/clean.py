@@ -30,11 +30,15 @@ def clean_checkpoints(view: StudyView, url: str, keep: int, results_root: Path, 
         raise BadInput(f"study {name!r} keeps its checkpoints in {folder}, which is neither in this folder nor under "
                        f"--results-dir {results_root}: sweeper clean deletes only there; give the run's results "
                        f"folder (--results-dir {folder.parent.parent}) or run it from a folder above")
-    if attrs.CHECKPOINTS not in view.study.user_attrs and not folder.is_dir() and any(
-            t.state.is_finished() for t in view.trials):  # a guess at where they are, which missed: not "nothing"
-        raise BadInput(f"study {name!r} was made by an earlier sweeper, which did not record where its checkpoints "
-                       f"are, and {folder} does not exist: give the --results-dir its first run had (from the folder "
-                       "it ran in, for a relative one); if its checkpoints are gone, there is nothing to clean")
+    if not folder.is_dir():  # not "kept the best 3" of checkpoints clean never saw
+        if attrs.CHECKPOINTS not in view.study.user_attrs and any(t.state.is_finished() for t in view.trials):
+            raise BadInput(f"study {name!r} was made by an earlier sweeper, which did not record where its checkpoints "
+                           f"are, and {folder} does not exist: give the --results-dir its first run had (from the "
+                           "folder it ran in, for a relative one); if its checkpoints are gone, there is nothing to "
+                           "clean")  # a guess at where they are, which missed
+        console.print(f"nothing to delete: {folder}, where {name} keeps its checkpoints, does not exist (deleted or "
+                      "moved, or the study trained on another machine)", markup=False)
+        return
     best = [t.number for t in view.complete[:keep]]
     met = list(dict.fromkeys(t.number for t in (view.first_meeting_targets(), view.best_meeting_targets())
                              if t is not None and t.number not in best))
@@ -45,10 +49,6 @@ def clean_checkpoints(view: StudyView, url: str, keep: int, results_root: Path, 
     saying = ", ".join([*([f"the best {len(best)} ({_numbers(best)})"] if best else []),
                         *([f"{first_and_best} ({_numbers(met)})"] if met else []),
                         "every unfinished trial's"])
-    if not folder.is_dir():  # not "kept the best 3" of checkpoints clean never saw: deleted, moved, or elsewhere
-        console.print(f"nothing to delete: {folder}, where {name} keeps its checkpoints, does not exist (deleted or "
-                      "moved, or the study trained on another machine)", markup=False)
-        return
     if not doomed:
         console.print(f"nothing to delete in {folder}: kept {saying}", markup=False)
         return
