@@ -25,10 +25,10 @@ from test_resume import checkpoint_folder, resumable_space
 from search_spaces.loader import load_spec
 from sweeper.driver import SweepOptions, run_sweep
 from sweeper.trainable import output_kept
-from trials.config import ConfigError
+from trials.config import ConfigError, TrainConfig
 from trials.fused import group_key, run_group
 from trials.random_stream import shared_mixup
-from trials.train import NonFiniteLossError, run
+from trials.train import NonFiniteLossError, run, trained_config
 
 TS = optuna.trial.TrialState
 
@@ -406,11 +406,15 @@ def test_fused_sweep_refuses_what_it_cannot_fuse(tmp_path, command):
 
 
 def checkpointed_epoch(folder: Path, name: str, number: int) -> int:
+    return checkpointed(folder, name, number).get("progress", {}).get("epoch", 0)
+
+
+def checkpointed(folder: Path, name: str, number: int) -> dict[str, Any]:
     state = checkpoint_folder(folder, name, number) / "state.pt"
     try:
-        return torch.load(state, weights_only=True)["progress"]["epoch"]
+        return torch.load(state, weights_only=True)
     except (FileNotFoundError, RuntimeError, EOFError):  # not written yet
-        return 0
+        return {}
 
 
 @pytest.mark.slow
@@ -434,6 +438,8 @@ def test_kill_9_of_a_fused_sweep_resumes_each_member_from_its_own_checkpoint(tmp
     assert set(interrupted) == {0, 1, 2} and min(interrupted.values()) >= 1, before
     assert max(interrupted.values()) < epochs
     time.sleep(3)  # the orphaned group's worker notices its raylet is gone (ORPHAN_POLL_S) and exits
+    # each epoch's wall time is in its checkpoint: a member that retrains an epoch (or reads another's) differs there
+    histories = {n: checkpointed(tmp_path, name, n)["progress"]["history"] for n in interrupted}
 
     again = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stdout + again.stderr
@@ -445,6 +451,11 @@ def test_kill_9_of_a_fused_sweep_resumes_each_member_from_its_own_checkpoint(tmp
         assert sorted(t.intermediate_values) == list(range(1, epochs + 1)) and t.user_attrs.get("resumed") == 1
         want = alone_values(spec, t)
         assert t.intermediate_values == {e: pytest.approx(want[e], abs=1e-6) for e in t.intermediate_values}
+        # its folder holds its own run, carried on from the very checkpoint it was killed with, not retrained
+        state = checkpointed(tmp_path, name, t.number)
+        assert state["config"] == trained_config(TrainConfig.from_flat(spec.trial_config(t.params))), t.number
+        assert state["progress"]["epoch"] == epochs, t.number
+        assert state["progress"]["history"][:len(histories[t.number])] == histories[t.number], t.number
     if storage_url.startswith("postgresql"):
         optuna.delete_study(study_name=name, storage=storage_url)
 
