@@ -196,7 +196,7 @@ def _run_group(config: dict[str, Any], members: list[dict[str, Any]], numbers: l
         if isinstance(outcome, dict):
             tune.report({**last[number], **outcome, NODE_KEY: node, MEMBER_KEY: number, FINAL_FLAG: True,
                          RESULT_KEYS: sorted(outcome)})
-        elif isinstance(outcome, NonFiniteLossError):  # fails alone, at once, as a single trial does
+        elif isinstance(outcome, NonFiniteLossError | ConfigError):  # fails alone, at once, as a single trial does
             failed(number, outcome)
         elif isinstance(outcome, Exception) and (disk := disk_problem(outcome, dirs[index])):
             failed(number, outcome, **{DISK_KEY: disk})

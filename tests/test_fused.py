@@ -207,6 +207,21 @@ def test_a_member_checkpoint_resumes_alone_and_a_single_checkpoint_resumes_in_a_
     assert single["optimizer"]["state"][0].keys() == member["optimizer"]["state"][0].keys()
 
 
+def test_a_member_whose_checkpoint_is_another_runs_fails_alone_and_the_others_go_on(tmp_path):
+    """A checkpoint ``load_state`` refuses (another config's: folders mixed up, or the space changed since) fails its
+    member at once with that ConfigError, as it fails ``run``; it no longer fails the group, nor Ray's retries."""
+    run({**MEMBERS[0], "epochs": 1}, None, tmp_path / "b")  # member 1's folder holds another run
+    reports, finished = [[], []], []
+    outcomes = run_group(MEMBERS[:2], [r.append for r in reports], [tmp_path / "a", tmp_path / "b"],
+                         finished=lambda index, outcome: finished.append(index))
+    assert isinstance(outcomes[1], ConfigError)
+    assert "b/state.pt holds a run of another config" in str(outcomes[1]) and reports[1] == [] and finished == [1, 0]
+    want_reports, want_result = alone(MEMBERS[0])
+    assert_same_run(want_reports, reports[0])
+    assert_same_result(want_result, outcomes[0])
+    assert [type(o) for o in run_group([MEMBERS[1]], None, [tmp_path / "b"])] == [ConfigError]  # none left to train
+
+
 def test_group_drawn_dropout_keeps_every_other_stream_of_the_member():
     # exact_rng=False (the CUDA default) draws dropout masks and mixup for the whole group at once: a member
     # without either still matches its run alone exactly, a member with them trains on other draws

@@ -16,9 +16,9 @@ The contract is exactness: on the CPU, under the same seed, each member reports 
   the ``[K, P]`` weights with a column of per-member scalars.
 * Checkpoints: ``state.pt`` in ``trials.train``'s format, so a member resumes alone or in any group.
 
-A member leaves on its own, the others go on: when its epochs are done or it stops early (it returns its final
-metrics, as ``run`` does), when its training or validation loss is not finite (its outcome is the
-``NonFiniteLossError``), or when its ``report`` raises (its outcome is that exception: how a driver prunes one).
+A member leaves on its own, the others go on: its epochs done or stopped early (its outcome: its final metrics, as
+``run`` returns), its loss not finite (the ``NonFiniteLossError``), its checkpoint another run's (``load_state``'s
+``ConfigError``: it never joins), or its ``report`` raising (that exception: how a driver prunes one).
 """
 
 from __future__ import annotations
@@ -104,8 +104,7 @@ def run_group(configs: Sequence[Mapping[str, Any]], reports: Sequence[Report | N
     each member leaves, while the others still train (a driver records it then, not when the group ends)."""
     cfgs = [TrainConfig.from_flat(c) for c in configs]
     check_compatible(cfgs)
-    reports = list(reports or [None] * len(cfgs))
-    dirs = list(checkpoint_dirs or [None] * len(cfgs))
+    reports, dirs = list(reports or [None] * len(cfgs)), list(checkpoint_dirs or [None] * len(cfgs))
     started = time.perf_counter()
     if cfgs[0].threads:
         torch.set_num_threads(cfgs[0].threads)
@@ -142,26 +141,30 @@ class Group:
         self.steps_per_epoch = math.ceil(len(data.y_train) / cfgs[0].batch_size)
         self.class_weights = inverse_frequency_weights(data.y_train, data.num_classes).to(device)
         self.outcomes: dict[int, Outcome] = {}
-        self.members = [self._member(i, *member) for i, member in enumerate(zip(cfgs, reports, dirs, strict=True))]
+        self.members = [m for i, c in enumerate(zip(cfgs, reports, dirs, strict=True)) if (m := self._member(i, *c))]
+        if not self.members:  # every checkpoint refused
+            return
         self.stack = StackedTransformer([m.model for m in self.members], device)
-        self.exp_avg = torch.stack([self._moment(m, "exp_avg") for m in self.members]).to(device)
-        self.exp_avg_sq = torch.stack([self._moment(m, "exp_avg_sq") for m in self.members]).to(device)
+        self.exp_avg, self.exp_avg_sq = (torch.stack([self._moment(m, n) for m in self.members]).to(device)
+                                         for n in ("exp_avg", "exp_avg_sq"))
         self._columns()
         for e in range(max((len(m.progress["history"]) for m in self.members), default=0)):  # as train.run does
             self._report_all([(m, {**m.progress["history"][e], REPLAYED: True})
                               for m in self.members if e < len(m.progress["history"])])
         self._leave([m for m in self.members if m.progress["epoch"] >= m.cfg.epochs], "completed")
 
-    def _member(self, index: int, cfg: TrainConfig, report: Report | None, checkpoint_dir: Any) -> Member:
+    def _member(self, index: int, cfg: TrainConfig, report: Report | None, checkpoint_dir: Any) -> Member | None:
         """Build the member as its own run would: seed, initialise the model, then resume from its checkpoint."""
         with torch.random.fork_rng(devices=self.cuda_devices):
             torch.manual_seed(cfg.seed)
-            model = new_model(cfg, self.data)
-            optimizer = new_optimizer(cfg, model)
+            optimizer = new_optimizer(cfg, model := new_model(cfg, self.data))
             state_path = Path(checkpoint_dir) / STATE_FILE if checkpoint_dir is not None else None
             progress, best_state = new_progress(), copy.deepcopy(model.state_dict())
             if state_path is not None and state_path.exists():
-                progress, best_state = load_state(state_path, model, optimizer, cfg, self.data.fingerprint)
+                try:  # another run's: this member fails at once, alone, as it fails ``run`` (not its group)
+                    progress, best_state = load_state(state_path, model, optimizer, cfg, self.data.fingerprint)
+                except ConfigError as exc:
+                    return self._outcome(index, exc)
                 log.info("member %d resumed from %s at epoch %d", index, state_path, progress["epoch"])
             rng = RandomStream(self.device)
         return Member(index, cfg, report or (lambda metrics: None), state_path, model, optimizer, rng,
@@ -204,8 +207,7 @@ class Group:
             vals, train_losses = [vals[k] for k in keep], [train_losses[k] for k in keep]  # logits top every top-k
             if not self.members:
                 break
-            seconds = time.perf_counter() - epoch_start
-            reports = []
+            seconds, reports = time.perf_counter() - epoch_start, []
             for k, m in enumerate(self.members):
                 epoch = m.progress["epoch"] + 1
                 metrics = epoch_metrics(epoch, train_losses[k], vals[k], m.lr, seconds,
@@ -257,7 +259,7 @@ class Group:
         keep = [k for k, loss in enumerate(losses) if math.isfinite(loss)]
         if failed := [(m, loss) for m, loss in zip(self.members, losses, strict=True) if not math.isfinite(loss)]:
             for m, loss in failed:
-                self._outcome(m, error := non_finite_loss(loss, m.progress["step"], m.cfg))
+                self._outcome(m.index, error := non_finite_loss(loss, m.progress["step"], m.cfg))
                 log.warning("member %d failed: %s", m.index, error)
             self._keep(keep)
         return keep
@@ -337,8 +339,7 @@ class Group:
             top = logits.topk(min(5, logits.shape[2]), dim=2).indices
             for t in hits:
                 hits[t] += (top[:, :, :t] == y.view(1, -1, 1)).any(dim=2).sum(dim=1)
-        n = len(labels)
-        loss_list, hit_lists = loss.tolist(), {t: h.tolist() for t, h in hits.items()}
+        n, loss_list, hit_lists = len(labels), loss.tolist(), {t: h.tolist() for t, h in hits.items()}
         return [{"loss": loss_list[i] / n, **{f"top{t}": hit_lists[t][i] / n for t in hits}} for i in range(k)]
 
     # --- members leaving, checkpoints, reports -----------------------------------------------------------
@@ -349,7 +350,7 @@ class Group:
             try:
                 m.report(metrics)
             except Exception as exc:  # the caller decides what its own exception means
-                self._outcome(m, exc)
+                self._outcome(m.index, exc)
                 stopped.append(m)
         if stopped:
             self._keep([k for k, m in enumerate(self.members) if m not in stopped])
@@ -360,14 +361,14 @@ class Group:
             model = copy.deepcopy(m.model).to(self.device)
             model.load_state_dict(m.best_state)
             test = evaluate(model, self.data.x_test, self.data.y_test, self.autocast)
-            self._outcome(m, final_result(m.progress, test, stop_reason, model, self.device,
+            self._outcome(m.index, final_result(m.progress, test, stop_reason, model, self.device,
                                           time.perf_counter() - self.started, self.data))
         if finished:
             self._keep([k for k, m in enumerate(self.members) if m not in finished])
 
-    def _outcome(self, m: Member, outcome: Outcome) -> None:
-        self.outcomes[m.index] = outcome
-        self.finished(m.index, outcome)
+    def _outcome(self, index: int, outcome: Outcome) -> None:
+        self.outcomes[index] = outcome
+        self.finished(index, outcome)
 
     def _keep(self, keep: list[int]) -> None:
         self.members = [self.members[k] for k in keep]
