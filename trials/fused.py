@@ -157,7 +157,8 @@ class Group:
         """Build the member as its own run would: seed, initialise the model, then resume from its checkpoint."""
         with torch.random.fork_rng(devices=self.cuda_devices):
             torch.manual_seed(cfg.seed)
-            optimizer = new_optimizer(cfg, model := new_model(cfg, self.data))
+            model = new_model(cfg, self.data)
+            optimizer = new_optimizer(cfg, model)
             state_path = Path(checkpoint_dir) / STATE_FILE if checkpoint_dir is not None else None
             progress, best_state = new_progress(), copy.deepcopy(model.state_dict())
             if state_path is not None and state_path.exists():
@@ -166,9 +167,8 @@ class Group:
                 except ConfigError as exc:
                     return self._outcome(index, exc)
                 log.info("member %d resumed from %s at epoch %d", index, state_path, progress["epoch"])
-            rng = RandomStream(self.device)
-        return Member(index, cfg, report or (lambda metrics: None), state_path, model, optimizer, rng,
-                      lr_schedule(cfg, self.steps_per_epoch), progress, best_state)
+            return Member(index, cfg, report or (lambda metrics: None), state_path, model, optimizer,
+                          RandomStream(self.device), lr_schedule(cfg, self.steps_per_epoch), progress, best_state)
 
     @staticmethod
     def _moment(m: Member, name: str) -> torch.Tensor:
