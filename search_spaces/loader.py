@@ -420,17 +420,13 @@ def _once_per_set(issues: list[SpecIssue]) -> list[SpecIssue]:
     of the quick profile or by the check of the quick: section it went into. Only what is said of the ``--set``'s
     own KEY (or of no field) is one problem: the same words of another field (each row of ``--set enqueue=[...]``)
     are one problem each."""
-    said: set[tuple[str, str]] = set()
-    kept = []
-    for issue in dict.fromkeys(issues):
+    kept: dict[tuple[Any, ...], SpecIssue] = {}  # the first of each: by the --set and its words, else by itself
+    for issue in issues:
         source = (issue.source or "").removeprefix("--quick (").removesuffix(")")
         key = source.removeprefix("--set ").partition("=")[0]
-        if source.startswith("--set") and issue.field in ("", key):
-            if (source, issue.message) in said:
-                continue
-            said.add((source, issue.message))
-        kept.append(issue)
-    return kept
+        once = source.startswith("--set") and issue.field in ("", key)
+        kept.setdefault((source, issue.message) if once else issue, issue)
+    return list(kept.values())
 
 
 def refusal(spec: Spec, path: Sequence[str | int], message: str) -> SpecError:
