@@ -312,11 +312,8 @@ class Sampler(BaseModel):
     @model_validator(mode="after")
     def _check_options(self, info: ValidationInfo) -> Sampler:
         name, settable, issues = SAMPLER_CLASSES[self.type], sampler_options(self.type), []
-        # a study's stored spec ran with what Optuna takes (a deprecated option works until Optuna drops it):
-        # refused there, sweeper resume could not carry the study on; keep_deprecated: the caller refuses them
-        # unless the study it carries on ran with them (sweeper run of the study's own space)
         context = info.context if isinstance(info.context, dict) else {}  # none for the default, Sampler()
-        stored = bool(context.get("stored"))
+        stored = bool(context.get("stored"))  # a study's spec: what Optuna took passes, so resume carries it on
         for key, value in self.options.items():
             option = settable.get(key)
             if key == "search_space":
@@ -345,8 +342,8 @@ class Sampler(BaseModel):
                     getattr(optuna.samplers, name)(seed=self.seed, **self.options)
             except Exception as exc:
                 issues.append(((), f"{name} rejects these options: {exc}"))
-        # keep_deprecated True keeps them all; a mapping (the quick: section's check) only those options as given
-        # there, the full spec's, which the caller vets: one the quick: section adds is a new space's, refused
+        # keep_deprecated: the caller vets them against the study it carries on. True passes all; a mapping (the
+        # quick: section's check) those as the full spec gave them, so one the quick: section adds is refused
         kept = context.get("keep_deprecated")
         if not issues and not stored and kept is not True:
             issues += [((key,), deprecated_refusal(said)) for key, said in deprecated_options(self).items()
