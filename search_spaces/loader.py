@@ -79,14 +79,14 @@ def list_builtin_spaces() -> list[tuple[str, str]]:
 
 def resolve_space_path(arg: str | os.PathLike[str]) -> Path:
     """An existing local file wins; else ``spaces/NAME.yaml``, ``NAME.yaml`` or ``NAME`` name a built-in space."""
-    if not str(arg).strip():  # Path('') is '.', which was "is a folder"
+    if not str(arg).strip():  # Path('') is '.', which would be refused as a folder
         raise SpecError.single("SPACE", "is empty; give a space YAML file or a built-in name (e.g. asl20)")
     path = Path(arg).expanduser()
     if path.is_file():
         return path
     if path.is_dir():
         raise SpecError.single(str(arg), "is a folder, not a search-space file")
-    if path.exists():  # a FIFO or a device was "no such file"
+    if path.exists():  # a FIFO or a device: "no such file" would mislead
         raise SpecError.single(str(arg), "is not a regular file; a search space is a YAML file")
     name = path.stem if path.suffix in (".yaml", ".yml") else path.name
     if path.parent.as_posix() == "." and (local := Path("spaces", f"{name}.yaml")).is_file():
