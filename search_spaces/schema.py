@@ -266,8 +266,8 @@ class Spec(BaseModel):
                 else "a float range without a step; give it a step (e.g. step: 0.05) or categorical choices"))
                   for n, p in sampled.items() if p.grid_count() is None])
             if (points := math.prod(p.grid_count() for p in sampled.values())) > MAX_GRID_POINTS:
-                fail([((), f"the grid has {points:,} points, and Optuna's grid sampler holds every one in memory: "
-                           f"at most {MAX_GRID_POINTS:,} (a coarser step, fewer choices, or another sampler)")])
+                raise ValueError(f"the grid has {points:,} points, and Optuna's grid sampler holds every one in memory:"
+                                 f" at most {MAX_GRID_POINTS:,} (a coarser step, fewer choices, or another sampler)")
         return value
 
     @field_validator("budget")
