@@ -36,14 +36,12 @@ Origin = tuple[Atoms, str, int | None, bool]
 
 class SpaceLoader(yaml.SafeLoader):
     """PyYAML's safe loader, reading numbers as YAML 1.2 does: ``1e-4`` is a number, ``010`` ten, and ``1:30`` and
-    ``2024-05-01`` are text. YAML 1.1, PyYAML's, reads them as text, eight (octal), 90 (base 60: a ``time: 1:30``
-    of 90 s) and a date. Booleans stay YAML 1.1's (``yes``, ``on``): a function without ``fit.settings`` would get
-    the text ``"no"``, which Python takes for true."""
+    ``2024-05-01`` are text (YAML 1.1 reads them as text, eight, 90 in base 60, a date). Booleans stay YAML 1.1's
+    (``yes``, ``on``): a function without ``fit.settings`` would get the text ``"no"``, which Python takes for true."""
 
 
 class SpaceDumper(yaml.SafeDumper):
-    """Writes what :class:`SpaceLoader` reads back the same: the texts ``'1e-4'`` and ``'0o17'`` quoted (and, as
-    YAML 1.1 would read it otherwise, ``'010'``)."""
+    """Writes what :class:`SpaceLoader` reads back the same: the texts ``'1e-4'``, ``'0o17'`` and ``'010'`` quoted."""
 
 
 SpaceLoader.yaml_implicit_resolvers = {
