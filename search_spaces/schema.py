@@ -330,11 +330,10 @@ class Spec(BaseModel):
         else:
             issues += refused_values(entry, base, sampled, self.enqueue)
             issues += self._targets_always_met(entry, base, sampled)
-            ints = {k for k, v in (entry.settings or {}).items() if type(v) is int}
             issues += [(("params", name, "type"), f"{name} is an int setting of {entry.target}; a float range would "
                                                   "give it fractions: write type: int")
                        for name, param in sampled.items()
-                       if isinstance(param, sections.FloatParam) and name in ints]
+                       if isinstance(param, sections.FloatParam) and type((entry.settings or {}).get(name)) is int]
             # a full sweep's: a smoke run (--quick) says so as it starts, and a stored study goes on as it ran
             if not (info.context.get("stored") or info.context.get("quick")) and (idle := self.idle_scheduler()):
                 issues.append((("scheduler", idle[0]), idle[1]))

@@ -474,9 +474,8 @@ class Resources(_Model):
 
     @model_validator(mode="after")
     def _check(self) -> Resources:
-        reserved = sorted({"cpu", "gpu", "CPU", "GPU", "memory", "object_store_memory"} & set(self.custom))
         issues = [(("custom", name), "is a built-in resource: set cpu / gpu beside custom instead")
-                  for name in reserved]
+                  for name in sorted({"cpu", "gpu", "CPU", "GPU", "memory", "object_store_memory"} & set(self.custom))]
         # Ray counts resources in ten-thousandths and raises on less inside Tune's loop, after trials were asked
         amounts = [(("cpu",), self.cpu), (("gpu",), self.gpu), *((("custom", k), v) for k, v in self.custom.items())]
         issues += [(place, f"is {amount:g}, below 0.0001, the least of a resource Ray can give")
