@@ -374,11 +374,10 @@ def _build(original: dict[str, Any], file: str, lines: dict[Atoms, int], base_di
                 resolve_key(key, entry, data.get("params") or {})  # nothing (the steps come before the --sets)
             apply_override(data, path, copy.deepcopy(value))
         except ValueError as exc:
-            if label == "--quick" and path is None:
-                continue  # the spec's check of its quick: section says why
-            refused.append(SpecIssue(file, line, f"quick.{key}" if line else "", str(exc), label))
-            continue
-        origins.append((atoms([path]), label, line, label == "--quick" and not from_file))
+            if label != "--quick" or path is not None:  # else the spec's check of its quick: section says why
+                refused.append(SpecIssue(file, line, f"quick.{key}" if line else "", str(exc), label))
+        else:
+            origins.append((atoms([path]), label, line, label == "--quick" and not from_file))
     spec, issues = None, refused
     context = {"base_dir": base_dir, "stored": stored, "quick": quick, "keep_deprecated": keep_deprecated}
     try:
