@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import logging
 import os
 import shutil
@@ -55,6 +56,30 @@ def scripted_space(tmp_path: Path, *, trials=8, extra="", target=0.99, training=
 
 def load(url: str, name: str) -> optuna.Study:
     return optuna.load_study(study_name=name, storage=url)
+
+
+def gated_space(tmp_path: Path) -> Path:
+    """20 trials, two at a time, of tests/fixtures/resumable_train.py: trial #0 finishes at once, and the later ones
+    wait after their first epoch until a file ``gate`` (never made) exists. A stop signal sent once #0 is COMPLETE
+    and #1 waits (:func:`wait_at_the_gate`) meets a finished trial and one in flight, whatever the machine's load:
+    no sleeps to outlast."""
+    gate = json.dumps(str(tmp_path / "gate"))
+    space = scripted_space(tmp_path, trials=20, scheduler="{type: none}",
+                           training=f"{{epochs: 6, sleep: 0.0, gate: {gate}, gate_from: 1}}")
+    space.write_text(space.read_text().replace("scripted_train:train", "resumable_train:train"))
+    (tmp_path / "resumable_train.py").write_text((FIXTURES / "resumable_train.py").read_text())
+    return space
+
+
+def wait_at_the_gate(tmp_path: Path, timeout: float = 60) -> bool:
+    """Until trial #1 of a :func:`gated_space` sweep checkpointed its first epoch (it then waits at the gate): whether
+    it did in time. The caller stops its driver either way, then asserts it."""
+    deadline = time.time() + timeout
+    while not (held := bool(list(tmp_path.glob("sweeper_runs/checkpoints/*/trial-00001/state.json")))):
+        if time.time() > deadline:
+            break
+        time.sleep(0.02)
+    return held
 
 
 @pytest.mark.slow
@@ -886,18 +911,17 @@ def test_ctrl_c_exits_130_and_keeps_finished_trials(tmp_path, signum, group, fre
     would start another study: its message names the command that carries it on. SIGUSR1 (Slurm's warning before
     its time limit) ended the sweep with Tune's handler as if it had finished, exit 0, or sent to the group left the
     driver a minute on the dead Ray."""
-    space = scripted_space(tmp_path, trials=20)
-    text = space.read_text().replace("sleep: 0.05", "sleep: 0.3").replace("type: asha", "type: none")
-    text = text.replace(", grace_period: 1, reduction_factor: 2", "")
-    space.write_text(text)
+    space = gated_space(tmp_path)
+    text = space.read_text()
     db = tmp_path / "sweeps.db"
     proc = subprocess.Popen([sys.executable, "-m", "sweeper.cli", "run", str(space), "--storage", f"sqlite:///{db}",
                              *["--fresh"] * fresh], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, start_new_session=True)  # its own process group, holding the Ray it starts
     deadline = time.time() + 120
-    for line in proc.stdout:  # wait for the first finished trial
+    for line in proc.stdout:  # wait for the first finished trial, #0 ...
         if "COMPLETE" in line or time.time() > deadline:
             break
+    held = wait_at_the_gate(tmp_path)  # ... and #1 in flight
     os.killpg(proc.pid, signum) if group else proc.send_signal(signum)
     try:
         assert proc.wait(timeout=20) == 130
@@ -911,7 +935,8 @@ def test_ctrl_c_exits_130_and_keeps_finished_trials(tmp_path, signum, group, fre
     study = optuna.load_study(study_name=name, storage=f"sqlite:///{db}")
     states = [t.state for t in study.get_trials()]
     assert TS.COMPLETE in states and len(states) < 20
-    assert TS.FAIL not in states  # a worker stopped with the driver left its trial RUNNING, for a resume to carry on
+    # a worker stopped with the driver left its trial RUNNING, for a resume to carry on
+    assert held and TS.FAIL not in states and TS.RUNNING in states
 
 
 SIGNAL_AS_AN_ASK_TAKES_ITS_TRIAL = """
@@ -963,9 +988,8 @@ def test_a_closed_terminal_stops_the_sweep_as_ctrl_c_does(tmp_path):
     thread dead with the exit lock held and the main thread waiting on it, for a minute or for good."""
     import pty
 
-    space = scripted_space(tmp_path, trials=20)
-    text = space.read_text().replace("sleep: 0.05", "sleep: 0.3").replace("type: asha", "type: none")
-    space.write_text(text.replace(", grace_period: 1, reduction_factor: 2", ""))
+    space = gated_space(tmp_path)
+    text = space.read_text()
     db = tmp_path / "sweeps.db"
     pid, terminal = pty.fork()
     if pid == 0:  # the sweep, in a session whose controlling terminal is the pty
@@ -974,8 +998,9 @@ def test_a_closed_terminal_stops_the_sweep_as_ctrl_c_does(tmp_path):
                                   f"sqlite:///{db}"])
     seen, deadline = b"", time.time() + 120
     try:
-        while b"COMPLETE" not in seen and time.time() < deadline:  # a first finished trial
+        while b"COMPLETE" not in seen and time.time() < deadline:  # a first finished trial, #0, ...
             seen += os.read(terminal, 4096)
+        held = wait_at_the_gate(tmp_path)  # ... and #1 in flight
         os.close(terminal)  # the terminal goes away: SIGHUP to its session
         ended = time.time() + 30
         while (status := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.time() < ended:
@@ -986,7 +1011,7 @@ def test_a_closed_terminal_stops_the_sweep_as_ctrl_c_does(tmp_path):
             os.killpg(pid, signal.SIGKILL)  # pty.fork made it a session leader: its group is its pid
     name = text.split("name: ")[1].split()[0]
     states = [t.state for t in optuna.load_study(study_name=name, storage=f"sqlite:///{db}").get_trials()]
-    assert TS.COMPLETE in states and TS.FAIL not in states and len(states) < 20
+    assert held and TS.COMPLETE in states and TS.FAIL not in states and TS.RUNNING in states and len(states) < 20
 
 
 @pytest.mark.slow
