@@ -205,6 +205,8 @@ def test_resolve_reads_the_process_environment_by_default(monkeypatch: pytest.Mo
          "postgresql+psycopg://me:p@:5433/db?sslmode=disable&host=/tmp"),
         ("postgresql+psycopg://%2Ftmp/db", "postgresql+psycopg:///db?host=/tmp"),
         ("postgresql+psycopg://me@/db?host=/tmp", "postgresql+psycopg://me@/db?host=/tmp"),
+        # a password with an unencoded '/' then '?k=': no port before the '/', so make_url's reading holds
+        ("postgresql://u:pa/ss?k=v@h/db", "postgresql+psycopg://u:pa/ss?k=v@h/db"),
     ],
 )
 def test_validate_normalises_the_driver(url: str, normalised: str, monkeypatch: pytest.MonkeyPatch,
@@ -256,6 +258,8 @@ def test_an_at_in_a_query_value_after_a_port_is_read_as_libpq_reads_it(url: str)
         # no '@' at all (a YAML comment cut `pw #x@host` short): the text after user: is hidden all the same
         ("postgresql+psycopg://u:hunter22", "postgresql+psycopg://u:***'"),
         ("postgresql+psycopg://u:hunter22/db", "a port is a number"),
+        # an unencoded '/' then '?k=' in a password is no port: the part after the '/' was shown, as a database
+        ("postgresql+psycopg://u:hun/ter22?x=1@h:99999/db", "The port 99999 in 'postgresql+psycopg://u:***@h:99999/db'"),
     ],
 )
 def test_validate_rejects_with_a_clear_message_and_no_password(url: str, message: str) -> None:
