@@ -768,6 +768,18 @@ def test_report_draws_no_importances_where_every_trial_scored_the_same() -> None
     assert "Every COMPLETE trial with a finite value has the same one" in page.sections["importances"]
 
 
+def test_report_plots_a_study_holding_an_enqueued_value_out_of_its_range() -> None:
+    """Optuna keeps an enqueued value that the objective's range then leaves out (it warns): the plots drew it from
+    the stored study, and a copy made by add_trials refused it, a ValueError's traceback and no report."""
+    study = optuna.create_study(direction="minimize")
+    study.enqueue_trial({"x": 5.0})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Optuna's "Fixed parameter 'x' with value 5.0 is out of range"
+        study.optimize(lambda t: t.suggest_float("x", 0, 1) ** 2 + t.suggest_int("y", 0, 3), n_trials=4)
+    page = Page(build_report(study_view(study, format_value, lambda m: "minimize"), url="sqlite:///:memory:"))
+    assert {"fig-parallel-coordinates", "fig-slices"} <= set(page.figures)
+
+
 # --------------------------------------------------------------------------------------------------------------
 # export
 EXPECTED_COLUMNS = {"number", "state", "value", "datetime_start", "datetime_complete", "duration_seconds",
