@@ -119,17 +119,14 @@ def prepare(space: str | Path | None, set_flags: Iterable[str], seeds: Iterable[
 
 def set_in_map(config: dict[str, Any], key: str, value: Any, entry: EntrypointInfo) -> bool:
     """Set ``opts.a`` inside ``config``'s map ``opts``, a setting whose default is a map, keeping its other keys as
-    ``sweeper run`` keeps them (a space's ``opts: {b: 3}`` and ``--set opts.a=5`` train ``{b: 3, a: 5}``; a space
-    without ``opts``, the declared map's, :meth:`EntrypointInfo.map_holding`); False where ``key`` is in no such map.
-    Raises ValueError where the map holds no mapping at that place."""
+    ``sweeper run`` keeps them (:meth:`EntrypointInfo.with_declared_map`); False where ``key`` is in no such map.
+    Raises ValueError where the map holds no mapping at that place (``opts: 3``), as run and validate do."""
     from search_spaces.loader import set_path
 
-    if (holder := entry.map_holding(key)) is None:
+    if entry.map_holding(key) is None:
         return False
-    current = config.get(holder)
-    held = {holder: copy.deepcopy(current if isinstance(current, Mapping) else (entry.settings or {})[holder])}
-    set_path(held, key, value)
-    config[holder] = held[holder]
+    config.update(entry.with_declared_map(copy.deepcopy(config), key))  # not the space's own maps, set in place
+    set_path(config, key, value)
     return True
 
 

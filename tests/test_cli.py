@@ -246,6 +246,26 @@ def test_a_set_key_of_a_declared_map_the_space_does_not_set_keeps_the_maps_other
         in proc.stdout, proc.stdout  # validate prints the training block a run's trials get
 
 
+@pytest.mark.parametrize("command", ["validate", "train"])
+@pytest.mark.parametrize("opts", ["null", "3"])
+def test_a_set_key_of_a_declared_map_the_space_sets_to_no_map_is_read_alike_by_validate_and_train(tmp_path, command,
+                                                                                                    opts):
+    """``opts:`` with its keys commented out is null: ``--set opts.a=5`` gave validate and run ``{a: 5}``, the
+    declared ``b`` gone, where train kept it. ``opts: 3``: validate refused it, train trained the declared map."""
+    (tmp_path / "own.py").write_text("def fit(config, report, checkpoint_dir):\n    print('opts are', config['opts'])\n"
+                                     "    return {'acc': 1}\n\nfit.settings = {'lr': 0.1, 'opts': {'a': 0, 'b': 2}}\n")
+    (tmp_path / "d.yaml").write_text("entrypoint: own:fit\nobjective: {metric: acc, direction: maximize}\n"
+                                     f"training: {{lr: 0.2, opts: {opts}}}\n"
+                                     "params:\n  lr: {type: float, low: 0.01, high: 1}\n")
+    proc = sweeper(command, "d.yaml", "--set", "opts.a=5", cwd=tmp_path)
+    if opts == "3":
+        assert proc.returncode == 2 and "opts is 3, not a mapping, so " in proc.stderr, proc.stdout + proc.stderr
+    else:
+        assert proc.returncode == 0, proc.stderr
+        assert ("opts are {'a': 5, 'b': 2}" if command == "train" else "\n  opts:\n    a: 5\n    b: 2\n") \
+            in proc.stdout, proc.stdout
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--set", "epochs"], "expected KEY=VALUE"),
     (["--set", "epocs=3"], "did you mean 'epochs'"),

@@ -113,9 +113,11 @@ class EntrypointInfo:
 
     def with_declared_map(self, block: Any, key: str) -> Any:
         """``block`` (a space's training settings) with the declared map ``key`` is a key of, where it has none of
-        its own, for ``key`` to be set in: ``--set opts.a=5`` keeps the other keys' defaults, as it keeps those of a
-        space's ``opts``. Anything but a mapping (or none) is left for the spec's validation to refuse."""
-        if (held := self.map_holding(key)) is None or not isinstance(block, Mapping | None) or held in (block or {}):
+        its own (``opts:`` with its keys commented out is none), for ``key`` to be set in: ``--set opts.a=5`` keeps
+        the other keys' defaults, as it keeps those of a space's ``opts``. Anything but a mapping (or none) is left
+        for setting the key to refuse, in run, validate and train alike."""
+        if (held := self.map_holding(key)) is None or not isinstance(block, Mapping | None) or \
+                (block or {}).get(held) is not None:
             return block
         return {**(block or {}), held: copy.deepcopy((self.settings or {})[held])}
 
