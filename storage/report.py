@@ -213,15 +213,16 @@ def _plotted_study(view: StudyView) -> optuna.Study:
     with its whole learning curve (4.6 s of a 6.6 s report of 2,000 trials of up to 50 epochs) to draw the COMPLETE
     trials' params and values. Added in order, every trial keeps its number (the slice plots colour by it); not by
     ``add_trials``, which refuses what Optuna stored and plots (an enqueued value out of its param's range)."""
+    storage = optuna.storages.InMemoryStorage()
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # not "A new study created in memory" on the console
     try:
-        study = optuna.create_study(directions=view.study.directions, study_name=view.study.study_name)
+        study_id = storage.create_new_study(view.study.directions, view.study.study_name)
     finally:
         optuna.logging.set_verbosity(verbosity)
     for trial in view.trials:
-        study._storage.create_new_trial(study._study_id, template_trial=trial)
-    return study
+        storage.create_new_trial(study_id, template_trial=trial)
+    return optuna.load_study(study_name=view.study.study_name, storage=storage)
 
 
 def _optuna_plot(view: StudyView, plotted: optuna.Study, key: str, figures: list[tuple[str, str]]) -> str:
