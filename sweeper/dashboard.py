@@ -13,11 +13,15 @@ import signal
 import socket
 import socketserver
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from optuna.storages import RDBStorage
+from optuna.storages._cached_storage import _CachedStorage
+from optuna.storages._rdb.models import TrialModel
+from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy.orm import Session
 
 from storage.engine import close_storage, open_storage, warn_unread_wal
 from storage.retry import retry_briefly
@@ -74,10 +78,35 @@ def dashboard_app(storage: RDBStorage) -> Callable:
     trials of 50 epochs, beside the sweep it shows; longer than the 10 s for a study of 5,000 trials of 200). Optuna
     reads every study it loads through ``_CachedStorage`` (the sweep's driver too), which fetches only the trials
     unfinished or new since its last read: a finished trial no longer changes."""
-    from optuna.storages._cached_storage import _CachedStorage
     from optuna_dashboard import wsgi
 
-    return _with_accept_encoding(wsgi(_CachedStorage(storage)))
+    return _with_accept_encoding(wsgi(_StudyCheckedCache(storage)))
+
+
+class _StudyCheckedCache(_CachedStorage):
+    """Optuna's trial cache, which keys a study's trials on its id: SQLite gives a deleted study's id (and its trials'
+    ids) to the next study created, and a dashboard that had shown the deleted study showed its finished trials as
+    the new one's (another program's ``optuna delete-study``, then a new sweep). Its trial #0 still stored, with the
+    same start, is the same study; else what is cached of it is dropped and read again."""
+
+    def get_all_trials(self, study_id: int, deepcopy: bool = True,
+                       states: Container[TrialState] | None = None) -> list[FrozenTrial]:
+        with self._lock:
+            cached = self._studies.get(study_id)
+            first = cached.trials.get(0) if cached is not None else None
+        if cached is not None and (first is None or not self._still_stored(study_id, first)):
+            with self._lock:
+                for number, trial in self._studies.pop(study_id).trials.items():  # as delete_study forgets it
+                    self._trial_id_to_study_id_and_number.pop(trial._trial_id, None)
+                    self._study_id_and_number_to_trial_id.pop((study_id, number), None)
+        return super().get_all_trials(study_id, deepcopy, states)
+
+    def _still_stored(self, study_id: int, trial: FrozenTrial) -> bool:
+        """Its number and start only: loading the trial would read its whole learning curve at every poll."""
+        with Session(self._backend.engine) as session:
+            stored = session.get(TrialModel, trial._trial_id)
+            return stored is not None and (stored.study_id, stored.number, stored.datetime_start) == (
+                study_id, trial.number, trial.datetime_start)
 
 
 def _serve(app: Any, url: str, host: str, port: int) -> None:

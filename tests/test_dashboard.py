@@ -354,3 +354,33 @@ def test_dashboard_page_renders_the_study_in_headless_chromium(tmp_path):
     # the learning-curve legend names every trial: the page shows all 7, and the best one
     assert {int(n) for n in re.findall(r"trial #(\d+)", text)} == set(range(7)), text[:2000]
     assert "Best Trial (number=6)" in text, text[:2000]
+
+
+REPLACED_BY_ANOTHER_PROGRAM = """
+import sys, optuna
+url = sys.argv[1]
+optuna.delete_study(study_name="a", storage=url)
+study = optuna.create_study(study_name="b", storage=url, direction="minimize")
+for value in (7.0, 8.0):
+    study.add_trial(optuna.trial.create_trial(value=value))
+print(study._study_id)
+"""
+
+
+def test_dashboard_shows_a_new_study_given_a_deleted_ones_id_as_stored(tmp_path):
+    """SQLite gives a deleted study's id (and its trials' ids) to the next study created: a dashboard that had shown
+    the deleted study kept its finished trials in Optuna's trial cache, keyed on that id, and showed them as the new
+    study's (4 trials of 0.03 to 0.33 for a study of 2, 7 and 8)."""
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    make_study(url, "other", trials=1)
+    make_study(url, "a")
+    with dashboard("--storage", url, cwd=tmp_path) as (base, _, _):
+        shown = study_id(base, "a")
+        assert len(get_json(f"{base}/api/studies/{shown}")["trials"]) == 4
+        new_id = subprocess.run([sys.executable, "-c", REPLACED_BY_ANOTHER_PROGRAM, url], check=True, text=True,
+                                capture_output=True, cwd=Path(__file__).parent.parent).stdout.split()[-1]
+        assert int(new_id) == shown == study_id(base, "b")  # what it is about: the id given again
+        time.sleep(2.2)  # past optuna-dashboard's own 2 s cache of a study's trials
+        detail = get_json(f"{base}/api/studies/{shown}")
+        assert detail["name"] == "b" and [t["values"] for t in detail["trials"]] == [[7.0], [8.0]], detail["trials"]
+        assert [t["values"] for t in detail["best_trials"]] == [[7.0]]
