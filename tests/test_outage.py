@@ -333,7 +333,7 @@ def test_a_frozen_postgres_server_stops_the_sweep_at_its_storage_timeout_and_it_
     here; 10 s by default): the sweep stops, resumable, while the server is still frozen, and resumes once it is
     back."""
     url = fresh_database(server, "frozen") + "?options=-cstatement_timeout%3D1s&connect_timeout=2"
-    space = resumable_space(tmp_path, trials=4, sleep=0.4)
+    space = resumable_space(tmp_path, trials=4, sleep=0.2)  # the freeze lasts seconds: trials are still in flight
     args = ("run", str(space), "--storage", url, "--results-dir", str(tmp_path / "runs"))
     driver = sweeper_cli(*args, "--storage-timeout", "3s", cwd=tmp_path)
     wait_for_epochs(url, driver)
