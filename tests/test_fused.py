@@ -14,6 +14,7 @@ import sys
 import textwrap
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -420,6 +421,18 @@ def test_fused_sweep_refuses_what_it_cannot_fuse(tmp_path, command):
                                       "each trial trains alone\n"), done.stdout
 
 
+def held_open_under(folder: Path) -> set[int]:
+    """The processes with a file under ``folder`` open: a trial's worker keeps its output file open as it trains."""
+    held = set()
+    for fds in Path("/proc").glob("[0-9]*/fd"):
+        try:
+            if any(os.readlink(fd).startswith(f"{folder}/") for fd in fds.iterdir()):
+                held.add(int(fds.parent.name))
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+    return held
+
+
 def checkpointed_epoch(folder: Path, name: str, number: int) -> int:
     return checkpointed(folder, name, number).get("progress", {}).get("epoch", 0)
 
@@ -452,19 +465,26 @@ def test_kill_9_of_a_fused_sweep_resumes_each_member_from_its_own_checkpoint(tmp
     interrupted = {t.number: checkpointed_epoch(tmp_path, name, t.number) for t in before if t.state == TS.RUNNING}
     assert set(interrupted) == {0, 1, 2} and min(interrupted.values()) >= 1, before
     assert max(interrupted.values()) < epochs
-    time.sleep(3)  # the orphaned group's worker notices its raylet is gone (ORPHAN_POLL_S) and exits
+    # the orphaned group's worker notices its raylet is gone (ORPHAN_POLL_S) and exits, closing its members' files
+    members = checkpoint_folder(tmp_path, name, 0).parent
+    deadline = time.time() + 60
+    while held := held_open_under(members):
+        assert time.time() < deadline, f"{held} still hold files of the killed sweep's trials open"
+        time.sleep(0.1)
     # each epoch's wall time is in its checkpoint: a member that retrains an epoch (or reads another's) differs there
     histories = {n: checkpointed(tmp_path, name, n)["progress"]["history"] for n in interrupted}
 
-    again = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    spec = load_spec("spaces/asl20.yaml", overrides, quick=True)
+    with ThreadPoolExecutor(1) as pool:  # what each config reaches alone, worked out as the sweep carries them on
+        alone_runs = pool.submit(lambda: {t.number: alone_values(spec, t) for t in before})
+        again = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "carrying on 3 trials" in again.stdout, again.stdout
-    spec = load_spec("spaces/asl20.yaml", overrides, quick=True)
     trials = optuna.load_study(study_name=name, storage=storage_url).get_trials()
     assert len(trials) == 3 and all(t.state == TS.COMPLETE for t in trials), trials
     for t in trials:  # carried on from its own checkpoint, every epoch is what the config reaches in one run
         assert sorted(t.intermediate_values) == list(range(1, epochs + 1)) and t.user_attrs.get("resumed") == 1
-        want = alone_values(spec, t)
+        want = alone_runs.result()[t.number]
         assert t.intermediate_values == {e: pytest.approx(want[e], abs=1e-6) for e in t.intermediate_values}
         # its folder holds its own run, carried on from the very checkpoint it was killed with, not retrained
         state = checkpointed(tmp_path, name, t.number)
