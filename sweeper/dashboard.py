@@ -96,7 +96,9 @@ class _StudyCheckedCache(_CachedStorage):
             first = cached.trials.get(0) if cached is not None else None
         if cached is not None and (first is None or not self._still_stored(study_id, first)):
             with self._lock:
-                for number, trial in self._studies.pop(study_id).trials.items():  # as delete_study forgets it
+                if self._studies.get(study_id) is cached:  # else another poll's thread dropped it (and read it again)
+                    del self._studies[study_id]
+                for number, trial in cached.trials.items():  # as delete_study forgets it
                     self._trial_id_to_study_id_and_number.pop(trial._trial_id, None)
                     self._study_id_and_number_to_trial_id.pop((study_id, number), None)
         return super().get_all_trials(study_id, deepcopy, states)

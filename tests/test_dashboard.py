@@ -384,3 +384,34 @@ def test_dashboard_shows_a_new_study_given_a_deleted_ones_id_as_stored(tmp_path)
         detail = get_json(f"{base}/api/studies/{shown}")
         assert detail["name"] == "b" and [t["values"] for t in detail["trials"]] == [[7.0], [8.0]], detail["trials"]
         assert [t["values"] for t in detail["best_trials"]] == [[7.0]]
+
+
+def test_a_study_given_a_deleted_ones_id_is_read_again_once_under_concurrent_polls(tmp_path):
+    """The page's requests (and each open tab's) read a study's trials in threads of their own: two that found the
+    deleted study's trials cached at once both dropped them, and the second raised KeyError (a 500 to that poll)."""
+    from sweeper.dashboard import _StudyCheckedCache
+
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    cache = _StudyCheckedCache(open_storage(url))
+
+    def poll(study_id: int, barrier: threading.Barrier, shown: list) -> None:
+        barrier.wait()
+        try:
+            shown.append(len(cache.get_all_trials(study_id, deepcopy=False)))
+        except Exception as exc:  # what a poll's thread raised is the finding
+            shown.append(repr(exc))
+
+    for _ in range(10):
+        make_study(url, "a", trials=2, epochs=1)
+        study_id = optuna.study.load_study(study_name="a", storage=url)._study_id
+        cache.get_all_trials(study_id, deepcopy=False)
+        optuna.delete_study(study_name="a", storage=url)
+        make_study(url, "a", trials=1, epochs=1)  # SQLite gives it the deleted study's id
+        barrier, shown = threading.Barrier(8), []
+        threads = [threading.Thread(target=poll, args=(study_id, barrier, shown)) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert shown == [1] * 8, shown  # the new study's one trial, in every poll
+        optuna.delete_study(study_name="a", storage=url)
