@@ -14,10 +14,11 @@ from storage.errors import StorageError
 
 # make_url reads u@host:5432/db?application_name=a@b as user 'u@host', password '5432/db?application_name=a' and
 # host 'b' (the user runs to the first ':', the password to the next '@'); libpq and RFC 3986 read host 'host'. The
-# sign: what make_url takes for the password is a port (digits; after a [host] of IPv6), a '/' and a '?key=' before
-# that '@'. A password that is no port (u:pa/ss?k=v@h, unencoded) keeps make_url's reading: rewritten, it was shown
-# cut at the '/', its rest unmasked
-_QUERY_AFTER_MISREAD_PORT = re.compile(r"^\s*[\w+]+://(?:[^:/\[]*\[[^\]/]*\])?[^:/\[]*:\d*/[^@?]*\?(?=[^@=&/]+=[^@]*@)")
+# sign: what make_url takes for the password is a port (digits; or the rest of an IPv6 [host], with a port or none),
+# a '/' and a '?key=' before that '@'. A password that is no port (u:pa/ss?k=v@h, unencoded) keeps make_url's
+# reading: rewritten, it was shown cut at the '/', its rest unmasked
+_QUERY_AFTER_MISREAD_PORT = re.compile(
+    r"^\s*[\w+]+://(?:[^:/\[]*\[[^\]/]*\](?::\d*)?|[^:/\[]*:\d*)/[^@?]*\?(?=[^@=&/]+=[^@]*@)")
 
 
 def query_ats_encoded(text: str) -> str:

@@ -230,6 +230,14 @@ def test_an_at_in_a_query_value_after_a_port_is_read_as_libpq_reads_it(url: str)
     assert parsed.query["application_name"] == "me@laptop" and parsed.password in (None, "pw")
 
 
+def test_an_at_in_a_query_value_after_an_ipv6_host_without_a_port_is_read_as_libpq_reads_it() -> None:
+    """[::1] holds the ':' make_url ends the user at: without a port it read user 'me@[', host 'laptop' too (read as
+    libpq reads it before the misread-port sign asked for digits after the ':')."""
+    parsed = make_url(validate_storage_url("postgresql+psycopg://me@[::1]/sweeps?application_name=me@laptop"))
+    assert (parsed.username, parsed.host, parsed.port, parsed.database) == ("me", "::1", None, "sweeps")
+    assert parsed.query["application_name"] == "me@laptop"
+
+
 @pytest.mark.parametrize(
     ("url", "message"),
     [
