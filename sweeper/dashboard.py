@@ -98,9 +98,9 @@ class _StudyCheckedCache(_CachedStorage):
             with self._lock:
                 if self._studies.get(study_id) is cached:  # else another poll's thread dropped it (and read it again)
                     del self._studies[study_id]
-                for number, trial in cached.trials.items():  # as delete_study forgets it
-                    self._trial_id_to_study_id_and_number.pop(trial._trial_id, None)
-                    self._study_id_and_number_to_trial_id.pop((study_id, number), None)
+                    for number, trial in cached.trials.items():  # as delete_study forgets it
+                        self._trial_id_to_study_id_and_number.pop(trial._trial_id, None)
+                        self._study_id_and_number_to_trial_id.pop((study_id, number), None)
         return super().get_all_trials(study_id, deepcopy, states)
 
     def _still_stored(self, study_id: int, trial: FrozenTrial) -> bool:
