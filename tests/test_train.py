@@ -69,7 +69,8 @@ def test_resume_between_epochs_is_identical_to_an_uninterrupted_run(tmp_path, st
 def test_a_checkpoint_of_another_config_is_refused_not_replayed(tmp_path):
     run({**TINY, "epochs": 2}, None, tmp_path)
     with pytest.raises(ConfigError, match=r"state\.pt holds a run of another config \(epochs 2 -> 3, lr 0\.001 -> "
-                                          r"0\.01\): give another checkpoint dir"):
+                                          r"0\.01\): delete its folder to train it from the start, or give another "
+                                          r"checkpoint dir$"):
         run({**TINY, "epochs": 3, "lr": 1e-2}, None, tmp_path)
     assert run({**TINY, "epochs": 2, "threads": 1}, None, tmp_path)["epochs_run"] == 2  # runtime keys may change
 

@@ -207,6 +207,10 @@ def patience_spent(progress: dict, cfg: TrainConfig) -> bool:
     return progress["epoch"] + 1 - progress["best_epoch"] > cfg.early_stopping > 0
 
 
+# what to do about a refused checkpoint; a sweep's trial has no dir to give, only its folder to delete
+START_OVER = "delete its folder to train it from the start, or give another checkpoint dir"
+
+
 def load_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, cfg: TrainConfig,
                data: str = "") -> tuple[dict, dict]:
     """A checkpoint of this very config and data; one of another run is refused (resumed, it would replay that
@@ -215,19 +219,16 @@ def load_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimi
     state = torch.load(path, map_location="cpu", weights_only=True)
     now, then = trained_config(cfg), state.get("config", {})
     if changed := [f"{k} {then.get(k)!r} -> {now.get(k)!r}" for k in now if then and then.get(k) != now.get(k)]:
-        raise ConfigError(f"{path} holds a run of another config ({', '.join(changed)}): give another checkpoint "
-                          "dir, or delete this one to start over")
+        raise ConfigError(f"{path} holds a run of another config ({', '.join(changed)}): {START_OVER}")
     if data and state.get("data") and state["data"] != data:  # the same shape is no sign of the same data
         raise ConfigError(f"{path} was trained on other data than {cfg.dataset_path or 'the generator'} gives now "
-                          f"({data[:19]}... now, {state['data'][:19]}... then): give another checkpoint dir, or "
-                          "delete this one to start over")
+                          f"({data[:19]}... now, {state['data'][:19]}... then): {START_OVER}")
     try:  # the same config, but the data under dataset.path changed since: other features or classes
         model.load_state_dict(state["model"])
     except RuntimeError as exc:
         mismatch = str(exc).splitlines()[-1].strip().rstrip(".")  # "size mismatch for input_proj.weight: ..."
         raise ConfigError(f"{path} holds a model of another shape than this data gives ({mismatch}): the data changed "
-                          "since it was written; give another checkpoint dir, or delete this one to start over"
-                          ) from None
+                          f"since it was written: {START_OVER}") from None
     optimizer.load_state_dict(state["optimizer"])
     torch.set_rng_state(state["rng_cpu"])
     if state["rng_cuda"] and torch.cuda.is_available():  # as many as are visible: Ray may show fewer GPUs now
