@@ -79,8 +79,13 @@ def dashboard_app(storage: RDBStorage) -> Callable:
     reads every study it loads through ``_CachedStorage`` (the sweep's driver too), which fetches only the trials
     unfinished or new since its last read: a finished trial no longer changes."""
     from optuna_dashboard import wsgi
+    from optuna_dashboard._rdb_migration import register_rdb_migration_route
 
-    return _with_accept_encoding(wsgi(_StudyCheckedCache(storage)))
+    app = wsgi(_StudyCheckedCache(storage))
+    # its check of the schema at each page load (and its page for one this Optuna cannot read) skips a storage that
+    # is not an RDBStorage: given the cache alone, a schema changed under a running dashboard went unnoticed
+    register_rdb_migration_route(app, storage)
+    return _with_accept_encoding(app)
 
 
 class _StudyCheckedCache(_CachedStorage):

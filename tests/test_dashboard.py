@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -415,3 +416,22 @@ def test_a_study_given_a_deleted_ones_id_is_read_again_once_under_concurrent_pol
             thread.join()
         assert shown == [1] * 8, shown  # the new study's one trial, in every poll
         optuna.delete_study(study_name="a", storage=url)
+
+
+@pytest.mark.parametrize(("revision", "said"), [
+    ("v9.9.9.a", b"seems outdated against the storage version"),  # a newer Optuna's `optuna storage upgrade`
+    ("v3.0.0.d", b"no longer compatible with the table schema"),  # an older backup copied over it
+])
+def test_dashboard_shows_optuna_dashboards_schema_page_once_the_schema_changes_under_it(tmp_path, revision, said):
+    """optuna-dashboard checks the storage's schema at every page load and shows its own page for one this Optuna
+    cannot read; it skips the check for a storage that is not an RDBStorage, and since the dashboard reads through
+    Optuna's trial cache it served the page on as if nothing had changed."""
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    make_study(url, "a")
+    with dashboard("--storage", url, cwd=tmp_path) as (base, _, _):
+        with urllib.request.urlopen(f"{base}/dashboard/", timeout=30) as page:
+            assert page.url == f"{base}/dashboard/"
+        with sqlite3.connect(tmp_path / "sweeps.db") as db:
+            db.execute("UPDATE alembic_version SET version_num = ?", (revision,))
+        with urllib.request.urlopen(f"{base}/dashboard/", timeout=30) as page:
+            assert page.url == f"{base}/incompatible-rdb-schema" and said in page.read()
