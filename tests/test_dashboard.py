@@ -435,3 +435,20 @@ def test_dashboard_shows_optuna_dashboards_schema_page_once_the_schema_changes_u
             db.execute("UPDATE alembic_version SET version_num = ?", (revision,))
         with urllib.request.urlopen(f"{base}/dashboard/", timeout=30) as page:
             assert page.url == f"{base}/incompatible-rdb-schema" and said in page.read()
+
+
+@pytest.mark.parametrize(("revision", "said", "not_said"), [
+    ("v9.9.9.a", "written by a newer Optuna version than this one", "optuna storage upgrade"),
+    ("v3.0.0.d", "upgrade it with optuna storage upgrade --storage", "newer Optuna"),
+])
+def test_dashboard_of_a_schema_this_optuna_cannot_read_is_one_message_and_exit_2(tmp_path, revision, said, not_said):
+    """A database of a newer Optuna's schema was told to run `optuna storage upgrade`, which cannot read it either
+    and changes nothing; only a newer Optuna does."""
+    make_study(f"sqlite:///{tmp_path / 'sweeps.db'}", "a")
+    with sqlite3.connect(tmp_path / "sweeps.db") as db:
+        db.execute("UPDATE alembic_version SET version_num = ?", (revision,))
+    proc = subprocess.run([sys.executable, "-m", "sweeper.cli", "dashboard", "--storage", "sqlite:///sweeps.db",
+                           "--port", "0"], capture_output=True, text=True, cwd=tmp_path, timeout=60,
+                          env={**os.environ, "COLUMNS": "300"})
+    reason = proc.stderr.split("(driver said:")[0]
+    assert proc.returncode == 2 and said in reason and not_said not in reason, proc.stderr
