@@ -579,6 +579,66 @@ def test_a_stop_on_target_resume_records_the_members_killed_after_their_last_epo
         assert (checkpoint_folder(tmp_path, name, number) / "state.pt").stat().st_mtime_ns == saved[number]
 
 
+@pytest.mark.slow
+def test_a_resumed_member_whose_checkpoint_is_refused_fails_alone_and_its_group_trains_on(ray_session, tmp_path,
+                                                                                         monkeypatch, capsys):
+    """A killed sweep resumed with one member's folder holding another trial's run (folders mixed up: the driver
+    refuses a changed space or data before anything runs, so this is how a sweep meets ``load_state``'s refusal):
+    that member is FAIL at once with the refusal, which says what to do; the other carried-on member and a new one
+    train on in the same group, and the study ends with its budget, no trial lost or run twice."""
+    from storage import attrs
+    from storage.resume import Driver
+    from sweeper.driver import open_study
+    from sweeper.folders import trial_checkpoint_dir
+    from sweeper.preflight import checked_data, prepare
+    from trials.train import START_OVER
+
+    monkeypatch.chdir(tmp_path)
+    name, url = f"asl20-fused-{uuid.uuid4().hex[:8]}", f"sqlite:///{tmp_path / 'sweeps.db'}"
+    options = SweepOptions(space="spaces/asl20.yaml", quick=True, storage=url, results_dir="runs", overrides=(
+        f"name={name}", "resources.fuse=3", "budget.trials=3", "budget.max_concurrent=1", "training.epochs=2",
+        "params.warmup_epochs.high=2.0", "scheduler={type: none}", "enqueue=[]"))
+    spec, _ = prepare(options)
+    opened, _ = open_study(spec, url, options.space, Path("runs"), checked_data(spec, url, options))  # as run does
+    checkpoints = opened.user_attrs[attrs.CHECKPOINTS]
+    study = optuna.load_study(study_name=name, storage=url)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    ghosts = [study.ask(spec.distributions()) for _ in range(2)]  # #0 and #1: RUNNING when their driver was killed
+    for ghost in ghosts:
+        ghost.set_user_attr(attrs.DRIVER, Driver(Driver.current().host, dead.pid, None).as_attr())
+    reports: list[dict] = []
+
+    def killed_after_epoch_1(metrics: dict) -> None:
+        reports.append(metrics)
+        raise Pruned  # after the epoch's checkpoint, as a kill between epochs leaves it
+
+    with pytest.raises(Pruned):
+        run({**spec.trial_config(ghosts[1].params), "threads": 1}, killed_after_epoch_1,
+            trial_checkpoint_dir(checkpoints, 1))
+    for ghost in ghosts:
+        ghost.report(reports[0]["val_top3"], 1)
+    refused = trial_checkpoint_dir(checkpoints, 0) / "state.pt"
+    refused.parent.mkdir()
+    refused.write_bytes((trial_checkpoint_dir(checkpoints, 1) / "state.pt").read_bytes())  # #1's run in #0's folder
+
+    capsys.readouterr()
+    run_sweep(options)  # carries #0 and #1 on, with a new #2, as one group
+    trials = optuna.load_study(study_name=name, storage=url).get_trials()
+    assert [t.state for t in trials] == [TS.FAIL, TS.COMPLETE, TS.COMPLETE], [t.user_attrs.get("error") for t in trials]
+    assert len({group_of(t) for t in trials}) == 1 and trials[0].user_attrs[attrs.RESUMED] == 1
+    error = trials[0].user_attrs["error"]
+    assert error.startswith(f"ConfigError: {refused} holds a run of another config (") and error.endswith(START_OVER)
+    assert trials[0].user_attrs.get("stop_reason") is None and sorted(trials[0].intermediate_values) == [1]
+    assert START_OVER in " ".join(capsys.readouterr().out.split())  # the sweep's FAIL line says it too
+    for t in trials[1:]:
+        assert sorted(t.intermediate_values) == [1, 2] and t.user_attrs["stop_reason"] == "completed"
+    # #1 carried on from its checkpoint (epoch 1 not trained again: its wall time is the first run's), #2 anew
+    carried = torch.load(trial_checkpoint_dir(checkpoints, 1) / "state.pt", weights_only=True)
+    assert carried["progress"]["epoch"] == 2 and carried["progress"]["history"][0] == reports[0]
+    assert trials[1].user_attrs[attrs.RESUMED] == 1 and attrs.RESUMED not in trials[2].user_attrs
+
+
 def shapes_searcher(tmp_path: Path, max_concurrent: int, param: str = "", extra: str = "", seed: int = 0
                     ) -> tuple[Any, optuna.Study, Any]:
     """A FusedSearcher over two model sizes (random draws, seed 0: medium, small, small, medium, ...), no Tune."""
