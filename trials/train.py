@@ -207,8 +207,9 @@ def patience_spent(progress: dict, cfg: TrainConfig) -> bool:
     return progress["epoch"] + 1 - progress["best_epoch"] > cfg.early_stopping > 0
 
 
-# what to do about a refused checkpoint; a sweep's trial has no dir to give, only its folder to delete
-START_OVER = "delete its folder to train it from the start, or give another checkpoint dir"
+# what to do about a refused checkpoint; a sweep's trial has no dir to give, and once FAIL it is never run again
+START_OVER = ("delete its folder to train it from the start, or give another checkpoint dir (a sweep's trial stays "
+              "FAIL: raise budget.trials to run another in its place)")
 
 
 def load_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, cfg: TrainConfig,
