@@ -14,6 +14,7 @@ database without Optuna's tables is refused before Optuna's constructor could cr
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import logging
 import os
@@ -55,6 +56,30 @@ def _not_optunas_fallback_notice(record: logging.LogRecord) -> bool:
 
 
 logging.getLogger("optuna.storages._rdb.storage").addFilter(_not_optunas_fallback_notice)
+
+
+class OneTryRDBStorage(optuna.storages.RDBStorage):
+    """Optuna's RDB storage, except that a trial is created in one try, not five.
+
+    Optuna tries again on any failed commit of a new trial, but a commit whose answer alone was lost (the
+    connection dropped as the server committed) did create it: the retry made a second trial, a RUNNING one that
+    nobody ran, or a second WAITING copy of an enqueued point, trained twice. The sweep's outage policy retries
+    instead, and its callers find what landed (the searcher's ask token, ``enqueue_trial(skip_if_exists=True)``).
+    """
+
+    def _create_new_trial(self, study_id: int, template_trial: optuna.trial.FrozenTrial | None = None
+                          ) -> optuna.trial.FrozenTrial:
+        from optuna.storages._rdb import models
+        from optuna.storages._rdb.storage import _create_scoped_session
+
+        with _create_scoped_session(self.scoped_session) as session:
+            models.StudyModel.find_or_raise_by_id(study_id, session, for_update=True)  # numbers trials one at a time
+            row = self._get_prepared_new_trial(study_id, template_trial, session)
+            frozen = copy.deepcopy(template_trial) if template_trial is not None else optuna.trial.FrozenTrial(
+                number=-1, state=row.state, value=None, datetime_start=None, datetime_complete=None, params={},
+                distributions={}, user_attrs={}, system_attrs={}, intermediate_values={}, trial_id=-1)
+            frozen.number, frozen.datetime_start, frozen._trial_id = row.number, row.datetime_start, row.trial_id
+            return frozen
 
 
 def open_storage(
@@ -99,8 +124,8 @@ def open_storage(
                 with warnings.catch_warnings():
                     # heartbeat_interval is "experimental" in Optuna 5; it tells the user nothing they can act on.
                     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                    return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, skip_table_creation=not create,
-                                                      heartbeat_interval=heartbeat_interval, grace_period=grace_period)
+                    return OneTryRDBStorage(url, engine_kwargs=engine_kwargs, skip_table_creation=not create,
+                                            heartbeat_interval=heartbeat_interval, grace_period=grace_period)
             except (SQLAlchemyError, optuna.exceptions.StorageInternalError):
                 # two drivers creating one new database: the loser's CREATE TABLE or version stamp fails on the
                 # winner's, and the tables it finds next time are complete

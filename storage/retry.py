@@ -5,8 +5,8 @@ Transient failures (connection refused or reset, the server shutting down or sta
 a serialization failure, a deadlock, a statement past its timeout, SQLite's "database is locked") are retried
 with exponential backoff and jitter until the outage budget runs out; anything else (bad input, a real bug) is
 raised at once. SQLAlchemy's ``pool_pre_ping`` (see :mod:`storage.engine`) replaces the connections a restart
-killed, so a retry is simply the same call again. Optuna's RDBStorage retries only trial creation (5 tries,
-random sleeps of up to 2 s, for deadlocks); to this policy that is one slow attempt.
+killed, so a retry is simply the same call again. Optuna's RDBStorage would retry trial creation itself, which
+duplicated a trial whose commit landed unanswered; :class:`storage.engine.OneTryRDBStorage` leaves it to this policy.
 
 An outage is shared by every thread that meets it: one line when it starts, one when it ends, and one deadline
 counted from its first failure.

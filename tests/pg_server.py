@@ -121,6 +121,8 @@ class CuttableProxy:
         self._lock = threading.Lock()
         self._sockets: list[socket.socket] = []
         self._closed = False
+        self._lose_after: bytes | None = None  # see lose_answer
+        self.lost = 0  # answers to COMMIT dropped so far
         threading.Thread(target=self._accept, daemon=True).start()
 
     def cut(self, seconds: float) -> None:
@@ -129,6 +131,12 @@ class CuttableProxy:
             sockets, self._sockets = self._sockets, []
         for sock in sockets:
             _close(sock)
+
+    def lose_answer(self, statement: bytes) -> None:
+        """Once: the COMMIT of the next transaction that sends ``statement`` (a piece of its SQL) reaches the server,
+        which commits, but its answer never reaches the client: the connection is dropped instead, as a server, a
+        network or pgbouncer failing between the two would. The write landed; the client cannot know."""
+        self._lose_after = statement
 
     def close(self) -> None:
         self._closed = True
@@ -152,18 +160,27 @@ class CuttableProxy:
             server.settimeout(None)
             with self._lock:
                 self._sockets += [client, server]
-            threading.Thread(target=_pump, args=(client, server), daemon=True).start()
-            threading.Thread(target=_pump, args=(server, client), daemon=True).start()
+            armed = threading.Event()  # this connection sent the statement whose commit's answer is lost
+            threading.Thread(target=self._pump, args=(client, server, armed, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, armed, False), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket, armed: threading.Event, upstream: bool) -> None:
+        try:
+            while data := source.recv(65536):
+                if upstream and self._lose_after is not None and self._lose_after in data:
+                    self._lose_after = None
+                    armed.set()
+                if not upstream and armed.is_set() and COMMIT_DONE in data:  # committed: the client never hears it
+                    self.lost += 1
+                    break
+                sink.sendall(data)
+        except OSError:
+            pass
+        _close(source)
+        _close(sink)
 
 
-def _pump(source: socket.socket, sink: socket.socket) -> None:
-    try:
-        while data := source.recv(65536):
-            sink.sendall(data)
-    except OSError:
-        pass
-    _close(source)
-    _close(sink)
+COMMIT_DONE = b"C\x00\x00\x00\x0bCOMMIT\x00"  # the server's CommandComplete message for a COMMIT
 
 
 def _close(sock: socket.socket) -> None:

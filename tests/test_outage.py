@@ -922,3 +922,57 @@ def test_an_outage_with_no_trial_training_says_no_count_of_them(capsys):
     said = capsys.readouterr().out.splitlines()
     assert said[0].endswith(": gone") and "training" not in said[0], said
     assert "; 2 trials still training, results wait: gone" in said[1], said
+
+
+def searcher_through(proxy: CuttableProxy, url: str, tmp_path) -> tuple:
+    """A driver's searcher on a new study at ``url``, reached through ``proxy``."""
+    from search_spaces.loader import load_spec
+    from storage.resume import Driver
+    from sweeper.searcher import StudySearcher
+    from sweeper.study_writer import StudyWriter
+
+    spec = load_spec("spaces/asl20.yaml", quick=True)
+    study = optuna.create_study(study_name="lost", storage=open_storage(url), direction="maximize")
+    policy = OutagePolicy(60, first_delay_s=0.05)
+    return spec, study, StudySearcher(study, spec, checkpoints=str(tmp_path), budget=5, driver=Driver.current(),
+                                      policy=policy, writer=StudyWriter(policy))
+
+
+def ask_through_a_lost_answer(proxy: CuttableProxy, searcher, statement: bytes) -> dict:
+    """The config of the searcher's next trial, whose write of ``statement`` committed without an answer."""
+    from sweeper.trainable import META_KEY
+
+    proxy.lose_answer(statement)
+    deadline = time.monotonic() + 30
+    while (config := searcher.suggest("ray-1")) is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert proxy.lost == 1 and config[META_KEY]["number"] == 0
+    return config
+
+
+@pytest.mark.parametrize("lost", ["ask", "enqueue"])
+def test_a_trial_whose_creation_committed_without_an_answer_is_created_once(tmp_path, server, lost):
+    """A real server commits the new trial, and the connection drops before its answer: Optuna's own five tries at
+    creating a trial made a second one, a RUNNING trial nobody ran (or an enqueued point trained twice)."""
+    from search_spaces.loader import load_spec
+    from sweeper.driver import open_study
+
+    proxy = CuttableProxy(server.port)
+    url = fresh_database(server, f"lost_create_{lost}").replace(f":{server.port}/", f":{proxy.port}/")
+    try:
+        if lost == "ask":
+            _, study, searcher = searcher_through(proxy, url, tmp_path)
+            ask_through_a_lost_answer(proxy, searcher, b"INSERT INTO trials")
+            assert [(t.number, t.state) for t in study.get_trials(deepcopy=False)] == [(0, TS.RUNNING)]
+        else:
+            spec = load_spec("spaces/asl20.yaml", quick=True)
+            close_storage(open_storage(url))  # the tables: the study's first write is the lost one
+            proxy.lose_answer(b"INSERT INTO trials")
+            study, _ = OutagePolicy(60, first_delay_s=0.05).call(lambda: open_study(spec, url, None))
+            assert proxy.lost == 1
+            assert [t.system_attrs["fixed_params"] for t in study.get_trials(deepcopy=False)] == spec.enqueue
+        close_storage(study._storage._backend)
+    finally:
+        proxy.close()
+
