@@ -73,6 +73,7 @@ class StudySearcher(DriverOnly, Searcher):
         self._pending: optuna.Trial | None = None
         self._unconfirmed_id: int | None = None
         self._ask_token: dict[str, Any] | None = None
+        self._reread = False  # the pending trial's params are read again from the study before the next try
         self._asking: Future[optuna.Trial | None] | None = None  # the ask under way on a thread of its own
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
@@ -193,8 +194,17 @@ class StudySearcher(DriverOnly, Searcher):
                         stale.rename(stale.with_name(stale.name + aside))
                 self._pending = trial
         trial = self._pending
-        for name, distribution in self.distributions.items():  # a no-op for params the trial already has
-            trial._suggest(name, distribution)
+        if self._reread:  # a param whose write landed but whose answer was lost is not in this copy of it; the
+            # same Trial keeps its relative sample (TPE's multivariate, QMC, CMA-ES): one joint draw, not two mixed
+            trial._cached_frozen_trial = self.study._storage.get_trial(trial._trial_id)
+            self._reread = False
+        try:
+            for name, distribution in self.distributions.items():  # a no-op for params the trial already has
+                trial._suggest(name, distribution)
+        except Exception:
+            # else the retry drew that param anew: the trial trained on the new draw, the study kept the first
+            self._reread = True
+            raise
         self._pending = self._unconfirmed_id = self._ask_token = None
         return trial
 

@@ -976,3 +976,17 @@ def test_a_trial_whose_creation_committed_without_an_answer_is_created_once(tmp_
     finally:
         proxy.close()
 
+
+def test_a_param_whose_write_committed_without_an_answer_is_the_one_the_trial_trains_on(tmp_path, server):
+    """The first param's write commits and its answer is lost: the retried ask drew that param anew, so the trial
+    trained on the new draw while the study kept the first (Optuna ignores the second write of a param)."""
+    proxy = CuttableProxy(server.port)
+    url = fresh_database(server, "lost_param").replace(f":{server.port}/", f":{proxy.port}/")
+    try:
+        spec, study, searcher = searcher_through(proxy, url, tmp_path)
+        config = ask_through_a_lost_answer(proxy, searcher, b"INSERT INTO trial_params")
+        stored = study.get_trials(deepcopy=False)[0].params
+        assert stored == {name: config[name] for name in spec.distributions()}
+        close_storage(study._storage._backend)
+    finally:
+        proxy.close()
