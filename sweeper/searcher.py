@@ -313,9 +313,12 @@ class StudySearcher(DriverOnly, Searcher):
 def never_started(study: optuna.Study, trial: optuna.Trial) -> Callable[[], None]:
     """The write that records a trial that no Ray trial ran: PRUNED after no epoch."""
     def prune() -> None:
-        trial.set_user_attr(attrs.STOP_REASON, attrs.STOP_NEVER_STARTED)
-        trial.set_user_attr(attrs.EPOCHS_RUN, 0)
-        trial.set_user_attr(attrs.RAY_TRIAL_ID, None)  # a Ray trial that asked for it ran without it
+        try:
+            trial.set_user_attr(attrs.STOP_REASON, attrs.STOP_NEVER_STARTED)
+            trial.set_user_attr(attrs.EPOCHS_RUN, 0)
+            trial.set_user_attr(attrs.RAY_TRIAL_ID, None)  # a Ray trial that asked for it ran without it
+        except optuna.exceptions.UpdateFinishedTrialError:
+            return  # this tell, whose answer was lost, did commit: not "another driver carried it on"
         study.tell(trial, state=TS.PRUNED, skip_if_finished=True)
 
     return prune

@@ -990,3 +990,27 @@ def test_a_param_whose_write_committed_without_an_answer_is_the_one_the_trial_tr
         close_storage(study._storage._backend)
     finally:
         proxy.close()
+
+
+def test_a_never_started_trial_whose_tell_committed_without_an_answer_is_not_said_taken(server, capsys):
+    """Its tell commits and the answer is lost: the retry found it finished and said another driver had carried it
+    on and that what this one trained of it was dropped, of a trial this driver had just recorded itself."""
+    from sweeper.searcher import never_started
+    from sweeper.study_writer import StudyWriter
+
+    proxy = CuttableProxy(server.port)
+    url = fresh_database(server, "lost_never_started").replace(f":{server.port}/", f":{proxy.port}/")
+    try:
+        study = optuna.create_study(study_name="lost", storage=open_storage(url))
+        writer = StudyWriter(OutagePolicy(60, first_delay_s=0.05))
+        asked = study.ask()
+        proxy.lose_answer(b"UPDATE trials SET")
+        writer.submit(never_started(study, asked))
+        writer.flush()
+        trial = study.get_trials(deepcopy=False)[0]
+        assert proxy.lost == 1 and writer.error is None
+        assert trial.state == TS.PRUNED and trial.user_attrs[attrs.STOP_REASON] == attrs.STOP_NEVER_STARTED
+        assert "Another driver" not in capsys.readouterr().err
+        close_storage(study._storage._backend)
+    finally:
+        proxy.close()
