@@ -60,6 +60,8 @@ def create_or_load_study(
                 "--fresh never joins a study: nothing was written. Run the same command again for a study of its "
                 "own.") from None
         created = False
+    if not created:  # loaded outside the except: a connection dropped meanwhile carried the duplicate name's unique
+        # violation in its chain, and the outage policy took it for a bug (a traceback, not a wait)
         study = optuna.load_study(storage=storage, study_name=name, sampler=sampler)
         if study.directions != [wanted]:
             found = ",".join(d.name.lower() for d in study.directions)

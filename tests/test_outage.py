@@ -1014,3 +1014,23 @@ def test_a_never_started_trial_whose_tell_committed_without_an_answer_is_not_sai
         close_storage(study._storage._backend)
     finally:
         proxy.close()
+
+
+def test_a_connection_dropped_as_an_existing_study_is_loaded_is_waited_out(server):
+    """Creating a study that exists fails on its name's unique violation; the load after it ran in that except, so
+    a connection dropped during the load carried the violation in its chain, and the outage policy took it for a
+    bug: a resumed sweep (or the retry of a creation whose answer was lost) crashed with a traceback."""
+    from storage.studies import create_or_load_study
+
+    proxy = CuttableProxy(server.port)
+    url = fresh_database(server, "dropped_load").replace(f":{server.port}/", f":{proxy.port}/")
+    storage = open_storage(url)
+    try:
+        optuna.create_study(study_name="resumed", storage=storage)
+        proxy.lose_answer(b"study_directions")
+        _, created = OutagePolicy(60, first_delay_s=0.05).call(lambda: create_or_load_study(storage, "resumed",
+                                                                                            "minimize"))
+        assert proxy.lost == 1 and not created
+    finally:
+        close_storage(storage)
+        proxy.close()
