@@ -201,8 +201,9 @@ def study_state(view: StudyView) -> str:
     """``running`` (a live driver's trials run), ``interrupted`` (RUNNING trials whose driver died), ``finished``
     (nothing runs now; running it again may still add trials) or ``empty`` (no trial started yet)."""
     running = view.states().get("RUNNING", 0)
-    # another tool's trials say nothing of their driver: sweeper cannot tell them dead, nor resume them
-    orphans = len(orphaned_trials(view.study)) if running and is_sweepers(view) else 0
+    # another tool's trials say nothing of their driver: sweeper cannot tell them dead, nor resume them. Asked of
+    # the trials read already: Optuna's trial cache would load every trial's whole curve (storage.reading)
+    orphans = len(orphaned_trials(view.study, view.trials)) if running and is_sweepers(view) else 0
     if running > orphans:
         return "running"
     if running:
@@ -239,7 +240,8 @@ def study_summary(view: StudyView) -> dict[str, Any]:
         "first_trial_start": span[0].isoformat() if span else None,
         "last_trial_end": max(ends).isoformat() if ends else None,
         "duration_seconds": elapsed,
-        "interrupted_trials": [t.number for t in orphaned_trials(view.study)] if state == "interrupted" else [],
+        "interrupted_trials": [t.number for t in orphaned_trials(view.study, view.trials)]
+        if state == "interrupted" else [],
         "space_file": attrs.space_file(user),
     }
 
