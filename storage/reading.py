@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import weakref
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -27,13 +28,19 @@ UTC_STORED = int(optuna.__version__.split(".")[0]) >= 5
 _STORED = {"INF_POS": math.inf, "INF_NEG": -math.inf, "NAN": math.nan}  # a value's type where it is not FINITE
 
 
+_REFLECTED: weakref.WeakKeyDictionary[sa.Engine, dict[str, sa.Table]] = weakref.WeakKeyDictionary()
+
+
 def _tables(storage: RDBStorage, study: optuna.Study) -> tuple[dict[str, sa.Table], Any]:
-    """Optuna's tables, and a subquery of the study's trial ids."""
-    metadata = sa.MetaData()
-    metadata.reflect(storage.engine, only=TABLES)
-    trials = metadata.tables["trials"]
+    """Optuna's tables, and a subquery of the study's trial ids. Reflected once per engine: ``status`` reads every
+    study of a storage, and asking for the schema again was 3,300 of the 4,100 statements of 50 studies on SQLite."""
+    if (tables := _REFLECTED.get(storage.engine)) is None:
+        metadata = sa.MetaData()
+        metadata.reflect(storage.engine, only=TABLES)
+        tables = _REFLECTED[storage.engine] = dict(metadata.tables)
+    trials = tables["trials"]
     study_id = storage.get_study_id_from_name(study.study_name)
-    return dict(metadata.tables), sa.select(trials.c.trial_id).where(trials.c.study_id == study_id).scalar_subquery()
+    return tables, sa.select(trials.c.trial_id).where(trials.c.study_id == study_id).scalar_subquery()
 
 
 def _local(moment: datetime | None) -> datetime | None:
