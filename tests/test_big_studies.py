@@ -159,27 +159,22 @@ def test_the_dashboard_reads_again_only_the_trials_new_or_unfinished_since(big_s
     assert len(again) == 2  # the new trial's two epochs, not every trial's again
 
 
-def test_status_of_an_interrupted_study_reads_no_trials_whole_curve(big_study, storage_url: str) -> None:
+def test_status_of_an_interrupted_study_reads_no_trials_whole_curve(big_study, storage_url: str, capsys) -> None:
     """``sweeper status`` of a study with RUNNING trials asked whether their driver was gone through Optuna's trial
     cache, which loads every trial with its whole learning curve (3 s for 2,000 trials of 30 epochs): it asks of
     the trials the status has read already, each with its last value only."""
-    import io
-
     from storage.resume import Driver, own
-    from sweeper import inspection
     from sweeper.inspection import status
 
     storage, study = big_study
     gone = Driver.current()
     own(study.ask({"x": FloatDistribution(0.0, 1.0)}), Driver(gone.host, gone.pid, -1))  # its pid another's: died
     for fmt in ("table", "json"):
-        out = io.StringIO()
-        with curve_points_loaded() as loaded, contextlib.redirect_stdout(out), \
-                pytest.MonkeyPatch.context() as patch:
-            patch.setattr(inspection.console, "file", out)
+        capsys.readouterr()
+        with curve_points_loaded() as loaded:
             status(storage, storage_url, study.study_name, fmt)
         assert not loaded, fmt
-        said = out.getvalue()
+        said = capsys.readouterr().out
         if fmt == "json":
             assert json.loads(said)["studies"][0]["interrupted_trials"] == [TRIALS]
         else:
