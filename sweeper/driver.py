@@ -255,11 +255,12 @@ def open_study_whole(interrupts: Interrupts, policy: OutagePolicy, spec: Spec, u
     the first try refuses a study that exists (another --fresh run took the name); a retry may find the one its own
     lost answer created, and carries it on."""
     tries = []
+    made: set[int] = set()  # the study an earlier try created: a retry finding it is not a resume
 
     def one_try() -> tuple[optuna.Study, bool]:
         with interrupts.unbroken:
             tries.append(None)
-            opened = open_study(spec, url, space, results_root, data, fresh=fresh and len(tries) == 1)
+            opened = open_study(spec, url, space, results_root, data, fresh=fresh and len(tries) == 1, made=made)
             interrupts.opened = True
             return opened
 
@@ -267,19 +268,25 @@ def open_study_whole(interrupts: Interrupts, policy: OutagePolicy, spec: Spec, u
 
 
 def open_study(spec: Spec, url: str, space: str | None, results_root: Path = Path(RESULTS_DIR),
-               data: str | None = None, *, fresh: bool = False) -> tuple[optuna.Study, bool]:
+               data: str | None = None, *, fresh: bool = False, made: set[int] | None = None
+               ) -> tuple[optuna.Study, bool]:
     """Create the study or load it to continue (``fresh``: create it, or raise StorageError); either way the space's
     ``enqueue`` rows it lacks are added, within ``budget.trials`` (they run first).
 
     The storage records heartbeats, so a driver on another machine can tell our trials from a dead driver's.
     On resume the stored spec is brought up to date (a larger budget is how a finished sweep is extended, and
     ``sweeper resume`` must then see it); ``prepare`` already refused any change to what is being searched.
+    ``made``: the ids of studies that earlier tries of this same open created, kept by the caller across retries:
+    one whose answer to an enqueued row was lost holds that row, and was taken for a resume (its seed moved on).
     """
     storage = open_storage(url, heartbeat_interval=HEARTBEAT_INTERVAL_S, grace_period=GRACE_PERIOD_S)
     # written with the study (a driver that finds it waits for them); to an earlier sweeper's study, where missing
     attributes = {k: v for k, v in {**study_attrs(spec, space), attrs.DATA: data}.items() if v is not None}
     study, created = create_or_load_study(storage, spec.name, spec.direction, build_sampler(spec),
                                           study_attrs=attributes, only_new=fresh)
+    if created and made is not None:
+        made.add(study._study_id)
+    created = created or study._study_id in (made or ())
     if not created:  # a driver creating it this moment enqueues its rows, then writes the folder: wait for both
         deadline = time.monotonic() + CREATOR_WAIT_S
         while attrs.CHECKPOINTS not in study.user_attrs and time.monotonic() < deadline:

@@ -1034,3 +1034,36 @@ def test_a_connection_dropped_as_an_existing_study_is_loaded_is_waited_out(serve
     finally:
         close_storage(storage)
         proxy.close()
+
+
+def test_a_new_study_whose_enqueued_row_committed_without_an_answer_is_opened_as_new(tmp_path, server):
+    """The first enqueued row's commit lands unanswered as a new study is opened: the retried open found the study
+    holding that WAITING row, called it resumed and moved the seed on by one, so the sweep drew other configs than
+    the same sweep whose answer came back."""
+    from search_spaces.loader import load_spec
+    from sweeper.driver import open_study_whole
+    from sweeper.interrupt_exit import Interrupts
+    from sweeper.study_writer import StudyWriter
+
+    spec = load_spec("spaces/asl20.yaml", quick=True)
+    policy = OutagePolicy(60, first_delay_s=0.05)
+    drawn, news = [], []
+    for lose in (False, True):
+        proxy = CuttableProxy(server.port)
+        url = fresh_database(server, f"lost_enqueue_{lose}").replace(f":{server.port}/", f":{proxy.port}/")
+        try:
+            close_storage(open_storage(url))  # the tables: the study's own writes come next
+            if lose:
+                proxy.lose_answer(b"INSERT INTO trials")
+            interrupts = Interrupts(StudyWriter(policy), url, None, "")
+            study, created = open_study_whole(interrupts, policy, spec, url, None, tmp_path, None)
+            assert proxy.lost == lose
+            news.append(created)
+            assert [t.system_attrs["fixed_params"] for t in study.get_trials(deepcopy=False)] == spec.enqueue
+            for _ in spec.enqueue:
+                study.tell(study.ask(), 0.5)
+            drawn.append(study.ask(spec.distributions()).params)  # the first config the sampler draws
+            close_storage(study._storage._backend)
+        finally:
+            proxy.close()
+    assert drawn[0] == drawn[1] and news == [True, True], (drawn, news)
