@@ -126,13 +126,14 @@ def open_storage(
                     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                     return OneTryRDBStorage(url, engine_kwargs=engine_kwargs, skip_table_creation=not create,
                                             heartbeat_interval=heartbeat_interval, grace_period=grace_period)
-            except (SQLAlchemyError, optuna.exceptions.StorageInternalError):
-                # two drivers creating one new database: the loser's CREATE TABLE or version stamp fails on the
-                # winner's, and the tables it finds next time are complete
-                racing = create and attempt < CREATE_ATTEMPTS and set(OPTUNA_TABLES) & _table_names(url, engine_kwargs)
-                if not racing:
-                    raise
-                time.sleep(0.1 * attempt)
+            except (SQLAlchemyError, optuna.exceptions.StorageInternalError) as exc:
+                failed = exc
+            # two drivers creating one new database: the loser's CREATE TABLE or version stamp fails on the winner's,
+            # and the tables it finds next time are complete. Looked for outside the except: a connection dropped
+            # meanwhile carried the loser's unique violation in its chain, and the outage policy took it for a bug
+            if not (create and attempt < CREATE_ATTEMPTS and set(OPTUNA_TABLES) & _table_names(url, engine_kwargs)):
+                raise failed
+            time.sleep(0.1 * attempt)
     except ImportError:
         raise StorageError(
             f"Cannot open {mask_url(url)}: the PostgreSQL driver psycopg 3 is not installed; "

@@ -132,6 +132,11 @@ class CuttableProxy:
         for sock in sockets:
             _close(sock)
 
+    def refuse(self, seconds: float) -> None:
+        """New connections refused for ``seconds``; those open are kept (a server at its connection limit, say)."""
+        with self._lock:
+            self._cut_until = time.monotonic() + seconds
+
     def lose_answer(self, statement: bytes) -> None:
         """Once: the COMMIT of the next transaction that sends ``statement`` (a piece of its SQL) reaches the server,
         which commits, but its answer never reaches the client: the connection is dropped instead, as a server, a

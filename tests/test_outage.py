@@ -1067,3 +1067,35 @@ def test_a_new_study_whose_enqueued_row_committed_without_an_answer_is_opened_as
         finally:
             proxy.close()
     assert drawn[0] == drawn[1] and news == [True, True], (drawn, news)
+
+
+def test_a_connection_dropped_as_the_loser_of_two_creations_of_one_database_looks_is_waited_out(server):
+    """Two drivers create one new database: the loser's CREATE TABLE fails on the winner's (a unique violation), and
+    it looks for the winner's tables; that look ran in the except, so a connection refused there carried the
+    violation in its chain, and the outage policy took it for a bug: the sweep stopped instead of waiting."""
+    import psycopg
+    from optuna.storages._rdb.models import BaseModel
+    from sqlalchemy.dialects import postgresql
+    from sqlalchemy.schema import CreateTable
+
+    proxy = CuttableProxy(server.port)
+    direct = fresh_database(server, "lost_race").replace("postgresql+psycopg", "postgresql")
+    winner = psycopg.connect(direct)  # creates the studies table, not committed yet: the loser's CREATE TABLE waits
+    winner.execute(str(CreateTable(BaseModel.metadata.tables["studies"]).compile(dialect=postgresql.dialect())))
+    url = direct.replace("postgresql:", "postgresql+psycopg:").replace(f":{server.port}/", f":{proxy.port}/")
+    opened: list = []
+    loser = threading.Thread(target=lambda: opened.append(OutagePolicy(60, first_delay_s=0.05).call(
+        lambda: open_storage(url))))
+    try:
+        loser.start()
+        with psycopg.connect(direct, autocommit=True) as watch:
+            wait_for(lambda: watch.execute("SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND "
+                                           "query LIKE '%CREATE TABLE studies%'").fetchone(), 30, "the loser to wait")
+        proxy.refuse(1.0)  # its look for the winner's tables, next, is refused
+        winner.commit()
+        loser.join(60)
+        assert opened, "the loser's open failed (its traceback above)"
+        close_storage(opened[0])
+    finally:
+        winner.close()
+        proxy.close()
