@@ -85,7 +85,18 @@ def dashboard_app(storage: RDBStorage) -> Callable:
     # its check of the schema at each page load (and its page for one this Optuna cannot read) skips a storage that
     # is not an RDBStorage: given the cache alone, a schema changed under a running dashboard went unnoticed
     register_rdb_migration_route(app, storage)
+    # but not its page's Migrate button, which would upgrade the database in place on any POST (a page the browser
+    # opened can send one): a schema is changed by `optuna storage upgrade`, after a backup
+    app.post("/incompatible-rdb-schema", callback=_no_migration)
     return _with_accept_encoding(app)
+
+
+def _no_migration() -> str:
+    import bottle
+
+    bottle.response.status = 403
+    bottle.response.content_type = "text/plain; charset=utf-8"
+    return "sweeper dashboard changes no schema: back the database up, then run optuna storage upgrade --storage URL.\n"
 
 
 class _StudyCheckedCache(_CachedStorage):

@@ -452,3 +452,19 @@ def test_dashboard_of_a_schema_this_optuna_cannot_read_is_one_message_and_exit_2
                           env={**os.environ, "COLUMNS": "300"})
     reason = proc.stderr.split("(driver said:")[0]
     assert proc.returncode == 2 and said in reason and not_said not in reason, proc.stderr
+
+
+def test_dashboard_upgrades_no_schema_from_its_incompatible_schema_page(tmp_path):
+    """optuna-dashboard's page for an older schema has a Migrate button that upgrades the database in place, with no
+    backup, from any page that posts to it: sweeper's dashboard changes no schema (optuna storage upgrade does)."""
+    make_study(f"sqlite:///{tmp_path / 'sweeps.db'}", "a")
+    with dashboard("--storage", "sqlite:///sweeps.db", cwd=tmp_path) as (base, _, _):
+        with sqlite3.connect(tmp_path / "sweeps.db") as db:
+            db.execute("UPDATE alembic_version SET version_num = 'v3.0.0.d'")  # an older backup copied over it
+        with urllib.request.urlopen(f"{base}/dashboard/", timeout=30) as page:
+            assert page.url == f"{base}/incompatible-rdb-schema"
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(urllib.request.Request(f"{base}/incompatible-rdb-schema", data=b""), timeout=30)
+        assert refused.value.code == 403 and b"optuna storage upgrade" in refused.value.read()
+    with sqlite3.connect(tmp_path / "sweeps.db") as db:
+        assert db.execute("SELECT version_num FROM alembic_version").fetchall() == [("v3.0.0.d",)]
