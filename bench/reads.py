@@ -66,16 +66,17 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    url = args.storage or f"sqlite:///{tempfile.mkdtemp(prefix='sweeper-reads-')}/reads.db"
-    started = time.perf_counter()
-    if "big" not in optuna.get_all_study_names(url):
-        build(url, "big", args.trials, orphan=True)
-        for i in range(args.studies):
-            build(url, f"small-{i:03d}", 100, orphan=i % 10 == 0)
-        print(f"built {args.trials} + {args.studies} x 100 trials in {time.perf_counter() - started:.0f} s ({url})")
-    for case, name in (("status big (interrupted)", ("big",)), ("status (all studies)", ())):
-        times = [timed(url, *name) for _ in range(args.repeats)]
-        print(f"{case}: median {statistics.median(times):.2f} s of {', '.join(f'{t:.2f}' for t in times)}")
+    with tempfile.TemporaryDirectory(prefix="sweeper-reads-") as folder:
+        url = args.storage or f"sqlite:///{folder}/reads.db"
+        started = time.perf_counter()
+        if "big" not in optuna.get_all_study_names(url):
+            build(url, "big", args.trials, orphan=True)
+            for i in range(args.studies):
+                build(url, f"small-{i:03d}", 100, orphan=i % 10 == 0)
+            print(f"built {args.trials} + {args.studies} x 100 trials in {time.perf_counter() - started:.0f} s")
+        for case, name in (("status big (interrupted)", ("big",)), ("status (all studies)", ())):
+            times = [timed(url, *name) for _ in range(args.repeats)]
+            print(f"{case}: median {statistics.median(times):.2f} s of {', '.join(f'{t:.2f}' for t in times)}")
 
 
 if __name__ == "__main__":

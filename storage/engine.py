@@ -75,9 +75,12 @@ class OneTryRDBStorage(optuna.storages.RDBStorage):
         with _create_scoped_session(self.scoped_session) as session:
             models.StudyModel.find_or_raise_by_id(study_id, session, for_update=True)  # numbers trials one at a time
             row = self._get_prepared_new_trial(study_id, template_trial, session)
-            frozen = copy.deepcopy(template_trial) if template_trial is not None else optuna.trial.FrozenTrial(
-                number=-1, state=row.state, value=None, datetime_start=None, datetime_complete=None, params={},
-                distributions={}, user_attrs={}, system_attrs={}, intermediate_values={}, trial_id=-1)
+            if template_trial is None:
+                return optuna.trial.FrozenTrial(
+                    number=row.number, state=row.state, value=None, datetime_start=row.datetime_start,
+                    datetime_complete=None, params={}, distributions={}, user_attrs={}, system_attrs={},
+                    intermediate_values={}, trial_id=row.trial_id)
+            frozen = copy.deepcopy(template_trial)
             frozen.number, frozen.datetime_start, frozen._trial_id = row.number, row.datetime_start, row.trial_id
             return frozen
 

@@ -99,8 +99,8 @@ class StudySearcher(DriverOnly, Searcher):
             waited = ASK_WAIT_S
         else:
             waited = 0.0  # Tune's loop came back: the ask it left goes on, and is not waited for again
-        # A write the storage holds (a SQLite file another process locked: 10 s a try, and Optuna tries a new
-        # trial five times) must not hold Tune's loop, which also collects results and ends the sweep at
+        # A write the storage holds (a SQLite file another process locked: 10 s a try, tried again by the outage
+        # policy) must not hold Tune's loop, which also collects results and ends the sweep at
         # --storage-timeout: the ask runs on, and a later call takes its trial
         asking = self._asking
         try:

@@ -835,9 +835,9 @@ def test_an_ask_after_a_stop_signal_takes_no_trial_and_waits_for_no_lock(tmp_pat
 
 
 def test_an_ask_that_a_locked_sqlite_file_holds_does_not_hold_tunes_loop(tmp_path, monkeypatch):
-    """Optuna tries a new trial five times, each waiting out SQLite's 10 s busy timeout: an ask on Tune's loop held
-    the sweep's results, and its check of --storage-timeout, for a minute (a 5 s budget ended the sweep after 67 s).
-    The ask runs on a thread of its own, and a later call takes its trial."""
+    """An ask for a new trial waits out SQLite's 10 s busy timeout on a file another process holds locked, and the
+    outage policy tries it again: on Tune's loop it held the sweep's results, and its check of --storage-timeout,
+    that long. The ask runs on a thread of its own, and a later call takes its trial."""
     from search_spaces.loader import load_spec
     from storage.resume import Driver
     from sweeper import searcher as searcher_module
@@ -1085,7 +1085,7 @@ def test_a_connection_dropped_as_the_loser_of_two_creations_of_one_database_look
     url = direct.replace("postgresql:", "postgresql+psycopg:").replace(f":{server.port}/", f":{proxy.port}/")
     opened: list = []
     loser = threading.Thread(target=lambda: opened.append(OutagePolicy(60, first_delay_s=0.05).call(
-        lambda: open_storage(url))))
+        lambda: open_storage(url))), daemon=True)
     try:
         loser.start()
         with psycopg.connect(direct, autocommit=True) as watch:
