@@ -132,8 +132,8 @@ def open_storage(
             except (SQLAlchemyError, optuna.exceptions.StorageInternalError) as exc:
                 failed = exc
             # two drivers creating one new database: the loser's CREATE TABLE or version stamp fails on the winner's,
-            # and the tables it finds next time are complete. Looked for outside the except: a connection dropped
-            # meanwhile carried the loser's unique violation in its chain, and the outage policy took it for a bug
+            # and the tables it finds next time are complete. Looked for outside the except, so that a connection
+            # dropped meanwhile does not carry the unique violation in its chain (the outage policy waits it out)
             if not (create and attempt < CREATE_ATTEMPTS and set(OPTUNA_TABLES) & _table_names(url, engine_kwargs)):
                 raise failed
             time.sleep(0.1 * attempt)

@@ -50,9 +50,9 @@ def create_or_load_study(
             json.dumps(value)
         except (TypeError, ValueError) as exc:
             raise StorageError(f"Study attr {key!r} cannot be stored (it must be plain JSON data): {exc}") from None
-    created = True
     try:
         study = optuna.create_study(storage=storage, study_name=name, direction=wanted, sampler=sampler)
+        created = True
     except optuna.exceptions.DuplicatedStudyError:
         if only_new:
             raise StorageError(
@@ -60,8 +60,8 @@ def create_or_load_study(
                 "--fresh never joins a study: nothing was written. Run the same command again for a study of its "
                 "own.") from None
         created = False
-    if not created:  # loaded outside the except: a connection dropped meanwhile carried the duplicate name's unique
-        # violation in its chain, and the outage policy took it for a bug (a traceback, not a wait)
+    if not created:  # loaded outside the except, so that a connection dropped meanwhile does not carry the duplicate
+        # name's unique violation in its chain (the outage policy waits it out)
         study = optuna.load_study(storage=storage, study_name=name, sampler=sampler)
         if study.directions != [wanted]:
             found = ",".join(d.name.lower() for d in study.directions)

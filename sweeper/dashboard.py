@@ -83,7 +83,7 @@ def dashboard_app(storage: RDBStorage) -> Callable:
 
     app = wsgi(_StudyCheckedCache(storage))
     # its check of the schema at each page load (and its page for one this Optuna cannot read) skips a storage that
-    # is not an RDBStorage: given the cache alone, a schema changed under a running dashboard went unnoticed
+    # is not an RDBStorage, such as the cache: given the storage itself, it sees a schema changed under it
     register_rdb_migration_route(app, storage)
     # but not its page's Migrate button, which would upgrade the database in place on any POST (a page the browser
     # opened can send one): a schema is changed by `optuna storage upgrade`, after a backup

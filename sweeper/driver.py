@@ -277,7 +277,7 @@ def open_study(spec: Spec, url: str, space: str | None, results_root: Path = Pat
     On resume the stored spec is brought up to date (a larger budget is how a finished sweep is extended, and
     ``sweeper resume`` must then see it); ``prepare`` already refused any change to what is being searched.
     ``made``: the ids of studies that earlier tries of this same open created, kept by the caller across retries:
-    one whose answer to an enqueued row was lost holds that row, and was taken for a resume (its seed moved on).
+    one whose answer to an enqueued row was lost holds that row, and is still new (not resumed: its seed stays).
     """
     storage = open_storage(url, heartbeat_interval=HEARTBEAT_INTERVAL_S, grace_period=GRACE_PERIOD_S)
     # written with the study (a driver that finds it waits for them); to an earlier sweeper's study, where missing
