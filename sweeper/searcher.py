@@ -241,11 +241,7 @@ class StudySearcher(DriverOnly, Searcher):
         """An enqueued trial, else a new one; None when the budget is spent. Either is marked with this ask's token
         first, so that when the answer to its commit is lost the retry finds it instead of leaving it RUNNING with
         nobody to run it."""
-        if self._unconfirmed_id is None and self._ask_token is not None:
-            for trial in self.study.get_trials(deepcopy=False, states=(TS.RUNNING,)):
-                owner = Driver.from_attr(trial.user_attrs.get(attrs.DRIVER))  # None: popped, not owned yet
-                if trial.system_attrs.get(attrs.ASK_TOKEN) == self._ask_token and owner in (None, self.driver):
-                    self._unconfirmed_id = trial._trial_id
+        self._asked_trial_id()
         # counted once no trial of this ask is found: a retry whose trial was never written counts again, as
         # another driver may have taken the budget's last one meanwhile
         if self._unconfirmed_id is None and (self._budget_spent() or self._target_met_elsewhere()):
@@ -259,6 +255,16 @@ class StudySearcher(DriverOnly, Searcher):
                 params={}, distributions={}, user_attrs={attrs.DRIVER: self.driver.as_attr()},
                 system_attrs={attrs.ASK_TOKEN: self._ask_token}, intermediate_values={}, trial_id=-1)
             self._unconfirmed_id = self.study._storage.create_new_trial(self.study._study_id, template_trial=template)
+        return self._unconfirmed_id
+
+    def _asked_trial_id(self) -> int | None:
+        """The trial this ask made or popped so far, found by the ask's token where the answer to its commit was
+        lost; None when it made none."""
+        if self._unconfirmed_id is None and self._ask_token is not None:
+            for trial in self.study.get_trials(deepcopy=False, states=(TS.RUNNING,)):
+                owner = Driver.from_attr(trial.user_attrs.get(attrs.DRIVER))  # None: popped, not owned yet
+                if trial.system_attrs.get(attrs.ASK_TOKEN) == self._ask_token and owner in (None, self.driver):
+                    self._unconfirmed_id = trial._trial_id
         return self._unconfirmed_id
 
     def _pop_waiting_trial_id(self) -> int | None:
@@ -288,6 +294,8 @@ class StudySearcher(DriverOnly, Searcher):
         for made in (trial, self._pending):
             if made is not None and made.number not in self.carried_on:
                 self.writer.submit(never_started(self.study, made))
+        if trial is None and self._pending is None and self._ask_token is not None:
+            self.writer.submit(self._drop_asked)  # the ask failed after it made its trial, before it took it
         self.handed_back.update(t.number for t in self.reruns)
         for made in self.reruns:  # a trial to run again that the sweep ended before: RUNNING, for the next run
             self.writer.submit(lambda made=made: made.set_user_attr(attrs.DRIVER, None))
@@ -299,6 +307,12 @@ class StudySearcher(DriverOnly, Searcher):
                                                      f"{'it stays' if one else 'they stay'} RUNNING for the next run "
                                                      "to carry on"))
         self._pending, self.reruns = None, []
+
+    def _drop_asked(self) -> None:
+        """Record the trial a failed ask made (if it made one) as never started: else it stayed RUNNING, owned by a
+        driver that has exited, for the next run to carry on or stop."""
+        if (trial_id := self._asked_trial_id()) is not None:
+            never_started(self.study, optuna.Trial(self.study, trial_id))()
 
     def save(self, checkpoint_path: str) -> None:
         """The study is the searcher's state; nothing to write next to Ray's results."""

@@ -1100,3 +1100,25 @@ def test_a_connection_dropped_as_the_loser_of_two_creations_of_one_database_look
     finally:
         winner.close()
         proxy.close()
+
+
+def test_a_new_trial_whose_ask_failed_before_it_was_taken_is_not_left_running_at_the_stop(tmp_path, server):
+    """The ask created the trial, then its owner's write committed without an answer; the sweep stopped (a met
+    target) before an ask tried again: only a trial the ask had taken was recorded as never started, so this one
+    stayed RUNNING, owned by a driver that had exited (found by an exploratory chaos sweep with stop_on_target)."""
+    proxy = CuttableProxy(server.port)
+    url = fresh_database(server, "lost_own").replace(f":{server.port}/", f":{proxy.port}/")
+    try:
+        _, study, searcher = searcher_through(proxy, url, tmp_path)
+        proxy.lose_answer(b"ON CONFLICT")  # own(): the upsert of the driver's mark on the trial just made
+        assert searcher.suggest("ray-1") is None
+        wait_for(lambda: searcher._asking is None or searcher._asking.done(), 30, "the ask")
+        assert proxy.lost == 1 and searcher._pending is None  # the ask failed before it took the trial
+        searcher.stopped = True
+        searcher.drop_unstarted(at_target=True)
+        searcher.writer.flush()
+        assert [(t.state, t.user_attrs.get(attrs.STOP_REASON)) for t in study.get_trials(deepcopy=False)] == [
+            (TS.PRUNED, attrs.STOP_NEVER_STARTED)]
+        close_storage(study._storage._backend)
+    finally:
+        proxy.close()
