@@ -283,36 +283,46 @@ class StudySearcher(DriverOnly, Searcher):
 
     def drop_unstarted(self, *, at_target: bool = False) -> None:
         """Call after the sweep (``at_target``: it stopped at its met targets): a trial asked for as it ended (the
-        storage held the ask) is started by nobody, and is recorded so, not left RUNNING for a resume to carry on."""
+        storage held the ask) is started by nobody, and is recorded so, not left RUNNING for a resume to carry on; but
+        past budget.time it is the next run's to train (else one trial fewer trained)."""
         asking, self._asking = self._asking, None
         trial = None
         if asking is not None:
             with contextlib.suppress(Exception):  # failed: what it made so far is _pending
                 # as long as the writer's backlog may take; not at all past the outage budget (nothing is written)
                 trial = asking.result(timeout=0 if self.writer.error is not None else self.policy.timeout_s)
-        # a dead driver's trial stays its own (RUNNING): the next run carries it on, or stops it at a met target
+        # a dead driver's trial stays its own (RUNNING): the next run carries it on, or stops it at a met target.
+        # Past budget.time one is handed back for the next run to train first: recorded never started, it counted
+        # in budget.trials untrained (an ask the storage held as the time ran out: an enqueued config was lost)
+        hand_back = self.timed_out and not at_target
         for made in (trial, self._pending):
             if made is not None and made.number not in self.carried_on:
-                self.writer.submit(never_started(self.study, made))
+                if hand_back:
+                    self.reruns.append(made)
+                else:
+                    self.writer.submit(never_started(self.study, made))
         if trial is None and self._pending is None and self._ask_token is not None:
-            self.writer.submit(self._drop_asked)  # the ask failed after it made its trial, before it took it
+            # the ask failed after it made its trial, before it took it
+            self.writer.submit(lambda: self._drop_asked(hand_back=hand_back))
         self.handed_back.update(t.number for t in self.reruns)
         for made in self.reruns:  # a trial to run again that the sweep ended before: RUNNING, for the next run
             self.writer.submit(lambda made=made: made.set_user_attr(attrs.DRIVER, None))
-        if left := ", ".join(f"#{t.number}" for t in self.reruns):  # the final summary names a gone driver's only
-            one = len(self.reruns) == 1  # said after the trials that ended before, as they are written
-            # not "did not start": a trial to run again, or a dead driver's carried on, trained before
-            self.writer.submit(lambda: console.print(f"trial{'' if one else 's'} {left} {'was' if one else 'were'} "
-                                                     "still waiting to run when the sweep ended; "
-                                                     f"{'it stays' if one else 'they stay'} RUNNING for the next run "
-                                                     "to carry on"))
+        if numbers := [t.number for t in self.reruns]:  # the final summary names a gone driver's only
+            # said after the trials that ended before, as they are written
+            self.writer.submit(lambda: say_left_running(numbers))
         self._pending, self.reruns = None, []
 
-    def _drop_asked(self) -> None:
-        """Record the trial a failed ask made (if it made one) as never started: else it stayed RUNNING, owned by a
-        driver that has exited, for the next run to carry on or stop."""
+    def _drop_asked(self, *, hand_back: bool) -> None:
+        """Record the trial a failed ask made (if it made one) as never started, or hand it back (no driver) for the
+        next run to train: else it stayed RUNNING, owned by a driver that has exited."""
         if (trial_id := self._asked_trial_id()) is not None:
-            never_started(self.study, optuna.Trial(self.study, trial_id))()
+            trial = optuna.Trial(self.study, trial_id)
+            if hand_back:
+                trial.set_user_attr(attrs.DRIVER, None)
+                self.handed_back.add(trial.number)
+                say_left_running([trial.number])
+            else:
+                never_started(self.study, trial)()
 
     def save(self, checkpoint_path: str) -> None:
         """The study is the searcher's state; nothing to write next to Ray's results."""
@@ -322,6 +332,14 @@ class StudySearcher(DriverOnly, Searcher):
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         """Bookkeeping happens in ``StudyRecorder``, which also sees the error text; nothing to do here."""
+
+
+def say_left_running(numbers: list[int]) -> None:
+    """Say which trials this driver leaves RUNNING for the next run (the final summary names a gone driver's only).
+    Not "did not start": a trial to run again, or a dead driver's carried on, trained before."""
+    left, one = ", ".join(f"#{n}" for n in numbers), len(numbers) == 1
+    console.print(f"trial{'' if one else 's'} {left} {'was' if one else 'were'} still waiting to run when the sweep "
+                  f"ended; {'it stays' if one else 'they stay'} RUNNING for the next run to carry on")
 
 
 def never_started(study: optuna.Study, trial: optuna.Trial) -> Callable[[], None]:

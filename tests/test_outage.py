@@ -1122,3 +1122,35 @@ def test_a_new_trial_whose_ask_failed_before_it_was_taken_is_not_left_running_at
         close_storage(study._storage._backend)
     finally:
         proxy.close()
+
+
+@pytest.mark.parametrize("statement", [b"ON CONFLICT", b"INSERT INTO trial_params"])
+def test_a_trial_asked_for_as_budget_time_ran_out_is_handed_back_to_the_next_run(tmp_path, server, statement,
+                                                                                    capsys):
+    """budget.time ran out as the storage held an ask (an answer lost, then retried): the trial it made was recorded
+    never started, which counted it in budget.trials untrained, so the same command carried the sweep on to one
+    trained trial fewer (an exploratory chaos sweep's first enqueued config never trained). Now it stays RUNNING
+    without a driver, as a fused group's set-aside trial does, and the next run trains it first."""
+    from storage.resume import orphaned_trials
+
+    proxy = CuttableProxy(server.port)
+    url = fresh_database(server, f"lost_time_{len(statement)}").replace(f":{server.port}/", f":{proxy.port}/")
+    try:
+        _, study, searcher = searcher_through(proxy, url, tmp_path)
+        proxy.lose_answer(statement)  # own()'s upsert, or a param's insert
+        assert searcher.suggest("ray-1") is None
+        wait_for(lambda: searcher._asking is None or searcher._asking.done(), 30, "the ask")
+        assert proxy.lost == 1
+        searcher.stopped = searcher.timed_out = True  # budget.time is spent: Tune asks for no more
+        searcher.drop_unstarted()
+        searcher.writer.flush()
+        [ghost] = study.get_trials(deepcopy=False)
+        assert ghost.state == TS.RUNNING and ghost.user_attrs[attrs.DRIVER] is None
+        assert attrs.STOP_REASON not in ghost.user_attrs
+        assert [t.number for t in orphaned_trials(study)] == [0]
+        assert searcher.handed_back == {0}  # said once, by this driver: not "of a driver that is gone"
+        assert "trial #0 was still waiting to run when the sweep ended; it stays RUNNING for the next run" in \
+            " ".join(capsys.readouterr().out.split())
+        close_storage(study._storage._backend)
+    finally:
+        proxy.close()
