@@ -382,11 +382,10 @@ def _reason(detail: str, url: str) -> str:
         return f"the server at {where} (or a proxy before it) cut the connection: it may be restarting."
     if "not a database" in detail:
         return "the file exists but is not a SQLite database."
-    if "no longer compatible with the table schema" in detail and "pip install -u optuna" in detail:
-        # a schema newer than this Optuna knows: `optuna storage upgrade` cannot read it either (it changes nothing)
-        return "the database was written by a newer Optuna version than this one: install that version " \
-               "(pip install -U optuna) to read it."
     if "no longer compatible with the table schema" in detail:
+        if "pip install -u optuna" in detail:  # a newer schema: `optuna storage upgrade` cannot read it either
+            return "the database was written by a newer Optuna version than this one: install that version " \
+                   "(pip install -U optuna) to read it."
         return f"the database was written by another Optuna version; upgrade it with optuna storage upgrade " \
                f"--storage '{mask_url(url)}' (after a backup), or use the matching optuna version."
     return ""
