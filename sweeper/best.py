@@ -307,8 +307,9 @@ def show_best(view: StudyView, fmt: str = "table", url: str | None = None) -> No
 
 def _metrics_table(view: StudyView, trial: optuna.trial.FrozenTrial) -> Table:
     values = view.values(trial)
+    others = [m for m in values if m not in (*attrs.RECORDED_METRICS, *_EXTRA_ATTRS, attrs.RESUMED)]  # a function's
     shown = list(dict.fromkeys([view.metric, *view.targets, *view.baseline,
-                                *(m for m in attrs.RECORDED_METRICS if m in values)]))
+                                *(m for m in attrs.RECORDED_METRICS if m in values), *others]))
     table = Table(title="metrics", title_justify="left")
     for column in ("metric", "value", "target", "", "baseline", "vs baseline"):
         table.add_column(column, justify="left" if column in ("metric", "") else "right", overflow="fold")

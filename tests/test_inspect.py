@@ -335,6 +335,21 @@ def test_best_says_which_trials_met_the_targets_where_the_best_objective_did_not
 
 
 
+def test_best_shows_every_metric_a_users_function_returned(capsys) -> None:
+    """A function's returned f1 was in best --format json's metrics but not in best's table, which showed only the
+    objective, the targets, the baseline and the core's metric names."""
+    study = optuna.create_study(direction="maximize")
+    study.set_user_attr(attrs.TARGETS, {"test_acc": 0.9})
+    study.set_user_attr(attrs.OBJECTIVE, attrs.objective_attr("val_acc", "maximize"))
+    trial = study.ask()
+    for name, value in (("test_acc", 0.5), ("f1", 0.25), (attrs.EPOCHS_RUN, 3), (attrs.RESUMED, 1)):
+        trial.set_user_attr(name, value)
+    study.tell(trial, 0.6)
+    show_best(view_of(study))
+    rows = {line.split()[1] for line in capsys.readouterr().out.splitlines() if line.startswith("│")}
+    assert set(best_summary(view_of(study))["metrics"]) == {"val_acc", "test_acc", "f1"} == rows
+
+
 def test_a_data_path_under_home_needs_no_cd_to_the_studys_first_folder(tmp_path: Path) -> None:
     """best prefixed ``cd FIRST &&`` to a trial that read ``~/data.npz``, which every folder reads alike, and to a
     WLASL trial with an absolute root, whose split file and landmarks folder are read inside that root."""
