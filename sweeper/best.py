@@ -88,7 +88,11 @@ def trial_config(view: StudyView, trial: optuna.trial.FrozenTrial) -> tuple[dict
     except SpecError as exc:
         note = f"the stored spec does not validate here ({_first_line(exc)})"
         return _raw_config(data, trial.params), entrypoint, note
-    return spec.trial_config(trial.params), entrypoint, None
+    config = spec.trial_config(trial.params)
+    if entrypoint == DEFAULT_ENTRYPOINT and "threads" not in config:  # as the driver adds it (sweeper/searcher.py)
+        on_gpu = str(trial.user_attrs.get(attrs.DEVICE, "")).startswith("cuda")
+        config["threads"] = max(1, int(spec.resources.on_cluster(1 if on_gpu else 0).cpu))
+    return config, entrypoint, None
 
 
 def reproduce_command(config: Mapping[str, Any], space: Path | None = None) -> str:
