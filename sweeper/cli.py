@@ -18,7 +18,7 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from storage.retry import StorageUnavailable
-from sweeper.console import console, err_console
+from sweeper.console import console, err_console, lost_output
 from sweeper.errors import (
     BAD_INPUT,
     INTERRUPTED_EXIT_CODE,
@@ -74,10 +74,12 @@ class _Commands(TyperGroup):
         try:
             result = super().invoke(ctx)
             sys.stdout.flush()  # here, not at exit: output still buffered may find the reader gone too
-            return result
         except BrokenPipeError:  # a plain write (--format json); the consoles' own are quiet, see main()
             _to_devnull(sys.stdout)
             return None
+        if "stdout" in lost_output:  # a full disk under `sweeper export NAME > rows.csv`: cut short, no success
+            raise BadInput(f"Cannot write to stdout: {lost_output['stdout']}.")
+        return result
 
 
 app = typer.Typer(
@@ -342,6 +344,9 @@ def _leave(code: int, message: str = "") -> NoReturn:
         with contextlib.suppress(OSError):
             if message:
                 err_console.print(message, markup=True)
+            if "stdout" in lost_output:  # a full disk under its log, a closed terminal: why the log ends early
+                err_console.print(f"note: the sweep went on without its output (stdout: {lost_output['stdout']}); "
+                                  "sweeper status shows it", markup=False)
         for stream in (s for s in (sys.stdout, sys.stderr) if s is not None):
             with contextlib.suppress(OSError):
                 stream.flush()

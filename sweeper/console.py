@@ -7,8 +7,9 @@ import math
 import numbers
 import re
 import shlex
-from collections.abc import Mapping
-from typing import Any
+import sys
+from collections.abc import Callable, Mapping
+from typing import Any, TextIO
 
 from rich.cells import cell_len
 from rich.console import Console, ConsoleOptions, RenderableType, RenderHook, RenderResult
@@ -68,10 +69,40 @@ class _EscapeControl(RenderHook):
         return [_Escaped(renderable) for renderable in renderables]
 
 
+# the streams that took no more writes, and why ({"stdout": "No space left on device"}): the CLI says so at its end
+lost_output: dict[str, str] = {}
+
+
+class _Console(Console):
+    """A console whose stream fails goes quiet, as rich's ``on_broken_pipe`` makes it where the reader went away: a
+    full disk under the log (ENOSPC) or the closed terminal of a sweep run with ``& disown`` or ``setsid`` (EIO)
+    raised from the line of a finished trial, and ended the sweep with its running trials RUNNING."""
+
+    def _check_buffer(self) -> None:
+        try:
+            super()._check_buffer()
+        except OSError as exc:  # rich's own takes a BrokenPipeError to on_broken_pipe
+            lost_output["stderr" if self.stderr else "stdout"] = exc.strerror or str(exc)
+            self.on_broken_pipe()
+
+
+def write_out(write: Callable[[TextIO], object]) -> None:
+    """Plain text on stdout (JSON, CSV, HTML), flushed: a stdout that fails (a full disk) is noted as a console's
+    is, not a traceback."""
+    try:
+        write(sys.stdout)
+        sys.stdout.flush()
+    except BrokenPipeError:  # the reader went away with all it wanted: the CLI's, no error
+        raise
+    except OSError as exc:
+        lost_output["stdout"] = exc.strerror or str(exc)
+        console.on_broken_pipe()
+
+
 # markup off: study names, params and messages are the user's text ("exp[v2]" must print as typed); the few styled
 # lines say markup=True and escape what they interpolate
-console = Console(highlight=False, soft_wrap=True, markup=False, emoji=False)  # file.yaml:100: is no :100: emoji
-err_console = Console(stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=False)
+console = _Console(highlight=False, soft_wrap=True, markup=False, emoji=False)  # file.yaml:100: is no :100: emoji
+err_console = _Console(stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=False)
 for _console in (console, err_console):
     _console.push_render_hook(_EscapeControl())
 

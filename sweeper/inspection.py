@@ -14,7 +14,6 @@ import math
 import os
 import shlex
 import stat
-import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -47,6 +46,7 @@ from sweeper.console import (
     format_value,
     shell_command,
     shrunk_widths,
+    write_out,
 )
 from sweeper.errors import BadInput
 from sweeper.folders import kept_checkpoint, study_checkpoints
@@ -194,7 +194,7 @@ def check_output_format(fmt: str) -> None:
 
 def print_json(data: object) -> None:
     """Plain JSON on stdout (no rich wrapping or colour); NaN and infinity become null, as JSON has neither."""
-    sys.stdout.write(json.dumps(json_safe(data), indent=2, allow_nan=False) + "\n")
+    write_out(lambda out: out.write(json.dumps(json_safe(data), indent=2, allow_nan=False) + "\n"))
 
 
 def study_state(view: StudyView) -> str:
@@ -342,7 +342,8 @@ def report(storage: optuna.storages.BaseStorage, url: str, name: str, output: st
         raise BadInput(f"--top must be at least 1, not {top}.")
     view = load_view(storage, name, url)
     if output == "-":  # the usual name of stdout, as export takes it: this wrote a file named "-"
-        sys.stdout.write(build_report(view, url=url, top=top, state=study_state(view)))
+        page = build_report(view, url=url, top=top, state=study_state(view))
+        write_out(lambda out: out.write(page))
         return
     default, folder = f"{_file_safe(name)}-report.html", output is not None and _is_folder(output)
     path = Path(output) / default if folder else Path(output or default)
@@ -466,7 +467,8 @@ def export(storage: optuna.storages.BaseStorage, url: str, name: str, fmt: str |
             raise BadInput(f"Cannot write to {str(output)!r}: {_cannot(exc, output.parent)}.") from None
     rows = trial_rows(trials_with_last_values(storage, study), curve_lengths(storage, study))
     if output is None:
-        write_rows(rows, fmt, sys.stdout)  # `sweeper export NAME | head`: the CLI's _Commands ends a broken pipe
+        # `sweeper export NAME | head`: the CLI's _Commands ends a broken pipe
+        write_out(lambda out: write_rows(rows, fmt, out))
         return
     try:
         write_whole(output, lambda out: write_rows(rows, fmt, out))

@@ -998,6 +998,46 @@ def test_a_sweep_whose_reader_went_away_runs_to_its_end(tmp_path):
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 2
 
 
+FULL_DISK = pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
+
+
+@FULL_DISK
+def test_a_command_whose_stdout_is_on_a_full_disk_says_so(tmp_path):
+    """`sweeper export NAME > rows.csv` on a full disk: a traceback, as for every command printing to stdout; now
+    one message and exit 2, as for -o rows.csv."""
+    import optuna
+
+    optuna.create_study(study_name="s0", storage=f"sqlite:///{tmp_path / 'sweeps.db'}").optimize(
+        lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+    cases = ["status", "status --format json", "export s0"]  # a table through rich, then plain writes
+    procs = [(args, subprocess.Popen(f"{shlex.quote(sys.executable)} -m sweeper.cli {args} >/dev/full", shell=True,
+                                     cwd=tmp_path, text=True, stderr=subprocess.PIPE)) for args in cases]
+    for args, proc in procs:
+        _, err = proc.communicate(timeout=120)
+        assert (proc.returncode, err) == (2, "error: Cannot write to stdout: No space left on device.\n"), args
+
+
+@pytest.mark.slow
+@FULL_DISK
+def test_a_sweep_whose_log_is_on_a_full_disk_runs_to_its_end(tmp_path):
+    """The print of a line raised (ENOSPC there, EIO from the closed terminal of a sweep run with & disown) and
+    ended the sweep, exit 1, its running trials left RUNNING; now it trains every trial, and says why its log ends."""
+    shutil.copy(os.path.join(os.path.dirname(__file__), "fixtures", "scripted_train.py"), tmp_path)
+    (tmp_path / "s.yaml").write_text("name: full\nentrypoint: scripted_train:train\nobjective: {metric: score, "
+                                     "direction: maximize}\ntraining: {epochs: 2, sleep: 0.01}\n"
+                                     "params:\n  x: {type: float, low: 0.1, high: 1.0}\n"
+                                     "budget: {trials: 2, max_concurrent: 1}\nresources: {cpu: 1}\n")
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run([sys.executable, "-m", "sweeper.cli", "run", "s.yaml", "--storage", "sqlite:///s.db"],
+                              stdout=full, stderr=subprocess.PIPE, text=True, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert "the sweep went on without its output (stdout: No space left on device)" in proc.stderr
+    import optuna
+
+    study = optuna.load_study(study_name="full", storage=f"sqlite:///{tmp_path / 's.db'}")
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 2
+
+
 def test_the_ray_temp_folder_checked_is_the_one_ray_uses(tmp_path, monkeypatch):
     """Ray reads RAY_TMPDIR, then TMPDIR (even one that is missing), then /tmp; Python's temp folder reads TMP and
     TEMP too and passes over a TMPDIR it cannot write: a long TMP was refused though Ray started, and a long
