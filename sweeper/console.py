@@ -87,11 +87,15 @@ class _Console(Console):
 
 
 def write_out(write: Callable[[TextIO], object]) -> None:
-    """Plain text on stdout (JSON, CSV, HTML), flushed: a stdout that fails (a full disk) is noted as a console's
-    is, not a traceback."""
+    """Plain text on stdout (JSON, CSV, HTML) in UTF-8, as -o writes it: an ASCII stdout (PYTHONIOENCODING=ascii)
+    wrote caf\\xe9 into the data, a Latin-1 one bytes that the report's charset=utf-8 misreads. A stdout that fails
+    (a full disk) is noted as a console's is, not a traceback."""
+    text = io.StringIO()
+    write(text)
     try:
-        write(sys.stdout)
-        sys.stdout.flush()
+        sys.stdout.flush()  # what the consoles wrote comes first
+        sys.stdout.buffer.write(text.getvalue().encode("utf-8"))
+        sys.stdout.buffer.flush()
     except BrokenPipeError:  # the reader went away with all it wanted: the CLI's, no error
         raise
     except OSError as exc:

@@ -998,6 +998,20 @@ def test_a_sweep_whose_reader_went_away_runs_to_its_end(tmp_path):
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 2
 
 
+def test_rows_on_stdout_are_the_utf_8_of_the_file_whatever_the_locale(tmp_path):
+    """`sweeper export NAME > rows.csv` under an ASCII stdout wrote na\\xefve into the data (and a Latin-1 one other
+    bytes than -o rows.csv, which is UTF-8); the report's page declares UTF-8 too."""
+    import optuna
+
+    optuna.create_study(study_name="s0", storage=f"sqlite:///{tmp_path / 'sweeps.db'}").optimize(
+        lambda t: float(t.suggest_categorical("c", ["naïve", "plain"]) == "plain"), n_trials=2)
+    assert sweeper("export", "s0", "-o", "rows.csv", cwd=tmp_path).returncode == 0
+    for encoding in ("ascii", "latin-1"):
+        proc = subprocess.run([sys.executable, "-m", "sweeper.cli", "export", "s0"], capture_output=True, cwd=tmp_path,
+                              timeout=300, env={**os.environ, "PYTHONIOENCODING": encoding})
+        assert (proc.returncode, proc.stdout) == (0, (tmp_path / "rows.csv").read_bytes()), encoding
+
+
 FULL_DISK = pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
 
 
