@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import math
 import numbers
+import os
 import re
 import shlex
 import sys
@@ -103,6 +104,10 @@ def write_out(write: Callable[[TextIO], object]) -> None:
         console.on_broken_pipe()
 
 
+# COLUMNS=0 is no width given, as Python's shutil.get_terminal_size reads it: rich took it for 0 columns and printed
+# nothing at all, a sweep's lines, its errors and typer's help alike (rich reads it as a console is made)
+if os.environ.get("COLUMNS", "").isdigit() and int(os.environ["COLUMNS"]) == 0:
+    del os.environ["COLUMNS"]
 # markup off: study names, params and messages are the user's text ("exp[v2]" must print as typed); the few styled
 # lines say markup=True and escape what they interpolate
 console = _Console(highlight=False, soft_wrap=True, markup=False, emoji=False)  # file.yaml:100: is no :100: emoji

@@ -998,6 +998,18 @@ def test_a_sweep_whose_reader_went_away_runs_to_its_end(tmp_path):
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 2
 
 
+def test_columns_0_is_no_width(tmp_path):
+    """COLUMNS=0 (no width given, as Python's shutil reads it) was 0 columns to rich: nothing was printed at all, not
+    even an error; a command said nothing and exited 2."""
+    env = {**os.environ, "COLUMNS": "0"}
+    listed = subprocess.run([sys.executable, "-m", "sweeper.cli", "spaces"], capture_output=True, text=True,
+                            cwd=tmp_path, timeout=300, env=env)
+    assert listed.returncode == 0 and "spaces/asl20.yaml  " in listed.stdout, listed
+    failed = subprocess.run([sys.executable, "-m", "sweeper.cli", "status", "--storage", "sqlite:///none.db"],
+                            capture_output=True, text=True, cwd=tmp_path, timeout=300, env=env)
+    assert failed.returncode == 2 and failed.stderr.startswith("error: "), failed
+
+
 def test_rows_on_stdout_are_the_utf_8_of_the_file_whatever_the_locale(tmp_path):
     """`sweeper export NAME > rows.csv` under an ASCII stdout wrote na\\xefve into the data (and a Latin-1 one other
     bytes than -o rows.csv, which is UTF-8); the report's page declares UTF-8 too."""
