@@ -45,6 +45,18 @@ def test_train_stopped_by_sigterm_exits_as_ctrl_c_does(tmp_path, signum):
     assert proc.stderr is not None and proc.stderr.read() == "interrupted (without --checkpoint-dir it saved nothing)\n"
 
 
+def test_train_resuming_an_empty_checkpoint_says_so_not_aborted(tmp_path):
+    """An empty state.pt (a machine lost before the file reached the disk): torch.load's EOFError, which click takes
+    for a closed stdin, and ``sweeper train --checkpoint-dir`` printed "Aborted." with exit 1."""
+    (tmp_path / "ck").mkdir()
+    (tmp_path / "ck" / "state.pt").write_bytes(b"")
+    proc = sweeper("train", "--set", "dataset.classes=5", "--set", "epochs=1", "--set", "dataset.samples_per_class=4",
+                   "--checkpoint-dir", "ck", cwd=tmp_path)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    said = "error: ck/state.pt cannot be read as a checkpoint, cut short or damaged (EOFError"
+    assert proc.stderr.startswith(said), proc.stderr
+
+
 def test_train_gives_the_function_a_checkpoint_dir_that_exists(tmp_path):
     """As a trial's: a function that saves into it without making it (torch.save makes no parents) failed."""
     (tmp_path / "saves.py").write_text(

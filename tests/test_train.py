@@ -76,6 +76,19 @@ def test_a_checkpoint_of_another_config_is_refused_not_replayed(tmp_path):
     assert run({**TINY, "epochs": 2, "threads": 1}, None, tmp_path)["epochs_run"] == 2  # runtime keys may change
 
 
+def test_a_checkpoint_cut_short_or_damaged_is_refused_in_one_line(tmp_path):
+    """A state.pt cut short (a lost machine's, a copy stopped half way) or damaged: torch.load's RuntimeError or bare
+    EOFError was a traceback (an empty file ``sweeper train`` said only "Aborted.", exit 1), and a sweep retried the
+    trial twice before it failed with the same traceback; now the core's refusal, which fails a trial at once."""
+    run({**TINY, "epochs": 1}, None, tmp_path)
+    whole = (tmp_path / "state.pt").read_bytes()
+    for damaged in (whole[:len(whole) // 2], b"", b"not a checkpoint" * 100):
+        (tmp_path / "state.pt").write_bytes(damaged)
+        with pytest.raises(ConfigError, match=r"state\.pt cannot be read as a checkpoint, cut short or damaged \(\w+: "
+                                              r".+\): delete its folder to train it from the start"):
+            run(TINY, None, tmp_path)
+
+
 def trained_on_npz(tmp_path):
     """A one-epoch run on a tiny npz, checkpointed in tmp_path/ck: the generator, the file, its labels, the config."""
     rng = np.random.default_rng(0)

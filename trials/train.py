@@ -18,6 +18,7 @@ import functools
 import logging
 import math
 import os
+import pickle
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -192,6 +193,11 @@ def save_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimi
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
+    descriptor = os.open(tmp, os.O_RDONLY)
+    try:  # on the disk before the rename: a machine lost right after it leaves the file whole, not empty
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
     os.replace(tmp, path)
 
 
@@ -217,7 +223,12 @@ def load_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimi
     """A checkpoint of this very config and data; one of another run is refused (resumed, it would replay that
     run). ``data``: :func:`save_state`'s; a checkpoint written without one (before 2026-12-06) is compared by shape."""
     # on the CPU: the RNG states must stay CPU byte tensors; load_state_dict copies the rest onto the model's device
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:  # a file cut short (copied in part, a lost machine's) or not torch's: one line, not a retried traceback
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError) as exc:
+        why = str(exc).split(". ")[0] or "it ends too early"
+        raise ConfigError(f"{path} cannot be read as a checkpoint, cut short or damaged ({type(exc).__name__}: "
+                          f"{why}): {START_OVER}") from None
     now, then = trained_config(cfg), state.get("config", {})
     if changed := [f"{k} {then.get(k)!r} -> {now.get(k)!r}" for k in now if then and then.get(k) != now.get(k)]:
         raise ConfigError(f"{path} holds a run of another config ({', '.join(changed)}): {START_OVER}")
