@@ -53,11 +53,16 @@ def clean_checkpoints(view: StudyView, url: str, keep: int, results_root: Path, 
         console.print(f"nothing to delete in {folder}: kept {saying}", markup=False)
         return
     size = sum(_size(path) for path in doomed)
-    for path in doomed:
+    for done, path in enumerate(doomed):
         if dry_run:
             console.print(f"would delete {path}", markup=False)
-        else:
+            continue
+        try:
             shutil.rmtree(path)
+        except OSError as exc:  # a read-only disk, another user's folder: said in one line, not a traceback
+            raise BadInput(f"cannot delete {path}: {exc.strerror or exc}; it deleted {done} of the "
+                           f"{len(doomed)} folders before it (run it as the user who ran the sweep, where the disk "
+                           "takes writes)") from None
     console.print(f"{'would free' if dry_run else 'freed'} {_human(size)}: the checkpoints of "
                   f"{len(doomed)} finished trial{'s' * (len(doomed) != 1)} of {name} in {folder}; kept "
                   f"{saying}", markup=False)

@@ -1490,6 +1490,40 @@ def test_clean_of_an_earlier_sweepers_study_whose_checkpoint_folder_is_missing_n
     assert proc.returncode == 0 and not (folder / "trial-00006").exists(), proc.stderr
 
 
+def test_clean_of_checkpoints_it_may_not_delete_says_so_in_one_line(tmp_path: Path) -> None:
+    """Checkpoints on a read-only disk (an archive's mount) or in another user's folder: shutil.rmtree's OSError was
+    a traceback, exit 1; now one line naming the folder and how many went before it, exit 2."""
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    name = f"clean-{uuid.uuid4().hex[:8]}"
+    make_study(url, name)  # 0-5 COMPLETE, 6 PRUNED, 7 FAIL: --keep 0 deletes all but #4's (it met the targets)
+    source, folder = tmp_path / "source", tmp_path / "runs" / "checkpoints" / name
+    optuna.load_study(study_name=name, storage=url).set_user_attr(attrs.CHECKPOINTS, str(folder))
+    for number in range(8):
+        (source / f"trial-{number:05d}").mkdir(parents=True)
+        (source / f"trial-{number:05d}" / "state.pt").write_bytes(bytes(1000))
+    folder.mkdir(parents=True)
+    if os.geteuid() == 0:  # root deletes in any folder it may not write: a read-only bind mount stops it
+        subprocess.run(["mount", "--bind", "-o", "ro", str(source), str(folder)], check=True, capture_output=True)
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(folder)], check=True, capture_output=True)
+    else:
+        folder.rmdir()
+        source.rename(folder)
+        for trial in folder.iterdir():
+            trial.chmod(0o555)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "sweeper.cli", "clean", name, "--storage", url, "--keep", "0"],
+                              cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=120)
+    finally:
+        if os.geteuid() == 0:
+            subprocess.run(["umount", str(folder)], check=True)
+        else:
+            for trial in folder.iterdir():
+                trial.chmod(0o755)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert f"error: cannot delete {folder / 'trial-00000'}: " in proc.stderr
+    assert "it deleted 0 of the 7 folders before it" in " ".join(proc.stderr.split()), proc.stderr
+
+
 def test_clean_given_a_results_dir_it_cannot_write_in_judges_the_study_not_the_folder(tmp_path: Path) -> None:
     """clean deletes, it makes no folder: ``--results-dir /proc`` said "cannot make a folder in /proc: No such file
     or directory", a check of run's that fits no clean; the folder is judged as clean judges it, a file refused."""
