@@ -44,6 +44,9 @@ QUIET_LOGGERS = ("ray.tune.analysis.experiment_analysis", "ray.tune.search.searc
 # prints the user's frames and the FAIL line says the rest.
 TRIAL_FAILURE_LOGS = {"ray.tune.execution.tune_controller": "Trial task failed for trial",
                       "ray.tune.tune": "Trials did not complete"}
+# Ray's log, with a pyarrow traceback, of each failed save of its experiment state (a full or read-only results
+# folder), which only a Tuner.restore reads, never a sweep: one line, once (``_OneLine``)
+EXPERIMENT_STATE_LOG = ("ray.tune.execution.experiment_state", "Saving experiment state to storage at")
 # Says "Token authentication is enabled for this Ray cluster" on every new local Ray: news for someone who runs a
 # cluster, noise for the Ray a sweep starts for itself. Token authentication itself stays on.
 LOCAL_QUIET_LOGGERS = ("ray._private.authentication.authentication_token_setup",)
@@ -130,6 +133,26 @@ class _Muted(logging.Filter):
         return not str(record.msg).startswith(self.muted)
 
 
+class _OneLine(logging.Filter):
+    """A log starting ``shortened`` in one line, its exception's first line beside it, and each such line once."""
+
+    def __init__(self, shortened: str) -> None:
+        super().__init__()
+        self.shortened, self.said = shortened, set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith(self.shortened):
+            return True
+        error = record.exc_info[1] if record.exc_info else None
+        line = f"{record.getMessage().rstrip(': ')}: {type(error).__name__}: {error}" if error else record.getMessage()
+        if line in self.said:
+            return False
+        self.said.add(line)
+        record.msg = f"{line.splitlines()[0]} (Ray's own results, which a sweep never reads: the study has every trial)"
+        record.args, record.exc_info, record.exc_text = None, None, None
+        return True
+
+
 def start_ray(address: str | None = None) -> None:
     """Start (or join, with ``address``/``RAY_ADDRESS``) Ray once per process, with the environment Tune needs."""
     os.environ.update({k: v for k, v in RAY_ENV.items() if k not in os.environ})
@@ -139,6 +162,9 @@ def start_ray(address: str | None = None) -> None:
         logger = logging.getLogger(name)
         if not any(getattr(f, "muted", None) == muted for f in logger.filters):  # once, however often Ray starts
             logger.addFilter(_Muted(muted))
+    logger = logging.getLogger(EXPERIMENT_STATE_LOG[0])
+    if not any(getattr(f, "shortened", None) for f in logger.filters):
+        logger.addFilter(_OneLine(EXPERIMENT_STATE_LOG[1]))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     import ray
     from ray._private import ray_constants

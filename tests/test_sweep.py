@@ -457,6 +457,31 @@ def test_a_full_disk_stops_the_sweep_with_its_trials_running_for_the_next_run(ra
     assert trials[ghost.number].state == TS.COMPLETE, trials
 
 
+def test_ray_results_on_a_full_disk_are_one_line_not_a_traceback_at_each_save(ray_session, tmp_path, monkeypatch,
+                                                                               caplog):
+    """Ray's results folder on a full disk (the study's checkpoints elsewhere): each failed save of Tune's experiment
+    state, which only a Tuner.restore reads, printed pyarrow's 25-line traceback into the sweep's output; now one
+    line, once, and the sweep finishes every trial."""
+    monkeypatch.chdir(tmp_path)
+    space = scripted_space(tmp_path, trials=2, scheduler="{type: none}")
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    run_sweep(SweepOptions(space=str(space), storage=url, results_dir=str(tmp_path / "first")))
+    space.write_text(space.read_text().replace("trials: 2", "trials: 6"))
+    (full := tmp_path / "full").mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(full)], capture_output=True).returncode:
+        pytest.skip("a small disk of its own needs root (mount -t tmpfs)")
+    try:
+        caplog.clear()
+        run_sweep(SweepOptions(space=str(space), storage=url, results_dir=str(full)))
+    finally:
+        subprocess.run(["umount", str(full)], check=True)
+    (name,) = optuna.get_all_study_names(url)
+    assert [t.state for t in load(url, name).get_trials()] == [optuna.trial.TrialState.COMPLETE] * 6
+    said = [r for r in caplog.records if r.name == "ray.tune.execution.experiment_state"]
+    assert len(said) == 1 and said[0].exc_info is None, said
+    assert "No space left on device (Ray's own results, which a sweep never reads" in said[0].getMessage()
+
+
 def test_a_checkpoint_dir_a_full_disk_kept_from_being_made_is_a_disk_problem(tmp_path):
     """The folder is made before the function starts, so a function that saves into it without making it (as README
     allows) meets a full disk only as "no such file or directory" (open) or "Parent directory ... does not exist"
