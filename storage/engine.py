@@ -158,8 +158,11 @@ def check_writable(url: str) -> None:
                                "the database back beside it, or remove the -wal file to start anew.")
         check_no_read_only_option(url)
         folder = path.absolute().parent
-        try:
-            tempfile.TemporaryFile(dir=folder).close()
+        try:  # and room for it: a full disk is bad input before the study is made, as for --results-dir, not an
+            with tempfile.TemporaryFile(dir=folder) as probe:  # outage waited out for --storage-timeout
+                probe.write(bytes(1 << 16))
+                probe.flush()
+                os.fsync(probe.fileno())
         except OSError as exc:
             raise StorageError(f"Cannot write {mask_url(url)}: no file can be created in {str(folder)!r} "
                                f"({exc.strerror or exc}), where SQLite keeps the database and its journal.") from None

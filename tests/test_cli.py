@@ -641,6 +641,28 @@ def test_a_port_out_of_range_is_refused_alike_by_validate_run_and_the_readers(tm
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_sqlite_file_on_a_full_disk_is_refused_at_the_start_not_waited_for(tmp_path):
+    """A new study's SQLite file on a full disk (--results-dir elsewhere, with room): the empty probe file passed,
+    then SQLite's "database or disk is full" was taken for an outage, waited out for --storage-timeout (10 minutes
+    by default) and ended in exit 75 "once the storage is back", an empty database left behind; now bad input at
+    once, as a full --results-dir is."""
+    (full := tmp_path / "full").mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(full)], capture_output=True).returncode:
+        pytest.skip("a small disk of its own needs root (mount -t tmpfs)")
+    try:
+        filled = subprocess.run(["dd", "if=/dev/zero", f"of={full / 'filler'}", "bs=4k"], capture_output=True,
+                                text=True)
+        assert "No space left on device" in filled.stderr, filled.stderr
+        proc = sweeper("run", "spaces/asl20.yaml", "--quick", "--storage", f"sqlite:///{full}/sweeps.db",
+                       "--results-dir", str(tmp_path / "runs"), "--storage-timeout", "5s", cwd=tmp_path)
+        left = sorted(path.name for path in full.iterdir())
+    finally:
+        subprocess.run(["umount", str(full)], check=True)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stdout + proc.stderr
+    assert f"no file can be created in '{full}' (No space left on device)" in proc.stderr
+    assert left == ["filler"] and not (tmp_path / "runs").exists()
+
+
 def test_a_storage_that_cannot_be_written_is_refused_before_ray_starts(tmp_path, postgres_url):
     """A SQLite folder that takes no files, a PostgreSQL role that may not create Optuna's tables: found out only
     once Ray had started (13 s) and the results folder was made."""
