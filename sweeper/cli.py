@@ -189,6 +189,9 @@ def train(
         err_console.print(f"interrupted: the same command resumes it from {checkpoint_dir}" if checkpoint_dir
                           is not None else "interrupted (without --checkpoint-dir it saved nothing)", markup=False)
         raise typer.Exit(INTERRUPTED_EXIT_CODE) from None
+    except DiskUnavailable as exc:  # exit 75, as a sweep's trial on a full disk: the same command carries it on
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True)
+        raise typer.Exit(STORAGE_UNAVAILABLE_EXIT_CODE) from None
     except standalone.FunctionFailed as exc:
         import traceback
 

@@ -23,7 +23,7 @@ from typing import Any
 from rich.table import Table
 
 from sweeper.console import console, epoch_line, format_value, plain, recorded, valued
-from sweeper.errors import BadInput
+from sweeper.errors import BadInput, DiskUnavailable, disk_problem
 from sweeper.overrides import read_set_flags
 from trials.config import REPLAYED
 from trials.entrypoint import (
@@ -167,6 +167,11 @@ def train(run: Standalone, base_dir: str | None, checkpoint_dir: Path | None) ->
             result = fn(run.config, report, checkpoint_dir)
         except NonFiniteLossError as exc:
             raise BadInput(f"{exc}; a trial of the sweep fails on it (stop_reason diverged)") from None
+        except (OSError, RuntimeError) as exc:  # torch.save's own words for a full disk were a traceback
+            if checkpoint_dir is None or not (disk := disk_problem(exc, checkpoint_dir)):
+                raise
+            raise DiskUnavailable(f"--checkpoint-dir {checkpoint_dir} took no more writes ({disk}); make room and "
+                                  "run the same command: it resumes from the last checkpoint") from None
         say_resumed()
         _print_core_result(result)
         return {**reported, **result}

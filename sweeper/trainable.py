@@ -10,7 +10,6 @@ again even when Ray's results folder is gone.
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import math
 import os
@@ -26,6 +25,7 @@ from ray import tune
 
 from storage.retry import error_chain
 from sweeper.console import plain, recorded, valued
+from sweeper.errors import disk_problem
 from sweeper.folders import trial_checkpoint_dir, trial_output_file
 
 # here, not when a trial starts: Ray puts the driver's folder first on a worker's path by then, and a trials/
@@ -55,21 +55,6 @@ NODE_KEY = "sweeper_node"  # which Ray node ran the trial, recorded as the trial
 RESULT_KEYS = "sweeper_result_keys"  # names of what the training function returned, recorded as trial user attrs
 # beside FAILED_KEY: the machine's disk failed the trial (full, over quota, read-only), not the trial itself
 DISK_KEY = "sweeper_disk"
-DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
-# torch.save's C++ writer running out of room (it names no errno), or its open failing for one of DISK_ERRNOS
-TORCH_WRITE_FAILED = ("unexpected pos", "file write failed", "basic_ios::clear", *map(os.strerror, DISK_ERRNOS))
-
-
-def disk_problem(exc: BaseException, folder: Path) -> str | None:
-    """What is wrong with the disk, where ``exc`` says it is full or read-only: every trial would fail alike, and
-    a resume once there is room carries them on. torch.save says it only in its C++ writer's words."""
-    for error in error_chain(exc):
-        if isinstance(error, OSError) and error.errno in DISK_ERRNOS:
-            return f"{os.strerror(error.errno)}: {error.filename or folder}"
-        if isinstance(error, RuntimeError) and any(w in str(error) for w in TORCH_WRITE_FAILED):
-            return f"torch.save could not write, near {folder}: is its disk full? ({str(error).splitlines()[0]})"
-    return None
-
 
 def unmade_problem(unmade: OSError | None, exc: BaseException, folder: Path) -> str | None:
     """The disk problem that kept ``folder`` from being made (``unmade``), where ``exc`` names the folder: the

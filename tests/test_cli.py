@@ -641,6 +641,30 @@ def test_a_port_out_of_range_is_refused_alike_by_validate_run_and_the_readers(tm
     assert list(tmp_path.iterdir()) == []
 
 
+def test_train_on_a_full_checkpoint_disk_says_so_and_resumes_once_there_is_room(tmp_path):
+    """``sweeper train --checkpoint-dir`` on a disk that fills: torch.save's "unexpected pos 64 vs 0" was a traceback,
+    exit 1; now the words and exit 75 of a sweep's trial on that disk, and the same command carries the run on."""
+    (full := tmp_path / "full").mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(full)], capture_output=True).returncode:
+        pytest.skip("a small disk of its own needs root (mount -t tmpfs)")
+    args = ("train", "--set", "dataset.classes=5", "--set", "epochs=2", "--set", "dataset.samples_per_class=4",
+            "--checkpoint-dir", str(full / "ck"))
+    try:
+        filled = subprocess.run(["dd", "if=/dev/zero", f"of={full / 'filler'}", "bs=4k"], capture_output=True,
+                                text=True)
+        assert "No space left on device" in filled.stderr, filled.stderr
+        proc = sweeper(*args, cwd=tmp_path)
+        (full / "filler").unlink()  # room again
+        again = sweeper(*args, cwd=tmp_path)
+    finally:
+        subprocess.run(["umount", str(full)], check=True)
+    assert proc.returncode == 75 and "Traceback" not in proc.stderr, proc.stdout + proc.stderr
+    assert proc.stderr.startswith(f"error: --checkpoint-dir {full / 'ck'} took no more writes (torch.save could not "
+                                  f"write, near {full / 'ck'}: is its disk full?"), proc.stderr
+    assert "make room and run the same command: it resumes from the last checkpoint" in " ".join(proc.stderr.split())
+    assert again.returncode == 0 and "epoch 2/2" in again.stdout, again.stdout + again.stderr
+
+
 def test_a_sqlite_file_on_a_full_disk_is_refused_at_the_start_not_waited_for(tmp_path):
     """A new study's SQLite file on a full disk (--results-dir elsewhere, with room): the empty probe file passed,
     then SQLite's "database or disk is full" was taken for an outage, waited out for --storage-timeout (10 minutes
