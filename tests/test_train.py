@@ -89,6 +89,26 @@ def test_a_checkpoint_cut_short_or_damaged_is_refused_in_one_line(tmp_path):
             run(TINY, None, tmp_path)
 
 
+def test_a_checkpoint_is_flushed_to_disk_through_a_descriptor_that_may_write(tmp_path, monkeypatch):
+    """An SMB share (a CIFS mount) refuses to flush a file through a descriptor opened read-only (EACCES, as MS-SMB2
+    has a FLUSH without write access refused): save_state's fsync of the file it had just written failed every
+    checkpoint there, and so every trial that saves one."""
+    import errno
+    import fcntl
+    import os
+
+    fsync = os.fsync
+
+    def as_on_an_smb_share(descriptor):
+        if fcntl.fcntl(descriptor, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDONLY:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+        fsync(descriptor)
+
+    monkeypatch.setattr(os, "fsync", as_on_an_smb_share)
+    assert run({**TINY, "epochs": 1}, None, tmp_path)["epochs_run"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.pt"]
+
+
 def trained_on_npz(tmp_path):
     """A one-epoch run on a tiny npz, checkpointed in tmp_path/ck: the generator, the file, its labels, the config."""
     rng = np.random.default_rng(0)

@@ -193,7 +193,8 @@ def save_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimi
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
-    descriptor = os.open(tmp, os.O_RDONLY)
+    # write access: an SMB share refuses to flush through a read-only descriptor (EACCES), failing every checkpoint
+    descriptor = os.open(tmp, os.O_WRONLY)
     try:  # on the disk before the rename: a machine lost right after it leaves the file whole, not empty
         os.fsync(descriptor)
     finally:
