@@ -93,10 +93,16 @@ def write_out(write: Callable[[TextIO], object]) -> None:
     (a full disk) is noted as a console's is, not a traceback."""
     text = io.StringIO()
     write(text)
+    # a stream of text alone has no bytes beneath it and keeps no encoding of its own to get wrong: a program's
+    # io.StringIO under redirect_stdout, a Jupyter notebook's
+    binary = getattr(sys.stdout, "buffer", None)
     try:
         sys.stdout.flush()  # what the consoles wrote comes first
-        sys.stdout.buffer.write(text.getvalue().encode("utf-8"))
-        sys.stdout.buffer.flush()
+        if binary is None:
+            sys.stdout.write(text.getvalue())
+        else:
+            binary.write(text.getvalue().encode("utf-8"))
+            binary.flush()
     except BrokenPipeError:  # the reader went away with all it wanted: the CLI's, no error
         raise
     except OSError as exc:

@@ -1615,6 +1615,24 @@ def test_status_of_one_study_suggests_a_command_bash_runs_on_that_study(name: st
     assert "best trial of" in capsys.readouterr().out
 
 
+def test_a_program_whose_stdout_is_text_alone_gets_the_rows_and_the_json(tmp_path: Path) -> None:
+    """A program running a command in-process with stdout an io.StringIO (redirect_stdout; a Jupyter notebook's has
+    no bytes beneath it either): export and --format json wrote to sys.stdout.buffer, an AttributeError, where the
+    tables of status printed."""
+    import contextlib
+
+    from sweeper.cli import app
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    study = optuna.create_study(storage=url, study_name="s", direction="maximize")
+    study.tell(study.ask({"x": optuna.distributions.FloatDistribution(0, 1)}), 0.5)
+    for command, said in ((["export", "s"], "number,state,value,params_x"), (["best", "s", "--format", "json"],
+                                                                            '"number": 0')):
+        with contextlib.redirect_stdout(io.StringIO()) as out:
+            app([*command, "--storage", url], standalone_mode=False)
+        assert said in out.getvalue(), (command, out.getvalue())
+
+
 def test_an_export_over_a_hard_linked_file_writes_through_the_link(tmp_path: Path) -> None:
     """A temporary file renamed over a hard-linked one cut the link: the other name kept the old table."""
     from sweeper.inspection import write_whole
