@@ -71,6 +71,8 @@ class _Commands(TyperGroup):
         return command
 
     def invoke(self, ctx: typer.Context) -> Any:
+        lost_output.clear()  # a command run in-process after one whose stdout failed (a program's, a test's): afresh
+        console.quiet = err_console.quiet = False
         try:
             result = super().invoke(ctx)
             sys.stdout.flush()  # here, not at exit: output still buffered may find the reader gone too

@@ -1633,6 +1633,25 @@ def test_a_program_whose_stdout_is_text_alone_gets_the_rows_and_the_json(tmp_pat
         assert said in out.getvalue(), (command, out.getvalue())
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
+def test_a_command_run_in_process_after_one_whose_stdout_failed_prints_and_succeeds(tmp_path: Path) -> None:
+    """A program running commands in-process, one of them with its stdout on a full disk: every later command, its
+    stdout fine, printed nothing and failed with "Cannot write to stdout", the first one's failure kept."""
+    import contextlib
+
+    from sweeper.cli import app
+    from sweeper.errors import BadInput
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    study = optuna.create_study(storage=url, study_name="s", direction="maximize")
+    study.tell(study.ask({"x": optuna.distributions.FloatDistribution(0, 1)}), 0.5)
+    with open("/dev/full", "w") as full, contextlib.redirect_stdout(full), pytest.raises((SystemExit, BadInput)):
+        app(["status", "s", "--storage", url], standalone_mode=False)
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        app(["status", "s", "--storage", url], standalone_mode=False)
+    assert "best trial #0" in out.getvalue()
+
+
 def test_an_export_over_a_hard_linked_file_writes_through_the_link(tmp_path: Path) -> None:
     """A temporary file renamed over a hard-linked one cut the link: the other name kept the old table."""
     from sweeper.inspection import write_whole
