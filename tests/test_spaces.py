@@ -1036,6 +1036,22 @@ def test_resolved_spec_round_trips() -> None:
     assert "resolved from" in render_spec(load_spec("asl20"))
 
 
+def test_a_setting_and_a_dotted_one_under_it_round_trip_in_either_order(tmp_path: Path) -> None:
+    """sched.min_lr written before sched (or sched added by --set) was dropped from the resolved spec: validate printed
+    a space without it, and a resumed study's trials ran with the function's default min_lr."""
+    module = f"user_fit_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{module}.py").write_text("def fit(config, report, checkpoint_dir):\n    return {}\n"
+                                           "fit.settings = {'sched': 'cosine', 'sched.min_lr': 1e-06, 'x': 0.5}\n"
+                                           "fit.metrics = ['score']\n")
+    path = write(tmp_path, f"entrypoint: {module}:fit\nobjective: {{metric: score, direction: maximize}}\n"
+                           "training: {sched.min_lr: 1.0e-5}\nparams:\n  x: {type: float, low: 0.1, high: 0.9}\n")
+    for spec in (load_spec(path, ["sched=linear"]), load_spec(write(tmp_path, path.read_text().replace(
+            "{sched.min_lr: 1.0e-5}", "{sched.min_lr: 1.0e-5, sched: linear}"), "both.yaml"))):
+        assert spec.training == {"sched.min_lr": 1e-5, "sched": "linear"}
+        assert spec_from_dict(spec.to_yaml_dict(), base_dir=tmp_path, stored=True).training == spec.training
+        assert load_spec(write(tmp_path, render_spec(spec), "rendered.yaml")).training == spec.training
+
+
 def test_trial_config_is_training_plus_fixed_plus_sampled(tmp_path: Path) -> None:
     spec = load_spec(write(tmp_path, MINIMAL + "  seed: {type: fixed, value: 3}\ntraining: {epochs: 5, lr: 1.0e-4}\n"))
     assert spec.fixed_params() == {"seed": 3} and list(spec.distributions()) == ["lr"]

@@ -260,17 +260,18 @@ def flatten(nested: Mapping[str, Any], leaves: Collection[str] = (), prefix: str
 
 
 def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
-    """The inverse of :func:`flatten`; a key that cannot nest (``a`` and ``a.b`` both set) stays dotted."""
+    """The inverse of :func:`flatten`; a key that cannot nest (``a.b`` where ``a`` is set too, in either order)
+    stays dotted."""
     out: dict[str, Any] = {}
     for key, value in flat.items():
         *parents, last = key.split(".")
-        node: Any = out
-        for part in parents:
-            node = node.setdefault(part, {}) if isinstance(node, dict) else node
-        if isinstance(node, dict) and last not in node:
-            node[last] = value
-        else:
+        if any(".".join(parents[:i]) in flat for i in range(1, len(parents) + 1)):
             out[key] = value
+            continue
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = value
     return out
 
 
