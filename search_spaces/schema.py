@@ -429,9 +429,22 @@ class Spec(BaseModel):
     def grid_size(self) -> int:
         return math.prod(len(v) for v in self.grid_search_space().values())
 
+    def _quick_left(self) -> dict[str, Any]:
+        """The quick: section without what a --set changed (a new type replaces its section or param; a param, its
+        setting and its enqueued values): the sections hold the --set's value, which --quick, applying a --set after
+        the profile, keeps."""
+        typed = {("sampler",), ("scheduler",), *(("params", *atoms([n])) for n in self.params)}
+        sets = [o[:-1] if o[-1] == "type" and o[:-1] in typed else o
+                for o, label, *_ in self._where[1] if label.startswith("--set")]
+        sets += [(head, *o[1:]) for o in sets if o[0] == "params" for head in ("training", "enqueue")]
+        quick = flatten(self.quick)[0]  # each leaf is a step of --quick, nested or not (loader.quick_profile)
+        at = {k: atoms([k if k.split(".")[0] in Spec.model_fields else f"training.{k}"]) for k in quick}
+        at = {k: ("enqueue", *a[2:]) if a[0] == "enqueue" else a for k, a in at.items()}  # any row's value
+        return {k: v for k, v in quick.items() if not any(at[k][:len(o)] == o[:len(at[k])] for o in sets)}
+
     def to_yaml_dict(self) -> dict[str, Any]:
         """The resolved spec as plain YAML/JSON data, in the file's layout; loading it gives the same spec."""
-        out = {**self.model_dump(), "training": unflatten(self.training),
+        out = {**self.model_dump(), "training": unflatten(self.training), "quick": self._quick_left(),
                "params": {n: p.model_dump(exclude_defaults=True) for n, p in self.params.items()},
                "scheduler": self.scheduler.model_dump(exclude_none=True),
                "resources": self.resources.model_dump(exclude_none=True)}  # no on_gpu: null

@@ -137,6 +137,7 @@ class Baseline(_Model):
     model_config = ConfigDict(frozen=True, extra="allow")
     __pydantic_extra__: dict[str, float]
     source: str
+    metrics = property(lambda self: dict(self.model_extra or {}))
 
     @model_validator(mode="before")
     @classmethod
@@ -145,10 +146,6 @@ class Baseline(_Model):
         if figures == {}:
             raise ValueError("needs at least one metric value, e.g. test_top3: 75.29%")
         return data if figures is None else {**data, **metric_values(figures)}
-
-    @property
-    def metrics(self) -> dict[str, float]:
-        return dict(self.model_extra or {})
 
 
 class _Range(_Model):
@@ -304,10 +301,7 @@ class Sampler(BaseModel):
     model_config = ConfigDict(frozen=True, extra="allow")
     type: Literal["tpe", "random", "grid", "cmaes", "qmc", "gp"] = "tpe"
     seed: Int | None = Field(None, ge=0, lt=2**32)  # numpy's range; a resume moves it on, modulo 2**32
-
-    @property
-    def options(self) -> dict[str, Any]:
-        return dict(self.model_extra or {})
+    options = property(lambda self: dict(self.model_extra or {}))
 
     @model_validator(mode="after")
     def _check_options(self, info: ValidationInfo) -> Sampler:
@@ -447,14 +441,8 @@ class Budget(_Model):
     time: Duration | None = None  # wall-clock limit of the whole sweep: 90s, 30m, 2h, 1h30m
     stop_on_target: bool = False  # stop the sweep once a trial meets every target
     storage_timeout: Duration = "10m"  # how long a storage outage may last before the sweep stops, resumable
-
-    @property
-    def time_seconds(self) -> float | None:
-        return None if self.time is None else duration_seconds(self.time)
-
-    @property
-    def storage_timeout_seconds(self) -> float:
-        return duration_seconds(self.storage_timeout)
+    time_seconds = property(lambda self: None if self.time is None else duration_seconds(self.time))
+    storage_timeout_seconds = property(lambda self: duration_seconds(self.storage_timeout))
 
 
 class Resources(_Model):

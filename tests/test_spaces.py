@@ -24,6 +24,7 @@ from search_spaces.loader import (
     resolve_space_path,
     spec_from_dict,
 )
+from search_spaces.schema import Spec
 from search_spaces.sections import duration_seconds, fraction
 from storage.view import targets_met
 from sweeper.samplers import ParallelTPESampler, build_sampler, default_sampler_options
@@ -1034,6 +1035,31 @@ def test_resolved_spec_round_trips() -> None:
         again = spec_from_dict(data)
         assert again.to_yaml_dict() == spec.to_yaml_dict() and again.distributions() == spec.distributions()
     assert "resolved from" in render_spec(load_spec("asl20"))
+
+
+def test_a_resolved_spec_whose_set_replaced_what_its_quick_section_changes_loads(tmp_path: Path) -> None:
+    """asl20's quick: section sets scheduler.grace_period, nslt1000's enqueue.0.warmup_epochs: validate with a --set
+    that replaced the scheduler or pinned the param printed them beside a hyperband scheduler or a fixed param, and
+    the printed space was refused. It runs with --quick as the space with its --set does: the --set comes last."""
+    def without_quick(spec: Spec) -> dict:
+        return {k: v for k, v in spec.to_yaml_dict().items() if k != "quick"}
+
+    for name, expr in [("asl20", "scheduler.type=hyperband"), ("asl20", "params.warmup_epochs={type: fixed, value: 1}"),
+                       ("nslt1000", "params.warmup_epochs={type: fixed, value: 1.0}"), ("asl20", "epochs=10"),
+                       ("asl20", "budget={trials: 9}"), ("asl20", "params.epochs={type: int, low: 10, high: 30}")]:
+        spec = load_spec(name, [expr])
+        again = load_spec(write(tmp_path, render_spec(spec)))
+        assert again.to_yaml_dict() == spec.to_yaml_dict() and again.distributions() == spec.distributions()
+        assert spec_from_dict(spec.to_yaml_dict()).to_yaml_dict() == spec.to_yaml_dict()
+        quick = load_spec(name, [expr], quick=True)
+        assert load_spec(write(tmp_path, render_spec(quick))).to_yaml_dict() == quick.to_yaml_dict()
+        if "params.epochs" not in expr:  # else the quick training.epochs, which the param wins over, is left out
+            assert without_quick(load_spec(write(tmp_path, render_spec(spec)), quick=True)) == without_quick(quick)
+    assert load_spec("asl20", ["epochs=10"]).to_yaml_dict()["quick"]["scheduler.grace_period"] == 1  # what it kept
+    nested = write(tmp_path, MINIMAL + "scheduler: {type: asha}\n"  # each leaf is a step of --quick
+                                       "quick: {scheduler: {grace_period: 1}, budget: {trials: 2}}\n", "nested.yaml")
+    spec = load_spec(nested, ["scheduler.type=hyperband"])
+    assert load_spec(write(tmp_path, render_spec(spec))).to_yaml_dict()["quick"] == {"budget.trials": 2}
 
 
 def test_a_setting_and_a_dotted_one_under_it_round_trip_in_either_order(tmp_path: Path) -> None:
