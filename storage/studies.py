@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -184,8 +185,12 @@ def _diff(old: Any, new: Any, where: str, out: list[str]) -> None:
                 out.append(f"{path}: added")
             else:
                 _diff(old[key], new[key], path, out)
-    elif old != new:
+    elif old != new and not (_nan(old) and _nan(new)):  # NaN != NaN, but a value that was NaN is unchanged
         out.append(f"{where}: {old!r} -> {new!r}")
+
+
+def _nan(value: Any) -> bool:
+    return isinstance(value, float) and math.isnan(value)
 
 
 def _jsonish(value: Any) -> Any:

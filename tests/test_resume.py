@@ -675,6 +675,22 @@ def test_a_sampler_or_scheduler_option_written_at_its_default_changes_no_study(t
                                                                        "sampler.multivariate=false")))
 
 
+def test_a_nan_in_the_training_block_changes_no_study(tmp_path, monkeypatch):
+    """NaN != NaN: a space whose training block held NaN (crash_above: .nan, never) was refused as another space by
+    its own re-run, and by sweeper resume of its study, which that refusal advised (found by an exploratory test)."""
+    monkeypatch.chdir(tmp_path)
+    space = resumable_space(tmp_path, trials=2, sleep=0.0)
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    first, _ = prepare(SweepOptions(space=str(space), storage=url, overrides=("crash_above=.nan",)))
+    study, _ = open_study(first, url, str(space))
+    study.enqueue_trial({"x": 0.5})  # a study with a trial: one without is made anew
+    prepare(SweepOptions(space=str(space), storage=url, overrides=("crash_above=.nan",)))
+    resumed, _ = prepare(SweepOptions(study=first.name, storage=url))
+    assert str(resumed.training["crash_above"]) == "nan"
+    with pytest.raises(StorageError, match=r"made from a different space \(training.crash_above: nan -> 1.0\)"):
+        prepare(SweepOptions(space=str(space), storage=url, overrides=("crash_above=1.0",)))
+
+
 @pytest.mark.parametrize("quick", [False, True])
 def test_the_spec_a_study_keeps_holds_no_storage_url_not_even_the_quick_profiles(tmp_path, quick):
     from search_spaces.loader import load_spec
