@@ -41,7 +41,8 @@ class SpaceLoader(yaml.SafeLoader):
 
 
 class SpaceDumper(yaml.SafeDumper):
-    """Writes what :class:`SpaceLoader` reads back the same: the texts ``'1e-4'``, ``'0o17'`` and ``'010'`` quoted."""
+    """Writes what :class:`SpaceLoader` reads back the same: the texts ``'1e-4'``, ``'0o17'``, ``'010'`` and ``'09'``
+    quoted, as is all text that either reads as a number."""
 
 
 SpaceLoader.yaml_implicit_resolvers = {
@@ -51,12 +52,10 @@ for _kind, _pattern, _first in (  # YAML 1.2's core schema; int before float, wh
         ("int", r"[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+", "-+0123456789"),
         ("float", r"[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)",
          "-+.0123456789")):
-    SpaceLoader.add_implicit_resolver(f"tag:yaml.org,2002:{_kind}", re.compile(f"^(?:{_pattern})$"), list(_first))
+    for _yaml in (SpaceLoader, SpaceDumper):  # the dumper quotes a text read as a number by YAML 1.1 or 1.2
+        _yaml.add_implicit_resolver(f"tag:yaml.org,2002:{_kind}", re.compile(f"^(?:{_pattern})$"), list(_first))
 SpaceLoader.add_constructor("tag:yaml.org,2002:int", lambda loader, node: int(
     text := loader.construct_scalar(node), 0 if text.startswith(("0o", "0x")) else 10))
-SpaceDumper.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(
-    r"^[-+]?(?:\d[\d_]*(?:\.[\d_]*)?|\.\d[\d_]*)[eE][-+]?\d+$"), list("-+.0123456789"))
-SpaceDumper.add_implicit_resolver("tag:yaml.org,2002:int", re.compile(r"^0o[0-7]+$"), ["0"])
 
 
 def read_yaml_value(text: str) -> Any:

@@ -1037,6 +1037,18 @@ def test_resolved_spec_round_trips() -> None:
     assert "resolved from" in render_spec(load_spec("asl20"))
 
 
+def test_a_text_that_reads_as_a_number_is_written_quoted(tmp_path: Path) -> None:
+    """'09' and '-.5' are numbers in YAML 1.2, as a space reads them, but not in PyYAML's 1.1: validate printed them
+    bare, and the printed space read the study name '09' as the number 9, and a choice '-.5' as -0.5."""
+    module = f"user_fit_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{module}.py").write_text("def fit(config, report, checkpoint_dir):\n    return {}\n")
+    spec = load_spec(write(tmp_path, f"name: '09'\nentrypoint: {module}:fit\n"
+                                     "objective: {metric: m, direction: maximize}\n"
+                                     "params:\n  p: {type: categorical, choices: ['08', '-.5', '+.5', 1]}\n"))
+    again = load_spec(write(tmp_path, render_spec(spec), "rendered.yaml"))
+    assert again.name == "09" and again.params["p"].choices == ["08", "-.5", "+.5", 1]
+
+
 def test_a_resolved_spec_whose_set_replaced_what_its_quick_section_changes_loads(tmp_path: Path) -> None:
     """asl20's quick: section sets scheduler.grace_period, nslt1000's enqueue.0.warmup_epochs: validate with a --set
     that replaced the scheduler or pinned the param printed them beside a hyperband scheduler or a fixed param, and
