@@ -316,8 +316,8 @@ def stored_spec_attr(storage: optuna.storages.BaseStorage, name: str) -> tuple[A
 
 def with_defaults(stored: dict[str, Any], spec: Spec) -> dict[str, Any]:
     """A stored spec with the training settings it leaves out at the entrypoint's defaults, flat, and without the
-    sampler and scheduler options it writes at their defaults: writing or removing a line that says the default
-    changes nothing that runs."""
+    sampler and scheduler options it writes at their defaults, or an int param's step: 1: writing or removing a line
+    that says the default changes nothing that runs."""
     settings = (spec.entrypoint_info.settings if spec.entrypoint_info else None) or {}
     training = stored.get("training")
     written = flatten(training, {k for k, v in settings.items() if isinstance(v, dict)})[0] \
@@ -329,6 +329,9 @@ def with_defaults(stored: dict[str, Any], spec: Spec) -> dict[str, Any]:
         if isinstance(section := stored.get(name), dict):
             defaults = defaults_for(section.get("type"))
             options[name] = {k: v for k, v in section.items() if k not in defaults or defaults[k] != v}
+    if isinstance(params := stored.get("params"), dict):
+        options["params"] = {name: {k: v for k, v in p.items() if (k, v) != ("step", 1) or p.get("type") != "int"}
+                             if isinstance(p, dict) else p for name, p in params.items()}
     return {**stored, "training": {**settings, **written}, **options}
 
 

@@ -661,7 +661,7 @@ def test_spec_changes_ignore_budget_and_resources():
 
 def test_a_sampler_or_scheduler_option_written_at_its_default_changes_no_study(tmp_path):
     """sampler.multivariate=true (sweeper's TPE default) or scheduler.reduction_factor=4 (Ray's) on a resume was
-    refused as another space (found by an exploratory test); another value still is."""
+    refused as another space (found by an exploratory test); another value still is. So was an int param's step: 1."""
     space = resumable_space(tmp_path, trials=2, sleep=0.0)
     url = f"sqlite:///{tmp_path / 'sweeps.db'}"
     first, _ = prepare(SweepOptions(space=str(space), storage=url, overrides=("scheduler={type: asha}",)))
@@ -673,6 +673,14 @@ def test_a_sampler_or_scheduler_option_written_at_its_default_changes_no_study(t
     with pytest.raises(StorageError, match=r"made from a different space \(sampler.multivariate: added\)"):
         prepare(SweepOptions(space=str(space), storage=url, overrides=("scheduler={type: asha}",
                                                                        "sampler.multivariate=false")))
+    steps = [f"params.epochs={{type: int, low: 1, high: 3{step}}}" for step in ("", ", step: 1", ", step: 2")]
+    for first, then in [(steps[0], steps[1]), (steps[1], steps[0])]:  # an int range's step: 1 written or not
+        fresh = resumable_space(tmp_path, trials=2, sleep=0.0)
+        study, _ = open_study(prepare(SweepOptions(space=str(fresh), storage=url, overrides=(first,)))[0], url, "")
+        study.enqueue_trial({"x": 0.5})
+        prepare(SweepOptions(space=str(fresh), storage=url, overrides=(then,)))
+    with pytest.raises(StorageError, match=r"different space \(params.epochs.step: added\)"):
+        prepare(SweepOptions(space=str(fresh), storage=url, overrides=(steps[2],)))
 
 
 def test_a_nan_in_the_training_block_changes_no_study(tmp_path, monkeypatch):
