@@ -4,7 +4,8 @@ a pause, never a crashed run.
 Transient failures (connection refused or reset, the server shutting down or starting up, an admin shutdown,
 a serialization failure, a deadlock, a statement past its timeout, SQLite's "database is locked") are retried
 with exponential backoff and jitter until the outage budget runs out; anything else (bad input, a real bug) is
-raised at once. SQLAlchemy's ``pool_pre_ping`` (see :mod:`storage.engine`) replaces the connections a restart
+raised at once. A full disk under a SQLite database (:func:`fills_disk`) stops at once, resumable: no wait empties
+it. SQLAlchemy's ``pool_pre_ping`` (see :mod:`storage.engine`) replaces the connections a restart
 killed, so a retry is simply the same call again. Optuna's RDBStorage would retry trial creation itself, which
 duplicated a trial whose commit landed unanswered; :class:`storage.engine.OneTryRDBStorage` leaves it to this policy.
 
@@ -92,6 +93,15 @@ def _verdict(error: BaseException) -> bool | None:
     return None
 
 
+def fills_disk(exc: BaseException) -> bool:
+    """Whether ``exc`` is SQLite's "database or disk is full" (SQLITE_FULL). That disk is the sweep's own (in the
+    default layout its checkpoints fill it): it stays full until someone makes room, so the sweep stops at once,
+    resumable, rather than wait out --storage-timeout. A PostgreSQL server's full disk (53100) is its server's to
+    clear: an outage, waited out."""
+    return any(isinstance(error, sqlite3.OperationalError) and "disk is full" in str(error)
+               for error in error_chain(exc))
+
+
 def error_chain(exc: BaseException) -> list[BaseException]:
     """``exc`` and everything it wraps (causes, contexts, SQLAlchemy's ``orig``)."""
     seen: list[BaseException] = []
@@ -110,16 +120,20 @@ class OutagePolicy:
     ``call`` blocks until the operation succeeds (for threads that may wait: the study writer, start-up);
     ``attempt`` tries at most once and raises :class:`Unreachable` instead of waiting (for Ray Tune's event loop,
     which must keep collecting results so trials train on). Past the budget both raise
-    :class:`StorageUnavailable`, saying ``exhausted`` where given. ``on_outage(since, reason)`` and
-    ``on_recovered(seconds)`` are called once per outage, from whichever thread saw it begin or end.
+    :class:`StorageUnavailable`, saying ``exhausted`` where given; so does the first failure that
+    :func:`fills_disk`, saying ``full`` where given. ``on_outage(since, reason)`` and ``on_recovered(seconds)`` are
+    called once per outage, from whichever thread saw it begin or end.
     """
 
     def __init__(self, timeout_s: float, *, describe: Callable[[BaseException], str] = str,
                  on_outage: Callable[[datetime, str], None] | None = None,
                  on_recovered: Callable[[float], None] | None = None,
-                 first_delay_s: float = 0.25, max_delay_s: float = 2.0, exhausted: str | None = None) -> None:
+                 first_delay_s: float = 0.25, max_delay_s: float = 2.0, exhausted: str | None = None,
+                 full: str | None = None) -> None:
         self.timeout_s = timeout_s
         self.exhausted = exhausted  # what StorageUnavailable says; by default the budget and the last failure
+        self.full = full  # what it says once the database's disk is full; by default that failure
+        self.disk_full = False  # a failure that fills_disk was seen: the budget is spent at once, for good
         self.describe = describe
         self.on_outage = on_outage
         self.on_recovered = on_recovered
@@ -150,7 +164,7 @@ class OutagePolicy:
     def overdue(self) -> bool:
         """Whether the current outage has outlasted the budget (the sweep should stop)."""
         with self._lock:
-            return self._since is not None and time.monotonic() - self._since > self.timeout_s
+            return self.disk_full or (self._since is not None and time.monotonic() - self._since > self.timeout_s)
 
     @property
     def in_outage(self) -> bool:
@@ -172,11 +186,12 @@ class OutagePolicy:
         started = False
         with self._lock:
             self._last_reason, self._last_error = self.describe(exc), exc
+            self.disk_full = self.disk_full or fills_disk(exc)
             if self._since is None:
                 self._since, self._failures, started = time.monotonic(), 0, True
             self._failures += 1
             self._next_probe = time.monotonic() + self._backoff(self._failures)
-        if started and self.on_outage is not None:
+        if started and not self.disk_full and self.on_outage is not None:  # not an outage: no "unreachable" line
             self.on_outage(datetime.now(), self._last_reason)
         self._check_deadline()
 
@@ -188,8 +203,14 @@ class OutagePolicy:
 
     def _check_deadline(self) -> None:
         if self.overdue():
-            raise StorageUnavailable(self.exhausted or f"The storage stayed unreachable for more than "
-                                     f"{self.timeout_s:g} s ({self._last_reason}).") from self._last_error
+            raise StorageUnavailable(self.why_stopped()) from self._last_error
+
+    def why_stopped(self) -> str:
+        """What :class:`StorageUnavailable` says: the database's disk is full, or the outage outlasted its budget."""
+        if self.disk_full:
+            return self.full or f"The disk under the database took no more writes ({self._last_reason})."
+        return self.exhausted or f"The storage stayed unreachable for more than {self.timeout_s:g} s " \
+                                 f"({self._last_reason})."
 
     def _backoff(self, failures: int) -> float:
         return min(self.max_delay_s, self.first_delay_s * 2 ** (failures - 1)) * random.uniform(0.5, 1.5)

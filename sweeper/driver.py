@@ -96,12 +96,13 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
         # the same words wherever the sweep stands: an outage past the budget as the study was opened or taken stock
         # of said neither --storage-timeout nor that the same command carries the sweep on. Until the study is
         # opened, the same command: a --fresh study not made yet has no NAME that sweeper resume would find
-        exhausted=outage_message(timeout_s, url, SAME_COMMAND),
+        exhausted=outage_message(timeout_s, url, SAME_COMMAND), full=database_full_message(url, SAME_COMMAND),
     )
     writer = StudyWriter(policy)
     interrupts = Interrupts(writer, url, exit_on_interrupt, how)
     study, created = start_ray_and_open_study(spec, url, options, results_root, data, joining, policy, interrupts)
     policy.exhausted = outage_message(timeout_s, url, how)
+    policy.full = database_full_message(url, how, clean_command(spec, options, url), results_root)
     try:  # from here a Ctrl-C names what carries this study on (carry_on), not the CLI's "the same command"
         spec = fitted_to_ray(spec, joining)
         trial_actors_on_prestarted_workers()
@@ -149,8 +150,8 @@ def run_sweep(options: SweepOptions, *, exit_on_interrupt: Callable[[str], Any] 
         record_early_end(study, spec, budget, searcher, recorder, policy, printer, how)
         # in the try: a Ctrl-C as its reads wait out an outage names what carries this study on, not the same command
         trials = final_summary(study, policy, printer, how, said=searcher.handed_back)
-    except StorageUnavailable:
-        raise StorageUnavailable(outage_message(policy.timeout_s, url, how)) from None
+    except StorageUnavailable:  # an outage past the budget, or a full disk under the database
+        raise StorageUnavailable(policy.why_stopped()) from None
     except KeyboardInterrupt:  # write the epochs and tells queued at Ctrl-C; an unreachable storage is not awaited
         interrupts.leave()
         writer.drain(INTERRUPT_DRAIN_S)
@@ -207,6 +208,27 @@ def outage_message(timeout_s: float, url: str, how: str) -> str:
     return (f"The storage {mask_url(url)} stayed unreachable for more than {timeout_s:g} s "
             f"(--storage-timeout), so the sweep stopped; nothing it recorded is lost. Run {again} "
             "once the storage is back: finished trials are kept, unfinished ones carried on from their checkpoints.")
+
+
+def database_full_message(url: str, how: str, clean: str | None = None, results_root: Path | None = None
+                          ) -> str | None:
+    """What a sweep stopped by a full disk under its SQLite database says (None for a server's database): where to
+    make room, and that ``how`` carries it on. No wait empties that disk, so it stops at once, as for a trial's full
+    disk; ``clean`` frees room where ``results_root``, which holds the checkpoints, shares that disk."""
+    if (path := sqlite_path(url)) is None:
+        return None
+    folder = path.absolute().parent
+    shared = clean is not None and results_root is not None and same_disk(folder, results_root)
+    freed = f" ({clean} deletes finished trials' checkpoints, which are never read again)" if shared else ""
+    return (f"the sweep stopped: the disk of its database {mask_url(url)} took no more writes (database or disk "
+            f"is full); make room under {folder}{freed} and run {how}: it carries the trials on")
+
+
+def same_disk(first: Path, second: Path) -> bool:
+    try:
+        return first.stat().st_dev == second.stat().st_dev
+    except OSError:
+        return False
 
 
 def start_ray_and_open_study(spec: Spec, url: str, options: SweepOptions, results_root: Path, data: str | None,

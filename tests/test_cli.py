@@ -687,6 +687,41 @@ def test_a_sqlite_file_on_a_full_disk_is_refused_at_the_start_not_waited_for(tmp
     assert left == ["filler"] and not (tmp_path / "runs").exists()
 
 
+def test_a_sqlite_database_whose_disk_fills_mid_sweep_stops_it_at_once_for_a_resume(tmp_path):
+    """sweeps.db and the checkpoints on one disk (the default layout), which the checkpoints fill: the trial on it
+    stopped, then SQLite's "database or disk is full" was waited out as an outage for --storage-timeout (10 minutes
+    by default) and ended in "once the storage is back", the advice to make room lost; now exit 75 at once, saying
+    where to make room, the running trials left RUNNING, and the same command carries them on once there is."""
+    import sqlite3
+    from contextlib import closing
+
+    def states() -> list[str]:  # read and closed: an open file keeps the disk from being unmounted
+        with closing(sqlite3.connect(disk / "sweeps.db")) as db:
+            return [state for (state,) in db.execute("SELECT state FROM trials")]
+
+    (disk := tmp_path / "disk").mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=12m", "tmpfs", str(disk)], capture_output=True).returncode:
+        pytest.skip("a small disk of its own needs root (mount -t tmpfs)")
+    args = ("run", "spaces/asl20.yaml", "--quick", "--storage-timeout", "30s")
+    try:
+        proc = sweeper(*args, cwd=disk)  # five checkpoints fill 12 MB
+        subprocess.run(["mount", "-o", "remount,size=64m", str(disk)], check=True)  # room again
+        stopped = states()
+        again = sweeper(*args, cwd=disk)
+        ended = states()
+    finally:  # lazily: the local Ray's processes, started in that folder, leave a moment after the driver
+        subprocess.run(["umount", "--lazy", str(disk)], check=True)
+    said = " ".join(proc.stderr.split())
+    assert proc.returncode == 75 and "Traceback" not in proc.stderr, proc.stdout + proc.stderr
+    assert "error: the sweep stopped: the disk of its database sqlite:///sweeps.db took no more writes (database or " \
+           f"disk is full); make room under {disk} (sweeper clean asl20-quick deletes finished trials' checkpoints, " \
+           "which are never read again) and run the same command: it carries the trials on" in said, said
+    assert "storage unreachable" not in proc.stdout, proc.stdout  # not an outage
+    assert "RUNNING" in stopped and "FAIL" not in stopped, stopped
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert len(ended) == 6 and set(ended) <= {"COMPLETE", "PRUNED"}, ended
+
+
 def test_a_storage_that_cannot_be_written_is_refused_before_ray_starts(tmp_path, postgres_url):
     """A SQLite folder that takes no files, a PostgreSQL role that may not create Optuna's tables: found out only
     once Ray had started (13 s) and the results folder was made."""

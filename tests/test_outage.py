@@ -123,7 +123,7 @@ def test_transient_failures_are_told_from_bad_input_by_real_errors(tmp_path, pos
                                   for _ in range(2)])
     close_storage(storage)
     assert is_transient(refused) and is_transient(locked) and is_transient(hung), hung
-    assert "disk is full" in str(full) and is_transient(full)  # room again ends the outage; else exit 75, resumable
+    assert "disk is full" in str(full) and is_transient(full)  # resumable, exit 75; see fills_disk
     assert not is_transient(no_role) and not is_transient(duplicate) and not is_transient(ValueError("bug"))
     assert not any(is_transient(error) for error in bad_options), bad_options
 
@@ -151,6 +151,29 @@ def test_the_policy_waits_out_an_outage_once_and_gives_up_past_its_budget():
         short.call(lambda: (_ for _ in ()).throw(ConnectionRefusedError("refused")))
     with pytest.raises(ValueError):  # bad input or a bug: at once, no retry
         OutagePolicy(30).call(lambda: (_ for _ in ()).throw(ValueError("bug")))
+
+
+def test_a_full_disk_under_a_sqlite_database_spends_the_outage_budget_at_once(tmp_path):
+    """SQLite's "database or disk is full" was an outage, waited out for the whole --storage-timeout (10 minutes by
+    default) although no wait empties that disk (the sweep's own, which its checkpoints fill): now its first failure
+    stops every caller, in the words ``full`` gives, with no "storage unreachable" line. A PostgreSQL server's full
+    disk (53100) is its server's to clear: still an outage."""
+    from psycopg.errors import DiskFull
+
+    capped = sqlite3.connect(tmp_path / "capped.db")  # as a full disk does: SQLITE_FULL, "database or disk is full"
+    capped.execute("PRAGMA max_page_count = 2")
+    events: list[str] = []
+    policy = OutagePolicy(2, full="make room under the database's folder", first_delay_s=0.01,
+                          on_outage=lambda since, reason: events.append(reason))
+    with pytest.raises(StorageUnavailable, match=r"^make room under the database's folder$") as stopped:
+        policy.attempt(lambda: capped.executescript("CREATE TABLE t (x); INSERT INTO t VALUES (zeroblob(100000));"))
+    assert isinstance(stopped.value.__cause__, sqlite3.OperationalError) and events == [] and policy.overdue()
+    with pytest.raises(StorageUnavailable):  # for good: the writer, the asks and the heartbeats stop alike
+        policy.call(lambda: "never called")
+    server_full = OutagePolicy(2)
+    with pytest.raises(Unreachable):
+        server_full.attempt(lambda: (_ for _ in ()).throw(DiskFull("could not extend file")))
+    assert server_full.in_outage and not server_full.overdue()
 
 
 @pytest.mark.slow
