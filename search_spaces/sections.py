@@ -76,7 +76,7 @@ def metric_values(raw: Any) -> Any:
 
 
 Targets = Annotated[dict[str, float], BeforeValidator(metric_values)]
-_DURATION = re.compile(r"(?:(\d+(?:\.\d*)?)d)?(?:(\d+(?:\.\d*)?)h)?(?:(\d+(?:\.\d*)?)m)?(?:(\d+(?:\.\d*)?)s)?")
+_DURATION = re.compile("".join(rf"(?:(\d+(?:\.\d*)?(?:e[+-]?\d+)?){unit})?" for unit in "dhms"))  # 1e-07s: 1e-7 s
 
 
 def duration_seconds(value: Any) -> float:

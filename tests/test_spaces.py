@@ -634,6 +634,14 @@ def test_budget_resources_and_durations(tmp_path: Path) -> None:
         assert "must be a positive, finite duration" in find(err, "budget.storage_timeout")
 
 
+def test_a_duration_written_as_a_tiny_or_huge_number_reads_back(tmp_path: Path) -> None:
+    """budget.time: 1.0e-7 was stored as '1e-07s', which sweeper resume then refused (found by an exploratory test)."""
+    for written, seconds in (("1.0e-7", 1e-7), ("1.0e+20", 1e20)):
+        spec = load_spec(write(tmp_path, MINIMAL + f"budget: {{time: {written}}}\n"))
+        again = spec_from_dict(spec.to_yaml_dict(), stored=True)  # what sweeper resume reads from the study
+        assert again.budget.time_seconds == spec.budget.time_seconds == seconds
+
+
 def test_on_gpu_resources_replace_the_others_only_on_a_cluster_with_a_gpu(tmp_path: Path) -> None:
     spec = load_spec(write(tmp_path, MINIMAL + "resources: {cpu: 2, on_gpu: {gpu: 0.5, fuse: 8}}\n"))
     assert spec.resources.on_cluster(0) == spec.resources  # no GPU: what is written outside on_gpu
