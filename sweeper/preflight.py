@@ -322,17 +322,28 @@ def with_defaults(stored: dict[str, Any], spec: Spec) -> dict[str, Any]:
     training = stored.get("training")
     written = flatten(training, {k for k, v in settings.items() if isinstance(v, dict)})[0] \
         if isinstance(training, dict) else {}
-    defaults_of = {"sampler": lambda kind: sampler_defaults(kind, spec),
-                   "scheduler": lambda kind: getattr(KINDS["scheduler"].get(kind), "DEFAULTS", {})}
+    defaults_of = {"sampler": lambda section: sampler_defaults(section.get("type"), spec),
+                   "scheduler": lambda section: scheduler_defaults(section, spec)}
     options = {}
     for name, defaults_for in defaults_of.items():
         if isinstance(section := stored.get(name), dict):
-            defaults = defaults_for(section.get("type"))
+            defaults = defaults_for(section)
             options[name] = {k: v for k, v in section.items() if k not in defaults or defaults[k] != v}
     if isinstance(params := stored.get("params"), dict):
         options["params"] = {name: {k: v for k, v in p.items() if (k, v) != ("step", 1) or p.get("type") != "int"}
                              if isinstance(p, dict) else p for name, p in params.items()}
     return {**stored, "training": {**settings, **written}, **options}
+
+
+def scheduler_defaults(section: dict[str, Any], spec: Spec) -> dict[str, Any]:
+    """The scheduler options at their defaults, with ASHA's and HyperBand's max_t as build_scheduler computes it from
+    the planned epochs; not where the grace period reaches them: build_scheduler then stops no trial unless one is
+    written."""
+    defaults = getattr(KINDS["scheduler"].get(section.get("type")), "DEFAULTS", {})
+    epochs, grace = spec.planned_epochs(), {**defaults, **section}.get("grace_period", 1)
+    if section.get("type") not in ("asha", "hyperband") or (epochs and grace >= epochs):
+        return defaults
+    return {**defaults, "max_t": epochs - 1 if epochs else 100}
 
 
 def resume_command(spec: Spec, options: SweepOptions, url: str, command: str = "resume", flags: str = "") -> str:

@@ -683,6 +683,23 @@ def test_a_sampler_or_scheduler_option_written_at_its_default_changes_no_study(t
         prepare(SweepOptions(space=str(fresh), storage=url, overrides=(steps[2],)))
 
 
+def test_a_max_t_written_at_its_computed_default_changes_no_study(tmp_path):
+    """ASHA's and HyperBand's max_t defaults to just below the planned epochs (EPOCHS - 1); writing it so on a resume
+    was refused as another space (scheduler.max_t: added; found by an exploratory test). Another max_t still is."""
+    space = resumable_space(tmp_path, trials=2, sleep=0.0)
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    for kind in ("asha", "hyperband"):
+        first, _ = prepare(SweepOptions(space=str(space), storage=url, overrides=(f"scheduler={{type: {kind}}}",
+                                                                                 f"name={kind}")))
+        study, _ = open_study(first, url, str(space))
+        study.enqueue_trial({"x": 0.5})  # a study with a trial: one without is made anew
+        prepare(SweepOptions(space=str(space), storage=url,
+                             overrides=(f"scheduler={{type: {kind}, max_t: {EPOCHS - 1}}}", f"name={kind}")))
+        with pytest.raises(StorageError, match=r"made from a different space \(scheduler.max_t: added\)"):
+            prepare(SweepOptions(space=str(space), storage=url,
+                                 overrides=(f"scheduler={{type: {kind}, max_t: {EPOCHS - 2}}}", f"name={kind}")))
+
+
 def test_a_nan_in_the_training_block_changes_no_study(tmp_path, monkeypatch):
     """NaN != NaN: a space whose training block held NaN (crash_above: .nan, never) was refused as another space by
     its own re-run, and by sweeper resume of its study, which that refusal advised (found by an exploratory test)."""
