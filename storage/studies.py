@@ -161,6 +161,8 @@ def load_existing_study(storage: BaseStorage, name: str, url: str) -> optuna.Stu
 # Sections of a spec that may change when a study is resumed: how much to run and where, and what reports compare
 # with, not what is searched.
 RESUMABLE_SECTIONS = frozenset({"budget", "resources", "storage", "description", "enqueue", "quick", "baseline"})
+# Sections whose values reach the training function as written: 1, 1.0 and true are equal in Python, not to it.
+AS_WRITTEN_SECTIONS = frozenset({"training", "params"})
 
 
 def spec_changes(stored: dict[str, Any], new: dict[str, Any]) -> list[str]:
@@ -185,8 +187,14 @@ def _diff(old: Any, new: Any, where: str, out: list[str]) -> None:
                 out.append(f"{path}: added")
             else:
                 _diff(old[key], new[key], path, out)
-    elif old != new and not (_nan(old) and _nan(new)):  # NaN != NaN, but a value that was NaN is unchanged
+    elif _differ(old, new, as_written=where.split(".")[0] in AS_WRITTEN_SECTIONS):
         out.append(f"{where}: {old!r} -> {new!r}")
+
+
+def _differ(old: Any, new: Any, as_written: bool) -> bool:
+    if as_written:  # choices [1, 2] -> [1.0, 2.0] give a trial 1.0, which range() refuses; JSON tells them apart
+        return json.dumps(old, sort_keys=True) != json.dumps(new, sort_keys=True)
+    return old != new and not (_nan(old) and _nan(new))  # NaN != NaN, but a value that was NaN is unchanged
 
 
 def _nan(value: Any) -> bool:

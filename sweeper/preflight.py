@@ -53,7 +53,7 @@ from sweeper.samplers import check_sampling, sampler_defaults
 from trials.config import TrainConfig, flatten
 from trials.datasets import check_found, check_splits, data_fingerprint, read_npz, read_wlasl
 from trials.entrypoint import DEFAULT_ENTRYPOINT, working_in
-from trials.errors import DataError
+from trials.errors import ConfigError, DataError
 from trials.synthetic import GENERATOR
 
 
@@ -330,7 +330,8 @@ def with_defaults(stored: dict[str, Any], spec: Spec) -> dict[str, Any]:
             defaults = defaults_for(section)
             options[name] = {k: v for k, v in section.items() if k not in defaults or defaults[k] != v}
     if isinstance(params := stored.get("params"), dict):
-        options["params"] = {name: {k: v for k, v in p.items() if (k, v) != ("step", 1) or p.get("type") != "int"}
+        options["params"] = {name: {k: setting_typed(spec, name, k, v) for k, v in p.items()
+                                    if (k, v) != ("step", 1) or p.get("type") != "int"}
                              if isinstance(p, dict) else p for name, p in params.items()}
     return {**stored, "training": {**settings, **written}, **options}
 
@@ -344,6 +345,18 @@ def scheduler_defaults(section: dict[str, Any], spec: Spec) -> dict[str, Any]:
     if section.get("type") not in ("asha", "hyperband") or (epochs and grace >= epochs):
         return defaults
     return {**defaults, "max_t": epochs - 1 if epochs else 100}
+
+
+def setting_typed(spec: Spec, name: str, key: str, value: Any) -> Any:
+    """A param's choices or fixed value as its trials get them: in the type of the setting it sets, if any (choices
+    [1, 2] and [1.0, 2.0] of an int setting give the same trials), else as written."""
+    entry = spec.entrypoint_info
+    if key not in ("choices", "value") or entry is None or name not in (entry.settings or {}):
+        return value
+    try:
+        return [entry.coerce(name, v) for v in value] if key == "choices" else entry.coerce(name, value)
+    except (ConfigError, TypeError):  # a stored spec the entrypoint refuses now: as written, so a change shows
+        return value
 
 
 def resume_command(spec: Spec, options: SweepOptions, url: str, command: str = "resume", flags: str = "") -> str:

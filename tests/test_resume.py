@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -698,6 +699,31 @@ def test_a_max_t_written_at_its_computed_default_changes_no_study(tmp_path):
         with pytest.raises(StorageError, match=r"made from a different space \(scheduler.max_t: added\)"):
             prepare(SweepOptions(space=str(space), storage=url,
                                  overrides=(f"scheduler={{type: {kind}, max_t: {EPOCHS - 2}}}", f"name={kind}")))
+
+
+def test_a_value_written_in_another_type_is_another_space_where_the_function_gets_it_so(tmp_path):
+    """Choices [1, 2] -> [1.0, 2.0], [true, false] -> [1, 0], or a training value 3 -> 3.0 compared equal, so a
+    re-run gave a function without settings 1.0 where the study's trials had 1 (found by an exploratory test). A
+    function's settings turn a value into their types, so there the trials are the same, and the study goes on."""
+    (tmp_path / "plain.py").write_text("def fit(config, report, checkpoint_dir):\n    return {'score': 0.5}\n")
+    space, url = tmp_path / "plain.yaml", f"sqlite:///{tmp_path / 'sweeps.db'}"
+    space.write_text("name: plain\nentrypoint: plain:fit\nobjective: {metric: score, direction: maximize}\n"
+                     "training: {epochs: 3}\nparams:\n  c: {type: categorical, choices: [true, false]}\n"
+                     "  n: {type: categorical, choices: [1, 2]}\n")
+    study, _ = open_study(prepare(SweepOptions(space=str(space), storage=url))[0], url, str(space))
+    study.enqueue_trial({"c": True, "n": 1})  # a study with a trial: one without is made anew
+    prepare(SweepOptions(space=str(space), storage=url, overrides=("params.n.choices=[1, 2]",)))
+    for change, said in (("params.c.choices=[1, 0]", "params.c.choices: [True, False] -> [1, 0]"),
+                         ("params.n.choices=[1.0, 2.0]", "params.n.choices: [1, 2] -> [1.0, 2.0]"),
+                         ("training.epochs=3.0", "training.epochs: 3 -> 3.0")):
+        with pytest.raises(StorageError, match=re.escape(f"made from a different space ({said})")):
+            prepare(SweepOptions(space=str(space), storage=url, overrides=(change,)))
+    space = resumable_space(tmp_path, trials=2, sleep=0.0)  # crash_epoch: an int setting; sleep: a float one
+    typed = ("params.crash_epoch={type: categorical, choices: [1, 2]}", "training.sleep=0")
+    study, _ = open_study(prepare(SweepOptions(space=str(space), storage=url, overrides=typed))[0], url, "")
+    study.enqueue_trial({"x": 0.5, "crash_epoch": 1})
+    retyped = ("params.crash_epoch={type: categorical, choices: [1.0, 2.0]}", "training.sleep=0.0")
+    prepare(SweepOptions(space=str(space), storage=url, overrides=retyped))  # the same trials
 
 
 def test_a_nan_in_the_training_block_changes_no_study(tmp_path, monkeypatch):
