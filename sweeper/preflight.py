@@ -317,7 +317,7 @@ def stored_spec_attr(storage: optuna.storages.BaseStorage, name: str) -> tuple[A
 def with_defaults(stored: dict[str, Any], spec: Spec) -> dict[str, Any]:
     """A stored spec with the training settings it leaves out at the entrypoint's defaults, flat, and without the
     sampler and scheduler options it writes at their defaults, or an int param's step: 1: writing or removing a line
-    that says the default changes nothing that runs."""
+    that says the default changes nothing that runs. A fixed param is a training value: the trials get the same."""
     settings = (spec.entrypoint_info.settings if spec.entrypoint_info else None) or {}
     training = stored.get("training")
     written = flatten(training, {k for k, v in settings.items() if isinstance(v, dict)})[0] \
@@ -329,11 +329,14 @@ def with_defaults(stored: dict[str, Any], spec: Spec) -> dict[str, Any]:
         if isinstance(section := stored.get(name), dict):
             defaults = defaults_for(section)
             options[name] = {k: v for k, v in section.items() if k not in defaults or defaults[k] != v}
+    fixed = {}
     if isinstance(params := stored.get("params"), dict):
+        fixed = {name: setting_typed(spec, name, "value", p.get("value")) for name, p in params.items()
+                 if isinstance(p, dict) and p.get("type") == "fixed"}
         options["params"] = {name: {k: setting_typed(spec, name, k, v) for k, v in p.items()
                                     if (k, v) != ("step", 1) or p.get("type") != "int"}
-                             if isinstance(p, dict) else p for name, p in params.items()}
-    return {**stored, "training": {**settings, **written}, **options}
+                             if isinstance(p, dict) else p for name, p in params.items() if name not in fixed}
+    return {**stored, "training": {**settings, **written, **fixed}, **options}
 
 
 def scheduler_defaults(section: dict[str, Any], spec: Spec) -> dict[str, Any]:

@@ -726,6 +726,22 @@ def test_a_value_written_in_another_type_is_another_space_where_the_function_get
     prepare(SweepOptions(space=str(space), storage=url, overrides=retyped))  # the same trials
 
 
+def test_a_training_value_moved_to_a_fixed_param_changes_no_study(tmp_path):
+    """A fixed param is merged into the training values, so moving sleep: 0.0 from training: to params: {type: fixed}
+    gives the same trials; it was refused as another space (found by an exploratory test). Another value still is."""
+    space = resumable_space(tmp_path, trials=2, sleep=0.0)  # the function's default sleep is 0.05
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    study, _ = open_study(prepare(SweepOptions(space=str(space), storage=url))[0], url, str(space))
+    study.enqueue_trial({"x": 0.5})  # a study with a trial: one without is made anew
+    fixed = "params:\n  sleep: {type: fixed, value: 0}\n"  # an int: the float setting makes it 0.0
+    moved = space.read_text().replace(", sleep: 0.0", "").replace("params:\n", fixed)
+    assert "sleep: 0.0" not in moved
+    space.write_text(moved)
+    prepare(SweepOptions(space=str(space), storage=url))
+    with pytest.raises(StorageError, match=re.escape("different space (training.sleep: 0.0 -> 0.5)")):
+        prepare(SweepOptions(space=str(space), storage=url, overrides=("params.sleep.value=0.5",)))
+
+
 def test_a_nan_in_the_training_block_changes_no_study(tmp_path, monkeypatch):
     """NaN != NaN: a space whose training block held NaN (crash_above: .nan, never) was refused as another space by
     its own re-run, and by sweeper resume of its study, which that refusal advised (found by an exploratory test)."""
