@@ -661,7 +661,7 @@ def test_a_sweep_asking_for_more_gpus_than_its_ray_has_is_refused(tmp_path):
         from sweeper.driver import fitted_to_ray
         from sweeper.ray_capacity import check_local_resources
 
-        ray.init(num_cpus=1, num_gpus=1, include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=1, num_gpus=1, include_dashboard=False, log_to_driver=False)
         for overrides in [("resources.on_gpu.gpu=2",), ("resources.on_gpu=null", "resources.gpu=2"),
                           ("resources.on_gpu.gpu=0.5",), ("resources.on_gpu=null", "resources.gpu=1")]:
             try:
