@@ -436,10 +436,10 @@ class Spec(BaseModel):
         typed = {("sampler",), ("scheduler",), *(("params", *atoms([n])) for n in self.params)}
         sets = [o[:-1] if o[-1] == "type" and o[:-1] in typed else o
                 for o, label, *_ in self._where[1] if label.startswith("--set")]
-        sets += [(head, *o[1:]) for o in sets if o[0] == "params" for head in ("training", "enqueue")]
         quick = flatten(self.quick)[0]  # each leaf is a step of --quick, nested or not (loader.quick_profile)
         at = {k: atoms([k if k.split(".")[0] in Spec.model_fields else f"training.{k}"]) for k in quick}
-        at = {k: ("enqueue", *a[2:]) if a[0] == "enqueue" else a for k, a in at.items()}  # any row's value
+        rows = {a[:2] for a in at.values() if a[0] == "enqueue"}  # a param's value in any row; a --set's, in its own
+        sets += [(*head, *o[1:]) for o in sets if o[0] == "params" for head in [("training",), *rows]]
         return {k: v for k, v in quick.items() if not any(at[k][:len(o)] == o[:len(at[k])] for o in sets)}
 
     def to_yaml_dict(self) -> dict[str, Any]:

@@ -1082,6 +1082,19 @@ def test_a_resolved_spec_whose_set_replaced_what_its_quick_section_changes_loads
     assert load_spec(write(tmp_path, render_spec(spec))).to_yaml_dict()["quick"] == {"budget.trials": 2}
 
 
+def test_a_set_of_one_enqueued_value_leaves_out_the_quick_section_s_value_there(tmp_path: Path) -> None:
+    """quick: enqueue.0.lr beside --set enqueue.0.lr=...: validate printed both, and the printed space run with
+    --quick enqueued the quick's lr, where the space with its --set, run with --quick, enqueues the --set's."""
+    path = write(tmp_path, MINIMAL + "enqueue: [{lr: 1.0e-3}, {lr: 2.0e-3}]\n"
+                                     "quick: {enqueue.0.lr: 3.0e-3, enqueue.1.lr: 4.0e-3}\n")
+    spec = load_spec(path, ["enqueue.0.lr=5.0e-3"])
+    assert spec.to_yaml_dict()["quick"] == {"enqueue.1.lr": 4.0e-3}  # another row's stays
+    printed = load_spec(write(tmp_path, render_spec(spec), "printed.yaml"), quick=True)
+    assert printed.enqueue == load_spec(path, ["enqueue.0.lr=5.0e-3"], quick=True).enqueue \
+        == [{"lr": 5.0e-3}, {"lr": 4.0e-3}]
+    assert "quick" not in load_spec(path, ["params.lr.high=2.0e-2"]).to_yaml_dict()  # a param: every row's
+
+
 def test_a_setting_and_a_dotted_one_under_it_round_trip_in_either_order(tmp_path: Path) -> None:
     """sched.min_lr written before sched (or sched added by --set) was dropped from the resolved spec: validate printed
     a space without it, and a resumed study's trials ran with the function's default min_lr."""
