@@ -29,7 +29,7 @@ from sweeper.console import console, format_value, shell_command, target_gap
 from sweeper.errors import BadInput
 from sweeper.folders import here_or_below, study_checkpoints, trial_checkpoint_dir
 from trials.config import STATE_FILE, flatten
-from trials.entrypoint import DEFAULT_ENTRYPOINT
+from trials.entrypoint import DEFAULT_ENTRYPOINT, with_torch_threads
 
 
 def best_trial(view: StudyView, url: str | None = None) -> optuna.trial.FrozenTrial:
@@ -88,10 +88,9 @@ def trial_config(view: StudyView, trial: optuna.trial.FrozenTrial) -> tuple[dict
     except SpecError as exc:
         note = f"the stored spec does not validate here ({_first_line(exc)})"
         return _raw_config(data, trial.params), entrypoint, note
-    config = spec.trial_config(trial.params)
-    if entrypoint == DEFAULT_ENTRYPOINT and "threads" not in config:  # as the driver adds it (sweeper/searcher.py)
-        on_gpu = str(trial.user_attrs.get(attrs.DEVICE, "")).startswith("cuda")
-        config["threads"] = max(1, int(spec.resources.on_cluster(1 if on_gpu else 0).cpu))
+    on_gpu = str(trial.user_attrs.get(attrs.DEVICE, "")).startswith("cuda")  # on_gpu's resources were the trial's
+    config = with_torch_threads(spec.trial_config(trial.params), entrypoint,
+                                spec.resources.on_cluster(1 if on_gpu else 0).cpu)
     return config, entrypoint, None
 
 

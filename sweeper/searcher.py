@@ -34,7 +34,7 @@ from sweeper.folders import trial_checkpoint_dir, trial_output_file
 from sweeper.schedulers import ray_mode
 from sweeper.study_writer import StudyWriter
 from sweeper.trainable import META_KEY, stopped_note, worst_value
-from trials.entrypoint import DEFAULT_ENTRYPOINT
+from trials.entrypoint import with_torch_threads
 
 TS = optuna.trial.TrialState
 TELL_WAIT_S = 2.0  # how long an ask waits for queued tells (commits take milliseconds; a slow database, seconds)
@@ -119,10 +119,8 @@ class StudySearcher(DriverOnly, Searcher):
             return Searcher.FINISHED
         self.writer.submit(lambda: trial.set_user_attr(attrs.RAY_TRIAL_ID, trial_id))
         self.trials[trial_id] = trial
-        config = self.spec.trial_config(trial.params)
-        if self.spec.entrypoint == DEFAULT_ENTRYPOINT and "threads" not in config:
-            # torch would start a thread per core in every trial: oversubscribed cores spin and crawl
-            config["threads"] = max(1, int(self.spec.resources.cpu))
+        config = with_torch_threads(self.spec.trial_config(trial.params), self.spec.entrypoint,
+                                    self.spec.resources.cpu)
         config[META_KEY] = {
             "number": trial.number,
             "study": self.study.study_name,

@@ -63,6 +63,15 @@ def metric_direction(metric: str, fallback: str) -> str:
     return "maximize" if larger and not smaller else "minimize" if smaller and not larger else fallback
 
 
+def with_torch_threads(config: dict[str, Any], target: str, cpus: float) -> dict[str, Any]:
+    """The core's config with the torch threads of a trial that Ray gives ``cpus`` CPUs, unless it sets them: torch
+    would start a thread per core in every trial, and oversubscribed cores spin and crawl. ``sweeper best`` gives its
+    retrain the same count, whose float rounding another count would not repeat."""
+    if target == DEFAULT_ENTRYPOINT and "threads" not in config:
+        config["threads"] = max(1, int(cpus))
+    return config
+
+
 @contextlib.contextmanager
 def working_in(folder: str | None) -> Iterator[None]:
     """Run in ``folder`` (a study's first run's: where relative paths in its space are read from, whichever folder
