@@ -11,14 +11,14 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Optional, TextIO
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Optional
 
 import typer
 from rich.markup import escape
 from typer.core import TyperGroup
 
 from storage.retry import StorageUnavailable
-from sweeper.console import console, err_console, lost_output
+from sweeper.console import console, err_console, lost_output, to_devnull
 from sweeper.errors import (
     BAD_INPUT,
     INTERRUPTED_EXIT_CODE,
@@ -31,23 +31,7 @@ from sweeper.errors import (
 )
 
 if TYPE_CHECKING:
-    from rich.console import Console
-
     from sweeper.driver import SweepOptions
-
-
-def _to_devnull(stream: TextIO) -> None:
-    """Point ``stream`` at /dev/null: its reader went away (``sweeper status | head -1``) with all it wanted, so
-    later writes and the flush at exit go nowhere instead of failing (the recipe in Python's signal docs, "Note on
-    SIGPIPE")."""
-    os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
-
-
-def _reader_gone(out: Console) -> None:
-    """rich exits 1 when the reader of a console's stream went away (``sweeper run ... | head``, ``sweeper --help |
-    head -1`` under pipefail): the console goes quiet instead, and the command runs on to its own exit code."""
-    out.quiet = True
-    _to_devnull(out.file)
 
 
 def _without_type(option: Any) -> Any:
@@ -77,7 +61,7 @@ class _Commands(TyperGroup):
             result = super().invoke(ctx)
             sys.stdout.flush()  # here, not at exit: output still buffered may find the reader gone too
         except BrokenPipeError:  # a plain write (--format json); the consoles' own are quiet, see main()
-            _to_devnull(sys.stdout)
+            to_devnull(sys.stdout)
             return None
         if "stdout" in lost_output:  # a full disk under `sweeper export NAME > rows.csv`: cut short, no success
             raise BadInput(f"Cannot write to stdout: {lost_output['stdout']}.")
@@ -538,7 +522,8 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from rich.console import Console
 
-    Console.on_broken_pipe = _reader_gone  # rich's hook (it suggests a subclass): typer's help makes its own consoles
+    # typer's help makes consoles of its own (``sweeper --help | head -1`` under pipefail exited 1)
+    Console.on_broken_pipe = type(console).on_broken_pipe
     try:
         app()  # Ctrl-C: typer exits 130
     except StorageUnavailable as exc:

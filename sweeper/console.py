@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import numbers
@@ -74,6 +75,18 @@ class _EscapeControl(RenderHook):
 lost_output: dict[str, str] = {}
 
 
+def to_devnull(stream: TextIO) -> None:
+    """Point ``stream`` at /dev/null: its reader went away (``sweeper status | head -1``) with all it wanted, so
+    later writes and the flush at exit go nowhere instead of failing (the recipe in Python's signal docs, "Note on
+    SIGPIPE"). A stream with no file beneath it (a program's io.StringIO) has none to point."""
+    with contextlib.suppress(OSError, ValueError):
+        null = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(null, stream.fileno())
+        finally:
+            os.close(null)
+
+
 class _Console(Console):
     """A console whose stream fails goes quiet, as rich's ``on_broken_pipe`` makes it where the reader went away: a
     full disk under the log (ENOSPC) or the closed terminal of a sweep run with ``& disown`` or ``setsid`` (EIO)
@@ -85,6 +98,13 @@ class _Console(Console):
         except OSError as exc:  # rich's own takes a BrokenPipeError to on_broken_pipe
             lost_output["stderr" if self.stderr else "stdout"] = exc.strerror or str(exc)
             self.on_broken_pipe()
+
+    def on_broken_pipe(self) -> None:
+        """Quiet, where rich's own exits 1 (``sweeper run ... | head``: 1 means every trial failed): the command runs
+        on to its own exit code. Here, not only in main(): a program running a command in-process (``app([...])``)
+        got SystemExit(1) from a full stdout, not the BadInput "Cannot write to stdout" that main() makes exit 2."""
+        self.quiet = True
+        to_devnull(self.file)
 
 
 def write_out(write: Callable[[TextIO], object]) -> None:

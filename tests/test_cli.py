@@ -1136,6 +1136,26 @@ def test_a_command_whose_stdout_is_on_a_full_disk_says_so(tmp_path):
         assert (proc.returncode, err) == (2, "error: Cannot write to stdout: No space left on device.\n"), args
 
 
+@FULL_DISK
+def test_a_command_run_in_process_on_a_full_stdout_raises_bad_input(tmp_path):
+    """A program running a command in-process (main() not run, so not its hook on rich): rich's own on_broken_pipe
+    raised SystemExit(1) from a full stdout, the table's print and the JSON's alike; now the command runs to its end
+    and raises the BadInput that main() makes exit 2."""
+    import contextlib
+
+    import optuna
+
+    from sweeper.cli import app
+    from sweeper.errors import BadInput
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    optuna.create_study(study_name="s0", storage=url).optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
+    for args in (["status"], ["status", "--format", "json"]):
+        with (open("/dev/full", "w") as full, contextlib.redirect_stdout(full),
+              pytest.raises(BadInput, match=r"^Cannot write to stdout: No space left on device")):
+            app([*args, "--storage", url], standalone_mode=False)
+
+
 @pytest.mark.slow
 @FULL_DISK
 def test_a_sweep_whose_log_is_on_a_full_disk_runs_to_its_end(tmp_path):
