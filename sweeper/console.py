@@ -10,7 +10,7 @@ import os
 import re
 import shlex
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TextIO
 
 from rich.cells import cell_len
@@ -105,6 +105,49 @@ class _Console(Console):
         got SystemExit(1) from a full stdout, not the BadInput "Cannot write to stdout" that main() makes exit 2."""
         self.quiet = True
         to_devnull(self.file)
+
+
+class _Forgiving:
+    """``sys.stdout`` or ``sys.stderr`` while a function of the user's trains under ``sweeper train``: its own print
+    raised BrokenPipeError once the reader went away (``sweeper train SPACE | head -1``, when 8 KiB filled the
+    buffer) and the training failed with a traceback, where the console's lines go quiet and train on. A write that
+    fails points the stream at /dev/null, as the console's does; a failure other than the reader's is noted."""
+
+    def __init__(self, stream: TextIO, name: str) -> None:
+        self._stream, self._name = stream, name
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self._stream, attr)
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except OSError as exc:
+            self._lost(exc)
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except OSError as exc:
+            self._lost(exc)
+
+    def _lost(self, exc: OSError) -> None:
+        if not isinstance(exc, BrokenPipeError):  # a full disk: the command says so at its end
+            lost_output[self._name] = exc.strerror or str(exc)
+        to_devnull(self._stream)
+
+
+@contextlib.contextmanager
+def forgiving_streams() -> Iterator[None]:
+    """Within it, a print to a stdout or stderr that takes no more writes is lost, not an error (see _Forgiving)."""
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = (_Forgiving(stream, name) if stream is not None else stream
+                              for stream, name in ((sys.stdout, "stdout"), (sys.stderr, "stderr")))
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = saved
 
 
 def write_out(write: Callable[[TextIO], object]) -> None:

@@ -22,7 +22,7 @@ from typing import Any
 
 from rich.table import Table
 
-from sweeper.console import console, epoch_line, format_value, plain, recorded, valued
+from sweeper.console import console, epoch_line, forgiving_streams, format_value, plain, recorded, valued
 from sweeper.errors import BadInput, DiskUnavailable, disk_problem
 from sweeper.overrides import read_set_flags
 from trials.config import REPLAYED
@@ -176,7 +176,8 @@ def train(run: Standalone, base_dir: str | None, checkpoint_dir: Path | None) ->
         _print_core_result(result)
         return {**reported, **result}
     try:
-        returned = fn(run.config, report, str(checkpoint_dir) if checkpoint_dir is not None else None)
+        with forgiving_streams():  # its own prints, to a reader that may have gone (| head -1)
+            returned = fn(run.config, report, str(checkpoint_dir) if checkpoint_dir is not None else None)
     except EntrypointError as exc:  # report's refusal of what the function reported
         raise BadInput(str(exc)) from None
     except (Exception, SystemExit) as exc:  # the user's own code failed (or exited): its frames, not typer's

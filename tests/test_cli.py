@@ -181,6 +181,34 @@ def test_train_under_nohup_trains_on_through_a_hangup(tmp_path):
     assert proc.returncode == 0 and "epoch 8/8" in out and "final:" in out, out
 
 
+def test_train_of_a_function_that_prints_after_its_reader_went_away_trains_to_its_end(tmp_path):
+    """`sweeper train SPACE | head -1` of a function printing much of its own: its print raised BrokenPipeError once
+    8 KiB filled the buffer, a traceback and exit 1 with the training cut short; now it trains on quietly, as the
+    console's lines do, and a full disk under its stdout is exit 2, as for the console's lines."""
+    (tmp_path / "chatty.py").write_text(
+        "import pathlib\n"
+        "def fit(config, report, checkpoint_dir):\n"
+        "    for epoch in (1, 2):\n"
+        "        print('batch of epoch', epoch, 'x' * 60 * 2000)\n"  # past the pipe's 64 KiB, which waits on head
+        "        report({'epoch': epoch, 'score': epoch / 2})\n"
+        "    pathlib.Path('done').write_text('trained')\n"
+        "    return {'score': 1.0}\n")
+    (tmp_path / "chatty.yaml").write_text("entrypoint: chatty:fit\nobjective: {metric: score, direction: maximize}\n"
+                                          "params:\n  x: {type: float, low: 0.0, high: 1.0}\n")
+    proc = subprocess.Popen([sys.executable, "-m", "sweeper.cli", "train", "chatty.yaml"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().startswith("batch of epoch 1")
+    proc.stdout.close()  # as head -1 leaves
+    _, err = proc.communicate(timeout=240)
+    assert (proc.returncode, err) == (0, "") and (tmp_path / "done").read_text() == "trained"
+    if os.path.exists("/dev/full"):
+        with open("/dev/full", "w") as full:
+            full_disk = subprocess.run([sys.executable, "-m", "sweeper.cli", "train", "chatty.yaml"], cwd=tmp_path,
+                                       stdout=full, stderr=subprocess.PIPE, text=True, timeout=240)
+        assert (full_disk.returncode, full_disk.stderr) == (2, "error: Cannot write to stdout: No space left on "
+                                                               "device.\n")
+
+
 def test_train_reads_a_space_training_block(tmp_path):
     proc = sweeper("train", "spaces/asl20.yaml", "--set", "training.epochs=1", "--set", "dataset.samples_per_class=4",
                    cwd=tmp_path)
