@@ -17,6 +17,7 @@ from rich.cells import cell_len
 from rich.console import Console, ConsoleOptions, RenderableType, RenderHook, RenderResult
 from rich.segment import Segment
 from rich.table import Table
+from rich.text import Text
 
 from trials.metrics import is_accuracy, on_target
 
@@ -61,9 +62,24 @@ class _Escaped:
         self.inner = inner
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        # a table's cells under an ASCII stdout (LC_ALL=C, PYTHONIOENCODING=ascii): rich measured café as 4 columns,
+        # the stream's backslashreplace printed caf\xe9 in 7, and every later column of its row shifted. A
+        # character the stream cannot hold is '?' in its columns there; a line of text keeps the stream's escape
+        laid_out = not isinstance(self.inner, Text) and not console.encoding.startswith("utf")
         for segment in console.render(self.inner, options):
             text = segment.text if segment.control else escape_control(segment.text)
+            if laid_out:
+                text = _held(text, console.encoding)
             yield Segment(text, segment.style, segment.control)
+
+
+def _held(text: str, encoding: str) -> str:
+    """``text`` with each character that ``encoding`` cannot hold replaced by as many '?' as it has columns."""
+    try:
+        text.encode(encoding)
+        return text
+    except UnicodeEncodeError:
+        return "".join(c if c.encode(encoding, "ignore") else "?" * cell_len(c) for c in text)
 
 
 class _EscapeControl(RenderHook):

@@ -1145,6 +1145,25 @@ def test_rows_on_stdout_are_the_utf_8_of_the_file_whatever_the_locale(tmp_path):
         assert (proc.returncode, proc.stdout) == (0, (tmp_path / "rows.csv").read_bytes()), encoding
 
 
+def test_a_table_under_an_ascii_stdout_keeps_its_columns(tmp_path):
+    """`sweeper status` under PYTHONIOENCODING=ascii (or LC_ALL=C): rich measured café as 4 columns, the stream
+    wrote caf\\xe9 in 7, and the row's later cells shifted right of the table's border; each character the stream
+    cannot hold is now '?' in the columns it takes (2 for a wide one), and a line of text keeps the escape."""
+    import optuna
+
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    for name in ("café", "研究"):
+        optuna.create_study(study_name=name, storage=url).optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
+    proc = subprocess.run([sys.executable, "-m", "sweeper.cli", "status", "--storage", url], capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "PYTHONIOENCODING": "ascii", "COLUMNS": "120"})
+    assert proc.returncode == 0, proc.stderr
+    table = [line for line in proc.stdout.splitlines() if line.startswith(("|", "+"))]
+    assert len({len(line) for line in table}) == 1, proc.stdout
+    assert any(line.startswith("| caf? ") for line in table) and any(line.startswith("| ???? ") for line in table)
+    missing = sweeper("best", "caf", "--storage", url, env={**os.environ, "PYTHONIOENCODING": "ascii"})
+    assert "did you mean 'caf\\xe9'?" in missing.stderr, missing.stderr
+
+
 FULL_DISK = pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
 
 
