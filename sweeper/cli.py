@@ -504,6 +504,20 @@ def _reopen_closed_streams() -> None:
             setattr(sys, name, open(fd, "r" if fd == 0 else "w", closefd=False))  # noqa: SIM115 (the process's)
 
 
+def _check_arguments_are_text() -> None:
+    """Under a locale that is not UTF-8 (LC_ALL=C with PYTHONUTF8=0) Python keeps an argument's other bytes as
+    surrogates (``sweeper status café``): no storage takes them, and the query failed with a UnicodeEncodeError
+    traceback, on SQLite and PostgreSQL alike."""
+    for arg in sys.argv[1:]:
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError:
+            shown = os.fsencode(arg).decode("utf-8", "backslashreplace")
+            raise BadInput(f"The argument {shown!r} is not text in this locale's encoding "
+                           f"({sys.getfilesystemencoding()}): run sweeper under a UTF-8 locale (e.g. LC_ALL=C.UTF-8) "
+                           "or with PYTHONUTF8=1.") from None
+
+
 def main() -> None:
     """Console-script entry: bad input is one message and exit 2, a storage that stayed away exit 75, a reader that
     went away (``sweeper status | head -1``) no error at all."""
@@ -525,6 +539,7 @@ def main() -> None:
     # typer's help makes consoles of its own (``sweeper --help | head -1`` under pipefail exited 1)
     Console.on_broken_pipe = type(console).on_broken_pipe
     try:
+        _check_arguments_are_text()
         app()  # Ctrl-C: typer exits 130
     except StorageUnavailable as exc:
         err_console.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True)

@@ -40,7 +40,7 @@ from storage.target import TargetMet, prune_stopped, recover_target_met, target_
 from storage.urls import ENV_VAR, mask_url, sqlite_path
 from sweeper.console import console, count_trials
 from sweeper.errors import BadInput, DiskUnavailable, NothingFinished
-from sweeper.folders import RESULTS_DIR, checkpoint_folder, kept_checkpoint, relocated
+from sweeper.folders import RESULTS_DIR, check_folder_name, checkpoint_folder, kept_checkpoint, relocated
 from sweeper.heartbeats import heartbeats
 from sweeper.interrupt_exit import INTERRUPT_DRAIN_S, SAME_COMMAND, Interrupts
 from sweeper.outage_lines import OutageLines
@@ -179,6 +179,7 @@ def check_inputs(options: SweepOptions) -> tuple[Spec, str, str | None, Path]:
     folder, each checked before any study is created or Ray is started, so that bad input writes nothing."""
     joining = joins_cluster(options.address)
     spec, url = prepare(options)
+    check_folder_name(spec.name)
     retry_briefly(lambda: check_writable(url))  # before Ray and the results folder: found out only after them
     data = None if joining else checked_data(spec, url, options)
     if spec.resources.fuse > 1:  # fused trial groups (sweeper/fused.py): refuse what they cannot do

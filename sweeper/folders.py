@@ -4,17 +4,32 @@ project's own folders. Free of Ray, so the reading commands say it too."""
 from __future__ import annotations
 
 import hashlib
+import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from storage import attrs
 from storage.urls import sqlite_path
+from sweeper.errors import BadInput
 
 if TYPE_CHECKING:  # a type only: this module stays free of Optuna as of Ray
     import optuna
 
 RESULTS_DIR = "sweeper_runs"  # --results-dir's default: checkpoints and Ray's results, under the folder it runs in
+
+
+def check_folder_name(name: str) -> None:
+    """A study name is a folder name too, which a locale whose file system encoding cannot hold it (LC_ALL=C with
+    PYTHONUTF8=0: ASCII) refuses: ``sweeper run`` of a study named café wrote the study, then failed with a
+    UnicodeEncodeError on its first folder and left its first trial RUNNING. Bad input instead, before any write."""
+    try:
+        os.fsencode(name)
+    except UnicodeEncodeError:
+        raise BadInput(f"The study name {name!r} is also a folder name, which this locale's file system encoding "
+                       f"({sys.getfilesystemencoding()}) cannot hold: run sweeper under a UTF-8 locale (e.g. "
+                       "LC_ALL=C.UTF-8) or with PYTHONUTF8=1, or name the study in ASCII (--set name=...).") from None
 
 
 def checkpoint_folder(found: Mapping[str, Any], name: str, results_root: Path) -> Path:

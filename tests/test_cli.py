@@ -1164,6 +1164,26 @@ def test_a_table_under_an_ascii_stdout_keeps_its_columns(tmp_path):
     assert "did you mean 'caf\\xe9'?" in missing.stderr, missing.stderr
 
 
+def test_a_name_beyond_an_ascii_locale_is_one_message_and_exit_2(tmp_path):
+    """Under LC_ALL=C with PYTHONUTF8=0: a typed study name holding é (kept as surrogates by Python) failed in the
+    storage's query with a UnicodeEncodeError traceback; a space named café wrote its study, then failed on its
+    first folder with one, its first trial left RUNNING. Now each is one message and exit 2, nothing written."""
+    import optuna
+
+    optuna.create_study(study_name="café", storage=f"sqlite:///{tmp_path / 's.db'}")
+    (tmp_path / "cafe.yaml").write_text("name: café\nparams:\n  lr: {type: float, low: 0.001, high: 0.01}\n",
+                                        encoding="utf-8")
+    env = {**os.environ, "LC_ALL": "C", "PYTHONUTF8": "0"}
+    env.pop("PYTHONIOENCODING", None)
+    typed = sweeper("status", "café", "--storage", "sqlite:///s.db", cwd=tmp_path, env=env)
+    assert typed.returncode == 2 and "Traceback" not in typed.stderr, typed.stderr
+    assert "is not text in this locale's encoding (ascii): run sweeper under a UTF-8 locale" in typed.stderr
+    named = sweeper("run", "cafe.yaml", "--storage", "sqlite:///new.db", cwd=tmp_path, env=env)
+    assert named.returncode == 2 and "Traceback" not in named.stderr, named.stderr
+    assert "is also a folder name, which this locale's file system encoding (ascii) cannot hold" in named.stderr
+    assert not (tmp_path / "new.db").exists()
+
+
 FULL_DISK = pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
 
 
