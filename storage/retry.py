@@ -15,12 +15,14 @@ counted from its first failure.
 
 from __future__ import annotations
 
+import os
 import random
 import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import TypeVar
 
 from storage.errors import StorageError
@@ -102,6 +104,13 @@ def fills_disk(exc: BaseException) -> bool:
                for error in error_chain(exc))
 
 
+def sqlite_temp_folder() -> Path | None:
+    """Where SQLite on Unix writes its temporary files (big sorts, statement journals): the first writable folder of
+    SQLITE_TMPDIR, TMPDIR, /var/tmp, /usr/tmp, /tmp and '.', as os_unix.c's unixTempFileDir picks it."""
+    folders = (os.environ.get("SQLITE_TMPDIR"), os.environ.get("TMPDIR"), "/var/tmp", "/usr/tmp", "/tmp", ".")
+    return next((Path(f) for f in folders if f and os.path.isdir(f) and os.access(f, os.W_OK | os.X_OK)), None)
+
+
 def error_chain(exc: BaseException) -> list[BaseException]:
     """``exc`` and everything it wraps (causes, contexts, SQLAlchemy's ``orig``)."""
     seen: list[BaseException] = []
@@ -121,18 +130,18 @@ class OutagePolicy:
     ``attempt`` tries at most once and raises :class:`Unreachable` instead of waiting (for Ray Tune's event loop,
     which must keep collecting results so trials train on). Past the budget both raise
     :class:`StorageUnavailable`, saying ``exhausted`` where given; so does the first failure that
-    :func:`fills_disk`, saying ``full`` where given. ``on_outage(since, reason)`` and ``on_recovered(seconds)`` are
-    called once per outage, from whichever thread saw it begin or end.
+    :func:`fills_disk`, saying what ``full()`` returns then where given. ``on_outage(since, reason)`` and
+    ``on_recovered(seconds)`` are called once per outage, from whichever thread saw it begin or end.
     """
 
     def __init__(self, timeout_s: float, *, describe: Callable[[BaseException], str] = str,
                  on_outage: Callable[[datetime, str], None] | None = None,
                  on_recovered: Callable[[float], None] | None = None,
                  first_delay_s: float = 0.25, max_delay_s: float = 2.0, exhausted: str | None = None,
-                 full: str | None = None) -> None:
+                 full: Callable[[], str] | None = None) -> None:
         self.timeout_s = timeout_s
         self.exhausted = exhausted  # what StorageUnavailable says; by default the budget and the last failure
-        self.full = full  # what it says once the database's disk is full; by default that failure
+        self.full = full  # what it says once the database's disk is full, worded then; by default that failure
         self.disk_full = False  # a failure that fills_disk was seen: the budget is spent at once, for good
         self.describe = describe
         self.on_outage = on_outage
@@ -208,7 +217,8 @@ class OutagePolicy:
     def why_stopped(self) -> str:
         """What :class:`StorageUnavailable` says: the database's disk is full, or the outage outlasted its budget."""
         if self.disk_full:
-            return self.full or f"The disk under the database took no more writes ({self._last_reason})."
+            return self.full() if self.full else f"The disk under the database took no more writes " \
+                                                  f"({self._last_reason})."
         return self.exhausted or f"The storage stayed unreachable for more than {self.timeout_s:g} s " \
                                  f"({self._last_reason})."
 

@@ -11,6 +11,7 @@ its own: :mod:`sweeper.ray_capacity` (how many trials a Ray holds), :mod:`sweepe
 from __future__ import annotations
 
 import secrets
+import shutil
 import threading
 import time
 from collections.abc import Callable, Collection, Sequence
@@ -34,7 +35,7 @@ from storage.resume import (
     last_epoch,
     orphaned_trials,
 )
-from storage.retry import OutagePolicy, StorageUnavailable, retry_briefly
+from storage.retry import OutagePolicy, StorageUnavailable, retry_briefly, sqlite_temp_folder
 from storage.studies import create_or_load_study, spec_changes, trials_counted
 from storage.target import TargetMet, prune_stopped, recover_target_met, target_met
 from storage.urls import ENV_VAR, mask_url, sqlite_path
@@ -212,17 +213,38 @@ def outage_message(timeout_s: float, url: str, how: str) -> str:
 
 
 def database_full_message(url: str, how: str, clean: str | None = None, results_root: Path | None = None
-                          ) -> str | None:
-    """What a sweep stopped by a full disk under its SQLite database says (None for a server's database): where to
-    make room, and that ``how`` carries it on. No wait empties that disk, so it stops at once, as for a trial's full
-    disk; ``clean`` frees room where ``results_root``, which holds the checkpoints, shares that disk."""
+                          ) -> Callable[[], str] | None:
+    """What a sweep stopped by SQLite's "database or disk is full" says (None for a server's database), worded as it
+    stops: where to make room, and that ``how`` carries it on. No wait empties that disk, so it stops at once, as for
+    a trial's full disk; ``clean`` frees room where ``results_root``, which holds the checkpoints, shares it. The
+    disk may be SQLite's temporary folder's (SQLITE_TMPDIR or TMPDIR, a small tmpfs that Ray's files fill): named
+    where it is another disk, nearly full, while the database's has room; "make room under" the database's folder
+    alone sent the user to a disk with gigabytes free."""
     if (path := sqlite_path(url)) is None:
         return None
     folder = path.absolute().parent
-    shared = clean is not None and results_root is not None and same_disk(folder, results_root)
-    freed = f" ({clean} deletes finished trials' checkpoints, which are never read again)" if shared else ""
-    return (f"the sweep stopped: the disk of its database {mask_url(url)} took no more writes (database or disk "
-            f"is full); make room under {folder}{freed} and run {how}: it carries the trials on")
+
+    def said() -> str:
+        temp = sqlite_temp_folder()
+        if temp is not None and not same_disk(folder, temp) and nearly_full(temp) and not nearly_full(folder):
+            return (f"the sweep stopped: {temp}, where SQLite writes the temporary files of its database "
+                    f"{mask_url(url)} (SQLITE_TMPDIR, else TMPDIR, else /var/tmp), took no more writes (database or "
+                    f"disk is full); make room there, or set SQLITE_TMPDIR to a folder with room, and run {how}: it "
+                    "carries the trials on")
+        shared = clean is not None and results_root is not None and same_disk(folder, results_root)
+        freed = f" ({clean} deletes finished trials' checkpoints, which are never read again)" if shared else ""
+        return (f"the sweep stopped: the disk of its database {mask_url(url)} took no more writes (database or disk "
+                f"is full); make room under {folder}{freed} and run {how}: it carries the trials on")
+    return said
+
+
+def nearly_full(folder: Path) -> bool:
+    """Whether ``folder``'s disk has under 5% free, and under 64 MiB (not counting the blocks kept for root)."""
+    try:
+        usage = shutil.disk_usage(folder)
+    except OSError:
+        return False
+    return usage.free < min(64 * 2**20, usage.total // 20)
 
 
 def same_disk(first: Path, second: Path) -> bool:

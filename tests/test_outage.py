@@ -163,7 +163,7 @@ def test_a_full_disk_under_a_sqlite_database_spends_the_outage_budget_at_once(tm
     capped = sqlite3.connect(tmp_path / "capped.db")  # as a full disk does: SQLITE_FULL, "database or disk is full"
     capped.execute("PRAGMA max_page_count = 2")
     events: list[str] = []
-    policy = OutagePolicy(2, full="make room under the database's folder", first_delay_s=0.01,
+    policy = OutagePolicy(2, full=lambda: "make room under the database's folder", first_delay_s=0.01,
                           on_outage=lambda since, reason: events.append(reason))
     with pytest.raises(StorageUnavailable, match=r"^make room under the database's folder$") as stopped:
         policy.attempt(lambda: capped.executescript("CREATE TABLE t (x); INSERT INTO t VALUES (zeroblob(100000));"))
@@ -174,6 +174,45 @@ def test_a_full_disk_under_a_sqlite_database_spends_the_outage_budget_at_once(tm
     with pytest.raises(Unreachable):
         server_full.attempt(lambda: (_ for _ in ()).throw(DiskFull("could not extend file")))
     assert server_full.in_outage and not server_full.overdue()
+
+
+# a sweep's SQLite database, and a sort big enough to spill to a temporary file (a 64 KiB cache): SQLITE_FULL
+SPILLING_SORT = """
+import sqlite3, sys
+from sweeper.driver import database_full_message
+from storage.retry import OutagePolicy, StorageUnavailable
+db = sqlite3.connect(sys.argv[1])
+db.execute("PRAGMA cache_size = -64")
+db.execute("CREATE TABLE t (x)")
+db.execute("WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 3000) "
+           "INSERT INTO t SELECT randomblob(1000) FROM c")
+db.commit()
+try:
+    OutagePolicy(5, full=database_full_message(f"sqlite:///{sys.argv[1]}", "the same command")).call(
+        lambda: db.execute("SELECT x FROM t ORDER BY x").fetchall())
+except StorageUnavailable as stopped:
+    print(stopped)
+"""
+
+
+def test_a_full_sqlite_temporary_folder_on_another_disk_is_named_not_the_databases_folder(tmp_path):
+    """SQLite writes big sorts and statement journals to SQLITE_TMPDIR (else TMPDIR, else /var/tmp), maybe a small
+    tmpfs that other files fill (Ray's): its "database or disk is full" said "make room under" the database's
+    folder, a disk with room; now the full temporary folder is named, and the variable that moves it."""
+    (temp := tmp_path / "temp").mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(temp)], capture_output=True).returncode:
+        pytest.skip("a small disk of its own needs root (mount -t tmpfs)")
+    try:
+        subprocess.run(["dd", "if=/dev/zero", f"of={temp / 'filler'}", "bs=4k"], capture_output=True)
+        proc = subprocess.run([sys.executable, "-c", SPILLING_SORT, str(tmp_path / "sweeps.db")], capture_output=True,
+                              text=True, timeout=60, env={**os.environ, "SQLITE_TMPDIR": str(temp)})
+    finally:
+        subprocess.run(["umount", str(temp)], check=True)
+    said = " ".join(proc.stdout.split())
+    assert proc.returncode == 0 and said.startswith(f"the sweep stopped: {temp}, where SQLite writes the temporary "
+                                                    "files of its database"), proc.stdout + proc.stderr
+    assert "make room there, or set SQLITE_TMPDIR to a folder with room, and run the same command" in said, said
+    assert f"make room under {tmp_path}" not in said, said
 
 
 @pytest.mark.slow
