@@ -64,7 +64,8 @@ def validate_storage_url(url: str) -> str:
     """``url`` with its driver (``postgres``) and SQLite URI (``file:``) normalised, else what to fix; no connecting."""
     # read as libpq reads them: u@host:5432/db?application_name=a@b, a socket folder as the host (%2Fvar%2Frun...)
     text = url_checks.socket_host_in_query(url_checks.query_ats_encoded(url.strip()))
-    parsed, shown = parse_url(text), repr(_NO_HOST_USERINFO.sub(rf"\g<head>:{MASK}", mask_url(text)))
+    parsed = parse_url(text)  # read, its scheme://host:digits has a port (docker's postgres:5432), no password
+    shown = repr(mask_url(text) if parsed else _NO_HOST_USERINFO.sub(rf"\g<head>:{MASK}", mask_url(text)))
     encoded = "in a password, '@' ':' '/' '%' are written %40 %3A %2F %25"
     if not text.lower().startswith("sqlite") and (userinfo := _URL_USERINFO.match(text)) and "@" in userinfo["secret"]:
         raise StorageError(f"The storage URL {shown} has more than one '@': {encoded}.")

@@ -266,6 +266,10 @@ def test_an_at_in_a_query_value_after_an_ipv6_host_without_a_port_is_read_as_lib
         # no '@' at all (a YAML comment cut `pw #x@host` short): the text after user: is hidden all the same
         ("postgresql+psycopg://u:hunter22", "postgresql+psycopg://u:***'"),
         ("postgresql+psycopg://u:hunter22/db", "a port is a number"),
+        # no user: host:digits is a port, not a password cut short; shown 'db.example:***', the port's message hid it
+        ("postgresql+psycopg://db.example:99999/sweeps", "The port 99999 in 'postgresql+psycopg://db.example:99999/sw"),
+        ("postgresql+psycopg://[::1]:99999/sweeps", "The port 99999 in 'postgresql+psycopg://[::1]:99999/sweeps'"),
+        ("mysql://db.example:3306/x", "Unsupported storage 'mysql' in 'mysql://db.example:3306/x'"),
         # an unencoded '/' then '?k=' in a password is no port: the part after the '/' was shown, as a database
         ("postgresql+psycopg://u:hun/ter22?x=1@h:99999/db", "The port 99999 in 'postgresql+psycopg://u:***@h:99999/db'"),
     ],
