@@ -10,6 +10,7 @@ below) or under the ``--results-dir`` given.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from pathlib import Path
@@ -52,20 +53,40 @@ def clean_checkpoints(view: StudyView, url: str, keep: int, results_root: Path, 
     if not doomed:
         console.print(f"nothing to delete in {folder}: kept {saying}", markup=False)
         return
-    size = sum(_size(path) for path in doomed)
-    for done, path in enumerate(doomed):
+    size = deleted = gone = 0
+    for path in doomed:
         if dry_run:
+            size += _size(path)
             console.print(f"would delete {path}", markup=False)
             continue
         try:
-            shutil.rmtree(path)
+            freed = _size(path)
+            if _delete(path):
+                size, deleted = size + freed, deleted + 1
+            else:
+                gone += 1
         except OSError as exc:  # a read-only disk, another user's folder: said in one line, not a traceback
-            raise BadInput(f"cannot delete {path}: {exc.strerror or exc}; it deleted {done} of the "
+            raise BadInput(f"cannot delete {path}: {exc.strerror or exc}; it deleted {deleted} of the "
                            f"{len(doomed)} folders before it (run it as the user who ran the sweep, where the disk "
                            "takes writes)") from None
+    count = len(doomed) if dry_run else deleted
+    already = f" ({gone} more went meanwhile: another sweeper clean, or a user, deleted them)" if gone else ""
     console.print(f"{'would free' if dry_run else 'freed'} {_human(size)}: the checkpoints of "
-                  f"{len(doomed)} finished trial{'s' * (len(doomed) != 1)} of {name} in {folder}; kept "
+                  f"{count} finished trial{'s' * (count != 1)} of {name} in {folder}{already}; kept "
                   f"{saying}", markup=False)
+
+
+def _delete(path: Path) -> bool:
+    """Delete ``path``, a folder; False where it was gone first. Two cleans of one study (or a user's rm) delete the
+    same folders at once: a file or folder the other deleted first is no failure ("cannot delete ...: No such file
+    or directory", exit 2, from a clean that had nothing left to do)."""
+    while True:
+        try:
+            shutil.rmtree(path)
+            return True
+        except FileNotFoundError:  # a part of it went meanwhile: what is left, again
+            if not os.path.lexists(path):
+                return False
 
 
 def _numbers(numbers: list[int]) -> str:
@@ -73,7 +94,13 @@ def _numbers(numbers: list[int]) -> str:
 
 
 def _size(folder: Path) -> int:
-    return sum(os.lstat(os.path.join(root, file)).st_size for root, _, files in os.walk(folder) for file in files)
+    """The bytes of the files in ``folder`` that are still there: another clean may be deleting them."""
+    sizes = []
+    for root, _, files in os.walk(folder):
+        for file in files:
+            with contextlib.suppress(FileNotFoundError):
+                sizes.append(os.lstat(os.path.join(root, file)).st_size)
+    return sum(sizes)
 
 
 def _human(size: float) -> str:

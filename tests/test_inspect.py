@@ -17,9 +17,11 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
+import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -1522,6 +1524,37 @@ def test_clean_of_checkpoints_it_may_not_delete_says_so_in_one_line(tmp_path: Pa
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert f"error: cannot delete {folder / 'trial-00000'}: " in proc.stderr
     assert "it deleted 0 of the 7 folders before it" in " ".join(proc.stderr.split()), proc.stderr
+
+
+def test_two_cleans_of_one_study_at_once_skip_what_the_other_deleted(tmp_path: Path) -> None:
+    """Two ``sweeper clean``s of one study at once (two terminals, a cron job): the one that came to a folder the
+    other had deleted, or deleted part of, said "cannot delete ...: No such file or directory", exit 2. The first is
+    stopped mid-way (SIGSTOP) while the second deletes the rest: both succeed, each counting what it deleted."""
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    name = f"clean-{uuid.uuid4().hex[:8]}"
+    make_study(url, name)  # 0-5 COMPLETE, 6 PRUNED, 7 FAIL: --keep 0 deletes all but #4's (it met the targets)
+    folder = tmp_path / "runs" / "checkpoints" / name
+    optuna.load_study(study_name=name, storage=url).set_user_attr(attrs.CHECKPOINTS, str(folder))
+    for number in range(8):
+        (folder / f"trial-{number:05d}").mkdir(parents=True)
+        for shard in range(3000):  # deleting takes a while: time to stop it
+            (folder / f"trial-{number:05d}" / f"shard-{shard}").touch()
+    command = [sys.executable, "-m", "sweeper.cli", "clean", name, "--storage", url, "--keep", "0"]
+    first = subprocess.Popen(command, cwd=tmp_path, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    deadline = time.monotonic() + 120
+    while (folder / "trial-00000").exists() and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.001)  # until the first has deleted #0 and is on to the next ones
+    os.kill(first.pid, signal.SIGSTOP)
+    try:
+        assert (folder / "trial-00007").is_dir(), "the first clean was stopped too late"
+        second = subprocess.run(command, cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=120)
+    finally:
+        os.kill(first.pid, signal.SIGCONT)
+    out, err = first.communicate(timeout=120)
+    assert second.returncode == 0 and first.returncode == 0, second.stderr + err
+    assert sorted(p.name for p in folder.iterdir()) == ["trial-00004"]
+    assert "more went meanwhile: another sweeper clean, or a user, deleted them" in " ".join(out.split()), out
 
 
 def test_clean_given_a_results_dir_it_cannot_write_in_judges_the_study_not_the_folder(tmp_path: Path) -> None:
