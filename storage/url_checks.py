@@ -23,9 +23,15 @@ _QUERY_AFTER_MISREAD_PORT = re.compile(
 
 def query_ats_encoded(text: str) -> str:
     """``text`` with each '@' of its query written %40 where make_url would take one for the end of a password:
-    then it reads the URL as libpq does (query values are decoded: ``application_name`` stays ``a@b``)."""
+    then it reads the URL as libpq does (query values are decoded: ``application_name`` stays ``a@b``). A '/' after
+    the last '@' (``u:1234/pa?ss=wd@host/db``) is more likely a password's: refused unshown, not sent to host 'u',
+    port 1234, with the password printed whole in every message about that host."""
     if (misread := _QUERY_AFTER_MISREAD_PORT.match(text)) is None:
         return text
+    if "/" in text.rpartition("@")[2]:  # u:1234/pa?ss=wd@h/db: a '/' after the '@', a host's path, not a query value's
+        raise StorageError("The storage URL reads two ways: after the first ':' come digits then a '/' (a port, as "
+                           "libpq reads it) and an '@' after the '?' (the end of a password, as SQLAlchemy reads it): "
+                           "in a password, write '/' '?' '@' as %2F %3F %40; in a query value, '@' as %40.")
     return text[:misread.end()] + text[misread.end():].replace("@", "%40")
 
 

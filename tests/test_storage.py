@@ -272,6 +272,9 @@ def test_an_at_in_a_query_value_after_an_ipv6_host_without_a_port_is_read_as_lib
         ("mysql://db.example:3306/x", "Unsupported storage 'mysql' in 'mysql://db.example:3306/x'"),
         # an unencoded '/' then '?k=' in a password is no port: the part after the '/' was shown, as a database
         ("postgresql+psycopg://u:hun/ter22?x=1@h:99999/db", "The port 99999 in 'postgresql+psycopg://u:***@h:99999/db'"),
+        # digits before the '/': read as host 'u', port 2022, the whole password printed in every message about 'u'
+        ("postgresql+psycopg://u:2022/hunter22?x=1@h/db", "reads two ways: after the first ':' come digits then a '/'"),
+        ("postgresql+psycopg://u:2022/hunter22?x=1@h:5432/db", "in a password, write '/' '?' '@' as %2F %3F %40"),
     ],
 )
 def test_validate_rejects_with_a_clear_message_and_no_password(url: str, message: str) -> None:
