@@ -18,7 +18,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInf
 
 from search_spaces import sections
 from search_spaces.sections import Path, fail
-from trials.config import ConfigError, did_you_mean, flatten, unflatten, unknown_key
+from trials.config import ConfigError, did_you_mean, flatten, text_keys, unflatten, unknown_key
 from trials.entrypoint import DEFAULT_ENTRYPOINT, KNOWN_DIRECTIONS, EntrypointInfo, describe, metric_direction
 
 Atoms = tuple[str, ...]
@@ -217,8 +217,8 @@ class Spec(BaseModel):
         issues: list[tuple[Path, str]] = [((key,), f"{key} is set twice") for key in twice]
         for key, raw in flat.items():
             try:
-                flat[key] = entry.coerce(key, raw)
-            except ConfigError as exc:
+                flat[key] = entry.coerce(key, text_keys(raw))
+            except ValueError as exc:  # a ConfigError too
                 issues.append(((key,), str(exc)))
         fail(issues)
         return flat

@@ -15,7 +15,7 @@ import optuna
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError
 
-from trials.config import ConfigError, coerce, did_you_mean, unknown_key
+from trials.config import ConfigError, coerce, did_you_mean, text_keys, unknown_key
 from trials.entrypoint import DEFAULT_ENTRYPOINT, KNOWN_DIRECTIONS
 from trials.metrics import is_accuracy
 
@@ -263,7 +263,7 @@ class CategoricalParam(_Model):
 
 class FixedParam(_Model):
     type: Literal["fixed"]
-    value: Any
+    value: Annotated[Any, AfterValidator(text_keys)]
 
 
 Param = Annotated[FloatParam | IntParam | CategoricalParam | FixedParam, Field(discriminator="type")]

@@ -25,6 +25,8 @@ import optuna
 import pytest
 import sqlalchemy
 
+from search_spaces.errors import SpecError
+from search_spaces.loader import load_spec
 from sweeper.driver import SweepOptions, run_sweep
 from sweeper.errors import NothingFinished
 from sweeper.interrupts import noting_interrupts
@@ -271,6 +273,27 @@ def test_a_trials_checkpoint_dir_is_a_folder_that_exists_when_the_function_start
     [trial] = load(url, study.study_name).get_trials()
     assert trial.state == TS.COMPLETE, trial.user_attrs.get("error")
     assert list(tmp_path.glob("sweeper_runs/checkpoints/*/trial-00000/state.txt"))
+
+
+def test_a_map_setting_whose_keys_mix_numbers_and_text_trains_with_them_as_text(ray_session, tmp_path, monkeypatch):
+    """``opts: {1: a, b: c}``: Ray Tune sorts a trial's config to name it and stopped the sweep in a TypeError
+    (1 < 'b'), with the study made; the keys are text now, as the stored spec gives a resumed trial (JSON's), in a
+    fixed param too, and two keys that are one as text are refused."""
+    monkeypatch.chdir(tmp_path)
+    url, study = one_trial_of(tmp_path, "mixed_keys", """\
+        def fit(config, report, checkpoint_dir):
+            report({"epoch": 1, "score": config["x"]})
+            return {"score": config["x"], "opts": repr(config["opts"])}
+
+        fit.settings = {"x": 0.5, "opts": {"a": 0}}
+        """, targets="training: {opts: {1: a, b: c, 2.5: [{true: d}]}}\n")
+    [trial] = load(url, study.study_name).get_trials()
+    assert trial.state == TS.COMPLETE and trial.user_attrs["opts"] == repr({"1": "a", "b": "c", "2.5": [{"true": "d"}]})
+    space = str(tmp_path / "mixed_keys.yaml")
+    assert load_spec(space, ["params.opts={type: fixed, value: {1: a, b: c}}"]).base_config()["opts"] == {
+        "1": "a", "b": "c"}
+    with pytest.raises(SpecError, match=r"params.opts.value: .* has keys that are one as text \(1 and '1'\)"):
+        load_spec(space, ["params.opts={type: fixed, value: {1: a, '1': b}}"])
 
 
 def test_a_returned_none_leaves_the_metrics_last_report_recorded(ray_session, tmp_path, monkeypatch):

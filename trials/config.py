@@ -9,6 +9,7 @@ owns the list of accepted keys, their defaults (taken from the seed pipelines, s
 from __future__ import annotations
 
 import difflib
+import json
 import math
 import os
 import re
@@ -243,6 +244,16 @@ def unknown_key(key: Any, allowed: list[str], what: str = "key") -> str:
     if inside := [name for name in allowed if str(name).startswith(f"{key}.")]:  # --set training.dataset=3
         return f"{key!r} names a group of {what}s, not one {what}: set one of {', '.join(inside)}"
     return f"unknown {what} {key!r}{did_you_mean(key, allowed)}; allowed: {', '.join(allowed) or '(none)'}"
+
+
+def text_keys(value: Any) -> Any:
+    """The value with its maps' keys, at any depth, as text, as JSON writes them (1: '1', true: 'true'): a config
+    stored as JSON (a study's spec) gives a resumed trial the same, and a driver can sort its keys (Ray Tune does)."""
+    if not isinstance(value, Mapping):
+        return [text_keys(v) for v in value] if isinstance(value, list) else value
+    if len(out := {k if isinstance(k, str) else json.dumps(k): text_keys(v) for k, v in value.items()}) < len(value):
+        raise ValueError(f"{value!r} has keys that are one as text (1 and '1'), as the study stores them: keep one")
+    return out
 
 
 def flatten(nested: Mapping[str, Any], leaves: Collection[str] = (), prefix: str = "",
