@@ -1060,13 +1060,15 @@ def test_a_text_that_reads_as_a_number_is_written_quoted(tmp_path: Path) -> None
 def test_a_resolved_spec_whose_set_replaced_what_its_quick_section_changes_loads(tmp_path: Path) -> None:
     """asl20's quick: section sets scheduler.grace_period, nslt1000's enqueue.0.warmup_epochs: validate with a --set
     that replaced the scheduler or pinned the param printed them beside a hyperband scheduler or a fixed param, and
-    the printed space was refused. It runs with --quick as the space with its --set does: the --set comes last."""
+    the printed space was refused. It runs with --quick as the space with its --set does: the --set comes last. A
+    --set of a type that takes them (median, a float) kept none of them."""
     def without_quick(spec: Spec) -> dict:
         return {k: v for k, v in spec.to_yaml_dict().items() if k != "quick"}
 
     for name, expr in [("asl20", "scheduler.type=hyperband"), ("asl20", "params.warmup_epochs={type: fixed, value: 1}"),
                        ("nslt1000", "params.warmup_epochs={type: fixed, value: 1.0}"), ("asl20", "epochs=10"),
-                       ("asl20", "budget={trials: 9}"), ("asl20", "params.epochs={type: int, low: 10, high: 30}")]:
+                       ("asl20", "budget={trials: 9}"), ("asl20", "params.epochs={type: int, low: 10, high: 30}"),
+                       ("asl20", "scheduler.type=median"), ("asl20", "params.warmup_epochs.type=float")]:
         spec = load_spec(name, [expr])
         again = load_spec(write(tmp_path, render_spec(spec)))
         assert again.to_yaml_dict() == spec.to_yaml_dict() and again.distributions() == spec.distributions()
@@ -1076,6 +1078,9 @@ def test_a_resolved_spec_whose_set_replaced_what_its_quick_section_changes_loads
         if "params.epochs" not in expr:  # else the quick training.epochs, which the param wins over, is left out
             assert without_quick(load_spec(write(tmp_path, render_spec(spec)), quick=True)) == without_quick(quick)
     assert load_spec("asl20", ["epochs=10"]).to_yaml_dict()["quick"]["scheduler.grace_period"] == 1  # what it kept
+    # a new type keeps what --quick applied before it and it takes (median: grace_period), so the printed space, run
+    # with --quick, judged first at the file's grace period 3 of 3 quick epochs where the --set's run judged at 1
+    assert load_spec("asl20", ["scheduler.type=median"]).to_yaml_dict()["quick"]["scheduler.grace_period"] == 1
     nested = write(tmp_path, MINIMAL + "scheduler: {type: asha}\n"  # each leaf is a step of --quick
                                        "quick: {scheduler: {grace_period: 1}, budget: {trials: 2}}\n", "nested.yaml")
     spec = load_spec(nested, ["scheduler.type=hyperband"])
