@@ -8,6 +8,7 @@ booleans, None).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from pathlib import Path, PurePath
 from typing import Any, Literal, TypedDict
@@ -29,6 +30,9 @@ WORK_DIR = "work_dir"
 # "sha256:..." of the data the first run's trials read (an npz file; a WLASL split file and its videos' sizes): a
 # resume on a file replaced under the same path would compare trials trained on two datasets
 DATA = "data"
+# the settings defaults the entrypoint declared (fit.settings; the core's) as the spec stored beside it ran: a
+# setting the space leaves out trains at its default, so a resume at changed defaults would mix two experiments
+DEFAULTS = "defaults"
 # absolute path of the SQLite file the folders above were recorded with: where another file holds the study (a
 # copied or moved project), its folders are the copy's (sweeper/folders.py relocated)
 DATABASE = "database"
@@ -96,6 +100,11 @@ def objective_attr(metric: str, direction: Direction) -> Objective:
 def baseline_attr(source: str, metrics: dict[str, Any]) -> Baseline:
     """The ``baseline`` study attr: where the numbers come from (a paper, a previous study) and the numbers."""
     return {"source": source, "metrics": {name: float(value) for name, value in metrics.items()}}
+
+
+def defaults_attr(settings: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The ``defaults`` study attr: the entrypoint's declared defaults as JSON keeps them (else as text)."""
+    return None if settings is None else json.loads(json.dumps(dict(settings), default=str))
 
 
 def spec_as_ran(stored: dict[str, Any]) -> dict[str, Any]:

@@ -177,6 +177,15 @@ def spec_changes(stored: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return changes
 
 
+def default_changes(ran: Any, now: Mapping[str, Any] | None, left: list[str]) -> list[str]:
+    """``["noise: 0.5 -> 0.9"]``: the defaults of the settings ``left`` to them (a space sets neither) that the
+    entrypoint declares ``now`` otherwise than when the study's trials ran (``ran``, the ``defaults`` attr; none
+    for a study from before it, which has nothing to compare). A setting added or removed since is no change."""
+    old, new = (_jsonish(dict(d)) if isinstance(d, Mapping) else {} for d in (ran, now))
+    return [f"{key}: {old[key]!r} -> {new[key]!r}" for key in left
+            if key in old and key in new and _differ(old[key], new[key], as_written=True)]
+
+
 def _diff(old: Any, new: Any, where: str, out: list[str]) -> None:
     if isinstance(old, dict) and isinstance(new, dict):
         for key in sorted(set(old) | set(new), key=str):

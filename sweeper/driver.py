@@ -339,7 +339,8 @@ def open_study(spec: Spec, url: str, space: str | None, results_root: Path = Pat
         # prepare compared the spaces before this, but then the study may not have been there: a driver of another
         # space that created it since would have its trials mixed with this one's
         stored = study.user_attrs.get(attrs.SPEC)
-        if isinstance(stored, dict) and (changes := spec_changes(with_defaults(stored, spec),
+        ran = study.user_attrs.get(attrs.DEFAULTS)
+        if isinstance(stored, dict) and (changes := spec_changes(with_defaults(stored, spec, ran),
                                                                  with_defaults(attributes[attrs.SPEC], spec))):
             raise StorageError(f"Study {spec.name!r} was made a moment ago by another sweep, from a different space "
                                f"({'; '.join(changes)}); running this one into it would mix two experiments. Give "
@@ -373,10 +374,11 @@ def open_study(spec: Spec, url: str, space: str | None, results_root: Path = Pat
         study.set_user_attr(attrs.DATABASE, str(database.resolve()))
     if not created:
         study.sampler = build_sampler(spec, resumed_after=held)
-    if study.user_attrs.get(attrs.SPEC) != attributes[attrs.SPEC]:  # found without trials, as an interrupt left it
-        study.set_user_attr(attrs.SPEC, attributes[attrs.SPEC])
-    if study.user_attrs.get(attrs.BASELINE) != attributes.get(attrs.BASELINE):  # what reports compare with
-        study.set_user_attr(attrs.BASELINE, attributes.get(attrs.BASELINE))
+    # the spec and its defaults together (found without trials, as an interrupt left it; a resumable change), and
+    # what reports compare with
+    for key in (attrs.SPEC, attrs.DEFAULTS, attrs.BASELINE):
+        if study.user_attrs.get(key) != attributes.get(key):
+            study.set_user_attr(key, attributes.get(key))
     return study, created
 
 
@@ -397,6 +399,7 @@ def study_attrs(spec: Spec, space: str | None) -> dict[str, Any]:
     report and a later resume read, so what they need of the spec is written with it (:mod:`storage.attrs`)."""
     return {
         attrs.SPEC: spec_attr(spec),
+        attrs.DEFAULTS: attrs.defaults_attr(spec.entrypoint_info.settings if spec.entrypoint_info else None),
         attrs.SPACE_FILE: space,
         attrs.SPACE_DIR: spec.base_dir,
         attrs.TARGETS: dict(spec.targets),

@@ -31,6 +31,7 @@ from storage.errors import NotAStudyDatabase, StorageError
 from storage.retry import retry_briefly
 from storage.studies import (
     RESUMABLE_SECTIONS,
+    default_changes,
     fresh_study_name,
     holds_trials,
     load_existing_study,
@@ -266,13 +267,14 @@ def prepare(options: SweepOptions) -> tuple[Spec, str]:
                 spec = load_spec(resolve_space_path(options.space), (*options.overrides, f"name={fresh}"),
                                  quick=options.quick, keep_deprecated=True)
         elif (found := retry_briefly(lambda: stored_spec_attr(storage, spec.name))) is not None:
-            stored, has_trials = found
+            stored, has_trials, ran = found
             if not isinstance(stored, dict) and has_trials:  # else: its creator died early
                 raise StorageError(
                     f"Study {spec.name!r} in {mask_url(url)} holds trials but no sweeper spec: another program made "
                     "it, and its trials would count in this sweep's budget and best. Start a new study with --fresh, "
                     "or give this space another name (--set name=...).")
-            if changes := spec_changes(*(with_defaults(s, spec) for s in (stored, spec_attr(spec)))) \
+            check_defaults(spec, ran if has_trials else None)
+            if changes := spec_changes(with_defaults(stored, spec, ran), with_defaults(spec_attr(spec), spec)) \
                     if isinstance(stored, dict) else []:
                 raise StorageError(
                     f"Study {spec.name!r} in {mask_url(url)} was made from a different space "
@@ -306,19 +308,37 @@ def note_deprecated(spec: Spec, deprecated: Mapping[str, str]) -> None:
         warnings.filterwarnings("ignore", message=re.escape(said), category=FutureWarning)
 
 
-def stored_spec_attr(storage: optuna.storages.BaseStorage, name: str) -> tuple[Any, bool] | None:
-    """The spec attr of the study ``name`` and whether it holds trials; None where there is no such study."""
+def stored_spec_attr(storage: optuna.storages.BaseStorage, name: str) -> tuple[Any, bool, Any] | None:
+    """The spec attr of the study ``name``, whether it holds trials, and the defaults its trials ran at; None where
+    there is no such study."""
     if not study_exists(storage, name):
         return None
     study = optuna.load_study(study_name=name, storage=storage)
-    return study.user_attrs.get(attrs.SPEC), holds_trials(storage, study._study_id)
+    found = study.user_attrs
+    return found.get(attrs.SPEC), holds_trials(storage, study._study_id), found.get(attrs.DEFAULTS)
 
 
-def with_defaults(stored: dict[str, Any], spec: Spec) -> dict[str, Any]:
-    """A stored spec with the training settings it leaves out at the entrypoint's defaults, flat, and without the
-    sampler and scheduler options it writes at their defaults, or an int param's step: 1: writing or removing a line
-    that says the default changes nothing that runs. A fixed param is a training value: the trials get the same."""
+def check_defaults(spec: Spec, ran: Any) -> None:
+    """Refuse to carry on a study whose trials trained a setting its space leaves out at a default that the
+    entrypoint declares otherwise now (``ran``: the ``defaults`` attr): its trials would mix two experiments, as
+    for a changed training block, but no spec shows it (a function's config holds no default: it merges its own)."""
+    entry, config = spec.entrypoint_info, spec.base_config()
+    left = [k for k in (entry.settings or {}) if k not in config and k not in spec.params] if entry else []
+    if changes := default_changes(ran, entry.settings if entry else None, left):
+        raise StorageError(
+            f"Study {spec.name!r} trained the settings its space leaves out at {spec.entrypoint}'s defaults, which "
+            f"it declares otherwise now ({'; '.join(changes)}); carrying it on would mix two experiments. Put "
+            "the defaults back, or write what the study ran with into its space's training block and run that "
+            "(sweeper run FILE carries the study on), or start a new study with --fresh (nothing is deleted).")
+
+
+def with_defaults(stored: dict[str, Any], spec: Spec, ran: Any = None) -> dict[str, Any]:
+    """A stored spec with the training settings it leaves out at the entrypoint's defaults (``ran``: those its
+    trials ran at, where the study says), flat, and without the sampler and scheduler options it writes at their
+    defaults, or an int param's step: 1: writing or removing a line that says the default changes nothing that runs
+    (the value the study ran with, written as its default changed, neither). A fixed param is a training value."""
     settings = (spec.entrypoint_info.settings if spec.entrypoint_info else None) or {}
+    settings = {**settings, **{k: v for k, v in (ran if isinstance(ran, dict) else {}).items() if k in settings}}
     training = stored.get("training")
     written = flatten(training, {k for k, v in settings.items() if isinstance(v, dict)})[0] \
         if isinstance(training, dict) else {}
@@ -422,6 +442,7 @@ def stored_spec(url: str, name: str, overrides: tuple[str, ...] = (), results_ro
             f"this sweeper, or {entrypoint} as it is here, refuses what the study ran with: put back the code it " \
             "ran and resume; if the code is as it was, run its space, mended, as a new study (sweeper run FILE --fresh)"
         raise SpecError([*exc.issues, SpecIssue(file, None, "", why)]) from None
+    check_defaults(spec, user_attrs.get(attrs.DEFAULTS))
     if changes := spec_changes(data, spec_attr(spec)):  # --set may change how much runs, never what is searched
         may = ", ".join(sorted(RESUMABLE_SECTIONS - {"storage"}))  # --set storage=... was refused above
         raise StorageError(f"--set would change what study {name!r} searches ({'; '.join(changes)}); resuming it so "

@@ -92,7 +92,7 @@ def test_a_resumed_studys_spec_is_checked_without_reading_its_trials_curves(big_
 
     storage, study = big_study
     with statements(storage) as sent:
-        assert stored_spec_attr(storage, study.study_name) == ({"name": study.study_name}, True)
+        assert stored_spec_attr(storage, study.study_name) == ({"name": study.study_name}, True, None)
     assert not [s for s in sent if "trial_intermediate_values" in s]
     assert len([s for s in sent if "trials" in s]) == 1  # the one row of trial #0
     empty = optuna.create_study(study_name=f"empty-{uuid.uuid4().hex[:8]}", storage=storage)

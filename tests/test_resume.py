@@ -251,6 +251,37 @@ def test_a_changed_space_is_refused_and_fresh_starts_a_new_study(tmp_path):
     assert [s.study_name for s in optuna.get_all_study_summaries(url)] == [spec.name]  # nothing written yet
 
 
+def test_a_default_of_the_function_changed_since_the_study_ran_is_refused_unless_the_space_sets_it(tmp_path,
+                                                                                                   monkeypatch):
+    """A setting the space leaves out trains at the function's fit.settings default, which its config does not hold:
+    a default changed between two runs resumed the study silently, its new trials trained at the new default
+    beside the first ones (``run`` and ``resume`` alike). Written into the training block, the study goes on."""
+    monkeypatch.chdir(tmp_path)
+    module = f"defaults_fit_{uuid.uuid4().hex[:8]}"
+    code = "def fit(config, report, checkpoint_dir):\n    return {}\n\nfit.settings = {'lr': 0.1, 'noise': %s}\n"
+    (tmp_path / f"{module}.py").write_text(code % "0.5")
+    space = tmp_path / "own.yaml"
+    space.write_text(f"entrypoint: {module}:fit\nobjective: {{metric: acc, direction: maximize}}\n"
+                     "params:\n  lr: {type: float, low: 0.01, high: 1}\nbudget: {trials: 2}\n")
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    spec, _ = prepare(SweepOptions(space=str(space), storage=url))
+    study, _ = open_study(spec, url, str(space))
+    study.add_trial(optuna.trial.create_trial(params={"lr": 0.5}, value=0.5,
+                                              distributions={"lr": optuna.distributions.FloatDistribution(0.01, 1)}))
+    (tmp_path / f"{module}.py").write_text(code % "0.9")
+    monkeypatch.delitem(sys.modules, module)  # the function as it is now, as a new process imports it
+    said = f"trained the settings its space leaves out at {module}:fit's defaults, which it declares otherwise " \
+           "now (noise: 0.5 -> 0.9); carrying it on would mix two experiments"
+    with pytest.raises(StorageError, match=re.escape(said)):
+        prepare(SweepOptions(space=str(space), storage=url, overrides=("budget.trials=4",)))
+    proc = subprocess.run([sys.executable, "-m", "sweeper.cli", "resume", spec.name, "--storage", url], cwd=tmp_path,
+                          capture_output=True, text=True, env={**os.environ, "COLUMNS": "300"}, timeout=120)
+    assert proc.returncode == 2 and said in " ".join(proc.stderr.split()), proc.stderr
+    pinned, _ = prepare(SweepOptions(space=str(space), storage=url, overrides=("training.noise=0.5",)))
+    assert pinned.base_config()["noise"] == 0.5 and pinned.name == spec.name
+    assert optuna.load_study(study_name=spec.name, storage=url).user_attrs["defaults"] == {"lr": 0.1, "noise": 0.5}
+
+
 def test_a_study_of_the_same_name_that_another_program_made_is_not_taken_over(tmp_path):
     """Its trials would count in the sweep's budget and best (a best 'val_top3' of 435%), and its params clash."""
     from storage.errors import StorageError
