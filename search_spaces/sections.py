@@ -102,8 +102,7 @@ Duration = Annotated[str, BeforeValidator(_duration)]
 
 
 def _on_grid(value: float, low: float, step: float) -> bool:
-    k = (value - low) / step
-    return abs(k - round(k)) <= 1e-9 * max(1.0, abs(k))
+    return abs((k := (value - low) / step) - round(k)) <= 1e-9 * max(1.0, abs(k))
 
 
 class _Model(BaseModel):
@@ -186,10 +185,9 @@ class _Range(_Model):
 
     def grid_values(self) -> list[Any] | None:
         """Every value a grid search visits, or None when the range is continuous."""
-        count, step = self.grid_count(), self.step or 1
-        if count is None:
+        if (count := self.grid_count()) is None:
             return None
-        values = [self.low + i * step for i in range(count)]
+        values = [self.low + i * (self.step or 1) for i in range(count)]
         return values if isinstance(self, IntParam) else [float(f"{v:.12g}") for v in values]
 
     def admit(self, value: Any, name: str = "value") -> Any:
@@ -388,10 +386,7 @@ class _Scheduler(_Model):
     (Ray's, but where sweeper's differ: time is in epochs)."""
 
     DEFAULTS: ClassVar[dict[str, Any]] = {}
-
-    @property
-    def options(self) -> dict[str, Any]:
-        return self.model_dump(exclude={"type"}, exclude_none=True)
+    options = property(lambda self: self.model_dump(exclude={"type"}, exclude_none=True))
 
 
 class NoScheduler(_Scheduler):
@@ -479,9 +474,7 @@ class Resources(_Model):
         """What a trial takes on a Ray cluster with ``gpus`` GPUs in all."""
         return self.on_gpu if self.on_gpu is not None and gpus > 0 else self
 
-    @property
-    def most_fused(self) -> int:
-        return max(self.fuse, self.on_gpu.fuse if self.on_gpu is not None else 1)
+    most_fused = property(lambda self: max(self.fuse, self.on_gpu.fuse if self.on_gpu is not None else 1))
 
     def ray_resources(self) -> dict[str, float]:
         """What one trial asks Ray for."""
