@@ -431,15 +431,16 @@ class Spec(BaseModel):
 
     def _quick_left(self) -> dict[str, Any]:
         """The quick: section without what a --set changed (a new type: the options it does not take, which --quick
-        applied first, and the new type dropped; a param, its setting and its enqueued values): the sections hold
-        the --set's value, which --quick, applying a --set after the profile, keeps."""
+        applied first, and the new type dropped; a param, its setting, and its enqueued values where it is pinned): the
+        sections hold the --set's value, which --quick, applying a --set after the profile, keeps."""
         typed = {("sampler",): self.sampler, ("scheduler",): self.scheduler,
                  **{("params", *atoms([n])): p for n, p in self.params.items()}}
         sets = [o for o, label, *_ in self._where[1] if label.startswith("--set")]
         quick = flatten(self.quick)[0]  # each leaf is a step of --quick, nested or not (loader.quick_profile)
         at = {k: atoms([k if k.split(".")[0] in Spec.model_fields else f"training.{k}"]) for k in quick}
         rows = {a[:2] for a in at.values() if a[0] == "enqueue"}  # a param's value in any row; a --set's, in its own
-        sets += [(*head, *o[1:]) for o in sets if o[0] == "params" for head in [("training",), *rows]]
+        sets += [(*head, *o[1:]) for o in sets if o[0] == "params" for head in [("training",), *rows] if head[0] ==
+                 "training" or any(o[:len(k)] == k and isinstance(p, sections.FixedParam) for k, p in typed.items())]
         def kept(a: Atoms, o: Atoms) -> bool:  # the quick's key a beside the --set o
             if o[-1] == "type" and (t := typed.get(o[:-1])) and len(a) >= len(o) and a[:len(o) - 1] == o[:-1]:
                 takes = {*type(t).model_fields, *(sections.sampler_options(t.type) if t is self.sampler else ())}

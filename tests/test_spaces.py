@@ -1087,7 +1087,8 @@ def test_a_resolved_spec_whose_set_replaced_what_its_quick_section_changes_loads
     assert load_spec(write(tmp_path, render_spec(spec))).to_yaml_dict()["quick"] == {"budget.trials": 2}
 
 
-def test_a_set_of_one_enqueued_value_leaves_out_the_quick_section_s_value_there(tmp_path: Path) -> None:
+def test_a_set_of_one_enqueued_value_or_a_pinned_param_leaves_out_the_quick_section_s_value_there(tmp_path: Path
+                                                                                                   ) -> None:
     """quick: enqueue.0.lr beside --set enqueue.0.lr=...: validate printed both, and the printed space run with
     --quick enqueued the quick's lr, where the space with its --set, run with --quick, enqueues the --set's."""
     path = write(tmp_path, MINIMAL + "enqueue: [{lr: 1.0e-3}, {lr: 2.0e-3}]\n"
@@ -1097,7 +1098,21 @@ def test_a_set_of_one_enqueued_value_leaves_out_the_quick_section_s_value_there(
     printed = load_spec(write(tmp_path, render_spec(spec), "printed.yaml"), quick=True)
     assert printed.enqueue == load_spec(path, ["enqueue.0.lr=5.0e-3"], quick=True).enqueue \
         == [{"lr": 5.0e-3}, {"lr": 4.0e-3}]
-    assert "quick" not in load_spec(path, ["params.lr.high=2.0e-2"]).to_yaml_dict()  # a param: every row's
+    # a param's --set leaves the rows' quick values, which --quick applies and the --set keeps (nslt1000's printed
+    # space with --set params.warmup_epochs.low=0.5 was refused: its row's 10.0, not quick's 1.0, outside [0.5, 3]);
+    # a param pinned leaves the rows, and every row's quick value with it
+    for expr in ("params.lr.high=2.0e-2", "params.lr.log=false"):
+        printed = load_spec(write(tmp_path, render_spec(load_spec(path, [expr])), "printed.yaml"), quick=True)
+        assert printed.enqueue == load_spec(path, [expr], quick=True).enqueue == [{"lr": 3.0e-3}, {"lr": 4.0e-3}]
+    nslt = load_spec("nslt1000", ["params.warmup_epochs.low=0.5"])
+    assert load_spec(write(tmp_path, render_spec(nslt), "nslt.yaml"), quick=True).enqueue == \
+        load_spec("nslt1000", ["params.warmup_epochs.low=0.5"], quick=True).enqueue
+    two = write(tmp_path, MINIMAL + "  dropout: {type: float, low: 0, high: 0.5}\n"
+                                    "enqueue: [{lr: 1.0e-3, dropout: 0.2}]\nquick: {enqueue.0.lr: 3.0e-3}\n", "2.yaml")
+    pin = "params.lr={type: fixed, value: 2.0e-3}"
+    assert "quick" not in load_spec(two, [pin]).to_yaml_dict()
+    assert load_spec(write(tmp_path, render_spec(load_spec(two, [pin])), "pinned.yaml"), quick=True).enqueue == \
+        load_spec(two, [pin], quick=True).enqueue == [{"dropout": 0.2}]
 
 
 def test_a_setting_and_a_dotted_one_under_it_round_trip_in_either_order(tmp_path: Path) -> None:
