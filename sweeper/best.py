@@ -91,7 +91,19 @@ def trial_config(view: StudyView, trial: optuna.trial.FrozenTrial) -> tuple[dict
     on_gpu = str(trial.user_attrs.get(attrs.DEVICE, "")).startswith("cuda")  # on_gpu's resources were the trial's
     config = with_torch_threads(spec.trial_config(trial.params), entrypoint,
                                 spec.resources.on_cluster(1 if on_gpu else 0).cpu)
-    return config, entrypoint, None
+    return config, entrypoint, _fused_note(trial)
+
+
+def _fused_note(trial: optuna.trial.FrozenTrial) -> str | None:
+    """Why the command repeats a fused group's member only approximately: ``sweeper train`` trains it alone, and a
+    member's numbers are its own run's only to float rounding (the stacked model sums in another order); on CUDA the
+    group draws dropout and mixup for all its members at once. A member's ray id is ``GROUP/K`` (sweeper.fused)."""
+    group, _, member = str(trial.user_attrs.get(attrs.RAY_TRIAL_ID) or "").partition("/")
+    if not member:
+        return None
+    return (f"#{trial.number} trained in a fused group (resources.fuse; Ray trial {group}, member {member}); the "
+            "command trains it alone, which repeats its numbers only to float rounding on a CPU, and on a GPU with "
+            "other dropout masks and mixup draws than the group's")
 
 
 def reproduce_command(config: Mapping[str, Any], space: Path | None = None) -> str:
