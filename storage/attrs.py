@@ -20,6 +20,9 @@ TARGETS = "targets"  # {metric: value} the sweep is trying to reach, e.g. {"test
 BASELINE = "baseline"  # {"source": str, "metrics": {metric: value}}: what we compare against
 OBJECTIVE = "objective"  # {"metric": "val_top3", "direction": "maximize"}: what the sampler optimises
 ENVIRONMENT = "environment"  # storage.environment.record_environment(): versions and git commit
+# the first run's is ENVIRONMENT; each later run whose environment differs from the last recorded adds
+# {"from_trial": N, "unfinished": [numbers], **environment}: trials #N on, and those unfinished at its start, ran it
+ENVIRONMENTS = "environments"
 SPACE_DIR = "space_dir"  # absolute folder of the space file: where `sweeper resume` finds a user's entrypoint
 # absolute folder of the trials' checkpoints, named STUDY-KEY: a resume run from another folder finds them, and a
 # study of the same name in another storage never reads or deletes them

@@ -105,10 +105,7 @@ def _summary(view: StudyView, url: str, now: datetime, state: str) -> str:
     complete = view.complete
     span = view.time_span()
     end = (now if state == "running" else span[1]) if span else now  # as status counts a live sweep: to now
-    env = user.get(attrs.ENVIRONMENT) if isinstance(user.get(attrs.ENVIRONMENT), dict) else {}
-    packages = env.get("packages") if isinstance(env.get("packages"), dict) else {}
-    environment = {"python": env.get("python"), **packages, "git": env.get("git_commit"),
-                   "sweeper git": env.get("sweeper_commit")}
+    later = user.get(attrs.ENVIRONMENTS) if isinstance(user.get(attrs.ENVIRONMENTS), list) else []
     rows = [
         ("storage", mask_url(url)),
         ("space file", attrs.space_file(user) or "-"),
@@ -123,11 +120,24 @@ def _summary(view: StudyView, url: str, now: datetime, state: str) -> str:
         ("baseline", ", ".join(f"{m} {view.fmt(m, v)}" for m, v in view.baseline.items())
                      + (f" ({view.baseline_source})" if view.baseline_source else "") or "none"),
         ("time", f"{_when(span[0])} to {_when(end)} ({duration(end - span[0])})" if span else "-"),
-        ("environment", ", ".join(f"{k} {v}" for k, v in environment.items() if v) or "-"),
+        ("environment", _environment(user.get(attrs.ENVIRONMENT))),
+        # a resume with other code or packages: the trials it trained are not the first run's code's
+        *((f"environment from #{e.get('from_trial')}" + (f" (and {', '.join(f'#{n}' for n in e['unfinished'])})"
+                                                         if e.get("unfinished") else ""), _environment(e))
+          for e in later if isinstance(e, dict)),
         ("generated", _when(now)),
     ]
     table = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>\n" for k, v in rows)
     return _section("summary", f'<table class="summary">\n{table}</table>\n')
+
+
+def _environment(env: Any) -> str:
+    """A study's ``environment`` attr (or one of its ``environments``) in one line: versions and commits."""
+    env = env if isinstance(env, dict) else {}
+    packages = env.get("packages") if isinstance(env.get("packages"), dict) else {}
+    environment = {"python": env.get("python"), **packages, "git": env.get("git_commit"),
+                   "sweeper git": env.get("sweeper_commit")}
+    return ", ".join(f"{k} {v}" for k, v in environment.items() if v) or "-"
 
 
 def _history(view: StudyView, figures: list[tuple[str, str]]) -> str:

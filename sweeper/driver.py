@@ -374,6 +374,7 @@ def open_study(spec: Spec, url: str, space: str | None, results_root: Path = Pat
         study.set_user_attr(attrs.DATABASE, str(database.resolve()))
     if not created:
         study.sampler = build_sampler(spec, resumed_after=held)
+        record_changed_environment(study, found)
     # the spec and its defaults together (found without trials, as an interrupt left it; a resumable change), and
     # what reports compare with
     for key in (attrs.SPEC, attrs.DEFAULTS, attrs.BASELINE):
@@ -408,6 +409,29 @@ def study_attrs(spec: Spec, space: str | None) -> dict[str, Any]:
         attrs.OBJECTIVE: attrs.objective_attr(spec.objective.metric, spec.direction),
         attrs.ENVIRONMENT: record_environment(),
     }
+
+
+def record_changed_environment(study: optuna.Study, found: Sequence[optuna.trial.FrozenTrial]) -> None:
+    """Add this run's environment to the study's ``environments`` where it differs from the last recorded (a
+    ``git pull``, a torch upgrade between runs), and say so: ``environment`` is the first run's alone, so the trials
+    this one trains would otherwise be taken for that code's. ``found``: the trials the study held at its start."""
+    now = record_environment()
+    later = study.user_attrs.get(attrs.ENVIRONMENTS) or []
+    last = later[-1] if later else study.user_attrs.get(attrs.ENVIRONMENT)
+    if not isinstance(last, dict):  # an earlier sweeper's study recorded none
+        return
+    was = {k: v for k, v in last.items() if k not in ("from_trial", "unfinished")}
+    if was == now:
+        return
+    unfinished = sorted(t.number for t in found if not t.state.is_finished())
+    study.set_user_attr(attrs.ENVIRONMENTS, [*later, {"from_trial": len(found), "unfinished": unfinished, **now}])
+    flat = [({"python": e.get("python"), **(e.get("packages") or {}), "git": e.get("git_commit"),
+              "sweeper git": e.get("sweeper_commit")}) for e in (was, now)]
+    changes = ", ".join(f"{k} {str(flat[0].get(k))[:12]} -> {str(v)[:12]}" for k, v in flat[1].items()
+                        if flat[0].get(k) != v)
+    console.print(f"note: this run's code differs from what the study's trials so far ran with ({changes}): trials "
+                  f"from #{len(found)} on{' and those unfinished' * bool(unfinished)} are recorded as trained with "
+                  "it (study attr environments)", markup=False)
 
 
 def fitted_to_ray(spec: Spec, joining: bool) -> Spec:

@@ -1315,3 +1315,35 @@ def test_the_final_summary_leaves_out_a_trial_a_driver_left_for_the_next_run(tmp
     final_summary(study, OutagePolicy(30), SweepPrinter(spec, []), "the same command", said={1})
     out = " ".join(capsys.readouterr().out.split())
     assert "2 trials of a driver that is gone are still RUNNING (#0, #2): the same command carries them on" in out, out
+
+
+def test_a_resume_with_other_code_records_its_environment_for_the_trials_it_trains(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """The study kept its first run's environment only: a resume after a git pull (a study started at bd4c680,
+    extended at e5c5d1c) trained trial #10 with other code, and the study, its report and best said bd4c680."""
+    from search_spaces.loader import load_spec
+    from storage.report import build_report
+    from sweeper.inspection import view_of
+
+    monkeypatch.chdir(tmp_path)
+    spec, url = load_spec("asl20", quick=True), f"sqlite:///{tmp_path / 'sweeps.db'}"
+    study, _ = open_study(spec, url, None)
+    for number in range(3):  # the enqueued #0 and #1 finished, #2 interrupted
+        trial = study.ask(spec.distributions())
+        if number < 2:
+            study.tell(trial, 0.5)
+    capsys.readouterr()
+    open_study(spec, url, None)  # the same code: nothing to add
+    assert attrs.ENVIRONMENTS not in study.user_attrs and "note:" not in capsys.readouterr().out
+    first = study.user_attrs[attrs.ENVIRONMENT]
+    study.set_user_attr(attrs.ENVIRONMENT, {**first, "sweeper_commit": "bd4c6803dab40bb882a5f88719ec0403af7b0577",
+                                            "packages": {**first["packages"], "torch": "2.12.0+cpu"}})
+    resumed, _ = open_study(spec, url, None)
+    assert resumed.user_attrs[attrs.ENVIRONMENTS] == [{"from_trial": 3, "unfinished": [2], **first}]
+    out = capsys.readouterr().out
+    assert "torch 2.12.0+cpu -> " in out and "sweeper git bd4c6803dab4 -> " in out
+    assert "trials from #3 on and those unfinished are recorded as trained with it" in out
+    open_study(spec, url, None)  # recorded once: the last record is this code's
+    assert len(study.user_attrs[attrs.ENVIRONMENTS]) == 1 and "note:" not in capsys.readouterr().out
+    page = build_report(view_of(study), url=url)  # the report's summary names both
+    assert "torch 2.12.0+cpu" in page and "<th>environment from #3 (and #2)</th>" in page
