@@ -50,6 +50,7 @@ WALL_SECONDS = "wall_seconds"  # the run time of the run that finished the trial
 DEVICE = "device"  # "cpu", "cuda:0", ...
 NODE = "node"  # "IP/node-id-prefix" of the Ray node the trial last ran on (which machine, on a cluster)
 PARAMETERS = "parameters"  # model parameter count
+THREADS = "threads"  # the core's torch threads: a retrain on as many repeats its float rounding (sweeper best)
 ERROR = "error"  # why a FAIL trial failed: one line, e.g. "RuntimeError: CUDA out of memory"
 STOP_REASON = "stop_reason"  # why training ended: see the stop reasons below
 RAY_TRIAL_ID = "ray_trial_id"  # joins the study to Ray's results folder while it exists
@@ -59,8 +60,8 @@ RESUMED = "resumed"  # how many times the trial was carried on by a later driver
 # an enqueued trial, RUNNING a moment before its DRIVER attr, is told from a dead asker's (storage.resume)
 ASK_TOKEN = "sweeper:ask"
 
-TRIAL_ATTRS = (*RECORDED_METRICS, BEST_EPOCH, EPOCHS_RUN, WALL_SECONDS, DEVICE, NODE, PARAMETERS, ERROR, STOP_REASON,
-               RAY_TRIAL_ID, DRIVER, RESUMED)
+TRIAL_ATTRS = (*RECORDED_METRICS, BEST_EPOCH, EPOCHS_RUN, WALL_SECONDS, DEVICE, NODE, PARAMETERS, THREADS, ERROR,
+               STOP_REASON, RAY_TRIAL_ID, DRIVER, RESUMED)
 
 # --- stop reasons -----------------------------------------------------------------------------------------------
 # The training core returns its own ("completed", "early_stopping"; trials/ knows nothing of storage); the driver

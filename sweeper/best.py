@@ -88,10 +88,18 @@ def trial_config(view: StudyView, trial: optuna.trial.FrozenTrial) -> tuple[dict
     except SpecError as exc:
         note = f"the stored spec does not validate here ({_first_line(exc)})"
         return _raw_config(data, trial.params), entrypoint, note
-    on_gpu = str(trial.user_attrs.get(attrs.DEVICE, "")).startswith("cuda")  # on_gpu's resources were the trial's
-    config = with_torch_threads(spec.trial_config(trial.params), entrypoint,
-                                spec.resources.on_cluster(1 if on_gpu else 0).cpu)
+    config = with_torch_threads(spec.trial_config(trial.params), entrypoint, _trial_cpus(spec, trial))
     return config, entrypoint, _fused_note(trial)
+
+
+def _trial_cpus(spec: Spec, trial: optuna.trial.FrozenTrial) -> float:
+    """The CPUs the trial's torch threads came from: those it recorded (a core trial since 2026-12-07), else its
+    resources by the stored spec, which a resume with other ``resources`` rewrites (on_gpu's on a GPU)."""
+    recorded = trial.user_attrs.get(attrs.THREADS)
+    if isinstance(recorded, int) and not isinstance(recorded, bool) and recorded > 0:
+        return recorded
+    on_gpu = str(trial.user_attrs.get(attrs.DEVICE, "")).startswith("cuda")
+    return spec.resources.on_cluster(1 if on_gpu else 0).cpu
 
 
 def _fused_note(trial: optuna.trial.FrozenTrial) -> str | None:
@@ -252,7 +260,7 @@ def _first_line(exc: Exception) -> str:
 _EARLIER_SWEEPER = ("; an earlier sweeper made this study and recorded no checkpoint folder: a first run given "
                     "--results-dir DIR kept them in DIR/checkpoints/NAME, which sweeper resume --results-dir DIR "
                     "records")
-_EXTRA_ATTRS = (attrs.BEST_EPOCH, attrs.EPOCHS_RUN, attrs.STOP_REASON, attrs.DEVICE, attrs.PARAMETERS,
+_EXTRA_ATTRS = (attrs.BEST_EPOCH, attrs.EPOCHS_RUN, attrs.STOP_REASON, attrs.DEVICE, attrs.PARAMETERS, attrs.THREADS,
                 attrs.WALL_SECONDS)
 
 

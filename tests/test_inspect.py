@@ -394,6 +394,35 @@ def test_best_says_a_fused_members_retrain_repeats_its_numbers_only_approximatel
         assert "float rounding" in data["note"] and "dropout" in data["note"]
 
 
+def test_best_trains_on_the_threads_a_trial_recorded_not_on_a_resumes_resources() -> None:
+    """best took the threads from the stored spec's resources, which a resume with --set resources.cpu=2 rewrites:
+    trial #4 of a study run at resources.cpu 1 got --set threads=2, whose retrain ended with val_loss 3.0040858 where
+    the trial recorded 3.0040861. The core now returns its threads, which the trial records, and best uses those."""
+    import torch
+
+    from trials import run
+
+    threads = torch.get_num_threads()  # the core sets them for the whole process: these leave it as it is
+    result = run({"dataset.classes": 6, "dataset.samples_per_class": 4, "epochs": 1, "threads": threads})
+    assert result[attrs.THREADS] == threads
+    spec = load_spec(resolve_space_path("spaces/asl20.yaml"), ("resources.cpu=2",), quick=True)  # as resumed
+    study = optuna.create_study(direction="maximize")
+    study.set_user_attr(attrs.SPEC, spec.to_yaml_dict())
+    study.set_user_attr(attrs.OBJECTIVE, attrs.objective_attr("val_top3", "maximize"))
+    for recorded in (1, None):  # None: a trial of a sweeper that recorded no threads: its resources, as before
+        study.enqueue_trial(BEST_PARAMS)
+        trial = study.ask(spec.distributions())
+        trial.set_user_attr(attrs.DEVICE, "cpu")
+        if recorded:
+            trial.set_user_attr(attrs.THREADS, recorded)
+        study.tell(trial, 0.9 if recorded else 0.95)
+        data = best_summary(view_of(study))
+        assert data["config"]["threads"] == (recorded or 2)
+        assert parse_set_flags(shlex.split(data["reproduce"])[3::2]) == data["config"]
+        assert data["metrics"].keys() == {"val_top3"}  # an attr of how it ran, not a metric
+        assert data["attrs"] == {"device": "cpu", **({attrs.THREADS: recorded} if recorded else {})}
+
+
 def test_a_data_path_under_home_needs_no_cd_to_the_studys_first_folder(tmp_path: Path) -> None:
     """best prefixed ``cd FIRST &&`` to a trial that read ``~/data.npz``, which every folder reads alike, and to a
     WLASL trial with an absolute root, whose split file and landmarks folder are read inside that root."""

@@ -317,6 +317,7 @@ def final_result(progress: dict[str, Any], test: dict[str, float], stop_reason: 
         "stop_reason": stop_reason,
         "parameters": count_parameters(model),
         "device": str(device),
+        "threads": torch.get_num_threads(),  # its float rounding: a retrain on another count differs in the last digits
         "wall_seconds": wall_seconds,
         "data": data.description,
     }
