@@ -9,8 +9,9 @@ random until ``n_startup_trials`` trials have *finished*: with ``k`` trials runn
 random and every later one uses TPE, whose constant liar counts the still-running trials as bad results so that
 it does not propose near-copies of them.
 
-Random draws are seeded per trial number (:class:`NumberedRandomSampler`): trial numbers are unique in a study, so
-drivers that share one never draw the same configuration, while one seed still gives one sweep.
+Random draws are seeded per trial number (:class:`NumberedRandomSampler`), and so are TPE's: trial numbers are unique
+in a study, so drivers that share one never draw the same configuration, while one seed still gives one sweep, and
+a resumed one (one trial at a time) samples what it would have sampled uninterrupted.
 """
 
 from __future__ import annotations
@@ -63,12 +64,22 @@ class ParallelTPESampler(BaseSampler):
         tpe_options.setdefault("constant_liar", True)
         # Another seed for TPE: while fewer than MIN_FINISHED_FOR_TPE trials have finished it samples at random
         # too, and with the random sampler's seed it would repeat the first random trials' params exactly.
-        tpe_seed = None if seed is None else (seed + 1) % 2**32
-        self._tpe = TPESampler(seed=tpe_seed, n_startup_trials=min(MIN_FINISHED_FOR_TPE, n_startup_trials),
+        self._tpe_seed = None if seed is None else (seed + 1) % 2**32
+        self._tpe = TPESampler(seed=self._tpe_seed, n_startup_trials=min(MIN_FINISHED_FOR_TPE, n_startup_trials),
                                **tpe_options)
+        self._tpe_number = -1  # the trial TPE's generators are seeded for
 
     def _pick(self, trial: FrozenTrial) -> BaseSampler:
-        return self._random if trial.number < self.n_startup_trials else self._tpe
+        if trial.number < self.n_startup_trials:
+            return self._random
+        if self._tpe_seed is not None and trial.number != self._tpe_number:
+            # one stream per trial number, not per driver: a resumed sweep's draws for trial N are the uninterrupted
+            # one's (its study holding the same trials), and two drivers sharing a study draw apart
+            tpe, fallback = np.random.SeedSequence([self._tpe_seed, trial.number]).generate_state(2)
+            self._tpe._rng.rng.seed(int(tpe))
+            self._tpe._random_sampler._rng.rng.seed(int(fallback))  # TPE's own, while under 2 trials have finished
+            self._tpe_number = trial.number
+        return self._tpe
 
     def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
         return self._pick(trial).infer_relative_search_space(study, trial)
@@ -91,6 +102,7 @@ class ParallelTPESampler(BaseSampler):
     def reseed_rng(self) -> None:
         self._random.reseed_rng()
         self._tpe.reseed_rng()
+        self._tpe_seed = None
 
 
 class BudgetedGridSampler(optuna.samplers.GridSampler):
@@ -126,10 +138,10 @@ def sampler_defaults(kind: Any, spec: Spec) -> dict[str, Any]:
 def build_sampler(spec: Spec, resumed_after: int = 0) -> optuna.samplers.BaseSampler:
     """The spec's sampler; ``resumed_after``: how many trials the study already holds when resuming it.
 
-    A resumed sweep must not replay the random numbers the first run used (with a fixed seed, TPE would repeat
-    its draws), so its seed moves on by the trials already there; random draws are seeded per trial number
-    anyway. QMC and grid keep their seed: the study holds positions in the sequence or the shuffled grid, which
-    must stay the same.
+    A resumed sweep must not replay the random numbers the first run used (with a fixed seed, CMA-ES and GP would
+    repeat their draws), so their seed moves on by the trials already there; the random sampler's and TPE's draws
+    are seeded per trial number, so theirs keeps it. QMC and grid keep their seed: the study holds positions in the
+    sequence or the shuffled grid, which must stay the same.
     """
     with warnings.catch_warnings():
         # Optuna's ExperimentalWarning for QMC and some options (TPE's group, CMA-ES' with_margin, GP's
@@ -140,7 +152,7 @@ def build_sampler(spec: Spec, resumed_after: int = 0) -> optuna.samplers.BaseSam
 
 def _new_sampler(spec: Spec, resumed_after: int) -> optuna.samplers.BaseSampler:
     seed = spec.sampler.seed
-    if seed is not None and resumed_after and spec.sampler.type not in ("qmc", "grid", "random"):
+    if seed is not None and resumed_after and spec.sampler.type not in ("qmc", "grid", "random", "tpe"):
         seed = (seed + resumed_after) % 2**32  # numpy's seeds end there
     if spec.sampler.type == "grid":
         return BudgetedGridSampler(spec.grid_search_space(), seed=seed)

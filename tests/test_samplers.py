@@ -530,3 +530,26 @@ def test_a_grid_runs_no_point_twice_when_an_enqueued_row_is_already_in_the_study
                    n_trials=budget)
     grid_points = [tuple(sorted(t.params.items())) for t in study.trials if "grid_id" in t.system_attrs]
     assert budget == 9 and len(grid_points) == len(set(grid_points)) == 8
+
+
+def test_a_resumed_tpe_sweep_one_trial_at_a_time_samples_what_the_uninterrupted_one_would(tmp_path):
+    """A quick TPE sweep of 10 trials, 1 at a time, killed after #6 and resumed, sampled other params from #7 on
+    than the same sweep run through: the resumed sampler's seed moved on by the trials held. TPE's draws are now
+    seeded by (seed, trial number), as random draws are, so the study's trials alone decide them."""
+    from search_spaces.loader import load_spec
+    from sweeper.samplers import build_sampler
+
+    spec = load_spec("spaces/asl20.yaml", overrides=["enqueue=[]", "sampler.n_startup_trials=3"])
+
+    def objective(trial: optuna.Trial) -> float:  # a deterministic stand-in for training
+        return -sum((trial.suggest_float(n, d.low, d.high, log=d.log) - d.low) / (d.high - d.low)
+                    for n, d in spec.distributions().items())
+
+    through = optuna.create_study(direction="maximize", sampler=build_sampler(spec))
+    through.optimize(objective, n_trials=8)
+    url = f"sqlite:///{tmp_path / 'resumed.db'}"
+    cut = optuna.create_study(storage=url, study_name="tpe", direction="maximize", sampler=build_sampler(spec))
+    cut.optimize(objective, n_trials=5)
+    resumed = optuna.load_study(study_name="tpe", storage=url, sampler=build_sampler(spec, resumed_after=5))
+    resumed.optimize(objective, n_trials=3)
+    assert [t.params for t in resumed.trials] == [t.params for t in through.trials]
