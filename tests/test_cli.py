@@ -1184,6 +1184,16 @@ def test_a_name_beyond_an_ascii_locale_is_one_message_and_exit_2(tmp_path):
     assert not (tmp_path / "new.db").exists()
 
 
+def test_a_space_file_whose_name_is_not_utf8_still_validates(tmp_path):
+    """A Latin-1 file name (caf\\xe9.yaml) under a UTF-8 locale is a path, not a study name: it opens as the bytes
+    it is, as it did before arguments were checked for text."""
+    space = tmp_path / os.fsdecode(b"caf\xe9.yaml")
+    space.write_text("name: cafe\nparams:\n  lr: {type: float, low: 0.001, high: 0.01}\n", encoding="utf-8")
+    env = {**os.environ, "LC_ALL": "C.UTF-8"}
+    checked = sweeper("validate", str(space), "--set", f"storage=sqlite:///{tmp_path / 's.db'}", cwd=tmp_path, env=env)
+    assert checked.returncode == 0 and "is not text" not in checked.stderr, checked.stderr
+
+
 FULL_DISK = pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
 
 
