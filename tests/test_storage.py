@@ -238,6 +238,15 @@ def test_an_at_in_a_query_value_after_an_ipv6_host_without_a_port_is_read_as_lib
     assert parsed.query["application_name"] == "me@laptop"
 
 
+def test_an_at_in_a_query_value_before_a_path_in_another_is_read_as_libpq_reads_it() -> None:
+    """A query value's '@' (application_name=a@b) before another value that holds a '/' (sslrootcert=/certs/ca.pem)
+    is no password read as a port (u:1234/pa?ss=wd@host/db): the URL was refused as reading two ways."""
+    url = "postgresql+psycopg://me@db.example:5433/sweeps?application_name=me@laptop&sslrootcert=/certs/ca.pem"
+    parsed = make_url(validate_storage_url(url))
+    assert (parsed.username, parsed.host, parsed.port, parsed.database) == ("me", "db.example", 5433, "sweeps")
+    assert parsed.query == {"application_name": "me@laptop", "sslrootcert": "/certs/ca.pem"}
+
+
 @pytest.mark.parametrize(
     ("url", "message"),
     [
