@@ -273,7 +273,7 @@ def prepare(options: SweepOptions) -> tuple[Spec, str]:
                     f"Study {spec.name!r} in {mask_url(url)} holds trials but no sweeper spec: another program made "
                     "it, and its trials would count in this sweep's budget and best. Start a new study with --fresh, "
                     "or give this space another name (--set name=...).")
-            check_defaults(spec, ran if has_trials else None)
+            check_defaults(spec, ran if has_trials else None, stored if isinstance(stored, dict) else None)
             if changes := spec_changes(with_defaults(stored, spec, ran), with_defaults(spec_attr(spec), spec)) \
                     if isinstance(stored, dict) else []:
                 raise StorageError(
@@ -318,13 +318,18 @@ def stored_spec_attr(storage: optuna.storages.BaseStorage, name: str) -> tuple[A
     return found.get(attrs.SPEC), holds_trials(storage, study._study_id), found.get(attrs.DEFAULTS)
 
 
-def check_defaults(spec: Spec, ran: Any) -> None:
+def check_defaults(spec: Spec, ran: Any, stored: Mapping[str, Any] | None = None) -> None:
     """Refuse to carry on a study whose trials trained a setting its space leaves out at a default that the
     entrypoint declares otherwise now (``ran``: the ``defaults`` attr): its trials would mix two experiments, as
-    for a changed training block, but no spec shows it (a function's config holds no default: it merges its own)."""
-    entry, config = spec.entrypoint_info, spec.base_config()
-    left = [k for k in (entry.settings or {}) if k not in config and k not in spec.params] if entry else []
-    if changes := default_changes(ran, entry.settings if entry else None, left):
+    for a changed training block, but no spec shows it (a function's config holds no default: it merges its own).
+    A setting the ``stored`` spec wrote trained at its written value, not the default: the specs compare that."""
+    entry, config, stored = spec.entrypoint_info, spec.base_config(), stored or {}
+    settings = (entry.settings if entry else None) or {}
+    training = stored.get("training")
+    written = {*(flatten(training, {k for k, v in settings.items() if isinstance(v, dict)})[0]
+                 if isinstance(training, dict) else ()), *(stored.get("params") or ())}
+    left = [k for k in settings if k not in {*config, *spec.params, *written}]
+    if changes := default_changes(ran, settings, left):
         raise StorageError(
             f"Study {spec.name!r} trained the settings its space leaves out at {spec.entrypoint}'s defaults, which "
             f"it declares otherwise now ({'; '.join(changes)}); carrying it on would mix two experiments. Put "

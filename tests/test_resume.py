@@ -282,6 +282,33 @@ def test_a_default_of_the_function_changed_since_the_study_ran_is_refused_unless
     assert optuna.load_study(study_name=spec.name, storage=url).user_attrs["defaults"] == {"lr": 0.1, "noise": 0.5}
 
 
+def test_a_setting_the_study_wrote_whose_default_became_its_value_may_leave_the_space(tmp_path, monkeypatch):
+    """The study's space wrote noise: 0.9 (its trials trained at 0.9, not at the default 0.5); the default became
+    0.9 and the line went: the same experiment, refused as a default changed for a setting the space leaves out."""
+    monkeypatch.chdir(tmp_path)
+    module = f"written_fit_{uuid.uuid4().hex[:8]}"
+    code = "def fit(config, report, checkpoint_dir):\n    return {}\n\nfit.settings = {'lr': 0.1, 'noise': %s}\n"
+    (tmp_path / f"{module}.py").write_text(code % "0.5")
+    head = f"entrypoint: {module}:fit\nobjective: {{metric: acc, direction: maximize}}\n" \
+           "params:\n  lr: {type: float, low: 0.01, high: 1}\nbudget: {trials: 2}\n"
+    space = tmp_path / "own.yaml"
+    space.write_text(head + "training: {noise: 0.9}\n")
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    spec, _ = prepare(SweepOptions(space=str(space), storage=url))
+    study, _ = open_study(spec, url, str(space))
+    study.add_trial(optuna.trial.create_trial(params={"lr": 0.5}, value=0.5,
+                                              distributions={"lr": optuna.distributions.FloatDistribution(0.01, 1)}))
+    (tmp_path / f"{module}.py").write_text(code % "0.9")
+    monkeypatch.delitem(sys.modules, module)
+    space.write_text(head)
+    again, _ = prepare(SweepOptions(space=str(space), storage=url, overrides=("budget.trials=4",)))
+    assert again.name == spec.name
+    (tmp_path / f"{module}.py").write_text(code % "0.7")  # what the study ran (0.9) is no default now: refused
+    monkeypatch.delitem(sys.modules, module)
+    with pytest.raises(StorageError, match=re.escape("noise: 0.9 -> 0.7")):
+        prepare(SweepOptions(space=str(space), storage=url, overrides=("budget.trials=4",)))
+
+
 def test_a_study_of_the_same_name_that_another_program_made_is_not_taken_over(tmp_path):
     """Its trials would count in the sweep's budget and best (a best 'val_top3' of 435%), and its params clash."""
     from storage.errors import StorageError
