@@ -266,7 +266,7 @@ def prepare(options: SweepOptions) -> tuple[Spec, str]:
             if fresh != spec.name:
                 spec = load_spec(resolve_space_path(options.space), (*options.overrides, f"name={fresh}"),
                                  quick=options.quick, keep_deprecated=True)
-        elif (found := retry_briefly(lambda: stored_spec_attr(storage, spec.name))) is not None:
+        elif (found := retry_briefly(lambda: stored_spec_attr(storage, spec.name, spec.base_dir))) is not None:
             stored, has_trials, ran = found
             if not isinstance(stored, dict) and has_trials:  # else: its creator died early
                 raise StorageError(
@@ -308,14 +308,15 @@ def note_deprecated(spec: Spec, deprecated: Mapping[str, str]) -> None:
         warnings.filterwarnings("ignore", message=re.escape(said), category=FutureWarning)
 
 
-def stored_spec_attr(storage: optuna.storages.BaseStorage, name: str) -> tuple[Any, bool, Any] | None:
-    """The spec attr of the study ``name``, whether it holds trials, and the defaults its trials ran at; None where
-    there is no such study."""
+def stored_spec_attr(storage: optuna.storages.BaseStorage, name: str, space_dir: str | None = None
+                     ) -> tuple[Any, bool, Any] | None:
+    """The spec attr of the study ``name``, whether it holds trials, and the defaults its trials ran at (those of
+    its space folder, under ``space_dir``: :func:`attrs.defaults_here`); None where there is no such study."""
     if not study_exists(storage, name):
         return None
     study = optuna.load_study(study_name=name, storage=storage)
     found = study.user_attrs
-    return found.get(attrs.SPEC), holds_trials(storage, study._study_id), found.get(attrs.DEFAULTS)
+    return found.get(attrs.SPEC), holds_trials(storage, study._study_id), attrs.defaults_here(found, space_dir)
 
 
 def check_defaults(spec: Spec, ran: Any, stored: Mapping[str, Any] | None = None) -> None:
@@ -447,7 +448,7 @@ def stored_spec(url: str, name: str, overrides: tuple[str, ...] = (), results_ro
             f"this sweeper, or {entrypoint} as it is here, refuses what the study ran with: put back the code it " \
             "ran and resume; if the code is as it was, run its space, mended, as a new study (sweeper run FILE --fresh)"
         raise SpecError([*exc.issues, SpecIssue(file, None, "", why)]) from None
-    check_defaults(spec, user_attrs.get(attrs.DEFAULTS))
+    check_defaults(spec, attrs.defaults_here(user_attrs, space_dir))
     if changes := spec_changes(data, spec_attr(spec)):  # --set may change how much runs, never what is searched
         may = ", ".join(sorted(RESUMABLE_SECTIONS - {"storage"}))  # --set storage=... was refused above
         raise StorageError(f"--set would change what study {name!r} searches ({'; '.join(changes)}); resuming it so "

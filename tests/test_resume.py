@@ -309,6 +309,45 @@ def test_a_setting_the_study_wrote_whose_default_became_its_value_may_leave_the_
         prepare(SweepOptions(space=str(space), storage=url, overrides=("budget.trials=4",)))
 
 
+def test_a_copied_project_whose_function_declares_a_path_of_its_folder_carries_its_study_on(tmp_path, monkeypatch):
+    """fit.settings = {data: <its own folder>/data}: in a copy of the project (cp -a, its SQLite file with it) the
+    default names the copy's data, as the study's folders do; it was refused as a default changed since the study
+    ran ('/a/data' -> '/b/data'), by run and resume, with no way on but --fresh."""
+    from sweeper.preflight import stored_spec
+
+    module = f"folder_fit_{uuid.uuid4().hex[:8]}"
+    first, copy = tmp_path / "a", tmp_path / "b"
+    first.mkdir()
+    (first / f"{module}.py").write_text("from pathlib import Path\n\ndef fit(config, report, checkpoint_dir):\n"
+                                        "    return {}\n\nfit.settings = {'lr': 0.1, "
+                                        "'data': str(Path(__file__).parent / 'data')}\n")
+    (first / "own.yaml").write_text(f"entrypoint: {module}:fit\nobjective: {{metric: acc, direction: maximize}}\n"
+                                    "params:\n  lr: {type: float, low: 0.01, high: 1}\nbudget: {trials: 2}\n")
+    url = "sqlite:///sweeps.db"
+    monkeypatch.chdir(first)
+    spec, _ = prepare(SweepOptions(space="own.yaml", storage=url))
+    study, _ = open_study(spec, url, "own.yaml")
+    study.add_trial(optuna.trial.create_trial(params={"lr": 0.5}, value=0.5,
+                                              distributions={"lr": optuna.distributions.FloatDistribution(0.01, 1)}))
+    assert study.user_attrs["defaults"]["data"] == str(first.resolve() / "data")
+    shutil.copytree(first, copy)
+    monkeypatch.chdir(copy)
+    monkeypatch.delitem(sys.modules, module)  # the copy's module, as a new process in it imports it
+    again, _ = prepare(SweepOptions(space="own.yaml", storage=url, overrides=("budget.trials=4",)))
+    assert again.name == spec.name
+    assert stored_spec(url, spec.name).base_dir == str(copy.resolve())
+    shared = f"sqlite:///{tmp_path / 'shared.db'}"  # one study for both checkouts, as a server's: each carries it on
+    for folder in (first, copy, first):  # each in a process of its own: its folder's module, not the other's
+        monkeypatch.chdir(folder)
+        monkeypatch.delitem(sys.modules, module, raising=False)
+        monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in (str(first.resolve()), str(copy.resolve()))])
+        spec, _ = prepare(SweepOptions(space="own.yaml", storage=shared))
+        study, _ = open_study(spec, shared, "own.yaml")
+        if not study.trials:
+            study.add_trial(optuna.trial.create_trial(
+                params={"lr": 0.5}, value=0.5, distributions={"lr": optuna.distributions.FloatDistribution(0.01, 1)}))
+
+
 def test_a_study_of_the_same_name_that_another_program_made_is_not_taken_over(tmp_path):
     """Its trials would count in the sweep's budget and best (a best 'val_top3' of 435%), and its params clash."""
     from storage.errors import StorageError
