@@ -25,7 +25,7 @@ from rich.table import Table
 from sweeper.console import console, epoch_line, forgiving_streams, format_value, plain, recorded, valued
 from sweeper.errors import BadInput, DiskUnavailable, disk_problem
 from sweeper.overrides import read_set_flags
-from trials.config import REPLAYED
+from trials.config import REPLAYED, text_keys
 from trials.entrypoint import (
     DEFAULT_ENTRYPOINT,
     EntrypointError,
@@ -123,10 +123,13 @@ def set_in_map(config: dict[str, Any], key: str, value: Any, entry: EntrypointIn
     Raises ValueError where the map holds no mapping at that place (``opts: 3``), as run and validate do."""
     from search_spaces.loader import set_path
 
-    if entry.map_holding(key) is None:
+    if (held := entry.map_holding(key)) is None:
         return False
     config.update(entry.with_declared_map(copy.deepcopy(config), key))  # not the space's own maps, set in place
+    if isinstance(config[held], Mapping):  # opts.0 names its key 0, which it keeps in the key type declared
+        config[held] = text_keys(config[held])
     set_path(config, key, value)
+    config[held] = entry.coerce(held, config[held])
     return True
 
 

@@ -1286,6 +1286,28 @@ def test_standalone_config_speaks_the_same_keys(tmp_path: Path) -> None:
         run(space_file, "widht=3")
 
 
+def test_a_map_the_function_declares_with_number_keys_reaches_it_with_number_keys(tmp_path: Path) -> None:
+    """fit.settings = {w: {0: 1.0, 1: 2.0}}, the space's w: {0: 5.0}: its keys became text ('0') for every trial
+    (sweeper run, train and resume), so fit's w[0] found none; a resumed study's stored spec gave '0' before."""
+    import json
+
+    module = f"keyed_fit_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{module}.py").write_text("def fit(config, report, checkpoint_dir):\n    return {}\n"
+                                           "fit.settings = {'w': {0: 1.0, 1: 2.0}, 'x': 0.5}\n")
+    space_file = write(tmp_path, f"entrypoint: {module}:fit\nobjective: {{metric: score, direction: maximize}}\n"
+                                 "training:\n  w: {0: 5.0}\nparams:\n  x: {type: float, low: 0.1, high: 1.0}\n")
+    spec = load_spec(space_file)
+    assert spec.base_config()["w"] == {0: 5.0}
+    stored = json.loads(json.dumps(spec.to_yaml_dict()))  # as the study keeps it, for resume and best
+    assert spec_from_dict(stored, base_dir=str(tmp_path), stored=True).trial_config({"x": 0.5})["w"] == {0: 5.0}
+    assert prepare(space_file, [])[0].config["w"] == {0: 5.0}  # sweeper train
+    # sweeper best's command (a map's --set sets each key), and a key of it set: the key, not a '0' beside 0
+    assert prepare(space_file, ["w={0: 5.0}"])[0].config["w"] == {0: 5.0}
+    assert prepare(space_file, ["w.0=7"])[0].config["w"] == {0: 7}
+    mixed = write(tmp_path, space_file.read_text().replace("{0: 5.0}", "{0: 5.0, b: 1.0}"), "mixed.yaml")
+    assert load_spec(mixed).base_config()["w"] == {"0": 5.0, "b": 1.0}  # text, which a driver can sort
+
+
 def test_quick_section_is_checked_without_quick(tmp_path: Path) -> None:
     path = write(tmp_path, MINIMAL + "training: {epochs: 10}\nquick:\n  training.epochs: 0\n  budget.trials: 2\n")
     err = errors(path)

@@ -135,6 +135,8 @@ class EntrypointInfo:
         if problem := self.unknown_setting(key):
             raise ConfigError(problem, key)
         default = (self.settings or {}).get(key)
+        if isinstance(default, Mapping) and isinstance(value, Mapping):
+            return _keys_as_declared(value, default)
         return coerce(key, value, type(default)) if isinstance(default, bool | int | float | str) else value
 
     def problems(self, config: Mapping[str, Any]) -> list[ConfigError]:
@@ -147,6 +149,16 @@ class EntrypointInfo:
         except ConfigError as exc:
             return [exc]
         return []
+
+
+def _keys_as_declared(value: Mapping[Any, Any], default: Mapping[Any, Any]) -> Any:
+    """A map setting's keys as numbers where the function declares its map with number keys ({0: 1.0, 1: 2.0}):
+    a space's map reaches it with text keys ('0', as JSON and so a resumed study give them), and fit's ``w[0]``
+    found none. Keys that are not all numbers stay text, which a driver can sort."""
+    if not default or not all(type(k) is int for k in default) or \
+            not all(isinstance(k, int | str) and re.fullmatch(r"-?\d+", str(k)) for k in value):
+        return value
+    return {int(k): v for k, v in value.items()}
 
 
 def import_target(target: str, base_dir: str | Path | None = None, cwd: str | Path | None = None
