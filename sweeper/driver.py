@@ -416,8 +416,11 @@ def study_attrs(spec: Spec, space: str | None) -> dict[str, Any]:
 def record_changed_environment(study: optuna.Study, found: Sequence[optuna.trial.FrozenTrial]) -> None:
     """Add this run's environment to the study's ``environments`` where it differs from the last recorded (a
     ``git pull``, a torch upgrade between runs), and say so: ``environment`` is the first run's alone, so the trials
-    this one trains would otherwise be taken for that code's. ``found``: the trials the study held at its start."""
-    now = record_environment()
+    this one trains would otherwise be taken for that code's. ``found``: the trials the study held at its start.
+    The git commit is the study's work folder's, as the first run's was (its working directory): a resume run from
+    another folder trains the same code, and noted 'git 2c535bbd21a6 -> None', then the reverse from the project."""
+    work = study.user_attrs.get(attrs.WORK_DIR)
+    now = record_environment(work if isinstance(work, str) and Path(work).is_dir() else None)
     later = study.user_attrs.get(attrs.ENVIRONMENTS) or []
     last = later[-1] if later else study.user_attrs.get(attrs.ENVIRONMENT)
     if not isinstance(last, dict):  # an earlier sweeper's study recorded none

@@ -1413,3 +1413,29 @@ def test_a_resume_with_other_code_records_its_environment_for_the_trials_it_trai
     assert len(study.user_attrs[attrs.ENVIRONMENTS]) == 1 and "note:" not in capsys.readouterr().out
     page = build_report(view_of(study), url=url)  # the report's summary names both
     assert "torch 2.12.0+cpu" in page and "<th>environment from #3 (and #2)</th>" in page
+
+
+def test_a_resume_from_another_folder_notes_no_other_code(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """The git commit came from the resume's working directory: `sweeper resume` run outside the project's
+    repository noted 'git 2c535bbd21a6 -> None' and recorded an environment, and the next run from the project the
+    reverse, though every trial ran the same code. It is the study's work folder's, as the first run recorded."""
+    import subprocess
+
+    from search_spaces.loader import load_spec
+
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    project.mkdir(), elsewhere.mkdir()
+    for command in (["init", "-q"], ["-c", "user.name=a", "-c", "user.email=a@b", "commit", "-q", "--allow-empty",
+                                     "-m", "first"]):
+        subprocess.run(["git", *command], cwd=project, check=True)
+    monkeypatch.chdir(project)
+    spec, url = load_spec("asl20", quick=True), f"sqlite:///{tmp_path / 'sweeps.db'}"
+    study, _ = open_study(spec, url, None)
+    study.tell(study.ask(spec.distributions()), 0.5)
+    assert study.user_attrs[attrs.ENVIRONMENT]["git_commit"]
+    capsys.readouterr()
+    for folder in (elsewhere, project):
+        monkeypatch.chdir(folder)
+        open_study(spec, url, None)
+        assert attrs.ENVIRONMENTS not in study.user_attrs and "note:" not in capsys.readouterr().out
