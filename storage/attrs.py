@@ -111,15 +111,18 @@ def defaults_attr(settings: Mapping[str, Any] | None) -> dict[str, Any] | None:
     return None if settings is None else json.loads(json.dumps(dict(settings), default=str))
 
 
-def defaults_here(found: Mapping[str, Any], space_dir: str | None) -> Any:
+def defaults_here(found: Mapping[str, Any], space_dir: str | None, declared: Any = None) -> Any:
     """The ``defaults`` attr with a path under the study's recorded space folder moved under ``space_dir``: a
     function declaring a path of its own folder (``str(Path(__file__).parent / "data")``) in a copied or moved
-    project (``cp -a``, ``mv``), or in another checkout sharing a server's study, declares the same data there."""
+    project (``cp -a``, ``mv``), or in another checkout sharing a server's study, declares the same data there.
+    A path that ``declared`` (the defaults attr of the function here) still holds as recorded stays: one written out
+    (``'/srv/a/data'``) names that folder in any copy, and moved it was refused as a default changed."""
     ran, then = found.get(DEFAULTS), found.get(SPACE_DIR)
     if not isinstance(ran, dict) or not isinstance(then, str) or not space_dir or Path(then) == Path(space_dir):
         return ran
+    declared = declared if isinstance(declared, dict) else {}
     return {k: str(Path(space_dir, Path(v).relative_to(then))) if isinstance(v, str) and Path(v).is_absolute()
-            and Path(v).is_relative_to(then) else v for k, v in ran.items()}
+            and Path(v).is_relative_to(then) and declared.get(k) != v else v for k, v in ran.items()}
 
 
 def spec_as_ran(stored: dict[str, Any]) -> dict[str, Any]:

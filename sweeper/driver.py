@@ -339,7 +339,7 @@ def open_study(spec: Spec, url: str, space: str | None, results_root: Path = Pat
         # prepare compared the spaces before this, but then the study may not have been there: a driver of another
         # space that created it since would have its trials mixed with this one's
         stored = study.user_attrs.get(attrs.SPEC)
-        ran = attrs.defaults_here(study.user_attrs, spec.base_dir)
+        ran = attrs.defaults_here(study.user_attrs, spec.base_dir, attributes.get(attrs.DEFAULTS))
         if isinstance(stored, dict) and (changes := spec_changes(with_defaults(stored, spec, ran),
                                                                  with_defaults(attributes[attrs.SPEC], spec))):
             raise StorageError(f"Study {spec.name!r} was made a moment ago by another sweep, from a different space "
@@ -375,10 +375,11 @@ def open_study(spec: Spec, url: str, space: str | None, results_root: Path = Pat
     if not created:
         study.sampler = build_sampler(spec, resumed_after=held)
         record_changed_environment(study, found)
+    ran_attr = study.user_attrs.get(attrs.DEFAULTS)
     # the spec and its defaults together (found without trials, as an interrupt left it; a resumable change), and
     # what reports compare with; a path of this space's folder as one of the study's (another checkout's, on a server)
     attributes[attrs.DEFAULTS] = attrs.defaults_here({**attributes, attrs.SPACE_DIR: spec.base_dir},
-                                                     study.user_attrs.get(attrs.SPACE_DIR))
+                                                     study.user_attrs.get(attrs.SPACE_DIR), ran_attr)
     for key in (attrs.SPEC, attrs.DEFAULTS, attrs.BASELINE):
         if study.user_attrs.get(key) != attributes.get(key):
             study.set_user_attr(key, attributes.get(key))

@@ -266,7 +266,8 @@ def prepare(options: SweepOptions) -> tuple[Spec, str]:
             if fresh != spec.name:
                 spec = load_spec(resolve_space_path(options.space), (*options.overrides, f"name={fresh}"),
                                  quick=options.quick, keep_deprecated=True)
-        elif (found := retry_briefly(lambda: stored_spec_attr(storage, spec.name, spec.base_dir))) is not None:
+        elif (found := retry_briefly(lambda: stored_spec_attr(storage, spec.name, spec.base_dir, attrs.defaults_attr(
+                spec.entrypoint_info.settings if spec.entrypoint_info else None)))) is not None:
             stored, has_trials, ran = found
             if not isinstance(stored, dict) and has_trials:  # else: its creator died early
                 raise StorageError(
@@ -308,15 +309,17 @@ def note_deprecated(spec: Spec, deprecated: Mapping[str, str]) -> None:
         warnings.filterwarnings("ignore", message=re.escape(said), category=FutureWarning)
 
 
-def stored_spec_attr(storage: optuna.storages.BaseStorage, name: str, space_dir: str | None = None
-                     ) -> tuple[Any, bool, Any] | None:
+def stored_spec_attr(storage: optuna.storages.BaseStorage, name: str, space_dir: str | None = None,
+                     declared: Any = None) -> tuple[Any, bool, Any] | None:
     """The spec attr of the study ``name``, whether it holds trials, and the defaults its trials ran at (those of
-    its space folder, under ``space_dir``: :func:`attrs.defaults_here`); None where there is no such study."""
+    its space folder, under ``space_dir``, unless ``declared`` here as they ran: :func:`attrs.defaults_here`); None
+    where there is no such study."""
     if not study_exists(storage, name):
         return None
     study = optuna.load_study(study_name=name, storage=storage)
     found = study.user_attrs
-    return found.get(attrs.SPEC), holds_trials(storage, study._study_id), attrs.defaults_here(found, space_dir)
+    ran = attrs.defaults_here(found, space_dir, declared)
+    return found.get(attrs.SPEC), holds_trials(storage, study._study_id), ran
 
 
 def check_defaults(spec: Spec, ran: Any, stored: Mapping[str, Any] | None = None) -> None:

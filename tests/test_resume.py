@@ -348,6 +348,35 @@ def test_a_copied_project_whose_function_declares_a_path_of_its_folder_carries_i
                 params={"lr": 0.5}, value=0.5, distributions={"lr": optuna.distributions.FloatDistribution(0.01, 1)}))
 
 
+def test_a_copied_project_whose_function_names_a_fixed_path_in_the_first_folder_carries_its_study_on(
+        tmp_path, monkeypatch):
+    """fit.settings = {data: '/srv/a/data'}, written out, not of its own folder: a copy of the project declares the
+    same path, but the study's was moved under the copy ('/srv/b/data') and the copy was refused as a default changed
+    since the study ran, which it was not. A default still as recorded stays as recorded."""
+    from sweeper.preflight import stored_spec
+
+    module = f"fixed_fit_{uuid.uuid4().hex[:8]}"
+    first, copy = tmp_path / "a", tmp_path / "b"
+    first.mkdir()
+    (first / f"{module}.py").write_text("def fit(config, report, checkpoint_dir):\n    return {}\n\n"
+                                        f"fit.settings = {{'lr': 0.1, 'data': {str(first.resolve() / 'data')!r}}}\n")
+    (first / "own.yaml").write_text(f"entrypoint: {module}:fit\nobjective: {{metric: acc, direction: maximize}}\n"
+                                    "params:\n  lr: {type: float, low: 0.01, high: 1}\nbudget: {trials: 2}\n")
+    url = "sqlite:///sweeps.db"
+    monkeypatch.chdir(first)
+    spec, _ = prepare(SweepOptions(space="own.yaml", storage=url))
+    study, _ = open_study(spec, url, "own.yaml")
+    study.add_trial(optuna.trial.create_trial(params={"lr": 0.5}, value=0.5,
+                                              distributions={"lr": optuna.distributions.FloatDistribution(0.01, 1)}))
+    shutil.copytree(first, copy)
+    monkeypatch.chdir(copy)
+    monkeypatch.delitem(sys.modules, module)  # the copy's module, as a new process in it imports it
+    again, _ = prepare(SweepOptions(space="own.yaml", storage=url, overrides=("budget.trials=4",)))
+    resumed, _ = open_study(again, url, "own.yaml")
+    assert stored_spec(url, spec.name).name == spec.name
+    assert resumed.user_attrs["defaults"]["data"] == str(first.resolve() / "data")
+
+
 def test_a_study_of_the_same_name_that_another_program_made_is_not_taken_over(tmp_path):
     """Its trials would count in the sweep's budget and best (a best 'val_top3' of 435%), and its params clash."""
     from storage.errors import StorageError
@@ -1420,8 +1449,6 @@ def test_a_resume_from_another_folder_notes_no_other_code(
     """The git commit came from the resume's working directory: `sweeper resume` run outside the project's
     repository noted 'git 2c535bbd21a6 -> None' and recorded an environment, and the next run from the project the
     reverse, though every trial ran the same code. It is the study's work folder's, as the first run recorded."""
-    import subprocess
-
     from search_spaces.loader import load_spec
 
     project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
