@@ -504,14 +504,20 @@ def _reopen_closed_streams() -> None:
             setattr(sys, name, open(fd, "r" if fd == 0 else "w", closefd=False))  # noqa: SIM115 (the process's)
 
 
+_PATH_OPTIONS = ("-o", "--output", "--results-dir", "--checkpoint-dir")  # a file or folder they may make
+
+
 def _check_arguments_are_text() -> None:
     """Under a locale that is not UTF-8 (LC_ALL=C with PYTHONUTF8=0) Python keeps an argument's other bytes as
     surrogates (``sweeper status café``): no storage takes them, and the query failed with a UnicodeEncodeError
     traceback, on SQLite and PostgreSQL alike. A file's path is no name a storage takes: a space file or an output
-    whose name holds other bytes (a Latin-1 caf\xe9.yaml under a UTF-8 locale) opens as the bytes it is."""
+    whose name holds other bytes (a Latin-1 caf\xe9.yaml under a UTF-8 locale) opens as the bytes it is; a path
+    option's value too where it is still to be made in this folder (-o caf\xe9.html, which has no folder to find)."""
+    previous = ""
     for arg in sys.argv[1:]:
-        path = arg.partition("=")[2] if arg.startswith("--") else arg  # --results-dir=DIR too
-        if os.path.lexists(path) or os.path.isdir(os.path.dirname(path)):
+        option, _, path = arg.partition("=") if arg.startswith("--") else ("", "", arg)  # --results-dir=DIR too
+        taken, previous = previous in _PATH_OPTIONS or option in _PATH_OPTIONS, arg
+        if taken or os.path.lexists(path) or os.path.isdir(os.path.dirname(path)):
             continue
         try:
             arg.encode("utf-8")

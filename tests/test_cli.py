@@ -1194,6 +1194,20 @@ def test_a_space_file_whose_name_is_not_utf8_still_validates(tmp_path):
     assert checked.returncode == 0 and "is not text" not in checked.stderr, checked.stderr
 
 
+
+def test_an_output_file_still_to_make_whose_name_is_not_utf8_is_written(tmp_path):
+    """-o caf\\xe9.csv (Latin-1, under a UTF-8 locale) in the working folder has no folder part to find and no file
+    yet: it was refused as 'not text in this locale's encoding (utf-8)', with the advice to run under C.UTF-8."""
+    import optuna
+
+    optuna.create_study(study_name="cafe", storage=f"sqlite:///{tmp_path / 's.db'}").add_trial(
+        optuna.trial.create_trial(params={}, distributions={}, value=1.0))
+    env = {**os.environ, "LC_ALL": "C.UTF-8"}
+    for output in ("-o", os.fsdecode(b"caf\xe9.csv")), (os.fsdecode(b"--output=caf\xe9-2.csv"),):
+        done = sweeper("export", "cafe", "--storage", "sqlite:///s.db", *output, cwd=tmp_path, env=env)
+        assert done.returncode == 0 and "is not text" not in done.stderr, done.stderr
+    assert {b"caf\xe9.csv", b"caf\xe9-2.csv"} <= {os.fsencode(p.name) for p in tmp_path.iterdir()}
+
 FULL_DISK = pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
 
 
