@@ -28,8 +28,9 @@ def query_ats_encoded(text: str) -> str:
     port 1234, with the password printed whole in every message about that host."""
     if (misread := _QUERY_AFTER_MISREAD_PORT.match(text)) is None:
         return text
-    # u:1234/pa?ss=wd@h/db: a host then its '/'. Not a later query value's '/' (?application_name=a@b&sslrootcert=/c)
-    if re.match(r"[^&=/]*/", text.rpartition("@")[2]):
+    # u:1234/pa?ss=wd@h/db: a host then its '/', or its '?' (no database: u:1234/pa?ss=wd@h?sslrootcert=/c). Not a
+    # later query value's '/' (?application_name=a@b&sslrootcert=/c)
+    if re.match(r"[^&=/?]*[/?]", text.rpartition("@")[2]):
         raise StorageError("The storage URL reads two ways: after the first ':' come digits then a '/' (a port, as "
                            "libpq reads it) and an '@' after the '?' (the end of a password, as SQLAlchemy reads it): "
                            "in a password, write '/' '?' '@' as %2F %3F %40; in a query value, '@' as %40.")

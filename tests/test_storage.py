@@ -284,6 +284,8 @@ def test_an_at_in_a_query_value_before_a_path_in_another_is_read_as_libpq_reads_
         # digits before the '/': read as host 'u', port 2022, the whole password printed in every message about 'u'
         ("postgresql+psycopg://u:2022/hunter22?x=1@h/db", "reads two ways: after the first ':' come digits then a '/'"),
         ("postgresql+psycopg://u:2022/hunter22?x=1@h:5432/db", "in a password, write '/' '?' '@' as %2F %3F %40"),
+        # no database, a query after the host: its '/' was taken for a query value's, and the URL sent to host 'u'
+        ("postgresql+psycopg://u:2022/hunter22?x=1@h?sslrootcert=/certs/ca.pem", "reads two ways"),
     ],
 )
 def test_validate_rejects_with_a_clear_message_and_no_password(url: str, message: str) -> None:
