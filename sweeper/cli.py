@@ -63,6 +63,8 @@ class _Commands(TyperGroup):
         except BrokenPipeError:  # a plain write (--format json); the consoles' own are quiet, see main()
             to_devnull(sys.stdout)
             return None
+        finally:  # a program's own later calls (show_best in a notebook, a test's capsys) print again
+            console.quiet = err_console.quiet = False
         if "stdout" in lost_output:  # a full disk under `sweeper export NAME > rows.csv`: cut short, no success
             raise BadInput(f"Cannot write to stdout: {lost_output['stdout']}.")
         return result

@@ -113,6 +113,7 @@ class _Console(Console):
             super()._check_buffer()
         except OSError as exc:  # rich's own takes a BrokenPipeError to on_broken_pipe
             lost_output["stderr" if self.stderr else "stdout"] = exc.strerror or str(exc)
+            del self._buffer[:]  # what failed is lost: not for the next print (a program's next command, in-process)
             self.on_broken_pipe()
 
     def on_broken_pipe(self) -> None:

@@ -1233,10 +1233,12 @@ def test_a_command_run_in_process_on_a_full_stdout_raises_bad_input(tmp_path):
     raised SystemExit(1) from a full stdout, the table's print and the JSON's alike; now the command runs to its end
     and raises the BadInput that main() makes exit 2."""
     import contextlib
+    import io
 
     import optuna
 
     from sweeper.cli import app
+    from sweeper.console import console
     from sweeper.errors import BadInput
 
     url = f"sqlite:///{tmp_path / 's.db'}"
@@ -1245,6 +1247,11 @@ def test_a_command_run_in_process_on_a_full_stdout_raises_bad_input(tmp_path):
         with (open("/dev/full", "w") as full, contextlib.redirect_stdout(full),
               pytest.raises(BadInput, match=r"^Cannot write to stdout: No space left on device")):
             app([*args, "--storage", url], standalone_mode=False)
+    # the program's own later print through sweeper's console: it was quiet for good, and then printed the failed
+    # table before its own line (rich kept what it could not write)
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        console.print("after")
+    assert out.getvalue() == "after\n"
 
 
 @pytest.mark.slow
