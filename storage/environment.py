@@ -35,6 +35,15 @@ def record_environment(cwd: str | Path | None = None) -> dict[str, Any]:
     }
 
 
+def environment_fields(env: Any) -> dict[str, Any]:
+    """A recorded environment (:func:`record_environment`'s, or an ``environments`` entry) as one flat mapping, in
+    the order a reader scans it: python, the packages, then the commits."""
+    env = env if isinstance(env, dict) else {}
+    packages = env.get("packages") if isinstance(env.get("packages"), dict) else {}
+    return {"python": env.get("python"), **packages, "git": env.get("git_commit"),
+            "sweeper git": env.get("sweeper_commit")}
+
+
 def _version(package: str) -> str | None:
     try:
         return metadata.version(package)

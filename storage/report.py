@@ -28,6 +28,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from storage import attrs
+from storage.environment import environment_fields
 from storage.target import describe_target_met, epochs_trained, target_met
 from storage.urls import mask_url
 from storage.view import StudyView
@@ -133,11 +134,7 @@ def _summary(view: StudyView, url: str, now: datetime, state: str) -> str:
 
 def _environment(env: Any) -> str:
     """A study's ``environment`` attr (or one of its ``environments``) in one line: versions and commits."""
-    env = env if isinstance(env, dict) else {}
-    packages = env.get("packages") if isinstance(env.get("packages"), dict) else {}
-    environment = {"python": env.get("python"), **packages, "git": env.get("git_commit"),
-                   "sweeper git": env.get("sweeper_commit")}
-    return ", ".join(f"{k} {v}" for k, v in environment.items() if v) or "-"
+    return ", ".join(f"{k} {v}" for k, v in environment_fields(env).items() if v) or "-"
 
 
 def _history(view: StudyView, figures: list[tuple[str, str]]) -> str:

@@ -25,7 +25,7 @@ from rich.markup import escape
 from search_spaces.schema import Spec
 from storage import attrs
 from storage.engine import as_storage_error, check_writable, fold_sqlite_wal, open_storage
-from storage.environment import record_environment
+from storage.environment import environment_fields, record_environment
 from storage.errors import StorageError
 from storage.locks import creating_trials
 from storage.resume import (
@@ -431,8 +431,7 @@ def record_changed_environment(study: optuna.Study, found: Sequence[optuna.trial
         return
     unfinished = sorted(t.number for t in found if not t.state.is_finished())
     study.set_user_attr(attrs.ENVIRONMENTS, [*later, {"from_trial": len(found), "unfinished": unfinished, **now}])
-    flat = [({"python": e.get("python"), **(e.get("packages") or {}), "git": e.get("git_commit"),
-              "sweeper git": e.get("sweeper_commit")}) for e in (was, now)]
+    flat = [environment_fields(e) for e in (was, now)]
     changes = ", ".join(f"{k} {str(flat[0].get(k))[:12]} -> {str(v)[:12]}" for k, v in flat[1].items()
                         if flat[0].get(k) != v)
     console.print(f"note: this run's code differs from what the study's trials so far ran with ({changes}): trials "
