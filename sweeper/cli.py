@@ -379,7 +379,7 @@ def validate(
     """Check a space file and the storage URL a run would use, without connecting; print both, passwords masked."""
     from search_spaces.loader import load_spec, render_spec, resolve_space_path
     from storage.urls import ENV_VAR, mask_in_text, mask_url
-    from sweeper.preflight import check_data_found, spec_storage_url, typed_storage
+    from sweeper.preflight import check_data_found, check_spec, spec_storage_url, typed_storage, unfusable_on_gpu
     from sweeper.samplers import check_sampling
 
     spec = load_spec(resolve_space_path(space), tuple(set_), quick=quick)
@@ -389,7 +389,7 @@ def validate(
         ENV_VAR if os.environ.get(ENV_VAR, "").strip() else "the space's storage" if spec.storage else "the default")
     check_data_found(spec)
     if spec.resources.most_fused > 1:  # what sweeper run refuses, validate refuses too
-        from sweeper.fused import check_spec, unfusable_on_gpu
+        from sweeper.preflight import check_spec, unfusable_on_gpu
 
         check_spec(spec)
         if unfused := unfusable_on_gpu(spec):

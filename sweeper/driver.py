@@ -48,6 +48,7 @@ from sweeper.outage_lines import OutageLines
 from sweeper.preflight import (
     SweepOptions,
     check_same_data,
+    check_spec,
     checked_data,
     clean_command,
     prepare,
@@ -184,8 +185,6 @@ def check_inputs(options: SweepOptions) -> tuple[Spec, str, str | None, Path]:
     retry_briefly(lambda: check_writable(url))  # before Ray and the results folder: found out only after them
     data = None if joining else checked_data(spec, url, options)
     if spec.resources.fuse > 1:  # fused trial groups (sweeper/fused.py): refuse what they cannot do
-        from sweeper.fused import check_spec
-
         check_spec(spec)
     check_ray_address(options.address)
     if joining:  # a cluster that turns this driver away (a wrong token) must leave nothing behind

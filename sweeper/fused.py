@@ -29,8 +29,6 @@ import ray
 from ray import tune
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
-from search_spaces.loader import refusal
-from search_spaces.schema import Spec
 from storage import attrs
 from sweeper.console import recorded
 from sweeper.folders import trial_checkpoint_dir, trial_output_file
@@ -50,7 +48,7 @@ from sweeper.trainable import (
     without_meta,
 )
 from trials.config import ConfigError
-from trials.entrypoint import DEFAULT_ENTRYPOINT, working_in
+from trials.entrypoint import working_in
 
 log = logging.getLogger(__name__)
 
@@ -58,28 +56,6 @@ MEMBER_KEY = "sweeper_member"  # the Optuna trial number a fused trial's result 
 MEMBERS = "members"  # in a fused trial's META_KEY: each member's own trial config
 DECISION_WAIT_S = 120.0  # a worker waits this long for the driver to judge an epoch, then trains on
 DECISION_POLL_S = 0.01
-
-
-def fusing_problem(spec: Spec) -> str:
-    """Why the trials of ``spec`` cannot train as fused groups; '' when they can."""
-    if spec.entrypoint != DEFAULT_ENTRYPOINT:
-        return f"fused groups train the built-in model only (entrypoint {DEFAULT_ENTRYPOINT}), not {spec.entrypoint}"
-    return ""
-
-
-def check_spec(spec: Spec) -> None:
-    """A ``resources.fuse`` that cannot be, as bad input (exit 2) before anything is written. (``on_gpu.fuse`` is
-    what a GPU cluster offers: where it cannot be, the driver trains the trials one by one and says so.)"""
-    if spec.resources.fuse > 1 and (problem := fusing_problem(spec)):
-        raise refusal(spec, ("resources", "fuse"), f"{problem}; or set resources.fuse: 1")
-
-
-def unfusable_on_gpu(spec: Spec) -> str:
-    """Why ``resources.on_gpu.fuse`` cannot apply, as the driver and ``validate`` say it; '' when it can."""
-    on_gpu = spec.resources.on_gpu
-    problem = fusing_problem(spec) if on_gpu is not None and on_gpu.fuse > 1 else ""
-    return f"resources.on_gpu.fuse: {on_gpu.fuse} does not apply ({problem}): on a GPU each trial trains alone" \
-        if problem else ""
 
 
 # --- the searcher -------------------------------------------------------------------------------------------

@@ -504,3 +504,25 @@ def private_folder(path: Path) -> None:
     """Create ``path`` (and its parents) readable by its owner only; tighten it if it exists."""
     path.mkdir(parents=True, exist_ok=True)
     path.chmod(0o700)
+
+
+def fusing_problem(spec: Spec) -> str:
+    """Why the trials of ``spec`` cannot train as fused groups; '' when they can."""
+    if spec.entrypoint != DEFAULT_ENTRYPOINT:
+        return f"fused groups train the built-in model only (entrypoint {DEFAULT_ENTRYPOINT}), not {spec.entrypoint}"
+    return ""
+
+
+def check_spec(spec: Spec) -> None:
+    """A ``resources.fuse`` that cannot be, as bad input (exit 2) before anything is written. (``on_gpu.fuse`` is
+    what a GPU cluster offers: where it cannot be, the driver trains the trials one by one and says so.)"""
+    if spec.resources.fuse > 1 and (problem := fusing_problem(spec)):
+        raise refusal(spec, ("resources", "fuse"), f"{problem}; or set resources.fuse: 1")
+
+
+def unfusable_on_gpu(spec: Spec) -> str:
+    """Why ``resources.on_gpu.fuse`` cannot apply, as the driver and ``validate`` say it; '' when it can."""
+    on_gpu = spec.resources.on_gpu
+    problem = fusing_problem(spec) if on_gpu is not None and on_gpu.fuse > 1 else ""
+    return f"resources.on_gpu.fuse: {on_gpu.fuse} does not apply ({problem}): on a GPU each trial trains alone" \
+        if problem else ""

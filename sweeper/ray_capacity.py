@@ -7,6 +7,7 @@ from __future__ import annotations
 from search_spaces.loader import refusal
 from search_spaces.schema import Spec
 from sweeper.console import console
+from sweeper.preflight import unfusable_on_gpu
 from sweeper.ray_runtime import local_gpus
 
 
@@ -64,12 +65,10 @@ def within_local_ray(spec: Spec, cpus: float, gpus: float) -> Spec:
 def with_gpu_resources(spec: Spec, gpus: float) -> Spec:
     """The spec with ``resources.on_gpu`` in force on a cluster of ``gpus`` GPUs, and said so."""
     on_gpu = spec.resources.on_cluster(gpus)
-    if on_gpu.fuse > 1:  # on_gpu is what a GPU offers; a space with its own entrypoint still runs there
-        from sweeper.fused import unfusable_on_gpu
-
-        if unfused := unfusable_on_gpu(spec):
-            console.print(unfused)
-            on_gpu = on_gpu.model_copy(update={"fuse": 1})
+    # on_gpu is what a GPU offers; a space with its own entrypoint still runs there
+    if on_gpu.fuse > 1 and (unfused := unfusable_on_gpu(spec)):
+        console.print(unfused)
+        on_gpu = on_gpu.model_copy(update={"fuse": 1})
     # no more groups at a time than the GPUs hold: a group waiting for one would be sampled blind, all RUNNING
     at_once = max(1, min(spec.budget.max_concurrent, resource_slots(gpus, on_gpu.gpu)))
     console.print(f"resources.on_gpu applies (the cluster has {gpus:g} GPU{'s' * (gpus != 1)}): {on_gpu.cpu:g} "
