@@ -1,4 +1,4 @@
-"""The command line as a user types it: real subprocesses, exit codes and messages."""
+"""The command line as a user types it: processes of their own (quick ones forked: forked_cli.py), exit codes."""
 
 import os
 import re
