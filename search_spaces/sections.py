@@ -474,8 +474,6 @@ class Resources(_Model):
         """What a trial takes on a Ray cluster with ``gpus`` GPUs in all."""
         return self.on_gpu if self.on_gpu is not None and gpus > 0 else self
 
-    most_fused = property(lambda self: max(self.fuse, self.on_gpu.fuse if self.on_gpu is not None else 1))
-
     def ray_resources(self) -> dict[str, float]:
         """What one trial asks Ray for."""
         return {"cpu": self.cpu, "gpu": self.gpu, **self.custom}

@@ -388,12 +388,9 @@ def validate(
     origin = "--storage" if storage else typed_storage(spec) or (
         ENV_VAR if os.environ.get(ENV_VAR, "").strip() else "the space's storage" if spec.storage else "the default")
     check_data_found(spec)
-    if spec.resources.most_fused > 1:  # what sweeper run refuses, validate refuses too
-        from sweeper.preflight import check_spec, unfusable_on_gpu
-
-        check_spec(spec)
-        if unfused := unfusable_on_gpu(spec):
-            console.print(f"# {unfused}", markup=False)
+    check_spec(spec)  # what sweeper run refuses, validate refuses too
+    if unfused := unfusable_on_gpu(spec):
+        console.print(f"# {unfused}", markup=False)
     console.print(f"# a run would use the storage {mask_url(url)} ({origin})", markup=False)
     console.print(mask_in_text(render_spec(spec), spec.storage), markup=False)
 

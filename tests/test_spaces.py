@@ -647,7 +647,7 @@ def test_on_gpu_resources_replace_the_others_only_on_a_cluster_with_a_gpu(tmp_pa
     assert spec.resources.on_cluster(0) == spec.resources  # no GPU: what is written outside on_gpu
     on_gpu = spec.resources.on_cluster(1)
     assert (on_gpu.cpu, on_gpu.gpu, on_gpu.fuse, on_gpu.on_gpu) == (1, 0.5, 8, None)  # unset keys: the defaults
-    assert spec.resources.most_fused == 8 and load_spec(BUILTIN_DIR / "asl20.yaml").resources.most_fused == 16
+    assert load_spec(BUILTIN_DIR / "asl20.yaml").resources.on_gpu.fuse == 16
     assert spec_from_dict(spec.to_yaml_dict()).resources == spec.resources  # what a study stores reads back
     assert "on_gpu" not in spec.to_yaml_dict()["resources"]["on_gpu"]  # validate prints no on_gpu: null
     err = errors(write(tmp_path, MINIMAL + "resources:\n  on_gpu: {gpu: 0, on_gpu: {gpu: 1}}\n"))
