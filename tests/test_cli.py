@@ -426,8 +426,8 @@ def test_train_over_seeds_in_80_columns_cuts_no_name_or_value(tmp_path):
         "fit.settings = {'seed': 0}\n")
     (tmp_path / "s.yaml").write_text("entrypoint: close:fit\nobjective: {metric: val_top1}\n"
                                      "params:\n  seed: {type: int, low: 0, high: 9}\n")
-    proc = subprocess.run([sys.executable, "-m", "sweeper.cli", "train", "s.yaml", "--seeds", "1,2,3"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "80"})
+    proc = run_command(["train", "s.yaml", "--seeds", "1,2,3"], tmp_path, {**os.environ, "COLUMNS": "80"},
+                       preload=("torch", "torch._dynamo"))
     assert proc.returncode == 0, proc.stderr
     table = [line for line in proc.stdout.splitlines() if line[:1] in "┏┃┡│└"]
     assert "…" not in proc.stdout and max(map(len, table)) <= 80, proc.stdout
@@ -621,8 +621,7 @@ def test_validate_prints_the_storage_a_run_would_use(tmp_path):
             (["keyed.yaml", "--storage", "postgresql+psycopg://u:pw1234@h/db"], {"SWEEPER_STORAGE": "sqlite:///env.db"},
              "postgresql+psycopg://u:***@h/db (--storage)"),
             (["spaces/asl20.yaml"], {}, "sqlite:///sweeps.db (the default)")):
-        proc = subprocess.run([sys.executable, "-m", "sweeper.cli", "validate", *args], cwd=tmp_path,
-                              capture_output=True, text=True, timeout=300, env={**base, "COLUMNS": "200", **extra})
+        proc = sweeper("validate", *args, cwd=tmp_path, env={**base, **extra})
         assert proc.returncode == 0, proc.stderr
         assert proc.stdout.splitlines()[0] == f"# a run would use the storage {shown}"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keyed.yaml"]  # nothing connected to, nothing created
@@ -641,14 +640,12 @@ def test_a_bad_storage_url_names_where_it_came_from(tmp_path, command):
                          ({"SWEEPER_STORAGE": "bar://x"}, "SWEEPER_STORAGE: Unsupported storage 'bar'"),
                          ({"SWEEPER_STORAGE": "sqlite://"}, "SWEEPER_STORAGE: There are no studies in sqlite://" if
                           reading else "SWEEPER_STORAGE: 'sqlite://' is an in-memory SQLite")):
-        proc = subprocess.run([sys.executable, "-m", "sweeper.cli", *command], cwd=tmp_path,
-                              capture_output=True, text=True, timeout=300, env={**base, "COLUMNS": "200", **extra})
+        proc = sweeper(*command, cwd=tmp_path, env={**base, **extra})
         assert proc.returncode == 2 and shown in proc.stderr, proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["team.yaml"]
     if reading:
         return
-    typed = subprocess.run([sys.executable, "-m", "sweeper.cli", *command, "--set", "storage=foo://u:pa ss@h/db"],
-                           cwd=tmp_path, capture_output=True, text=True, timeout=300, env={**base, "COLUMNS": "200"})
+    typed = sweeper(*command, "--set", "storage=foo://u:pa ss@h/db", cwd=tmp_path, env=base)
     assert typed.returncode == 2 and "pa ss" not in typed.stderr, typed.stderr
     assert "--set storage=foo://u:***@h/db: Unsupported storage 'foo'" in typed.stderr
 
@@ -1128,11 +1125,9 @@ def test_columns_0_is_no_width(tmp_path):
     """COLUMNS=0 (no width given, as Python's shutil reads it) was 0 columns to rich: nothing was printed at all, not
     even an error; a command said nothing and exited 2."""
     env = {**os.environ, "COLUMNS": "0"}
-    listed = subprocess.run([sys.executable, "-m", "sweeper.cli", "spaces"], capture_output=True, text=True,
-                            cwd=tmp_path, timeout=300, env=env)
+    listed = run_command(["spaces"], tmp_path, env)
     assert listed.returncode == 0 and "spaces/asl20.yaml  " in listed.stdout, listed
-    failed = subprocess.run([sys.executable, "-m", "sweeper.cli", "status", "--storage", "sqlite:///none.db"],
-                            capture_output=True, text=True, cwd=tmp_path, timeout=300, env=env)
+    failed = run_command(["status", "--storage", "sqlite:///none.db"], tmp_path, env)
     assert failed.returncode == 2 and failed.stderr.startswith("error: "), failed
 
 

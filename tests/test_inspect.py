@@ -2,8 +2,9 @@
 study the way the driver writes it, on SQLite and PostgreSQL; bad names and storages are one message and exit 2.
 
 Studies are built with Optuna's ask/tell and the driver's study and trial attrs (no Ray), then each backend's
-commands run as real subprocesses side by side (each pays ~3 s of imports; the machine has 2 cores). Every test
-below checks one part of their output. PostgreSQL studies get uuid names and are deleted afterwards.
+commands run as processes of their own side by side, forked by a parent that paid the libraries' imports once
+(tests/forked_cli.py; the machine has 2 cores). Every test below checks one part of their output. PostgreSQL
+studies get uuid names and are deleted afterwards.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from typing import Any
 
 import optuna
 import pytest
-from forked_cli import run_commands
+from forked_cli import run_command, run_commands
 from sqlalchemy.engine import make_url
 
 from search_spaces.errors import SpecError
@@ -131,6 +132,12 @@ def env(**extra: str) -> dict[str, str]:
 # Each command holds up to two PostgreSQL connections: the 18 of a module's fixture at once held 34, and with the
 # other pytest worker's fixture and both workers' idle pools came near the server's max_connections (100 by default)
 AT_ONCE = 6
+
+
+def sweeper(*args: str, cwd: Path, **extra_env: str) -> subprocess.CompletedProcess[str]:
+    """``sweeper ARGS`` as a process of its own, forked by a parent that imported the libraries once for this pytest
+    worker (tests/forked_cli.py); ``extra_env`` over :func:`env`."""
+    return run_command(list(args), cwd, env(**extra_env))
 
 
 def run_all(commands: dict[str, list[str]], cwd: Path) -> dict[str, subprocess.CompletedProcess[str]]:
@@ -459,8 +466,7 @@ def test_status_tells_a_dead_driver_on_another_host_from_a_live_one(storage_url:
         own(trial, Driver("another-host", 4242, None))
 
     def status() -> dict[str, Any]:
-        proc = subprocess.run([sys.executable, "-m", "sweeper.cli", "status", name, "--format", "json", "--storage",
-                               storage_url], capture_output=True, text=True, cwd=tmp_path, env=env(), timeout=120)
+        proc = sweeper("status", name, "--format", "json", "--storage", storage_url, cwd=tmp_path)
         assert proc.returncode == 0, proc.stderr
         return json.loads(proc.stdout)["studies"][0]
 
@@ -483,12 +489,10 @@ def test_status_does_not_call_another_tools_running_trials_interrupted(tmp_path:
     url = f"sqlite:///{tmp_path / 'shared.db'}"
     study = optuna.create_study(storage=url, study_name="foreign")
     study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
-    proc = subprocess.run([sys.executable, "-m", "sweeper.cli", "status", "foreign", "--storage", url],
-                          capture_output=True, text=True, cwd=tmp_path, env=env(), timeout=120)
+    proc = sweeper("status", "foreign", "--storage", url, cwd=tmp_path)
     assert proc.returncode == 0 and "interrupted" not in proc.stdout and "sweeper resume" not in proc.stdout, \
         proc.stdout + proc.stderr
-    proc = subprocess.run([sys.executable, "-m", "sweeper.cli", "status", "--format", "json", "--storage", url],
-                          capture_output=True, text=True, cwd=tmp_path, env=env(), timeout=120)
+    proc = sweeper("status", "--format", "json", "--storage", url, cwd=tmp_path)
     [summary] = json.loads(proc.stdout)["studies"]
     assert summary["state"] == "running" and summary["interrupted_trials"] == [], summary
 
@@ -939,8 +943,7 @@ def test_best_prints_params_metrics_and_a_command_that_reproduces_the_config(bac
 
 def test_best_in_a_narrow_terminal_folds_values_and_cuts_none(backend: Backend) -> None:
     """At 40 columns (a CI log's are 80) rich cut the exact column, whose point is every digit, to 0.02575084…"""
-    proc = subprocess.run([sys.executable, "-m", "sweeper.cli", "best", backend.name, "--storage", backend.url],
-                          cwd=backend.folder, env=env(COLUMNS="40"), text=True, capture_output=True, timeout=120)
+    proc = sweeper("best", backend.name, "--storage", backend.url, cwd=backend.folder, COLUMNS="40")
     assert proc.returncode == 0 and "…" not in proc.stdout, proc.stdout
     assert repr(BEST_PARAMS["weight_decay"]) in "".join(re.split(r"\s*[│|]\s*|\n", proc.stdout))
 
@@ -950,9 +953,7 @@ def test_status_in_a_narrow_log_fits_and_at_80_splits_no_name_metric_or_date(bac
     """The table printed 105 wide at 80 columns (a CI log's, a terminal's default), and a terminal wraps every line
     of a table wider than itself: no line but the title (the storage URL, whole to copy) is wider than the console.
     At 80 a study's name, a metric's and a date stay whole; at 60 they may fold, and nothing is left out."""
-    proc = subprocess.run([sys.executable, "-m", "sweeper.cli", "status", "--storage", backend.url],
-                          cwd=backend.folder, env=env(COLUMNS=str(columns)), text=True, capture_output=True,
-                          timeout=120)
+    proc = sweeper("status", "--storage", backend.url, cwd=backend.folder, COLUMNS=str(columns))
     assert proc.returncode == 0 and "…" not in proc.stdout, proc.stdout
     title, *lines = proc.stdout.splitlines()
     assert title.startswith("studies in ") and max(map(len, lines)) <= columns, proc.stdout
@@ -977,8 +978,7 @@ def test_status_of_a_long_name_and_several_targets_fits_80_columns(tmp_path: Pat
     make_study(f"sqlite:///{tmp_path / 'sweeps.db'}", "asl20-quick", complete=2, extra_states=False)
     study = optuna.load_study(study_name=long, storage=f"sqlite:///{tmp_path / 'sweeps.db'}")
     study.set_user_attr(attrs.TARGETS, {"test_top3": 0.8, "test_top1": 0.55, "val_loss": 1.6})
-    proc = subprocess.run([sys.executable, "-m", "sweeper.cli", "status", "--storage", url], cwd=tmp_path,
-                          env=env(COLUMNS="80"), text=True, capture_output=True, timeout=120)
+    proc = sweeper("status", "--storage", url, cwd=tmp_path, COLUMNS="80")
     assert proc.returncode == 0 and max(map(len, proc.stdout.splitlines())) <= 80, proc.stdout
     rows = {row.split(" | ")[0].replace(" ", ""): row for row in status_rows(proc.stdout)}
     assert set(rows) == {long, "asl20-quick"}, proc.stdout  # the long name folds, and its parts are all there
@@ -1086,13 +1086,11 @@ def test_best_of_a_study_with_only_running_trials_says_how_it_goes_on(tmp_path: 
     optuna.Trial(study, study.trials[1]._trial_id).report(0.5, 1)  # it trained an epoch: its checkpoints carry it on
     # handed back as it waited to run when its sweep ended: no epoch, no checkpoint
     study.ask(distributions).set_user_attr(attrs.DRIVER, None)
-    proc = subprocess.run([sys.executable, "-m", "sweeper.cli", "best", "cut short", "--storage", url],
-                          capture_output=True, text=True, cwd=tmp_path, env=env(), timeout=120)
+    proc = sweeper("best", "cut short", "--storage", url, cwd=tmp_path)
     assert proc.returncode == 2 and f"(3 RUNNING). #1, #2 were running when their driver stopped (Ctrl-C, a kill, " \
         f"a lost machine): {resume} carries them on from their checkpoints (#2 from the start: no epoch trained)." \
         in " ".join(proc.stderr.split()), proc.stderr
-    default = subprocess.run([sys.executable, "-m", "sweeper.cli", "best", "cut short"], capture_output=True,
-                             text=True, cwd=tmp_path, env=env(SWEEPER_STORAGE=url), timeout=120)
+    default = sweeper("best", "cut short", cwd=tmp_path, SWEEPER_STORAGE=url)
     assert "sweeper resume 'cut short' carries them on" in " ".join(default.stderr.split()), default.stderr
     # the study's folder is here, without #1's checkpoint (checkpoint_every): resume runs it from the start and says
     # so; best and status said "carries them on from their checkpoints", as if an epoch on record were one
@@ -1100,8 +1098,7 @@ def test_best_of_a_study_with_only_running_trials_says_how_it_goes_on(tmp_path: 
     (tmp_path / folder).mkdir(parents=True)
 
     def said(command: str) -> str:
-        proc = subprocess.run([sys.executable, "-m", "sweeper.cli", command, "cut short", "--storage", url],
-                              capture_output=True, text=True, cwd=tmp_path, env=env(), timeout=120)
+        proc = sweeper(command, "cut short", "--storage", url, cwd=tmp_path)
         return " ".join((proc.stdout + proc.stderr).split())
 
     anew = f"{resume} runs them from the start (none kept a checkpoint in {folder})"
@@ -1133,8 +1130,7 @@ def test_the_resume_that_best_and_status_suggest_leaves_out_a_read_only_option(t
         with pytest.raises(BadInput) as cut:
             best_summary(view_of(study), reading)
         assert resume in str(cut.value), cut.value
-        proc = subprocess.run([sys.executable, "-m", "sweeper.cli", "status", "cut", "--storage", reading],
-                              capture_output=True, text=True, cwd=tmp_path, env=env(), timeout=120)
+        proc = sweeper("status", "cut", "--storage", reading, cwd=tmp_path)
         said = " ".join(proc.stdout.split())
         assert proc.returncode == 0 and resume in said, proc.stdout
     check_writable(writable)  # what resume checks first
@@ -1235,8 +1231,7 @@ def test_control_characters_from_the_database_print_escaped(tmp_path: Path) -> N
     url = f"sqlite:///{tmp_path / 'esc.db'}"
     name = "team\x1b]0;pwned\x07\x1b[8mhidden"
     optuna.create_study(study_name=name, storage=url).optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
-    shown = subprocess.run([sys.executable, "-m", "sweeper.cli", "status", "--storage", url], cwd=tmp_path, env=env(),
-                           capture_output=True, text=True, timeout=120)
+    shown = sweeper("status", "--storage", url, cwd=tmp_path)
     assert shown.returncode == 0 and "\x1b" not in shown.stdout, shown.stdout
     assert "team\\x1b]0;pwned" in shown.stdout and "\\x1b[8mhidden" in shown.stdout
 
@@ -1471,8 +1466,7 @@ def test_clean_deletes_the_checkpoints_of_finished_trials_but_the_best_and_never
     before = digest(tmp_path)
 
     def clean(*flags: str, cwd: Path = tmp_path) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "sweeper.cli", "clean", name, "--storage", url, *flags],
-                              cwd=cwd, env=env(), capture_output=True, text=True, timeout=120)
+        return sweeper("clean", name, "--storage", url, *flags, cwd=cwd)
 
     def said(*flags: str) -> str:
         proc = clean(*flags)
@@ -1493,8 +1487,7 @@ def test_clean_deletes_the_checkpoints_of_finished_trials_but_the_best_and_never
     assert said("--keep", "1").startswith(f"nothing to delete in {folder}: kept the best 1 (#10)")
 
     def best() -> str:
-        proc = subprocess.run([sys.executable, "-m", "sweeper.cli", "best", name, "--storage", url], cwd=tmp_path,
-                              env=env(), capture_output=True, text=True, timeout=120)
+        proc = sweeper("best", name, "--storage", url, cwd=tmp_path)
         assert proc.returncode == 0, proc.stderr
         return " ".join(proc.stdout.split())
 
@@ -1504,8 +1497,7 @@ def test_clean_deletes_the_checkpoints_of_finished_trials_but_the_best_and_never
     # the best trial's weights are gone: said so, not a line left out
     assert f"weights: none on this machine (not in {folder / 'trial-00010'}: removed by sweeper clean, or trained " \
         "elsewhere)" in best()
-    typo = subprocess.run([sys.executable, "-m", "sweeper.cli", "clean", name[:-1], "--storage", url], cwd=tmp_path,
-                          env=env(), capture_output=True, text=True, timeout=120)
+    typo = sweeper("clean", name[:-1], "--storage", url, cwd=tmp_path)
     assert typo.returncode == 2 and "did you mean" in typo.stderr
     (tmp_path / "elsewhere").mkdir()  # the folder is a study attr, which anyone who may write the database sets
     for made in (4, 5):
@@ -1532,16 +1524,14 @@ def test_clean_of_an_earlier_sweepers_study_whose_checkpoint_folder_is_missing_n
     name = f"clean-{uuid.uuid4().hex[:8]}"
     make_study(url, name)  # an earlier sweeper's: no checkpoints attr
     assert attrs.CHECKPOINTS not in optuna.load_study(study_name=name, storage=url).user_attrs
-    proc = subprocess.run([sys.executable, "-m", "sweeper.cli", "clean", name, "--storage", url], cwd=tmp_path,
-                          env=env(), capture_output=True, text=True, timeout=120)
+    proc = sweeper("clean", name, "--storage", url, cwd=tmp_path)
     assert proc.returncode == 2 and not proc.stdout, proc.stdout + proc.stderr
     assert f"error: study '{name}' was made by an earlier sweeper, which did not record where its checkpoints are, " \
            f"and sweeper_runs/checkpoints/{name} does not exist: give the --results-dir its first run had" in \
            " ".join(proc.stderr.split()), proc.stderr
     folder = tmp_path / "runs" / "checkpoints" / name
     (folder / "trial-00006").mkdir(parents=True)
-    proc = subprocess.run([sys.executable, "-m", "sweeper.cli", "clean", name, "--storage", url, "--results-dir",
-                           "runs"], cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=120)
+    proc = sweeper("clean", name, "--storage", url, "--results-dir", "runs", cwd=tmp_path)
     assert proc.returncode == 0 and not (folder / "trial-00006").exists(), proc.stderr
 
 
@@ -1566,8 +1556,7 @@ def test_clean_of_checkpoints_it_may_not_delete_says_so_in_one_line(tmp_path: Pa
         for trial in folder.iterdir():
             trial.chmod(0o555)
     try:
-        proc = subprocess.run([sys.executable, "-m", "sweeper.cli", "clean", name, "--storage", url, "--keep", "0"],
-                              cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=120)
+        proc = sweeper("clean", name, "--storage", url, "--keep", "0", cwd=tmp_path)
     finally:
         if os.geteuid() == 0:
             subprocess.run(["umount", str(folder)], check=True)
@@ -1619,9 +1608,7 @@ def test_clean_given_a_results_dir_it_cannot_write_in_judges_the_study_not_the_f
     optuna.create_study(study_name=name, storage=url).set_user_attr(attrs.CHECKPOINTS, str(folder))
     (tmp_path / "elsewhere").mkdir()
     (tmp_path / "elsewhere" / "taken").write_text("a file")
-    said = {folder: subprocess.run([sys.executable, "-m", "sweeper.cli", "clean", name, "--storage", url,
-                                    "--results-dir", folder], cwd=tmp_path / "elsewhere", env=env(),
-                                   capture_output=True, text=True, timeout=120)
+    said = {folder: sweeper("clean", name, "--storage", url, "--results-dir", folder, cwd=tmp_path / "elsewhere")
             for folder in ("/proc", "taken/sub")}
     assert said["/proc"].returncode == 2 and "cannot make a folder" not in said["/proc"].stderr
     assert "which is neither in this folder nor under --results-dir /proc" in " ".join(said["/proc"].stderr.split())

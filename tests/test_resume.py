@@ -24,6 +24,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from forked_cli import run_command
 
 from search_spaces.errors import SpecError
 from storage import attrs
@@ -152,16 +153,12 @@ def test_interrupted_sweep_resumes_without_losing_or_repeating_trials(tmp_path, 
     assert len(finished) >= 2 and interrupted, before
     assert max(interrupted.values()) >= 1
 
-    shown = subprocess.run([sys.executable, "-m", "sweeper.cli", "status", name, "--storage", storage_url],
-                           capture_output=True, text=True, cwd=tmp_path, timeout=120,
-                           env={**os.environ, "COLUMNS": "300"}).stdout
+    shown = run_command(["status", name, "--storage", storage_url], tmp_path, {**os.environ, "COLUMNS": "300"}).stdout
     assert "interrupted: " + ", ".join(f"#{n}" for n in sorted(interrupted)) in shown, shown
     its, them = ("its", "it") if len(interrupted) == 1 else ("their", "them")
     assert f"running when {its} driver stopped; sweeper resume {name} --storage {storage_url} carries {them} on" in \
         " ".join(shown.split()), shown
-    narrow = subprocess.run([sys.executable, "-m", "sweeper.cli", "status", "--storage", storage_url],
-                            capture_output=True, text=True, cwd=tmp_path, timeout=120,
-                            env={**os.environ, "COLUMNS": "80"}).stdout
+    narrow = run_command(["status", "--storage", storage_url], tmp_path, {**os.environ, "COLUMNS": "80"}).stdout
     assert "(interrupted)" in narrow, narrow  # a terminal's default width cuts no word of the table
 
     gate.touch()

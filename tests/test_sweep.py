@@ -17,13 +17,13 @@ import textwrap
 import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, timedelta
 from pathlib import Path
 
 import optuna
 import pytest
 import sqlalchemy
+from forked_cli import run_command, run_commands
 
 from search_spaces.errors import SpecError
 from search_spaces.loader import load_spec
@@ -584,13 +584,9 @@ def test_quick_asl20_sweep_records_everything(ray_session, tmp_path, monkeypatch
                    ("export", name, "--format", "json"): '"number": 5',
                    ("report", name, "-o", "report.html"): "report.html"}
 
-    def command(args: tuple[str, ...]) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "sweeper.cli", *args, "--storage", storage_url],
-                              capture_output=True, text=True, cwd=tmp_path, timeout=120,
-                              env={**os.environ, "COLUMNS": "300"})
-
-    with ThreadPoolExecutor(len(expected_of)) as pool:  # read-only, side by side: each is mostly imports
-        done = dict(zip(expected_of, pool.map(command, expected_of), strict=True))
+    commands = [[*args, "--storage", storage_url] for args in expected_of]  # read-only: side by side, forked
+    done = dict(zip(expected_of, run_commands(commands, tmp_path, {**os.environ, "COLUMNS": "300"}, len(commands)),
+                    strict=True))
     for args, expected in expected_of.items():
         proc = done[args]
         shown = proc.stderr if args[0] == "report" else proc.stdout  # report's page is the file; stderr says where
@@ -600,8 +596,7 @@ def test_quick_asl20_sweep_records_everything(ray_session, tmp_path, monkeypatch
             assert f"weights: {weights} (its 'best_model' is epoch {best.user_attrs['best_epoch']}'s, 'config' " \
                 "what trained it)" in " ".join(proc.stdout.split()), proc.stdout
     assert name in (tmp_path / "report.html").read_text()
-    proc = subprocess.run([sys.executable, "-m", "sweeper.cli", "clean", name, "--keep", "1", "--storage",
-                           storage_url], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    proc = run_command(["clean", name, "--keep", "1", "--storage", storage_url], tmp_path, dict(os.environ))
     folder = Path(study.user_attrs["checkpoints"])
     assert proc.returncode == 0 and "freed" in proc.stdout, proc.stderr
     assert sorted(p.name for p in folder.iterdir() if p.is_dir()) == [f"trial-{best.number:05d}"]
