@@ -22,6 +22,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from forked_cli import run_command
 
 from storage.engine import open_storage
 from storage.studies import create_or_load_study
@@ -29,6 +30,12 @@ from storage.urls import is_sqlite
 
 TS = optuna.trial.TrialState
 FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def refused_dashboard(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``sweeper dashboard ARGS`` that must refuse before it serves: a process of its own, forked by a parent that
+    imported the libraries once (tests/forked_cli.py); one that served after all fails at the timeout."""
+    return run_command(["dashboard", *args], cwd, {**os.environ, "COLUMNS": "300"}, timeout=60)
 
 
 def make_study(url: str, name: str, trials: int = 4, epochs: int = 3) -> None:
@@ -181,8 +188,7 @@ def test_dashboard_of_a_space_file_uses_its_storage(tmp_path):
     (["--storage", "sqlite:///missing.db", "--host", " "], "--host is empty"),  # not every interface
 ])
 def test_dashboard_bad_input_is_one_message_and_exit_2(tmp_path, args, message):
-    proc = subprocess.run([sys.executable, "-m", "sweeper.cli", "dashboard", *args], capture_output=True,
-                          text=True, cwd=tmp_path, timeout=60, env={**os.environ, "COLUMNS": "300"})
+    proc = refused_dashboard(*args, cwd=tmp_path)
     assert proc.returncode == 2 and message in proc.stderr and "hunter22" not in proc.stderr, proc.stderr
     assert not (tmp_path / "missing.db").exists()
 
@@ -194,8 +200,7 @@ def test_dashboard_port_in_use_is_one_message(tmp_path):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        proc = subprocess.run([sys.executable, "-m", "sweeper.cli", "dashboard", "--storage", url, "--port",
-                               str(port)], capture_output=True, text=True, cwd=tmp_path, timeout=60)
+        proc = refused_dashboard("--storage", url, "--port", str(port), cwd=tmp_path)
     assert proc.returncode == 2 and f"Port {port}" in proc.stderr, proc.stderr
 
 
@@ -447,9 +452,7 @@ def test_dashboard_of_a_schema_this_optuna_cannot_read_is_one_message_and_exit_2
     make_study(f"sqlite:///{tmp_path / 'sweeps.db'}", "a")
     with sqlite3.connect(tmp_path / "sweeps.db") as db:
         db.execute("UPDATE alembic_version SET version_num = ?", (revision,))
-    proc = subprocess.run([sys.executable, "-m", "sweeper.cli", "dashboard", "--storage", "sqlite:///sweeps.db",
-                           "--port", "0"], capture_output=True, text=True, cwd=tmp_path, timeout=60,
-                          env={**os.environ, "COLUMNS": "300"})
+    proc = refused_dashboard("--storage", "sqlite:///sweeps.db", "--port", "0", cwd=tmp_path)
     reason = proc.stderr.split("(driver said:")[0]
     assert proc.returncode == 2 and said in reason and not_said not in reason, proc.stderr
 
