@@ -15,7 +15,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from forked_cli import run_commands
+from forked_cli import run_command, run_commands
 
 from sweeper.driver import SweepOptions, run_sweep
 
@@ -25,9 +25,10 @@ TS = optuna.trial.TrialState
 
 
 def sweeper(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``sweeper ARGS`` as a process of its own, forked by a parent that imported the libraries and torch once for
+    this pytest worker (tests/forked_cli.py)."""
     env = {k: v for k, v in os.environ.items() if k != "SWEEPER_STORAGE"}
-    return subprocess.run([sys.executable, "-m", "sweeper.cli", *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=300, env={**env, "COLUMNS": "200"})
+    return run_command(list(args), cwd, {**env, "COLUMNS": "200"}, preload=("torch", "torch._dynamo"))
 
 
 def example_fit():
