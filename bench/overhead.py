@@ -2,17 +2,21 @@
 
 Each case runs N trials of T seconds of sleep at concurrency C through each runner, side by side in one run,
 each as a fresh command (Ray start-up and shutdown included), and prints efficiency = ideal wall time / actual
-wall time, ideal = N * T / C. The bound: sweeper >= 90% for 20 trials of 5 s at concurrency 2 on a 2-core
+wall time, ideal = N * T / C, and the CPU time the whole machine spent meanwhile (Ray's processes are not the
+command's children; Linux only). The bound: sweeper >= 90% for 20 trials of 5 s at concurrency 2 on a 2-core
 machine. The third runner, a bare Ray Tune with nothing on top (bare_tune.py), is what Ray Tune costs out of the
-box: Ray's start-up, actor start and shutdown.
+box: Ray's start-up, actor start and shutdown. The last case runs one trial at a time, where a Ray of sweeper's own
+starts no worker ahead for CPUs no trial takes.
 
-    python bench/overhead.py                 # both cases, 1 repeat
+    python bench/overhead.py                 # every case, 1 repeat
     python bench/overhead.py --repeats 3     # medians of 3
+    python bench/overhead.py --case 10,0.5,1 # one case: N,T,C
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import statistics
 import subprocess
@@ -23,7 +27,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-CASES = [(20, 5.0, 2), (40, 0.5, 8)]
+CASES = [(20, 5.0, 2), (40, 0.5, 8), (10, 0.5, 1)]
 
 
 def space_yaml(trials: int, seconds: float, concurrency: int) -> str:
@@ -40,20 +44,32 @@ def space_yaml(trials: int, seconds: float, concurrency: int) -> str:
         """)
 
 
-def timed(cmd: list[str], cwd: str) -> float:
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(HERE)})
-    elapsed = time.perf_counter() - start
+def busy_cpu_seconds() -> float:
+    """CPU time the machine has spent busy since boot (/proc/stat), NaN where there is no /proc."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8]]
+    except OSError:
+        return math.nan
+    user, nice, system, _idle, _iowait, irq, softirq = fields
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
+def timed(cmd: list[str], cwd: str) -> tuple[float, float]:
+    """Wall seconds of the command, and the machine's busy CPU seconds meanwhile."""
+    cpu, start = busy_cpu_seconds(), time.perf_counter()
+    path = os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))  # another checkout's, to compare
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": path})
+    elapsed, cpu = time.perf_counter() - start, busy_cpu_seconds() - cpu
     if proc.returncode != 0:
         sys.exit(f"{cmd[:3]} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    return elapsed
+    return elapsed, cpu
 
 
 RUNNERS = ("sweeper", "stock", "bare Tune")
 
 
-def run_case(trials: int, seconds: float, concurrency: int) -> dict[str, float]:
-    """One wall time per runner, back to back on the same machine."""
+def run_case(trials: int, seconds: float, concurrency: int) -> dict[str, tuple[float, float]]:
+    """One (wall, CPU) per runner, back to back on the same machine."""
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "overhead.yaml").write_text(space_yaml(trials, seconds, concurrency))
         (Path(tmp) / "sleep_train.py").write_text((HERE / "sleep_train.py").read_text())
@@ -70,19 +86,22 @@ def run_case(trials: int, seconds: float, concurrency: int) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--case", action="append", metavar="N,T,C", help="run this case instead (repeatable)")
     args = parser.parse_args()
+    cases = [(int(n), float(t), int(c)) for n, t, c in (case.split(",") for case in args.case)] if args.case else CASES
     print(f"{'case':<18}{'runner':<11}{'ideal':>7}{'median':>9}{'min-max':>15}{'efficiency':>12}"
-          f"{'vs sweeper':>12}")
+          f"{'vs sweeper':>12}{'CPU s':>8}")
     verdict = ""
-    for trials, seconds, concurrency in CASES:
+    for trials, seconds, concurrency in cases:
         ideal = trials * seconds / concurrency
         runs = [run_case(trials, seconds, concurrency) for _ in range(args.repeats)]
-        medians = {name: statistics.median(run[name] for run in runs) for name in RUNNERS}
+        medians = {name: statistics.median(run[name][0] for run in runs) for name in RUNNERS}
         label = f"{trials} x {seconds:g}s @ {concurrency}"
         for name in RUNNERS:
-            times = [run[name] for run in runs]
+            times = [run[name][0] for run in runs]
+            cpu = statistics.median(run[name][1] for run in runs)
             print(f"{label:<18}{name:<11}{ideal:>6.1f}s{medians[name]:>8.1f}s{min(times):>8.1f}-{max(times):<5.1f}s"
-                  f"{ideal / medians[name]:>11.1%}{medians[name] / medians['sweeper']:>11.2f}x", flush=True)
+                  f"{ideal / medians[name]:>11.1%}{medians[name] / medians['sweeper']:>11.2f}x{cpu:>8.1f}", flush=True)
             label = ""
         if (trials, seconds, concurrency) == CASES[0]:
             efficiency = ideal / medians["sweeper"]

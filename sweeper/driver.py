@@ -58,7 +58,13 @@ from sweeper.preflight import (
     writable_results_folder,
 )
 from sweeper.progress import SweepPrinter
-from sweeper.ray_capacity import check_local_resources, no_node_holds, with_gpu_resources, within_local_ray
+from sweeper.ray_capacity import (
+    check_local_resources,
+    fills_every_cpu,
+    no_node_holds,
+    with_gpu_resources,
+    within_local_ray,
+)
 from sweeper.ray_runtime import (
     check_ray_address,
     check_ray_temp_folder,
@@ -269,7 +275,7 @@ def start_ray_and_open_study(spec: Spec, url: str, options: SweepOptions, result
             imported = pool.submit(import_tune_side)
             if not joining:
                 with environment_without(ENV_VAR):  # a local Ray's processes inherit our environment; not this
-                    start_ray(options.address)
+                    start_ray(options.address, workers_ahead=fills_every_cpu(spec))
             study, created = opened.result()
             imported.result()
         if interrupts.flag.is_set():  # the handler raises nothing where the watcher leaves: it ends the process

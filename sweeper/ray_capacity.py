@@ -44,6 +44,18 @@ def check_local_resources(spec: Spec) -> None:
                       f"ask for at most {cpus:g}, or join a cluster with --address")
 
 
+def fills_every_cpu(spec: Spec) -> bool:
+    """Whether a Ray of sweeper's own here runs as many trials (fused: groups) at once as it has CPUs, as
+    :func:`within_local_ray` and ``resources.on_gpu`` will fit the spec: only then is each worker it would start
+    ahead of time, one per CPU, taken by a trial."""
+    from ray._private.utils import get_num_cpus
+
+    cpus, gpus = get_num_cpus(), local_gpus()
+    resources = spec.resources.on_cluster(gpus)
+    slots = [resource_slots(cpus, resources.cpu)] + ([resource_slots(gpus, resources.gpu)] if resources.gpu > 0 else [])
+    return min(spec.budget.max_concurrent, *slots) >= cpus
+
+
 def within_local_ray(spec: Spec, cpus: float, gpus: float) -> Spec:
     """The spec with no more trials (fused: groups) at a time than ``cpus`` and ``gpus`` hold, and said so: like a
     group waiting for a GPU, a trial waiting for a CPU or GPU would be sampled before any result and held RUNNING."""

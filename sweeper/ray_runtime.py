@@ -50,8 +50,9 @@ EXPERIMENT_STATE_LOG = ("ray.tune.execution.experiment_state", "Saving experimen
 # Says "Token authentication is enabled for this Ray cluster" on every new local Ray: news for someone who runs a
 # cluster, noise for the Ray a sweep starts for itself. Token authentication itself stays on.
 LOCAL_QUIET_LOGGERS = ("ray._private.authentication.authentication_token_setup",)
-# Imported by the workers that a local Ray starts ahead of time (one per CPU), so the first trial of a sweep
-# does not wait a second for Tune's import: what every trial actor imports anyway (about 110 MB per worker).
+# Imported by every worker of a local Ray, those it starts ahead of time (one per CPU, where a sweep's trials fill
+# them) too, so a sweep's first trials do not wait a second for Tune's import: what every trial actor imports anyway
+# (about 110 MB per worker).
 WORKER_PRELOAD = ("ray.tune", "sweeper.trainable")
 LOCAL_SYSTEM_CONFIG = {
     "preload_python_modules": list(WORKER_PRELOAD),
@@ -153,8 +154,12 @@ class _OneLine(logging.Filter):
         return True
 
 
-def start_ray(address: str | None = None) -> None:
-    """Start (or join, with ``address``/``RAY_ADDRESS``) Ray once per process, with the environment Tune needs."""
+def start_ray(address: str | None = None, *, workers_ahead: bool = True) -> None:
+    """Start (or join, with ``address``/``RAY_ADDRESS``) Ray once per process, with the environment Tune needs.
+
+    ``workers_ahead``: a Ray of our own starts a worker per CPU as it starts, each importing Tune (about 110 MB, 2-3 s
+    of CPU), ready for the first trials. A sweep that runs fewer trials at once than there are CPUs would leave the
+    rest idle all sweep long, holding their memory: it asks for none ahead, and its trials' workers start on demand."""
     os.environ.update({k: v for k, v in RAY_ENV.items() if k not in os.environ})
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
@@ -185,7 +190,7 @@ def start_ray(address: str | None = None) -> None:
         ray_utils.set_sigterm_handler = lambda handler: None
     mask_passwords_in_command_line()
     try:
-        _init_ray(address)
+        _init_ray(address, workers_ahead)
     finally:
         ray_utils.set_sigterm_handler = install
 
@@ -267,7 +272,7 @@ def _private_token() -> None:
                 token.chmod(0o600)
 
 
-def _init_ray(address: str) -> None:
+def _init_ray(address: str, workers_ahead: bool) -> None:
     import ray
 
     if address == "local":  # our own instance: its workers already have our environment
@@ -276,7 +281,7 @@ def _init_ray(address: str) -> None:
         try:
             with processes_in_their_own_session():
                 ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False,
-                         _system_config=LOCAL_SYSTEM_CONFIG)
+                         _system_config={**LOCAL_SYSTEM_CONFIG, "prestart_worker_first_driver": workers_ahead})
         except Exception as exc:  # a full temp folder: a bare Exception ("timed out during startup")
             raise BadInput(f"Ray could not start here ({str(exc)[:200]}); {_start_advice(exc)}") from None
         finally:

@@ -7,7 +7,9 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 from forked_cli import run_command
@@ -1119,6 +1121,32 @@ def test_a_sweep_whose_reader_went_away_runs_to_its_end(tmp_path):
 
     study = optuna.load_study(study_name="piped", storage=f"sqlite:///{tmp_path / 's.db'}")
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 2
+
+
+@pytest.mark.slow
+def test_a_sweep_of_one_trial_at_a_time_starts_no_ray_worker_ahead(tmp_path):
+    """A Ray of sweeper's own started a worker per CPU as it started, each importing Tune (about 110 MB, 2-3 s of
+    CPU): a sweep of fewer trials at once than CPUs left the rest idle all along (on 2 CPUs, 2 workers for 1 trial).
+    Only its trial's worker starts now; Ray writes a log per worker in its session folder."""
+    from ray._private.utils import get_num_cpus
+
+    if get_num_cpus() < 2:
+        pytest.skip("one CPU: the one worker Ray starts ahead is the trial's")
+    shutil.copy(os.path.join(os.path.dirname(__file__), "fixtures", "scripted_train.py"), tmp_path)
+    (tmp_path / "s.yaml").write_text("name: alone\nentrypoint: scripted_train:train\nobjective: {metric: score, "
+                                     "direction: maximize}\ntraining: {epochs: 2, sleep: 0.01}\n"
+                                     "params:\n  x: {type: float, low: 0.1, high: 1.0}\n"
+                                     "budget: {trials: 1, max_concurrent: 1}\nresources: {cpu: 1}\n")
+    ray_tmp = Path(tempfile.mkdtemp(prefix="rw", dir="/tmp"))  # short: Ray's socket paths must stay under 107 bytes
+    try:
+        proc = subprocess.run([sys.executable, "-m", "sweeper.cli", "run", "s.yaml", "--storage", "sqlite:///s.db"],
+                              capture_output=True, text=True, cwd=tmp_path, timeout=300,
+                              env={**os.environ, "RAY_TMPDIR": str(ray_tmp)})
+        assert proc.returncode == 0 and "trials: 1 COMPLETE" in " ".join(proc.stdout.split()), proc.stdout + proc.stderr
+        workers = {p.name for p in ray_tmp.glob("ray/session_*/logs/python-core-worker-*.log")}  # and session_latest
+        assert len(workers) == 1, workers
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
 def test_columns_0_is_no_width(tmp_path):
