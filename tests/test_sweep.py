@@ -737,6 +737,26 @@ def test_a_joined_cluster_none_of_whose_nodes_holds_a_trial_says_which_resource_
         "no node of the cluster can hold a group of up to 4 trials now (resources.on_gpu.cpu is 2, ")
 
 
+def test_a_ray_of_its_own_starts_workers_ahead_only_for_trials_that_fill_every_cpu():
+    """Each worker a local Ray starts ahead of time (one per CPU) imports Tune and stays: only a sweep whose trials
+    (fused: groups) take every CPU at once uses them all (the CLI's count of Ray's workers: test_cli.py)."""
+    from ray._private.utils import get_num_cpus
+
+    from search_spaces.loader import load_spec, resolve_space_path
+    from sweeper.ray_capacity import fills_every_cpu
+
+    def fills(*overrides: str) -> bool:
+        return fills_every_cpu(load_spec(resolve_space_path("asl20"), ("resources.on_gpu=null", *overrides)))
+
+    cpus = get_num_cpus()
+    assert fills(f"budget.max_concurrent={cpus}", "resources.cpu=1")
+    assert fills(f"budget.max_concurrent={2 * cpus}", "resources.cpu=0.5", "resources.fuse=3")
+    assert not fills(f"budget.max_concurrent={cpus}", "resources.cpu=2")  # half of them at once
+    assert not fills(f"budget.max_concurrent={2 * cpus}", "resources.cpu=0.5", "resources.gpu=1")  # no GPU here
+    if cpus > 1:
+        assert not fills(f"budget.max_concurrent={cpus - 1}", "resources.cpu=1")
+
+
 def test_a_sweep_on_its_own_ray_runs_no_more_trials_at_once_than_its_cpus_hold(capsys):
     """A trial waiting for a CPU was sampled before any result and RUNNING while it waited, as a group waiting for
     a GPU would be: 4 at a time on 2 CPUs sampled 4 at once and trained 2 (found by an exploratory test)."""
