@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from search_spaces.loader import refusal
 from search_spaces.schema import Spec
+from search_spaces.sections import Resources
 from sweeper.console import console
 from sweeper.preflight import unfusable_on_gpu
 from sweeper.ray_runtime import local_gpus
@@ -44,6 +45,15 @@ def check_local_resources(spec: Spec) -> None:
                       f"ask for at most {cpus:g}, or join a cluster with --address")
 
 
+def holds(resources: Resources, cpus: float, gpus: float) -> list[tuple[int, float, str]]:
+    """``(trials, offered, name)`` per resource a trial (fused: group) takes: how many of them ``cpus`` and ``gpus``
+    hold at once; the fewest is what caps a Ray of sweeper's own."""
+    found = [(resource_slots(cpus, resources.cpu), cpus, "cpu")]
+    if resources.gpu > 0:
+        found.append((resource_slots(gpus, resources.gpu), gpus, "gpu"))
+    return found
+
+
 def fills_every_cpu(spec: Spec) -> bool:
     """Whether a Ray of sweeper's own here runs as many trials (fused: groups) at once as it has CPUs, as
     :func:`within_local_ray` and ``resources.on_gpu`` will fit the spec: only then is each worker it would start
@@ -51,19 +61,15 @@ def fills_every_cpu(spec: Spec) -> bool:
     from ray._private.utils import get_num_cpus
 
     cpus, gpus = get_num_cpus(), local_gpus()
-    resources = spec.resources.on_cluster(gpus)
-    slots = [resource_slots(cpus, resources.cpu)] + ([resource_slots(gpus, resources.gpu)] if resources.gpu > 0 else [])
-    return min(spec.budget.max_concurrent, *slots) >= cpus
+    slots, _, _ = min(holds(spec.resources.on_cluster(gpus), cpus, gpus))
+    return min(spec.budget.max_concurrent, slots) >= cpus
 
 
 def within_local_ray(spec: Spec, cpus: float, gpus: float) -> Spec:
     """The spec with no more trials (fused: groups) at a time than ``cpus`` and ``gpus`` hold, and said so: like a
     group waiting for a GPU, a trial waiting for a CPU or GPU would be sampled before any result and held RUNNING."""
     resources = spec.resources
-    holds = [(resource_slots(cpus, resources.cpu), cpus, "cpu")]
-    if resources.gpu > 0:
-        holds.append((resource_slots(gpus, resources.gpu), gpus, "gpu"))
-    slots, have, name = min(holds)
+    slots, have, name = min(holds(resources, cpus, gpus))
     at_once = max(1, min(spec.budget.max_concurrent, slots))
     if at_once == spec.budget.max_concurrent:
         return spec
