@@ -83,12 +83,21 @@ def run_case(trials: int, seconds: float, concurrency: int) -> dict[str, tuple[f
         }
 
 
+def case_of(text: str) -> tuple[int, float, int]:
+    try:
+        trials, seconds, concurrency = text.split(",")
+        return int(trials), float(seconds), int(concurrency)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not N,T,C (e.g. 10,0.5,1)") from None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=1)
-    parser.add_argument("--case", action="append", metavar="N,T,C", help="run this case instead (repeatable)")
+    parser.add_argument("--case", action="append", type=case_of, metavar="N,T,C",
+                        help="run this case instead: N trials of T seconds, C at a time (repeatable)")
     args = parser.parse_args()
-    cases = [(int(n), float(t), int(c)) for n, t, c in (case.split(",") for case in args.case)] if args.case else CASES
+    cases = args.case or CASES
     print(f"{'case':<18}{'runner':<11}{'ideal':>7}{'median':>9}{'min-max':>15}{'efficiency':>12}"
           f"{'vs sweeper':>12}{'CPU s':>8}")
     verdict = ""
