@@ -20,6 +20,11 @@ proposes a configuration outside the best tenth of the space. Real TPE is measur
         --records bench/records/asl20-steady-calibration-*.json
     python bench/replay.py --space bench/spaces/asl20-rare.yaml --records ... --asha 2:3 3:4 --oracle 0.5 0.2
     python bench/replay.py --space bench/spaces/asl20-rare.yaml --records ... --slots 1 --startup 3
+    python bench/replay.py --space bench/spaces/asl20-rare.yaml --records ... --asha 3:4:4 --oracle
+
+``GRACE:RF:B`` stops no trial at a rung until B values are recorded there (Optuna's ``bootstrap_count``; Ray's rule
+is B = 1): Ray judges the second trial to reach a rung against the first alone, so early in a sweep it stops any
+trial that starts slower than the one before it.
 """
 
 from __future__ import annotations
@@ -40,8 +45,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 class Asha:
     """Ray's ASHA rule for one bracket (``ray.tune.schedulers.async_hyperband._Bracket``), on plain numbers."""
 
-    def __init__(self, grace: int, rf: float, max_t: int) -> None:
-        self.rf = rf
+    def __init__(self, grace: int, rf: float, max_t: int, bootstrap: int = 1) -> None:
+        self.rf, self.bootstrap = rf, bootstrap
         count = int(np.log(max_t / grace) / np.log(rf) + 1)
         # Ray acts on the first report at or past a rung's milestone: with a report every epoch, its ceiling
         self.rungs: dict[int, list[float]] = {math.ceil(grace * rf**k): [] for k in range(count)}
@@ -51,16 +56,16 @@ class Asha:
         recorded = self.rungs.get(epoch)
         if recorded is None:
             return False
-        stop = bool(recorded) and value < np.percentile(recorded, (1 - 1 / self.rf) * 100)
+        stop = len(recorded) >= self.bootstrap and value < np.percentile(recorded, (1 - 1 / self.rf) * 100)
         recorded.append(value)
         return stop
 
 
 def sweep(curves: Sequence[Sequence[float]], met: Sequence[bool], draw: Callable[[int], int], slots: int,
-          trials: int, asha: tuple[int, float] | None) -> float | None:
+          trials: int, asha: tuple[int, float] | tuple[int, float, int] | None) -> float | None:
     """One replayed sweep: trial-epochs until the first trial meeting the targets completes (None: never)."""
     epochs = len(curves[0])
-    scheduler = Asha(*asha, epochs) if asha else None
+    scheduler = Asha(asha[0], asha[1], epochs, *asha[2:]) if asha else None
     running: list[list[int]] = []  # [configuration, epochs trained]
     started = trained = 0
     while running or started < trials:
@@ -88,12 +93,22 @@ def load_runs(paths: Sequence[str]) -> list[dict[str, Any]]:
     return [run for run in runs if run["label"].startswith("random")]
 
 
+def asha_setting(text: str) -> tuple[int, float] | tuple[int, float, int]:
+    """``"3:4"`` -> ``(3, 4.0)``, ``"3:4:2"`` -> ``(3, 4.0, 2)``; B = 1 is Ray's rule, spelt without it."""
+    grace, rf, *bootstrap = text.split(":")
+    if len(bootstrap) > 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected GRACE:RF or GRACE:RF:B")
+    return (int(grace), float(rf), *(int(b) for b in bootstrap if int(b) != 1))  # type: ignore[return-value]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--space", required=True, help="the benchmark space: targets, epochs, concurrency, start-up")
     parser.add_argument("--records", nargs="+", required=True, help="bench/calibrate.py --json files of that space")
-    parser.add_argument("--asha", nargs="*", default=["3:4", "2:3", "1:3", "3:3", "6:3"],
-                        help="ASHA settings GRACE:RF to replay (the space's own is always included)")
+    parser.add_argument("--asha", nargs="*", type=asha_setting,
+                        default=[(3, 4.0), (2, 3.0), (1, 3.0), (3, 3.0), (6, 3.0)],
+                        help="ASHA settings GRACE:RF or GRACE:RF:B to replay, B the values a rung holds before it "
+                             "stops a trial (default 1, Ray's; the space's own setting is always included)")
     parser.add_argument("--oracle", nargs="*", type=float, default=[0.5, 0.2, 0.1],
                         help="oracle shares q: after start-up, draw only from the best q by validation")
     parser.add_argument("--sweeps", type=int, default=2000, help="replayed sweeps per method")
@@ -120,8 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     startup = args.startup if args.startup is not None else \
         default_sampler_options(spec).get("n_startup_trials", 10) if spec.sampler.type == "tpe" else 0
     own = (spec.scheduler.options.get("grace_period") or 1, spec.scheduler.options.get("reduction_factor") or 4.0)
-    settings = [own] + [(int(g), float(r)) for g, r in (s.split(":") for s in args.asha)
-                        if (int(g), float(r)) != own]
+    settings = [own] + [s for s in args.asha if s != own]
     by_validation = sorted(range(len(runs)), key=lambda i: -max(curves[i]))
     rng = np.random.default_rng(args.seed)
 
@@ -133,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         return lambda i: uniform(i) if i < startup else best[int(rng.integers(len(best)))]
 
     methods: list[tuple[str, Callable[[int], int], tuple[int, float] | None]] = [("random", uniform, None)]
-    methods += [(f"random+asha g{g} rf{r:g}", uniform, (g, r)) for g, r in settings]
+    methods += [(f"random+asha g{s[0]} rf{s[1]:g}" + (f" b{s[2]}" if s[2:] else ""), uniform, s) for s in settings]
     methods += [(f"oracle-{q:.0%}+asha g{own[0]} rf{own[1]:g}", oracle(q), own) for q in args.oracle]
     cap = float(args.trials * epochs)
     rows = []

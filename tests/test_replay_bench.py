@@ -6,6 +6,7 @@ Ray's; the sweep arithmetic on curves small enough to follow by hand.
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 import random
@@ -39,6 +40,19 @@ def test_asha_stops_exactly_the_trials_that_rays_bracket_stops(grace, rf, max_t)
         if stop or alive[trial] == max_t:
             del alive[trial]
     assert any(decisions) and not all(decisions), "the stream must exercise both decisions"
+
+
+def test_a_bootstrap_stops_no_trial_at_a_rung_until_it_holds_that_many_values():
+    """Ray's rule (B = 1) judges the second trial at a rung against the first alone; with B = 3 the first three pass."""
+    rays, boot = replay.Asha(2, 2.0, 10), replay.Asha(2, 2.0, 10, bootstrap=3)
+    values = [0.9, 0.1, 0.2, 0.05]  # each worse than the first, at rung 2
+    assert [rays.stops(2, v) for v in values] == [False, True, True, True]
+    assert [boot.stops(2, v) for v in values] == [False, False, False, True]
+    assert [boot.stops(e, 0.0) for e in (1, 3)] == [False, False]  # between rungs nothing is judged
+    assert replay.asha_setting("3:4") == (3, 4.0) == replay.asha_setting("3:4:1")  # B = 1 is Ray's, spelt alike
+    assert replay.asha_setting("3:4:2") == (3, 4.0, 2)
+    with pytest.raises(argparse.ArgumentTypeError, match="GRACE:RF or GRACE:RF:B"):
+        replay.asha_setting("3:4:2:1")
 
 
 def test_a_sweep_counts_every_epoch_of_every_slot_until_a_trial_meeting_the_target_completes():
