@@ -39,6 +39,7 @@ from sqlalchemy.engine import make_url
 
 from search_spaces.errors import SpecError
 from search_spaces.loader import load_spec, resolve_space_path, spec_from_dict
+from search_spaces.schema import Spec
 from storage import attrs
 from storage.engine import close_storage, open_storage
 from storage.errors import StorageError
@@ -359,15 +360,21 @@ def test_best_shows_every_metric_a_users_function_returned(capsys) -> None:
     assert set(best_summary(view_of(study))["metrics"]) == {"val_acc", "test_acc", "f1"} == rows
 
 
+def quick_asl20_study(*overrides: str) -> tuple[Spec, optuna.Study]:
+    """An in-memory study of ``asl20 --quick`` with ``overrides``, holding the spec and objective a driver stores."""
+    spec = load_spec(resolve_space_path("spaces/asl20.yaml"), overrides, quick=True)
+    study = optuna.create_study(direction="maximize")
+    study.set_user_attr(attrs.SPEC, spec.to_yaml_dict())
+    study.set_user_attr(attrs.OBJECTIVE, attrs.objective_attr("val_top3", "maximize"))
+    return spec, study
+
+
 @pytest.mark.parametrize(("device", "threads"), [("cpu", 2), ("cuda:0", 3)])
 def test_best_trains_on_the_threads_the_trial_ran_with(device: str, threads: int) -> None:
     """The driver gives a core trial torch threads as its resources.cpu (on_gpu's on a GPU). best's command left them
     out, so it trained on torch's default, a thread per core, whose float rounding is not the trial's (after 3 epochs
     on 2 cores, val_loss 3.0040858 against the trial's 3.0040861; with the trial's threads, every bit the same)."""
-    spec = load_spec(resolve_space_path("spaces/asl20.yaml"), ("resources.cpu=2", "resources.on_gpu.cpu=3"), quick=True)
-    study = optuna.create_study(direction="maximize")
-    study.set_user_attr(attrs.SPEC, spec.to_yaml_dict())
-    study.set_user_attr(attrs.OBJECTIVE, attrs.objective_attr("val_top3", "maximize"))
+    spec, study = quick_asl20_study("resources.cpu=2", "resources.on_gpu.cpu=3")
     study.enqueue_trial(BEST_PARAMS)
     trial = study.ask(spec.distributions())
     trial.set_user_attr(attrs.DEVICE, device)
@@ -383,10 +390,7 @@ def test_best_says_a_fused_members_retrain_repeats_its_numbers_only_approximatel
     """A trial trained as a member of a fused group (ray id ``GROUP/K``) got "reproduce it:" as if the command
     repeated its numbers, but sweeper train trains it alone: on CPU 3 quick epochs gave val_loss 2.9969842 as a
     member and 2.9969845 alone (sums in another order); on CUDA the group draws dropout and mixup for all members."""
-    spec = load_spec(resolve_space_path("spaces/asl20.yaml"), ("resources.fuse=3",), quick=True)
-    study = optuna.create_study(direction="maximize")
-    study.set_user_attr(attrs.SPEC, spec.to_yaml_dict())
-    study.set_user_attr(attrs.OBJECTIVE, attrs.objective_attr("val_top3", "maximize"))
+    spec, study = quick_asl20_study("resources.fuse=3")
     study.enqueue_trial(BEST_PARAMS)
     trial = study.ask(spec.distributions())
     trial.set_user_attr(attrs.RAY_TRIAL_ID, ray_trial_id)
@@ -412,10 +416,7 @@ def test_best_trains_on_the_threads_a_trial_recorded_not_on_a_resumes_resources(
     threads = torch.get_num_threads()  # the core sets them for the whole process: these leave it as it is
     result = run({"dataset.classes": 6, "dataset.samples_per_class": 4, "epochs": 1, "threads": threads})
     assert result[attrs.THREADS] == threads
-    spec = load_spec(resolve_space_path("spaces/asl20.yaml"), ("resources.cpu=2",), quick=True)  # as resumed
-    study = optuna.create_study(direction="maximize")
-    study.set_user_attr(attrs.SPEC, spec.to_yaml_dict())
-    study.set_user_attr(attrs.OBJECTIVE, attrs.objective_attr("val_top3", "maximize"))
+    spec, study = quick_asl20_study("resources.cpu=2")  # as resumed
     for recorded in (1, None):  # None: a trial of a sweeper that recorded no threads: its resources, as before
         study.enqueue_trial(BEST_PARAMS)
         trial = study.ask(spec.distributions())

@@ -27,6 +27,7 @@ import pytest
 from forked_cli import run_command
 
 from search_spaces.errors import SpecError
+from search_spaces.schema import Spec
 from storage import attrs
 from storage.engine import close_storage, open_storage
 from storage.errors import StorageError
@@ -248,6 +249,24 @@ def test_a_changed_space_is_refused_and_fresh_starts_a_new_study(tmp_path):
     assert [s.study_name for s in optuna.get_all_study_summaries(url)] == [spec.name]  # nothing written yet
 
 
+def own_space(module: str) -> str:
+    """A space for the function ``module:fit``, tuning its lr."""
+    return f"entrypoint: {module}:fit\nobjective: {{metric: acc, direction: maximize}}\n" \
+           "params:\n  lr: {type: float, low: 0.01, high: 1}\nbudget: {trials: 2}\n"
+
+
+def add_finished_trial(study: optuna.Study) -> None:
+    study.add_trial(optuna.trial.create_trial(params={"lr": 0.5}, value=0.5,
+                                              distributions={"lr": optuna.distributions.FloatDistribution(0.01, 1)}))
+
+
+def study_with_one_trial(space: str, url: str) -> Spec:
+    """What a first run of ``space`` leaves: its study, holding one finished trial."""
+    spec, _ = prepare(SweepOptions(space=space, storage=url))
+    add_finished_trial(open_study(spec, url, space)[0])
+    return spec
+
+
 def test_a_default_of_the_function_changed_since_the_study_ran_is_refused_unless_the_space_sets_it(tmp_path,
                                                                                                    monkeypatch):
     """A setting the space leaves out trains at the function's fit.settings default, which its config does not hold:
@@ -258,13 +277,9 @@ def test_a_default_of_the_function_changed_since_the_study_ran_is_refused_unless
     code = "def fit(config, report, checkpoint_dir):\n    return {}\n\nfit.settings = {'lr': 0.1, 'noise': %s}\n"
     (tmp_path / f"{module}.py").write_text(code % "0.5")
     space = tmp_path / "own.yaml"
-    space.write_text(f"entrypoint: {module}:fit\nobjective: {{metric: acc, direction: maximize}}\n"
-                     "params:\n  lr: {type: float, low: 0.01, high: 1}\nbudget: {trials: 2}\n")
+    space.write_text(own_space(module))
     url = f"sqlite:///{tmp_path / 'sweeps.db'}"
-    spec, _ = prepare(SweepOptions(space=str(space), storage=url))
-    study, _ = open_study(spec, url, str(space))
-    study.add_trial(optuna.trial.create_trial(params={"lr": 0.5}, value=0.5,
-                                              distributions={"lr": optuna.distributions.FloatDistribution(0.01, 1)}))
+    spec = study_with_one_trial(str(space), url)
     (tmp_path / f"{module}.py").write_text(code % "0.9")
     monkeypatch.delitem(sys.modules, module)  # the function as it is now, as a new process imports it
     said = f"trained the settings its space leaves out at {module}:fit's defaults, which it declares otherwise " \
@@ -286,15 +301,11 @@ def test_a_setting_the_study_wrote_whose_default_became_its_value_may_leave_the_
     module = f"written_fit_{uuid.uuid4().hex[:8]}"
     code = "def fit(config, report, checkpoint_dir):\n    return {}\n\nfit.settings = {'lr': 0.1, 'noise': %s}\n"
     (tmp_path / f"{module}.py").write_text(code % "0.5")
-    head = f"entrypoint: {module}:fit\nobjective: {{metric: acc, direction: maximize}}\n" \
-           "params:\n  lr: {type: float, low: 0.01, high: 1}\nbudget: {trials: 2}\n"
+    head = own_space(module)
     space = tmp_path / "own.yaml"
     space.write_text(head + "training: {noise: 0.9}\n")
     url = f"sqlite:///{tmp_path / 'sweeps.db'}"
-    spec, _ = prepare(SweepOptions(space=str(space), storage=url))
-    study, _ = open_study(spec, url, str(space))
-    study.add_trial(optuna.trial.create_trial(params={"lr": 0.5}, value=0.5,
-                                              distributions={"lr": optuna.distributions.FloatDistribution(0.01, 1)}))
+    spec = study_with_one_trial(str(space), url)
     (tmp_path / f"{module}.py").write_text(code % "0.9")
     monkeypatch.delitem(sys.modules, module)
     space.write_text(head)
@@ -318,15 +329,12 @@ def test_a_copied_project_whose_function_declares_a_path_of_its_folder_carries_i
     (first / f"{module}.py").write_text("from pathlib import Path\n\ndef fit(config, report, checkpoint_dir):\n"
                                         "    return {}\n\nfit.settings = {'lr': 0.1, "
                                         "'data': str(Path(__file__).parent / 'data')}\n")
-    (first / "own.yaml").write_text(f"entrypoint: {module}:fit\nobjective: {{metric: acc, direction: maximize}}\n"
-                                    "params:\n  lr: {type: float, low: 0.01, high: 1}\nbudget: {trials: 2}\n")
+    (first / "own.yaml").write_text(own_space(module))
     url = "sqlite:///sweeps.db"
     monkeypatch.chdir(first)
-    spec, _ = prepare(SweepOptions(space="own.yaml", storage=url))
-    study, _ = open_study(spec, url, "own.yaml")
-    study.add_trial(optuna.trial.create_trial(params={"lr": 0.5}, value=0.5,
-                                              distributions={"lr": optuna.distributions.FloatDistribution(0.01, 1)}))
-    assert study.user_attrs["defaults"]["data"] == str(first.resolve() / "data")
+    spec = study_with_one_trial("own.yaml", url)
+    assert optuna.load_study(study_name=spec.name, storage=url).user_attrs["defaults"]["data"] == \
+        str(first.resolve() / "data")
     shutil.copytree(first, copy)
     monkeypatch.chdir(copy)
     monkeypatch.delitem(sys.modules, module)  # the copy's module, as a new process in it imports it
@@ -341,8 +349,7 @@ def test_a_copied_project_whose_function_declares_a_path_of_its_folder_carries_i
         spec, _ = prepare(SweepOptions(space="own.yaml", storage=shared))
         study, _ = open_study(spec, shared, "own.yaml")
         if not study.trials:
-            study.add_trial(optuna.trial.create_trial(
-                params={"lr": 0.5}, value=0.5, distributions={"lr": optuna.distributions.FloatDistribution(0.01, 1)}))
+            add_finished_trial(study)
 
 
 def test_a_copied_project_whose_function_names_a_fixed_path_in_the_first_folder_carries_its_study_on(
@@ -357,14 +364,10 @@ def test_a_copied_project_whose_function_names_a_fixed_path_in_the_first_folder_
     first.mkdir()
     (first / f"{module}.py").write_text("def fit(config, report, checkpoint_dir):\n    return {}\n\n"
                                         f"fit.settings = {{'lr': 0.1, 'data': {str(first.resolve() / 'data')!r}}}\n")
-    (first / "own.yaml").write_text(f"entrypoint: {module}:fit\nobjective: {{metric: acc, direction: maximize}}\n"
-                                    "params:\n  lr: {type: float, low: 0.01, high: 1}\nbudget: {trials: 2}\n")
+    (first / "own.yaml").write_text(own_space(module))
     url = "sqlite:///sweeps.db"
     monkeypatch.chdir(first)
-    spec, _ = prepare(SweepOptions(space="own.yaml", storage=url))
-    study, _ = open_study(spec, url, "own.yaml")
-    study.add_trial(optuna.trial.create_trial(params={"lr": 0.5}, value=0.5,
-                                              distributions={"lr": optuna.distributions.FloatDistribution(0.01, 1)}))
+    spec = study_with_one_trial("own.yaml", url)
     shutil.copytree(first, copy)
     monkeypatch.chdir(copy)
     monkeypatch.delitem(sys.modules, module)  # the copy's module, as a new process in it imports it
