@@ -5,13 +5,13 @@ the data and the results folder before any study is created or Ray is started.
 
 The functions below :func:`run_sweep` are its steps, in the order it takes them. What they lean on has modules of
 its own: :mod:`sweeper.ray_capacity` (how many trials a Ray holds), :mod:`sweeper.resume_summary`,
-:mod:`sweeper.interrupt_exit` (the way out on Ctrl-C), :mod:`sweeper.outage_lines` and :mod:`sweeper.heartbeats`.
+:mod:`sweeper.interrupt_exit` (the way out on Ctrl-C), :mod:`sweeper.outage_lines`, :mod:`sweeper.stop_messages` (what a
+sweep that its storage stopped says) and :mod:`sweeper.heartbeats`.
 """
 
 from __future__ import annotations
 
 import secrets
-import shutil
 import threading
 import time
 from collections.abc import Callable, Collection, Sequence
@@ -35,7 +35,7 @@ from storage.resume import (
     last_epoch,
     orphaned_trials,
 )
-from storage.retry import OutagePolicy, StorageUnavailable, retry_briefly, sqlite_temp_folder
+from storage.retry import OutagePolicy, StorageUnavailable, retry_briefly
 from storage.studies import create_or_load_study, spec_changes, trials_counted
 from storage.target import TargetMet, prune_stopped, recover_target_met, target_met
 from storage.urls import ENV_VAR, mask_url, sqlite_path
@@ -75,6 +75,7 @@ from sweeper.ray_runtime import (
 )
 from sweeper.resume_summary import print_resume_summary
 from sweeper.samplers import build_sampler, cmaes_note
+from sweeper.stop_messages import database_full_message, outage_message
 from sweeper.study_writer import StudyWriter
 
 # a study found without its checkpoint folder: the driver creating it writes that last, well within a second on an
@@ -206,57 +207,6 @@ def carry_on(spec: Spec, options: SweepOptions, url: str) -> str:
     another study and leave this one's trials RUNNING: ``sweeper resume NAME`` then. What exit 75, a full disk, a
     spent budget.time, a gone driver's trials and Ctrl-C all say (the CLI's Ctrl-C had a copy of this rule)."""
     return resume_command(spec, options, url) if options.fresh else SAME_COMMAND
-
-
-def outage_message(timeout_s: float, url: str, how: str) -> str:
-    """What a sweep stopped by an outage past ``--storage-timeout`` says: one text wherever it stood, that nothing
-    is lost and that ``how`` (:func:`carry_on`) carries it on, so the user neither starts over nor waits."""
-    again = "the same command again" if how == SAME_COMMAND else how
-    return (f"The storage {mask_url(url)} stayed unreachable for more than {timeout_s:g} s "
-            f"(--storage-timeout), so the sweep stopped; nothing it recorded is lost. Run {again} "
-            "once the storage is back: finished trials are kept, unfinished ones carried on from their checkpoints.")
-
-
-def database_full_message(url: str, how: str, clean: str | None = None, results_root: Path | None = None
-                          ) -> Callable[[], str] | None:
-    """What a sweep stopped by SQLite's "database or disk is full" says (None for a server's database), worded as it
-    stops: where to make room, and that ``how`` carries it on. No wait empties that disk, so it stops at once, as for
-    a trial's full disk; ``clean`` frees room where ``results_root``, which holds the checkpoints, shares it. The
-    disk may be SQLite's temporary folder's (SQLITE_TMPDIR or TMPDIR, a small tmpfs that Ray's files fill): named
-    where it is another disk, nearly full, while the database's has room; "make room under" the database's folder
-    alone sent the user to a disk with gigabytes free."""
-    if (path := sqlite_path(url)) is None:
-        return None
-    folder = path.absolute().parent
-
-    def said() -> str:
-        temp = sqlite_temp_folder()
-        if temp is not None and not same_disk(folder, temp) and nearly_full(temp) and not nearly_full(folder):
-            return (f"the sweep stopped: {temp}, where SQLite writes the temporary files of its database "
-                    f"{mask_url(url)} (SQLITE_TMPDIR, else TMPDIR, else /var/tmp), took no more writes (database or "
-                    f"disk is full); make room there, or set SQLITE_TMPDIR to a folder with room, and run {how}: it "
-                    "carries the trials on")
-        shared = clean is not None and results_root is not None and same_disk(folder, results_root)
-        freed = f" ({clean} deletes finished trials' checkpoints, which are never read again)" if shared else ""
-        return (f"the sweep stopped: the disk of its database {mask_url(url)} took no more writes (database or disk "
-                f"is full); make room under {folder}{freed} and run {how}: it carries the trials on")
-    return said
-
-
-def nearly_full(folder: Path) -> bool:
-    """Whether ``folder``'s disk has under 5% free, and under 64 MiB (not counting the blocks kept for root)."""
-    try:
-        usage = shutil.disk_usage(folder)
-    except OSError:
-        return False
-    return usage.free < min(64 * 2**20, usage.total // 20)
-
-
-def same_disk(first: Path, second: Path) -> bool:
-    try:
-        return first.stat().st_dev == second.stat().st_dev
-    except OSError:
-        return False
 
 
 def start_ray_and_open_study(spec: Spec, url: str, options: SweepOptions, results_root: Path, data: str | None,

@@ -179,7 +179,7 @@ def test_a_full_disk_under_a_sqlite_database_spends_the_outage_budget_at_once(tm
 # a sweep's SQLite database, and a sort big enough to spill to a temporary file (a 64 KiB cache): SQLITE_FULL
 SPILLING_SORT = """
 import sqlite3, sys
-from sweeper.driver import database_full_message
+from sweeper.stop_messages import database_full_message
 from storage.retry import OutagePolicy, StorageUnavailable
 db = sqlite3.connect(sys.argv[1])
 db.execute("PRAGMA cache_size = -64")
