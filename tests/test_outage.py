@@ -1098,7 +1098,6 @@ def test_a_connection_dropped_as_an_existing_study_is_loaded_is_waited_out(serve
         proxy.close()
 
 
-@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used")  # the test's own asks
 def test_a_new_study_whose_enqueued_row_committed_without_an_answer_is_opened_as_new(tmp_path, server):
     """The first enqueued row's commit lands unanswered as a new study is opened: the retried open found the study
     holding that WAITING row, called it resumed and moved the seed on by one, so the sweep drew other configs than

@@ -531,9 +531,7 @@ def test_orphans_are_trials_of_dead_drivers_or_stale_heartbeats(tmp_path):
     }
     trials = {}
     for label, owner in owners.items():
-        with warnings.catch_warnings():  # asking outside Study.optimize is what the driver does too
-            warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
-            trial = study.ask()
+        trial = study.ask()
         trial.set_user_attr(attrs.DRIVER, owner.as_attr())
         record_heartbeat(study, trial._trial_id)
         trials[label] = trial.number
@@ -550,9 +548,7 @@ def test_orphans_are_trials_of_dead_drivers_or_stale_heartbeats(tmp_path):
     # an enqueued trial a live driver takes is RUNNING a moment before it holds its owner: it was carried on by
     # another driver (trained twice, and recorded as the wrong driver's); one left so past the grace period is taken
     study.enqueue_trial({})
-    with warnings.catch_warnings():  # asking outside Study.optimize is what the driver does too
-        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
-        taken = study.ask()
+    taken = study.ask()
     assert taken.number not in {t.number for t in orphaned_trials(study)}
     old = study._storage.get_trial(taken._trial_id).datetime_start - timedelta(seconds=GRACE_PERIOD_S + 1)
     with open_storage(f"sqlite:///{tmp_path / 'sweeps.db'}").engine.begin() as connection:
@@ -602,9 +598,7 @@ def test_an_orphan_another_driver_carried_on_or_finished_is_not_claimed_again(tm
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     for _ in range(2):
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
-            study.ask().set_user_attr(attrs.DRIVER, Driver(socket.gethostname(), dead.pid, None).as_attr())
+        study.ask().set_user_attr(attrs.DRIVER, Driver(socket.gethostname(), dead.pid, None).as_attr())
     spec = load_spec("spaces/asl20.yaml", quick=True)
 
     def searcher(driver: Driver) -> StudySearcher:
@@ -633,9 +627,7 @@ def test_two_drivers_resumed_at_once_carry_an_orphan_on_once(tmp_path):
     study, _ = create_or_load_study(open_storage(url), "orphans", "maximize")
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
-        study.ask().set_user_attr(attrs.DRIVER, Driver(socket.gethostname(), dead.pid, None).as_attr())
+    study.ask().set_user_attr(attrs.DRIVER, Driver(socket.gethostname(), dead.pid, None).as_attr())
     [orphan] = orphaned_trials(study)
     drivers = [Driver("host-a", 1, None), Driver("host-b", 2, None)]  # each with a study of its own, as processes
     studies = [optuna.load_study(study_name="orphans", storage=open_storage(url)) for _ in drivers]
@@ -759,9 +751,7 @@ def test_a_new_trial_starts_without_the_checkpoint_a_deleted_study_left_under_it
     study, _ = create_or_load_study(open_storage(f"sqlite:///{tmp_path / 'sweeps.db'}"), "again", "maximize")
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
-        study.ask().set_user_attr(attrs.DRIVER, Driver(socket.gethostname(), dead.pid, None).as_attr())
+    study.ask().set_user_attr(attrs.DRIVER, Driver(socket.gethostname(), dead.pid, None).as_attr())
     stale = [trial_checkpoint_dir(str(tmp_path), n) / "state.pt" for n in (0, 1)]
     for path in stale:
         path.parent.mkdir(parents=True)
