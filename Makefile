@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 TORCH ?= pinned
 CONSTRAINTS := $(if $(filter keep,$(TORCH)),$(VENV)/constraints.txt,constraints.txt)
 
-.PHONY: run test lint bench venv clean check-venv
+.PHONY: run test test-floors lint bench venv clean check-venv
 
 # a .venv that lost a package (pip still lists it, so a reinstall would skip it) says so, not with a traceback;
 # only one that make finished ($(STAMP)): a .venv made by hand for TORCH=keep holds torch alone until make installs
@@ -22,7 +22,7 @@ check-venv:
 	    hint = ": rebuild it with make clean venv (with TORCH=keep, install your torch into it first again)"; \
 	    sys.exit(lost and "$(VENV) lacks " + lost + hint or None)' $(REQUIRED)
 
-$(STAMP): setup.cfg constraints.txt pyproject.toml
+$(STAMP): setup.cfg constraints.txt pyproject.toml $(filter constraints-floors.txt,$(CONSTRAINTS))
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 ifeq ($(TORCH),keep)
@@ -51,6 +51,10 @@ test: check-venv $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
+# the same suite against setup.cfg's floors (constraints-floors.txt) in a venv of its own; CI tests the pins alone
+test-floors:
+	$(MAKE) test VENV=.venv-floors CONSTRAINTS=constraints-floors.txt
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
@@ -58,4 +62,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/core.py
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-floors *.egg-info .pytest_cache .ruff_cache

@@ -156,7 +156,9 @@ def test_the_dashboard_reads_again_only_the_trials_new_or_unfinished_since(big_s
         served = trials_served()
     assert len(served) == TRIALS + 1
     assert served[-1]["intermediate_values"] == [{"step": 1, "value": 0.25}, {"step": 2, "value": 0.5}]
-    assert len(again) == 2  # the new trial's two epochs, not every trial's again
+    # the new trial's two epochs, not every trial's again; Optuna before 5 (setup.cfg's floor is 4.5) reads one
+    # finished trial's curve again too
+    assert len(again) == 2 or (int(optuna.__version__.split(".")[0]) < 5 and len(again) == 2 + EPOCHS), len(again)
 
 
 def test_status_of_an_interrupted_study_reads_no_trials_whole_curve(big_study, storage_url: str, capsys) -> None:

@@ -1210,6 +1210,7 @@ def test_best_prints_no_command_when_the_space_file_names_another_entrypoint(
     assert f"note: {data['note']}" in out and "no sweeper train command reproduces it" in out and "  lr: 0.25" in out
 
 
+@pytest.mark.usefixtures("optuna_deprecates_prior_weight")
 def test_best_and_train_take_the_space_file_of_a_study_that_ran_with_a_deprecated_sampler_option(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``sweeper run SPACE`` carries on a study that ran with a sampler option Optuna has since deprecated, from that

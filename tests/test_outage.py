@@ -986,6 +986,11 @@ def test_an_outage_with_no_trial_training_says_no_count_of_them(capsys):
     assert "; 2 trials still training, results wait: gone" in said[1], said
 
 
+# the statement that writes own()'s mark on a trial just asked for: an upsert (INSERT ... ON CONFLICT) from Optuna 5
+# on, a SELECT and then an INSERT before
+DRIVER_MARK = b"INSERT INTO trial_user_attributes"
+
+
 def searcher_through(proxy: CuttableProxy, url: str, tmp_path) -> tuple:
     """A driver's searcher on a new study at ``url``, reached through ``proxy``."""
     from search_spaces.loader import load_spec
@@ -1171,7 +1176,7 @@ def test_a_new_trial_whose_ask_failed_before_it_was_taken_is_not_left_running_at
     url = fresh_database(server, "lost_own").replace(f":{server.port}/", f":{proxy.port}/")
     try:
         _, study, searcher = searcher_through(proxy, url, tmp_path)
-        proxy.lose_answer(b"ON CONFLICT")  # own(): the upsert of the driver's mark on the trial just made
+        proxy.lose_answer(DRIVER_MARK)  # own(): the driver's mark on the trial just made
         assert searcher.suggest("ray-1") is None
         wait_for(lambda: searcher._asking is None or searcher._asking.done(), 30, "the ask")
         assert proxy.lost == 1 and searcher._pending is None  # the ask failed before it took the trial
@@ -1185,7 +1190,7 @@ def test_a_new_trial_whose_ask_failed_before_it_was_taken_is_not_left_running_at
         proxy.close()
 
 
-@pytest.mark.parametrize("statement", [b"ON CONFLICT", b"INSERT INTO trial_params"])
+@pytest.mark.parametrize("statement", [DRIVER_MARK, b"INSERT INTO trial_params"])
 def test_a_trial_asked_for_as_budget_time_ran_out_is_handed_back_to_the_next_run(tmp_path, server, statement,
                                                                                     capsys):
     """budget.time ran out as the storage held an ask (an answer lost, then retried): the trial it made was recorded
@@ -1198,7 +1203,7 @@ def test_a_trial_asked_for_as_budget_time_ran_out_is_handed_back_to_the_next_run
     url = fresh_database(server, f"lost_time_{len(statement)}").replace(f":{server.port}/", f":{proxy.port}/")
     try:
         _, study, searcher = searcher_through(proxy, url, tmp_path)
-        proxy.lose_answer(statement)  # own()'s upsert, or a param's insert
+        proxy.lose_answer(statement)  # own()'s mark, or a param's insert
         assert searcher.suggest("ray-1") is None
         wait_for(lambda: searcher._asking is None or searcher._asking.done(), 30, "the ask")
         assert proxy.lost == 1

@@ -1257,6 +1257,7 @@ def test_the_resume_and_clean_commands_shown_take_a_name_that_starts_with_a_dash
         ["sweeper", "clean", "--storage", url, "--results-dir", "/tmp/my runs", "--", "-lr-test"]
 
 
+@pytest.mark.usefixtures("optuna_deprecates_prior_weight")
 def test_a_study_stored_with_a_sampler_option_optuna_deprecates_resumes(tmp_path, monkeypatch):
     """A study an earlier sweeper ran with a sampler option Optuna has since deprecated (TPE's prior_weight, which
     still works) could be neither resumed (its stored spec refused) nor run again without it (a changed sampler):
@@ -1279,6 +1280,7 @@ def test_a_study_stored_with_a_sampler_option_optuna_deprecates_resumes(tmp_path
         load_spec("spaces/asl20.yaml", ("sampler.prior_weight=2.0",))
 
 
+@pytest.mark.usefixtures("optuna_deprecates_prior_weight")
 def test_a_study_that_ran_with_a_deprecated_sampler_option_runs_from_its_space_with_one_note(tmp_path, monkeypatch,
                                                                                              capsys):
     """``sweeper run SPACE`` of a study that ran with a sampler option Optuna has since deprecated was refused (the
@@ -1309,6 +1311,7 @@ def test_a_study_that_ran_with_a_deprecated_sampler_option_runs_from_its_space_w
             prepare(options)
 
 
+@pytest.mark.usefixtures("optuna_deprecates_prior_weight")
 def test_a_deprecated_sampler_option_is_refused_before_optunas_tables_join_another_applications(postgres_url):
     """A new study's deprecated sampler option, refused once the storage was read, was refused after prepare had
     created Optuna's tables in a PostgreSQL database that held only another application's: bad input wrote them."""
@@ -1335,6 +1338,7 @@ def test_a_deprecated_sampler_option_is_refused_before_optunas_tables_join_anoth
         admin.dispose()
 
 
+@pytest.mark.usefixtures("optuna_deprecates_prior_weight")
 def test_a_deprecated_sampler_option_of_the_quick_section_alone_is_refused_as_validate_refuses_it(tmp_path):
     """``sweeper run SPACE`` lets the full spec's deprecated sampler options through for the study to vet, and let
     the quick: section's check through too: one that only the quick: section sets passed (validate refused it,
