@@ -42,6 +42,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
+Setting = tuple[int, float] | tuple[int, float, int]  # ASHA's grace period, reduction factor, and bootstrap B
+
+
 class Asha:
     """Ray's ASHA rule for one bracket (``ray.tune.schedulers.async_hyperband._Bracket``), on plain numbers."""
 
@@ -62,7 +65,7 @@ class Asha:
 
 
 def sweep(curves: Sequence[Sequence[float]], met: Sequence[bool], draw: Callable[[int], int], slots: int,
-          trials: int, asha: tuple[int, float] | tuple[int, float, int] | None) -> float | None:
+          trials: int, asha: Setting | None) -> float | None:
     """One replayed sweep: trial-epochs until the first trial meeting the targets completes (None: never)."""
     epochs = len(curves[0])
     scheduler = Asha(asha[0], asha[1], epochs, *asha[2:]) if asha else None
@@ -93,7 +96,7 @@ def load_runs(paths: Sequence[str]) -> list[dict[str, Any]]:
     return [run for run in runs if run["label"].startswith("random")]
 
 
-def asha_setting(text: str) -> tuple[int, float] | tuple[int, float, int]:
+def asha_setting(text: str) -> Setting:
     """``"3:4"`` -> ``(3, 4.0)``, ``"3:4:2"`` -> ``(3, 4.0, 2)``; B = 1 is Ray's rule, spelt without it."""
     grace, rf, *bootstrap = text.split(":")
     if len(bootstrap) > 1:
@@ -146,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         best = by_validation[:max(1, math.ceil(q * len(runs)))]
         return lambda i: uniform(i) if i < startup else best[int(rng.integers(len(best)))]
 
-    methods: list[tuple[str, Callable[[int], int], tuple[int, float] | None]] = [("random", uniform, None)]
+    methods: list[tuple[str, Callable[[int], int], Setting | None]] = [("random", uniform, None)]
     methods += [(f"random+asha g{s[0]} rf{s[1]:g}" + (f" b{s[2]}" if s[2:] else ""), uniform, s) for s in settings]
     methods += [(f"oracle-{q:.0%}+asha g{own[0]} rf{own[1]:g}", oracle(q), own) for q in args.oracle]
     cap = float(args.trials * epochs)

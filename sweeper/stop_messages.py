@@ -14,7 +14,8 @@ from sweeper.interrupt_exit import SAME_COMMAND
 
 def outage_message(timeout_s: float, url: str, how: str) -> str:
     """What a sweep stopped by an outage past ``--storage-timeout`` says: one text wherever it stood, that nothing
-    is lost and that ``how`` (:func:`carry_on`) carries it on, so the user neither starts over nor waits."""
+    is lost and that ``how`` (:func:`sweeper.driver.carry_on`) carries it on, so the user neither starts over
+    nor waits."""
     again = "the same command again" if how == SAME_COMMAND else how
     return (f"The storage {mask_url(url)} stayed unreachable for more than {timeout_s:g} s "
             f"(--storage-timeout), so the sweep stopped; nothing it recorded is lost. Run {again} "
