@@ -135,7 +135,6 @@ def failed_ray_trial(ray_session, tmp_path: Path):
     return make
 
 
-
 def _optuna_deprecates(sampler: str, **options: object) -> bool:
     """Whether the installed Optuna says (a FutureWarning) that these options of ``optuna.samplers.<sampler>`` are
     deprecated: the tests of what sweeper does with such options need one, and Optuna deprecates them by release."""
