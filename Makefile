@@ -2,6 +2,7 @@
 #   make run    -- the main job: a sweep of the built-in 20-class space, stored in ./sweeps.db (SQLite)
 #                  (make run ARGS=--quick for the smoke profile; SPACE=spaces/asl50.yaml for another)
 #   make test   -- lint and the whole test suite (CI runs this)
+# (make test-floors runs the same suite against setup.cfg's floors, constraints-floors.txt, in .venv-floors.)
 # Both install with constraints.txt, whose torch==2.13.0 is a CPU wheel. TORCH=keep keeps the torch already in
 # $(VENV) instead (a CUDA build you installed there first) and pins every other package as usual.
 PYTHON ?= python3
