@@ -18,14 +18,20 @@ def resource_slots(total: float, per_trial: float) -> int:
     return int(round(total * 10_000) // max(1, round(per_trial * 10_000)))
 
 
+def local_offer() -> dict[str, float]:
+    """The CPUs and GPUs a Ray of sweeper's own would offer here, as ``ray.init`` counts them."""
+    from ray._private.utils import get_num_cpus
+
+    return {"CPU": get_num_cpus(), "GPU": local_gpus()}
+
+
 def check_local_resources(spec: Spec) -> None:
     """Refuse a trial that the Ray sweeper starts for itself could never place: Tune would wait for it forever.
     (A cluster may still gain the nodes it lacks, an autoscaler's, so a sweep that joins one waits.)"""
     import ray
-    from ray._private.utils import get_num_cpus
 
     # a Ray already started in this process (an embedding program's) offers what it was started with
-    offered = ray.cluster_resources() if ray.is_initialized() else {"CPU": get_num_cpus(), "GPU": local_gpus()}
+    offered = ray.cluster_resources() if ray.is_initialized() else local_offer()
     gpus = offered.get("GPU", 0)
     if spec.resources.gpu > 0 and gpus == 0:
         raise refusal(spec, ("resources", "gpu"), f"is {spec.resources.gpu:g}, but this machine has no GPU that Ray "
@@ -58,9 +64,8 @@ def fills_every_cpu(spec: Spec) -> bool:
     """Whether a Ray of sweeper's own here runs as many trials (fused: groups) at once as it has CPUs, as
     :func:`within_local_ray` and ``resources.on_gpu`` will fit the spec: only then is each worker it would start
     ahead of time, one per CPU, taken by a trial."""
-    from ray._private.utils import get_num_cpus
-
-    cpus, gpus = get_num_cpus(), local_gpus()
+    offer = local_offer()
+    cpus, gpus = offer["CPU"], offer["GPU"]
     slots, _, _ = min(holds(spec.resources.on_cluster(gpus), cpus, gpus))
     return min(spec.budget.max_concurrent, slots) >= cpus
 
