@@ -7,6 +7,8 @@ for each member as its own stream, in a few kernel launches instead of a few per
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from trials.losses import symmetric_beta
@@ -39,6 +41,23 @@ class RandomStream:
         torch.set_rng_state(cpu)
         if cuda is not None:
             torch.cuda.set_rng_state(cuda, self.device)
+
+
+@functools.cache
+def dropout_draws_in_memory_order() -> bool:
+    """Whether ``F.dropout`` on the CPU draws a non-contiguous input's mask in memory order, as torch 2.7 and later
+    do (``bernoulli_`` on an ``empty_like`` of it); earlier releases draw it in logical order. An exact member's
+    mask at a site whose single-model tensor is a transposed view (``frames_first``) follows suit. Asked of torch
+    once, on a 40-entry tensor, with the global generator's state put back."""
+    outside = torch.get_rng_state()
+    try:
+        x = torch.ones(5, 8).t()  # [8, 5], laid out as [5, 8]
+        torch.manual_seed(0)
+        got = torch.nn.functional.dropout(x, 0.5)
+        torch.manual_seed(0)
+        return torch.equal(got, torch.empty(5, 8).bernoulli_(0.5).div_(0.5).t())
+    finally:
+        torch.set_rng_state(outside)
 
 
 def shared_dropout(x: torch.Tensor, keep_prob: torch.Tensor) -> torch.Tensor:

@@ -24,10 +24,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from trials.model import LandmarkTransformer
+from trials.random_stream import dropout_draws_in_memory_order
 
 # (site input [K, batch, ...], frames_first) -> the input with each member's dropout applied (the identity when
-# evaluating). ``frames_first``: the single model's tensor at this site is laid out [frames, batch, ...] in memory
-# (nn.MultiheadAttention's output), and ``bernoulli_`` fills memory in order, so a mask must be drawn in that layout.
+# evaluating). ``frames_first``: the single model draws its mask at this site in [frames, batch, ...] order: there
+# its tensor is nn.MultiheadAttention's output, laid out so in memory, which F.dropout fills in order from torch 2.7.
 Dropout = Callable[[torch.Tensor, bool], torch.Tensor]
 LAYER_NORM_EPS = 1e-5  # nn.LayerNorm's and nn.TransformerEncoderLayer's default
 
@@ -104,7 +105,8 @@ class StackedTransformer:
         """``nn.TransformerEncoderLayer`` with ``norm_first=True``, GELU, batch first."""
         p = self.params
         y = self._attention(layer_norm(x, p[prefix + "norm1.weight"], p[prefix + "norm1.bias"]), prefix, dropout)
-        x = x + dropout(linear(y, p[prefix + "self_attn.out_proj.weight"], p[prefix + "self_attn.out_proj.bias"]), True)
+        y = linear(y, p[prefix + "self_attn.out_proj.weight"], p[prefix + "self_attn.out_proj.bias"])
+        x = x + dropout(y, dropout_draws_in_memory_order())
         y = layer_norm(x, p[prefix + "norm2.weight"], p[prefix + "norm2.bias"])
         y = dropout(F.gelu(linear(y, p[prefix + "linear1.weight"], p[prefix + "linear1.bias"])), False)
         return x + dropout(linear(y, p[prefix + "linear2.weight"], p[prefix + "linear2.bias"]), False)
