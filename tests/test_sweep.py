@@ -436,6 +436,12 @@ def test_a_full_disk_stops_the_sweep_with_its_trials_running_for_the_next_run(ra
     with pytest.raises(RuntimeError) as into_a_folder:  # the user's bug, in torch's words: not the disk's
         torch.save({"w": 1}, tmp_path)
     assert disk_problem(into_a_folder.value, tmp_path) is None
+    try:  # the fixture's stand-in for a full disk
+        torch.save({"w": 1}, "/dev/full")
+    except RuntimeError:
+        pass
+    else:  # torch 2.9 and earlier (a really full disk they report: "unexpected pos", in TORCH_WRITE_FAILED)
+        pytest.skip(f"torch {torch.__version__} writes to /dev/full without an error: no stand-in for a full disk")
     monkeypatch.chdir(tmp_path)
     (tmp_path / "disk_train.py").write_text((FIXTURES / "disk_train.py").read_text())
     flag = tmp_path / "FULL"
