@@ -35,3 +35,21 @@ def test_a_finished_venv_that_lost_a_package_says_which_and_how_to_rebuild(tmp_p
     proc = check_venv(venv)
     assert proc.returncode != 0
     assert f"{venv} lacks optuna, ray, torch" in proc.stderr and "make clean venv" in proc.stderr, proc.stderr
+
+
+def test_make_test_floors_pins_exactly_the_floors_setup_cfg_declares():
+    """constraints-floors.txt is make test-floors' claim that setup.cfg's floors work: a floor raised in one and not
+    the other would test versions nobody declared (the tools, dev's extras, are pinned as constraints.txt's)."""
+    import configparser
+    import re
+
+    from packaging.version import Version
+
+    setup = configparser.ConfigParser()
+    setup.read(REPO / "setup.cfg")
+    requirements = setup["options"]["install_requires"].split() + setup["options.extras_require"]["postgres"].split()
+    floors = {re.sub(r"\[.*\]", "", name).lower(): Version(version)
+              for name, version in (line.split(">=") for line in requirements)}
+    pins = {name: Version(version) for name, version in (line.split("==") for line in (
+        REPO / "constraints-floors.txt").read_text().splitlines() if line and not line.startswith("#"))}
+    assert {name: pins.get(name) for name in floors} == floors
