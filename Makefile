@@ -3,8 +3,9 @@
 #                  (make run ARGS=--quick for the smoke profile; SPACE=spaces/asl50.yaml for another)
 #   make test   -- lint and the whole test suite (CI runs this)
 # (make test-floors runs the same suite against setup.cfg's floors, constraints-floors.txt, in .venv-floors.)
-# Both install with constraints.txt, whose torch==2.13.0 is a CPU wheel. TORCH=keep keeps the torch already in
-# $(VENV) instead (a CUDA build you installed there first) and pins every other package as usual.
+# Both install with constraints.txt (torch==2.13.0: a CPU wheel on our machines, CUDA from PyPI on Linux x86_64).
+# TORCH=keep keeps the torch already in $(VENV) instead (a CUDA build you installed there first) and pins every
+# other package as usual. PYTHON=python3.13 VENV=.venv-313 builds a venv of another Python beside .venv.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -63,4 +64,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/core.py
 
 clean:
-	rm -rf $(VENV) .venv-floors *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-* *.egg-info .pytest_cache .ruff_cache
