@@ -440,7 +440,7 @@ def test_a_full_disk_stops_the_sweep_with_its_trials_running_for_the_next_run(ra
         torch.save({"w": 1}, "/dev/full")
     except RuntimeError:
         pass
-    else:  # torch 2.9 and earlier (a really full disk they report: "unexpected pos", in TORCH_WRITE_FAILED)
+    else:  # torch 2.3 to 2.9 at least (a really full disk they report: "unexpected pos", in TORCH_WRITE_FAILED)
         pytest.skip(f"torch {torch.__version__} writes to /dev/full without an error: no stand-in for a full disk")
     monkeypatch.chdir(tmp_path)
     (tmp_path / "disk_train.py").write_text((FIXTURES / "disk_train.py").read_text())
