@@ -86,7 +86,8 @@ def _row(trial: optuna.trial.FrozenTrial, lengths: Mapping[int, int] | None) -> 
         row.update({f"values_{i}": value for i, value in enumerate(trial.values)})
     row.update({PARAM_PREFIX + name: value for name, value in trial.params.items()})
     row.update({_attr_column(name): value for name, value in trial.user_attrs.items()})
-    if (reason := row.get(attrs.STOP_REASON)) in attrs.LEGACY_STOP_REASONS:  # an earlier sweeper's trial
+    reason = row.get(attrs.STOP_REASON)  # another tool's attr of that name may hold anything
+    if isinstance(reason, str) and reason in attrs.LEGACY_STOP_REASONS:  # an earlier sweeper's trial
         row[attrs.STOP_REASON] = attrs.LEGACY_STOP_REASONS[reason]
     return row
 

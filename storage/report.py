@@ -192,8 +192,7 @@ def _last_rung(trial: FrozenTrial, view: StudyView, metric: str) -> tuple[float,
         epoch = max(trial.intermediate_values)
         return trial.intermediate_values[epoch], int(epoch)
     value = view.values(trial).get(metric)
-    epoch = trial.user_attrs.get(attrs.EPOCHS_RUN, 0)
-    return (value, int(epoch)) if value is not None else None
+    return (value, epochs_trained(trial)) if value is not None else None
 
 
 def _learning_curves(view: StudyView, top: int, figures: list[tuple[str, str]]) -> str:
@@ -228,6 +227,9 @@ def _plotted_study(view: StudyView) -> optuna.Study:
     finally:
         optuna.logging.set_verbosity(verbosity)
     for trial in view.trials:
+        if trial.state == TrialState.COMPLETE and None in (trial.values or [None]):  # a NaN SQLite stored as NULL
+            trial = optuna.trial.create_trial(state=TrialState.FAIL, params=trial.params,
+                                              distributions=trial.distributions, user_attrs=trial.user_attrs)
         storage.create_new_trial(study_id, template_trial=trial)
     return optuna.load_study(study_name=view.study.study_name, storage=storage)
 

@@ -82,12 +82,12 @@ def trial_config(view: StudyView, trial: optuna.trial.FrozenTrial) -> tuple[dict
     if entrypoint != DEFAULT_ENTRYPOINT and base_dir is not None and not here_or_below(base_dir):
         note = (f"the study's space folder {base_dir} is not in this folder, and reading a study imports no code "
                 "from elsewhere (the folder is a study attr): run sweeper best from it, or from a folder above it")
-        return _raw_config(data, trial.params), entrypoint, note
+        return _raw_config(data, trial, entrypoint), entrypoint, note
     try:
         spec = spec_from_dict(attrs.spec_as_ran(data), base_dir=base_dir, stored=True)
     except SpecError as exc:
-        note = f"the stored spec does not validate here ({_first_line(exc)})"
-        return _raw_config(data, trial.params), entrypoint, note
+        note = f"the stored spec does not validate here ({_first_line(exc)}): the config is read from it as written"
+        return _raw_config(data, trial, entrypoint), entrypoint, note
     config = with_torch_threads(spec.trial_config(trial.params), entrypoint, _trial_cpus(spec, trial))
     return config, entrypoint, _fused_note(trial)
 
@@ -256,10 +256,17 @@ def _first_line(exc: Exception) -> str:
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
-# where a study of a sweeper before the ``checkpoints`` attr keeps them is a guess: the first run's --results-dir
-_EARLIER_SWEEPER = ("; an earlier sweeper made this study and recorded no checkpoint folder: a first run given "
-                    "--results-dir DIR kept them in DIR/checkpoints/NAME, which sweeper resume --results-dir DIR "
-                    "records")
+def _unrecorded_folder(view: StudyView) -> str:
+    """Why the folder looked in is a guess: a study of a sweeper before the ``checkpoints`` attr kept them under
+    its first run's --results-dir; another program's study recorded none."""
+    from sweeper.inspection import is_sweepers
+
+    if attrs.CHECKPOINTS in view.study.user_attrs:
+        return ""
+    if not is_sweepers(view):
+        return "; another program made this study (it holds no sweeper spec) and recorded no checkpoint folder"
+    return ("; an earlier sweeper made this study and recorded no checkpoint folder: a first run given --results-dir "
+            "DIR kept them in DIR/checkpoints/NAME, which sweeper resume --results-dir DIR records")
 _EXTRA_ATTRS = (attrs.BEST_EPOCH, attrs.EPOCHS_RUN, attrs.STOP_REASON, attrs.DEVICE, attrs.PARAMETERS, attrs.THREADS,
                 attrs.WALL_SECONDS)
 
@@ -287,8 +294,9 @@ def show_best(view: StudyView, fmt: str = "table", url: str | None = None) -> No
     console.print(params)
     console.print(_metrics_table(view, trial))
     extras = {k: trial.user_attrs[k] for k in _EXTRA_ATTRS[:-1] if k in trial.user_attrs}
-    if attrs.WALL_SECONDS in trial.user_attrs:
-        extras[attrs.WALL_SECONDS] = f"{trial.user_attrs[attrs.WALL_SECONDS]:.1f}"
+    if attrs.WALL_SECONDS in trial.user_attrs:  # a function of one's own may return any value under that name
+        wall = trial.user_attrs[attrs.WALL_SECONDS]
+        extras[attrs.WALL_SECONDS] = f"{wall:.1f}" if isinstance(wall, (int, float)) else wall
     if extras:
         console.print("  ".join(f"{k} {v}" for k, v in extras.items()), markup=False)
     config, entrypoint, note = trial_config(view, trial)
@@ -302,7 +310,7 @@ def show_best(view: StudyView, fmt: str = "table", url: str | None = None) -> No
         console.print(f"{'weights' if core else 'checkpoint folder'}: none on this machine (not in "
                       f"{trial_folder(view, trial, url)}: removed by sweeper clean, "
                       f"{'or trained elsewhere' if core else 'trained elsewhere, or the function saved none'}"
-                      f"{_EARLIER_SWEEPER if attrs.CHECKPOINTS not in view.study.user_attrs else ''})", markup=False)
+                      f"{_unrecorded_folder(view)})", markup=False)
     command, note = _reproduce(config, entrypoint, view, note)
     if note:
         console.print(f"note: {note}", markup=False)
@@ -361,13 +369,20 @@ def _config_text(value: Any) -> str:
         return repr(value)
 
 
-def _raw_config(data: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
-    """Training keys (nested ones joined with dots) + fixed params + sampled params, as the spec would merge them."""
+def _raw_config(data: Mapping[str, Any], trial: optuna.trial.FrozenTrial, entrypoint: str) -> dict[str, Any]:
+    """Training keys (nested ones joined with dots) + fixed params + sampled params, as the spec would merge them;
+    for the core also the objective and the torch threads the trial recorded, as the driver gave them."""
     training = data.get("training")
     config = flatten(training if isinstance(training, Mapping) else {})[0]
     space = data.get("params")
     for name, param in (space.items() if isinstance(space, Mapping) else ()):
         if isinstance(param, Mapping) and param.get("type") == "fixed":
             config[name] = param.get("value")
-    config.update(params)
+    config.update(trial.params)
+    if entrypoint == DEFAULT_ENTRYPOINT:  # its checkpoint's epoch and its float rounding depend on them
+        objective = data.get("objective")
+        if isinstance(metric := objective.get("metric") if isinstance(objective, Mapping) else None, str):
+            config.setdefault("objective", metric)
+        if type(threads := trial.user_attrs.get(attrs.THREADS)) is int and threads > 0:
+            config.setdefault("threads", threads)
     return config

@@ -20,6 +20,7 @@ from storage.view import StudyView
 from sweeper.console import console
 from sweeper.errors import BadInput
 from sweeper.folders import here_or_below, study_checkpoints, trial_checkpoint_dir
+from sweeper.inspection import is_sweepers
 
 
 def clean_checkpoints(view: StudyView, url: str, keep: int, results_root: Path, dry_run: bool = False) -> None:
@@ -32,6 +33,9 @@ def clean_checkpoints(view: StudyView, url: str, keep: int, results_root: Path, 
                        f"--results-dir {results_root}: sweeper clean deletes only there; give the run's results "
                        f"folder (--results-dir {folder.parent.parent}) or run it from a folder above")
     if not folder.is_dir():  # not "kept the best 3" of checkpoints clean never saw
+        if attrs.CHECKPOINTS not in view.study.user_attrs and not is_sweepers(view):
+            raise BadInput(f"study {name!r} holds no sweeper spec: another program made it, and recorded no "
+                           "checkpoint folder for sweeper clean to delete in")
         if attrs.CHECKPOINTS not in view.study.user_attrs and any(t.state.is_finished() for t in view.trials):
             raise BadInput(f"study {name!r} was made by an earlier sweeper, which did not record where its checkpoints "
                            f"are, and {folder} does not exist: give the --results-dir its first run had (from the "

@@ -40,7 +40,8 @@ def checkpoint_folder(found: Mapping[str, Any], name: str, results_root: Path) -
     Only a folder shaped as a first run makes it (``.../checkpoints/NAME``): the attr is anyone's who may write the
     database, and trials write (and move aside) folders in it.
     """
-    stored = Path(found.get(attrs.CHECKPOINTS) or results_root / "checkpoints" / name)
+    recorded = found.get(attrs.CHECKPOINTS)
+    stored = Path(recorded) if isinstance(recorded, str) and recorded else results_root / "checkpoints" / name
     if stored.name in ("", ".", ".."):
         stored = Path(name)
     shaped = stored.is_absolute() and stored.parent.name == "checkpoints" and stored.parent.is_dir()

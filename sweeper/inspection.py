@@ -9,6 +9,7 @@ which the CLI prints with exit code 2.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -443,7 +444,10 @@ def _is_folder(output: str) -> bool:
 
 
 def _file_safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "study"
+    """The study name as a file name; where characters had to go, a digest of the name keeps two studies' files apart
+    ("with space" and "with_space")."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+    return safe if safe == name and name else f"{safe or 'study'}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
 
 
 # --- export -----------------------------------------------------------------------------------------------------

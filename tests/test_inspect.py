@@ -1749,3 +1749,89 @@ def test_an_export_over_a_group_shared_file_keeps_its_group(tmp_path: Path) -> N
     write_whole(tmp_path / "shared.csv", lambda out: out.write("new"))
     assert (tmp_path / "shared.csv").read_text(encoding="utf-8") == "new"
     assert (tmp_path / "shared.csv").stat().st_gid == other
+
+
+def test_read_commands_take_sweepers_attr_names_holding_another_type(tmp_path: Path) -> None:
+    """Another tool, or a function of one's own, may store values of other types under the names sweeper reads: a
+    stop_reason map, a wall_seconds text, a PRUNED trial's epochs_run text, a study's checkpoints number, and
+    SQLite's NULL for a COMPLETE trial's NaN. export, best, report and clean each raised a traceback (exit 1)."""
+    url = f"sqlite:///{tmp_path / 'odd.db'}"
+    lr = {"lr": optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True)}
+    study = optuna.create_study(study_name="odd", storage=url, direction="maximize")
+    for key, value in {attrs.CHECKPOINTS: 42, attrs.TARGETS: {"test_top3": 0.8},
+                       attrs.OBJECTIVE: attrs.objective_attr("val_top3", "maximize")}.items():
+        study.set_user_attr(key, value)
+    study.add_trial(optuna.trial.create_trial(
+        value=0.9, params={"lr": 1e-3}, distributions=lr, intermediate_values={1: 0.5, 2: 0.9},
+        user_attrs={attrs.STOP_REASON: {"why": "timeout"}, attrs.WALL_SECONDS: "12s", "test_top3": 0.6}))
+    study.add_trial(optuna.trial.create_trial(
+        state=TS.PRUNED, value=0.3, params={"lr": 2e-3}, distributions=lr, intermediate_values={1: 0.3},
+        user_attrs={attrs.EPOCHS_RUN: "early", "test_top3": 0.5}))
+    storage = study._storage
+    nan_trial = storage.create_new_trial(study._study_id)
+    storage.set_trial_state_values(nan_trial, TS.COMPLETE, [math.nan])  # SQLite keeps NULL
+    with sqlite3.connect(tmp_path / "odd.db") as db:
+        assert db.execute("SELECT value FROM trial_values WHERE trial_id = ?", (nan_trial,)).fetchall() == [(None,)]
+    out = run_all({"csv": ["export", "odd", "--storage", url, "-o", "odd.csv"],
+                   "json": ["export", "odd", "--storage", url, "-o", "odd.json"],
+                   "best": ["best", "odd", "--storage", url],
+                   "report": ["report", "odd", "--storage", url, "-o", "odd.html"],
+                   "clean": ["clean", "odd", "--storage", url, "--dry-run"]}, tmp_path)
+    for key, proc in out.items():
+        assert proc.returncode == 0 and "Traceback" not in proc.stderr, (key, proc.stderr)
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "odd.csv").read_text(encoding="utf-8"))))
+    assert json.loads(rows[0][attrs.STOP_REASON]) == {"why": "timeout"} and rows[1][attrs.EPOCHS_RUN] == "early"
+    assert json.loads((tmp_path / "odd.json").read_text(encoding="utf-8"))[0][attrs.STOP_REASON] == {"why": "timeout"}
+    assert "wall_seconds 12s" in out["best"].stdout
+    assert "#1 PRUNED at epoch 1" in (tmp_path / "odd.html").read_text(encoding="utf-8")
+    assert f"nothing to delete: sweeper_runs{os.sep}checkpoints{os.sep}odd, where odd keeps" in out["clean"].stdout
+
+
+def test_best_of_a_core_trial_whose_stored_spec_does_not_validate_keeps_its_objective_and_threads() -> None:
+    """Read from the stored spec as written (an unknown key: an older or newer sweeper's), the command left out the
+    objective and the torch threads the driver gave the trial: a retrain on the machine's thread count does not repeat
+    its float rounding, and another objective picks another epoch's weights."""
+    spec = load_spec(resolve_space_path("spaces/asl20.yaml"), quick=True).to_yaml_dict()
+    study = optuna.create_study(direction="maximize")
+    study.set_user_attr(attrs.SPEC, spec)
+    study.set_user_attr(attrs.OBJECTIVE, {"metric": "val_top3", "direction": "maximize"})
+    study.enqueue_trial(BEST_PARAMS, user_attrs={attrs.THREADS: 3})
+    study.optimize(lambda t: sum(t.suggest_float(p, 0, 1) for p in BEST_PARAMS) / 10, n_trials=1)
+    intact = best_summary(view_of(study))
+    study.set_user_attr(attrs.SPEC, {**spec, "from_a_later_sweeper": True})
+    damaged = best_summary(view_of(study))
+    assert intact["note"] is None and damaged["note"].startswith("the stored spec does not validate here (")
+    assert damaged["note"].endswith("): the config is read from it as written")
+    assert damaged["config"]["objective"] == "val_top3" and damaged["config"]["threads"] == 3
+    assert damaged["config"] == intact["config"]
+    assert parse_set_flags(shlex.split(damaged["reproduce"])[3::2]) == intact["config"]
+
+
+def test_best_and_clean_of_another_programs_study_do_not_call_it_an_earlier_sweepers(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """A study without a sweeper spec was called one of an earlier sweeper, whose checkpoints a --results-dir finds."""
+    url = f"sqlite:///{tmp_path / 'foreign.db'}"
+    study = optuna.create_study(study_name="foreign", storage=url)
+    study.optimize(lambda t: t.suggest_float("x", -1, 1) ** 2, n_trials=2)
+    show_best(view_of(study))
+    out = " ".join(capsys.readouterr().out.split())
+    assert "another program made this study (it holds no sweeper spec) and recorded no checkpoint folder" in out
+    assert "earlier sweeper" not in out
+    proc = sweeper("clean", "foreign", "--storage", url, cwd=tmp_path)
+    assert proc.returncode == 2 and not proc.stdout, proc.stdout + proc.stderr
+    assert "error: study 'foreign' holds no sweeper spec: another program made it, and recorded no checkpoint " \
+           "folder for sweeper clean to delete in" in " ".join(proc.stderr.split()), proc.stderr
+
+
+def test_studies_whose_names_differ_in_characters_a_file_name_cannot_hold_get_files_of_their_own(
+        tmp_path: Path) -> None:
+    """"with space" and "with_space" were both written to with_space.csv, the second over the first."""
+    url = f"sqlite:///{tmp_path / 'names.db'}"
+    for name in ("with space", "with_space"):
+        study = optuna.create_study(study_name=name, storage=url)
+        study.optimize(lambda t, name=name: len(name) + t.suggest_float("x", 0, 1), n_trials=1)
+    out = run_all({name: ["export", name, "--storage", url, "-o", "out/"] for name in ("with space", "with_space")},
+                  tmp_path)
+    assert all(proc.returncode == 0 for proc in out.values()), [proc.stderr for proc in out.values()]
+    digest = hashlib.sha256(b"with space").hexdigest()[:8]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [f"with_space-{digest}.csv", "with_space.csv"]
