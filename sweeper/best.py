@@ -267,6 +267,8 @@ def _unrecorded_folder(view: StudyView) -> str:
         return "; another program made this study (it holds no sweeper spec) and recorded no checkpoint folder"
     return ("; an earlier sweeper made this study and recorded no checkpoint folder: a first run given --results-dir "
             "DIR kept them in DIR/checkpoints/NAME, which sweeper resume --results-dir DIR records")
+
+
 _EXTRA_ATTRS = (attrs.BEST_EPOCH, attrs.EPOCHS_RUN, attrs.STOP_REASON, attrs.DEVICE, attrs.PARAMETERS, attrs.THREADS,
                 attrs.WALL_SECONDS)
 
