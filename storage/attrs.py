@@ -60,6 +60,15 @@ RESUMED = "resumed"  # how many times the trial was carried on by a later driver
 # an enqueued trial, RUNNING a moment before its DRIVER attr, is told from a dead asker's (storage.resume)
 ASK_TOKEN = "sweeper:ask"
 
+# trial attrs only sweeper writes: a training function's value under one of these names is recorded as returned_NAME
+SWEEPER_ONLY = (ERROR, NODE, RAY_TRIAL_ID, DRIVER, RESUMED)
+# the keys Ray Tune sets in every result (ray.tune.result's AUTO_RESULT_KEYS and the few beside them): a function's
+# value under one would be Ray's instead, and its "done" would end the trial, so it too becomes returned_NAME
+RAY_RESULT_KEYS = ("done", "trial_id", "experiment_tag", "should_checkpoint", "training_iteration", "time_total_s",
+                   "time_this_iter_s", "timestamp", "date", "pid", "hostname", "node_ip", "config", "episodes_total",
+                   "timesteps_total", "time_since_restore", "timesteps_since_restore", "iterations_since_restore",
+                   "checkpoint_dir_name")
+
 TRIAL_ATTRS = (*RECORDED_METRICS, BEST_EPOCH, EPOCHS_RUN, WALL_SECONDS, DEVICE, NODE, PARAMETERS, THREADS, ERROR,
                STOP_REASON, RAY_TRIAL_ID, DRIVER, RESUMED)
 

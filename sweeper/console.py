@@ -236,8 +236,19 @@ def count_trials(n: int) -> str:
 def plain(metrics: Mapping[str, Any]) -> dict[str, Any]:
     """NumPy (and other) scalars, 0-d arrays and 0-d tensors (``loss.detach().cpu().numpy()``) as Python numbers: the
     study, Tune's schedulers and the printer test for them."""
-    return {k: v.item() if hasattr(v, "item") and not isinstance(v, int | float) and (
-        isinstance(v, numbers.Number) or getattr(v, "ndim", None) == 0) else v for k, v in metrics.items()}
+    return {k: _plain_number(v) for k, v in metrics.items()}
+
+
+def _plain_number(value: Any) -> Any:
+    if hasattr(value, "item") and not isinstance(value, int | float) and (
+            isinstance(value, numbers.Number) or getattr(value, "ndim", None) == 0):
+        value = value.item()
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            float(value)
+        except OverflowError:  # past any float (10**400): Ray's and the printer's float() raised, ending the sweep
+            return math.inf if value > 0 else -math.inf
+    return value
 
 
 def valued(metrics: Mapping[str, Any]) -> dict[str, Any]:

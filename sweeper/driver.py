@@ -191,8 +191,7 @@ def check_inputs(options: SweepOptions) -> tuple[Spec, str, str | None, Path]:
     check_folder_name(spec.name)
     retry_briefly(lambda: check_writable(url))  # before Ray and the results folder: found out only after them
     data = None if joining else checked_data(spec, url, options)
-    if spec.resources.fuse > 1:  # fused trial groups (sweeper/fused.py): refuse what they cannot do
-        check_spec(spec)
+    check_spec(spec)  # what validate refuses too: a fuse that cannot be, a metric under a name the sweep takes
     check_ray_address(options.address)
     if joining:  # a cluster that turns this driver away (a wrong token) must leave nothing behind
         start_ray(options.address)

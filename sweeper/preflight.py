@@ -514,10 +514,23 @@ def fusing_problem(spec: Spec) -> str:
 
 
 def check_spec(spec: Spec) -> None:
-    """A ``resources.fuse`` that cannot be, as bad input (exit 2) before anything is written. (``on_gpu.fuse`` is
-    what a GPU cluster offers: where it cannot be, the driver trains the trials one by one and says so.)"""
+    """A ``resources.fuse`` that cannot be, or a metric judged under a name the sweep records for itself, as bad
+    input (exit 2) before anything is written. (``on_gpu.fuse`` is what a GPU cluster offers: where it cannot be, the
+    driver trains the trials one by one and says so.)"""
     if spec.resources.fuse > 1 and (problem := fusing_problem(spec)):
         raise refusal(spec, ("resources", "fuse"), f"{problem}; or set resources.fuse: 1")
+    # the objective is read from the result itself, where only Ray's names are taken; targets and the baseline from
+    # the trial's attrs, where sweeper's are too
+    taken = (*attrs.SWEEPER_ONLY, *attrs.RAY_RESULT_KEYS)
+    judged = [(("objective", "metric"), spec.objective.metric, attrs.RAY_RESULT_KEYS),
+              *((("targets", m), m, taken) for m in spec.targets),
+              *((("baseline", m), m, taken) for m in (spec.baseline.metrics if spec.baseline else {}))]
+    for path, metric, names in judged:
+        if metric in names:
+            whose = "Ray Tune" if metric in attrs.RAY_RESULT_KEYS else "sweeper"
+            raise refusal(spec, path, f"{metric} is a name {whose} records for itself, so a training function's "
+                                      f"{metric} is recorded as returned_{metric}, which nothing judges: report it "
+                                      f"under another name (e.g. val_{metric})")
 
 
 def unfusable_on_gpu(spec: Spec) -> str:

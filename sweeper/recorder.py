@@ -48,8 +48,6 @@ FINAL_WAIT_S = 60.0  # how long a sweep stopping at its target waits for a trial
 # what a trial stopped before it returned (pruned, the sweep stopped) records of its last epoch: the epoch and every
 # metric a study could optimise, as the training core reports them (trials.config owns the list; not lr, timings)
 RECORDED_EPOCH_KEYS = ("epoch", *OBJECTIVE_METRICS)
-# trial attrs only sweeper writes: a returned "error" or "node" is recorded as returned_error, returned_node
-SWEEPER_ATTRS = (attrs.ERROR, attrs.NODE, attrs.RAY_TRIAL_ID, attrs.DRIVER, attrs.RESUMED)
 
 
 class StudyRecorder(DriverOnly, Callback):
@@ -167,7 +165,7 @@ class StudyRecorder(DriverOnly, Callback):
         # reported every epoch but not returned: its last report (else no trial could meet that target)
         keys = result.get(RESULT_KEYS) or [k for k in RECORDED_EPOCH_KEYS if k in result]
         keys = [*keys, *(m for m in self.spec.targets if m in result and m not in keys)]
-        user_attrs = {f"returned_{k}" if k in SWEEPER_ATTRS else k: result[k] for k in keys
+        user_attrs = {f"returned_{k}" if k in attrs.SWEEPER_ONLY else k: result[k] for k in keys
                       if isinstance(result.get(k), (str, int, float, bool))}
         if result.get(FINAL_FLAG):
             self._warn_percent_scale({k: result[k] for k in keys if k in result})  # what it returned
@@ -187,7 +185,7 @@ class StudyRecorder(DriverOnly, Callback):
             # only a reached target stops running trials; after budget.time they run on, and a rung may stop them
             ended = self.spec.budget.stop_on_target and self.target_reached
             user_attrs[attrs.STOP_REASON] = attrs.STOP_SWEEP_STOPPED if ended else attrs.STOP_PRUNED
-            user_attrs[attrs.EPOCHS_RUN] = int(result.get("epoch", 0) or 0)
+            user_attrs[attrs.EPOCHS_RUN] = _epochs_run(result.get("epoch"))
             note_stopped(self.searcher.checkpoints, optuna_trial.number, user_attrs)  # lest an outage lose the tell
             self.writer.submit(lambda: self._finish(optuna_trial, result, user_attrs,
                                                     state=optuna.trial.TrialState.PRUNED))
@@ -268,6 +266,15 @@ class StudyRecorder(DriverOnly, Callback):
         frozen = self.study.tell(optuna_trial, value, state=state, skip_if_finished=True)
         self.on_finished(frozen)
         return frozen
+
+
+def _epochs_run(epoch: Any) -> int:
+    """A stopped trial's last reported epoch, 0 where a function of one's own reported none that is a number (a NaN,
+    a text): it raised here, in Tune's loop, and left the trial RUNNING."""
+    try:
+        return int(epoch or 0)
+    except (TypeError, ValueError, OverflowError):
+        return 0
 
 
 def report(optuna_trial: optuna.Trial, value: float, epoch: int) -> None:

@@ -274,7 +274,8 @@ def _seeds_table(seeds: list[int], per_seed: list[dict[str, float]], with_seeds:
         table.add_column(column, justify="left" if column == "metric" else "right", overflow="fold")
     for metric in dict.fromkeys(k for values in per_seed for k in values):
         values = [v[metric] for v in per_seed if metric in v]
-        sd = statistics.stdev(values) if len(values) > 1 else 0.0
+        finite = all(map(math.isfinite, values))  # statistics' exact sums take no NaN or inf
+        sd = statistics.stdev(values) if len(values) > 1 and finite else 0.0 if len(values) <= 1 else math.nan
         seed_values = [format_value(metric, v[metric]) if metric in v else "-" for v in per_seed]
         table.add_row(metric, *(seed_values if with_seeds else ()),
                       *(format_value(metric, x) for x in (statistics.fmean(values), sd, min(values), max(values))))

@@ -23,6 +23,7 @@ from typing import Any
 
 from ray import tune
 
+from storage import attrs
 from storage.retry import error_chain
 from sweeper.console import plain, recorded, valued
 from sweeper.errors import disk_problem
@@ -209,7 +210,7 @@ def _run_trial(config: dict[str, Any], train: Callable[..., Any]) -> None:
             raise RuntimeError("report() was called after the training function returned")
         if problem := report_problem(meta["entrypoint"], metrics):  # a retry would train it all again
             raise EntrypointError(problem)
-        metrics = plain(metrics)
+        metrics = own_names(plain(metrics))
         reported.update(recorded(metrics))  # the schedulers pass a None over too
         try:
             tune.report({**metrics, NODE_KEY: node})
@@ -246,7 +247,7 @@ def _run_trial(config: dict[str, Any], train: Callable[..., Any]) -> None:
     finally:
         returned.set()
     verb = "returned" if result is not None else "last reported"
-    result = plain(result) if result is not None else dict(reported)  # nothing returned: its last report
+    result = own_names(plain(result)) if result is not None else dict(reported)  # nothing returned: its last report
     # the objective, which the last report must not silently stand in for
     if problem := objective_problem(meta["entrypoint"], verb, result, objective_key(result, meta["metric"])):
         tune.report({**last(), FAILED_KEY: f"TypeError: {problem}"})
@@ -256,6 +257,12 @@ def _run_trial(config: dict[str, Any], train: Callable[..., Any]) -> None:
     returned_values = valued(result)
     tune.report({**last(), **returned_values, FINAL_FLAG: True, RESULT_KEYS: sorted(result),
                  NO_OBJECTIVE_KEY: meta["metric"] not in given and "best_" + meta["metric"] not in given})
+
+
+def own_names(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The function's values under names Ray Tune sets itself as ``returned_NAME``: Ray's would replace them, and a
+    ``done`` ended the trial after that epoch, recorded PRUNED with no scheduler to stop it."""
+    return {f"returned_{k}" if k in attrs.RAY_RESULT_KEYS else k: v for k, v in metrics.items()}
 
 
 def current_node() -> str:

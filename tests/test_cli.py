@@ -399,6 +399,24 @@ def test_train_over_seeds_of_a_users_function_judges_what_a_trial_would_record(t
     assert "acc >= 25.00%: 1 of 3 seeds reach it (mean 20.00%)" in proc.stdout
 
 
+def test_train_over_seeds_sums_up_a_metric_that_is_nan_or_too_big_for_a_float(tmp_path):
+    """A NaN metric beside the objective ended the table with statistics' AttributeError, exit 1, and an int past any
+    float (a count of combinations) with an OverflowError, after every seed had trained."""
+    (tmp_path / "odd.py").write_text(
+        "def fit(config, report, checkpoint_dir):\n"
+        "    report({'epoch': 1, 'acc': 0.1 * config['seed']})\n"
+        "    return {'acc': 0.1 * config['seed'], 'holdout_loss': float('nan'), 'combos': 10**400}\n"
+        "fit.settings = {'seed': 0}\n")
+    (tmp_path / "s.yaml").write_text("entrypoint: odd:fit\nobjective: {metric: acc, direction: maximize}\n"
+                                     "params:\n  seed: {type: int, low: 0, high: 9}\n")
+    proc = sweeper("train", "s.yaml", "--seeds", "1,2", cwd=tmp_path)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    rows = {line.split("│")[1].strip(): [c.strip() for c in line.split("│")[2:-1]]
+            for line in proc.stdout.splitlines() if line.startswith("│ ")}
+    assert rows["holdout_loss"] == ["nan"] * 6 and rows["combos"] == ["inf", "inf", "inf", "nan", "inf", "inf"], rows
+    assert rows["acc"] == ["10.00%", "20.00%", "15.00%", "7.07%", "10.00%", "20.00%"], rows
+
+
 def test_train_over_seeds_keeps_a_metrics_last_value_over_a_report_without_it(tmp_path):
     """A sweep's trial keeps each reported metric's last value, a report's None being no value for that epoch
     (test_sweep's test_a_metric_reported_as_none_keeps_its_last_reported_value): sweeper train took the last report
@@ -1464,3 +1482,27 @@ def test_a_dead_ray_address_from_the_environment_says_to_unset_it(monkeypatch):
     assert "--address" not in str(refused.value)
     with pytest.raises(BadInput, match="or leave out --address for a Ray of the sweep's own"):
         ray_runtime.check_ray_address(f"127.0.0.1:{port}")
+
+
+@pytest.mark.parametrize("command", ["validate", "run"])
+@pytest.mark.parametrize(("field", "metric", "whose"), [("targets", "error", "sweeper"),
+                                                         ("targets", "done", "Ray Tune"),
+                                                         ("objective", "timestamp", "Ray Tune")])
+def test_a_metric_judged_under_a_name_the_sweep_records_for_itself_is_refused(tmp_path, command, field, metric, whose):
+    """A function's "error" (a top-1 error) is recorded as returned_error, sweeper's name for a failed trial's
+    message: a target on it was never met, silently; Ray Tune's names (done, timestamp) hold Ray's values."""
+    (tmp_path / "named.py").write_text(
+        "def fit(config, report, checkpoint_dir):\n"
+        f"    report({{'epoch': 1, 'acc': 0.5, {metric!r}: 0.1}})\n"
+        f"fit.metrics = ['acc', {metric!r}]\n")
+    judged = f"objective: {{metric: {metric}, direction: minimize}}\n" if field == "objective" else \
+        f"objective: {{metric: acc, direction: maximize}}\ntargets: {{{metric}: 0.2}}\n"
+    (tmp_path / "s.yaml").write_text(f"entrypoint: named:fit\n{judged}params:\n  x: {{type: float, low: 0, high: 1}}\n")
+    storage = ["--storage", f"sqlite:///{tmp_path / 'sweeps.db'}"] if command == "run" else []
+    proc = sweeper(command, "s.yaml", *storage, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    where = "s.yaml:2" if field == "objective" else "s.yaml:3"
+    assert f"{where}: {field}.{'metric' if field == 'objective' else metric}: {metric} is a name {whose} records " \
+           f"for itself, so a training function's {metric} is recorded as returned_{metric}, which nothing judges: " \
+           f"report it under another name (e.g. val_{metric})" in " ".join(proc.stderr.split()), proc.stderr
+    assert not (tmp_path / "sweeps.db").exists()

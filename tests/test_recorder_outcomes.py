@@ -59,6 +59,18 @@ def test_only_a_diverged_loss_is_recorded_with_stop_reason_diverged(recorded):
     assert [t.user_attrs.get("stop_reason") for t in trials] == [None, None, None, "diverged"]
 
 
+@pytest.mark.parametrize("epoch", [math.nan, math.inf, "two", 2.0])
+def test_a_stopped_trial_whose_last_epoch_is_no_whole_number_is_recorded_pruned(recorded, epoch):
+    """A function of one's own may report any epoch: a NaN one, stopped by the scheduler, raised ValueError in Tune's
+    loop and left the trial RUNNING in a sweep that ended with exit 0."""
+    study, recorder, writer = recorded
+    finish(recorder, trial := study.ask(), {"epoch": epoch, "val_top3": 0.3})
+    writer.flush()
+    stopped = study.get_trials()[trial.number]
+    assert stopped.state == TS.PRUNED and stopped.user_attrs["stop_reason"] == "pruned"
+    assert stopped.user_attrs["epochs_run"] == (2 if epoch == 2.0 else 0)
+
+
 @pytest.mark.parametrize("last", [math.inf, -math.inf, math.nan])
 def test_a_final_objective_that_is_not_finite_fails_the_trial(recorded, last):
     """A last epoch of inf was recorded COMPLETE with the epoch before it, 0.4; only NaN failed the trial."""
@@ -312,3 +324,14 @@ def test_a_pruned_trial_of_the_training_core_records_its_last_epochs_metrics(rec
     optimisable = {metric for metric, direction in EPOCH_METRICS.items() if direction}
     assert {key for key in trial.user_attrs if key in reports[-1]} == {"epoch", *optimisable}
     assert {key: trial.user_attrs[key] for key in optimisable} == {key: reports[-1][key] for key in optimisable}
+
+
+def test_the_names_a_functions_results_are_moved_from_hold_every_one_ray_tune_sets():
+    """A function's value under a name Ray Tune sets in each result is recorded as returned_NAME (the trainable): a
+    name Ray adds in a later release would otherwise hold Ray's value, or end the trial, as "done" did."""
+    from ray.tune import result
+
+    from storage import attrs
+
+    ray_sets = {*result.AUTO_RESULT_KEYS, result.DONE, result.TRIAL_ID, result.EXPERIMENT_TAG, result.SHOULD_CHECKPOINT}
+    assert ray_sets <= set(attrs.RAY_RESULT_KEYS), ray_sets - set(attrs.RAY_RESULT_KEYS)

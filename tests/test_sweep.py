@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import math
 import os
 import shutil
 import signal
@@ -1088,13 +1089,14 @@ def test_what_a_users_function_reports_or_returns_is_recorded_as_it_meant(ray_se
                                                                           capsys):
     """NumPy scalars are numbers; returning nothing records the last report, and a target's metric that is not
     returned is its last report; a last report of NaN fails the trial (not an earlier epoch's value in its place); a
-    result that is no dict fails at once, in words; an exception that pickle cannot rebuild is recorded in its own
+    result that is no dict fails at once, in words; names Ray Tune sets in a result are the function's own as
+    returned_NAME; an int past any float is infinity; an exception that pickle cannot rebuild is recorded in its own
     words, not as the TypeError of rebuilding it; a returned list, which no trial attr holds, is said to be left out
     (once), and a reported bool is no point of a learning curve."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "odd_train.py").write_text((FIXTURES / "odd_train.py").read_text())
     modes = ["numpy", "nothing", "nan_last", "not_a_dict", "own_names", "odd_exception", "score_only", "arrays",
-             "best_nan", "best_list", "exits", "history", "bools", "bools_last"]
+             "best_nan", "best_list", "exits", "history", "bools", "bools_last", "ray_names", "huge"]
     (tmp_path / "odd.yaml").write_text(textwrap.dedent(f"""\
         name: odd-{uuid.uuid4().hex[:8]}
         entrypoint: odd_train:train
@@ -1110,7 +1112,7 @@ def test_what_a_users_function_reports_or_returns_is_recorded_as_it_meant(ray_se
     url = f"sqlite:///{tmp_path / 'sweeps.db'}"
     study = run_sweep(SweepOptions(space=str(tmp_path / "odd.yaml"), storage=url))
     numpy_trial, nothing, nan_last, not_a_dict, own_names, odd, score_only, arrays, best_nan, best_list, exits, \
-        history, bools, bools_last = load(url, study.study_name).get_trials()
+        history, bools, bools_last, ray_names, huge = load(url, study.study_name).get_trials()
     assert numpy_trial.state == TS.COMPLETE and numpy_trial.value == pytest.approx(0.2)
     assert numpy_trial.intermediate_values == {1: pytest.approx(0.1), 2: pytest.approx(0.2)}
     assert numpy_trial.user_attrs["acc"] == pytest.approx(0.2)
@@ -1137,6 +1139,12 @@ def test_what_a_users_function_reports_or_returns_is_recorded_as_it_meant(ray_se
     # returning None, its last report is the result: a bool there is what it last reported, not what it returned
     assert bools_last.state == TS.FAIL and "odd_train:train last reported score = True, not a number" in \
         bools_last.user_attrs["error"]
+    # names Ray Tune sets itself are the function's own as returned_NAME: Ray's "done" had cut the trial to PRUNED
+    assert ray_names.state == TS.COMPLETE and ray_names.intermediate_values == {1: 0.1, 2: pytest.approx(0.2)}
+    assert {k: ray_names.user_attrs.get(f"returned_{k}") for k in ("done", "pid", "trial_id")} == \
+        {"done": False, "pid": 3, "trial_id": "mine"}
+    # an int past any float is infinity (Ray's float() of it ended the sweep), one within range stays as it is
+    assert huge.state == TS.COMPLETE and huge.user_attrs["combos"] == -math.inf and huge.user_attrs["seen"] == 2**70
 
 
 @pytest.mark.slow
