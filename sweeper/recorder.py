@@ -116,23 +116,23 @@ class StudyRecorder(DriverOnly, Callback):
         if optuna_trial is None or result.get(FINAL_FLAG) or result.get(FAILED_KEY):
             return
         self._warn_percent_scale(result)
-        value, epoch = result.get(self.metric), result.get("epoch")
+        value, epoch = result.get(self.metric), whole_epoch(result.get("epoch"))
         if (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-                and isinstance(epoch, int) and epoch > 0):
+                and epoch is not None and epoch > 0):
             self.curves.add(optuna_trial.number)
             self.writer.submit(lambda: report(optuna_trial, float(value), epoch))
         elif optuna_trial.number not in self.curves:
-            self._note_unjudged(optuna_trial.number, value, epoch)
+            self._note_unjudged(optuna_trial.number, value, result.get("epoch"))
         last = (getattr(trial, "config", None) or {}).get("epochs")
-        if isinstance(last, int) and isinstance(epoch, int) and epoch >= last:
+        if isinstance(last, int) and epoch is not None and epoch >= last:
             self.finishing[trial.trial_id] = time.monotonic()
 
     def _note_unjudged(self, number: int, value: Any, epoch: Any) -> None:
         """A report the scheduler cannot judge; one is fine (an epoch-0 evaluation, extra figures), two are not."""
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             missing = f"without {self.metric!r}"
-        elif not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 1:
-            missing = "without an 'epoch' key (1, 2, ...)"
+        elif (whole := whole_epoch(epoch)) is None or whole < 1:
+            missing = "without an 'epoch' key (1, 2, ...)" if epoch is None else f"with epoch {epoch!r}, not 1, 2, ..."
         else:
             return  # a NaN: it fails the trial
         seen = self.unjudged[number] = self.unjudged.get(number, 0) + 1
@@ -266,6 +266,14 @@ class StudyRecorder(DriverOnly, Callback):
         frozen = self.study.tell(optuna_trial, value, state=state, skip_if_finished=True)
         self.on_finished(frozen)
         return frozen
+
+
+def whole_epoch(epoch: Any) -> int | None:
+    """A report's epoch as an int, a whole float too (``step / steps_per_epoch``: 2.0 is epoch 2, which the
+    schedulers judge as well); None for anything else (a bool, 1.5, NaN, a text)."""
+    if isinstance(epoch, float) and epoch.is_integer():
+        return int(epoch)
+    return epoch if isinstance(epoch, int) and not isinstance(epoch, bool) else None
 
 
 def _epochs_run(epoch: Any) -> int:

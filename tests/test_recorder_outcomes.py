@@ -335,3 +335,19 @@ def test_the_names_a_functions_results_are_moved_from_hold_every_one_ray_tune_se
 
     ray_sets = {*result.AUTO_RESULT_KEYS, result.DONE, result.TRIAL_ID, result.EXPERIMENT_TAG, result.SHOULD_CHECKPOINT}
     assert ray_sets <= set(attrs.RAY_RESULT_KEYS), ray_sets - set(attrs.RAY_RESULT_KEYS)
+
+
+def test_a_whole_float_epoch_is_that_epoch_of_the_learning_curve(recorded, capsys):
+    """``epoch = step / steps_per_epoch`` reports 1.0, 2.0: no learning curve was recorded (a PRUNED trial had no
+    value), though ASHA judged those epochs, and the warning said the reports had no 'epoch' key."""
+    study, recorder, writer = recorded
+    recorder.searcher.trials["ray-0"] = trial = study.ask()
+    ray_trial = SimpleNamespace(trial_id="ray-0", config={})
+    for epoch, value in ((1.0, 0.2), (2.0, 0.3), (2.5, 0.35), (2.5, 0.4)):
+        recorder.on_trial_result(0, [], ray_trial, {"epoch": epoch, "val_top3": value})
+    writer.flush()
+    assert study.get_trials()[trial.number].intermediate_values == {1: 0.2, 2: 0.3}
+    recorder.searcher.trials["ray-1"] = study.ask()
+    for _ in range(2):
+        recorder.on_trial_result(0, [], SimpleNamespace(trial_id="ray-1", config={}), {"epoch": 0.5, "val_top3": 0.1})
+    assert "trial #1 reported 2 times with epoch 0.5, not 1, 2, ...;" in " ".join(capsys.readouterr().out.split())
