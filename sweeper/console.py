@@ -276,6 +276,8 @@ def format_value(name: str, value: Any) -> str:
             return f"{100 * value:.2f}%"
         if name in ("lr",) or name.endswith("_lr") or (value != 0 and abs(value) < 1e-3):
             return f"{value:.2e}"
+        if value.is_integer() and abs(value) < 1e15:  # a count (98765 samples) in every digit, not 9.876e+04
+            return str(int(value))
         return f"{value:.4g}"
     return str(value)
 

@@ -546,3 +546,13 @@ def test_an_accuracy_that_float32_rounds_below_its_target_meets_it() -> None:
     assert spec.targets == {"test_acc": 0.95} and meets_targets(spec, {"test_acc": acc}, 0.9)
     run = Standalone("spirals_fit:fit", {}, 4, {"test_acc": (0.95, "maximize")}, "val_acc")
     assert target_lines(run, [{"test_acc": acc}]) == ["test_acc >= 95.00%: 1 of 1 seeds reach it (mean 95.00%)"]
+
+
+def test_a_count_beside_its_target_is_shown_in_every_digit():
+    """A function's throughput of 98765 against a target of 98760 both read 9.876e+04, "met" by a figure that looked
+    like the target itself; a figure that is not whole keeps 4 significant digits."""
+    from sweeper.console import format_value
+
+    assert [format_value("throughput", v) for v in (98765.0, 98760.0, 1e5, -2.0**40)] == \
+        ["98765", "98760", "100000", str(-2**40)]
+    assert [format_value("throughput", v) for v in (98765.4, 1e20, 0.25)] == ["9.877e+04", "1e+20", "0.25"]
