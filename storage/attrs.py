@@ -127,7 +127,8 @@ def defaults_here(found: Mapping[str, Any], space_dir: str | None, declared: Any
     A path that ``declared`` (the defaults attr of the function here) still holds as recorded stays: one written out
     (``'/srv/a/data'``) names that folder in any copy, and moved it was refused as a default changed."""
     ran, then = found.get(DEFAULTS), found.get(SPACE_DIR)
-    if not isinstance(ran, dict) or not isinstance(then, str) or not space_dir or Path(then) == Path(space_dir):
+    if not isinstance(ran, dict) or not isinstance(then, str) or not isinstance(space_dir, str) or not space_dir \
+            or Path(then) == Path(space_dir):
         return ran
     declared = declared if isinstance(declared, dict) else {}
     return {k: str(Path(space_dir, Path(v).relative_to(then))) if isinstance(v, str) and Path(v).is_absolute()

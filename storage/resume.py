@@ -70,9 +70,11 @@ class Driver:
 
 
 def pid_exists(pid: int) -> bool:
+    if pid <= 0:  # no process's: kill(0 or -1, 0) asks of a group or of every process, and answers yes
+        return False
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):  # an attr anyone may write: 2**70 is no pid either
         return False
     except PermissionError:  # someone else's process: it exists
         return True
@@ -131,7 +133,8 @@ def claim(study: optuna.Study, trial: FrozenTrial, driver: Driver) -> optuna.Tri
     time.sleep(CLAIM_SETTLE_S)
     if study._storage.get_trial(trial._trial_id).user_attrs.get(attrs.DRIVER) != driver.as_attr():
         return None
-    live.set_user_attr(attrs.RESUMED, int(trial.user_attrs.get(attrs.RESUMED, 0)) + 1)
+    resumed = trial.user_attrs.get(attrs.RESUMED)  # an attr anyone may write: a count, else none so far
+    live.set_user_attr(attrs.RESUMED, (resumed if type(resumed) is int else 0) + 1)
     record_heartbeat(study, trial._trial_id)
     return live
 

@@ -376,7 +376,8 @@ def record_changed_environment(study: optuna.Study, found: Sequence[optuna.trial
     another folder trains the same code, and noted 'git 2c535bbd21a6 -> None', then the reverse from the project."""
     work = study.user_attrs.get(attrs.WORK_DIR)
     now = record_environment(work if isinstance(work, str) and Path(work).is_dir() else None)
-    later = study.user_attrs.get(attrs.ENVIRONMENTS) or []
+    later = study.user_attrs.get(attrs.ENVIRONMENTS)
+    later = later if isinstance(later, list) else []  # another program's value is no list of ours to add to
     last = later[-1] if later else study.user_attrs.get(attrs.ENVIRONMENT)
     if not isinstance(last, dict):  # an earlier sweeper's study recorded none
         return

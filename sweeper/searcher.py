@@ -28,7 +28,7 @@ from storage.resume import Driver, claim, orphaned_trials, own
 from storage.retry import OutagePolicy, Unreachable
 from storage.studies import trials_counted
 from storage.target import TargetMet, target_met
-from sweeper.console import console
+from sweeper.console import console, err_console
 from sweeper.driver_only import DriverOnly
 from sweeper.folders import trial_checkpoint_dir, trial_output_file
 from sweeper.schedulers import ray_mode
@@ -67,7 +67,8 @@ class StudySearcher(DriverOnly, Searcher):
         self.handed_back: set[int] = set()  # trials this driver left RUNNING for the next run, and said so
         self.finished = False  # FINISHED was answered: Tune asks for no trial again
         self.met_elsewhere: TargetMet | None = None  # with stop_on_target: another driver met the targets first
-        self.work_dir = policy.call(lambda: study.user_attrs).get(attrs.WORK_DIR)  # where trials read relative paths
+        work_dir = policy.call(lambda: study.user_attrs).get(attrs.WORK_DIR)  # where trials read relative paths
+        self.work_dir = work_dir if isinstance(work_dir, str) else None  # else where the driver runs
         self.driver_dir = os.getcwd()  # where the driver found the entrypoint (after the space's folder)
         # An ask cut short by the storage resumes where it stopped (see _next_trial).
         self._pending: optuna.Trial | None = None
@@ -199,6 +200,18 @@ class StudySearcher(DriverOnly, Searcher):
         try:
             for name, distribution in self.distributions.items():  # a no-op for params the trial already has
                 trial._suggest(name, distribution)
+        except ValueError as exc:
+            if name not in (enqueued := trial._cached_frozen_trial.system_attrs.get("fixed_params") or {}):
+                self._reread = True
+                raise
+            # a value its param cannot take ('abc' for a float), enqueued by hand: it stayed RUNNING, and every run
+            # after raised the same, for good; it fails in words, and the sweep goes on
+            message = f"ValueError: enqueued {name}={enqueued[name]!r}, which its param cannot take ({exc})"
+            trial.set_user_attr(attrs.ERROR, message)
+            self.study.tell(trial, state=TS.FAIL, skip_if_finished=True)
+            err_console.print(f"trial #{trial.number} failed: {message}")
+            self._pending = self._unconfirmed_id = self._ask_token = None
+            return self._take_trial()
         except Exception:
             # else the retry drew that param anew: the trial trained on the new draw, the study kept the first
             self._reread = True

@@ -1460,3 +1460,42 @@ def test_a_resume_from_another_folder_notes_no_other_code(
         monkeypatch.chdir(folder)
         open_study(spec, url, None)
         assert attrs.ENVIRONMENTS not in study.user_attrs and "note:" not in capsys.readouterr().out
+
+
+def test_attrs_another_program_wrote_in_other_types_leave_the_study_resumable(tmp_path):
+    """Each of these raised in the driver (a traceback, exit 1); the first two left a trial RUNNING that every later
+    run raised on again: a row enqueued by hand with a value its param cannot take ('abc' for a float), an orphan's
+    resumed count that is no int, a driver attr's pid of -1 (kill(-1, 0) answered that it lived, so the trial was
+    never carried on) or 2**70 (OverflowError), work_dir a list (each trial failed in its worker), space_dir a
+    number, environments a map."""
+    from search_spaces.loader import load_spec
+    from storage.retry import OutagePolicy
+    from sweeper.searcher import StudySearcher
+    from sweeper.study_writer import StudyWriter
+
+    spec = load_spec("spaces/asl20.yaml", ("enqueue=[]",), quick=True)
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    study, _ = open_study(spec, url, None)
+    here = socket.gethostname()
+    for pid in (-1, 2**70):
+        gone = study.ask()
+        gone.set_user_attr(attrs.DRIVER, {"host": here, "pid": pid, "started": None})
+        gone.set_user_attr(attrs.RESUMED, "1x")
+    study.enqueue_trial({"dropout": "abc"})
+    for key, value in {attrs.WORK_DIR: ["a"], attrs.SPACE_DIR: 5, attrs.ENVIRONMENTS: {"a": 1}}.items():
+        study.set_user_attr(key, value)
+    study, created = open_study(spec, url, None)  # the next run's
+    assert not created and study.user_attrs[attrs.ENVIRONMENTS] == {"a": 1}  # the same code: nothing to add
+    orphans = orphaned_trials(study)
+    assert [t.number for t in orphans] == [0, 1]
+    policy = OutagePolicy(30)
+    searcher = StudySearcher(study, spec, checkpoints=str(tmp_path), budget=4, driver=Driver.current(),
+                             policy=policy, writer=StudyWriter(policy), orphans=orphans)
+    assert searcher.work_dir is None  # where the driver runs, not a list handed to every trial
+    taken = [searcher._next_trial() for _ in range(3)]
+    assert [t.number for t in taken] == [0, 1, 3]
+    assert [study.get_trials()[n].user_attrs[attrs.RESUMED] for n in (0, 1)] == [1, 1]
+    failed = study.get_trials()[2]
+    assert failed.state == TS.FAIL and failed.user_attrs[attrs.ERROR].startswith(
+        "ValueError: enqueued dropout='abc', which its param cannot take (")
+    assert isinstance(taken[2].params["dropout"], float)
