@@ -185,7 +185,7 @@ class StudyRecorder(DriverOnly, Callback):
             # only a reached target stops running trials; after budget.time they run on, and a rung may stop them
             ended = self.spec.budget.stop_on_target and self.target_reached
             user_attrs[attrs.STOP_REASON] = attrs.STOP_SWEEP_STOPPED if ended else attrs.STOP_PRUNED
-            user_attrs[attrs.EPOCHS_RUN] = _epochs_run(result.get("epoch"))
+            user_attrs[attrs.EPOCHS_RUN] = whole_epoch(result.get("epoch")) or 0  # a NaN one raised in Tune's loop
             note_stopped(self.searcher.checkpoints, optuna_trial.number, user_attrs)  # lest an outage lose the tell
             self.writer.submit(lambda: self._finish(optuna_trial, result, user_attrs,
                                                     state=optuna.trial.TrialState.PRUNED))
@@ -274,15 +274,6 @@ def whole_epoch(epoch: Any) -> int | None:
     if isinstance(epoch, float) and epoch.is_integer():
         return int(epoch)
     return epoch if isinstance(epoch, int) and not isinstance(epoch, bool) else None
-
-
-def _epochs_run(epoch: Any) -> int:
-    """A stopped trial's last reported epoch, 0 where a function of one's own reported none that is a number (a NaN,
-    a text): it raised here, in Tune's loop, and left the trial RUNNING."""
-    try:
-        return int(epoch or 0)
-    except (TypeError, ValueError, OverflowError):
-        return 0
 
 
 def report(optuna_trial: optuna.Trial, value: float, epoch: int) -> None:

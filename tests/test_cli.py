@@ -373,6 +373,12 @@ def test_train_over_seeds_sums_up_each_seeds_final_metrics_against_the_spaces_ta
     assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == ["seed-1", "seed-2"]
 
 
+def table_rows(out: str) -> dict[str, list[str]]:
+    """A rich table's rows in ``out``: the first cell's text -> the others'."""
+    return {line.split("│")[1].strip(): [c.strip() for c in line.split("│")[2:-1]]
+            for line in out.splitlines() if line.startswith("│ ")}
+
+
 @pytest.mark.parametrize("returns", ["nothing", "acc", "nones"])
 def test_train_over_seeds_of_a_users_function_judges_what_a_trial_would_record(tmp_path, returns):
     """A trial records what the function returned over its last report (all of it where it returned nothing):
@@ -391,8 +397,7 @@ def test_train_over_seeds_of_a_users_function_judges_what_a_trial_would_record(t
                                      "targets: {loss: 0.4, acc: 25%}\nparams:\n  seed: {type: int, low: 0, high: 9}\n")
     proc = sweeper("train", "s.yaml", "--seeds", "1,2,3", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    rows = {line.split("│")[1].strip(): [c.strip() for c in line.split("│")[2:-1]]
-            for line in proc.stdout.splitlines() if line.startswith("│ ")}
+    rows = table_rows(proc.stdout)
     assert rows["loss"] == ["0.5", "0.3333", "0.25", "0.3611", "0.1273", "0.25", "0.5"], rows
     assert rows["acc"][:3] == ["10.00%", "20.00%", "30.00%"] and set(rows) == {"loss", "acc"}, rows
     assert "loss <= 0.4: 2 of 3 seeds reach it (mean 0.3611)" in proc.stdout  # minimised: at or below
@@ -411,8 +416,7 @@ def test_train_over_seeds_sums_up_a_metric_that_is_nan_or_too_big_for_a_float(tm
                                      "params:\n  seed: {type: int, low: 0, high: 9}\n")
     proc = sweeper("train", "s.yaml", "--seeds", "1,2", cwd=tmp_path)
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
-    rows = {line.split("│")[1].strip(): [c.strip() for c in line.split("│")[2:-1]]
-            for line in proc.stdout.splitlines() if line.startswith("│ ")}
+    rows = table_rows(proc.stdout)
     assert rows["holdout_loss"] == ["nan"] * 6 and rows["combos"] == ["inf", "inf", "inf", "nan", "inf", "inf"], rows
     assert rows["acc"] == ["10.00%", "20.00%", "15.00%", "7.07%", "10.00%", "20.00%"], rows
 
@@ -451,8 +455,7 @@ def test_train_over_seeds_in_80_columns_cuts_no_name_or_value(tmp_path):
     assert proc.returncode == 0, proc.stderr
     table = [line for line in proc.stdout.splitlines() if line[:1] in "┏┃┡│└"]
     assert "…" not in proc.stdout and max(map(len, table)) <= 80, proc.stdout
-    rows = {line.split("│")[1].strip(): [c.strip() for c in line.split("│")[2:-1]]
-            for line in proc.stdout.splitlines() if line.startswith("│ ")}
+    rows = table_rows(proc.stdout)
     assert set(rows) == {"val_loss", "val_top1", "val_top3", "val_top5"}, proc.stdout
     assert rows["val_loss"] == ["1", "1.00e-04", "1", "1"], proc.stdout  # mean, sd, min, max
     assert rows["val_top3"] == ["75.00%", "0.00%", "75.00%", "75.00%"], proc.stdout
